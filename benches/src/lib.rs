@@ -1,0 +1,3 @@
+//! rvs benchmarks: see `benches/` for criterion micro-benchmarks.
+
+#![forbid(unsafe_code)]

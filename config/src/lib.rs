@@ -1,0 +1,3 @@
+//! `rvs-config`: the rvs TOML configuration file.
+
+#![forbid(unsafe_code)]

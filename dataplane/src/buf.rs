@@ -1,0 +1,1 @@
+//! The packet-buffer trait (placeholder; the packet-core work fills it in).

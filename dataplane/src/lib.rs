@@ -1,0 +1,17 @@
+//! `rvs-dataplane`: the packet-processing half of rvs.
+//!
+//! Pure modules (no DPDK): [`wire`] header views and checksums, [`buf`] the packet-buffer
+//! trait, [`forward`] the NAT/DR/TUN/FULLNAT rewrites, [`service`] the virtual-service
+//! snapshot, [`sched`] the IPVS schedulers and [`conn`] the per-core session table.
+//! With the `dpdk` feature (default): [`dpdk`], the one safe wrapper over `dpdk-sys`.
+
+#![deny(unsafe_code)]
+
+pub mod buf;
+pub mod conn;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
+pub mod forward;
+pub mod sched;
+pub mod service;
+pub mod wire;
