@@ -1,3 +1,924 @@
 //! `rvs-config`: the rvs TOML configuration file.
+//!
+//! The file has these sections (all optional except what a given deployment needs):
+//!
+//! | section | purpose |
+//! |---|---|
+//! | `[eal]` | DPDK EAL arguments, file prefix, `no_huge`/`in_memory` |
+//! | `[[ports]]` | DPDK ports: device (vdev string or PCI address), queues, addresses, MTU, offloads |
+//! | `[workers]` | worker lcores: an explicit list or a count |
+//! | `[[routes]]` | static routes: prefix, gateway, port |
+//! | `[[services]]` | virtual services with `[[services.real]]` real servers and FULLNAT `laddrs` |
+//! | `[timeouts]` | `tcp tcpfin udp` as `ipvsadm --set` (900 120 300) |
+//! | `[sessions]` | session-table capacity per core |
+//! | `[control]` | the control socket path (default `/run/rvs/rvsd.sock`) |
+//! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast) |
+//!
+//! [`Config::from_str`] parses and validates; every validation error names the field with
+//! its path and the offending value, e.g.
+//! `services[1].real[0].weight: 70000 is out of range 0..=65535`.
+//!
+//! Numeric fields that have a documented range are kept as wide integers (`i64`) in the
+//! serde types so that an out-of-range value reaches validation (and its field-naming
+//! message) instead of failing inside the TOML deserializer; after [`Config::validate`]
+//! succeeds every such value is inside its range and can be narrowed with `as`/`try_from`.
 
 #![forbid(unsafe_code)]
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The 14 scheduler names IPVS knows (`ipvsadm -s`).
+pub const SCHEDULERS: [&str; 14] = [
+    "rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr", "mh", "fo", "ovf", "twos",
+];
+
+/// Default control socket path.
+pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
+
+/// An error loading or validating a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema (unknown or mistyped key).
+    #[error("{0}")]
+    Parse(String),
+    /// A value is invalid; `field` is the path of the field (`services[1].real[0].weight`).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field path.
+        field: String,
+        /// What is wrong, naming the value.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// DPDK EAL settings.
+    #[serde(default)]
+    pub eal: Eal,
+    /// DPDK ports.
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    /// Worker lcores.
+    #[serde(default)]
+    pub workers: Workers,
+    /// Static routes.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Virtual services.
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// Connection timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Session tables.
+    #[serde(default)]
+    pub sessions: Sessions,
+    /// Control socket.
+    #[serde(default)]
+    pub control: Control,
+    /// Connection sync.
+    #[serde(default)]
+    pub sync: Sync,
+}
+
+/// `[eal]`: DPDK Environment Abstraction Layer settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Eal {
+    /// Extra EAL arguments, passed verbatim (e.g. `["-l", "0-1"]`).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// `--file-prefix`.
+    #[serde(default)]
+    pub file_prefix: Option<String>,
+    /// `--no-huge`.
+    #[serde(default)]
+    pub no_huge: bool,
+    /// `--in-memory`.
+    #[serde(default)]
+    pub in_memory: bool,
+}
+
+/// `[[ports]]`: one DPDK port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    /// Name used by routes, LIPs and logs (e.g. `"wan"`, `"dpdk0"`).
+    pub name: String,
+    /// A DPDK vdev string (`"net_af_packet0,iface=veth0"`) or a PCI address (`"0000:03:00.0"`).
+    pub device: String,
+    /// RX queues (default 1).
+    #[serde(default = "one")]
+    pub rx_queues: i64,
+    /// TX queues (default 1).
+    #[serde(default = "one")]
+    pub tx_queues: i64,
+    /// Addresses with prefix length, e.g. `"10.0.0.1/24"`, `"2001:db8::1/64"`.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Free-form role (`"client"`, `"server"`, `"both"`, ...).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// MTU (default 1500, range 68..=9216).
+    #[serde(default = "default_mtu")]
+    pub mtu: i64,
+    /// Use the NIC's checksum offload when it has one (default on).
+    #[serde(default = "yes")]
+    pub checksum_offload: bool,
+}
+
+fn one() -> i64 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_mtu() -> i64 {
+    1500
+}
+
+/// `[workers]`: which lcores run workers. Either `lcores` or `count`; none means one worker.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workers {
+    /// Explicit lcore ids.
+    #[serde(default)]
+    pub lcores: Vec<i64>,
+    /// Number of workers (lcores picked by the dataplane).
+    #[serde(default)]
+    pub count: Option<i64>,
+}
+
+/// `[[routes]]`: a static route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Destination prefix, e.g. `"0.0.0.0/0"`.
+    pub prefix: String,
+    /// Gateway address; absent for an on-link route.
+    #[serde(default)]
+    pub via: Option<String>,
+    /// The port name to send through.
+    pub port: String,
+}
+
+/// The protocol of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// TCP (`-t`).
+    Tcp,
+    /// UDP (`-u`).
+    Udp,
+    /// SCTP (`--sctp-service`).
+    Sctp,
+    /// A firewall-mark service (`-f`).
+    Fwmark,
+}
+
+/// A forwarding method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Forward {
+    /// NAT (`-m`).
+    Masq,
+    /// Direct routing (`-g`, the default).
+    #[default]
+    Route,
+    /// IP-in-IP tunnel (`-i`).
+    Tunnel,
+    /// FULLNAT (`-b` on a real server).
+    Fullnat,
+}
+
+/// `[[services]]`: a virtual service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// `tcp`, `udp`, `sctp` or `fwmark`.
+    pub proto: Proto,
+    /// `"vip:port"` (`"[v6]:port"` for IPv6); absent for `fwmark`.
+    #[serde(default)]
+    pub vip: Option<String>,
+    /// The firewall mark, for `proto = "fwmark"` (1..=4294967295).
+    #[serde(default)]
+    pub fwmark: Option<i64>,
+    /// For `fwmark`: the service is IPv6 (`-6`).
+    #[serde(default)]
+    pub ipv6: bool,
+    /// Scheduler name (default `wlc`).
+    #[serde(default = "default_sched")]
+    pub scheduler: String,
+    /// Persistence timeout in seconds (1..=2678400); absent: not persistent.
+    #[serde(default)]
+    pub persistent: Option<i64>,
+    /// Persistence netmask: an IPv4 mask (`"255.255.255.0"`) or an IPv6 prefix length (`"64"`).
+    #[serde(default)]
+    pub netmask: Option<String>,
+    /// Scheduler flags (`flag-1`, `sh-fallback`, `sh-port`, `mh-port`, ...).
+    #[serde(default)]
+    pub sched_flags: Vec<String>,
+    /// One-packet scheduling (UDP or fwmark only).
+    #[serde(default)]
+    pub ops: bool,
+    /// FULLNAT local addresses (LIP pool), e.g. `["192.168.100.200"]`.
+    #[serde(default)]
+    pub laddrs: Vec<String>,
+    /// Real servers.
+    #[serde(default)]
+    pub real: Vec<Real>,
+}
+
+fn default_sched() -> String {
+    "wlc".to_string()
+}
+
+/// `[[services.real]]`: a real server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Real {
+    /// `"rip:port"` or `"rip"` (port = service port).
+    pub address: String,
+    /// Forwarding method (default `route`).
+    #[serde(default)]
+    pub forward: Forward,
+    /// Weight 0..=65535 (default 1).
+    #[serde(default = "one")]
+    pub weight: i64,
+    /// Upper connection threshold (0 = none).
+    #[serde(default)]
+    pub u_threshold: i64,
+    /// Lower connection threshold (0 = none).
+    #[serde(default)]
+    pub l_threshold: i64,
+}
+
+/// `[timeouts]`: as `ipvsadm --set tcp tcpfin udp`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// ESTABLISHED timeout (default 900).
+    #[serde(default = "d900")]
+    pub tcp: i64,
+    /// FIN_WAIT timeout (default 120).
+    #[serde(default = "d120")]
+    pub tcpfin: i64,
+    /// UDP timeout (default 300).
+    #[serde(default = "d300")]
+    pub udp: i64,
+}
+
+fn d900() -> i64 {
+    900
+}
+fn d120() -> i64 {
+    120
+}
+fn d300() -> i64 {
+    300
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp: 900,
+            tcpfin: 120,
+            udp: 300,
+        }
+    }
+}
+
+/// `[sessions]`: session tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sessions {
+    /// Sessions per core (default 1048576).
+    #[serde(default = "default_capacity")]
+    pub capacity_per_core: i64,
+}
+
+fn default_capacity() -> i64 {
+    1 << 20
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            capacity_per_core: default_capacity(),
+        }
+    }
+}
+
+/// `[control]`: the control socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// Unix socket path (default `/run/rvs/rvsd.sock`).
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_SOCKET)
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            socket: default_socket(),
+        }
+    }
+}
+
+/// Sync daemon state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncState {
+    /// No sync daemon.
+    #[default]
+    None,
+    /// Send our sessions.
+    Master,
+    /// Receive sessions.
+    Backup,
+}
+
+/// `[sync]`: connection synchronisation (`ipvsadm --start-daemon`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sync {
+    /// `master`, `backup` or `none` (default).
+    #[serde(default)]
+    pub state: SyncState,
+    /// Interface (port name) to send/receive on (default `eth0` as ipvsadm).
+    #[serde(default = "default_ifn")]
+    pub mcast_interface: String,
+    /// Sync id 0..=255 (0: no filtering).
+    #[serde(default)]
+    pub syncid: i64,
+    /// Multicast group (default 224.0.0.81).
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// UDP port 1..=65535 (default 8848).
+    #[serde(default = "default_sync_port")]
+    pub port: i64,
+    /// Multicast TTL 1..=255 (default 1).
+    #[serde(default = "one")]
+    pub ttl: i64,
+    /// Maximum message length 1..=65507 (default 1472).
+    #[serde(default = "default_maxlen")]
+    pub maxlen: i64,
+    /// Unicast peer address instead of multicast.
+    #[serde(default)]
+    pub unicast_peer: Option<String>,
+}
+
+fn default_ifn() -> String {
+    "eth0".to_string()
+}
+fn default_group() -> String {
+    "224.0.0.81".to_string()
+}
+fn default_sync_port() -> i64 {
+    8848
+}
+fn default_maxlen() -> i64 {
+    1472
+}
+
+impl Default for Sync {
+    fn default() -> Self {
+        Sync {
+            state: SyncState::None,
+            mcast_interface: default_ifn(),
+            syncid: 0,
+            group: default_group(),
+            port: default_sync_port(),
+            ttl: 1,
+            maxlen: default_maxlen(),
+            unicast_peer: None,
+        }
+    }
+}
+
+/// An address with its prefix length (`"10.0.0.1/24"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrPrefix {
+    /// The address.
+    pub addr: IpAddr,
+    /// The prefix length.
+    pub prefix_len: u8,
+}
+
+impl fmt::Display for AddrPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Parses `"addr/len"`.
+pub fn parse_prefix(s: &str) -> Option<AddrPrefix> {
+    let (a, l) = s.split_once('/')?;
+    let addr: IpAddr = a.parse().ok()?;
+    let prefix_len: u8 = l.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (prefix_len <= max).then_some(AddrPrefix { addr, prefix_len })
+}
+
+/// Parses `"1.2.3.4:80"`, `"[::1]:80"`, or with `default_port`, `"1.2.3.4"` / `"::1"`.
+pub fn parse_endpoint(s: &str, default_port: Option<u16>) -> Option<SocketAddr> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Some(sa);
+    }
+    let port = default_port?;
+    let ip: IpAddr = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s)
+        .parse()
+        .ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+fn range(field: String, v: i64, lo: i64, hi: i64) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        Err(ConfigError::invalid(
+            field,
+            format!("{v} is out of range {lo}..={hi}"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `name` is a valid scheduler flag for `sched`, following ipvsadm's `-b` parsing.
+fn flag_ok(sched: &str, flag: &str) -> bool {
+    match flag {
+        "flag-1" | "flag-2" | "flag-3" => true,
+        "sh-fallback" | "sh-port" => sched == "sh",
+        "mh-fallback" | "mh-port" => sched == "mh",
+        _ => false,
+    }
+}
+
+impl Service {
+    /// The service endpoint (`None` for fwmark services). Valid after [`Config::validate`].
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        self.vip.as_deref().and_then(|v| parse_endpoint(v, None))
+    }
+
+    /// Whether the service is IPv6.
+    pub fn is_ipv6(&self) -> bool {
+        match self.endpoint() {
+            Some(sa) => sa.is_ipv6(),
+            None => self.ipv6,
+        }
+    }
+}
+
+impl Real {
+    /// The real server endpoint; the port defaults to `service_port`.
+    pub fn endpoint(&self, service_port: u16) -> Option<SocketAddr> {
+        parse_endpoint(&self.address, Some(service_port))
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_str(&text).map_err(|e| match e {
+            ConfigError::Parse(m) => ConfigError::Parse(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every value; the first error names its field and value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.eal.file_prefix.as_deref() == Some("") {
+            return Err(ConfigError::invalid("eal.file_prefix", "must not be empty"));
+        }
+        let mut names = Vec::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            let f = |n: &str| format!("ports[{i}].{n}");
+            if p.name.is_empty() {
+                return Err(ConfigError::invalid(f("name"), "must not be empty"));
+            }
+            if names.contains(&p.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    f("name"),
+                    format!("{:?} is used by another port", p.name),
+                ));
+            }
+            names.push(p.name.as_str());
+            if p.device.is_empty() {
+                return Err(ConfigError::invalid(f("device"), "must not be empty"));
+            }
+            range(f("rx_queues"), p.rx_queues, 1, 1024)?;
+            range(f("tx_queues"), p.tx_queues, 1, 1024)?;
+            range(f("mtu"), p.mtu, 68, 9216)?;
+            for (j, a) in p.addresses.iter().enumerate() {
+                if parse_prefix(a).is_none() {
+                    return Err(ConfigError::invalid(
+                        format!("ports[{i}].addresses[{j}]"),
+                        format!(
+                            "{a:?} is not an address with prefix length (e.g. \"10.0.0.1/24\")"
+                        ),
+                    ));
+                }
+            }
+        }
+        for (i, l) in self.workers.lcores.iter().enumerate() {
+            range(format!("workers.lcores[{i}]"), *l, 0, 1023)?;
+        }
+        if let Some(c) = self.workers.count {
+            range("workers.count".into(), c, 1, 1024)?;
+            if !self.workers.lcores.is_empty() {
+                return Err(ConfigError::invalid(
+                    "workers.count",
+                    "cannot be combined with workers.lcores",
+                ));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let pre = parse_prefix(&r.prefix).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("routes[{i}].prefix"),
+                    format!("{:?} is not a prefix (e.g. \"0.0.0.0/0\")", r.prefix),
+                )
+            })?;
+            if let Some(v) = &r.via {
+                match v.parse::<IpAddr>() {
+                    Ok(a) if a.is_ipv4() == pre.addr.is_ipv4() => {}
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            format!("routes[{i}].via"),
+                            format!("{v:?} is not an address of the prefix's family"),
+                        ))
+                    }
+                }
+            }
+            if !self.ports.is_empty() && !names.contains(&r.port.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("routes[{i}].port"),
+                    format!("{:?} is not a configured port", r.port),
+                ));
+            }
+        }
+        let mut keys: Vec<(Proto, Option<SocketAddr>, Option<i64>, bool)> = Vec::new();
+        for (i, s) in self.services.iter().enumerate() {
+            self.validate_service(i, s)?;
+            let key = (s.proto, s.endpoint(), s.fwmark, s.is_ipv6());
+            if keys.contains(&key) {
+                return Err(ConfigError::invalid(
+                    format!("services[{i}]"),
+                    "duplicates an earlier service",
+                ));
+            }
+            keys.push(key);
+        }
+        range("timeouts.tcp".into(), self.timeouts.tcp, 0, 86400 * 31)?;
+        range(
+            "timeouts.tcpfin".into(),
+            self.timeouts.tcpfin,
+            0,
+            86400 * 31,
+        )?;
+        range("timeouts.udp".into(), self.timeouts.udp, 0, 86400 * 31)?;
+        range(
+            "sessions.capacity_per_core".into(),
+            self.sessions.capacity_per_core,
+            1,
+            1 << 30,
+        )?;
+        if self.control.socket.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("control.socket", "must not be empty"));
+        }
+        let s = &self.sync;
+        if s.mcast_interface.is_empty() || s.mcast_interface.len() >= 16 {
+            return Err(ConfigError::invalid(
+                "sync.mcast_interface",
+                format!(
+                    "{:?} is not an interface name (1..15 chars)",
+                    s.mcast_interface
+                ),
+            ));
+        }
+        range("sync.syncid".into(), s.syncid, 0, 255)?;
+        range("sync.port".into(), s.port, 1, 65535)?;
+        range("sync.ttl".into(), s.ttl, 1, 255)?;
+        range("sync.maxlen".into(), s.maxlen, 1, 65507)?;
+        match s.group.parse::<IpAddr>() {
+            Ok(a) if a.is_multicast() => {}
+            _ => {
+                return Err(ConfigError::invalid(
+                    "sync.group",
+                    format!("{:?} is not a multicast address", s.group),
+                ))
+            }
+        }
+        if let Some(p) = &s.unicast_peer {
+            if p.parse::<IpAddr>().is_err() {
+                return Err(ConfigError::invalid(
+                    "sync.unicast_peer",
+                    format!("{p:?} is not an address"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_service(&self, i: usize, s: &Service) -> Result<(), ConfigError> {
+        let f = |n: &str| format!("services[{i}].{n}");
+        let port = match s.proto {
+            Proto::Fwmark => {
+                if s.vip.is_some() {
+                    return Err(ConfigError::invalid(
+                        f("vip"),
+                        "a fwmark service has no vip (use fwmark)",
+                    ));
+                }
+                let m = s.fwmark.ok_or_else(|| {
+                    ConfigError::invalid(f("fwmark"), "is required for proto = \"fwmark\"")
+                })?;
+                range(f("fwmark"), m, 1, u32::MAX as i64)?;
+                0
+            }
+            _ => {
+                if s.fwmark.is_some() {
+                    return Err(ConfigError::invalid(
+                        f("fwmark"),
+                        "only a fwmark service has a fwmark",
+                    ));
+                }
+                if s.ipv6 {
+                    return Err(ConfigError::invalid(
+                        f("ipv6"),
+                        "only for fwmark services (the vip gives the family)",
+                    ));
+                }
+                let v = s
+                    .vip
+                    .as_deref()
+                    .ok_or_else(|| ConfigError::invalid(f("vip"), "is required"))?;
+                let ep = parse_endpoint(v, None).ok_or_else(|| {
+                    ConfigError::invalid(
+                        f("vip"),
+                        format!("{v:?} is not address:port (IPv6: \"[addr]:port\")"),
+                    )
+                })?;
+                if ep.port() == 0 && s.persistent.is_none() {
+                    return Err(ConfigError::invalid(
+                        f("vip"),
+                        format!("{v:?}: zero port specified for non-persistent service"),
+                    ));
+                }
+                ep.port()
+            }
+        };
+        if !SCHEDULERS.contains(&s.scheduler.as_str()) {
+            return Err(ConfigError::invalid(
+                f("scheduler"),
+                format!(
+                    "{:?} is not a scheduler (one of {})",
+                    s.scheduler,
+                    SCHEDULERS.join(" ")
+                ),
+            ));
+        }
+        if let Some(p) = s.persistent {
+            range(f("persistent"), p, 1, 2_678_400)?;
+        }
+        if let Some(m) = &s.netmask {
+            let ok = if s.is_ipv6() {
+                matches!(m.parse::<u8>(), Ok(1..=128))
+            } else {
+                m.parse::<std::net::Ipv4Addr>().is_ok()
+            };
+            if !ok {
+                return Err(ConfigError::invalid(
+                    f("netmask"),
+                    format!(
+                        "{m:?} is not a netmask (IPv4: \"255.255.255.0\", IPv6: prefix 1..128)"
+                    ),
+                ));
+            }
+        }
+        for (j, fl) in s.sched_flags.iter().enumerate() {
+            if !flag_ok(&s.scheduler, fl) {
+                return Err(ConfigError::invalid(
+                    format!("services[{i}].sched_flags[{j}]"),
+                    format!("{fl:?} is not a flag of scheduler {:?}", s.scheduler),
+                ));
+            }
+        }
+        if s.ops && !matches!(s.proto, Proto::Udp | Proto::Fwmark) {
+            return Err(ConfigError::invalid(
+                f("ops"),
+                "One-Packet Scheduling is only for UDP virtual services",
+            ));
+        }
+        for (j, l) in s.laddrs.iter().enumerate() {
+            let ok = match l.parse::<IpAddr>() {
+                Ok(a) => s.proto == Proto::Fwmark || a.is_ipv6() == s.is_ipv6(),
+                Err(_) => false,
+            };
+            if !ok {
+                return Err(ConfigError::invalid(
+                    format!("services[{i}].laddrs[{j}]"),
+                    format!("{l:?} is not an address of the service's family"),
+                ));
+            }
+        }
+        let mut seen: Vec<SocketAddr> = Vec::new();
+        for (j, r) in s.real.iter().enumerate() {
+            let g = |n: &str| format!("services[{i}].real[{j}].{n}");
+            let ep = r.endpoint(port).ok_or_else(|| {
+                ConfigError::invalid(
+                    g("address"),
+                    format!(
+                        "{:?} is not address[:port] (IPv6: \"[addr]:port\")",
+                        r.address
+                    ),
+                )
+            })?;
+            if ep.is_ipv6() != s.is_ipv6() && r.forward != Forward::Tunnel {
+                return Err(ConfigError::invalid(
+                    g("address"),
+                    format!(
+                        "{:?}: Different address family is allowed only for tunneling servers",
+                        r.address
+                    ),
+                ));
+            }
+            range(g("weight"), r.weight, 0, 65535)?;
+            range(g("u_threshold"), r.u_threshold, 0, i32::MAX as i64)?;
+            range(g("l_threshold"), r.l_threshold, 0, i32::MAX as i64)?;
+            if r.l_threshold > r.u_threshold && r.u_threshold != 0 {
+                return Err(ConfigError::invalid(
+                    g("l_threshold"),
+                    format!("{} is above u_threshold {}", r.l_threshold, r.u_threshold),
+                ));
+            }
+            if r.forward == Forward::Fullnat && s.laddrs.is_empty() {
+                return Err(ConfigError::invalid(
+                    g("forward"),
+                    "fullnat needs local addresses: set laddrs on the service",
+                ));
+            }
+            let key = match (r.forward, s.proto) {
+                (Forward::Route | Forward::Tunnel, p) if p != Proto::Fwmark => {
+                    SocketAddr::new(ep.ip(), port)
+                }
+                _ => ep,
+            };
+            if seen.contains(&key) {
+                return Err(ConfigError::invalid(
+                    g("address"),
+                    format!("{:?} duplicates an earlier real server", r.address),
+                ));
+            }
+            seen.push(key);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLES: [&str; 4] = ["nat.toml", "dr.toml", "tun.toml", "fullnat.toml"];
+
+    fn example(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(name)
+    }
+
+    #[test]
+    fn examples_parse_and_validate() {
+        for e in EXAMPLES {
+            let c = Config::from_file(example(e)).unwrap_or_else(|err| panic!("{e}: {err}"));
+            assert!(!c.services.is_empty(), "{e}");
+            assert!(!c.ports.is_empty(), "{e}");
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_str("").unwrap();
+        assert_eq!(c.control.socket, PathBuf::from("/run/rvs/rvsd.sock"));
+        assert_eq!(c.timeouts, Timeouts::default());
+        assert_eq!(c.sync.state, SyncState::None);
+        assert_eq!(c.sync.maxlen, 1472);
+        let c = Config::from_str(
+            "[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n[[services.real]]\naddress = \"10.0.0.1\"\n",
+        )
+        .unwrap();
+        let s = &c.services[0];
+        assert_eq!(s.scheduler, "wlc");
+        assert_eq!(s.real[0].weight, 1);
+        assert_eq!(s.real[0].forward, Forward::Route);
+        assert_eq!(s.real[0].endpoint(80), Some("10.0.0.1:80".parse().unwrap()));
+    }
+
+    fn err(text: &str) -> String {
+        Config::from_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_field_and_value() {
+        let two = "[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n\
+                   [[services]]\nproto = \"udp\"\nvip = \"1.2.3.4:53\"\n\
+                   [[services.real]]\naddress = \"10.0.0.1\"\nweight = 70000\n";
+        assert_eq!(
+            err(two),
+            "services[1].real[0].weight: 70000 is out of range 0..=65535"
+        );
+        assert_eq!(
+            err("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\nscheduler = \"foo\"\n"),
+            "services[0].scheduler: \"foo\" is not a scheduler (one of rr wrr lc wlc sed nq sh dh lblc lblcr mh fo ovf twos)"
+        );
+        assert_eq!(
+            err("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3:80\"\n"),
+            "services[0].vip: \"1.2.3:80\" is not address:port (IPv6: \"[addr]:port\")"
+        );
+        assert!(err("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:0\"\n")
+            .starts_with("services[0].vip:"));
+        assert_eq!(
+            err("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\npersistent = 0\n"),
+            "services[0].persistent: 0 is out of range 1..=2678400"
+        );
+        assert_eq!(
+            err("[sync]\nsyncid = 300\n"),
+            "sync.syncid: 300 is out of range 0..=255"
+        );
+        assert_eq!(
+            err("[[ports]]\nname = \"a\"\ndevice = \"net_null0\"\naddresses = [\"10.0.0.1\"]\n"),
+            "ports[0].addresses[0]: \"10.0.0.1\" is not an address with prefix length (e.g. \"10.0.0.1/24\")"
+        );
+        assert_eq!(
+            err("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n[[services.real]]\naddress = \"10.0.0.1\"\nforward = \"fullnat\"\n"),
+            "services[0].real[0].forward: fullnat needs local addresses: set laddrs on the service"
+        );
+        assert_eq!(
+            err("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\nsched_flags = [\"sh-port\"]\n"),
+            "services[0].sched_flags[0]: \"sh-port\" is not a flag of scheduler \"wlc\""
+        );
+        // Unknown keys are refused by the schema.
+        assert!(err("[control]\nsockt = \"/x\"\n").contains("sockt"));
+        // Duplicate services.
+        assert_eq!(
+            err("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n"),
+            "services[1]: duplicates an earlier service"
+        );
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(
+            parse_prefix("10.0.0.1/24").map(|p| p.to_string()),
+            Some("10.0.0.1/24".into())
+        );
+        assert!(parse_prefix("10.0.0.1/33").is_none());
+        assert!(parse_prefix("2001:db8::1/64").is_some());
+    }
+}
