@@ -62,6 +62,29 @@ fn main() {
         }
     }
 
+    // The poll-mode drivers rvs uses (net_af_packet, net_af_xdp, net_pcap, net_null,
+    // net_ring, net_tap) and the ring mempool driver are shared-object plugins in Debian's
+    // build: nothing references their symbols, so linking them would be dropped by
+    // --as-needed. EAL loads them from its plugin directory; rvs passes that directory
+    // explicitly with `-d` (see `rvs_dataplane::dpdk::Eal`), so they register on any
+    // install whose EAL default differs. net_ring is also linked for rte_eth_from_rings.
+    println!("cargo:rustc-link-lib=rte_net_ring");
+    let pmd_dir = pkg_config(&["--variable=libdir"])
+        .into_iter()
+        .map(PathBuf::from)
+        .filter_map(|dir| std::fs::read_dir(dir.join("dpdk")).ok())
+        .flat_map(|rd| rd.filter_map(Result::ok))
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("pmds-"))
+        });
+    println!(
+        "cargo:rustc-env=RVS_DPDK_PMD_DIR={}",
+        pmd_dir.as_deref().and_then(|p| p.to_str()).unwrap_or("")
+    );
+
     // Bindings. `-march`/`-include` are compiler flags bindgen's clang understands too.
     let bindings = bindgen::Builder::default()
         .header("wrapper.h")

@@ -7,6 +7,10 @@
 #include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_thash.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <rte_log.h>
 #include "shim.h"
 
 uint16_t rvs_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **rx_pkts, uint16_t nb_pkts)
@@ -51,3 +55,36 @@ uint32_t rvs_softrss_be(uint32_t *input_tuple, uint32_t input_len, const uint8_t
 { return rte_softrss_be(input_tuple, input_len, rss_key); }
 void rvs_convert_rss_key(const uint32_t *orig, uint32_t *targ, int len)
 { rte_convert_rss_key(orig, targ, len); }
+
+static FILE *capture_stream;
+static char *capture_buf;
+static size_t capture_len;
+
+int rvs_log_capture_begin(void)
+{
+	if (capture_stream != NULL)
+		return -1;
+	capture_stream = open_memstream(&capture_buf, &capture_len);
+	if (capture_stream == NULL)
+		return -1;
+	return rte_openlog_stream(capture_stream);
+}
+
+size_t rvs_log_capture_end(char *out, size_t cap)
+{
+	size_t n = 0;
+	if (capture_stream == NULL)
+		return 0;
+	rte_openlog_stream(NULL);
+	fclose(capture_stream);
+	capture_stream = NULL;
+	if (capture_buf != NULL) {
+		n = capture_len < cap ? capture_len : cap;
+		if (out != NULL && n > 0)
+			memcpy(out, capture_buf, n);
+		free(capture_buf);
+		capture_buf = NULL;
+	}
+	capture_len = 0;
+	return n;
+}

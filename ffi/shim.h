@@ -2,6 +2,7 @@
 #ifndef RVS_DPDK_SHIM_H
 #define RVS_DPDK_SHIM_H
 #include <stdint.h>
+#include <stddef.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
@@ -38,4 +39,8 @@ int rvs_errno(void);
 uint32_t rvs_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key);
 uint32_t rvs_softrss_be(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key);
 void rvs_convert_rss_key(const uint32_t *orig, uint32_t *targ, int len);
+/* DPDK log capture: EAL and drivers report the reason of a failure in their log, not in
+ * rte_errno. rvs captures the log around fallible set-up calls to put it in the error. */
+int rvs_log_capture_begin(void);
+size_t rvs_log_capture_end(char *out, size_t cap);
 #endif

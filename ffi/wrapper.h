@@ -16,4 +16,6 @@
 #include <rte_thash.h>
 #include <rte_flow.h>
 #include <rte_version.h>
+#include <rte_eth_ring.h>
+#include <rte_log.h>
 #include "shim.h"

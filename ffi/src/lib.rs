@@ -24,3 +24,6 @@ include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
 /// The DPDK version this crate was built against, as `pkg-config --modversion` reported it.
 pub const DPDK_VERSION: &str = env!("RVS_DPDK_VERSION");
+
+/// The directory of DPDK's shared-object drivers found at build time (empty if none).
+pub const DPDK_PMD_DIR: &str = env!("RVS_DPDK_PMD_DIR");

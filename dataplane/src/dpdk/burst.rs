@@ -1,0 +1,184 @@
+//! Reusable burst arrays.
+
+use std::ptr::NonNull;
+
+use dpdk_sys as sys;
+
+use super::Mbuf;
+
+/// The largest burst rvs moves in one rx or tx call.
+pub const MAX_BURST: usize = 64;
+
+/// A fixed-capacity array of owned mbufs, reused burst after burst (no allocation per
+/// burst). The mbufs in it belong to it: [`MbufBatch::clear`] and drop free them.
+pub struct MbufBatch {
+    ptrs: [*mut sys::rte_mbuf; MAX_BURST],
+    len: usize,
+}
+
+// SAFETY: the batch owns its mbufs exclusively (like Vec<Mbuf>), and Mbuf is Send.
+unsafe impl Send for MbufBatch {}
+
+impl Default for MbufBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MbufBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MbufBatch").field("len", &self.len).finish()
+    }
+}
+
+impl MbufBatch {
+    /// An empty batch.
+    pub const fn new() -> MbufBatch {
+        MbufBatch {
+            ptrs: [std::ptr::null_mut(); MAX_BURST],
+            len: 0,
+        }
+    }
+
+    /// Number of mbufs held.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch holds none.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the batch is full.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len == MAX_BURST
+    }
+
+    /// Adds an mbuf; gives it back when the batch is full.
+    #[inline]
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        if self.len == MAX_BURST {
+            return Err(m);
+        }
+        self.ptrs[self.len] = m.into_raw().as_ptr();
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Removes and returns the last mbuf.
+    #[inline]
+    pub fn pop(&mut self) -> Option<Mbuf> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        let p = std::mem::replace(&mut self.ptrs[self.len], std::ptr::null_mut());
+        // SAFETY: slots below len hold owned, non-null mbufs; we move this one out.
+        NonNull::new(p).map(|p| unsafe { Mbuf::from_raw(p) })
+    }
+
+    /// Moves every mbuf out, in order, leaving the batch empty.
+    #[inline]
+    pub fn drain(&mut self) -> Drain<'_> {
+        let len = self.len;
+        self.len = 0;
+        Drain {
+            batch: self,
+            next: 0,
+            end: len,
+        }
+    }
+
+    /// Frees every mbuf held.
+    pub fn clear(&mut self) {
+        if self.len > 0 {
+            // SAFETY: ptrs[..len] are owned, valid mbufs; free_bulk frees each once.
+            unsafe { sys::rvs_pktmbuf_free_bulk(self.ptrs.as_mut_ptr(), self.len as u32) };
+            self.len = 0;
+        }
+    }
+
+    /// The raw array and current length, for the rx burst to fill the free tail.
+    pub(crate) fn raw_tail(&mut self) -> (*mut *mut sys::rte_mbuf, usize) {
+        // SAFETY: len ≤ MAX_BURST, so the offset stays within the array (or one past it).
+        (
+            unsafe { self.ptrs.as_mut_ptr().add(self.len) },
+            MAX_BURST - self.len,
+        )
+    }
+
+    /// Records that `n` more slots (after the current length) now hold owned mbufs.
+    pub(crate) fn commit(&mut self, n: usize) {
+        self.len = (self.len + n).min(MAX_BURST);
+    }
+
+    /// The raw array of held mbufs, for the tx burst.
+    pub(crate) fn raw_all(&mut self) -> (*mut *mut sys::rte_mbuf, usize) {
+        (self.ptrs.as_mut_ptr(), self.len)
+    }
+
+    /// After a ring took the first `n` mbufs: shifts the rest to the front.
+    pub(crate) fn forget_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.ptrs.copy_within(n..self.len, 0);
+        self.len -= n;
+    }
+
+    /// After a tx burst took the first `sent` mbufs: frees the rest, returns how many were
+    /// freed, and leaves the batch empty.
+    pub(crate) fn consume_sent(&mut self, sent: usize) -> usize {
+        let sent = sent.min(self.len);
+        let unsent = self.len - sent;
+        if unsent > 0 {
+            // SAFETY: ptrs[sent..len] are still owned by us (the driver took only the
+            // first `sent`); free each once.
+            unsafe { sys::rvs_pktmbuf_free_bulk(self.ptrs.as_mut_ptr().add(sent), unsent as u32) };
+        }
+        self.len = 0;
+        unsent
+    }
+}
+
+impl Drop for MbufBatch {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Iterator moving mbufs out of a batch ([`MbufBatch::drain`]). Mbufs not taken are freed
+/// when it is dropped.
+pub struct Drain<'a> {
+    batch: &'a mut MbufBatch,
+    next: usize,
+    end: usize,
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        if self.next >= self.end {
+            return None;
+        }
+        let p = std::mem::replace(&mut self.batch.ptrs[self.next], std::ptr::null_mut());
+        self.next += 1;
+        // SAFETY: slots in next..end hold owned, non-null mbufs moved out exactly once.
+        NonNull::new(p).map(|p| unsafe { Mbuf::from_raw(p) })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.end - self.next;
+        (n, Some(n))
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        for _ in self.by_ref() {}
+    }
+}

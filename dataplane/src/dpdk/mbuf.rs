@@ -1,0 +1,190 @@
+//! An owned packet buffer.
+
+use std::ptr::NonNull;
+
+use dpdk_sys as sys;
+
+/// An owned `rte_mbuf`. Dropping it returns it to its pool; sending it moves it into the
+/// driver ([`super::Port::tx_burst`]).
+///
+/// rvs works on single-segment packets: [`Mbuf::data`] is the first segment, which for the
+/// ports rvs configures (no scattered rx) is the whole packet. [`Mbuf::is_contiguous`]
+/// tells whether that holds.
+#[derive(Debug)]
+pub struct Mbuf {
+    raw: NonNull<sys::rte_mbuf>,
+}
+
+// SAFETY: an mbuf we own exclusively may move to another thread (DPDK hands mbufs between
+// lcores over rings routinely); freeing it from any thread is allowed.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Takes ownership of a raw mbuf.
+    ///
+    /// # Safety
+    /// `raw` must be a valid mbuf that nothing else will free or use.
+    #[inline]
+    pub unsafe fn from_raw(raw: NonNull<sys::rte_mbuf>) -> Mbuf {
+        Mbuf { raw }
+    }
+
+    /// Gives up ownership; the caller must free or send the mbuf.
+    #[inline]
+    pub fn into_raw(self) -> NonNull<sys::rte_mbuf> {
+        let raw = self.raw;
+        std::mem::forget(self);
+        raw
+    }
+
+    /// The raw pointer (ownership stays here).
+    #[inline]
+    pub fn as_ptr(&self) -> *mut sys::rte_mbuf {
+        self.raw.as_ptr()
+    }
+
+    /// The packet bytes of the first segment.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        let ptr = self.raw.as_ptr();
+        // SAFETY: ptr is a live mbuf we own; mtod points at data_len readable bytes of its
+        // buffer, which stay valid while we hold &self.
+        unsafe {
+            let len = usize::from(sys::rvs_pktmbuf_data_len(ptr));
+            let p = sys::rvs_pktmbuf_mtod(ptr).cast::<u8>();
+            if p.is_null() || len == 0 {
+                return &[];
+            }
+            std::slice::from_raw_parts(p, len)
+        }
+    }
+
+    /// The packet bytes of the first segment, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let ptr = self.raw.as_ptr();
+        // SAFETY: as in `data`; we own the mbuf exclusively (refcount 1 for mbufs rvs
+        // rewrites), so writing is allowed while we hold &mut self.
+        unsafe {
+            let len = usize::from(sys::rvs_pktmbuf_data_len(ptr));
+            let p = sys::rvs_pktmbuf_mtod(ptr).cast::<u8>();
+            if p.is_null() || len == 0 {
+                return &mut [];
+            }
+            std::slice::from_raw_parts_mut(p, len)
+        }
+    }
+
+    /// Total packet length over all segments.
+    #[inline]
+    pub fn pkt_len(&self) -> usize {
+        // SAFETY: reads a field of a live mbuf.
+        unsafe { sys::rvs_pktmbuf_pkt_len(self.raw.as_ptr()) as usize }
+    }
+
+    /// Whether the whole packet is in the first segment.
+    #[inline]
+    pub fn is_contiguous(&self) -> bool {
+        // SAFETY: reads fields of a live mbuf.
+        let data_len = unsafe { sys::rvs_pktmbuf_data_len(self.raw.as_ptr()) };
+        usize::from(data_len) == self.pkt_len()
+    }
+
+    /// Free bytes before the packet.
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        // SAFETY: reads fields of a live mbuf.
+        usize::from(unsafe { sys::rvs_pktmbuf_headroom(self.raw.as_ptr()) })
+    }
+
+    /// Free bytes after the packet (last segment).
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        // SAFETY: reads fields of a live mbuf.
+        usize::from(unsafe { sys::rvs_pktmbuf_tailroom(self.raw.as_ptr()) })
+    }
+
+    /// Grows the packet by `n` bytes at the front; returns the new bytes, or `None` (and
+    /// changes nothing) without enough headroom.
+    #[inline]
+    pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        let n16 = u16::try_from(n).ok()?;
+        // SAFETY: live mbuf; rte_pktmbuf_prepend checks headroom and returns NULL (changing
+        // nothing) when it is short; on success the n bytes at the result are ours.
+        unsafe {
+            let p = sys::rvs_pktmbuf_prepend(self.raw.as_ptr(), n16).cast::<u8>();
+            if p.is_null() {
+                return None;
+            }
+            Some(std::slice::from_raw_parts_mut(p, n))
+        }
+    }
+
+    /// Removes `n` bytes from the front; `false` (and no change) if the first segment is
+    /// shorter.
+    #[inline]
+    pub fn adj(&mut self, n: usize) -> bool {
+        let Ok(n16) = u16::try_from(n) else {
+            return false;
+        };
+        // SAFETY: live mbuf; rte_pktmbuf_adj checks the length and returns NULL when short.
+        !unsafe { sys::rvs_pktmbuf_adj(self.raw.as_ptr(), n16) }.is_null()
+    }
+
+    /// Grows the packet by `n` bytes at the end; returns the new bytes, or `None` without
+    /// enough tailroom.
+    #[inline]
+    pub fn append(&mut self, n: usize) -> Option<&mut [u8]> {
+        let n16 = u16::try_from(n).ok()?;
+        // SAFETY: live mbuf; rte_pktmbuf_append checks tailroom, returns NULL when short;
+        // on success the n bytes at the result are ours.
+        unsafe {
+            let p = sys::rvs_pktmbuf_append(self.raw.as_ptr(), n16).cast::<u8>();
+            if p.is_null() {
+                return None;
+            }
+            Some(std::slice::from_raw_parts_mut(p, n))
+        }
+    }
+
+    /// Removes `n` bytes from the end; `false` (and no change) if the last segment is
+    /// shorter.
+    #[inline]
+    pub fn trim(&mut self, n: usize) -> bool {
+        let Ok(n16) = u16::try_from(n) else {
+            return false;
+        };
+        // SAFETY: live mbuf; rte_pktmbuf_trim checks the length and returns -1 when short.
+        unsafe { sys::rvs_pktmbuf_trim(self.raw.as_ptr(), n16) == 0 }
+    }
+
+    /// The RSS hash the NIC computed on receive (0 when it computed none).
+    #[inline]
+    pub fn rss_hash(&self) -> u32 {
+        // SAFETY: reads a field of a live mbuf.
+        unsafe { sys::rvs_mbuf_rss_hash(self.raw.as_ptr()) }
+    }
+
+    /// The reference count.
+    #[inline]
+    pub fn refcnt(&self) -> u16 {
+        // SAFETY: reads a field of a live mbuf.
+        unsafe { sys::rvs_mbuf_refcnt_read(self.raw.as_ptr()) }
+    }
+
+    /// Asks the NIC to compute checksums on transmit: sets `ol_flags` (DPDK's
+    /// `RTE_MBUF_F_TX_*` bits) and the L2/L3 header lengths.
+    #[inline]
+    pub fn set_tx_offload(&mut self, ol_flags: u64, l2_len: u16, l3_len: u16) {
+        // SAFETY: writes fields of a live mbuf we own.
+        unsafe { sys::rvs_mbuf_set_tx_offload(self.raw.as_ptr(), ol_flags, l2_len, l3_len) }
+    }
+}
+
+impl Drop for Mbuf {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf; freeing returns it (and any chained segments) to its pool.
+        unsafe { sys::rvs_pktmbuf_free(self.raw.as_ptr()) }
+    }
+}
