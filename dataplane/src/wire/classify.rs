@@ -1,0 +1,616 @@
+//! One-pass classification of a received Ethernet frame: the pipeline's first step.
+//!
+//! [`classify`] validates Ethernet (+ one 802.1Q tag) → IPv4/IPv6 → TCP/UDP/ICMP and
+//! returns where each header starts, the 5-tuple, the TCP flags and, for ICMP errors,
+//! the 5-tuple of the embedded packet — or the typed [`Error`] to count the drop under.
+//!
+//! What it checks: every length (Ethernet, IPv4 IHL and total length, IPv6 payload
+//! length and extension headers, TCP data offset, UDP length = IP payload length, ICMP
+//! header, the embedded header of an ICMP error), the IPv4 header checksum (unless the
+//! NIC verified it: [`ChecksumMode::Offload`]), fragments (dropped, first and non-first).
+//! What it does not: TCP/UDP/ICMP checksums (rewrites update them incrementally, so a
+//! wrong sum stays wrong and the end host drops the packet; the ICMP translation checks
+//! the ICMP sum itself), TTL (the rewrites that route check it).
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::checksum::ChecksumMode;
+use super::ethernet::{Address as EthernetAddress, EtherType, Frame};
+use super::icmpv4::Message;
+use super::ip::{Endpoint, FiveTuple, IpProtocol, IpVersion};
+use super::ipv4::Packet as Ipv4Packet;
+use super::ipv6::{self, Packet as Ipv6Packet};
+use super::tcp::{Flags as TcpFlags, Packet as TcpPacket};
+use super::udp::Packet as UdpPacket;
+use super::{read_u16, Error, Result};
+
+/// What the Ethernet header said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L2Meta {
+    /// Destination MAC.
+    pub dst_mac: EthernetAddress,
+    /// Source MAC.
+    pub src_mac: EthernetAddress,
+    /// The 802.1Q TCI when the frame is tagged.
+    pub vlan_tci: Option<u16>,
+    /// The payload EtherType (after the tag).
+    pub ethertype: EtherType,
+    /// Where the L3 header starts (14, or 18 when tagged).
+    pub l3_offset: usize,
+}
+
+/// The embedded packet of an ICMP error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InnerMeta {
+    /// Where the embedded IP header starts in the frame.
+    pub l3_offset: usize,
+    /// Where the embedded L4 header starts in the frame (at least 8 bytes follow).
+    pub l4_offset: usize,
+    /// The embedded packet's tuple as written (it travelled the other way: reverse it
+    /// to look up the session of the packet that carries the error).
+    pub tuple: FiveTuple,
+}
+
+/// What an ICMP or ICMPv6 header said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpMeta {
+    /// The type.
+    pub msg_type: u8,
+    /// The code.
+    pub code: u8,
+    /// The identifier of an echo request/reply (0 otherwise).
+    pub echo_ident: u16,
+    /// For error messages: the embedded packet.
+    pub inner: Option<InnerMeta>,
+}
+
+impl IcmpMeta {
+    /// Whether this is an error message carrying an embedded packet.
+    pub const fn is_error(&self) -> bool {
+        self.inner.is_some()
+    }
+}
+
+/// A validated IP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpMeta {
+    /// The Ethernet layer.
+    pub l2: L2Meta,
+    /// IPv4 or IPv6.
+    pub version: IpVersion,
+    /// Where the L4 header starts (after IPv4 options or IPv6 extension headers).
+    pub l4_offset: usize,
+    /// Where the IP packet ends; bytes after it are Ethernet padding.
+    pub ip_end: usize,
+    /// The 5-tuple (ports 0 for protocols without ports).
+    pub tuple: FiveTuple,
+    /// TCP flags (empty for other protocols).
+    pub tcp_flags: TcpFlags,
+    /// TTL or hop limit.
+    pub ttl: u8,
+    /// IPv4 TOS or IPv6 traffic class.
+    pub tos: u8,
+    /// IPv4 DF flag (always true for IPv6, which routers never fragment).
+    pub dont_frag: bool,
+    /// ICMP details when the protocol is ICMP/ICMPv6.
+    pub icmp: Option<IcmpMeta>,
+}
+
+impl IpMeta {
+    /// Where the IP header starts.
+    pub const fn l3_offset(&self) -> usize {
+        self.l2.l3_offset
+    }
+
+    /// The L4 length (header and payload).
+    pub const fn l4_len(&self) -> usize {
+        self.ip_end.saturating_sub(self.l4_offset)
+    }
+}
+
+/// The outcome of [`classify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classified {
+    /// An IPv4 or IPv6 packet that passed every check.
+    Ip(IpMeta),
+    /// An ARP packet (the L3 bytes are not checked here; see [`super::ArpRepr::parse`]).
+    Arp(L2Meta),
+    /// Anything else (other EtherTypes, a second VLAN tag): for the exception path.
+    Other(L2Meta),
+}
+
+/// Classify a received Ethernet frame.
+///
+/// `rx_checksum` says who verified the IPv4 header checksum: `Software` verifies it
+/// here, `Offload` trusts the NIC (the caller has already dropped frames the NIC
+/// flagged bad).
+pub fn classify(frame: &[u8], rx_checksum: ChecksumMode) -> Result<Classified> {
+    let eth = Frame::new_checked(frame)?;
+    let l2 = L2Meta {
+        dst_mac: eth.dst_addr(),
+        src_mac: eth.src_addr(),
+        vlan_tci: eth.vlan_tci(),
+        ethertype: eth.payload_ethertype(),
+        l3_offset: eth.header_len(),
+    };
+    match l2.ethertype {
+        EtherType::IPV4 => classify_ipv4(frame, l2, rx_checksum).map(Classified::Ip),
+        EtherType::IPV6 => classify_ipv6(frame, l2).map(Classified::Ip),
+        EtherType::ARP => Ok(Classified::Arp(l2)),
+        _ => Ok(Classified::Other(l2)),
+    }
+}
+
+fn classify_ipv4(frame: &[u8], l2: L2Meta, rx_checksum: ChecksumMode) -> Result<IpMeta> {
+    let l3 = frame.get(l2.l3_offset..).ok_or(Error::Truncated)?;
+    let ip = Ipv4Packet::new_checked(l3)?;
+    if rx_checksum == ChecksumMode::Software && !ip.verify_checksum() {
+        return Err(Error::BadChecksum);
+    }
+    if ip.is_fragment() {
+        return Err(Error::Fragment);
+    }
+    let l4_offset = l2.l3_offset + ip.header_len();
+    let ip_end = l2.l3_offset + usize::from(ip.total_len());
+    let src = IpAddr::V4(ip.src_addr());
+    let dst = IpAddr::V4(ip.dst_addr());
+    let mut meta = IpMeta {
+        l2,
+        version: IpVersion::V4,
+        l4_offset,
+        ip_end,
+        tuple: FiveTuple {
+            protocol: ip.protocol(),
+            src: Endpoint::new(src, 0),
+            dst: Endpoint::new(dst, 0),
+        },
+        tcp_flags: TcpFlags::NONE,
+        ttl: ip.ttl(),
+        tos: ip.tos(),
+        dont_frag: ip.dont_frag(),
+        icmp: None,
+    };
+    classify_l4(frame, &mut meta)?;
+    Ok(meta)
+}
+
+fn classify_ipv6(frame: &[u8], l2: L2Meta) -> Result<IpMeta> {
+    let l3 = frame.get(l2.l3_offset..).ok_or(Error::Truncated)?;
+    let ip = Ipv6Packet::new_checked(l3)?;
+    let (protocol, l4_rel) = ip.upper_layer()?;
+    let ip_end = l2.l3_offset + ipv6::HEADER_LEN + usize::from(ip.payload_len());
+    let mut meta = IpMeta {
+        l2,
+        version: IpVersion::V6,
+        l4_offset: l2.l3_offset + l4_rel,
+        ip_end,
+        tuple: FiveTuple {
+            protocol,
+            src: Endpoint::new(IpAddr::V6(ip.src_addr()), 0),
+            dst: Endpoint::new(IpAddr::V6(ip.dst_addr()), 0),
+        },
+        tcp_flags: TcpFlags::NONE,
+        ttl: ip.hop_limit(),
+        tos: ip.traffic_class(),
+        dont_frag: true,
+        icmp: None,
+    };
+    classify_l4(frame, &mut meta)?;
+    Ok(meta)
+}
+
+fn classify_l4(frame: &[u8], meta: &mut IpMeta) -> Result<()> {
+    let l4 = frame
+        .get(meta.l4_offset..meta.ip_end)
+        .ok_or(Error::Truncated)?;
+    match meta.tuple.protocol {
+        IpProtocol::TCP => {
+            let tcp = TcpPacket::new_checked(l4)?;
+            meta.tuple.src.port = tcp.src_port();
+            meta.tuple.dst.port = tcp.dst_port();
+            meta.tcp_flags = tcp.flags();
+        }
+        IpProtocol::UDP => {
+            let udp = UdpPacket::new_checked(l4)?;
+            if usize::from(udp.len()) != l4.len() {
+                return Err(Error::BadUdpLen);
+            }
+            meta.tuple.src.port = udp.src_port();
+            meta.tuple.dst.port = udp.dst_port();
+        }
+        IpProtocol::SCTP => {
+            if l4.len() < 12 {
+                return Err(Error::Truncated);
+            }
+            meta.tuple.src.port = read_u16(l4, 0);
+            meta.tuple.dst.port = read_u16(l4, 2);
+        }
+        IpProtocol::ICMP if meta.version == IpVersion::V4 => {
+            meta.icmp = Some(classify_icmp(l4, meta.l4_offset, false)?);
+        }
+        IpProtocol::ICMPV6 if meta.version == IpVersion::V6 => {
+            meta.icmp = Some(classify_icmp(l4, meta.l4_offset, true)?);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn classify_icmp(l4: &[u8], l4_offset: usize, v6: bool) -> Result<IcmpMeta> {
+    if l4.len() < 8 {
+        return Err(Error::Truncated);
+    }
+    let (msg_type, code) = (l4[0], l4[1]);
+    let (is_echo, is_error) = if v6 {
+        (matches!(msg_type, 128 | 129), matches!(msg_type, 1..=4))
+    } else {
+        (matches!(msg_type, 0 | 8), Message(msg_type).is_error())
+    };
+    let mut meta = IcmpMeta {
+        msg_type,
+        code,
+        echo_ident: if is_echo { read_u16(l4, 4) } else { 0 },
+        inner: None,
+    };
+    if is_error {
+        let data = &l4[8..];
+        let base = l4_offset + 8;
+        meta.inner = Some(if v6 {
+            embedded_ipv6(data, base)?
+        } else {
+            embedded_ipv4(data, base)?
+        });
+    }
+    Ok(meta)
+}
+
+/// The embedded header of an ICMP error: lax about the total length (the packet is cut),
+/// strict about the header and the first 8 bytes of L4 being present.
+fn embedded_ipv4(data: &[u8], base: usize) -> Result<InnerMeta> {
+    if data.len() < 20 || data[0] >> 4 != 4 {
+        return Err(Error::BadIcmp);
+    }
+    let hl = usize::from(data[0] & 0x0f) * 4;
+    if hl < 20 || data.len() < hl + 8 {
+        return Err(Error::BadIcmp);
+    }
+    // A non-first fragment has no L4 header to match on.
+    if read_u16(data, 6) & 0x1fff != 0 {
+        return Err(Error::BadIcmp);
+    }
+    let protocol = IpProtocol(data[9]);
+    let src = Ipv4Addr::new(data[12], data[13], data[14], data[15]);
+    let dst = Ipv4Addr::new(data[16], data[17], data[18], data[19]);
+    let (sp, dp) = embedded_ports(protocol, &data[hl..]);
+    Ok(InnerMeta {
+        l3_offset: base,
+        l4_offset: base + hl,
+        tuple: FiveTuple {
+            protocol,
+            src: Endpoint::new(IpAddr::V4(src), sp),
+            dst: Endpoint::new(IpAddr::V4(dst), dp),
+        },
+    })
+}
+
+fn embedded_ipv6(data: &[u8], base: usize) -> Result<InnerMeta> {
+    if data.len() < ipv6::HEADER_LEN || data[0] >> 4 != 6 {
+        return Err(Error::BadIcmp);
+    }
+    let (protocol, off) = ipv6::skip_ext_headers(IpProtocol(data[6]), &data[ipv6::HEADER_LEN..])
+        .map_err(|_| Error::BadIcmp)?;
+    let l4 = ipv6::HEADER_LEN + off;
+    if data.len() < l4 + 8 {
+        return Err(Error::BadIcmp);
+    }
+    let addr = |r: core::ops::Range<usize>| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&data[r]);
+        IpAddr::V6(Ipv6Addr::from(a))
+    };
+    let (sp, dp) = embedded_ports(protocol, &data[l4..]);
+    Ok(InnerMeta {
+        l3_offset: base,
+        l4_offset: base + l4,
+        tuple: FiveTuple {
+            protocol,
+            src: Endpoint::new(addr(8..24), sp),
+            dst: Endpoint::new(addr(24..40), dp),
+        },
+    })
+}
+
+fn embedded_ports(protocol: IpProtocol, l4: &[u8]) -> (u16, u16) {
+    if protocol.has_ports() && l4.len() >= 4 {
+        (read_u16(l4, 0), read_u16(l4, 2))
+    } else {
+        (0, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::checksum;
+    use etherparse::PacketBuilder;
+    use proptest::prelude::*;
+
+    const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+
+    fn tcp_frame() -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4([203, 0, 113, 5], [192, 168, 1, 100], 64)
+            .tcp(51234, 80, 1000, 65535)
+            .syn();
+        let mut v = Vec::new();
+        b.write(&mut v, b"hello").unwrap();
+        v
+    }
+
+    fn ip_mut(v: &mut [u8]) -> Ipv4Packet<&mut [u8]> {
+        Ipv4Packet::new_unchecked(&mut v[14..])
+    }
+
+    #[test]
+    fn tcp_ipv4() {
+        let mut f = tcp_frame();
+        f.extend_from_slice(&[0; 6]); // Ethernet padding
+        let Classified::Ip(m) = classify(&f, ChecksumMode::Software).unwrap() else {
+            panic!("not IP")
+        };
+        assert_eq!(m.version, IpVersion::V4);
+        assert_eq!(m.l3_offset(), 14);
+        assert_eq!(m.l4_offset, 34);
+        assert_eq!(m.ip_end, 14 + 20 + 20 + 5);
+        assert_eq!(m.l4_len(), 25);
+        assert_eq!(m.tuple.protocol, IpProtocol::TCP);
+        assert_eq!(m.tuple.src.to_string(), "203.0.113.5:51234");
+        assert_eq!(m.tuple.dst.to_string(), "192.168.1.100:80");
+        assert!(m.tcp_flags.syn() && !m.tcp_flags.ack());
+        assert_eq!(m.ttl, 64);
+        assert_eq!(m.l2.dst_mac, EthernetAddress(MAC_B));
+        assert_eq!(m.l2.vlan_tci, None);
+        assert!(m.icmp.is_none());
+    }
+
+    #[test]
+    fn udp_vlan_ipv6_with_ext_header() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .single_vlan(etherparse::VlanId::try_new(100).unwrap())
+            .ipv6([0x20; 16], [0x21; 16], 9)
+            .udp(5000, 53)
+            .write(&mut v, b"q")
+            .unwrap();
+        // Insert an 8-byte destination-options header between IPv6 and UDP.
+        let l3 = 18;
+        let mut f = v[..l3 + 40].to_vec();
+        f[l3 + 6] = 60;
+        let plen = u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]) + 8;
+        f[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+        f.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+        f.extend_from_slice(&v[l3 + 40..]);
+        let Classified::Ip(m) = classify(&f, ChecksumMode::Software).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.l2.vlan_tci.map(|t| t & 0xfff), Some(100));
+        assert_eq!(m.version, IpVersion::V6);
+        assert_eq!(m.l4_offset, 18 + 48);
+        assert_eq!(m.tuple.protocol, IpProtocol::UDP);
+        assert_eq!((m.tuple.src.port, m.tuple.dst.port), (5000, 53));
+        assert_eq!(m.ttl, 9);
+    }
+
+    #[test]
+    fn icmp_error_embedded_tuple() {
+        // port unreachable from 192.168.1.100 about a UDP packet 203.0.113.5:4000 -> :53
+        let mut inner = Vec::new();
+        PacketBuilder::ipv4([203, 0, 113, 5], [192, 168, 1, 100], 64)
+            .udp(4000, 53)
+            .write(&mut inner, b"0123456789")
+            .unwrap();
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4([192, 168, 1, 100], [203, 0, 113, 5], 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ))
+            .write(&mut f, &inner[..28])
+            .unwrap();
+        let Classified::Ip(m) = classify(&f, ChecksumMode::Software).unwrap() else {
+            panic!()
+        };
+        let icmp = m.icmp.unwrap();
+        assert_eq!((icmp.msg_type, icmp.code), (3, 3));
+        assert!(icmp.is_error());
+        let inner_m = icmp.inner.unwrap();
+        assert_eq!(inner_m.l3_offset, 14 + 20 + 8);
+        assert_eq!(inner_m.l4_offset, 14 + 20 + 8 + 20);
+        assert_eq!(
+            inner_m.tuple.to_string(),
+            "UDP 203.0.113.5:4000 -> 192.168.1.100:53"
+        );
+
+        // fewer than 8 bytes of the embedded L4 header
+        let mut short = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4([192, 168, 1, 100], [203, 0, 113, 5], 64)
+            .icmpv4(etherparse::Icmpv4Type::TimeExceeded(
+                etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit,
+            ))
+            .write(&mut short, &inner[..27])
+            .unwrap();
+        assert_eq!(
+            classify(&short, ChecksumMode::Software),
+            Err(Error::BadIcmp)
+        );
+
+        // echo
+        let mut e = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64)
+            .icmpv4_echo_request(0x77, 1)
+            .write(&mut e, b"ping")
+            .unwrap();
+        let Classified::Ip(m) = classify(&e, ChecksumMode::Software).unwrap() else {
+            panic!()
+        };
+        let icmp = m.icmp.unwrap();
+        assert_eq!(
+            (icmp.msg_type, icmp.echo_ident, icmp.inner),
+            (8, 0x77, None)
+        );
+    }
+
+    #[test]
+    fn arp_and_other() {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&MAC_A);
+        f.extend_from_slice(&[0x08, 0x06]);
+        f.extend_from_slice(&[0; 28]);
+        assert!(matches!(
+            classify(&f, ChecksumMode::Software),
+            Ok(Classified::Arp(L2Meta { l3_offset: 14, .. }))
+        ));
+        f[12..14].copy_from_slice(&[0x88, 0xcc]); // LLDP
+        assert!(matches!(
+            classify(&f, ChecksumMode::Software),
+            Ok(Classified::Other(L2Meta {
+                ethertype: EtherType(0x88cc),
+                ..
+            }))
+        ));
+    }
+
+    /// Fixtures for every drop reason the classifier gives.
+    #[test]
+    fn drop_reasons() {
+        let good = tcp_frame();
+        let sw = ChecksumMode::Software;
+        assert_eq!(classify(&good[..13], sw), Err(Error::Truncated));
+        assert_eq!(classify(&good[..14 + 19], sw), Err(Error::Truncated));
+        // IP total length says more than the frame holds
+        assert_eq!(classify(&good[..good.len() - 1], sw), Err(Error::Truncated));
+
+        let mut f = good.clone();
+        f[14] = 0x44;
+        assert_eq!(classify(&f, sw), Err(Error::BadIhl));
+        let mut f = good.clone();
+        f[14] = 0x65;
+        assert_eq!(classify(&f, sw), Err(Error::BadVersion));
+        let mut f = good.clone();
+        ip_mut(&mut f).set_total_len(10);
+        assert_eq!(classify(&f, sw), Err(Error::BadTotalLen));
+        let mut f = good.clone();
+        f[14 + 11] ^= 0xff;
+        assert_eq!(classify(&f, sw), Err(Error::BadChecksum));
+        // the NIC verified it: the classifier does not look
+        assert!(classify(&f, ChecksumMode::Offload).is_ok());
+        for flg in [0x2000u16, 0x00b9] {
+            let mut f = good.clone();
+            f[14 + 6..14 + 8].copy_from_slice(&flg.to_be_bytes());
+            ip_mut(&mut f).fill_checksum();
+            assert_eq!(classify(&f, sw), Err(Error::Fragment));
+        }
+        let mut f = good.clone();
+        f[34 + 12] = 0x40; // data offset 4
+        assert_eq!(classify(&f, sw), Err(Error::BadDataOffset));
+        let mut f = good.clone();
+        f[34 + 12] = 0xf0; // data offset 15: 60 bytes, more than the segment
+        assert_eq!(classify(&f, sw), Err(Error::Truncated));
+        // UDP length disagreeing with the IP payload
+        let mut u = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64)
+            .udp(1, 2)
+            .write(&mut u, b"abcd")
+            .unwrap();
+        let mut f = u.clone();
+        f[34 + 5] -= 1;
+        assert_eq!(classify(&f, sw), Err(Error::BadUdpLen));
+        let mut f = u;
+        f[34 + 5] = 4;
+        assert_eq!(classify(&f, sw), Err(Error::BadUdpLen));
+        // IPv4 with options: skipped by IHL
+        let mut f = good.clone();
+        f.splice(34..34, [1u8, 1, 1, 0]);
+        f[14] = 0x46;
+        let tl = u16::from_be_bytes([f[16], f[17]]) + 4;
+        ip_mut(&mut f).set_total_len(tl);
+        ip_mut(&mut f).fill_checksum();
+        let Classified::Ip(m) = classify(&f, sw).unwrap() else {
+            panic!()
+        };
+        assert_eq!((m.l4_offset, m.tuple.dst.port), (38, 80));
+        // a frame far larger than any IP packet: the IP length rules, the rest is padding
+        let mut big = good.clone();
+        big.resize(100_000, 0xee);
+        assert!(classify(&big, sw).is_ok());
+    }
+
+    #[test]
+    fn ipv6_drop_reasons() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6([1; 16], [2; 16], 64)
+            .tcp(1, 2, 3, 4)
+            .write(&mut v, &[])
+            .unwrap();
+        let sw = ChecksumMode::Software;
+        assert!(classify(&v, sw).is_ok());
+        assert_eq!(classify(&v[..14 + 39], sw), Err(Error::Truncated));
+        assert_eq!(classify(&v[..v.len() - 1], sw), Err(Error::Truncated));
+        let mut f = v.clone();
+        f[14 + 6] = 44; // fragment header instead of TCP
+        f[14 + 40..14 + 48].copy_from_slice(&[6, 0, 0x00, 0x09, 0, 0, 0, 1]);
+        assert_eq!(classify(&f, sw), Err(Error::Fragment));
+    }
+
+    #[test]
+    fn checksum_helper_agrees_with_etherparse() {
+        let f = tcp_frame();
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert!(tcp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()));
+        assert_eq!(checksum::data(&f[14..34]), 0xffff);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Random bytes never panic; any error is a typed reason.
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = classify(&bytes, ChecksumMode::Software);
+            let _ = classify(&bytes, ChecksumMode::Offload);
+        }
+
+        /// Random bytes behind a valid Ethernet + IPv4/IPv6 prefix get deeper.
+        #[test]
+        fn random_l3_never_panics(
+            v6 in any::<bool>(),
+            vlan in any::<bool>(),
+            bytes in proptest::collection::vec(any::<u8>(), 0..120),
+        ) {
+            let mut f = vec![0u8; 12];
+            if vlan {
+                f.extend_from_slice(&[0x81, 0x00, 0, 1]);
+            }
+            f.extend_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+            let mut b = bytes;
+            if let Some(first) = b.first_mut() {
+                *first = if v6 { 0x60 | (*first & 0x0f) } else { 0x40 | (*first & 0x0f) };
+            }
+            f.extend_from_slice(&b);
+            let _ = classify(&f, ChecksumMode::Offload);
+        }
+
+        /// Truncating a valid frame anywhere gives an error, never a panic.
+        #[test]
+        fn truncation_is_an_error(cut in 0usize..59) {
+            let f = tcp_frame();
+            prop_assert!(cut < f.len());
+            prop_assert!(classify(&f[..cut], ChecksumMode::Software).is_err());
+        }
+    }
+}
