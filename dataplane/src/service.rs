@@ -1,1 +1,848 @@
-//! Placeholder module (service).
+//! Virtual services and real servers: the immutable snapshot the workers read.
+//!
+//! The control plane edits a [`ServiceTable`] (the `ipvsadm -A/-E/-D/-a/-e/-d/-C` operations,
+//! with the kernel's checks and error cases) and publishes an [`Snapshot`] with
+//! [`ServiceTable::snapshot`]. A snapshot is immutable and shared between the workers behind
+//! an `Arc`; a worker adopts a new one between bursts (see `conn::ConnTable::adopt`).
+//!
+//! Identity across snapshots: every service has a stable [`ServiceId`] and every real server a
+//! stable [`DestId`]. Per-core mutable state (ActiveConn/InActConn counters, overload flags,
+//! scheduler cursors and tables) lives outside the snapshot, keyed by these ids, so it survives
+//! a swap. A real server deleted and added again to the same service gets its old id back, the
+//! way the kernel takes a deleted dest back from its trash with its counters.
+//!
+//! Order of real servers: like the kernel (`list_add_rcu` in `__ip_vs_update_dest`), a new real
+//! server is put at the **head** of its service's list, so [`Service::dests`] is newest-first
+//! and schedulers iterate it in that order.
+//!
+//! Lookup of the service for a packet ([`Snapshot::find`]) is O(1) and follows
+//! `ip_vs_service_find`: firewall mark first, then `<proto, vip, vport>`, then `<proto, vip, 0>`.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use crate::sched::SchedKind;
+
+/// Transport protocol of a service or a session (IANA protocol numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[repr(u8)]
+pub enum Proto {
+    /// `IPPROTO_IP`: only the persistence templates of firewall-mark services use it.
+    #[default]
+    Ip = 0,
+    /// TCP.
+    Tcp = 6,
+    /// UDP.
+    Udp = 17,
+}
+
+impl Proto {
+    /// The name `ipvsadm` prints: `TCP`, `UDP`, or `IP` for fwmark templates.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Ip => "IP",
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        }
+    }
+
+    /// The protocol for an IANA protocol number, if rvs balances it.
+    pub fn from_number(n: u8) -> Option<Proto> {
+        match n {
+            0 => Some(Proto::Ip),
+            6 => Some(Proto::Tcp),
+            17 => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+}
+
+const V4_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+/// An IPv4 or IPv6 address in 16 bytes: IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`).
+///
+/// Byte-aligned (no padding in the session struct) and cheap to compare.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Addr(pub [u8; 16]);
+
+impl Addr {
+    /// The all-zero IPv6 address `::`.
+    pub const UNSPECIFIED: Addr = Addr([0; 16]);
+
+    /// An IPv4 address from its host-order value (`0x0a010102` is 10.1.1.2).
+    pub const fn from_v4_bits(bits: u32) -> Addr {
+        let b = bits.to_be_bytes();
+        Addr([
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b[0], b[1], b[2], b[3],
+        ])
+    }
+
+    /// An IPv4 address from four octets.
+    pub const fn v4(a: u8, b: u8, c: u8, d: u8) -> Addr {
+        Addr::from_v4_bits(u32::from_be_bytes([a, b, c, d]))
+    }
+
+    /// True for an IPv4 (IPv4-mapped) address.
+    pub fn is_v4(&self) -> bool {
+        self.0[..12] == V4_PREFIX
+    }
+
+    /// The host-order IPv4 value, for an IPv4 address.
+    pub fn v4_bits(&self) -> Option<u32> {
+        if self.is_v4() {
+            Some(u32::from_be_bytes([
+                self.0[12], self.0[13], self.0[14], self.0[15],
+            ]))
+        } else {
+            None
+        }
+    }
+
+    /// The address as a std `IpAddr`.
+    pub fn to_ip(&self) -> IpAddr {
+        match self.v4_bits() {
+            Some(b) => IpAddr::V4(Ipv4Addr::from(b)),
+            None => IpAddr::V6(Ipv6Addr::from(self.0)),
+        }
+    }
+
+    /// The kernel's `ntohl(addr_fold)`: the IPv4 address, or for IPv6 the XOR of its four
+    /// 32-bit words, in host order (used by sh, dh and mh).
+    pub fn fold(&self) -> u32 {
+        if let Some(b) = self.v4_bits() {
+            return b;
+        }
+        let w =
+            |i: usize| u32::from_be_bytes([self.0[i], self.0[i + 1], self.0[i + 2], self.0[i + 3]]);
+        w(0) ^ w(4) ^ w(8) ^ w(12)
+    }
+
+    /// The address ANDed with a mask built by [`Addr::v4_netmask`] or [`Addr::v6_prefix`].
+    pub fn masked(&self, mask: &Addr) -> Addr {
+        let mut out = [0u8; 16];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = self.0[i] & mask.0[i];
+        }
+        Addr(out)
+    }
+
+    /// An IPv4 netmask (`-M 255.255.255.0` is `v4_netmask(0xffffff00)`); it keeps the
+    /// IPv4-mapped prefix when applied.
+    pub const fn v4_netmask(mask: u32) -> Addr {
+        let b = mask.to_be_bytes();
+        Addr([
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, b[0], b[1],
+            b[2], b[3],
+        ])
+    }
+
+    /// An IPv6 netmask of `len` leading one bits (clamped to 128).
+    pub fn v6_prefix(len: u8) -> Addr {
+        let bits = u128::MAX
+            .checked_shl(128 - u32::from(len.min(128)))
+            .unwrap_or(0);
+        Addr(bits.to_be_bytes())
+    }
+}
+
+impl From<Ipv4Addr> for Addr {
+    fn from(a: Ipv4Addr) -> Addr {
+        Addr::from_v4_bits(u32::from(a))
+    }
+}
+
+impl From<Ipv6Addr> for Addr {
+    fn from(a: Ipv6Addr) -> Addr {
+        Addr(a.octets())
+    }
+}
+
+impl From<IpAddr> for Addr {
+    fn from(a: IpAddr) -> Addr {
+        match a {
+            IpAddr::V4(v) => v.into(),
+            IpAddr::V6(v) => v.into(),
+        }
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.to_ip(), f)
+    }
+}
+
+impl fmt::Debug for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.to_ip(), f)
+    }
+}
+
+/// Formats `addr:port` the way `ipvsadm -n` does (`[v6]:port` for IPv6).
+pub fn endpoint(addr: &Addr, port: u16) -> String {
+    if addr.is_v4() {
+        format!("{addr}:{port}")
+    } else {
+        format!("[{addr}]:{port}")
+    }
+}
+
+/// The 5-tuple of a packet as seen on the wire: source and destination address and port.
+///
+/// A client packet gives the session's client-side (in) tuple `caddr:cport -> vaddr:vport`;
+/// a server reply gives its server-side (out) tuple `daddr:dport -> laddr:lport`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// Transport protocol.
+    pub proto: Proto,
+    /// Source address.
+    pub saddr: Addr,
+    /// Destination address.
+    pub daddr: Addr,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+/// Forwarding method of a real server (the kernel's `IP_VS_CONN_F_FWD_MASK` values; FullNat
+/// uses DPVS's value 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum FwdMethod {
+    /// NAT (`-m`): "Masq".
+    Masq = 0,
+    /// Local node: "Local".
+    Local = 1,
+    /// IP tunnel (`-i`): "Tunnel".
+    Tunnel = 2,
+    /// Direct routing (`-g`, ipvsadm's default): "Route".
+    #[default]
+    Route = 3,
+    /// Full NAT (source and destination rewritten, DPVS's `-b`): "FullNat".
+    FullNat = 5,
+}
+
+impl FwdMethod {
+    /// The name in `ipvsadm -L`'s Forward column.
+    pub fn name(self) -> &'static str {
+        match self {
+            FwdMethod::Masq => "Masq",
+            FwdMethod::Local => "Local",
+            FwdMethod::Tunnel => "Tunnel",
+            FwdMethod::Route => "Route",
+            FwdMethod::FullNat => "FullNat",
+        }
+    }
+
+    /// The method for the low 3 bits of IPVS conn flags.
+    pub fn from_flags(flags: u16) -> FwdMethod {
+        match flags & 0x7 {
+            0 => FwdMethod::Masq,
+            1 => FwdMethod::Local,
+            2 => FwdMethod::Tunnel,
+            5 => FwdMethod::FullNat,
+            _ => FwdMethod::Route,
+        }
+    }
+
+    /// True when replies come back through the director (NAT, FULLNAT); the others get
+    /// `IP_VS_CONN_F_NOOUTPUT` and use the INPUT-ONLY TCP state rows.
+    pub fn replies_via_director(self) -> bool {
+        matches!(self, FwdMethod::Masq | FwdMethod::FullNat)
+    }
+}
+
+/// Service flags (`IP_VS_SVC_F_*`).
+pub mod svc_flags {
+    /// `-p`: persistent service.
+    pub const PERSISTENT: u32 = 0x0001;
+    /// `-o`: one-packet scheduling (UDP).
+    pub const ONEPACKET: u32 = 0x0004;
+    /// Scheduler flag 1 (`sh-fallback`, `mh-fallback`, `flag-1`).
+    pub const SCHED1: u32 = 0x0008;
+    /// Scheduler flag 2 (`sh-port`, `mh-port`, `flag-2`).
+    pub const SCHED2: u32 = 0x0010;
+    /// Scheduler flag 3 (`flag-3`).
+    pub const SCHED3: u32 = 0x0020;
+    /// sh: probe other buckets when the hashed dest is unavailable.
+    pub const SH_FALLBACK: u32 = SCHED1;
+    /// sh: hash the source port too.
+    pub const SH_PORT: u32 = SCHED2;
+    /// mh: probe other slots when the hashed dest is unavailable.
+    pub const MH_FALLBACK: u32 = SCHED1;
+    /// mh: hash the source port too.
+    pub const MH_PORT: u32 = SCHED2;
+}
+
+/// The persistence timeout `-p` uses when no value is given (`IP_VS_SVC_PERSISTENT_TIMEOUT`).
+pub const DEFAULT_PERSIST_TIMEOUT: u32 = 360;
+
+/// Stable identity of a virtual service across snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId(pub u32);
+
+/// Stable identity of a real server across snapshots (per service).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DestId(pub u32);
+
+/// Index of a service inside one [`Snapshot`] (valid for that snapshot only).
+pub type SvcIdx = u32;
+
+/// How a virtual service is addressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServiceKey {
+    /// `-t/-u vip:port`.
+    Addr {
+        /// Protocol.
+        proto: Proto,
+        /// Virtual IP.
+        addr: Addr,
+        /// Virtual port (0: all ports, persistent services only).
+        port: u16,
+    },
+    /// `-f mark` (with `-6` for an IPv6 fwmark service).
+    Fwmark {
+        /// IPv6 service.
+        v6: bool,
+        /// Firewall mark.
+        mark: u32,
+    },
+}
+
+/// A real server of a service, as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealServer {
+    /// Stable identity (assigned by [`ServiceTable`]).
+    pub id: DestId,
+    /// Real server address.
+    pub addr: Addr,
+    /// Real server port (0 for fwmark services: use the packet's port).
+    pub port: u16,
+    /// Forwarding method.
+    pub fwd: FwdMethod,
+    /// Weight 0..=65535; 0 quiesces (no new sessions).
+    pub weight: u32,
+    /// The last non-zero weight (the kernel's `last_weight`, used by mh to keep a quiesced
+    /// server's slots).
+    pub last_weight: u32,
+    /// Upper connection threshold `-x` (0: none).
+    pub u_threshold: u32,
+    /// Lower connection threshold `-y` (0: none).
+    pub l_threshold: u32,
+}
+
+/// A virtual service in a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Stable identity.
+    pub id: ServiceId,
+    /// Address or firewall mark.
+    pub key: ServiceKey,
+    /// Scheduler.
+    pub sched: SchedKind,
+    /// `svc_flags::*`.
+    pub flags: u32,
+    /// Persistence timeout in seconds (meaningful with `svc_flags::PERSISTENT`).
+    pub timeout: u32,
+    /// Persistence netmask (`-M`); all ones by default.
+    pub netmask: Addr,
+    /// Real servers, newest first.
+    pub dests: Vec<RealServer>,
+}
+
+impl Service {
+    /// True with `-p`.
+    pub fn is_persistent(&self) -> bool {
+        self.flags & svc_flags::PERSISTENT != 0
+    }
+
+    /// The firewall mark, for a fwmark service.
+    pub fn fwmark(&self) -> Option<u32> {
+        match self.key {
+            ServiceKey::Fwmark { mark, .. } => Some(mark),
+            ServiceKey::Addr { .. } => None,
+        }
+    }
+
+    /// The virtual port (0 for fwmark services).
+    pub fn port(&self) -> u16 {
+        match self.key {
+            ServiceKey::Addr { port, .. } => port,
+            ServiceKey::Fwmark { .. } => 0,
+        }
+    }
+
+    /// True for an IPv6 service.
+    pub fn is_v6(&self) -> bool {
+        match self.key {
+            ServiceKey::Addr { addr, .. } => !addr.is_v4(),
+            ServiceKey::Fwmark { v6, .. } => v6,
+        }
+    }
+}
+
+/// An immutable view of all services, built by the control plane and shared by the workers.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    generation: u64,
+    services: Vec<Service>,
+    by_addr: HashMap<(Proto, Addr, u16), SvcIdx>,
+    by_mark: HashMap<(bool, u32), SvcIdx>,
+    dest_loc: HashMap<DestId, (SvcIdx, u32)>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from a list of services (normally done by [`ServiceTable::snapshot`]).
+    pub fn new(generation: u64, services: Vec<Service>) -> Snapshot {
+        let mut by_addr = HashMap::with_capacity(services.len());
+        let mut by_mark = HashMap::new();
+        let mut dest_loc = HashMap::new();
+        for (i, s) in services.iter().enumerate() {
+            let i = i as SvcIdx;
+            match s.key {
+                ServiceKey::Addr { proto, addr, port } => {
+                    by_addr.insert((proto, addr, port), i);
+                }
+                ServiceKey::Fwmark { v6, mark } => {
+                    by_mark.insert((v6, mark), i);
+                }
+            }
+            for (p, d) in s.dests.iter().enumerate() {
+                dest_loc.insert(d.id, (i, p as u32));
+            }
+        }
+        Snapshot {
+            generation,
+            services,
+            by_addr,
+            by_mark,
+            dest_loc,
+        }
+    }
+
+    /// Monotonic number of this snapshot.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// All services.
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    /// One service by index.
+    pub fn service(&self, idx: SvcIdx) -> Option<&Service> {
+        self.services.get(idx as usize)
+    }
+
+    /// Where a real server is: its service index and its position in that service's list.
+    pub fn dest_location(&self, id: DestId) -> Option<(SvcIdx, u32)> {
+        self.dest_loc.get(&id).copied()
+    }
+
+    /// The service for a packet, in `ip_vs_service_find`'s order: firewall mark (when the
+    /// packet has one), then `<proto, vaddr, vport>`, then the catch-all `<proto, vaddr, 0>`.
+    /// (The kernel's FTP-data step is not implemented.)
+    pub fn find(&self, proto: Proto, vaddr: Addr, vport: u16, fwmark: u32) -> Option<SvcIdx> {
+        if fwmark != 0 {
+            if let Some(&i) = self.by_mark.get(&(!vaddr.is_v4(), fwmark)) {
+                return Some(i);
+            }
+        }
+        if let Some(&i) = self.by_addr.get(&(proto, vaddr, vport)) {
+            return Some(i);
+        }
+        if vport != 0 {
+            return self.by_addr.get(&(proto, vaddr, 0)).copied();
+        }
+        None
+    }
+}
+
+/// Errors of service edits (the kernel's answers, as `ipvs_strerror` words them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `-A` of an existing service.
+    #[error("Service already exists")]
+    ServiceExists,
+    /// `-E/-D/-Z` of an unknown service.
+    #[error("No such service")]
+    NoSuchService,
+    /// `-a/-e/-d` on an unknown service.
+    #[error("Service not defined")]
+    ServiceNotDefined,
+    /// `-a` of an existing real server.
+    #[error("Destination already exists")]
+    DestExists,
+    /// `-e/-d` of an unknown real server.
+    #[error("No such destination")]
+    NoSuchDest,
+    /// Weight above 65535 or lower threshold above the upper one (`-ERANGE`).
+    #[error("Numerical result out of range")]
+    Range,
+}
+
+/// Settings of a service for `-A`/`-E`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Address or firewall mark.
+    pub key: ServiceKey,
+    /// Scheduler (`-s`, default wlc).
+    pub sched: SchedKind,
+    /// `svc_flags::*` (PERSISTENT is set by [`ServiceConfig::persistent`]).
+    pub flags: u32,
+    /// Persistence timeout in seconds.
+    pub timeout: u32,
+    /// Persistence netmask.
+    pub netmask: Addr,
+}
+
+impl ServiceConfig {
+    /// A non-persistent service with the given scheduler.
+    pub fn new(key: ServiceKey, sched: SchedKind) -> ServiceConfig {
+        ServiceConfig {
+            key,
+            sched,
+            flags: 0,
+            timeout: 0,
+            netmask: Addr([0xff; 16]),
+        }
+    }
+
+    /// `-p secs` (use [`DEFAULT_PERSIST_TIMEOUT`] for a bare `-p`).
+    pub fn persistent(mut self, secs: u32) -> ServiceConfig {
+        self.flags |= svc_flags::PERSISTENT;
+        self.timeout = secs;
+        self
+    }
+
+    /// `-M mask`.
+    pub fn netmask(mut self, mask: Addr) -> ServiceConfig {
+        self.netmask = mask;
+        self
+    }
+
+    /// Adds scheduler or service flags (`-b sh-port`, `-o`, ...).
+    pub fn flags(mut self, flags: u32) -> ServiceConfig {
+        self.flags |= flags;
+        self
+    }
+}
+
+/// Settings of a real server for `-a`/`-e`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DestConfig {
+    /// Address.
+    pub addr: Addr,
+    /// Port.
+    pub port: u16,
+    /// Forwarding method.
+    pub fwd: FwdMethod,
+    /// Weight (default 1).
+    pub weight: u32,
+    /// `-x`.
+    pub u_threshold: u32,
+    /// `-y`.
+    pub l_threshold: u32,
+}
+
+impl DestConfig {
+    /// A real server with weight 1 and no thresholds.
+    pub fn new(addr: Addr, port: u16, fwd: FwdMethod) -> DestConfig {
+        DestConfig {
+            addr,
+            port,
+            fwd,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        }
+    }
+
+    /// Sets the weight.
+    pub fn weight(mut self, w: u32) -> DestConfig {
+        self.weight = w;
+        self
+    }
+
+    /// Sets the upper and lower thresholds.
+    pub fn thresholds(mut self, upper: u32, lower: u32) -> DestConfig {
+        self.u_threshold = upper;
+        self.l_threshold = lower;
+        self
+    }
+}
+
+/// The control plane's editable service table; [`ServiceTable::snapshot`] publishes it.
+#[derive(Debug, Default)]
+pub struct ServiceTable {
+    services: Vec<Service>,
+    next_svc: u32,
+    next_dest: u32,
+    generation: u64,
+    retired: HashMap<(ServiceKey, Addr, u16), (DestId, u32)>,
+}
+
+impl ServiceTable {
+    /// An empty table.
+    pub fn new() -> ServiceTable {
+        ServiceTable::default()
+    }
+
+    fn find(&self, key: &ServiceKey) -> Option<usize> {
+        self.services.iter().position(|s| s.key == *key)
+    }
+
+    /// `-A`.
+    pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<ServiceId, ConfigError> {
+        if self.find(&cfg.key).is_some() {
+            return Err(ConfigError::ServiceExists);
+        }
+        let id = ServiceId(self.next_svc);
+        self.next_svc = self.next_svc.wrapping_add(1);
+        self.services.push(Service {
+            id,
+            key: cfg.key,
+            sched: cfg.sched,
+            flags: cfg.flags,
+            timeout: cfg.timeout,
+            netmask: cfg.netmask,
+            dests: Vec::new(),
+        });
+        Ok(id)
+    }
+
+    /// `-E`: scheduler, flags, persistence; the real servers stay.
+    pub fn edit_service(&mut self, cfg: ServiceConfig) -> Result<(), ConfigError> {
+        let i = self.find(&cfg.key).ok_or(ConfigError::NoSuchService)?;
+        let s = &mut self.services[i];
+        s.sched = cfg.sched;
+        s.flags = cfg.flags;
+        s.timeout = cfg.timeout;
+        s.netmask = cfg.netmask;
+        Ok(())
+    }
+
+    /// `-D`.
+    pub fn del_service(&mut self, key: &ServiceKey) -> Result<(), ConfigError> {
+        let i = self.find(key).ok_or(ConfigError::NoSuchService)?;
+        self.services.remove(i);
+        Ok(())
+    }
+
+    /// `-C`.
+    pub fn clear(&mut self) {
+        self.services.clear();
+    }
+
+    fn check(cfg: &DestConfig) -> Result<(), ConfigError> {
+        if cfg.weight > 65535 || cfg.l_threshold > cfg.u_threshold {
+            return Err(ConfigError::Range);
+        }
+        Ok(())
+    }
+
+    /// `-a`: the new real server goes to the head of the list.
+    pub fn add_dest(&mut self, key: &ServiceKey, cfg: DestConfig) -> Result<DestId, ConfigError> {
+        Self::check(&cfg)?;
+        let i = self.find(key).ok_or(ConfigError::ServiceNotDefined)?;
+        if self.services[i]
+            .dests
+            .iter()
+            .any(|d| d.addr == cfg.addr && d.port == cfg.port)
+        {
+            return Err(ConfigError::DestExists);
+        }
+        let (id, last) = match self.retired.remove(&(*key, cfg.addr, cfg.port)) {
+            Some(v) => v,
+            None => {
+                let id = DestId(self.next_dest);
+                self.next_dest = self.next_dest.wrapping_add(1);
+                (id, 0)
+            }
+        };
+        let last_weight = if cfg.weight > 0 { cfg.weight } else { last };
+        self.services[i].dests.insert(
+            0,
+            RealServer {
+                id,
+                addr: cfg.addr,
+                port: cfg.port,
+                fwd: cfg.fwd,
+                weight: cfg.weight,
+                last_weight,
+                u_threshold: cfg.u_threshold,
+                l_threshold: cfg.l_threshold,
+            },
+        );
+        Ok(id)
+    }
+
+    /// `-e`: weight, thresholds, forwarding method; the position in the list is kept.
+    pub fn edit_dest(&mut self, key: &ServiceKey, cfg: DestConfig) -> Result<(), ConfigError> {
+        Self::check(&cfg)?;
+        let i = self.find(key).ok_or(ConfigError::ServiceNotDefined)?;
+        let d = self.services[i]
+            .dests
+            .iter_mut()
+            .find(|d| d.addr == cfg.addr && d.port == cfg.port)
+            .ok_or(ConfigError::NoSuchDest)?;
+        d.fwd = cfg.fwd;
+        d.weight = cfg.weight;
+        if cfg.weight > 0 {
+            d.last_weight = cfg.weight;
+        }
+        d.u_threshold = cfg.u_threshold;
+        d.l_threshold = cfg.l_threshold;
+        Ok(())
+    }
+
+    /// `-d`.
+    pub fn del_dest(&mut self, key: &ServiceKey, addr: Addr, port: u16) -> Result<(), ConfigError> {
+        let i = self.find(key).ok_or(ConfigError::ServiceNotDefined)?;
+        let dests = &mut self.services[i].dests;
+        let p = dests
+            .iter()
+            .position(|d| d.addr == addr && d.port == port)
+            .ok_or(ConfigError::NoSuchDest)?;
+        let d = dests.remove(p);
+        self.retired
+            .insert((*key, addr, port), (d.id, d.last_weight));
+        Ok(())
+    }
+
+    /// The services as edited so far, in creation order.
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    /// Publishes the current configuration as a new immutable snapshot.
+    pub fn snapshot(&mut self) -> Arc<Snapshot> {
+        self.generation += 1;
+        Arc::new(Snapshot::new(self.generation, self.services.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(a: Addr, port: u16) -> ServiceKey {
+        ServiceKey::Addr {
+            proto: Proto::Tcp,
+            addr: a,
+            port,
+        }
+    }
+
+    #[test]
+    fn addr_roundtrip_fold_and_mask() {
+        let a = Addr::v4(192, 168, 1, 100);
+        assert!(a.is_v4());
+        assert_eq!(a.v4_bits(), Some(0xc0a8_0164));
+        assert_eq!(a.to_string(), "192.168.1.100");
+        assert_eq!(a.fold(), 0xc0a8_0164);
+        let m = a.masked(&Addr::v4_netmask(0xffff_ff00));
+        assert_eq!(m, Addr::v4(192, 168, 1, 0));
+        let v6: Addr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().into();
+        assert!(!v6.is_v4());
+        assert_eq!(v6.fold(), 0x2001_0db8 ^ 1);
+        assert_eq!(
+            v6.masked(&Addr::v6_prefix(32)),
+            "2001:db8::".parse::<Ipv6Addr>().unwrap().into()
+        );
+        assert_eq!(Addr::v6_prefix(0), Addr([0; 16]));
+        assert_eq!(endpoint(&v6, 80), "[2001:db8::1]:80");
+        assert_eq!(endpoint(&a, 80), "192.168.1.100:80");
+    }
+
+    #[test]
+    fn lookup_order_fwmark_then_port_then_port_zero() {
+        let vip = Addr::v4(10, 0, 0, 1);
+        let mut t = ServiceTable::new();
+        t.add_service(ServiceConfig::new(tcp(vip, 80), SchedKind::Wlc))
+            .unwrap();
+        t.add_service(ServiceConfig::new(tcp(vip, 0), SchedKind::Rr).persistent(360))
+            .unwrap();
+        t.add_service(ServiceConfig::new(
+            ServiceKey::Fwmark { v6: false, mark: 7 },
+            SchedKind::Sh,
+        ))
+        .unwrap();
+        let s = t.snapshot();
+        let name = |i: Option<SvcIdx>| i.map(|i| s.service(i).unwrap().sched.name());
+        assert_eq!(name(s.find(Proto::Tcp, vip, 80, 0)), Some("wlc"));
+        assert_eq!(name(s.find(Proto::Tcp, vip, 443, 0)), Some("rr"));
+        assert_eq!(name(s.find(Proto::Tcp, vip, 80, 7)), Some("sh"));
+        assert_eq!(name(s.find(Proto::Tcp, vip, 80, 8)), Some("wlc"));
+        assert_eq!(s.find(Proto::Udp, vip, 80, 0), None);
+        assert_eq!(s.find(Proto::Tcp, Addr::v4(10, 0, 0, 2), 80, 0), None);
+    }
+
+    #[test]
+    fn dests_newest_first_and_ids_stable() {
+        let vip = Addr::v4(10, 0, 0, 1);
+        let k = tcp(vip, 80);
+        let mut t = ServiceTable::new();
+        t.add_service(ServiceConfig::new(k, SchedKind::Wrr))
+            .unwrap();
+        let a = t
+            .add_dest(
+                &k,
+                DestConfig::new(Addr::v4(10, 1, 1, 1), 80, FwdMethod::Masq).weight(4),
+            )
+            .unwrap();
+        let b = t
+            .add_dest(
+                &k,
+                DestConfig::new(Addr::v4(10, 1, 1, 2), 80, FwdMethod::Masq),
+            )
+            .unwrap();
+        assert_eq!(
+            t.add_dest(
+                &k,
+                DestConfig::new(Addr::v4(10, 1, 1, 2), 80, FwdMethod::Masq)
+            ),
+            Err(ConfigError::DestExists)
+        );
+        let ids: Vec<DestId> = t.services()[0].dests.iter().map(|d| d.id).collect();
+        assert_eq!(ids, vec![b, a]);
+        // Quiesce keeps last_weight; delete then re-add returns the same id.
+        t.edit_dest(
+            &k,
+            DestConfig::new(Addr::v4(10, 1, 1, 1), 80, FwdMethod::Masq).weight(0),
+        )
+        .unwrap();
+        assert_eq!(t.services()[0].dests[1].last_weight, 4);
+        t.del_dest(&k, Addr::v4(10, 1, 1, 1), 80).unwrap();
+        let a2 = t
+            .add_dest(
+                &k,
+                DestConfig::new(Addr::v4(10, 1, 1, 1), 80, FwdMethod::Masq),
+            )
+            .unwrap();
+        assert_eq!(a2, a);
+        assert_eq!(
+            t.add_dest(
+                &k,
+                DestConfig::new(Addr::v4(10, 1, 1, 9), 80, FwdMethod::Masq).thresholds(5, 6)
+            ),
+            Err(ConfigError::Range)
+        );
+        assert_eq!(
+            t.del_dest(&k, Addr::v4(10, 9, 9, 9), 80),
+            Err(ConfigError::NoSuchDest)
+        );
+        assert_eq!(
+            t.add_service(ServiceConfig::new(k, SchedKind::Rr)),
+            Err(ConfigError::ServiceExists)
+        );
+        let s = t.snapshot();
+        assert_eq!(s.dest_location(a), Some((0, 0)));
+        assert_eq!(s.dest_location(b), Some((0, 1)));
+    }
+}

@@ -1,0 +1,289 @@
+//! mh: Maglev hashing (`ip_vs_mh.c`).
+//!
+//! A lookup table of M slots (a prime, 4093 by default). Each server gets
+//! `offset = hsiphash(v, k1) % M` and `skip = hsiphash(v, k2) % (M-1) + 1` with
+//! `v = ntohs(port) + ntohl(addr_fold)`, `k1 = {2654435761, 2654435761}`,
+//! `k2 = {2654446892, 2654446892}`; servers take turns (list order, newest first) claiming
+//! their next free preferred slot, `(last_weight / gcd) >> rshift` slots per turn (at least
+//! one for a non-zero weight), `rshift = max(0, fls(max_weight / gcd) - 6)`. `last_weight`
+//! keeps a quiesced server's slots (its clients get "no destination" rather than a new
+//! server, unless `mh-fallback`). Lookup slot = `hsiphash(ntohs(sport if mh-port) +
+//! ntohl(caddr_fold), k1) % M`; the fallback probes `hsiphash(roffset + port + addr, k1) % M`
+//! for `roffset = ihash, ihash+1, ...` and stops at an empty slot.
+
+use super::hsiphash::hsiphash_u32;
+use super::{gcd, DestView, SchedCtx, SchedKind, Scheduler};
+use crate::service::{svc_flags, Addr};
+
+/// The kernel's table sizes (`primes[]`); `CONFIG_IP_VS_MH_TAB_INDEX` 12 picks 4093.
+pub const MH_PRIMES: [u32; 10] = [
+    251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071,
+];
+/// Default table size.
+pub const MH_TAB_SIZE: u32 = 4093;
+const MH_TAB_BITS: u32 = 6;
+const K1: [u64; 2] = [2_654_435_761, 2_654_435_761];
+const K2: [u64; 2] = [2_654_446_892, 2_654_446_892];
+const NONE: u32 = u32::MAX;
+
+/// Maglev state: the lookup table of server positions.
+#[derive(Debug)]
+pub struct Mh {
+    size: u32,
+    lookup: Vec<u32>,
+}
+
+impl Default for Mh {
+    fn default() -> Mh {
+        Mh::with_size(MH_TAB_SIZE)
+    }
+}
+
+fn hashkey(addr: &Addr, port: u16, key: [u64; 2], offset: u32) -> u32 {
+    let v = offset
+        .wrapping_add(u32::from(port))
+        .wrapping_add(addr.fold());
+    hsiphash_u32(v, key)
+}
+
+fn fls(x: u32) -> i32 {
+    32 - x.leading_zeros() as i32
+}
+
+impl Mh {
+    /// A Maglev table of `size` slots (one of [`MH_PRIMES`]; other values fall back to 4093).
+    pub fn with_size(size: u32) -> Mh {
+        let size = if MH_PRIMES.contains(&size) {
+            size
+        } else {
+            MH_TAB_SIZE
+        };
+        Mh {
+            size,
+            lookup: vec![NONE; size as usize],
+        }
+    }
+
+    /// The server position in slot `i`.
+    pub fn slot(&self, i: usize) -> Option<usize> {
+        match self.lookup.get(i) {
+            Some(&v) if v != NONE => Some(v as usize),
+            _ => None,
+        }
+    }
+
+    fn get(&self, d: &DestView<'_>, i: u32) -> Option<usize> {
+        self.slot(i as usize).filter(|&p| p < d.len())
+    }
+}
+
+impl Scheduler for Mh {
+    fn kind(&self) -> SchedKind {
+        SchedKind::Mh
+    }
+
+    fn update(&mut self, d: &DestView<'_>) {
+        let m = self.size;
+        self.lookup.fill(NONE);
+        let n = d.len();
+        if n == 0 || n > m as usize {
+            return;
+        }
+        let mut g = 0u32;
+        let mut maxw = 0u32;
+        for i in 0..n {
+            let w = d.cfg(i).last_weight;
+            if w > 0 {
+                g = if g > 0 { gcd(w, g) } else { w };
+            }
+            maxw = maxw.max(w);
+        }
+        if g < 1 {
+            return;
+        }
+        let rshift = (fls(maxw / g) - MH_TAB_BITS as i32).max(0) as u32;
+        struct Setup {
+            perm: u32,
+            skip: u32,
+            turns: u32,
+        }
+        let mut ds: Vec<Setup> = (0..n)
+            .map(|i| {
+                let c = d.cfg(i);
+                let offset = hashkey(&c.addr, c.port, K1, 0) % m;
+                let skip = hashkey(&c.addr, c.port, K2, 0) % (m - 1) + 1;
+                let lw = c.last_weight;
+                let t = (lw / g) >> rshift;
+                Setup {
+                    perm: offset,
+                    skip,
+                    turns: if t > 0 { t } else { u32::from(lw != 0) },
+                }
+            })
+            .collect();
+        let mut taken = vec![false; m as usize];
+        let mut filled = 0u32;
+        let mut dt_count = 0u32;
+        'outer: loop {
+            let mut p = 0usize;
+            while p < n {
+                if ds[p].turns < 1 {
+                    p += 1;
+                    continue;
+                }
+                let s = &mut ds[p];
+                let mut c = s.perm;
+                while taken[c as usize] {
+                    s.perm += s.skip;
+                    if s.perm >= m {
+                        s.perm -= m;
+                    }
+                    c = s.perm;
+                }
+                taken[c as usize] = true;
+                self.lookup[c as usize] = p as u32;
+                filled += 1;
+                if filled == m {
+                    break 'outer;
+                }
+                dt_count += 1;
+                if dt_count >= s.turns {
+                    dt_count = 0;
+                    p += 1;
+                }
+            }
+        }
+    }
+
+    fn schedule(&mut self, d: &DestView<'_>, ctx: &SchedCtx) -> Option<usize> {
+        let port = if ctx.svc_flags & svc_flags::MH_PORT != 0 {
+            ctx.flow.sport
+        } else {
+            0
+        };
+        let addr = &ctx.flow.saddr;
+        let m = self.size;
+        let ihash = hashkey(addr, port, K1, 0) % m;
+        let first = self.get(d, ihash)?;
+        if !d.unavailable(first) {
+            return Some(first);
+        }
+        if ctx.svc_flags & svc_flags::MH_FALLBACK == 0 {
+            return None;
+        }
+        for offset in 0..m {
+            let roffset = (offset + ihash) % m;
+            let i = self.get(d, hashkey(addr, port, K1, roffset) % m)?;
+            if !d.unavailable(i) {
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sched::testutil::*;
+    use crate::sched::DestId;
+    use crate::service::RealServer;
+
+    fn clients() -> impl Iterator<Item = Addr> {
+        (0..10_000u32)
+            .map(|x| Addr::from_v4_bits(0xc633_0000u32.wrapping_add(x.wrapping_mul(2_654_435_761))))
+    }
+
+    #[test]
+    fn slots_split_by_weight() {
+        let f = Fixture::added(&[(1, 1), (2, 3)]);
+        let mut s = Mh::default();
+        s.update(&f.view());
+        let b = (0..4093)
+            .filter(|&i| f.cfg[s.slot(i).unwrap()].id.0 == 2)
+            .count();
+        // Turns 3:1 -> B claims 3 slots for every 1 of A until the table is full.
+        assert!((3060..3080).contains(&b), "{b}");
+        let all = (0..4093).filter(|&i| s.slot(i).is_some()).count();
+        assert_eq!(all, 4093);
+    }
+
+    #[test]
+    fn adding_a_fifth_server_moves_about_one_fifth() {
+        let mut f = Fixture::added(&[(1, 1), (2, 1), (3, 1), (4, 1)]);
+        let mut s = Mh::default();
+        s.update(&f.view());
+        let before: Vec<u32> = clients()
+            .map(|a| f.pick(&mut s, &ctx(a, 1, Addr::v4(9, 9, 9, 9), 0)).unwrap())
+            .collect();
+        // Add E at the head of the list.
+        f.cfg.insert(
+            0,
+            RealServer {
+                id: DestId(5),
+                addr: Addr::v4(10, 0, 0, 5),
+                port: 80,
+                ..f.cfg[0].clone()
+            },
+        );
+        f.rt.insert(0, f.rt[0].clone());
+        f.slots = (0..f.cfg.len() as u32).collect();
+        s.update(&f.view());
+        let after: Vec<u32> = clients()
+            .map(|a| f.pick(&mut s, &ctx(a, 1, Addr::v4(9, 9, 9, 9), 0)).unwrap())
+            .collect();
+        let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        let frac = moved as f64 / 10_000.0;
+        assert!(frac > 0.15 && frac < 0.3, "moved {frac}");
+        // Every moved client moved to the new server.
+        let to_new = before
+            .iter()
+            .zip(&after)
+            .filter(|(a, b)| a != b && **b == 5)
+            .count();
+        assert!(to_new * 10 >= moved * 9, "{to_new} of {moved}");
+    }
+
+    #[test]
+    fn quiesced_keeps_slots_and_fallback_finds_another() {
+        let mut f = Fixture::added(&[(1, 1), (2, 1), (3, 1)]);
+        let mut s = Mh::default();
+        s.update(&f.view());
+        let c = ctx(Addr::v4(203, 0, 113, 5), 1, Addr::v4(9, 9, 9, 9), 0);
+        let home = f.pick(&mut s, &c).unwrap();
+        // Quiesce it: last_weight keeps its slots (update keeps the same table).
+        f.set_weight(home, 0);
+        s.update(&f.view());
+        assert_eq!(f.pick(&mut s, &c), None);
+        let fb = ctx(
+            Addr::v4(203, 0, 113, 5),
+            1,
+            Addr::v4(9, 9, 9, 9),
+            svc_flags::MH_FALLBACK,
+        );
+        let other = f.pick(&mut s, &fb).unwrap();
+        assert_ne!(other, home);
+        // Back to weight 1: home again.
+        f.set_weight(home, 1);
+        s.update(&f.view());
+        assert_eq!(f.pick(&mut s, &c), Some(home));
+        // mh-port: the source port changes the slot for some clients.
+        let diff = (0..200u16)
+            .filter(|p| {
+                let a = ctx(
+                    Addr::v4(203, 0, 113, 5),
+                    *p,
+                    Addr::v4(9, 9, 9, 9),
+                    svc_flags::MH_PORT,
+                );
+                f.pick(&mut s, &a) != Some(home)
+            })
+            .count();
+        assert!(diff > 50, "{diff}");
+        // A client sticks without mh-port whatever its port.
+        for p in 0..50u16 {
+            let a = ctx(Addr::v4(203, 0, 113, 5), p, Addr::v4(9, 9, 9, 9), 0);
+            assert_eq!(f.pick(&mut s, &a), Some(home));
+        }
+    }
+}
