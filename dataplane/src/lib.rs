@@ -12,6 +12,9 @@ pub mod conn;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod forward;
+pub mod laddr;
+pub mod neigh;
+pub mod route;
 pub mod sched;
 pub mod service;
 pub mod wire;

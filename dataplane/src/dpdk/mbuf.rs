@@ -188,3 +188,46 @@ impl Drop for Mbuf {
         unsafe { sys::rvs_pktmbuf_free(self.raw.as_ptr()) }
     }
 }
+
+impl crate::buf::PacketBuf for Mbuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        Mbuf::data(self)
+    }
+
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        Mbuf::data_mut(self)
+    }
+
+    #[inline]
+    fn headroom(&self) -> usize {
+        Mbuf::headroom(self)
+    }
+
+    #[inline]
+    fn prepend(&mut self, len: usize) -> Result<&mut [u8], crate::buf::BufError> {
+        if Mbuf::prepend(self, len).is_none() {
+            return Err(crate::buf::BufError::NoHeadroom);
+        }
+        Ok(Mbuf::data_mut(self))
+    }
+
+    #[inline]
+    fn adj(&mut self, len: usize) -> Result<(), crate::buf::BufError> {
+        if Mbuf::adj(self, len) {
+            Ok(())
+        } else {
+            Err(crate::buf::BufError::TooShort)
+        }
+    }
+
+    #[inline]
+    fn trim(&mut self, len: usize) -> Result<(), crate::buf::BufError> {
+        if Mbuf::trim(self, len) {
+            Ok(())
+        } else {
+            Err(crate::buf::BufError::TooShort)
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! FULLNAT local-address (LIP) pools with per-core port slices.
+//!
+//! Every worker owns a disjoint slice of every LIP's port range: worker `w` of `n` owns
+//! the ports `p` in the range with `p % n == w` (the low bits, as DPVS does: a clipped
+//! range still gives every worker its share). A reply's destination port therefore names
+//! its owner ([`owner_of_port`]), on any NIC. Each worker allocates from its own free
+//! lists, so allocation takes no lock: O(1) (a pop from a ring of free ports), and
+//! exhaustion refuses the new connection. Ports return when their session expires.
+//!
+//! Where the NIC spreads replies with RSS, [`LaddrPool::alloc`] takes a predicate that
+//! prefers ports whose reply hash lands on the owner's own queue (no handoff needed);
+//! it tries a bounded number of candidates and otherwise takes any port of the slice.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+
+/// The default FULLNAT local port range (as DPVS): 1025..=65535.
+pub const DEFAULT_PORT_RANGE: (u16, u16) = (1025, 65535);
+
+/// How many free ports [`LaddrPool::alloc`] inspects for one that satisfies the predicate.
+pub const MAX_PREFERENCE_TRIES: usize = 16;
+
+/// The worker that owns local port `port` when `workers` workers slice the port space.
+#[inline]
+pub fn owner_of_port(port: u16, workers: usize) -> usize {
+    if workers <= 1 {
+        0
+    } else {
+        usize::from(port) % workers
+    }
+}
+
+/// One worker's slice of one LIP's ports.
+#[derive(Debug, Clone)]
+struct Slice {
+    addr: Ipv4Addr,
+    free: VecDeque<u16>,
+    in_use: u32,
+}
+
+/// One worker's share of a service's LIP pool.
+#[derive(Debug, Clone)]
+pub struct LaddrPool {
+    slices: Vec<Slice>,
+    next: usize,
+    worker: usize,
+    workers: usize,
+    exhausted: u64,
+}
+
+/// A local address and port handed out by [`LaddrPool::alloc`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LocalEndpoint {
+    /// The LIP.
+    pub addr: Ipv4Addr,
+    /// The local port.
+    pub port: u16,
+}
+
+impl LaddrPool {
+    /// The pool of worker `worker` (of `workers`) over `lips`, with ports from `range`
+    /// (inclusive). Memory is allocated here, once; never per connection.
+    pub fn new(lips: &[Ipv4Addr], range: (u16, u16), worker: usize, workers: usize) -> LaddrPool {
+        let workers = workers.max(1);
+        let (lo, hi) = (range.0.min(range.1), range.0.max(range.1));
+        let slices = lips
+            .iter()
+            .map(|&addr| {
+                let free: VecDeque<u16> = (lo..=hi)
+                    .filter(|&p| owner_of_port(p, workers) == worker)
+                    .collect();
+                Slice {
+                    addr,
+                    free,
+                    in_use: 0,
+                }
+            })
+            .collect();
+        LaddrPool {
+            slices,
+            next: 0,
+            worker,
+            workers,
+            exhausted: 0,
+        }
+    }
+
+    /// The worker this pool belongs to.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// The LIPs of the pool.
+    pub fn addrs(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.slices.iter().map(|s| s.addr)
+    }
+
+    /// Whether `addr` is one of the pool's LIPs.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        self.slices.iter().any(|s| s.addr == addr)
+    }
+
+    /// Allocates a local endpoint: LIPs are taken round-robin; within a LIP, the first of
+    /// up to [`MAX_PREFERENCE_TRIES`] free ports for which `prefer(lip, port)` holds, else
+    /// the first free port. `None` when every LIP's slice is exhausted (counted).
+    pub fn alloc(
+        &mut self,
+        mut prefer: impl FnMut(Ipv4Addr, u16) -> bool,
+    ) -> Option<LocalEndpoint> {
+        let n = self.slices.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            let s = &mut self.slices[i];
+            if s.free.is_empty() {
+                continue;
+            }
+            let tries = s.free.len().min(MAX_PREFERENCE_TRIES);
+            let pos = (0..tries)
+                .find(|&j| s.free.get(j).is_some_and(|&p| prefer(s.addr, p)))
+                .unwrap_or(0);
+            let port = s.free.remove(pos)?;
+            s.in_use += 1;
+            self.next = (i + 1) % n;
+            return Some(LocalEndpoint { addr: s.addr, port });
+        }
+        self.exhausted += 1;
+        None
+    }
+
+    /// Reserves a specific endpoint (a session installed by sync); `false` if it is not
+    /// free in this worker's slice.
+    pub fn reserve(&mut self, ep: LocalEndpoint) -> bool {
+        let Some(s) = self.slices.iter_mut().find(|s| s.addr == ep.addr) else {
+            return false;
+        };
+        match s.free.iter().position(|&p| p == ep.port) {
+            Some(pos) => {
+                s.free.remove(pos);
+                s.in_use += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Returns a port to its slice (when its session expires). Ports that do not belong
+    /// to this worker's slice are ignored.
+    pub fn release(&mut self, ep: LocalEndpoint) {
+        if owner_of_port(ep.port, self.workers) != self.worker {
+            return;
+        }
+        if let Some(s) = self.slices.iter_mut().find(|s| s.addr == ep.addr) {
+            if s.in_use > 0 {
+                s.in_use -= 1;
+                s.free.push_back(ep.port);
+            }
+        }
+    }
+
+    /// Ports in use over all LIPs.
+    pub fn in_use(&self) -> u32 {
+        self.slices.iter().map(|s| s.in_use).sum()
+    }
+
+    /// Free ports over all LIPs.
+    pub fn free(&self) -> usize {
+        self.slices.iter().map(|s| s.free.len()).sum()
+    }
+
+    /// How many allocations were refused because every slice was exhausted.
+    pub fn exhausted(&self) -> u64 {
+        self.exhausted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIP1: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 11);
+    const LIP2: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 12);
+
+    #[test]
+    fn workers_own_disjoint_slices_that_cover_the_range() {
+        let pools: Vec<LaddrPool> = (0..3)
+            .map(|w| LaddrPool::new(&[LIP1], (1025, 65535), w, 3))
+            .collect();
+        let total: usize = pools.iter().map(LaddrPool::free).sum();
+        assert_eq!(total, 65535 - 1025 + 1);
+        for (w, p) in pools.iter().enumerate() {
+            for &port in &p.slices[0].free {
+                assert_eq!(owner_of_port(port, 3), w);
+            }
+        }
+    }
+
+    #[test]
+    fn reply_port_names_the_owner() {
+        let mut pool = LaddrPool::new(&[LIP1, LIP2], (2000, 2999), 1, 4);
+        for _ in 0..100 {
+            let ep = pool.alloc(|_, _| true).expect("free port");
+            assert_eq!(owner_of_port(ep.port, 4), 1);
+        }
+    }
+
+    #[test]
+    fn lips_are_used_round_robin_and_exhaustion_refuses() {
+        // 8 ports, 2 workers: this worker owns 4 per LIP.
+        let mut pool = LaddrPool::new(&[LIP1, LIP2], (100, 107), 0, 2);
+        let got: Vec<LocalEndpoint> = (0..8)
+            .map(|_| pool.alloc(|_, _| true).expect("port"))
+            .collect();
+        assert_eq!(got[0].addr, LIP1);
+        assert_eq!(got[1].addr, LIP2);
+        assert_eq!(got[2].addr, LIP1);
+        let mut ports: Vec<(Ipv4Addr, u16)> = got.iter().map(|e| (e.addr, e.port)).collect();
+        ports.sort();
+        ports.dedup();
+        assert_eq!(ports.len(), 8, "no endpoint handed out twice");
+        assert_eq!(pool.alloc(|_, _| true), None);
+        assert_eq!(pool.exhausted(), 1);
+        assert_eq!(pool.in_use(), 8);
+        pool.release(got[3]);
+        assert_eq!(pool.alloc(|_, _| true), Some(got[3]));
+    }
+
+    #[test]
+    fn preference_picks_a_matching_port_within_the_bound() {
+        let mut pool = LaddrPool::new(&[LIP1], (1025, 65535), 0, 1);
+        let ep = pool.alloc(|_, p| p % 7 == 3).expect("port");
+        assert_eq!(ep.port % 7, 3);
+        // Nothing matches: any port is taken rather than failing.
+        let ep2 = pool.alloc(|_, _| false).expect("port");
+        assert_ne!(ep.port, ep2.port);
+    }
+
+    #[test]
+    fn reserve_takes_a_port_out_of_the_free_list() {
+        let mut pool = LaddrPool::new(&[LIP1], (5000, 5009), 0, 1);
+        let ep = LocalEndpoint {
+            addr: LIP1,
+            port: 5005,
+        };
+        assert!(pool.reserve(ep));
+        assert!(!pool.reserve(ep), "already taken");
+        for _ in 0..9 {
+            assert_ne!(pool.alloc(|_, _| true).map(|e| e.port), Some(5005));
+        }
+        assert_eq!(pool.alloc(|_, _| true), None);
+        pool.release(ep);
+        assert_eq!(pool.alloc(|_, _| true), Some(ep));
+    }
+}

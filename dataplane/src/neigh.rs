@@ -1,0 +1,315 @@
+//! The neighbour (ARP) cache of one worker.
+//!
+//! Entries are learned from ARP requests and replies addressed to the director. A miss
+//! starts resolution: the caller sends an ARP request and may hold a few packets on the
+//! entry ([`NeighTable::hold`]); they are released when the reply arrives
+//! ([`NeighTable::learn`]) or dropped when resolution gives up ([`NeighTable::age`]).
+//! Memory is reserved up front; a full table refuses new entries instead of growing.
+
+use std::net::Ipv4Addr;
+
+use hashbrown::HashMap;
+
+/// Packets held per unresolved neighbour.
+pub const MAX_HELD: usize = 4;
+
+/// Tunables of the cache (times in the caller's clock unit, e.g. milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighConfig {
+    /// Capacity (entries).
+    pub capacity: usize,
+    /// A resolved entry is forgotten this long after it was last confirmed.
+    pub reachable_time: u64,
+    /// Interval between ARP requests for an unresolved entry.
+    pub retrans_time: u64,
+    /// Requests sent before giving up (held packets are then dropped).
+    pub max_probes: u32,
+}
+
+impl Default for NeighConfig {
+    fn default() -> Self {
+        NeighConfig {
+            capacity: 4096,
+            reachable_time: 300_000,
+            retrans_time: 1_000,
+            max_probes: 3,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Incomplete { last_probe: u64, probes: u32 },
+    Reachable { mac: [u8; 6], confirmed: u64 },
+}
+
+#[derive(Debug)]
+struct Entry<P> {
+    state: State,
+    held: [Option<P>; MAX_HELD],
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The neighbour's MAC.
+    Hit([u8; 6]),
+    /// Unresolved; `send_request` says whether the caller should send an ARP request now.
+    Miss {
+        /// Send an ARP request for the address now.
+        send_request: bool,
+    },
+    /// Unresolved and the table is full: nothing can be held or resolved.
+    Full,
+}
+
+/// Counters of the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NeighStats {
+    /// Packets dropped because the hold queue of an unresolved entry was full.
+    pub hold_overflow: u64,
+    /// Held packets dropped because resolution failed.
+    pub unresolved_drops: u64,
+    /// Entries refused because the table was full.
+    pub table_full: u64,
+}
+
+/// A worker's ARP cache; `P` is the held packet type (an mbuf in the dataplane).
+#[derive(Debug)]
+pub struct NeighTable<P> {
+    cfg: NeighConfig,
+    entries: HashMap<Ipv4Addr, Entry<P>>,
+    stats: NeighStats,
+}
+
+impl<P> NeighTable<P> {
+    /// An empty cache with room for `cfg.capacity` entries.
+    pub fn new(cfg: NeighConfig) -> NeighTable<P> {
+        NeighTable {
+            cfg,
+            entries: HashMap::with_capacity(cfg.capacity),
+            stats: NeighStats::default(),
+        }
+    }
+
+    /// Looks `ip` up; on a miss creates an incomplete entry (if there is room) and says
+    /// whether an ARP request is due.
+    pub fn lookup(&mut self, ip: Ipv4Addr, now: u64) -> Lookup {
+        if let Some(e) = self.entries.get_mut(&ip) {
+            return match &mut e.state {
+                State::Reachable { mac, .. } => Lookup::Hit(*mac),
+                State::Incomplete { last_probe, probes } => {
+                    let due = now.saturating_sub(*last_probe) >= self.cfg.retrans_time
+                        && *probes < self.cfg.max_probes;
+                    if due {
+                        *last_probe = now;
+                        *probes += 1;
+                    }
+                    Lookup::Miss { send_request: due }
+                }
+            };
+        }
+        if self.entries.len() >= self.cfg.capacity {
+            self.stats.table_full += 1;
+            return Lookup::Full;
+        }
+        self.entries.insert(
+            ip,
+            Entry {
+                state: State::Incomplete {
+                    last_probe: now,
+                    probes: 1,
+                },
+                held: std::array::from_fn(|_| None),
+            },
+        );
+        Lookup::Miss { send_request: true }
+    }
+
+    /// The MAC of `ip` if resolved (no side effects).
+    pub fn get(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
+        match self.entries.get(&ip)?.state {
+            State::Reachable { mac, .. } => Some(mac),
+            State::Incomplete { .. } => None,
+        }
+    }
+
+    /// Holds `pkt` until `ip` resolves. Gives it back (the caller drops and counts it)
+    /// when there is no incomplete entry or its hold queue is full.
+    pub fn hold(&mut self, ip: Ipv4Addr, pkt: P) -> Result<(), P> {
+        let Some(e) = self.entries.get_mut(&ip) else {
+            return Err(pkt);
+        };
+        if matches!(e.state, State::Reachable { .. }) {
+            return Err(pkt);
+        }
+        match e.held.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => {
+                *slot = Some(pkt);
+                Ok(())
+            }
+            None => {
+                self.stats.hold_overflow += 1;
+                Err(pkt)
+            }
+        }
+    }
+
+    /// Learns (or confirms) `ip` at `mac` and hands every held packet to `release`.
+    /// Returns `false` when the table is full and `ip` was not known.
+    pub fn learn(
+        &mut self,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+        now: u64,
+        mut release: impl FnMut(P, [u8; 6]),
+    ) -> bool {
+        if !self.entries.contains_key(&ip) && self.entries.len() >= self.cfg.capacity {
+            self.stats.table_full += 1;
+            return false;
+        }
+        let e = self.entries.entry(ip).or_insert_with(|| Entry {
+            state: State::Incomplete {
+                last_probe: now,
+                probes: 0,
+            },
+            held: std::array::from_fn(|_| None),
+        });
+        e.state = State::Reachable {
+            mac,
+            confirmed: now,
+        };
+        for slot in &mut e.held {
+            if let Some(p) = slot.take() {
+                release(p, mac);
+            }
+        }
+        true
+    }
+
+    /// Forgets resolved entries not confirmed within the reachable time, and gives up on
+    /// unresolved ones whose probes are exhausted (their held packets go to `drop_held`).
+    /// Call it from the worker's slow path (e.g. once a second), not per packet.
+    pub fn age(&mut self, now: u64, mut drop_held: impl FnMut(P)) {
+        let cfg = self.cfg;
+        let mut dropped = 0u64;
+        self.entries.retain(|_, e| {
+            let keep = match e.state {
+                State::Reachable { confirmed, .. } => {
+                    now.saturating_sub(confirmed) < cfg.reachable_time
+                }
+                State::Incomplete { last_probe, probes } => {
+                    probes < cfg.max_probes || now.saturating_sub(last_probe) < cfg.retrans_time
+                }
+            };
+            if !keep {
+                for slot in &mut e.held {
+                    if let Some(p) = slot.take() {
+                        dropped += 1;
+                        drop_held(p);
+                    }
+                }
+            }
+            keep
+        });
+        self.stats.unresolved_drops += dropped;
+    }
+
+    /// Entries in the cache.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NeighStats {
+        self.stats
+    }
+
+    /// Resolved entries, for listings.
+    pub fn resolved(&self) -> impl Iterator<Item = (Ipv4Addr, [u8; 6])> + '_ {
+        self.entries.iter().filter_map(|(ip, e)| match e.state {
+            State::Reachable { mac, .. } => Some((*ip, mac)),
+            State::Incomplete { .. } => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 9);
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+
+    fn table() -> NeighTable<u32> {
+        NeighTable::new(NeighConfig {
+            capacity: 2,
+            reachable_time: 10_000,
+            retrans_time: 1_000,
+            max_probes: 3,
+        })
+    }
+
+    #[test]
+    fn miss_holds_packets_and_reply_releases_them_in_order() {
+        let mut t = table();
+        assert_eq!(t.lookup(IP, 0), Lookup::Miss { send_request: true });
+        assert_eq!(
+            t.lookup(IP, 10),
+            Lookup::Miss {
+                send_request: false
+            },
+            "no flood of requests"
+        );
+        for p in 0..MAX_HELD as u32 {
+            t.hold(IP, p).expect("room");
+        }
+        assert_eq!(t.hold(IP, 99), Err(99), "the hold queue is bounded");
+        assert_eq!(t.stats().hold_overflow, 1);
+        let mut out = Vec::new();
+        assert!(t.learn(IP, MAC, 20, |p, mac| out.push((p, mac))));
+        assert_eq!(out, vec![(0, MAC), (1, MAC), (2, MAC), (3, MAC)]);
+        assert_eq!(t.lookup(IP, 30), Lookup::Hit(MAC));
+    }
+
+    #[test]
+    fn requests_are_retried_then_given_up_and_held_packets_dropped() {
+        let mut t = table();
+        assert_eq!(t.lookup(IP, 0), Lookup::Miss { send_request: true });
+        t.hold(IP, 7).expect("room");
+        assert_eq!(t.lookup(IP, 1_000), Lookup::Miss { send_request: true });
+        assert_eq!(t.lookup(IP, 2_000), Lookup::Miss { send_request: true });
+        assert_eq!(
+            t.lookup(IP, 3_000),
+            Lookup::Miss {
+                send_request: false
+            },
+            "max probes"
+        );
+        let mut dropped = Vec::new();
+        t.age(3_500, |p| dropped.push(p));
+        assert_eq!(dropped, vec![7]);
+        assert_eq!(t.stats().unresolved_drops, 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn resolved_entries_age_out_and_capacity_is_kept() {
+        let mut t = table();
+        t.learn(IP, MAC, 0, |_, _| {});
+        t.learn(Ipv4Addr::new(10, 0, 0, 10), MAC, 0, |_, _| {});
+        assert_eq!(t.lookup(Ipv4Addr::new(10, 0, 0, 11), 0), Lookup::Full);
+        assert_eq!(t.stats().table_full, 1);
+        t.age(5_000, |_| {});
+        assert_eq!(t.len(), 2);
+        t.learn(IP, MAC, 6_000, |_, _| {}); // confirmed again
+        t.age(12_000, |_| {});
+        assert_eq!(t.get(IP), Some(MAC));
+        assert_eq!(t.len(), 1);
+    }
+}
