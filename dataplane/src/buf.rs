@@ -93,8 +93,8 @@ impl VecBuf {
 
     /// Refill in place with `headroom` + `data`, reusing the allocation (no allocation
     /// once the capacity suffices): the benchmarks' per-iteration reset.
+    /// The headroom keeps whatever bytes it held (headroom content is unspecified).
     pub fn refill(&mut self, headroom: usize, data: &[u8]) {
-        self.buf.clear();
         self.buf.resize(headroom, 0);
         self.buf.extend_from_slice(data);
         self.start = headroom;

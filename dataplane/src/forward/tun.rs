@@ -1,0 +1,375 @@
+//! TUN (IPVS "Tunnel", `-i`, IPIP): the director puts an outer IPv4 header DIP → RIP
+//! (protocol 4, or 41 around an IPv6 packet) in front of the untouched client packet;
+//! the real server decapsulates and answers the client directly.
+//!
+//! The outer header copies the inner TOS (IPv6: traffic class), DF (IPv6: always set,
+//! as with `pmtu_disc`) and identification; its TTL is the inner TTL minus one, since
+//! the director routes the tunnel packet (inner TTL ≤ 1 is [`Error::TtlExpired`]). The
+//! inner packet is not modified. The Ethernet header (and VLAN tag) is kept in front,
+//! with the EtherType set to IPv4 and the MACs of the real server's next hop.
+//!
+//! When the encapsulated packet would exceed the egress MTU:
+//! * inner IPv4 with DF: the packet is refused and an ICMP "fragmentation needed"
+//!   (type 3 code 4) advertising `mtu − 20` is built for the client into the caller's
+//!   reply buffer ([`Verdict::IcmpReply`]) — what IPVS does via `icmp_send`;
+//! * otherwise [`Error::Oversize`]: rvs does not fragment (IPv6's Packet Too Big is not
+//!   generated yet).
+
+use core::net::Ipv4Addr;
+
+use crate::buf::PacketBuf;
+use crate::wire::icmpv4::{dst_unreachable, Message, Packet as Icmpv4Packet};
+use crate::wire::{
+    ipip, ipv4, ChecksumMode, Error, EtherType, IpMeta, IpProtocol, IpVersion, Ipv4Repr, Result,
+};
+
+use super::{check_ttl, set_macs, MacRewrite, TxOffload, Verdict};
+
+/// A TUN session's rewrite parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunParams {
+    /// The director's address (DIP): the outer source, and the source of the ICMP
+    /// fragmentation-needed error.
+    pub local: Ipv4Addr,
+    /// The real server (RIP): the outer destination.
+    pub real: Ipv4Addr,
+    /// The egress MTU (L3 bytes, e.g. 1500).
+    pub mtu: u16,
+    /// The MACs of the tunnel frame (director port → next hop toward the RS).
+    pub macs: MacRewrite,
+    /// Software checksum of the outer header, or NIC offload.
+    pub csum: ChecksumMode,
+}
+
+/// The TTL of the ICMP errors the director originates.
+pub const ICMP_TTL: u8 = 64;
+/// The TOS of the ICMP errors the director originates (precedence "internetwork
+/// control", as Linux's `icmp_send`).
+pub const ICMP_TOS: u8 = 0xc0;
+
+/// Encapsulate a client → VIP packet for the real server, or refuse it with an ICMP
+/// fragmentation-needed frame written into `icmp_out` (see the module docs).
+///
+/// Needs 20 bytes of headroom ([`Error::NoHeadroom`] otherwise, buffer unchanged).
+/// Ethernet padding after the IP packet is trimmed.
+pub fn request<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    meta: &IpMeta,
+    p: &TunParams,
+    icmp_out: &mut [u8],
+) -> Result<Verdict> {
+    let frame = buf.data();
+    let l3 = meta.l3_offset();
+    let end = meta.ip_end;
+    let min_ip = match meta.version {
+        IpVersion::V4 => ipv4::HEADER_LEN,
+        IpVersion::V6 => crate::wire::ipv6::HEADER_LEN,
+    };
+    if l3 < 14 || end > frame.len() || l3 + min_ip > end {
+        return Err(Error::Truncated);
+    }
+    let inner_len = end - l3;
+    let ttl = check_ttl(&frame[l3..], meta.version)?;
+    if inner_len + ipip::OUTER_HEADER_LEN > usize::from(p.mtu) {
+        if meta.version == IpVersion::V4 && meta.dont_frag {
+            let len = frag_needed(frame, meta, p, icmp_out)?;
+            return Ok(Verdict::IcmpReply { len });
+        }
+        return Err(Error::Oversize);
+    }
+    if buf.headroom() < ipip::OUTER_HEADER_LEN {
+        return Err(Error::NoHeadroom);
+    }
+    let (ident, dont_frag) = match meta.version {
+        IpVersion::V4 => (
+            u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]),
+            meta.dont_frag,
+        ),
+        IpVersion::V6 => (0, true),
+    };
+    let outer = ipip::outer_repr(
+        p.local,
+        p.real,
+        meta.version,
+        inner_len,
+        meta.tos,
+        ttl - 1,
+        ident,
+        dont_frag,
+    );
+
+    let pad = frame.len() - end;
+    buf.trim(pad).map_err(|_| Error::Truncated)?;
+    let data = buf
+        .prepend(ipip::OUTER_HEADER_LEN)
+        .map_err(|_| Error::NoHeadroom)?;
+    // Move the Ethernet header (and tag) to the new front; the outer IPv4 header goes
+    // into the gap between it and the inner packet.
+    data.copy_within(ipip::OUTER_HEADER_LEN..ipip::OUTER_HEADER_LEN + l3, 0);
+    data[l3 - 2..l3].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+    outer.emit(&mut data[l3..], p.csum)?;
+    set_macs(data, &p.macs)?;
+    Ok(Verdict::Forward(TxOffload {
+        l2_len: l3 as u16,
+        l3_len: ipip::OUTER_HEADER_LEN as u16,
+        ipv4: true,
+        ipv4_checksum: p.csum == ChecksumMode::Offload,
+        l4: None,
+    }))
+}
+
+/// Build the ICMP fragmentation-needed frame for the client into `out`; its length.
+///
+/// Ethernet: the received frame's header with the MACs swapped (back out of the port
+/// it came in on, to the previous hop; same VLAN tag). IPv4: DIP → the packet's source,
+/// TTL 64, TOS 0xc0. ICMP: type 3 code 4, next-hop MTU = `mtu − 20`, then the original
+/// IP header and the first 8 bytes of its payload.
+pub fn frag_needed(frame: &[u8], meta: &IpMeta, p: &TunParams, out: &mut [u8]) -> Result<usize> {
+    let l3 = meta.l3_offset();
+    let ip = frame.get(l3..meta.ip_end).ok_or(Error::Truncated)?;
+    if l3 < 14 || ip.len() < ipv4::HEADER_LEN || meta.version != IpVersion::V4 {
+        return Err(Error::Truncated);
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let quote = (ihl + 8).min(ip.len());
+    let icmp_len = 8 + quote;
+    let total = l3 + ipv4::HEADER_LEN + icmp_len;
+    let out = out.get_mut(..total).ok_or(Error::BufferTooSmall)?;
+
+    out[..l3].copy_from_slice(&frame[..l3]);
+    out[..6].copy_from_slice(&frame[6..12]);
+    out[6..12].copy_from_slice(&frame[..6]);
+    let client = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    Ipv4Repr {
+        src_addr: p.local,
+        dst_addr: client,
+        protocol: IpProtocol::ICMP,
+        payload_len: icmp_len,
+        ttl: ICMP_TTL,
+        tos: ICMP_TOS,
+        ident: 0,
+        dont_frag: false,
+    }
+    .emit(&mut out[l3..], ChecksumMode::Software)?;
+    let mut icmp = Icmpv4Packet::new_unchecked(&mut out[l3 + ipv4::HEADER_LEN..]);
+    icmp.set_msg_type(Message::DST_UNREACHABLE);
+    icmp.set_msg_code(dst_unreachable::FRAG_NEEDED);
+    icmp.set_next_hop_mtu(p.mtu.saturating_sub(ipip::OUTER_HEADER_LEN as u16));
+    icmp.data_mut().copy_from_slice(&ip[..quote]);
+    icmp.fill_checksum();
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+    use crate::buf::VecBuf;
+    use crate::wire::EthernetAddress;
+    use etherparse::{
+        Icmpv4Type, IpNumber, Ipv4HeaderSlice, LinkSlice, NetSlice, PacketBuilder, SlicedPacket,
+        TransportSlice,
+    };
+
+    fn params(mtu: u16) -> TunParams {
+        TunParams {
+            local: DIP.into(),
+            real: RIP.into(),
+            mtu,
+            macs: MacRewrite {
+                src: EthernetAddress(DIRECTOR_MAC),
+                dst: EthernetAddress(RS_MAC),
+            },
+            csum: ChecksumMode::Software,
+        }
+    }
+
+    fn client_frame(len: usize, df: bool, ttl: u8) -> Vec<u8> {
+        let mut h = etherparse::Ipv4Header::new(0, ttl, IpNumber::TCP, CIP, VIP).unwrap();
+        h.dont_fragment = df;
+        h.identification = 0x4242;
+        h.dscp = etherparse::Ipv4Dscp::try_new(10).unwrap();
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+            .ip(etherparse::IpHeaders::Ipv4(h, Default::default()))
+            .tcp(CPORT, VPORT, 77, 1000)
+            .ack(5);
+        let payload = vec![0x5a; len - 14 - 40];
+        let mut v = Vec::new();
+        b.write(&mut v, &payload).unwrap();
+        v
+    }
+
+    #[test]
+    fn encapsulation() {
+        let orig = client_frame(200, true, 64);
+        let m = meta(&orig);
+        let mut b = VecBuf::new(64, &orig);
+        let mut icmp = [0u8; 256];
+        let v = request(&mut b, &m, &params(1500), &mut icmp).unwrap();
+        assert_eq!(
+            v,
+            Verdict::Forward(TxOffload {
+                l2_len: 14,
+                l3_len: 20,
+                ipv4: true,
+                ipv4_checksum: false,
+                l4: None
+            })
+        );
+        let out = b.data();
+        assert_eq!(out.len(), orig.len() + 20);
+        let p = SlicedPacket::from_ethernet(out).unwrap();
+        let Some(LinkSlice::Ethernet2(e)) = &p.link else {
+            panic!()
+        };
+        assert_eq!((e.source(), e.destination()), (DIRECTOR_MAC, RS_MAC));
+        assert_eq!(e.ether_type(), etherparse::EtherType::IPV4);
+        // etherparse reads the outer header, then the inner one (IPIP)
+        let outer = Ipv4HeaderSlice::from_slice(&out[14..]).unwrap().to_header();
+        assert_eq!(outer.source, DIP);
+        assert_eq!(outer.destination, RIP);
+        assert_eq!(outer.protocol, IpNumber::IPV4);
+        assert_eq!(outer.time_to_live, 63);
+        assert_eq!(outer.dscp.value(), 10);
+        assert!(outer.dont_fragment);
+        assert_eq!(outer.identification, 0x4242);
+        assert_eq!(usize::from(outer.total_len), orig.len() - 14 + 20);
+        assert_eq!(outer.header_checksum, outer.calc_header_checksum());
+        // the inner packet is byte-identical
+        assert_eq!(&out[34..], &orig[14..]);
+        let inner = SlicedPacket::from_ip(&out[34..]).unwrap();
+        let Some(NetSlice::Ipv4(ii)) = &inner.net else {
+            panic!()
+        };
+        assert_eq!(ii.header().ttl(), 64);
+        assert!(matches!(inner.transport, Some(TransportSlice::Tcp(_))));
+        // our own IPIP view agrees
+        let ipip = crate::wire::IpipPacket::new_checked(&out[14..]).unwrap();
+        assert_eq!(ipip.inner(), &orig[14..]);
+    }
+
+    #[test]
+    fn encapsulation_offload_and_padding() {
+        // 60-byte minimum frame: a 54-byte packet plus 6 bytes of padding
+        let mut orig = client_frame(54, false, 64);
+        orig.extend_from_slice(&[0; 6]);
+        let m = meta(&orig);
+        let mut b = VecBuf::new(20, &orig);
+        let mut p = params(1500);
+        p.csum = ChecksumMode::Offload;
+        let v = request(&mut b, &m, &p, &mut []).unwrap();
+        assert!(matches!(v, Verdict::Forward(o) if o.ipv4_checksum && o.is_needed()));
+        let out = b.data();
+        assert_eq!(out.len(), 54 + 20, "padding trimmed");
+        assert_eq!(&out[24..26], &[0, 0]);
+        let outer = Ipv4HeaderSlice::from_slice(&out[14..]).unwrap();
+        assert!(!outer.dont_fragment());
+    }
+
+    #[test]
+    fn no_headroom_changes_nothing() {
+        let orig = client_frame(100, true, 64);
+        let m = meta(&orig);
+        let mut b = VecBuf::new(19, &orig);
+        assert_eq!(
+            request(&mut b, &m, &params(1500), &mut []),
+            Err(Error::NoHeadroom)
+        );
+        assert_eq!(b.data(), &orig[..]);
+    }
+
+    #[test]
+    fn ttl_expiry() {
+        let orig = client_frame(100, true, 1);
+        let m = meta(&orig);
+        let mut b = VecBuf::new(64, &orig);
+        assert_eq!(
+            request(&mut b, &m, &params(1500), &mut []),
+            Err(Error::TtlExpired)
+        );
+        assert_eq!(b.data(), &orig[..]);
+    }
+
+    #[test]
+    fn frag_needed_for_df_packets() {
+        // 1500-byte IP packet + 20 > 1500 with DF set
+        let orig = client_frame(14 + 1500, true, 64);
+        let m = meta(&orig);
+        let mut b = VecBuf::new(64, &orig);
+        let mut out = [0u8; 128];
+        let v = request(&mut b, &m, &params(1500), &mut out).unwrap();
+        let Verdict::IcmpReply { len } = v else {
+            panic!("expected an ICMP reply, got {v:?}")
+        };
+        assert_eq!(len, 14 + 20 + 8 + 20 + 8);
+        assert_eq!(b.data(), &orig[..], "the refused packet is untouched");
+        let p = check_v4(&out[..len]);
+        assert_eq!(macs(&p), (DIRECTOR_MAC, CLIENT_MAC));
+        let h = ipv4_header(&out[..len]);
+        assert_eq!((h.source, h.destination), (DIP, CIP));
+        assert_eq!(h.protocol, IpNumber::ICMP);
+        let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+            panic!()
+        };
+        assert_eq!(
+            i.icmp_type(),
+            Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1480
+                }
+            )
+        );
+        // the embedded original IP header + 8 bytes
+        assert_eq!(i.payload(), &orig[14..14 + 28]);
+        check_icmp(i);
+
+        // a reply buffer too small
+        let mut tiny = [0u8; 40];
+        assert_eq!(
+            request(&mut b, &m, &params(1500), &mut tiny),
+            Err(Error::BufferTooSmall)
+        );
+        // exactly fitting: 1480 + 20 = 1500 passes
+        let fits = client_frame(14 + 1480, true, 64);
+        let mf = meta(&fits);
+        let mut b = VecBuf::new(64, &fits);
+        assert!(matches!(
+            request(&mut b, &mf, &params(1500), &mut out),
+            Ok(Verdict::Forward(_))
+        ));
+    }
+
+    #[test]
+    fn oversize_without_df_is_dropped() {
+        let orig = client_frame(14 + 1500, false, 64);
+        let m = meta(&orig);
+        let mut b = VecBuf::new(64, &orig);
+        assert_eq!(
+            request(&mut b, &m, &params(1500), &mut [0u8; 128]),
+            Err(Error::Oversize)
+        );
+    }
+
+    #[test]
+    fn ipv6_inner_uses_protocol_41() {
+        let mut orig = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+            .single_vlan(etherparse::VlanId::try_new(7).unwrap())
+            .ipv6([0x20; 16], [0x21; 16], 40)
+            .udp(1000, 53)
+            .write(&mut orig, b"v6")
+            .unwrap();
+        let m = meta(&orig);
+        let mut b = VecBuf::new(32, &orig);
+        request(&mut b, &m, &params(1500), &mut []).unwrap();
+        let out = b.data();
+        assert_eq!(&out[12..14], &[0x81, 0x00]);
+        assert_eq!(&out[16..18], &[0x08, 0x00], "EtherType now IPv4");
+        let outer = Ipv4HeaderSlice::from_slice(&out[18..]).unwrap().to_header();
+        assert_eq!(outer.protocol, IpNumber::IPV6);
+        assert_eq!(outer.time_to_live, 39);
+        assert!(outer.dont_fragment);
+        assert_eq!(outer.header_checksum, outer.calc_header_checksum());
+        assert_eq!(&out[38..], &orig[18..]);
+    }
+}
