@@ -1,3 +1,27 @@
 //! `rvs-control`: the rvsd daemon and the rvsadm CLI.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`ipvs`] | the IPVS table and the kernel's command semantics and errors |
+//! | [`cli`] | ipvsadm 1.31's command-line grammar and client-side errors |
+//! | [`format`] | ipvsadm's listings, byte for byte |
+//! | [`names`] | `/etc/services` and `/etc/hosts` lookups, `inet_aton` |
+//! | [`backend`] | the [`backend::Backend`] trait the dataplane implements, counters, connections |
+//! | [`estimator`] | the kernel's 2-second rate estimator |
+//! | [`proto`] | rvsd's socket protocol (newline-delimited JSON) and client |
+//! | [`daemon`] | rvsd's state: table + backend + zero baselines + estimators |
+//! | [`server`] | rvsd's socket server |
+//! | [`adm`] | rvsadm's main logic, including `-R` restore |
 
 #![forbid(unsafe_code)]
+
+pub mod adm;
+pub mod backend;
+pub mod cli;
+pub mod daemon;
+pub mod estimator;
+pub mod format;
+pub mod ipvs;
+pub mod names;
+pub mod proto;
+pub mod server;

@@ -314,7 +314,7 @@ pub enum ServiceKey {
 }
 
 /// A real server of a service, as configured.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RealServer {
     /// Stable identity (assigned by [`ServiceTable`]).
     pub id: DestId,

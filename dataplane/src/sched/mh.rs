@@ -223,7 +223,7 @@ mod tests {
                 id: DestId(5),
                 addr: Addr::v4(10, 0, 0, 5),
                 port: 80,
-                ..f.cfg[0].clone()
+                ..f.cfg[0]
             },
         );
         f.rt.insert(0, f.rt[0].clone());

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::service::{Addr, DestId, FlowKey, RealServer, ServiceId, Snapshot};
+use crate::service::{Addr, DestId, FlowKey, RealServer, Service, ServiceId, Snapshot};
 
 pub mod dh;
 pub mod fo;
@@ -522,6 +522,17 @@ impl SvcSched {
     pub fn scheduler(&self) -> &dyn Scheduler {
         self.sched.as_ref()
     }
+
+    /// Runs one decision for `svc` (the service this state belongs to).
+    pub fn schedule(&mut self, svc: &Service, dests: &DestTable, ctx: &SchedCtx) -> Option<usize> {
+        let view = DestView::new(&svc.dests, &self.slots, dests.slots());
+        self.sched.schedule(&view, ctx)
+    }
+
+    /// The dest-table slot of server `pos`.
+    pub fn slot(&self, pos: usize) -> DestSlot {
+        self.slots.get(pos).copied().unwrap_or(NO_SLOT)
+    }
 }
 
 /// All per-core scheduling state, aligned with the adopted snapshot's services.
@@ -545,6 +556,12 @@ impl CoreSched {
     /// The adopted snapshot.
     pub fn snapshot(&self) -> Option<&Arc<Snapshot>> {
         self.snap.as_ref()
+    }
+
+    /// The adopted snapshot and the per-service states, borrowed together.
+    pub fn parts(&mut self) -> Option<(&Snapshot, &mut [SvcSched])> {
+        let snap = self.snap.as_deref()?;
+        Some((snap, &mut self.svcs))
     }
 
     /// Per-service state (index = snapshot service index).

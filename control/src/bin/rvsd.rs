@@ -1,0 +1,97 @@
+//! `rvsd`: the rvs daemon. Loads and validates the configuration, builds the IPVS table
+//! from its services, drives the dataplane backend and serves rvsadm on a Unix socket.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use rvs_control::backend::ControlOnly;
+use rvs_control::daemon::Daemon;
+use rvs_control::ipvs::table_from_config;
+
+/// rvs daemon: kernel-bypass IPVS on DPDK.
+#[derive(Parser, Debug)]
+#[command(name = "rvsd", version, about)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// Run the control plane only: tables and commands work, counters stay zero.
+    #[arg(long)]
+    no_dataplane: bool,
+    /// Control socket path (overrides [control] socket).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let cfg = match rvs_config::Config::from_file(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rvsd: invalid configuration {}: {e}", args.config.display());
+            return ExitCode::from(1);
+        }
+    };
+    let table = match table_from_config(&cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("rvsd: invalid configuration {}: {e}", args.config.display());
+            return ExitCode::from(1);
+        }
+    };
+    if args.check {
+        println!("rvsd: configuration {} is valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    if !args.no_dataplane {
+        eprintln!(
+            "rvsd: the DPDK dataplane backend is not available in this build yet; \
+             start with --no-dataplane to run the control plane alone (tables and \
+             commands work, counters stay zero)"
+        );
+        return ExitCode::from(1);
+    }
+    let socket = args.socket.unwrap_or(cfg.control.socket.clone());
+    let daemon = match Daemon::new(table, Box::new(ControlOnly)) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("rvsd: dataplane refused the configuration: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(
+        config = %args.config.display(),
+        services = cfg.services.len(),
+        "control plane only (--no-dataplane)"
+    );
+    let listener = match rvs_control::server::bind(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rvsd: cannot listen on {}: {e}", socket.display());
+            return ExitCode::from(1);
+        }
+    };
+    match rvs_control::server::run(listener, socket.clone(), daemon) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            let _ = std::fs::remove_file(&socket);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! rvsd's state and request handling, independent of sockets: the table, the backend,
+//! `-Z` baselines and the rate estimators.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::backend::{Backend, Counters, DestCounters, Stats};
+use crate::estimator::Estimator;
+use crate::ipvs::{IpvsTable, Op, ServiceKey, CONN_TAB_SIZE, IPVS_VERSION};
+use crate::proto::{DestView, Info, LaddrView, Request, Response, ServiceView};
+
+type StatKey = (ServiceKey, Option<(IpAddr, u16)>);
+
+/// The daemon: table + backend + counter bookkeeping.
+pub struct Daemon {
+    table: IpvsTable,
+    backend: Box<dyn Backend>,
+    baselines: HashMap<StatKey, Stats>,
+    estimators: HashMap<StatKey, Estimator>,
+}
+
+fn raw_stats(c: &Counters, key: &StatKey) -> Stats {
+    let Some(s) = c.service(&key.0) else {
+        return Stats::default();
+    };
+    match key.1 {
+        None => s.stats,
+        Some((a, p)) => s
+            .dests
+            .iter()
+            .find(|d| d.addr == a && d.port == p)
+            .map(|d| d.counters.stats)
+            .unwrap_or_default(),
+    }
+}
+
+impl Daemon {
+    /// Starts with `table`, installing it into the backend.
+    pub fn new(table: IpvsTable, mut backend: Box<dyn Backend>) -> Result<Daemon, String> {
+        backend.set_timeouts(&table.timeouts).map_err(|e| e.0)?;
+        backend.apply(&table).map_err(|e| e.0)?;
+        Ok(Daemon {
+            table,
+            backend,
+            baselines: HashMap::new(),
+            estimators: HashMap::new(),
+        })
+    }
+
+    /// The current table.
+    pub fn table(&self) -> &IpvsTable {
+        &self.table
+    }
+
+    fn stat_keys(&self) -> Vec<StatKey> {
+        let mut v = Vec::new();
+        for s in &self.table.services {
+            v.push((s.conf.key, None));
+            for d in &s.dests {
+                v.push((s.conf.key, Some((d.addr, d.port))));
+            }
+        }
+        v
+    }
+
+    /// One estimator tick (every 2 s).
+    pub fn tick(&mut self) {
+        let c = self.backend.counters();
+        let keys = self.stat_keys();
+        self.estimators.retain(|k, _| keys.contains(k));
+        for k in keys {
+            let now = raw_stats(&c, &k);
+            self.estimators
+                .entry(k)
+                .or_insert_with(|| Estimator::new(&Stats::default()))
+                .update(&now);
+        }
+    }
+
+    fn forget_removed(&mut self) {
+        let keys = self.stat_keys();
+        self.baselines.retain(|k, _| keys.contains(k));
+        self.estimators.retain(|k, _| keys.contains(k));
+    }
+
+    /// Applies a change: the table first (kernel checks), then the backend; a backend
+    /// failure rolls the table back.
+    pub fn apply(&mut self, op: &Op) -> Response {
+        let before = self.table.clone();
+        if let Err(e) = self.table.apply(op) {
+            return Response::Error(e);
+        }
+        let r = match op {
+            Op::SetTimeouts(_) => self.backend.set_timeouts(&self.table.timeouts),
+            Op::AddLaddr(k, _) | Op::DelLaddr(k, _) => {
+                let l = self
+                    .table
+                    .service(k)
+                    .map(|s| s.laddrs.clone())
+                    .unwrap_or_default();
+                self.backend.set_laddrs(k, &l)
+            }
+            _ => Ok(()),
+        }
+        .and_then(|()| self.backend.apply(&self.table));
+        if let Err(e) = r {
+            self.table = before;
+            let _ = self.backend.apply(&self.table);
+            return Response::Error(crate::ipvs::IpvsError::Backend(e.0));
+        }
+        match op {
+            Op::Zero(which) => {
+                let c = self.backend.counters();
+                for k in self.stat_keys() {
+                    if which.is_none() || *which == Some(k.0) {
+                        let now = raw_stats(&c, &k);
+                        self.baselines.insert(k, now);
+                        self.estimators
+                            .entry(k)
+                            .or_insert_with(|| Estimator::new(&now))
+                            .zero(&now);
+                    }
+                }
+            }
+            Op::DelService(_) | Op::Flush | Op::DelDest(..) => self.forget_removed(),
+            _ => {}
+        }
+        Response::Ok
+    }
+
+    fn view(&self, c: &Counters, key: &ServiceKey) -> Option<ServiceView> {
+        let s = self.table.service(key)?;
+        let sc = c.service(key);
+        let adj = |k: &StatKey, raw: Stats| {
+            raw.since(&self.baselines.get(k).copied().unwrap_or_default())
+        };
+        let rates = |k: &StatKey| {
+            self.estimators
+                .get(k)
+                .map(Estimator::read)
+                .unwrap_or_default()
+        };
+        let skey = (*key, None);
+        let dests = s
+            .dests
+            .iter()
+            .map(|d| {
+                let k = (*key, Some((d.addr, d.port)));
+                let mut counters: DestCounters = sc
+                    .and_then(|x| {
+                        x.dests
+                            .iter()
+                            .find(|e| e.addr == d.addr && e.port == d.port)
+                    })
+                    .map(|e| e.counters)
+                    .unwrap_or_default();
+                counters.stats = adj(&k, counters.stats);
+                DestView {
+                    conf: d.clone(),
+                    counters,
+                    rates: rates(&k),
+                }
+            })
+            .collect();
+        let laddrs = s
+            .laddrs
+            .iter()
+            .map(|l| {
+                let e = sc.and_then(|x| x.laddrs.iter().find(|e| e.addr == l.addr));
+                LaddrView {
+                    laddr: l.clone(),
+                    conflicts: e.map(|e| e.conflicts).unwrap_or(0),
+                    conns: e.map(|e| e.conns).unwrap_or(0),
+                }
+            })
+            .collect();
+        Some(ServiceView {
+            conf: s.conf.clone(),
+            stats: adj(&skey, sc.map(|x| x.stats).unwrap_or_default()),
+            rates: rates(&skey),
+            dests,
+            laddrs,
+        })
+    }
+
+    /// Answers one request.
+    pub fn handle(&mut self, req: Request) -> Response {
+        match req {
+            Request::Info => Response::Info(Info {
+                version: IPVS_VERSION,
+                conn_tab_size: CONN_TAB_SIZE,
+                num_services: self.table.services.len() as u32,
+            }),
+            Request::Apply(op) => self.apply(&op),
+            Request::GetServices => {
+                let c = self.backend.counters();
+                Response::Services(
+                    self.table
+                        .services
+                        .iter()
+                        .filter_map(|s| self.view(&c, &s.conf.key))
+                        .collect(),
+                )
+            }
+            Request::GetService(k) => {
+                let c = self.backend.counters();
+                match self.view(&c, &k) {
+                    Some(v) => Response::Service(v),
+                    None => Response::Error(crate::ipvs::IpvsError::NoSuchService),
+                }
+            }
+            Request::GetConnections => Response::Connections(self.backend.connections()),
+            Request::GetTimeouts => Response::Timeouts(self.table.timeouts),
+            Request::GetDaemons => Response::Daemons(self.table.daemons.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{BackendError, ConnEntry, DestCounterEntry, ServiceCounters};
+    use crate::ipvs::{DestConf, Protocol, ServiceConf};
+    use std::sync::{Arc, Mutex};
+
+    /// A backend whose counters the test sets.
+    struct Fake(Arc<Mutex<Counters>>, bool);
+
+    impl Backend for Fake {
+        fn apply(&mut self, t: &IpvsTable) -> Result<(), BackendError> {
+            if self.1 && t.services.len() > 1 {
+                return Err(BackendError("dataplane full".into()));
+            }
+            Ok(())
+        }
+        fn counters(&self) -> Counters {
+            self.0.lock().unwrap().clone()
+        }
+        fn connections(&self) -> Vec<ConnEntry> {
+            Vec::new()
+        }
+    }
+
+    fn key(port: u16) -> ServiceKey {
+        ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            addr: "1.2.3.4".parse().unwrap(),
+            port,
+        }
+    }
+
+    #[test]
+    fn zero_rates_and_rollback() {
+        let counters = Arc::new(Mutex::new(Counters::default()));
+        let mut d = Daemon::new(IpvsTable::new(), Box::new(Fake(counters.clone(), true))).unwrap();
+        assert_eq!(
+            d.apply(&Op::AddService(ServiceConf::new(key(80)))),
+            Response::Ok
+        );
+        let dest = DestConf::new("10.0.0.1".parse().unwrap(), 80);
+        assert_eq!(d.apply(&Op::AddDest(key(80), dest)), Response::Ok);
+        // The backend refuses a second service: the table is rolled back.
+        assert_eq!(
+            d.apply(&Op::AddService(ServiceConf::new(key(81)))),
+            Response::Error(crate::ipvs::IpvsError::Backend("dataplane full".into()))
+        );
+        assert_eq!(d.table().services.len(), 1);
+        let mut total = 0u64;
+        for _ in 0..30 {
+            total += 2000;
+            *counters.lock().unwrap() = Counters {
+                services: vec![ServiceCounters {
+                    key: key(80),
+                    stats: Stats {
+                        conns: total,
+                        ..Default::default()
+                    },
+                    dests: vec![DestCounterEntry {
+                        addr: "10.0.0.1".parse().unwrap(),
+                        port: 80,
+                        counters: DestCounters {
+                            active_conns: 3,
+                            inact_conns: 4,
+                            persist_conns: 0,
+                            stats: Stats {
+                                conns: total,
+                                ..Default::default()
+                            },
+                        },
+                    }],
+                    laddrs: vec![],
+                }],
+            };
+            d.tick();
+        }
+        let Response::Service(v) = d.handle(Request::GetService(key(80))) else {
+            panic!()
+        };
+        assert_eq!(v.stats.conns, 60000);
+        assert_eq!(v.rates.cps, 1000);
+        assert_eq!(v.dests[0].counters.active_conns, 3);
+        assert_eq!(v.dests[0].rates.cps, 1000);
+        assert_eq!(d.apply(&Op::Zero(None)), Response::Ok);
+        let Response::Service(v) = d.handle(Request::GetService(key(80))) else {
+            panic!()
+        };
+        assert_eq!(v.stats.conns, 0);
+        assert_eq!(v.rates.cps, 0);
+        assert_eq!(v.dests[0].counters.stats.conns, 0);
+        // Active/inactive counts are not zeroed (as the kernel).
+        assert_eq!(v.dests[0].counters.inact_conns, 4);
+    }
+}

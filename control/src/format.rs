@@ -1,0 +1,596 @@
+//! ipvsadm's output, byte for byte: `-L` in all its variants, `-c`, `--timeout`,
+//! `--daemon`, `-S`, and DPVS's `-G` LIP listing.
+//!
+//! Sorting follows libipvs exactly, quirks included: its comparators subtract unsigned
+//! addresses into an `int` (so addresses more than 2^31 apart compare "backwards", e.g.
+//! `192.168.1.100` lists before `10.0.0.1`), and glibc's `qsort` is a top-down merge sort,
+//! reproduced by [`glibc_msort`] so that the comparator's inconsistencies order entries
+//! the same way.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::backend::ConnEntry;
+use crate::cli::ListOpts;
+use crate::ipvs::{
+    Forward, ServiceKey, SyncDaemon, Timeouts, TunCsum, TunType, SCHED_FLAG_1, SCHED_FLAG_2,
+    SCHED_FLAG_3,
+};
+use crate::names::addrport;
+use crate::proto::{DestView, Info, ServiceView};
+
+/// `IP Virtual Server version 1.2.1 (size=4096)`.
+pub fn header(info: &Info) -> String {
+    format!(
+        "IP Virtual Server version {}.{}.{} (size={})\n",
+        (info.version >> 16) & 0xff,
+        (info.version >> 8) & 0xff,
+        info.version & 0xff,
+        info.conn_tab_size
+    )
+}
+
+/// `print_largenum`: 9 columns, K/M/G/T above 10^8, or exact with `--exact`.
+pub fn largenum(n: u64, exact: bool) -> String {
+    if exact {
+        let len = n.to_string().len();
+        let w = if len <= 8 { 9 } else { len + 1 };
+        return format!("{n:>w$}");
+    }
+    if n < 100_000_000 {
+        format!("{n:>9}")
+    } else if n < 1_000_000_000 {
+        format!("{:>8}K", n / 1000)
+    } else if n < 100_000_000_000 {
+        format!("{:>8}M", n / 1_000_000)
+    } else if n < 100_000_000_000_000 {
+        format!("{:>8}G", n / 1_000_000_000)
+    } else {
+        format!("{:>8}T", n / 1_000_000_000_000)
+    }
+}
+
+/// glibc 2.36 `qsort` (`msort_with_tmp`): top-down merge sort, left half `n/2`.
+pub fn glibc_msort<T: Clone>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i32) {
+    let n = v.len();
+    if n <= 1 {
+        return;
+    }
+    let n1 = n / 2;
+    glibc_msort(&mut v[..n1], cmp);
+    glibc_msort(&mut v[n1..], cmp);
+    let mut tmp = Vec::with_capacity(n);
+    let (mut i, mut j) = (0, n1);
+    while i < n1 && j < n {
+        if cmp(&v[i], &v[j]) <= 0 {
+            tmp.push(v[i].clone());
+            i += 1;
+        } else {
+            tmp.push(v[j].clone());
+            j += 1;
+        }
+    }
+    tmp.extend_from_slice(&v[i..n1]);
+    let k = tmp.len();
+    v[..k].clone_from_slice(&tmp);
+}
+
+fn af(ipv6: bool) -> i32 {
+    if ipv6 {
+        10
+    } else {
+        2
+    }
+}
+
+fn words(a: &IpAddr) -> [u32; 4] {
+    match a {
+        IpAddr::V4(v) => [u32::from(*v), 0, 0, 0],
+        IpAddr::V6(v) => {
+            let o = v.octets();
+            let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            [w(0), w(4), w(8), w(12)]
+        }
+    }
+}
+
+fn cmp_addr(a: &IpAddr, b: &IpAddr) -> i32 {
+    let (x, y) = (words(a), words(b));
+    for i in 0..4 {
+        let r = x[i].wrapping_sub(y[i]) as i32;
+        if r != 0 {
+            return r;
+        }
+    }
+    0
+}
+
+fn svc_parts(k: &ServiceKey) -> (u32, bool, i32, IpAddr, u16) {
+    match k {
+        ServiceKey::Inet {
+            protocol,
+            addr,
+            port,
+        } => (0, addr.is_ipv6(), protocol.number() as i32, *addr, *port),
+        ServiceKey::Fwmark { mark, ipv6 } => (
+            *mark,
+            *ipv6,
+            0,
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            0,
+        ),
+    }
+}
+
+/// libipvs `ipvs_cmp_services`.
+pub fn cmp_services(a: &ServiceKey, b: &ServiceKey) -> i32 {
+    let (m1, v61, p1, a1, port1) = svc_parts(a);
+    let (m2, v62, p2, a2, port2) = svc_parts(b);
+    let r = m1.wrapping_sub(m2) as i32;
+    if r != 0 {
+        return r;
+    }
+    let r = af(v61) - af(v62);
+    if r != 0 {
+        return r;
+    }
+    let r = p1 - p2;
+    if r != 0 {
+        return r;
+    }
+    let r = cmp_addr(&a1, &a2);
+    if r != 0 {
+        return r;
+    }
+    port1 as i32 - port2 as i32
+}
+
+/// libipvs `ipvs_cmp_dests`.
+pub fn cmp_dests(a: &DestView, b: &DestView) -> i32 {
+    let r = af(a.conf.addr.is_ipv6()) - af(b.conf.addr.is_ipv6());
+    if r != 0 {
+        return r;
+    }
+    let r = cmp_addr(&a.conf.addr, &b.conf.addr);
+    if r != 0 {
+        return r;
+    }
+    a.conf.port as i32 - b.conf.port as i32
+}
+
+/// Services in listing order (sorted unless `nosort`), each with its dests sorted too.
+pub fn ordered(services: &[ServiceView], nosort: bool) -> Vec<ServiceView> {
+    let mut v = services.to_vec();
+    if !nosort {
+        glibc_msort(&mut v, &|a: &ServiceView, b: &ServiceView| {
+            cmp_services(&a.conf.key, &b.conf.key)
+        });
+        for s in &mut v {
+            glibc_msort(&mut s.dests, &cmp_dests);
+        }
+    }
+    v
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Rule,
+    Stats,
+    Rate,
+    Thresholds,
+    PersistentConn,
+    TunInfo,
+}
+
+fn mode(o: &ListOpts) -> Mode {
+    if o.stats {
+        Mode::Stats
+    } else if o.rate {
+        Mode::Rate
+    } else if o.thresholds {
+        Mode::Thresholds
+    } else if o.persistent_conn {
+        Mode::PersistentConn
+    } else if o.tun_info {
+        Mode::TunInfo
+    } else {
+        Mode::Plain
+    }
+}
+
+fn title(m: Mode) -> String {
+    match m {
+        Mode::Rule => String::new(),
+        Mode::Stats => format!(
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+        ),
+        Mode::Rate => format!(
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
+        ),
+        Mode::Thresholds => format!(
+            "{:<33} {:<10} {:<10} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+        ),
+        Mode::PersistentConn => format!(
+            "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
+        ),
+        Mode::TunInfo => "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n".to_string(),
+        Mode::Plain => "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n".to_string(),
+    }
+}
+
+/// The scheduler flag names as ipvsadm prints them (`sh-port`, `flag-1,flag-2`, ...).
+pub fn sched_flags_str(sched: &str, flags: u32) -> String {
+    let mut v = Vec::new();
+    let (f1, f2) = match sched {
+        "sh" => ("sh-fallback", "sh-port"),
+        "mh" => ("mh-fallback", "mh-port"),
+        _ => ("flag-1", "flag-2"),
+    };
+    if flags & SCHED_FLAG_1 != 0 {
+        v.push(f1);
+    }
+    if flags & SCHED_FLAG_2 != 0 {
+        v.push(f2);
+    }
+    if flags & SCHED_FLAG_3 != 0 {
+        v.push("flag-3");
+    }
+    v.join(",")
+}
+
+fn netmask_str(key: &ServiceKey, mask: u32) -> Option<String> {
+    if key.is_ipv6() {
+        (mask != 128).then(|| mask.to_string())
+    } else {
+        (mask != u32::MAX).then(|| std::net::Ipv4Addr::from(mask).to_string())
+    }
+}
+
+fn svc_name(key: &ServiceKey, rule: bool, numeric: bool) -> String {
+    match key {
+        ServiceKey::Fwmark { mark, ipv6 } => {
+            let mut s = if rule {
+                format!("-f {}", *mark as i32)
+            } else {
+                format!("FWM  {}", *mark as i32)
+            };
+            if *ipv6 {
+                s.push_str(if rule { " -6" } else { " IPv6" });
+            }
+            s
+        }
+        ServiceKey::Inet {
+            protocol,
+            addr,
+            port,
+        } => {
+            let v = addrport(addr, *port, protocol.services_name(), numeric);
+            if rule {
+                format!("{} {v}", protocol.option())
+            } else {
+                format!("{:<4} {v}", protocol.label())
+            }
+        }
+    }
+}
+
+fn proto_name(key: &ServiceKey) -> &'static str {
+    match key {
+        ServiceKey::Inet { protocol, .. } => protocol.services_name(),
+        ServiceKey::Fwmark { .. } => "tcp",
+    }
+}
+
+fn tun_info(d: &DestView) -> String {
+    if d.conf.forward != Forward::Tunnel {
+        return "n/a".into();
+    }
+    let cs = match d.conf.tunnel.csum {
+        TunCsum::NoCsum => "-c",
+        TunCsum::Csum => "+c",
+        TunCsum::RemCsum => "r+c",
+    };
+    match d.conf.tunnel.tun_type {
+        TunType::Ipip => "ipip".into(),
+        TunType::Gue => format!("gue:{}:{cs}", d.conf.tunnel.port),
+        TunType::Gre => format!("gre:{cs}"),
+    }
+}
+
+fn service_entry(out: &mut String, s: &ServiceView, m: Mode, numeric: bool, exact: bool) {
+    let key = &s.conf.key;
+    let name = svc_name(key, m == Mode::Rule, numeric);
+    let c = &s.conf;
+    let flags = sched_flags_str(&c.scheduler, c.sched_flags);
+    match m {
+        Mode::Rule => {
+            let _ = write!(out, "-A {name} -s {}", c.scheduler);
+            if let Some(t) = c.persistent {
+                let _ = write!(out, " -p {t}");
+                if let Some(mask) = netmask_str(key, c.netmask) {
+                    let _ = write!(out, " -M {mask}");
+                }
+                if let Some(pe) = &c.pe {
+                    let _ = write!(out, " --pe {pe}");
+                }
+            }
+            if c.ops {
+                out.push_str(" -o");
+            }
+            if !flags.is_empty() {
+                let _ = write!(out, " -b {flags}");
+            }
+        }
+        Mode::Stats => {
+            let st = &s.stats;
+            let _ = write!(out, "{name:<33}");
+            for n in [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes] {
+                out.push_str(&largenum(n, exact));
+            }
+        }
+        Mode::Rate => {
+            let r = &s.rates;
+            let _ = write!(
+                out,
+                "{name:<33} {:>8} {:>8} {:>8}",
+                r.cps, r.inpps, r.outpps
+            );
+            out.push_str(&largenum(r.inbps, exact));
+            out.push_str(&largenum(r.outbps, exact));
+        }
+        _ => {
+            let _ = write!(out, "{name} {}", c.scheduler);
+            if !flags.is_empty() {
+                let _ = write!(out, " ({flags})");
+            }
+            if let Some(t) = c.persistent {
+                let _ = write!(out, " persistent {t}");
+                if let Some(mask) = netmask_str(key, c.netmask) {
+                    let _ = write!(out, " mask {mask}");
+                }
+                if let Some(pe) = &c.pe {
+                    let _ = write!(out, " pe {pe}");
+                }
+            }
+            if c.ops {
+                out.push_str(" ops");
+            }
+        }
+    }
+    out.push('\n');
+    for d in &s.dests {
+        let dn = addrport(&d.conf.addr, d.conf.port, proto_name(key), numeric);
+        let k = &d.counters;
+        match m {
+            Mode::Rule => {
+                let _ = write!(
+                    out,
+                    "-a {name} -r {dn} {} -w {}",
+                    d.conf.forward.option(),
+                    d.conf.weight
+                );
+                if d.conf.forward == Forward::Tunnel {
+                    match d.conf.tunnel.tun_type {
+                        TunType::Ipip => out.push_str(" --tun-type ipip"),
+                        TunType::Gue => {
+                            let _ = write!(
+                                out,
+                                " --tun-type gue --tun-port {} {}",
+                                d.conf.tunnel.port,
+                                d.conf.tunnel.csum.option()
+                            );
+                        }
+                        TunType::Gre => {
+                            let _ = write!(out, " --tun-type gre {}", d.conf.tunnel.csum.option());
+                        }
+                    }
+                }
+                out.push('\n');
+            }
+            Mode::Stats => {
+                let st = &k.stats;
+                let _ = write!(out, "  -> {dn:<28}");
+                for n in [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes] {
+                    out.push_str(&largenum(n, exact));
+                }
+                out.push('\n');
+            }
+            Mode::Rate => {
+                let r = &d.rates;
+                let _ = write!(
+                    out,
+                    "  -> {dn:<28} {:>8} {:>8} {:>8}",
+                    r.cps, r.inpps, r.outpps
+                );
+                out.push_str(&largenum(r.inbps, exact));
+                out.push_str(&largenum(r.outbps, exact));
+                out.push('\n');
+            }
+            Mode::Thresholds => {
+                let _ = writeln!(
+                    out,
+                    "  -> {dn:<28} {:<10} {:<10} {:<10} {:<10}",
+                    d.conf.u_threshold, d.conf.l_threshold, k.active_conns, k.inact_conns
+                );
+            }
+            Mode::PersistentConn => {
+                let _ = writeln!(
+                    out,
+                    "  -> {dn:<28} {:<9} {:<11} {:<10} {:<10}",
+                    d.conf.weight, k.persist_conns, k.active_conns, k.inact_conns
+                );
+            }
+            Mode::TunInfo => {
+                let _ = writeln!(
+                    out,
+                    "  -> {dn:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                    d.conf.forward.label(),
+                    tun_info(d),
+                    d.conf.weight,
+                    k.active_conns,
+                    k.inact_conns
+                );
+            }
+            Mode::Plain => {
+                let _ = writeln!(
+                    out,
+                    "  -> {dn:<28} {:<7} {:<6} {:<10} {:<10}",
+                    d.conf.forward.label(),
+                    d.conf.weight,
+                    k.active_conns,
+                    k.inact_conns
+                );
+            }
+        }
+    }
+}
+
+/// `ipvsadm -L [options]` over all services (with the version header).
+pub fn list_all(info: &Info, services: &[ServiceView], o: &ListOpts) -> String {
+    let mut out = header(info);
+    let m = mode(o);
+    out.push_str(&title(m));
+    for s in ordered(services, o.nosort) {
+        service_entry(&mut out, &s, m, o.numeric, o.exact);
+    }
+    out
+}
+
+/// `ipvsadm -L -t svc [options]`: no version header.
+pub fn list_one(service: &ServiceView, o: &ListOpts) -> String {
+    let m = mode(o);
+    let mut out = title(m);
+    let s = &ordered(std::slice::from_ref(service), o.nosort)[0];
+    service_entry(&mut out, s, m, o.numeric, o.exact);
+    out
+}
+
+/// `ipvsadm -S [-n]`: rules that `-R` reads back. FULLNAT LIP pools are saved as
+/// `--add-laddr` lines (an rvs extension; absent when no service has a LIP).
+pub fn save(services: &[ServiceView], numeric: bool) -> String {
+    let mut out = String::new();
+    for s in ordered(services, false) {
+        service_entry(&mut out, &s, Mode::Rule, numeric, false);
+        let name = svc_name(&s.conf.key, true, numeric);
+        for l in &s.laddrs {
+            let _ = write!(out, "--add-laddr {name} -z {}", l.laddr.addr);
+            if let Some(ifn) = &l.laddr.ifname {
+                let _ = write!(out, " -F {ifn}");
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `ipvsadm -L --timeout`.
+pub fn timeouts(t: &Timeouts) -> String {
+    format!(
+        "Timeout (tcp tcpfin udp): {} {} {}\n",
+        t.tcp, t.tcp_fin, t.udp
+    )
+}
+
+/// `ipvsadm -L --daemon`.
+pub fn daemons(ds: &[SyncDaemon]) -> String {
+    let mut out = String::new();
+    for d in ds {
+        let _ = write!(
+            out,
+            "{} sync daemon (mcast={}, syncid={}",
+            d.state.name(),
+            d.mcast_ifn,
+            d.syncid
+        );
+        if d.sync_maxlen != 0 {
+            let _ = write!(out, ", maxlen={}", d.sync_maxlen);
+        }
+        let _ = write!(out, ", group={}", d.mcast_group);
+        if d.mcast_port != 0 {
+            let _ = write!(out, ", port={}", d.mcast_port);
+        }
+        if d.mcast_ttl != 0 {
+            let _ = write!(out, ", ttl={}", d.mcast_ttl);
+        }
+        out.push_str(")\n");
+    }
+    out
+}
+
+/// `ipvsadm -Lc [-n]`: connection entries, in table order.
+pub fn connections(conns: &[ConnEntry], numeric: bool, persistent_conn: bool) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    if persistent_conn {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
+        );
+    }
+    for c in conns {
+        let p = c.protocol.services_name();
+        let src = addrport(&c.client.ip(), c.client.port(), p, numeric);
+        let vip = addrport(&c.virtual_addr.ip(), c.virtual_addr.port(), p, numeric);
+        let dst = addrport(&c.dest.ip(), c.dest.port(), p, numeric);
+        let exp = format!("{:02}:{:02}", c.expires / 60, c.expires % 60);
+        if persistent_conn {
+            let _ = writeln!(
+                out,
+                "{:<3} {exp:<6} {:<11} {src:<18} {vip:<18} {dst:<18} {:<16} ",
+                c.protocol.label(),
+                c.state.name(),
+                ""
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "{:<3} {exp:<6} {:<11} {src:<18} {vip:<18} {dst}",
+                c.protocol.label(),
+                c.state.name()
+            );
+        }
+    }
+    out
+}
+
+/// DPVS `ipvsadm -G`: the LIP pools.
+pub fn laddrs(services: &[ServiceView]) -> String {
+    let mut out = format!(
+        "{:<20} {:<8} {:<20} {:<10} {:<10}\n",
+        "VIP:VPORT", "TOTAL", "SNAT_IP", "CONFLICTS", "CONNS"
+    );
+    for s in ordered(services, false) {
+        let name = match &s.conf.key {
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            } => addrport(addr, *port, protocol.services_name(), true),
+            ServiceKey::Fwmark { mark, .. } => format!("FWM  {}", *mark as i32),
+        };
+        let _ = writeln!(out, "{name:<20} {:<8} ", s.laddrs.len());
+        for l in &s.laddrs {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<8} {:<20} {:<10} {:<10}",
+                "",
+                "",
+                l.laddr.addr.to_string(),
+                l.conflicts,
+                l.conns
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,878 @@
+//! The IPVS table as ipvsadm sees it: services, real servers (dests), timeouts, sync daemons
+//! and FULLNAT local-address (LIP) pools, with the kernel's command semantics.
+//!
+//! [`IpvsTable::apply`] implements `net/netfilter/ipvs/ip_vs_ctl.c`'s checks and error
+//! codes (mapped to libipvs' `ipvs_strerror` texts by [`IpvsError`]'s `Display`); on error
+//! the table is unchanged. Dests are kept in the kernel's list order: each new dest is
+//! added at the head, so `dests[0]` is the newest (what `--nosort` shows).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+
+/// IPVS version reported in the listing header (1.2.1).
+pub const IPVS_VERSION: u32 = 0x010201;
+/// Connection hash table size reported in the listing header.
+pub const CONN_TAB_SIZE: u32 = 4096;
+/// Default persistence timeout for `-p` without a value (`IPVS_SVC_PERSISTENT_TIMEOUT`).
+pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 360;
+/// The schedulers rvs implements (the kernel's 14).
+pub const SCHEDULERS: [&str; 14] = rvs_config::SCHEDULERS;
+
+/// `IP_VS_SVC_F_SCHED1`: `flag-1`, `sh-fallback`, `mh-fallback`.
+pub const SCHED_FLAG_1: u32 = 0x0008;
+/// `IP_VS_SVC_F_SCHED2`: `flag-2`, `sh-port`, `mh-port`.
+pub const SCHED_FLAG_2: u32 = 0x0010;
+/// `IP_VS_SVC_F_SCHED3`: `flag-3`.
+pub const SCHED_FLAG_3: u32 = 0x0020;
+
+/// A service protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    /// TCP (`-t`).
+    Tcp,
+    /// UDP (`-u`).
+    Udp,
+    /// SCTP (`--sctp-service`).
+    Sctp,
+}
+
+impl Protocol {
+    /// The IP protocol number.
+    pub fn number(self) -> u16 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
+
+    /// The name in listings (`TCP`, `UDP`, `SCTP`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+
+    /// The ipvsadm option (`-t`, `-u`, `--sctp-service`).
+    pub fn option(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "-t",
+            Protocol::Udp => "-u",
+            Protocol::Sctp => "--sctp-service",
+        }
+    }
+
+    /// The protocol name used for `/etc/services` lookups.
+    pub fn services_name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// What identifies a virtual service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ServiceKey {
+    /// `<protocol, VIP, port>`.
+    Inet {
+        /// Protocol.
+        protocol: Protocol,
+        /// Virtual address.
+        addr: IpAddr,
+        /// Virtual port (0: all ports, persistent services only).
+        port: u16,
+    },
+    /// A firewall mark (`-f`), IPv4 or IPv6 (`-6`).
+    Fwmark {
+        /// The mark, 1..=u32::MAX.
+        mark: u32,
+        /// IPv6 service.
+        ipv6: bool,
+    },
+}
+
+impl ServiceKey {
+    /// Whether the service is IPv6.
+    pub fn is_ipv6(&self) -> bool {
+        match self {
+            ServiceKey::Inet { addr, .. } => addr.is_ipv6(),
+            ServiceKey::Fwmark { ipv6, .. } => *ipv6,
+        }
+    }
+
+    /// The fwmark, 0 for a non-fwmark service.
+    pub fn fwmark(&self) -> u32 {
+        match self {
+            ServiceKey::Fwmark { mark, .. } => *mark,
+            ServiceKey::Inet { .. } => 0,
+        }
+    }
+
+    /// The service port, 0 for fwmark services.
+    pub fn port(&self) -> u16 {
+        match self {
+            ServiceKey::Inet { port, .. } => *port,
+            ServiceKey::Fwmark { .. } => 0,
+        }
+    }
+}
+
+/// A forwarding method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Forward {
+    /// NAT (`-m`).
+    Masq,
+    /// Local node.
+    Local,
+    /// IP tunnel (`-i`).
+    Tunnel,
+    /// Direct routing (`-g`, the default).
+    Route,
+    /// FULLNAT (`-b` on a real server, as DPVS).
+    FullNat,
+}
+
+impl Forward {
+    /// The name in the `Forward` column.
+    pub fn label(self) -> &'static str {
+        match self {
+            Forward::Masq => "Masq",
+            Forward::Local => "Local",
+            Forward::Tunnel => "Tunnel",
+            Forward::Route => "Route",
+            Forward::FullNat => "FullNat",
+        }
+    }
+
+    /// The ipvsadm option in `-S` output.
+    pub fn option(self) -> &'static str {
+        match self {
+            Forward::Masq => "-m",
+            Forward::Local | Forward::Route => "-g",
+            Forward::Tunnel => "-i",
+            Forward::FullNat => "-b",
+        }
+    }
+}
+
+/// Tunnel encapsulation (`--tun-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum TunType {
+    /// IP in IP (default).
+    #[default]
+    Ipip,
+    /// Generic UDP encapsulation.
+    Gue,
+    /// GRE.
+    Gre,
+}
+
+/// Tunnel checksum mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum TunCsum {
+    /// No checksum (default).
+    #[default]
+    NoCsum,
+    /// Checksum.
+    Csum,
+    /// Remote checksum offload.
+    RemCsum,
+}
+
+impl TunCsum {
+    /// The ipvsadm option name.
+    pub fn option(self) -> &'static str {
+        match self {
+            TunCsum::NoCsum => "--tun-nocsum",
+            TunCsum::Csum => "--tun-csum",
+            TunCsum::RemCsum => "--tun-remcsum",
+        }
+    }
+}
+
+/// Tunnel parameters of a `-i` real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct Tunnel {
+    /// Encapsulation.
+    pub tun_type: TunType,
+    /// GUE destination port.
+    pub port: u16,
+    /// Checksum mode.
+    pub csum: TunCsum,
+}
+
+/// A virtual service's settings (what `-A`/`-E` set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceConf {
+    /// Which service.
+    pub key: ServiceKey,
+    /// Scheduler name.
+    pub scheduler: String,
+    /// Persistence timeout in seconds; `None`: not persistent.
+    pub persistent: Option<u32>,
+    /// Persistence granularity: an IPv4 mask (host order, e.g. `0xffffff00`) or an IPv6
+    /// prefix length. Default all-ones (`0xffffffff` / 128).
+    pub netmask: u32,
+    /// Scheduler flags ([`SCHED_FLAG_1`] | [`SCHED_FLAG_2`] | [`SCHED_FLAG_3`]).
+    pub sched_flags: u32,
+    /// One-packet scheduling.
+    pub ops: bool,
+    /// Persistence engine (`--pe`).
+    pub pe: Option<String>,
+}
+
+impl ServiceConf {
+    /// A service with ipvsadm's defaults (wlc, not persistent, full netmask).
+    pub fn new(key: ServiceKey) -> Self {
+        ServiceConf {
+            key,
+            scheduler: "wlc".to_string(),
+            persistent: None,
+            netmask: if key.is_ipv6() { 128 } else { u32::MAX },
+            sched_flags: 0,
+            ops: false,
+            pe: None,
+        }
+    }
+}
+
+/// A real server's settings (what `-a`/`-e` set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestConf {
+    /// Real server address.
+    pub addr: IpAddr,
+    /// Real server port.
+    pub port: u16,
+    /// Forwarding method.
+    pub forward: Forward,
+    /// Weight (0 quiesces).
+    pub weight: i32,
+    /// Upper connection threshold (0: none).
+    pub u_threshold: u32,
+    /// Lower connection threshold (0: none).
+    pub l_threshold: u32,
+    /// Tunnel parameters (meaningful for [`Forward::Tunnel`]).
+    pub tunnel: Tunnel,
+}
+
+impl DestConf {
+    /// A dest with ipvsadm's defaults (`-g`, weight 1).
+    pub fn new(addr: IpAddr, port: u16) -> Self {
+        DestConf {
+            addr,
+            port,
+            forward: Forward::Route,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            tunnel: Tunnel::default(),
+        }
+    }
+}
+
+/// A FULLNAT local address (LIP) of a service's pool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Laddr {
+    /// The address.
+    pub addr: IpAddr,
+    /// The port (interface) it lives on (`-F ifname`).
+    pub ifname: Option<String>,
+}
+
+/// A service in the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// Settings.
+    pub conf: ServiceConf,
+    /// Real servers, newest first (the kernel's list order).
+    pub dests: Vec<DestConf>,
+    /// LIP pool, in insertion order.
+    pub laddrs: Vec<Laddr>,
+}
+
+/// Connection timeouts in seconds (`--set tcp tcpfin udp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    /// TCP ESTABLISHED.
+    pub tcp: u32,
+    /// TCP FIN_WAIT.
+    pub tcp_fin: u32,
+    /// UDP.
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 300,
+        }
+    }
+}
+
+/// Sync daemon role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SyncState {
+    /// Sends.
+    Master,
+    /// Receives.
+    Backup,
+}
+
+impl SyncState {
+    /// `master` / `backup`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncState::Master => "master",
+            SyncState::Backup => "backup",
+        }
+    }
+}
+
+/// `--start-daemon` parameters as given (absent values take the kernel defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonConf {
+    /// Role.
+    pub state: SyncState,
+    /// Interface (`--mcast-interface`, ipvsadm default `eth0`).
+    pub mcast_ifn: String,
+    /// `--syncid` (0: no filtering).
+    pub syncid: u8,
+    /// `--sync-maxlen`.
+    pub sync_maxlen: Option<u16>,
+    /// `--mcast-group`.
+    pub mcast_group: Option<IpAddr>,
+    /// `--mcast-port`.
+    pub mcast_port: Option<u16>,
+    /// `--mcast-ttl`.
+    pub mcast_ttl: Option<u8>,
+}
+
+/// A running sync daemon with every value resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncDaemon {
+    /// Role.
+    pub state: SyncState,
+    /// Interface.
+    pub mcast_ifn: String,
+    /// Sync id.
+    pub syncid: u8,
+    /// Maximum message length (default 1472 = 1500 - 28).
+    pub sync_maxlen: u16,
+    /// Multicast group (default 224.0.0.81).
+    pub mcast_group: IpAddr,
+    /// UDP port (default 8848).
+    pub mcast_port: u16,
+    /// TTL (default 1).
+    pub mcast_ttl: u8,
+}
+
+/// One change to the table: what the kernel's set commands do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// `-A`.
+    AddService(ServiceConf),
+    /// `-E`.
+    EditService(ServiceConf),
+    /// `-D`.
+    DelService(ServiceKey),
+    /// `-C`.
+    Flush,
+    /// `-a`.
+    AddDest(ServiceKey, DestConf),
+    /// `-e`.
+    EditDest(ServiceKey, DestConf),
+    /// `-d` (dest address and port).
+    DelDest(ServiceKey, IpAddr, u16),
+    /// `-Z` (all services, or one).
+    Zero(Option<ServiceKey>),
+    /// `--set` (a 0 keeps the current value).
+    SetTimeouts(Timeouts),
+    /// `--start-daemon`.
+    StartDaemon(DaemonConf),
+    /// `--stop-daemon`.
+    StopDaemon(SyncState),
+    /// `--add-laddr` / `-P`.
+    AddLaddr(ServiceKey, Laddr),
+    /// `--del-laddr` / `-Q`.
+    DelLaddr(ServiceKey, IpAddr),
+}
+
+/// A kernel-side error. `Display` gives ipvsadm's text for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum IpvsError {
+    /// EEXIST on add-service.
+    #[error("Service already exists")]
+    ServiceExists,
+    /// ESRCH on edit/delete/zero service and listing one service.
+    #[error("No such service")]
+    NoSuchService,
+    /// ESRCH on dest commands.
+    #[error("Service not defined")]
+    ServiceNotDefined,
+    /// EEXIST on add-dest.
+    #[error("Destination already exists")]
+    DestExists,
+    /// ENOENT on edit/delete dest.
+    #[error("No such destination")]
+    NoSuchDest,
+    /// ENOENT: unknown scheduler or persistence engine.
+    #[error("Scheduler or persistence engine not found")]
+    SchedulerNotFound,
+    /// EEXIST on start-daemon.
+    #[error("Daemon has already run")]
+    DaemonRunning,
+    /// ESRCH on stop-daemon.
+    #[error("No daemon is running")]
+    NoDaemon,
+    /// ERANGE (weight < 0, l_threshold > u_threshold).
+    #[error("Numerical result out of range")]
+    Range,
+    /// EINVAL (e.g. a real server address that is not unicast).
+    #[error("Invalid operation.  Possibly wrong module version, address not unicast, ...")]
+    Invalid,
+    /// The LIP is already in the service's pool.
+    #[error("Local address already exists")]
+    LaddrExists,
+    /// The LIP is not in the service's pool.
+    #[error("No such local address")]
+    NoSuchLaddr,
+    /// The dataplane refused the change; the table was rolled back.
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// The whole table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpvsTable {
+    /// Services in insertion order.
+    pub services: Vec<Service>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Running sync daemons (at most one master and one backup).
+    pub daemons: Vec<SyncDaemon>,
+}
+
+fn unicast(a: &IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v) => !(v.is_unspecified() || v.is_multicast() || v.is_broadcast()),
+        IpAddr::V6(v) => !(v.is_unspecified() || v.is_multicast()),
+    }
+}
+
+/// Whether the kernel knows this scheduler.
+pub fn scheduler_known(name: &str) -> bool {
+    SCHEDULERS.contains(&name)
+}
+
+impl IpvsTable {
+    /// An empty table with default timeouts.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The service with this key.
+    pub fn service(&self, key: &ServiceKey) -> Option<&Service> {
+        self.services.iter().find(|s| s.conf.key == *key)
+    }
+
+    fn service_mut(&mut self, key: &ServiceKey) -> Option<&mut Service> {
+        self.services.iter_mut().find(|s| s.conf.key == *key)
+    }
+
+    fn check_service_conf(conf: &ServiceConf) -> Result<(), IpvsError> {
+        if !scheduler_known(&conf.scheduler) || conf.pe.is_some() {
+            return Err(IpvsError::SchedulerNotFound);
+        }
+        if conf.key.is_ipv6() && (conf.netmask < 1 || conf.netmask > 128) {
+            return Err(IpvsError::Invalid);
+        }
+        Ok(())
+    }
+
+    fn check_dest(d: &DestConf) -> Result<(), IpvsError> {
+        if d.weight < 0 || d.l_threshold > d.u_threshold {
+            return Err(IpvsError::Range);
+        }
+        if !unicast(&d.addr) {
+            return Err(IpvsError::Invalid);
+        }
+        Ok(())
+    }
+
+    /// Applies one change with the kernel's semantics; on error nothing changes.
+    pub fn apply(&mut self, op: &Op) -> Result<(), IpvsError> {
+        match op {
+            Op::AddService(conf) => {
+                if self.service(&conf.key).is_some() {
+                    return Err(IpvsError::ServiceExists);
+                }
+                Self::check_service_conf(conf)?;
+                self.services.push(Service {
+                    conf: conf.clone(),
+                    dests: Vec::new(),
+                    laddrs: Vec::new(),
+                });
+            }
+            Op::EditService(conf) => {
+                if self.service(&conf.key).is_none() {
+                    return Err(IpvsError::NoSuchService);
+                }
+                Self::check_service_conf(conf)?;
+                if let Some(s) = self.service_mut(&conf.key) {
+                    s.conf = conf.clone();
+                }
+            }
+            Op::DelService(key) => {
+                let before = self.services.len();
+                self.services.retain(|s| s.conf.key != *key);
+                if self.services.len() == before {
+                    return Err(IpvsError::NoSuchService);
+                }
+            }
+            Op::Flush => self.services.clear(),
+            Op::AddDest(key, d) => {
+                let s = self.service_mut(key).ok_or(IpvsError::ServiceNotDefined)?;
+                Self::check_dest(d)?;
+                if s.dests.iter().any(|x| x.addr == d.addr && x.port == d.port) {
+                    return Err(IpvsError::DestExists);
+                }
+                s.dests.insert(0, d.clone());
+            }
+            Op::EditDest(key, d) => {
+                let s = self.service_mut(key).ok_or(IpvsError::ServiceNotDefined)?;
+                Self::check_dest(d)?;
+                let x = s
+                    .dests
+                    .iter_mut()
+                    .find(|x| x.addr == d.addr && x.port == d.port)
+                    .ok_or(IpvsError::NoSuchDest)?;
+                *x = d.clone();
+            }
+            Op::DelDest(key, addr, port) => {
+                let s = self.service_mut(key).ok_or(IpvsError::ServiceNotDefined)?;
+                let before = s.dests.len();
+                s.dests.retain(|x| !(x.addr == *addr && x.port == *port));
+                if s.dests.len() == before {
+                    return Err(IpvsError::NoSuchDest);
+                }
+            }
+            Op::Zero(key) => {
+                if let Some(k) = key {
+                    if self.service(k).is_none() {
+                        return Err(IpvsError::NoSuchService);
+                    }
+                }
+            }
+            Op::SetTimeouts(t) => {
+                if t.tcp != 0 {
+                    self.timeouts.tcp = t.tcp;
+                }
+                if t.tcp_fin != 0 {
+                    self.timeouts.tcp_fin = t.tcp_fin;
+                }
+                if t.udp != 0 {
+                    self.timeouts.udp = t.udp;
+                }
+            }
+            Op::StartDaemon(c) => {
+                if self.daemons.iter().any(|d| d.state == c.state) {
+                    return Err(IpvsError::DaemonRunning);
+                }
+                let d = SyncDaemon {
+                    state: c.state,
+                    mcast_ifn: c.mcast_ifn.clone(),
+                    syncid: c.syncid,
+                    sync_maxlen: c.sync_maxlen.unwrap_or(1472),
+                    mcast_group: c
+                        .mcast_group
+                        .unwrap_or(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 81))),
+                    mcast_port: c.mcast_port.unwrap_or(8848),
+                    mcast_ttl: c.mcast_ttl.unwrap_or(1),
+                };
+                self.daemons.push(d);
+                self.daemons.sort_by_key(|d| d.state != SyncState::Master);
+            }
+            Op::StopDaemon(state) => {
+                let before = self.daemons.len();
+                self.daemons.retain(|d| d.state != *state);
+                if self.daemons.len() == before {
+                    return Err(IpvsError::NoDaemon);
+                }
+            }
+            Op::AddLaddr(key, l) => {
+                let s = self.service_mut(key).ok_or(IpvsError::ServiceNotDefined)?;
+                if !unicast(&l.addr) {
+                    return Err(IpvsError::Invalid);
+                }
+                if s.laddrs.iter().any(|x| x.addr == l.addr) {
+                    return Err(IpvsError::LaddrExists);
+                }
+                s.laddrs.push(l.clone());
+            }
+            Op::DelLaddr(key, addr) => {
+                let s = self.service_mut(key).ok_or(IpvsError::ServiceNotDefined)?;
+                let before = s.laddrs.len();
+                s.laddrs.retain(|x| x.addr != *addr);
+                if s.laddrs.len() == before {
+                    return Err(IpvsError::NoSuchLaddr);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for SyncState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Builds the table from a validated configuration.
+pub fn table_from_config(cfg: &rvs_config::Config) -> Result<IpvsTable, String> {
+    let mut t = IpvsTable::new();
+    t.timeouts = Timeouts {
+        tcp: cfg.timeouts.tcp as u32,
+        tcp_fin: cfg.timeouts.tcpfin as u32,
+        udp: cfg.timeouts.udp as u32,
+    };
+    for (i, s) in cfg.services.iter().enumerate() {
+        let key = match s.proto {
+            rvs_config::Proto::Fwmark => ServiceKey::Fwmark {
+                mark: s.fwmark.unwrap_or(0) as u32,
+                ipv6: s.ipv6,
+            },
+            p => {
+                let ep = s
+                    .endpoint()
+                    .ok_or_else(|| format!("services[{i}].vip: invalid"))?;
+                ServiceKey::Inet {
+                    protocol: match p {
+                        rvs_config::Proto::Udp => Protocol::Udp,
+                        rvs_config::Proto::Sctp => Protocol::Sctp,
+                        _ => Protocol::Tcp,
+                    },
+                    addr: ep.ip(),
+                    port: ep.port(),
+                }
+            }
+        };
+        let mut conf = ServiceConf::new(key);
+        conf.scheduler = s.scheduler.clone();
+        conf.persistent = s.persistent.map(|p| p as u32);
+        if let Some(m) = &s.netmask {
+            conf.netmask = if key.is_ipv6() {
+                m.parse::<u32>().unwrap_or(128)
+            } else {
+                m.parse::<Ipv4Addr>().map(u32::from).unwrap_or(u32::MAX)
+            };
+        }
+        for f in &s.sched_flags {
+            conf.sched_flags |= match f.as_str() {
+                "flag-1" | "sh-fallback" | "mh-fallback" => SCHED_FLAG_1,
+                "flag-2" | "sh-port" | "mh-port" => SCHED_FLAG_2,
+                _ => SCHED_FLAG_3,
+            };
+        }
+        conf.ops = s.ops;
+        let err = |e: IpvsError| format!("services[{i}]: {e}");
+        t.apply(&Op::AddService(conf)).map_err(err)?;
+        for l in &s.laddrs {
+            let addr = l
+                .parse()
+                .map_err(|_| format!("services[{i}].laddrs: invalid"))?;
+            t.apply(&Op::AddLaddr(key, Laddr { addr, ifname: None }))
+                .map_err(err)?;
+        }
+        for (j, r) in s.real.iter().enumerate() {
+            let ep = r
+                .endpoint(key.port())
+                .ok_or_else(|| format!("services[{i}].real[{j}].address: invalid"))?;
+            let forward = match r.forward {
+                rvs_config::Forward::Masq => Forward::Masq,
+                rvs_config::Forward::Route => Forward::Route,
+                rvs_config::Forward::Tunnel => Forward::Tunnel,
+                rvs_config::Forward::Fullnat => Forward::FullNat,
+            };
+            let port = match (forward, key) {
+                (Forward::Route | Forward::Tunnel, ServiceKey::Inet { port, .. }) => port,
+                _ => ep.port(),
+            };
+            let mut d = DestConf::new(ep.ip(), port);
+            d.forward = forward;
+            d.weight = r.weight as i32;
+            d.u_threshold = r.u_threshold as u32;
+            d.l_threshold = r.l_threshold as u32;
+            t.apply(&Op::AddDest(key, d))
+                .map_err(|e| format!("services[{i}].real[{j}]: {e}"))?;
+        }
+    }
+    if cfg.sync.state != rvs_config::SyncState::None {
+        let state = if cfg.sync.state == rvs_config::SyncState::Master {
+            SyncState::Master
+        } else {
+            SyncState::Backup
+        };
+        t.apply(&Op::StartDaemon(DaemonConf {
+            state,
+            mcast_ifn: cfg.sync.mcast_interface.clone(),
+            syncid: cfg.sync.syncid as u8,
+            sync_maxlen: Some(cfg.sync.maxlen as u16),
+            mcast_group: cfg.sync.group.parse().ok(),
+            mcast_port: Some(cfg.sync.port as u16),
+            mcast_ttl: Some(cfg.sync.ttl as u8),
+        }))
+        .map_err(|e| format!("sync: {e}"))?;
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(a: &str, port: u16) -> ServiceKey {
+        ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            addr: a.parse().unwrap(),
+            port,
+        }
+    }
+
+    fn dest(a: &str, port: u16) -> DestConf {
+        DestConf::new(a.parse().unwrap(), port)
+    }
+
+    #[test]
+    fn kernel_semantics_and_errors() {
+        let mut t = IpvsTable::new();
+        let k = tcp("1.2.3.4", 80);
+        let mut c = ServiceConf::new(k);
+        c.scheduler = "foo".into();
+        assert_eq!(
+            t.apply(&Op::AddService(c.clone())),
+            Err(IpvsError::SchedulerNotFound)
+        );
+        c.scheduler = "rr".into();
+        t.apply(&Op::AddService(c.clone())).unwrap();
+        assert_eq!(
+            t.apply(&Op::AddService(c.clone())),
+            Err(IpvsError::ServiceExists)
+        );
+        assert_eq!(
+            t.apply(&Op::EditService(ServiceConf::new(tcp("1.2.3.4", 81)))),
+            Err(IpvsError::NoSuchService)
+        );
+        assert_eq!(
+            t.apply(&Op::AddDest(tcp("9.9.9.9", 80), dest("10.0.0.1", 80))),
+            Err(IpvsError::ServiceNotDefined)
+        );
+        t.apply(&Op::AddDest(k, dest("10.0.0.1", 80))).unwrap();
+        t.apply(&Op::AddDest(k, dest("10.0.0.2", 80))).unwrap();
+        // Newest first, as the kernel's list_add_rcu at the head.
+        let s = t.service(&k).unwrap();
+        assert_eq!(s.dests[0].addr, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            t.apply(&Op::AddDest(k, dest("10.0.0.1", 80))),
+            Err(IpvsError::DestExists)
+        );
+        assert_eq!(
+            t.apply(&Op::EditDest(k, dest("10.0.0.3", 80))),
+            Err(IpvsError::NoSuchDest)
+        );
+        let mut bad = dest("10.0.0.3", 80);
+        bad.l_threshold = 5;
+        assert_eq!(t.apply(&Op::AddDest(k, bad)), Err(IpvsError::Range));
+        assert_eq!(
+            t.apply(&Op::AddDest(k, dest("0.0.0.0", 80))),
+            Err(IpvsError::Invalid)
+        );
+        let before = t.clone();
+        assert!(t
+            .apply(&Op::DelDest(k, "10.0.0.9".parse().unwrap(), 80))
+            .is_err());
+        assert_eq!(t, before);
+        assert_eq!(
+            t.apply(&Op::StopDaemon(SyncState::Master)),
+            Err(IpvsError::NoDaemon)
+        );
+        let dc = DaemonConf {
+            state: SyncState::Master,
+            mcast_ifn: "eth0".into(),
+            syncid: 1,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: None,
+            mcast_ttl: None,
+        };
+        t.apply(&Op::StartDaemon(dc.clone())).unwrap();
+        assert_eq!(t.apply(&Op::StartDaemon(dc)), Err(IpvsError::DaemonRunning));
+        assert_eq!(t.daemons[0].sync_maxlen, 1472);
+        t.apply(&Op::SetTimeouts(Timeouts {
+            tcp: 0,
+            tcp_fin: 60,
+            udp: 0,
+        }))
+        .unwrap();
+        assert_eq!(
+            t.timeouts,
+            Timeouts {
+                tcp: 900,
+                tcp_fin: 60,
+                udp: 300
+            }
+        );
+        assert_eq!(
+            t.apply(&Op::Zero(Some(tcp("1.1.1.1", 1)))),
+            Err(IpvsError::NoSuchService)
+        );
+        t.apply(&Op::Flush).unwrap();
+        assert!(t.services.is_empty());
+        assert_eq!(t.apply(&Op::DelService(k)), Err(IpvsError::NoSuchService));
+    }
+
+    #[test]
+    fn laddrs() {
+        let mut t = IpvsTable::new();
+        let k = tcp("10.0.0.100", 80);
+        let l = Laddr {
+            addr: "192.168.100.200".parse().unwrap(),
+            ifname: Some("dpdk0".into()),
+        };
+        assert_eq!(
+            t.apply(&Op::AddLaddr(k, l.clone())),
+            Err(IpvsError::ServiceNotDefined)
+        );
+        t.apply(&Op::AddService(ServiceConf::new(k))).unwrap();
+        t.apply(&Op::AddLaddr(k, l.clone())).unwrap();
+        assert_eq!(
+            t.apply(&Op::AddLaddr(k, l.clone())),
+            Err(IpvsError::LaddrExists)
+        );
+        t.apply(&Op::DelLaddr(k, l.addr)).unwrap();
+        assert_eq!(
+            t.apply(&Op::DelLaddr(k, l.addr)),
+            Err(IpvsError::NoSuchLaddr)
+        );
+    }
+
+    #[test]
+    fn from_config_examples() {
+        for e in ["nat.toml", "dr.toml", "tun.toml", "fullnat.toml"] {
+            let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../config/examples")
+                .join(e);
+            let cfg = rvs_config::Config::from_file(p).unwrap();
+            let t = table_from_config(&cfg).unwrap();
+            assert_eq!(t.services.len(), cfg.services.len(), "{e}");
+        }
+    }
+}

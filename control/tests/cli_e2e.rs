@@ -1,0 +1,634 @@
+//! End-to-end: the real `rvsd --no-dataplane` binary on a temporary socket, driven by the
+//! real `rvsadm` binary, with the seeds' ipvsadm walkthroughs.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const RVSD: &str = env!("CARGO_BIN_EXE_rvsd");
+const RVSADM: &str = env!("CARGO_BIN_EXE_rvsadm");
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rvs-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+struct Rvsd {
+    child: Child,
+    socket: PathBuf,
+    dir: PathBuf,
+}
+
+impl Rvsd {
+    fn start_with(name: &str, config_body: &str) -> Rvsd {
+        let dir = tmpdir(name);
+        let socket = dir.join("rvsd.sock");
+        let cfg = dir.join("rvs.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "{config_body}\n[control]\nsocket = \"{}\"\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(RVSD)
+            .args(["--no-dataplane", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "rvsd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Rvsd { child, socket, dir }
+    }
+
+    fn start(name: &str) -> Rvsd {
+        Self::start_with(name, "")
+    }
+
+    fn adm_in(&self, args: &[&str], stdin: &str) -> Output {
+        adm_with(RVSADM, &self.socket, args, stdin)
+    }
+
+    fn adm(&self, args: &[&str]) -> Output {
+        self.adm_in(args, "")
+    }
+
+    /// Runs a command line given as one string; asserts exit 0 and no stderr.
+    fn ok(&self, line: &str) -> String {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let o = self.adm(&args);
+        assert_eq!(
+            (o.status.code(), err(&o)),
+            (Some(0), String::new()),
+            "ipvsadm {line}"
+        );
+        out(&o)
+    }
+
+    fn stop(mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        status.code()
+    }
+}
+
+impl Drop for Rvsd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn adm_with(bin: &str, socket: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut c = Command::new(bin)
+        .args(args)
+        .env("RVS_SOCKET", socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const HEAD: &str = "IP Virtual Server version 1.2.1 (size=4096)\n\
+Prot LocalAddress:Port Scheduler Flags\n  \
+-> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n";
+
+#[test]
+fn seed_walkthrough_services_and_servers() {
+    let d = Rvsd::start("walk");
+    // 000: add a service, list, delete, list non-numerically (no arguments).
+    d.ok("-A -t 192.168.199.146:80 -s rr");
+    assert_eq!(d.ok("-ln"), format!("{HEAD}TCP  192.168.199.146:80 rr\n"));
+    d.ok("-D -t 192.168.199.146:80");
+    assert_eq!(d.ok(""), HEAD);
+    // Real servers: -a -g, -d.
+    d.ok("-A -t 192.168.199.146:80 -s rr");
+    d.ok("-a -t 192.168.199.146:80 -r 192.168.199.230:80 -g");
+    assert_eq!(
+        d.ok("-ln"),
+        format!(
+            "{HEAD}TCP  192.168.199.146:80 rr\n  \
+-> 192.168.199.230:80           Route   1      0          0         \n"
+        )
+    );
+    d.ok("-d -t 192.168.199.146:80 -r 192.168.199.230:80");
+    d.ok("-C");
+    // LVS-NAT, then NAT port mapping (128 moves to 8080).
+    d.ok("-A -t 192.168.199.157:80 -s rr");
+    d.ok("-a -t 192.168.199.157:80 -r 192.168.192.130 -m");
+    d.ok("-a -t 192.168.199.157:80 -r 192.168.192.128 -m");
+    assert_eq!(
+        d.ok("-Ln"),
+        format!(
+            "{HEAD}TCP  192.168.199.157:80 rr\n  \
+-> 192.168.192.128:80           Masq    1      0          0         \n  \
+-> 192.168.192.130:80           Masq    1      0          0         \n"
+        )
+    );
+    d.ok("-d -t 192.168.199.157:80 -r 192.168.192.128");
+    d.ok("-a -t 192.168.199.157:80 -r 192.168.192.128:8080 -m");
+    // HTTPS through NAT.
+    d.ok("-A -t 192.168.199.157:443 -s rr");
+    d.ok("-a -t 192.168.199.157:443 -r 192.168.192.131 -m");
+    d.ok("-a -t 192.168.199.157:443 -r 192.168.192.128 -m");
+    assert_eq!(
+        d.ok("-Ln"),
+        format!(
+            "{HEAD}TCP  192.168.199.157:80 rr\n  \
+-> 192.168.192.128:8080         Masq    1      0          0         \n  \
+-> 192.168.192.130:80           Masq    1      0          0         \n\
+TCP  192.168.199.157:443 rr\n  \
+-> 192.168.192.128:443          Masq    1      0          0         \n  \
+-> 192.168.192.131:443          Masq    1      0          0         \n"
+        )
+    );
+    // --nosort shows the kernel's newest-first dest order.
+    assert!(d
+        .ok("-Ln --nosort -t 192.168.199.157:443")
+        .ends_with("  -> 192.168.192.128:443          Masq    1      0          0         \n  -> 192.168.192.131:443          Masq    1      0          0         \n"));
+    d.ok("-C");
+    // DR with wrr 2:1, then edit a weight.
+    d.ok("-A -t 192.168.192.132:80 -s wrr");
+    d.ok("-a -t 192.168.192.132:80 -r 172.16.0.101 -g -w 2");
+    d.ok("-a -t 192.168.192.132:80 -r 172.16.0.102:8080 -g -w 1");
+    let dr = format!(
+        "{HEAD}TCP  192.168.192.132:80 wrr\n  \
+-> 172.16.0.101:80              Route   2      0          0         \n  \
+-> 172.16.0.102:80              Route   1      0          0         \n"
+    );
+    assert_eq!(d.ok("-Ln"), dr);
+    d.ok("-e -t 192.168.192.132:80 -r 172.16.0.102 -g -w 3");
+    assert!(d
+        .ok("-Ln")
+        .contains("  -> 172.16.0.102:80              Route   3      "));
+    // Persistence: -p default 360, -E changes it (and the scheduler back to wlc).
+    d.ok("-A -t 192.168.192.132:0 -p");
+    assert!(d
+        .ok("-Ln")
+        .contains("TCP  192.168.192.132:0 wlc persistent 360\n"));
+    d.ok("-E -t 192.168.192.132:0 -s rr -p 600 -M 255.255.255.0");
+    assert!(d
+        .ok("-Ln")
+        .contains("TCP  192.168.192.132:0 rr persistent 600 mask 255.255.255.0\n"));
+    // Zero, timeouts.
+    d.ok("-Z");
+    d.ok("-Z -t 192.168.192.132:80");
+    assert_eq!(
+        d.ok("-L --timeout"),
+        "Timeout (tcp tcpfin udp): 900 120 300\n"
+    );
+    d.ok("--set 10 0 30");
+    assert_eq!(
+        d.ok("-L --timeout"),
+        "Timeout (tcp tcpfin udp): 10 120 30\n"
+    );
+    // Stats and rates list with zero counters under --no-dataplane.
+    assert!(d.ok("-Ln --stats").contains(
+        "TCP  192.168.192.132:80                  0        0        0        0        0\n"
+    ));
+    assert!(d.ok("-Ln --rate").contains(
+        "  -> 172.16.0.101:80                     0        0        0        0        0\n"
+    ));
+    assert_eq!(
+        d.ok("-Lnc"),
+        "IPVS connection entries\npro expire state       source             virtual            destination\n"
+    );
+    d.ok("-C");
+    assert_eq!(d.ok("-Ln"), HEAD);
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn lvsdr_init_script() {
+    // The seed's /etc/init.d/lvsdr start: the RIP1 line has an en dash ("–g"), which
+    // ipvsadm rejects as an unexpected argument; the script goes on.
+    let d = Rvsd::start("lvsdr");
+    d.ok("-C");
+    d.ok("-A -t 192.168.1.200:80 -s rr");
+    let o = d.adm(&["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.193", "–g"]);
+    assert_eq!(
+        (o.status.code(), err(&o)),
+        (Some(2), "unexpected argument –g\n".into())
+    );
+    d.ok("-a -t 192.168.1.200:80 -r 192.168.1.195 -g");
+    // `/sbin/ipvsadm` without arguments: names, not numbers.
+    assert_eq!(
+        d.ok(""),
+        format!(
+            "{HEAD}TCP  192.168.1.200:http rr\n  \
+-> 192.168.1.195:http           Route   1      0          0         \n"
+        )
+    );
+    d.ok("-C");
+}
+
+#[test]
+fn save_restore_round_trip_through_files() {
+    let d = Rvsd::start("saverestore");
+    for l in [
+        "-A -t 192.168.227.128:80 -s rr",
+        "-a -t 192.168.227.128:80 -r 192.168.253.143:80 -m",
+        "-a -t 192.168.227.128:80 -r 192.168.253.144:80 -m -w 3 -x 100 -y 50",
+        "-A -u 192.168.227.128:53 -s sh -b sh-port -p 100 -M 255.255.0.0",
+        "-a -u 192.168.227.128:53 -r 192.168.253.143 -i",
+        "-A -f 7 -s wlc",
+        "-a -f 7 -r 192.168.253.150:0 -g",
+        "-A -t [2001:db8::1]:443 -s mh -b mh-port",
+        "-a -t [2001:db8::1]:443 -r [2001:db8::10]:8443 -m",
+        "-A -t 10.0.0.100:80 -s rr",
+        "-a -t 10.0.0.100:80 -r 192.168.100.2 -b",
+        "--add-laddr -t 10.0.0.100:80 -z 192.168.100.200 -F dpdk0",
+    ] {
+        d.ok(l);
+    }
+    // ipvsadm -Sn > /etc/sysconfig/ipvsadm
+    let saved = d.ok("-Sn");
+    let file = d.dir.join("ipvsadm.rules");
+    std::fs::write(&file, &saved).unwrap();
+    let listing = d.ok("-Ln");
+    d.ok("-C");
+    assert_eq!(d.ok("-Ln"), HEAD);
+    let o = d.adm_in(&["-R"], &std::fs::read_to_string(&file).unwrap());
+    assert_eq!((o.status.code(), err(&o)), (Some(0), String::new()));
+    assert_eq!(d.ok("-Sn"), saved);
+    assert_eq!(d.ok("-Ln"), listing);
+    // The saved rules with names restore too (-S without -n).
+    let named = d.ok("-S");
+    assert!(
+        named.contains("-A -t 192.168.227.128:http -s rr\n"),
+        "{named}"
+    );
+    d.ok("-C");
+    let o = d.adm_in(&["-R"], &named);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(d.ok("-Sn"), saved);
+
+    // What the real ipvsadm 1.31 -S writes (tests/golden/Sn.txt was checked against it),
+    // with a leading `ipvsadm` and a blank line, as users' rule files have.
+    d.ok("-C");
+    let real =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/Sn.txt"))
+            .unwrap();
+    let mut input = String::from("\n");
+    for l in real.lines() {
+        input.push_str(&format!("ipvsadm {l}\n"));
+    }
+    let o = d.adm_in(&["-R"], &input);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(d.ok("-Sn"), real);
+}
+
+#[test]
+fn bad_input_gives_ipvsadm_messages_and_leaves_the_table() {
+    let d = Rvsd::start("bad");
+    d.ok("-A -t 1.2.3.4:80 -s rr");
+    d.ok("-a -t 1.2.3.4:80 -r 10.0.0.1 -m -w 5");
+    let before = d.ok("-Ln");
+    let cases: &[(&str, &str, &str, i32)] = &[
+        (
+            "-A -t 5.6.7.8:80 -s foo",
+            "",
+            "Scheduler or persistence engine not found\n",
+            255,
+        ),
+        (
+            "-A -t 1.2.3.400:80",
+            "",
+            "illegal virtual server address[:port] specified\n",
+            2,
+        ),
+        (
+            "-a -t 1.2.3.4:80 -r 10.0.0.300",
+            "",
+            "illegal real server address[:port] specified\n",
+            2,
+        ),
+        (
+            "-A -t 5.6.7.8:0",
+            "",
+            "Zero port specified for non-persistent service\n",
+            2,
+        ),
+        (
+            "-a -t 1.2.3.4:80 -r 10.0.0.2 -w 70000",
+            "",
+            "illegal weight specified\n",
+            2,
+        ),
+        (
+            "-a -t 9.9.9.9:80 -r 10.0.0.2",
+            "",
+            "Service not defined\n",
+            255,
+        ),
+        (
+            "-A -t 1.2.3.4:80 -s wrr",
+            "",
+            "Service already exists\n",
+            255,
+        ),
+        (
+            "-a -t 1.2.3.4:80 -r 10.0.0.1 -g",
+            "",
+            "Destination already exists\n",
+            255,
+        ),
+        (
+            "-e -t 1.2.3.4:80 -r 10.0.0.9",
+            "",
+            "No such destination\n",
+            255,
+        ),
+        ("-E -t 9.9.9.9:80", "", "No such service\n", 255),
+        ("-D -t 9.9.9.9:80", "", "No such service\n", 255),
+        ("-Z -t 9.9.9.9:80", "", "No such service\n", 255),
+        (
+            "-a -t 1.2.3.4:80 -r 10.0.0.2 -y 5",
+            "",
+            "Numerical result out of range\n",
+            255,
+        ),
+        (
+            "-Ln -c --stats",
+            "",
+            "options conflicts in the list command\n",
+            2,
+        ),
+        (
+            "-L -c --timeout",
+            "",
+            "The option 'timeout' conflicts with the 'connection' option in the 'list' command\n",
+            2,
+        ),
+        (
+            "-A -t 5.6.7.8:80 -w 3",
+            "",
+            "Illegal 'weight' option with the 'add-service' command\n",
+            2,
+        ),
+        ("-A -a", "", "invalid option `-a'\n", 2),
+        ("-Lnx", "", "-Lnx: missing argument\n", 255),
+        ("--stop-daemon master", "", "No daemon is running\n", 255),
+        ("-L -t 9.9.9.9:80", "", "No such service\n", 1),
+        // -R: a broken first line stops the restore at once with 2.
+        (
+            "-R",
+            "-A -t 5.6.7.8:0\n-A -t 6.6.6.6:80\n",
+            "Zero port specified for non-persistent service\n",
+            2,
+        ),
+        // -R: `#` comments are not supported (usage error, 255).
+        ("-R", "# saved rules\n-A -t 6.6.6.6:80\n", "", 255),
+        // -R: a kernel error is printed and the restore goes on; status = last line's.
+        (
+            "-R",
+            "-A -t 6.6.6.6:80 -s nosuch\n-A -t 1.2.3.4:80\n",
+            "Scheduler or persistence engine not found\nService already exists\n",
+            255,
+        ),
+    ];
+    for (args, stdin, msg, code) in cases {
+        let a: Vec<&str> = args.split_whitespace().collect();
+        let o = d.adm_in(&a, stdin);
+        if msg.is_empty() {
+            assert!(err(&o).starts_with("Try `"), "ipvsadm {args}: {}", err(&o));
+        } else {
+            assert_eq!(err(&o), *msg, "ipvsadm {args}");
+        }
+        assert_eq!(o.status.code(), Some(*code), "ipvsadm {args}");
+        assert_eq!(d.ok("-Ln"), before, "table changed by ipvsadm {args}");
+    }
+    // A restore whose failing line is not the last: earlier lines stay applied, the exit
+    // status is the last line's.
+    let o = d.adm_in(&["-R"], "-A -t 1.2.3.4:80\n-A -t 7.7.7.7:80\n");
+    assert_eq!(
+        (o.status.code(), err(&o)),
+        (Some(0), "Service already exists\n".into())
+    );
+    assert!(d.ok("-Ln").contains("TCP  7.7.7.7:80 wlc\n"));
+}
+
+#[test]
+fn daemon_laddr_and_fullnat_commands() {
+    let d = Rvsd::start("daemon");
+    d.ok("--start-daemon master --syncid 1");
+    let o = d.adm(&["--start-daemon", "master"]);
+    assert_eq!(
+        (o.status.code(), err(&o)),
+        (Some(255), "Daemon has already run\n".into())
+    );
+    d.ok("--start-daemon backup --mcast-interface dpdk0 --syncid 7 --mcast-group 224.0.0.82 --mcast-port 9000 --mcast-ttl 2 --sync-maxlen 1400");
+    let golden = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/daemon.txt"),
+    )
+    .unwrap();
+    assert_eq!(d.ok("-L --daemon"), golden);
+    d.ok("--stop-daemon backup");
+    d.ok("--stop-daemon master");
+    assert_eq!(d.ok("-L --daemon"), "");
+
+    d.ok("-A -t 10.0.0.100:80 -s rr");
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.100.2 -b");
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.100.3:8080 --fullnat -w 2");
+    d.ok("--add-laddr -t 10.0.0.100:80 -z 192.168.100.200 -F dpdk0");
+    d.ok("-P -t 10.0.0.100:80 -z 192.168.100.201");
+    let o = d.adm(&["-P", "-t", "10.0.0.100:80", "-z", "192.168.100.201"]);
+    assert_eq!(
+        (o.status.code(), err(&o)),
+        (Some(255), "Local address already exists\n".into())
+    );
+    assert!(d
+        .ok("-Ln")
+        .contains("  -> 192.168.100.3:8080           FullNat 2      0          0         \n"));
+    let pad = " ".repeat(30);
+    assert_eq!(
+        d.ok("-G"),
+        format!(
+            "VIP:VPORT            TOTAL    SNAT_IP              CONFLICTS  CONNS     \n\
+10.0.0.100:80        2        \n\
+{pad}192.168.100.200      0          0         \n\
+{pad}192.168.100.201      0          0         \n"
+        )
+    );
+    d.ok("--del-laddr -t 10.0.0.100:80 -z 192.168.100.201");
+    let o = d.adm(&["-Q", "-t", "10.0.0.100:80", "-z", "192.168.100.201"]);
+    assert_eq!(
+        (o.status.code(), err(&o)),
+        (Some(255), "No such local address\n".into())
+    );
+    assert!(d
+        .ok("-G -t 10.0.0.100:80")
+        .contains("10.0.0.100:80        1        \n"));
+}
+
+#[test]
+fn invoked_as_ipvsadm_through_a_symlink() {
+    let d = Rvsd::start("symlink");
+    let link = d.dir.join("ipvsadm");
+    std::os::unix::fs::symlink(RVSADM, &link).unwrap();
+    let link_s = link.to_str().unwrap();
+    let o = adm_with(
+        link_s,
+        &d.socket,
+        &["-A", "-t", "1.2.3.4:80", "-s", "rr"],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let a = adm_with(link_s, &d.socket, &["-Ln"], "");
+    let b = d.adm(&["-Ln"]);
+    assert_eq!(out(&a), out(&b));
+    assert!(out(&a).contains("TCP  1.2.3.4:80 rr\n"));
+    let o = adm_with(link_s, &d.socket, &["-x"], "");
+    assert_eq!(o.status.code(), Some(255));
+    assert_eq!(
+        err(&o),
+        format!("Try `{link_s} -h' or '{link_s} --help' for more information.\n")
+    );
+    let o = adm_with(link_s, &d.socket, &["-v"], "");
+    assert_eq!(
+        out(&o),
+        "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)\n"
+    );
+    let o = adm_with(link_s, &d.socket, &["-h"], "");
+    assert!(out(&o).contains(&format!("  {link_s} -A|E virtual-service")));
+}
+
+#[test]
+fn no_daemon_is_a_clear_error() {
+    let dir = tmpdir("nodaemon");
+    let sock = dir.join("none.sock");
+    let o = adm_with(RVSADM, &sock, &["-Ln"], "");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        err(&o),
+        format!(
+            "Can't initialize ipvs: No daemon is running at {} (start rvsd)\n",
+            sock.display()
+        )
+    );
+    // --socket overrides $RVS_SOCKET.
+    let o = Command::new(RVSADM)
+        .args(["-Ln", "--socket", "/nonexistent/x.sock"])
+        .env("RVS_SOCKET", &sock)
+        .output()
+        .unwrap();
+    assert!(err(&o).contains("/nonexistent/x.sock (start rvsd)"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn config_services_socket_mode_stale_socket_and_sigterm() {
+    // A stale socket file is replaced; the config's services are loaded.
+    let dir = tmpdir("cfgsvc");
+    let socket = dir.join("rvsd.sock");
+    std::fs::write(&socket, "stale").unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/dr.toml");
+    let mut child = Command::new(RVSD)
+        .args(["--no-dataplane", "--config"])
+        .arg(&example)
+        .arg("--socket")
+        .arg(&socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "rvsd did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let o = adm_with(RVSADM, &socket, &["-Ln"], "");
+    assert_eq!(
+        out(&o),
+        format!(
+            "{HEAD}TCP  192.168.192.132:80 wrr\n  \
+-> 172.16.0.101:80              Route   2      0          0         \n  \
+-> 172.16.0.102:80              Route   1      0          0         \n\
+UDP  192.168.192.132:53 rr persistent 360 mask 255.255.255.0\n  \
+-> 172.16.0.101:53              Route   1      0          0         \n"
+        )
+    );
+    let o = adm_with(RVSADM, &socket, &["-L", "--daemon"], "");
+    assert_eq!(
+        out(&o),
+        "master sync daemon (mcast=dpdk0, syncid=1, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(!socket.exists(), "socket not removed on SIGTERM");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn config_with_an_error_is_refused_naming_the_field() {
+    let dir = tmpdir("badcfg");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n\
+         [[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:81\"\n\
+         [[services.real]]\naddress = \"10.0.0.1\"\nweight = 70000\n",
+    )
+    .unwrap();
+    let o = Command::new(RVSD)
+        .args(["--no-dataplane", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("services[1].real[0].weight: 70000 is out of range 0..=65535"),
+        "{}",
+        err(&o)
+    );
+    std::fs::write(
+        &cfg,
+        "[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\nscheduler = \"fancy\"\n",
+    )
+    .unwrap();
+    let o = Command::new(RVSD)
+        .args(["--no-dataplane", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("services[0].scheduler: \"fancy\" is not a scheduler"));
+    // Without --no-dataplane rvsd refuses to start until the DPDK backend exists.
+    std::fs::write(&cfg, "").unwrap();
+    let o = Command::new(RVSD)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("--no-dataplane"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
