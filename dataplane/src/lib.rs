@@ -14,6 +14,7 @@ pub mod dpdk;
 pub mod forward;
 pub mod laddr;
 pub mod neigh;
+pub mod pipeline;
 pub mod route;
 pub mod sched;
 pub mod service;

@@ -134,6 +134,11 @@ impl<P> NeighTable<P> {
         }
     }
 
+    /// Whether `ip` has an entry (resolved or not).
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.entries.contains_key(&ip)
+    }
+
     /// Holds `pkt` until `ip` resolves. Gives it back (the caller drops and counts it)
     /// when there is no incomplete entry or its hold queue is full.
     pub fn hold(&mut self, ip: Ipv4Addr, pkt: P) -> Result<(), P> {

@@ -1,0 +1,1408 @@
+//! One packet through the director: classify → find or schedule a session → rewrite by
+//! mode → egress port and next-hop MAC.
+//!
+//! Pure: it sees a [`PacketBuf`], never DPDK, so it is unit-tested on `Vec`s and
+//! benchmarked alone. The worker loop (`worker`, DPDK) feeds it mbufs and acts on the
+//! [`Out`] it returns. Per packet there is no allocation, lock, syscall or log line: side
+//! outputs (ARP requests to send, held packets released by an ARP reply, ICMP errors the
+//! director originates) go into buffers of [`Core`] whose capacity is reserved up front.
+//!
+//! # Ownership
+//! Every session has one owning worker, which alone touches it ([`Core::owner_of`]):
+//! - a FULLNAT reply (to a LIP) belongs to the worker owning its destination port
+//!   ([`crate::laddr::owner_of_port`]); the owner allocated that port from its own slice;
+//! - everything else belongs to `hash(client address)`: the source of a request, the
+//!   destination of a NAT reply. The client *address* (not port) is hashed so that a
+//!   persistence template, which pins a client address, lives on the same worker as all
+//!   of that client's sessions.
+//!
+//! A packet received by another worker is returned as [`Out::Handoff`]; the worker loop
+//! passes it to the owner over a ring.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use crate::buf::PacketBuf;
+use crate::conn::{ConnConfig, ConnId, ConnTable, Direction, PacketMeta, Refuse, TcpFlags};
+use crate::forward::{self, icmp, MacRewrite, Params, Verdict};
+use crate::laddr::{owner_of_port, LaddrPool, LocalEndpoint, DEFAULT_PORT_RANGE};
+use crate::neigh::{Lookup, NeighConfig, NeighTable};
+use crate::route::RouteTable;
+use crate::sched::CoreSched;
+use crate::service::{self, Addr, FlowKey, FwdMethod, Proto, ServiceKey};
+use crate::wire::{
+    self, classify, ArpOperation, ArpPacket, ArpRepr, ChecksumMode, Classified, EthernetAddress,
+    IpMeta, IpProtocol, IpVersion,
+};
+
+/// What an address owned by the director is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalKind {
+    /// A director address (DIP): answers ARP and ping.
+    Dip,
+    /// A virtual service address: answers ARP and ping; services are matched on it.
+    Vip,
+    /// A FULLNAT local address: answers ARP and ping; replies to it are FULLNAT replies.
+    Lip,
+}
+
+/// One director port as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortNet {
+    /// The port's MAC.
+    pub mac: [u8; 6],
+    /// L3 MTU (1500 by default).
+    pub mtu: u16,
+    /// Who fills checksums on transmit from this port.
+    pub csum: ChecksumMode,
+}
+
+/// The network half of a configuration snapshot: ports, owned addresses, routes and the
+/// FULLNAT LIP pools. Immutable; workers read it through an `Arc`.
+#[derive(Debug, Clone, Default)]
+pub struct NetConfig {
+    /// Ports by rvs port index.
+    pub ports: Vec<PortNet>,
+    /// Addresses the director owns: what they are and on which port they live.
+    pub local: HashMap<Ipv4Addr, (LocalKind, u16)>,
+    /// The routing table (connected subnets, static routes, default).
+    pub routes: RouteTable,
+    /// FULLNAT local addresses per service.
+    pub laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
+    /// FULLNAT local port range (inclusive).
+    pub lport_range: (u16, u16),
+    /// Number of workers (port slices, client hash buckets).
+    pub workers: usize,
+}
+
+impl NetConfig {
+    /// An empty configuration for `workers` workers.
+    pub fn new(workers: usize) -> NetConfig {
+        NetConfig {
+            lport_range: DEFAULT_PORT_RANGE,
+            workers: workers.max(1),
+            ..NetConfig::default()
+        }
+    }
+}
+
+/// A configuration snapshot: services and network. Workers adopt a new one between bursts.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Generation (increasing).
+    pub generation: u64,
+    /// Services and real servers.
+    pub services: Arc<service::Snapshot>,
+    /// Ports, addresses, routes, LIP pools.
+    pub net: Arc<NetConfig>,
+}
+
+/// Why a packet was dropped. Every reason has a counter slot ([`DropReason::index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The frame failed validation (truncated, bad IHL, bad length, bad checksum,
+    /// fragment, …): the wire layer's reason.
+    Malformed(wire::Error),
+    /// The rewrite refused the packet (TTL expired, oversize, no headroom, …).
+    Rewrite(wire::Error),
+    /// Neither for a service, nor for the director, nor a reply of a session.
+    NotForUs,
+    /// TCP without SYN and no session.
+    NoSession,
+    /// The session table is full.
+    TableFull,
+    /// No real server available (IPVS answers ICMP port-unreachable).
+    NoDest,
+    /// FULLNAT: no local address/port free.
+    NoLocalAddr,
+    /// The session's real server was removed.
+    DestUnavailable,
+    /// No route to the next hop.
+    NoRoute,
+    /// The next hop does not resolve: table full or hold queue full.
+    Unresolved,
+    /// Not IPv4 (IPv6 forwarding is not there yet), or another EtherType.
+    Unsupported,
+}
+
+impl DropReason {
+    /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
+    /// other reasons.
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 9;
+
+    /// The counter slot.
+    pub fn index(self) -> usize {
+        let w = wire::Error::COUNT;
+        match self {
+            DropReason::Malformed(e) => e.index(),
+            DropReason::Rewrite(e) => w + e.index(),
+            DropReason::NotForUs => 2 * w,
+            DropReason::NoSession => 2 * w + 1,
+            DropReason::TableFull => 2 * w + 2,
+            DropReason::NoDest => 2 * w + 3,
+            DropReason::NoLocalAddr => 2 * w + 4,
+            DropReason::DestUnavailable => 2 * w + 5,
+            DropReason::NoRoute => 2 * w + 6,
+            DropReason::Unresolved => 2 * w + 7,
+            DropReason::Unsupported => 2 * w + 8,
+        }
+    }
+
+    /// The reason of a counter slot (inverse of [`DropReason::index`]).
+    pub fn from_index(i: usize) -> Option<DropReason> {
+        let w = wire::Error::COUNT;
+        Some(match i {
+            i if i < w => DropReason::Malformed(wire::Error::ALL[i]),
+            i if i < 2 * w => DropReason::Rewrite(wire::Error::ALL[i - w]),
+            i => match i - 2 * w {
+                0 => DropReason::NotForUs,
+                1 => DropReason::NoSession,
+                2 => DropReason::TableFull,
+                3 => DropReason::NoDest,
+                4 => DropReason::NoLocalAddr,
+                5 => DropReason::DestUnavailable,
+                6 => DropReason::NoRoute,
+                7 => DropReason::Unresolved,
+                8 => DropReason::Unsupported,
+                _ => return None,
+            },
+        })
+    }
+
+    /// A stable name for listings, e.g. `malformed:truncated`.
+    pub fn name(self) -> String {
+        match self {
+            DropReason::Malformed(e) => format!("malformed:{}", e.as_str()),
+            DropReason::Rewrite(e) => format!("rewrite:{}", e.as_str()),
+            DropReason::NotForUs => "not-for-us".into(),
+            DropReason::NoSession => "no-session".into(),
+            DropReason::TableFull => "table-full".into(),
+            DropReason::NoDest => "no-dest".into(),
+            DropReason::NoLocalAddr => "no-laddr".into(),
+            DropReason::DestUnavailable => "dest-unavailable".into(),
+            DropReason::NoRoute => "no-route".into(),
+            DropReason::Unresolved => "unresolved".into(),
+            DropReason::Unsupported => "unsupported".into(),
+        }
+    }
+}
+
+/// What to do with a packet after [`Core::process`].
+#[derive(Debug)]
+pub enum Out<P> {
+    /// Transmit on this port (rewritten, MACs set).
+    Tx(P, u16),
+    /// Another worker owns it: hand it over unchanged.
+    Handoff(P, usize),
+    /// Drop it and count the reason.
+    Drop(P, DropReason),
+    /// Done with it, nothing to count (e.g. an ARP reply that was learned).
+    Consumed(P),
+    /// Held until its next hop resolves (the ARP request is queued in
+    /// [`Core::take_arp_requests`]).
+    Held,
+}
+
+/// Per-worker counters (only the owning worker writes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets processed by this worker (after handoff).
+    pub packets: u64,
+    /// Packets forwarded toward real servers (client → RS).
+    pub in_packets: u64,
+    /// Bytes of those.
+    pub in_bytes: u64,
+    /// Replies forwarded toward clients (RS → client, NAT/FULLNAT).
+    pub out_packets: u64,
+    /// Bytes of those.
+    pub out_bytes: u64,
+    /// Packets handed to other workers.
+    pub handoff_out: u64,
+    /// ARP requests answered.
+    pub arp_replies: u64,
+    /// ICMP echo requests answered.
+    pub echo_replies: u64,
+    /// ICMP errors about sessions translated.
+    pub icmp_translated: u64,
+    /// ICMP fragmentation-needed errors originated (TUN).
+    pub frag_needed_sent: u64,
+    /// Drops by reason ([`DropReason::index`]).
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            packets: 0,
+            in_packets: 0,
+            in_bytes: 0,
+            out_packets: 0,
+            out_bytes: 0,
+            handoff_out: 0,
+            arp_replies: 0,
+            echo_replies: 0,
+            icmp_translated: 0,
+            frag_needed_sent: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
+}
+
+impl Counters {
+    /// Total drops.
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Drops of one reason.
+    pub fn drops_of(&self, r: DropReason) -> u64 {
+        self.drops[r.index()]
+    }
+}
+
+/// A learned neighbour to share with the other workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighUpdate {
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// Its MAC.
+    pub mac: [u8; 6],
+}
+
+/// Size of the scratch buffer for frames the director originates.
+pub const SCRATCH_LEN: usize = 1600;
+/// Capacity of each side-output queue per burst.
+const SIDE_CAP: usize = 256;
+
+/// A worker's state: its sessions, schedulers, LIP slices, neighbours and counters.
+#[derive(Debug)]
+pub struct Core<P> {
+    id: usize,
+    snap: Option<Snapshot>,
+    conns: ConnTable,
+    sched: CoreSched,
+    laddrs: HashMap<ServiceKey, LaddrPool>,
+    neigh: NeighTable<(P, u16)>,
+    arp_requests: Vec<(u16, Ipv4Addr)>,
+    released: Vec<(P, u16)>,
+    learned: Vec<NeighUpdate>,
+    generated: Vec<(u16, usize)>,
+    scratch: [u8; SCRATCH_LEN],
+    counters: Counters,
+}
+
+impl<P: PacketBuf> Core<P> {
+    /// Worker `id`'s state with a session table of `conn` settings.
+    pub fn new(id: usize, conn: ConnConfig, neigh: NeighConfig) -> Core<P> {
+        Core {
+            id,
+            snap: None,
+            conns: ConnTable::new(conn),
+            sched: CoreSched::new(0x5eed ^ id as u64),
+            laddrs: HashMap::new(),
+            neigh: NeighTable::new(neigh),
+            arp_requests: Vec::with_capacity(SIDE_CAP),
+            released: Vec::with_capacity(SIDE_CAP),
+            learned: Vec::with_capacity(SIDE_CAP),
+            generated: Vec::with_capacity(SIDE_CAP),
+            scratch: [0; SCRATCH_LEN],
+            counters: Counters::default(),
+        }
+    }
+
+    /// This worker's index.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Adopts a configuration snapshot (between bursts). Scheduler state and counters of
+    /// servers that remain carry over; LIP slices are kept for LIPs that remain (ports in
+    /// use stay reserved) and created for new ones.
+    pub fn adopt(&mut self, snap: Snapshot) {
+        self.conns.adopt(&mut self.sched, snap.services.clone());
+        let net = &snap.net;
+        let mut pools = HashMap::with_capacity(net.laddrs.len());
+        for (key, lips) in &net.laddrs {
+            let same = self
+                .laddrs
+                .get(key)
+                .is_some_and(|p| p.addrs().eq(lips.iter().copied()));
+            let pool = if same { self.laddrs.remove(key) } else { None };
+            let pool =
+                pool.unwrap_or_else(|| LaddrPool::new(lips, net.lport_range, self.id, net.workers));
+            pools.insert(*key, pool);
+        }
+        self.laddrs = pools;
+        self.snap = Some(snap);
+    }
+
+    /// The adopted snapshot.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snap.as_ref()
+    }
+
+    /// The session table.
+    pub fn conns(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    /// The session table, mutably (timeouts, sysctls).
+    pub fn conns_mut(&mut self) -> &mut ConnTable {
+        &mut self.conns
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counts a drop decided outside [`Core::process`] (e.g. a full tx queue).
+    pub fn count_drop(&mut self, r: DropReason) {
+        self.counters.drops[r.index()] += 1;
+    }
+
+    /// Counts a packet handed to another worker.
+    pub fn count_handoff(&mut self) {
+        self.counters.handoff_out += 1;
+    }
+
+    /// The LIP pools of this worker.
+    pub fn laddr_pools(&self) -> impl Iterator<Item = (&ServiceKey, &LaddrPool)> {
+        self.laddrs.iter()
+    }
+
+    /// The neighbour cache.
+    pub fn neigh(&self) -> &NeighTable<(P, u16)> {
+        &self.neigh
+    }
+
+    /// ARP requests to send: (port, target address). Drained by the worker after a burst.
+    pub fn take_arp_requests(&mut self) -> std::vec::Drain<'_, (u16, Ipv4Addr)> {
+        self.arp_requests.drain(..)
+    }
+
+    /// Packets whose next hop resolved: ready to transmit on the port.
+    pub fn take_released(&mut self) -> std::vec::Drain<'_, (P, u16)> {
+        self.released.drain(..)
+    }
+
+    /// Neighbours learned here, to share with the other workers.
+    pub fn take_learned(&mut self) -> std::vec::Drain<'_, NeighUpdate> {
+        self.learned.drain(..)
+    }
+
+    /// Frames the director originated (in the scratch buffer, one at a time): the worker
+    /// calls this after each packet and copies `scratch()[..len]` out for port `port`.
+    pub fn take_generated(&mut self) -> Option<(u16, usize)> {
+        self.generated.pop()
+    }
+
+    /// The scratch buffer holding the last originated frame.
+    pub fn scratch(&self) -> &[u8] {
+        &self.scratch
+    }
+
+    /// Learns a neighbour another worker resolved; releases packets held for it.
+    pub fn learn_neighbour(&mut self, u: NeighUpdate, now_ms: u64) {
+        let released = &mut self.released;
+        self.neigh.learn(u.ip, u.mac, now_ms, |(mut p, port), mac| {
+            set_dst_mac(&mut p, mac);
+            released.push((p, port));
+        });
+    }
+
+    /// Expires sessions and ages neighbours: the slow path, called every few
+    /// milliseconds. Ports of expired FULLNAT sessions return to their slices; held
+    /// packets of unresolved neighbours go to `drop_held`.
+    pub fn tick(&mut self, now_ms: u64, mut drop_held: impl FnMut(P)) -> usize {
+        let laddrs = &mut self.laddrs;
+        let n = self.conns.expire(now_ms, |_, s| {
+            if s.fwd() == FwdMethod::FullNat && !s.is_template() {
+                if let IpAddr::V4(lip) = s.laddr().to_ip() {
+                    let ep = LocalEndpoint {
+                        addr: lip,
+                        port: s.lport(),
+                    };
+                    for pool in laddrs.values_mut() {
+                        if pool.contains(lip) {
+                            pool.release(ep);
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let mut dropped = 0;
+        self.neigh.age(now_ms, |(p, _)| {
+            dropped += 1;
+            drop_held(p)
+        });
+        self.counters.drops[DropReason::Unresolved.index()] += dropped;
+        n
+    }
+
+    /// The worker that owns a classified packet (see the module docs).
+    pub fn owner_of(&self, meta: &IpMeta) -> usize {
+        let Some(snap) = &self.snap else {
+            return self.id;
+        };
+        let workers = snap.net.workers;
+        if workers <= 1 {
+            return 0;
+        }
+        let t = &meta.tuple;
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (t.src.addr, t.dst.addr) else {
+            return self.id;
+        };
+        match snap.net.local.get(&dst) {
+            Some((LocalKind::Lip, _)) if t.protocol.has_ports() => {
+                owner_of_port(t.dst.port, workers)
+            }
+            Some((LocalKind::Lip, _)) => self.id,
+            Some((LocalKind::Vip, _)) => owner_of_client(src, workers),
+            Some((LocalKind::Dip, _)) => self.id,
+            None => {
+                // ICMP errors travel toward the client too; their inner packet names the
+                // session: owner by the inner tuple's source (the client or the LIP).
+                if let Some(inner) = meta.icmp.and_then(|i| i.inner) {
+                    if let IpAddr::V4(isrc) = inner.tuple.src.addr {
+                        if let Some((LocalKind::Lip, _)) = snap.net.local.get(&isrc) {
+                            return owner_of_port(inner.tuple.src.port, workers);
+                        }
+                        if let IpAddr::V4(idst) = inner.tuple.dst.addr {
+                            if let Some((LocalKind::Vip, _)) = snap.net.local.get(&idst) {
+                                return owner_of_client(isrc, workers);
+                            }
+                            return owner_of_client(idst, workers);
+                        }
+                    }
+                }
+                owner_of_client(dst, workers)
+            }
+        }
+    }
+
+    /// Processes one received packet that arrived on port `in_port`.
+    ///
+    /// `check_owner`: when true, a packet owned by another worker comes back as
+    /// [`Out::Handoff`]; a packet received from a handoff ring is processed with false.
+    pub fn process(&mut self, pkt: P, in_port: u16, now_ms: u64, check_owner: bool) -> Out<P> {
+        self.counters.packets += 1;
+        let Some(snap) = self.snap.clone() else {
+            return self.drop(pkt, DropReason::NotForUs);
+        };
+        let cls = match classify(pkt.data(), ChecksumMode::Software) {
+            Ok(c) => c,
+            Err(e) => return self.drop(pkt, DropReason::Malformed(e)),
+        };
+        let meta = match cls {
+            Classified::Arp(l2) => return self.arp(pkt, l2.l3_offset, in_port, &snap, now_ms),
+            Classified::Other(_) => return self.drop(pkt, DropReason::Unsupported),
+            Classified::Ip(m) => m,
+        };
+        if meta.version != IpVersion::V4 {
+            return self.drop(pkt, DropReason::Unsupported);
+        }
+        if check_owner {
+            let owner = self.owner_of(&meta);
+            if owner != self.id {
+                self.counters.handoff_out += 1;
+                return Out::Handoff(pkt, owner);
+            }
+        }
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
+            return self.drop(pkt, DropReason::Unsupported);
+        };
+        let local = snap.net.local.get(&dst).copied();
+        // ICMP: echo to our addresses, errors about sessions.
+        if meta.tuple.protocol == IpProtocol::ICMP {
+            if let Some(icmp) = meta.icmp {
+                if icmp.msg_type == 8 && local.is_some() {
+                    return self.echo_reply(pkt, &meta, in_port, &snap);
+                }
+                if icmp.inner.is_some() {
+                    return self.icmp_error(pkt, &meta, &snap, now_ms);
+                }
+            }
+            return self.drop(pkt, DropReason::NotForUs);
+        }
+        let proto = match meta.tuple.protocol {
+            IpProtocol::TCP => Proto::Tcp,
+            IpProtocol::UDP => Proto::Udp,
+            _ => return self.drop(pkt, DropReason::NotForUs),
+        };
+        let flags = TcpFlags(meta.tcp_flags.0 as u8);
+        let flow = FlowKey {
+            proto,
+            saddr: Addr::from(IpAddr::V4(src)),
+            daddr: Addr::from(IpAddr::V4(dst)),
+            sport: meta.tuple.src.port,
+            dport: meta.tuple.dst.port,
+        };
+        match local {
+            Some((LocalKind::Lip, _)) => {
+                // FULLNAT reply: RIP:rport -> LIP:lport.
+                match self.conns.lookup_out(&flow) {
+                    Some(id) => self.reply(pkt, &meta, id, flags, &snap, now_ms),
+                    None => self.drop(pkt, DropReason::NotForUs),
+                }
+            }
+            Some((LocalKind::Dip, _)) => {
+                // A NAT reply cannot be addressed to a DIP; nothing else is served here.
+                self.drop(pkt, DropReason::NotForUs)
+            }
+            _ => {
+                // A request to a service (VIP), or a NAT reply (RS -> client).
+                if local.is_none() {
+                    if let Some(id) = self.conns.lookup_out(&flow) {
+                        return self.reply(pkt, &meta, id, flags, &snap, now_ms);
+                    }
+                }
+                let pm = PacketMeta {
+                    flow,
+                    fwmark: 0,
+                    tcp_flags: flags,
+                };
+                let laddrs = &mut self.laddrs;
+                let res = self
+                    .conns
+                    .resolve_in(&mut self.sched, &pm, now_ms, |rs, fk| {
+                        if rs.fwd != FwdMethod::FullNat {
+                            return Some((fk.saddr, fk.sport));
+                        }
+                        let key = ServiceKey::Addr {
+                            proto: fk.proto,
+                            addr: fk.daddr,
+                            port: fk.dport,
+                        };
+                        let key0 = ServiceKey::Addr {
+                            proto: fk.proto,
+                            addr: fk.daddr,
+                            port: 0,
+                        };
+                        let k = if laddrs.contains_key(&key) { key } else { key0 };
+                        let pool = laddrs.get_mut(&k)?;
+                        pool.alloc(|_, _| true)
+                            .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
+                    });
+                match res {
+                    Ok(id) => self.request(pkt, &meta, id, flags, in_port, &snap, now_ms),
+                    Err(Refuse::NoService) => self.drop(pkt, DropReason::NotForUs),
+                    Err(Refuse::NotSyn) => self.drop(pkt, DropReason::NoSession),
+                    Err(Refuse::TableFull) => self.drop(pkt, DropReason::TableFull),
+                    Err(Refuse::NoDest) => self.drop(pkt, DropReason::NoDest),
+                    Err(Refuse::NoLocalAddr) => self.drop(pkt, DropReason::NoLocalAddr),
+                    Err(Refuse::DestUnavailable) => self.drop(pkt, DropReason::DestUnavailable),
+                }
+            }
+        }
+    }
+
+    fn drop(&mut self, pkt: P, r: DropReason) -> Out<P> {
+        self.counters.drops[r.index()] += 1;
+        Out::Drop(pkt, r)
+    }
+
+    /// Client → RS.
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &mut self,
+        mut pkt: P,
+        meta: &IpMeta,
+        id: ConnId,
+        flags: TcpFlags,
+        in_port: u16,
+        snap: &Snapshot,
+        now_ms: u64,
+    ) -> Out<P> {
+        self.conns
+            .state_transition(id, Direction::Input, flags, now_ms);
+        let Some(s) = self.conns.get(id) else {
+            return self.drop(pkt, DropReason::NoSession);
+        };
+        let (daddr, dport, fwd) = (s.daddr(), s.dport(), s.fwd());
+        let (vaddr, vport) = (s.vaddr(), s.vport());
+        let (laddr, lport) = (s.laddr(), s.lport());
+        let (caddr, cport) = (s.caddr(), s.cport());
+        let IpAddr::V4(rip) = daddr.to_ip() else {
+            return self.drop(pkt, DropReason::Unsupported);
+        };
+        // DR: the real server itself is the next hop (it must be on-link).
+        let nh = match snap.net.routes.lookup(rip) {
+            Some(mut nh) => {
+                if fwd == FwdMethod::Route {
+                    nh.addr = rip;
+                }
+                nh
+            }
+            None => return self.drop(pkt, DropReason::NoRoute),
+        };
+        let Some(port) = snap.net.ports.get(usize::from(nh.port)) else {
+            return self.drop(pkt, DropReason::NoRoute);
+        };
+        let mac = self.neigh_mac(nh.addr, nh.port, now_ms);
+        let macs = MacRewrite {
+            src: EthernetAddress(port.mac),
+            dst: EthernetAddress(mac.unwrap_or([0; 6])),
+        };
+        let params = match fwd {
+            FwdMethod::Masq => Params::Nat(forward::NatParams {
+                virt: wire::Endpoint::new(vaddr.to_ip(), vport),
+                real: wire::Endpoint::new(daddr.to_ip(), dport),
+                macs,
+                csum: port.csum,
+            }),
+            FwdMethod::FullNat => Params::FullNat(forward::FullNatParams {
+                client: wire::Endpoint::new(caddr.to_ip(), cport),
+                virt: wire::Endpoint::new(vaddr.to_ip(), vport),
+                local: wire::Endpoint::new(laddr.to_ip(), lport),
+                real: wire::Endpoint::new(daddr.to_ip(), dport),
+                macs,
+                csum: port.csum,
+            }),
+            FwdMethod::Tunnel => {
+                let dip = snap
+                    .net
+                    .local
+                    .iter()
+                    .find(|(_, (k, p))| *k == LocalKind::Dip && *p == nh.port)
+                    .map(|(a, _)| *a)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                Params::Tun(forward::TunParams {
+                    local: dip,
+                    real: rip,
+                    mtu: port.mtu,
+                    macs,
+                    csum: port.csum,
+                })
+            }
+            FwdMethod::Route | FwdMethod::Local => Params::Dr(forward::DrParams { macs }),
+        };
+        let len = pkt.len() as u64;
+        match params.request(&mut pkt, meta, &mut self.scratch) {
+            Ok(Verdict::Forward(off)) => {
+                self.counters.in_packets += 1;
+                self.counters.in_bytes += len;
+                let _ = off; // checksum offload flags: software checksums on every port for now
+                self.emit(pkt, nh.port, nh.addr, mac)
+            }
+            Ok(Verdict::IcmpReply { len }) => {
+                // TUN refused an oversize DF packet: send frag-needed back to the client.
+                self.counters.frag_needed_sent += 1;
+                if self.generated.len() < SIDE_CAP {
+                    self.generated.push((in_port, len));
+                }
+                self.drop(pkt, DropReason::Rewrite(wire::Error::Oversize))
+            }
+            Err(e) => self.drop(pkt, DropReason::Rewrite(e)),
+        }
+    }
+
+    /// RS → client (NAT, FULLNAT).
+    fn reply(
+        &mut self,
+        mut pkt: P,
+        meta: &IpMeta,
+        id: ConnId,
+        flags: TcpFlags,
+        snap: &Snapshot,
+        now_ms: u64,
+    ) -> Out<P> {
+        self.conns
+            .state_transition(id, Direction::Output, flags, now_ms);
+        let Some(s) = self.conns.get(id) else {
+            return self.drop(pkt, DropReason::NoSession);
+        };
+        let fwd = s.fwd();
+        let (caddr, cport, vaddr, vport) = (s.caddr(), s.cport(), s.vaddr(), s.vport());
+        let (daddr, dport, laddr, lport) = (s.daddr(), s.dport(), s.laddr(), s.lport());
+        let IpAddr::V4(cip) = caddr.to_ip() else {
+            return self.drop(pkt, DropReason::Unsupported);
+        };
+        let Some(nh) = snap.net.routes.lookup(cip) else {
+            return self.drop(pkt, DropReason::NoRoute);
+        };
+        let Some(port) = snap.net.ports.get(usize::from(nh.port)) else {
+            return self.drop(pkt, DropReason::NoRoute);
+        };
+        let mac = self.neigh_mac(nh.addr, nh.port, now_ms);
+        let macs = MacRewrite {
+            src: EthernetAddress(port.mac),
+            dst: EthernetAddress(mac.unwrap_or([0; 6])),
+        };
+        let params = match fwd {
+            FwdMethod::Masq => Params::Nat(forward::NatParams {
+                virt: wire::Endpoint::new(vaddr.to_ip(), vport),
+                real: wire::Endpoint::new(daddr.to_ip(), dport),
+                macs,
+                csum: port.csum,
+            }),
+            FwdMethod::FullNat => Params::FullNat(forward::FullNatParams {
+                client: wire::Endpoint::new(caddr.to_ip(), cport),
+                virt: wire::Endpoint::new(vaddr.to_ip(), vport),
+                local: wire::Endpoint::new(laddr.to_ip(), lport),
+                real: wire::Endpoint::new(daddr.to_ip(), dport),
+                macs,
+                csum: port.csum,
+            }),
+            _ => return self.drop(pkt, DropReason::NotForUs),
+        };
+        let len = pkt.len() as u64;
+        match params.reply(&mut pkt, meta) {
+            Ok(Verdict::Forward(off)) => {
+                self.counters.out_packets += 1;
+                self.counters.out_bytes += len;
+                let _ = off; // checksum offload flags: software checksums on every port for now
+                self.emit(pkt, nh.port, nh.addr, mac)
+            }
+            Ok(Verdict::IcmpReply { .. }) => self.drop(pkt, DropReason::NotForUs),
+            Err(e) => self.drop(pkt, DropReason::Rewrite(e)),
+        }
+    }
+
+    /// An ICMP error about a session: translate and forward it.
+    fn icmp_error(&mut self, mut pkt: P, meta: &IpMeta, snap: &Snapshot, now_ms: u64) -> Out<P> {
+        let Some(inner) = meta.icmp.and_then(|i| i.inner) else {
+            return self.drop(pkt, DropReason::NotForUs);
+        };
+        let t = inner.tuple;
+        let proto = match t.protocol {
+            IpProtocol::TCP => Proto::Tcp,
+            IpProtocol::UDP => Proto::Udp,
+            _ => return self.drop(pkt, DropReason::NotForUs),
+        };
+        // The embedded packet went the other way: client->VIP (error from the client side
+        // about a reply? no: errors about requests come from the RS side and embed
+        // LIP/CIP -> RIP) — look it up as a server-side tuple first, then client-side.
+        let inner_flow = FlowKey {
+            proto,
+            saddr: Addr::from(t.src.addr),
+            daddr: Addr::from(t.dst.addr),
+            sport: t.src.port,
+            dport: t.dst.port,
+        };
+        // Error from the server side about a request we forwarded: the embedded packet is
+        // (LIP|CIP):port -> RIP:rport, i.e. the session's out tuple reversed.
+        let reversed = FlowKey {
+            proto,
+            saddr: inner_flow.daddr,
+            daddr: inner_flow.saddr,
+            sport: inner_flow.dport,
+            dport: inner_flow.sport,
+        };
+        if let Some(id) = self.conns.lookup_out(&reversed) {
+            let Some(s) = self.conns.get(id) else {
+                return self.drop(pkt, DropReason::NoSession);
+            };
+            let fwd = s.fwd();
+            let (caddr, cport, vaddr, vport) = (s.caddr(), s.cport(), s.vaddr(), s.vport());
+            let (daddr, dport, laddr, lport) = (s.daddr(), s.dport(), s.laddr(), s.lport());
+            let IpAddr::V4(cip) = caddr.to_ip() else {
+                return self.drop(pkt, DropReason::Unsupported);
+            };
+            let Some(nh) = snap.net.routes.lookup(cip) else {
+                return self.drop(pkt, DropReason::NoRoute);
+            };
+            let Some(port) = snap.net.ports.get(usize::from(nh.port)).cloned() else {
+                return self.drop(pkt, DropReason::NoRoute);
+            };
+            let mac = self.neigh_mac(nh.addr, nh.port, now_ms);
+            let macs = MacRewrite {
+                src: EthernetAddress(port.mac),
+                dst: EthernetAddress(mac.unwrap_or([0; 6])),
+            };
+            let res = match fwd {
+                FwdMethod::Masq => icmp::nat_reply(
+                    &mut pkt,
+                    meta,
+                    &forward::NatParams {
+                        virt: wire::Endpoint::new(vaddr.to_ip(), vport),
+                        real: wire::Endpoint::new(daddr.to_ip(), dport),
+                        macs,
+                        csum: port.csum,
+                    },
+                ),
+                FwdMethod::FullNat => icmp::fullnat_reply(
+                    &mut pkt,
+                    meta,
+                    &forward::FullNatParams {
+                        client: wire::Endpoint::new(caddr.to_ip(), cport),
+                        virt: wire::Endpoint::new(vaddr.to_ip(), vport),
+                        local: wire::Endpoint::new(laddr.to_ip(), lport),
+                        real: wire::Endpoint::new(daddr.to_ip(), dport),
+                        macs,
+                        csum: port.csum,
+                    },
+                ),
+                _ => return self.drop(pkt, DropReason::NotForUs),
+            };
+            return match res {
+                Ok(Verdict::Forward(_)) => {
+                    self.counters.icmp_translated += 1;
+                    self.emit(pkt, nh.port, nh.addr, mac)
+                }
+                Ok(Verdict::IcmpReply { .. }) => self.drop(pkt, DropReason::NotForUs),
+                Err(e) => self.drop(pkt, DropReason::Rewrite(e)),
+            };
+        }
+        self.drop(pkt, DropReason::NotForUs)
+    }
+
+    /// Resolves the next hop's MAC; on a miss queues an ARP request when one is due.
+    fn neigh_mac(&mut self, nh: Ipv4Addr, port: u16, now_ms: u64) -> Option<[u8; 6]> {
+        match self.neigh.lookup(nh, now_ms) {
+            Lookup::Hit(mac) => Some(mac),
+            Lookup::Miss { send_request } => {
+                if send_request && self.arp_requests.len() < SIDE_CAP {
+                    self.arp_requests.push((port, nh));
+                }
+                None
+            }
+            Lookup::Full => None,
+        }
+    }
+
+    /// Sends a rewritten packet, or holds it until the next hop resolves.
+    fn emit(&mut self, pkt: P, port: u16, nh: Ipv4Addr, mac: Option<[u8; 6]>) -> Out<P> {
+        if mac.is_some() {
+            return Out::Tx(pkt, port);
+        }
+        match self.neigh.hold(nh, (pkt, port)) {
+            Ok(()) => Out::Held,
+            Err((pkt, _)) => self.drop(pkt, DropReason::Unresolved),
+        }
+    }
+
+    /// ARP: answer requests for our addresses, learn senders.
+    fn arp(&mut self, mut pkt: P, l3: usize, in_port: u16, snap: &Snapshot, now_ms: u64) -> Out<P> {
+        let Some(body) = pkt.data().get(l3..) else {
+            return self.drop(pkt, DropReason::Malformed(wire::Error::Truncated));
+        };
+        let repr = match ArpPacket::new_checked(body).and_then(|p| ArpRepr::parse(&p)) {
+            Ok(r) => r,
+            Err(e) => return self.drop(pkt, DropReason::Malformed(e)),
+        };
+        let ours = snap.net.local.get(&repr.target_protocol_addr).copied();
+        let sender = repr.source_protocol_addr;
+        // Learn the sender when the packet is for us or when we already track it.
+        if (ours.is_some() || self.neigh.contains(sender)) && sender != Ipv4Addr::UNSPECIFIED {
+            let mac = repr.source_hardware_addr.0;
+            let released = &mut self.released;
+            self.neigh.learn(sender, mac, now_ms, |(mut p, port), mac| {
+                set_dst_mac(&mut p, mac);
+                released.push((p, port));
+            });
+            if self.learned.len() < SIDE_CAP {
+                self.learned.push(NeighUpdate { ip: sender, mac });
+            }
+        }
+        match (repr.operation, ours) {
+            (ArpOperation::Request, Some((_, port)))
+                if port == in_port || snap.net.ports.len() == 1 =>
+            {
+                let Some(pn) = snap.net.ports.get(usize::from(in_port)) else {
+                    return self.drop(pkt, DropReason::NoRoute);
+                };
+                let reply = ArpRepr {
+                    operation: ArpOperation::Reply,
+                    source_hardware_addr: EthernetAddress(pn.mac),
+                    source_protocol_addr: repr.target_protocol_addr,
+                    target_hardware_addr: repr.source_hardware_addr,
+                    target_protocol_addr: repr.source_protocol_addr,
+                };
+                let data = pkt.data_mut();
+                let Some(arp) = data.get_mut(l3..) else {
+                    return self.drop(pkt, DropReason::Malformed(wire::Error::Truncated));
+                };
+                if let Err(e) = reply.emit(arp) {
+                    return self.drop(pkt, DropReason::Rewrite(e));
+                }
+                data[..6].copy_from_slice(&repr.source_hardware_addr.0);
+                data[6..12].copy_from_slice(&pn.mac);
+                self.counters.arp_replies += 1;
+                Out::Tx(pkt, in_port)
+            }
+            _ => Out::Consumed(pkt),
+        }
+    }
+
+    /// ICMP echo request to one of our addresses: answer in place.
+    fn echo_reply(&mut self, mut pkt: P, meta: &IpMeta, in_port: u16, snap: &Snapshot) -> Out<P> {
+        let Some(pn) = snap.net.ports.get(usize::from(in_port)) else {
+            return self.drop(pkt, DropReason::NoRoute);
+        };
+        let mac = pn.mac;
+        let l3 = meta.l3_offset();
+        let l4 = meta.l4_offset;
+        let end = meta.ip_end;
+        let data = pkt.data_mut();
+        if data.len() < end || l4 + 4 > end {
+            return self.drop(pkt, DropReason::Malformed(wire::Error::Truncated));
+        }
+        // Ethernet: back to the sender.
+        let mut src_mac = [0u8; 6];
+        src_mac.copy_from_slice(&data[6..12]);
+        data[..6].copy_from_slice(&src_mac);
+        data[6..12].copy_from_slice(&mac);
+        // IPv4: swap addresses, fresh TTL, recomputed header checksum.
+        {
+            let mut ip = wire::Ipv4Packet::new_unchecked(&mut data[l3..end]);
+            let (s, d) = (ip.src_addr(), ip.dst_addr());
+            ip.set_src_addr(d);
+            ip.set_dst_addr(s);
+            ip.set_ttl(64);
+            ip.fill_checksum();
+        }
+        // ICMP: type 8 -> 0, checksum adjusted.
+        let old = u16::from_be_bytes([data[l4], data[l4 + 1]]);
+        data[l4] = 0;
+        let new = u16::from_be_bytes([data[l4], data[l4 + 1]]);
+        let ck = u16::from_be_bytes([data[l4 + 2], data[l4 + 3]]);
+        let ck = wire::checksum::update_u16(ck, old, new);
+        data[l4 + 2..l4 + 4].copy_from_slice(&ck.to_be_bytes());
+        self.counters.echo_replies += 1;
+        Out::Tx(pkt, in_port)
+    }
+}
+
+/// The worker owning a client address.
+#[inline]
+pub fn owner_of_client(addr: Ipv4Addr, workers: usize) -> usize {
+    if workers <= 1 {
+        return 0;
+    }
+    let h = u32::from(addr).wrapping_mul(0x9E37_79B1);
+    ((u64::from(h) * workers as u64) >> 32) as usize
+}
+
+fn set_dst_mac<P: PacketBuf>(p: &mut P, mac: [u8; 6]) {
+    if let Some(d) = p.data_mut().get_mut(..6) {
+        d.copy_from_slice(&mac);
+    }
+}
+
+/// Writes an ARP request (broadcast) from `src_mac`/`src_ip` for `target` into `buf`
+/// (at least 42 bytes; 60 with padding); returns the frame length.
+pub fn build_arp_request(
+    buf: &mut [u8],
+    src_mac: [u8; 6],
+    src_ip: Ipv4Addr,
+    target: Ipv4Addr,
+) -> Option<usize> {
+    let frame = buf.get_mut(..60)?;
+    frame.fill(0);
+    frame[..6].copy_from_slice(&[0xff; 6]);
+    frame[6..12].copy_from_slice(&src_mac);
+    frame[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    let repr = ArpRepr {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(src_mac),
+        source_protocol_addr: src_ip,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    };
+    repr.emit(&mut frame[14..]).ok()?;
+    Some(60)
+}
+
+/// Writes a gratuitous ARP (a request for `ip` from `ip`) into `buf`; returns the length.
+pub fn build_gratuitous_arp(buf: &mut [u8], mac: [u8; 6], ip: Ipv4Addr) -> Option<usize> {
+    build_arp_request(buf, mac, ip, ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::VecBuf;
+    use crate::route::Route;
+    use crate::sched::SchedKind;
+    use crate::service::{DestConfig, ServiceConfig, ServiceTable};
+    use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+    const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
+    const PORT0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd0];
+    const PORT1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd1];
+    const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+    const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x12];
+    const CIP: [u8; 4] = [10, 10, 0, 2];
+    const VIP: [u8; 4] = [10, 10, 0, 100];
+    const DIP0: [u8; 4] = [10, 10, 0, 1];
+    const DIP1: [u8; 4] = [10, 20, 0, 1];
+    const RS1: [u8; 4] = [10, 20, 0, 11];
+    const RS2: [u8; 4] = [10, 20, 0, 12];
+    const LIP: [u8; 4] = [10, 20, 0, 200];
+
+    fn a(x: [u8; 4]) -> Addr {
+        Addr::from(IpAddr::V4(Ipv4Addr::from(x)))
+    }
+
+    fn snapshot(fwd: FwdMethod, workers: usize) -> Snapshot {
+        let key = ServiceKey::Addr {
+            proto: Proto::Tcp,
+            addr: a(VIP),
+            port: 80,
+        };
+        let mut t = ServiceTable::new();
+        t.add_service(ServiceConfig::new(key, SchedKind::Rr))
+            .expect("service");
+        let rport = if fwd == FwdMethod::Masq { 8080 } else { 80 };
+        t.add_dest(&key, DestConfig::new(a(RS1), rport, fwd))
+            .expect("rs1");
+        t.add_dest(&key, DestConfig::new(a(RS2), 80, fwd))
+            .expect("rs2");
+        let mut net = NetConfig::new(workers);
+        net.ports = vec![
+            PortNet {
+                mac: PORT0_MAC,
+                mtu: 1500,
+                csum: ChecksumMode::Software,
+            },
+            PortNet {
+                mac: PORT1_MAC,
+                mtu: 1500,
+                csum: ChecksumMode::Software,
+            },
+        ];
+        net.local.insert(Ipv4Addr::from(DIP0), (LocalKind::Dip, 0));
+        net.local.insert(Ipv4Addr::from(VIP), (LocalKind::Vip, 0));
+        net.local.insert(Ipv4Addr::from(DIP1), (LocalKind::Dip, 1));
+        net.local.insert(Ipv4Addr::from(LIP), (LocalKind::Lip, 1));
+        net.routes = RouteTable::new(vec![
+            Route {
+                prefix: Ipv4Addr::new(10, 10, 0, 0),
+                len: 24,
+                port: 0,
+                gateway: None,
+            },
+            Route {
+                prefix: Ipv4Addr::new(10, 20, 0, 0),
+                len: 24,
+                port: 1,
+                gateway: None,
+            },
+        ]);
+        if fwd == FwdMethod::FullNat {
+            net.laddrs.insert(key, vec![Ipv4Addr::from(LIP)]);
+        }
+        Snapshot {
+            generation: 1,
+            services: t.snapshot(),
+            net: Arc::new(net),
+        }
+    }
+
+    fn core(fwd: FwdMethod, id: usize, workers: usize) -> Core<VecBuf> {
+        let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
+        c.adopt(snapshot(fwd, workers));
+        c
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tcp(
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+        s: [u8; 4],
+        sp: u16,
+        d: [u8; 4],
+        dp: u16,
+        syn: bool,
+        ack: bool,
+    ) -> VecBuf {
+        let mut b = PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4(s, d, 64)
+            .tcp(sp, dp, 1000, 65535);
+        if syn {
+            b = b.syn();
+        }
+        if ack {
+            b = b.ack(1);
+        }
+        let payload = b"GET / HTTP/1.0\r\n\r\n";
+        let mut v = Vec::new();
+        b.write(&mut v, payload).expect("build");
+        VecBuf::new(VecBuf::DEFAULT_HEADROOM, &v)
+    }
+
+    fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> VecBuf {
+        let mut f = vec![0u8; 42];
+        f[..6].copy_from_slice(if op == 1 { &[0xff; 6] } else { &tha });
+        f[6..12].copy_from_slice(&sha);
+        f[12..14].copy_from_slice(&[0x08, 0x06]);
+        f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, op as u8]);
+        f[22..28].copy_from_slice(&sha);
+        f[28..32].copy_from_slice(&spa);
+        f[32..38].copy_from_slice(&tha);
+        f[38..42].copy_from_slice(&tpa);
+        VecBuf::new(64, &f)
+    }
+
+    /// Parses a frame with etherparse and returns (src ip, sport, dst ip, dport) after
+    /// checking the IPv4 and TCP checksums.
+    fn check(frame: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
+        let p = SlicedPacket::from_ethernet(frame).expect("etherparse parses it");
+        let Some(NetSlice::Ipv4(ip)) = p.net else {
+            panic!("not IPv4")
+        };
+        let h = ip.header();
+        let hdr = h.to_header();
+        assert_eq!(
+            hdr.calc_header_checksum(),
+            hdr.header_checksum,
+            "IPv4 checksum"
+        );
+        let Some(TransportSlice::Tcp(t)) = p.transport else {
+            panic!("not TCP")
+        };
+        let want = t
+            .to_header()
+            .calc_checksum_ipv4(&hdr, t.payload())
+            .expect("checksum");
+        assert_eq!(want, t.checksum(), "TCP checksum");
+        (
+            h.source(),
+            t.source_port(),
+            h.destination(),
+            t.destination_port(),
+        )
+    }
+
+    fn tx(out: Out<VecBuf>) -> (VecBuf, u16) {
+        match out {
+            Out::Tx(p, port) => (p, port),
+            other => panic!("expected Tx, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn arp_for_the_vip_is_answered_and_the_client_learned() {
+        let mut c = core(FwdMethod::Masq, 0, 1);
+        let (p, port) = tx(c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, true));
+        assert_eq!(port, 0);
+        let f = p.data();
+        assert_eq!(&f[..6], &CLIENT_MAC);
+        assert_eq!(&f[6..12], &PORT0_MAC);
+        assert_eq!(&f[20..22], &[0, 2], "ARP reply");
+        assert_eq!(&f[22..28], &PORT0_MAC, "sender MAC is the director's");
+        assert_eq!(&f[28..32], &VIP);
+        assert_eq!(&f[32..38], &CLIENT_MAC);
+        assert_eq!(c.neigh().get(Ipv4Addr::from(CIP)), Some(CLIENT_MAC));
+        // Not ours: consumed, not answered.
+        assert!(matches!(
+            c.process(arp(1, CLIENT_MAC, CIP, [0; 6], [10, 10, 0, 77]), 0, 0, true),
+            Out::Consumed(_)
+        ));
+    }
+
+    #[test]
+    fn nat_request_and_reply_walk_through_arp_resolution() {
+        let mut c = core(FwdMethod::Masq, 0, 1);
+        tx(c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, true));
+        // SYN: RS unresolved -> held, ARP request queued on port 1.
+        let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+        assert!(matches!(c.process(syn, 0, 1, true), Out::Held));
+        let reqs: Vec<_> = c.take_arp_requests().collect();
+        // rr over the newest-first list: RS2 (added last) is first.
+        assert_eq!(reqs, vec![(1, Ipv4Addr::from(RS2))]);
+        let mut buf = [0u8; 64];
+        let n = build_arp_request(
+            &mut buf,
+            PORT1_MAC,
+            Ipv4Addr::from(DIP1),
+            Ipv4Addr::from(RS2),
+        )
+        .expect("arp");
+        assert_eq!(n, 60);
+        // The RS answers: the held SYN is released toward it.
+        assert!(matches!(
+            c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 2, true),
+            Out::Consumed(_)
+        ));
+        let rel: Vec<_> = c.take_released().collect();
+        assert_eq!(rel.len(), 1);
+        let (p, port) = &rel[0];
+        assert_eq!(*port, 1);
+        assert_eq!(&p.data()[..6], &RS2_MAC);
+        assert_eq!(&p.data()[6..12], &PORT1_MAC);
+        assert_eq!(check(p.data()), (CIP, 40000, RS2, 80));
+        // The reply SYN-ACK from RS2 goes back as from the VIP.
+        let synack = tcp(RS2_MAC, PORT1_MAC, RS2, 80, CIP, 40000, true, true);
+        let (p, port) = tx(c.process(synack, 1, 3, true));
+        assert_eq!(port, 0);
+        assert_eq!(&p.data()[..6], &CLIENT_MAC);
+        assert_eq!(check(p.data()), (VIP, 80, CIP, 40000));
+        // Second connection goes to RS1 (rr) on port 8080.
+        c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 4, true);
+        let syn2 = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40001, VIP, 80, true, false);
+        let (p, _) = tx(c.process(syn2, 0, 5, true));
+        assert_eq!(check(p.data()), (CIP, 40001, RS1, 8080));
+        let ctr = c.counters();
+        assert_eq!((ctr.in_packets, ctr.out_packets), (2, 1));
+        assert_eq!(c.conns().len(), 2);
+    }
+
+    #[test]
+    fn fullnat_rewrites_both_ends_and_replies_find_their_owner() {
+        // Two workers: the client's owner schedules and picks an lport of its own slice.
+        let owner = owner_of_client(Ipv4Addr::from(CIP), 2);
+        let mut c = core(FwdMethod::FullNat, owner, 2);
+        let mut other = core(FwdMethod::FullNat, 1 - owner, 2);
+        c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, false);
+        c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, false);
+        c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, false);
+        // The other worker received the SYN: it hands it over.
+        let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+        let syn = match other.process(syn, 0, 1, true) {
+            Out::Handoff(p, w) => {
+                assert_eq!(w, owner);
+                p
+            }
+            o => panic!("expected handoff, got {o:?}"),
+        };
+        let (p, port) = tx(c.process(syn, 0, 1, false));
+        assert_eq!(port, 1);
+        let (src, lport, dst, dport) = check(p.data());
+        assert_eq!(src, LIP);
+        assert_eq!((dst, dport), (RS2, 80));
+        assert_eq!(owner_of_port(lport, 2), owner, "the lport names the owner");
+        // The reply to LIP:lport: the non-owner hands it over, the owner maps it back.
+        let reply = tcp(RS2_MAC, PORT1_MAC, RS2, 80, LIP, lport, true, true);
+        let reply = match other.process(reply, 1, 2, true) {
+            Out::Handoff(p, w) => {
+                assert_eq!(w, owner);
+                p
+            }
+            o => panic!("expected handoff, got {o:?}"),
+        };
+        let (p, port) = tx(c.process(reply, 1, 2, true));
+        assert_eq!(port, 0);
+        assert_eq!(check(p.data()), (VIP, 80, CIP, 40000));
+        assert_eq!(other.counters().handoff_out, 2);
+    }
+
+    #[test]
+    fn malformed_and_sessionless_packets_are_counted_by_reason() {
+        let mut c = core(FwdMethod::Masq, 0, 1);
+        // Truncated IPv4.
+        let mut syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false)
+            .data()
+            .to_vec();
+        syn.truncate(30);
+        let out = c.process(VecBuf::new(64, &syn), 0, 0, true);
+        assert!(matches!(out, Out::Drop(_, DropReason::Malformed(_))));
+        // Bad IPv4 header checksum.
+        let mut bad = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false)
+            .data()
+            .to_vec();
+        bad[24] ^= 0xff;
+        let out = c.process(VecBuf::new(64, &bad), 0, 0, true);
+        assert!(matches!(
+            out,
+            Out::Drop(_, DropReason::Malformed(wire::Error::BadChecksum))
+        ));
+        // ACK without a session.
+        let ack = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, false, true);
+        assert!(matches!(
+            c.process(ack, 0, 0, true),
+            Out::Drop(_, DropReason::NoSession)
+        ));
+        // A fragment.
+        let mut frag = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false)
+            .data()
+            .to_vec();
+        frag[20] |= 0x20; // MF
+        let ck = crate::wire::checksum::data(&{
+            let mut h = frag[14..34].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        });
+        frag[24..26].copy_from_slice(&(!ck).to_be_bytes());
+        let out = c.process(VecBuf::new(64, &frag), 0, 0, true);
+        assert!(
+            matches!(
+                out,
+                Out::Drop(_, DropReason::Malformed(wire::Error::Fragment))
+            ),
+            "{out:?}"
+        );
+        let ctr = c.counters();
+        assert_eq!(ctr.drops_of(DropReason::NoSession), 1);
+        assert_eq!(
+            ctr.drops_of(DropReason::Malformed(wire::Error::BadChecksum)),
+            1
+        );
+        assert_eq!(
+            ctr.drops_of(DropReason::Malformed(wire::Error::Fragment)),
+            1
+        );
+        assert_eq!(ctr.dropped(), 4);
+        for i in 0..DropReason::COUNT {
+            assert_eq!(DropReason::from_index(i).map(DropReason::index), Some(i));
+        }
+    }
+
+    #[test]
+    fn ping_to_the_vip_is_answered() {
+        let mut c = core(FwdMethod::Masq, 0, 1);
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+            .ipv4(CIP, VIP, 64)
+            .icmpv4_echo_request(7, 1)
+            .write(&mut v, b"ping")
+            .expect("build");
+        let (p, port) = tx(c.process(VecBuf::new(64, &v), 0, 0, true));
+        assert_eq!(port, 0);
+        let s = SlicedPacket::from_ethernet(p.data()).expect("parse");
+        let Some(NetSlice::Ipv4(ip)) = s.net else {
+            panic!()
+        };
+        let hdr = ip.header().to_header();
+        assert_eq!(hdr.calc_header_checksum(), hdr.header_checksum);
+        assert_eq!(
+            (ip.header().source(), ip.header().destination()),
+            (VIP, CIP)
+        );
+        let Some(TransportSlice::Icmpv4(icmp)) = s.transport else {
+            panic!()
+        };
+        assert!(matches!(
+            icmp.icmp_type(),
+            etherparse::Icmpv4Type::EchoReply(_)
+        ));
+        let want = icmp.header().icmp_type.calc_checksum(icmp.payload());
+        assert_eq!(icmp.checksum(), want, "ICMP checksum");
+        assert_eq!(c.counters().echo_replies, 1);
+    }
+
+    #[test]
+    fn dr_changes_only_the_macs() {
+        let mut c = core(FwdMethod::Route, 0, 1);
+        c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, true);
+        let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+        let before = syn.data().to_vec();
+        let (p, port) = tx(c.process(syn, 0, 1, true));
+        assert_eq!(port, 1);
+        assert_eq!(&p.data()[..6], &RS2_MAC);
+        assert_eq!(&p.data()[6..12], &PORT1_MAC);
+        assert_eq!(&p.data()[12..], &before[12..], "L3 and up untouched");
+    }
+
+    #[test]
+    fn expiry_returns_fullnat_ports() {
+        let mut c = core(FwdMethod::FullNat, 0, 1);
+        c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, true);
+        c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, true);
+        c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, true);
+        let free0: usize = c.laddr_pools().map(|(_, p)| p.free()).sum();
+        let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+        tx(c.process(syn, 0, 0, true));
+        let free1: usize = c.laddr_pools().map(|(_, p)| p.free()).sum();
+        assert_eq!(free1 + 1, free0);
+        // SYN_RECV lasts 60 s.
+        c.tick(61_000, drop);
+        let free2: usize = c.laddr_pools().map(|(_, p)| p.free()).sum();
+        assert_eq!(free2, free0, "the port came back");
+        assert_eq!(c.conns().len(), 0);
+    }
+}
