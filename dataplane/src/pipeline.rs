@@ -261,6 +261,21 @@ impl Counters {
     }
 }
 
+/// Traffic of one real server on one worker (ipvsadm's --stats columns).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DestTraffic {
+    /// Sessions scheduled to it.
+    pub conns: u64,
+    /// Packets client -> server.
+    pub inpkts: u64,
+    /// Packets server -> client (seen by the director: NAT, FULLNAT).
+    pub outpkts: u64,
+    /// Bytes client -> server.
+    pub inbytes: u64,
+    /// Bytes server -> client.
+    pub outbytes: u64,
+}
+
 /// A learned neighbour to share with the other workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighUpdate {
@@ -290,6 +305,7 @@ pub struct Core<P> {
     generated: Vec<(u16, usize)>,
     scratch: [u8; SCRATCH_LEN],
     counters: Counters,
+    traffic: Vec<DestTraffic>,
 }
 
 impl<P: PacketBuf> Core<P> {
@@ -308,6 +324,7 @@ impl<P: PacketBuf> Core<P> {
             generated: Vec::with_capacity(SIDE_CAP),
             scratch: [0; SCRATCH_LEN],
             counters: Counters::default(),
+            traffic: Vec::new(),
         }
     }
 
@@ -335,6 +352,15 @@ impl<P: PacketBuf> Core<P> {
         }
         self.laddrs = pools;
         self.snap = Some(snap);
+        // Traffic counters are indexed by the core's dest slots; a slot freed by a removed
+        // server and reused by a new one starts from zero.
+        let slots = self.conns.dests().slots();
+        self.traffic.resize(slots.len(), DestTraffic::default());
+        for (t, rt) in self.traffic.iter_mut().zip(slots) {
+            if rt.id == crate::service::DestId(u32::MAX) {
+                *t = DestTraffic::default();
+            }
+        }
     }
 
     /// The adopted snapshot.
@@ -365,6 +391,22 @@ impl<P: PacketBuf> Core<P> {
     /// Counts a packet handed to another worker.
     pub fn count_handoff(&mut self) {
         self.counters.handoff_out += 1;
+    }
+
+    /// Per-server traffic: (server id, traffic) for every server this worker knows.
+    pub fn dest_traffic(&self) -> impl Iterator<Item = (crate::service::DestId, DestTraffic)> + '_ {
+        self.conns
+            .dests()
+            .slots()
+            .iter()
+            .zip(self.traffic.iter())
+            .filter(|(rt, _)| rt.id != crate::service::DestId(u32::MAX))
+            .map(|(rt, t)| (rt.id, *t))
+    }
+
+    fn traffic_of(&mut self, id: ConnId) -> Option<&mut DestTraffic> {
+        let slot = self.conns.dest_slot(id)?;
+        self.traffic.get_mut(slot as usize)
     }
 
     /// The LIP pools of this worker.
@@ -564,6 +606,7 @@ impl<P: PacketBuf> Core<P> {
                     fwmark: 0,
                     tcp_flags: flags,
                 };
+                let created_before = self.conns.stats().created;
                 let laddrs = &mut self.laddrs;
                 let res = self
                     .conns
@@ -586,6 +629,13 @@ impl<P: PacketBuf> Core<P> {
                         pool.alloc(|_, _| true)
                             .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
                     });
+                if let Ok(id) = res {
+                    if self.conns.stats().created != created_before {
+                        if let Some(t) = self.traffic_of(id) {
+                            t.conns += 1;
+                        }
+                    }
+                }
                 match res {
                     Ok(id) => self.request(pkt, &meta, id, flags, in_port, &snap, now_ms),
                     Err(Refuse::NoService) => self.drop(pkt, DropReason::NotForUs),
@@ -684,6 +734,10 @@ impl<P: PacketBuf> Core<P> {
             Ok(Verdict::Forward(off)) => {
                 self.counters.in_packets += 1;
                 self.counters.in_bytes += len;
+                if let Some(t) = self.traffic_of(id) {
+                    t.inpkts += 1;
+                    t.inbytes += len;
+                }
                 let _ = off; // checksum offload flags: software checksums on every port for now
                 self.emit(pkt, nh.port, nh.addr, mac)
             }
@@ -753,6 +807,10 @@ impl<P: PacketBuf> Core<P> {
             Ok(Verdict::Forward(off)) => {
                 self.counters.out_packets += 1;
                 self.counters.out_bytes += len;
+                if let Some(t) = self.traffic_of(id) {
+                    t.outpkts += 1;
+                    t.outbytes += len;
+                }
                 let _ = off; // checksum offload flags: software checksums on every port for now
                 self.emit(pkt, nh.port, nh.addr, mac)
             }
@@ -1239,6 +1297,11 @@ mod tests {
         let ctr = c.counters();
         assert_eq!((ctr.in_packets, ctr.out_packets), (2, 1));
         assert_eq!(c.conns().len(), 2);
+        // Per-server traffic, as --stats shows it: one session each.
+        let traffic: Vec<DestTraffic> = c.dest_traffic().map(|(_, t)| t).collect();
+        assert_eq!(traffic.iter().map(|t| t.conns).sum::<u64>(), 2);
+        assert_eq!(traffic.iter().map(|t| t.inpkts).sum::<u64>(), 2);
+        assert_eq!(traffic.iter().map(|t| t.outpkts).sum::<u64>(), 1);
     }
 
     #[test]
