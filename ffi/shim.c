@@ -35,6 +35,7 @@ uint16_t rvs_mbuf_refcnt_read(const struct rte_mbuf *m) { return rte_mbuf_refcnt
 void rvs_mbuf_refcnt_set(struct rte_mbuf *m, uint16_t v) { rte_mbuf_refcnt_set(m, v); }
 uint16_t rvs_mbuf_refcnt_update(struct rte_mbuf *m, int16_t v) { return rte_mbuf_refcnt_update(m, v); }
 uint32_t rvs_mbuf_rss_hash(const struct rte_mbuf *m) { return m->hash.rss; }
+uint16_t rvs_mbuf_port(const struct rte_mbuf *m) { return m->port; }
 uint64_t rvs_mbuf_ol_flags(const struct rte_mbuf *m) { return m->ol_flags; }
 void rvs_mbuf_set_tx_offload(struct rte_mbuf *m, uint64_t ol_flags, uint16_t l2_len, uint16_t l3_len)
 { m->ol_flags |= ol_flags; m->l2_len = l2_len; m->l3_len = l3_len; }

@@ -77,6 +77,22 @@ pub fn run(argv: &[String], socket: &Path, io: &mut Streams<'_>) -> i32 {
             return 2;
         }
     };
+    // rvs extension: `rvsadm --dataplane` prints the workers' counters (drops by reason,
+    // handoffs, sessions, mbufs).
+    if argv.len() == 2 && argv[1] == "--dataplane" {
+        return match call(&mut client, &Request::Dataplane, io) {
+            Ok(Response::Text(t)) => {
+                let _ = io.stdout.write_all(t.as_bytes());
+                0
+            }
+            Ok(r) => match unexpected(io, r) {
+                Flow::Continue(c) | Flow::Exit(c) => c,
+            },
+            Err(f) => match f {
+                Flow::Continue(c) | Flow::Exit(c) => c,
+            },
+        };
+    }
     if argv.len() <= 1 {
         return match list(&mut client, &ListOpts::default(), io) {
             Flow::Continue(c) | Flow::Exit(c) => c,

@@ -248,6 +248,11 @@ pub trait Backend: Send {
     fn counters(&self) -> Counters;
     /// The connection table, for `-Lc`.
     fn connections(&self) -> Vec<ConnEntry>;
+
+    /// The dataplane's own counters as text (`rvsadm --dataplane`).
+    fn describe(&self) -> String {
+        String::from("no dataplane (rvsd --no-dataplane)\n")
+    }
 }
 
 /// No dataplane: the table is kept and listed, every counter is zero.

@@ -212,6 +212,7 @@ impl Daemon {
             Request::GetConnections => Response::Connections(self.backend.connections()),
             Request::GetTimeouts => Response::Timeouts(self.table.timeouts),
             Request::GetDaemons => Response::Daemons(self.table.daemons.clone()),
+            Request::Dataplane => Response::Text(self.backend.describe()),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! | [`format`] | ipvsadm's listings, byte for byte |
 //! | [`names`] | `/etc/services` and `/etc/hosts` lookups, `inet_aton` |
 //! | [`backend`] | the [`backend::Backend`] trait the dataplane implements, counters, connections |
+//! | [`dpdk_backend`] | the DPDK dataplane behind rvsd |
 //! | [`estimator`] | the kernel's 2-second rate estimator |
 //! | [`proto`] | rvsd's socket protocol (newline-delimited JSON) and client |
 //! | [`daemon`] | rvsd's state: table + backend + zero baselines + estimators |
@@ -19,6 +20,7 @@ pub mod adm;
 pub mod backend;
 pub mod cli;
 pub mod daemon;
+pub mod dpdk_backend;
 pub mod estimator;
 pub mod format;
 pub mod ipvs;

@@ -77,6 +77,8 @@ pub enum Request {
     GetTimeouts,
     /// Running sync daemons.
     GetDaemons,
+    /// The dataplane's own counters, as text (rvs extension: `rvsadm --dataplane`).
+    Dataplane,
 }
 
 /// rvsd's answer.
@@ -100,6 +102,8 @@ pub enum Response {
     Daemons(Vec<SyncDaemon>),
     /// The request could not be decoded.
     BadRequest(String),
+    /// Free text (for [`Request::Dataplane`]).
+    Text(String),
 }
 
 /// A client error: the socket failed or the answer was not understood.

@@ -162,6 +162,11 @@ impl LaddrPool {
         self.slices.iter().map(|s| s.in_use).sum()
     }
 
+    /// Ports in use on one LIP.
+    pub fn in_use_of(&self, addr: Ipv4Addr) -> u32 {
+        self.slices.iter().filter(|s| s.addr == addr).map(|s| s.in_use).sum()
+    }
+
     /// Free ports over all LIPs.
     pub fn free(&self) -> usize {
         self.slices.iter().map(|s| s.free.len()).sum()

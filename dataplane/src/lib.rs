@@ -11,6 +11,8 @@ pub mod buf;
 pub mod conn;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+#[cfg(feature = "dpdk")]
+pub mod engine;
 pub mod forward;
 pub mod laddr;
 pub mod neigh;

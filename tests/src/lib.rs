@@ -212,6 +212,33 @@ impl Lab {
         self.wait_tcp(ns, bind, port);
     }
 
+    /// Starts an HTTP server in `ns` on `bind:port` that answers every GET with
+    /// `<name> client=<peer address>:<peer port>` — the real server's name and the source
+    /// address it saw (the client under NAT, a LIP under FULLNAT).
+    pub fn name_server(&mut self, ns: &str, bind: Ipv4Addr, port: u16, name: &str) {
+        let script = format!(
+            r#"
+import http.server, socketserver
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    def do_GET(self):
+        body = ("{name} client=%s:%d\n" % self.client_address).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+S(("{bind}", {port}), H).serve_forever()
+"#
+        );
+        self.spawn(ns, &["python3", "-c", &script]);
+        self.wait_tcp(ns, bind, port);
+    }
+
     /// Waits (bounded: 10 s) until `ns` accepts TCP connections on `addr:port`.
     pub fn wait_tcp(&self, ns: &str, addr: Ipv4Addr, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(10);

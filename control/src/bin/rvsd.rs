@@ -10,6 +10,7 @@ use clap::Parser;
 
 use rvs_control::backend::ControlOnly;
 use rvs_control::daemon::Daemon;
+use rvs_control::dpdk_backend::{engine_config, DpdkBackend};
 use rvs_control::ipvs::table_from_config;
 
 /// rvs daemon: kernel-bypass IPVS on DPDK.
@@ -58,16 +59,29 @@ fn main() -> ExitCode {
         println!("rvsd: configuration {} is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    if !args.no_dataplane {
-        eprintln!(
-            "rvsd: the DPDK dataplane backend is not available in this build yet; \
-             start with --no-dataplane to run the control plane alone (tables and \
-             commands work, counters stay zero)"
-        );
-        return ExitCode::from(1);
-    }
     let socket = args.socket.unwrap_or(cfg.control.socket.clone());
-    let daemon = match Daemon::new(table, Box::new(ControlOnly)) {
+    let backend: Box<dyn rvs_control::backend::Backend> = if args.no_dataplane {
+        Box::new(ControlOnly)
+    } else {
+        let ecfg = match engine_config(&cfg) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("rvsd: invalid configuration {}: {e}", args.config.display());
+                return ExitCode::from(1);
+            }
+        };
+        match DpdkBackend::start(&ecfg) {
+            Ok(b) => {
+                tracing::info!(workers = ecfg.workers, ports = ecfg.ports.len(), "dataplane started");
+                Box::new(b)
+            }
+            Err(e) => {
+                eprintln!("rvsd: cannot start the dataplane: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    let daemon = match Daemon::new(table, backend) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("rvsd: dataplane refused the configuration: {e}");
@@ -77,7 +91,8 @@ fn main() -> ExitCode {
     tracing::info!(
         config = %args.config.display(),
         services = cfg.services.len(),
-        "control plane only (--no-dataplane)"
+        dataplane = !args.no_dataplane,
+        "rvsd ready"
     );
     let listener = match rvs_control::server::bind(&socket) {
         Ok(l) => l,

@@ -165,6 +165,13 @@ impl Mbuf {
         unsafe { sys::rvs_mbuf_rss_hash(self.raw.as_ptr()) }
     }
 
+    /// The DPDK port the packet was received on.
+    #[inline]
+    pub fn port(&self) -> u16 {
+        // SAFETY: reads a field of a live mbuf.
+        unsafe { sys::rvs_mbuf_port(self.raw.as_ptr()) }
+    }
+
     /// The reference count.
     #[inline]
     pub fn refcnt(&self) -> u16 {

@@ -1,0 +1,413 @@
+//! The DPDK dataplane behind rvsd: turns the IPVS table into dataplane snapshots and
+//! gathers counters and sessions from the workers.
+//!
+//! The dataplane's service table keeps stable ids for services and real servers, so the
+//! backend applies each new IPVS table as a difference (add, edit, delete): per-core
+//! scheduler state and ActiveConn/InActConn counts of servers that stay survive every
+//! change, as in the kernel.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use rvs_config::Config;
+use rvs_dataplane::dpdk::default_eal_args;
+use rvs_dataplane::engine::{Engine, EngineConfig, PortSpec};
+use rvs_dataplane::route::Route;
+use rvs_dataplane::sched::SchedKind;
+use rvs_dataplane::service::{self as dp, Addr, DestConfig, DestId, FwdMethod, ServiceConfig, ServiceTable};
+
+use crate::backend::{
+    Backend, BackendError, ConnEntry, ConnProtocol, ConnState, Counters, DestCounterEntry, DestCounters,
+    LaddrCounterEntry, ServiceCounters, Stats,
+};
+use crate::ipvs::{Forward, IpvsTable, Protocol, ServiceKey, Timeouts};
+
+/// The DPDK backend.
+pub struct DpdkBackend {
+    engine: Engine,
+    table: ServiceTable,
+    timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for DpdkBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpdkBackend").field("engine", &self.engine).finish()
+    }
+}
+
+fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (a, l) = s.split_once('/').unwrap_or((s, "32"));
+    let addr: Ipv4Addr = a.parse().map_err(|_| format!("{s:?} is not an IPv4 address"))?;
+    let len: u8 = l
+        .parse()
+        .ok()
+        .filter(|l| *l <= 32)
+        .ok_or_else(|| format!("{s:?} has a bad prefix length"))?;
+    Ok((addr, len))
+}
+
+/// Builds the engine configuration from the rvsd configuration file.
+pub fn engine_config(cfg: &Config) -> Result<EngineConfig, String> {
+    let workers = match (cfg.workers.count, cfg.workers.lcores.len()) {
+        (Some(n), _) if n > 0 => n as usize,
+        (_, n) if n > 0 => n,
+        _ => 1,
+    };
+    let prefix = cfg
+        .eal
+        .file_prefix
+        .clone()
+        .unwrap_or_else(|| format!("rvsd-{}", std::process::id()));
+    let mut eal_args = if cfg.eal.args.is_empty() {
+        default_eal_args(&prefix, workers, 512, &[])
+    } else {
+        let mut a = cfg.eal.args.clone();
+        a.push(format!("--file-prefix={prefix}"));
+        if cfg.eal.in_memory {
+            a.push("--in-memory".into());
+        }
+        a
+    };
+    if cfg.eal.no_huge && !eal_args.iter().any(|a| a == "--no-huge") {
+        eal_args.push("--no-huge".into());
+        eal_args.push("-m512".into());
+    }
+    let mut ports = Vec::new();
+    let mut names = HashMap::new();
+    for (i, p) in cfg.ports.iter().enumerate() {
+        let addrs = p
+            .addresses
+            .iter()
+            .map(|a| parse_prefix(a).map_err(|e| format!("ports[{i}].addresses: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        names.insert(p.name.clone(), i as u16);
+        ports.push(PortSpec {
+            name: p.name.clone(),
+            devargs: p.device.clone(),
+            addrs,
+            mtu: if p.mtu > 0 { p.mtu as u16 } else { 1500 },
+        });
+    }
+    let mut routes = Vec::new();
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let (prefix, len) = parse_prefix(&r.prefix).map_err(|e| format!("routes[{i}].prefix: {e}"))?;
+        let port = *names
+            .get(&r.port)
+            .ok_or_else(|| format!("routes[{i}].port: no port named {:?}", r.port))?;
+        let gateway = match &r.via {
+            Some(v) => Some(
+                v.parse::<Ipv4Addr>()
+                    .map_err(|_| format!("routes[{i}].via: {v:?} is not an IPv4 address"))?,
+            ),
+            None => None,
+        };
+        routes.push(Route {
+            prefix,
+            len,
+            port,
+            gateway,
+        });
+    }
+    Ok(EngineConfig {
+        eal_args,
+        ports,
+        workers,
+        conn_capacity: cfg.sessions.capacity_per_core.clamp(1024, u32::MAX as i64) as u32,
+        mbufs: 0,
+        routes,
+        lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
+    })
+}
+
+fn dp_key(k: &ServiceKey) -> dp::ServiceKey {
+    match *k {
+        ServiceKey::Inet { protocol, addr, port } => dp::ServiceKey::Addr {
+            proto: match protocol {
+                Protocol::Udp => dp::Proto::Udp,
+                _ => dp::Proto::Tcp,
+            },
+            addr: Addr::from(addr),
+            port,
+        },
+        ServiceKey::Fwmark { mark, ipv6 } => dp::ServiceKey::Fwmark { mark, v6: ipv6 },
+    }
+}
+
+fn fwd(f: Forward) -> FwdMethod {
+    match f {
+        Forward::Masq => FwdMethod::Masq,
+        Forward::Local => FwdMethod::Local,
+        Forward::Tunnel => FwdMethod::Tunnel,
+        Forward::Route => FwdMethod::Route,
+        Forward::FullNat => FwdMethod::FullNat,
+    }
+}
+
+fn state(name: &str) -> ConnState {
+    match name {
+        "ESTABLISHED" => ConnState::Established,
+        "SYN_SENT" => ConnState::SynSent,
+        "SYN_RECV" => ConnState::SynRecv,
+        "FIN_WAIT" => ConnState::FinWait,
+        "TIME_WAIT" => ConnState::TimeWait,
+        "CLOSE" => ConnState::Close,
+        "CLOSE_WAIT" => ConnState::CloseWait,
+        "LAST_ACK" => ConnState::LastAck,
+        "LISTEN" => ConnState::Listen,
+        "SYNACK" => ConnState::SynAck,
+        "UDP" => ConnState::Udp,
+        _ => ConnState::None,
+    }
+}
+
+impl DpdkBackend {
+    /// Starts DPDK, the ports and the workers.
+    pub fn start(cfg: &EngineConfig) -> Result<DpdkBackend, String> {
+        let engine = Engine::start(cfg).map_err(|e| e.to_string())?;
+        Ok(DpdkBackend {
+            engine,
+            table: ServiceTable::new(),
+            timeouts: Timeouts::default(),
+        })
+    }
+
+    /// The engine (for diagnostics).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn sync_services(&mut self, table: &IpvsTable) -> Result<(), BackendError> {
+        let err = |e: dp::ConfigError| BackendError(e.to_string());
+        let wanted: Vec<dp::ServiceKey> = table.services.iter().map(|s| dp_key(&s.conf.key)).collect();
+        let stale: Vec<dp::ServiceKey> = self
+            .table
+            .services()
+            .iter()
+            .map(|s| s.key)
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for k in stale {
+            self.table.del_service(&k).map_err(err)?;
+        }
+        for s in &table.services {
+            let key = dp_key(&s.conf.key);
+            let sched = SchedKind::from_name(&s.conf.scheduler)
+                .ok_or_else(|| BackendError("Scheduler or persistence engine not found".into()))?;
+            let mut sc = ServiceConfig::new(key, sched).flags(s.conf.sched_flags);
+            if let Some(t) = s.conf.persistent {
+                sc = sc.persistent(t);
+            }
+            if !s.conf.key.is_ipv6() {
+                sc = sc.netmask(Addr::from(IpAddr::V4(Ipv4Addr::from(s.conf.netmask))));
+            } else {
+                sc = sc.netmask(Addr::v6_prefix(s.conf.netmask.min(128) as u8));
+            }
+            let exists = self.table.services().iter().any(|x| x.key == key);
+            if exists {
+                self.table.edit_service(sc).map_err(err)?;
+            } else {
+                self.table.add_service(sc).map_err(err)?;
+            }
+            // Dests: remove the gone, edit the kept, add the new (oldest first, so the
+            // dataplane's newest-first list matches the kernel's).
+            let have: Vec<(Addr, u16)> = self
+                .table
+                .services()
+                .iter()
+                .find(|x| x.key == key)
+                .map(|x| x.dests.iter().map(|d| (d.addr, d.port)).collect())
+                .unwrap_or_default();
+            let want: Vec<(Addr, u16)> = s.dests.iter().map(|d| (Addr::from(d.addr), d.port)).collect();
+            for (a, p) in &have {
+                if !want.contains(&(*a, *p)) {
+                    self.table.del_dest(&key, *a, *p).map_err(err)?;
+                }
+            }
+            for d in s.dests.iter().rev() {
+                let dc = DestConfig::new(Addr::from(d.addr), d.port, fwd(d.forward))
+                    .weight(d.weight.max(0) as u32)
+                    .thresholds(d.u_threshold, d.l_threshold);
+                if have.contains(&(Addr::from(d.addr), d.port)) {
+                    self.table.edit_dest(&key, dc).map_err(err)?;
+                } else {
+                    self.table.add_dest(&key, dc).map_err(err)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dest_index(&self) -> HashMap<DestId, (ServiceKey, IpAddr, u16)> {
+        let mut m = HashMap::new();
+        for s in self.table.services() {
+            let key = control_key(&s.key);
+            for d in &s.dests {
+                m.insert(d.id, (key, d.addr.to_ip(), d.port));
+            }
+        }
+        m
+    }
+}
+
+fn control_key(k: &dp::ServiceKey) -> ServiceKey {
+    match *k {
+        dp::ServiceKey::Addr { proto, addr, port } => ServiceKey::Inet {
+            protocol: if proto == dp::Proto::Udp {
+                Protocol::Udp
+            } else {
+                Protocol::Tcp
+            },
+            addr: addr.to_ip(),
+            port,
+        },
+        dp::ServiceKey::Fwmark { mark, v6 } => ServiceKey::Fwmark { mark, ipv6: v6 },
+    }
+}
+
+impl Backend for DpdkBackend {
+    fn apply(&mut self, table: &IpvsTable) -> Result<(), BackendError> {
+        self.sync_services(table)?;
+        if table.timeouts != self.timeouts {
+            let t = table.timeouts;
+            self.engine.set_timeouts(t.tcp, t.tcp_fin, t.udp);
+            self.timeouts = t;
+        }
+        let snap = self.table.snapshot();
+        let mut vips = Vec::new();
+        let mut laddrs = HashMap::new();
+        for s in &table.services {
+            if let ServiceKey::Inet { addr: IpAddr::V4(v), .. } = s.conf.key {
+                if !vips.contains(&v) {
+                    vips.push(v);
+                }
+            }
+            let lips: Vec<Ipv4Addr> = s
+                .laddrs
+                .iter()
+                .filter_map(|l| match l.addr {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
+            if !lips.is_empty() {
+                laddrs.insert(dp_key(&s.conf.key), lips);
+            }
+        }
+        self.engine.publish(snap, &vips, laddrs);
+        Ok(())
+    }
+
+    fn counters(&self) -> Counters {
+        let index = self.dest_index();
+        let mut services: Vec<ServiceCounters> = Vec::new();
+        let mut by_dest: HashMap<DestId, DestCounters> = HashMap::new();
+        let mut lips: HashMap<(ServiceKey, Ipv4Addr), u64> = HashMap::new();
+        for r in self.engine.reports() {
+            for (id, c, t) in r.dests {
+                let e = by_dest.entry(id).or_default();
+                e.active_conns += c[0];
+                e.inact_conns += c[1];
+                e.persist_conns += c[2];
+                e.stats.conns += t.conns;
+                e.stats.inpkts += t.inpkts;
+                e.stats.outpkts += t.outpkts;
+                e.stats.inbytes += t.inbytes;
+                e.stats.outbytes += t.outbytes;
+            }
+            for (k, a, n) in r.laddrs {
+                *lips.entry((control_key(&k), a)).or_default() += u64::from(n);
+            }
+        }
+        for s in self.table.services() {
+            let key = control_key(&s.key);
+            let mut sc = ServiceCounters {
+                key,
+                stats: Stats::default(),
+                dests: Vec::new(),
+                laddrs: Vec::new(),
+            };
+            for d in &s.dests {
+                let c = by_dest.get(&d.id).copied().unwrap_or_default();
+                sc.stats.conns += c.stats.conns;
+                sc.stats.inpkts += c.stats.inpkts;
+                sc.stats.outpkts += c.stats.outpkts;
+                sc.stats.inbytes += c.stats.inbytes;
+                sc.stats.outbytes += c.stats.outbytes;
+                let (_, addr, port) = index.get(&d.id).copied().unwrap_or((key, d.addr.to_ip(), d.port));
+                sc.dests.push(DestCounterEntry { addr, port, counters: c });
+            }
+            for ((k, a), n) in &lips {
+                if *k == key {
+                    sc.laddrs.push(LaddrCounterEntry {
+                        addr: IpAddr::V4(*a),
+                        conflicts: 0,
+                        conns: *n,
+                    });
+                }
+            }
+            services.push(sc);
+        }
+        Counters { services }
+    }
+
+    fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let mut reports = self.engine.reports();
+        reports.sort_by_key(|r| r.worker);
+        for r in &reports {
+            let c = &r.counters;
+            let _ = writeln!(
+                out,
+                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={}",
+                r.worker,
+                c.packets,
+                c.in_packets,
+                c.out_packets,
+                c.handoff_out,
+                r.handoff_in,
+                r.sessions,
+                c.arp_replies,
+                c.echo_replies,
+                c.icmp_translated,
+                r.tx_dropped,
+                c.dropped()
+            );
+            for (i, n) in c.drops.iter().enumerate() {
+                if *n > 0 {
+                    if let Some(reason) = rvs_dataplane::pipeline::DropReason::from_index(i) {
+                        let _ = writeln!(out, "  drop {} {}", reason.name(), n);
+                    }
+                }
+            }
+        }
+        let _ = writeln!(out, "mbufs_in_use={}", self.engine.mbufs_in_use());
+        for (i, s) in self.engine.port_stats().iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "port {i} ipackets={} opackets={} imissed={} ierrors={} oerrors={}",
+                s.ipackets, s.opackets, s.imissed, s.ierrors, s.oerrors
+            );
+        }
+        out
+    }
+
+    fn connections(&self) -> Vec<ConnEntry> {
+        self.engine
+            .connections()
+            .into_iter()
+            .map(|c| ConnEntry {
+                protocol: match c.proto {
+                    dp::Proto::Tcp => ConnProtocol::Tcp,
+                    dp::Proto::Udp => ConnProtocol::Udp,
+                    dp::Proto::Ip => ConnProtocol::Ip,
+                },
+                client: SocketAddr::new(c.caddr.to_ip(), c.cport),
+                virtual_addr: SocketAddr::new(c.vaddr.to_ip(), c.vport),
+                dest: SocketAddr::new(c.daddr.to_ip(), c.dport),
+                state: state(c.state),
+                expires: c.expire_secs.min(u64::from(u32::MAX)) as u32,
+            })
+            .collect()
+    }
+}

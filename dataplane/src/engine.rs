@@ -1,0 +1,549 @@
+//! The dataplane on DPDK: ports, mempool, handoff rings, and one run-to-completion
+//! worker per lcore.
+//!
+//! Each worker loop: adopt a new configuration snapshot if one was published (between
+//! bursts), answer control commands from its inbox, take neighbours learned by other
+//! workers, then rx burst from each of its queues → [`Core::process`] → buffered tx per
+//! port (flushed every loop); packets another worker owns go into per-pair SP/SC rings and
+//! the owner processes them after its own queues. Slow work (session expiry, neighbour
+//! aging) runs every 10 ms. Nothing on the per-packet path allocates, locks or logs.
+//!
+//! The control plane ([`Engine`]) publishes snapshots and asks workers for counters and
+//! session listings through their inboxes; the workers answer between bursts, so a
+//! listing never stops forwarding.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam::channel::{bounded, Sender};
+use crossbeam::queue::ArrayQueue;
+
+use crate::conn::{ConnConfig, ConnEntry};
+use crate::dpdk::{self, lcore, Eal, LcoreId, Mbuf, MbufBatch, Mempool, Port, PortConf, QueueId, Ring, RING_SP_SC};
+use crate::neigh::NeighConfig;
+use crate::pipeline::{build_arp_request, Core, Counters, DestTraffic, LocalKind, NeighUpdate, NetConfig, Out, PortNet, Snapshot};
+use crate::route::{Route, RouteTable};
+use crate::service::{self, DestId, ServiceKey};
+use crate::wire::ChecksumMode;
+
+/// A port of the director.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// rvs's name for it (e.g. `dpdk0`).
+    pub name: String,
+    /// DPDK devargs: a vdev such as `net_af_packet0,iface=veth0` or a PCI address.
+    pub devargs: String,
+    /// Addresses the director owns on this port (DIPs), with prefix lengths; each makes
+    /// a connected route.
+    pub addrs: Vec<(Ipv4Addr, u8)>,
+    /// L3 MTU.
+    pub mtu: u16,
+}
+
+/// How to start the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// EAL arguments (see [`dpdk::default_eal_args`]); vdevs of `ports` are hot-plugged
+    /// after EAL starts, so they need not be listed here.
+    pub eal_args: Vec<String>,
+    /// The ports, in rvs's order (index = port number in routes and snapshots).
+    pub ports: Vec<PortSpec>,
+    /// Worker lcores.
+    pub workers: usize,
+    /// Sessions per worker.
+    pub conn_capacity: u32,
+    /// Mbufs in the pool.
+    pub mbufs: u32,
+    /// Static routes (connected routes of the port addresses are added automatically).
+    pub routes: Vec<Route>,
+    /// FULLNAT local port range.
+    pub lport_range: (u16, u16),
+}
+
+/// What one worker reports when asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Worker index.
+    pub worker: usize,
+    /// Packet counters and drops by reason.
+    pub counters: Counters,
+    /// Packets this worker received from other workers' handoffs.
+    pub handoff_in: u64,
+    /// Packets that could not be handed off (ring full) or sent (tx queue full).
+    pub tx_dropped: u64,
+    /// Per real server: ActiveConn, InActConn, PersistConn and traffic.
+    pub dests: Vec<(DestId, [u32; 3], DestTraffic)>,
+    /// Sessions (and templates) in the table.
+    pub sessions: u32,
+    /// FULLNAT: per service and LIP, ports in use.
+    pub laddrs: Vec<(ServiceKey, Ipv4Addr, u32)>,
+}
+
+enum Command {
+    Report(Sender<WorkerReport>),
+    Connections(Sender<Vec<ConnEntry>>),
+    SetTimeouts(u32, u32, u32),
+}
+
+struct Shared {
+    stop: AtomicBool,
+    generation: AtomicU64,
+    snapshot: Mutex<Option<Snapshot>>,
+    inboxes: Vec<ArrayQueue<Command>>,
+    neigh: Vec<ArrayQueue<NeighUpdate>>,
+    /// rings[src * workers + dst]
+    rings: Vec<Ring>,
+    /// DPDK port id -> rvs port index.
+    port_index: HashMap<u16, u16>,
+    ports: Vec<Port>,
+    rx_queues: Vec<u16>,
+    /// Source address of ARP requests per port.
+    arp_src: Mutex<Vec<Option<Ipv4Addr>>>,
+    workers: usize,
+    conn_capacity: u32,
+}
+
+/// The running dataplane.
+pub struct Engine {
+    shared: Arc<Shared>,
+    lcores: Vec<LcoreId>,
+    pool: Arc<Mempool>,
+    base: NetConfig,
+    generation: u64,
+    stopped: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("workers", &self.lcores.len()).finish()
+    }
+}
+
+/// Errors of the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// DPDK refused something.
+    #[error(transparent)]
+    Dpdk(#[from] dpdk::DpdkError),
+    /// The configuration cannot run here.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Engine {
+    /// Starts EAL (unless already started in this process), the ports and the workers.
+    pub fn start(cfg: &EngineConfig) -> Result<Engine, EngineError> {
+        let workers = cfg.workers.max(1);
+        Eal::init_or_get(&cfg.eal_args)?;
+        let lcores: Vec<LcoreId> = lcore::workers().into_iter().take(workers).collect();
+        if lcores.len() < workers {
+            return Err(EngineError::Config(format!(
+                "{workers} workers need {workers} worker lcores; EAL has {} (give EAL more lcores)",
+                lcores.len()
+            )));
+        }
+        let nports = cfg.ports.len().max(1) as u32;
+        let mbufs = cfg.mbufs.max(nports * (2048 + 1024) * workers as u32 + 8191);
+        let pool = Arc::new(Mempool::new(&format!("rvs_pool_{}", std::process::id()), mbufs, 256, Mempool::DEFAULT_DATA_ROOM)?);
+
+        let mut ports = Vec::new();
+        let mut port_index = HashMap::new();
+        let mut rx_queues = Vec::new();
+        let mut base = NetConfig::new(workers);
+        base.lport_range = cfg.lport_range;
+        let mut routes = cfg.routes.clone();
+        let mut arp_src = Vec::new();
+        for (i, spec) in cfg.ports.iter().enumerate() {
+            let mut devargs = spec.devargs.clone();
+            if devargs.starts_with("net_af_packet") && !devargs.contains("qpairs=") {
+                devargs.push_str(&format!(",qpairs={workers}"));
+            }
+            let name = devargs.split(',').next().unwrap_or(&devargs).to_owned();
+            let mut port = match Port::by_name(&name) {
+                Ok(p) => p,
+                Err(_) => Port::attach(&devargs)?,
+            };
+            let info = port.info()?;
+            if usize::from(info.max_tx_queues) < workers {
+                return Err(EngineError::Config(format!(
+                    "port {} ({}): {workers} workers need {workers} tx queues, the driver has {}",
+                    spec.name, devargs, info.max_tx_queues
+                )));
+            }
+            let nrx = (workers as u16).min(info.max_rx_queues.max(1));
+            let conf = PortConf {
+                rx_queues: nrx,
+                tx_queues: workers as u16,
+                rx_desc: 1024,
+                tx_desc: 1024,
+                ..PortConf::default()
+            };
+            port.configure(&conf, &pool)?;
+            port.start()?;
+            let mac = port.mac()?;
+            port_index.insert(port.id().0, i as u16);
+            rx_queues.push(nrx);
+            ports.push(port);
+            base.ports.push(PortNet {
+                mac,
+                mtu: spec.mtu,
+                csum: ChecksumMode::Software,
+            });
+            for &(addr, len) in &spec.addrs {
+                base.local.insert(addr, (LocalKind::Dip, i as u16));
+                routes.push(Route {
+                    prefix: addr,
+                    len,
+                    port: i as u16,
+                    gateway: None,
+                });
+            }
+            arp_src.push(spec.addrs.first().map(|a| a.0));
+        }
+        base.routes = RouteTable::new(routes);
+
+        let mut rings = Vec::with_capacity(workers * workers);
+        for s in 0..workers {
+            for d in 0..workers {
+                rings.push(Ring::new(&format!("rvs_ho_{}_{s}_{d}", std::process::id() % 100_000), 4096, RING_SP_SC)?);
+            }
+        }
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            snapshot: Mutex::new(None),
+            inboxes: (0..workers).map(|_| ArrayQueue::new(64)).collect(),
+            neigh: (0..workers).map(|_| ArrayQueue::new(4096)).collect(),
+            rings,
+            port_index,
+            ports,
+            rx_queues,
+            arp_src: Mutex::new(arp_src),
+            workers,
+            conn_capacity: cfg.conn_capacity,
+        });
+        for (w, &lc) in lcores.iter().enumerate() {
+            let sh = shared.clone();
+            let pool = pool.clone();
+            lcore::launch(lc, move || {
+                worker_main(w, &sh, &pool);
+                0
+            })?;
+        }
+        Ok(Engine {
+            shared,
+            lcores,
+            pool,
+            base,
+            generation: 0,
+            stopped: false,
+        })
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.lcores.len()
+    }
+
+    /// The ports' MACs, by rvs port index.
+    pub fn port_macs(&self) -> Vec<[u8; 6]> {
+        self.base.ports.iter().map(|p| p.mac).collect()
+    }
+
+    /// Mbufs currently allocated from the pool (in queues, rings, held, in flight).
+    pub fn mbufs_in_use(&self) -> u32 {
+        self.pool.in_use()
+    }
+
+    /// Port counters, by rvs port index.
+    pub fn port_stats(&self) -> Vec<dpdk::PortStats> {
+        self.shared.ports.iter().map(|p| p.stats().unwrap_or_default()).collect()
+    }
+
+    /// Publishes a new configuration: services, the VIPs to answer for, and the FULLNAT
+    /// LIP pools. Workers adopt it between bursts.
+    pub fn publish(&mut self, services: Arc<service::Snapshot>, vips: &[Ipv4Addr], laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>) {
+        let mut net = self.base.clone();
+        let port_for = |a: Ipv4Addr| -> u16 { net.routes.lookup(a).map_or(0, |nh| nh.port) };
+        let mut extra = Vec::new();
+        for &v in vips {
+            extra.push((v, (LocalKind::Vip, port_for(v))));
+        }
+        for lips in laddrs.values() {
+            for &l in lips {
+                extra.push((l, (LocalKind::Lip, port_for(l))));
+            }
+        }
+        for (a, k) in extra {
+            net.local.entry(a).or_insert(k);
+        }
+        net.laddrs = laddrs;
+        self.generation += 1;
+        let snap = Snapshot {
+            generation: self.generation,
+            services,
+            net: Arc::new(net),
+        };
+        *self.shared.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(snap);
+        self.shared.generation.store(self.generation, Ordering::Release);
+    }
+
+    fn ask<T: Send + 'static>(&self, make: impl Fn(Sender<T>) -> Command) -> Vec<T> {
+        let mut rxs = Vec::new();
+        for inbox in &self.shared.inboxes {
+            let (tx, rx) = bounded(1);
+            if inbox.push(make(tx)).is_ok() {
+                rxs.push(rx);
+            }
+        }
+        rxs.into_iter()
+            .filter_map(|rx| rx.recv_timeout(Duration::from_secs(2)).ok())
+            .collect()
+    }
+
+    /// Every worker's report.
+    pub fn reports(&self) -> Vec<WorkerReport> {
+        self.ask(Command::Report)
+    }
+
+    /// Every session of every worker (`ipvsadm -Lnc`).
+    pub fn connections(&self) -> Vec<ConnEntry> {
+        self.ask(Command::Connections).into_iter().flatten().collect()
+    }
+
+    /// `ipvsadm --set tcp tcpfin udp` on every worker (0 keeps a value).
+    pub fn set_timeouts(&self, tcp: u32, tcpfin: u32, udp: u32) {
+        for inbox in &self.shared.inboxes {
+            let _ = inbox.push(Command::SetTimeouts(tcp, tcpfin, udp));
+        }
+    }
+
+    /// Stops the workers and the ports. Mbufs held anywhere are freed.
+    pub fn stop(&mut self) -> Result<(), EngineError> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        self.shared.stop.store(true, Ordering::Release);
+        for &lc in &self.lcores {
+            lcore::wait(lc);
+        }
+        for p in &self.shared.ports {
+            p.stop()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn now_ms(start: u64, hz: u64) -> u64 {
+    dpdk::rdtsc().wrapping_sub(start) / (hz / 1000).max(1)
+}
+
+fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
+    let n = sh.workers;
+    let nports = sh.ports.len();
+    let mut core: Core<Mbuf> = Core::new(
+        w,
+        ConnConfig::new(sh.conn_capacity.max(1024)),
+        NeighConfig::default(),
+    );
+    let mut my_gen = 0u64;
+    let mut rx = MbufBatch::new();
+    let mut tx: Vec<MbufBatch> = (0..nports).map(|_| MbufBatch::new()).collect();
+    let mut handoff: Vec<MbufBatch> = (0..n).map(|_| MbufBatch::new()).collect();
+    let mut handoff_in = 0u64;
+    let mut tx_dropped = 0u64;
+    let hz = dpdk::tsc_hz().max(1000);
+    let start = dpdk::rdtsc();
+    let tick_every = hz / 100;
+    let mut last_tick = start;
+    let mut arp_src: Vec<Option<Ipv4Addr>> = Vec::new();
+    let mut port_macs: Vec<[u8; 6]> = Vec::new();
+
+    // Sends a processed packet where it goes.
+    fn route(out: Out<Mbuf>, tx: &mut [MbufBatch], handoff: &mut [MbufBatch], sh: &Shared, w: usize, tx_dropped: &mut u64) {
+        match out {
+            Out::Tx(m, port) => {
+                let p = usize::from(port);
+                if let Some(b) = tx.get_mut(p) {
+                    if b.is_full() {
+                        let (_, d) = sh.ports[p].tx_burst(QueueId(w as u16), b);
+                        *tx_dropped += d as u64;
+                    }
+                    let _ = b.push(m);
+                }
+            }
+            Out::Handoff(m, owner) => {
+                if let Some(b) = handoff.get_mut(owner) {
+                    if b.is_full() {
+                        let ring = &sh.rings[w * sh.workers + owner];
+                        ring.enqueue_burst(b);
+                        *tx_dropped += b.len() as u64;
+                        b.clear();
+                    }
+                    let _ = b.push(m);
+                }
+            }
+            Out::Drop(m, _) | Out::Consumed(m) => drop(m),
+            Out::Held => {}
+        }
+    }
+
+    while !sh.stop.load(Ordering::Acquire) {
+        let now = now_ms(start, hz);
+        // Configuration and control, between bursts.
+        let g = sh.generation.load(Ordering::Acquire);
+        if g != my_gen {
+            let snap = sh.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(s) = snap {
+                port_macs = s.net.ports.iter().map(|p| p.mac).collect();
+                core.adopt(s);
+            }
+            arp_src = sh.arp_src.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            my_gen = g;
+        }
+        while let Some(cmd) = sh.inboxes[w].pop() {
+            match cmd {
+                Command::Report(reply) => {
+                    let _ = reply.try_send(report(&core, w, handoff_in, tx_dropped));
+                }
+                Command::Connections(reply) => {
+                    let _ = reply.try_send(core.conns().list(now).collect());
+                }
+                Command::SetTimeouts(a, b, c) => core.conns_mut().set_timeouts(a, b, c),
+            }
+        }
+        while let Some(u) = sh.neigh[w].pop() {
+            core.learn_neighbour(u, now);
+        }
+
+        // Own queues.
+        for (p, port) in sh.ports.iter().enumerate() {
+            if (w as u16) >= sh.rx_queues[p] {
+                continue;
+            }
+            if port.rx_burst(QueueId(w as u16), &mut rx) == 0 {
+                continue;
+            }
+            for m in rx.drain() {
+                let in_port = sh.port_index.get(&m.port()).copied().unwrap_or(p as u16);
+                let out = core.process(m, in_port, now, true);
+                route(out, &mut tx, &mut handoff, sh, w, &mut tx_dropped);
+                if let Some((port, len)) = core.take_generated() {
+                    if let Some(m) = pool.alloc_with(&core.scratch()[..len]) {
+                        route(Out::Tx(m, port), &mut tx, &mut handoff, sh, w, &mut tx_dropped);
+                    }
+                }
+            }
+        }
+        // Packets other workers received for us.
+        for src in 0..n {
+            if src == w {
+                continue;
+            }
+            let ring = &sh.rings[src * n + w];
+            if ring.dequeue_burst(&mut rx) == 0 {
+                continue;
+            }
+            for m in rx.drain() {
+                handoff_in += 1;
+                let in_port = sh.port_index.get(&m.port()).copied().unwrap_or(0);
+                let out = core.process(m, in_port, now, false);
+                route(out, &mut tx, &mut handoff, sh, w, &mut tx_dropped);
+            }
+        }
+        // Side outputs: ARP requests, released packets, learned neighbours.
+        for (port, target) in core.take_arp_requests() {
+            let p = usize::from(port);
+            let (Some(mac), Some(Some(src))) = (port_macs.get(p), arp_src.get(p)) else {
+                continue;
+            };
+            if let Some(mut m) = pool.alloc() {
+                if let Some(buf) = m.append(60) {
+                    if build_arp_request(buf, *mac, *src, target).is_some() {
+                        route(Out::Tx(m, port), &mut tx, &mut handoff, sh, w, &mut tx_dropped);
+                    }
+                }
+            }
+        }
+        for (m, port) in core.take_released() {
+            route(Out::Tx(m, port), &mut tx, &mut handoff, sh, w, &mut tx_dropped);
+        }
+        for u in core.take_learned() {
+            for (o, q) in sh.neigh.iter().enumerate() {
+                if o != w {
+                    let _ = q.push(u);
+                }
+            }
+        }
+
+        // Flush.
+        for (p, b) in tx.iter_mut().enumerate() {
+            if !b.is_empty() {
+                let (_, d) = sh.ports[p].tx_burst(QueueId(w as u16), b);
+                tx_dropped += d as u64;
+            }
+        }
+        for (o, b) in handoff.iter_mut().enumerate() {
+            if !b.is_empty() {
+                sh.rings[w * n + o].enqueue_burst(b);
+                tx_dropped += b.len() as u64;
+                b.clear();
+            }
+        }
+
+        // Slow path.
+        let t = dpdk::rdtsc();
+        if t.wrapping_sub(last_tick) >= tick_every {
+            last_tick = t;
+            core.tick(now, drop);
+        }
+    }
+    // Free what is still held here.
+    rx.clear();
+    for b in &mut tx {
+        b.clear();
+    }
+    for b in &mut handoff {
+        b.clear();
+    }
+    for src in 0..n {
+        while sh.rings[src * n + w].dequeue_burst(&mut rx) > 0 {
+            rx.clear();
+        }
+    }
+    drop(core);
+}
+
+fn report(core: &Core<Mbuf>, w: usize, handoff_in: u64, tx_dropped: u64) -> WorkerReport {
+    let rt = core.conns().dests();
+    let dests = core
+        .dest_traffic()
+        .map(|(id, t)| {
+            let c = rt.by_id(id).map_or([0; 3], |d| [d.active, d.inactive, d.persist]);
+            (id, c, t)
+        })
+        .collect();
+    let laddrs = core
+        .laddr_pools()
+        .flat_map(|(k, p)| p.addrs().map(move |a| (*k, a, p.in_use_of(a))).collect::<Vec<_>>())
+        .collect();
+    WorkerReport {
+        worker: w,
+        counters: core.counters().clone(),
+        handoff_in,
+        tx_dropped,
+        dests,
+        sessions: core.conns().len(),
+        laddrs,
+    }
+}
