@@ -1483,6 +1483,66 @@ mod tests {
     }
 
     #[test]
+    fn quiesced_server_keeps_persistent_clients_unless_expire_quiescent_template() {
+        let key = ServiceKey::Addr {
+            proto: Proto::Tcp,
+            addr: VIP,
+            port: 80,
+        };
+        let mut h = H::new(
+            Proto::Tcp,
+            ServiceConfig::new(key, SchedKind::Rr).persistent(360),
+            &[nat(RS1), nat(RS2)],
+            64,
+        );
+        let (a, b) = (h.id_of(RS1), h.id_of(RS2));
+        assert_eq!(
+            {
+                let x = h.syn(C1, 1, 0).unwrap();
+                h.t.dest_of(x)
+            },
+            Some(b)
+        );
+        h.st.edit_dest(&key, nat(RS2).weight(0)).unwrap();
+        h.publish();
+        // Quiesced: no new clients, but the persistent client still goes to B.
+        assert_eq!(
+            {
+                let x = h.syn(C1, 2, 0).unwrap();
+                h.t.dest_of(x)
+            },
+            Some(b)
+        );
+        assert_eq!(
+            {
+                let x = h.syn(Addr::v4(5, 5, 5, 5), 1, 0).unwrap();
+                h.t.dest_of(x)
+            },
+            Some(a)
+        );
+        // expire_quiescent_template: the template is invalid, the client moves.
+        h.t.set_sysctls(1, false, true);
+        assert_eq!(
+            {
+                let x = h.syn(C1, 3, 0).unwrap();
+                h.t.dest_of(x)
+            },
+            Some(a)
+        );
+        // Overload does not invalidate a template either (an edit sets no overload; the
+        // next bind does).
+        h.st.edit_dest(&key, nat(RS1).thresholds(1, 0)).unwrap();
+        h.publish();
+        assert!(!h.t.dests().by_id(a).unwrap().overloaded);
+        let x = h.syn(C1, 4, 0).unwrap();
+        assert_eq!(h.t.dest_of(x), Some(a));
+        assert!(h.t.dests().by_id(a).unwrap().overloaded);
+        let y = h.syn(C1, 5, 0).unwrap();
+        assert_eq!(h.t.dest_of(y), Some(a));
+        assert_eq!(h.syn(Addr::v4(6, 6, 6, 6), 1, 0), Err(Refuse::NoDest));
+    }
+
+    #[test]
     fn expire_nodest_flush() {
         let mut h = H::tcp(SchedKind::Rr, &[nat(RS1), nat(RS2)]);
         let ids: Vec<ConnId> = (1..5).map(|p| h.syn(C1, p, 0).unwrap()).collect();

@@ -56,7 +56,7 @@ impl Gc {
         }
         let mut next = next;
         while now_ms >= next && out.len() < 64 {
-            if self.counter % COUNT_FOR_FULL_EXPIRATION == 0 {
+            if self.counter.is_multiple_of(COUNT_FOR_FULL_EXPIRATION) {
                 self.counter = 1;
                 out.push(GcPass::Full);
             } else if entries <= MAX_SIZE {

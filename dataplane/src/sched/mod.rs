@@ -588,7 +588,7 @@ impl CoreSched {
                     let changed = old_snap
                         .as_ref()
                         .and_then(|o| o.services().get(oi))
-                        .map_or(true, |o| o.dests != svc.dests || o.flags != svc.flags);
+                        .is_none_or(|o| o.dests != svc.dests || o.flags != svc.flags);
                     if changed {
                         s.sched.update(&view);
                     }

@@ -209,6 +209,45 @@ mod tests {
         assert_eq!(names.len(), Error::COUNT);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// Every parser over random bytes: `new_checked` either fails with a typed reason
+        /// or yields a view whose getters do not panic.
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            use core::net::{IpAddr, Ipv4Addr};
+            let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            let b = &bytes[..];
+            if let Ok(f) = EthernetFrame::new_checked(b) {
+                let _ = (f.dst_addr(), f.src_addr(), f.vlan_id(), f.payload_ethertype(), f.payload());
+                proptest::prop_assert!(EthernetRepr::parse(&f).is_ok());
+            }
+            if let Ok(p) = ArpPacket::new_checked(b) {
+                let _ = (p.operation(), p.source_hardware_addr(), p.target_protocol_addr());
+                let _ = ArpRepr::parse(&p);
+            }
+            if let Ok(p) = Ipv4Packet::new_checked(b) {
+                let _ = (p.src_addr(), p.dst_addr(), p.options(), p.payload(), p.verify_checksum());
+                let _ = Ipv4Repr::parse(&p, true);
+            }
+            if let Ok(p) = Ipv6Packet::new_checked(b) {
+                let _ = (p.src_addr(), p.flow_label(), p.payload(), p.upper_layer());
+            }
+            if let Ok(p) = TcpPacket::new_checked(b) {
+                let _ = (p.flags(), p.options(), p.payload(), p.verify_checksum(&a, &a));
+            }
+            if let Ok(p) = UdpPacket::new_checked(b) {
+                let _ = (p.payload(), p.verify_checksum(&a, &a));
+            }
+            if let Ok(p) = Icmpv4Packet::new_checked(b) {
+                let _ = (p.msg_type(), p.next_hop_mtu(), p.data(), p.verify_checksum());
+            }
+            if let Ok(p) = IpipPacket::new_checked(b) {
+                let _ = (p.inner(), p.inner_version());
+            }
+        }
+    }
+
     #[test]
     fn be_helpers() {
         let mut b = [0u8; 6];
