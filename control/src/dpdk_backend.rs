@@ -14,11 +14,13 @@ use rvs_dataplane::dpdk::default_eal_args;
 use rvs_dataplane::engine::{Engine, EngineConfig, PortSpec};
 use rvs_dataplane::route::Route;
 use rvs_dataplane::sched::SchedKind;
-use rvs_dataplane::service::{self as dp, Addr, DestConfig, DestId, FwdMethod, ServiceConfig, ServiceTable};
+use rvs_dataplane::service::{
+    self as dp, Addr, DestConfig, DestId, FwdMethod, ServiceConfig, ServiceTable,
+};
 
 use crate::backend::{
-    Backend, BackendError, ConnEntry, ConnProtocol, ConnState, Counters, DestCounterEntry, DestCounters,
-    LaddrCounterEntry, ServiceCounters, Stats,
+    Backend, BackendError, ConnEntry, ConnProtocol, ConnState, Counters, DestCounterEntry,
+    DestCounters, LaddrCounterEntry, ServiceCounters, Stats,
 };
 use crate::ipvs::{Forward, IpvsTable, Protocol, ServiceKey, Timeouts};
 
@@ -31,13 +33,17 @@ pub struct DpdkBackend {
 
 impl std::fmt::Debug for DpdkBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DpdkBackend").field("engine", &self.engine).finish()
+        f.debug_struct("DpdkBackend")
+            .field("engine", &self.engine)
+            .finish()
     }
 }
 
 fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let (a, l) = s.split_once('/').unwrap_or((s, "32"));
-    let addr: Ipv4Addr = a.parse().map_err(|_| format!("{s:?} is not an IPv4 address"))?;
+    let addr: Ipv4Addr = a
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 address"))?;
     let len: u8 = l
         .parse()
         .ok()
@@ -90,7 +96,8 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, String> {
     }
     let mut routes = Vec::new();
     for (i, r) in cfg.routes.iter().enumerate() {
-        let (prefix, len) = parse_prefix(&r.prefix).map_err(|e| format!("routes[{i}].prefix: {e}"))?;
+        let (prefix, len) =
+            parse_prefix(&r.prefix).map_err(|e| format!("routes[{i}].prefix: {e}"))?;
         let port = *names
             .get(&r.port)
             .ok_or_else(|| format!("routes[{i}].port: no port named {:?}", r.port))?;
@@ -116,12 +123,17 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, String> {
         mbufs: 0,
         routes,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
+        static_neighbours: Vec::new(),
     })
 }
 
 fn dp_key(k: &ServiceKey) -> dp::ServiceKey {
     match *k {
-        ServiceKey::Inet { protocol, addr, port } => dp::ServiceKey::Addr {
+        ServiceKey::Inet {
+            protocol,
+            addr,
+            port,
+        } => dp::ServiceKey::Addr {
             proto: match protocol {
                 Protocol::Udp => dp::Proto::Udp,
                 _ => dp::Proto::Tcp,
@@ -178,7 +190,8 @@ impl DpdkBackend {
 
     fn sync_services(&mut self, table: &IpvsTable) -> Result<(), BackendError> {
         let err = |e: dp::ConfigError| BackendError(e.to_string());
-        let wanted: Vec<dp::ServiceKey> = table.services.iter().map(|s| dp_key(&s.conf.key)).collect();
+        let wanted: Vec<dp::ServiceKey> =
+            table.services.iter().map(|s| dp_key(&s.conf.key)).collect();
         let stale: Vec<dp::ServiceKey> = self
             .table
             .services()
@@ -217,7 +230,11 @@ impl DpdkBackend {
                 .find(|x| x.key == key)
                 .map(|x| x.dests.iter().map(|d| (d.addr, d.port)).collect())
                 .unwrap_or_default();
-            let want: Vec<(Addr, u16)> = s.dests.iter().map(|d| (Addr::from(d.addr), d.port)).collect();
+            let want: Vec<(Addr, u16)> = s
+                .dests
+                .iter()
+                .map(|d| (Addr::from(d.addr), d.port))
+                .collect();
             for (a, p) in &have {
                 if !want.contains(&(*a, *p)) {
                     self.table.del_dest(&key, *a, *p).map_err(err)?;
@@ -276,7 +293,11 @@ impl Backend for DpdkBackend {
         let mut vips = Vec::new();
         let mut laddrs = HashMap::new();
         for s in &table.services {
-            if let ServiceKey::Inet { addr: IpAddr::V4(v), .. } = s.conf.key {
+            if let ServiceKey::Inet {
+                addr: IpAddr::V4(v),
+                ..
+            } = s.conf.key
+            {
                 if !vips.contains(&v) {
                     vips.push(v);
                 }
@@ -333,8 +354,16 @@ impl Backend for DpdkBackend {
                 sc.stats.outpkts += c.stats.outpkts;
                 sc.stats.inbytes += c.stats.inbytes;
                 sc.stats.outbytes += c.stats.outbytes;
-                let (_, addr, port) = index.get(&d.id).copied().unwrap_or((key, d.addr.to_ip(), d.port));
-                sc.dests.push(DestCounterEntry { addr, port, counters: c });
+                let (_, addr, port) =
+                    index
+                        .get(&d.id)
+                        .copied()
+                        .unwrap_or((key, d.addr.to_ip(), d.port));
+                sc.dests.push(DestCounterEntry {
+                    addr,
+                    port,
+                    counters: c,
+                });
             }
             for ((k, a), n) in &lips {
                 if *k == key {

@@ -22,9 +22,14 @@ use crossbeam::channel::{bounded, Sender};
 use crossbeam::queue::ArrayQueue;
 
 use crate::conn::{ConnConfig, ConnEntry};
-use crate::dpdk::{self, lcore, Eal, LcoreId, Mbuf, MbufBatch, Mempool, Port, PortConf, QueueId, Ring, RING_SP_SC};
+use crate::dpdk::{
+    self, lcore, Eal, LcoreId, Mbuf, MbufBatch, Mempool, Port, PortConf, QueueId, Ring, RING_SP_SC,
+};
 use crate::neigh::NeighConfig;
-use crate::pipeline::{build_arp_request, Core, Counters, DestTraffic, LocalKind, NeighUpdate, NetConfig, Out, PortNet, Snapshot};
+use crate::pipeline::{
+    build_arp_request, Core, Counters, DestTraffic, LocalKind, NeighUpdate, NetConfig, Out,
+    PortNet, Snapshot,
+};
 use crate::route::{Route, RouteTable};
 use crate::service::{self, DestId, ServiceKey};
 use crate::wire::ChecksumMode;
@@ -61,6 +66,9 @@ pub struct EngineConfig {
     pub routes: Vec<Route>,
     /// FULLNAT local port range.
     pub lport_range: (u16, u16),
+    /// Static neighbours (address, MAC): never resolved by ARP, never aged (benchmarks,
+    /// and next hops that do not answer ARP).
+    pub static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
 }
 
 /// What one worker reports when asked.
@@ -104,6 +112,7 @@ struct Shared {
     arp_src: Mutex<Vec<Option<Ipv4Addr>>>,
     workers: usize,
     conn_capacity: u32,
+    static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
 }
 
 /// The running dataplane.
@@ -118,7 +127,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("workers", &self.lcores.len()).finish()
+        f.debug_struct("Engine")
+            .field("workers", &self.lcores.len())
+            .finish()
     }
 }
 
@@ -146,8 +157,15 @@ impl Engine {
             )));
         }
         let nports = cfg.ports.len().max(1) as u32;
-        let mbufs = cfg.mbufs.max(nports * (2048 + 1024) * workers as u32 + 8191);
-        let pool = Arc::new(Mempool::new(&format!("rvs_pool_{}", std::process::id()), mbufs, 256, Mempool::DEFAULT_DATA_ROOM)?);
+        let mbufs = cfg
+            .mbufs
+            .max(nports * (2048 + 1024) * workers as u32 + 8191);
+        let pool = Arc::new(Mempool::new(
+            &format!("rvs_pool_{}", std::process::id()),
+            mbufs,
+            256,
+            Mempool::DEFAULT_DATA_ROOM,
+        )?);
 
         let mut ports = Vec::new();
         let mut port_index = HashMap::new();
@@ -208,7 +226,11 @@ impl Engine {
         let mut rings = Vec::with_capacity(workers * workers);
         for s in 0..workers {
             for d in 0..workers {
-                rings.push(Ring::new(&format!("rvs_ho_{}_{s}_{d}", std::process::id() % 100_000), 4096, RING_SP_SC)?);
+                rings.push(Ring::new(
+                    &format!("rvs_ho_{}_{s}_{d}", std::process::id() % 100_000),
+                    4096,
+                    RING_SP_SC,
+                )?);
             }
         }
         let shared = Arc::new(Shared {
@@ -224,6 +246,7 @@ impl Engine {
             arp_src: Mutex::new(arp_src),
             workers,
             conn_capacity: cfg.conn_capacity,
+            static_neighbours: cfg.static_neighbours.clone(),
         });
         for (w, &lc) in lcores.iter().enumerate() {
             let sh = shared.clone();
@@ -260,12 +283,21 @@ impl Engine {
 
     /// Port counters, by rvs port index.
     pub fn port_stats(&self) -> Vec<dpdk::PortStats> {
-        self.shared.ports.iter().map(|p| p.stats().unwrap_or_default()).collect()
+        self.shared
+            .ports
+            .iter()
+            .map(|p| p.stats().unwrap_or_default())
+            .collect()
     }
 
     /// Publishes a new configuration: services, the VIPs to answer for, and the FULLNAT
     /// LIP pools. Workers adopt it between bursts.
-    pub fn publish(&mut self, services: Arc<service::Snapshot>, vips: &[Ipv4Addr], laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>) {
+    pub fn publish(
+        &mut self,
+        services: Arc<service::Snapshot>,
+        vips: &[Ipv4Addr],
+        laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
+    ) {
         let mut net = self.base.clone();
         let port_for = |a: Ipv4Addr| -> u16 { net.routes.lookup(a).map_or(0, |nh| nh.port) };
         let mut extra = Vec::new();
@@ -287,8 +319,14 @@ impl Engine {
             services,
             net: Arc::new(net),
         };
-        *self.shared.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(snap);
-        self.shared.generation.store(self.generation, Ordering::Release);
+        *self
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(snap);
+        self.shared
+            .generation
+            .store(self.generation, Ordering::Release);
     }
 
     fn ask<T: Send + 'static>(&self, make: impl Fn(Sender<T>) -> Command) -> Vec<T> {
@@ -311,7 +349,10 @@ impl Engine {
 
     /// Every session of every worker (`ipvsadm -Lnc`).
     pub fn connections(&self) -> Vec<ConnEntry> {
-        self.ask(Command::Connections).into_iter().flatten().collect()
+        self.ask(Command::Connections)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// `ipvsadm --set tcp tcpfin udp` on every worker (0 keeps a value).
@@ -368,9 +409,19 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
     let mut last_tick = start;
     let mut arp_src: Vec<Option<Ipv4Addr>> = Vec::new();
     let mut port_macs: Vec<[u8; 6]> = Vec::new();
+    for &(ip, mac) in &sh.static_neighbours {
+        core.add_static_neighbour(ip, mac);
+    }
 
     // Sends a processed packet where it goes.
-    fn route(out: Out<Mbuf>, tx: &mut [MbufBatch], handoff: &mut [MbufBatch], sh: &Shared, w: usize, tx_dropped: &mut u64) {
+    fn route(
+        out: Out<Mbuf>,
+        tx: &mut [MbufBatch],
+        handoff: &mut [MbufBatch],
+        sh: &Shared,
+        w: usize,
+        tx_dropped: &mut u64,
+    ) {
         match out {
             Out::Tx(m, port) => {
                 let p = usize::from(port);
@@ -403,7 +454,11 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
         // Configuration and control, between bursts.
         let g = sh.generation.load(Ordering::Acquire);
         if g != my_gen {
-            let snap = sh.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let snap = sh
+                .snapshot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             if let Some(s) = snap {
                 port_macs = s.net.ports.iter().map(|p| p.mac).collect();
                 core.adopt(s);
@@ -440,7 +495,14 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                 route(out, &mut tx, &mut handoff, sh, w, &mut tx_dropped);
                 if let Some((port, len)) = core.take_generated() {
                     if let Some(m) = pool.alloc_with(&core.scratch()[..len]) {
-                        route(Out::Tx(m, port), &mut tx, &mut handoff, sh, w, &mut tx_dropped);
+                        route(
+                            Out::Tx(m, port),
+                            &mut tx,
+                            &mut handoff,
+                            sh,
+                            w,
+                            &mut tx_dropped,
+                        );
                     }
                 }
             }
@@ -470,13 +532,27 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
             if let Some(mut m) = pool.alloc() {
                 if let Some(buf) = m.append(60) {
                     if build_arp_request(buf, *mac, *src, target).is_some() {
-                        route(Out::Tx(m, port), &mut tx, &mut handoff, sh, w, &mut tx_dropped);
+                        route(
+                            Out::Tx(m, port),
+                            &mut tx,
+                            &mut handoff,
+                            sh,
+                            w,
+                            &mut tx_dropped,
+                        );
                     }
                 }
             }
         }
         for (m, port) in core.take_released() {
-            route(Out::Tx(m, port), &mut tx, &mut handoff, sh, w, &mut tx_dropped);
+            route(
+                Out::Tx(m, port),
+                &mut tx,
+                &mut handoff,
+                sh,
+                w,
+                &mut tx_dropped,
+            );
         }
         for u in core.take_learned() {
             for (o, q) in sh.neigh.iter().enumerate() {
@@ -529,13 +605,19 @@ fn report(core: &Core<Mbuf>, w: usize, handoff_in: u64, tx_dropped: u64) -> Work
     let dests = core
         .dest_traffic()
         .map(|(id, t)| {
-            let c = rt.by_id(id).map_or([0; 3], |d| [d.active, d.inactive, d.persist]);
+            let c = rt
+                .by_id(id)
+                .map_or([0; 3], |d| [d.active, d.inactive, d.persist]);
             (id, c, t)
         })
         .collect();
     let laddrs = core
         .laddr_pools()
-        .flat_map(|(k, p)| p.addrs().map(move |a| (*k, a, p.in_use_of(a))).collect::<Vec<_>>())
+        .flat_map(|(k, p)| {
+            p.addrs()
+                .map(move |a| (*k, a, p.in_use_of(a)))
+                .collect::<Vec<_>>()
+        })
         .collect();
     WorkerReport {
         worker: w,

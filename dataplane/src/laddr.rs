@@ -164,7 +164,11 @@ impl LaddrPool {
 
     /// Ports in use on one LIP.
     pub fn in_use_of(&self, addr: Ipv4Addr) -> u32 {
-        self.slices.iter().filter(|s| s.addr == addr).map(|s| s.in_use).sum()
+        self.slices
+            .iter()
+            .filter(|s| s.addr == addr)
+            .map(|s| s.in_use)
+            .sum()
     }
 
     /// Free ports over all LIPs.

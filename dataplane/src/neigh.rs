@@ -41,6 +41,7 @@ impl Default for NeighConfig {
 enum State {
     Incomplete { last_probe: u64, probes: u32 },
     Reachable { mac: [u8; 6], confirmed: u64 },
+    Static { mac: [u8; 6] },
 }
 
 #[derive(Debug)]
@@ -97,7 +98,7 @@ impl<P> NeighTable<P> {
     pub fn lookup(&mut self, ip: Ipv4Addr, now: u64) -> Lookup {
         if let Some(e) = self.entries.get_mut(&ip) {
             return match &mut e.state {
-                State::Reachable { mac, .. } => Lookup::Hit(*mac),
+                State::Reachable { mac, .. } | State::Static { mac } => Lookup::Hit(*mac),
                 State::Incomplete { last_probe, probes } => {
                     let due = now.saturating_sub(*last_probe) >= self.cfg.retrans_time
                         && *probes < self.cfg.max_probes;
@@ -129,9 +130,25 @@ impl<P> NeighTable<P> {
     /// The MAC of `ip` if resolved (no side effects).
     pub fn get(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
         match self.entries.get(&ip)?.state {
-            State::Reachable { mac, .. } => Some(mac),
+            State::Reachable { mac, .. } | State::Static { mac } => Some(mac),
             State::Incomplete { .. } => None,
         }
+    }
+
+    /// Installs `ip` at `mac` permanently: never aged, never replaced by ARP. Ignored when
+    /// the table is full.
+    pub fn add_static(&mut self, ip: Ipv4Addr, mac: [u8; 6]) {
+        if self.entries.len() >= self.cfg.capacity && !self.entries.contains_key(&ip) {
+            self.stats.table_full += 1;
+            return;
+        }
+        self.entries.insert(
+            ip,
+            Entry {
+                state: State::Static { mac },
+                held: std::array::from_fn(|_| None),
+            },
+        );
     }
 
     /// Whether `ip` has an entry (resolved or not).
@@ -145,7 +162,7 @@ impl<P> NeighTable<P> {
         let Some(e) = self.entries.get_mut(&ip) else {
             return Err(pkt);
         };
-        if matches!(e.state, State::Reachable { .. }) {
+        if matches!(e.state, State::Reachable { .. } | State::Static { .. }) {
             return Err(pkt);
         }
         match e.held.iter_mut().find(|s| s.is_none()) {
@@ -180,10 +197,12 @@ impl<P> NeighTable<P> {
             },
             held: std::array::from_fn(|_| None),
         });
-        e.state = State::Reachable {
-            mac,
-            confirmed: now,
-        };
+        if !matches!(e.state, State::Static { .. }) {
+            e.state = State::Reachable {
+                mac,
+                confirmed: now,
+            };
+        }
         for slot in &mut e.held {
             if let Some(p) = slot.take() {
                 release(p, mac);
@@ -200,6 +219,7 @@ impl<P> NeighTable<P> {
         let mut dropped = 0u64;
         self.entries.retain(|_, e| {
             let keep = match e.state {
+                State::Static { .. } => true,
                 State::Reachable { confirmed, .. } => {
                     now.saturating_sub(confirmed) < cfg.reachable_time
                 }
@@ -238,7 +258,7 @@ impl<P> NeighTable<P> {
     /// Resolved entries, for listings.
     pub fn resolved(&self) -> impl Iterator<Item = (Ipv4Addr, [u8; 6])> + '_ {
         self.entries.iter().filter_map(|(ip, e)| match e.state {
-            State::Reachable { mac, .. } => Some((*ip, mac)),
+            State::Reachable { mac, .. } | State::Static { mac } => Some((*ip, mac)),
             State::Incomplete { .. } => None,
         })
     }
@@ -301,6 +321,15 @@ mod tests {
         assert_eq!(dropped, vec![7]);
         assert_eq!(t.stats().unresolved_drops, 1);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn static_entries_never_age_and_arp_does_not_replace_them() {
+        let mut t = table();
+        t.add_static(IP, MAC);
+        t.learn(IP, [9; 6], 1, |_, _| {});
+        t.age(1_000_000, |_| {});
+        assert_eq!(t.lookup(IP, 1_000_000), Lookup::Hit(MAC));
     }
 
     #[test]

@@ -445,6 +445,11 @@ impl<P: PacketBuf> Core<P> {
         &self.scratch
     }
 
+    /// Installs a neighbour that never ages (see [`NeighTable::add_static`]).
+    pub fn add_static_neighbour(&mut self, ip: Ipv4Addr, mac: [u8; 6]) {
+        self.neigh.add_static(ip, mac);
+    }
+
     /// Learns a neighbour another worker resolved; releases packets held for it.
     pub fn learn_neighbour(&mut self, u: NeighUpdate, now_ms: u64) {
         let released = &mut self.released;

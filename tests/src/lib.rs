@@ -88,7 +88,10 @@ impl Lab {
     /// A new, empty lab whose namespaces are named `<prefix>-<name>`. Leftovers of an
     /// interrupted run with the same prefix are removed first.
     pub fn new(prefix: &str) -> Lab {
-        assert!(prefix.len() <= 8, "keep lab prefixes short (interface names are ≤ 15 bytes)");
+        assert!(
+            prefix.len() <= 8,
+            "keep lab prefixes short (interface names are ≤ 15 bytes)"
+        );
         let lab = Lab {
             prefix: prefix.to_owned(),
             namespaces: Vec::new(),
@@ -150,7 +153,12 @@ impl Lab {
     pub fn veth(&self, ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) {
         let tmp_a = format!("{}{}", self.prefix, if_a);
         let tmp_b = format!("{}{}", self.prefix, if_b);
-        run("ip", &["link", "add", &tmp_a, "type", "veth", "peer", "name", &tmp_b]);
+        run(
+            "ip",
+            &[
+                "link", "add", &tmp_a, "type", "veth", "peer", "name", &tmp_b,
+            ],
+        );
         run("ip", &["link", "set", &tmp_a, "netns", &self.ns(ns_a)]);
         run("ip", &["link", "set", &tmp_b, "netns", &self.ns(ns_b)]);
         for (ns, tmp, name) in [(ns_a, &tmp_a, if_a), (ns_b, &tmp_b, if_b)] {
@@ -158,7 +166,10 @@ impl Lab {
             self.exec(ns, &["ip", "link", "set", name, "up"]);
             let _ = self.try_exec(
                 ns,
-                &["ethtool", "-K", name, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"],
+                &[
+                    "ethtool", "-K", name, "tx", "off", "rx", "off", "tso", "off", "gso", "off",
+                    "gro", "off",
+                ],
             );
         }
     }
@@ -179,7 +190,10 @@ impl Lab {
 
     /// Sets the default route of `ns`.
     pub fn default_route(&self, ns: &str, via: Ipv4Addr) {
-        self.exec(ns, &["ip", "route", "add", "default", "via", &via.to_string()]);
+        self.exec(
+            ns,
+            &["ip", "route", "add", "default", "via", &via.to_string()],
+        );
     }
 
     /// Starts a long-running program in `ns`; it is killed when the lab is dropped.
@@ -208,7 +222,19 @@ impl Lab {
         let d = dir.to_string_lossy().into_owned();
         let p = port.to_string();
         let b = bind.to_string();
-        self.spawn(ns, &["python3", "-m", "http.server", &p, "--bind", &b, "--directory", &d]);
+        self.spawn(
+            ns,
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                &p,
+                "--bind",
+                &b,
+                "--directory",
+                &d,
+            ],
+        );
         self.wait_tcp(ns, bind, port);
     }
 
@@ -245,7 +271,11 @@ S(("{bind}", {port}), H).serve_forever()
         let a = addr.to_string();
         let p = port.to_string();
         while Instant::now() < deadline {
-            if self.try_exec(ns, &["nc", "-z", "-w", "1", &a, &p]).status.success() {
+            if self
+                .try_exec(ns, &["nc", "-z", "-w", "1", &a, &p])
+                .status
+                .success()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));

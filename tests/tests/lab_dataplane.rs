@@ -44,7 +44,9 @@ impl Director {
 impl Drop for Director {
     fn drop(&mut self) {
         // SIGTERM first: rvsd stops its ports and removes its socket.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -166,32 +168,69 @@ fn nat_round_robin_with_port_mapping_and_arp_ping() {
     let lab = build("rvn", true);
     let d = start_rvsd(&lab, "rvn", 1);
     d.rvsadm(&["-A", "-t", &format!("{VIP}:80"), "-s", "rr"]);
-    d.rvsadm(&["-a", "-t", &format!("{VIP}:80"), "-r", "10.20.0.11:8080", "-m"]);
-    d.rvsadm(&["-a", "-t", &format!("{VIP}:80"), "-r", "10.20.0.12:80", "-m"]);
+    d.rvsadm(&[
+        "-a",
+        "-t",
+        &format!("{VIP}:80"),
+        "-r",
+        "10.20.0.11:8080",
+        "-m",
+    ]);
+    d.rvsadm(&[
+        "-a",
+        "-t",
+        &format!("{VIP}:80"),
+        "-r",
+        "10.20.0.12:80",
+        "-m",
+    ]);
 
     // ARP and ping: the client resolves the VIP to the director's MAC and gets answers.
     let ping = lab.try_exec("c", &["ping", "-c", "2", "-W", "2", VIP]);
-    assert!(ping.status.success(), "ping VIP: {}", String::from_utf8_lossy(&ping.stdout));
-    let neigh = String::from_utf8_lossy(&lab.exec("c", &["ip", "neigh", "show", VIP]).stdout).into_owned();
+    assert!(
+        ping.status.success(),
+        "ping VIP: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let neigh =
+        String::from_utf8_lossy(&lab.exec("c", &["ip", "neigh", "show", VIP]).stdout).into_owned();
     let mac = String::from_utf8_lossy(&lab.exec("d", &["cat", "/sys/class/net/d0/address"]).stdout)
         .trim()
         .to_owned();
-    assert!(neigh.contains(&mac), "VIP resolves to the director port's MAC {mac}: {neigh}");
+    assert!(
+        neigh.contains(&mac),
+        "VIP resolves to the director port's MAC {mac}: {neigh}"
+    );
 
     let bodies = curl_n(&lab, 6);
-    let names: Vec<&str> = bodies.iter().map(|b| b.split_whitespace().next().unwrap_or("")).collect();
+    let names: Vec<&str> = bodies
+        .iter()
+        .map(|b| b.split_whitespace().next().unwrap_or(""))
+        .collect();
     for pair in names.windows(2) {
         assert_ne!(pair[0], pair[1], "rr alternates: {names:?}");
     }
-    assert!(names.contains(&"rs1") && names.contains(&"rs2"), "{names:?}");
+    assert!(
+        names.contains(&"rs1") && names.contains(&"rs2"),
+        "{names:?}"
+    );
     for b in &bodies {
-        assert!(b.contains("client=10.10.0.2:"), "NAT keeps the client address: {b}");
+        assert!(
+            b.contains("client=10.10.0.2:"),
+            "NAT keeps the client address: {b}"
+        );
     }
     let listing = d.rvsadm(&["-Ln"]);
     assert!(listing.contains("TCP  10.10.0.100:80 rr"), "{listing}");
-    assert!(listing.contains("  -> 10.20.0.11:8080              Masq    1"), "{listing}");
+    assert!(
+        listing.contains("  -> 10.20.0.11:8080              Masq    1"),
+        "{listing}"
+    );
     let conns = d.rvsadm(&["-Lnc"]);
-    assert!(conns.lines().filter(|l| l.starts_with("TCP ")).count() >= 6, "{conns}");
+    assert!(
+        conns.lines().filter(|l| l.starts_with("TCP ")).count() >= 6,
+        "{conns}"
+    );
     let stats = d.rvsadm(&["--dataplane"]);
     assert!(counter(&stats, 0, "echo_replies") >= 2, "{stats}");
     assert!(counter(&stats, 0, "arp_replies") >= 1, "{stats}");
@@ -211,12 +250,18 @@ fn fullnat_servers_see_a_lip_and_two_workers_hand_off_to_owners() {
     d.rvsadm(&["-a", "-t", &svc, "-r", "10.20.0.12:80", "-b"]);
     d.rvsadm(&["--add-laddr", "-z", "10.20.0.200", "-t", &svc]);
     let bodies = curl_n(&lab, 8);
-    let names: Vec<&str> = bodies.iter().map(|b| b.split_whitespace().next().unwrap_or("")).collect();
+    let names: Vec<&str> = bodies
+        .iter()
+        .map(|b| b.split_whitespace().next().unwrap_or(""))
+        .collect();
     for pair in names.windows(2) {
         assert_ne!(pair[0], pair[1], "rr alternates: {names:?}");
     }
     for b in &bodies {
-        assert!(b.contains("client=10.20.0.200:"), "FULLNAT: servers see the LIP: {b}");
+        assert!(
+            b.contains("client=10.20.0.200:"),
+            "FULLNAT: servers see the LIP: {b}"
+        );
     }
     let listing = d.rvsadm(&["-Ln"]);
     assert!(listing.contains("FullNat"), "{listing}");
@@ -224,10 +269,19 @@ fn fullnat_servers_see_a_lip_and_two_workers_hand_off_to_owners() {
     let handoffs = counter(&stats, 0, "handoff_out") + counter(&stats, 1, "handoff_out");
     let handed_in = counter(&stats, 0, "handoff_in") + counter(&stats, 1, "handoff_in");
     eprintln!("{stats}");
-    assert!(handoffs > 0, "replies arrived on the non-owner worker and were handed over: {stats}");
-    assert_eq!(handoffs, handed_in, "every handed-off packet reached its owner: {stats}");
+    assert!(
+        handoffs > 0,
+        "replies arrived on the non-owner worker and were handed over: {stats}"
+    );
+    assert_eq!(
+        handoffs, handed_in,
+        "every handed-off packet reached its owner: {stats}"
+    );
     let sessions = counter(&stats, 0, "sessions") + counter(&stats, 1, "sessions");
-    assert_eq!(sessions, 8, "each session lives on exactly one worker: {stats}");
+    assert_eq!(
+        sessions, 8,
+        "each session lives on exactly one worker: {stats}"
+    );
 }
 
 /// Frames a broken or hostile client sends, built by hand (Python, raw AF_PACKET socket):
@@ -277,7 +331,18 @@ fn malformed_client_packets_are_counted_and_do_not_disturb_connections() {
     let idle = mbufs(&d.rvsadm(&["--dataplane"]));
     // A connection stays open across the garbage: a slow HTTP client.
     let mut slow = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("c"), "curl", "-s", "--max-time", "20", "--limit-rate", "1", &format!("http://{VIP}/")])
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("c"),
+            "curl",
+            "-s",
+            "--max-time",
+            "20",
+            "--limit-rate",
+            "1",
+            &format!("http://{VIP}/"),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("slow curl");
@@ -289,7 +354,10 @@ fn malformed_client_packets_are_counted_and_do_not_disturb_connections() {
     let after = curl_n(&lab, 4);
     assert!(after.iter().all(|b| b.starts_with("rs")), "{after:?}");
     let out = slow.wait_with_output().expect("slow curl");
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("rs"), "the open connection completed");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("rs"),
+        "the open connection completed"
+    );
     let stats = d.rvsadm(&["--dataplane"]);
     let drop = |reason: &str| -> u64 {
         stats
@@ -298,7 +366,10 @@ fn malformed_client_packets_are_counted_and_do_not_disturb_connections() {
             .filter_map(|n| n.parse::<u64>().ok())
             .sum()
     };
-    assert!(drop("malformed:truncated") >= 3 || drop("malformed:bad_total_len") >= 3, "{stats}");
+    assert!(
+        drop("malformed:truncated") >= 3 || drop("malformed:bad_total_len") >= 3,
+        "{stats}"
+    );
     assert!(drop("malformed:bad_checksum") >= 3, "{stats}");
     assert!(drop("no-session") >= 3, "{stats}");
     // Fragments: DPDK's net_af_packet joins its sockets with PACKET_FANOUT_FLAG_DEFRAG, so
@@ -312,7 +383,10 @@ fn malformed_client_packets_are_counted_and_do_not_disturb_connections() {
         if now <= idle {
             break;
         }
-        assert!(Instant::now() < deadline, "mbufs in use {now} > idle {idle}");
+        assert!(
+            Instant::now() < deadline,
+            "mbufs in use {now} > idle {idle}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -72,7 +72,11 @@ fn main() -> ExitCode {
         };
         match DpdkBackend::start(&ecfg) {
             Ok(b) => {
-                tracing::info!(workers = ecfg.workers, ports = ecfg.ports.len(), "dataplane started");
+                tracing::info!(
+                    workers = ecfg.workers,
+                    ports = ecfg.ports.len(),
+                    "dataplane started"
+                );
                 Box::new(b)
             }
             Err(e) => {
