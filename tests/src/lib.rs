@@ -55,13 +55,14 @@ pub fn can_build_labs() -> bool {
 
 /// The path of a workspace binary (`rvsd`, `rvsadm`, …), building it if needed.
 pub fn bin(name: &str) -> PathBuf {
-    // Test executables live in target/<profile>/deps; binaries in target/<profile>.
+    // Test executables live in target/<profile>/deps, binaries in target/<profile>.
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf();
+    let parent = exe.parent().expect("executable directory");
+    let dir = if parent.ends_with("deps") {
+        parent.parent().expect("target/<profile>").to_path_buf()
+    } else {
+        parent.to_path_buf()
+    };
     let path = dir.join(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
