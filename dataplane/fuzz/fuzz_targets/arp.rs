@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(r) = ArpRepr::parse(&p) {
             let mut out = [0u8; 28];
             r.emit(&mut out).expect("28 bytes");
-            assert_eq!(ArpRepr::parse(&ArpPacket::new_checked(&out[..]).unwrap()), Ok(r));
+            assert_eq!(
+                ArpRepr::parse(&ArpPacket::new_checked(&out[..]).unwrap()),
+                Ok(r)
+            );
         }
     }
 });

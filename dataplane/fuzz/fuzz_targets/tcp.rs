@@ -7,7 +7,13 @@ use std::net::{IpAddr, Ipv4Addr};
 fuzz_target!(|data: &[u8]| {
     if let Ok(p) = TcpPacket::new_checked(data) {
         let _ = (p.src_port(), p.dst_port(), p.seq_number(), p.ack_number());
-        let _ = (p.header_len(), p.flags(), p.window_len(), p.checksum(), p.urgent_at());
+        let _ = (
+            p.header_len(),
+            p.flags(),
+            p.window_len(),
+            p.checksum(),
+            p.urgent_at(),
+        );
         let _ = (p.options().len(), p.payload().len());
         let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         let _ = p.verify_checksum(&a, &a);

@@ -6,7 +6,13 @@ use std::net::{IpAddr, Ipv6Addr};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(p) = UdpPacket::new_checked(data) {
-        let _ = (p.src_port(), p.dst_port(), p.len(), p.checksum(), p.payload().len());
+        let _ = (
+            p.src_port(),
+            p.dst_port(),
+            p.len(),
+            p.checksum(),
+            p.payload().len(),
+        );
         let a = IpAddr::V6(Ipv6Addr::LOCALHOST);
         let _ = p.verify_checksum(&a, &a);
         let mut copy = data.to_vec();
