@@ -55,13 +55,14 @@ pub fn can_build_labs() -> bool {
 
 /// The path of a workspace binary (`rvsd`, `rvsadm`, …), building it if needed.
 pub fn bin(name: &str) -> PathBuf {
-    // Test executables live in target/<profile>/deps; binaries in target/<profile>.
+    // Test executables live in target/<profile>/deps, binaries in target/<profile>.
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf();
+    let parent = exe.parent().expect("executable directory");
+    let dir = if parent.ends_with("deps") {
+        parent.parent().expect("target/<profile>").to_path_buf()
+    } else {
+        parent.to_path_buf()
+    };
     let path = dir.join(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -238,16 +239,33 @@ impl Lab {
         self.wait_tcp(ns, bind, port);
     }
 
+    /// Makes `ns` a DR/TUN real server for `vip`: the VIP on `lo` (or the given device)
+    /// without answering ARP for it (`arp_ignore=1`, `arp_announce=2`), reverse-path
+    /// filtering off.
+    pub fn real_server_vip(&self, ns: &str, vip: &str, dev: &str) {
+        for (k, v) in [
+            ("net.ipv4.conf.all.arp_ignore", "1"),
+            ("net.ipv4.conf.all.arp_announce", "2"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+        ] {
+            self.exec(ns, &["sysctl", "-qw", &format!("{k}={v}")]);
+        }
+        self.exec(ns, &["ip", "addr", "add", &format!("{vip}/32"), "dev", dev]);
+    }
+
     /// Starts an HTTP server in `ns` on `bind:port` that answers every GET with
     /// `<name> client=<peer address>:<peer port>` — the real server's name and the source
     /// address it saw (the client under NAT, a LIP under FULLNAT).
     pub fn name_server(&mut self, ns: &str, bind: Ipv4Addr, port: u16, name: &str) {
         let script = format!(
             r#"
-import http.server, socketserver
+import http.server, socketserver, time
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     def do_GET(self):
+        if self.path.startswith("/slow"):
+            time.sleep(4)
         body = ("{name} client=%s:%d\n" % self.client_address).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -265,9 +283,10 @@ S(("{bind}", {port}), H).serve_forever()
         self.wait_tcp(ns, bind, port);
     }
 
-    /// Waits (bounded: 10 s) until `ns` accepts TCP connections on `addr:port`.
+    /// Waits (bounded: 30 s, the machine may be busy) until `ns` accepts TCP connections
+    /// on `addr:port`.
     pub fn wait_tcp(&self, ns: &str, addr: Ipv4Addr, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let a = addr.to_string();
         let p = port.to_string();
         while Instant::now() < deadline {
@@ -311,5 +330,306 @@ impl Drop for Lab {
             run_quiet("ip", &["netns", "del", ns]);
         }
         let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&self.prefix));
+    }
+}
+
+/// A running `rvsd` on DPDK `net_af_packet` ports inside a lab namespace. Dropping it
+/// stops rvsd (SIGTERM, then SIGKILL after 5 s) and removes its files.
+#[derive(Debug)]
+pub struct Director {
+    child: Child,
+    socket: PathBuf,
+    dir: PathBuf,
+}
+
+/// One director port: rvs name, the namespace interface its af_packet vdev binds, and its
+/// addresses (with prefix length).
+#[derive(Debug, Clone)]
+pub struct DirPort<'a> {
+    /// rvs port name (`dpdk0`).
+    pub name: &'a str,
+    /// Interface in the director namespace.
+    pub iface: &'a str,
+    /// Director addresses on the port, e.g. `10.10.0.1/24`.
+    pub addrs: &'a [&'a str],
+}
+
+impl Director {
+    /// Starts rvsd in namespace `ns` of `lab` with these ports, `workers` workers and extra
+    /// TOML (routes, services) appended to the generated configuration; waits (bounded)
+    /// for its control socket.
+    pub fn start(
+        lab: &Lab,
+        ns: &str,
+        tag: &str,
+        ports: &[DirPort<'_>],
+        workers: usize,
+        extra: &str,
+    ) -> Director {
+        let dir = std::env::temp_dir().join(format!("rvs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("director dir");
+        let socket = dir.join("rvsd.sock");
+        let mut cfg = format!("[eal]\nfile_prefix = \"rvs-{tag}\"\n\n");
+        for (i, p) in ports.iter().enumerate() {
+            let addrs: Vec<String> = p.addrs.iter().map(|a| format!("\"{a}\"")).collect();
+            cfg.push_str(&format!(
+                "[[ports]]\nname = \"{}\"\ndevice = \"net_af_packet_{tag}{i},iface={}\"\naddresses = [{}]\n\n",
+                p.name,
+                p.iface,
+                addrs.join(", ")
+            ));
+        }
+        cfg.push_str(&format!(
+            "[workers]\ncount = {workers}\n\n[control]\nsocket = \"{}\"\n\n{extra}\n",
+            socket.display()
+        ));
+        let cfg_path = dir.join("rvsd.toml");
+        std::fs::write(&cfg_path, cfg).expect("config");
+        let log = std::fs::File::create(dir.join("rvsd.log")).expect("log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &lab.ns(ns)])
+            .arg(bin("rvsd"))
+            .arg("--config")
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("rvsd");
+        let d = Director { child, socket, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !d.socket.exists() {
+            assert!(Instant::now() < deadline, "rvsd did not start: {}", d.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    /// rvsd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rvsd.log")).unwrap_or_default()
+    }
+
+    /// The control socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Runs rvsadm with `args` against this rvsd; returns (exit code, stdout, stderr).
+    pub fn rvsadm_status(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(bin("rvsadm"))
+            .args(args)
+            .env("RVS_SOCKET", &self.socket)
+            .output()
+            .expect("rvsadm");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs rvsadm with `args`; panics unless it succeeds; returns its stdout.
+    pub fn rvsadm(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.rvsadm_status(args);
+        assert_eq!(code, 0, "rvsadm {args:?}: {out}{err}");
+        out
+    }
+
+    /// A counter of `rvsadm --dataplane` summed over the workers (e.g. `out`, `handoff_in`).
+    pub fn counter(&self, key: &str) -> u64 {
+        let text = self.rvsadm(&["--dataplane"]);
+        text.lines()
+            .filter(|l| l.starts_with("worker "))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .sum()
+    }
+
+    /// Drops of one reason (`rvsadm --dataplane`), summed over the workers.
+    pub fn drops(&self, reason: &str) -> u64 {
+        self.rvsadm(&["--dataplane"])
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(&format!("drop {reason} ")))
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Director {
+    fn drop(&mut self) {
+        // SIGTERM first: rvsd stops its ports and removes its socket.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The lab topologies of the seeds' scenarios (see `tests/tests/lab_modes.rs`).
+pub mod topo {
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    use super::{DirPort, Director, Lab};
+
+    /// The VIP of the two-port lab (NAT, FULLNAT).
+    pub const VIP2: &str = "10.10.0.100";
+    /// The VIP of the one-segment lab (DR, TUN).
+    pub const VIP1: &str = "10.30.0.100";
+
+    /// The two-port lab (NAT, FULLNAT). Servers: rs1 on `port1`, rs2 on `port2`.
+    pub fn two_port(prefix: &str, nat_gateway: bool, port1: u16, port2: u16) -> Lab {
+        let mut lab = Lab::new(prefix);
+        for ns in ["c", "d", "sw", "r1", "r2"] {
+            lab.add_ns(ns);
+        }
+        lab.veth("c", "c0", "d", "d0");
+        lab.veth("d", "d1", "sw", "d1p");
+        lab.veth("r1", "r0", "sw", "r1p");
+        lab.veth("r2", "r0", "sw", "r2p");
+        lab.bridge("sw", "br0", &["d1p", "r1p", "r2p"]);
+        lab.addr("c", "c0", "10.10.0.2/24");
+        lab.default_route("c", Ipv4Addr::new(10, 10, 0, 1));
+        lab.addr("r1", "r0", "10.20.0.11/24");
+        lab.addr("r2", "r0", "10.20.0.12/24");
+        if nat_gateway {
+            lab.default_route("r1", Ipv4Addr::new(10, 20, 0, 1));
+            lab.default_route("r2", Ipv4Addr::new(10, 20, 0, 1));
+        }
+        lab.name_server("r1", Ipv4Addr::new(10, 20, 0, 11), port1, "rs1");
+        lab.name_server("r2", Ipv4Addr::new(10, 20, 0, 12), port2, "rs2");
+        lab
+    }
+
+    /// rvsd in the two-port lab's director namespace (dpdk0 client side, dpdk1 servers).
+    pub fn two_port_director(lab: &Lab, tag: &str, workers: usize) -> Director {
+        Director::start(
+            lab,
+            "d",
+            tag,
+            &[
+                DirPort {
+                    name: "dpdk0",
+                    iface: "d0",
+                    addrs: &["10.10.0.1/24"],
+                },
+                DirPort {
+                    name: "dpdk1",
+                    iface: "d1",
+                    addrs: &["10.20.0.1/24"],
+                },
+            ],
+            workers,
+            "",
+        )
+    }
+
+    /// The one-segment lab (DR, TUN), optionally with the client behind a router.
+    pub fn one_segment(prefix: &str, routed: bool) -> Lab {
+        let mut lab = Lab::new(prefix);
+        let mut nss = vec!["c", "d", "sw", "r1", "r2"];
+        if routed {
+            nss.push("rt");
+        }
+        for ns in &nss {
+            lab.add_ns(ns);
+        }
+        lab.veth("d", "d0", "sw", "d0p");
+        lab.veth("r1", "r0", "sw", "r1p");
+        lab.veth("r2", "r0", "sw", "r2p");
+        if routed {
+            lab.veth("c", "c0", "rt", "rc0");
+            lab.veth("rt", "rs0", "sw", "rtp");
+            lab.bridge("sw", "br0", &["d0p", "r1p", "r2p", "rtp"]);
+            lab.addr("c", "c0", "10.10.0.2/24");
+            lab.default_route("c", Ipv4Addr::new(10, 10, 0, 254));
+            lab.addr("rt", "rc0", "10.10.0.254/24");
+            lab.addr("rt", "rs0", "10.30.0.254/24");
+            lab.exec("rt", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        } else {
+            lab.veth("c", "c0", "sw", "c0p");
+            lab.bridge("sw", "br0", &["d0p", "r1p", "r2p", "c0p"]);
+            lab.addr("c", "c0", "10.30.0.2/24");
+        }
+        lab.addr("r1", "r0", "10.30.0.11/24");
+        lab.addr("r2", "r0", "10.30.0.12/24");
+        if routed {
+            lab.default_route("r1", Ipv4Addr::new(10, 30, 0, 254));
+            lab.default_route("r2", Ipv4Addr::new(10, 30, 0, 254));
+        }
+        lab
+    }
+
+    /// rvsd in the one-segment lab's director namespace (dpdk0; a route to the client
+    /// network via the router when `routed`).
+    pub fn one_segment_director(lab: &Lab, tag: &str, routed: bool) -> Director {
+        let extra = if routed {
+            "[[routes]]\nprefix = \"10.10.0.0/24\"\nvia = \"10.30.0.254\"\nport = \"dpdk0\"\n"
+        } else {
+            ""
+        };
+        Director::start(
+            lab,
+            "d",
+            tag,
+            &[DirPort {
+                name: "dpdk0",
+                iface: "d0",
+                addrs: &["10.30.0.1/24"],
+            }],
+            1,
+            extra,
+        )
+    }
+
+    /// A user-space IPIP decapsulator for a TUN real server (see the module docs).
+    pub const IPIP_DECAP: &str = r#"
+import fcntl, os, socket, struct, sys
+vip = sys.argv[1]
+tun = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(tun, 0x400454ca, struct.pack("16sH", b"tunv", 0x0001 | 0x1000))  # TUNSETIFF: IFF_TUN|IFF_NO_PI
+os.system("ip link set tunv up && ip addr add %s/32 dev tunv && sysctl -qw net.ipv4.conf.tunv.rp_filter=0" % vip)
+open("/tmp/ipip-ready-" + str(os.getpid()), "w").close()
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+while True:
+    pkt = s.recv(65535)
+    ihl = (pkt[0] & 0x0f) * 4
+    os.write(tun, pkt[ihl:])
+"#;
+
+    /// Makes `ns` a TUN real server for `vip` (user-space IPIP decapsulation into a TUN
+    /// device holding the VIP; see [`IPIP_DECAP`]) and waits (bounded) until it is up.
+    pub fn tun_real_server(lab: &mut Lab, ns: &str, vip: &str) {
+        for (k, v) in [
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv4.conf.all.arp_ignore", "1"),
+            ("net.ipv4.conf.all.arp_announce", "2"),
+        ] {
+            lab.exec(ns, &["sysctl", "-qw", &format!("{k}={v}")]);
+        }
+        lab.spawn(ns, &["python3", "-c", IPIP_DECAP, vip]);
+        for _ in 0..300 {
+            let out = lab.try_exec(ns, &["ip", "addr", "show", "dev", "tunv"]);
+            if String::from_utf8_lossy(&out.stdout).contains(vip) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the IPIP decapsulator did not come up in {ns}");
     }
 }

@@ -10,55 +10,12 @@
 //! Needs root; skipped (with a message) where network namespaces cannot be made.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rvs_tests::{bin, can_build_labs, Lab};
+use rvs_tests::{can_build_labs, DirPort, Director, Lab};
 
 const VIP: &str = "10.10.0.100";
-
-struct Director {
-    child: Child,
-    socket: PathBuf,
-    dir: PathBuf,
-}
-
-impl Director {
-    fn rvsadm(&self, args: &[&str]) -> String {
-        let out = Command::new(bin("rvsadm"))
-            .args(args)
-            .env("RVS_SOCKET", &self.socket)
-            .output()
-            .expect("rvsadm");
-        assert!(
-            out.status.success(),
-            "rvsadm {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Director {
-    fn drop(&mut self) {
-        // SIGTERM first: rvsd stops its ports and removes its socket.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn build(prefix: &str, nat_gateway: bool) -> Lab {
     let mut lab = Lab::new(prefix);
@@ -84,56 +41,25 @@ fn build(prefix: &str, nat_gateway: bool) -> Lab {
 }
 
 fn start_rvsd(lab: &Lab, prefix: &str, workers: usize) -> Director {
-    let dir = std::env::temp_dir().join(format!("rvs-{prefix}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let socket = dir.join("rvsd.sock");
-    let cfg = format!(
-        r#"
-[eal]
-file_prefix = "rvs-{prefix}"
-
-[[ports]]
-name = "dpdk0"
-device = "net_af_packet_{prefix}0,iface=d0"
-addresses = ["10.10.0.1/24"]
-
-[[ports]]
-name = "dpdk1"
-device = "net_af_packet_{prefix}1,iface=d1"
-addresses = ["10.20.0.1/24"]
-
-[workers]
-count = {workers}
-
-[control]
-socket = "{}"
-"#,
-        socket.display()
-    );
-    let cfg_path = dir.join("rvsd.toml");
-    std::fs::write(&cfg_path, cfg).expect("config");
-    let log = std::fs::File::create(dir.join("rvsd.log")).expect("log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("d")])
-        .arg(bin("rvsd"))
-        .arg("--config")
-        .arg(&cfg_path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("rvsd");
-    let d = Director { child, socket, dir };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !d.socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "rvsd did not start: {}",
-            std::fs::read_to_string(d.dir.join("rvsd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    d
+    Director::start(
+        lab,
+        "d",
+        prefix,
+        &[
+            DirPort {
+                name: "dpdk0",
+                iface: "d0",
+                addrs: &["10.10.0.1/24"],
+            },
+            DirPort {
+                name: "dpdk1",
+                iface: "d1",
+                addrs: &["10.20.0.1/24"],
+            },
+        ],
+        workers,
+        "",
+    )
 }
 
 /// curl the VIP `n` times; returns the bodies.
@@ -330,7 +256,7 @@ fn malformed_client_packets_are_counted_and_do_not_disturb_connections() {
     d.rvsadm(&["-a", "-t", &svc, "-r", "10.20.0.12:80", "-m"]);
     let idle = mbufs(&d.rvsadm(&["--dataplane"]));
     // A connection stays open across the garbage: a slow HTTP client.
-    let mut slow = Command::new("ip")
+    let slow = Command::new("ip")
         .args([
             "netns",
             "exec",
