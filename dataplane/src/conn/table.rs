@@ -122,15 +122,23 @@ pub fn memory_per_session(capacity: u32) -> f64 {
     total as f64 / cap as f64
 }
 
+/// Allocator of the slab and the indexes: huge-page backed with DPDK (random lookups in a
+/// table of a hundred megabytes would otherwise miss the TLB on almost every packet).
+#[cfg(feature = "dpdk")]
+type TableAlloc = crate::dpdk::HugePageAlloc;
+#[cfg(not(feature = "dpdk"))]
+type TableAlloc = allocator_api2::alloc::Global;
+type SlabVec<T> = allocator_api2::vec::Vec<T, TableAlloc>;
+
 /// The per-core session table (see the module docs).
 #[derive(Debug)]
 pub struct ConnTable {
-    slab: Vec<Session>,
+    slab: SlabVec<Session>,
     cap: u32,
     free: u32,
     live: u32,
-    idx_in: HashTable<u32>,
-    idx_out: HashTable<u32>,
+    idx_in: HashTable<u32, TableAlloc>,
+    idx_out: HashTable<u32, TableAlloc>,
     seed: u64,
     wheel: Vec<u32>,
     cur: u32,
@@ -158,12 +166,12 @@ impl ConnTable {
             RandomState::new().hash_one(0x5eed_u64) | 1
         };
         ConnTable {
-            slab: Vec::with_capacity(cap as usize),
+            slab: SlabVec::with_capacity_in(cap as usize, TableAlloc::default()),
             cap,
             free: NIL,
             live: 0,
-            idx_in: HashTable::with_capacity(cap as usize),
-            idx_out: HashTable::with_capacity(cap as usize),
+            idx_in: HashTable::with_capacity_in(cap as usize, TableAlloc::default()),
+            idx_out: HashTable::with_capacity_in(cap as usize, TableAlloc::default()),
             seed,
             wheel: vec![NIL; SLOTS],
             cur: 0,

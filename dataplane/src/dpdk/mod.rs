@@ -15,6 +15,7 @@
 //!   driver did not accept, so an mbuf is never leaked.
 //! - [`Ring`]: a DPDK ring of mbufs, for handing packets from one lcore to another.
 //! - [`lcore`]: launching closures on worker lcores.
+//! - [`HugePageAlloc`]: a heap allocator backing big tables with transparent huge pages.
 //!
 //! Errors are [`DpdkError`], carrying DPDK's own words: `rte_strerror` of `rte_errno`
 //! plus whatever EAL or the driver logged while the call failed.
@@ -23,6 +24,7 @@
 
 mod burst;
 mod eal;
+mod hugemem;
 pub mod lcore;
 mod mbuf;
 mod mempool;
@@ -31,6 +33,7 @@ mod ring;
 
 pub use burst::{MbufBatch, MAX_BURST};
 pub use eal::{default_eal_args, hugepages_free_bytes, Eal};
+pub use hugemem::HugePageAlloc;
 pub use lcore::LcoreId;
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
