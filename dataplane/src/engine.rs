@@ -735,6 +735,8 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
             if port.rx_burst(QueueId(w as u16), &mut rx) == 0 {
                 continue;
             }
+            // Session lookups of the whole burst first, so their cache misses overlap.
+            core.prefetch(rx.as_slice());
             for m in rx.drain() {
                 let in_port = sh.port_index.get(&m.port()).copied().unwrap_or(p as u16);
                 let out = core.process(m, in_port, now, true);
@@ -762,6 +764,7 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
             if ring.dequeue_burst(&mut rx) == 0 {
                 continue;
             }
+            core.prefetch(rx.as_slice());
             for m in rx.drain() {
                 handoff_in += 1;
                 let in_port = sh.port_index.get(&m.port()).copied().unwrap_or(0);

@@ -58,6 +58,15 @@ impl MbufBatch {
         self.len == MAX_BURST
     }
 
+    /// The mbufs held, borrowed in order (to look at a burst before draining it).
+    #[inline]
+    pub fn as_slice(&self) -> &[Mbuf] {
+        // SAFETY: `Mbuf` is `repr(transparent)` over `NonNull<rte_mbuf>`, which has the
+        // layout of `*mut rte_mbuf`; `ptrs[..len]` are non-null mbufs the batch owns, and
+        // the shared borrow of the batch keeps them there (no move or free) meanwhile.
+        unsafe { std::slice::from_raw_parts(self.ptrs.as_ptr().cast::<Mbuf>(), self.len) }
+    }
+
     /// Adds an mbuf; gives it back when the batch is full.
     #[inline]
     pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {

@@ -11,6 +11,7 @@ use dpdk_sys as sys;
 /// ports rvs configures (no scattered rx) is the whole packet. [`Mbuf::is_contiguous`]
 /// tells whether that holds.
 #[derive(Debug)]
+#[repr(transparent)]
 pub struct Mbuf {
     raw: NonNull<sys::rte_mbuf>,
 }
