@@ -137,8 +137,8 @@ struct Shared {
     neigh: Vec<ArrayQueue<NeighUpdate>>,
     /// rings[src * workers + dst]
     rings: Vec<Ring>,
-    /// DPDK port id -> rvs port index.
-    port_index: HashMap<u16, u16>,
+    /// DPDK port id -> rvs port index (indexed by port id; `None`: not ours).
+    port_index: Vec<Option<u16>>,
     ports: Vec<Port>,
     rx_queues: Vec<u16>,
     /// Source address of ARP requests per port.
@@ -215,7 +215,7 @@ impl Engine {
         )?);
 
         let mut ports = Vec::new();
-        let mut port_index = HashMap::new();
+        let mut port_index: Vec<Option<u16>> = Vec::new();
         let mut rx_queues = Vec::new();
         let mut base = NetConfig::new(workers);
         base.lport_range = cfg.lport_range;
@@ -249,7 +249,11 @@ impl Engine {
             port.configure(&conf, &pool)?;
             port.start()?;
             let mac = port.mac()?;
-            port_index.insert(port.id().0, i as u16);
+            let pid = usize::from(port.id().0);
+            if port_index.len() <= pid {
+                port_index.resize(pid + 1, None);
+            }
+            port_index[pid] = Some(i as u16);
             rx_queues.push(nrx);
             ports.push(port);
             base.ports.push(PortNet {
@@ -738,7 +742,12 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
             // Session lookups of the whole burst first, so their cache misses overlap.
             core.prefetch(rx.as_slice());
             for m in rx.drain() {
-                let in_port = sh.port_index.get(&m.port()).copied().unwrap_or(p as u16);
+                let in_port = sh
+                    .port_index
+                    .get(usize::from(m.port()))
+                    .copied()
+                    .flatten()
+                    .unwrap_or(p as u16);
                 let out = core.process(m, in_port, now, true);
                 route(out, &mut tx, &mut handoff, sh, w, &mut tx_dropped);
                 if let Some((port, len)) = core.take_generated() {
@@ -767,7 +776,12 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
             core.prefetch(rx.as_slice());
             for m in rx.drain() {
                 handoff_in += 1;
-                let in_port = sh.port_index.get(&m.port()).copied().unwrap_or(0);
+                let in_port = sh
+                    .port_index
+                    .get(usize::from(m.port()))
+                    .copied()
+                    .flatten()
+                    .unwrap_or(0);
                 let out = core.process(m, in_port, now, false);
                 route(out, &mut tx, &mut handoff, sh, w, &mut tx_dropped);
             }

@@ -647,9 +647,14 @@ impl<P: PacketBuf> Core<P> {
 
     /// The worker that owns a classified packet (see the module docs).
     pub fn owner_of(&self, meta: &IpMeta) -> usize {
-        let Some(snap) = &self.snap else {
-            return self.id;
-        };
+        match &self.snap {
+            Some(snap) => self.owner_in(snap, meta),
+            None => self.id,
+        }
+    }
+
+    /// [`Core::owner_of`] under snapshot `snap`.
+    fn owner_in(&self, snap: &Snapshot, meta: &IpMeta) -> usize {
         let workers = snap.net.workers;
         if workers <= 1 {
             return 0;
@@ -692,15 +697,31 @@ impl<P: PacketBuf> Core<P> {
     /// [`Out::Handoff`]; a packet received from a handoff ring is processed with false.
     pub fn process(&mut self, pkt: P, in_port: u16, now_ms: u64, check_owner: bool) -> Out<P> {
         self.counters.packets += 1;
-        let Some(snap) = self.snap.clone() else {
+        // The snapshot is moved out for the packet and put back (borrowed by the handlers:
+        // no reference counting per packet).
+        let Some(snap) = self.snap.take() else {
             return self.drop(pkt, DropReason::NotForUs);
         };
+        let out = self.process_with(&snap, pkt, in_port, now_ms, check_owner);
+        self.snap = Some(snap);
+        out
+    }
+
+    /// [`Core::process`] under snapshot `snap`.
+    fn process_with(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P,
+        in_port: u16,
+        now_ms: u64,
+        check_owner: bool,
+    ) -> Out<P> {
         let cls = match classify(pkt.data(), ChecksumMode::Software) {
             Ok(c) => c,
             Err(e) => return self.drop(pkt, DropReason::Malformed(e)),
         };
         let meta = match cls {
-            Classified::Arp(l2) => return self.arp(pkt, l2.l3_offset, in_port, &snap, now_ms),
+            Classified::Arp(l2) => return self.arp(pkt, l2.l3_offset, in_port, snap, now_ms),
             Classified::Other(_) => return self.drop(pkt, DropReason::Unsupported),
             Classified::Ip(m) => m,
         };
@@ -708,7 +729,7 @@ impl<P: PacketBuf> Core<P> {
             return self.drop(pkt, DropReason::Unsupported);
         }
         if check_owner {
-            let owner = self.owner_of(&meta);
+            let owner = self.owner_in(snap, &meta);
             if owner != self.id {
                 self.counters.handoff_out += 1;
                 return Out::Handoff(pkt, owner);
@@ -722,10 +743,10 @@ impl<P: PacketBuf> Core<P> {
         if meta.tuple.protocol == IpProtocol::ICMP {
             if let Some(icmp) = meta.icmp {
                 if icmp.msg_type == 8 && local.is_some() {
-                    return self.echo_reply(pkt, &meta, in_port, &snap);
+                    return self.echo_reply(pkt, &meta, in_port, snap);
                 }
                 if icmp.inner.is_some() {
-                    return self.icmp_error(pkt, &meta, &snap, now_ms);
+                    return self.icmp_error(pkt, &meta, snap, now_ms);
                 }
             }
             return self.drop(pkt, DropReason::NotForUs);
@@ -747,7 +768,7 @@ impl<P: PacketBuf> Core<P> {
             Some((LocalKind::Lip, _)) => {
                 // FULLNAT reply: RIP:rport -> LIP:lport.
                 match self.conns.lookup_out(&flow) {
-                    Some(id) => self.reply(pkt, &meta, id, flags, &snap, now_ms),
+                    Some(id) => self.reply(pkt, &meta, id, flags, snap, now_ms),
                     None => self.drop(pkt, DropReason::NotForUs),
                 }
             }
@@ -759,7 +780,7 @@ impl<P: PacketBuf> Core<P> {
                 // A request to a service (VIP), or a NAT reply (RS -> client).
                 if local.is_none() {
                     if let Some(id) = self.conns.lookup_out(&flow) {
-                        return self.reply(pkt, &meta, id, flags, &snap, now_ms);
+                        return self.reply(pkt, &meta, id, flags, snap, now_ms);
                     }
                 }
                 let pm = PacketMeta {
@@ -798,7 +819,7 @@ impl<P: PacketBuf> Core<P> {
                     }
                 }
                 match res {
-                    Ok(id) => self.request(pkt, &meta, id, flags, in_port, &snap, now_ms),
+                    Ok(id) => self.request(pkt, &meta, id, flags, in_port, snap, now_ms),
                     Err(Refuse::NoService) => self.drop(pkt, DropReason::NotForUs),
                     Err(Refuse::NotSyn) => self.drop(pkt, DropReason::NoSession),
                     Err(Refuse::TableFull) => self.drop(pkt, DropReason::TableFull),

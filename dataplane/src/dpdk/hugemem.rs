@@ -27,7 +27,10 @@ fn real_layout(layout: Layout) -> Result<Layout, AllocError> {
     if layout.size() < HUGE {
         return Ok(layout);
     }
-    let size = layout.size().checked_next_multiple_of(HUGE).ok_or(AllocError)?;
+    let size = layout
+        .size()
+        .checked_next_multiple_of(HUGE)
+        .ok_or(AllocError)?;
     Layout::from_size_align(size, layout.align().max(HUGE)).map_err(|_| AllocError)
 }
 
@@ -39,10 +42,7 @@ unsafe impl Allocator for HugePageAlloc {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let real = real_layout(layout)?;
         if real.size() == 0 {
-            return Ok(NonNull::slice_from_raw_parts(
-                NonNull::<u8>::dangling(),
-                0,
-            ));
+            return Ok(NonNull::slice_from_raw_parts(NonNull::<u8>::dangling(), 0));
         }
         // SAFETY: `real` has a non-zero size (checked above).
         let p = unsafe { std::alloc::alloc(real) };
