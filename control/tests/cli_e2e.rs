@@ -621,7 +621,7 @@ fn config_with_an_error_is_refused_naming_the_field() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("services[0].scheduler: \"fancy\" is not a scheduler"));
-    // Without --no-dataplane rvsd refuses to start until the DPDK backend exists.
+    // Without --no-dataplane a configuration without ports cannot run the dataplane.
     std::fs::write(&cfg, "").unwrap();
     let o = Command::new(RVSD)
         .arg("--config")
