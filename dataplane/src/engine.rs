@@ -88,6 +88,12 @@ pub struct WorkerReport {
     pub sessions: u32,
     /// FULLNAT: per service and LIP, ports in use.
     pub laddrs: Vec<(ServiceKey, Ipv4Addr, u32)>,
+    /// Sessions created since the worker started (benchmarks: new sessions per second).
+    pub sessions_created: u64,
+    /// Session table capacity of this worker.
+    pub conn_capacity: u32,
+    /// Bytes the session table holds (slab, both indexes, timer wheel).
+    pub conn_memory_bytes: usize,
 }
 
 enum Command {
@@ -147,6 +153,14 @@ pub enum EngineError {
 impl Engine {
     /// Starts EAL (unless already started in this process), the ports and the workers.
     pub fn start(cfg: &EngineConfig) -> Result<Engine, EngineError> {
+        Engine::start_with_data_room(cfg, Mempool::DEFAULT_DATA_ROOM)
+    }
+
+    /// [`Engine::start`] with `data_room` bytes per mbuf (headroom included) instead of
+    /// [`Mempool::DEFAULT_DATA_ROOM`]. For the throughput benchmark: `net_pcap` with
+    /// `infinite_rx=1` keeps its whole capture in mbufs of the engine's pool, so small
+    /// frames with a small data room let a million-flow capture fit in hugepages.
+    pub fn start_with_data_room(cfg: &EngineConfig, data_room: u16) -> Result<Engine, EngineError> {
         let workers = cfg.workers.max(1);
         Eal::init_or_get(&cfg.eal_args)?;
         let lcores: Vec<LcoreId> = lcore::workers().into_iter().take(workers).collect();
@@ -164,7 +178,7 @@ impl Engine {
             &format!("rvs_pool_{}", std::process::id()),
             mbufs,
             256,
-            Mempool::DEFAULT_DATA_ROOM,
+            data_room,
         )?);
 
         let mut ports = Vec::new();
@@ -627,5 +641,8 @@ fn report(core: &Core<Mbuf>, w: usize, handoff_in: u64, tx_dropped: u64) -> Work
         dests,
         sessions: core.conns().len(),
         laddrs,
+        sessions_created: core.conns().stats().created,
+        conn_capacity: core.conns().capacity(),
+        conn_memory_bytes: core.conns().memory_bytes(),
     }
 }

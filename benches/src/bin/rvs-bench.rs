@@ -1,0 +1,927 @@
+//! `rvs-bench`: the line-rate harness. Runs the real engine on DPDK devices and, on the
+//! same devices, an I/O floor (receive and transmit, no processing); prints Mpps per
+//! worker, the ratio to the floor, cycles per packet, drops by reason, new sessions per
+//! second and bytes per session. See BENCHMARKS.md.
+//!
+//! Every measurement runs in its own child process (EAL can start only once per process,
+//! and each run needs fresh ports and hugepages): the parent re-executes itself with
+//! `--child TEST --child-workers N` and reads `PROGRESS`/`RESULT` lines from its stdout.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use rvs_benches::capture::{build_frame, Kind, PcapWriter, L4};
+use rvs_benches::plan::{self, Mode};
+use rvs_benches::report::{Row, RunResult, Summary, WorkerFigures};
+use rvs_dataplane::dpdk::{
+    self, default_eal_args, lcore, Eal, MbufBatch, Mempool, Port, PortConf, PortStats, QueueId,
+    Ring, RING_SP_SC,
+};
+use rvs_dataplane::engine::{Engine, WorkerReport};
+use rvs_dataplane::pipeline::DropReason;
+
+/// Command line.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "rvs-bench",
+    about = "rvs line-rate benchmark: the real engine on DPDK devices, with the I/O floor of the same devices"
+)]
+struct Opts {
+    /// Forwarding mode: nat, dr, tun, fullnat.
+    #[arg(long, default_value = "fullnat")]
+    mode: String,
+    /// Flow protocol: tcp or udp.
+    #[arg(long, default_value = "tcp")]
+    proto: String,
+    /// Established flows (= sessions) in the capture (1000 to 10000000).
+    #[arg(long, default_value_t = 1_000_000)]
+    flows: u64,
+    /// Flows of the new-connection test (every packet a new flow's SYN); default
+    /// min(flows, 1000000).
+    #[arg(long)]
+    new_flows: Option<u64>,
+    /// Frame size on the wire, FCS included (64 to 1518).
+    #[arg(long, default_value_t = 64)]
+    frame_size: usize,
+    /// Worker counts to measure, comma-separated (each gets its own runs).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
+    /// Seconds measured per run (after warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Tests, comma-separated: floor, established, new-conn.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "floor,established,new-conn"
+    )]
+    tests: Vec<String>,
+    /// Print the summary as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Smoke run for CI: checks that packets flow, sessions are made and nothing is
+    /// dropped; exits non-zero otherwise. Speed is never checked.
+    #[arg(long)]
+    smoke: bool,
+    /// Real NIC instead of virtual devices: the client-facing port (PCI address, e.g.
+    /// 0000:3b:00.0). Traffic comes from an external generator (see --write-pcap).
+    #[arg(long)]
+    client_dev: Option<String>,
+    /// Real NIC: the server-facing port (PCI address). Without it the client port is
+    /// used both ways (one-armed).
+    #[arg(long)]
+    server_dev: Option<String>,
+    /// Extra EAL arguments (repeatable), e.g. --eal=--socket-mem=2048.
+    #[arg(long, allow_hyphen_values = true)]
+    eal: Vec<String>,
+    /// Write the captures for an external generator into this directory and exit:
+    /// first.pcap (each flow's SYN), established.pcap, new.pcap.
+    #[arg(long)]
+    write_pcap: Option<PathBuf>,
+    /// Internal: run one measurement (floor, established, new-conn) in this process.
+    #[arg(long, hide = true)]
+    child: Option<String>,
+    /// Internal: workers of the child measurement.
+    #[arg(long, hide = true, default_value_t = 1)]
+    child_workers: usize,
+}
+
+impl Opts {
+    fn mode(&self) -> Mode {
+        Mode::parse(&self.mode).unwrap_or(Mode::Fullnat)
+    }
+    fn l4(&self) -> L4 {
+        if self.proto.eq_ignore_ascii_case("udp") {
+            L4::Udp
+        } else {
+            L4::Tcp
+        }
+    }
+    fn new_flows(&self) -> u64 {
+        self.new_flows.unwrap_or(self.flows.min(1_000_000)).max(1)
+    }
+    fn real_nic(&self) -> bool {
+        self.client_dev.is_some()
+    }
+    /// The arguments a child needs (everything but the test list and output flags).
+    fn child_args(&self, test: &str, workers: usize) -> Vec<String> {
+        let mut a = vec![
+            "--child".into(),
+            test.into(),
+            "--child-workers".into(),
+            workers.to_string(),
+            "--mode".into(),
+            self.mode.clone(),
+            "--proto".into(),
+            self.proto.clone(),
+            "--flows".into(),
+            self.flows.to_string(),
+            "--new-flows".into(),
+            self.new_flows().to_string(),
+            "--frame-size".into(),
+            self.frame_size.to_string(),
+            "--duration".into(),
+            self.duration.to_string(),
+        ];
+        if let Some(d) = &self.client_dev {
+            a.push(format!("--client-dev={d}"));
+        }
+        if let Some(d) = &self.server_dev {
+            a.push(format!("--server-dev={d}"));
+        }
+        for e in &self.eal {
+            a.push(format!("--eal={e}"));
+        }
+        a
+    }
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn main() -> ExitCode {
+    let opts = Opts::parse();
+    let res = if let Some(test) = opts.child.clone() {
+        child(&opts, &test).map(|r| {
+            println!("RESULT {}", serde_json::to_string(&r).unwrap_or_default());
+            true
+        })
+    } else if let Some(dir) = &opts.write_pcap {
+        write_generator_pcaps(&opts, dir).map(|_| true)
+    } else {
+        parent(&opts)
+    };
+    match res {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("rvs-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------- parent
+
+fn validate(opts: &Opts) -> Result<(), Error> {
+    if Mode::parse(&opts.mode).is_none() {
+        return Err(format!("--mode {:?}: use nat, dr, tun or fullnat", opts.mode).into());
+    }
+    if !["tcp", "udp"].contains(&opts.proto.to_ascii_lowercase().as_str()) {
+        return Err(format!("--proto {:?}: use tcp or udp", opts.proto).into());
+    }
+    if opts.flows == 0 || opts.flows > plan::MAX_FLOWS.min(10_000_000) {
+        return Err("--flows: 1 to 10000000".into());
+    }
+    if !(64..=1518).contains(&opts.frame_size) {
+        return Err("--frame-size: 64 to 1518".into());
+    }
+    if opts.workers.is_empty() || opts.workers.iter().any(|&w| w == 0 || w > 64) {
+        return Err("--workers: a list of 1 to 64".into());
+    }
+    for t in &opts.tests {
+        if !["floor", "established", "new-conn"].contains(&t.as_str()) {
+            return Err(format!("--tests: unknown test {t:?}").into());
+        }
+    }
+    if opts.duration <= 0.0 {
+        return Err("--duration must be positive".into());
+    }
+    Ok(())
+}
+
+fn parent(opts: &Opts) -> Result<bool, Error> {
+    validate(opts)?;
+    let exe = std::env::current_exe()?;
+    let mut summary = Summary {
+        date: today(),
+        cpu: cpu_model(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        ..Summary::default()
+    };
+    let mut ok = true;
+    for &w in &opts.workers {
+        let mut row = Row {
+            workers: w,
+            ..Row::default()
+        };
+        for test in &opts.tests {
+            eprintln!("== {test}, {w} worker(s)");
+            let r = run_child(&exe, opts, test, w)?;
+            if opts.smoke {
+                ok &= smoke_check(opts, &r);
+            }
+            match test.as_str() {
+                "floor" => row.floor = Some(r),
+                "established" => row.established = Some(r),
+                _ => row.new_conn = Some(r),
+            }
+        }
+        summary.rows.push(row);
+    }
+    summary.finish(opts.mode().name());
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.table());
+    }
+    if opts.smoke {
+        eprintln!("smoke: {}", if ok { "ok" } else { "FAILED" });
+    }
+    Ok(ok)
+}
+
+fn run_child(exe: &Path, opts: &Opts, test: &str, workers: usize) -> Result<RunResult, Error> {
+    let mut child = Command::new(exe)
+        .args(opts.child_args(test, workers))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let out = child.stdout.take().ok_or("no child stdout")?;
+    let mut result = None;
+    for line in BufReader::new(out).lines() {
+        let line = line?;
+        if let Some(p) = line.strip_prefix("PROGRESS ") {
+            eprintln!("  {p}");
+        } else if let Some(j) = line.strip_prefix("RESULT ") {
+            result = Some(serde_json::from_str::<RunResult>(j)?);
+        } else if !line.trim().is_empty() {
+            eprintln!("  {line}");
+        }
+    }
+    let status = child.wait()?;
+    match result {
+        Some(r) if status.success() => Ok(r),
+        _ => Err(format!("{test} with {workers} worker(s) failed ({status})").into()),
+    }
+}
+
+fn smoke_check(opts: &Opts, r: &RunResult) -> bool {
+    let mut ok = r.problems.is_empty();
+    for p in &r.problems {
+        eprintln!("smoke: {} {} workers: {p}", r.test, r.workers);
+    }
+    let packets: u64 = r.per_worker.iter().map(|w| w.packets).sum();
+    if r.test != "new-conn" && packets == 0 {
+        eprintln!("smoke: {}: no packets moved", r.test);
+        ok = false;
+    }
+    if r.test == "established" {
+        let dropped: u64 = r.drops().values().sum();
+        if dropped > 0 {
+            eprintln!("smoke: established: drops {:?}", r.drops());
+            ok = false;
+        }
+        if r.sessions < opts.flows {
+            eprintln!(
+                "smoke: established: {} sessions, want {}",
+                r.sessions, opts.flows
+            );
+            ok = false;
+        }
+        if r.sink_packets == 0 {
+            eprintln!("smoke: established: nothing reached the server-side port");
+            ok = false;
+        }
+    }
+    ok
+}
+
+fn today() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn cpu_model() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {n} cores")
+}
+
+// ---------------------------------------------------------------- captures
+
+/// Bytes of data room per mbuf: headroom plus the frame rounded up (at least 128).
+fn data_room(frame_size: usize) -> u16 {
+    (128 + frame_size.div_ceil(64).max(2) * 64) as u16
+}
+
+fn write_captures(
+    dir: &Path,
+    name: &str,
+    sets: &[Vec<rvs_benches::capture::Flow>],
+    l4: L4,
+    kind: Kind,
+    frame_size: usize,
+) -> Result<Vec<PathBuf>, Error> {
+    let mut paths = Vec::new();
+    for (w, flows) in sets.iter().enumerate() {
+        let path = dir.join(format!("{name}-{w}.pcap"));
+        let mut pw = PcapWriter::create(&path)?;
+        for (i, f) in flows.iter().enumerate() {
+            pw.write(&build_frame(f, l4, kind, frame_size, i as u32))?;
+        }
+        pw.finish()?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+fn write_generator_pcaps(opts: &Opts, dir: &Path) -> Result<(), Error> {
+    validate(opts)?;
+    std::fs::create_dir_all(dir)?;
+    let est = plan::partition(opts.flows, 0, 1);
+    let new = plan::partition(opts.new_flows(), opts.flows, 1);
+    for (name, set, kind) in [
+        ("first", &est, Kind::First),
+        ("established", &est, Kind::Established),
+        ("new", &new, Kind::First),
+    ] {
+        let p = write_captures(dir, name, set, opts.l4(), kind, opts.frame_size)?;
+        let dst = dir.join(format!("{name}.pcap"));
+        std::fs::rename(&p[0], &dst)?;
+        println!("wrote {}", dst.display());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- child
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn progress(msg: String) {
+    println!("PROGRESS {msg}");
+}
+
+struct Devices {
+    eal_args: Vec<String>,
+    client: String,
+    server: Option<String>,
+    /// Packets the client captures hold (kept in mbufs by net_pcap's infinite_rx).
+    capture_packets: u64,
+    hugepages: bool,
+}
+
+fn devices(
+    opts: &Opts,
+    test: &str,
+    workers: usize,
+    sets: &[Vec<rvs_benches::capture::Flow>],
+    dir: &Path,
+) -> Result<Devices, Error> {
+    let prefix = format!("rvs-bench-{}", std::process::id());
+    let room = u64::from(data_room(opts.frame_size));
+    let mut capture_packets = 0;
+    let (client, server, vdev) = match &opts.client_dev {
+        Some(c) => (c.clone(), opts.server_dev.clone(), false),
+        None => {
+            let kind = if test == "new-conn" {
+                Kind::First
+            } else {
+                Kind::Established
+            };
+            let paths = write_captures(dir, "client", sets, opts.l4(), kind, opts.frame_size)?;
+            capture_packets = sets.iter().map(|s| s.len() as u64).sum();
+            let mut dev = "net_pcap0".to_owned();
+            for p in &paths {
+                dev.push_str(&format!(",rx_pcap={}", p.display()));
+            }
+            dev.push_str(",infinite_rx=1");
+            (dev, Some("net_null0,no-rx=1".to_owned()), true)
+        }
+    };
+    // Pool: the capture, plus queues, rings and bursts.
+    let mbufs = capture_packets + 3 * 4096 * workers as u64 + 65536;
+    let mem_mb = ((mbufs * (room + 128 + 64) * 5 / 4) >> 20) + 256;
+    let mut eal_args = default_eal_args(&prefix, workers, mem_mb, &[]);
+    if !vdev {
+        eal_args.retain(|a| a != "--no-pci");
+        for d in [Some(&client), server.as_ref()].into_iter().flatten() {
+            eal_args.push("-a".into());
+            eal_args.push(d.clone());
+        }
+    }
+    eal_args.extend(opts.eal.iter().cloned());
+    let hugepages = !eal_args.iter().any(|a| a == "--no-huge");
+    Ok(Devices {
+        eal_args,
+        client,
+        server,
+        capture_packets,
+        hugepages,
+    })
+}
+
+fn child(opts: &Opts, test: &str) -> Result<RunResult, Error> {
+    let workers = opts.child_workers.max(1);
+    let dir = TempDir(std::env::temp_dir().join(format!("rvs-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let sets = if test == "new-conn" {
+        plan::partition(opts.new_flows(), opts.flows, workers)
+    } else {
+        plan::partition(opts.flows, 0, workers)
+    };
+    let dev = devices(opts, test, workers, &sets, &dir.0)?;
+    Eal::init(&dev.eal_args)?;
+    // The warm-up port: a net_ring port whose rx rings the harness fills with each flow's
+    // first packet once the service is published.
+    let rx_rings: Vec<Ring> = (0..workers)
+        .map(|w| Ring::new(&format!("wu_rx{w}"), 4096, RING_SP_SC))
+        .collect::<Result<_, _>>()?;
+    let tx_rings: Vec<Ring> = (0..workers)
+        .map(|w| Ring::new(&format!("wu_tx{w}"), 4096, RING_SP_SC))
+        .collect::<Result<_, _>>()?;
+    let warm = Port::from_rings(
+        "warm",
+        &rx_rings.iter().collect::<Vec<_>>(),
+        &tx_rings.iter().collect::<Vec<_>>(),
+    )?;
+    let warm_name = warm.info()?.name;
+    let mut r = match test {
+        "floor" => floor(opts, workers, &dev, warm)?,
+        _ => engine_run(
+            opts, test, workers, &dev, &warm_name, &rx_rings, &tx_rings, &sets,
+        )?,
+    };
+    r.test = test.into();
+    r.mode = opts.mode().name().into();
+    r.proto = format!("{:?}", opts.l4()).to_lowercase();
+    r.flows = if test == "new-conn" {
+        opts.new_flows()
+    } else {
+        opts.flows
+    };
+    r.frame_size = opts.frame_size;
+    r.workers = workers;
+    r.tsc_hz = dpdk::tsc_hz();
+    r.hugepages = dev.hugepages;
+    Ok(r)
+}
+
+fn figures(
+    w: usize,
+    packets: u64,
+    secs: f64,
+    hz: u64,
+    drops: BTreeMap<String, u64>,
+) -> WorkerFigures {
+    WorkerFigures {
+        worker: w,
+        packets,
+        mpps: packets as f64 / secs / 1e6,
+        cycles_per_packet: if packets > 0 {
+            hz as f64 * secs / packets as f64
+        } else {
+            0.0
+        },
+        drops,
+        ..WorkerFigures::default()
+    }
+}
+
+// ---- the I/O floor
+
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+fn floor(opts: &Opts, workers: usize, dev: &Devices, warm: Port) -> Result<RunResult, Error> {
+    let room = data_room(opts.frame_size);
+    let mbufs = (dev.capture_packets + 3 * 4096 * workers as u64 + 65536) as u32;
+    let pool = Arc::new(Mempool::new("floor_pool", mbufs, 256, room)?);
+    let mut ports = Vec::new();
+    let mut devs = vec![dev.client.clone()];
+    devs.extend(dev.server.clone());
+    for d in &devs {
+        let name = d.split(',').next().unwrap_or(d).to_owned();
+        let p = match Port::by_name(&name) {
+            Ok(p) => p,
+            Err(_) => Port::attach(d)?,
+        };
+        ports.push(p);
+    }
+    ports.push(warm);
+    let mut rxq = Vec::new();
+    for p in &mut ports {
+        let info = p.info()?;
+        let n = (workers as u16).min(info.max_rx_queues.max(1));
+        p.configure(
+            &PortConf {
+                rx_queues: n,
+                tx_queues: workers as u16,
+                ..PortConf::default()
+            },
+            &pool,
+        )?;
+        p.start()?;
+        rxq.push(n);
+    }
+    // Transmit toward the servers (the sink), like the engine does with requests.
+    let sink = ports[if dev.server.is_some() { 1 } else { 0 }];
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts: Arc<Vec<Padded>> =
+        Arc::new((0..workers).map(|_| Padded(AtomicU64::new(0))).collect());
+    let lcores: Vec<_> = lcore::workers().into_iter().take(workers).collect();
+    if lcores.len() < workers {
+        return Err("not enough lcores".into());
+    }
+    for (w, &lc) in lcores.iter().enumerate() {
+        let (stop, counts, ports, rxq) = (stop.clone(), counts.clone(), ports.clone(), rxq.clone());
+        lcore::launch(lc, move || {
+            let q = QueueId(w as u16);
+            let mut b = MbufBatch::new();
+            let mut total = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for (p, port) in ports.iter().enumerate() {
+                    if (w as u16) < rxq[p] && port.rx_burst(q, &mut b) > 0 {
+                        total += b.len() as u64;
+                        sink.tx_burst(q, &mut b);
+                    }
+                }
+                counts[w].0.store(total, Ordering::Relaxed);
+            }
+            0
+        })?;
+    }
+    let read = || -> Vec<u64> { counts.iter().map(|c| c.0.load(Ordering::Relaxed)).collect() };
+    std::thread::sleep(Duration::from_millis(500));
+    let hz = dpdk::tsc_hz();
+    let (t0, base, s0) = (Instant::now(), read(), sink.stats().unwrap_or_default());
+    let mut last = (t0, base.clone());
+    while t0.elapsed().as_secs_f64() < opts.duration {
+        std::thread::sleep(Duration::from_secs(1).min(Duration::from_secs_f64(opts.duration)));
+        let now = (Instant::now(), read());
+        let dt = now.0.duration_since(last.0).as_secs_f64();
+        let rates: Vec<String> = now
+            .1
+            .iter()
+            .zip(&last.1)
+            .map(|(a, b)| format!("{:.2}", (a - b) as f64 / dt / 1e6))
+            .collect();
+        progress(format!(
+            "floor {:>4.1}s  Mpps per worker: {}",
+            t0.elapsed().as_secs_f64(),
+            rates.join(" ")
+        ));
+        last = now;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let end = read();
+    let s1 = sink.stats().unwrap_or_default();
+    stop.store(true, Ordering::Relaxed);
+    for &lc in &lcores {
+        lcore::wait(lc);
+    }
+    for p in &ports {
+        let _ = p.stop();
+    }
+    let per_worker: Vec<WorkerFigures> = end
+        .iter()
+        .zip(&base)
+        .enumerate()
+        .map(|(w, (a, b))| figures(w, a - b, secs, hz, BTreeMap::new()))
+        .collect();
+    Ok(RunResult {
+        seconds: secs,
+        mpps_total: per_worker.iter().map(|w| w.mpps).sum(),
+        per_worker,
+        sink_packets: s1.opackets - s0.opackets,
+        ..RunResult::default()
+    })
+}
+
+// ---- the engine
+
+struct Sample {
+    at: Instant,
+    reports: Vec<WorkerReport>,
+}
+
+fn sample(engine: &Engine) -> Sample {
+    let mut reports = engine.reports();
+    reports.sort_by_key(|r| r.worker);
+    Sample {
+        at: Instant::now(),
+        reports,
+    }
+}
+
+fn processed(r: &WorkerReport) -> u64 {
+    r.counters.packets - r.counters.handoff_out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn engine_run(
+    opts: &Opts,
+    test: &str,
+    workers: usize,
+    dev: &Devices,
+    warm_name: &str,
+    warm_rx: &[Ring],
+    warm_tx: &[Ring],
+    sets: &[Vec<rvs_benches::capture::Flow>],
+) -> Result<RunResult, Error> {
+    let mode = opts.mode();
+    let l4 = opts.l4();
+    let per_worker_max = sets.iter().map(|s| s.len() as u64).max().unwrap_or(0);
+    let expected: Vec<u64> = if opts.real_nic() {
+        vec![0; workers]
+    } else {
+        sets.iter().map(|s| s.len() as u64).collect()
+    };
+    let total_flows = if test == "new-conn" {
+        opts.new_flows()
+    } else {
+        opts.flows
+    };
+    // Capacity: every flow of a worker, plus slack (real NICs: flows spread by RSS).
+    let per_worker_cap = if opts.real_nic() {
+        total_flows
+    } else {
+        per_worker_max
+    };
+    let capacity = (per_worker_cap + per_worker_cap / 16 + 1024).min(u64::from(u32::MAX)) as u32;
+    let cfg = plan::engine_config(
+        dev.eal_args.clone(),
+        &dev.client,
+        dev.server.as_deref(),
+        warm_name,
+        workers,
+        capacity,
+        (dev.capture_packets + 65536) as u32,
+    );
+    // Declared before the engine so it outlives it (mbufs from it may be in flight).
+    let warm_pool = Mempool::new("warm_pool", 32767, 256, data_room(opts.frame_size))?;
+    let mut engine = Engine::start_with_data_room(&cfg, data_room(opts.frame_size))?;
+    let _ = warm_tx.len();
+    let lips = plan::lips_needed(u64::from(capacity), workers);
+    let p = plan::services(mode, l4, lips)?;
+    engine.publish(p.services, &p.vips, p.laddrs);
+    // Two report round trips: the second is answered by a loop iteration that began after
+    // the first answer, so every worker has adopted the snapshot before warm-up starts.
+    engine.reports();
+    engine.reports();
+    let hz = dpdk::tsc_hz();
+    let mut problems = Vec::new();
+
+    if test == "new-conn" {
+        return new_conn(opts, &engine, &expected, hz, capacity).map(|mut r| {
+            let s = engine.port_stats();
+            r.sink_packets = s.get(1).map_or(0, |s| s.opackets);
+            r
+        });
+    }
+
+    // Warm-up: each flow's first packet through the warm-up port.
+    if !opts.real_nic() {
+        let pool = &warm_pool;
+        let t = Instant::now();
+        let mut batch = MbufBatch::new();
+        for (w, flows) in sets.iter().enumerate() {
+            let ring = &warm_rx[w];
+            for (i, f) in flows.iter().enumerate() {
+                let frame = build_frame(f, l4, Kind::First, opts.frame_size, i as u32);
+                let m = loop {
+                    match pool.alloc_with(&frame) {
+                        Some(m) => break m,
+                        None => std::thread::sleep(Duration::from_micros(200)),
+                    }
+                };
+                let _ = batch.push(m);
+                while batch.is_full() {
+                    if ring.enqueue_burst(&mut batch) == 0 {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
+            }
+            while !batch.is_empty() {
+                if ring.enqueue_burst(&mut batch) == 0 {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        }
+        // Wait for the sessions.
+        let want: u64 = expected.iter().sum();
+        loop {
+            let s = sample(&engine);
+            let have: u64 = s.reports.iter().map(|r| u64::from(r.sessions)).sum();
+            if have >= want {
+                progress(format!(
+                    "warm-up: {have} sessions in {:.1}s",
+                    t.elapsed().as_secs_f64()
+                ));
+                break;
+            }
+            // Generous: warm-up runs at the new-session rate, on a possibly busy machine.
+            let limit = 120 + want / 10_000;
+            if t.elapsed() > Duration::from_secs(limit) {
+                problems.push(format!(
+                    "warm-up: {have} of {want} sessions after {limit} s"
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    } else {
+        progress(format!(
+            "real NIC: waiting for traffic ({} flows expected); port 0 MAC {:02x?}",
+            total_flows,
+            engine.port_macs().first().copied().unwrap_or_default()
+        ));
+        let t = Instant::now();
+        loop {
+            let s = sample(&engine);
+            let have: u64 = s.reports.iter().map(|r| u64::from(r.sessions)).sum();
+            if have >= total_flows || t.elapsed() > Duration::from_secs(600) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    let p0 = engine.port_stats();
+    let first = sample(&engine);
+    let mut last = sample(&engine);
+    let t0 = first.at;
+    while t0.elapsed().as_secs_f64() < opts.duration {
+        std::thread::sleep(Duration::from_secs(1).min(Duration::from_secs_f64(opts.duration)));
+        let now = sample(&engine);
+        let dt = now.at.duration_since(last.at).as_secs_f64();
+        let rates: Vec<String> = now
+            .reports
+            .iter()
+            .zip(&last.reports)
+            .map(|(a, b)| format!("{:.2}", (processed(a) - processed(b)) as f64 / dt / 1e6))
+            .collect();
+        progress(format!(
+            "{test} {:>4.1}s  Mpps per worker: {}",
+            t0.elapsed().as_secs_f64(),
+            rates.join(" ")
+        ));
+        last = now;
+    }
+    let end = sample(&engine);
+    let p1 = engine.port_stats();
+    let secs = end.at.duration_since(t0).as_secs_f64();
+    let per_worker = window(&first, &end, secs, hz);
+    let mut r = RunResult {
+        seconds: secs,
+        mpps_total: per_worker.iter().map(|w| w.mpps).sum(),
+        per_worker,
+        problems,
+        ..RunResult::default()
+    };
+    fill_tables(&mut r, &end, capacity);
+    r.sink_packets = sink_delta(&p0, &p1, dev.server.is_some());
+    engine.stop()?;
+    Ok(r)
+}
+
+fn sink_delta(p0: &[PortStats], p1: &[PortStats], two_arms: bool) -> u64 {
+    let i = usize::from(two_arms);
+    match (p0.get(i), p1.get(i)) {
+        (Some(a), Some(b)) => b.opackets - a.opackets,
+        _ => 0,
+    }
+}
+
+fn window(first: &Sample, end: &Sample, secs: f64, hz: u64) -> Vec<WorkerFigures> {
+    end.reports
+        .iter()
+        .zip(&first.reports)
+        .map(|(a, b)| {
+            let mut drops = BTreeMap::new();
+            for (i, (x, y)) in a.counters.drops.iter().zip(&b.counters.drops).enumerate() {
+                if x > y {
+                    let name = DropReason::from_index(i).map_or(format!("slot{i}"), |d| d.name());
+                    drops.insert(name, x - y);
+                }
+            }
+            if a.tx_dropped > b.tx_dropped {
+                drops.insert("tx".into(), a.tx_dropped - b.tx_dropped);
+            }
+            let mut f = figures(a.worker, processed(a) - processed(b), secs, hz, drops);
+            f.sessions = u64::from(a.sessions);
+            f
+        })
+        .collect()
+}
+
+fn fill_tables(r: &mut RunResult, end: &Sample, capacity: u32) {
+    r.conn_capacity = capacity;
+    r.conn_memory_bytes = end.reports.iter().map(|x| x.conn_memory_bytes as u64).sum();
+    r.sessions = end.reports.iter().map(|x| u64::from(x.sessions)).sum();
+    let cap_total: u64 = end.reports.iter().map(|x| u64::from(x.conn_capacity)).sum();
+    r.bytes_per_session = if cap_total > 0 {
+        r.conn_memory_bytes as f64 / cap_total as f64
+    } else {
+        0.0
+    };
+}
+
+/// New connections: every packet of the capture is a new flow's SYN until the capture
+/// wraps. The rate is the slope of sessions created while between 5% and 90% of each
+/// worker's flows exist (sampled every 10 ms).
+fn new_conn(
+    opts: &Opts,
+    engine: &Engine,
+    expected: &[u64],
+    hz: u64,
+    capacity: u32,
+) -> Result<RunResult, Error> {
+    let t = Instant::now();
+    let limit = Duration::from_secs_f64(opts.duration + 60.0);
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut last_progress = Instant::now();
+    loop {
+        let s = sample(engine);
+        let done = s
+            .reports
+            .iter()
+            .zip(expected)
+            .all(|(r, &n)| r.sessions_created >= n && n > 0);
+        let total: u64 = s.reports.iter().map(|r| r.sessions_created).sum();
+        samples.push(s);
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            progress(format!("new-conn: {total} sessions created"));
+            last_progress = Instant::now();
+        }
+        if done || t.elapsed() > limit {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut problems = Vec::new();
+    let end = samples.last().ok_or("no samples")?;
+    let mut per_worker = Vec::new();
+    for (w, &n) in expected.iter().enumerate() {
+        let created = |s: &Sample| s.reports.get(w).map_or(0, |r| r.sessions_created);
+        let lo = samples.iter().find(|s| created(s) >= n / 20);
+        let hi = samples.iter().rev().find(|s| created(s) <= n * 9 / 10);
+        let (mut f, rate) = match (lo, hi) {
+            (Some(a), Some(b)) if b.at > a.at && created(b) > created(a) => {
+                let secs = b.at.duration_since(a.at).as_secs_f64();
+                let rate = (created(b) - created(a)) as f64 / secs;
+                let pk = processed(&b.reports[w]) - processed(&a.reports[w]);
+                let mut f = figures(w, pk, secs, hz, BTreeMap::new());
+                for (i, (x, y)) in b.reports[w]
+                    .counters
+                    .drops
+                    .iter()
+                    .zip(&a.reports[w].counters.drops)
+                    .enumerate()
+                {
+                    if x > y {
+                        let name =
+                            DropReason::from_index(i).map_or(format!("slot{i}"), |d| d.name());
+                        f.drops.insert(name, x - y);
+                    }
+                }
+                (f, rate)
+            }
+            // Too few flows for a window of several samples (smoke runs): no rate.
+            _ => (figures(w, 0, 1.0, hz, BTreeMap::new()), 0.0),
+        };
+        f.sessions_per_sec = rate;
+        f.sessions = end.reports.get(w).map_or(0, |r| u64::from(r.sessions));
+        if end.reports.get(w).map_or(0, |r| r.sessions_created) < n {
+            problems.push(format!(
+                "worker {w}: {} of {n} sessions created",
+                end.reports.get(w).map_or(0, |r| r.sessions_created)
+            ));
+        }
+        per_worker.push(f);
+    }
+    let mut r = RunResult {
+        seconds: end.at.duration_since(samples[0].at).as_secs_f64(),
+        mpps_total: per_worker.iter().map(|w| w.mpps).sum(),
+        per_worker,
+        problems,
+        ..RunResult::default()
+    };
+    fill_tables(&mut r, end, capacity);
+    Ok(r)
+}

@@ -1,0 +1,321 @@
+//! Results of one measurement (what a child process prints) and the final table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// One worker's figures over the measured window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkerFigures {
+    /// Worker index.
+    pub worker: usize,
+    /// Packets this worker processed in the window (handoffs counted once, by the owner).
+    pub packets: u64,
+    /// Millions of packets per second.
+    pub mpps: f64,
+    /// TSC cycles per packet (the worker's core polls all the time: elapsed cycles / packets).
+    pub cycles_per_packet: f64,
+    /// Drops by reason in the window (pipeline reasons, plus `tx` for tx-queue/ring drops).
+    pub drops: BTreeMap<String, u64>,
+    /// New sessions per second (new-connection test).
+    pub sessions_per_sec: f64,
+    /// Sessions in the table at the end.
+    pub sessions: u64,
+}
+
+/// One measurement: the I/O floor, established flows, or new connections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunResult {
+    /// `floor`, `established` or `new-conn`.
+    pub test: String,
+    /// Forwarding mode.
+    pub mode: String,
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// Flows in the capture.
+    pub flows: u64,
+    /// Frame size on the wire (FCS included).
+    pub frame_size: usize,
+    /// Worker lcores.
+    pub workers: usize,
+    /// Measured window in seconds.
+    pub seconds: f64,
+    /// TSC frequency.
+    pub tsc_hz: u64,
+    /// Total packets per second over all workers, in millions.
+    pub mpps_total: f64,
+    /// Per worker.
+    pub per_worker: Vec<WorkerFigures>,
+    /// Session table capacity per worker.
+    pub conn_capacity: u32,
+    /// Bytes held by all workers' session tables.
+    pub conn_memory_bytes: u64,
+    /// Live sessions over all workers at the end.
+    pub sessions: u64,
+    /// Table bytes per session at capacity (`memory_bytes / capacity`).
+    pub bytes_per_session: f64,
+    /// Whether EAL ran on hugepages (false: the `--no-huge` fallback).
+    pub hugepages: bool,
+    /// Packets sent by the sink port in the window.
+    pub sink_packets: u64,
+    /// Problems seen (empty when the run was clean).
+    pub problems: Vec<String>,
+}
+
+impl RunResult {
+    /// Mean Mpps per worker.
+    pub fn mpps_per_worker(&self) -> f64 {
+        if self.per_worker.is_empty() {
+            return 0.0;
+        }
+        self.mpps_total / self.per_worker.len() as f64
+    }
+
+    /// Mean cycles per packet over the workers.
+    pub fn cycles_per_packet(&self) -> f64 {
+        let v: Vec<f64> = self
+            .per_worker
+            .iter()
+            .map(|w| w.cycles_per_packet)
+            .filter(|c| c.is_finite() && *c > 0.0)
+            .collect();
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    }
+
+    /// Total drops by reason over the workers.
+    pub fn drops(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for w in &self.per_worker {
+            for (k, v) in &w.drops {
+                *out.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        out
+    }
+
+    /// New sessions per second per worker (mean).
+    pub fn sessions_per_sec_per_worker(&self) -> f64 {
+        if self.per_worker.is_empty() {
+            return 0.0;
+        }
+        self.per_worker
+            .iter()
+            .map(|w| w.sessions_per_sec)
+            .sum::<f64>()
+            / self.per_worker.len() as f64
+    }
+}
+
+/// One line of the final table: a worker count with its floor, established and
+/// new-connection runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Row {
+    /// Worker lcores.
+    pub workers: usize,
+    /// The I/O floor run.
+    pub floor: Option<RunResult>,
+    /// Established flows through the engine.
+    pub established: Option<RunResult>,
+    /// New connections through the engine.
+    pub new_conn: Option<RunResult>,
+}
+
+impl Row {
+    /// Engine Mpps per worker divided by the floor's, when both ran.
+    pub fn ratio_to_floor(&self) -> Option<f64> {
+        let (f, e) = (self.floor.as_ref()?, self.established.as_ref()?);
+        let fm = f.mpps_per_worker();
+        (fm > 0.0).then(|| e.mpps_per_worker() / fm)
+    }
+}
+
+/// The whole run: what `--json` prints.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Date (UTC, `YYYY-MM-DD`).
+    pub date: String,
+    /// CPU model.
+    pub cpu: String,
+    /// The command line.
+    pub command: String,
+    /// Per worker count.
+    pub rows: Vec<Row>,
+    /// Established total Mpps with the largest worker count over the smallest.
+    pub scaling: Option<f64>,
+    /// Session-table bytes per session at capacity (largest table measured).
+    pub bytes_per_session: Option<f64>,
+    /// Target checks (informational: never asserted).
+    pub targets: Vec<(String, bool)>,
+}
+
+fn fmt_drops(d: &BTreeMap<String, u64>) -> String {
+    let v: Vec<String> = d
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    if v.is_empty() {
+        "0".into()
+    } else {
+        v.join(",")
+    }
+}
+
+impl Summary {
+    /// Fills [`Summary::scaling`], [`Summary::bytes_per_session`] and the target checks.
+    pub fn finish(&mut self, mode: &str) {
+        let est: Vec<(usize, f64)> = self
+            .rows
+            .iter()
+            .filter_map(|r| r.established.as_ref().map(|e| (r.workers, e.mpps_total)))
+            .collect();
+        let one = est.iter().find(|(w, _)| *w == 1).map(|x| x.1);
+        let two = est.iter().find(|(w, _)| *w == 2).map(|x| x.1);
+        self.scaling = match (est.first(), est.last()) {
+            (Some(a), Some(b)) if b.0 > a.0 && a.1 > 0.0 => Some(b.1 / a.1),
+            _ => None,
+        };
+        self.bytes_per_session = self
+            .rows
+            .iter()
+            .filter_map(|r| r.established.as_ref())
+            .max_by_key(|e| e.conn_capacity)
+            .map(|e| e.bytes_per_session);
+        self.targets.clear();
+        if mode == "fullnat" {
+            if let Some(r) = self.rows.iter().find(|r| r.workers == 1) {
+                if let Some(e) = &r.established {
+                    if e.flows >= 1_000_000 {
+                        self.targets.push((
+                            "established FULLNAT, 1M sessions, 1 worker >= 15 Mpps".into(),
+                            e.mpps_total >= 15.0,
+                        ));
+                    }
+                }
+                if let Some(x) = r.ratio_to_floor() {
+                    self.targets
+                        .push(("1 worker >= 0.25 of the I/O floor".into(), x >= 0.25));
+                }
+                if let Some(n) = &r.new_conn {
+                    self.targets.push((
+                        "new sessions >= 1M/s per core".into(),
+                        n.sessions_per_sec_per_worker() >= 1e6,
+                    ));
+                }
+            }
+        }
+        if let Some(b) = self.bytes_per_session {
+            self.targets
+                .push(("<= 160 bytes per session".into(), b <= 160.0));
+        }
+        if let (Some(a), Some(b)) = (one, two) {
+            if a > 0.0 {
+                self.targets
+                    .push(("2 workers >= 1.8x 1 worker".into(), b / a >= 1.8));
+            }
+        }
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "rvs-bench {} on {}", self.date, self.cpu);
+        let _ = writeln!(s, "command: {}", self.command);
+        let first = self
+            .rows
+            .iter()
+            .find_map(|r| r.established.as_ref().or(r.floor.as_ref()));
+        if let Some(f) = first {
+            let _ = writeln!(
+                s,
+                "mode {} {}, {} flows, {}-byte frames, {} s windows, hugepages: {}",
+                f.mode,
+                f.proto,
+                f.flows,
+                f.frame_size,
+                f.seconds.round(),
+                if f.hugepages { "yes" } else { "no (--no-huge)" }
+            );
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "{:>7} | {:>11} | {:>11} | {:>6} | {:>10} | {:>12} | {:>11} | drops (engine)",
+            "workers",
+            "floor Mpps",
+            "engine Mpps",
+            "ratio",
+            "cycles/pkt",
+            "total Mpps",
+            "new sess/s"
+        );
+        let _ = writeln!(s, "{}", "-".repeat(100));
+        for r in &self.rows {
+            let floor = r
+                .floor
+                .as_ref()
+                .map_or("-".into(), |f| format!("{:.2}", f.mpps_per_worker()));
+            let (eng, cyc, tot, drops) = match &r.established {
+                Some(e) => (
+                    format!("{:.2}", e.mpps_per_worker()),
+                    format!("{:.0}", e.cycles_per_packet()),
+                    format!("{:.2}", e.mpps_total),
+                    fmt_drops(&e.drops()),
+                ),
+                None => ("-".into(), "-".into(), "-".into(), "-".into()),
+            };
+            let ratio = r.ratio_to_floor().map_or("-".into(), |x| format!("{x:.2}"));
+            let newc = r.new_conn.as_ref().map_or("-".into(), |n| {
+                let x = n.sessions_per_sec_per_worker();
+                if x > 0.0 {
+                    format!("{x:.0}")
+                } else {
+                    "n/a".into()
+                }
+            });
+            let _ = writeln!(
+                s,
+                "{:>7} | {:>11} | {:>11} | {:>6} | {:>10} | {:>12} | {:>11} | {}",
+                r.workers, floor, eng, ratio, cyc, tot, newc, drops
+            );
+        }
+        let _ = writeln!(
+            s,
+            "(Mpps and new sessions/s are per worker; ratio = engine / floor in this run)"
+        );
+        if let Some(b) = self.bytes_per_session {
+            let _ = writeln!(
+                s,
+                "memory: {b:.1} bytes per session (session table at capacity)"
+            );
+        }
+        if let Some(x) = self.scaling {
+            let _ = writeln!(
+                s,
+                "scaling: {x:.2}x total established Mpps, most workers over fewest"
+            );
+        }
+        for r in &self.rows {
+            for run in [&r.floor, &r.established, &r.new_conn]
+                .into_iter()
+                .flatten()
+            {
+                for p in &run.problems {
+                    let _ = writeln!(s, "problem ({} {} workers): {p}", run.test, run.workers);
+                }
+            }
+        }
+        if !self.targets.is_empty() {
+            let _ = writeln!(s, "targets (informational):");
+            for (t, ok) in &self.targets {
+                let _ = writeln!(s, "  [{}] {t}", if *ok { "met" } else { "MISSED" });
+            }
+        }
+        s
+    }
+}
