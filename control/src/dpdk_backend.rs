@@ -22,13 +22,16 @@ use crate::backend::{
     Backend, BackendError, ConnEntry, ConnProtocol, ConnState, Counters, DestCounterEntry,
     DestCounters, LaddrCounterEntry, ServiceCounters, Stats,
 };
-use crate::ipvs::{Forward, IpvsTable, Protocol, ServiceKey, Timeouts};
+use crate::ipvs::{Forward, IpvsTable, Protocol, ServiceKey, SyncDaemon, SyncState, Timeouts};
+use rvs_dataplane::sync::SyncRules;
 
 /// The DPDK backend.
 pub struct DpdkBackend {
     engine: Engine,
     table: ServiceTable,
     timeouts: Timeouts,
+    daemons: Vec<SyncDaemon>,
+    sync_peer: Option<Ipv4Addr>,
 }
 
 impl std::fmt::Debug for DpdkBackend {
@@ -183,7 +186,47 @@ impl DpdkBackend {
             engine,
             table: ServiceTable::new(),
             timeouts: Timeouts::default(),
+            daemons: Vec::new(),
+            sync_peer: None,
         })
+    }
+
+    /// Sends the master's sync messages to this unicast peer instead of the group
+    /// (`[sync] unicast_peer`).
+    pub fn set_sync_peer(&mut self, peer: Option<Ipv4Addr>) {
+        self.sync_peer = peer;
+    }
+
+    /// Starts and stops sync daemons to match the table's, then sets the role (standby
+    /// when only a backup runs).
+    fn sync_daemons(&mut self, wanted: &[SyncDaemon]) -> Result<(), BackendError> {
+        let running = self.daemons.clone();
+        for d in &running {
+            if !wanted.contains(d) {
+                match d.state {
+                    SyncState::Master => self.engine.stop_sync_master(),
+                    SyncState::Backup => self.engine.stop_sync_backup(),
+                }
+                self.daemons.retain(|x| x != d);
+            }
+        }
+        for d in wanted {
+            if self.daemons.contains(d) {
+                continue;
+            }
+            let iface = crate::sync::iface_addr(&d.mcast_ifn).map_err(BackendError)?;
+            let cfg = crate::sync::net_config(d, iface, self.sync_peer).map_err(BackendError)?;
+            let r = match d.state {
+                SyncState::Master => self.engine.start_sync_master(cfg, SyncRules::default()),
+                SyncState::Backup => self.engine.start_sync_backup(cfg),
+            };
+            r.map_err(|e| BackendError(e.to_string()))?;
+            tracing::info!(role = %d.state, ifn = %d.mcast_ifn, %iface, syncid = d.syncid, "sync daemon started");
+            self.daemons.push(d.clone());
+        }
+        self.engine
+            .set_passive(crate::sync::is_passive(&self.daemons));
+        Ok(())
     }
 
     /// The engine (for diagnostics).
@@ -318,7 +361,7 @@ impl Backend for DpdkBackend {
             }
         }
         self.engine.publish(snap, &vips, laddrs);
-        Ok(())
+        self.sync_daemons(&table.daemons)
     }
 
     fn counters(&self) -> Counters {
@@ -414,6 +457,7 @@ impl Backend for DpdkBackend {
             }
         }
         let _ = writeln!(out, "mbufs_in_use={}", self.engine.mbufs_in_use());
+        out.push_str(&self.engine.sync_describe());
         for (i, s) in self.engine.port_stats().iter().enumerate() {
             let _ = writeln!(
                 out,

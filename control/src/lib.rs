@@ -27,3 +27,4 @@ pub mod ipvs;
 pub mod names;
 pub mod proto;
 pub mod server;
+pub mod sync;

@@ -27,11 +27,13 @@ use crate::dpdk::{
 };
 use crate::neigh::NeighConfig;
 use crate::pipeline::{
-    build_arp_request, Core, Counters, DestTraffic, LocalKind, NeighUpdate, NetConfig, Out,
-    PortNet, Snapshot,
+    announced_addresses, build_arp_request, build_gratuitous_arp, sync_owner, Core, Counters,
+    DestTraffic, LocalKind, NeighUpdate, NetConfig, Out, PortNet, Snapshot, SyncCounters,
 };
 use crate::route::{Route, RouteTable};
 use crate::service::{self, DestId, ServiceKey};
+use crate::sync::net::{self as sync_net, NetConfig as SyncNetConfig, Stats as SyncStats};
+use crate::sync::{SyncConn, SyncRules};
 use crate::wire::ChecksumMode;
 
 /// A port of the director.
@@ -100,6 +102,31 @@ enum Command {
     Report(Sender<WorkerReport>),
     Connections(Sender<Vec<ConnEntry>>),
     SetTimeouts(u32, u32, u32),
+    SyncMaster(Option<SyncRules>),
+    SyncCounters(Sender<SyncCounters>),
+    Announce,
+}
+
+/// Capacity of each worker's queue to the sync thread and from the receiving thread.
+pub const SYNC_QUEUE: usize = 16384;
+/// Synced sessions a worker installs per loop at most (forwarding goes on meanwhile).
+const SYNC_INSTALL_BURST: usize = 512;
+
+/// A running sync thread.
+struct SyncThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<SyncStats>,
+    cfg: SyncNetConfig,
+}
+
+impl SyncThread {
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 struct Shared {
@@ -119,6 +146,10 @@ struct Shared {
     workers: usize,
     conn_capacity: u32,
     static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
+    /// Per worker: sync records for the sync thread (master).
+    sync_out: Arc<Vec<ArrayQueue<SyncConn>>>,
+    /// Per worker: received sessions to install (backup).
+    sync_in: Vec<ArrayQueue<SyncConn>>,
 }
 
 /// The running dataplane.
@@ -129,6 +160,8 @@ pub struct Engine {
     base: NetConfig,
     generation: u64,
     stopped: bool,
+    sync_master: Option<SyncThread>,
+    sync_backup: Option<SyncThread>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -224,6 +257,8 @@ impl Engine {
                 mtu: spec.mtu,
                 csum: ChecksumMode::Software,
             });
+            base.floating
+                .extend(spec.addrs.iter().skip(1).map(|&(a, _)| a));
             for &(addr, len) in &spec.addrs {
                 base.local.insert(addr, (LocalKind::Dip, i as u16));
                 routes.push(Route {
@@ -261,6 +296,8 @@ impl Engine {
             workers,
             conn_capacity: cfg.conn_capacity,
             static_neighbours: cfg.static_neighbours.clone(),
+            sync_out: Arc::new((0..workers).map(|_| ArrayQueue::new(SYNC_QUEUE)).collect()),
+            sync_in: (0..workers).map(|_| ArrayQueue::new(SYNC_QUEUE)).collect(),
         });
         for (w, &lc) in lcores.iter().enumerate() {
             let sh = shared.clone();
@@ -277,6 +314,8 @@ impl Engine {
             base,
             generation: 0,
             stopped: false,
+            sync_master: None,
+            sync_backup: None,
         })
     }
 
@@ -376,11 +415,168 @@ impl Engine {
         }
     }
 
+    /// Starts the sync master: workers emit records by the IPVS rules into their queues,
+    /// a thread batches them into messages and sends them (see [`crate::sync`]).
+    pub fn start_sync_master(
+        &mut self,
+        cfg: SyncNetConfig,
+        rules: SyncRules,
+    ) -> Result<(), EngineError> {
+        if self.sync_master.is_some() {
+            return Err(EngineError::Config("Daemon has already run".into()));
+        }
+        let (sock, dest) = sync_net::master_socket(&cfg)
+            .map_err(|e| EngineError::Config(format!("sync master socket: {e}")))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(SyncStats::default());
+        let queues = self.shared.sync_out.clone();
+        let (st, stt) = (stop.clone(), stats.clone());
+        let handle = std::thread::Builder::new()
+            .name("rvs-sync-master".into())
+            .spawn(move || sync_net::run_master(&sock, dest, &cfg, &queues, &st, &stt))
+            .map_err(|e| EngineError::Config(format!("sync thread: {e}")))?;
+        for inbox in &self.shared.inboxes {
+            let _ = inbox.push(Command::SyncMaster(Some(rules)));
+        }
+        self.sync_master = Some(SyncThread {
+            stop,
+            handle: Some(handle),
+            stats,
+            cfg,
+        });
+        Ok(())
+    }
+
+    /// Stops the sync master (workers stop emitting; queued records are sent).
+    pub fn stop_sync_master(&mut self) {
+        for inbox in &self.shared.inboxes {
+            let _ = inbox.push(Command::SyncMaster(None));
+        }
+        if let Some(mut t) = self.sync_master.take() {
+            t.stop();
+        }
+    }
+
+    /// Starts the sync backup: a thread receives messages and hands each session to the
+    /// worker that owns it here ([`crate::pipeline::sync_owner`]), which installs it.
+    pub fn start_sync_backup(&mut self, cfg: SyncNetConfig) -> Result<(), EngineError> {
+        if self.sync_backup.is_some() {
+            return Err(EngineError::Config("Daemon has already run".into()));
+        }
+        let sock = sync_net::backup_socket(&cfg)
+            .map_err(|e| EngineError::Config(format!("sync backup socket: {e}")))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(SyncStats::default());
+        let sh = self.shared.clone();
+        let (st, stt) = (stop.clone(), stats.clone());
+        let handle = std::thread::Builder::new()
+            .name("rvs-sync-backup".into())
+            .spawn(move || {
+                let n = sh.workers;
+                sync_net::run_backup(&sock, &cfg, &st, &stt, |c| {
+                    sh.sync_in[sync_owner(&c, n)].push(c).is_ok()
+                })
+            })
+            .map_err(|e| EngineError::Config(format!("sync thread: {e}")))?;
+        self.sync_backup = Some(SyncThread {
+            stop,
+            handle: Some(handle),
+            stats,
+            cfg,
+        });
+        Ok(())
+    }
+
+    /// Stops the sync backup; sessions already installed stay.
+    pub fn stop_sync_backup(&mut self) {
+        if let Some(mut t) = self.sync_backup.take() {
+            t.stop();
+        }
+    }
+
+    /// Standby (`true`: VIPs, LIPs and floating addresses are not answered) or active. On
+    /// becoming active, gratuitous ARP announces those addresses.
+    pub fn set_passive(&mut self, passive: bool) {
+        if self.base.passive == passive {
+            return;
+        }
+        self.base.passive = passive;
+        let current = self
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(mut snap) = current {
+            let mut net = (*snap.net).clone();
+            net.passive = passive;
+            self.generation += 1;
+            snap.generation = self.generation;
+            snap.net = Arc::new(net);
+            *self
+                .shared
+                .snapshot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(snap);
+            self.shared
+                .generation
+                .store(self.generation, Ordering::Release);
+        }
+        if !passive {
+            self.announce();
+        }
+    }
+
+    /// Sends gratuitous ARP for the VIPs, LIPs and floating addresses (worker 0).
+    pub fn announce(&self) {
+        if let Some(inbox) = self.shared.inboxes.first() {
+            let _ = inbox.push(Command::Announce);
+        }
+    }
+
+    /// The sync daemons and their counters, as text (`rvsadm --dataplane`).
+    pub fn sync_describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for (role, t) in [("master", &self.sync_master), ("backup", &self.sync_backup)] {
+            if let Some(t) = t {
+                let _ = write!(
+                    out,
+                    "sync {role} group={} port={} syncid={} maxlen={} peer={}",
+                    t.cfg.group,
+                    t.cfg.port,
+                    t.cfg.syncid,
+                    t.cfg.maxlen,
+                    t.cfg.peer.map_or("-".to_string(), |p| p.to_string())
+                );
+                for (k, v) in t.stats.snapshot() {
+                    let _ = write!(out, " {k}={v}");
+                }
+                out.push('\n');
+            }
+        }
+        let mut per: Vec<SyncCounters> = self.ask(Command::SyncCounters);
+        per.truncate(self.shared.workers);
+        for (w, c) in per.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "sync worker {w} emitted={} dropped={} installed={} updated={} refused={}",
+                c.emitted, c.dropped, c.installed, c.updated, c.refused
+            );
+        }
+        if self.base.passive {
+            out.push_str("passive (standby: VIPs and LIPs not answered)\n");
+        }
+        out
+    }
+
     /// Stops the workers and the ports. Mbufs held anywhere are freed.
     pub fn stop(&mut self) -> Result<(), EngineError> {
         if self.stopped {
             return Ok(());
         }
+        self.stop_sync_master();
+        self.stop_sync_backup();
         self.stopped = true;
         self.shared.stop.store(true, Ordering::Release);
         for &lc in &self.lcores {
@@ -489,7 +685,43 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                     let _ = reply.try_send(core.conns().list(now).collect());
                 }
                 Command::SetTimeouts(a, b, c) => core.conns_mut().set_timeouts(a, b, c),
+                Command::SyncMaster(r) => core.set_sync_master(r),
+                Command::SyncCounters(reply) => {
+                    let _ = reply.try_send(core.sync_counters());
+                }
+                Command::Announce => {
+                    let targets = core
+                        .snapshot()
+                        .map(|s| announced_addresses(&s.net))
+                        .unwrap_or_default();
+                    for (port, ip) in targets {
+                        let Some(mac) = port_macs.get(usize::from(port)) else {
+                            continue;
+                        };
+                        for _ in 0..2 {
+                            if let Some(mut m) = pool.alloc() {
+                                if let Some(buf) = m.append(60) {
+                                    if build_gratuitous_arp(buf, *mac, ip).is_some() {
+                                        route(
+                                            Out::Tx(m, port),
+                                            &mut tx,
+                                            &mut handoff,
+                                            sh,
+                                            w,
+                                            &mut tx_dropped,
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
+        }
+        // Sessions received by the sync backup thread for this worker.
+        for _ in 0..SYNC_INSTALL_BURST {
+            let Some(c) = sh.sync_in[w].pop() else { break };
+            let _ = core.install_synced(&c, now);
         }
         while let Some(u) = sh.neigh[w].pop() {
             core.learn_neighbour(u, now);
@@ -567,6 +799,15 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                 w,
                 &mut tx_dropped,
             );
+        }
+        let mut sync_lost = 0u64;
+        for c in core.take_sync() {
+            if sh.sync_out[w].push(c).is_err() {
+                sync_lost += 1;
+            }
+        }
+        if sync_lost > 0 {
+            core.count_sync_dropped(sync_lost);
         }
         for u in core.take_learned() {
             for (o, q) in sh.neigh.iter().enumerate() {

@@ -2,7 +2,8 @@
 //!
 //! Pure modules (no DPDK): [`wire`] header views and checksums, [`buf`] the packet-buffer
 //! trait, [`forward`] the NAT/DR/TUN/FULLNAT rewrites, [`service`] the virtual-service
-//! snapshot, [`sched`] the IPVS schedulers and [`conn`] the per-core session table.
+//! snapshot, [`sched`] the IPVS schedulers, [`conn`] the per-core session table and
+//! [`sync`] the IPVS-compatible connection sync to a standby director.
 //! With the `dpdk` feature (default): [`dpdk`], the one safe wrapper over `dpdk-sys`.
 
 #![deny(unsafe_code)]
@@ -20,4 +21,5 @@ pub mod pipeline;
 pub mod route;
 pub mod sched;
 pub mod service;
+pub mod sync;
 pub mod wire;

@@ -24,6 +24,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
+use crate::conn::SyncRefuse;
 use crate::conn::{ConnConfig, ConnId, ConnTable, Direction, PacketMeta, Refuse, TcpFlags};
 use crate::forward::{self, icmp, MacRewrite, Params, Verdict};
 use crate::laddr::{owner_of_port, LaddrPool, LocalEndpoint, DEFAULT_PORT_RANGE};
@@ -31,6 +32,7 @@ use crate::neigh::{Lookup, NeighConfig, NeighTable};
 use crate::route::RouteTable;
 use crate::sched::CoreSched;
 use crate::service::{self, Addr, FlowKey, FwdMethod, Proto, ServiceKey};
+use crate::sync::{SyncConn, SyncRules};
 use crate::wire::{
     self, classify, ArpOperation, ArpPacket, ArpRepr, ChecksumMode, Classified, EthernetAddress,
     IpMeta, IpProtocol, IpVersion,
@@ -74,6 +76,12 @@ pub struct NetConfig {
     pub lport_range: (u16, u16),
     /// Number of workers (port slices, client hash buckets).
     pub workers: usize,
+    /// Standby director: ARP for VIPs, LIPs and `floating` addresses is not answered
+    /// (the active director answers; see [`crate::sync`]).
+    pub passive: bool,
+    /// Port addresses that move with the active role (every port address after the
+    /// first): answered and announced only while active, like VIPs.
+    pub floating: Vec<Ipv4Addr>,
 }
 
 impl NetConfig {
@@ -306,6 +314,24 @@ pub struct Core<P> {
     scratch: [u8; SCRATCH_LEN],
     counters: Counters,
     traffic: Vec<DestTraffic>,
+    sync_rules: Option<SyncRules>,
+    sync_out: Vec<SyncConn>,
+    sync_stats: SyncCounters,
+}
+
+/// Per-worker connection-sync counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncCounters {
+    /// Records emitted for the sync thread (master).
+    pub emitted: u64,
+    /// Records lost because the per-burst buffer or the queue to the sync thread was full.
+    pub dropped: u64,
+    /// Sessions installed from the standby's sync messages.
+    pub installed: u64,
+    /// Existing sessions updated from sync messages.
+    pub updated: u64,
+    /// Synced records refused (bad protocol/state, table full, local port busy).
+    pub refused: u64,
 }
 
 impl<P: PacketBuf> Core<P> {
@@ -325,6 +351,9 @@ impl<P: PacketBuf> Core<P> {
             scratch: [0; SCRATCH_LEN],
             counters: Counters::default(),
             traffic: Vec::new(),
+            sync_rules: None,
+            sync_out: Vec::with_capacity(SIDE_CAP),
+            sync_stats: SyncCounters::default(),
         }
     }
 
@@ -487,6 +516,84 @@ impl<P: PacketBuf> Core<P> {
         });
         self.counters.drops[DropReason::Unresolved.index()] += dropped;
         n
+    }
+
+    /// Turns this worker into a sync master (`Some(rules)`) or stops emitting (`None`).
+    pub fn set_sync_master(&mut self, rules: Option<SyncRules>) {
+        self.sync_rules = rules;
+    }
+
+    /// Sync records emitted since the last call (master); the worker moves them into its
+    /// queue to the sync thread after each burst.
+    pub fn take_sync(&mut self) -> std::vec::Drain<'_, SyncConn> {
+        self.sync_out.drain(..)
+    }
+
+    /// Counts sync records the worker could not queue.
+    pub fn count_sync_dropped(&mut self, n: u64) {
+        self.sync_stats.dropped += n;
+    }
+
+    /// This worker's sync counters.
+    pub fn sync_counters(&self) -> SyncCounters {
+        self.sync_stats
+    }
+
+    /// Standby: installs a session received from the master on this worker (which must be
+    /// its owner: [`sync_owner`]). A FULLNAT session's local port is reserved in this
+    /// worker's slice of the service's LIP pool. Returns whether the session is new.
+    pub fn install_synced(&mut self, c: &SyncConn, now_ms: u64) -> Result<bool, SyncRefuse> {
+        let laddrs = &mut self.laddrs;
+        let threshold = SyncRules::default().threshold;
+        let res = self
+            .conns
+            .install_synced(&mut self.sched, c, threshold, now_ms, |lip, lport| {
+                let IpAddr::V4(lip) = lip.to_ip() else {
+                    return false;
+                };
+                let Some(proto) = Proto::from_number(c.protocol) else {
+                    return false;
+                };
+                let key = ServiceKey::Addr {
+                    proto,
+                    addr: c.vaddr,
+                    port: c.vport,
+                };
+                let key0 = ServiceKey::Addr {
+                    proto,
+                    addr: c.vaddr,
+                    port: 0,
+                };
+                let k = if laddrs.contains_key(&key) { key } else { key0 };
+                laddrs.get_mut(&k).is_some_and(|pool| {
+                    pool.reserve(LocalEndpoint {
+                        addr: lip,
+                        port: lport,
+                    })
+                })
+            });
+        match res {
+            Ok((_, true)) => self.sync_stats.installed += 1,
+            Ok((_, false)) => self.sync_stats.updated += 1,
+            Err(_) => self.sync_stats.refused += 1,
+        }
+        res.map(|(_, new)| new)
+    }
+
+    /// Master: after a client packet, applies the sync rules to its session.
+    fn sync_after_input(&mut self, id: ConnId, now_ms: u64) {
+        let Some(rules) = self.sync_rules else {
+            return;
+        };
+        let (out, st) = (&mut self.sync_out, &mut self.sync_stats);
+        self.conns.sync_check(id, &rules, now_ms, |c| {
+            if out.len() < SIDE_CAP {
+                out.push(c);
+                st.emitted += 1;
+            } else {
+                st.dropped += 1;
+            }
+        });
     }
 
     /// The worker that owns a classified packet (see the module docs).
@@ -673,6 +780,7 @@ impl<P: PacketBuf> Core<P> {
     ) -> Out<P> {
         self.conns
             .state_transition(id, Direction::Input, flags, now_ms);
+        self.sync_after_input(id, now_ms);
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
@@ -960,7 +1068,12 @@ impl<P: PacketBuf> Core<P> {
                 self.learned.push(NeighUpdate { ip: sender, mac });
             }
         }
-        match (repr.operation, ours) {
+        let silent = |(kind, _): (LocalKind, u16)| {
+            snap.net.passive
+                && (kind != LocalKind::Dip
+                    || snap.net.floating.contains(&repr.target_protocol_addr))
+        };
+        match (repr.operation, ours.filter(|o| !silent(*o))) {
             (ArpOperation::Request, Some((_, port)))
                 if port == in_port || snap.net.ports.len() == 1 =>
             {
@@ -1027,6 +1140,32 @@ impl<P: PacketBuf> Core<P> {
         self.counters.echo_replies += 1;
         Out::Tx(pkt, in_port)
     }
+}
+
+/// The worker that owns a synced session on this director: the owner of the FULLNAT
+/// local port (rvs's option), else the owner of the client address — the functions the
+/// data path uses, so the session's packets find it.
+pub fn sync_owner(c: &SyncConn, workers: usize) -> usize {
+    if let Some((_, lport)) = c.local {
+        return owner_of_port(lport, workers);
+    }
+    match c.caddr.to_ip() {
+        IpAddr::V4(a) => owner_of_client(a, workers),
+        IpAddr::V6(_) => 0,
+    }
+}
+
+/// The addresses the active director announces with gratuitous ARP: VIPs, LIPs and
+/// floating port addresses, with their ports.
+pub fn announced_addresses(net: &NetConfig) -> Vec<(u16, Ipv4Addr)> {
+    let mut v: Vec<(u16, Ipv4Addr)> = net
+        .local
+        .iter()
+        .filter(|(a, (k, _))| *k != LocalKind::Dip || net.floating.contains(a))
+        .map(|(a, (_, p))| (*p, *a))
+        .collect();
+    v.sort();
+    v
 }
 
 /// The worker owning a client address.

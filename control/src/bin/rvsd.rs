@@ -71,7 +71,13 @@ fn main() -> ExitCode {
             }
         };
         match DpdkBackend::start(&ecfg) {
-            Ok(b) => {
+            Ok(mut b) => {
+                b.set_sync_peer(
+                    cfg.sync
+                        .unicast_peer
+                        .as_deref()
+                        .and_then(|p| p.parse().ok()),
+                );
                 tracing::info!(
                     workers = ecfg.workers,
                     ports = ecfg.ports.len(),

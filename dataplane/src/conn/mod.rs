@@ -43,7 +43,7 @@ mod table;
 
 pub use session::Session;
 pub use state::{Direction, TcpFlags, TcpState, Timeouts};
-pub use table::{memory_per_session, ConnEntry, ConnTable, Transition};
+pub use table::{memory_per_session, ConnEntry, ConnTable, SyncRefuse, Transition};
 
 use crate::service::FlowKey;
 
@@ -134,6 +134,10 @@ pub struct ConnStats {
     pub no_service: u64,
     /// Sessions expired early by `conn_reuse_mode` or `expire_nodest_conn`.
     pub reused: u64,
+    /// Sessions and templates installed from sync messages (standby).
+    pub synced: u64,
+    /// Existing sessions updated from sync messages (standby).
+    pub sync_updated: u64,
 }
 
 /// Settings of a session table.

@@ -43,6 +43,10 @@ pub struct Session {
     pub(crate) flags: u16,
     pub(crate) proto: Proto,
     pub(crate) state: u8,
+    /// Sync (master): state at the last send (`old_state`).
+    pub(crate) sync_old: u8,
+    /// Sync (master): announced end time, seconds, low 2 bits retries (`sync_endtime`).
+    pub(crate) sync_end: u16,
 }
 
 impl Session {

@@ -16,6 +16,8 @@ use super::state::{
     next_tcp_state, Direction, Rows, TcpFlags, TcpState, Timeouts, NEW_CONN_TIMEOUT, TEMPLATE_RETRY,
 };
 use super::{flags, ConnConfig, ConnId, ConnStats, PacketMeta, Refuse};
+use crate::sync::rules::{conn_needed, ConnView, SyncMark, SyncRules};
+use crate::sync::SyncConn;
 
 /// Wheel resolution.
 pub const TICK_MS: u64 = 100;
@@ -34,6 +36,26 @@ pub struct Transition {
     pub new_state: u8,
     /// `in_pkts` after the packet.
     pub in_pkts: u32,
+}
+
+/// Why a synced session was not installed on the standby.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SyncRefuse {
+    /// A protocol rvs does not balance (or `IP` for a session that is not a template).
+    #[error("unknown protocol")]
+    Protocol,
+    /// A TCP state number out of range.
+    #[error("bad state")]
+    State,
+    /// The session table is full.
+    #[error("session table full")]
+    TableFull,
+    /// A FULLNAT session without the local address option.
+    #[error("FULLNAT session without local address")]
+    NoLocalAddr,
+    /// The FULLNAT local port is not free in this worker's slice (or not in the pool).
+    #[error("local port not available")]
+    LocalPortBusy,
 }
 
 /// One row of `ipvsadm -Lnc`.
@@ -455,6 +477,8 @@ impl ConnTable {
                         flags: flags::LIVE | flags::TEMPLATE | d.fwd as u16 | flags::INACTIVE,
                         proto: key.proto,
                         state: 0,
+                        sync_old: 0,
+                        sync_end: 0,
                     };
                     self.dests.bind(slot, true, false);
                     self.hash_in(t, true);
@@ -531,6 +555,8 @@ impl ConnTable {
             flags: fl,
             proto: flow.proto,
             state: 0,
+            sync_old: 0,
+            sync_end: 0,
         };
         self.dests.bind(slot, false, true);
         if tmpl != NIL {
@@ -608,6 +634,265 @@ impl ConnTable {
             self.arm(id.0, now_ms);
         }
         Some(t)
+    }
+
+    // ----- connection sync ----------------------------------------------------------
+
+    /// The sync record of a session or template (what the master sends): flags without
+    /// `HASHED`, the full timeout of the state, and for FULLNAT sessions rvs's option
+    /// with the local address and port.
+    pub fn sync_record(&self, id: ConnId) -> Option<SyncConn> {
+        let s = self.slab.get(id.0 as usize).filter(|s| s.is_live())?;
+        let local =
+            (s.fwd() == FwdMethod::FullNat && !s.is_template()).then_some((s.laddr, s.lport));
+        Some(SyncConn {
+            protocol: s.proto as u8,
+            v6: !s.caddr.is_v4(),
+            flags: u32::from(s.flags() & !flags::HASHED),
+            state: u16::from(s.state),
+            cport: s.cport,
+            vport: s.vport,
+            dport: s.dport,
+            fwmark: s.fwmark,
+            timeout: s.timeout,
+            caddr: s.caddr,
+            vaddr: s.vaddr,
+            daddr: s.daddr,
+            local,
+        })
+    }
+
+    /// Master side, after a client packet's [`ConnTable::state_transition`]: applies the
+    /// IPVS sending rules ([`crate::sync::rules::conn_needed`]) to the session and then to
+    /// its controlling template (whose `in_pkts` counts its children's packets), and hands
+    /// the records to send to `emit`. One-packet sessions are never sent (their template
+    /// is). No allocation.
+    pub fn sync_check(
+        &mut self,
+        id: ConnId,
+        rules: &SyncRules,
+        now_ms: u64,
+        mut emit: impl FnMut(SyncConn),
+    ) {
+        let now_s = now_ms / 1000;
+        let Some(s) = self.slab.get(id.0 as usize).filter(|s| s.is_live()) else {
+            return;
+        };
+        let control = s.control;
+        if s.flags & flags::ONE_PACKET == 0 && !s.is_template() {
+            let view = ConnView {
+                protocol: s.proto as u8,
+                template: false,
+                persistent: control != NIL,
+                state: s.state,
+                timeout: s.timeout,
+            };
+            let mut mark = SyncMark {
+                old_state: s.sync_old,
+                end: s.sync_end,
+            };
+            let pkts = s.in_pkts;
+            let send = conn_needed(rules, &view, &mut mark, pkts, now_s);
+            let s = &mut self.slab[id.0 as usize];
+            s.sync_old = mark.old_state;
+            s.sync_end = mark.end;
+            if send {
+                if let Some(r) = self.sync_record(id) {
+                    emit(r);
+                }
+            }
+        }
+        if control == NIL {
+            return;
+        }
+        let Some(t) = self.slab.get_mut(control as usize).filter(|t| t.is_live()) else {
+            return;
+        };
+        t.in_pkts = t.in_pkts.wrapping_add(1);
+        let view = ConnView {
+            protocol: t.proto as u8,
+            template: true,
+            persistent: false,
+            state: t.state,
+            timeout: t.timeout,
+        };
+        let mut mark = SyncMark {
+            old_state: t.sync_old,
+            end: t.sync_end,
+        };
+        let send = conn_needed(rules, &view, &mut mark, t.in_pkts, now_s);
+        t.sync_old = mark.old_state;
+        t.sync_end = mark.end;
+        if send {
+            if let Some(r) = self.sync_record(ConnId(control)) {
+                emit(r);
+            }
+        }
+    }
+
+    /// Standby side: installs (or updates) a session or template received from the
+    /// master, as the kernel's `ip_vs_proc_conn`:
+    /// - flags are masked to `FWD|NOOUTPUT|INACTIVE|SEQ|NO_CPORT|TEMPLATE` and `SYNC` is
+    ///   added;
+    /// - an existing entry only takes `INACTIVE|SEQ`, the state and the timeout; one whose
+    ///   real server (daddr/dport) changed is replaced;
+    /// - a new entry binds to the matching local real server of the matching local service
+    ///   and takes its forwarding method; without one it stays unbound with the synced
+    ///   method;
+    /// - the timeout comes from the message (v0: the local protocol table, 180 s for
+    ///   templates); `in_pkts` is set to `threshold` (`sync_threshold`).
+    ///
+    /// A new FULLNAT session needs the message's local address and port, and `reserve`
+    /// must take that port from the local pool. Returns the entry and whether it is new.
+    pub fn install_synced(
+        &mut self,
+        core: &mut CoreSched,
+        c: &SyncConn,
+        threshold: u32,
+        now_ms: u64,
+        reserve: impl FnOnce(Addr, u16) -> bool,
+    ) -> Result<(ConnId, bool), SyncRefuse> {
+        const MASK: u32 = (flags::FWD_MASK
+            | flags::NOOUTPUT
+            | flags::INACTIVE
+            | 0x0600
+            | flags::NO_CPORT
+            | flags::TEMPLATE) as u32;
+        let proto = Proto::from_number(c.protocol).ok_or(SyncRefuse::Protocol)?;
+        let mut fl = (c.flags & MASK) as u16 | flags::SYNC;
+        let template = fl & flags::TEMPLATE != 0;
+        let mut state = c.state;
+        if template {
+            state = state.min(1);
+        } else {
+            match proto {
+                Proto::Ip => return Err(SyncRefuse::Protocol),
+                Proto::Tcp if usize::from(state) >= super::state::TCP_STATES => {
+                    return Err(SyncRefuse::State)
+                }
+                Proto::Udp => state = 0,
+                _ => {}
+            }
+        }
+        let state = state as u8;
+        let timeout = if c.timeout > 0 {
+            c.timeout
+        } else if template {
+            180
+        } else if proto == Proto::Tcp {
+            self.cfg.timeouts.tcp(TcpState::from_u8(state))
+        } else {
+            self.cfg.timeouts.udp
+        };
+        let key = FlowKey {
+            proto,
+            saddr: c.caddr,
+            daddr: c.vaddr,
+            sport: c.cport,
+            dport: c.vport,
+        };
+        let existing = if template {
+            self.lookup_template(&key)
+        } else {
+            self.lookup_in(&key)
+        };
+        if let Some(id) = existing {
+            let i = id.0;
+            let s = &self.slab[i as usize];
+            if s.daddr == c.daddr && s.dport == c.dport {
+                let upd = flags::INACTIVE | 0x0600;
+                let was_inactive = s.flags & flags::INACTIVE != 0;
+                let now_inactive = fl & flags::INACTIVE != 0;
+                if !template && s.dest != NO_SLOT && was_inactive != now_inactive {
+                    self.dests.set_active(s.dest, !now_inactive);
+                }
+                let s = &mut self.slab[i as usize];
+                s.flags = (s.flags & !upd) | (fl & upd);
+                s.state = state;
+                s.sync_old = state;
+                s.timeout = timeout;
+                s.in_pkts = threshold;
+                if s.wheel_at != DYING {
+                    self.arm(i, now_ms);
+                }
+                self.stats.sync_updated += 1;
+                return Ok((id, false));
+            }
+            self.expire_now(id);
+        }
+        if self.is_full() {
+            self.stats.table_full += 1;
+            return Err(SyncRefuse::TableFull);
+        }
+        // The local real server, if the local configuration has it.
+        let mut slot = NO_SLOT;
+        if let Some((snap, _)) = core.parts() {
+            let found = snap.find(proto, c.vaddr, c.vport, c.fwmark).and_then(|si| {
+                let svc = snap.service(si)?;
+                let pos = svc
+                    .dests
+                    .iter()
+                    .position(|d| d.addr == c.daddr && d.port == c.dport)?;
+                Some((si, pos, svc.dests[pos].fwd))
+            });
+            if let Some((si, pos, fwd)) = found {
+                slot = core.slot(si as usize, pos);
+                fl &= !(flags::FWD_MASK | flags::NOOUTPUT);
+                fl |= fwd as u16;
+                if !fwd.replies_via_director() {
+                    fl |= flags::NOOUTPUT;
+                }
+            }
+        }
+        let fwd = FwdMethod::from_flags(fl);
+        let (laddr, lport) = if fwd == FwdMethod::FullNat && !template {
+            let (a, p) = c.local.ok_or(SyncRefuse::NoLocalAddr)?;
+            if !reserve(a, p) {
+                return Err(SyncRefuse::LocalPortBusy);
+            }
+            (a, p)
+        } else {
+            (c.caddr, c.cport)
+        };
+        let Some(i) = self.alloc() else {
+            self.stats.table_full += 1;
+            return Err(SyncRefuse::TableFull);
+        };
+        self.slab[i as usize] = Session {
+            caddr: c.caddr,
+            vaddr: c.vaddr,
+            daddr: c.daddr,
+            laddr,
+            cport: c.cport,
+            vport: c.vport,
+            dport: c.dport,
+            lport,
+            fwmark: c.fwmark,
+            timeout,
+            expires: 0,
+            wheel_at: DYING,
+            next: NIL,
+            prev: NIL,
+            dest: slot,
+            control: NIL,
+            n_control: 0,
+            in_pkts: threshold,
+            flags: flags::LIVE | fl,
+            proto,
+            state,
+            sync_old: state,
+            sync_end: 0,
+        };
+        if slot != NO_SLOT {
+            self.dests.bind(slot, template, fl & flags::INACTIVE != 0);
+        }
+        self.hash_in(i, template);
+        if !template && fl & flags::NOOUTPUT == 0 {
+            self.hash_out(i);
+        }
+        self.arm(i, now_ms);
+        self.stats.synced += 1;
+        Ok((ConnId(i), true))
     }
 
     /// True when the session's real server was removed (`!IP_VS_DEST_F_AVAILABLE`).
@@ -763,6 +1048,8 @@ impl ConnTable {
                 flags: 0,
                 proto: Proto::Ip,
                 state: 0,
+                sync_old: 0,
+                sync_end: 0,
             });
             (self.slab.len() - 1) as u32
         } else {
@@ -1619,6 +1906,144 @@ mod tests {
         );
         assert_eq!(h.t.stats().no_local_addr, 1);
         assert_eq!(h.t.len(), 0);
+    }
+
+    /// Master: SYN, ACK, data -> sent at packet 3 (ESTABLISHED); standby: installed with
+    /// SYNC, the message's timeout, bound to its own server (ActiveConn), found by both
+    /// tuples; a later record updates it in place; the standby then forwards it.
+    #[test]
+    fn synced_nat_session_lands_on_the_standby_bound_and_active() {
+        let rules = SyncRules::default();
+        let mut m = H::tcp(SchedKind::Wlc, &[nat(RS1)]);
+        let mut b = H::tcp(SchedKind::Wlc, &[nat(RS1)]);
+        let mut sent = Vec::new();
+        let id = m.syn(C1, 51234, 0).unwrap();
+        m.t.sync_check(id, &rules, 0, |r| sent.push(r));
+        m.reply(id, TcpFlags::SYN_ACK, 0);
+        for p in 2..=4u64 {
+            m.pkt(C1, 51234, Proto::Tcp, 80, TcpFlags::ACK, p).unwrap();
+            m.t.sync_check(id, &rules, p, |r| sent.push(r));
+        }
+        assert_eq!(sent.len(), 1, "sent once, at packet 3: {sent:?}");
+        let r = sent[0];
+        assert_eq!((r.state, r.timeout, r.flags), (1, 900, 0));
+        assert_eq!((r.cport, r.vport, r.dport, r.daddr), (51234, 80, 8080, RS1));
+        let a = b.id_of(RS1);
+        let (bid, new) =
+            b.t.install_synced(&mut b.core, &r, 3, 0, |_, _| unreachable!())
+                .unwrap();
+        assert!(new);
+        let s = b.t.get(bid).unwrap();
+        assert_eq!(s.state_name(), "ESTABLISHED");
+        assert_eq!(s.flags() & flags::SYNC, flags::SYNC);
+        assert_eq!(s.in_pkts(), 3);
+        assert_eq!(b.t.expires_in_secs(s, 0), 900);
+        assert_eq!(b.counts(a), (1, 0, 0));
+        assert_eq!(b.t.lookup_out(&s.out_key()), Some(bid));
+        // An update: the client closed (CLOSE_WAIT, inactive, 60 s).
+        let mut u = r;
+        u.state = TcpState::CloseWait as u16;
+        u.flags |= u32::from(flags::INACTIVE);
+        u.timeout = 60;
+        let (bid2, new) =
+            b.t.install_synced(&mut b.core, &u, 3, 10 * SEC, |_, _| unreachable!())
+                .unwrap();
+        assert_eq!((bid2, new), (bid, false));
+        assert_eq!(b.counts(a), (0, 1, 0));
+        assert_eq!(b.t.expires_in_secs(b.t.get(bid).unwrap(), 10 * SEC), 60);
+        assert_eq!(b.t.len(), 1);
+        // After a takeover the standby forwards it: the next ACK finds the session.
+        u.state = 1;
+        u.flags = 0;
+        b.t.install_synced(&mut b.core, &u, 3, 0, |_, _| true)
+            .unwrap();
+        assert_eq!(
+            b.pkt(C1, 51234, Proto::Tcp, 80, TcpFlags::ACK, SEC),
+            Ok(bid)
+        );
+        assert_eq!(b.t.stats().created, 0);
+    }
+
+    #[test]
+    fn synced_fullnat_session_reserves_its_local_port_and_unknown_server_stays_unbound() {
+        let mut b = H::tcp(
+            SchedKind::Wlc,
+            &[DestConfig::new(RS1, 8080, FwdMethod::FullNat)],
+        );
+        let lip = Addr::v4(172, 16, 0, 1);
+        let mut r = SyncConn {
+            protocol: 6,
+            v6: false,
+            flags: FwdMethod::FullNat as u32 | u32::from(flags::HASHED | flags::ONE_PACKET),
+            state: 1,
+            cport: 4000,
+            vport: 80,
+            dport: 8080,
+            fwmark: 0,
+            timeout: 900,
+            caddr: C1,
+            vaddr: VIP,
+            daddr: RS1,
+            local: None,
+        };
+        let nolocal = b.t.install_synced(&mut b.core, &r, 3, 0, |_, _| true);
+        assert_eq!(nolocal, Err(SyncRefuse::NoLocalAddr));
+        r.local = Some((lip, 40001));
+        let busy = b.t.install_synced(&mut b.core, &r, 3, 0, |_, _| false);
+        assert_eq!(busy, Err(SyncRefuse::LocalPortBusy));
+        let mut reserved = None;
+        let (id, _) =
+            b.t.install_synced(&mut b.core, &r, 3, 0, |a, p| {
+                reserved = Some((a, p));
+                true
+            })
+            .unwrap();
+        assert_eq!(reserved, Some((lip, 40001)));
+        let s = b.t.get(id).unwrap();
+        assert_eq!(
+            s.flags() & (flags::ONE_PACKET | flags::HASHED),
+            flags::HASHED
+        );
+        let out = FlowKey {
+            proto: Proto::Tcp,
+            saddr: RS1,
+            sport: 8080,
+            daddr: lip,
+            dport: 40001,
+        };
+        assert_eq!(b.t.lookup_out(&out), Some(id));
+        // A server the standby does not have: unbound, the synced method (DR) kept.
+        let mut d = r;
+        d.cport = 4001;
+        d.daddr = RS3;
+        d.flags = FwdMethod::Route as u32 | u32::from(flags::NOOUTPUT);
+        d.local = None;
+        let (id, _) =
+            b.t.install_synced(&mut b.core, &d, 3, 0, |_, _| true)
+                .unwrap();
+        assert_eq!(b.t.get(id).unwrap().fwd(), FwdMethod::Route);
+        assert_eq!(b.t.dest_slot(id), Some(NO_SLOT));
+        // A changed real server replaces the session.
+        d.daddr = RS2;
+        let (id2, new) =
+            b.t.install_synced(&mut b.core, &d, 3, 0, |_, _| true)
+                .unwrap();
+        assert!(new);
+        assert_eq!(b.t.get(id2).unwrap().daddr(), RS2);
+        assert_eq!(b.t.stats().synced, 3);
+        // Bad input is refused, never installed.
+        let mut bad = d;
+        bad.protocol = 47;
+        assert_eq!(
+            b.t.install_synced(&mut b.core, &bad, 3, 0, |_, _| true),
+            Err(SyncRefuse::Protocol)
+        );
+        bad.protocol = 6;
+        bad.state = 99;
+        assert_eq!(
+            b.t.install_synced(&mut b.core, &bad, 3, 0, |_, _| true),
+            Err(SyncRefuse::State)
+        );
     }
 
     #[test]

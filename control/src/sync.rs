@@ -1,0 +1,119 @@
+//! The sync daemons as rvsd runs them: `--start-daemon master|backup` (or `[sync]` in the
+//! configuration) resolved into the dataplane's sync settings.
+//!
+//! The sync traffic uses the host's network stack (kernel UDP sockets), so
+//! `--mcast-interface` names a kernel interface with an IPv4 address on the sync network
+//! (a dedicated link between the directors, or the exception path); an IPv4 address is
+//! accepted in its place. `[sync] unicast_peer` sends to one peer instead of the group.
+//!
+//! Roles: a director whose only sync daemon is a backup is the standby: it does not answer
+//! ARP for its VIPs, LIPs and floating port addresses (every port address after the
+//! first). Starting a master daemon (keepalived's `notify_master` does
+//! `rvsadm --start-daemon master`) makes it active: it answers and sends gratuitous ARP.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
+
+use rvs_dataplane::sync::net::NetConfig;
+
+use crate::ipvs::{SyncDaemon, SyncState};
+
+/// The IPv4 address of kernel interface `name` (or `name` itself if it is an address).
+pub fn iface_addr(name: &str) -> Result<Ipv4Addr, String> {
+    if let Ok(a) = name.parse::<Ipv4Addr>() {
+        return Ok(a);
+    }
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", name])
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    parse_ip_addr_show(&String::from_utf8_lossy(&out.stdout))
+        .ok_or_else(|| "No such device".to_string())
+}
+
+/// The first `inet A/len` of `ip -4 -o addr show` output.
+pub fn parse_ip_addr_show(text: &str) -> Option<Ipv4Addr> {
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "inet" {
+            let a = words.next()?;
+            return a.split('/').next()?.parse().ok();
+        }
+    }
+    None
+}
+
+/// The dataplane settings of a sync daemon.
+pub fn net_config(
+    d: &SyncDaemon,
+    iface: Ipv4Addr,
+    peer: Option<Ipv4Addr>,
+) -> Result<NetConfig, String> {
+    let IpAddr::V4(group) = d.mcast_group else {
+        return Err("IPv6 sync groups are not supported".into());
+    };
+    Ok(NetConfig {
+        syncid: d.syncid,
+        maxlen: d.sync_maxlen,
+        group,
+        port: d.mcast_port,
+        ttl: d.mcast_ttl,
+        iface: Some(iface),
+        peer: if d.state == SyncState::Master {
+            peer
+        } else {
+            None
+        },
+    })
+}
+
+/// Whether a director running `daemons` is the standby (a backup and no master).
+pub fn is_passive(daemons: &[SyncDaemon]) -> bool {
+    daemons.iter().any(|d| d.state == SyncState::Backup)
+        && !daemons.iter().any(|d| d.state == SyncState::Master)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn daemon(state: SyncState) -> SyncDaemon {
+        SyncDaemon {
+            state,
+            mcast_ifn: "s0".into(),
+            syncid: 1,
+            sync_maxlen: 1472,
+            mcast_group: "224.0.0.81".parse().unwrap(),
+            mcast_port: 8848,
+            mcast_ttl: 1,
+        }
+    }
+
+    #[test]
+    fn roles_and_settings() {
+        assert!(!is_passive(&[]));
+        assert!(is_passive(&[daemon(SyncState::Backup)]));
+        assert!(!is_passive(&[
+            daemon(SyncState::Master),
+            daemon(SyncState::Backup)
+        ]));
+        let peer = Some(Ipv4Addr::new(10, 99, 0, 2));
+        let ip = Ipv4Addr::new(10, 99, 0, 1);
+        let m = net_config(&daemon(SyncState::Master), ip, peer).unwrap();
+        assert_eq!(
+            (m.group, m.port, m.syncid, m.peer),
+            (rvs_dataplane::sync::DEFAULT_GROUP, 8848, 1, peer)
+        );
+        let b = net_config(&daemon(SyncState::Backup), ip, peer).unwrap();
+        assert_eq!(b.peer, None, "a backup listens on the group and its port");
+    }
+
+    #[test]
+    fn interface_addresses() {
+        assert_eq!(iface_addr("10.1.2.3"), Ok(Ipv4Addr::new(10, 1, 2, 3)));
+        let text = "3: s0    inet 10.99.0.1/24 brd 10.99.0.255 scope global s0\\       valid_lft forever\n";
+        assert_eq!(parse_ip_addr_show(text), Some(Ipv4Addr::new(10, 99, 0, 1)));
+        assert_eq!(parse_ip_addr_show(""), None);
+        assert_eq!(iface_addr("rvs-no-such-if0"), Err("No such device".into()));
+    }
+}

@@ -1,0 +1,35 @@
+//! Connection synchronisation between an active and a standby director, following the
+//! kernel's IPVS sync daemon (`ip_vs_sync.c`).
+//!
+//! - [`wire`]: the version 1 message (byte-compatible with the kernel; version 0 is read
+//!   too), rvs's optional FULLNAT option carrying the LIP and lport, MTU-sized batching.
+//! - [`rules`]: when the master sends a connection (`ip_vs_sync_conn_needed`).
+//! - [`net`]: the sockets (UDP to multicast 224.0.0.81:8848 by default, or a unicast
+//!   peer) and the sender/receiver threads' loops, independent of DPDK.
+//!
+//! Data flow on the master: a worker's pipeline decides per client packet whether the
+//! session must be sent ([`rules::conn_needed`]) and emits a [`SyncConn`] into a side
+//! buffer; the worker moves them into its lock-free queue to the sync thread (a full queue
+//! drops the event and counts it; a worker never blocks). The sync thread batches records
+//! into messages of at most `sync_maxlen` bytes and sends them: a full message at once, a
+//! partial one after at most [`net::PARTIAL_FLUSH`] (2 s, as the kernel).
+//!
+//! On the backup: the receiving thread decodes messages (dropping those whose size is
+//! wrong or, with a non-zero syncid, whose syncid differs), and hands each record to the
+//! worker that will own the session — the same ownership functions as the data path:
+//! the FULLNAT local port's slice owner, else the client address's hash — which installs it
+//! ([`crate::conn::ConnTable::install_synced`]).
+
+pub mod net;
+pub mod rules;
+pub mod wire;
+
+pub use rules::{SyncMark, SyncRules};
+pub use wire::{MessageBuilder, Record, SyncConn};
+
+/// The default multicast group (`IP_VS_SYNC_GROUP`, 224.0.0.81).
+pub const DEFAULT_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 81);
+/// The default UDP port (`IP_VS_SYNC_PORT`).
+pub const DEFAULT_PORT: u16 = 8848;
+/// The default message length of the master (1500 - 28).
+pub const DEFAULT_MAXLEN: u16 = 1472;

@@ -1,0 +1,645 @@
+//! The IPVS sync message, version 1 (and version 0 for reading), byte-compatible with
+//! the kernel's `ip_vs_sync.c`.
+//!
+//! ```text
+//! header 8 B: u8 reserved=0 | u8 syncid | be16 size | u8 nr_conns | s8 version=1 | be16 spare=0
+//! conn (IPv4 36 B, IPv6 72 B): u8 type (bit 0: IPv6) | u8 protocol | be16 ver_size
+//!   (version << 12 | length including options) | be32 flags | be16 state | be16 cport,
+//!   vport, dport | be32 fwmark | be32 timeout (s) | caddr, vaddr, daddr
+//! options: u8 type | u8 len | data; type | 64 marks an option a receiver may skip.
+//! Records start on 4-byte boundaries (padding counts in the message size).
+//! ```
+//! rvs adds one optional option, [`OPT_FULLNAT`] (`0x60`), carrying the FULLNAT local
+//! address and port (4 or 16 bytes, then be16); a kernel skips it as optional.
+//!
+//! Decoding never panics: every length is checked, and errors are typed ([`DecodeError`]).
+
+use crate::service::Addr;
+
+/// The protocol version this module writes.
+pub const SYNC_PROTO_VER: u8 = 1;
+/// Length of the v1 message header.
+pub const HEADER_LEN: usize = 8;
+/// Length of the v0 message header.
+pub const HEADER_V0_LEN: usize = 4;
+/// Length of an IPv4 v1 record without options.
+pub const CONN_V4_LEN: usize = 36;
+/// Length of an IPv6 v1 record without options.
+pub const CONN_V6_LEN: usize = 72;
+/// Length of a v0 record (IPv4 only) without its sequence data.
+pub const CONN_V0_LEN: usize = 24;
+/// Length of the v0 sequence data (`struct ip_vs_sync_conn_options`).
+pub const SEQ_DATA_LEN: usize = 24;
+/// Record type bit: IPv6 addresses.
+pub const STYPE_F_INET6: u8 = 1;
+/// Option: TCP sequence adjustments (`IPVS_OPT_SEQ_DATA`).
+pub const OPT_SEQ_DATA: u8 = 1;
+/// Option: persistence-engine data (`IPVS_OPT_PE_DATA`).
+pub const OPT_PE_DATA: u8 = 2;
+/// Option: persistence-engine name (`IPVS_OPT_PE_NAME`).
+pub const OPT_PE_NAME: u8 = 3;
+/// Option flag: a receiver that does not know the option skips it.
+pub const OPT_F_OPTIONAL: u8 = 64;
+/// rvs's option: the FULLNAT local address and port (optional, so kernels skip it).
+pub const OPT_FULLNAT: u8 = OPT_F_OPTIONAL | 32;
+/// Largest record rvs writes (IPv6 with the FULLNAT option, padded).
+pub const MAX_RECORD_LEN: usize = CONN_V6_LEN + 2 + 18;
+/// The kernel's `IP_VS_CONN_F_SEQ_MASK` (in and out sequence adjustments present).
+pub const F_SEQ_MASK: u32 = 0x0600;
+
+/// One synchronised connection (or persistence template) as carried by a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncConn {
+    /// IP protocol number (6 TCP, 17 UDP, 0 for fwmark templates).
+    pub protocol: u8,
+    /// IPv6 addresses (record type bit 0).
+    pub v6: bool,
+    /// IPVS conn flags (`IP_VS_CONN_F_*`, without `HASHED`).
+    pub flags: u32,
+    /// Protocol state (TCP state number; 0 for UDP and templates).
+    pub state: u16,
+    /// Client port.
+    pub cport: u16,
+    /// Virtual port.
+    pub vport: u16,
+    /// Real server port.
+    pub dport: u16,
+    /// Firewall mark.
+    pub fwmark: u32,
+    /// Full timeout of the state, seconds (0 in v0 messages: take the local table's).
+    pub timeout: u32,
+    /// Client address.
+    pub caddr: Addr,
+    /// Virtual address.
+    pub vaddr: Addr,
+    /// Real server address.
+    pub daddr: Addr,
+    /// FULLNAT local address and port (rvs's option), if any.
+    pub local: Option<(Addr, u16)>,
+}
+
+impl SyncConn {
+    /// Encoded length of this record without trailing padding.
+    pub fn encoded_len(&self) -> usize {
+        let base = if self.v6 { CONN_V6_LEN } else { CONN_V4_LEN };
+        base + self.local.map_or(0, |_| 2 + if self.v6 { 18 } else { 6 })
+    }
+}
+
+/// A decoded message header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Protocol version (0 or 1).
+    pub version: u8,
+    /// Sync id of the sender.
+    pub syncid: u8,
+    /// Number of records announced.
+    pub nr_conns: u8,
+    /// Message size announced (equals the datagram length).
+    pub size: u16,
+}
+
+/// Why a message (or a record of it) was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Shorter than a header.
+    #[error("message too short ({0} bytes)")]
+    TooShort(usize),
+    /// The header's size differs from the datagram's length (`buflen != size`).
+    #[error("size {header} in the header, {actual} received")]
+    SizeMismatch {
+        /// Size announced.
+        header: u16,
+        /// Bytes received.
+        actual: usize,
+    },
+    /// A record runs past the end of the message.
+    #[error("record {0} truncated")]
+    Truncated(u8),
+    /// A record's length field is smaller than its fixed part.
+    #[error("record {0} has a bad length")]
+    BadLength(u8),
+    /// A record has a version other than 0 in its `ver_size`.
+    #[error("record {0} has an unknown version")]
+    RecordVersion(u8),
+    /// A malformed option (zero length, past the record, duplicate, wrong size).
+    #[error("record {0} has a malformed option")]
+    BadOption(u8),
+}
+
+/// Why a well-formed record is not installed (the kernel skips it and goes on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// An unknown option without the optional flag.
+    MandatoryOption(u8),
+    /// A persistence-engine name (rvs has no persistence engines).
+    PersistenceEngine,
+}
+
+/// The message's records: decoded ones, and records skipped for a reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A record to install.
+    Conn(SyncConn),
+    /// A well-formed record the receiver skips.
+    Skipped(Skip),
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn addr(b: &[u8], at: usize, v6: bool) -> Option<Addr> {
+    if v6 {
+        let a: [u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
+        Some(Addr(a))
+    } else {
+        be32(b, at).map(Addr::from_v4_bits)
+    }
+}
+
+fn put_addr(out: &mut Vec<u8>, a: &Addr, v6: bool) {
+    if v6 {
+        out.extend_from_slice(&a.0);
+    } else {
+        out.extend_from_slice(&a.0[12..16]);
+    }
+}
+
+/// Reads a message header; checks the length and tells v1 from v0 as the kernel does
+/// (v1 only when version == 1, reserved == 0 and spare == 0).
+pub fn decode_header(buf: &[u8]) -> Result<Header, DecodeError> {
+    if buf.len() < HEADER_V0_LEN {
+        return Err(DecodeError::TooShort(buf.len()));
+    }
+    let size = be16(buf, 2).ok_or(DecodeError::TooShort(buf.len()))?;
+    if usize::from(size) != buf.len() {
+        return Err(DecodeError::SizeMismatch {
+            header: size,
+            actual: buf.len(),
+        });
+    }
+    if buf.len() >= HEADER_LEN && buf[0] == 0 && buf[5] == SYNC_PROTO_VER && buf[6..8] == [0, 0] {
+        return Ok(Header {
+            version: 1,
+            syncid: buf[1],
+            nr_conns: buf[4],
+            size,
+        });
+    }
+    Ok(Header {
+        version: 0,
+        syncid: buf[1],
+        nr_conns: buf[0],
+        size,
+    })
+}
+
+/// Decodes a whole message into `out` (cleared first), in order. On a malformed record
+/// the records before it stay in `out` and the error is returned (the kernel applies
+/// them too and drops the rest).
+pub fn decode(buf: &[u8], out: &mut Vec<Record>) -> Result<Header, DecodeError> {
+    out.clear();
+    let h = decode_header(buf)?;
+    if h.version == 0 {
+        decode_v0(buf, &h, out)?;
+    } else {
+        decode_v1(buf, &h, out)?;
+    }
+    Ok(h)
+}
+
+fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), DecodeError> {
+    let mut p = HEADER_LEN;
+    for i in 0..h.nr_conns {
+        let rec = buf.get(p..).ok_or(DecodeError::Truncated(i))?;
+        if rec.len() < CONN_V4_LEN {
+            return Err(DecodeError::Truncated(i));
+        }
+        let ver_size = be16(rec, 2).ok_or(DecodeError::Truncated(i))?;
+        if ver_size >> 12 != 0 {
+            return Err(DecodeError::RecordVersion(i));
+        }
+        let size = usize::from(ver_size & 0x0fff);
+        if size > rec.len() {
+            return Err(DecodeError::Truncated(i));
+        }
+        let rec = &rec[..size];
+        let v6 = rec[0] & STYPE_F_INET6 != 0;
+        let fixed = if v6 { CONN_V6_LEN } else { CONN_V4_LEN };
+        if size < fixed {
+            return Err(DecodeError::BadLength(i));
+        }
+        let t = DecodeError::Truncated(i);
+        let mut c = SyncConn {
+            protocol: rec[1],
+            v6,
+            flags: be32(rec, 4).ok_or(t)?,
+            state: be16(rec, 8).ok_or(t)?,
+            cport: be16(rec, 10).ok_or(t)?,
+            vport: be16(rec, 12).ok_or(t)?,
+            dport: be16(rec, 14).ok_or(t)?,
+            fwmark: be32(rec, 16).ok_or(t)?,
+            timeout: be32(rec, 20).ok_or(t)?,
+            caddr: addr(rec, 24, v6).ok_or(t)?,
+            vaddr: addr(rec, if v6 { 40 } else { 28 }, v6).ok_or(t)?,
+            daddr: addr(rec, if v6 { 56 } else { 32 }, v6).ok_or(t)?,
+            local: None,
+        };
+        let mut skip = None;
+        let mut seen = 0u32;
+        let mut q = fixed;
+        while q < size {
+            let bad = DecodeError::BadOption(i);
+            if q + 2 > size {
+                return Err(bad);
+            }
+            let (ty, len) = (rec[q], usize::from(rec[q + 1]));
+            q += 2;
+            if len == 0 || q + len > size {
+                return Err(bad);
+            }
+            let data = &rec[q..q + len];
+            let base = ty & !OPT_F_OPTIONAL;
+            if base < 32 {
+                if seen & (1 << base) != 0 {
+                    return Err(bad);
+                }
+                seen |= 1 << base;
+            }
+            match ty {
+                OPT_FULLNAT => {
+                    let want = if v6 { 18 } else { 6 };
+                    if len != want || c.local.is_some() {
+                        return Err(bad);
+                    }
+                    let a = addr(data, 0, v6).ok_or(bad)?;
+                    let port = be16(data, want - 2).ok_or(bad)?;
+                    c.local = Some((a, port));
+                }
+                _ => match base {
+                    OPT_SEQ_DATA => {
+                        if len != SEQ_DATA_LEN {
+                            return Err(bad);
+                        }
+                    }
+                    OPT_PE_DATA => {}
+                    OPT_PE_NAME => {
+                        if len > 16 {
+                            return Err(bad);
+                        }
+                        skip.get_or_insert(Skip::PersistenceEngine);
+                    }
+                    _ if ty & OPT_F_OPTIONAL != 0 => {}
+                    _ => {
+                        skip.get_or_insert(Skip::MandatoryOption(ty));
+                    }
+                },
+            }
+            q += len;
+        }
+        out.push(match skip {
+            Some(s) => Record::Skipped(s),
+            None => Record::Conn(c),
+        });
+        // Next record on a 4-byte boundary.
+        p += (size + 3) & !3;
+    }
+    Ok(())
+}
+
+fn decode_v0(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), DecodeError> {
+    let mut p = HEADER_V0_LEN;
+    for i in 0..h.nr_conns {
+        let t = DecodeError::Truncated(i);
+        let rec = buf.get(p..p + CONN_V0_LEN).ok_or(t)?;
+        let flags = u32::from(be16(rec, 20).ok_or(t)?);
+        out.push(Record::Conn(SyncConn {
+            protocol: rec[1],
+            v6: false,
+            flags,
+            state: be16(rec, 22).ok_or(t)?,
+            cport: be16(rec, 2).ok_or(t)?,
+            vport: be16(rec, 4).ok_or(t)?,
+            dport: be16(rec, 6).ok_or(t)?,
+            fwmark: 0,
+            timeout: 0,
+            caddr: addr(rec, 8, false).ok_or(t)?,
+            vaddr: addr(rec, 12, false).ok_or(t)?,
+            daddr: addr(rec, 16, false).ok_or(t)?,
+            local: None,
+        }));
+        p += CONN_V0_LEN;
+        if flags & F_SEQ_MASK != 0 {
+            if buf.len() < p + SEQ_DATA_LEN {
+                return Err(t);
+            }
+            p += SEQ_DATA_LEN;
+        }
+    }
+    Ok(())
+}
+
+/// Builds v1 messages of at most `maxlen` bytes (the sync daemon's `sync_maxlen`).
+#[derive(Debug, Clone)]
+pub struct MessageBuilder {
+    buf: Vec<u8>,
+    maxlen: usize,
+    syncid: u8,
+}
+
+impl MessageBuilder {
+    /// A builder for messages of at most `maxlen` bytes (raised to fit one record) from
+    /// `syncid`. Allocates its buffer once.
+    pub fn new(syncid: u8, maxlen: usize) -> MessageBuilder {
+        let maxlen = maxlen.clamp(HEADER_LEN + MAX_RECORD_LEN, 65507);
+        let mut b = MessageBuilder {
+            buf: Vec::with_capacity(maxlen),
+            maxlen,
+            syncid,
+        };
+        b.reset();
+        b
+    }
+
+    /// Empties the message.
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.buf
+            .extend_from_slice(&[0, self.syncid, 0, HEADER_LEN as u8, 0, SYNC_PROTO_VER, 0, 0]);
+    }
+
+    /// Records in the message.
+    pub fn len(&self) -> usize {
+        usize::from(self.buf[4])
+    }
+
+    /// True when the message holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends a record; `false` (and nothing written) when it does not fit: send
+    /// [`MessageBuilder::bytes`], [`MessageBuilder::reset`], and push again.
+    pub fn push(&mut self, c: &SyncConn) -> bool {
+        let len = c.encoded_len();
+        let pad = (4 - self.buf.len() % 4) % 4;
+        if self.buf.len() + pad + len > self.maxlen || self.buf[4] == u8::MAX {
+            return false;
+        }
+        self.buf.resize(self.buf.len() + pad, 0);
+        let b = &mut self.buf;
+        b.push(if c.v6 { STYPE_F_INET6 } else { 0 });
+        b.push(c.protocol);
+        b.extend_from_slice(&(len as u16 & 0x0fff).to_be_bytes());
+        b.extend_from_slice(&c.flags.to_be_bytes());
+        b.extend_from_slice(&c.state.to_be_bytes());
+        b.extend_from_slice(&c.cport.to_be_bytes());
+        b.extend_from_slice(&c.vport.to_be_bytes());
+        b.extend_from_slice(&c.dport.to_be_bytes());
+        b.extend_from_slice(&c.fwmark.to_be_bytes());
+        b.extend_from_slice(&c.timeout.to_be_bytes());
+        put_addr(b, &c.caddr, c.v6);
+        put_addr(b, &c.vaddr, c.v6);
+        put_addr(b, &c.daddr, c.v6);
+        if let Some((a, port)) = c.local {
+            b.push(OPT_FULLNAT);
+            b.push(if c.v6 { 18 } else { 6 });
+            put_addr(b, &a, c.v6);
+            b.extend_from_slice(&port.to_be_bytes());
+        }
+        let size = self.buf.len() as u16;
+        self.buf[2..4].copy_from_slice(&size.to_be_bytes());
+        self.buf[4] += 1;
+        true
+    }
+
+    /// The message as it goes on the wire.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// True when no further IPv4 record with the FULLNAT option would fit.
+    pub fn is_full(&self) -> bool {
+        self.buf.len() + CONN_V4_LEN + 8 > self.maxlen || self.buf[4] == u8::MAX
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The spec's hand-built example (ipvs.md §5): one DR conn, ESTABLISHED, syncid 1,
+    /// 203.0.113.5:51234 -> 192.168.1.100:80 -> 10.1.1.2:80.
+    const EXAMPLE: &str =
+        "00 01 00 2c 01 01 00 00 00 06 00 24 00 00 00 83 00 01 c8 22 00 50 00 50 \
+                           00 00 00 00 00 00 03 84 cb 00 71 05 c0 a8 01 64 0a 01 01 02";
+
+    fn hex(s: &str) -> Vec<u8> {
+        s.split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    }
+
+    fn example_conn() -> SyncConn {
+        SyncConn {
+            protocol: 6,
+            v6: false,
+            flags: 0x83, // DROUTE | NOOUTPUT
+            state: 1,    // ESTABLISHED
+            cport: 51234,
+            vport: 80,
+            dport: 80,
+            fwmark: 0,
+            timeout: 900,
+            caddr: Addr::v4(203, 0, 113, 5),
+            vaddr: Addr::v4(192, 168, 1, 100),
+            daddr: Addr::v4(10, 1, 1, 2),
+            local: None,
+        }
+    }
+
+    #[test]
+    fn encoder_writes_the_spec_example_byte_for_byte() {
+        let mut b = MessageBuilder::new(1, 1472);
+        assert!(b.push(&example_conn()));
+        assert_eq!(b.bytes(), hex(EXAMPLE).as_slice());
+        assert_eq!(b.bytes().len(), 44);
+    }
+
+    #[test]
+    fn decoder_reads_the_spec_example() {
+        let mut out = Vec::new();
+        let h = decode(&hex(EXAMPLE), &mut out).unwrap();
+        assert_eq!(
+            h,
+            Header {
+                version: 1,
+                syncid: 1,
+                nr_conns: 1,
+                size: 44
+            }
+        );
+        assert_eq!(out, vec![Record::Conn(example_conn())]);
+    }
+
+    #[test]
+    fn fullnat_option_round_trips_and_is_optional_for_kernels() {
+        let mut c = example_conn();
+        c.flags = 5;
+        c.local = Some((Addr::v4(10, 20, 0, 200), 40001));
+        let mut b = MessageBuilder::new(7, 1472);
+        assert!(b.push(&c));
+        assert!(b.push(&example_conn()));
+        let m = b.bytes().to_vec();
+        assert_eq!(m.len(), 8 + 44 + 36);
+        // The option: type 0x60 (optional flag 0x40 set), length 6, LIP, lport.
+        assert_eq!(&m[8 + 36..8 + 44], &[0x60, 6, 10, 20, 0, 200, 0x9c, 0x41]);
+        assert_eq!(
+            u16::from_be_bytes([m[10], m[11]]),
+            44,
+            "ver_size counts the option"
+        );
+        let mut out = Vec::new();
+        decode(&m, &mut out).unwrap();
+        assert_eq!(out, vec![Record::Conn(c), Record::Conn(example_conn())]);
+    }
+
+    #[test]
+    fn batching_respects_maxlen_and_record_count() {
+        let mut b = MessageBuilder::new(0, 1472);
+        let mut n = 0;
+        while b.push(&example_conn()) {
+            n += 1;
+        }
+        assert_eq!(n, (1472 - 8) / 36);
+        assert!(b.bytes().len() <= 1472);
+        assert!(b.is_full());
+        let mut big = MessageBuilder::new(0, 65507);
+        let mut n = 0;
+        while big.push(&example_conn()) {
+            n += 1;
+        }
+        assert_eq!(n, 255, "nr_conns is one byte");
+    }
+
+    #[test]
+    fn header_checks_like_the_kernel() {
+        let mut m = hex(EXAMPLE);
+        m.push(0);
+        assert_eq!(
+            decode(&m, &mut Vec::new()),
+            Err(DecodeError::SizeMismatch {
+                header: 44,
+                actual: 45
+            })
+        );
+        assert_eq!(
+            decode(&[0, 1], &mut Vec::new()),
+            Err(DecodeError::TooShort(2))
+        );
+        // spare != 0: not a v1 message; read as v0 whose record runs past the end.
+        let mut m = hex(EXAMPLE);
+        m[7] = 1;
+        let mut out = Vec::new();
+        assert!(decode(&m, &mut out).is_err() || decode_header(&m).unwrap().version == 0);
+    }
+
+    #[test]
+    fn version_0_messages_are_decoded() {
+        // v0: nr_conns 1, syncid 3, size 28; record: reserved, proto, cport, vport, dport,
+        // caddr, vaddr, daddr, be16 flags (Masq|INACTIVE), be16 state (SYN_RECV).
+        let m = hex(
+            "01 03 00 1c 00 06 c8 22 00 50 1f 90 cb 00 71 05 c0 a8 01 64 0a 01 01 02 01 00 00 03",
+        );
+        let mut out = Vec::new();
+        let h = decode(&m, &mut out).unwrap();
+        assert_eq!((h.version, h.syncid, h.nr_conns), (0, 3, 1));
+        let Record::Conn(c) = out[0] else { panic!() };
+        assert_eq!(
+            (c.cport, c.vport, c.dport, c.flags, c.state),
+            (51234, 80, 8080, 0x100, 3)
+        );
+        assert_eq!(c.daddr, Addr::v4(10, 1, 1, 2));
+        assert_eq!(c.timeout, 0, "v0 carries no timeout");
+    }
+
+    #[test]
+    fn unknown_options_mandatory_skip_optional_ignored() {
+        let mut m = hex(EXAMPLE);
+        // Record grows by an option of 4 bytes (2 header + 2 data).
+        m.extend_from_slice(&[0x45, 2, 0xaa, 0xbb]);
+        m[3] = 48;
+        m[11] = 40;
+        let mut out = Vec::new();
+        decode(&m, &mut out).unwrap();
+        assert_eq!(out, vec![Record::Conn(example_conn())]);
+        m[44] = 0x05;
+        decode(&m, &mut out).unwrap();
+        assert_eq!(out, vec![Record::Skipped(Skip::MandatoryOption(5))]);
+        m[45] = 0;
+        assert_eq!(decode(&m, &mut out), Err(DecodeError::BadOption(0)));
+    }
+
+    #[test]
+    fn ipv6_records_round_trip() {
+        let mut c = example_conn();
+        c.v6 = true;
+        c.caddr = Addr([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
+        c.vaddr = Addr([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        c.daddr = Addr([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        c.local = Some((
+            Addr([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]),
+            2048,
+        ));
+        let mut b = MessageBuilder::new(1, 1472);
+        assert!(b.push(&c));
+        assert_eq!(b.bytes().len(), 8 + 92);
+        let mut out = Vec::new();
+        decode(b.bytes(), &mut out).unwrap();
+        assert_eq!(out, vec![Record::Conn(c)]);
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut out = Vec::new();
+            let _ = decode(&data, &mut out);
+        }
+
+        #[test]
+        fn random_messages_with_a_valid_header_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..600), nr in any::<u8>()
+        ) {
+            let mut m = vec![0, 1, 0, 0, nr, 1, 0, 0];
+            m.extend_from_slice(&body);
+            let len = m.len() as u16;
+            m[2..4].copy_from_slice(&len.to_be_bytes());
+            let mut out = Vec::new();
+            let _ = decode(&m, &mut out);
+            prop_assert!(out.len() <= usize::from(nr));
+        }
+
+        #[test]
+        fn encoded_records_decode_to_themselves(
+            cport in any::<u16>(), state in 0u16..11, timeout in any::<u32>(), flags in any::<u32>(),
+            lport in proptest::option::of(any::<u16>()), n in 1usize..60
+        ) {
+            let mut c = example_conn();
+            c.cport = cport; c.state = state; c.timeout = timeout; c.flags = flags;
+            c.local = lport.map(|p| (Addr::v4(10, 2, 0, 1), p));
+            let mut b = MessageBuilder::new(9, 1472);
+            let mut pushed = 0;
+            for _ in 0..n { if b.push(&c) { pushed += 1; } }
+            let mut out = Vec::new();
+            let h = decode(b.bytes(), &mut out).unwrap();
+            prop_assert_eq!(usize::from(h.nr_conns), pushed);
+            prop_assert!(out.iter().all(|r| *r == Record::Conn(c)));
+        }
+    }
+}
