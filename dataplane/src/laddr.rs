@@ -36,8 +36,7 @@ pub fn toeplitz(key: &[u8; 40], input: &[u8]) -> u32 {
     let mut hash = 0u32;
     // A 32-bit window over the key, advanced one bit per input bit.
     let mut window = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
-    let mut next = 4usize;
-    for &byte in input.iter().take(36) {
+    for (next, &byte) in (4usize..).zip(input.iter().take(36)) {
         for bit in 0..8 {
             if byte & (0x80 >> bit) != 0 {
                 hash ^= window;
@@ -45,7 +44,6 @@ pub fn toeplitz(key: &[u8; 40], input: &[u8]) -> u32 {
             let incoming = key.get(next).map_or(0, |k| (k >> (7 - bit)) & 1);
             window = (window << 1) | u32::from(incoming);
         }
-        next += 1;
     }
     hash
 }
