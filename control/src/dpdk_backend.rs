@@ -95,6 +95,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, String> {
             devargs: p.device.clone(),
             addrs,
             mtu: if p.mtu > 0 { p.mtu as u16 } else { 1500 },
+            kernel_iface: p.exception_iface.clone(),
         });
     }
     let mut routes = Vec::new();
@@ -431,7 +432,7 @@ impl Backend for DpdkBackend {
             let c = &r.counters;
             let _ = writeln!(
                 out,
-                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={}",
+                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={}",
                 r.worker,
                 c.packets,
                 c.in_packets,
@@ -443,7 +444,9 @@ impl Backend for DpdkBackend {
                 c.echo_replies,
                 c.icmp_translated,
                 r.tx_dropped,
-                c.dropped()
+                c.dropped(),
+                r.to_kernel,
+                r.from_kernel
             );
             for (i, n) in c.drops.iter().enumerate() {
                 if *n > 0 {

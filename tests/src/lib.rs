@@ -189,6 +189,20 @@ impl Lab {
         self.exec(ns, &["ip", "addr", "add", addr, "dev", dev]);
     }
 
+    /// Keeps the kernel of `ns` off interface `dev`, which a DPDK `net_af_packet` port
+    /// uses: the kernel still sees every frame the veth receives, and with a host address
+    /// on the exception tap (same MAC as the port) it would answer those itself too
+    /// (duplicate replies). Strict reverse-path filtering (the route back is the tap) and
+    /// `arp_ignore=8` make it ignore IPv4 and ARP on `dev`. A NIC bound to DPDK needs none.
+    pub fn kernel_off(&self, ns: &str, dev: &str) {
+        for (k, v) in [("rp_filter", "1"), ("arp_ignore", "8")] {
+            self.exec(
+                ns,
+                &["sysctl", "-qw", &format!("net.ipv4.conf.{dev}.{k}={v}")],
+            );
+        }
+    }
+
     /// Sets the default route of `ns`.
     pub fn default_route(&self, ns: &str, via: Ipv4Addr) {
         self.exec(
@@ -366,11 +380,7 @@ impl Director {
         workers: usize,
         extra: &str,
     ) -> Director {
-        let dir = std::env::temp_dir().join(format!("rvs-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("director dir");
-        let socket = dir.join("rvsd.sock");
-        let mut cfg = format!("[eal]\nfile_prefix = \"rvs-{tag}\"\n\n");
+        let mut cfg = String::new();
         for (i, p) in ports.iter().enumerate() {
             let addrs: Vec<String> = p.addrs.iter().map(|a| format!("\"{a}\"")).collect();
             cfg.push_str(&format!(
@@ -380,10 +390,22 @@ impl Director {
                 addrs.join(", ")
             ));
         }
-        cfg.push_str(&format!(
-            "[workers]\ncount = {workers}\n\n[control]\nsocket = \"{}\"\n\n{extra}\n",
+        cfg.push_str(&format!("[workers]\ncount = {workers}\n\n{extra}\n"));
+        Director::start_toml(lab, ns, tag, &cfg)
+    }
+
+    /// Starts rvsd in namespace `ns` of `lab` with the configuration `body` (ports,
+    /// workers, services, sync, …; the `[eal]` file prefix and the `[control]` socket are
+    /// added here); waits (bounded) for its control socket.
+    pub fn start_toml(lab: &Lab, ns: &str, tag: &str, body: &str) -> Director {
+        let dir = std::env::temp_dir().join(format!("rvs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("director dir");
+        let socket = dir.join("rvsd.sock");
+        let cfg = format!(
+            "[eal]\nfile_prefix = \"rvs-{tag}\"\n\n[control]\nsocket = \"{}\"\n\n{body}\n",
             socket.display()
-        ));
+        );
         let cfg_path = dir.join("rvsd.toml");
         std::fs::write(&cfg_path, cfg).expect("config");
         let log = std::fs::File::create(dir.join("rvsd.log")).expect("log");
@@ -404,6 +426,17 @@ impl Director {
             std::thread::sleep(Duration::from_millis(100));
         }
         d
+    }
+
+    /// Kills rvsd hard (SIGKILL), as a crash would: no clean-up, no goodbye.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The directory holding rvsd's configuration, socket and log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// rvsd's log so far.
