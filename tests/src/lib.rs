@@ -495,9 +495,11 @@ impl Director {
 
 impl Drop for Director {
     fn drop(&mut self) {
-        // SIGTERM first: rvsd stops its ports and removes its socket.
+        // SIGTERM first: rvsd stops its ports and removes its socket (quietly: it may
+        // have been killed already).
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
