@@ -57,6 +57,9 @@ fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), String> {
 
 /// Builds the engine configuration from the rvsd configuration file.
 pub fn engine_config(cfg: &Config) -> Result<EngineConfig, String> {
+    if cfg.ports.is_empty() {
+        return Err("ports: the dataplane needs at least one [[ports]] entry (or start rvsd with --no-dataplane)".into());
+    }
     let workers = match (cfg.workers.count, cfg.workers.lcores.len()) {
         (Some(n), _) if n > 0 => n as usize,
         (_, n) if n > 0 => n,

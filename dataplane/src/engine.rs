@@ -24,6 +24,7 @@ use crossbeam::queue::ArrayQueue;
 use crate::conn::{ConnConfig, ConnEntry};
 use crate::dpdk::{
     self, lcore, Eal, LcoreId, Mbuf, MbufBatch, Mempool, Port, PortConf, QueueId, Ring, RING_SP_SC,
+    RSS_KEY,
 };
 use crate::neigh::NeighConfig;
 use crate::pipeline::{
@@ -275,6 +276,18 @@ impl Engine {
             let mac = port.mac()?;
             port_index.insert(port.id().0, i as u16);
             rx_queues.push(nrx);
+            // With RSS over several queues, FULLNAT picks lports whose replies hash to the
+            // owner's queue. rvs programs RSS_KEY; the redirection table is taken to be
+            // the drivers' default round robin over the rx queues.
+            base.rss.push(
+                (nrx > 1
+                    && info.rss_offloads != 0
+                    && usize::from(info.hash_key_size) == RSS_KEY.len())
+                .then(|| crate::laddr::RssSteer {
+                    key: RSS_KEY,
+                    reta: (0..info.reta_size.max(nrx)).map(|i| i % nrx).collect(),
+                }),
+            );
             ports.push(port);
             base.ports.push(PortNet {
                 mac,

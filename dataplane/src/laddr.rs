@@ -30,6 +30,51 @@ pub fn owner_of_port(port: u16, workers: usize) -> usize {
     }
 }
 
+/// The Toeplitz hash NICs use for RSS, over `input` with a 40-byte key (the reference
+/// algorithm of Microsoft's RSS specification; `rte_softrss` computes the same).
+pub fn toeplitz(key: &[u8; 40], input: &[u8]) -> u32 {
+    let mut hash = 0u32;
+    // A 32-bit window over the key, advanced one bit per input bit.
+    let mut window = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+    for (next, &byte) in (4usize..).zip(input.iter().take(36)) {
+        for bit in 0..8 {
+            if byte & (0x80 >> bit) != 0 {
+                hash ^= window;
+            }
+            let incoming = key.get(next).map_or(0, |k| (k >> (7 - bit)) & 1);
+            window = (window << 1) | u32::from(incoming);
+        }
+    }
+    hash
+}
+
+/// How a multi-queue port spreads received packets: the RSS key and the redirection
+/// table (queue per entry). FULLNAT uses it to prefer local ports whose replies hash to
+/// the owning worker's own queue, so no handoff is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RssSteer {
+    /// The 40-byte Toeplitz key programmed into the port.
+    pub key: [u8; 40],
+    /// Redirection table: entry `hash % len` names the rx queue.
+    pub reta: Vec<u16>,
+}
+
+impl RssSteer {
+    /// The rx queue a reply `rip:rport -> lip:lport` (TCP/UDP over IPv4) lands on.
+    pub fn reply_queue(&self, rip: Ipv4Addr, lip: Ipv4Addr, rport: u16, lport: u16) -> u16 {
+        if self.reta.is_empty() {
+            return 0;
+        }
+        let mut input = [0u8; 12];
+        input[..4].copy_from_slice(&rip.octets());
+        input[4..8].copy_from_slice(&lip.octets());
+        input[8..10].copy_from_slice(&rport.to_be_bytes());
+        input[10..12].copy_from_slice(&lport.to_be_bytes());
+        let h = toeplitz(&self.key, &input);
+        self.reta[h as usize % self.reta.len()]
+    }
+}
+
 /// One worker's slice of one LIP's ports.
 #[derive(Debug, Clone)]
 struct Slice {
@@ -114,11 +159,22 @@ impl LaddrPool {
             if s.free.is_empty() {
                 continue;
             }
+            // Inspect up to MAX_PREFERENCE_TRIES ports from the front; the ones passed over
+            // go to the back, so the front never fills up with unpreferred ports.
             let tries = s.free.len().min(MAX_PREFERENCE_TRIES);
-            let pos = (0..tries)
-                .find(|&j| s.free.get(j).is_some_and(|&p| prefer(s.addr, p)))
-                .unwrap_or(0);
-            let port = s.free.remove(pos)?;
+            let mut port = None;
+            for _ in 0..tries {
+                let p = s.free.pop_front()?;
+                if prefer(s.addr, p) {
+                    port = Some(p);
+                    break;
+                }
+                s.free.push_back(p);
+            }
+            let port = match port {
+                Some(p) => p,
+                None => s.free.pop_front()?,
+            };
             s.in_use += 1;
             self.next = (i + 1) % n;
             return Some(LocalEndpoint { addr: s.addr, port });
@@ -241,6 +297,66 @@ mod tests {
         // Nothing matches: any port is taken rather than failing.
         let ep2 = pool.alloc(|_, _| false).expect("port");
         assert_ne!(ep.port, ep2.port);
+    }
+
+    /// The verification vectors of Microsoft's RSS specification (IPv4, with ports).
+    #[test]
+    fn toeplitz_matches_the_published_vectors() {
+        const KEY: [u8; 40] = [
+            0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+            0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+            0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+        ];
+        let v = |src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16| {
+            let mut i = Vec::new();
+            i.extend_from_slice(&src);
+            i.extend_from_slice(&dst);
+            i.extend_from_slice(&sp.to_be_bytes());
+            i.extend_from_slice(&dp.to_be_bytes());
+            toeplitz(&KEY, &i)
+        };
+        assert_eq!(
+            v([66, 9, 149, 187], [161, 142, 100, 80], 2794, 1766),
+            0x51cc_c178
+        );
+        assert_eq!(
+            v([199, 92, 111, 2], [65, 69, 140, 83], 14230, 4739),
+            0xc626_b0ea
+        );
+        assert_eq!(
+            v([24, 19, 198, 95], [12, 22, 207, 184], 12898, 38024),
+            0x5c2b_394a
+        );
+        // Address-only (2-tuple) vector.
+        let mut i = Vec::new();
+        i.extend_from_slice(&[66, 9, 149, 187]);
+        i.extend_from_slice(&[161, 142, 100, 80]);
+        assert_eq!(toeplitz(&KEY, &i), 0x323e_8fc2);
+    }
+
+    #[test]
+    fn rss_preference_picks_ports_whose_replies_reach_the_owner_queue() {
+        // The key rvs programs into multi-queue ports (Microsoft's reference key).
+        const KEY: [u8; 40] = [
+            0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+            0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+            0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+        ];
+        let steer = RssSteer {
+            key: KEY,
+            reta: (0..128).map(|i| i % 2).collect(),
+        };
+        let rip = Ipv4Addr::new(10, 20, 0, 11);
+        for w in 0..2usize {
+            let mut pool = LaddrPool::new(&[LIP1], (1025, 65535), w, 2);
+            for _ in 0..50 {
+                let ep = pool
+                    .alloc(|lip, lport| usize::from(steer.reply_queue(rip, lip, 80, lport)) == w)
+                    .expect("port");
+                assert_eq!(usize::from(steer.reply_queue(rip, ep.addr, 80, ep.port)), w);
+                assert_eq!(owner_of_port(ep.port, 2), w);
+            }
+        }
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub struct NetConfig {
     pub lport_range: (u16, u16),
     /// Number of workers (port slices, client hash buckets).
     pub workers: usize,
+    /// Per port: how its NIC spreads received packets over rx queues (RSS), when it does.
+    /// FULLNAT prefers local ports whose replies land on the owner's own queue.
+    pub rss: Vec<Option<crate::laddr::RssSteer>>,
     /// Standby director: ARP for VIPs, LIPs and `floating` addresses is not answered
     /// (the active director answers; see [`crate::sync`]).
     pub passive: bool,
@@ -720,6 +723,8 @@ impl<P: PacketBuf> Core<P> {
                 };
                 let created_before = self.conns.stats().created;
                 let laddrs = &mut self.laddrs;
+                let net = &snap.net;
+                let me = self.id as u16;
                 let res = self
                     .conns
                     .resolve_in(&mut self.sched, &pm, now_ms, |rs, fk| {
@@ -738,8 +743,21 @@ impl<P: PacketBuf> Core<P> {
                         };
                         let k = if laddrs.contains_key(&key) { key } else { key0 };
                         let pool = laddrs.get_mut(&k)?;
-                        pool.alloc(|_, _| true)
-                            .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
+                        let rip = match rs.addr.to_ip() {
+                            IpAddr::V4(a) => a,
+                            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+                        };
+                        let rport = if rs.port == 0 { fk.dport } else { rs.port };
+                        // Prefer an lport whose reply hashes (RSS) to this worker's queue.
+                        pool.alloc(|lip, lport| {
+                            let steer = net
+                                .local
+                                .get(&lip)
+                                .and_then(|(_, port)| net.rss.get(usize::from(*port)))
+                                .and_then(Option::as_ref);
+                            steer.is_none_or(|r| r.reply_queue(rip, lip, rport, lport) == me)
+                        })
+                        .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
                     });
                 if let Ok(id) = res {
                     if self.conns.stats().created != created_before {

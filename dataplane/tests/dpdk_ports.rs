@@ -223,3 +223,29 @@ fn lcores_and_version_are_reported() {
     // The test threads are not EAL threads.
     assert_eq!(rvs_dataplane::dpdk::lcore::current(), None);
 }
+
+#[test]
+fn rust_toeplitz_equals_dpdk_softrss() {
+    eal();
+    let key = rvs_dataplane::dpdk::RSS_KEY;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..1000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let (src, dst) = ((x >> 32) as u32, x as u32);
+        let (sp, dp) = ((x >> 16) as u16, (x >> 48) as u16);
+        let mut words = [src, dst, (u32::from(sp) << 16) | u32::from(dp)];
+        let dpdk = rvs_dataplane::dpdk::softrss(&mut words, &key);
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&src.to_be_bytes());
+        bytes.extend_from_slice(&dst.to_be_bytes());
+        bytes.extend_from_slice(&sp.to_be_bytes());
+        bytes.extend_from_slice(&dp.to_be_bytes());
+        assert_eq!(
+            rvs_dataplane::laddr::toeplitz(&key, &bytes),
+            dpdk,
+            "tuple {words:x?}"
+        );
+    }
+}

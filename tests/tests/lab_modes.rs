@@ -428,7 +428,8 @@ fn persistence_keeps_a_client_on_one_server() {
     );
 }
 
-/// A 4 MB transfer at a bounded rate through each mode stays byte-exact while other
+/// A 4 MB transfer at a bounded rate through each mode (NAT, FULLNAT, DR, TUN) stays
+/// byte-exact while other
 /// clients come and go.
 #[test]
 fn long_lived_transfers_stay_intact_in_every_mode() {
@@ -455,12 +456,16 @@ fn long_lived_transfers_stay_intact_in_every_mode() {
     let want = sha(&www.join("blob.bin"));
     let w = www.to_string_lossy().into_owned();
 
-    for mode in ["nat", "fullnat", "dr"] {
+    for mode in ["nat", "fullnat", "dr", "tun"] {
         let prefix = format!("rml{}", &mode[..2]);
-        let (lab, vip, d) = if mode == "dr" {
+        let (lab, vip, d) = if mode == "dr" || mode == "tun" {
             let mut lab = one_segment(&prefix, false);
             for (ns, ip) in [("r1", "10.30.0.11"), ("r2", "10.30.0.12")] {
-                lab.real_server_vip(ns, VIP1, "lo");
+                if mode == "dr" {
+                    lab.real_server_vip(ns, VIP1, "lo");
+                } else {
+                    tun_real_server(&mut lab, ns, VIP1);
+                }
                 lab.spawn(
                     ns,
                     &[
@@ -502,6 +507,7 @@ fn long_lived_transfers_stay_intact_in_every_mode() {
         let svc = format!("{vip}:80");
         let (r1, r2, fwd) = match mode {
             "dr" => ("10.30.0.11:80", "10.30.0.12:80", "-g"),
+            "tun" => ("10.30.0.11:80", "10.30.0.12:80", "-i"),
             "fullnat" => ("10.20.0.11:80", "10.20.0.12:80", "-b"),
             _ => ("10.20.0.11:80", "10.20.0.12:80", "-m"),
         };
