@@ -81,6 +81,8 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, String> {
         a
     };
     if cfg.eal.no_huge && !eal_args.iter().any(|a| a == "--no-huge") {
+        // EAL refuses `--in-memory` with `--no-huge` (legacy memory).
+        eal_args.retain(|a| a != "--in-memory");
         eal_args.push("--no-huge".into());
         eal_args.push("-m512".into());
     }
