@@ -154,6 +154,9 @@ impl Lab {
     pub fn veth(&self, ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) {
         let tmp_a = format!("{}{}", self.prefix, if_a);
         let tmp_b = format!("{}{}", self.prefix, if_b);
+        // Leftovers of an interrupted run (created, never moved into a namespace).
+        run_quiet("ip", &["link", "del", &tmp_a]);
+        run_quiet("ip", &["link", "del", &tmp_b]);
         run(
             "ip",
             &[
