@@ -603,7 +603,6 @@ vip = sys.argv[1]
 tun = os.open("/dev/net/tun", os.O_RDWR)
 fcntl.ioctl(tun, 0x400454ca, struct.pack("16sH", b"tunv", 0x0001 | 0x1000))  # TUNSETIFF: IFF_TUN|IFF_NO_PI
 os.system("ip link set tunv up && ip addr add %s/32 dev tunv && sysctl -qw net.ipv4.conf.tunv.rp_filter=0" % vip)
-open("/tmp/ipip-ready-" + str(os.getpid()), "w").close()
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
 while True:
     pkt = s.recv(65535)
