@@ -86,32 +86,52 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// A new, empty lab whose namespaces are named `<prefix>-<name>`. Leftovers of an
-    /// interrupted run with the same prefix are removed first.
+    /// A new, empty lab whose namespaces are named `<prefix><xx>-<name>`, where `xx` is
+    /// derived from this process's id, so two test runs on one machine never share
+    /// namespaces or interfaces. Leftovers of interrupted runs (labs of the same prefix
+    /// whose process is gone) are removed first.
     pub fn new(prefix: &str) -> Lab {
         assert!(
             prefix.len() <= 8,
             "keep lab prefixes short (interface names are ≤ 15 bytes)"
         );
+        const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let pid = std::process::id() as usize;
+        let unique = format!(
+            "{prefix}{}{}",
+            DIGITS[pid % 36] as char,
+            DIGITS[(pid / 36) % 36] as char
+        );
         let lab = Lab {
-            prefix: prefix.to_owned(),
+            prefix: unique,
             namespaces: Vec::new(),
             children: Vec::new(),
         };
-        lab.remove_leftovers();
+        lab.remove_leftovers(prefix);
+        let _ = std::fs::write(marker(&lab.prefix), pid.to_string());
         lab
     }
 
-    fn remove_leftovers(&self) {
-        let out = Command::new("ip").args(["netns", "list"]).output();
-        if let Ok(out) = out {
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let name = line.split_whitespace().next().unwrap_or("");
-                if name.starts_with(&format!("{}-", self.prefix)) {
-                    run_quiet("ip", &["netns", "pids", name]);
-                    kill_netns_pids(name);
-                    run_quiet("ip", &["netns", "del", name]);
-                }
+    /// Removes namespaces of labs with this base prefix whose process no longer runs.
+    fn remove_leftovers(&self, base: &str) {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            let Some((lab_prefix, _)) = name.split_once('-') else {
+                continue;
+            };
+            if !lab_prefix.starts_with(base) || lab_prefix.len() != base.len() + 2 {
+                continue;
+            }
+            let owner_alive = std::fs::read_to_string(marker(lab_prefix))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if lab_prefix == self.prefix || !owner_alive {
+                kill_netns_pids(name);
+                run_quiet("ip", &["netns", "del", name]);
             }
         }
     }
@@ -328,6 +348,11 @@ S(("{bind}", {port}), H).serve_forever()
     }
 }
 
+/// The file recording which process owns a lab prefix.
+fn marker(prefix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("rvs-lab-{prefix}.pid"))
+}
+
 fn kill_netns_pids(ns: &str) {
     if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
@@ -347,6 +372,7 @@ impl Drop for Lab {
             run_quiet("ip", &["netns", "del", ns]);
         }
         let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&self.prefix));
+        let _ = std::fs::remove_file(marker(&self.prefix));
     }
 }
 
@@ -641,7 +667,6 @@ vip = sys.argv[1]
 tun = os.open("/dev/net/tun", os.O_RDWR)
 fcntl.ioctl(tun, 0x400454ca, struct.pack("16sH", b"tunv", 0x0001 | 0x1000))  # TUNSETIFF: IFF_TUN|IFF_NO_PI
 os.system("ip link set tunv up && ip addr add %s/32 dev tunv && sysctl -qw net.ipv4.conf.tunv.rp_filter=0" % vip)
-open("/tmp/ipip-ready-" + str(os.getpid()), "w").close()
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
 while True:
     pkt = s.recv(65535)
