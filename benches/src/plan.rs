@@ -207,6 +207,7 @@ pub fn engine_config(
         devargs: client_dev.to_owned(),
         addrs: vec![DIP_CLIENT],
         mtu: 1500,
+        kernel_iface: None,
     }];
     match server_dev {
         Some(dev) => ports.push(PortSpec {
@@ -214,6 +215,7 @@ pub fn engine_config(
             devargs: dev.to_owned(),
             addrs: vec![DIP_SERVER],
             mtu: 1500,
+            kernel_iface: None,
         }),
         // One-armed: real servers on the client port.
         None => ports[0].addrs.push(DIP_SERVER),
@@ -223,6 +225,7 @@ pub fn engine_config(
         devargs: warm_dev.to_owned(),
         addrs: Vec::new(),
         mtu: 1500,
+        kernel_iface: None,
     });
     EngineConfig {
         eal_args,

@@ -149,6 +149,12 @@ pub struct Port {
     /// Use the NIC's checksum offload when it has one (default on).
     #[serde(default = "yes")]
     pub checksum_offload: bool,
+    /// Exception path: a kernel tap interface of this name (e.g. `"rvs0"`) is created for
+    /// the port; what the dataplane does not handle on the port (ARP and traffic for host
+    /// addresses, VRRP, routing protocols, ...) goes to the kernel through it, and what
+    /// the kernel sends on it leaves through the port. Give the tap the host's addresses.
+    #[serde(default)]
+    pub exception_iface: Option<String>,
 }
 
 fn one() -> i64 {
@@ -551,6 +557,26 @@ impl Config {
             if p.device.is_empty() {
                 return Err(ConfigError::invalid(f("device"), "must not be empty"));
             }
+            if let Some(t) = &p.exception_iface {
+                if t.is_empty()
+                    || t.len() > 15
+                    || t.contains(|c: char| c == '/' || c == ',' || c == '=' || c.is_whitespace())
+                {
+                    return Err(ConfigError::invalid(
+                        f("exception_iface"),
+                        format!("{t:?} is not an interface name (1 to 15 bytes, no '/', ',', '=' or spaces)"),
+                    ));
+                }
+                if self.ports[..i]
+                    .iter()
+                    .any(|o| o.exception_iface.as_deref() == Some(t.as_str()))
+                {
+                    return Err(ConfigError::invalid(
+                        f("exception_iface"),
+                        format!("{t:?} is used by another port"),
+                    ));
+                }
+            }
             range(f("rx_queues"), p.rx_queues, 1, 1024)?;
             range(f("tx_queues"), p.tx_queues, 1, 1024)?;
             range(f("mtu"), p.mtu, 68, 9216)?;
@@ -858,6 +884,36 @@ mod tests {
         assert_eq!(s.real[0].weight, 1);
         assert_eq!(s.real[0].forward, Forward::Route);
         assert_eq!(s.real[0].endpoint(80), Some("10.0.0.1:80".parse().unwrap()));
+    }
+
+    #[test]
+    fn exception_iface_is_an_interface_name() {
+        let port = |t: &str| {
+            format!("[[ports]]\nname = \"a\"\ndevice = \"net_null0\"\nexception_iface = \"{t}\"\n")
+        };
+        let c = Config::from_str(&port("rvs0")).unwrap();
+        assert_eq!(c.ports[0].exception_iface.as_deref(), Some("rvs0"));
+        assert!(
+            Config::from_str("[[ports]]\nname = \"a\"\ndevice = \"net_null0\"\n")
+                .unwrap()
+                .ports[0]
+                .exception_iface
+                .is_none()
+        );
+        for bad in ["", "a-very-long-interface", "a,b", "x y", "a/b"] {
+            assert!(
+                err(&port(bad)).starts_with("ports[0].exception_iface: "),
+                "{bad:?}"
+            );
+        }
+        let two = format!(
+            "{}[[ports]]\nname = \"b\"\ndevice = \"net_null1\"\nexception_iface = \"rvs0\"\n",
+            port("rvs0")
+        );
+        assert_eq!(
+            err(&two),
+            "ports[1].exception_iface: \"rvs0\" is used by another port"
+        );
     }
 
     fn err(text: &str) -> String {

@@ -81,6 +81,8 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, String> {
         a
     };
     if cfg.eal.no_huge && !eal_args.iter().any(|a| a == "--no-huge") {
+        // EAL refuses `--in-memory` with `--no-huge` (legacy memory).
+        eal_args.retain(|a| a != "--in-memory");
         eal_args.push("--no-huge".into());
         eal_args.push("-m512".into());
     }
@@ -98,6 +100,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, String> {
             devargs: p.device.clone(),
             addrs,
             mtu: if p.mtu > 0 { p.mtu as u16 } else { 1500 },
+            kernel_iface: p.exception_iface.clone(),
         });
     }
     let mut routes = Vec::new();
@@ -434,7 +437,7 @@ impl Backend for DpdkBackend {
             let c = &r.counters;
             let _ = writeln!(
                 out,
-                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={}",
+                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={}",
                 r.worker,
                 c.packets,
                 c.in_packets,
@@ -446,7 +449,9 @@ impl Backend for DpdkBackend {
                 c.echo_replies,
                 c.icmp_translated,
                 r.tx_dropped,
-                c.dropped()
+                c.dropped(),
+                r.to_kernel,
+                r.from_kernel
             );
             for (i, n) in c.drops.iter().enumerate() {
                 if *n > 0 {

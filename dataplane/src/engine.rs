@@ -29,7 +29,8 @@ use crate::dpdk::{
 use crate::neigh::NeighConfig;
 use crate::pipeline::{
     announced_addresses, build_arp_request, build_gratuitous_arp, sync_owner, Core, Counters,
-    DestTraffic, LocalKind, NeighUpdate, NetConfig, Out, PortNet, Snapshot, SyncCounters,
+    DestTraffic, DropReason, LocalKind, NeighUpdate, NetConfig, Out, PortNet, Snapshot,
+    SyncCounters,
 };
 use crate::route::{Route, RouteTable};
 use crate::service::{self, DestId, ServiceKey};
@@ -49,6 +50,12 @@ pub struct PortSpec {
     pub addrs: Vec<(Ipv4Addr, u8)>,
     /// L3 MTU.
     pub mtu: u16,
+    /// Exception path: the name of a kernel tap interface (DPDK `net_tap`, created with
+    /// the port's MAC) that receives what the pipeline does not own on this port (ARP not
+    /// answered by the dataplane, traffic for no VIP/LIP/DIP and no session, other
+    /// protocols: VRRP, BGP, SSH to a host address, ...) and whose output leaves through
+    /// this port unchanged. `None`: such packets are dropped.
+    pub kernel_iface: Option<String>,
 }
 
 /// How to start the engine.
@@ -85,6 +92,11 @@ pub struct WorkerReport {
     pub handoff_in: u64,
     /// Packets that could not be handed off (ring full) or sent (tx queue full).
     pub tx_dropped: u64,
+    /// Exception path: packets passed to a port's kernel tap (also counted as drops of
+    /// their reason, `not-for-us` or `unsupported`, or as consumed ARP).
+    pub to_kernel: u64,
+    /// Exception path: packets the kernel sent on a tap, transmitted on its port.
+    pub from_kernel: u64,
     /// Per real server: ActiveConn, InActConn, PersistConn and traffic.
     pub dests: Vec<(DestId, [u32; 3], DestTraffic)>,
     /// Sessions (and templates) in the table.
@@ -142,6 +154,13 @@ struct Shared {
     port_index: Vec<Option<u16>>,
     ports: Vec<Port>,
     rx_queues: Vec<u16>,
+    /// Exception-path taps; output index of tap `k` is `ports.len() + k`.
+    taps: Vec<Port>,
+    /// Per tap: its RX queues and the rvs port it belongs to.
+    tap_rx_queues: Vec<u16>,
+    tap_port: Vec<u16>,
+    /// Per rvs port: the output index of its tap.
+    tap_of: Vec<Option<usize>>,
     /// Source address of ARP requests per port.
     arp_src: Mutex<Vec<Option<Ipv4Addr>>>,
     workers: usize,
@@ -204,7 +223,12 @@ impl Engine {
                 lcores.len()
             )));
         }
-        let nports = cfg.ports.len().max(1) as u32;
+        let ntaps = cfg
+            .ports
+            .iter()
+            .filter(|p| p.kernel_iface.is_some())
+            .count();
+        let nports = (cfg.ports.len() + ntaps).max(1) as u32;
         let mbufs = cfg
             .mbufs
             .max(nports * (2048 + 1024) * workers as u32 + 8191);
@@ -289,6 +313,49 @@ impl Engine {
         }
         base.routes = RouteTable::new(routes);
 
+        // Exception path: one kernel tap per port that asks for it, with the port's MAC
+        // (the kernel then answers ARP for its host addresses with the port's MAC).
+        let mut taps = Vec::new();
+        let mut tap_rx_queues = Vec::new();
+        let mut tap_port = Vec::new();
+        let mut tap_of = vec![None; cfg.ports.len()];
+        for (i, spec) in cfg.ports.iter().enumerate() {
+            let Some(iface) = &spec.kernel_iface else {
+                continue;
+            };
+            let m = base.ports[i].mac;
+            let devargs = format!(
+                "net_tap_rvs{i},iface={iface},mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            );
+            let name = devargs.split(',').next().unwrap_or(&devargs).to_owned();
+            let mut tap = match Port::by_name(&name) {
+                Ok(p) => p,
+                Err(_) => Port::attach(&devargs)?,
+            };
+            let info = tap.info()?;
+            if usize::from(info.max_tx_queues) < workers {
+                return Err(EngineError::Config(format!(
+                    "port {} exception tap {iface}: {workers} workers need {workers} tx queues, the driver has {}",
+                    spec.name, info.max_tx_queues
+                )));
+            }
+            let nq = (workers as u16).min(info.max_rx_queues.max(1));
+            let conf = PortConf {
+                rx_queues: nq,
+                tx_queues: workers as u16,
+                rx_desc: 512,
+                tx_desc: 512,
+                ..PortConf::default()
+            };
+            tap.configure(&conf, &pool)?;
+            tap.start()?;
+            tap_of[i] = Some(ports.len() + taps.len());
+            tap_rx_queues.push(nq);
+            tap_port.push(i as u16);
+            taps.push(tap);
+        }
+
         let mut rings = Vec::with_capacity(workers * workers);
         for s in 0..workers {
             for d in 0..workers {
@@ -309,6 +376,10 @@ impl Engine {
             port_index,
             ports,
             rx_queues,
+            taps,
+            tap_rx_queues,
+            tap_port,
+            tap_of,
             arp_src: Mutex::new(arp_src),
             workers,
             conn_capacity: cfg.conn_capacity,
@@ -599,7 +670,7 @@ impl Engine {
         for &lc in &self.lcores {
             lcore::wait(lc);
         }
-        for p in &self.shared.ports {
+        for p in self.shared.ports.iter().chain(&self.shared.taps) {
             p.stop()?;
         }
         Ok(())
@@ -616,9 +687,18 @@ fn now_ms(start: u64, hz: u64) -> u64 {
     dpdk::rdtsc().wrapping_sub(start) / (hz / 1000).max(1)
 }
 
+impl Shared {
+    /// Output `i`: a port, or (from `ports.len()` on) an exception tap.
+    fn out_port(&self, i: usize) -> Option<&Port> {
+        self.ports
+            .get(i)
+            .or_else(|| self.taps.get(i.wrapping_sub(self.ports.len())))
+    }
+}
+
 fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
     let n = sh.workers;
-    let nports = sh.ports.len();
+    let nports = sh.ports.len() + sh.taps.len();
     let mut core: Core<Mbuf> = Core::new(
         w,
         ConnConfig::new(sh.conn_capacity.max(1024)),
@@ -630,6 +710,8 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
     let mut handoff: Vec<MbufBatch> = (0..n).map(|_| MbufBatch::new()).collect();
     let mut handoff_in = 0u64;
     let mut tx_dropped = 0u64;
+    let mut to_kernel = 0u64;
+    let mut from_kernel = 0u64;
     let hz = dpdk::tsc_hz().max(1000);
     let start = dpdk::rdtsc();
     let tick_every = hz / 100;
@@ -648,18 +730,20 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
         sh: &Shared,
         w: usize,
         tx_dropped: &mut u64,
+        to_kernel: &mut u64,
     ) {
-        match out {
-            Out::Tx(m, port) => {
-                let p = usize::from(port);
-                if let Some(b) = tx.get_mut(p) {
-                    if b.is_full() {
-                        let (_, d) = sh.ports[p].tx_burst(QueueId(w as u16), b);
-                        *tx_dropped += d as u64;
-                    }
-                    let _ = b.push(m);
+        // Pushes `m` on output `p` (a port or a tap), flushing a full batch first.
+        fn push(m: Mbuf, p: usize, tx: &mut [MbufBatch], sh: &Shared, w: usize, dropped: &mut u64) {
+            if let (Some(b), Some(port)) = (tx.get_mut(p), sh.out_port(p)) {
+                if b.is_full() {
+                    let (_, d) = port.tx_burst(QueueId(w as u16), b);
+                    *dropped += d as u64;
                 }
+                let _ = b.push(m);
             }
+        }
+        match out {
+            Out::Tx(m, port) => push(m, usize::from(port), tx, sh, w, tx_dropped),
             Out::Handoff(m, owner) => {
                 if let Some(b) = handoff.get_mut(owner) {
                     if b.is_full() {
@@ -671,7 +755,23 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                     let _ = b.push(m);
                 }
             }
-            Out::Drop(m, _) | Out::Consumed(m) => drop(m),
+            // Exception path: what the pipeline does not own goes to the port's kernel tap.
+            Out::Drop(m, DropReason::NotForUs | DropReason::Unsupported) | Out::Consumed(m) => {
+                let tap = sh
+                    .port_index
+                    .get(&m.port())
+                    .and_then(|&p| sh.tap_of.get(usize::from(p)))
+                    .copied()
+                    .flatten();
+                match tap {
+                    Some(t) => {
+                        *to_kernel += 1;
+                        push(m, t, tx, sh, w, tx_dropped);
+                    }
+                    None => drop(m),
+                }
+            }
+            Out::Drop(m, _) => drop(m),
             Out::Held => {}
         }
     }
@@ -696,7 +796,13 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
         while let Some(cmd) = sh.inboxes[w].pop() {
             match cmd {
                 Command::Report(reply) => {
-                    let _ = reply.try_send(report(&core, w, handoff_in, tx_dropped));
+                    let _ = reply.try_send(report(
+                        &core,
+                        w,
+                        handoff_in,
+                        tx_dropped,
+                        [to_kernel, from_kernel],
+                    ));
                 }
                 Command::Connections(reply) => {
                     let _ = reply.try_send(core.conns().list(now).collect());
@@ -726,6 +832,7 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                                             sh,
                                             w,
                                             &mut tx_dropped,
+                                            &mut to_kernel,
                                         );
                                     }
                                 }
@@ -762,7 +869,15 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                     .flatten()
                     .unwrap_or(p as u16);
                 let out = core.process(m, in_port, now, true);
-                route(out, &mut tx, &mut handoff, sh, w, &mut tx_dropped);
+                route(
+                    out,
+                    &mut tx,
+                    &mut handoff,
+                    sh,
+                    w,
+                    &mut tx_dropped,
+                    &mut to_kernel,
+                );
                 if let Some((port, len)) = core.take_generated() {
                     if let Some(m) = pool.alloc_with(&core.scratch()[..len]) {
                         route(
@@ -772,9 +887,29 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                             sh,
                             w,
                             &mut tx_dropped,
+                            &mut to_kernel,
                         );
                     }
                 }
+            }
+        }
+        // Exception path: what the kernel sends on a tap leaves through its port unchanged.
+        for (k, tap) in sh.taps.iter().enumerate() {
+            if (w as u16) >= sh.tap_rx_queues[k] || tap.rx_burst(QueueId(w as u16), &mut rx) == 0 {
+                continue;
+            }
+            let port = sh.tap_port[k];
+            for m in rx.drain() {
+                from_kernel += 1;
+                route(
+                    Out::Tx(m, port),
+                    &mut tx,
+                    &mut handoff,
+                    sh,
+                    w,
+                    &mut tx_dropped,
+                    &mut to_kernel,
+                );
             }
         }
         // Packets other workers received for us.
@@ -796,7 +931,15 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                     .flatten()
                     .unwrap_or(0);
                 let out = core.process(m, in_port, now, false);
-                route(out, &mut tx, &mut handoff, sh, w, &mut tx_dropped);
+                route(
+                    out,
+                    &mut tx,
+                    &mut handoff,
+                    sh,
+                    w,
+                    &mut tx_dropped,
+                    &mut to_kernel,
+                );
             }
         }
         // Side outputs: ARP requests, released packets, learned neighbours.
@@ -815,6 +958,7 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                             sh,
                             w,
                             &mut tx_dropped,
+                            &mut to_kernel,
                         );
                     }
                 }
@@ -828,6 +972,7 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                 sh,
                 w,
                 &mut tx_dropped,
+                &mut to_kernel,
             );
         }
         let mut sync_lost = 0u64;
@@ -849,8 +994,8 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
 
         // Flush.
         for (p, b) in tx.iter_mut().enumerate() {
-            if !b.is_empty() {
-                let (_, d) = sh.ports[p].tx_burst(QueueId(w as u16), b);
+            if let (false, Some(port)) = (b.is_empty(), sh.out_port(p)) {
+                let (_, d) = port.tx_burst(QueueId(w as u16), b);
                 tx_dropped += d as u64;
             }
         }
@@ -885,7 +1030,13 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
     drop(core);
 }
 
-fn report(core: &Core<Mbuf>, w: usize, handoff_in: u64, tx_dropped: u64) -> WorkerReport {
+fn report(
+    core: &Core<Mbuf>,
+    w: usize,
+    handoff_in: u64,
+    tx_dropped: u64,
+    [to_kernel, from_kernel]: [u64; 2],
+) -> WorkerReport {
     let rt = core.conns().dests();
     let dests = core
         .dest_traffic()
@@ -909,6 +1060,8 @@ fn report(core: &Core<Mbuf>, w: usize, handoff_in: u64, tx_dropped: u64) -> Work
         counters: core.counters().clone(),
         handoff_in,
         tx_dropped,
+        to_kernel,
+        from_kernel,
         dests,
         sessions: core.conns().len(),
         laddrs,

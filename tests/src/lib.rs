@@ -86,32 +86,52 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// A new, empty lab whose namespaces are named `<prefix>-<name>`. Leftovers of an
-    /// interrupted run with the same prefix are removed first.
+    /// A new, empty lab whose namespaces are named `<prefix><xx>-<name>`, where `xx` is
+    /// derived from this process's id, so two test runs on one machine never share
+    /// namespaces or interfaces. Leftovers of interrupted runs (labs of the same prefix
+    /// whose process is gone) are removed first.
     pub fn new(prefix: &str) -> Lab {
         assert!(
             prefix.len() <= 8,
             "keep lab prefixes short (interface names are ≤ 15 bytes)"
         );
+        const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let pid = std::process::id() as usize;
+        let unique = format!(
+            "{prefix}{}{}",
+            DIGITS[pid % 36] as char,
+            DIGITS[(pid / 36) % 36] as char
+        );
         let lab = Lab {
-            prefix: prefix.to_owned(),
+            prefix: unique,
             namespaces: Vec::new(),
             children: Vec::new(),
         };
-        lab.remove_leftovers();
+        lab.remove_leftovers(prefix);
+        let _ = std::fs::write(marker(&lab.prefix), pid.to_string());
         lab
     }
 
-    fn remove_leftovers(&self) {
-        let out = Command::new("ip").args(["netns", "list"]).output();
-        if let Ok(out) = out {
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let name = line.split_whitespace().next().unwrap_or("");
-                if name.starts_with(&format!("{}-", self.prefix)) {
-                    run_quiet("ip", &["netns", "pids", name]);
-                    kill_netns_pids(name);
-                    run_quiet("ip", &["netns", "del", name]);
-                }
+    /// Removes namespaces of labs with this base prefix whose process no longer runs.
+    fn remove_leftovers(&self, base: &str) {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            let Some((lab_prefix, _)) = name.split_once('-') else {
+                continue;
+            };
+            if !lab_prefix.starts_with(base) || lab_prefix.len() != base.len() + 2 {
+                continue;
+            }
+            let owner_alive = std::fs::read_to_string(marker(lab_prefix))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if lab_prefix == self.prefix || !owner_alive {
+                kill_netns_pids(name);
+                run_quiet("ip", &["netns", "del", name]);
             }
         }
     }
@@ -154,6 +174,9 @@ impl Lab {
     pub fn veth(&self, ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) {
         let tmp_a = format!("{}{}", self.prefix, if_a);
         let tmp_b = format!("{}{}", self.prefix, if_b);
+        // Leftovers of an interrupted run (created, never moved into a namespace).
+        run_quiet("ip", &["link", "del", &tmp_a]);
+        run_quiet("ip", &["link", "del", &tmp_b]);
         run(
             "ip",
             &[
@@ -187,6 +210,20 @@ impl Lab {
     /// Adds `addr` (with prefix, e.g. `10.0.0.2/24`) to `dev` in `ns`.
     pub fn addr(&self, ns: &str, dev: &str, addr: &str) {
         self.exec(ns, &["ip", "addr", "add", addr, "dev", dev]);
+    }
+
+    /// Keeps the kernel of `ns` off interface `dev`, which a DPDK `net_af_packet` port
+    /// uses: the kernel still sees every frame the veth receives, and with a host address
+    /// on the exception tap (same MAC as the port) it would answer those itself too
+    /// (duplicate replies). Strict reverse-path filtering (the route back is the tap) and
+    /// `arp_ignore=8` make it ignore IPv4 and ARP on `dev`. A NIC bound to DPDK needs none.
+    pub fn kernel_off(&self, ns: &str, dev: &str) {
+        for (k, v) in [("rp_filter", "1"), ("arp_ignore", "8")] {
+            self.exec(
+                ns,
+                &["sysctl", "-qw", &format!("net.ipv4.conf.{dev}.{k}={v}")],
+            );
+        }
     }
 
     /// Sets the default route of `ns`.
@@ -311,6 +348,11 @@ S(("{bind}", {port}), H).serve_forever()
     }
 }
 
+/// The file recording which process owns a lab prefix.
+fn marker(prefix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("rvs-lab-{prefix}.pid"))
+}
+
 fn kill_netns_pids(ns: &str) {
     if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
@@ -330,6 +372,7 @@ impl Drop for Lab {
             run_quiet("ip", &["netns", "del", ns]);
         }
         let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&self.prefix));
+        let _ = std::fs::remove_file(marker(&self.prefix));
     }
 }
 
@@ -366,11 +409,7 @@ impl Director {
         workers: usize,
         extra: &str,
     ) -> Director {
-        let dir = std::env::temp_dir().join(format!("rvs-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("director dir");
-        let socket = dir.join("rvsd.sock");
-        let mut cfg = format!("[eal]\nfile_prefix = \"rvs-{tag}\"\n\n");
+        let mut cfg = String::new();
         for (i, p) in ports.iter().enumerate() {
             let addrs: Vec<String> = p.addrs.iter().map(|a| format!("\"{a}\"")).collect();
             cfg.push_str(&format!(
@@ -380,10 +419,22 @@ impl Director {
                 addrs.join(", ")
             ));
         }
-        cfg.push_str(&format!(
-            "[workers]\ncount = {workers}\n\n[control]\nsocket = \"{}\"\n\n{extra}\n",
+        cfg.push_str(&format!("[workers]\ncount = {workers}\n\n{extra}\n"));
+        Director::start_toml(lab, ns, tag, &cfg)
+    }
+
+    /// Starts rvsd in namespace `ns` of `lab` with the configuration `body` (ports,
+    /// workers, services, sync, …; the `[eal]` file prefix and the `[control]` socket are
+    /// added here); waits (bounded) for its control socket.
+    pub fn start_toml(lab: &Lab, ns: &str, tag: &str, body: &str) -> Director {
+        let dir = std::env::temp_dir().join(format!("rvs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("director dir");
+        let socket = dir.join("rvsd.sock");
+        let cfg = format!(
+            "[eal]\nfile_prefix = \"rvs-{tag}\"\n\n[control]\nsocket = \"{}\"\n\n{body}\n",
             socket.display()
-        ));
+        );
         let cfg_path = dir.join("rvsd.toml");
         std::fs::write(&cfg_path, cfg).expect("config");
         let log = std::fs::File::create(dir.join("rvsd.log")).expect("log");
@@ -404,6 +455,17 @@ impl Director {
             std::thread::sleep(Duration::from_millis(100));
         }
         d
+    }
+
+    /// Kills rvsd hard (SIGKILL), as a crash would: no clean-up, no goodbye.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The directory holding rvsd's configuration, socket and log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// rvsd's log so far.
@@ -462,9 +524,11 @@ impl Director {
 
 impl Drop for Director {
     fn drop(&mut self) {
-        // SIGTERM first: rvsd stops its ports and removes its socket.
+        // SIGTERM first: rvsd stops its ports and removes its socket (quietly: it may
+        // have been killed already).
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -603,7 +667,6 @@ vip = sys.argv[1]
 tun = os.open("/dev/net/tun", os.O_RDWR)
 fcntl.ioctl(tun, 0x400454ca, struct.pack("16sH", b"tunv", 0x0001 | 0x1000))  # TUNSETIFF: IFF_TUN|IFF_NO_PI
 os.system("ip link set tunv up && ip addr add %s/32 dev tunv && sysctl -qw net.ipv4.conf.tunv.rp_filter=0" % vip)
-open("/tmp/ipip-ready-" + str(os.getpid()), "w").close()
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
 while True:
     pkt = s.recv(65535)

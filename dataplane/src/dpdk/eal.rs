@@ -120,7 +120,7 @@ pub fn hugepages_free_bytes() -> u64 {
 }
 
 /// EAL arguments for running rvs on virtual devices on this machine: in-memory (no
-/// runtime files, so several processes can run at once), the given `--file-prefix`, main
+/// runtime files; not with `--no-huge`, which EAL refuses with it), the given `--file-prefix`, main
 /// lcore plus `workers` more, no PCI scan, and the `--no-huge` fallback when fewer than
 /// `mem_mb` MiB of free hugepages can be had. `vdevs` are added as `--vdev` arguments.
 pub fn default_eal_args(
@@ -151,6 +151,9 @@ pub fn default_eal_args(
         "--no-telemetry".to_owned(),
     ];
     if hugepages_free_bytes() < mem_mb * 1024 * 1024 {
+        // `--no-huge` implies legacy memory, which EAL refuses together with
+        // `--in-memory`: the fallback keeps its (per file prefix) runtime files.
+        args.retain(|a| a != "--in-memory");
         args.push("--no-huge".to_owned());
         args.push(format!("-m{mem_mb}"));
     }

@@ -1,0 +1,282 @@
+//! Session sync under load: two rvsd processes (own DPDK `--file-prefix`, own namespace)
+//! as in `lab_failover.rs`; a client creates thousands of short UDP sessions per second
+//! through the active director; the standby's session count must follow the active one's.
+//! The test prints the measured lag (how long after the load stops the standby reaches
+//! the active director's count) and the loss (sessions the standby never got).
+//!
+//! Topology (prefix `rsl`):
+//! ```text
+//!  c  c0 10.10.0.2 ── sw:brc ──┬── da d0 [dpdk0 10.10.0.3 + 10.10.0.1, VIP 10.10.0.100]
+//!                              └── db d0 [dpdk0 10.10.0.4 + 10.10.0.1]
+//!  r1 10.20.0.11 (gateway 10.20.0.1) ── sw:brs ──┬── da d1 [10.20.0.3 + 10.20.0.1]
+//!                                                └── db d1 [10.20.0.4 + 10.20.0.1]
+//!  da s0 10.99.0.1 ──── db s0 10.99.0.2      (kernel veth: the sync network)
+//! ```
+//! Needs root; skipped where network namespaces cannot be made.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rvs_tests::{bin, can_build_labs, Lab};
+
+const VIP: &str = "10.10.0.100";
+
+struct Director {
+    child: Child,
+    socket: PathBuf,
+    dir: PathBuf,
+}
+
+impl Director {
+    fn rvsadm(&self, args: &[&str]) -> String {
+        let out = Command::new(bin("rvsadm"))
+            .args(args)
+            .env("RVS_SOCKET", &self.socket)
+            .output()
+            .expect("rvsadm");
+        assert!(
+            out.status.success(),
+            "rvsadm {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sessions in the table, summed over the workers (`rvsadm --dataplane`).
+    fn sessions(&self) -> u64 {
+        self.rvsadm(&["--dataplane"])
+            .lines()
+            .filter(|l| l.starts_with("worker "))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("sessions="))
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .sum()
+    }
+}
+
+impl Drop for Director {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_rvsd(lab: &Lab, ns: &str, own: u8, sync: &str) -> Director {
+    let tag = format!("rsl{ns}");
+    let dir = std::env::temp_dir().join(format!("rvs-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let socket = dir.join("rvsd.sock");
+    let cfg = format!(
+        r#"
+[eal]
+file_prefix = "rvs-{tag}"
+
+[[ports]]
+name = "dpdk0"
+device = "net_af_packet_{tag}0,iface=d0"
+addresses = ["10.10.0.{own}/24", "10.10.0.1/24"]
+
+[[ports]]
+name = "dpdk1"
+device = "net_af_packet_{tag}1,iface=d1"
+addresses = ["10.20.0.{own}/24", "10.20.0.1/24"]
+
+[workers]
+count = 2
+
+[control]
+socket = "{}"
+
+{sync}
+"#,
+        socket.display()
+    );
+    let cfg_path = dir.join("rvsd.toml");
+    std::fs::write(&cfg_path, cfg).expect("config");
+    let log = std::fs::File::create(dir.join("rvsd.log")).expect("log");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns(ns)])
+        .arg(bin("rvsd"))
+        .arg("--config")
+        .arg(&cfg_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("rvsd");
+    let d = Director { child, socket, dir };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d.socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "rvsd did not start: {}",
+            std::fs::read_to_string(d.dir.join("rvsd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d
+}
+
+/// The client: `rate` new UDP flows per second to `vip:port` for `secs` seconds; prints
+/// the flows sent. Each flow is a socket bound to its own source port (10000 + n: random
+/// ephemeral ports would collide, and a collision is the same session) and sends three
+/// datagrams: IPVS's sync rules send a UDP session to the standby at its third packet
+/// (`sync_threshold` 3), so a one-datagram flow is never synced (by design).
+const FLOOD: &str = r#"
+import socket, sys, time
+vip, port, rate, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+start = time.time(); sent = 0
+while True:
+    now = time.time()
+    if now - start >= secs: break
+    due = int((now - start) * rate)
+    while sent < due:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("", 10000 + sent))
+            for _ in range(3):
+                s.sendto(b"q", (vip, port))
+        except OSError:
+            pass
+        sent += 1
+        s.close()
+    time.sleep(0.001)
+print(sent)
+"#;
+
+fn configure(d: &Director) {
+    let svc = format!("{VIP}:53");
+    d.rvsadm(&["-A", "-u", &svc, "-s", "rr"]);
+    d.rvsadm(&["-a", "-u", &svc, "-r", "10.20.0.11:5353", "-m"]);
+}
+
+#[test]
+fn standby_session_count_follows_under_load() {
+    if !can_build_labs() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let mut lab = Lab::new("rsl");
+    for ns in ["c", "sw", "da", "db", "r1"] {
+        lab.add_ns(ns);
+    }
+    lab.veth("c", "c0", "sw", "c0p");
+    lab.veth("da", "d0", "sw", "a0p");
+    lab.veth("db", "d0", "sw", "b0p");
+    lab.veth("da", "d1", "sw", "a1p");
+    lab.veth("db", "d1", "sw", "b1p");
+    lab.veth("r1", "r0", "sw", "r1p");
+    lab.veth("da", "s0", "db", "s1");
+    lab.bridge("sw", "brc", &["c0p", "a0p", "b0p"]);
+    lab.bridge("sw", "brs", &["a1p", "b1p", "r1p"]);
+    lab.addr("c", "c0", "10.10.0.2/24");
+    lab.addr("r1", "r0", "10.20.0.11/24");
+    lab.default_route("r1", "10.20.0.1".parse().unwrap());
+    lab.addr("da", "s0", "10.99.0.1/24");
+    lab.addr("db", "s1", "10.99.0.2/24");
+
+    let a = start_rvsd(&lab, "da", 3, "");
+    let b = start_rvsd(
+        &lab,
+        "db",
+        4,
+        "[sync]\nstate = \"backup\"\nmcast_interface = \"s1\"\nsyncid = 9\n",
+    );
+    configure(&a);
+    configure(&b);
+    a.rvsadm(&[
+        "--start-daemon",
+        "master",
+        "--mcast-interface",
+        "s0",
+        "--syncid",
+        "9",
+    ]);
+    // Resolve the VIP first so no flow waits for ARP.
+    let ping = lab.try_exec("c", &["ping", "-c", "1", "-W", "2", VIP]);
+    assert!(ping.status.success(), "ping VIP");
+
+    let (rate, secs) = (3000u64, 6u64);
+    let ns = lab.ns("c");
+    let flood = Command::new("ip")
+        .args(["netns", "exec", &ns, "python3", "-c", FLOOD, VIP, "53"])
+        .arg(rate.to_string())
+        .arg(secs.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("flood client");
+    // Sample both directors during the load.
+    let t0 = Instant::now();
+    let mut samples = Vec::new();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        let (na, nb) = (a.sessions(), b.sessions());
+        samples.push((t0.elapsed().as_secs_f64(), na, nb));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = flood.wait_with_output().expect("flood client");
+    let sent: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let load_end = Instant::now();
+    // After the load: the standby catches up (bounded: 10 s).
+    let active = a.sessions();
+    let mut standby = b.sessions();
+    let mut lag = None;
+    while load_end.elapsed() < Duration::from_secs(10) {
+        standby = b.sessions();
+        if standby >= active {
+            lag = Some(load_end.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = load_end.elapsed();
+    for (t, na, nb) in &samples {
+        eprintln!("t={t:5.1}s active={na:6} standby={nb:6}");
+    }
+    let loss = active.saturating_sub(standby);
+    eprintln!(
+        "sync under load: {sent} UDP flows in {secs} s ({} flows/s offered); active {active} sessions, standby {standby}; lag after the load: {}; loss {loss} ({:.2}%)",
+        sent / secs.max(1),
+        match lag {
+            Some(l) => format!("{:.2} s", l.as_secs_f64()),
+            None => format!("> {:.1} s (not caught up)", after.as_secs_f64()),
+        },
+        100.0 * loss as f64 / active.max(1) as f64
+    );
+    eprintln!("active:\n{}", a.rvsadm(&["--dataplane"]));
+    eprintln!("standby:\n{}", b.rvsadm(&["--dataplane"]));
+    assert!(sent >= rate * secs / 2, "the client sent only {sent} flows");
+    assert!(
+        active >= sent * 9 / 10,
+        "the active director holds {active} of {sent} flows"
+    );
+    assert!(
+        standby * 100 >= active * 95,
+        "the standby holds {standby} of the active director's {active} sessions"
+    );
+    // During the load the standby followed (not only at the end).
+    let mid = samples
+        .iter()
+        .filter(|(_, na, _)| *na > 1000)
+        .all(|(_, na, nb)| nb * 100 >= na * 50);
+    assert!(mid, "the standby lagged during the load: {samples:?}");
+}
