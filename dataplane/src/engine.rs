@@ -759,8 +759,10 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
             Out::Drop(m, DropReason::NotForUs | DropReason::Unsupported) | Out::Consumed(m) => {
                 let tap = sh
                     .port_index
-                    .get(&m.port())
-                    .and_then(|&p| sh.tap_of.get(usize::from(p)))
+                    .get(usize::from(m.port()))
+                    .copied()
+                    .flatten()
+                    .and_then(|p| sh.tap_of.get(usize::from(p)))
                     .copied()
                     .flatten();
                 match tap {
