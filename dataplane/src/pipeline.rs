@@ -872,10 +872,7 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
-        let (daddr, dport, fwd) = (s.daddr(), s.dport(), s.fwd());
-        let (vaddr, vport) = (s.vaddr(), s.vport());
-        let (laddr, lport) = (s.laddr(), s.lport());
-        let (caddr, cport) = (s.caddr(), s.cport());
+        let (daddr, fwd) = (s.daddr(), s.fwd());
         let IpAddr::V4(rip) = daddr.to_ip() else {
             return self.drop(pkt, DropReason::Unsupported);
         };
@@ -898,20 +895,16 @@ impl<P: PacketBuf> Core<P> {
             dst: EthernetAddress(mac.unwrap_or([0; 6])),
         };
         let params = match fwd {
-            FwdMethod::Masq => Params::Nat(forward::NatParams {
-                virt: wire::Endpoint::new(vaddr.to_ip(), vport),
-                real: wire::Endpoint::new(daddr.to_ip(), dport),
-                macs,
-                csum: port.csum,
-            }),
-            FwdMethod::FullNat => Params::FullNat(forward::FullNatParams {
-                client: wire::Endpoint::new(caddr.to_ip(), cport),
-                virt: wire::Endpoint::new(vaddr.to_ip(), vport),
-                local: wire::Endpoint::new(laddr.to_ip(), lport),
-                real: wire::Endpoint::new(daddr.to_ip(), dport),
-                macs,
-                csum: port.csum,
-            }),
+            FwdMethod::Masq | FwdMethod::FullNat => {
+                match self
+                    .conns
+                    .get(id)
+                    .and_then(|s| nat_params(s, macs, port.csum))
+                {
+                    Some(p) => p,
+                    None => return self.drop(pkt, DropReason::NoSession),
+                }
+            }
             FwdMethod::Tunnel => {
                 let dip = snap
                     .net
@@ -969,10 +962,7 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
-        let fwd = s.fwd();
-        let (caddr, cport, vaddr, vport) = (s.caddr(), s.cport(), s.vaddr(), s.vport());
-        let (daddr, dport, laddr, lport) = (s.daddr(), s.dport(), s.laddr(), s.lport());
-        let IpAddr::V4(cip) = caddr.to_ip() else {
+        let IpAddr::V4(cip) = s.caddr().to_ip() else {
             return self.drop(pkt, DropReason::Unsupported);
         };
         let Some(nh) = snap.net.routes.lookup(cip) else {
@@ -986,22 +976,9 @@ impl<P: PacketBuf> Core<P> {
             src: EthernetAddress(port.mac),
             dst: EthernetAddress(mac.unwrap_or([0; 6])),
         };
-        let params = match fwd {
-            FwdMethod::Masq => Params::Nat(forward::NatParams {
-                virt: wire::Endpoint::new(vaddr.to_ip(), vport),
-                real: wire::Endpoint::new(daddr.to_ip(), dport),
-                macs,
-                csum: port.csum,
-            }),
-            FwdMethod::FullNat => Params::FullNat(forward::FullNatParams {
-                client: wire::Endpoint::new(caddr.to_ip(), cport),
-                virt: wire::Endpoint::new(vaddr.to_ip(), vport),
-                local: wire::Endpoint::new(laddr.to_ip(), lport),
-                real: wire::Endpoint::new(daddr.to_ip(), dport),
-                macs,
-                csum: port.csum,
-            }),
-            _ => return self.drop(pkt, DropReason::NotForUs),
+        let csum = port.csum;
+        let Some(params) = self.conns.get(id).and_then(|s| nat_params(s, macs, csum)) else {
+            return self.drop(pkt, DropReason::NotForUs);
         };
         let len = pkt.len() as u64;
         match params.reply(&mut pkt, meta) {
@@ -1054,10 +1031,7 @@ impl<P: PacketBuf> Core<P> {
             let Some(s) = self.conns.get(id) else {
                 return self.drop(pkt, DropReason::NoSession);
             };
-            let fwd = s.fwd();
-            let (caddr, cport, vaddr, vport) = (s.caddr(), s.cport(), s.vaddr(), s.vport());
-            let (daddr, dport, laddr, lport) = (s.daddr(), s.dport(), s.laddr(), s.lport());
-            let IpAddr::V4(cip) = caddr.to_ip() else {
+            let IpAddr::V4(cip) = s.caddr().to_ip() else {
                 return self.drop(pkt, DropReason::Unsupported);
             };
             let Some(nh) = snap.net.routes.lookup(cip) else {
@@ -1071,29 +1045,13 @@ impl<P: PacketBuf> Core<P> {
                 src: EthernetAddress(port.mac),
                 dst: EthernetAddress(mac.unwrap_or([0; 6])),
             };
-            let res = match fwd {
-                FwdMethod::Masq => icmp::nat_reply(
-                    &mut pkt,
-                    meta,
-                    &forward::NatParams {
-                        virt: wire::Endpoint::new(vaddr.to_ip(), vport),
-                        real: wire::Endpoint::new(daddr.to_ip(), dport),
-                        macs,
-                        csum: port.csum,
-                    },
-                ),
-                FwdMethod::FullNat => icmp::fullnat_reply(
-                    &mut pkt,
-                    meta,
-                    &forward::FullNatParams {
-                        client: wire::Endpoint::new(caddr.to_ip(), cport),
-                        virt: wire::Endpoint::new(vaddr.to_ip(), vport),
-                        local: wire::Endpoint::new(laddr.to_ip(), lport),
-                        real: wire::Endpoint::new(daddr.to_ip(), dport),
-                        macs,
-                        csum: port.csum,
-                    },
-                ),
+            let res = match self
+                .conns
+                .get(id)
+                .and_then(|s| nat_params(s, macs, port.csum))
+            {
+                Some(Params::Nat(p)) => icmp::nat_reply(&mut pkt, meta, &p),
+                Some(Params::FullNat(p)) => icmp::fullnat_reply(&mut pkt, meta, &p),
                 _ => return self.drop(pkt, DropReason::NotForUs),
             };
             return match res {
@@ -1254,6 +1212,30 @@ pub fn announced_addresses(net: &NetConfig) -> Vec<(u16, Ipv4Addr)> {
         .collect();
     v.sort();
     v
+}
+
+/// The NAT or FULLNAT rewrite parameters of a session (`None` for the other modes): the
+/// same for requests, replies and ICMP errors about the session.
+fn nat_params(s: &crate::conn::Session, macs: MacRewrite, csum: ChecksumMode) -> Option<Params> {
+    let virt = wire::Endpoint::new(s.vaddr().to_ip(), s.vport());
+    let real = wire::Endpoint::new(s.daddr().to_ip(), s.dport());
+    match s.fwd() {
+        FwdMethod::Masq => Some(Params::Nat(forward::NatParams {
+            virt,
+            real,
+            macs,
+            csum,
+        })),
+        FwdMethod::FullNat => Some(Params::FullNat(forward::FullNatParams {
+            client: wire::Endpoint::new(s.caddr().to_ip(), s.cport()),
+            virt,
+            local: wire::Endpoint::new(s.laddr().to_ip(), s.lport()),
+            real,
+            macs,
+            csum,
+        })),
+        _ => None,
+    }
 }
 
 /// The worker owning a client address.
