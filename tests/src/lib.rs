@@ -696,3 +696,159 @@ while True:
         panic!("the IPIP decapsulator did not come up in {ns}");
     }
 }
+
+/// Shared pieces of the active/standby tests (`lab_failover`, `lab_keepalived`): a
+/// streaming server and client whose per-connection progress can be read while a director
+/// is killed, and the lab services.
+pub mod failover {
+    use std::time::{Duration, Instant};
+
+    use super::topo::VIP2;
+    use super::{Director, Lab};
+
+    /// A real server streaming to every client: 1000 bytes every 50 ms, reading what the
+    /// client sends.
+    pub const STREAM_SERVER: &str = r#"
+import socket, threading, time, sys
+def serve(c):
+    c.setblocking(False)
+    try:
+        while True:
+            try:
+                if c.recv(65536) == b"": return
+            except BlockingIOError:
+                pass
+            c.setblocking(True); c.sendall(b"x" * 1000); c.setblocking(False)
+            time.sleep(0.05)
+    except OSError:
+        return
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 9000)); s.listen(128)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+    /// The client: `n` long-lived connections to each port, a line every 100 ms from each,
+    /// bytes received per connection written to a status file every 200 ms (with every
+    /// error: a reset or a close counts as one).
+    pub const STREAM_CLIENT: &str = r#"
+import socket, select, time, json, sys
+vip, ports, n, path, secs = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+conns = []
+for p in ports:
+    for i in range(n):
+        s = socket.create_connection((vip, int(p)), timeout=5)
+        s.setblocking(False)
+        conns.append({"port": int(p), "sock": s, "bytes": 0, "err": None, "local": s.getsockname()[1]})
+end = time.time() + secs; last = 0; lastw = 0
+while time.time() < end:
+    live = [c for c in conns if c["err"] is None]
+    r, _, _ = select.select([c["sock"] for c in live], [], [], 0.05)
+    for c in live:
+        if c["sock"] in r:
+            try:
+                d = c["sock"].recv(65536)
+                if not d: c["err"] = "closed"
+                c["bytes"] += len(d)
+            except BlockingIOError:
+                pass
+            except OSError as e:
+                c["err"] = str(e)
+    now = time.time()
+    if now - last > 0.1:
+        last = now
+        for c in live:
+            try: c["sock"].send(b"ping\n")
+            except BlockingIOError: pass
+            except OSError as e: c["err"] = str(e)
+    if now - lastw > 0.2:
+        lastw = now
+        st = [{"port": c["port"], "local": c["local"], "bytes": c["bytes"], "err": c["err"]} for c in conns]
+        open(path + ".tmp", "w").write(json.dumps(st)); import os; os.replace(path + ".tmp", path)
+"#;
+
+    /// One client connection as the streaming client reports it.
+    #[derive(Debug, Clone)]
+    pub struct ConnStatus {
+        /// Server port.
+        pub port: u16,
+        /// Client port.
+        pub local: u16,
+        /// Bytes received so far.
+        pub bytes: u64,
+        /// The error that ended it, if any.
+        pub err: Option<String>,
+    }
+
+    /// Parses the client's status file (a JSON list; parsed by hand to keep the test crate's
+    /// dependencies as they are).
+    pub fn status(path: &std::path::Path) -> Vec<ConnStatus> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.split('{')
+            .skip(1)
+            .filter_map(|o| {
+                let field = |k: &str| -> Option<String> {
+                    let at = o.find(&format!("\"{k}\": "))? + k.len() + 4;
+                    let rest = &o[at..];
+                    let end = rest.find([',', '}']).unwrap_or(rest.len());
+                    Some(rest[..end].trim().to_owned())
+                };
+                let err = field("err")?;
+                Some(ConnStatus {
+                    port: field("port")?.parse().ok()?,
+                    local: field("local")?.parse().ok()?,
+                    bytes: field("bytes")?.parse().ok()?,
+                    err: (err != "null").then_some(err),
+                })
+            })
+            .collect()
+    }
+
+    /// Waits (bounded) until `ok` holds; panics naming `what` after `secs` seconds.
+    pub fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The MAC of `dev` in `ns`.
+    pub fn mac(lab: &Lab, ns: &str, dev: &str) -> String {
+        String::from_utf8_lossy(
+            &lab.exec(ns, &["cat", &format!("/sys/class/net/{dev}/address")])
+                .stdout,
+        )
+        .trim()
+        .to_owned()
+    }
+
+    /// `ip neigh show ip` in `ns`.
+    pub fn neigh(lab: &Lab, ns: &str, ip: &str) -> String {
+        String::from_utf8_lossy(&lab.exec(ns, &["ip", "neigh", "show", ip]).stdout).into_owned()
+    }
+
+    /// The lab services of the failover tests: NAT on VIP:80 and FULLNAT (LIP 10.20.0.200) on
+    /// VIP:81, rr over rs1/rs2 port 9000.
+    pub fn configure(d: &Director) {
+        let nat = format!("{VIP2}:80");
+        let fnat = format!("{VIP2}:81");
+        d.rvsadm(&["-A", "-t", &nat, "-s", "rr"]);
+        d.rvsadm(&["-a", "-t", &nat, "-r", "10.20.0.11:9000", "-m"]);
+        d.rvsadm(&["-a", "-t", &nat, "-r", "10.20.0.12:9000", "-m"]);
+        d.rvsadm(&["-A", "-t", &fnat, "-s", "rr"]);
+        d.rvsadm(&["-a", "-t", &fnat, "-r", "10.20.0.11:9000", "-b"]);
+        d.rvsadm(&["-a", "-t", &fnat, "-r", "10.20.0.12:9000", "-b"]);
+        d.rvsadm(&["--add-laddr", "-z", "10.20.0.200", "-t", &fnat]);
+    }
+
+    /// The ESTABLISHED sessions of a director (`-Lnc` without the expiry column).
+    pub fn established(d: &Director) -> Vec<String> {
+        d.rvsadm(&["-Lnc"])
+            .lines()
+            .filter(|l| l.contains("ESTABLISHED"))
+            .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+}

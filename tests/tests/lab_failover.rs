@@ -17,78 +17,23 @@
 //! after which the new active director sends gratuitous ARP for those addresses.
 //! Needs root; skipped where network namespaces cannot be made.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rvs_tests::{bin, can_build_labs, Lab};
+use rvs_tests::failover::{
+    configure, established, mac, neigh, status, wait_for, ConnStatus, STREAM_CLIENT, STREAM_SERVER,
+};
+use rvs_tests::{can_build_labs, Director, Lab};
 
 const VIP: &str = "10.10.0.100";
 
-struct Director {
-    child: Child,
-    socket: PathBuf,
-    dir: PathBuf,
-}
-
-impl Director {
-    fn rvsadm(&self, args: &[&str]) -> String {
-        let out = Command::new(bin("rvsadm"))
-            .args(args)
-            .env("RVS_SOCKET", &self.socket)
-            .output()
-            .expect("rvsadm");
-        assert!(
-            out.status.success(),
-            "rvsadm {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn kill_hard(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn established(&self) -> Vec<String> {
-        self.rvsadm(&["-Lnc"])
-            .lines()
-            .filter(|l| l.contains("ESTABLISHED"))
-            .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
-            .collect()
-    }
-}
-
-impl Drop for Director {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn start_rvsd(lab: &Lab, ns: &str, own: u8, sync: &str) -> Director {
     let tag = format!("rsy{ns}");
-    let dir = std::env::temp_dir().join(format!("rvs-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let socket = dir.join("rvsd.sock");
-    let cfg = format!(
-        r#"
-[eal]
-file_prefix = "rvs-{tag}"
-
+    Director::start_toml(
+        lab,
+        ns,
+        &tag,
+        &format!(
+            r#"
 [[ports]]
 name = "dpdk0"
 device = "net_af_packet_{tag}0,iface=d0"
@@ -102,164 +47,10 @@ addresses = ["10.20.0.{own}/24", "10.20.0.1/24"]
 [workers]
 count = 2
 
-[control]
-socket = "{}"
-
 {sync}
-"#,
-        socket.display()
-    );
-    let cfg_path = dir.join("rvsd.toml");
-    std::fs::write(&cfg_path, cfg).expect("config");
-    let log = std::fs::File::create(dir.join("rvsd.log")).expect("log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns(ns)])
-        .arg(bin("rvsd"))
-        .arg("--config")
-        .arg(&cfg_path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("rvsd");
-    let d = Director { child, socket, dir };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !d.socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "rvsd did not start: {}",
-            std::fs::read_to_string(d.dir.join("rvsd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    d
-}
-
-/// A real server streaming to every client: 1000 bytes every 50 ms, reading what the
-/// client sends.
-const STREAM_SERVER: &str = r#"
-import socket, threading, time, sys
-def serve(c):
-    c.setblocking(False)
-    try:
-        while True:
-            try:
-                if c.recv(65536) == b"": return
-            except BlockingIOError:
-                pass
-            c.setblocking(True); c.sendall(b"x" * 1000); c.setblocking(False)
-            time.sleep(0.05)
-    except OSError:
-        return
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 9000)); s.listen(128)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
-
-/// The client: `n` long-lived connections to each port, a line every 100 ms from each,
-/// bytes received per connection written to a status file every 200 ms (with every
-/// error: a reset or a close counts as one).
-const STREAM_CLIENT: &str = r#"
-import socket, select, time, json, sys
-vip, ports, n, path, secs = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
-conns = []
-for p in ports:
-    for i in range(n):
-        s = socket.create_connection((vip, int(p)), timeout=5)
-        s.setblocking(False)
-        conns.append({"port": int(p), "sock": s, "bytes": 0, "err": None, "local": s.getsockname()[1]})
-end = time.time() + secs; last = 0; lastw = 0
-while time.time() < end:
-    live = [c for c in conns if c["err"] is None]
-    r, _, _ = select.select([c["sock"] for c in live], [], [], 0.05)
-    for c in live:
-        if c["sock"] in r:
-            try:
-                d = c["sock"].recv(65536)
-                if not d: c["err"] = "closed"
-                c["bytes"] += len(d)
-            except BlockingIOError:
-                pass
-            except OSError as e:
-                c["err"] = str(e)
-    now = time.time()
-    if now - last > 0.1:
-        last = now
-        for c in live:
-            try: c["sock"].send(b"ping\n")
-            except BlockingIOError: pass
-            except OSError as e: c["err"] = str(e)
-    if now - lastw > 0.2:
-        lastw = now
-        st = [{"port": c["port"], "local": c["local"], "bytes": c["bytes"], "err": c["err"]} for c in conns]
-        open(path + ".tmp", "w").write(json.dumps(st)); import os; os.replace(path + ".tmp", path)
-"#;
-
-#[derive(Debug, Clone)]
-struct ConnStatus {
-    port: u16,
-    local: u16,
-    bytes: u64,
-    err: Option<String>,
-}
-
-/// Parses the client's status file (a JSON list; parsed by hand to keep the test crate's
-/// dependencies as they are).
-fn status(path: &std::path::Path) -> Vec<ConnStatus> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.split('{')
-        .skip(1)
-        .filter_map(|o| {
-            let field = |k: &str| -> Option<String> {
-                let at = o.find(&format!("\"{k}\": "))? + k.len() + 4;
-                let rest = &o[at..];
-                let end = rest.find([',', '}']).unwrap_or(rest.len());
-                Some(rest[..end].trim().to_owned())
-            };
-            let err = field("err")?;
-            Some(ConnStatus {
-                port: field("port")?.parse().ok()?,
-                local: field("local")?.parse().ok()?,
-                bytes: field("bytes")?.parse().ok()?,
-                err: (err != "null").then_some(err),
-            })
-        })
-        .collect()
-}
-
-fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn mac(lab: &Lab, ns: &str, dev: &str) -> String {
-    String::from_utf8_lossy(
-        &lab.exec(ns, &["cat", &format!("/sys/class/net/{dev}/address")])
-            .stdout,
+"#
+        ),
     )
-    .trim()
-    .to_owned()
-}
-
-fn neigh(lab: &Lab, ns: &str, ip: &str) -> String {
-    String::from_utf8_lossy(&lab.exec(ns, &["ip", "neigh", "show", ip]).stdout).into_owned()
-}
-
-fn configure(d: &Director) {
-    let nat = format!("{VIP}:80");
-    let fnat = format!("{VIP}:81");
-    d.rvsadm(&["-A", "-t", &nat, "-s", "rr"]);
-    d.rvsadm(&["-a", "-t", &nat, "-r", "10.20.0.11:9000", "-m"]);
-    d.rvsadm(&["-a", "-t", &nat, "-r", "10.20.0.12:9000", "-m"]);
-    d.rvsadm(&["-A", "-t", &fnat, "-s", "rr"]);
-    d.rvsadm(&["-a", "-t", &fnat, "-r", "10.20.0.11:9000", "-b"]);
-    d.rvsadm(&["-a", "-t", &fnat, "-r", "10.20.0.12:9000", "-b"]);
-    d.rvsadm(&["--add-laddr", "-z", "10.20.0.200", "-t", &fnat]);
 }
 
 #[test]
@@ -348,10 +139,10 @@ fn standby_takes_over_established_nat_and_fullnat_connections() {
     });
     // The standby holds them all (sent at packet 3; a partial message waits ≤ 2 s).
     wait_for("the standby's synced sessions", 10, || {
-        b.established().len() >= 8
+        established(&b).len() >= 8
     });
-    let on_a = a.established();
-    let on_b = b.established();
+    let on_a = established(&a);
+    let on_b = established(&b);
     for row in &on_a {
         assert!(on_b.contains(row), "{row} synced: {on_b:?}");
     }

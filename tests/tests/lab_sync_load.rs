@@ -14,78 +14,21 @@
 //! ```
 //! Needs root; skipped where network namespaces cannot be made.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rvs_tests::{bin, can_build_labs, Lab};
+use rvs_tests::{can_build_labs, Director, Lab};
 
 const VIP: &str = "10.10.0.100";
 
-struct Director {
-    child: Child,
-    socket: PathBuf,
-    dir: PathBuf,
-}
-
-impl Director {
-    fn rvsadm(&self, args: &[&str]) -> String {
-        let out = Command::new(bin("rvsadm"))
-            .args(args)
-            .env("RVS_SOCKET", &self.socket)
-            .output()
-            .expect("rvsadm");
-        assert!(
-            out.status.success(),
-            "rvsadm {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Sessions in the table, summed over the workers (`rvsadm --dataplane`).
-    fn sessions(&self) -> u64 {
-        self.rvsadm(&["--dataplane"])
-            .lines()
-            .filter(|l| l.starts_with("worker "))
-            .filter_map(|l| {
-                l.split_whitespace()
-                    .find_map(|kv| kv.strip_prefix("sessions="))
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-            .sum()
-    }
-}
-
-impl Drop for Director {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn start_rvsd(lab: &Lab, ns: &str, own: u8, sync: &str) -> Director {
     let tag = format!("rsl{ns}");
-    let dir = std::env::temp_dir().join(format!("rvs-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let socket = dir.join("rvsd.sock");
-    let cfg = format!(
-        r#"
-[eal]
-file_prefix = "rvs-{tag}"
-
+    Director::start_toml(
+        lab,
+        ns,
+        &tag,
+        &format!(
+            r#"
 [[ports]]
 name = "dpdk0"
 device = "net_af_packet_{tag}0,iface=d0"
@@ -99,37 +42,10 @@ addresses = ["10.20.0.{own}/24", "10.20.0.1/24"]
 [workers]
 count = 2
 
-[control]
-socket = "{}"
-
 {sync}
-"#,
-        socket.display()
-    );
-    let cfg_path = dir.join("rvsd.toml");
-    std::fs::write(&cfg_path, cfg).expect("config");
-    let log = std::fs::File::create(dir.join("rvsd.log")).expect("log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns(ns)])
-        .arg(bin("rvsd"))
-        .arg("--config")
-        .arg(&cfg_path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("rvsd");
-    let d = Director { child, socket, dir };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !d.socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "rvsd did not start: {}",
-            std::fs::read_to_string(d.dir.join("rvsd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    d
+"#
+        ),
+    )
 }
 
 /// The client: `rate` new UDP flows per second to `vip:port` for `secs` seconds; prints
@@ -226,7 +142,7 @@ fn standby_session_count_follows_under_load() {
     let t0 = Instant::now();
     let mut samples = Vec::new();
     while t0.elapsed() < Duration::from_secs(secs) {
-        let (na, nb) = (a.sessions(), b.sessions());
+        let (na, nb) = (a.counter("sessions"), b.counter("sessions"));
         samples.push((t0.elapsed().as_secs_f64(), na, nb));
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -237,11 +153,11 @@ fn standby_session_count_follows_under_load() {
         .unwrap_or(0);
     let load_end = Instant::now();
     // After the load: the standby catches up (bounded: 10 s).
-    let active = a.sessions();
-    let mut standby = b.sessions();
+    let active = a.counter("sessions");
+    let mut standby = b.counter("sessions");
     let mut lag = None;
     while load_end.elapsed() < Duration::from_secs(10) {
-        standby = b.sessions();
+        standby = b.counter("sessions");
         if standby >= active {
             lag = Some(load_end.elapsed());
             break;
