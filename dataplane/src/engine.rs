@@ -256,23 +256,13 @@ impl Engine {
                 Ok(p) => p,
                 Err(_) => Port::attach(&devargs)?,
             };
-            let info = port.info()?;
-            if usize::from(info.max_tx_queues) < workers {
-                return Err(EngineError::Config(format!(
-                    "port {} ({}): {workers} workers need {workers} tx queues, the driver has {}",
-                    spec.name, devargs, info.max_tx_queues
-                )));
-            }
-            let nrx = (workers as u16).min(info.max_rx_queues.max(1));
-            let conf = PortConf {
-                rx_queues: nrx,
-                tx_queues: workers as u16,
-                rx_desc: 1024,
-                tx_desc: 1024,
-                ..PortConf::default()
-            };
-            port.configure(&conf, &pool)?;
-            port.start()?;
+            let (info, nrx) = start_port(
+                &mut port,
+                &format!("port {} ({devargs})", spec.name),
+                workers,
+                1024,
+                &pool,
+            )?;
             let mac = port.mac()?;
             let pid = usize::from(port.id().0);
             if port_index.len() <= pid {
@@ -333,23 +323,13 @@ impl Engine {
                 Ok(p) => p,
                 Err(_) => Port::attach(&devargs)?,
             };
-            let info = tap.info()?;
-            if usize::from(info.max_tx_queues) < workers {
-                return Err(EngineError::Config(format!(
-                    "port {} exception tap {iface}: {workers} workers need {workers} tx queues, the driver has {}",
-                    spec.name, info.max_tx_queues
-                )));
-            }
-            let nq = (workers as u16).min(info.max_rx_queues.max(1));
-            let conf = PortConf {
-                rx_queues: nq,
-                tx_queues: workers as u16,
-                rx_desc: 512,
-                tx_desc: 512,
-                ..PortConf::default()
-            };
-            tap.configure(&conf, &pool)?;
-            tap.start()?;
+            let (_, nq) = start_port(
+                &mut tap,
+                &format!("port {} exception tap {iface}", spec.name),
+                workers,
+                512,
+                &pool,
+            )?;
             tap_of[i] = Some(ports.len() + taps.len());
             tap_rx_queues.push(nq);
             tap_port.push(i as u16);
@@ -681,6 +661,36 @@ impl Drop for Engine {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+/// Configures and starts a port for `workers` workers: one tx queue per worker (refused,
+/// naming `what`, when the driver has fewer), as many rx queues as the driver allows up to
+/// one per worker. Returns the driver's info and the rx queue count.
+fn start_port(
+    port: &mut Port,
+    what: &str,
+    workers: usize,
+    desc: u16,
+    pool: &Mempool,
+) -> Result<(dpdk::PortInfo, u16), EngineError> {
+    let info = port.info()?;
+    if usize::from(info.max_tx_queues) < workers {
+        return Err(EngineError::Config(format!(
+            "{what}: {workers} workers need {workers} tx queues, the driver has {}",
+            info.max_tx_queues
+        )));
+    }
+    let nrx = (workers as u16).min(info.max_rx_queues.max(1));
+    let conf = PortConf {
+        rx_queues: nrx,
+        tx_queues: workers as u16,
+        rx_desc: desc,
+        tx_desc: desc,
+        ..PortConf::default()
+    };
+    port.configure(&conf, pool)?;
+    port.start()?;
+    Ok((info, nrx))
 }
 
 fn now_ms(start: u64, hz: u64) -> u64 {

@@ -843,6 +843,35 @@ while time.time() < end:
         d.rvsadm(&["--add-laddr", "-z", "10.20.0.200", "-t", &fnat]);
     }
 
+    /// A director of the two-director labs: ports d0 (10.10.0.`own`, plus the floating
+    /// 10.10.0.1) and d1 (10.20.0.`own`, plus the floating 10.20.0.1), two workers, and the
+    /// given `[sync]` section.
+    pub fn start_director(lab: &Lab, ns: &str, tag: &str, own: u8, sync: &str) -> Director {
+        Director::start_toml(
+            lab,
+            ns,
+            tag,
+            &format!(
+                r#"
+[[ports]]
+name = "dpdk0"
+device = "net_af_packet_{tag}0,iface=d0"
+addresses = ["10.10.0.{own}/24", "10.10.0.1/24"]
+
+[[ports]]
+name = "dpdk1"
+device = "net_af_packet_{tag}1,iface=d1"
+addresses = ["10.20.0.{own}/24", "10.20.0.1/24"]
+
+[workers]
+count = 2
+
+{sync}
+"#
+            ),
+        )
+    }
+
     /// The ESTABLISHED sessions of a director (`-Lnc` without the expiry column).
     pub fn established(d: &Director) -> Vec<String> {
         d.rvsadm(&["-Lnc"])

@@ -22,30 +22,7 @@ use rvs_tests::{can_build_labs, Director, Lab};
 const VIP: &str = "10.10.0.100";
 
 fn start_rvsd(lab: &Lab, ns: &str, own: u8, sync: &str) -> Director {
-    let tag = format!("rsl{ns}");
-    Director::start_toml(
-        lab,
-        ns,
-        &tag,
-        &format!(
-            r#"
-[[ports]]
-name = "dpdk0"
-device = "net_af_packet_{tag}0,iface=d0"
-addresses = ["10.10.0.{own}/24", "10.10.0.1/24"]
-
-[[ports]]
-name = "dpdk1"
-device = "net_af_packet_{tag}1,iface=d1"
-addresses = ["10.20.0.{own}/24", "10.20.0.1/24"]
-
-[workers]
-count = 2
-
-{sync}
-"#
-        ),
-    )
+    rvs_tests::failover::start_director(lab, ns, &format!("rsl{ns}"), own, sync)
 }
 
 /// The client: `rate` new UDP flows per second to `vip:port` for `secs` seconds; prints
