@@ -28,7 +28,7 @@ use crate::dpdk::{
 };
 use crate::neigh::NeighConfig;
 use crate::pipeline::{
-    announced_addresses, build_arp_request, build_gratuitous_arp, sync_owner, Core, Counters,
+    announced_addresses, build_arp_request, build_gratuitous_arp, sync_owner, Core, Emit, Counters,
     DestTraffic, DropReason, LocalKind, NeighUpdate, NetConfig, Out, PortNet, Snapshot,
     SyncCounters,
 };
@@ -433,7 +433,7 @@ impl Engine {
         for (a, k) in extra {
             net.local.entry(a).or_insert(k);
         }
-        net.laddrs = laddrs;
+        net.laddrs = laddrs.into_iter().collect();
         self.generation += 1;
         let snap = Snapshot {
             generation: self.generation,
@@ -871,16 +871,21 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
             if port.rx_burst(QueueId(w as u16), &mut rx) == 0 {
                 continue;
             }
-            // Session lookups of the whole burst first, so their cache misses overlap.
-            core.prefetch(rx.as_slice());
-            for m in rx.drain() {
-                let in_port = sh
-                    .port_index
+            let in_port = |m: &Mbuf| {
+                sh.port_index
                     .get(usize::from(m.port()))
                     .copied()
                     .flatten()
-                    .unwrap_or(p as u16);
-                let out = core.process(m, in_port, now, true);
+                    .unwrap_or(p as u16)
+            };
+            core.process_burst(rx.drain(), now, true, in_port, |e| {
+                let out = match e {
+                    Emit::Packet(out) => out,
+                    Emit::Generated(port, frame) => match pool.alloc_with(frame) {
+                        Some(m) => Out::Tx(m, port),
+                        None => return,
+                    },
+                };
                 route(
                     out,
                     &mut tx,
@@ -890,20 +895,7 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                     &mut tx_dropped,
                     &mut to_kernel,
                 );
-                if let Some((port, len)) = core.take_generated() {
-                    if let Some(m) = pool.alloc_with(&core.scratch()[..len]) {
-                        route(
-                            Out::Tx(m, port),
-                            &mut tx,
-                            &mut handoff,
-                            sh,
-                            w,
-                            &mut tx_dropped,
-                            &mut to_kernel,
-                        );
-                    }
-                }
-            }
+            });
         }
         // Exception path: what the kernel sends on a tap leaves through its port unchanged.
         for (k, tap) in sh.taps.iter().enumerate() {
@@ -933,16 +925,22 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
             if ring.dequeue_burst(&mut rx) == 0 {
                 continue;
             }
-            core.prefetch(rx.as_slice());
-            for m in rx.drain() {
-                handoff_in += 1;
-                let in_port = sh
-                    .port_index
+            handoff_in += rx.len() as u64;
+            let in_port = |m: &Mbuf| {
+                sh.port_index
                     .get(usize::from(m.port()))
                     .copied()
                     .flatten()
-                    .unwrap_or(0);
-                let out = core.process(m, in_port, now, false);
+                    .unwrap_or(0)
+            };
+            core.process_burst(rx.drain(), now, false, in_port, |e| {
+                let out = match e {
+                    Emit::Packet(out) => out,
+                    Emit::Generated(port, frame) => match pool.alloc_with(frame) {
+                        Some(m) => Out::Tx(m, port),
+                        None => return,
+                    },
+                };
                 route(
                     out,
                     &mut tx,
@@ -952,7 +950,7 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                     &mut tx_dropped,
                     &mut to_kernel,
                 );
-            }
+            });
         }
         // Side outputs: ARP requests, released packets, learned neighbours.
         for (port, target) in core.take_arp_requests() {

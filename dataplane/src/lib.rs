@@ -23,3 +23,13 @@ pub mod sched;
 pub mod service;
 pub mod sync;
 pub mod wire;
+
+/// A cache hint for memory a burst will touch soon ([`dpdk::prefetch0`]; without DPDK a
+/// no-op).
+#[inline(always)]
+pub(crate) fn prefetch<T>(r: &T) {
+    #[cfg(feature = "dpdk")]
+    dpdk::prefetch0(r);
+    #[cfg(not(feature = "dpdk"))]
+    let _ = r;
+}

@@ -19,9 +19,10 @@
 //! A packet received by another worker is returned as [`Out::Handoff`]; the worker loop
 //! passes it to the owner over a ring.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+
+use hashbrown::HashMap;
 
 use crate::buf::PacketBuf;
 use crate::conn::SyncRefuse;
@@ -337,12 +338,9 @@ pub struct SyncCounters {
     pub refused: u64,
 }
 
-/// The TCP/UDP over IPv4 session tuple of a frame, for [`Core::prefetch`].
+/// The session tuple of a classified IPv4 TCP or UDP packet.
 #[inline]
-fn flow_of(frame: &[u8]) -> Option<FlowKey> {
-    let Ok(Classified::Ip(meta)) = classify(frame, ChecksumMode::Software) else {
-        return None;
-    };
+fn flow_key(meta: &IpMeta) -> Option<FlowKey> {
     let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
         return None;
     };
@@ -358,6 +356,20 @@ fn flow_of(frame: &[u8]) -> Option<FlowKey> {
         sport: meta.tuple.src.port,
         dport: meta.tuple.dst.port,
     })
+}
+
+/// Packets [`Core::process_burst`] works on together: long enough for the prefetches
+/// of the first packets to land before the last are issued.
+const BURST: usize = 32;
+
+/// What [`Core::process_burst`] hands back, packet by packet.
+#[derive(Debug)]
+pub enum Emit<'a, P> {
+    /// A packet's verdict, as [`Core::process`] returns it.
+    Packet(Out<P>),
+    /// A frame the director originated while processing the packet before (an ICMP
+    /// fragmentation-needed error): send it on the port.
+    Generated(u16, &'a [u8]),
 }
 
 impl<P: PacketBuf> Core<P> {
@@ -622,28 +634,68 @@ impl<P: PacketBuf> Core<P> {
         });
     }
 
-    /// Warms the cache for a burst and changes nothing: looks up, read-only, the session
-    /// each packet's tuple names (client side, else server side), loading those index and
-    /// slab lines. The worker calls it before processing the burst. The tuples are parsed
-    /// first and the lookups then run back to back, so that their cache misses overlap
-    /// instead of each packet stalling on its own.
-    pub fn prefetch(&self, pkts: &[P]) {
-        const CHUNK: usize = 32;
-        for chunk in pkts.chunks(CHUNK) {
-            let mut keys = [None::<FlowKey>; CHUNK];
-            for (k, pkt) in keys.iter_mut().zip(chunk) {
-                *k = flow_of(pkt.data());
+    /// Processes a burst: the packets of `pkts` in order, each exactly as
+    /// [`Core::process`] would (`in_port` names the rvs port a packet arrived on), handing
+    /// every verdict, and every frame originated on the way, to `emit`.
+    ///
+    /// The burst runs in three passes over up to 32 packets, so that its cache misses
+    /// overlap instead of each packet stalling on its own: classify each packet and
+    /// prefetch its session-index bucket; prefetch the session each bucket points at;
+    /// then process each packet with its classification and tuple hash already at hand.
+    pub fn process_burst<I, F, E>(
+        &mut self,
+        pkts: I,
+        now_ms: u64,
+        check_owner: bool,
+        in_port: F,
+        mut emit: E,
+    ) where
+        I: IntoIterator<Item = P>,
+        F: Fn(&P) -> u16,
+        E: FnMut(Emit<'_, P>),
+    {
+        let mut pkts = pkts.into_iter();
+        loop {
+            let mut batch: [Option<P>; BURST] = std::array::from_fn(|_| None);
+            let mut n = 0;
+            for slot in batch.iter_mut() {
+                let Some(p) = pkts.next() else { break };
+                *slot = Some(p);
+                n += 1;
             }
-            let mut missed = [false; CHUNK];
-            for (m, k) in missed.iter_mut().zip(&keys) {
-                if let Some(k) = k {
-                    *m = std::hint::black_box(self.conns.lookup_in(k)).is_none();
+            if n == 0 {
+                return;
+            }
+            let mut cls = [None::<wire::Result<Classified>>; BURST];
+            let mut hashes = [None::<u64>; BURST];
+            for ((p, c), h) in batch[..n].iter().zip(&mut cls).zip(&mut hashes) {
+                let Some(p) = p else { continue };
+                let r = classify(p.data(), ChecksumMode::Software);
+                if let Ok(Classified::Ip(m)) = &r {
+                    if let Some(k) = flow_key(m) {
+                        let hash = self.conns.flow_hash(&k);
+                        self.conns.prefetch_flow(hash);
+                        *h = Some(hash);
+                    }
+                }
+                *c = Some(r);
+            }
+            for h in hashes[..n].iter().flatten() {
+                self.conns.prefetch_session(*h);
+            }
+            for ((p, c), h) in batch[..n].iter_mut().zip(cls).zip(hashes) {
+                let (Some(p), Some(c)) = (p.take(), c) else {
+                    continue;
+                };
+                let port = in_port(&p);
+                let out = self.process_classified(p, c, h, port, now_ms, check_owner);
+                emit(Emit::Packet(out));
+                if let Some((port, len)) = self.generated.pop() {
+                    emit(Emit::Generated(port, &self.scratch[..len]));
                 }
             }
-            for (m, k) in missed.iter().zip(&keys) {
-                if let (true, Some(k)) = (*m, k) {
-                    std::hint::black_box(self.conns.lookup_out(k));
-                }
+            if n < BURST {
+                return;
             }
         }
     }
@@ -658,6 +710,15 @@ impl<P: PacketBuf> Core<P> {
 
     /// [`Core::owner_of`] under snapshot `snap`.
     fn owner_in(&self, snap: &Snapshot, meta: &IpMeta) -> usize {
+        let IpAddr::V4(dst) = meta.tuple.dst.addr else {
+            return self.id;
+        };
+        let local = snap.net.local.get(&dst).copied();
+        self.owner_with(snap, meta, local)
+    }
+
+    /// [`Core::owner_in`] with the destination's [`LocalKind`] (if local) already known.
+    fn owner_with(&self, snap: &Snapshot, meta: &IpMeta, local: Option<(LocalKind, u16)>) -> usize {
         let workers = snap.net.workers;
         if workers <= 1 {
             return 0;
@@ -666,7 +727,7 @@ impl<P: PacketBuf> Core<P> {
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (t.src.addr, t.dst.addr) else {
             return self.id;
         };
-        match snap.net.local.get(&dst) {
+        match local {
             Some((LocalKind::Lip, _)) if t.protocol.has_ports() => {
                 owner_of_port(t.dst.port, workers)
             }
@@ -699,27 +760,45 @@ impl<P: PacketBuf> Core<P> {
     /// `check_owner`: when true, a packet owned by another worker comes back as
     /// [`Out::Handoff`]; a packet received from a handoff ring is processed with false.
     pub fn process(&mut self, pkt: P, in_port: u16, now_ms: u64, check_owner: bool) -> Out<P> {
+        let cls = classify(pkt.data(), ChecksumMode::Software);
+        self.process_classified(pkt, cls, None, in_port, now_ms, check_owner)
+    }
+
+    /// [`Core::process`] of a packet already classified (and, for TCP/UDP over IPv4, its
+    /// tuple's [`ConnTable::flow_hash`] computed).
+    fn process_classified(
+        &mut self,
+        pkt: P,
+        cls: wire::Result<Classified>,
+        hash: Option<u64>,
+        in_port: u16,
+        now_ms: u64,
+        check_owner: bool,
+    ) -> Out<P> {
         self.counters.packets += 1;
         // The snapshot is moved out for the packet and put back (borrowed by the handlers:
         // no reference counting per packet).
         let Some(snap) = self.snap.take() else {
             return self.drop(pkt, DropReason::NotForUs);
         };
-        let out = self.process_with(&snap, pkt, in_port, now_ms, check_owner);
+        let out = self.process_with(&snap, pkt, cls, hash, in_port, now_ms, check_owner);
         self.snap = Some(snap);
         out
     }
 
-    /// [`Core::process`] under snapshot `snap`.
+    /// [`Core::process_classified`] under snapshot `snap`.
+    #[allow(clippy::too_many_arguments)]
     fn process_with(
         &mut self,
         snap: &Snapshot,
         pkt: P,
+        cls: wire::Result<Classified>,
+        hash: Option<u64>,
         in_port: u16,
         now_ms: u64,
         check_owner: bool,
     ) -> Out<P> {
-        let cls = match classify(pkt.data(), ChecksumMode::Software) {
+        let cls = match cls {
             Ok(c) => c,
             Err(e) => return self.drop(pkt, DropReason::Malformed(e)),
         };
@@ -731,17 +810,17 @@ impl<P: PacketBuf> Core<P> {
         if meta.version != IpVersion::V4 {
             return self.drop(pkt, DropReason::Unsupported);
         }
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
+            return self.drop(pkt, DropReason::Unsupported);
+        };
+        let local = snap.net.local.get(&dst).copied();
         if check_owner {
-            let owner = self.owner_in(snap, &meta);
+            let owner = self.owner_with(snap, &meta, local);
             if owner != self.id {
                 self.counters.handoff_out += 1;
                 return Out::Handoff(pkt, owner);
             }
         }
-        let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
-            return self.drop(pkt, DropReason::Unsupported);
-        };
-        let local = snap.net.local.get(&dst).copied();
         // ICMP: echo to our addresses, errors about sessions.
         if meta.tuple.protocol == IpProtocol::ICMP {
             if let Some(icmp) = meta.icmp {
@@ -767,10 +846,11 @@ impl<P: PacketBuf> Core<P> {
             sport: meta.tuple.src.port,
             dport: meta.tuple.dst.port,
         };
+        let hash = hash.unwrap_or_else(|| self.conns.flow_hash(&flow));
         match local {
             Some((LocalKind::Lip, _)) => {
                 // FULLNAT reply: RIP:rport -> LIP:lport.
-                match self.conns.lookup_out(&flow) {
+                match self.conns.lookup_out_hashed(hash, &flow) {
                     Some(id) => self.reply(pkt, &meta, id, flags, snap, now_ms),
                     None => self.drop(pkt, DropReason::NotForUs),
                 }
@@ -782,7 +862,7 @@ impl<P: PacketBuf> Core<P> {
             _ => {
                 // A request to a service (VIP), or a NAT reply (RS -> client).
                 if local.is_none() {
-                    if let Some(id) = self.conns.lookup_out(&flow) {
+                    if let Some(id) = self.conns.lookup_out_hashed(hash, &flow) {
                         return self.reply(pkt, &meta, id, flags, snap, now_ms);
                     }
                 }
@@ -797,7 +877,7 @@ impl<P: PacketBuf> Core<P> {
                 let me = self.id as u16;
                 let res = self
                     .conns
-                    .resolve_in(&mut self.sched, &pm, now_ms, |rs, fk| {
+                    .resolve_in_hashed(&mut self.sched, &pm, hash, now_ms, |rs, fk| {
                         if rs.fwd != FwdMethod::FullNat {
                             return Some((fk.saddr, fk.sport));
                         }

@@ -1,10 +1,13 @@
 //! The per-core session table: IPVS connections and persistence templates.
 //!
 //! One [`ConnTable`] per worker core. Sessions live in a slab preallocated to the configured
-//! capacity and are found through two `hashbrown::HashTable<u32>` indexes holding only slab
-//! indexes: by the client-side tuple (`caddr:cport -> vaddr:vport`, [`ConnTable::lookup_in`])
-//! and by the server-side tuple (`daddr:dport -> laddr:lport`, [`ConnTable::lookup_out`],
-//! only for NAT and FULLNAT sessions, whose replies come back through the director).
+//! capacity and are found through one index of 64-byte buckets (`index`) holding slab
+//! indexes under two tuples: the client-side tuple (`caddr:cport -> vaddr:vport`,
+//! [`ConnTable::lookup_in`]) and the server-side tuple (`daddr:dport -> laddr:lport`,
+//! [`ConnTable::lookup_out`], only for NAT and FULLNAT sessions, whose replies come back
+//! through the director). A bucket's address comes from the hash alone, so a burst
+//! prefetches its buckets, then its sessions, before looking anything up
+//! ([`ConnTable::prefetch_flow`], [`ConnTable::prefetch_session`]).
 //!
 //! What follows the kernel (`ip_vs_conn.c`, `ip_vs_core.c`, `ip_vs_proto_tcp.c`):
 //! - Only a TCP SYN without RST, or any UDP datagram, creates a session; other packets
@@ -37,6 +40,7 @@
 //! Session ids ([`ConnId`]) are slab indexes, valid until the session is released by
 //! [`ConnTable::expire`]; don't keep them across an `expire` call.
 
+mod index;
 mod session;
 pub mod state;
 mod table;

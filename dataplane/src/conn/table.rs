@@ -4,13 +4,13 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::HashTable;
 
 use crate::sched::{CoreSched, DestSlot, DestTable, SchedCtx, NO_SLOT};
 use crate::service::{
     endpoint, svc_flags, Addr, FlowKey, FwdMethod, Proto, RealServer, Snapshot, SvcIdx,
 };
 
+use super::index::{Index, OUT};
 use super::session::{hash_flow, Session, NIL};
 use super::state::{
     next_tcp_state, Direction, Rows, TcpFlags, TcpState, Timeouts, NEW_CONN_TIMEOUT, TEMPLATE_RETRY,
@@ -104,31 +104,21 @@ impl ConnEntry {
     }
 }
 
-/// Bytes per session at a given capacity: the slab entry plus both indexes fully allocated
-/// (hashbrown: buckets = next power of two of capacity * 8/7, 4 bytes + 1 control byte each).
+/// Bytes per session at a given capacity: the slab entry plus the index fully allocated
+/// (two entries per session: client side and server side).
 pub fn memory_per_session(capacity: u32) -> f64 {
     let cap = capacity.max(1) as usize;
-    let buckets = if cap < 8 {
-        if cap < 4 {
-            4
-        } else {
-            8
-        }
-    } else {
-        (cap * 8 / 7).next_power_of_two()
-    };
-    let index = buckets * 4 + buckets + 16;
-    let total = cap * std::mem::size_of::<Session>() + 2 * index;
+    let total = cap * std::mem::size_of::<Session>() + Index::memory_for(2 * cap);
     total as f64 / cap as f64
 }
 
 /// Allocator of the slab and the indexes: huge-page backed with DPDK (random lookups in a
 /// table of a hundred megabytes would otherwise miss the TLB on almost every packet).
 #[cfg(feature = "dpdk")]
-type TableAlloc = crate::dpdk::HugePageAlloc;
+pub(crate) type TableAlloc = crate::dpdk::HugePageAlloc;
 #[cfg(not(feature = "dpdk"))]
-type TableAlloc = allocator_api2::alloc::Global;
-type SlabVec<T> = allocator_api2::vec::Vec<T, TableAlloc>;
+pub(crate) type TableAlloc = allocator_api2::alloc::Global;
+pub(crate) type SlabVec<T> = allocator_api2::vec::Vec<T, TableAlloc>;
 
 /// The per-core session table (see the module docs).
 #[derive(Debug)]
@@ -137,8 +127,7 @@ pub struct ConnTable {
     cap: u32,
     free: u32,
     live: u32,
-    idx_in: HashTable<u32, TableAlloc>,
-    idx_out: HashTable<u32, TableAlloc>,
+    idx: Index,
     seed: u64,
     wheel: Vec<u32>,
     cur: u32,
@@ -170,8 +159,7 @@ impl ConnTable {
             cap,
             free: NIL,
             live: 0,
-            idx_in: HashTable::with_capacity_in(cap as usize, TableAlloc::default()),
-            idx_out: HashTable::with_capacity_in(cap as usize, TableAlloc::default()),
+            idx: Index::with_capacity(2 * cap as usize),
             seed,
             wheel: vec![NIL; SLOTS],
             cur: 0,
@@ -238,8 +226,7 @@ impl ConnTable {
     /// Bytes held: slab, both indexes and the wheel.
     pub fn memory_bytes(&self) -> usize {
         self.slab.capacity() * std::mem::size_of::<Session>()
-            + self.idx_in.allocation_size()
-            + self.idx_out.allocation_size()
+            + self.idx.memory_bytes()
             + self.wheel.len() * 4
     }
 
@@ -252,39 +239,82 @@ impl ConnTable {
 
     // ----- lookups -------------------------------------------------------------------
 
+    /// The hash a packet's tuple is indexed under (either direction): what
+    /// [`ConnTable::prefetch_flow`] and the `*_hashed` lookups take.
+    #[inline]
+    pub fn flow_hash(&self, key: &FlowKey) -> u64 {
+        hash_flow(self.seed, key, false)
+    }
+
+    /// Burst lookups, step 1: starts loading the index bucket of a tuple's hash.
+    #[inline]
+    pub fn prefetch_flow(&self, hash: u64) {
+        self.idx.prefetch(hash);
+    }
+
+    /// Burst lookups, step 2 (after [`ConnTable::prefetch_flow`] of the burst): starts
+    /// loading the session the bucket's first tag match points at. A hint only; the
+    /// lookup proper compares keys.
+    #[inline]
+    pub fn prefetch_session(&self, hash: u64) {
+        if let Some(v) = self.idx.candidate(hash) {
+            if let Some(s) = self.slab.get((v & !OUT) as usize) {
+                // A session spans two cache lines.
+                crate::prefetch(s);
+                crate::prefetch(&s.sync_end);
+            }
+        }
+    }
+
     /// The session of a client packet (`caddr:cport -> vaddr:vport`).
     #[inline]
     pub fn lookup_in(&self, key: &FlowKey) -> Option<ConnId> {
-        let h = hash_flow(self.seed, key, false);
+        self.lookup_in_hashed(self.flow_hash(key), key)
+    }
+
+    /// [`ConnTable::lookup_in`] with the tuple's [`ConnTable::flow_hash`] known.
+    #[inline]
+    pub fn lookup_in_hashed(&self, hash: u64, key: &FlowKey) -> Option<ConnId> {
         let slab = &self.slab;
-        self.idx_in
-            .find(h, |&i| {
-                let s = &slab[i as usize];
-                s.flags & flags::TEMPLATE == 0 && s.in_eq(key)
+        self.idx
+            .find(hash, |v| {
+                v & OUT == 0 && {
+                    let s = &slab[v as usize];
+                    s.flags & flags::TEMPLATE == 0 && s.in_eq(key)
+                }
             })
-            .map(|&i| ConnId(i))
+            .map(ConnId)
     }
 
     /// The session of a real server's reply (`daddr:dport -> laddr:lport`).
     #[inline]
     pub fn lookup_out(&self, key: &FlowKey) -> Option<ConnId> {
-        let h = hash_flow(self.seed, key, false);
+        self.lookup_out_hashed(self.flow_hash(key), key)
+    }
+
+    /// [`ConnTable::lookup_out`] with the tuple's [`ConnTable::flow_hash`] known.
+    #[inline]
+    pub fn lookup_out_hashed(&self, hash: u64, key: &FlowKey) -> Option<ConnId> {
         let slab = &self.slab;
-        self.idx_out
-            .find(h, |&i| slab[i as usize].out_eq(key))
-            .map(|&i| ConnId(i))
+        self.idx
+            .find(hash, |v| {
+                v & OUT != 0 && slab[(v & !OUT) as usize].out_eq(key)
+            })
+            .map(|v| ConnId(v & !OUT))
     }
 
     /// The persistence template for a template key.
     pub fn lookup_template(&self, key: &FlowKey) -> Option<ConnId> {
         let h = hash_flow(self.seed, key, true);
         let slab = &self.slab;
-        self.idx_in
-            .find(h, |&i| {
-                let s = &slab[i as usize];
-                s.flags & flags::TEMPLATE != 0 && s.in_eq(key)
+        self.idx
+            .find(h, |v| {
+                v & OUT == 0 && {
+                    let s = &slab[v as usize];
+                    s.flags & flags::TEMPLATE != 0 && s.in_eq(key)
+                }
             })
-            .map(|&i| ConnId(i))
+            .map(ConnId)
     }
 
     /// A session by id.
@@ -314,7 +344,23 @@ impl ConnTable {
     where
         L: FnOnce(&RealServer, &FlowKey) -> Option<(Addr, u16)>,
     {
-        if let Some(id) = self.lookup_in(&pkt.flow) {
+        let hash = self.flow_hash(&pkt.flow);
+        self.resolve_in_hashed(core, pkt, hash, now_ms, local)
+    }
+
+    /// [`ConnTable::resolve_in`] with the tuple's [`ConnTable::flow_hash`] known.
+    pub fn resolve_in_hashed<L>(
+        &mut self,
+        core: &mut CoreSched,
+        pkt: &PacketMeta,
+        hash: u64,
+        now_ms: u64,
+        local: L,
+    ) -> Result<ConnId, Refuse>
+    where
+        L: FnOnce(&RealServer, &FlowKey) -> Option<(Addr, u16)>,
+    {
+        if let Some(id) = self.lookup_in_hashed(hash, &pkt.flow) {
             let s = &self.slab[id.0 as usize];
             let rt = self.dests.get(s.dest);
             let mut resched = false;
@@ -1077,23 +1123,17 @@ impl ConnTable {
     }
 
     fn hash_in(&mut self, i: u32, template: bool) {
-        let slab = &self.slab;
-        let seed = self.seed;
-        let h = hash_flow(seed, &slab[i as usize].in_key(), template);
-        self.idx_in.insert_unique(h, i, |&j| {
-            let s = &slab[j as usize];
-            hash_flow(seed, &s.in_key(), s.is_template())
-        });
+        let h = hash_flow(self.seed, &self.slab[i as usize].in_key(), template);
+        // Cannot fail: the index is sized for two entries per slab entry.
+        let added = self.idx.insert(h, i);
+        debug_assert!(added);
         self.slab[i as usize].flags |= flags::HASHED;
     }
 
     fn hash_out(&mut self, i: u32) {
-        let slab = &self.slab;
-        let seed = self.seed;
-        let h = hash_flow(seed, &slab[i as usize].out_key(), false);
-        self.idx_out.insert_unique(h, i, |&j| {
-            hash_flow(seed, &slab[j as usize].out_key(), false)
-        });
+        let h = hash_flow(self.seed, &self.slab[i as usize].out_key(), false);
+        let added = self.idx.insert(h, i | OUT);
+        debug_assert!(added);
         self.slab[i as usize].flags |= flags::OUT_HASHED;
     }
 
@@ -1101,15 +1141,11 @@ impl ConnTable {
         let s = &self.slab[i as usize];
         if s.flags & flags::HASHED != 0 {
             let h = hash_flow(self.seed, &s.in_key(), s.is_template());
-            if let Ok(e) = self.idx_in.find_entry(h, |&j| j == i) {
-                e.remove();
-            }
+            self.idx.remove(h, i);
         }
         if s.flags & flags::OUT_HASHED != 0 {
             let h = hash_flow(self.seed, &s.out_key(), false);
-            if let Ok(e) = self.idx_out.find_entry(h, |&j| j == i) {
-                e.remove();
-            }
+            self.idx.remove(h, i | OUT);
         }
         self.slab[i as usize].flags &= !(flags::HASHED | flags::OUT_HASHED);
     }
@@ -2108,7 +2144,6 @@ mod tests {
             "{}",
             std::mem::size_of::<Session>()
         );
-        // Worst case for hashbrown: capacity just above 7/8 of a power of two.
         for cap in [1_000_000u32, 10_000_000, 917_505, 14_680_065, 64] {
             let m = memory_per_session(cap);
             assert!(m <= 160.0, "{cap}: {m}");

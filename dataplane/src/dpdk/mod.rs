@@ -16,6 +16,7 @@
 //! - [`Ring`]: a DPDK ring of mbufs, for handing packets from one lcore to another.
 //! - [`lcore`]: launching closures on worker lcores.
 //! - [`HugePageAlloc`]: a heap allocator backing big tables with transparent huge pages.
+//! - [`prefetch0`]: DPDK's `rte_prefetch0` cache hint, for the session index's burst lookups.
 //!
 //! Errors are [`DpdkError`], carrying DPDK's own words: `rte_strerror` of `rte_errno`
 //! plus whatever EAL or the driver logged while the call failed.
@@ -29,6 +30,7 @@ pub mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod prefetch;
 mod ring;
 
 pub use burst::{MbufBatch, MAX_BURST};
@@ -37,6 +39,7 @@ pub use hugemem::HugePageAlloc;
 pub use lcore::LcoreId;
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
+pub use prefetch::prefetch0;
 pub use port::{bits, Link, Port, PortConf, PortId, PortInfo, PortStats, QueueId, RSS_KEY};
 pub use ring::{Ring, RING_SP_SC};
 

@@ -1,0 +1,284 @@
+//! The session index: one cache line per lookup.
+//!
+//! An array of 64-byte buckets. Each bucket holds 7 entries, a 32-bit tag (the high half
+//! of the tuple's hash, never 0) and a 32-bit value (slab index, with [`OUT`] marking a
+//! server-side entry) each, plus an overflow count. The bucket an entry belongs to comes
+//! straight from the hash (the low half scaled to the bucket count: any count works, so
+//! the index is sized exactly, not to a power of two), so a burst can compute every
+//! packet's bucket first, prefetch them all, and only then read them: the cache misses of
+//! a burst overlap instead of queueing one behind the other (see
+//! [`super::ConnTable::prefetch_flow`]). A hit costs the bucket line and the session's
+//! lines; tags make a false key comparison rare (1 in 2^32 per occupied slot).
+//!
+//! A full bucket spills into the next one (linear probing by bucket); the overflow count
+//! of every bucket passed over says how many entries continue past it, so a lookup stops
+//! at the first bucket whose count is 0, and removal leaves no tombstones (it decrements
+//! the counts on the way). The index is sized for at most 4 entries per bucket on
+//! average (of 7), so spills are the exception (about 5 % of buckets when full).
+//!
+//! Client-side and server-side tuples share the one index: a packet's tuple is looked up
+//! once whichever way it travels, and the [`OUT`] bit of the match says which side it is.
+
+use super::table::{SlabVec, TableAlloc};
+
+/// Value bit marking a server-side (reply tuple) entry.
+pub(crate) const OUT: u32 = 1 << 31;
+/// Entries per bucket.
+const WAYS: usize = 7;
+/// Average entries per bucket the index is sized for (at most).
+const FILL: usize = 4;
+
+/// One cache line of the index.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+pub(crate) struct Bucket {
+    tags: [u32; WAYS],
+    /// Entries whose home is this bucket or an earlier one, stored after it.
+    overflow: u32,
+    vals: [u32; WAYS],
+    _pad: u32,
+}
+
+const EMPTY_BUCKET: Bucket = Bucket {
+    tags: [0; WAYS],
+    overflow: 0,
+    vals: [0; WAYS],
+    _pad: 0,
+};
+
+/// The tag of a hash: its high half, never 0 (0 marks a free slot).
+#[inline(always)]
+fn tag_of(hash: u64) -> u32 {
+    ((hash >> 32) as u32) | 1
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct Index {
+    buckets: SlabVec<Bucket>,
+    n: usize,
+    len: usize,
+}
+
+impl Index {
+    /// An index for up to `entries` entries, fully allocated here.
+    pub(crate) fn with_capacity(entries: usize) -> Index {
+        let n = Self::buckets_for(entries);
+        let mut buckets = SlabVec::with_capacity_in(n, TableAlloc::default());
+        buckets.resize(n, EMPTY_BUCKET);
+        Index {
+            buckets,
+            n,
+            len: 0,
+        }
+    }
+
+    fn buckets_for(entries: usize) -> usize {
+        entries.div_ceil(FILL).clamp(2, u32::MAX as usize)
+    }
+
+    /// Bytes held.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.buckets.len() * std::mem::size_of::<Bucket>()
+    }
+
+    /// Bytes [`Index::with_capacity`] allocates for `entries`.
+    pub(crate) fn memory_for(entries: usize) -> usize {
+        Self::buckets_for(entries) * std::mem::size_of::<Bucket>()
+    }
+
+    /// Entries held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The home bucket of a hash.
+    #[inline(always)]
+    fn home(&self, hash: u64) -> usize {
+        ((hash & 0xffff_ffff) * self.n as u64 >> 32) as usize
+    }
+
+    /// The bucket after `i` (wrapping).
+    #[inline(always)]
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.n {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// Starts loading the home bucket of `hash` into the cache.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        crate::prefetch(&self.buckets[self.home(hash)]);
+    }
+
+    /// The first value in the home bucket whose tag matches `hash` (no key comparison):
+    /// what a burst prefetches the session of. Reads the home bucket only.
+    #[inline(always)]
+    pub(crate) fn candidate(&self, hash: u64) -> Option<u32> {
+        let tag = tag_of(hash);
+        let b = &self.buckets[self.home(hash)];
+        b.tags.iter().position(|&t| t == tag).map(|i| b.vals[i])
+    }
+
+    /// The first value under `hash` for which `eq` holds.
+    #[inline]
+    pub(crate) fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let tag = tag_of(hash);
+        let mut i = self.home(hash);
+        for _ in 0..self.buckets.len() {
+            let b = &self.buckets[i];
+            for w in 0..WAYS {
+                if b.tags[w] == tag && eq(b.vals[w]) {
+                    return Some(b.vals[w]);
+                }
+            }
+            if b.overflow == 0 {
+                return None;
+            }
+            i = self.next(i);
+        }
+        None
+    }
+
+    /// Adds `val` under `hash`. The caller keeps within the capacity given at creation
+    /// (the session table holds at most as many entries as it was sized for); a full
+    /// index refuses with `false`.
+    pub(crate) fn insert(&mut self, hash: u64, val: u32) -> bool {
+        if self.len >= self.buckets.len() * WAYS {
+            return false;
+        }
+        let tag = tag_of(hash);
+        let mut i = self.home(hash);
+        loop {
+            let b = &mut self.buckets[i];
+            if let Some(w) = b.tags.iter().position(|&t| t == 0) {
+                b.tags[w] = tag;
+                b.vals[w] = val;
+                self.len += 1;
+                return true;
+            }
+            b.overflow += 1;
+            i = self.next(i);
+        }
+    }
+
+    /// Removes the entry `val` stored under `hash`; false when it is not there.
+    pub(crate) fn remove(&mut self, hash: u64, val: u32) -> bool {
+        let tag = tag_of(hash);
+        let home = self.home(hash);
+        let mut i = home;
+        let mut steps = 0;
+        loop {
+            let b = &mut self.buckets[i];
+            if let Some(w) = (0..WAYS).find(|&w| b.tags[w] == tag && b.vals[w] == val) {
+                b.tags[w] = 0;
+                b.vals[w] = 0;
+                break;
+            }
+            if b.overflow == 0 || steps + 1 == self.n {
+                return false;
+            }
+            i = self.next(i);
+            steps += 1;
+        }
+        // The buckets passed over no longer have this entry continuing past them.
+        let mut j = home;
+        for _ in 0..steps {
+            let b = &mut self.buckets[j];
+            b.overflow -= 1;
+            j = self.next(j);
+        }
+        self.len -= 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Bucket>(), 64);
+        assert_eq!(std::mem::align_of::<Bucket>(), 64);
+    }
+
+    #[test]
+    fn insert_find_remove_with_spills() {
+        // 5 buckets: 35 slots; every entry has home bucket 1, so most spill.
+        let mut ix = Index::with_capacity(20);
+        assert_eq!(ix.buckets.len(), 5);
+        let h = |v: u32| (u64::from(v) << 32) | 0x4000_0000; // distinct tags, home bucket 1
+        for v in 0..20 {
+            assert!(ix.insert(h(v), v));
+        }
+        assert_eq!(ix.len(), 20);
+        for v in 0..20 {
+            assert_eq!(ix.find(h(v), |x| x == v), Some(v), "value {v}");
+        }
+        assert_eq!(ix.find(h(99), |_| true), None);
+        // Remove from the home bucket; the spilled ones stay reachable.
+        for v in 0..7 {
+            assert!(ix.remove(h(v), v));
+        }
+        for v in 7..20 {
+            assert_eq!(ix.find(h(v), |x| x == v), Some(v));
+        }
+        assert!(!ix.remove(h(3), 3), "already removed");
+        for v in 7..20 {
+            assert!(ix.remove(h(v), v));
+        }
+        assert_eq!(ix.len(), 0);
+        assert!(ix.buckets.iter().all(|b| b.overflow == 0 && b.tags == [0; WAYS]));
+    }
+
+    #[test]
+    fn full_index_refuses() {
+        let mut ix = Index::with_capacity(1);
+        let slots = ix.buckets.len() * WAYS;
+        let hv = |v: u32| u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for v in 0..slots as u32 {
+            assert!(ix.insert(hv(v), v));
+        }
+        assert!(!ix.insert(5, 999));
+        for v in 0..slots as u32 {
+            let hv = hv(v);
+            assert_eq!(ix.find(hv, |x| x == v), Some(v));
+        }
+    }
+
+    #[test]
+    fn random_churn_matches_a_model() {
+        use std::collections::HashMap;
+        let mut ix = Index::with_capacity(3000);
+        let mut model: HashMap<u32, u64> = HashMap::new();
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..50_000 {
+            let r = next();
+            let v = (r % 4000) as u32;
+            if let Some(hv) = model.get(&v).copied() {
+                assert!(ix.remove(hv, v));
+                model.remove(&v);
+            } else if model.len() < 1500 {
+                // Only 7 home buckets (of 750) so that spills happen constantly.
+                let hv = (next() & !0xffff_ffff) | ((r >> 40) % 7) * 0xaec_33e2;
+                assert!(ix.insert(hv, v));
+                model.insert(v, hv);
+            }
+        }
+        for (&v, &hv) in &model {
+            assert_eq!(ix.find(hv, |x| x == v), Some(v));
+        }
+        assert_eq!(ix.len(), model.len());
+    }
+}
