@@ -321,6 +321,8 @@ pub struct Core<P> {
     sync_rules: Option<SyncRules>,
     sync_out: Vec<SyncConn>,
     sync_stats: SyncCounters,
+    /// [`Core::process_burst`]'s classifications ([`BURST`] slots, reused).
+    burst_cls: Vec<wire::Result<Classified>>,
 }
 
 /// Per-worker connection-sync counters.
@@ -392,6 +394,7 @@ impl<P: PacketBuf> Core<P> {
             sync_rules: None,
             sync_out: Vec::with_capacity(SIDE_CAP),
             sync_stats: SyncCounters::default(),
+            burst_cls: Vec::with_capacity(BURST),
         }
     }
 
@@ -666,27 +669,26 @@ impl<P: PacketBuf> Core<P> {
             if n == 0 {
                 return;
             }
-            let mut cls = [None::<wire::Result<Classified>>; BURST];
+            // Classifications stay in place (168 bytes each): kept in a buffer owned by the
+            // core, taken out for the burst so that packets can borrow them.
+            let mut cls = std::mem::take(&mut self.burst_cls);
+            cls.resize(BURST, Err(wire::Error::Truncated));
             let mut hashes = [None::<u64>; BURST];
-            for ((p, c), h) in batch[..n].iter().zip(&mut cls).zip(&mut hashes) {
-                let Some(p) = p else { continue };
-                let r = classify(p.data(), ChecksumMode::Software);
-                if let Ok(Classified::Ip(m)) = &r {
+            for ((p, c), h) in batch[..n].iter().flatten().zip(&mut cls).zip(&mut hashes) {
+                wire::classify_into(p.data(), ChecksumMode::Software, c);
+                if let Ok(Classified::Ip(m)) = c {
                     if let Some(k) = flow_key(m) {
                         let hash = self.conns.flow_hash(&k);
                         self.conns.prefetch_flow(hash);
                         *h = Some(hash);
                     }
                 }
-                *c = Some(r);
             }
             for h in hashes[..n].iter().flatten() {
                 self.conns.prefetch_session(*h);
             }
-            for ((p, c), h) in batch[..n].iter_mut().zip(cls).zip(hashes) {
-                let (Some(p), Some(c)) = (p.take(), c) else {
-                    continue;
-                };
+            for ((p, c), h) in batch[..n].iter_mut().zip(&cls).zip(hashes) {
+                let Some(p) = p.take() else { continue };
                 let port = in_port(&p);
                 let out = self.process_classified(p, c, h, port, now_ms, check_owner);
                 emit(Emit::Packet(out));
@@ -694,6 +696,7 @@ impl<P: PacketBuf> Core<P> {
                     emit(Emit::Generated(port, &self.scratch[..len]));
                 }
             }
+            self.burst_cls = cls;
             if n < BURST {
                 return;
             }
@@ -761,7 +764,7 @@ impl<P: PacketBuf> Core<P> {
     /// [`Out::Handoff`]; a packet received from a handoff ring is processed with false.
     pub fn process(&mut self, pkt: P, in_port: u16, now_ms: u64, check_owner: bool) -> Out<P> {
         let cls = classify(pkt.data(), ChecksumMode::Software);
-        self.process_classified(pkt, cls, None, in_port, now_ms, check_owner)
+        self.process_classified(pkt, &cls, None, in_port, now_ms, check_owner)
     }
 
     /// [`Core::process`] of a packet already classified (and, for TCP/UDP over IPv4, its
@@ -769,7 +772,7 @@ impl<P: PacketBuf> Core<P> {
     fn process_classified(
         &mut self,
         pkt: P,
-        cls: wire::Result<Classified>,
+        cls: &wire::Result<Classified>,
         hash: Option<u64>,
         in_port: u16,
         now_ms: u64,
@@ -792,20 +795,19 @@ impl<P: PacketBuf> Core<P> {
         &mut self,
         snap: &Snapshot,
         pkt: P,
-        cls: wire::Result<Classified>,
+        cls: &wire::Result<Classified>,
         hash: Option<u64>,
         in_port: u16,
         now_ms: u64,
         check_owner: bool,
     ) -> Out<P> {
-        let cls = match cls {
-            Ok(c) => c,
-            Err(e) => return self.drop(pkt, DropReason::Malformed(e)),
-        };
         let meta = match cls {
-            Classified::Arp(l2) => return self.arp(pkt, l2.l3_offset, in_port, snap, now_ms),
-            Classified::Other(_) => return self.drop(pkt, DropReason::Unsupported),
-            Classified::Ip(m) => m,
+            Err(e) => return self.drop(pkt, DropReason::Malformed(*e)),
+            Ok(Classified::Arp(l2)) => {
+                return self.arp(pkt, l2.l3_offset, in_port, snap, now_ms)
+            }
+            Ok(Classified::Other(_)) => return self.drop(pkt, DropReason::Unsupported),
+            Ok(Classified::Ip(m)) => m,
         };
         if meta.version != IpVersion::V4 {
             return self.drop(pkt, DropReason::Unsupported);

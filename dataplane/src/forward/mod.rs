@@ -224,6 +224,24 @@ pub(crate) fn write_ttl(ip: &mut [u8], version: IpVersion, ttl: u8, ip_adj: &mut
     }
 }
 
+/// Writes the first `N` bytes of `new` over the address at `ip[at..at + N]`, recording
+/// the change in both checksum adjustments (the caller checked the bounds).
+#[inline(always)]
+fn replace_addr_field<const N: usize>(
+    ip: &mut [u8],
+    at: usize,
+    new: &[u8; 16],
+    ip_adj: &mut Adjust,
+    l4_adj: &mut Adjust,
+) {
+    let (Some(field), Some(new)) = (ip.get_mut(at..at + N), new.first_chunk::<N>()) else {
+        return;
+    };
+    ip_adj.replace(field, new);
+    l4_adj.replace(field, new);
+    field.copy_from_slice(new);
+}
+
 /// The shared NAT/FULLNAT rewrite: decrement the TTL, replace the source and/or
 /// destination address and port of a TCP or UDP packet, fix every checksum (or prepare
 /// them for offload), set the MACs.
@@ -264,10 +282,12 @@ pub(crate) fn rewrite_l3l4(
         write_ttl(ip, version, ttl, &mut ip_adj);
         for (new, at) in [(src, lay.src), (dst, lay.dst)] {
             if let Some((bytes, n)) = new {
-                let field = &mut ip[at..at + n];
-                ip_adj.replace(field, &bytes[..n]);
-                l4_adj.replace(field, &bytes[..n]);
-                field.copy_from_slice(&bytes[..n]);
+                // Fixed-size copies (no memcpy call per address).
+                if n == 4 {
+                    replace_addr_field::<4>(ip, at, &bytes, &mut ip_adj, &mut l4_adj);
+                } else {
+                    replace_addr_field::<16>(ip, at, &bytes, &mut ip_adj, &mut l4_adj);
+                }
             }
         }
     }

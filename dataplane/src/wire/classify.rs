@@ -97,6 +97,36 @@ pub struct IpMeta {
 }
 
 impl IpMeta {
+    /// A placeholder that [`classify_into`] fills in place.
+    const EMPTY: IpMeta = IpMeta {
+        l2: L2Meta {
+            dst_mac: EthernetAddress([0; 6]),
+            src_mac: EthernetAddress([0; 6]),
+            vlan_tci: None,
+            ethertype: EtherType::IPV4,
+            l3_offset: 0,
+        },
+        version: IpVersion::V4,
+        l4_offset: 0,
+        ip_end: 0,
+        tuple: FiveTuple {
+            protocol: IpProtocol::TCP,
+            src: Endpoint {
+                addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                port: 0,
+            },
+            dst: Endpoint {
+                addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                port: 0,
+            },
+        },
+        tcp_flags: TcpFlags::NONE,
+        ttl: 0,
+        tos: 0,
+        dont_frag: false,
+        icmp: None,
+    };
+
     /// Where the IP header starts.
     pub const fn l3_offset(&self) -> usize {
         self.l2.l3_offset
@@ -124,8 +154,24 @@ pub enum Classified {
 /// `rx_checksum` says who verified the IPv4 header checksum: `Software` verifies it
 /// here, `Offload` trusts the NIC (the caller has already dropped frames the NIC
 /// flagged bad).
+#[inline]
 pub fn classify(frame: &[u8], rx_checksum: ChecksumMode) -> Result<Classified> {
-    let eth = Frame::new_checked(frame)?;
+    let mut out = Err(Error::Truncated);
+    classify_into(frame, rx_checksum, &mut out);
+    out
+}
+
+/// [`classify`] writing its result into `out` (the burst path keeps its results in
+/// place: an [`IpMeta`] is 168 bytes, worth not copying around).
+#[inline]
+pub fn classify_into(frame: &[u8], rx_checksum: ChecksumMode, out: &mut Result<Classified>) {
+    let eth = match Frame::new_checked(frame) {
+        Ok(e) => e,
+        Err(e) => {
+            *out = Err(e);
+            return;
+        }
+    };
     let l2 = L2Meta {
         dst_mac: eth.dst_addr(),
         src_mac: eth.src_addr(),
@@ -134,15 +180,30 @@ pub fn classify(frame: &[u8], rx_checksum: ChecksumMode) -> Result<Classified> {
         l3_offset: eth.header_len(),
     };
     match l2.ethertype {
-        EtherType::IPV4 => classify_ipv4(frame, l2, rx_checksum).map(Classified::Ip),
-        EtherType::IPV6 => classify_ipv6(frame, l2).map(Classified::Ip),
-        EtherType::ARP => Ok(Classified::Arp(l2)),
-        _ => Ok(Classified::Other(l2)),
+        EtherType::IPV4 => {
+            // Every field is written below; a slot already holding an `IpMeta` is reused
+            // as it is (no 168-byte copy).
+            if !matches!(out, Ok(Classified::Ip(_))) {
+                *out = Ok(Classified::Ip(IpMeta::EMPTY));
+            }
+            if let Ok(Classified::Ip(meta)) = out {
+                meta.l2 = l2;
+                if let Err(e) = classify_ipv4(frame, rx_checksum, meta) {
+                    *out = Err(e);
+                }
+            }
+        }
+        EtherType::IPV6 => *out = classify_ipv6(frame, l2).map(Classified::Ip),
+        EtherType::ARP => *out = Ok(Classified::Arp(l2)),
+        _ => *out = Ok(Classified::Other(l2)),
     }
 }
 
-fn classify_ipv4(frame: &[u8], l2: L2Meta, rx_checksum: ChecksumMode) -> Result<IpMeta> {
-    let l3 = frame.get(l2.l3_offset..).ok_or(Error::Truncated)?;
+/// Fills `meta` (whose `l2` is set) from the IPv4 header on.
+#[inline]
+fn classify_ipv4(frame: &[u8], rx_checksum: ChecksumMode, meta: &mut IpMeta) -> Result<()> {
+    let l3_offset = meta.l2.l3_offset;
+    let l3 = frame.get(l3_offset..).ok_or(Error::Truncated)?;
     let ip = Ipv4Packet::new_checked(l3)?;
     if rx_checksum == ChecksumMode::Software && !ip.verify_checksum() {
         return Err(Error::BadChecksum);
@@ -150,28 +211,20 @@ fn classify_ipv4(frame: &[u8], l2: L2Meta, rx_checksum: ChecksumMode) -> Result<
     if ip.is_fragment() {
         return Err(Error::Fragment);
     }
-    let l4_offset = l2.l3_offset + ip.header_len();
-    let ip_end = l2.l3_offset + usize::from(ip.total_len());
-    let src = IpAddr::V4(ip.src_addr());
-    let dst = IpAddr::V4(ip.dst_addr());
-    let mut meta = IpMeta {
-        l2,
-        version: IpVersion::V4,
-        l4_offset,
-        ip_end,
-        tuple: FiveTuple {
-            protocol: ip.protocol(),
-            src: Endpoint::new(src, 0),
-            dst: Endpoint::new(dst, 0),
-        },
-        tcp_flags: TcpFlags::NONE,
-        ttl: ip.ttl(),
-        tos: ip.tos(),
-        dont_frag: ip.dont_frag(),
-        icmp: None,
+    meta.version = IpVersion::V4;
+    meta.l4_offset = l3_offset + ip.header_len();
+    meta.ip_end = l3_offset + usize::from(ip.total_len());
+    meta.tuple = FiveTuple {
+        protocol: ip.protocol(),
+        src: Endpoint::new(IpAddr::V4(ip.src_addr()), 0),
+        dst: Endpoint::new(IpAddr::V4(ip.dst_addr()), 0),
     };
-    classify_l4(frame, &mut meta)?;
-    Ok(meta)
+    meta.tcp_flags = TcpFlags::NONE;
+    meta.ttl = ip.ttl();
+    meta.tos = ip.tos();
+    meta.dont_frag = ip.dont_frag();
+    meta.icmp = None;
+    classify_l4(frame, meta)
 }
 
 fn classify_ipv6(frame: &[u8], l2: L2Meta) -> Result<IpMeta> {
@@ -199,6 +252,7 @@ fn classify_ipv6(frame: &[u8], l2: L2Meta) -> Result<IpMeta> {
     Ok(meta)
 }
 
+#[inline]
 fn classify_l4(frame: &[u8], meta: &mut IpMeta) -> Result<()> {
     let l4 = frame
         .get(meta.l4_offset..meta.ip_end)
