@@ -755,6 +755,7 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
         match out {
             Out::Tx(m, port) => push(m, usize::from(port), tx, sh, w, tx_dropped),
             Out::Handoff(m, owner) => {
+                let owner = owner as usize;
                 if let Some(b) = handoff.get_mut(owner) {
                     if b.is_full() {
                         let ring = &sh.rings[w * sh.workers + owner];

@@ -205,8 +205,9 @@ impl DropReason {
 pub enum Out<P> {
     /// Transmit on this port (rewritten, MACs set).
     Tx(P, u16),
-    /// Another worker owns it: hand it over unchanged.
-    Handoff(P, usize),
+    /// Another worker owns it (its index): hand it over unchanged. (A `u32`, not a
+    /// `usize`, keeps `Out<Mbuf>` at 16 bytes: returned in two registers, not memory.)
+    Handoff(P, u32),
     /// Drop it and count the reason.
     Drop(P, DropReason),
     /// Done with it, nothing to count (e.g. an ARP reply that was learned).
@@ -820,7 +821,7 @@ impl<P: PacketBuf> Core<P> {
             let owner = self.owner_with(snap, &meta, local);
             if owner != self.id {
                 self.counters.handoff_out += 1;
-                return Out::Handoff(pkt, owner);
+                return Out::Handoff(pkt, owner as u32);
             }
         }
         // ICMP: echo to our addresses, errors about sessions.
@@ -841,18 +842,24 @@ impl<P: PacketBuf> Core<P> {
             _ => return self.drop(pkt, DropReason::NotForUs),
         };
         let flags = TcpFlags(meta.tcp_flags.0 as u8);
-        let flow = FlowKey {
-            proto,
-            saddr: Addr::from(IpAddr::V4(src)),
-            daddr: Addr::from(IpAddr::V4(dst)),
-            sport: meta.tuple.src.port,
-            dport: meta.tuple.dst.port,
+        // Built once, in place (copying a freshly written key costs store-forwarding stalls).
+        let pm = PacketMeta {
+            flow: FlowKey {
+                proto,
+                saddr: Addr::from(IpAddr::V4(src)),
+                daddr: Addr::from(IpAddr::V4(dst)),
+                sport: meta.tuple.src.port,
+                dport: meta.tuple.dst.port,
+            },
+            fwmark: 0,
+            tcp_flags: flags,
         };
-        let hash = hash.unwrap_or_else(|| self.conns.flow_hash(&flow));
+        let flow = &pm.flow;
+        let hash = hash.unwrap_or_else(|| self.conns.flow_hash(flow));
         match local {
             Some((LocalKind::Lip, _)) => {
                 // FULLNAT reply: RIP:rport -> LIP:lport.
-                match self.conns.lookup_out_hashed(hash, &flow) {
+                match self.conns.lookup_out_hashed(hash, flow) {
                     Some(id) => self.reply(pkt, &meta, id, flags, snap, now_ms),
                     None => self.drop(pkt, DropReason::NotForUs),
                 }
@@ -864,15 +871,10 @@ impl<P: PacketBuf> Core<P> {
             _ => {
                 // A request to a service (VIP), or a NAT reply (RS -> client).
                 if local.is_none() {
-                    if let Some(id) = self.conns.lookup_out_hashed(hash, &flow) {
+                    if let Some(id) = self.conns.lookup_out_hashed(hash, flow) {
                         return self.reply(pkt, &meta, id, flags, snap, now_ms);
                     }
                 }
-                let pm = PacketMeta {
-                    flow,
-                    fwmark: 0,
-                    tcp_flags: flags,
-                };
                 let created_before = self.conns.stats().created;
                 let laddrs = &mut self.laddrs;
                 let net = &snap.net;
@@ -931,6 +933,7 @@ impl<P: PacketBuf> Core<P> {
         }
     }
 
+    #[inline]
     fn drop(&mut self, pkt: P, r: DropReason) -> Out<P> {
         self.counters.drops[r.index()] += 1;
         Out::Drop(pkt, r)
@@ -938,6 +941,7 @@ impl<P: PacketBuf> Core<P> {
 
     /// Client → RS.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn request(
         &mut self,
         mut pkt: P,
@@ -1030,6 +1034,7 @@ impl<P: PacketBuf> Core<P> {
     }
 
     /// RS → client (NAT, FULLNAT).
+    #[inline]
     fn reply(
         &mut self,
         mut pkt: P,
@@ -1149,6 +1154,7 @@ impl<P: PacketBuf> Core<P> {
     }
 
     /// Resolves the next hop's MAC; on a miss queues an ARP request when one is due.
+    #[inline]
     fn neigh_mac(&mut self, nh: Ipv4Addr, port: u16, now_ms: u64) -> Option<[u8; 6]> {
         match self.neigh.lookup(nh, now_ms) {
             Lookup::Hit(mac) => Some(mac),
@@ -1163,6 +1169,7 @@ impl<P: PacketBuf> Core<P> {
     }
 
     /// Sends a rewritten packet, or holds it until the next hop resolves.
+    #[inline]
     fn emit(&mut self, pkt: P, port: u16, nh: Ipv4Addr, mac: Option<[u8; 6]>) -> Out<P> {
         if mac.is_some() {
             return Out::Tx(pkt, port);
@@ -1298,6 +1305,7 @@ pub fn announced_addresses(net: &NetConfig) -> Vec<(u16, Ipv4Addr)> {
 
 /// The NAT or FULLNAT rewrite parameters of a session (`None` for the other modes): the
 /// same for requests, replies and ICMP errors about the session.
+#[inline(always)]
 fn nat_params(s: &crate::conn::Session, macs: MacRewrite, csum: ChecksumMode) -> Option<Params> {
     let virt = wire::Endpoint::new(s.vaddr().to_ip(), s.vport());
     let real = wire::Endpoint::new(s.daddr().to_ip(), s.dport());
@@ -1613,7 +1621,7 @@ mod tests {
         let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
         let syn = match other.process(syn, 0, 1, true) {
             Out::Handoff(p, w) => {
-                assert_eq!(w, owner);
+                assert_eq!(w as usize, owner);
                 p
             }
             o => panic!("expected handoff, got {o:?}"),
@@ -1628,7 +1636,7 @@ mod tests {
         let reply = tcp(RS2_MAC, PORT1_MAC, RS2, 80, LIP, lport, true, true);
         let reply = match other.process(reply, 1, 2, true) {
             Out::Handoff(p, w) => {
-                assert_eq!(w, owner);
+                assert_eq!(w as usize, owner);
                 p
             }
             o => panic!("expected handoff, got {o:?}"),
