@@ -302,19 +302,17 @@ pub(crate) fn rewrite_l3l4(
         }
     }
 
-    let mut off = TxOffload {
-        l2_len: l3 as u16,
-        l3_len: (l4 - l3) as u16,
-        ipv4: version == IpVersion::V4,
-        ..TxOffload::NONE
-    };
+    // The offload request is assembled from locals at the end (a struct written field by
+    // field on the stack and then returned stalls on store forwarding).
+    let mut ipv4_checksum = false;
+    let mut l4_offload = None;
     if version == IpVersion::V4 {
         let at = l3 + ipv4::CHECKSUM_OFFSET;
         let old = u16::from_be_bytes([frame[at], frame[at + 1]]);
         let new = match mode {
             ChecksumMode::Software => ip_adj.apply(old),
             ChecksumMode::Offload => {
-                off.ipv4_checksum = true;
+                ipv4_checksum = true;
                 0
             }
         };
@@ -334,7 +332,7 @@ pub(crate) fn rewrite_l3l4(
                 }
             }
             ChecksumMode::Offload => {
-                off.l4 = Some(if proto == IpProtocol::TCP {
+                l4_offload = Some(if proto == IpProtocol::TCP {
                     L4Offload::Tcp
                 } else {
                     L4Offload::Udp
@@ -345,7 +343,13 @@ pub(crate) fn rewrite_l3l4(
         frame[at..at + 2].copy_from_slice(&new.to_be_bytes());
     }
     set_macs(frame, macs)?;
-    Ok(off)
+    Ok(TxOffload {
+        l2_len: l3 as u16,
+        l3_len: (l4 - l3) as u16,
+        ipv4: version == IpVersion::V4,
+        ipv4_checksum,
+        l4: l4_offload,
+    })
 }
 
 /// The pseudo-header sum (uncomplemented) from the addresses now in the header, as

@@ -172,14 +172,14 @@ pub fn classify_into(frame: &[u8], rx_checksum: ChecksumMode, out: &mut Result<C
             return;
         }
     };
-    let l2 = L2Meta {
+    let l2 = || L2Meta {
         dst_mac: eth.dst_addr(),
         src_mac: eth.src_addr(),
         vlan_tci: eth.vlan_tci(),
         ethertype: eth.payload_ethertype(),
         l3_offset: eth.header_len(),
     };
-    match l2.ethertype {
+    match eth.payload_ethertype() {
         EtherType::IPV4 => {
             // Every field is written below; a slot already holding an `IpMeta` is reused
             // as it is (no 168-byte copy).
@@ -187,15 +187,21 @@ pub fn classify_into(frame: &[u8], rx_checksum: ChecksumMode, out: &mut Result<C
                 *out = Ok(Classified::Ip(IpMeta::EMPTY));
             }
             if let Ok(Classified::Ip(meta)) = out {
-                meta.l2 = l2;
+                // Field by field, straight from the frame (copying a whole `L2Meta` just
+                // written on the stack stalls on store forwarding).
+                meta.l2.dst_mac = eth.dst_addr();
+                meta.l2.src_mac = eth.src_addr();
+                meta.l2.vlan_tci = eth.vlan_tci();
+                meta.l2.ethertype = EtherType::IPV4;
+                meta.l2.l3_offset = eth.header_len();
                 if let Err(e) = classify_ipv4(frame, rx_checksum, meta) {
                     *out = Err(e);
                 }
             }
         }
-        EtherType::IPV6 => *out = classify_ipv6(frame, l2).map(Classified::Ip),
-        EtherType::ARP => *out = Ok(Classified::Arp(l2)),
-        _ => *out = Ok(Classified::Other(l2)),
+        EtherType::IPV6 => *out = classify_ipv6(frame, l2()).map(Classified::Ip),
+        EtherType::ARP => *out = Ok(Classified::Arp(l2())),
+        _ => *out = Ok(Classified::Other(l2())),
     }
 }
 
