@@ -651,11 +651,11 @@ impl<P: PacketBuf> Core<P> {
         pkts: I,
         now_ms: u64,
         check_owner: bool,
-        in_port: F,
+        mut in_port: F,
         mut emit: E,
     ) where
         I: IntoIterator<Item = P>,
-        F: Fn(&P) -> u16,
+        F: FnMut(&P) -> u16,
         E: FnMut(Emit<'_, P>),
     {
         let mut pkts = pkts.into_iter();
@@ -1707,6 +1707,102 @@ mod tests {
         for i in 0..DropReason::COUNT {
             assert_eq!(DropReason::from_index(i).map(DropReason::index), Some(i));
         }
+    }
+
+    /// A verdict reduced to what can be compared across two cores: the kind, the port /
+    /// owner / reason, and the frame's bytes.
+    fn verdict(out: Out<VecBuf>) -> (u8, String, Vec<u8>) {
+        match out {
+            Out::Tx(p, port) => (0, port.to_string(), p.data().to_vec()),
+            Out::Handoff(p, w) => (1, w.to_string(), p.data().to_vec()),
+            Out::Drop(p, r) => (2, r.name(), p.data().to_vec()),
+            Out::Consumed(p) => (3, String::new(), p.data().to_vec()),
+            Out::Held => (4, String::new(), Vec::new()),
+        }
+    }
+
+    #[test]
+    fn a_burst_is_processed_exactly_as_packet_by_packet() {
+        // 90 packets (three internal chunks of up to 32): neighbours, new and established
+        // flows of one client (ours) and of another (handed over), malformed frames, a
+        // sessionless ACK, a ping. One core takes them one by one, the other as a burst.
+        let owner = owner_of_client(Ipv4Addr::from(CIP), 2);
+        let other_client = (1..=250u8)
+            .map(|i| [10, 10, 0, i])
+            .find(|a| owner_of_client(Ipv4Addr::from(*a), 2) != owner)
+            .expect("a client of the other worker");
+        let mut pkts: Vec<(VecBuf, u16)> = vec![
+            (arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0),
+            (arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1),
+            (arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1),
+        ];
+        for port in 40000..40030u16 {
+            pkts.push((tcp(CLIENT_MAC, PORT0_MAC, CIP, port, VIP, 80, true, false), 0));
+        }
+        for port in 40000..40030u16 {
+            pkts.push((tcp(CLIENT_MAC, PORT0_MAC, CIP, port, VIP, 80, false, true), 0));
+        }
+        for port in 50000..50010u16 {
+            let p = tcp(CLIENT_MAC, PORT0_MAC, other_client, port, VIP, 80, true, false);
+            pkts.push((p, 0));
+        }
+        let mut bad = tcp(CLIENT_MAC, PORT0_MAC, CIP, 41000, VIP, 80, true, false)
+            .data()
+            .to_vec();
+        bad[24] ^= 0xff;
+        let mut short = bad.clone();
+        short.truncate(30);
+        for _ in 0..5 {
+            pkts.push((VecBuf::new(64, &bad), 0));
+            pkts.push((VecBuf::new(64, &short), 0));
+            pkts.push((tcp(CLIENT_MAC, PORT0_MAC, CIP, 42000, VIP, 80, false, true), 0));
+        }
+        let mut ping = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+            .ipv4(CIP, VIP, 64)
+            .icmpv4_echo_request(7, 1)
+            .write(&mut ping, b"ping")
+            .expect("build");
+        pkts.push((VecBuf::new(64, &ping), 0));
+        for port in 40000..40001u16 {
+            pkts.push((tcp(CLIENT_MAC, PORT0_MAC, CIP, port, VIP, 80, false, true), 0));
+        }
+        assert_eq!(pkts.len(), 90);
+
+        let mut one = core(FwdMethod::FullNat, owner, 2);
+        let mut burst = core(FwdMethod::FullNat, owner, 2);
+        let want: Vec<_> = pkts
+            .iter()
+            .map(|(p, port)| verdict(one.process(p.clone(), *port, 5, true)))
+            .collect();
+        // The in-port of each packet, in order.
+        let mut got = Vec::new();
+        let ports: Vec<u16> = pkts.iter().map(|(_, port)| *port).collect();
+        let mut k = 0;
+        burst.process_burst(
+            pkts.into_iter().map(|(p, _)| p),
+            5,
+            true,
+            |_| {
+                k += 1;
+                ports[k - 1]
+            },
+            |e| match e {
+                Emit::Packet(out) => got.push(verdict(out)),
+                Emit::Generated(..) => panic!("nothing here originates a frame"),
+            },
+        );
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "packet {i}");
+        }
+        // The outcomes are the interesting ones, not all drops.
+        let kinds = |k: u8| want.iter().filter(|v| v.0 == k).count();
+        assert_eq!(kinds(0), 63, "ARP and ping answered, 30 SYNs and 31 ACKs forwarded");
+        assert_eq!(kinds(1), 10, "the other client's SYNs handed over");
+        assert_eq!(one.counters(), burst.counters());
+        assert_eq!(one.conns().len(), burst.conns().len());
+        assert_eq!(burst.conns().len(), 30);
     }
 
     #[test]

@@ -15,7 +15,12 @@ pub(crate) const NIL: u32 = u32::MAX;
 /// where `laddr:lport` is `caddr:cport` except under FULLNAT (the chosen LIP and port).
 /// Everything sync needs is here: protocol, state, flags (forwarding method, `NOOUTPUT`,
 /// `INACTIVE`, `TEMPLATE`, ...), the full state timeout, the firewall mark, `in_pkts`.
+///
+/// Laid out as exactly two cache lines (`repr(C, align(64))`, 128 bytes): the four
+/// addresses fill the first, everything else the second, so a lookup touches two lines,
+/// never three, and a burst prefetches both ([`super::ConnTable::prefetch_session`]).
 #[derive(Clone, Debug)]
+#[repr(C, align(64))]
 pub struct Session {
     pub(crate) caddr: Addr,
     pub(crate) vaddr: Addr,
