@@ -28,8 +28,8 @@ use crate::dpdk::{
 };
 use crate::neigh::NeighConfig;
 use crate::pipeline::{
-    announced_addresses, build_arp_request, build_gratuitous_arp, sync_owner, Core, Emit, Counters,
-    DestTraffic, DropReason, LocalKind, NeighUpdate, NetConfig, Out, PortNet, Snapshot,
+    announced_addresses, build_arp_request, build_gratuitous_arp, sync_owner, Core, Counters,
+    DestTraffic, DropReason, Emit, LocalKind, NeighUpdate, NetConfig, Out, PortNet, Snapshot,
     SyncCounters,
 };
 use crate::route::{Route, RouteTable};

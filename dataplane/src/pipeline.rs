@@ -804,9 +804,7 @@ impl<P: PacketBuf> Core<P> {
     ) -> Out<P> {
         let meta = match cls {
             Err(e) => return self.drop(pkt, DropReason::Malformed(*e)),
-            Ok(Classified::Arp(l2)) => {
-                return self.arp(pkt, l2.l3_offset, in_port, snap, now_ms)
-            }
+            Ok(Classified::Arp(l2)) => return self.arp(pkt, l2.l3_offset, in_port, snap, now_ms),
             Ok(Classified::Other(_)) => return self.drop(pkt, DropReason::Unsupported),
             Ok(Classified::Ip(m)) => m,
         };
@@ -818,7 +816,7 @@ impl<P: PacketBuf> Core<P> {
         };
         let local = snap.net.local.get(&dst).copied();
         if check_owner {
-            let owner = self.owner_with(snap, &meta, local);
+            let owner = self.owner_with(snap, meta, local);
             if owner != self.id {
                 self.counters.handoff_out += 1;
                 return Out::Handoff(pkt, owner as u32);
@@ -828,10 +826,10 @@ impl<P: PacketBuf> Core<P> {
         if meta.tuple.protocol == IpProtocol::ICMP {
             if let Some(icmp) = meta.icmp {
                 if icmp.msg_type == 8 && local.is_some() {
-                    return self.echo_reply(pkt, &meta, in_port, snap);
+                    return self.echo_reply(pkt, meta, in_port, snap);
                 }
                 if icmp.inner.is_some() {
-                    return self.icmp_error(pkt, &meta, snap, now_ms);
+                    return self.icmp_error(pkt, meta, snap, now_ms);
                 }
             }
             return self.drop(pkt, DropReason::NotForUs);
@@ -860,7 +858,7 @@ impl<P: PacketBuf> Core<P> {
             Some((LocalKind::Lip, _)) => {
                 // FULLNAT reply: RIP:rport -> LIP:lport.
                 match self.conns.lookup_out_hashed(hash, flow) {
-                    Some(id) => self.reply(pkt, &meta, id, flags, snap, now_ms),
+                    Some(id) => self.reply(pkt, meta, id, flags, snap, now_ms),
                     None => self.drop(pkt, DropReason::NotForUs),
                 }
             }
@@ -872,47 +870,47 @@ impl<P: PacketBuf> Core<P> {
                 // A request to a service (VIP), or a NAT reply (RS -> client).
                 if local.is_none() {
                     if let Some(id) = self.conns.lookup_out_hashed(hash, flow) {
-                        return self.reply(pkt, &meta, id, flags, snap, now_ms);
+                        return self.reply(pkt, meta, id, flags, snap, now_ms);
                     }
                 }
                 let created_before = self.conns.stats().created;
                 let laddrs = &mut self.laddrs;
                 let net = &snap.net;
                 let me = self.id as u16;
-                let res = self
-                    .conns
-                    .resolve_in_hashed(&mut self.sched, &pm, hash, now_ms, |rs, fk| {
-                        if rs.fwd != FwdMethod::FullNat {
-                            return Some((fk.saddr, fk.sport));
-                        }
-                        let key = ServiceKey::Addr {
-                            proto: fk.proto,
-                            addr: fk.daddr,
-                            port: fk.dport,
-                        };
-                        let key0 = ServiceKey::Addr {
-                            proto: fk.proto,
-                            addr: fk.daddr,
-                            port: 0,
-                        };
-                        let k = if laddrs.contains_key(&key) { key } else { key0 };
-                        let pool = laddrs.get_mut(&k)?;
-                        let rip = match rs.addr.to_ip() {
-                            IpAddr::V4(a) => a,
-                            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-                        };
-                        let rport = if rs.port == 0 { fk.dport } else { rs.port };
-                        // Prefer an lport whose reply hashes (RSS) to this worker's queue.
-                        pool.alloc(|lip, lport| {
-                            let steer = net
-                                .local
-                                .get(&lip)
-                                .and_then(|(_, port)| net.rss.get(usize::from(*port)))
-                                .and_then(Option::as_ref);
-                            steer.is_none_or(|r| r.reply_queue(rip, lip, rport, lport) == me)
-                        })
-                        .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
-                    });
+                let res =
+                    self.conns
+                        .resolve_in_hashed(&mut self.sched, &pm, hash, now_ms, |rs, fk| {
+                            if rs.fwd != FwdMethod::FullNat {
+                                return Some((fk.saddr, fk.sport));
+                            }
+                            let key = ServiceKey::Addr {
+                                proto: fk.proto,
+                                addr: fk.daddr,
+                                port: fk.dport,
+                            };
+                            let key0 = ServiceKey::Addr {
+                                proto: fk.proto,
+                                addr: fk.daddr,
+                                port: 0,
+                            };
+                            let k = if laddrs.contains_key(&key) { key } else { key0 };
+                            let pool = laddrs.get_mut(&k)?;
+                            let rip = match rs.addr.to_ip() {
+                                IpAddr::V4(a) => a,
+                                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+                            };
+                            let rport = if rs.port == 0 { fk.dport } else { rs.port };
+                            // Prefer an lport whose reply hashes (RSS) to this worker's queue.
+                            pool.alloc(|lip, lport| {
+                                let steer = net
+                                    .local
+                                    .get(&lip)
+                                    .and_then(|(_, port)| net.rss.get(usize::from(*port)))
+                                    .and_then(Option::as_ref);
+                                steer.is_none_or(|r| r.reply_queue(rip, lip, rport, lport) == me)
+                            })
+                            .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
+                        });
                 if let Ok(id) = res {
                     if self.conns.stats().created != created_before {
                         if let Some(t) = self.traffic_of(id) {
@@ -921,7 +919,7 @@ impl<P: PacketBuf> Core<P> {
                     }
                 }
                 match res {
-                    Ok(id) => self.request(pkt, &meta, id, flags, in_port, snap, now_ms),
+                    Ok(id) => self.request(pkt, meta, id, flags, in_port, snap, now_ms),
                     Err(Refuse::NoService) => self.drop(pkt, DropReason::NotForUs),
                     Err(Refuse::NotSyn) => self.drop(pkt, DropReason::NoSession),
                     Err(Refuse::TableFull) => self.drop(pkt, DropReason::TableFull),
@@ -1737,13 +1735,28 @@ mod tests {
             (arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1),
         ];
         for port in 40000..40030u16 {
-            pkts.push((tcp(CLIENT_MAC, PORT0_MAC, CIP, port, VIP, 80, true, false), 0));
+            pkts.push((
+                tcp(CLIENT_MAC, PORT0_MAC, CIP, port, VIP, 80, true, false),
+                0,
+            ));
         }
         for port in 40000..40030u16 {
-            pkts.push((tcp(CLIENT_MAC, PORT0_MAC, CIP, port, VIP, 80, false, true), 0));
+            pkts.push((
+                tcp(CLIENT_MAC, PORT0_MAC, CIP, port, VIP, 80, false, true),
+                0,
+            ));
         }
         for port in 50000..50010u16 {
-            let p = tcp(CLIENT_MAC, PORT0_MAC, other_client, port, VIP, 80, true, false);
+            let p = tcp(
+                CLIENT_MAC,
+                PORT0_MAC,
+                other_client,
+                port,
+                VIP,
+                80,
+                true,
+                false,
+            );
             pkts.push((p, 0));
         }
         let mut bad = tcp(CLIENT_MAC, PORT0_MAC, CIP, 41000, VIP, 80, true, false)
@@ -1755,7 +1768,10 @@ mod tests {
         for _ in 0..5 {
             pkts.push((VecBuf::new(64, &bad), 0));
             pkts.push((VecBuf::new(64, &short), 0));
-            pkts.push((tcp(CLIENT_MAC, PORT0_MAC, CIP, 42000, VIP, 80, false, true), 0));
+            pkts.push((
+                tcp(CLIENT_MAC, PORT0_MAC, CIP, 42000, VIP, 80, false, true),
+                0,
+            ));
         }
         let mut ping = Vec::new();
         PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
@@ -1765,7 +1781,10 @@ mod tests {
             .expect("build");
         pkts.push((VecBuf::new(64, &ping), 0));
         for port in 40000..40001u16 {
-            pkts.push((tcp(CLIENT_MAC, PORT0_MAC, CIP, port, VIP, 80, false, true), 0));
+            pkts.push((
+                tcp(CLIENT_MAC, PORT0_MAC, CIP, port, VIP, 80, false, true),
+                0,
+            ));
         }
         assert_eq!(pkts.len(), 90);
 
@@ -1798,7 +1817,11 @@ mod tests {
         }
         // The outcomes are the interesting ones, not all drops.
         let kinds = |k: u8| want.iter().filter(|v| v.0 == k).count();
-        assert_eq!(kinds(0), 63, "ARP and ping answered, 30 SYNs and 31 ACKs forwarded");
+        assert_eq!(
+            kinds(0),
+            63,
+            "ARP and ping answered, 30 SYNs and 31 ACKs forwarded"
+        );
         assert_eq!(kinds(1), 10, "the other client's SYNs handed over");
         assert_eq!(one.counters(), burst.counters());
         assert_eq!(one.conns().len(), burst.conns().len());

@@ -67,11 +67,7 @@ impl Index {
         let n = Self::buckets_for(entries);
         let mut buckets = SlabVec::with_capacity_in(n, TableAlloc::default());
         buckets.resize(n, EMPTY_BUCKET);
-        Index {
-            buckets,
-            n,
-            len: 0,
-        }
+        Index { buckets, n, len: 0 }
     }
 
     fn buckets_for(entries: usize) -> usize {
@@ -97,7 +93,7 @@ impl Index {
     /// The home bucket of a hash.
     #[inline(always)]
     fn home(&self, hash: u64) -> usize {
-        ((hash & 0xffff_ffff) * self.n as u64 >> 32) as usize
+        (((hash & 0xffff_ffff) * self.n as u64) >> 32) as usize
     }
 
     /// The bucket after `i` (wrapping).
@@ -234,7 +230,10 @@ mod tests {
             assert!(ix.remove(h(v), v));
         }
         assert_eq!(ix.len(), 0);
-        assert!(ix.buckets.iter().all(|b| b.overflow == 0 && b.tags == [0; WAYS]));
+        assert!(ix
+            .buckets
+            .iter()
+            .all(|b| b.overflow == 0 && b.tags == [0; WAYS]));
     }
 
     #[test]
@@ -272,7 +271,7 @@ mod tests {
                 model.remove(&v);
             } else if model.len() < 1500 {
                 // Only 7 home buckets (of 600) so that spills happen constantly.
-                let hv = (next() & !0xffff_ffff) | ((r >> 40) % 7) * 0xaec_33e2;
+                let hv = (next() & !0xffff_ffff) | (((r >> 40) % 7) * 0xaec_33e2);
                 assert!(ix.insert(hv, v));
                 model.insert(v, hv);
             }

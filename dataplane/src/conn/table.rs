@@ -4,7 +4,6 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-
 use crate::sched::{CoreSched, DestSlot, DestTable, SchedCtx, NO_SLOT};
 use crate::service::{
     endpoint, svc_flags, Addr, FlowKey, FwdMethod, Proto, RealServer, Snapshot, SvcIdx,

@@ -39,8 +39,8 @@ pub use hugemem::HugePageAlloc;
 pub use lcore::LcoreId;
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
-pub use prefetch::prefetch0;
 pub use port::{bits, Link, Port, PortConf, PortId, PortInfo, PortStats, QueueId, RSS_KEY};
+pub use prefetch::prefetch0;
 pub use ring::{Ring, RING_SP_SC};
 
 use std::ffi::{c_char, CStr, CString};
