@@ -107,7 +107,7 @@ pub struct WorkerReport {
     pub sessions_created: u64,
     /// Session table capacity of this worker.
     pub conn_capacity: u32,
-    /// Bytes the session table holds (slab, both indexes, timer wheel).
+    /// Bytes the session table holds (slab, session index, timer wheel).
     pub conn_memory_bytes: usize,
 }
 

@@ -1,4 +1,4 @@
-//! [`ConnTable`]: slab, the two indexes, the timer wheel, scheduling and accounting.
+//! [`ConnTable`]: slab, the session index, the timer wheel, scheduling and accounting.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -145,7 +145,7 @@ fn ticks_floor(ms: u64) -> u32 {
 }
 
 impl ConnTable {
-    /// A table for `cfg.capacity` sessions; the slab and both indexes are allocated here.
+    /// A table for `cfg.capacity` sessions; the slab and the index are allocated here.
     pub fn new(cfg: ConnConfig) -> ConnTable {
         let cap = cfg.capacity;
         let seed = if cfg.seed != 0 {
@@ -222,7 +222,7 @@ impl ConnTable {
         self.cfg.expire_quiescent_template = expire_quiescent_template;
     }
 
-    /// Bytes held: slab, both indexes and the wheel.
+    /// Bytes held: slab, index and wheel.
     pub fn memory_bytes(&self) -> usize {
         self.slab.capacity() * std::mem::size_of::<Session>()
             + self.idx.memory_bytes()
@@ -955,7 +955,7 @@ impl ConnTable {
             .is_some_and(|d| !d.available)
     }
 
-    /// Expires a session at once (`ip_vs_conn_expire_now`): it leaves both indexes now and is
+    /// Expires a session at once (`ip_vs_conn_expire_now`): it leaves the index now and is
     /// released by the next [`ConnTable::expire`] call.
     pub fn expire_now(&mut self, id: ConnId) {
         let i = id.0;
