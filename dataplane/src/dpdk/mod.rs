@@ -106,8 +106,13 @@ pub(crate) fn rte_errno() -> i32 {
 /// Runs `f` with DPDK's log redirected into memory and returns `f`'s result together with
 /// what was logged. Used around set-up calls whose reason for failing is only logged.
 pub(crate) fn with_log_capture<T>(f: impl FnOnce() -> T) -> (T, String) {
+    // The shim keeps one capture stream in C globals: captures from two threads at once
+    // (tests set up ports in parallel) would race on it and corrupt the heap. One at a time.
+    static CAPTURE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
     // SAFETY: the shim opens a memstream and installs it as DPDK's log stream; it refuses
     // (returns -1) when a capture is already running, in which case we capture nothing.
+    // The lock above makes this thread the only one using the shim's capture globals.
     let started = unsafe { sys::rvs_log_capture_begin() } == 0;
     let out = f();
     let mut text = String::new();
