@@ -789,6 +789,38 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
         }
     }
 
+    // One burst of `rx` through the pipeline, every verdict (and every frame the pipeline
+    // originated) sent where it goes; `$default_port` for mbufs of an unknown port.
+    macro_rules! run_burst {
+        ($now:expr, $check_owner:expr, $default_port:expr) => {{
+            let in_port = |m: &Mbuf| {
+                sh.port_index
+                    .get(usize::from(m.port()))
+                    .copied()
+                    .flatten()
+                    .unwrap_or($default_port)
+            };
+            core.process_burst(rx.drain(), $now, $check_owner, in_port, |e| {
+                let out = match e {
+                    Emit::Packet(out) => out,
+                    Emit::Generated(port, frame) => match pool.alloc_with(frame) {
+                        Some(m) => Out::Tx(m, port),
+                        None => return,
+                    },
+                };
+                route(
+                    out,
+                    &mut tx,
+                    &mut handoff,
+                    sh,
+                    w,
+                    &mut tx_dropped,
+                    &mut to_kernel,
+                );
+            });
+        }};
+    }
+
     while !sh.stop.load(Ordering::Acquire) {
         let now = now_ms(start, hz);
         // Configuration and control, between bursts.
@@ -872,31 +904,7 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
             if port.rx_burst(QueueId(w as u16), &mut rx) == 0 {
                 continue;
             }
-            let in_port = |m: &Mbuf| {
-                sh.port_index
-                    .get(usize::from(m.port()))
-                    .copied()
-                    .flatten()
-                    .unwrap_or(p as u16)
-            };
-            core.process_burst(rx.drain(), now, true, in_port, |e| {
-                let out = match e {
-                    Emit::Packet(out) => out,
-                    Emit::Generated(port, frame) => match pool.alloc_with(frame) {
-                        Some(m) => Out::Tx(m, port),
-                        None => return,
-                    },
-                };
-                route(
-                    out,
-                    &mut tx,
-                    &mut handoff,
-                    sh,
-                    w,
-                    &mut tx_dropped,
-                    &mut to_kernel,
-                );
-            });
+            run_burst!(now, true, p as u16);
         }
         // Exception path: what the kernel sends on a tap leaves through its port unchanged.
         for (k, tap) in sh.taps.iter().enumerate() {
@@ -927,31 +935,7 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                 continue;
             }
             handoff_in += rx.len() as u64;
-            let in_port = |m: &Mbuf| {
-                sh.port_index
-                    .get(usize::from(m.port()))
-                    .copied()
-                    .flatten()
-                    .unwrap_or(0)
-            };
-            core.process_burst(rx.drain(), now, false, in_port, |e| {
-                let out = match e {
-                    Emit::Packet(out) => out,
-                    Emit::Generated(port, frame) => match pool.alloc_with(frame) {
-                        Some(m) => Out::Tx(m, port),
-                        None => return,
-                    },
-                };
-                route(
-                    out,
-                    &mut tx,
-                    &mut handoff,
-                    sh,
-                    w,
-                    &mut tx_dropped,
-                    &mut to_kernel,
-                );
-            });
+            run_burst!(now, false, 0);
         }
         // Side outputs: ARP requests, released packets, learned neighbours.
         for (port, target) in core.take_arp_requests() {
