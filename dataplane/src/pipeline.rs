@@ -365,6 +365,20 @@ fn flow_key(meta: &IpMeta) -> Option<FlowKey> {
 /// of the first packets to land before the last are issued.
 const BURST: usize = 32;
 
+/// Prefetch distance of [`Core::process_burst`], in packets: how far the bucket prefetch
+/// runs ahead of the session prefetch, and that ahead of the processing.
+const AHEAD: usize = 4;
+
+/// The outcome of [`Core::fast_path`].
+enum Fast {
+    /// Rewritten: transmit on this port.
+    Tx(u16),
+    /// The session's packet, refused by the rewrite (after its state transition).
+    Drop(DropReason),
+    /// Not a case of the fast path; nothing was changed.
+    Slow,
+}
+
 /// What [`Core::process_burst`] hands back, packet by packet.
 #[derive(Debug)]
 pub enum Emit<'a, P> {
@@ -639,13 +653,17 @@ impl<P: PacketBuf> Core<P> {
     }
 
     /// Processes a burst: the packets of `pkts` in order, each exactly as
-    /// [`Core::process`] would (`in_port` names the rvs port a packet arrived on), handing
-    /// every verdict, and every frame originated on the way, to `emit`.
+    /// [`Core::process`] would, handing every verdict, and every frame originated on the
+    /// way, to `emit`. `in_port` names the rvs port a packet arrived on; it is asked only
+    /// for the packets that take the full path.
     ///
-    /// The burst runs in three passes over up to 32 packets, so that its cache misses
-    /// overlap instead of each packet stalling on its own: classify each packet and
-    /// prefetch its session-index bucket; prefetch the session each bucket points at;
-    /// then process each packet with its classification and tuple hash already at hand.
+    /// Up to 32 packets at a time run through a software pipeline, so that their cache
+    /// misses overlap instead of each packet stalling on its own: a packet is classified
+    /// and its session-index bucket prefetched; a few packets later the session that
+    /// bucket points at is prefetched; a few more later the packet is processed, with its
+    /// classification and tuple hash at hand. An established packet of a NAT, FULLNAT or
+    /// DR session takes a fast path (the same effects without the generic steps); any
+    /// other the full one.
     pub fn process_burst<I, F, E>(
         &mut self,
         pkts: I,
@@ -674,24 +692,51 @@ impl<P: PacketBuf> Core<P> {
             // core, taken out for the burst so that packets can borrow them.
             let mut cls = std::mem::take(&mut self.burst_cls);
             cls.resize(BURST, Err(wire::Error::Truncated));
-            let mut hashes = [None::<u64>; BURST];
-            for ((p, c), h) in batch[..n].iter().flatten().zip(&mut cls).zip(&mut hashes) {
-                wire::classify_into(p.data(), ChecksumMode::Software, c);
-                if let Ok(Classified::Ip(m)) = c {
-                    if let Some(k) = flow_key(m) {
-                        let hash = self.conns.flow_hash(&k);
-                        self.conns.prefetch_flow(hash);
-                        *h = Some(hash);
+            let mut flows = [None::<(u64, FlowKey)>; BURST];
+            // A software pipeline over the burst: packet i is classified and its index
+            // bucket prefetched while packet i - AHEAD has the session its bucket names
+            // prefetched and packet i - 2 * AHEAD is processed, so the cache misses of the
+            // ones ahead overlap the work on the ones behind.
+            for i in 0..n + 2 * AHEAD {
+                if let Some(p) = batch.get(i).and_then(Option::as_ref).filter(|_| i < n) {
+                    let c = &mut cls[i];
+                    wire::classify_into(p.data(), ChecksumMode::Software, c);
+                    if let Ok(Classified::Ip(m)) = c {
+                        if let Some(k) = flow_key(m) {
+                            let hash = self.conns.flow_hash(&k);
+                            self.conns.prefetch_flow(hash);
+                            flows[i] = Some((hash, k));
+                        }
                     }
                 }
-            }
-            for h in hashes[..n].iter().flatten() {
-                self.conns.prefetch_session(*h);
-            }
-            for ((p, c), h) in batch[..n].iter_mut().zip(&cls).zip(hashes) {
-                let Some(p) = p.take() else { continue };
+                if let Some(j) = i.checked_sub(AHEAD).filter(|j| *j < n) {
+                    if let Some((h, _)) = flows[j] {
+                        self.conns.prefetch_session(h);
+                    }
+                }
+                let Some(j) = i.checked_sub(2 * AHEAD).filter(|j| *j < n) else {
+                    continue;
+                };
+                let Some(mut p) = batch[j].take() else {
+                    continue;
+                };
+                if let (Some((hash, k)), Ok(Classified::Ip(m))) = (&flows[j], &cls[j]) {
+                    match self.fast_path(&mut p, m, k, *hash, now_ms, check_owner) {
+                        Fast::Tx(port) => {
+                            emit(Emit::Packet(Out::Tx(p, port)));
+                            continue;
+                        }
+                        Fast::Drop(r) => {
+                            let out = self.drop(p, r);
+                            emit(Emit::Packet(out));
+                            continue;
+                        }
+                        Fast::Slow => {}
+                    }
+                }
                 let port = in_port(&p);
-                let out = self.process_classified(p, c, h, port, now_ms, check_owner);
+                let hash = flows[j].map(|(h, _)| h);
+                let out = self.process_classified(p, &cls[j], hash, port, now_ms, check_owner);
                 emit(Emit::Packet(out));
                 if let Some((port, len)) = self.generated.pop() {
                     emit(Emit::Generated(port, &self.scratch[..len]));
@@ -702,6 +747,149 @@ impl<P: PacketBuf> Core<P> {
                 return;
             }
         }
+    }
+
+    /// The established fast path: a TCP or UDP packet over IPv4 of a NAT, FULLNAT or DR
+    /// session of this worker, whose next hop is resolved and whose egress port computes
+    /// checksums in software. It has exactly the effects [`Core::process_classified`] has
+    /// on such a packet (counters, TCP state and timer, sync, rewrite, traffic per real
+    /// server) without the generic steps (local-address map, rewrite parameters, verdicts
+    /// moved through the call chain). [`Fast::Slow`] when anything is out of the
+    /// ordinary (no session, a SYN, a packet of another worker, an unresolved next hop,
+    /// TUN, offload, a TTL about to expire, ...): nothing has been changed then.
+    #[inline(always)]
+    fn fast_path(
+        &mut self,
+        pkt: &mut P,
+        meta: &IpMeta,
+        flow: &FlowKey,
+        hash: u64,
+        now_ms: u64,
+        check_owner: bool,
+    ) -> Fast {
+        let Some(snap) = self.snap.as_ref() else {
+            return Fast::Slow;
+        };
+        let flags = TcpFlags(meta.tcp_flags.0 as u8);
+        // A SYN may reuse or reschedule a session (conn_reuse_mode).
+        if flow.proto == Proto::Tcp && flags.0 & TcpFlags::SYN.0 != 0 {
+            return Fast::Slow;
+        }
+        let Some((id, reply)) = self.conns.lookup_hashed(hash, flow) else {
+            return Fast::Slow;
+        };
+        let Some(s) = self.conns.get(id) else {
+            return Fast::Slow;
+        };
+        let fwd = s.fwd();
+        let workers = snap.net.workers;
+        if check_owner && workers > 1 {
+            // Who owns it, as `owner_with` decides for the address the packet is sent to:
+            // the client's worker for a request (to a VIP) or a NAT reply (to the client),
+            // the lport's for a FULLNAT reply (to a LIP).
+            let owner = match (reply, fwd) {
+                (false, _) => flow
+                    .saddr
+                    .v4_bits()
+                    .map(|a| owner_of_client(a.into(), workers)),
+                (true, FwdMethod::FullNat) => Some(owner_of_port(flow.dport, workers)),
+                (true, _) => flow
+                    .daddr
+                    .v4_bits()
+                    .map(|a| owner_of_client(a.into(), workers)),
+            };
+            if owner != Some(self.id) {
+                return Fast::Slow;
+            }
+        }
+        // The new ends of the packet and the address routed toward.
+        let (src, dst, toward) = match (reply, fwd) {
+            (false, FwdMethod::FullNat) => {
+                (Some((s.laddr, s.lport)), Some((s.daddr, s.dport)), s.daddr)
+            }
+            (false, FwdMethod::Masq) => (None, Some((s.daddr, s.dport)), s.daddr),
+            (false, FwdMethod::Route) => (None, None, s.daddr),
+            (true, FwdMethod::FullNat) => {
+                (Some((s.vaddr, s.vport)), Some((s.caddr, s.cport)), s.caddr)
+            }
+            (true, FwdMethod::Masq) => (Some((s.vaddr, s.vport)), None, s.caddr),
+            _ => return Fast::Slow,
+        };
+        let end = |e: Option<(Addr, u16)>| match e {
+            None => Some(None),
+            Some((a, port)) => a.v4_bits().map(|b| Some((b.to_be_bytes(), port))),
+        };
+        let (Some(src), Some(dst), Some(toward)) = (end(src), end(dst), toward.v4_bits()) else {
+            return Fast::Slow;
+        };
+        if !reply && !self.conns.dest_usable(id) {
+            return Fast::Slow;
+        }
+        let toward = Ipv4Addr::from(toward);
+        let Some(mut nh) = snap.net.routes.lookup(toward) else {
+            return Fast::Slow;
+        };
+        if fwd == FwdMethod::Route {
+            // DR: the real server itself is the next hop.
+            nh.addr = toward;
+        }
+        let Some(port) = snap.net.ports.get(usize::from(nh.port)) else {
+            return Fast::Slow;
+        };
+        if port.csum != ChecksumMode::Software {
+            return Fast::Slow;
+        }
+        let Some(mac) = self.neigh.get(nh.addr) else {
+            return Fast::Slow;
+        };
+        let macs = MacRewrite {
+            src: EthernetAddress(port.mac),
+            dst: EthernetAddress(mac),
+        };
+        let l3 = meta.l3_offset();
+        let udp = flow.proto == Proto::Udp;
+        if fwd != FwdMethod::Route && pkt.data().get(l3 + 8).is_none_or(|ttl| *ttl <= 1) {
+            return Fast::Slow; // dropped as TtlExpired, after the state transition
+        }
+        // Decided: from here on the packet is this session's.
+        self.counters.packets += 1;
+        let dir = if reply {
+            Direction::Output
+        } else {
+            Direction::Input
+        };
+        self.conns.state_transition(id, dir, flags, now_ms);
+        if !reply {
+            self.sync_after_input(id, now_ms);
+        }
+        let len = pkt.len() as u64;
+        let data = pkt.data_mut();
+        let res = if fwd == FwdMethod::Route {
+            forward::set_macs(data, &macs)
+        } else {
+            forward::rewrite_v4(data, l3, meta.l4_offset, meta.ip_end, udp, src, dst, &macs)
+        };
+        if let Err(e) = res {
+            return Fast::Drop(DropReason::Rewrite(e));
+        }
+        let slot = self.conns.dest_slot(id);
+        let t = slot.and_then(|d| self.traffic.get_mut(d as usize));
+        if reply {
+            self.counters.out_packets += 1;
+            self.counters.out_bytes += len;
+            if let Some(t) = t {
+                t.outpkts += 1;
+                t.outbytes += len;
+            }
+        } else {
+            self.counters.in_packets += 1;
+            self.counters.in_bytes += len;
+            if let Some(t) = t {
+                t.inpkts += 1;
+                t.inbytes += len;
+            }
+        }
+        Fast::Tx(nh.port)
     }
 
     /// The worker that owns a classified packet (see the module docs).
@@ -792,6 +980,7 @@ impl<P: PacketBuf> Core<P> {
 
     /// [`Core::process_classified`] under snapshot `snap`.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn process_with(
         &mut self,
         snap: &Snapshot,
@@ -1826,6 +2015,211 @@ mod tests {
         assert_eq!(one.counters(), burst.counters());
         assert_eq!(one.conns().len(), burst.conns().len());
         assert_eq!(burst.conns().len(), 30);
+    }
+
+    /// A TCP segment with any flags and TTL, built with etherparse.
+    #[allow(clippy::too_many_arguments)]
+    fn segment(
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+        s: ([u8; 4], u16),
+        d: ([u8; 4], u16),
+        flags: &str,
+        ttl: u8,
+        payload: &[u8],
+    ) -> VecBuf {
+        let mut b = PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4(s.0, d.0, ttl)
+            .tcp(s.1, d.1, 7000, 65535);
+        for f in flags.chars() {
+            b = match f {
+                'S' => b.syn(),
+                'A' => b.ack(9000),
+                'F' => b.fin(),
+                'R' => b.rst(),
+                'P' => b.psh(),
+                _ => panic!("flag {f}"),
+            };
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, payload).expect("build");
+        VecBuf::new(VecBuf::DEFAULT_HEADROOM, &v)
+    }
+
+    /// Runs `pkts` (frame, in-port) through `one` packet by packet and through `burst` in
+    /// one burst; asserts the same verdicts and output bytes; returns the verdicts.
+    fn same_by_burst(
+        one: &mut Core<VecBuf>,
+        burst: &mut Core<VecBuf>,
+        pkts: Vec<(VecBuf, u16)>,
+        now: u64,
+    ) -> Vec<(u8, String, Vec<u8>)> {
+        let want: Vec<_> = pkts
+            .iter()
+            .map(|(p, port)| verdict(one.process(p.clone(), *port, now, true)))
+            .collect();
+        let mut got = Vec::new();
+        let ports: Vec<u16> = pkts.iter().map(|(_, port)| *port).collect();
+        let frames: Vec<Vec<u8>> = pkts.iter().map(|(p, _)| p.data().to_vec()).collect();
+        burst.process_burst(
+            pkts.into_iter().map(|(p, _)| p),
+            now,
+            true,
+            // Called only for the packets the full path takes: find the frame's port.
+            |p| {
+                let i = frames
+                    .iter()
+                    .position(|f| f == p.data())
+                    .expect("a frame of the burst");
+                ports[i]
+            },
+            |e| match e {
+                Emit::Packet(out) => got.push(verdict(out)),
+                Emit::Generated(..) => panic!("nothing here originates a frame"),
+            },
+        );
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "packet {i}");
+        }
+        want
+    }
+
+    #[test]
+    fn established_fast_path_has_the_full_paths_effects_in_every_mode() {
+        // Whole TCP conversations (handshake, data both ways, FIN, RST, a TTL-1 packet, an
+        // unknown flow, a packet of another worker's client) in NAT, FULLNAT, DR and TUN,
+        // with one worker and with two, with sync on: one core packet by packet (the full
+        // path only), the other in bursts (the fast path wherever it applies). Verdicts,
+        // output bytes, counters, per-server traffic, session states and timers and the
+        // sync messages must be the same.
+        for fwd in [
+            FwdMethod::Masq,
+            FwdMethod::FullNat,
+            FwdMethod::Route,
+            FwdMethod::Tunnel,
+        ] {
+            for workers in [1usize, 2] {
+                let me = owner_of_client(Ipv4Addr::from(CIP), workers);
+                let mut one = core(fwd, me, workers);
+                let mut burst = core(fwd, me, workers);
+                for c in [&mut one, &mut burst] {
+                    c.set_sync_master(Some(SyncRules::default()));
+                }
+                let cl = |sp: u16, flags: &str, ttl: u8| {
+                    let p = segment(
+                        CLIENT_MAC,
+                        PORT0_MAC,
+                        (CIP, sp),
+                        (VIP, 80),
+                        flags,
+                        ttl,
+                        b"GET /",
+                    );
+                    (p, 0u16)
+                };
+                let mut pkts = vec![
+                    (arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0),
+                    (arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1),
+                    (arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1),
+                ];
+                let ports = 40000..40012u16;
+                pkts.extend(ports.clone().map(|sp| cl(sp, "S", 64)));
+                same_by_burst(&mut one, &mut burst, pkts, 10);
+
+                // The real servers' side of each session (as the full path set it up).
+                let sessions: Vec<_> = one
+                    .conns()
+                    .iter()
+                    .map(|(_, s)| (s.cport(), s.out_key()))
+                    .collect();
+                assert_eq!(sessions.len(), 12, "{fwd:?}/{workers}");
+                let rs = |sp: u16, flags: &str| {
+                    let k = sessions.iter().find(|(c, _)| *c == sp).expect("session").1;
+                    let (IpAddr::V4(s), IpAddr::V4(d)) = (k.saddr.to_ip(), k.daddr.to_ip()) else {
+                        panic!("v4")
+                    };
+                    let mac = if s.octets() == RS1 { RS1_MAC } else { RS2_MAC };
+                    let p = segment(
+                        mac,
+                        PORT1_MAC,
+                        (s.octets(), k.sport),
+                        (d.octets(), k.dport),
+                        flags,
+                        64,
+                        b"200 OK",
+                    );
+                    (p, 1u16)
+                };
+                let replies = matches!(fwd, FwdMethod::Masq | FwdMethod::FullNat);
+                let mut pkts = Vec::new();
+                for sp in ports.clone() {
+                    if replies {
+                        pkts.push(rs(sp, "SA"));
+                    }
+                    pkts.push(cl(sp, "A", 64));
+                    pkts.push(cl(sp, "PA", 64));
+                    if replies {
+                        pkts.push(rs(sp, "PA"));
+                    }
+                }
+                // Endings: FIN from the client, from the server, an RST, a TTL-1 packet.
+                pkts.push(cl(40000, "FA", 64));
+                if replies {
+                    pkts.push(rs(40000, "FA"));
+                    pkts.push(rs(40001, "R"));
+                }
+                pkts.push(cl(40000, "A", 64));
+                pkts.push(cl(40002, "R", 64));
+                pkts.push(cl(40003, "A", 1));
+                pkts.push(cl(45000, "A", 64)); // no session
+                if workers == 2 {
+                    let other = (1..=250u8)
+                        .map(|i| [10, 10, 0, i])
+                        .find(|a| owner_of_client(Ipv4Addr::from(*a), 2) != me)
+                        .expect("a client of the other worker");
+                    let p = segment(
+                        CLIENT_MAC,
+                        PORT0_MAC,
+                        (other, 40000),
+                        (VIP, 80),
+                        "A",
+                        64,
+                        b"x",
+                    );
+                    pkts.push((p, 0));
+                }
+                let v = same_by_burst(&mut one, &mut burst, pkts, 20);
+                let forwarded = v.iter().filter(|v| v.0 == 0).count();
+                let (want, sent) = match fwd {
+                    FwdMethod::Masq | FwdMethod::FullNat => (
+                        12 * 4 + 5,
+                        "every segment but the TTL-1 one and the strangers'",
+                    ),
+                    // DR leaves the TTL alone (the packet is delivered, not routed).
+                    FwdMethod::Route => (12 * 2 + 4, "every client segment but the stranger's"),
+                    _ => (
+                        12 * 2 + 3,
+                        "every client segment but the TTL-1 one and the stranger's",
+                    ),
+                };
+                assert_eq!(forwarded, want, "{fwd:?}/{workers}: {sent}");
+                assert_eq!(one.counters(), burst.counters(), "{fwd:?}/{workers}");
+                let traffic = |c: &Core<VecBuf>| c.dest_traffic().collect::<Vec<_>>();
+                assert_eq!(traffic(&one), traffic(&burst), "{fwd:?}/{workers}");
+                let rows = |c: &Core<VecBuf>| {
+                    let mut r: Vec<_> = c.conns().list(30_000).map(|e| e.format_row()).collect();
+                    r.sort();
+                    r
+                };
+                assert_eq!(rows(&one), rows(&burst), "{fwd:?}/{workers}");
+                assert!(rows(&one).iter().any(|r| r.contains("ESTABLISHED")));
+                let sync = |c: &mut Core<VecBuf>| c.take_sync().collect::<Vec<_>>();
+                let (s1, s2) = (sync(&mut one), sync(&mut burst));
+                assert!(!s1.is_empty(), "sync messages were sent");
+                assert_eq!(s1, s2, "{fwd:?}/{workers}");
+            }
+        }
     }
 
     #[test]

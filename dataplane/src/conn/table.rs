@@ -302,6 +302,34 @@ impl ConnTable {
             .map(|v| ConnId(v & !OUT))
     }
 
+    /// The session of a packet whichever way it travels: `(id, false)` for a client packet
+    /// (the client-side tuple matched), `(id, true)` for a real server's reply. One index
+    /// walk; what the established fast path looks packets up with.
+    #[inline]
+    pub fn lookup_hashed(&self, hash: u64, key: &FlowKey) -> Option<(ConnId, bool)> {
+        let slab = &self.slab;
+        self.idx
+            .find(hash, |v| {
+                let s = &slab[(v & !OUT) as usize];
+                if v & OUT != 0 {
+                    s.out_eq(key)
+                } else {
+                    s.flags & flags::TEMPLATE == 0 && s.in_eq(key)
+                }
+            })
+            .map(|v| (ConnId(v & !OUT), v & OUT != 0))
+    }
+
+    /// Whether a client packet without SYN may go on in session `id` as it is: its real
+    /// server is still available (or it has none). Otherwise [`ConnTable::resolve_in`]
+    /// refuses or expires it.
+    #[inline]
+    pub fn dest_usable(&self, id: ConnId) -> bool {
+        self.slab
+            .get(id.0 as usize)
+            .is_some_and(|s| s.dest == NO_SLOT || self.dests.get(s.dest).is_none_or_available())
+    }
+
     /// The persistence template for a template key.
     pub fn lookup_template(&self, key: &FlowKey) -> Option<ConnId> {
         let h = hash_flow(self.seed, key, true);

@@ -99,12 +99,7 @@ mod tests {
             let v = request(&mut b, &m, &params()).unwrap();
             assert_eq!(
                 v,
-                Verdict::Forward(TxOffload {
-                    l2_len: 14,
-                    l3_len: 20,
-                    ipv4: true,
-                    ..TxOffload::NONE
-                })
+                Verdict::Forward(TxOffload::new(14, 20, true, false, None))
             );
             let p = check_v4(b.data());
             assert_eq!(endpoints(&p), (ep(LIP, LPORT), ep(RIP, RPORT)));
@@ -154,8 +149,8 @@ mod tests {
         let Verdict::Forward(off) = request(&mut b, &m, &p).unwrap() else {
             panic!()
         };
-        assert_eq!(off.l4, Some(L4Offload::Tcp));
-        assert!(off.ipv4_checksum);
+        assert_eq!(off.l4(), Some(L4Offload::Tcp));
+        assert!(off.ipv4_checksum());
         let f = b.data();
         assert_eq!(&f[24..26], &[0, 0]);
         let want =

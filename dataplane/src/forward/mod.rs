@@ -58,33 +58,94 @@ pub enum L4Offload {
 
 /// The TX checksum offload a rewritten packet needs, for the mbuf's `ol_flags`,
 /// `l2_len` and `l3_len`. All-false in [`ChecksumMode::Software`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TxOffload {
-    /// Length of the L2 header (`mbuf.l2_len`).
-    pub l2_len: u16,
-    /// Length of the (outer) L3 header (`mbuf.l3_len`).
-    pub l3_len: u16,
-    /// Whether the packet is IPv4 (`RTE_MBUF_F_TX_IPV4`; else IPv6 when `l4` is set).
-    pub ipv4: bool,
-    /// The NIC computes the IPv4 header checksum (`RTE_MBUF_F_TX_IP_CKSUM`).
-    pub ipv4_checksum: bool,
-    /// The NIC computes this L4 checksum (the field holds the pseudo-header sum).
-    pub l4: Option<L4Offload>,
-}
+///
+/// Packed into one word: returned from every rewrite, a struct of five small fields was
+/// assembled on the stack field by field and read back whole, a store-forwarding stall on
+/// every packet.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct TxOffload(u64);
+
+const OFF_IPV4: u64 = 1 << 32;
+const OFF_IPV4_CSUM: u64 = 1 << 33;
+const OFF_TCP: u64 = 1 << 34;
+const OFF_UDP: u64 = 1 << 35;
 
 impl TxOffload {
     /// No offload needed.
-    pub const NONE: TxOffload = TxOffload {
-        l2_len: 0,
-        l3_len: 0,
-        ipv4: false,
-        ipv4_checksum: false,
-        l4: None,
-    };
+    pub const NONE: TxOffload = TxOffload(0);
+
+    /// The offload of a packet with `l2_len` bytes of L2 header and `l3_len` of (outer)
+    /// L3 header; `ipv4`: `RTE_MBUF_F_TX_IPV4`; `ipv4_checksum`: the NIC computes the IPv4
+    /// header checksum; `l4`: the NIC computes this L4 checksum.
+    #[inline]
+    pub const fn new(
+        l2_len: u16,
+        l3_len: u16,
+        ipv4: bool,
+        ipv4_checksum: bool,
+        l4: Option<L4Offload>,
+    ) -> TxOffload {
+        let mut bits = l2_len as u64 | (l3_len as u64) << 16;
+        if ipv4 {
+            bits |= OFF_IPV4;
+        }
+        if ipv4_checksum {
+            bits |= OFF_IPV4_CSUM;
+        }
+        bits |= match l4 {
+            Some(L4Offload::Tcp) => OFF_TCP,
+            Some(L4Offload::Udp) => OFF_UDP,
+            None => 0,
+        };
+        TxOffload(bits)
+    }
+
+    /// Length of the L2 header (`mbuf.l2_len`).
+    pub const fn l2_len(self) -> u16 {
+        self.0 as u16
+    }
+
+    /// Length of the (outer) L3 header (`mbuf.l3_len`).
+    pub const fn l3_len(self) -> u16 {
+        (self.0 >> 16) as u16
+    }
+
+    /// Whether the packet is IPv4 (`RTE_MBUF_F_TX_IPV4`; else IPv6 when `l4` is set).
+    pub const fn ipv4(self) -> bool {
+        self.0 & OFF_IPV4 != 0
+    }
+
+    /// The NIC computes the IPv4 header checksum (`RTE_MBUF_F_TX_IP_CKSUM`).
+    pub const fn ipv4_checksum(self) -> bool {
+        self.0 & OFF_IPV4_CSUM != 0
+    }
+
+    /// The NIC computes this L4 checksum (the field holds the pseudo-header sum).
+    pub const fn l4(self) -> Option<L4Offload> {
+        if self.0 & OFF_TCP != 0 {
+            Some(L4Offload::Tcp)
+        } else if self.0 & OFF_UDP != 0 {
+            Some(L4Offload::Udp)
+        } else {
+            None
+        }
+    }
 
     /// Whether any offload flag must be set on the mbuf.
-    pub const fn is_needed(&self) -> bool {
-        self.ipv4_checksum || self.l4.is_some()
+    pub const fn is_needed(self) -> bool {
+        self.0 & (OFF_IPV4_CSUM | OFF_TCP | OFF_UDP) != 0
+    }
+}
+
+impl std::fmt::Debug for TxOffload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxOffload")
+            .field("l2_len", &self.l2_len())
+            .field("l3_len", &self.l3_len())
+            .field("ipv4", &self.ipv4())
+            .field("ipv4_checksum", &self.ipv4_checksum())
+            .field("l4", &self.l4())
+            .finish()
     }
 }
 
@@ -242,6 +303,98 @@ fn replace_addr_field<const N: usize>(
     field.copy_from_slice(new);
 }
 
+/// A new IPv4 address and port for one end of a packet.
+pub(crate) type V4End = ([u8; 4], u16);
+
+/// The one's-complement sum of an IPv4 address's two 16-bit words.
+#[inline(always)]
+fn sum_v4(a: [u8; 4]) -> u64 {
+    u64::from(u16::from_be_bytes([a[0], a[1]])) + u64::from(u16::from_be_bytes([a[2], a[3]]))
+}
+
+/// The NAT/FULLNAT rewrite of an IPv4 TCP or UDP packet with software checksums, the
+/// case every established packet of a NAT or FULLNAT session takes: TTL − 1, the new
+/// source and/or destination address and port, both checksums adjusted incrementally
+/// (RFC 1624), the MACs. `l3`, `l4`, `ip_end`: offsets of the IPv4 header, the L4 header
+/// and the end of the IP packet in `frame`.
+///
+/// Everything is checked before anything is written: on `Err` the frame is unchanged.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rewrite_v4(
+    frame: &mut [u8],
+    l3: usize,
+    l4: usize,
+    ip_end: usize,
+    udp: bool,
+    src: Option<V4End>,
+    dst: Option<V4End>,
+    macs: &MacRewrite,
+) -> Result<()> {
+    let (csum_at, min_l4) = if udp {
+        (udp::CHECKSUM_OFFSET, udp::HEADER_LEN)
+    } else {
+        (tcp::CHECKSUM_OFFSET, tcp::HEADER_LEN)
+    };
+    if l3 < 12 || l4 < l3 + 20 || l4 + min_l4 > ip_end || ip_end > frame.len() {
+        return Err(Error::Truncated);
+    }
+    let (head, seg) = frame.split_at_mut(l4);
+    let (l2, ip) = head.split_at_mut(l3);
+    let (Some(ip), Some(seg)) = (ip.first_chunk_mut::<20>(), seg.get_mut(..min_l4)) else {
+        return Err(Error::Truncated);
+    };
+    let ttl = ip[ipv4::TTL_OFFSET];
+    if ttl <= 1 {
+        return Err(Error::TtlExpired);
+    }
+    // Nothing fails from here on.
+    // The IPv4 header: TTL (its word with the protocol), addresses; L4: addresses
+    // (pseudo-header), ports.
+    let mut ip_acc = u64::from(!u16::from_be_bytes([ttl, 0])) + u64::from(ttl - 1) * 256;
+    let mut l4_acc = 0u64;
+    ip[ipv4::TTL_OFFSET] = ttl - 1;
+    for (new, at, port_at) in [
+        (src, ipv4::SRC_ADDR_OFFSET, 0),
+        (dst, ipv4::DST_ADDR_OFFSET, 2),
+    ] {
+        if let Some((addr, port)) = new {
+            let old: [u8; 4] = [ip[at], ip[at + 1], ip[at + 2], ip[at + 3]];
+            let d = u64::from(!checksum::fold(sum_v4(old))) + sum_v4(addr);
+            ip_acc += d;
+            l4_acc += d;
+            ip[at..at + 4].copy_from_slice(&addr);
+            let old_port = u16::from_be_bytes([seg[port_at], seg[port_at + 1]]);
+            l4_acc += u64::from(!old_port) + u64::from(port);
+            seg[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+        }
+    }
+    let at = ipv4::CHECKSUM_OFFSET;
+    let old = u16::from_be_bytes([ip[at], ip[at + 1]]);
+    let new = !checksum::fold(u64::from(!old) + ip_acc);
+    ip[at..at + 2].copy_from_slice(&new.to_be_bytes());
+    let old = u16::from_be_bytes([seg[csum_at], seg[csum_at + 1]]);
+    // A UDP datagram without a checksum keeps none; a computed 0 is sent as 0xffff.
+    if !(udp && old == 0) {
+        let mut new = !checksum::fold(u64::from(!old) + l4_acc);
+        if udp && new == 0 {
+            new = 0xffff;
+        }
+        seg[csum_at..csum_at + 2].copy_from_slice(&new.to_be_bytes());
+    }
+    l2[..6].copy_from_slice(&macs.dst.0);
+    l2[6..12].copy_from_slice(&macs.src.0);
+    Ok(())
+}
+
+/// The IPv4 address and port of an endpoint ([`Error::AddressFamily`] for IPv6).
+fn v4_end(e: &Endpoint) -> Result<V4End> {
+    match e.addr {
+        IpAddr::V4(a) => Ok((a.octets(), e.port)),
+        IpAddr::V6(_) => Err(Error::AddressFamily),
+    }
+}
+
 /// The shared NAT/FULLNAT rewrite: decrement the TTL, replace the source and/or
 /// destination address and port of a TCP or UDP packet, fix every checksum (or prepare
 /// them for offload), set the MACs.
@@ -263,6 +416,19 @@ pub(crate) fn rewrite_l3l4(
     let lay = IpLayout::of(version);
     let l3 = meta.l3_offset();
     let l4 = meta.l4_offset;
+    if version == IpVersion::V4 && mode == ChecksumMode::Software {
+        let src = new_src.map(v4_end).transpose()?;
+        let dst = new_dst.map(v4_end).transpose()?;
+        let udp = proto == IpProtocol::UDP;
+        rewrite_v4(frame, l3, l4, meta.ip_end, udp, src, dst, macs)?;
+        return Ok(TxOffload::new(
+            l3 as u16,
+            (l4 - l3) as u16,
+            true,
+            false,
+            None,
+        ));
+    }
     if frame.len() < 12
         || meta.ip_end > frame.len()
         || l4 < l3 + lay.dst + lay.addr_len
@@ -343,13 +509,13 @@ pub(crate) fn rewrite_l3l4(
         frame[at..at + 2].copy_from_slice(&new.to_be_bytes());
     }
     set_macs(frame, macs)?;
-    Ok(TxOffload {
-        l2_len: l3 as u16,
-        l3_len: (l4 - l3) as u16,
-        ipv4: version == IpVersion::V4,
+    Ok(TxOffload::new(
+        l3 as u16,
+        (l4 - l3) as u16,
+        version == IpVersion::V4,
         ipv4_checksum,
-        l4: l4_offload,
-    })
+        l4_offload,
+    ))
 }
 
 /// The pseudo-header sum (uncomplemented) from the addresses now in the header, as
@@ -592,10 +758,10 @@ mod tests {
                 ChecksumMode::Offload,
             )
             .unwrap();
-            assert!(off.is_needed() && off.ipv4 && off.ipv4_checksum);
-            assert_eq!((off.l2_len, off.l3_len), (14, 20));
+            assert!(off.is_needed() && off.ipv4() && off.ipv4_checksum());
+            assert_eq!((off.l2_len(), off.l3_len()), (14, 20));
             assert_eq!(
-                off.l4,
+                off.l4(),
                 Some(if udp { L4Offload::Udp } else { L4Offload::Tcp })
             );
             assert_eq!(&f[24..26], &[0, 0], "IPv4 checksum left to the NIC");
@@ -635,7 +801,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(&g[m.l4_offset + 6..m.l4_offset + 8], &[0, 0]);
-            assert_eq!(off.l4, None);
+            assert_eq!(off.l4(), None);
         }
     }
 

@@ -47,7 +47,6 @@ pub fn reply<B: PacketBuf + ?Sized>(buf: &mut B, meta: &IpMeta, p: &NatParams) -
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
-    use super::super::TxOffload;
     use super::*;
     use crate::buf::VecBuf;
     use crate::wire::{Error, EthernetAddress};
@@ -184,10 +183,8 @@ mod tests {
             },
         )
         .unwrap();
-        let Verdict::Forward(TxOffload { l2_len, l3_len, .. }) = v else {
-            panic!()
-        };
-        assert_eq!((l2_len, l3_len), (18, 20));
+        let Verdict::Forward(off) = v else { panic!() };
+        assert_eq!((off.l2_len(), off.l3_len()), (18, 20));
         let p = SlicedPacket::from_ethernet(b.data()).unwrap();
         assert!(p.vlan.is_some());
         let Some(TransportSlice::Tcp(t)) = &p.transport else {

@@ -109,13 +109,13 @@ pub fn request<B: PacketBuf + ?Sized>(
     data[l3 - 2..l3].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
     outer.emit(&mut data[l3..], p.csum)?;
     set_macs(data, &p.macs)?;
-    Ok(Verdict::Forward(TxOffload {
-        l2_len: l3 as u16,
-        l3_len: ipip::OUTER_HEADER_LEN as u16,
-        ipv4: true,
-        ipv4_checksum: p.csum == ChecksumMode::Offload,
-        l4: None,
-    }))
+    Ok(Verdict::Forward(TxOffload::new(
+        l3 as u16,
+        ipip::OUTER_HEADER_LEN as u16,
+        true,
+        p.csum == ChecksumMode::Offload,
+        None,
+    )))
 }
 
 /// Build the ICMP fragmentation-needed frame for the client into `out`; its length.
@@ -208,13 +208,7 @@ mod tests {
         let v = request(&mut b, &m, &params(1500), &mut icmp).unwrap();
         assert_eq!(
             v,
-            Verdict::Forward(TxOffload {
-                l2_len: 14,
-                l3_len: 20,
-                ipv4: true,
-                ipv4_checksum: false,
-                l4: None
-            })
+            Verdict::Forward(TxOffload::new(14, 20, true, false, None))
         );
         let out = b.data();
         assert_eq!(out.len(), orig.len() + 20);
@@ -258,7 +252,7 @@ mod tests {
         let mut p = params(1500);
         p.csum = ChecksumMode::Offload;
         let v = request(&mut b, &m, &p, &mut []).unwrap();
-        assert!(matches!(v, Verdict::Forward(o) if o.ipv4_checksum && o.is_needed()));
+        assert!(matches!(v, Verdict::Forward(o) if o.ipv4_checksum() && o.is_needed()));
         let out = b.data();
         assert_eq!(out.len(), 54 + 20, "padding trimmed");
         assert_eq!(&out[24..26], &[0, 0]);
