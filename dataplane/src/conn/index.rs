@@ -40,6 +40,20 @@ pub(crate) struct Bucket {
     _pad: u32,
 }
 
+impl Bucket {
+    /// Bit `w` set for each way whose tag is `tag`. Computed for all ways at once (the
+    /// compiler makes it a vector compare): a scan that stops at the matching way
+    /// mispredicts a branch on most lookups, the way being random.
+    #[inline(always)]
+    fn matches(&self, tag: u32) -> u32 {
+        let mut m = 0;
+        for (w, t) in self.tags.iter().enumerate() {
+            m |= u32::from(*t == tag) << w;
+        }
+        m
+    }
+}
+
 const EMPTY_BUCKET: Bucket = Bucket {
     tags: [0; WAYS],
     overflow: 0,
@@ -116,9 +130,9 @@ impl Index {
     /// what a burst prefetches the session of. Reads the home bucket only.
     #[inline(always)]
     pub(crate) fn candidate(&self, hash: u64) -> Option<u32> {
-        let tag = tag_of(hash);
         let b = &self.buckets[self.home(hash)];
-        b.tags.iter().position(|&t| t == tag).map(|i| b.vals[i])
+        let m = b.matches(tag_of(hash));
+        (m != 0).then(|| b.vals[m.trailing_zeros() as usize])
     }
 
     /// The first value under `hash` for which `eq` holds.
@@ -128,10 +142,13 @@ impl Index {
         let mut i = self.home(hash);
         for _ in 0..self.buckets.len() {
             let b = &self.buckets[i];
-            for w in 0..WAYS {
-                if b.tags[w] == tag && eq(b.vals[w]) {
-                    return Some(b.vals[w]);
+            let mut m = b.matches(tag);
+            while m != 0 {
+                let v = b.vals[m.trailing_zeros() as usize];
+                if eq(v) {
+                    return Some(v);
                 }
+                m &= m - 1;
             }
             if b.overflow == 0 {
                 return None;

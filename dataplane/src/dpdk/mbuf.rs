@@ -45,42 +45,52 @@ impl Mbuf {
     }
 
     /// The packet bytes of the first segment.
+    ///
+    /// Read from the mbuf's fields in place (`rte_pktmbuf_mtod`, `rte_pktmbuf_data_len`
+    /// are inline in C; calling them through the shim cost two calls per access, several
+    /// accesses per packet).
     #[inline]
     pub fn data(&self) -> &[u8] {
-        let ptr = self.raw.as_ptr();
-        // SAFETY: ptr is a live mbuf we own; mtod points at data_len readable bytes of its
-        // buffer, which stay valid while we hold &self.
-        unsafe {
-            let len = usize::from(sys::rvs_pktmbuf_data_len(ptr));
-            let p = sys::rvs_pktmbuf_mtod(ptr).cast::<u8>();
-            if p.is_null() || len == 0 {
-                return &[];
-            }
-            std::slice::from_raw_parts(p, len)
+        let (p, len) = self.span();
+        if p.is_null() || len == 0 {
+            return &[];
         }
+        // SAFETY: `span` is the first segment's data of a live mbuf we own: `len`
+        // initialised bytes of its buffer, valid while we hold &self.
+        unsafe { std::slice::from_raw_parts(p, len) }
     }
 
     /// The packet bytes of the first segment, writable.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        let ptr = self.raw.as_ptr();
+        let (p, len) = self.span();
+        if p.is_null() || len == 0 {
+            return &mut [];
+        }
         // SAFETY: as in `data`; we own the mbuf exclusively (refcount 1 for mbufs rvs
         // rewrites), so writing is allowed while we hold &mut self.
+        unsafe { std::slice::from_raw_parts_mut(p, len) }
+    }
+
+    /// Start and length of the first segment's data: `buf_addr + data_off`, `data_len`.
+    #[inline(always)]
+    fn span(&self) -> (*mut u8, usize) {
+        let m = self.raw.as_ptr();
+        // SAFETY: `m` is a live mbuf we own; reading its fields is what DPDK's inline
+        // accessors do. The pointer arithmetic stays inside the mbuf's buffer (data_off
+        // is at most buf_len), and `wrapping_add` makes no claim even if it did not.
         unsafe {
-            let len = usize::from(sys::rvs_pktmbuf_data_len(ptr));
-            let p = sys::rvs_pktmbuf_mtod(ptr).cast::<u8>();
-            if p.is_null() || len == 0 {
-                return &mut [];
-            }
-            std::slice::from_raw_parts_mut(p, len)
+            let base = (*m).buf_addr.cast::<u8>();
+            let off = usize::from((*m).data_off);
+            (base.wrapping_add(off), usize::from((*m).data_len))
         }
     }
 
     /// Total packet length over all segments.
     #[inline]
     pub fn pkt_len(&self) -> usize {
-        // SAFETY: reads a field of a live mbuf.
-        unsafe { sys::rvs_pktmbuf_pkt_len(self.raw.as_ptr()) as usize }
+        // SAFETY: reads a field of a live mbuf we own.
+        unsafe { (*self.raw.as_ptr()).pkt_len as usize }
     }
 
     /// Whether the whole packet is in the first segment.
@@ -169,8 +179,8 @@ impl Mbuf {
     /// The DPDK port the packet was received on.
     #[inline]
     pub fn port(&self) -> u16 {
-        // SAFETY: reads a field of a live mbuf.
-        unsafe { sys::rvs_mbuf_port(self.raw.as_ptr()) }
+        // SAFETY: reads a field of a live mbuf we own.
+        unsafe { (*self.raw.as_ptr()).port }
     }
 
     /// The reference count.
