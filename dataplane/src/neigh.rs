@@ -6,6 +6,7 @@
 //! ([`NeighTable::learn`]) or dropped when resolution gives up ([`NeighTable::age`]).
 //! Memory is reserved up front; a full table refuses new entries instead of growing.
 
+use std::cell::Cell;
 use std::net::Ipv4Addr;
 
 use hashbrown::HashMap;
@@ -81,7 +82,17 @@ pub struct NeighTable<P> {
     cfg: NeighConfig,
     entries: HashMap<Ipv4Addr, Entry<P>>,
     stats: NeighStats,
+    /// The last resolved addresses [`NeighTable::get`] answered, by the low bits of the
+    /// address: every forwarded packet asks for its next hop, a handful of addresses
+    /// (servers, gateways) over and over. Emptied by every change of an entry.
+    recent: [Cell<Option<Answer>>; RECENT],
 }
+
+/// A resolved address and its MAC.
+type Answer = (Ipv4Addr, [u8; 6]);
+
+/// Slots of [`NeighTable::get`]'s memory of recent answers.
+const RECENT: usize = 16;
 
 impl<P> NeighTable<P> {
     /// An empty cache with room for `cfg.capacity` entries.
@@ -90,6 +101,7 @@ impl<P> NeighTable<P> {
             cfg,
             entries: HashMap::with_capacity(cfg.capacity),
             stats: NeighStats::default(),
+            recent: Default::default(),
         }
     }
 
@@ -127,11 +139,27 @@ impl<P> NeighTable<P> {
         Lookup::Miss { send_request: true }
     }
 
-    /// The MAC of `ip` if resolved (no side effects).
+    /// The MAC of `ip` if resolved (no side effects on the entries).
+    #[inline]
     pub fn get(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
-        match self.entries.get(&ip)?.state {
-            State::Reachable { mac, .. } | State::Static { mac } => Some(mac),
-            State::Incomplete { .. } => None,
+        let slot = &self.recent[(u32::from(ip) as usize) % RECENT];
+        if let Some((at, mac)) = slot.get() {
+            if at == ip {
+                return Some(mac);
+            }
+        }
+        let mac = match self.entries.get(&ip)?.state {
+            State::Reachable { mac, .. } | State::Static { mac } => mac,
+            State::Incomplete { .. } => return None,
+        };
+        slot.set(Some((ip, mac)));
+        Some(mac)
+    }
+
+    /// Forgets the answers [`NeighTable::get`] remembers (an entry changed).
+    fn changed(&mut self) {
+        for slot in &mut self.recent {
+            *slot.get_mut() = None;
         }
     }
 
@@ -142,6 +170,7 @@ impl<P> NeighTable<P> {
             self.stats.table_full += 1;
             return;
         }
+        self.changed();
         self.entries.insert(
             ip,
             Entry {
@@ -190,6 +219,7 @@ impl<P> NeighTable<P> {
             self.stats.table_full += 1;
             return false;
         }
+        self.changed();
         let e = self.entries.entry(ip).or_insert_with(|| Entry {
             state: State::Incomplete {
                 last_probe: now,
@@ -217,6 +247,7 @@ impl<P> NeighTable<P> {
     pub fn age(&mut self, now: u64, mut drop_held: impl FnMut(P)) {
         let cfg = self.cfg;
         let mut dropped = 0u64;
+        self.changed();
         self.entries.retain(|_, e| {
             let keep = match e.state {
                 State::Static { .. } => true,
@@ -321,6 +352,34 @@ mod tests {
         assert_eq!(dropped, vec![7]);
         assert_eq!(t.stats().unresolved_drops, 1);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn answers_follow_every_change_of_an_entry() {
+        // `get` remembers recent answers: a new MAC, an aged-out entry and a static entry
+        // replacing a learned one must show at once, also for addresses sharing a slot.
+        let mut t = table();
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        let b = Ipv4Addr::from(u32::from(a) + RECENT as u32); // same slot as `a`
+        t.learn(a, [1; 6], 0, |_, _| {});
+        t.learn(b, [2; 6], 0, |_, _| {});
+        for _ in 0..2 {
+            assert_eq!(t.get(a), Some([1; 6]));
+            assert_eq!(t.get(b), Some([2; 6]));
+        }
+        t.learn(a, [3; 6], 10, |_, _| {});
+        assert_eq!(t.get(a), Some([3; 6]), "a new MAC shows at once");
+        t.add_static(b, [4; 6]);
+        assert_eq!(
+            t.get(b),
+            Some([4; 6]),
+            "a static entry replaces the learned one"
+        );
+        let later = t.cfg.reachable_time + 20;
+        t.age(later, |_| {});
+        assert_eq!(t.get(a), None, "aged out");
+        assert_eq!(t.get(b), Some([4; 6]), "static entries stay");
+        assert_eq!(t.get(Ipv4Addr::new(10, 0, 0, 9)), None);
     }
 
     #[test]

@@ -660,6 +660,7 @@ impl ConnTable {
     /// Applies one packet to a session: the TCP state table (INPUT, OUTPUT or INPUT-ONLY rows),
     /// ActiveConn/InActConn moves, the timeout of the new state, `in_pkts` for client packets,
     /// and re-arms the expiry. No allocation.
+    #[inline]
     pub fn state_transition(
         &mut self,
         id: ConnId,
@@ -1189,6 +1190,7 @@ impl ConnTable {
 
     /// Sets the expiry to `now + timeout`; moves the entry in the wheel only when the expiry
     /// got earlier than its slot (otherwise the slot visit moves it lazily).
+    #[inline]
     fn arm(&mut self, i: u32, now_ms: u64) {
         let s = &mut self.slab[i as usize];
         let exp = ticks_ceil(now_ms + u64::from(s.timeout) * 1000);
