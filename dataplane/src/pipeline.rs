@@ -1910,7 +1910,7 @@ mod tests {
 
     #[test]
     fn a_burst_is_processed_exactly_as_packet_by_packet() {
-        // 90 packets (three internal chunks of up to 32): neighbours, new and established
+        // 90 packets (three chunks of the pipeline's 32): neighbours, new and established
         // flows of one client (ours) and of another (handed over), malformed frames, a
         // sessionless ACK, a ping. One core takes them one by one, the other as a burst.
         let owner = owner_of_client(Ipv4Addr::from(CIP), 2);
@@ -1979,31 +1979,7 @@ mod tests {
 
         let mut one = core(FwdMethod::FullNat, owner, 2);
         let mut burst = core(FwdMethod::FullNat, owner, 2);
-        let want: Vec<_> = pkts
-            .iter()
-            .map(|(p, port)| verdict(one.process(p.clone(), *port, 5, true)))
-            .collect();
-        // The in-port of each packet, in order.
-        let mut got = Vec::new();
-        let ports: Vec<u16> = pkts.iter().map(|(_, port)| *port).collect();
-        let mut k = 0;
-        burst.process_burst(
-            pkts.into_iter().map(|(p, _)| p),
-            5,
-            true,
-            |_| {
-                k += 1;
-                ports[k - 1]
-            },
-            |e| match e {
-                Emit::Packet(out) => got.push(verdict(out)),
-                Emit::Generated(..) => panic!("nothing here originates a frame"),
-            },
-        );
-        assert_eq!(got.len(), want.len());
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(g, w, "packet {i}");
-        }
+        let want = same_by_burst(&mut one, &mut burst, pkts, 5);
         // The outcomes are the interesting ones, not all drops.
         let kinds = |k: u8| want.iter().filter(|v| v.0 == k).count();
         assert_eq!(
