@@ -30,7 +30,7 @@ use crate::conn::{ConnConfig, ConnId, ConnTable, Direction, PacketMeta, Refuse, 
 use crate::forward::{self, icmp, MacRewrite, Params, Verdict};
 use crate::laddr::{owner_of_port, LaddrPool, LocalEndpoint, DEFAULT_PORT_RANGE};
 use crate::neigh::{Lookup, NeighConfig, NeighTable};
-use crate::route::RouteTable;
+use crate::route::{NextHop, RouteTable};
 use crate::sched::CoreSched;
 use crate::service::{self, Addr, FlowKey, FwdMethod, Proto, ServiceKey};
 use crate::sync::{SyncConn, SyncRules};
@@ -494,6 +494,29 @@ impl<P: PacketBuf> Core<P> {
         self.traffic.get_mut(slot as usize)
     }
 
+    /// Counts a forwarded packet of `len` bytes of session `id`: the worker's in/out
+    /// counters and its real server's traffic.
+    #[inline]
+    fn count_forwarded(&mut self, id: ConnId, dir: Direction, len: u64) {
+        let input = dir == Direction::Input;
+        if input {
+            self.counters.in_packets += 1;
+            self.counters.in_bytes += len;
+        } else {
+            self.counters.out_packets += 1;
+            self.counters.out_bytes += len;
+        }
+        if let Some(t) = self.traffic_of(id) {
+            if input {
+                t.inpkts += 1;
+                t.inbytes += len;
+            } else {
+                t.outpkts += 1;
+                t.outbytes += len;
+            }
+        }
+    }
+
     /// The LIP pools of this worker.
     pub fn laddr_pools(&self) -> impl Iterator<Item = (&ServiceKey, &LaddrPool)> {
         self.laddrs.iter()
@@ -826,14 +849,7 @@ impl<P: PacketBuf> Core<P> {
             return Fast::Slow;
         }
         let toward = Ipv4Addr::from(toward);
-        let Some(mut nh) = snap.net.routes.lookup(toward) else {
-            return Fast::Slow;
-        };
-        if fwd == FwdMethod::Route {
-            // DR: the real server itself is the next hop.
-            nh.addr = toward;
-        }
-        let Some(port) = snap.net.ports.get(usize::from(nh.port)) else {
+        let Some((nh, port)) = egress(snap, toward, fwd) else {
             return Fast::Slow;
         };
         if port.csum != ChecksumMode::Software {
@@ -872,23 +888,7 @@ impl<P: PacketBuf> Core<P> {
         if let Err(e) = res {
             return Fast::Drop(DropReason::Rewrite(e));
         }
-        let slot = self.conns.dest_slot(id);
-        let t = slot.and_then(|d| self.traffic.get_mut(d as usize));
-        if reply {
-            self.counters.out_packets += 1;
-            self.counters.out_bytes += len;
-            if let Some(t) = t {
-                t.outpkts += 1;
-                t.outbytes += len;
-            }
-        } else {
-            self.counters.in_packets += 1;
-            self.counters.in_bytes += len;
-            if let Some(t) = t {
-                t.inpkts += 1;
-                t.inbytes += len;
-            }
-        }
+        self.count_forwarded(id, dir, len);
         Fast::Tx(nh.port)
     }
 
@@ -1149,17 +1149,7 @@ impl<P: PacketBuf> Core<P> {
         let IpAddr::V4(rip) = daddr.to_ip() else {
             return self.drop(pkt, DropReason::Unsupported);
         };
-        // DR: the real server itself is the next hop (it must be on-link).
-        let nh = match snap.net.routes.lookup(rip) {
-            Some(mut nh) => {
-                if fwd == FwdMethod::Route {
-                    nh.addr = rip;
-                }
-                nh
-            }
-            None => return self.drop(pkt, DropReason::NoRoute),
-        };
-        let Some(port) = snap.net.ports.get(usize::from(nh.port)) else {
+        let Some((nh, port)) = egress(snap, rip, fwd) else {
             return self.drop(pkt, DropReason::NoRoute);
         };
         let mac = self.neigh_mac(nh.addr, nh.port, now_ms);
@@ -1199,12 +1189,7 @@ impl<P: PacketBuf> Core<P> {
         let len = pkt.len() as u64;
         match params.request(&mut pkt, meta, &mut self.scratch) {
             Ok(Verdict::Forward(off)) => {
-                self.counters.in_packets += 1;
-                self.counters.in_bytes += len;
-                if let Some(t) = self.traffic_of(id) {
-                    t.inpkts += 1;
-                    t.inbytes += len;
-                }
+                self.count_forwarded(id, Direction::Input, len);
                 let _ = off; // checksum offload flags: software checksums on every port for now
                 self.emit(pkt, nh.port, nh.addr, mac)
             }
@@ -1239,10 +1224,7 @@ impl<P: PacketBuf> Core<P> {
         let IpAddr::V4(cip) = s.caddr().to_ip() else {
             return self.drop(pkt, DropReason::Unsupported);
         };
-        let Some(nh) = snap.net.routes.lookup(cip) else {
-            return self.drop(pkt, DropReason::NoRoute);
-        };
-        let Some(port) = snap.net.ports.get(usize::from(nh.port)) else {
+        let Some((nh, port)) = egress(snap, cip, FwdMethod::Masq) else {
             return self.drop(pkt, DropReason::NoRoute);
         };
         let mac = self.neigh_mac(nh.addr, nh.port, now_ms);
@@ -1257,12 +1239,7 @@ impl<P: PacketBuf> Core<P> {
         let len = pkt.len() as u64;
         match params.reply(&mut pkt, meta) {
             Ok(Verdict::Forward(off)) => {
-                self.counters.out_packets += 1;
-                self.counters.out_bytes += len;
-                if let Some(t) = self.traffic_of(id) {
-                    t.outpkts += 1;
-                    t.outbytes += len;
-                }
+                self.count_forwarded(id, Direction::Output, len);
                 let _ = off; // checksum offload flags: software checksums on every port for now
                 self.emit(pkt, nh.port, nh.addr, mac)
             }
@@ -1308,10 +1285,7 @@ impl<P: PacketBuf> Core<P> {
             let IpAddr::V4(cip) = s.caddr().to_ip() else {
                 return self.drop(pkt, DropReason::Unsupported);
             };
-            let Some(nh) = snap.net.routes.lookup(cip) else {
-                return self.drop(pkt, DropReason::NoRoute);
-            };
-            let Some(port) = snap.net.ports.get(usize::from(nh.port)).cloned() else {
+            let Some((nh, port)) = egress(snap, cip, FwdMethod::Masq) else {
                 return self.drop(pkt, DropReason::NoRoute);
             };
             let mac = self.neigh_mac(nh.addr, nh.port, now_ms);
@@ -1488,6 +1462,18 @@ pub fn announced_addresses(net: &NetConfig) -> Vec<(u16, Ipv4Addr)> {
         .collect();
     v.sort();
     v
+}
+
+/// The next hop toward `toward` and the port it is on; under DR (`Route`) the real server
+/// itself is the next hop (it must be on-link). `None`: no route, or a route to a port the
+/// snapshot does not have.
+#[inline]
+fn egress(snap: &Snapshot, toward: Ipv4Addr, fwd: FwdMethod) -> Option<(NextHop, &PortNet)> {
+    let mut nh = snap.net.routes.lookup(toward)?;
+    if fwd == FwdMethod::Route {
+        nh.addr = toward;
+    }
+    Some((nh, snap.net.ports.get(usize::from(nh.port))?))
 }
 
 /// The NAT or FULLNAT rewrite parameters of a session (`None` for the other modes): the

@@ -274,15 +274,22 @@ impl ConnTable {
     /// [`ConnTable::lookup_in`] with the tuple's [`ConnTable::flow_hash`] known.
     #[inline]
     pub fn lookup_in_hashed(&self, hash: u64, key: &FlowKey) -> Option<ConnId> {
-        let slab = &self.slab;
         self.idx
-            .find(hash, |v| {
-                v & OUT == 0 && {
-                    let s = &slab[v as usize];
-                    s.flags & flags::TEMPLATE == 0 && s.in_eq(key)
-                }
-            })
+            .find(hash, |v| v & OUT == 0 && self.in_match(v, key))
             .map(ConnId)
+    }
+
+    /// Whether index value `v` (a client-side entry) is the session of client tuple `key`.
+    #[inline(always)]
+    fn in_match(&self, v: u32, key: &FlowKey) -> bool {
+        let s = &self.slab[v as usize];
+        s.flags & flags::TEMPLATE == 0 && s.in_eq(key)
+    }
+
+    /// Whether index value `v` (a server-side entry) is the session of server tuple `key`.
+    #[inline(always)]
+    fn out_match(&self, v: u32, key: &FlowKey) -> bool {
+        self.slab[(v & !OUT) as usize].out_eq(key)
     }
 
     /// The session of a real server's reply (`daddr:dport -> laddr:lport`).
@@ -294,11 +301,8 @@ impl ConnTable {
     /// [`ConnTable::lookup_out`] with the tuple's [`ConnTable::flow_hash`] known.
     #[inline]
     pub fn lookup_out_hashed(&self, hash: u64, key: &FlowKey) -> Option<ConnId> {
-        let slab = &self.slab;
         self.idx
-            .find(hash, |v| {
-                v & OUT != 0 && slab[(v & !OUT) as usize].out_eq(key)
-            })
+            .find(hash, |v| v & OUT != 0 && self.out_match(v, key))
             .map(|v| ConnId(v & !OUT))
     }
 
@@ -307,14 +311,12 @@ impl ConnTable {
     /// walk; what the established fast path looks packets up with.
     #[inline]
     pub fn lookup_hashed(&self, hash: u64, key: &FlowKey) -> Option<(ConnId, bool)> {
-        let slab = &self.slab;
         self.idx
             .find(hash, |v| {
-                let s = &slab[(v & !OUT) as usize];
                 if v & OUT != 0 {
-                    s.out_eq(key)
+                    self.out_match(v, key)
                 } else {
-                    s.flags & flags::TEMPLATE == 0 && s.in_eq(key)
+                    self.in_match(v, key)
                 }
             })
             .map(|v| (ConnId(v & !OUT), v & OUT != 0))
@@ -390,6 +392,7 @@ impl ConnTable {
         if let Some(id) = self.lookup_in_hashed(hash, &pkt.flow) {
             let s = &self.slab[id.0 as usize];
             let rt = self.dests.get(s.dest);
+            let usable = self.dest_usable(id);
             let mut resched = false;
             if self.cfg.conn_reuse_mode != 0
                 && s.proto == Proto::Tcp
@@ -407,7 +410,7 @@ impl ConnTable {
                 resched = quiesced || expected;
             }
             if !resched {
-                if rt.is_none_or_available() || s.dest == NO_SLOT {
+                if usable {
                     return Ok(id);
                 }
                 if !self.cfg.expire_nodest_conn {
