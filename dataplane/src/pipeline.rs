@@ -26,7 +26,10 @@ use hashbrown::HashMap;
 
 use crate::buf::PacketBuf;
 use crate::conn::SyncRefuse;
-use crate::conn::{ConnConfig, ConnId, ConnTable, Direction, PacketMeta, Refuse, TcpFlags};
+use crate::conn::{
+    ConnConfig, ConnId, ConnTable, Direction, PacketMeta, Refuse, TcpFlags, CADDR, DADDR, LADDR,
+    VADDR,
+};
 use crate::forward::{self, icmp, MacRewrite, Params, Verdict};
 use crate::laddr::{owner_of_port, LaddrPool, LocalEndpoint, DEFAULT_PORT_RANGE};
 use crate::neigh::{Lookup, NeighConfig, NeighTable};
@@ -733,8 +736,8 @@ impl<P: PacketBuf> Core<P> {
                     }
                 }
                 if let Some(j) = i.checked_sub(AHEAD).filter(|j| *j < n) {
-                    if let Some((h, _)) = flows[j] {
-                        self.conns.prefetch_session(h);
+                    if let Some((h, k)) = &flows[j] {
+                        self.conns.prefetch_session(*h, k);
                     }
                 }
                 let Some(j) = i.checked_sub(2 * AHEAD).filter(|j| *j < n) else {
@@ -825,24 +828,18 @@ impl<P: PacketBuf> Core<P> {
                 return Fast::Slow;
             }
         }
-        // The new ends of the packet and the address routed toward.
+        // The new ends of the packet and the address routed toward, from the session's
+        // first line (IPv4 addresses only).
+        let end = |k: usize, port: u16| s.v4(k).map(|a| Some((a, port)));
         let (src, dst, toward) = match (reply, fwd) {
-            (false, FwdMethod::FullNat) => {
-                (Some((s.laddr, s.lport)), Some((s.daddr, s.dport)), s.daddr)
-            }
-            (false, FwdMethod::Masq) => (None, Some((s.daddr, s.dport)), s.daddr),
-            (false, FwdMethod::Route) => (None, None, s.daddr),
-            (true, FwdMethod::FullNat) => {
-                (Some((s.vaddr, s.vport)), Some((s.caddr, s.cport)), s.caddr)
-            }
-            (true, FwdMethod::Masq) => (Some((s.vaddr, s.vport)), None, s.caddr),
+            (false, FwdMethod::FullNat) => (end(LADDR, s.lport), end(DADDR, s.dport), s.v4(DADDR)),
+            (false, FwdMethod::Masq) => (Some(None), end(DADDR, s.dport), s.v4(DADDR)),
+            (false, FwdMethod::Route) => (Some(None), Some(None), s.v4(DADDR)),
+            (true, FwdMethod::FullNat) => (end(VADDR, s.vport), end(CADDR, s.cport), s.v4(CADDR)),
+            (true, FwdMethod::Masq) => (end(VADDR, s.vport), Some(None), s.v4(CADDR)),
             _ => return Fast::Slow,
         };
-        let end = |e: Option<(Addr, u16)>| match e {
-            None => Some(None),
-            Some((a, port)) => a.v4_bits().map(|b| Some((b.to_be_bytes(), port))),
-        };
-        let (Some(src), Some(dst), Some(toward)) = (end(src), end(dst), toward.v4_bits()) else {
+        let (Some(src), Some(dst), Some(toward)) = (src, dst, toward) else {
             return Fast::Slow;
         };
         if !reply && !self.conns.dest_usable(id) {

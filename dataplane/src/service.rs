@@ -60,7 +60,8 @@ impl Proto {
     }
 }
 
-const V4_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+/// The first twelve bytes of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`).
+pub(crate) const V4_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 
 /// An IPv4 or IPv6 address in 16 bytes: IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`).
 ///

@@ -46,6 +46,7 @@ pub mod state;
 mod table;
 
 pub use session::Session;
+pub(crate) use session::{CADDR, DADDR, LADDR, VADDR};
 pub use state::{Direction, TcpFlags, TcpState, Timeouts};
 pub use table::{memory_per_session, ConnEntry, ConnTable, SyncRefuse, Transition};
 

@@ -1,7 +1,7 @@
 //! The session record kept in the per-core slab.
 
 use crate::sched::DestSlot;
-use crate::service::{Addr, FlowKey, FwdMethod, Proto};
+use crate::service::{Addr, FlowKey, FwdMethod, Proto, V4_PREFIX};
 
 use super::flags;
 use super::state::TcpState;
@@ -16,21 +16,21 @@ pub(crate) const NIL: u32 = u32::MAX;
 /// Everything sync needs is here: protocol, state, flags (forwarding method, `NOOUTPUT`,
 /// `INACTIVE`, `TEMPLATE`, ...), the full state timeout, the firewall mark, `in_pkts`.
 ///
-/// Laid out as exactly two cache lines (`repr(C, align(64))`, 128 bytes): the four
-/// addresses fill the first, everything else the second, so a lookup touches two lines,
-/// never three, and a burst prefetches both ([`super::ConnTable::prefetch_session`]).
+/// Laid out as exactly two cache lines (`repr(C, align(64))`, 128 bytes). The first holds
+/// everything a packet of an IPv4 session needs: the four addresses' last four bytes
+/// (the whole address for IPv4), the ports, state, flags, timer, real server and sync
+/// marks. The second holds the addresses' first twelve bytes, read only for IPv6
+/// addresses (bit `k` of `v6` set for address `k`), and what only templates and sync
+/// messages use. An IPv4 packet touches one line of its session, an IPv6 packet two.
 #[derive(Clone, Debug)]
 #[repr(C, align(64))]
 pub struct Session {
-    pub(crate) caddr: Addr,
-    pub(crate) vaddr: Addr,
-    pub(crate) daddr: Addr,
-    pub(crate) laddr: Addr,
+    /// Last four bytes of caddr, vaddr, daddr, laddr (in that order, see `CADDR`..).
+    pub(crate) lo: [[u8; 4]; 4],
     pub(crate) cport: u16,
     pub(crate) vport: u16,
     pub(crate) dport: u16,
     pub(crate) lport: u16,
-    pub(crate) fwmark: u32,
     /// Full timeout of the current state, seconds.
     pub(crate) timeout: u32,
     /// Expiry tick.
@@ -42,22 +42,85 @@ pub struct Session {
     pub(crate) dest: DestSlot,
     /// Controlling template (slab index) or `NIL`.
     pub(crate) control: u32,
-    /// Number of sessions this template controls.
-    pub(crate) n_control: u32,
     pub(crate) in_pkts: u32,
     pub(crate) flags: u16,
     pub(crate) proto: Proto,
     pub(crate) state: u8,
     /// Sync (master): state at the last send (`old_state`).
     pub(crate) sync_old: u8,
+    /// Bit `k` set: address `k` is not IPv4 and its first twelve bytes are `hi[k]`.
+    pub(crate) v6: u8,
     /// Sync (master): announced end time, seconds, low 2 bits retries (`sync_endtime`).
     pub(crate) sync_end: u16,
+    // ----- second line -----
+    /// First twelve bytes of the four addresses (meaningful where `v6` has the bit).
+    pub(crate) hi: [[u8; 12]; 4],
+    pub(crate) fwmark: u32,
+    /// Number of sessions this template controls.
+    pub(crate) n_control: u32,
+}
+
+/// Index of the client address in [`Session`]'s address parts.
+pub(crate) const CADDR: usize = 0;
+/// Index of the virtual address.
+pub(crate) const VADDR: usize = 1;
+/// Index of the real server address.
+pub(crate) const DADDR: usize = 2;
+/// Index of the local (source toward the real server) address.
+pub(crate) const LADDR: usize = 3;
+
+/// The stored parts of a session's four addresses (caddr, vaddr, daddr, laddr): the
+/// last four bytes, the first twelve, and which of them are not IPv4.
+pub(crate) fn split_addrs(a: [Addr; 4]) -> ([[u8; 4]; 4], [[u8; 12]; 4], u8) {
+    let mut lo = [[0u8; 4]; 4];
+    let mut hi = [[0u8; 12]; 4];
+    let mut v6 = 0u8;
+    for (k, a) in a.iter().enumerate() {
+        let (h, l) = a.0.split_at(12);
+        lo[k].copy_from_slice(l);
+        hi[k].copy_from_slice(h);
+        if !a.is_v4() {
+            v6 |= 1 << k;
+        }
+    }
+    (lo, hi, v6)
 }
 
 impl Session {
+    /// Address `k` (`CADDR`, `VADDR`, `DADDR` or `LADDR`), put together from its parts.
+    #[inline]
+    pub(crate) fn addr(&self, k: usize) -> Addr {
+        let mut a = [0u8; 16];
+        a[..12].copy_from_slice(if self.v6 & (1 << k) != 0 {
+            &self.hi[k]
+        } else {
+            &V4_PREFIX
+        });
+        a[12..].copy_from_slice(&self.lo[k]);
+        Addr(a)
+    }
+
+    /// Address `k` as IPv4 octets, read from the first line only; `None` for IPv6.
+    #[inline(always)]
+    pub(crate) fn v4(&self, k: usize) -> Option<[u8; 4]> {
+        (self.v6 & (1 << k) == 0).then_some(self.lo[k])
+    }
+
+    /// Whether address `k` is `a` (for an IPv4 `a`, without reading the second line).
+    #[inline(always)]
+    fn addr_is(&self, k: usize, a: &Addr) -> bool {
+        let (h, l) = a.0.split_at(12);
+        self.lo[k] == l
+            && if self.v6 & (1 << k) == 0 {
+                h == V4_PREFIX
+            } else {
+                self.hi[k] == h
+            }
+    }
+
     /// Client address.
     pub fn caddr(&self) -> Addr {
-        self.caddr
+        self.addr(CADDR)
     }
     /// Client port (0 in templates).
     pub fn cport(&self) -> u16 {
@@ -65,7 +128,7 @@ impl Session {
     }
     /// Virtual address (the fwmark for fwmark templates).
     pub fn vaddr(&self) -> Addr {
-        self.vaddr
+        self.addr(VADDR)
     }
     /// Virtual port.
     pub fn vport(&self) -> u16 {
@@ -73,7 +136,7 @@ impl Session {
     }
     /// Real server address.
     pub fn daddr(&self) -> Addr {
-        self.daddr
+        self.addr(DADDR)
     }
     /// Real server port.
     pub fn dport(&self) -> u16 {
@@ -81,7 +144,7 @@ impl Session {
     }
     /// Source address towards the real server (the LIP under FULLNAT, else `caddr`).
     pub fn laddr(&self) -> Addr {
-        self.laddr
+        self.addr(LADDR)
     }
     /// Source port towards the real server (the FULLNAT lport, else `cport`).
     pub fn lport(&self) -> u16 {
@@ -155,8 +218,8 @@ impl Session {
     pub fn in_key(&self) -> FlowKey {
         FlowKey {
             proto: self.proto,
-            saddr: self.caddr,
-            daddr: self.vaddr,
+            saddr: self.addr(CADDR),
+            daddr: self.addr(VADDR),
             sport: self.cport,
             dport: self.vport,
         }
@@ -166,8 +229,8 @@ impl Session {
     pub fn out_key(&self) -> FlowKey {
         FlowKey {
             proto: self.proto,
-            saddr: self.daddr,
-            daddr: self.laddr,
+            saddr: self.addr(DADDR),
+            daddr: self.addr(LADDR),
             sport: self.dport,
             dport: self.lport,
         }
@@ -177,16 +240,16 @@ impl Session {
         self.cport == k.sport
             && self.vport == k.dport
             && self.proto == k.proto
-            && self.caddr == k.saddr
-            && self.vaddr == k.daddr
+            && self.addr_is(CADDR, &k.saddr)
+            && self.addr_is(VADDR, &k.daddr)
     }
 
     pub(crate) fn out_eq(&self, k: &FlowKey) -> bool {
         self.dport == k.sport
             && self.lport == k.dport
             && self.proto == k.proto
-            && self.daddr == k.saddr
-            && self.laddr == k.daddr
+            && self.addr_is(DADDR, &k.saddr)
+            && self.addr_is(LADDR, &k.daddr)
     }
 }
 
@@ -213,4 +276,100 @@ pub(crate) fn hash_flow(seed: u64, k: &FlowKey, template: bool) -> u64 {
     let h1 = fm((s as u64) ^ seed, ((s >> 64) as u64) ^ K1);
     let h2 = fm((d as u64) ^ K2, ((d >> 64) as u64) ^ seed.rotate_left(29));
     fm(h1 ^ ports ^ K3, h2 ^ K4 ^ seed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(a: [Addr; 4]) -> Session {
+        let (lo, hi, v6) = split_addrs(a);
+        Session {
+            lo,
+            cport: 1000,
+            vport: 80,
+            dport: 8080,
+            lport: 2000,
+            timeout: 0,
+            expires: 0,
+            wheel_at: 0,
+            next: NIL,
+            prev: NIL,
+            dest: 0,
+            control: NIL,
+            in_pkts: 0,
+            flags: 0,
+            proto: Proto::Tcp,
+            state: 0,
+            sync_old: 0,
+            v6,
+            sync_end: 0,
+            hi,
+            fwmark: 0,
+            n_control: 0,
+        }
+    }
+
+    fn v6(s: &str) -> Addr {
+        Addr(s.parse::<std::net::Ipv6Addr>().unwrap().octets())
+    }
+
+    #[test]
+    fn addresses_stored_in_two_parts_read_back_whole() {
+        let v4 = [
+            Addr::v4(192, 168, 1, 10),
+            Addr::v4(10, 0, 0, 1),
+            Addr::v4(172, 16, 0, 5),
+            Addr::v4(172, 16, 0, 1),
+        ];
+        let six = [
+            v6("2001:db8::10"),
+            v6("2001:db8::1"),
+            v6("fd00::5"),
+            v6("fd00::1"),
+        ];
+        // Mixed families too: an IPv6 client in front of IPv4 servers.
+        let mixed = [six[0], six[1], v4[2], v4[3]];
+        for a in [v4, six, mixed] {
+            let s = session(a);
+            assert_eq!([s.caddr(), s.vaddr(), s.daddr(), s.laddr()], a);
+            for (k, addr) in a.iter().enumerate() {
+                let bits = addr.v4_bits().map(u32::to_be_bytes);
+                assert_eq!(s.v4(k), bits, "address {k} of {a:?}");
+            }
+            assert!(s.in_eq(&s.in_key()) && s.out_eq(&s.out_key()));
+            assert_eq!(s.in_key().saddr, a[CADDR]);
+            assert_eq!(s.out_key().daddr, a[LADDR]);
+        }
+    }
+
+    #[test]
+    fn addresses_equal_in_their_last_four_bytes_only_do_not_match() {
+        // ::ffff:10.0.0.1 (IPv4) and ::10.0.0.1, 2001:db8::a00:1 share the last four bytes.
+        let v4 = session([
+            Addr::v4(192, 168, 1, 10),
+            Addr::v4(10, 0, 0, 1),
+            Addr::v4(172, 16, 0, 5),
+            Addr::v4(172, 16, 0, 1),
+        ]);
+        let mut k = v4.in_key();
+        for other in [v6("::10.0.0.1"), v6("2001:db8::a00:1")] {
+            k.daddr = other;
+            assert!(!v4.in_eq(&k), "{other:?}");
+        }
+        let six = session([
+            v6("2001:db8::10"),
+            v6("2001:db8::a00:1"),
+            v6("fd00::5"),
+            v6("fd00::1"),
+        ]);
+        let mut k = six.in_key();
+        k.daddr = Addr::v4(10, 0, 0, 1);
+        assert!(!six.in_eq(&k));
+        k.daddr = v6("2001:db9::a00:1");
+        assert!(!six.in_eq(&k));
+        let mut k = six.out_key();
+        k.saddr = v6("fd01::5");
+        assert!(!six.out_eq(&k));
+    }
 }

@@ -10,7 +10,7 @@ use crate::service::{
 };
 
 use super::index::{Index, OUT};
-use super::session::{hash_flow, Session, NIL};
+use super::session::{hash_flow, split_addrs, Session, NIL};
 use super::state::{
     next_tcp_state, Direction, Rows, TcpFlags, TcpState, Timeouts, NEW_CONN_TIMEOUT, TEMPLATE_RETRY,
 };
@@ -252,15 +252,17 @@ impl ConnTable {
     }
 
     /// Burst lookups, step 2 (after [`ConnTable::prefetch_flow`] of the burst): starts
-    /// loading the session the bucket's first tag match points at. A hint only; the
-    /// lookup proper compares keys.
+    /// loading the session the bucket's first tag match points at: the lines a packet
+    /// with tuple `key` reads (one for IPv4). A hint only; the lookup proper compares keys.
     #[inline]
-    pub fn prefetch_session(&self, hash: u64) {
+    pub fn prefetch_session(&self, hash: u64, key: &FlowKey) {
         if let Some(v) = self.idx.candidate(hash) {
             if let Some(s) = self.slab.get((v & !OUT) as usize) {
-                // A session is two cache lines: the addresses, then the rest.
+                // An IPv4 packet needs the session's first line only (see `Session`).
                 crate::prefetch(s);
-                crate::prefetch(&s.cport);
+                if !(key.saddr.is_v4() && key.daddr.is_v4()) {
+                    crate::prefetch(&s.hi);
+                }
             }
         }
     }
@@ -539,11 +541,11 @@ impl ConnTable {
                         return Err(Refuse::TableFull);
                     };
                     let slot = ss.slot(p);
+                    let (lo, hi, v6) = split_addrs([snet, key.daddr, d.addr, snet]);
                     self.slab[t as usize] = Session {
-                        caddr: snet,
-                        vaddr: key.daddr,
-                        daddr: d.addr,
-                        laddr: snet,
+                        lo,
+                        hi,
+                        v6,
                         cport: 0,
                         vport: key.dport,
                         dport: d.port,
@@ -617,11 +619,11 @@ impl ConnTable {
         if one_packet {
             fl |= flags::ONE_PACKET;
         }
+        let (lo, hi, v6) = split_addrs([flow.saddr, flow.daddr, d.addr, laddr]);
         self.slab[i as usize] = Session {
-            caddr: flow.saddr,
-            vaddr: flow.daddr,
-            daddr: d.addr,
-            laddr,
+            lo,
+            hi,
+            v6,
             cport: flow.sport,
             vport: flow.dport,
             dport: if d.port != 0 { d.port } else { flow.dport },
@@ -729,10 +731,10 @@ impl ConnTable {
     pub fn sync_record(&self, id: ConnId) -> Option<SyncConn> {
         let s = self.slab.get(id.0 as usize).filter(|s| s.is_live())?;
         let local =
-            (s.fwd() == FwdMethod::FullNat && !s.is_template()).then_some((s.laddr, s.lport));
+            (s.fwd() == FwdMethod::FullNat && !s.is_template()).then_some((s.laddr(), s.lport));
         Some(SyncConn {
             protocol: s.proto as u8,
-            v6: !s.caddr.is_v4(),
+            v6: !s.caddr().is_v4(),
             flags: u32::from(s.flags() & !flags::HASHED),
             state: u16::from(s.state),
             cport: s.cport,
@@ -740,9 +742,9 @@ impl ConnTable {
             dport: s.dport,
             fwmark: s.fwmark,
             timeout: s.timeout,
-            caddr: s.caddr,
-            vaddr: s.vaddr,
-            daddr: s.daddr,
+            caddr: s.caddr(),
+            vaddr: s.vaddr(),
+            daddr: s.daddr(),
             local,
         })
     }
@@ -884,7 +886,7 @@ impl ConnTable {
         if let Some(id) = existing {
             let i = id.0;
             let s = &self.slab[i as usize];
-            if s.daddr == c.daddr && s.dport == c.dport {
+            if s.daddr() == c.daddr && s.dport == c.dport {
                 let upd = flags::INACTIVE | 0x0600;
                 let was_inactive = s.flags & flags::INACTIVE != 0;
                 let now_inactive = fl & flags::INACTIVE != 0;
@@ -943,11 +945,11 @@ impl ConnTable {
             self.stats.table_full += 1;
             return Err(SyncRefuse::TableFull);
         };
+        let (lo, hi, v6) = split_addrs([c.caddr, c.vaddr, c.daddr, laddr]);
         self.slab[i as usize] = Session {
-            caddr: c.caddr,
-            vaddr: c.vaddr,
-            daddr: c.daddr,
-            laddr,
+            lo,
+            hi,
+            v6,
             cport: c.cport,
             vport: c.vport,
             dport: c.dport,
@@ -1087,13 +1089,13 @@ impl ConnTable {
             proto: s.proto,
             expire_secs: self.expires_in_secs(s, now_ms),
             state: s.state_name(),
-            caddr: s.caddr,
+            caddr: s.caddr(),
             cport: s.cport,
-            vaddr: s.vaddr,
+            vaddr: s.vaddr(),
             vport: s.vport,
-            daddr: s.daddr,
+            daddr: s.daddr(),
             dport: s.dport,
-            laddr: s.laddr,
+            laddr: s.laddr(),
             lport: s.lport,
             flags: s.flags(),
         })
@@ -1111,11 +1113,16 @@ impl ConnTable {
             self.free = self.slab[i as usize].next;
             i
         } else if self.slab.len() < self.cap as usize {
+            let (lo, hi, v6) = split_addrs([
+                Addr::UNSPECIFIED,
+                Addr::UNSPECIFIED,
+                Addr::UNSPECIFIED,
+                Addr::UNSPECIFIED,
+            ]);
             self.slab.push(Session {
-                caddr: Addr::UNSPECIFIED,
-                vaddr: Addr::UNSPECIFIED,
-                daddr: Addr::UNSPECIFIED,
-                laddr: Addr::UNSPECIFIED,
+                lo,
+                hi,
+                v6,
                 cport: 0,
                 vport: 0,
                 dport: 0,
@@ -2171,10 +2178,12 @@ mod tests {
 
     #[test]
     fn session_size_and_memory_per_session() {
-        // Two cache lines exactly, the second starting at the ports.
+        // Two cache lines exactly: what an IPv4 packet reads in the first, the second
+        // starting at the addresses' first twelve bytes.
         assert_eq!(std::mem::size_of::<Session>(), 128);
         assert_eq!(std::mem::align_of::<Session>(), 64);
-        assert_eq!(std::mem::offset_of!(Session, cport), 64);
+        assert_eq!(std::mem::offset_of!(Session, hi), 64);
+        assert!(std::mem::offset_of!(Session, sync_end) + 2 <= 64);
         for cap in [1_000_000u32, 10_000_000, 917_505, 14_680_065, 64] {
             let m = memory_per_session(cap);
             assert!(m <= 160.0, "{cap}: {m}");
