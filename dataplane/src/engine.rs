@@ -124,6 +124,10 @@ enum Command {
 pub const SYNC_QUEUE: usize = 16384;
 /// Synced sessions a worker installs per loop at most (forwarding goes on meanwhile).
 const SYNC_INSTALL_BURST: usize = 512;
+/// Receive bursts a worker reads from one queue per loop after the first, as its pipeline
+/// gets to them (so up to `(1 + RX_MORE) * MAX_BURST` packets before it polls anything
+/// else): the packets of one burst are in flight while the next is received.
+const RX_MORE: usize = 3;
 
 /// A running sync thread.
 struct SyncThread {
@@ -792,7 +796,7 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
     // One burst of `rx` through the pipeline, every verdict (and every frame the pipeline
     // originated) sent where it goes; `$default_port` for mbufs of an unknown port.
     macro_rules! run_burst {
-        ($now:expr, $check_owner:expr, $default_port:expr) => {{
+        ($pkts:expr, $now:expr, $check_owner:expr, $default_port:expr) => {{
             let in_port = |m: &Mbuf| {
                 sh.port_index
                     .get(usize::from(m.port()))
@@ -800,7 +804,7 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                     .flatten()
                     .unwrap_or($default_port)
             };
-            core.process_burst(rx.drain(), $now, $check_owner, in_port, |e| {
+            core.process_burst($pkts, $now, $check_owner, in_port, |e| {
                 let out = match e {
                     Emit::Packet(out) => out,
                     Emit::Generated(port, frame) => match pool.alloc_with(frame) {
@@ -901,10 +905,13 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
             if (w as u16) >= sh.rx_queues[p] {
                 continue;
             }
-            if port.rx_burst(QueueId(w as u16), &mut rx) == 0 {
+            let q = QueueId(w as u16);
+            if port.rx_burst(q, &mut rx) == 0 {
                 continue;
             }
-            run_burst!(now, true, p as u16);
+            // Up to RX_MORE more bursts as the pipeline gets to them.
+            let stream = rx.stream(|b| port.rx_burst(q, b), RX_MORE);
+            run_burst!(stream, now, true, p as u16);
         }
         // Exception path: what the kernel sends on a tap leaves through its port unchanged.
         for (k, tap) in sh.taps.iter().enumerate() {
@@ -935,7 +942,7 @@ fn worker_main(w: usize, sh: &Shared, pool: &Mempool) {
                 continue;
             }
             handoff_in += rx.len() as u64;
-            run_burst!(now, false, 0);
+            run_burst!(rx.drain(), now, false, 0);
         }
         // Side outputs: ARP requests, released packets, learned neighbours.
         for (port, target) in core.take_arp_requests() {

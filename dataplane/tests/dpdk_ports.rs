@@ -249,3 +249,69 @@ fn rust_toeplitz_equals_dpdk_softrss() {
         );
     }
 }
+
+#[test]
+fn a_stream_reads_bursts_in_order_as_they_are_received_and_frees_what_it_leaves() {
+    eal();
+    let pool = Mempool::new("t_stream", 1023, 0, Mempool::DEFAULT_DATA_ROOM).expect("pool");
+    let (a, b, _r1, _r2) = wire("stream", 1024, &pool);
+    // 150 frames wait on port b: more than two bursts.
+    let send = |from: usize, n: usize| {
+        let mut tx = MbufBatch::new();
+        for i in from..from + n {
+            tx.push(pool.alloc_with(&frame(i, 64)).expect("alloc"))
+                .expect("room");
+        }
+        assert_eq!(a.tx_burst(QueueId(0), &mut tx), (n, 0));
+    };
+    send(0, 64);
+    send(64, 64);
+    send(128, 22);
+    let q = QueueId(0);
+    let mut rx = MbufBatch::new();
+    assert_eq!(b.rx_burst(q, &mut rx), MAX_BURST);
+    let mut refills = 0;
+    let got: Vec<Vec<u8>> = rx
+        .stream(
+            |batch| {
+                refills += 1;
+                b.rx_burst(q, batch)
+            },
+            5,
+        )
+        .map(|m| m.data().to_vec())
+        .collect();
+    // Every frame once, in order; the third refill found nothing and ended the stream.
+    assert_eq!(got.len(), 150);
+    for (i, f) in got.iter().enumerate() {
+        assert_eq!(f, &frame(i, 64), "frame {i}");
+    }
+    assert_eq!(refills, 3);
+    assert!(rx.is_empty());
+    assert_eq!(pool.in_use(), 0);
+
+    // At most `more` refills; what is not read is freed with the stream.
+    send(0, 64);
+    send(64, 64);
+    send(128, 64);
+    assert_eq!(b.rx_burst(q, &mut rx), MAX_BURST);
+    let taken: Vec<Mbuf> = rx
+        .stream(|batch| b.rx_burst(q, batch), 1)
+        .take(70)
+        .collect();
+    assert_eq!(taken.len(), 70);
+    assert_eq!(taken[69].data(), &frame(69, 64)[..]);
+    // Taken 70, the third burst waiting in the ring: the rest of the second was freed.
+    assert_eq!(
+        pool.in_use(),
+        70 + 64,
+        "the rest of the second burst is freed"
+    );
+    drop(taken);
+    // The third burst was never asked for: it still waits on the port.
+    assert_eq!(b.rx_burst(q, &mut rx), MAX_BURST);
+    assert_eq!(rx.as_slice()[0].data(), &frame(128, 64)[..]);
+    rx.clear();
+    assert_eq!(pool.in_use(), 0);
+    stop(&[a, b]);
+}

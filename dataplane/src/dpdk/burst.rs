@@ -102,6 +102,28 @@ impl MbufBatch {
         }
     }
 
+    /// Moves every mbuf out, in order, like [`MbufBatch::drain`]; once they are all taken,
+    /// asks `refill` to fill the (empty) batch again, up to `more` times, and goes on with
+    /// what it got. The engine reads a receive queue this way (`refill` is the rx burst), so
+    /// that the packets of one burst are still in flight in the pipeline while the next is
+    /// received. It ends at the first refill that brings nothing.
+    #[inline]
+    pub fn stream<F: FnMut(&mut MbufBatch) -> usize>(
+        &mut self,
+        refill: F,
+        more: usize,
+    ) -> Stream<'_, F> {
+        let len = self.len;
+        self.len = 0;
+        Stream {
+            batch: self,
+            next: 0,
+            end: len,
+            more,
+            refill,
+        }
+    }
+
     /// Frees every mbuf held.
     pub fn clear(&mut self) {
         if self.len > 0 {
@@ -188,6 +210,51 @@ impl Iterator for Drain<'_> {
 
 impl Drop for Drain<'_> {
     fn drop(&mut self) {
+        for _ in self.by_ref() {}
+    }
+}
+
+/// Iterator over a batch refilled as it empties ([`MbufBatch::stream`]). Mbufs not taken
+/// are freed when it is dropped.
+pub struct Stream<'a, F: FnMut(&mut MbufBatch) -> usize> {
+    batch: &'a mut MbufBatch,
+    next: usize,
+    end: usize,
+    more: usize,
+    refill: F,
+}
+
+impl<F: FnMut(&mut MbufBatch) -> usize> Iterator for Stream<'_, F> {
+    type Item = Mbuf;
+
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        while self.next >= self.end {
+            if self.more == 0 {
+                return None;
+            }
+            self.more -= 1;
+            // Every slot was taken: the batch is empty (len 0) for the refill.
+            (self.refill)(self.batch);
+            self.next = 0;
+            self.end = self.batch.len;
+            self.batch.len = 0;
+            if self.end == 0 {
+                self.more = 0;
+                return None;
+            }
+        }
+        let p = std::mem::replace(&mut self.batch.ptrs[self.next], std::ptr::null_mut());
+        self.next += 1;
+        // SAFETY: slots in next..end hold owned, non-null mbufs moved out exactly once.
+        NonNull::new(p).map(|p| unsafe { Mbuf::from_raw(p) })
+    }
+}
+
+impl<F: FnMut(&mut MbufBatch) -> usize> Drop for Stream<'_, F> {
+    fn drop(&mut self) {
+        // Frees what was not taken (without asking for more).
+        self.more = 0;
         for _ in self.by_ref() {}
     }
 }
