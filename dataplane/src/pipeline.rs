@@ -327,6 +327,24 @@ pub struct Core<P> {
     sync_stats: SyncCounters,
     /// [`Core::process_burst`]'s classifications ([`RING`] slots, reused).
     burst_cls: Vec<wire::Result<Classified>>,
+    /// TUN: the outer source address per egress port ([`tunnel_sources`]).
+    tun_src: Vec<Ipv4Addr>,
+}
+
+/// The outer source of TUN packets leaving each port: the port's own address (the
+/// lowest that does not move with the active role, else the lowest), as the kernel
+/// takes the preferred source of the route; `0.0.0.0` for a port without one.
+fn tunnel_sources(net: &NetConfig) -> Vec<Ipv4Addr> {
+    (0..net.ports.len())
+        .map(|port| {
+            net.local
+                .iter()
+                .filter(|(_, (k, p))| *k == LocalKind::Dip && usize::from(*p) == port)
+                .map(|(a, _)| (net.floating.contains(a), *a))
+                .min()
+                .map_or(Ipv4Addr::UNSPECIFIED, |(_, a)| a)
+        })
+        .collect()
 }
 
 /// Per-worker connection-sync counters.
@@ -414,6 +432,7 @@ impl<P: PacketBuf> Core<P> {
             sync_out: Vec::with_capacity(SIDE_CAP),
             sync_stats: SyncCounters::default(),
             burst_cls: Vec::with_capacity(RING),
+            tun_src: Vec::new(),
         }
     }
 
@@ -440,6 +459,7 @@ impl<P: PacketBuf> Core<P> {
             pools.insert(*key, pool);
         }
         self.laddrs = pools;
+        self.tun_src = tunnel_sources(net);
         self.snap = Some(snap);
         // Traffic counters are indexed by the core's dest slots; a slot freed by a removed
         // server and reused by a new one starts from zero.
@@ -691,7 +711,7 @@ impl<P: PacketBuf> Core<P> {
     /// classification and tuple hash at hand. The pipeline runs on across the whole of
     /// `pkts`, which may receive more packets as it is read (the engine's receive stream
     /// does): the prefetches for the packets in flight overlap that receive too. An
-    /// established packet of a NAT, FULLNAT or DR session takes a fast path (the same
+    /// established packet of a NAT, FULLNAT, DR or TUN session takes a fast path (the same
     /// effects without the generic steps); any other the full one.
     pub fn process_burst<I, F, E>(
         &mut self,
@@ -775,14 +795,15 @@ impl<P: PacketBuf> Core<P> {
         self.burst_cls = cls;
     }
 
-    /// The established fast path: a TCP or UDP packet over IPv4 of a NAT, FULLNAT or DR
-    /// session of this worker, whose next hop is resolved and whose egress port computes
-    /// checksums in software. It has exactly the effects [`Core::process_classified`] has
+    /// The established fast path: a TCP or UDP packet over IPv4 of a NAT, FULLNAT, DR or
+    /// TUN session of this worker, whose next hop is resolved and whose egress port
+    /// computes checksums in software. It has exactly the effects [`Core::process_classified`] has
     /// on such a packet (counters, TCP state and timer, sync, rewrite, traffic per real
     /// server) without the generic steps (local-address map, rewrite parameters, verdicts
     /// moved through the call chain). [`Fast::Slow`] when anything is out of the
     /// ordinary (no session, a SYN, a packet of another worker, an unresolved next hop,
-    /// TUN, offload, a TTL about to expire, ...): nothing has been changed then.
+    /// offload, a TTL about to expire, a TUN packet too big for the tunnel, ...): nothing
+    /// has been changed then.
     #[inline(always)]
     fn fast_path(
         &mut self,
@@ -834,7 +855,7 @@ impl<P: PacketBuf> Core<P> {
         let (src, dst, toward) = match (reply, fwd) {
             (false, FwdMethod::FullNat) => (end(LADDR, s.lport), end(DADDR, s.dport), s.v4(DADDR)),
             (false, FwdMethod::Masq) => (Some(None), end(DADDR, s.dport), s.v4(DADDR)),
-            (false, FwdMethod::Route) => (Some(None), Some(None), s.v4(DADDR)),
+            (false, FwdMethod::Route | FwdMethod::Tunnel) => (Some(None), Some(None), s.v4(DADDR)),
             (true, FwdMethod::FullNat) => (end(VADDR, s.vport), end(CADDR, s.cport), s.v4(CADDR)),
             (true, FwdMethod::Masq) => (end(VADDR, s.vport), Some(None), s.v4(CADDR)),
             _ => return Fast::Slow,
@@ -864,6 +885,14 @@ impl<P: PacketBuf> Core<P> {
         if fwd != FwdMethod::Route && pkt.data().get(l3 + 8).is_none_or(|ttl| *ttl <= 1) {
             return Fast::Slow; // dropped as TtlExpired, after the state transition
         }
+        // TUN: a packet too big once encapsulated is refused (with a frag-needed error
+        // for the client when it has DF) by the general path.
+        let mtu = port.mtu;
+        if fwd == FwdMethod::Tunnel
+            && meta.ip_end.saturating_sub(l3) + wire::ipip::OUTER_HEADER_LEN > usize::from(mtu)
+        {
+            return Fast::Slow;
+        }
         // Decided: from here on the packet is this session's.
         self.counters.packets += 1;
         let dir = if reply {
@@ -876,11 +905,31 @@ impl<P: PacketBuf> Core<P> {
             self.sync_after_input(id, now_ms);
         }
         let len = pkt.len() as u64;
-        let data = pkt.data_mut();
-        let res = if fwd == FwdMethod::Route {
-            forward::set_macs(data, &macs)
-        } else {
-            forward::rewrite_v4(data, l3, meta.l4_offset, meta.ip_end, udp, src, dst, &macs)
+        let res = match fwd {
+            FwdMethod::Route => forward::set_macs(pkt.data_mut(), &macs),
+            FwdMethod::Tunnel => {
+                let tun = forward::TunParams {
+                    local: self
+                        .tun_src
+                        .get(usize::from(nh.port))
+                        .copied()
+                        .unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    real: toward,
+                    mtu,
+                    macs,
+                    csum: ChecksumMode::Software,
+                };
+                match forward::tun::request(pkt, meta, &tun, &mut self.scratch) {
+                    Ok(Verdict::Forward(_)) => Ok(()),
+                    // Not reached: the size was checked above.
+                    Ok(Verdict::IcmpReply { .. }) => Err(wire::Error::Oversize),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => {
+                let data = pkt.data_mut();
+                forward::rewrite_v4(data, l3, meta.l4_offset, meta.ip_end, udp, src, dst, &macs)
+            }
         };
         if let Err(e) = res {
             return Fast::Drop(DropReason::Rewrite(e));
@@ -1166,15 +1215,9 @@ impl<P: PacketBuf> Core<P> {
                 }
             }
             FwdMethod::Tunnel => {
-                let dip = snap
-                    .net
-                    .local
-                    .iter()
-                    .find(|(_, (k, p))| *k == LocalKind::Dip && *p == nh.port)
-                    .map(|(a, _)| *a)
-                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                let dip = self.tun_src.get(usize::from(nh.port)).copied();
                 Params::Tun(forward::TunParams {
-                    local: dip,
+                    local: dip.unwrap_or(Ipv4Addr::UNSPECIFIED),
                     real: rip,
                     mtu: port.mtu,
                     macs,
@@ -2006,17 +2049,22 @@ mod tests {
     }
 
     /// Runs `pkts` (frame, in-port) through `one` packet by packet and through `burst` in
-    /// one burst; asserts the same verdicts and output bytes; returns the verdicts.
+    /// one burst; asserts the same verdicts and output bytes, and the same frames
+    /// originated on the way (kind 9, after their packet's verdict); returns the verdicts.
     fn same_by_burst(
         one: &mut Core<VecBuf>,
         burst: &mut Core<VecBuf>,
         pkts: Vec<(VecBuf, u16)>,
         now: u64,
     ) -> Vec<(u8, String, Vec<u8>)> {
-        let want: Vec<_> = pkts
-            .iter()
-            .map(|(p, port)| verdict(one.process(p.clone(), *port, now, true)))
-            .collect();
+        let generated = |port: u16, frame: &[u8]| (9, format!("to port {port}"), frame.to_vec());
+        let mut want = Vec::new();
+        for (p, port) in &pkts {
+            want.push(verdict(one.process(p.clone(), *port, now, true)));
+            if let Some((port, len)) = one.take_generated() {
+                want.push(generated(port, &one.scratch()[..len]));
+            }
+        }
         let mut got = Vec::new();
         let ports: Vec<u16> = pkts.iter().map(|(_, port)| *port).collect();
         let frames: Vec<Vec<u8>> = pkts.iter().map(|(p, _)| p.data().to_vec()).collect();
@@ -2034,7 +2082,7 @@ mod tests {
             },
             |e| match e {
                 Emit::Packet(out) => got.push(verdict(out)),
-                Emit::Generated(..) => panic!("nothing here originates a frame"),
+                Emit::Generated(port, frame) => got.push(generated(port, frame)),
             },
         );
         assert_eq!(got.len(), want.len());
@@ -2042,6 +2090,32 @@ mod tests {
             assert_eq!(g, w, "packet {i}");
         }
         want
+    }
+
+    #[test]
+    fn tunnel_source_is_the_ports_own_address() {
+        let mut net = NetConfig::new(1);
+        for _ in 0..3 {
+            net.ports.push(PortNet {
+                mac: PORT0_MAC,
+                mtu: 1500,
+                csum: ChecksumMode::Software,
+            });
+        }
+        let a = |d: u8| Ipv4Addr::new(10, 20, 0, d);
+        // Port 0: a floating address sorting first and the port's own one.
+        net.local.insert(a(5), (LocalKind::Dip, 0));
+        net.local.insert(a(9), (LocalKind::Dip, 0));
+        net.floating.push(a(5));
+        // Port 1: two own addresses (the lowest is taken); a VIP on it does not count.
+        net.local.insert(a(30), (LocalKind::Dip, 1));
+        net.local.insert(a(20), (LocalKind::Dip, 1));
+        net.local.insert(a(1), (LocalKind::Vip, 1));
+        // Port 2: none.
+        assert_eq!(
+            tunnel_sources(&net),
+            vec![a(9), a(20), Ipv4Addr::UNSPECIFIED]
+        );
     }
 
     #[test]
@@ -2132,6 +2206,20 @@ mod tests {
                 pkts.push(cl(40002, "R", 64));
                 pkts.push(cl(40003, "A", 1));
                 pkts.push(cl(45000, "A", 64)); // no session
+                if fwd == FwdMethod::Tunnel {
+                    // Too big once encapsulated (1500 + 20 > MTU 1500), with DF: refused
+                    // with a frag-needed error for the client.
+                    let p = segment(
+                        CLIENT_MAC,
+                        PORT0_MAC,
+                        (CIP, 40004),
+                        (VIP, 80),
+                        "PA",
+                        64,
+                        &[b'x'; 1460],
+                    );
+                    pkts.push((p, 0));
+                }
                 if workers == 2 {
                     let other = (1..=250u8)
                         .map(|i| [10, 10, 0, i])
@@ -2150,6 +2238,12 @@ mod tests {
                 }
                 let v = same_by_burst(&mut one, &mut burst, pkts, 20);
                 let forwarded = v.iter().filter(|v| v.0 == 0).count();
+                let frag_needed = v.iter().filter(|v| v.0 == 9).count();
+                assert_eq!(
+                    frag_needed,
+                    usize::from(fwd == FwdMethod::Tunnel),
+                    "{fwd:?}"
+                );
                 let (want, sent) = match fwd {
                     FwdMethod::Masq | FwdMethod::FullNat => (
                         12 * 4 + 5,
