@@ -93,13 +93,7 @@ impl MbufBatch {
     /// Moves every mbuf out, in order, leaving the batch empty.
     #[inline]
     pub fn drain(&mut self) -> Drain<'_> {
-        let len = self.len;
-        self.len = 0;
-        Drain {
-            batch: self,
-            next: 0,
-            end: len,
-        }
+        self.stream(no_refill, 0)
     }
 
     /// Moves every mbuf out, in order, like [`MbufBatch::drain`]; once they are all taken,
@@ -180,38 +174,13 @@ impl Drop for MbufBatch {
     }
 }
 
-/// Iterator moving mbufs out of a batch ([`MbufBatch::drain`]). Mbufs not taken are freed
-/// when it is dropped.
-pub struct Drain<'a> {
-    batch: &'a mut MbufBatch,
-    next: usize,
-    end: usize,
-}
+/// Iterator moving mbufs out of a batch ([`MbufBatch::drain`]): a [`Stream`] that is
+/// never refilled. Mbufs not taken are freed when it is dropped.
+pub type Drain<'a> = Stream<'a, fn(&mut MbufBatch) -> usize>;
 
-impl Iterator for Drain<'_> {
-    type Item = Mbuf;
-
-    #[inline]
-    fn next(&mut self) -> Option<Mbuf> {
-        if self.next >= self.end {
-            return None;
-        }
-        let p = std::mem::replace(&mut self.batch.ptrs[self.next], std::ptr::null_mut());
-        self.next += 1;
-        // SAFETY: slots in next..end hold owned, non-null mbufs moved out exactly once.
-        NonNull::new(p).map(|p| unsafe { Mbuf::from_raw(p) })
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.end - self.next;
-        (n, Some(n))
-    }
-}
-
-impl Drop for Drain<'_> {
-    fn drop(&mut self) {
-        for _ in self.by_ref() {}
-    }
+/// The refill of [`MbufBatch::drain`] (never called: no refills are allowed).
+fn no_refill(_: &mut MbufBatch) -> usize {
+    0
 }
 
 /// Iterator over a batch refilled as it empties ([`MbufBatch::stream`]). Mbufs not taken
@@ -248,6 +217,11 @@ impl<F: FnMut(&mut MbufBatch) -> usize> Iterator for Stream<'_, F> {
         self.next += 1;
         // SAFETY: slots in next..end hold owned, non-null mbufs moved out exactly once.
         NonNull::new(p).map(|p| unsafe { Mbuf::from_raw(p) })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.end - self.next;
+        (n, (self.more == 0).then_some(n))
     }
 }
 
