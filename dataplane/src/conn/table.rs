@@ -153,8 +153,14 @@ impl ConnTable {
         } else {
             RandomState::new().hash_one(0x5eed_u64) | 1
         };
+        let mut slab = SlabVec::with_capacity_in(cap as usize, TableAlloc::default());
+        // Written once here so that its pages exist before the first packet: a new session
+        // must not page-fault (with huge pages a fault may even compact memory first).
+        for s in slab.spare_capacity_mut() {
+            *s = std::mem::MaybeUninit::zeroed();
+        }
         ConnTable {
-            slab: SlabVec::with_capacity_in(cap as usize, TableAlloc::default()),
+            slab,
             cap,
             free: NIL,
             live: 0,
