@@ -793,6 +793,7 @@ impl<P: PacketBuf> Core<P> {
             }
         }
         self.burst_cls = cls;
+        self.conns.flush_pending();
     }
 
     /// The established fast path: a TCP or UDP packet over IPv4 of a NAT, FULLNAT, DR or

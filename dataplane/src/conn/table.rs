@@ -134,7 +134,14 @@ pub struct ConnTable {
     cfg: ConnConfig,
     dests: DestTable,
     stats: ConnStats,
+    /// Server-side index entries `(hash, value)` of sessions just made, not yet in the
+    /// index (see `hash_out`); lookups consult them too.
+    pending: [(u64, u32); PENDING],
+    n_pending: usize,
 }
+
+/// Server-side entries that wait for their bucket before going into the index.
+const PENDING: usize = 8;
 
 fn ticks_ceil(ms: u64) -> u32 {
     u32::try_from(ms.div_ceil(TICK_MS)).unwrap_or(DYING - 1)
@@ -172,6 +179,8 @@ impl ConnTable {
             cfg,
             dests: DestTable::new(),
             stats: ConnStats::default(),
+            pending: [(0, 0); PENDING],
+            n_pending: 0,
         }
     }
 
@@ -282,8 +291,7 @@ impl ConnTable {
     /// [`ConnTable::lookup_in`] with the tuple's [`ConnTable::flow_hash`] known.
     #[inline]
     pub fn lookup_in_hashed(&self, hash: u64, key: &FlowKey) -> Option<ConnId> {
-        self.idx
-            .find(hash, |v| v & OUT == 0 && self.in_match(v, key))
+        self.find_entry(hash, |v| v & OUT == 0 && self.in_match(v, key))
             .map(ConnId)
     }
 
@@ -309,8 +317,7 @@ impl ConnTable {
     /// [`ConnTable::lookup_out`] with the tuple's [`ConnTable::flow_hash`] known.
     #[inline]
     pub fn lookup_out_hashed(&self, hash: u64, key: &FlowKey) -> Option<ConnId> {
-        self.idx
-            .find(hash, |v| v & OUT != 0 && self.out_match(v, key))
+        self.find_entry(hash, |v| v & OUT != 0 && self.out_match(v, key))
             .map(|v| ConnId(v & !OUT))
     }
 
@@ -319,15 +326,14 @@ impl ConnTable {
     /// walk; what the established fast path looks packets up with.
     #[inline]
     pub fn lookup_hashed(&self, hash: u64, key: &FlowKey) -> Option<(ConnId, bool)> {
-        self.idx
-            .find(hash, |v| {
-                if v & OUT != 0 {
-                    self.out_match(v, key)
-                } else {
-                    self.in_match(v, key)
-                }
-            })
-            .map(|v| (ConnId(v & !OUT), v & OUT != 0))
+        self.find_entry(hash, |v| {
+            if v & OUT != 0 {
+                self.out_match(v, key)
+            } else {
+                self.in_match(v, key)
+            }
+        })
+        .map(|v| (ConnId(v & !OUT), v & OUT != 0))
     }
 
     /// Whether a client packet without SYN may go on in session `id` as it is: its real
@@ -344,14 +350,13 @@ impl ConnTable {
     pub fn lookup_template(&self, key: &FlowKey) -> Option<ConnId> {
         let h = hash_flow(self.seed, key, true);
         let slab = &self.slab;
-        self.idx
-            .find(h, |v| {
-                v & OUT == 0 && {
-                    let s = &slab[v as usize];
-                    s.flags & flags::TEMPLATE != 0 && s.in_eq(key)
-                }
-            })
-            .map(ConnId)
+        self.find_entry(h, |v| {
+            v & OUT == 0 && {
+                let s = &slab[v as usize];
+                s.flags & flags::TEMPLATE != 0 && s.in_eq(key)
+            }
+        })
+        .map(ConnId)
     }
 
     /// A session by id.
@@ -1174,11 +1179,44 @@ impl ConnTable {
         self.slab[i as usize].flags |= flags::HASHED;
     }
 
+    /// Enters a session's server-side tuple. Its bucket is known only now (after the
+    /// real server, and under FULLNAT the local port, were chosen), so it is prefetched
+    /// and the entry waits in `pending` until `PENDING` more are made or the burst ends
+    /// ([`ConnTable::flush_pending`]): the insert then finds the bucket in cache instead of
+    /// stalling on it. Lookups see pending entries ([`ConnTable::find_entry`]).
     fn hash_out(&mut self, i: u32) {
         let h = hash_flow(self.seed, &self.slab[i as usize].out_key(), false);
-        let added = self.idx.insert(h, i | OUT);
-        debug_assert!(added);
+        if self.n_pending == PENDING {
+            self.flush_pending();
+        }
+        self.idx.prefetch(h);
+        self.pending[self.n_pending] = (h, i | OUT);
+        self.n_pending += 1;
         self.slab[i as usize].flags |= flags::OUT_HASHED;
+    }
+
+    /// Puts the pending server-side entries into the index (the pipeline calls this at
+    /// the end of each burst; lookups are right either way).
+    #[inline]
+    pub fn flush_pending(&mut self) {
+        for &(h, v) in &self.pending[..self.n_pending] {
+            // Cannot fail: the index is sized for two entries per slab entry.
+            let added = self.idx.insert(h, v);
+            debug_assert!(added);
+        }
+        self.n_pending = 0;
+    }
+
+    /// [`Index::find`] over the index and the pending entries.
+    #[inline(always)]
+    fn find_entry(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        if let Some(v) = self.idx.find(hash, &mut eq) {
+            return Some(v);
+        }
+        self.pending[..self.n_pending]
+            .iter()
+            .find(|&&(h, v)| h == hash && eq(v))
+            .map(|&(_, v)| v)
     }
 
     fn unhash(&mut self, i: u32) {
@@ -1189,7 +1227,13 @@ impl ConnTable {
         }
         if s.flags & flags::OUT_HASHED != 0 {
             let h = hash_flow(self.seed, &s.out_key(), false);
-            self.idx.remove(h, i | OUT);
+            let pending = &mut self.pending[..self.n_pending];
+            if let Some(k) = pending.iter().position(|&e| e == (h, i | OUT)) {
+                pending[k] = pending[pending.len() - 1];
+                self.n_pending -= 1;
+            } else {
+                self.idx.remove(h, i | OUT);
+            }
         }
         self.slab[i as usize].flags &= !(flags::HASHED | flags::OUT_HASHED);
     }
@@ -1492,6 +1536,48 @@ mod tests {
         assert_eq!(h.counts(a), (0, 1, 0));
         assert_eq!(h.expire(15 * SEC - 1), 0);
         assert_eq!(h.expire(15 * SEC), 1);
+    }
+
+    #[test]
+    fn server_side_entries_are_found_before_and_after_they_reach_the_index() {
+        let mut h = H::tcp(SchedKind::Rr, &[nat(RS1), nat(RS2)]);
+        // More sessions than wait at once: some entries reach the index when later
+        // sessions are made, the last few still wait.
+        let ids: Vec<ConnId> = (0..3 * PENDING as u16 + 3)
+            .map(|p| h.syn(C1, 3000 + p, 0).unwrap())
+            .collect();
+        assert!(h.t.n_pending > 0);
+        let found = |t: &ConnTable, id: ConnId| {
+            let k = t.get(id).unwrap().out_key();
+            let by_out = t.lookup_out(&k);
+            let either = t.lookup_hashed(t.flow_hash(&k), &k);
+            assert_eq!(by_out.map(|o| (o, true)), either, "{id:?}");
+            by_out == Some(id)
+        };
+        assert!(ids.iter().all(|&id| found(&h.t, id)));
+        // Sessions leave while their entry waits and while it is in the index.
+        let (gone, kept) = ids.split_at(ids.len() / 2);
+        let gone_keys: Vec<FlowKey> = gone
+            .iter()
+            .map(|&id| h.t.get(id).unwrap().out_key())
+            .collect();
+        let gone: Vec<ConnId> = gone.iter().copied().chain([ids[ids.len() - 1]]).collect();
+        for &id in &gone {
+            h.t.expire_now(id);
+        }
+        let kept = &kept[..kept.len() - 1];
+        for k in &gone_keys {
+            assert_eq!(h.t.lookup_out(k), None);
+        }
+        assert!(kept.iter().all(|&id| found(&h.t, id)));
+        h.t.flush_pending();
+        assert_eq!(h.t.n_pending, 0);
+        for k in &gone_keys {
+            assert_eq!(h.t.lookup_out(k), None);
+        }
+        assert!(kept.iter().all(|&id| found(&h.t, id)));
+        // Exactly the kept sessions' two entries each are left in the index.
+        assert_eq!(h.t.idx.len(), 2 * kept.len());
     }
 
     #[test]
