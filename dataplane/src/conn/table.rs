@@ -1124,16 +1124,11 @@ impl ConnTable {
             self.free = self.slab[i as usize].next;
             i
         } else if self.slab.len() < self.cap as usize {
-            let (lo, hi, v6) = split_addrs([
-                Addr::UNSPECIFIED,
-                Addr::UNSPECIFIED,
-                Addr::UNSPECIFIED,
-                Addr::UNSPECIFIED,
-            ]);
+            // A vacant slot (the caller writes the session): four `::` addresses.
             self.slab.push(Session {
-                lo,
-                hi,
-                v6,
+                lo: [[0; 4]; 4],
+                hi: [[0; 12]; 4],
+                v6: 0b1111,
                 cport: 0,
                 vport: 0,
                 dport: 0,
