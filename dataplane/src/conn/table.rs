@@ -143,6 +143,34 @@ pub struct ConnTable {
 /// Server-side entries that wait for their bucket before going into the index.
 const PENDING: usize = 8;
 
+/// A slab slot without a session (four `::` addresses, off the wheel, unlinked, no real
+/// server, every counter and mark zero). New sessions are written as this with their
+/// own fields set.
+const VACANT: Session = Session {
+    lo: [[0; 4]; 4],
+    cport: 0,
+    vport: 0,
+    dport: 0,
+    lport: 0,
+    timeout: 0,
+    expires: 0,
+    wheel_at: DYING,
+    next: NIL,
+    prev: NIL,
+    dest: NO_SLOT,
+    control: NIL,
+    in_pkts: 0,
+    flags: 0,
+    proto: Proto::Ip,
+    state: 0,
+    sync_old: 0,
+    v6: 0b1111,
+    sync_end: 0,
+    hi: [[0; 12]; 4],
+    fwmark: 0,
+    n_control: 0,
+};
+
 fn ticks_ceil(ms: u64) -> u32 {
     u32::try_from(ms.div_ceil(TICK_MS)).unwrap_or(DYING - 1)
 }
@@ -557,25 +585,14 @@ impl ConnTable {
                         lo,
                         hi,
                         v6,
-                        cport: 0,
                         vport: key.dport,
                         dport: d.port,
-                        lport: 0,
                         fwmark: pkt.fwmark,
                         timeout: service.timeout,
-                        expires: 0,
-                        wheel_at: DYING,
-                        next: NIL,
-                        prev: NIL,
                         dest: slot,
-                        control: NIL,
-                        n_control: 0,
-                        in_pkts: 0,
                         flags: flags::LIVE | flags::TEMPLATE | d.fwd as u16 | flags::INACTIVE,
                         proto: key.proto,
-                        state: 0,
-                        sync_old: 0,
-                        sync_end: 0,
+                        ..VACANT
                     };
                     self.dests.bind(slot, true, false);
                     self.hash_in(t, true);
@@ -641,19 +658,11 @@ impl ConnTable {
             lport,
             fwmark: pkt.fwmark,
             timeout: if one_packet { 0 } else { NEW_CONN_TIMEOUT },
-            expires: 0,
-            wheel_at: DYING,
-            next: NIL,
-            prev: NIL,
             dest: slot,
             control: tmpl,
-            n_control: 0,
-            in_pkts: 0,
             flags: fl,
             proto: flow.proto,
-            state: 0,
-            sync_old: 0,
-            sync_end: 0,
+            ..VACANT
         };
         self.dests.bind(slot, false, true);
         if tmpl != NIL {
@@ -967,19 +976,13 @@ impl ConnTable {
             lport,
             fwmark: c.fwmark,
             timeout,
-            expires: 0,
-            wheel_at: DYING,
-            next: NIL,
-            prev: NIL,
             dest: slot,
-            control: NIL,
-            n_control: 0,
             in_pkts: threshold,
             flags: flags::LIVE | fl,
             proto,
             state,
             sync_old: state,
-            sync_end: 0,
+            ..VACANT
         };
         if slot != NO_SLOT {
             self.dests.bind(slot, template, fl & flags::INACTIVE != 0);
@@ -1124,31 +1127,7 @@ impl ConnTable {
             self.free = self.slab[i as usize].next;
             i
         } else if self.slab.len() < self.cap as usize {
-            // A vacant slot (the caller writes the session): four `::` addresses.
-            self.slab.push(Session {
-                lo: [[0; 4]; 4],
-                hi: [[0; 12]; 4],
-                v6: 0b1111,
-                cport: 0,
-                vport: 0,
-                dport: 0,
-                lport: 0,
-                fwmark: 0,
-                timeout: 0,
-                expires: 0,
-                wheel_at: DYING,
-                next: NIL,
-                prev: NIL,
-                dest: NO_SLOT,
-                control: NIL,
-                n_control: 0,
-                in_pkts: 0,
-                flags: 0,
-                proto: Proto::Ip,
-                state: 0,
-                sync_old: 0,
-                sync_end: 0,
-            });
+            self.slab.push(VACANT);
             (self.slab.len() - 1) as u32
         } else {
             return None;
