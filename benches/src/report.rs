@@ -24,10 +24,11 @@ pub struct WorkerFigures {
     pub sessions: u64,
 }
 
-/// One measurement: the I/O floor, established flows, or new connections.
+/// One measurement: the I/O floor, the lookup floor, established flows, or new
+/// connections.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunResult {
-    /// `floor`, `established` or `new-conn`.
+    /// `floor`, `lookup-floor`, `established` or `new-conn`.
     pub test: String,
     /// Forwarding mode.
     pub mode: String,
@@ -111,7 +112,7 @@ impl RunResult {
     }
 }
 
-/// One line of the final table: a worker count with its floor, established and
+/// One line of the final table: a worker count with its floors, established and
 /// new-connection runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Row {
@@ -119,6 +120,10 @@ pub struct Row {
     pub workers: usize,
     /// The I/O floor run.
     pub floor: Option<RunResult>,
+    /// The lookup floor run: the I/O floor plus, per packet, the two dependent memory
+    /// reads of a session lookup (index bucket, session) in tables of the engine's size.
+    #[serde(default)]
+    pub lookup_floor: Option<RunResult>,
     /// Established flows through the engine.
     pub established: Option<RunResult>,
     /// New connections through the engine.
@@ -129,6 +134,13 @@ impl Row {
     /// Engine Mpps per worker divided by the floor's, when both ran.
     pub fn ratio_to_floor(&self) -> Option<f64> {
         let (f, e) = (self.floor.as_ref()?, self.established.as_ref()?);
+        let fm = f.mpps_per_worker();
+        (fm > 0.0).then(|| e.mpps_per_worker() / fm)
+    }
+
+    /// Engine Mpps per worker divided by the lookup floor's, when both ran.
+    pub fn ratio_to_lookup_floor(&self) -> Option<f64> {
+        let (f, e) = (self.lookup_floor.as_ref()?, self.established.as_ref()?);
         let fm = f.mpps_per_worker();
         (fm > 0.0).then(|| e.mpps_per_worker() / fm)
     }
@@ -245,21 +257,24 @@ impl Summary {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "{:>7} | {:>11} | {:>11} | {:>6} | {:>10} | {:>12} | {:>11} | drops (engine)",
+            "{:>7} | {:>10} | {:>11} | {:>11} | {:>5} | {:>9} | {:>10} | {:>10} | {:>10} | drops (engine)",
             "workers",
             "floor Mpps",
+            "lookup Mpps",
             "engine Mpps",
             "ratio",
+            "of lookup",
             "cycles/pkt",
             "total Mpps",
             "new sess/s"
         );
-        let _ = writeln!(s, "{}", "-".repeat(100));
+        let _ = writeln!(s, "{}", "-".repeat(118));
+        let mpps = |f: &Option<RunResult>| {
+            f.as_ref()
+                .map_or("-".into(), |f| format!("{:.2}", f.mpps_per_worker()))
+        };
         for r in &self.rows {
-            let floor = r
-                .floor
-                .as_ref()
-                .map_or("-".into(), |f| format!("{:.2}", f.mpps_per_worker()));
+            let (floor, lookup) = (mpps(&r.floor), mpps(&r.lookup_floor));
             let (eng, cyc, tot, drops) = match &r.established {
                 Some(e) => (
                     format!("{:.2}", e.mpps_per_worker()),
@@ -270,6 +285,9 @@ impl Summary {
                 None => ("-".into(), "-".into(), "-".into(), "-".into()),
             };
             let ratio = r.ratio_to_floor().map_or("-".into(), |x| format!("{x:.2}"));
+            let of_lookup = r
+                .ratio_to_lookup_floor()
+                .map_or("-".into(), |x| format!("{x:.2}"));
             let newc = r.new_conn.as_ref().map_or("-".into(), |n| {
                 let x = n.sessions_per_sec_per_worker();
                 if x > 0.0 {
@@ -280,13 +298,15 @@ impl Summary {
             });
             let _ = writeln!(
                 s,
-                "{:>7} | {:>11} | {:>11} | {:>6} | {:>10} | {:>12} | {:>11} | {}",
-                r.workers, floor, eng, ratio, cyc, tot, newc, drops
+                "{:>7} | {:>10} | {:>11} | {:>11} | {:>5} | {:>9} | {:>10} | {:>10} | {:>10} | {}",
+                r.workers, floor, lookup, eng, ratio, of_lookup, cyc, tot, newc, drops
             );
         }
         let _ = writeln!(
             s,
-            "(Mpps and new sessions/s are per worker; ratio = engine / floor in this run)"
+            "(Mpps and new sessions/s are per worker; ratio = engine / floor, of lookup = engine /\n \
+             lookup floor, in this run; lookup floor = the I/O floor plus each packet's index\n \
+             bucket and session read from tables of the engine's size, nothing else done)"
         );
         if let Some(b) = self.bytes_per_session {
             let _ = writeln!(
@@ -301,7 +321,7 @@ impl Summary {
             );
         }
         for r in &self.rows {
-            for run in [&r.floor, &r.established, &r.new_conn]
+            for run in [&r.floor, &r.lookup_floor, &r.established, &r.new_conn]
                 .into_iter()
                 .flatten()
             {

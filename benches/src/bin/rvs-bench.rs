@@ -1,6 +1,7 @@
 //! `rvs-bench`: the line-rate harness. Runs the real engine on DPDK devices and, on the
-//! same devices, an I/O floor (receive and transmit, no processing); prints Mpps per
-//! worker, the ratio to the floor, cycles per packet, drops by reason, new sessions per
+//! same devices, an I/O floor (receive and transmit, no processing) and a lookup floor
+//! (the I/O floor plus the two memory reads any session lookup makes); prints Mpps per
+//! worker, the ratios to both floors, cycles per packet, drops by reason, new sessions per
 //! second and bytes per session. See BENCHMARKS.md.
 //!
 //! Every measurement runs in its own child process (EAL can start only once per process,
@@ -21,8 +22,8 @@ use rvs_benches::capture::{build_frame, Kind, PcapWriter, L4};
 use rvs_benches::plan::{self, Mode};
 use rvs_benches::report::{Row, RunResult, Summary, WorkerFigures};
 use rvs_dataplane::dpdk::{
-    self, default_eal_args, lcore, Eal, MbufBatch, Mempool, Port, PortConf, PortStats, QueueId,
-    Ring, RING_SP_SC,
+    self, default_eal_args, lcore, Eal, HugePageAlloc, MbufBatch, Mempool, Port, PortConf,
+    PortStats, QueueId, Ring, RING_SP_SC,
 };
 use rvs_dataplane::engine::{Engine, WorkerReport};
 use rvs_dataplane::pipeline::DropReason;
@@ -56,11 +57,11 @@ struct Opts {
     /// Seconds measured per run (after warm-up).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Tests, comma-separated: floor, established, new-conn.
+    /// Tests, comma-separated: floor, lookup-floor, established, new-conn.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,established,new-conn"
+        default_value = "floor,lookup-floor,established,new-conn"
     )]
     tests: Vec<String>,
     /// Print the summary as JSON on stdout (progress still goes to stderr).
@@ -85,13 +86,16 @@ struct Opts {
     /// first.pcap (each flow's SYN), established.pcap, new.pcap.
     #[arg(long)]
     write_pcap: Option<PathBuf>,
-    /// Internal: run one measurement (floor, established, new-conn) in this process.
+    /// Internal: run one measurement (one of the tests) in this process.
     #[arg(long, hide = true)]
     child: Option<String>,
     /// Internal: workers of the child measurement.
     #[arg(long, hide = true, default_value_t = 1)]
     child_workers: usize,
 }
+
+/// The measurements, in the order a run makes them.
+const TESTS: [&str; 4] = ["floor", "lookup-floor", "established", "new-conn"];
 
 impl Opts {
     fn mode(&self) -> Mode {
@@ -186,7 +190,7 @@ fn validate(opts: &Opts) -> Result<(), Error> {
         return Err("--workers: a list of 1 to 64".into());
     }
     for t in &opts.tests {
-        if !["floor", "established", "new-conn"].contains(&t.as_str()) {
+        if !TESTS.contains(&t.as_str()) {
             return Err(format!("--tests: unknown test {t:?}").into());
         }
     }
@@ -219,6 +223,7 @@ fn parent(opts: &Opts) -> Result<bool, Error> {
             }
             match test.as_str() {
                 "floor" => row.floor = Some(r),
+                "lookup-floor" => row.lookup_floor = Some(r),
                 "established" => row.established = Some(r),
                 _ => row.new_conn = Some(r),
             }
@@ -461,7 +466,11 @@ fn child(opts: &Opts, test: &str) -> Result<RunResult, Error> {
     )?;
     let warm_name = warm.info()?.name;
     let mut r = match test {
-        "floor" => floor(opts, workers, &dev, warm)?,
+        "floor" => floor(opts, workers, &dev, warm, None)?,
+        "lookup-floor" => {
+            let capacity = capacity_per_worker(opts, test, &sets);
+            floor(opts, workers, &dev, warm, Some(capacity))?
+        }
         _ => engine_run(
             opts, test, workers, &dev, &warm_name, &rx_rings, &tx_rings, &sets,
         )?,
@@ -502,12 +511,115 @@ fn figures(
     }
 }
 
-// ---- the I/O floor
+/// Sessions each worker's table holds: every flow of a worker, plus slack (real NICs:
+/// any worker may get any flow, spread by RSS).
+fn capacity_per_worker(opts: &Opts, test: &str, sets: &[Vec<rvs_benches::capture::Flow>]) -> u32 {
+    let per_worker_max = sets.iter().map(|s| s.len() as u64).max().unwrap_or(0);
+    let total_flows = if test == "new-conn" {
+        opts.new_flows()
+    } else {
+        opts.flows
+    };
+    let per_worker_cap = if opts.real_nic() {
+        total_flows
+    } else {
+        per_worker_max
+    };
+    (per_worker_cap + per_worker_cap / 16 + 1024).min(u64::from(u32::MAX)) as u32
+}
+
+// ---- the I/O floor and the lookup floor
+
+/// Bursts the lookup floor receives per poll before it processes them, as the engine
+/// does (one burst and up to `RX_MORE` more).
+const LOOKUP_BURSTS: usize = 4;
+/// Prefetch distance of the lookup floor, in packets: the engine's.
+const LOOKUP_AHEAD: usize = 8;
+
+type HugeVec<T> = allocator_api2::vec::Vec<T, HugePageAlloc>;
+
+/// The lookup floor's tables for one worker, the sizes of the engine's session table for
+/// the same number of sessions and on huge pages like it: an index of one-line buckets,
+/// each naming a session at random, and a slab of two-line sessions.
+struct LookupTables {
+    buckets: HugeVec<[u64; 8]>,
+    sessions: HugeVec<[u64; 16]>,
+}
+
+impl LookupTables {
+    fn new(capacity: u32) -> LookupTables {
+        let (slab, index) = rvs_dataplane::conn::table_bytes(capacity);
+        let (nb, ns) = ((index / 64).max(1), (slab / 128).max(1));
+        let mut buckets = HugeVec::with_capacity_in(nb, HugePageAlloc);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..nb {
+            // xorshift64: a session named at random by each bucket.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buckets.push([x % ns as u64, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        let mut sessions = HugeVec::with_capacity_in(ns, HugePageAlloc);
+        sessions.resize(ns, [1u64; 16]);
+        LookupTables { buckets, sessions }
+    }
+
+    /// The home bucket of a packet: a hash of its IPv4 addresses and ports, mapped onto
+    /// the buckets as the engine's index maps its hashes.
+    fn home(&self, frame: &[u8]) -> usize {
+        let word = |at: usize| {
+            frame
+                .get(at..at + 8)
+                .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+        };
+        let h = (word(26) ^ word(30).rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (((h >> 32) * self.buckets.len() as u64) >> 32) as usize
+    }
+
+    /// Looks up the packets of `batches`, pipelined as the engine pipelines its lookups:
+    /// a packet's bucket is prefetched, [`LOOKUP_AHEAD`] packets later the session it
+    /// names, [`LOOKUP_AHEAD`] more later a word of the session is read. Returns the sum
+    /// of the words read (so that nothing is optimized away).
+    fn lookup(&self, batches: &[MbufBatch]) -> u64 {
+        let mut slot = [0usize; LOOKUP_BURSTS * 32];
+        let mut n = 0;
+        for m in batches.iter().flat_map(|b| b.as_slice()) {
+            if let Some(s) = slot.get_mut(n) {
+                *s = self.home(m.data());
+                n += 1;
+            }
+        }
+        let mut sum = 0u64;
+        for i in 0..n + 2 * LOOKUP_AHEAD {
+            if let Some(&b) = slot[..n].get(i) {
+                dpdk::prefetch0(&self.buckets[b]);
+            }
+            if let Some(j) = i.checked_sub(LOOKUP_AHEAD).filter(|j| *j < n) {
+                let s = self.buckets[slot[j]][0] as usize;
+                dpdk::prefetch0(&self.sessions[s]);
+                slot[j] = s;
+            }
+            if let Some(j) = i.checked_sub(2 * LOOKUP_AHEAD).filter(|j| *j < n) {
+                sum = sum.wrapping_add(self.sessions[slot[j]][1]);
+            }
+        }
+        sum
+    }
+}
 
 #[repr(align(64))]
 struct Padded(AtomicU64);
 
-fn floor(opts: &Opts, workers: usize, dev: &Devices, warm: Port) -> Result<RunResult, Error> {
+/// The I/O floor: the devices' receive and transmit with no processing. With `lookup`,
+/// the lookup floor: each packet also reads the index bucket and the session its
+/// addresses hash to, in tables the size of the engine's (see [`LookupTables`]).
+fn floor(
+    opts: &Opts,
+    workers: usize,
+    dev: &Devices,
+    warm: Port,
+    lookup: Option<u32>,
+) -> Result<RunResult, Error> {
     let room = data_room(opts.frame_size);
     let mbufs = (dev.capture_packets + 3 * 4096 * workers as u64 + 65536) as u32;
     let pool = Arc::new(Mempool::new("floor_pool", mbufs, 256, room)?);
@@ -547,25 +659,49 @@ fn floor(opts: &Opts, workers: usize, dev: &Devices, warm: Port) -> Result<RunRe
     if lcores.len() < workers {
         return Err("not enough lcores".into());
     }
+    // Workers that have made their tables and started polling.
+    let ready = Arc::new(AtomicU64::new(0));
     for (w, &lc) in lcores.iter().enumerate() {
         let (stop, counts, ports, rxq) = (stop.clone(), counts.clone(), ports.clone(), rxq.clone());
+        let ready = ready.clone();
         lcore::launch(lc, move || {
             let q = QueueId(w as u16);
-            let mut b = MbufBatch::new();
-            let mut total = 0u64;
+            let mut b: [MbufBatch; LOOKUP_BURSTS] = std::array::from_fn(|_| MbufBatch::new());
+            let tables = lookup.map(LookupTables::new);
+            ready.fetch_add(1, Ordering::Relaxed);
+            let (mut total, mut sum) = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 for (p, port) in ports.iter().enumerate() {
-                    if (w as u16) < rxq[p] && port.rx_burst(q, &mut b) > 0 {
-                        total += b.len() as u64;
-                        sink.tx_burst(q, &mut b);
+                    if (w as u16) >= rxq[p] {
+                        continue;
+                    }
+                    let Some(t) = &tables else {
+                        if port.rx_burst(q, &mut b[0]) > 0 {
+                            total += b[0].len() as u64;
+                            sink.tx_burst(q, &mut b[0]);
+                        }
+                        continue;
+                    };
+                    let mut got = 0;
+                    while got < LOOKUP_BURSTS && port.rx_burst(q, &mut b[got]) > 0 {
+                        got += 1;
+                    }
+                    sum = sum.wrapping_add(t.lookup(&b[..got]));
+                    for batch in &mut b[..got] {
+                        total += batch.len() as u64;
+                        sink.tx_burst(q, batch);
                     }
                 }
                 counts[w].0.store(total, Ordering::Relaxed);
             }
+            std::hint::black_box(sum);
             0
         })?;
     }
     let read = || -> Vec<u64> { counts.iter().map(|c| c.0.load(Ordering::Relaxed)).collect() };
+    while ready.load(Ordering::Relaxed) < workers as u64 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     std::thread::sleep(Duration::from_millis(500));
     let hz = dpdk::tsc_hz();
     let (t0, base, s0) = (Instant::now(), read(), sink.stats().unwrap_or_default());
@@ -581,7 +717,12 @@ fn floor(opts: &Opts, workers: usize, dev: &Devices, warm: Port) -> Result<RunRe
             .map(|(a, b)| format!("{:.2}", (a - b) as f64 / dt / 1e6))
             .collect();
         progress(format!(
-            "floor {:>4.1}s  Mpps per worker: {}",
+            "{} {:>4.1}s  Mpps per worker: {}",
+            if lookup.is_some() {
+                "lookup floor"
+            } else {
+                "floor"
+            },
             t0.elapsed().as_secs_f64(),
             rates.join(" ")
         ));
@@ -645,24 +786,17 @@ fn engine_run(
 ) -> Result<RunResult, Error> {
     let mode = opts.mode();
     let l4 = opts.l4();
-    let per_worker_max = sets.iter().map(|s| s.len() as u64).max().unwrap_or(0);
     let expected: Vec<u64> = if opts.real_nic() {
         vec![0; workers]
     } else {
         sets.iter().map(|s| s.len() as u64).collect()
     };
+    let capacity = capacity_per_worker(opts, test, sets);
     let total_flows = if test == "new-conn" {
         opts.new_flows()
     } else {
         opts.flows
     };
-    // Capacity: every flow of a worker, plus slack (real NICs: flows spread by RSS).
-    let per_worker_cap = if opts.real_nic() {
-        total_flows
-    } else {
-        per_worker_max
-    };
-    let capacity = (per_worker_cap + per_worker_cap / 16 + 1024).min(u64::from(u32::MAX)) as u32;
     let cfg = plan::engine_config(
         dev.eal_args.clone(),
         &dev.client,

@@ -48,7 +48,7 @@ mod table;
 pub use session::Session;
 pub(crate) use session::{CADDR, DADDR, LADDR, VADDR};
 pub use state::{Direction, TcpFlags, TcpState, Timeouts};
-pub use table::{memory_per_session, ConnEntry, ConnTable, SyncRefuse, Transition};
+pub use table::{memory_per_session, table_bytes, ConnEntry, ConnTable, SyncRefuse, Transition};
 
 use crate::service::FlowKey;
 

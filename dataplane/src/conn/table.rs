@@ -106,9 +106,19 @@ impl ConnEntry {
 /// Bytes per session at a given capacity: the slab entry plus the index fully allocated
 /// (two entries per session: client side and server side).
 pub fn memory_per_session(capacity: u32) -> f64 {
+    let (slab, index) = table_bytes(capacity);
+    (slab + index) as f64 / capacity.max(1) as f64
+}
+
+/// Bytes a table of `capacity` sessions allocates: the session slab, and the index fully
+/// allocated (two entries per session). Its index is `index / 64` buckets of one cache
+/// line each; its sessions are two lines each.
+pub fn table_bytes(capacity: u32) -> (usize, usize) {
     let cap = capacity.max(1) as usize;
-    let total = cap * std::mem::size_of::<Session>() + Index::memory_for(2 * cap);
-    total as f64 / cap as f64
+    (
+        cap * std::mem::size_of::<Session>(),
+        Index::memory_for(2 * cap),
+    )
 }
 
 /// Allocator of the slab and the indexes: huge-page backed with DPDK (random lookups in a
@@ -2258,6 +2268,9 @@ mod tests {
         let per = (t.memory_bytes() - SLOTS * 4) as f64 / 100_000.0;
         assert!(per <= 160.0, "{per}");
         assert!((per - memory_per_session(100_000)).abs() < 1.0, "{per}");
+        // What the harness's lookup floor sizes its tables by is what the table holds.
+        let (slab, index) = table_bytes(100_000);
+        assert_eq!(slab + index + SLOTS * 4, t.memory_bytes());
     }
 
     #[test]
