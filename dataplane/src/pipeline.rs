@@ -39,7 +39,7 @@ use crate::service::{self, Addr, FlowKey, FwdMethod, Proto, ServiceKey};
 use crate::sync::{SyncConn, SyncRules};
 use crate::wire::{
     self, classify, ArpOperation, ArpPacket, ArpRepr, ChecksumMode, Classified, EthernetAddress,
-    IpMeta, IpProtocol, IpVersion,
+    IpMeta, IpProtocol, IpVersion, V4Flow,
 };
 
 /// What an address owned by the director is.
@@ -382,6 +382,19 @@ fn flow_key(meta: &IpMeta) -> Option<FlowKey> {
     })
 }
 
+/// The session tuple of an IPv4 TCP or UDP packet read by [`wire::classify_v4_flow`]: the
+/// same as [`flow_key`] of its classification.
+#[inline(always)]
+fn v4_flow_key(v: &V4Flow) -> FlowKey {
+    FlowKey {
+        proto: if v.udp { Proto::Udp } else { Proto::Tcp },
+        saddr: Addr::v4(v.src[0], v.src[1], v.src[2], v.src[3]),
+        daddr: Addr::v4(v.dst[0], v.dst[1], v.dst[2], v.dst[3]),
+        sport: v.sport,
+        dport: v.dport,
+    }
+}
+
 /// Prefetch distance of [`Core::process_burst`], in packets: how far the bucket prefetch
 /// runs ahead of the session prefetch, and that ahead of the processing. About twice
 /// the memory latency of this machine (~180 ns) in packets at full speed.
@@ -708,7 +721,9 @@ impl<P: PacketBuf> Core<P> {
     /// instead of each packet stalling on its own: a packet is classified and its
     /// session-index bucket prefetched; [`AHEAD`] packets later the session that bucket
     /// points at is prefetched; [`AHEAD`] more later the packet is processed, with its
-    /// classification and tuple hash at hand. The pipeline runs on across the whole of
+    /// classification and tuple hash at hand. The common IPv4 TCP or UDP packet is
+    /// read by [`wire::classify_v4_flow`] (its tuple and offsets only), and classified
+    /// in full only if it leaves the fast path. The pipeline runs on across the whole of
     /// `pkts`, which may receive more packets as it is read (the engine's receive stream
     /// does): the prefetches for the packets in flight overlap that receive too. An
     /// established packet of a NAT, FULLNAT, DR or TUN session takes a fast path (the same
@@ -728,9 +743,11 @@ impl<P: PacketBuf> Core<P> {
         let mut pkts = pkts.into_iter();
         // Packets in flight, by sequence number modulo `RING`. Classifications stay in
         // place (168 bytes each): kept in a buffer owned by the core, taken out for the
-        // call so that packets can borrow them.
+        // call so that packets can borrow them. A packet with a `v4` reading is not
+        // classified until it leaves the fast path.
         let mut ring: [Option<P>; RING] = std::array::from_fn(|_| None);
         let mut flows = [None::<(u64, FlowKey)>; RING];
+        let mut v4 = [None::<V4Flow>; RING];
         let mut cls = std::mem::take(&mut self.burst_cls);
         cls.resize(RING, Err(wire::Error::Truncated));
         // Sequence number of the first packet `pkts` did not have.
@@ -740,16 +757,23 @@ impl<P: PacketBuf> Core<P> {
                 match pkts.next() {
                     Some(p) => {
                         let r = i % RING;
-                        let c = &mut cls[r];
-                        wire::classify_into(p.data(), ChecksumMode::Software, c);
-                        flows[r] = None;
-                        if let Ok(Classified::Ip(m)) = c {
-                            if let Some(k) = flow_key(m) {
-                                let hash = self.conns.flow_hash(&k);
-                                self.conns.prefetch_flow(hash);
-                                flows[r] = Some((hash, k));
+                        v4[r] = wire::classify_v4_flow(p.data());
+                        let key = match &v4[r] {
+                            Some(v) => Some(v4_flow_key(v)),
+                            None => {
+                                let c = &mut cls[r];
+                                wire::classify_into(p.data(), ChecksumMode::Software, c);
+                                match c {
+                                    Ok(Classified::Ip(m)) => flow_key(m),
+                                    _ => None,
+                                }
                             }
-                        }
+                        };
+                        flows[r] = key.map(|k| {
+                            let hash = self.conns.flow_hash(&k);
+                            self.conns.prefetch_flow(hash);
+                            (hash, k)
+                        });
                         ring[r] = Some(p);
                     }
                     None => end = i,
@@ -770,19 +794,22 @@ impl<P: PacketBuf> Core<P> {
             let Some(mut p) = ring[r].take() else {
                 continue;
             };
-            if let (Some((hash, k)), Ok(Classified::Ip(m))) = (&flows[r], &cls[r]) {
-                match self.fast_path(&mut p, m, k, *hash, now_ms, check_owner) {
-                    Fast::Tx(port) => {
-                        emit(Emit::Packet(Out::Tx(p, port)));
-                        continue;
+            if let Some(v) = &v4[r] {
+                if let Some((hash, k)) = &flows[r] {
+                    match self.fast_path(&mut p, v, k, *hash, now_ms, check_owner) {
+                        Fast::Tx(port) => {
+                            emit(Emit::Packet(Out::Tx(p, port)));
+                            continue;
+                        }
+                        Fast::Drop(reason) => {
+                            let out = self.drop(p, reason);
+                            emit(Emit::Packet(out));
+                            continue;
+                        }
+                        Fast::Slow => {}
                     }
-                    Fast::Drop(reason) => {
-                        let out = self.drop(p, reason);
-                        emit(Emit::Packet(out));
-                        continue;
-                    }
-                    Fast::Slow => {}
                 }
+                wire::classify_into(p.data(), ChecksumMode::Software, &mut cls[r]);
             }
             let port = in_port(&p);
             let hash = flows[r].map(|(h, _)| h);
@@ -809,7 +836,7 @@ impl<P: PacketBuf> Core<P> {
     fn fast_path(
         &mut self,
         pkt: &mut P,
-        meta: &IpMeta,
+        v4: &V4Flow,
         flow: &FlowKey,
         hash: u64,
         now_ms: u64,
@@ -818,7 +845,7 @@ impl<P: PacketBuf> Core<P> {
         let Some(snap) = self.snap.as_ref() else {
             return Fast::Slow;
         };
-        let flags = TcpFlags(meta.tcp_flags.0 as u8);
+        let flags = TcpFlags(v4.tcp_flags);
         // A SYN may reuse or reschedule a session (conn_reuse_mode).
         if flow.proto == Proto::Tcp && flags.0 & TcpFlags::SYN.0 != 0 {
             return Fast::Slow;
@@ -881,16 +908,18 @@ impl<P: PacketBuf> Core<P> {
             src: EthernetAddress(port.mac),
             dst: EthernetAddress(mac),
         };
-        let l3 = meta.l3_offset();
-        let udp = flow.proto == Proto::Udp;
+        let (l3, l4, ip_end) = (
+            usize::from(v4.l3),
+            usize::from(v4.l4),
+            usize::from(v4.ip_end),
+        );
         if fwd != FwdMethod::Route && pkt.data().get(l3 + 8).is_none_or(|ttl| *ttl <= 1) {
             return Fast::Slow; // dropped as TtlExpired, after the state transition
         }
         // TUN: a packet too big once encapsulated is refused (with a frag-needed error
         // for the client when it has DF) by the general path.
         let mtu = port.mtu;
-        if fwd == FwdMethod::Tunnel
-            && meta.ip_end.saturating_sub(l3) + wire::ipip::OUTER_HEADER_LEN > usize::from(mtu)
+        if fwd == FwdMethod::Tunnel && ip_end - l3 + wire::ipip::OUTER_HEADER_LEN > usize::from(mtu)
         {
             return Fast::Slow;
         }
@@ -920,16 +949,20 @@ impl<P: PacketBuf> Core<P> {
                     macs,
                     csum: ChecksumMode::Software,
                 };
-                match forward::tun::request(pkt, meta, &tun, &mut self.scratch) {
-                    Ok(Verdict::Forward(_)) => Ok(()),
-                    // Not reached: the size was checked above.
-                    Ok(Verdict::IcmpReply { .. }) => Err(wire::Error::Oversize),
-                    Err(e) => Err(e),
-                }
+                let data = pkt.data();
+                let inner = forward::tun::Inner {
+                    l3,
+                    end: ip_end,
+                    version: IpVersion::V4,
+                    tos: data[l3 + 1],
+                    dont_frag: data[l3 + 6] & 0x40 != 0,
+                };
+                forward::tun::encapsulate(pkt, &inner, &tun).map(|_| ())
             }
             _ => {
                 let data = pkt.data_mut();
-                forward::rewrite_v4(data, l3, meta.l4_offset, meta.ip_end, udp, src, dst, &macs)
+                let udp = flow.proto == Proto::Udp;
+                forward::rewrite_v4(data, l3, l4, ip_end, udp, src, dst, &macs)
             }
         };
         if let Err(e) = res {

@@ -58,10 +58,54 @@ pub fn request<B: PacketBuf + ?Sized>(
     p: &TunParams,
     icmp_out: &mut [u8],
 ) -> Result<Verdict> {
+    let inner = Inner::of(meta);
+    match encapsulate(buf, &inner, p) {
+        Err(Error::Oversize) if meta.version == IpVersion::V4 && meta.dont_frag => {
+            let len = frag_needed(buf.data(), meta, p, icmp_out)?;
+            Ok(Verdict::IcmpReply { len })
+        }
+        r => r.map(Verdict::Forward),
+    }
+}
+
+/// What [`encapsulate`] needs to know of the packet it wraps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inner {
+    /// Offset of the IP header in the frame.
+    pub l3: usize,
+    /// Offset of the end of the IP packet (Ethernet padding after it).
+    pub end: usize,
+    /// IPv4 or IPv6.
+    pub version: IpVersion,
+    /// Its TOS (traffic class), copied to the outer header.
+    pub tos: u8,
+    /// Its DF bit (IPv4), copied to the outer header.
+    pub dont_frag: bool,
+}
+
+impl Inner {
+    /// The parts of a classified packet.
+    pub fn of(meta: &IpMeta) -> Inner {
+        Inner {
+            l3: meta.l3_offset(),
+            end: meta.ip_end,
+            version: meta.version,
+            tos: meta.tos,
+            dont_frag: meta.dont_frag,
+        }
+    }
+}
+
+/// Encapsulate a packet for the real server: what [`request`] does to a packet that fits
+/// the tunnel. [`Error::Oversize`] (buffer unchanged) when it would not fit `p.mtu`.
+pub fn encapsulate<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    inner: &Inner,
+    p: &TunParams,
+) -> Result<TxOffload> {
     let frame = buf.data();
-    let l3 = meta.l3_offset();
-    let end = meta.ip_end;
-    let min_ip = match meta.version {
+    let (l3, end) = (inner.l3, inner.end);
+    let min_ip = match inner.version {
         IpVersion::V4 => ipv4::HEADER_LEN,
         IpVersion::V6 => crate::wire::ipv6::HEADER_LEN,
     };
@@ -69,30 +113,26 @@ pub fn request<B: PacketBuf + ?Sized>(
         return Err(Error::Truncated);
     }
     let inner_len = end - l3;
-    let ttl = check_ttl(&frame[l3..], meta.version)?;
+    let ttl = check_ttl(&frame[l3..], inner.version)?;
     if inner_len + ipip::OUTER_HEADER_LEN > usize::from(p.mtu) {
-        if meta.version == IpVersion::V4 && meta.dont_frag {
-            let len = frag_needed(frame, meta, p, icmp_out)?;
-            return Ok(Verdict::IcmpReply { len });
-        }
         return Err(Error::Oversize);
     }
     if buf.headroom() < ipip::OUTER_HEADER_LEN {
         return Err(Error::NoHeadroom);
     }
-    let (ident, dont_frag) = match meta.version {
+    let (ident, dont_frag) = match inner.version {
         IpVersion::V4 => (
             u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]),
-            meta.dont_frag,
+            inner.dont_frag,
         ),
         IpVersion::V6 => (0, true),
     };
     let outer = ipip::outer_repr(
         p.local,
         p.real,
-        meta.version,
+        inner.version,
         inner_len,
-        meta.tos,
+        inner.tos,
         ttl - 1,
         ident,
         dont_frag,
@@ -109,13 +149,13 @@ pub fn request<B: PacketBuf + ?Sized>(
     data[l3 - 2..l3].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
     outer.emit(&mut data[l3..], p.csum)?;
     set_macs(data, &p.macs)?;
-    Ok(Verdict::Forward(TxOffload::new(
+    Ok(TxOffload::new(
         l3 as u16,
         ipip::OUTER_HEADER_LEN as u16,
         true,
         p.csum == ChecksumMode::Offload,
         None,
-    )))
+    ))
 }
 
 /// Build the ICMP fragmentation-needed frame for the client into `out`; its length.

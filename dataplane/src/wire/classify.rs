@@ -14,7 +14,7 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::checksum::ChecksumMode;
+use super::checksum::{self, ChecksumMode};
 use super::ethernet::{Address as EthernetAddress, EtherType, Frame};
 use super::icmpv4::Message;
 use super::ip::{Endpoint, FiveTuple, IpProtocol, IpVersion};
@@ -205,6 +205,84 @@ pub fn classify_into(frame: &[u8], rx_checksum: ChecksumMode, out: &mut Result<C
     }
 }
 
+/// An IPv4 TCP or UDP packet's flow and offsets, as [`classify_v4_flow`] reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct V4Flow {
+    /// Offset of the IPv4 header: 14, or 18 behind a VLAN tag.
+    pub l3: u16,
+    /// Offset of the TCP or UDP header.
+    pub l4: u16,
+    /// Offset of the end of the IP packet (Ethernet padding after it).
+    pub ip_end: u16,
+    /// UDP (else TCP).
+    pub udp: bool,
+    /// The low eight bits of the TCP flags (0 for UDP).
+    pub tcp_flags: u8,
+    /// Source address, as on the wire.
+    pub src: [u8; 4],
+    /// Destination address, as on the wire.
+    pub dst: [u8; 4],
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+/// The common case of [`classify`] with `Software` checksums, and only it: an IPv4
+/// packet without options, not a fragment, whose header checksum is right, carrying a
+/// well-formed TCP or UDP header; untagged or behind one VLAN tag. `None` for anything
+/// else, which [`classify`] then decides. [`classify`] accepts every frame this accepts,
+/// with the same tuple, offsets and flags.
+///
+/// What the receive path reads an established packet with: a few loads and compares
+/// against a fixed layout, and no 168-byte [`IpMeta`] written.
+#[inline(always)]
+pub fn classify_v4_flow(frame: &[u8]) -> Option<V4Flow> {
+    let l3 = match frame.get(12..14)? {
+        [8, 0] => 14,
+        [0x81, 0] if frame.get(16..18)? == [8, 0] => 18,
+        _ => return None,
+    };
+    let ip: &[u8; 20] = frame.get(l3..l3 + 20)?.try_into().ok()?;
+    // Version 4, no options; neither more fragments nor an offset.
+    if ip[0] != 0x45 || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let ip_end = l3 + usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ip_end < l3 + 20 || ip_end > frame.len() || checksum::data(ip) != 0xffff {
+        return None;
+    }
+    let l4 = l3 + 20;
+    let seg = frame.get(l4..ip_end)?;
+    let (udp, tcp_flags) = match ip[9] {
+        6 => {
+            let hl = usize::from(*seg.get(12)? >> 4) * 4;
+            if seg.len() < 20 || hl < 20 || hl > seg.len() {
+                return None;
+            }
+            (false, seg[13])
+        }
+        17 => {
+            if seg.len() < 8 || usize::from(u16::from_be_bytes([seg[4], seg[5]])) != seg.len() {
+                return None;
+            }
+            (true, 0)
+        }
+        _ => return None,
+    };
+    Some(V4Flow {
+        l3: l3 as u16,
+        l4: l4 as u16,
+        ip_end: u16::try_from(ip_end).ok()?,
+        udp,
+        tcp_flags,
+        src: [ip[12], ip[13], ip[14], ip[15]],
+        dst: [ip[16], ip[17], ip[18], ip[19]],
+        sport: u16::from_be_bytes([seg[0], seg[1]]),
+        dport: u16::from_be_bytes([seg[2], seg[3]]),
+    })
+}
+
 /// Fills `meta` (whose `l2` is set) from the IPv4 header on.
 #[inline]
 fn classify_ipv4(frame: &[u8], rx_checksum: ChecksumMode, meta: &mut IpMeta) -> Result<()> {
@@ -391,7 +469,6 @@ fn embedded_ports(protocol: IpProtocol, l4: &[u8]) -> (u16, u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::checksum;
     use etherparse::PacketBuilder;
     use proptest::prelude::*;
 
@@ -406,6 +483,147 @@ mod tests {
         let mut v = Vec::new();
         b.write(&mut v, b"hello").unwrap();
         v
+    }
+
+    /// A frame for the v4-flow tests: TCP (with `flags`) or UDP, optionally VLAN-tagged,
+    /// with `opts` 4-byte words of IPv4 options, `pad` bytes of Ethernet padding.
+    fn v4_frame(udp: bool, vlan: bool, opts: u8, flags: u8, payload: usize, pad: usize) -> Vec<u8> {
+        let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
+        let payload = vec![0x5a; payload];
+        let mut v = Vec::new();
+        let hdr = || {
+            let mut h = etherparse::Ipv4Header::new(
+                0,
+                64,
+                etherparse::IpNumber::TCP,
+                [203, 0, 113, 5],
+                [192, 168, 1, 100],
+            )
+            .unwrap();
+            h.options =
+                etherparse::Ipv4Options::try_from(&[1u8; 40][..usize::from(opts) * 4]).unwrap();
+            etherparse::IpHeaders::Ipv4(h, Default::default())
+        };
+        let b = if vlan {
+            eth.single_vlan(7.try_into().unwrap()).ip(hdr())
+        } else {
+            eth.ip(hdr())
+        };
+        if udp {
+            b.udp(5353, 53).write(&mut v, &payload).unwrap();
+        } else {
+            let mut t = b.tcp(51234, 80, 1000, 65535);
+            if flags & 0x10 != 0 {
+                t = t.ack(7);
+            }
+            if flags & 0x02 != 0 {
+                t = t.syn();
+            }
+            if flags & 0x01 != 0 {
+                t = t.fin();
+            }
+            if flags & 0x04 != 0 {
+                t = t.rst();
+            }
+            t.write(&mut v, &payload).unwrap();
+        }
+        v.extend(std::iter::repeat_n(0u8, pad));
+        v
+    }
+
+    /// `classify_v4_flow` agrees with `classify` wherever it answers.
+    fn agrees(f: &[u8]) -> Option<V4Flow> {
+        let v = classify_v4_flow(f)?;
+        let Ok(Classified::Ip(m)) = classify(f, ChecksumMode::Software) else {
+            panic!("v4 flow {v:?} of a frame classify refuses: {f:02x?}");
+        };
+        assert_eq!(m.version, IpVersion::V4);
+        assert_eq!(usize::from(v.l3), m.l3_offset());
+        assert_eq!(usize::from(v.l4), m.l4_offset);
+        assert_eq!(usize::from(v.ip_end), m.ip_end);
+        let proto = if v.udp {
+            IpProtocol::UDP
+        } else {
+            IpProtocol::TCP
+        };
+        assert_eq!(m.tuple.protocol, proto);
+        assert_eq!(m.tuple.src.addr, IpAddr::V4(Ipv4Addr::from(v.src)));
+        assert_eq!(m.tuple.dst.addr, IpAddr::V4(Ipv4Addr::from(v.dst)));
+        assert_eq!((m.tuple.src.port, m.tuple.dst.port), (v.sport, v.dport));
+        assert_eq!(m.tcp_flags.0 as u8, v.tcp_flags);
+        Some(v)
+    }
+
+    #[test]
+    fn v4_flow_reads_plain_and_tagged_tcp_and_udp_and_leaves_the_rest_to_classify() {
+        for vlan in [false, true] {
+            let l3 = if vlan { 18 } else { 14 };
+            let f = v4_frame(false, vlan, 0, 0x10, 6, 4);
+            let v = agrees(&f).expect("plain TCP ACK");
+            assert_eq!((v.l3, v.l4, v.ip_end), (l3, l3 + 20, l3 + 46));
+            assert_eq!(
+                (v.src, v.dst, v.sport, v.dport),
+                ([203, 0, 113, 5], [192, 168, 1, 100], 51234, 80)
+            );
+            assert_eq!(v.tcp_flags, 0x10);
+            let v = agrees(&v4_frame(true, vlan, 0, 0, 0, 0)).expect("UDP");
+            assert!(v.udp && v.tcp_flags == 0 && v.dport == 53);
+            // Options: classify's.
+            assert_eq!(
+                classify_v4_flow(&v4_frame(false, vlan, 2, 0x10, 0, 0)),
+                None
+            );
+        }
+        let good = v4_frame(false, false, 0, 0x10, 0, 0);
+        let refused = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut f = good.clone();
+            edit(&mut f);
+            classify_v4_flow(&f)
+        };
+        // A fragment, a bad header checksum, a short TCP header, truncation: classify's.
+        assert_eq!(refused(&|f| f[20] |= 0x20), None);
+        assert_eq!(refused(&|f| f[24] ^= 1), None);
+        assert_eq!(refused(&|f| f[46] = 0x40), None);
+        assert_eq!(refused(&|f| f.truncate(40)), None);
+        assert!(classify(
+            &{
+                let mut f = good.clone();
+                f[24] ^= 1;
+                f
+            },
+            ChecksumMode::Software
+        )
+        .is_err());
+    }
+
+    proptest! {
+        /// Whatever the bytes, the v4 flow is either absent or exactly classify's reading;
+        /// well-formed frames without options always have one.
+        #[test]
+        fn v4_flow_is_classify_wherever_it_answers(
+            udp in any::<bool>(),
+            vlan in any::<bool>(),
+            opts in 0u8..3,
+            flags in any::<u8>(),
+            payload in 0usize..40,
+            pad in 0usize..8,
+            edits in proptest::collection::vec((0usize..120, any::<u8>()), 0..4),
+            cut in proptest::option::of(0usize..120),
+        ) {
+            let mut f = v4_frame(udp, vlan, opts, flags & 0x17, payload, pad);
+            if edits.is_empty() && cut.is_none() && opts == 0 {
+                prop_assert!(agrees(&f).is_some());
+            }
+            for (at, b) in edits {
+                if let Some(x) = f.get_mut(at) {
+                    *x = b;
+                }
+            }
+            if let Some(n) = cut {
+                f.truncate(n);
+            }
+            agrees(&f);
+        }
     }
 
     fn ip_mut(v: &mut [u8]) -> Ipv4Packet<&mut [u8]> {

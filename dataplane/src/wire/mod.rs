@@ -38,7 +38,9 @@ pub mod udp;
 
 pub use self::arp::{Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
 pub use self::checksum::ChecksumMode;
-pub use self::classify::{classify, classify_into, Classified, IcmpMeta, IpMeta, L2Meta};
+pub use self::classify::{
+    classify, classify_into, classify_v4_flow, Classified, IcmpMeta, IpMeta, L2Meta, V4Flow,
+};
 pub use self::ethernet::{
     Address as EthernetAddress, EtherType, Frame as EthernetFrame, Repr as EthernetRepr,
 };
