@@ -27,8 +27,8 @@ use hashbrown::HashMap;
 use crate::buf::PacketBuf;
 use crate::conn::SyncRefuse;
 use crate::conn::{
-    ConnConfig, ConnId, ConnTable, Direction, PacketMeta, Refuse, TcpFlags, CADDR, DADDR, LADDR,
-    VADDR,
+    ConnConfig, ConnId, ConnTable, Direction, LookupHint, PacketMeta, Refuse, TcpFlags, CADDR,
+    DADDR, LADDR, VADDR,
 };
 use crate::forward::{self, icmp, MacRewrite, Params, Verdict};
 use crate::laddr::{owner_of_port, LaddrPool, LocalEndpoint, DEFAULT_PORT_RANGE};
@@ -395,6 +395,15 @@ fn v4_flow_key(v: &V4Flow) -> FlowKey {
     }
 }
 
+/// A packet's session tuple in [`Core::process_burst`]: its hash, and the index entry its
+/// session prefetch saw.
+#[derive(Clone, Copy)]
+struct Flow {
+    hash: u64,
+    key: FlowKey,
+    hint: Option<LookupHint>,
+}
+
 /// Prefetch distance of [`Core::process_burst`], in packets: how far the bucket prefetch
 /// runs ahead of the session prefetch, and that ahead of the processing. About twice
 /// the memory latency of this machine (~180 ns) in packets at full speed.
@@ -746,7 +755,7 @@ impl<P: PacketBuf> Core<P> {
         // call so that packets can borrow them. A packet with a `v4` reading is not
         // classified until it leaves the fast path.
         let mut ring: [Option<P>; RING] = std::array::from_fn(|_| None);
-        let mut flows = [None::<(u64, FlowKey)>; RING];
+        let mut flows = [None::<Flow>; RING];
         let mut v4 = [None::<V4Flow>; RING];
         let mut cls = std::mem::take(&mut self.burst_cls);
         cls.resize(RING, Err(wire::Error::Truncated));
@@ -769,10 +778,14 @@ impl<P: PacketBuf> Core<P> {
                                 }
                             }
                         };
-                        flows[r] = key.map(|k| {
-                            let hash = self.conns.flow_hash(&k);
+                        flows[r] = key.map(|key| {
+                            let hash = self.conns.flow_hash(&key);
                             self.conns.prefetch_flow(hash);
-                            (hash, k)
+                            Flow {
+                                hash,
+                                key,
+                                hint: None,
+                            }
                         });
                         ring[r] = Some(p);
                     }
@@ -780,8 +793,8 @@ impl<P: PacketBuf> Core<P> {
                 }
             }
             if let Some(j) = i.checked_sub(AHEAD).filter(|j| *j < end) {
-                if let Some((h, k)) = &flows[j % RING] {
-                    self.conns.prefetch_session(*h, k);
+                if let Some(f) = &mut flows[j % RING] {
+                    f.hint = self.conns.prefetch_session(f.hash, &f.key);
                 }
             }
             let Some(j) = i.checked_sub(2 * AHEAD) else {
@@ -795,8 +808,8 @@ impl<P: PacketBuf> Core<P> {
                 continue;
             };
             if let Some(v) = &v4[r] {
-                if let Some((hash, k)) = &flows[r] {
-                    match self.fast_path(&mut p, v, k, *hash, now_ms, check_owner) {
+                if let Some(f) = &flows[r] {
+                    match self.fast_path(&mut p, v, f, now_ms, check_owner) {
                         Fast::Tx(port) => {
                             emit(Emit::Packet(Out::Tx(p, port)));
                             continue;
@@ -812,7 +825,7 @@ impl<P: PacketBuf> Core<P> {
                 wire::classify_into(p.data(), ChecksumMode::Software, &mut cls[r]);
             }
             let port = in_port(&p);
-            let hash = flows[r].map(|(h, _)| h);
+            let hash = flows[r].as_ref().map(|f| f.hash);
             let out = self.process_classified(p, &cls[r], hash, port, now_ms, check_owner);
             emit(Emit::Packet(out));
             if let Some((port, len)) = self.generated.pop() {
@@ -837,20 +850,20 @@ impl<P: PacketBuf> Core<P> {
         &mut self,
         pkt: &mut P,
         v4: &V4Flow,
-        flow: &FlowKey,
-        hash: u64,
+        f: &Flow,
         now_ms: u64,
         check_owner: bool,
     ) -> Fast {
         let Some(snap) = self.snap.as_ref() else {
             return Fast::Slow;
         };
+        let flow = &f.key;
         let flags = TcpFlags(v4.tcp_flags);
         // A SYN may reuse or reschedule a session (conn_reuse_mode).
         if flow.proto == Proto::Tcp && flags.0 & TcpFlags::SYN.0 != 0 {
             return Fast::Slow;
         }
-        let Some((id, reply)) = self.conns.lookup_hashed(hash, flow) else {
+        let Some((id, reply)) = self.conns.lookup_hinted(f.hash, flow, f.hint) else {
             return Fast::Slow;
         };
         let Some(s) = self.conns.get(id) else {

@@ -48,7 +48,9 @@ mod table;
 pub use session::Session;
 pub(crate) use session::{CADDR, DADDR, LADDR, VADDR};
 pub use state::{Direction, TcpFlags, TcpState, Timeouts};
-pub use table::{memory_per_session, table_bytes, ConnEntry, ConnTable, SyncRefuse, Transition};
+pub use table::{
+    memory_per_session, table_bytes, ConnEntry, ConnTable, LookupHint, SyncRefuse, Transition,
+};
 
 use crate::service::FlowKey;
 

@@ -103,6 +103,11 @@ impl ConnEntry {
     }
 }
 
+/// An index entry [`ConnTable::prefetch_session`] saw for a tuple: a hint for
+/// [`ConnTable::lookup_hinted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupHint(u32);
+
 /// Bytes per session at a given capacity: the slab entry plus the index fully allocated
 /// (two entries per session: client side and server side).
 pub fn memory_per_session(capacity: u32) -> f64 {
@@ -306,18 +311,43 @@ impl ConnTable {
 
     /// Burst lookups, step 2 (after [`ConnTable::prefetch_flow`] of the burst): starts
     /// loading the session the bucket's first tag match points at: the lines a packet
-    /// with tuple `key` reads (one for IPv4). A hint only; the lookup proper compares keys.
+    /// with tuple `key` reads (one for IPv4). Returns that entry, a hint for
+    /// [`ConnTable::lookup_hinted`]; the lookup proper compares keys.
     #[inline]
-    pub fn prefetch_session(&self, hash: u64, key: &FlowKey) {
-        if let Some(v) = self.idx.candidate(hash) {
-            if let Some(s) = self.slab.get((v & !OUT) as usize) {
-                // An IPv4 packet needs the session's first line only (see `Session`).
-                crate::prefetch(s);
-                if !(key.saddr.is_v4() && key.daddr.is_v4()) {
-                    crate::prefetch(&s.hi);
-                }
+    pub fn prefetch_session(&self, hash: u64, key: &FlowKey) -> Option<LookupHint> {
+        let v = self.idx.candidate(hash)?;
+        let s = self.slab.get((v & !OUT) as usize)?;
+        // An IPv4 packet needs the session's first line only (see `Session`).
+        crate::prefetch(s);
+        if !(key.saddr.is_v4() && key.daddr.is_v4()) {
+            crate::prefetch(&s.hi);
+        }
+        Some(LookupHint(v))
+    }
+
+    /// [`ConnTable::lookup_hashed`], trying first the entry [`ConnTable::prefetch_session`]
+    /// found for the tuple (the table may have changed since: the entry counts only if
+    /// it is still in the index and its session's tuple is `key`), so that a hit reads
+    /// the bucket once.
+    #[inline]
+    pub fn lookup_hinted(
+        &self,
+        hash: u64,
+        key: &FlowKey,
+        hint: Option<LookupHint>,
+    ) -> Option<(ConnId, bool)> {
+        if let Some(LookupHint(v)) = hint {
+            let i = (v & !OUT) as usize;
+            let hit = if v & OUT != 0 {
+                self.slab[i].flags & flags::OUT_HASHED != 0 && self.out_match(v, key)
+            } else {
+                self.slab[i].flags & flags::HASHED != 0 && self.in_match(v, key)
+            };
+            if hit {
+                return Some((ConnId(v & !OUT), v & OUT != 0));
             }
         }
+        self.lookup_hashed(hash, key)
     }
 
     /// The session of a client packet (`caddr:cport -> vaddr:vport`).
@@ -1562,6 +1592,43 @@ mod tests {
         assert!(kept.iter().all(|&id| found(&h.t, id)));
         // Exactly the kept sessions' two entries each are left in the index.
         assert_eq!(h.t.idx.len(), 2 * kept.len());
+    }
+
+    #[test]
+    fn a_lookup_hint_counts_only_while_its_entry_is_in_the_index() {
+        let mut h = H::tcp(SchedKind::Rr, &[nat(RS1), nat(RS2)]);
+        let a = h.syn(C1, 4000, 0).unwrap();
+        let b = h.syn(C1, 4001, 0).unwrap();
+        h.t.flush_pending();
+        let key = |t: &ConnTable, id: ConnId, out: bool| {
+            let s = t.get(id).unwrap();
+            if out {
+                s.out_key()
+            } else {
+                s.in_key()
+            }
+        };
+        let hinted = |t: &ConnTable, k: &FlowKey, hint: Option<LookupHint>| {
+            t.lookup_hinted(t.flow_hash(k), k, hint)
+        };
+        let hint = |t: &ConnTable, k: &FlowKey| t.prefetch_session(t.flow_hash(k), k);
+        let (ka, oa, kb) = (key(&h.t, a, false), key(&h.t, a, true), key(&h.t, b, false));
+        // Its own hint, either side.
+        for (k, reply) in [(ka, false), (oa, true)] {
+            let x = hint(&h.t, &k);
+            assert!(x.is_some());
+            assert_eq!(hinted(&h.t, &k, x), Some((a, reply)));
+        }
+        // Another tuple's hint: the index has the answer.
+        assert_eq!(hinted(&h.t, &ka, hint(&h.t, &kb)), Some((a, false)));
+        assert_eq!(hinted(&h.t, &kb, hint(&h.t, &oa)), Some((b, false)));
+        // Hints taken before the session left find nothing after.
+        let stale = [(ka, hint(&h.t, &ka)), (oa, hint(&h.t, &oa))];
+        h.t.expire_now(a);
+        for (k, x) in stale {
+            assert_eq!(hinted(&h.t, &k, x), None);
+        }
+        assert_eq!(hinted(&h.t, &kb, hint(&h.t, &kb)), Some((b, false)));
     }
 
     #[test]
