@@ -329,7 +329,7 @@ impl ConnTable {
     /// found for the tuple (the table may have changed since: the entry counts only if
     /// it is still in the index and its session's tuple is `key`), so that a hit reads
     /// the bucket once.
-    #[inline]
+    #[inline(always)]
     pub fn lookup_hinted(
         &self,
         hash: u64,
@@ -725,7 +725,7 @@ impl ConnTable {
     /// Applies one packet to a session: the TCP state table (INPUT, OUTPUT or INPUT-ONLY rows),
     /// ActiveConn/InActConn moves, the timeout of the new state, `in_pkts` for client packets,
     /// and re-arms the expiry. No allocation.
-    #[inline]
+    #[inline(always)]
     pub fn state_transition(
         &mut self,
         id: ConnId,
@@ -1264,17 +1264,25 @@ impl ConnTable {
 
     /// Sets the expiry to `now + timeout`; moves the entry in the wheel only when the expiry
     /// got earlier than its slot (otherwise the slot visit moves it lazily).
-    #[inline]
+    #[inline(always)]
     fn arm(&mut self, i: u32, now_ms: u64) {
         let s = &mut self.slab[i as usize];
         let exp = ticks_ceil(now_ms + u64::from(s.timeout) * 1000);
         s.expires = exp;
-        if s.wheel_at == DYING {
-            self.link(i, exp);
-        } else if exp < s.wheel_at {
-            self.unlink(i);
-            self.link(i, exp);
+        // The common case (a packet of a live session pushing its expiry later) stops
+        // here, without a call.
+        if s.wheel_at == DYING || exp < s.wheel_at {
+            self.relink(i, exp);
         }
+    }
+
+    /// [`ConnTable::arm`]'s wheel move: into the slot of `exp`, from the one it is in.
+    #[inline(never)]
+    fn relink(&mut self, i: u32, exp: u32) {
+        if self.slab[i as usize].wheel_at != DYING {
+            self.unlink(i);
+        }
+        self.link(i, exp);
     }
 
     fn link(&mut self, i: u32, tick: u32) {
