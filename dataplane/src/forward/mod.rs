@@ -306,10 +306,14 @@ fn replace_addr_field<const N: usize>(
 /// A new IPv4 address and port for one end of a packet.
 pub(crate) type V4End = ([u8; 4], u16);
 
-/// The one's-complement sum of an IPv4 address's two 16-bit words.
+/// [`checksum::fold`] without a loop: a sum of at most 2^63 folded to 16 bits (the same
+/// value: 0 only for 0).
 #[inline(always)]
-fn sum_v4(a: [u8; 4]) -> u64 {
-    u64::from(u16::from_be_bytes([a[0], a[1]])) + u64::from(u16::from_be_bytes([a[2], a[3]]))
+fn fold64(a: u64) -> u16 {
+    let a = (a & 0xffff_ffff) + (a >> 32);
+    let a = (a & 0xffff) + (a >> 16);
+    let a = (a & 0xffff) + (a >> 16);
+    ((a & 0xffff) + (a >> 16)) as u16
 }
 
 /// The NAT/FULLNAT rewrite of an IPv4 TCP or UDP packet with software checksums, the
@@ -348,35 +352,41 @@ pub(crate) fn rewrite_v4(
     if ttl <= 1 {
         return Err(Error::TtlExpired);
     }
-    // Nothing fails from here on.
+    // Nothing fails from here on. The checksum deltas (RFC 1624) are summed in 32-bit
+    // words (an address, both ports) and folded once: ones' complement sums of 16-bit
+    // words fold the same from any wider word.
     // The IPv4 header: TTL (its word with the protocol), addresses; L4: addresses
     // (pseudo-header), ports.
     let mut ip_acc = u64::from(!u16::from_be_bytes([ttl, 0])) + u64::from(ttl - 1) * 256;
     let mut l4_acc = 0u64;
     ip[ipv4::TTL_OFFSET] = ttl - 1;
+    let (mut ports, old_ports) = {
+        let p: [u8; 4] = [seg[0], seg[1], seg[2], seg[3]];
+        (p, u32::from_be_bytes(p))
+    };
     for (new, at, port_at) in [
         (src, ipv4::SRC_ADDR_OFFSET, 0),
         (dst, ipv4::DST_ADDR_OFFSET, 2),
     ] {
         if let Some((addr, port)) = new {
-            let old: [u8; 4] = [ip[at], ip[at + 1], ip[at + 2], ip[at + 3]];
-            let d = u64::from(!checksum::fold(sum_v4(old))) + sum_v4(addr);
+            let old = u32::from_be_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+            let d = u64::from(!old) + u64::from(u32::from_be_bytes(addr));
             ip_acc += d;
             l4_acc += d;
             ip[at..at + 4].copy_from_slice(&addr);
-            let old_port = u16::from_be_bytes([seg[port_at], seg[port_at + 1]]);
-            l4_acc += u64::from(!old_port) + u64::from(port);
-            seg[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+            ports[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
         }
     }
+    l4_acc += u64::from(!old_ports) + u64::from(u32::from_be_bytes(ports));
+    seg[..4].copy_from_slice(&ports);
     let at = ipv4::CHECKSUM_OFFSET;
     let old = u16::from_be_bytes([ip[at], ip[at + 1]]);
-    let new = !checksum::fold(u64::from(!old) + ip_acc);
+    let new = !fold64(u64::from(!old) + ip_acc);
     ip[at..at + 2].copy_from_slice(&new.to_be_bytes());
     let old = u16::from_be_bytes([seg[csum_at], seg[csum_at + 1]]);
     // A UDP datagram without a checksum keeps none; a computed 0 is sent as 0xffff.
     if !(udp && old == 0) {
-        let mut new = !checksum::fold(u64::from(!old) + l4_acc);
+        let mut new = !fold64(u64::from(!old) + l4_acc);
         if udp && new == 0 {
             new = 0xffff;
         }
