@@ -16,7 +16,7 @@ use rvs_dataplane::forward::{
     Verdict,
 };
 use rvs_dataplane::wire::{
-    classify, ChecksumMode, Classified, Endpoint, Error, EthernetAddress, IpMeta,
+    classify, classify_v4_flow, ChecksumMode, Classified, Endpoint, Error, EthernetAddress, IpMeta,
 };
 
 struct Counting;
@@ -177,6 +177,12 @@ fn rewrites_do_not_allocate() {
             tun::request(&mut buf, &m, &tunp, &mut out),
             Ok(Verdict::IcmpReply { .. })
         ));
+
+        // The established lane's reading and encapsulation.
+        buf.refill(128, &req);
+        assert!(classify_v4_flow(buf.data()).is_some());
+        let inner = tun::Inner::of(&meta(buf.data()));
+        assert!(tun::encapsulate(&mut buf, &inner, &tunp).is_ok());
 
         buf.refill(128, &req);
         let m = meta(buf.data());
