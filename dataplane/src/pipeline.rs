@@ -395,13 +395,15 @@ fn v4_flow_key(v: &V4Flow) -> FlowKey {
     }
 }
 
-/// A packet's session tuple in [`Core::process_burst`]: its hash, and the index entry its
-/// session prefetch saw.
+/// A packet's session tuple in [`Core::process_burst`]: its hash, the index entry its
+/// session prefetch saw, and the lane's reading of the packet when it has one (the packet
+/// is then not classified unless it leaves the fast path).
 #[derive(Clone, Copy)]
 struct Flow {
     hash: u64,
     key: FlowKey,
     hint: Option<LookupHint>,
+    v4: Option<V4Flow>,
 }
 
 /// Prefetch distance of [`Core::process_burst`], in packets: how far the bucket prefetch
@@ -756,7 +758,6 @@ impl<P: PacketBuf> Core<P> {
         // classified until it leaves the fast path.
         let mut ring: [Option<P>; RING] = std::array::from_fn(|_| None);
         let mut flows = [None::<Flow>; RING];
-        let mut v4 = [None::<V4Flow>; RING];
         let mut cls = std::mem::take(&mut self.burst_cls);
         cls.resize(RING, Err(wire::Error::Truncated));
         // Sequence number of the first packet `pkts` did not have.
@@ -766,8 +767,8 @@ impl<P: PacketBuf> Core<P> {
                 match pkts.next() {
                     Some(p) => {
                         let r = i % RING;
-                        v4[r] = wire::classify_v4_flow(p.data());
-                        let key = match &v4[r] {
+                        let v4 = wire::classify_v4_flow(p.data());
+                        let key = match &v4 {
                             Some(v) => Some(v4_flow_key(v)),
                             None => {
                                 let c = &mut cls[r];
@@ -785,6 +786,7 @@ impl<P: PacketBuf> Core<P> {
                                 hash,
                                 key,
                                 hint: None,
+                                v4,
                             }
                         });
                         ring[r] = Some(p);
@@ -807,20 +809,18 @@ impl<P: PacketBuf> Core<P> {
             let Some(mut p) = ring[r].take() else {
                 continue;
             };
-            if let Some(v) = &v4[r] {
-                if let Some(f) = &flows[r] {
-                    match self.fast_path(&mut p, v, f, now_ms, check_owner) {
-                        Fast::Tx(port) => {
-                            emit(Emit::Packet(Out::Tx(p, port)));
-                            continue;
-                        }
-                        Fast::Drop(reason) => {
-                            let out = self.drop(p, reason);
-                            emit(Emit::Packet(out));
-                            continue;
-                        }
-                        Fast::Slow => {}
+            if let Some(f @ Flow { v4: Some(v), .. }) = &flows[r] {
+                match self.fast_path(&mut p, v, f, now_ms, check_owner) {
+                    Fast::Tx(port) => {
+                        emit(Emit::Packet(Out::Tx(p, port)));
+                        continue;
                     }
+                    Fast::Drop(reason) => {
+                        let out = self.drop(p, reason);
+                        emit(Emit::Packet(out));
+                        continue;
+                    }
+                    Fast::Slow => {}
                 }
                 wire::classify_into(p.data(), ChecksumMode::Software, &mut cls[r]);
             }

@@ -511,17 +511,21 @@ fn figures(
     }
 }
 
+/// Flows of a test over all workers.
+fn flows_of(opts: &Opts, test: &str) -> u64 {
+    if test == "new-conn" {
+        opts.new_flows()
+    } else {
+        opts.flows
+    }
+}
+
 /// Sessions each worker's table holds: every flow of a worker, plus slack (real NICs:
 /// any worker may get any flow, spread by RSS).
 fn capacity_per_worker(opts: &Opts, test: &str, sets: &[Vec<rvs_benches::capture::Flow>]) -> u32 {
     let per_worker_max = sets.iter().map(|s| s.len() as u64).max().unwrap_or(0);
-    let total_flows = if test == "new-conn" {
-        opts.new_flows()
-    } else {
-        opts.flows
-    };
     let per_worker_cap = if opts.real_nic() {
-        total_flows
+        flows_of(opts, test)
     } else {
         per_worker_max
     };
@@ -792,11 +796,7 @@ fn engine_run(
         sets.iter().map(|s| s.len() as u64).collect()
     };
     let capacity = capacity_per_worker(opts, test, sets);
-    let total_flows = if test == "new-conn" {
-        opts.new_flows()
-    } else {
-        opts.flows
-    };
+    let total_flows = flows_of(opts, test);
     let cfg = plan::engine_config(
         dev.eal_args.clone(),
         &dev.client,

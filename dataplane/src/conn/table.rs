@@ -337,13 +337,12 @@ impl ConnTable {
         hint: Option<LookupHint>,
     ) -> Option<(ConnId, bool)> {
         if let Some(LookupHint(v)) = hint {
-            let i = (v & !OUT) as usize;
-            let hit = if v & OUT != 0 {
-                self.slab[i].flags & flags::OUT_HASHED != 0 && self.out_match(v, key)
+            let hashed = if v & OUT != 0 {
+                flags::OUT_HASHED
             } else {
-                self.slab[i].flags & flags::HASHED != 0 && self.in_match(v, key)
+                flags::HASHED
             };
-            if hit {
+            if self.slab[(v & !OUT) as usize].flags & hashed != 0 && self.entry_match(v, key) {
                 return Some((ConnId(v & !OUT), v & OUT != 0));
             }
         }
@@ -394,14 +393,18 @@ impl ConnTable {
     /// walk; what the established fast path looks packets up with.
     #[inline]
     pub fn lookup_hashed(&self, hash: u64, key: &FlowKey) -> Option<(ConnId, bool)> {
-        self.find_entry(hash, |v| {
-            if v & OUT != 0 {
-                self.out_match(v, key)
-            } else {
-                self.in_match(v, key)
-            }
-        })
-        .map(|v| (ConnId(v & !OUT), v & OUT != 0))
+        self.find_entry(hash, |v| self.entry_match(v, key))
+            .map(|v| (ConnId(v & !OUT), v & OUT != 0))
+    }
+
+    /// Whether index value `v`, of either side, is the session of tuple `key`.
+    #[inline(always)]
+    fn entry_match(&self, v: u32, key: &FlowKey) -> bool {
+        if v & OUT != 0 {
+            self.out_match(v, key)
+        } else {
+            self.in_match(v, key)
+        }
     }
 
     /// Whether a client packet without SYN may go on in session `id` as it is: its real
