@@ -6,13 +6,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use rvs_dataplane::engine::{EngineConfig, PortSpec};
-use rvs_dataplane::laddr::{owner_of_port, DEFAULT_PORT_RANGE};
-use rvs_dataplane::pipeline::owner_of_client;
+use rvs_dataplane::laddr::DEFAULT_PORT_RANGE;
 use rvs_dataplane::sched::SchedKind;
 use rvs_dataplane::service::{
     Addr, ConfigError, DestConfig, FwdMethod, Proto, ServiceConfig, ServiceKey, ServiceTable,
     Snapshot,
 };
+use rvs_dataplane::steer::owner_of_client;
+use rvs_dataplane::steer::owner_of_port;
 
 use crate::capture::{Flow, L4};
 
@@ -111,7 +112,7 @@ pub fn flow(i: u64, offset: u64) -> Flow {
 pub const MAX_FLOWS: u64 = CLIENT_ADDRS as u64 * 64_000;
 
 /// The worker that owns a request of `flow` when `workers` workers run
-/// (`pipeline::owner_of_client`, as the engine computes it).
+/// (`steer::owner_of_client`, as the engine computes it).
 pub fn owner(flow: &Flow, workers: usize) -> usize {
     owner_of_client(flow.caddr, workers)
 }
@@ -127,7 +128,7 @@ pub fn partition(n: u64, offset: u64, workers: usize) -> Vec<Vec<Flow>> {
 }
 
 /// FULLNAT local addresses needed so that every worker can hold `per_worker` sessions:
-/// each worker owns the ports `p % workers == w` of every LIP (`laddr::owner_of_port`).
+/// each worker owns the ports `p % workers == w` of every LIP (`steer::owner_of_port`).
 pub fn lips_needed(per_worker: u64, workers: usize) -> u32 {
     let (lo, hi) = DEFAULT_PORT_RANGE;
     let slice = (lo..=hi)

@@ -28,15 +28,14 @@ use crate::dpdk::{
 };
 use crate::neigh::NeighConfig;
 use crate::pipeline::{
-    announced_addresses, build_arp_request, build_gratuitous_arp, sync_owner, Core, Counters,
-    DestTraffic, DropReason, Emit, LocalKind, NeighUpdate, NetConfig, Out, PortNet, Snapshot,
-    SyncCounters,
+    announced_addresses, build_arp_request, build_gratuitous_arp, Core, Counters, DestTraffic,
+    DropReason, Emit, LocalKind, NeighUpdate, NetConfig, Out, PortNet, Snapshot, SyncCounters,
 };
 use crate::route::{Route, RouteTable};
 use crate::service::{self, DestId, ServiceKey};
+use crate::steer::sync_owner;
 use crate::sync::net::{self as sync_net, NetConfig as SyncNetConfig, Stats as SyncStats};
 use crate::sync::{SyncConn, SyncRules};
-use crate::wire::ChecksumMode;
 
 /// A port of the director.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,11 +286,7 @@ impl Engine {
                 }),
             );
             ports.push(port);
-            base.ports.push(PortNet {
-                mac,
-                mtu: spec.mtu,
-                csum: ChecksumMode::Software,
-            });
+            base.ports.push(PortNet { mac, mtu: spec.mtu });
             base.floating
                 .extend(spec.addrs.iter().skip(1).map(|&(a, _)| a));
             for &(addr, len) in &spec.addrs {
@@ -530,7 +525,7 @@ impl Engine {
     }
 
     /// Starts the sync backup: a thread receives messages and hands each session to the
-    /// worker that owns it here ([`crate::pipeline::sync_owner`]), which installs it.
+    /// worker that owns it here ([`crate::steer::sync_owner`]), which installs it.
     pub fn start_sync_backup(&mut self, cfg: SyncNetConfig) -> Result<(), EngineError> {
         if self.sync_backup.is_some() {
             return Err(EngineError::Config("Daemon has already run".into()));

@@ -3,7 +3,7 @@
 //! Every worker owns a disjoint slice of every LIP's port range: worker `w` of `n` owns
 //! the ports `p` in the range with `p % n == w` (the low bits, as DPVS does: a clipped
 //! range still gives every worker its share). A reply's destination port therefore names
-//! its owner ([`owner_of_port`]), on any NIC. Each worker allocates from its own free
+//! its owner ([`crate::steer::owner_of_port`]), on any NIC. Each worker allocates from its own free
 //! lists, so allocation takes no lock: O(1) (a pop from a ring of free ports), and
 //! exhaustion refuses the new connection. Ports return when their session expires.
 //!
@@ -14,21 +14,13 @@
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
+use crate::steer::owner_of_port;
+
 /// The default FULLNAT local port range (as DPVS): 1025..=65535.
 pub const DEFAULT_PORT_RANGE: (u16, u16) = (1025, 65535);
 
 /// How many free ports [`LaddrPool::alloc`] inspects for one that satisfies the predicate.
 pub const MAX_PREFERENCE_TRIES: usize = 16;
-
-/// The worker that owns local port `port` when `workers` workers slice the port space.
-#[inline]
-pub fn owner_of_port(port: u16, workers: usize) -> usize {
-    if workers <= 1 {
-        0
-    } else {
-        usize::from(port) % workers
-    }
-}
 
 /// The Toeplitz hash NICs use for RSS, over `input` with a 40-byte key (the reference
 /// algorithm of Microsoft's RSS specification; `rte_softrss` computes the same).

@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod route;
 pub mod sched;
 pub mod service;
+pub mod steer;
 pub mod sync;
 pub mod wire;
 

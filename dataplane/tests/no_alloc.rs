@@ -7,16 +7,13 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::net::IpAddr;
 
 use etherparse::{icmpv4::DestUnreachableHeader, Icmpv4Type, PacketBuilder};
 use rvs_dataplane::buf::{PacketBuf, VecBuf};
-use rvs_dataplane::forward::{
-    dr, fullnat, icmp, nat, tun, DrParams, FullNatParams, MacRewrite, NatParams, Params, TunParams,
-    Verdict,
-};
+use rvs_dataplane::forward::{self, icmp, tun, Egress, MacRewrite, Plan};
+use rvs_dataplane::service::FwdMethod;
 use rvs_dataplane::wire::{
-    classify, classify_v4_flow, ChecksumMode, Classified, Endpoint, Error, EthernetAddress, IpMeta,
+    classify, classify_v4_flow, ChecksumMode, Classified, Error, EthernetAddress, IpMeta,
 };
 
 struct Counting;
@@ -71,8 +68,21 @@ const LIP: [u8; 4] = [10, 1, 1, 250];
 const MAC_C: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const MAC_D: [u8; 6] = [2, 0, 0, 0, 0, 2];
 
-fn ep(a: [u8; 4], port: u16) -> Endpoint {
-    Endpoint::new(IpAddr::from(a), port)
+type End = Option<([u8; 4], u16)>;
+
+fn plan(fwd: FwdMethod, src: End, dst: End, toward: [u8; 4]) -> Plan {
+    Plan {
+        fwd,
+        src,
+        dst,
+        toward: toward.into(),
+    }
+}
+
+/// `plan` applied to the classified packet in `buf`.
+fn apply(plan: &Plan, buf: &mut VecBuf, eg: &Egress) -> Result<(), Error> {
+    let m = meta(buf.data());
+    plan.apply(buf, &forward::Layout::of(&m), eg)
 }
 
 fn tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, ttl: u8, len: usize) -> Vec<u8> {
@@ -94,32 +104,25 @@ fn meta(frame: &[u8]) -> IpMeta {
 
 #[test]
 fn rewrites_do_not_allocate() {
-    let macs = MacRewrite {
-        src: EthernetAddress(MAC_D),
-        dst: EthernetAddress([2, 0, 0, 0, 0, 3]),
-    };
-    let natp = NatParams {
-        virt: ep(VIP, 80),
-        real: ep(RIP, 8080),
-        macs,
-        csum: ChecksumMode::Software,
-    };
-    let fnp = FullNatParams {
-        client: ep(CIP, 5555),
-        virt: ep(VIP, 80),
-        local: ep(LIP, 40000),
-        real: ep(RIP, 8080),
-        macs,
-        csum: ChecksumMode::Software,
-    };
-    let tunp = TunParams {
-        local: [10, 1, 1, 1].into(),
-        real: RIP.into(),
+    let eg = Egress {
+        macs: MacRewrite {
+            src: EthernetAddress(MAC_D),
+            dst: EthernetAddress([2, 0, 0, 0, 0, 3]),
+        },
+        tunnel_src: [10, 1, 1, 1].into(),
         mtu: 1500,
-        macs,
-        csum: ChecksumMode::Software,
     };
-    let drp = DrParams { macs };
+    let nat_req = plan(FwdMethod::Masq, None, Some((RIP, 8080)), RIP);
+    let nat_rep = plan(FwdMethod::Masq, Some((VIP, 80)), None, CIP);
+    let fn_req = plan(
+        FwdMethod::FullNat,
+        Some((LIP, 40000)),
+        Some((RIP, 8080)),
+        RIP,
+    );
+    let fn_rep = plan(FwdMethod::FullNat, Some((VIP, 80)), Some((CIP, 5555)), CIP);
+    let drp = plan(FwdMethod::Route, None, None, RIP);
+    let tunp = plan(FwdMethod::Tunnel, None, None, RIP);
 
     let req = tcp(CIP, 5555, VIP, 80, 64, 10);
     let rep = tcp(RIP, 8080, CIP, 5555, 64, 10);
@@ -147,66 +150,56 @@ fn rewrites_do_not_allocate() {
     let _ = classify(&req, ChecksumMode::Software);
 
     let before = allocs();
-    for mode in [ChecksumMode::Software, ChecksumMode::Offload] {
-        let natp = NatParams { csum: mode, ..natp };
-        let fnp = FullNatParams { csum: mode, ..fnp };
-        let tunp = TunParams { csum: mode, ..tunp };
+    buf.refill(128, &req);
+    assert!(apply(&nat_req, &mut buf, &eg).is_ok());
 
-        buf.refill(128, &req);
-        let m = meta(buf.data());
-        assert!(nat::request(&mut buf, &m, &natp).is_ok());
+    buf.refill(128, &rep);
+    assert!(apply(&nat_rep, &mut buf, &eg).is_ok());
 
-        buf.refill(128, &rep);
-        let m = meta(buf.data());
-        assert!(nat::reply(&mut buf, &m, &natp).is_ok());
+    buf.refill(128, &req);
+    assert!(apply(&drp, &mut buf, &eg).is_ok());
 
-        buf.refill(128, &req);
-        let m = meta(buf.data());
-        assert!(dr::request(&mut buf, &m, &drp).is_ok());
+    buf.refill(128, &req);
+    assert!(matches!(apply(&tunp, &mut buf, &eg), Ok(())));
 
-        buf.refill(128, &req);
-        let m = meta(buf.data());
-        assert!(matches!(
-            tun::request(&mut buf, &m, &tunp, &mut out),
-            Ok(Verdict::Forward(_))
-        ));
+    // Too big for the tunnel with DF: refused, and frag-needed built for the client.
+    buf.refill(128, &big);
+    let m = meta(buf.data());
+    assert_eq!(apply(&tunp, &mut buf, &eg), Err(Error::Oversize));
+    assert!(tun::frag_needed(buf.data(), &m, &tunp.tunnel(&eg), &mut out).is_ok());
 
-        buf.refill(128, &big);
-        let m = meta(buf.data());
-        assert!(matches!(
-            tun::request(&mut buf, &m, &tunp, &mut out),
-            Ok(Verdict::IcmpReply { .. })
-        ));
+    // The established lane's reading and encapsulation.
+    buf.refill(128, &req);
+    assert!(classify_v4_flow(buf.data()).is_some());
+    let inner = tun::Inner::of(&meta(buf.data()));
+    assert!(tun::encapsulate(&mut buf, &inner, &tunp.tunnel(&eg)).is_ok());
 
-        // The established lane's reading and encapsulation.
-        buf.refill(128, &req);
-        assert!(classify_v4_flow(buf.data()).is_some());
-        let inner = tun::Inner::of(&meta(buf.data()));
-        assert!(tun::encapsulate(&mut buf, &inner, &tunp).is_ok());
+    buf.refill(128, &req);
+    assert!(apply(&fn_req, &mut buf, &eg).is_ok());
 
-        buf.refill(128, &req);
-        let m = meta(buf.data());
-        assert!(fullnat::request(&mut buf, &m, &fnp).is_ok());
+    buf.refill(128, &frep);
+    assert!(apply(&fn_rep, &mut buf, &eg).is_ok());
 
-        buf.refill(128, &frep);
-        let m = meta(buf.data());
-        assert!(fullnat::reply(&mut buf, &m, &fnp).is_ok());
+    buf.refill(128, &icmp_err);
+    let m = meta(buf.data());
+    assert!(icmp::translate(&mut buf, &m, &nat_rep, &eg.macs).is_ok());
 
-        buf.refill(128, &icmp_err);
-        let m = meta(buf.data());
-        assert!(icmp::nat_reply(&mut buf, &m, &natp).is_ok());
+    buf.refill(128, &dead);
+    assert_eq!(apply(&nat_req, &mut buf, &eg), Err(Error::TtlExpired));
 
-        buf.refill(128, &dead);
-        let m = meta(buf.data());
-        assert_eq!(nat::request(&mut buf, &m, &natp), Err(Error::TtlExpired));
+    // The established lane: its layout read from the flow, then the plan applied.
+    buf.refill(128, &req);
+    let f = classify_v4_flow(buf.data()).unwrap();
+    let at = forward::Layout {
+        l3: usize::from(f.l3),
+        l4: usize::from(f.l4),
+        ip_end: usize::from(f.ip_end),
+        udp: f.udp,
+    };
+    assert!(fn_req.apply(&mut buf, &at, &eg).is_ok());
 
-        buf.refill(128, &req);
-        let m = meta(buf.data());
-        assert!(Params::FullNat(fnp).request(&mut buf, &m, &mut out).is_ok());
-
-        // Garbage is rejected without allocating either.
-        assert!(classify(&req[..20], ChecksumMode::Software).is_err());
-    }
+    // Garbage is rejected without allocating either.
+    assert!(classify(&req[..20], ChecksumMode::Software).is_err());
     let after = allocs();
     assert_eq!(
         after - before,

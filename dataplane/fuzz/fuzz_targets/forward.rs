@@ -1,74 +1,62 @@
 //! classify, then every rewrite on a copy of the frame: errors are fine, panics are not,
-//! and a successful NAT-family rewrite still classifies (its lengths are intact).
+//! a failed rewrite changed nothing, and a successful NAT-family rewrite of an IPv4
+//! TCP/UDP packet still classifies (its lengths are intact).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rvs_dataplane::buf::{PacketBuf, VecBuf};
-use rvs_dataplane::forward::{
-    icmp, DrParams, FullNatParams, MacRewrite, NatParams, Params, TunParams, Verdict,
-};
-use rvs_dataplane::wire::{classify, ChecksumMode, Classified, Endpoint, IpVersion};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use rvs_dataplane::forward::{icmp, Egress, Layout, MacRewrite, Plan};
+use rvs_dataplane::service::FwdMethod;
+use rvs_dataplane::wire::{classify, ChecksumMode, Classified, IpProtocol, IpVersion};
+use std::net::Ipv4Addr;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(Classified::Ip(m)) = classify(data, ChecksumMode::Offload) else {
         return;
     };
-    let addr = |n: u8| -> IpAddr {
-        match m.version {
-            IpVersion::V4 => IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)),
-            IpVersion::V6 => IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(n))),
-        }
+    let addr = |n: u8| [10, 0, 0, n];
+    let (virt, real) = ((addr(1), 80), (addr(2), 8080));
+    let (client, local) = ((addr(3), 1234), (addr(4), 40000));
+    let plan = |fwd, src, dst, toward: [u8; 4]| Plan {
+        fwd,
+        src,
+        dst,
+        toward: Ipv4Addr::from(toward),
     };
-    let macs = MacRewrite::default();
-    for csum in [ChecksumMode::Software, ChecksumMode::Offload] {
-        let nat = NatParams {
-            virt: Endpoint::new(addr(1), 80),
-            real: Endpoint::new(addr(2), 8080),
-            macs,
-            csum,
-        };
-        let fnat = FullNatParams {
-            client: Endpoint::new(addr(3), 1234),
-            virt: nat.virt,
-            local: Endpoint::new(addr(4), 40000),
-            real: nat.real,
-            macs,
-            csum,
-        };
-        let tun = TunParams {
-            local: Ipv4Addr::new(10, 0, 0, 9),
-            real: Ipv4Addr::new(10, 0, 0, 2),
-            mtu: 1500,
-            macs,
-            csum,
-        };
-        let all = [
-            Params::Nat(nat),
-            Params::Dr(DrParams { macs }),
-            Params::Tun(tun),
-            Params::FullNat(fnat),
-        ];
-        let mut out = [0u8; 256];
-        for p in &all {
-            for reply in [false, true] {
-                let mut b = VecBuf::new(64, data);
-                let r = if reply {
-                    p.reply(&mut b, &m)
-                } else {
-                    p.request(&mut b, &m, &mut out)
-                };
-                if let (Ok(Verdict::Forward(_)), Params::Nat(_) | Params::FullNat(_)) = (r, p) {
+    let nat_request = plan(FwdMethod::Masq, None, Some(real), real.0);
+    let nat_reply = plan(FwdMethod::Masq, Some(virt), None, client.0);
+    let fullnat_request = plan(FwdMethod::FullNat, Some(local), Some(real), real.0);
+    let fullnat_reply = plan(FwdMethod::FullNat, Some(virt), Some(client), client.0);
+    let all = [
+        nat_request,
+        nat_reply,
+        plan(FwdMethod::Route, None, None, real.0),
+        plan(FwdMethod::Tunnel, None, None, real.0),
+        fullnat_request,
+        fullnat_reply,
+    ];
+    let eg = Egress {
+        macs: MacRewrite::default(),
+        tunnel_src: Ipv4Addr::new(10, 0, 0, 9),
+        mtu: 1500,
+    };
+    // The pipeline applies plans to IPv4 TCP and UDP packets only; on anything else
+    // `apply` must still neither panic nor change the buffer when it fails.
+    let v4_l4 = m.version == IpVersion::V4
+        && (m.tuple.protocol == IpProtocol::TCP || m.tuple.protocol == IpProtocol::UDP);
+    let at = Layout::of(&m);
+    for p in &all {
+        let mut b = VecBuf::new(64, data);
+        match p.apply(&mut b, &at, &eg) {
+            Ok(()) => {
+                if v4_l4 && matches!(p.fwd, FwdMethod::Masq | FwdMethod::FullNat) {
                     assert!(classify(b.data(), ChecksumMode::Offload).is_ok());
                 }
             }
+            Err(_) => assert_eq!(b.data(), data, "a failed rewrite changed the frame"),
         }
+    }
+    for p in [nat_reply, nat_request, fullnat_reply, fullnat_request] {
         let mut b = VecBuf::new(0, data);
-        let _ = icmp::nat_reply(&mut b, &m, &nat);
-        let mut b = VecBuf::new(0, data);
-        let _ = icmp::nat_request(&mut b, &m, &nat);
-        let mut b = VecBuf::new(0, data);
-        let _ = icmp::fullnat_reply(&mut b, &m, &fnat);
-        let mut b = VecBuf::new(0, data);
-        let _ = icmp::fullnat_request(&mut b, &m, &fnat);
+        let _ = icmp::translate(&mut b, &m, &p, &eg.macs);
     }
 });

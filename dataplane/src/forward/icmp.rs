@@ -6,12 +6,12 @@
 //! The director rewrites the outer header and the embedded one so each side sees its
 //! own view of the connection:
 //!
-//! | function | error travels | outer | embedded (the packet it is about) |
+//! | session, error travels | plan used | outer | embedded (the packet it is about) |
 //! |---|---|---|---|
-//! | [`nat_reply`] | RS side → client | src → VIP | dst RIP:rport → VIP:vport |
-//! | [`nat_request`] | client side → RS | dst VIP → RIP | src VIP:vport → RIP:rport |
-//! | [`fullnat_reply`] | RS side → client | src → VIP, dst LIP → CIP | src LIP:lport → CIP:cport, dst RIP:rport → VIP:vport |
-//! | [`fullnat_request`] | client side → RS | src → LIP, dst VIP → RIP | src VIP:vport → RIP:rport, dst CIP:cport → LIP:lport |
+//! | NAT, RS side → client | reply | src → VIP | dst RIP:rport → VIP:vport |
+//! | NAT, client side → RS | request | dst VIP → RIP | src VIP:vport → RIP:rport |
+//! | FULLNAT, RS side → client | reply | src → VIP, dst LIP → CIP | src LIP:lport → CIP:cport, dst RIP:rport → VIP:vport |
+//! | FULLNAT, client side → RS | request | src → LIP, dst VIP → RIP | src VIP:vport → RIP:rport, dst CIP:cport → LIP:lport |
 //!
 //! Checksums: the ICMP checksum is verified first ([`Error::BadChecksum`]) and then
 //! recomputed over the whole message; the outer IPv4 checksum is updated incrementally
@@ -22,7 +22,7 @@
 //! Software checksums only (the result needs no offload).
 //!
 //! DR and TUN sessions need no translation: errors about them are forwarded like any
-//! packet of the session ([`super::dr::request`], [`super::tun::request`]).
+//! packet of the session ([`super::Plan::apply`]).
 
 use core::net::IpAddr;
 
@@ -31,89 +31,32 @@ use crate::wire::checksum::{self, Adjust};
 use crate::wire::icmpv4::Message;
 use crate::wire::{ipv4, Endpoint, Error, IpMeta, IpProtocol, IpVersion, Result};
 
-use super::{
-    addr_bytes, check_ttl, set_macs, write_ttl, FullNatParams, MacRewrite, NatParams, TxOffload,
-    Verdict,
-};
+use super::plan::Plan;
+use super::rewrite::{addr_bytes, check_ttl, set_macs, write_ttl, MacRewrite, V4End};
 
-/// Translate an error from the real-server side about a NAT request: outer src → VIP,
-/// embedded dst RIP:rport → VIP:vport. For the client.
-pub fn nat_reply<B: PacketBuf + ?Sized>(
+/// Translates an ICMP error about a NAT or FULLNAT session so that it can travel on in
+/// the direction whose plan is `plan`: toward the client (`plan` of a reply: the error
+/// came from the real server's side about a request) or toward the real server (`plan`
+/// of a request: the error came from the client's side about a reply). The outer
+/// header gets the plan's new ends; the embedded packet went the other way, so its
+/// source becomes the plan's new destination and its destination the plan's new
+/// source (see the module docs' table). The MACs are `macs`.
+pub fn translate<B: PacketBuf + ?Sized>(
     buf: &mut B,
     meta: &IpMeta,
-    p: &NatParams,
-) -> Result<Verdict> {
-    translate(
+    plan: &Plan,
+    macs: &MacRewrite,
+) -> Result<()> {
+    let ep = |e: Option<V4End>| e.map(|(a, port)| Endpoint::new(IpAddr::from(a), port));
+    translate_frame(
         buf.data_mut(),
         meta,
         &Translation {
-            outer_src: Some(p.virt.addr),
-            outer_dst: None,
-            inner_src: None,
-            inner_dst: Some(p.virt),
-            macs: p.macs,
-        },
-    )
-}
-
-/// Translate an error from the client side about a NAT reply: outer dst VIP → RIP,
-/// embedded src VIP:vport → RIP:rport. For the real server.
-pub fn nat_request<B: PacketBuf + ?Sized>(
-    buf: &mut B,
-    meta: &IpMeta,
-    p: &NatParams,
-) -> Result<Verdict> {
-    translate(
-        buf.data_mut(),
-        meta,
-        &Translation {
-            outer_src: None,
-            outer_dst: Some(p.real.addr),
-            inner_src: Some(p.real),
-            inner_dst: None,
-            macs: p.macs,
-        },
-    )
-}
-
-/// Translate an error from the real-server side about a FULLNAT request: outer
-/// src → VIP and dst LIP → CIP; embedded LIP:lport → CIP:cport and RIP:rport →
-/// VIP:vport. For the client.
-pub fn fullnat_reply<B: PacketBuf + ?Sized>(
-    buf: &mut B,
-    meta: &IpMeta,
-    p: &FullNatParams,
-) -> Result<Verdict> {
-    translate(
-        buf.data_mut(),
-        meta,
-        &Translation {
-            outer_src: Some(p.virt.addr),
-            outer_dst: Some(p.client.addr),
-            inner_src: Some(p.client),
-            inner_dst: Some(p.virt),
-            macs: p.macs,
-        },
-    )
-}
-
-/// Translate an error from the client side about a FULLNAT reply: outer src → LIP and
-/// dst VIP → RIP; embedded VIP:vport → RIP:rport and CIP:cport → LIP:lport. For the
-/// real server.
-pub fn fullnat_request<B: PacketBuf + ?Sized>(
-    buf: &mut B,
-    meta: &IpMeta,
-    p: &FullNatParams,
-) -> Result<Verdict> {
-    translate(
-        buf.data_mut(),
-        meta,
-        &Translation {
-            outer_src: Some(p.local.addr),
-            outer_dst: Some(p.real.addr),
-            inner_src: Some(p.real),
-            inner_dst: Some(p.local),
-            macs: p.macs,
+            outer_src: ep(plan.src).map(|e| e.addr),
+            outer_dst: ep(plan.dst).map(|e| e.addr),
+            inner_src: ep(plan.dst),
+            inner_dst: ep(plan.src),
+            macs: *macs,
         },
     )
 }
@@ -126,7 +69,7 @@ struct Translation {
     macs: MacRewrite,
 }
 
-fn translate(frame: &mut [u8], meta: &IpMeta, t: &Translation) -> Result<Verdict> {
+fn translate_frame(frame: &mut [u8], meta: &IpMeta, t: &Translation) -> Result<()> {
     // Validate everything before writing anything.
     if meta.version != IpVersion::V4 || meta.tuple.protocol != IpProtocol::ICMP {
         return Err(Error::UnsupportedProto);
@@ -221,46 +164,28 @@ fn translate(frame: &mut [u8], meta: &IpMeta, t: &Translation) -> Result<Verdict
         let c = !checksum::data(msg);
         msg[2..4].copy_from_slice(&c.to_be_bytes());
     }
-    set_macs(frame, &t.macs)?;
-    Ok(Verdict::Forward(TxOffload::NONE))
+    set_macs(frame, &t.macs)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::*;
     use super::*;
     use crate::buf::VecBuf;
-    use crate::wire::{ChecksumMode, EthernetAddress};
+    use crate::forward::rewrite::testutil::*;
     use etherparse::{
         icmpv4::{DestUnreachableHeader, TimeExceededCode},
         Icmpv4Type, Ipv4Header, Ipv4HeaderSlice, PacketBuilder, SlicedPacket, TcpHeader,
         TransportSlice, UdpHeader,
     };
 
-    fn nat() -> NatParams {
-        NatParams {
-            virt: ep(VIP, VPORT),
-            real: ep(RIP, RPORT),
-            macs: MacRewrite {
-                src: EthernetAddress(DIRECTOR_MAC),
-                dst: EthernetAddress(GW_MAC),
-            },
-            csum: ChecksumMode::Software,
-        }
+    /// The MACs of the NAT tests' translated errors.
+    fn nat_macs() -> MacRewrite {
+        from_director(GW_MAC)
     }
 
-    fn fullnat() -> FullNatParams {
-        FullNatParams {
-            client: ep(CIP, CPORT),
-            virt: ep(VIP, VPORT),
-            local: ep(LIP, LPORT),
-            real: ep(RIP, RPORT),
-            macs: MacRewrite {
-                src: EthernetAddress(DIRECTOR_MAC),
-                dst: EthernetAddress(RS_MAC),
-            },
-            csum: ChecksumMode::Software,
-        }
+    /// The MACs of the FULLNAT tests' translated errors.
+    fn fullnat_macs() -> MacRewrite {
+        from_director(RS_MAC)
     }
 
     /// The IP packet (no Ethernet) an error is about, built by etherparse.
@@ -352,10 +277,7 @@ mod tests {
             let f = error_frame(RIP, CIP, ty, &orig, 28);
             let m = meta(&f);
             let mut b = VecBuf::new(0, &f);
-            assert_eq!(
-                nat_reply(&mut b, &m, &nat()),
-                Ok(Verdict::Forward(TxOffload::NONE))
-            );
+            assert_eq!(translate(&mut b, &m, &nat_reply(), &nat_macs()), Ok(()));
             let (eh, l4) = check(b.data(), (VIP, CIP));
             assert_eq!((eh.source, eh.destination), (CIP, VIP));
             assert_eq!(
@@ -381,7 +303,7 @@ mod tests {
             let f = error_frame(router, VIP, ty, &orig, quote);
             let m = meta(&f);
             let mut b = VecBuf::new(0, &f);
-            nat_request(&mut b, &m, &nat()).unwrap();
+            translate(&mut b, &m, &nat_request(), &nat_macs()).unwrap();
             let (eh, l4) = check(b.data(), (router, RIP));
             assert_eq!((eh.source, eh.destination), (RIP, CIP));
             assert_eq!(
@@ -404,7 +326,7 @@ mod tests {
             let f = error_frame(RIP, LIP, ty, &orig, 28);
             let m = meta(&f);
             let mut b = VecBuf::new(0, &f);
-            fullnat_reply(&mut b, &m, &fullnat()).unwrap();
+            translate(&mut b, &m, &fullnat_reply(), &fullnat_macs()).unwrap();
             let (eh, l4) = check(b.data(), (VIP, CIP));
             assert_eq!((eh.source, eh.destination), (CIP, VIP));
             assert_eq!(
@@ -421,7 +343,7 @@ mod tests {
             let f = error_frame([198, 51, 100, 1], VIP, ty, &orig, 48);
             let m = meta(&f);
             let mut b = VecBuf::new(0, &f);
-            fullnat_request(&mut b, &m, &fullnat()).unwrap();
+            translate(&mut b, &m, &fullnat_request(), &fullnat_macs()).unwrap();
             let (eh, l4) = check(b.data(), (LIP, RIP));
             assert_eq!((eh.source, eh.destination), (RIP, LIP));
             assert_eq!(
@@ -441,7 +363,10 @@ mod tests {
         f[34 + 2] ^= 0x55;
         let m = meta(&f);
         let mut b = VecBuf::new(0, &f);
-        assert_eq!(nat_reply(&mut b, &m, &nat()), Err(Error::BadChecksum));
+        assert_eq!(
+            translate(&mut b, &m, &nat_reply(), &nat_macs()),
+            Err(Error::BadChecksum)
+        );
         assert_eq!(b.data(), &f[..]);
         // TTL expiry
         let mut f = error_frame(RIP, CIP, ty.clone(), &orig, 28);
@@ -450,7 +375,10 @@ mod tests {
         ip.fill_checksum();
         let m = meta(&f);
         let mut b = VecBuf::new(0, &f);
-        assert_eq!(nat_reply(&mut b, &m, &nat()), Err(Error::TtlExpired));
+        assert_eq!(
+            translate(&mut b, &m, &nat_reply(), &nat_macs()),
+            Err(Error::TtlExpired)
+        );
         // not an error message
         let mut e = Vec::new();
         PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
@@ -460,12 +388,18 @@ mod tests {
             .unwrap();
         let m = meta(&e);
         let mut b = VecBuf::new(0, &e);
-        assert_eq!(nat_reply(&mut b, &m, &nat()), Err(Error::UnsupportedProto));
+        assert_eq!(
+            translate(&mut b, &m, &nat_reply(), &nat_macs()),
+            Err(Error::UnsupportedProto)
+        );
         // a TCP packet is not ICMP
         let t = frame4(CIP, CPORT, VIP, VPORT, false, 64, b"");
         let m = meta(&t);
         let mut b = VecBuf::new(0, &t);
-        assert_eq!(nat_reply(&mut b, &m, &nat()), Err(Error::UnsupportedProto));
+        assert_eq!(
+            translate(&mut b, &m, &nat_reply(), &nat_macs()),
+            Err(Error::UnsupportedProto)
+        );
         // redirect is an error but not translated
         let f = error_frame(
             RIP,
@@ -480,6 +414,9 @@ mod tests {
         );
         let m = meta(&f);
         let mut b = VecBuf::new(0, &f);
-        assert_eq!(nat_reply(&mut b, &m, &nat()), Err(Error::UnsupportedProto));
+        assert_eq!(
+            translate(&mut b, &m, &nat_reply(), &nat_macs()),
+            Err(Error::UnsupportedProto)
+        );
     }
 }

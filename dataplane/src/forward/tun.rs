@@ -11,7 +11,7 @@
 //! When the encapsulated packet would exceed the egress MTU:
 //! * inner IPv4 with DF: the packet is refused and an ICMP "fragmentation needed"
 //!   (type 3 code 4) advertising `mtu − 20` is built for the client into the caller's
-//!   reply buffer ([`Verdict::IcmpReply`]) — what IPVS does via `icmp_send`;
+//!   reply buffer ([`frag_needed`]) — what IPVS does via `icmp_send`;
 //! * otherwise [`Error::Oversize`]: rvs does not fragment (IPv6's Packet Too Big is not
 //!   generated yet).
 
@@ -23,7 +23,7 @@ use crate::wire::{
     ipip, ipv4, ChecksumMode, Error, EtherType, IpMeta, IpProtocol, IpVersion, Ipv4Repr, Result,
 };
 
-use super::{check_ttl, set_macs, MacRewrite, TxOffload, Verdict};
+use super::rewrite::{check_ttl, set_macs, MacRewrite};
 
 /// A TUN session's rewrite parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +37,6 @@ pub struct TunParams {
     pub mtu: u16,
     /// The MACs of the tunnel frame (director port → next hop toward the RS).
     pub macs: MacRewrite,
-    /// Software checksum of the outer header, or NIC offload.
-    pub csum: ChecksumMode,
 }
 
 /// The TTL of the ICMP errors the director originates.
@@ -46,27 +44,6 @@ pub const ICMP_TTL: u8 = 64;
 /// The TOS of the ICMP errors the director originates (precedence "internetwork
 /// control", as Linux's `icmp_send`).
 pub const ICMP_TOS: u8 = 0xc0;
-
-/// Encapsulate a client → VIP packet for the real server, or refuse it with an ICMP
-/// fragmentation-needed frame written into `icmp_out` (see the module docs).
-///
-/// Needs 20 bytes of headroom ([`Error::NoHeadroom`] otherwise, buffer unchanged).
-/// Ethernet padding after the IP packet is trimmed.
-pub fn request<B: PacketBuf + ?Sized>(
-    buf: &mut B,
-    meta: &IpMeta,
-    p: &TunParams,
-    icmp_out: &mut [u8],
-) -> Result<Verdict> {
-    let inner = Inner::of(meta);
-    match encapsulate(buf, &inner, p) {
-        Err(Error::Oversize) if meta.version == IpVersion::V4 && meta.dont_frag => {
-            let len = frag_needed(buf.data(), meta, p, icmp_out)?;
-            Ok(Verdict::IcmpReply { len })
-        }
-        r => r.map(Verdict::Forward),
-    }
-}
 
 /// What [`encapsulate`] needs to know of the packet it wraps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,13 +73,8 @@ impl Inner {
     }
 }
 
-/// Encapsulate a packet for the real server: what [`request`] does to a packet that fits
-/// the tunnel. [`Error::Oversize`] (buffer unchanged) when it would not fit `p.mtu`.
-pub fn encapsulate<B: PacketBuf + ?Sized>(
-    buf: &mut B,
-    inner: &Inner,
-    p: &TunParams,
-) -> Result<TxOffload> {
+/// Encapsulate a packet for the real server (see the module docs). [`Error::Oversize`] (buffer unchanged) when it would not fit `p.mtu`.
+pub fn encapsulate<B: PacketBuf + ?Sized>(buf: &mut B, inner: &Inner, p: &TunParams) -> Result<()> {
     let frame = buf.data();
     let (l3, end) = (inner.l3, inner.end);
     let min_ip = match inner.version {
@@ -147,15 +119,8 @@ pub fn encapsulate<B: PacketBuf + ?Sized>(
     // into the gap between it and the inner packet.
     data.copy_within(ipip::OUTER_HEADER_LEN..ipip::OUTER_HEADER_LEN + l3, 0);
     data[l3 - 2..l3].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
-    outer.emit(&mut data[l3..], p.csum)?;
-    set_macs(data, &p.macs)?;
-    Ok(TxOffload::new(
-        l3 as u16,
-        ipip::OUTER_HEADER_LEN as u16,
-        true,
-        p.csum == ChecksumMode::Offload,
-        None,
-    ))
+    outer.emit(&mut data[l3..], ChecksumMode::Software)?;
+    set_macs(data, &p.macs)
 }
 
 /// Build the ICMP fragmentation-needed frame for the client into `out`; its length.
@@ -202,9 +167,9 @@ pub fn frag_needed(frame: &[u8], meta: &IpMeta, p: &TunParams, out: &mut [u8]) -
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::*;
     use super::*;
     use crate::buf::VecBuf;
+    use crate::forward::rewrite::testutil::*;
     use crate::wire::EthernetAddress;
     use etherparse::{
         Icmpv4Type, IpNumber, Ipv4HeaderSlice, LinkSlice, NetSlice, PacketBuilder, SlicedPacket,
@@ -220,7 +185,6 @@ mod tests {
                 src: EthernetAddress(DIRECTOR_MAC),
                 dst: EthernetAddress(RS_MAC),
             },
-            csum: ChecksumMode::Software,
         }
     }
 
@@ -244,12 +208,7 @@ mod tests {
         let orig = client_frame(200, true, 64);
         let m = meta(&orig);
         let mut b = VecBuf::new(64, &orig);
-        let mut icmp = [0u8; 256];
-        let v = request(&mut b, &m, &params(1500), &mut icmp).unwrap();
-        assert_eq!(
-            v,
-            Verdict::Forward(TxOffload::new(14, 20, true, false, None))
-        );
+        encapsulate(&mut b, &Inner::of(&m), &params(1500)).unwrap();
         let out = b.data();
         assert_eq!(out.len(), orig.len() + 20);
         let p = SlicedPacket::from_ethernet(out).unwrap();
@@ -283,19 +242,15 @@ mod tests {
     }
 
     #[test]
-    fn encapsulation_offload_and_padding() {
+    fn encapsulation_padding() {
         // 60-byte minimum frame: a 54-byte packet plus 6 bytes of padding
         let mut orig = client_frame(54, false, 64);
         orig.extend_from_slice(&[0; 6]);
         let m = meta(&orig);
         let mut b = VecBuf::new(20, &orig);
-        let mut p = params(1500);
-        p.csum = ChecksumMode::Offload;
-        let v = request(&mut b, &m, &p, &mut []).unwrap();
-        assert!(matches!(v, Verdict::Forward(o) if o.ipv4_checksum() && o.is_needed()));
+        encapsulate(&mut b, &Inner::of(&m), &params(1500)).unwrap();
         let out = b.data();
         assert_eq!(out.len(), 54 + 20, "padding trimmed");
-        assert_eq!(&out[24..26], &[0, 0]);
         let outer = Ipv4HeaderSlice::from_slice(&out[14..]).unwrap();
         assert!(!outer.dont_fragment());
     }
@@ -306,7 +261,7 @@ mod tests {
         let m = meta(&orig);
         let mut b = VecBuf::new(19, &orig);
         assert_eq!(
-            request(&mut b, &m, &params(1500), &mut []),
+            encapsulate(&mut b, &Inner::of(&m), &params(1500)),
             Err(Error::NoHeadroom)
         );
         assert_eq!(b.data(), &orig[..]);
@@ -318,7 +273,7 @@ mod tests {
         let m = meta(&orig);
         let mut b = VecBuf::new(64, &orig);
         assert_eq!(
-            request(&mut b, &m, &params(1500), &mut []),
+            encapsulate(&mut b, &Inner::of(&m), &params(1500)),
             Err(Error::TtlExpired)
         );
         assert_eq!(b.data(), &orig[..]);
@@ -331,10 +286,13 @@ mod tests {
         let m = meta(&orig);
         let mut b = VecBuf::new(64, &orig);
         let mut out = [0u8; 128];
-        let v = request(&mut b, &m, &params(1500), &mut out).unwrap();
-        let Verdict::IcmpReply { len } = v else {
-            panic!("expected an ICMP reply, got {v:?}")
-        };
+        // What the pipeline does: encapsulation refused, frag-needed for the client.
+        assert!(m.dont_frag);
+        assert_eq!(
+            encapsulate(&mut b, &Inner::of(&m), &params(1500)),
+            Err(Error::Oversize)
+        );
+        let len = frag_needed(b.data(), &m, &params(1500), &mut out).unwrap();
         assert_eq!(len, 14 + 20 + 8 + 20 + 8);
         assert_eq!(b.data(), &orig[..], "the refused packet is untouched");
         let p = check_v4(&out[..len]);
@@ -360,7 +318,7 @@ mod tests {
         // a reply buffer too small
         let mut tiny = [0u8; 40];
         assert_eq!(
-            request(&mut b, &m, &params(1500), &mut tiny),
+            frag_needed(b.data(), &m, &params(1500), &mut tiny),
             Err(Error::BufferTooSmall)
         );
         // exactly fitting: 1480 + 20 = 1500 passes
@@ -368,8 +326,8 @@ mod tests {
         let mf = meta(&fits);
         let mut b = VecBuf::new(64, &fits);
         assert!(matches!(
-            request(&mut b, &mf, &params(1500), &mut out),
-            Ok(Verdict::Forward(_))
+            encapsulate(&mut b, &Inner::of(&mf), &params(1500)),
+            Ok(())
         ));
     }
 
@@ -379,7 +337,7 @@ mod tests {
         let m = meta(&orig);
         let mut b = VecBuf::new(64, &orig);
         assert_eq!(
-            request(&mut b, &m, &params(1500), &mut [0u8; 128]),
+            encapsulate(&mut b, &Inner::of(&m), &params(1500)),
             Err(Error::Oversize)
         );
     }
@@ -395,7 +353,7 @@ mod tests {
             .unwrap();
         let m = meta(&orig);
         let mut b = VecBuf::new(32, &orig);
-        request(&mut b, &m, &params(1500), &mut []).unwrap();
+        encapsulate(&mut b, &Inner::of(&m), &params(1500)).unwrap();
         let out = b.data();
         assert_eq!(&out[12..14], &[0x81, 0x00]);
         assert_eq!(&out[16..18], &[0x08, 0x00], "EtherType now IPv4");

@@ -11,19 +11,18 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Who computes the checksums of transmitted packets.
+/// Who checks the checksums of received packets ([`crate::wire::classify`]) and fills
+/// those of headers the wire layer emits ([`crate::wire::Ipv4Repr::emit`]).
 ///
-/// Passed to every rewrite. In `Offload` mode the rewrite leaves the sums to the NIC, as
-/// DPDK's TX offloads expect: the IPv4 header checksum is written as 0 and the TCP/UDP
-/// checksum as the pseudo-header sum (`rte_ipv4_phdr_cksum`/`rte_ipv6_phdr_cksum`, not
-/// complemented); the rewrite then reports the mbuf flags it needs
-/// ([`crate::forward::TxOffload`]).
+/// rvs computes every checksum in software on every port (`Software`). `Offload` trusts
+/// a NIC that verified the sums on receive and leaves an emitted IPv4 header checksum 0
+/// for a NIC to fill; the tests and fuzz targets use it to reach past checksum checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ChecksumMode {
     /// The CPU computes every checksum (incrementally where possible).
     #[default]
     Software,
-    /// The port offers IPv4 and TCP/UDP TX checksum offload; the NIC fills the sums.
+    /// The NIC verifies (receive) and fills (transmit) the sums.
     Offload,
 }
 

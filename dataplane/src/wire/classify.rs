@@ -20,7 +20,7 @@ use super::icmpv4::Message;
 use super::ip::{Endpoint, FiveTuple, IpProtocol, IpVersion};
 use super::ipv4::Packet as Ipv4Packet;
 use super::ipv6::{self, Packet as Ipv6Packet};
-use super::tcp::{Flags as TcpFlags, Packet as TcpPacket};
+use super::tcp::{self, Packet as TcpPacket};
 use super::udp::Packet as UdpPacket;
 use super::{read_u16, Error, Result};
 
@@ -85,7 +85,7 @@ pub struct IpMeta {
     /// The 5-tuple (ports 0 for protocols without ports).
     pub tuple: FiveTuple,
     /// TCP flags (empty for other protocols).
-    pub tcp_flags: TcpFlags,
+    pub tcp_flags: tcp::Flags,
     /// TTL or hop limit.
     pub ttl: u8,
     /// IPv4 TOS or IPv6 traffic class.
@@ -120,7 +120,7 @@ impl IpMeta {
                 port: 0,
             },
         },
-        tcp_flags: TcpFlags::NONE,
+        tcp_flags: tcp::Flags::NONE,
         ttl: 0,
         tos: 0,
         dont_frag: false,
@@ -303,7 +303,7 @@ fn classify_ipv4(frame: &[u8], rx_checksum: ChecksumMode, meta: &mut IpMeta) -> 
         src: Endpoint::new(IpAddr::V4(ip.src_addr()), 0),
         dst: Endpoint::new(IpAddr::V4(ip.dst_addr()), 0),
     };
-    meta.tcp_flags = TcpFlags::NONE;
+    meta.tcp_flags = tcp::Flags::NONE;
     meta.ttl = ip.ttl();
     meta.tos = ip.tos();
     meta.dont_frag = ip.dont_frag();
@@ -326,7 +326,7 @@ fn classify_ipv6(frame: &[u8], l2: L2Meta) -> Result<IpMeta> {
             src: Endpoint::new(IpAddr::V6(ip.src_addr()), 0),
             dst: Endpoint::new(IpAddr::V6(ip.dst_addr()), 0),
         },
-        tcp_flags: TcpFlags::NONE,
+        tcp_flags: tcp::Flags::NONE,
         ttl: ip.hop_limit(),
         tos: ip.traffic_class(),
         dont_frag: true,

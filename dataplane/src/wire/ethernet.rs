@@ -82,12 +82,18 @@ impl fmt::Display for EtherType {
     }
 }
 
-mod field {
+/// Byte ranges of the Ethernet header's fields.
+pub mod field {
     use super::Field;
+    /// The destination MAC.
     pub const DESTINATION: Field = 0..6;
+    /// The source MAC.
     pub const SOURCE: Field = 6..12;
+    /// The EtherType (the TPID of a tagged frame).
     pub const ETHERTYPE: Field = 12..14;
+    /// An 802.1Q tag's control information (priority, VID).
     pub const VLAN_TCI: Field = 14..16;
+    /// The EtherType behind one 802.1Q tag.
     pub const INNER_ETHERTYPE: Field = 16..18;
 }
 

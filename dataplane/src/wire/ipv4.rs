@@ -42,6 +42,12 @@ pub const DST_ADDR_OFFSET: usize = field::DST_ADDR.start;
 pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
 /// Offset of the TTL byte (the TTL/protocol word starts here).
 pub const TTL_OFFSET: usize = field::TTL;
+/// Offset of the TOS (DSCP and ECN) byte in the IPv4 header.
+pub const TOS_OFFSET: usize = field::TOS;
+/// Offset of the flags-and-fragment-offset word in the IPv4 header.
+pub const FLAGS_OFFSET: usize = field::FLG_OFF.start;
+/// The don't-fragment bit in the first byte at [`FLAGS_OFFSET`].
+pub const DF_BIT: u8 = 0x40;
 /// Length of a header without options.
 pub const HEADER_LEN: usize = 20;
 

@@ -49,7 +49,7 @@ pub use self::ip::{Endpoint, FiveTuple, IpProtocol, IpVersion};
 pub use self::ipip::Packet as IpipPacket;
 pub use self::ipv4::{Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use self::ipv6::Packet as Ipv6Packet;
-pub use self::tcp::{Flags as TcpFlags, Packet as TcpPacket};
+pub use self::tcp::Packet as TcpPacket;
 pub use self::udp::Packet as UdpPacket;
 
 /// Byte-range helpers shared by the per-protocol `field` modules.

@@ -1,0 +1,467 @@
+//! The bytes of a rewrite: the MACs, the TTL, and the NAT/FULLNAT address-and-port
+//! rewrite of an IPv4 TCP or UDP packet with incremental checksums (RFC 1624). What to
+//! rewrite is decided by [`super::Plan`].
+
+use core::net::IpAddr;
+
+use crate::wire::checksum::Adjust;
+use crate::wire::{ipv4, ipv6, tcp, udp, Error, EthernetAddress, IpVersion, Result};
+
+/// The Ethernet addresses of the transmitted frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MacRewrite {
+    /// Source: the director's egress port MAC.
+    pub src: EthernetAddress,
+    /// Destination: the next hop (the real server, or the gateway toward the client).
+    pub dst: EthernetAddress,
+}
+
+/// Write the MACs into the first 12 bytes of the frame.
+pub(crate) fn set_macs(frame: &mut [u8], macs: &MacRewrite) -> Result<()> {
+    let hdr = frame.get_mut(..12).ok_or(Error::Truncated)?;
+    hdr[..6].copy_from_slice(&macs.dst.0);
+    hdr[6..].copy_from_slice(&macs.src.0);
+    Ok(())
+}
+
+/// The octets of an address, checked against the packet's family.
+pub(crate) fn addr_bytes(addr: &IpAddr, version: IpVersion) -> Result<([u8; 16], usize)> {
+    if IpVersion::of(addr) != version {
+        return Err(Error::AddressFamily);
+    }
+    let mut out = [0u8; 16];
+    let n = match addr {
+        IpAddr::V4(a) => {
+            out[..4].copy_from_slice(&a.octets());
+            4
+        }
+        IpAddr::V6(a) => {
+            out.copy_from_slice(&a.octets());
+            16
+        }
+    };
+    Ok((out, n))
+}
+
+/// The TTL / hop limit of the IP header at the start of `ip`, checked before it is
+/// decremented ([`write_ttl`]): `TtlExpired` (nothing written) at ≤ 1.
+pub(crate) fn check_ttl(ip: &[u8], version: IpVersion) -> Result<u8> {
+    let at = match version {
+        IpVersion::V4 => ipv4::TTL_OFFSET,
+        IpVersion::V6 => ipv6::HOP_LIMIT_OFFSET,
+    };
+    let ttl = *ip.get(at).ok_or(Error::Truncated)?;
+    if ttl <= 1 {
+        return Err(Error::TtlExpired);
+    }
+    Ok(ttl)
+}
+
+/// Write the decremented TTL (already checked by [`check_ttl`]).
+pub(crate) fn write_ttl(ip: &mut [u8], version: IpVersion, ttl: u8, ip_adj: &mut Adjust) {
+    match version {
+        IpVersion::V4 => {
+            let proto = ip[ipv4::TTL_OFFSET + 1];
+            ip_adj.replace_u16(
+                u16::from_be_bytes([ttl, proto]),
+                u16::from_be_bytes([ttl - 1, proto]),
+            );
+            ip[ipv4::TTL_OFFSET] = ttl - 1;
+        }
+        IpVersion::V6 => ip[ipv6::HOP_LIMIT_OFFSET] = ttl - 1,
+    }
+}
+
+/// A new IPv4 address and port for one end of a packet.
+pub type V4End = ([u8; 4], u16);
+
+/// [`checksum::fold`] without a loop: a sum of at most 2^63 folded to 16 bits (the same
+/// value: 0 only for 0).
+#[inline(always)]
+fn fold64(a: u64) -> u16 {
+    let a = (a & 0xffff_ffff) + (a >> 32);
+    let a = (a & 0xffff) + (a >> 16);
+    let a = (a & 0xffff) + (a >> 16);
+    ((a & 0xffff) + (a >> 16)) as u16
+}
+
+/// The NAT/FULLNAT rewrite of an IPv4 TCP or UDP packet with software checksums, the
+/// case every established packet of a NAT or FULLNAT session takes: TTL − 1, the new
+/// source and/or destination address and port, both checksums adjusted incrementally
+/// (RFC 1624), the MACs. `l3`, `l4`, `ip_end`: offsets of the IPv4 header, the L4 header
+/// and the end of the IP packet in `frame`.
+///
+/// Everything is checked before anything is written: on `Err` the frame is unchanged.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rewrite_v4(
+    frame: &mut [u8],
+    l3: usize,
+    l4: usize,
+    ip_end: usize,
+    udp: bool,
+    src: Option<V4End>,
+    dst: Option<V4End>,
+    macs: &MacRewrite,
+) -> Result<()> {
+    let (csum_at, min_l4) = if udp {
+        (udp::CHECKSUM_OFFSET, udp::HEADER_LEN)
+    } else {
+        (tcp::CHECKSUM_OFFSET, tcp::HEADER_LEN)
+    };
+    if l3 < 12 || l4 < l3 + 20 || l4 + min_l4 > ip_end || ip_end > frame.len() {
+        return Err(Error::Truncated);
+    }
+    let (head, seg) = frame.split_at_mut(l4);
+    let (l2, ip) = head.split_at_mut(l3);
+    let (Some(ip), Some(seg)) = (ip.first_chunk_mut::<20>(), seg.get_mut(..min_l4)) else {
+        return Err(Error::Truncated);
+    };
+    let ttl = ip[ipv4::TTL_OFFSET];
+    if ttl <= 1 {
+        return Err(Error::TtlExpired);
+    }
+    // Nothing fails from here on. The checksum deltas (RFC 1624) are summed in 32-bit
+    // words (an address, both ports) and folded once: ones' complement sums of 16-bit
+    // words fold the same from any wider word.
+    // The IPv4 header: TTL (its word with the protocol), addresses; L4: addresses
+    // (pseudo-header), ports.
+    let mut ip_acc = u64::from(!u16::from_be_bytes([ttl, 0])) + u64::from(ttl - 1) * 256;
+    let mut l4_acc = 0u64;
+    ip[ipv4::TTL_OFFSET] = ttl - 1;
+    let (mut ports, old_ports) = {
+        let p: [u8; 4] = [seg[0], seg[1], seg[2], seg[3]];
+        (p, u32::from_be_bytes(p))
+    };
+    for (new, at, port_at) in [
+        (src, ipv4::SRC_ADDR_OFFSET, 0),
+        (dst, ipv4::DST_ADDR_OFFSET, 2),
+    ] {
+        if let Some((addr, port)) = new {
+            let old = u32::from_be_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+            let d = u64::from(!old) + u64::from(u32::from_be_bytes(addr));
+            ip_acc += d;
+            l4_acc += d;
+            ip[at..at + 4].copy_from_slice(&addr);
+            ports[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+        }
+    }
+    l4_acc += u64::from(!old_ports) + u64::from(u32::from_be_bytes(ports));
+    seg[..4].copy_from_slice(&ports);
+    let at = ipv4::CHECKSUM_OFFSET;
+    let old = u16::from_be_bytes([ip[at], ip[at + 1]]);
+    let new = !fold64(u64::from(!old) + ip_acc);
+    ip[at..at + 2].copy_from_slice(&new.to_be_bytes());
+    let old = u16::from_be_bytes([seg[csum_at], seg[csum_at + 1]]);
+    // A UDP datagram without a checksum keeps none; a computed 0 is sent as 0xffff.
+    if !(udp && old == 0) {
+        let mut new = !fold64(u64::from(!old) + l4_acc);
+        if udp && new == 0 {
+            new = 0xffff;
+        }
+        seg[csum_at..csum_at + 2].copy_from_slice(&new.to_be_bytes());
+    }
+    l2[..6].copy_from_slice(&macs.dst.0);
+    l2[6..12].copy_from_slice(&macs.src.0);
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Shared helpers for the rewrite tests: packets built and checked with etherparse.
+
+    use super::*;
+    use crate::forward::plan::Plan;
+    use crate::service::FwdMethod;
+    use crate::wire::{classify, ChecksumMode, Classified, Endpoint, IpMeta};
+    use etherparse::{
+        Icmpv4Slice, Ipv4HeaderSlice, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,
+    };
+
+    pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+    pub const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xd1];
+    pub const RS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x05];
+    pub const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
+    pub const CIP: [u8; 4] = [203, 0, 113, 5];
+    pub const VIP: [u8; 4] = [192, 168, 1, 100];
+    pub const RIP: [u8; 4] = [10, 1, 1, 2];
+    pub const LIP: [u8; 4] = [10, 1, 1, 250];
+    pub const DIP: [u8; 4] = [10, 1, 1, 1];
+    pub const CPORT: u16 = 51234;
+    pub const VPORT: u16 = 80;
+    pub const RPORT: u16 = 8080;
+    pub const LPORT: u16 = 40001;
+
+    pub fn ep(a: [u8; 4], port: u16) -> Endpoint {
+        Endpoint::new(IpAddr::from(a), port)
+    }
+
+    /// NAT request: dst VIP:vport → RIP:rport.
+    pub fn nat_request() -> Plan {
+        Plan {
+            fwd: FwdMethod::Masq,
+            src: None,
+            dst: Some((RIP, RPORT)),
+            toward: RIP.into(),
+        }
+    }
+
+    /// NAT reply: src RIP:rport → VIP:vport.
+    pub fn nat_reply() -> Plan {
+        Plan {
+            fwd: FwdMethod::Masq,
+            src: Some((VIP, VPORT)),
+            dst: None,
+            toward: CIP.into(),
+        }
+    }
+
+    /// FULLNAT request: src → LIP:lport, dst → RIP:rport.
+    pub fn fullnat_request() -> Plan {
+        Plan {
+            fwd: FwdMethod::FullNat,
+            src: Some((LIP, LPORT)),
+            dst: Some((RIP, RPORT)),
+            toward: RIP.into(),
+        }
+    }
+
+    /// FULLNAT reply: src → VIP:vport, dst → CIP:cport.
+    pub fn fullnat_reply() -> Plan {
+        Plan {
+            fwd: FwdMethod::FullNat,
+            src: Some((VIP, VPORT)),
+            dst: Some((CIP, CPORT)),
+            toward: CIP.into(),
+        }
+    }
+
+    /// The MACs of a frame sent by the director to `dst`.
+    pub fn from_director(dst: [u8; 6]) -> MacRewrite {
+        MacRewrite {
+            src: EthernetAddress(DIRECTOR_MAC),
+            dst: EthernetAddress(dst),
+        }
+    }
+
+    /// An IPv4 TCP or UDP frame built by etherparse.
+    pub fn frame4(
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        udp: bool,
+        ttl: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC).ipv4(src, dst, ttl);
+        let mut v = Vec::new();
+        if udp {
+            b.udp(sport, dport).write(&mut v, payload).unwrap();
+        } else {
+            b.tcp(sport, dport, 0x0102_0304, 29200)
+                .syn()
+                .ack(7)
+                .write(&mut v, payload)
+                .unwrap();
+        }
+        v
+    }
+
+    pub fn meta(frame: &[u8]) -> IpMeta {
+        match classify(frame, ChecksumMode::Software).unwrap() {
+            Classified::Ip(m) => m,
+            other => panic!("not IP: {other:?}"),
+        }
+    }
+
+    /// Re-parse with etherparse and check every checksum by recomputing it with
+    /// etherparse's calculators; return the sliced packet.
+    pub fn check_v4(frame: &[u8]) -> SlicedPacket<'_> {
+        let p = SlicedPacket::from_ethernet(frame).expect("etherparse parses the result");
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("not IPv4")
+        };
+        let h = ip.header().to_header();
+        assert_eq!(
+            h.header_checksum,
+            h.calc_header_checksum(),
+            "IPv4 header checksum"
+        );
+        match &p.transport {
+            Some(TransportSlice::Tcp(t)) => {
+                let want = t
+                    .calc_checksum_ipv4(ip.header().source(), ip.header().destination())
+                    .unwrap();
+                assert_eq!(t.checksum(), want, "TCP checksum");
+            }
+            Some(TransportSlice::Udp(u)) if u.checksum() != 0 => {
+                let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
+                assert_eq!(u.checksum(), want, "UDP checksum");
+            }
+            Some(TransportSlice::Icmpv4(i)) => check_icmp(i),
+            _ => {}
+        }
+        p
+    }
+
+    pub fn check_icmp(i: &Icmpv4Slice<'_>) {
+        let want = i.icmp_type().calc_checksum(i.payload());
+        assert_eq!(i.checksum(), want, "ICMP checksum");
+    }
+
+    pub fn ipv4_header(frame: &[u8]) -> etherparse::Ipv4Header {
+        Ipv4HeaderSlice::from_slice(&frame[14..])
+            .unwrap()
+            .to_header()
+    }
+
+    /// Ports and addresses of the rewritten packet.
+    pub fn endpoints(p: &SlicedPacket<'_>) -> (Endpoint, Endpoint) {
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("not IPv4")
+        };
+        let (s, d) = (
+            IpAddr::V4(ip.header().source_addr()),
+            IpAddr::V4(ip.header().destination_addr()),
+        );
+        let (sp, dp) = match &p.transport {
+            Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
+            Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
+            _ => (0, 0),
+        };
+        (Endpoint::new(s, sp), Endpoint::new(d, dp))
+    }
+
+    pub fn macs(p: &SlicedPacket<'_>) -> ([u8; 6], [u8; 6]) {
+        let Some(etherparse::LinkSlice::Ethernet2(e)) = &p.link else {
+            panic!("not Ethernet")
+        };
+        (e.source(), e.destination())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+    use crate::wire::{checksum, IpMeta, IpProtocol, TcpPacket};
+    use proptest::prelude::*;
+
+    /// Full recomputation of the IPv4 header and L4 checksums with our own code.
+    fn full_sums(frame: &[u8], m: &IpMeta) -> (u16, u16) {
+        let ip = crate::wire::Ipv4Packet::new_checked(&frame[m.l3_offset()..]).unwrap();
+        let mut hdr = frame[m.l3_offset()..m.l4_offset].to_vec();
+        hdr[10] = 0;
+        hdr[11] = 0;
+        let ip_sum = !checksum::data(&hdr);
+        let mut seg = frame[m.l4_offset..m.ip_end].to_vec();
+        let (s, d) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
+        let l4 = if m.tuple.protocol == IpProtocol::TCP {
+            let mut t = TcpPacket::new_unchecked(&mut seg[..]);
+            t.fill_checksum(&s, &d);
+            t.checksum()
+        } else {
+            let mut u = crate::wire::UdpPacket::new_unchecked(&mut seg[..]);
+            u.fill_checksum(&s, &d);
+            u.checksum()
+        };
+        (ip_sum, l4)
+    }
+
+    fn arb_v4() -> impl Strategy<Value = [u8; 4]> {
+        any::<[u8; 4]>()
+    }
+
+    /// `rewrite_v4` of a classified packet.
+    fn rewrite(
+        frame: &mut [u8],
+        m: &IpMeta,
+        src: Option<V4End>,
+        dst: Option<V4End>,
+        macs: &MacRewrite,
+    ) -> Result<()> {
+        let udp = m.tuple.protocol == IpProtocol::UDP;
+        rewrite_v4(
+            frame,
+            m.l3_offset(),
+            m.l4_offset,
+            m.ip_end,
+            udp,
+            src,
+            dst,
+            macs,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        /// The incremental checksums of a NAT/FULLNAT rewrite equal a full recomputation
+        /// (ours and etherparse's), for random packets and random new addresses/ports.
+        #[test]
+        fn incremental_equals_full(
+            src in arb_v4(), dst in arb_v4(), sport in any::<u16>(), dport in any::<u16>(),
+            nsrc in arb_v4(), ndst in arb_v4(), nsport in any::<u16>(), ndport in any::<u16>(),
+            udp in any::<bool>(), ttl in 2u8..=255,
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+            change_src in any::<bool>(), change_dst in any::<bool>(),
+        ) {
+            let mut f = frame4(src, sport, dst, dport, udp, ttl, &payload);
+            let m = meta(&f);
+            let macs = MacRewrite::default();
+            rewrite(
+                &mut f, &m,
+                change_src.then_some((nsrc, nsport)), change_dst.then_some((ndst, ndport)),
+                &macs,
+            ).unwrap();
+            let (ip_sum, l4_sum) = full_sums(&f, &m);
+            prop_assert_eq!(u16::from_be_bytes([f[24], f[25]]), ip_sum);
+            let at = m.l4_offset + if udp { 6 } else { 16 };
+            prop_assert_eq!(u16::from_be_bytes([f[at], f[at + 1]]), l4_sum);
+            check_v4(&f);
+            prop_assert_eq!(f[22], ttl - 1);
+        }
+
+        /// Same for raw checksum updates on arbitrary even-length data.
+        #[test]
+        fn update_equals_full(
+            mut data in proptest::collection::vec(any::<u8>(), 2..80),
+            at in any::<prop::sample::Index>(),
+            new in any::<[u8; 4]>(),
+        ) {
+            if data.len() % 2 == 1 { data.pop(); }
+            let words = data.len() / 2;
+            let w = at.index(words) * 2;
+            let n = (data.len() - w).min(4) & !1;
+            let c = !checksum::data(&data);
+            let c2 = checksum::update(c, &data[w..w + n], &new[..n]);
+            data[w..w + n].copy_from_slice(&new[..n]);
+            let full = !checksum::data(&data);
+            // 0x0000 and 0xffff are the same number in ones' complement; a header with
+            // any non-zero word never sums to -0, so rewrites never hit the difference.
+            prop_assert!(c2 == full || (c2 ^ full) == 0xffff && (c2 == 0 || full == 0));
+        }
+    }
+
+    #[test]
+    fn udp_zero_checksum_stays_zero() {
+        let mut f = frame4(CIP, CPORT, VIP, VPORT, true, 64, b"x");
+        let m = meta(&f);
+        f[m.l4_offset + 6] = 0;
+        f[m.l4_offset + 7] = 0;
+        let mut g = f.clone();
+        rewrite(&mut g, &m, None, Some((RIP, RPORT)), &MacRewrite::default()).unwrap();
+        assert_eq!(&g[m.l4_offset + 6..m.l4_offset + 8], &[0, 0]);
+    }
+
+    #[test]
+    fn errors_change_nothing() {
+        let f = frame4(CIP, CPORT, VIP, VPORT, false, 64, b"");
+        let m = meta(&f);
+        // offsets that do not fit the buffer
+        let mut short = f[..40].to_vec();
+        let r = rewrite(&mut short, &m, None, Some((RIP, 1)), &MacRewrite::default());
+        assert_eq!(r, Err(Error::Truncated));
+        assert_eq!(short, f[..40]);
+    }
+}

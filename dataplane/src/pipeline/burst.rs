@@ -1,0 +1,336 @@
+//! [`Core::process_burst`]: a burst of packets through a prefetching software pipeline,
+//! and the established fast path that most packets take.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::buf::PacketBuf;
+use crate::conn::{Direction, LookupHint, TcpFlags};
+use crate::forward::{Layout, Plan};
+use crate::service::{Addr, FlowKey, FwdMethod, Proto};
+use crate::steer::{self, Toward};
+use crate::wire::{self, ipv4, ChecksumMode, Classified, IpMeta, IpProtocol, V4Flow};
+
+use super::general::steer_toward;
+use super::{Core, DropReason, Out};
+
+/// The session tuple of a classified IPv4 TCP or UDP packet.
+#[inline]
+fn flow_key(meta: &IpMeta) -> Option<FlowKey> {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
+        return None;
+    };
+    let proto = match meta.tuple.protocol {
+        IpProtocol::TCP => Proto::Tcp,
+        IpProtocol::UDP => Proto::Udp,
+        _ => return None,
+    };
+    Some(FlowKey {
+        proto,
+        saddr: Addr::from(IpAddr::V4(src)),
+        daddr: Addr::from(IpAddr::V4(dst)),
+        sport: meta.tuple.src.port,
+        dport: meta.tuple.dst.port,
+    })
+}
+
+/// The session tuple of an IPv4 TCP or UDP packet read by [`wire::classify_v4_flow`]: the
+/// same as [`flow_key`] of its classification.
+#[inline(always)]
+fn v4_flow_key(v: &V4Flow) -> FlowKey {
+    FlowKey {
+        proto: if v.udp { Proto::Udp } else { Proto::Tcp },
+        saddr: Addr::v4(v.src[0], v.src[1], v.src[2], v.src[3]),
+        daddr: Addr::v4(v.dst[0], v.dst[1], v.dst[2], v.dst[3]),
+        sport: v.sport,
+        dport: v.dport,
+    }
+}
+
+/// A packet's session tuple in [`Core::process_burst`]: its hash, the index entry its
+/// session prefetch saw, and the lane's reading of the packet when it has one (the packet
+/// is then not classified unless it leaves the fast path).
+#[derive(Clone, Copy)]
+struct Flow {
+    hash: u64,
+    key: FlowKey,
+    hint: Option<LookupHint>,
+    v4: Option<V4Flow>,
+}
+
+/// Prefetch distance of [`Core::process_burst`], in packets: how far the bucket prefetch
+/// runs ahead of the session prefetch, and that ahead of the processing. About twice
+/// the memory latency of this machine (~180 ns) in packets at full speed.
+const AHEAD: usize = 8;
+
+/// Slots for the packets in flight in [`Core::process_burst`] (at least `2 * AHEAD + 1`).
+pub(super) const RING: usize = 32;
+const _: () = assert!(RING > 2 * AHEAD);
+
+/// The outcome of [`Core::fast_path`].
+enum Fast {
+    /// Rewritten: transmit on this port.
+    Tx(u16),
+    /// The session's packet, refused by the rewrite (after its state transition).
+    Drop(DropReason),
+    /// Another worker owns it (counted as handed off): pass it on unchanged.
+    Handoff(u32),
+    /// Not a case of the fast path; nothing was changed.
+    Slow,
+}
+
+/// What [`Core::process_burst`] hands back, packet by packet.
+#[derive(Debug)]
+pub enum Emit<'a, P> {
+    /// A packet's verdict.
+    Packet(Out<P>),
+    /// A frame the director originated while processing the packet before (an ICMP
+    /// fragmentation-needed error): send it on the port.
+    Generated(u16, &'a [u8]),
+}
+
+impl<P: PacketBuf> Core<P> {
+    /// Processes a burst: the packets of `pkts` in order, each exactly as the general
+    /// path would process it alone, handing every verdict, and every frame originated on
+    /// the way, to `emit`. `in_port` names the rvs port a packet arrived on; it is asked
+    /// only for the packets that take the general path. `check_owner`: a packet another
+    /// worker owns comes back as [`Out::Handoff`] (false for packets received from a
+    /// handoff ring).
+    ///
+    /// The packets run through a software pipeline, so that their cache misses overlap
+    /// instead of each packet stalling on its own: a packet is classified and its
+    /// session-index bucket prefetched; [`AHEAD`] packets later the session that bucket
+    /// points at is prefetched; [`AHEAD`] more later the packet is processed, with its
+    /// classification and tuple hash at hand. The common IPv4 TCP or UDP packet is
+    /// read by [`wire::classify_v4_flow`] (its tuple and offsets only), and classified
+    /// in full only if it leaves the fast path. The pipeline runs on across the whole of
+    /// `pkts`, which may receive more packets as it is read (the engine's receive stream
+    /// does): the prefetches for the packets in flight overlap that receive too. An
+    /// established packet of a NAT, FULLNAT, DR or TUN session takes a fast path (the same
+    /// effects without the generic steps); any other the general one.
+    pub fn process_burst<I, F, E>(
+        &mut self,
+        pkts: I,
+        now_ms: u64,
+        check_owner: bool,
+        mut in_port: F,
+        mut emit: E,
+    ) where
+        I: IntoIterator<Item = P>,
+        F: FnMut(&P) -> u16,
+        E: FnMut(Emit<'_, P>),
+    {
+        let mut pkts = pkts.into_iter();
+        // Packets in flight, by sequence number modulo `RING`. Classifications stay in
+        // place (168 bytes each): kept in a buffer owned by the core, taken out for the
+        // call so that packets can borrow them. A packet with a `v4` reading is not
+        // classified until it leaves the fast path.
+        let mut ring: [Option<P>; RING] = std::array::from_fn(|_| None);
+        let mut flows = [None::<Flow>; RING];
+        let mut cls = std::mem::take(&mut self.burst_cls);
+        cls.resize(RING, Err(wire::Error::Truncated));
+        // Sequence number of the first packet `pkts` did not have.
+        let mut end = usize::MAX;
+        for i in 0.. {
+            if i < end {
+                match pkts.next() {
+                    Some(p) => {
+                        let r = i % RING;
+                        let v4 = wire::classify_v4_flow(p.data());
+                        let key = match &v4 {
+                            Some(v) => Some(v4_flow_key(v)),
+                            None => {
+                                let c = &mut cls[r];
+                                wire::classify_into(p.data(), ChecksumMode::Software, c);
+                                match c {
+                                    Ok(Classified::Ip(m)) => flow_key(m),
+                                    _ => None,
+                                }
+                            }
+                        };
+                        flows[r] = key.map(|key| {
+                            let hash = self.conns.flow_hash(&key);
+                            self.conns.prefetch_flow(hash);
+                            Flow {
+                                hash,
+                                key,
+                                hint: None,
+                                v4,
+                            }
+                        });
+                        ring[r] = Some(p);
+                    }
+                    None => end = i,
+                }
+            }
+            if let Some(j) = i.checked_sub(AHEAD).filter(|j| *j < end) {
+                if let Some(f) = &mut flows[j % RING] {
+                    f.hint = self.conns.prefetch_session(f.hash, &f.key);
+                }
+            }
+            let Some(j) = i.checked_sub(2 * AHEAD) else {
+                continue;
+            };
+            if j >= end {
+                break;
+            }
+            let r = j % RING;
+            let Some(mut p) = ring[r].take() else {
+                continue;
+            };
+            if let Some(f @ Flow { v4: Some(v), .. }) = &flows[r] {
+                match self.fast_path(&mut p, v, f, now_ms, check_owner) {
+                    Fast::Tx(port) => {
+                        emit(Emit::Packet(Out::Tx(p, port)));
+                        continue;
+                    }
+                    Fast::Drop(reason) => {
+                        let out = self.drop(p, reason);
+                        emit(Emit::Packet(out));
+                        continue;
+                    }
+                    Fast::Handoff(owner) => {
+                        emit(Emit::Packet(Out::Handoff(p, owner)));
+                        continue;
+                    }
+                    Fast::Slow => {}
+                }
+                wire::classify_into(p.data(), ChecksumMode::Software, &mut cls[r]);
+            }
+            let port = in_port(&p);
+            let hash = flows[r].as_ref().map(|f| f.hash);
+            let out = self.process_classified(p, &cls[r], hash, port, now_ms, check_owner);
+            emit(Emit::Packet(out));
+            if let Some((port, len)) = self.generated.pop() {
+                emit(Emit::Generated(port, &self.scratch[..len]));
+            }
+        }
+        self.burst_cls = cls;
+        self.conns.flush_pending();
+    }
+
+    /// The established fast path: a TCP or UDP packet over IPv4 of a NAT, FULLNAT, DR or
+    /// TUN session, whose next hop is resolved. It has exactly the effects the general
+    /// path ([`Core::process_classified`]) has on such a packet (counters, TCP state and
+    /// timer, sync, rewrite, traffic per real server) without its generic steps (full
+    /// classification, verdicts moved through the call chain): ownership from the same
+    /// [`steer::owner`], the rewrite from the same [`Plan`]. A packet another worker
+    /// owns is handed to it at once ([`Fast::Handoff`]). [`Fast::Slow`] when anything
+    /// is out of the ordinary (no session, a SYN, an unresolved next hop, a TTL about
+    /// to expire, a TUN packet too big for the tunnel, ...): nothing has been changed
+    /// then.
+    #[inline(always)]
+    fn fast_path(
+        &mut self,
+        pkt: &mut P,
+        v4: &V4Flow,
+        f: &Flow,
+        now_ms: u64,
+        check_owner: bool,
+    ) -> Fast {
+        let Some(snap) = self.snap.as_ref() else {
+            return Fast::Slow;
+        };
+        let flow = &f.key;
+        let flags = TcpFlags(v4.tcp_flags);
+        // A SYN may reuse or reschedule a session (conn_reuse_mode).
+        if flow.proto == Proto::Tcp && flags.0 & TcpFlags::SYN.0 != 0 {
+            return Fast::Slow;
+        }
+        let workers = snap.net.workers;
+        let check_owner = check_owner && workers > 1;
+        let Some((id, reply)) = self.conns.lookup_hinted(f.hash, flow, f.hint) else {
+            // No session here: most often a packet of another worker's session.
+            return match check_owner {
+                true => self.handoff_by_address(v4),
+                false => Fast::Slow,
+            };
+        };
+        let Some(s) = self.conns.get(id) else {
+            return Fast::Slow;
+        };
+        let Some(plan) = Plan::of(s, reply) else {
+            return Fast::Slow;
+        };
+        if check_owner {
+            // The destination is what the session says it is: the VIP of a request, the
+            // LIP of a FULLNAT reply, the client of a NAT reply.
+            let to = match (reply, plan.fwd) {
+                (false, _) => Toward::Service,
+                (true, FwdMethod::FullNat) => Toward::LocalAddr,
+                (true, _) => Toward::Client,
+            };
+            let (src, dst) = (Ipv4Addr::from(v4.src), Ipv4Addr::from(v4.dst));
+            match steer::owner(to, src, dst, Some(v4.dport), workers) {
+                Some(o) if o == self.id => {}
+                Some(o) => return self.handoff(o),
+                None => return Fast::Slow,
+            }
+        }
+        if !reply && !self.conns.dest_usable(id) {
+            return Fast::Slow;
+        }
+        let Some((nh, port)) = super::general::egress(snap, plan.toward, plan.fwd) else {
+            return Fast::Slow;
+        };
+        let Some(mac) = self.neigh.get(nh.addr) else {
+            return Fast::Slow;
+        };
+        let eg = self.egress_of(&plan, nh.port, port, mac);
+        let at = Layout {
+            l3: usize::from(v4.l3),
+            l4: usize::from(v4.l4),
+            ip_end: usize::from(v4.ip_end),
+            udp: v4.udp,
+        };
+        let ttl = pkt.data().get(at.l3 + ipv4::TTL_OFFSET);
+        if plan.routes() && ttl.is_none_or(|ttl| *ttl <= 1) {
+            return Fast::Slow; // dropped as TtlExpired, after the state transition
+        }
+        // TUN: a packet too big once encapsulated is refused (with a frag-needed error
+        // for the client when it has DF) by the general path.
+        if !plan.fits(at.l3, at.ip_end, eg.mtu) {
+            return Fast::Slow;
+        }
+        // Decided: from here on the packet is this session's.
+        self.counters.packets += 1;
+        let dir = if reply {
+            Direction::Output
+        } else {
+            Direction::Input
+        };
+        self.conns.state_transition(id, dir, flags, now_ms);
+        if !reply {
+            self.sync_after_input(id, now_ms);
+        }
+        let len = pkt.len() as u64;
+        if let Err(e) = plan.apply(pkt, &at, &eg) {
+            return Fast::Drop(DropReason::Rewrite(e));
+        }
+        self.count_forwarded(id, dir, len);
+        Fast::Tx(nh.port)
+    }
+
+    /// A TCP or UDP packet without a session here: handed to its owner when that is
+    /// another worker, as the general path's [`Core::owner_with`] would decide it
+    /// (from what its destination address is), without classifying it in full.
+    #[cold]
+    fn handoff_by_address(&mut self, v4: &V4Flow) -> Fast {
+        let Some(snap) = self.snap.as_ref() else {
+            return Fast::Slow;
+        };
+        let (src, dst) = (Ipv4Addr::from(v4.src), Ipv4Addr::from(v4.dst));
+        let to = steer_toward(snap.net.local.get(&dst).copied());
+        match steer::owner(to, src, dst, Some(v4.dport), snap.net.workers) {
+            Some(o) if o != self.id => self.handoff(o),
+            _ => Fast::Slow,
+        }
+    }
+
+    /// Hands a packet to worker `owner`, counted as the general path counts it.
+    #[inline]
+    fn handoff(&mut self, owner: usize) -> Fast {
+        self.counters.packets += 1;
+        self.counters.handoff_out += 1;
+        Fast::Handoff(owner as u32)
+    }
+}

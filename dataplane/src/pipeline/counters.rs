@@ -1,0 +1,227 @@
+//! What a worker counts: drops by reason, packets and bytes each way, and the traffic
+//! of each real server (ipvsadm's `--stats` columns).
+
+use crate::buf::PacketBuf;
+use crate::conn::{ConnId, Direction};
+use crate::service::DestId;
+use crate::wire;
+
+use super::Core;
+
+/// Why a packet was dropped. Every reason has a counter slot ([`DropReason::index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The frame failed validation (truncated, bad IHL, bad length, bad checksum,
+    /// fragment, …): the wire layer's reason.
+    Malformed(wire::Error),
+    /// The rewrite refused the packet (TTL expired, oversize, no headroom, …).
+    Rewrite(wire::Error),
+    /// Neither for a service, nor for the director, nor a reply of a session.
+    NotForUs,
+    /// TCP without SYN and no session.
+    NoSession,
+    /// The session table is full.
+    TableFull,
+    /// No real server available (IPVS answers ICMP port-unreachable).
+    NoDest,
+    /// FULLNAT: no local address/port free.
+    NoLocalAddr,
+    /// The session's real server was removed.
+    DestUnavailable,
+    /// No route to the next hop.
+    NoRoute,
+    /// The next hop does not resolve: table full or hold queue full.
+    Unresolved,
+    /// Not IPv4 (IPv6 forwarding is not there yet), or another EtherType.
+    Unsupported,
+}
+
+impl DropReason {
+    /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
+    /// other reasons.
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 9;
+
+    /// The counter slot.
+    pub fn index(self) -> usize {
+        let w = wire::Error::COUNT;
+        match self {
+            DropReason::Malformed(e) => e.index(),
+            DropReason::Rewrite(e) => w + e.index(),
+            DropReason::NotForUs => 2 * w,
+            DropReason::NoSession => 2 * w + 1,
+            DropReason::TableFull => 2 * w + 2,
+            DropReason::NoDest => 2 * w + 3,
+            DropReason::NoLocalAddr => 2 * w + 4,
+            DropReason::DestUnavailable => 2 * w + 5,
+            DropReason::NoRoute => 2 * w + 6,
+            DropReason::Unresolved => 2 * w + 7,
+            DropReason::Unsupported => 2 * w + 8,
+        }
+    }
+
+    /// The reason of a counter slot (inverse of [`DropReason::index`]).
+    pub fn from_index(i: usize) -> Option<DropReason> {
+        let w = wire::Error::COUNT;
+        Some(match i {
+            i if i < w => DropReason::Malformed(wire::Error::ALL[i]),
+            i if i < 2 * w => DropReason::Rewrite(wire::Error::ALL[i - w]),
+            i => match i - 2 * w {
+                0 => DropReason::NotForUs,
+                1 => DropReason::NoSession,
+                2 => DropReason::TableFull,
+                3 => DropReason::NoDest,
+                4 => DropReason::NoLocalAddr,
+                5 => DropReason::DestUnavailable,
+                6 => DropReason::NoRoute,
+                7 => DropReason::Unresolved,
+                8 => DropReason::Unsupported,
+                _ => return None,
+            },
+        })
+    }
+
+    /// A stable name for listings, e.g. `malformed:truncated`.
+    pub fn name(self) -> String {
+        match self {
+            DropReason::Malformed(e) => format!("malformed:{}", e.as_str()),
+            DropReason::Rewrite(e) => format!("rewrite:{}", e.as_str()),
+            DropReason::NotForUs => "not-for-us".into(),
+            DropReason::NoSession => "no-session".into(),
+            DropReason::TableFull => "table-full".into(),
+            DropReason::NoDest => "no-dest".into(),
+            DropReason::NoLocalAddr => "no-laddr".into(),
+            DropReason::DestUnavailable => "dest-unavailable".into(),
+            DropReason::NoRoute => "no-route".into(),
+            DropReason::Unresolved => "unresolved".into(),
+            DropReason::Unsupported => "unsupported".into(),
+        }
+    }
+}
+
+/// Per-worker counters (only the owning worker writes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets processed by this worker (after handoff).
+    pub packets: u64,
+    /// Packets forwarded toward real servers (client → RS).
+    pub in_packets: u64,
+    /// Bytes of those.
+    pub in_bytes: u64,
+    /// Replies forwarded toward clients (RS → client, NAT/FULLNAT).
+    pub out_packets: u64,
+    /// Bytes of those.
+    pub out_bytes: u64,
+    /// Packets handed to other workers.
+    pub handoff_out: u64,
+    /// ARP requests answered.
+    pub arp_replies: u64,
+    /// ICMP echo requests answered.
+    pub echo_replies: u64,
+    /// ICMP errors about sessions translated.
+    pub icmp_translated: u64,
+    /// ICMP fragmentation-needed errors originated (TUN).
+    pub frag_needed_sent: u64,
+    /// Drops by reason ([`DropReason::index`]).
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            packets: 0,
+            in_packets: 0,
+            in_bytes: 0,
+            out_packets: 0,
+            out_bytes: 0,
+            handoff_out: 0,
+            arp_replies: 0,
+            echo_replies: 0,
+            icmp_translated: 0,
+            frag_needed_sent: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
+}
+
+impl Counters {
+    /// Total drops.
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Drops of one reason.
+    pub fn drops_of(&self, r: DropReason) -> u64 {
+        self.drops[r.index()]
+    }
+}
+
+/// Traffic of one real server on one worker (ipvsadm's --stats columns).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DestTraffic {
+    /// Sessions scheduled to it.
+    pub conns: u64,
+    /// Packets client -> server.
+    pub inpkts: u64,
+    /// Packets server -> client (seen by the director: NAT, FULLNAT).
+    pub outpkts: u64,
+    /// Bytes client -> server.
+    pub inbytes: u64,
+    /// Bytes server -> client.
+    pub outbytes: u64,
+}
+
+/// Per-worker connection-sync counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncCounters {
+    /// Records emitted for the sync thread (master).
+    pub emitted: u64,
+    /// Records lost because the per-burst buffer or the queue to the sync thread was full.
+    pub dropped: u64,
+    /// Sessions installed from the standby's sync messages.
+    pub installed: u64,
+    /// Existing sessions updated from sync messages.
+    pub updated: u64,
+    /// Synced records refused (bad protocol/state, table full, local port busy).
+    pub refused: u64,
+}
+
+impl<P: PacketBuf> Core<P> {
+    /// Per-server traffic: (server id, traffic) for every server this worker knows.
+    pub fn dest_traffic(&self) -> impl Iterator<Item = (DestId, DestTraffic)> + '_ {
+        self.conns
+            .dests()
+            .slots()
+            .iter()
+            .zip(self.traffic.iter())
+            .filter(|(rt, _)| rt.id != DestId(u32::MAX))
+            .map(|(rt, t)| (rt.id, *t))
+    }
+
+    pub(super) fn traffic_of(&mut self, id: ConnId) -> Option<&mut DestTraffic> {
+        let slot = self.conns.dest_slot(id)?;
+        self.traffic.get_mut(slot as usize)
+    }
+
+    /// Counts a forwarded packet of `len` bytes of session `id`: the worker's in/out
+    /// counters and its real server's traffic.
+    #[inline]
+    pub(super) fn count_forwarded(&mut self, id: ConnId, dir: Direction, len: u64) {
+        let input = dir == Direction::Input;
+        if input {
+            self.counters.in_packets += 1;
+            self.counters.in_bytes += len;
+        } else {
+            self.counters.out_packets += 1;
+            self.counters.out_bytes += len;
+        }
+        if let Some(t) = self.traffic_of(id) {
+            if input {
+                t.inpkts += 1;
+                t.inbytes += len;
+            } else {
+                t.outpkts += 1;
+                t.outbytes += len;
+            }
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The general path: every packet the fast path does not take — new sessions, ICMP,
+//! ARP, packets to the director, packets whose next hop is not resolved, and anything
+//! malformed or refused. It decides with the same parts as the fast path: ownership from
+//! [`steer`], the rewrite from [`Plan`].
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use hashbrown::HashMap;
+
+use crate::buf::PacketBuf;
+use crate::conn::{ConnId, Direction, PacketMeta, Refuse, TcpFlags};
+use crate::forward::{icmp, tun, Egress, Layout, MacRewrite, Plan};
+use crate::laddr::LaddrPool;
+use crate::route::NextHop;
+use crate::service::{Addr, FlowKey, FwdMethod, Proto, RealServer, ServiceKey};
+use crate::steer::{self, Toward};
+use crate::wire::{
+    self, icmpv4::Message, Classified, EthernetAddress, IpMeta, IpProtocol, IpVersion,
+};
+#[cfg(test)]
+use crate::wire::{classify, ChecksumMode};
+
+use super::{Core, DropReason, LocalKind, NetConfig, Out, PortNet, Snapshot, SIDE_CAP};
+
+/// What the destination of a packet is for ownership, from the local-address map.
+#[inline(always)]
+pub(super) fn steer_toward(local: Option<(LocalKind, u16)>) -> Toward {
+    match local {
+        Some((LocalKind::Vip, _)) => Toward::Service,
+        Some((LocalKind::Lip, _)) => Toward::LocalAddr,
+        Some((LocalKind::Dip, _)) => Toward::Director,
+        None => Toward::Client,
+    }
+}
+
+/// The next hop toward `toward` and the port it is on; under DR (`Route`) the real server
+/// itself is the next hop (it must be on-link). `None`: no route, or a route to a port the
+/// snapshot does not have.
+#[inline]
+pub(super) fn egress(
+    snap: &Snapshot,
+    toward: Ipv4Addr,
+    fwd: FwdMethod,
+) -> Option<(NextHop, &PortNet)> {
+    let mut nh = snap.net.routes.lookup(toward)?;
+    if fwd == FwdMethod::Route {
+        nh.addr = toward;
+    }
+    Some((nh, snap.net.ports.get(usize::from(nh.port))?))
+}
+
+/// A routed plan: where it leaves and with what, and whether its next hop's MAC is known
+/// (`mac`: when it is not, the packet is held until the neighbour resolves).
+struct Routed {
+    nh: NextHop,
+    eg: Egress,
+    mac: Option<[u8; 6]>,
+}
+
+impl<P: PacketBuf> Core<P> {
+    /// Processes one received packet that arrived on port `in_port`: the reference the
+    /// tests hold [`Core::process_burst`] to.
+    ///
+    /// `check_owner`: when true, a packet owned by another worker comes back as
+    /// [`Out::Handoff`]; a packet received from a handoff ring is processed with false.
+    #[cfg(test)]
+    pub fn process(&mut self, pkt: P, in_port: u16, now_ms: u64, check_owner: bool) -> Out<P> {
+        let cls = classify(pkt.data(), ChecksumMode::Software);
+        self.process_classified(pkt, &cls, None, in_port, now_ms, check_owner)
+    }
+
+    /// One packet already classified (and, for TCP/UDP over IPv4, its tuple's
+    /// [`crate::conn::ConnTable::flow_hash`] computed) through the general path.
+    pub(super) fn process_classified(
+        &mut self,
+        pkt: P,
+        cls: &wire::Result<Classified>,
+        hash: Option<u64>,
+        in_port: u16,
+        now_ms: u64,
+        check_owner: bool,
+    ) -> Out<P> {
+        self.counters.packets += 1;
+        // The snapshot is moved out for the packet and put back (borrowed by the handlers:
+        // no reference counting per packet).
+        let Some(snap) = self.snap.take() else {
+            return self.drop(pkt, DropReason::NotForUs);
+        };
+        let out = self.process_with(&snap, pkt, cls, hash, in_port, now_ms, check_owner);
+        self.snap = Some(snap);
+        out
+    }
+
+    /// [`Core::process_classified`] under snapshot `snap`: what the packet is, who owns
+    /// it, and which handler takes it.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn process_with(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P,
+        cls: &wire::Result<Classified>,
+        hash: Option<u64>,
+        in_port: u16,
+        now_ms: u64,
+        check_owner: bool,
+    ) -> Out<P> {
+        let meta = match cls {
+            Err(e) => return self.drop(pkt, DropReason::Malformed(*e)),
+            Ok(Classified::Arp(l2)) => return self.arp(pkt, l2.l3_offset, in_port, snap, now_ms),
+            Ok(Classified::Other(_)) => return self.drop(pkt, DropReason::Unsupported),
+            Ok(Classified::Ip(m)) => m,
+        };
+        if meta.version != IpVersion::V4 {
+            return self.drop(pkt, DropReason::Unsupported);
+        }
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
+            return self.drop(pkt, DropReason::Unsupported);
+        };
+        let local = snap.net.local.get(&dst).copied();
+        if check_owner {
+            let owner = self.owner_with(snap, meta, local);
+            if owner != self.id {
+                self.counters.handoff_out += 1;
+                return Out::Handoff(pkt, owner as u32);
+            }
+        }
+        let proto = match meta.tuple.protocol {
+            IpProtocol::TCP => Proto::Tcp,
+            IpProtocol::UDP => Proto::Udp,
+            IpProtocol::ICMP => {
+                return self.icmp(pkt, meta, local.is_some(), in_port, snap, now_ms)
+            }
+            _ => return self.drop(pkt, DropReason::NotForUs),
+        };
+        // Built once, in place (copying a freshly written key costs store-forwarding stalls).
+        let pm = PacketMeta {
+            flow: FlowKey {
+                proto,
+                saddr: Addr::from(IpAddr::V4(src)),
+                daddr: Addr::from(IpAddr::V4(dst)),
+                sport: meta.tuple.src.port,
+                dport: meta.tuple.dst.port,
+            },
+            fwmark: 0,
+            tcp_flags: TcpFlags(meta.tcp_flags.0 as u8),
+        };
+        let hash = hash.unwrap_or_else(|| self.conns.flow_hash(&pm.flow));
+        let to = steer_toward(local);
+        if matches!(to, Toward::LocalAddr | Toward::Client) {
+            // A FULLNAT reply (RIP:rport -> LIP:lport) or a NAT reply (RS -> client).
+            if let Some(id) = self.conns.lookup_out_hashed(hash, &pm.flow) {
+                return self.reply(pkt, meta, id, pm.tcp_flags, snap, now_ms);
+            }
+        }
+        match to {
+            // A request to a service, or a packet to a client that may open a session
+            // of a service matched on the destination (a fwmark service).
+            Toward::Service | Toward::Client => {
+                self.client_packet(pkt, meta, &pm, hash, in_port, snap, now_ms)
+            }
+            // Nothing but replies is served on a LIP; nothing at all on a DIP.
+            Toward::LocalAddr | Toward::Director => self.drop(pkt, DropReason::NotForUs),
+        }
+    }
+
+    /// An ICMP packet: an echo request to one of our addresses is answered, an error
+    /// about a session translated; anything else is not for the director.
+    fn icmp(
+        &mut self,
+        pkt: P,
+        meta: &IpMeta,
+        to_us: bool,
+        in_port: u16,
+        snap: &Snapshot,
+        now_ms: u64,
+    ) -> Out<P> {
+        match meta.icmp {
+            Some(i) if i.msg_type == Message::ECHO_REQUEST.0 && to_us => {
+                self.echo_reply(pkt, meta, in_port, snap)
+            }
+            Some(i) if i.inner.is_some() => self.icmp_error(pkt, meta, snap, now_ms),
+            _ => self.drop(pkt, DropReason::NotForUs),
+        }
+    }
+
+    /// A client's packet without a session reply: finds its session, or schedules a new
+    /// one (counted in its real server's connections), and forwards it.
+    #[allow(clippy::too_many_arguments)]
+    fn client_packet(
+        &mut self,
+        pkt: P,
+        meta: &IpMeta,
+        pm: &PacketMeta,
+        hash: u64,
+        in_port: u16,
+        snap: &Snapshot,
+        now_ms: u64,
+    ) -> Out<P> {
+        let created_before = self.conns.stats().created;
+        let laddrs = &mut self.laddrs;
+        let net = &snap.net;
+        let me = self.id as u16;
+        let res = self
+            .conns
+            .resolve_in_hashed(&mut self.sched, pm, hash, now_ms, |rs, fk| {
+                pick_local(laddrs, net, me, rs, fk)
+            });
+        if let Ok(id) = res {
+            if self.conns.stats().created != created_before {
+                if let Some(t) = self.traffic_of(id) {
+                    t.conns += 1;
+                }
+            }
+        }
+        let reason = match res {
+            Ok(id) => return self.request(pkt, meta, id, pm.tcp_flags, in_port, snap, now_ms),
+            Err(Refuse::NoService) => DropReason::NotForUs,
+            Err(Refuse::NotSyn) => DropReason::NoSession,
+            Err(Refuse::TableFull) => DropReason::TableFull,
+            Err(Refuse::NoDest) => DropReason::NoDest,
+            Err(Refuse::NoLocalAddr) => DropReason::NoLocalAddr,
+            Err(Refuse::DestUnavailable) => DropReason::DestUnavailable,
+        };
+        self.drop(pkt, reason)
+    }
+
+    /// The worker that owns a classified packet whose destination is `local` (when it
+    /// is one of ours): [`steer::owner`], and for an ICMP error travelling to a client
+    /// the owner of the session it embeds ([`steer::owner_of_embedded`]).
+    fn owner_with(&self, snap: &Snapshot, meta: &IpMeta, local: Option<(LocalKind, u16)>) -> usize {
+        let workers = snap.net.workers;
+        let t = &meta.tuple;
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (t.src.addr, t.dst.addr) else {
+            return self.id;
+        };
+        let to = steer_toward(local);
+        if to == Toward::Client && workers > 1 {
+            if let Some(inner) = meta.icmp.and_then(|i| i.inner) {
+                if let IpAddr::V4(isrc) = inner.tuple.src.addr {
+                    let from_lip = matches!(snap.net.local.get(&isrc), Some((LocalKind::Lip, _)));
+                    return steer::owner_of_embedded(isrc, inner.tuple.src.port, from_lip, workers);
+                }
+            }
+        }
+        let dport = t.protocol.has_ports().then_some(t.dst.port);
+        steer::owner(to, src, dst, dport, workers).unwrap_or(self.id)
+    }
+
+    /// Counts a drop and hands the packet back to be freed.
+    #[inline]
+    pub(super) fn drop(&mut self, pkt: P, r: DropReason) -> Out<P> {
+        self.counters.drops[r.index()] += 1;
+        Out::Drop(pkt, r)
+    }
+
+    /// The egress of a plan leaving on port `port_id` (`port`) to a next hop of MAC `mac`.
+    #[inline(always)]
+    pub(super) fn egress_of(
+        &self,
+        plan: &Plan,
+        port_id: u16,
+        port: &PortNet,
+        mac: [u8; 6],
+    ) -> Egress {
+        let tunnel_src = if plan.fwd == FwdMethod::Tunnel {
+            self.tun_src.get(usize::from(port_id)).copied()
+        } else {
+            None
+        };
+        Egress {
+            macs: MacRewrite {
+                src: EthernetAddress(port.mac),
+                dst: EthernetAddress(mac),
+            },
+            tunnel_src: tunnel_src.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            mtu: port.mtu,
+        }
+    }
+
+    /// Routes a plan: the next hop and port toward [`Plan::toward`], and its MAC (on a
+    /// miss, an ARP request is queued). `None`: no route.
+    fn route(&mut self, plan: &Plan, snap: &Snapshot, now_ms: u64) -> Option<Routed> {
+        let (nh, port) = egress(snap, plan.toward, plan.fwd)?;
+        let mac = self.neigh_mac(nh.addr, nh.port, now_ms);
+        let eg = self.egress_of(plan, nh.port, port, mac.unwrap_or([0; 6]));
+        Some(Routed { nh, eg, mac })
+    }
+
+    /// Client → RS.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn request(
+        &mut self,
+        mut pkt: P,
+        meta: &IpMeta,
+        id: ConnId,
+        flags: TcpFlags,
+        in_port: u16,
+        snap: &Snapshot,
+        now_ms: u64,
+    ) -> Out<P> {
+        self.conns
+            .state_transition(id, Direction::Input, flags, now_ms);
+        self.sync_after_input(id, now_ms);
+        let Some(s) = self.conns.get(id) else {
+            return self.drop(pkt, DropReason::NoSession);
+        };
+        let Some(plan) = Plan::of(s, false) else {
+            return self.drop(pkt, DropReason::Unsupported);
+        };
+        let Some(Routed { nh, eg, mac }) = self.route(&plan, snap, now_ms) else {
+            return self.drop(pkt, DropReason::NoRoute);
+        };
+        let len = pkt.len() as u64;
+        match plan.apply(&mut pkt, &Layout::of(meta), &eg) {
+            Ok(()) => {
+                self.count_forwarded(id, Direction::Input, len);
+                self.emit(pkt, nh.port, nh.addr, mac)
+            }
+            Err(wire::Error::Oversize) if plan.fwd == FwdMethod::Tunnel && meta.dont_frag => {
+                self.frag_needed(pkt, meta, &plan, &eg, in_port)
+            }
+            Err(e) => self.drop(pkt, DropReason::Rewrite(e)),
+        }
+    }
+
+    /// TUN refused an oversize packet with DF: frag-needed goes back to the client (out
+    /// of the port it came in on), the packet is dropped.
+    fn frag_needed(
+        &mut self,
+        pkt: P,
+        meta: &IpMeta,
+        plan: &Plan,
+        eg: &Egress,
+        in_port: u16,
+    ) -> Out<P> {
+        match tun::frag_needed(pkt.data(), meta, &plan.tunnel(eg), &mut self.scratch) {
+            Ok(len) => {
+                self.counters.frag_needed_sent += 1;
+                if self.generated.len() < SIDE_CAP {
+                    self.generated.push((in_port, len));
+                }
+                self.drop(pkt, DropReason::Rewrite(wire::Error::Oversize))
+            }
+            Err(e) => self.drop(pkt, DropReason::Rewrite(e)),
+        }
+    }
+
+    /// RS → client (NAT, FULLNAT).
+    #[inline]
+    fn reply(
+        &mut self,
+        mut pkt: P,
+        meta: &IpMeta,
+        id: ConnId,
+        flags: TcpFlags,
+        snap: &Snapshot,
+        now_ms: u64,
+    ) -> Out<P> {
+        self.conns
+            .state_transition(id, Direction::Output, flags, now_ms);
+        let Some(s) = self.conns.get(id) else {
+            return self.drop(pkt, DropReason::NoSession);
+        };
+        let Some(plan) = Plan::of(s, true) else {
+            return self.drop(pkt, DropReason::NotForUs);
+        };
+        let Some(Routed { nh, eg, mac }) = self.route(&plan, snap, now_ms) else {
+            return self.drop(pkt, DropReason::NoRoute);
+        };
+        let len = pkt.len() as u64;
+        match plan.apply(&mut pkt, &Layout::of(meta), &eg) {
+            Ok(()) => {
+                self.count_forwarded(id, Direction::Output, len);
+                self.emit(pkt, nh.port, nh.addr, mac)
+            }
+            Err(e) => self.drop(pkt, DropReason::Rewrite(e)),
+        }
+    }
+
+    /// An ICMP error from the real server's side about a NAT or FULLNAT session's
+    /// request: translated for the client with the session's reply plan.
+    fn icmp_error(&mut self, mut pkt: P, meta: &IpMeta, snap: &Snapshot, now_ms: u64) -> Out<P> {
+        let Some(inner) = meta.icmp.and_then(|i| i.inner) else {
+            return self.drop(pkt, DropReason::NotForUs);
+        };
+        let t = inner.tuple;
+        let proto = match t.protocol {
+            IpProtocol::TCP => Proto::Tcp,
+            IpProtocol::UDP => Proto::Udp,
+            _ => return self.drop(pkt, DropReason::NotForUs),
+        };
+        // The embedded packet is the request as forwarded, (LIP|CIP):port -> RIP:rport:
+        // the session's server-side tuple reversed. (Errors from the client's side about
+        // a reply are not relayed.)
+        let reversed = FlowKey {
+            proto,
+            saddr: Addr::from(t.dst.addr),
+            daddr: Addr::from(t.src.addr),
+            sport: t.dst.port,
+            dport: t.src.port,
+        };
+        let Some(id) = self.conns.lookup_out(&reversed) else {
+            return self.drop(pkt, DropReason::NotForUs);
+        };
+        let Some(s) = self.conns.get(id) else {
+            return self.drop(pkt, DropReason::NoSession);
+        };
+        let plan = match Plan::of(s, true) {
+            Some(p) if matches!(p.fwd, FwdMethod::Masq | FwdMethod::FullNat) => p,
+            _ => return self.drop(pkt, DropReason::NotForUs),
+        };
+        let Some(Routed { nh, eg, mac }) = self.route(&plan, snap, now_ms) else {
+            return self.drop(pkt, DropReason::NoRoute);
+        };
+        match icmp::translate(&mut pkt, meta, &plan, &eg.macs) {
+            Ok(()) => {
+                self.counters.icmp_translated += 1;
+                self.emit(pkt, nh.port, nh.addr, mac)
+            }
+            Err(e) => self.drop(pkt, DropReason::Rewrite(e)),
+        }
+    }
+
+    /// Resolves the next hop's MAC; on a miss queues an ARP request when one is due.
+    #[inline]
+    fn neigh_mac(&mut self, nh: Ipv4Addr, port: u16, now_ms: u64) -> Option<[u8; 6]> {
+        match self.neigh.lookup(nh, now_ms) {
+            crate::neigh::Lookup::Hit(mac) => Some(mac),
+            crate::neigh::Lookup::Miss { send_request } => {
+                if send_request && self.arp_requests.len() < SIDE_CAP {
+                    self.arp_requests.push((port, nh));
+                }
+                None
+            }
+            crate::neigh::Lookup::Full => None,
+        }
+    }
+
+    /// Sends a rewritten packet, or holds it until the next hop resolves.
+    #[inline]
+    fn emit(&mut self, pkt: P, port: u16, nh: Ipv4Addr, mac: Option<[u8; 6]>) -> Out<P> {
+        if mac.is_some() {
+            return Out::Tx(pkt, port);
+        }
+        match self.neigh.hold(nh, (pkt, port)) {
+            Ok(()) => Out::Held,
+            Err((pkt, _)) => self.drop(pkt, DropReason::Unresolved),
+        }
+    }
+}
+
+/// FULLNAT: the local address and port of a new session of real server `rs` from the
+/// service's LIP pool (the pool of the service's port, else of its port-0 service),
+/// preferring a port whose reply the NIC's RSS steers to this worker's queue (`me`).
+/// Other modes keep the client's address and port.
+fn pick_local(
+    laddrs: &mut HashMap<ServiceKey, LaddrPool>,
+    net: &NetConfig,
+    me: u16,
+    rs: &RealServer,
+    fk: &FlowKey,
+) -> Option<(Addr, u16)> {
+    if rs.fwd != FwdMethod::FullNat {
+        return Some((fk.saddr, fk.sport));
+    }
+    let key = ServiceKey::Addr {
+        proto: fk.proto,
+        addr: fk.daddr,
+        port: fk.dport,
+    };
+    let key0 = ServiceKey::Addr {
+        proto: fk.proto,
+        addr: fk.daddr,
+        port: 0,
+    };
+    let k = if laddrs.contains_key(&key) { key } else { key0 };
+    let pool = laddrs.get_mut(&k)?;
+    let rip = match rs.addr.to_ip() {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    let rport = if rs.port == 0 { fk.dport } else { rs.port };
+    pool.alloc(|lip, lport| {
+        let steer = net
+            .local
+            .get(&lip)
+            .and_then(|(_, port)| net.rss.get(usize::from(*port)))
+            .and_then(Option::as_ref);
+        steer.is_none_or(|r| r.reply_queue(rip, lip, rport, lport) == me)
+    })
+    .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
+}

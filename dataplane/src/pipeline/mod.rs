@@ -1,0 +1,370 @@
+//! One packet through the director: classify → find or schedule a session → plan its
+//! forwarding → rewrite → egress port and next-hop MAC.
+//!
+//! Pure: it sees a [`PacketBuf`], never DPDK, so it is unit-tested on `Vec`s and
+//! benchmarked alone. The worker loop ([`crate::engine`]) feeds it bursts of mbufs and
+//! acts on what it hands back. Per packet there is no allocation, lock, syscall or log
+//! line: side outputs (ARP requests to send, held packets released by an ARP reply, ICMP
+//! errors the director originates, sync records) go into buffers of [`Core`] whose
+//! capacity is reserved up front.
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | [`Core`] (a worker's state), the configuration snapshot it adopts, its side outputs |
+//! | [`counters`] | drop reasons, per-worker and per-server counters |
+//! | `burst.rs` | [`Core::process_burst`]: the prefetching software pipeline and the established fast path |
+//! | `general.rs` | the general path: every packet the fast path does not take |
+//! | `host.rs` | ARP and ICMP echo for the director's own addresses; ARP frames it originates |
+//! | `replica.rs` | the sync master's records after a client packet, the standby's installation |
+//!
+//! Ownership (which worker handles a packet) is decided by [`crate::steer`]; how a
+//! session's packet is rewritten by [`crate::forward::Plan`]. Both paths use them.
+
+mod burst;
+pub mod counters;
+mod general;
+mod host;
+mod replica;
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use crate::buf::PacketBuf;
+use crate::conn::{ConnConfig, ConnTable};
+use crate::laddr::{LaddrPool, LocalEndpoint, DEFAULT_PORT_RANGE};
+use crate::neigh::{NeighConfig, NeighTable};
+use crate::route::RouteTable;
+use crate::sched::CoreSched;
+use crate::service::{self, FwdMethod, ServiceKey};
+use crate::sync::{SyncConn, SyncRules};
+use crate::wire::{self, Classified};
+
+use self::burst::RING;
+use self::host::set_dst_mac;
+
+pub use self::burst::Emit;
+pub use self::counters::{Counters, DestTraffic, DropReason, SyncCounters};
+pub use self::host::{build_arp_request, build_gratuitous_arp};
+
+/// What an address owned by the director is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalKind {
+    /// A director address (DIP): answers ARP and ping.
+    Dip,
+    /// A virtual service address: answers ARP and ping; services are matched on it.
+    Vip,
+    /// A FULLNAT local address: answers ARP and ping; replies to it are FULLNAT replies.
+    Lip,
+}
+
+/// One director port as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortNet {
+    /// The port's MAC.
+    pub mac: [u8; 6],
+    /// L3 MTU (1500 by default).
+    pub mtu: u16,
+}
+
+/// The network half of a configuration snapshot: ports, owned addresses, routes and the
+/// FULLNAT LIP pools. Immutable; workers read it through an `Arc`.
+#[derive(Debug, Clone, Default)]
+pub struct NetConfig {
+    /// Ports by rvs port index.
+    pub ports: Vec<PortNet>,
+    /// Addresses the director owns: what they are and on which port they live.
+    pub local: HashMap<Ipv4Addr, (LocalKind, u16)>,
+    /// The routing table (connected subnets, static routes, default).
+    pub routes: RouteTable,
+    /// FULLNAT local addresses per service.
+    pub laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
+    /// FULLNAT local port range (inclusive).
+    pub lport_range: (u16, u16),
+    /// Number of workers (port slices, client hash buckets).
+    pub workers: usize,
+    /// Per port: how its NIC spreads received packets over rx queues (RSS), when it does.
+    /// FULLNAT prefers local ports whose replies land on the owner's own queue.
+    pub rss: Vec<Option<crate::laddr::RssSteer>>,
+    /// Standby director: ARP for VIPs, LIPs and `floating` addresses is not answered
+    /// (the active director answers; see [`crate::sync`]).
+    pub passive: bool,
+    /// Port addresses that move with the active role (every port address after the
+    /// first): answered and announced only while active, like VIPs.
+    pub floating: Vec<Ipv4Addr>,
+}
+
+impl NetConfig {
+    /// An empty configuration for `workers` workers.
+    pub fn new(workers: usize) -> NetConfig {
+        NetConfig {
+            lport_range: DEFAULT_PORT_RANGE,
+            workers: workers.max(1),
+            ..NetConfig::default()
+        }
+    }
+}
+
+/// A configuration snapshot: services and network. Workers adopt a new one between bursts.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Generation (increasing).
+    pub generation: u64,
+    /// Services and real servers.
+    pub services: Arc<service::Snapshot>,
+    /// Ports, addresses, routes, LIP pools.
+    pub net: Arc<NetConfig>,
+}
+
+/// What to do with a packet after [`Core::process_burst`].
+#[derive(Debug)]
+pub enum Out<P> {
+    /// Transmit on this port (rewritten, MACs set).
+    Tx(P, u16),
+    /// Another worker owns it (its index): hand it over unchanged. (A `u32`, not a
+    /// `usize`, keeps `Out<Mbuf>` at 16 bytes: returned in two registers, not memory.)
+    Handoff(P, u32),
+    /// Drop it and count the reason.
+    Drop(P, DropReason),
+    /// Done with it, nothing to count (e.g. an ARP reply that was learned).
+    Consumed(P),
+    /// Held until its next hop resolves (the ARP request is queued in
+    /// [`Core::take_arp_requests`]).
+    Held,
+}
+
+/// A learned neighbour to share with the other workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighUpdate {
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// Its MAC.
+    pub mac: [u8; 6],
+}
+
+/// Size of the scratch buffer for frames the director originates.
+pub const SCRATCH_LEN: usize = 1600;
+/// Capacity of each side-output queue per burst.
+const SIDE_CAP: usize = 256;
+
+/// A worker's state: its sessions, schedulers, LIP slices, neighbours and counters.
+#[derive(Debug)]
+pub struct Core<P> {
+    id: usize,
+    snap: Option<Snapshot>,
+    conns: ConnTable,
+    sched: CoreSched,
+    laddrs: HashMap<ServiceKey, LaddrPool>,
+    neigh: NeighTable<(P, u16)>,
+    arp_requests: Vec<(u16, Ipv4Addr)>,
+    released: Vec<(P, u16)>,
+    learned: Vec<NeighUpdate>,
+    generated: Vec<(u16, usize)>,
+    scratch: [u8; SCRATCH_LEN],
+    counters: Counters,
+    traffic: Vec<DestTraffic>,
+    sync_rules: Option<SyncRules>,
+    sync_out: Vec<SyncConn>,
+    sync_stats: SyncCounters,
+    /// [`Core::process_burst`]'s classifications ([`RING`] slots, reused).
+    burst_cls: Vec<wire::Result<Classified>>,
+    /// TUN: the outer source address per egress port ([`tunnel_sources`]).
+    tun_src: Vec<Ipv4Addr>,
+}
+
+/// The outer source of TUN packets leaving each port: the port's own address (the
+/// lowest that does not move with the active role, else the lowest), as the kernel
+/// takes the preferred source of the route; `0.0.0.0` for a port without one.
+fn tunnel_sources(net: &NetConfig) -> Vec<Ipv4Addr> {
+    (0..net.ports.len())
+        .map(|port| {
+            net.local
+                .iter()
+                .filter(|(_, (k, p))| *k == LocalKind::Dip && usize::from(*p) == port)
+                .map(|(a, _)| (net.floating.contains(a), *a))
+                .min()
+                .map_or(Ipv4Addr::UNSPECIFIED, |(_, a)| a)
+        })
+        .collect()
+}
+
+impl<P: PacketBuf> Core<P> {
+    /// Worker `id`'s state with a session table of `conn` settings.
+    pub fn new(id: usize, conn: ConnConfig, neigh: NeighConfig) -> Core<P> {
+        Core {
+            id,
+            snap: None,
+            conns: ConnTable::new(conn),
+            sched: CoreSched::new(0x5eed ^ id as u64),
+            laddrs: HashMap::new(),
+            neigh: NeighTable::new(neigh),
+            arp_requests: Vec::with_capacity(SIDE_CAP),
+            released: Vec::with_capacity(SIDE_CAP),
+            learned: Vec::with_capacity(SIDE_CAP),
+            generated: Vec::with_capacity(SIDE_CAP),
+            scratch: [0; SCRATCH_LEN],
+            counters: Counters::default(),
+            traffic: Vec::new(),
+            sync_rules: None,
+            sync_out: Vec::with_capacity(SIDE_CAP),
+            sync_stats: SyncCounters::default(),
+            burst_cls: Vec::with_capacity(RING),
+            tun_src: Vec::new(),
+        }
+    }
+
+    /// This worker's index.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Adopts a configuration snapshot (between bursts). Scheduler state and counters of
+    /// servers that remain carry over; LIP slices are kept for LIPs that remain (ports in
+    /// use stay reserved) and created for new ones.
+    pub fn adopt(&mut self, snap: Snapshot) {
+        self.conns.adopt(&mut self.sched, snap.services.clone());
+        let net = &snap.net;
+        let mut pools = HashMap::with_capacity(net.laddrs.len());
+        for (key, lips) in &net.laddrs {
+            let same = self
+                .laddrs
+                .get(key)
+                .is_some_and(|p| p.addrs().eq(lips.iter().copied()));
+            let pool = if same { self.laddrs.remove(key) } else { None };
+            let pool =
+                pool.unwrap_or_else(|| LaddrPool::new(lips, net.lport_range, self.id, net.workers));
+            pools.insert(*key, pool);
+        }
+        self.laddrs = pools;
+        self.tun_src = tunnel_sources(net);
+        self.snap = Some(snap);
+        // Traffic counters are indexed by the core's dest slots; a slot freed by a removed
+        // server and reused by a new one starts from zero.
+        let slots = self.conns.dests().slots();
+        self.traffic.resize(slots.len(), DestTraffic::default());
+        for (t, rt) in self.traffic.iter_mut().zip(slots) {
+            if rt.id == crate::service::DestId(u32::MAX) {
+                *t = DestTraffic::default();
+            }
+        }
+    }
+
+    /// The adopted snapshot.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snap.as_ref()
+    }
+
+    /// The session table.
+    pub fn conns(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    /// The session table, mutably (timeouts, sysctls).
+    pub fn conns_mut(&mut self) -> &mut ConnTable {
+        &mut self.conns
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The LIP pools of this worker.
+    pub fn laddr_pools(&self) -> impl Iterator<Item = (&ServiceKey, &LaddrPool)> {
+        self.laddrs.iter()
+    }
+
+    /// The neighbour cache.
+    pub fn neigh(&self) -> &NeighTable<(P, u16)> {
+        &self.neigh
+    }
+
+    /// ARP requests to send: (port, target address). Drained by the worker after a burst.
+    pub fn take_arp_requests(&mut self) -> std::vec::Drain<'_, (u16, Ipv4Addr)> {
+        self.arp_requests.drain(..)
+    }
+
+    /// Packets whose next hop resolved: ready to transmit on the port.
+    pub fn take_released(&mut self) -> std::vec::Drain<'_, (P, u16)> {
+        self.released.drain(..)
+    }
+
+    /// Neighbours learned here, to share with the other workers.
+    pub fn take_learned(&mut self) -> std::vec::Drain<'_, NeighUpdate> {
+        self.learned.drain(..)
+    }
+
+    /// Frames the director originated (in the scratch buffer, one at a time): the tests'
+    /// packet-by-packet reference takes them after each packet
+    /// ([`Core::process_burst`] hands them out as [`Emit::Generated`]).
+    #[cfg(test)]
+    pub fn take_generated(&mut self) -> Option<(u16, usize)> {
+        self.generated.pop()
+    }
+
+    /// The scratch buffer holding the last originated frame.
+    #[cfg(test)]
+    pub fn scratch(&self) -> &[u8] {
+        &self.scratch
+    }
+
+    /// Installs a neighbour that never ages (see [`NeighTable::add_static`]).
+    pub fn add_static_neighbour(&mut self, ip: Ipv4Addr, mac: [u8; 6]) {
+        self.neigh.add_static(ip, mac);
+    }
+
+    /// Learns a neighbour another worker resolved; releases packets held for it.
+    pub fn learn_neighbour(&mut self, u: NeighUpdate, now_ms: u64) {
+        let released = &mut self.released;
+        self.neigh.learn(u.ip, u.mac, now_ms, |(mut p, port), mac| {
+            set_dst_mac(&mut p, mac);
+            released.push((p, port));
+        });
+    }
+
+    /// Expires sessions and ages neighbours: the slow path, called every few
+    /// milliseconds. Ports of expired FULLNAT sessions return to their slices; held
+    /// packets of unresolved neighbours go to `drop_held`.
+    pub fn tick(&mut self, now_ms: u64, mut drop_held: impl FnMut(P)) -> usize {
+        let laddrs = &mut self.laddrs;
+        let n = self.conns.expire(now_ms, |_, s| {
+            if s.fwd() == FwdMethod::FullNat && !s.is_template() {
+                if let IpAddr::V4(lip) = s.laddr().to_ip() {
+                    let ep = LocalEndpoint {
+                        addr: lip,
+                        port: s.lport(),
+                    };
+                    for pool in laddrs.values_mut() {
+                        if pool.contains(lip) {
+                            pool.release(ep);
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let mut dropped = 0;
+        self.neigh.age(now_ms, |(p, _)| {
+            dropped += 1;
+            drop_held(p)
+        });
+        self.counters.drops[DropReason::Unresolved.index()] += dropped;
+        n
+    }
+}
+
+/// The addresses the active director announces with gratuitous ARP: VIPs, LIPs and
+/// floating port addresses, with their ports.
+pub fn announced_addresses(net: &NetConfig) -> Vec<(u16, Ipv4Addr)> {
+    let mut v: Vec<(u16, Ipv4Addr)> = net
+        .local
+        .iter()
+        .filter(|(a, (k, _))| *k != LocalKind::Dip || net.floating.contains(a))
+        .map(|(a, (_, p))| (*p, *a))
+        .collect();
+    v.sort();
+    v
+}

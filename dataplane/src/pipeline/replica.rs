@@ -1,0 +1,92 @@
+//! Connection sync on a worker: the master's records after a client packet, and the
+//! standby's installation of the sessions it receives (see [`crate::sync`]).
+
+use std::net::IpAddr;
+
+use crate::buf::PacketBuf;
+use crate::conn::{ConnId, SyncRefuse};
+use crate::laddr::LocalEndpoint;
+use crate::service::{Proto, ServiceKey};
+use crate::sync::{SyncConn, SyncRules};
+
+use super::{Core, SyncCounters, SIDE_CAP};
+
+impl<P: PacketBuf> Core<P> {
+    /// Turns this worker into a sync master (`Some(rules)`) or stops emitting (`None`).
+    pub fn set_sync_master(&mut self, rules: Option<SyncRules>) {
+        self.sync_rules = rules;
+    }
+
+    /// Sync records emitted since the last call (master); the worker moves them into its
+    /// queue to the sync thread after each burst.
+    pub fn take_sync(&mut self) -> std::vec::Drain<'_, SyncConn> {
+        self.sync_out.drain(..)
+    }
+
+    /// Counts sync records the worker could not queue.
+    pub fn count_sync_dropped(&mut self, n: u64) {
+        self.sync_stats.dropped += n;
+    }
+
+    /// This worker's sync counters.
+    pub fn sync_counters(&self) -> SyncCounters {
+        self.sync_stats
+    }
+
+    /// Standby: installs a session received from the master on this worker (which must be
+    /// its owner: [`crate::steer::sync_owner`]). A FULLNAT session's local port is reserved in this
+    /// worker's slice of the service's LIP pool. Returns whether the session is new.
+    pub fn install_synced(&mut self, c: &SyncConn, now_ms: u64) -> Result<bool, SyncRefuse> {
+        let laddrs = &mut self.laddrs;
+        let threshold = SyncRules::default().threshold;
+        let res = self
+            .conns
+            .install_synced(&mut self.sched, c, threshold, now_ms, |lip, lport| {
+                let IpAddr::V4(lip) = lip.to_ip() else {
+                    return false;
+                };
+                let Some(proto) = Proto::from_number(c.protocol) else {
+                    return false;
+                };
+                let key = ServiceKey::Addr {
+                    proto,
+                    addr: c.vaddr,
+                    port: c.vport,
+                };
+                let key0 = ServiceKey::Addr {
+                    proto,
+                    addr: c.vaddr,
+                    port: 0,
+                };
+                let k = if laddrs.contains_key(&key) { key } else { key0 };
+                laddrs.get_mut(&k).is_some_and(|pool| {
+                    pool.reserve(LocalEndpoint {
+                        addr: lip,
+                        port: lport,
+                    })
+                })
+            });
+        match res {
+            Ok((_, true)) => self.sync_stats.installed += 1,
+            Ok((_, false)) => self.sync_stats.updated += 1,
+            Err(_) => self.sync_stats.refused += 1,
+        }
+        res.map(|(_, new)| new)
+    }
+
+    /// Master: after a client packet, applies the sync rules to its session.
+    pub(super) fn sync_after_input(&mut self, id: ConnId, now_ms: u64) {
+        let Some(rules) = self.sync_rules else {
+            return;
+        };
+        let (out, st) = (&mut self.sync_out, &mut self.sync_stats);
+        self.conns.sync_check(id, &rules, now_ms, |c| {
+            if out.len() < SIDE_CAP {
+                out.push(c);
+                st.emitted += 1;
+            } else {
+                st.dropped += 1;
+            }
+        });
+    }
+}

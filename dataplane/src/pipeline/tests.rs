@@ -1,0 +1,797 @@
+//! The pipeline against packets built with etherparse: every path, every mode.
+
+use super::*;
+use crate::buf::VecBuf;
+use crate::route::Route;
+use crate::sched::SchedKind;
+use crate::service::{Addr, DestConfig, Proto, ServiceConfig, ServiceTable};
+use crate::steer::{owner_of_client, owner_of_port};
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
+const PORT0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd0];
+const PORT1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd1];
+const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x12];
+const CIP: [u8; 4] = [10, 10, 0, 2];
+const VIP: [u8; 4] = [10, 10, 0, 100];
+const DIP0: [u8; 4] = [10, 10, 0, 1];
+const DIP1: [u8; 4] = [10, 20, 0, 1];
+const RS1: [u8; 4] = [10, 20, 0, 11];
+const RS2: [u8; 4] = [10, 20, 0, 12];
+const LIP: [u8; 4] = [10, 20, 0, 200];
+
+fn a(x: [u8; 4]) -> Addr {
+    Addr::from(IpAddr::V4(Ipv4Addr::from(x)))
+}
+
+fn snapshot(fwd: FwdMethod, workers: usize) -> Snapshot {
+    let key = ServiceKey::Addr {
+        proto: Proto::Tcp,
+        addr: a(VIP),
+        port: 80,
+    };
+    let mut t = ServiceTable::new();
+    t.add_service(ServiceConfig::new(key, SchedKind::Rr))
+        .expect("service");
+    let rport = if fwd == FwdMethod::Masq { 8080 } else { 80 };
+    t.add_dest(&key, DestConfig::new(a(RS1), rport, fwd))
+        .expect("rs1");
+    t.add_dest(&key, DestConfig::new(a(RS2), 80, fwd))
+        .expect("rs2");
+    let mut net = NetConfig::new(workers);
+    net.ports = vec![
+        PortNet {
+            mac: PORT0_MAC,
+            mtu: 1500,
+        },
+        PortNet {
+            mac: PORT1_MAC,
+            mtu: 1500,
+        },
+    ];
+    net.local.insert(Ipv4Addr::from(DIP0), (LocalKind::Dip, 0));
+    net.local.insert(Ipv4Addr::from(VIP), (LocalKind::Vip, 0));
+    net.local.insert(Ipv4Addr::from(DIP1), (LocalKind::Dip, 1));
+    net.local.insert(Ipv4Addr::from(LIP), (LocalKind::Lip, 1));
+    net.routes = RouteTable::new(vec![
+        Route {
+            prefix: Ipv4Addr::new(10, 10, 0, 0),
+            len: 24,
+            port: 0,
+            gateway: None,
+        },
+        Route {
+            prefix: Ipv4Addr::new(10, 20, 0, 0),
+            len: 24,
+            port: 1,
+            gateway: None,
+        },
+    ]);
+    if fwd == FwdMethod::FullNat {
+        net.laddrs.insert(key, vec![Ipv4Addr::from(LIP)]);
+    }
+    Snapshot {
+        generation: 1,
+        services: t.snapshot(),
+        net: Arc::new(net),
+    }
+}
+
+fn core(fwd: FwdMethod, id: usize, workers: usize) -> Core<VecBuf> {
+    let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snapshot(fwd, workers));
+    c
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    s: [u8; 4],
+    sp: u16,
+    d: [u8; 4],
+    dp: u16,
+    syn: bool,
+    ack: bool,
+) -> VecBuf {
+    let mut b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(s, d, 64)
+        .tcp(sp, dp, 1000, 65535);
+    if syn {
+        b = b.syn();
+    }
+    if ack {
+        b = b.ack(1);
+    }
+    let payload = b"GET / HTTP/1.0\r\n\r\n";
+    let mut v = Vec::new();
+    b.write(&mut v, payload).expect("build");
+    VecBuf::new(VecBuf::DEFAULT_HEADROOM, &v)
+}
+
+fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> VecBuf {
+    let mut f = vec![0u8; 42];
+    f[..6].copy_from_slice(if op == 1 { &[0xff; 6] } else { &tha });
+    f[6..12].copy_from_slice(&sha);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, op as u8]);
+    f[22..28].copy_from_slice(&sha);
+    f[28..32].copy_from_slice(&spa);
+    f[32..38].copy_from_slice(&tha);
+    f[38..42].copy_from_slice(&tpa);
+    VecBuf::new(64, &f)
+}
+
+/// Parses a frame with etherparse and returns (src ip, sport, dst ip, dport) after
+/// checking the IPv4 and TCP checksums.
+fn check(frame: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
+    let p = SlicedPacket::from_ethernet(frame).expect("etherparse parses it");
+    let Some(NetSlice::Ipv4(ip)) = p.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header();
+    let hdr = h.to_header();
+    assert_eq!(
+        hdr.calc_header_checksum(),
+        hdr.header_checksum,
+        "IPv4 checksum"
+    );
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!("not TCP")
+    };
+    let want = t
+        .to_header()
+        .calc_checksum_ipv4(&hdr, t.payload())
+        .expect("checksum");
+    assert_eq!(want, t.checksum(), "TCP checksum");
+    (
+        h.source(),
+        t.source_port(),
+        h.destination(),
+        t.destination_port(),
+    )
+}
+
+fn tx(out: Out<VecBuf>) -> (VecBuf, u16) {
+    match out {
+        Out::Tx(p, port) => (p, port),
+        other => panic!("expected Tx, got {other:?}"),
+    }
+}
+
+#[test]
+fn arp_for_the_vip_is_answered_and_the_client_learned() {
+    let mut c = core(FwdMethod::Masq, 0, 1);
+    let (p, port) = tx(c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, true));
+    assert_eq!(port, 0);
+    let f = p.data();
+    assert_eq!(&f[..6], &CLIENT_MAC);
+    assert_eq!(&f[6..12], &PORT0_MAC);
+    assert_eq!(&f[20..22], &[0, 2], "ARP reply");
+    assert_eq!(&f[22..28], &PORT0_MAC, "sender MAC is the director's");
+    assert_eq!(&f[28..32], &VIP);
+    assert_eq!(&f[32..38], &CLIENT_MAC);
+    assert_eq!(c.neigh().get(Ipv4Addr::from(CIP)), Some(CLIENT_MAC));
+    // Not ours: consumed, not answered.
+    assert!(matches!(
+        c.process(arp(1, CLIENT_MAC, CIP, [0; 6], [10, 10, 0, 77]), 0, 0, true),
+        Out::Consumed(_)
+    ));
+}
+
+#[test]
+fn nat_request_and_reply_walk_through_arp_resolution() {
+    let mut c = core(FwdMethod::Masq, 0, 1);
+    tx(c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, true));
+    // SYN: RS unresolved -> held, ARP request queued on port 1.
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+    assert!(matches!(c.process(syn, 0, 1, true), Out::Held));
+    let reqs: Vec<_> = c.take_arp_requests().collect();
+    // rr over the newest-first list: RS2 (added last) is first.
+    assert_eq!(reqs, vec![(1, Ipv4Addr::from(RS2))]);
+    let mut buf = [0u8; 64];
+    let n = build_arp_request(
+        &mut buf,
+        PORT1_MAC,
+        Ipv4Addr::from(DIP1),
+        Ipv4Addr::from(RS2),
+    )
+    .expect("arp");
+    assert_eq!(n, 60);
+    // The RS answers: the held SYN is released toward it.
+    assert!(matches!(
+        c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 2, true),
+        Out::Consumed(_)
+    ));
+    let rel: Vec<_> = c.take_released().collect();
+    assert_eq!(rel.len(), 1);
+    let (p, port) = &rel[0];
+    assert_eq!(*port, 1);
+    assert_eq!(&p.data()[..6], &RS2_MAC);
+    assert_eq!(&p.data()[6..12], &PORT1_MAC);
+    assert_eq!(check(p.data()), (CIP, 40000, RS2, 80));
+    // The reply SYN-ACK from RS2 goes back as from the VIP.
+    let synack = tcp(RS2_MAC, PORT1_MAC, RS2, 80, CIP, 40000, true, true);
+    let (p, port) = tx(c.process(synack, 1, 3, true));
+    assert_eq!(port, 0);
+    assert_eq!(&p.data()[..6], &CLIENT_MAC);
+    assert_eq!(check(p.data()), (VIP, 80, CIP, 40000));
+    // Second connection goes to RS1 (rr) on port 8080.
+    c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 4, true);
+    let syn2 = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40001, VIP, 80, true, false);
+    let (p, _) = tx(c.process(syn2, 0, 5, true));
+    assert_eq!(check(p.data()), (CIP, 40001, RS1, 8080));
+    let ctr = c.counters();
+    assert_eq!((ctr.in_packets, ctr.out_packets), (2, 1));
+    assert_eq!(c.conns().len(), 2);
+    // Per-server traffic, as --stats shows it: one session each.
+    let traffic: Vec<DestTraffic> = c.dest_traffic().map(|(_, t)| t).collect();
+    assert_eq!(traffic.iter().map(|t| t.conns).sum::<u64>(), 2);
+    assert_eq!(traffic.iter().map(|t| t.inpkts).sum::<u64>(), 2);
+    assert_eq!(traffic.iter().map(|t| t.outpkts).sum::<u64>(), 1);
+}
+
+#[test]
+fn fullnat_rewrites_both_ends_and_replies_find_their_owner() {
+    // Two workers: the client's owner schedules and picks an lport of its own slice.
+    let owner = owner_of_client(Ipv4Addr::from(CIP), 2);
+    let mut c = core(FwdMethod::FullNat, owner, 2);
+    let mut other = core(FwdMethod::FullNat, 1 - owner, 2);
+    c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, false);
+    c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, false);
+    c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, false);
+    // The other worker received the SYN: it hands it over.
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+    let syn = match other.process(syn, 0, 1, true) {
+        Out::Handoff(p, w) => {
+            assert_eq!(w as usize, owner);
+            p
+        }
+        o => panic!("expected handoff, got {o:?}"),
+    };
+    let (p, port) = tx(c.process(syn, 0, 1, false));
+    assert_eq!(port, 1);
+    let (src, lport, dst, dport) = check(p.data());
+    assert_eq!(src, LIP);
+    assert_eq!((dst, dport), (RS2, 80));
+    assert_eq!(owner_of_port(lport, 2), owner, "the lport names the owner");
+    // The reply to LIP:lport: the non-owner hands it over, the owner maps it back.
+    let reply = tcp(RS2_MAC, PORT1_MAC, RS2, 80, LIP, lport, true, true);
+    let reply = match other.process(reply, 1, 2, true) {
+        Out::Handoff(p, w) => {
+            assert_eq!(w as usize, owner);
+            p
+        }
+        o => panic!("expected handoff, got {o:?}"),
+    };
+    let (p, port) = tx(c.process(reply, 1, 2, true));
+    assert_eq!(port, 0);
+    assert_eq!(check(p.data()), (VIP, 80, CIP, 40000));
+    assert_eq!(other.counters().handoff_out, 2);
+}
+
+#[test]
+fn malformed_and_sessionless_packets_are_counted_by_reason() {
+    let mut c = core(FwdMethod::Masq, 0, 1);
+    // Truncated IPv4.
+    let mut syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false)
+        .data()
+        .to_vec();
+    syn.truncate(30);
+    let out = c.process(VecBuf::new(64, &syn), 0, 0, true);
+    assert!(matches!(out, Out::Drop(_, DropReason::Malformed(_))));
+    // Bad IPv4 header checksum.
+    let mut bad = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false)
+        .data()
+        .to_vec();
+    bad[24] ^= 0xff;
+    let out = c.process(VecBuf::new(64, &bad), 0, 0, true);
+    assert!(matches!(
+        out,
+        Out::Drop(_, DropReason::Malformed(wire::Error::BadChecksum))
+    ));
+    // ACK without a session.
+    let ack = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, false, true);
+    assert!(matches!(
+        c.process(ack, 0, 0, true),
+        Out::Drop(_, DropReason::NoSession)
+    ));
+    // A fragment.
+    let mut frag = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false)
+        .data()
+        .to_vec();
+    frag[20] |= 0x20; // MF
+    let ck = crate::wire::checksum::data(&{
+        let mut h = frag[14..34].to_vec();
+        h[10] = 0;
+        h[11] = 0;
+        h
+    });
+    frag[24..26].copy_from_slice(&(!ck).to_be_bytes());
+    let out = c.process(VecBuf::new(64, &frag), 0, 0, true);
+    assert!(
+        matches!(
+            out,
+            Out::Drop(_, DropReason::Malformed(wire::Error::Fragment))
+        ),
+        "{out:?}"
+    );
+    let ctr = c.counters();
+    assert_eq!(ctr.drops_of(DropReason::NoSession), 1);
+    assert_eq!(
+        ctr.drops_of(DropReason::Malformed(wire::Error::BadChecksum)),
+        1
+    );
+    assert_eq!(
+        ctr.drops_of(DropReason::Malformed(wire::Error::Fragment)),
+        1
+    );
+    assert_eq!(ctr.dropped(), 4);
+    for i in 0..DropReason::COUNT {
+        assert_eq!(DropReason::from_index(i).map(DropReason::index), Some(i));
+    }
+}
+
+/// A verdict reduced to what can be compared across two cores: the kind, the port /
+/// owner / reason, and the frame's bytes.
+fn verdict(out: Out<VecBuf>) -> (u8, String, Vec<u8>) {
+    match out {
+        Out::Tx(p, port) => (0, port.to_string(), p.data().to_vec()),
+        Out::Handoff(p, w) => (1, w.to_string(), p.data().to_vec()),
+        Out::Drop(p, r) => (2, r.name(), p.data().to_vec()),
+        Out::Consumed(p) => (3, String::new(), p.data().to_vec()),
+        Out::Held => (4, String::new(), Vec::new()),
+    }
+}
+
+#[test]
+fn a_burst_is_processed_exactly_as_packet_by_packet() {
+    // 90 packets (three chunks of the pipeline's 32): neighbours, new and established
+    // flows of one client (ours) and of another (handed over), malformed frames, a
+    // sessionless ACK, a ping. One core takes them one by one, the other as a burst.
+    let owner = owner_of_client(Ipv4Addr::from(CIP), 2);
+    let other_client = (1..=250u8)
+        .map(|i| [10, 10, 0, i])
+        .find(|a| owner_of_client(Ipv4Addr::from(*a), 2) != owner)
+        .expect("a client of the other worker");
+    let mut pkts: Vec<(VecBuf, u16)> = vec![
+        (arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0),
+        (arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1),
+        (arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1),
+    ];
+    for port in 40000..40030u16 {
+        pkts.push((
+            tcp(CLIENT_MAC, PORT0_MAC, CIP, port, VIP, 80, true, false),
+            0,
+        ));
+    }
+    for port in 40000..40030u16 {
+        pkts.push((
+            tcp(CLIENT_MAC, PORT0_MAC, CIP, port, VIP, 80, false, true),
+            0,
+        ));
+    }
+    for port in 50000..50010u16 {
+        let p = tcp(
+            CLIENT_MAC,
+            PORT0_MAC,
+            other_client,
+            port,
+            VIP,
+            80,
+            true,
+            false,
+        );
+        pkts.push((p, 0));
+    }
+    let mut bad = tcp(CLIENT_MAC, PORT0_MAC, CIP, 41000, VIP, 80, true, false)
+        .data()
+        .to_vec();
+    bad[24] ^= 0xff;
+    let mut short = bad.clone();
+    short.truncate(30);
+    for _ in 0..5 {
+        pkts.push((VecBuf::new(64, &bad), 0));
+        pkts.push((VecBuf::new(64, &short), 0));
+        pkts.push((
+            tcp(CLIENT_MAC, PORT0_MAC, CIP, 42000, VIP, 80, false, true),
+            0,
+        ));
+    }
+    let mut ping = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv4(CIP, VIP, 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut ping, b"ping")
+        .expect("build");
+    pkts.push((VecBuf::new(64, &ping), 0));
+    for port in 40000..40001u16 {
+        pkts.push((
+            tcp(CLIENT_MAC, PORT0_MAC, CIP, port, VIP, 80, false, true),
+            0,
+        ));
+    }
+    assert_eq!(pkts.len(), 90);
+
+    let mut one = core(FwdMethod::FullNat, owner, 2);
+    let mut burst = core(FwdMethod::FullNat, owner, 2);
+    let want = same_by_burst(&mut one, &mut burst, pkts, 5);
+    // The outcomes are the interesting ones, not all drops.
+    let kinds = |k: u8| want.iter().filter(|v| v.0 == k).count();
+    assert_eq!(
+        kinds(0),
+        63,
+        "ARP and ping answered, 30 SYNs and 31 ACKs forwarded"
+    );
+    assert_eq!(kinds(1), 10, "the other client's SYNs handed over");
+    assert_eq!(one.counters(), burst.counters());
+    assert_eq!(one.conns().len(), burst.conns().len());
+    assert_eq!(burst.conns().len(), 30);
+}
+
+/// A TCP segment with any flags and TTL, built with etherparse.
+#[allow(clippy::too_many_arguments)]
+fn segment(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    s: ([u8; 4], u16),
+    d: ([u8; 4], u16),
+    flags: &str,
+    ttl: u8,
+    payload: &[u8],
+) -> VecBuf {
+    let mut b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(s.0, d.0, ttl)
+        .tcp(s.1, d.1, 7000, 65535);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(9000),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            'P' => b.psh(),
+            _ => panic!("flag {f}"),
+        };
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).expect("build");
+    VecBuf::new(VecBuf::DEFAULT_HEADROOM, &v)
+}
+
+/// Runs `pkts` (frame, in-port) through `one` packet by packet and through `burst` in
+/// one burst; asserts the same verdicts and output bytes, and the same frames
+/// originated on the way (kind 9, after their packet's verdict); returns the verdicts.
+fn same_by_burst(
+    one: &mut Core<VecBuf>,
+    burst: &mut Core<VecBuf>,
+    pkts: Vec<(VecBuf, u16)>,
+    now: u64,
+) -> Vec<(u8, String, Vec<u8>)> {
+    let generated = |port: u16, frame: &[u8]| (9, format!("to port {port}"), frame.to_vec());
+    let mut want = Vec::new();
+    for (p, port) in &pkts {
+        want.push(verdict(one.process(p.clone(), *port, now, true)));
+        if let Some((port, len)) = one.take_generated() {
+            want.push(generated(port, &one.scratch()[..len]));
+        }
+    }
+    let mut got = Vec::new();
+    let ports: Vec<u16> = pkts.iter().map(|(_, port)| *port).collect();
+    let frames: Vec<Vec<u8>> = pkts.iter().map(|(p, _)| p.data().to_vec()).collect();
+    burst.process_burst(
+        pkts.into_iter().map(|(p, _)| p),
+        now,
+        true,
+        // Called only for the packets the full path takes: find the frame's port.
+        |p| {
+            let i = frames
+                .iter()
+                .position(|f| f == p.data())
+                .expect("a frame of the burst");
+            ports[i]
+        },
+        |e| match e {
+            Emit::Packet(out) => got.push(verdict(out)),
+            Emit::Generated(port, frame) => got.push(generated(port, frame)),
+        },
+    );
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "packet {i}");
+    }
+    want
+}
+
+#[test]
+fn tunnel_source_is_the_ports_own_address() {
+    let mut net = NetConfig::new(1);
+    for _ in 0..3 {
+        net.ports.push(PortNet {
+            mac: PORT0_MAC,
+            mtu: 1500,
+        });
+    }
+    let a = |d: u8| Ipv4Addr::new(10, 20, 0, d);
+    // Port 0: a floating address sorting first and the port's own one.
+    net.local.insert(a(5), (LocalKind::Dip, 0));
+    net.local.insert(a(9), (LocalKind::Dip, 0));
+    net.floating.push(a(5));
+    // Port 1: two own addresses (the lowest is taken); a VIP on it does not count.
+    net.local.insert(a(30), (LocalKind::Dip, 1));
+    net.local.insert(a(20), (LocalKind::Dip, 1));
+    net.local.insert(a(1), (LocalKind::Vip, 1));
+    // Port 2: none.
+    assert_eq!(
+        tunnel_sources(&net),
+        vec![a(9), a(20), Ipv4Addr::UNSPECIFIED]
+    );
+}
+
+#[test]
+fn established_fast_path_has_the_full_paths_effects_in_every_mode() {
+    // Whole TCP conversations (handshake, data both ways, FIN, RST, a TTL-1 packet, an
+    // unknown flow, a packet of another worker's client) in NAT, FULLNAT, DR and TUN,
+    // with one worker and with two, with sync on: one core packet by packet (the full
+    // path only), the other in bursts (the fast path wherever it applies). Verdicts,
+    // output bytes, counters, per-server traffic, session states and timers and the
+    // sync messages must be the same.
+    for fwd in [
+        FwdMethod::Masq,
+        FwdMethod::FullNat,
+        FwdMethod::Route,
+        FwdMethod::Tunnel,
+    ] {
+        for workers in [1usize, 2] {
+            let me = owner_of_client(Ipv4Addr::from(CIP), workers);
+            let mut one = core(fwd, me, workers);
+            let mut burst = core(fwd, me, workers);
+            for c in [&mut one, &mut burst] {
+                c.set_sync_master(Some(SyncRules::default()));
+            }
+            let cl = |sp: u16, flags: &str, ttl: u8| {
+                let p = segment(
+                    CLIENT_MAC,
+                    PORT0_MAC,
+                    (CIP, sp),
+                    (VIP, 80),
+                    flags,
+                    ttl,
+                    b"GET /",
+                );
+                (p, 0u16)
+            };
+            let mut pkts = vec![
+                (arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0),
+                (arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1),
+                (arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1),
+            ];
+            let ports = 40000..40012u16;
+            pkts.extend(ports.clone().map(|sp| cl(sp, "S", 64)));
+            same_by_burst(&mut one, &mut burst, pkts, 10);
+
+            // The real servers' side of each session (as the full path set it up).
+            let sessions: Vec<_> = one
+                .conns()
+                .iter()
+                .map(|(_, s)| (s.cport(), s.out_key()))
+                .collect();
+            assert_eq!(sessions.len(), 12, "{fwd:?}/{workers}");
+            let rs = |sp: u16, flags: &str| {
+                let k = sessions.iter().find(|(c, _)| *c == sp).expect("session").1;
+                let (IpAddr::V4(s), IpAddr::V4(d)) = (k.saddr.to_ip(), k.daddr.to_ip()) else {
+                    panic!("v4")
+                };
+                let mac = if s.octets() == RS1 { RS1_MAC } else { RS2_MAC };
+                let p = segment(
+                    mac,
+                    PORT1_MAC,
+                    (s.octets(), k.sport),
+                    (d.octets(), k.dport),
+                    flags,
+                    64,
+                    b"200 OK",
+                );
+                (p, 1u16)
+            };
+            let replies = matches!(fwd, FwdMethod::Masq | FwdMethod::FullNat);
+            let mut pkts = Vec::new();
+            for sp in ports.clone() {
+                if replies {
+                    pkts.push(rs(sp, "SA"));
+                }
+                pkts.push(cl(sp, "A", 64));
+                pkts.push(cl(sp, "PA", 64));
+                if replies {
+                    pkts.push(rs(sp, "PA"));
+                }
+            }
+            // Endings: FIN from the client, from the server, an RST, a TTL-1 packet.
+            pkts.push(cl(40000, "FA", 64));
+            if replies {
+                pkts.push(rs(40000, "FA"));
+                pkts.push(rs(40001, "R"));
+            }
+            pkts.push(cl(40000, "A", 64));
+            pkts.push(cl(40002, "R", 64));
+            pkts.push(cl(40003, "A", 1));
+            pkts.push(cl(45000, "A", 64)); // no session
+            if fwd == FwdMethod::Tunnel {
+                // Too big once encapsulated (1500 + 20 > MTU 1500), with DF: refused
+                // with a frag-needed error for the client.
+                let p = segment(
+                    CLIENT_MAC,
+                    PORT0_MAC,
+                    (CIP, 40004),
+                    (VIP, 80),
+                    "PA",
+                    64,
+                    &[b'x'; 1460],
+                );
+                pkts.push((p, 0));
+            }
+            if workers == 2 {
+                let other = (1..=250u8)
+                    .map(|i| [10, 10, 0, i])
+                    .find(|a| owner_of_client(Ipv4Addr::from(*a), 2) != me)
+                    .expect("a client of the other worker");
+                let p = segment(
+                    CLIENT_MAC,
+                    PORT0_MAC,
+                    (other, 40000),
+                    (VIP, 80),
+                    "A",
+                    64,
+                    b"x",
+                );
+                pkts.push((p, 0));
+            }
+            let v = same_by_burst(&mut one, &mut burst, pkts, 20);
+            let forwarded = v.iter().filter(|v| v.0 == 0).count();
+            let frag_needed = v.iter().filter(|v| v.0 == 9).count();
+            assert_eq!(
+                frag_needed,
+                usize::from(fwd == FwdMethod::Tunnel),
+                "{fwd:?}"
+            );
+            let (want, sent) = match fwd {
+                FwdMethod::Masq | FwdMethod::FullNat => (
+                    12 * 4 + 5,
+                    "every segment but the TTL-1 one and the strangers'",
+                ),
+                // DR leaves the TTL alone (the packet is delivered, not routed).
+                FwdMethod::Route => (12 * 2 + 4, "every client segment but the stranger's"),
+                _ => (
+                    12 * 2 + 3,
+                    "every client segment but the TTL-1 one and the stranger's",
+                ),
+            };
+            assert_eq!(forwarded, want, "{fwd:?}/{workers}: {sent}");
+            assert_eq!(one.counters(), burst.counters(), "{fwd:?}/{workers}");
+            let traffic = |c: &Core<VecBuf>| c.dest_traffic().collect::<Vec<_>>();
+            assert_eq!(traffic(&one), traffic(&burst), "{fwd:?}/{workers}");
+            let rows = |c: &Core<VecBuf>| {
+                let mut r: Vec<_> = c.conns().list(30_000).map(|e| e.format_row()).collect();
+                r.sort();
+                r
+            };
+            assert_eq!(rows(&one), rows(&burst), "{fwd:?}/{workers}");
+            assert!(rows(&one).iter().any(|r| r.contains("ESTABLISHED")));
+            let sync = |c: &mut Core<VecBuf>| c.take_sync().collect::<Vec<_>>();
+            let (s1, s2) = (sync(&mut one), sync(&mut burst));
+            assert!(!s1.is_empty(), "sync messages were sent");
+            assert_eq!(s1, s2, "{fwd:?}/{workers}");
+        }
+    }
+}
+
+#[test]
+fn ping_to_the_vip_is_answered() {
+    let mut c = core(FwdMethod::Masq, 0, 1);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv4(CIP, VIP, 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut v, b"ping")
+        .expect("build");
+    let (p, port) = tx(c.process(VecBuf::new(64, &v), 0, 0, true));
+    assert_eq!(port, 0);
+    let s = SlicedPacket::from_ethernet(p.data()).expect("parse");
+    let Some(NetSlice::Ipv4(ip)) = s.net else {
+        panic!()
+    };
+    let hdr = ip.header().to_header();
+    assert_eq!(hdr.calc_header_checksum(), hdr.header_checksum);
+    assert_eq!(
+        (ip.header().source(), ip.header().destination()),
+        (VIP, CIP)
+    );
+    let Some(TransportSlice::Icmpv4(icmp)) = s.transport else {
+        panic!()
+    };
+    assert!(matches!(
+        icmp.icmp_type(),
+        etherparse::Icmpv4Type::EchoReply(_)
+    ));
+    let want = icmp.header().icmp_type.calc_checksum(icmp.payload());
+    assert_eq!(icmp.checksum(), want, "ICMP checksum");
+    assert_eq!(c.counters().echo_replies, 1);
+}
+
+#[test]
+fn dr_changes_only_the_macs() {
+    let mut c = core(FwdMethod::Route, 0, 1);
+    c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, true);
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+    let before = syn.data().to_vec();
+    let (p, port) = tx(c.process(syn, 0, 1, true));
+    assert_eq!(port, 1);
+    assert_eq!(&p.data()[..6], &RS2_MAC);
+    assert_eq!(&p.data()[6..12], &PORT1_MAC);
+    assert_eq!(&p.data()[12..], &before[12..], "L3 and up untouched");
+}
+
+#[test]
+fn expiry_returns_fullnat_ports() {
+    let mut c = core(FwdMethod::FullNat, 0, 1);
+    c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, true);
+    c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, true);
+    c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, true);
+    let free0: usize = c.laddr_pools().map(|(_, p)| p.free()).sum();
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+    tx(c.process(syn, 0, 0, true));
+    let free1: usize = c.laddr_pools().map(|(_, p)| p.free()).sum();
+    assert_eq!(free1 + 1, free0);
+    // SYN_RECV lasts 60 s.
+    c.tick(61_000, drop);
+    let free2: usize = c.laddr_pools().map(|(_, p)| p.free()).sum();
+    assert_eq!(free2, free0, "the port came back");
+    assert_eq!(c.conns().len(), 0);
+}
+
+#[test]
+fn an_icmp_error_about_a_nat_request_goes_to_the_clients_worker() {
+    // Two workers, a client hashed to another worker than its real server: the error
+    // the real server sends toward the client is the client's worker's to translate.
+    let rs_owner = owner_of_client(Ipv4Addr::from(RS2), 2);
+    let cip = (2..=250u8)
+        .map(|x| [10, 10, 0, x])
+        .find(|c| owner_of_client(Ipv4Addr::from(*c), 2) != rs_owner)
+        .expect("a client of the other worker");
+    let owner = 1 - rs_owner;
+    let mut c = core(FwdMethod::Masq, owner, 2);
+    let mut other = core(FwdMethod::Masq, rs_owner, 2);
+    for w in [&mut c, &mut other] {
+        w.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+        w.add_static_neighbour(Ipv4Addr::from(cip), CLIENT_MAC);
+    }
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, cip, 40000, VIP, 80, true, false);
+    let (fwd, _) = tx(c.process(syn, 0, 1, true));
+    assert_eq!(check(fwd.data()), (cip, 40000, RS2, 80));
+    // RS2 answers the forwarded SYN with fragmentation-needed, quoting its IP header
+    // and first 8 bytes.
+    let quote = &fwd.data()[14..14 + 28];
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(RS2_MAC, PORT1_MAC)
+        .ipv4(RS2, cip, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut v, quote)
+        .expect("build");
+    let err = VecBuf::new(VecBuf::DEFAULT_HEADROOM, &v);
+    match other.process(err.clone(), 1, 2, true) {
+        Out::Handoff(_, o) => assert_eq!(o as usize, owner, "handed to the client's worker"),
+        o => panic!("not handed off: {o:?}"),
+    }
+    let (p, port) = tx(c.process(err, 1, 2, false));
+    assert_eq!(port, 0);
+    assert_eq!(&p.data()[..6], &CLIENT_MAC);
+    let sliced = SlicedPacket::from_ethernet(p.data()).expect("parse");
+    let Some(NetSlice::Ipv4(ip)) = &sliced.net else {
+        panic!("not IPv4")
+    };
+    assert_eq!(ip.header().source(), VIP, "the error comes from the VIP");
+    assert_eq!(ip.header().destination(), cip);
+    assert_eq!(c.counters().icmp_translated, 1);
+}

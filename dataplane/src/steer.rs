@@ -1,0 +1,156 @@
+//! Which worker owns a packet: one decision, used by the established fast path, the
+//! general path and the standby's installation of synced sessions.
+//!
+//! Every session has one owning worker, which alone touches it:
+//! - a FULLNAT reply (to a LIP) belongs to the worker owning its destination port
+//!   ([`owner_of_port`]); the owner allocated that port from its own slice of the LIP
+//!   pool ([`crate::laddr`]);
+//! - everything else belongs to `hash(client address)` ([`owner_of_client`]): the source
+//!   of a request, the destination of a NAT reply. The client *address* (not port) is
+//!   hashed so that a persistence template, which pins a client address, lives on the
+//!   same worker as all of that client's sessions.
+//!
+//! A worker that receives a packet another worker owns hands it over unchanged (the
+//! pipeline returns [`crate::pipeline::Out::Handoff`], the engine passes it on a ring).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::sync::SyncConn;
+
+/// What the destination of a packet is, as far as ownership goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toward {
+    /// A virtual service address: a client's request.
+    Service,
+    /// A FULLNAT local address: a real server's reply to a local port.
+    LocalAddr,
+    /// A director address (DIP): handled where it arrived.
+    Director,
+    /// An address that is not ours: a NAT reply travelling to its client.
+    Client,
+}
+
+/// The worker owning the packet `src -> dst:dport` whose destination is `to`, among
+/// `workers`; `None` when the worker that received it handles it (director addresses,
+/// and a packet to a local address without ports).
+#[inline(always)]
+pub fn owner(
+    to: Toward,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    dport: Option<u16>,
+    workers: usize,
+) -> Option<usize> {
+    if workers <= 1 {
+        return Some(0);
+    }
+    match to {
+        Toward::Service => Some(owner_of_client(src, workers)),
+        Toward::LocalAddr => dport.map(|p| owner_of_port(p, workers)),
+        Toward::Director => None,
+        Toward::Client => Some(owner_of_client(dst, workers)),
+    }
+}
+
+/// The worker owning the session an ICMP error travelling toward a client or a real
+/// server is about, from the packet it embeds (`isrc:isport -> ...`, as the sender of
+/// the error saw it): the local port's owner when the embedded packet came from a LIP
+/// (`from_lip`: an error from a real server about a FULLNAT request), else the owner of
+/// the embedded source, which is then the client (an error about a NAT request).
+#[inline]
+pub fn owner_of_embedded(isrc: Ipv4Addr, isport: u16, from_lip: bool, workers: usize) -> usize {
+    if from_lip {
+        owner_of_port(isport, workers)
+    } else {
+        owner_of_client(isrc, workers)
+    }
+}
+
+/// The worker owning a client address.
+#[inline]
+pub fn owner_of_client(addr: Ipv4Addr, workers: usize) -> usize {
+    if workers <= 1 {
+        return 0;
+    }
+    let h = u32::from(addr).wrapping_mul(0x9E37_79B1);
+    ((u64::from(h) * workers as u64) >> 32) as usize
+}
+
+/// The worker that owns local port `port` when `workers` workers slice the port space.
+#[inline]
+pub fn owner_of_port(port: u16, workers: usize) -> usize {
+    if workers <= 1 {
+        0
+    } else {
+        usize::from(port) % workers
+    }
+}
+
+/// The worker that owns a synced session on this director: the owner of the FULLNAT
+/// local port (rvs's option), else the owner of the client address — the functions the
+/// data path uses, so the session's packets find it.
+pub fn sync_owner(c: &SyncConn, workers: usize) -> usize {
+    if let Some((_, lport)) = c.local {
+        return owner_of_port(lport, workers);
+    }
+    match c.caddr.to_ip() {
+        IpAddr::V4(a) => owner_of_client(a, workers),
+        IpAddr::V6(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: usize = 4;
+
+    #[test]
+    fn one_worker_owns_everything() {
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        for to in [
+            Toward::Service,
+            Toward::LocalAddr,
+            Toward::Director,
+            Toward::Client,
+        ] {
+            assert_eq!(owner(to, a, a, Some(80), 1), Some(0));
+        }
+    }
+
+    #[test]
+    fn requests_and_nat_replies_go_to_the_clients_worker() {
+        let (cip, vip) = (Ipv4Addr::new(10, 10, 0, 2), Ipv4Addr::new(10, 10, 0, 100));
+        let o = owner_of_client(cip, W);
+        assert!(o < W);
+        assert_eq!(owner(Toward::Service, cip, vip, Some(80), W), Some(o));
+        assert_eq!(owner(Toward::Client, vip, cip, Some(40000), W), Some(o));
+        assert_eq!(owner(Toward::Director, cip, vip, Some(80), W), None);
+    }
+
+    #[test]
+    fn fullnat_replies_go_to_the_local_ports_worker() {
+        let (rip, lip) = (Ipv4Addr::new(10, 20, 0, 11), Ipv4Addr::new(10, 20, 0, 200));
+        for lport in 1025..1100u16 {
+            assert_eq!(
+                owner(Toward::LocalAddr, rip, lip, Some(lport), W),
+                Some(usize::from(lport) % W)
+            );
+        }
+        assert_eq!(owner(Toward::LocalAddr, rip, lip, None, W), None);
+    }
+
+    #[test]
+    fn an_icmp_error_goes_to_its_sessions_owner() {
+        let cip = Ipv4Addr::new(10, 10, 0, 2);
+        let lip = Ipv4Addr::new(10, 20, 0, 200);
+        // From a real server about a FULLNAT request (LIP:lport -> RIP).
+        assert_eq!(owner_of_embedded(lip, 1027, true, W), 1027 % W);
+        // From a real server about a NAT request (CIP:cport -> RIP).
+        assert_eq!(
+            owner_of_embedded(cip, 40000, false, W),
+            owner_of_client(cip, W)
+        );
+        assert_eq!(owner_of_embedded(cip, 40000, false, 1), 0);
+    }
+}
