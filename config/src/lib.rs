@@ -36,6 +36,22 @@ pub const SCHEDULERS: [&str; 14] = [
     "rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr", "mh", "fo", "ovf", "twos",
 ];
 
+/// The scheduler of a service that names none (ipvsadm's default).
+pub const DEFAULT_SCHEDULER: &str = "wlc";
+
+/// The longest timeout (`MAX_TIMEOUT` of ipvsadm: 31 days), for `[timeouts]` and
+/// `persistent`.
+pub const MAX_TIMEOUT: u32 = 86400 * 31;
+
+/// The longest interface name (`IFNAMSIZ - 1`).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// The sync interface when none is given (ipvsadm's default).
+pub const DEFAULT_MCAST_INTERFACE: &str = "eth0";
+
+/// The largest sync message: an IPv4 UDP datagram's payload (65535 - 20 - 8).
+pub const MAX_SYNC_MAXLEN: u16 = 65535 - 28;
+
 /// Default control socket path.
 pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
 

@@ -17,6 +17,10 @@ pub const IPVS_VERSION: u32 = 0x010201;
 pub const CONN_TAB_SIZE: u32 = 4096;
 /// Default persistence timeout for `-p` without a value (`IPVS_SVC_PERSISTENT_TIMEOUT`).
 pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 360;
+/// The netmask of an IPv6 service that keeps every bit (a prefix length).
+pub const IPV6_FULL_NETMASK: u32 = 128;
+/// The scheduler of a service when none is given.
+pub const DEFAULT_SCHEDULER: &str = rvs_config::DEFAULT_SCHEDULER;
 /// The schedulers rvs implements (the kernel's 14).
 pub const SCHEDULERS: [&str; 14] = rvs_config::SCHEDULERS;
 
@@ -232,9 +236,13 @@ impl ServiceConf {
     pub fn new(key: ServiceKey) -> Self {
         ServiceConf {
             key,
-            scheduler: "wlc".to_string(),
+            scheduler: DEFAULT_SCHEDULER.to_string(),
             persistent: None,
-            netmask: if key.is_ipv6() { 128 } else { u32::MAX },
+            netmask: if key.is_ipv6() {
+                IPV6_FULL_NETMASK
+            } else {
+                u32::MAX
+            },
             sched_flags: 0,
             ops: false,
             pe: None,
