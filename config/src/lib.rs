@@ -462,13 +462,54 @@ impl fmt::Display for AddrPrefix {
     }
 }
 
+/// Why a text is not an [`AddrPrefix`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    /// No `/len`.
+    #[error("has no prefix length")]
+    NoLength,
+    /// The part before `/` is not an address.
+    #[error("is not an address")]
+    BadAddress,
+    /// The length is not a number or is longer than the address.
+    #[error("has a bad prefix length")]
+    BadLength,
+}
+
+impl AddrPrefix {
+    /// The longest prefix of the family of `addr` (32 or 128).
+    pub fn max_len(addr: IpAddr) -> u8 {
+        if addr.is_ipv4() {
+            32
+        } else {
+            128
+        }
+    }
+
+    /// Parses `"addr/len"`; with `bare_is_host`, a bare `"addr"` is the host prefix
+    /// (`/32`, `/128`).
+    pub fn parse(s: &str, bare_is_host: bool) -> Result<AddrPrefix, PrefixError> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None if bare_is_host => (s, None),
+            None => return Err(PrefixError::NoLength),
+        };
+        let addr: IpAddr = a.parse().map_err(|_| PrefixError::BadAddress)?;
+        let max = Self::max_len(addr);
+        let prefix_len = match l {
+            None => max,
+            Some(l) => l.parse().map_err(|_| PrefixError::BadLength)?,
+        };
+        if prefix_len > max {
+            return Err(PrefixError::BadLength);
+        }
+        Ok(AddrPrefix { addr, prefix_len })
+    }
+}
+
 /// Parses `"addr/len"`.
 pub fn parse_prefix(s: &str) -> Option<AddrPrefix> {
-    let (a, l) = s.split_once('/')?;
-    let addr: IpAddr = a.parse().ok()?;
-    let prefix_len: u8 = l.parse().ok()?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    (prefix_len <= max).then_some(AddrPrefix { addr, prefix_len })
+    AddrPrefix::parse(s, false).ok()
 }
 
 /// Parses `"1.2.3.4:80"`, `"[::1]:80"`, or with `default_port`, `"1.2.3.4"` / `"::1"`.

@@ -232,6 +232,12 @@ pub struct ConnEntry {
 #[error("{0}")]
 pub struct BackendError(pub String);
 
+impl From<crate::sync::SyncError> for BackendError {
+    fn from(e: crate::sync::SyncError) -> Self {
+        BackendError(e.to_string())
+    }
+}
+
 /// What rvsd drives. The DPDK backend implements this; [`ControlOnly`] is the no-op one.
 pub trait Backend: Send {
     /// Installs a whole new table (called after every successful change).

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::backend::{Backend, Counters, DestCounters, Stats};
+use crate::backend::{Backend, BackendError, Counters, DestCounters, Stats};
 use crate::estimator::Estimator;
 use crate::ipvs::{IpvsTable, Op, ServiceKey, CONN_TAB_SIZE, IPVS_VERSION};
 use crate::proto::{DestView, Info, LaddrView, Request, Response, ServiceView};
@@ -36,9 +36,9 @@ fn raw_stats(c: &Counters, key: &StatKey) -> Stats {
 
 impl Daemon {
     /// Starts with `table`, installing it into the backend.
-    pub fn new(table: IpvsTable, mut backend: Box<dyn Backend>) -> Result<Daemon, String> {
-        backend.set_timeouts(&table.timeouts).map_err(|e| e.0)?;
-        backend.apply(&table).map_err(|e| e.0)?;
+    pub fn new(table: IpvsTable, mut backend: Box<dyn Backend>) -> Result<Daemon, BackendError> {
+        backend.set_timeouts(&table.timeouts)?;
+        backend.apply(&table)?;
         Ok(Daemon {
             table,
             backend,
@@ -220,7 +220,7 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{BackendError, ConnEntry, DestCounterEntry, ServiceCounters};
+    use crate::backend::{ConnEntry, DestCounterEntry, ServiceCounters};
     use crate::ipvs::{DestConf, Protocol, ServiceConf};
     use std::sync::{Arc, Mutex};
 
