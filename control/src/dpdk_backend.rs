@@ -19,7 +19,7 @@ use rvs_dataplane::service::{
 };
 
 use crate::backend::{
-    Backend, BackendError, ConnEntry, ConnProtocol, ConnState, Counters, DestCounterEntry,
+    Backend, BackendError, ConnProtocol, ConnRow, ConnState, DataplaneCounters, DestCounterEntry,
     DestCounters, LaddrCounterEntry, ServiceCounters, Stats,
 };
 use crate::ipvs::{Forward, IpvsTable, Protocol, ServiceKey, SyncDaemon, SyncState, Timeouts};
@@ -438,7 +438,7 @@ impl Backend for DpdkBackend {
         self.sync_daemons(&table.daemons)
     }
 
-    fn counters(&self) -> Counters {
+    fn counters(&self) -> DataplaneCounters {
         let index = self.dest_index();
         let mut services: Vec<ServiceCounters> = Vec::new();
         let mut by_dest: HashMap<DestId, DestCounters> = HashMap::new();
@@ -496,7 +496,7 @@ impl Backend for DpdkBackend {
             }
             services.push(sc);
         }
-        Counters { services }
+        DataplaneCounters { services }
     }
 
     fn describe(&self) -> String {
@@ -544,11 +544,11 @@ impl Backend for DpdkBackend {
         out
     }
 
-    fn connections(&self) -> Vec<ConnEntry> {
+    fn connections(&self) -> Vec<ConnRow> {
         self.engine
             .connections()
             .into_iter()
-            .map(|c| ConnEntry {
+            .map(|c| ConnRow {
                 protocol: match c.proto {
                     dp::Proto::Tcp => ConnProtocol::Tcp,
                     dp::Proto::Udp => ConnProtocol::Udp,

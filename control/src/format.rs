@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::backend::ConnEntry;
+use crate::backend::ConnRow;
 use crate::cli::ListOpts;
 use crate::ipvs::{
     Forward, ServiceKey, SyncDaemon, Timeouts, TunCsum, TunType, SCHED_FLAG_1, SCHED_FLAG_2,
@@ -523,7 +523,7 @@ pub fn daemons(ds: &[SyncDaemon]) -> String {
 }
 
 /// `ipvsadm -Lc [-n]`: connection entries, in table order.
-pub fn connections(conns: &[ConnEntry], numeric: bool, persistent_conn: bool) -> String {
+pub fn connections(conns: &[ConnRow], numeric: bool, persistent_conn: bool) -> String {
     let mut out = String::from("IPVS connection entries\n");
     if persistent_conn {
         let _ = writeln!(
