@@ -22,7 +22,9 @@ use crate::backend::{
     Backend, BackendError, ConnProtocol, ConnRow, ConnState, DataplaneCounters, DestCounterEntry,
     DestCounters, LaddrCounterEntry, ServiceCounters, Stats,
 };
-use crate::ipvs::{Forward, IpvsTable, Protocol, ServiceKey, SyncDaemon, SyncState, Timeouts};
+use crate::ipvs::{
+    Forward, IpvsTable, Protocol, ServiceKey, SyncDaemon, SyncState, Timeouts, IPV6_FULL_NETMASK,
+};
 use rvs_dataplane::sync::SyncRules;
 
 /// The DPDK backend.
@@ -44,8 +46,6 @@ impl std::fmt::Debug for DpdkBackend {
 
 /// EAL memory (MB) when the configuration gives no EAL arguments, and with `no_huge`.
 const EAL_MEMORY_MB: u64 = 512;
-/// The MTU of a port whose configuration gives none.
-const DEFAULT_MTU: u16 = 1500;
 /// The smallest session table per worker.
 const MIN_CONN_CAPACITY: i64 = 1024;
 
@@ -143,7 +143,11 @@ fn port_specs(cfg: &Config) -> Result<(Vec<PortSpec>, HashMap<String, u16>), Eng
             name: p.name.clone(),
             devargs: p.device.clone(),
             addrs,
-            mtu: if p.mtu > 0 { p.mtu as u16 } else { DEFAULT_MTU },
+            mtu: if p.mtu > 0 {
+                p.mtu as u16
+            } else {
+                rvs_config::DEFAULT_MTU
+            },
             kernel_iface: p.exception_iface.clone(),
         });
     }
@@ -333,7 +337,7 @@ impl DpdkBackend {
             if !s.conf.key.is_ipv6() {
                 sc = sc.netmask(Addr::from(IpAddr::V4(Ipv4Addr::from(s.conf.netmask))));
             } else {
-                sc = sc.netmask(Addr::v6_prefix(s.conf.netmask.min(128) as u8));
+                sc = sc.netmask(Addr::v6_prefix(s.conf.netmask.min(IPV6_FULL_NETMASK) as u8));
             }
             let exists = self.table.services().iter().any(|x| x.key == key);
             if exists {

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use crate::backend::ConnRow;
 use crate::cli::ListOpts;
 use crate::ipvs::{
-    Forward, ServiceKey, SyncDaemon, Timeouts, TunCsum, TunType, SCHED_FLAG_1, SCHED_FLAG_2,
-    SCHED_FLAG_3,
+    Forward, ServiceKey, SyncDaemon, Timeouts, TunCsum, TunType, IPV6_FULL_NETMASK, SCHED_FLAG_1,
+    SCHED_FLAG_2, SCHED_FLAG_3,
 };
 use crate::names::addrport;
 use crate::proto::{DestView, Info, ServiceView};
@@ -245,7 +245,7 @@ pub fn sched_flags_str(sched: &str, flags: u32) -> String {
 
 fn netmask_str(key: &ServiceKey, mask: u32) -> Option<String> {
     if key.is_ipv6() {
-        (mask != 128).then(|| mask.to_string())
+        (mask != IPV6_FULL_NETMASK).then(|| mask.to_string())
     } else {
         (mask != u32::MAX).then(|| std::net::Ipv4Addr::from(mask).to_string())
     }

@@ -18,7 +18,9 @@ pub const CONN_TAB_SIZE: u32 = 4096;
 /// Default persistence timeout for `-p` without a value (`IPVS_SVC_PERSISTENT_TIMEOUT`).
 pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 360;
 /// The netmask of an IPv6 service that keeps every bit (a prefix length).
-pub const IPV6_FULL_NETMASK: u32 = 128;
+pub const IPV6_FULL_NETMASK: u32 = rvs_config::IPV6_PREFIX_MAX as u32;
+/// The sync multicast TTL when none is given (the kernel's: the local link only).
+pub const DEFAULT_MCAST_TTL: u8 = 1;
 /// The scheduler of a service when none is given.
 pub const DEFAULT_SCHEDULER: &str = rvs_config::DEFAULT_SCHEDULER;
 /// The schedulers rvs implements (the kernel's 14).
@@ -318,9 +320,9 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            tcp: 900,
-            tcp_fin: 120,
-            udp: 300,
+            tcp: rvs_config::DEFAULT_TCP_TIMEOUT,
+            tcp_fin: rvs_config::DEFAULT_TCPFIN_TIMEOUT,
+            udp: rvs_config::DEFAULT_UDP_TIMEOUT,
         }
     }
 }
@@ -499,7 +501,7 @@ impl IpvsTable {
         if !scheduler_known(&conf.scheduler) || conf.pe.is_some() {
             return Err(IpvsError::SchedulerNotFound);
         }
-        if conf.key.is_ipv6() && (conf.netmask < 1 || conf.netmask > 128) {
+        if conf.key.is_ipv6() && !(1..=IPV6_FULL_NETMASK).contains(&conf.netmask) {
             return Err(IpvsError::Invalid);
         }
         Ok(())
@@ -598,12 +600,12 @@ impl IpvsTable {
                     state: c.state,
                     mcast_ifn: c.mcast_ifn.clone(),
                     syncid: c.syncid,
-                    sync_maxlen: c.sync_maxlen.unwrap_or(1472),
+                    sync_maxlen: c.sync_maxlen.unwrap_or(rvs_config::DEFAULT_SYNC_MAXLEN),
                     mcast_group: c
                         .mcast_group
-                        .unwrap_or(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 81))),
-                    mcast_port: c.mcast_port.unwrap_or(8848),
-                    mcast_ttl: c.mcast_ttl.unwrap_or(1),
+                        .unwrap_or(IpAddr::V4(rvs_config::DEFAULT_SYNC_GROUP)),
+                    mcast_port: c.mcast_port.unwrap_or(rvs_config::DEFAULT_SYNC_PORT),
+                    mcast_ttl: c.mcast_ttl.unwrap_or(DEFAULT_MCAST_TTL),
                 };
                 self.daemons.push(d);
                 self.daemons.sort_by_key(|d| d.state != SyncState::Master);
