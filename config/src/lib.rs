@@ -339,37 +339,24 @@ pub struct Real {
     pub l_threshold: i64,
 }
 
-/// `[timeouts]`: as `ipvsadm --set tcp tcpfin udp`.
+/// `[timeouts]`: as `ipvsadm --set tcp tcpfin udp`. A missing key takes its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     /// ESTABLISHED timeout (default 900).
-    #[serde(default = "default_tcp")]
     pub tcp: i64,
     /// FIN_WAIT timeout (default 120).
-    #[serde(default = "default_tcpfin")]
     pub tcpfin: i64,
     /// UDP timeout (default 300).
-    #[serde(default = "default_udp")]
     pub udp: i64,
-}
-
-fn default_tcp() -> i64 {
-    DEFAULT_TCP_TIMEOUT.into()
-}
-fn default_tcpfin() -> i64 {
-    DEFAULT_TCPFIN_TIMEOUT.into()
-}
-fn default_udp() -> i64 {
-    DEFAULT_UDP_TIMEOUT.into()
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            tcp: default_tcp(),
-            tcpfin: default_tcpfin(),
-            udp: default_udp(),
+            tcp: DEFAULT_TCP_TIMEOUT.into(),
+            tcpfin: DEFAULT_TCPFIN_TIMEOUT.into(),
+            udp: DEFAULT_UDP_TIMEOUT.into(),
         }
     }
 }
@@ -429,59 +416,42 @@ pub enum SyncState {
     Backup,
 }
 
-/// `[sync]`: connection synchronisation (`ipvsadm --start-daemon`).
+/// `[sync]`: connection synchronisation (`ipvsadm --start-daemon`). A missing key takes
+/// its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Sync {
     /// `master`, `backup` or `none` (default).
-    #[serde(default)]
     pub state: SyncState,
     /// Interface (port name) to send/receive on (default `eth0` as ipvsadm).
-    #[serde(default = "default_ifn")]
     pub mcast_interface: String,
     /// Sync id 0..=255 (0: no filtering).
-    #[serde(default)]
     pub syncid: i64,
     /// Multicast group (default 224.0.0.81).
-    #[serde(default = "default_group")]
     pub group: String,
     /// UDP port 1..=65535 (default 8848).
-    #[serde(default = "default_sync_port")]
     pub port: i64,
     /// Multicast TTL 1..=255 (default 1).
-    #[serde(default = "one")]
     pub ttl: i64,
     /// Maximum message length 1..=65507 (default 1472).
-    #[serde(default = "default_maxlen")]
     pub maxlen: i64,
     /// Unicast peer address instead of multicast.
-    #[serde(default)]
     pub unicast_peer: Option<String>,
 }
 
-fn default_ifn() -> String {
-    DEFAULT_MCAST_INTERFACE.to_string()
-}
-fn default_group() -> String {
-    DEFAULT_SYNC_GROUP.to_string()
-}
-fn default_sync_port() -> i64 {
-    DEFAULT_SYNC_PORT.into()
-}
-fn default_maxlen() -> i64 {
-    DEFAULT_SYNC_MAXLEN.into()
-}
+/// The sync multicast TTL when none is given (the local link only).
+pub const DEFAULT_SYNC_TTL: u8 = 1;
 
 impl Default for Sync {
     fn default() -> Self {
         Sync {
             state: SyncState::None,
-            mcast_interface: default_ifn(),
+            mcast_interface: DEFAULT_MCAST_INTERFACE.to_string(),
             syncid: 0,
-            group: default_group(),
-            port: default_sync_port(),
-            ttl: 1,
-            maxlen: default_maxlen(),
+            group: DEFAULT_SYNC_GROUP.to_string(),
+            port: DEFAULT_SYNC_PORT.into(),
+            ttl: DEFAULT_SYNC_TTL.into(),
+            maxlen: DEFAULT_SYNC_MAXLEN.into(),
             unicast_peer: None,
         }
     }

@@ -19,8 +19,6 @@ pub const CONN_TAB_SIZE: u32 = 4096;
 pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 360;
 /// The netmask of an IPv6 service that keeps every bit (a prefix length).
 pub const IPV6_FULL_NETMASK: u32 = rvs_config::IPV6_PREFIX_MAX as u32;
-/// The sync multicast TTL when none is given (the kernel's: the local link only).
-pub const DEFAULT_MCAST_TTL: u8 = 1;
 /// The scheduler of a service when none is given.
 pub const DEFAULT_SCHEDULER: &str = rvs_config::DEFAULT_SCHEDULER;
 /// The schedulers rvs implements (the kernel's 14).
@@ -605,7 +603,7 @@ impl IpvsTable {
                         .mcast_group
                         .unwrap_or(IpAddr::V4(rvs_config::DEFAULT_SYNC_GROUP)),
                     mcast_port: c.mcast_port.unwrap_or(rvs_config::DEFAULT_SYNC_PORT),
-                    mcast_ttl: c.mcast_ttl.unwrap_or(DEFAULT_MCAST_TTL),
+                    mcast_ttl: c.mcast_ttl.unwrap_or(rvs_config::DEFAULT_SYNC_TTL),
                 };
                 self.daemons.push(d);
                 self.daemons.sort_by_key(|d| d.state != SyncState::Master);
