@@ -26,7 +26,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,62 @@ use serde::{Deserialize, Serialize};
 pub const SCHEDULERS: [&str; 14] = [
     "rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr", "mh", "fo", "ovf", "twos",
 ];
+
+/// The scheduler of a service that names none (ipvsadm's default).
+pub const DEFAULT_SCHEDULER: &str = "wlc";
+
+/// The longest timeout (`MAX_TIMEOUT` of ipvsadm: 31 days), for `[timeouts]` and
+/// `persistent`.
+pub const MAX_TIMEOUT: u32 = 86400 * 31;
+
+/// The longest interface name (`IFNAMSIZ - 1`).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// The sync interface when none is given (ipvsadm's default).
+pub const DEFAULT_MCAST_INTERFACE: &str = "eth0";
+
+/// The largest sync message: an IPv4 UDP datagram's payload (65535 - 20 - 8).
+pub const MAX_SYNC_MAXLEN: u16 = 65535 - 28;
+
+/// Default `[timeouts] tcp` (ipvsadm `--set`'s first value).
+pub const DEFAULT_TCP_TIMEOUT: u32 = 900;
+/// Default `[timeouts] tcpfin`.
+pub const DEFAULT_TCPFIN_TIMEOUT: u32 = 120;
+/// Default `[timeouts] udp`.
+pub const DEFAULT_UDP_TIMEOUT: u32 = 300;
+
+/// Default port MTU.
+pub const DEFAULT_MTU: u16 = 1500;
+/// Smallest port MTU (IPv4's minimum).
+pub const MIN_MTU: u16 = 68;
+/// Largest port MTU (jumbo frames).
+pub const MAX_MTU: u16 = 9216;
+/// Most RX or TX queues of a port.
+pub const MAX_QUEUES: i64 = 1024;
+/// Most workers.
+pub const MAX_WORKERS: i64 = 1024;
+/// Highest lcore id.
+pub const MAX_LCORE: i64 = 1023;
+/// Default sessions per core.
+pub const DEFAULT_SESSIONS_PER_CORE: i64 = 1 << 20;
+/// Most sessions per core.
+pub const MAX_SESSIONS_PER_CORE: i64 = 1 << 30;
+
+/// Largest real-server weight.
+pub const MAX_WEIGHT: u16 = u16::MAX;
+/// Largest connection threshold.
+pub const MAX_THRESHOLD: i64 = i32::MAX as i64;
+/// The longest IPv4 prefix.
+pub const IPV4_PREFIX_MAX: u8 = 32;
+/// The longest IPv6 prefix.
+pub const IPV6_PREFIX_MAX: u8 = 128;
+
+/// Default sync multicast group (the kernel's `IP_VS_SYNC_GROUP`).
+pub const DEFAULT_SYNC_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
+/// Default sync UDP port (the kernel's `IP_VS_SYNC_PORT`).
+pub const DEFAULT_SYNC_PORT: u16 = 8848;
+/// Default sync message length (an Ethernet MTU less the IPv4 and UDP headers).
+pub const DEFAULT_SYNC_MAXLEN: u16 = 1500 - 28;
 
 /// Default control socket path.
 pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
@@ -164,7 +220,7 @@ fn yes() -> bool {
     true
 }
 fn default_mtu() -> i64 {
-    1500
+    DEFAULT_MTU.into()
 }
 
 /// `[workers]`: which lcores run workers. Either `lcores` or `count`; none means one worker.
@@ -283,37 +339,24 @@ pub struct Real {
     pub l_threshold: i64,
 }
 
-/// `[timeouts]`: as `ipvsadm --set tcp tcpfin udp`.
+/// `[timeouts]`: as `ipvsadm --set tcp tcpfin udp`. A missing key takes its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     /// ESTABLISHED timeout (default 900).
-    #[serde(default = "d900")]
     pub tcp: i64,
     /// FIN_WAIT timeout (default 120).
-    #[serde(default = "d120")]
     pub tcpfin: i64,
     /// UDP timeout (default 300).
-    #[serde(default = "d300")]
     pub udp: i64,
-}
-
-fn d900() -> i64 {
-    900
-}
-fn d120() -> i64 {
-    120
-}
-fn d300() -> i64 {
-    300
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            tcp: 900,
-            tcpfin: 120,
-            udp: 300,
+            tcp: DEFAULT_TCP_TIMEOUT.into(),
+            tcpfin: DEFAULT_TCPFIN_TIMEOUT.into(),
+            udp: DEFAULT_UDP_TIMEOUT.into(),
         }
     }
 }
@@ -328,7 +371,7 @@ pub struct Sessions {
 }
 
 fn default_capacity() -> i64 {
-    1 << 20
+    DEFAULT_SESSIONS_PER_CORE
 }
 
 impl Default for Sessions {
@@ -373,59 +416,42 @@ pub enum SyncState {
     Backup,
 }
 
-/// `[sync]`: connection synchronisation (`ipvsadm --start-daemon`).
+/// `[sync]`: connection synchronisation (`ipvsadm --start-daemon`). A missing key takes
+/// its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Sync {
     /// `master`, `backup` or `none` (default).
-    #[serde(default)]
     pub state: SyncState,
     /// Interface (port name) to send/receive on (default `eth0` as ipvsadm).
-    #[serde(default = "default_ifn")]
     pub mcast_interface: String,
     /// Sync id 0..=255 (0: no filtering).
-    #[serde(default)]
     pub syncid: i64,
     /// Multicast group (default 224.0.0.81).
-    #[serde(default = "default_group")]
     pub group: String,
     /// UDP port 1..=65535 (default 8848).
-    #[serde(default = "default_sync_port")]
     pub port: i64,
     /// Multicast TTL 1..=255 (default 1).
-    #[serde(default = "one")]
     pub ttl: i64,
     /// Maximum message length 1..=65507 (default 1472).
-    #[serde(default = "default_maxlen")]
     pub maxlen: i64,
     /// Unicast peer address instead of multicast.
-    #[serde(default)]
     pub unicast_peer: Option<String>,
 }
 
-fn default_ifn() -> String {
-    "eth0".to_string()
-}
-fn default_group() -> String {
-    "224.0.0.81".to_string()
-}
-fn default_sync_port() -> i64 {
-    8848
-}
-fn default_maxlen() -> i64 {
-    1472
-}
+/// The sync multicast TTL when none is given (the local link only).
+pub const DEFAULT_SYNC_TTL: u8 = 1;
 
 impl Default for Sync {
     fn default() -> Self {
         Sync {
             state: SyncState::None,
-            mcast_interface: default_ifn(),
+            mcast_interface: DEFAULT_MCAST_INTERFACE.to_string(),
             syncid: 0,
-            group: default_group(),
-            port: default_sync_port(),
-            ttl: 1,
-            maxlen: default_maxlen(),
+            group: DEFAULT_SYNC_GROUP.to_string(),
+            port: DEFAULT_SYNC_PORT.into(),
+            ttl: DEFAULT_SYNC_TTL.into(),
+            maxlen: DEFAULT_SYNC_MAXLEN.into(),
             unicast_peer: None,
         }
     }
@@ -446,13 +472,54 @@ impl fmt::Display for AddrPrefix {
     }
 }
 
+/// Why a text is not an [`AddrPrefix`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    /// No `/len`.
+    #[error("has no prefix length")]
+    NoLength,
+    /// The part before `/` is not an address.
+    #[error("is not an address")]
+    BadAddress,
+    /// The length is not a number or is longer than the address.
+    #[error("has a bad prefix length")]
+    BadLength,
+}
+
+impl AddrPrefix {
+    /// The longest prefix of the family of `addr` (32 or 128).
+    pub fn max_len(addr: IpAddr) -> u8 {
+        if addr.is_ipv4() {
+            IPV4_PREFIX_MAX
+        } else {
+            IPV6_PREFIX_MAX
+        }
+    }
+
+    /// Parses `"addr/len"`; with `bare_is_host`, a bare `"addr"` is the host prefix
+    /// (`/32`, `/128`).
+    pub fn parse(s: &str, bare_is_host: bool) -> Result<AddrPrefix, PrefixError> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None if bare_is_host => (s, None),
+            None => return Err(PrefixError::NoLength),
+        };
+        let addr: IpAddr = a.parse().map_err(|_| PrefixError::BadAddress)?;
+        let max = Self::max_len(addr);
+        let prefix_len = match l {
+            None => max,
+            Some(l) => l.parse().map_err(|_| PrefixError::BadLength)?,
+        };
+        if prefix_len > max {
+            return Err(PrefixError::BadLength);
+        }
+        Ok(AddrPrefix { addr, prefix_len })
+    }
+}
+
 /// Parses `"addr/len"`.
 pub fn parse_prefix(s: &str) -> Option<AddrPrefix> {
-    let (a, l) = s.split_once('/')?;
-    let addr: IpAddr = a.parse().ok()?;
-    let prefix_len: u8 = l.parse().ok()?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    (prefix_len <= max).then_some(AddrPrefix { addr, prefix_len })
+    AddrPrefix::parse(s, false).ok()
 }
 
 /// Parses `"1.2.3.4:80"`, `"[::1]:80"`, or with `default_port`, `"1.2.3.4"` / `"::1"`.
@@ -541,92 +608,12 @@ impl Config {
         if self.eal.file_prefix.as_deref() == Some("") {
             return Err(ConfigError::invalid("eal.file_prefix", "must not be empty"));
         }
-        let mut names = Vec::new();
         for (i, p) in self.ports.iter().enumerate() {
-            let f = |n: &str| format!("ports[{i}].{n}");
-            if p.name.is_empty() {
-                return Err(ConfigError::invalid(f("name"), "must not be empty"));
-            }
-            if names.contains(&p.name.as_str()) {
-                return Err(ConfigError::invalid(
-                    f("name"),
-                    format!("{:?} is used by another port", p.name),
-                ));
-            }
-            names.push(p.name.as_str());
-            if p.device.is_empty() {
-                return Err(ConfigError::invalid(f("device"), "must not be empty"));
-            }
-            if let Some(t) = &p.exception_iface {
-                if t.is_empty()
-                    || t.len() > 15
-                    || t.contains(|c: char| c == '/' || c == ',' || c == '=' || c.is_whitespace())
-                {
-                    return Err(ConfigError::invalid(
-                        f("exception_iface"),
-                        format!("{t:?} is not an interface name (1 to 15 bytes, no '/', ',', '=' or spaces)"),
-                    ));
-                }
-                if self.ports[..i]
-                    .iter()
-                    .any(|o| o.exception_iface.as_deref() == Some(t.as_str()))
-                {
-                    return Err(ConfigError::invalid(
-                        f("exception_iface"),
-                        format!("{t:?} is used by another port"),
-                    ));
-                }
-            }
-            range(f("rx_queues"), p.rx_queues, 1, 1024)?;
-            range(f("tx_queues"), p.tx_queues, 1, 1024)?;
-            range(f("mtu"), p.mtu, 68, 9216)?;
-            for (j, a) in p.addresses.iter().enumerate() {
-                if parse_prefix(a).is_none() {
-                    return Err(ConfigError::invalid(
-                        format!("ports[{i}].addresses[{j}]"),
-                        format!(
-                            "{a:?} is not an address with prefix length (e.g. \"10.0.0.1/24\")"
-                        ),
-                    ));
-                }
-            }
+            self.validate_port(i, p)?;
         }
-        for (i, l) in self.workers.lcores.iter().enumerate() {
-            range(format!("workers.lcores[{i}]"), *l, 0, 1023)?;
-        }
-        if let Some(c) = self.workers.count {
-            range("workers.count".into(), c, 1, 1024)?;
-            if !self.workers.lcores.is_empty() {
-                return Err(ConfigError::invalid(
-                    "workers.count",
-                    "cannot be combined with workers.lcores",
-                ));
-            }
-        }
+        self.validate_workers()?;
         for (i, r) in self.routes.iter().enumerate() {
-            let pre = parse_prefix(&r.prefix).ok_or_else(|| {
-                ConfigError::invalid(
-                    format!("routes[{i}].prefix"),
-                    format!("{:?} is not a prefix (e.g. \"0.0.0.0/0\")", r.prefix),
-                )
-            })?;
-            if let Some(v) = &r.via {
-                match v.parse::<IpAddr>() {
-                    Ok(a) if a.is_ipv4() == pre.addr.is_ipv4() => {}
-                    _ => {
-                        return Err(ConfigError::invalid(
-                            format!("routes[{i}].via"),
-                            format!("{v:?} is not an address of the prefix's family"),
-                        ))
-                    }
-                }
-            }
-            if !self.ports.is_empty() && !names.contains(&r.port.as_str()) {
-                return Err(ConfigError::invalid(
-                    format!("routes[{i}].port"),
-                    format!("{:?} is not a configured port", r.port),
-                ));
-            }
+            self.validate_route(i, r)?;
         }
         let mut keys: Vec<(Proto, Option<SocketAddr>, Option<i64>, bool)> = Vec::new();
         for (i, s) in self.services.iter().enumerate() {
@@ -640,105 +627,168 @@ impl Config {
             }
             keys.push(key);
         }
-        range("timeouts.tcp".into(), self.timeouts.tcp, 0, 86400 * 31)?;
+        let max_timeout = i64::from(MAX_TIMEOUT);
+        range("timeouts.tcp".into(), self.timeouts.tcp, 0, max_timeout)?;
         range(
             "timeouts.tcpfin".into(),
             self.timeouts.tcpfin,
             0,
-            86400 * 31,
+            max_timeout,
         )?;
-        range("timeouts.udp".into(), self.timeouts.udp, 0, 86400 * 31)?;
+        range("timeouts.udp".into(), self.timeouts.udp, 0, max_timeout)?;
         range(
             "sessions.capacity_per_core".into(),
             self.sessions.capacity_per_core,
             1,
-            1 << 30,
+            MAX_SESSIONS_PER_CORE,
         )?;
         if self.control.socket.as_os_str().is_empty() {
             return Err(ConfigError::invalid("control.socket", "must not be empty"));
         }
-        let s = &self.sync;
-        if s.mcast_interface.is_empty() || s.mcast_interface.len() >= 16 {
+        self.sync.validate()
+    }
+
+    /// `ports[i]`.
+    fn validate_port(&self, i: usize, p: &Port) -> Result<(), ConfigError> {
+        let f = |n: &str| format!("ports[{i}].{n}");
+        if p.name.is_empty() {
+            return Err(ConfigError::invalid(f("name"), "must not be empty"));
+        }
+        if self.ports[..i].iter().any(|o| o.name == p.name) {
             return Err(ConfigError::invalid(
-                "sync.mcast_interface",
-                format!(
-                    "{:?} is not an interface name (1..15 chars)",
-                    s.mcast_interface
-                ),
+                f("name"),
+                format!("{:?} is used by another port", p.name),
             ));
         }
-        range("sync.syncid".into(), s.syncid, 0, 255)?;
-        range("sync.port".into(), s.port, 1, 65535)?;
-        range("sync.ttl".into(), s.ttl, 1, 255)?;
-        range("sync.maxlen".into(), s.maxlen, 1, 65507)?;
-        match s.group.parse::<IpAddr>() {
-            Ok(a) if a.is_multicast() => {}
-            _ => {
+        if p.device.is_empty() {
+            return Err(ConfigError::invalid(f("device"), "must not be empty"));
+        }
+        if let Some(t) = &p.exception_iface {
+            if !is_ifname(t) || t.contains([',', '=']) {
                 return Err(ConfigError::invalid(
-                    "sync.group",
-                    format!("{:?} is not a multicast address", s.group),
-                ))
+                    f("exception_iface"),
+                    format!("{t:?} is not an interface name (1 to 15 bytes, no '/', ',', '=' or spaces)"),
+                ));
+            }
+            if self.ports[..i]
+                .iter()
+                .any(|o| o.exception_iface.as_deref() == Some(t.as_str()))
+            {
+                return Err(ConfigError::invalid(
+                    f("exception_iface"),
+                    format!("{t:?} is used by another port"),
+                ));
             }
         }
-        if let Some(p) = &s.unicast_peer {
-            if p.parse::<IpAddr>().is_err() {
+        range(f("rx_queues"), p.rx_queues, 1, MAX_QUEUES)?;
+        range(f("tx_queues"), p.tx_queues, 1, MAX_QUEUES)?;
+        range(f("mtu"), p.mtu, MIN_MTU.into(), MAX_MTU.into())?;
+        for (j, a) in p.addresses.iter().enumerate() {
+            if parse_prefix(a).is_none() {
                 return Err(ConfigError::invalid(
-                    "sync.unicast_peer",
-                    format!("{p:?} is not an address"),
+                    format!("ports[{i}].addresses[{j}]"),
+                    format!("{a:?} is not an address with prefix length (e.g. \"10.0.0.1/24\")"),
                 ));
             }
         }
         Ok(())
     }
 
-    fn validate_service(&self, i: usize, s: &Service) -> Result<(), ConfigError> {
+    /// `[workers]`.
+    fn validate_workers(&self) -> Result<(), ConfigError> {
+        for (i, l) in self.workers.lcores.iter().enumerate() {
+            range(format!("workers.lcores[{i}]"), *l, 0, MAX_LCORE)?;
+        }
+        if let Some(c) = self.workers.count {
+            range("workers.count".into(), c, 1, MAX_WORKERS)?;
+            if !self.workers.lcores.is_empty() {
+                return Err(ConfigError::invalid(
+                    "workers.count",
+                    "cannot be combined with workers.lcores",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `routes[i]`.
+    fn validate_route(&self, i: usize, r: &Route) -> Result<(), ConfigError> {
+        let pre = parse_prefix(&r.prefix).ok_or_else(|| {
+            ConfigError::invalid(
+                format!("routes[{i}].prefix"),
+                format!("{:?} is not a prefix (e.g. \"0.0.0.0/0\")", r.prefix),
+            )
+        })?;
+        if let Some(v) = &r.via {
+            match v.parse::<IpAddr>() {
+                Ok(a) if a.is_ipv4() == pre.addr.is_ipv4() => {}
+                _ => {
+                    return Err(ConfigError::invalid(
+                        format!("routes[{i}].via"),
+                        format!("{v:?} is not an address of the prefix's family"),
+                    ))
+                }
+            }
+        }
+        if !self.ports.is_empty() && !self.ports.iter().any(|p| p.name == r.port) {
+            return Err(ConfigError::invalid(
+                format!("routes[{i}].port"),
+                format!("{:?} is not a configured port", r.port),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `services[i]`'s key (vip or fwmark); gives the service port (0 for fwmark).
+    fn validate_service_key(i: usize, s: &Service) -> Result<u16, ConfigError> {
         let f = |n: &str| format!("services[{i}].{n}");
-        let port = match s.proto {
-            Proto::Fwmark => {
-                if s.vip.is_some() {
-                    return Err(ConfigError::invalid(
-                        f("vip"),
-                        "a fwmark service has no vip (use fwmark)",
-                    ));
-                }
-                let m = s.fwmark.ok_or_else(|| {
-                    ConfigError::invalid(f("fwmark"), "is required for proto = \"fwmark\"")
-                })?;
-                range(f("fwmark"), m, 1, u32::MAX as i64)?;
-                0
+        if s.proto == Proto::Fwmark {
+            if s.vip.is_some() {
+                return Err(ConfigError::invalid(
+                    f("vip"),
+                    "a fwmark service has no vip (use fwmark)",
+                ));
             }
-            _ => {
-                if s.fwmark.is_some() {
-                    return Err(ConfigError::invalid(
-                        f("fwmark"),
-                        "only a fwmark service has a fwmark",
-                    ));
-                }
-                if s.ipv6 {
-                    return Err(ConfigError::invalid(
-                        f("ipv6"),
-                        "only for fwmark services (the vip gives the family)",
-                    ));
-                }
-                let v = s
-                    .vip
-                    .as_deref()
-                    .ok_or_else(|| ConfigError::invalid(f("vip"), "is required"))?;
-                let ep = parse_endpoint(v, None).ok_or_else(|| {
-                    ConfigError::invalid(
-                        f("vip"),
-                        format!("{v:?} is not address:port (IPv6: \"[addr]:port\")"),
-                    )
-                })?;
-                if ep.port() == 0 && s.persistent.is_none() {
-                    return Err(ConfigError::invalid(
-                        f("vip"),
-                        format!("{v:?}: zero port specified for non-persistent service"),
-                    ));
-                }
-                ep.port()
-            }
-        };
+            let m = s.fwmark.ok_or_else(|| {
+                ConfigError::invalid(f("fwmark"), "is required for proto = \"fwmark\"")
+            })?;
+            range(f("fwmark"), m, 1, u32::MAX.into())?;
+            return Ok(0);
+        }
+        if s.fwmark.is_some() {
+            return Err(ConfigError::invalid(
+                f("fwmark"),
+                "only a fwmark service has a fwmark",
+            ));
+        }
+        if s.ipv6 {
+            return Err(ConfigError::invalid(
+                f("ipv6"),
+                "only for fwmark services (the vip gives the family)",
+            ));
+        }
+        let v = s
+            .vip
+            .as_deref()
+            .ok_or_else(|| ConfigError::invalid(f("vip"), "is required"))?;
+        let ep = parse_endpoint(v, None).ok_or_else(|| {
+            ConfigError::invalid(
+                f("vip"),
+                format!("{v:?} is not address:port (IPv6: \"[addr]:port\")"),
+            )
+        })?;
+        if ep.port() == 0 && s.persistent.is_none() {
+            return Err(ConfigError::invalid(
+                f("vip"),
+                format!("{v:?}: zero port specified for non-persistent service"),
+            ));
+        }
+        Ok(ep.port())
+    }
+
+    /// `services[i]`'s scheduling: scheduler, persistence, netmask, flags, OPS.
+    fn validate_scheduling(i: usize, s: &Service) -> Result<(), ConfigError> {
+        let f = |n: &str| format!("services[{i}].{n}");
         if !SCHEDULERS.contains(&s.scheduler.as_str()) {
             return Err(ConfigError::invalid(
                 f("scheduler"),
@@ -750,11 +800,11 @@ impl Config {
             ));
         }
         if let Some(p) = s.persistent {
-            range(f("persistent"), p, 1, 2_678_400)?;
+            range(f("persistent"), p, 1, MAX_TIMEOUT.into())?;
         }
         if let Some(m) = &s.netmask {
             let ok = if s.is_ipv6() {
-                matches!(m.parse::<u8>(), Ok(1..=128))
+                matches!(m.parse::<u8>(), Ok(n) if (1..=IPV6_PREFIX_MAX).contains(&n))
             } else {
                 m.parse::<std::net::Ipv4Addr>().is_ok()
             };
@@ -781,6 +831,13 @@ impl Config {
                 "One-Packet Scheduling is only for UDP virtual services",
             ));
         }
+        Ok(())
+    }
+
+    /// `services[i]`.
+    fn validate_service(&self, i: usize, s: &Service) -> Result<(), ConfigError> {
+        let port = Self::validate_service_key(i, s)?;
+        Self::validate_scheduling(i, s)?;
         for (j, l) in s.laddrs.iter().enumerate() {
             let ok = match l.parse::<IpAddr>() {
                 Ok(a) => s.proto == Proto::Fwmark || a.is_ipv6() == s.is_ipv6(),
@@ -795,53 +852,109 @@ impl Config {
         }
         let mut seen: Vec<SocketAddr> = Vec::new();
         for (j, r) in s.real.iter().enumerate() {
-            let g = |n: &str| format!("services[{i}].real[{j}].{n}");
-            let ep = r.endpoint(port).ok_or_else(|| {
-                ConfigError::invalid(
-                    g("address"),
-                    format!(
-                        "{:?} is not address[:port] (IPv6: \"[addr]:port\")",
-                        r.address
-                    ),
-                )
-            })?;
-            if ep.is_ipv6() != s.is_ipv6() && r.forward != Forward::Tunnel {
-                return Err(ConfigError::invalid(
-                    g("address"),
-                    format!(
-                        "{:?}: Different address family is allowed only for tunneling servers",
-                        r.address
-                    ),
-                ));
-            }
-            range(g("weight"), r.weight, 0, 65535)?;
-            range(g("u_threshold"), r.u_threshold, 0, i32::MAX as i64)?;
-            range(g("l_threshold"), r.l_threshold, 0, i32::MAX as i64)?;
-            if r.l_threshold > r.u_threshold && r.u_threshold != 0 {
-                return Err(ConfigError::invalid(
-                    g("l_threshold"),
-                    format!("{} is above u_threshold {}", r.l_threshold, r.u_threshold),
-                ));
-            }
-            if r.forward == Forward::Fullnat && s.laddrs.is_empty() {
-                return Err(ConfigError::invalid(
-                    g("forward"),
-                    "fullnat needs local addresses: set laddrs on the service",
-                ));
-            }
-            let key = match (r.forward, s.proto) {
-                (Forward::Route | Forward::Tunnel, p) if p != Proto::Fwmark => {
-                    SocketAddr::new(ep.ip(), port)
-                }
-                _ => ep,
-            };
+            let key = Self::validate_real((i, j), s, port, r)?;
             if seen.contains(&key) {
                 return Err(ConfigError::invalid(
-                    g("address"),
+                    format!("services[{i}].real[{j}].address"),
                     format!("{:?} duplicates an earlier real server", r.address),
                 ));
             }
             seen.push(key);
+        }
+        Ok(())
+    }
+
+    /// `services[i].real[j]` of service `s` (port `port`); gives the real server's key in
+    /// the service (direct routing and tunnels keep the service port).
+    fn validate_real(
+        (i, j): (usize, usize),
+        s: &Service,
+        port: u16,
+        r: &Real,
+    ) -> Result<SocketAddr, ConfigError> {
+        let g = |n: &str| format!("services[{i}].real[{j}].{n}");
+        let ep = r.endpoint(port).ok_or_else(|| {
+            ConfigError::invalid(
+                g("address"),
+                format!(
+                    "{:?} is not address[:port] (IPv6: \"[addr]:port\")",
+                    r.address
+                ),
+            )
+        })?;
+        if ep.is_ipv6() != s.is_ipv6() && r.forward != Forward::Tunnel {
+            return Err(ConfigError::invalid(
+                g("address"),
+                format!(
+                    "{:?}: Different address family is allowed only for tunneling servers",
+                    r.address
+                ),
+            ));
+        }
+        range(g("weight"), r.weight, 0, MAX_WEIGHT.into())?;
+        range(g("u_threshold"), r.u_threshold, 0, MAX_THRESHOLD)?;
+        range(g("l_threshold"), r.l_threshold, 0, MAX_THRESHOLD)?;
+        if r.l_threshold > r.u_threshold && r.u_threshold != 0 {
+            return Err(ConfigError::invalid(
+                g("l_threshold"),
+                format!("{} is above u_threshold {}", r.l_threshold, r.u_threshold),
+            ));
+        }
+        if r.forward == Forward::Fullnat && s.laddrs.is_empty() {
+            return Err(ConfigError::invalid(
+                g("forward"),
+                "fullnat needs local addresses: set laddrs on the service",
+            ));
+        }
+        Ok(match (r.forward, s.proto) {
+            (Forward::Route | Forward::Tunnel, p) if p != Proto::Fwmark => {
+                SocketAddr::new(ep.ip(), port)
+            }
+            _ => ep,
+        })
+    }
+}
+
+/// An interface name: 1 to [`MAX_IFNAME_LEN`] bytes, no `/` or whitespace.
+fn is_ifname(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_IFNAME_LEN
+        && !t.contains(|c: char| c == '/' || c.is_whitespace())
+}
+
+impl Sync {
+    /// `[sync]`.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = self;
+        if s.mcast_interface.is_empty() || s.mcast_interface.len() > MAX_IFNAME_LEN {
+            return Err(ConfigError::invalid(
+                "sync.mcast_interface",
+                format!(
+                    "{:?} is not an interface name (1..15 chars)",
+                    s.mcast_interface
+                ),
+            ));
+        }
+        range("sync.syncid".into(), s.syncid, 0, u8::MAX.into())?;
+        range("sync.port".into(), s.port, 1, u16::MAX.into())?;
+        range("sync.ttl".into(), s.ttl, 1, u8::MAX.into())?;
+        range("sync.maxlen".into(), s.maxlen, 1, MAX_SYNC_MAXLEN.into())?;
+        match s.group.parse::<IpAddr>() {
+            Ok(a) if a.is_multicast() => {}
+            _ => {
+                return Err(ConfigError::invalid(
+                    "sync.group",
+                    format!("{:?} is not a multicast address", s.group),
+                ))
+            }
+        }
+        if let Some(p) = &s.unicast_peer {
+            if p.parse::<IpAddr>().is_err() {
+                return Err(ConfigError::invalid(
+                    "sync.unicast_peer",
+                    format!("{p:?} is not an address"),
+                ));
+            }
         }
         Ok(())
     }

@@ -111,12 +111,12 @@ pub struct ServiceCounters {
 
 /// A snapshot of every counter. Missing entries count as zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
+pub struct DataplaneCounters {
     /// Per service.
     pub services: Vec<ServiceCounters>,
 }
 
-impl Counters {
+impl DataplaneCounters {
     /// The entry of a service.
     pub fn service(&self, key: &ServiceKey) -> Option<&ServiceCounters> {
         self.services.iter().find(|s| s.key == *key)
@@ -212,7 +212,7 @@ impl ConnState {
 /// fwmark service, protocol [`ConnProtocol::Ip`] with `virtual_addr` =
 /// `0.0.0.<mark>` style `Ipv4Addr::from(mark)` and port 0 (what the kernel shows).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnEntry {
+pub struct ConnRow {
     /// Protocol.
     pub protocol: ConnProtocol,
     /// Client address and port.
@@ -232,6 +232,12 @@ pub struct ConnEntry {
 #[error("{0}")]
 pub struct BackendError(pub String);
 
+impl From<crate::sync::SyncError> for BackendError {
+    fn from(e: crate::sync::SyncError) -> Self {
+        BackendError(e.to_string())
+    }
+}
+
 /// What rvsd drives. The DPDK backend implements this; [`ControlOnly`] is the no-op one.
 pub trait Backend: Send {
     /// Installs a whole new table (called after every successful change).
@@ -245,9 +251,9 @@ pub trait Backend: Send {
         Ok(())
     }
     /// Cumulative counters, summed over the workers.
-    fn counters(&self) -> Counters;
+    fn counters(&self) -> DataplaneCounters;
     /// The connection table, for `-Lc`.
-    fn connections(&self) -> Vec<ConnEntry>;
+    fn connections(&self) -> Vec<ConnRow>;
 
     /// The dataplane's own counters as text (`rvsadm --dataplane`).
     fn describe(&self) -> String {
@@ -263,10 +269,10 @@ impl Backend for ControlOnly {
     fn apply(&mut self, _table: &IpvsTable) -> Result<(), BackendError> {
         Ok(())
     }
-    fn counters(&self) -> Counters {
-        Counters::default()
+    fn counters(&self) -> DataplaneCounters {
+        DataplaneCounters::default()
     }
-    fn connections(&self) -> Vec<ConnEntry> {
+    fn connections(&self) -> Vec<ConnRow> {
         Vec::new()
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::backend::{Backend, Counters, DestCounters, Stats};
+use crate::backend::{Backend, BackendError, DataplaneCounters, DestCounters, Stats};
 use crate::estimator::Estimator;
 use crate::ipvs::{IpvsTable, Op, ServiceKey, CONN_TAB_SIZE, IPVS_VERSION};
 use crate::proto::{DestView, Info, LaddrView, Request, Response, ServiceView};
@@ -19,7 +19,7 @@ pub struct Daemon {
     estimators: HashMap<StatKey, Estimator>,
 }
 
-fn raw_stats(c: &Counters, key: &StatKey) -> Stats {
+fn raw_stats(c: &DataplaneCounters, key: &StatKey) -> Stats {
     let Some(s) = c.service(&key.0) else {
         return Stats::default();
     };
@@ -36,9 +36,9 @@ fn raw_stats(c: &Counters, key: &StatKey) -> Stats {
 
 impl Daemon {
     /// Starts with `table`, installing it into the backend.
-    pub fn new(table: IpvsTable, mut backend: Box<dyn Backend>) -> Result<Daemon, String> {
-        backend.set_timeouts(&table.timeouts).map_err(|e| e.0)?;
-        backend.apply(&table).map_err(|e| e.0)?;
+    pub fn new(table: IpvsTable, mut backend: Box<dyn Backend>) -> Result<Daemon, BackendError> {
+        backend.set_timeouts(&table.timeouts)?;
+        backend.apply(&table)?;
         Ok(Daemon {
             table,
             backend,
@@ -128,7 +128,7 @@ impl Daemon {
         Response::Ok
     }
 
-    fn view(&self, c: &Counters, key: &ServiceKey) -> Option<ServiceView> {
+    fn view(&self, c: &DataplaneCounters, key: &ServiceKey) -> Option<ServiceView> {
         let s = self.table.service(key)?;
         let sc = c.service(key);
         let adj = |k: &StatKey, raw: Stats| {
@@ -220,12 +220,12 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{BackendError, ConnEntry, DestCounterEntry, ServiceCounters};
+    use crate::backend::{ConnRow, DestCounterEntry, ServiceCounters};
     use crate::ipvs::{DestConf, Protocol, ServiceConf};
     use std::sync::{Arc, Mutex};
 
     /// A backend whose counters the test sets.
-    struct Fake(Arc<Mutex<Counters>>, bool);
+    struct Fake(Arc<Mutex<DataplaneCounters>>, bool);
 
     impl Backend for Fake {
         fn apply(&mut self, t: &IpvsTable) -> Result<(), BackendError> {
@@ -234,10 +234,10 @@ mod tests {
             }
             Ok(())
         }
-        fn counters(&self) -> Counters {
+        fn counters(&self) -> DataplaneCounters {
             self.0.lock().unwrap().clone()
         }
-        fn connections(&self) -> Vec<ConnEntry> {
+        fn connections(&self) -> Vec<ConnRow> {
             Vec::new()
         }
     }
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn zero_rates_and_rollback() {
-        let counters = Arc::new(Mutex::new(Counters::default()));
+        let counters = Arc::new(Mutex::new(DataplaneCounters::default()));
         let mut d = Daemon::new(IpvsTable::new(), Box::new(Fake(counters.clone(), true))).unwrap();
         assert_eq!(
             d.apply(&Op::AddService(ServiceConf::new(key(80)))),
@@ -269,7 +269,7 @@ mod tests {
         let mut total = 0u64;
         for _ in 0..30 {
             total += 2000;
-            *counters.lock().unwrap() = Counters {
+            *counters.lock().unwrap() = DataplaneCounters {
                 services: vec![ServiceCounters {
                     key: key(80),
                     stats: Stats {

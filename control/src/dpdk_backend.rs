@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use rvs_config::Config;
+use rvs_config::{AddrPrefix, Config, PrefixError};
 use rvs_dataplane::dpdk::default_eal_args;
-use rvs_dataplane::engine::{Engine, EngineConfig, PortSpec};
+use rvs_dataplane::engine::{Engine, EngineConfig, EngineError, PortSpec};
 use rvs_dataplane::route::Route;
 use rvs_dataplane::sched::SchedKind;
 use rvs_dataplane::service::{
@@ -19,10 +19,12 @@ use rvs_dataplane::service::{
 };
 
 use crate::backend::{
-    Backend, BackendError, ConnEntry, ConnProtocol, ConnState, Counters, DestCounterEntry,
+    Backend, BackendError, ConnProtocol, ConnRow, ConnState, DataplaneCounters, DestCounterEntry,
     DestCounters, LaddrCounterEntry, ServiceCounters, Stats,
 };
-use crate::ipvs::{Forward, IpvsTable, Protocol, ServiceKey, SyncDaemon, SyncState, Timeouts};
+use crate::ipvs::{
+    Forward, IpvsTable, Protocol, ServiceKey, SyncDaemon, SyncState, Timeouts, IPV6_FULL_NETMASK,
+};
 use rvs_dataplane::sync::SyncRules;
 
 /// The DPDK backend.
@@ -42,36 +44,73 @@ impl std::fmt::Debug for DpdkBackend {
     }
 }
 
-fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (a, l) = s.split_once('/').unwrap_or((s, "32"));
-    let addr: Ipv4Addr = a
-        .parse()
-        .map_err(|_| format!("{s:?} is not an IPv4 address"))?;
-    let len: u8 = l
-        .parse()
-        .ok()
-        .filter(|l| *l <= 32)
-        .ok_or_else(|| format!("{s:?} has a bad prefix length"))?;
-    Ok((addr, len))
+/// EAL memory (MB) when the configuration gives no EAL arguments, and with `no_huge`.
+const EAL_MEMORY_MB: u64 = 512;
+/// The smallest session table per worker.
+const MIN_CONN_CAPACITY: i64 = 1024;
+
+/// Why the configuration cannot drive the dataplane. `Display` names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineConfigError {
+    /// No `[[ports]]`.
+    #[error("ports: the dataplane needs at least one [[ports]] entry (or start rvsd with --no-dataplane)")]
+    NoPorts,
+    /// A port address or route prefix is not an IPv4 address (`field` is its path).
+    #[error("{field}: {value:?} is not an IPv4 address")]
+    NotIpv4 {
+        /// `ports[i].addresses` or `routes[i].prefix`.
+        field: String,
+        /// The text given.
+        value: String,
+    },
+    /// A port address or route prefix has a bad prefix length.
+    #[error("{field}: {value:?} has a bad prefix length")]
+    BadPrefixLength {
+        /// `ports[i].addresses` or `routes[i].prefix`.
+        field: String,
+        /// The text given.
+        value: String,
+    },
+    /// A route names no configured port.
+    #[error("routes[{route}].port: no port named {port:?}")]
+    NoSuchPort {
+        /// The route's index.
+        route: usize,
+        /// The port name given.
+        port: String,
+    },
+    /// A route's gateway is not an IPv4 address.
+    #[error("routes[{route}].via: {via:?} is not an IPv4 address")]
+    BadGateway {
+        /// The route's index.
+        route: usize,
+        /// The gateway given.
+        via: String,
+    },
 }
 
-/// Builds the engine configuration from the rvsd configuration file.
-pub fn engine_config(cfg: &Config) -> Result<EngineConfig, String> {
-    if cfg.ports.is_empty() {
-        return Err("ports: the dataplane needs at least one [[ports]] entry (or start rvsd with --no-dataplane)".into());
+/// An IPv4 `addr[/len]` (a bare address is a /32) of configuration field `field`.
+fn ipv4_prefix(field: String, s: &str) -> Result<(Ipv4Addr, u8), EngineConfigError> {
+    let value = s.to_string();
+    match AddrPrefix::parse(s, true) {
+        Ok(AddrPrefix {
+            addr: IpAddr::V4(a),
+            prefix_len,
+        }) => Ok((a, prefix_len)),
+        Err(PrefixError::BadLength) => Err(EngineConfigError::BadPrefixLength { field, value }),
+        _ => Err(EngineConfigError::NotIpv4 { field, value }),
     }
-    let workers = match (cfg.workers.count, cfg.workers.lcores.len()) {
-        (Some(n), _) if n > 0 => n as usize,
-        (_, n) if n > 0 => n,
-        _ => 1,
-    };
+}
+
+/// The EAL arguments: the configured ones (or rvs's defaults), the file prefix, `no_huge`.
+fn eal_args(cfg: &Config, workers: usize) -> Vec<String> {
     let prefix = cfg
         .eal
         .file_prefix
         .clone()
         .unwrap_or_else(|| format!("rvsd-{}", std::process::id()));
     let mut eal_args = if cfg.eal.args.is_empty() {
-        default_eal_args(&prefix, workers, 512, &[])
+        default_eal_args(&prefix, workers, EAL_MEMORY_MB, &[])
     } else {
         let mut a = cfg.eal.args.clone();
         a.push(format!("--file-prefix={prefix}"));
@@ -84,36 +123,55 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, String> {
         // EAL refuses `--in-memory` with `--no-huge` (legacy memory).
         eal_args.retain(|a| a != "--in-memory");
         eal_args.push("--no-huge".into());
-        eal_args.push("-m512".into());
+        eal_args.push(format!("-m{EAL_MEMORY_MB}"));
     }
+    eal_args
+}
+
+/// The ports, and their indexes by name.
+fn port_specs(cfg: &Config) -> Result<(Vec<PortSpec>, HashMap<String, u16>), EngineConfigError> {
     let mut ports = Vec::new();
     let mut names = HashMap::new();
     for (i, p) in cfg.ports.iter().enumerate() {
         let addrs = p
             .addresses
             .iter()
-            .map(|a| parse_prefix(a).map_err(|e| format!("ports[{i}].addresses: {e}")))
+            .map(|a| ipv4_prefix(format!("ports[{i}].addresses"), a))
             .collect::<Result<Vec<_>, _>>()?;
         names.insert(p.name.clone(), i as u16);
         ports.push(PortSpec {
             name: p.name.clone(),
             devargs: p.device.clone(),
             addrs,
-            mtu: if p.mtu > 0 { p.mtu as u16 } else { 1500 },
+            mtu: if p.mtu > 0 {
+                p.mtu as u16
+            } else {
+                rvs_config::DEFAULT_MTU
+            },
             kernel_iface: p.exception_iface.clone(),
         });
     }
+    Ok((ports, names))
+}
+
+/// The static routes, their ports resolved by name.
+fn routes(cfg: &Config, names: &HashMap<String, u16>) -> Result<Vec<Route>, EngineConfigError> {
     let mut routes = Vec::new();
     for (i, r) in cfg.routes.iter().enumerate() {
-        let (prefix, len) =
-            parse_prefix(&r.prefix).map_err(|e| format!("routes[{i}].prefix: {e}"))?;
+        let (prefix, len) = ipv4_prefix(format!("routes[{i}].prefix"), &r.prefix)?;
         let port = *names
             .get(&r.port)
-            .ok_or_else(|| format!("routes[{i}].port: no port named {:?}", r.port))?;
+            .ok_or_else(|| EngineConfigError::NoSuchPort {
+                route: i,
+                port: r.port.clone(),
+            })?;
         let gateway = match &r.via {
             Some(v) => Some(
                 v.parse::<Ipv4Addr>()
-                    .map_err(|_| format!("routes[{i}].via: {v:?} is not an IPv4 address"))?,
+                    .map_err(|_| EngineConfigError::BadGateway {
+                        route: i,
+                        via: v.clone(),
+                    })?,
             ),
             None => None,
         };
@@ -124,13 +182,30 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, String> {
             gateway,
         });
     }
+    Ok(routes)
+}
+
+/// Builds the engine configuration from the rvsd configuration file.
+pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
+    if cfg.ports.is_empty() {
+        return Err(EngineConfigError::NoPorts);
+    }
+    let workers = match (cfg.workers.count, cfg.workers.lcores.len()) {
+        (Some(n), _) if n > 0 => n as usize,
+        (_, n) if n > 0 => n,
+        _ => 1,
+    };
+    let (ports, names) = port_specs(cfg)?;
     Ok(EngineConfig {
-        eal_args,
+        eal_args: eal_args(cfg, workers),
         ports,
         workers,
-        conn_capacity: cfg.sessions.capacity_per_core.clamp(1024, u32::MAX as i64) as u32,
+        conn_capacity: cfg
+            .sessions
+            .capacity_per_core
+            .clamp(MIN_CONN_CAPACITY, i64::from(u32::MAX)) as u32,
         mbufs: 0,
-        routes,
+        routes: routes(cfg, &names)?,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
         static_neighbours: Vec::new(),
     })
@@ -183,8 +258,8 @@ fn state(name: &str) -> ConnState {
 
 impl DpdkBackend {
     /// Starts DPDK, the ports and the workers.
-    pub fn start(cfg: &EngineConfig) -> Result<DpdkBackend, String> {
-        let engine = Engine::start(cfg).map_err(|e| e.to_string())?;
+    pub fn start(cfg: &EngineConfig) -> Result<DpdkBackend, EngineError> {
+        let engine = Engine::start(cfg)?;
         Ok(DpdkBackend {
             engine,
             table: ServiceTable::new(),
@@ -217,8 +292,8 @@ impl DpdkBackend {
             if self.daemons.contains(d) {
                 continue;
             }
-            let iface = crate::sync::iface_addr(&d.mcast_ifn).map_err(BackendError)?;
-            let cfg = crate::sync::net_config(d, iface, self.sync_peer).map_err(BackendError)?;
+            let iface = crate::sync::iface_addr(&d.mcast_ifn)?;
+            let cfg = crate::sync::net_config(d, iface, self.sync_peer)?;
             let r = match d.state {
                 SyncState::Master => self.engine.start_sync_master(cfg, SyncRules::default()),
                 SyncState::Backup => self.engine.start_sync_backup(cfg),
@@ -262,7 +337,7 @@ impl DpdkBackend {
             if !s.conf.key.is_ipv6() {
                 sc = sc.netmask(Addr::from(IpAddr::V4(Ipv4Addr::from(s.conf.netmask))));
             } else {
-                sc = sc.netmask(Addr::v6_prefix(s.conf.netmask.min(128) as u8));
+                sc = sc.netmask(Addr::v6_prefix(s.conf.netmask.min(IPV6_FULL_NETMASK) as u8));
             }
             let exists = self.table.services().iter().any(|x| x.key == key);
             if exists {
@@ -367,7 +442,7 @@ impl Backend for DpdkBackend {
         self.sync_daemons(&table.daemons)
     }
 
-    fn counters(&self) -> Counters {
+    fn counters(&self) -> DataplaneCounters {
         let index = self.dest_index();
         let mut services: Vec<ServiceCounters> = Vec::new();
         let mut by_dest: HashMap<DestId, DestCounters> = HashMap::new();
@@ -425,7 +500,7 @@ impl Backend for DpdkBackend {
             }
             services.push(sc);
         }
-        Counters { services }
+        DataplaneCounters { services }
     }
 
     fn describe(&self) -> String {
@@ -473,11 +548,11 @@ impl Backend for DpdkBackend {
         out
     }
 
-    fn connections(&self) -> Vec<ConnEntry> {
+    fn connections(&self) -> Vec<ConnRow> {
         self.engine
             .connections()
             .into_iter()
-            .map(|c| ConnEntry {
+            .map(|c| ConnRow {
                 protocol: match c.proto {
                     dp::Proto::Tcp => ConnProtocol::Tcp,
                     dp::Proto::Udp => ConnProtocol::Udp,
@@ -490,5 +565,40 @@ impl Backend for DpdkBackend {
                 expires: c.expire_secs.min(u64::from(u32::MAX)) as u32,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_config_errors_name_the_field() {
+        let f = || "ports[0].addresses".to_string();
+        assert_eq!(
+            ipv4_prefix(f(), "10.0.0.1/24"),
+            Ok((Ipv4Addr::new(10, 0, 0, 1), 24))
+        );
+        assert_eq!(
+            ipv4_prefix(f(), "10.0.0.1"),
+            Ok((Ipv4Addr::new(10, 0, 0, 1), 32))
+        );
+        let text = |s: &str| ipv4_prefix(f(), s).unwrap_err().to_string();
+        assert_eq!(
+            text("10.0.0.1/33"),
+            "ports[0].addresses: \"10.0.0.1/33\" has a bad prefix length"
+        );
+        assert_eq!(
+            text("2001:db8::1/64"),
+            "ports[0].addresses: \"2001:db8::1/64\" is not an IPv4 address"
+        );
+        assert_eq!(
+            text("x/24"),
+            "ports[0].addresses: \"x/24\" is not an IPv4 address"
+        );
+        assert_eq!(
+            engine_config(&Config::default()).unwrap_err(),
+            EngineConfigError::NoPorts
+        );
     }
 }

@@ -10,11 +10,11 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::backend::ConnEntry;
+use crate::backend::{ConnRow, Rates, Stats};
 use crate::cli::ListOpts;
 use crate::ipvs::{
-    Forward, ServiceKey, SyncDaemon, Timeouts, TunCsum, TunType, SCHED_FLAG_1, SCHED_FLAG_2,
-    SCHED_FLAG_3,
+    Forward, ServiceKey, SyncDaemon, Timeouts, TunCsum, TunType, IPV6_FULL_NETMASK, SCHED_FLAG_1,
+    SCHED_FLAG_2, SCHED_FLAG_3,
 };
 use crate::names::addrport;
 use crate::proto::{DestView, Info, ServiceView};
@@ -245,7 +245,7 @@ pub fn sched_flags_str(sched: &str, flags: u32) -> String {
 
 fn netmask_str(key: &ServiceKey, mask: u32) -> Option<String> {
     if key.is_ipv6() {
-        (mask != 128).then(|| mask.to_string())
+        (mask != IPV6_FULL_NETMASK).then(|| mask.to_string())
     } else {
         (mask != u32::MAX).then(|| std::net::Ipv4Addr::from(mask).to_string())
     }
@@ -302,9 +302,23 @@ fn tun_info(d: &DestView) -> String {
     }
 }
 
-fn service_entry(out: &mut String, s: &ServiceView, m: Mode, numeric: bool, exact: bool) {
+/// The five stats columns of `--stats`.
+fn push_stats(out: &mut String, st: &Stats, exact: bool) {
+    for n in [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes] {
+        out.push_str(&largenum(n, exact));
+    }
+}
+
+/// The five rate columns of `--rate`.
+fn push_rates(out: &mut String, r: &Rates, exact: bool) {
+    let _ = write!(out, " {:>8} {:>8} {:>8}", r.cps, r.inpps, r.outpps);
+    out.push_str(&largenum(r.inbps, exact));
+    out.push_str(&largenum(r.outbps, exact));
+}
+
+/// The service's own line (`name` is how the service is printed).
+fn service_line(out: &mut String, s: &ServiceView, m: Mode, name: &str, exact: bool) {
     let key = &s.conf.key;
-    let name = svc_name(key, m == Mode::Rule, numeric);
     let c = &s.conf;
     let flags = sched_flags_str(&c.scheduler, c.sched_flags);
     match m {
@@ -327,21 +341,12 @@ fn service_entry(out: &mut String, s: &ServiceView, m: Mode, numeric: bool, exac
             }
         }
         Mode::Stats => {
-            let st = &s.stats;
             let _ = write!(out, "{name:<33}");
-            for n in [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes] {
-                out.push_str(&largenum(n, exact));
-            }
+            push_stats(out, &s.stats, exact);
         }
         Mode::Rate => {
-            let r = &s.rates;
-            let _ = write!(
-                out,
-                "{name:<33} {:>8} {:>8} {:>8}",
-                r.cps, r.inpps, r.outpps
-            );
-            out.push_str(&largenum(r.inbps, exact));
-            out.push_str(&largenum(r.outbps, exact));
+            let _ = write!(out, "{name:<33}");
+            push_rates(out, &s.rates, exact);
         }
         _ => {
             let _ = write!(out, "{name} {}", c.scheduler);
@@ -363,90 +368,96 @@ fn service_entry(out: &mut String, s: &ServiceView, m: Mode, numeric: bool, exac
         }
     }
     out.push('\n');
-    for d in &s.dests {
-        let dn = addrport(&d.conf.addr, d.conf.port, proto_name(key), numeric);
-        let k = &d.counters;
-        match m {
-            Mode::Rule => {
+}
+
+/// `-S`'s `-a` line of a dest of service `name`.
+fn dest_rule(out: &mut String, d: &DestView, name: &str, dn: &str) {
+    let _ = write!(
+        out,
+        "-a {name} -r {dn} {} -w {}",
+        d.conf.forward.option(),
+        d.conf.weight
+    );
+    if d.conf.forward == Forward::Tunnel {
+        match d.conf.tunnel.tun_type {
+            TunType::Ipip => out.push_str(" --tun-type ipip"),
+            TunType::Gue => {
                 let _ = write!(
                     out,
-                    "-a {name} -r {dn} {} -w {}",
-                    d.conf.forward.option(),
-                    d.conf.weight
-                );
-                if d.conf.forward == Forward::Tunnel {
-                    match d.conf.tunnel.tun_type {
-                        TunType::Ipip => out.push_str(" --tun-type ipip"),
-                        TunType::Gue => {
-                            let _ = write!(
-                                out,
-                                " --tun-type gue --tun-port {} {}",
-                                d.conf.tunnel.port,
-                                d.conf.tunnel.csum.option()
-                            );
-                        }
-                        TunType::Gre => {
-                            let _ = write!(out, " --tun-type gre {}", d.conf.tunnel.csum.option());
-                        }
-                    }
-                }
-                out.push('\n');
-            }
-            Mode::Stats => {
-                let st = &k.stats;
-                let _ = write!(out, "  -> {dn:<28}");
-                for n in [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes] {
-                    out.push_str(&largenum(n, exact));
-                }
-                out.push('\n');
-            }
-            Mode::Rate => {
-                let r = &d.rates;
-                let _ = write!(
-                    out,
-                    "  -> {dn:<28} {:>8} {:>8} {:>8}",
-                    r.cps, r.inpps, r.outpps
-                );
-                out.push_str(&largenum(r.inbps, exact));
-                out.push_str(&largenum(r.outbps, exact));
-                out.push('\n');
-            }
-            Mode::Thresholds => {
-                let _ = writeln!(
-                    out,
-                    "  -> {dn:<28} {:<10} {:<10} {:<10} {:<10}",
-                    d.conf.u_threshold, d.conf.l_threshold, k.active_conns, k.inact_conns
+                    " --tun-type gue --tun-port {} {}",
+                    d.conf.tunnel.port,
+                    d.conf.tunnel.csum.option()
                 );
             }
-            Mode::PersistentConn => {
-                let _ = writeln!(
-                    out,
-                    "  -> {dn:<28} {:<9} {:<11} {:<10} {:<10}",
-                    d.conf.weight, k.persist_conns, k.active_conns, k.inact_conns
-                );
-            }
-            Mode::TunInfo => {
-                let _ = writeln!(
-                    out,
-                    "  -> {dn:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
-                    d.conf.forward.label(),
-                    tun_info(d),
-                    d.conf.weight,
-                    k.active_conns,
-                    k.inact_conns
-                );
-            }
-            Mode::Plain => {
-                let _ = writeln!(
-                    out,
-                    "  -> {dn:<28} {:<7} {:<6} {:<10} {:<10}",
-                    d.conf.forward.label(),
-                    d.conf.weight,
-                    k.active_conns,
-                    k.inact_conns
-                );
+            TunType::Gre => {
+                let _ = write!(out, " --tun-type gre {}", d.conf.tunnel.csum.option());
             }
         }
+    }
+    out.push('\n');
+}
+
+/// A dest's line (`dn` is how the dest is printed).
+fn dest_line(out: &mut String, d: &DestView, m: Mode, name: &str, dn: &str, exact: bool) {
+    let k = &d.counters;
+    match m {
+        Mode::Rule => dest_rule(out, d, name, dn),
+        Mode::Stats => {
+            let _ = write!(out, "  -> {dn:<28}");
+            push_stats(out, &k.stats, exact);
+            out.push('\n');
+        }
+        Mode::Rate => {
+            let _ = write!(out, "  -> {dn:<28}");
+            push_rates(out, &d.rates, exact);
+            out.push('\n');
+        }
+        Mode::Thresholds => {
+            let _ = writeln!(
+                out,
+                "  -> {dn:<28} {:<10} {:<10} {:<10} {:<10}",
+                d.conf.u_threshold, d.conf.l_threshold, k.active_conns, k.inact_conns
+            );
+        }
+        Mode::PersistentConn => {
+            let _ = writeln!(
+                out,
+                "  -> {dn:<28} {:<9} {:<11} {:<10} {:<10}",
+                d.conf.weight, k.persist_conns, k.active_conns, k.inact_conns
+            );
+        }
+        Mode::TunInfo => {
+            let _ = writeln!(
+                out,
+                "  -> {dn:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                d.conf.forward.label(),
+                tun_info(d),
+                d.conf.weight,
+                k.active_conns,
+                k.inact_conns
+            );
+        }
+        Mode::Plain => {
+            let _ = writeln!(
+                out,
+                "  -> {dn:<28} {:<7} {:<6} {:<10} {:<10}",
+                d.conf.forward.label(),
+                d.conf.weight,
+                k.active_conns,
+                k.inact_conns
+            );
+        }
+    }
+}
+
+/// A service and its dests.
+fn service_entry(out: &mut String, s: &ServiceView, m: Mode, numeric: bool, exact: bool) {
+    let key = &s.conf.key;
+    let name = svc_name(key, m == Mode::Rule, numeric);
+    service_line(out, s, m, &name, exact);
+    for d in &s.dests {
+        let dn = addrport(&d.conf.addr, d.conf.port, proto_name(key), numeric);
+        dest_line(out, d, m, &name, &dn, exact);
     }
 }
 
@@ -523,7 +534,7 @@ pub fn daemons(ds: &[SyncDaemon]) -> String {
 }
 
 /// `ipvsadm -Lc [-n]`: connection entries, in table order.
-pub fn connections(conns: &[ConnEntry], numeric: bool, persistent_conn: bool) -> String {
+pub fn connections(conns: &[ConnRow], numeric: bool, persistent_conn: bool) -> String {
     let mut out = String::from("IPVS connection entries\n");
     if persistent_conn {
         let _ = writeln!(

@@ -17,6 +17,10 @@ pub const IPVS_VERSION: u32 = 0x010201;
 pub const CONN_TAB_SIZE: u32 = 4096;
 /// Default persistence timeout for `-p` without a value (`IPVS_SVC_PERSISTENT_TIMEOUT`).
 pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 360;
+/// The netmask of an IPv6 service that keeps every bit (a prefix length).
+pub const IPV6_FULL_NETMASK: u32 = rvs_config::IPV6_PREFIX_MAX as u32;
+/// The scheduler of a service when none is given.
+pub const DEFAULT_SCHEDULER: &str = rvs_config::DEFAULT_SCHEDULER;
 /// The schedulers rvs implements (the kernel's 14).
 pub const SCHEDULERS: [&str; 14] = rvs_config::SCHEDULERS;
 
@@ -232,9 +236,13 @@ impl ServiceConf {
     pub fn new(key: ServiceKey) -> Self {
         ServiceConf {
             key,
-            scheduler: "wlc".to_string(),
+            scheduler: DEFAULT_SCHEDULER.to_string(),
             persistent: None,
-            netmask: if key.is_ipv6() { 128 } else { u32::MAX },
+            netmask: if key.is_ipv6() {
+                IPV6_FULL_NETMASK
+            } else {
+                u32::MAX
+            },
             sched_flags: 0,
             ops: false,
             pe: None,
@@ -310,9 +318,9 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            tcp: 900,
-            tcp_fin: 120,
-            udp: 300,
+            tcp: rvs_config::DEFAULT_TCP_TIMEOUT,
+            tcp_fin: rvs_config::DEFAULT_TCPFIN_TIMEOUT,
+            udp: rvs_config::DEFAULT_UDP_TIMEOUT,
         }
     }
 }
@@ -491,7 +499,7 @@ impl IpvsTable {
         if !scheduler_known(&conf.scheduler) || conf.pe.is_some() {
             return Err(IpvsError::SchedulerNotFound);
         }
-        if conf.key.is_ipv6() && (conf.netmask < 1 || conf.netmask > 128) {
+        if conf.key.is_ipv6() && !(1..=IPV6_FULL_NETMASK).contains(&conf.netmask) {
             return Err(IpvsError::Invalid);
         }
         Ok(())
@@ -590,12 +598,12 @@ impl IpvsTable {
                     state: c.state,
                     mcast_ifn: c.mcast_ifn.clone(),
                     syncid: c.syncid,
-                    sync_maxlen: c.sync_maxlen.unwrap_or(1472),
+                    sync_maxlen: c.sync_maxlen.unwrap_or(rvs_config::DEFAULT_SYNC_MAXLEN),
                     mcast_group: c
                         .mcast_group
-                        .unwrap_or(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 81))),
-                    mcast_port: c.mcast_port.unwrap_or(8848),
-                    mcast_ttl: c.mcast_ttl.unwrap_or(1),
+                        .unwrap_or(IpAddr::V4(rvs_config::DEFAULT_SYNC_GROUP)),
+                    mcast_port: c.mcast_port.unwrap_or(rvs_config::DEFAULT_SYNC_PORT),
+                    mcast_ttl: c.mcast_ttl.unwrap_or(rvs_config::DEFAULT_SYNC_TTL),
                 };
                 self.daemons.push(d);
                 self.daemons.sort_by_key(|d| d.state != SyncState::Master);
@@ -636,8 +644,189 @@ impl fmt::Display for SyncState {
     }
 }
 
+/// Why a (validated) configuration does not make a table. `Display` names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableConfigError {
+    /// A service's `vip` is not an endpoint.
+    #[error("services[{service}].vip: invalid")]
+    Vip {
+        /// The service's index.
+        service: usize,
+    },
+    /// A service's `laddrs` holds something that is not an address.
+    #[error("services[{service}].laddrs: invalid")]
+    Laddr {
+        /// The service's index.
+        service: usize,
+    },
+    /// A real server's `address` is not an endpoint.
+    #[error("services[{service}].real[{real}].address: invalid")]
+    RealAddress {
+        /// The service's index.
+        service: usize,
+        /// The real server's index.
+        real: usize,
+    },
+    /// The table refused a service or one of its LIPs.
+    #[error("services[{service}]: {source}")]
+    Service {
+        /// The service's index.
+        service: usize,
+        /// The table's error.
+        source: IpvsError,
+    },
+    /// The table refused a real server.
+    #[error("services[{service}].real[{real}]: {source}")]
+    Real {
+        /// The service's index.
+        service: usize,
+        /// The real server's index.
+        real: usize,
+        /// The table's error.
+        source: IpvsError,
+    },
+    /// The table refused the sync daemon.
+    #[error("sync: {0}")]
+    Sync(IpvsError),
+}
+
+impl Protocol {
+    /// The protocol of a configured service; `None` for a fwmark service.
+    pub fn from_config(p: rvs_config::Proto) -> Option<Protocol> {
+        match p {
+            rvs_config::Proto::Tcp => Some(Protocol::Tcp),
+            rvs_config::Proto::Udp => Some(Protocol::Udp),
+            rvs_config::Proto::Sctp => Some(Protocol::Sctp),
+            rvs_config::Proto::Fwmark => None,
+        }
+    }
+}
+
+impl From<rvs_config::Forward> for Forward {
+    fn from(f: rvs_config::Forward) -> Self {
+        match f {
+            rvs_config::Forward::Masq => Forward::Masq,
+            rvs_config::Forward::Route => Forward::Route,
+            rvs_config::Forward::Tunnel => Forward::Tunnel,
+            rvs_config::Forward::Fullnat => Forward::FullNat,
+        }
+    }
+}
+
+/// The key of configured service `i`.
+fn config_key(i: usize, s: &rvs_config::Service) -> Result<ServiceKey, TableConfigError> {
+    let Some(protocol) = Protocol::from_config(s.proto) else {
+        return Ok(ServiceKey::Fwmark {
+            mark: s.fwmark.unwrap_or(0) as u32,
+            ipv6: s.ipv6,
+        });
+    };
+    let ep = s.endpoint().ok_or(TableConfigError::Vip { service: i })?;
+    Ok(ServiceKey::Inet {
+        protocol,
+        addr: ep.ip(),
+        port: ep.port(),
+    })
+}
+
+/// The settings of a configured service.
+fn config_service(key: ServiceKey, s: &rvs_config::Service) -> ServiceConf {
+    let mut conf = ServiceConf::new(key);
+    conf.scheduler = s.scheduler.clone();
+    conf.persistent = s.persistent.map(|p| p as u32);
+    if let Some(m) = &s.netmask {
+        conf.netmask = if key.is_ipv6() {
+            m.parse::<u32>().unwrap_or(IPV6_FULL_NETMASK)
+        } else {
+            m.parse::<Ipv4Addr>().map(u32::from).unwrap_or(u32::MAX)
+        };
+    }
+    for f in &s.sched_flags {
+        conf.sched_flags |= match f.as_str() {
+            "flag-1" | "sh-fallback" | "mh-fallback" => SCHED_FLAG_1,
+            "flag-2" | "sh-port" | "mh-port" => SCHED_FLAG_2,
+            _ => SCHED_FLAG_3,
+        };
+    }
+    conf.ops = s.ops;
+    conf
+}
+
+/// Real server `j` of configured service `i`.
+fn config_dest(
+    (i, j): (usize, usize),
+    key: ServiceKey,
+    r: &rvs_config::Real,
+) -> Result<DestConf, TableConfigError> {
+    let ep = r
+        .endpoint(key.port())
+        .ok_or(TableConfigError::RealAddress {
+            service: i,
+            real: j,
+        })?;
+    let forward = Forward::from(r.forward);
+    // Direct routing and tunnels cannot change the port.
+    let port = match (forward, key) {
+        (Forward::Route | Forward::Tunnel, ServiceKey::Inet { port, .. }) => port,
+        _ => ep.port(),
+    };
+    let mut d = DestConf::new(ep.ip(), port);
+    d.forward = forward;
+    d.weight = r.weight as i32;
+    d.u_threshold = r.u_threshold as u32;
+    d.l_threshold = r.l_threshold as u32;
+    Ok(d)
+}
+
+/// Adds configured service `i` with its LIPs and real servers.
+fn add_config_service(
+    t: &mut IpvsTable,
+    i: usize,
+    s: &rvs_config::Service,
+) -> Result<(), TableConfigError> {
+    let key = config_key(i, s)?;
+    let err = |source| TableConfigError::Service { service: i, source };
+    t.apply(&Op::AddService(config_service(key, s)))
+        .map_err(err)?;
+    for l in &s.laddrs {
+        let addr = l
+            .parse()
+            .map_err(|_| TableConfigError::Laddr { service: i })?;
+        t.apply(&Op::AddLaddr(key, Laddr { addr, ifname: None }))
+            .map_err(err)?;
+    }
+    for (j, r) in s.real.iter().enumerate() {
+        let d = config_dest((i, j), key, r)?;
+        t.apply(&Op::AddDest(key, d))
+            .map_err(|source| TableConfigError::Real {
+                service: i,
+                real: j,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// The sync daemon of the configuration, if it runs one.
+fn config_daemon(sync: &rvs_config::Sync) -> Option<DaemonConf> {
+    let state = match sync.state {
+        rvs_config::SyncState::None => return None,
+        rvs_config::SyncState::Master => SyncState::Master,
+        rvs_config::SyncState::Backup => SyncState::Backup,
+    };
+    Some(DaemonConf {
+        state,
+        mcast_ifn: sync.mcast_interface.clone(),
+        syncid: sync.syncid as u8,
+        sync_maxlen: Some(sync.maxlen as u16),
+        mcast_group: sync.group.parse().ok(),
+        mcast_port: Some(sync.port as u16),
+        mcast_ttl: Some(sync.ttl as u8),
+    })
+}
+
 /// Builds the table from a validated configuration.
-pub fn table_from_config(cfg: &rvs_config::Config) -> Result<IpvsTable, String> {
+pub fn table_from_config(cfg: &rvs_config::Config) -> Result<IpvsTable, TableConfigError> {
     let mut t = IpvsTable::new();
     t.timeouts = Timeouts {
         tcp: cfg.timeouts.tcp as u32,
@@ -645,92 +834,11 @@ pub fn table_from_config(cfg: &rvs_config::Config) -> Result<IpvsTable, String> 
         udp: cfg.timeouts.udp as u32,
     };
     for (i, s) in cfg.services.iter().enumerate() {
-        let key = match s.proto {
-            rvs_config::Proto::Fwmark => ServiceKey::Fwmark {
-                mark: s.fwmark.unwrap_or(0) as u32,
-                ipv6: s.ipv6,
-            },
-            p => {
-                let ep = s
-                    .endpoint()
-                    .ok_or_else(|| format!("services[{i}].vip: invalid"))?;
-                ServiceKey::Inet {
-                    protocol: match p {
-                        rvs_config::Proto::Udp => Protocol::Udp,
-                        rvs_config::Proto::Sctp => Protocol::Sctp,
-                        _ => Protocol::Tcp,
-                    },
-                    addr: ep.ip(),
-                    port: ep.port(),
-                }
-            }
-        };
-        let mut conf = ServiceConf::new(key);
-        conf.scheduler = s.scheduler.clone();
-        conf.persistent = s.persistent.map(|p| p as u32);
-        if let Some(m) = &s.netmask {
-            conf.netmask = if key.is_ipv6() {
-                m.parse::<u32>().unwrap_or(128)
-            } else {
-                m.parse::<Ipv4Addr>().map(u32::from).unwrap_or(u32::MAX)
-            };
-        }
-        for f in &s.sched_flags {
-            conf.sched_flags |= match f.as_str() {
-                "flag-1" | "sh-fallback" | "mh-fallback" => SCHED_FLAG_1,
-                "flag-2" | "sh-port" | "mh-port" => SCHED_FLAG_2,
-                _ => SCHED_FLAG_3,
-            };
-        }
-        conf.ops = s.ops;
-        let err = |e: IpvsError| format!("services[{i}]: {e}");
-        t.apply(&Op::AddService(conf)).map_err(err)?;
-        for l in &s.laddrs {
-            let addr = l
-                .parse()
-                .map_err(|_| format!("services[{i}].laddrs: invalid"))?;
-            t.apply(&Op::AddLaddr(key, Laddr { addr, ifname: None }))
-                .map_err(err)?;
-        }
-        for (j, r) in s.real.iter().enumerate() {
-            let ep = r
-                .endpoint(key.port())
-                .ok_or_else(|| format!("services[{i}].real[{j}].address: invalid"))?;
-            let forward = match r.forward {
-                rvs_config::Forward::Masq => Forward::Masq,
-                rvs_config::Forward::Route => Forward::Route,
-                rvs_config::Forward::Tunnel => Forward::Tunnel,
-                rvs_config::Forward::Fullnat => Forward::FullNat,
-            };
-            let port = match (forward, key) {
-                (Forward::Route | Forward::Tunnel, ServiceKey::Inet { port, .. }) => port,
-                _ => ep.port(),
-            };
-            let mut d = DestConf::new(ep.ip(), port);
-            d.forward = forward;
-            d.weight = r.weight as i32;
-            d.u_threshold = r.u_threshold as u32;
-            d.l_threshold = r.l_threshold as u32;
-            t.apply(&Op::AddDest(key, d))
-                .map_err(|e| format!("services[{i}].real[{j}]: {e}"))?;
-        }
+        add_config_service(&mut t, i, s)?;
     }
-    if cfg.sync.state != rvs_config::SyncState::None {
-        let state = if cfg.sync.state == rvs_config::SyncState::Master {
-            SyncState::Master
-        } else {
-            SyncState::Backup
-        };
-        t.apply(&Op::StartDaemon(DaemonConf {
-            state,
-            mcast_ifn: cfg.sync.mcast_interface.clone(),
-            syncid: cfg.sync.syncid as u8,
-            sync_maxlen: Some(cfg.sync.maxlen as u16),
-            mcast_group: cfg.sync.group.parse().ok(),
-            mcast_port: Some(cfg.sync.port as u16),
-            mcast_ttl: Some(cfg.sync.ttl as u8),
-        }))
-        .map_err(|e| format!("sync: {e}"))?;
+    if let Some(d) = config_daemon(&cfg.sync) {
+        t.apply(&Op::StartDaemon(d))
+            .map_err(TableConfigError::Sync)?;
     }
     Ok(t)
 }

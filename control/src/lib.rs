@@ -3,6 +3,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`ipvs`] | the IPVS table and the kernel's command semantics and errors |
+//! | [`popt`] | the popt-compatible option scanner ipvsadm's grammar is read with |
 //! | [`cli`] | ipvsadm 1.31's command-line grammar and client-side errors |
 //! | [`format`] | ipvsadm's listings, byte for byte |
 //! | [`names`] | `/etc/services` and `/etc/hosts` lookups, `inet_aton` |
@@ -25,6 +26,7 @@ pub mod estimator;
 pub mod format;
 pub mod ipvs;
 pub mod names;
+pub mod popt;
 pub mod proto;
 pub mod server;
 pub mod sync;

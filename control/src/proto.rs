@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{ConnEntry, DestCounters, Rates, Stats};
+use crate::backend::{ConnRow, DestCounters, Rates, Stats};
 use crate::ipvs::{DestConf, IpvsError, Laddr, Op, ServiceConf, ServiceKey, SyncDaemon, Timeouts};
 
 /// Version and table size (the listing header).
@@ -95,7 +95,7 @@ pub enum Response {
     /// For [`Request::GetService`].
     Service(ServiceView),
     /// For [`Request::GetConnections`].
-    Connections(Vec<ConnEntry>),
+    Connections(Vec<ConnRow>),
     /// For [`Request::GetTimeouts`].
     Timeouts(Timeouts),
     /// For [`Request::GetDaemons`].

@@ -18,17 +18,37 @@ use rvs_dataplane::sync::net::NetConfig;
 
 use crate::ipvs::{SyncDaemon, SyncState};
 
+/// Why a sync daemon cannot start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// `ip` could not be run to find the interface's address.
+    #[error("cannot run ip: {0}")]
+    RunIp(String),
+    /// The interface does not exist or has no IPv4 address.
+    #[error("No such device")]
+    NoSuchDevice {
+        /// The interface name.
+        name: String,
+    },
+    /// The multicast group is IPv6.
+    #[error("IPv6 sync groups are not supported")]
+    Ipv6Group,
+}
+
 /// The IPv4 address of kernel interface `name` (or `name` itself if it is an address).
-pub fn iface_addr(name: &str) -> Result<Ipv4Addr, String> {
+pub fn iface_addr(name: &str) -> Result<Ipv4Addr, SyncError> {
     if let Ok(a) = name.parse::<Ipv4Addr>() {
         return Ok(a);
     }
     let out = Command::new("ip")
         .args(["-4", "-o", "addr", "show", "dev", name])
         .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    parse_ip_addr_show(&String::from_utf8_lossy(&out.stdout))
-        .ok_or_else(|| "No such device".to_string())
+        .map_err(|e| SyncError::RunIp(e.to_string()))?;
+    parse_ip_addr_show(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
+        SyncError::NoSuchDevice {
+            name: name.to_string(),
+        }
+    })
 }
 
 /// The first `inet A/len` of `ip -4 -o addr show` output.
@@ -48,9 +68,9 @@ pub fn net_config(
     d: &SyncDaemon,
     iface: Ipv4Addr,
     peer: Option<Ipv4Addr>,
-) -> Result<NetConfig, String> {
+) -> Result<NetConfig, SyncError> {
     let IpAddr::V4(group) = d.mcast_group else {
-        return Err("IPv6 sync groups are not supported".into());
+        return Err(SyncError::Ipv6Group);
     };
     Ok(NetConfig {
         syncid: d.syncid,
@@ -114,6 +134,9 @@ mod tests {
         let text = "3: s0    inet 10.99.0.1/24 brd 10.99.0.255 scope global s0\\       valid_lft forever\n";
         assert_eq!(parse_ip_addr_show(text), Some(Ipv4Addr::new(10, 99, 0, 1)));
         assert_eq!(parse_ip_addr_show(""), None);
-        assert_eq!(iface_addr("rvs-no-such-if0"), Err("No such device".into()));
+        assert_eq!(
+            iface_addr("rvs-no-such-if0").map_err(|e| e.to_string()),
+            Err("No such device".into())
+        );
     }
 }

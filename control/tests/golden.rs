@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use rvs_control::backend::{ConnEntry, ConnProtocol, ConnState, DestCounters, Rates, Stats};
+use rvs_control::backend::{ConnProtocol, ConnRow, ConnState, DestCounters, Rates, Stats};
 use rvs_control::cli::ListOpts;
 use rvs_control::format;
 use rvs_control::ipvs::{
@@ -264,8 +264,8 @@ fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-fn conn(p: ConnProtocol, c: &str, v: &str, d: &str, s: ConnState, e: u32) -> ConnEntry {
-    ConnEntry {
+fn conn(p: ConnProtocol, c: &str, v: &str, d: &str, s: ConnState, e: u32) -> ConnRow {
+    ConnRow {
         protocol: p,
         client: sa(c),
         virtual_addr: sa(v),
