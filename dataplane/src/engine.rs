@@ -256,12 +256,12 @@ impl Engine {
                 devargs.push_str(&format!(",qpairs={workers}"));
             }
             let name = devargs.split(',').next().unwrap_or(&devargs).to_owned();
-            let mut port = match Port::by_name(&name) {
+            let port = match Port::by_name(&name) {
                 Ok(p) => p,
                 Err(_) => Port::attach(&devargs)?,
             };
             let (info, nrx) = start_port(
-                &mut port,
+                &port,
                 &format!("port {} ({devargs})", spec.name),
                 workers,
                 1024,
@@ -323,12 +323,12 @@ impl Engine {
                 m[0], m[1], m[2], m[3], m[4], m[5]
             );
             let name = devargs.split(',').next().unwrap_or(&devargs).to_owned();
-            let mut tap = match Port::by_name(&name) {
+            let tap = match Port::by_name(&name) {
                 Ok(p) => p,
                 Err(_) => Port::attach(&devargs)?,
             };
             let (_, nq) = start_port(
-                &mut tap,
+                &tap,
                 &format!("port {} exception tap {iface}", spec.name),
                 workers,
                 512,
@@ -671,7 +671,7 @@ impl Drop for Engine {
 /// naming `what`, when the driver has fewer), as many rx queues as the driver allows up to
 /// one per worker. Returns the driver's info and the rx queue count.
 fn start_port(
-    port: &mut Port,
+    port: &Port,
     what: &str,
     workers: usize,
     desc: u16,

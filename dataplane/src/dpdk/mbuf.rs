@@ -189,14 +189,6 @@ impl Mbuf {
         // SAFETY: reads a field of a live mbuf.
         unsafe { sys::rvs_mbuf_refcnt_read(self.raw.as_ptr()) }
     }
-
-    /// Asks the NIC to compute checksums on transmit: sets `ol_flags` (DPDK's
-    /// `RTE_MBUF_F_TX_*` bits) and the L2/L3 header lengths.
-    #[inline]
-    pub fn set_tx_offload(&mut self, ol_flags: u64, l2_len: u16, l3_len: u16) {
-        // SAFETY: writes fields of a live mbuf we own.
-        unsafe { sys::rvs_mbuf_set_tx_offload(self.raw.as_ptr(), ol_flags, l2_len, l3_len) }
-    }
 }
 
 impl Drop for Mbuf {
