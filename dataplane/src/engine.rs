@@ -121,7 +121,7 @@ enum Command {
 }
 
 /// Capacity of each worker's queue to the sync thread and from the receiving thread.
-pub const SYNC_QUEUE: usize = 16384;
+const SYNC_QUEUE: usize = 16384;
 /// Synced sessions a worker installs per loop at most (forwarding goes on meanwhile).
 const SYNC_INSTALL_BURST: usize = 512;
 /// Receive bursts a worker reads from one queue per loop after the first, as its pipeline
@@ -389,11 +389,6 @@ impl Engine {
             sync_master: None,
             sync_backup: None,
         })
-    }
-
-    /// Number of workers.
-    pub fn workers(&self) -> usize {
-        self.lcores.len()
     }
 
     /// The ports' MACs, by rvs port index.

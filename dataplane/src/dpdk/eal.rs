@@ -87,21 +87,6 @@ impl Eal {
     pub fn args(&self) -> &[String] {
         &self.args
     }
-
-    /// Releases EAL's resources (`rte_eal_cleanup`), for a clean daemon exit.
-    ///
-    /// # Safety
-    /// Every DPDK object of this process (ports, mempools, mbufs, rings) must have been
-    /// stopped and dropped, no lcore may still run a launched function, and no DPDK call
-    /// may follow.
-    pub unsafe fn cleanup(&self) -> Result<()> {
-        // SAFETY: the caller guarantees nothing uses DPDK any more.
-        let ret = unsafe { sys::rte_eal_cleanup() };
-        if ret < 0 {
-            return Err(super::call_error("rte_eal_cleanup", ret, ""));
-        }
-        Ok(())
-    }
 }
 
 /// Free hugepage memory in bytes, from `/proc/meminfo` (0 if unknown).

@@ -20,12 +20,6 @@ pub fn current() -> Option<LcoreId> {
     (id != LCORE_ID_ANY).then_some(LcoreId(id))
 }
 
-/// The main lcore (the one that called `rte_eal_init`).
-pub fn main_lcore() -> LcoreId {
-    // SAFETY: no preconditions (meaningful after EAL init).
-    LcoreId(unsafe { sys::rte_get_main_lcore() })
-}
-
 /// The enabled worker lcores (every enabled lcore but the main one), in order.
 pub fn workers() -> Vec<LcoreId> {
     let mut out = Vec::new();

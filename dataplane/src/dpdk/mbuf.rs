@@ -38,12 +38,6 @@ impl Mbuf {
         raw
     }
 
-    /// The raw pointer (ownership stays here).
-    #[inline]
-    pub fn as_ptr(&self) -> *mut sys::rte_mbuf {
-        self.raw.as_ptr()
-    }
-
     /// The packet bytes of the first segment.
     ///
     /// Read from the mbuf's fields in place (`rte_pktmbuf_mtod`, `rte_pktmbuf_data_len`
@@ -108,13 +102,6 @@ impl Mbuf {
         usize::from(unsafe { sys::rvs_pktmbuf_headroom(self.raw.as_ptr()) })
     }
 
-    /// Free bytes after the packet (last segment).
-    #[inline]
-    pub fn tailroom(&self) -> usize {
-        // SAFETY: reads fields of a live mbuf.
-        usize::from(unsafe { sys::rvs_pktmbuf_tailroom(self.raw.as_ptr()) })
-    }
-
     /// Grows the packet by `n` bytes at the front; returns the new bytes, or `None` (and
     /// changes nothing) without enough headroom.
     #[inline]
@@ -167,13 +154,6 @@ impl Mbuf {
         };
         // SAFETY: live mbuf; rte_pktmbuf_trim checks the length and returns -1 when short.
         unsafe { sys::rvs_pktmbuf_trim(self.raw.as_ptr(), n16) == 0 }
-    }
-
-    /// The RSS hash the NIC computed on receive (0 when it computed none).
-    #[inline]
-    pub fn rss_hash(&self) -> u32 {
-        // SAFETY: reads a field of a live mbuf.
-        unsafe { sys::rvs_mbuf_rss_hash(self.raw.as_ptr()) }
     }
 
     /// The DPDK port the packet was received on.

@@ -12,8 +12,6 @@ use super::{call_error, cstring, with_log_capture, DpdkError, Eal, Mbuf, Result}
 #[derive(Debug)]
 pub struct Mempool {
     raw: NonNull<sys::rte_mempool>,
-    name: String,
-    size: u32,
 }
 
 // SAFETY: a DPDK mempool is a thread-safe object (lock-free ring plus per-lcore caches);
@@ -40,33 +38,13 @@ impl Mempool {
         });
         let raw = NonNull::new(raw)
             .ok_or_else(|| call_error(format!("rte_pktmbuf_pool_create({name})"), -1, &log))?;
-        Ok(Mempool {
-            raw,
-            name: name.to_owned(),
-            size,
-        })
-    }
-
-    /// The pool's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The number of buffers in the pool.
-    pub fn size(&self) -> u32 {
-        self.size
+        Ok(Mempool { raw })
     }
 
     /// Buffers currently allocated (handed out and not yet freed).
     pub fn in_use(&self) -> u32 {
         // SAFETY: raw is a live mempool; the count reads its ring and caches.
         unsafe { sys::rvs_mempool_in_use_count(self.raw.as_ptr()) }
-    }
-
-    /// Buffers currently free in the pool.
-    pub fn available(&self) -> u32 {
-        // SAFETY: raw is a live mempool.
-        unsafe { sys::rvs_mempool_avail_count(self.raw.as_ptr()) }
     }
 
     /// Allocates one buffer (empty, with the default headroom), or `None` if the pool is

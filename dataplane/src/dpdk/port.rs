@@ -131,19 +131,6 @@ pub struct Port {
 }
 
 impl Port {
-    /// The port with this id, if it exists.
-    pub fn from_id(id: PortId) -> Result<Port> {
-        // SAFETY: a validity check on a port number; no preconditions.
-        if unsafe { sys::rte_eth_dev_is_valid_port(id.0) } == 0 {
-            return Err(DpdkError::Call {
-                op: format!("rte_eth_dev_is_valid_port({})", id.0),
-                errno: libc_enodev(),
-                message: super::strerror(libc_enodev()),
-            });
-        }
-        Ok(Port { id })
-    }
-
     /// The port whose device is called `name` (e.g. `net_null0`).
     pub fn by_name(name: &str) -> Result<Port> {
         let cname = cstring(name)?;
@@ -207,12 +194,6 @@ impl Port {
         Ok(Port {
             id: PortId(ret as u16),
         })
-    }
-
-    /// Number of ports DPDK knows.
-    pub fn count() -> u16 {
-        // SAFETY: no preconditions.
-        unsafe { sys::rte_eth_dev_count_avail() }
     }
 
     /// The port id.
@@ -470,8 +451,4 @@ impl Port {
         let dropped = batch.consume_sent(sent);
         (sent, dropped)
     }
-}
-
-fn libc_enodev() -> i32 {
-    19
 }

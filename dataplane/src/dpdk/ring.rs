@@ -4,7 +4,7 @@ use std::ptr::NonNull;
 
 use dpdk_sys as sys;
 
-use super::{call_error, cstring, with_log_capture, DpdkError, Eal, Mbuf, MbufBatch, Result};
+use super::{call_error, cstring, with_log_capture, DpdkError, Eal, MbufBatch, Result};
 
 /// A DPDK ring carrying mbufs (multi-producer, multi-consumer unless created otherwise).
 /// Enqueueing moves ownership into the ring; dequeueing moves it out. Dropping the ring
@@ -64,21 +64,6 @@ impl Ring {
         } as usize;
         batch.forget_front(n);
         n
-    }
-
-    /// Moves one mbuf into the ring, or gives it back when the ring is full.
-    #[inline]
-    pub fn enqueue(&self, m: Mbuf) -> std::result::Result<(), Mbuf> {
-        let p = m.into_raw().as_ptr().cast::<std::ffi::c_void>();
-        let arr = [p];
-        // SAFETY: one owned mbuf pointer; on success the ring owns it.
-        let n = unsafe { sys::rvs_ring_enqueue_burst(self.raw.as_ptr(), arr.as_ptr(), 1) };
-        if n == 1 {
-            Ok(())
-        } else {
-            // SAFETY: not enqueued: we still own it.
-            Err(unsafe { Mbuf::from_raw(NonNull::new_unchecked(p.cast())) })
-        }
     }
 
     /// Moves up to the batch's free room out of the ring into the batch.
