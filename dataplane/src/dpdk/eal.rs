@@ -89,6 +89,11 @@ impl Eal {
     }
 }
 
+/// Bytes in a KiB (`/proc/meminfo` counts in kB).
+const KIB: u64 = 1024;
+/// Bytes in a MiB.
+const MIB: u64 = 1024 * KIB;
+
 /// Free hugepage memory in bytes, from `/proc/meminfo` (0 if unknown).
 pub fn hugepages_free_bytes() -> u64 {
     let Ok(text) = std::fs::read_to_string("/proc/meminfo") else {
@@ -101,7 +106,7 @@ pub fn hugepages_free_bytes() -> u64 {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    field("HugePages_Free:") * field("Hugepagesize:") * 1024
+    field("HugePages_Free:") * field("Hugepagesize:") * KIB
 }
 
 /// EAL arguments for running rvs on virtual devices on this machine: in-memory (no
@@ -135,7 +140,7 @@ pub fn default_eal_args(
         "--log-level=lib.eal:error".to_owned(),
         "--no-telemetry".to_owned(),
     ];
-    if hugepages_free_bytes() < mem_mb * 1024 * 1024 {
+    if hugepages_free_bytes() < mem_mb * MIB {
         // `--no-huge` implies legacy memory, which EAL refuses together with
         // `--in-memory`: the fallback keeps its (per file prefix) runtime files.
         args.retain(|a| a != "--in-memory");

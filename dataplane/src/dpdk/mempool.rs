@@ -4,7 +4,13 @@ use std::ptr::NonNull;
 
 use dpdk_sys as sys;
 
-use super::{call_error, cstring, with_log_capture, DpdkError, Eal, Mbuf, Result};
+use super::{
+    call_error, cstring, with_log_capture, DpdkError, Eal, Mbuf, Result, RET_SEE_RTE_ERRNO,
+    SOCKET_ID_ANY,
+};
+
+/// Private bytes per mbuf (rvs keeps none).
+const PRIV_SIZE: u16 = 0;
 
 /// A pool of packet buffers (`rte_pktmbuf_pool_create`). Dropping it frees the pool:
 /// every [`Mbuf`] from it must be gone by then, which the ports and workers that use a
@@ -33,11 +39,25 @@ impl Mempool {
         let cname = cstring(name)?;
         let (raw, log) = with_log_capture(|| {
             // SAFETY: EAL is initialised; cname is a valid C string DPDK copies;
-            // SOCKET_ID_ANY (-1) lets DPDK choose the socket.
-            unsafe { sys::rte_pktmbuf_pool_create(cname.as_ptr(), size, cache, 0, data_room, -1) }
+            // SOCKET_ID_ANY lets DPDK choose the socket.
+            unsafe {
+                sys::rte_pktmbuf_pool_create(
+                    cname.as_ptr(),
+                    size,
+                    cache,
+                    PRIV_SIZE,
+                    data_room,
+                    SOCKET_ID_ANY,
+                )
+            }
         });
-        let raw = NonNull::new(raw)
-            .ok_or_else(|| call_error(format!("rte_pktmbuf_pool_create({name})"), -1, &log))?;
+        let raw = NonNull::new(raw).ok_or_else(|| {
+            call_error(
+                format!("rte_pktmbuf_pool_create({name})"),
+                RET_SEE_RTE_ERRNO,
+                &log,
+            )
+        })?;
         Ok(Mempool { raw })
     }
 

@@ -25,10 +25,32 @@ impl fmt::Display for PortId {
 
 /// DPDK RSS bits rvs uses (`RTE_BIT64` macros bindgen cannot expand).
 pub mod bits {
-    /// `RTE_ETH_RSS_IPV4 | FRAG_IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP | NONFRAG_IPV4_OTHER`
-    /// and the IPv6 equivalents.
-    pub const RSS_IP_TCP_UDP: u64 =
-        (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+    /// `RTE_ETH_RSS_IPV4`
+    const RSS_IPV4: u64 = 1 << 2;
+    /// `RTE_ETH_RSS_FRAG_IPV4`
+    const RSS_FRAG_IPV4: u64 = 1 << 3;
+    /// `RTE_ETH_RSS_NONFRAG_IPV4_TCP`
+    const RSS_NONFRAG_IPV4_TCP: u64 = 1 << 4;
+    /// `RTE_ETH_RSS_NONFRAG_IPV4_UDP`
+    const RSS_NONFRAG_IPV4_UDP: u64 = 1 << 5;
+    /// `RTE_ETH_RSS_NONFRAG_IPV4_OTHER`
+    const RSS_NONFRAG_IPV4_OTHER: u64 = 1 << 7;
+    /// `RTE_ETH_RSS_IPV6`
+    const RSS_IPV6: u64 = 1 << 8;
+    /// `RTE_ETH_RSS_NONFRAG_IPV6_TCP`
+    const RSS_NONFRAG_IPV6_TCP: u64 = 1 << 10;
+    /// `RTE_ETH_RSS_NONFRAG_IPV6_UDP`
+    const RSS_NONFRAG_IPV6_UDP: u64 = 1 << 11;
+    /// The hash functions rvs asks for: IPv4 (fragments, TCP, UDP, other) and IPv6 (TCP,
+    /// UDP).
+    pub const RSS_IP_TCP_UDP: u64 = RSS_IPV4
+        | RSS_FRAG_IPV4
+        | RSS_NONFRAG_IPV4_TCP
+        | RSS_NONFRAG_IPV4_UDP
+        | RSS_NONFRAG_IPV4_OTHER
+        | RSS_IPV6
+        | RSS_NONFRAG_IPV6_TCP
+        | RSS_NONFRAG_IPV6_UDP;
 }
 
 /// The RSS key rvs programs into every multi-queue port (the well-known Microsoft
@@ -78,13 +100,16 @@ pub struct PortConf {
     pub promiscuous: bool,
 }
 
+/// Rx and tx descriptors per queue of [`PortConf::default`].
+const DEFAULT_DESC: u16 = 1024;
+
 impl Default for PortConf {
     fn default() -> Self {
         PortConf {
             rx_queues: 1,
             tx_queues: 1,
-            rx_desc: 1024,
-            tx_desc: 1024,
+            rx_desc: DEFAULT_DESC,
+            tx_desc: DEFAULT_DESC,
             rss: true,
             promiscuous: true,
         }
