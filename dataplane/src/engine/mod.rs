@@ -138,8 +138,6 @@ const INBOX_CAPACITY: usize = 64;
 const NEIGH_QUEUE: usize = 4096;
 /// How long [`Engine`] waits for a worker's answer to a command.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
-/// Text of a start of a sync daemon that already runs (ipvsadm's wording).
-const SYNC_RUNNING: &str = "Daemon has already run";
 
 /// A running sync thread.
 struct SyncThread {
@@ -273,7 +271,7 @@ pub enum EngineError {
         max: u16,
     },
     /// A sync daemon of this role (master or backup) is already running.
-    #[error("{SYNC_RUNNING}")]
+    #[error("Daemon has already run")]
     SyncRunning,
     /// The sync daemon's socket could not be made.
     #[error("sync {role} socket: {source}")]
@@ -606,4 +604,42 @@ fn read_locked<T: Clone>(m: &Mutex<T>) -> T {
 /// One queue of `capacity` per worker.
 fn queues<T>(workers: usize, capacity: usize) -> Vec<ArrayQueue<T>> {
     (0..workers).map(|_| ArrayQueue::new(capacity)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EngineError;
+
+    #[test]
+    fn error_messages_keep_their_words() {
+        let lcores = EngineError::NotEnoughLcores {
+            workers: 4,
+            lcores: 2,
+        };
+        assert_eq!(
+            lcores.to_string(),
+            "4 workers need 4 worker lcores; EAL has 2 (give EAL more lcores)"
+        );
+        let txq = EngineError::NotEnoughTxQueues {
+            port: "port dpdk0 (net_null0)".into(),
+            workers: 4,
+            max: 1,
+        };
+        assert_eq!(
+            txq.to_string(),
+            "port dpdk0 (net_null0): 4 workers need 4 tx queues, the driver has 1"
+        );
+        assert_eq!(
+            EngineError::SyncRunning.to_string(),
+            "Daemon has already run"
+        );
+        let io = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let sock = EngineError::SyncSocket {
+            role: "master",
+            source: io(),
+        };
+        assert_eq!(sock.to_string(), format!("sync master socket: {}", io()));
+        let thread = EngineError::SyncThread(io());
+        assert_eq!(thread.to_string(), format!("sync thread: {}", io()));
+    }
 }
