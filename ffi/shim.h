@@ -27,7 +27,6 @@ uint16_t rvs_mbuf_refcnt_update(struct rte_mbuf *m, int16_t v);
 uint32_t rvs_mbuf_rss_hash(const struct rte_mbuf *m);
 uint16_t rvs_mbuf_port(const struct rte_mbuf *m);
 uint64_t rvs_mbuf_ol_flags(const struct rte_mbuf *m);
-void rvs_mbuf_set_tx_offload(struct rte_mbuf *m, uint64_t ol_flags, uint16_t l2_len, uint16_t l3_len);
 unsigned int rvs_ring_enqueue_burst(struct rte_ring *r, void *const *obj_table, unsigned int n);
 unsigned int rvs_ring_dequeue_burst(struct rte_ring *r, void **obj_table, unsigned int n);
 unsigned int rvs_ring_count(const struct rte_ring *r);

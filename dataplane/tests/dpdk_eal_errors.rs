@@ -50,7 +50,7 @@ fn bad_arguments_are_errors_with_dpdks_words() {
     assert!(err.to_string().contains("net_null7"), "{err}");
 
     // 5. A good hot-plugged vdev works, and a port asked for more queues than it has says why.
-    let mut port = Port::attach("net_null5").expect("net_null hot-plug");
+    let port = Port::attach("net_null5").expect("net_null hot-plug");
     let pool = Mempool::new("t_err_pool", 255, 0, Mempool::DEFAULT_DATA_ROOM).expect("pool");
     let max = port.info().expect("info").max_rx_queues;
     let conf = PortConf {

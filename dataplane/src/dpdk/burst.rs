@@ -78,18 +78,6 @@ impl MbufBatch {
         Ok(())
     }
 
-    /// Removes and returns the last mbuf.
-    #[inline]
-    pub fn pop(&mut self) -> Option<Mbuf> {
-        if self.len == 0 {
-            return None;
-        }
-        self.len -= 1;
-        let p = std::mem::replace(&mut self.ptrs[self.len], std::ptr::null_mut());
-        // SAFETY: slots below len hold owned, non-null mbufs; we move this one out.
-        NonNull::new(p).map(|p| unsafe { Mbuf::from_raw(p) })
-    }
-
     /// Moves every mbuf out, in order, leaving the batch empty.
     #[inline]
     pub fn drain(&mut self) -> Drain<'_> {

@@ -87,22 +87,12 @@ impl Eal {
     pub fn args(&self) -> &[String] {
         &self.args
     }
-
-    /// Releases EAL's resources (`rte_eal_cleanup`), for a clean daemon exit.
-    ///
-    /// # Safety
-    /// Every DPDK object of this process (ports, mempools, mbufs, rings) must have been
-    /// stopped and dropped, no lcore may still run a launched function, and no DPDK call
-    /// may follow.
-    pub unsafe fn cleanup(&self) -> Result<()> {
-        // SAFETY: the caller guarantees nothing uses DPDK any more.
-        let ret = unsafe { sys::rte_eal_cleanup() };
-        if ret < 0 {
-            return Err(super::call_error("rte_eal_cleanup", ret, ""));
-        }
-        Ok(())
-    }
 }
+
+/// Bytes in a KiB (`/proc/meminfo` counts in kB).
+const KIB: u64 = 1024;
+/// Bytes in a MiB.
+const MIB: u64 = 1024 * KIB;
 
 /// Free hugepage memory in bytes, from `/proc/meminfo` (0 if unknown).
 pub fn hugepages_free_bytes() -> u64 {
@@ -116,7 +106,7 @@ pub fn hugepages_free_bytes() -> u64 {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    field("HugePages_Free:") * field("Hugepagesize:") * 1024
+    field("HugePages_Free:") * field("Hugepagesize:") * KIB
 }
 
 /// EAL arguments for running rvs on virtual devices on this machine: in-memory (no
@@ -150,7 +140,7 @@ pub fn default_eal_args(
         "--log-level=lib.eal:error".to_owned(),
         "--no-telemetry".to_owned(),
     ];
-    if hugepages_free_bytes() < mem_mb * 1024 * 1024 {
+    if hugepages_free_bytes() < mem_mb * MIB {
         // `--no-huge` implies legacy memory, which EAL refuses together with
         // `--in-memory`: the fallback keeps its (per file prefix) runtime files.
         args.retain(|a| a != "--in-memory");

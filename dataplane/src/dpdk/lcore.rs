@@ -12,6 +12,10 @@ pub struct LcoreId(pub u32);
 
 /// `LCORE_ID_ANY`: what [`current`] reports on a thread EAL did not create.
 const LCORE_ID_ANY: u32 = u32::MAX;
+/// The lcore id `rte_get_next_lcore` starts after to find the first one (-1).
+const BEFORE_FIRST_LCORE: u32 = u32::MAX;
+/// What a launched function returns to [`wait`] when it panicked.
+const PANICKED: i32 = -1;
 
 /// The lcore the calling thread runs on, or `None` for a non-EAL thread.
 pub fn current() -> Option<LcoreId> {
@@ -20,16 +24,10 @@ pub fn current() -> Option<LcoreId> {
     (id != LCORE_ID_ANY).then_some(LcoreId(id))
 }
 
-/// The main lcore (the one that called `rte_eal_init`).
-pub fn main_lcore() -> LcoreId {
-    // SAFETY: no preconditions (meaningful after EAL init).
-    LcoreId(unsafe { sys::rte_get_main_lcore() })
-}
-
 /// The enabled worker lcores (every enabled lcore but the main one), in order.
 pub fn workers() -> Vec<LcoreId> {
     let mut out = Vec::new();
-    let mut i: u32 = u32::MAX; // -1: start before the first
+    let mut i = BEFORE_FIRST_LCORE;
     loop {
         // SAFETY: iterates EAL's lcore table; skip_main = 1, no wrap.
         i = unsafe { sys::rte_get_next_lcore(i, 1, 0) };
@@ -48,7 +46,7 @@ extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     // back once.
     let job: Box<Job> = unsafe { Box::from_raw(arg.cast::<Job>()) };
     // A panic must not unwind into C.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or(-1)
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or(PANICKED)
 }
 
 /// Runs `f` on worker lcore `lcore` (`rte_eal_remote_launch`). The lcore must be idle.

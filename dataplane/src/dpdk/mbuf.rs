@@ -38,12 +38,6 @@ impl Mbuf {
         raw
     }
 
-    /// The raw pointer (ownership stays here).
-    #[inline]
-    pub fn as_ptr(&self) -> *mut sys::rte_mbuf {
-        self.raw.as_ptr()
-    }
-
     /// The packet bytes of the first segment.
     ///
     /// Read from the mbuf's fields in place (`rte_pktmbuf_mtod`, `rte_pktmbuf_data_len`
@@ -108,13 +102,6 @@ impl Mbuf {
         usize::from(unsafe { sys::rvs_pktmbuf_headroom(self.raw.as_ptr()) })
     }
 
-    /// Free bytes after the packet (last segment).
-    #[inline]
-    pub fn tailroom(&self) -> usize {
-        // SAFETY: reads fields of a live mbuf.
-        usize::from(unsafe { sys::rvs_pktmbuf_tailroom(self.raw.as_ptr()) })
-    }
-
     /// Grows the packet by `n` bytes at the front; returns the new bytes, or `None` (and
     /// changes nothing) without enough headroom.
     #[inline]
@@ -169,13 +156,6 @@ impl Mbuf {
         unsafe { sys::rvs_pktmbuf_trim(self.raw.as_ptr(), n16) == 0 }
     }
 
-    /// The RSS hash the NIC computed on receive (0 when it computed none).
-    #[inline]
-    pub fn rss_hash(&self) -> u32 {
-        // SAFETY: reads a field of a live mbuf.
-        unsafe { sys::rvs_mbuf_rss_hash(self.raw.as_ptr()) }
-    }
-
     /// The DPDK port the packet was received on.
     #[inline]
     pub fn port(&self) -> u16 {
@@ -188,14 +168,6 @@ impl Mbuf {
     pub fn refcnt(&self) -> u16 {
         // SAFETY: reads a field of a live mbuf.
         unsafe { sys::rvs_mbuf_refcnt_read(self.raw.as_ptr()) }
-    }
-
-    /// Asks the NIC to compute checksums on transmit: sets `ol_flags` (DPDK's
-    /// `RTE_MBUF_F_TX_*` bits) and the L2/L3 header lengths.
-    #[inline]
-    pub fn set_tx_offload(&mut self, ol_flags: u64, l2_len: u16, l3_len: u16) {
-        // SAFETY: writes fields of a live mbuf we own.
-        unsafe { sys::rvs_mbuf_set_tx_offload(self.raw.as_ptr(), ol_flags, l2_len, l3_len) }
     }
 }
 

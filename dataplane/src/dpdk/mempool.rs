@@ -4,7 +4,13 @@ use std::ptr::NonNull;
 
 use dpdk_sys as sys;
 
-use super::{call_error, cstring, with_log_capture, DpdkError, Eal, Mbuf, Result};
+use super::{
+    call_error, cstring, with_log_capture, DpdkError, Eal, Mbuf, Result, RET_SEE_RTE_ERRNO,
+    SOCKET_ID_ANY,
+};
+
+/// Private bytes per mbuf (rvs keeps none).
+const PRIV_SIZE: u16 = 0;
 
 /// A pool of packet buffers (`rte_pktmbuf_pool_create`). Dropping it frees the pool:
 /// every [`Mbuf`] from it must be gone by then, which the ports and workers that use a
@@ -12,8 +18,6 @@ use super::{call_error, cstring, with_log_capture, DpdkError, Eal, Mbuf, Result}
 #[derive(Debug)]
 pub struct Mempool {
     raw: NonNull<sys::rte_mempool>,
-    name: String,
-    size: u32,
 }
 
 // SAFETY: a DPDK mempool is a thread-safe object (lock-free ring plus per-lcore caches);
@@ -35,38 +39,32 @@ impl Mempool {
         let cname = cstring(name)?;
         let (raw, log) = with_log_capture(|| {
             // SAFETY: EAL is initialised; cname is a valid C string DPDK copies;
-            // SOCKET_ID_ANY (-1) lets DPDK choose the socket.
-            unsafe { sys::rte_pktmbuf_pool_create(cname.as_ptr(), size, cache, 0, data_room, -1) }
+            // SOCKET_ID_ANY lets DPDK choose the socket.
+            unsafe {
+                sys::rte_pktmbuf_pool_create(
+                    cname.as_ptr(),
+                    size,
+                    cache,
+                    PRIV_SIZE,
+                    data_room,
+                    SOCKET_ID_ANY,
+                )
+            }
         });
-        let raw = NonNull::new(raw)
-            .ok_or_else(|| call_error(format!("rte_pktmbuf_pool_create({name})"), -1, &log))?;
-        Ok(Mempool {
-            raw,
-            name: name.to_owned(),
-            size,
-        })
-    }
-
-    /// The pool's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The number of buffers in the pool.
-    pub fn size(&self) -> u32 {
-        self.size
+        let raw = NonNull::new(raw).ok_or_else(|| {
+            call_error(
+                format!("rte_pktmbuf_pool_create({name})"),
+                RET_SEE_RTE_ERRNO,
+                &log,
+            )
+        })?;
+        Ok(Mempool { raw })
     }
 
     /// Buffers currently allocated (handed out and not yet freed).
     pub fn in_use(&self) -> u32 {
         // SAFETY: raw is a live mempool; the count reads its ring and caches.
         unsafe { sys::rvs_mempool_in_use_count(self.raw.as_ptr()) }
-    }
-
-    /// Buffers currently free in the pool.
-    pub fn available(&self) -> u32 {
-        // SAFETY: raw is a live mempool.
-        unsafe { sys::rvs_mempool_avail_count(self.raw.as_ptr()) }
     }
 
     /// Allocates one buffer (empty, with the default headroom), or `None` if the pool is

@@ -79,6 +79,13 @@ pub enum DpdkError {
     InvalidArgument(String),
 }
 
+/// `SOCKET_ID_ANY`: let DPDK choose the NUMA socket.
+pub(crate) const SOCKET_ID_ANY: i32 = -1;
+/// The return value of a failed DPDK call that leaves its reason in `rte_errno`.
+pub(crate) const RET_SEE_RTE_ERRNO: i32 = -1;
+/// Bytes of DPDK log output kept from one capture.
+const LOG_CAPTURE_MAX: usize = 8192;
+
 /// Result of a DPDK operation.
 pub type Result<T> = std::result::Result<T, DpdkError>;
 
@@ -117,7 +124,7 @@ pub(crate) fn with_log_capture<T>(f: impl FnOnce() -> T) -> (T, String) {
     let out = f();
     let mut text = String::new();
     if started {
-        let mut buf = vec![0u8; 8192];
+        let mut buf = vec![0u8; LOG_CAPTURE_MAX];
         // SAFETY: `buf` is writable for `buf.len()` bytes; the shim copies at most that
         // many, restores the default log stream and frees its memstream.
         let n = unsafe { sys::rvs_log_capture_end(buf.as_mut_ptr().cast::<c_char>(), buf.len()) };
@@ -149,7 +156,11 @@ pub(crate) fn message(log: &str, errno: i32) -> String {
 /// A [`DpdkError::Call`] for `op` that returned `ret` (a negative errno, or -1 with the
 /// reason in `rte_errno`).
 pub(crate) fn call_error(op: impl Into<String>, ret: i32, log: &str) -> DpdkError {
-    let errno = if ret < -1 { -ret } else { rte_errno() };
+    let errno = if ret < RET_SEE_RTE_ERRNO {
+        -ret
+    } else {
+        rte_errno()
+    };
     DpdkError::Call {
         op: op.into(),
         errno,

@@ -23,32 +23,34 @@ impl fmt::Display for PortId {
     }
 }
 
-/// DPDK offload and RSS bits rvs uses (`RTE_BIT64` macros bindgen cannot expand).
+/// DPDK RSS bits rvs uses (`RTE_BIT64` macros bindgen cannot expand).
 pub mod bits {
-    /// `RTE_ETH_RX_OFFLOAD_IPV4_CKSUM`
-    pub const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
-    /// `RTE_ETH_RX_OFFLOAD_UDP_CKSUM`
-    pub const RX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
-    /// `RTE_ETH_RX_OFFLOAD_TCP_CKSUM`
-    pub const RX_OFFLOAD_TCP_CKSUM: u64 = 1 << 3;
-    /// `RTE_ETH_TX_OFFLOAD_IPV4_CKSUM`
-    pub const TX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
-    /// `RTE_ETH_TX_OFFLOAD_UDP_CKSUM`
-    pub const TX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
-    /// `RTE_ETH_TX_OFFLOAD_TCP_CKSUM`
-    pub const TX_OFFLOAD_TCP_CKSUM: u64 = 1 << 3;
-    /// `RTE_ETH_RSS_IPV4 | FRAG_IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP | NONFRAG_IPV4_OTHER`
-    /// and the IPv6 equivalents.
-    pub const RSS_IP_TCP_UDP: u64 =
-        (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-    /// `RTE_MBUF_F_TX_IPV4`
-    pub const MBUF_TX_IPV4: u64 = dpdk_sys::RTE_MBUF_F_TX_IPV4;
-    /// `RTE_MBUF_F_TX_IP_CKSUM`
-    pub const MBUF_TX_IP_CKSUM: u64 = dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM;
-    /// `RTE_MBUF_F_TX_TCP_CKSUM`
-    pub const MBUF_TX_TCP_CKSUM: u64 = dpdk_sys::RTE_MBUF_F_TX_TCP_CKSUM;
-    /// `RTE_MBUF_F_TX_UDP_CKSUM`
-    pub const MBUF_TX_UDP_CKSUM: u64 = dpdk_sys::RTE_MBUF_F_TX_UDP_CKSUM;
+    /// `RTE_ETH_RSS_IPV4`
+    const RSS_IPV4: u64 = 1 << 2;
+    /// `RTE_ETH_RSS_FRAG_IPV4`
+    const RSS_FRAG_IPV4: u64 = 1 << 3;
+    /// `RTE_ETH_RSS_NONFRAG_IPV4_TCP`
+    const RSS_NONFRAG_IPV4_TCP: u64 = 1 << 4;
+    /// `RTE_ETH_RSS_NONFRAG_IPV4_UDP`
+    const RSS_NONFRAG_IPV4_UDP: u64 = 1 << 5;
+    /// `RTE_ETH_RSS_NONFRAG_IPV4_OTHER`
+    const RSS_NONFRAG_IPV4_OTHER: u64 = 1 << 7;
+    /// `RTE_ETH_RSS_IPV6`
+    const RSS_IPV6: u64 = 1 << 8;
+    /// `RTE_ETH_RSS_NONFRAG_IPV6_TCP`
+    const RSS_NONFRAG_IPV6_TCP: u64 = 1 << 10;
+    /// `RTE_ETH_RSS_NONFRAG_IPV6_UDP`
+    const RSS_NONFRAG_IPV6_UDP: u64 = 1 << 11;
+    /// The hash functions rvs asks for: IPv4 (fragments, TCP, UDP, other) and IPv6 (TCP,
+    /// UDP).
+    pub const RSS_IP_TCP_UDP: u64 = RSS_IPV4
+        | RSS_FRAG_IPV4
+        | RSS_NONFRAG_IPV4_TCP
+        | RSS_NONFRAG_IPV4_UDP
+        | RSS_NONFRAG_IPV4_OTHER
+        | RSS_IPV6
+        | RSS_NONFRAG_IPV6_TCP
+        | RSS_NONFRAG_IPV6_UDP;
 }
 
 /// The RSS key rvs programs into every multi-queue port (the well-known Microsoft
@@ -70,10 +72,6 @@ pub struct PortInfo {
     pub max_rx_queues: u16,
     /// Maximum tx queues.
     pub max_tx_queues: u16,
-    /// Rx offload capabilities (`RTE_ETH_RX_OFFLOAD_*`).
-    pub rx_offload_capa: u64,
-    /// Tx offload capabilities (`RTE_ETH_TX_OFFLOAD_*`).
-    pub tx_offload_capa: u64,
     /// RSS hash functions the port supports (`RTE_ETH_RSS_*`).
     pub rss_offloads: u64,
     /// RSS key size in bytes (0: no RSS).
@@ -98,21 +96,21 @@ pub struct PortConf {
     /// Spread received packets over the rx queues with RSS ([`RSS_KEY`]) when the port
     /// has more than one rx queue and supports it.
     pub rss: bool,
-    /// Ask for IPv4/TCP/UDP checksum offload on transmit when the port offers it.
-    pub tx_checksum_offload: bool,
     /// Accept every frame (needed on virtual devices attached to shared segments).
     pub promiscuous: bool,
 }
+
+/// Rx and tx descriptors per queue of [`PortConf::default`].
+const DEFAULT_DESC: u16 = 1024;
 
 impl Default for PortConf {
     fn default() -> Self {
         PortConf {
             rx_queues: 1,
             tx_queues: 1,
-            rx_desc: 1024,
-            tx_desc: 1024,
+            rx_desc: DEFAULT_DESC,
+            tx_desc: DEFAULT_DESC,
             rss: true,
-            tx_checksum_offload: false,
             promiscuous: true,
         }
     }
@@ -155,26 +153,9 @@ pub struct Link {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Port {
     id: PortId,
-    tx_offload: bool,
 }
 
 impl Port {
-    /// The port with this id, if it exists.
-    pub fn from_id(id: PortId) -> Result<Port> {
-        // SAFETY: a validity check on a port number; no preconditions.
-        if unsafe { sys::rte_eth_dev_is_valid_port(id.0) } == 0 {
-            return Err(DpdkError::Call {
-                op: format!("rte_eth_dev_is_valid_port({})", id.0),
-                errno: libc_enodev(),
-                message: super::strerror(libc_enodev()),
-            });
-        }
-        Ok(Port {
-            id,
-            tx_offload: false,
-        })
-    }
-
     /// The port whose device is called `name` (e.g. `net_null0`).
     pub fn by_name(name: &str) -> Result<Port> {
         let cname = cstring(name)?;
@@ -188,10 +169,7 @@ impl Port {
                 "",
             ));
         }
-        Ok(Port {
-            id: PortId(id),
-            tx_offload: false,
-        })
+        Ok(Port { id: PortId(id) })
     }
 
     /// Hot-plugs a device from a devargs string (a vdev such as
@@ -240,14 +218,7 @@ impl Port {
         }
         Ok(Port {
             id: PortId(ret as u16),
-            tx_offload: false,
         })
-    }
-
-    /// Number of ports DPDK knows.
-    pub fn count() -> u16 {
-        // SAFETY: no preconditions.
-        unsafe { sys::rte_eth_dev_count_avail() }
     }
 
     /// The port id.
@@ -294,8 +265,6 @@ impl Port {
             name: self.name()?,
             max_rx_queues: info.max_rx_queues,
             max_tx_queues: info.max_tx_queues,
-            rx_offload_capa: info.rx_offload_capa,
-            tx_offload_capa: info.tx_offload_capa,
             rss_offloads: info.flow_type_rss_offloads,
             hash_key_size: info.hash_key_size,
             reta_size: info.reta_size,
@@ -314,10 +283,9 @@ impl Port {
         Ok(addr.addr_bytes)
     }
 
-    /// Configures the port's queues (the port must be stopped). Returns the port with its
-    /// offload choice recorded; rx queues take buffers from `pool`, which must outlive the
-    /// port's use.
-    pub fn configure(&mut self, conf: &PortConf, pool: &Mempool) -> Result<()> {
+    /// Configures the port's queues (the port must be stopped); rx queues take buffers
+    /// from `pool`, which must outlive the port's use.
+    pub fn configure(&self, conf: &PortConf, pool: &Mempool) -> Result<()> {
         let info = self.info()?;
         let mut eth = sys::rte_eth_conf::default();
         let mut key = RSS_KEY;
@@ -328,12 +296,6 @@ impl Port {
                 eth.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
                 eth.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
             }
-        }
-        let want_tx =
-            bits::TX_OFFLOAD_IPV4_CKSUM | bits::TX_OFFLOAD_TCP_CKSUM | bits::TX_OFFLOAD_UDP_CKSUM;
-        self.tx_offload = conf.tx_checksum_offload && info.tx_offload_capa & want_tx == want_tx;
-        if self.tx_offload {
-            eth.txmode.offloads = want_tx;
         }
         let pid = self.id.0;
         let (ret, log) = with_log_capture(|| {
@@ -381,11 +343,10 @@ impl Port {
                 ));
             }
         }
+        // A zeroed tx queue configuration (no offloads), as rvs has always passed: not
+        // NULL, which would mean the driver's `default_txconf`.
+        let txconf = sys::rte_eth_txconf::default();
         for q in 0..conf.tx_queues {
-            let txconf = sys::rte_eth_txconf {
-                offloads: eth.txmode.offloads,
-                ..Default::default()
-            };
             let (ret, log) = with_log_capture(|| {
                 // SAFETY: configured port, queue index < tx_queues, txconf valid for the call.
                 unsafe { sys::rte_eth_tx_queue_setup(pid, q, nb_tx, socket, &txconf) }
@@ -403,11 +364,6 @@ impl Port {
             let _ = unsafe { sys::rte_eth_promiscuous_enable(pid) };
         }
         Ok(())
-    }
-
-    /// Whether transmit checksum offload was enabled by [`Port::configure`].
-    pub fn tx_checksum_offload(&self) -> bool {
-        self.tx_offload
     }
 
     /// Starts the port.
@@ -520,8 +476,4 @@ impl Port {
         let dropped = batch.consume_sent(sent);
         (sent, dropped)
     }
-}
-
-fn libc_enodev() -> i32 {
-    19
 }

@@ -4,7 +4,10 @@ use std::ptr::NonNull;
 
 use dpdk_sys as sys;
 
-use super::{call_error, cstring, with_log_capture, DpdkError, Eal, Mbuf, MbufBatch, Result};
+use super::{
+    call_error, cstring, with_log_capture, DpdkError, Eal, MbufBatch, Result, RET_SEE_RTE_ERRNO,
+    SOCKET_ID_ANY,
+};
 
 /// A DPDK ring carrying mbufs (multi-producer, multi-consumer unless created otherwise).
 /// Enqueueing moves ownership into the ring; dequeueing moves it out. Dropping the ring
@@ -19,8 +22,12 @@ unsafe impl Send for Ring {}
 // SAFETY: as above; every &Ring operation is a lock-free ring operation.
 unsafe impl Sync for Ring {}
 
+/// `RING_F_SP_ENQ`: one producer.
+const RING_F_SP_ENQ: u32 = 0x0001;
+/// `RING_F_SC_DEQ`: one consumer.
+const RING_F_SC_DEQ: u32 = 0x0002;
 /// `RING_F_SP_ENQ | RING_F_SC_DEQ`: one producer and one consumer.
-pub const RING_SP_SC: u32 = 0x0001 | 0x0002;
+pub const RING_SP_SC: u32 = RING_F_SP_ENQ | RING_F_SC_DEQ;
 
 impl Ring {
     /// Creates a ring of `count` slots (a power of two; it holds `count - 1` entries).
@@ -32,10 +39,11 @@ impl Ring {
         let c = cstring(name)?;
         let (raw, log) = with_log_capture(|| {
             // SAFETY: EAL is initialised; c is a valid name DPDK copies; SOCKET_ID_ANY.
-            unsafe { sys::rte_ring_create(c.as_ptr(), count, -1, flags) }
+            unsafe { sys::rte_ring_create(c.as_ptr(), count, SOCKET_ID_ANY, flags) }
         });
-        let raw = NonNull::new(raw)
-            .ok_or_else(|| call_error(format!("rte_ring_create({name})"), -1, &log))?;
+        let raw = NonNull::new(raw).ok_or_else(|| {
+            call_error(format!("rte_ring_create({name})"), RET_SEE_RTE_ERRNO, &log)
+        })?;
         Ok(Ring { raw })
     }
 
@@ -64,21 +72,6 @@ impl Ring {
         } as usize;
         batch.forget_front(n);
         n
-    }
-
-    /// Moves one mbuf into the ring, or gives it back when the ring is full.
-    #[inline]
-    pub fn enqueue(&self, m: Mbuf) -> std::result::Result<(), Mbuf> {
-        let p = m.into_raw().as_ptr().cast::<std::ffi::c_void>();
-        let arr = [p];
-        // SAFETY: one owned mbuf pointer; on success the ring owns it.
-        let n = unsafe { sys::rvs_ring_enqueue_burst(self.raw.as_ptr(), arr.as_ptr(), 1) };
-        if n == 1 {
-            Ok(())
-        } else {
-            // SAFETY: not enqueued: we still own it.
-            Err(unsafe { Mbuf::from_raw(NonNull::new_unchecked(p.cast())) })
-        }
     }
 
     /// Moves up to the batch's free room out of the ring into the batch.

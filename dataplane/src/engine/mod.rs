@@ -1,0 +1,646 @@
+//! The dataplane on DPDK: ports, mempool, handoff rings, and one run-to-completion
+//! worker per lcore.
+//!
+//! Each worker loop: adopt a new configuration snapshot if one was published (between
+//! bursts), answer control commands from its inbox, take neighbours learned by other
+//! workers, then rx burst from each of its queues → [`Core::process_burst`] → buffered tx
+//! per port (flushed every loop); packets another worker owns go into per-pair SP/SC rings
+//! and the owner processes them after its own queues. Slow work (session expiry, neighbour
+//! aging) runs every 10 ms. Nothing on the per-packet path allocates, locks or logs.
+//!
+//! The control plane ([`Engine`]) publishes snapshots and asks workers for counters and
+//! session listings through their inboxes; the workers answer between bursts, so a
+//! listing never stops forwarding.
+//!
+//! - this module: the API rvsd uses ([`Engine`] and its configuration, reports, errors)
+//!   and the state the control plane shares with the workers;
+//! - `setup`: DPDK bring-up (EAL, mempool, ports and exception taps, handoff rings);
+//! - `worker`: the poll loop of one worker.
+//!
+//! [`Core::process_burst`]: crate::pipeline::Core::process_burst
+
+mod setup;
+mod worker;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam::channel::{bounded, Sender};
+use crossbeam::queue::ArrayQueue;
+
+use crate::conn::ConnEntry;
+use crate::dpdk::{self, lcore, Eal, LcoreId, Mempool, Port, Ring};
+use crate::pipeline::{
+    Counters, DestTraffic, LocalKind, NeighUpdate, NetConfig, Snapshot, SyncCounters,
+};
+use crate::route::Route;
+use crate::service::{self, DestId, ServiceKey};
+use crate::steer::sync_owner;
+use crate::sync::net::{self as sync_net, NetConfig as SyncNetConfig, Stats as SyncStats};
+use crate::sync::{SyncConn, SyncRules};
+
+/// A port of the director.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// rvs's name for it (e.g. `dpdk0`).
+    pub name: String,
+    /// DPDK devargs: a vdev such as `net_af_packet0,iface=veth0` or a PCI address.
+    pub devargs: String,
+    /// Addresses the director owns on this port (DIPs), with prefix lengths; each makes
+    /// a connected route.
+    pub addrs: Vec<(Ipv4Addr, u8)>,
+    /// L3 MTU.
+    pub mtu: u16,
+    /// Exception path: the name of a kernel tap interface (DPDK `net_tap`, created with
+    /// the port's MAC) that receives what the pipeline does not own on this port (ARP not
+    /// answered by the dataplane, traffic for no VIP/LIP/DIP and no session, other
+    /// protocols: VRRP, BGP, SSH to a host address, ...) and whose output leaves through
+    /// this port unchanged. `None`: such packets are dropped.
+    pub kernel_iface: Option<String>,
+}
+
+/// How to start the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// EAL arguments (see [`dpdk::default_eal_args`]); vdevs of `ports` are hot-plugged
+    /// after EAL starts, so they need not be listed here.
+    pub eal_args: Vec<String>,
+    /// The ports, in rvs's order (index = port number in routes and snapshots).
+    pub ports: Vec<PortSpec>,
+    /// Worker lcores.
+    pub workers: usize,
+    /// Sessions per worker.
+    pub conn_capacity: u32,
+    /// Mbufs in the pool.
+    pub mbufs: u32,
+    /// Static routes (connected routes of the port addresses are added automatically).
+    pub routes: Vec<Route>,
+    /// FULLNAT local port range.
+    pub lport_range: (u16, u16),
+    /// Static neighbours (address, MAC): never resolved by ARP, never aged (benchmarks,
+    /// and next hops that do not answer ARP).
+    pub static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
+}
+
+/// What one worker reports when asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Worker index.
+    pub worker: usize,
+    /// Packet counters and drops by reason.
+    pub counters: Counters,
+    /// Packets this worker received from other workers' handoffs.
+    pub handoff_in: u64,
+    /// Packets that could not be handed off (ring full) or sent (tx queue full).
+    pub tx_dropped: u64,
+    /// Exception path: packets passed to a port's kernel tap (also counted as drops of
+    /// their reason, `not-for-us` or `unsupported`, or as consumed ARP).
+    pub to_kernel: u64,
+    /// Exception path: packets the kernel sent on a tap, transmitted on its port.
+    pub from_kernel: u64,
+    /// Per real server: ActiveConn, InActConn, PersistConn and traffic.
+    pub dests: Vec<(DestId, [u32; 3], DestTraffic)>,
+    /// Sessions (and templates) in the table.
+    pub sessions: u32,
+    /// FULLNAT: per service and LIP, ports in use.
+    pub laddrs: Vec<(ServiceKey, Ipv4Addr, u32)>,
+    /// Sessions created since the worker started (benchmarks: new sessions per second).
+    pub sessions_created: u64,
+    /// Session table capacity of this worker.
+    pub conn_capacity: u32,
+    /// Bytes the session table holds (slab, session index, timer wheel).
+    pub conn_memory_bytes: usize,
+}
+
+/// A control command for one worker, answered between bursts.
+enum Command {
+    /// Send the worker's [`WorkerReport`].
+    Report(Sender<WorkerReport>),
+    /// Send every session of the worker.
+    Connections(Sender<Vec<ConnEntry>>),
+    /// `ipvsadm --set tcp tcpfin udp` (0 keeps a value).
+    SetTimeouts(u32, u32, u32),
+    /// Start (`Some`) or stop emitting sync records.
+    SyncMaster(Option<SyncRules>),
+    /// Send the worker's sync counters.
+    SyncCounters(Sender<SyncCounters>),
+    /// Send gratuitous ARP for the announced addresses.
+    Announce,
+}
+
+/// Capacity of each worker's queue to the sync thread and from the receiving thread.
+const SYNC_QUEUE: usize = 16384;
+/// Capacity of each worker's command inbox.
+const INBOX_CAPACITY: usize = 64;
+/// Capacity of each worker's queue of neighbours learned by the other workers.
+const NEIGH_QUEUE: usize = 4096;
+/// How long [`Engine`] waits for a worker's answer to a command.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A running sync thread.
+struct SyncThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<SyncStats>,
+    cfg: SyncNetConfig,
+}
+
+impl SyncThread {
+    /// Spawns thread `name` running `body` until `stop` is set.
+    fn spawn(
+        name: &str,
+        cfg: SyncNetConfig,
+        body: impl FnOnce(&SyncNetConfig, &AtomicBool, &SyncStats) + Send + 'static,
+    ) -> Result<SyncThread, EngineError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(SyncStats::default());
+        let (st, stt) = (stop.clone(), stats.clone());
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || body(&cfg, &st, &stt))
+            .map_err(EngineError::SyncThread)?;
+        Ok(SyncThread {
+            stop,
+            handle: Some(handle),
+            stats,
+            cfg,
+        })
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// What the control plane shares with the workers.
+struct Shared {
+    stop: AtomicBool,
+    generation: AtomicU64,
+    snapshot: Mutex<Option<Snapshot>>,
+    inboxes: Vec<ArrayQueue<Command>>,
+    neigh: Vec<ArrayQueue<NeighUpdate>>,
+    /// rings[src * workers + dst]
+    rings: Vec<Ring>,
+    /// DPDK port id -> rvs port index (indexed by port id; `None`: not ours).
+    port_index: Vec<Option<u16>>,
+    ports: Vec<Port>,
+    rx_queues: Vec<u16>,
+    /// Exception-path taps; output index of tap `k` is `ports.len() + k`.
+    taps: Vec<Port>,
+    /// Per tap: its RX queues and the rvs port it belongs to.
+    tap_rx_queues: Vec<u16>,
+    tap_port: Vec<u16>,
+    /// Per rvs port: the output index of its tap.
+    tap_of: Vec<Option<usize>>,
+    /// Source address of ARP requests per port.
+    arp_src: Mutex<Vec<Option<Ipv4Addr>>>,
+    workers: usize,
+    conn_capacity: u32,
+    static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
+    /// Per worker: sync records for the sync thread (master).
+    sync_out: Arc<Vec<ArrayQueue<SyncConn>>>,
+    /// Per worker: received sessions to install (backup).
+    sync_in: Vec<ArrayQueue<SyncConn>>,
+}
+
+impl Shared {
+    /// Output `i`: a port, or (from `ports.len()` on) an exception tap.
+    #[inline]
+    fn out_port(&self, i: usize) -> Option<&Port> {
+        self.ports
+            .get(i)
+            .or_else(|| self.taps.get(i.wrapping_sub(self.ports.len())))
+    }
+
+    /// The rvs port index of DPDK port `id`, if it is one of ours.
+    #[inline]
+    fn port_of(&self, id: u16) -> Option<u16> {
+        self.port_index.get(usize::from(id)).copied().flatten()
+    }
+}
+
+/// The running dataplane.
+pub struct Engine {
+    shared: Arc<Shared>,
+    lcores: Vec<LcoreId>,
+    pool: Arc<Mempool>,
+    base: NetConfig,
+    generation: u64,
+    stopped: bool,
+    sync_master: Option<SyncThread>,
+    sync_backup: Option<SyncThread>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("workers", &self.lcores.len())
+            .finish()
+    }
+}
+
+/// Errors of the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// DPDK refused something.
+    #[error(transparent)]
+    Dpdk(#[from] dpdk::DpdkError),
+    /// EAL has fewer worker lcores than the configuration asks workers.
+    #[error(
+        "{workers} workers need {workers} worker lcores; EAL has {lcores} (give EAL more lcores)"
+    )]
+    NotEnoughLcores {
+        /// Workers asked for.
+        workers: usize,
+        /// Worker lcores EAL has.
+        lcores: usize,
+    },
+    /// A port's driver has fewer tx queues than there are workers (each needs its own).
+    #[error("{port}: {workers} workers need {workers} tx queues, the driver has {max}")]
+    NotEnoughTxQueues {
+        /// The port, as rvs names it (with its devargs or tap interface).
+        port: String,
+        /// Workers asked for.
+        workers: usize,
+        /// Tx queues the driver has.
+        max: u16,
+    },
+    /// A sync daemon of this role (master or backup) is already running.
+    #[error("Daemon has already run")]
+    SyncRunning,
+    /// The sync daemon's socket could not be made.
+    #[error("sync {role} socket: {source}")]
+    SyncSocket {
+        /// `master` or `backup`.
+        role: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The sync daemon's thread could not be spawned.
+    #[error("sync thread: {0}")]
+    SyncThread(#[source] std::io::Error),
+}
+
+impl Engine {
+    /// Starts EAL (unless already started in this process), the ports and the workers.
+    pub fn start(cfg: &EngineConfig) -> Result<Engine, EngineError> {
+        Engine::start_with_data_room(cfg, Mempool::DEFAULT_DATA_ROOM)
+    }
+
+    /// [`Engine::start`] with `data_room` bytes per mbuf (headroom included) instead of
+    /// [`Mempool::DEFAULT_DATA_ROOM`]. For the throughput benchmark: `net_pcap` with
+    /// `infinite_rx=1` keeps its whole capture in mbufs of the engine's pool, so small
+    /// frames with a small data room let a million-flow capture fit in hugepages.
+    pub fn start_with_data_room(cfg: &EngineConfig, data_room: u16) -> Result<Engine, EngineError> {
+        let workers = cfg.workers.max(1);
+        Eal::init_or_get(&cfg.eal_args)?;
+        let lcores = setup::worker_lcores(workers)?;
+        let pool = Arc::new(setup::mempool(cfg, workers, data_room)?);
+        let setup = setup::Setup {
+            cfg,
+            workers,
+            pool: &pool,
+        };
+        let ports = setup.open_ports()?;
+        let taps = setup.open_taps(&ports)?;
+        let rings = setup::handoff_rings(workers)?;
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            snapshot: Mutex::new(None),
+            inboxes: queues(workers, INBOX_CAPACITY),
+            neigh: queues(workers, NEIGH_QUEUE),
+            rings,
+            port_index: ports.port_index,
+            ports: ports.ports,
+            rx_queues: ports.rx_queues,
+            taps: taps.taps,
+            tap_rx_queues: taps.rx_queues,
+            tap_port: taps.port,
+            tap_of: taps.of_port,
+            arp_src: Mutex::new(ports.arp_src),
+            workers,
+            conn_capacity: cfg.conn_capacity,
+            static_neighbours: cfg.static_neighbours.clone(),
+            sync_out: Arc::new(queues(workers, SYNC_QUEUE)),
+            sync_in: queues(workers, SYNC_QUEUE),
+        });
+        for (w, &lc) in lcores.iter().enumerate() {
+            let sh = shared.clone();
+            let pool = pool.clone();
+            lcore::launch(lc, move || {
+                worker::run(w, &sh, &pool);
+                0
+            })?;
+        }
+        Ok(Engine {
+            shared,
+            lcores,
+            pool,
+            base: ports.net,
+            generation: 0,
+            stopped: false,
+            sync_master: None,
+            sync_backup: None,
+        })
+    }
+
+    /// The ports' MACs, by rvs port index.
+    pub fn port_macs(&self) -> Vec<[u8; 6]> {
+        self.base.ports.iter().map(|p| p.mac).collect()
+    }
+
+    /// Mbufs currently allocated from the pool (in queues, rings, held, in flight).
+    pub fn mbufs_in_use(&self) -> u32 {
+        self.pool.in_use()
+    }
+
+    /// Port counters, by rvs port index.
+    pub fn port_stats(&self) -> Vec<dpdk::PortStats> {
+        self.shared
+            .ports
+            .iter()
+            .map(|p| p.stats().unwrap_or_default())
+            .collect()
+    }
+
+    /// Publishes a new configuration: services, the VIPs to answer for, and the FULLNAT
+    /// LIP pools. Workers adopt it between bursts.
+    pub fn publish(
+        &mut self,
+        services: Arc<service::Snapshot>,
+        vips: &[Ipv4Addr],
+        laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
+    ) {
+        let mut net = self.base.clone();
+        let port_for = |a: Ipv4Addr| -> u16 { net.routes.lookup(a).map_or(0, |nh| nh.port) };
+        let mut extra = Vec::new();
+        for &v in vips {
+            extra.push((v, (LocalKind::Vip, port_for(v))));
+        }
+        for lips in laddrs.values() {
+            for &l in lips {
+                extra.push((l, (LocalKind::Lip, port_for(l))));
+            }
+        }
+        for (a, k) in extra {
+            net.local.entry(a).or_insert(k);
+        }
+        net.laddrs = laddrs.into_iter().collect();
+        self.install(services, Arc::new(net));
+    }
+
+    /// Stores the next generation's snapshot of `services` and `net` for the workers.
+    fn install(&mut self, services: Arc<service::Snapshot>, net: Arc<NetConfig>) {
+        self.generation += 1;
+        let snap = Snapshot {
+            generation: self.generation,
+            services,
+            net,
+        };
+        *self
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(snap);
+        self.shared
+            .generation
+            .store(self.generation, Ordering::Release);
+    }
+
+    /// Puts a command made by `make` in every worker's inbox (dropped where it is full).
+    fn tell_all(&self, make: impl Fn() -> Command) {
+        for inbox in &self.shared.inboxes {
+            let _ = inbox.push(make());
+        }
+    }
+
+    fn ask<T: Send + 'static>(&self, make: impl Fn(Sender<T>) -> Command) -> Vec<T> {
+        let mut rxs = Vec::new();
+        for inbox in &self.shared.inboxes {
+            let (tx, rx) = bounded(1);
+            if inbox.push(make(tx)).is_ok() {
+                rxs.push(rx);
+            }
+        }
+        rxs.into_iter()
+            .filter_map(|rx| rx.recv_timeout(ASK_TIMEOUT).ok())
+            .collect()
+    }
+
+    /// Every worker's report.
+    pub fn reports(&self) -> Vec<WorkerReport> {
+        self.ask(Command::Report)
+    }
+
+    /// Every session of every worker (`ipvsadm -Lnc`).
+    pub fn connections(&self) -> Vec<ConnEntry> {
+        self.ask(Command::Connections)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// `ipvsadm --set tcp tcpfin udp` on every worker (0 keeps a value).
+    pub fn set_timeouts(&self, tcp: u32, tcpfin: u32, udp: u32) {
+        self.tell_all(|| Command::SetTimeouts(tcp, tcpfin, udp));
+    }
+
+    /// Starts the sync master: workers emit records by the IPVS rules into their queues,
+    /// a thread batches them into messages and sends them (see [`crate::sync`]).
+    pub fn start_sync_master(
+        &mut self,
+        cfg: SyncNetConfig,
+        rules: SyncRules,
+    ) -> Result<(), EngineError> {
+        if self.sync_master.is_some() {
+            return Err(EngineError::SyncRunning);
+        }
+        let (sock, dest) =
+            sync_net::master_socket(&cfg).map_err(|source| EngineError::SyncSocket {
+                role: "master",
+                source,
+            })?;
+        let queues = self.shared.sync_out.clone();
+        let thread = SyncThread::spawn("rvs-sync-master", cfg, move |cfg, stop, stats| {
+            sync_net::run_master(&sock, dest, cfg, &queues, stop, stats)
+        })?;
+        self.tell_all(|| Command::SyncMaster(Some(rules)));
+        self.sync_master = Some(thread);
+        Ok(())
+    }
+
+    /// Stops the sync master (workers stop emitting; queued records are sent).
+    pub fn stop_sync_master(&mut self) {
+        self.tell_all(|| Command::SyncMaster(None));
+        if let Some(mut t) = self.sync_master.take() {
+            t.stop();
+        }
+    }
+
+    /// Starts the sync backup: a thread receives messages and hands each session to the
+    /// worker that owns it here ([`crate::steer::sync_owner`]), which installs it.
+    pub fn start_sync_backup(&mut self, cfg: SyncNetConfig) -> Result<(), EngineError> {
+        if self.sync_backup.is_some() {
+            return Err(EngineError::SyncRunning);
+        }
+        let sock = sync_net::backup_socket(&cfg).map_err(|source| EngineError::SyncSocket {
+            role: "backup",
+            source,
+        })?;
+        let sh = self.shared.clone();
+        let thread = SyncThread::spawn("rvs-sync-backup", cfg, move |cfg, stop, stats| {
+            let n = sh.workers;
+            sync_net::run_backup(&sock, cfg, stop, stats, |c| {
+                sh.sync_in[sync_owner(&c, n)].push(c).is_ok()
+            })
+        })?;
+        self.sync_backup = Some(thread);
+        Ok(())
+    }
+
+    /// Stops the sync backup; sessions already installed stay.
+    pub fn stop_sync_backup(&mut self) {
+        if let Some(mut t) = self.sync_backup.take() {
+            t.stop();
+        }
+    }
+
+    /// Standby (`true`: VIPs, LIPs and floating addresses are not answered) or active. On
+    /// becoming active, gratuitous ARP announces those addresses.
+    pub fn set_passive(&mut self, passive: bool) {
+        if self.base.passive == passive {
+            return;
+        }
+        self.base.passive = passive;
+        if let Some(snap) = read_locked(&self.shared.snapshot) {
+            let mut net = (*snap.net).clone();
+            net.passive = passive;
+            self.install(snap.services, Arc::new(net));
+        }
+        if !passive {
+            self.announce();
+        }
+    }
+
+    /// Sends gratuitous ARP for the VIPs, LIPs and floating addresses (worker 0).
+    pub fn announce(&self) {
+        if let Some(inbox) = self.shared.inboxes.first() {
+            let _ = inbox.push(Command::Announce);
+        }
+    }
+
+    /// The sync daemons and their counters, as text (`rvsadm --dataplane`).
+    pub fn sync_describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for (role, t) in [("master", &self.sync_master), ("backup", &self.sync_backup)] {
+            if let Some(t) = t {
+                let _ = write!(
+                    out,
+                    "sync {role} group={} port={} syncid={} maxlen={} peer={}",
+                    t.cfg.group,
+                    t.cfg.port,
+                    t.cfg.syncid,
+                    t.cfg.maxlen,
+                    t.cfg.peer.map_or("-".to_string(), |p| p.to_string())
+                );
+                for (k, v) in t.stats.snapshot() {
+                    let _ = write!(out, " {k}={v}");
+                }
+                out.push('\n');
+            }
+        }
+        let mut per: Vec<SyncCounters> = self.ask(Command::SyncCounters);
+        per.truncate(self.shared.workers);
+        for (w, c) in per.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "sync worker {w} emitted={} dropped={} installed={} updated={} refused={}",
+                c.emitted, c.dropped, c.installed, c.updated, c.refused
+            );
+        }
+        if self.base.passive {
+            out.push_str("passive (standby: VIPs and LIPs not answered)\n");
+        }
+        out
+    }
+
+    /// Stops the workers and the ports. Mbufs held anywhere are freed.
+    pub fn stop(&mut self) -> Result<(), EngineError> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stop_sync_master();
+        self.stop_sync_backup();
+        self.stopped = true;
+        self.shared.stop.store(true, Ordering::Release);
+        for &lc in &self.lcores {
+            lcore::wait(lc);
+        }
+        for p in self.shared.ports.iter().chain(&self.shared.taps) {
+            p.stop()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// A copy of what `m` holds (a poisoned lock is read all the same: it holds plain values).
+fn read_locked<T: Clone>(m: &Mutex<T>) -> T {
+    m.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// One queue of `capacity` per worker.
+fn queues<T>(workers: usize, capacity: usize) -> Vec<ArrayQueue<T>> {
+    (0..workers).map(|_| ArrayQueue::new(capacity)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EngineError;
+
+    #[test]
+    fn error_messages_keep_their_words() {
+        let lcores = EngineError::NotEnoughLcores {
+            workers: 4,
+            lcores: 2,
+        };
+        assert_eq!(
+            lcores.to_string(),
+            "4 workers need 4 worker lcores; EAL has 2 (give EAL more lcores)"
+        );
+        let txq = EngineError::NotEnoughTxQueues {
+            port: "port dpdk0 (net_null0)".into(),
+            workers: 4,
+            max: 1,
+        };
+        assert_eq!(
+            txq.to_string(),
+            "port dpdk0 (net_null0): 4 workers need 4 tx queues, the driver has 1"
+        );
+        assert_eq!(
+            EngineError::SyncRunning.to_string(),
+            "Daemon has already run"
+        );
+        let io = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let sock = EngineError::SyncSocket {
+            role: "master",
+            source: io(),
+        };
+        assert_eq!(sock.to_string(), format!("sync master socket: {}", io()));
+        let thread = EngineError::SyncThread(io());
+        assert_eq!(thread.to_string(), format!("sync thread: {}", io()));
+    }
+}

@@ -1,0 +1,505 @@
+//! The poll loop of one worker: its [`Core`], rx from its queues, the exception taps and
+//! the handoff rings, buffered tx, control commands between bursts.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+
+use crate::conn::ConnConfig;
+use crate::dpdk::{self, Mbuf, MbufBatch, Mempool, QueueId, Ring};
+use crate::neigh::NeighConfig;
+use crate::pipeline::{
+    announced_addresses, build_arp_request, build_gratuitous_arp, Core, DropReason, Emit, Out,
+};
+
+use super::{read_locked, Command, Shared, WorkerReport};
+
+/// Synced sessions a worker installs per loop at most (forwarding goes on meanwhile).
+const SYNC_INSTALL_BURST: usize = 512;
+/// Receive bursts a worker reads from one queue per loop after the first, as its pipeline
+/// gets to them (so up to `(1 + RX_MORE) * MAX_BURST` packets before it polls anything
+/// else): the packets of one burst are in flight while the next is received.
+const RX_MORE: usize = 3;
+/// Session table capacity of a worker at least.
+const MIN_CONN_CAPACITY: u32 = 1024;
+/// Slow work (session expiry, neighbour aging) runs this many times a second.
+const TICKS_PER_SECOND: u64 = 100;
+/// The TSC frequency assumed at least (a clock of fewer Hz would not count milliseconds).
+const MIN_TSC_HZ: u64 = 1000;
+/// Milliseconds in a second.
+const MS_PER_SECOND: u64 = 1000;
+/// Length of an ARP frame the worker originates (the Ethernet minimum, padded).
+const ARP_FRAME_LEN: usize = 60;
+/// Gratuitous ARP frames sent per announced address.
+const GARP_REPEAT: usize = 2;
+
+/// Runs worker `w` until the engine stops, then frees what it still holds.
+pub(super) fn run(w: usize, sh: &Shared, pool: &Mempool) {
+    let mut worker = Worker::new(w, sh, pool);
+    while !sh.stop.load(Ordering::Acquire) {
+        worker.poll();
+    }
+    worker.shutdown();
+}
+
+/// The TSC clock of a worker: milliseconds since it started, and the slow-path timer.
+struct Clock {
+    hz: u64,
+    start: u64,
+    tick_every: u64,
+    last_tick: u64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let hz = dpdk::tsc_hz().max(MIN_TSC_HZ);
+        let start = dpdk::rdtsc();
+        Clock {
+            hz,
+            start,
+            tick_every: hz / TICKS_PER_SECOND,
+            last_tick: start,
+        }
+    }
+
+    /// Milliseconds since the worker started.
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        dpdk::rdtsc().wrapping_sub(self.start) / (self.hz / MS_PER_SECOND).max(1)
+    }
+
+    /// Whether the slow path is due (and if so, restarts its timer).
+    #[inline]
+    fn tick_due(&mut self) -> bool {
+        let t = dpdk::rdtsc();
+        if t.wrapping_sub(self.last_tick) < self.tick_every {
+            return false;
+        }
+        self.last_tick = t;
+        true
+    }
+}
+
+/// Where a worker's packets leave: per output (port or tap) a tx batch, per worker a
+/// handoff batch, and the counters of what could not leave.
+struct Outputs<'a> {
+    sh: &'a Shared,
+    pool: &'a Mempool,
+    w: usize,
+    /// The worker's tx queue on every output.
+    queue: QueueId,
+    tx: Vec<MbufBatch>,
+    handoff: Vec<MbufBatch>,
+    tx_dropped: u64,
+    to_kernel: u64,
+}
+
+impl Outputs<'_> {
+    /// Sends a verdict of the pipeline (or a frame it originated) where it goes.
+    #[inline]
+    fn emit(&mut self, e: Emit<'_, Mbuf>) {
+        let out = match e {
+            Emit::Packet(out) => out,
+            Emit::Generated(port, frame) => match self.pool.alloc_with(frame) {
+                Some(m) => Out::Tx(m, port),
+                None => return,
+            },
+        };
+        self.route(out);
+    }
+
+    /// Sends a processed packet where it goes.
+    #[inline]
+    fn route(&mut self, out: Out<Mbuf>) {
+        match out {
+            Out::Tx(m, port) => self.push(m, usize::from(port)),
+            Out::Handoff(m, owner) => self.hand_off(m, owner as usize),
+            Out::Drop(m, DropReason::NotForUs | DropReason::Unsupported) | Out::Consumed(m) => {
+                self.pass_to_kernel(m)
+            }
+            Out::Drop(m, _) => drop(m),
+            Out::Held => {}
+        }
+    }
+
+    /// Pushes `m` on output `p` (a port or a tap), flushing a full batch first.
+    #[inline]
+    fn push(&mut self, m: Mbuf, p: usize) {
+        if let (Some(b), Some(port)) = (self.tx.get_mut(p), self.sh.out_port(p)) {
+            if b.is_full() {
+                let (_, d) = port.tx_burst(self.queue, b);
+                self.tx_dropped += d as u64;
+            }
+            let _ = b.push(m);
+        }
+    }
+
+    /// Pushes `m` on the handoff batch to worker `owner`, flushing a full batch first.
+    #[inline]
+    fn hand_off(&mut self, m: Mbuf, owner: usize) {
+        if let Some(b) = self.handoff.get_mut(owner) {
+            if b.is_full() {
+                let ring = &self.sh.rings[self.w * self.sh.workers + owner];
+                self.tx_dropped += enqueue_all(ring, b);
+            }
+            let _ = b.push(m);
+        }
+    }
+
+    /// Exception path: what the pipeline does not own goes to its port's kernel tap.
+    #[inline]
+    fn pass_to_kernel(&mut self, m: Mbuf) {
+        let tap = self
+            .sh
+            .port_of(m.port())
+            .and_then(|p| self.sh.tap_of.get(usize::from(p)))
+            .copied()
+            .flatten();
+        match tap {
+            Some(t) => {
+                self.to_kernel += 1;
+                self.push(m, t);
+            }
+            None => drop(m),
+        }
+    }
+
+    /// Sends every batch: tx batches on their outputs, handoff batches into their rings.
+    #[inline]
+    fn flush(&mut self) {
+        let sh = self.sh;
+        for (p, b) in self.tx.iter_mut().enumerate() {
+            if let (false, Some(port)) = (b.is_empty(), sh.out_port(p)) {
+                let (_, d) = port.tx_burst(self.queue, b);
+                self.tx_dropped += d as u64;
+            }
+        }
+        for (o, b) in self.handoff.iter_mut().enumerate() {
+            if !b.is_empty() {
+                self.tx_dropped += enqueue_all(&sh.rings[self.w * sh.workers + o], b);
+            }
+        }
+    }
+
+    /// Frees every mbuf still in a batch.
+    fn clear(&mut self) {
+        for b in self.tx.iter_mut().chain(&mut self.handoff) {
+            b.clear();
+        }
+    }
+}
+
+/// Moves the batch into `ring`; frees what did not fit and returns how many that was.
+#[inline]
+fn enqueue_all(ring: &Ring, b: &mut MbufBatch) -> u64 {
+    ring.enqueue_burst(b);
+    let dropped = b.len() as u64;
+    b.clear();
+    dropped
+}
+
+/// One burst through the pipeline, every verdict sent where it goes; `default_port` for
+/// mbufs of a DPDK port that is not ours.
+#[inline(always)]
+fn process<I: Iterator<Item = Mbuf>>(
+    core: &mut Core<Mbuf>,
+    out: &mut Outputs<'_>,
+    pkts: I,
+    now: u64,
+    check_owner: bool,
+    default_port: u16,
+) {
+    let sh = out.sh;
+    let in_port = |m: &Mbuf| sh.port_of(m.port()).unwrap_or(default_port);
+    core.process_burst(pkts, now, check_owner, in_port, |e| out.emit(e));
+}
+
+/// An mbuf holding the ARP frame `build` writes, or `None` (nothing held) when the pool is
+/// empty or `build` refuses.
+#[inline]
+fn arp_frame(pool: &Mempool, build: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<Mbuf> {
+    let mut m = pool.alloc()?;
+    build(m.append(ARP_FRAME_LEN)?)?;
+    Some(m)
+}
+
+/// The state of one worker.
+struct Worker<'a> {
+    w: usize,
+    sh: &'a Shared,
+    pool: &'a Mempool,
+    core: Core<Mbuf>,
+    out: Outputs<'a>,
+    /// The receive batch (also for handoff rings and taps).
+    rx: MbufBatch,
+    /// The configuration generation adopted.
+    generation: u64,
+    /// Per port: source address of ARP requests, and MAC.
+    arp_src: Vec<Option<Ipv4Addr>>,
+    port_macs: Vec<[u8; 6]>,
+    handoff_in: u64,
+    from_kernel: u64,
+    clock: Clock,
+}
+
+impl<'a> Worker<'a> {
+    fn new(w: usize, sh: &'a Shared, pool: &'a Mempool) -> Worker<'a> {
+        let mut core = Core::new(
+            w,
+            ConnConfig::new(sh.conn_capacity.max(MIN_CONN_CAPACITY)),
+            NeighConfig::default(),
+        );
+        for &(ip, mac) in &sh.static_neighbours {
+            core.add_static_neighbour(ip, mac);
+        }
+        let nports = sh.ports.len() + sh.taps.len();
+        Worker {
+            w,
+            sh,
+            pool,
+            core,
+            out: Outputs {
+                sh,
+                pool,
+                w,
+                queue: QueueId(w as u16),
+                tx: (0..nports).map(|_| MbufBatch::new()).collect(),
+                handoff: (0..sh.workers).map(|_| MbufBatch::new()).collect(),
+                tx_dropped: 0,
+                to_kernel: 0,
+            },
+            rx: MbufBatch::new(),
+            generation: 0,
+            arp_src: Vec::new(),
+            port_macs: Vec::new(),
+            handoff_in: 0,
+            from_kernel: 0,
+            clock: Clock::new(),
+        }
+    }
+
+    /// One turn of the loop: control between bursts, then every input, the side outputs,
+    /// the flush, and the slow path when due.
+    #[inline]
+    fn poll(&mut self) {
+        let now = self.clock.now_ms();
+        self.adopt_published();
+        self.serve_commands(now);
+        self.take_from_peers(now);
+        self.poll_ports(now);
+        self.poll_taps();
+        self.drain_handoff(now);
+        self.side_outputs();
+        self.out.flush();
+        if self.clock.tick_due() {
+            self.core.tick(now, drop);
+        }
+    }
+
+    /// Adopts the configuration snapshot if a new one was published.
+    #[inline]
+    fn adopt_published(&mut self) {
+        let g = self.sh.generation.load(Ordering::Acquire);
+        if g == self.generation {
+            return;
+        }
+        if let Some(s) = read_locked(&self.sh.snapshot) {
+            self.port_macs = s.net.ports.iter().map(|p| p.mac).collect();
+            self.core.adopt(s);
+        }
+        self.arp_src = read_locked(&self.sh.arp_src);
+        self.generation = g;
+    }
+
+    /// Answers the commands in the worker's inbox.
+    #[inline]
+    fn serve_commands(&mut self, now: u64) {
+        let sh = self.sh;
+        while let Some(cmd) = sh.inboxes[self.w].pop() {
+            match cmd {
+                Command::Report(reply) => {
+                    let _ = reply.try_send(self.report());
+                }
+                Command::Connections(reply) => {
+                    let _ = reply.try_send(self.core.conns().list(now).collect());
+                }
+                Command::SetTimeouts(a, b, c) => self.core.conns_mut().set_timeouts(a, b, c),
+                Command::SyncMaster(r) => self.core.set_sync_master(r),
+                Command::SyncCounters(reply) => {
+                    let _ = reply.try_send(self.core.sync_counters());
+                }
+                Command::Announce => self.announce(),
+            }
+        }
+    }
+
+    /// Sends gratuitous ARP for the addresses the snapshot announces.
+    fn announce(&mut self) {
+        let targets = self
+            .core
+            .snapshot()
+            .map(|s| announced_addresses(&s.net))
+            .unwrap_or_default();
+        for (port, ip) in targets {
+            let Some(mac) = self.port_macs.get(usize::from(port)) else {
+                continue;
+            };
+            for _ in 0..GARP_REPEAT {
+                if let Some(m) = arp_frame(self.pool, |buf| build_gratuitous_arp(buf, *mac, ip)) {
+                    self.out.route(Out::Tx(m, port));
+                }
+            }
+        }
+    }
+
+    /// Installs sessions the sync backup thread received for this worker, and learns the
+    /// neighbours other workers learned.
+    #[inline]
+    fn take_from_peers(&mut self, now: u64) {
+        let sh = self.sh;
+        for _ in 0..SYNC_INSTALL_BURST {
+            let Some(c) = sh.sync_in[self.w].pop() else {
+                break;
+            };
+            let _ = self.core.install_synced(&c, now);
+        }
+        while let Some(u) = sh.neigh[self.w].pop() {
+            self.core.learn_neighbour(u, now);
+        }
+    }
+
+    /// Receives from the worker's queue of every port and processes what arrives.
+    #[inline]
+    fn poll_ports(&mut self, now: u64) {
+        let (sh, q) = (self.sh, self.out.queue);
+        for (p, port) in sh.ports.iter().enumerate() {
+            if q.0 >= sh.rx_queues[p] || port.rx_burst(q, &mut self.rx) == 0 {
+                continue;
+            }
+            // Up to RX_MORE more bursts as the pipeline gets to them.
+            let stream = self.rx.stream(|b| port.rx_burst(q, b), RX_MORE);
+            process(&mut self.core, &mut self.out, stream, now, true, p as u16);
+        }
+    }
+
+    /// Exception path: what the kernel sends on a tap leaves through its port unchanged.
+    #[inline]
+    fn poll_taps(&mut self) {
+        let (sh, q) = (self.sh, self.out.queue);
+        for (k, tap) in sh.taps.iter().enumerate() {
+            if q.0 >= sh.tap_rx_queues[k] || tap.rx_burst(q, &mut self.rx) == 0 {
+                continue;
+            }
+            let port = sh.tap_port[k];
+            for m in self.rx.drain() {
+                self.from_kernel += 1;
+                self.out.route(Out::Tx(m, port));
+            }
+        }
+    }
+
+    /// Processes the packets other workers received for this one.
+    #[inline]
+    fn drain_handoff(&mut self, now: u64) {
+        let (sh, w) = (self.sh, self.w);
+        let n = sh.workers;
+        for src in 0..n {
+            if src == w || sh.rings[src * n + w].dequeue_burst(&mut self.rx) == 0 {
+                continue;
+            }
+            self.handoff_in += self.rx.len() as u64;
+            process(
+                &mut self.core,
+                &mut self.out,
+                self.rx.drain(),
+                now,
+                false,
+                0,
+            );
+        }
+    }
+
+    /// Side outputs of the pipeline: ARP requests, released packets, sync records,
+    /// learned neighbours.
+    #[inline]
+    fn side_outputs(&mut self) {
+        for (port, target) in self.core.take_arp_requests() {
+            let p = usize::from(port);
+            let (Some(mac), Some(Some(src))) = (self.port_macs.get(p), self.arp_src.get(p)) else {
+                continue;
+            };
+            if let Some(m) = arp_frame(self.pool, |buf| build_arp_request(buf, *mac, *src, target))
+            {
+                self.out.route(Out::Tx(m, port));
+            }
+        }
+        for (m, port) in self.core.take_released() {
+            self.out.route(Out::Tx(m, port));
+        }
+        let mut sync_lost = 0u64;
+        for c in self.core.take_sync() {
+            if self.sh.sync_out[self.w].push(c).is_err() {
+                sync_lost += 1;
+            }
+        }
+        if sync_lost > 0 {
+            self.core.count_sync_dropped(sync_lost);
+        }
+        for u in self.core.take_learned() {
+            for (o, q) in self.sh.neigh.iter().enumerate() {
+                if o != self.w {
+                    let _ = q.push(u);
+                }
+            }
+        }
+    }
+
+    /// Frees what is still held here: batches, and what other workers handed over.
+    fn shutdown(mut self) {
+        self.rx.clear();
+        self.out.clear();
+        let (sh, w) = (self.sh, self.w);
+        let n = sh.workers;
+        for src in 0..n {
+            while sh.rings[src * n + w].dequeue_burst(&mut self.rx) > 0 {
+                self.rx.clear();
+            }
+        }
+    }
+
+    /// The worker's counters and table statistics.
+    fn report(&self) -> WorkerReport {
+        let core = &self.core;
+        let rt = core.conns().dests();
+        let dests = core
+            .dest_traffic()
+            .map(|(id, t)| {
+                let c = rt
+                    .by_id(id)
+                    .map_or([0; 3], |d| [d.active, d.inactive, d.persist]);
+                (id, c, t)
+            })
+            .collect();
+        let laddrs = core
+            .laddr_pools()
+            .flat_map(|(k, p)| {
+                p.addrs()
+                    .map(move |a| (*k, a, p.in_use_of(a)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        WorkerReport {
+            worker: self.w,
+            counters: core.counters().clone(),
+            handoff_in: self.handoff_in,
+            tx_dropped: self.out.tx_dropped,
+            to_kernel: self.out.to_kernel,
+            from_kernel: self.from_kernel,
+            dests,
+            sessions: core.conns().len(),
+            laddrs,
+            sessions_created: core.conns().stats().created,
+            conn_capacity: core.conns().capacity(),
+            conn_memory_bytes: core.conns().memory_bytes(),
+        }
+    }
+}
