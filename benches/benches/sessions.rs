@@ -8,13 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use rvs_dataplane::conn::{
-    memory_per_session, ConnConfig, ConnTable, Direction, PacketMeta, TcpFlags,
-};
+use rvs_dataplane::conn::{memory_per_session, ConnConfig, ConnTable, Direction, PacketMeta};
+use rvs_dataplane::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use rvs_dataplane::sched::{CoreSched, SchedKind};
-use rvs_dataplane::service::{
-    Addr, DestConfig, FlowKey, FwdMethod, Proto, ServiceConfig, ServiceKey, ServiceTable, Snapshot,
-};
+use rvs_dataplane::service::{DestConfig, ServiceConfig, ServiceKey, ServiceTable, Snapshot};
 
 const VIP: Addr = Addr::v4(192, 168, 1, 100);
 

@@ -12,11 +12,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use rvs_config::Config;
 use rvs_dataplane::dpdk::default_eal_args;
 use rvs_dataplane::engine::{Engine, EngineConfig, PortSpec};
+use rvs_dataplane::flow::{Addr, FwdMethod, Proto};
 use rvs_dataplane::route::Route;
 use rvs_dataplane::sched::SchedKind;
-use rvs_dataplane::service::{
-    self as dp, Addr, DestConfig, DestId, FwdMethod, ServiceConfig, ServiceTable,
-};
+use rvs_dataplane::service::{self as dp, DestConfig, DestId, ServiceConfig, ServiceTable};
 
 use crate::backend::{
     Backend, BackendError, ConnEntry, ConnProtocol, ConnState, Counters, DestCounterEntry,
@@ -144,8 +143,8 @@ fn dp_key(k: &ServiceKey) -> dp::ServiceKey {
             port,
         } => dp::ServiceKey::Addr {
             proto: match protocol {
-                Protocol::Udp => dp::Proto::Udp,
-                _ => dp::Proto::Tcp,
+                Protocol::Udp => Proto::Udp,
+                _ => Proto::Tcp,
             },
             addr: Addr::from(addr),
             port,
@@ -318,7 +317,7 @@ impl DpdkBackend {
 fn control_key(k: &dp::ServiceKey) -> ServiceKey {
     match *k {
         dp::ServiceKey::Addr { proto, addr, port } => ServiceKey::Inet {
-            protocol: if proto == dp::Proto::Udp {
+            protocol: if proto == Proto::Udp {
                 Protocol::Udp
             } else {
                 Protocol::Tcp
@@ -479,9 +478,9 @@ impl Backend for DpdkBackend {
             .into_iter()
             .map(|c| ConnEntry {
                 protocol: match c.proto {
-                    dp::Proto::Tcp => ConnProtocol::Tcp,
-                    dp::Proto::Udp => ConnProtocol::Udp,
-                    dp::Proto::Ip => ConnProtocol::Ip,
+                    Proto::Tcp => ConnProtocol::Tcp,
+                    Proto::Udp => ConnProtocol::Udp,
+                    Proto::Ip => ConnProtocol::Ip,
                 },
                 client: SocketAddr::new(c.caddr.to_ip(), c.cport),
                 virtual_addr: SocketAddr::new(c.vaddr.to_ip(), c.vport),

@@ -14,6 +14,7 @@ pub mod conn;
 pub mod dpdk;
 #[cfg(feature = "dpdk")]
 pub mod engine;
+pub mod flow;
 pub mod forward;
 pub mod laddr;
 pub mod neigh;

@@ -27,15 +27,16 @@ use hashbrown::HashMap;
 use crate::buf::PacketBuf;
 use crate::conn::SyncRefuse;
 use crate::conn::{
-    ConnConfig, ConnId, ConnTable, Direction, LookupHint, PacketMeta, Refuse, TcpFlags, CADDR,
-    DADDR, LADDR, VADDR,
+    ConnConfig, ConnId, ConnTable, Direction, LookupHint, PacketMeta, Refuse, CADDR, DADDR, LADDR,
+    VADDR,
 };
+use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::forward::{self, icmp, MacRewrite, Params, Verdict};
 use crate::laddr::{owner_of_port, LaddrPool, LocalEndpoint, DEFAULT_PORT_RANGE};
 use crate::neigh::{Lookup, NeighConfig, NeighTable};
 use crate::route::{NextHop, RouteTable};
 use crate::sched::CoreSched;
-use crate::service::{self, Addr, FlowKey, FwdMethod, Proto, ServiceKey};
+use crate::service::{self, ServiceKey};
 use crate::sync::{SyncConn, SyncRules};
 use crate::wire::{
     self, classify, ArpOperation, ArpPacket, ArpRepr, ChecksumMode, Classified, EthernetAddress,

@@ -47,12 +47,12 @@ mod table;
 
 pub use session::Session;
 pub(crate) use session::{CADDR, DADDR, LADDR, VADDR};
-pub use state::{Direction, TcpFlags, TcpState, Timeouts};
+pub use state::{Direction, TcpState, Timeouts};
 pub use table::{
     memory_per_session, table_bytes, ConnEntry, ConnTable, LookupHint, SyncRefuse, Transition,
 };
 
-use crate::service::FlowKey;
+use crate::flow::{FlowKey, TcpFlags};
 
 /// IPVS conn flags (`IP_VS_CONN_F_*`, include/uapi/linux/ip_vs.h).
 pub mod flags {

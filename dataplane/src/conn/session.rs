@@ -1,7 +1,7 @@
 //! The session record kept in the per-core slab.
 
+use crate::flow::{Addr, FlowKey, FwdMethod, Proto, V4_PREFIX};
 use crate::sched::DestSlot;
-use crate::service::{Addr, FlowKey, FwdMethod, Proto, V4_PREFIX};
 
 use super::flags;
 use super::state::TcpState;

@@ -6,6 +6,8 @@
 //! INPUT-ONLY for sessions whose replies bypass the director (DR, TUN, local: the
 //! `NOOUTPUT` flag); an OUTPUT segment seen on such a session clears `NOOUTPUT`.
 
+use crate::flow::TcpFlags;
+
 /// TCP session states (`IP_VS_TCP_S_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -84,39 +86,6 @@ impl TcpState {
             self,
             TcpState::Established | TcpState::SynSent | TcpState::SynRecv | TcpState::SynAck
         )
-    }
-}
-
-/// TCP header flags as they appear in byte 13 of the header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    /// No flag (also what UDP packets pass).
-    pub const NONE: TcpFlags = TcpFlags(0);
-    /// FIN.
-    pub const FIN: TcpFlags = TcpFlags(0x01);
-    /// SYN.
-    pub const SYN: TcpFlags = TcpFlags(0x02);
-    /// RST.
-    pub const RST: TcpFlags = TcpFlags(0x04);
-    /// ACK.
-    pub const ACK: TcpFlags = TcpFlags(0x10);
-    /// SYN+ACK.
-    pub const SYN_ACK: TcpFlags = TcpFlags(0x12);
-    /// FIN+ACK.
-    pub const FIN_ACK: TcpFlags = TcpFlags(0x11);
-
-    /// True when every flag of `other` is set.
-    pub fn has(self, other: TcpFlags) -> bool {
-        self.0 & other.0 == other.0 && other.0 != 0
-    }
-}
-
-impl std::ops::BitOr for TcpFlags {
-    type Output = TcpFlags;
-    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
-        TcpFlags(self.0 | rhs.0)
     }
 }
 

@@ -4,15 +4,14 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use crate::flow::{endpoint, Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::sched::{CoreSched, DestSlot, DestTable, SchedCtx, NO_SLOT};
-use crate::service::{
-    endpoint, svc_flags, Addr, FlowKey, FwdMethod, Proto, RealServer, Snapshot, SvcIdx,
-};
+use crate::service::{svc_flags, RealServer, Snapshot, SvcIdx};
 
 use super::index::{Index, OUT};
 use super::session::{hash_flow, split_addrs, Session, NIL};
 use super::state::{
-    next_tcp_state, Direction, Rows, TcpFlags, TcpState, Timeouts, NEW_CONN_TIMEOUT, TEMPLATE_RETRY,
+    next_tcp_state, Direction, Rows, TcpState, Timeouts, NEW_CONN_TIMEOUT, TEMPLATE_RETRY,
 };
 use super::{flags, ConnConfig, ConnId, ConnStats, PacketMeta, Refuse};
 use crate::sync::rules::{conn_needed, ConnView, SyncMark, SyncRules};

@@ -10,7 +10,8 @@
 use hashbrown::HashMap;
 
 use super::{locality_key, weighted_least, DestView, SchedCtx, SchedKind, Scheduler};
-use crate::service::{Addr, DestId};
+use crate::flow::Addr;
+use crate::service::DestId;
 
 /// Default `lblc_expiration` / `lblcr_expiration` (24 h) in ms.
 pub const EXPIRATION_MS: u64 = 24 * 60 * 60 * 1000;

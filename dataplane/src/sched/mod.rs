@@ -36,7 +36,8 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::service::{Addr, DestId, FlowKey, RealServer, Service, ServiceId, Snapshot};
+use crate::flow::{Addr, FlowKey};
+use crate::service::{DestId, RealServer, Service, ServiceId, Snapshot};
 
 pub mod dh;
 pub mod fo;
@@ -671,7 +672,7 @@ pub(crate) fn locality_key(ctx: &SchedCtx) -> Addr {
 pub(crate) mod testutil {
     //! A tiny harness: real servers with given weights and counters, listed newest first.
     use super::*;
-    use crate::service::{FwdMethod, Proto};
+    use crate::flow::{FwdMethod, Proto};
 
     /// A test service: `cfg[i]` with runtime `rt[i]` (slot i).
     pub struct Fixture {
@@ -769,7 +770,8 @@ pub(crate) mod testutil {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{DestConfig, FwdMethod, Proto, ServiceConfig, ServiceKey, ServiceTable};
+    use crate::flow::{FwdMethod, Proto};
+    use crate::service::{DestConfig, ServiceConfig, ServiceKey, ServiceTable};
 
     #[test]
     fn hash_32_matches_kernel_formula() {

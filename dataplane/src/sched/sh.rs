@@ -8,7 +8,8 @@
 //! `(2*ihash + i) & 255` for i = 0..255 and stops at an empty bucket.
 
 use super::{hash_32, DestView, SchedCtx, SchedKind, Scheduler};
-use crate::service::{svc_flags, Addr};
+use crate::flow::Addr;
+use crate::service::svc_flags;
 
 /// Number of buckets.
 pub const SH_TAB_SIZE: usize = 256;

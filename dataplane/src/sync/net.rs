@@ -244,7 +244,7 @@ pub fn process_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::Addr;
+    use crate::flow::Addr;
     use std::sync::Arc;
 
     fn conn(i: u16) -> SyncConn {

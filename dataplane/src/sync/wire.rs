@@ -14,7 +14,7 @@
 //!
 //! Decoding never panics: every length is checked, and errors are typed ([`DecodeError`]).
 
-use crate::service::Addr;
+use crate::flow::Addr;
 
 /// The protocol version this module writes.
 pub const SYNC_PROTO_VER: u8 = 1;
