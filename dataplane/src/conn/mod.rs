@@ -40,6 +40,7 @@
 //! Session ids ([`ConnId`]) are slab indexes, valid until the session is released by
 //! [`ConnTable::expire`]; don't keep them across an `expire` call.
 
+mod alloc;
 mod index;
 mod session;
 pub mod state;

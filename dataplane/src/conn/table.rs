@@ -8,6 +8,7 @@ use crate::flow::{endpoint, Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::sched::{CoreSched, DestSlot, DestTable, SchedCtx, NO_SLOT};
 use crate::service::{svc_flags, RealServer, Snapshot, SvcIdx};
 
+use super::alloc::{SlabVec, TableAlloc};
 use super::index::{Index, OUT};
 use super::session::{hash_flow, split_addrs, Session, NIL};
 use super::state::{
@@ -124,14 +125,6 @@ pub fn table_bytes(capacity: u32) -> (usize, usize) {
         Index::memory_for(2 * cap),
     )
 }
-
-/// Allocator of the slab and the indexes: huge-page backed with DPDK (random lookups in a
-/// table of a hundred megabytes would otherwise miss the TLB on almost every packet).
-#[cfg(feature = "dpdk")]
-pub(crate) type TableAlloc = crate::dpdk::HugePageAlloc;
-#[cfg(not(feature = "dpdk"))]
-pub(crate) type TableAlloc = allocator_api2::alloc::Global;
-pub(crate) type SlabVec<T> = allocator_api2::vec::Vec<T, TableAlloc>;
 
 /// The per-core session table (see the module docs).
 #[derive(Debug)]
