@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rvs_dataplane::conn::{memory_per_session, ConnConfig, ConnTable, Direction, PacketMeta};
 use rvs_dataplane::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
-use rvs_dataplane::sched::{CoreSched, SchedKind};
-use rvs_dataplane::service::{DestConfig, ServiceConfig, ServiceKey, ServiceTable, Snapshot};
+use rvs_dataplane::sched::CoreSched;
+use rvs_dataplane::service::{
+    DestConfig, SchedKind, ServiceConfig, ServiceKey, ServiceTable, Snapshot,
+};
 
 const VIP: Addr = Addr::v4(192, 168, 1, 100);
 

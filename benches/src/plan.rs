@@ -9,9 +9,8 @@ use rvs_dataplane::engine::{EngineConfig, PortSpec};
 use rvs_dataplane::flow::{Addr, FwdMethod, Proto};
 use rvs_dataplane::laddr::{owner_of_port, DEFAULT_PORT_RANGE};
 use rvs_dataplane::pipeline::owner_of_client;
-use rvs_dataplane::sched::SchedKind;
 use rvs_dataplane::service::{
-    ConfigError, DestConfig, ServiceConfig, ServiceKey, ServiceTable, Snapshot,
+    ConfigError, DestConfig, SchedKind, ServiceConfig, ServiceKey, ServiceTable, Snapshot,
 };
 
 use crate::capture::{Flow, L4};

@@ -14,8 +14,9 @@ use rvs_dataplane::dpdk::default_eal_args;
 use rvs_dataplane::engine::{Engine, EngineConfig, PortSpec};
 use rvs_dataplane::flow::{Addr, FwdMethod, Proto};
 use rvs_dataplane::route::Route;
-use rvs_dataplane::sched::SchedKind;
-use rvs_dataplane::service::{self as dp, DestConfig, DestId, ServiceConfig, ServiceTable};
+use rvs_dataplane::service::{
+    self as dp, DestConfig, DestId, SchedKind, ServiceConfig, ServiceTable,
+};
 
 use crate::backend::{
     Backend, BackendError, ConnEntry, ConnProtocol, ConnState, Counters, DestCounterEntry,

@@ -1639,7 +1639,7 @@ mod tests {
     use super::*;
     use crate::buf::VecBuf;
     use crate::route::Route;
-    use crate::sched::SchedKind;
+    use crate::service::SchedKind;
     use crate::service::{DestConfig, ServiceConfig, ServiceTable};
     use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 

@@ -23,7 +23,85 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::flow::{Addr, FwdMethod, Proto};
-use crate::sched::SchedKind;
+
+/// The scheduler algorithms (`ipvsadm -s name`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SchedKind {
+    /// Round robin.
+    Rr,
+    /// Weighted round robin.
+    Wrr,
+    /// Least connection.
+    Lc,
+    /// Weighted least connection (the default).
+    #[default]
+    Wlc,
+    /// Locality-based least connection.
+    Lblc,
+    /// Locality-based least connection with replication.
+    Lblcr,
+    /// Destination hashing.
+    Dh,
+    /// Source hashing.
+    Sh,
+    /// Shortest expected delay.
+    Sed,
+    /// Never queue.
+    Nq,
+    /// Weighted failover.
+    Fo,
+    /// Weighted overflow.
+    Ovf,
+    /// Maglev hashing.
+    Mh,
+    /// Weighted random twos choice.
+    Twos,
+}
+
+impl SchedKind {
+    /// All schedulers.
+    pub const ALL: [SchedKind; 14] = [
+        SchedKind::Rr,
+        SchedKind::Wrr,
+        SchedKind::Lc,
+        SchedKind::Wlc,
+        SchedKind::Lblc,
+        SchedKind::Lblcr,
+        SchedKind::Dh,
+        SchedKind::Sh,
+        SchedKind::Sed,
+        SchedKind::Nq,
+        SchedKind::Fo,
+        SchedKind::Ovf,
+        SchedKind::Mh,
+        SchedKind::Twos,
+    ];
+
+    /// The `-s` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedKind::Rr => "rr",
+            SchedKind::Wrr => "wrr",
+            SchedKind::Lc => "lc",
+            SchedKind::Wlc => "wlc",
+            SchedKind::Lblc => "lblc",
+            SchedKind::Lblcr => "lblcr",
+            SchedKind::Dh => "dh",
+            SchedKind::Sh => "sh",
+            SchedKind::Sed => "sed",
+            SchedKind::Nq => "nq",
+            SchedKind::Fo => "fo",
+            SchedKind::Ovf => "ovf",
+            SchedKind::Mh => "mh",
+            SchedKind::Twos => "twos",
+        }
+    }
+
+    /// The scheduler for a `-s` name (`None`: "Scheduler or persistence engine not found").
+    pub fn from_name(name: &str) -> Option<SchedKind> {
+        SchedKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
 
 /// Service flags (`IP_VS_SVC_F_*`).
 pub mod svc_flags {

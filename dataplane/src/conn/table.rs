@@ -1383,7 +1383,7 @@ impl AvailableExt for Option<&crate::sched::DestRt> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sched::SchedKind;
+    use crate::service::SchedKind;
     use crate::service::{DestConfig, DestId, ServiceConfig, ServiceKey, ServiceTable};
 
     const VIP: Addr = Addr::v4(192, 168, 1, 100);

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::flow::{Addr, FlowKey};
-use crate::service::{DestId, RealServer, Service, ServiceId, Snapshot};
+use crate::service::{DestId, RealServer, SchedKind, Service, ServiceId, Snapshot};
 
 pub mod dh;
 pub mod fo;
@@ -70,102 +70,23 @@ pub fn gcd(mut a: u32, mut b: u32) -> u32 {
     a
 }
 
-/// The scheduler algorithms (`ipvsadm -s name`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum SchedKind {
-    /// Round robin.
-    Rr,
-    /// Weighted round robin.
-    Wrr,
-    /// Least connection.
-    Lc,
-    /// Weighted least connection (the default).
-    #[default]
-    Wlc,
-    /// Locality-based least connection.
-    Lblc,
-    /// Locality-based least connection with replication.
-    Lblcr,
-    /// Destination hashing.
-    Dh,
-    /// Source hashing.
-    Sh,
-    /// Shortest expected delay.
-    Sed,
-    /// Never queue.
-    Nq,
-    /// Weighted failover.
-    Fo,
-    /// Weighted overflow.
-    Ovf,
-    /// Maglev hashing.
-    Mh,
-    /// Weighted random twos choice.
-    Twos,
-}
-
-impl SchedKind {
-    /// All schedulers.
-    pub const ALL: [SchedKind; 14] = [
-        SchedKind::Rr,
-        SchedKind::Wrr,
-        SchedKind::Lc,
-        SchedKind::Wlc,
-        SchedKind::Lblc,
-        SchedKind::Lblcr,
-        SchedKind::Dh,
-        SchedKind::Sh,
-        SchedKind::Sed,
-        SchedKind::Nq,
-        SchedKind::Fo,
-        SchedKind::Ovf,
-        SchedKind::Mh,
-        SchedKind::Twos,
-    ];
-
-    /// The `-s` name.
-    pub fn name(self) -> &'static str {
-        match self {
-            SchedKind::Rr => "rr",
-            SchedKind::Wrr => "wrr",
-            SchedKind::Lc => "lc",
-            SchedKind::Wlc => "wlc",
-            SchedKind::Lblc => "lblc",
-            SchedKind::Lblcr => "lblcr",
-            SchedKind::Dh => "dh",
-            SchedKind::Sh => "sh",
-            SchedKind::Sed => "sed",
-            SchedKind::Nq => "nq",
-            SchedKind::Fo => "fo",
-            SchedKind::Ovf => "ovf",
-            SchedKind::Mh => "mh",
-            SchedKind::Twos => "twos",
-        }
-    }
-
-    /// The scheduler for a `-s` name (`None`: "Scheduler or persistence engine not found").
-    pub fn from_name(name: &str) -> Option<SchedKind> {
-        SchedKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// A fresh scheduler instance (`seed` feeds twos' random choices).
-    pub fn build(self, seed: u64) -> Box<dyn Scheduler> {
-        match self {
-            SchedKind::Rr => Box::new(rr::Rr::default()),
-            SchedKind::Wrr => Box::new(wrr::Wrr::default()),
-            SchedKind::Lc => Box::new(lc::Lc),
-            SchedKind::Wlc => Box::new(wlc::Wlc),
-            SchedKind::Lblc => Box::new(lblc::Lblc::default()),
-            SchedKind::Lblcr => Box::new(lblcr::Lblcr::default()),
-            SchedKind::Dh => Box::new(dh::Dh::default()),
-            SchedKind::Sh => Box::new(sh::Sh::default()),
-            SchedKind::Sed => Box::new(sed::Sed),
-            SchedKind::Nq => Box::new(nq::Nq),
-            SchedKind::Fo => Box::new(fo::Fo),
-            SchedKind::Ovf => Box::new(ovf::Ovf),
-            SchedKind::Mh => Box::new(mh::Mh::default()),
-            SchedKind::Twos => Box::new(twos::Twos::new(seed)),
-        }
+/// A fresh scheduler instance of `kind` (`seed` feeds twos' random choices).
+pub fn build(kind: SchedKind, seed: u64) -> Box<dyn Scheduler> {
+    match kind {
+        SchedKind::Rr => Box::new(rr::Rr::default()),
+        SchedKind::Wrr => Box::new(wrr::Wrr::default()),
+        SchedKind::Lc => Box::new(lc::Lc),
+        SchedKind::Wlc => Box::new(wlc::Wlc),
+        SchedKind::Lblc => Box::new(lblc::Lblc::default()),
+        SchedKind::Lblcr => Box::new(lblcr::Lblcr::default()),
+        SchedKind::Dh => Box::new(dh::Dh::default()),
+        SchedKind::Sh => Box::new(sh::Sh::default()),
+        SchedKind::Sed => Box::new(sed::Sed),
+        SchedKind::Nq => Box::new(nq::Nq),
+        SchedKind::Fo => Box::new(fo::Fo),
+        SchedKind::Ovf => Box::new(ovf::Ovf),
+        SchedKind::Mh => Box::new(mh::Mh::default()),
+        SchedKind::Twos => Box::new(twos::Twos::new(seed)),
     }
 }
 
@@ -598,7 +519,7 @@ impl CoreSched {
                 }
                 _ => {
                     self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                    let mut sched = svc.sched.build(self.seed);
+                    let mut sched = build(svc.sched, self.seed);
                     sched.update(&view);
                     SvcSched {
                         id: svc.id,
@@ -787,7 +708,7 @@ mod tests {
     fn names_roundtrip_and_default_is_wlc() {
         for k in SchedKind::ALL {
             assert_eq!(SchedKind::from_name(k.name()), Some(k));
-            assert_eq!(k.build(1).kind(), k);
+            assert_eq!(build(k, 1).kind(), k);
         }
         assert_eq!(SchedKind::default(), SchedKind::Wlc);
         assert_eq!(SchedKind::from_name("xyz"), None);
