@@ -23,7 +23,7 @@ use crate::backend::{
     DestCounters, LaddrCounterEntry, ServiceCounters, Stats,
 };
 use crate::ipvs::{Forward, IpvsTable, Protocol, ServiceKey, SyncDaemon, SyncState, Timeouts};
-use rvs_dataplane::sync::SyncRules;
+use rvs_dataplane::conn::SyncRules;
 
 /// The DPDK backend.
 pub struct DpdkBackend {

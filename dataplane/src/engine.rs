@@ -22,6 +22,7 @@ use crossbeam::channel::{bounded, Sender};
 use crossbeam::queue::ArrayQueue;
 
 use crate::conn::{ConnConfig, ConnEntry};
+use crate::conn::{SyncConn, SyncRules};
 use crate::dpdk::{
     self, lcore, Eal, LcoreId, Mbuf, MbufBatch, Mempool, Port, PortConf, QueueId, Ring, RING_SP_SC,
     RSS_KEY,
@@ -35,7 +36,6 @@ use crate::pipeline::{
 use crate::route::{Route, RouteTable};
 use crate::service::{self, DestId, ServiceKey};
 use crate::sync::net::{self as sync_net, NetConfig as SyncNetConfig, Stats as SyncStats};
-use crate::sync::{SyncConn, SyncRules};
 use crate::wire::ChecksumMode;
 
 /// A port of the director.

@@ -30,6 +30,7 @@ use crate::conn::{
     ConnConfig, ConnId, ConnTable, Direction, LookupHint, PacketMeta, Refuse, CADDR, DADDR, LADDR,
     VADDR,
 };
+use crate::conn::{SyncConn, SyncRules};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::forward::{self, icmp, MacRewrite, Params, Verdict};
 use crate::laddr::{owner_of_port, LaddrPool, LocalEndpoint, DEFAULT_PORT_RANGE};
@@ -37,7 +38,6 @@ use crate::neigh::{Lookup, NeighConfig, NeighTable};
 use crate::route::{NextHop, RouteTable};
 use crate::sched::CoreSched;
 use crate::service::{self, ServiceKey};
-use crate::sync::{SyncConn, SyncRules};
 use crate::wire::{
     self, classify, ArpOperation, ArpPacket, ArpRepr, ChecksumMode, Classified, EthernetAddress,
     IpMeta, IpProtocol, IpVersion, V4Flow,

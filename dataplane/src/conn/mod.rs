@@ -42,16 +42,24 @@
 
 mod alloc;
 mod index;
+mod listing;
+pub mod replica;
+mod schedule;
 mod session;
 pub mod state;
 mod table;
+#[cfg(test)]
+mod testutil;
+mod transition;
+mod wheel;
 
+pub use listing::ConnEntry;
+pub use replica::{SyncConn, SyncRefuse, SyncRules};
 pub use session::Session;
 pub(crate) use session::{CADDR, DADDR, LADDR, VADDR};
 pub use state::{Direction, TcpState, Timeouts};
-pub use table::{
-    memory_per_session, table_bytes, ConnEntry, ConnTable, LookupHint, SyncRefuse, Transition,
-};
+pub use table::{memory_per_session, table_bytes, ConnTable, LookupHint};
+pub use transition::Transition;
 
 use crate::flow::{FlowKey, TcpFlags};
 

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use crossbeam::queue::ArrayQueue;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::wire::{self, MessageBuilder, Record, SyncConn};
+use super::wire::{self, MessageBuilder, Record};
+use crate::conn::SyncConn;
 
 /// A partial message waits at most this long before it is sent (the kernel's 2 s).
 pub const PARTIAL_FLUSH: Duration = Duration::from_secs(2);

@@ -14,6 +14,7 @@
 //!
 //! Decoding never panics: every length is checked, and errors are typed ([`DecodeError`]).
 
+use crate::conn::replica::SyncConn;
 use crate::flow::Addr;
 
 /// The protocol version this module writes.
@@ -47,43 +48,10 @@ pub const MAX_RECORD_LEN: usize = CONN_V6_LEN + 2 + 18;
 /// The kernel's `IP_VS_CONN_F_SEQ_MASK` (in and out sequence adjustments present).
 pub const F_SEQ_MASK: u32 = 0x0600;
 
-/// One synchronised connection (or persistence template) as carried by a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SyncConn {
-    /// IP protocol number (6 TCP, 17 UDP, 0 for fwmark templates).
-    pub protocol: u8,
-    /// IPv6 addresses (record type bit 0).
-    pub v6: bool,
-    /// IPVS conn flags (`IP_VS_CONN_F_*`, without `HASHED`).
-    pub flags: u32,
-    /// Protocol state (TCP state number; 0 for UDP and templates).
-    pub state: u16,
-    /// Client port.
-    pub cport: u16,
-    /// Virtual port.
-    pub vport: u16,
-    /// Real server port.
-    pub dport: u16,
-    /// Firewall mark.
-    pub fwmark: u32,
-    /// Full timeout of the state, seconds (0 in v0 messages: take the local table's).
-    pub timeout: u32,
-    /// Client address.
-    pub caddr: Addr,
-    /// Virtual address.
-    pub vaddr: Addr,
-    /// Real server address.
-    pub daddr: Addr,
-    /// FULLNAT local address and port (rvs's option), if any.
-    pub local: Option<(Addr, u16)>,
-}
-
-impl SyncConn {
-    /// Encoded length of this record without trailing padding.
-    pub fn encoded_len(&self) -> usize {
-        let base = if self.v6 { CONN_V6_LEN } else { CONN_V4_LEN };
-        base + self.local.map_or(0, |_| 2 + if self.v6 { 18 } else { 6 })
-    }
+/// Encoded length of a record without trailing padding.
+pub fn encoded_len(c: &SyncConn) -> usize {
+    let base = if c.v6 { CONN_V6_LEN } else { CONN_V4_LEN };
+    base + c.local.map_or(0, |_| 2 + if c.v6 { 18 } else { 6 })
 }
 
 /// A decoded message header.
@@ -386,7 +354,7 @@ impl MessageBuilder {
     /// Appends a record; `false` (and nothing written) when it does not fit: send
     /// [`MessageBuilder::bytes`], [`MessageBuilder::reset`], and push again.
     pub fn push(&mut self, c: &SyncConn) -> bool {
-        let len = c.encoded_len();
+        let len = encoded_len(c);
         let pad = (4 - self.buf.len() % 4) % 4;
         if self.buf.len() + pad + len > self.maxlen || self.buf[4] == u8::MAX {
             return false;
