@@ -27,8 +27,8 @@ use hashbrown::HashMap;
 use crate::buf::PacketBuf;
 use crate::conn::SyncRefuse;
 use crate::conn::{
-    ConnConfig, ConnId, ConnTable, Direction, LookupHint, PacketMeta, Refuse, CADDR, DADDR, LADDR,
-    VADDR,
+    ConnConfig, ConnId, ConnTable, Direction, LookupHint, PacketMeta, Refuse, Scheduled, CADDR,
+    DADDR, LADDR, VADDR,
 };
 use crate::conn::{SyncConn, SyncRules};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
@@ -37,7 +37,7 @@ use crate::laddr::{owner_of_port, LaddrPool, LocalEndpoint, DEFAULT_PORT_RANGE};
 use crate::neigh::{Lookup, NeighConfig, NeighTable};
 use crate::route::{NextHop, RouteTable};
 use crate::sched::CoreSched;
-use crate::service::{self, ServiceKey};
+use crate::service::{self, RealServer, ServiceKey};
 use crate::wire::{
     self, classify, ArpOperation, ArpPacket, ArpRepr, ChecksumMode, Classified, EthernetAddress,
     IpMeta, IpProtocol, IpVersion, V4Flow,
@@ -1156,51 +1156,26 @@ impl<P: PacketBuf> Core<P> {
                         return self.reply(pkt, meta, id, flags, snap, now_ms);
                     }
                 }
-                let created_before = self.conns.stats().created;
-                let laddrs = &mut self.laddrs;
                 let net = &snap.net;
                 let me = self.id as u16;
-                let res =
-                    self.conns
-                        .resolve_in_hashed(&mut self.sched, &pm, hash, now_ms, |rs, fk| {
-                            if rs.fwd != FwdMethod::FullNat {
-                                return Some((fk.saddr, fk.sport));
+                let res = match self.conns.schedule(&mut self.sched, &pm, hash, now_ms) {
+                    Ok(Scheduled::Existing(id)) => Ok(id),
+                    Ok(Scheduled::New(new)) => {
+                        let local = if new.needs_local() {
+                            fullnat_local(&mut self.laddrs, net, me, new.dest(), new.flow())
+                        } else {
+                            None
+                        };
+                        let res = new.create(local);
+                        if let Ok(id) = res {
+                            if let Some(t) = self.traffic_of(id) {
+                                t.conns += 1;
                             }
-                            let key = ServiceKey::Addr {
-                                proto: fk.proto,
-                                addr: fk.daddr,
-                                port: fk.dport,
-                            };
-                            let key0 = ServiceKey::Addr {
-                                proto: fk.proto,
-                                addr: fk.daddr,
-                                port: 0,
-                            };
-                            let k = if laddrs.contains_key(&key) { key } else { key0 };
-                            let pool = laddrs.get_mut(&k)?;
-                            let rip = match rs.addr.to_ip() {
-                                IpAddr::V4(a) => a,
-                                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-                            };
-                            let rport = if rs.port == 0 { fk.dport } else { rs.port };
-                            // Prefer an lport whose reply hashes (RSS) to this worker's queue.
-                            pool.alloc(|lip, lport| {
-                                let steer = net
-                                    .local
-                                    .get(&lip)
-                                    .and_then(|(_, port)| net.rss.get(usize::from(*port)))
-                                    .and_then(Option::as_ref);
-                                steer.is_none_or(|r| r.reply_queue(rip, lip, rport, lport) == me)
-                            })
-                            .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
-                        });
-                if let Ok(id) = res {
-                    if self.conns.stats().created != created_before {
-                        if let Some(t) = self.traffic_of(id) {
-                            t.conns += 1;
                         }
+                        res
                     }
-                }
+                    Err(e) => Err(e),
+                };
                 match res {
                     Ok(id) => self.request(pkt, meta, id, flags, in_port, snap, now_ms),
                     Err(Refuse::NoService) => self.drop(pkt, DropReason::NotForUs),
@@ -1524,6 +1499,44 @@ impl<P: PacketBuf> Core<P> {
         self.counters.echo_replies += 1;
         Out::Tx(pkt, in_port)
     }
+}
+
+/// FULLNAT: a local endpoint for a new session of flow `fk` to real server `rs`, from the
+/// service's LIP pool, preferring an lport whose reply hashes (RSS) to worker `me`'s queue.
+fn fullnat_local(
+    laddrs: &mut HashMap<ServiceKey, LaddrPool>,
+    net: &NetConfig,
+    me: u16,
+    rs: &RealServer,
+    fk: &FlowKey,
+) -> Option<(Addr, u16)> {
+    let key = ServiceKey::Addr {
+        proto: fk.proto,
+        addr: fk.daddr,
+        port: fk.dport,
+    };
+    let key0 = ServiceKey::Addr {
+        proto: fk.proto,
+        addr: fk.daddr,
+        port: 0,
+    };
+    let k = if laddrs.contains_key(&key) { key } else { key0 };
+    let pool = laddrs.get_mut(&k)?;
+    let rip = match rs.addr.to_ip() {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    let rport = if rs.port == 0 { fk.dport } else { rs.port };
+    // Prefer an lport whose reply hashes (RSS) to this worker's queue.
+    pool.alloc(|lip, lport| {
+        let steer = net
+            .local
+            .get(&lip)
+            .and_then(|(_, port)| net.rss.get(usize::from(*port)))
+            .and_then(Option::as_ref);
+        steer.is_none_or(|r| r.reply_queue(rip, lip, rport, lport) == me)
+    })
+    .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
 }
 
 /// The worker that owns a synced session on this director: the owner of the FULLNAT

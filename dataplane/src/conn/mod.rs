@@ -22,7 +22,7 @@
 //!   later. A template whose server is gone (or quiesced, with `expire_quiescent_template`)
 //!   is invalidated and a new one scheduled.
 //! - `conn_reuse_mode`: a SYN that hits a TIME_WAIT or CLOSE session (without a controlling
-//!   template) expires it and schedules a new one ([`ConnTable::resolve_in`]).
+//!   template) expires it and schedules a new one ([`ConnTable::schedule`]).
 //! - `expire_nodest_conn`: a packet for a session whose server was removed is dropped (0) or
 //!   the session is expired and the packet rescheduled (1); [`ConnTable::expire_nodest_conns`]
 //!   expires all such sessions at once.
@@ -55,6 +55,7 @@ mod wheel;
 
 pub use listing::ConnEntry;
 pub use replica::{SyncConn, SyncRefuse, SyncRules};
+pub use schedule::{NewSession, Resolved, Scheduled};
 pub use session::Session;
 pub(crate) use session::{CADDR, DADDR, LADDR, VADDR};
 pub use state::{Direction, TcpState, Timeouts};

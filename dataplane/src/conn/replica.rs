@@ -1,5 +1,5 @@
 //! Replication of sessions to a standby director (the kernel's `ip_vs_sync.c` rules, without
-//! the transport, which is `crate::sync`): the record of a session ([`SyncConn`]), when the
+//! the transport, which is the `sync` module): the record of a session ([`SyncConn`]), when the
 //! master sends one ([`conn_needed`], the kernel's `ip_vs_sync_conn_needed`), and on the
 //! standby the installation of a received record ([`ConnTable::install_synced`]).
 //!
@@ -202,7 +202,7 @@ impl ConnTable {
     }
 
     /// Master side, after a client packet's [`ConnTable::state_transition`]: applies the
-    /// IPVS sending rules ([`crate::sync::rules::conn_needed`]) to the session and then to
+    /// IPVS sending rules ([`conn_needed`]) to the session and then to
     /// its controlling template (whose `in_pkts` counts its children's packets), and hands
     /// the records to send to `emit`. One-packet sessions are never sent (their template
     /// is). No allocation.

@@ -1,108 +1,249 @@
-//! Scheduling a client packet without a session: `conn_reuse_mode`, `expire_nodest_conn`,
-//! the service lookup, persistence templates, and the creation of the session.
+//! Scheduling a client packet without a session, as `ip_vs_in` does: `conn_reuse_mode` and
+//! `expire_nodest_conn` on the session found, the service lookup, persistence templates,
+//! the scheduler's choice, and the creation of the session.
+//!
+//! Two steps, so that the caller picks the FULLNAT local endpoint between them without the
+//! table calling back into it: [`ConnTable::schedule`] answers with the existing session or
+//! a [`NewSession`] (the real server chosen, the table held borrowed), then
+//! [`NewSession::create`] makes the session with the local endpoint the caller chose.
 
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
-use crate::sched::{CoreSched, SchedCtx};
-use crate::service::{svc_flags, RealServer, SvcIdx};
+use crate::sched::{CoreSched, DestSlot, SchedCtx};
+use crate::service::{svc_flags, DestId, RealServer, Service, SvcIdx};
 
 use super::session::{split_addrs, Session, NIL};
 use super::state::{TcpState, NEW_CONN_TIMEOUT};
 use super::table::{ConnTable, VACANT};
 use super::{flags, ConnId, PacketMeta, Refuse};
 
+/// FTP's control port: a persistent FTP service's templates have port 0, so that the data
+/// connections share them.
 const FTP_PORT: u16 = 21;
 
+/// The ports an invalidated template gets (out of any lookup's reach).
+const INVALID_PORT: u16 = 0xffff;
+
+/// `conn_reuse_mode` bit 2: FIN_WAIT sessions with `NOOUTPUT` are rescheduled by a SYN too.
+const REUSE_FIN_WAIT_NOOUTPUT: u8 = 2;
+
+/// What [`ConnTable::schedule`] found for a client packet.
+#[must_use]
+#[derive(Debug)]
+pub enum Scheduled<'t> {
+    /// The packet's session exists and may go on.
+    Existing(ConnId),
+    /// A real server was chosen for a new session; [`NewSession::create`] makes it.
+    New(NewSession<'t>),
+}
+
+/// A session chosen but not made yet: its real server and the packet's tuple, what the
+/// caller needs to pick a FULLNAT local endpoint. It holds the table borrowed, so nothing
+/// changes between the choice and [`NewSession::create`]. Dropped without `create`, no
+/// session is made and nothing is counted (a persistence template made for it stays, armed,
+/// as when the kernel fails to make a connection after `ip_vs_sched_persist`).
+#[must_use]
+#[derive(Debug)]
+pub struct NewSession<'t> {
+    table: &'t mut ConnTable,
+    dest: RealServer,
+    slot: DestSlot,
+    tmpl: u32,
+    flow: FlowKey,
+    fwmark: u32,
+    one_packet: bool,
+    now_ms: u64,
+}
+
+/// The session of a client packet, and whether this packet created it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The session.
+    pub id: ConnId,
+    /// True when the packet created it (false: it existed).
+    pub created: bool,
+}
+
+impl NewSession<'_> {
+    /// The real server chosen.
+    pub fn dest(&self) -> &RealServer {
+        &self.dest
+    }
+
+    /// The client packet's tuple.
+    pub fn flow(&self) -> &FlowKey {
+        &self.flow
+    }
+
+    /// True when the session needs a local endpoint (FULLNAT): pass one to
+    /// [`NewSession::create`].
+    pub fn needs_local(&self) -> bool {
+        self.dest.fwd == FwdMethod::FullNat
+    }
+
+    /// Makes the session (state NONE; run [`ConnTable::state_transition`] for the packet
+    /// afterwards). `local` is the FULLNAT local address and port (ignored otherwise; `None`
+    /// refuses a FULLNAT session with [`Refuse::NoLocalAddr`]).
+    pub fn create(self, local: Option<(Addr, u16)>) -> Result<ConnId, Refuse> {
+        let NewSession {
+            table: t,
+            dest: d,
+            slot,
+            tmpl,
+            flow,
+            fwmark,
+            one_packet,
+            now_ms,
+        } = self;
+        let (laddr, lport) = if d.fwd == FwdMethod::FullNat {
+            match local {
+                Some(v) => v,
+                None => {
+                    t.stats.no_local_addr += 1;
+                    return Err(Refuse::NoLocalAddr);
+                }
+            }
+        } else {
+            (flow.saddr, flow.sport)
+        };
+        let Some(i) = t.alloc() else {
+            t.stats.table_full += 1;
+            return Err(Refuse::TableFull);
+        };
+        let mut fl = flags::LIVE | flags::INACTIVE | d.fwd as u16;
+        if !d.fwd.replies_via_director() {
+            fl |= flags::NOOUTPUT;
+        }
+        if one_packet {
+            fl |= flags::ONE_PACKET;
+        }
+        let (lo, hi, v6) = split_addrs([flow.saddr, flow.daddr, d.addr, laddr]);
+        t.slab[i as usize] = Session {
+            lo,
+            hi,
+            v6,
+            cport: flow.sport,
+            vport: flow.dport,
+            dport: if d.port != 0 { d.port } else { flow.dport },
+            lport,
+            fwmark,
+            timeout: if one_packet { 0 } else { NEW_CONN_TIMEOUT },
+            dest: slot,
+            control: tmpl,
+            flags: fl,
+            proto: flow.proto,
+            ..VACANT
+        };
+        t.dests.bind(slot, false, true);
+        if tmpl != NIL {
+            let c = &mut t.slab[tmpl as usize];
+            c.n_control += 1;
+        }
+        if one_packet {
+            t.push_dying(i);
+        } else {
+            t.hash_in(i, false);
+            if fl & flags::NOOUTPUT == 0 {
+                t.hash_out(i);
+            }
+            t.arm(i, now_ms);
+        }
+        t.stats.created += 1;
+        Ok(ConnId(i))
+    }
+}
+
 impl ConnTable {
-    /// Finds or creates the session for a client packet, as `ip_vs_in` does: lookup, then
-    /// `conn_reuse_mode` and `expire_nodest_conn` handling, then service lookup and
-    /// [`ConnTable::schedule_and_create`]. `local` chooses the FULLNAT local address/port.
-    pub fn resolve_in<L>(
+    /// Finds or creates the session for a client packet in one call: [`ConnTable::schedule`]
+    /// then [`NewSession::create`] with `local` as the FULLNAT local endpoint.
+    pub fn resolve_in(
         &mut self,
         core: &mut CoreSched,
         pkt: &PacketMeta,
         now_ms: u64,
-        local: L,
-    ) -> Result<ConnId, Refuse>
-    where
-        L: FnOnce(&RealServer, &FlowKey) -> Option<(Addr, u16)>,
-    {
+        local: Option<(Addr, u16)>,
+    ) -> Result<Resolved, Refuse> {
         let hash = self.flow_hash(&pkt.flow);
-        self.resolve_in_hashed(core, pkt, hash, now_ms, local)
+        match self.schedule(core, pkt, hash, now_ms)? {
+            Scheduled::Existing(id) => Ok(Resolved { id, created: false }),
+            Scheduled::New(new) => new.create(local).map(|id| Resolved { id, created: true }),
+        }
     }
 
-    /// [`ConnTable::resolve_in`] with the tuple's [`ConnTable::flow_hash`] known.
-    pub fn resolve_in_hashed<L>(
+    /// The session of a client packet whose tuple hashes to `hash` ([`ConnTable::flow_hash`]),
+    /// as `ip_vs_in` finds it: lookup, then `conn_reuse_mode` and `expire_nodest_conn`
+    /// handling, then the service lookup and, for a packet without a session, the
+    /// scheduling of a real server (and the persistence template when needed). Only a TCP
+    /// SYN without RST or a UDP datagram may get a new session.
+    pub fn schedule(
         &mut self,
         core: &mut CoreSched,
         pkt: &PacketMeta,
         hash: u64,
         now_ms: u64,
-        local: L,
-    ) -> Result<ConnId, Refuse>
-    where
-        L: FnOnce(&RealServer, &FlowKey) -> Option<(Addr, u16)>,
-    {
+    ) -> Result<Scheduled<'_>, Refuse> {
         if let Some(id) = self.lookup_in_hashed(hash, &pkt.flow) {
-            let s = &self.slab[id.0 as usize];
-            let rt = self.dests.get(s.dest);
-            let usable = self.dest_usable(id);
-            let mut resched = false;
-            if self.cfg.conn_reuse_mode != 0
-                && s.proto == Proto::Tcp
-                && pkt.tcp_flags.has(TcpFlags::SYN)
-            {
-                let st = s.tcp_state();
-                // Quiesced server with expire_nodest_conn, or is_new_conn_expected().
-                let quiesced = self.cfg.expire_nodest_conn && rt.is_some_and(|d| d.weight == 0);
-                let expected = s.control == NIL
-                    && (st == TcpState::TimeWait
-                        || st == TcpState::Close
-                        || (self.cfg.conn_reuse_mode & 2 != 0
-                            && st == TcpState::FinWait
-                            && s.flags & flags::NOOUTPUT != 0));
-                resched = quiesced || expected;
-            }
-            if !resched {
-                if usable {
-                    return Ok(id);
-                }
-                if !self.cfg.expire_nodest_conn {
-                    self.stats.dest_unavailable += 1;
-                    return Err(Refuse::DestUnavailable);
-                }
+            if self.may_go_on(id, pkt)? {
+                return Ok(Scheduled::Existing(id));
             }
             self.stats.reused += 1;
             self.expire_now(id);
         }
         let f = &pkt.flow;
-        let idx = core
+        let Some(idx) = core
             .snapshot()
             .and_then(|s| s.find(f.proto, f.daddr, f.dport, pkt.fwmark))
-            .ok_or(Refuse::NoService);
-        match idx {
-            Ok(idx) => self.schedule_and_create(core, idx, pkt, now_ms, local),
-            Err(e) => {
-                self.stats.no_service += 1;
-                Err(e)
+        else {
+            self.stats.no_service += 1;
+            return Err(Refuse::NoService);
+        };
+        self.schedule_new(core, idx, pkt, now_ms)
+            .map(Scheduled::New)
+    }
+
+    /// Whether a client packet goes on in its session `id` (true), or the session is to be
+    /// expired and the packet rescheduled (false: `conn_reuse_mode`, or a removed server
+    /// with `expire_nodest_conn`); a removed server without `expire_nodest_conn` refuses.
+    fn may_go_on(&mut self, id: ConnId, pkt: &PacketMeta) -> Result<bool, Refuse> {
+        let s = &self.slab[id.0 as usize];
+        let rt = self.dests.get(s.dest);
+        let usable = self.dest_usable(id);
+        let mut resched = false;
+        if self.cfg.conn_reuse_mode != 0
+            && s.proto == Proto::Tcp
+            && pkt.tcp_flags.has(TcpFlags::SYN)
+        {
+            let st = s.tcp_state();
+            // Quiesced server with expire_nodest_conn, or is_new_conn_expected().
+            let quiesced = self.cfg.expire_nodest_conn && rt.is_some_and(|d| d.weight == 0);
+            let expected = s.control == NIL
+                && (st == TcpState::TimeWait
+                    || st == TcpState::Close
+                    || (self.cfg.conn_reuse_mode & REUSE_FIN_WAIT_NOOUTPUT != 0
+                        && st == TcpState::FinWait
+                        && s.flags & flags::NOOUTPUT != 0));
+            resched = quiesced || expected;
+        }
+        if !resched {
+            if usable {
+                return Ok(true);
+            }
+            if !self.cfg.expire_nodest_conn {
+                self.stats.dest_unavailable += 1;
+                return Err(Refuse::DestUnavailable);
             }
         }
+        Ok(false)
     }
 
     /// Schedules a real server of service `svc` (index in the adopted snapshot) for a client
-    /// packet without a session and creates the session (and the persistence template when
-    /// needed). Only a TCP SYN without RST or a UDP datagram may create one. The session starts
-    /// in state NONE; run [`ConnTable::state_transition`] for the packet afterwards.
-    pub fn schedule_and_create<L>(
+    /// packet without a session, making the persistence template when needed.
+    fn schedule_new(
         &mut self,
         core: &mut CoreSched,
         svc: SvcIdx,
         pkt: &PacketMeta,
         now_ms: u64,
-        local: L,
-    ) -> Result<ConnId, Refuse>
-    where
-        L: FnOnce(&RealServer, &FlowKey) -> Option<(Addr, u16)>,
-    {
+    ) -> Result<NewSession<'_>, Refuse> {
         let flow = pkt.flow;
         match flow.proto {
             Proto::Tcp => {
@@ -134,83 +275,23 @@ impl ConnTable {
             svc_flags: service.flags,
             now_ms,
         };
-        let mut tmpl = NIL;
-        let pos = if service.is_persistent() {
+        let (pos, tmpl) = if service.is_persistent() {
             // ip_vs_sched_persist
-            let snet = flow.saddr.masked(&service.netmask);
-            let mut key = FlowKey {
-                proto: flow.proto,
-                saddr: snet,
-                daddr: flow.daddr,
-                sport: 0,
-                dport: 0,
-            };
-            if flow.dport == service.port() {
-                if service.port() != FTP_PORT {
-                    key.dport = flow.dport;
-                }
-            } else if let Some(mark) = service.fwmark() {
-                key.proto = Proto::Ip;
-                key.daddr = if service.is_v6() {
-                    let mut a = [0u8; 16];
-                    a[..4].copy_from_slice(&mark.to_be_bytes());
-                    Addr(a)
-                } else {
-                    Addr::from_v4_bits(mark)
-                };
-            }
-            let mut found = None;
-            if let Some(ct) = self.lookup_template(&key) {
-                let t = &self.slab[ct.0 as usize];
-                let valid = self.dests.get(t.dest).and_then(|rt| {
-                    if !rt.available || (self.cfg.expire_quiescent_template && rt.weight == 0) {
-                        return None;
-                    }
-                    match snap.dest_location(rt.id) {
-                        Some((si, p)) if si == svc => Some(p as usize),
-                        _ => None,
-                    }
-                });
-                match valid {
-                    Some(p) => found = Some((ct.0, p)),
-                    None => self.invalidate_template(ct.0),
-                }
-            }
+            let key = template_key(service, &flow);
+            let found = self.valid_template(&key, |rt_id| match snap.dest_location(rt_id) {
+                Some((si, p)) if si == svc => Some(p as usize),
+                _ => None,
+            });
             match found {
-                Some((ct, p)) => {
-                    tmpl = ct;
-                    p
-                }
+                Some((ct, p)) => (p, ct),
                 None => {
                     let Some(p) = ss.schedule(service, &self.dests, &ctx) else {
                         self.stats.no_dest += 1;
                         return Err(Refuse::NoDest);
                     };
-                    let d = service.dests[p];
-                    let Some(t) = self.alloc() else {
-                        self.stats.table_full += 1;
-                        return Err(Refuse::TableFull);
-                    };
-                    let slot = ss.slot(p);
-                    let (lo, hi, v6) = split_addrs([snet, key.daddr, d.addr, snet]);
-                    self.slab[t as usize] = Session {
-                        lo,
-                        hi,
-                        v6,
-                        vport: key.dport,
-                        dport: d.port,
-                        fwmark: pkt.fwmark,
-                        timeout: service.timeout,
-                        dest: slot,
-                        flags: flags::LIVE | flags::TEMPLATE | d.fwd as u16 | flags::INACTIVE,
-                        proto: key.proto,
-                        ..VACANT
-                    };
-                    self.dests.bind(slot, true, false);
-                    self.hash_in(t, true);
-                    self.stats.templates += 1;
-                    tmpl = t;
-                    p
+                    let t =
+                        self.make_template(&key, service, &service.dests[p], ss.slot(p), pkt)?;
+                    (p, t)
                 }
             }
         } else {
@@ -220,7 +301,7 @@ impl ConnTable {
                 return Err(Refuse::NoDest);
             }
             match ss.schedule(service, &self.dests, &ctx) {
-                Some(p) => p,
+                Some(p) => (p, NIL),
                 None => {
                     self.stats.no_dest += 1;
                     return Err(Refuse::NoDest);
@@ -237,61 +318,76 @@ impl ConnTable {
             // ip_vs_conn_put(ct): every new session re-arms the template's timer.
             self.arm(tmpl, now_ms);
         }
-        let (laddr, lport) = if d.fwd == FwdMethod::FullNat {
-            match local(&d, &flow) {
-                Some(v) => v,
-                None => {
-                    self.stats.no_local_addr += 1;
-                    return Err(Refuse::NoLocalAddr);
-                }
+        Ok(NewSession {
+            table: self,
+            dest: d,
+            slot,
+            tmpl,
+            flow,
+            fwmark: pkt.fwmark,
+            one_packet,
+            now_ms,
+        })
+    }
+
+    /// The persistence template of `key` if it is still good (`ip_vs_check_template`): its
+    /// server is available (and not quiesced with `expire_quiescent_template`) and still
+    /// in the service (`position` gives its place there). A bad one is invalidated.
+    /// Returns the template and the server's position.
+    fn valid_template(
+        &mut self,
+        key: &FlowKey,
+        position: impl Fn(DestId) -> Option<usize>,
+    ) -> Option<(u32, usize)> {
+        let ct = self.lookup_template(key)?;
+        let t = &self.slab[ct.0 as usize];
+        let valid = self.dests.get(t.dest).and_then(|rt| {
+            if !rt.available || (self.cfg.expire_quiescent_template && rt.weight == 0) {
+                return None;
             }
-        } else {
-            (flow.saddr, flow.sport)
-        };
-        let Some(i) = self.alloc() else {
+            position(rt.id)
+        });
+        match valid {
+            Some(p) => Some((ct.0, p)),
+            None => {
+                self.invalidate_template(ct.0);
+                None
+            }
+        }
+    }
+
+    /// Makes the persistence template `key` pinning the client network to server `d`.
+    fn make_template(
+        &mut self,
+        key: &FlowKey,
+        service: &Service,
+        d: &RealServer,
+        slot: DestSlot,
+        pkt: &PacketMeta,
+    ) -> Result<u32, Refuse> {
+        let Some(t) = self.alloc() else {
             self.stats.table_full += 1;
             return Err(Refuse::TableFull);
         };
-        let mut fl = flags::LIVE | flags::INACTIVE | d.fwd as u16;
-        if !d.fwd.replies_via_director() {
-            fl |= flags::NOOUTPUT;
-        }
-        if one_packet {
-            fl |= flags::ONE_PACKET;
-        }
-        let (lo, hi, v6) = split_addrs([flow.saddr, flow.daddr, d.addr, laddr]);
-        self.slab[i as usize] = Session {
+        let snet = key.saddr;
+        let (lo, hi, v6) = split_addrs([snet, key.daddr, d.addr, snet]);
+        self.slab[t as usize] = Session {
             lo,
             hi,
             v6,
-            cport: flow.sport,
-            vport: flow.dport,
-            dport: if d.port != 0 { d.port } else { flow.dport },
-            lport,
+            vport: key.dport,
+            dport: d.port,
             fwmark: pkt.fwmark,
-            timeout: if one_packet { 0 } else { NEW_CONN_TIMEOUT },
+            timeout: service.timeout,
             dest: slot,
-            control: tmpl,
-            flags: fl,
-            proto: flow.proto,
+            flags: flags::LIVE | flags::TEMPLATE | d.fwd as u16 | flags::INACTIVE,
+            proto: key.proto,
             ..VACANT
         };
-        self.dests.bind(slot, false, true);
-        if tmpl != NIL {
-            let t = &mut self.slab[tmpl as usize];
-            t.n_control += 1;
-        }
-        if one_packet {
-            self.push_dying(i);
-        } else {
-            self.hash_in(i, false);
-            if fl & flags::NOOUTPUT == 0 {
-                self.hash_out(i);
-            }
-            self.arm(i, now_ms);
-        }
-        self.stats.created += 1;
-        Ok(ConnId(i))
+        self.dests.bind(slot, true, false);
+        self.hash_in(t, true);
+        self.stats.templates += 1;
+        Ok(t)
     }
 
     /// `ip_vs_check_template` failure: the template leaves the index (the kernel rehashes it
@@ -299,10 +395,39 @@ impl ConnTable {
     fn invalidate_template(&mut self, i: u32) {
         self.unhash(i);
         let s = &mut self.slab[i as usize];
-        s.vport = 0xffff;
-        s.dport = 0xffff;
+        s.vport = INVALID_PORT;
+        s.dport = INVALID_PORT;
         s.cport = 0;
     }
+}
+
+/// The persistence template key of a packet: `<proto, caddr & mask, 0, vaddr, vport>`
+/// (port 0 for FTP and port-zero services), or `<IP, caddr & mask, 0, mark, 0>` for a
+/// firewall-mark service.
+fn template_key(service: &Service, flow: &FlowKey) -> FlowKey {
+    let snet = flow.saddr.masked(&service.netmask);
+    let mut key = FlowKey {
+        proto: flow.proto,
+        saddr: snet,
+        daddr: flow.daddr,
+        sport: 0,
+        dport: 0,
+    };
+    if flow.dport == service.port() {
+        if service.port() != FTP_PORT {
+            key.dport = flow.dport;
+        }
+    } else if let Some(mark) = service.fwmark() {
+        key.proto = Proto::Ip;
+        key.daddr = if service.is_v6() {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&mark.to_be_bytes());
+            Addr(a)
+        } else {
+            Addr::from_v4_bits(mark)
+        };
+    }
+    key
 }
 
 #[cfg(test)]
@@ -324,7 +449,7 @@ mod tests {
             fwmark: 0,
             tcp_flags: TcpFlags::SYN,
         };
-        let id = h.t.resolve_in(&mut h.core, &p, 0, |_, _| None).unwrap();
+        let id = h.t.resolve_in(&mut h.core, &p, 0, None).unwrap().id;
         assert_eq!(h.state(id), "NONE");
         assert_eq!(h.counts(h.id_of(RS1)), (0, 1, 0));
         assert_eq!(h.expire(3 * SEC - 1), 0);
@@ -649,7 +774,7 @@ mod tests {
             tcp_flags: TcpFlags::SYN,
         };
         assert_eq!(
-            h.t.resolve_in(&mut h.core, &p, 0, |_, _| None),
+            h.t.resolve_in(&mut h.core, &p, 0, None),
             Err(Refuse::NoLocalAddr)
         );
         assert_eq!(h.t.stats().no_local_addr, 1);
@@ -679,9 +804,9 @@ mod tests {
             fwmark: 1,
             tcp_flags: TcpFlags::SYN,
         };
-        let x = h.t.resolve_in(&mut h.core, &p, 0, |_, _| None).unwrap();
+        let x = h.t.resolve_in(&mut h.core, &p, 0, None).unwrap().id;
         p.flow.dport = 80;
-        let y = h.t.resolve_in(&mut h.core, &p, 0, |_, _| None).unwrap();
+        let y = h.t.resolve_in(&mut h.core, &p, 0, None).unwrap().id;
         assert_eq!(h.t.dest_of(x), h.t.dest_of(y));
         assert_eq!(h.t.get(y).unwrap().dport(), 80); // port 0 server: the packet's port
         let t = h.t.iter().find(|(_, s)| s.is_template()).unwrap().1;

@@ -191,7 +191,8 @@ impl ConnTable {
     }
 
     /// The hash a packet's tuple is indexed under (either direction): what
-    /// [`ConnTable::prefetch_flow`] and the `*_hashed` lookups take.
+    /// [`ConnTable::prefetch_flow`], [`ConnTable::lookup_hinted`],
+    /// [`ConnTable::lookup_out_hashed`] and [`ConnTable::schedule`] take.
     #[inline]
     pub fn flow_hash(&self, key: &FlowKey) -> u64 {
         hash_flow(self.seed, key, false)
@@ -219,8 +220,10 @@ impl ConnTable {
         Some(LookupHint(v))
     }
 
-    /// [`ConnTable::lookup_hashed`], trying first the entry [`ConnTable::prefetch_session`]
-    /// found for the tuple (the table may have changed since: the entry counts only if
+    /// The session of a packet whichever way it travels, what the established fast path
+    /// looks packets up with: `(id, false)` for a client packet (the client-side tuple
+    /// matched), `(id, true)` for a real server's reply. It tries first the entry
+    /// [`ConnTable::prefetch_session`] found for the tuple (`hint`) (the table may have changed since: the entry counts only if
     /// it is still in the index and its session's tuple is `key`), so that a hit reads
     /// the bucket once.
     #[inline(always)]
@@ -251,7 +254,7 @@ impl ConnTable {
 
     /// [`ConnTable::lookup_in`] with the tuple's [`ConnTable::flow_hash`] known.
     #[inline]
-    pub fn lookup_in_hashed(&self, hash: u64, key: &FlowKey) -> Option<ConnId> {
+    pub(super) fn lookup_in_hashed(&self, hash: u64, key: &FlowKey) -> Option<ConnId> {
         self.find_entry(hash, |v| v & OUT == 0 && self.in_match(v, key))
             .map(ConnId)
     }
@@ -282,11 +285,9 @@ impl ConnTable {
             .map(|v| ConnId(v & !OUT))
     }
 
-    /// The session of a packet whichever way it travels: `(id, false)` for a client packet
-    /// (the client-side tuple matched), `(id, true)` for a real server's reply. One index
-    /// walk; what the established fast path looks packets up with.
+    /// [`ConnTable::lookup_hinted`] without a hint: one index walk.
     #[inline]
-    pub fn lookup_hashed(&self, hash: u64, key: &FlowKey) -> Option<(ConnId, bool)> {
+    fn lookup_hashed(&self, hash: u64, key: &FlowKey) -> Option<(ConnId, bool)> {
         self.find_entry(hash, |v| self.entry_match(v, key))
             .map(|v| (ConnId(v & !OUT), v & OUT != 0))
     }
@@ -302,7 +303,7 @@ impl ConnTable {
     }
 
     /// Whether a client packet without SYN may go on in session `id` as it is: its real
-    /// server is still available (or it has none). Otherwise [`ConnTable::resolve_in`]
+    /// server is still available (or it has none). Otherwise [`ConnTable::schedule`]
     /// refuses or expires it.
     #[inline]
     pub fn dest_usable(&self, id: ConnId) -> bool {
@@ -312,7 +313,7 @@ impl ConnTable {
     }
 
     /// The persistence template for a template key.
-    pub fn lookup_template(&self, key: &FlowKey) -> Option<ConnId> {
+    pub(super) fn lookup_template(&self, key: &FlowKey) -> Option<ConnId> {
         let h = hash_flow(self.seed, key, true);
         let slab = &self.slab;
         self.find_entry(h, |v| {

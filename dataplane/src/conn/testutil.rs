@@ -80,9 +80,8 @@ impl H {
             fwmark: 0,
             tcp_flags: fl,
         };
-        let id = self.t.resolve_in(&mut self.core, &p, now, |_, _| {
-            Some((Addr::v4(172, 16, 0, 1), 40000))
-        })?;
+        let lip = Some((Addr::v4(172, 16, 0, 1), 40000));
+        let id = self.t.resolve_in(&mut self.core, &p, now, lip)?.id;
         self.t.state_transition(id, Direction::Input, fl, now);
         Ok(id)
     }
