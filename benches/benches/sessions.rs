@@ -14,12 +14,12 @@ use rvs_dataplane::conn::{
 use rvs_dataplane::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use rvs_dataplane::sched::CoreSched;
 use rvs_dataplane::service::{
-    DestConfig, SchedKind, ServiceConfig, ServiceKey, ServiceTable, Snapshot,
+    DestConfig, SchedKind, ServiceConfig, ServiceKey, ServiceSet, ServiceTable,
 };
 
 const VIP: Addr = Addr::v4(192, 168, 1, 100);
 
-fn snapshot(sched: SchedKind) -> Arc<Snapshot> {
+fn snapshot(sched: SchedKind) -> Arc<ServiceSet> {
     let mut st = ServiceTable::new();
     let key = ServiceKey::Addr {
         proto: Proto::Tcp,

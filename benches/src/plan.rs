@@ -10,7 +10,7 @@ use rvs_dataplane::flow::{Addr, FwdMethod, Proto};
 use rvs_dataplane::laddr::{owner_of_port, DEFAULT_PORT_RANGE};
 use rvs_dataplane::pipeline::owner_of_client;
 use rvs_dataplane::service::{
-    ConfigError, DestConfig, SchedKind, ServiceConfig, ServiceKey, ServiceTable, Snapshot,
+    DestConfig, SchedKind, ServiceConfig, ServiceError, ServiceKey, ServiceSet, ServiceTable,
 };
 
 use crate::capture::{Flow, L4};
@@ -156,7 +156,7 @@ pub fn service_key(l4: L4) -> ServiceKey {
 /// What [`rvs_dataplane::engine::Engine::publish`] takes.
 pub struct Published {
     /// The services snapshot.
-    pub services: Arc<Snapshot>,
+    pub services: Arc<ServiceSet>,
     /// VIPs.
     pub vips: Vec<Ipv4Addr>,
     /// FULLNAT LIP pools.
@@ -165,7 +165,7 @@ pub struct Published {
 
 /// Builds the service (rr over [`REAL_SERVERS`] servers) with [`ServiceTable`], as
 /// `control/src/dpdk_backend.rs` does from an IPVS table, plus `lips` LIPs in FULLNAT.
-pub fn services(mode: Mode, l4: L4, lips: u32) -> Result<Published, ConfigError> {
+pub fn services(mode: Mode, l4: L4, lips: u32) -> Result<Published, ServiceError> {
     let key = service_key(l4);
     let mut table = ServiceTable::new();
     table.add_service(ServiceConfig::new(key, SchedKind::Rr))?;

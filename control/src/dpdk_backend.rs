@@ -238,7 +238,7 @@ impl DpdkBackend {
     }
 
     fn sync_services(&mut self, table: &IpvsTable) -> Result<(), BackendError> {
-        let err = |e: dp::ConfigError| BackendError(e.to_string());
+        let err = |e: dp::ServiceError| BackendError(e.to_string());
         let wanted: Vec<dp::ServiceKey> =
             table.services.iter().map(|s| dp_key(&s.conf.key)).collect();
         let stale: Vec<dp::ServiceKey> = self

@@ -35,7 +35,7 @@ use crate::pipeline::{
 };
 use crate::route::{Route, RouteTable};
 use crate::service::{self, DestId, ServiceKey};
-use crate::sync::net::{self as sync_net, NetConfig as SyncNetConfig, Stats as SyncStats};
+use crate::sync::net::{self as sync_net, Stats as SyncStats, SyncNetConfig};
 use crate::wire::ChecksumMode;
 
 /// A port of the director.
@@ -419,7 +419,7 @@ impl Engine {
     /// LIP pools. Workers adopt it between bursts.
     pub fn publish(
         &mut self,
-        services: Arc<service::Snapshot>,
+        services: Arc<service::ServiceSet>,
         vips: &[Ipv4Addr],
         laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
     ) {

@@ -109,7 +109,7 @@ pub struct Snapshot {
     /// Generation (increasing).
     pub generation: u64,
     /// Services and real servers.
-    pub services: Arc<service::Snapshot>,
+    pub services: Arc<service::ServiceSet>,
     /// Ports, addresses, routes, LIP pools.
     pub net: Arc<NetConfig>,
 }

@@ -1,7 +1,7 @@
 //! Virtual services and real servers: the immutable snapshot the workers read.
 //!
 //! The control plane edits a [`ServiceTable`] (the `ipvsadm -A/-E/-D/-a/-e/-d/-C` operations,
-//! with the kernel's checks and error cases) and publishes an [`Snapshot`] with
+//! with the kernel's checks and error cases) and publishes a [`ServiceSet`] with
 //! [`ServiceTable::snapshot`]. A snapshot is immutable and shared between the workers behind
 //! an `Arc`; a worker adopts a new one between bursts (see `conn::ConnTable::adopt`).
 //!
@@ -15,7 +15,7 @@
 //! server is put at the **head** of its service's list, so [`Service::dests`] is newest-first
 //! and schedulers iterate it in that order.
 //!
-//! Lookup of the service for a packet ([`Snapshot::find`]) is O(1) and follows
+//! Lookup of the service for a packet ([`ServiceSet::find`]) is O(1) and follows
 //! `ip_vs_service_find`: firewall mark first, then `<proto, vip, vport>`, then `<proto, vip, 0>`.
 
 use std::sync::Arc;
@@ -136,7 +136,7 @@ pub struct ServiceId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DestId(pub u32);
 
-/// Index of a service inside one [`Snapshot`] (valid for that snapshot only).
+/// Index of a service inside one [`ServiceSet`] (valid for that snapshot only).
 pub type SvcIdx = u32;
 
 /// How a virtual service is addressed.
@@ -234,7 +234,7 @@ impl Service {
 
 /// An immutable view of all services, built by the control plane and shared by the workers.
 #[derive(Debug, Default)]
-pub struct Snapshot {
+pub struct ServiceSet {
     generation: u64,
     services: Vec<Service>,
     by_addr: HashMap<(Proto, Addr, u16), SvcIdx>,
@@ -242,9 +242,9 @@ pub struct Snapshot {
     dest_loc: HashMap<DestId, (SvcIdx, u32)>,
 }
 
-impl Snapshot {
+impl ServiceSet {
     /// Builds a snapshot from a list of services (normally done by [`ServiceTable::snapshot`]).
-    pub fn new(generation: u64, services: Vec<Service>) -> Snapshot {
+    pub fn new(generation: u64, services: Vec<Service>) -> ServiceSet {
         let mut by_addr = HashMap::with_capacity(services.len());
         let mut by_mark = HashMap::new();
         let mut dest_loc = HashMap::new();
@@ -262,7 +262,7 @@ impl Snapshot {
                 dest_loc.insert(d.id, (i, p as u32));
             }
         }
-        Snapshot {
+        ServiceSet {
             generation,
             services,
             by_addr,
@@ -312,7 +312,7 @@ impl Snapshot {
 
 /// Errors of service edits (the kernel's answers, as `ipvs_strerror` words them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub enum ServiceError {
     /// `-A` of an existing service.
     #[error("Service already exists")]
     ServiceExists,
@@ -445,9 +445,9 @@ impl ServiceTable {
     }
 
     /// `-A`.
-    pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<ServiceId, ConfigError> {
+    pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<ServiceId, ServiceError> {
         if self.find(&cfg.key).is_some() {
-            return Err(ConfigError::ServiceExists);
+            return Err(ServiceError::ServiceExists);
         }
         let id = ServiceId(self.next_svc);
         self.next_svc = self.next_svc.wrapping_add(1);
@@ -464,8 +464,8 @@ impl ServiceTable {
     }
 
     /// `-E`: scheduler, flags, persistence; the real servers stay.
-    pub fn edit_service(&mut self, cfg: ServiceConfig) -> Result<(), ConfigError> {
-        let i = self.find(&cfg.key).ok_or(ConfigError::NoSuchService)?;
+    pub fn edit_service(&mut self, cfg: ServiceConfig) -> Result<(), ServiceError> {
+        let i = self.find(&cfg.key).ok_or(ServiceError::NoSuchService)?;
         let s = &mut self.services[i];
         s.sched = cfg.sched;
         s.flags = cfg.flags;
@@ -475,8 +475,8 @@ impl ServiceTable {
     }
 
     /// `-D`.
-    pub fn del_service(&mut self, key: &ServiceKey) -> Result<(), ConfigError> {
-        let i = self.find(key).ok_or(ConfigError::NoSuchService)?;
+    pub fn del_service(&mut self, key: &ServiceKey) -> Result<(), ServiceError> {
+        let i = self.find(key).ok_or(ServiceError::NoSuchService)?;
         self.services.remove(i);
         Ok(())
     }
@@ -486,23 +486,23 @@ impl ServiceTable {
         self.services.clear();
     }
 
-    fn check(cfg: &DestConfig) -> Result<(), ConfigError> {
+    fn check(cfg: &DestConfig) -> Result<(), ServiceError> {
         if cfg.weight > 65535 || cfg.l_threshold > cfg.u_threshold {
-            return Err(ConfigError::Range);
+            return Err(ServiceError::Range);
         }
         Ok(())
     }
 
     /// `-a`: the new real server goes to the head of the list.
-    pub fn add_dest(&mut self, key: &ServiceKey, cfg: DestConfig) -> Result<DestId, ConfigError> {
+    pub fn add_dest(&mut self, key: &ServiceKey, cfg: DestConfig) -> Result<DestId, ServiceError> {
         Self::check(&cfg)?;
-        let i = self.find(key).ok_or(ConfigError::ServiceNotDefined)?;
+        let i = self.find(key).ok_or(ServiceError::ServiceNotDefined)?;
         if self.services[i]
             .dests
             .iter()
             .any(|d| d.addr == cfg.addr && d.port == cfg.port)
         {
-            return Err(ConfigError::DestExists);
+            return Err(ServiceError::DestExists);
         }
         let (id, last) = match self.retired.remove(&(*key, cfg.addr, cfg.port)) {
             Some(v) => v,
@@ -530,14 +530,14 @@ impl ServiceTable {
     }
 
     /// `-e`: weight, thresholds, forwarding method; the position in the list is kept.
-    pub fn edit_dest(&mut self, key: &ServiceKey, cfg: DestConfig) -> Result<(), ConfigError> {
+    pub fn edit_dest(&mut self, key: &ServiceKey, cfg: DestConfig) -> Result<(), ServiceError> {
         Self::check(&cfg)?;
-        let i = self.find(key).ok_or(ConfigError::ServiceNotDefined)?;
+        let i = self.find(key).ok_or(ServiceError::ServiceNotDefined)?;
         let d = self.services[i]
             .dests
             .iter_mut()
             .find(|d| d.addr == cfg.addr && d.port == cfg.port)
-            .ok_or(ConfigError::NoSuchDest)?;
+            .ok_or(ServiceError::NoSuchDest)?;
         d.fwd = cfg.fwd;
         d.weight = cfg.weight;
         if cfg.weight > 0 {
@@ -549,13 +549,18 @@ impl ServiceTable {
     }
 
     /// `-d`.
-    pub fn del_dest(&mut self, key: &ServiceKey, addr: Addr, port: u16) -> Result<(), ConfigError> {
-        let i = self.find(key).ok_or(ConfigError::ServiceNotDefined)?;
+    pub fn del_dest(
+        &mut self,
+        key: &ServiceKey,
+        addr: Addr,
+        port: u16,
+    ) -> Result<(), ServiceError> {
+        let i = self.find(key).ok_or(ServiceError::ServiceNotDefined)?;
         let dests = &mut self.services[i].dests;
         let p = dests
             .iter()
             .position(|d| d.addr == addr && d.port == port)
-            .ok_or(ConfigError::NoSuchDest)?;
+            .ok_or(ServiceError::NoSuchDest)?;
         let d = dests.remove(p);
         self.retired
             .insert((*key, addr, port), (d.id, d.last_weight));
@@ -568,9 +573,9 @@ impl ServiceTable {
     }
 
     /// Publishes the current configuration as a new immutable snapshot.
-    pub fn snapshot(&mut self) -> Arc<Snapshot> {
+    pub fn snapshot(&mut self) -> Arc<ServiceSet> {
         self.generation += 1;
-        Arc::new(Snapshot::new(self.generation, self.services.clone()))
+        Arc::new(ServiceSet::new(self.generation, self.services.clone()))
     }
 }
 
@@ -633,7 +638,7 @@ mod tests {
                 &k,
                 DestConfig::new(Addr::v4(10, 1, 1, 2), 80, FwdMethod::Masq)
             ),
-            Err(ConfigError::DestExists)
+            Err(ServiceError::DestExists)
         );
         let ids: Vec<DestId> = t.services()[0].dests.iter().map(|d| d.id).collect();
         assert_eq!(ids, vec![b, a]);
@@ -657,15 +662,15 @@ mod tests {
                 &k,
                 DestConfig::new(Addr::v4(10, 1, 1, 9), 80, FwdMethod::Masq).thresholds(5, 6)
             ),
-            Err(ConfigError::Range)
+            Err(ServiceError::Range)
         );
         assert_eq!(
             t.del_dest(&k, Addr::v4(10, 9, 9, 9), 80),
-            Err(ConfigError::NoSuchDest)
+            Err(ServiceError::NoSuchDest)
         );
         assert_eq!(
             t.add_service(ServiceConfig::new(k, SchedKind::Rr)),
-            Err(ConfigError::ServiceExists)
+            Err(ServiceError::ServiceExists)
         );
         let s = t.snapshot();
         assert_eq!(s.dest_location(a), Some((0, 0)));

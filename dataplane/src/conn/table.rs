@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::flow::{FlowKey, Proto};
 use crate::sched::{CoreSched, DestRt, DestSlot, DestTable, NO_SLOT};
-use crate::service::{DestId, Snapshot};
+use crate::service::{DestId, ServiceSet};
 
 use super::alloc::{SlabVec, TableAlloc};
 use super::index::{Index, OUT};
@@ -185,7 +185,7 @@ impl ConnTable {
 
     /// Adopts a new configuration snapshot: syncs the per-core server counters, then the
     /// scheduler state (see `crate::sched` for what is carried over). Call between bursts.
-    pub fn adopt(&mut self, core: &mut CoreSched, snap: Arc<Snapshot>) {
+    pub fn adopt(&mut self, core: &mut CoreSched, snap: Arc<ServiceSet>) {
         self.dests.sync(&snap);
         core.adopt(&self.dests, snap);
     }

@@ -8,7 +8,7 @@
 //! packet with ICMP port-unreachable).
 //!
 //! # Per-core state and snapshot adoption
-//! The snapshot ([`crate::service::Snapshot`]) is immutable and shared. Everything a worker
+//! The snapshot ([`crate::service::ServiceSet`]) is immutable and shared. Everything a worker
 //! mutates is per core and keyed by the stable ids of the snapshot:
 //! - [`DestTable`]: one [`DestRt`] per real server id: ActiveConn/InActConn/PersistConn,
 //!   the overload flag, and availability. It is owned by the core's session table, because the
@@ -37,7 +37,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::flow::{Addr, FlowKey};
-use crate::service::{DestId, RealServer, SchedKind, Service, ServiceId, Snapshot};
+use crate::service::{DestId, RealServer, SchedKind, Service, ServiceId, ServiceSet};
 
 pub mod dh;
 pub mod fo;
@@ -178,7 +178,7 @@ impl DestTable {
     }
 
     /// Brings the table in line with a snapshot (see the module docs).
-    pub fn sync(&mut self, snap: &Snapshot) {
+    pub fn sync(&mut self, snap: &ServiceSet) {
         self.stamp += 1;
         let stamp = self.stamp;
         for d in snap.services().iter().flat_map(|s| s.dests.iter()) {
@@ -460,7 +460,7 @@ impl SvcSched {
 /// All per-core scheduling state, aligned with the adopted snapshot's services.
 #[derive(Debug, Default)]
 pub struct CoreSched {
-    snap: Option<Arc<Snapshot>>,
+    snap: Option<Arc<ServiceSet>>,
     svcs: Vec<SvcSched>,
     seed: u64,
 }
@@ -476,12 +476,12 @@ impl CoreSched {
     }
 
     /// The adopted snapshot.
-    pub fn snapshot(&self) -> Option<&Arc<Snapshot>> {
+    pub fn snapshot(&self) -> Option<&Arc<ServiceSet>> {
         self.snap.as_ref()
     }
 
     /// The adopted snapshot and the per-service states, borrowed together.
-    pub fn parts(&mut self) -> Option<(&Snapshot, &mut [SvcSched])> {
+    pub fn parts(&mut self) -> Option<(&ServiceSet, &mut [SvcSched])> {
         let snap = self.snap.as_deref()?;
         Some((snap, &mut self.svcs))
     }
@@ -492,7 +492,7 @@ impl CoreSched {
     }
 
     /// Adopts `snap` (see the module docs); `dests` must already be synced to it.
-    pub fn adopt(&mut self, dests: &DestTable, snap: Arc<Snapshot>) {
+    pub fn adopt(&mut self, dests: &DestTable, snap: Arc<ServiceSet>) {
         let mut old: HashMap<ServiceId, (SvcSched, usize)> = HashMap::new();
         let old_snap = self.snap.take();
         for (i, s) in self.svcs.drain(..).enumerate() {

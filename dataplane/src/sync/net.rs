@@ -23,7 +23,7 @@ pub const IDLE_SLEEP: Duration = Duration::from_millis(20);
 
 /// Where and how a sync daemon talks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NetConfig {
+pub struct SyncNetConfig {
     /// Sync id: written by the master; the backup drops other ids unless it is 0.
     pub syncid: u8,
     /// Maximum message length (`--sync-maxlen`).
@@ -40,9 +40,9 @@ pub struct NetConfig {
     pub peer: Option<Ipv4Addr>,
 }
 
-impl Default for NetConfig {
+impl Default for SyncNetConfig {
     fn default() -> Self {
-        NetConfig {
+        SyncNetConfig {
             syncid: 0,
             maxlen: super::DEFAULT_MAXLEN,
             group: super::DEFAULT_GROUP,
@@ -96,7 +96,7 @@ impl Stats {
 }
 
 /// The master's socket and where it sends.
-pub fn master_socket(cfg: &NetConfig) -> io::Result<(UdpSocket, SocketAddr)> {
+pub fn master_socket(cfg: &SyncNetConfig) -> io::Result<(UdpSocket, SocketAddr)> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     let dest = match cfg.peer {
         Some(p) => SocketAddrV4::new(p, cfg.port),
@@ -115,7 +115,7 @@ pub fn master_socket(cfg: &NetConfig) -> io::Result<(UdpSocket, SocketAddr)> {
 }
 
 /// The backup's socket: bound to the port, member of the group on the interface.
-pub fn backup_socket(cfg: &NetConfig) -> io::Result<UdpSocket> {
+pub fn backup_socket(cfg: &SyncNetConfig) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, cfg.port).into())?;
@@ -132,7 +132,7 @@ pub fn backup_socket(cfg: &NetConfig) -> io::Result<UdpSocket> {
 pub fn run_master(
     sock: &UdpSocket,
     dest: SocketAddr,
-    cfg: &NetConfig,
+    cfg: &SyncNetConfig,
     queues: &[ArrayQueue<SyncConn>],
     stop: &AtomicBool,
     stats: &Stats,
@@ -189,7 +189,7 @@ pub fn run_master(
 /// `deliver` (which returns false when the owner's queue is full), until `stop`.
 pub fn run_backup(
     sock: &UdpSocket,
-    cfg: &NetConfig,
+    cfg: &SyncNetConfig,
     stop: &AtomicBool,
     stats: &Stats,
     mut deliver: impl FnMut(SyncConn) -> bool,
@@ -300,12 +300,12 @@ mod tests {
     #[test]
     fn master_to_backup_over_loopback() {
         let port = 20000 + (std::process::id() % 20000) as u16;
-        let cfg = NetConfig {
+        let cfg = SyncNetConfig {
             syncid: 3,
             port,
             peer: Some(Ipv4Addr::LOCALHOST),
             iface: Some(Ipv4Addr::LOCALHOST),
-            ..NetConfig::default()
+            ..SyncNetConfig::default()
         };
         let rx = backup_socket(&cfg).expect("backup socket");
         let (tx, dest) = master_socket(&cfg).expect("master socket");
