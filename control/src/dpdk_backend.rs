@@ -23,7 +23,7 @@ use crate::backend::{
     DestCounters, LaddrCounterEntry, ServiceCounters, Stats,
 };
 use crate::ipvs::{Forward, IpvsTable, Protocol, ServiceKey, SyncDaemon, SyncState, Timeouts};
-use rvs_dataplane::conn::SyncRules;
+use rvs_dataplane::conn::{SessionState, SyncRules, TcpState};
 
 /// The DPDK backend.
 pub struct DpdkBackend {
@@ -164,20 +164,23 @@ fn fwd(f: Forward) -> FwdMethod {
     }
 }
 
-fn state(name: &str) -> ConnState {
-    match name {
-        "ESTABLISHED" => ConnState::Established,
-        "SYN_SENT" => ConnState::SynSent,
-        "SYN_RECV" => ConnState::SynRecv,
-        "FIN_WAIT" => ConnState::FinWait,
-        "TIME_WAIT" => ConnState::TimeWait,
-        "CLOSE" => ConnState::Close,
-        "CLOSE_WAIT" => ConnState::CloseWait,
-        "LAST_ACK" => ConnState::LastAck,
-        "LISTEN" => ConnState::Listen,
-        "SYNACK" => ConnState::SynAck,
-        "UDP" => ConnState::Udp,
-        _ => ConnState::None,
+fn state(s: SessionState) -> ConnState {
+    match s {
+        SessionState::Tcp(t) => match t {
+            TcpState::None => ConnState::None,
+            TcpState::Established => ConnState::Established,
+            TcpState::SynSent => ConnState::SynSent,
+            TcpState::SynRecv => ConnState::SynRecv,
+            TcpState::FinWait => ConnState::FinWait,
+            TcpState::TimeWait => ConnState::TimeWait,
+            TcpState::Close => ConnState::Close,
+            TcpState::CloseWait => ConnState::CloseWait,
+            TcpState::LastAck => ConnState::LastAck,
+            TcpState::Listen => ConnState::Listen,
+            TcpState::SynAck => ConnState::SynAck,
+        },
+        SessionState::Udp => ConnState::Udp,
+        SessionState::Template { .. } | SessionState::Other => ConnState::None,
     }
 }
 

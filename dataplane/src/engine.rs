@@ -21,7 +21,7 @@ use std::time::Duration;
 use crossbeam::channel::{bounded, Sender};
 use crossbeam::queue::ArrayQueue;
 
-use crate::conn::{ConnConfig, ConnEntry};
+use crate::conn::{ConnConfig, ConnListing};
 use crate::conn::{SyncConn, SyncRules};
 use crate::dpdk::{
     self, lcore, Eal, LcoreId, Mbuf, MbufBatch, Mempool, Port, PortConf, QueueId, Ring, RING_SP_SC,
@@ -113,7 +113,7 @@ pub struct WorkerReport {
 
 enum Command {
     Report(Sender<WorkerReport>),
-    Connections(Sender<Vec<ConnEntry>>),
+    Connections(Sender<Vec<ConnListing>>),
     SetTimeouts(u32, u32, u32),
     SyncMaster(Option<SyncRules>),
     SyncCounters(Sender<SyncCounters>),
@@ -473,7 +473,7 @@ impl Engine {
     }
 
     /// Every session of every worker (`ipvsadm -Lnc`).
-    pub fn connections(&self) -> Vec<ConnEntry> {
+    pub fn connections(&self) -> Vec<ConnListing> {
         self.ask(Command::Connections)
             .into_iter()
             .flatten()

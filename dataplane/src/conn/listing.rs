@@ -1,20 +1,23 @@
 //! The rows of `ipvsadm -Lnc`.
 
-use crate::flow::{endpoint, Addr, Proto};
+#[cfg(test)]
+use crate::flow::endpoint;
+use crate::flow::{Addr, Proto};
 
 use super::session::Session;
+use super::state::SessionState;
 use super::table::ConnTable;
 use super::ConnId;
 
 /// One row of `ipvsadm -Lnc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnEntry {
+pub struct ConnListing {
     /// Protocol (`IP` for fwmark templates).
     pub proto: Proto,
     /// Seconds until expiry.
     pub expire_secs: u64,
-    /// State name.
-    pub state: &'static str,
+    /// State (its `name()` is what `ipvsadm -Lnc` prints).
+    pub state: SessionState,
     /// Source (client) address and port.
     pub caddr: Addr,
     /// Client port.
@@ -35,7 +38,8 @@ pub struct ConnEntry {
     pub flags: u16,
 }
 
-impl ConnEntry {
+#[cfg(test)]
+impl ConnListing {
     /// The row as `ipvsadm -Lnc` prints it: `"%-3s %-6s %-11s %-18s %-18s %s"`, expire
     /// `%02d:%02d`.
     pub fn format_row(&self) -> String {
@@ -44,7 +48,7 @@ impl ConnEntry {
             "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
             self.proto.name(),
             exp,
-            self.state,
+            self.state.name(),
             endpoint(&self.caddr, self.cport),
             endpoint(&self.vaddr, self.vport),
             endpoint(&self.daddr, self.dport)
@@ -63,11 +67,11 @@ impl ConnTable {
     }
 
     /// The rows of `ipvsadm -Lnc`.
-    pub fn list(&self, now_ms: u64) -> impl Iterator<Item = ConnEntry> + '_ {
-        self.iter().map(move |(_, s)| ConnEntry {
+    pub fn list(&self, now_ms: u64) -> impl Iterator<Item = ConnListing> + '_ {
+        self.iter().map(move |(_, s)| ConnListing {
             proto: s.proto,
             expire_secs: self.expires_in_secs(s, now_ms),
-            state: s.state_name(),
+            state: s.session_state(),
             caddr: s.caddr(),
             cport: s.cport,
             vaddr: s.vaddr(),

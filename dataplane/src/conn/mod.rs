@@ -53,12 +53,12 @@ mod testutil;
 mod transition;
 mod wheel;
 
-pub use listing::ConnEntry;
+pub use listing::ConnListing;
 pub use replica::{SyncConn, SyncRefuse, SyncRules};
 pub use schedule::{NewSession, Resolved, Scheduled};
 pub use session::Session;
 pub(crate) use session::{CADDR, DADDR, LADDR, VADDR};
-pub use state::{Direction, TcpState, Timeouts};
+pub use state::{Direction, SessionState, TcpState, Timeouts};
 pub use table::{memory_per_session, table_bytes, ConnTable, LookupHint};
 pub use transition::Transition;
 
@@ -68,6 +68,8 @@ use crate::flow::{FlowKey, TcpFlags};
 pub mod flags {
     /// Forwarding method mask.
     pub const FWD_MASK: u16 = 0x0007;
+    /// TCP sequence adjustments present, in and out (`IP_VS_CONN_F_SEQ_MASK`).
+    pub const SEQ_MASK: u16 = 0x0600;
     /// Created by the sync daemon.
     pub const SYNC: u16 = 0x0020;
     /// In the client-side index.

@@ -20,10 +20,10 @@
 //! announced end time in seconds (low 2 bits: retries), as the kernel's `sync_endtime`.
 
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto};
-use crate::sched::{CoreSched, NO_SLOT};
+use crate::sched::{CoreSched, DestSlot, NO_SLOT};
 
 use super::session::{split_addrs, Session, NIL};
-use super::state::{TcpState, TCP_STATES};
+use super::state::{TcpState, SYNCED_TEMPLATE_TIMEOUT, TCP_STATES, TEMPLATE_ASSURED};
 use super::table::{ConnTable, VACANT};
 use super::wheel::DYING;
 use super::{flags, ConnId};
@@ -95,7 +95,7 @@ pub fn conn_needed(
         force = false;
     } else if r.persist_mode && c.persistent {
         return false;
-    } else if c.protocol == 6 {
+    } else if c.protocol == Proto::Tcp as u8 {
         let st = TcpState::from_u8(c.state);
         if !matches!(
             st,
@@ -294,7 +294,7 @@ impl ConnTable {
         const MASK: u32 = (flags::FWD_MASK
             | flags::NOOUTPUT
             | flags::INACTIVE
-            | 0x0600
+            | flags::SEQ_MASK
             | flags::NO_CPORT
             | flags::TEMPLATE) as u32;
         let proto = Proto::from_number(c.protocol).ok_or(SyncRefuse::Protocol)?;
@@ -302,7 +302,7 @@ impl ConnTable {
         let template = fl & flags::TEMPLATE != 0;
         let mut state = c.state;
         if template {
-            state = state.min(1);
+            state = state.min(u16::from(TEMPLATE_ASSURED));
         } else {
             match proto {
                 Proto::Ip => return Err(SyncRefuse::Protocol),
@@ -315,7 +315,7 @@ impl ConnTable {
         let timeout = if c.timeout > 0 {
             c.timeout
         } else if template {
-            180
+            SYNCED_TEMPLATE_TIMEOUT
         } else if proto == Proto::Tcp {
             self.cfg.timeouts.tcp(TcpState::from_u8(state))
         } else {
@@ -337,22 +337,13 @@ impl ConnTable {
             let i = id.0;
             let s = &self.slab[i as usize];
             if s.daddr() == c.daddr && s.dport == c.dport {
-                let upd = flags::INACTIVE | 0x0600;
-                let was_inactive = s.flags & flags::INACTIVE != 0;
-                let now_inactive = fl & flags::INACTIVE != 0;
-                if !template && s.dest != NO_SLOT && was_inactive != now_inactive {
-                    self.dests.set_active(s.dest, !now_inactive);
-                }
-                let s = &mut self.slab[i as usize];
-                s.flags = (s.flags & !upd) | (fl & upd);
-                s.state = state;
-                s.sync_old = state;
-                s.timeout = timeout;
-                s.in_pkts = threshold;
-                if s.wheel_at != DYING {
-                    self.arm(i, now_ms);
-                }
-                self.stats.sync_updated += 1;
+                let synced = Synced {
+                    flags: fl,
+                    state,
+                    timeout,
+                    threshold,
+                };
+                self.update_synced(i, template, synced, now_ms);
                 return Ok((id, false));
             }
             self.expire_now(id);
@@ -362,25 +353,7 @@ impl ConnTable {
             return Err(SyncRefuse::TableFull);
         }
         // The local real server, if the local configuration has it.
-        let mut slot = NO_SLOT;
-        if let Some((snap, _)) = core.parts() {
-            let found = snap.find(proto, c.vaddr, c.vport, c.fwmark).and_then(|si| {
-                let svc = snap.service(si)?;
-                let pos = svc
-                    .dests
-                    .iter()
-                    .position(|d| d.addr == c.daddr && d.port == c.dport)?;
-                Some((si, pos, svc.dests[pos].fwd))
-            });
-            if let Some((si, pos, fwd)) = found {
-                slot = core.slot(si as usize, pos);
-                fl &= !(flags::FWD_MASK | flags::NOOUTPUT);
-                fl |= fwd as u16;
-                if !fwd.replies_via_director() {
-                    fl |= flags::NOOUTPUT;
-                }
-            }
-        }
+        let slot = local_binding(core, proto, c, &mut fl);
         let fwd = FwdMethod::from_flags(fl);
         let (laddr, lport) = if fwd == FwdMethod::FullNat && !template {
             let (a, p) = c.local.ok_or(SyncRefuse::NoLocalAddr)?;
@@ -425,6 +398,61 @@ impl ConnTable {
         self.stats.synced += 1;
         Ok((ConnId(i), true))
     }
+
+    /// An existing entry takes a synced record's `INACTIVE|SEQ` flags, state and timeout
+    /// (ActiveConn/InActConn follow), `in_pkts` = threshold, and its expiry is re-armed.
+    fn update_synced(&mut self, i: u32, template: bool, r: Synced, now_ms: u64) {
+        let upd = flags::INACTIVE | flags::SEQ_MASK;
+        let s = &self.slab[i as usize];
+        let was_inactive = s.flags & flags::INACTIVE != 0;
+        let now_inactive = r.flags & flags::INACTIVE != 0;
+        if !template && s.dest != NO_SLOT && was_inactive != now_inactive {
+            self.dests.set_active(s.dest, !now_inactive);
+        }
+        let s = &mut self.slab[i as usize];
+        s.flags = (s.flags & !upd) | (r.flags & upd);
+        s.state = r.state;
+        s.sync_old = r.state;
+        s.timeout = r.timeout;
+        s.in_pkts = r.threshold;
+        if s.wheel_at != DYING {
+            self.arm(i, now_ms);
+        }
+        self.stats.sync_updated += 1;
+    }
+}
+
+/// What a synced record sets in an existing entry.
+struct Synced {
+    flags: u16,
+    state: u8,
+    timeout: u32,
+    threshold: u32,
+}
+
+/// The slot of the local real server matching a synced record (the local service's, same
+/// address and port), with `fl` taking its forwarding method; `NO_SLOT` without one.
+fn local_binding(core: &mut CoreSched, proto: Proto, c: &SyncConn, fl: &mut u16) -> DestSlot {
+    let Some((snap, _)) = core.parts() else {
+        return NO_SLOT;
+    };
+    let found = snap.find(proto, c.vaddr, c.vport, c.fwmark).and_then(|si| {
+        let svc = snap.service(si)?;
+        let pos = svc
+            .dests
+            .iter()
+            .position(|d| d.addr == c.daddr && d.port == c.dport)?;
+        Some((si, pos, svc.dests[pos].fwd))
+    });
+    let Some((si, pos, fwd)) = found else {
+        return NO_SLOT;
+    };
+    *fl &= !(flags::FWD_MASK | flags::NOOUTPUT);
+    *fl |= fwd as u16;
+    if !fwd.replies_via_director() {
+        *fl |= flags::NOOUTPUT;
+    }
+    core.slot(si as usize, pos)
 }
 
 /// Why a synced session was not installed on the standby.

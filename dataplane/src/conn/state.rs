@@ -89,6 +89,34 @@ impl TcpState {
     }
 }
 
+/// A session's state as `ipvsadm -Lc` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// A TCP session in this state.
+    Tcp(TcpState),
+    /// A UDP session (`UDP`).
+    Udp,
+    /// A persistence template: `NONE`, or `ASSURED` once its state is 1.
+    Template {
+        /// The template's state is 1 (`ASSURED`).
+        assured: bool,
+    },
+    /// A session of another protocol (`NONE`).
+    Other,
+}
+
+impl SessionState {
+    /// The name `ipvsadm -Lc` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionState::Tcp(t) => t.name(),
+            SessionState::Udp => "UDP",
+            SessionState::Template { assured: true } => "ASSURED",
+            SessionState::Template { assured: false } | SessionState::Other => "NONE",
+        }
+    }
+}
+
 /// Direction of a packet relative to a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -175,6 +203,10 @@ pub struct Timeouts {
 pub const NEW_CONN_TIMEOUT: u32 = 3;
 /// Retry period of a template that still controls sessions when it expires.
 pub const TEMPLATE_RETRY: u32 = 60;
+/// The state of an assured persistence template (templates are in state 0 or this one).
+pub const TEMPLATE_ASSURED: u8 = 1;
+/// Timeout of a synced template whose message carries none (v0), seconds.
+pub const SYNCED_TEMPLATE_TIMEOUT: u32 = 180;
 
 impl Default for Timeouts {
     fn default() -> Timeouts {
