@@ -187,6 +187,9 @@ pub struct FlowKey {
     pub dport: u16,
 }
 
+/// The forwarding-method bits of IPVS conn flags (`IP_VS_CONN_F_FWD_MASK`).
+const FWD_MASK: u16 = 0x0007;
+
 /// Forwarding method of a real server (the kernel's `IP_VS_CONN_F_FWD_MASK` values; FullNat
 /// uses DPVS's value 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -219,7 +222,7 @@ impl FwdMethod {
 
     /// The method for the low 3 bits of IPVS conn flags.
     pub fn from_flags(flags: u16) -> FwdMethod {
-        match flags & 0x7 {
+        match flags & FWD_MASK {
             0 => FwdMethod::Masq,
             1 => FwdMethod::Local,
             2 => FwdMethod::Tunnel,

@@ -128,6 +128,9 @@ pub mod svc_flags {
 /// The persistence timeout `-p` uses when no value is given (`IP_VS_SVC_PERSISTENT_TIMEOUT`).
 pub const DEFAULT_PERSIST_TIMEOUT: u32 = 360;
 
+/// The largest weight of a real server (`-w`).
+pub const MAX_WEIGHT: u32 = 65535;
+
 /// Stable identity of a virtual service across snapshots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceId(pub u32);
@@ -487,7 +490,7 @@ impl ServiceTable {
     }
 
     fn check(cfg: &DestConfig) -> Result<(), ServiceError> {
-        if cfg.weight > 65535 || cfg.l_threshold > cfg.u_threshold {
+        if cfg.weight > MAX_WEIGHT || cfg.l_threshold > cfg.u_threshold {
             return Err(ServiceError::Range);
         }
         Ok(())

@@ -25,8 +25,14 @@ use crate::sched::{CoreSched, DestSlot, NO_SLOT};
 use super::session::{split_addrs, Session, NIL};
 use super::state::{TcpState, SYNCED_TEMPLATE_TIMEOUT, TCP_STATES, TEMPLATE_ASSURED};
 use super::table::{ConnTable, VACANT};
-use super::wheel::DYING;
+use super::wheel::{DYING, MS_PER_SEC};
 use super::{flags, ConnId};
+
+/// The least change of the announced end time, seconds, that `sync_refresh_period` lets
+/// through (the kernel's `max(timeout / 2, 10)`).
+const MIN_REFRESH_DIFF_S: u32 = 10;
+/// The low bits of `SyncMark::end` counting retries.
+const RETRY_BITS: u16 = 3;
 
 /// The sysctls that drive sending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +95,7 @@ pub fn conn_needed(
     now_s: u64,
 ) -> bool {
     let orig = mark.end;
-    let mut n = ((now_s + u64::from(c.timeout)) as u16) & !3;
+    let mut n = ((now_s + u64::from(c.timeout)) as u16) & !RETRY_BITS;
     let force;
     if c.template {
         force = false;
@@ -118,9 +124,9 @@ pub fn conn_needed(
     }
     if r.refresh_period > 0 {
         let diff = i64::from(n.wrapping_sub(orig) as i16);
-        let min_diff = i64::from((c.timeout / 2).max(10));
+        let min_diff = i64::from((c.timeout / 2).max(MIN_REFRESH_DIFF_S));
         if diff.abs() < i64::from(r.refresh_period).min(min_diff) {
-            let retries = orig & 3;
+            let retries = orig & RETRY_BITS;
             if retries >= u16::from(r.retries) {
                 return false;
             }
@@ -213,7 +219,7 @@ impl ConnTable {
         now_ms: u64,
         mut emit: impl FnMut(SyncConn),
     ) {
-        let now_s = now_ms / 1000;
+        let now_s = now_ms / MS_PER_SEC;
         let Some(s) = self.slab.get(id.0 as usize).filter(|s| s.is_live()) else {
             return;
         };

@@ -15,6 +15,9 @@ use super::state::Timeouts;
 use super::wheel::{DYING, SLOTS};
 use super::{flags, ConnConfig, ConnId, ConnStats};
 
+/// What a random hasher hashes into the table's seed when the configuration gives none.
+const SEED_SALT: u64 = 0x5eed;
+
 /// An index entry [`ConnTable::prefetch_session`] saw for a tuple: a hint for
 /// [`ConnTable::lookup_hinted`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +100,7 @@ impl ConnTable {
         let seed = if cfg.seed != 0 {
             cfg.seed
         } else {
-            RandomState::new().hash_one(0x5eed_u64) | 1
+            RandomState::new().hash_one(SEED_SALT) | 1
         };
         let mut slab = SlabVec::with_capacity_in(cap as usize, TableAlloc::default());
         // Written once here so that its pages exist before the first packet: a new session

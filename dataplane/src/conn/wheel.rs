@@ -8,6 +8,8 @@ use super::state::TEMPLATE_RETRY;
 use super::table::ConnTable;
 use super::ConnId;
 
+/// Milliseconds per second (timeouts are in seconds, the clock in milliseconds).
+pub(super) const MS_PER_SEC: u64 = 1000;
 /// Wheel resolution.
 pub(super) const TICK_MS: u64 = 100;
 pub(super) const SLOTS: usize = 1 << 14;
@@ -105,7 +107,7 @@ impl ConnTable {
         if s.wheel_at == DYING {
             return 0;
         }
-        (u64::from(s.expires) * TICK_MS).saturating_sub(now_ms) / 1000
+        (u64::from(s.expires) * TICK_MS).saturating_sub(now_ms) / MS_PER_SEC
     }
 
     /// Sets the expiry to `now + timeout`; moves the entry in the wheel only when the expiry
@@ -113,7 +115,7 @@ impl ConnTable {
     #[inline(always)]
     pub(super) fn arm(&mut self, i: u32, now_ms: u64) {
         let s = &mut self.slab[i as usize];
-        let exp = ticks_ceil(now_ms + u64::from(s.timeout) * 1000);
+        let exp = ticks_ceil(now_ms + u64::from(s.timeout) * MS_PER_SEC);
         s.expires = exp;
         // The common case (a packet of a live session pushing its expiry later) stops
         // here, without a call.
@@ -189,7 +191,7 @@ impl ConnTable {
             s.timeout = TEMPLATE_RETRY;
             let due = s.expires.min(ticks_floor(now_ms));
             let exp = due
-                .saturating_add(ticks_ceil(u64::from(TEMPLATE_RETRY) * 1000))
+                .saturating_add(ticks_ceil(u64::from(TEMPLATE_RETRY) * MS_PER_SEC))
                 .max(cur + 1);
             s.expires = exp;
             self.link(i, exp);

@@ -39,6 +39,9 @@ pub(crate) struct Gc {
     counter: u32,
 }
 
+/// Housekeeping passes one call catches up at most (after a long gap in the clock).
+const MAX_PASSES: usize = 64;
+
 /// What one housekeeping pass should do.
 pub(crate) enum GcPass {
     Nothing,
@@ -56,7 +59,7 @@ impl Gc {
             self.counter = 1;
         }
         let mut next = next;
-        while now_ms >= next && out.len() < 64 {
+        while now_ms >= next && out.len() < MAX_PASSES {
             if self.counter.is_multiple_of(COUNT_FOR_FULL_EXPIRATION) {
                 self.counter = 1;
                 out.push(GcPass::Full);

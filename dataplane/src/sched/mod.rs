@@ -55,9 +55,16 @@ pub mod twos;
 pub mod wlc;
 pub mod wrr;
 
+/// The kernel's `GOLDEN_RATIO_32` (`hash_32`'s multiplier).
+const GOLDEN_RATIO_32: u32 = 0x61C8_8647;
+/// 2^64 / phi: the step between the seeds of successive scheduler instances.
+const GOLDEN_RATIO_64: u64 = 0x9E37_79B9_7F4A_7C15;
+/// xorshift64*'s multiplier (also the seed replacing 0).
+const XORSHIFT_STAR: u64 = 0x2545_F491_4F6C_DD1D;
+
 /// The kernel's `hash_32(val, bits)`: `(val * GOLDEN_RATIO_32) >> (32 - bits)`.
 pub fn hash_32(val: u32, bits: u32) -> u32 {
-    val.wrapping_mul(0x61C8_8647) >> (32 - bits)
+    val.wrapping_mul(GOLDEN_RATIO_32) >> (32 - bits)
 }
 
 /// Greatest common divisor.
@@ -518,7 +525,7 @@ impl CoreSched {
                     s
                 }
                 _ => {
-                    self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                    self.seed = self.seed.wrapping_add(GOLDEN_RATIO_64);
                     let mut sched = build(svc.sched, self.seed);
                     sched.update(&view);
                     SvcSched {
@@ -566,11 +573,7 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator from a seed (0 is replaced by a fixed non-zero value).
     pub fn new(seed: u64) -> Rng {
-        Rng(if seed == 0 {
-            0x2545_F491_4F6C_DD1D
-        } else {
-            seed
-        })
+        Rng(if seed == 0 { XORSHIFT_STAR } else { seed })
     }
 
     /// Next 32 random bits.
@@ -580,7 +583,7 @@ impl Rng {
         x ^= x << 25;
         x ^= x >> 27;
         self.0 = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+        (x.wrapping_mul(XORSHIFT_STAR) >> 32) as u32
     }
 }
 

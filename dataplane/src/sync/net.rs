@@ -21,6 +21,17 @@ pub const PARTIAL_FLUSH: Duration = Duration::from_secs(2);
 /// How long the sender sleeps when every queue is empty (the kernel's `HZ/50`).
 pub const IDLE_SLEEP: Duration = Duration::from_millis(20);
 
+/// How long the backup's receive waits before it checks its stop flag.
+const RECV_POLL: Duration = Duration::from_millis(100);
+/// The backup socket's receive buffer (bursts of messages while the workers are busy).
+const RECV_BUFFER_BYTES: usize = 4 << 20;
+/// Records the sender takes from one worker queue per round before moving to the next.
+const DRAIN_PER_QUEUE: usize = 4096;
+/// The largest datagram the backup receives.
+const MAX_DATAGRAM: usize = 65536;
+/// Decoded records kept per message (a message holds at most 255).
+const RECORDS_PER_MESSAGE: usize = 256;
+
 /// Where and how a sync daemon talks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SyncNetConfig {
@@ -122,8 +133,8 @@ pub fn backup_socket(cfg: &SyncNetConfig) -> io::Result<UdpSocket> {
     if cfg.peer.is_none() {
         s.join_multicast_v4(&cfg.group, &cfg.iface.unwrap_or(Ipv4Addr::UNSPECIFIED))?;
     }
-    s.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let _ = s.set_recv_buffer_size(4 << 20);
+    s.set_read_timeout(Some(RECV_POLL))?;
+    let _ = s.set_recv_buffer_size(RECV_BUFFER_BYTES);
     Ok(s.into())
 }
 
@@ -159,7 +170,7 @@ pub fn run_master(
     while !stop.load(Ordering::Acquire) {
         let mut got = 0usize;
         for q in queues {
-            for _ in 0..4096 {
+            for _ in 0..DRAIN_PER_QUEUE {
                 let Some(c) = q.pop() else { break };
                 got += 1;
                 if !b.push(&c) {
@@ -194,8 +205,8 @@ pub fn run_backup(
     stats: &Stats,
     mut deliver: impl FnMut(SyncConn) -> bool,
 ) {
-    let mut buf = vec![0u8; 65536];
-    let mut recs: Vec<Record> = Vec::with_capacity(256);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut recs: Vec<Record> = Vec::with_capacity(RECORDS_PER_MESSAGE);
     while !stop.load(Ordering::Acquire) {
         let n = match sock.recv_from(&mut buf) {
             Ok((n, _)) => n,

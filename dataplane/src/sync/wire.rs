@@ -48,10 +48,28 @@ pub const MAX_RECORD_LEN: usize = CONN_V6_LEN + 2 + 18;
 /// The kernel's `IP_VS_CONN_F_SEQ_MASK` (in and out sequence adjustments present).
 pub const F_SEQ_MASK: u32 = 0x0600;
 
+/// An option's header: type and length bytes.
+const OPT_HEADER_LEN: usize = 2;
+/// `ver_size`: the version is in the top 4 bits, the record length in the low 12.
+const VERSION_SHIFT: u16 = 12;
+/// `ver_size`: the record length bits.
+const SIZE_MASK: u16 = 0x0fff;
+/// Longest persistence-engine name (`IP_VS_PENAME_MAXLEN`).
+const PE_NAME_MAXLEN: usize = 16;
+/// The largest UDP payload over IPv4 (65535 - 20 - 8).
+pub const MAX_UDP_PAYLOAD: usize = 65507;
+
+/// Length of the FULLNAT option's data: the local address (4 or 16 bytes) and port.
+fn fullnat_opt_len(v6: bool) -> usize {
+    (if v6 { 16 } else { 4 }) + 2
+}
+
 /// Encoded length of a record without trailing padding.
 pub fn encoded_len(c: &SyncConn) -> usize {
     let base = if c.v6 { CONN_V6_LEN } else { CONN_V4_LEN };
-    base + c.local.map_or(0, |_| 2 + if c.v6 { 18 } else { 6 })
+    base + c
+        .local
+        .map_or(0, |_| OPT_HEADER_LEN + fullnat_opt_len(c.v6))
 }
 
 /// A decoded message header.
@@ -189,10 +207,10 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
             return Err(DecodeError::Truncated(i));
         }
         let ver_size = be16(rec, 2).ok_or(DecodeError::Truncated(i))?;
-        if ver_size >> 12 != 0 {
+        if ver_size >> VERSION_SHIFT != 0 {
             return Err(DecodeError::RecordVersion(i));
         }
-        let size = usize::from(ver_size & 0x0fff);
+        let size = usize::from(ver_size & SIZE_MASK);
         if size > rec.len() {
             return Err(DecodeError::Truncated(i));
         }
@@ -241,7 +259,7 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
             }
             match ty {
                 OPT_FULLNAT => {
-                    let want = if v6 { 18 } else { 6 };
+                    let want = fullnat_opt_len(v6);
                     if len != want || c.local.is_some() {
                         return Err(bad);
                     }
@@ -257,7 +275,7 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
                     }
                     OPT_PE_DATA => {}
                     OPT_PE_NAME => {
-                        if len > 16 {
+                        if len > PE_NAME_MAXLEN {
                             return Err(bad);
                         }
                         skip.get_or_insert(Skip::PersistenceEngine);
@@ -324,7 +342,7 @@ impl MessageBuilder {
     /// A builder for messages of at most `maxlen` bytes (raised to fit one record) from
     /// `syncid`. Allocates its buffer once.
     pub fn new(syncid: u8, maxlen: usize) -> MessageBuilder {
-        let maxlen = maxlen.clamp(HEADER_LEN + MAX_RECORD_LEN, 65507);
+        let maxlen = maxlen.clamp(HEADER_LEN + MAX_RECORD_LEN, MAX_UDP_PAYLOAD);
         let mut b = MessageBuilder {
             buf: Vec::with_capacity(maxlen),
             maxlen,
@@ -363,7 +381,7 @@ impl MessageBuilder {
         let b = &mut self.buf;
         b.push(if c.v6 { STYPE_F_INET6 } else { 0 });
         b.push(c.protocol);
-        b.extend_from_slice(&(len as u16 & 0x0fff).to_be_bytes());
+        b.extend_from_slice(&(len as u16 & SIZE_MASK).to_be_bytes());
         b.extend_from_slice(&c.flags.to_be_bytes());
         b.extend_from_slice(&c.state.to_be_bytes());
         b.extend_from_slice(&c.cport.to_be_bytes());
@@ -376,7 +394,7 @@ impl MessageBuilder {
         put_addr(b, &c.daddr, c.v6);
         if let Some((a, port)) = c.local {
             b.push(OPT_FULLNAT);
-            b.push(if c.v6 { 18 } else { 6 });
+            b.push(fullnat_opt_len(c.v6) as u8);
             put_addr(b, &a, c.v6);
             b.extend_from_slice(&port.to_be_bytes());
         }
