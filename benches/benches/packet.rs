@@ -13,8 +13,8 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use rvs_dataplane::buf::{PacketBuf, VecBuf};
+use rvs_dataplane::flow::FwdMethod;
 use rvs_dataplane::forward::{Egress, Layout, MacRewrite, Plan};
-use rvs_dataplane::service::FwdMethod;
 use rvs_dataplane::wire::{classify, ChecksumMode, Classified, EthernetAddress};
 
 const CIP: [u8; 4] = [203, 0, 113, 5];

@@ -9,16 +9,17 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rvs_dataplane::conn::{
-    memory_per_session, ConnConfig, ConnTable, Direction, PacketMeta, TcpFlags,
+    memory_per_session, ConnConfig, ConnTable, Direction, PacketMeta, Resolved,
 };
-use rvs_dataplane::sched::{CoreSched, SchedKind};
+use rvs_dataplane::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
+use rvs_dataplane::sched::CoreSched;
 use rvs_dataplane::service::{
-    Addr, DestConfig, FlowKey, FwdMethod, Proto, ServiceConfig, ServiceKey, ServiceTable, Snapshot,
+    DestConfig, SchedKind, ServiceConfig, ServiceKey, ServiceSet, ServiceTable,
 };
 
 const VIP: Addr = Addr::v4(192, 168, 1, 100);
 
-fn snapshot(sched: SchedKind) -> Arc<Snapshot> {
+fn snapshot(sched: SchedKind) -> Arc<ServiceSet> {
     let mut st = ServiceTable::new();
     let key = ServiceKey::Addr {
         proto: Proto::Tcp,
@@ -74,8 +75,9 @@ fn filled(n: u64, cap: u32) -> Filled {
     let t0 = Instant::now();
     for i in 0..n {
         let id = table
-            .resolve_in(&mut core, &syn(i), 0, |_, _| None)
-            .expect("insert");
+            .resolve_in(&mut core, &syn(i), 0, None)
+            .expect("insert")
+            .id;
         table.state_transition(id, Direction::Input, TcpFlags::SYN, 0);
     }
     println!(
@@ -150,7 +152,8 @@ fn new_session(c: &mut Criterion) {
                     for _ in 0..room {
                         let p = syn(next);
                         next = (next + 1) % (1 << 36);
-                        if let Ok(id) = table.resolve_in(&mut core, &p, now, |_, _| None) {
+                        if let Ok(Resolved { id, .. }) = table.resolve_in(&mut core, &p, now, None)
+                        {
                             table.state_transition(id, Direction::Input, TcpFlags::SYN, now);
                         }
                     }
@@ -181,7 +184,9 @@ fn expiry(c: &mut Criterion) {
                 // Untimed: insert `batch` sessions spread over 10 s.
                 for j in 0..batch {
                     let t = now + j * 10_000 / batch;
-                    if let Ok(id) = table.resolve_in(&mut core, &syn(next), t, |_, _| None) {
+                    if let Ok(Resolved { id, .. }) =
+                        table.resolve_in(&mut core, &syn(next), t, None)
+                    {
                         table.state_transition(id, Direction::Input, TcpFlags::SYN, t);
                     }
                     next = (next + 1) % (1 << 36);

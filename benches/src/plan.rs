@@ -6,14 +6,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use rvs_dataplane::engine::{EngineConfig, PortSpec};
+use rvs_dataplane::flow::{Addr, FwdMethod, Proto};
 use rvs_dataplane::laddr::DEFAULT_PORT_RANGE;
-use rvs_dataplane::sched::SchedKind;
 use rvs_dataplane::service::{
-    Addr, ConfigError, DestConfig, FwdMethod, Proto, ServiceConfig, ServiceKey, ServiceTable,
-    Snapshot,
+    DestConfig, SchedKind, ServiceConfig, ServiceError, ServiceKey, ServiceSet, ServiceTable,
 };
-use rvs_dataplane::steer::owner_of_client;
-use rvs_dataplane::steer::owner_of_port;
+use rvs_dataplane::steer::{owner_of_client, owner_of_port};
 
 use crate::capture::{Flow, L4};
 
@@ -158,7 +156,7 @@ pub fn service_key(l4: L4) -> ServiceKey {
 /// What [`rvs_dataplane::engine::Engine::publish`] takes.
 pub struct Published {
     /// The services snapshot.
-    pub services: Arc<Snapshot>,
+    pub services: Arc<ServiceSet>,
     /// VIPs.
     pub vips: Vec<Ipv4Addr>,
     /// FULLNAT LIP pools.
@@ -167,7 +165,7 @@ pub struct Published {
 
 /// Builds the service (rr over [`REAL_SERVERS`] servers) with [`ServiceTable`], as
 /// `control/src/dpdk_backend.rs` does from an IPVS table, plus `lips` LIPs in FULLNAT.
-pub fn services(mode: Mode, l4: L4, lips: u32) -> Result<Published, ConfigError> {
+pub fn services(mode: Mode, l4: L4, lips: u32) -> Result<Published, ServiceError> {
     let key = service_key(l4);
     let mut table = ServiceTable::new();
     table.add_service(ServiceConfig::new(key, SchedKind::Rr))?;

@@ -12,10 +12,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use rvs_config::{AddrPrefix, Config, PrefixError};
 use rvs_dataplane::dpdk::default_eal_args;
 use rvs_dataplane::engine::{Engine, EngineConfig, EngineError, PortSpec};
+use rvs_dataplane::flow::{Addr, FwdMethod, Proto};
 use rvs_dataplane::route::Route;
-use rvs_dataplane::sched::SchedKind;
 use rvs_dataplane::service::{
-    self as dp, Addr, DestConfig, DestId, FwdMethod, ServiceConfig, ServiceTable,
+    self as dp, DestConfig, DestId, SchedKind, ServiceConfig, ServiceTable,
 };
 
 use crate::backend::{
@@ -25,7 +25,7 @@ use crate::backend::{
 use crate::ipvs::{
     Forward, IpvsTable, Protocol, ServiceKey, SyncDaemon, SyncState, Timeouts, IPV6_FULL_NETMASK,
 };
-use rvs_dataplane::sync::SyncRules;
+use rvs_dataplane::conn::{SessionState, SyncRules, TcpState};
 
 /// The DPDK backend.
 pub struct DpdkBackend {
@@ -219,8 +219,8 @@ fn dp_key(k: &ServiceKey) -> dp::ServiceKey {
             port,
         } => dp::ServiceKey::Addr {
             proto: match protocol {
-                Protocol::Udp => dp::Proto::Udp,
-                _ => dp::Proto::Tcp,
+                Protocol::Udp => Proto::Udp,
+                _ => Proto::Tcp,
             },
             addr: Addr::from(addr),
             port,
@@ -239,20 +239,23 @@ fn fwd(f: Forward) -> FwdMethod {
     }
 }
 
-fn state(name: &str) -> ConnState {
-    match name {
-        "ESTABLISHED" => ConnState::Established,
-        "SYN_SENT" => ConnState::SynSent,
-        "SYN_RECV" => ConnState::SynRecv,
-        "FIN_WAIT" => ConnState::FinWait,
-        "TIME_WAIT" => ConnState::TimeWait,
-        "CLOSE" => ConnState::Close,
-        "CLOSE_WAIT" => ConnState::CloseWait,
-        "LAST_ACK" => ConnState::LastAck,
-        "LISTEN" => ConnState::Listen,
-        "SYNACK" => ConnState::SynAck,
-        "UDP" => ConnState::Udp,
-        _ => ConnState::None,
+fn state(s: SessionState) -> ConnState {
+    match s {
+        SessionState::Tcp(t) => match t {
+            TcpState::None => ConnState::None,
+            TcpState::Established => ConnState::Established,
+            TcpState::SynSent => ConnState::SynSent,
+            TcpState::SynRecv => ConnState::SynRecv,
+            TcpState::FinWait => ConnState::FinWait,
+            TcpState::TimeWait => ConnState::TimeWait,
+            TcpState::Close => ConnState::Close,
+            TcpState::CloseWait => ConnState::CloseWait,
+            TcpState::LastAck => ConnState::LastAck,
+            TcpState::Listen => ConnState::Listen,
+            TcpState::SynAck => ConnState::SynAck,
+        },
+        SessionState::Udp => ConnState::Udp,
+        SessionState::Template { .. } | SessionState::Other => ConnState::None,
     }
 }
 
@@ -313,7 +316,7 @@ impl DpdkBackend {
     }
 
     fn sync_services(&mut self, table: &IpvsTable) -> Result<(), BackendError> {
-        let err = |e: dp::ConfigError| BackendError(e.to_string());
+        let err = |e: dp::ServiceError| BackendError(e.to_string());
         let wanted: Vec<dp::ServiceKey> =
             table.services.iter().map(|s| dp_key(&s.conf.key)).collect();
         let stale: Vec<dp::ServiceKey> = self
@@ -393,7 +396,7 @@ impl DpdkBackend {
 fn control_key(k: &dp::ServiceKey) -> ServiceKey {
     match *k {
         dp::ServiceKey::Addr { proto, addr, port } => ServiceKey::Inet {
-            protocol: if proto == dp::Proto::Udp {
+            protocol: if proto == Proto::Udp {
                 Protocol::Udp
             } else {
                 Protocol::Tcp
@@ -554,9 +557,9 @@ impl Backend for DpdkBackend {
             .into_iter()
             .map(|c| ConnRow {
                 protocol: match c.proto {
-                    dp::Proto::Tcp => ConnProtocol::Tcp,
-                    dp::Proto::Udp => ConnProtocol::Udp,
-                    dp::Proto::Ip => ConnProtocol::Ip,
+                    Proto::Tcp => ConnProtocol::Tcp,
+                    Proto::Udp => ConnProtocol::Udp,
+                    Proto::Ip => ConnProtocol::Ip,
                 },
                 client: SocketAddr::new(c.caddr.to_ip(), c.cport),
                 virtual_addr: SocketAddr::new(c.vaddr.to_ip(), c.vport),

@@ -14,7 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
-use rvs_dataplane::sync::net::NetConfig;
+use rvs_dataplane::sync::net::SyncNetConfig;
 
 use crate::ipvs::{SyncDaemon, SyncState};
 
@@ -68,11 +68,11 @@ pub fn net_config(
     d: &SyncDaemon,
     iface: Ipv4Addr,
     peer: Option<Ipv4Addr>,
-) -> Result<NetConfig, SyncError> {
+) -> Result<SyncNetConfig, SyncError> {
     let IpAddr::V4(group) = d.mcast_group else {
         return Err(SyncError::Ipv6Group);
     };
-    Ok(NetConfig {
+    Ok(SyncNetConfig {
         syncid: d.syncid,
         maxlen: d.sync_maxlen,
         group,

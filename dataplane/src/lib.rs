@@ -1,6 +1,7 @@
 //! `rvs-dataplane`: the packet-processing half of rvs.
 //!
-//! Pure modules (no DPDK): [`wire`] header views and checksums, [`buf`] the packet-buffer
+//! Pure modules (no DPDK): [`flow`] the shared vocabulary (protocol, address, 5-tuple,
+//! forwarding method, TCP flags), [`wire`] header views and checksums, [`buf`] the packet-buffer
 //! trait, [`forward`] the NAT/DR/TUN/FULLNAT rewrites, [`service`] the virtual-service
 //! snapshot, [`sched`] the IPVS schedulers, [`conn`] the per-core session table and
 //! [`sync`] the IPVS-compatible connection sync to a standby director.
@@ -14,6 +15,7 @@ pub mod conn;
 pub mod dpdk;
 #[cfg(feature = "dpdk")]
 pub mod engine;
+pub mod flow;
 pub mod forward;
 pub mod laddr;
 pub mod neigh;

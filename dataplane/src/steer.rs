@@ -15,7 +15,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::sync::SyncConn;
+use crate::conn::SyncConn;
 
 /// What the destination of a packet is, as far as ownership goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use rvs_dataplane::buf::{PacketBuf, VecBuf};
 use rvs_dataplane::forward::{icmp, Egress, Layout, MacRewrite, Plan};
-use rvs_dataplane::service::FwdMethod;
+use rvs_dataplane::flow::FwdMethod;
 use rvs_dataplane::wire::{classify, ChecksumMode, Classified, IpProtocol, IpVersion};
 use std::net::Ipv4Addr;
 

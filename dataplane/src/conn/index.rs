@@ -20,7 +20,7 @@
 //! Client-side and server-side tuples share the one index: a packet's tuple is looked up
 //! once whichever way it travels, and the [`OUT`] bit of the match says which side it is.
 
-use super::table::{SlabVec, TableAlloc};
+use super::alloc::{SlabVec, TableAlloc};
 
 /// Value bit marking a server-side (reply tuple) entry.
 pub(crate) const OUT: u32 = 1 << 31;

@@ -22,7 +22,7 @@
 //!   later. A template whose server is gone (or quiesced, with `expire_quiescent_template`)
 //!   is invalidated and a new one scheduled.
 //! - `conn_reuse_mode`: a SYN that hits a TIME_WAIT or CLOSE session (without a controlling
-//!   template) expires it and schedules a new one ([`ConnTable::resolve_in`]).
+//!   template) expires it and schedules a new one ([`ConnTable::schedule`]).
 //! - `expire_nodest_conn`: a packet for a session whose server was removed is dropped (0) or
 //!   the session is expired and the packet rescheduled (1); [`ConnTable::expire_nodest_conns`]
 //!   expires all such sessions at once.
@@ -40,24 +40,36 @@
 //! Session ids ([`ConnId`]) are slab indexes, valid until the session is released by
 //! [`ConnTable::expire`]; don't keep them across an `expire` call.
 
+mod alloc;
 mod index;
+mod listing;
+pub mod replica;
+mod schedule;
 mod session;
 pub mod state;
 mod table;
+#[cfg(test)]
+mod testutil;
+mod transition;
+mod wheel;
 
+pub use listing::ConnListing;
+pub use replica::{SyncConn, SyncRefuse, SyncRules};
+pub use schedule::{NewSession, Resolved, Scheduled};
 pub use session::Session;
 pub(crate) use session::{CADDR, DADDR, LADDR, VADDR};
-pub use state::{Direction, TcpFlags, TcpState, Timeouts};
-pub use table::{
-    memory_per_session, table_bytes, ConnEntry, ConnTable, LookupHint, SyncRefuse, Transition,
-};
+pub use state::{Direction, SessionState, TcpState, Timeouts};
+pub use table::{memory_per_session, table_bytes, ConnTable, LookupHint};
+pub use transition::Transition;
 
-use crate::service::FlowKey;
+use crate::flow::{FlowKey, TcpFlags};
 
 /// IPVS conn flags (`IP_VS_CONN_F_*`, include/uapi/linux/ip_vs.h).
 pub mod flags {
     /// Forwarding method mask.
     pub const FWD_MASK: u16 = 0x0007;
+    /// TCP sequence adjustments present, in and out (`IP_VS_CONN_F_SEQ_MASK`).
+    pub const SEQ_MASK: u16 = 0x0600;
     /// Created by the sync daemon.
     pub const SYNC: u16 = 0x0020;
     /// In the client-side index.

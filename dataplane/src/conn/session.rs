@@ -1,10 +1,10 @@
 //! The session record kept in the per-core slab.
 
+use crate::flow::{Addr, FlowKey, FwdMethod, Proto, V4_PREFIX};
 use crate::sched::DestSlot;
-use crate::service::{Addr, FlowKey, FwdMethod, Proto, V4_PREFIX};
 
 use super::flags;
-use super::state::TcpState;
+use super::state::{SessionState, TcpState, TEMPLATE_ASSURED};
 
 /// "No entry" marker for slab links.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -166,16 +166,22 @@ impl Session {
     pub fn tcp_state(&self) -> TcpState {
         TcpState::from_u8(self.state)
     }
-    /// The state name `ipvsadm -Lc` prints (`NONE` for templates, `UDP` for UDP).
-    pub fn state_name(&self) -> &'static str {
+    /// The state `ipvsadm -Lc` lists (templates and UDP sessions have their own).
+    pub fn session_state(&self) -> SessionState {
         if self.is_template() {
-            return if self.state == 1 { "ASSURED" } else { "NONE" };
+            return SessionState::Template {
+                assured: self.state == TEMPLATE_ASSURED,
+            };
         }
         match self.proto {
-            Proto::Tcp => self.tcp_state().name(),
-            Proto::Udp => "UDP",
-            Proto::Ip => "NONE",
+            Proto::Tcp => SessionState::Tcp(self.tcp_state()),
+            Proto::Udp => SessionState::Udp,
+            Proto::Ip => SessionState::Other,
         }
+    }
+    /// The state name `ipvsadm -Lc` prints (`NONE` for templates, `UDP` for UDP).
+    pub fn state_name(&self) -> &'static str {
+        self.session_state().name()
     }
     /// IPVS conn flags (`IP_VS_CONN_F_*`), without rvs's private bits.
     pub fn flags(&self) -> u16 {

@@ -6,6 +6,8 @@
 //! INPUT-ONLY for sessions whose replies bypass the director (DR, TUN, local: the
 //! `NOOUTPUT` flag); an OUTPUT segment seen on such a session clears `NOOUTPUT`.
 
+use crate::flow::TcpFlags;
+
 /// TCP session states (`IP_VS_TCP_S_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -87,36 +89,31 @@ impl TcpState {
     }
 }
 
-/// TCP header flags as they appear in byte 13 of the header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    /// No flag (also what UDP packets pass).
-    pub const NONE: TcpFlags = TcpFlags(0);
-    /// FIN.
-    pub const FIN: TcpFlags = TcpFlags(0x01);
-    /// SYN.
-    pub const SYN: TcpFlags = TcpFlags(0x02);
-    /// RST.
-    pub const RST: TcpFlags = TcpFlags(0x04);
-    /// ACK.
-    pub const ACK: TcpFlags = TcpFlags(0x10);
-    /// SYN+ACK.
-    pub const SYN_ACK: TcpFlags = TcpFlags(0x12);
-    /// FIN+ACK.
-    pub const FIN_ACK: TcpFlags = TcpFlags(0x11);
-
-    /// True when every flag of `other` is set.
-    pub fn has(self, other: TcpFlags) -> bool {
-        self.0 & other.0 == other.0 && other.0 != 0
-    }
+/// A session's state as `ipvsadm -Lc` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// A TCP session in this state.
+    Tcp(TcpState),
+    /// A UDP session (`UDP`).
+    Udp,
+    /// A persistence template: `NONE`, or `ASSURED` once its state is 1.
+    Template {
+        /// The template's state is 1 (`ASSURED`).
+        assured: bool,
+    },
+    /// A session of another protocol (`NONE`).
+    Other,
 }
 
-impl std::ops::BitOr for TcpFlags {
-    type Output = TcpFlags;
-    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
-        TcpFlags(self.0 | rhs.0)
+impl SessionState {
+    /// The name `ipvsadm -Lc` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionState::Tcp(t) => t.name(),
+            SessionState::Udp => "UDP",
+            SessionState::Template { assured: true } => "ASSURED",
+            SessionState::Template { assured: false } | SessionState::Other => "NONE",
+        }
     }
 }
 
@@ -206,6 +203,10 @@ pub struct Timeouts {
 pub const NEW_CONN_TIMEOUT: u32 = 3;
 /// Retry period of a template that still controls sessions when it expires.
 pub const TEMPLATE_RETRY: u32 = 60;
+/// The state of an assured persistence template (templates are in state 0 or this one).
+pub const TEMPLATE_ASSURED: u8 = 1;
+/// Timeout of a synced template whose message carries none (v0), seconds.
+pub const SYNCED_TEMPLATE_TIMEOUT: u32 = 180;
 
 impl Default for Timeouts {
     fn default() -> Timeouts {

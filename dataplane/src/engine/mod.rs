@@ -31,7 +31,8 @@ use std::time::Duration;
 use crossbeam::channel::{bounded, Sender};
 use crossbeam::queue::ArrayQueue;
 
-use crate::conn::ConnEntry;
+use crate::conn::ConnListing;
+use crate::conn::{SyncConn, SyncRules};
 use crate::dpdk::{self, lcore, Eal, LcoreId, Mempool, Port, Ring};
 use crate::pipeline::{
     Counters, DestTraffic, LocalKind, NeighUpdate, NetConfig, Snapshot, SyncCounters,
@@ -39,8 +40,7 @@ use crate::pipeline::{
 use crate::route::Route;
 use crate::service::{self, DestId, ServiceKey};
 use crate::steer::sync_owner;
-use crate::sync::net::{self as sync_net, NetConfig as SyncNetConfig, Stats as SyncStats};
-use crate::sync::{SyncConn, SyncRules};
+use crate::sync::net::{self as sync_net, Stats as SyncStats, SyncNetConfig};
 
 /// A port of the director.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +120,7 @@ enum Command {
     /// Send the worker's [`WorkerReport`].
     Report(Sender<WorkerReport>),
     /// Send every session of the worker.
-    Connections(Sender<Vec<ConnEntry>>),
+    Connections(Sender<Vec<ConnListing>>),
     /// `ipvsadm --set tcp tcpfin udp` (0 keeps a value).
     SetTimeouts(u32, u32, u32),
     /// Start (`Some`) or stop emitting sync records.
@@ -374,7 +374,7 @@ impl Engine {
     /// LIP pools. Workers adopt it between bursts.
     pub fn publish(
         &mut self,
-        services: Arc<service::Snapshot>,
+        services: Arc<service::ServiceSet>,
         vips: &[Ipv4Addr],
         laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
     ) {
@@ -397,7 +397,7 @@ impl Engine {
     }
 
     /// Stores the next generation's snapshot of `services` and `net` for the workers.
-    fn install(&mut self, services: Arc<service::Snapshot>, net: Arc<NetConfig>) {
+    fn install(&mut self, services: Arc<service::ServiceSet>, net: Arc<NetConfig>) {
         self.generation += 1;
         let snap = Snapshot {
             generation: self.generation,
@@ -440,7 +440,7 @@ impl Engine {
     }
 
     /// Every session of every worker (`ipvsadm -Lnc`).
-    pub fn connections(&self) -> Vec<ConnEntry> {
+    pub fn connections(&self) -> Vec<ConnListing> {
         self.ask(Command::Connections)
             .into_iter()
             .flatten()

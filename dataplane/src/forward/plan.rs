@@ -15,7 +15,7 @@ use core::net::Ipv4Addr;
 
 use crate::buf::PacketBuf;
 use crate::conn::{Session, CADDR, DADDR, LADDR, VADDR};
-use crate::service::FwdMethod;
+use crate::flow::FwdMethod;
 use crate::wire::{Error, IpMeta, IpVersion, Result};
 
 use super::rewrite::{rewrite_v4, set_macs, MacRewrite, V4End};

@@ -171,8 +171,8 @@ pub(crate) mod testutil {
     //! Shared helpers for the rewrite tests: packets built and checked with etherparse.
 
     use super::*;
+    use crate::flow::FwdMethod;
     use crate::forward::plan::Plan;
-    use crate::service::FwdMethod;
     use crate::wire::{classify, ChecksumMode, Classified, Endpoint, IpMeta};
     use etherparse::{
         Icmpv4Slice, Ipv4HeaderSlice, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,

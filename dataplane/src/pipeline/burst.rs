@@ -4,9 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::buf::PacketBuf;
-use crate::conn::{Direction, LookupHint, TcpFlags};
+use crate::conn::{Direction, LookupHint};
+use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::forward::{Layout, Plan};
-use crate::service::{Addr, FlowKey, FwdMethod, Proto};
 use crate::steer::{self, Toward};
 use crate::wire::{self, ipv4, ChecksumMode, Classified, IpMeta, IpProtocol, V4Flow};
 

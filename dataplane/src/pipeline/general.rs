@@ -8,11 +8,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use hashbrown::HashMap;
 
 use crate::buf::PacketBuf;
-use crate::conn::{ConnId, Direction, PacketMeta, Refuse, TcpFlags};
+use crate::conn::{ConnId, Direction, PacketMeta, Refuse, Scheduled};
+use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::forward::{icmp, tun, Egress, Layout, MacRewrite, Plan};
 use crate::laddr::LaddrPool;
 use crate::route::NextHop;
-use crate::service::{Addr, FlowKey, FwdMethod, Proto, RealServer, ServiceKey};
+use crate::service::{RealServer, ServiceKey};
 use crate::steer::{self, Toward};
 use crate::wire::{
     self, icmpv4::Message, Classified, EthernetAddress, IpMeta, IpProtocol, IpVersion,
@@ -197,22 +198,26 @@ impl<P: PacketBuf> Core<P> {
         snap: &Snapshot,
         now_ms: u64,
     ) -> Out<P> {
-        let created_before = self.conns.stats().created;
-        let laddrs = &mut self.laddrs;
         let net = &snap.net;
         let me = self.id as u16;
-        let res = self
-            .conns
-            .resolve_in_hashed(&mut self.sched, pm, hash, now_ms, |rs, fk| {
-                pick_local(laddrs, net, me, rs, fk)
-            });
-        if let Ok(id) = res {
-            if self.conns.stats().created != created_before {
-                if let Some(t) = self.traffic_of(id) {
-                    t.conns += 1;
+        // Schedule, then pick the FULLNAT local endpoint, then create.
+        let res = match self.conns.schedule(&mut self.sched, pm, hash, now_ms) {
+            Ok(Scheduled::Existing(id)) => Ok(id),
+            Ok(Scheduled::New(new)) => {
+                let local = match new.needs_local() {
+                    true => pick_local(&mut self.laddrs, net, me, new.dest(), new.flow()),
+                    false => None,
+                };
+                let res = new.create(local);
+                if let Ok(id) = res {
+                    if let Some(t) = self.traffic_of(id) {
+                        t.conns += 1;
+                    }
                 }
+                res
             }
-        }
+            Err(e) => Err(e),
+        };
         let reason = match res {
             Ok(id) => return self.request(pkt, meta, id, pm.tcp_flags, in_port, snap, now_ms),
             Err(Refuse::NoService) => DropReason::NotForUs,
@@ -451,10 +456,10 @@ impl<P: PacketBuf> Core<P> {
     }
 }
 
-/// FULLNAT: the local address and port of a new session of real server `rs` from the
-/// service's LIP pool (the pool of the service's port, else of its port-0 service),
-/// preferring a port whose reply the NIC's RSS steers to this worker's queue (`me`).
-/// Other modes keep the client's address and port.
+/// FULLNAT: the local address and port of a new session of flow `fk` to real server
+/// `rs` from the service's LIP pool (the pool of the service's port, else of its port-0
+/// service), preferring a port whose reply the NIC's RSS steers to this worker's queue
+/// (`me`). `None`: no pool, or no free port.
 fn pick_local(
     laddrs: &mut HashMap<ServiceKey, LaddrPool>,
     net: &NetConfig,
@@ -462,9 +467,6 @@ fn pick_local(
     rs: &RealServer,
     fk: &FlowKey,
 ) -> Option<(Addr, u16)> {
-    if rs.fwd != FwdMethod::FullNat {
-        return Some((fk.saddr, fk.sport));
-    }
     let key = ServiceKey::Addr {
         proto: fk.proto,
         addr: fk.daddr,

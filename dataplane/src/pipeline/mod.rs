@@ -35,12 +35,13 @@ use hashbrown::HashMap;
 
 use crate::buf::PacketBuf;
 use crate::conn::{ConnConfig, ConnTable};
+use crate::conn::{SyncConn, SyncRules};
+use crate::flow::FwdMethod;
 use crate::laddr::{LaddrPool, LocalEndpoint, DEFAULT_PORT_RANGE};
 use crate::neigh::{NeighConfig, NeighTable};
 use crate::route::RouteTable;
 use crate::sched::CoreSched;
-use crate::service::{self, FwdMethod, ServiceKey};
-use crate::sync::{SyncConn, SyncRules};
+use crate::service::{self, ServiceKey};
 use crate::wire::{self, Classified};
 
 use self::burst::RING;
@@ -114,7 +115,7 @@ pub struct Snapshot {
     /// Generation (increasing).
     pub generation: u64,
     /// Services and real servers.
-    pub services: Arc<service::Snapshot>,
+    pub services: Arc<service::ServiceSet>,
     /// Ports, addresses, routes, LIP pools.
     pub net: Arc<NetConfig>,
 }

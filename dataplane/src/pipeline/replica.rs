@@ -5,9 +5,10 @@ use std::net::IpAddr;
 
 use crate::buf::PacketBuf;
 use crate::conn::{ConnId, SyncRefuse};
+use crate::conn::{SyncConn, SyncRules};
+use crate::flow::Proto;
 use crate::laddr::LocalEndpoint;
-use crate::service::{Proto, ServiceKey};
-use crate::sync::{SyncConn, SyncRules};
+use crate::service::ServiceKey;
 
 use super::{Core, SyncCounters, SIDE_CAP};
 

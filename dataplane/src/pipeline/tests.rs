@@ -2,9 +2,9 @@
 
 use super::*;
 use crate::buf::VecBuf;
+use crate::flow::{Addr, Proto};
 use crate::route::Route;
-use crate::sched::SchedKind;
-use crate::service::{Addr, DestConfig, Proto, ServiceConfig, ServiceTable};
+use crate::service::{DestConfig, SchedKind, ServiceConfig, ServiceTable};
 use crate::steer::{owner_of_client, owner_of_port};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 

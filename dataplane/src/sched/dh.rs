@@ -40,8 +40,8 @@ impl Scheduler for Dh {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::Addr;
     use crate::sched::testutil::*;
-    use crate::service::Addr;
 
     #[test]
     fn destination_keeps_server_weights_ignored() {

@@ -10,7 +10,8 @@
 use hashbrown::HashMap;
 
 use super::{locality_key, weighted_least, DestView, SchedCtx, SchedKind, Scheduler};
-use crate::service::{Addr, DestId};
+use crate::flow::Addr;
+use crate::service::DestId;
 
 /// Default `lblc_expiration` / `lblcr_expiration` (24 h) in ms.
 pub const EXPIRATION_MS: u64 = 24 * 60 * 60 * 1000;
@@ -38,6 +39,9 @@ pub(crate) struct Gc {
     counter: u32,
 }
 
+/// Housekeeping passes one call catches up at most (after a long gap in the clock).
+const MAX_PASSES: usize = 64;
+
 /// What one housekeeping pass should do.
 pub(crate) enum GcPass {
     Nothing,
@@ -55,7 +59,7 @@ impl Gc {
             self.counter = 1;
         }
         let mut next = next;
-        while now_ms >= next && out.len() < 64 {
+        while now_ms >= next && out.len() < MAX_PASSES {
             if self.counter.is_multiple_of(COUNT_FOR_FULL_EXPIRATION) {
                 self.counter = 1;
                 out.push(GcPass::Full);

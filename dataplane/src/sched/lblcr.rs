@@ -10,7 +10,8 @@ use hashbrown::HashMap;
 
 use super::lblc::{lblc_overloaded, Gc, GcPass, ENTRY_TIMEOUT_MS, EXPIRATION_MS};
 use super::{locality_key, weighted_least, DestView, SchedCtx, SchedKind, Scheduler};
-use crate::service::{Addr, DestId};
+use crate::flow::Addr;
+use crate::service::DestId;
 
 #[derive(Debug, Clone)]
 struct Entry {

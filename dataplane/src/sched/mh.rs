@@ -13,7 +13,8 @@
 
 use super::hsiphash::hsiphash_u32;
 use super::{gcd, DestView, SchedCtx, SchedKind, Scheduler};
-use crate::service::{svc_flags, Addr};
+use crate::flow::Addr;
+use crate::service::svc_flags;
 
 /// The kernel's table sizes (`primes[]`); `CONFIG_IP_VS_MH_TAB_INDEX` 12 picks 4093.
 pub const MH_PRIMES: [u32; 10] = [

@@ -8,7 +8,7 @@
 //! packet with ICMP port-unreachable).
 //!
 //! # Per-core state and snapshot adoption
-//! The snapshot ([`crate::service::Snapshot`]) is immutable and shared. Everything a worker
+//! The snapshot ([`crate::service::ServiceSet`]) is immutable and shared. Everything a worker
 //! mutates is per core and keyed by the stable ids of the snapshot:
 //! - [`DestTable`]: one [`DestRt`] per real server id: ActiveConn/InActConn/PersistConn,
 //!   the overload flag, and availability. It is owned by the core's session table, because the
@@ -36,7 +36,8 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::service::{Addr, DestId, FlowKey, RealServer, Service, ServiceId, Snapshot};
+use crate::flow::{Addr, FlowKey};
+use crate::service::{DestId, RealServer, SchedKind, Service, ServiceId, ServiceSet};
 
 pub mod dh;
 pub mod fo;
@@ -54,9 +55,16 @@ pub mod twos;
 pub mod wlc;
 pub mod wrr;
 
+/// The kernel's `GOLDEN_RATIO_32` (`hash_32`'s multiplier).
+const GOLDEN_RATIO_32: u32 = 0x61C8_8647;
+/// 2^64 / phi: the step between the seeds of successive scheduler instances.
+const GOLDEN_RATIO_64: u64 = 0x9E37_79B9_7F4A_7C15;
+/// xorshift64*'s multiplier (also the seed replacing 0).
+const XORSHIFT_STAR: u64 = 0x2545_F491_4F6C_DD1D;
+
 /// The kernel's `hash_32(val, bits)`: `(val * GOLDEN_RATIO_32) >> (32 - bits)`.
 pub fn hash_32(val: u32, bits: u32) -> u32 {
-    val.wrapping_mul(0x61C8_8647) >> (32 - bits)
+    val.wrapping_mul(GOLDEN_RATIO_32) >> (32 - bits)
 }
 
 /// Greatest common divisor.
@@ -69,102 +77,23 @@ pub fn gcd(mut a: u32, mut b: u32) -> u32 {
     a
 }
 
-/// The scheduler algorithms (`ipvsadm -s name`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum SchedKind {
-    /// Round robin.
-    Rr,
-    /// Weighted round robin.
-    Wrr,
-    /// Least connection.
-    Lc,
-    /// Weighted least connection (the default).
-    #[default]
-    Wlc,
-    /// Locality-based least connection.
-    Lblc,
-    /// Locality-based least connection with replication.
-    Lblcr,
-    /// Destination hashing.
-    Dh,
-    /// Source hashing.
-    Sh,
-    /// Shortest expected delay.
-    Sed,
-    /// Never queue.
-    Nq,
-    /// Weighted failover.
-    Fo,
-    /// Weighted overflow.
-    Ovf,
-    /// Maglev hashing.
-    Mh,
-    /// Weighted random twos choice.
-    Twos,
-}
-
-impl SchedKind {
-    /// All schedulers.
-    pub const ALL: [SchedKind; 14] = [
-        SchedKind::Rr,
-        SchedKind::Wrr,
-        SchedKind::Lc,
-        SchedKind::Wlc,
-        SchedKind::Lblc,
-        SchedKind::Lblcr,
-        SchedKind::Dh,
-        SchedKind::Sh,
-        SchedKind::Sed,
-        SchedKind::Nq,
-        SchedKind::Fo,
-        SchedKind::Ovf,
-        SchedKind::Mh,
-        SchedKind::Twos,
-    ];
-
-    /// The `-s` name.
-    pub fn name(self) -> &'static str {
-        match self {
-            SchedKind::Rr => "rr",
-            SchedKind::Wrr => "wrr",
-            SchedKind::Lc => "lc",
-            SchedKind::Wlc => "wlc",
-            SchedKind::Lblc => "lblc",
-            SchedKind::Lblcr => "lblcr",
-            SchedKind::Dh => "dh",
-            SchedKind::Sh => "sh",
-            SchedKind::Sed => "sed",
-            SchedKind::Nq => "nq",
-            SchedKind::Fo => "fo",
-            SchedKind::Ovf => "ovf",
-            SchedKind::Mh => "mh",
-            SchedKind::Twos => "twos",
-        }
-    }
-
-    /// The scheduler for a `-s` name (`None`: "Scheduler or persistence engine not found").
-    pub fn from_name(name: &str) -> Option<SchedKind> {
-        SchedKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// A fresh scheduler instance (`seed` feeds twos' random choices).
-    pub fn build(self, seed: u64) -> Box<dyn Scheduler> {
-        match self {
-            SchedKind::Rr => Box::new(rr::Rr::default()),
-            SchedKind::Wrr => Box::new(wrr::Wrr::default()),
-            SchedKind::Lc => Box::new(lc::Lc),
-            SchedKind::Wlc => Box::new(wlc::Wlc),
-            SchedKind::Lblc => Box::new(lblc::Lblc::default()),
-            SchedKind::Lblcr => Box::new(lblcr::Lblcr::default()),
-            SchedKind::Dh => Box::new(dh::Dh::default()),
-            SchedKind::Sh => Box::new(sh::Sh::default()),
-            SchedKind::Sed => Box::new(sed::Sed),
-            SchedKind::Nq => Box::new(nq::Nq),
-            SchedKind::Fo => Box::new(fo::Fo),
-            SchedKind::Ovf => Box::new(ovf::Ovf),
-            SchedKind::Mh => Box::new(mh::Mh::default()),
-            SchedKind::Twos => Box::new(twos::Twos::new(seed)),
-        }
+/// A fresh scheduler instance of `kind` (`seed` feeds twos' random choices).
+pub fn build(kind: SchedKind, seed: u64) -> Box<dyn Scheduler> {
+    match kind {
+        SchedKind::Rr => Box::new(rr::Rr::default()),
+        SchedKind::Wrr => Box::new(wrr::Wrr::default()),
+        SchedKind::Lc => Box::new(lc::Lc),
+        SchedKind::Wlc => Box::new(wlc::Wlc),
+        SchedKind::Lblc => Box::new(lblc::Lblc::default()),
+        SchedKind::Lblcr => Box::new(lblcr::Lblcr::default()),
+        SchedKind::Dh => Box::new(dh::Dh::default()),
+        SchedKind::Sh => Box::new(sh::Sh::default()),
+        SchedKind::Sed => Box::new(sed::Sed),
+        SchedKind::Nq => Box::new(nq::Nq),
+        SchedKind::Fo => Box::new(fo::Fo),
+        SchedKind::Ovf => Box::new(ovf::Ovf),
+        SchedKind::Mh => Box::new(mh::Mh::default()),
+        SchedKind::Twos => Box::new(twos::Twos::new(seed)),
     }
 }
 
@@ -256,7 +185,7 @@ impl DestTable {
     }
 
     /// Brings the table in line with a snapshot (see the module docs).
-    pub fn sync(&mut self, snap: &Snapshot) {
+    pub fn sync(&mut self, snap: &ServiceSet) {
         self.stamp += 1;
         let stamp = self.stamp;
         for d in snap.services().iter().flat_map(|s| s.dests.iter()) {
@@ -538,7 +467,7 @@ impl SvcSched {
 /// All per-core scheduling state, aligned with the adopted snapshot's services.
 #[derive(Debug, Default)]
 pub struct CoreSched {
-    snap: Option<Arc<Snapshot>>,
+    snap: Option<Arc<ServiceSet>>,
     svcs: Vec<SvcSched>,
     seed: u64,
 }
@@ -554,12 +483,12 @@ impl CoreSched {
     }
 
     /// The adopted snapshot.
-    pub fn snapshot(&self) -> Option<&Arc<Snapshot>> {
+    pub fn snapshot(&self) -> Option<&Arc<ServiceSet>> {
         self.snap.as_ref()
     }
 
     /// The adopted snapshot and the per-service states, borrowed together.
-    pub fn parts(&mut self) -> Option<(&Snapshot, &mut [SvcSched])> {
+    pub fn parts(&mut self) -> Option<(&ServiceSet, &mut [SvcSched])> {
         let snap = self.snap.as_deref()?;
         Some((snap, &mut self.svcs))
     }
@@ -570,7 +499,7 @@ impl CoreSched {
     }
 
     /// Adopts `snap` (see the module docs); `dests` must already be synced to it.
-    pub fn adopt(&mut self, dests: &DestTable, snap: Arc<Snapshot>) {
+    pub fn adopt(&mut self, dests: &DestTable, snap: Arc<ServiceSet>) {
         let mut old: HashMap<ServiceId, (SvcSched, usize)> = HashMap::new();
         let old_snap = self.snap.take();
         for (i, s) in self.svcs.drain(..).enumerate() {
@@ -596,8 +525,8 @@ impl CoreSched {
                     s
                 }
                 _ => {
-                    self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                    let mut sched = svc.sched.build(self.seed);
+                    self.seed = self.seed.wrapping_add(GOLDEN_RATIO_64);
+                    let mut sched = build(svc.sched, self.seed);
                     sched.update(&view);
                     SvcSched {
                         id: svc.id,
@@ -644,11 +573,7 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator from a seed (0 is replaced by a fixed non-zero value).
     pub fn new(seed: u64) -> Rng {
-        Rng(if seed == 0 {
-            0x2545_F491_4F6C_DD1D
-        } else {
-            seed
-        })
+        Rng(if seed == 0 { XORSHIFT_STAR } else { seed })
     }
 
     /// Next 32 random bits.
@@ -658,7 +583,7 @@ impl Rng {
         x ^= x << 25;
         x ^= x >> 27;
         self.0 = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+        (x.wrapping_mul(XORSHIFT_STAR) >> 32) as u32
     }
 }
 
@@ -671,7 +596,7 @@ pub(crate) fn locality_key(ctx: &SchedCtx) -> Addr {
 pub(crate) mod testutil {
     //! A tiny harness: real servers with given weights and counters, listed newest first.
     use super::*;
-    use crate::service::{FwdMethod, Proto};
+    use crate::flow::{FwdMethod, Proto};
 
     /// A test service: `cfg[i]` with runtime `rt[i]` (slot i).
     pub struct Fixture {
@@ -769,7 +694,8 @@ pub(crate) mod testutil {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{DestConfig, FwdMethod, Proto, ServiceConfig, ServiceKey, ServiceTable};
+    use crate::flow::{FwdMethod, Proto};
+    use crate::service::{DestConfig, ServiceConfig, ServiceKey, ServiceTable};
 
     #[test]
     fn hash_32_matches_kernel_formula() {
@@ -785,7 +711,7 @@ mod tests {
     fn names_roundtrip_and_default_is_wlc() {
         for k in SchedKind::ALL {
             assert_eq!(SchedKind::from_name(k.name()), Some(k));
-            assert_eq!(k.build(1).kind(), k);
+            assert_eq!(build(k, 1).kind(), k);
         }
         assert_eq!(SchedKind::default(), SchedKind::Wlc);
         assert_eq!(SchedKind::from_name("xyz"), None);

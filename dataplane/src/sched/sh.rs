@@ -8,10 +8,13 @@
 //! `(2*ihash + i) & 255` for i = 0..255 and stops at an empty bucket.
 
 use super::{hash_32, DestView, SchedCtx, SchedKind, Scheduler};
-use crate::service::{svc_flags, Addr};
+use crate::flow::Addr;
+use crate::service::svc_flags;
 
 /// Number of buckets.
-pub const SH_TAB_SIZE: usize = 256;
+pub const SH_TAB_SIZE: usize = 1 << SH_TAB_BITS;
+/// Bits of a bucket number.
+const SH_TAB_BITS: u32 = 8;
 const NONE: u16 = u16::MAX;
 
 /// Source-hashing state: the bucket table (server positions).
@@ -29,7 +32,11 @@ impl Default for Sh {
 }
 
 fn hashkey(addr: &Addr, port: u16, offset: u32) -> usize {
-    (offset.wrapping_add(hash_32(u32::from(port).wrapping_add(addr.fold()), 8)) & 0xff) as usize
+    offset.wrapping_add(hash_32(
+        u32::from(port).wrapping_add(addr.fold()),
+        SH_TAB_BITS,
+    )) as usize
+        % SH_TAB_SIZE
 }
 
 impl Sh {

@@ -3,12 +3,11 @@
 //!
 //! - [`wire`]: the version 1 message (byte-compatible with the kernel; version 0 is read
 //!   too), rvs's optional FULLNAT option carrying the LIP and lport, MTU-sized batching.
-//! - [`rules`]: when the master sends a connection (`ip_vs_sync_conn_needed`).
 //! - [`net`]: the sockets (UDP to multicast 224.0.0.81:8848 by default, or a unicast
 //!   peer) and the sender/receiver threads' loops, independent of DPDK.
 //!
 //! Data flow on the master: a worker's pipeline decides per client packet whether the
-//! session must be sent ([`rules::conn_needed`]) and emits a [`SyncConn`] into a side
+//! session must be sent ([`crate::conn::replica::conn_needed`]) and emits a [`SyncConn`] into a side
 //! buffer; the worker moves them into its lock-free queue to the sync thread (a full queue
 //! drops the event and counts it; a worker never blocks). The sync thread batches records
 //! into messages of at most `sync_maxlen` bytes and sends them: a full message at once, a
@@ -21,11 +20,9 @@
 //! ([`crate::conn::ConnTable::install_synced`]).
 
 pub mod net;
-pub mod rules;
 pub mod wire;
 
-pub use rules::{SyncMark, SyncRules};
-pub use wire::{MessageBuilder, Record, SyncConn};
+pub use wire::{MessageBuilder, Record};
 
 /// The default multicast group (`IP_VS_SYNC_GROUP`, 224.0.0.81).
 pub const DEFAULT_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 81);

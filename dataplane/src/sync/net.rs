@@ -13,16 +13,28 @@ use std::time::{Duration, Instant};
 use crossbeam::queue::ArrayQueue;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::wire::{self, MessageBuilder, Record, SyncConn};
+use super::wire::{self, MessageBuilder, Record};
+use crate::conn::SyncConn;
 
 /// A partial message waits at most this long before it is sent (the kernel's 2 s).
 pub const PARTIAL_FLUSH: Duration = Duration::from_secs(2);
 /// How long the sender sleeps when every queue is empty (the kernel's `HZ/50`).
 pub const IDLE_SLEEP: Duration = Duration::from_millis(20);
 
+/// How long the backup's receive waits before it checks its stop flag.
+const RECV_POLL: Duration = Duration::from_millis(100);
+/// The backup socket's receive buffer (bursts of messages while the workers are busy).
+const RECV_BUFFER_BYTES: usize = 4 << 20;
+/// Records the sender takes from one worker queue per round before moving to the next.
+const DRAIN_PER_QUEUE: usize = 4096;
+/// The largest datagram the backup receives.
+const MAX_DATAGRAM: usize = 65536;
+/// Decoded records kept per message (a message holds at most 255).
+const RECORDS_PER_MESSAGE: usize = 256;
+
 /// Where and how a sync daemon talks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NetConfig {
+pub struct SyncNetConfig {
     /// Sync id: written by the master; the backup drops other ids unless it is 0.
     pub syncid: u8,
     /// Maximum message length (`--sync-maxlen`).
@@ -39,9 +51,9 @@ pub struct NetConfig {
     pub peer: Option<Ipv4Addr>,
 }
 
-impl Default for NetConfig {
+impl Default for SyncNetConfig {
     fn default() -> Self {
-        NetConfig {
+        SyncNetConfig {
             syncid: 0,
             maxlen: super::DEFAULT_MAXLEN,
             group: super::DEFAULT_GROUP,
@@ -95,7 +107,7 @@ impl Stats {
 }
 
 /// The master's socket and where it sends.
-pub fn master_socket(cfg: &NetConfig) -> io::Result<(UdpSocket, SocketAddr)> {
+pub fn master_socket(cfg: &SyncNetConfig) -> io::Result<(UdpSocket, SocketAddr)> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     let dest = match cfg.peer {
         Some(p) => SocketAddrV4::new(p, cfg.port),
@@ -114,15 +126,15 @@ pub fn master_socket(cfg: &NetConfig) -> io::Result<(UdpSocket, SocketAddr)> {
 }
 
 /// The backup's socket: bound to the port, member of the group on the interface.
-pub fn backup_socket(cfg: &NetConfig) -> io::Result<UdpSocket> {
+pub fn backup_socket(cfg: &SyncNetConfig) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, cfg.port).into())?;
     if cfg.peer.is_none() {
         s.join_multicast_v4(&cfg.group, &cfg.iface.unwrap_or(Ipv4Addr::UNSPECIFIED))?;
     }
-    s.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let _ = s.set_recv_buffer_size(4 << 20);
+    s.set_read_timeout(Some(RECV_POLL))?;
+    let _ = s.set_recv_buffer_size(RECV_BUFFER_BYTES);
     Ok(s.into())
 }
 
@@ -131,7 +143,7 @@ pub fn backup_socket(cfg: &NetConfig) -> io::Result<UdpSocket> {
 pub fn run_master(
     sock: &UdpSocket,
     dest: SocketAddr,
-    cfg: &NetConfig,
+    cfg: &SyncNetConfig,
     queues: &[ArrayQueue<SyncConn>],
     stop: &AtomicBool,
     stats: &Stats,
@@ -158,7 +170,7 @@ pub fn run_master(
     while !stop.load(Ordering::Acquire) {
         let mut got = 0usize;
         for q in queues {
-            for _ in 0..4096 {
+            for _ in 0..DRAIN_PER_QUEUE {
                 let Some(c) = q.pop() else { break };
                 got += 1;
                 if !b.push(&c) {
@@ -188,13 +200,13 @@ pub fn run_master(
 /// `deliver` (which returns false when the owner's queue is full), until `stop`.
 pub fn run_backup(
     sock: &UdpSocket,
-    cfg: &NetConfig,
+    cfg: &SyncNetConfig,
     stop: &AtomicBool,
     stats: &Stats,
     mut deliver: impl FnMut(SyncConn) -> bool,
 ) {
-    let mut buf = vec![0u8; 65536];
-    let mut recs: Vec<Record> = Vec::with_capacity(256);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut recs: Vec<Record> = Vec::with_capacity(RECORDS_PER_MESSAGE);
     while !stop.load(Ordering::Acquire) {
         let n = match sock.recv_from(&mut buf) {
             Ok((n, _)) => n,
@@ -244,7 +256,7 @@ pub fn process_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::Addr;
+    use crate::flow::Addr;
     use std::sync::Arc;
 
     fn conn(i: u16) -> SyncConn {
@@ -299,12 +311,12 @@ mod tests {
     #[test]
     fn master_to_backup_over_loopback() {
         let port = 20000 + (std::process::id() % 20000) as u16;
-        let cfg = NetConfig {
+        let cfg = SyncNetConfig {
             syncid: 3,
             port,
             peer: Some(Ipv4Addr::LOCALHOST),
             iface: Some(Ipv4Addr::LOCALHOST),
-            ..NetConfig::default()
+            ..SyncNetConfig::default()
         };
         let rx = backup_socket(&cfg).expect("backup socket");
         let (tx, dest) = master_socket(&cfg).expect("master socket");

@@ -14,7 +14,8 @@
 //!
 //! Decoding never panics: every length is checked, and errors are typed ([`DecodeError`]).
 
-use crate::service::Addr;
+use crate::conn::replica::SyncConn;
+use crate::flow::Addr;
 
 /// The protocol version this module writes.
 pub const SYNC_PROTO_VER: u8 = 1;
@@ -47,43 +48,28 @@ pub const MAX_RECORD_LEN: usize = CONN_V6_LEN + 2 + 18;
 /// The kernel's `IP_VS_CONN_F_SEQ_MASK` (in and out sequence adjustments present).
 pub const F_SEQ_MASK: u32 = 0x0600;
 
-/// One synchronised connection (or persistence template) as carried by a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SyncConn {
-    /// IP protocol number (6 TCP, 17 UDP, 0 for fwmark templates).
-    pub protocol: u8,
-    /// IPv6 addresses (record type bit 0).
-    pub v6: bool,
-    /// IPVS conn flags (`IP_VS_CONN_F_*`, without `HASHED`).
-    pub flags: u32,
-    /// Protocol state (TCP state number; 0 for UDP and templates).
-    pub state: u16,
-    /// Client port.
-    pub cport: u16,
-    /// Virtual port.
-    pub vport: u16,
-    /// Real server port.
-    pub dport: u16,
-    /// Firewall mark.
-    pub fwmark: u32,
-    /// Full timeout of the state, seconds (0 in v0 messages: take the local table's).
-    pub timeout: u32,
-    /// Client address.
-    pub caddr: Addr,
-    /// Virtual address.
-    pub vaddr: Addr,
-    /// Real server address.
-    pub daddr: Addr,
-    /// FULLNAT local address and port (rvs's option), if any.
-    pub local: Option<(Addr, u16)>,
+/// An option's header: type and length bytes.
+const OPT_HEADER_LEN: usize = 2;
+/// `ver_size`: the version is in the top 4 bits, the record length in the low 12.
+const VERSION_SHIFT: u16 = 12;
+/// `ver_size`: the record length bits.
+const SIZE_MASK: u16 = 0x0fff;
+/// Longest persistence-engine name (`IP_VS_PENAME_MAXLEN`).
+const PE_NAME_MAXLEN: usize = 16;
+/// The largest UDP payload over IPv4 (65535 - 20 - 8).
+pub const MAX_UDP_PAYLOAD: usize = 65507;
+
+/// Length of the FULLNAT option's data: the local address (4 or 16 bytes) and port.
+fn fullnat_opt_len(v6: bool) -> usize {
+    (if v6 { 16 } else { 4 }) + 2
 }
 
-impl SyncConn {
-    /// Encoded length of this record without trailing padding.
-    pub fn encoded_len(&self) -> usize {
-        let base = if self.v6 { CONN_V6_LEN } else { CONN_V4_LEN };
-        base + self.local.map_or(0, |_| 2 + if self.v6 { 18 } else { 6 })
-    }
+/// Encoded length of a record without trailing padding.
+pub fn encoded_len(c: &SyncConn) -> usize {
+    let base = if c.v6 { CONN_V6_LEN } else { CONN_V4_LEN };
+    base + c
+        .local
+        .map_or(0, |_| OPT_HEADER_LEN + fullnat_opt_len(c.v6))
 }
 
 /// A decoded message header.
@@ -221,10 +207,10 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
             return Err(DecodeError::Truncated(i));
         }
         let ver_size = be16(rec, 2).ok_or(DecodeError::Truncated(i))?;
-        if ver_size >> 12 != 0 {
+        if ver_size >> VERSION_SHIFT != 0 {
             return Err(DecodeError::RecordVersion(i));
         }
-        let size = usize::from(ver_size & 0x0fff);
+        let size = usize::from(ver_size & SIZE_MASK);
         if size > rec.len() {
             return Err(DecodeError::Truncated(i));
         }
@@ -273,7 +259,7 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
             }
             match ty {
                 OPT_FULLNAT => {
-                    let want = if v6 { 18 } else { 6 };
+                    let want = fullnat_opt_len(v6);
                     if len != want || c.local.is_some() {
                         return Err(bad);
                     }
@@ -289,7 +275,7 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
                     }
                     OPT_PE_DATA => {}
                     OPT_PE_NAME => {
-                        if len > 16 {
+                        if len > PE_NAME_MAXLEN {
                             return Err(bad);
                         }
                         skip.get_or_insert(Skip::PersistenceEngine);
@@ -356,7 +342,7 @@ impl MessageBuilder {
     /// A builder for messages of at most `maxlen` bytes (raised to fit one record) from
     /// `syncid`. Allocates its buffer once.
     pub fn new(syncid: u8, maxlen: usize) -> MessageBuilder {
-        let maxlen = maxlen.clamp(HEADER_LEN + MAX_RECORD_LEN, 65507);
+        let maxlen = maxlen.clamp(HEADER_LEN + MAX_RECORD_LEN, MAX_UDP_PAYLOAD);
         let mut b = MessageBuilder {
             buf: Vec::with_capacity(maxlen),
             maxlen,
@@ -386,7 +372,7 @@ impl MessageBuilder {
     /// Appends a record; `false` (and nothing written) when it does not fit: send
     /// [`MessageBuilder::bytes`], [`MessageBuilder::reset`], and push again.
     pub fn push(&mut self, c: &SyncConn) -> bool {
-        let len = c.encoded_len();
+        let len = encoded_len(c);
         let pad = (4 - self.buf.len() % 4) % 4;
         if self.buf.len() + pad + len > self.maxlen || self.buf[4] == u8::MAX {
             return false;
@@ -395,7 +381,7 @@ impl MessageBuilder {
         let b = &mut self.buf;
         b.push(if c.v6 { STYPE_F_INET6 } else { 0 });
         b.push(c.protocol);
-        b.extend_from_slice(&(len as u16 & 0x0fff).to_be_bytes());
+        b.extend_from_slice(&(len as u16 & SIZE_MASK).to_be_bytes());
         b.extend_from_slice(&c.flags.to_be_bytes());
         b.extend_from_slice(&c.state.to_be_bytes());
         b.extend_from_slice(&c.cport.to_be_bytes());
@@ -408,7 +394,7 @@ impl MessageBuilder {
         put_addr(b, &c.daddr, c.v6);
         if let Some((a, port)) = c.local {
             b.push(OPT_FULLNAT);
-            b.push(if c.v6 { 18 } else { 6 });
+            b.push(fullnat_opt_len(c.v6) as u8);
             put_addr(b, &a, c.v6);
             b.extend_from_slice(&port.to_be_bytes());
         }

@@ -1,0 +1,298 @@
+//! The vocabulary every layer of the dataplane shares: transport protocol, address, a
+//! packet's 5-tuple, forwarding method and TCP flags.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Transport protocol of a service or a session (IANA protocol numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[repr(u8)]
+pub enum Proto {
+    /// `IPPROTO_IP`: only the persistence templates of firewall-mark services use it.
+    #[default]
+    Ip = 0,
+    /// TCP.
+    Tcp = 6,
+    /// UDP.
+    Udp = 17,
+}
+
+impl Proto {
+    /// The name `ipvsadm` prints: `TCP`, `UDP`, or `IP` for fwmark templates.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Ip => "IP",
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        }
+    }
+
+    /// The protocol for an IANA protocol number, if rvs balances it.
+    pub fn from_number(n: u8) -> Option<Proto> {
+        match n {
+            0 => Some(Proto::Ip),
+            6 => Some(Proto::Tcp),
+            17 => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// The first twelve bytes of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`).
+pub(crate) const V4_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+/// An IPv4 or IPv6 address in 16 bytes: IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`).
+///
+/// Byte-aligned (no padding in the session struct) and cheap to compare.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Addr(pub [u8; 16]);
+
+impl Addr {
+    /// The all-zero IPv6 address `::`.
+    pub const UNSPECIFIED: Addr = Addr([0; 16]);
+
+    /// An IPv4 address from its host-order value (`0x0a010102` is 10.1.1.2).
+    pub const fn from_v4_bits(bits: u32) -> Addr {
+        let b = bits.to_be_bytes();
+        Addr([
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b[0], b[1], b[2], b[3],
+        ])
+    }
+
+    /// An IPv4 address from four octets.
+    pub const fn v4(a: u8, b: u8, c: u8, d: u8) -> Addr {
+        Addr::from_v4_bits(u32::from_be_bytes([a, b, c, d]))
+    }
+
+    /// True for an IPv4 (IPv4-mapped) address.
+    pub fn is_v4(&self) -> bool {
+        self.0[..12] == V4_PREFIX
+    }
+
+    /// The host-order IPv4 value, for an IPv4 address.
+    pub fn v4_bits(&self) -> Option<u32> {
+        if self.is_v4() {
+            Some(u32::from_be_bytes([
+                self.0[12], self.0[13], self.0[14], self.0[15],
+            ]))
+        } else {
+            None
+        }
+    }
+
+    /// The address as a std `IpAddr`.
+    pub fn to_ip(&self) -> IpAddr {
+        match self.v4_bits() {
+            Some(b) => IpAddr::V4(Ipv4Addr::from(b)),
+            None => IpAddr::V6(Ipv6Addr::from(self.0)),
+        }
+    }
+
+    /// The kernel's `ntohl(addr_fold)`: the IPv4 address, or for IPv6 the XOR of its four
+    /// 32-bit words, in host order (used by sh, dh and mh).
+    pub fn fold(&self) -> u32 {
+        if let Some(b) = self.v4_bits() {
+            return b;
+        }
+        let w =
+            |i: usize| u32::from_be_bytes([self.0[i], self.0[i + 1], self.0[i + 2], self.0[i + 3]]);
+        w(0) ^ w(4) ^ w(8) ^ w(12)
+    }
+
+    /// The address ANDed with a mask built by [`Addr::v4_netmask`] or [`Addr::v6_prefix`].
+    pub fn masked(&self, mask: &Addr) -> Addr {
+        let mut out = [0u8; 16];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = self.0[i] & mask.0[i];
+        }
+        Addr(out)
+    }
+
+    /// An IPv4 netmask (`-M 255.255.255.0` is `v4_netmask(0xffffff00)`); it keeps the
+    /// IPv4-mapped prefix when applied.
+    pub const fn v4_netmask(mask: u32) -> Addr {
+        let b = mask.to_be_bytes();
+        Addr([
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, b[0], b[1],
+            b[2], b[3],
+        ])
+    }
+
+    /// An IPv6 netmask of `len` leading one bits (clamped to 128).
+    pub fn v6_prefix(len: u8) -> Addr {
+        let bits = u128::MAX
+            .checked_shl(128 - u32::from(len.min(128)))
+            .unwrap_or(0);
+        Addr(bits.to_be_bytes())
+    }
+}
+
+impl From<Ipv4Addr> for Addr {
+    fn from(a: Ipv4Addr) -> Addr {
+        Addr::from_v4_bits(u32::from(a))
+    }
+}
+
+impl From<Ipv6Addr> for Addr {
+    fn from(a: Ipv6Addr) -> Addr {
+        Addr(a.octets())
+    }
+}
+
+impl From<IpAddr> for Addr {
+    fn from(a: IpAddr) -> Addr {
+        match a {
+            IpAddr::V4(v) => v.into(),
+            IpAddr::V6(v) => v.into(),
+        }
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.to_ip(), f)
+    }
+}
+
+impl fmt::Debug for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.to_ip(), f)
+    }
+}
+
+/// Formats `addr:port` the way `ipvsadm -n` does (`[v6]:port` for IPv6).
+pub fn endpoint(addr: &Addr, port: u16) -> String {
+    if addr.is_v4() {
+        format!("{addr}:{port}")
+    } else {
+        format!("[{addr}]:{port}")
+    }
+}
+
+/// The 5-tuple of a packet as seen on the wire: source and destination address and port.
+///
+/// A client packet gives the session's client-side (in) tuple `caddr:cport -> vaddr:vport`;
+/// a server reply gives its server-side (out) tuple `daddr:dport -> laddr:lport`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// Transport protocol.
+    pub proto: Proto,
+    /// Source address.
+    pub saddr: Addr,
+    /// Destination address.
+    pub daddr: Addr,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+/// The forwarding-method bits of IPVS conn flags (`IP_VS_CONN_F_FWD_MASK`).
+const FWD_MASK: u16 = 0x0007;
+
+/// Forwarding method of a real server (the kernel's `IP_VS_CONN_F_FWD_MASK` values; FullNat
+/// uses DPVS's value 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum FwdMethod {
+    /// NAT (`-m`): "Masq".
+    Masq = 0,
+    /// Local node: "Local".
+    Local = 1,
+    /// IP tunnel (`-i`): "Tunnel".
+    Tunnel = 2,
+    /// Direct routing (`-g`, ipvsadm's default): "Route".
+    #[default]
+    Route = 3,
+    /// Full NAT (source and destination rewritten, DPVS's `-b`): "FullNat".
+    FullNat = 5,
+}
+
+impl FwdMethod {
+    /// The name in `ipvsadm -L`'s Forward column.
+    pub fn name(self) -> &'static str {
+        match self {
+            FwdMethod::Masq => "Masq",
+            FwdMethod::Local => "Local",
+            FwdMethod::Tunnel => "Tunnel",
+            FwdMethod::Route => "Route",
+            FwdMethod::FullNat => "FullNat",
+        }
+    }
+
+    /// The method for the low 3 bits of IPVS conn flags.
+    pub fn from_flags(flags: u16) -> FwdMethod {
+        match flags & FWD_MASK {
+            0 => FwdMethod::Masq,
+            1 => FwdMethod::Local,
+            2 => FwdMethod::Tunnel,
+            5 => FwdMethod::FullNat,
+            _ => FwdMethod::Route,
+        }
+    }
+
+    /// True when replies come back through the director (NAT, FULLNAT); the others get
+    /// `IP_VS_CONN_F_NOOUTPUT` and use the INPUT-ONLY TCP state rows.
+    pub fn replies_via_director(self) -> bool {
+        matches!(self, FwdMethod::Masq | FwdMethod::FullNat)
+    }
+}
+
+/// TCP header flags as they appear in byte 13 of the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// No flag (also what UDP packets pass).
+    pub const NONE: TcpFlags = TcpFlags(0);
+    /// FIN.
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    /// SYN.
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    /// RST.
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    /// ACK.
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+    /// SYN+ACK.
+    pub const SYN_ACK: TcpFlags = TcpFlags(0x12);
+    /// FIN+ACK.
+    pub const FIN_ACK: TcpFlags = TcpFlags(0x11);
+
+    /// True when every flag of `other` is set.
+    pub fn has(self, other: TcpFlags) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+}
+
+impl std::ops::BitOr for TcpFlags {
+    type Output = TcpFlags;
+    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | rhs.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addr_roundtrip_fold_and_mask() {
+        let a = Addr::v4(192, 168, 1, 100);
+        assert!(a.is_v4());
+        assert_eq!(a.v4_bits(), Some(0xc0a8_0164));
+        assert_eq!(a.to_string(), "192.168.1.100");
+        assert_eq!(a.fold(), 0xc0a8_0164);
+        let m = a.masked(&Addr::v4_netmask(0xffff_ff00));
+        assert_eq!(m, Addr::v4(192, 168, 1, 0));
+        let v6: Addr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().into();
+        assert!(!v6.is_v4());
+        assert_eq!(v6.fold(), 0x2001_0db8 ^ 1);
+        assert_eq!(
+            v6.masked(&Addr::v6_prefix(32)),
+            "2001:db8::".parse::<Ipv6Addr>().unwrap().into()
+        );
+        assert_eq!(Addr::v6_prefix(0), Addr([0; 16]));
+        assert_eq!(endpoint(&v6, 80), "[2001:db8::1]:80");
+        assert_eq!(endpoint(&a, 80), "192.168.1.100:80");
+    }
+}
