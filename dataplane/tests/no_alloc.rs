@@ -10,8 +10,8 @@ use std::cell::Cell;
 
 use etherparse::{icmpv4::DestUnreachableHeader, Icmpv4Type, PacketBuilder};
 use rvs_dataplane::buf::{PacketBuf, VecBuf};
-use rvs_dataplane::forward::{self, icmp, tun, Egress, MacRewrite, Plan};
 use rvs_dataplane::flow::FwdMethod;
+use rvs_dataplane::forward::{self, icmp, tun, Egress, MacRewrite, Plan};
 use rvs_dataplane::wire::{
     classify, classify_v4_flow, ChecksumMode, Classified, Error, EthernetAddress, IpMeta,
 };

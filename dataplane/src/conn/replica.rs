@@ -22,10 +22,11 @@
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto};
 use crate::sched::{CoreSched, DestSlot, NO_SLOT};
 
+use super::session::DYING;
 use super::session::{split_addrs, Session, NIL};
 use super::state::{TcpState, SYNCED_TEMPLATE_TIMEOUT, TCP_STATES, TEMPLATE_ASSURED};
 use super::table::{ConnTable, VACANT};
-use super::wheel::{DYING, MS_PER_SEC};
+use super::wheel::MS_PER_SEC;
 use super::{flags, ConnId};
 
 /// The least change of the announced end time, seconds, that `sync_refresh_period` lets

@@ -8,6 +8,10 @@ use super::state::{SessionState, TcpState, TEMPLATE_ASSURED};
 
 /// "No entry" marker for slab links.
 pub(crate) const NIL: u32 = u32::MAX;
+/// Slots of the timer wheel (100 ms each: 27 minutes around; longer timeouts go round).
+pub(super) const SLOTS: usize = 1 << 14;
+/// `wheel_at` of a session waiting on the dying list (not in a wheel slot).
+pub(super) const DYING: u32 = u32::MAX;
 
 /// One IPVS connection (or persistence template) owned by one core.
 ///

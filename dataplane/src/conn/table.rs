@@ -10,9 +10,8 @@ use crate::service::{DestId, ServiceSet};
 
 use super::alloc::{SlabVec, TableAlloc};
 use super::index::{Index, OUT};
-use super::session::{hash_flow, Session, NIL};
+use super::session::{hash_flow, Session, DYING, NIL, SLOTS};
 use super::state::Timeouts;
-use super::wheel::{DYING, SLOTS};
 use super::{flags, ConnConfig, ConnId, ConnStats};
 
 /// What a random hasher hashes into the table's seed when the configuration gives none.

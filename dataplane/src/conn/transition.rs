@@ -4,9 +4,9 @@
 use crate::flow::{Proto, TcpFlags};
 use crate::sched::NO_SLOT;
 
+use super::session::DYING;
 use super::state::{next_tcp_state, Direction, Rows, TcpState};
 use super::table::ConnTable;
-use super::wheel::DYING;
 use super::{flags, ConnId};
 
 /// The result of a state transition (what sync needs to decide whether to send).

@@ -3,7 +3,7 @@
 
 use crate::sched::NO_SLOT;
 
-use super::session::{Session, NIL};
+use super::session::{Session, DYING, NIL, SLOTS};
 use super::state::TEMPLATE_RETRY;
 use super::table::ConnTable;
 use super::ConnId;
@@ -12,10 +12,7 @@ use super::ConnId;
 pub(super) const MS_PER_SEC: u64 = 1000;
 /// Wheel resolution.
 pub(super) const TICK_MS: u64 = 100;
-pub(super) const SLOTS: usize = 1 << 14;
 pub(super) const MASK: u32 = (SLOTS - 1) as u32;
-/// `wheel_at` of entries waiting on the dying list.
-pub(super) const DYING: u32 = u32::MAX;
 pub(super) fn ticks_ceil(ms: u64) -> u32 {
     u32::try_from(ms.div_ceil(TICK_MS)).unwrap_or(DYING - 1)
 }

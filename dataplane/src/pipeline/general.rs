@@ -151,7 +151,16 @@ impl<P: PacketBuf> Core<P> {
         if matches!(to, Toward::LocalAddr | Toward::Client) {
             // A FULLNAT reply (RIP:rport -> LIP:lport) or a NAT reply (RS -> client).
             if let Some(id) = self.conns.lookup_out_hashed(hash, &pm.flow) {
-                return self.reply(pkt, meta, id, pm.tcp_flags, snap, now_ms);
+                return self.forward(
+                    pkt,
+                    meta,
+                    id,
+                    Direction::Output,
+                    pm.tcp_flags,
+                    in_port,
+                    snap,
+                    now_ms,
+                );
             }
         }
         match to {
@@ -219,7 +228,10 @@ impl<P: PacketBuf> Core<P> {
             Err(e) => Err(e),
         };
         let reason = match res {
-            Ok(id) => return self.request(pkt, meta, id, pm.tcp_flags, in_port, snap, now_ms),
+            Ok(id) => {
+                let (dir, flags) = (Direction::Input, pm.tcp_flags);
+                return self.forward(pkt, meta, id, dir, flags, in_port, snap, now_ms);
+            }
             Err(Refuse::NoService) => DropReason::NotForUs,
             Err(Refuse::NotSyn) => DropReason::NoSession,
             Err(Refuse::TableFull) => DropReason::TableFull,
@@ -292,27 +304,37 @@ impl<P: PacketBuf> Core<P> {
         Some(Routed { nh, eg, mac })
     }
 
-    /// Client → RS.
+    /// A packet of session `id` in direction `dir` (client → RS: `Input`; RS → client
+    /// under NAT and FULLNAT: `Output`): state transition, sync (requests), plan, route,
+    /// rewrite, send.
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn request(
+    fn forward(
         &mut self,
         mut pkt: P,
         meta: &IpMeta,
         id: ConnId,
+        dir: Direction,
         flags: TcpFlags,
         in_port: u16,
         snap: &Snapshot,
         now_ms: u64,
     ) -> Out<P> {
-        self.conns
-            .state_transition(id, Direction::Input, flags, now_ms);
-        self.sync_after_input(id, now_ms);
+        let reply = dir == Direction::Output;
+        self.conns.state_transition(id, dir, flags, now_ms);
+        if !reply {
+            self.sync_after_input(id, now_ms);
+        }
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
-        let Some(plan) = Plan::of(s, false) else {
-            return self.drop(pkt, DropReason::Unsupported);
+        let Some(plan) = Plan::of(s, reply) else {
+            let r = if reply {
+                DropReason::NotForUs
+            } else {
+                DropReason::Unsupported
+            };
+            return self.drop(pkt, r);
         };
         let Some(Routed { nh, eg, mac }) = self.route(&plan, snap, now_ms) else {
             return self.drop(pkt, DropReason::NoRoute);
@@ -320,7 +342,7 @@ impl<P: PacketBuf> Core<P> {
         let len = pkt.len() as u64;
         match plan.apply(&mut pkt, &Layout::of(meta), &eg) {
             Ok(()) => {
-                self.count_forwarded(id, Direction::Input, len);
+                self.count_forwarded(id, dir, len);
                 self.emit(pkt, nh.port, nh.addr, mac)
             }
             Err(wire::Error::Oversize) if plan.fwd == FwdMethod::Tunnel && meta.dont_frag => {
@@ -347,38 +369,6 @@ impl<P: PacketBuf> Core<P> {
                     self.generated.push((in_port, len));
                 }
                 self.drop(pkt, DropReason::Rewrite(wire::Error::Oversize))
-            }
-            Err(e) => self.drop(pkt, DropReason::Rewrite(e)),
-        }
-    }
-
-    /// RS → client (NAT, FULLNAT).
-    #[inline]
-    fn reply(
-        &mut self,
-        mut pkt: P,
-        meta: &IpMeta,
-        id: ConnId,
-        flags: TcpFlags,
-        snap: &Snapshot,
-        now_ms: u64,
-    ) -> Out<P> {
-        self.conns
-            .state_transition(id, Direction::Output, flags, now_ms);
-        let Some(s) = self.conns.get(id) else {
-            return self.drop(pkt, DropReason::NoSession);
-        };
-        let Some(plan) = Plan::of(s, true) else {
-            return self.drop(pkt, DropReason::NotForUs);
-        };
-        let Some(Routed { nh, eg, mac }) = self.route(&plan, snap, now_ms) else {
-            return self.drop(pkt, DropReason::NoRoute);
-        };
-        let len = pkt.len() as u64;
-        match plan.apply(&mut pkt, &Layout::of(meta), &eg) {
-            Ok(()) => {
-                self.count_forwarded(id, Direction::Output, len);
-                self.emit(pkt, nh.port, nh.addr, mac)
             }
             Err(e) => self.drop(pkt, DropReason::Rewrite(e)),
         }
