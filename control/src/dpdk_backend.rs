@@ -515,7 +515,7 @@ impl Backend for DpdkBackend {
             let c = &r.counters;
             let _ = writeln!(
                 out,
-                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={}",
+                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={}",
                 r.worker,
                 c.packets,
                 c.in_packets,
@@ -529,7 +529,10 @@ impl Backend for DpdkBackend {
                 r.tx_dropped,
                 c.dropped(),
                 r.to_kernel,
-                r.from_kernel
+                r.from_kernel,
+                c.time_exceeded_sent,
+                c.frag_needed_sent,
+                c.icmp_rate_limited
             );
             for (i, n) in c.drops.iter().enumerate() {
                 if *n > 0 {

@@ -418,8 +418,8 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Side outputs of the pipeline: ARP requests, released packets, sync records,
-    /// learned neighbours.
+    /// Side outputs of the pipeline: ARP requests, released packets, sync records, ARP
+    /// conflicts to log, learned neighbours.
     #[inline]
     fn side_outputs(&mut self) {
         for (port, target) in self.core.take_arp_requests() {
@@ -443,6 +443,15 @@ impl<'a> Worker<'a> {
         }
         if sync_lost > 0 {
             self.core.count_sync_dropped(sync_lost);
+        }
+        for c in self.core.take_arp_conflicts() {
+            // At most once per address per minute (the pipeline limits it).
+            tracing::warn!(
+                worker = self.w,
+                address = %c.ip,
+                mac = %crate::wire::EthernetAddress(c.mac),
+                "ARP from another host claims an address of this director; not learned"
+            );
         }
         for u in self.core.take_learned() {
             for (o, q) in self.sh.neigh.iter().enumerate() {

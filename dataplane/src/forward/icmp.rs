@@ -24,12 +24,14 @@
 //! DR and TUN sessions need no translation: errors about them are forwarded like any
 //! packet of the session ([`super::Plan::apply`]).
 
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv4Addr};
 
 use crate::buf::PacketBuf;
 use crate::wire::checksum::{self, Adjust};
-use crate::wire::icmpv4::Message;
-use crate::wire::{ipv4, Endpoint, Error, IpMeta, IpProtocol, IpVersion, Result};
+use crate::wire::icmpv4::{self, Message, Packet as Icmpv4Packet};
+use crate::wire::{
+    ethernet, ipv4, ChecksumMode, Endpoint, Error, IpMeta, IpProtocol, IpVersion, Ipv4Repr, Result,
+};
 
 use super::plan::Plan;
 use super::rewrite::{addr_bytes, check_ttl, set_macs, write_ttl, MacRewrite, V4End};
@@ -59,6 +61,63 @@ pub fn translate<B: PacketBuf + ?Sized>(
             macs: *macs,
         },
     )
+}
+
+/// The TTL of the ICMP errors the director originates.
+pub const ICMP_TTL: u8 = 64;
+/// The TOS of the ICMP errors the director originates (precedence "internetwork
+/// control", as Linux's `icmp_send`).
+pub const ICMP_TOS: u8 = 0xc0;
+
+/// Builds into `out` an ICMP error from `src` about the received IPv4 packet `frame`
+/// (classified as `meta`), back to its sender; returns the frame's length.
+///
+/// `msg`: the type, the code and, for fragmentation-needed, the next-hop MTU (0
+/// otherwise). Ethernet: the received frame's header with the MACs swapped (back out
+/// of the port it came in on, to the previous hop; same VLAN tag). IPv4: `src` → the
+/// packet's source, TTL [`ICMP_TTL`], TOS [`ICMP_TOS`]. ICMP: the original IP header and
+/// the first 8 bytes of its payload, as RFC 792 asks.
+pub fn originate(
+    frame: &[u8],
+    meta: &IpMeta,
+    src: Ipv4Addr,
+    msg: (Message, u8, u16),
+    out: &mut [u8],
+) -> Result<usize> {
+    let l3 = meta.l3_offset();
+    let ip = frame.get(l3..meta.ip_end).ok_or(Error::Truncated)?;
+    if l3 < ethernet::HEADER_LEN || ip.len() < ipv4::HEADER_LEN || meta.version != IpVersion::V4 {
+        return Err(Error::Truncated);
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let quote = (ihl + 8).min(ip.len());
+    let icmp_len = icmpv4::HEADER_LEN + quote;
+    let total = l3 + ipv4::HEADER_LEN + icmp_len;
+    let out = out.get_mut(..total).ok_or(Error::BufferTooSmall)?;
+
+    out[..l3].copy_from_slice(&frame[..l3]);
+    out[ethernet::field::DESTINATION].copy_from_slice(&frame[ethernet::field::SOURCE]);
+    out[ethernet::field::SOURCE].copy_from_slice(&frame[ethernet::field::DESTINATION]);
+    let to = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    Ipv4Repr {
+        src_addr: src,
+        dst_addr: to,
+        protocol: IpProtocol::ICMP,
+        payload_len: icmp_len,
+        ttl: ICMP_TTL,
+        tos: ICMP_TOS,
+        ident: 0,
+        dont_frag: false,
+    }
+    .emit(&mut out[l3..], ChecksumMode::Software)?;
+    let (kind, code, mtu) = msg;
+    let mut icmp = Icmpv4Packet::new_unchecked(&mut out[l3 + ipv4::HEADER_LEN..]);
+    icmp.set_msg_type(kind);
+    icmp.set_msg_code(code);
+    icmp.set_next_hop_mtu(mtu);
+    icmp.data_mut().copy_from_slice(&ip[..quote]);
+    icmp.fill_checksum();
+    Ok(total)
 }
 
 struct Translation {

@@ -75,6 +75,13 @@ pub struct Egress {
     pub mtu: u16,
 }
 
+/// Whether a mode routes the packets it forwards (TTL − 1): every mode but DR and a
+/// local server, which re-address the frame only.
+#[inline(always)]
+pub fn routes(fwd: FwdMethod) -> bool {
+    !matches!(fwd, FwdMethod::Route | FwdMethod::Local)
+}
+
 impl Plan {
     /// The plan of a packet of session `s`: a request (client → real server) or a
     /// `reply`. `None` for a direction the mode does not see (DR, TUN and local
@@ -106,7 +113,7 @@ impl Plan {
     /// which re-address the frame only.
     #[inline(always)]
     pub fn routes(&self) -> bool {
-        !matches!(self.fwd, FwdMethod::Route | FwdMethod::Local)
+        routes(self.fwd)
     }
 
     /// The bytes an IPv4 packet of `l3..ip_end` takes on the wire after this plan:

@@ -18,10 +18,8 @@
 use core::net::Ipv4Addr;
 
 use crate::buf::PacketBuf;
-use crate::wire::icmpv4::{dst_unreachable, Message, Packet as Icmpv4Packet};
-use crate::wire::{
-    ipip, ipv4, ChecksumMode, Error, EtherType, IpMeta, IpProtocol, IpVersion, Ipv4Repr, Result,
-};
+use crate::wire::icmpv4::{dst_unreachable, Message};
+use crate::wire::{ipip, ipv4, ChecksumMode, Error, EtherType, IpMeta, IpVersion, Result};
 
 use super::rewrite::{check_ttl, set_macs, MacRewrite};
 
@@ -38,12 +36,6 @@ pub struct TunParams {
     /// The MACs of the tunnel frame (director port → next hop toward the RS).
     pub macs: MacRewrite,
 }
-
-/// The TTL of the ICMP errors the director originates.
-pub const ICMP_TTL: u8 = 64;
-/// The TOS of the ICMP errors the director originates (precedence "internetwork
-/// control", as Linux's `icmp_send`).
-pub const ICMP_TOS: u8 = 0xc0;
 
 /// What [`encapsulate`] needs to know of the packet it wraps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,46 +115,13 @@ pub fn encapsulate<B: PacketBuf + ?Sized>(buf: &mut B, inner: &Inner, p: &TunPar
     set_macs(data, &p.macs)
 }
 
-/// Build the ICMP fragmentation-needed frame for the client into `out`; its length.
-///
-/// Ethernet: the received frame's header with the MACs swapped (back out of the port
-/// it came in on, to the previous hop; same VLAN tag). IPv4: DIP → the packet's source,
-/// TTL 64, TOS 0xc0. ICMP: type 3 code 4, next-hop MTU = `mtu − 20`, then the original
-/// IP header and the first 8 bytes of its payload.
+/// Build the ICMP fragmentation-needed frame for the client into `out`; its length:
+/// type 3 code 4 from the tunnel's source, advertising `mtu − 20`
+/// ([`super::icmp::originate`]).
 pub fn frag_needed(frame: &[u8], meta: &IpMeta, p: &TunParams, out: &mut [u8]) -> Result<usize> {
-    let l3 = meta.l3_offset();
-    let ip = frame.get(l3..meta.ip_end).ok_or(Error::Truncated)?;
-    if l3 < 14 || ip.len() < ipv4::HEADER_LEN || meta.version != IpVersion::V4 {
-        return Err(Error::Truncated);
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let quote = (ihl + 8).min(ip.len());
-    let icmp_len = 8 + quote;
-    let total = l3 + ipv4::HEADER_LEN + icmp_len;
-    let out = out.get_mut(..total).ok_or(Error::BufferTooSmall)?;
-
-    out[..l3].copy_from_slice(&frame[..l3]);
-    out[..6].copy_from_slice(&frame[6..12]);
-    out[6..12].copy_from_slice(&frame[..6]);
-    let client = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    Ipv4Repr {
-        src_addr: p.local,
-        dst_addr: client,
-        protocol: IpProtocol::ICMP,
-        payload_len: icmp_len,
-        ttl: ICMP_TTL,
-        tos: ICMP_TOS,
-        ident: 0,
-        dont_frag: false,
-    }
-    .emit(&mut out[l3..], ChecksumMode::Software)?;
-    let mut icmp = Icmpv4Packet::new_unchecked(&mut out[l3 + ipv4::HEADER_LEN..]);
-    icmp.set_msg_type(Message::DST_UNREACHABLE);
-    icmp.set_msg_code(dst_unreachable::FRAG_NEEDED);
-    icmp.set_next_hop_mtu(p.mtu.saturating_sub(ipip::OUTER_HEADER_LEN as u16));
-    icmp.data_mut().copy_from_slice(&ip[..quote]);
-    icmp.fill_checksum();
-    Ok(total)
+    let mtu = p.mtu.saturating_sub(ipip::OUTER_HEADER_LEN as u16);
+    let msg = (Message::DST_UNREACHABLE, dst_unreachable::FRAG_NEEDED, mtu);
+    super::icmp::originate(frame, meta, p.local, msg, out)
 }
 
 #[cfg(test)]

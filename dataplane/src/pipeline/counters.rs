@@ -34,12 +34,19 @@ pub enum DropReason {
     Unresolved,
     /// Not IPv4 (IPv6 forwarding is not there yet), or another EtherType.
     Unsupported,
+    /// A martian, as Linux drops it before IPVS sees it: a source in 0/8, 127/8, 224/4,
+    /// 240/4 (the limited broadcast included) or one of the director's own addresses;
+    /// or a TCP or UDP packet to a multicast or broadcast destination.
+    Martian,
+    /// An ARP reply or gratuitous ARP from another host claiming one of the director's
+    /// addresses: never learned, logged once per address per minute.
+    ArpConflict,
 }
 
 impl DropReason {
     /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
     /// other reasons.
-    pub const COUNT: usize = 2 * wire::Error::COUNT + 9;
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 11;
 
     /// The counter slot.
     pub fn index(self) -> usize {
@@ -56,6 +63,8 @@ impl DropReason {
             DropReason::NoRoute => 2 * w + 6,
             DropReason::Unresolved => 2 * w + 7,
             DropReason::Unsupported => 2 * w + 8,
+            DropReason::Martian => 2 * w + 9,
+            DropReason::ArpConflict => 2 * w + 10,
         }
     }
 
@@ -75,6 +84,8 @@ impl DropReason {
                 6 => DropReason::NoRoute,
                 7 => DropReason::Unresolved,
                 8 => DropReason::Unsupported,
+                9 => DropReason::Martian,
+                10 => DropReason::ArpConflict,
                 _ => return None,
             },
         })
@@ -94,6 +105,8 @@ impl DropReason {
             DropReason::NoRoute => "no-route".into(),
             DropReason::Unresolved => "unresolved".into(),
             DropReason::Unsupported => "unsupported".into(),
+            DropReason::Martian => "martian".into(),
+            DropReason::ArpConflict => "arp-conflict".into(),
         }
     }
 }
@@ -121,6 +134,10 @@ pub struct Counters {
     pub icmp_translated: u64,
     /// ICMP fragmentation-needed errors originated (TUN).
     pub frag_needed_sent: u64,
+    /// ICMP time-exceeded errors originated (a routed packet whose TTL ran out).
+    pub time_exceeded_sent: u64,
+    /// ICMP errors not originated because the worker's ICMP rate limit was reached.
+    pub icmp_rate_limited: u64,
     /// Drops by reason ([`DropReason::index`]).
     pub drops: [u64; DropReason::COUNT],
 }
@@ -138,6 +155,8 @@ impl Default for Counters {
             echo_replies: 0,
             icmp_translated: 0,
             frag_needed_sent: 0,
+            time_exceeded_sent: 0,
+            icmp_rate_limited: 0,
             drops: [0; DropReason::COUNT],
         }
     }

@@ -10,13 +10,16 @@ use hashbrown::HashMap;
 use crate::buf::PacketBuf;
 use crate::conn::{ConnId, Direction, PacketMeta, Refuse, Scheduled};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
+use crate::forward::plan::routes;
 use crate::forward::{icmp, tun, Egress, Layout, MacRewrite, Plan};
 use crate::laddr::LaddrPool;
 use crate::route::NextHop;
 use crate::service::{RealServer, ServiceKey};
 use crate::steer::{self, Toward};
 use crate::wire::{
-    self, icmpv4::Message, Classified, EthernetAddress, IpMeta, IpProtocol, IpVersion,
+    self,
+    icmpv4::{time_exceeded, Message},
+    Classified, EthernetAddress, IpMeta, IpProtocol, IpVersion,
 };
 #[cfg(test)]
 use crate::wire::{classify, ChecksumMode};
@@ -118,6 +121,9 @@ impl<P: PacketBuf> Core<P> {
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
             return self.drop(pkt, DropReason::Unsupported);
         };
+        if martian_source(src, &snap.net) {
+            return self.drop(pkt, DropReason::Martian);
+        }
         let local = snap.net.local.get(&dst).copied();
         if check_owner {
             let owner = self.owner_with(snap, meta, local);
@@ -212,6 +218,11 @@ impl<P: PacketBuf> Core<P> {
         // Schedule, then pick the FULLNAT local endpoint, then create.
         let res = match self.conns.schedule(&mut self.sched, pm, hash, now_ms) {
             Ok(Scheduled::Existing(id)) => Ok(id),
+            Ok(Scheduled::New(new)) if routes(new.dest().fwd) && meta.ttl <= 1 => {
+                // Not sent on: no session (dropping `new` creates nothing).
+                drop(new);
+                return self.time_exceeded(pkt, meta, in_port, now_ms);
+            }
             Ok(Scheduled::New(new)) => {
                 let local = match new.needs_local() {
                     true => pick_local(&mut self.laddrs, net, me, new.dest(), new.flow()),
@@ -321,10 +332,6 @@ impl<P: PacketBuf> Core<P> {
         now_ms: u64,
     ) -> Out<P> {
         let reply = dir == Direction::Output;
-        self.conns.state_transition(id, dir, flags, now_ms);
-        if !reply {
-            self.sync_after_input(id, now_ms);
-        }
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
@@ -336,6 +343,14 @@ impl<P: PacketBuf> Core<P> {
             };
             return self.drop(pkt, r);
         };
+        if plan.routes() && meta.ttl <= 1 {
+            // Not sent on: the session does not see it.
+            return self.time_exceeded(pkt, meta, in_port, now_ms);
+        }
+        self.conns.state_transition(id, dir, flags, now_ms);
+        if !reply {
+            self.sync_after_input(id, now_ms);
+        }
         let Some(Routed { nh, eg, mac }) = self.route(&plan, snap, now_ms) else {
             return self.drop(pkt, DropReason::NoRoute);
         };
@@ -346,7 +361,7 @@ impl<P: PacketBuf> Core<P> {
                 self.emit(pkt, nh.port, nh.addr, mac)
             }
             Err(wire::Error::Oversize) if plan.fwd == FwdMethod::Tunnel && meta.dont_frag => {
-                self.frag_needed(pkt, meta, &plan, &eg, in_port)
+                self.frag_needed(pkt, meta, &plan, &eg, in_port, now_ms)
             }
             Err(e) => self.drop(pkt, DropReason::Rewrite(e)),
         }
@@ -361,16 +376,51 @@ impl<P: PacketBuf> Core<P> {
         plan: &Plan,
         eg: &Egress,
         in_port: u16,
+        now_ms: u64,
     ) -> Out<P> {
-        match tun::frag_needed(pkt.data(), meta, &plan.tunnel(eg), &mut self.scratch) {
-            Ok(len) => {
-                self.counters.frag_needed_sent += 1;
-                if self.generated.len() < SIDE_CAP {
-                    self.generated.push((in_port, len));
+        if self.icmp_budget.take(now_ms) {
+            match tun::frag_needed(pkt.data(), meta, &plan.tunnel(eg), &mut self.scratch) {
+                Ok(len) => {
+                    self.counters.frag_needed_sent += 1;
+                    self.originated(in_port, len);
                 }
-                self.drop(pkt, DropReason::Rewrite(wire::Error::Oversize))
+                Err(e) => return self.drop(pkt, DropReason::Rewrite(e)),
             }
-            Err(e) => self.drop(pkt, DropReason::Rewrite(e)),
+        } else {
+            self.counters.icmp_rate_limited += 1;
+        }
+        self.drop(pkt, DropReason::Rewrite(wire::Error::Oversize))
+    }
+
+    /// A routed packet whose TTL runs out here: time-exceeded goes back to its sender,
+    /// from the address of the port it came in on (as a router answers), within the
+    /// worker's ICMP budget; the packet is dropped as `rewrite:ttl-expired`.
+    fn time_exceeded(&mut self, pkt: P, meta: &IpMeta, in_port: u16, now_ms: u64) -> Out<P> {
+        let src = self.tun_src.get(usize::from(in_port)).copied();
+        let src = src
+            .filter(|a| !a.is_unspecified())
+            .or(match meta.tuple.dst.addr {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            });
+        match src {
+            Some(_) if !self.icmp_budget.take(now_ms) => self.counters.icmp_rate_limited += 1,
+            Some(src) => {
+                let msg = (Message::TIME_EXCEEDED, time_exceeded::TTL, 0);
+                if let Ok(len) = icmp::originate(pkt.data(), meta, src, msg, &mut self.scratch) {
+                    self.counters.time_exceeded_sent += 1;
+                    self.originated(in_port, len);
+                }
+            }
+            None => {}
+        }
+        self.drop(pkt, DropReason::Rewrite(wire::Error::TtlExpired))
+    }
+
+    /// Queues the frame just written into the scratch buffer for port `port`.
+    fn originated(&mut self, port: u16, len: usize) {
+        if self.generated.len() < SIDE_CAP {
+            self.generated.push((port, len));
         }
     }
 
@@ -483,4 +533,13 @@ fn pick_local(
         steer.is_none_or(|r| r.reply_queue(rip, lip, rport, lport) == me)
     })
     .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
+}
+
+/// A source Linux calls martian: "this network" (0/8), loopback (127/8), multicast
+/// (224/4), reserved (240/4, with the limited broadcast), or an address of the director
+/// itself (a VIP, DIP or LIP).
+#[inline]
+fn martian_source(src: Ipv4Addr, net: &NetConfig) -> bool {
+    let first = src.octets()[0];
+    first == 0 || src.is_loopback() || first >= 224 || net.local.contains_key(&src)
 }

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use crate::buf::PacketBuf;
-use crate::forward::tun::ICMP_TTL;
+use crate::forward::icmp::ICMP_TTL;
 use crate::wire::icmpv4::Message;
 use crate::wire::{
     self, ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, IpMeta,
@@ -34,6 +34,10 @@ impl<P: PacketBuf> Core<P> {
         };
         let ours = snap.net.local.get(&repr.target_protocol_addr).copied();
         let sender = repr.source_protocol_addr;
+        if let Some(&(kind, _)) = snap.net.local.get(&sender) {
+            // Another host speaking for one of our addresses is never learned.
+            return self.arp_from_our_address(pkt, &repr, kind, snap, now_ms);
+        }
         // Learn the sender when the packet is for us or when we already track it.
         if (ours.is_some() || self.neigh.contains(sender)) && sender != Ipv4Addr::UNSPECIFIED {
             let mac = repr.source_hardware_addr.0;
@@ -79,6 +83,32 @@ impl<P: PacketBuf> Core<P> {
             }
             _ => Out::Consumed(pkt),
         }
+    }
+
+    /// An ARP frame whose sender address is one of ours. Our own frames (a port's MAC)
+    /// and, on a standby, the active director's announcements of the addresses that
+    /// move with the active role are consumed; anything else claims an address of ours:
+    /// counted as `arp-conflict`, dropped, and reported once per address per minute
+    /// ([`Core::take_arp_conflicts`]).
+    fn arp_from_our_address(
+        &mut self,
+        pkt: P,
+        repr: &ArpRepr,
+        kind: LocalKind,
+        snap: &Snapshot,
+        now_ms: u64,
+    ) -> Out<P> {
+        let mac = repr.source_hardware_addr.0;
+        let sender = repr.source_protocol_addr;
+        let own_frame = snap.net.ports.iter().any(|p| p.mac == mac);
+        let moves_with_role = kind != LocalKind::Dip || snap.net.floating.contains(&sender);
+        if own_frame || (snap.net.passive && moves_with_role) {
+            return Out::Consumed(pkt);
+        }
+        if self.conflict_log.due(sender, now_ms) && self.arp_conflicts.len() < SIDE_CAP {
+            self.arp_conflicts.push(ArpConflict { ip: sender, mac });
+        }
+        self.drop(pkt, DropReason::ArpConflict)
     }
 
     /// ICMP echo request to one of our addresses: answer in place.
@@ -160,4 +190,85 @@ pub fn build_arp_request(
 /// Writes a gratuitous ARP (a request for `ip` from `ip`) into `buf`; returns the length.
 pub fn build_gratuitous_arp(buf: &mut [u8], mac: [u8; 6], ip: Ipv4Addr) -> Option<usize> {
     build_arp_request(buf, mac, ip, ip)
+}
+
+/// An ARP frame from another host claiming one of the director's addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArpConflict {
+    /// Our address it claimed.
+    pub ip: Ipv4Addr,
+    /// The MAC it claimed it for.
+    pub mac: [u8; 6],
+}
+
+/// How often one address's ARP conflict is reported.
+pub const CONFLICT_REPORT_MS: u64 = 60_000;
+/// How many addresses' last report times are kept (the oldest is forgotten).
+const CONFLICT_SLOTS: usize = 16;
+
+/// When each address's ARP conflict was last reported: a small fixed table, so that a
+/// flood of forged frames costs a scan of it and no allocation.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ConflictLog {
+    slots: [(u32, u64); CONFLICT_SLOTS],
+    used: usize,
+}
+
+impl ConflictLog {
+    /// Whether a conflict for `ip` is to be reported now (and notes that it is).
+    pub(super) fn due(&mut self, ip: Ipv4Addr, now_ms: u64) -> bool {
+        let key = u32::from(ip);
+        let live = &mut self.slots[..self.used];
+        if let Some(slot) = live.iter_mut().find(|(a, _)| *a == key) {
+            if now_ms.saturating_sub(slot.1) < CONFLICT_REPORT_MS {
+                return false;
+            }
+            slot.1 = now_ms;
+            return true;
+        }
+        if self.used < CONFLICT_SLOTS {
+            self.slots[self.used] = (key, now_ms);
+            self.used += 1;
+        } else if let Some(oldest) = self.slots.iter_mut().min_by_key(|(_, t)| *t) {
+            *oldest = (key, now_ms);
+        }
+        true
+    }
+}
+
+/// Linux's `icmp_msgs_per_sec`: ICMP errors a worker may originate per second.
+pub const ICMP_ERRORS_PER_SEC: u64 = 1000;
+/// Linux's `icmp_msgs_burst`: how many it may send at once after a quiet spell.
+pub const ICMP_ERRORS_BURST: u64 = 50;
+
+/// The token bucket of the ICMP errors a worker originates.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct IcmpBudget {
+    tokens: u64,
+    last_ms: u64,
+}
+
+impl Default for IcmpBudget {
+    fn default() -> Self {
+        IcmpBudget {
+            tokens: ICMP_ERRORS_BURST,
+            last_ms: 0,
+        }
+    }
+}
+
+impl IcmpBudget {
+    /// Takes a token if one is left at `now_ms`.
+    pub(super) fn take(&mut self, now_ms: u64) -> bool {
+        let earned = now_ms.saturating_sub(self.last_ms) * ICMP_ERRORS_PER_SEC / 1000;
+        if earned > 0 {
+            self.tokens = (self.tokens + earned).min(ICMP_ERRORS_BURST);
+            self.last_ms = now_ms;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }

@@ -45,11 +45,11 @@ use crate::service::{self, ServiceKey};
 use crate::wire::{self, Classified};
 
 use self::burst::RING;
-use self::host::set_dst_mac;
+use self::host::{set_dst_mac, ConflictLog, IcmpBudget};
 
 pub use self::burst::Emit;
 pub use self::counters::{Counters, DestTraffic, DropReason, SyncCounters};
-pub use self::host::{build_arp_request, build_gratuitous_arp};
+pub use self::host::{build_arp_request, build_gratuitous_arp, ArpConflict};
 
 /// What an address owned by the director is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +164,9 @@ pub struct Core<P> {
     released: Vec<(P, u16)>,
     learned: Vec<NeighUpdate>,
     generated: Vec<(u16, usize)>,
+    arp_conflicts: Vec<ArpConflict>,
+    conflict_log: ConflictLog,
+    icmp_budget: IcmpBudget,
     scratch: [u8; SCRATCH_LEN],
     counters: Counters,
     traffic: Vec<DestTraffic>,
@@ -206,6 +209,9 @@ impl<P: PacketBuf> Core<P> {
             released: Vec::with_capacity(SIDE_CAP),
             learned: Vec::with_capacity(SIDE_CAP),
             generated: Vec::with_capacity(SIDE_CAP),
+            arp_conflicts: Vec::with_capacity(SIDE_CAP),
+            conflict_log: ConflictLog::default(),
+            icmp_budget: IcmpBudget::default(),
             scratch: [0; SCRATCH_LEN],
             counters: Counters::default(),
             traffic: Vec::new(),
@@ -291,6 +297,12 @@ impl<P: PacketBuf> Core<P> {
     /// Packets whose next hop resolved: ready to transmit on the port.
     pub fn take_released(&mut self) -> std::vec::Drain<'_, (P, u16)> {
         self.released.drain(..)
+    }
+
+    /// ARP conflicts to report (at most one per address per minute): the worker logs
+    /// them after the burst.
+    pub fn take_arp_conflicts(&mut self) -> std::vec::Drain<'_, ArpConflict> {
+        self.arp_conflicts.drain(..)
     }
 
     /// Neighbours learned here, to share with the other workers.

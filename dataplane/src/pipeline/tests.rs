@@ -351,7 +351,7 @@ fn a_burst_is_processed_exactly_as_packet_by_packet() {
     // flows of one client (ours) and of another (handed over), malformed frames, a
     // sessionless ACK, a ping. One core takes them one by one, the other as a burst.
     let owner = owner_of_client(Ipv4Addr::from(CIP), 2);
-    let other_client = (1..=250u8)
+    let other_client = (3..=250u8)
         .map(|i| [10, 10, 0, i])
         .find(|a| owner_of_client(Ipv4Addr::from(*a), 2) != owner)
         .expect("a client of the other worker");
@@ -631,7 +631,7 @@ fn established_fast_path_has_the_full_paths_effects_in_every_mode() {
                 pkts.push((p, 0));
             }
             if workers == 2 {
-                let other = (1..=250u8)
+                let other = (3..=250u8)
                     .map(|i| [10, 10, 0, i])
                     .find(|a| owner_of_client(Ipv4Addr::from(*a), 2) != me)
                     .expect("a client of the other worker");
@@ -648,10 +648,12 @@ fn established_fast_path_has_the_full_paths_effects_in_every_mode() {
             }
             let v = same_by_burst(&mut one, &mut burst, pkts, 20);
             let forwarded = v.iter().filter(|v| v.0 == 0).count();
-            let frag_needed = v.iter().filter(|v| v.0 == 9).count();
+            // Originated: time-exceeded for the TTL-1 packet in the modes that route
+            // it, and TUN's frag-needed.
+            let originated = v.iter().filter(|v| v.0 == 9).count();
             assert_eq!(
-                frag_needed,
-                usize::from(fwd == FwdMethod::Tunnel),
+                originated,
+                usize::from(fwd != FwdMethod::Route) + usize::from(fwd == FwdMethod::Tunnel),
                 "{fwd:?}"
             );
             let (want, sent) = match fwd {
@@ -794,4 +796,194 @@ fn an_icmp_error_about_a_nat_request_goes_to_the_clients_worker() {
     assert_eq!(ip.header().source(), VIP, "the error comes from the VIP");
     assert_eq!(ip.header().destination(), cip);
     assert_eq!(c.counters().icmp_translated, 1);
+}
+
+/// A TCP segment from `s:sp` to `d:dp` with this TTL (SYN or a bare ACK).
+fn tcp_ttl(s: [u8; 4], sp: u16, d: [u8; 4], dp: u16, ttl: u8, syn: bool) -> VecBuf {
+    let mut b = PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv4(s, d, ttl)
+        .tcp(sp, dp, 1000, 65535);
+    b = if syn { b.syn() } else { b.ack(1) };
+    let mut v = Vec::new();
+    b.write(&mut v, b"").expect("build");
+    VecBuf::new(VecBuf::DEFAULT_HEADROOM, &v)
+}
+
+#[test]
+fn martian_sources_are_dropped_and_create_nothing() {
+    let mut c = core(FwdMethod::FullNat, 0, 1);
+    let martians: [[u8; 4]; 9] = [
+        [0, 0, 0, 0],
+        [0, 1, 2, 3],
+        [255, 255, 255, 255],
+        [127, 0, 0, 1],
+        [224, 0, 0, 5],
+        [240, 0, 0, 1],
+        VIP,
+        DIP0,
+        LIP,
+    ];
+    for (i, src) in martians.iter().enumerate() {
+        let syn = tcp_ttl(*src, 40000 + i as u16, VIP, 80, 64, true);
+        match c.process(syn, 0, i as u64, true) {
+            Out::Drop(_, DropReason::Martian) => {}
+            o => panic!("{src:?}: {o:?}"),
+        }
+    }
+    assert_eq!(c.conns().len(), 0, "no session for a martian");
+    assert_eq!(c.counters().drops_of(DropReason::Martian), 9);
+    // TCP or UDP to a multicast or broadcast address is never forwarded: the kernel's.
+    for dst in [[224, 0, 0, 5], [255, 255, 255, 255]] {
+        let p = tcp_ttl(CIP, 40100, dst, 80, 64, true);
+        assert!(matches!(
+            c.process(p, 0, 20, true),
+            Out::Drop(_, DropReason::NotForUs)
+        ));
+    }
+    assert_eq!(c.conns().len(), 0);
+    // A client with an ordinary address is served.
+    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    let syn = tcp_ttl(CIP, 40200, VIP, 80, 64, true);
+    tx(c.process(syn, 0, 30, true));
+    assert_eq!(c.conns().len(), 1);
+}
+
+/// The ICMP time-exceeded frame originated after the last packet: (src, dst, quoted
+/// source and destination of the expired packet).
+fn time_exceeded(c: &mut Core<VecBuf>) -> ([u8; 4], [u8; 4], [u8; 4], [u8; 4]) {
+    let (port, len) = c.take_generated().expect("an ICMP error was originated");
+    assert_eq!(port, 0, "back out of the port it came in on");
+    let frame = &c.scratch()[..len];
+    assert_eq!(&frame[..6], &CLIENT_MAC);
+    let s = SlicedPacket::from_ethernet(frame).expect("parse");
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!("not IPv4")
+    };
+    let hdr = ip.header().to_header();
+    assert_eq!(hdr.calc_header_checksum(), hdr.header_checksum);
+    let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
+        panic!("not ICMP")
+    };
+    assert!(matches!(
+        icmp.icmp_type(),
+        etherparse::Icmpv4Type::TimeExceeded(
+            etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit
+        )
+    ));
+    assert_eq!(
+        icmp.checksum(),
+        icmp.header().icmp_type.calc_checksum(icmp.payload())
+    );
+    let quoted = etherparse::Ipv4HeaderSlice::from_slice(icmp.payload()).expect("quote");
+    (
+        ip.header().source(),
+        ip.header().destination(),
+        quoted.source(),
+        quoted.destination(),
+    )
+}
+
+#[test]
+fn a_packet_whose_ttl_runs_out_creates_no_session_and_is_answered() {
+    for ttl in [0u8, 1] {
+        let mut c = core(FwdMethod::Masq, 0, 1);
+        c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+        let syn = tcp_ttl(CIP, 40000, VIP, 80, ttl, true);
+        match c.process(syn, 0, 1, true) {
+            Out::Drop(_, DropReason::Rewrite(wire::Error::TtlExpired)) => {}
+            o => panic!("ttl {ttl}: {o:?}"),
+        }
+        assert_eq!(c.conns().len(), 0, "ttl {ttl}: no session");
+        assert_eq!(time_exceeded(&mut c), (DIP0, CIP, CIP, VIP));
+        assert_eq!(c.counters().time_exceeded_sent, 1);
+    }
+    // An established session's packet with TTL 1 is answered the same and changes
+    // nothing in the session.
+    let mut c = core(FwdMethod::Masq, 0, 1);
+    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    tx(c.process(tcp_ttl(CIP, 40001, VIP, 80, 64, true), 0, 1, true));
+    let before: Vec<_> = c.conns().list(2).map(|r| r.state).collect();
+    let expired = tcp_ttl(CIP, 40001, VIP, 80, 1, false);
+    assert!(matches!(
+        c.process(expired, 0, 2, true),
+        Out::Drop(_, DropReason::Rewrite(wire::Error::TtlExpired))
+    ));
+    let after: Vec<_> = c.conns().list(2).map(|r| r.state).collect();
+    assert_eq!(before, after, "the session did not see the packet");
+    assert_eq!(time_exceeded(&mut c).1, CIP);
+    // DR does not route: TTL 1 goes on.
+    let mut c = core(FwdMethod::Route, 0, 1);
+    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    tx(c.process(tcp_ttl(CIP, 40002, VIP, 80, 1, true), 0, 1, true));
+    assert_eq!(c.conns().len(), 1);
+}
+
+#[test]
+fn originated_icmp_errors_are_rate_limited() {
+    let mut c = core(FwdMethod::Masq, 0, 1);
+    let mut sent = 0;
+    for i in 0..80u16 {
+        c.process(tcp_ttl(CIP, 40000 + i, VIP, 80, 1, true), 0, 5_000, true);
+        if c.take_generated().is_some() {
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 50, "a burst of 50");
+    assert_eq!(c.counters().icmp_rate_limited, 30);
+    // A second later the budget is back.
+    c.process(tcp_ttl(CIP, 41000, VIP, 80, 1, true), 0, 6_000, true);
+    assert!(c.take_generated().is_some());
+}
+
+#[test]
+fn arp_claiming_our_addresses_is_a_conflict_never_learned() {
+    const FORGER: [u8; 6] = [2, 0, 0, 0, 0, 0xee];
+    let mut c = core(FwdMethod::Masq, 0, 1);
+    // A forged reply for the VIP, and a gratuitous ARP for a DIP.
+    let forged = arp(2, FORGER, VIP, PORT0_MAC, CIP);
+    assert!(matches!(
+        c.process(forged, 0, 1, true),
+        Out::Drop(_, DropReason::ArpConflict)
+    ));
+    let garp = arp(1, FORGER, DIP0, [0; 6], DIP0);
+    assert!(matches!(
+        c.process(garp, 0, 2, true),
+        Out::Drop(_, DropReason::ArpConflict)
+    ));
+    assert!(!c.neigh().contains(Ipv4Addr::from(VIP)));
+    assert!(!c.neigh().contains(Ipv4Addr::from(DIP0)));
+    assert_eq!(c.counters().drops_of(DropReason::ArpConflict), 2);
+    let reported: Vec<_> = c.take_arp_conflicts().map(|r| r.ip).collect();
+    assert_eq!(reported, vec![Ipv4Addr::from(VIP), Ipv4Addr::from(DIP0)]);
+    // Once per address per minute.
+    c.process(arp(2, FORGER, VIP, PORT0_MAC, CIP), 0, 30_000, true);
+    assert_eq!(c.take_arp_conflicts().count(), 0);
+    c.process(arp(2, FORGER, VIP, PORT0_MAC, CIP), 0, 61_000, true);
+    assert_eq!(c.take_arp_conflicts().count(), 1);
+    assert_eq!(c.counters().drops_of(DropReason::ArpConflict), 4);
+    // Our own frames are no conflict.
+    let own = arp(1, PORT0_MAC, VIP, [0; 6], VIP);
+    assert!(matches!(c.process(own, 0, 62_000, true), Out::Consumed(_)));
+    assert_eq!(c.counters().drops_of(DropReason::ArpConflict), 4);
+}
+
+#[test]
+fn a_standby_takes_the_active_directors_announcements_quietly() {
+    const ACTIVE: [u8; 6] = [2, 0, 0, 0, 0, 0xaa];
+    let mut snap = snapshot(FwdMethod::Masq, 1);
+    let mut net = (*snap.net).clone();
+    net.passive = true;
+    snap.net = Arc::new(net);
+    let mut c = Core::new(0, ConnConfig::new(64), NeighConfig::default());
+    c.adopt(snap);
+    let garp = arp(1, ACTIVE, VIP, [0; 6], VIP);
+    assert!(matches!(c.process(garp, 0, 1, true), Out::Consumed(_)));
+    assert!(!c.neigh().contains(Ipv4Addr::from(VIP)), "never learned");
+    assert_eq!(c.counters().drops_of(DropReason::ArpConflict), 0);
+    // A DIP is the standby's own even while passive.
+    let garp = arp(1, ACTIVE, DIP0, [0; 6], DIP0);
+    assert!(matches!(
+        c.process(garp, 0, 2, true),
+        Out::Drop(_, DropReason::ArpConflict)
+    ));
 }
