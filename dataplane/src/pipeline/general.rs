@@ -215,6 +215,12 @@ impl<P: PacketBuf> Core<P> {
     ) -> Out<P> {
         let net = &snap.net;
         let me = self.id as u16;
+        // A packet that may open a session (a SYN, a UDP datagram) opens none with a
+        // wrong checksum: the real server would drop it, and the table would keep it.
+        let opens = pm.flow.proto == Proto::Udp || pm.tcp_flags.has(TcpFlags::SYN);
+        if opens && !segment_checksum_ok(pkt.data(), meta) {
+            return self.drop(pkt, DropReason::Malformed(wire::Error::BadChecksum));
+        }
         // Schedule, then pick the FULLNAT local endpoint, then create.
         let res = match self.conns.schedule(&mut self.sched, pm, hash, now_ms) {
             Ok(Scheduled::Existing(id)) => Ok(id),
@@ -542,4 +548,26 @@ fn pick_local(
 fn martian_source(src: Ipv4Addr, net: &NetConfig) -> bool {
     let first = src.octets()[0];
     first == 0 || src.is_loopback() || first >= 224 || net.local.contains_key(&src)
+}
+
+/// Whether the TCP or UDP checksum of a classified IPv4 packet is right (a UDP checksum
+/// of 0 is "none": right). Only packets that may open a session pay for it; the
+/// established path leaves checksums to the end hosts (its rewrites keep a wrong sum
+/// wrong).
+fn segment_checksum_ok(frame: &[u8], meta: &IpMeta) -> bool {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
+        return false;
+    };
+    let Some(seg) = frame.get(meta.l4_offset..meta.ip_end) else {
+        return false;
+    };
+    let udp = meta.tuple.protocol == IpProtocol::UDP;
+    if udp && seg.get(6..8) == Some(&[0, 0]) {
+        return true;
+    }
+    let Ok(len) = u16::try_from(seg.len()) else {
+        return false;
+    };
+    let pseudo = wire::checksum::pseudo_header_v4(src, dst, meta.tuple.protocol.0, len);
+    wire::checksum::combine(&[pseudo, wire::checksum::data(seg)]) == 0xffff
 }

@@ -987,3 +987,23 @@ fn a_standby_takes_the_active_directors_announcements_quietly() {
         Out::Drop(_, DropReason::ArpConflict)
     ));
 }
+
+#[test]
+fn a_segment_that_would_open_a_session_needs_a_right_checksum() {
+    let mut c = core(FwdMethod::Masq, 0, 1);
+    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    let mut syn = tcp_ttl(CIP, 40000, VIP, 80, 64, true).data().to_vec();
+    syn[14 + 20 + 16] ^= 0xff;
+    match c.process(VecBuf::new(64, &syn), 0, 1, true) {
+        Out::Drop(_, DropReason::Malformed(wire::Error::BadChecksum)) => {}
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(
+        c.conns().len(),
+        0,
+        "no session for a SYN with a wrong checksum"
+    );
+    // The same SYN with its checksum right opens one.
+    tx(c.process(tcp_ttl(CIP, 40000, VIP, 80, 64, true), 0, 2, true));
+    assert_eq!(c.conns().len(), 1);
+}
