@@ -214,6 +214,9 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
         if size > rec.len() {
             return Err(DecodeError::Truncated(i));
         }
+        if size < CONN_V4_LEN {
+            return Err(DecodeError::BadLength(i));
+        }
         let rec = &rec[..size];
         let v6 = rec[0] & STYPE_F_INET6 != 0;
         let fixed = if v6 { CONN_V6_LEN } else { CONN_V4_LEN };
@@ -589,6 +592,20 @@ mod tests {
         let mut out = Vec::new();
         decode(b.bytes(), &mut out).unwrap();
         assert_eq!(out, vec![Record::Conn(c)]);
+    }
+
+    #[test]
+    fn a_record_whose_length_is_zero_is_refused() {
+        // Found by the sync_wire fuzz target: the spec example with ver_size 0 (and 4
+        // bytes missing) made the decoder index an empty record and panic.
+        let mut m = hex(EXAMPLE);
+        m[10..12].copy_from_slice(&[0, 0]);
+        assert_eq!(decode(&m, &mut Vec::new()), Err(DecodeError::BadLength(0)));
+        // Any length below the fixed part, up to the IPv4 record's.
+        for len in 0..CONN_V4_LEN as u16 {
+            m[10..12].copy_from_slice(&len.to_be_bytes());
+            assert_eq!(decode(&m, &mut Vec::new()), Err(DecodeError::BadLength(0)));
+        }
     }
 
     proptest! {
