@@ -307,6 +307,15 @@ fn decode_v0(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
         let t = DecodeError::Truncated(i);
         let rec = buf.get(p..p + CONN_V0_LEN).ok_or(t)?;
         let flags = u32::from(be16(rec, 20).ok_or(t)?);
+        // The kernel drops a record whose sequence data runs past the end, and the rest.
+        let len = if flags & F_SEQ_MASK != 0 {
+            CONN_V0_LEN + SEQ_DATA_LEN
+        } else {
+            CONN_V0_LEN
+        };
+        if buf.len() < p + len {
+            return Err(t);
+        }
         out.push(Record::Conn(SyncConn {
             protocol: rec[1],
             v6: false,
@@ -322,13 +331,7 @@ fn decode_v0(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
             daddr: addr(rec, 16, false).ok_or(t)?,
             local: None,
         }));
-        p += CONN_V0_LEN;
-        if flags & F_SEQ_MASK != 0 {
-            if buf.len() < p + SEQ_DATA_LEN {
-                return Err(t);
-            }
-            p += SEQ_DATA_LEN;
-        }
+        p += len;
     }
     Ok(())
 }
@@ -606,6 +609,22 @@ mod tests {
             m[10..12].copy_from_slice(&len.to_be_bytes());
             assert_eq!(decode(&m, &mut Vec::new()), Err(DecodeError::BadLength(0)));
         }
+    }
+
+    #[test]
+    fn a_v0_record_with_truncated_sequence_data_is_not_decoded() {
+        // Found by the sync_wire fuzz target: the record was returned with the error (the
+        // kernel drops it: only the records before a malformed one are applied).
+        let rec = "00 06 c8 22 00 50 1f 90 cb 00 71 05 c0 a8 01 64 0a 01 01 02 02 00 00 01";
+        let mut m = hex("02 03 00 00");
+        m.extend(hex(&rec.replace("02 00 00 01", "01 00 00 01")));
+        m.extend(hex(rec));
+        m.extend([0; SEQ_DATA_LEN - 1]);
+        let len = m.len() as u16;
+        m[2..4].copy_from_slice(&len.to_be_bytes());
+        let mut out = Vec::new();
+        assert_eq!(decode(&m, &mut out), Err(DecodeError::Truncated(1)));
+        assert_eq!(out.len(), 1, "only the record before the truncated one: {out:?}");
     }
 
     proptest! {
