@@ -624,7 +624,82 @@ mod tests {
         m[2..4].copy_from_slice(&len.to_be_bytes());
         let mut out = Vec::new();
         assert_eq!(decode(&m, &mut out), Err(DecodeError::Truncated(1)));
-        assert_eq!(out.len(), 1, "only the record before the truncated one: {out:?}");
+        assert_eq!(
+            out.len(),
+            1,
+            "only the record before the truncated one: {out:?}"
+        );
+    }
+
+    /// The seed messages of the `sync_wire` fuzz target (`dataplane/fuzz/seeds/sync_wire`),
+    /// built by the encoder (and the v0 example by hand): the NAT/DR record of the spec,
+    /// FULLNAT with its option next to a plain record, IPv6 FULLNAT, a record with the
+    /// kernel's options (sequence data, an unknown optional one), and v0 with sequence
+    /// data.
+    fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
+        let mut seeds = vec![("v1_dr", hex(EXAMPLE))];
+        let mut fnat = example_conn();
+        fnat.flags = 5;
+        fnat.local = Some((Addr::v4(10, 20, 0, 200), 40001));
+        let mut b = MessageBuilder::new(7, 1472);
+        assert!(b.push(&fnat) && b.push(&example_conn()));
+        seeds.push(("v1_fullnat", b.bytes().to_vec()));
+        let mut v6 = fnat;
+        v6.v6 = true;
+        v6.caddr = Addr([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
+        v6.vaddr = Addr([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        v6.daddr = Addr([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        v6.local = Some((
+            Addr([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]),
+            2048,
+        ));
+        let mut b = MessageBuilder::new(1, 1472);
+        assert!(b.push(&v6) && b.push(&example_conn()));
+        seeds.push(("v1_ipv6", b.bytes().to_vec()));
+        // The spec's record with the kernel's sequence data (24 bytes) and an unknown
+        // optional option: 36 + 26 + 4 = 66 bytes, padded to 68.
+        let mut m = hex(EXAMPLE);
+        m.extend_from_slice(&[OPT_SEQ_DATA, SEQ_DATA_LEN as u8]);
+        m.extend((0..SEQ_DATA_LEN as u8).map(|i| i * 7));
+        m.extend_from_slice(&[0x45, 2, 0xaa, 0xbb, 0, 0]);
+        m[10..12].copy_from_slice(&66u16.to_be_bytes());
+        let len = m.len() as u16;
+        m[2..4].copy_from_slice(&len.to_be_bytes());
+        seeds.push(("v1_options", m));
+        // v0: two records, the first with sequence data (flags 0x0600).
+        let mut m = hex("02 03 00 00");
+        m.extend(hex(
+            "00 06 c8 22 00 50 1f 90 cb 00 71 05 c0 a8 01 64 0a 01 01 02 06 00 00 01",
+        ));
+        m.extend((0..SEQ_DATA_LEN as u8).map(|i| i * 3));
+        m.extend(hex(
+            "00 11 c8 23 00 35 00 35 cb 00 71 06 c0 a8 01 64 0a 01 01 03 01 00 00 00",
+        ));
+        let len = m.len() as u16;
+        m[2..4].copy_from_slice(&len.to_be_bytes());
+        seeds.push(("v0_seq", m));
+        seeds
+    }
+
+    #[test]
+    fn fuzz_seeds_decode_and_are_current() {
+        // RVS_WRITE_FUZZ_SEEDS=1 cargo test -p rvs-dataplane fuzz_seeds  (re)writes them.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/sync_wire");
+        let write = std::env::var_os("RVS_WRITE_FUZZ_SEEDS").is_some();
+        if write {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        for (name, m) in fuzz_seeds() {
+            let mut out = Vec::new();
+            let h = decode(&m, &mut out).unwrap_or_else(|e| panic!("seed {name}: {e}"));
+            assert_eq!(out.len(), usize::from(h.nr_conns), "seed {name}");
+            assert!(out.iter().all(|r| matches!(r, Record::Conn(_))), "{name}");
+            let path = dir.join(name);
+            if write {
+                std::fs::write(&path, &m).unwrap();
+            }
+            assert_eq!(std::fs::read(&path).ok(), Some(m), "seed {name} is current");
+        }
     }
 
     proptest! {
