@@ -707,7 +707,7 @@ pub mod failover {
     use super::{Director, Lab};
 
     /// A real server streaming to every client: 1000 bytes every 50 ms, reading what the
-    /// client sends.
+    /// client sends. Arguments: the address to listen on, and the port (default 9000).
     pub const STREAM_SERVER: &str = r#"
 import socket, threading, time, sys
 def serve(c):
@@ -723,7 +723,7 @@ def serve(c):
     except OSError:
         return
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 9000)); s.listen(128)
+s.bind((sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 9000)); s.listen(128)
 while True:
     c, _ = s.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()

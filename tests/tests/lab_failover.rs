@@ -9,7 +9,13 @@
 //!  r1 10.20.0.11, r2 10.20.0.12 (gateway 10.20.0.1) ── sw:brs ──┬── da d1 [10.20.0.3 + 10.20.0.1, LIP .200]
 //!                                                               └── db d1 [10.20.0.4 + 10.20.0.1]
 //!  da s0 10.99.0.1 ──── db s0 10.99.0.2      (kernel veth: the sync network)
+//!  sw: a kernel router between the bridges (brc 10.10.0.254, brs 10.20.0.254)
 //! ```
+//! Four services on the VIP, rr over r1 and r2: NAT (:80 → :9000), FULLNAT (:81 → :9000,
+//! LIP 10.20.0.200), DR (:82) and TUN (:83). The real servers hold the VIP (on the TUN
+//! device of the user-space IPIP decapsulator, see `lab_modes`; they answer no ARP for
+//! it) and send what leaves from the VIP — the DR and TUN replies, which bypass the
+//! director — through the router `sw` (a source rule), the rest through the director.
 //! The sync daemon uses kernel UDP sockets, so the directors also share a kernel link for
 //! it (here a dedicated veth pair). The director with only a backup daemon is the standby:
 //! it answers ARP for neither the VIP, the LIP nor the floating gateway address; the
@@ -22,16 +28,46 @@ use std::time::Instant;
 use rvs_tests::failover::{
     configure, established, mac, neigh, status, wait_for, ConnStatus, STREAM_CLIENT, STREAM_SERVER,
 };
+use rvs_tests::topo::tun_real_server;
 use rvs_tests::{can_build_labs, Director, Lab};
 
 const VIP: &str = "10.10.0.100";
+/// The services' ports: NAT, FULLNAT, DR, TUN.
+const PORTS: [&str; 4] = ["80", "81", "82", "83"];
+/// Long-lived connections per service.
+const PER_PORT: usize = 4;
+const CONNS: usize = PORTS.len() * PER_PORT;
 
 fn start_rvsd(lab: &Lab, ns: &str, own: u8, sync: &str) -> Director {
     rvs_tests::failover::start_director(lab, ns, &format!("rsy{ns}"), own, sync)
 }
 
+/// The failover lab's services: NAT and FULLNAT ([`configure`]), DR on VIP:82 and TUN on
+/// VIP:83 (rr over r1 and r2, same port).
+fn configure_all(d: &Director) {
+    configure(d);
+    for (port, flag) in [("82", "-g"), ("83", "-i")] {
+        let vs = format!("{VIP}:{port}");
+        d.rvsadm(&["-A", "-t", &vs, "-s", "rr"]);
+        for rs in ["10.20.0.11", "10.20.0.12"] {
+            d.rvsadm(&["-a", "-t", &vs, "-r", &format!("{rs}:{port}"), flag]);
+        }
+    }
+}
+
+/// The InPkts column of service VIP:`port` (`rvsadm -Ln --stats --exact`).
+fn in_pkts(d: &Director, port: &str) -> u64 {
+    let text = d.rvsadm(&["-Ln", "--stats", "--exact"]);
+    let vs = format!("{VIP}:{port}");
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[0] == "TCP" && f[1] == vs)
+        .and_then(|f| f[3].parse().ok())
+        .unwrap_or_else(|| panic!("no stats for {vs}: {text}"))
+}
+
 #[test]
-fn standby_takes_over_established_nat_and_fullnat_connections() {
+fn standby_takes_over_established_connections_in_every_mode() {
     if !can_build_labs() {
         eprintln!("skipped: needs root and ip netns");
         return;
@@ -57,10 +93,41 @@ fn standby_takes_over_established_nat_and_fullnat_connections() {
     lab.default_route("r2", "10.20.0.1".parse().unwrap());
     lab.addr("da", "s0", "10.99.0.1/24");
     lab.addr("db", "s1", "10.99.0.2/24");
-    lab.spawn("r1", &["python3", "-c", STREAM_SERVER, "10.20.0.11"]);
-    lab.spawn("r2", &["python3", "-c", STREAM_SERVER, "10.20.0.12"]);
-    lab.wait_tcp("r1", "10.20.0.11".parse().unwrap(), 9000);
-    lab.wait_tcp("r2", "10.20.0.12".parse().unwrap(), 9000);
+    // The router for the DR and TUN replies.
+    lab.addr("sw", "brc", "10.10.0.254/24");
+    lab.addr("sw", "brs", "10.20.0.254/24");
+    for k in [
+        "net.ipv4.ip_forward=1",
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.default.rp_filter=0",
+        "net.ipv4.conf.brc.rp_filter=0",
+        "net.ipv4.conf.brs.rp_filter=0",
+    ] {
+        lab.exec("sw", &["sysctl", "-qw", k]);
+    }
+    for (ns, rip) in [("r1", "10.20.0.11"), ("r2", "10.20.0.12")] {
+        tun_real_server(&mut lab, ns, VIP);
+        lab.exec(ns, &["ip", "rule", "add", "from", VIP, "lookup", "100"]);
+        lab.exec(
+            ns,
+            &[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                "10.20.0.254",
+                "table",
+                "100",
+            ],
+        );
+        lab.spawn(ns, &["python3", "-c", STREAM_SERVER, rip]);
+        lab.spawn(ns, &["python3", "-c", STREAM_SERVER, VIP, "82"]);
+        lab.spawn(ns, &["python3", "-c", STREAM_SERVER, VIP, "83"]);
+        lab.wait_tcp(ns, rip.parse().unwrap(), 9000);
+        lab.wait_tcp(ns, VIP.parse().unwrap(), 82);
+        lab.wait_tcp(ns, VIP.parse().unwrap(), 83);
+    }
 
     // The standby's sync daemon comes from its configuration file; the active one's from
     // rvsadm.
@@ -71,8 +138,8 @@ fn standby_takes_over_established_nat_and_fullnat_connections() {
         4,
         "[sync]\nstate = \"backup\"\nmcast_interface = \"s1\"\nsyncid = 7\n",
     );
-    configure(&a);
-    configure(&b);
+    configure_all(&a);
+    configure_all(&b);
     a.rvsadm(&[
         "--start-daemon",
         "master",
@@ -103,20 +170,31 @@ fn standby_takes_over_established_nat_and_fullnat_connections() {
     );
 
     // Long-lived transfers: 4 connections per mode.
+    let ports = PORTS.join(",");
+    let per_port = PER_PORT.to_string();
     let status_path = std::env::temp_dir().join(format!("rsy-status-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&status_path);
     let sp = status_path.to_string_lossy().into_owned();
     lab.spawn(
         "c",
-        &["python3", "-c", STREAM_CLIENT, VIP, "80,81", "4", &sp, "60"],
+        &[
+            "python3",
+            "-c",
+            STREAM_CLIENT,
+            VIP,
+            &ports,
+            &per_port,
+            &sp,
+            "60",
+        ],
     );
-    wait_for("8 transferring connections", 20, || {
+    wait_for("16 transferring connections", 20, || {
         let s = status(&status_path);
-        s.len() == 8 && s.iter().all(|c| c.bytes > 5000)
+        s.len() == CONNS && s.iter().all(|c| c.bytes > 5000)
     });
     // The standby holds them all (sent at packet 3; a partial message waits ≤ 2 s).
     wait_for("the standby's synced sessions", 10, || {
-        established(&b).len() >= 8
+        established(&b).len() >= CONNS
     });
     let on_a = established(&a);
     let on_b = established(&b);
@@ -127,6 +205,7 @@ fn standby_takes_over_established_nat_and_fullnat_connections() {
     eprintln!("standby before takeover:\n{dp_b}");
     assert!(dp_b.contains("passive"), "{dp_b}");
 
+    let in_b_before = PORTS.map(|p| in_pkts(&b, p));
     // Failover: the active director dies; the standby becomes active.
     let before: Vec<ConnStatus> = status(&status_path);
     a.kill_hard();
@@ -145,7 +224,7 @@ fn standby_takes_over_established_nat_and_fullnat_connections() {
     // Every connection transfers again, without reset.
     wait_for("every connection to resume", 30, || {
         let now = status(&status_path);
-        now.len() == 8
+        now.len() == CONNS
             && now
                 .iter()
                 .zip(&before)
@@ -165,13 +244,35 @@ fn standby_takes_over_established_nat_and_fullnat_connections() {
         );
     }
     eprintln!(
-        "takeover: {survived}/8 established connections kept transferring (resumed within {:.1}s)",
+        "takeover: {survived}/{CONNS} established connections kept transferring (resumed within {:.1}s)",
         resumed_after.as_secs_f64()
     );
-    assert_eq!(survived, 8, "{after:?}");
+    for port in PORTS {
+        let port: u16 = port.parse().unwrap();
+        let kept = after
+            .iter()
+            .zip(&before)
+            .filter(|(n, b)| n.port == port && n.err.is_none() && n.bytes > b.bytes + 20_000)
+            .count();
+        assert_eq!(
+            kept, PER_PORT,
+            "port {port} (NAT, FULLNAT, DR, TUN: 80..83): {after:?}"
+        );
+    }
+    assert_eq!(survived, CONNS, "{after:?}");
     assert!(after.iter().all(|c| c.err.is_none()), "{after:?}");
-    // New connections work through the new active director, both modes.
-    for port in ["80", "81"] {
+    // The new active director forwarded the client's packets of every service's synced
+    // sessions (for DR and TUN the only packets it sees).
+    let in_b_after = PORTS.map(|p| in_pkts(&b, p));
+    for ((port, before), after) in PORTS.iter().zip(in_b_before).zip(in_b_after) {
+        eprintln!("VIP:{port} InPkts on the new active director: {before} -> {after}");
+        assert!(
+            after >= before + 40,
+            "VIP:{port} InPkts on the new active director: {before} -> {after}"
+        );
+    }
+    // New connections work through the new active director, every mode.
+    for port in PORTS {
         let out = lab.try_exec(
             "c",
             &[

@@ -85,6 +85,11 @@ impl<P: PacketBuf> Core<P> {
         check_owner: bool,
     ) -> Out<P> {
         self.counters.packets += 1;
+        // A malformed frame (a runt among them) is dropped before anything else, with or
+        // without a configuration: never passed to the kernel.
+        if let Err(e) = cls {
+            return self.drop(pkt, DropReason::Malformed(*e));
+        }
         // The snapshot is moved out for the packet and put back (borrowed by the handlers:
         // no reference counting per packet).
         let Some(snap) = self.snap.take() else {

@@ -1007,3 +1007,85 @@ fn a_segment_that_would_open_a_session_needs_a_right_checksum() {
     tx(c.process(tcp_ttl(CIP, 40000, VIP, 80, 64, true), 0, 2, true));
     assert_eq!(c.conns().len(), 1);
 }
+
+#[test]
+fn runt_frames_are_dropped_as_malformed_and_cost_no_session() {
+    // An established NAT flow, then a burst of runts of every length 0..60 (prefixes of
+    // the flow's own data segment, and of a VLAN-tagged one) interleaved with the flow's
+    // segments: each runt is a malformed drop (shorter than an Ethernet header:
+    // `Truncated`), each segment is forwarded, and no session is created. One core takes
+    // the burst packet by packet, the other through `process_burst`.
+    let setup = |c: &mut Core<VecBuf>| {
+        c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, true);
+        c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, true);
+        c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, true);
+        let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+        tx(c.process(syn, 0, 1, true));
+        assert_eq!(c.conns().len(), 1);
+    };
+    let (mut one, mut burst) = (core(FwdMethod::Masq, 0, 1), core(FwdMethod::Masq, 0, 1));
+    setup(&mut one);
+    setup(&mut burst);
+    let before = (one.counters().dropped(), one.counters().packets);
+    assert_eq!(
+        before,
+        (burst.counters().dropped(), burst.counters().packets)
+    );
+
+    let ack = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, false, true);
+    let full = ack.data().to_vec();
+    assert!(full.len() > 60, "every prefix below 60 bytes is cut short");
+    let mut vlan = full.clone();
+    vlan.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
+    let mut runts: Vec<Vec<u8>> = (0..60).map(|n| full[..n].to_vec()).collect();
+    runts.extend((12..18).map(|n| vlan[..n].to_vec()));
+    let mut pkts = Vec::new();
+    for r in &runts {
+        pkts.push((VecBuf::new(64, r), 0));
+        pkts.push((ack.clone(), 0));
+    }
+    let verdicts = same_by_burst(&mut one, &mut burst, pkts, 2);
+
+    let too_short = |r: &[u8]| r.len() < 14 || (r.len() < 18 && r[12..14] == [0x81, 0]);
+    let malformed = |reason: &str| {
+        wire::Error::ALL
+            .iter()
+            .any(|e| DropReason::Malformed(*e).name() == reason)
+    };
+    for (i, r) in runts.iter().enumerate() {
+        let (kind, reason, _) = &verdicts[2 * i];
+        assert_eq!(*kind, 2, "runt of {} bytes dropped", r.len());
+        if too_short(r) {
+            assert_eq!(*reason, "malformed:truncated", "runt of {} bytes", r.len());
+        } else {
+            assert!(malformed(reason), "runt of {} bytes: {reason}", r.len());
+        }
+        let (kind, _, frame) = &verdicts[2 * i + 1];
+        assert_eq!(*kind, 0, "the flow's segment after runt {i} forwarded");
+        assert_eq!(check(frame), (CIP, 40000, RS2, 80));
+    }
+    let short = runts.iter().filter(|r| too_short(r)).count() as u64;
+    // 0..14 bytes, and of the VLAN-tagged frame 12..18 (no room for the tag's ethertype).
+    assert_eq!(short, 14 + 6);
+    for c in [&one, &burst] {
+        let ctr = c.counters();
+        assert_eq!(ctr.dropped() - before.0, runts.len() as u64);
+        let by_malformed: u64 = wire::Error::ALL
+            .iter()
+            .map(|e| ctr.drops_of(DropReason::Malformed(*e)))
+            .sum();
+        assert_eq!(by_malformed, runts.len() as u64, "every runt is malformed");
+        assert!(ctr.drops_of(DropReason::Malformed(wire::Error::Truncated)) >= short);
+        assert_eq!(c.conns().len(), 1, "no session from a runt");
+    }
+    // Before any configuration too: a malformed drop, not a frame for the kernel.
+    let mut bare = Core::<VecBuf>::new(0, ConnConfig::new(16), NeighConfig::default());
+    for r in &runts {
+        let out = bare.process(VecBuf::new(64, r), 0, 0, true);
+        assert!(
+            matches!(out, Out::Drop(_, DropReason::Malformed(_))),
+            "runt of {} bytes without a snapshot: {out:?}",
+            r.len()
+        );
+    }
+}

@@ -214,6 +214,9 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
         if size > rec.len() {
             return Err(DecodeError::Truncated(i));
         }
+        if size < CONN_V4_LEN {
+            return Err(DecodeError::BadLength(i));
+        }
         let rec = &rec[..size];
         let v6 = rec[0] & STYPE_F_INET6 != 0;
         let fixed = if v6 { CONN_V6_LEN } else { CONN_V4_LEN };
@@ -304,6 +307,15 @@ fn decode_v0(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
         let t = DecodeError::Truncated(i);
         let rec = buf.get(p..p + CONN_V0_LEN).ok_or(t)?;
         let flags = u32::from(be16(rec, 20).ok_or(t)?);
+        // The kernel drops a record whose sequence data runs past the end, and the rest.
+        let len = if flags & F_SEQ_MASK != 0 {
+            CONN_V0_LEN + SEQ_DATA_LEN
+        } else {
+            CONN_V0_LEN
+        };
+        if buf.len() < p + len {
+            return Err(t);
+        }
         out.push(Record::Conn(SyncConn {
             protocol: rec[1],
             v6: false,
@@ -319,13 +331,7 @@ fn decode_v0(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
             daddr: addr(rec, 16, false).ok_or(t)?,
             local: None,
         }));
-        p += CONN_V0_LEN;
-        if flags & F_SEQ_MASK != 0 {
-            if buf.len() < p + SEQ_DATA_LEN {
-                return Err(t);
-            }
-            p += SEQ_DATA_LEN;
-        }
+        p += len;
     }
     Ok(())
 }
@@ -589,6 +595,111 @@ mod tests {
         let mut out = Vec::new();
         decode(b.bytes(), &mut out).unwrap();
         assert_eq!(out, vec![Record::Conn(c)]);
+    }
+
+    #[test]
+    fn a_record_whose_length_is_zero_is_refused() {
+        // Found by the sync_wire fuzz target: the spec example with ver_size 0 (and 4
+        // bytes missing) made the decoder index an empty record and panic.
+        let mut m = hex(EXAMPLE);
+        m[10..12].copy_from_slice(&[0, 0]);
+        assert_eq!(decode(&m, &mut Vec::new()), Err(DecodeError::BadLength(0)));
+        // Any length below the fixed part, up to the IPv4 record's.
+        for len in 0..CONN_V4_LEN as u16 {
+            m[10..12].copy_from_slice(&len.to_be_bytes());
+            assert_eq!(decode(&m, &mut Vec::new()), Err(DecodeError::BadLength(0)));
+        }
+    }
+
+    #[test]
+    fn a_v0_record_with_truncated_sequence_data_is_not_decoded() {
+        // Found by the sync_wire fuzz target: the record was returned with the error (the
+        // kernel drops it: only the records before a malformed one are applied).
+        let rec = "00 06 c8 22 00 50 1f 90 cb 00 71 05 c0 a8 01 64 0a 01 01 02 02 00 00 01";
+        let mut m = hex("02 03 00 00");
+        m.extend(hex(&rec.replace("02 00 00 01", "01 00 00 01")));
+        m.extend(hex(rec));
+        m.extend([0; SEQ_DATA_LEN - 1]);
+        let len = m.len() as u16;
+        m[2..4].copy_from_slice(&len.to_be_bytes());
+        let mut out = Vec::new();
+        assert_eq!(decode(&m, &mut out), Err(DecodeError::Truncated(1)));
+        assert_eq!(
+            out.len(),
+            1,
+            "only the record before the truncated one: {out:?}"
+        );
+    }
+
+    /// The seed messages of the `sync_wire` fuzz target (`dataplane/fuzz/seeds/sync_wire`),
+    /// built by the encoder (and the v0 example by hand): the NAT/DR record of the spec,
+    /// FULLNAT with its option next to a plain record, IPv6 FULLNAT, a record with the
+    /// kernel's options (sequence data, an unknown optional one), and v0 with sequence
+    /// data.
+    fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
+        let mut seeds = vec![("v1_dr", hex(EXAMPLE))];
+        let mut fnat = example_conn();
+        fnat.flags = 5;
+        fnat.local = Some((Addr::v4(10, 20, 0, 200), 40001));
+        let mut b = MessageBuilder::new(7, 1472);
+        assert!(b.push(&fnat) && b.push(&example_conn()));
+        seeds.push(("v1_fullnat", b.bytes().to_vec()));
+        let mut v6 = fnat;
+        v6.v6 = true;
+        v6.caddr = Addr([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
+        v6.vaddr = Addr([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        v6.daddr = Addr([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        v6.local = Some((
+            Addr([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]),
+            2048,
+        ));
+        let mut b = MessageBuilder::new(1, 1472);
+        assert!(b.push(&v6) && b.push(&example_conn()));
+        seeds.push(("v1_ipv6", b.bytes().to_vec()));
+        // The spec's record with the kernel's sequence data (24 bytes) and an unknown
+        // optional option: 36 + 26 + 4 = 66 bytes, padded to 68.
+        let mut m = hex(EXAMPLE);
+        m.extend_from_slice(&[OPT_SEQ_DATA, SEQ_DATA_LEN as u8]);
+        m.extend((0..SEQ_DATA_LEN as u8).map(|i| i * 7));
+        m.extend_from_slice(&[0x45, 2, 0xaa, 0xbb, 0, 0]);
+        m[10..12].copy_from_slice(&66u16.to_be_bytes());
+        let len = m.len() as u16;
+        m[2..4].copy_from_slice(&len.to_be_bytes());
+        seeds.push(("v1_options", m));
+        // v0: two records, the first with sequence data (flags 0x0600).
+        let mut m = hex("02 03 00 00");
+        m.extend(hex(
+            "00 06 c8 22 00 50 1f 90 cb 00 71 05 c0 a8 01 64 0a 01 01 02 06 00 00 01",
+        ));
+        m.extend((0..SEQ_DATA_LEN as u8).map(|i| i * 3));
+        m.extend(hex(
+            "00 11 c8 23 00 35 00 35 cb 00 71 06 c0 a8 01 64 0a 01 01 03 01 00 00 00",
+        ));
+        let len = m.len() as u16;
+        m[2..4].copy_from_slice(&len.to_be_bytes());
+        seeds.push(("v0_seq", m));
+        seeds
+    }
+
+    #[test]
+    fn fuzz_seeds_decode_and_are_current() {
+        // RVS_WRITE_FUZZ_SEEDS=1 cargo test -p rvs-dataplane fuzz_seeds  (re)writes them.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/sync_wire");
+        let write = std::env::var_os("RVS_WRITE_FUZZ_SEEDS").is_some();
+        if write {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        for (name, m) in fuzz_seeds() {
+            let mut out = Vec::new();
+            let h = decode(&m, &mut out).unwrap_or_else(|e| panic!("seed {name}: {e}"));
+            assert_eq!(out.len(), usize::from(h.nr_conns), "seed {name}");
+            assert!(out.iter().all(|r| matches!(r, Record::Conn(_))), "{name}");
+            let path = dir.join(name);
+            if write {
+                std::fs::write(&path, &m).unwrap();
+            }
+            assert_eq!(std::fs::read(&path).ok(), Some(m), "seed {name} is current");
+        }
     }
 
     proptest! {
