@@ -90,7 +90,10 @@ pub struct DestCounterEntry {
 pub struct LaddrCounterEntry {
     /// The LIP.
     pub addr: IpAddr,
-    /// Port allocation conflicts (DPVS `CONFLICTS`).
+    /// Port allocation conflicts (DPVS `CONFLICTS`): local ports of this LIP the
+    /// dataplane passed over because a live session already held the LIP:lport toward the
+    /// chosen real server (the check Alibaba's FULLNAT `ip_vs_laddr_bind` counts as
+    /// `port_conflict`).
     pub conflicts: u64,
     /// Connections currently using the LIP.
     pub conns: u64,

@@ -449,7 +449,7 @@ impl Backend for DpdkBackend {
         let index = self.dest_index();
         let mut services: Vec<ServiceCounters> = Vec::new();
         let mut by_dest: HashMap<DestId, DestCounters> = HashMap::new();
-        let mut lips: HashMap<(ServiceKey, Ipv4Addr), u64> = HashMap::new();
+        let mut lips: HashMap<(ServiceKey, Ipv4Addr), (u64, u64)> = HashMap::new();
         for r in self.engine.reports() {
             for (id, c, t) in r.dests {
                 let e = by_dest.entry(id).or_default();
@@ -462,8 +462,10 @@ impl Backend for DpdkBackend {
                 e.stats.inbytes += t.inbytes;
                 e.stats.outbytes += t.outbytes;
             }
-            for (k, a, n) in r.laddrs {
-                *lips.entry((control_key(&k), a)).or_default() += u64::from(n);
+            for (k, a, n, conflicts) in r.laddrs {
+                let e = lips.entry((control_key(&k), a)).or_default();
+                e.0 += u64::from(n);
+                e.1 += conflicts;
             }
         }
         for s in self.table.services() {
@@ -492,11 +494,11 @@ impl Backend for DpdkBackend {
                     counters: c,
                 });
             }
-            for ((k, a), n) in &lips {
+            for ((k, a), (n, conflicts)) in &lips {
                 if *k == key {
                     sc.laddrs.push(LaddrCounterEntry {
                         addr: IpAddr::V4(*a),
-                        conflicts: 0,
+                        conflicts: *conflicts,
                         conns: *n,
                     });
                 }

@@ -7,6 +7,12 @@
 //! lists, so allocation takes no lock: O(1) (a pop from a ring of free ports), and
 //! exhaustion refuses the new connection. Ports return when their session expires.
 //!
+//! A change of a pool's LIPs ([`LaddrPool::set_addrs`]) keeps the slices of the LIPs that
+//! remain, with their ports in use. Allocation also checks each port against the session
+//! table (the caller's `held` predicate): a port whose tuple toward the real server a live
+//! session already has is never handed out; it is counted as a *conflict* of its LIP
+//! (`ipvsadm -G`'s CONFLICTS) and the next port is tried.
+//!
 //! Where the NIC spreads replies with RSS, [`LaddrPool::alloc`] takes a predicate that
 //! prefers ports whose reply hash lands on the owner's own queue (no handoff needed);
 //! it tries a bounded number of candidates and otherwise takes any port of the slice.
@@ -21,6 +27,10 @@ pub const DEFAULT_PORT_RANGE: (u16, u16) = (1025, 65535);
 
 /// How many free ports [`LaddrPool::alloc`] inspects for one that satisfies the predicate.
 pub const MAX_PREFERENCE_TRIES: usize = 16;
+
+/// How many conflicting ports [`LaddrPool::alloc`] passes over on one LIP before it tries
+/// the next LIP.
+pub const MAX_CONFLICT_TRIES: usize = 4;
 
 /// The Toeplitz hash NICs use for RSS, over `input` with a 40-byte key (the reference
 /// algorithm of Microsoft's RSS specification; `rte_softrss` computes the same).
@@ -68,11 +78,66 @@ impl RssSteer {
 }
 
 /// One worker's slice of one LIP's ports.
+///
+/// `free` holds the ports to hand out; `used` marks the ports in use (handed out or
+/// reserved). A port is in at most one of them, except that [`LaddrPool::reserve`] leaves
+/// the reserved port in `free` (removing it there would be a linear search): allocation
+/// drops such a stale entry when it meets it.
 #[derive(Debug, Clone)]
 struct Slice {
     addr: Ipv4Addr,
     free: VecDeque<u16>,
+    /// One bit per port number (65536 bits).
+    used: Box<[u64]>,
     in_use: u32,
+    /// How many ports this slice owns (free or in use).
+    owned: u32,
+    conflicts: u64,
+}
+
+impl Slice {
+    fn new(addr: Ipv4Addr, range: (u16, u16), worker: usize, workers: usize) -> Slice {
+        let free: VecDeque<u16> = (range.0..=range.1)
+            .filter(|&p| owner_of_port(p, workers) == worker)
+            .collect();
+        Slice {
+            addr,
+            owned: free.len() as u32,
+            free,
+            used: vec![0u64; 1 << 10].into_boxed_slice(),
+            in_use: 0,
+            conflicts: 0,
+        }
+    }
+
+    fn is_used(&self, port: u16) -> bool {
+        self.used[usize::from(port >> 6)] & (1 << (port & 63)) != 0
+    }
+
+    fn set_used(&mut self, port: u16, used: bool) {
+        let w = &mut self.used[usize::from(port >> 6)];
+        if used {
+            *w |= 1 << (port & 63);
+        } else {
+            *w &= !(1 << (port & 63));
+        }
+    }
+
+    /// The next free port (stale entries of reserved ports are dropped on the way).
+    fn pop_free(&mut self) -> Option<u16> {
+        while let Some(p) = self.free.pop_front() {
+            if !self.is_used(p) {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// Takes `port` (free) into use.
+    fn take(&mut self, port: u16) {
+        self.set_used(port, true);
+        self.in_use += 1;
+    }
 }
 
 /// One worker's share of a service's LIP pool.
@@ -80,6 +145,7 @@ struct Slice {
 pub struct LaddrPool {
     slices: Vec<Slice>,
     next: usize,
+    range: (u16, u16),
     worker: usize,
     workers: usize,
     exhausted: u64,
@@ -99,27 +165,42 @@ impl LaddrPool {
     /// (inclusive). Memory is allocated here, once; never per connection.
     pub fn new(lips: &[Ipv4Addr], range: (u16, u16), worker: usize, workers: usize) -> LaddrPool {
         let workers = workers.max(1);
-        let (lo, hi) = (range.0.min(range.1), range.0.max(range.1));
+        let range = (range.0.min(range.1), range.0.max(range.1));
         let slices = lips
             .iter()
-            .map(|&addr| {
-                let free: VecDeque<u16> = (lo..=hi)
-                    .filter(|&p| owner_of_port(p, workers) == worker)
-                    .collect();
-                Slice {
-                    addr,
-                    free,
-                    in_use: 0,
-                }
-            })
+            .map(|&addr| Slice::new(addr, range, worker, workers))
             .collect();
         LaddrPool {
             slices,
             next: 0,
+            range,
             worker,
             workers,
             exhausted: 0,
         }
+    }
+
+    /// Changes the pool's LIPs to `lips` (a configuration change): the slice of a LIP that
+    /// remains is kept as it is (its free list, its ports in use, its conflict count), a new
+    /// LIP gets a full slice, and the slice of a LIP no longer listed is dropped (its
+    /// sessions run on; their ports are returned to no pool). Returns the LIPs that are new.
+    pub fn set_addrs(&mut self, lips: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
+        let mut old = std::mem::take(&mut self.slices);
+        let mut added = Vec::new();
+        for &addr in lips {
+            match old.iter().position(|s| s.addr == addr) {
+                Some(i) => self.slices.push(old.swap_remove(i)),
+                None => {
+                    let s = Slice::new(addr, self.range, self.worker, self.workers);
+                    self.slices.push(s);
+                    added.push(addr);
+                }
+            }
+        }
+        if self.next >= self.slices.len() {
+            self.next = 0;
+        }
+        added
     }
 
     /// The worker this pool belongs to.
@@ -139,66 +220,75 @@ impl LaddrPool {
 
     /// Allocates a local endpoint: LIPs are taken round-robin; within a LIP, the first of
     /// up to [`MAX_PREFERENCE_TRIES`] free ports for which `prefer(lip, port)` holds, else
-    /// the first free port. `None` when every LIP's slice is exhausted (counted).
+    /// the first free port. A port for which `held(lip, port)` holds (a live session not
+    /// accounted in this pool uses it toward the same real server) is a *conflict*: it is
+    /// counted on its LIP, goes back to the end of the free list, and the next port is
+    /// tried (at most [`MAX_CONFLICT_TRIES`] per LIP). `None` when no LIP has a port to
+    /// give (counted as exhaustion).
     pub fn alloc(
         &mut self,
         mut prefer: impl FnMut(Ipv4Addr, u16) -> bool,
+        mut held: impl FnMut(Ipv4Addr, u16) -> bool,
     ) -> Option<LocalEndpoint> {
         let n = self.slices.len();
         for k in 0..n {
             let i = (self.next + k) % n;
             let s = &mut self.slices[i];
-            if s.free.is_empty() {
-                continue;
-            }
-            // Inspect up to MAX_PREFERENCE_TRIES ports from the front; the ones passed over
-            // go to the back, so the front never fills up with unpreferred ports.
-            let tries = s.free.len().min(MAX_PREFERENCE_TRIES);
-            let mut port = None;
-            for _ in 0..tries {
-                let p = s.free.pop_front()?;
-                if prefer(s.addr, p) {
-                    port = Some(p);
-                    break;
+            for _ in 0..MAX_CONFLICT_TRIES.min(s.free.len()) {
+                // Inspect up to MAX_PREFERENCE_TRIES ports from the front; the ones passed
+                // over go to the back, so the front never fills up with unpreferred ports.
+                let tries = s.free.len().min(MAX_PREFERENCE_TRIES);
+                let mut port = None;
+                for _ in 0..tries {
+                    let Some(p) = s.pop_free() else { break };
+                    if prefer(s.addr, p) {
+                        port = Some(p);
+                        break;
+                    }
+                    s.free.push_back(p);
                 }
-                s.free.push_back(p);
+                let Some(port) = port.or_else(|| s.pop_free()) else {
+                    break;
+                };
+                if held(s.addr, port) {
+                    s.conflicts += 1;
+                    s.free.push_back(port);
+                    continue;
+                }
+                s.take(port);
+                self.next = (i + 1) % n;
+                return Some(LocalEndpoint { addr: s.addr, port });
             }
-            let port = match port {
-                Some(p) => p,
-                None => s.free.pop_front()?,
-            };
-            s.in_use += 1;
-            self.next = (i + 1) % n;
-            return Some(LocalEndpoint { addr: s.addr, port });
         }
         self.exhausted += 1;
         None
     }
 
-    /// Reserves a specific endpoint (a session installed by sync); `false` if it is not
-    /// free in this worker's slice.
+    /// Reserves a specific endpoint (a session installed by sync, or one that outlived a
+    /// change of the pool's LIPs); `false` if it is not a port of this worker's slice or is
+    /// already in use.
     pub fn reserve(&mut self, ep: LocalEndpoint) -> bool {
+        let (lo, hi) = self.range;
+        if ep.port < lo || ep.port > hi || owner_of_port(ep.port, self.workers) != self.worker {
+            return false;
+        }
         let Some(s) = self.slices.iter_mut().find(|s| s.addr == ep.addr) else {
             return false;
         };
-        match s.free.iter().position(|&p| p == ep.port) {
-            Some(pos) => {
-                s.free.remove(pos);
-                s.in_use += 1;
-                true
-            }
-            None => false,
+        if s.is_used(ep.port) {
+            return false;
         }
+        s.take(ep.port);
+        true
     }
 
-    /// Returns a port to its slice (when its session expires). Ports that do not belong
-    /// to this worker's slice are ignored.
+    /// Returns a port to its slice (when its session expires). A port this slice does not
+    /// have in use (another worker's, another pool's, or one of a LIP that left the pool)
+    /// is ignored.
     pub fn release(&mut self, ep: LocalEndpoint) {
-        if owner_of_port(ep.port, self.workers) != self.worker {
-            return;
-        }
         if let Some(s) = self.slices.iter_mut().find(|s| s.addr == ep.addr) {
-            if s.in_use > 0 {
+            if s.is_used(ep.port) {
+                s.set_used(ep.port, false);
                 s.in_use -= 1;
                 s.free.push_back(ep.port);
             }
@@ -219,9 +309,21 @@ impl LaddrPool {
             .sum()
     }
 
+    /// Conflicts counted on one LIP (see [`LaddrPool::alloc`]).
+    pub fn conflicts_of(&self, addr: Ipv4Addr) -> u64 {
+        self.slices
+            .iter()
+            .filter(|s| s.addr == addr)
+            .map(|s| s.conflicts)
+            .sum()
+    }
+
     /// Free ports over all LIPs.
     pub fn free(&self) -> usize {
-        self.slices.iter().map(|s| s.free.len()).sum()
+        self.slices
+            .iter()
+            .map(|s| (s.owned - s.in_use) as usize)
+            .sum()
     }
 
     /// How many allocations were refused because every slice was exhausted.
@@ -255,7 +357,7 @@ mod tests {
     fn reply_port_names_the_owner() {
         let mut pool = LaddrPool::new(&[LIP1, LIP2], (2000, 2999), 1, 4);
         for _ in 0..100 {
-            let ep = pool.alloc(|_, _| true).expect("free port");
+            let ep = pool.alloc(|_, _| true, |_, _| false).expect("free port");
             assert_eq!(owner_of_port(ep.port, 4), 1);
         }
     }
@@ -265,7 +367,7 @@ mod tests {
         // 8 ports, 2 workers: this worker owns 4 per LIP.
         let mut pool = LaddrPool::new(&[LIP1, LIP2], (100, 107), 0, 2);
         let got: Vec<LocalEndpoint> = (0..8)
-            .map(|_| pool.alloc(|_, _| true).expect("port"))
+            .map(|_| pool.alloc(|_, _| true, |_, _| false).expect("port"))
             .collect();
         assert_eq!(got[0].addr, LIP1);
         assert_eq!(got[1].addr, LIP2);
@@ -274,20 +376,20 @@ mod tests {
         ports.sort();
         ports.dedup();
         assert_eq!(ports.len(), 8, "no endpoint handed out twice");
-        assert_eq!(pool.alloc(|_, _| true), None);
+        assert_eq!(pool.alloc(|_, _| true, |_, _| false), None);
         assert_eq!(pool.exhausted(), 1);
         assert_eq!(pool.in_use(), 8);
         pool.release(got[3]);
-        assert_eq!(pool.alloc(|_, _| true), Some(got[3]));
+        assert_eq!(pool.alloc(|_, _| true, |_, _| false), Some(got[3]));
     }
 
     #[test]
     fn preference_picks_a_matching_port_within_the_bound() {
         let mut pool = LaddrPool::new(&[LIP1], (1025, 65535), 0, 1);
-        let ep = pool.alloc(|_, p| p % 7 == 3).expect("port");
+        let ep = pool.alloc(|_, p| p % 7 == 3, |_, _| false).expect("port");
         assert_eq!(ep.port % 7, 3);
         // Nothing matches: any port is taken rather than failing.
-        let ep2 = pool.alloc(|_, _| false).expect("port");
+        let ep2 = pool.alloc(|_, _| false, |_, _| false).expect("port");
         assert_ne!(ep.port, ep2.port);
     }
 
@@ -343,7 +445,10 @@ mod tests {
             let mut pool = LaddrPool::new(&[LIP1], (1025, 65535), w, 2);
             for _ in 0..50 {
                 let ep = pool
-                    .alloc(|lip, lport| usize::from(steer.reply_queue(rip, lip, 80, lport)) == w)
+                    .alloc(
+                        |lip, lport| usize::from(steer.reply_queue(rip, lip, 80, lport)) == w,
+                        |_, _| false,
+                    )
                     .expect("port");
                 assert_eq!(usize::from(steer.reply_queue(rip, ep.addr, 80, ep.port)), w);
                 assert_eq!(owner_of_port(ep.port, 2), w);
@@ -361,10 +466,82 @@ mod tests {
         assert!(pool.reserve(ep));
         assert!(!pool.reserve(ep), "already taken");
         for _ in 0..9 {
-            assert_ne!(pool.alloc(|_, _| true).map(|e| e.port), Some(5005));
+            assert_ne!(
+                pool.alloc(|_, _| true, |_, _| false).map(|e| e.port),
+                Some(5005)
+            );
         }
-        assert_eq!(pool.alloc(|_, _| true), None);
+        assert_eq!(pool.alloc(|_, _| true, |_, _| false), None);
         pool.release(ep);
-        assert_eq!(pool.alloc(|_, _| true), Some(ep));
+        assert_eq!(pool.alloc(|_, _| true, |_, _| false), Some(ep));
+    }
+
+    #[test]
+    fn a_pool_change_keeps_the_ports_in_use_of_the_lips_that_remain() {
+        // 16 ports, one worker.
+        let mut pool = LaddrPool::new(&[LIP1, LIP2], (100, 115), 0, 1);
+        let taken: Vec<LocalEndpoint> = (0..6)
+            .map(|_| pool.alloc(|_, _| true, |_, _| false).expect("port"))
+            .collect();
+        // LIP2 leaves, LIP3 comes: LIP1's three ports stay in use.
+        let lip3 = Ipv4Addr::new(10, 2, 0, 13);
+        assert_eq!(pool.set_addrs(&[LIP1, lip3]), vec![lip3]);
+        assert_eq!(pool.addrs().collect::<Vec<_>>(), vec![LIP1, lip3]);
+        assert_eq!(pool.in_use_of(LIP1), 3);
+        assert_eq!(pool.in_use_of(lip3), 0);
+        assert_eq!(pool.free(), 13 + 16);
+        // Everything LIP1 still has to give: never a port of a live session.
+        let mut more = Vec::new();
+        while let Some(ep) = pool.alloc(|_, _| true, |_, _| false) {
+            more.push(ep);
+        }
+        assert_eq!(more.len(), 13 + 16);
+        for ep in taken.iter().filter(|e| e.addr == LIP1) {
+            assert!(!more.contains(ep), "{ep:?} handed out again while in use");
+        }
+        // A session of the LIP that left expires: its port goes nowhere.
+        let gone = *taken.iter().find(|e| e.addr == LIP2).expect("LIP2 port");
+        pool.release(gone);
+        assert_eq!(pool.free(), 0);
+    }
+
+    #[test]
+    fn a_port_held_by_a_live_session_is_passed_over_and_counted() {
+        let mut pool = LaddrPool::new(&[LIP1], (5000, 5009), 0, 1);
+        let held = |_: Ipv4Addr, p: u16| p == 5000 || p == 5001;
+        let ep = pool.alloc(|_, _| true, held).expect("port");
+        assert_eq!(ep.port, 5002);
+        assert_eq!(pool.conflicts_of(LIP1), 2);
+        assert_eq!(pool.in_use_of(LIP1), 1);
+        // The passed-over ports stay free: once their holder is gone they are handed out.
+        let rest: Vec<u16> = (0..9)
+            .map(|_| pool.alloc(|_, _| true, |_, _| false).expect("port").port)
+            .collect();
+        assert!(rest.contains(&5000) && rest.contains(&5001), "{rest:?}");
+        // Every port held: nothing is handed out.
+        pool.release(ep);
+        assert_eq!(pool.alloc(|_, _| true, |_, _| true), None);
+        assert_eq!(pool.exhausted(), 1);
+    }
+
+    #[test]
+    fn a_port_is_released_once_and_only_when_in_use() {
+        let mut pool = LaddrPool::new(&[LIP1], (5000, 5003), 0, 1);
+        let ep = pool.alloc(|_, _| true, |_, _| false).expect("port");
+        pool.release(ep);
+        pool.release(ep);
+        pool.release(LocalEndpoint {
+            addr: LIP1,
+            port: 5003,
+        });
+        assert_eq!(pool.free(), 4);
+        let all: Vec<u16> = (0..4)
+            .map(|_| pool.alloc(|_, _| true, |_, _| false).expect("port").port)
+            .collect();
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 4, "no port twice: {all:?}");
+        assert_eq!(pool.alloc(|_, _| true, |_, _| false), None);
     }
 }

@@ -74,6 +74,12 @@ impl NewSession<'_> {
         &self.flow
     }
 
+    /// The session table the session will be made in (to check a FULLNAT local endpoint
+    /// against the sessions it holds before [`NewSession::create`]).
+    pub fn table(&self) -> &ConnTable {
+        self.table
+    }
+
     /// True when the session needs a local endpoint (FULLNAT): pass one to
     /// [`NewSession::create`].
     pub fn needs_local(&self) -> bool {

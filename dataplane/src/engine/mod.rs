@@ -105,8 +105,9 @@ pub struct WorkerReport {
     pub dests: Vec<(DestId, [u32; 3], DestTraffic)>,
     /// Sessions (and templates) in the table.
     pub sessions: u32,
-    /// FULLNAT: per service and LIP, ports in use.
-    pub laddrs: Vec<(ServiceKey, Ipv4Addr, u32)>,
+    /// FULLNAT: per service and LIP, ports in use and conflicts (ports passed over
+    /// because a live session held them toward the real server: [`crate::laddr::LaddrPool::alloc`]).
+    pub laddrs: Vec<(ServiceKey, Ipv4Addr, u32, u64)>,
     /// Sessions created since the worker started (benchmarks: new sessions per second).
     pub sessions_created: u64,
     /// Session table capacity of this worker.

@@ -492,7 +492,7 @@ impl<'a> Worker<'a> {
             .laddr_pools()
             .flat_map(|(k, p)| {
                 p.addrs()
-                    .map(move |a| (*k, a, p.in_use_of(a)))
+                    .map(move |a| (*k, a, p.in_use_of(a), p.conflicts_of(a)))
                     .collect::<Vec<_>>()
             })
             .collect();

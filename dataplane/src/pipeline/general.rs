@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use hashbrown::HashMap;
 
 use crate::buf::PacketBuf;
-use crate::conn::{ConnId, Direction, PacketMeta, Refuse, Scheduled};
+use crate::conn::{ConnId, ConnTable, Direction, PacketMeta, Refuse, Scheduled};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::forward::plan::routes;
 use crate::forward::{icmp, tun, Egress, Layout, MacRewrite, Plan};
@@ -236,7 +236,10 @@ impl<P: PacketBuf> Core<P> {
             }
             Ok(Scheduled::New(new)) => {
                 let local = match new.needs_local() {
-                    true => pick_local(&mut self.laddrs, net, me, new.dest(), new.flow()),
+                    true => {
+                        let (t, rs, fk) = (new.table(), new.dest(), new.flow());
+                        pick_local(&mut self.laddrs, t, net, me, rs, fk)
+                    }
                     false => None,
                 };
                 let res = new.create(local);
@@ -510,9 +513,13 @@ impl<P: PacketBuf> Core<P> {
 /// FULLNAT: the local address and port of a new session of flow `fk` to real server
 /// `rs` from the service's LIP pool (the pool of the service's port, else of its port-0
 /// service), preferring a port whose reply the NIC's RSS steers to this worker's queue
-/// (`me`). `None`: no pool, or no free port.
+/// (`me`). A port whose tuple toward the real server (`rip:rport -> lip:lport`) is
+/// already in the session table (`conns`) is never handed out: the pool counts it as a
+/// conflict on its LIP (`ipvsadm -G`'s CONFLICTS) and tries the next. `None`: no pool, or
+/// no free port.
 fn pick_local(
     laddrs: &mut HashMap<ServiceKey, LaddrPool>,
+    conns: &ConnTable,
     net: &NetConfig,
     me: u16,
     rs: &RealServer,
@@ -523,27 +530,32 @@ fn pick_local(
         addr: fk.daddr,
         port: fk.dport,
     };
-    let key0 = ServiceKey::Addr {
-        proto: fk.proto,
-        addr: fk.daddr,
-        port: 0,
-    };
-    let k = if laddrs.contains_key(&key) { key } else { key0 };
-    let pool = laddrs.get_mut(&k)?;
+    let pool = super::pool_of(laddrs, key)?;
     let rip = match rs.addr.to_ip() {
         IpAddr::V4(a) => a,
         IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
     };
     let rport = if rs.port == 0 { fk.dport } else { rs.port };
-    pool.alloc(|lip, lport| {
+    let prefer = |lip: Ipv4Addr, lport: u16| {
         let steer = net
             .local
             .get(&lip)
             .and_then(|(_, port)| net.rss.get(usize::from(*port)))
             .and_then(Option::as_ref);
         steer.is_none_or(|r| r.reply_queue(rip, lip, rport, lport) == me)
-    })
-    .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
+    };
+    let held = |lip: Ipv4Addr, lport: u16| {
+        let reply = FlowKey {
+            proto: fk.proto,
+            saddr: rs.addr,
+            daddr: Addr::from(IpAddr::V4(lip)),
+            sport: rport,
+            dport: lport,
+        };
+        conns.lookup_out(&reply).is_some()
+    };
+    pool.alloc(prefer, held)
+        .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
 }
 
 /// A source Linux calls martian: "this network" (0/8), loopback (127/8), multicast

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::buf::PacketBuf;
-use crate::conn::{ConnConfig, ConnTable};
+use crate::conn::{ConnConfig, ConnTable, Session};
 use crate::conn::{SyncConn, SyncRules};
 use crate::flow::FwdMethod;
 use crate::laddr::{LaddrPool, LocalEndpoint, DEFAULT_PORT_RANGE};
@@ -235,17 +235,19 @@ impl<P: PacketBuf> Core<P> {
         self.conns.adopt(&mut self.sched, snap.services.clone());
         let net = &snap.net;
         let mut pools = HashMap::with_capacity(net.laddrs.len());
+        let mut added = Vec::new();
         for (key, lips) in &net.laddrs {
-            let same = self
+            let mut pool = self
                 .laddrs
-                .get(key)
-                .is_some_and(|p| p.addrs().eq(lips.iter().copied()));
-            let pool = if same { self.laddrs.remove(key) } else { None };
-            let pool =
-                pool.unwrap_or_else(|| LaddrPool::new(lips, net.lport_range, self.id, net.workers));
+                .remove(key)
+                .unwrap_or_else(|| LaddrPool::new(&[], net.lport_range, self.id, net.workers));
+            added.extend(pool.set_addrs(lips).into_iter().map(|lip| (*key, lip)));
             pools.insert(*key, pool);
         }
         self.laddrs = pools;
+        if !added.is_empty() {
+            self.reserve_held_ports(&added);
+        }
         self.tun_src = tunnel_sources(net);
         self.snap = Some(snap);
         // Traffic counters are indexed by the core's dest slots; a slot freed by a removed
@@ -338,24 +340,36 @@ impl<P: PacketBuf> Core<P> {
         });
     }
 
+    /// After a LIP joined a pool (`added`: service and LIP): ports that live FULLNAT
+    /// sessions of the service hold on that LIP (sessions from before the LIP left the
+    /// pool, or synced ones) are reserved in its new slice, so that they are not handed
+    /// out again and return to the slice when their sessions expire. A walk of the
+    /// session table, on a configuration change only.
+    fn reserve_held_ports(&mut self, added: &[(ServiceKey, Ipv4Addr)]) {
+        for (_, s) in self.conns.iter() {
+            let Some((key, ep)) = local_endpoint(s) else {
+                continue;
+            };
+            let Some(k) = pool_key(&self.laddrs, key) else {
+                continue;
+            };
+            if added.contains(&(k, ep.addr)) {
+                if let Some(pool) = self.laddrs.get_mut(&k) {
+                    pool.reserve(ep);
+                }
+            }
+        }
+    }
+
     /// Expires sessions and ages neighbours: the slow path, called every few
     /// milliseconds. Ports of expired FULLNAT sessions return to their slices; held
     /// packets of unresolved neighbours go to `drop_held`.
     pub fn tick(&mut self, now_ms: u64, mut drop_held: impl FnMut(P)) -> usize {
         let laddrs = &mut self.laddrs;
         let n = self.conns.expire(now_ms, |_, s| {
-            if s.fwd() == FwdMethod::FullNat && !s.is_template() {
-                if let IpAddr::V4(lip) = s.laddr().to_ip() {
-                    let ep = LocalEndpoint {
-                        addr: lip,
-                        port: s.lport(),
-                    };
-                    for pool in laddrs.values_mut() {
-                        if pool.contains(lip) {
-                            pool.release(ep);
-                            break;
-                        }
-                    }
+            if let Some((key, ep)) = local_endpoint(s) {
+                if let Some(pool) = pool_of(laddrs, key) {
+                    pool.release(ep);
                 }
             }
         });
@@ -380,4 +394,50 @@ pub fn announced_addresses(net: &NetConfig) -> Vec<(u16, Ipv4Addr)> {
         .collect();
     v.sort();
     v
+}
+
+/// The service of a FULLNAT session (the key its LIP pool is looked up by) and its local
+/// endpoint; `None` for other sessions and templates.
+fn local_endpoint(s: &Session) -> Option<(ServiceKey, LocalEndpoint)> {
+    if s.fwd() != FwdMethod::FullNat || s.is_template() {
+        return None;
+    }
+    let IpAddr::V4(addr) = s.laddr().to_ip() else {
+        return None;
+    };
+    let key = ServiceKey::Addr {
+        proto: s.proto(),
+        addr: s.vaddr(),
+        port: s.vport(),
+    };
+    Some((
+        key,
+        LocalEndpoint {
+            addr,
+            port: s.lport(),
+        },
+    ))
+}
+
+/// The key of the LIP pool of service `key` (an address service): its own, else that of
+/// the port-0 service of its address.
+fn pool_key(laddrs: &HashMap<ServiceKey, LaddrPool>, key: ServiceKey) -> Option<ServiceKey> {
+    if laddrs.contains_key(&key) {
+        return Some(key);
+    }
+    let ServiceKey::Addr { proto, addr, .. } = key else {
+        return None;
+    };
+    let key0 = ServiceKey::Addr {
+        proto,
+        addr,
+        port: 0,
+    };
+    laddrs.contains_key(&key0).then_some(key0)
+}
+
+/// The LIP pool of service `key` (see [`pool_key`]).
+fn pool_of(laddrs: &mut HashMap<ServiceKey, LaddrPool>, key: ServiceKey) -> Option<&mut LaddrPool> {
+    let k = pool_key(laddrs, key)?;
+    laddrs.get_mut(&k)
 }

@@ -54,13 +54,7 @@ impl<P: PacketBuf> Core<P> {
                     addr: c.vaddr,
                     port: c.vport,
                 };
-                let key0 = ServiceKey::Addr {
-                    proto,
-                    addr: c.vaddr,
-                    port: 0,
-                };
-                let k = if laddrs.contains_key(&key) { key } else { key0 };
-                laddrs.get_mut(&k).is_some_and(|pool| {
+                super::pool_of(laddrs, key).is_some_and(|pool| {
                     pool.reserve(LocalEndpoint {
                         addr: lip,
                         port: lport,

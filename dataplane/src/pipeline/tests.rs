@@ -1089,3 +1089,106 @@ fn runt_frames_are_dropped_as_malformed_and_cost_no_session() {
         );
     }
 }
+
+/// FULLNAT with `lips` as the service's pool (every LIP a local address on port 1).
+fn fullnat_with_lips(lips: &[[u8; 4]], generation: u64) -> Snapshot {
+    let mut snap = snapshot(FwdMethod::FullNat, 1);
+    let mut net = (*snap.net).clone();
+    let key = *net.laddrs.keys().next().expect("the service's pool");
+    net.laddrs
+        .insert(key, lips.iter().map(|l| Ipv4Addr::from(*l)).collect());
+    for l in lips {
+        net.local.insert(Ipv4Addr::from(*l), (LocalKind::Lip, 1));
+    }
+    snap.net = Arc::new(net);
+    snap.generation = generation;
+    snap
+}
+
+/// A SYN from the client's port `cport` through the FULLNAT core: (LIP, lport, RIP).
+fn fullnat_syn(c: &mut Core<VecBuf>, cport: u16) -> ([u8; 4], u16, [u8; 4]) {
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, cport, VIP, 80, true, false);
+    let (p, _) = tx(c.process(syn, 0, 0, true));
+    let (lip, lport, rip, _) = check(p.data());
+    (lip, lport, rip)
+}
+
+#[test]
+fn a_lip_pool_change_never_hands_out_a_port_of_a_live_session() {
+    const LIP2: [u8; 4] = [10, 20, 0, 201];
+    let mut c = core(FwdMethod::FullNat, 0, 1);
+    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(CIP), CLIENT_MAC);
+    let mut live: Vec<([u8; 4], u16, [u8; 4])> =
+        (0..6).map(|i| fullnat_syn(&mut c, 40000 + i)).collect();
+    // A LIP joins the pool: the sessions of the first keep their ports.
+    c.adopt(fullnat_with_lips(&[LIP, LIP2], 2));
+    for i in 0..6 {
+        let got = fullnat_syn(&mut c, 41000 + i);
+        assert!(!live.contains(&got), "{got:?} is a live session's");
+        live.push(got);
+    }
+    assert!(
+        live.iter().any(|(l, _, _)| *l == LIP2),
+        "the new LIP is used"
+    );
+    // The first LIP leaves, then the second: the sessions of the one left keep theirs.
+    c.adopt(fullnat_with_lips(&[LIP2], 3));
+    c.adopt(fullnat_with_lips(&[LIP2, LIP], 4));
+    for i in 0..6 {
+        let got = fullnat_syn(&mut c, 42000 + i);
+        assert!(!live.contains(&got), "{got:?} is a live session's");
+        live.push(got);
+    }
+    let (_, pool) = c.laddr_pools().next().expect("pool");
+    let on = |lip: [u8; 4]| live.iter().filter(|(l, _, _)| *l == lip).count() as u32;
+    assert_eq!(pool.in_use_of(Ipv4Addr::from(LIP)), on(LIP));
+    assert_eq!(pool.in_use_of(Ipv4Addr::from(LIP2)), on(LIP2));
+    assert_eq!(pool.conflicts_of(Ipv4Addr::from(LIP)), 0);
+}
+
+#[test]
+fn a_port_another_services_session_holds_is_a_conflict() {
+    // Two services share the LIP and the real server: each has its own pool, so both
+    // would start at the same port. The second service's SYN passes over it, counted.
+    let mut snap = snapshot(FwdMethod::FullNat, 1);
+    let key80 = ServiceKey::Addr {
+        proto: Proto::Tcp,
+        addr: a(VIP),
+        port: 80,
+    };
+    let key81 = ServiceKey::Addr {
+        proto: Proto::Tcp,
+        addr: a(VIP),
+        port: 81,
+    };
+    let mut t = ServiceTable::new();
+    for key in [key80, key81] {
+        t.add_service(ServiceConfig::new(key, SchedKind::Rr))
+            .expect("service");
+        t.add_dest(&key, DestConfig::new(a(RS1), 80, FwdMethod::FullNat))
+            .expect("rs1");
+    }
+    let mut net = (*snap.net).clone();
+    net.laddrs.insert(key81, vec![Ipv4Addr::from(LIP)]);
+    snap.services = t.snapshot();
+    snap.net = Arc::new(net);
+    let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snap);
+    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    let first = fullnat_syn(&mut c, 40000);
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40001, VIP, 81, true, false);
+    let (p, _) = tx(c.process(syn, 0, 0, true));
+    let (lip, lport, rip, rport) = check(p.data());
+    assert_eq!((lip, rip, rport), (LIP, RS1, 80));
+    assert_ne!(
+        lport, first.1,
+        "the port of the first service's live session"
+    );
+    let conflicts: u64 = c
+        .laddr_pools()
+        .map(|(_, p)| p.conflicts_of(Ipv4Addr::from(LIP)))
+        .sum();
+    assert_eq!(conflicts, 1);
+}
