@@ -211,6 +211,8 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
             .sessions
             .capacity_per_core
             .clamp(MIN_CONN_CAPACITY, i64::from(u32::MAX)) as u32,
+        expire_nodest_conn: cfg.sessions.expire_nodest_conn != 0,
+        expire_quiescent_template: cfg.sessions.expire_quiescent_template != 0,
         mbufs: 0,
         routes: routes(cfg, &names)?,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
@@ -603,6 +605,17 @@ impl Backend for DpdkBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_config_carries_the_session_sysctls() {
+        let port = "[[ports]]\nname = \"dpdk0\"\ndevice = \"net_null0\"\n";
+        let e = engine_config(&Config::from_str(port).unwrap()).unwrap();
+        assert!(!e.expire_nodest_conn && !e.expire_quiescent_template);
+        let cfg =
+            format!("{port}[sessions]\nexpire_nodest_conn = 1\nexpire_quiescent_template = 1\n");
+        let e = engine_config(&Config::from_str(&cfg).unwrap()).unwrap();
+        assert!(e.expire_nodest_conn && e.expire_quiescent_template);
+    }
 
     #[test]
     fn engine_config_errors_name_the_field() {
