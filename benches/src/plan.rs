@@ -231,6 +231,8 @@ pub fn engine_config(
         ports,
         workers,
         conn_capacity,
+        expire_nodest_conn: false,
+        expire_quiescent_template: false,
         mbufs,
         routes: Vec::new(),
         lport_range: DEFAULT_PORT_RANGE,

@@ -10,7 +10,7 @@
 //! | `[[routes]]` | static routes: prefix, gateway, port |
 //! | `[[services]]` | virtual services with `[[services.real]]` real servers and FULLNAT `laddrs` |
 //! | `[timeouts]` | `tcp tcpfin udp` as `ipvsadm --set` (900 120 300) |
-//! | `[sessions]` | session-table capacity per core |
+//! | `[sessions]` | session-table capacity per core; the sysctls `expire_nodest_conn`, `expire_quiescent_template` |
 //! | `[control]` | the control socket path (default `/run/rvs/rvsd.sock`) |
 //! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast) |
 //!
@@ -361,13 +361,24 @@ impl Default for Timeouts {
     }
 }
 
-/// `[sessions]`: session tables.
+/// `[sessions]`: session tables, and the IPVS sysctls about sessions
+/// (`/proc/sys/net/ipv4/vs/*`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sessions {
     /// Sessions per core (default 1048576).
     #[serde(default = "default_capacity")]
     pub capacity_per_core: i64,
+    /// The sysctl `expire_nodest_conn`, 0 or 1 (default 0): with 1 a session whose real
+    /// server was removed is expired when its next packet arrives (a SYN is then scheduled
+    /// afresh); with 0 its packets are dropped until the server is added back.
+    #[serde(default)]
+    pub expire_nodest_conn: i64,
+    /// The sysctl `expire_quiescent_template`, 0 or 1 (default 0): with 1 a persistence
+    /// template whose real server is quiesced (weight 0) is invalid, so the client is
+    /// scheduled afresh.
+    #[serde(default)]
+    pub expire_quiescent_template: i64,
 }
 
 fn default_capacity() -> i64 {
@@ -378,6 +389,8 @@ impl Default for Sessions {
     fn default() -> Self {
         Sessions {
             capacity_per_core: default_capacity(),
+            expire_nodest_conn: 0,
+            expire_quiescent_template: 0,
         }
     }
 }
@@ -641,6 +654,18 @@ impl Config {
             self.sessions.capacity_per_core,
             1,
             MAX_SESSIONS_PER_CORE,
+        )?;
+        range(
+            "sessions.expire_nodest_conn".into(),
+            self.sessions.expire_nodest_conn,
+            0,
+            1,
+        )?;
+        range(
+            "sessions.expire_quiescent_template".into(),
+            self.sessions.expire_quiescent_template,
+            0,
+            1,
         )?;
         if self.control.socket.as_os_str().is_empty() {
             return Err(ConfigError::invalid("control.socket", "must not be empty"));
@@ -988,6 +1013,13 @@ mod tests {
         assert_eq!(c.timeouts, Timeouts::default());
         assert_eq!(c.sync.state, SyncState::None);
         assert_eq!(c.sync.maxlen, 1472);
+        assert_eq!(c.sessions.expire_nodest_conn, 0);
+        assert_eq!(c.sessions.expire_quiescent_template, 0);
+        let c =
+            Config::from_str("[sessions]\nexpire_nodest_conn = 1\nexpire_quiescent_template = 1\n")
+                .unwrap();
+        assert_eq!(c.sessions.expire_nodest_conn, 1);
+        assert_eq!(c.sessions.expire_quiescent_template, 1);
         let c = Config::from_str(
             "[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n[[services.real]]\naddress = \"10.0.0.1\"\n",
         )
@@ -1071,6 +1103,14 @@ mod tests {
         assert_eq!(
             err("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\nsched_flags = [\"sh-port\"]\n"),
             "services[0].sched_flags[0]: \"sh-port\" is not a flag of scheduler \"wlc\""
+        );
+        assert_eq!(
+            err("[sessions]\nexpire_nodest_conn = 2\n"),
+            "sessions.expire_nodest_conn: 2 is out of range 0..=1"
+        );
+        assert_eq!(
+            err("[sessions]\nexpire_quiescent_template = -1\n"),
+            "sessions.expire_quiescent_template: -1 is out of range 0..=1"
         );
         // Unknown keys are refused by the schema.
         assert!(err("[control]\nsockt = \"/x\"\n").contains("sockt"));

@@ -4,10 +4,15 @@
 //! The dataplane's service table keeps stable ids for services and real servers, so the
 //! backend applies each new IPVS table as a difference (add, edit, delete): per-core
 //! scheduler state and ActiveConn/InActConn counts of servers that stay survive every
-//! change, as in the kernel.
+//! change, as in the kernel. A removed real server waits in the service table's trash
+//! while the workers' sessions reference it; added back (`-C` then `-R`, or `-d` then
+//! `-a`), it keeps its id and its sessions resume. Each change first empties the trash of
+//! the servers no worker has referenced for the trash period (`ServiceTable::expire_trash`).
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
 
 use rvs_config::{AddrPrefix, Config, PrefixError};
 use rvs_dataplane::dpdk::default_eal_args;
@@ -34,6 +39,8 @@ pub struct DpdkBackend {
     timeouts: Timeouts,
     daemons: Vec<SyncDaemon>,
     sync_peer: Option<Ipv4Addr>,
+    /// The clock of the trash periods.
+    started: Instant,
 }
 
 impl std::fmt::Debug for DpdkBackend {
@@ -204,6 +211,8 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
             .sessions
             .capacity_per_core
             .clamp(MIN_CONN_CAPACITY, i64::from(u32::MAX)) as u32,
+        expire_nodest_conn: cfg.sessions.expire_nodest_conn != 0,
+        expire_quiescent_template: cfg.sessions.expire_quiescent_template != 0,
         mbufs: 0,
         routes: routes(cfg, &names)?,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
@@ -269,6 +278,7 @@ impl DpdkBackend {
             timeouts: Timeouts::default(),
             daemons: Vec::new(),
             sync_peer: None,
+            started: Instant::now(),
         })
     }
 
@@ -315,7 +325,28 @@ impl DpdkBackend {
         &self.engine
     }
 
+    /// Forgets the trashed real servers that no worker has referenced for the trash
+    /// period: a worker keeps a removed server's slot while sessions are bound to it, and
+    /// reports the ids of the slots it keeps.
+    fn expire_trash(&mut self) {
+        if self.table.trashed().next().is_none() {
+            return;
+        }
+        let in_use: HashSet<DestId> = self
+            .engine
+            .reports()
+            .iter()
+            .flat_map(|r| r.dests.iter().map(|d| d.0))
+            .collect();
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let n = self.table.expire_trash(|id| in_use.contains(&id), now_ms);
+        if n > 0 {
+            tracing::debug!(forgotten = n, "real servers left the trash");
+        }
+    }
+
     fn sync_services(&mut self, table: &IpvsTable) -> Result<(), BackendError> {
+        self.expire_trash();
         let err = |e: dp::ServiceError| BackendError(e.to_string());
         let wanted: Vec<dp::ServiceKey> =
             table.services.iter().map(|s| dp_key(&s.conf.key)).collect();
@@ -579,6 +610,17 @@ impl Backend for DpdkBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_config_carries_the_session_sysctls() {
+        let port = "[[ports]]\nname = \"dpdk0\"\ndevice = \"net_null0\"\n";
+        let e = engine_config(&Config::from_str(port).unwrap()).unwrap();
+        assert!(!e.expire_nodest_conn && !e.expire_quiescent_template);
+        let cfg =
+            format!("{port}[sessions]\nexpire_nodest_conn = 1\nexpire_quiescent_template = 1\n");
+        let e = engine_config(&Config::from_str(&cfg).unwrap()).unwrap();
+        assert!(e.expire_nodest_conn && e.expire_quiescent_template);
+    }
 
     #[test]
     fn engine_config_errors_name_the_field() {

@@ -8,8 +8,15 @@
 //! Identity across snapshots: every service has a stable [`ServiceId`] and every real server a
 //! stable [`DestId`]. Per-core mutable state (ActiveConn/InActConn counters, overload flags,
 //! scheduler cursors and tables) lives outside the snapshot, keyed by these ids, so it survives
-//! a swap. A real server deleted and added again to the same service gets its old id back, the
-//! way the kernel takes a deleted dest back from its trash with its counters.
+//! a swap; sessions reference their real server by it.
+//!
+//! The trash (`ip_vs_trash_get_dest`): a real server removed from the table (`-d`, or with
+//! its service by `-D` or `-C`) goes to the table's trash with its id. Added again to a
+//! service of the same key (protocol, VIP and port, or firewall mark) with the same address
+//! and port, it gets its old id back, so the sessions still bound to it on the workers
+//! resume. [`ServiceTable::expire_trash`] forgets a trashed server once no worker
+//! references it for [`TRASH_PERIOD_MS`] (`ip_vs_dest_trash_expire`); added after that, it
+//! is a new server.
 //!
 //! Order of real servers: like the kernel (`list_add_rcu` in `__ip_vs_update_dest`), a new real
 //! server is put at the **head** of its service's list, so [`Service::dests`] is newest-first
@@ -130,6 +137,10 @@ pub const DEFAULT_PERSIST_TIMEOUT: u32 = 360;
 
 /// The largest weight of a real server (`-w`).
 pub const MAX_WEIGHT: u32 = 65535;
+
+/// How long a removed real server that no session references stays in the trash before it
+/// is forgotten (the kernel's `IP_VS_DEST_TRASH_PERIOD`, 60 s).
+pub const TRASH_PERIOD_MS: u64 = 60_000;
 
 /// Stable identity of a virtual service across snapshots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -434,7 +445,16 @@ pub struct ServiceTable {
     next_svc: u32,
     next_dest: u32,
     generation: u64,
-    retired: HashMap<(ServiceKey, Addr, u16), (DestId, u32)>,
+    trash: HashMap<(ServiceKey, Addr, u16), Trashed>,
+}
+
+/// A removed real server kept for a re-add (the kernel's dest trash).
+#[derive(Debug, Clone, Copy)]
+struct Trashed {
+    id: DestId,
+    last_weight: u32,
+    /// Since when (ms) no worker references it; `None` while one does or not yet looked.
+    idle_since: Option<u64>,
 }
 
 impl ServiceTable {
@@ -477,16 +497,57 @@ impl ServiceTable {
         Ok(())
     }
 
-    /// `-D`.
+    /// `-D`: its real servers go to the trash.
     pub fn del_service(&mut self, key: &ServiceKey) -> Result<(), ServiceError> {
         let i = self.find(key).ok_or(ServiceError::NoSuchService)?;
-        self.services.remove(i);
+        let svc = self.services.remove(i);
+        for d in &svc.dests {
+            self.retire(svc.key, d);
+        }
         Ok(())
     }
 
-    /// `-C`.
+    /// `-C`: every real server goes to the trash.
     pub fn clear(&mut self) {
-        self.services.clear();
+        for svc in std::mem::take(&mut self.services) {
+            for d in &svc.dests {
+                self.retire(svc.key, d);
+            }
+        }
+    }
+
+    /// Puts a removed real server of service `key` into the trash (`__ip_vs_del_dest`).
+    fn retire(&mut self, key: ServiceKey, d: &RealServer) {
+        self.trash.insert(
+            (key, d.addr, d.port),
+            Trashed {
+                id: d.id,
+                last_weight: d.last_weight,
+                idle_since: None,
+            },
+        );
+    }
+
+    /// `ip_vs_dest_trash_expire`: forgets the trashed real servers that no worker has
+    /// referenced (`in_use` false) for [`TRASH_PERIOD_MS`] up to `now_ms` (a monotonic
+    /// clock); the first call that finds one unreferenced starts its period. Returns how
+    /// many were forgotten.
+    pub fn expire_trash(&mut self, in_use: impl Fn(DestId) -> bool, now_ms: u64) -> usize {
+        let before = self.trash.len();
+        self.trash.retain(|_, t| {
+            if in_use(t.id) {
+                t.idle_since = None;
+                return true;
+            }
+            let since = *t.idle_since.get_or_insert(now_ms);
+            now_ms.saturating_sub(since) < TRASH_PERIOD_MS
+        });
+        before - self.trash.len()
+    }
+
+    /// The ids of the real servers in the trash.
+    pub fn trashed(&self) -> impl Iterator<Item = DestId> + '_ {
+        self.trash.values().map(|t| t.id)
     }
 
     fn check(cfg: &DestConfig) -> Result<(), ServiceError> {
@@ -507,8 +568,9 @@ impl ServiceTable {
         {
             return Err(ServiceError::DestExists);
         }
-        let (id, last) = match self.retired.remove(&(*key, cfg.addr, cfg.port)) {
-            Some(v) => v,
+        // ip_vs_trash_get_dest: the same service key, address and port take the id back.
+        let (id, last) = match self.trash.remove(&(*key, cfg.addr, cfg.port)) {
+            Some(t) => (t.id, t.last_weight),
             None => {
                 let id = DestId(self.next_dest);
                 self.next_dest = self.next_dest.wrapping_add(1);
@@ -565,8 +627,7 @@ impl ServiceTable {
             .position(|d| d.addr == addr && d.port == port)
             .ok_or(ServiceError::NoSuchDest)?;
         let d = dests.remove(p);
-        self.retired
-            .insert((*key, addr, port), (d.id, d.last_weight));
+        self.retire(*key, &d);
         Ok(())
     }
 
@@ -585,6 +646,8 @@ impl ServiceTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SEC: u64 = 1000;
 
     fn tcp(a: Addr, port: u16) -> ServiceKey {
         ServiceKey::Addr {
@@ -615,6 +678,61 @@ mod tests {
         assert_eq!(name(s.find(Proto::Tcp, vip, 80, 8)), Some("wlc"));
         assert_eq!(s.find(Proto::Udp, vip, 80, 0), None);
         assert_eq!(s.find(Proto::Tcp, Addr::v4(10, 0, 0, 2), 80, 0), None);
+    }
+
+    #[test]
+    fn servers_removed_with_their_service_come_back_from_the_trash() {
+        let vip = Addr::v4(10, 0, 0, 1);
+        let k = tcp(vip, 80);
+        let rs = |a: u8, port: u16| DestConfig::new(Addr::v4(10, 1, 1, a), port, FwdMethod::Masq);
+        let mut t = ServiceTable::new();
+        t.add_service(ServiceConfig::new(k, SchedKind::Rr)).unwrap();
+        let a = t.add_dest(&k, rs(1, 80).weight(3)).unwrap();
+        let b = t.add_dest(&k, rs(2, 80)).unwrap();
+        // -C then the same table again (-R): same ids, in any order.
+        t.clear();
+        assert_eq!(t.trashed().count(), 2);
+        t.add_service(ServiceConfig::new(k, SchedKind::Wlc))
+            .unwrap();
+        assert_eq!(t.add_dest(&k, rs(2, 80)), Ok(b));
+        assert_eq!(t.add_dest(&k, rs(1, 80).weight(0)), Ok(a));
+        assert_eq!(t.services()[0].dests[0].last_weight, 3);
+        assert_eq!(t.trashed().count(), 0);
+        // -D too; a different port or another service is another server.
+        t.del_service(&k).unwrap();
+        t.add_service(ServiceConfig::new(k, SchedKind::Rr)).unwrap();
+        let other = tcp(vip, 81);
+        t.add_service(ServiceConfig::new(other, SchedKind::Rr))
+            .unwrap();
+        let a81 = t.add_dest(&other, rs(1, 80)).unwrap();
+        let a8080 = t.add_dest(&k, rs(1, 8080)).unwrap();
+        assert!(a81 != a && a81 != b && a8080 != a && a8080 != b && a81 != a8080);
+        assert_eq!(t.add_dest(&k, rs(1, 80)), Ok(a));
+    }
+
+    #[test]
+    fn the_trash_forgets_a_server_unreferenced_for_the_period() {
+        let k = tcp(Addr::v4(10, 0, 0, 1), 80);
+        let rs = |a: u8| DestConfig::new(Addr::v4(10, 1, 1, a), 80, FwdMethod::Masq);
+        let mut t = ServiceTable::new();
+        t.add_service(ServiceConfig::new(k, SchedKind::Rr)).unwrap();
+        let a = t.add_dest(&k, rs(1)).unwrap();
+        let b = t.add_dest(&k, rs(2)).unwrap();
+        t.clear();
+        // a still has sessions on a worker; b has none from 1 s on.
+        let busy = |id: DestId| id == a;
+        assert_eq!(t.expire_trash(busy, SEC), 0);
+        assert_eq!(t.expire_trash(busy, SEC + TRASH_PERIOD_MS - 1), 0);
+        assert_eq!(t.expire_trash(busy, SEC + TRASH_PERIOD_MS), 1);
+        assert_eq!(t.trashed().collect::<Vec<_>>(), vec![a]);
+        // a's sessions end at 100 s: it goes a period later.
+        assert_eq!(t.expire_trash(|_| false, 100 * SEC), 0);
+        assert_eq!(t.expire_trash(|_| false, 100 * SEC + TRASH_PERIOD_MS), 1);
+        // Added again, both are new servers.
+        t.add_service(ServiceConfig::new(k, SchedKind::Rr)).unwrap();
+        let a2 = t.add_dest(&k, rs(1)).unwrap();
+        let b2 = t.add_dest(&k, rs(2)).unwrap();
+        assert!(![a, b].contains(&a2) && ![a, b].contains(&b2));
     }
 
     #[test]

@@ -492,6 +492,31 @@ impl Director {
         )
     }
 
+    /// Runs rvsadm with `args` and `input` on its stdin (`-R`), bounded by 10 s; returns
+    /// (exit code, stdout, stderr).
+    pub fn rvsadm_input(&self, args: &[&str], input: &str) -> (i32, String, String) {
+        use std::io::Write as _;
+        let mut child = Command::new("timeout")
+            .arg("10")
+            .arg(bin("rvsadm"))
+            .args(args)
+            .env("RVS_SOCKET", &self.socket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rvsadm");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        let out = child.wait_with_output().expect("rvsadm");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Runs rvsadm with `args`; panics unless it succeeds; returns its stdout.
     pub fn rvsadm(&self, args: &[&str]) -> String {
         let (code, out, err) = self.rvsadm_status(args);

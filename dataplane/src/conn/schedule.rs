@@ -661,6 +661,38 @@ mod tests {
     }
 
     #[test]
+    fn sessions_resume_when_a_cleared_table_is_restored() {
+        // ipvsadm -C then -R of the same table: the servers come back from the trash with
+        // their ids, so their sessions (and counters) resume.
+        let mut h = H::tcp(SchedKind::Rr, &[nat(RS1), nat(RS2)]);
+        let x = h.syn(C1, 1, 0).unwrap();
+        h.pkt(C1, 1, Proto::Tcp, 80, TcpFlags::ACK, 0).unwrap();
+        let b = h.t.dest_of(x).unwrap();
+        h.st.clear();
+        h.publish();
+        assert_eq!(
+            h.pkt(C1, 1, Proto::Tcp, 80, TcpFlags::ACK, SEC),
+            Err(Refuse::DestUnavailable)
+        );
+        let key = h.key;
+        h.st.add_service(ServiceConfig::new(key, SchedKind::Rr))
+            .unwrap();
+        h.publish();
+        // Service back, servers not yet: still dropped.
+        assert_eq!(
+            h.pkt(C1, 1, Proto::Tcp, 80, TcpFlags::ACK, SEC),
+            Err(Refuse::DestUnavailable)
+        );
+        h.st.add_dest(&key, nat(RS1)).unwrap();
+        h.st.add_dest(&key, nat(RS2)).unwrap();
+        h.publish();
+        assert_eq!(h.pkt(C1, 1, Proto::Tcp, 80, TcpFlags::ACK, 2 * SEC), Ok(x));
+        assert_eq!(h.t.dest_of(x), Some(b));
+        assert_eq!(h.counts(b), (1, 0, 0));
+        assert_eq!(h.t.stats().dest_unavailable, 2);
+    }
+
+    #[test]
     fn quiesced_server_keeps_persistent_clients_unless_expire_quiescent_template() {
         let key = ServiceKey::Addr {
             proto: Proto::Tcp,

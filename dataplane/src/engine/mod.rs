@@ -74,6 +74,10 @@ pub struct EngineConfig {
     pub workers: usize,
     /// Sessions per worker.
     pub conn_capacity: u32,
+    /// The sysctl `expire_nodest_conn` (see [`crate::conn::ConnConfig`]).
+    pub expire_nodest_conn: bool,
+    /// The sysctl `expire_quiescent_template` (see [`crate::conn::ConnConfig`]).
+    pub expire_quiescent_template: bool,
     /// Mbufs in the pool.
     pub mbufs: u32,
     /// Static routes (connected routes of the port addresses are added automatically).
@@ -203,6 +207,8 @@ struct Shared {
     arp_src: Mutex<Vec<Option<Ipv4Addr>>>,
     workers: usize,
     conn_capacity: u32,
+    expire_nodest_conn: bool,
+    expire_quiescent_template: bool,
     static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
     /// Per worker: sync records for the sync thread (master).
     sync_out: Arc<Vec<ArrayQueue<SyncConn>>>,
@@ -328,6 +334,8 @@ impl Engine {
             arp_src: Mutex::new(ports.arp_src),
             workers,
             conn_capacity: cfg.conn_capacity,
+            expire_nodest_conn: cfg.expire_nodest_conn,
+            expire_quiescent_template: cfg.expire_quiescent_template,
             static_neighbours: cfg.static_neighbours.clone(),
             sync_out: Arc::new(queues(workers, SYNC_QUEUE)),
             sync_in: queues(workers, SYNC_QUEUE),

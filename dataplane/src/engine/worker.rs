@@ -243,11 +243,10 @@ struct Worker<'a> {
 
 impl<'a> Worker<'a> {
     fn new(w: usize, sh: &'a Shared, pool: &'a Mempool) -> Worker<'a> {
-        let mut core = Core::new(
-            w,
-            ConnConfig::new(sh.conn_capacity.max(MIN_CONN_CAPACITY)),
-            NeighConfig::default(),
-        );
+        let mut conn = ConnConfig::new(sh.conn_capacity.max(MIN_CONN_CAPACITY));
+        conn.expire_nodest_conn = sh.expire_nodest_conn;
+        conn.expire_quiescent_template = sh.expire_quiescent_template;
+        let mut core = Core::new(w, conn, NeighConfig::default());
         for &(ip, mac) in &sh.static_neighbours {
             core.add_static_neighbour(ip, mac);
         }

@@ -1,0 +1,232 @@
+//! `ipvsadm -C` then `ipvsadm -R` of the saved table while a transfer runs, in the
+//! two-port NAT lab (client 10.10.0.2 — director — rs1 10.20.0.11, rs2 10.20.0.12, real
+//! kernel TCP peers, curl against python's http.server).
+//!
+//! IPVS keeps a removed real server in its trash while connections reference it, drops
+//! their packets meanwhile (`expire_nodest_conn` = 0), and takes the server back when the
+//! same one is added again to the same service: the connections resume. With
+//! `expire_nodest_conn` = 1 the connections of a removed server end instead.
+//!
+//! Needs root; each test skips (with a message) where namespaces cannot be made.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use rvs_tests::topo::{two_port, VIP2};
+use rvs_tests::{can_build_labs, DirPort, Director, Lab};
+
+fn skip() -> bool {
+    if can_build_labs() {
+        return false;
+    }
+    eprintln!("skipped: needs root and ip netns");
+    true
+}
+
+/// Size of the transferred file: 4 MB at 1 MB/s, about four seconds.
+const BLOB_LEN: u32 = 4 * 1024 * 1024;
+
+fn sha(path: &Path) -> String {
+    let out = Command::new("timeout")
+        .arg("10")
+        .arg("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The two-port NAT lab with both real servers serving `blob.bin` on port 80, and rvsd
+/// (two workers, `extra` TOML appended) with `-A -t VIP:80 -s rr`, both servers `-m`.
+/// Returns the lab, the director, the web root and the blob's sha256.
+fn nat_lab(prefix: &str, extra: &str) -> (Lab, Director, PathBuf, String) {
+    let www = std::env::temp_dir().join(format!("{prefix}-www-{}", std::process::id()));
+    std::fs::create_dir_all(&www).expect("www");
+    let blob: Vec<u8> = (0..BLOB_LEN)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(www.join("blob.bin"), &blob).expect("blob");
+    let want = sha(&www.join("blob.bin"));
+    let w = www.to_string_lossy().into_owned();
+    let mut lab = two_port(prefix, true, 8081, 8081);
+    for (ns, ip) in [("r1", "10.20.0.11"), ("r2", "10.20.0.12")] {
+        lab.spawn(
+            ns,
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                "80",
+                "--bind",
+                ip,
+                "--directory",
+                &w,
+            ],
+        );
+        lab.wait_tcp(ns, ip.parse().expect("ip"), 80);
+    }
+    let d = Director::start(
+        &lab,
+        "d",
+        prefix,
+        &[
+            DirPort {
+                name: "dpdk0",
+                iface: "d0",
+                addrs: &["10.10.0.1/24"],
+            },
+            DirPort {
+                name: "dpdk1",
+                iface: "d1",
+                addrs: &["10.20.0.1/24"],
+            },
+        ],
+        2,
+        extra,
+    );
+    let svc = format!("{VIP2}:80");
+    d.rvsadm(&["-A", "-t", &svc, "-s", "rr"]);
+    d.rvsadm(&["-a", "-t", &svc, "-r", "10.20.0.11:80", "-m"]);
+    d.rvsadm(&["-a", "-t", &svc, "-r", "10.20.0.12:80", "-m"]);
+    (lab, d, www, want)
+}
+
+/// Starts curl of the blob through the VIP at 1 MB/s (bounded by `max_secs`) and waits
+/// (bounded) until the first megabyte has arrived.
+fn start_transfer(lab: &Lab, out: &Path, max_secs: u32) -> Child {
+    let _ = std::fs::remove_file(out);
+    let child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("c")])
+        .args([
+            "curl",
+            "-s",
+            "--max-time",
+            &max_secs.to_string(),
+            "--limit-rate",
+            "1M",
+            "-o",
+        ])
+        .arg(out)
+        .arg(format!("http://{VIP2}/blob.bin"))
+        .spawn()
+        .expect("curl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(out).map_or(0, |m| m.len()) < 1024 * 1024 {
+        assert!(Instant::now() < deadline, "the transfer did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// Waits for curl, at most `secs` seconds (curl's own `--max-time` ends it before).
+fn finish(mut curl: Child, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = curl.try_wait().expect("curl") {
+            return st.success();
+        }
+        if Instant::now() > deadline {
+            let _ = curl.kill();
+            let _ = curl.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn clear_then_restore_of_the_same_table_resumes_established_connections() {
+    if skip() {
+        return;
+    }
+    let (lab, d, www, want) = nat_lab("rrsr", "");
+    let out = std::env::temp_dir().join(format!("rrsr-blob-{}.out", std::process::id()));
+    let curl = start_transfer(&lab, &out, 25);
+
+    let saved = d.rvsadm(&["-Sn"]);
+    assert!(
+        saved.contains("-a -t 10.10.0.100:80 -r 10.20.0.11:80 -m -w 1"),
+        "{saved}"
+    );
+    d.rvsadm(&["-C"]);
+    assert!(
+        !d.rvsadm(&["-Ln"]).contains("TCP"),
+        "the table is empty after -C"
+    );
+    // While the table is empty the client's segments are dropped, as IPVS does (as
+    // dest-unavailable by the worker holding the session; a worker that would hand one
+    // over no longer knows the VIP and drops it as not-for-us).
+    let dropped = d.counter("dropped");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.counter("dropped") == dropped {
+        assert!(
+            Instant::now() < deadline,
+            "no packet was dropped while the table was empty:\n{}",
+            d.rvsadm(&["--dataplane"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, o, e) = d.rvsadm_input(&["-R"], &saved);
+    assert_eq!(code, 0, "rvsadm -R: {o}{e}");
+    assert_eq!(d.rvsadm(&["-Sn"]), saved, "-R restored the saved table");
+
+    let ok = finish(curl, 30);
+    let got = std::fs::metadata(&out).map_or(0, |m| m.len());
+    assert!(
+        ok,
+        "the transfer did not complete after -R ({got} of {BLOB_LEN} bytes):\n{}",
+        d.rvsadm(&["--dataplane"])
+    );
+    assert_eq!(sha(&out), want, "the body arrived intact");
+    let _ = std::fs::remove_file(&out);
+    drop(d);
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&www);
+}
+
+#[test]
+fn expire_nodest_conn_in_the_config_ends_a_removed_servers_connections() {
+    if skip() {
+        return;
+    }
+    let (lab, d, www, _) = nat_lab("rrse", "[sessions]\nexpire_nodest_conn = 1\n");
+    let out = std::env::temp_dir().join(format!("rrse-blob-{}.out", std::process::id()));
+    let curl = start_transfer(&lab, &out, 12);
+    let established = |d: &Director| {
+        d.rvsadm(&["-Lnc"])
+            .lines()
+            .filter(|l| l.contains("ESTABLISHED") && l.contains("10.10.0.2:"))
+            .count()
+    };
+    assert_eq!(established(&d), 1, "{}", d.rvsadm(&["-Lnc"]));
+    let saved = d.rvsadm(&["-Sn"]);
+    d.rvsadm(&["-C"]);
+    // The removed servers' sessions are expired at once, not kept for a re-add.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while established(&d) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the session outlived its server: {}",
+            d.rvsadm(&["-Lnc"])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, o, e) = d.rvsadm_input(&["-R"], &saved);
+    assert_eq!(code, 0, "rvsadm -R: {o}{e}");
+    assert!(
+        !finish(curl, 20),
+        "the connection ended with its server; it cannot complete after -R"
+    );
+    let got = std::fs::metadata(&out).map_or(0, |m| m.len());
+    assert!(u64::from(BLOB_LEN) > got, "{got} bytes arrived");
+    let _ = std::fs::remove_file(&out);
+    drop(d);
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&www);
+}
