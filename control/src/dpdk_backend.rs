@@ -23,7 +23,8 @@ use crate::backend::{
     DestCounters, LaddrCounterEntry, ServiceCounters, Stats,
 };
 use crate::ipvs::{
-    Forward, IpvsTable, Protocol, ServiceKey, SyncDaemon, SyncState, Timeouts, IPV6_FULL_NETMASK,
+    Forward, IpvsTable, Protocol, ServiceConf, ServiceKey, SyncDaemon, SyncState, Timeouts,
+    TunType, IPV6_FULL_NETMASK,
 };
 use rvs_dataplane::conn::{SessionState, SyncRules, TcpState};
 
@@ -211,6 +212,69 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
     })
 }
 
+/// What the dataplane does not do (yet), refused by name before anything changes: an
+/// IPv6 service, real server or local address (the pipeline forwards IPv4 only), an SCTP
+/// service, a GUE or GRE tunnel (real servers get IPIP only). The text is what rvsadm
+/// prints, in ipvsadm's style.
+pub fn refusal(table: &IpvsTable) -> Result<(), BackendError> {
+    let no = |what: &str| {
+        Err(BackendError(format!(
+            "{what} not supported by the rvs dataplane"
+        )))
+    };
+    for s in &table.services {
+        let key = &s.conf.key;
+        if key.is_ipv6() {
+            return no("IPv6 virtual services are");
+        }
+        if let ServiceKey::Inet {
+            protocol: Protocol::Sctp,
+            ..
+        } = key
+        {
+            return no("SCTP virtual services ('sctp-service') are");
+        }
+        for d in &s.dests {
+            if d.addr.is_ipv6() {
+                return no("IPv6 real servers are");
+            }
+            if d.forward == Forward::Tunnel {
+                match d.tunnel.tun_type {
+                    TunType::Ipip => {}
+                    TunType::Gue => return no("The 'gue' tunnel type ('tun-type') is"),
+                    TunType::Gre => return no("The 'gre' tunnel type ('tun-type') is"),
+                }
+            }
+        }
+        if s.laddrs.iter().any(|l| l.addr.is_ipv6()) {
+            return no("IPv6 local addresses ('laddr') are");
+        }
+    }
+    Ok(())
+}
+
+/// The dataplane's settings of a service: scheduler, flags (scheduler flags, `-o`),
+/// persistence and its netmask.
+fn service_config(conf: &ServiceConf) -> Result<ServiceConfig, BackendError> {
+    let key = dp_key(&conf.key);
+    let sched = SchedKind::from_name(&conf.scheduler)
+        .ok_or_else(|| BackendError("Scheduler or persistence engine not found".into()))?;
+    let mut sc = ServiceConfig::new(key, sched).flags(conf.sched_flags);
+    if conf.ops {
+        sc = sc.flags(dp::svc_flags::ONEPACKET);
+    }
+    if let Some(t) = conf.persistent {
+        sc = sc.persistent(t);
+    }
+    if !conf.key.is_ipv6() {
+        sc = sc.netmask(Addr::from(IpAddr::V4(Ipv4Addr::from(conf.netmask))));
+    } else {
+        sc = sc.netmask(Addr::v6_prefix(conf.netmask.min(IPV6_FULL_NETMASK) as u8));
+    }
+    Ok(sc)
+}
+
+/// The dataplane's key of a service ([`refusal`] has refused SCTP before).
 fn dp_key(k: &ServiceKey) -> dp::ServiceKey {
     match *k {
         ServiceKey::Inet {
@@ -220,7 +284,7 @@ fn dp_key(k: &ServiceKey) -> dp::ServiceKey {
         } => dp::ServiceKey::Addr {
             proto: match protocol {
                 Protocol::Udp => Proto::Udp,
-                _ => Proto::Tcp,
+                Protocol::Tcp | Protocol::Sctp => Proto::Tcp,
             },
             addr: Addr::from(addr),
             port,
@@ -331,17 +395,7 @@ impl DpdkBackend {
         }
         for s in &table.services {
             let key = dp_key(&s.conf.key);
-            let sched = SchedKind::from_name(&s.conf.scheduler)
-                .ok_or_else(|| BackendError("Scheduler or persistence engine not found".into()))?;
-            let mut sc = ServiceConfig::new(key, sched).flags(s.conf.sched_flags);
-            if let Some(t) = s.conf.persistent {
-                sc = sc.persistent(t);
-            }
-            if !s.conf.key.is_ipv6() {
-                sc = sc.netmask(Addr::from(IpAddr::V4(Ipv4Addr::from(s.conf.netmask))));
-            } else {
-                sc = sc.netmask(Addr::v6_prefix(s.conf.netmask.min(IPV6_FULL_NETMASK) as u8));
-            }
+            let sc = service_config(&s.conf)?;
             let exists = self.table.services().iter().any(|x| x.key == key);
             if exists {
                 self.table.edit_service(sc).map_err(err)?;
@@ -410,6 +464,7 @@ fn control_key(k: &dp::ServiceKey) -> ServiceKey {
 
 impl Backend for DpdkBackend {
     fn apply(&mut self, table: &IpvsTable) -> Result<(), BackendError> {
+        refusal(table)?;
         self.sync_services(table)?;
         if table.timeouts != self.timeouts {
             let t = table.timeouts;
@@ -574,6 +629,94 @@ impl Backend for DpdkBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ipvs::{DestConf, Laddr, Op, Tunnel};
+
+    fn table(ops: &[Op]) -> IpvsTable {
+        let mut t = IpvsTable::new();
+        for op in ops {
+            t.apply(op).unwrap();
+        }
+        t
+    }
+
+    fn inet(protocol: Protocol, addr: &str, port: u16) -> ServiceKey {
+        ServiceKey::Inet {
+            protocol,
+            addr: addr.parse().unwrap(),
+            port,
+        }
+    }
+
+    fn refused(ops: &[Op]) -> String {
+        refusal(&table(ops)).unwrap_err().0
+    }
+
+    #[test]
+    fn what_the_dataplane_does_not_do_is_refused_by_name() {
+        let v4 = inet(Protocol::Tcp, "10.0.0.100", 80);
+        let add = |k| Op::AddService(ServiceConf::new(k));
+        assert_eq!(refusal(&table(&[add(v4)])), Ok(()));
+        assert_eq!(
+            refused(&[add(inet(Protocol::Tcp, "2001:db8::1", 80))]),
+            "IPv6 virtual services are not supported by the rvs dataplane"
+        );
+        assert_eq!(
+            refused(&[add(ServiceKey::Fwmark {
+                mark: 1,
+                ipv6: true
+            })]),
+            "IPv6 virtual services are not supported by the rvs dataplane"
+        );
+        assert_eq!(
+            refused(&[add(inet(Protocol::Sctp, "10.0.0.100", 80))]),
+            "SCTP virtual services ('sctp-service') are not supported by the rvs dataplane"
+        );
+        let mut d6 = DestConf::new("2001:db8::10".parse().unwrap(), 80);
+        d6.forward = Forward::Tunnel;
+        assert_eq!(
+            refused(&[add(v4), Op::AddDest(v4, d6)]),
+            "IPv6 real servers are not supported by the rvs dataplane"
+        );
+        for (tun_type, name) in [(TunType::Gue, "gue"), (TunType::Gre, "gre")] {
+            let mut d = DestConf::new("10.0.0.11".parse().unwrap(), 80);
+            d.forward = Forward::Tunnel;
+            d.tunnel = Tunnel {
+                tun_type,
+                ..Tunnel::default()
+            };
+            assert_eq!(
+                refused(&[add(v4), Op::AddDest(v4, d)]),
+                format!(
+                    "The '{name}' tunnel type ('tun-type') is not supported by the rvs dataplane"
+                )
+            );
+        }
+        let mut ipip = DestConf::new("10.0.0.11".parse().unwrap(), 80);
+        ipip.forward = Forward::Tunnel;
+        assert_eq!(refusal(&table(&[add(v4), Op::AddDest(v4, ipip)])), Ok(()));
+        let l6 = Laddr {
+            addr: "2001:db8::200".parse().unwrap(),
+            ifname: None,
+        };
+        assert_eq!(
+            refused(&[add(v4), Op::AddLaddr(v4, l6)]),
+            "IPv6 local addresses ('laddr') are not supported by the rvs dataplane"
+        );
+    }
+
+    #[test]
+    fn one_packet_scheduling_reaches_the_dataplane() {
+        let mut c = ServiceConf::new(inet(Protocol::Udp, "10.0.0.100", 53));
+        assert_eq!(
+            service_config(&c).unwrap().flags & dp::svc_flags::ONEPACKET,
+            0
+        );
+        c.ops = true;
+        assert_ne!(
+            service_config(&c).unwrap().flags & dp::svc_flags::ONEPACKET,
+            0
+        );
+    }
 
     #[test]
     fn engine_config_errors_name_the_field() {
