@@ -89,8 +89,8 @@ impl MarkRule {
         dport: u16,
         in_port: u16,
     ) -> bool {
-        self.proto.map_or(true, |p| p == proto)
-            && self.in_port.map_or(true, |p| p == in_port)
+        (self.proto.is_none() || self.proto == Some(proto))
+            && (self.in_port.is_none() || self.in_port == Some(in_port))
             && self.src.contains(src)
             && self.dst.contains(dst)
             && (self.dports.is_empty()
