@@ -239,5 +239,6 @@ pub fn engine_config(
         static_neighbours: (0..REAL_SERVERS)
             .map(|i| (real_server(i), real_server_mac(i)))
             .collect(),
+        marks: Default::default(),
     }
 }

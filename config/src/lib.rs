@@ -13,6 +13,7 @@
 //! | `[sessions]` | session-table capacity per core; the sysctls `expire_nodest_conn`, `expire_quiescent_template` |
 //! | `[control]` | the control socket path (default `/run/rvs/rvsd.sock`) |
 //! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast) |
+//! | `[[marks]]` | firewall-mark rules for fwmark services (the `iptables -t mangle ... -j MARK` of rvs) |
 //!
 //! [`Config::from_str`] parses and validates; every validation error names the field with
 //! its path and the offending value, e.g.
@@ -159,6 +160,72 @@ pub struct Config {
     /// Connection sync.
     #[serde(default)]
     pub sync: Sync,
+    /// Firewall-mark rules, tried in order.
+    #[serde(default)]
+    pub marks: Vec<MarkRule>,
+}
+
+/// `[[marks]]`: one firewall-mark rule. A TCP or UDP packet without a session that meets
+/// every condition given gets `mark` (the first matching rule wins; none: no mark), and a
+/// fwmark service of that mark is then looked up before the address services, as IPVS does
+/// with a mark set by `iptables -t mangle ... -j MARK`. A `dst` that is one address is
+/// answered (ARP, ping) as a VIP while a fwmark service of the mark exists.
+///
+/// ```toml
+/// [[marks]]
+/// proto = "tcp"
+/// dst = "10.10.0.100/32"
+/// dports = "80,443"
+/// mark = 1
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRule {
+    /// `tcp`, `udp` or `any` (default).
+    #[serde(default)]
+    pub proto: MarkProto,
+    /// Source prefix (`"10.0.0.0/8"`; a bare address is one host); absent: any.
+    #[serde(default)]
+    pub src: Option<String>,
+    /// Destination prefix; absent: any.
+    #[serde(default)]
+    pub dst: Option<String>,
+    /// Destination ports and ranges, `"80,443,8000-8100"`; absent: any.
+    #[serde(default)]
+    pub dports: Option<String>,
+    /// The name of the port the packet arrives on (`[[ports]] name`); absent: any.
+    #[serde(default)]
+    pub port: Option<String>,
+    /// The mark, 1..=4294967295.
+    pub mark: i64,
+}
+
+/// The protocol a mark rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MarkProto {
+    /// TCP and UDP.
+    #[default]
+    Any,
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// Parses a port list: `"80,443,8000-8100"` (ranges inclusive, ports 0..=65535).
+pub fn parse_port_ranges(s: &str) -> Option<Vec<(u16, u16)>> {
+    s.split(',')
+        .map(|part| {
+            let part = part.trim();
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            let (lo, hi) = (
+                lo.trim().parse::<u16>().ok()?,
+                hi.trim().parse::<u16>().ok()?,
+            );
+            (lo <= hi).then_some((lo, hi))
+        })
+        .collect()
 }
 
 /// `[eal]`: DPDK Environment Abstraction Layer settings.
@@ -187,12 +254,13 @@ pub struct Port {
     pub name: String,
     /// A DPDK vdev string (`"net_af_packet0,iface=veth0"`) or a PCI address (`"0000:03:00.0"`).
     pub device: String,
-    /// RX queues (default 1).
-    #[serde(default = "one")]
-    pub rx_queues: i64,
-    /// TX queues (default 1).
-    #[serde(default = "one")]
-    pub tx_queues: i64,
+    /// RX queues. The dataplane opens one RX and one TX queue per worker itself, so rvsd
+    /// with the dataplane refuses the key (it is kept so that the refusal names it).
+    #[serde(default)]
+    pub rx_queues: Option<i64>,
+    /// TX queues (see `rx_queues`).
+    #[serde(default)]
+    pub tx_queues: Option<i64>,
     /// Addresses with prefix length, e.g. `"10.0.0.1/24"`, `"2001:db8::1/64"`.
     #[serde(default)]
     pub addresses: Vec<String>,
@@ -202,9 +270,10 @@ pub struct Port {
     /// MTU (default 1500, range 68..=9216).
     #[serde(default = "default_mtu")]
     pub mtu: i64,
-    /// Use the NIC's checksum offload when it has one (default on).
-    #[serde(default = "yes")]
-    pub checksum_offload: bool,
+    /// NIC checksum offload. rvs computes checksums in software (incrementally) and uses
+    /// no offload: `false` says so, `true` is refused by rvsd with the dataplane.
+    #[serde(default)]
+    pub checksum_offload: Option<bool>,
     /// Exception path: a kernel tap interface of this name (e.g. `"rvs0"`) is created for
     /// the port; what the dataplane does not handle on the port (ARP and traffic for host
     /// addresses, VRRP, routing protocols, ...) goes to the kernel through it, and what
@@ -216,9 +285,6 @@ pub struct Port {
 fn one() -> i64 {
     1
 }
-fn yes() -> bool {
-    true
-}
 fn default_mtu() -> i64 {
     DEFAULT_MTU.into()
 }
@@ -227,7 +293,9 @@ fn default_mtu() -> i64 {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Workers {
-    /// Explicit lcore ids.
+    /// Explicit lcore ids. rvs does not place workers on given lcores (the EAL's
+    /// `--lcores`, from `eal.args` or rvs's defaults, does): rvsd with the dataplane refuses
+    /// the key; use `count`.
     #[serde(default)]
     pub lcores: Vec<i64>,
     /// Number of workers (lcores picked by the dataplane).
@@ -670,7 +738,43 @@ impl Config {
         if self.control.socket.as_os_str().is_empty() {
             return Err(ConfigError::invalid("control.socket", "must not be empty"));
         }
+        for (i, m) in self.marks.iter().enumerate() {
+            self.validate_mark(i, m)?;
+        }
         self.sync.validate()
+    }
+
+    /// `marks[i]`.
+    fn validate_mark(&self, i: usize, m: &MarkRule) -> Result<(), ConfigError> {
+        let f = |n: &str| format!("marks[{i}].{n}");
+        range(f("mark"), m.mark, 1, u32::MAX.into())?;
+        for (name, v) in [("src", &m.src), ("dst", &m.dst)] {
+            if let Some(v) = v {
+                if AddrPrefix::parse(v, true).is_err() {
+                    return Err(ConfigError::invalid(
+                        f(name),
+                        format!("{v:?} is not an address or prefix (e.g. \"10.0.0.0/8\")"),
+                    ));
+                }
+            }
+        }
+        if let Some(d) = &m.dports {
+            if parse_port_ranges(d).is_none() {
+                return Err(ConfigError::invalid(
+                    f("dports"),
+                    format!("{d:?} is not a list of ports and ranges (e.g. \"80,443,8000-8100\")"),
+                ));
+            }
+        }
+        if let Some(p) = &m.port {
+            if !self.ports.iter().any(|x| &x.name == p) {
+                return Err(ConfigError::invalid(
+                    f("port"),
+                    format!("{p:?} is not a configured port"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `ports[i]`.
@@ -705,8 +809,12 @@ impl Config {
                 ));
             }
         }
-        range(f("rx_queues"), p.rx_queues, 1, MAX_QUEUES)?;
-        range(f("tx_queues"), p.tx_queues, 1, MAX_QUEUES)?;
+        if let Some(q) = p.rx_queues {
+            range(f("rx_queues"), q, 1, MAX_QUEUES)?;
+        }
+        if let Some(q) = p.tx_queues {
+            range(f("tx_queues"), q, 1, MAX_QUEUES)?;
+        }
         range(f("mtu"), p.mtu, MIN_MTU.into(), MAX_MTU.into())?;
         for (j, a) in p.addresses.iter().enumerate() {
             if parse_prefix(a).is_none() {
@@ -1119,6 +1227,47 @@ mod tests {
             err("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n"),
             "services[1]: duplicates an earlier service"
         );
+    }
+
+    #[test]
+    fn mark_rules_are_validated_naming_the_field() {
+        let c = Config::from_str(
+            "[[ports]]\nname = \"wan\"\ndevice = \"net_null0\"\n\
+             [[marks]]\nproto = \"tcp\"\ndst = \"10.0.0.100\"\ndports = \"80, 443,8000-8100\"\nport = \"wan\"\nmark = 1\n\
+             [[marks]]\nmark = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.marks.len(), 2);
+        assert_eq!(c.marks[0].proto, MarkProto::Tcp);
+        assert_eq!(c.marks[1].proto, MarkProto::Any);
+        assert_eq!(
+            parse_port_ranges("80, 443,8000-8100"),
+            Some(vec![(80, 80), (443, 443), (8000, 8100)])
+        );
+        for (body, text) in [
+            ("mark = 0", "marks[0].mark: 0 is out of range 1..=4294967295"),
+            (
+                "mark = 1\nsrc = \"10.0.0/8\"",
+                "marks[0].src: \"10.0.0/8\" is not an address or prefix (e.g. \"10.0.0.0/8\")",
+            ),
+            (
+                "mark = 1\ndst = \"10.0.0.1/40\"",
+                "marks[0].dst: \"10.0.0.1/40\" is not an address or prefix (e.g. \"10.0.0.0/8\")",
+            ),
+            (
+                "mark = 1\ndports = \"443-80\"",
+                "marks[0].dports: \"443-80\" is not a list of ports and ranges (e.g. \"80,443,8000-8100\")",
+            ),
+            (
+                "mark = 1\ndports = \"80,\"",
+                "marks[0].dports: \"80,\" is not a list of ports and ranges (e.g. \"80,443,8000-8100\")",
+            ),
+            ("mark = 1\nport = \"lan\"", "marks[0].port: \"lan\" is not a configured port"),
+        ] {
+            assert_eq!(err(&format!("[[marks]]\n{body}\n")), text, "{body}");
+        }
+        assert!(err("[[marks]]\nmark = 1\nproto = \"sctp\"\n").contains("sctp"));
+        assert!(err("[[marks]]\nmark = 1\nsport = \"80\"\n").contains("sport"));
     }
 
     #[test]

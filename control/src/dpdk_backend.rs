@@ -18,6 +18,7 @@ use rvs_config::{AddrPrefix, Config, PrefixError};
 use rvs_dataplane::dpdk::default_eal_args;
 use rvs_dataplane::engine::{Engine, EngineConfig, EngineError, PortSpec};
 use rvs_dataplane::flow::{Addr, FwdMethod, Proto};
+use rvs_dataplane::mark::{MarkRule, MarkRules, Prefix4};
 use rvs_dataplane::route::Route;
 use rvs_dataplane::service::{
     self as dp, DestConfig, DestId, SchedKind, ServiceConfig, ServiceTable,
@@ -28,7 +29,8 @@ use crate::backend::{
     DestCounters, LaddrCounterEntry, ServiceCounters, Stats,
 };
 use crate::ipvs::{
-    Forward, IpvsTable, Protocol, ServiceKey, SyncDaemon, SyncState, Timeouts, IPV6_FULL_NETMASK,
+    Forward, IpvsTable, Protocol, ServiceConf, ServiceKey, SyncDaemon, SyncState, Timeouts,
+    TunType, IPV6_FULL_NETMASK,
 };
 use rvs_dataplane::conn::{SessionState, SyncRules, TcpState};
 
@@ -83,6 +85,30 @@ pub enum EngineConfigError {
     NoSuchPort {
         /// The route's index.
         route: usize,
+        /// The port name given.
+        port: String,
+    },
+    /// A key the dataplane does not do (yet) (`field` is its path).
+    #[error("{field}: {what} not supported by the rvs dataplane{hint}")]
+    Unsupported {
+        /// The field's path, e.g. `services[0].proto`.
+        field: String,
+        /// What is not supported, e.g. `sctp is`.
+        what: String,
+        /// What to do instead, as ` (...)`, or empty.
+        hint: String,
+    },
+    /// A mark rule's `dports` is not a port list (validation catches it first).
+    #[error("marks[{rule}].dports: invalid")]
+    BadPorts {
+        /// The rule's index.
+        rule: usize,
+    },
+    /// A mark rule names no configured port.
+    #[error("marks[{rule}].port: no port named {port:?}")]
+    NoSuchMarkPort {
+        /// The rule's index.
+        rule: usize,
         /// The port name given.
         port: String,
     },
@@ -192,14 +218,111 @@ fn routes(cfg: &Config, names: &HashMap<String, u16>) -> Result<Vec<Route>, Engi
     Ok(routes)
 }
 
-/// Builds the engine configuration from the rvsd configuration file.
+/// The keys the configuration crate accepts and the dataplane does not do, refused by
+/// name: per-port queue counts and checksum offload, lcore lists, and the services' SCTP
+/// and IPv6 (vip, `ipv6`, real servers, LIPs).
+fn unsupported(cfg: &Config) -> Result<(), EngineConfigError> {
+    let no = |field: String, what: &str| {
+        let (what, hint) = match what.split_once(" (") {
+            Some((w, h)) => (w.to_string(), format!(" ({h}")),
+            None => (what.to_string(), String::new()),
+        };
+        Err(EngineConfigError::Unsupported { field, what, hint })
+    };
+    for (i, p) in cfg.ports.iter().enumerate() {
+        if p.rx_queues.is_some() {
+            return no(format!("ports[{i}].rx_queues"), "queue counts are (it opens one rx and one tx queue per worker: set workers.count and remove the key)");
+        }
+        if p.tx_queues.is_some() {
+            return no(format!("ports[{i}].tx_queues"), "queue counts are (it opens one rx and one tx queue per worker: set workers.count and remove the key)");
+        }
+        if p.checksum_offload == Some(true) {
+            return no(
+                format!("ports[{i}].checksum_offload"),
+                "checksum offload is (checksums are computed in software: remove the key or set it to false)",
+            );
+        }
+    }
+    if !cfg.workers.lcores.is_empty() {
+        return no(
+            "workers.lcores".into(),
+            "lcore lists are (use workers.count; eal.args places the lcores)",
+        );
+    }
+    for (i, s) in cfg.services.iter().enumerate() {
+        if s.proto == rvs_config::Proto::Sctp {
+            return no(format!("services[{i}].proto"), "sctp is");
+        }
+        if s.is_ipv6() {
+            let field = if s.ipv6 { "ipv6" } else { "vip" };
+            return no(format!("services[{i}].{field}"), "IPv6 is");
+        }
+        for (j, r) in s.real.iter().enumerate() {
+            if r.endpoint(0).is_some_and(|e| e.is_ipv6()) {
+                return no(format!("services[{i}].real[{j}].address"), "IPv6 is");
+            }
+        }
+        for (j, l) in s.laddrs.iter().enumerate() {
+            if l.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6()) {
+                return no(format!("services[{i}].laddrs[{j}]"), "IPv6 is");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The compiled `[[marks]]` rules, their ports resolved by name.
+fn mark_rules(cfg: &Config, names: &HashMap<String, u16>) -> Result<MarkRules, EngineConfigError> {
+    let mut rules = Vec::new();
+    for (i, m) in cfg.marks.iter().enumerate() {
+        let prefix = |name: &str, v: &Option<String>| match v {
+            Some(v) => {
+                ipv4_prefix(format!("marks[{i}].{name}"), v).map(|(a, l)| Prefix4::new(a, l))
+            }
+            None => Ok(Prefix4::ANY),
+        };
+        let dports = match &m.dports {
+            Some(d) => {
+                rvs_config::parse_port_ranges(d).ok_or(EngineConfigError::BadPorts { rule: i })?
+            }
+            None => Vec::new(),
+        };
+        let in_port = match &m.port {
+            Some(p) => Some(
+                *names
+                    .get(p)
+                    .ok_or_else(|| EngineConfigError::NoSuchMarkPort {
+                        rule: i,
+                        port: p.clone(),
+                    })?,
+            ),
+            None => None,
+        };
+        rules.push(MarkRule {
+            proto: match m.proto {
+                rvs_config::MarkProto::Any => None,
+                rvs_config::MarkProto::Tcp => Some(Proto::Tcp),
+                rvs_config::MarkProto::Udp => Some(Proto::Udp),
+            },
+            src: prefix("src", &m.src)?,
+            dst: prefix("dst", &m.dst)?,
+            dports,
+            in_port,
+            mark: m.mark as u32,
+        });
+    }
+    Ok(MarkRules::new(rules))
+}
+
+/// Builds the engine configuration from the rvsd configuration file; a key the dataplane
+/// does not do is refused by name.
 pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
     if cfg.ports.is_empty() {
         return Err(EngineConfigError::NoPorts);
     }
-    let workers = match (cfg.workers.count, cfg.workers.lcores.len()) {
-        (Some(n), _) if n > 0 => n as usize,
-        (_, n) if n > 0 => n,
+    unsupported(cfg)?;
+    let workers = match cfg.workers.count {
+        Some(n) if n > 0 => n as usize,
         _ => 1,
     };
     let (ports, names) = port_specs(cfg)?;
@@ -217,9 +340,73 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
         routes: routes(cfg, &names)?,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
         static_neighbours: Vec::new(),
+        marks: mark_rules(cfg, &names)?,
     })
 }
 
+/// What the dataplane does not do (yet), refused by name before anything changes: an
+/// IPv6 service, real server or local address (the pipeline forwards IPv4 only), an SCTP
+/// service, a GUE or GRE tunnel (real servers get IPIP only). The text is what rvsadm
+/// prints, in ipvsadm's style.
+pub fn refusal(table: &IpvsTable) -> Result<(), BackendError> {
+    let no = |what: &str| {
+        Err(BackendError(format!(
+            "{what} not supported by the rvs dataplane"
+        )))
+    };
+    for s in &table.services {
+        let key = &s.conf.key;
+        if key.is_ipv6() {
+            return no("IPv6 virtual services are");
+        }
+        if let ServiceKey::Inet {
+            protocol: Protocol::Sctp,
+            ..
+        } = key
+        {
+            return no("SCTP virtual services ('sctp-service') are");
+        }
+        for d in &s.dests {
+            if d.addr.is_ipv6() {
+                return no("IPv6 real servers are");
+            }
+            if d.forward == Forward::Tunnel {
+                match d.tunnel.tun_type {
+                    TunType::Ipip => {}
+                    TunType::Gue => return no("The 'gue' tunnel type ('tun-type') is"),
+                    TunType::Gre => return no("The 'gre' tunnel type ('tun-type') is"),
+                }
+            }
+        }
+        if s.laddrs.iter().any(|l| l.addr.is_ipv6()) {
+            return no("IPv6 local addresses ('laddr') are");
+        }
+    }
+    Ok(())
+}
+
+/// The dataplane's settings of a service: scheduler, flags (scheduler flags, `-o`),
+/// persistence and its netmask.
+fn service_config(conf: &ServiceConf) -> Result<ServiceConfig, BackendError> {
+    let key = dp_key(&conf.key);
+    let sched = SchedKind::from_name(&conf.scheduler)
+        .ok_or_else(|| BackendError("Scheduler or persistence engine not found".into()))?;
+    let mut sc = ServiceConfig::new(key, sched).flags(conf.sched_flags);
+    if conf.ops {
+        sc = sc.flags(dp::svc_flags::ONEPACKET);
+    }
+    if let Some(t) = conf.persistent {
+        sc = sc.persistent(t);
+    }
+    if !conf.key.is_ipv6() {
+        sc = sc.netmask(Addr::from(IpAddr::V4(Ipv4Addr::from(conf.netmask))));
+    } else {
+        sc = sc.netmask(Addr::v6_prefix(conf.netmask.min(IPV6_FULL_NETMASK) as u8));
+    }
+    Ok(sc)
+}
+
+/// The dataplane's key of a service ([`refusal`] has refused SCTP before).
 fn dp_key(k: &ServiceKey) -> dp::ServiceKey {
     match *k {
         ServiceKey::Inet {
@@ -229,7 +416,7 @@ fn dp_key(k: &ServiceKey) -> dp::ServiceKey {
         } => dp::ServiceKey::Addr {
             proto: match protocol {
                 Protocol::Udp => Proto::Udp,
-                _ => Proto::Tcp,
+                Protocol::Tcp | Protocol::Sctp => Proto::Tcp,
             },
             addr: Addr::from(addr),
             port,
@@ -362,17 +549,7 @@ impl DpdkBackend {
         }
         for s in &table.services {
             let key = dp_key(&s.conf.key);
-            let sched = SchedKind::from_name(&s.conf.scheduler)
-                .ok_or_else(|| BackendError("Scheduler or persistence engine not found".into()))?;
-            let mut sc = ServiceConfig::new(key, sched).flags(s.conf.sched_flags);
-            if let Some(t) = s.conf.persistent {
-                sc = sc.persistent(t);
-            }
-            if !s.conf.key.is_ipv6() {
-                sc = sc.netmask(Addr::from(IpAddr::V4(Ipv4Addr::from(s.conf.netmask))));
-            } else {
-                sc = sc.netmask(Addr::v6_prefix(s.conf.netmask.min(IPV6_FULL_NETMASK) as u8));
-            }
+            let sc = service_config(&s.conf)?;
             let exists = self.table.services().iter().any(|x| x.key == key);
             if exists {
                 self.table.edit_service(sc).map_err(err)?;
@@ -441,6 +618,7 @@ fn control_key(k: &dp::ServiceKey) -> ServiceKey {
 
 impl Backend for DpdkBackend {
     fn apply(&mut self, table: &IpvsTable) -> Result<(), BackendError> {
+        refusal(table)?;
         self.sync_services(table)?;
         if table.timeouts != self.timeouts {
             let t = table.timeouts;
@@ -610,6 +788,94 @@ impl Backend for DpdkBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ipvs::{DestConf, Laddr, Op, Tunnel};
+
+    fn table(ops: &[Op]) -> IpvsTable {
+        let mut t = IpvsTable::new();
+        for op in ops {
+            t.apply(op).unwrap();
+        }
+        t
+    }
+
+    fn inet(protocol: Protocol, addr: &str, port: u16) -> ServiceKey {
+        ServiceKey::Inet {
+            protocol,
+            addr: addr.parse().unwrap(),
+            port,
+        }
+    }
+
+    fn refused(ops: &[Op]) -> String {
+        refusal(&table(ops)).unwrap_err().0
+    }
+
+    #[test]
+    fn what_the_dataplane_does_not_do_is_refused_by_name() {
+        let v4 = inet(Protocol::Tcp, "10.0.0.100", 80);
+        let add = |k| Op::AddService(ServiceConf::new(k));
+        assert_eq!(refusal(&table(&[add(v4)])), Ok(()));
+        assert_eq!(
+            refused(&[add(inet(Protocol::Tcp, "2001:db8::1", 80))]),
+            "IPv6 virtual services are not supported by the rvs dataplane"
+        );
+        assert_eq!(
+            refused(&[add(ServiceKey::Fwmark {
+                mark: 1,
+                ipv6: true
+            })]),
+            "IPv6 virtual services are not supported by the rvs dataplane"
+        );
+        assert_eq!(
+            refused(&[add(inet(Protocol::Sctp, "10.0.0.100", 80))]),
+            "SCTP virtual services ('sctp-service') are not supported by the rvs dataplane"
+        );
+        let mut d6 = DestConf::new("2001:db8::10".parse().unwrap(), 80);
+        d6.forward = Forward::Tunnel;
+        assert_eq!(
+            refused(&[add(v4), Op::AddDest(v4, d6)]),
+            "IPv6 real servers are not supported by the rvs dataplane"
+        );
+        for (tun_type, name) in [(TunType::Gue, "gue"), (TunType::Gre, "gre")] {
+            let mut d = DestConf::new("10.0.0.11".parse().unwrap(), 80);
+            d.forward = Forward::Tunnel;
+            d.tunnel = Tunnel {
+                tun_type,
+                ..Tunnel::default()
+            };
+            assert_eq!(
+                refused(&[add(v4), Op::AddDest(v4, d)]),
+                format!(
+                    "The '{name}' tunnel type ('tun-type') is not supported by the rvs dataplane"
+                )
+            );
+        }
+        let mut ipip = DestConf::new("10.0.0.11".parse().unwrap(), 80);
+        ipip.forward = Forward::Tunnel;
+        assert_eq!(refusal(&table(&[add(v4), Op::AddDest(v4, ipip)])), Ok(()));
+        let l6 = Laddr {
+            addr: "2001:db8::200".parse().unwrap(),
+            ifname: None,
+        };
+        assert_eq!(
+            refused(&[add(v4), Op::AddLaddr(v4, l6)]),
+            "IPv6 local addresses ('laddr') are not supported by the rvs dataplane"
+        );
+    }
+
+    #[test]
+    fn one_packet_scheduling_reaches_the_dataplane() {
+        let mut c = ServiceConf::new(inet(Protocol::Udp, "10.0.0.100", 53));
+        assert_eq!(
+            service_config(&c).unwrap().flags & dp::svc_flags::ONEPACKET,
+            0
+        );
+        c.ops = true;
+        assert_ne!(
+            service_config(&c).unwrap().flags & dp::svc_flags::ONEPACKET,
+            0
+        );
+    }
 
     #[test]
     fn engine_config_carries_the_session_sysctls() {
@@ -649,6 +915,85 @@ mod tests {
         assert_eq!(
             engine_config(&Config::default()).unwrap_err(),
             EngineConfigError::NoPorts
+        );
+    }
+
+    const PORT: &str =
+        "[[ports]]\nname = \"wan\"\ndevice = \"net_null0\"\naddresses = [\"10.0.0.1/24\"]\n";
+
+    fn engine_err(body: &str) -> String {
+        let cfg = Config::from_str(&format!("{PORT}{body}")).unwrap();
+        engine_config(&cfg).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn config_keys_the_dataplane_does_not_do_are_refused_by_name() {
+        let svc = |s: &str| format!("[[services]]\n{s}\n");
+        for (body, text) in [
+            (
+                "rx_queues = 2".to_string(),
+                "ports[0].rx_queues: queue counts are not supported by the rvs dataplane (it opens one rx and one tx queue per worker: set workers.count and remove the key)",
+            ),
+            (
+                "tx_queues = 1".to_string(),
+                "ports[0].tx_queues: queue counts are not supported by the rvs dataplane (it opens one rx and one tx queue per worker: set workers.count and remove the key)",
+            ),
+            (
+                "checksum_offload = true".to_string(),
+                "ports[0].checksum_offload: checksum offload is not supported by the rvs dataplane (checksums are computed in software: remove the key or set it to false)",
+            ),
+            (
+                "[workers]\nlcores = [1]".to_string(),
+                "workers.lcores: lcore lists are not supported by the rvs dataplane (use workers.count; eal.args places the lcores)",
+            ),
+            (
+                svc("proto = \"sctp\"\nvip = \"10.0.0.100:80\""),
+                "services[0].proto: sctp is not supported by the rvs dataplane",
+            ),
+            (
+                svc("proto = \"tcp\"\nvip = \"[2001:db8::1]:80\""),
+                "services[0].vip: IPv6 is not supported by the rvs dataplane",
+            ),
+            (
+                svc("proto = \"fwmark\"\nfwmark = 1\nipv6 = true"),
+                "services[0].ipv6: IPv6 is not supported by the rvs dataplane",
+            ),
+            (
+                svc("proto = \"tcp\"\nvip = \"10.0.0.100:80\"\n[[services.real]]\naddress = \"10.0.0.11\"\nforward = \"tunnel\"\n[[services.real]]\naddress = \"[2001:db8::11]:80\"\nforward = \"tunnel\""),
+                "services[0].real[1].address: IPv6 is not supported by the rvs dataplane",
+            ),
+            (
+                "[[marks]]\ndst = \"2001:db8::/32\"\nmark = 1".to_string(),
+                "marks[0].dst: \"2001:db8::/32\" is not an IPv4 address",
+            ),
+        ] {
+            assert_eq!(engine_err(&body), text, "{body}");
+        }
+        // What the dataplane does: checksum_offload = false, workers.count, IPv4 services.
+        let ok = "checksum_offload = false\n[workers]\ncount = 2\n\
+                  [[services]]\nproto = \"udp\"\nvip = \"10.0.0.100:53\"\nops = true\n";
+        let cfg = Config::from_str(&format!("{PORT}{ok}")).unwrap();
+        assert_eq!(engine_config(&cfg).unwrap().workers, 2);
+    }
+
+    #[test]
+    fn mark_rules_are_compiled_in_order_with_their_ports() {
+        let body = "[[ports]]\nname = \"lan\"\ndevice = \"net_null1\"\n\
+                    [[marks]]\nproto = \"tcp\"\ndst = \"10.0.0.100\"\ndports = \"80,443\"\nport = \"lan\"\nmark = 1\n\
+                    [[marks]]\nsrc = \"192.168.0.0/16\"\ndports = \"5000-5010\"\nmark = 2\n";
+        let cfg = Config::from_str(&format!("{PORT}{body}")).unwrap();
+        let e = engine_config(&cfg).unwrap();
+        let vip = Ipv4Addr::new(10, 0, 0, 100);
+        let c = Ipv4Addr::new(192, 168, 1, 2);
+        assert_eq!(e.marks.rules().len(), 2);
+        assert_eq!(e.marks.rules()[0].in_port, Some(1));
+        assert_eq!(e.marks.mark(Proto::Tcp, c, vip, 443, 1), 1);
+        assert_eq!(e.marks.mark(Proto::Tcp, c, vip, 443, 0), 0);
+        assert_eq!(e.marks.mark(Proto::Udp, c, vip, 5005, 0), 2);
+        assert_eq!(
+            e.marks
+                .mark(Proto::Udp, Ipv4Addr::new(10, 0, 0, 2), vip, 5005, 0),
+            0
         );
     }
 }

@@ -674,3 +674,71 @@ fn config_with_an_error_is_refused_naming_the_field() {
     assert!(err(&o).contains("--no-dataplane"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// What the DPDK dataplane does not forward (IPv6, SCTP, GUE and GRE tunnels) is refused
+/// by rvsd with the dataplane, as a kernel error (exit 255) naming it, and the table is
+/// left as it was.
+#[test]
+fn what_the_dataplane_does_not_do_is_refused_and_changes_nothing() {
+    if !is_root() {
+        eprintln!("skipped: the DPDK dataplane needs root");
+        return;
+    }
+    let d = Rvsd::start_dataplane("refuse");
+    d.ok("-A -t 192.168.199.10:80 -s rr");
+    d.ok("-a -t 192.168.199.10:80 -r 192.168.192.11 -i");
+    let before = d.ok("-Sn");
+    let no = |what: &str| format!("{what} not supported by the rvs dataplane\n");
+    for (line, text) in [
+        (
+            "-A -t [2001:db8::1]:80 -s rr",
+            no("IPv6 virtual services are"),
+        ),
+        ("-A -f 5 -6", no("IPv6 virtual services are")),
+        (
+            "-A --sctp-service 192.168.199.10:80",
+            no("SCTP virtual services ('sctp-service') are"),
+        ),
+        (
+            "-a -t 192.168.199.10:80 -r 192.168.192.12 -i --tun-type gue --tun-port 6080",
+            no("The 'gue' tunnel type ('tun-type') is"),
+        ),
+        (
+            "-a -t 192.168.199.10:80 -r 192.168.192.12 -i --tun-type gre --tun-csum",
+            no("The 'gre' tunnel type ('tun-type') is"),
+        ),
+        (
+            "-e -t 192.168.199.10:80 -r 192.168.192.11 -i --tun-type gue --tun-port 6080 --tun-remcsum",
+            no("The 'gue' tunnel type ('tun-type') is"),
+        ),
+        (
+            "-P -t 192.168.199.10:80 -z 2001:db8::200",
+            no("IPv6 local addresses ('laddr') are"),
+        ),
+    ] {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let o = d.adm(&args);
+        assert_eq!(
+            (o.status.code(), err(&o)),
+            (Some(255), text),
+            "ipvsadm {line}"
+        );
+        assert_eq!(d.ok("-Sn"), before, "ipvsadm {line} changed the table");
+    }
+    // A restore file with a refused line: the other lines are applied.
+    let o = d.adm_in(
+        &["-R"],
+        "-A -t [2001:db8::1]:443 -s rr\n-A -u 192.168.199.10:53 -s rr -o\n",
+    );
+    assert_eq!(err(&o), no("IPv6 virtual services are"));
+    assert!(d.ok("-Sn").contains("-A -u 192.168.199.10:53 -s rr -o\n"));
+    assert_eq!(d.stop(), Some(0));
+}

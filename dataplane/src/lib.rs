@@ -18,6 +18,7 @@ pub mod engine;
 pub mod flow;
 pub mod forward;
 pub mod laddr;
+pub mod mark;
 pub mod neigh;
 pub mod pipeline;
 pub mod route;

@@ -87,6 +87,10 @@ pub struct EngineConfig {
     /// Static neighbours (address, MAC): never resolved by ARP, never aged (benchmarks,
     /// and next hops that do not answer ARP).
     pub static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
+    /// Firewall-mark rules for packets without a session (`[[marks]]`); every snapshot
+    /// carries them. A rule's single-host destination (`/32`) is answered as a VIP while
+    /// a fwmark service of its mark exists.
+    pub marks: crate::mark::MarkRules,
 }
 
 /// What one worker reports when asked.
@@ -379,7 +383,8 @@ impl Engine {
             .collect()
     }
 
-    /// Publishes a new configuration: services, the VIPs to answer for, and the FULLNAT
+    /// Publishes a new configuration: services, the VIPs to answer for (with the
+    /// single-host destinations of the mark rules of its fwmark services), and the FULLNAT
     /// LIP pools. Workers adopt it between bursts.
     pub fn publish(
         &mut self,
@@ -391,6 +396,9 @@ impl Engine {
         let port_for = |a: Ipv4Addr| -> u16 { net.routes.lookup(a).map_or(0, |nh| nh.port) };
         let mut extra = Vec::new();
         for &v in vips {
+            extra.push((v, (LocalKind::Vip, port_for(v))));
+        }
+        for v in net.marks.vips(&services) {
             extra.push((v, (LocalKind::Vip, port_for(v))));
         }
         for lips in laddrs.values() {

@@ -111,6 +111,7 @@ impl Setup<'_> {
             net: NetConfig::new(workers),
         };
         out.net.lport_range = cfg.lport_range;
+        out.net.marks = cfg.marks.clone();
         let mut routes = cfg.routes.clone();
         for (i, spec) in cfg.ports.iter().enumerate() {
             let mut devargs = spec.devargs.clone();

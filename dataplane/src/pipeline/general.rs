@@ -146,7 +146,7 @@ impl<P: PacketBuf> Core<P> {
             _ => return self.drop(pkt, DropReason::NotForUs),
         };
         // Built once, in place (copying a freshly written key costs store-forwarding stalls).
-        let pm = PacketMeta {
+        let mut pm = PacketMeta {
             flow: FlowKey {
                 proto,
                 saddr: Addr::from(IpAddr::V4(src)),
@@ -178,6 +178,10 @@ impl<P: PacketBuf> Core<P> {
             // A request to a service, or a packet to a client that may open a session
             // of a service matched on the destination (a fwmark service).
             Toward::Service | Toward::Client => {
+                // Its firewall mark (`[[marks]]`): a fwmark service of that mark is looked
+                // up before the address services, as IPVS does with `skb->mark`. A new
+                // session is scheduled with it; a packet of an existing one ignores it.
+                pm.fwmark = snap.net.marks.mark(proto, src, dst, pm.flow.dport, in_port);
                 self.client_packet(pkt, meta, &pm, hash, in_port, snap, now_ms)
             }
             // Nothing but replies is served on a LIP; nothing at all on a DIP.

@@ -96,6 +96,9 @@ pub struct NetConfig {
     /// Port addresses that move with the active role (every port address after the
     /// first): answered and announced only while active, like VIPs.
     pub floating: Vec<Ipv4Addr>,
+    /// The firewall-mark rules a packet without a session is matched against before its
+    /// service is looked up (`[[marks]]`).
+    pub marks: crate::mark::MarkRules,
 }
 
 impl NetConfig {

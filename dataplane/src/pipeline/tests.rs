@@ -1192,3 +1192,67 @@ fn a_port_another_services_session_holds_is_a_conflict() {
         .sum();
     assert_eq!(conflicts, 1);
 }
+
+/// `[[marks]]`: a persistent fwmark service over ports 80 and 443 (the classic
+/// `iptables -t mangle ... -j MARK` use): a client's connections to both ports land on one
+/// real server, and the marked packet finds the fwmark service before the address service
+/// of its destination, as in IPVS.
+#[test]
+fn marked_packets_find_the_fwmark_service_first_and_persist_across_ports() {
+    use crate::mark::{MarkRule, MarkRules, Prefix4};
+    let addr_key = ServiceKey::Addr {
+        proto: Proto::Tcp,
+        addr: a(VIP),
+        port: 80,
+    };
+    let fwm = ServiceKey::Fwmark { v6: false, mark: 1 };
+    let mut t = ServiceTable::new();
+    t.add_service(ServiceConfig::new(addr_key, SchedKind::Rr))
+        .expect("address service");
+    t.add_dest(&addr_key, DestConfig::new(a(RS2), 8080, FwdMethod::Masq))
+        .expect("rs2");
+    t.add_service(ServiceConfig::new(fwm, SchedKind::Rr).persistent(300))
+        .expect("fwmark service");
+    for rs in [RS1, RS2] {
+        t.add_dest(&fwm, DestConfig::new(a(rs), 0, FwdMethod::Masq))
+            .expect("rs");
+    }
+    let mut snap = snapshot(FwdMethod::Masq, 1);
+    let mut net = (*snap.net).clone();
+    net.marks = MarkRules::new(vec![MarkRule {
+        proto: Some(Proto::Tcp),
+        dst: Prefix4::new(Ipv4Addr::from(VIP), 32),
+        dports: vec![(80, 80), (443, 443)],
+        in_port: Some(0),
+        ..MarkRule::new(1)
+    }]);
+    snap.net = Arc::new(net);
+    snap.services = t.snapshot();
+    let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snap);
+    c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, true);
+    c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, true);
+    let mut servers = Vec::new();
+    for (i, port) in [80u16, 443, 80, 443].into_iter().enumerate() {
+        let syn = tcp(
+            CLIENT_MAC,
+            PORT0_MAC,
+            CIP,
+            40000 + i as u16,
+            VIP,
+            port,
+            true,
+            false,
+        );
+        let (p, out_port) = tx(c.process(syn, 0, 1 + i as u64, true));
+        assert_eq!(out_port, 1);
+        let (_, _, rs, rport) = check(p.data());
+        assert_eq!(rport, port, "the fwmark service keeps the packet's port");
+        servers.push(rs);
+    }
+    assert!(servers.iter().all(|s| *s == servers[0]), "{servers:?}");
+    // Arriving on another port the rule does not match: the address service of VIP:80.
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 41000, VIP, 80, true, false);
+    let (p, _) = tx(c.process(syn, 1, 9, true));
+    assert_eq!(check(p.data()), (CIP, 41000, RS2, 8080));
+}

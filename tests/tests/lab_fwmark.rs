@@ -1,0 +1,80 @@
+//! A firewall-mark service end to end: the classic IPVS use of `iptables -t mangle ...
+//! -j MARK` with one persistent fwmark service spanning ports 80 and 443, done with rvs's
+//! `[[marks]]` rule. A client's connections to both ports land on the same real server,
+//! and `rvsadm -Ln` lists the FWM service.
+//!
+//! Two-port lab (see `tests/tests/lab_modes.rs`): client 10.10.0.2 — [d0 10.10.0.1 | VIP
+//! 10.10.0.100] director [d1 10.20.0.1] — bridge — rs1 10.20.0.11, rs2 10.20.0.12, each
+//! serving HTTP on 80 and 443, NAT back through the director.
+//!
+//! Needs root; skips (with a message) where namespaces cannot be made.
+
+use std::net::Ipv4Addr;
+
+use rvs_tests::topo::{two_port, VIP2};
+use rvs_tests::{can_build_labs, DirPort, Director};
+
+/// The first word of the body of `url` fetched from the client (the server's name).
+fn name(lab: &rvs_tests::Lab, url: &str) -> String {
+    lab.curl("c", url)
+        .unwrap_or_else(|| panic!("curl {url} failed"))
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[test]
+fn one_persistent_fwmark_service_spans_ports_80_and_443() {
+    if !can_build_labs() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let mut lab = two_port("rfwm", true, 80, 80);
+    lab.name_server("r1", Ipv4Addr::new(10, 20, 0, 11), 443, "rs1");
+    lab.name_server("r2", Ipv4Addr::new(10, 20, 0, 12), 443, "rs2");
+    // iptables -t mangle -A PREROUTING -i d0 -d VIP -p tcp -m multiport --dports 80,443
+    //   -j MARK --set-mark 1
+    let marks = format!(
+        "[[marks]]\nproto = \"tcp\"\ndst = \"{VIP2}\"\ndports = \"80,443\"\nport = \"dpdk0\"\nmark = 1\n"
+    );
+    let d = Director::start(
+        &lab,
+        "d",
+        "rfwm",
+        &[
+            DirPort {
+                name: "dpdk0",
+                iface: "d0",
+                addrs: &["10.10.0.1/24"],
+            },
+            DirPort {
+                name: "dpdk1",
+                iface: "d1",
+                addrs: &["10.20.0.1/24"],
+            },
+        ],
+        1,
+        &marks,
+    );
+    d.rvsadm(&["-A", "-f", "1", "-s", "rr", "-p", "300"]);
+    d.rvsadm(&["-a", "-f", "1", "-r", "10.20.0.11", "-m"]);
+    d.rvsadm(&["-a", "-f", "1", "-r", "10.20.0.12", "-m"]);
+    let listing = d.rvsadm(&["-Ln"]);
+    assert!(listing.contains("FWM  1 rr persistent 300\n"), "{listing}");
+    let mut seen = Vec::new();
+    for port in [80, 443, 80, 443, 443, 80] {
+        seen.push(name(&lab, &format!("http://{VIP2}:{port}/")));
+    }
+    assert!(
+        seen[0].starts_with("rs") && seen.iter().all(|n| *n == seen[0]),
+        "one client, one real server on both ports: {seen:?}"
+    );
+    // The persistence template of the client (protocol IP, the mark as virtual address)
+    // and sessions to both ports of the one server.
+    let conns = d.rvsadm(&["-Lnc"]);
+    assert!(conns.contains("IP  "), "{conns}");
+    assert!(conns.contains(":80 ") && conns.contains(":443 "), "{conns}");
+    let stats = d.rvsadm(&["-Ln", "--stats"]);
+    assert!(stats.contains("FWM  1"), "{stats}");
+}
