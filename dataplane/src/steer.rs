@@ -52,17 +52,28 @@ pub fn owner(
     }
 }
 
-/// The worker owning the session an ICMP error travelling toward a client or a real
-/// server is about, from the packet it embeds (`isrc:isport -> ...`, as the sender of
-/// the error saw it): the local port's owner when the embedded packet came from a LIP
-/// (`from_lip`: an error from a real server about a FULLNAT request), else the owner of
-/// the embedded source, which is then the client (an error about a NAT request).
+/// The worker owning the session an ICMP error is about, from the packet it embeds
+/// (`isrc:isport -> idst`, as the sender of the error saw it), by where the error is
+/// going (`to`):
+/// - toward a client ([`Toward::Client`]): an error from a real server's side about a
+///   request; the local port's owner when the embedded packet came from a LIP
+///   (`from_lip`: a FULLNAT request), else the owner of the embedded source, the client
+///   (a NAT request);
+/// - to a VIP ([`Toward::Service`]): an error from the client's side about a reply,
+///   which went to the client: the owner of the embedded destination;
+/// - `None` for anything else (the packet's own addresses decide).
 #[inline]
-pub fn owner_of_embedded(isrc: Ipv4Addr, isport: u16, from_lip: bool, workers: usize) -> usize {
-    if from_lip {
-        owner_of_port(isport, workers)
-    } else {
-        owner_of_client(isrc, workers)
+pub fn owner_of_embedded(
+    to: Toward,
+    (isrc, isport, idst): (Ipv4Addr, u16, Ipv4Addr),
+    from_lip: bool,
+    workers: usize,
+) -> Option<usize> {
+    match to {
+        Toward::Client if from_lip => Some(owner_of_port(isport, workers)),
+        Toward::Client => Some(owner_of_client(isrc, workers)),
+        Toward::Service => Some(owner_of_client(idst, workers)),
+        Toward::LocalAddr | Toward::Director => None,
     }
 }
 
@@ -142,15 +153,26 @@ mod tests {
 
     #[test]
     fn an_icmp_error_goes_to_its_sessions_owner() {
-        let cip = Ipv4Addr::new(10, 10, 0, 2);
-        let lip = Ipv4Addr::new(10, 20, 0, 200);
-        // From a real server about a FULLNAT request (LIP:lport -> RIP).
-        assert_eq!(owner_of_embedded(lip, 1027, true, W), 1027 % W);
-        // From a real server about a NAT request (CIP:cport -> RIP).
-        assert_eq!(
-            owner_of_embedded(cip, 40000, false, W),
-            owner_of_client(cip, W)
+        let (cip, vip, lip, rip) = (
+            Ipv4Addr::new(10, 10, 0, 2),
+            Ipv4Addr::new(10, 10, 0, 100),
+            Ipv4Addr::new(10, 20, 0, 200),
+            Ipv4Addr::new(10, 20, 0, 11),
         );
-        assert_eq!(owner_of_embedded(cip, 40000, false, 1), 0);
+        let client = Some(owner_of_client(cip, W));
+        // From a real server about a FULLNAT request (LIP:lport -> RIP).
+        let e = (lip, 1027, rip);
+        assert_eq!(
+            owner_of_embedded(Toward::Client, e, true, W),
+            Some(1027 % W)
+        );
+        // From a real server about a NAT request (CIP:cport -> RIP).
+        let e = (cip, 40000, rip);
+        assert_eq!(owner_of_embedded(Toward::Client, e, false, W), client);
+        // From the client's side (a router on the way) about a reply (VIP -> CIP).
+        let e = (vip, 80, cip);
+        assert_eq!(owner_of_embedded(Toward::Service, e, false, W), client);
+        assert_eq!(owner_of_embedded(Toward::Director, e, false, W), None);
+        assert_eq!(owner_of_embedded(Toward::Client, e, false, 1), Some(0));
     }
 }

@@ -130,7 +130,7 @@ pub struct Counters {
     pub arp_replies: u64,
     /// ICMP echo requests answered.
     pub echo_replies: u64,
-    /// ICMP errors about sessions translated.
+    /// ICMP errors about sessions translated (NAT, FULLNAT) or relayed (DR, TUN).
     pub icmp_translated: u64,
     /// ICMP fragmentation-needed errors originated (TUN).
     pub frag_needed_sent: u64,

@@ -281,11 +281,15 @@ impl<P: PacketBuf> Core<P> {
             return self.id;
         };
         let to = steer_toward(local);
-        if to == Toward::Client && workers > 1 {
-            if let Some(inner) = meta.icmp.and_then(|i| i.inner) {
-                if let IpAddr::V4(isrc) = inner.tuple.src.addr {
-                    let from_lip = matches!(snap.net.local.get(&isrc), Some((LocalKind::Lip, _)));
-                    return steer::owner_of_embedded(isrc, inner.tuple.src.port, from_lip, workers);
+        if workers > 1 {
+            let inner = meta.icmp.and_then(|i| i.inner).map(|i| i.tuple);
+            if let Some((IpAddr::V4(isrc), IpAddr::V4(idst), isport)) =
+                inner.map(|t| (t.src.addr, t.dst.addr, t.src.port))
+            {
+                let from_lip = matches!(snap.net.local.get(&isrc), Some((LocalKind::Lip, _)));
+                let embedded = (isrc, isport, idst);
+                if let Some(o) = steer::owner_of_embedded(to, embedded, from_lip, workers) {
+                    return o;
                 }
             }
         }
@@ -442,8 +446,10 @@ impl<P: PacketBuf> Core<P> {
         }
     }
 
-    /// An ICMP error from the real server's side about a NAT or FULLNAT session's
-    /// request: translated for the client with the session's reply plan.
+    /// An ICMP error about a session: from the real server's side about a NAT or FULLNAT
+    /// request (translated for the client with the session's reply plan), or from the
+    /// client's side about a reply (translated, or under DR and TUN relayed, to the real
+    /// server with the session's request plan), as IPVS's `ip_vs_in_icmp` relays them.
     fn icmp_error(&mut self, mut pkt: P, meta: &IpMeta, snap: &Snapshot, now_ms: u64) -> Out<P> {
         let Some(inner) = meta.icmp.and_then(|i| i.inner) else {
             return self.drop(pkt, DropReason::NotForUs);
@@ -454,9 +460,11 @@ impl<P: PacketBuf> Core<P> {
             IpProtocol::UDP => Proto::Udp,
             _ => return self.drop(pkt, DropReason::NotForUs),
         };
-        // The embedded packet is the request as forwarded, (LIP|CIP):port -> RIP:rport:
-        // the session's server-side tuple reversed. (Errors from the client's side about
-        // a reply are not relayed.)
+        // The embedded packet went the other way: its tuple reversed is the session's
+        // server-side tuple (an error from the real server's side about a request as
+        // forwarded, (LIP|CIP):port -> RIP:rport) or its client-side tuple (an error from
+        // the client's side about a reply, VIP:vport -> CIP:cport), as `ip_vs_in_icmp`
+        // finds it.
         let reversed = FlowKey {
             proto,
             saddr: Addr::from(t.dst.addr),
@@ -464,20 +472,31 @@ impl<P: PacketBuf> Core<P> {
             sport: t.dst.port,
             dport: t.src.port,
         };
-        let Some(id) = self.conns.lookup_out(&reversed) else {
-            return self.drop(pkt, DropReason::NotForUs);
+        let (id, reply) = match self.conns.lookup_out(&reversed) {
+            Some(id) => (id, true),
+            None => match self.conns.lookup_in(&reversed) {
+                Some(id) => (id, false),
+                None => return self.drop(pkt, DropReason::NotForUs),
+            },
         };
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
-        let plan = match Plan::of(s, true) {
-            Some(p) if matches!(p.fwd, FwdMethod::Masq | FwdMethod::FullNat) => p,
-            _ => return self.drop(pkt, DropReason::NotForUs),
+        let Some(plan) = Plan::of(s, reply) else {
+            return self.drop(pkt, DropReason::NotForUs);
         };
         let Some(Routed { nh, eg, mac }) = self.route(&plan, snap, now_ms) else {
             return self.drop(pkt, DropReason::NoRoute);
         };
-        match icmp::translate(&mut pkt, meta, &plan, &eg.macs) {
+        // NAT and FULLNAT translate the error to the view of the side it goes to; DR and
+        // TUN relay it to the real server as any packet of the session.
+        let res = match plan.fwd {
+            FwdMethod::Masq | FwdMethod::FullNat => {
+                icmp::translate(&mut pkt, meta, &plan, &eg.macs)
+            }
+            _ => plan.apply(&mut pkt, &Layout::of(meta), &eg),
+        };
+        match res {
             Ok(()) => {
                 self.counters.icmp_translated += 1;
                 self.emit(pkt, nh.port, nh.addr, mac)

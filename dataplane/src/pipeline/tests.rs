@@ -1256,3 +1256,98 @@ fn marked_packets_find_the_fwmark_service_first_and_persist_across_ports() {
     let (p, _) = tx(c.process(syn, 1, 9, true));
     assert_eq!(check(p.data()), (CIP, 41000, RS2, 8080));
 }
+
+/// A router on the client's side answers a reply too big for its next link with
+/// fragmentation-needed, sent to the reply's source (the VIP), quoting the reply.
+fn frag_needed_from_router(reply_quote: &[u8]) -> VecBuf {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv4([10, 10, 0, 254], VIP, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1280 },
+        ))
+        .write(&mut v, reply_quote)
+        .expect("build");
+    VecBuf::new(VecBuf::DEFAULT_HEADROOM, &v)
+}
+
+/// The IPv4 header and first 8 bytes of a reply VIP:80 -> CIP:cport, as the client's
+/// side saw it.
+fn reply_quote(cport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv4(VIP, CIP, 63)
+        .tcp(80, cport, 5000, 65535)
+        .ack(1)
+        .write(&mut v, &[0u8; 32])
+        .expect("build");
+    v.truncate(28);
+    v
+}
+
+#[test]
+fn an_icmp_error_from_the_clients_side_reaches_the_real_server_in_every_mode() {
+    for fwd in [
+        FwdMethod::Masq,
+        FwdMethod::FullNat,
+        FwdMethod::Route,
+        FwdMethod::Tunnel,
+    ] {
+        // Two workers, the error sent by a router hashed to another worker than the
+        // client: it goes to the client's worker, which owns the session.
+        let owner = owner_of_client(Ipv4Addr::from(CIP), 2);
+        let mut c = core(fwd, owner, 2);
+        c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+        let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+        let (fwd_syn, _) = tx(c.process(syn, 0, 1, true));
+        let err = frag_needed_from_router(&reply_quote(40000));
+        let router_owner = owner_of_client(Ipv4Addr::new(10, 10, 0, 254), 2);
+        if router_owner != owner {
+            let mut other = core(fwd, router_owner, 2);
+            match other.process(err.clone(), 0, 2, true) {
+                Out::Handoff(_, o) => assert_eq!(o as usize, owner, "{fwd:?}"),
+                o => panic!("{fwd:?}: not handed to the client's worker: {o:?}"),
+            }
+        }
+        let (p, port) = tx(c.process(err, 0, 2, false));
+        assert_eq!(port, 1, "{fwd:?}: toward the real server");
+        assert_eq!(&p.data()[..6], &RS2_MAC, "{fwd:?}");
+        assert_eq!(c.counters().icmp_translated, 1, "{fwd:?}");
+        let s = SlicedPacket::from_ethernet(p.data()).expect("parse");
+        let Some(NetSlice::Ipv4(ip)) = &s.net else {
+            panic!("{fwd:?}: not IPv4")
+        };
+        let h = ip.header();
+        match fwd {
+            FwdMethod::Tunnel => {
+                // IPIP from the director to the real server around the untouched error.
+                assert_eq!((h.source(), h.destination()), (DIP1, RS2), "{fwd:?}");
+                assert_eq!(h.protocol(), etherparse::IpNumber::IPV4);
+                continue;
+            }
+            FwdMethod::Route => {
+                assert_eq!(h.destination(), VIP, "DR: only the MACs change");
+                continue;
+            }
+            _ => {}
+        }
+        // NAT and FULLNAT: to the real server, about the packet it sent.
+        assert_eq!(h.destination(), RS2, "{fwd:?}");
+        let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
+            panic!("{fwd:?}: not ICMP")
+        };
+        assert_eq!(
+            icmp.checksum(),
+            icmp.header().icmp_type.calc_checksum(icmp.payload())
+        );
+        let quoted = etherparse::Ipv4HeaderSlice::from_slice(icmp.payload()).expect("quote");
+        let ports = &icmp.payload()[20..24];
+        let (qsport, qdport) = (
+            u16::from_be_bytes([ports[0], ports[1]]),
+            u16::from_be_bytes([ports[2], ports[3]]),
+        );
+        assert_eq!((quoted.source(), qsport), (RS2, 80), "{fwd:?}");
+        // Its destination: where the real server sent its reply (the client, or the LIP).
+        let (fsrc, fsport, _, _) = check(fwd_syn.data());
+        assert_eq!((quoted.destination(), qdport), (fsrc, fsport), "{fwd:?}");
+    }
+}
