@@ -213,12 +213,12 @@ impl<P: PacketBuf> Core<P> {
             .iter()
             .zip(self.traffic.iter())
             .filter(|(rt, _)| rt.id != DestId(u32::MAX))
-            .map(|(rt, t)| (rt.id, *t))
+            .map(|(rt, t)| (rt.id, t.1))
     }
 
     pub(super) fn traffic_of(&mut self, id: ConnId) -> Option<&mut DestTraffic> {
         let slot = self.conns.dest_slot(id)?;
-        self.traffic.get_mut(slot as usize)
+        self.traffic.get_mut(slot as usize).map(|t| &mut t.1)
     }
 
     /// Counts a forwarded packet of `len` bytes of session `id`: the worker's in/out

@@ -172,7 +172,7 @@ pub struct Core<P> {
     icmp_budget: IcmpBudget,
     scratch: [u8; SCRATCH_LEN],
     counters: Counters,
-    traffic: Vec<DestTraffic>,
+    traffic: Vec<(crate::service::DestId, DestTraffic)>,
     sync_rules: Option<SyncRules>,
     sync_out: Vec<SyncConn>,
     sync_stats: SyncCounters,
@@ -253,13 +253,15 @@ impl<P: PacketBuf> Core<P> {
         }
         self.tun_src = tunnel_sources(net);
         self.snap = Some(snap);
-        // Traffic counters are indexed by the core's dest slots; a slot freed by a removed
-        // server and reused by a new one starts from zero.
+        // Traffic counters are indexed by the core's dest slots and remember whose they
+        // are: a slot that now holds another server (one freed by a removed server's
+        // last session and taken by a new one) starts from zero.
         let slots = self.conns.dests().slots();
-        self.traffic.resize(slots.len(), DestTraffic::default());
+        let vacant = (crate::service::DestId(u32::MAX), DestTraffic::default());
+        self.traffic.resize(slots.len(), vacant);
         for (t, rt) in self.traffic.iter_mut().zip(slots) {
-            if rt.id == crate::service::DestId(u32::MAX) {
-                *t = DestTraffic::default();
+            if t.0 != rt.id {
+                *t = (rt.id, DestTraffic::default());
             }
         }
     }

@@ -1351,3 +1351,40 @@ fn an_icmp_error_from_the_clients_side_reaches_the_real_server_in_every_mode() {
         assert_eq!((quoted.destination(), qdport), (fsrc, fsport), "{fwd:?}");
     }
 }
+
+#[test]
+fn a_new_server_in_a_freed_slot_starts_its_traffic_from_zero() {
+    let key = ServiceKey::Addr {
+        proto: Proto::Tcp,
+        addr: a(VIP),
+        port: 80,
+    };
+    let mut t = ServiceTable::new();
+    t.add_service(ServiceConfig::new(key, SchedKind::Rr))
+        .expect("service");
+    t.add_dest(&key, DestConfig::new(a(RS2), 80, FwdMethod::Masq))
+        .expect("rs2");
+    let with = |t: &mut ServiceTable, generation: u64| {
+        let mut s = snapshot(FwdMethod::Masq, 1);
+        s.generation = generation;
+        s.services = t.snapshot();
+        s
+    };
+    let mut c = Core::new(0, ConnConfig::new(64), NeighConfig::default());
+    c.adopt(with(&mut t, 1));
+    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    tx(c.process(tcp_ttl(CIP, 40000, VIP, 80, 64, true), 0, 1, true));
+    let before: Vec<_> = c.dest_traffic().map(|(_, t)| t.inpkts).collect();
+    assert_eq!(before, vec![1]);
+    // RS2 goes; its session expires, which frees its slot; RS1 comes and takes it.
+    t.del_dest(&key, a(RS2), 80).expect("del");
+    c.adopt(with(&mut t, 2));
+    c.tick(10 * 60 * 1000, |_| {});
+    assert_eq!(c.conns().len(), 0);
+    t.add_dest(&key, DestConfig::new(a(RS1), 80, FwdMethod::Masq))
+        .expect("rs1");
+    c.adopt(with(&mut t, 3));
+    let after: Vec<_> = c.dest_traffic().map(|(_, t)| (t.conns, t.inpkts)).collect();
+    assert_eq!(after, vec![(0, 0)], "RS1 did not inherit RS2's traffic");
+}
