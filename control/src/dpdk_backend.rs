@@ -650,7 +650,15 @@ impl Backend for DpdkBackend {
                 laddrs.insert(dp_key(&s.conf.key), lips);
             }
         }
-        self.engine.publish(snap, &vips, laddrs);
+        let former: Vec<Ipv4Addr> = self
+            .table
+            .trashed_vips()
+            .filter_map(|a| match a.to_ip() {
+                IpAddr::V4(v) => Some(v),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        self.engine.publish(snap, &vips, &former, laddrs);
         self.sync_daemons(&table.daemons)
     }
 

@@ -545,6 +545,15 @@ impl ServiceTable {
         before - self.trash.len()
     }
 
+    /// The IPv4 addresses of services whose real servers are in the trash: sessions to
+    /// them may still run (the service may come back with `-R`).
+    pub fn trashed_vips(&self) -> impl Iterator<Item = Addr> + '_ {
+        self.trash.keys().filter_map(|(k, _, _)| match k {
+            ServiceKey::Addr { addr, .. } if addr.is_v4() => Some(*addr),
+            _ => None,
+        })
+    }
+
     /// The ids of the real servers in the trash.
     pub fn trashed(&self) -> impl Iterator<Item = DestId> + '_ {
         self.trash.values().map(|t| t.id)

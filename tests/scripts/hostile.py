@@ -89,6 +89,10 @@ def kinds():
     # Runts: an IPv4 EtherType and fewer bytes than the headers need.
     frame = raw(syn(sport=61110))
     yield "runts", [Raw(frame[:n]) for n in range(14, 54)]
+    # Jumbo frames (the client's link takes 9000 bytes): a segment of no session, and
+    # an oversize segment for the VIP.
+    yield "jumbo", [eth() / IP(src=cip, dst=vip) / TCP(sport=61120, dport=80, flags="A") / Raw(b"j" * 8900),
+                    eth() / IP(src=cip, dst=vip) / UDP(sport=61121, dport=80) / Raw(b"j" * 8900)]
     # Random frames to the director's MAC.
     frames = []
     for _ in range(300):

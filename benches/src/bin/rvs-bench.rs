@@ -812,7 +812,7 @@ fn engine_run(
     let _ = warm_tx.len();
     let lips = plan::lips_needed(u64::from(capacity), workers);
     let p = plan::services(mode, l4, lips)?;
-    engine.publish(p.services, &p.vips, p.laddrs);
+    engine.publish(p.services, &p.vips, &[], p.laddrs);
     // Two report round trips: the second is answered by a loop iteration that began after
     // the first answer, so every worker has adopted the snapshot before warm-up starts.
     engine.reports();

@@ -390,9 +390,15 @@ impl Engine {
         &mut self,
         services: Arc<service::ServiceSet>,
         vips: &[Ipv4Addr],
+        former_vips: &[Ipv4Addr],
         laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
     ) {
         let mut net = self.base.clone();
+        net.former_vips = former_vips
+            .iter()
+            .filter(|v| !vips.contains(v))
+            .copied()
+            .collect();
         let port_for = |a: Ipv4Addr| -> u16 { net.routes.lookup(a).map_or(0, |nh| nh.port) };
         let mut extra = Vec::new();
         for &v in vips {

@@ -319,7 +319,7 @@ impl<P: PacketBuf> Core<P> {
             return Fast::Slow;
         };
         let (src, dst) = (Ipv4Addr::from(v4.src), Ipv4Addr::from(v4.dst));
-        let to = steer_toward(snap.net.local.get(&dst).copied());
+        let to = steer_toward(&snap.net, dst, snap.net.local.get(&dst).copied());
         match steer::owner(to, src, dst, Some(v4.dport), snap.net.workers) {
             Some(o) if o != self.id => self.handoff(o),
             _ => Fast::Slow,

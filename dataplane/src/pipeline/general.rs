@@ -26,13 +26,19 @@ use crate::wire::{classify, ChecksumMode};
 
 use super::{Core, DropReason, LocalKind, NetConfig, Out, PortNet, Snapshot, SIDE_CAP};
 
-/// What the destination of a packet is for ownership, from the local-address map.
+/// What the destination `dst` of a packet is for ownership, from the local-address map
+/// (`local`: its entry) and the former VIPs.
 #[inline(always)]
-pub(super) fn steer_toward(local: Option<(LocalKind, u16)>) -> Toward {
+pub(super) fn steer_toward(
+    net: &NetConfig,
+    dst: Ipv4Addr,
+    local: Option<(LocalKind, u16)>,
+) -> Toward {
     match local {
         Some((LocalKind::Vip, _)) => Toward::Service,
         Some((LocalKind::Lip, _)) => Toward::LocalAddr,
         Some((LocalKind::Dip, _)) => Toward::Director,
+        None if net.former_vips.contains(&dst) => Toward::Service,
         None => Toward::Client,
     }
 }
@@ -158,7 +164,7 @@ impl<P: PacketBuf> Core<P> {
             tcp_flags: TcpFlags(meta.tcp_flags.0 as u8),
         };
         let hash = hash.unwrap_or_else(|| self.conns.flow_hash(&pm.flow));
-        let to = steer_toward(local);
+        let to = steer_toward(&snap.net, dst, local);
         if matches!(to, Toward::LocalAddr | Toward::Client) {
             // A FULLNAT reply (RIP:rport -> LIP:lport) or a NAT reply (RS -> client).
             if let Some(id) = self.conns.lookup_out_hashed(hash, &pm.flow) {
@@ -280,7 +286,7 @@ impl<P: PacketBuf> Core<P> {
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (t.src.addr, t.dst.addr) else {
             return self.id;
         };
-        let to = steer_toward(local);
+        let to = steer_toward(&snap.net, dst, local);
         if workers > 1 {
             let inner = meta.icmp.and_then(|i| i.inner).map(|i| i.tuple);
             if let Some((IpAddr::V4(isrc), IpAddr::V4(idst), isport)) =

@@ -93,6 +93,11 @@ pub struct NetConfig {
     /// Standby director: ARP for VIPs, LIPs and `floating` addresses is not answered
     /// (the active director answers; see [`crate::sync`]).
     pub passive: bool,
+    /// Former VIPs: addresses no service has any more, whose real servers are in the
+    /// trash, so that their sessions may still run. Not answered (ARP, ping); packets to
+    /// them are owned as requests to a VIP (the client's worker), so that they find their
+    /// sessions.
+    pub former_vips: Vec<Ipv4Addr>,
     /// Port addresses that move with the active role (every port address after the
     /// first): answered and announced only while active, like VIPs.
     pub floating: Vec<Ipv4Addr>,

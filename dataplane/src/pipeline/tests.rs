@@ -1388,3 +1388,37 @@ fn a_new_server_in_a_freed_slot_starts_its_traffic_from_zero() {
     let after: Vec<_> = c.dest_traffic().map(|(_, t)| (t.conns, t.inpkts)).collect();
     assert_eq!(after, vec![(0, 0)], "RS1 did not inherit RS2's traffic");
 }
+
+#[test]
+fn packets_to_a_former_vip_still_find_the_worker_of_their_session() {
+    // The table was cleared (`-C`) and its servers wait in the trash: the VIP is no
+    // longer ours, but its sessions may come back with `-R`. A client's packet that
+    // arrives on another worker is handed to the client's worker, which holds the
+    // session, instead of being taken for a NAT reply to the VIP.
+    let owner = owner_of_client(Ipv4Addr::from(CIP), 2);
+    let mut other = core(FwdMethod::Masq, 1 - owner, 2);
+    let mut snap = snapshot(FwdMethod::Masq, 2);
+    let mut net = (*snap.net).clone();
+    net.local.remove(&Ipv4Addr::from(VIP));
+    snap.services = ServiceTable::new().snapshot();
+    let mut gone = snap.clone();
+    gone.net = Arc::new(net.clone());
+    net.former_vips = vec![Ipv4Addr::from(VIP)];
+    snap.net = Arc::new(net);
+    snap.generation = 2;
+    other.adopt(snap);
+    let ack = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, false, true);
+    match other.process(ack.clone(), 0, 1, true) {
+        Out::Handoff(_, o) => assert_eq!(o as usize, owner),
+        o => panic!("not handed to the client's worker: {o:?}"),
+    }
+    // Without the former VIP the packet would be owned as if sent to a client (the VIP).
+    let mut blind = core(FwdMethod::Masq, 1 - owner, 2);
+    blind.adopt(gone);
+    let vip_owner = owner_of_client(Ipv4Addr::from(VIP), 2);
+    match blind.process(ack, 0, 1, true) {
+        Out::Handoff(_, o) => assert_eq!(o as usize, vip_owner),
+        Out::Drop(_, r) => assert_eq!(vip_owner, 1 - owner, "{r:?}"),
+        o => panic!("{o:?}"),
+    }
+}
