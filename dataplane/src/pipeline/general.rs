@@ -353,7 +353,7 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
-        let Some(plan) = Plan::of(s, reply) else {
+        let Some(plan) = Plan::of(s, reply, &self.conns) else {
             let r = if reply {
                 DropReason::NotForUs
             } else {
@@ -470,7 +470,7 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
-        let plan = match Plan::of(s, true) {
+        let plan = match Plan::of(s, true, &self.conns) {
             Some(p) if matches!(p.fwd, FwdMethod::Masq | FwdMethod::FullNat) => p,
             _ => return self.drop(pkt, DropReason::NotForUs),
         };
