@@ -60,6 +60,7 @@ fn bench_packet(c: &mut Criterion) {
         src,
         dst,
         toward: toward.into(),
+        encap: Default::default(),
     };
     let nat_in = plan(FwdMethod::Masq, None, Some((RIP, 8080)), RIP);
     let nat_out = plan(FwdMethod::Masq, Some((VIP, 80)), None, CIP);

@@ -17,7 +17,7 @@ use std::time::Instant;
 use rvs_config::{AddrPrefix, Config, PrefixError};
 use rvs_dataplane::dpdk::default_eal_args;
 use rvs_dataplane::engine::{Engine, EngineConfig, EngineError, PortSpec};
-use rvs_dataplane::flow::{Addr, FwdMethod, Proto};
+use rvs_dataplane::flow::{self as dp_flow, Addr, FwdMethod, Proto};
 use rvs_dataplane::mark::{MarkRule, MarkRules, Prefix4};
 use rvs_dataplane::route::Route;
 use rvs_dataplane::service::{
@@ -30,7 +30,7 @@ use crate::backend::{
 };
 use crate::ipvs::{
     Forward, IpvsTable, Protocol, ServiceConf, ServiceKey, SyncDaemon, SyncState, Timeouts,
-    TunType, IPV6_FULL_NETMASK,
+    TunCsum, TunType, IPV6_FULL_NETMASK,
 };
 use rvs_dataplane::conn::{SessionState, SyncRules, TcpState};
 
@@ -346,8 +346,8 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
 
 /// What the dataplane does not do (yet), refused by name before anything changes: an
 /// IPv6 service, real server or local address (the pipeline forwards IPv4 only), an SCTP
-/// service, a GUE or GRE tunnel (real servers get IPIP only). The text is what rvsadm
-/// prints, in ipvsadm's style.
+/// service. The text is what rvsadm prints, in ipvsadm's style. (Every tunnel type,
+/// IPIP, GUE and GRE, with every checksum option, is done.)
 pub fn refusal(table: &IpvsTable) -> Result<(), BackendError> {
     let no = |what: &str| {
         Err(BackendError(format!(
@@ -369,13 +369,6 @@ pub fn refusal(table: &IpvsTable) -> Result<(), BackendError> {
         for d in &s.dests {
             if d.addr.is_ipv6() {
                 return no("IPv6 real servers are");
-            }
-            if d.forward == Forward::Tunnel {
-                match d.tunnel.tun_type {
-                    TunType::Ipip => {}
-                    TunType::Gue => return no("The 'gue' tunnel type ('tun-type') is"),
-                    TunType::Gre => return no("The 'gre' tunnel type ('tun-type') is"),
-                }
             }
         }
         if s.laddrs.iter().any(|l| l.addr.is_ipv6()) {
@@ -422,6 +415,24 @@ fn dp_key(k: &ServiceKey) -> dp::ServiceKey {
             port,
         },
         ServiceKey::Fwmark { mark, ipv6 } => dp::ServiceKey::Fwmark { mark, v6: ipv6 },
+    }
+}
+
+/// The dataplane's tunnel of a real server (meaningful under `-i`): `--tun-type`,
+/// `--tun-port`, `--tun-nocsum`/`--tun-csum`/`--tun-remcsum` as given.
+fn tunnel(t: &crate::ipvs::Tunnel) -> dp_flow::Tunnel {
+    dp_flow::Tunnel {
+        kind: match t.tun_type {
+            TunType::Ipip => dp_flow::TunKind::Ipip,
+            TunType::Gue => dp_flow::TunKind::Gue,
+            TunType::Gre => dp_flow::TunKind::Gre,
+        },
+        port: t.port,
+        csum: match t.csum {
+            TunCsum::NoCsum => dp_flow::TunCsum::NoCsum,
+            TunCsum::Csum => dp_flow::TunCsum::Csum,
+            TunCsum::RemCsum => dp_flow::TunCsum::RemCsum,
+        },
     }
 }
 
@@ -578,7 +589,8 @@ impl DpdkBackend {
             for d in s.dests.iter().rev() {
                 let dc = DestConfig::new(Addr::from(d.addr), d.port, fwd(d.forward))
                     .weight(d.weight.max(0) as u32)
-                    .thresholds(d.u_threshold, d.l_threshold);
+                    .thresholds(d.u_threshold, d.l_threshold)
+                    .tunnel(tunnel(&d.tunnel));
                 if have.contains(&(Addr::from(d.addr), d.port)) {
                     self.table.edit_dest(&key, dc).map_err(err)?;
                 } else {
@@ -844,23 +856,28 @@ mod tests {
             refused(&[add(v4), Op::AddDest(v4, d6)]),
             "IPv6 real servers are not supported by the rvs dataplane"
         );
-        for (tun_type, name) in [(TunType::Gue, "gue"), (TunType::Gre, "gre")] {
+        // Every tunnel type is done: accepted, and carried to the dataplane's real server.
+        for (tun_type, port, csum) in [
+            (TunType::Ipip, 0, TunCsum::NoCsum),
+            (TunType::Gue, 6080, TunCsum::Csum),
+            (TunType::Gue, 6080, TunCsum::RemCsum),
+            (TunType::Gre, 0, TunCsum::Csum),
+        ] {
             let mut d = DestConf::new("10.0.0.11".parse().unwrap(), 80);
             d.forward = Forward::Tunnel;
             d.tunnel = Tunnel {
                 tun_type,
-                ..Tunnel::default()
+                port,
+                csum,
             };
+            let t = table(&[add(v4), Op::AddDest(v4, d.clone())]);
+            assert_eq!(refusal(&t), Ok(()), "{tun_type:?}");
+            let dt = tunnel(&d.tunnel);
             assert_eq!(
-                refused(&[add(v4), Op::AddDest(v4, d)]),
-                format!(
-                    "The '{name}' tunnel type ('tun-type') is not supported by the rvs dataplane"
-                )
+                (dt.kind as u8, dt.port, dt.csum as u8),
+                (tun_type as u8, port, csum as u8)
             );
         }
-        let mut ipip = DestConf::new("10.0.0.11".parse().unwrap(), 80);
-        ipip.forward = Forward::Tunnel;
-        assert_eq!(refusal(&table(&[add(v4), Op::AddDest(v4, ipip)])), Ok(()));
         let l6 = Laddr {
             addr: "2001:db8::200".parse().unwrap(),
             ifname: None,

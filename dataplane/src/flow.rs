@@ -238,6 +238,55 @@ impl FwdMethod {
     }
 }
 
+/// The encapsulation of a TUN real server (ipvsadm's `--tun-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum TunKind {
+    /// IP in IP (the default).
+    #[default]
+    Ipip = 0,
+    /// Generic UDP Encapsulation to the real server's `--tun-port`.
+    Gue = 1,
+    /// GRE.
+    Gre = 2,
+}
+
+/// The checksum option of a GUE or GRE tunnel (`--tun-nocsum`, `--tun-csum`,
+/// `--tun-remcsum`; the kernel's `IP_VS_TUNNEL_ENCAP_FLAG_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum TunCsum {
+    /// No checksum (the default): GUE's UDP checksum 0, GRE without the checksum field.
+    #[default]
+    NoCsum = 0,
+    /// GUE: the UDP checksum; GRE: the GRE checksum.
+    Csum = 1,
+    /// GUE remote checksum offload. For a forwarded packet (its own checksum complete)
+    /// IPVS sends the UDP checksum and no offload option, as with `Csum`.
+    RemCsum = 2,
+}
+
+/// A TUN real server's tunnel: its kind, the GUE destination port, the checksum option.
+/// Read per packet of a TUN session from the per-core real-server table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Tunnel {
+    /// The encapsulation.
+    pub kind: TunKind,
+    /// GUE: the UDP destination port (`--tun-port`).
+    pub port: u16,
+    /// The checksum option.
+    pub csum: TunCsum,
+}
+
+impl Tunnel {
+    /// IPIP, the default.
+    pub const IPIP: Tunnel = Tunnel {
+        kind: TunKind::Ipip,
+        port: 0,
+        csum: TunCsum::NoCsum,
+    };
+}
+
 /// TCP header flags as they appear in byte 13 of the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct TcpFlags(pub u8);

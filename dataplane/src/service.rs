@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::flow::{Addr, FwdMethod, Proto};
+use crate::flow::{Addr, FwdMethod, Proto, Tunnel};
 
 /// The scheduler algorithms (`ipvsadm -s name`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -194,6 +194,8 @@ pub struct RealServer {
     pub u_threshold: u32,
     /// Lower connection threshold `-y` (0: none).
     pub l_threshold: u32,
+    /// The tunnel of a TUN server.
+    pub tunnel: Tunnel,
 }
 
 /// A virtual service in a snapshot.
@@ -409,6 +411,8 @@ pub struct DestConfig {
     pub u_threshold: u32,
     /// `-y`.
     pub l_threshold: u32,
+    /// The tunnel of a TUN server (`--tun-type`, `--tun-port`, `--tun-*csum`).
+    pub tunnel: Tunnel,
 }
 
 impl DestConfig {
@@ -421,7 +425,14 @@ impl DestConfig {
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,
+            tunnel: Tunnel::IPIP,
         }
+    }
+
+    /// Sets the tunnel (meaningful with [`FwdMethod::Tunnel`]).
+    pub fn tunnel(mut self, t: Tunnel) -> DestConfig {
+        self.tunnel = t;
+        self
     }
 
     /// Sets the weight.
@@ -598,12 +609,14 @@ impl ServiceTable {
                 last_weight,
                 u_threshold: cfg.u_threshold,
                 l_threshold: cfg.l_threshold,
+                tunnel: cfg.tunnel,
             },
         );
         Ok(id)
     }
 
-    /// `-e`: weight, thresholds, forwarding method; the position in the list is kept.
+    /// `-e`: weight, thresholds, forwarding method, tunnel; the position in the list is
+    /// kept.
     pub fn edit_dest(&mut self, key: &ServiceKey, cfg: DestConfig) -> Result<(), ServiceError> {
         Self::check(&cfg)?;
         let i = self.find(key).ok_or(ServiceError::ServiceNotDefined)?;
@@ -619,6 +632,7 @@ impl ServiceTable {
         }
         d.u_threshold = cfg.u_threshold;
         d.l_threshold = cfg.l_threshold;
+        d.tunnel = cfg.tunnel;
         Ok(())
     }
 

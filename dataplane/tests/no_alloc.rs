@@ -76,6 +76,7 @@ fn plan(fwd: FwdMethod, src: End, dst: End, toward: [u8; 4]) -> Plan {
         src,
         dst,
         toward: toward.into(),
+        encap: Default::default(),
     }
 }
 

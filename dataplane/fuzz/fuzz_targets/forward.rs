@@ -4,7 +4,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rvs_dataplane::buf::{PacketBuf, VecBuf};
-use rvs_dataplane::forward::{icmp, Egress, Layout, MacRewrite, Plan};
+use rvs_dataplane::forward::{icmp, Egress, Encap, Layout, MacRewrite, Plan};
 use rvs_dataplane::flow::FwdMethod;
 use rvs_dataplane::wire::{classify, ChecksumMode, Classified, IpProtocol, IpVersion};
 use std::net::Ipv4Addr;
@@ -21,6 +21,16 @@ fuzz_target!(|data: &[u8]| {
         src,
         dst,
         toward: Ipv4Addr::from(toward),
+        encap: Encap::Ipip,
+    };
+    let tunnel = |encap| Plan {
+        encap,
+        ..plan(FwdMethod::Tunnel, None, None, real.0)
+    };
+    let gue = |csum| Encap::Gue {
+        sport: 40000,
+        dport: 6080,
+        csum,
     };
     let nat_request = plan(FwdMethod::Masq, None, Some(real), real.0);
     let nat_reply = plan(FwdMethod::Masq, Some(virt), None, client.0);
@@ -31,6 +41,10 @@ fuzz_target!(|data: &[u8]| {
         nat_reply,
         plan(FwdMethod::Route, None, None, real.0),
         plan(FwdMethod::Tunnel, None, None, real.0),
+        tunnel(gue(false)),
+        tunnel(gue(true)),
+        tunnel(Encap::Gre { csum: false }),
+        tunnel(Encap::Gre { csum: true }),
         fullnat_request,
         fullnat_reply,
     ];

@@ -4,7 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crate::flow::{FlowKey, Proto};
+use crate::flow::{FlowKey, Proto, Tunnel};
 use crate::sched::{CoreSched, DestRt, DestSlot, DestTable, NO_SLOT};
 use crate::service::{DestId, ServiceSet};
 
@@ -148,6 +148,12 @@ impl ConnTable {
     /// The per-core real-server counters (ActiveConn, InActConn, PersistConn by server id).
     pub fn dests(&self) -> &DestTable {
         &self.dests
+    }
+
+    /// The tunnel of session `s`'s real server (IPIP for a session without one).
+    #[inline(always)]
+    pub fn tunnel_of(&self, s: &Session) -> Tunnel {
+        self.dests.get(s.dest).map_or(Tunnel::IPIP, |d| d.tunnel)
     }
 
     /// Current timeouts.

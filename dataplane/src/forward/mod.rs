@@ -6,8 +6,8 @@
 //!   modes is in its docs.
 //! - [`rewrite`]: the bytes: MACs, TTL, the IPv4 NAT/FULLNAT rewrite with incremental
 //!   checksums.
-//! - [`tun`]: IPIP encapsulation and the fragmentation-needed error for a packet too big
-//!   for the tunnel.
+//! - [`tun`]: the TUN encapsulations (IPIP, GUE, GRE) and the fragmentation-needed
+//!   error for a packet too big for the tunnel.
 //! - [`icmp`]: ICMP errors about NAT and FULLNAT sessions, translated from the plan of
 //!   the direction they travel.
 //!
@@ -24,4 +24,4 @@ pub mod tun;
 
 pub use self::plan::{Egress, Layout, Plan};
 pub use self::rewrite::{MacRewrite, V4End};
-pub use self::tun::TunParams;
+pub use self::tun::{Encap, TunParams};

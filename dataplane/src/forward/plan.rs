@@ -8,18 +8,18 @@
 //! |---|---|---|
 //! | NAT (`-m`) | dst VIP:vport → RIP:rport, TTL − 1 | src RIP:rport → VIP:vport, TTL − 1 |
 //! | DR (`-g`) | only the MACs change | not seen |
-//! | TUN (`-i`) | outer IPv4 DIP → RIP around the untouched packet | not seen |
+//! | TUN (`-i`) | outer IPv4 DIP → RIP (and the server's UDP + GUE or GRE header) around the untouched packet | not seen |
 //! | FULLNAT (`-b`) | src CIP:cport → LIP:lport, dst VIP:vport → RIP:rport, TTL − 1 | src RIP:rport → VIP:vport, dst LIP:lport → CIP:cport, TTL − 1 |
 
 use core::net::Ipv4Addr;
 
 use crate::buf::PacketBuf;
-use crate::conn::{Session, CADDR, DADDR, LADDR, VADDR};
+use crate::conn::{ConnTable, Session, CADDR, DADDR, LADDR, VADDR};
 use crate::flow::FwdMethod;
 use crate::wire::{Error, IpMeta, IpVersion, Result};
 
 use super::rewrite::{rewrite_v4, set_macs, MacRewrite, V4End};
-use super::tun::{self, TunParams};
+use super::tun::{self, Encap, TunParams};
 
 /// How a packet of a session leaves the director. `Copy`, built once per packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub struct Plan {
     /// The address the packet is routed toward: the real server (requests; under DR it
     /// is also the next hop; under TUN the outer destination), or the client (replies).
     pub toward: Ipv4Addr,
+    /// TUN: the real server's encapsulation (IPIP in the other modes, unused).
+    pub encap: Encap,
 }
 
 /// Where the IP and L4 headers of an IPv4 TCP or UDP packet lie, and what an
@@ -83,12 +85,15 @@ pub fn routes(fwd: FwdMethod) -> bool {
 }
 
 impl Plan {
-    /// The plan of a packet of session `s`: a request (client → real server) or a
-    /// `reply`. `None` for a direction the mode does not see (DR, TUN and local
-    /// replies) and for a session whose addresses are not IPv4. A local server (`Local`)
-    /// is reached as under DR, by its MAC, through the route toward it.
+    /// The plan of a packet of session `s` (of table `conns`): a request (client → real
+    /// server) or a `reply`. `None` for a direction the mode does not see (DR, TUN and
+    /// local replies) and for a session whose addresses are not IPv4. A local server
+    /// (`Local`) is reached as under DR, by its MAC, through the route toward it. A TUN
+    /// session's encapsulation is its real server's tunnel as configured now (read from
+    /// `conns`' per-core real-server table by the session's slot; IPIP for a session
+    /// without one).
     #[inline(always)]
-    pub fn of(s: &Session, reply: bool) -> Option<Plan> {
+    pub fn of(s: &Session, reply: bool, conns: &ConnTable) -> Option<Plan> {
         let end = |k: usize, port: u16| s.v4(k).map(|a| Some((a, port)));
         let fwd = s.fwd();
         let (src, dst, toward) = match (reply, fwd) {
@@ -101,11 +106,16 @@ impl Plan {
             (true, FwdMethod::Masq) => (end(VADDR, s.vport), Some(None), s.v4(CADDR)),
             _ => return None,
         };
+        let encap = match fwd {
+            FwdMethod::Tunnel => tunnel_encap(s, conns),
+            _ => Encap::Ipip,
+        };
         Some(Plan {
             fwd,
             src: src?,
             dst: dst?,
             toward: Ipv4Addr::from(toward?),
+            encap,
         })
     }
 
@@ -116,18 +126,17 @@ impl Plan {
         routes(self.fwd)
     }
 
-    /// The bytes an IPv4 packet of `l3..ip_end` takes on the wire after this plan:
-    /// TUN adds the outer header.
+    /// Whether an IPv4 packet of `l3..ip_end` fits `mtu` after this plan: TUN adds the
+    /// outer headers ([`Encap::overhead`]).
     #[inline(always)]
     pub fn fits(&self, l3: usize, ip_end: usize, mtu: u16) -> bool {
-        self.fwd != FwdMethod::Tunnel
-            || ip_end - l3 + crate::wire::ipip::OUTER_HEADER_LEN <= usize::from(mtu)
+        self.fwd != FwdMethod::Tunnel || ip_end - l3 + self.encap.overhead() <= usize::from(mtu)
     }
 
     /// Rewrites the IPv4 TCP or UDP packet in `buf` (headers at `at`; the caller has
     /// classified it as such: nothing here checks the protocol again) as planned: NAT
     /// and FULLNAT replace its ends (TTL − 1, checksums updated incrementally), DR sets
-    /// the MACs only, TUN encapsulates it in IPIP toward [`Plan::toward`]. On `Err`
+    /// the MACs only, TUN encapsulates it toward [`Plan::toward`] ([`Plan::encap`]). On `Err`
     /// nothing was changed; a TUN packet too big for the tunnel is
     /// [`Error::Oversize`] (the general path answers frag-needed when it has DF).
     #[inline(always)]
@@ -175,8 +184,21 @@ impl Plan {
             real: self.toward,
             mtu: eg.mtu,
             macs: eg.macs,
+            encap: self.encap,
         }
     }
+}
+
+/// A TUN session's encapsulation: its real server's tunnel, with the flow's GUE source
+/// port.
+#[inline]
+fn tunnel_encap(s: &Session, conns: &ConnTable) -> Encap {
+    let t = conns.tunnel_of(s);
+    let sport = match t.kind {
+        crate::flow::TunKind::Gue => tun::flow_src_port(s.lo[CADDR], s.cport, s.lo[VADDR], s.vport),
+        _ => 0,
+    };
+    Encap::of(t, sport)
 }
 
 #[cfg(test)]
@@ -213,6 +235,7 @@ mod tests {
             src: None,
             dst: None,
             toward: RIP.into(),
+            encap: Encap::Ipip,
         }
     }
 
@@ -441,6 +464,7 @@ mod tests {
             src: None,
             dst: None,
             toward: RIP.into(),
+            encap: Encap::Ipip,
         };
         let orig = frame4(CIP, CPORT, VIP, VPORT, false, 64, b"tunnelled");
         let m = meta(&orig);

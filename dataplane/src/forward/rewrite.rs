@@ -203,6 +203,7 @@ pub(crate) mod testutil {
             src: None,
             dst: Some((RIP, RPORT)),
             toward: RIP.into(),
+            encap: Default::default(),
         }
     }
 
@@ -213,6 +214,7 @@ pub(crate) mod testutil {
             src: Some((VIP, VPORT)),
             dst: None,
             toward: CIP.into(),
+            encap: Default::default(),
         }
     }
 
@@ -223,6 +225,7 @@ pub(crate) mod testutil {
             src: Some((LIP, LPORT)),
             dst: Some((RIP, RPORT)),
             toward: RIP.into(),
+            encap: Default::default(),
         }
     }
 
@@ -233,6 +236,7 @@ pub(crate) mod testutil {
             src: Some((VIP, VPORT)),
             dst: Some((CIP, CPORT)),
             toward: CIP.into(),
+            encap: Default::default(),
         }
     }
 

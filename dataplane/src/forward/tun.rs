@@ -1,6 +1,17 @@
-//! TUN (IPVS "Tunnel", `-i`, IPIP): the director puts an outer IPv4 header DIP → RIP
-//! (protocol 4, or 41 around an IPv6 packet) in front of the untouched client packet;
-//! the real server decapsulates and answers the client directly.
+//! TUN (IPVS "Tunnel", `-i`): the director puts an outer IPv4 header DIP → RIP in
+//! front of the untouched client packet, with the real server's encapsulation
+//! ([`Encap`], ipvsadm's `--tun-type`) between them; the real server decapsulates and
+//! answers the client directly. As `ip_vs_tunnel_xmit`:
+//!
+//! * IPIP: the outer header's protocol is 4 (41 around an IPv6 packet);
+//! * GUE: protocol 17, a UDP header from a port of the flow's hash (in 32768..=60998, as
+//!   `udp_flow_src_port` with the default local port range) to the server's
+//!   `--tun-port`, length, and the UDP checksum with `--tun-csum` and `--tun-remcsum`
+//!   (0 with `--tun-nocsum`); then the 4-byte GUE header ([`crate::wire::gue`]: version
+//!   0, protocol 4 or 41). The remote-checksum-offload option IPVS adds only to a packet
+//!   whose own checksum is still to be computed, which a forwarded packet never is;
+//! * GRE: protocol 47, the GRE header ([`crate::wire::gre`]: protocol 0x0800 or 0x86DD)
+//!   with the checksum bit and a checksum over the GRE packet with `--tun-csum`.
 //!
 //! The outer header copies the inner TOS (IPv6: traffic class), DF (IPv6: always set,
 //! as with `pmtu_disc`) and identification; its TTL is the inner TTL minus one, since
@@ -10,18 +21,95 @@
 //!
 //! When the encapsulated packet would exceed the egress MTU:
 //! * inner IPv4 with DF: the packet is refused and an ICMP "fragmentation needed"
-//!   (type 3 code 4) advertising `mtu − 20` is built for the client into the caller's
-//!   reply buffer ([`frag_needed`]) — what IPVS does via `icmp_send`;
+//!   (type 3 code 4) advertising the MTU less the encapsulation's overhead is built for
+//!   the client into the caller's reply buffer ([`frag_needed`]) — what IPVS does via
+//!   `icmp_send`;
 //! * otherwise [`Error::Oversize`]: rvs does not fragment (IPv6's Packet Too Big is not
 //!   generated yet).
 
 use core::net::Ipv4Addr;
 
 use crate::buf::PacketBuf;
+use crate::flow::{TunCsum, TunKind, Tunnel};
 use crate::wire::icmpv4::{dst_unreachable, Message};
-use crate::wire::{ipip, ipv4, ChecksumMode, Error, EtherType, IpMeta, IpVersion, Result};
+use crate::wire::{
+    checksum, gre, gue, ipv4, udp, ChecksumMode, Error, EtherType, IpMeta, IpProtocol, IpVersion,
+    Result,
+};
 
 use super::rewrite::{check_ttl, set_macs, MacRewrite};
+
+/// The encapsulation of a TUN packet, as the plan carries it: the real server's
+/// [`Tunnel`] with, for GUE, the flow's UDP source port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encap {
+    /// IP in IP.
+    #[default]
+    Ipip,
+    /// GUE in UDP `sport → dport`, with the UDP checksum when `csum`.
+    Gue {
+        /// The UDP source port (from the flow's hash).
+        sport: u16,
+        /// The UDP destination port (`--tun-port`).
+        dport: u16,
+        /// Compute the UDP checksum (else 0).
+        csum: bool,
+    },
+    /// GRE, with its checksum when `csum`.
+    Gre {
+        /// Write the checksum field.
+        csum: bool,
+    },
+}
+
+impl Encap {
+    /// The encapsulation toward a server with tunnel `t`; `sport` is the GUE source
+    /// port of the flow ([`flow_src_port`]).
+    #[inline]
+    pub fn of(t: Tunnel, sport: u16) -> Encap {
+        match t.kind {
+            TunKind::Ipip => Encap::Ipip,
+            TunKind::Gue => Encap::Gue {
+                sport,
+                dport: t.port,
+                csum: t.csum != TunCsum::NoCsum,
+            },
+            TunKind::Gre => Encap::Gre {
+                csum: t.csum == TunCsum::Csum,
+            },
+        }
+    }
+
+    /// The bytes it adds in front of the packet: the outer IPv4 header and what
+    /// follows it (the `max_headroom`, and what `__ip_vs_get_out_rt` takes off the
+    /// route's MTU).
+    #[inline(always)]
+    pub const fn overhead(&self) -> usize {
+        ipv4::HEADER_LEN
+            + match *self {
+                Encap::Ipip => 0,
+                Encap::Gue { .. } => udp::HEADER_LEN + gue::HEADER_LEN,
+                Encap::Gre { csum } => gre::header_len(csum),
+            }
+    }
+}
+
+/// The GUE source port of a flow, as `udp_flow_src_port(net, skb, 0, 0, …)` spreads the
+/// flow hash over the default local port range 32768..61000: from the client's end and
+/// the virtual service's (the same for every packet of a session, whichever path).
+#[inline]
+pub fn flow_src_port(client: [u8; 4], cport: u16, vaddr: [u8; 4], vport: u16) -> u16 {
+    let mut h = u32::from_be_bytes(client)
+        ^ u32::from_be_bytes(vaddr).rotate_left(16)
+        ^ (u32::from(cport) << 16 | u32::from(vport));
+    h = h.wrapping_mul(0x9e37_79b1);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h ^= h << 16;
+    let (min, max) = (32768u64, 61000u64);
+    ((u64::from(h) * (max - min)) >> 32) as u16 + min as u16
+}
 
 /// A TUN session's rewrite parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +123,8 @@ pub struct TunParams {
     pub mtu: u16,
     /// The MACs of the tunnel frame (director port → next hop toward the RS).
     pub macs: MacRewrite,
+    /// The encapsulation.
+    pub encap: Encap,
 }
 
 /// What [`encapsulate`] needs to know of the packet it wraps.
@@ -78,10 +168,11 @@ pub fn encapsulate<B: PacketBuf + ?Sized>(buf: &mut B, inner: &Inner, p: &TunPar
     }
     let inner_len = end - l3;
     let ttl = check_ttl(&frame[l3..], inner.version)?;
-    if inner_len + ipip::OUTER_HEADER_LEN > usize::from(p.mtu) {
+    let extra = p.encap.overhead();
+    if inner_len + extra > usize::from(p.mtu) {
         return Err(Error::Oversize);
     }
-    if buf.headroom() < ipip::OUTER_HEADER_LEN {
+    if buf.headroom() < extra {
         return Err(Error::NoHeadroom);
     }
     let (ident, dont_frag) = match inner.version {
@@ -91,35 +182,67 @@ pub fn encapsulate<B: PacketBuf + ?Sized>(buf: &mut B, inner: &Inner, p: &TunPar
         ),
         IpVersion::V6 => (0, true),
     };
-    let outer = ipip::outer_repr(
-        p.local,
-        p.real,
-        inner.version,
-        inner_len,
-        inner.tos,
-        ttl - 1,
+    let (ip_proto, ether) = match inner.version {
+        IpVersion::V4 => (IpProtocol::IPIP, EtherType::IPV4),
+        IpVersion::V6 => (IpProtocol::IPV6, EtherType::IPV6),
+    };
+    let outer = ipv4::Repr {
+        src_addr: p.local,
+        dst_addr: p.real,
+        protocol: match p.encap {
+            Encap::Ipip => ip_proto,
+            Encap::Gue { .. } => IpProtocol::UDP,
+            Encap::Gre { .. } => IpProtocol::GRE,
+        },
+        payload_len: inner_len + extra - ipv4::HEADER_LEN,
+        ttl: ttl - 1,
+        tos: inner.tos,
         ident,
         dont_frag,
-    );
+    };
 
     let pad = frame.len() - end;
     buf.trim(pad).map_err(|_| Error::Truncated)?;
-    let data = buf
-        .prepend(ipip::OUTER_HEADER_LEN)
-        .map_err(|_| Error::NoHeadroom)?;
-    // Move the Ethernet header (and tag) to the new front; the outer IPv4 header goes
-    // into the gap between it and the inner packet.
-    data.copy_within(ipip::OUTER_HEADER_LEN..ipip::OUTER_HEADER_LEN + l3, 0);
+    let data = buf.prepend(extra).map_err(|_| Error::NoHeadroom)?;
+    // Move the Ethernet header (and tag) to the new front; the outer headers go into
+    // the gap between it and the inner packet.
+    data.copy_within(extra..extra + l3, 0);
     data[l3 - 2..l3].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
     outer.emit(&mut data[l3..], ChecksumMode::Software)?;
+    let at = l3 + ipv4::HEADER_LEN;
+    match p.encap {
+        Encap::Ipip => {}
+        Encap::Gue { sport, dport, csum } => {
+            let len = inner_len + udp::HEADER_LEN + gue::HEADER_LEN;
+            let dgram = &mut data[at..at + len];
+            dgram[0..2].copy_from_slice(&sport.to_be_bytes());
+            dgram[2..4].copy_from_slice(&dport.to_be_bytes());
+            dgram[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+            dgram[6..8].fill(0);
+            gue::emit(&mut dgram[udp::HEADER_LEN..], ip_proto);
+            if csum {
+                let pseudo = checksum::pseudo_header_v4(p.local, p.real, 17, len as u16);
+                let c = !checksum::combine(&[pseudo, checksum::data(dgram)]);
+                let c = if c == 0 { 0xffff } else { c };
+                dgram[6..8].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+        Encap::Gre { csum } => {
+            let packet = &mut data[at..at + gre::header_len(csum) + inner_len];
+            gre::emit(packet, ether, csum);
+            if csum {
+                gre::fill_checksum(packet);
+            }
+        }
+    }
     set_macs(data, &p.macs)
 }
 
 /// Build the ICMP fragmentation-needed frame for the client into `out`; its length:
-/// type 3 code 4 from the tunnel's source, advertising `mtu − 20`
-/// ([`super::icmp::originate`]).
+/// type 3 code 4 from the tunnel's source, advertising the MTU less the
+/// encapsulation's overhead ([`Encap::overhead`]; [`super::icmp::originate`]).
 pub fn frag_needed(frame: &[u8], meta: &IpMeta, p: &TunParams, out: &mut [u8]) -> Result<usize> {
-    let mtu = p.mtu.saturating_sub(ipip::OUTER_HEADER_LEN as u16);
+    let mtu = p.mtu.saturating_sub(p.encap.overhead() as u16);
     let msg = (Message::DST_UNREACHABLE, dst_unreachable::FRAG_NEEDED, mtu);
     super::icmp::originate(frame, meta, p.local, msg, out)
 }
@@ -144,6 +267,7 @@ mod tests {
                 src: EthernetAddress(DIRECTOR_MAC),
                 dst: EthernetAddress(RS_MAC),
             },
+            encap: Encap::Ipip,
         }
     }
 
@@ -322,5 +446,238 @@ mod tests {
         assert!(outer.dont_fragment);
         assert_eq!(outer.header_checksum, outer.calc_header_checksum());
         assert_eq!(&out[38..], &orig[18..]);
+    }
+
+    /// The GUE and GRE tunnels of the tests (GUE to port 6080).
+    fn with(encap: Encap, mtu: u16) -> TunParams {
+        TunParams {
+            encap,
+            ..params(mtu)
+        }
+    }
+
+    /// RFC 1071 sum of `b`, written here apart from `wire::checksum`: a region with a
+    /// right checksum sums to 0xffff.
+    fn ones_sum(b: &[u8]) -> u16 {
+        let mut acc: u32 = b
+            .chunks(2)
+            .map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0)))
+            .sum();
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    }
+
+    /// GUE, with and without the UDP checksum: outer IPv4 DIP → RIP protocol 17 (its
+    /// checksum right, TTL − 1, TOS, DF and ID copied), UDP from the flow's port to
+    /// 6080 with the right length and (with `csum`) the checksum etherparse computes,
+    /// else 0; the GUE header version 0, protocol 4; then the untouched packet.
+    #[test]
+    fn gue_encapsulation() {
+        for csum in [false, true] {
+            let orig = client_frame(300, true, 64);
+            let m = meta(&orig);
+            let mut b = VecBuf::new(64, &orig);
+            let sport = flow_src_port(CIP, CPORT, VIP, VPORT);
+            let encap = Encap::Gue {
+                sport,
+                dport: 6080,
+                csum,
+            };
+            encapsulate(&mut b, &Inner::of(&m), &with(encap, 1500)).unwrap();
+            let out = b.data();
+            assert_eq!(out.len(), orig.len() + 32);
+            let p = SlicedPacket::from_ethernet(out).unwrap();
+            let Some(LinkSlice::Ethernet2(e)) = &p.link else {
+                panic!()
+            };
+            assert_eq!((e.source(), e.destination()), (DIRECTOR_MAC, RS_MAC));
+            let Some(NetSlice::Ipv4(ip)) = &p.net else {
+                panic!()
+            };
+            let outer = ip.header().to_header();
+            assert_eq!((outer.source, outer.destination), (DIP, RIP));
+            assert_eq!(outer.protocol, IpNumber::UDP);
+            assert_eq!(outer.time_to_live, 63);
+            assert_eq!(outer.dscp.value(), 10);
+            assert!(outer.dont_fragment);
+            assert_eq!(outer.identification, 0x4242);
+            assert_eq!(usize::from(outer.total_len), orig.len() - 14 + 32);
+            assert_eq!(outer.header_checksum, outer.calc_header_checksum());
+            let Some(TransportSlice::Udp(u)) = &p.transport else {
+                panic!("UDP")
+            };
+            assert_eq!((u.source_port(), u.destination_port()), (sport, 6080));
+            assert!((32768..61000).contains(&sport));
+            assert_eq!(usize::from(u.length()), orig.len() - 14 + 12);
+            let payload = u.payload();
+            if csum {
+                let want = u.to_header().calc_checksum_ipv4(&outer, payload).unwrap();
+                assert_eq!(u.checksum(), want);
+                assert_ne!(u.checksum(), 0);
+            } else {
+                assert_eq!(u.checksum(), 0);
+            }
+            assert_eq!(&payload[..4], &[0, 4, 0, 0], "GUE v0, IPIP inside");
+            assert_eq!(&payload[4..], &orig[14..], "the inner packet untouched");
+            let gue = crate::wire::GuePacket::new_checked(payload).unwrap();
+            assert_eq!(gue.payload(), &orig[14..]);
+        }
+    }
+
+    /// GRE, with and without its checksum: outer protocol 47, the GRE header (C bit and
+    /// a checksum over the GRE packet only with `csum`), protocol 0x0800, the untouched
+    /// packet.
+    #[test]
+    fn gre_encapsulation() {
+        for csum in [false, true] {
+            let orig = client_frame(301, false, 9);
+            let m = meta(&orig);
+            let mut b = VecBuf::new(64, &orig);
+            encapsulate(&mut b, &Inner::of(&m), &with(Encap::Gre { csum }, 1500)).unwrap();
+            let out = b.data();
+            let hl = if csum { 8 } else { 4 };
+            assert_eq!(out.len(), orig.len() + 20 + hl);
+            let outer = Ipv4HeaderSlice::from_slice(&out[14..]).unwrap().to_header();
+            assert_eq!((outer.source, outer.destination), (DIP, RIP));
+            assert_eq!(outer.protocol, IpNumber::GRE);
+            assert_eq!(outer.time_to_live, 8);
+            assert!(!outer.dont_fragment);
+            assert_eq!(usize::from(outer.total_len), orig.len() - 14 + 20 + hl);
+            assert_eq!(outer.header_checksum, outer.calc_header_checksum());
+            let gre = &out[34..];
+            if csum {
+                assert_eq!(&gre[..4], &[0x80, 0, 0x08, 0x00]);
+                assert_eq!(&gre[6..8], &[0, 0], "reserved");
+                assert_ne!(&gre[4..6], &[0, 0]);
+                assert_eq!(ones_sum(gre), 0xffff, "GRE checksum right");
+            } else {
+                assert_eq!(&gre[..4], &[0, 0, 0x08, 0x00]);
+            }
+            assert_eq!(&gre[hl..], &orig[14..], "the inner packet untouched");
+            let view = crate::wire::GrePacket::new_checked(gre).unwrap();
+            assert!(view.verify_checksum());
+            assert_eq!(view.payload(), &orig[14..]);
+        }
+    }
+
+    /// An IPv6 packet goes into GUE with protocol 41 and into GRE with 0x86DD.
+    #[test]
+    fn ipv6_inner_in_gue_and_gre() {
+        let mut orig = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+            .ipv6([0x20; 16], [0x21; 16], 40)
+            .udp(1000, 53)
+            .write(&mut orig, b"v6")
+            .unwrap();
+        let m = meta(&orig);
+        let gue = Encap::Gue {
+            sport: 40000,
+            dport: 6080,
+            csum: true,
+        };
+        let mut b = VecBuf::new(64, &orig);
+        encapsulate(&mut b, &Inner::of(&m), &with(gue, 1500)).unwrap();
+        assert_eq!(&b.data()[42..46], &[0, 41, 0, 0]);
+        assert_eq!(&b.data()[46..], &orig[14..]);
+        let mut b = VecBuf::new(64, &orig);
+        encapsulate(
+            &mut b,
+            &Inner::of(&m),
+            &with(Encap::Gre { csum: false }, 1500),
+        )
+        .unwrap();
+        assert_eq!(&b.data()[34..38], &[0, 0, 0x86, 0xdd]);
+        assert_eq!(&b.data()[38..], &orig[14..]);
+    }
+
+    /// Each encapsulation's overhead counts against the MTU: a packet of exactly
+    /// `mtu − overhead` goes, one byte more is `Oversize` (unchanged), and frag-needed
+    /// advertises `mtu − overhead`.
+    #[test]
+    fn the_mtu_allows_for_each_encapsulation() {
+        let gue = Encap::Gue {
+            sport: 40000,
+            dport: 6080,
+            csum: false,
+        };
+        for (encap, overhead) in [
+            (Encap::Ipip, 20u16),
+            (gue, 32),
+            (Encap::Gre { csum: false }, 24),
+            (Encap::Gre { csum: true }, 28),
+        ] {
+            assert_eq!(encap.overhead(), usize::from(overhead));
+            let fits = client_frame(14 + usize::from(1500 - overhead), true, 64);
+            let mut b = VecBuf::new(64, &fits);
+            encapsulate(&mut b, &Inner::of(&meta(&fits)), &with(encap, 1500)).unwrap();
+            assert_eq!(b.data().len(), 14 + 1500);
+            let big = client_frame(14 + usize::from(1501 - overhead), true, 64);
+            let m = meta(&big);
+            let mut b = VecBuf::new(64, &big);
+            assert_eq!(
+                encapsulate(&mut b, &Inner::of(&m), &with(encap, 1500)),
+                Err(Error::Oversize),
+                "{encap:?}"
+            );
+            assert_eq!(b.data(), &big[..]);
+            let mut out = [0u8; 1600];
+            let n = frag_needed(&big, &m, &with(encap, 1500), &mut out).unwrap();
+            let p = SlicedPacket::from_ethernet(&out[..n]).unwrap();
+            let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
+                panic!()
+            };
+            let Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu },
+            ) = icmp.icmp_type()
+            else {
+                panic!("{:?}", icmp.icmp_type())
+            };
+            assert_eq!(next_hop_mtu, 1500 - overhead, "{encap:?}");
+        }
+    }
+
+    /// The GUE source port is the flow's: the same for every packet of a flow, spread
+    /// over 32768..61000 across flows.
+    #[test]
+    fn gue_source_port_is_per_flow() {
+        let ports: Vec<u16> = (0..2000u16)
+            .map(|p| flow_src_port(CIP, 1024 + p, VIP, 80))
+            .collect();
+        assert!(ports.iter().all(|p| (32768..61000).contains(p)));
+        assert_eq!(ports[7], flow_src_port(CIP, 1031, VIP, 80));
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert!(distinct.len() > 1900, "{}", distinct.len());
+        let lo = ports.iter().filter(|p| **p < 46884).count();
+        assert!((800..1200).contains(&lo), "spread: {lo} in the lower half");
+    }
+
+    /// `Encap::of` maps a real server's tunnel: GUE's checksum with `--tun-csum` and
+    /// `--tun-remcsum`, GRE's with `--tun-csum`.
+    #[test]
+    fn encap_of_a_tunnel() {
+        let t = |kind, csum| Tunnel {
+            kind,
+            port: 6080,
+            csum,
+        };
+        let gue = |csum| Encap::Gue {
+            sport: 5,
+            dport: 6080,
+            csum,
+        };
+        assert_eq!(Encap::of(Tunnel::IPIP, 5), Encap::Ipip);
+        assert_eq!(Encap::of(t(TunKind::Gue, TunCsum::NoCsum), 5), gue(false));
+        assert_eq!(Encap::of(t(TunKind::Gue, TunCsum::Csum), 5), gue(true));
+        assert_eq!(Encap::of(t(TunKind::Gue, TunCsum::RemCsum), 5), gue(true));
+        assert_eq!(
+            Encap::of(t(TunKind::Gre, TunCsum::NoCsum), 5),
+            Encap::Gre { csum: false }
+        );
+        assert_eq!(
+            Encap::of(t(TunKind::Gre, TunCsum::Csum), 5),
+            Encap::Gre { csum: true }
+        );
     }
 }

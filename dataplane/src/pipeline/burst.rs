@@ -248,7 +248,7 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return Fast::Slow;
         };
-        let Some(plan) = Plan::of(s, reply) else {
+        let Some(plan) = Plan::of(s, reply, &self.conns) else {
             return Fast::Slow;
         };
         if check_owner {

@@ -363,7 +363,7 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
-        let Some(plan) = Plan::of(s, reply) else {
+        let Some(plan) = Plan::of(s, reply, &self.conns) else {
             let r = if reply {
                 DropReason::NotForUs
             } else {
@@ -488,7 +488,7 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
-        let Some(plan) = Plan::of(s, reply) else {
+        let Some(plan) = Plan::of(s, reply, &self.conns) else {
             return self.drop(pkt, DropReason::NotForUs);
         };
         let Some(Routed { nh, eg, mac }) = self.route(&plan, snap, now_ms) else {

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::buf::VecBuf;
-use crate::flow::{Addr, Proto};
+use crate::flow::{Addr, Proto, TunCsum, TunKind, Tunnel};
 use crate::route::Route;
 use crate::service::{DestConfig, SchedKind, ServiceConfig, ServiceTable};
 use crate::steer::{owner_of_client, owner_of_port};
@@ -26,6 +26,11 @@ fn a(x: [u8; 4]) -> Addr {
 }
 
 fn snapshot(fwd: FwdMethod, workers: usize) -> Snapshot {
+    snapshot_tun(fwd, workers, [Tunnel::IPIP; 2])
+}
+
+/// [`snapshot`] with the tunnels of RS1 and RS2 (under TUN).
+fn snapshot_tun(fwd: FwdMethod, workers: usize, tunnels: [Tunnel; 2]) -> Snapshot {
     let key = ServiceKey::Addr {
         proto: Proto::Tcp,
         addr: a(VIP),
@@ -35,9 +40,9 @@ fn snapshot(fwd: FwdMethod, workers: usize) -> Snapshot {
     t.add_service(ServiceConfig::new(key, SchedKind::Rr))
         .expect("service");
     let rport = if fwd == FwdMethod::Masq { 8080 } else { 80 };
-    t.add_dest(&key, DestConfig::new(a(RS1), rport, fwd))
+    t.add_dest(&key, DestConfig::new(a(RS1), rport, fwd).tunnel(tunnels[0]))
         .expect("rs1");
-    t.add_dest(&key, DestConfig::new(a(RS2), 80, fwd))
+    t.add_dest(&key, DestConfig::new(a(RS2), 80, fwd).tunnel(tunnels[1]))
         .expect("rs2");
     let mut net = NetConfig::new(workers);
     net.ports = vec![
@@ -79,9 +84,67 @@ fn snapshot(fwd: FwdMethod, workers: usize) -> Snapshot {
 }
 
 fn core(fwd: FwdMethod, id: usize, workers: usize) -> Core<VecBuf> {
+    core_tun(fwd, [Tunnel::IPIP; 2], id, workers)
+}
+
+/// [`core`] with the tunnels of RS1 and RS2.
+fn core_tun(fwd: FwdMethod, tunnels: [Tunnel; 2], id: usize, workers: usize) -> Core<VecBuf> {
     let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
-    c.adopt(snapshot(fwd, workers));
+    c.adopt(snapshot_tun(fwd, workers, tunnels));
     c
+}
+
+/// The modes of the equivalence tests: NAT, FULLNAT, DR, TUN with IPIP servers, and TUN
+/// with a GUE server (RS1, port 6080) and a GRE one (RS2), with and without checksums.
+fn modes() -> Vec<(FwdMethod, [Tunnel; 2])> {
+    let gue = |csum| Tunnel {
+        kind: TunKind::Gue,
+        port: 6080,
+        csum,
+    };
+    let gre = |csum| Tunnel {
+        kind: TunKind::Gre,
+        port: 0,
+        csum,
+    };
+    let ipip = [Tunnel::IPIP; 2];
+    vec![
+        (FwdMethod::Masq, ipip),
+        (FwdMethod::FullNat, ipip),
+        (FwdMethod::Route, ipip),
+        (FwdMethod::Tunnel, ipip),
+        (FwdMethod::Tunnel, [gue(TunCsum::Csum), gre(TunCsum::Csum)]),
+        (
+            FwdMethod::Tunnel,
+            [gue(TunCsum::NoCsum), gre(TunCsum::NoCsum)],
+        ),
+    ]
+}
+
+/// A frame sent to a real server in TUN mode is encapsulated as the server's tunnel
+/// says: the outer protocol (4, 17 to port 6080, 47) by the destination MAC.
+fn assert_tunnelled_as_configured(out: &[u8], tunnels: [Tunnel; 2]) {
+    let t = match &out[..6] {
+        m if m == RS1_MAC => tunnels[0],
+        m if m == RS2_MAC => tunnels[1],
+        _ => return,
+    };
+    let p = SlicedPacket::from_ethernet(out).expect("parses");
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("outer IPv4")
+    };
+    let proto = ip.header().protocol();
+    match t.kind {
+        TunKind::Ipip => assert_eq!(proto, etherparse::IpNumber::IPV4),
+        TunKind::Gre => assert_eq!(proto, etherparse::IpNumber::GRE),
+        TunKind::Gue => {
+            let Some(TransportSlice::Udp(u)) = &p.transport else {
+                panic!("UDP")
+            };
+            assert_eq!(u.destination_port(), 6080);
+            assert_eq!(u.checksum() != 0, t.csum != TunCsum::NoCsum);
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -414,20 +477,32 @@ fn a_burst_is_processed_exactly_as_packet_by_packet() {
     }
     assert_eq!(pkts.len(), 90);
 
-    let mut one = core(FwdMethod::FullNat, owner, 2);
-    let mut burst = core(FwdMethod::FullNat, owner, 2);
-    let want = same_by_burst(&mut one, &mut burst, pkts, 5);
-    // The outcomes are the interesting ones, not all drops.
-    let kinds = |k: u8| want.iter().filter(|v| v.0 == k).count();
-    assert_eq!(
-        kinds(0),
-        63,
-        "ARP and ping answered, 30 SYNs and 31 ACKs forwarded"
-    );
-    assert_eq!(kinds(1), 10, "the other client's SYNs handed over");
-    assert_eq!(one.counters(), burst.counters());
-    assert_eq!(one.conns().len(), burst.conns().len());
-    assert_eq!(burst.conns().len(), 30);
+    // FULLNAT, and TUN toward a GUE and a GRE server.
+    for (fwd, tunnels) in modes()
+        .into_iter()
+        .filter(|(f, t)| *f == FwdMethod::FullNat || t[0].kind == TunKind::Gue)
+    {
+        let pkts: Vec<(VecBuf, u16)> = pkts.iter().map(|(p, port)| (p.clone(), *port)).collect();
+        let mut one = core_tun(fwd, tunnels, owner, 2);
+        let mut burst = core_tun(fwd, tunnels, owner, 2);
+        let want = same_by_burst(&mut one, &mut burst, pkts, 5);
+        // The outcomes are the interesting ones, not all drops.
+        let kinds = |k: u8| want.iter().filter(|v| v.0 == k).count();
+        assert_eq!(
+            kinds(0),
+            63,
+            "ARP and ping answered, 30 SYNs and 31 ACKs forwarded"
+        );
+        assert_eq!(kinds(1), 10, "the other client's SYNs handed over");
+        assert_eq!(one.counters(), burst.counters());
+        assert_eq!(one.conns().len(), burst.conns().len());
+        assert_eq!(burst.conns().len(), 30);
+        if fwd == FwdMethod::Tunnel {
+            for out in want.iter().filter(|v| v.0 == 0) {
+                assert_tunnelled_as_configured(&out.2, tunnels);
+            }
+        }
+    }
 }
 
 /// A TCP segment with any flags and TTL, built with etherparse.
@@ -536,16 +611,11 @@ fn established_fast_path_has_the_full_paths_effects_in_every_mode() {
     // path only), the other in bursts (the fast path wherever it applies). Verdicts,
     // output bytes, counters, per-server traffic, session states and timers and the
     // sync messages must be the same.
-    for fwd in [
-        FwdMethod::Masq,
-        FwdMethod::FullNat,
-        FwdMethod::Route,
-        FwdMethod::Tunnel,
-    ] {
+    for (fwd, tunnels) in modes() {
         for workers in [1usize, 2] {
             let me = owner_of_client(Ipv4Addr::from(CIP), workers);
-            let mut one = core(fwd, me, workers);
-            let mut burst = core(fwd, me, workers);
+            let mut one = core_tun(fwd, tunnels, me, workers);
+            let mut burst = core_tun(fwd, tunnels, me, workers);
             for c in [&mut one, &mut burst] {
                 c.set_sync_master(Some(SyncRules::default()));
             }
@@ -648,6 +718,11 @@ fn established_fast_path_has_the_full_paths_effects_in_every_mode() {
             }
             let v = same_by_burst(&mut one, &mut burst, pkts, 20);
             let forwarded = v.iter().filter(|v| v.0 == 0).count();
+            if fwd == FwdMethod::Tunnel {
+                for out in v.iter().filter(|v| v.0 == 0) {
+                    assert_tunnelled_as_configured(&out.2, tunnels);
+                }
+            }
             // Originated: time-exceeded for the TTL-1 packet in the modes that route
             // it, and TUN's frag-needed.
             let originated = v.iter().filter(|v| v.0 == 9).count();

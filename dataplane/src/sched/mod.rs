@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::flow::{Addr, FlowKey};
+use crate::flow::{Addr, FlowKey, Tunnel};
 use crate::service::{DestId, RealServer, SchedKind, Service, ServiceId, ServiceSet};
 
 pub mod dh;
@@ -118,6 +118,9 @@ pub struct DestRt {
     pub overloaded: bool,
     /// `IP_VS_DEST_F_AVAILABLE`: false once removed from the configuration.
     pub available: bool,
+    /// The server's tunnel (TUN sessions read it per packet, as IPVS reads
+    /// `cp->dest->tun_type`: an edit applies to the server's sessions).
+    pub tunnel: Tunnel,
     seen: u64,
 }
 
@@ -218,6 +221,7 @@ impl DestTable {
             rt.weight = d.weight;
             rt.u_threshold = d.u_threshold;
             rt.l_threshold = d.l_threshold;
+            rt.tunnel = d.tunnel;
             rt.available = true;
             rt.seen = stamp;
         }
@@ -325,6 +329,7 @@ static NO_RT: DestRt = DestRt {
     l_threshold: 0,
     overloaded: false,
     available: false,
+    tunnel: Tunnel::IPIP,
     seen: 0,
 };
 
@@ -622,6 +627,7 @@ pub(crate) mod testutil {
                         last_weight: w,
                         u_threshold: 0,
                         l_threshold: 0,
+                        tunnel: Default::default(),
                     },
                 );
             }

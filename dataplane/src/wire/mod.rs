@@ -28,6 +28,8 @@ pub mod arp;
 pub mod checksum;
 pub mod classify;
 pub mod ethernet;
+pub mod gre;
+pub mod gue;
 pub mod icmpv4;
 pub mod ip;
 pub mod ipip;
@@ -44,6 +46,8 @@ pub use self::classify::{
 pub use self::ethernet::{
     Address as EthernetAddress, EtherType, Frame as EthernetFrame, Repr as EthernetRepr,
 };
+pub use self::gre::Packet as GrePacket;
+pub use self::gue::Packet as GuePacket;
 pub use self::icmpv4::{Message as Icmpv4Message, Packet as Icmpv4Packet};
 pub use self::ip::{Endpoint, FiveTuple, IpProtocol, IpVersion};
 pub use self::ipip::Packet as IpipPacket;
