@@ -467,6 +467,25 @@ fn state(s: SessionState) -> ConnState {
 }
 
 impl DpdkBackend {
+    /// The refusal of a LIP whose `-F ifname` is not the port its route sends it out of
+    /// (where it answers ARP): rvs takes the port from the routes, so another name would
+    /// be listed and not done.
+    fn ifname_refusal(&self, table: &IpvsTable) -> Result<(), BackendError> {
+        for l in table.services.iter().flat_map(|s| s.laddrs.iter()) {
+            let (Some(name), IpAddr::V4(a)) = (&l.ifname, l.addr) else {
+                continue;
+            };
+            let port = self.engine.port_name_toward(a);
+            if port != Some(name.as_str()) {
+                return Err(BackendError(format!(
+                    "local address {a} is on port {} by the routes, not on '{name}' (ifname)",
+                    port.unwrap_or("(none)")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Starts DPDK, the ports and the workers.
     pub fn start(cfg: &EngineConfig) -> Result<DpdkBackend, EngineError> {
         let engine = Engine::start(cfg)?;
@@ -631,6 +650,7 @@ fn control_key(k: &dp::ServiceKey) -> ServiceKey {
 impl Backend for DpdkBackend {
     fn apply(&mut self, table: &IpvsTable) -> Result<(), BackendError> {
         refusal(table)?;
+        self.ifname_refusal(table)?;
         self.sync_services(table)?;
         if table.timeouts != self.timeouts {
             let t = table.timeouts;

@@ -711,6 +711,11 @@ fn what_the_dataplane_does_not_do_is_refused_and_changes_nothing() {
             "-P -t 192.168.199.10:80 -z 2001:db8::200",
             no("IPv6 local addresses ('laddr') are"),
         ),
+        (
+            "-P -t 192.168.199.10:80 -z 192.168.192.200 -F dpdk0",
+            "local address 192.168.192.200 is on port dpdk1 by the routes, not on 'dpdk0' (ifname)\n"
+                .to_owned(),
+        ),
     ] {
         let args: Vec<&str> = line.split_whitespace().collect();
         let o = d.adm(&args);
@@ -721,6 +726,8 @@ fn what_the_dataplane_does_not_do_is_refused_and_changes_nothing() {
         );
         assert_eq!(d.ok("-Sn"), before, "ipvsadm {line} changed the table");
     }
+    // The port the LIP's route gives is accepted by its name.
+    d.ok("-P -t 192.168.199.10:80 -z 192.168.192.200 -F dpdk1");
     // A restore file with a refused line: the other lines are applied.
     let o = d.adm_in(
         &["-R"],

@@ -242,6 +242,8 @@ pub struct Engine {
     lcores: Vec<LcoreId>,
     pool: Arc<Mempool>,
     base: NetConfig,
+    /// rvs's port names, by port index.
+    port_names: Vec<String>,
     generation: u64,
     stopped: bool,
     sync_master: Option<SyncThread>,
@@ -357,6 +359,7 @@ impl Engine {
             lcores,
             pool,
             base: ports.net,
+            port_names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
             generation: 0,
             stopped: false,
             sync_master: None,
@@ -417,6 +420,15 @@ impl Engine {
         }
         net.laddrs = laddrs.into_iter().collect();
         self.install(services, Arc::new(net));
+    }
+
+    /// The name of the port the routes send `addr` out of (where a local address on it
+    /// answers ARP), if any.
+    pub fn port_name_toward(&self, addr: Ipv4Addr) -> Option<&str> {
+        let nh = self.base.routes.lookup(addr)?;
+        self.port_names
+            .get(usize::from(nh.port))
+            .map(String::as_str)
     }
 
     /// Stores the next generation's snapshot of `services` and `net` for the workers.
