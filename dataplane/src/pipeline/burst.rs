@@ -6,11 +6,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::buf::PacketBuf;
 use crate::conn::{Direction, LookupHint};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
-use crate::forward::{Layout, Plan};
+use crate::forward::{vlan, Layout, Plan};
 use crate::steer::{self, Toward};
-use crate::wire::{self, ipv4, ChecksumMode, Classified, IpMeta, IpProtocol, V4Flow};
+use crate::wire::{self, ethernet, ipv4, ChecksumMode, Classified, IpMeta, IpProtocol, V4Flow};
 
-use super::general::steer_toward;
+use super::general::{egress_tag, port_vlan, steer_toward};
 use super::{Core, DropReason, Out};
 
 /// The session tuple of a classified IPv4 TCP or UDP packet.
@@ -178,7 +178,17 @@ impl<P: PacketBuf> Core<P> {
                 continue;
             };
             if let Some(f @ Flow { v4: Some(v), .. }) = &flows[r] {
-                match self.fast_path(&mut p, v, f, now_ms, check_owner) {
+                // The frame's tag must be its port's (else the general path drops it):
+                // without VLAN ports, that it has none.
+                let tag_ok = match self.vlans {
+                    false => usize::from(v.l3) == ethernet::HEADER_LEN,
+                    true => self.tag_matches(p.data(), in_port(&p)),
+                };
+                let fast = match tag_ok {
+                    true => self.fast_path(&mut p, v, f, now_ms, check_owner),
+                    false => Fast::Slow,
+                };
+                match fast {
                     Fast::Tx(port) => {
                         emit(Emit::Packet(Out::Tx(p, port)));
                         continue;
@@ -276,6 +286,7 @@ impl<P: PacketBuf> Core<P> {
             return Fast::Slow;
         };
         let eg = self.egress_of(&plan, nh.port, port, mac);
+        let vlan = port.vlan;
         let at = Layout {
             l3: usize::from(v4.l3),
             l4: usize::from(v4.l4),
@@ -303,11 +314,24 @@ impl<P: PacketBuf> Core<P> {
             self.sync_after_input(id, now_ms);
         }
         let len = pkt.len() as u64;
-        if let Err(e) = plan.apply(pkt, &at, &eg) {
+        let tagged = at.l3 != ethernet::HEADER_LEN;
+        if let Err(e) = plan
+            .apply(pkt, &at, &eg)
+            .and_then(|()| egress_tag(pkt, tagged, vlan))
+        {
             return Fast::Drop(DropReason::Rewrite(e));
         }
         self.count_forwarded(id, dir, len);
         Fast::Tx(nh.port)
+    }
+
+    /// Whether a frame's 802.1Q tag is that of port `port`, the port it arrived on
+    /// (with VLAN ports configured; without a snapshot the general path decides).
+    #[cold]
+    fn tag_matches(&self, frame: &[u8], port: u16) -> bool {
+        self.snap
+            .as_ref()
+            .is_none_or(|s| vlan::vid_of(frame) == port_vlan(&s.net, port))
     }
 
     /// A TCP or UDP packet without a session here: handed to its owner when that is

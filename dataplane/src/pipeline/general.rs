@@ -11,7 +11,7 @@ use crate::buf::PacketBuf;
 use crate::conn::{ConnId, ConnTable, Direction, PacketMeta, Refuse, Scheduled};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::forward::plan::routes;
-use crate::forward::{icmp, tun, Egress, Layout, MacRewrite, Plan};
+use crate::forward::{icmp, tun, vlan, Egress, Layout, MacRewrite, Plan};
 use crate::laddr::LaddrPool;
 use crate::route::NextHop;
 use crate::service::{RealServer, ServiceKey};
@@ -19,7 +19,7 @@ use crate::steer::{self, Toward};
 use crate::wire::{
     self,
     icmpv4::{time_exceeded, Message},
-    Classified, EthernetAddress, IpMeta, IpProtocol, IpVersion,
+    Classified, EthernetAddress, IpMeta, IpProtocol, IpVersion, L2Meta,
 };
 #[cfg(test)]
 use crate::wire::{classify, ChecksumMode};
@@ -53,11 +53,35 @@ pub(super) fn egress(
     Some((nh, snap.net.ports.get(usize::from(nh.port))?))
 }
 
-/// A routed plan: where it leaves and with what, and whether its next hop's MAC is known
-/// (`mac`: when it is not, the packet is held until the neighbour resolves).
+/// The VLAN of the frames port `port` carries (`None`: untagged; also for a port the
+/// snapshot does not have).
+#[inline(always)]
+pub(super) fn port_vlan(net: &NetConfig, port: u16) -> Option<u16> {
+    net.ports.get(usize::from(port)).and_then(|p| p.vlan)
+}
+
+/// Gives a forwarded frame the tag of the port it leaves by (`vlan`), when it has
+/// another: `tagged` says whether it arrived with one ([`vlan::retag`]). An untagged
+/// frame leaving an untagged port costs the two compares.
+#[inline(always)]
+pub(super) fn egress_tag<P: PacketBuf>(
+    pkt: &mut P,
+    tagged: bool,
+    vlan: Option<u16>,
+) -> wire::Result<()> {
+    if tagged || vlan.is_some() {
+        return vlan::retag(pkt, vlan);
+    }
+    Ok(())
+}
+
+/// A routed plan: where it leaves and with what (`vlan`: the egress port's), and whether
+/// its next hop's MAC is known (`mac`: when it is not, the packet is held until the
+/// neighbour resolves).
 struct Routed {
     nh: NextHop,
     eg: Egress,
+    vlan: Option<u16>,
     mac: Option<[u8; 6]>,
 }
 
@@ -114,6 +138,16 @@ impl<P: PacketBuf> Core<P> {
         now_ms: u64,
         check_owner: bool,
     ) -> Out<P> {
+        let l2: &L2Meta = match cls {
+            Err(e) => return self.drop(pkt, DropReason::Malformed(*e)),
+            Ok(Classified::Arp(l2) | Classified::Other(l2)) => l2,
+            Ok(Classified::Ip(m)) => &m.l2,
+        };
+        // The frame's tag must be its port's: another VLAN's frame (or a tagged one on
+        // an untagged port) goes nowhere, not even to the kernel.
+        if l2.vlan_tci.map(|t| t & 0x0fff) != port_vlan(&snap.net, in_port) {
+            return self.drop(pkt, DropReason::Vlan);
+        }
         let meta = match cls {
             Err(e) => return self.drop(pkt, DropReason::Malformed(*e)),
             Ok(Classified::Arp(l2)) => return self.arp(pkt, l2.l3_offset, in_port, snap, now_ms),
@@ -330,7 +364,8 @@ impl<P: PacketBuf> Core<P> {
         let (nh, port) = egress(snap, plan.toward, plan.fwd)?;
         let mac = self.neigh_mac(nh.addr, nh.port, now_ms);
         let eg = self.egress_of(plan, nh.port, port, mac.unwrap_or([0; 6]));
-        Some(Routed { nh, eg, mac })
+        let vlan = port.vlan;
+        Some(Routed { nh, eg, vlan, mac })
     }
 
     /// A packet of session `id` in direction `dir` (client → RS: `Input`; RS → client
@@ -369,11 +404,15 @@ impl<P: PacketBuf> Core<P> {
         if !reply {
             self.sync_after_input(id, now_ms);
         }
-        let Some(Routed { nh, eg, mac }) = self.route(&plan, snap, now_ms) else {
+        let Some(Routed { nh, eg, vlan, mac }) = self.route(&plan, snap, now_ms) else {
             return self.drop(pkt, DropReason::NoRoute);
         };
         let len = pkt.len() as u64;
-        match plan.apply(&mut pkt, &Layout::of(meta), &eg) {
+        let tagged = meta.l2.vlan_tci.is_some();
+        match plan
+            .apply(&mut pkt, &Layout::of(meta), &eg)
+            .and_then(|()| egress_tag(&mut pkt, tagged, vlan))
+        {
             Ok(()) => {
                 self.count_forwarded(id, dir, len);
                 self.emit(pkt, nh.port, nh.addr, mac)
@@ -474,10 +513,13 @@ impl<P: PacketBuf> Core<P> {
             Some(p) if matches!(p.fwd, FwdMethod::Masq | FwdMethod::FullNat) => p,
             _ => return self.drop(pkt, DropReason::NotForUs),
         };
-        let Some(Routed { nh, eg, mac }) = self.route(&plan, snap, now_ms) else {
+        let Some(Routed { nh, eg, vlan, mac }) = self.route(&plan, snap, now_ms) else {
             return self.drop(pkt, DropReason::NoRoute);
         };
-        match icmp::translate(&mut pkt, meta, &plan, &eg.macs) {
+        let tagged = meta.l2.vlan_tci.is_some();
+        match icmp::translate(&mut pkt, meta, &plan, &eg.macs)
+            .and_then(|()| egress_tag(&mut pkt, tagged, vlan))
+        {
             Ok(()) => {
                 self.counters.icmp_translated += 1;
                 self.emit(pkt, nh.port, nh.addr, mac)
