@@ -8,7 +8,9 @@
 //! - A client port with `vlan = 10`: the client's kernel TCP talks over VLAN 10, curl
 //!   through the VIP works (ARP, ping and the NATed replies carry the tag), the real
 //!   servers' captures show the NATed frames untagged; SYNs tagged VID 20 and untagged
-//!   ones on that port are dropped and counted, and reach no server.
+//!   ones on that port are dropped and counted, and reach no server. The port's
+//!   exception tap is the VLAN's interface: the director's kernel answers ping on a
+//!   host address of the tap over VLAN 10.
 //!
 //! This kernel has neither 802.1Q devices (no `8021q` module) nor bridge VLAN
 //! filtering, so the client's VLAN interface is a user-space one
@@ -264,7 +266,7 @@ fn a_vlan_port_serves_its_vlan_and_the_servers_see_no_tag() {
         &tag_out,
     );
     wait_ready(&tag_out, "the VLAN tagger");
-    let d = director(&lab, "rvlt", "vlan = 10\n");
+    let d = director(&lab, "rvlt", "vlan = 10\nexception_iface = \"rvsv0\"\n");
     lab.wait_tcp("r1", "10.20.0.11".parse().expect("ip"), 8080);
     lab.wait_tcp("r2", "10.20.0.12".parse().expect("ip"), 80);
     let dmac = rvs_tests::failover::mac(&lab, "d", "d0");
@@ -275,6 +277,27 @@ fn a_vlan_port_serves_its_vlan_and_the_servers_see_no_tag() {
     assert!(
         ping.status.success(),
         "ping of the VIP over VLAN 10: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    // The exception path: the tap is the VLAN's interface. The director's kernel, with
+    // a host address on it, answers the client's ARP and ping over VLAN 10 (frames to
+    // the kernel lose the tag, its answers get it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab
+        .try_exec("d", &["ip", "link", "show", "rvsv0"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "no tap rvsv0: {}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.exec("d", &["ip", "link", "set", "rvsv0", "up"]);
+    lab.addr("d", "rvsv0", "10.10.0.5/24");
+    lab.kernel_off("d", "d0");
+    let ping = lab.try_exec("c", &["ping", "-c", "2", "-W", "2", "10.10.0.5"]);
+    assert!(
+        ping.status.success(),
+        "ping of the director's kernel over VLAN 10: {}",
         String::from_utf8_lossy(&ping.stdout)
     );
     let bodies = curl_vip(&lab, 4);
