@@ -315,10 +315,10 @@ impl<P: PacketBuf> Core<P> {
         }
         let len = pkt.len() as u64;
         let tagged = at.l3 != ethernet::HEADER_LEN;
-        if let Err(e) = plan
-            .apply(pkt, &at, &eg)
-            .and_then(|()| egress_tag(pkt, tagged, vlan))
-        {
+        if let Err(e) = plan.apply(pkt, &at, &eg) {
+            return Fast::Drop(DropReason::Rewrite(e));
+        }
+        if let Err(e) = egress_tag(pkt, tagged, vlan) {
             return Fast::Drop(DropReason::Rewrite(e));
         }
         self.count_forwarded(id, dir, len);

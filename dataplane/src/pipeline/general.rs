@@ -70,9 +70,16 @@ pub(super) fn egress_tag<P: PacketBuf>(
     vlan: Option<u16>,
 ) -> wire::Result<()> {
     if tagged || vlan.is_some() {
-        return vlan::retag(pkt, vlan);
+        return retag(pkt, vlan);
     }
     Ok(())
+}
+
+/// [`vlan::retag`] out of line: the established fast path keeps only the compares.
+#[cold]
+#[inline(never)]
+fn retag<P: PacketBuf>(pkt: &mut P, vlan: Option<u16>) -> wire::Result<()> {
+    vlan::retag(pkt, vlan)
 }
 
 /// A routed plan: where it leaves and with what (`vlan`: the egress port's), and whether
