@@ -19,7 +19,7 @@ use crate::steer::{self, Toward};
 use crate::wire::{
     self,
     icmpv4::{time_exceeded, Message},
-    Classified, EthernetAddress, IpMeta, IpProtocol, IpVersion, L2Meta,
+    Classified, EthernetAddress, IpMeta, IpProtocol, IpVersion,
 };
 #[cfg(test)]
 use crate::wire::{classify, ChecksumMode};
@@ -60,35 +60,30 @@ pub(super) fn port_vlan(net: &NetConfig, port: u16) -> Option<u16> {
     net.ports.get(usize::from(port)).and_then(|p| p.vlan)
 }
 
-/// Gives a forwarded frame the tag of the port it leaves by (`vlan`), when it has
-/// another: `tagged` says whether it arrived with one ([`vlan::retag`]). An untagged
-/// frame leaving an untagged port costs the two compares.
-#[inline(always)]
-pub(super) fn egress_tag<P: PacketBuf>(
-    pkt: &mut P,
-    tagged: bool,
-    vlan: Option<u16>,
-) -> wire::Result<()> {
-    if tagged || vlan.is_some() {
-        return retag(pkt, vlan);
-    }
-    Ok(())
-}
-
-/// [`vlan::retag`] out of line: the established fast path keeps only the compares.
+/// Gives a forwarded frame the tag of port `port`, the port it leaves by
+/// ([`vlan::retag`]). Called only with VLAN ports configured or for a frame that came
+/// tagged (without VLAN ports an untagged frame leaves as it is); out of line, so that
+/// the paths keep only that test.
 #[cold]
 #[inline(never)]
-fn retag<P: PacketBuf>(pkt: &mut P, vlan: Option<u16>) -> wire::Result<()> {
-    vlan::retag(pkt, vlan)
+pub(super) fn retag_for<P: PacketBuf>(pkt: &mut P, snap: &Snapshot, port: u16) -> wire::Result<()> {
+    vlan::retag(pkt, port_vlan(&snap.net, port))
 }
 
-/// A routed plan: where it leaves and with what (`vlan`: the egress port's), and whether
-/// its next hop's MAC is known (`mac`: when it is not, the packet is held until the
-/// neighbour resolves).
+/// Whether the 802.1Q tag of `frame` (a classified frame) is not that of port `port`,
+/// the port it arrived on. Out of line: the general path, inlined into the burst loop,
+/// keeps only the gate before it.
+#[cold]
+#[inline(never)]
+fn tag_mismatch(frame: &[u8], snap: &Snapshot, port: u16) -> bool {
+    vlan::vid_of(frame) != port_vlan(&snap.net, port)
+}
+
+/// A routed plan: where it leaves and with what, and whether its next hop's MAC is known
+/// (`mac`: when it is not, the packet is held until the neighbour resolves).
 struct Routed {
     nh: NextHop,
     eg: Egress,
-    vlan: Option<u16>,
     mac: Option<[u8; 6]>,
 }
 
@@ -145,14 +140,11 @@ impl<P: PacketBuf> Core<P> {
         now_ms: u64,
         check_owner: bool,
     ) -> Out<P> {
-        let l2: &L2Meta = match cls {
-            Err(e) => return self.drop(pkt, DropReason::Malformed(*e)),
-            Ok(Classified::Arp(l2) | Classified::Other(l2)) => l2,
-            Ok(Classified::Ip(m)) => &m.l2,
-        };
         // The frame's tag must be its port's: another VLAN's frame (or a tagged one on
-        // an untagged port) goes nowhere, not even to the kernel.
-        if l2.vlan_tci.map(|t| t & 0x0fff) != port_vlan(&snap.net, in_port) {
+        // an untagged port) goes nowhere, not even to the kernel. (The frame is at least
+        // an Ethernet header long: `cls` is not an error.)
+        let gate = cls.is_ok() && (self.vlans || vlan::vid_of(pkt.data()).is_some());
+        if gate && tag_mismatch(pkt.data(), snap, in_port) {
             return self.drop(pkt, DropReason::Vlan);
         }
         let meta = match cls {
@@ -371,8 +363,7 @@ impl<P: PacketBuf> Core<P> {
         let (nh, port) = egress(snap, plan.toward, plan.fwd)?;
         let mac = self.neigh_mac(nh.addr, nh.port, now_ms);
         let eg = self.egress_of(plan, nh.port, port, mac.unwrap_or([0; 6]));
-        let vlan = port.vlan;
-        Some(Routed { nh, eg, vlan, mac })
+        Some(Routed { nh, eg, mac })
     }
 
     /// A packet of session `id` in direction `dir` (client → RS: `Input`; RS → client
@@ -411,15 +402,17 @@ impl<P: PacketBuf> Core<P> {
         if !reply {
             self.sync_after_input(id, now_ms);
         }
-        let Some(Routed { nh, eg, vlan, mac }) = self.route(&plan, snap, now_ms) else {
+        let Some(Routed { nh, eg, mac }) = self.route(&plan, snap, now_ms) else {
             return self.drop(pkt, DropReason::NoRoute);
         };
         let len = pkt.len() as u64;
-        let tagged = meta.l2.vlan_tci.is_some();
-        match plan
-            .apply(&mut pkt, &Layout::of(meta), &eg)
-            .and_then(|()| egress_tag(&mut pkt, tagged, vlan))
-        {
+        let res = match plan.apply(&mut pkt, &Layout::of(meta), &eg) {
+            Ok(()) if self.vlans || meta.l2.vlan_tci.is_some() => {
+                retag_for(&mut pkt, snap, nh.port)
+            }
+            r => r,
+        };
+        match res {
             Ok(()) => {
                 self.count_forwarded(id, dir, len);
                 self.emit(pkt, nh.port, nh.addr, mac)
@@ -520,13 +513,16 @@ impl<P: PacketBuf> Core<P> {
             Some(p) if matches!(p.fwd, FwdMethod::Masq | FwdMethod::FullNat) => p,
             _ => return self.drop(pkt, DropReason::NotForUs),
         };
-        let Some(Routed { nh, eg, vlan, mac }) = self.route(&plan, snap, now_ms) else {
+        let Some(Routed { nh, eg, mac }) = self.route(&plan, snap, now_ms) else {
             return self.drop(pkt, DropReason::NoRoute);
         };
-        let tagged = meta.l2.vlan_tci.is_some();
-        match icmp::translate(&mut pkt, meta, &plan, &eg.macs)
-            .and_then(|()| egress_tag(&mut pkt, tagged, vlan))
-        {
+        let res = match icmp::translate(&mut pkt, meta, &plan, &eg.macs) {
+            Ok(()) if self.vlans || meta.l2.vlan_tci.is_some() => {
+                retag_for(&mut pkt, snap, nh.port)
+            }
+            r => r,
+        };
+        match res {
             Ok(()) => {
                 self.counters.icmp_translated += 1;
                 self.emit(pkt, nh.port, nh.addr, mac)
