@@ -207,6 +207,7 @@ pub fn engine_config(
         addrs: vec![DIP_CLIENT],
         mtu: 1500,
         kernel_iface: None,
+        vlan: None,
     }];
     match server_dev {
         Some(dev) => ports.push(PortSpec {
@@ -215,6 +216,7 @@ pub fn engine_config(
             addrs: vec![DIP_SERVER],
             mtu: 1500,
             kernel_iface: None,
+            vlan: None,
         }),
         // One-armed: real servers on the client port.
         None => ports[0].addrs.push(DIP_SERVER),
@@ -225,6 +227,7 @@ pub fn engine_config(
         addrs: Vec::new(),
         mtu: 1500,
         kernel_iface: None,
+        vlan: None,
     });
     EngineConfig {
         eal_args,

@@ -66,6 +66,10 @@ pub const DEFAULT_MTU: u16 = 1500;
 pub const MIN_MTU: u16 = 68;
 /// Largest port MTU (jumbo frames).
 pub const MAX_MTU: u16 = 9216;
+/// Smallest 802.1Q VLAN id of a port (0 is a priority tag, not a VLAN).
+pub const MIN_VLAN: u16 = 1;
+/// Largest 802.1Q VLAN id of a port (4095 is reserved).
+pub const MAX_VLAN: u16 = 4094;
 /// Most RX or TX queues of a port.
 pub const MAX_QUEUES: i64 = 1024;
 /// Most workers.
@@ -270,6 +274,13 @@ pub struct Port {
     /// MTU (default 1500, range 68..=9216).
     #[serde(default = "default_mtu")]
     pub mtu: i64,
+    /// The port's 802.1Q VLAN (1..=4094): frames tagged with this VID are accepted (and
+    /// handled untagged), every frame leaving the port is tagged with it, and frames with
+    /// no tag or another are dropped and counted (`drop vlan`). Unset: the port carries
+    /// untagged frames only, and tagged ones are dropped. The exception tap
+    /// (`exception_iface`) sees the port's frames untagged.
+    #[serde(default)]
+    pub vlan: Option<i64>,
     /// NIC checksum offload. rvs computes checksums in software (incrementally) and uses
     /// no offload: `false` says so, `true` is refused by rvsd with the dataplane.
     #[serde(default)]
@@ -816,6 +827,9 @@ impl Config {
             range(f("tx_queues"), q, 1, MAX_QUEUES)?;
         }
         range(f("mtu"), p.mtu, MIN_MTU.into(), MAX_MTU.into())?;
+        if let Some(v) = p.vlan {
+            range(f("vlan"), v, MIN_VLAN.into(), MAX_VLAN.into())?;
+        }
         for (j, a) in p.addresses.iter().enumerate() {
             if parse_prefix(a).is_none() {
                 return Err(ConfigError::invalid(
@@ -1171,6 +1185,22 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::from_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_port_vlan_is_a_vid_of_1_to_4094() {
+        let port = |v: &str| format!("[[ports]]\nname = \"a\"\ndevice = \"net_null0\"\n{v}");
+        assert_eq!(Config::from_str(&port("")).unwrap().ports[0].vlan, None);
+        for v in [1, 10, 4094] {
+            let c = Config::from_str(&port(&format!("vlan = {v}\n"))).unwrap();
+            assert_eq!(c.ports[0].vlan, Some(v));
+        }
+        for v in [0, 4095, -1, 70000] {
+            assert_eq!(
+                err(&port(&format!("vlan = {v}\n"))),
+                format!("ports[0].vlan: {v} is out of range 1..=4094")
+            );
+        }
     }
 
     #[test]

@@ -182,6 +182,8 @@ fn port_specs(cfg: &Config) -> Result<(Vec<PortSpec>, HashMap<String, u16>), Eng
                 rvs_config::DEFAULT_MTU
             },
             kernel_iface: p.exception_iface.clone(),
+            // Validated 1..=4094 by the configuration.
+            vlan: p.vlan.and_then(|v| u16::try_from(v).ok()),
         });
     }
     Ok((ports, names))
@@ -931,6 +933,15 @@ mod tests {
             format!("{port}[sessions]\nexpire_nodest_conn = 1\nexpire_quiescent_template = 1\n");
         let e = engine_config(&Config::from_str(&cfg).unwrap()).unwrap();
         assert!(e.expire_nodest_conn && e.expire_quiescent_template);
+    }
+
+    #[test]
+    fn engine_config_carries_the_port_vlan() {
+        let port = |v: &str| format!("[[ports]]\nname = \"dpdk0\"\ndevice = \"net_null0\"\n{v}");
+        let e = engine_config(&Config::from_str(&port("")).unwrap()).unwrap();
+        assert_eq!(e.ports[0].vlan, None);
+        let e = engine_config(&Config::from_str(&port("vlan = 10\n")).unwrap()).unwrap();
+        assert_eq!(e.ports[0].vlan, Some(10));
     }
 
     #[test]

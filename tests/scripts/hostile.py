@@ -75,7 +75,8 @@ def kinds():
     yield "icmp-garbage", [eth() / IP(src=cip, dst=vip) / ICMP(type=3, code=3) / Raw(b"\x45\x00garbage"),
                            eth() / IP(src=cip, dst=vip) / ICMP(type=11, code=0) /
                            IP(src=vip, dst=cip) / UDP(sport=80, dport=61090)]
-    # QinQ and an unknown EtherType.
+    # QinQ (a tagged frame on the untagged client port: dropped as `vlan`) and an
+    # unknown EtherType.
     yield "other-ethertype", [eth() / Dot1AD(vlan=20) / Dot1Q(vlan=10) / IP(src=cip, dst=vip) /
                               TCP(sport=61100, dport=80, flags="S"),
                               eth(type=0x88b5) / Raw(b"\x00" * 46)]

@@ -54,6 +54,11 @@ pub struct PortSpec {
     pub addrs: Vec<(Ipv4Addr, u8)>,
     /// L3 MTU.
     pub mtu: u16,
+    /// The port's 802.1Q VLAN (1..=4094): frames of that VID are accepted, every frame
+    /// leaving the port is tagged with it, and frames with no tag or another are dropped
+    /// (`drop vlan`). The exception tap sees the frames untagged. `None`: untagged frames
+    /// only.
+    pub vlan: Option<u16>,
     /// Exception path: the name of a kernel tap interface (DPDK `net_tap`, created with
     /// the port's MAC) that receives what the pipeline does not own on this port (ARP not
     /// answered by the dataplane, traffic for no VIP/LIP/DIP and no session, other

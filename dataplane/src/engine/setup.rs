@@ -129,7 +129,11 @@ impl Setup<'_> {
             out.rx_queues.push(nrx);
             out.net.rss.push(rss_steer(&info, nrx));
             out.ports.push(port);
-            out.net.ports.push(PortNet { mac, mtu: spec.mtu });
+            out.net.ports.push(PortNet {
+                mac,
+                mtu: spec.mtu,
+                vlan: spec.vlan,
+            });
             add_addresses(&mut out.net, &mut routes, i as u16, spec);
             out.arp_src.push(spec.addrs.first().map(|a| a.0));
         }

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use crate::conn::ConnConfig;
 use crate::dpdk::{self, Mbuf, MbufBatch, Mempool, QueueId, Ring};
+use crate::forward::vlan;
 use crate::neigh::NeighConfig;
 use crate::pipeline::{
     announced_addresses, build_arp_request, build_gratuitous_arp, Core, DropReason, Emit, Out,
@@ -91,6 +92,8 @@ struct Outputs<'a> {
     handoff: Vec<MbufBatch>,
     tx_dropped: u64,
     to_kernel: u64,
+    /// Per port: its VLAN (`[[ports]] vlan`), from the adopted snapshot.
+    port_vlans: Vec<Option<u16>>,
 }
 
 impl Outputs<'_> {
@@ -145,15 +148,19 @@ impl Outputs<'_> {
         }
     }
 
-    /// Exception path: what the pipeline does not own goes to its port's kernel tap.
+    /// Exception path: what the pipeline does not own goes to its port's kernel tap. The
+    /// tap is the port's VLAN interface: a frame of a VLAN port reaches it untagged.
     #[inline]
-    fn pass_to_kernel(&mut self, m: Mbuf) {
-        let tap = self
-            .sh
-            .port_of(m.port())
+    fn pass_to_kernel(&mut self, mut m: Mbuf) {
+        let port = self.sh.port_of(m.port());
+        let tap = port
             .and_then(|p| self.sh.tap_of.get(usize::from(p)))
             .copied()
             .flatten();
+        let vlan = port.and_then(|p| self.port_vlans.get(usize::from(p)).copied().flatten());
+        if vlan.is_some() && vlan::retag(&mut m, None).is_err() {
+            return;
+        }
         match tap {
             Some(t) => {
                 self.to_kernel += 1;
@@ -213,12 +220,17 @@ fn process<I: Iterator<Item = Mbuf>>(
     core.process_burst(pkts, now, check_owner, in_port, |e| out.emit(e));
 }
 
-/// An mbuf holding the ARP frame `build` writes, or `None` (nothing held) when the pool is
-/// empty or `build` refuses.
+/// An mbuf holding the ARP frame `build` writes, tagged with `vlan` when the port has
+/// one, or `None` (nothing held) when the pool is empty or `build` refuses.
 #[inline]
-fn arp_frame(pool: &Mempool, build: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<Mbuf> {
+fn arp_frame(
+    pool: &Mempool,
+    vlan: Option<u16>,
+    build: impl FnOnce(&mut [u8]) -> Option<usize>,
+) -> Option<Mbuf> {
     let mut m = pool.alloc()?;
     build(m.append(ARP_FRAME_LEN)?)?;
+    vlan::retag(&mut m, vlan).ok()?;
     Some(m)
 }
 
@@ -265,6 +277,7 @@ impl<'a> Worker<'a> {
                 handoff: (0..sh.workers).map(|_| MbufBatch::new()).collect(),
                 tx_dropped: 0,
                 to_kernel: 0,
+                port_vlans: Vec::new(),
             },
             rx: MbufBatch::new(),
             generation: 0,
@@ -303,6 +316,7 @@ impl<'a> Worker<'a> {
         }
         if let Some(s) = read_locked(&self.sh.snapshot) {
             self.port_macs = s.net.ports.iter().map(|p| p.mac).collect();
+            self.out.port_vlans = s.net.ports.iter().map(|p| p.vlan).collect();
             self.core.adopt(s);
         }
         self.arp_src = read_locked(&self.sh.arp_src);
@@ -342,8 +356,15 @@ impl<'a> Worker<'a> {
             let Some(mac) = self.port_macs.get(usize::from(port)) else {
                 continue;
             };
+            let vlan = self
+                .out
+                .port_vlans
+                .get(usize::from(port))
+                .copied()
+                .flatten();
             for _ in 0..GARP_REPEAT {
-                if let Some(m) = arp_frame(self.pool, |buf| build_gratuitous_arp(buf, *mac, ip)) {
+                let m = arp_frame(self.pool, vlan, |buf| build_gratuitous_arp(buf, *mac, ip));
+                if let Some(m) = m {
                     self.out.route(Out::Tx(m, port));
                 }
             }
@@ -380,7 +401,8 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Exception path: what the kernel sends on a tap leaves through its port unchanged.
+    /// Exception path: what the kernel sends on a tap leaves through its port unchanged,
+    /// but for the port's VLAN tag (the kernel sends untagged frames on the tap).
     #[inline]
     fn poll_taps(&mut self) {
         let (sh, q) = (self.sh, self.out.queue);
@@ -389,8 +411,17 @@ impl<'a> Worker<'a> {
                 continue;
             }
             let port = sh.tap_port[k];
-            for m in self.rx.drain() {
+            let vlan = self
+                .out
+                .port_vlans
+                .get(usize::from(port))
+                .copied()
+                .flatten();
+            for mut m in self.rx.drain() {
                 self.from_kernel += 1;
+                if vlan.is_some() && vlan::retag(&mut m, vlan).is_err() {
+                    continue;
+                }
                 self.out.route(Out::Tx(m, port));
             }
         }
@@ -426,8 +457,11 @@ impl<'a> Worker<'a> {
             let (Some(mac), Some(Some(src))) = (self.port_macs.get(p), self.arp_src.get(p)) else {
                 continue;
             };
-            if let Some(m) = arp_frame(self.pool, |buf| build_arp_request(buf, *mac, *src, target))
-            {
+            let vlan = self.out.port_vlans.get(p).copied().flatten();
+            let m = arp_frame(self.pool, vlan, |buf| {
+                build_arp_request(buf, *mac, *src, target)
+            });
+            if let Some(m) = m {
                 self.out.route(Out::Tx(m, port));
             }
         }

@@ -10,6 +10,7 @@
 //!   error for a packet too big for the tunnel.
 //! - [`icmp`]: ICMP errors about NAT and FULLNAT sessions, translated from the plan of
 //!   the direction they travel.
+//! - [`vlan`]: the 802.1Q tag of the port a frame leaves by.
 //!
 //! Every rewrite works in place on a [`crate::buf::PacketBuf`] (TUN prepends into its
 //! headroom), never allocates, never panics (offsets that do not fit the buffer are
@@ -21,6 +22,7 @@ pub mod icmp;
 pub mod plan;
 pub mod rewrite;
 pub mod tun;
+pub mod vlan;
 
 pub use self::plan::{Egress, Layout, Plan};
 pub use self::rewrite::{MacRewrite, V4End};

@@ -6,11 +6,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::buf::PacketBuf;
 use crate::conn::{Direction, LookupHint};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
-use crate::forward::{Layout, Plan};
+use crate::forward::{vlan, Layout, Plan};
 use crate::steer::{self, Toward};
-use crate::wire::{self, ipv4, ChecksumMode, Classified, IpMeta, IpProtocol, V4Flow};
+use crate::wire::{self, ethernet, ipv4, ChecksumMode, Classified, IpMeta, IpProtocol, V4Flow};
 
-use super::general::steer_toward;
+use super::general::{port_vlan, retag_for, steer_toward};
 use super::{Core, DropReason, Out};
 
 /// The session tuple of a classified IPv4 TCP or UDP packet.
@@ -178,21 +178,26 @@ impl<P: PacketBuf> Core<P> {
                 continue;
             };
             if let Some(f @ Flow { v4: Some(v), .. }) = &flows[r] {
-                match self.fast_path(&mut p, v, f, now_ms, check_owner) {
-                    Fast::Tx(port) => {
-                        emit(Emit::Packet(Out::Tx(p, port)));
-                        continue;
+                // The frame's tag must be its port's (else the general path drops it):
+                // without VLAN ports, that it has none.
+                let untagged = usize::from(v.l3) == ethernet::HEADER_LEN;
+                if (untagged && !self.vlans) || self.tag_matches(p.data(), in_port(&p)) {
+                    match self.fast_path(&mut p, v, f, now_ms, check_owner) {
+                        Fast::Tx(port) => {
+                            emit(Emit::Packet(Out::Tx(p, port)));
+                            continue;
+                        }
+                        Fast::Drop(reason) => {
+                            let out = self.drop(p, reason);
+                            emit(Emit::Packet(out));
+                            continue;
+                        }
+                        Fast::Handoff(owner) => {
+                            emit(Emit::Packet(Out::Handoff(p, owner)));
+                            continue;
+                        }
+                        Fast::Slow => {}
                     }
-                    Fast::Drop(reason) => {
-                        let out = self.drop(p, reason);
-                        emit(Emit::Packet(out));
-                        continue;
-                    }
-                    Fast::Handoff(owner) => {
-                        emit(Emit::Packet(Out::Handoff(p, owner)));
-                        continue;
-                    }
-                    Fast::Slow => {}
                 }
                 wire::classify_into(p.data(), ChecksumMode::Software, &mut cls[r]);
             }
@@ -217,7 +222,8 @@ impl<P: PacketBuf> Core<P> {
     /// owns is handed to it at once ([`Fast::Handoff`]). [`Fast::Slow`] when anything
     /// is out of the ordinary (no session, a SYN, an unresolved next hop, a TTL about
     /// to expire, a TUN packet too big for the tunnel, ...): nothing has been changed
-    /// then.
+    /// then. The caller has checked the frame's 802.1Q tag against its port (without
+    /// VLAN ports: that it has none); the packet leaves with its egress port's tag.
     #[inline(always)]
     fn fast_path(
         &mut self,
@@ -306,8 +312,24 @@ impl<P: PacketBuf> Core<P> {
         if let Err(e) = plan.apply(pkt, &at, &eg) {
             return Fast::Drop(DropReason::Rewrite(e));
         }
+        // Without VLAN ports the frame came untagged (the caller checked) and leaves so.
+        if self.vlans {
+            if let Some(Err(e)) = self.snap.as_ref().map(|s| retag_for(pkt, s, nh.port)) {
+                return Fast::Drop(DropReason::Rewrite(e));
+            }
+        }
         self.count_forwarded(id, dir, len);
         Fast::Tx(nh.port)
+    }
+
+    /// Whether a frame's 802.1Q tag is that of port `port`, the port it arrived on
+    /// (asked for every frame with VLAN ports configured, else only for a tagged one;
+    /// without a snapshot the general path decides).
+    #[cold]
+    fn tag_matches(&self, frame: &[u8], port: u16) -> bool {
+        self.snap
+            .as_ref()
+            .is_none_or(|s| vlan::vid_of(frame) == port_vlan(&s.net, port))
     }
 
     /// A TCP or UDP packet without a session here: handed to its owner when that is

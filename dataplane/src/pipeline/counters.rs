@@ -41,12 +41,15 @@ pub enum DropReason {
     /// An ARP reply or gratuitous ARP from another host claiming one of the director's
     /// addresses: never learned, logged once per address per minute.
     ArpConflict,
+    /// The frame's 802.1Q tag does not match its port: a tag on a port without `vlan`,
+    /// no tag or another VID on a port with one (a priority tag, VID 0, is a tag).
+    Vlan,
 }
 
 impl DropReason {
     /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
     /// other reasons.
-    pub const COUNT: usize = 2 * wire::Error::COUNT + 11;
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 12;
 
     /// The counter slot.
     pub fn index(self) -> usize {
@@ -65,6 +68,7 @@ impl DropReason {
             DropReason::Unsupported => 2 * w + 8,
             DropReason::Martian => 2 * w + 9,
             DropReason::ArpConflict => 2 * w + 10,
+            DropReason::Vlan => 2 * w + 11,
         }
     }
 
@@ -86,6 +90,7 @@ impl DropReason {
                 8 => DropReason::Unsupported,
                 9 => DropReason::Martian,
                 10 => DropReason::ArpConflict,
+                11 => DropReason::Vlan,
                 _ => return None,
             },
         })
@@ -107,6 +112,7 @@ impl DropReason {
             DropReason::Unsupported => "unsupported".into(),
             DropReason::Martian => "martian".into(),
             DropReason::ArpConflict => "arp-conflict".into(),
+            DropReason::Vlan => "vlan".into(),
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::buf::PacketBuf;
 use crate::conn::{ConnId, ConnTable, Direction, PacketMeta, Refuse, Scheduled};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::forward::plan::routes;
-use crate::forward::{icmp, tun, Egress, Layout, MacRewrite, Plan};
+use crate::forward::{icmp, tun, vlan, Egress, Layout, MacRewrite, Plan};
 use crate::laddr::LaddrPool;
 use crate::route::NextHop;
 use crate::service::{RealServer, ServiceKey};
@@ -57,6 +57,32 @@ pub(super) fn egress(
         nh.addr = toward;
     }
     Some((nh, snap.net.ports.get(usize::from(nh.port))?))
+}
+
+/// The VLAN of the frames port `port` carries (`None`: untagged; also for a port the
+/// snapshot does not have).
+#[inline(always)]
+pub(super) fn port_vlan(net: &NetConfig, port: u16) -> Option<u16> {
+    net.ports.get(usize::from(port)).and_then(|p| p.vlan)
+}
+
+/// Gives a forwarded frame the tag of port `port`, the port it leaves by
+/// ([`vlan::retag`]). Called only with VLAN ports configured or for a frame that came
+/// tagged (without VLAN ports an untagged frame leaves as it is); out of line, so that
+/// the paths keep only that test.
+#[cold]
+#[inline(never)]
+pub(super) fn retag_for<P: PacketBuf>(pkt: &mut P, snap: &Snapshot, port: u16) -> wire::Result<()> {
+    vlan::retag(pkt, port_vlan(&snap.net, port))
+}
+
+/// Whether the 802.1Q tag of `frame` (a classified frame) is not that of port `port`,
+/// the port it arrived on. Out of line: the general path, inlined into the burst loop,
+/// keeps only the gate before it.
+#[cold]
+#[inline(never)]
+fn tag_mismatch(frame: &[u8], snap: &Snapshot, port: u16) -> bool {
+    vlan::vid_of(frame) != port_vlan(&snap.net, port)
 }
 
 /// A routed plan: where it leaves and with what, and whether its next hop's MAC is known
@@ -120,6 +146,13 @@ impl<P: PacketBuf> Core<P> {
         now_ms: u64,
         check_owner: bool,
     ) -> Out<P> {
+        // The frame's tag must be its port's: another VLAN's frame (or a tagged one on
+        // an untagged port) goes nowhere, not even to the kernel. (The frame is at least
+        // an Ethernet header long: `cls` is not an error.)
+        let gate = cls.is_ok() && (self.vlans || vlan::vid_of(pkt.data()).is_some());
+        if gate && tag_mismatch(pkt.data(), snap, in_port) {
+            return self.drop(pkt, DropReason::Vlan);
+        }
         let meta = match cls {
             Err(e) => return self.drop(pkt, DropReason::Malformed(*e)),
             Ok(Classified::Arp(l2)) => return self.arp(pkt, l2.l3_offset, in_port, snap, now_ms),
@@ -383,7 +416,13 @@ impl<P: PacketBuf> Core<P> {
             return self.drop(pkt, DropReason::NoRoute);
         };
         let len = pkt.len() as u64;
-        match plan.apply(&mut pkt, &Layout::of(meta), &eg) {
+        let res = match plan.apply(&mut pkt, &Layout::of(meta), &eg) {
+            Ok(()) if self.vlans || meta.l2.vlan_tci.is_some() => {
+                retag_for(&mut pkt, snap, nh.port)
+            }
+            r => r,
+        };
+        match res {
             Ok(()) => {
                 self.count_forwarded(id, dir, len);
                 self.emit(pkt, nh.port, nh.addr, mac)
@@ -495,12 +534,19 @@ impl<P: PacketBuf> Core<P> {
             return self.drop(pkt, DropReason::NoRoute);
         };
         // NAT and FULLNAT translate the error to the view of the side it goes to; DR and
-        // TUN relay it to the real server as any packet of the session.
+        // TUN relay it to the real server as any packet of the session. Then the tag of
+        // the port it leaves by.
         let res = match plan.fwd {
             FwdMethod::Masq | FwdMethod::FullNat => {
                 icmp::translate(&mut pkt, meta, &plan, &eg.macs)
             }
             _ => plan.apply(&mut pkt, &Layout::of(meta), &eg),
+        };
+        let res = match res {
+            Ok(()) if self.vlans || meta.l2.vlan_tci.is_some() => {
+                retag_for(&mut pkt, snap, nh.port)
+            }
+            r => r,
         };
         match res {
             Ok(()) => {

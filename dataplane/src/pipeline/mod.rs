@@ -69,6 +69,11 @@ pub struct PortNet {
     pub mac: [u8; 6],
     /// L3 MTU (1500 by default).
     pub mtu: u16,
+    /// The port's 802.1Q VLAN (`[[ports]] vlan`, 1..=4094): frames of this VID are
+    /// accepted and every frame leaving the port is tagged with it. `None`: the port
+    /// carries untagged frames only. A frame whose tag does not match its port is
+    /// dropped as [`DropReason::Vlan`].
+    pub vlan: Option<u16>,
 }
 
 /// The network half of a configuration snapshot: ports, owned addresses, routes and the
@@ -185,6 +190,9 @@ pub struct Core<P> {
     burst_cls: Vec<wire::Result<Classified>>,
     /// TUN: the outer source address per egress port ([`tunnel_sources`]).
     tun_src: Vec<Ipv4Addr>,
+    /// Some port of the snapshot has a `vlan`: the fast path then checks every frame's
+    /// tag against its port (else only that it has none).
+    vlans: bool,
 }
 
 /// The outer source of TUN packets leaving each port: the port's own address (the
@@ -228,6 +236,7 @@ impl<P: PacketBuf> Core<P> {
             sync_stats: SyncCounters::default(),
             burst_cls: Vec::with_capacity(RING),
             tun_src: Vec::new(),
+            vlans: false,
         }
     }
 
@@ -257,6 +266,7 @@ impl<P: PacketBuf> Core<P> {
             self.reserve_held_ports(&added);
         }
         self.tun_src = tunnel_sources(net);
+        self.vlans = net.ports.iter().any(|p| p.vlan.is_some());
         self.snap = Some(snap);
         // Traffic counters are indexed by the core's dest slots and remember whose they
         // are: a slot that now holds another server (one freed by a removed server's

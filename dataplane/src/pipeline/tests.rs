@@ -49,10 +49,12 @@ fn snapshot_tun(fwd: FwdMethod, workers: usize, tunnels: [Tunnel; 2]) -> Snapsho
         PortNet {
             mac: PORT0_MAC,
             mtu: 1500,
+            vlan: None,
         },
         PortNet {
             mac: PORT1_MAC,
             mtu: 1500,
+            vlan: None,
         },
     ];
     net.local.insert(Ipv4Addr::from(DIP0), (LocalKind::Dip, 0));
@@ -144,6 +146,56 @@ fn assert_tunnelled_as_configured(out: &[u8], tunnels: [Tunnel; 2]) {
             assert_eq!(u.destination_port(), 6080);
             assert_eq!(u.checksum() != 0, t.csum != TunCsum::NoCsum);
         }
+    }
+}
+
+/// `core_tun` with the clients' port (0) on 802.1Q VLAN `vid`.
+fn core_tun_vlan(
+    fwd: FwdMethod,
+    tunnels: [Tunnel; 2],
+    id: usize,
+    workers: usize,
+    vid: Option<u16>,
+) -> Core<VecBuf> {
+    let mut snap = snapshot_tun(fwd, workers, tunnels);
+    let mut net = (*snap.net).clone();
+    net.ports[0].vlan = vid;
+    snap.net = Arc::new(net);
+    let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snap);
+    c
+}
+
+/// `core` with the clients' port (0) on 802.1Q VLAN `vid`.
+fn core_vlan(fwd: FwdMethod, id: usize, workers: usize, vid: Option<u16>) -> Core<VecBuf> {
+    let mut snap = snapshot(fwd, workers);
+    let mut net = (*snap.net).clone();
+    net.ports[0].vlan = vid;
+    snap.net = Arc::new(net);
+    let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snap);
+    c
+}
+
+/// The frame of `p` behind an 802.1Q tag of VID `vid` (`None`: unchanged).
+fn tagged(p: VecBuf, vid: Option<u16>) -> VecBuf {
+    let Some(v) = vid else {
+        return p;
+    };
+    let mut f = p.data().to_vec();
+    f.splice(12..12, [0x81, 0x00, (v >> 8) as u8, v as u8]);
+    VecBuf::new(VecBuf::DEFAULT_HEADROOM, &f)
+}
+
+/// The VID of a frame's 802.1Q tag as etherparse reads it (`None`: untagged).
+fn vid(frame: &[u8]) -> Option<u16> {
+    match SlicedPacket::from_ethernet(frame)
+        .expect("etherparse parses it")
+        .vlan
+    {
+        None => None,
+        Some(etherparse::VlanSlice::SingleVlan(v)) => Some(v.vlan_identifier().value()),
+        Some(etherparse::VlanSlice::DoubleVlan(_)) => panic!("two tags"),
     }
 }
 
@@ -241,6 +293,110 @@ fn arp_for_the_vip_is_answered_and_the_client_learned() {
         c.process(arp(1, CLIENT_MAC, CIP, [0; 6], [10, 10, 0, 77]), 0, 0, true),
         Out::Consumed(_)
     ));
+}
+
+#[test]
+fn a_tagged_frame_on_an_untagged_port_is_dropped_and_counted() {
+    // Issue 17: a client's frame with one 802.1Q tag (VID 10) on an untagged port was
+    // NATed and left for the real server with the tag on. It is dropped as `vlan`: no
+    // session, nothing forwarded, nothing for the kernel (an ARP request neither).
+    let mut c = core(FwdMethod::Masq, 0, 1);
+    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+    let out = c.process(tagged(syn, Some(10)), 0, 1, true);
+    assert!(matches!(out, Out::Drop(_, DropReason::Vlan)), "{out:?}");
+    let arp_req = tagged(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), Some(10));
+    let out = c.process(arp_req, 0, 1, true);
+    assert!(matches!(out, Out::Drop(_, DropReason::Vlan)), "{out:?}");
+    assert_eq!(c.conns().len(), 0, "no session from a tagged SYN");
+    assert_eq!(c.neigh().get(Ipv4Addr::from(CIP)), None, "nothing learned");
+    // An established session's tagged segment is dropped on the fast path too.
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40001, VIP, 80, true, false);
+    tx(c.process(syn, 0, 2, true));
+    let ack = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40001, VIP, 80, false, true);
+    let mut got = Vec::new();
+    c.process_burst(
+        [tagged(ack.clone(), Some(10)), ack],
+        3,
+        true,
+        |_| 0,
+        |e| match e {
+            Emit::Packet(o) => got.push(verdict(o)),
+            Emit::Generated(..) => panic!("nothing originated"),
+        },
+    );
+    assert_eq!((got[0].0, got[0].1.as_str()), (2, "vlan"));
+    assert_eq!(
+        (got[1].0, got[1].1.as_str()),
+        (0, "1"),
+        "the untagged one goes on"
+    );
+    assert_eq!(vid(&got[1].2), None);
+    assert_eq!(c.counters().drops_of(DropReason::Vlan), 3);
+    assert_eq!(DropReason::Vlan.name(), "vlan");
+}
+
+#[test]
+fn a_vlan_port_takes_its_vid_and_tags_what_leaves_by_it() {
+    // The clients' port is on VLAN 10, the servers' untagged.
+    let mut c = core_vlan(FwdMethod::Masq, 0, 1, Some(10));
+    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    let v10 = Some(10);
+    // ARP for the VIP, tagged: answered with the tag.
+    let (p, port) = tx(c.process(
+        tagged(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), v10),
+        0,
+        0,
+        true,
+    ));
+    assert_eq!((port, vid(p.data())), (0, v10));
+    assert_eq!(&p.data()[24..26], &[0, 2], "an ARP reply behind the tag");
+    assert_eq!(c.neigh().get(Ipv4Addr::from(CIP)), Some(CLIENT_MAC));
+    // The SYN of VID 10 reaches the real server untagged, NATed.
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+    let (p, port) = tx(c.process(tagged(syn, v10), 0, 1, true));
+    assert_eq!((port, vid(p.data())), (1, None));
+    assert_eq!(check(p.data()), (CIP, 40000, RS2, 80));
+    assert_eq!(&p.data()[..6], &RS2_MAC);
+    assert_eq!(&p.data()[6..12], &PORT1_MAC);
+    // The reply gets the tag back.
+    let synack = tcp(RS2_MAC, PORT1_MAC, RS2, 80, CIP, 40000, true, true);
+    let (p, port) = tx(c.process(synack, 1, 2, true));
+    assert_eq!((port, vid(p.data())), (0, v10));
+    assert_eq!(check(p.data()), (VIP, 80, CIP, 40000));
+    assert_eq!(&p.data()[..6], &CLIENT_MAC);
+    assert_eq!(&p.data()[6..12], &PORT0_MAC);
+    // A ping of the VIP is answered on the VLAN.
+    let mut ping = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .single_vlan(etherparse::VlanId::try_new(10).unwrap())
+        .ipv4(CIP, VIP, 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut ping, b"ping")
+        .expect("build");
+    let (p, port) = tx(c.process(VecBuf::new(64, &ping), 0, 3, true));
+    assert_eq!((port, vid(p.data())), (0, v10));
+    // No tag, another VID, or a tag on the untagged port: dropped and counted.
+    let syn = |sp| tcp(CLIENT_MAC, PORT0_MAC, CIP, sp, VIP, 80, true, false);
+    for (p, port) in [
+        (syn(40001), 0),
+        (tagged(syn(40002), Some(20)), 0),
+        (tagged(syn(40003), Some(0)), 0),
+        (
+            tagged(
+                tcp(RS2_MAC, PORT1_MAC, RS2, 80, CIP, 40000, false, true),
+                v10,
+            ),
+            1,
+        ),
+    ] {
+        let out = c.process(p, port, 4, true);
+        assert!(matches!(out, Out::Drop(_, DropReason::Vlan)), "{out:?}");
+    }
+    assert_eq!(c.counters().drops_of(DropReason::Vlan), 4);
+    assert_eq!(c.conns().len(), 1);
 }
 
 #[test]
@@ -585,6 +741,7 @@ fn tunnel_source_is_the_ports_own_address() {
         net.ports.push(PortNet {
             mac: PORT0_MAC,
             mtu: 1500,
+            vlan: None,
         });
     }
     let a = |d: u8| Ipv4Addr::new(10, 20, 0, d);
@@ -611,11 +768,17 @@ fn established_fast_path_has_the_full_paths_effects_in_every_mode() {
     // path only), the other in bursts (the fast path wherever it applies). Verdicts,
     // output bytes, counters, per-server traffic, session states and timers and the
     // sync messages must be the same.
-    for (fwd, tunnels) in modes() {
+    // With the clients' port on VLAN 10 too: the client's frames tagged, what leaves
+    // toward the clients tagged, toward the servers not, and frames of the wrong tag
+    // dropped alike.
+    for ((fwd, tunnels), cvid) in modes()
+        .into_iter()
+        .flat_map(|m| [(m, None), (m, Some(10u16))])
+    {
         for workers in [1usize, 2] {
             let me = owner_of_client(Ipv4Addr::from(CIP), workers);
-            let mut one = core_tun(fwd, tunnels, me, workers);
-            let mut burst = core_tun(fwd, tunnels, me, workers);
+            let mut one = core_tun_vlan(fwd, tunnels, me, workers, cvid);
+            let mut burst = core_tun_vlan(fwd, tunnels, me, workers, cvid);
             for c in [&mut one, &mut burst] {
                 c.set_sync_master(Some(SyncRules::default()));
             }
@@ -629,10 +792,10 @@ fn established_fast_path_has_the_full_paths_effects_in_every_mode() {
                     ttl,
                     b"GET /",
                 );
-                (p, 0u16)
+                (tagged(p, cvid), 0u16)
             };
             let mut pkts = vec![
-                (arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0),
+                (tagged(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), cvid), 0),
                 (arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1),
                 (arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1),
             ];
@@ -698,8 +861,27 @@ fn established_fast_path_has_the_full_paths_effects_in_every_mode() {
                     64,
                     &[b'x'; 1460],
                 );
-                pkts.push((p, 0));
+                pkts.push((tagged(p, cvid), 0));
             }
+            // Frames of the wrong tag: the client's established segment untagged on
+            // the VLAN port (tagged on the untagged one), with VID 20, and a real
+            // server's segment tagged.
+            let wrong = if cvid.is_some() { None } else { Some(10) };
+            let ack = segment(
+                CLIENT_MAC,
+                PORT0_MAC,
+                (CIP, 40005),
+                (VIP, 80),
+                "A",
+                64,
+                b"GET /",
+            );
+            pkts.push((tagged(ack.clone(), wrong), 0));
+            pkts.push((tagged(ack, Some(20)), 0));
+            if replies {
+                pkts.push((tagged(rs(40006, "A").0, Some(10)), 1));
+            }
+            let strays = 2 + usize::from(replies) as u64;
             if workers == 2 {
                 let other = (3..=250u8)
                     .map(|i| [10, 10, 0, i])
@@ -714,13 +896,24 @@ fn established_fast_path_has_the_full_paths_effects_in_every_mode() {
                     64,
                     b"x",
                 );
-                pkts.push((p, 0));
+                pkts.push((tagged(p, cvid), 0));
             }
             let v = same_by_burst(&mut one, &mut burst, pkts, 20);
             let forwarded = v.iter().filter(|v| v.0 == 0).count();
             if fwd == FwdMethod::Tunnel {
                 for out in v.iter().filter(|v| v.0 == 0) {
                     assert_tunnelled_as_configured(&out.2, tunnels);
+                }
+            }
+            let vlan_drops = v.iter().filter(|v| v.0 == 2 && v.1 == "vlan").count() as u64;
+            assert_eq!(vlan_drops, strays, "{fwd:?}/{workers}/{cvid:?}");
+            assert_eq!(one.counters().drops_of(DropReason::Vlan), strays);
+            // What leaves toward the clients carries their port's tag, toward the
+            // servers none.
+            for (kind, to, frame) in &v {
+                if *kind == 0 || *kind == 9 {
+                    let want = if to.ends_with('0') { cvid } else { None };
+                    assert_eq!(vid(frame), want, "{fwd:?}/{workers}: to port {to}");
                 }
             }
             // Originated: time-exceeded for the TTL-1 packet in the modes that route
