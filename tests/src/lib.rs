@@ -77,6 +77,34 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The SHA-256 of a file, as `sha256sum` prints it ("" when it cannot be read).
+pub fn sha256(path: &Path) -> String {
+    let out = Command::new("timeout")
+        .args(["10", "sha256sum"])
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// A web root for the labs' downloads, made afresh: `blob.bin`, `len` bytes of a fixed
+/// pattern. Returns the directory (under the temporary directory, named by `tag` and the
+/// process) and the blob's SHA-256.
+pub fn blob_dir(tag: &str, len: u32) -> (PathBuf, String) {
+    let www = std::env::temp_dir().join(format!("{tag}-www-{}", std::process::id()));
+    std::fs::create_dir_all(&www).expect("www");
+    let blob: Vec<u8> = (0..len)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(www.join("blob.bin"), &blob).expect("blob");
+    let sha = sha256(&www.join("blob.bin"));
+    (www, sha)
+}
+
 /// A lab of network namespaces. Dropping it removes them all.
 #[derive(Debug)]
 pub struct Lab {
@@ -337,6 +365,27 @@ S(("{bind}", {port}), H).serve_forever()
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("nothing listens on {addr}:{port} in {ns}");
+    }
+
+    /// Serves `dir` over HTTP on port `port` of `bind` (`0.0.0.0`: every address) in
+    /// `ns` (Python's `http.server`), and waits until `addr:port` listens.
+    pub fn serve_dir(&mut self, ns: &str, bind: &str, addr: Ipv4Addr, port: u16, dir: &Path) {
+        let port_s = port.to_string();
+        let dir = dir.to_string_lossy().into_owned();
+        self.spawn(
+            ns,
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                &port_s,
+                "--bind",
+                bind,
+                "--directory",
+                &dir,
+            ],
+        );
+        self.wait_tcp(ns, addr, port);
     }
 
     /// `curl` from `ns` (bounded: 5 s); returns the body, or `None` on failure.
@@ -606,6 +655,11 @@ pub mod topo {
 
     /// rvsd in the two-port lab's director namespace (dpdk0 client side, dpdk1 servers).
     pub fn two_port_director(lab: &Lab, tag: &str, workers: usize) -> Director {
+        two_port_director_with(lab, tag, workers, "")
+    }
+
+    /// [`two_port_director`] with `extra` TOML appended to its configuration.
+    pub fn two_port_director_with(lab: &Lab, tag: &str, workers: usize, extra: &str) -> Director {
         Director::start(
             lab,
             "d",
@@ -623,7 +677,7 @@ pub mod topo {
                 },
             ],
             workers,
-            "",
+            extra,
         )
     }
 

@@ -9,58 +9,13 @@
 //! ```
 //! Needs root; skipped (with a message) where network namespaces cannot be made.
 
-use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rvs_tests::{can_build_labs, DirPort, Director, Lab};
+use rvs_tests::topo::{two_port, two_port_director};
+use rvs_tests::{can_build_labs, Lab};
 
 const VIP: &str = "10.10.0.100";
-
-fn build(prefix: &str, nat_gateway: bool) -> Lab {
-    let mut lab = Lab::new(prefix);
-    for ns in ["c", "d", "sw", "r1", "r2"] {
-        lab.add_ns(ns);
-    }
-    lab.veth("c", "c0", "d", "d0");
-    lab.veth("d", "d1", "sw", "d1p");
-    lab.veth("r1", "r0", "sw", "r1p");
-    lab.veth("r2", "r0", "sw", "r2p");
-    lab.bridge("sw", "br0", &["d1p", "r1p", "r2p"]);
-    lab.addr("c", "c0", "10.10.0.2/24");
-    lab.default_route("c", Ipv4Addr::new(10, 10, 0, 1));
-    lab.addr("r1", "r0", "10.20.0.11/24");
-    lab.addr("r2", "r0", "10.20.0.12/24");
-    if nat_gateway {
-        lab.default_route("r1", Ipv4Addr::new(10, 20, 0, 1));
-        lab.default_route("r2", Ipv4Addr::new(10, 20, 0, 1));
-    }
-    lab.name_server("r1", Ipv4Addr::new(10, 20, 0, 11), 8080, "rs1");
-    lab.name_server("r2", Ipv4Addr::new(10, 20, 0, 12), 80, "rs2");
-    lab
-}
-
-fn start_rvsd(lab: &Lab, prefix: &str, workers: usize) -> Director {
-    Director::start(
-        lab,
-        "d",
-        prefix,
-        &[
-            DirPort {
-                name: "dpdk0",
-                iface: "d0",
-                addrs: &["10.10.0.1/24"],
-            },
-            DirPort {
-                name: "dpdk1",
-                iface: "d1",
-                addrs: &["10.20.0.1/24"],
-            },
-        ],
-        workers,
-        "",
-    )
-}
 
 /// curl the VIP `n` times; returns the bodies.
 fn curl_n(lab: &Lab, n: usize) -> Vec<String> {
@@ -91,8 +46,8 @@ fn nat_round_robin_with_port_mapping_and_arp_ping() {
         eprintln!("skipped: needs root and ip netns");
         return;
     }
-    let lab = build("rvn", true);
-    let d = start_rvsd(&lab, "rvn", 1);
+    let lab = two_port("rvn", true, 8080, 80);
+    let d = two_port_director(&lab, "rvn", 1);
     d.rvsadm(&["-A", "-t", &format!("{VIP}:80"), "-s", "rr"]);
     d.rvsadm(&[
         "-a",
@@ -168,8 +123,8 @@ fn fullnat_servers_see_a_lip_and_two_workers_hand_off_to_owners() {
         eprintln!("skipped: needs root and ip netns");
         return;
     }
-    let lab = build("rvf", false);
-    let d = start_rvsd(&lab, "rvf", 2);
+    let lab = two_port("rvf", false, 8080, 80);
+    let d = two_port_director(&lab, "rvf", 2);
     let svc = format!("{VIP}:80");
     d.rvsadm(&["-A", "-t", &svc, "-s", "rr"]);
     d.rvsadm(&["-a", "-t", &svc, "-r", "10.20.0.11:8080", "-b"]);
@@ -248,8 +203,8 @@ fn malformed_client_packets_are_counted_and_do_not_disturb_connections() {
         eprintln!("skipped: needs root and ip netns");
         return;
     }
-    let lab = build("rvm", true);
-    let d = start_rvsd(&lab, "rvm", 1);
+    let lab = two_port("rvm", true, 8080, 80);
+    let d = two_port_director(&lab, "rvm", 1);
     let svc = format!("{VIP}:80");
     d.rvsadm(&["-A", "-t", &svc, "-s", "rr"]);
     d.rvsadm(&["-a", "-t", &svc, "-r", "10.20.0.11:8080", "-m"]);

@@ -11,8 +11,8 @@
 
 use std::net::Ipv4Addr;
 
-use rvs_tests::topo::{two_port, VIP2};
-use rvs_tests::{can_build_labs, DirPort, Director};
+use rvs_tests::can_build_labs;
+use rvs_tests::topo::{two_port, two_port_director_with, VIP2};
 
 /// The first word of the body of `url` fetched from the client (the server's name).
 fn name(lab: &rvs_tests::Lab, url: &str) -> String {
@@ -38,25 +38,7 @@ fn one_persistent_fwmark_service_spans_ports_80_and_443() {
     let marks = format!(
         "[[marks]]\nproto = \"tcp\"\ndst = \"{VIP2}\"\ndports = \"80,443\"\nport = \"dpdk0\"\nmark = 1\n"
     );
-    let d = Director::start(
-        &lab,
-        "d",
-        "rfwm",
-        &[
-            DirPort {
-                name: "dpdk0",
-                iface: "d0",
-                addrs: &["10.10.0.1/24"],
-            },
-            DirPort {
-                name: "dpdk1",
-                iface: "d1",
-                addrs: &["10.20.0.1/24"],
-            },
-        ],
-        1,
-        &marks,
-    );
+    let d = two_port_director_with(&lab, "rfwm", 1, &marks);
     d.rvsadm(&["-A", "-f", "1", "-s", "rr", "-p", "300"]);
     d.rvsadm(&["-a", "-f", "1", "-r", "10.20.0.11", "-m"]);
     d.rvsadm(&["-a", "-f", "1", "-r", "10.20.0.12", "-m"]);

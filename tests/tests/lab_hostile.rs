@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rvs_tests::topo::{two_port, two_port_director, VIP2};
-use rvs_tests::{can_build_labs, Director, Lab};
+use rvs_tests::{blob_dir, can_build_labs, sha256, Director, Lab};
 
 /// Debian's python, which has scapy (the PATH's may be another).
 const PYTHON: &str = "/usr/bin/python3";
@@ -25,18 +25,6 @@ fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scripts")
         .join(name)
-}
-
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_owned()
 }
 
 /// `mbufs_in_use` of `rvsadm --dataplane`.
@@ -127,31 +115,11 @@ fn hostile_frames_hurt_no_flow() {
         "scapy is missing: scripts/setup installs python3-scapy"
     );
 
-    let www = std::env::temp_dir().join(format!("rhs-www-{}", std::process::id()));
-    std::fs::create_dir_all(&www).expect("www");
-    let blob: Vec<u8> = (0..3u32 * 1024 * 1024)
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
-    std::fs::write(www.join("blob.bin"), &blob).expect("blob");
-    let want = sha256(&www.join("blob.bin"));
-    let w = www.to_string_lossy().into_owned();
+    let (www, want) = blob_dir("rhs", 3 * 1024 * 1024);
 
     let mut lab = two_port("rhs", true, 8081, 8081);
     for (ns, ip) in [("r1", "10.20.0.11"), ("r2", "10.20.0.12")] {
-        lab.spawn(
-            ns,
-            &[
-                "python3",
-                "-m",
-                "http.server",
-                "80",
-                "--bind",
-                ip,
-                "--directory",
-                &w,
-            ],
-        );
-        lab.wait_tcp(ns, ip.parse().expect("ip"), 80);
+        lab.serve_dir(ns, ip, ip.parse().expect("ip"), 80, &www);
     }
     // Jumbo frames can reach the director's port.
     lab.exec("c", &["ip", "link", "set", "c0", "mtu", "9000"]);

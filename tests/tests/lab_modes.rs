@@ -24,7 +24,7 @@ use std::time::Duration;
 use rvs_tests::topo::{
     one_segment, one_segment_director, tun_real_server, two_port, two_port_director, VIP1, VIP2,
 };
-use rvs_tests::{can_build_labs, Lab};
+use rvs_tests::{blob_dir, can_build_labs, sha256, Lab};
 
 fn skip() -> bool {
     if can_build_labs() {
@@ -436,26 +436,7 @@ fn long_lived_transfers_stay_intact_in_every_mode() {
     if skip() {
         return;
     }
-    let blob: Vec<u8> = (0..4u32 * 1024 * 1024)
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
-    let www = std::env::temp_dir().join(format!("rmlt-www-{}", std::process::id()));
-    std::fs::create_dir_all(&www).expect("www");
-    std::fs::write(www.join("blob.bin"), &blob).expect("blob");
-    let sha = |path: &std::path::Path| -> String {
-        let out = Command::new("sha256sum")
-            .arg(path)
-            .output()
-            .expect("sha256sum");
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_owned()
-    };
-    let want = sha(&www.join("blob.bin"));
-    let w = www.to_string_lossy().into_owned();
-
+    let (www, want) = blob_dir("rmlt", 4 * 1024 * 1024);
     for mode in ["nat", "fullnat", "dr", "tun"] {
         let prefix = format!("rml{}", &mode[..2]);
         let (lab, vip, d) = if mode == "dr" || mode == "tun" {
@@ -466,40 +447,14 @@ fn long_lived_transfers_stay_intact_in_every_mode() {
                 } else {
                     tun_real_server(&mut lab, ns, VIP1);
                 }
-                lab.spawn(
-                    ns,
-                    &[
-                        "python3",
-                        "-m",
-                        "http.server",
-                        "80",
-                        "--bind",
-                        "0.0.0.0",
-                        "--directory",
-                        &w,
-                    ],
-                );
-                lab.wait_tcp(ns, ip.parse().expect("ip"), 80);
+                lab.serve_dir(ns, "0.0.0.0", ip.parse().expect("ip"), 80, &www);
             }
             let d = one_segment_director(&lab, &prefix, false);
             (lab, VIP1, d)
         } else {
             let mut lab = two_port(&prefix, mode == "nat", 8081, 8081);
             for (ns, ip) in [("r1", "10.20.0.11"), ("r2", "10.20.0.12")] {
-                lab.spawn(
-                    ns,
-                    &[
-                        "python3",
-                        "-m",
-                        "http.server",
-                        "80",
-                        "--bind",
-                        ip,
-                        "--directory",
-                        &w,
-                    ],
-                );
-                lab.wait_tcp(ns, ip.parse().expect("ip"), 80);
+                lab.serve_dir(ns, ip, ip.parse().expect("ip"), 80, &www);
             }
             let d = two_port_director(&lab, &prefix, 2);
             (lab, VIP2, d)
@@ -544,7 +499,7 @@ fn long_lived_transfers_stay_intact_in_every_mode() {
         }
         let st = big.wait().expect("curl");
         assert!(st.success(), "{mode}: long transfer failed ({st})");
-        let got = sha(std::path::Path::new(&out_file));
+        let got = sha256(std::path::Path::new(&out_file));
         assert_eq!(got, want, "{mode}: the 4 MB body arrived intact");
         let _ = std::fs::remove_file(&out_file);
         drop(d);

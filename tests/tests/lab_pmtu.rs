@@ -13,26 +13,14 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 
 use rvs_tests::topo::{one_segment, one_segment_director, tun_real_server, VIP1};
-use rvs_tests::{can_build_labs, Lab};
+use rvs_tests::{blob_dir, can_build_labs, sha256, Lab};
 
 /// The MTU of the router's link toward the client.
 const SMALL_MTU: &str = "1280";
 
-fn sha256(path: &std::path::Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_owned()
-}
-
 /// One mode's lab: the download of `blob.bin` from `www` through the VIP completes
 /// intact (checked against `want`), and the director relayed at least one ICMP error.
-fn download_through_a_small_mtu(mode: &str, www: &str, want: &str) {
+fn download_through_a_small_mtu(mode: &str, www: &std::path::Path, want: &str) {
     let prefix = format!("rpm{}", &mode[..2]);
     let mut lab: Lab = one_segment(&prefix, true);
     lab.exec("rt", &["ip", "link", "set", "rc0", "mtu", SMALL_MTU]);
@@ -49,20 +37,7 @@ fn download_through_a_small_mtu(mode: &str, www: &str, want: &str) {
             }
             _ => {}
         }
-        lab.spawn(
-            ns,
-            &[
-                "python3",
-                "-m",
-                "http.server",
-                "80",
-                "--bind",
-                "0.0.0.0",
-                "--directory",
-                www,
-            ],
-        );
-        lab.wait_tcp(ns, ip.parse::<Ipv4Addr>().expect("ip"), 80);
+        lab.serve_dir(ns, "0.0.0.0", ip.parse::<Ipv4Addr>().expect("ip"), 80, www);
     }
     let d = one_segment_director(&lab, &prefix, true);
     let svc = format!("{VIP1}:80");
@@ -108,16 +83,9 @@ fn path_mtu_discovery_works_through_the_director_in_every_mode() {
         eprintln!("skipped: needs root and network namespaces");
         return;
     }
-    let www = std::env::temp_dir().join(format!("rpm-www-{}", std::process::id()));
-    std::fs::create_dir_all(&www).expect("www");
-    let blob: Vec<u8> = (0..1024u32 * 1024)
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
-    std::fs::write(www.join("blob.bin"), &blob).expect("blob");
-    let want = sha256(&www.join("blob.bin"));
-    let w = www.to_string_lossy().into_owned();
+    let (www, want) = blob_dir("rpm", 1024 * 1024);
     for mode in ["nat", "fullnat", "dr", "tun"] {
-        download_through_a_small_mtu(mode, &w, &want);
+        download_through_a_small_mtu(mode, &www, &want);
     }
     let _ = std::fs::remove_dir_all(&www);
 }

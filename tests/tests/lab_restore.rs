@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use rvs_tests::topo::{two_port, VIP2};
-use rvs_tests::{can_build_labs, DirPort, Director, Lab};
+use rvs_tests::topo::{two_port, two_port_director_with, VIP2};
+use rvs_tests::{blob_dir, can_build_labs, sha256, Director, Lab};
 
 fn skip() -> bool {
     if can_build_labs() {
@@ -27,68 +27,16 @@ fn skip() -> bool {
 /// Size of the transferred file: 4 MB at 1 MB/s, about four seconds.
 const BLOB_LEN: u32 = 4 * 1024 * 1024;
 
-fn sha(path: &Path) -> String {
-    let out = Command::new("timeout")
-        .arg("10")
-        .arg("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_owned()
-}
-
 /// The two-port NAT lab with both real servers serving `blob.bin` on port 80, and rvsd
 /// (two workers, `extra` TOML appended) with `-A -t VIP:80 -s rr`, both servers `-m`.
 /// Returns the lab, the director, the web root and the blob's sha256.
 fn nat_lab(prefix: &str, extra: &str) -> (Lab, Director, PathBuf, String) {
-    let www = std::env::temp_dir().join(format!("{prefix}-www-{}", std::process::id()));
-    std::fs::create_dir_all(&www).expect("www");
-    let blob: Vec<u8> = (0..BLOB_LEN)
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
-    std::fs::write(www.join("blob.bin"), &blob).expect("blob");
-    let want = sha(&www.join("blob.bin"));
-    let w = www.to_string_lossy().into_owned();
+    let (www, want) = blob_dir(prefix, BLOB_LEN);
     let mut lab = two_port(prefix, true, 8081, 8081);
     for (ns, ip) in [("r1", "10.20.0.11"), ("r2", "10.20.0.12")] {
-        lab.spawn(
-            ns,
-            &[
-                "python3",
-                "-m",
-                "http.server",
-                "80",
-                "--bind",
-                ip,
-                "--directory",
-                &w,
-            ],
-        );
-        lab.wait_tcp(ns, ip.parse().expect("ip"), 80);
+        lab.serve_dir(ns, ip, ip.parse().expect("ip"), 80, &www);
     }
-    let d = Director::start(
-        &lab,
-        "d",
-        prefix,
-        &[
-            DirPort {
-                name: "dpdk0",
-                iface: "d0",
-                addrs: &["10.10.0.1/24"],
-            },
-            DirPort {
-                name: "dpdk1",
-                iface: "d1",
-                addrs: &["10.20.0.1/24"],
-            },
-        ],
-        2,
-        extra,
-    );
+    let d = two_port_director_with(&lab, prefix, 2, extra);
     let svc = format!("{VIP2}:80");
     d.rvsadm(&["-A", "-t", &svc, "-s", "rr"]);
     d.rvsadm(&["-a", "-t", &svc, "-r", "10.20.0.11:80", "-m"]);
@@ -183,7 +131,7 @@ fn clear_then_restore_of_the_same_table_resumes_established_connections() {
         "the transfer did not complete after -R ({got} of {BLOB_LEN} bytes):\n{}",
         d.rvsadm(&["--dataplane"])
     );
-    assert_eq!(sha(&out), want, "the body arrived intact");
+    assert_eq!(sha256(&out), want, "the body arrived intact");
     let _ = std::fs::remove_file(&out);
     drop(d);
     drop(lab);
