@@ -33,6 +33,13 @@ const BLOB_LEN: u32 = 4 * 1024 * 1024;
 fn nat_lab(prefix: &str, extra: &str) -> (Lab, Director, PathBuf, String) {
     let (www, want) = blob_dir(prefix, BLOB_LEN);
     let mut lab = two_port(prefix, true, 8081, 8081);
+    // A small receive window: curl's --limit-rate then paces the transfer on the wire
+    // too (with the default window the whole body can sit in the client's socket
+    // buffer within a second, and a table change would meet no transfer at all).
+    lab.exec(
+        "c",
+        &["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 65536 131072"],
+    );
     for (ns, ip) in [("r1", "10.20.0.11"), ("r2", "10.20.0.12")] {
         lab.serve_dir(ns, ip, ip.parse().expect("ip"), 80, &www);
     }
