@@ -91,8 +91,23 @@ fn capture(lab: &Lab, tag: &str, secs: u32) -> Vec<(PathBuf, Bg)> {
     caps
 }
 
+/// A capture row: `(vid, src, sport, dst, dport)` (`vid` `-`: no tag).
+type Row = (String, String, u16, String, u16);
+
+/// No frame the real servers saw carries a tag, and none comes from the source ports
+/// `strays` of frames that must have been dropped (`what`).
+fn assert_untagged_and_no_strays(rows: &[Row], strays: std::ops::Range<u16>, what: &str) {
+    let tagged: Vec<_> = rows.iter().filter(|r| r.0 != "-").collect();
+    assert!(
+        tagged.is_empty(),
+        "tagged frames reached the real servers: {tagged:?}"
+    );
+    let seen: Vec<_> = rows.iter().filter(|r| strays.contains(&r.2)).collect();
+    assert!(seen.is_empty(), "{what} reached the real servers: {seen:?}");
+}
+
 /// What the captures saw: `(vid, src, sport, dst, dport)` per frame (`vid` `-`: none).
-fn captured(caps: Vec<(PathBuf, Bg)>) -> Vec<(String, String, u16, String, u16)> {
+fn captured(caps: Vec<(PathBuf, Bg)>) -> Vec<Row> {
     // Let the last frames reach the files, then stop the captures.
     std::thread::sleep(Duration::from_millis(500));
     let mut rows = Vec::new();
@@ -198,19 +213,7 @@ fn a_tagged_frame_on_an_untagged_port_is_dropped_and_never_reaches_the_servers()
     let dropped = d.drops("vlan") - before;
     let rows = captured(caps);
 
-    let tagged: Vec<_> = rows.iter().filter(|r| r.0 != "-").collect();
-    assert!(
-        tagged.is_empty(),
-        "tagged frames reached the real servers: {tagged:?}"
-    );
-    let strays: Vec<_> = rows
-        .iter()
-        .filter(|r| (33000..33005).contains(&r.2))
-        .collect();
-    assert!(
-        strays.is_empty(),
-        "the tagged SYNs reached the real servers: {strays:?}"
-    );
+    assert_untagged_and_no_strays(&rows, 33000..33005, "the tagged SYNs");
     assert!(
         rows.iter().any(|r| r.1 == CIP),
         "the curls' NATed frames were captured: {rows:?}"
@@ -325,19 +328,7 @@ fn a_vlan_port_serves_its_vlan_and_the_servers_see_no_tag() {
         from_client.len() >= 4 * 3,
         "the curls' NATed frames reached the real servers: {rows:?}"
     );
-    let tagged: Vec<_> = rows.iter().filter(|r| r.0 != "-").collect();
-    assert!(
-        tagged.is_empty(),
-        "tagged frames reached the real servers: {tagged:?}"
-    );
-    let strays: Vec<_> = rows
-        .iter()
-        .filter(|r| (34000..34010).contains(&r.2))
-        .collect();
-    assert!(
-        strays.is_empty(),
-        "the wrongly tagged SYNs reached a server: {strays:?}"
-    );
+    assert_untagged_and_no_strays(&rows, 34000..34010, "the wrongly tagged SYNs");
     assert!(
         dropped >= 10,
         "VID 20 and untagged SYNs counted as `drop vlan`: {dropped}"

@@ -464,11 +464,7 @@ mod tests {
 
     #[test]
     fn one_packet_udp_session_lives_for_one_datagram() {
-        let key = ServiceKey::Addr {
-            proto: Proto::Udp,
-            addr: VIP,
-            port: 53,
-        };
+        let key = vip_key(Proto::Udp, 53);
         let mut h = H::new(
             Proto::Udp,
             ServiceConfig::new(key, SchedKind::Rr).flags(svc_flags::ONEPACKET),
@@ -504,11 +500,7 @@ mod tests {
 
     #[test]
     fn full_table_refuses_and_keeps_existing_sessions() {
-        let key = ServiceKey::Addr {
-            proto: Proto::Tcp,
-            addr: VIP,
-            port: 80,
-        };
+        let key = vip_key(Proto::Tcp, 80);
         let mut h = H::new(
             Proto::Tcp,
             ServiceConfig::new(key, SchedKind::Rr),
@@ -562,11 +554,7 @@ mod tests {
 
     #[test]
     fn persistence_sticks_network_until_template_expires() {
-        let key = ServiceKey::Addr {
-            proto: Proto::Tcp,
-            addr: VIP,
-            port: 80,
-        };
+        let key = vip_key(Proto::Tcp, 80);
         // rr over C, B, A (added A, B, C).
         let mut h = H::new(
             Proto::Tcp,
@@ -625,11 +613,7 @@ mod tests {
 
     #[test]
     fn removed_server_invalidates_template_and_nodest_handling() {
-        let key = ServiceKey::Addr {
-            proto: Proto::Tcp,
-            addr: VIP,
-            port: 80,
-        };
+        let key = vip_key(Proto::Tcp, 80);
         let mut h = H::new(
             Proto::Tcp,
             ServiceConfig::new(key, SchedKind::Rr).persistent(360),
@@ -694,11 +678,7 @@ mod tests {
 
     #[test]
     fn quiesced_server_keeps_persistent_clients_unless_expire_quiescent_template() {
-        let key = ServiceKey::Addr {
-            proto: Proto::Tcp,
-            addr: VIP,
-            port: 80,
-        };
+        let key = vip_key(Proto::Tcp, 80);
         let mut h = H::new(
             Proto::Tcp,
             ServiceConfig::new(key, SchedKind::Rr).persistent(360),

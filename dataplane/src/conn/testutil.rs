@@ -24,6 +24,15 @@ pub(super) struct H {
     pub(super) released: Vec<(Addr, u16, Addr, u16)>,
 }
 
+/// The address service `proto` VIP:`port` of the tests.
+pub(super) fn vip_key(proto: Proto, port: u16) -> ServiceKey {
+    ServiceKey::Addr {
+        proto,
+        addr: VIP,
+        port,
+    }
+}
+
 impl H {
     pub(super) fn new(proto: Proto, cfg: ServiceConfig, dests: &[DestConfig], cap: u32) -> H {
         let mut st = ServiceTable::new();
@@ -47,11 +56,7 @@ impl H {
     }
 
     pub(super) fn tcp(sched: SchedKind, dests: &[DestConfig]) -> H {
-        let key = ServiceKey::Addr {
-            proto: Proto::Tcp,
-            addr: VIP,
-            port: 80,
-        };
+        let key = vip_key(Proto::Tcp, 80);
         H::new(Proto::Tcp, ServiceConfig::new(key, sched), dests, 64)
     }
 

@@ -192,11 +192,7 @@ mod tests {
 
     #[test]
     fn udp_sessions_are_inactive_and_last_300s() {
-        let key = ServiceKey::Addr {
-            proto: Proto::Udp,
-            addr: VIP,
-            port: 53,
-        };
+        let key = vip_key(Proto::Udp, 53);
         let mut h = H::new(
             Proto::Udp,
             ServiceConfig::new(key, SchedKind::Rr),

@@ -218,11 +218,7 @@ mod tests {
 
     #[test]
     fn template_with_live_session_retries_every_60s() {
-        let key = ServiceKey::Addr {
-            proto: Proto::Tcp,
-            addr: VIP,
-            port: 80,
-        };
+        let key = vip_key(Proto::Tcp, 80);
         let mut h = H::new(
             Proto::Tcp,
             ServiceConfig::new(key, SchedKind::Wlc).persistent(360),
@@ -256,11 +252,7 @@ mod tests {
 
     #[test]
     fn wheel_handles_long_gaps_and_many_sessions() {
-        let key = ServiceKey::Addr {
-            proto: Proto::Udp,
-            addr: VIP,
-            port: 53,
-        };
+        let key = vip_key(Proto::Udp, 53);
         let mut h = H::new(
             Proto::Udp,
             ServiceConfig::new(key, SchedKind::Rr),
