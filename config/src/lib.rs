@@ -481,6 +481,11 @@ pub struct Control {
     /// Unix socket path (default `/run/rvs/rvsd.sock`).
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
+    /// An `ipvsadm -S` rules file applied on top of `[[services]]` at start and at every
+    /// reload, as the distributions' `ipvsadm.service` restores `/etc/ipvsadm.rules`
+    /// (absent: none).
+    #[serde(default)]
+    pub rules: Option<PathBuf>,
 }
 
 fn default_socket() -> PathBuf {
@@ -491,6 +496,7 @@ impl Default for Control {
     fn default() -> Self {
         Control {
             socket: default_socket(),
+            rules: None,
         }
     }
 }
@@ -689,8 +695,13 @@ impl Config {
     /// Parses and validates TOML text.
     #[allow(clippy::should_implement_trait)]
     pub fn from_str(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_string()))?;
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}: ")
+            });
+            ConfigError::Parse(format!("{}{}", at.unwrap_or_default(), e.message()))
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }

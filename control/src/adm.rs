@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{self, Command, ListOpts};
 use crate::format;
-use crate::ipvs::Op;
 use crate::proto::{Client, ClientError, Request, Response};
 
 /// Where rvsadm looks for rvsd when neither `--socket` nor `RVS_SOCKET` is given.
@@ -84,6 +83,26 @@ pub fn run(argv: &[String], socket: &Path, io: &mut Streams<'_>) -> i32 {
             Ok(Response::Text(t)) => {
                 let _ = io.stdout.write_all(t.as_bytes());
                 0
+            }
+            Ok(r) => match unexpected(io, r) {
+                Flow::Continue(c) | Flow::Exit(c) => c,
+            },
+            Err(f) => match f {
+                Flow::Continue(c) | Flow::Exit(c) => c,
+            },
+        };
+    }
+    // rvs extension: `rvsadm --reload` has rvsd read its configuration file again and
+    // prints the changes it applied (as SIGHUP does); a bad file changes nothing, exit 1.
+    if argv.len() == 2 && argv[1] == "--reload" {
+        return match call(&mut client, &Request::Reload, io) {
+            Ok(Response::Text(t)) => {
+                let _ = io.stdout.write_all(t.as_bytes());
+                0
+            }
+            Ok(Response::Failed(e)) => {
+                let _ = writeln!(io.stderr, "reload refused: {e}");
+                1
             }
             Ok(r) => match unexpected(io, r) {
                 Flow::Continue(c) | Flow::Exit(c) => c,
@@ -173,19 +192,10 @@ fn process(
             };
         }
         Command::Restore => return restore(client, &program, io),
-        Command::AddService(c) => Op::AddService(c),
-        Command::EditService(c) => Op::EditService(c),
-        Command::DelService(k) => Op::DelService(k),
-        Command::Flush => Op::Flush,
-        Command::AddDest(k, d) => Op::AddDest(k, d),
-        Command::EditDest(k, d) => Op::EditDest(k, d),
-        Command::DelDest(k, a, p) => Op::DelDest(k, a, p),
-        Command::Zero(k) => Op::Zero(k),
-        Command::SetTimeouts(t) => Op::SetTimeouts(t),
-        Command::StartDaemon(d) => Op::StartDaemon(d),
-        Command::StopDaemon(s) => Op::StopDaemon(s),
-        Command::AddLaddr(k, l) => Op::AddLaddr(k, l),
-        Command::DelLaddr(k, a) => Op::DelLaddr(k, a),
+        other => match other.into_op() {
+            Some(op) => op,
+            None => return Flow::Exit(0),
+        },
     };
     match call(client, &Request::Apply(op), io) {
         Ok(Response::Ok) => Flow::Continue(0),

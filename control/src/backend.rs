@@ -253,6 +253,11 @@ pub trait Backend: Send {
     fn set_laddrs(&mut self, _service: &ServiceKey, _laddrs: &[Laddr]) -> Result<(), BackendError> {
         Ok(())
     }
+    /// A reload brings new `[[routes]]` and `[[marks]]` (`cfg` is the whole new file);
+    /// they take effect with the next `apply`. An error changes nothing.
+    fn set_network(&mut self, _cfg: &rvs_config::Config) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// Cumulative counters, summed over the workers.
     fn counters(&self) -> DataplaneCounters;
     /// The connection table, for `-Lc`.

@@ -8,8 +8,15 @@ use crate::backend::{Backend, BackendError, DataplaneCounters, DestCounters, Sta
 use crate::estimator::Estimator;
 use crate::ipvs::{IpvsTable, Op, ServiceKey, CONN_TAB_SIZE, IPVS_VERSION};
 use crate::proto::{DestView, Info, LaddrView, Request, Response, ServiceView};
+use crate::reload::{Change, Source};
 
 type StatKey = (ServiceKey, Option<(IpAddr, u16)>);
+
+fn source_path(s: &Option<Source>) -> String {
+    s.as_ref()
+        .map(|s| s.path.display().to_string())
+        .unwrap_or_default()
+}
 
 /// The daemon: table + backend + counter bookkeeping.
 pub struct Daemon {
@@ -17,6 +24,8 @@ pub struct Daemon {
     backend: Box<dyn Backend>,
     baselines: HashMap<StatKey, Stats>,
     estimators: HashMap<StatKey, Estimator>,
+    /// The configuration file, for reloads (`None`: started without one, as in tests).
+    source: Option<Source>,
 }
 
 fn raw_stats(c: &DataplaneCounters, key: &StatKey) -> Stats {
@@ -44,7 +53,68 @@ impl Daemon {
             backend,
             baselines: HashMap::new(),
             estimators: HashMap::new(),
+            source: None,
         })
+    }
+
+    /// Remembers the configuration file the table came from, so that [`Daemon::reload`]
+    /// can read it again.
+    pub fn with_source(mut self, source: Source) -> Daemon {
+        self.source = Some(source);
+        self
+    }
+
+    /// Reads the configuration file again and applies the difference in one table change
+    /// (see [`crate::reload`]). Returns the changes applied; an error (naming the file and
+    /// the field) changes nothing.
+    pub fn reload(&mut self) -> Result<Vec<Change>, String> {
+        let Some(source) = &self.source else {
+            return Err("rvsd was started without a configuration file".into());
+        };
+        let (cfg, file_table) = crate::reload::read(&source.path)?;
+        if let Some(field) = crate::reload::restart_only_change(&source.config, &cfg) {
+            return Err(format!(
+                "{}: {field} changes only with a restart of rvsd; nothing was changed",
+                source.path.display()
+            ));
+        }
+        let mut new = file_table.clone();
+        new.daemons = self.table.daemons.clone();
+        let mut report = crate::reload::network_changes(&source.config, &cfg);
+        report.extend(crate::reload::changes(
+            &self.table,
+            &source.file_table,
+            &new,
+        ));
+        let old_cfg = source.config.clone();
+        let before = std::mem::replace(&mut self.table, new);
+        let r = self
+            .backend
+            .set_network(&cfg)
+            .and_then(|()| {
+                if before.timeouts != self.table.timeouts {
+                    self.backend.set_timeouts(&self.table.timeouts)
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| self.backend.apply(&self.table));
+        if let Err(e) = r {
+            self.table = before;
+            let _ = self.backend.set_network(&old_cfg);
+            let _ = self.backend.set_timeouts(&self.table.timeouts);
+            let _ = self.backend.apply(&self.table);
+            return Err(format!(
+                "{}: {e}; nothing was changed",
+                source_path(&self.source)
+            ));
+        }
+        if let Some(src) = &mut self.source {
+            src.config = cfg;
+            src.file_table = file_table;
+        }
+        self.forget_removed();
+        Ok(report)
     }
 
     /// The current table.
@@ -213,7 +283,37 @@ impl Daemon {
             Request::GetTimeouts => Response::Timeouts(self.table.timeouts),
             Request::GetDaemons => Response::Daemons(self.table.daemons.clone()),
             Request::Dataplane => Response::Text(self.backend.describe()),
+            Request::Reload => match self.reload() {
+                Ok(changes) => {
+                    log_reload(&changes);
+                    Response::Text(reload_text(&changes))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reload refused");
+                    Response::Failed(e)
+                }
+            },
         }
+    }
+}
+
+/// What `rvsadm --reload` prints: one line per change applied.
+pub fn reload_text(changes: &[Change]) -> String {
+    if changes.is_empty() {
+        return "reload: no changes\n".into();
+    }
+    let mut out = format!("reload: {} changes\n", changes.len());
+    for c in changes {
+        out.push_str(&format!("  {c}\n"));
+    }
+    out
+}
+
+/// Logs a reload's changes, one line each.
+pub fn log_reload(changes: &[Change]) {
+    tracing::info!(changes = changes.len(), "configuration reloaded");
+    for c in changes {
+        tracing::info!(overrides_rvsadm = c.overrides_rvsadm, "reload: {}", c.what);
     }
 }
 

@@ -696,6 +696,15 @@ impl Backend for DpdkBackend {
         self.sync_daemons(&table.daemons)
     }
 
+    fn set_network(&mut self, cfg: &Config) -> Result<(), BackendError> {
+        let err = |e: EngineConfigError| BackendError(e.to_string());
+        let (_, names) = port_specs(cfg).map_err(err)?;
+        let routes = routes(cfg, &names).map_err(err)?;
+        let marks = mark_rules(cfg, &names).map_err(err)?;
+        self.engine.set_network(routes, marks);
+        Ok(())
+    }
+
     fn counters(&self) -> DataplaneCounters {
         let index = self.dest_index();
         let mut services: Vec<ServiceCounters> = Vec::new();

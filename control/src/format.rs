@@ -251,6 +251,18 @@ fn netmask_str(key: &ServiceKey, mask: u32) -> Option<String> {
     }
 }
 
+/// A service named as `ipvsadm -Ln` prints it (`TCP  10.10.0.100:80`, `FWM  1`), for
+/// logs and reload reports.
+pub fn service_label(key: &ServiceKey) -> String {
+    svc_name(key, false, true)
+}
+
+/// A real server of `key` named as `ipvsadm -Ln` prints it (`10.20.0.11:8080`,
+/// `[2001:db8::11]:80`).
+pub fn server_label(key: &ServiceKey, addr: &IpAddr, port: u16) -> String {
+    addrport(addr, port, proto_name(key), true)
+}
+
 fn svc_name(key: &ServiceKey, rule: bool, numeric: bool) -> String {
     match key {
         ServiceKey::Fwmark { mark, ipv6 } => {

@@ -13,6 +13,7 @@
 //! | [`proto`] | rvsd's socket protocol (newline-delimited JSON) and client |
 //! | [`daemon`] | rvsd's state: table + backend + zero baselines + estimators |
 //! | [`server`] | rvsd's socket server |
+//! | [`reload`] | reading the configuration file again while rvsd runs |
 //! | [`adm`] | rvsadm's main logic, including `-R` restore |
 
 #![forbid(unsafe_code)]
@@ -28,5 +29,6 @@ pub mod ipvs;
 pub mod names;
 pub mod popt;
 pub mod proto;
+pub mod reload;
 pub mod server;
 pub mod sync;

@@ -79,6 +79,8 @@ pub enum Request {
     GetDaemons,
     /// The dataplane's own counters, as text (rvs extension: `rvsadm --dataplane`).
     Dataplane,
+    /// Read the configuration file again and apply it (rvs extension: `rvsadm --reload`).
+    Reload,
 }
 
 /// rvsd's answer.
@@ -102,8 +104,10 @@ pub enum Response {
     Daemons(Vec<SyncDaemon>),
     /// The request could not be decoded.
     BadRequest(String),
-    /// Free text (for [`Request::Dataplane`]).
+    /// Free text (for [`Request::Dataplane`] and [`Request::Reload`]).
     Text(String),
+    /// The request was refused and changed nothing (a reload of a bad file): why.
+    Failed(String),
 }
 
 /// A client error: the socket failed or the answer was not understood.

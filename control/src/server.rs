@@ -38,18 +38,34 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(l)
 }
 
+/// SIGHUP: reads the configuration file again; the outcome goes to the log.
+fn reload(daemon: &Mutex<Daemon>) {
+    tracing::info!("SIGHUP: reloading the configuration");
+    match lock(daemon).reload() {
+        Ok(changes) => crate::daemon::log_reload(&changes),
+        Err(e) => tracing::warn!(error = %e, "reload refused"),
+    }
+}
+
 /// Serves forever: one thread per client connection, one estimator thread, and a signal
-/// thread that removes the socket and exits 0 on SIGTERM or SIGINT.
+/// thread that removes the socket and exits 0 on SIGTERM or SIGINT and reloads the
+/// configuration on SIGHUP.
 pub fn run(listener: UnixListener, path: PathBuf, daemon: Daemon) -> io::Result<()> {
     let daemon = Arc::new(Mutex::new(daemon));
 
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])?;
     let sig_path = path.clone();
+    let sig_daemon = daemon.clone();
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
+        for sig in signals.forever() {
+            if sig == signal_hook::consts::SIGHUP {
+                reload(&sig_daemon);
+                continue;
+            }
             tracing::info!(signal = sig, "shutting down");
             let _ = std::fs::remove_file(&sig_path);
             std::process::exit(0);
@@ -75,10 +91,19 @@ pub fn run(listener: UnixListener, path: PathBuf, daemon: Daemon) -> io::Result<
         std::thread::spawn(move || {
             let r = crate::proto::serve(stream, |req| {
                 tracing::debug!(?req, "request");
-                let is_change = matches!(req, crate::proto::Request::Apply(_));
+                let change = match &req {
+                    crate::proto::Request::Apply(op) => Some(crate::reload::describe_op(op)),
+                    _ => None,
+                };
                 let resp = lock(&d).handle(req);
-                if is_change {
-                    tracing::info!(?resp, "change");
+                if let Some(what) = change {
+                    match &resp {
+                        crate::proto::Response::Ok => tracing::info!("rvsadm: {what}"),
+                        crate::proto::Response::Error(e) => {
+                            tracing::info!(error = %e, "rvsadm refused: {what}")
+                        }
+                        other => tracing::info!(response = ?other, "rvsadm: {what}"),
+                    }
                 }
                 resp
             });

@@ -11,7 +11,7 @@ use clap::Parser;
 use rvs_control::backend::ControlOnly;
 use rvs_control::daemon::Daemon;
 use rvs_control::dpdk_backend::{engine_config, DpdkBackend};
-use rvs_control::ipvs::table_from_config;
+use rvs_control::reload::Source;
 
 /// rvs daemon: kernel-bypass IPVS on DPDK.
 #[derive(Parser, Debug)]
@@ -29,32 +29,41 @@ struct Args {
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Log format on stderr: `text` (colours only when stderr is a terminal) or `json`
+    /// (one JSON object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+/// Logs to stderr (the journal under systemd): ANSI colours only when stderr is a
+/// terminal, JSON lines with `--log-format json`; the level from `RUST_LOG` (default info).
+fn init_logs(format: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if format == "json" {
+        builder.json().with_ansi(false).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logs(&args.log_format);
 
-    let cfg = match rvs_config::Config::from_file(&args.config) {
-        Ok(c) => c,
+    let source = match Source::load(&args.config) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("rvsd: invalid configuration {}: {e}", args.config.display());
+            eprintln!("rvsd: invalid configuration: {e}");
             return ExitCode::from(1);
         }
     };
-    let table = match table_from_config(&cfg) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("rvsd: invalid configuration {}: {e}", args.config.display());
-            return ExitCode::from(1);
-        }
-    };
+    let cfg = source.config.clone();
+    let table = source.file_table.clone();
     if args.check {
         println!("rvsd: configuration {} is valid", args.config.display());
         return ExitCode::SUCCESS;
@@ -92,7 +101,7 @@ fn main() -> ExitCode {
         }
     };
     let daemon = match Daemon::new(table, backend) {
-        Ok(d) => d,
+        Ok(d) => d.with_source(source),
         Err(e) => {
             eprintln!("rvsd: dataplane refused the configuration: {e}");
             return ExitCode::from(1);

@@ -37,7 +37,7 @@ mod values;
 
 use std::net::IpAddr;
 
-use crate::ipvs::{DaemonConf, DestConf, Laddr, ServiceConf, ServiceKey, SyncState, Timeouts};
+use crate::ipvs::{DaemonConf, DestConf, Laddr, Op, ServiceConf, ServiceKey, SyncState, Timeouts};
 use crate::popt::{PoptError, Scanner};
 use options::{Cmd, Id, OPTIONS};
 
@@ -120,6 +120,34 @@ pub enum Command {
     DelLaddr(ServiceKey, IpAddr),
     /// `--get-laddr`/`-G`.
     GetLaddr(Option<ServiceKey>),
+}
+
+impl Command {
+    /// The table change this command asks rvsd for, or `None` for commands that only
+    /// read (`-L`, `-S`, `-G`), print (`-h`, `-v`) or read stdin (`-R`).
+    pub fn into_op(self) -> Option<Op> {
+        Some(match self {
+            Command::AddService(c) => Op::AddService(c),
+            Command::EditService(c) => Op::EditService(c),
+            Command::DelService(k) => Op::DelService(k),
+            Command::Flush => Op::Flush,
+            Command::AddDest(k, d) => Op::AddDest(k, d),
+            Command::EditDest(k, d) => Op::EditDest(k, d),
+            Command::DelDest(k, a, p) => Op::DelDest(k, a, p),
+            Command::Zero(k) => Op::Zero(k),
+            Command::SetTimeouts(t) => Op::SetTimeouts(t),
+            Command::StartDaemon(d) => Op::StartDaemon(d),
+            Command::StopDaemon(s) => Op::StopDaemon(s),
+            Command::AddLaddr(k, l) => Op::AddLaddr(k, l),
+            Command::DelLaddr(k, a) => Op::DelLaddr(k, a),
+            Command::Restore
+            | Command::Save { .. }
+            | Command::List(_)
+            | Command::Help
+            | Command::Version
+            | Command::GetLaddr(_) => return None,
+        })
+    }
 }
 
 /// A client-side error: print `message` (plus a newline) to stderr and exit with `code`.

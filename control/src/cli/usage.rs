@@ -91,6 +91,8 @@ rvs extensions:\n  \
 {p} --add-laddr|-P virtual-service -z local-address [-F ifname]\n  \
 {p} --del-laddr|-Q virtual-service -z local-address\n  \
 {p} --get-laddr|-G [virtual-service]\n  \
+{p} --dataplane                                   print the workers' counters\n  \
+{p} --reload                                      rvsd reads its configuration again\n  \
 The scheduler twos is also available.\n"
     )
 }

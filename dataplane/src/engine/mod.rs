@@ -247,6 +247,9 @@ pub struct Engine {
     lcores: Vec<LcoreId>,
     pool: Arc<Mempool>,
     base: NetConfig,
+    /// The ports' connected routes (one per address), kept to rebuild the route table
+    /// when the static routes change ([`Engine::set_network`]).
+    connected: Vec<Route>,
     /// rvs's port names, by port index.
     port_names: Vec<String>,
     generation: u64,
@@ -364,6 +367,7 @@ impl Engine {
             lcores,
             pool,
             base: ports.net,
+            connected: connected_routes(cfg),
             port_names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
             generation: 0,
             stopped: false,
@@ -425,6 +429,15 @@ impl Engine {
         }
         net.laddrs = laddrs.into_iter().collect();
         self.install(services, Arc::new(net));
+    }
+
+    /// Replaces the static routes and the mark rules (a configuration reload). Workers
+    /// see them with the next [`Engine::publish`], together with its services.
+    pub fn set_network(&mut self, routes: Vec<Route>, marks: crate::mark::MarkRules) {
+        let mut all = routes;
+        all.extend(self.connected.iter().cloned());
+        self.base.routes = crate::route::RouteTable::new(all);
+        self.base.marks = marks;
     }
 
     /// The name of the port the routes send `addr` out of (where a local address on it
@@ -683,4 +696,20 @@ mod tests {
         let thread = EngineError::SyncThread(io());
         assert_eq!(thread.to_string(), format!("sync thread: {}", io()));
     }
+}
+
+/// The connected route of every port address (as [`setup`] makes them at start).
+fn connected_routes(cfg: &EngineConfig) -> Vec<Route> {
+    cfg.ports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, spec)| {
+            spec.addrs.iter().map(move |&(prefix, len)| Route {
+                prefix,
+                len,
+                port: i as u16,
+                gateway: None,
+            })
+        })
+        .collect()
 }

@@ -1,0 +1,481 @@
+//! Reading the configuration again while rvsd runs (`SIGHUP`, `rvsadm --reload`).
+//!
+//! The file is the truth: a reload makes the running table what the TOML's `[[services]]`
+//! plus the `[control] rules` file (an `ipvsadm -S` file, restored as `ipvsadm -R` would)
+//! describe, and the report names every difference it applies, marking those that undo a
+//! change made with rvsadm since the file was last loaded. What the file can change
+//! online: services, real servers, weights, schedulers, LIP pools, timeouts, `[[routes]]`
+//! and `[[marks]]`. What needs a restart (`[eal]`, `[[ports]]`, `[workers]`,
+//! `[sessions]`, `[control]` apart from `rules`, `[sync]`) is refused, naming the field,
+//! and rvsd keeps running on what it had. Sync daemons started or stopped with rvsadm
+//! (keepalived's notify scripts do this) are left as they are.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rvs_config::Config;
+
+use crate::format::{server_label, service_label};
+use crate::ipvs::{table_from_config, DestConf, IpvsTable, Op, Service, ServiceConf};
+
+/// The configuration rvsd runs from and what its file said when last loaded.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The TOML file.
+    pub path: PathBuf,
+    /// Its contents when last loaded.
+    pub config: Config,
+    /// The table it described then (services, rules file, timeouts).
+    pub file_table: IpvsTable,
+}
+
+impl Source {
+    /// Loads `path` (and its rules file) for the first time.
+    pub fn load(path: &Path) -> Result<Source, String> {
+        let (config, file_table) = read(path)?;
+        Ok(Source {
+            path: path.to_path_buf(),
+            config,
+            file_table,
+        })
+    }
+}
+
+/// Reads and checks the TOML file and builds the table it describes, its rules file
+/// applied. Errors name the file, and the field or the rules file's line.
+pub fn read(path: &Path) -> Result<(Config, IpvsTable), String> {
+    let cfg = Config::from_file(path).map_err(|e| match e {
+        rvs_config::ConfigError::Io { .. } | rvs_config::ConfigError::Parse(_) => e.to_string(),
+        other => format!("{}: {other}", path.display()),
+    })?;
+    let mut table = table_from_config(&cfg).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(rules) = &cfg.control.rules {
+        let text = std::fs::read_to_string(rules)
+            .map_err(|e| format!("control.rules: {}: {e}", rules.display()))?;
+        apply_rules(&mut table, &text).map_err(|e| format!("{}: {e}", rules.display()))?;
+    }
+    Ok((cfg, table))
+}
+
+/// Applies an `ipvsadm -S` file to `table` as `ipvsadm -R` reads it (one command per
+/// line, `ipvsadm` words dropped). Unlike `ipvsadm -R`, which goes on after a refused
+/// line, the first bad line refuses the whole file: `line N: <ipvsadm's message>`.
+pub fn apply_rules(table: &mut IpvsTable, text: &str) -> Result<(), String> {
+    for (i, line) in text.lines().enumerate() {
+        let words = crate::adm::restore_tokens(line);
+        if words.is_empty() {
+            continue;
+        }
+        let mut argv = vec!["ipvsadm".to_string()];
+        argv.extend(words);
+        let at = |m: &str| format!("line {}: {}", i + 1, m.trim_end());
+        let cmd = crate::cli::parse(&argv, true).map_err(|e| at(&e.message))?;
+        let Some(op) = cmd.into_op() else {
+            return Err(at("not a command that changes the table"));
+        };
+        table.apply(&op).map_err(|e| at(&e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The first field of `new` that differs from `old` in what needs a restart, as a path
+/// into the TOML (`ports[0].device`, `workers.count`), or `None` if only what a reload
+/// may change changed.
+pub fn restart_only_change(old: &Config, new: &Config) -> Option<String> {
+    let mut a = old.clone();
+    let mut b = new.clone();
+    // What a reload applies.
+    for c in [&mut a, &mut b] {
+        c.services.clear();
+        c.routes.clear();
+        c.marks.clear();
+        c.timeouts = Default::default();
+        c.control.rules = None;
+    }
+    let va = toml::Value::try_from(&a).ok()?;
+    let vb = toml::Value::try_from(&b).ok()?;
+    first_difference(&va, &vb, "")
+}
+
+fn first_difference(a: &toml::Value, b: &toml::Value, path: &str) -> Option<String> {
+    use toml::Value;
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (a, b) {
+        (Value::Table(x), Value::Table(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(p), Some(q)) => first_difference(p, q, &join(k)),
+                (None, None) => None,
+                _ => Some(join(k)),
+            })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (p, q))| first_difference(p, q, &format!("{path}[{i}]"))),
+        _ if a == b => None,
+        _ => Some(if path.is_empty() {
+            "(file)".into()
+        } else {
+            path.into()
+        }),
+    }
+}
+
+/// One difference a reload applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// What changes, naming services and servers as `ipvsadm -Ln` prints them.
+    pub what: String,
+    /// The running value differs from what the file said when last loaded: the reload
+    /// undoes a change made with rvsadm.
+    pub overrides_rvsadm: bool,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)?;
+        if self.overrides_rvsadm {
+            f.write_str(" (overrides a change made with rvsadm)")?;
+        }
+        Ok(())
+    }
+}
+
+fn service_settings(c: &ServiceConf) -> String {
+    let mut s = format!("-s {}", c.scheduler);
+    if let Some(p) = c.persistent {
+        s.push_str(&format!(" -p {p}"));
+    }
+    if c.ops {
+        s.push_str(" -o");
+    }
+    if let Some(pe) = &c.pe {
+        s.push_str(&format!(" --pe {pe}"));
+    }
+    s
+}
+
+fn server_settings(d: &DestConf) -> String {
+    let mut s = format!("{} -w {}", d.forward.option(), d.weight);
+    if d.u_threshold != 0 {
+        s.push_str(&format!(" -x {}", d.u_threshold));
+    }
+    if d.l_threshold != 0 {
+        s.push_str(&format!(" -y {}", d.l_threshold));
+    }
+    s
+}
+
+/// The differences between the running table and `new`, in table order. `loaded` is
+/// the table the file described when last loaded: where the running table differs from
+/// it, the difference came from rvsadm.
+pub fn changes(running: &IpvsTable, loaded: &IpvsTable, new: &IpvsTable) -> Vec<Change> {
+    let mut out = Vec::new();
+    let find = |t: &IpvsTable, s: &Service| t.service(&s.conf.key).cloned();
+    let mut push = |what: String, overrides_rvsadm: bool| {
+        out.push(Change {
+            what,
+            overrides_rvsadm,
+        })
+    };
+    for old in &running.services {
+        if new.service(&old.conf.key).is_none() {
+            let by_rvsadm = find(loaded, old).is_none();
+            push(
+                format!("remove service {}", service_label(&old.conf.key)),
+                by_rvsadm,
+            );
+        }
+    }
+    for s in &new.services {
+        let name = service_label(&s.conf.key);
+        let was = find(loaded, s);
+        let Some(old) = find(running, s) else {
+            push(
+                format!("add service {name} {}", service_settings(&s.conf)),
+                was.is_some(),
+            );
+            for d in s.dests.iter().rev() {
+                push(
+                    format!(
+                        "add server {name} -> {} {}",
+                        server_label(&s.conf.key, &d.addr, d.port),
+                        server_settings(d)
+                    ),
+                    false,
+                );
+            }
+            for l in &s.laddrs {
+                push(format!("add laddr {name} {}", l.addr), false);
+            }
+            continue;
+        };
+        let rvsadm = |changed: bool| changed;
+        if old.conf != s.conf {
+            push(
+                format!(
+                    "edit service {name} {} (was {})",
+                    service_settings(&s.conf),
+                    service_settings(&old.conf)
+                ),
+                rvsadm(was.as_ref().map(|w| &w.conf) != Some(&old.conf)),
+            );
+        }
+        let dest = |svc: &Service, a: IpAddr, p: u16| {
+            svc.dests
+                .iter()
+                .find(|d| d.addr == a && d.port == p)
+                .cloned()
+        };
+        let was_dest = |a: IpAddr, p: u16| was.as_ref().and_then(|w| dest(w, a, p));
+        for d in &old.dests {
+            if dest(s, d.addr, d.port).is_none() {
+                push(
+                    format!(
+                        "remove server {name} -> {}",
+                        server_label(&s.conf.key, &d.addr, d.port)
+                    ),
+                    was_dest(d.addr, d.port).is_none(),
+                );
+            }
+        }
+        for d in s.dests.iter().rev() {
+            let label = server_label(&s.conf.key, &d.addr, d.port);
+            match dest(&old, d.addr, d.port) {
+                None => push(
+                    format!("add server {name} -> {label} {}", server_settings(d)),
+                    was_dest(d.addr, d.port).is_some(),
+                ),
+                Some(o) if o != *d => push(
+                    format!(
+                        "edit server {name} -> {label} {} (was {})",
+                        server_settings(d),
+                        server_settings(&o)
+                    ),
+                    was_dest(d.addr, d.port).as_ref() != Some(&o),
+                ),
+                Some(_) => {}
+            }
+        }
+        let had = |svc: &Option<Service>, a: IpAddr| {
+            svc.as_ref()
+                .is_some_and(|w| w.laddrs.iter().any(|l| l.addr == a))
+        };
+        for l in &old.laddrs {
+            if !s.laddrs.iter().any(|x| x.addr == l.addr) {
+                push(
+                    format!("remove laddr {name} {}", l.addr),
+                    !had(&was, l.addr),
+                );
+            }
+        }
+        for l in &s.laddrs {
+            if !old.laddrs.iter().any(|x| x.addr == l.addr) {
+                push(format!("add laddr {name} {}", l.addr), had(&was, l.addr));
+            }
+        }
+    }
+    if running.timeouts != new.timeouts {
+        let t = |x: &crate::ipvs::Timeouts| format!("{} {} {}", x.tcp, x.tcp_fin, x.udp);
+        push(
+            format!(
+                "set timeouts {} (was {})",
+                t(&new.timeouts),
+                t(&running.timeouts)
+            ),
+            running.timeouts != loaded.timeouts,
+        );
+    }
+    out
+}
+
+/// The changes of `[[routes]]` and `[[marks]]` between two files, for the report.
+pub fn network_changes(old: &Config, new: &Config) -> Vec<Change> {
+    let mut out = Vec::new();
+    if old.routes != new.routes {
+        out.push(Change {
+            what: format!(
+                "routes: {} static routes (were {})",
+                new.routes.len(),
+                old.routes.len()
+            ),
+            overrides_rvsadm: false,
+        });
+    }
+    if old.marks != new.marks {
+        out.push(Change {
+            what: format!(
+                "marks: {} rules (were {})",
+                new.marks.len(),
+                old.marks.len()
+            ),
+            overrides_rvsadm: false,
+        });
+    }
+    out
+}
+
+/// The op a change made with rvsadm is logged as: what it does, naming the service and
+/// server as `ipvsadm -Ln` prints them.
+pub fn describe_op(op: &Op) -> String {
+    let svc = |k| service_label(k);
+    match op {
+        Op::AddService(c) => format!("add service {} {}", svc(&c.key), service_settings(c)),
+        Op::EditService(c) => format!("edit service {} {}", svc(&c.key), service_settings(c)),
+        Op::DelService(k) => format!("remove service {}", svc(k)),
+        Op::Flush => "clear the table".into(),
+        Op::AddDest(k, d) => format!(
+            "add server {} -> {} {}",
+            svc(k),
+            server_label(k, &d.addr, d.port),
+            server_settings(d)
+        ),
+        Op::EditDest(k, d) => format!(
+            "edit server {} -> {} {}",
+            svc(k),
+            server_label(k, &d.addr, d.port),
+            server_settings(d)
+        ),
+        Op::DelDest(k, a, p) => format!("remove server {} -> {}", svc(k), server_label(k, a, *p)),
+        Op::Zero(None) => "zero all counters".into(),
+        Op::Zero(Some(k)) => format!("zero counters of {}", svc(k)),
+        Op::SetTimeouts(t) => format!("set timeouts {} {} {}", t.tcp, t.tcp_fin, t.udp),
+        Op::StartDaemon(d) => format!("start sync daemon {:?}", d.state).to_lowercase(),
+        Op::StopDaemon(s) => format!("stop sync daemon {s:?}").to_lowercase(),
+        Op::AddLaddr(k, l) => format!("add laddr {} {}", svc(k), l.addr),
+        Op::DelLaddr(k, a) => format!("remove laddr {} {a}", svc(k)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[[ports]]
+name = "p0"
+device = "net_null0"
+addresses = ["10.10.0.1/24"]
+
+[[services]]
+proto = "tcp"
+vip = "10.10.0.100:80"
+scheduler = "wrr"
+real = [
+  { address = "10.20.0.11:80", forward = "masq", weight = 1 },
+  { address = "10.20.0.12:80", forward = "masq", weight = 1 },
+]
+"#;
+
+    fn parse(text: &str) -> (Config, IpvsTable) {
+        let c = Config::from_str(text).unwrap();
+        let t = table_from_config(&c).unwrap();
+        (c, t)
+    }
+
+    fn texts(v: &[Change]) -> Vec<String> {
+        v.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_reload_names_each_change_as_ipvsadm_prints_it() {
+        let (_, before) = parse(BASE);
+        let after = BASE
+            .replace(
+                "{ address = \"10.20.0.12:80\", forward = \"masq\", weight = 1 },",
+                "{ address = \"10.20.0.12:80\", forward = \"masq\", weight = 3 },\n  { address = \"10.20.0.13:80\", forward = \"masq\", weight = 1 },",
+            )
+            .replace(
+                "{ address = \"10.20.0.11:80\", forward = \"masq\", weight = 1 },",
+                "",
+            );
+        let (_, new) = parse(&after);
+        assert_eq!(
+            texts(&changes(&before, &before, &new)),
+            [
+                "remove server TCP  10.10.0.100:80 -> 10.20.0.11:80",
+                "edit server TCP  10.10.0.100:80 -> 10.20.0.12:80 -m -w 3 (was -m -w 1)",
+                "add server TCP  10.10.0.100:80 -> 10.20.0.13:80 -m -w 1",
+            ]
+        );
+        assert!(changes(&new, &new, &new).is_empty());
+    }
+
+    #[test]
+    fn changes_made_with_rvsadm_are_reported_when_a_reload_undoes_them() {
+        let (_, file) = parse(BASE);
+        let mut running = file.clone();
+        let key = running.services[0].conf.key;
+        let mut d = running.services[0].dests[0].clone();
+        d.weight = 7;
+        running.apply(&Op::EditDest(key, d)).unwrap();
+        running
+            .apply(&Op::AddDest(
+                key,
+                DestConf::new("10.20.0.99".parse().unwrap(), 80),
+            ))
+            .unwrap();
+        let got = texts(&changes(&running, &file, &file));
+        assert_eq!(
+            got,
+            [
+                "remove server TCP  10.10.0.100:80 -> 10.20.0.99:80 (overrides a change made with rvsadm)",
+                "edit server TCP  10.10.0.100:80 -> 10.20.0.12:80 -m -w 1 (was -m -w 7) (overrides a change made with rvsadm)",
+            ]
+        );
+    }
+
+    #[test]
+    fn what_needs_a_restart_is_named_by_its_field() {
+        let (old, _) = parse(BASE);
+        let (new, _) = parse(&BASE.replace("net_null0", "net_null1"));
+        assert_eq!(
+            restart_only_change(&old, &new).as_deref(),
+            Some("ports[0].device")
+        );
+        let (new, _) = parse(&format!("{BASE}\n[workers]\ncount = 2\n"));
+        assert_eq!(
+            restart_only_change(&old, &new).as_deref(),
+            Some("workers.count")
+        );
+        let (new, _) = parse(&format!(
+            "{BASE}\n[[routes]]\nprefix = \"10.30.0.0/16\"\nvia = \"10.10.0.254\"\nport = \"p0\"\n"
+        ));
+        assert_eq!(restart_only_change(&old, &new), None);
+        let (new, _) = parse(&BASE.replace("wrr", "rr"));
+        assert_eq!(restart_only_change(&old, &new), None);
+    }
+
+    #[test]
+    fn a_rules_file_is_applied_as_ipvsadm_restores_it_and_a_bad_line_is_named() {
+        let (_, mut t) = parse(BASE);
+        let rules = "-A -t 10.10.0.100:443 -s rr\n\
+                     -a -t 10.10.0.100:443 -r 10.20.0.11:443 -m -w 2\n\
+                     \n\
+                     ipvsadm -a -t 10.10.0.100:443 -r 10.20.0.12:443 -m -w 1\n";
+        apply_rules(&mut t, rules).unwrap();
+        assert_eq!(t.services.len(), 2);
+        assert_eq!(t.services[1].dests.len(), 2);
+        let before = t.clone();
+        let mut u = t.clone();
+        assert_eq!(
+            apply_rules(&mut u, "-a -t 10.10.0.100:8443 -r 10.20.0.11:443 -m\n"),
+            Err("line 1: Service not defined".into())
+        );
+        let e = apply_rules(&mut u, "\n-A -t 10.10.0.100:444 -s nope\n").unwrap_err();
+        assert!(e.starts_with("line 2: "), "{e}");
+        let e = apply_rules(&mut u, "-L -n\n").unwrap_err();
+        assert_eq!(e, "line 1: not a command that changes the table");
+        assert_eq!(t, before);
+    }
+}
