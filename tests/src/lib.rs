@@ -512,6 +512,11 @@ impl Director {
         let _ = self.child.wait();
     }
 
+    /// rvsd's process id (for signals: `kill -HUP` reloads its configuration).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The directory holding rvsd's configuration, socket and log.
     pub fn dir(&self) -> &Path {
         &self.dir
