@@ -13,6 +13,7 @@
 //! | [`proto`] | rvsd's socket protocol (newline-delimited JSON) and client |
 //! | [`daemon`] | rvsd's state: table + backend + zero baselines + estimators |
 //! | [`server`] | rvsd's socket server |
+//! | [`metrics`] | the Prometheus metrics endpoint |
 //! | [`adm`] | rvsadm's main logic, including `-R` restore |
 
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod dpdk_backend;
 pub mod estimator;
 pub mod format;
 pub mod ipvs;
+pub mod metrics;
 pub mod names;
 pub mod popt;
 pub mod proto;
