@@ -291,7 +291,8 @@ fn ipvs(out: &mut Out, g: &Gathered) {
         "remote_address",
         "remote_port",
     ];
-    let gauges: [(&str, &str, fn(&Backend) -> u64); 3] = [
+    type Gauge = (&'static str, &'static str, fn(&Backend) -> u64);
+    let gauges: [Gauge; 3] = [
         (
             "node_ipvs_backend_connections_active",
             "The current active connections by local and remote address.",
@@ -566,7 +567,8 @@ fn ports(out: &mut Out, e: &EngineMetrics) {
         .iter()
         .filter_map(|(n, c)| c.map(|c| (n.as_str(), c)))
         .collect();
-    let fields: [(&str, &str, fn(&PortCounters) -> u64); 8] = [
+    type Field = (&'static str, &'static str, fn(&PortCounters) -> u64);
+    let fields: [Field; 8] = [
         (
             "rvs_port_rx_packets_total",
             "Packets a port received.",
@@ -768,7 +770,8 @@ fn sync(out: &mut Out, e: &EngineMetrics) {
         "gauge",
     );
     out.sample("rvs_sync_passive", &[], u64::from(e.passive));
-    let per: [(&str, &str, fn(&SyncWorkerMetrics) -> u64); 5] = [
+    type Field = (&'static str, &'static str, fn(&SyncWorkerMetrics) -> u64);
+    let per: [Field; 5] = [
         (
             "rvs_sync_worker_records_emitted_total",
             "Session records a worker emitted for the sync master.",
