@@ -505,7 +505,7 @@ fn bad_requests_are_refused_cheaply() {
     );
     assert_eq!(status(&chunked), "413");
     let mut big = b"GET /metrics HTTP/1.1\r\nX-Pad: ".to_vec();
-    big.extend(std::iter::repeat(b'a').take(64 * 1024));
+    big.extend(std::iter::repeat_n(b'a', 64 * 1024));
     big.extend(b"\r\n\r\n");
     assert_eq!(status(&exchange(addr, &big)), "431");
     assert_eq!(status(&exchange(addr, b"GARBAGE\r\n\r\n")), "400");
