@@ -290,19 +290,15 @@ fn prometheus_scrapes_what_ipvsadm_shows() {
     });
 
     // The gauges: what Prometheus scraped equals ipvsadm -Ln (within a scrape or two).
-    let mut last = (BTreeMap::new(), BTreeMap::new());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (a, p) = (listing(&d), scraped(&lab));
         if a == p && a.values().any(|v| v[1] == 1.0) {
             break;
         }
-        last = (a, p);
         assert!(
             Instant::now() < deadline,
-            "ipvsadm -Ln {:?} vs Prometheus {:?}",
-            last.0,
-            last.1
+            "ipvsadm -Ln {a:?} vs Prometheus {p:?}"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
