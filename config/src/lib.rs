@@ -13,6 +13,7 @@
 //! | `[sessions]` | session-table capacity per core; the sysctls `expire_nodest_conn`, `expire_quiescent_template` |
 //! | `[control]` | the control socket path (default `/run/rvs/rvsd.sock`) |
 //! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast) |
+//! | `[metrics]` | the Prometheus metrics endpoint (off unless `listen` is given) |
 //! | `[[marks]]` | firewall-mark rules for fwmark services (the `iptables -t mangle ... -j MARK` of rvs) |
 //!
 //! [`Config::from_str`] parses and validates; every validation error names the field with
@@ -164,6 +165,9 @@ pub struct Config {
     /// Connection sync.
     #[serde(default)]
     pub sync: Sync,
+    /// The Prometheus metrics endpoint.
+    #[serde(default)]
+    pub metrics: Metrics,
     /// Firewall-mark rules, tried in order.
     #[serde(default)]
     pub marks: Vec<MarkRule>,
@@ -501,6 +505,39 @@ impl Default for Control {
     }
 }
 
+/// `[metrics]`: the Prometheus metrics endpoint (HTTP, text exposition format, path
+/// `/metrics`). Off unless `listen` is given.
+///
+/// ```toml
+/// [metrics]
+/// listen = "127.0.0.1:9578"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// `address:port` to listen on (IPv6 as `[::1]:9578`); absent: no endpoint.
+    pub listen: Option<String>,
+}
+
+impl Metrics {
+    /// The address to listen on, if any. Valid after [`Config::validate`].
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.as_deref().and_then(|l| l.parse().ok())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(l) = &self.listen {
+            if l.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::invalid(
+                    "metrics.listen",
+                    format!("{l:?} is not an address:port (e.g. \"127.0.0.1:9578\")"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Sync daemon state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -763,6 +800,7 @@ impl Config {
         for (i, m) in self.marks.iter().enumerate() {
             self.validate_mark(i, m)?;
         }
+        self.metrics.validate()?;
         self.sync.validate()
     }
 
@@ -1137,6 +1175,26 @@ mod tests {
             assert!(!c.services.is_empty(), "{e}");
             assert!(!c.ports.is_empty(), "{e}");
         }
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_and_port() {
+        assert_eq!(Config::from_str("").unwrap().metrics.listen_addr(), None);
+        let c = Config::from_str("[metrics]\nlisten = \"127.0.0.1:9578\"\n").unwrap();
+        assert_eq!(
+            c.metrics.listen_addr(),
+            Some("127.0.0.1:9578".parse().unwrap())
+        );
+        let c = Config::from_str("[metrics]\nlisten = \"[::1]:9578\"\n").unwrap();
+        assert_eq!(c.metrics.listen_addr(), Some("[::1]:9578".parse().unwrap()));
+        for bad in ["127.0.0.1", "localhost:9578", "127.0.0.1:99999", ""] {
+            let e = Config::from_str(&format!("[metrics]\nlisten = {bad:?}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("metrics.listen: "), "{bad}: {e}");
+        }
+        let e = Config::from_str("[metrics]\nport = 9578\n").unwrap_err();
+        assert!(e.to_string().contains("port"), "{e}");
     }
 
     #[test]

@@ -230,6 +230,146 @@ pub struct ConnRow {
     pub expires: u32,
 }
 
+/// One worker's counters, for the metrics endpoint. Every count is cumulative since the
+/// worker started (workers run as long as rvsd).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerMetrics {
+    /// Worker index.
+    pub worker: usize,
+    /// Packets processed (after handoff).
+    pub packets: u64,
+    /// New connections scheduled to a real server.
+    pub conns: u64,
+    /// Packets forwarded toward real servers, and their bytes.
+    pub in_packets: u64,
+    /// Bytes of `in_packets`.
+    pub in_bytes: u64,
+    /// Replies forwarded toward clients, and their bytes.
+    pub out_packets: u64,
+    /// Bytes of `out_packets`.
+    pub out_bytes: u64,
+    /// Packets handed to other workers.
+    pub handoff_out: u64,
+    /// Packets received from other workers.
+    pub handoff_in: u64,
+    /// Sessions (and templates) in the table now.
+    pub sessions: u64,
+    /// Session table capacity.
+    pub session_capacity: u64,
+    /// Sessions created (connections and templates, not synced ones).
+    pub sessions_created: u64,
+    /// Packets that could not be sent (tx queue full) or handed off (ring full).
+    pub tx_dropped: u64,
+    /// Exception path: packets passed to the kernel tap, and received from it.
+    pub to_kernel: u64,
+    /// Exception path: packets the kernel sent on a tap.
+    pub from_kernel: u64,
+    /// ARP requests answered.
+    pub arp_replies: u64,
+    /// ICMP echo requests answered.
+    pub echo_replies: u64,
+    /// ICMP errors about sessions translated or relayed.
+    pub icmp_translated: u64,
+    /// ICMP time-exceeded errors originated.
+    pub time_exceeded_sent: u64,
+    /// ICMP fragmentation-needed errors originated.
+    pub frag_needed_sent: u64,
+    /// ICMP errors not originated because of the rate limit.
+    pub icmp_rate_limited: u64,
+    /// Drops by reason (every reason, zeros included), named as `rvsadm --dataplane`.
+    pub drops: Vec<(String, u64)>,
+    /// TSC cycles the poll loop ran.
+    pub poll_cycles: u64,
+    /// TSC cycles of the loop's turns that received packets.
+    pub busy_cycles: u64,
+    /// Busy share of the last full second, 0..=1.
+    pub busy_ratio: f64,
+}
+
+/// One worker's sync counters, for the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncWorkerMetrics {
+    /// Worker index.
+    pub worker: usize,
+    /// Records emitted for the master's thread.
+    pub emitted: u64,
+    /// Records lost because a queue to the master's thread was full.
+    pub dropped: u64,
+    /// Sessions installed from sync messages.
+    pub installed: u64,
+    /// Sessions updated from sync messages.
+    pub updated: u64,
+    /// Synced records refused.
+    pub refused: u64,
+}
+
+/// One sync daemon, for the metrics endpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncDaemonMetrics {
+    /// Whether it runs.
+    pub running: bool,
+    /// Its counters by name (`sent_msgs`, `recv_msgs`, ...), kept across restarts.
+    pub counters: Vec<(&'static str, u64)>,
+    /// Records queued between the workers and the daemon's thread.
+    pub backlog: u64,
+    /// Backup: seconds since the last message was received (`None`: none yet).
+    pub last_message_age_seconds: Option<f64>,
+}
+
+/// A DPDK port's counters, for the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets the NIC dropped for lack of receive descriptors.
+    pub rx_missed: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
+    /// Receive buffer allocation failures.
+    pub rx_nombuf: u64,
+}
+
+/// The dataplane's own state, for the metrics endpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineMetrics {
+    /// Workers the dataplane runs.
+    pub workers_expected: usize,
+    /// The workers that answered in time, by index.
+    pub workers: Vec<WorkerMetrics>,
+    /// Per port: its name and counters (`None`: the driver did not answer).
+    pub ports: Vec<(String, Option<PortCounters>)>,
+    /// Mbufs allocated now.
+    pub mbufs_in_use: u64,
+    /// Mbufs in the pool.
+    pub mbuf_pool_size: u64,
+    /// The sync master.
+    pub sync_master: SyncDaemonMetrics,
+    /// The sync backup.
+    pub sync_backup: SyncDaemonMetrics,
+    /// Per worker sync counters (the workers that answered).
+    pub sync_workers: Vec<SyncWorkerMetrics>,
+    /// Whether the director is a standby.
+    pub passive: bool,
+}
+
+/// What the metrics endpoint asks a backend: the counters and, with a dataplane, its
+/// own state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackendMetrics {
+    /// Service, real-server and LIP counters (as [`Backend::counters`]).
+    pub counters: DataplaneCounters,
+    /// The dataplane's own state (`None`: no dataplane).
+    pub engine: Option<EngineMetrics>,
+}
+
 /// An error from the dataplane; its text is shown to the operator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -266,6 +406,15 @@ pub trait Backend: Send {
     /// The dataplane's own counters as text (`rvsadm --dataplane`).
     fn describe(&self) -> String {
         String::from("no dataplane (rvsd --no-dataplane)\n")
+    }
+
+    /// Counters and the dataplane's state for the metrics endpoint, gathered in one go.
+    /// The default: [`Backend::counters`] and no dataplane state.
+    fn metrics(&self) -> BackendMetrics {
+        BackendMetrics {
+            counters: self.counters(),
+            engine: None,
+        }
     }
 }
 

@@ -253,6 +253,21 @@ impl Daemon {
         })
     }
 
+    /// What a metrics scrape renders: the services as listed and the dataplane's state,
+    /// gathered in one round of questions to the workers.
+    pub fn gather_metrics(&self) -> crate::metrics::Gathered {
+        let m = self.backend.metrics();
+        crate::metrics::Gathered {
+            services: self
+                .table
+                .services
+                .iter()
+                .filter_map(|s| self.view(&m.counters, &s.conf.key))
+                .collect(),
+            engine: m.engine,
+        }
+    }
+
     /// Answers one request.
     pub fn handle(&mut self, req: Request) -> Response {
         match req {

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use rvs_config::{AddrPrefix, Config, PrefixError};
 use rvs_dataplane::dpdk::default_eal_args;
-use rvs_dataplane::engine::{Engine, EngineConfig, EngineError, PortSpec};
+use rvs_dataplane::engine::{Engine, EngineConfig, EngineError, PortSpec, WorkerReport};
 use rvs_dataplane::flow::{self as dp_flow, Addr, FwdMethod, Proto};
 use rvs_dataplane::mark::{MarkRule, MarkRules, Prefix4};
 use rvs_dataplane::route::Route;
@@ -25,8 +25,9 @@ use rvs_dataplane::service::{
 };
 
 use crate::backend::{
-    Backend, BackendError, ConnProtocol, ConnRow, ConnState, DataplaneCounters, DestCounterEntry,
-    DestCounters, LaddrCounterEntry, ServiceCounters, Stats,
+    Backend, BackendError, BackendMetrics, ConnProtocol, ConnRow, ConnState, DataplaneCounters,
+    DestCounterEntry, DestCounters, EngineMetrics, LaddrCounterEntry, PortCounters,
+    ServiceCounters, Stats, SyncDaemonMetrics, SyncWorkerMetrics, WorkerMetrics,
 };
 use crate::ipvs::{
     Forward, IpvsTable, Protocol, ServiceConf, ServiceKey, SyncDaemon, SyncState, Timeouts,
@@ -622,6 +623,70 @@ impl DpdkBackend {
         Ok(())
     }
 
+    /// Service, real-server and LIP counters summed over the workers' reports.
+    fn counters_of(&self, reports: &[WorkerReport]) -> DataplaneCounters {
+        let index = self.dest_index();
+        let mut services: Vec<ServiceCounters> = Vec::new();
+        let mut by_dest: HashMap<DestId, DestCounters> = HashMap::new();
+        let mut lips: HashMap<(ServiceKey, Ipv4Addr), (u64, u64)> = HashMap::new();
+        for r in reports {
+            for &(id, c, t) in &r.dests {
+                let e = by_dest.entry(id).or_default();
+                e.active_conns += c[0];
+                e.inact_conns += c[1];
+                e.persist_conns += c[2];
+                e.stats.conns += t.conns;
+                e.stats.inpkts += t.inpkts;
+                e.stats.outpkts += t.outpkts;
+                e.stats.inbytes += t.inbytes;
+                e.stats.outbytes += t.outbytes;
+            }
+            for &(k, a, n, conflicts) in &r.laddrs {
+                let e = lips.entry((control_key(&k), a)).or_default();
+                e.0 += u64::from(n);
+                e.1 += conflicts;
+            }
+        }
+        for s in self.table.services() {
+            let key = control_key(&s.key);
+            let mut sc = ServiceCounters {
+                key,
+                stats: Stats::default(),
+                dests: Vec::new(),
+                laddrs: Vec::new(),
+            };
+            for d in &s.dests {
+                let c = by_dest.get(&d.id).copied().unwrap_or_default();
+                sc.stats.conns += c.stats.conns;
+                sc.stats.inpkts += c.stats.inpkts;
+                sc.stats.outpkts += c.stats.outpkts;
+                sc.stats.inbytes += c.stats.inbytes;
+                sc.stats.outbytes += c.stats.outbytes;
+                let (_, addr, port) =
+                    index
+                        .get(&d.id)
+                        .copied()
+                        .unwrap_or((key, d.addr.to_ip(), d.port));
+                sc.dests.push(DestCounterEntry {
+                    addr,
+                    port,
+                    counters: c,
+                });
+            }
+            for ((k, a), (n, conflicts)) in &lips {
+                if *k == key {
+                    sc.laddrs.push(LaddrCounterEntry {
+                        addr: IpAddr::V4(*a),
+                        conflicts: *conflicts,
+                        conns: *n,
+                    });
+                }
+            }
+            services.push(sc);
+        }
+        DataplaneCounters { services }
+    }
+
     fn dest_index(&self) -> HashMap<DestId, (ServiceKey, IpAddr, u16)> {
         let mut m = HashMap::new();
         for s in self.table.services() {
@@ -631,6 +696,44 @@ impl DpdkBackend {
             }
         }
         m
+    }
+}
+
+/// A worker's report as metrics: its counters, every drop reason by name.
+fn worker_metrics(r: &WorkerReport) -> WorkerMetrics {
+    use rvs_dataplane::pipeline::DropReason;
+    let c = &r.counters;
+    WorkerMetrics {
+        worker: r.worker,
+        packets: c.packets,
+        conns: c.conns,
+        in_packets: c.in_packets,
+        in_bytes: c.in_bytes,
+        out_packets: c.out_packets,
+        out_bytes: c.out_bytes,
+        handoff_out: c.handoff_out,
+        handoff_in: r.handoff_in,
+        sessions: u64::from(r.sessions),
+        session_capacity: u64::from(r.conn_capacity),
+        sessions_created: r.sessions_created,
+        tx_dropped: r.tx_dropped,
+        to_kernel: r.to_kernel,
+        from_kernel: r.from_kernel,
+        arp_replies: c.arp_replies,
+        echo_replies: c.echo_replies,
+        icmp_translated: c.icmp_translated,
+        time_exceeded_sent: c.time_exceeded_sent,
+        frag_needed_sent: c.frag_needed_sent,
+        icmp_rate_limited: c.icmp_rate_limited,
+        drops: c
+            .drops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| DropReason::from_index(i).map(|d| (d.name(), *n)))
+            .collect(),
+        poll_cycles: r.poll_cycles,
+        busy_cycles: r.busy_cycles,
+        busy_ratio: f64::from(r.busy_ppm) / 1e6,
     }
 }
 
@@ -706,66 +809,69 @@ impl Backend for DpdkBackend {
     }
 
     fn counters(&self) -> DataplaneCounters {
-        let index = self.dest_index();
-        let mut services: Vec<ServiceCounters> = Vec::new();
-        let mut by_dest: HashMap<DestId, DestCounters> = HashMap::new();
-        let mut lips: HashMap<(ServiceKey, Ipv4Addr), (u64, u64)> = HashMap::new();
-        for r in self.engine.reports() {
-            for (id, c, t) in r.dests {
-                let e = by_dest.entry(id).or_default();
-                e.active_conns += c[0];
-                e.inact_conns += c[1];
-                e.persist_conns += c[2];
-                e.stats.conns += t.conns;
-                e.stats.inpkts += t.inpkts;
-                e.stats.outpkts += t.outpkts;
-                e.stats.inbytes += t.inbytes;
-                e.stats.outbytes += t.outbytes;
-            }
-            for (k, a, n, conflicts) in r.laddrs {
-                let e = lips.entry((control_key(&k), a)).or_default();
-                e.0 += u64::from(n);
-                e.1 += conflicts;
-            }
-        }
-        for s in self.table.services() {
-            let key = control_key(&s.key);
-            let mut sc = ServiceCounters {
-                key,
-                stats: Stats::default(),
-                dests: Vec::new(),
-                laddrs: Vec::new(),
-            };
-            for d in &s.dests {
-                let c = by_dest.get(&d.id).copied().unwrap_or_default();
-                sc.stats.conns += c.stats.conns;
-                sc.stats.inpkts += c.stats.inpkts;
-                sc.stats.outpkts += c.stats.outpkts;
-                sc.stats.inbytes += c.stats.inbytes;
-                sc.stats.outbytes += c.stats.outbytes;
-                let (_, addr, port) =
-                    index
-                        .get(&d.id)
-                        .copied()
-                        .unwrap_or((key, d.addr.to_ip(), d.port));
-                sc.dests.push(DestCounterEntry {
-                    addr,
-                    port,
-                    counters: c,
+        self.counters_of(&self.engine.reports())
+    }
+
+    fn metrics(&self) -> BackendMetrics {
+        let reports = self.engine.reports();
+        let counters = self.counters_of(&reports);
+        let workers = reports.iter().map(worker_metrics).collect();
+        let ports = self
+            .engine
+            .port_names()
+            .iter()
+            .cloned()
+            .zip(self.engine.port_stats_read())
+            .map(|(name, s)| {
+                let c = s.map(|s| PortCounters {
+                    rx_packets: s.ipackets,
+                    tx_packets: s.opackets,
+                    rx_bytes: s.ibytes,
+                    tx_bytes: s.obytes,
+                    rx_missed: s.imissed,
+                    rx_errors: s.ierrors,
+                    tx_errors: s.oerrors,
+                    rx_nombuf: s.rx_nombuf,
                 });
-            }
-            for ((k, a), (n, conflicts)) in &lips {
-                if *k == key {
-                    sc.laddrs.push(LaddrCounterEntry {
-                        addr: IpAddr::V4(*a),
-                        conflicts: *conflicts,
-                        conns: *n,
-                    });
-                }
-            }
-            services.push(sc);
+                (name, c)
+            })
+            .collect();
+        let sync = self.engine.sync_report();
+        let now_ms = rvs_dataplane::sync::net::unix_ms(std::time::SystemTime::now());
+        let daemon = |d: &rvs_dataplane::engine::SyncDaemonReport| SyncDaemonMetrics {
+            running: d.running,
+            counters: d.counters.clone(),
+            backlog: d.backlog,
+            last_message_age_seconds: d
+                .last_message_unix_ms
+                .map(|t| now_ms.saturating_sub(t) as f64 / 1000.0),
+        };
+        let engine = EngineMetrics {
+            workers_expected: self.engine.workers(),
+            workers,
+            ports,
+            mbufs_in_use: u64::from(self.engine.mbufs_in_use()),
+            mbuf_pool_size: u64::from(self.engine.mbuf_pool_size()),
+            sync_master: daemon(&sync.master),
+            sync_backup: daemon(&sync.backup),
+            sync_workers: sync
+                .workers
+                .iter()
+                .map(|(w, c)| SyncWorkerMetrics {
+                    worker: *w,
+                    emitted: c.emitted,
+                    dropped: c.dropped,
+                    installed: c.installed,
+                    updated: c.updated,
+                    refused: c.refused,
+                })
+                .collect(),
+            passive: sync.passive,
+        };
+        BackendMetrics {
+            counters,
+            engine: Some(engine),
         }
-        DataplaneCounters { services }
     }
 
     fn describe(&self) -> String {

@@ -14,6 +14,7 @@
 //! | [`daemon`] | rvsd's state: table + backend + zero baselines + estimators |
 //! | [`server`] | rvsd's socket server |
 //! | [`reload`] | reading the configuration file again while rvsd runs |
+//! | [`metrics`] | the Prometheus metrics endpoint |
 //! | [`adm`] | rvsadm's main logic, including `-R` restore |
 
 #![forbid(unsafe_code)]
@@ -26,6 +27,7 @@ pub mod dpdk_backend;
 pub mod estimator;
 pub mod format;
 pub mod ipvs;
+pub mod metrics;
 pub mod names;
 pub mod popt;
 pub mod proto;

@@ -3,6 +3,7 @@
 //! of the socket on SIGTERM/SIGINT.
 
 use std::io;
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -47,11 +48,34 @@ fn reload(daemon: &Mutex<Daemon>) {
     }
 }
 
-/// Serves forever: one thread per client connection, one estimator thread, and a signal
-/// thread that removes the socket and exits 0 on SIGTERM or SIGINT and reloads the
-/// configuration on SIGHUP.
-pub fn run(listener: UnixListener, path: PathBuf, daemon: Daemon) -> io::Result<()> {
+/// Serves forever: one thread per client connection, one estimator thread, the metrics
+/// endpoint when `metrics` is given (see [`crate::metrics`]), and a signal thread that
+/// removes the socket and exits 0 on SIGTERM or SIGINT and reloads the configuration on
+/// SIGHUP.
+pub fn run(
+    listener: UnixListener,
+    path: PathBuf,
+    daemon: Daemon,
+    metrics: Option<TcpListener>,
+) -> io::Result<()> {
     let daemon = Arc::new(Mutex::new(daemon));
+
+    if let Some(l) = metrics {
+        let d = daemon.clone();
+        let exporter = crate::metrics::Exporter::new();
+        let addr = l.local_addr()?;
+        crate::metrics::spawn(
+            l,
+            crate::metrics::Limits::default(),
+            Arc::new(move || {
+                // The lock is held while the workers answer, then released: rendering and
+                // writing happen without it.
+                let g = lock(&d).gather_metrics();
+                exporter.render(g)
+            }),
+        )?;
+        tracing::info!(%addr, "metrics endpoint listening");
+    }
 
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,

@@ -113,6 +113,17 @@ fn main() -> ExitCode {
         dataplane = !args.no_dataplane,
         "rvsd ready"
     );
+    // Bound before the control socket, so that a taken address fails the start cleanly.
+    let metrics = match cfg.metrics.listen_addr() {
+        None => None,
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("rvsd: metrics.listen: cannot listen on {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
     let listener = match rvs_control::server::bind(&socket) {
         Ok(l) => l,
         Err(e) => {
@@ -120,7 +131,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rvs_control::server::run(listener, socket.clone(), daemon) {
+    match rvs_control::server::run(listener, socket.clone(), daemon, metrics) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rvsd: {e}");

@@ -18,6 +18,7 @@ const PRIV_SIZE: u16 = 0;
 #[derive(Debug)]
 pub struct Mempool {
     raw: NonNull<sys::rte_mempool>,
+    size: u32,
 }
 
 // SAFETY: a DPDK mempool is a thread-safe object (lock-free ring plus per-lcore caches);
@@ -58,7 +59,12 @@ impl Mempool {
                 &log,
             )
         })?;
-        Ok(Mempool { raw })
+        Ok(Mempool { raw, size })
+    }
+
+    /// Buffers in the pool (its size when created).
+    pub fn size(&self) -> u32 {
+        self.size
     }
 
     /// Buffers currently allocated (handed out and not yet freed).

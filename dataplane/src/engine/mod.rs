@@ -127,6 +127,13 @@ pub struct WorkerReport {
     pub conn_capacity: u32,
     /// Bytes the session table holds (slab, session index, timer wheel).
     pub conn_memory_bytes: usize,
+    /// TSC cycles the poll loop has run (every turn).
+    pub poll_cycles: u64,
+    /// TSC cycles of the turns that received packets (from a port, a tap or another
+    /// worker); `busy_cycles / poll_cycles` over an interval is the busy ratio.
+    pub busy_cycles: u64,
+    /// The busy ratio of the last full second, in parts per million.
+    pub busy_ppm: u32,
 }
 
 /// A control command for one worker, answered between bursts.
@@ -139,8 +146,8 @@ enum Command {
     SetTimeouts(u32, u32, u32),
     /// Start (`Some`) or stop emitting sync records.
     SyncMaster(Option<SyncRules>),
-    /// Send the worker's sync counters.
-    SyncCounters(Sender<SyncCounters>),
+    /// Send the worker's index and sync counters.
+    SyncCounters(Sender<(usize, SyncCounters)>),
     /// Send gratuitous ARP for the announced addresses.
     Announce,
 }
@@ -153,6 +160,36 @@ const INBOX_CAPACITY: usize = 64;
 const NEIGH_QUEUE: usize = 4096;
 /// How long [`Engine`] waits for a worker's answer to a command.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One sync daemon's state for metrics: its counters (kept across restarts of the
+/// daemon, so they only grow while rvsd runs), whether it runs, and its backlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncDaemonReport {
+    /// Whether the daemon is running.
+    pub running: bool,
+    /// Its counters by name ([`SyncStats::snapshot`]).
+    pub counters: Vec<(&'static str, u64)>,
+    /// Records waiting in the workers' queues: for the master, records the workers emitted
+    /// that the sync thread has not sent yet; for the backup, records received that the
+    /// workers have not installed yet.
+    pub backlog: u64,
+    /// Backup: milliseconds since the Unix epoch of the last message received (`None`:
+    /// none yet).
+    pub last_message_unix_ms: Option<u64>,
+}
+
+/// The sync daemons and the workers' sync counters, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The master (sending) daemon.
+    pub master: SyncDaemonReport,
+    /// The backup (receiving) daemon.
+    pub backup: SyncDaemonReport,
+    /// Per worker, by worker index (a worker that did not answer in time is absent).
+    pub workers: Vec<(usize, SyncCounters)>,
+    /// Whether the director is a standby (VIPs and LIPs not answered).
+    pub passive: bool,
+}
 
 /// A running sync thread.
 struct SyncThread {
@@ -167,10 +204,10 @@ impl SyncThread {
     fn spawn(
         name: &str,
         cfg: SyncNetConfig,
+        stats: Arc<SyncStats>,
         body: impl FnOnce(&SyncNetConfig, &AtomicBool, &SyncStats) + Send + 'static,
     ) -> Result<SyncThread, EngineError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(SyncStats::default());
         let (st, stt) = (stop.clone(), stats.clone());
         let handle = std::thread::Builder::new()
             .name(name.into())
@@ -256,6 +293,9 @@ pub struct Engine {
     stopped: bool,
     sync_master: Option<SyncThread>,
     sync_backup: Option<SyncThread>,
+    /// The sync daemons' counters, kept across their restarts.
+    master_stats: Arc<SyncStats>,
+    backup_stats: Arc<SyncStats>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -373,6 +413,8 @@ impl Engine {
             stopped: false,
             sync_master: None,
             sync_backup: None,
+            master_stats: Arc::new(SyncStats::default()),
+            backup_stats: Arc::new(SyncStats::default()),
         })
     }
 
@@ -384,6 +426,57 @@ impl Engine {
     /// Mbufs currently allocated from the pool (in queues, rings, held, in flight).
     pub fn mbufs_in_use(&self) -> u32 {
         self.pool.in_use()
+    }
+
+    /// Buffers in the mbuf pool.
+    pub fn mbuf_pool_size(&self) -> u32 {
+        self.pool.size()
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.shared.workers
+    }
+
+    /// rvs's port names, by port index.
+    pub fn port_names(&self) -> &[String] {
+        &self.port_names
+    }
+
+    /// Port counters by rvs port index, `None` for a port whose driver did not answer
+    /// (for metrics, where a missing reading must not look like a reset to zero).
+    pub fn port_stats_read(&self) -> Vec<Option<dpdk::PortStats>> {
+        self.shared.ports.iter().map(|p| p.stats().ok()).collect()
+    }
+
+    /// Every worker's report, with its sync counters, and the sync daemons' state: what
+    /// metrics are made of, asked of the workers in one round.
+    pub fn sync_report(&self) -> SyncReport {
+        let backlog = |qs: &[ArrayQueue<SyncConn>]| qs.iter().map(|q| q.len() as u64).sum();
+        let daemon = |t: &Option<SyncThread>, stats: &SyncStats, backlog: u64| {
+            let last = stats.last_recv_unix_ms.load(Ordering::Relaxed);
+            SyncDaemonReport {
+                running: t.is_some(),
+                counters: stats.snapshot(),
+                backlog,
+                last_message_unix_ms: (last != 0).then_some(last),
+            }
+        };
+        let workers = self.ask(Command::SyncCounters);
+        SyncReport {
+            master: daemon(
+                &self.sync_master,
+                &self.master_stats,
+                backlog(&self.shared.sync_out),
+            ),
+            backup: daemon(
+                &self.sync_backup,
+                &self.backup_stats,
+                backlog(&self.shared.sync_in),
+            ),
+            workers,
+            passive: self.base.passive,
+        }
     }
 
     /// Port counters, by rvs port index.
@@ -521,7 +614,8 @@ impl Engine {
                 source,
             })?;
         let queues = self.shared.sync_out.clone();
-        let thread = SyncThread::spawn("rvs-sync-master", cfg, move |cfg, stop, stats| {
+        let stats = self.master_stats.clone();
+        let thread = SyncThread::spawn("rvs-sync-master", cfg, stats, move |cfg, stop, stats| {
             sync_net::run_master(&sock, dest, cfg, &queues, stop, stats)
         })?;
         self.tell_all(|| Command::SyncMaster(Some(rules)));
@@ -548,7 +642,8 @@ impl Engine {
             source,
         })?;
         let sh = self.shared.clone();
-        let thread = SyncThread::spawn("rvs-sync-backup", cfg, move |cfg, stop, stats| {
+        let stats = self.backup_stats.clone();
+        let thread = SyncThread::spawn("rvs-sync-backup", cfg, stats, move |cfg, stop, stats| {
             let n = sh.workers;
             sync_net::run_backup(&sock, cfg, stop, stats, |c| {
                 sh.sync_in[sync_owner(&c, n)].push(c).is_ok()
@@ -610,9 +705,9 @@ impl Engine {
                 out.push('\n');
             }
         }
-        let mut per: Vec<SyncCounters> = self.ask(Command::SyncCounters);
-        per.truncate(self.shared.workers);
-        for (w, c) in per.iter().enumerate() {
+        let mut per: Vec<(usize, SyncCounters)> = self.ask(Command::SyncCounters);
+        per.sort_by_key(|(w, _)| *w);
+        for (w, c) in &per {
             let _ = writeln!(
                 out,
                 "sync worker {w} emitted={} dropped={} installed={} updated={} refused={}",

@@ -32,6 +32,10 @@ const MS_PER_SECOND: u64 = 1000;
 const ARP_FRAME_LEN: usize = 60;
 /// Gratuitous ARP frames sent per announced address.
 const GARP_REPEAT: usize = 2;
+/// The busy ratio a worker reports is over windows of this many slow-path ticks (1 s).
+const BUSY_WINDOW_TICKS: u64 = TICKS_PER_SECOND;
+/// The busy ratio's unit: parts per million.
+const PPM: u128 = 1_000_000;
 
 /// Runs worker `w` until the engine stops, then frees what it still holds.
 pub(super) fn run(w: usize, sh: &Shared, pool: &Mempool) {
@@ -42,12 +46,25 @@ pub(super) fn run(w: usize, sh: &Shared, pool: &Mempool) {
     worker.shutdown();
 }
 
-/// The TSC clock of a worker: milliseconds since it started, and the slow-path timer.
+/// The TSC clock of a worker: milliseconds since it started, the slow-path timer, and
+/// the poll loop's busy accounting (TSC cycles of the turns that had packets to work on,
+/// against all; read from the TSC the turn reads anyway, so it costs no extra clock read).
 struct Clock {
     hz: u64,
     start: u64,
     tick_every: u64,
     last_tick: u64,
+    /// TSC at the start of the current turn.
+    turn_start: u64,
+    /// Cycles of every turn, and of the turns that received packets.
+    poll_cycles: u64,
+    busy_cycles: u64,
+    /// The busy window: slow-path ticks into it, and the counts at its start.
+    window_ticks: u64,
+    window_poll: u64,
+    window_busy: u64,
+    /// Busy share of the last full window, in parts per million.
+    busy_ppm: u32,
 }
 
 impl Clock {
@@ -59,13 +76,46 @@ impl Clock {
             start,
             tick_every: hz / TICKS_PER_SECOND,
             last_tick: start,
+            turn_start: start,
+            poll_cycles: 0,
+            busy_cycles: 0,
+            window_ticks: 0,
+            window_poll: 0,
+            window_busy: 0,
+            busy_ppm: 0,
         }
     }
 
-    /// Milliseconds since the worker started.
+    /// Starts a turn: accounts the cycles of the previous one (busy when it had packets)
+    /// and returns the milliseconds since the worker started.
     #[inline]
-    fn now_ms(&self) -> u64 {
-        dpdk::rdtsc().wrapping_sub(self.start) / (self.hz / MS_PER_SECOND).max(1)
+    fn turn(&mut self, previous_busy: bool) -> u64 {
+        let t = dpdk::rdtsc();
+        let spent = t.wrapping_sub(self.turn_start);
+        self.turn_start = t;
+        self.poll_cycles = self.poll_cycles.wrapping_add(spent);
+        if previous_busy {
+            self.busy_cycles = self.busy_cycles.wrapping_add(spent);
+        }
+        t.wrapping_sub(self.start) / (self.hz / MS_PER_SECOND).max(1)
+    }
+
+    /// Closes the busy window once a second (called on slow-path ticks).
+    fn busy_window(&mut self) {
+        self.window_ticks += 1;
+        if self.window_ticks < BUSY_WINDOW_TICKS {
+            return;
+        }
+        let poll = self.poll_cycles.wrapping_sub(self.window_poll);
+        let busy = self.busy_cycles.wrapping_sub(self.window_busy);
+        self.busy_ppm = if poll == 0 {
+            0
+        } else {
+            (u128::from(busy.min(poll)) * PPM / u128::from(poll)) as u32
+        };
+        self.window_ticks = 0;
+        self.window_poll = self.poll_cycles;
+        self.window_busy = self.busy_cycles;
     }
 
     /// Whether the slow path is due (and if so, restarts its timer).
@@ -251,6 +301,8 @@ struct Worker<'a> {
     handoff_in: u64,
     from_kernel: u64,
     clock: Clock,
+    /// Whether the current turn received packets (from a port, a tap or a handoff ring).
+    busy: bool,
 }
 
 impl<'a> Worker<'a> {
@@ -286,6 +338,7 @@ impl<'a> Worker<'a> {
             handoff_in: 0,
             from_kernel: 0,
             clock: Clock::new(),
+            busy: false,
         }
     }
 
@@ -293,7 +346,8 @@ impl<'a> Worker<'a> {
     /// the flush, and the slow path when due.
     #[inline]
     fn poll(&mut self) {
-        let now = self.clock.now_ms();
+        let now = self.clock.turn(self.busy);
+        self.busy = false;
         self.adopt_published();
         self.serve_commands(now);
         self.take_from_peers(now);
@@ -304,6 +358,7 @@ impl<'a> Worker<'a> {
         self.out.flush();
         if self.clock.tick_due() {
             self.core.tick(now, drop);
+            self.clock.busy_window();
         }
     }
 
@@ -338,7 +393,7 @@ impl<'a> Worker<'a> {
                 Command::SetTimeouts(a, b, c) => self.core.conns_mut().set_timeouts(a, b, c),
                 Command::SyncMaster(r) => self.core.set_sync_master(r),
                 Command::SyncCounters(reply) => {
-                    let _ = reply.try_send(self.core.sync_counters());
+                    let _ = reply.try_send((self.w, self.core.sync_counters()));
                 }
                 Command::Announce => self.announce(),
             }
@@ -395,6 +450,7 @@ impl<'a> Worker<'a> {
             if q.0 >= sh.rx_queues[p] || port.rx_burst(q, &mut self.rx) == 0 {
                 continue;
             }
+            self.busy = true;
             // Up to RX_MORE more bursts as the pipeline gets to them.
             let stream = self.rx.stream(|b| port.rx_burst(q, b), RX_MORE);
             process(&mut self.core, &mut self.out, stream, now, true, p as u16);
@@ -410,6 +466,7 @@ impl<'a> Worker<'a> {
             if q.0 >= sh.tap_rx_queues[k] || tap.rx_burst(q, &mut self.rx) == 0 {
                 continue;
             }
+            self.busy = true;
             let port = sh.tap_port[k];
             let vlan = self
                 .out
@@ -436,6 +493,7 @@ impl<'a> Worker<'a> {
             if src == w || sh.rings[src * n + w].dequeue_burst(&mut self.rx) == 0 {
                 continue;
             }
+            self.busy = true;
             self.handoff_in += self.rx.len() as u64;
             process(
                 &mut self.core,
@@ -542,6 +600,9 @@ impl<'a> Worker<'a> {
             sessions_created: core.conns().stats().created,
             conn_capacity: core.conns().capacity(),
             conn_memory_bytes: core.conns().memory_bytes(),
+            poll_cycles: self.clock.poll_cycles,
+            busy_cycles: self.clock.busy_cycles,
+            busy_ppm: self.clock.busy_ppm,
         }
     }
 }

@@ -122,6 +122,10 @@ impl DropReason {
 pub struct Counters {
     /// Packets processed by this worker (after handoff).
     pub packets: u64,
+    /// New connections scheduled to a real server (IPVS's `conns`: what
+    /// `/proc/net/ip_vs_stats` counts; persistence templates and synced sessions are not
+    /// connections scheduled here).
+    pub conns: u64,
     /// Packets forwarded toward real servers (client → RS).
     pub in_packets: u64,
     /// Bytes of those.
@@ -152,6 +156,7 @@ impl Default for Counters {
     fn default() -> Self {
         Counters {
             packets: 0,
+            conns: 0,
             in_packets: 0,
             in_bytes: 0,
             out_packets: 0,

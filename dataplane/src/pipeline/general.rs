@@ -287,6 +287,7 @@ impl<P: PacketBuf> Core<P> {
                 };
                 let res = new.create(local);
                 if let Ok(id) = res {
+                    self.counters.conns += 1;
                     if let Some(t) = self.traffic_of(id) {
                         t.conns += 1;
                     }

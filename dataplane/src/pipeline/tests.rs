@@ -449,6 +449,13 @@ fn nat_request_and_reply_walk_through_arp_resolution() {
     assert_eq!(traffic.iter().map(|t| t.conns).sum::<u64>(), 2);
     assert_eq!(traffic.iter().map(|t| t.inpkts).sum::<u64>(), 2);
     assert_eq!(traffic.iter().map(|t| t.outpkts).sum::<u64>(), 1);
+    // The worker's own count of new connections (the exported IPVS total) agrees, and a
+    // packet of an existing session does not add to it.
+    assert_eq!(ctr.conns, 2);
+    let data = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40001, VIP, 80, false, true);
+    tx(c.process(data, 0, 6, true));
+    assert_eq!(c.counters().conns, 2);
+    assert_eq!(c.counters().in_packets, 3);
 }
 
 #[test]

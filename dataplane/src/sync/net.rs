@@ -86,6 +86,9 @@ pub struct Stats {
     pub skipped: AtomicU64,
     /// Records a worker's queue could not take.
     pub queue_full: AtomicU64,
+    /// When the last message was received: milliseconds since the Unix epoch (0: none
+    /// yet). Not a counter: not in [`Stats::snapshot`].
+    pub last_recv_unix_ms: AtomicU64,
 }
 
 impl Stats {
@@ -104,6 +107,12 @@ impl Stats {
             ("queue_full", l(&self.queue_full)),
         ]
     }
+}
+
+/// Milliseconds since the Unix epoch of `t` (0 before it).
+pub fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The master's socket and where it sends.
@@ -213,6 +222,9 @@ pub fn run_backup(
             Err(_) => continue,
         };
         stats.recv_msgs.fetch_add(1, Ordering::Relaxed);
+        stats
+            .last_recv_unix_ms
+            .store(unix_ms(std::time::SystemTime::now()), Ordering::Relaxed);
         process_message(&buf[..n], cfg.syncid, &mut recs, stats, &mut deliver);
     }
 }
