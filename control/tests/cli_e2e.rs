@@ -751,3 +751,165 @@ fn what_the_dataplane_does_not_do_is_refused_and_changes_nothing() {
     }
     assert_eq!(d.stop(), Some(0));
 }
+
+/// Kills the process when dropped (a failed assertion leaves no rvsd behind).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// rvsd restores an `ipvsadm -S` rules file at start (`[control] rules`), logs JSON lines
+/// with `--log-format json` naming services and servers as `ipvsadm -Ln` does, and
+/// `rvsadm --reload` applies the edited files; a bad rules line refuses the start.
+#[test]
+fn rules_file_at_start_reload_and_json_logs() {
+    let dir = tmpdir("rules");
+    let socket = dir.join("rvsd.sock");
+    let rules = dir.join("ipvsadm.rules");
+    let cfg = dir.join("rvs.toml");
+    let log = dir.join("rvsd.log");
+    std::fs::write(
+        &rules,
+        "-A -t 10.1.0.1:80 -s wrr\n-a -t 10.1.0.1:80 -r 10.2.0.11:80 -m -w 1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[control]\nsocket = \"{}\"\nrules = \"{}\"\n\n\
+             [[services]]\nproto = \"udp\"\nvip = \"10.1.0.1:53\"\nscheduler = \"rr\"\n",
+            socket.display(),
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(RVSD)
+            .args(["--no-dataplane", "--log-format", "json", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "rvsd did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = adm_with(RVSADM, &socket, &["-Sn"], "");
+    assert_eq!(
+        out(&o),
+        "-A -t 10.1.0.1:80 -s wrr\n\
+         -a -t 10.1.0.1:80 -r 10.2.0.11:80 -m -w 1\n\
+         -A -u 10.1.0.1:53 -s rr\n"
+    );
+    // `-h` lists every rvs extension after ipvsadm's own usage.
+    let help = out(&adm_with(RVSADM, &socket, &["-h"], ""));
+    for ext in [
+        "--add-laddr",
+        "--del-laddr",
+        "--get-laddr",
+        "--dataplane",
+        "--reload",
+        "FULLNAT real server",
+    ] {
+        assert!(help.contains(ext), "{ext} missing from -h:\n{help}");
+    }
+    // A change made with rvsadm, then a reload of edited files that undoes it.
+    let o = adm_with(
+        RVSADM,
+        &socket,
+        &[
+            "-e",
+            "-t",
+            "10.1.0.1:80",
+            "-r",
+            "10.2.0.11:80",
+            "-m",
+            "-w",
+            "5",
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    std::fs::write(
+        &rules,
+        "-A -t 10.1.0.1:80 -s wrr\n-a -t 10.1.0.1:80 -r 10.2.0.11:80 -m -w 1\n\
+         -a -t 10.1.0.1:80 -r 10.2.0.12:80 -m -w 2\n",
+    )
+    .unwrap();
+    let o = adm_with(RVSADM, &socket, &["--reload"], "");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "reload: 2 changes\n  \
+         edit server TCP  10.1.0.1:80 -> 10.2.0.11:80 -m -w 1 (was -m -w 5) (overrides a change made with rvsadm)\n  \
+         add server TCP  10.1.0.1:80 -> 10.2.0.12:80 -m -w 2\n"
+    );
+    let o = adm_with(RVSADM, &socket, &["--reload"], "");
+    assert_eq!(out(&o), "reload: no changes\n");
+    // A bad rules line: the reload is refused, naming the file and the line.
+    std::fs::write(
+        &rules,
+        "-A -t 10.1.0.1:80 -s wrr\n-a -t 10.9.9.9:80 -r 10.2.0.11:80\n",
+    )
+    .unwrap();
+    let before = out(&adm_with(RVSADM, &socket, &["-Sn"], ""));
+    let o = adm_with(RVSADM, &socket, &["--reload"], "");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        err(&o),
+        format!(
+            "reload refused: {}: line 2: Service not defined\n",
+            rules.display()
+        )
+    );
+    assert_eq!(out(&adm_with(RVSADM, &socket, &["-Sn"], "")), before);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+
+    // Every log line is a JSON object; the changes name services as ipvsadm -Ln does.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut messages = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        messages.push(
+            v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    for want in [
+        "rvsadm: edit server TCP  10.1.0.1:80 -> 10.2.0.11:80 -m -w 5",
+        "reload: add server TCP  10.1.0.1:80 -> 10.2.0.12:80 -m -w 2",
+        "reload refused",
+    ] {
+        assert!(
+            messages.iter().any(|m| m == want),
+            "{want} not logged: {messages:#?}"
+        );
+    }
+
+    // At start, the same bad rules file refuses to start.
+    let o = Command::new(RVSD)
+        .args(["--no-dataplane", "--check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains(&format!("{}: line 2: Service not defined", rules.display())),
+        "{}",
+        err(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
