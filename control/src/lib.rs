@@ -13,6 +13,8 @@
 //! | [`proto`] | rvsd's socket protocol (newline-delimited JSON) and client |
 //! | [`daemon`] | rvsd's state: table + backend + zero baselines + estimators |
 //! | [`server`] | rvsd's socket server |
+//! | [`notify`] | systemd's readiness protocol (`sd_notify`) |
+//! | [`man`] | rvsadm's man page, from the text `rvsadm -h` prints |
 //! | [`adm`] | rvsadm's main logic, including `-R` restore |
 
 #![forbid(unsafe_code)]
@@ -25,7 +27,9 @@ pub mod dpdk_backend;
 pub mod estimator;
 pub mod format;
 pub mod ipvs;
+pub mod man;
 pub mod names;
+pub mod notify;
 pub mod popt;
 pub mod proto;
 pub mod server;

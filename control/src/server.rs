@@ -51,6 +51,7 @@ pub fn run(listener: UnixListener, path: PathBuf, daemon: Daemon) -> io::Result<
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             tracing::info!(signal = sig, "shutting down");
+            crate::notify::stopping();
             let _ = std::fs::remove_file(&sig_path);
             std::process::exit(0);
         }
