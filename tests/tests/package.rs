@@ -339,6 +339,17 @@ fn package_installs_provides_ipvsadm_and_purges_cleanly() {
                 text(&v)
             );
         }
+        if Path::new("/lib/systemd/system/keepalived.service").exists() {
+            // systemd reads the drop-in as part of keepalived's unit.
+            let c = text(&sh(
+                "systemd-analyze",
+                &["cat-config", "systemd/system/keepalived.service"],
+            ));
+            assert!(
+                c.contains("keepalived.service.d/rvs.conf") && c.contains("\nAfter=rvsd.service"),
+                "keepalived.service without the rvs drop-in: {c}"
+            );
+        }
     } else {
         eprintln!("note: systemd-analyze is absent: the units were not verified");
     }
