@@ -173,6 +173,10 @@ mod tests {
         let missing = std::env::temp_dir().join(format!("rvs-no-such-{}", std::process::id()));
         assert!(send_to(missing.as_os_str(), "READY=1\n").is_err());
         assert!(!notify_env(Some(missing.into()), "READY=1\n"));
+        // Longer than sun_path: refused, not truncated to some other socket's name.
+        let long = format!("@{}", "a".repeat(200));
+        assert!(send_to(OsStr::new(&long), "READY=1\n").is_err());
+        assert!(send_to(OsStr::new(&long[1..]), "READY=1\n").is_err());
     }
 
     #[test]
