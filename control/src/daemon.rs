@@ -67,7 +67,16 @@ impl Daemon {
     /// Reads the configuration file again and applies the difference in one table change
     /// (see [`crate::reload`]). Returns the changes applied; an error (naming the file and
     /// the field) changes nothing.
+    ///
+    /// systemd hears `RELOADING=1` before and `READY=1` after (see [`crate::notify`]).
     pub fn reload(&mut self) -> Result<Vec<Change>, String> {
+        crate::notify::reloading();
+        let r = self.reload_file();
+        crate::notify::ready();
+        r
+    }
+
+    fn reload_file(&mut self) -> Result<Vec<Change>, String> {
         let Some(source) = &self.source else {
             return Err("rvsd was started without a configuration file".into());
         };

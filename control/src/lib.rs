@@ -15,6 +15,8 @@
 //! | [`server`] | rvsd's socket server |
 //! | [`reload`] | reading the configuration file again while rvsd runs |
 //! | [`metrics`] | the Prometheus metrics endpoint |
+//! | [`notify`] | systemd's readiness protocol (`sd_notify`) |
+//! | [`man`] | rvsadm's man page, from the text `rvsadm -h` prints |
 //! | [`adm`] | rvsadm's main logic, including `-R` restore |
 
 #![forbid(unsafe_code)]
@@ -27,8 +29,10 @@ pub mod dpdk_backend;
 pub mod estimator;
 pub mod format;
 pub mod ipvs;
+pub mod man;
 pub mod metrics;
 pub mod names;
+pub mod notify;
 pub mod popt;
 pub mod proto;
 pub mod reload;

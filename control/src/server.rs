@@ -91,6 +91,7 @@ pub fn run(
                 continue;
             }
             tracing::info!(signal = sig, "shutting down");
+            crate::notify::stopping();
             let _ = std::fs::remove_file(&sig_path);
             std::process::exit(0);
         }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use rvs_control::backend::ControlOnly;
 use rvs_control::daemon::Daemon;
@@ -15,7 +15,7 @@ use rvs_control::reload::Source;
 
 /// rvs daemon: kernel-bypass IPVS on DPDK.
 #[derive(Parser, Debug)]
-#[command(name = "rvsd", version, about)]
+#[command(name = "rvsd", version)]
 struct Args {
     /// Configuration file (TOML).
     #[arg(long, short = 'c', value_name = "FILE")]
@@ -52,6 +52,10 @@ fn init_logs(format: &str) {
 }
 
 fn main() -> ExitCode {
+    // Hidden: `rvsd --man` prints the man page generated from `Args` (package build).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "--man") {
+        return rvs_control::man::print(&rvs_control::man::rvsd_page(Args::command()));
+    }
     let args = Args::parse();
     init_logs(&args.log_format);
 
@@ -131,6 +135,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The ports are up and rvsadm's connections queue on the bound socket: tell systemd.
+    rvs_control::notify::ready();
     match rvs_control::server::run(listener, socket.clone(), daemon, metrics) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
