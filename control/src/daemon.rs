@@ -326,7 +326,8 @@ pub fn reload_text(changes: &[Change]) -> String {
     if changes.is_empty() {
         return "reload: no changes\n".into();
     }
-    let mut out = format!("reload: {} changes\n", changes.len());
+    let n = changes.len();
+    let mut out = format!("reload: {n} change{}\n", if n == 1 { "" } else { "s" });
     for c in changes {
         out.push_str(&format!("  {c}\n"));
     }

@@ -60,3 +60,52 @@ fn one_persistent_fwmark_service_spans_ports_80_and_443() {
     let stats = d.rvsadm(&["-Ln", "--stats"]);
     assert!(stats.contains("FWM  1"), "{stats}");
 }
+
+/// `[[marks]]` change with a reload: a rule that marks port 80 only is widened to 80 and
+/// 443 in the file, and after `rvsadm --reload` the client's connections to port 443 reach
+/// the fwmark service too (before, nothing marked them and no service took them).
+#[test]
+fn a_reload_brings_new_mark_rules_to_the_workers() {
+    if !can_build_labs() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let mut lab = two_port("rfwr", true, 80, 80);
+    lab.name_server("r1", Ipv4Addr::new(10, 20, 0, 11), 443, "rs1");
+    let rules = |dports: &str| {
+        format!(
+            "# marks\n[[marks]]\nproto = \"tcp\"\ndst = \"{VIP2}\"\ndports = \"{dports}\"\nport = \"dpdk0\"\nmark = 1\n\n\
+             [[services]]\nproto = \"fwmark\"\nfwmark = 1\nscheduler = \"rr\"\n\
+             real = [ {{ address = \"10.20.0.11\", forward = \"masq\" }} ]\n"
+        )
+    };
+    let d = two_port_director_with(&lab, "rfwr", 1, &rules("80"));
+    let curl = |port: u16| {
+        let out = lab.try_exec(
+            "c",
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "2",
+                &format!("http://{VIP2}:{port}/"),
+            ],
+        );
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert!(curl(80).is_some_and(|b| b.starts_with("rs1")));
+    assert_eq!(curl(443), None, "port 443 is not marked yet");
+
+    let path = d.dir().join("rvsd.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    let head = text.split("# marks").next().expect("head").to_string();
+    std::fs::write(&path, format!("{head}{}", rules("80,443"))).expect("config");
+    let report = d.rvsadm(&["--reload"]);
+    assert_eq!(report, "reload: 1 change\n  marks: 1 rules (were 1)\n");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let body = curl(443).unwrap_or_else(|| panic!("port 443 after the reload:\n{}", d.log()));
+    assert!(body.starts_with("rs1"), "{body}");
+    assert!(curl(80).is_some_and(|b| b.starts_with("rs1")));
+}
