@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod check;
+
 /// The 14 scheduler names IPVS knows (`ipvsadm -s`).
 pub const SCHEDULERS: [&str; 14] = [
     "rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr", "mh", "fo", "ovf", "twos",
@@ -396,6 +398,42 @@ pub struct Service {
     /// Real servers.
     #[serde(default)]
     pub real: Vec<Real>,
+    /// Health checks (keepalived's `virtual_server` keywords, see [`check`]): the interval
+    /// between checks, seconds (default 60, as keepalived).
+    #[serde(default)]
+    pub delay_loop: Option<f64>,
+    /// Minimum total weight of the servers up for the service to be up (default 1).
+    #[serde(default)]
+    pub quorum: Option<i64>,
+    /// Hysteresis of the quorum (default 0): up at `quorum + hysteresis`, down below
+    /// `quorum - hysteresis`.
+    #[serde(default)]
+    pub hysteresis: Option<i64>,
+    /// Command run when the quorum is gained.
+    #[serde(default)]
+    pub quorum_up: Option<String>,
+    /// Command run when the quorum is lost.
+    #[serde(default)]
+    pub quorum_down: Option<String>,
+    /// `"ip:port"` put in the table while the quorum is lost.
+    #[serde(default)]
+    pub sorry_server: Option<String>,
+    /// Forwarding method of the sorry server (default: that of the first real server).
+    #[serde(default)]
+    pub sorry_server_forward: Option<Forward>,
+    /// Servers start down until their first successful check (default: up).
+    #[serde(default)]
+    pub alpha: bool,
+    /// At shutdown, run the `notify_down` of every server that is up.
+    #[serde(default)]
+    pub omega: bool,
+    /// A failed server stays in the table with weight 0 (established connections go on)
+    /// instead of being removed; the default for the service's servers.
+    #[serde(default)]
+    pub inhibit_on_failure: bool,
+    /// Default Host header (and SNI) of the service's `HTTP_GET`/`SSL_GET` checks.
+    #[serde(default)]
+    pub virtualhost: Option<String>,
 }
 
 fn default_sched() -> String {
@@ -420,6 +458,18 @@ pub struct Real {
     /// Lower connection threshold (0 = none).
     #[serde(default)]
     pub l_threshold: i64,
+    /// Overrides the service's `inhibit_on_failure` for this server.
+    #[serde(default)]
+    pub inhibit_on_failure: Option<bool>,
+    /// Command run when the server goes up.
+    #[serde(default)]
+    pub notify_up: Option<String>,
+    /// Command run when the server goes down.
+    #[serde(default)]
+    pub notify_down: Option<String>,
+    /// Health checks; the server is up while all of them are (none: always up).
+    #[serde(default)]
+    pub checks: Vec<check::Check>,
 }
 
 /// `[timeouts]`: as `ipvsadm --set tcp tcpfin udp`. A missing key takes its default.
@@ -1056,6 +1106,45 @@ impl Config {
                 ));
             }
             seen.push(key);
+        }
+        Self::refuse_checks(i, s)
+    }
+
+    /// Health checks are described by the schema of [`check`] but not run yet: any of
+    /// their keys is refused by name rather than accepted and ignored.
+    fn refuse_checks(i: usize, s: &Service) -> Result<(), ConfigError> {
+        let no = |f: String| {
+            Err(ConfigError::invalid(
+                f,
+                "health checks are not run by this rvsd yet",
+            ))
+        };
+        let service_keys = [
+            ("delay_loop", s.delay_loop.is_some()),
+            ("quorum", s.quorum.is_some()),
+            ("hysteresis", s.hysteresis.is_some()),
+            ("quorum_up", s.quorum_up.is_some()),
+            ("quorum_down", s.quorum_down.is_some()),
+            ("sorry_server", s.sorry_server.is_some()),
+            ("sorry_server_forward", s.sorry_server_forward.is_some()),
+            ("alpha", s.alpha),
+            ("omega", s.omega),
+            ("inhibit_on_failure", s.inhibit_on_failure),
+            ("virtualhost", s.virtualhost.is_some()),
+        ];
+        if let Some((k, _)) = service_keys.iter().find(|(_, set)| *set) {
+            return no(format!("services[{i}].{k}"));
+        }
+        for (j, r) in s.real.iter().enumerate() {
+            let real_keys = [
+                ("checks", !r.checks.is_empty()),
+                ("inhibit_on_failure", r.inhibit_on_failure.is_some()),
+                ("notify_up", r.notify_up.is_some()),
+                ("notify_down", r.notify_down.is_some()),
+            ];
+            if let Some((k, _)) = real_keys.iter().find(|(_, set)| *set) {
+                return no(format!("services[{i}].real[{j}].{k}"));
+            }
         }
         Ok(())
     }

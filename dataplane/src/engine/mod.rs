@@ -755,6 +755,22 @@ fn queues<T>(workers: usize, capacity: usize) -> Vec<ArrayQueue<T>> {
     (0..workers).map(|_| ArrayQueue::new(capacity)).collect()
 }
 
+/// The connected route of every port address (as [`setup`] makes them at start).
+fn connected_routes(cfg: &EngineConfig) -> Vec<Route> {
+    cfg.ports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, spec)| {
+            spec.addrs.iter().map(move |&(prefix, len)| Route {
+                prefix,
+                len,
+                port: i as u16,
+                gateway: None,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::EngineError;
@@ -791,20 +807,4 @@ mod tests {
         let thread = EngineError::SyncThread(io());
         assert_eq!(thread.to_string(), format!("sync thread: {}", io()));
     }
-}
-
-/// The connected route of every port address (as [`setup`] makes them at start).
-fn connected_routes(cfg: &EngineConfig) -> Vec<Route> {
-    cfg.ports
-        .iter()
-        .enumerate()
-        .flat_map(|(i, spec)| {
-            spec.addrs.iter().map(move |&(prefix, len)| Route {
-                prefix,
-                len,
-                port: i as u16,
-                gateway: None,
-            })
-        })
-        .collect()
 }
