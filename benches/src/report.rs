@@ -22,6 +22,10 @@ pub struct WorkerFigures {
     pub sessions_per_sec: f64,
     /// Sessions in the table at the end.
     pub sessions: u64,
+    /// New-connection test: new sessions per second by table fill band (fraction of the
+    /// table's capacity at the band's middle, rate).
+    #[serde(default)]
+    pub fill_rates: Vec<(f64, f64)>,
 }
 
 /// One measurement: the I/O floor, the lookup floor, established flows, or new

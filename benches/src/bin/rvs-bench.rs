@@ -21,6 +21,7 @@ use clap::Parser;
 use rvs_benches::capture::{build_frame, Kind, PcapWriter, L4};
 use rvs_benches::plan::{self, Mode};
 use rvs_benches::report::{Row, RunResult, Summary, WorkerFigures};
+use rvs_benches::sweep::{Point, Sweep};
 use rvs_dataplane::dpdk::{
     self, default_eal_args, lcore, Eal, HugePageAlloc, MbufBatch, Mempool, Port, PortConf,
     PortStats, QueueId, Ring, RING_SP_SC,
@@ -67,6 +68,21 @@ struct Opts {
     /// Print the summary as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Sweep: repeat the tests for every session count of `--sweep-flows` (the
+    /// new-connection test creates that many sessions) and every worker count, print one
+    /// line per point and write the plot (`--plot`).
+    #[arg(long)]
+    sweep: bool,
+    /// Session counts of the sweep, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,1000,10000,100000,1000000,10000000"
+    )]
+    sweep_flows: Vec<u64>,
+    /// Where the sweep writes its SVG plot.
+    #[arg(long, default_value = "rvs-bench-sweep.svg")]
+    plot: PathBuf,
     /// Smoke run for CI: checks that packets flow, sessions are made and nothing is
     /// dropped; exits non-zero otherwise. Speed is never checked.
     #[arg(long)]
@@ -158,6 +174,8 @@ fn main() -> ExitCode {
         })
     } else if let Some(dir) = &opts.write_pcap {
         write_generator_pcaps(&opts, dir).map(|_| true)
+    } else if opts.sweep {
+        sweep(&opts)
     } else {
         parent(&opts)
     };
@@ -240,6 +258,57 @@ fn parent(opts: &Opts) -> Result<bool, Error> {
         eprintln!("smoke: {}", if ok { "ok" } else { "FAILED" });
     }
     Ok(ok)
+}
+
+/// `--sweep`: the run of [`parent`] for each session count, gathered into points.
+fn sweep(opts: &Opts) -> Result<bool, Error> {
+    validate(opts)?;
+    if opts.smoke || opts.real_nic() {
+        return Err("--sweep runs on the virtual devices, without --smoke".into());
+    }
+    for &n in &opts.sweep_flows {
+        if n == 0 || n > plan::MAX_FLOWS.min(10_000_000) {
+            return Err(format!("--sweep-flows: {n}: 1 to 10000000").into());
+        }
+    }
+    let exe = std::env::current_exe()?;
+    let mut out = Sweep {
+        date: today(),
+        cpu: cpu_model(),
+        mode: opts.mode().name().into(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        points: Vec::new(),
+    };
+    for &n in &opts.sweep_flows {
+        let mut o = opts.clone();
+        o.flows = n;
+        o.new_flows = Some(n);
+        for &w in &opts.workers {
+            let mut row = Row {
+                workers: w,
+                ..Row::default()
+            };
+            for test in &opts.tests {
+                eprintln!("== {n} sessions: {test}, {w} worker(s)");
+                let r = run_child(&exe, &o, test, w)?;
+                match test.as_str() {
+                    "floor" => row.floor = Some(r),
+                    "lookup-floor" => row.lookup_floor = Some(r),
+                    "established" => row.established = Some(r),
+                    _ => row.new_conn = Some(r),
+                }
+            }
+            out.points.push(Point::of_row(n, &row));
+        }
+    }
+    std::fs::write(&opts.plot, out.svg()?)?;
+    eprintln!("plot written to {}", opts.plot.display());
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", out.table());
+    }
+    Ok(true)
 }
 
 fn run_child(exe: &Path, opts: &Opts, test: &str, workers: usize) -> Result<RunResult, Error> {
@@ -1040,6 +1109,7 @@ fn new_conn(
             _ => (figures(w, 0, 1.0, hz, BTreeMap::new()), 0.0),
         };
         f.sessions_per_sec = rate;
+        f.fill_rates = fill_rates(&samples, w, n, capacity);
         f.sessions = end.reports.get(w).map_or(0, |r| u64::from(r.sessions));
         if end.reports.get(w).map_or(0, |r| r.sessions_created) < n {
             problems.push(format!(
@@ -1058,4 +1128,25 @@ fn new_conn(
     };
     fill_tables(&mut r, end, capacity);
     Ok(r)
+}
+
+/// New sessions per second of worker `w` (of `n` flows, table `capacity`) in fill bands:
+/// the slope of sessions created between 5-25%, 25-50%, 50-75% and 75-90% of its flows,
+/// each with the band's middle as a fraction of the table's capacity.
+fn fill_rates(samples: &[Sample], w: usize, n: u64, capacity: u32) -> Vec<(f64, f64)> {
+    let created = |s: &Sample| s.reports.get(w).map_or(0, |r| r.sessions_created);
+    let mut out = Vec::new();
+    for (a, b) in [(5u64, 25u64), (25, 50), (50, 75), (75, 90)] {
+        let lo = samples.iter().find(|s| created(s) >= n * a / 100);
+        let hi = samples.iter().rev().find(|s| created(s) <= n * b / 100);
+        if let (Some(x), Some(y)) = (lo, hi) {
+            if y.at > x.at && created(y) > created(x) {
+                let secs = y.at.duration_since(x.at).as_secs_f64();
+                let rate = (created(y) - created(x)) as f64 / secs;
+                let mid = (created(x) + created(y)) as f64 / 2.0 / f64::from(capacity.max(1));
+                out.push((mid, rate));
+            }
+        }
+    }
+    out
 }
