@@ -427,24 +427,77 @@ url = [{ path = "/", digest = "0123456789abcdef0123456789abcdef" }]
              [[services.real.checks]]\ntype = \"MISC_CHECK\"\nmisc_path = \"true\"\nmisc_dynamic = true\n\
              [[services.real.checks]]\ntype = \"UDP_CHECK\"\npayload = \"00ff\"\nrequire_reply = \"00\"\n"
         );
-        assert_eq!(Config::from_str(&more).unwrap().services[0].real[1].checks.len(), 4);
+        assert_eq!(
+            Config::from_str(&more).unwrap().services[0].real[1]
+                .checks
+                .len(),
+            4
+        );
     }
 
     #[test]
     fn bad_values_are_refused_by_field() {
         let cases = [
-            ("digest = \"0123456789abcdef0123456789abcdef\"", "digest = \"nope\"", "services[0].real[1].checks[0].url[0].digest"),
-            ("path = \"/\"", "path = \"x y\"", "services[0].real[1].checks[0].url[0].path"),
-            ("delay_loop = 1", "delay_loop = -1", "services[0].delay_loop"),
-            ("connect_timeout = 1", "connect_timeout = 0", "services[0].real[1].checks[0].connect_timeout"),
-            ("connect_timeout = 1", "connect_timeout = 1\nconnect_port = 70000", "services[0].real[1].checks[0].connect_port"),
-            ("connect_timeout = 1", "connect_timeout = 1\nbindto = \"x\"", "services[0].real[1].checks[0].bindto"),
-            ("connect_timeout = 1", "connect_timeout = 1\ndns_name = \"a\"", "services[0].real[1].checks[0].dns_name"),
-            ("sorry_server = \"10.20.0.99:80\"", "sorry_server = \"10.20.0.12:80\"", "services[0].sorry_server"),
-            ("sorry_server = \"10.20.0.99:80\"", "sorry_server = \"::1\"", "services[0].sorry_server"),
-            ("notify_down = \"logger down\"", "notify_down = \" \"", "services[0].real[1].notify_down"),
-            ("url = [{ path = \"/\", digest = \"0123456789abcdef0123456789abcdef\" }]", "", "services[0].real[1].checks[0].url"),
-            ("type = \"HTTP_GET\"", "type = \"MISC_CHECK\"", "services[0].real[1].checks[0].url"),
+            (
+                "digest = \"0123456789abcdef0123456789abcdef\"",
+                "digest = \"nope\"",
+                "services[0].real[1].checks[0].url[0].digest",
+            ),
+            (
+                "path = \"/\"",
+                "path = \"x y\"",
+                "services[0].real[1].checks[0].url[0].path",
+            ),
+            (
+                "delay_loop = 1",
+                "delay_loop = -1",
+                "services[0].delay_loop",
+            ),
+            (
+                "connect_timeout = 1",
+                "connect_timeout = 0",
+                "services[0].real[1].checks[0].connect_timeout",
+            ),
+            (
+                "connect_timeout = 1",
+                "connect_timeout = 1\nconnect_port = 70000",
+                "services[0].real[1].checks[0].connect_port",
+            ),
+            (
+                "connect_timeout = 1",
+                "connect_timeout = 1\nbindto = \"x\"",
+                "services[0].real[1].checks[0].bindto",
+            ),
+            (
+                "connect_timeout = 1",
+                "connect_timeout = 1\ndns_name = \"a\"",
+                "services[0].real[1].checks[0].dns_name",
+            ),
+            (
+                "sorry_server = \"10.20.0.99:80\"",
+                "sorry_server = \"10.20.0.12:80\"",
+                "services[0].sorry_server",
+            ),
+            (
+                "sorry_server = \"10.20.0.99:80\"",
+                "sorry_server = \"::1\"",
+                "services[0].sorry_server",
+            ),
+            (
+                "notify_down = \"logger down\"",
+                "notify_down = \" \"",
+                "services[0].real[1].notify_down",
+            ),
+            (
+                "url = [{ path = \"/\", digest = \"0123456789abcdef0123456789abcdef\" }]",
+                "",
+                "services[0].real[1].checks[0].url",
+            ),
+            (
+                "type = \"HTTP_GET\"",
+                "type = \"MISC_CHECK\"",
+                "services[0].real[1].checks[0].url",
+            ),
         ];
         for (from, to, field) in cases {
             let text = BASE.replace(from, to);
@@ -452,12 +505,27 @@ url = [{ path = "/", digest = "0123456789abcdef0123456789abcdef" }]
             let e = err(&text);
             assert!(e.starts_with(&format!("{field}:")), "{to}: {e}");
         }
-        let e = err(&format!("{BASE}\n[[services.real.checks]]\ntype = \"DNS_CHECK\"\ndns_type = \"XX\"\n"));
-        assert!(e.starts_with("services[0].real[1].checks[1].dns_type:"), "{e}");
-        let e = err(&format!("{BASE}\n[[services.real.checks]]\ntype = \"UDP_CHECK\"\npayload = \"abc\"\n"));
-        assert!(e.starts_with("services[0].real[1].checks[1].payload:"), "{e}");
-        let e = err(&format!("{BASE}\n[[services.real.checks]]\ntype = \"MISC_CHECK\"\n"));
-        assert!(e.starts_with("services[0].real[1].checks[1].misc_path:"), "{e}");
+        let e = err(&format!(
+            "{BASE}\n[[services.real.checks]]\ntype = \"DNS_CHECK\"\ndns_type = \"XX\"\n"
+        ));
+        assert!(
+            e.starts_with("services[0].real[1].checks[1].dns_type:"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}\n[[services.real.checks]]\ntype = \"UDP_CHECK\"\npayload = \"abc\"\n"
+        ));
+        assert!(
+            e.starts_with("services[0].real[1].checks[1].payload:"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}\n[[services.real.checks]]\ntype = \"MISC_CHECK\"\n"
+        ));
+        assert!(
+            e.starts_with("services[0].real[1].checks[1].misc_path:"),
+            "{e}"
+        );
     }
 
     #[test]

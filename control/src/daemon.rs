@@ -373,7 +373,10 @@ impl Daemon {
 
 use crate::checks::{Effect, Overlay};
 
-fn find_dest<'a>(t: &'a mut IpvsTable, k: &crate::checks::ServerKey) -> Option<&'a mut crate::ipvs::DestConf> {
+fn find_dest<'a>(
+    t: &'a mut IpvsTable,
+    k: &crate::checks::ServerKey,
+) -> Option<&'a mut crate::ipvs::DestConf> {
     t.services
         .iter_mut()
         .find(|s| s.conf.key == k.0)?
@@ -551,5 +554,97 @@ mod tests {
         assert_eq!(v.dests[0].counters.stats.conns, 0);
         // Active/inactive counts are not zeroed (as the kernel).
         assert_eq!(v.dests[0].counters.inact_conns, 4);
+    }
+
+    /// Counts the table changes the backend sees.
+    struct Counting(Arc<Mutex<usize>>);
+
+    impl Backend for Counting {
+        fn apply(&mut self, _: &IpvsTable) -> Result<(), BackendError> {
+            *self.0.lock().unwrap() += 1;
+            Ok(())
+        }
+        fn counters(&self) -> DataplaneCounters {
+            DataplaneCounters::default()
+        }
+        fn connections(&self) -> Vec<ConnRow> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn health_is_one_table_change_and_a_reload_keeps_down_servers_down() {
+        use crate::checks::{Effect, Overlay};
+        let dir = std::env::temp_dir().join(format!("rvs-daemon-health-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rvs.toml");
+        std::fs::write(
+            &path,
+            "[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\nsorry_server = \"10.0.0.9:80\"\nreal = [\n\
+             { address = \"10.0.0.1:80\", forward = \"masq\", weight = 3 },\n\
+             { address = \"10.0.0.2:80\", forward = \"masq\", weight = 2 },\n]\n",
+        )
+        .unwrap();
+        let src = Source::load(&path).unwrap();
+        let applies = Arc::new(Mutex::new(0));
+        let mut d = Daemon::new(src.file_table.clone(), Box::new(Counting(applies.clone())))
+            .unwrap()
+            .with_source(src);
+        let k = key(80);
+        let conf = |a: &str, w: i32| {
+            let mut c = DestConf::new(a.parse().unwrap(), 80);
+            c.forward = crate::ipvs::Forward::Masq;
+            c.weight = w;
+            c
+        };
+        let sk = |a: &str| (k, a.parse::<IpAddr>().unwrap(), 80u16);
+        let weights = |d: &Daemon| {
+            let mut v: Vec<(String, i32)> = d.table().services[0]
+                .dests
+                .iter()
+                .map(|x| (x.addr.to_string(), x.weight))
+                .collect();
+            v.sort();
+            v
+        };
+        let mut o = Overlay::default();
+        o.servers.insert(
+            sk("10.0.0.1"),
+            (conf("10.0.0.1", 3), Effect::Down { inhibit: false }),
+        );
+        o.servers.insert(
+            sk("10.0.0.2"),
+            (conf("10.0.0.2", 2), Effect::Down { inhibit: true }),
+        );
+        let before = *applies.lock().unwrap();
+        d.set_health(o.clone()).unwrap();
+        assert_eq!(*applies.lock().unwrap(), before + 1, "one table change");
+        assert_eq!(weights(&d), [("10.0.0.2".into(), 0)]);
+        // The file is read again: the down server stays out, the inhibited one at 0.
+        assert_eq!(d.reload().unwrap(), vec![]);
+        assert_eq!(weights(&d), [("10.0.0.2".into(), 0)]);
+        // Quorum lost: the sorry server comes in.
+        o.sorry.insert(k, conf("10.0.0.9", 1));
+        d.set_health(o.clone()).unwrap();
+        assert_eq!(
+            weights(&d),
+            [("10.0.0.2".into(), 0), ("10.0.0.9".into(), 1)]
+        );
+        // Both back: configured weights, sorry server out.
+        o.sorry.clear();
+        o.servers
+            .insert(sk("10.0.0.1"), (conf("10.0.0.1", 3), Effect::Up));
+        o.servers
+            .insert(sk("10.0.0.2"), (conf("10.0.0.2", 2), Effect::Weight(5)));
+        d.set_health(o.clone()).unwrap();
+        assert_eq!(
+            weights(&d),
+            [("10.0.0.1".into(), 3), ("10.0.0.2".into(), 5)]
+        );
+        // Nothing changed: no table change at all.
+        let n = *applies.lock().unwrap();
+        d.set_health(o).unwrap();
+        assert_eq!(*applies.lock().unwrap(), n);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

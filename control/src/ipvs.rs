@@ -714,7 +714,10 @@ impl From<rvs_config::Forward> for Forward {
 }
 
 /// The key of configured service `i`.
-pub(crate) fn config_key(i: usize, s: &rvs_config::Service) -> Result<ServiceKey, TableConfigError> {
+pub(crate) fn config_key(
+    i: usize,
+    s: &rvs_config::Service,
+) -> Result<ServiceKey, TableConfigError> {
     let Some(protocol) = Protocol::from_config(s.proto) else {
         return Ok(ServiceKey::Fwmark {
             mark: s.fwmark.unwrap_or(0) as u32,

@@ -125,7 +125,10 @@ fn a_thousand_servers_checked_every_second_and_the_control_socket_stays_fast() {
     }
     let d = Rvsd::start("scale", &body);
     let up = |t: &str| {
-        t.lines().skip(1).filter(|l| l.contains(" UP ") && l.contains("connected")).count()
+        t.lines()
+            .skip(1)
+            .filter(|l| l.contains(" UP ") && l.contains("connected"))
+            .count()
     };
     d.wait("1,000 checks up", &["--list-checks"], |t| up(t) == 1000);
     let before = accepted.load(Ordering::Relaxed);
@@ -170,14 +173,17 @@ fn a_failed_server_leaves_the_table_and_rvsadm_listing_logs_and_metrics_say_so()
     );
     let d = Rvsd::start("fail", &body);
     let gone_label = format!("127.0.0.1:{bp}");
-    d.wait("both up", &["--list-checks"], |t| t.matches("connected").count() == 2);
+    d.wait("both up", &["--list-checks"], |t| {
+        t.matches("connected").count() == 2
+    });
     drop(gone);
     let table = d.wait("failed server out", &["-Ln"], |t| !t.contains(&gone_label));
     assert!(table.contains(&format!("-> 127.0.0.1:{gp}")), "{table}");
     let list = d.adm(&["--list-checks"]);
     let line = list.lines().find(|l| l.contains(&gone_label)).unwrap();
     assert!(
-        line.starts_with("TCP  10.10.0.1:80") && line.contains("TCP_CHECK   DOWN ")
+        line.starts_with("TCP  10.10.0.1:80")
+            && line.contains("TCP_CHECK   DOWN ")
             && line.ends_with("connection refused"),
         "{list}"
     );
@@ -193,16 +199,32 @@ fn a_failed_server_leaves_the_table_and_rvsadm_listing_logs_and_metrics_say_so()
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    let labels = format!("{{service=\"TCP  10.10.0.1:80\",server=\"{gone_label}\",check=\"TCP_CHECK\"}}");
+    let labels =
+        format!("{{service=\"TCP  10.10.0.1:80\",server=\"{gone_label}\",check=\"TCP_CHECK\"}}");
     assert!(text.contains(&format!("rvs_check_up{labels} 0")), "{text}");
-    assert!(text.contains(&format!("rvs_check_transitions_total{labels} 1")), "{text}");
+    assert!(
+        text.contains(&format!("rvs_check_transitions_total{labels} 1")),
+        "{text}"
+    );
     assert!(text.contains("rvs_check_latency_seconds{"), "{text}");
 
     // rvsadm may change a checked server: the change holds until its next transition.
-    d.adm(&["-e", "-t", "10.10.0.1:80", "-r", &format!("127.0.0.1:{gp}"), "-m", "-w", "7"]);
+    d.adm(&[
+        "-e",
+        "-t",
+        "10.10.0.1:80",
+        "-r",
+        &format!("127.0.0.1:{gp}"),
+        "-m",
+        "-w",
+        "7",
+    ]);
     std::thread::sleep(Duration::from_millis(1200));
     let table = d.adm(&["-Ln"]);
-    let line = table.lines().find(|l| l.contains(&format!("127.0.0.1:{gp}"))).unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.contains(&format!("127.0.0.1:{gp}")))
+        .unwrap();
     assert_eq!(line.split_whitespace().nth(3), Some("7"), "{table}");
     // The failed server comes back with its configured weight.
     let again = TcpListener::bind(("127.0.0.1", bp)).unwrap();
@@ -210,4 +232,36 @@ fn a_failed_server_leaves_the_table_and_rvsadm_listing_logs_and_metrics_say_so()
     let line = table.lines().find(|l| l.contains(&gone_label)).unwrap();
     assert_eq!(line.split_whitespace().nth(3), Some("2"), "{table}");
     drop(again);
+}
+
+#[test]
+fn omega_runs_notify_down_of_the_servers_up_at_shutdown() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("rvs-chk-omega-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let flag = dir.join("down");
+    let body = format!(
+        "[[services]]\nproto = \"tcp\"\nvip = \"10.10.0.1:80\"\ndelay_loop = 1\nomega = true\n\
+         [[services.real]]\naddress = \"127.0.0.1:{port}\"\nforward = \"masq\"\n\
+         notify_down = \"touch {}\"\n\
+         [[services.real.checks]]\ntype = \"TCP_CHECK\"\nconnect_timeout = 1\n",
+        flag.display()
+    );
+    let mut d = Rvsd::start("omega", &body);
+    d.wait("up", &["--list-checks"], |t| t.contains("connected"));
+    assert!(!flag.exists());
+    let st = Command::new("kill")
+        .args(["-TERM", &d.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t0 = Instant::now();
+    while d.child.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(15), "rvsd did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(flag.exists(), "notify_down ran at shutdown: {}", d.log());
+    let _ = std::fs::remove_dir_all(&dir);
 }

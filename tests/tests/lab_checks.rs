@@ -70,7 +70,14 @@ impl Nginx {
         std::fs::write(www.join("blob.bin"), blob).expect("blob");
         let d = dir.display();
         let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
             .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}.lab")])
             .arg("-keyout")
             .arg(dir.join("key.pem"))
@@ -176,7 +183,9 @@ fn wait_checks(d: &Director, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -
 }
 
 fn all_up(t: &str) -> bool {
-    t.lines().skip(1).all(|l| l.contains(" UP ") && !l.contains("not checked yet"))
+    t.lines()
+        .skip(1)
+        .all(|l| l.contains(" UP ") && !l.contains("not checked yet"))
 }
 
 /// Waits (bounded) until `ok(rvsadm -Ln)`; returns how long it took.
@@ -205,14 +214,26 @@ fn server_line<'a>(table: &'a str, server: &str) -> Option<&'a str> {
 }
 
 fn weight(table: &str, server: &str) -> Option<u32> {
-    server_line(table, server)?.split_whitespace().nth(3)?.parse().ok()
+    server_line(table, server)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
 }
 
 /// A rate-limited download of `blob.bin` through the VIP, in the background.
 fn download(lab: &Lab, out: &Path) -> Child {
     Command::new("ip")
         .args(["netns", "exec", &lab.ns("c")])
-        .args(["curl", "-s", "--limit-rate", "512K", "--max-time", "40", "-o"])
+        .args([
+            "curl",
+            "-s",
+            "--limit-rate",
+            "512K",
+            "--max-time",
+            "40",
+            "-o",
+        ])
         .arg(out)
         .arg(format!("http://{VIP}/blob.bin"))
         .stdin(Stdio::null())
@@ -231,7 +252,10 @@ fn download_server(d: &Director) -> String {
         {
             return l.split_whitespace().last().expect("dest").to_string();
         }
-        assert!(Instant::now() < deadline, "no established download:\n{conns}");
+        assert!(
+            Instant::now() < deadline,
+            "no established download:\n{conns}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -290,7 +314,10 @@ fn http_get_takes_a_stopped_server_out_and_back_while_a_download_goes_on() {
     let d = director(&lab, "lchk", &two_servers("", ""));
     wait_checks(&d, "checks up", 20, all_up);
     let got = names(&lab, 4);
-    assert!(got.contains(&"rs1".to_string()) && got.contains(&"rs2".to_string()), "{got:?}");
+    assert!(
+        got.contains(&"rs1".to_string()) && got.contains(&"rs2".to_string()),
+        "{got:?}"
+    );
 
     let out = d.dir().join("download");
     let dl = download(&lab, &out);
@@ -312,7 +339,10 @@ fn http_get_takes_a_stopped_server_out_and_back_while_a_download_goes_on() {
     assert!(gone < Duration::from_millis(3500), "{gone:?}");
     let list = d.rvsadm(&["--list-checks"]);
     let line = list.lines().find(|l| l.contains(other)).expect("listed");
-    assert!(line.contains("HTTP_GET") && line.contains(" DOWN "), "{list}");
+    assert!(
+        line.contains("HTTP_GET") && line.contains(" DOWN "),
+        "{list}"
+    );
     assert!(line.contains("connection refused"), "{list}");
     assert!(d.log().contains("real server DOWN"), "{}", d.log());
     // No new connection reaches it.
@@ -331,10 +361,16 @@ fn http_get_takes_a_stopped_server_out_and_back_while_a_download_goes_on() {
     eprintln!("{other} back after {back:?}");
     assert!(back < Duration::from_millis(2500), "{back:?}");
     let got = names(&lab, 4);
-    assert!(got.contains(&"rs1".to_string()) && got.contains(&"rs2".to_string()), "{got:?}");
+    assert!(
+        got.contains(&"rs1".to_string()) && got.contains(&"rs2".to_string()),
+        "{got:?}"
+    );
     let list = d.rvsadm(&["--list-checks"]);
     let line = list.lines().find(|l| l.contains(other)).expect("listed");
-    assert!(line.contains(" UP ") && line.split_whitespace().any(|w| w == "2"), "{list}");
+    assert!(
+        line.contains(" UP ") && line.split_whitespace().any(|w| w == "2"),
+        "{list}"
+    );
 
     // The download to the server that stayed up arrived whole.
     assert_eq!(finish(dl, &out), want);
@@ -384,7 +420,11 @@ fn inhibit_keeps_connections_and_the_sorry_server_serves_when_all_are_down() {
     assert!(flags.join("down").exists(), "notify_down ran");
     let got = names(&lab, 4);
     assert!(got.iter().all(|n| n == rs_name(other)), "{got:?}");
-    assert_eq!(finish(dl, &out), sha256(&busy_n.www("blob.bin")), "not reset");
+    assert_eq!(
+        finish(dl, &out),
+        sha256(&busy_n.www("blob.bin")),
+        "not reset"
+    );
 
     // All down: the quorum (1) is lost, the sorry server serves.
     std::fs::remove_file(other_n.www("health")).expect("rm health");
@@ -465,18 +505,35 @@ fn digest_ssl_misc_dns_and_bad_servers_and_scripts() {
     let d = director(&lab, "lchd", &services);
     let row = |t: &str, svc: &str| -> String {
         t.lines()
-            .find(|l| l.starts_with(&format!("TCP  {VIP}:{svc} ")) || l.starts_with(&format!("UDP  {VIP}:{svc} ")))
+            .find(|l| {
+                l.starts_with(&format!("TCP  {VIP}:{svc} "))
+                    || l.starts_with(&format!("UDP  {VIP}:{svc} "))
+            })
             .unwrap_or_else(|| panic!("no row of {svc}:\n{t}"))
             .to_string()
     };
     let t = wait_checks(&d, "good checks up, bad ones down", 20, |t| {
-        ["80", "443", "81", "53"].iter().all(|s| t.lines().any(|l| l.contains(&format!("{VIP}:{s} ")) && l.contains(" UP ") && !l.contains("not checked")))
-            && t.lines().any(|l| l.contains(&format!("{VIP}:82 ")) && l.contains(" DOWN ") && l.ends_with("/: timed out"))
-            && t.lines().any(|l| l.contains(&format!("{VIP}:83 ")) && l.contains(" DOWN ") && l.ends_with("killed"))
+        ["80", "443", "81", "53"].iter().all(|s| {
+            t.lines().any(|l| {
+                l.contains(&format!("{VIP}:{s} "))
+                    && l.contains(" UP ")
+                    && !l.contains("not checked")
+            })
+        }) && t.lines().any(|l| {
+            l.contains(&format!("{VIP}:82 ")) && l.contains(" DOWN ") && l.ends_with("/: timed out")
+        }) && t.lines().any(|l| {
+            l.contains(&format!("{VIP}:83 ")) && l.contains(" DOWN ") && l.ends_with("killed")
+        })
     });
     eprintln!("{t}");
-    assert!(row(&t, "443").contains("SSL_GET") && row(&t, "443").contains("/health: status 200"), "{t}");
-    assert!(row(&t, "53").contains("DNS_CHECK") && row(&t, "53").contains("answered"), "{t}");
+    assert!(
+        row(&t, "443").contains("SSL_GET") && row(&t, "443").contains("/health: status 200"),
+        "{t}"
+    );
+    assert!(
+        row(&t, "53").contains("DNS_CHECK") && row(&t, "53").contains("answered"),
+        "{t}"
+    );
     // Accepts and never answers: failed within connect_timeout (1 s).
     let r82 = row(&t, "82");
     assert!(r82.contains("/: timed out"), "{t}");
@@ -490,12 +547,18 @@ fn digest_ssl_misc_dns_and_bad_servers_and_scripts() {
     // Killed attempts leave nothing behind: at most the attempt running now (its shell
     // and its sleep), not one per second.
     std::thread::sleep(Duration::from_secs(3));
-    let left = Command::new("pgrep").args(["-f", &format!("{marker}0")]).output().expect("pgrep");
+    let left = Command::new("pgrep")
+        .args(["-f", &format!("{marker}0")])
+        .output()
+        .expect("pgrep");
     let n = String::from_utf8_lossy(&left.stdout).lines().count();
     assert!(n <= 2, "{n} script processes left");
     // The table: down servers are out.
     let table = d.rvsadm(&["-Ln"]);
-    assert!(table.contains("TCP  10.10.0.100:82 rr\n") && !table.contains("10.20.0.12:9999"), "{table}");
+    assert!(
+        table.contains("TCP  10.10.0.100:82 rr\n") && !table.contains("10.20.0.12:9999"),
+        "{table}"
+    );
     // The control socket stays responsive while hanging checks run.
     let start = Instant::now();
     d.rvsadm(&["-Ln"]);
@@ -507,15 +570,21 @@ fn digest_ssl_misc_dns_and_bad_servers_and_scripts() {
     let t = wait_checks(&d, "digest and misc down", 10, |t| {
         row(t, "80").contains(" DOWN ") && row(t, "81").contains(" DOWN ")
     });
-    assert!(row(&t, "80").contains(&format!("/: digest {:032x}", md5_of(b"rs1 changed\n"))), "{t}");
+    assert!(
+        row(&t, "80").contains(&format!("/: digest {:032x}", md5_of(b"rs1 changed\n"))),
+        "{t}"
+    );
     assert!(row(&t, "81").contains("exit 1"), "{t}");
     // 10.20.0.11:80 is down in every service that checks it (80, 81, 83); :443 is up.
-    let table = wait_table(&d, "10.20.0.11:80 out", 5, |t| server_line(t, "10.20.0.11:80").is_none());
+    let table = wait_table(&d, "10.20.0.11:80 out", 5, |t| {
+        server_line(t, "10.20.0.11:80").is_none()
+    });
     let _ = table;
     assert!(server_line(&d.rvsadm(&["-Ln"]), "10.20.0.11:443").is_some());
     let log = d.log();
     assert!(
-        log.lines().any(|l| l.contains("real server DOWN") && l.contains("TCP  10.10.0.100:80 -> 10.20.0.11:80")),
+        log.lines().any(|l| l.contains("real server DOWN")
+            && l.contains("TCP  10.10.0.100:80 -> 10.20.0.11:80")),
         "{log}"
     );
 }
@@ -529,7 +598,11 @@ fn md5_of(data: &[u8]) -> u128 {
         .stdout(Stdio::piped())
         .spawn()
         .expect("md5sum");
-    c.stdin.take().expect("stdin").write_all(data).expect("write");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(data)
+        .expect("write");
     let out = c.wait_with_output().expect("md5sum");
     let text = String::from_utf8_lossy(&out.stdout);
     u128::from_str_radix(text.split_whitespace().next().expect("digest"), 16).expect("hex")

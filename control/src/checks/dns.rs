@@ -1,14 +1,19 @@
 //! `DNS_CHECK`'s query and the check of its answer (network input: bounded, never
-//! panics, fuzzed by `dataplane/fuzz`'s `dns_answer`).
+//! panics, fuzzed by `dataplane/fuzz`'s `dns_answer`, which includes this file: it uses
+//! `std` only).
 
 /// The query: header (`id`, RD set, one question) and the question `name`/`qtype`/IN.
-/// `name` must satisfy [`rvs_config::check::dns_name_ok`] (labels too long are cut).
+/// `name` must satisfy `rvs_config::check::dns_name_ok` (labels too long are cut).
 pub fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     let mut q = Vec::with_capacity(12 + name.len() + 6);
     q.extend_from_slice(&id.to_be_bytes());
     q.extend_from_slice(&[0x01, 0x00]); // RD
     q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // QDCOUNT 1
-    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
         let l = &label.as_bytes()[..label.len().min(63)];
         q.push(l.len() as u8);
         q.extend_from_slice(l);

@@ -134,7 +134,11 @@ pub fn list_text(rows: &[Row]) -> String {
         } else {
             "-".into()
         };
-        let last = if r.checked { r.last.as_str() } else { "not checked yet" };
+        let last = if r.checked {
+            r.last.as_str()
+        } else {
+            "not checked yet"
+        };
         out.push_str(&format!(
             "{:<28} {:<24} {:<11} {:<6} {:>9} {:>5} {:>7}s  {}\n",
             svc,
@@ -461,7 +465,9 @@ impl Scheduler {
 
     /// An attempt ended: moves the check, its server and its service.
     fn result(&mut self, id: usize, generation: u64, o: probe::Outcome, took: Duration) {
-        let Some(c) = self.checks.get_mut(id) else { return };
+        let Some(c) = self.checks.get_mut(id) else {
+            return;
+        };
         if c.generation != generation {
             return;
         }
@@ -511,10 +517,7 @@ impl Scheduler {
                 if o.ok { "succeeded: check UP" } else { "failed: check DOWN" }
             );
         }
-        let up = self.servers[sid]
-            .checks
-            .iter()
-            .all(|&i| self.checks[i].up);
+        let up = self.servers[sid].checks.iter().all(|&i| self.checks[i].up);
         let sv = &mut self.servers[sid];
         if up != sv.up {
             sv.up = up;
@@ -584,7 +587,10 @@ fn resolve(svc: &rvs_config::Service, d: &DestConf, c: &rvs_config::check::Check
         .unwrap_or(d.addr);
     let port = c.connect_port.map(|p| p as u16).unwrap_or(d.port);
     let target = SocketAddr::new(ip, port);
-    let bind = match (c.bindto.as_deref().and_then(|a| a.parse::<IpAddr>().ok()), c.bind_port) {
+    let bind = match (
+        c.bindto.as_deref().and_then(|a| a.parse::<IpAddr>().ok()),
+        c.bind_port,
+    ) {
         (None, None) => None,
         (Some(a), p) => Some(SocketAddr::new(a, p.unwrap_or(0) as u16)),
         (None, Some(p)) => Some(SocketAddr::new(
@@ -677,7 +683,10 @@ pub fn start(cfg: &Config, daemon: Arc<Mutex<Daemon>>) -> std::io::Result<Handle
                     Err(_) => return,
                 };
                 let (o, took) = probe::run(&job.spec);
-                if tx.send(Msg::Result(job.id, job.generation, o, took)).is_err() {
+                if tx
+                    .send(Msg::Result(job.id, job.generation, o, took))
+                    .is_err()
+                {
                     return;
                 }
             })?;
@@ -720,7 +729,9 @@ fn run(
                 break;
             }
             s.timers.pop();
-            let Some(c) = s.checks.get_mut(id) else { continue };
+            let Some(c) = s.checks.get_mut(id) else {
+                continue;
+            };
             if c.generation != generation || c.in_flight {
                 continue;
             }
@@ -763,7 +774,9 @@ fn run(
             if o != applied {
                 match lock(&daemon).set_health(o.clone()) {
                     Ok(()) => applied = o,
-                    Err(e) => tracing::warn!(error = %e, "health checks: the table change was refused"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "health checks: the table change was refused")
+                    }
                 }
             }
         }
@@ -894,7 +907,10 @@ retry = 0
         let t = list_text(&s.rows());
         let line = t.lines().nth(1).unwrap();
         assert!(line.starts_with("TCP  10.10.0.100:80"), "{t}");
-        assert!(line.contains("10.20.0.11:80") && line.contains("TCP_CHECK") && line.contains("UP"), "{t}");
+        assert!(
+            line.contains("10.20.0.11:80") && line.contains("TCP_CHECK") && line.contains("UP"),
+            "{t}"
+        );
         assert!(line.ends_with("not checked yet"), "{t}");
     }
 }
