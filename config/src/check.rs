@@ -177,7 +177,7 @@ fn hex(field: String, v: &Option<String>) -> Result<(), ConfigError> {
 /// Hex digits to bytes (`"0a1B"` → `[0x0a, 0x1b]`); `None` unless an even number of hex
 /// digits.
 pub fn decode_hex(h: &str) -> Option<Vec<u8>> {
-    if h.len() % 2 != 0 || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+    if !h.len().is_multiple_of(2) || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
     (0..h.len())
@@ -324,7 +324,7 @@ fn validate_check(at: &str, c: &Check) -> Result<(), ConfigError> {
                 "HTTP_GET and SSL_GET need at least one url",
             ))
         }
-        Misc if !c.misc_path.as_deref().is_some_and(|p| !p.trim().is_empty()) => {
+        Misc if c.misc_path.as_deref().is_none_or(|p| p.trim().is_empty()) => {
             return Err(ConfigError::invalid(
                 f("misc_path"),
                 "MISC_CHECK needs the command to run",

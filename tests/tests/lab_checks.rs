@@ -58,7 +58,7 @@ impl Nginx {
     /// Starts nginx in `ns` on `addr` ports 80 and 443 (self-signed certificate) serving
     /// `index.html` = `name`, `health` and `blob.bin`.
     fn start(lab: &mut Lab, ns: &'static str, addr: Ipv4Addr, name: &str) -> Nginx {
-        let dir = std::env::temp_dir().join(format!("rvs-lchk-{}-{ns}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("rvs-nginx-{}", lab.ns(ns)));
         let _ = std::fs::remove_dir_all(&dir);
         let www = dir.join("www");
         std::fs::create_dir_all(&www).expect("www");
