@@ -312,11 +312,11 @@ fn validate_check(at: &str, c: &Check) -> Result<(), ConfigError> {
     only("misc_dynamic", c.misc_dynamic, &[Misc])?;
     only("payload", c.payload.is_some(), &[Udp])?;
     only("require_reply", c.require_reply.is_some(), &[Udp])?;
-    only(
-        "connect_ip",
-        c.connect_ip.is_some() || c.bindto.is_some() || c.bind_port.is_some(),
-        &[Tcp, HttpGet, SslGet, Dns, Udp],
-    )?;
+    let net = [Tcp, HttpGet, SslGet, Dns, Udp];
+    only("connect_ip", c.connect_ip.is_some(), &net)?;
+    only("connect_port", c.connect_port.is_some(), &net)?;
+    only("bindto", c.bindto.is_some(), &net)?;
+    only("bind_port", c.bind_port.is_some(), &net)?;
     match c.kind {
         HttpGet | SslGet if c.url.is_empty() => {
             return Err(ConfigError::invalid(
@@ -525,6 +525,13 @@ url = [{ path = "/", digest = "0123456789abcdef0123456789abcdef" }]
         assert!(
             e.starts_with("services[0].real[1].checks[1].misc_path:"),
             "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}\n[[services.real.checks]]\ntype = \"MISC_CHECK\"\nmisc_path = \"true\"\nbindto = \"10.0.0.1\"\n"
+        ));
+        assert_eq!(
+            e,
+            "services[0].real[1].checks[1].bindto: is not a key of MISC_CHECK"
         );
     }
 
