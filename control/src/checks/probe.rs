@@ -531,6 +531,41 @@ mod tests {
     }
 
     #[test]
+    fn udp_require_reply() {
+        let srv = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = srv.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            for reply in [&b"\x01\x02pong"[..], b"nope"] {
+                let mut b = [0u8; 64];
+                let (_, from) = srv.recv_from(&mut b).unwrap();
+                srv.send_to(reply, from).unwrap();
+            }
+        });
+        let mut s = spec(CheckKind::Udp, a);
+        s.udp = (vec![1, 2], Some(vec![1, 2]));
+        assert_eq!(run(&s).0, Outcome::up("replied"));
+        assert_eq!(
+            run(&s).0,
+            Outcome::down("reply does not match require_reply")
+        );
+        t.join().unwrap();
+        // No reply at all, with require_reply: down at the timeout.
+        let quiet = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.target = quiet.local_addr().unwrap();
+        assert_eq!(run(&s).0, Outcome::down("timed out"));
+    }
+
+    #[test]
+    fn bindto_sets_the_probe_source() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut s = spec(CheckKind::Tcp, l.local_addr().unwrap());
+        s.bind = Some("127.0.0.3:0".parse().unwrap());
+        assert!(run(&s).0.ok);
+        let (_, peer) = l.accept().unwrap();
+        assert_eq!(peer.ip().to_string(), "127.0.0.3");
+    }
+
+    #[test]
     fn scripts_exit_status_signal_and_timeout() {
         let t = Duration::from_secs(5);
         assert!(misc("exit 0", false, t).ok);
