@@ -722,7 +722,7 @@ pub fn parse_endpoint(s: &str, default_port: Option<u16>) -> Option<SocketAddr> 
     Some(SocketAddr::new(ip, port))
 }
 
-fn range(field: String, v: i64, lo: i64, hi: i64) -> Result<(), ConfigError> {
+pub(crate) fn range(field: String, v: i64, lo: i64, hi: i64) -> Result<(), ConfigError> {
     if v < lo || v > hi {
         Err(ConfigError::invalid(
             field,
@@ -1107,46 +1107,7 @@ impl Config {
             }
             seen.push(key);
         }
-        Self::refuse_checks(i, s)
-    }
-
-    /// Health checks are described by the schema of [`check`] but not run yet: any of
-    /// their keys is refused by name rather than accepted and ignored.
-    fn refuse_checks(i: usize, s: &Service) -> Result<(), ConfigError> {
-        let no = |f: String| {
-            Err(ConfigError::invalid(
-                f,
-                "health checks are not run by this rvsd yet",
-            ))
-        };
-        let service_keys = [
-            ("delay_loop", s.delay_loop.is_some()),
-            ("quorum", s.quorum.is_some()),
-            ("hysteresis", s.hysteresis.is_some()),
-            ("quorum_up", s.quorum_up.is_some()),
-            ("quorum_down", s.quorum_down.is_some()),
-            ("sorry_server", s.sorry_server.is_some()),
-            ("sorry_server_forward", s.sorry_server_forward.is_some()),
-            ("alpha", s.alpha),
-            ("omega", s.omega),
-            ("inhibit_on_failure", s.inhibit_on_failure),
-            ("virtualhost", s.virtualhost.is_some()),
-        ];
-        if let Some((k, _)) = service_keys.iter().find(|(_, set)| *set) {
-            return no(format!("services[{i}].{k}"));
-        }
-        for (j, r) in s.real.iter().enumerate() {
-            let real_keys = [
-                ("checks", !r.checks.is_empty()),
-                ("inhibit_on_failure", r.inhibit_on_failure.is_some()),
-                ("notify_up", r.notify_up.is_some()),
-                ("notify_down", r.notify_down.is_some()),
-            ];
-            if let Some((k, _)) = real_keys.iter().find(|(_, set)| *set) {
-                return no(format!("services[{i}].real[{j}].{k}"));
-            }
-        }
-        Ok(())
+        check::validate_service(i, s, port)
     }
 
     /// `services[i].real[j]` of service `s` (port `port`); gives the real server's key in

@@ -78,8 +78,15 @@ pub fn run(argv: &[String], socket: &Path, io: &mut Streams<'_>) -> i32 {
     };
     // rvs extension: `rvsadm --dataplane` prints the workers' counters (drops by reason,
     // handoffs, sessions, mbufs).
-    if argv.len() == 2 && argv[1] == "--dataplane" {
-        return match call(&mut client, &Request::Dataplane, io) {
+    // rvs extension: `rvsadm --list-checks` prints every health check: service, server,
+    // checker, state, latency, transitions, time since the last change, last result.
+    let text_request = match argv.get(1).map(String::as_str) {
+        Some("--dataplane") if argv.len() == 2 => Some(Request::Dataplane),
+        Some("--list-checks") if argv.len() == 2 => Some(Request::ListChecks),
+        _ => None,
+    };
+    if let Some(req) = text_request {
+        return match call(&mut client, &req, io) {
             Ok(Response::Text(t)) => {
                 let _ = io.stdout.write_all(t.as_bytes());
                 0

@@ -26,6 +26,10 @@ pub struct Daemon {
     estimators: HashMap<StatKey, Estimator>,
     /// The configuration file, for reloads (`None`: started without one, as in tests).
     source: Option<Source>,
+    /// The health state's table effect last applied (see [`crate::checks`]).
+    health: crate::checks::Overlay,
+    /// The running health checks.
+    checks: Option<crate::checks::Handle>,
 }
 
 fn raw_stats(c: &DataplaneCounters, key: &StatKey) -> Stats {
@@ -54,6 +58,8 @@ impl Daemon {
             baselines: HashMap::new(),
             estimators: HashMap::new(),
             source: None,
+            health: Default::default(),
+            checks: None,
         })
     }
 
@@ -89,6 +95,9 @@ impl Daemon {
         }
         let mut new = file_table.clone();
         new.daemons = self.table.daemons.clone();
+        // Servers the checks hold down stay down; a changed server's checks start again
+        // and move it afterwards.
+        overlay_full(&mut new, &self.health);
         let mut report = crate::reload::network_changes(&source.config, &cfg);
         report.extend(crate::reload::changes(
             &self.table,
@@ -118,12 +127,49 @@ impl Daemon {
                 source_path(&self.source)
             ));
         }
+        if let Some(c) = &self.checks {
+            c.reconfigure(&cfg);
+        }
         if let Some(src) = &mut self.source {
             src.config = cfg;
             src.file_table = file_table;
         }
         self.forget_removed();
         Ok(report)
+    }
+
+    /// The configuration rvsd runs from, if it was started with a file.
+    pub fn config(&self) -> Option<&rvs_config::Config> {
+        self.source.as_ref().map(|s| &s.config)
+    }
+
+    /// Attaches the running health checks (for listings, metrics and reloads).
+    pub fn set_checks(&mut self, h: crate::checks::Handle) {
+        self.checks = Some(h);
+    }
+
+    /// The running health checks.
+    pub fn checks(&self) -> Option<&crate::checks::Handle> {
+        self.checks.as_ref()
+    }
+
+    /// Applies the health state `o` in one table change: only what differs from the
+    /// state applied before is touched, so a change made with rvsadm to a server stays
+    /// until that server's next transition. A refused change keeps the table as it was.
+    pub fn set_health(&mut self, o: crate::checks::Overlay) -> Result<(), String> {
+        let mut new = self.table.clone();
+        overlay_diff(&mut new, &self.health, &o);
+        if new != self.table {
+            let before = std::mem::replace(&mut self.table, new);
+            if let Err(e) = self.backend.apply(&self.table) {
+                self.table = before;
+                let _ = self.backend.apply(&self.table);
+                return Err(e.0);
+            }
+            self.forget_removed();
+        }
+        self.health = o;
+        Ok(())
     }
 
     /// The current table.
@@ -274,6 +320,7 @@ impl Daemon {
                 .filter_map(|s| self.view(&m.counters, &s.conf.key))
                 .collect(),
             engine: m.engine,
+            checks: self.checks.as_ref().map(|c| c.rows()).unwrap_or_default(),
         }
     }
 
@@ -307,6 +354,9 @@ impl Daemon {
             Request::GetTimeouts => Response::Timeouts(self.table.timeouts),
             Request::GetDaemons => Response::Daemons(self.table.daemons.clone()),
             Request::Dataplane => Response::Text(self.backend.describe()),
+            Request::ListChecks => Response::Text(crate::checks::list_text(
+                &self.checks.as_ref().map(|c| c.rows()).unwrap_or_default(),
+            )),
             Request::Reload => match self.reload() {
                 Ok(changes) => {
                     log_reload(&changes);
@@ -317,6 +367,75 @@ impl Daemon {
                     Response::Failed(e)
                 }
             },
+        }
+    }
+}
+
+use crate::checks::{Effect, Overlay};
+
+fn find_dest<'a>(
+    t: &'a mut IpvsTable,
+    k: &crate::checks::ServerKey,
+) -> Option<&'a mut crate::ipvs::DestConf> {
+    t.services
+        .iter_mut()
+        .find(|s| s.conf.key == k.0)?
+        .dests
+        .iter_mut()
+        .find(|d| d.addr == k.1 && d.port == k.2)
+}
+
+/// Puts one server's effect into `t` (`conf`: the configured entry).
+fn put(t: &mut IpvsTable, k: &crate::checks::ServerKey, conf: &crate::ipvs::DestConf, e: Effect) {
+    let weight = match e {
+        Effect::Down { inhibit: false } => {
+            let _ = t.apply(&crate::ipvs::Op::DelDest(k.0, k.1, k.2));
+            return;
+        }
+        Effect::Down { inhibit: true } => 0,
+        Effect::Weight(w) => w,
+        Effect::Up => conf.weight,
+    };
+    match find_dest(t, k) {
+        Some(d) => d.weight = weight,
+        None => {
+            let mut d = conf.clone();
+            d.weight = weight;
+            let _ = t.apply(&crate::ipvs::Op::AddDest(k.0, d));
+        }
+    }
+}
+
+/// The whole overlay on a table as the file describes it (a reload).
+fn overlay_full(t: &mut IpvsTable, o: &Overlay) {
+    for (k, (conf, e)) in &o.servers {
+        if *e != Effect::Up && t.service(&k.0).is_some() {
+            put(t, k, conf, *e);
+        }
+    }
+    for (svc, d) in &o.sorry {
+        if t.service(svc).is_some() {
+            let _ = t.apply(&crate::ipvs::Op::AddDest(*svc, d.clone()));
+        }
+    }
+}
+
+/// What changed from `old` to `new` on the running table.
+fn overlay_diff(t: &mut IpvsTable, old: &Overlay, new: &Overlay) {
+    for (k, (conf, e)) in &new.servers {
+        let was = old.servers.get(k).map(|x| x.1).unwrap_or(Effect::Up);
+        if was != *e && t.service(&k.0).is_some() {
+            put(t, k, conf, *e);
+        }
+    }
+    for (svc, d) in &old.sorry {
+        if !new.sorry.contains_key(svc) {
+            let _ = t.apply(&crate::ipvs::Op::DelDest(*svc, d.addr, d.port));
+        }
+    }
+    for (svc, d) in &new.sorry {
+        if !old.sorry.contains_key(svc) && t.service(svc).is_some() {
+            let _ = t.apply(&crate::ipvs::Op::AddDest(*svc, d.clone()));
         }
     }
 }
@@ -435,5 +554,97 @@ mod tests {
         assert_eq!(v.dests[0].counters.stats.conns, 0);
         // Active/inactive counts are not zeroed (as the kernel).
         assert_eq!(v.dests[0].counters.inact_conns, 4);
+    }
+
+    /// Counts the table changes the backend sees.
+    struct Counting(Arc<Mutex<usize>>);
+
+    impl Backend for Counting {
+        fn apply(&mut self, _: &IpvsTable) -> Result<(), BackendError> {
+            *self.0.lock().unwrap() += 1;
+            Ok(())
+        }
+        fn counters(&self) -> DataplaneCounters {
+            DataplaneCounters::default()
+        }
+        fn connections(&self) -> Vec<ConnRow> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn health_is_one_table_change_and_a_reload_keeps_down_servers_down() {
+        use crate::checks::{Effect, Overlay};
+        let dir = std::env::temp_dir().join(format!("rvs-daemon-health-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rvs.toml");
+        std::fs::write(
+            &path,
+            "[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\nsorry_server = \"10.0.0.9:80\"\nreal = [\n\
+             { address = \"10.0.0.1:80\", forward = \"masq\", weight = 3 },\n\
+             { address = \"10.0.0.2:80\", forward = \"masq\", weight = 2 },\n]\n",
+        )
+        .unwrap();
+        let src = Source::load(&path).unwrap();
+        let applies = Arc::new(Mutex::new(0));
+        let mut d = Daemon::new(src.file_table.clone(), Box::new(Counting(applies.clone())))
+            .unwrap()
+            .with_source(src);
+        let k = key(80);
+        let conf = |a: &str, w: i32| {
+            let mut c = DestConf::new(a.parse().unwrap(), 80);
+            c.forward = crate::ipvs::Forward::Masq;
+            c.weight = w;
+            c
+        };
+        let sk = |a: &str| (k, a.parse::<IpAddr>().unwrap(), 80u16);
+        let weights = |d: &Daemon| {
+            let mut v: Vec<(String, i32)> = d.table().services[0]
+                .dests
+                .iter()
+                .map(|x| (x.addr.to_string(), x.weight))
+                .collect();
+            v.sort();
+            v
+        };
+        let mut o = Overlay::default();
+        o.servers.insert(
+            sk("10.0.0.1"),
+            (conf("10.0.0.1", 3), Effect::Down { inhibit: false }),
+        );
+        o.servers.insert(
+            sk("10.0.0.2"),
+            (conf("10.0.0.2", 2), Effect::Down { inhibit: true }),
+        );
+        let before = *applies.lock().unwrap();
+        d.set_health(o.clone()).unwrap();
+        assert_eq!(*applies.lock().unwrap(), before + 1, "one table change");
+        assert_eq!(weights(&d), [("10.0.0.2".into(), 0)]);
+        // The file is read again: the down server stays out, the inhibited one at 0.
+        assert_eq!(d.reload().unwrap(), vec![]);
+        assert_eq!(weights(&d), [("10.0.0.2".into(), 0)]);
+        // Quorum lost: the sorry server comes in.
+        o.sorry.insert(k, conf("10.0.0.9", 1));
+        d.set_health(o.clone()).unwrap();
+        assert_eq!(
+            weights(&d),
+            [("10.0.0.2".into(), 0), ("10.0.0.9".into(), 1)]
+        );
+        // Both back: configured weights, sorry server out.
+        o.sorry.clear();
+        o.servers
+            .insert(sk("10.0.0.1"), (conf("10.0.0.1", 3), Effect::Up));
+        o.servers
+            .insert(sk("10.0.0.2"), (conf("10.0.0.2", 2), Effect::Weight(5)));
+        d.set_health(o.clone()).unwrap();
+        assert_eq!(
+            weights(&d),
+            [("10.0.0.1".into(), 3), ("10.0.0.2".into(), 5)]
+        );
+        // Nothing changed: no table change at all.
+        let n = *applies.lock().unwrap();
+        d.set_health(o).unwrap();
+        assert_eq!(*applies.lock().unwrap(), n);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -714,7 +714,10 @@ impl From<rvs_config::Forward> for Forward {
 }
 
 /// The key of configured service `i`.
-fn config_key(i: usize, s: &rvs_config::Service) -> Result<ServiceKey, TableConfigError> {
+pub(crate) fn config_key(
+    i: usize,
+    s: &rvs_config::Service,
+) -> Result<ServiceKey, TableConfigError> {
     let Some(protocol) = Protocol::from_config(s.proto) else {
         return Ok(ServiceKey::Fwmark {
             mark: s.fwmark.unwrap_or(0) as u32,
@@ -753,7 +756,7 @@ fn config_service(key: ServiceKey, s: &rvs_config::Service) -> ServiceConf {
 }
 
 /// Real server `j` of configured service `i`.
-fn config_dest(
+pub(crate) fn config_dest(
     (i, j): (usize, usize),
     key: ServiceKey,
     r: &rvs_config::Real,

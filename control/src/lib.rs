@@ -17,12 +17,14 @@
 //! | [`metrics`] | the Prometheus metrics endpoint |
 //! | [`notify`] | systemd's readiness protocol (`sd_notify`) |
 //! | [`man`] | rvsadm's man page, from the text `rvsadm -h` prints |
+//! | [`checks`] | real-server health checks (keepalived's checkers) and their table effect |
 //! | [`adm`] | rvsadm's main logic, including `-R` restore |
 
 #![forbid(unsafe_code)]
 
 pub mod adm;
 pub mod backend;
+pub mod checks;
 pub mod cli;
 pub mod daemon;
 pub mod dpdk_backend;

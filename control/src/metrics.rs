@@ -50,6 +50,8 @@ pub struct Gathered {
     pub services: Vec<ServiceView>,
     /// The dataplane's own state (`None`: rvsd runs without a dataplane).
     pub engine: Option<EngineMetrics>,
+    /// The health checks' rows (see [`crate::checks`]).
+    pub checks: Vec<crate::checks::Row>,
 }
 
 /// Values kept from one scrape to the next, so that a worker or port that does not
@@ -251,9 +253,62 @@ pub fn render(g: &Gathered, stale: usize) -> String {
         sync(&mut out, e);
     }
     laddrs(&mut out, g);
+    checks(&mut out, g);
     // Health checks, the SYN proxy and ACLs add their sections here, each a function
     // writing its `rvs_<subsystem>_*` families from what `Gathered` carries for it.
     out.text
+}
+
+/// The health checks: `rvs_check_up`, `rvs_check_transitions_total`,
+/// `rvs_check_latency_seconds`, labelled with the service and server as `ipvsadm -Ln`
+/// prints them and keepalived's checker name.
+fn checks(out: &mut Out, g: &Gathered) {
+    if g.checks.is_empty() {
+        return;
+    }
+    let labels: Vec<[String; 3]> = g
+        .checks
+        .iter()
+        .map(|r| {
+            [
+                crate::format::service_label(&r.service),
+                crate::format::server_label(&r.service, &r.addr, r.port),
+                rvs_config::check::kind_name(r.kind).to_string(),
+            ]
+        })
+        .collect();
+    let l = |i: usize| {
+        [
+            ("service", labels[i][0].as_str()),
+            ("server", labels[i][1].as_str()),
+            ("check", labels[i][2].as_str()),
+        ]
+    };
+    out.family(
+        "rvs_check_up",
+        "Whether a real server's health check passes (1) or has failed (0).",
+        "gauge",
+    );
+    for (i, r) in g.checks.iter().enumerate() {
+        let up = r.state != crate::checks::State::Down;
+        out.sample("rvs_check_up", &l(i), u64::from(up));
+    }
+    out.family(
+        "rvs_check_transitions_total",
+        "Transitions of a health check between up and down.",
+        "counter",
+    );
+    for (i, r) in g.checks.iter().enumerate() {
+        out.sample("rvs_check_transitions_total", &l(i), r.transitions);
+    }
+    out.family(
+        "rvs_check_latency_seconds",
+        "Duration of a health check's last attempt.",
+        "gauge",
+    );
+    for (i, r) in g.checks.iter().enumerate() {
+        out.sample("rvs_check_latency_seconds", &l(i), r.latency.as_secs_f64());
+    }
 }
 
 /// node_exporter's `ipvs` collector's series.

@@ -81,6 +81,8 @@ pub enum Request {
     Dataplane,
     /// Read the configuration file again and apply it (rvs extension: `rvsadm --reload`).
     Reload,
+    /// Every health check's state (rvs extension: `rvsadm --list-checks`).
+    ListChecks,
 }
 
 /// rvsd's answer.
@@ -104,7 +106,8 @@ pub enum Response {
     Daemons(Vec<SyncDaemon>),
     /// The request could not be decoded.
     BadRequest(String),
-    /// Free text (for [`Request::Dataplane`] and [`Request::Reload`]).
+    /// Free text (for [`Request::Dataplane`], [`Request::Reload`] and
+    /// [`Request::ListChecks`]).
     Text(String),
     /// The request was refused and changed nothing (a reload of a bad file): why.
     Failed(String),

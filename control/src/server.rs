@@ -58,7 +58,18 @@ pub fn run(
     daemon: Daemon,
     metrics: Option<TcpListener>,
 ) -> io::Result<()> {
+    let cfg = daemon.config().cloned();
     let daemon = Arc::new(Mutex::new(daemon));
+    // Health checks: the initial state (servers of `alpha` services down) is in the
+    // table before rvsadm is served.
+    let checks = match &cfg {
+        Some(cfg) => {
+            let h = crate::checks::start(cfg, daemon.clone())?;
+            lock(&daemon).set_checks(h.clone());
+            Some(h)
+        }
+        None => None,
+    };
 
     if let Some(l) = metrics {
         let d = daemon.clone();
@@ -91,6 +102,9 @@ pub fn run(
                 continue;
             }
             tracing::info!(signal = sig, "shutting down");
+            if let Some(c) = &checks {
+                c.omega();
+            }
             crate::notify::stopping();
             let _ = std::fs::remove_file(&sig_path);
             std::process::exit(0);

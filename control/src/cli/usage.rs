@@ -93,6 +93,7 @@ rvs extensions:\n  \
 {p} --get-laddr|-G [virtual-service]\n  \
 {p} --dataplane                                   print the workers' counters\n  \
 {p} --reload                                      rvsd reads its configuration again\n  \
+{p} --list-checks                                 every health check's state\n  \
 The scheduler twos is also available.\n"
     )
 }

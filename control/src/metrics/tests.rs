@@ -318,6 +318,7 @@ fn a_port_that_does_not_answer_keeps_its_last_reading() {
         &Gathered {
             services: vec![],
             engine: Some(next),
+            checks: vec![],
         },
         0,
     );

@@ -1,0 +1,609 @@
+//! Real-server health checks end to end: rvsd on DPDK ports probes real nginx (HTTP and
+//! HTTPS) and dnsmasq servers from the director's kernel, through the exception tap of the
+//! server-side port (`exception_iface = "rvs1"`, host address 10.20.0.2), and moves the
+//! table as keepalived would.
+//!
+//! Topology: client c 10.10.0.2 — d0 [dpdk0 10.10.0.1] director [dpdk1 10.20.0.1, tap
+//! rvs1 10.20.0.2] d1 — sw — r1 10.20.0.11, r2 10.20.0.12, r3 10.20.0.13 (the sorry
+//! server). NAT, VIP 10.10.0.100. Every check: delay_loop 1 s, connect_timeout 1 s.
+//!
+//! Needs root, nginx, dnsmasq and openssl; skips (with a message) where namespaces cannot
+//! be made.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rvs_tests::{can_build_labs, sha256, Director, Lab};
+
+const VIP: &str = "10.10.0.100";
+const BLOB_LEN: usize = 3 * 1024 * 1024;
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 20, 0, last)
+}
+
+/// The lab's namespaces and addresses.
+fn topology(prefix: &str) -> Lab {
+    let mut lab = Lab::new(prefix);
+    for ns in ["c", "d", "sw", "r1", "r2", "r3"] {
+        lab.add_ns(ns);
+    }
+    lab.veth("c", "c0", "d", "d0");
+    lab.veth("d", "d1", "sw", "d1p");
+    lab.veth("r1", "r0", "sw", "r1p");
+    lab.veth("r2", "r0", "sw", "r2p");
+    lab.veth("r3", "r0", "sw", "r3p");
+    lab.bridge("sw", "br0", &["d1p", "r1p", "r2p", "r3p"]);
+    lab.addr("c", "c0", "10.10.0.2/24");
+    lab.default_route("c", Ipv4Addr::new(10, 10, 0, 1));
+    for (ns, last) in [("r1", 11), ("r2", 12), ("r3", 13)] {
+        lab.addr(ns, "r0", &format!("{}/24", ip(last)));
+        lab.default_route(ns, ip(1));
+    }
+    lab
+}
+
+/// A real server's nginx: its files and how to start it again.
+struct Nginx {
+    ns: &'static str,
+    dir: PathBuf,
+    pid: u32,
+    addr: Ipv4Addr,
+}
+
+impl Nginx {
+    /// Starts nginx in `ns` on `addr` ports 80 and 443 (self-signed certificate) serving
+    /// `index.html` = `name`, `health` and `blob.bin`.
+    fn start(lab: &mut Lab, ns: &'static str, addr: Ipv4Addr, name: &str) -> Nginx {
+        let dir = std::env::temp_dir().join(format!("rvs-nginx-{}", lab.ns(ns)));
+        let _ = std::fs::remove_dir_all(&dir);
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www).expect("www");
+        std::fs::write(www.join("index.html"), format!("{name}\n")).expect("index");
+        std::fs::write(www.join("health"), "ok\n").expect("health");
+        let blob: Vec<u8> = (0..BLOB_LEN)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        std::fs::write(www.join("blob.bin"), blob).expect("blob");
+        let d = dir.display();
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}.lab")])
+            .arg("-keyout")
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem"))
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "openssl: {out:?}");
+        let conf = format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/t1;\n  proxy_temp_path {d}/t2;\n\
+               fastcgi_temp_path {d}/t3;\n  uwsgi_temp_path {d}/t4;\n  scgi_temp_path {d}/t5;\n\
+               server {{ listen {addr}:80; root {d}/www; }}\n\
+               server {{ listen {addr}:443 ssl; ssl_certificate {d}/cert.pem;\n\
+                 ssl_certificate_key {d}/key.pem; root {d}/www; }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
+        let mut n = Nginx {
+            ns,
+            dir,
+            pid: 0,
+            addr,
+        };
+        n.restart(lab);
+        n
+    }
+
+    fn restart(&mut self, lab: &mut Lab) {
+        let conf = self.dir.join("nginx.conf").display().to_string();
+        let err = self.dir.join("error.log").display().to_string();
+        self.pid = lab.spawn(self.ns, &["nginx", "-e", &err, "-c", &conf]);
+        lab.wait_tcp(self.ns, self.addr, 80);
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+        // The process stays a zombie until the lab reaps it: wait for its state.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let stat = format!("/proc/{}/stat", self.pid);
+        while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
+            assert!(Instant::now() < deadline, "nginx {} did not stop", self.pid);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn www(&self, file: &str) -> PathBuf {
+        self.dir.join("www").join(file)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// rvsd with the exception tap on the server-side port, the tap given 10.20.0.2, and
+/// `services` as its services.
+fn director(lab: &Lab, tag: &str, services: &str) -> Director {
+    let d = Director::start_toml(
+        lab,
+        "d",
+        tag,
+        &format!(
+            "[[ports]]\nname = \"dpdk0\"\ndevice = \"net_af_packet_{tag}0,iface=d0\"\naddresses = [\"10.10.0.1/24\"]\n\n\
+             [[ports]]\nname = \"dpdk1\"\ndevice = \"net_af_packet_{tag}1,iface=d1\"\naddresses = [\"10.20.0.1/24\"]\n\
+             exception_iface = \"rvs1\"\n\n[workers]\ncount = 1\n\n{services}"
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab
+        .try_exec("d", &["ip", "link", "show", "rvs1"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "no tap rvs1: {}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.exec("d", &["ip", "link", "set", "rvs1", "up"]);
+    lab.addr("d", "rvs1", "10.20.0.2/24");
+    lab.kernel_off("d", "d1");
+    d
+}
+
+/// Waits (bounded) until `ok(rvsadm --list-checks)`.
+fn wait_checks(d: &Director, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let t = d.rvsadm(&["--list-checks"]);
+        if ok(&t) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {secs}s:\n{t}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn all_up(t: &str) -> bool {
+    t.lines()
+        .skip(1)
+        .all(|l| l.contains(" UP ") && !l.contains("not checked yet"))
+}
+
+/// Waits (bounded) until `ok(rvsadm -Ln)`; returns how long it took.
+fn wait_table(d: &Director, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let t = d.rvsadm(&["-Ln"]);
+        if ok(&t) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "{what}: not within {secs}s:\n{t}\n{}\n{}",
+            d.rvsadm(&["--list-checks"]),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `-Ln` line of real server `server` (`10.20.0.11:80`), if listed.
+fn server_line<'a>(table: &'a str, server: &str) -> Option<&'a str> {
+    table
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("-> {server} ")))
+}
+
+fn weight(table: &str, server: &str) -> Option<u32> {
+    server_line(table, server)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
+/// A rate-limited download of `blob.bin` through the VIP, in the background.
+fn download(lab: &Lab, out: &Path) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.ns("c")])
+        .args([
+            "curl",
+            "-s",
+            "--limit-rate",
+            "512K",
+            "--max-time",
+            "40",
+            "-o",
+        ])
+        .arg(out)
+        .arg(format!("http://{VIP}/blob.bin"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("curl")
+}
+
+/// The real server the client's established connection to VIP:80 went to.
+fn download_server(d: &Director) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let conns = d.rvsadm(&["-Lnc"]);
+        if let Some(l) = conns
+            .lines()
+            .find(|l| l.contains("ESTABLISHED") && l.contains(&format!("{VIP}:80")))
+        {
+            return l.split_whitespace().last().expect("dest").to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no established download:\n{conns}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn finish(mut c: Child, out: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        if let Some(st) = c.try_wait().expect("curl") {
+            assert!(st.success(), "download failed: {st}");
+            return sha256(out);
+        }
+        assert!(Instant::now() < deadline, "download did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn names(lab: &Lab, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            lab.curl("c", &format!("http://{VIP}/"))
+                .unwrap_or_else(|| "(failed)".into())
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+fn rs_name(server: &str) -> &'static str {
+    match server {
+        "10.20.0.11:80" => "rs1",
+        "10.20.0.12:80" => "rs2",
+        _ => "?",
+    }
+}
+
+const HTTP_CHECK: &str = "[[services.real.checks]]\ntype = \"HTTP_GET\"\nconnect_timeout = 1\nretry = 1\ndelay_before_retry = 1\nurl = [{ path = \"/health\" }]\n";
+
+fn two_servers(extra: &str, real_extra: &str) -> String {
+    format!(
+        "[[services]]\nproto = \"tcp\"\nvip = \"{VIP}:80\"\nscheduler = \"rr\"\ndelay_loop = 1\n{extra}\n\
+         [[services.real]]\naddress = \"10.20.0.11:80\"\nforward = \"masq\"\n{real_extra}\n{HTTP_CHECK}\n\
+         [[services.real]]\naddress = \"10.20.0.12:80\"\nforward = \"masq\"\n{real_extra}\n{HTTP_CHECK}\n"
+    )
+}
+
+#[test]
+fn http_get_takes_a_stopped_server_out_and_back_while_a_download_goes_on() {
+    if !can_build_labs() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let mut lab = topology("lchk");
+    let mut rs1 = Nginx::start(&mut lab, "r1", ip(11), "rs1");
+    let mut rs2 = Nginx::start(&mut lab, "r2", ip(12), "rs2");
+    let want = sha256(&rs1.www("blob.bin"));
+    let d = director(&lab, "lchk", &two_servers("", ""));
+    wait_checks(&d, "checks up", 20, all_up);
+    let got = names(&lab, 4);
+    assert!(
+        got.contains(&"rs1".to_string()) && got.contains(&"rs2".to_string()),
+        "{got:?}"
+    );
+
+    let out = d.dir().join("download");
+    let dl = download(&lab, &out);
+    let busy = download_server(&d);
+    let (other, other_nginx) = if busy == "10.20.0.11:80" {
+        ("10.20.0.12:80", &mut rs2)
+    } else {
+        ("10.20.0.11:80", &mut rs1)
+    };
+    eprintln!("download on {busy}; stopping {other}");
+    let stopped = Instant::now();
+    other_nginx.stop();
+    // delay_loop 1 × (retry 1) + one interval, plus the scheduling of the listing.
+    let gone = wait_table(&d, "stopped server out of the table", 10, |t| {
+        server_line(t, other).is_none()
+    });
+    let gone = stopped.elapsed().max(gone);
+    eprintln!("{other} left the table after {gone:?}");
+    assert!(gone < Duration::from_millis(3500), "{gone:?}");
+    let list = d.rvsadm(&["--list-checks"]);
+    let line = list.lines().find(|l| l.contains(other)).expect("listed");
+    assert!(
+        line.contains("HTTP_GET") && line.contains(" DOWN "),
+        "{list}"
+    );
+    assert!(line.contains("connection refused"), "{list}");
+    assert!(d.log().contains("real server DOWN"), "{}", d.log());
+    // No new connection reaches it.
+    let got = names(&lab, 6);
+    assert!(got.iter().all(|n| n == rs_name(&busy)), "{got:?}");
+    // A reload of the unchanged file keeps it out.
+    assert_eq!(d.rvsadm(&["--reload"]), "reload: no changes\n");
+    assert!(server_line(&d.rvsadm(&["-Ln"]), other).is_none());
+
+    let restarted = Instant::now();
+    other_nginx.restart(&mut lab);
+    let back = wait_table(&d, "restarted server back", 10, |t| {
+        weight(t, other) == Some(1)
+    });
+    let back = restarted.elapsed().max(back);
+    eprintln!("{other} back after {back:?}");
+    assert!(back < Duration::from_millis(2500), "{back:?}");
+    let got = names(&lab, 4);
+    assert!(
+        got.contains(&"rs1".to_string()) && got.contains(&"rs2".to_string()),
+        "{got:?}"
+    );
+    let list = d.rvsadm(&["--list-checks"]);
+    let line = list.lines().find(|l| l.contains(other)).expect("listed");
+    assert!(
+        line.contains(" UP ") && line.split_whitespace().any(|w| w == "2"),
+        "{list}"
+    );
+
+    // The download to the server that stayed up arrived whole.
+    assert_eq!(finish(dl, &out), want);
+}
+
+#[test]
+fn inhibit_keeps_connections_and_the_sorry_server_serves_when_all_are_down() {
+    if !can_build_labs() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let mut lab = topology("lchi");
+    let rs1 = Nginx::start(&mut lab, "r1", ip(11), "rs1");
+    let rs2 = Nginx::start(&mut lab, "r2", ip(12), "rs2");
+    let _sorry = Nginx::start(&mut lab, "r3", ip(13), "sorry");
+    let flags = std::env::temp_dir().join(format!("rvs-lchi-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&flags);
+    std::fs::create_dir_all(&flags).expect("flags");
+    let f = flags.display();
+    let d = director(
+        &lab,
+        "lchi",
+        &two_servers(
+            &format!(
+                "inhibit_on_failure = true\nsorry_server = \"10.20.0.13:80\"\n\
+                 quorum_down = \"touch {f}/quorum_down\"\nquorum_up = \"touch {f}/quorum_up\"\n"
+            ),
+            &format!("notify_down = \"touch {f}/down\"\n"),
+        ),
+    );
+    wait_checks(&d, "checks up", 20, all_up);
+
+    let out = d.dir().join("download");
+    let dl = download(&lab, &out);
+    let busy = download_server(&d);
+    let (other, busy_n, other_n) = if busy == "10.20.0.11:80" {
+        ("10.20.0.12:80", &rs1, &rs2)
+    } else {
+        ("10.20.0.11:80", &rs2, &rs1)
+    };
+    // The server carrying the download fails its check (its /health is gone): weight 0,
+    // still listed, its connection goes on.
+    std::fs::remove_file(busy_n.www("health")).expect("rm health");
+    wait_table(&d, "inhibited server at weight 0", 10, |t| {
+        weight(t, &busy) == Some(0)
+    });
+    assert!(flags.join("down").exists(), "notify_down ran");
+    let got = names(&lab, 4);
+    assert!(got.iter().all(|n| n == rs_name(other)), "{got:?}");
+    assert_eq!(
+        finish(dl, &out),
+        sha256(&busy_n.www("blob.bin")),
+        "not reset"
+    );
+
+    // All down: the quorum (1) is lost, the sorry server serves.
+    std::fs::remove_file(other_n.www("health")).expect("rm health");
+    wait_table(&d, "sorry server in", 10, |t| {
+        server_line(t, "10.20.0.13:80").is_some() && weight(t, other) == Some(0)
+    });
+    assert_eq!(names(&lab, 3), ["sorry", "sorry", "sorry"]);
+    assert!(flags.join("quorum_down").exists(), "quorum_down ran");
+    assert!(d.log().contains("quorum lost"), "{}", d.log());
+
+    // One back: quorum regained, the sorry server leaves.
+    std::fs::write(busy_n.www("health"), "ok\n").expect("health");
+    wait_table(&d, "sorry server out", 10, |t| {
+        server_line(t, "10.20.0.13:80").is_none() && weight(t, &busy) == Some(1)
+    });
+    assert_eq!(names(&lab, 3), [rs_name(&busy); 3]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !flags.join("quorum_up").exists() {
+        assert!(Instant::now() < deadline, "quorum_up did not run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&flags);
+}
+
+/// A TCP listener in `ns` that accepts and never answers.
+fn silent_listener(lab: &mut Lab, ns: &str, addr: Ipv4Addr, port: u16) {
+    let script = format!(
+        "import socket, time\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{addr}', {port}))\ns.listen(64)\nheld = []\nwhile True:\n    c, _ = s.accept()\n    held.append(c)\n"
+    );
+    lab.spawn(ns, &["python3", "-c", &script]);
+    lab.wait_tcp(ns, addr, port);
+}
+
+#[test]
+fn digest_ssl_misc_dns_and_bad_servers_and_scripts() {
+    if !can_build_labs() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let mut lab = topology("lchd");
+    let rs1 = Nginx::start(&mut lab, "r1", ip(11), "rs1");
+    silent_listener(&mut lab, "r2", ip(12), 9999);
+    lab.spawn(
+        "r2",
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=53",
+            "--listen-address=10.20.0.12",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--host-record=www.lab,10.20.0.11",
+        ],
+    );
+    let flag = std::env::temp_dir().join(format!("rvs-lchd-{}-flag", std::process::id()));
+    std::fs::write(&flag, "").expect("flag");
+    let digest = format!("{:032x}", md5_of(b"rs1\n"));
+    let marker = format!("sleep 3{}", std::process::id() % 1000);
+    let svc = |port: u16, proto: &str, real: &str, check: &str| {
+        format!(
+            "[[services]]\nproto = \"{proto}\"\nvip = \"{VIP}:{port}\"\nscheduler = \"rr\"\ndelay_loop = 1\n\
+             [[services.real]]\naddress = \"{real}\"\nforward = \"masq\"\n\
+             [[services.real.checks]]\nconnect_timeout = 1\nretry = 0\n{check}\n"
+        )
+    };
+    let services = [
+        svc(80, "tcp", "10.20.0.11:80", &format!("type = \"HTTP_GET\"\nurl = [{{ path = \"/\", digest = \"{digest}\" }}]")),
+        svc(443, "tcp", "10.20.0.11:443", "type = \"SSL_GET\"\nvirtualhost = \"rs1.lab\"\nurl = [{ path = \"/health\", status_code = 200 }]"),
+        svc(81, "tcp", "10.20.0.11:80", &format!("type = \"MISC_CHECK\"\nmisc_path = \"test -e {}\"", flag.display())),
+        svc(53, "udp", "10.20.0.12:53", "type = \"DNS_CHECK\"\ndns_name = \"www.lab\"\ndns_type = \"A\""),
+        svc(82, "tcp", "10.20.0.12:9999", "type = \"HTTP_GET\"\nurl = [{ path = \"/\" }]"),
+        svc(83, "tcp", "10.20.0.11:80", &format!("type = \"MISC_CHECK\"\nmisc_timeout = 1\nmisc_path = \"{marker}0\"")),
+    ]
+    .join("\n");
+    let d = director(&lab, "lchd", &services);
+    let row = |t: &str, svc: &str| -> String {
+        t.lines()
+            .find(|l| {
+                l.starts_with(&format!("TCP  {VIP}:{svc} "))
+                    || l.starts_with(&format!("UDP  {VIP}:{svc} "))
+            })
+            .unwrap_or_else(|| panic!("no row of {svc}:\n{t}"))
+            .to_string()
+    };
+    let t = wait_checks(&d, "good checks up, bad ones down", 20, |t| {
+        ["80", "443", "81", "53"].iter().all(|s| {
+            t.lines().any(|l| {
+                l.contains(&format!("{VIP}:{s} "))
+                    && l.contains(" UP ")
+                    && !l.contains("not checked")
+            })
+        }) && t.lines().any(|l| {
+            l.contains(&format!("{VIP}:82 ")) && l.contains(" DOWN ") && l.ends_with("/: timed out")
+        }) && t.lines().any(|l| {
+            l.contains(&format!("{VIP}:83 ")) && l.contains(" DOWN ") && l.ends_with("killed")
+        })
+    });
+    eprintln!("{t}");
+    assert!(
+        row(&t, "443").contains("SSL_GET") && row(&t, "443").contains("/health: status 200"),
+        "{t}"
+    );
+    assert!(
+        row(&t, "53").contains("DNS_CHECK") && row(&t, "53").contains("answered"),
+        "{t}"
+    );
+    // Accepts and never answers: failed within connect_timeout (1 s).
+    let r82 = row(&t, "82");
+    assert!(r82.contains("/: timed out"), "{t}");
+    let ms: f64 = r82
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix("ms").and_then(|v| v.parse().ok()))
+        .expect("latency");
+    assert!((900.0..1500.0).contains(&ms), "{r82}");
+    // A hanging script: killed at misc_timeout, with its process group.
+    assert!(row(&t, "83").contains("timed out after 1s: killed"), "{t}");
+    // Killed attempts leave nothing behind: at most the attempt running now (its shell
+    // and its sleep), not one per second.
+    std::thread::sleep(Duration::from_secs(3));
+    let left = Command::new("pgrep")
+        .args(["-f", &format!("{marker}0")])
+        .output()
+        .expect("pgrep");
+    let n = String::from_utf8_lossy(&left.stdout).lines().count();
+    assert!(n <= 2, "{n} script processes left");
+    // The table: down servers are out.
+    let table = d.rvsadm(&["-Ln"]);
+    assert!(
+        table.contains("TCP  10.10.0.100:82 rr\n") && !table.contains("10.20.0.12:9999"),
+        "{table}"
+    );
+    // The control socket stays responsive while hanging checks run.
+    let start = Instant::now();
+    d.rvsadm(&["-Ln"]);
+    assert!(start.elapsed() < Duration::from_millis(500));
+
+    // A changed page fails the digest; a removed flag fails the script.
+    std::fs::write(rs1.www("index.html"), "rs1 changed\n").expect("index");
+    std::fs::remove_file(&flag).expect("flag");
+    let t = wait_checks(&d, "digest and misc down", 10, |t| {
+        row(t, "80").contains(" DOWN ") && row(t, "81").contains(" DOWN ")
+    });
+    assert!(
+        row(&t, "80").contains(&format!("/: digest {:032x}", md5_of(b"rs1 changed\n"))),
+        "{t}"
+    );
+    assert!(row(&t, "81").contains("exit 1"), "{t}");
+    // 10.20.0.11:80 is down in every service that checks it (80, 81, 83); :443 is up.
+    let table = wait_table(&d, "10.20.0.11:80 out", 5, |t| {
+        server_line(t, "10.20.0.11:80").is_none()
+    });
+    let _ = table;
+    assert!(server_line(&d.rvsadm(&["-Ln"]), "10.20.0.11:443").is_some());
+    let log = d.log();
+    assert!(
+        log.lines().any(|l| l.contains("real server DOWN")
+            && l.contains("TCP  10.10.0.100:80 -> 10.20.0.11:80")),
+        "{log}"
+    );
+}
+
+/// MD5 as `genhash` prints it (the test's own small implementation would be a second
+/// opinion; `md5sum` is the real tool).
+fn md5_of(data: &[u8]) -> u128 {
+    use std::io::Write;
+    let mut c = Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("md5sum");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(data)
+        .expect("write");
+    let out = c.wait_with_output().expect("md5sum");
+    let text = String::from_utf8_lossy(&out.stdout);
+    u128::from_str_radix(text.split_whitespace().next().expect("digest"), 16).expect("hex")
+}
