@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod check;
+pub mod keepalived;
 
 /// The 14 scheduler names IPVS knows (`ipvsadm -s`).
 pub const SCHEDULERS: [&str; 14] = [
@@ -540,6 +541,12 @@ pub struct Control {
     /// (absent: none).
     #[serde(default)]
     pub rules: Option<PathBuf>,
+    /// An operator's keepalived.conf whose `virtual_server`s (with their groups, real
+    /// servers and checkers) are appended to `[[services]]` at start and at every reload,
+    /// read as keepalived reads it ([`keepalived`]); its `vrrp_*` blocks are left to
+    /// keepalived running `--vrrp` (absent: none).
+    #[serde(default)]
+    pub keepalived_conf: Option<PathBuf>,
 }
 
 fn default_socket() -> PathBuf {
@@ -551,6 +558,7 @@ impl Default for Control {
         Control {
             socket: default_socket(),
             rules: None,
+            keepalived_conf: None,
         }
     }
 }
