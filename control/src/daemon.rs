@@ -80,7 +80,8 @@ impl Daemon {
         let Some(source) = &self.source else {
             return Err("rvsd was started without a configuration file".into());
         };
-        let (cfg, file_table) = crate::reload::read(&source.path)?;
+        let (cfg, file_table, notes) = crate::reload::read(&source.path)?;
+        crate::reload::log_notes(&notes);
         if let Some(field) = crate::reload::restart_only_change(&source.config, &cfg) {
             return Err(format!(
                 "{}: {field} changes only with a restart of rvsd; nothing was changed",

@@ -717,7 +717,7 @@ fn random_bytes_and_mangled_confs_never_panic() {
         let bytes: Vec<u8> = (0..len)
             .map(|_| {
                 let r = next();
-                if r % 3 == 0 {
+                if r % 3 < 1 {
                     (r >> 8) as u8
                 } else {
                     alphabet[(r >> 8) as usize % alphabet.len()]
