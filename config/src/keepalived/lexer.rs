@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Error, Loc, Notice, MAX_INCLUDE_DEPTH};
+use super::{Error, Loc, Notice, MAX_FILE_BYTES, MAX_INCLUDE_DEPTH};
 
 /// One word of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,11 +59,22 @@ impl Lexer {
 
     /// Reads `path` (an error if it cannot be read).
     pub fn read_file(&mut self, path: &Path, depth: usize) -> Result<(), Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error {
+        let fail = |message: String| Error {
             file: path.to_path_buf(),
             line: 0,
-            message: format!("cannot read: {e}"),
-        })?;
+            message,
+        };
+        // As keepalived: a regular file only (not a device, FIFO or directory).
+        let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            return Err(fail("cannot read: not a regular file".into()));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(fail(format!(
+                "cannot read: larger than {MAX_FILE_BYTES} bytes"
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
         self.files.push(path.to_path_buf());
         let file = self.files.len() - 1;
         let text = String::from_utf8_lossy(&bytes);

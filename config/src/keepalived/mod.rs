@@ -27,6 +27,9 @@ use crate::{ConfigError, Service};
 /// Nested `include`s followed before the reader gives up (a file including itself).
 pub const MAX_INCLUDE_DEPTH: usize = 16;
 
+/// The largest file read (a keepalived.conf is a few KiB).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
 /// Nested blocks accepted (keepalived's own go 4 deep: `virtual_server`, `real_server`,
 /// checker, `url`).
 pub const MAX_BLOCK_DEPTH: usize = 32;

@@ -672,6 +672,15 @@ fn includes_follow_globs_relative_to_the_including_file() {
         e.contains("nested includes (does a file include itself?)"),
         "{e}"
     );
+    // A device is not a configuration file (keepalived reads regular files only).
+    std::fs::write(root.join("keepalived.conf"), "include /dev/zero\n").unwrap();
+    assert_eq!(
+        load(&root.join("keepalived.conf")).unwrap_err().to_string(),
+        format!(
+            "{}:1: include /dev/zero: /dev/zero: cannot read: not a regular file",
+            root.join("keepalived.conf").display()
+        )
+    );
     // The main file missing.
     let e = load(&root.join("missing.conf")).unwrap_err().to_string();
     assert_eq!(
