@@ -499,6 +499,46 @@ real = [
     }
 
     #[test]
+    fn keepalived_conf_services_follow_the_toml_and_a_clash_is_named_by_its_line() {
+        let dir = std::env::temp_dir().join(format!("rvs-reload-ka-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ka = dir.join("keepalived.conf");
+        let toml_path = dir.join("rvsd.toml");
+        std::fs::write(
+            &toml_path,
+            format!(
+                "{BASE}\n[control]\nkeepalived_conf = \"{}\"\n",
+                ka.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            &ka,
+            "virtual_server 10.10.0.100 443 {\n lb_algo rr\n lb_kind DR\n real_server 10.20.0.11 443\n}\n",
+        )
+        .unwrap();
+        let (cfg, table, notes) = read(&toml_path).unwrap();
+        assert_eq!(cfg.services.len(), 2);
+        assert_eq!(table.services.len(), 2);
+        assert_eq!(
+            notes,
+            Vec::<String>::new(),
+            "a keepalived.conf with every keyword known has nothing to say"
+        );
+        // The same virtual server as a [[services]] entry: named by its keepalived line.
+        std::fs::write(&ka, "\nvirtual_server 10.10.0.100 80 {\n lb_algo rr\n}\n").unwrap();
+        assert_eq!(
+            read(&toml_path).unwrap_err(),
+            format!(
+                "{}: control.keepalived_conf: {}:2: virtual_server 10.10.0.100 80: duplicates an earlier service",
+                toml_path.display(),
+                ka.display()
+            )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_rules_file_is_applied_as_ipvsadm_restores_it_and_a_bad_line_is_named() {
         let (_, mut t) = parse(BASE);
         let rules = "-A -t 10.10.0.100:443 -s rr\n\

@@ -337,12 +337,8 @@ fn virtual_server(
             "quorum_down" => svc.quorum_down = Some(command(k)?),
             "sorry_server" => {
                 no_block(k)?;
-                let a = value(k, 0)?;
-                let ip = addr(a)?;
-                let p = match k.args().get(1) {
-                    Some(p) => port(p)?,
-                    None => 0,
-                };
+                let ip = addr(value(k, 0)?)?;
+                let p = port(value(k, 1)?)?;
                 if k.args().len() > 2 {
                     return Err(too_many(k));
                 }
@@ -415,7 +411,8 @@ fn virtual_server(
         for c in &mut r.checks {
             vs_level.apply(c);
         }
-        real_locs.push(k.loc());
+        let written: Vec<&str> = k.args().iter().map(|t| t.text.as_str()).collect();
+        real_locs.push((k.loc(), written.join(" ")));
         svc.real.push(r);
     }
     if svc.sorry_server.is_some() && svc.sorry_server_forward.is_none() {

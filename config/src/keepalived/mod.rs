@@ -107,8 +107,9 @@ pub struct Origin {
     pub at: Loc,
     /// `virtual_server 10.10.0.100 80` (with the group member for a group).
     pub name: String,
-    /// The `real_server` lines, in the order of [`Service::real`].
-    pub reals: Vec<Loc>,
+    /// The `real_server` lines and their addresses as written (`10.20.0.11 8080`), in the
+    /// order of [`Service::real`].
+    pub reals: Vec<(Loc, String)>,
 }
 
 /// A keepalived.conf read and converted.
@@ -167,7 +168,7 @@ impl Loaded {
         if let Some(r) = rest.strip_prefix("real[") {
             let (j, tail) = r.split_once(']')?;
             let j = j.parse::<usize>().ok()?;
-            let at = o.reals.get(j).copied().unwrap_or(o.at);
+            let (at, real) = o.reals.get(j)?;
             let tail = tail.strip_prefix('.').unwrap_or(tail);
             let what = if tail.is_empty() {
                 String::new()
@@ -175,8 +176,8 @@ impl Loaded {
                 format!("{tail}: ")
             };
             return Some(format!(
-                "{}: real_server {j} of {}: {what}{message}",
-                self.at(at),
+                "{}: real_server {real} of {}: {what}{message}",
+                self.at(*at),
                 o.name
             ));
         }

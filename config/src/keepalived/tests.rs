@@ -147,7 +147,10 @@ connect_timeout = 2.0
         ["/etc/keepalived/keepalived.conf:4: left to keepalived --vrrp: global_defs (line 4), vrrp_sync_group VG1 (line 14), vrrp_instance VI_1 (line 21)"]
     );
     assert_eq!(l.origins[0].name, "virtual_server 10.10.0.100 80");
-    assert_eq!(l.origins[0].reals[1].line, 61);
+    assert_eq!(
+        l.origins[0].reals[1],
+        (Loc { file: 0, line: 61 }, "10.20.0.12 8080".to_string())
+    );
 }
 
 /// The LVS-DR example of the LVS tutorials, without checkers: what keepalived programs
@@ -529,6 +532,10 @@ fn bad_input_is_refused_naming_file_and_line() {
         ),
         // Known to keepalived, not done by rvs: refused by name.
         (
+            "virtual_server 10.0.0.1 80 {\n sorry_server 10.0.0.9\n}",
+            ":2: 'sorry_server' is missing a value",
+        ),
+        (
             "virtual_server 10.0.0.1 80 {\n persistence_engine sip\n}",
             ":2: 'persistence_engine' is not supported by rvs: rvs has no persistence engines",
         ),
@@ -702,7 +709,7 @@ fn a_validation_error_is_told_by_its_keepalived_line() {
     let e = cfg.validate().unwrap_err();
     assert_eq!(
         l.locate(&e, 0).unwrap(),
-        "/etc/keepalived/keepalived.conf:4: real_server 0 of virtual_server 10.0.0.1 80: forward: fullnat needs local addresses: set laddrs on the service"
+        "/etc/keepalived/keepalived.conf:4: real_server 10.0.0.2 80 of virtual_server 10.0.0.1 80: forward: fullnat needs local addresses: set laddrs on the service"
     );
 }
 
