@@ -11,7 +11,7 @@
 //! | `[[services]]` | virtual services with `[[services.real]]` real servers and FULLNAT `laddrs` |
 //! | `[timeouts]` | `tcp tcpfin udp` as `ipvsadm --set` (900 120 300) |
 //! | `[sessions]` | session-table capacity per core; the sysctls `expire_nodest_conn`, `expire_quiescent_template` |
-//! | `[control]` | the control socket path (default `/run/rvs/rvsd.sock`) |
+//! | `[control]` | the control socket path (default `/run/rvs/rvsd.sock`), an `ipvsadm -S` rules file, an operator's keepalived.conf ([`keepalived`]) |
 //! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast) |
 //! | `[metrics]` | the Prometheus metrics endpoint (off unless `listen` is given) |
 //! | `[[marks]]` | firewall-mark rules for fwmark services (the `iptables -t mangle ... -j MARK` of rvs) |
