@@ -11,7 +11,7 @@
 //! | `[[services]]` | virtual services with `[[services.real]]` real servers and FULLNAT `laddrs` |
 //! | `[timeouts]` | `tcp tcpfin udp` as `ipvsadm --set` (900 120 300) |
 //! | `[sessions]` | session-table capacity per core; the sysctls `expire_nodest_conn`, `expire_quiescent_template` |
-//! | `[control]` | the control socket path (default `/run/rvs/rvsd.sock`) |
+//! | `[control]` | the control socket path (default `/run/rvs/rvsd.sock`), an `ipvsadm -S` rules file, an operator's keepalived.conf ([`keepalived`]) |
 //! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast) |
 //! | `[metrics]` | the Prometheus metrics endpoint (off unless `listen` is given) |
 //! | `[[marks]]` | firewall-mark rules for fwmark services (the `iptables -t mangle ... -j MARK` of rvs) |
@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod check;
+pub mod keepalived;
 
 /// The 14 scheduler names IPVS knows (`ipvsadm -s`).
 pub const SCHEDULERS: [&str; 14] = [
@@ -540,6 +541,12 @@ pub struct Control {
     /// (absent: none).
     #[serde(default)]
     pub rules: Option<PathBuf>,
+    /// An operator's keepalived.conf whose `virtual_server`s (with their groups, real
+    /// servers and checkers) are appended to `[[services]]` at start and at every reload,
+    /// read as keepalived reads it ([`keepalived`]); its `vrrp_*` blocks are left to
+    /// keepalived running `--vrrp` (absent: none).
+    #[serde(default)]
+    pub keepalived_conf: Option<PathBuf>,
 }
 
 fn default_socket() -> PathBuf {
@@ -551,6 +558,7 @@ impl Default for Control {
         Control {
             socket: default_socket(),
             rules: None,
+            keepalived_conf: None,
         }
     }
 }

@@ -86,7 +86,8 @@ impl Daemon {
         let Some(source) = &self.source else {
             return Err("rvsd was started without a configuration file".into());
         };
-        let (cfg, file_table) = crate::reload::read(&source.path)?;
+        let (cfg, file_table, notes) = crate::reload::read(&source.path)?;
+        crate::reload::log_notes(&notes);
         if let Some(field) = crate::reload::restart_only_change(&source.config, &cfg) {
             return Err(format!(
                 "{}: {field} changes only with a restart of rvsd; nothing was changed",
@@ -585,7 +586,7 @@ mod tests {
              { address = \"10.0.0.2:80\", forward = \"masq\", weight = 2 },\n]\n",
         )
         .unwrap();
-        let src = Source::load(&path).unwrap();
+        let (src, _) = Source::load(&path).unwrap();
         let applies = Arc::new(Mutex::new(0));
         let mut d = Daemon::new(src.file_table.clone(), Box::new(Counting(applies.clone())))
             .unwrap()

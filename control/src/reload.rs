@@ -1,12 +1,13 @@
 //! Reading the configuration again while rvsd runs (`SIGHUP`, `rvsadm --reload`).
 //!
 //! The file is the truth: a reload makes the running table what the TOML's `[[services]]`
-//! plus the `[control] rules` file (an `ipvsadm -S` file, restored as `ipvsadm -R` would)
+//! plus the `virtual_server`s of the `[control] keepalived_conf` file (read as keepalived
+//! reads it, see [`rvs_config::keepalived`]) plus the `[control] rules` file (an `ipvsadm -S` file, restored as `ipvsadm -R` would)
 //! describe, and the report names every difference it applies, marking those that undo a
 //! change made with rvsadm since the file was last loaded. What the file can change
 //! online: services, real servers, weights, schedulers, LIP pools, timeouts, `[[routes]]`
 //! and `[[marks]]`. What needs a restart (`[eal]`, `[[ports]]`, `[workers]`,
-//! `[sessions]`, `[control]` apart from `rules`, `[sync]`) is refused, naming the field,
+//! `[sessions]`, `[control]` apart from `rules` and `keepalived_conf`, `[sync]`) is refused, naming the field,
 //! and rvsd keeps running on what it had. Sync daemons started or stopped with rvsadm
 //! (keepalived's notify scripts do this) are left as they are.
 
@@ -30,31 +31,71 @@ pub struct Source {
 }
 
 impl Source {
-    /// Loads `path` (and its rules file) for the first time.
-    pub fn load(path: &Path) -> Result<Source, String> {
-        let (config, file_table) = read(path)?;
-        Ok(Source {
-            path: path.to_path_buf(),
-            config,
-            file_table,
-        })
+    /// Loads `path` (and its keepalived.conf and rules file) for the first time; also
+    /// gives the keepalived.conf's notices (see [`read`]).
+    pub fn load(path: &Path) -> Result<(Source, Vec<String>), String> {
+        let (config, file_table, notes) = read(path)?;
+        Ok((
+            Source {
+                path: path.to_path_buf(),
+                config,
+                file_table,
+            },
+            notes,
+        ))
     }
 }
 
-/// Reads and checks the TOML file and builds the table it describes, its rules file
-/// applied. Errors name the file, and the field or the rules file's line.
-pub fn read(path: &Path) -> Result<(Config, IpvsTable), String> {
-    let cfg = Config::from_file(path).map_err(|e| match e {
+/// Reads and checks the TOML file and builds the table it describes: its `[[services]]`,
+/// then the `virtual_server`s of its `[control] keepalived_conf`, then its rules file
+/// applied. Errors name the file, and the field or the line (of the keepalived.conf or
+/// the rules file). Also gives the keepalived.conf's notices (`file:line: warning:
+/// Unknown keyword 'foo'`, what is left to keepalived), as [`read_keepalived`] does.
+pub fn read(path: &Path) -> Result<(Config, IpvsTable, Vec<String>), String> {
+    let mut cfg = Config::from_file(path).map_err(|e| match e {
         rvs_config::ConfigError::Io { .. } | rvs_config::ConfigError::Parse(_) => e.to_string(),
         other => format!("{}: {other}", path.display()),
     })?;
+    let notes = read_keepalived(&mut cfg).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut table = table_from_config(&cfg).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(rules) = &cfg.control.rules {
         let text = std::fs::read_to_string(rules)
             .map_err(|e| format!("control.rules: {}: {e}", rules.display()))?;
         apply_rules(&mut table, &text).map_err(|e| format!("{}: {e}", rules.display()))?;
     }
-    Ok((cfg, table))
+    Ok((cfg, table, notes))
+}
+
+/// Appends the services of `cfg`'s `[control] keepalived_conf` (if any) to its
+/// `[[services]]` and validates the whole again. Gives the keepalived.conf's notices
+/// (`file:line: message`, warnings as `file:line: warning: message`). An error names the
+/// keepalived.conf (or included) file and line: `control.keepalived_conf:
+/// /etc/keepalived/keepalived.conf:12: ...`; a service that clashes with the TOML's or
+/// is invalid for rvs is named by its `virtual_server` or `real_server` line.
+pub fn read_keepalived(cfg: &mut Config) -> Result<Vec<String>, String> {
+    let Some(ka) = cfg.control.keepalived_conf.clone() else {
+        return Ok(Vec::new());
+    };
+    let loaded =
+        rvs_config::keepalived::load(&ka).map_err(|e| format!("control.keepalived_conf: {e}"))?;
+    let first = cfg.services.len();
+    cfg.services.extend(loaded.services.iter().cloned());
+    cfg.validate().map_err(|e| match loaded.locate(&e, first) {
+        Some(m) => format!("control.keepalived_conf: {m}"),
+        None => e.to_string(),
+    })?;
+    Ok(loaded.messages())
+}
+
+/// Logs keepalived.conf notices: warnings at warn level, the rest at info.
+pub fn log_notes(notes: &[String]) {
+    for n in notes {
+        if n.contains(": warning: ") {
+            tracing::warn!("keepalived.conf: {n}");
+        } else {
+            tracing::info!("keepalived.conf: {n}");
+        }
+    }
 }
 
 /// Applies an `ipvsadm -S` file to `table` as `ipvsadm -R` reads it (one command per
@@ -91,6 +132,7 @@ pub fn restart_only_change(old: &Config, new: &Config) -> Option<String> {
         c.marks.clear();
         c.timeouts = Default::default();
         c.control.rules = None;
+        c.control.keepalived_conf = None;
     }
     let va = toml::Value::try_from(&a).ok()?;
     let vb = toml::Value::try_from(&b).ok()?;
@@ -454,6 +496,46 @@ real = [
         assert_eq!(restart_only_change(&old, &new), None);
         let (new, _) = parse(&BASE.replace("wrr", "rr"));
         assert_eq!(restart_only_change(&old, &new), None);
+    }
+
+    #[test]
+    fn keepalived_conf_services_follow_the_toml_and_a_clash_is_named_by_its_line() {
+        let dir = std::env::temp_dir().join(format!("rvs-reload-ka-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ka = dir.join("keepalived.conf");
+        let toml_path = dir.join("rvsd.toml");
+        std::fs::write(
+            &toml_path,
+            format!(
+                "{BASE}\n[control]\nkeepalived_conf = \"{}\"\n",
+                ka.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            &ka,
+            "virtual_server 10.10.0.100 443 {\n lb_algo rr\n lb_kind DR\n real_server 10.20.0.11 443\n}\n",
+        )
+        .unwrap();
+        let (cfg, table, notes) = read(&toml_path).unwrap();
+        assert_eq!(cfg.services.len(), 2);
+        assert_eq!(table.services.len(), 2);
+        assert_eq!(
+            notes,
+            Vec::<String>::new(),
+            "a keepalived.conf with every keyword known has nothing to say"
+        );
+        // The same virtual server as a [[services]] entry: named by its keepalived line.
+        std::fs::write(&ka, "\nvirtual_server 10.10.0.100 80 {\n lb_algo rr\n}\n").unwrap();
+        assert_eq!(
+            read(&toml_path).unwrap_err(),
+            format!(
+                "{}: control.keepalived_conf: {}:2: virtual_server 10.10.0.100 80: duplicates an earlier service",
+                toml_path.display(),
+                ka.display()
+            )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     init_logs(&args.log_format);
 
-    let source = match Source::load(&args.config) {
+    let (source, notes) = match Source::load(&args.config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("rvsd: invalid configuration: {e}");
@@ -69,9 +69,14 @@ fn main() -> ExitCode {
     let cfg = source.config.clone();
     let table = source.file_table.clone();
     if args.check {
+        // keepalived.conf's notices as keepalived -t prints them: file:line: message.
+        for n in &notes {
+            eprintln!("rvsd: keepalived.conf: {n}");
+        }
         println!("rvsd: configuration {} is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
+    rvs_control::reload::log_notes(&notes);
     let socket = args.socket.unwrap_or(cfg.control.socket.clone());
     let backend: Box<dyn rvs_control::backend::Backend> = if args.no_dataplane {
         Box::new(ControlOnly)

@@ -331,8 +331,10 @@ impl State {
         if cmd != Cmd::DelDest {
             self.check_dest(&key, &hp, forward)?;
         }
-        // Direct routing and tunnels cannot change the port.
+        // Direct routing and tunnels cannot change the port; as ipvsadm, this is forced on
+        // -a/-e only: -d removes the server of the port given (default: the service's).
         let port = match (forward, key) {
+            (_, _) if cmd == Cmd::DelDest => hp.port.unwrap_or(key.port()),
             (Forward::Route | Forward::Tunnel, ServiceKey::Inet { port, .. }) => port,
             _ => hp.port.unwrap_or(key.port()),
         };

@@ -280,6 +280,17 @@ mod tests {
             panic!()
         };
         assert_eq!((d.port, d.weight), (80, 2));
+        // -d removes the server with the port given, whatever the server's forwarding:
+        // ipvsadm forces the service port on -a/-e only (ldirectord removes NAT servers of
+        // another port this way).
+        let Command::DelDest(_, a, port) = p("-d -t 1.2.3.4:80 -r 10.0.0.1:8080").unwrap() else {
+            panic!()
+        };
+        assert_eq!((a.to_string(), port), ("10.0.0.1".to_string(), 8080));
+        let Command::DelDest(_, _, port) = p("-d -t 1.2.3.4:80 -r 10.0.0.1").unwrap() else {
+            panic!()
+        };
+        assert_eq!(port, 80);
         // -b on -a is FULLNAT; on -A it is sched-flags.
         let Command::AddDest(_, d) = p("-a -t 1.2.3.4:80 -r 10.0.0.1:8080 -b").unwrap() else {
             panic!()
