@@ -91,9 +91,17 @@ impl Drop for Rvsd {
     }
 }
 
-/// A listener on every loopback address (`0.0.0.0:port`) that accepts and counts.
+/// A listener on every loopback address (`0.0.0.0:port`) that accepts and counts. Its
+/// accept queue holds a whole second's probes (std's default of 128 overflows when the
+/// machine is busy and the 1,000 probes of a round meet a slow accept loop: the kernel
+/// then drops SYNs and the probes time out, which is the listener's fault, not rvsd's).
 fn counting_listener() -> (u16, Arc<AtomicU64>) {
-    let l = TcpListener::bind("0.0.0.0:0").unwrap();
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_reuse_address(true).unwrap();
+    s.bind(&"0.0.0.0:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    s.listen(4096).unwrap();
+    let l: TcpListener = s.into();
     let port = l.local_addr().unwrap().port();
     let n = Arc::new(AtomicU64::new(0));
     let c = n.clone();

@@ -140,12 +140,17 @@ impl Drop for Nginx {
 /// rvsd with the exception tap on the server-side port, the tap given 10.20.0.2, and
 /// `services` as its services.
 fn director(lab: &Lab, tag: &str, services: &str) -> Director {
+    director_with(lab, tag, "", services)
+}
+
+/// [`director`] with `control` keys added to its `[control]` table.
+fn director_with(lab: &Lab, tag: &str, control: &str, services: &str) -> Director {
     let d = Director::start_toml(
         lab,
         "d",
         tag,
         &format!(
-            "[[ports]]\nname = \"dpdk0\"\ndevice = \"net_af_packet_{tag}0,iface=d0\"\naddresses = [\"10.10.0.1/24\"]\n\n\
+            "{control}\n[[ports]]\nname = \"dpdk0\"\ndevice = \"net_af_packet_{tag}0,iface=d0\"\naddresses = [\"10.10.0.1/24\"]\n\n\
              [[ports]]\nname = \"dpdk1\"\ndevice = \"net_af_packet_{tag}1,iface=d1\"\naddresses = [\"10.20.0.1/24\"]\n\
              exception_iface = \"rvs1\"\n\n[workers]\ncount = 1\n\n{services}"
         ),
@@ -606,4 +611,165 @@ fn md5_of(data: &[u8]) -> u128 {
     let out = c.wait_with_output().expect("md5sum");
     let text = String::from_utf8_lossy(&out.stdout);
     u128::from_str_radix(text.split_whitespace().next().expect("digest"), 16).expect("hex")
+}
+
+/// The operator's keepalived.conf as the tutorials write it, read by rvsd as it is
+/// (`[control] keepalived_conf`): a VRRP instance (left to keepalived), a NAT service with
+/// `HTTP_GET`, and a FULLNAT service with a DPVS `local_address_group` and `TCP_CHECK`.
+/// Both services run; a real server whose nginx stops leaves both and comes back to both.
+const KEEPALIVED_CONF: &str = "\
+! Configuration File for keepalived
+global_defs {
+   router_id LVS_DEVEL
+}
+
+vrrp_instance VI_1 {
+    state MASTER
+    interface rvs0
+    virtual_router_id 51
+    priority 100
+    advert_int 1
+    virtual_ipaddress {
+        10.10.0.100
+    }
+}
+
+local_address_group laddr_g1 {
+    10.20.0.200
+    10.20.0.201
+}
+
+virtual_server 10.10.0.100 80 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+
+    real_server 10.20.0.11 80 {
+        weight 1
+        HTTP_GET {
+            url {
+              path /health
+              status_code 200
+            }
+            connect_timeout 1
+            nb_get_retry 1
+            delay_before_retry 1
+        }
+    }
+    real_server 10.20.0.12 80 {
+        weight 1
+        HTTP_GET {
+            url {
+              path /health
+              status_code 200
+            }
+            connect_timeout 1
+            nb_get_retry 1
+            delay_before_retry 1
+        }
+    }
+}
+
+virtual_server 10.10.0.100 8443 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind FNAT
+    protocol TCP
+    laddr_group_name laddr_g1
+
+    real_server 10.20.0.11 443 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }
+    }
+    real_server 10.20.0.12 443 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }
+    }
+}
+";
+
+#[test]
+fn a_tutorial_keepalived_conf_runs_its_services_and_checks() {
+    if !can_build_labs() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let mut lab = topology("lkac");
+    let mut rs1 = Nginx::start(&mut lab, "r1", ip(11), "rs1");
+    let _rs2 = Nginx::start(&mut lab, "r2", ip(12), "rs2");
+    let conf_dir = std::env::temp_dir().join(format!("rvs-lkac-conf-{}", std::process::id()));
+    std::fs::create_dir_all(&conf_dir).expect("dir");
+    let conf = conf_dir.join("keepalived.conf");
+    std::fs::write(&conf, KEEPALIVED_CONF).expect("keepalived.conf");
+    let d = director_with(
+        &lab,
+        "lkac",
+        &format!("keepalived_conf = \"{}\"\n", conf.display()),
+        "",
+    );
+    wait_checks(&d, "checks up", 20, all_up);
+    let table = d.rvsadm(&["-Ln"]);
+    assert!(table.contains(&format!("TCP  {VIP}:80 rr")), "{table}");
+    assert!(table.contains(&format!("TCP  {VIP}:8443 rr")), "{table}");
+    for server in ["10.20.0.11:80", "10.20.0.12:80"] {
+        assert!(
+            server_line(&table, server).is_some_and(|l| l.contains("Masq")),
+            "{table}"
+        );
+    }
+    for server in ["10.20.0.11:443", "10.20.0.12:443"] {
+        assert!(
+            server_line(&table, server).is_some_and(|l| l.contains("FullNat")),
+            "{table}"
+        );
+    }
+    let laddrs = d.rvsadm(&["-G"]);
+    assert!(
+        laddrs.contains("10.20.0.200") && laddrs.contains("10.20.0.201"),
+        "{laddrs}"
+    );
+    let checks = d.rvsadm(&["--list-checks"]);
+    assert_eq!(checks.matches("HTTP_GET").count(), 2, "{checks}");
+    assert_eq!(checks.matches("TCP_CHECK").count(), 2, "{checks}");
+    // Both services carry traffic, to both servers (rr).
+    let got = names(&lab, 4);
+    assert_eq!(got.iter().filter(|n| *n == "rs1").count(), 2, "{got:?}");
+    let https = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                lab.curl("c", &format!("https://{VIP}:8443/"))
+                    .unwrap_or_else(|| "(failed)".into())
+                    .trim()
+                    .to_string()
+            })
+            .collect()
+    };
+    let got = https(4);
+    assert_eq!(got.iter().filter(|n| *n == "rs1").count(), 2, "{got:?}");
+    assert_eq!(got.iter().filter(|n| *n == "rs2").count(), 2, "{got:?}");
+
+    // rs1's nginx stops: HTTP_GET (port 80) and TCP_CHECK (port 443) take it out of both.
+    rs1.stop();
+    wait_table(&d, "rs1 out of both services", 10, |t| {
+        server_line(t, "10.20.0.11:80").is_none() && server_line(t, "10.20.0.11:443").is_none()
+    });
+    assert!(names(&lab, 4).iter().all(|n| n == "rs2"));
+    assert!(https(4).iter().all(|n| n == "rs2"));
+    // Back in both once it answers again.
+    rs1.restart(&mut lab);
+    wait_table(&d, "rs1 back in both services", 10, |t| {
+        weight(t, "10.20.0.11:80") == Some(1) && weight(t, "10.20.0.11:443") == Some(1)
+    });
+    let log = d.log();
+    assert!(log.contains("left to keepalived"), "{log}");
+    let _ = std::fs::remove_dir_all(&conf_dir);
 }
