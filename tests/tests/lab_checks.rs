@@ -773,3 +773,83 @@ fn a_tutorial_keepalived_conf_runs_its_services_and_checks() {
     assert!(log.contains("left to keepalived"), "{log}");
     let _ = std::fs::remove_dir_all(&conf_dir);
 }
+
+/// Both directors of an active/standby pair run their checks themselves (the standby too,
+/// with its own tap address) and agree: a real server whose nginx stops leaves both
+/// tables, and comes back to both.
+#[test]
+fn active_and_standby_directors_check_independently_and_agree() {
+    if !can_build_labs() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let mut lab = topology("lkap");
+    // The standby: namespace e on the servers' segment, and the sync link d:sa — e:sb.
+    lab.add_ns("e");
+    lab.veth("e", "e1", "sw", "e1p");
+    lab.exec("sw", &["ip", "link", "set", "e1p", "master", "br0"]);
+    lab.veth("d", "sa", "e", "sb");
+    lab.addr("d", "sa", "10.99.0.1/24");
+    lab.addr("e", "sb", "10.99.0.2/24");
+    let mut rs1 = Nginx::start(&mut lab, "r1", ip(11), "rs1");
+    let _rs2 = Nginx::start(&mut lab, "r2", ip(12), "rs2");
+    let services = two_servers("", "");
+    let sync = |state: &str, ifname: &str| {
+        format!("\n[sync]\nstate = \"{state}\"\nmcast_interface = \"{ifname}\"\nsyncid = 7\n")
+    };
+    let active = director(
+        &lab,
+        "lkapa",
+        &format!("{services}{}", sync("master", "sa")),
+    );
+    let standby = Director::start_toml(
+        &lab,
+        "e",
+        "lkapb",
+        &format!(
+            "[[ports]]\nname = \"dpdk1\"\ndevice = \"net_af_packet_lkapb1,iface=e1\"\naddresses = [\"10.20.0.4/24\"]\n\
+             exception_iface = \"rvs1\"\n\n[workers]\ncount = 1\n\n{services}{}",
+            sync("backup", "sb")
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab
+        .try_exec("e", &["ip", "link", "show", "rvs1"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "no tap rvs1: {}", standby.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.exec("e", &["ip", "link", "set", "rvs1", "up"]);
+    lab.addr("e", "rvs1", "10.20.0.6/24");
+    lab.kernel_off("e", "e1");
+
+    for d in [&active, &standby] {
+        wait_checks(d, "checks up", 20, all_up);
+    }
+    assert!(
+        standby
+            .rvsadm(&["-L", "--daemon"])
+            .contains("backup sync daemon"),
+        "the standby runs a backup daemon"
+    );
+    rs1.stop();
+    for d in [&active, &standby] {
+        wait_table(d, "rs1 out of the table", 10, |t| {
+            server_line(t, "10.20.0.11:80").is_none() && server_line(t, "10.20.0.12:80").is_some()
+        });
+    }
+    // The standby's own probes saw it, from its own address.
+    let list = standby.rvsadm(&["--list-checks"]);
+    let line = list
+        .lines()
+        .find(|l| l.contains("10.20.0.11:80"))
+        .expect("listed");
+    assert!(line.contains(" DOWN "), "{list}");
+    rs1.restart(&mut lab);
+    for d in [&active, &standby] {
+        wait_table(d, "rs1 back", 10, |t| weight(t, "10.20.0.11:80") == Some(1));
+    }
+    assert_eq!(active.rvsadm(&["-Sn"]), standby.rvsadm(&["-Sn"]));
+}
