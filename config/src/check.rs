@@ -62,12 +62,63 @@ pub enum CheckKind {
 pub struct Url {
     /// The path requested (`/`, `/health`).
     pub path: String,
-    /// Accepted status codes (absent: 200..=299, as keepalived).
+    /// Accepted status codes (absent: 200..=299, as keepalived): one code (`200`) or
+    /// codes and ranges as keepalived writes them (`"200-299 301"`).
     #[serde(default)]
-    pub status_code: Option<i64>,
+    pub status_code: Option<StatusCodes>,
     /// The MD5 of the body, 32 hex digits (absent: not checked).
     #[serde(default)]
     pub digest: Option<String>,
+}
+
+/// The status codes a `url` accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StatusCodes {
+    /// One code: `status_code = 200`.
+    One(i64),
+    /// Codes and ranges separated by spaces or commas, as keepalived's `status_code`
+    /// takes them: `status_code = "200-299 301"`.
+    List(String),
+}
+
+impl StatusCodes {
+    /// The accepted ranges (inclusive), or what is wrong: every code is in 100..=599 and
+    /// every range runs upward.
+    pub fn ranges(&self) -> Result<Vec<(u16, u16)>, String> {
+        let code = |t: &str| -> Result<u16, String> {
+            match t.parse::<u16>() {
+                Ok(c) if (100..=599).contains(&c) => Ok(c),
+                _ => Err(format!("{t:?} is not a status code (100..=599)")),
+            }
+        };
+        match self {
+            StatusCodes::One(c) => {
+                let c = u16::try_from(*c)
+                    .ok()
+                    .filter(|c| (100..=599).contains(c))
+                    .ok_or_else(|| format!("{c} is not a status code (100..=599)"))?;
+                Ok(vec![(c, c)])
+            }
+            StatusCodes::List(text) => {
+                let mut out = Vec::new();
+                for t in text.split([' ', ',', '\t']).filter(|t| !t.is_empty()) {
+                    let r = match t.split_once('-') {
+                        Some((a, b)) => (code(a)?, code(b)?),
+                        None => (code(t)?, code(t)?),
+                    };
+                    if r.0 > r.1 {
+                        return Err(format!("{t:?} is a range that runs downward"));
+                    }
+                    out.push(r);
+                }
+                if out.is_empty() {
+                    return Err("no status code given".into());
+                }
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// `[[services.real.checks]]`: one checker of a real server. A server is up while every
@@ -340,8 +391,10 @@ fn validate_check(at: &str, c: &Check) -> Result<(), ConfigError> {
                 format!("{:?} is not an absolute path without spaces", url.path),
             ));
         }
-        if let Some(code) = url.status_code {
-            crate::range(g("status_code"), code, 100, 599)?;
+        if let Some(codes) = &url.status_code {
+            codes
+                .ranges()
+                .map_err(|m| ConfigError::invalid(g("status_code"), m))?;
         }
         if let Some(d) = &url.digest {
             if d.len() != 32 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -432,6 +485,37 @@ url = [{ path = "/", digest = "0123456789abcdef0123456789abcdef" }]
                 .checks
                 .len(),
             4
+        );
+    }
+
+    #[test]
+    fn status_codes_are_one_code_or_keepalived_lists_and_ranges() {
+        use super::StatusCodes;
+        assert_eq!(StatusCodes::One(204).ranges(), Ok(vec![(204, 204)]));
+        assert_eq!(
+            StatusCodes::List("200-299 301,302".into()).ranges(),
+            Ok(vec![(200, 299), (301, 301), (302, 302)])
+        );
+        assert!(StatusCodes::One(99).ranges().is_err());
+        assert!(StatusCodes::List("".into()).ranges().is_err());
+        assert!(StatusCodes::List("600".into()).ranges().is_err());
+        assert!(StatusCodes::List("302-301".into()).ranges().is_err());
+        let text = BASE.replace(
+            "path = \"/\"",
+            "path = \"/\", status_code = \"200-299 301\"",
+        );
+        assert_ne!(text, BASE, "the test's base has a url");
+        let c = Config::from_str(&text).expect("a list of codes is accepted");
+        let url = &c.services[0].real[1].checks[0].url[0];
+        assert_eq!(
+            url.status_code,
+            Some(StatusCodes::List("200-299 301".into()))
+        );
+        let bad = BASE.replace("path = \"/\"", "path = \"/\", status_code = \"2xx\"");
+        let e = Config::from_str(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("services[0].real[1].checks[0].url[0].status_code: "),
+            "{e}"
         );
     }
 

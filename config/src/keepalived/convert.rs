@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::lexer::Token;
 use super::parse::Item;
 use super::{Level, Loc, Notice, Origin, MAX_RANGE};
-use crate::check::{Check, CheckKind, Url};
+use crate::check::{Check, CheckKind, StatusCodes, Url};
 use crate::{Forward, Proto, Real, Service, SCHEDULERS};
 
 type Res<T> = Result<T, (Loc, String)>;
@@ -669,18 +669,22 @@ fn url(it: &Item, notices: &mut Vec<Notice>) -> Res<Url> {
                 has_path = true;
             }
             "status_code" => {
-                let s = one(k).map_err(|(l, m)| {
-                    (
-                        l,
-                        format!("{m} (rvs takes one status code per url, not a list or range)"),
-                    )
-                })?;
-                u.status_code = Some(int(s, 100, 599).map_err(|(l, m)| {
-                    (
-                        l,
-                        format!("{m} (rvs takes one status code per url, not a list or range)"),
-                    )
-                })?);
+                // keepalived: one or more codes or ranges (`200-299 301`).
+                let first = value(k, 0)?;
+                let words = k.args();
+                let text: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+                let codes = if let [one] = text.as_slice() {
+                    match one.parse::<i64>() {
+                        Ok(c) => StatusCodes::One(c),
+                        Err(_) => StatusCodes::List((*one).to_string()),
+                    }
+                } else {
+                    StatusCodes::List(text.join(" "))
+                };
+                codes
+                    .ranges()
+                    .map_err(|m| (first.loc, format!("status_code: {m}")))?;
+                u.status_code = Some(codes);
             }
             "digest" => {
                 let d = one(k)?;

@@ -395,7 +395,10 @@ fn every_checker_and_its_keywords_convert_in_documented_units() {
     );
     assert_eq!((c[2].misc_timeout, c[2].misc_dynamic), (Some(3.0), true));
     assert_eq!(c[3].kind, CheckKind::SslGet);
-    assert_eq!(c[3].url[0].status_code, Some(204));
+    assert_eq!(
+        c[3].url[0].status_code,
+        Some(crate::check::StatusCodes::One(204))
+    );
     assert_eq!(
         (
             c[3].bindto.as_deref(),
@@ -519,8 +522,12 @@ fn bad_input_is_refused_naming_file_and_line() {
             ":6: digest: '1234' is not an MD5 digest (32 hex digits)",
         ),
         (
-            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url {\n path /\n status_code 200-299\n }\n  }\n }\n}",
-            ":6: invalid number '200-299' (rvs takes one status code per url, not a list or range)",
+            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url {\n path /\n status_code 200-299 3xx\n }\n  }\n }\n}",
+            ":6: status_code: \"3xx\" is not a status code (100..=599)",
+        ),
+        (
+            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url {\n path /\n status_code 299-200\n }\n  }\n }\n}",
+            ":6: status_code: \"299-200\" is a range that runs downward",
         ),
         (
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   connect_timeout 3\n  }\n }\n}",

@@ -85,13 +85,13 @@ pub fn parse_head(buf: &[u8]) -> Result<Head, HeadError> {
     })
 }
 
-/// Whether `status` is accepted: `expected`, or any 2xx when none is configured (as
-/// keepalived).
-pub fn status_ok(status: u16, expected: Option<i64>) -> bool {
-    match expected {
-        Some(e) => i64::from(status) == e,
-        None => (200..=299).contains(&status),
+/// Whether `status` is accepted: within one of the `expected` ranges, or any 2xx when
+/// none is configured (as keepalived).
+pub fn status_ok(status: u16, expected: &[(u16, u16)]) -> bool {
+    if expected.is_empty() {
+        return (200..=299).contains(&status);
     }
+    expected.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
 }
 
 #[cfg(test)]
@@ -146,10 +146,14 @@ mod tests {
 
     #[test]
     fn status_and_digest() {
-        assert!(status_ok(204, None));
-        assert!(!status_ok(301, None));
-        assert!(status_ok(301, Some(301)));
-        assert!(!status_ok(200, Some(301)));
+        assert!(status_ok(204, &[]));
+        assert!(!status_ok(301, &[]));
+        assert!(status_ok(301, &[(301, 301)]));
+        assert!(!status_ok(200, &[(301, 301)]));
+        // keepalived's `status_code 200-299 301`.
+        let codes = [(200, 299), (301, 301)];
+        assert!(status_ok(204, &codes) && status_ok(301, &codes));
+        assert!(!status_ok(302, &codes) && !status_ok(404, &codes));
         assert!(request("/x", "h").starts_with(b"GET /x HTTP/1.0\r\n"));
     }
 }

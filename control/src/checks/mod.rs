@@ -624,7 +624,14 @@ fn resolve(svc: &rvs_config::Service, d: &DestConf, c: &rvs_config::check::Check
         urls: c
             .url
             .iter()
-            .map(|u| (u.path.clone(), u.status_code, u.digest.clone()))
+            .map(|u| {
+                let codes = u
+                    .status_code
+                    .as_ref()
+                    .and_then(|c| c.ranges().ok())
+                    .unwrap_or_default();
+                (u.path.clone(), codes, u.digest.clone())
+            })
             .collect(),
         host,
         dns: (

@@ -12,6 +12,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{dns, http};
 
+/// One url of an `HTTP_GET`/`SSL_GET`: path, accepted status ranges (none: any 2xx),
+/// MD5 digest of the body.
+pub type UrlSpec = (String, Vec<(u16, u16)>, Option<String>);
+
 /// What one attempt needs, resolved from the configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
@@ -23,8 +27,8 @@ pub struct Spec {
     pub bind: Option<SocketAddr>,
     /// The attempt's time bound (connect and whole answer; scripts: `misc_timeout`).
     pub timeout: Duration,
-    /// `HTTP_GET`/`SSL_GET`: (path, expected status, digest).
-    pub urls: Vec<(String, Option<i64>, Option<String>)>,
+    /// `HTTP_GET`/`SSL_GET`: the urls.
+    pub urls: Vec<UrlSpec>,
     /// `HTTP_GET`/`SSL_GET`: Host header and SNI.
     pub host: String,
     /// `DNS_CHECK`: name and type number.
@@ -188,7 +192,7 @@ fn http_get(spec: &Spec, deadline: Instant) -> Outcome {
             Ok(x) => x,
             Err(e) => return Outcome::down(format!("{path}: {e}")),
         };
-        if !http::status_ok(h.status, *code) {
+        if !http::status_ok(h.status, code) {
             return Outcome::down(format!("{path}: status {}", h.status));
         }
         if let Some(want) = digest {
@@ -425,7 +429,7 @@ mod tests {
             target,
             bind: None,
             timeout: Duration::from_millis(500),
-            urls: vec![("/".into(), None, None)],
+            urls: vec![("/".into(), Vec::new(), None)],
             host: "localhost".into(),
             dns: (".".into(), 6),
             misc: (String::new(), false),
@@ -487,7 +491,7 @@ mod tests {
         let mut s = spec(CheckKind::HttpGet, a);
         s.urls = vec![(
             "/".into(),
-            None,
+            Vec::new(),
             Some("900150983cd24fb0d6963f7d28e17f72".into()),
         )];
         assert_eq!(run(&s).0, Outcome::up("/: status 200"));
