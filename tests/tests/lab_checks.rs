@@ -155,19 +155,26 @@ fn director_with(lab: &Lab, tag: &str, control: &str, services: &str) -> Directo
              exception_iface = \"rvs1\"\n\n[workers]\ncount = 1\n\n{services}"
         ),
     );
+    host_tap(lab, &d, "d", "d1", "10.20.0.2/24");
+    d
+}
+
+/// Waits (bounded) for director `d`'s exception tap `rvs1` in `ns`, brings it up with the
+/// host address `addr` (where the probes come from) and keeps the kernel off the port's
+/// veth `port_dev`.
+fn host_tap(lab: &Lab, d: &Director, ns: &str, port_dev: &str, addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !lab
-        .try_exec("d", &["ip", "link", "show", "rvs1"])
+        .try_exec(ns, &["ip", "link", "show", "rvs1"])
         .status
         .success()
     {
         assert!(Instant::now() < deadline, "no tap rvs1: {}", d.log());
         std::thread::sleep(Duration::from_millis(100));
     }
-    lab.exec("d", &["ip", "link", "set", "rvs1", "up"]);
-    lab.addr("d", "rvs1", "10.20.0.2/24");
-    lab.kernel_off("d", "d1");
-    d
+    lab.exec(ns, &["ip", "link", "set", "rvs1", "up"]);
+    lab.addr(ns, "rvs1", addr);
+    lab.kernel_off(ns, port_dev);
 }
 
 /// Waits (bounded) until `ok(rvsadm --list-checks)`.
@@ -812,18 +819,7 @@ fn active_and_standby_directors_check_independently_and_agree() {
             sync("backup", "sb")
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !lab
-        .try_exec("e", &["ip", "link", "show", "rvs1"])
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "no tap rvs1: {}", standby.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    lab.exec("e", &["ip", "link", "set", "rvs1", "up"]);
-    lab.addr("e", "rvs1", "10.20.0.6/24");
-    lab.kernel_off("e", "e1");
+    host_tap(&lab, &standby, "e", "e1", "10.20.0.6/24");
 
     for d in [&active, &standby] {
         wait_checks(d, "checks up", 20, all_up);
