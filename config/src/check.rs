@@ -129,7 +129,9 @@ pub struct Check {
     /// Which checker.
     #[serde(rename = "type")]
     pub kind: CheckKind,
-    /// Address to probe (default: the real server's).
+    /// Address to probe (default: the real server's). The service's VIP on a DR server:
+    /// the probe goes to the VIP through that server (as DR forwards); refused on a TUN
+    /// server.
     #[serde(default)]
     pub connect_ip: Option<String>,
     /// Port to probe (default: the real server's).
@@ -311,7 +313,20 @@ pub(crate) fn validate_service(i: usize, s: &Service, port: u16) -> Result<(), C
         text(g("notify_up"), &r.notify_up)?;
         text(g("notify_down"), &r.notify_down)?;
         for (k, c) in r.checks.iter().enumerate() {
-            validate_check(&format!("services[{i}].real[{j}].checks[{k}]"), c)?;
+            let at = format!("services[{i}].real[{j}].checks[{k}]");
+            validate_check(&at, c)?;
+            let vip = s.endpoint().map(|e| e.ip());
+            let to_vip = c
+                .connect_ip
+                .as_deref()
+                .and_then(|a| a.parse::<IpAddr>().ok());
+            if r.forward == crate::Forward::Tunnel && to_vip.is_some() && to_vip == vip {
+                return Err(ConfigError::invalid(
+                    format!("{at}.connect_ip"),
+                    "checking a TUN server through the VIP is not supported (the probe \
+                     would need an IP-in-IP device on the host); check its own address",
+                ));
+            }
         }
     }
     Ok(())
@@ -517,6 +532,34 @@ url = [{ path = "/", digest = "0123456789abcdef0123456789abcdef" }]
             e.starts_with("services[0].real[1].checks[0].url[0].status_code: "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn connect_ip_vip_is_refused_on_a_tun_server_only() {
+        let through = |fwd: &str| {
+            BASE.replace(
+                "forward = \"masq\"\nnotify_down",
+                &format!("forward = \"{fwd}\"\nnotify_down"),
+            )
+            .replace(
+                "connect_timeout = 1\n",
+                "connect_timeout = 1\nconnect_ip = \"10.10.0.100\"\n",
+            )
+        };
+        for fwd in ["route", "masq"] {
+            assert!(Config::from_str(&through(fwd)).is_ok(), "{fwd}");
+        }
+        let e = err(&through("tunnel"));
+        assert!(
+            e.contains("services[0].real[1].checks[0].connect_ip") && e.contains("IP-in-IP"),
+            "{e}"
+        );
+        // Another address (a health endpoint of the server) is fine under TUN.
+        let other = through("tunnel").replace(
+            "connect_ip = \"10.10.0.100\"",
+            "connect_ip = \"10.20.0.50\"",
+        );
+        assert!(Config::from_str(&other).is_ok());
     }
 
     #[test]

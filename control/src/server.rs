@@ -105,6 +105,7 @@ pub fn run(
             if let Some(c) = &checks {
                 c.omega();
             }
+            crate::checks::via::clear();
             crate::notify::stopping();
             let _ = std::fs::remove_file(&sig_path);
             std::process::exit(0);

@@ -58,6 +58,17 @@ impl Nginx {
     /// Starts nginx in `ns` on `addr` ports 80 and 443 (self-signed certificate) serving
     /// `index.html` = `name`, `health` and `blob.bin`.
     fn start(lab: &mut Lab, ns: &'static str, addr: Ipv4Addr, name: &str) -> Nginx {
+        Nginx::start_on(lab, ns, addr, &[], name)
+    }
+
+    /// [`Nginx::start`], also listening on `also` (port 80 and 443).
+    fn start_on(
+        lab: &mut Lab,
+        ns: &'static str,
+        addr: Ipv4Addr,
+        also: &[&str],
+        name: &str,
+    ) -> Nginx {
         let dir = std::env::temp_dir().join(format!("rvs-nginx-{}", lab.ns(ns)));
         let _ = std::fs::remove_dir_all(&dir);
         let www = dir.join("www");
@@ -69,6 +80,10 @@ impl Nginx {
             .collect();
         std::fs::write(www.join("blob.bin"), blob).expect("blob");
         let d = dir.display();
+        let more: String = also
+            .iter()
+            .map(|a| format!("listen {a}:80; listen {a}:443 ssl; "))
+            .collect();
         let out = Command::new("openssl")
             .args([
                 "req",
@@ -91,8 +106,8 @@ impl Nginx {
              events {{ worker_connections 256; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/t1;\n  proxy_temp_path {d}/t2;\n\
                fastcgi_temp_path {d}/t3;\n  uwsgi_temp_path {d}/t4;\n  scgi_temp_path {d}/t5;\n\
-               server {{ listen {addr}:80; root {d}/www; }}\n\
-               server {{ listen {addr}:443 ssl; ssl_certificate {d}/cert.pem;\n\
+               server {{ listen {addr}:80; listen {addr}:443 ssl; {more}\n\
+                 ssl_certificate {d}/cert.pem;\n\
                  ssl_certificate_key {d}/key.pem; root {d}/www; }}\n}}\n"
         );
         std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
@@ -848,4 +863,154 @@ fn active_and_standby_directors_check_independently_and_agree() {
         wait_table(d, "rs1 back", 10, |t| weight(t, "10.20.0.11:80") == Some(1));
     }
     assert_eq!(active.rvsadm(&["-Sn"]), standby.rvsadm(&["-Sn"]));
+}
+
+/// The lines of service `service` (`TCP  10.10.0.100:80`) in `ipvsadm -Ln`.
+fn service_block<'a>(table: &'a str, service: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with(service))
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with("->"))
+        .collect()
+}
+
+fn has_server(table: &str, service: &str, server: &str) -> bool {
+    service_block(table, service)
+        .iter()
+        .any(|l| l.trim_start().starts_with(&format!("-> {server} ")))
+}
+
+/// The `--list-checks` line of `server` under `service`.
+fn check_line<'a>(t: &'a str, service: &str, server: &str) -> &'a str {
+    t.lines()
+        .find(|l| l.starts_with(service) && l.contains(&format!(" {server} ")))
+        .unwrap_or("")
+}
+
+/// DR: `connect_ip = <VIP>` checks each real server through the VIP (the probe routed to
+/// that server's MAC, as DR forwards), so a server that lost the VIP leaves the service
+/// while a check of its own address would keep it.
+#[test]
+fn dr_check_through_the_vip_notices_a_server_without_the_vip() {
+    if !can_build_labs() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    const VIP_B: &str = "10.10.0.101";
+    let mut lab = topology("lcvia");
+    let mut servers = Vec::new();
+    for (ns, last, name) in [("r1", 11, "rs1"), ("r2", 12, "rs2")] {
+        lab.real_server_vip(ns, VIP, "lo");
+        servers.push(Nginx::start_on(&mut lab, ns, ip(last), &[VIP], name));
+    }
+    let via_check = format!("{HTTP_CHECK}connect_ip = \"{VIP}\"\n");
+    let services = |second_via: bool| {
+        let second = if second_via { &via_check } else { HTTP_CHECK };
+        format!(
+            "[[services]]\nproto = \"tcp\"\nvip = \"{VIP}:80\"\ndelay_loop = 1\n\
+             [[services.real]]\naddress = \"10.20.0.11:80\"\nforward = \"route\"\n{via_check}\n\
+             [[services.real]]\naddress = \"10.20.0.12:80\"\nforward = \"route\"\n{second}\n\
+             [[services]]\nproto = \"tcp\"\nvip = \"{VIP_B}:80\"\ndelay_loop = 1\n\
+             [[services.real]]\naddress = \"10.20.0.11:80\"\nforward = \"route\"\n{HTTP_CHECK}\n\
+             [[services.real]]\naddress = \"10.20.0.12:80\"\nforward = \"route\"\n{HTTP_CHECK}\n"
+        )
+    };
+    // Strict reverse-path filtering on the director's host, as on many distributions.
+    lab.exec("d", &["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"]);
+    let d = director(&lab, "lcvia", &services(true));
+    let a = format!("TCP  {VIP}:80");
+    let b = format!("TCP  {VIP_B}:80");
+    let t = wait_checks(&d, "checks up", 20, |t| t.lines().count() == 5 && all_up(t));
+    assert!(
+        check_line(&t, &a, "10.20.0.11:80").contains("/health: status 200"),
+        "{t}"
+    );
+    // The probe's route: the VIP via the server, in a table of its own chosen by a mark.
+    let rules = String::from_utf8_lossy(&lab.exec("d", &["ip", "rule"]).stdout).into_owned();
+    assert!(
+        rules.contains("fwmark 0x72760000 lookup 30000")
+            && rules.contains("fwmark 0x72760001 lookup 30001"),
+        "{rules}"
+    );
+    let table = |t: &str| {
+        String::from_utf8_lossy(&lab.exec("d", &["ip", "route", "show", "table", t]).stdout)
+            .into_owned()
+    };
+    let routes = [table("30000"), table("30001")];
+    let table_of = |rip: &str| {
+        let r = format!("{VIP} via {rip} dev rvs1 onlink");
+        let n = routes.iter().position(|t| t.contains(&r));
+        n.map(|n| format!("{}", 30000 + n))
+            .unwrap_or_else(|| panic!("no route {r}: {routes:?}"))
+    };
+    let (t1, t2) = (table_of("10.20.0.11"), table_of("10.20.0.12"));
+    assert_ne!(t1, t2);
+    // The answer from the VIP passes reverse-path filtering: the VIP from the tap's
+    // address is looked up through a server.
+    assert!(
+        rules.contains(&format!("32700:\tfrom 10.20.0.2 to {VIP} lookup")),
+        "{rules}"
+    );
+
+    // r1 loses the VIP (it still answers on its own address): out of the VIP-checked
+    // service only.
+    lab.exec(
+        "r1",
+        &["ip", "addr", "del", &format!("{VIP}/32"), "dev", "lo"],
+    );
+    let took = wait_table(&d, "r1 out of the VIP-checked service", 10, |t| {
+        !has_server(t, &a, "10.20.0.11:80") && has_server(t, &a, "10.20.0.12:80")
+    });
+    let table = d.rvsadm(&["-Ln"]);
+    assert!(
+        has_server(&table, &b, "10.20.0.11:80") && has_server(&table, &b, "10.20.0.12:80"),
+        "a check of the server's own address keeps it:\n{table}"
+    );
+    let t = d.rvsadm(&["--list-checks"]);
+    assert!(
+        check_line(&t, &a, "10.20.0.11:80").contains(" DOWN "),
+        "{t}"
+    );
+    assert!(check_line(&t, &b, "10.20.0.11:80").contains(" UP "), "{t}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+
+    // The VIP back: r1 back.
+    lab.exec(
+        "r1",
+        &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"],
+    );
+    wait_table(&d, "r1 back", 10, |t| has_server(t, &a, "10.20.0.11:80"));
+
+    // A reload that checks r2 on its own address removes r2's rule and route; rvsd's exit
+    // removes the rest.
+    let path = d.dir().join("rvsd.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, text.replace(&services(true), &services(false))).expect("config");
+    let r = d.rvsadm(&["--reload"]);
+    assert!(r.starts_with("reload"), "{r}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rules = String::from_utf8_lossy(&lab.exec("d", &["ip", "rule"]).stdout).into_owned();
+        if !rules.contains(&format!("lookup {t2}")) {
+            assert!(
+                rules.contains(&format!(
+                    "fwmark {:#x} lookup {t1}",
+                    0x7276_0000 + t1.parse::<u32>().unwrap() - 30000
+                )) && rules.contains(&format!("from 10.20.0.2 to {VIP} lookup {t1}")),
+                "{rules}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "rule {t2} stays: {rules}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_checks(&d, "checks up after the reload", 10, all_up);
+    drop(d);
+    let rules = String::from_utf8_lossy(&lab.exec("d", &["ip", "rule"]).stdout).into_owned();
+    assert!(
+        !rules.contains("0x7276") && !rules.contains("32700:"),
+        "{rules}"
+    );
+    drop(servers);
 }

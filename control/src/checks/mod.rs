@@ -11,6 +11,7 @@
 pub mod dns;
 pub mod http;
 pub mod probe;
+pub mod via;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -402,6 +403,16 @@ impl Scheduler {
                 .unwrap_or_else(|| s.quorum_sum(&st) >= st.quorum.max(1));
             s.services.push(st);
         }
+        // The routes of checks through a VIP that are gone go.
+        let used = s
+            .checks
+            .iter()
+            .filter_map(|c| match (c.spec.target.ip(), c.spec.via) {
+                (IpAddr::V4(vip), Some(rip)) => Some((vip, rip)),
+                _ => None,
+            })
+            .collect();
+        via::retain(&used);
         s
     }
 
@@ -587,6 +598,15 @@ fn resolve(svc: &rvs_config::Service, d: &DestConf, c: &rvs_config::check::Check
         .unwrap_or(d.addr);
     let port = c.connect_port.map(|p| p as u16).unwrap_or(d.port);
     let target = SocketAddr::new(ip, port);
+    // `connect_ip` = the VIP on a DR server: through that server (as DR forwards).
+    let via = match (svc.endpoint().map(|e| e.ip()), ip, d.addr) {
+        (Some(IpAddr::V4(vip)), IpAddr::V4(to), IpAddr::V4(rip))
+            if d.forward == crate::ipvs::Forward::Route && c.connect_ip.is_some() && to == vip =>
+        {
+            Some(rip)
+        }
+        _ => None,
+    };
     let bind = match (
         c.bindto.as_deref().and_then(|a| a.parse::<IpAddr>().ok()),
         c.bind_port,
@@ -620,6 +640,7 @@ fn resolve(svc: &rvs_config::Service, d: &DestConf, c: &rvs_config::check::Check
         kind: c.kind,
         target,
         bind,
+        via,
         timeout,
         urls: c
             .url

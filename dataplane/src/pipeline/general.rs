@@ -166,6 +166,11 @@ impl<P: PacketBuf> Core<P> {
             return self.drop(pkt, DropReason::Unsupported);
         };
         if martian_source(src, &snap.net) {
+            // The answer of a DR real server to a health check sent through it to the VIP
+            // (from the host's kernel, behind the exception tap): the kernel's.
+            if probe_reply(src, dst, in_port, &snap.net) {
+                return self.drop(pkt, DropReason::NotForUs);
+            }
             return self.drop(pkt, DropReason::Martian);
         }
         let local = snap.net.local.get(&dst).copied();
@@ -641,6 +646,23 @@ fn pick_local(
 fn martian_source(src: Ipv4Addr, net: &NetConfig) -> bool {
     let first = src.octets()[0];
     first == 0 || src.is_loopback() || first >= 224 || net.local.contains_key(&src)
+}
+
+/// Whether a packet from `src` to `dst` received on `in_port` answers a health check that
+/// the host's kernel sent to a VIP through a DR real server: from a VIP, to an address on
+/// a subnet of `in_port` itself that is none of the director's (the host address of the
+/// port's exception tap). Nothing the dataplane forwards looks like this: a DR server's
+/// answer to a client goes to the client's subnet, which is not where it came from.
+#[inline]
+fn probe_reply(src: Ipv4Addr, dst: Ipv4Addr, in_port: u16, net: &NetConfig) -> bool {
+    matches!(net.local.get(&src), Some((LocalKind::Vip, _)))
+        && !net.local.contains_key(&dst)
+        && !dst.is_multicast()
+        && !dst.is_broadcast()
+        && net
+            .routes
+            .lookup(dst)
+            .is_some_and(|nh| nh.port == in_port && nh.addr == dst)
 }
 
 /// Whether the TCP or UDP checksum of a classified IPv4 packet is right (a UDP checksum

@@ -1123,6 +1123,39 @@ fn martian_sources_are_dropped_and_create_nothing() {
     assert_eq!(c.conns().len(), 1);
 }
 
+#[test]
+fn a_dr_servers_answer_from_the_vip_to_the_host_goes_to_the_kernel() {
+    // The host's kernel (behind the exception tap, 10.20.0.2) probed VIP:80 through a DR
+    // server; the server answers from the VIP to the host address, on the server port.
+    let mut c = core(FwdMethod::Route, 0, 1);
+    let host = [10, 20, 0, 2];
+    let answer = |c: &mut Core<VecBuf>, dst: [u8; 4], port: u16| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(RS1_MAC, PORT1_MAC)
+            .ipv4(VIP, dst, 64)
+            .tcp(80, 41000, 1, 65535)
+            .syn()
+            .ack(1001)
+            .write(&mut v, b"")
+            .expect("build");
+        c.process(VecBuf::new(VecBuf::DEFAULT_HEADROOM, &v), port, 1, true)
+    };
+    assert!(matches!(
+        answer(&mut c, host, 1),
+        Out::Drop(_, DropReason::NotForUs)
+    ));
+    assert_eq!(c.counters().drops_of(DropReason::NotForUs), 1);
+    // Every other packet from the VIP stays martian: to a client (a DR answer that came
+    // to the director), to the host address on the other port, to a director address.
+    for (dst, port) in [(CIP, 1), (host, 0), (DIP1, 1), (LIP, 1)] {
+        match answer(&mut c, dst, port) {
+            Out::Drop(_, DropReason::Martian) => {}
+            o => panic!("{dst:?} on {port}: {o:?}"),
+        }
+    }
+    assert_eq!(c.conns().len(), 0);
+}
+
 /// The ICMP time-exceeded frame originated after the last packet: (src, dst, quoted
 /// source and destination of the expired packet).
 fn time_exceeded(c: &mut Core<VecBuf>) -> ([u8; 4], [u8; 4], [u8; 4], [u8; 4]) {
