@@ -284,6 +284,12 @@ fn sweep(opts: &Opts) -> Result<bool, Error> {
         o.flows = n;
         o.new_flows = Some(n);
         for &w in &opts.workers {
+            if (w as u64) > n {
+                // Fewer flows than workers: a worker without flows would halve the
+                // per-worker figures; the point says nothing.
+                eprintln!("== {n} sessions: skipped for {w} workers (fewer flows than workers)");
+                continue;
+            }
             let mut row = Row {
                 workers: w,
                 ..Row::default()
