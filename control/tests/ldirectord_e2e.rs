@@ -54,12 +54,20 @@ fn save(socket: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Waits (at most 30 s) until `ipvsadm -Sn` is `want`.
+/// Waits (at most 30 s) until `ipvsadm -Sn` holds the lines of `want`, in any order.
 fn wait_for(socket: &Path, want: &str, what: &str) {
     let t0 = Instant::now();
+    // The real servers' order in `-Sn` is the order ldirectord added them in (newest
+    // first, as the kernel lists them), which follows perl's hash order: compare the
+    // lines as a set.
+    let sorted = |t: &str| {
+        let mut v: Vec<String> = t.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
     loop {
         let got = save(socket);
-        if got == want {
+        if sorted(&got) == sorted(want) {
             return;
         }
         assert!(
