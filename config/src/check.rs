@@ -129,9 +129,9 @@ pub struct Check {
     /// Which checker.
     #[serde(rename = "type")]
     pub kind: CheckKind,
-    /// Address to probe (default: the real server's). The service's VIP on a DR server:
-    /// the probe goes to the VIP through that server (as DR forwards); refused on a TUN
-    /// server.
+    /// Address to probe (default: the real server's). The service's VIP on a DR or TUN
+    /// server: the probe goes to the VIP through that server (as DR or TUN forwards; TUN:
+    /// an IPv4 VIP only).
     #[serde(default)]
     pub connect_ip: Option<String>,
     /// Port to probe (default: the real server's).
@@ -320,11 +320,16 @@ pub(crate) fn validate_service(i: usize, s: &Service, port: u16) -> Result<(), C
                 .connect_ip
                 .as_deref()
                 .and_then(|a| a.parse::<IpAddr>().ok());
-            if r.forward == crate::Forward::Tunnel && to_vip.is_some() && to_vip == vip {
+            // Through the VIP, the dataplane encapsulates the probe to a TUN server
+            // (IPv4 only).
+            if r.forward == crate::Forward::Tunnel
+                && to_vip.is_some_and(|a| a.is_ipv6())
+                && to_vip == vip
+            {
                 return Err(ConfigError::invalid(
                     format!("{at}.connect_ip"),
-                    "checking a TUN server through the VIP is not supported (the probe \
-                     would need an IP-in-IP device on the host); check its own address",
+                    "checking a TUN server through an IPv6 VIP is not supported; check \
+                     its own address",
                 ));
             }
         }
@@ -535,7 +540,7 @@ url = [{ path = "/", digest = "0123456789abcdef0123456789abcdef" }]
     }
 
     #[test]
-    fn connect_ip_vip_is_refused_on_a_tun_server_only() {
+    fn connect_ip_vip_is_accepted_on_dr_nat_and_tun_servers() {
         let through = |fwd: &str| {
             BASE.replace(
                 "forward = \"masq\"\nnotify_down",
@@ -546,14 +551,9 @@ url = [{ path = "/", digest = "0123456789abcdef0123456789abcdef" }]
                 "connect_timeout = 1\nconnect_ip = \"10.10.0.100\"\n",
             )
         };
-        for fwd in ["route", "masq"] {
+        for fwd in ["route", "masq", "tunnel"] {
             assert!(Config::from_str(&through(fwd)).is_ok(), "{fwd}");
         }
-        let e = err(&through("tunnel"));
-        assert!(
-            e.contains("services[0].real[1].checks[0].connect_ip") && e.contains("IP-in-IP"),
-            "{e}"
-        );
         // Another address (a health endpoint of the server) is fine under TUN.
         let other = through("tunnel").replace(
             "connect_ip = \"10.10.0.100\"",

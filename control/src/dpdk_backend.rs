@@ -347,6 +347,37 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
     })
 }
 
+/// The TUN real servers a health check reaches through the VIP (`connect_ip` = the
+/// service's IPv4 VIP), as (VIP, RIP): the dataplane encapsulates the host's probes to
+/// them ([`rvs_dataplane::engine::Engine::set_probe_servers`]).
+pub fn probe_servers(cfg: &Config) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+    let mut v = Vec::new();
+    for s in &cfg.services {
+        let Some(SocketAddr::V4(vip)) = s.endpoint() else {
+            continue;
+        };
+        for r in s
+            .real
+            .iter()
+            .filter(|r| r.forward == rvs_config::Forward::Tunnel)
+        {
+            let Some(SocketAddr::V4(rip)) = r.endpoint(vip.port()) else {
+                continue;
+            };
+            let through = r.checks.iter().any(|c| {
+                c.connect_ip
+                    .as_deref()
+                    .and_then(|a| a.parse::<Ipv4Addr>().ok())
+                    == Some(*vip.ip())
+            });
+            if through && !v.contains(&(*vip.ip(), *rip.ip())) {
+                v.push((*vip.ip(), *rip.ip()));
+            }
+        }
+    }
+    v
+}
+
 /// What the dataplane does not do (yet), refused by name before anything changes: an
 /// IPv6 service, real server or local address (the pipeline forwards IPv4 only), an SCTP
 /// service. The text is what rvsadm prints, in ipvsadm's style. (Every tunnel type,
@@ -500,6 +531,12 @@ impl DpdkBackend {
             sync_peer: None,
             started: Instant::now(),
         })
+    }
+
+    /// Sets the TUN real servers `cfg`'s health checks reach through the VIP
+    /// ([`probe_servers`]); published with the next table.
+    pub fn set_probe_servers(&mut self, cfg: &Config) {
+        self.engine.set_probe_servers(probe_servers(cfg));
     }
 
     /// Sends the master's sync messages to this unicast peer instead of the group
@@ -805,6 +842,7 @@ impl Backend for DpdkBackend {
         let routes = routes(cfg, &names).map_err(err)?;
         let marks = mark_rules(cfg, &names).map_err(err)?;
         self.engine.set_network(routes, marks);
+        self.engine.set_probe_servers(probe_servers(cfg));
         Ok(())
     }
 

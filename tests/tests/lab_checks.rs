@@ -888,6 +888,109 @@ fn check_line<'a>(t: &'a str, service: &str, server: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// TUN: `connect_ip = <VIP>` checks each real server through the VIP. The host has no
+/// IP-in-IP device: the probe goes to the server's probe MAC on the exception tap, where
+/// the dataplane encapsulates it in IPIP to the server (as TUN forwarding does); the
+/// server decapsulates it (in user space here) and answers from the VIP. A server whose
+/// TUN device lost the VIP leaves the service; with the VIP back it returns.
+#[test]
+fn tun_check_through_the_vip_notices_a_server_without_the_vip() {
+    if !can_build_labs() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let mut lab = topology("lctun");
+    let mut servers = Vec::new();
+    for (ns, last, name) in [("r1", 11, "rs1"), ("r2", 12, "rs2")] {
+        rvs_tests::topo::tun_real_server(&mut lab, ns, VIP);
+        servers.push(Nginx::start_on(&mut lab, ns, ip(last), &[VIP], name));
+    }
+    let via_check = format!("{HTTP_CHECK}connect_ip = \"{VIP}\"\n");
+    let services = format!(
+        "[[services]]\nproto = \"tcp\"\nvip = \"{VIP}:80\"\ndelay_loop = 1\n\
+         [[services.real]]\naddress = \"10.20.0.11:80\"\nforward = \"tunnel\"\n{via_check}\n\
+         [[services.real]]\naddress = \"10.20.0.12:80\"\nforward = \"tunnel\"\n{via_check}\n"
+    );
+    lab.exec("d", &["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"]);
+    let d = director(&lab, "lctun", &services);
+    let a = format!("TCP  {VIP}:80");
+    let t = wait_checks(&d, "checks up", 15, |t| t.lines().count() == 3 && all_up(t));
+    for rip in ["10.20.0.11:80", "10.20.0.12:80"] {
+        assert!(
+            check_line(&t, &a, rip).contains("/health: status 200"),
+            "{t}"
+        );
+    }
+    // The probe's route: the VIP via the server's probe gateway, whose permanent
+    // neighbour entry is the server's probe MAC (02:72 and its address).
+    let neigh = String::from_utf8_lossy(
+        &lab.exec("d", &["ip", "neigh", "show", "dev", "rvs1"])
+            .stdout,
+    )
+    .into_owned();
+    for mac in ["02:72:0a:14:00:0b", "02:72:0a:14:00:0c"] {
+        assert!(
+            neigh.lines().any(|l| l.starts_with("169.254.112.")
+                && l.contains(mac)
+                && l.contains("PERMANENT")),
+            "{neigh}"
+        );
+    }
+    let routes: String = ["30000", "30001"]
+        .iter()
+        .map(|t| {
+            String::from_utf8_lossy(&lab.exec("d", &["ip", "route", "show", "table", t]).stdout)
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        routes
+            .lines()
+            .filter(|l| l.starts_with(&format!("{VIP} via 169.254.112."))
+                && l.contains("dev rvs1 onlink"))
+            .count(),
+        2,
+        "{routes}"
+    );
+    assert_eq!(d.drops("probe-unknown"), 0);
+
+    // r1's TUN device loses the VIP: r1 leaves the service.
+    lab.exec(
+        "r1",
+        &["ip", "addr", "del", &format!("{VIP}/32"), "dev", "tunv"],
+    );
+    let took = wait_table(&d, "r1 out", 10, |t| {
+        !has_server(t, &a, "10.20.0.11:80") && has_server(t, &a, "10.20.0.12:80")
+    });
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    let t = d.rvsadm(&["--list-checks"]);
+    assert!(
+        check_line(&t, &a, "10.20.0.11:80").contains(" DOWN "),
+        "{t}"
+    );
+    assert!(check_line(&t, &a, "10.20.0.12:80").contains(" UP "), "{t}");
+
+    // The VIP back: r1 back.
+    lab.exec(
+        "r1",
+        &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "tunv"],
+    );
+    wait_table(&d, "r1 back", 10, |t| has_server(t, &a, "10.20.0.11:80"));
+    assert_eq!(d.drops("probe-unknown"), 0);
+
+    // rvsd's exit removes the probe gateways, rules and routes.
+    drop(d);
+    let neigh =
+        String::from_utf8_lossy(&lab.exec("d", &["ip", "neigh", "show"]).stdout).into_owned();
+    assert!(!neigh.contains("02:72:"), "{neigh}");
+    let rules = String::from_utf8_lossy(&lab.exec("d", &["ip", "rule"]).stdout).into_owned();
+    assert!(
+        !rules.contains("0x7276") && !rules.contains("32700:"),
+        "{rules}"
+    );
+    drop(servers);
+}
+
 /// DR: `connect_ip = <VIP>` checks each real server through the VIP (the probe routed to
 /// that server's MAC, as DR forwards), so a server that lost the VIP leaves the service
 /// while a check of its own address would keep it.

@@ -90,6 +90,7 @@ fn main() -> ExitCode {
         };
         match DpdkBackend::start(&ecfg) {
             Ok(mut b) => {
+                b.set_probe_servers(&cfg);
                 b.set_sync_peer(
                     cfg.sync
                         .unicast_peer

@@ -408,7 +408,7 @@ impl Scheduler {
             .checks
             .iter()
             .filter_map(|c| match (c.spec.target.ip(), c.spec.via) {
-                (IpAddr::V4(vip), Some(rip)) => Some((vip, rip)),
+                (IpAddr::V4(vip), Some(v)) => Some((vip, v.rip)),
                 _ => None,
             })
             .collect();
@@ -598,12 +598,20 @@ fn resolve(svc: &rvs_config::Service, d: &DestConf, c: &rvs_config::check::Check
         .unwrap_or(d.addr);
     let port = c.connect_port.map(|p| p as u16).unwrap_or(d.port);
     let target = SocketAddr::new(ip, port);
-    // `connect_ip` = the VIP on a DR server: through that server (as DR forwards).
+    // `connect_ip` = the VIP on a DR or TUN server: through that server (as DR or TUN
+    // forwards).
+    let dr_or_tun = matches!(
+        d.forward,
+        crate::ipvs::Forward::Route | crate::ipvs::Forward::Tunnel
+    );
     let via = match (svc.endpoint().map(|e| e.ip()), ip, d.addr) {
         (Some(IpAddr::V4(vip)), IpAddr::V4(to), IpAddr::V4(rip))
-            if d.forward == crate::ipvs::Forward::Route && c.connect_ip.is_some() && to == vip =>
+            if dr_or_tun && c.connect_ip.is_some() && to == vip =>
         {
-            Some(rip)
+            Some(via::Via {
+                rip,
+                tun: d.forward == crate::ipvs::Forward::Tunnel,
+            })
         }
         _ => None,
     };

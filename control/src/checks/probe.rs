@@ -2,7 +2,7 @@
 //! UDP) and `/bin/sh -c` for scripts. Every attempt ends by its deadline.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,9 +25,9 @@ pub struct Spec {
     pub target: SocketAddr,
     /// Source address and port of the probe.
     pub bind: Option<SocketAddr>,
-    /// A DR real server probed through the VIP (`target` is the VIP): the probe is routed
-    /// to this server's MAC (see [`super::via`]).
-    pub via: Option<Ipv4Addr>,
+    /// A DR or TUN real server probed through the VIP (`target` is the VIP): the probe is
+    /// routed to this server's MAC, or its probe MAC (see [`super::via`]).
+    pub via: Option<super::via::Via>,
     /// The attempt's time bound (connect and whole answer; scripts: `misc_timeout`).
     pub timeout: Duration,
     /// `HTTP_GET`/`SSL_GET`: the urls.
@@ -113,8 +113,8 @@ fn io_text(e: &io::Error) -> String {
 fn socket(spec: &Spec, ty: Type, proto: Protocol) -> Result<Socket, String> {
     let s = Socket::new(Domain::for_address(spec.target), ty, Some(proto))
         .map_err(|e| format!("socket: {e}"))?;
-    if let (Some(rip), IpAddr::V4(vip)) = (spec.via, spec.target.ip()) {
-        let m = super::via::mark(vip, rip)?;
+    if let (Some(via), IpAddr::V4(vip)) = (spec.via, spec.target.ip()) {
+        let m = super::via::mark(vip, via)?;
         s.set_mark(m).map_err(|e| format!("SO_MARK {m:#x}: {e}"))?;
     }
     if let Some(b) = spec.bind {

@@ -1,12 +1,19 @@
-//! Checking a DR real server through the VIP: the probe leaves the host's kernel as a
-//! DR-forwarded packet would leave the director, destination the VIP, on the wire to the
-//! real server's MAC.
+//! Checking a DR or TUN real server through the VIP: the probe leaves the host's kernel
+//! as a forwarded packet would leave the director, destination the VIP. DR: on the wire
+//! to the real server's MAC. TUN: to the server's *probe MAC* on the exception tap, where
+//! the dataplane encapsulates it to the server as TUN forwarding does (the host needs no
+//! IP-in-IP device).
 //!
 //! Each real server checked this way gets a firewall mark `MARK_BASE + n` and a routing
 //! table `TABLE_BASE + n` (`n` = 0, 1, ... in the order they are first probed): the rule
 //! `ip rule add pref TABLE_BASE+n fwmark MARK_BASE+n lookup TABLE_BASE+n` and, per VIP, the
 //! route `ip route replace VIP/32 via RIP dev DEV onlink table TABLE_BASE+n`, where `DEV`
-//! is the device the main table uses for the real server (the exception tap). The probe
+//! is the device the main table uses for the real server (the exception tap). For a TUN
+//! server the route's gateway is not the server but its *probe gateway*
+//! `PROBE_GW_BASE + n` (169.254.112.1 and up: link-local, never on the wire), whose
+//! neighbour entry is permanent with the server's probe MAC (`02:72` and the server's
+//! four address bytes, [`rvs_dataplane::pipeline::probe_mac`]): `ip neigh replace GW
+//! lladdr MAC dev DEV nud permanent`. The probe
 //! socket carries the mark (`SO_MARK`). The server answers from the VIP: per VIP, the
 //! rule `ip rule add pref 32700 from SRC to VIP lookup TABLE_BASE+n` (`SRC`: the host's
 //! address toward the servers) lets that answer pass reverse-path filtering, strict or
@@ -31,10 +38,24 @@ pub const MAX_SERVERS: u32 = 2700;
 /// after every probe's rule (a probe follows its own mark), before the main table.
 pub const REVERSE_PREF: u32 = TABLE_BASE + MAX_SERVERS;
 
+/// First probe gateway of a TUN server (169.254.112.1, in 169.254.112.0/20).
+pub const PROBE_GW_BASE: Ipv4Addr = Ipv4Addr::new(169, 254, 112, 1);
+
+/// A real server checked through the VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via {
+    /// Its address.
+    pub rip: Ipv4Addr,
+    /// A TUN server (the probe goes to its probe MAC), else DR.
+    pub tun: bool,
+}
+
 /// One real server's rule and routes.
 struct Entry {
     n: u32,
     dev: String,
+    /// TUN: the probe gateway (its neighbour entry holds the probe MAC).
+    gw: Option<Ipv4Addr>,
     /// The host's address toward the server (the probes' source).
     src: Ipv4Addr,
     vips: HashSet<Ipv4Addr>,
@@ -118,6 +139,11 @@ fn table_of(n: u32) -> String {
     (TABLE_BASE + n).to_string()
 }
 
+/// The probe gateway of server `n` (a TUN server).
+fn gateway_of(n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(PROBE_GW_BASE) + n)
+}
+
 /// Deletes server `n`'s rule (every copy, e.g. left by an rvsd that did not exit) and
 /// flushes its table.
 fn remove(n: u32) {
@@ -129,7 +155,8 @@ fn remove(n: u32) {
 /// The firewall mark that sends a probe to `vip` through real server `rip`, installing
 /// its rule and route first when needed. `Err`: why they could not be installed (the
 /// attempt fails with it, and the next attempt tries again).
-pub fn mark(vip: Ipv4Addr, rip: Ipv4Addr) -> Result<u32, String> {
+pub fn mark(vip: Ipv4Addr, via: Via) -> Result<u32, String> {
+    let rip = via.rip;
     let mut st = lock();
     let st = &mut *st;
     if !st.swept {
@@ -137,6 +164,19 @@ pub fn mark(vip: Ipv4Addr, rip: Ipv4Addr) -> Result<u32, String> {
         st.swept = true;
     }
     let s = &mut st.servers;
+    // A server that changed between DR and TUN (a reload) starts over.
+    if s.get(&rip).is_some_and(|e| e.gw.is_some() != via.tun) {
+        if let Some(e) = s.remove(&rip) {
+            forget(&e);
+            st.reverse.retain(|vip, (src, n)| {
+                let other = *n != e.n;
+                if !other {
+                    let _ = reverse_rule("del", *vip, *src, *n);
+                }
+                other
+            });
+        }
+    }
     if !s.contains_key(&rip) {
         let used: HashSet<u32> = s.values().map(|e| e.n).collect();
         let n = (0..MAX_SERVERS)
@@ -146,12 +186,30 @@ pub fn mark(vip: Ipv4Addr, rip: Ipv4Addr) -> Result<u32, String> {
         remove(n);
         let t = table_of(n);
         let m = format!("{:#x}", mark_of(n));
+        let gw = via.tun.then(|| gateway_of(n));
+        if let Some(g) = gw {
+            let mac = rvs_dataplane::pipeline::probe_mac(rip)
+                .map(|b| format!("{b:02x}"))
+                .join(":");
+            ip(&[
+                "neigh",
+                "replace",
+                &g.to_string(),
+                "lladdr",
+                &mac,
+                "dev",
+                &dev,
+                "nud",
+                "permanent",
+            ])?;
+        }
         ip(&["rule", "add", "pref", &t, "fwmark", &m, "lookup", &t])?;
         s.insert(
             rip,
             Entry {
                 n,
                 dev,
+                gw,
                 src,
                 vips: HashSet::new(),
             },
@@ -164,7 +222,7 @@ pub fn mark(vip: Ipv4Addr, rip: Ipv4Addr) -> Result<u32, String> {
             "replace",
             &format!("{vip}/32"),
             "via",
-            &rip.to_string(),
+            &e.gw.unwrap_or(rip).to_string(),
             "dev",
             &e.dev,
             "onlink",
@@ -201,7 +259,7 @@ pub fn retain(used: &HashSet<(Ipv4Addr, Ipv4Addr)>) {
         }
         let keep = used.iter().any(|(_, r)| r == rip);
         if !keep {
-            remove(e.n);
+            forget(e);
         }
         keep
     });
@@ -221,6 +279,14 @@ pub fn retain(used: &HashSet<(Ipv4Addr, Ipv4Addr)>) {
             _ => false,
         }
     });
+}
+
+/// Removes a server's rule, routes and probe gateway.
+fn forget(e: &Entry) {
+    remove(e.n);
+    if let Some(g) = e.gw {
+        let _ = ip(&["neigh", "del", &g.to_string(), "dev", &e.dev]);
+    }
 }
 
 /// Removes every rule and route (rvsd's exit).

@@ -284,6 +284,8 @@ pub struct Engine {
     lcores: Vec<LcoreId>,
     pool: Arc<Mempool>,
     base: NetConfig,
+    /// The TUN servers checked through a VIP (VIP, RIP): [`NetConfig::probe_tunnels`].
+    probe_servers: Vec<(Ipv4Addr, Ipv4Addr)>,
     /// The ports' connected routes (one per address), kept to rebuild the route table
     /// when the static routes change ([`Engine::set_network`]).
     connected: Vec<Route>,
@@ -407,6 +409,7 @@ impl Engine {
             lcores,
             pool,
             base: ports.net,
+            probe_servers: Vec::new(),
             connected: connected_routes(cfg),
             port_names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
             generation: 0,
@@ -521,6 +524,7 @@ impl Engine {
             net.local.entry(a).or_insert(k);
         }
         net.laddrs = laddrs.into_iter().collect();
+        net.probe_tunnels = crate::pipeline::probe_tunnels(&services, &self.probe_servers);
         self.install(services, Arc::new(net));
     }
 
@@ -531,6 +535,14 @@ impl Engine {
         all.extend(self.connected.iter().cloned());
         self.base.routes = crate::route::RouteTable::new(all);
         self.base.marks = marks;
+    }
+
+    /// Sets the TUN real servers the host's health checks reach through a VIP, as (VIP,
+    /// RIP): the probes the kernel sends to their probe MACs are encapsulated to them
+    /// ([`crate::pipeline::probe_mac`]). Workers see them with the next
+    /// [`Engine::publish`].
+    pub fn set_probe_servers(&mut self, servers: Vec<(Ipv4Addr, Ipv4Addr)>) {
+        self.probe_servers = servers;
     }
 
     /// The name of the port the routes send `addr` out of (where a local address on it

@@ -9,7 +9,8 @@ use crate::dpdk::{self, Mbuf, MbufBatch, Mempool, QueueId, Ring};
 use crate::forward::vlan;
 use crate::neigh::NeighConfig;
 use crate::pipeline::{
-    announced_addresses, build_arp_request, build_gratuitous_arp, Core, DropReason, Emit, Out,
+    announced_addresses, build_arp_request, build_gratuitous_arp, probe_target, Core, DropReason,
+    Emit, Out,
 };
 
 use super::{read_locked, Command, Shared, WorkerReport};
@@ -352,7 +353,7 @@ impl<'a> Worker<'a> {
         self.serve_commands(now);
         self.take_from_peers(now);
         self.poll_ports(now);
-        self.poll_taps();
+        self.poll_taps(now);
         self.drain_handoff(now);
         self.side_outputs();
         self.out.flush();
@@ -458,9 +459,11 @@ impl<'a> Worker<'a> {
     }
 
     /// Exception path: what the kernel sends on a tap leaves through its port unchanged,
-    /// but for the port's VLAN tag (the kernel sends untagged frames on the tap).
+    /// but for the port's VLAN tag (the kernel sends untagged frames on the tap); a health
+    /// check to a TUN server's probe MAC is encapsulated to that server instead
+    /// ([`Core::probe_from_kernel`]).
     #[inline]
-    fn poll_taps(&mut self) {
+    fn poll_taps(&mut self, now: u64) {
         let (sh, q) = (self.sh, self.out.queue);
         for (k, tap) in sh.taps.iter().enumerate() {
             if q.0 >= sh.tap_rx_queues[k] || tap.rx_burst(q, &mut self.rx) == 0 {
@@ -476,6 +479,11 @@ impl<'a> Worker<'a> {
                 .flatten();
             for mut m in self.rx.drain() {
                 self.from_kernel += 1;
+                if let Some(rip) = probe_target(m.data()) {
+                    let out = self.core.probe_from_kernel(m, rip, now);
+                    self.out.route(out);
+                    continue;
+                }
                 if vlan.is_some() && vlan::retag(&mut m, vlan).is_err() {
                     continue;
                 }

@@ -44,12 +44,15 @@ pub enum DropReason {
     /// The frame's 802.1Q tag does not match its port: a tag on a port without `vlan`,
     /// no tag or another VID on a port with one (a priority tag, VID 0, is a tag).
     Vlan,
+    /// A frame the host's kernel sent to the probe MAC of a real server (a health check
+    /// through the VIP) that is not IPv4 to a VIP of which that server is a TUN server.
+    ProbeUnknown,
 }
 
 impl DropReason {
     /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
     /// other reasons.
-    pub const COUNT: usize = 2 * wire::Error::COUNT + 12;
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 13;
 
     /// The counter slot.
     pub fn index(self) -> usize {
@@ -69,6 +72,7 @@ impl DropReason {
             DropReason::Martian => 2 * w + 9,
             DropReason::ArpConflict => 2 * w + 10,
             DropReason::Vlan => 2 * w + 11,
+            DropReason::ProbeUnknown => 2 * w + 12,
         }
     }
 
@@ -91,6 +95,7 @@ impl DropReason {
                 9 => DropReason::Martian,
                 10 => DropReason::ArpConflict,
                 11 => DropReason::Vlan,
+                12 => DropReason::ProbeUnknown,
                 _ => return None,
             },
         })
@@ -113,6 +118,7 @@ impl DropReason {
             DropReason::Martian => "martian".into(),
             DropReason::ArpConflict => "arp-conflict".into(),
             DropReason::Vlan => "vlan".into(),
+            DropReason::ProbeUnknown => "probe-unknown".into(),
         }
     }
 }

@@ -565,7 +565,7 @@ impl<P: PacketBuf> Core<P> {
 
     /// Resolves the next hop's MAC; on a miss queues an ARP request when one is due.
     #[inline]
-    fn neigh_mac(&mut self, nh: Ipv4Addr, port: u16, now_ms: u64) -> Option<[u8; 6]> {
+    pub(super) fn neigh_mac(&mut self, nh: Ipv4Addr, port: u16, now_ms: u64) -> Option<[u8; 6]> {
         match self.neigh.lookup(nh, now_ms) {
             crate::neigh::Lookup::Hit(mac) => Some(mac),
             crate::neigh::Lookup::Miss { send_request } => {
@@ -580,7 +580,7 @@ impl<P: PacketBuf> Core<P> {
 
     /// Sends a rewritten packet, or holds it until the next hop resolves.
     #[inline]
-    fn emit(&mut self, pkt: P, port: u16, nh: Ipv4Addr, mac: Option<[u8; 6]>) -> Out<P> {
+    pub(super) fn emit(&mut self, pkt: P, port: u16, nh: Ipv4Addr, mac: Option<[u8; 6]>) -> Out<P> {
         if mac.is_some() {
             return Out::Tx(pkt, port);
         }

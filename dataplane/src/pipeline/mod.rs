@@ -15,6 +15,7 @@
 //! | `burst.rs` | [`Core::process_burst`]: the prefetching software pipeline and the established fast path |
 //! | `general.rs` | the general path: every packet the fast path does not take |
 //! | `host.rs` | ARP and ICMP echo for the director's own addresses; ARP frames it originates |
+//! | `probe.rs` | health checks of TUN servers through the VIP: the kernel's probes to a probe MAC, encapsulated |
 //! | `replica.rs` | the sync master's records after a client packet, the standby's installation |
 //!
 //! Ownership (which worker handles a packet) is decided by [`crate::steer`]; how a
@@ -24,6 +25,7 @@ mod burst;
 pub mod counters;
 mod general;
 mod host;
+mod probe;
 mod replica;
 #[cfg(test)]
 mod tests;
@@ -50,6 +52,7 @@ use self::host::{set_dst_mac, ConflictLog, IcmpBudget};
 pub use self::burst::Emit;
 pub use self::counters::{Counters, DestTraffic, DropReason, SyncCounters};
 pub use self::host::{build_arp_request, build_gratuitous_arp, ArpConflict};
+pub use self::probe::{probe_mac, probe_target, probe_tunnels, PROBE_MAC_PREFIX};
 
 /// What an address owned by the director is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +112,10 @@ pub struct NetConfig {
     /// The firewall-mark rules a packet without a session is matched against before its
     /// service is looked up (`[[marks]]`).
     pub marks: crate::mark::MarkRules,
+    /// The TUN real servers the host's health checks reach through a VIP, by (VIP, RIP),
+    /// with their tunnels ([`probe_tunnels`]): a probe the kernel sends to such a
+    /// server's probe MAC is encapsulated to it (see the `probe` module).
+    pub probe_tunnels: HashMap<(Ipv4Addr, Ipv4Addr), crate::flow::Tunnel>,
 }
 
 impl NetConfig {

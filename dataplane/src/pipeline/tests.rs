@@ -1730,3 +1730,110 @@ fn packets_to_a_former_vip_still_find_the_worker_of_their_session() {
         o => panic!("{o:?}"),
     }
 }
+
+#[test]
+fn a_kernel_probe_to_a_tun_servers_probe_mac_leaves_encapsulated_to_it() {
+    // The host's kernel (behind the exception tap of port 1, 10.20.0.2) checks VIP:80
+    // through TUN server RS2 (GUE, port 6080) and RS1 (IPIP): it sends the probe to their
+    // probe MACs.
+    let gue = Tunnel {
+        kind: TunKind::Gue,
+        port: 6080,
+        csum: TunCsum::Csum,
+    };
+    let mut snap = snapshot_tun(FwdMethod::Tunnel, 1, [Tunnel::IPIP, gue]);
+    let (vip, rs1, rs2) = (VIP.into(), RS1.into(), RS2.into());
+    let gone = Ipv4Addr::new(10, 20, 0, 13);
+    let checked = [(vip, rs1), (vip, rs2), (vip, gone)];
+    let mut net = (*snap.net).clone();
+    net.probe_tunnels = probe_tunnels(&snap.services, &checked);
+    // A server checked through the VIP but out of the service (its check failed) keeps
+    // its entry, with the configured servers' tunnel.
+    assert_eq!(net.probe_tunnels.get(&(vip, rs2)), Some(&gue));
+    assert_eq!(net.probe_tunnels.get(&(vip, gone)), Some(&Tunnel::IPIP));
+    snap.net = Arc::new(net);
+    let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snap);
+    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    let host = [10, 20, 0, 2];
+    let host_mac = [2, 0, 0, 0, 0, 0x42];
+    let probe = |rip: [u8; 4], dst: [u8; 4]| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(host_mac, probe_mac(Ipv4Addr::from(rip)))
+            .ipv4(host, dst, 64)
+            .tcp(41000, 80, 1, 65535)
+            .syn()
+            .write(&mut v, b"")
+            .expect("build");
+        v
+    };
+    let frame = probe(RS1, VIP);
+    assert_eq!(probe_target(&frame), Some(Ipv4Addr::from(RS1)));
+    assert_eq!(
+        probe_target(tcp(CLIENT_MAC, PORT0_MAC, CIP, 1, VIP, 80, true, false).data()),
+        None
+    );
+    let b = VecBuf::new(VecBuf::DEFAULT_HEADROOM, &frame);
+    let (out, port) = tx(c.probe_from_kernel(b, Ipv4Addr::from(RS1), 5));
+    assert_eq!(port, 1, "out of the server-side port");
+    let out = out.data().to_vec();
+    assert_eq!(&out[..6], &RS1_MAC, "to the real server's MAC");
+    assert_eq!(&out[6..12], &PORT1_MAC, "from the port's MAC");
+    let p = SlicedPacket::from_ethernet(&out).expect("parses");
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("outer IPv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.protocol, etherparse::IpNumber::IPV4, "IP in IP");
+    assert_eq!(h.source, DIP1, "outer source: the port's address");
+    assert_eq!(h.destination, RS1, "outer destination: the real server");
+    assert_eq!(h.time_to_live, 63);
+    assert_eq!(h.calc_header_checksum(), h.header_checksum);
+    assert_eq!(&out[34..], &frame[14..], "the probe inside, untouched");
+    let inner = [&out[..14], &out[34..]].concat();
+    assert_eq!(check(&inner), (host, 41000, VIP, 80));
+
+    // RS2's tunnel is GUE: the probe goes as TUN forwarding sends to it (held until RS2
+    // resolves, an ARP request queued).
+    let b = VecBuf::new(VecBuf::DEFAULT_HEADROOM, &probe(RS2, VIP));
+    assert!(matches!(
+        c.probe_from_kernel(b, Ipv4Addr::from(RS2), 6),
+        Out::Held
+    ));
+    assert_eq!(
+        c.take_arp_requests().collect::<Vec<_>>(),
+        vec![(1, Ipv4Addr::from(RS2))]
+    );
+    c.learn_neighbour(
+        NeighUpdate {
+            ip: Ipv4Addr::from(RS2),
+            mac: RS2_MAC,
+        },
+        7,
+    );
+    let (out, port) = c.take_released().next().expect("released");
+    assert_eq!(port, 1);
+    assert_eq!(&out.data()[..6], &RS2_MAC);
+    assert_tunnelled_as_configured(out.data(), [Tunnel::IPIP, gue]);
+
+    // Not checked through the VIP, or not to the VIP: dropped and counted.
+    let unknown = [10, 20, 0, 99];
+    for (rip, dst) in [(unknown, VIP), (RS1, CIP)] {
+        let b = VecBuf::new(VecBuf::DEFAULT_HEADROOM, &probe(rip, dst));
+        match c.probe_from_kernel(b, Ipv4Addr::from(rip), 8) {
+            Out::Drop(_, DropReason::ProbeUnknown) => {}
+            o => panic!("{rip:?} {dst:?}: {o:?}"),
+        }
+    }
+    assert_eq!(c.counters().drops_of(DropReason::ProbeUnknown), 2);
+    assert_eq!(DropReason::ProbeUnknown.name(), "probe-unknown");
+    assert_eq!(c.conns().len(), 0, "a probe opens no session");
+
+    // Without a published table (no server checked so), every probe is unknown.
+    let mut dr = core(FwdMethod::Tunnel, 0, 1);
+    let b = VecBuf::new(VecBuf::DEFAULT_HEADROOM, &probe(RS1, VIP));
+    assert!(matches!(
+        dr.probe_from_kernel(b, Ipv4Addr::from(RS1), 1),
+        Out::Drop(_, DropReason::ProbeUnknown)
+    ));
+}
