@@ -637,8 +637,11 @@ fn md5_of(data: &[u8]) -> u128 {
 
 /// The operator's keepalived.conf as the tutorials write it, read by rvsd as it is
 /// (`[control] keepalived_conf`): a VRRP instance (left to keepalived), a NAT service with
-/// `HTTP_GET`, and a FULLNAT service with a DPVS `local_address_group` and `TCP_CHECK`.
-/// Both services run; a real server whose nginx stops leaves both and comes back to both.
+/// `HTTP_GET`, a DR service with `TCP_CHECK` (its table and checks: this lab's servers
+/// route their answers through the director, so no client traffic goes through it; the
+/// DR check through the VIP has its own lab below), and a FULLNAT service with a DPVS
+/// `local_address_group` and `TCP_CHECK`. The NAT and FULLNAT services carry traffic; a
+/// real server whose nginx stops leaves all three and comes back to all three.
 const KEEPALIVED_CONF: &str = "\
 ! Configuration File for keepalived
 global_defs {
@@ -693,6 +696,30 @@ virtual_server 10.10.0.100 80 {
     }
 }
 
+virtual_server 10.10.0.101 80 {
+    delay_loop 1
+    lb_algo wrr
+    lb_kind DR
+    protocol TCP
+
+    real_server 10.20.0.11 80 {
+        weight 2
+        TCP_CHECK {
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }
+    }
+    real_server 10.20.0.12 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }
+    }
+}
+
 virtual_server 10.10.0.100 8443 {
     delay_loop 1
     lb_algo rr
@@ -742,6 +769,21 @@ fn a_tutorial_keepalived_conf_runs_its_services_and_checks() {
     let table = d.rvsadm(&["-Ln"]);
     assert!(table.contains(&format!("TCP  {VIP}:80 rr")), "{table}");
     assert!(table.contains(&format!("TCP  {VIP}:8443 rr")), "{table}");
+    assert!(table.contains("TCP  10.10.0.101:80 wrr"), "{table}");
+    let dr = |t: &str, server: &str| {
+        // The DR service's lines come after its own service line.
+        t.split("TCP  10.10.0.101:80 wrr")
+            .nth(1)
+            .and_then(|rest| rest.split("TCP  ").next())
+            .and_then(|block| server_line(block, server).map(str::to_string))
+    };
+    for (server, w) in [("10.20.0.11:80", "2"), ("10.20.0.12:80", "1")] {
+        let line = dr(&table, server).unwrap_or_else(|| panic!("{server} in DR: {table}"));
+        assert!(
+            line.contains("Route") && line.split_whitespace().nth(3) == Some(w),
+            "{line}"
+        );
+    }
     for server in ["10.20.0.11:80", "10.20.0.12:80"] {
         assert!(
             server_line(&table, server).is_some_and(|l| l.contains("Masq")),
@@ -761,7 +803,7 @@ fn a_tutorial_keepalived_conf_runs_its_services_and_checks() {
     );
     let checks = d.rvsadm(&["--list-checks"]);
     assert_eq!(checks.matches("HTTP_GET").count(), 2, "{checks}");
-    assert_eq!(checks.matches("TCP_CHECK").count(), 2, "{checks}");
+    assert_eq!(checks.matches("TCP_CHECK").count(), 4, "{checks}");
     // Both services carry traffic, to both servers (rr).
     let got = names(&lab, 4);
     assert_eq!(got.iter().filter(|n| *n == "rs1").count(), 2, "{got:?}");
@@ -779,17 +821,23 @@ fn a_tutorial_keepalived_conf_runs_its_services_and_checks() {
     assert_eq!(got.iter().filter(|n| *n == "rs1").count(), 2, "{got:?}");
     assert_eq!(got.iter().filter(|n| *n == "rs2").count(), 2, "{got:?}");
 
-    // rs1's nginx stops: HTTP_GET (port 80) and TCP_CHECK (port 443) take it out of both.
+    // rs1's nginx stops: HTTP_GET (port 80), TCP_CHECK (DR, port 80) and TCP_CHECK
+    // (port 443) take it out of all three.
     rs1.stop();
-    wait_table(&d, "rs1 out of both services", 10, |t| {
+    wait_table(&d, "rs1 out of all services", 10, |t| {
         server_line(t, "10.20.0.11:80").is_none() && server_line(t, "10.20.0.11:443").is_none()
     });
+    assert!(dr(&d.rvsadm(&["-Ln"]), "10.20.0.12:80").is_some());
     assert!(names(&lab, 4).iter().all(|n| n == "rs2"));
     assert!(https(4).iter().all(|n| n == "rs2"));
     // Back in both once it answers again.
     rs1.restart(&mut lab);
-    wait_table(&d, "rs1 back in both services", 10, |t| {
-        weight(t, "10.20.0.11:80") == Some(1) && weight(t, "10.20.0.11:443") == Some(1)
+    wait_table(&d, "rs1 back in all services", 10, |t| {
+        weight(t, "10.20.0.11:443") == Some(1)
+            && dr(t, "10.20.0.11:80").is_some_and(|l| l.split_whitespace().nth(3) == Some("2"))
+            && t.split("TCP  10.10.0.101:80")
+                .next()
+                .is_some_and(|nat| weight(nat, "10.20.0.11:80") == Some(1))
     });
     let log = d.log();
     assert!(log.contains("left to keepalived"), "{log}");
