@@ -236,6 +236,7 @@ pub fn engine_config(
         conn_capacity,
         expire_nodest_conn: false,
         expire_quiescent_template: false,
+        new_sessions_per_second: 0,
         mbufs,
         routes: Vec::new(),
         lport_range: DEFAULT_PORT_RANGE,

@@ -10,7 +10,7 @@
 //! | `[[routes]]` | static routes: prefix, gateway, port |
 //! | `[[services]]` | virtual services with `[[services.real]]` real servers and FULLNAT `laddrs` |
 //! | `[timeouts]` | `tcp tcpfin udp` as `ipvsadm --set` (900 120 300) |
-//! | `[sessions]` | session-table capacity per core; the sysctls `expire_nodest_conn`, `expire_quiescent_template` |
+//! | `[sessions]` | session-table capacity per core; the sysctls `expire_nodest_conn`, `expire_quiescent_template`; the new-session budget per worker `new_per_second` |
 //! | `[control]` | the control socket path (default `/run/rvs/rvsd.sock`), an `ipvsadm -S` rules file, an operator's keepalived.conf ([`keepalived`]) |
 //! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast) |
 //! | `[metrics]` | the Prometheus metrics endpoint (off unless `listen` is given) |
@@ -84,6 +84,9 @@ pub const MAX_LCORE: i64 = 1023;
 pub const DEFAULT_SESSIONS_PER_CORE: i64 = 1 << 20;
 /// Most sessions per core.
 pub const MAX_SESSIONS_PER_CORE: i64 = 1 << 30;
+/// Largest `[sessions] new_per_second`: a billion new sessions per worker per second,
+/// beyond what any worker creates (a larger value is a typo, not a budget).
+pub const MAX_NEW_PER_SECOND: i64 = 1_000_000_000;
 
 /// Largest real-server weight.
 pub const MAX_WEIGHT: u16 = u16::MAX;
@@ -513,6 +516,12 @@ pub struct Sessions {
     /// scheduled afresh.
     #[serde(default)]
     pub expire_quiescent_template: i64,
+    /// New sessions each worker may create per second (default 0: no budget). Above it a
+    /// packet that would open a session is dropped and counted (`new-session-budget`);
+    /// packets of existing sessions are never charged. The budget holds at most one
+    /// second's worth, so a quiet worker may take that many at once.
+    #[serde(default)]
+    pub new_per_second: i64,
 }
 
 fn default_capacity() -> i64 {
@@ -525,6 +534,7 @@ impl Default for Sessions {
             capacity_per_core: default_capacity(),
             expire_nodest_conn: 0,
             expire_quiescent_template: 0,
+            new_per_second: 0,
         }
     }
 }
@@ -851,6 +861,12 @@ impl Config {
             self.sessions.expire_quiescent_template,
             0,
             1,
+        )?;
+        range(
+            "sessions.new_per_second".into(),
+            self.sessions.new_per_second,
+            0,
+            MAX_NEW_PER_SECOND,
         )?;
         if self.control.socket.as_os_str().is_empty() {
             return Err(ConfigError::invalid("control.socket", "must not be empty"));
@@ -1312,6 +1328,36 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::from_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_new_session_budget_is_a_rate_per_worker_refused_by_name_when_bad() {
+        let c = Config::from_str("").unwrap();
+        assert_eq!(c.sessions.new_per_second, 0, "no budget by default");
+        let c = Config::from_str(
+            "[sessions]
+new_per_second = 50000
+",
+        )
+        .unwrap();
+        assert_eq!(c.sessions.new_per_second, 50000);
+        let c = Config::from_str(
+            "[sessions]
+new_per_second = 1000000000
+",
+        )
+        .unwrap();
+        assert_eq!(c.sessions.new_per_second, MAX_NEW_PER_SECOND);
+        assert_eq!(
+            err("[sessions]\nnew_per_second = -1\n"),
+            "sessions.new_per_second: -1 is out of range 0..=1000000000"
+        );
+        assert_eq!(
+            err("[sessions]\nnew_per_second = 1000000001\n"),
+            "sessions.new_per_second: 1000000001 is out of range 0..=1000000000"
+        );
+        let e = err("[sessions]\nnew_per_second = \"fast\"\n");
+        assert!(e.starts_with("line 2: invalid type"), "{e}");
     }
 
     #[test]

@@ -339,6 +339,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
             .clamp(MIN_CONN_CAPACITY, i64::from(u32::MAX)) as u32,
         expire_nodest_conn: cfg.sessions.expire_nodest_conn != 0,
         expire_quiescent_template: cfg.sessions.expire_quiescent_template != 0,
+        new_sessions_per_second: cfg.sessions.new_per_second.clamp(0, i64::from(u32::MAX)) as u32,
         mbufs: 0,
         routes: routes(cfg, &names)?,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
@@ -1086,6 +1087,10 @@ mod tests {
             format!("{port}[sessions]\nexpire_nodest_conn = 1\nexpire_quiescent_template = 1\n");
         let e = engine_config(&Config::from_str(&cfg).unwrap()).unwrap();
         assert!(e.expire_nodest_conn && e.expire_quiescent_template);
+        assert_eq!(e.new_sessions_per_second, 0, "no budget unless asked");
+        let cfg = format!("{port}[sessions]\nnew_per_second = 20000\n");
+        let e = engine_config(&Config::from_str(&cfg).unwrap()).unwrap();
+        assert_eq!(e.new_sessions_per_second, 20000);
     }
 
     #[test]

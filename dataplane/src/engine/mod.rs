@@ -83,6 +83,10 @@ pub struct EngineConfig {
     pub expire_nodest_conn: bool,
     /// The sysctl `expire_quiescent_template` (see [`crate::conn::ConnConfig`]).
     pub expire_quiescent_template: bool,
+    /// New sessions each worker may create per second (0: no budget); above it a packet
+    /// that would open a session is dropped as `new-session-budget`. Fixed for the
+    /// engine's life (`[sessions]` changes need a restart).
+    pub new_sessions_per_second: u32,
     /// Mbufs in the pool.
     pub mbufs: u32,
     /// Static routes (connected routes of the port addresses are added automatically).
@@ -255,6 +259,7 @@ struct Shared {
     conn_capacity: u32,
     expire_nodest_conn: bool,
     expire_quiescent_template: bool,
+    new_sessions_per_second: u32,
     static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
     /// Per worker: sync records for the sync thread (master).
     sync_out: Arc<Vec<ArrayQueue<SyncConn>>>,
@@ -392,6 +397,7 @@ impl Engine {
             conn_capacity: cfg.conn_capacity,
             expire_nodest_conn: cfg.expire_nodest_conn,
             expire_quiescent_template: cfg.expire_quiescent_template,
+            new_sessions_per_second: cfg.new_sessions_per_second,
             static_neighbours: cfg.static_neighbours.clone(),
             sync_out: Arc::new(queues(workers, SYNC_QUEUE)),
             sync_in: queues(workers, SYNC_QUEUE),

@@ -312,6 +312,7 @@ impl<'a> Worker<'a> {
         conn.expire_nodest_conn = sh.expire_nodest_conn;
         conn.expire_quiescent_template = sh.expire_quiescent_template;
         let mut core = Core::new(w, conn, NeighConfig::default());
+        core.set_new_session_budget(sh.new_sessions_per_second);
         for &(ip, mac) in &sh.static_neighbours {
             core.add_static_neighbour(ip, mac);
         }

@@ -47,12 +47,15 @@ pub enum DropReason {
     /// A frame the host's kernel sent to the probe MAC of a real server (a health check
     /// through the VIP) that is not IPv4 to a VIP of which that server is a TUN server.
     ProbeUnknown,
+    /// A packet that would open a session above the worker's new-session budget
+    /// (`[sessions] new_per_second`): refused, no session created.
+    NewSessionBudget,
 }
 
 impl DropReason {
     /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
     /// other reasons.
-    pub const COUNT: usize = 2 * wire::Error::COUNT + 13;
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 14;
 
     /// The counter slot.
     pub fn index(self) -> usize {
@@ -73,6 +76,7 @@ impl DropReason {
             DropReason::ArpConflict => 2 * w + 10,
             DropReason::Vlan => 2 * w + 11,
             DropReason::ProbeUnknown => 2 * w + 12,
+            DropReason::NewSessionBudget => 2 * w + 13,
         }
     }
 
@@ -96,6 +100,7 @@ impl DropReason {
                 10 => DropReason::ArpConflict,
                 11 => DropReason::Vlan,
                 12 => DropReason::ProbeUnknown,
+                13 => DropReason::NewSessionBudget,
                 _ => return None,
             },
         })
@@ -119,6 +124,7 @@ impl DropReason {
             DropReason::ArpConflict => "arp-conflict".into(),
             DropReason::Vlan => "vlan".into(),
             DropReason::ProbeUnknown => "probe-unknown".into(),
+            DropReason::NewSessionBudget => "new-session-budget".into(),
         }
     }
 }

@@ -274,6 +274,20 @@ impl<P: PacketBuf> Core<P> {
         if opens && !segment_checksum_ok(pkt.data(), meta) {
             return self.drop(pkt, DropReason::Malformed(wire::Error::BadChecksum));
         }
+        // Above the worker's new-session budget, a packet that would open a session and
+        // has none is refused before it is scheduled: no session, no persistence
+        // template, no scheduler state. Only looked up while the budget is spent, so
+        // the packets of established sessions never pay for a flood. (While it is spent,
+        // such a packet for no service is counted here rather than as not-for-us.)
+        if opens
+            && !self.new_budget.allows(now_ms)
+            && !matches!(
+                self.conns.lookup_hinted(hash, &pm.flow, None),
+                Some((_, false))
+            )
+        {
+            return self.drop(pkt, DropReason::NewSessionBudget);
+        }
         // Schedule, then pick the FULLNAT local endpoint, then create.
         let res = match self.conns.schedule(&mut self.sched, pm, hash, now_ms) {
             Ok(Scheduled::Existing(id)) => Ok(id),
@@ -281,6 +295,13 @@ impl<P: PacketBuf> Core<P> {
                 // Not sent on: no session (dropping `new` creates nothing).
                 drop(new);
                 return self.time_exceeded(pkt, meta, in_port, now_ms);
+            }
+            Ok(Scheduled::New(new)) if !self.new_budget.allows(now_ms) => {
+                // A packet whose old session was just ended (`conn_reuse_mode`,
+                // `expire_nodest_conn`) and that is rescheduled above the budget: refused
+                // too (dropping `new` creates nothing).
+                drop(new);
+                return self.drop(pkt, DropReason::NewSessionBudget);
             }
             Ok(Scheduled::New(new)) => {
                 let local = match new.needs_local() {
@@ -292,6 +313,7 @@ impl<P: PacketBuf> Core<P> {
                 };
                 let res = new.create(local);
                 if let Ok(id) = res {
+                    self.new_budget.charge();
                     self.counters.conns += 1;
                     if let Some(t) = self.traffic_of(id) {
                         t.conns += 1;

@@ -21,6 +21,7 @@
 //! Ownership (which worker handles a packet) is decided by [`crate::steer`]; how a
 //! session's packet is rewritten by [`crate::forward::Plan`]. Both paths use them.
 
+mod budget;
 mod burst;
 pub mod counters;
 mod general;
@@ -46,6 +47,7 @@ use crate::sched::CoreSched;
 use crate::service::{self, ServiceKey};
 use crate::wire::{self, Classified};
 
+use self::budget::NewSessionBudget;
 use self::burst::RING;
 use self::host::{set_dst_mac, ConflictLog, IcmpBudget};
 
@@ -187,6 +189,8 @@ pub struct Core<P> {
     arp_conflicts: Vec<ArpConflict>,
     conflict_log: ConflictLog,
     icmp_budget: IcmpBudget,
+    /// `[sessions] new_per_second`: what a packet opening a session draws from.
+    new_budget: NewSessionBudget,
     scratch: [u8; SCRATCH_LEN],
     counters: Counters,
     traffic: Vec<(crate::service::DestId, DestTraffic)>,
@@ -235,6 +239,7 @@ impl<P: PacketBuf> Core<P> {
             arp_conflicts: Vec::with_capacity(SIDE_CAP),
             conflict_log: ConflictLog::default(),
             icmp_budget: IcmpBudget::default(),
+            new_budget: NewSessionBudget::default(),
             scratch: [0; SCRATCH_LEN],
             counters: Counters::default(),
             traffic: Vec::new(),
@@ -245,6 +250,14 @@ impl<P: PacketBuf> Core<P> {
             tun_src: Vec::new(),
             vlans: false,
         }
+    }
+
+    /// Sets the new-session budget (`[sessions] new_per_second`): at most `per_second`
+    /// sessions created per second by packets, one second's worth at once; above it a
+    /// packet that would open a session is dropped as [`DropReason::NewSessionBudget`].
+    /// 0 is no budget (the default). Packets of existing sessions are never charged.
+    pub fn set_new_session_budget(&mut self, per_second: u32) {
+        self.new_budget = NewSessionBudget::new(per_second);
     }
 
     /// This worker's index.

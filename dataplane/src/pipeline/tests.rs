@@ -1837,3 +1837,101 @@ fn a_kernel_probe_to_a_tun_servers_probe_mac_leaves_encapsulated_to_it() {
         Out::Drop(_, DropReason::ProbeUnknown)
     ));
 }
+
+#[test]
+fn above_the_new_session_budget_new_flows_are_refused_and_established_ones_go_on() {
+    // `[sessions] new_per_second = 4` on one worker, in every mode, packet by packet
+    // and in bursts (the fast path) alike: two connections are established, then a
+    // flood of SYNs of new flows arrives mixed with the established flows' packets.
+    // Only what is left of the second's budget (2) becomes sessions; the other SYNs
+    // are dropped as `new-session-budget`; every established packet is forwarded. Half
+    // a second later half the budget (2) is back, and no more.
+    for (fwd, tunnels) in modes() {
+        let mut one = core_tun(fwd, tunnels, 0, 1);
+        let mut burst = core_tun(fwd, tunnels, 0, 1);
+        for c in [&mut one, &mut burst] {
+            c.set_new_session_budget(4);
+        }
+        let cl = |sp: u16, flags: &str| {
+            let p = segment(
+                CLIENT_MAC,
+                PORT0_MAC,
+                (CIP, sp),
+                (VIP, 80),
+                flags,
+                64,
+                b"GET /",
+            );
+            (p, 0u16)
+        };
+        let mut pkts = vec![
+            (arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0),
+            (arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1),
+            (arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1),
+            cl(40000, "S"),
+            cl(40001, "S"),
+        ];
+        pkts.extend([cl(40000, "A"), cl(40001, "A")]);
+        same_by_burst(&mut one, &mut burst, pkts, 0);
+        assert_eq!(one.conns().len(), 2, "{fwd:?}");
+
+        // The flood, 12 SYNs of new flows, each followed by packets of both
+        // established flows.
+        let mut pkts = Vec::new();
+        for sp in 50000..50012u16 {
+            pkts.push(cl(sp, "S"));
+            pkts.push(cl(40000, "PA"));
+            pkts.push(cl(40001, "PA"));
+        }
+        let v = same_by_burst(&mut one, &mut burst, pkts, 10);
+        for (i, (kind, what, _)) in v.iter().enumerate() {
+            let syn = 50000 + (i / 3) as u16;
+            match (i % 3, i / 3) {
+                (0, 0..=1) => assert_eq!(*kind, 0, "{fwd:?}: SYN {syn} is sent on"),
+                (0, _) => assert_eq!(
+                    (*kind, what.as_str()),
+                    (2, "new-session-budget"),
+                    "{fwd:?}: SYN {syn} is refused"
+                ),
+                _ => assert_eq!(*kind, 0, "{fwd:?}: an established packet is sent on"),
+            }
+        }
+        for c in [&one, &burst] {
+            assert_eq!(c.conns().len(), 4, "{fwd:?}");
+            assert_eq!(c.counters().conns, 4, "{fwd:?}");
+            assert_eq!(
+                c.counters().drops_of(DropReason::NewSessionBudget),
+                10,
+                "{fwd:?}"
+            );
+        }
+
+        // Half a second later: two more new sessions, the rest refused again.
+        let pkts = (51000..51004u16).map(|sp| cl(sp, "S")).collect();
+        let v = same_by_burst(&mut one, &mut burst, pkts, 510);
+        let kinds: Vec<u8> = v.iter().map(|(k, _, _)| *k).collect();
+        assert_eq!(kinds, vec![0, 0, 2, 2], "{fwd:?}");
+        for c in [&one, &burst] {
+            assert_eq!(c.conns().len(), 6, "{fwd:?}");
+            assert_eq!(
+                c.counters().drops_of(DropReason::NewSessionBudget),
+                12,
+                "{fwd:?}"
+            );
+        }
+    }
+    assert_eq!(DropReason::NewSessionBudget.name(), "new-session-budget");
+}
+
+#[test]
+fn without_a_budget_a_flood_of_new_flows_all_become_sessions() {
+    let mut c = core(FwdMethod::Masq, 0, 1);
+    c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, true);
+    c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, true);
+    for sp in 50000..50100u16 {
+        let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, sp, VIP, 80, true, false);
+        tx(c.process(syn, 0, 0, true));
+    }
+    assert_eq!(c.conns().len(), 100);
+    assert_eq!(c.counters().drops_of(DropReason::NewSessionBudget), 0);
+}
