@@ -9,61 +9,56 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const RVSD: &str = env!("CARGO_BIN_EXE_rvsd");
-const RVSADM: &str = env!("CARGO_BIN_EXE_rvsadm");
+mod common;
 
+use common::{adm, text, wait_for_socket, Dir, Kill, RVSD};
+
+/// `rvsd --no-dataplane` with a configuration, its log in its directory; killed (and
+/// the directory removed) when dropped.
 struct Rvsd {
-    child: Child,
+    child: Kill,
     socket: PathBuf,
-    dir: PathBuf,
+    dir: Dir,
 }
 
 impl Rvsd {
     fn start(name: &str, body: &str) -> Rvsd {
-        let dir = std::env::temp_dir().join(format!("rvs-chk-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("rvsd.sock");
-        let cfg = dir.join("rvs.toml");
+        let dir = Dir::new(&format!("chk-{name}"));
+        let socket = dir.0.join("rvsd.sock");
+        let cfg = dir.0.join("rvs.toml");
         std::fs::write(
             &cfg,
             format!("{body}\n[control]\nsocket = \"{}\"\n", socket.display()),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.join("rvsd.log")).unwrap();
-        let child = Command::new(RVSD)
-            .arg("--no-dataplane")
-            .arg("--config")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let t0 = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(60), "rvsd did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = std::fs::File::create(dir.0.join("rvsd.log")).unwrap();
+        let child = Kill(
+            Command::new(RVSD)
+                .arg("--no-dataplane")
+                .arg("--config")
+                .arg(&cfg)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_socket(&socket, 60);
         Rvsd { child, socket, dir }
     }
 
     fn adm(&self, args: &[&str]) -> String {
-        let out = Command::new(RVSADM)
-            .args(args)
-            .env("RVS_SOCKET", &self.socket)
-            .output()
-            .unwrap();
+        let out = adm(&self.socket, args);
         assert!(out.status.success(), "rvsadm {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
+        text(&out.stdout)
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("rvsd.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.0.join("rvsd.log")).unwrap_or_default()
     }
 
     fn wait(&self, what: &str, args: &[&str], ok: impl Fn(&str) -> bool) -> String {
@@ -80,14 +75,6 @@ impl Rvsd {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Rvsd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -261,12 +248,12 @@ fn omega_runs_notify_down_of_the_servers_up_at_shutdown() {
     d.wait("up", &["--list-checks"], |t| t.contains("connected"));
     assert!(!flag.exists());
     let st = Command::new("kill")
-        .args(["-TERM", &d.child.id().to_string()])
+        .args(["-TERM", &d.child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(st.success());
     let t0 = Instant::now();
-    while d.child.try_wait().unwrap().is_none() {
+    while d.child.0.try_wait().unwrap().is_none() {
         assert!(t0.elapsed() < Duration::from_secs(15), "rvsd did not stop");
         std::thread::sleep(Duration::from_millis(20));
     }

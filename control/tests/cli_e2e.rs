@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const RVSD: &str = env!("CARGO_BIN_EXE_rvsd");
-const RVSADM: &str = env!("CARGO_BIN_EXE_rvsadm");
+mod common;
+
+use common::{RVSADM, RVSD};
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rvs-cli-{}-{name}", std::process::id()));
@@ -752,16 +753,6 @@ fn what_the_dataplane_does_not_do_is_refused_and_changes_nothing() {
     assert_eq!(d.stop(), Some(0));
 }
 
-/// Kills the process when dropped (a failed assertion leaves no rvsd behind).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// rvsd restores an `ipvsadm -S` rules file at start (`[control] rules`), logs JSON lines
 /// with `--log-format json` naming services and servers as `ipvsadm -Ln` does, and
 /// `rvsadm --reload` applies the edited files; a bad rules line refuses the start.
@@ -787,7 +778,7 @@ fn rules_file_at_start_reload_and_json_logs() {
         ),
     )
     .unwrap();
-    let mut child = KillOnDrop(
+    let mut child = common::Kill(
         Command::new(RVSD)
             .args(["--no-dataplane", "--log-format", "json", "--config"])
             .arg(&cfg)
@@ -796,11 +787,7 @@ fn rules_file_at_start_reload_and_json_logs() {
             .spawn()
             .unwrap(),
     );
-    let t0 = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "rvsd did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_socket(&socket, 20);
     let o = adm_with(RVSADM, &socket, &["-Sn"], "");
     assert_eq!(
         out(&o),

@@ -4,44 +4,11 @@
 //! reload applies an edit of keepalived.conf, and a keepalived.conf with a syntax error is
 //! refused at start and at reload, naming the file and line.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-const RVSD: &str = env!("CARGO_BIN_EXE_rvsd");
-const RVSADM: &str = env!("CARGO_BIN_EXE_rvsadm");
+mod common;
 
-/// A temporary directory removed when dropped.
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// rvsd, killed when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn adm(socket: &Path, args: &[&str]) -> Output {
-    Command::new(RVSADM)
-        .args(args)
-        .env("RVS_SOCKET", socket)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{adm, text, wait_for_socket, Dir, Kill, RVSD};
 
 const KEEPALIVED_CONF: &str = r#"! Configuration File for keepalived
 
@@ -94,8 +61,7 @@ virtual_server 10.10.0.101 443 {
 
 #[test]
 fn rvsd_runs_the_virtual_servers_of_keepalived_conf_and_reloads_them() {
-    let dir = Dir(std::env::temp_dir().join(format!("rvs-ka-e2e-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
+    let dir = Dir::new("ka-e2e");
     std::fs::create_dir_all(dir.0.join("conf.d")).unwrap();
     let ka = dir.0.join("keepalived.conf");
     let dr = dir.0.join("conf.d/dr.conf");
@@ -130,7 +96,7 @@ fn rvsd_runs_the_virtual_servers_of_keepalived_conf_and_reloads_them() {
         )
     );
 
-    let _rvsd = Daemon(
+    let _rvsd = Kill(
         Command::new(RVSD)
             .args(["--no-dataplane", "--config"])
             .arg(&cfg)
@@ -140,11 +106,7 @@ fn rvsd_runs_the_virtual_servers_of_keepalived_conf_and_reloads_them() {
             .spawn()
             .unwrap(),
     );
-    let t0 = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "rvsd did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_socket(&socket, 20);
     // The table keepalived programs for this file (ipvsadm -Ln after keepalived starts).
     assert_eq!(
         text(&adm(&socket, &["-Ln"]).stdout),

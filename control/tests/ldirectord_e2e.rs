@@ -9,30 +9,12 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const RVSD: &str = env!("CARGO_BIN_EXE_rvsd");
-const RVSADM: &str = env!("CARGO_BIN_EXE_rvsadm");
+mod common;
 
-/// A child killed when dropped.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A temporary directory removed when dropped.
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{adm, text, wait_for_socket, Dir, Kill, RVSADM, RVSD};
 
 fn ldirectord() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("RVS_LDIRECTORD") {
@@ -46,12 +28,7 @@ fn ldirectord() -> Option<PathBuf> {
 
 /// `ipvsadm -Sn` through rvsadm.
 fn save(socket: &Path) -> String {
-    let o = Command::new(RVSADM)
-        .arg("-Sn")
-        .env("RVS_SOCKET", socket)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    text(&adm(socket, &["-Sn"]).stdout)
 }
 
 /// Waits (at most 30 s) until `ipvsadm -Sn` holds the lines of `want`, in any order.
@@ -84,9 +61,7 @@ fn ldirectord_adds_removes_and_readds_real_servers_through_rvsadm() {
         eprintln!("skipped: ldirectord is not installed (scripts/setup installs it)");
         return;
     };
-    let dir = Dir(std::env::temp_dir().join(format!("rvs-ldirectord-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Dir::new("ldirectord");
     let socket = dir.0.join("rvsd.sock");
     let cfg = dir.0.join("rvsd.toml");
     std::fs::write(
@@ -128,11 +103,7 @@ fn ldirectord_adds_removes_and_readds_real_servers_through_rvsadm() {
             .spawn()
             .unwrap(),
     );
-    let t0 = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "rvsd did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_socket(&socket, 20);
     let _ld = Kill(
         Command::new("timeout")
             .arg("120")
