@@ -280,17 +280,7 @@ pub(crate) fn validate_service(i: usize, s: &Service, port: u16) -> Result<(), C
     text(f("quorum_down"), &s.quorum_down)?;
     text(f("virtualhost"), &s.virtualhost)?;
     if let Some(a) = &s.sorry_server {
-        let r = crate::Real {
-            address: a.clone(),
-            forward: s.sorry_server_forward.unwrap_or_default(),
-            weight: 1,
-            u_threshold: 0,
-            l_threshold: 0,
-            inhibit_on_failure: None,
-            notify_up: None,
-            notify_down: None,
-            checks: Vec::new(),
-        };
+        let r = crate::Real::new(a.clone(), s.sorry_server_forward.unwrap_or_default());
         match r.endpoint(port) {
             Some(ep) if ep.is_ipv6() == s.is_ipv6() => {
                 if s.real.iter().any(|x| x.endpoint(port) == Some(ep)) {

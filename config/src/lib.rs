@@ -777,6 +777,22 @@ impl Service {
 }
 
 impl Real {
+    /// A real server at `address` forwarded with `forward`, every other key at its
+    /// default (weight 1, no thresholds, no checks): what a bare `[[services.real]]` gives.
+    pub fn new(address: String, forward: Forward) -> Real {
+        Real {
+            address,
+            forward,
+            weight: one(),
+            u_threshold: 0,
+            l_threshold: 0,
+            inhibit_on_failure: None,
+            notify_up: None,
+            notify_down: None,
+            checks: Vec::new(),
+        }
+    }
+
     /// The real server endpoint; the port defaults to `service_port`.
     pub fn endpoint(&self, service_port: u16) -> Option<SocketAddr> {
         parse_endpoint(&self.address, Some(service_port))

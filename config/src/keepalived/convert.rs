@@ -474,17 +474,7 @@ fn real_server(it: &Item, notices: &mut Vec<Notice>) -> Res<(Real, Option<Forwar
     if it.args().len() > 2 {
         return Err(too_many(it));
     }
-    let mut r = Real {
-        address,
-        forward: Forward::Masq,
-        weight: 1,
-        u_threshold: 0,
-        l_threshold: 0,
-        inhibit_on_failure: None,
-        notify_up: None,
-        notify_down: None,
-        checks: Vec::new(),
-    };
+    let mut r = Real::new(address, Forward::Masq);
     let mut fwd = None;
     let mut defaults = CheckDefaults::default();
     let empty = Vec::new();

@@ -308,20 +308,11 @@ impl Scheduler {
                 servers: Vec::new(),
             };
             if let Some(a) = &svc.sorry_server {
-                let r = rvs_config::Real {
-                    address: a.clone(),
-                    forward: svc
-                        .sorry_server_forward
-                        .or_else(|| svc.real.first().map(|r| r.forward))
-                        .unwrap_or_default(),
-                    weight: 1,
-                    u_threshold: 0,
-                    l_threshold: 0,
-                    inhibit_on_failure: None,
-                    notify_up: None,
-                    notify_down: None,
-                    checks: Vec::new(),
-                };
+                let forward = svc
+                    .sorry_server_forward
+                    .or_else(|| svc.real.first().map(|r| r.forward))
+                    .unwrap_or_default();
+                let r = rvs_config::Real::new(a.clone(), forward);
                 st.sorry = crate::ipvs::config_dest((i, 0), key, &r).ok();
             }
             for r in &svc.real {
