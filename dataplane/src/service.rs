@@ -130,6 +130,60 @@ pub mod svc_flags {
     pub const MH_FALLBACK: u32 = SCHED1;
     /// mh: hash the source port too.
     pub const MH_PORT: u32 = SCHED2;
+    /// rvs: FULLNAT sessions insert a PROXY protocol v1 header (`--proxy-protocol v1`).
+    /// rvs's own bits sit above the kernel's (`IP_VS_SVC_F_*` end at 0x0020).
+    pub const PROXY_V1: u32 = 0x0001_0000;
+    /// rvs: FULLNAT sessions insert a PROXY protocol v2 header (`--proxy-protocol v2`).
+    pub const PROXY_V2: u32 = 0x0002_0000;
+    /// rvs: FULLNAT TCP sessions carry the client's address in a TOA option (`--toa`).
+    pub const TOA: u32 = 0x0004_0000;
+    /// rvs's private bits: never reported to ipvsadm as kernel flags.
+    pub const PRIVATE: u32 = PROXY_V1 | PROXY_V2 | TOA;
+}
+
+/// How a FULLNAT service tells its real servers the client's address in the stream
+/// (`--proxy-protocol`): the PROXY protocol of HAProxy (v1 text or v2 binary), inserted
+/// before the first byte the client sends (TCP) or in front of every datagram (UDP, v2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ProxyProtocol {
+    /// No header (`disable`, the default).
+    #[default]
+    Off,
+    /// Version 1: one text line, `PROXY TCP4 <client> <vip> <cport> <vport>\r\n` (TCP only).
+    V1,
+    /// Version 2: the binary header with the addresses and ports (TCP and UDP).
+    V2,
+}
+
+impl ProxyProtocol {
+    /// The service flag of this version (0 for `Off`).
+    pub fn flag(self) -> u32 {
+        match self {
+            ProxyProtocol::Off => 0,
+            ProxyProtocol::V1 => svc_flags::PROXY_V1,
+            ProxyProtocol::V2 => svc_flags::PROXY_V2,
+        }
+    }
+
+    /// The version a service's flags name (v2 if both bits are set).
+    pub fn of_flags(flags: u32) -> ProxyProtocol {
+        if flags & svc_flags::PROXY_V2 != 0 {
+            ProxyProtocol::V2
+        } else if flags & svc_flags::PROXY_V1 != 0 {
+            ProxyProtocol::V1
+        } else {
+            ProxyProtocol::Off
+        }
+    }
+
+    /// The spelling of `--proxy-protocol` (`disable`, `v1`, `v2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyProtocol::Off => "disable",
+            ProxyProtocol::V1 => "v1",
+            ProxyProtocol::V2 => "v2",
+        }
+    }
 }
 
 /// The persistence timeout `-p` uses when no value is given (`IP_VS_SVC_PERSISTENT_TIMEOUT`).
@@ -221,6 +275,16 @@ impl Service {
     /// True with `-p`.
     pub fn is_persistent(&self) -> bool {
         self.flags & svc_flags::PERSISTENT != 0
+    }
+
+    /// The PROXY protocol its FULLNAT sessions insert.
+    pub fn proxy_protocol(&self) -> ProxyProtocol {
+        ProxyProtocol::of_flags(self.flags)
+    }
+
+    /// Whether its FULLNAT TCP sessions carry the client's address in a TOA option.
+    pub fn toa(&self) -> bool {
+        self.flags & svc_flags::TOA != 0
     }
 
     /// The firewall mark, for a fwmark service.
