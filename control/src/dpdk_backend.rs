@@ -763,6 +763,10 @@ fn worker_metrics(r: &WorkerReport) -> WorkerMetrics {
         time_exceeded_sent: c.time_exceeded_sent,
         frag_needed_sent: c.frag_needed_sent,
         icmp_rate_limited: c.icmp_rate_limited,
+        proxy_headers: c.proxy_headers,
+        proxy_resent: c.proxy_resent,
+        toa_added: c.toa_added,
+        toa_no_room: c.toa_no_room,
         drops: c
             .drops
             .iter()
@@ -922,7 +926,7 @@ impl Backend for DpdkBackend {
             let c = &r.counters;
             let _ = writeln!(
                 out,
-                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={}",
+                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={}",
                 r.worker,
                 c.packets,
                 c.in_packets,
@@ -939,7 +943,11 @@ impl Backend for DpdkBackend {
                 r.from_kernel,
                 c.time_exceeded_sent,
                 c.frag_needed_sent,
-                c.icmp_rate_limited
+                c.icmp_rate_limited,
+                c.proxy_headers,
+                c.proxy_resent,
+                c.toa_added,
+                c.toa_no_room
             );
             for (i, n) in c.drops.iter().enumerate() {
                 if *n > 0 {
