@@ -123,18 +123,22 @@ impl<P: PacketBuf> Core<P> {
             }
         } else {
             if s.flags & flags::IN_SEQ != 0 {
-                if !tcp.has(TcpFlags::RST) {
-                    if s.cip & cip::SENT == 0 {
-                        due = true;
-                    } else if s.cip & cip::ACKED == 0
-                        && seq == init.wrapping_add(1)
-                        && tick(now_ms).wrapping_sub(s.cip_at) >= RESEND_TICKS
-                    {
-                        due = true;
-                        self.counters.proxy_resent += 1;
-                    }
+                let rst = tcp.has(TcpFlags::RST);
+                if s.cip & cip::SENT == 0 {
+                    // A reset before the header went: the server's stream has no header
+                    // (its next expected byte is the client's first), so no shift.
+                    due = !rst;
+                } else if !rst
+                    && s.cip & cip::ACKED == 0
+                    && seq == init.wrapping_add(1)
+                    && tick(now_ms).wrapping_sub(s.cip_at) >= RESEND_TICKS
+                {
+                    due = true;
+                    self.counters.proxy_resent += 1;
                 }
-                bytes::shift_seq(pkt.data_mut(), l4, delta);
+                if s.cip & cip::SENT != 0 || due {
+                    bytes::shift_seq(pkt.data_mut(), l4, delta);
+                }
             }
             if s.cip & (cip::TOA | cip::TOA_DONE) == cip::TOA {
                 s.cip |= cip::TOA_DONE;

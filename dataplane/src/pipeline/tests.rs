@@ -2491,3 +2491,36 @@ fn a_standby_keeps_shifting_a_synced_proxy_session() {
     let (p, _) = tx(standby.process(r, 1, 10, false));
     assert_eq!(tcp_hdr(p.data()).0.acknowledgment_number, 7102);
 }
+
+#[test]
+fn a_reset_during_the_handshake_is_not_shifted_and_sends_no_header() {
+    let mut c = cip_core(Proto::Tcp, svc_flags_pp2());
+    let cl = (CIP, 40000);
+    let syn = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7000,
+        0,
+        "S",
+        &TS,
+        b"",
+    );
+    tx(c.process(syn, 0, 0, false));
+    // The client gives up before completing the handshake: its RST carries the
+    // sequence number the server expects (no header is in the server's stream).
+    let rst = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7001,
+        0,
+        "R",
+        &TS,
+        b"",
+    );
+    let (p, _) = tx(c.process(rst, 0, 1, false));
+    assert_eq!(tcp_hdr(p.data()).0.sequence_number, 7001);
+    assert!(c.take_generated().is_none());
+    assert_eq!(c.counters().proxy_headers, 0);
+}
