@@ -2524,3 +2524,119 @@ fn a_reset_during_the_handshake_is_not_shifted_and_sends_no_header() {
     assert!(c.take_generated().is_none());
     assert_eq!(c.counters().proxy_headers, 0);
 }
+
+#[test]
+fn a_first_segment_that_fills_the_mss_is_not_grown_and_its_retransmission_keeps_the_shift() {
+    let mut c = cip_core(Proto::Tcp, svc_flags_pp2());
+    let cl = (CIP, 40000);
+    let syn = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7000,
+        0,
+        "S",
+        &TS,
+        b"",
+    );
+    let (p, _) = tx(c.process(syn, 0, 0, false));
+    let (_, lport, rs, rport) = check(p.data());
+    let rs_mac = if rs == RS1 { RS1_MAC } else { RS2_MAC };
+    // The handshake's ACK is lost; the first segment fills the path (1500-byte packet).
+    let full = vec![b'a'; 1500 - 20 - 32];
+    let first = || {
+        seg_ts(
+            (CLIENT_MAC, PORT0_MAC),
+            cl,
+            (VIP, 80),
+            7001,
+            50001,
+            "AP",
+            &TS,
+            &full,
+        )
+    };
+    let (p, _) = tx(c.process(first(), 0, 10, false));
+    assert_eq!(p.data().len(), 14 + 1500, "not grown");
+    let (h, payload) = tcp_hdr(p.data());
+    assert_eq!((h.sequence_number, payload.len()), (7029, full.len()));
+    let (_, len) = c.take_generated().expect("the header segment");
+    assert_eq!(tcp_hdr(&c.scratch()[..len]).1, v2_expected());
+    // The server acknowledges the header and the segment; the client, not having seen
+    // that ack (lost), retransmits the segment: shifted the same, no header again.
+    let ack = 7001 + 28 + full.len() as u32;
+    let r = seg_ts(
+        (rs_mac, PORT1_MAC),
+        (rs, rport),
+        (LIP, lport),
+        50001,
+        ack,
+        "A",
+        &TS,
+        b"",
+    );
+    let (p, _) = tx(c.process(r, 1, 20, false));
+    assert_eq!(
+        tcp_hdr(p.data()).0.acknowledgment_number,
+        7001 + full.len() as u32
+    );
+    let (p, _) = tx(c.process(first(), 0, 2000, false));
+    assert_eq!(tcp_hdr(p.data()).0.sequence_number, 7029);
+    assert!(c.take_generated().is_none());
+    assert_eq!(c.counters().proxy_headers, 1);
+}
+
+#[test]
+fn with_two_workers_the_sessions_owner_sends_the_header() {
+    let owner = owner_of_client(Ipv4Addr::from(CIP), 2);
+    let mk = |id| {
+        let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
+        c.adopt(snapshot_with(
+            FwdMethod::FullNat,
+            2,
+            [Tunnel::IPIP; 2],
+            Proto::Tcp,
+            svc_flags_pp2(),
+        ));
+        c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, false);
+        c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, false);
+        c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, false);
+        c
+    };
+    let (mut c, mut other) = (mk(owner), mk(1 - owner));
+    let cl = (CIP, 40000);
+    let syn = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7000,
+        0,
+        "S",
+        &TS,
+        b"",
+    );
+    tx(c.process(syn, 0, 0, false));
+    // The handshake's ACK arrives at the other worker: handed over, no header there.
+    let ack = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7001,
+        50001,
+        "A",
+        &TS,
+        b"",
+    );
+    let ack = match other.process(ack, 0, 1, true) {
+        Out::Handoff(p, w) => {
+            assert_eq!(w as usize, owner);
+            p
+        }
+        o => panic!("expected handoff, got {o:?}"),
+    };
+    assert!(other.take_generated().is_none());
+    let (p, _) = tx(c.process(ack, 0, 1, false));
+    assert_eq!(tcp_hdr(p.data()).0.sequence_number, 7029);
+    let (_, len) = c.take_generated().expect("the owner sends the header");
+    assert_eq!(tcp_hdr(&c.scratch()[..len]).1, v2_expected());
+}
