@@ -21,9 +21,11 @@
 //! Building flattens the prefixes of each family into sorted, disjoint ranges that cover
 //! the whole address space, each with its verdict (adjacent ranges of the same verdict
 //! merged): at most `2n + 1` ranges for `n` prefixes. A lookup is a branch-free binary
-//! search over the range starts (`u32` for IPv4: 10,000 prefixes are at most 20,001
-//! starts, 80 KB, 15 steps), then one load of the verdict. No allocation, no lock; an
-//! empty list costs one compare ([`Acl::is_empty`]).
+//! search over the range starts, then one load of the verdict. For IPv4 a first-level
+//! index by the address's top 12 bits (16 KB) narrows the search to the ranges of that
+//! /12 block: for 10,000 random prefixes (at most 20,001 ranges, 80 KB) a few steps
+//! instead of 15. No allocation, no lock; an empty list costs one compare
+//! ([`Acl::is_empty`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -76,9 +78,14 @@ impl<T: Copy + Ord + Default> Ranges<T> {
     /// branch-free binary search (the compare becomes a conditional move).
     #[inline(always)]
     fn denies(&self, a: T) -> bool {
+        self.denies_within(a, 0, self.starts.len())
+    }
+
+    /// [`Ranges::denies`] knowing that the answer is one of the `n` ranges from `base`
+    /// (the first of which starts at or before `a`).
+    #[inline(always)]
+    fn denies_within(&self, a: T, mut base: usize, mut n: usize) -> bool {
         let s = &self.starts;
-        let mut base = 0usize;
-        let mut n = s.len();
         while n > 1 {
             let half = n / 2;
             // base + half < base + n <= len: in bounds.
@@ -93,10 +100,35 @@ impl<T: Copy + Ord + Default> Ranges<T> {
     }
 }
 
+/// Bits of an IPv4 address the first level of the lookup indexes ([`V4Index`]).
+const V4_INDEX_BITS: u32 = 12;
+
+/// The first level of the IPv4 lookup: for each block of addresses sharing their top
+/// [`V4_INDEX_BITS`] bits, the first range that may hold them (the last range starting at
+/// or before the block's first address). An address is then searched among the ranges
+/// from its block's entry to the next block's (inclusive), a handful for 10,000 random
+/// prefixes, instead of among all of them. 4,097 `u32`s (16 KB).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct V4Index(Box<[u32]>);
+
+impl V4Index {
+    fn new(starts: &[u32]) -> V4Index {
+        let blocks = 1usize << V4_INDEX_BITS;
+        let mut idx = Vec::with_capacity(blocks + 1);
+        for b in 0..blocks {
+            let first = (b as u32) << (32 - V4_INDEX_BITS);
+            idx.push((starts.partition_point(|&s| s <= first) - 1) as u32);
+        }
+        idx.push((starts.len() - 1) as u32);
+        V4Index(idx.into_boxed_slice())
+    }
+}
+
 /// An immutable access control list (see the module's documentation for the semantics).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acl {
     v4: Ranges<u32>,
+    v4_index: V4Index,
     v6: Ranges<u128>,
     /// The prefixes it was built from (after deduplication), in the order given.
     rules: Vec<AclRule>,
@@ -179,8 +211,10 @@ impl Flat {
 impl Acl {
     /// The empty list: everybody is allowed.
     pub fn empty() -> Acl {
+        let v4 = Ranges::all(false);
         Acl {
-            v4: Ranges::all(false),
+            v4_index: V4Index::new(&v4.starts),
+            v4,
             v6: Ranges::all(false),
             rules: Vec::new(),
             empty: true,
@@ -217,11 +251,13 @@ impl Acl {
         }
         let f4 = flatten(p4, u128::from(u32::MAX), default);
         let f6 = flatten(p6, u128::MAX, default);
+        let v4 = Ranges {
+            starts: f4.iter().map(|r| r.0 as u32).collect(),
+            deny: f4.iter().map(|r| r.1).collect(),
+        };
         Acl {
-            v4: Ranges {
-                starts: f4.iter().map(|r| r.0 as u32).collect(),
-                deny: f4.iter().map(|r| r.1).collect(),
-            },
+            v4_index: V4Index::new(&v4.starts),
+            v4,
             v6: Ranges {
                 starts: f6.iter().map(|r| r.0).collect(),
                 deny: f6.iter().map(|r| r.1).collect(),
@@ -250,7 +286,14 @@ impl Acl {
     /// Whether IPv4 client `a` is denied.
     #[inline]
     pub fn denies_v4(&self, a: Ipv4Addr) -> bool {
-        !self.empty && self.v4.denies(u32::from(a))
+        if self.empty {
+            return false;
+        }
+        let a = u32::from(a);
+        let b = (a >> (32 - V4_INDEX_BITS)) as usize;
+        let idx = &self.v4_index.0;
+        let (lo, hi) = (idx[b] as usize, idx[b + 1] as usize);
+        self.v4.denies_within(a, lo, hi - lo + 1)
     }
 
     /// Whether IPv6 client `a` is denied.

@@ -2093,6 +2093,11 @@ fn an_acl_denied_client_opens_no_session_and_its_established_ones_go_on() {
         }
     }
     assert_eq!(DropReason::AclDeny.name(), "acl-deny");
+    assert_eq!(
+        DropReason::from_index(DropReason::AclDeny.index()),
+        Some(DropReason::AclDeny),
+        "listed by rvsadm --dataplane and the metrics endpoint"
+    );
 }
 
 #[test]
