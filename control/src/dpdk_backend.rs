@@ -1109,6 +1109,37 @@ mod tests {
     }
 
     #[test]
+    fn acls_become_the_dataplanes_and_ipv6_prefixes_are_refused() {
+        use crate::ipvs::{AclKind, AclPrefix};
+        let v4 = inet(Protocol::Tcp, "10.0.0.100", 80);
+        let p = |s: &str| AclPrefix::parse(s).unwrap();
+        let add = |k: Option<ServiceKey>, kind, s: &str| Op::AddAcl(k, kind, p(s));
+        assert_eq!(
+            refused(&[add(None, AclKind::Deny, "2001:db8::/32")]),
+            "IPv6 ACL prefixes ('blklst' 2001:db8::/32) are not supported by the rvs dataplane"
+        );
+        assert_eq!(
+            refused(&[
+                Op::AddService(ServiceConf::new(v4)),
+                add(Some(v4), AclKind::Allow, "2001:db8::1"),
+            ]),
+            "IPv6 ACL prefixes ('whtlst' 2001:db8::1/128) are not supported by the rvs dataplane"
+        );
+        let t = table(&[
+            Op::AddService(ServiceConf::new(v4)),
+            add(Some(v4), AclKind::Deny, "10.0.0.0/8"),
+            add(Some(v4), AclKind::Allow, "10.1.0.0/16"),
+        ]);
+        assert!(refusal(&t).is_ok());
+        let acl = dp_acl(&t.services[0].acl);
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert!(acl.denies_v4(a("10.2.0.1")));
+        assert!(!acl.denies_v4(a("10.1.0.1")));
+        assert!(acl.denies_v4(a("192.0.2.1")), "an allow-list");
+        assert!(dp_acl(&t.acl).is_empty());
+    }
+
+    #[test]
     fn what_the_dataplane_does_not_do_is_refused_by_name() {
         let v4 = inet(Protocol::Tcp, "10.0.0.100", 80);
         let add = |k| Op::AddService(ServiceConf::new(k));
@@ -1306,6 +1337,14 @@ mod tests {
             (
                 "[[marks]]\ndst = \"2001:db8::/32\"\nmark = 1".to_string(),
                 "marks[0].dst: \"2001:db8::/32\" is not an IPv4 address",
+            ),
+            (
+                "[acl]\ndeny = [\"10.0.0.0/8\", \"2001:db8::/32\"]".to_string(),
+                "acl.deny[1]: IPv6 is not supported by the rvs dataplane",
+            ),
+            (
+                svc("proto = \"tcp\"\nvip = \"10.0.0.100:80\"\nallow = [\"2001:db8::1\"]"),
+                "services[0].allow[0]: IPv6 is not supported by the rvs dataplane",
             ),
         ] {
             assert_eq!(engine_err(&body), text, "{body}");

@@ -1375,6 +1375,42 @@ mod tests {
     }
 
     #[test]
+    fn acl_entries_per_service_and_global() {
+        let mut t = IpvsTable::new();
+        let k = tcp("10.0.0.100", 80);
+        let p = |s: &str| AclPrefix::parse(s).unwrap();
+        assert_eq!(
+            t.apply(&Op::AddAcl(Some(k), AclKind::Deny, p("10.0.0.0/8"))),
+            Err(IpvsError::ServiceNotDefined)
+        );
+        t.apply(&Op::AddService(ServiceConf::new(k))).unwrap();
+        t.apply(&Op::AddAcl(Some(k), AclKind::Deny, p("10.0.0.0/8")))
+            .unwrap();
+        t.apply(&Op::AddAcl(Some(k), AclKind::Allow, p("10.0.0.0/8")))
+            .unwrap();
+        t.apply(&Op::AddAcl(None, AclKind::Deny, p("192.0.2.7")))
+            .unwrap();
+        assert_eq!(
+            t.apply(&Op::AddAcl(None, AclKind::Deny, p("192.0.2.7/32"))),
+            Err(IpvsError::AclExists)
+        );
+        assert_eq!(
+            t.apply(&Op::DelAcl(None, AclKind::Allow, p("192.0.2.7"))),
+            Err(IpvsError::NoSuchAcl)
+        );
+        assert_eq!(t.acl.deny, vec![p("192.0.2.7")]);
+        assert_eq!(t.service(&k).unwrap().acl.entries().count(), 2);
+        t.apply(&Op::DelAcl(Some(k), AclKind::Allow, p("10.0.0.0/8")))
+            .unwrap();
+        assert!(t.service(&k).unwrap().acl.allow.is_empty());
+        // -C clears the whole table, the global list too.
+        t.apply(&Op::Flush).unwrap();
+        assert!(t.acl.is_empty());
+        assert!(AclPrefix::parse("10.1.2.3/8").is_err());
+        assert_eq!(p("10.1.2.0/24").to_string(), "10.1.2.0/24");
+    }
+
+    #[test]
     fn laddrs() {
         let mut t = IpvsTable::new();
         let k = tcp("10.0.0.100", 80);
