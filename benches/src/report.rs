@@ -66,6 +66,32 @@ pub struct RunResult {
     pub sink_packets: u64,
     /// Problems seen (empty when the run was clean).
     pub problems: Vec<String>,
+    /// `--proxy-protocol` (established runs): the warm-up's settling and the window's
+    /// header count.
+    #[serde(default)]
+    pub proxy: Option<ProxyFigures>,
+}
+
+/// An established run with `--proxy-protocol`: what the warm-up did to settle every
+/// session (header sent and acknowledged) and what the window saw.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProxyFigures {
+    /// `v1` or `v2`.
+    pub version: String,
+    /// Sessions that got their header during warm-up (first sends:
+    /// `proxy_headers - proxy_resent`).
+    pub headers_sent: u64,
+    /// Header segments sent again during warm-up (the client's first byte came again
+    /// before the real server's acknowledgement).
+    pub headers_resent: u64,
+    /// Real-server acknowledgements of the header the harness injected (one per session)
+    /// and the pipeline forwarded to the client.
+    pub acks_forwarded: u64,
+    /// Sessions the listing showed with the sequence shift (`IN_SEQ`).
+    pub shifted_sessions: u64,
+    /// Header segments sent during the measured window (0 when every session was
+    /// settled: the window ran on the fast path).
+    pub headers_in_window: u64,
 }
 
 impl RunResult {
@@ -323,6 +349,26 @@ impl Summary {
                 s,
                 "scaling: {x:.2}x total established Mpps, most workers over fewest"
             );
+        }
+        for r in &self.rows {
+            if let Some((e, p)) = r
+                .established
+                .as_ref()
+                .and_then(|e| Some((e, e.proxy.as_ref()?)))
+            {
+                let _ = writeln!(
+                    s,
+                    "proxy protocol {} ({} workers): warm-up sent {} headers ({} resent), \
+                     forwarded {} server acks, {} sessions shifted; {} headers in the window",
+                    p.version,
+                    e.workers,
+                    p.headers_sent,
+                    p.headers_resent,
+                    p.acks_forwarded,
+                    p.shifted_sessions,
+                    p.headers_in_window
+                );
+            }
         }
         for r in &self.rows {
             for run in [&r.floor, &r.lookup_floor, &r.established, &r.new_conn]
