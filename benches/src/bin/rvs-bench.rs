@@ -953,16 +953,19 @@ fn engine_run(
         });
     }
 
-    // Warm-up: each flow's first packet through the warm-up port.
+    // Warm-up: each flow's first packet through the warm-up port; with a PROXY header,
+    // the client's ACK ending the handshake right after it (the header goes with it).
     let mut proxy = None;
     if !opts.real_nic() {
         let pool = &warm_pool;
         let t = Instant::now();
+        let pp = opts.proxy() != ProxyProtocol::Off;
         for (w, flows) in sets.iter().enumerate() {
-            let frames = flows
-                .iter()
-                .enumerate()
-                .map(|(i, f)| build_frame(f, l4, Kind::First, opts.frame_size, i as u32));
+            let frames = flows.iter().enumerate().flat_map(|(i, f)| {
+                let syn = build_frame(f, l4, Kind::First, opts.frame_size, i as u32);
+                let ack = pp.then(|| build_frame(f, l4, Kind::Ack, opts.frame_size, i as u32));
+                std::iter::once(syn).chain(ack)
+            });
             inject(pool, &warm_rx[w], frames);
         }
         // Wait for the sessions.
@@ -1113,10 +1116,10 @@ fn proxy_header_len(version: ProxyProtocol, c: &ConnListing) -> Option<u32> {
     u32::try_from(h.len()).ok()
 }
 
-/// `--proxy-protocol`, after the SYN warm-up: settles every session so that the window
-/// runs on the established fast path with its shift. Each flow's client sends the ACK
-/// ending its handshake (the pipeline forwards it shifted and sends the header segment
-/// after it; the capture's own packets, already flowing, may do it first); then, once
+/// `--proxy-protocol`, after the warm-up (each flow's SYN, then the client's ACK ending
+/// its handshake: the pipeline forwards that ACK shifted and sends the header segment
+/// after it; the capture's own packets, already flowing, may do it first): settles every
+/// session so that the window runs on the established fast path with its shift. Once
 /// every session's header went, each session's real server acknowledges the header
 /// (RS:rport -> LIP:lport, ACK, ack = ISN + 1 + the header's length), injected through
 /// the warm-up ring of the worker that owns the local port. The local endpoints and real
@@ -1140,12 +1143,6 @@ fn settle_proxy(
     };
     let mut problems = Vec::new();
     let t = Instant::now();
-    for (w, flows) in sets.iter().enumerate() {
-        let frames = flows
-            .iter()
-            .map(|f| build_frame(f, L4::Tcp, Kind::Ack, opts.frame_size, 0));
-        inject(pool, &warm_rx[w], frames);
-    }
     let first_sends = |r: &[WorkerReport]| -> u64 {
         r.iter()
             .map(|r| r.counters.proxy_headers - r.counters.proxy_resent)
