@@ -70,6 +70,12 @@ pub struct RunResult {
     /// header count.
     #[serde(default)]
     pub proxy: Option<ProxyFigures>,
+    /// CPU time the worker threads actually ran in the window, summed over the workers
+    /// (the scheduler's count, `/proc/self/task/*/schedstat`; 0 where unavailable). On a
+    /// machine shared with other work, a poll-mode worker waits for its core part of the
+    /// window: the figures per on-CPU second leave that wait out.
+    #[serde(default)]
+    pub worker_cpu_seconds: f64,
 }
 
 /// An established run with `--proxy-protocol`: what the warm-up did to settle every
@@ -95,6 +101,27 @@ pub struct ProxyFigures {
 }
 
 impl RunResult {
+    /// Share of the window the workers were on a CPU (1.0 on dedicated cores; `None`
+    /// when not measured).
+    pub fn cpu_share(&self) -> Option<f64> {
+        let wall = self.seconds * self.per_worker.len() as f64;
+        (self.worker_cpu_seconds > 0.0 && wall > 0.0).then(|| self.worker_cpu_seconds / wall)
+    }
+
+    /// Packets per on-CPU second of a worker, in millions (`None` when not measured).
+    pub fn mpps_per_cpu_second(&self) -> Option<f64> {
+        let packets: u64 = self.per_worker.iter().map(|w| w.packets).sum();
+        (self.worker_cpu_seconds > 0.0).then(|| packets as f64 / self.worker_cpu_seconds / 1e6)
+    }
+
+    /// TSC cycles per packet counting only the time the workers were on a CPU (`None`
+    /// when not measured).
+    pub fn cpu_cycles_per_packet(&self) -> Option<f64> {
+        let packets: u64 = self.per_worker.iter().map(|w| w.packets).sum();
+        (self.worker_cpu_seconds > 0.0 && packets > 0)
+            .then(|| self.tsc_hz as f64 * self.worker_cpu_seconds / packets as f64)
+    }
+
     /// Mean Mpps per worker.
     pub fn mpps_per_worker(&self) -> f64 {
         if self.per_worker.is_empty() {
@@ -349,6 +376,28 @@ impl Summary {
                 s,
                 "scaling: {x:.2}x total established Mpps, most workers over fewest"
             );
+        }
+        for r in &self.rows {
+            let on_cpu: Vec<String> = [("floor", &r.floor), ("engine", &r.established)]
+                .into_iter()
+                .filter_map(|(name, run)| {
+                    let run = run.as_ref()?;
+                    Some(format!(
+                        "{name} {:.2} Mpps, {:.0} cycles/pkt (on a CPU {:.0} % of the window)",
+                        run.mpps_per_cpu_second()?,
+                        run.cpu_cycles_per_packet()?,
+                        run.cpu_share()? * 100.0
+                    ))
+                })
+                .collect();
+            if !on_cpu.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "per on-CPU second ({} workers): {}",
+                    r.workers,
+                    on_cpu.join("; ")
+                );
+            }
         }
         for r in &self.rows {
             if let Some((e, p)) = r

@@ -834,6 +834,7 @@ fn floor(
     std::thread::sleep(Duration::from_millis(500));
     let hz = dpdk::tsc_hz();
     let (t0, base, s0) = (Instant::now(), read(), sink.stats().unwrap_or_default());
+    let cpu0 = worker_cpu_seconds();
     let mut last = (t0, base.clone());
     while t0.elapsed().as_secs_f64() < opts.duration {
         std::thread::sleep(Duration::from_secs(1).min(Duration::from_secs_f64(opts.duration)));
@@ -859,6 +860,7 @@ fn floor(
     }
     let secs = t0.elapsed().as_secs_f64();
     let end = read();
+    let cpu = worker_cpu_seconds() - cpu0;
     let s1 = sink.stats().unwrap_or_default();
     stop.store(true, Ordering::Relaxed);
     for &lc in &lcores {
@@ -878,6 +880,7 @@ fn floor(
         mpps_total: per_worker.iter().map(|w| w.mpps).sum(),
         per_worker,
         sink_packets: s1.opackets - s0.opackets,
+        worker_cpu_seconds: cpu,
         ..RunResult::default()
     })
 }
@@ -1015,6 +1018,7 @@ fn engine_run(
 
     let p0 = engine.port_stats();
     let first = sample(&engine);
+    let cpu0 = worker_cpu_seconds();
     let mut last = sample(&engine);
     let t0 = first.at;
     while t0.elapsed().as_secs_f64() < opts.duration {
@@ -1035,6 +1039,7 @@ fn engine_run(
         last = now;
     }
     let end = sample(&engine);
+    let cpu = worker_cpu_seconds() - cpu0;
     let p1 = engine.port_stats();
     let secs = end.at.duration_since(t0).as_secs_f64();
     let per_worker = window(&first, &end, secs, hz);
@@ -1055,6 +1060,7 @@ fn engine_run(
         per_worker,
         problems,
         proxy,
+        worker_cpu_seconds: cpu,
         ..RunResult::default()
     };
     fill_tables(&mut r, &end, capacity);
@@ -1221,6 +1227,27 @@ fn settle_proxy(
         t.elapsed().as_secs_f64()
     ));
     (p, problems)
+}
+
+/// Seconds the EAL worker threads of this process (`rte-worker-N`, `lcore-worker-N` in
+/// older DPDK) have run on a CPU: the first field of their `schedstat` (0 where the
+/// kernel does not provide it).
+fn worker_cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            if !(comm.starts_with("rte-worker") || comm.starts_with("lcore-worker")) {
+                return None;
+            }
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    ns as f64 / 1e9
 }
 
 fn sink_delta(p0: &[PortStats], p1: &[PortStats], two_arms: bool) -> u64 {
