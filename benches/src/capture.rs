@@ -21,7 +21,20 @@ pub enum Kind {
     First,
     /// A packet of the established flow (TCP ACK with payload, or a UDP datagram).
     Established,
+    /// TCP: the client's ACK that ends the handshake (sequence number
+    /// [`CLIENT_ISN`] + 1, no payload).
+    Ack,
+    /// TCP: a real server's ACK without payload, with this acknowledgement number; the
+    /// flow's fields are the reply's (real server address and port, then the FULLNAT
+    /// local address and port).
+    ServerAck(u32),
 }
+
+/// The initial sequence number of every client: the sequence number of the SYN.
+pub const CLIENT_ISN: u32 = 1000;
+/// The initial sequence number the real servers are taken to have chosen (the clients'
+/// packets acknowledge [`SERVER_ISN`] + 1).
+pub const SERVER_ISN: u32 = 5000;
 
 /// One client -> VIP flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +88,7 @@ pub fn build_frame(flow: &Flow, l4: L4, kind: Kind, frame_size: usize, seq: u32)
         L4::Udp => 8,
     };
     let payload = match (l4, kind) {
-        (L4::Tcp, Kind::First) => 0,
+        (L4::Tcp, Kind::First | Kind::Ack | Kind::ServerAck(_)) => 0,
         _ => len - 14 - 20 - l4_hdr,
     };
     let ip_len = 20 + l4_hdr + payload;
@@ -109,8 +122,10 @@ pub fn build_frame(flow: &Flow, l4: L4, kind: Kind, frame_size: usize, seq: u32)
     match l4 {
         L4::Tcp => {
             let (flags, seqno, ack) = match kind {
-                Kind::First => (0x02u8, 1000u32, 0u32),
-                Kind::Established => (0x10, 1001u32.wrapping_add(seq), 5001),
+                Kind::First => (0x02u8, CLIENT_ISN, 0u32),
+                Kind::Established => (0x10, (CLIENT_ISN + 1).wrapping_add(seq), SERVER_ISN + 1),
+                Kind::Ack => (0x10, CLIENT_ISN + 1, SERVER_ISN + 1),
+                Kind::ServerAck(ack) => (0x10, SERVER_ISN + 1, ack),
             };
             seg[4..8].copy_from_slice(&seqno.to_be_bytes());
             seg[8..12].copy_from_slice(&ack.to_be_bytes());

@@ -17,7 +17,7 @@ pub mod sweep;
 
 #[cfg(test)]
 mod tests {
-    use super::capture::{build_frame, read_pcap, Kind, PcapWriter, L4};
+    use super::capture::{build_frame, read_pcap, Kind, PcapWriter, CLIENT_ISN, L4, SERVER_ISN};
     use super::plan::{self, Mode};
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
@@ -27,6 +27,8 @@ mod tests {
         for (l4, kind) in [
             (L4::Tcp, Kind::First),
             (L4::Tcp, Kind::Established),
+            (L4::Tcp, Kind::Ack),
+            (L4::Tcp, Kind::ServerAck(1029)),
             (L4::Udp, Kind::First),
         ] {
             for size in [64usize, 128, 1518] {
@@ -44,6 +46,19 @@ mod tests {
                 match p.transport {
                     Some(TransportSlice::Tcp(t)) => {
                         assert_eq!(t.syn(), kind == Kind::First);
+                        assert_eq!(t.ack(), kind != Kind::First);
+                        match kind {
+                            Kind::Ack => {
+                                assert_eq!(t.sequence_number(), CLIENT_ISN + 1);
+                                assert!(t.payload().is_empty());
+                            }
+                            Kind::ServerAck(a) => {
+                                assert_eq!(t.sequence_number(), SERVER_ISN + 1);
+                                assert_eq!(t.acknowledgment_number(), a);
+                                assert!(t.payload().is_empty());
+                            }
+                            _ => {}
+                        }
                         let want = t
                             .to_header()
                             .calc_checksum_ipv4(&h, t.payload())
@@ -117,7 +132,7 @@ mod tests {
     fn services_build_for_every_mode() {
         for mode in ["nat", "dr", "tun", "fullnat"] {
             let m = Mode::parse(mode).unwrap();
-            let p = plan::services(m, L4::Tcp, 3).unwrap();
+            let p = plan::services(m, L4::Tcp, 3, 0).unwrap();
             assert_eq!(p.services.services().len(), 1);
             assert_eq!(
                 p.services.services()[0].dests.len(),

@@ -163,12 +163,13 @@ pub struct Published {
     pub laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
 }
 
-/// Builds the service (rr over [`REAL_SERVERS`] servers) with [`ServiceTable`], as
-/// `control/src/dpdk_backend.rs` does from an IPVS table, plus `lips` LIPs in FULLNAT.
-pub fn services(mode: Mode, l4: L4, lips: u32) -> Result<Published, ServiceError> {
+/// Builds the service (rr over [`REAL_SERVERS`] servers, service flags `flags`, e.g.
+/// `svc_flags::PROXY_V2`) with [`ServiceTable`], as `control/src/dpdk_backend.rs` does
+/// from an IPVS table, plus `lips` LIPs in FULLNAT.
+pub fn services(mode: Mode, l4: L4, lips: u32, flags: u32) -> Result<Published, ServiceError> {
     let key = service_key(l4);
     let mut table = ServiceTable::new();
-    table.add_service(ServiceConfig::new(key, SchedKind::Rr))?;
+    table.add_service(ServiceConfig::new(key, SchedKind::Rr).flags(flags))?;
     let rport = match mode {
         Mode::Nat | Mode::Fullnat => RPORT,
         Mode::Dr | Mode::Tun => VPORT,

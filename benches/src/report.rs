@@ -66,9 +66,62 @@ pub struct RunResult {
     pub sink_packets: u64,
     /// Problems seen (empty when the run was clean).
     pub problems: Vec<String>,
+    /// `--proxy-protocol` (established runs): the warm-up's settling and the window's
+    /// header count.
+    #[serde(default)]
+    pub proxy: Option<ProxyFigures>,
+    /// CPU time the worker threads actually ran in the window, summed over the workers
+    /// (the scheduler's count, `/proc/self/task/*/schedstat`; 0 where unavailable). On a
+    /// machine shared with other work, a poll-mode worker waits for its core part of the
+    /// window: the figures per on-CPU second leave that wait out.
+    #[serde(default)]
+    pub worker_cpu_seconds: f64,
+}
+
+/// An established run with `--proxy-protocol`: what the warm-up did to settle every
+/// session (header sent and acknowledged) and what the window saw.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProxyFigures {
+    /// `v1` or `v2`.
+    pub version: String,
+    /// Sessions that got their header during warm-up (first sends:
+    /// `proxy_headers - proxy_resent`).
+    pub headers_sent: u64,
+    /// Header segments sent again during warm-up (the client's first byte came again
+    /// before the real server's acknowledgement).
+    pub headers_resent: u64,
+    /// Real-server acknowledgements of the header the harness injected (one per session)
+    /// and the pipeline forwarded to the client.
+    pub acks_forwarded: u64,
+    /// Sessions the listing showed with the sequence shift (`IN_SEQ`).
+    pub shifted_sessions: u64,
+    /// Header segments sent during the measured window (0 when every session was
+    /// settled: the window ran on the fast path).
+    pub headers_in_window: u64,
 }
 
 impl RunResult {
+    /// Share of the window the workers were on a CPU (1.0 on dedicated cores; `None`
+    /// when not measured).
+    pub fn cpu_share(&self) -> Option<f64> {
+        let wall = self.seconds * self.per_worker.len() as f64;
+        (self.worker_cpu_seconds > 0.0 && wall > 0.0).then(|| self.worker_cpu_seconds / wall)
+    }
+
+    /// Packets per on-CPU second of a worker, in millions (`None` when not measured).
+    pub fn mpps_per_cpu_second(&self) -> Option<f64> {
+        let packets: u64 = self.per_worker.iter().map(|w| w.packets).sum();
+        (self.worker_cpu_seconds > 0.0).then(|| packets as f64 / self.worker_cpu_seconds / 1e6)
+    }
+
+    /// TSC cycles per packet counting only the time the workers were on a CPU (`None`
+    /// when not measured).
+    pub fn cpu_cycles_per_packet(&self) -> Option<f64> {
+        let packets: u64 = self.per_worker.iter().map(|w| w.packets).sum();
+        (self.worker_cpu_seconds > 0.0 && packets > 0)
+            .then(|| self.tsc_hz as f64 * self.worker_cpu_seconds / packets as f64)
+    }
+
     /// Mean Mpps per worker.
     pub fn mpps_per_worker(&self) -> f64 {
         if self.per_worker.is_empty() {
@@ -323,6 +376,48 @@ impl Summary {
                 s,
                 "scaling: {x:.2}x total established Mpps, most workers over fewest"
             );
+        }
+        for r in &self.rows {
+            let on_cpu: Vec<String> = [("floor", &r.floor), ("engine", &r.established)]
+                .into_iter()
+                .filter_map(|(name, run)| {
+                    let run = run.as_ref()?;
+                    Some(format!(
+                        "{name} {:.2} Mpps, {:.0} cycles/pkt (on a CPU {:.0} % of the window)",
+                        run.mpps_per_cpu_second()?,
+                        run.cpu_cycles_per_packet()?,
+                        run.cpu_share()? * 100.0
+                    ))
+                })
+                .collect();
+            if !on_cpu.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "per on-CPU second ({} workers): {}",
+                    r.workers,
+                    on_cpu.join("; ")
+                );
+            }
+        }
+        for r in &self.rows {
+            if let Some((e, p)) = r
+                .established
+                .as_ref()
+                .and_then(|e| Some((e, e.proxy.as_ref()?)))
+            {
+                let _ = writeln!(
+                    s,
+                    "proxy protocol {} ({} workers): warm-up sent {} headers ({} resent), \
+                     forwarded {} server acks, {} sessions shifted; {} headers in the window",
+                    p.version,
+                    e.workers,
+                    p.headers_sent,
+                    p.headers_resent,
+                    p.acks_forwarded,
+                    p.shifted_sessions,
+                    p.headers_in_window
+                );
+            }
         }
         for r in &self.rows {
             for run in [&r.floor, &r.lookup_floor, &r.established, &r.new_conn]

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,16 +19,20 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-use rvs_benches::capture::{build_frame, Kind, PcapWriter, L4};
+use rvs_benches::capture::{build_frame, Flow, Kind, PcapWriter, CLIENT_ISN, L4};
 use rvs_benches::plan::{self, Mode};
-use rvs_benches::report::{Row, RunResult, Summary, WorkerFigures};
+use rvs_benches::report::{ProxyFigures, Row, RunResult, Summary, WorkerFigures};
 use rvs_benches::sweep::{Point, Sweep};
+use rvs_dataplane::conn::{flags as conn_flags, ConnListing};
 use rvs_dataplane::dpdk::{
     self, default_eal_args, lcore, Eal, HugePageAlloc, MbufBatch, Mempool, Port, PortConf,
     PortStats, QueueId, Ring, RING_SP_SC,
 };
 use rvs_dataplane::engine::{Engine, WorkerReport};
+use rvs_dataplane::forward::cip::ProxyHeader;
 use rvs_dataplane::pipeline::DropReason;
+use rvs_dataplane::service::ProxyProtocol;
+use rvs_dataplane::steer::owner_of_port;
 
 /// Command line.
 #[derive(Parser, Debug, Clone)]
@@ -98,6 +103,12 @@ struct Opts {
     /// Extra EAL arguments (repeatable), e.g. --eal=--socket-mem=2048.
     #[arg(long, allow_hyphen_values = true)]
     eal: Vec<String>,
+    /// FULLNAT over TCP: the service sends each session's real server a PROXY protocol
+    /// header (`v1` or `v2`; `disable` = none). The warm-up settles every session (the
+    /// client's handshake ACK makes the header go, an acknowledgement of it from the real
+    /// server follows), so the established window measures the fast path with its shift.
+    #[arg(long)]
+    proxy_protocol: Option<String>,
     /// Write the captures for an external generator into this directory and exit:
     /// first.pcap (each flow's SYN), established.pcap, new.pcap.
     #[arg(long)]
@@ -122,6 +133,18 @@ impl Opts {
             L4::Udp
         } else {
             L4::Tcp
+        }
+    }
+    fn proxy(&self) -> ProxyProtocol {
+        match self
+            .proxy_protocol
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("v1") => ProxyProtocol::V1,
+            Some("v2") => ProxyProtocol::V2,
+            _ => ProxyProtocol::Off,
         }
     }
     fn new_flows(&self) -> u64 {
@@ -150,6 +173,9 @@ impl Opts {
             "--duration".into(),
             self.duration.to_string(),
         ];
+        if let Some(p) = &self.proxy_protocol {
+            a.push(format!("--proxy-protocol={p}"));
+        }
         if let Some(d) = &self.client_dev {
             a.push(format!("--client-dev={d}"));
         }
@@ -214,6 +240,30 @@ fn validate(opts: &Opts) -> Result<(), Error> {
     }
     if opts.duration <= 0.0 {
         return Err("--duration must be positive".into());
+    }
+    if let Some(pp) = &opts.proxy_protocol {
+        if !["v1", "v2", "disable"].contains(&pp.to_ascii_lowercase().as_str()) {
+            return Err(format!("--proxy-protocol {pp:?}: use v1, v2 or disable").into());
+        }
+    }
+    if opts.proxy() != ProxyProtocol::Off {
+        if opts.mode() != Mode::Fullnat {
+            return Err(format!(
+                "--proxy-protocol: FULLNAT only (--mode fullnat), not --mode {}",
+                opts.mode
+            )
+            .into());
+        }
+        if opts.l4() != L4::Tcp {
+            return Err("--proxy-protocol: TCP flows only (--proto tcp)".into());
+        }
+        if opts.real_nic() {
+            return Err(
+                "--proxy-protocol: virtual devices only (the harness answers for \
+                        the real servers through its warm-up port)"
+                    .into(),
+            );
+        }
     }
     Ok(())
 }
@@ -784,6 +834,7 @@ fn floor(
     std::thread::sleep(Duration::from_millis(500));
     let hz = dpdk::tsc_hz();
     let (t0, base, s0) = (Instant::now(), read(), sink.stats().unwrap_or_default());
+    let cpu0 = worker_cpu_seconds();
     let mut last = (t0, base.clone());
     while t0.elapsed().as_secs_f64() < opts.duration {
         std::thread::sleep(Duration::from_secs(1).min(Duration::from_secs_f64(opts.duration)));
@@ -809,6 +860,7 @@ fn floor(
     }
     let secs = t0.elapsed().as_secs_f64();
     let end = read();
+    let cpu = worker_cpu_seconds() - cpu0;
     let s1 = sink.stats().unwrap_or_default();
     stop.store(true, Ordering::Relaxed);
     for &lc in &lcores {
@@ -828,6 +880,7 @@ fn floor(
         mpps_total: per_worker.iter().map(|w| w.mpps).sum(),
         per_worker,
         sink_packets: s1.opackets - s0.opackets,
+        worker_cpu_seconds: cpu,
         ..RunResult::default()
     })
 }
@@ -886,7 +939,7 @@ fn engine_run(
     let mut engine = Engine::start_with_data_room(&cfg, data_room(opts.frame_size))?;
     let _ = warm_tx.len();
     let lips = plan::lips_needed(u64::from(capacity), workers);
-    let p = plan::services(mode, l4, lips)?;
+    let p = plan::services(mode, l4, lips, opts.proxy().flag())?;
     engine.publish(p.services, &p.vips, &[], p.laddrs);
     // Two report round trips: the second is answered by a loop iteration that began after
     // the first answer, so every worker has adopted the snapshot before warm-up starts.
@@ -903,33 +956,20 @@ fn engine_run(
         });
     }
 
-    // Warm-up: each flow's first packet through the warm-up port.
+    // Warm-up: each flow's first packet through the warm-up port; with a PROXY header,
+    // the client's ACK ending the handshake right after it (the header goes with it).
+    let mut proxy = None;
     if !opts.real_nic() {
         let pool = &warm_pool;
         let t = Instant::now();
-        let mut batch = MbufBatch::new();
+        let pp = opts.proxy() != ProxyProtocol::Off;
         for (w, flows) in sets.iter().enumerate() {
-            let ring = &warm_rx[w];
-            for (i, f) in flows.iter().enumerate() {
-                let frame = build_frame(f, l4, Kind::First, opts.frame_size, i as u32);
-                let m = loop {
-                    match pool.alloc_with(&frame) {
-                        Some(m) => break m,
-                        None => std::thread::sleep(Duration::from_micros(200)),
-                    }
-                };
-                let _ = batch.push(m);
-                while batch.is_full() {
-                    if ring.enqueue_burst(&mut batch) == 0 {
-                        std::thread::sleep(Duration::from_micros(100));
-                    }
-                }
-            }
-            while !batch.is_empty() {
-                if ring.enqueue_burst(&mut batch) == 0 {
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-            }
+            let frames = flows.iter().enumerate().flat_map(|(i, f)| {
+                let syn = build_frame(f, l4, Kind::First, opts.frame_size, i as u32);
+                let ack = pp.then(|| build_frame(f, l4, Kind::Ack, opts.frame_size, i as u32));
+                std::iter::once(syn).chain(ack)
+            });
+            inject(pool, &warm_rx[w], frames);
         }
         // Wait for the sessions.
         let want: u64 = expected.iter().sum();
@@ -953,6 +993,11 @@ fn engine_run(
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        if opts.proxy() != ProxyProtocol::Off && problems.is_empty() {
+            let (p, mut bad) = settle_proxy(opts, &engine, pool, warm_rx, sets);
+            problems.append(&mut bad);
+            proxy = Some(p);
+        }
     } else {
         progress(format!(
             "real NIC: waiting for traffic ({} flows expected); port 0 MAC {:02x?}",
@@ -973,6 +1018,7 @@ fn engine_run(
 
     let p0 = engine.port_stats();
     let first = sample(&engine);
+    let cpu0 = worker_cpu_seconds();
     let mut last = sample(&engine);
     let t0 = first.at;
     while t0.elapsed().as_secs_f64() < opts.duration {
@@ -993,20 +1039,215 @@ fn engine_run(
         last = now;
     }
     let end = sample(&engine);
+    let cpu = worker_cpu_seconds() - cpu0;
     let p1 = engine.port_stats();
     let secs = end.at.duration_since(t0).as_secs_f64();
     let per_worker = window(&first, &end, secs, hz);
+    if let Some(p) = &mut proxy {
+        let headers =
+            |s: &Sample| -> u64 { s.reports.iter().map(|r| r.counters.proxy_headers).sum() };
+        p.headers_in_window = headers(&end) - headers(&first);
+        if p.headers_in_window > 0 {
+            problems.push(format!(
+                "{} PROXY headers sent in the window: sessions not settled (general path)",
+                p.headers_in_window
+            ));
+        }
+    }
     let mut r = RunResult {
         seconds: secs,
         mpps_total: per_worker.iter().map(|w| w.mpps).sum(),
         per_worker,
         problems,
+        proxy,
+        worker_cpu_seconds: cpu,
         ..RunResult::default()
     };
     fill_tables(&mut r, &end, capacity);
     r.sink_packets = sink_delta(&p0, &p1, dev.server.is_some());
     engine.stop()?;
     Ok(r)
+}
+
+/// Puts `frames` into the warm-up port's receive ring `ring` (one worker's queue), as
+/// mbufs of `pool`, waiting while the pool or the ring is full.
+fn inject(pool: &Mempool, ring: &Ring, frames: impl Iterator<Item = Vec<u8>>) {
+    let mut batch = MbufBatch::new();
+    for frame in frames {
+        let m = loop {
+            match pool.alloc_with(&frame) {
+                Some(m) => break m,
+                None => std::thread::sleep(Duration::from_micros(200)),
+            }
+        };
+        let _ = batch.push(m);
+        while batch.is_full() {
+            if ring.enqueue_burst(&mut batch) == 0 {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+    }
+    while !batch.is_empty() {
+        if ring.enqueue_burst(&mut batch) == 0 {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+}
+
+/// Waits until `done` holds for the engine's reports, or `limit` passes (then false).
+fn wait_for(
+    engine: &Engine,
+    limit: Duration,
+    mut done: impl FnMut(&[WorkerReport]) -> bool,
+) -> bool {
+    let t = Instant::now();
+    loop {
+        if done(&sample(engine).reports) {
+            return true;
+        }
+        if t.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The PROXY header a session's real server gets (its length is the session's shift).
+fn proxy_header_len(version: ProxyProtocol, c: &ConnListing) -> Option<u32> {
+    let h = match version {
+        ProxyProtocol::V2 => ProxyHeader::v2(c.caddr, c.cport, c.vaddr, c.vport, false),
+        ProxyProtocol::V1 => ProxyHeader::v1(c.caddr, c.cport, c.vaddr, c.vport)?,
+        ProxyProtocol::Off => return None,
+    };
+    u32::try_from(h.len()).ok()
+}
+
+/// `--proxy-protocol`, after the warm-up (each flow's SYN, then the client's ACK ending
+/// its handshake: the pipeline forwards that ACK shifted and sends the header segment
+/// after it; the capture's own packets, already flowing, may do it first): settles every
+/// session so that the window runs on the established fast path with its shift. Once
+/// every session's header went, each session's real server acknowledges the header
+/// (RS:rport -> LIP:lport, ACK, ack = ISN + 1 + the header's length), injected through
+/// the warm-up ring of the worker that owns the local port. The local endpoints and real
+/// servers come from `Engine::connections` (what `ipvsadm -Lnc` lists). A session whose
+/// header went and was acknowledged has nothing left but the shift and takes the fast
+/// path. Returns the figures and the problems seen.
+fn settle_proxy(
+    opts: &Opts,
+    engine: &Engine,
+    pool: &Mempool,
+    warm_rx: &[Ring],
+    sets: &[Vec<Flow>],
+) -> (ProxyFigures, Vec<String>) {
+    let version = opts.proxy();
+    let workers = sets.len();
+    let want: u64 = sets.iter().map(|s| s.len() as u64).sum();
+    let limit = Duration::from_secs(60 + want / 10_000);
+    let mut p = ProxyFigures {
+        version: version.name().into(),
+        ..ProxyFigures::default()
+    };
+    let mut problems = Vec::new();
+    let t = Instant::now();
+    let first_sends = |r: &[WorkerReport]| -> u64 {
+        r.iter()
+            .map(|r| r.counters.proxy_headers - r.counters.proxy_resent)
+            .sum()
+    };
+    if !wait_for(engine, limit, |r| first_sends(r) >= want) {
+        problems.push(format!(
+            "proxy warm-up: {} of {want} headers sent after {} s",
+            first_sends(&sample(engine).reports),
+            limit.as_secs()
+        ));
+    }
+    let conns: Vec<ConnListing> = engine
+        .connections()
+        .into_iter()
+        .filter(|c| c.flags & conn_flags::TEMPLATE == 0)
+        .collect();
+    p.shifted_sessions = conns
+        .iter()
+        .filter(|c| c.flags & conn_flags::IN_SEQ != 0)
+        .count() as u64;
+    if (conns.len() as u64) < want || p.shifted_sessions < want {
+        problems.push(format!(
+            "proxy warm-up: the listing has {} sessions, {} shifted, of {want}",
+            conns.len(),
+            p.shifted_sessions
+        ));
+    }
+    let out = |r: &[WorkerReport]| -> u64 { r.iter().map(|r| r.counters.out_packets).sum() };
+    let out0 = out(&sample(engine).reports);
+    let mut acks = 0u64;
+    for (w, ring) in warm_rx.iter().enumerate().take(workers) {
+        let mine = conns
+            .iter()
+            .filter(|c| owner_of_port(c.lport, workers) == w);
+        let frames = mine.filter_map(|c| {
+            let (IpAddr::V4(rs), IpAddr::V4(lip)) = (c.daddr.to_ip(), c.laddr.to_ip()) else {
+                return None;
+            };
+            let ack = CLIENT_ISN + 1 + proxy_header_len(version, c)?;
+            let reply = Flow {
+                caddr: rs,
+                cport: c.dport,
+                vaddr: lip,
+                vport: c.lport,
+            };
+            acks += 1;
+            Some(build_frame(
+                &reply,
+                L4::Tcp,
+                Kind::ServerAck(ack),
+                opts.frame_size,
+                0,
+            ))
+        });
+        inject(pool, ring, frames);
+    }
+    if !wait_for(engine, limit, |r| out(r) - out0 >= acks) || acks < want {
+        problems.push(format!(
+            "proxy warm-up: {} of {want} server acknowledgements forwarded",
+            out(&sample(engine).reports) - out0
+        ));
+    }
+    let r = sample(engine).reports;
+    p.acks_forwarded = out(&r) - out0;
+    p.headers_sent = first_sends(&r);
+    p.headers_resent = r.iter().map(|r| r.counters.proxy_resent).sum();
+    progress(format!(
+        "proxy protocol {}: {} headers sent ({} resent), {} acknowledged by the servers, \
+         {} sessions shifted, in {:.1}s",
+        p.version,
+        p.headers_sent,
+        p.headers_resent,
+        p.acks_forwarded,
+        p.shifted_sessions,
+        t.elapsed().as_secs_f64()
+    ));
+    (p, problems)
+}
+
+/// Seconds the EAL worker threads of this process (`rte-worker-N`, `lcore-worker-N` in
+/// older DPDK) have run on a CPU: the first field of their `schedstat` (0 where the
+/// kernel does not provide it).
+fn worker_cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            if !(comm.starts_with("rte-worker") || comm.starts_with("lcore-worker")) {
+                return None;
+            }
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    ns as f64 / 1e9
 }
 
 fn sink_delta(p0: &[PortStats], p1: &[PortStats], two_arms: bool) -> u64 {
