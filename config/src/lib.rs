@@ -366,6 +366,18 @@ pub enum Forward {
     Fullnat,
 }
 
+impl Forward {
+    /// The spelling in the file (`masq`, `route`, `tunnel`, `fullnat`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Forward::Masq => "masq",
+            Forward::Route => "route",
+            Forward::Tunnel => "tunnel",
+            Forward::Fullnat => "fullnat",
+        }
+    }
+}
+
 /// `[[services]]`: a virtual service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -438,11 +450,82 @@ pub struct Service {
     /// Default Host header (and SNI) of the service's `HTTP_GET`/`SSL_GET` checks.
     #[serde(default)]
     pub virtualhost: Option<String>,
+    /// FULLNAT: the PROXY protocol header the real servers get (`"v1"`, `"v2"` or
+    /// `"disable"`, the default), as `--proxy-protocol`. A string checked by validation so
+    /// that a bad value is named by its field.
+    #[serde(default = "default_proxy_protocol")]
+    pub proxy_protocol: String,
+    /// FULLNAT TCP: the client's address and port in a TOA TCP option (`--toa`).
+    #[serde(default)]
+    pub toa: bool,
 }
 
 fn default_sched() -> String {
     "wlc".to_string()
 }
+
+fn default_proxy_protocol() -> String {
+    ProxyProtocol::Disable.name().to_string()
+}
+
+/// How a FULLNAT service tells its real servers the client's address in the stream: the
+/// PROXY protocol header (`--proxy-protocol`, `proxy_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    /// No header (the default).
+    #[default]
+    Disable,
+    /// Version 1, the text line (TCP only).
+    V1,
+    /// Version 2, the binary header (TCP and UDP).
+    V2,
+}
+
+/// Why a `--proxy-protocol` value is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolError {
+    /// DPVS's `v1-insecure`/`v2-insecure` (which let a client's own header through): rvs
+    /// always puts its own header first.
+    Insecure,
+    /// Anything else that is not `v1`, `v2` or `disable`.
+    Unknown,
+}
+
+impl ProxyProtocol {
+    /// The spelling of `--proxy-protocol` and `proxy_protocol` (`disable`, `v1`, `v2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyProtocol::Disable => "disable",
+            ProxyProtocol::V1 => "v1",
+            ProxyProtocol::V2 => "v2",
+        }
+    }
+
+    /// Reads `v1`, `v2` or `disable` (exactly; see [`ProxyProtocol::parse_nocase`]).
+    pub fn parse(s: &str) -> Result<ProxyProtocol, ProxyProtocolError> {
+        match s {
+            "disable" => Ok(ProxyProtocol::Disable),
+            "v1" => Ok(ProxyProtocol::V1),
+            "v2" => Ok(ProxyProtocol::V2),
+            "v1-insecure" | "v2-insecure" => Err(ProxyProtocolError::Insecure),
+            _ => Err(ProxyProtocolError::Unknown),
+        }
+    }
+
+    /// Reads a value as DPVS's ipvsadm and keepalived do (`strcasecmp`: `V2` is `v2`).
+    pub fn parse_nocase(s: &str) -> Result<ProxyProtocol, ProxyProtocolError> {
+        Self::parse(&s.to_ascii_lowercase())
+    }
+
+    /// Whether a header is inserted.
+    pub fn is_on(self) -> bool {
+        self != ProxyProtocol::Disable
+    }
+}
+
+/// The one-line reason rvs gives for refusing DPVS's insecure PROXY protocol modes.
+pub const PROXY_INSECURE_REASON: &str = "rvs always puts its own header first";
 
 /// `[[services.real]]`: a real server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -773,6 +856,22 @@ impl Service {
             Some(sa) => sa.is_ipv6(),
             None => self.ipv6,
         }
+    }
+
+    /// Its PROXY protocol (`Disable` for a value validation refuses).
+    pub fn proxy_protocol(&self) -> ProxyProtocol {
+        ProxyProtocol::parse(&self.proxy_protocol).unwrap_or_default()
+    }
+
+    /// The forwarding method of its sorry server, if it has one: `sorry_server_forward`,
+    /// else that of the first real server, else direct routing (as the table gets it).
+    pub fn sorry_forward(&self) -> Option<Forward> {
+        self.sorry_server.as_ref()?;
+        Some(
+            self.sorry_server_forward
+                .or_else(|| self.real.first().map(|r| r.forward))
+                .unwrap_or_default(),
+        )
     }
 }
 
@@ -1147,7 +1246,79 @@ impl Config {
             }
             seen.push(key);
         }
+        Self::validate_client_address(i, s)?;
         check::validate_service(i, s, port)
+    }
+
+    /// `services[i].proxy_protocol` and `.toa`: known values, FULLNAT real servers (the
+    /// sorry server included) and a protocol that carries them (v1 and TOA: TCP; v2: TCP
+    /// and UDP; a fwmark service may have either).
+    fn validate_client_address(i: usize, s: &Service) -> Result<(), ConfigError> {
+        let f = |n: &str| format!("services[{i}].{n}");
+        let pp = &s.proxy_protocol;
+        let proxy = ProxyProtocol::parse(pp).map_err(|e| {
+            ConfigError::invalid(
+                f("proxy_protocol"),
+                match e {
+                    ProxyProtocolError::Insecure => {
+                        format!("{pp:?} is not supported: {PROXY_INSECURE_REASON}")
+                    }
+                    ProxyProtocolError::Unknown => {
+                        format!("{pp:?} is not one of \"v1\", \"v2\", \"disable\"")
+                    }
+                },
+            )
+        })?;
+        let only_for = match (proxy, s.proto) {
+            (ProxyProtocol::V1, Proto::Udp | Proto::Sctp) => Some("TCP"),
+            (ProxyProtocol::V2, Proto::Sctp) => Some("TCP and UDP"),
+            _ => None,
+        };
+        if let Some(what) = only_for {
+            return Err(ConfigError::invalid(
+                f("proxy_protocol"),
+                format!("{pp:?} is only for {what} services"),
+            ));
+        }
+        if s.toa && matches!(s.proto, Proto::Udp | Proto::Sctp) {
+            return Err(ConfigError::invalid(
+                f("toa"),
+                "TOA is only for TCP services",
+            ));
+        }
+        // The field named: the PROXY protocol's when both are set.
+        let (field, what) = if proxy.is_on() {
+            (f("proxy_protocol"), format!("{pp:?}"))
+        } else if s.toa {
+            (f("toa"), "TOA".to_string())
+        } else {
+            return Ok(());
+        };
+        if let Some((j, r)) = s
+            .real
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.forward != Forward::Fullnat)
+        {
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                    "{what} needs FULLNAT real servers: real[{j}] {:?} forwards by {}",
+                    r.address,
+                    r.forward.name()
+                ),
+            ));
+        }
+        match s.sorry_forward() {
+            Some(fw) if fw != Forward::Fullnat => Err(ConfigError::invalid(
+                field,
+                format!(
+                    "{what} needs FULLNAT real servers: the sorry server forwards by {} (set sorry_server_forward = \"fullnat\")",
+                    fw.name()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// `services[i].real[j]` of service `s` (port `port`); gives the real server's key in
@@ -1446,6 +1617,68 @@ new_per_second = 1000000000
             err("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n"),
             "services[1]: duplicates an earlier service"
         );
+    }
+
+    #[test]
+    fn proxy_protocol_and_toa_are_fullnat_settings_named_by_their_field() {
+        let svc = |proto: &str, vip: &str, extra: &str, fwd: &str| {
+            format!(
+                "[[services]]\nproto = \"{proto}\"\n{vip}{extra}laddrs = [\"10.0.0.200\"]\n\
+                 real = [\n  {{ address = \"10.0.0.1:80\", forward = \"fullnat\" }},\n  \
+                 {{ address = \"10.0.0.2:80\", forward = \"{fwd}\" }},\n]\n"
+            )
+        };
+        let tcp = |extra: &str, fwd: &str| svc("tcp", "vip = \"1.2.3.4:80\"\n", extra, fwd);
+        let c = Config::from_str(&tcp("", "fullnat")).unwrap();
+        assert_eq!(c.services[0].proxy_protocol, "disable");
+        assert_eq!(c.services[0].proxy_protocol(), ProxyProtocol::Disable);
+        assert!(!c.services[0].toa);
+        let c = Config::from_str(&tcp("proxy_protocol = \"v2\"\ntoa = true\n", "fullnat")).unwrap();
+        assert_eq!(c.services[0].proxy_protocol(), ProxyProtocol::V2);
+        assert!(c.services[0].toa);
+        let c = Config::from_str(&svc(
+            "udp",
+            "vip = \"1.2.3.4:53\"\n",
+            "proxy_protocol = \"v2\"\n",
+            "fullnat",
+        ))
+        .unwrap();
+        assert_eq!(c.services[0].proxy_protocol(), ProxyProtocol::V2);
+        for (extra, mark) in [
+            ("proxy_protocol = \"v1\"\ntoa = true\n", 1),
+            ("proxy_protocol = \"v2\"\n", 2),
+        ] {
+            Config::from_str(&svc(
+                "fwmark",
+                &format!("fwmark = {mark}\n"),
+                extra,
+                "fullnat",
+            ))
+            .unwrap();
+        }
+        let cases: &[(String, &str)] = &[
+            (tcp("proxy_protocol = \"v3\"\n", "fullnat"), "services[0].proxy_protocol: \"v3\" is not one of \"v1\", \"v2\", \"disable\""),
+            (tcp("proxy_protocol = \"V2\"\n", "fullnat"), "services[0].proxy_protocol: \"V2\" is not one of \"v1\", \"v2\", \"disable\""),
+            (tcp("proxy_protocol = \"v2-insecure\"\n", "fullnat"), "services[0].proxy_protocol: \"v2-insecure\" is not supported: rvs always puts its own header first"),
+            (tcp("proxy_protocol = \"v1\"\n", "masq"), "services[0].proxy_protocol: \"v1\" needs FULLNAT real servers: real[1] \"10.0.0.2:80\" forwards by masq"),
+            (tcp("toa = true\n", "route"), "services[0].toa: TOA needs FULLNAT real servers: real[1] \"10.0.0.2:80\" forwards by route"),
+            (tcp("proxy_protocol = \"v2\"\ntoa = true\n", "tunnel"), "services[0].proxy_protocol: \"v2\" needs FULLNAT real servers: real[1] \"10.0.0.2:80\" forwards by tunnel"),
+            (tcp("proxy_protocol = \"v2\"\nsorry_server = \"10.0.0.9:80\"\nsorry_server_forward = \"masq\"\n", "fullnat"), "services[0].proxy_protocol: \"v2\" needs FULLNAT real servers: the sorry server forwards by masq (set sorry_server_forward = \"fullnat\")"),
+            (svc("udp", "vip = \"1.2.3.4:53\"\n", "proxy_protocol = \"v1\"\n", "fullnat"), "services[0].proxy_protocol: \"v1\" is only for TCP services"),
+            (svc("sctp", "vip = \"1.2.3.4:9\"\n", "proxy_protocol = \"v2\"\n", "fullnat"), "services[0].proxy_protocol: \"v2\" is only for TCP and UDP services"),
+            (svc("udp", "vip = \"1.2.3.4:53\"\n", "toa = true\n", "fullnat"), "services[0].toa: TOA is only for TCP services"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(err(text), *want, "{text}");
+        }
+        // The sorry server follows the first real server's method unless told otherwise.
+        Config::from_str(&tcp(
+            "toa = true\nsorry_server = \"10.0.0.9:80\"\n",
+            "fullnat",
+        ))
+        .unwrap();
+        let e = err("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\ntoa = \"yes\"\n");
+        assert!(e.starts_with("line 4: invalid type"), "{e}");
     }
 
     #[test]

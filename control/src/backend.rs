@@ -276,6 +276,15 @@ pub struct WorkerMetrics {
     pub frag_needed_sent: u64,
     /// ICMP errors not originated because of the rate limit.
     pub icmp_rate_limited: u64,
+    /// PROXY protocol headers sent to real servers (TCP segments, resent ones included,
+    /// and UDP datagrams).
+    pub proxy_headers: u64,
+    /// PROXY header segments sent again.
+    pub proxy_resent: u64,
+    /// TOA options added.
+    pub toa_added: u64,
+    /// TOA options not added for want of room.
+    pub toa_no_room: u64,
     /// Drops by reason (every reason, zeros included), named as `rvsadm --dataplane`.
     pub drops: Vec<(String, u64)>,
     /// TSC cycles the poll loop ran.

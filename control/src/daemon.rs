@@ -213,7 +213,8 @@ impl Daemon {
     /// failure rolls the table back.
     pub fn apply(&mut self, op: &Op) -> Response {
         let before = self.table.clone();
-        if let Err(e) = self.table.apply(op) {
+        if let Err(e) = self.table.apply(op).and_then(|()| self.sorry_refusal(op)) {
+            self.table = before;
             return Response::Error(e);
         }
         let r = match op {
@@ -252,6 +253,34 @@ impl Daemon {
             _ => {}
         }
         Response::Ok
+    }
+
+    /// `-A`/`-E` with `--proxy-protocol` or `--toa` on a service whose configured sorry
+    /// server is not FULLNAT: refused as if that server were in the table (it comes in
+    /// when the quorum is lost, and would then be refused).
+    fn sorry_refusal(&self, op: &Op) -> Result<(), crate::ipvs::IpvsError> {
+        let (Op::AddService(conf) | Op::EditService(conf)) = op else {
+            return Ok(());
+        };
+        if conf.client_address_options().is_none() {
+            return Ok(());
+        }
+        let Some(cfg) = self.config() else {
+            return Ok(());
+        };
+        for (i, svc) in cfg.services.iter().enumerate() {
+            let (Some(addr), Some(forward)) = (&svc.sorry_server, svc.sorry_forward()) else {
+                continue;
+            };
+            if crate::ipvs::config_key(i, svc).ok() != Some(conf.key) {
+                continue;
+            }
+            let r = rvs_config::Real::new(addr.clone(), forward);
+            if let Ok(d) = crate::ipvs::config_dest((i, 0), conf.key, &r) {
+                IpvsTable::check_fullnat_dests(conf, &[d])?;
+            }
+        }
+        Ok(())
     }
 
     fn view(&self, c: &DataplaneCounters, key: &ServiceKey) -> Option<ServiceView> {
@@ -571,6 +600,54 @@ mod tests {
         fn connections(&self) -> Vec<ConnRow> {
             Vec::new()
         }
+    }
+
+    #[test]
+    fn a_configured_sorry_server_that_is_not_fullnat_refuses_proxy_protocol_and_toa() {
+        use crate::ipvs::{IpvsError, ProxyProtocol};
+        let dir = std::env::temp_dir().join(format!("rvs-daemon-sorry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rvs.toml");
+        std::fs::write(
+            &path,
+            "[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\nladdrs = [\"10.0.0.200\"]\n\
+             sorry_server = \"10.0.0.9:80\"\nsorry_server_forward = \"masq\"\n\
+             real = [{ address = \"10.0.0.1:80\", forward = \"fullnat\" }]\n",
+        )
+        .unwrap();
+        let (src, _) = Source::load(&path).unwrap();
+        let mut d = Daemon::new(
+            src.file_table.clone(),
+            Box::new(Counting(Default::default())),
+        )
+        .unwrap()
+        .with_source(src);
+        let mut c = d.table().services[0].conf.clone();
+        c.proxy_protocol = ProxyProtocol::V2;
+        let before = d.table().clone();
+        assert_eq!(
+            d.apply(&Op::EditService(c.clone())),
+            Response::Error(IpvsError::ServiceNotFullnat {
+                options: "PROXY protocol".into(),
+                server: "10.0.0.9:80".into(),
+                forward: "Masq".into(),
+            })
+        );
+        assert_eq!(
+            IpvsError::ServiceNotFullnat {
+                options: "PROXY protocol".into(),
+                server: "10.0.0.9:80".into(),
+                forward: "Masq".into(),
+            }
+            .to_string(),
+            "PROXY protocol is allowed only with FULLNAT servers (10.0.0.9:80 is Masq)"
+        );
+        assert_eq!(*d.table(), before);
+        // Another service (no sorry server) takes them.
+        let mut other = ServiceConf::new(key(81));
+        other.toa = true;
+        assert_eq!(d.apply(&Op::AddService(other)), Response::Ok);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -413,8 +413,22 @@ pub fn refusal(table: &IpvsTable) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// The dataplane's settings of a service: scheduler, flags (scheduler flags, `-o`),
+/// The dataplane's PROXY protocol of a service's `--proxy-protocol`.
+fn proxy_protocol(p: crate::ipvs::ProxyProtocol) -> dp::ProxyProtocol {
+    match p {
+        crate::ipvs::ProxyProtocol::Disable => dp::ProxyProtocol::Off,
+        crate::ipvs::ProxyProtocol::V1 => dp::ProxyProtocol::V1,
+        crate::ipvs::ProxyProtocol::V2 => dp::ProxyProtocol::V2,
+    }
+}
+
+/// The dataplane's settings of a service: scheduler, flags (scheduler flags, `-o`, and
+/// rvs's private `--proxy-protocol`/`--toa` bits, [`dp::svc_flags::PRIVATE`]),
 /// persistence and its netmask.
+///
+/// The private bits live only in the dataplane's copy: what rvsadm lists, `-S` saves,
+/// the sync daemon sends and the metrics report comes from the IPVS table
+/// ([`ServiceConf`]), whose flags are the kernel's (`sched_flags`), never from these.
 fn service_config(conf: &ServiceConf) -> Result<ServiceConfig, BackendError> {
     let key = dp_key(&conf.key);
     let sched = SchedKind::from_name(&conf.scheduler)
@@ -422,6 +436,10 @@ fn service_config(conf: &ServiceConf) -> Result<ServiceConfig, BackendError> {
     let mut sc = ServiceConfig::new(key, sched).flags(conf.sched_flags);
     if conf.ops {
         sc = sc.flags(dp::svc_flags::ONEPACKET);
+    }
+    sc = sc.flags(proxy_protocol(conf.proxy_protocol).flag());
+    if conf.toa {
+        sc = sc.flags(dp::svc_flags::TOA);
     }
     if let Some(t) = conf.persistent {
         sc = sc.persistent(t);
@@ -763,6 +781,10 @@ fn worker_metrics(r: &WorkerReport) -> WorkerMetrics {
         time_exceeded_sent: c.time_exceeded_sent,
         frag_needed_sent: c.frag_needed_sent,
         icmp_rate_limited: c.icmp_rate_limited,
+        proxy_headers: c.proxy_headers,
+        proxy_resent: c.proxy_resent,
+        toa_added: c.toa_added,
+        toa_no_room: c.toa_no_room,
         drops: c
             .drops
             .iter()
@@ -922,7 +944,7 @@ impl Backend for DpdkBackend {
             let c = &r.counters;
             let _ = writeln!(
                 out,
-                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={}",
+                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={}",
                 r.worker,
                 c.packets,
                 c.in_packets,
@@ -939,7 +961,11 @@ impl Backend for DpdkBackend {
                 r.from_kernel,
                 c.time_exceeded_sent,
                 c.frag_needed_sent,
-                c.icmp_rate_limited
+                c.icmp_rate_limited,
+                c.proxy_headers,
+                c.proxy_resent,
+                c.toa_added,
+                c.toa_no_room
             );
             for (i, n) in c.drops.iter().enumerate() {
                 if *n > 0 {
@@ -1076,6 +1102,31 @@ mod tests {
             service_config(&c).unwrap().flags & dp::svc_flags::ONEPACKET,
             0
         );
+    }
+
+    #[test]
+    fn proxy_protocol_and_toa_reach_the_dataplane_as_private_flags() {
+        use crate::ipvs::ProxyProtocol;
+        let mut c = ServiceConf::new(inet(Protocol::Tcp, "10.0.0.100", 80));
+        c.sched_flags = crate::ipvs::SCHED_FLAG_2;
+        let sc = service_config(&c).unwrap();
+        assert_eq!(sc.flags & dp::svc_flags::PRIVATE, 0, "off by default");
+        for (p, want) in [
+            (ProxyProtocol::Disable, dp::ProxyProtocol::Off),
+            (ProxyProtocol::V1, dp::ProxyProtocol::V1),
+            (ProxyProtocol::V2, dp::ProxyProtocol::V2),
+        ] {
+            c.proxy_protocol = p;
+            c.toa = p == ProxyProtocol::V1;
+            let sc = service_config(&c).unwrap();
+            assert_eq!(dp::ProxyProtocol::of_flags(sc.flags), want);
+            assert_eq!(sc.flags & dp::svc_flags::TOA != 0, c.toa);
+            // The kernel's bits are what they were: the private ones sit apart.
+            assert_eq!(
+                sc.flags & !dp::svc_flags::PRIVATE,
+                crate::ipvs::SCHED_FLAG_2
+            );
+        }
     }
 
     #[test]

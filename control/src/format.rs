@@ -351,6 +351,12 @@ fn service_line(out: &mut String, s: &ServiceView, m: Mode, name: &str, exact: b
             if !flags.is_empty() {
                 let _ = write!(out, " -b {flags}");
             }
+            if c.proxy_protocol.is_on() {
+                let _ = write!(out, " --proxy-protocol {}", c.proxy_protocol.name());
+            }
+            if c.toa {
+                out.push_str(" --toa");
+            }
         }
         Mode::Stats => {
             let _ = write!(out, "{name:<33}");
@@ -376,6 +382,13 @@ fn service_line(out: &mut String, s: &ServiceView, m: Mode, name: &str, exact: b
             }
             if c.ops {
                 out.push_str(" ops");
+            }
+            // rvs's options, after everything ipvsadm prints (absent: ipvsadm's line).
+            if c.proxy_protocol.is_on() {
+                let _ = write!(out, " proxy-protocol {}", c.proxy_protocol.name());
+            }
+            if c.toa {
+                out.push_str(" toa");
             }
         }
     }
@@ -616,4 +629,165 @@ pub fn laddrs(services: &[ServiceView]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipvs::{
+        DestConf, IpvsTable, Laddr, Op, Protocol, ProxyProtocol, ServiceConf, SCHED_FLAG_2,
+    };
+    use crate::proto::LaddrView;
+
+    fn view(t: &IpvsTable) -> Vec<ServiceView> {
+        t.services
+            .iter()
+            .map(|s| ServiceView {
+                conf: s.conf.clone(),
+                stats: Stats::default(),
+                rates: Rates::default(),
+                dests: s
+                    .dests
+                    .iter()
+                    .map(|d| DestView {
+                        conf: d.clone(),
+                        counters: Default::default(),
+                        rates: Rates::default(),
+                    })
+                    .collect(),
+                laddrs: s
+                    .laddrs
+                    .iter()
+                    .map(|l| LaddrView {
+                        laddr: l.clone(),
+                        conflicts: 0,
+                        conns: 0,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn key(protocol: Protocol, a: &str, port: u16) -> ServiceKey {
+        ServiceKey::Inet {
+            protocol,
+            addr: a.parse().unwrap(),
+            port,
+        }
+    }
+
+    /// A FULLNAT service with PROXY protocol v2, TOA, persistence with a mask and
+    /// scheduler flags (so the options come after all of ipvsadm's), one with v1 only,
+    /// a UDP one with v2, and one with neither.
+    fn table() -> IpvsTable {
+        let mut t = IpvsTable::new();
+        let web = key(Protocol::Tcp, "10.0.0.100", 80);
+        let mut c = ServiceConf::new(web);
+        c.scheduler = "sh".into();
+        c.sched_flags = SCHED_FLAG_2;
+        c.persistent = Some(600);
+        c.netmask = 0xffff_ff00;
+        c.proxy_protocol = ProxyProtocol::V2;
+        c.toa = true;
+        t.apply(&Op::AddService(c)).unwrap();
+        let mut d = DestConf::new("192.168.100.2".parse().unwrap(), 8080);
+        d.forward = Forward::FullNat;
+        t.apply(&Op::AddDest(web, d)).unwrap();
+        let l = Laddr {
+            addr: "192.168.100.200".parse().unwrap(),
+            ifname: None,
+        };
+        t.apply(&Op::AddLaddr(web, l)).unwrap();
+        let smtp = key(Protocol::Tcp, "10.0.0.100", 25);
+        let mut c = ServiceConf::new(smtp);
+        c.scheduler = "rr".into();
+        c.proxy_protocol = ProxyProtocol::V1;
+        t.apply(&Op::AddService(c)).unwrap();
+        let dns = key(Protocol::Udp, "10.0.0.100", 53);
+        let mut c = ServiceConf::new(dns);
+        c.scheduler = "rr".into();
+        c.ops = true;
+        c.proxy_protocol = ProxyProtocol::V2;
+        t.apply(&Op::AddService(c)).unwrap();
+        let plain = key(Protocol::Tcp, "10.0.0.100", 443);
+        t.apply(&Op::AddService(ServiceConf::new(plain))).unwrap();
+        let fwm = ServiceKey::Fwmark {
+            mark: 7,
+            ipv6: false,
+        };
+        let mut c = ServiceConf::new(fwm);
+        c.toa = true;
+        t.apply(&Op::AddService(c)).unwrap();
+        t
+    }
+
+    #[test]
+    fn the_options_end_the_service_line_and_are_absent_without_them() {
+        let info = Info {
+            version: 0x010201,
+            conn_tab_size: 4096,
+            num_services: 5,
+        };
+        let o = ListOpts {
+            numeric: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            list_all(&info, &view(&table()), &o),
+            "IP Virtual Server version 1.2.1 (size=4096)\n\
+             Prot LocalAddress:Port Scheduler Flags\n  \
+             -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+             TCP  10.0.0.100:25 rr proxy-protocol v1\n\
+             TCP  10.0.0.100:80 sh (sh-port) persistent 600 mask 255.255.255.0 proxy-protocol v2 toa\n  \
+             -> 192.168.100.2:8080           FullNat 1      0          0         \n\
+             TCP  10.0.0.100:443 wlc\n\
+             UDP  10.0.0.100:53 rr ops proxy-protocol v2\n\
+             FWM  7 wlc toa\n"
+        );
+        // The same line in the listings that print it (--thresholds, --persistent-conn,
+        // --tun-info); --stats and --rate print counters only.
+        let one = view(&table())[0].clone();
+        for f in [
+            (|o: &mut ListOpts| o.thresholds = true) as fn(&mut ListOpts),
+            |o| o.persistent_conn = true,
+            |o| o.tun_info = true,
+        ] {
+            let mut o = o.clone();
+            f(&mut o);
+            assert!(list_one(&one, &o).contains(
+                "\nTCP  10.0.0.100:80 sh (sh-port) persistent 600 mask 255.255.255.0 proxy-protocol v2 toa\n"
+            ));
+        }
+        for f in [
+            (|o: &mut ListOpts| o.stats = true) as fn(&mut ListOpts),
+            |o| o.rate = true,
+        ] {
+            let mut o = o.clone();
+            f(&mut o);
+            let text = list_one(&one, &o);
+            assert!(!text.contains("proxy") && !text.contains("toa"), "{text}");
+        }
+    }
+
+    #[test]
+    fn save_writes_the_options_and_restore_reads_them_back() {
+        let t = table();
+        let saved = save(&view(&t), true);
+        assert_eq!(
+            saved,
+            "-A -t 10.0.0.100:25 -s rr --proxy-protocol v1\n\
+             -A -t 10.0.0.100:80 -s sh -p 600 -M 255.255.255.0 -b sh-port --proxy-protocol v2 --toa\n\
+             -a -t 10.0.0.100:80 -r 192.168.100.2:8080 -b -w 1\n\
+             --add-laddr -t 10.0.0.100:80 -z 192.168.100.200\n\
+             -A -t 10.0.0.100:443 -s wlc\n\
+             -A -u 10.0.0.100:53 -s rr -o --proxy-protocol v2\n\
+             -A -f 7 -s wlc --toa\n"
+        );
+        let mut back = IpvsTable::new();
+        crate::reload::apply_rules(&mut back, &saved).unwrap();
+        assert_eq!(save(&view(&back), true), saved);
+        for s in &t.services {
+            assert_eq!(back.service(&s.conf.key).map(|b| &b.conf), Some(&s.conf));
+        }
+    }
 }

@@ -11,6 +11,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
+pub use rvs_config::ProxyProtocol;
+
 /// IPVS version reported in the listing header (1.2.1).
 pub const IPVS_VERSION: u32 = 0x010201;
 /// Connection hash table size reported in the listing header.
@@ -229,6 +231,13 @@ pub struct ServiceConf {
     pub ops: bool,
     /// Persistence engine (`--pe`).
     pub pe: Option<String>,
+    /// FULLNAT: the PROXY protocol header its real servers get (`--proxy-protocol`; rvs
+    /// and DPVS). Absent in what an older rvsadm sends: `disable`.
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocol,
+    /// FULLNAT TCP: the client's address in a TOA option (`--toa`; rvs). Absent: off.
+    #[serde(default)]
+    pub toa: bool,
 }
 
 impl ServiceConf {
@@ -246,6 +255,19 @@ impl ServiceConf {
             sched_flags: 0,
             ops: false,
             pe: None,
+            proxy_protocol: ProxyProtocol::Disable,
+            toa: false,
+        }
+    }
+
+    /// The client-address options it has, as the refusals name them: `PROXY protocol`,
+    /// `TOA`, `PROXY protocol and TOA`; `None` without either.
+    pub fn client_address_options(&self) -> Option<&'static str> {
+        match (self.proxy_protocol.is_on(), self.toa) {
+            (true, true) => Some("PROXY protocol and TOA"),
+            (true, false) => Some("PROXY protocol"),
+            (false, true) => Some("TOA"),
+            (false, false) => None,
         }
     }
 }
@@ -452,6 +474,27 @@ pub enum IpvsError {
     /// The LIP is not in the service's pool.
     #[error("No such local address")]
     NoSuchLaddr,
+    /// `--proxy-protocol` on a service of a protocol that version does not carry (v1: TCP
+    /// only; v2: TCP and UDP). Fwmark services may have either.
+    #[error("PROXY protocol {} is only for {} virtual services", .0.name(), if *.0 == ProxyProtocol::V1 { "TCP" } else { "TCP and UDP" })]
+    ProxyProtocolProto(ProxyProtocol),
+    /// `--toa` on a UDP or SCTP service.
+    #[error("TOA is only for TCP virtual services")]
+    ToaProto,
+    /// `--proxy-protocol` or `--toa` on a service with a real server that is not FULLNAT.
+    #[error("{options} {} allowed only with FULLNAT servers ({server} is {forward})", if options.contains(" and ") { "are" } else { "is" })]
+    ServiceNotFullnat {
+        /// `PROXY protocol`, `TOA` or both ([`ServiceConf::client_address_options`]).
+        options: String,
+        /// The first real server that is not FULLNAT, as `-Ln` names it.
+        server: String,
+        /// Its forwarding method as `-Ln` lists it (`Masq`, `Route`, ...).
+        forward: String,
+    },
+    /// A real server that is not FULLNAT added to (or edited in) a service that has
+    /// `--proxy-protocol` or `--toa`.
+    #[error("Only FULLNAT servers are allowed in a service with {0}")]
+    DestNotFullnat(String),
     /// The dataplane refused the change; the table was rolled back.
     #[error("{0}")]
     Backend(String),
@@ -502,7 +545,52 @@ impl IpvsTable {
         if conf.key.is_ipv6() && !(1..=IPV6_FULL_NETMASK).contains(&conf.netmask) {
             return Err(IpvsError::Invalid);
         }
+        let protocol = match conf.key {
+            ServiceKey::Inet { protocol, .. } => Some(protocol),
+            ServiceKey::Fwmark { .. } => None,
+        };
+        let pp = conf.proxy_protocol;
+        let not_carried = matches!(
+            (pp, protocol),
+            (ProxyProtocol::V1, Some(Protocol::Udp | Protocol::Sctp))
+                | (ProxyProtocol::V2, Some(Protocol::Sctp))
+        );
+        if not_carried {
+            return Err(IpvsError::ProxyProtocolProto(pp));
+        }
+        if conf.toa && matches!(protocol, Some(Protocol::Udp | Protocol::Sctp)) {
+            return Err(IpvsError::ToaProto);
+        }
         Ok(())
+    }
+
+    /// `--proxy-protocol` and `--toa` need every real server FULLNAT (the sorry server
+    /// too, while it is in the table).
+    pub(crate) fn check_fullnat_dests(
+        conf: &ServiceConf,
+        dests: &[DestConf],
+    ) -> Result<(), IpvsError> {
+        let Some(options) = conf.client_address_options() else {
+            return Ok(());
+        };
+        match dests.iter().find(|d| d.forward != Forward::FullNat) {
+            Some(d) => Err(IpvsError::ServiceNotFullnat {
+                options: options.into(),
+                server: crate::names::addrport(&d.addr, d.port, "tcp", true),
+                forward: d.forward.label().into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A real server of a service with `--proxy-protocol` or `--toa` must be FULLNAT.
+    fn check_dest_fullnat(conf: &ServiceConf, d: &DestConf) -> Result<(), IpvsError> {
+        match conf.client_address_options() {
+            Some(options) if d.forward != Forward::FullNat => {
+                Err(IpvsError::DestNotFullnat(options.into()))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn check_dest(d: &DestConf) -> Result<(), IpvsError> {
@@ -535,6 +623,7 @@ impl IpvsTable {
                 }
                 Self::check_service_conf(conf)?;
                 if let Some(s) = self.service_mut(&conf.key) {
+                    Self::check_fullnat_dests(conf, &s.dests)?;
                     s.conf = conf.clone();
                 }
             }
@@ -549,6 +638,7 @@ impl IpvsTable {
             Op::AddDest(key, d) => {
                 let s = self.service_mut(key).ok_or(IpvsError::ServiceNotDefined)?;
                 Self::check_dest(d)?;
+                Self::check_dest_fullnat(&s.conf, d)?;
                 if s.dests.iter().any(|x| x.addr == d.addr && x.port == d.port) {
                     return Err(IpvsError::DestExists);
                 }
@@ -557,6 +647,7 @@ impl IpvsTable {
             Op::EditDest(key, d) => {
                 let s = self.service_mut(key).ok_or(IpvsError::ServiceNotDefined)?;
                 Self::check_dest(d)?;
+                Self::check_dest_fullnat(&s.conf, d)?;
                 let x = s
                     .dests
                     .iter_mut()
@@ -752,6 +843,8 @@ fn config_service(key: ServiceKey, s: &rvs_config::Service) -> ServiceConf {
         };
     }
     conf.ops = s.ops;
+    conf.proxy_protocol = s.proxy_protocol();
+    conf.toa = s.toa;
     conf
 }
 
@@ -948,6 +1041,173 @@ mod tests {
         t.apply(&Op::Flush).unwrap();
         assert!(t.services.is_empty());
         assert_eq!(t.apply(&Op::DelService(k)), Err(IpvsError::NoSuchService));
+    }
+
+    fn fnat(a: &str, port: u16) -> DestConf {
+        let mut d = dest(a, port);
+        d.forward = Forward::FullNat;
+        d
+    }
+
+    fn inet(protocol: Protocol, port: u16) -> ServiceKey {
+        ServiceKey::Inet {
+            protocol,
+            addr: "1.2.3.4".parse().unwrap(),
+            port,
+        }
+    }
+
+    fn with(key: ServiceKey, pp: ProxyProtocol, toa: bool) -> ServiceConf {
+        let mut c = ServiceConf::new(key);
+        c.proxy_protocol = pp;
+        c.toa = toa;
+        c
+    }
+
+    fn refused(t: &mut IpvsTable, op: Op) -> String {
+        let before = t.clone();
+        let e = t.apply(&op).unwrap_err().to_string();
+        assert_eq!(*t, before, "a refusal changes nothing");
+        e
+    }
+
+    #[test]
+    fn proxy_protocol_and_toa_go_with_fullnat_servers_only() {
+        let mut t = IpvsTable::new();
+        let k = tcp("1.2.3.4", 80);
+        t.apply(&Op::AddService(ServiceConf::new(k))).unwrap();
+        t.apply(&Op::AddDest(k, fnat("10.0.0.1", 8080))).unwrap();
+        t.apply(&Op::AddDest(k, dest("10.0.0.2", 80))).unwrap();
+        // -E with the options while a real server forwards otherwise.
+        assert_eq!(
+            refused(&mut t, Op::EditService(with(k, ProxyProtocol::V2, false))),
+            "PROXY protocol is allowed only with FULLNAT servers (10.0.0.2:80 is Route)"
+        );
+        assert_eq!(
+            refused(
+                &mut t,
+                Op::EditService(with(k, ProxyProtocol::Disable, true))
+            ),
+            "TOA is allowed only with FULLNAT servers (10.0.0.2:80 is Route)"
+        );
+        assert_eq!(
+            refused(&mut t, Op::EditService(with(k, ProxyProtocol::V1, true))),
+            "PROXY protocol and TOA are allowed only with FULLNAT servers (10.0.0.2:80 is Route)"
+        );
+        t.apply(&Op::DelDest(k, "10.0.0.2".parse().unwrap(), 80))
+            .unwrap();
+        t.apply(&Op::EditService(with(k, ProxyProtocol::V2, true)))
+            .unwrap();
+        assert_eq!(t.services[0].conf.proxy_protocol, ProxyProtocol::V2);
+        // -a/-e of a server that is not FULLNAT into such a service.
+        let mut nat = dest("10.0.0.3", 80);
+        nat.forward = Forward::Masq;
+        assert_eq!(
+            refused(&mut t, Op::AddDest(k, nat.clone())),
+            "Only FULLNAT servers are allowed in a service with PROXY protocol and TOA"
+        );
+        let mut back = fnat("10.0.0.1", 8080);
+        back.forward = Forward::Tunnel;
+        assert_eq!(
+            refused(&mut t, Op::EditDest(k, back)),
+            "Only FULLNAT servers are allowed in a service with PROXY protocol and TOA"
+        );
+        t.apply(&Op::AddDest(k, fnat("10.0.0.4", 80))).unwrap();
+        // -E without the options turns them off (ipvsadm's -E: what is not given
+        // reverts); then any server may come in again.
+        t.apply(&Op::EditService(with(k, ProxyProtocol::V1, false)))
+            .unwrap();
+        assert_eq!(
+            refused(&mut t, Op::AddDest(k, nat.clone())),
+            "Only FULLNAT servers are allowed in a service with PROXY protocol"
+        );
+        t.apply(&Op::EditService(with(k, ProxyProtocol::Disable, true)))
+            .unwrap();
+        assert_eq!(
+            refused(&mut t, Op::AddDest(k, nat.clone())),
+            "Only FULLNAT servers are allowed in a service with TOA"
+        );
+        t.apply(&Op::EditService(ServiceConf::new(k))).unwrap();
+        t.apply(&Op::AddDest(k, nat)).unwrap();
+    }
+
+    #[test]
+    fn v1_and_toa_are_tcp_only_and_v2_tcp_or_udp() {
+        let mut t = IpvsTable::new();
+        let udp = inet(Protocol::Udp, 53);
+        let sctp = inet(Protocol::Sctp, 9);
+        assert_eq!(
+            refused(&mut t, Op::AddService(with(udp, ProxyProtocol::V1, false))),
+            "PROXY protocol v1 is only for TCP virtual services"
+        );
+        assert_eq!(
+            refused(
+                &mut t,
+                Op::AddService(with(udp, ProxyProtocol::Disable, true))
+            ),
+            "TOA is only for TCP virtual services"
+        );
+        assert_eq!(
+            refused(&mut t, Op::AddService(with(sctp, ProxyProtocol::V2, false))),
+            "PROXY protocol v2 is only for TCP and UDP virtual services"
+        );
+        assert_eq!(
+            refused(
+                &mut t,
+                Op::AddService(with(sctp, ProxyProtocol::Disable, true))
+            ),
+            "TOA is only for TCP virtual services"
+        );
+        t.apply(&Op::AddService(with(udp, ProxyProtocol::V2, false)))
+            .unwrap();
+        assert_eq!(
+            refused(&mut t, Op::EditService(with(udp, ProxyProtocol::V1, false))),
+            "PROXY protocol v1 is only for TCP virtual services"
+        );
+        // A fwmark service may carry TCP and UDP: the dataplane puts the session's own
+        // VIP and port in the header.
+        for mark in [1, 2] {
+            let fwm = ServiceKey::Fwmark { mark, ipv6: false };
+            let pp = if mark == 1 {
+                ProxyProtocol::V1
+            } else {
+                ProxyProtocol::V2
+            };
+            t.apply(&Op::AddService(with(fwm, pp, true))).unwrap();
+        }
+        t.apply(&Op::AddService(with(
+            tcp("1.2.3.4", 80),
+            ProxyProtocol::V1,
+            true,
+        )))
+        .unwrap();
+    }
+
+    #[test]
+    fn a_service_saved_by_an_older_rvs_loads_with_the_options_off() {
+        let old = r#"{"key":{"Inet":{"protocol":"Tcp","addr":"1.2.3.4","port":80}},"scheduler":"wlc","persistent":null,"netmask":4294967295,"sched_flags":0,"ops":false,"pe":null}"#;
+        let c: ServiceConf = serde_json::from_str(old).unwrap();
+        assert_eq!(c, ServiceConf::new(tcp("1.2.3.4", 80)));
+        let mut c = with(tcp("1.2.3.4", 80), ProxyProtocol::V2, true);
+        c.scheduler = "rr".into();
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(
+            text.contains(r#""proxy_protocol":"v2","toa":true"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<ServiceConf>(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn the_options_come_from_the_configuration() {
+        let cfg = rvs_config::Config::from_str(
+            "[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\nproxy_protocol = \"v1\"\ntoa = true\n\
+             laddrs = [\"10.0.0.200\"]\nreal = [{ address = \"10.0.0.1:80\", forward = \"fullnat\" }]\n",
+        )
+        .unwrap();
+        let t = table_from_config(&cfg).unwrap();
+        let c = &t.services[0].conf;
+        assert_eq!((c.proxy_protocol, c.toa), (ProxyProtocol::V1, true));
     }
 
     #[test]

@@ -468,7 +468,7 @@ type WorkerField = (&'static str, &'static str, fn(&WorkerMetrics) -> u64);
 /// Per-worker series.
 fn workers(out: &mut Out, e: &EngineMetrics) {
     let ws = &e.workers;
-    let counters: [WorkerField; 13] = [
+    let counters: [WorkerField; 17] = [
         (
             "rvs_worker_packets_total",
             "Packets a worker processed (received, or handed over by another worker).",
@@ -518,6 +518,26 @@ fn workers(out: &mut Out, e: &EngineMetrics) {
             "rvs_worker_icmp_rate_limited_total",
             "ICMP errors a worker did not originate because of its rate limit.",
             |w| w.icmp_rate_limited,
+        ),
+        (
+            "rvs_worker_proxy_headers_total",
+            "PROXY protocol headers a worker sent to FULLNAT real servers (TCP header segments, resent ones included, and UDP datagrams).",
+            |w| w.proxy_headers,
+        ),
+        (
+            "rvs_worker_proxy_resent_total",
+            "PROXY protocol header segments a worker sent again (unacknowledged when the client's first byte came again).",
+            |w| w.proxy_resent,
+        ),
+        (
+            "rvs_worker_toa_added_total",
+            "TOA options (the client's address) a worker added to FULLNAT segments.",
+            |w| w.toa_added,
+        ),
+        (
+            "rvs_worker_toa_no_room_total",
+            "TOA options a worker could not add (TCP options full, or the segment at the MTU).",
+            |w| w.toa_no_room,
         ),
         (
             "rvs_worker_to_kernel_packets_total",

@@ -5,8 +5,8 @@
 //! reads it, see [`rvs_config::keepalived`]) plus the `[control] rules` file (an `ipvsadm -S` file, restored as `ipvsadm -R` would)
 //! describe, and the report names every difference it applies, marking those that undo a
 //! change made with rvsadm since the file was last loaded. What the file can change
-//! online: services, real servers, weights, schedulers, LIP pools, timeouts, `[[routes]]`
-//! and `[[marks]]`. What needs a restart (`[eal]`, `[[ports]]`, `[workers]`,
+//! online: services, real servers, weights, schedulers, a service's `proxy_protocol` and
+//! `toa`, LIP pools, timeouts, `[[routes]]` and `[[marks]]`. What needs a restart (`[eal]`, `[[ports]]`, `[workers]`,
 //! `[sessions]`, `[control]` apart from `rules` and `keepalived_conf`, `[sync]`) is refused, naming the field,
 //! and rvsd keeps running on what it had. Sync daemons started or stopped with rvsadm
 //! (keepalived's notify scripts do this) are left as they are.
@@ -203,6 +203,12 @@ fn service_settings(c: &ServiceConf) -> String {
     }
     if let Some(pe) = &c.pe {
         s.push_str(&format!(" --pe {pe}"));
+    }
+    if c.proxy_protocol.is_on() {
+        s.push_str(&format!(" --proxy-protocol {}", c.proxy_protocol.name()));
+    }
+    if c.toa {
+        s.push_str(" --toa");
     }
     s
 }
@@ -474,6 +480,48 @@ real = [
                 "remove server TCP  10.10.0.100:80 -> 10.20.0.99:80 (overrides a change made with rvsadm)",
                 "edit server TCP  10.10.0.100:80 -> 10.20.0.12:80 -m -w 1 (was -m -w 7) (overrides a change made with rvsadm)",
             ]
+        );
+    }
+
+    #[test]
+    fn proxy_protocol_and_toa_are_reloaded_service_settings() {
+        let fnat = |extra: &str| {
+            format!(
+                "[[services]]\nproto = \"tcp\"\nvip = \"10.10.0.100:80\"\nscheduler = \"rr\"\n{extra}\
+                 laddrs = [\"10.20.0.200\"]\n\
+                 real = [{{ address = \"10.20.0.11:80\", forward = \"fullnat\" }}]\n"
+            )
+        };
+        let (old_cfg, before) = parse(&fnat(""));
+        let (new_cfg, after) = parse(&fnat("proxy_protocol = \"v2\"\ntoa = true\n"));
+        assert_eq!(restart_only_change(&old_cfg, &new_cfg), None);
+        assert_eq!(
+            texts(&changes(&before, &before, &after)),
+            ["edit service TCP  10.10.0.100:80 -s rr --proxy-protocol v2 --toa (was -s rr)"]
+        );
+        assert_eq!(
+            describe_op(&Op::EditService(after.services[0].conf.clone())),
+            "edit service TCP  10.10.0.100:80 -s rr --proxy-protocol v2 --toa"
+        );
+        // The rules file takes them as -R does, with the table's refusals.
+        let (_, mut t) = parse(&fnat(""));
+        apply_rules(
+            &mut t,
+            "-A -t 10.10.0.100:443 -s rr --proxy-protocol v1 --toa\n\
+             -a -t 10.10.0.100:443 -r 10.20.0.11:443 -b\n",
+        )
+        .unwrap();
+        assert_eq!(t.services[1].conf.proxy_protocol.name(), "v1");
+        assert_eq!(
+            apply_rules(&mut t, "-a -t 10.10.0.100:443 -r 10.20.0.12:443 -m\n"),
+            Err(
+                "line 1: Only FULLNAT servers are allowed in a service with PROXY protocol and TOA"
+                    .into()
+            )
+        );
+        assert_eq!(
+            apply_rules(&mut t, "-A -u 10.10.0.100:53 --toa\n"),
+            Err("line 1: TOA is only for TCP virtual services".into())
         );
     }
 

@@ -530,6 +530,134 @@ fn daemon_laddr_and_fullnat_commands() {
 }
 
 #[test]
+fn proxy_protocol_and_toa_on_a_fullnat_service() {
+    let d = Rvsd::start("proxy");
+    d.ok("-A -t 10.0.0.100:80 -s rr --proxy-protocol v2 --toa");
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.100.2:8080 -b -w 2");
+    d.ok("-P -t 10.0.0.100:80 -z 192.168.100.200");
+    d.ok("-A -t 10.0.0.100:443 -s wlc");
+    d.ok("-a -t 10.0.0.100:443 -r 192.168.100.3 -m");
+    assert_eq!(
+        d.ok("-Ln"),
+        format!(
+            "{HEAD}\
+TCP  10.0.0.100:80 rr proxy-protocol v2 toa\n  \
+-> 192.168.100.2:8080           FullNat 2      0          0         \n\
+TCP  10.0.0.100:443 wlc\n  \
+-> 192.168.100.3:443            Masq    1      0          0         \n"
+        )
+    );
+    let saved = d.ok("-Sn");
+    assert_eq!(
+        saved,
+        "-A -t 10.0.0.100:80 -s rr --proxy-protocol v2 --toa\n\
+-a -t 10.0.0.100:80 -r 192.168.100.2:8080 -b -w 2\n\
+--add-laddr -t 10.0.0.100:80 -z 192.168.100.200\n\
+-A -t 10.0.0.100:443 -s wlc\n\
+-a -t 10.0.0.100:443 -r 192.168.100.3:443 -m -w 1\n"
+    );
+    // Refusals: a NAT server into the service, the options onto the NAT service, v1 on
+    // UDP, DPVS's insecure mode; none changes the table.
+    let refusals: &[(&[&str], i32, &str)] = &[
+        (
+            &["-a", "-t", "10.0.0.100:80", "-r", "192.168.100.4", "-m"],
+            255,
+            "Only FULLNAT servers are allowed in a service with PROXY protocol and TOA\n",
+        ),
+        (
+            &["-E", "-t", "10.0.0.100:443", "--proxy-protocol", "v1"],
+            255,
+            "PROXY protocol is allowed only with FULLNAT servers (192.168.100.3:443 is Masq)\n",
+        ),
+        (
+            &["-A", "-u", "10.0.0.100:53", "--proxy-protocol", "v1"],
+            255,
+            "PROXY protocol v1 is only for TCP virtual services\n",
+        ),
+        (
+            &[
+                "-E",
+                "-t",
+                "10.0.0.100:80",
+                "--proxy-protocol",
+                "v2-insecure",
+            ],
+            2,
+            "proxy-protocol `v2-insecure' is not supported: rvs always puts its own header first\n",
+        ),
+    ];
+    for (args, code, msg) in refusals {
+        let o = d.adm(args);
+        assert_eq!(
+            (o.status.code(), err(&o)),
+            (Some(*code), msg.to_string()),
+            "{args:?}"
+        );
+    }
+    assert_eq!(d.ok("-Sn"), saved);
+    // -R of the saved rules gives the same table back; -E without the options turns
+    // them off, as -E does with every option not given.
+    d.ok("-C");
+    let o = d.adm_in(&["-R"], &saved);
+    assert_eq!((o.status.code(), err(&o)), (Some(0), String::new()));
+    assert_eq!(d.ok("-Sn"), saved);
+    d.ok("-E -t 10.0.0.100:80 -s rr");
+    assert!(d
+        .ok("-Ln")
+        .contains("\nTCP  10.0.0.100:80 rr\n  -> 192.168.100.2:8080"));
+    let help = d.ok("-h");
+    for opt in ["--proxy-protocol v1|v2|disable", "--toa"] {
+        assert!(help.contains(opt), "{opt} missing from -h:\n{help}");
+    }
+}
+
+/// The TOML's `proxy_protocol` and `toa`: applied at start and by a reload; a bad value is
+/// refused by its field and the running table stays.
+#[test]
+fn proxy_protocol_and_toa_from_the_configuration_at_start_and_reload() {
+    let svc = |extra: &str| {
+        format!(
+            "[[services]]\nproto = \"tcp\"\nvip = \"10.0.0.100:80\"\nscheduler = \"rr\"\n{extra}\
+             laddrs = [\"192.168.100.200\"]\n\
+             real = [{{ address = \"192.168.100.2:8080\", forward = \"fullnat\" }}]\n"
+        )
+    };
+    let d = Rvsd::start_with("proxytoml", &svc("proxy_protocol = \"v1\"\n"));
+    assert!(d
+        .ok("-Sn")
+        .starts_with("-A -t 10.0.0.100:80 -s rr --proxy-protocol v1\n"));
+    let cfg = d.dir.join("rvs.toml");
+    let control = format!("\n[control]\nsocket = \"{}\"\n", d.socket.display());
+    std::fs::write(
+        &cfg,
+        svc("proxy_protocol = \"v2\"\ntoa = true\n") + &control,
+    )
+    .unwrap();
+    assert_eq!(
+        d.ok("--reload"),
+        "reload: 1 change\n  edit service TCP  10.0.0.100:80 -s rr --proxy-protocol v2 --toa (was -s rr --proxy-protocol v1)\n"
+    );
+    assert!(d
+        .ok("-Ln")
+        .contains("\nTCP  10.0.0.100:80 rr proxy-protocol v2 toa\n"));
+    std::fs::write(&cfg, svc("proxy_protocol = \"v1-insecure\"\n") + &control).unwrap();
+    let o = d.adm(&["--reload"]);
+    assert_eq!(
+        (o.status.code(), err(&o)),
+        (
+            Some(1),
+            format!(
+                "reload refused: {}: services[0].proxy_protocol: \"v1-insecure\" is not supported: rvs always puts its own header first\n",
+                cfg.display()
+            )
+        )
+    );
+    assert!(d
+        .ok("-Ln")
+        .contains("\nTCP  10.0.0.100:80 rr proxy-protocol v2 toa\n"));
+}
+
+#[test]
 fn invoked_as_ipvsadm_through_a_symlink() {
     let d = Rvsd::start("symlink");
     let link = d.dir.join("ipvsadm");

@@ -1,6 +1,7 @@
 //! keepalived.conf's blocks as rvs services, keyword by keyword in keepalived's meaning
 //! (keepalived's check_parser.c, check_api.c and the checkers' parsers; DPVS's keepalived
-//! for `lb_kind FNAT`, `laddr_group_name` and `local_address_group`).
+//! for `lb_kind FNAT`, `laddr_group_name`, `local_address_group` and `proxy_protocol`;
+//! rvs's own `toa`, since DPVS inserts TOA on every FULLNAT TCP connection unasked).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -9,7 +10,10 @@ use super::lexer::Token;
 use super::parse::Item;
 use super::{Level, Loc, Notice, Origin, MAX_RANGE};
 use crate::check::{Check, CheckKind, StatusCodes, Url};
-use crate::{Forward, Proto, Real, Service, SCHEDULERS};
+use crate::{
+    Forward, Proto, ProxyProtocol, ProxyProtocolError, Real, Service, PROXY_INSECURE_REASON,
+    SCHEDULERS,
+};
 
 type Res<T> = Result<T, (Loc, String)>;
 
@@ -236,6 +240,8 @@ fn virtual_server(
         omega: false,
         inhibit_on_failure: false,
         virtualhost: None,
+        proxy_protocol: ProxyProtocol::Disable.name().into(),
+        toa: false,
     };
     let mut defaults = CheckDefaults::default();
     let mut fwd: Option<Forward> = None;
@@ -322,6 +328,20 @@ fn virtual_server(
                 flag(k)?;
                 svc.ops = true;
             }
+            "proxy_protocol" => {
+                let v = one(k)?;
+                let p = ProxyProtocol::parse_nocase(&v.text).map_err(|e| {
+                    let why = match e {
+                        ProxyProtocolError::Insecure => {
+                            format!("is not supported: {PROXY_INSECURE_REASON}")
+                        }
+                        ProxyProtocolError::Unknown => "is not v1, v2 or disable".into(),
+                    };
+                    (v.loc, format!("proxy_protocol: '{}' {why}", v.text))
+                })?;
+                svc.proxy_protocol = p.name().into();
+            }
+            "toa" => svc.toa = switch(k)?,
             "hashed" => flag(k)?, // IPVS hashes every service: no effect there either.
             "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback" | "mh-port"
             | "mh-fallback" => {

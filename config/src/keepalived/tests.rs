@@ -720,6 +720,66 @@ fn a_validation_error_is_told_by_its_keepalived_line() {
     );
 }
 
+#[test]
+fn dpvs_proxy_protocol_and_rvs_toa_in_a_virtual_server() {
+    let fnat = |extra: &str| {
+        format!(
+            "local_address_group lg {{\n 10.0.0.50\n}}\n\
+             virtual_server 10.0.0.1 80 {{\n lb_algo rr\n lb_kind FNAT\n laddr_group_name lg\n{extra} real_server 10.0.0.2 80\n}}\n"
+        )
+    };
+    let l = conf(&fnat(" proxy_protocol v2\n toa\n"));
+    assert_eq!(l.services[0].proxy_protocol, "v2");
+    assert!(l.services[0].toa);
+    assert!(l.messages().is_empty(), "{:?}", l.messages());
+    let l = conf(&fnat(" proxy_protocol V1\n toa off\n"));
+    assert_eq!(l.services[0].proxy_protocol(), crate::ProxyProtocol::V1);
+    assert!(!l.services[0].toa);
+    let l = conf(&fnat(" proxy_protocol disable\n"));
+    assert_eq!(l.services[0].proxy_protocol, "disable");
+    let l = conf(&fnat(""));
+    assert_eq!(
+        (l.services[0].proxy_protocol.as_str(), l.services[0].toa),
+        ("disable", false)
+    );
+    // Converted, they are what the TOML's keys say.
+    let cfg = Config {
+        services: conf(&fnat(" proxy_protocol v2\n toa\n")).services,
+        ..Config::default()
+    };
+    cfg.validate().unwrap();
+    let text = toml::to_string(&cfg).unwrap();
+    assert!(
+        text.contains("proxy_protocol = \"v2\"\ntoa = true\n"),
+        "{text}"
+    );
+
+    let f = "/etc/keepalived/keepalived.conf";
+    for (extra, want) in [
+        (" proxy_protocol v3\n", ":8: proxy_protocol: 'v3' is not v1, v2 or disable"),
+        (" proxy_protocol v2-insecure\n", ":8: proxy_protocol: 'v2-insecure' is not supported: rvs always puts its own header first"),
+        (" proxy_protocol\n", ":8: 'proxy_protocol' is missing a value"),
+        (" proxy_protocol v1 v2\n", ":8: 'proxy_protocol v1 v2': too many values"),
+        (" toa maybe\n", ":8: 'toa': 'maybe' is not on/off, true/false or yes/no"),
+    ] {
+        assert_eq!(err(&fnat(extra)), format!("{f}{want}"), "{extra}");
+    }
+    // The rules of the TOML's keys, told by the virtual_server's line.
+    let l = conf(
+        "virtual_server 10.0.0.1 80 {\n lb_algo rr\n lb_kind NAT\n proxy_protocol v1\n real_server 10.0.0.2 80\n}\n",
+    );
+    let e = Config {
+        services: l.services.clone(),
+        ..Config::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert_eq!(
+        l.locate(&e, 0).unwrap(),
+        format!("{f}:1: virtual_server 10.0.0.1 80: proxy_protocol: \"v1\" needs FULLNAT real servers: real[0] \"10.0.0.2:80\" forwards by masq")
+    );
+}
+
 /// xorshift64*: a fixed sequence, so that a failure is reproducible.
 fn rng(seed: u64) -> impl FnMut() -> u64 {
     let mut x = seed;

@@ -21,6 +21,7 @@ use crate::ipvs::{
 };
 use crate::names;
 use crate::popt::{ArgKind, Opt, Scanner};
+use rvs_config::{ProxyProtocol, ProxyProtocolError, PROXY_INSECURE_REASON};
 
 /// The largest weight (`-w`).
 const MAX_WEIGHT: i64 = u16::MAX as i64;
@@ -65,6 +66,8 @@ struct State {
     tun_csum: TunCsum,
     laddr: Option<IpAddr>,
     ifname: Option<String>,
+    proxy_protocol: ProxyProtocol,
+    toa: bool,
 }
 
 /// The service as given: `-6` may still turn a fwmark service into an IPv6 one.
@@ -111,6 +114,22 @@ fn tunnel_type(v: &str) -> Result<TunType, CliError> {
         "gre" => Ok(TunType::Gre),
         _ => Err(CliError::fail("illegal tunnel type specified")),
     }
+}
+
+/// `--proxy-protocol v1|v2|disable` (DPVS's spelling; any case, as DPVS's `strcasecmp`).
+/// DPVS's `v1-insecure` and `v2-insecure` pass a header the client sent on to the real
+/// server; rvs refuses them: its own header always comes first.
+fn proxy_protocol(v: &str) -> Result<ProxyProtocol, CliError> {
+    ProxyProtocol::parse_nocase(v).map_err(|e| {
+        CliError::fail(match e {
+            ProxyProtocolError::Insecure => {
+                format!("proxy-protocol `{v}' is not supported: {PROXY_INSECURE_REASON}")
+            }
+            ProxyProtocolError::Unknown => {
+                format!("invalid proxy-protocol value `{v}' specified")
+            }
+        })
+    })
 }
 
 /// `need_key`: the command needs a service.
@@ -235,6 +254,8 @@ impl State {
             }
             Id::Laddr => self.laddr = Some(parse_laddr(&v)?),
             Id::Ifname => self.ifname = Some(v),
+            Id::ProxyProtocol => self.proxy_protocol = proxy_protocol(&v)?,
+            Id::Toa => self.toa = true,
             // The list flags (their bit is all they set) and `--sort` (does nothing).
             Id::Numeric
             | Id::Connection
@@ -295,6 +316,9 @@ impl State {
         conf.sched_flags = sched_flags;
         conf.ops = self.ops;
         conf.pe = self.pe.clone();
+        // As every option of -E: not given, back to the default (off).
+        conf.proxy_protocol = self.proxy_protocol;
+        conf.toa = self.toa;
         Ok(conf)
     }
 

@@ -21,6 +21,11 @@
 //! # LIP pools (DPVS)
 //! `--add-laddr|-P` and `--del-laddr|-Q` take a service and `-z|--laddr LIP`, optionally
 //! `-F|--ifname IF`; `--get-laddr|-G` takes an optional service.
+//!
+//! # The client's address under FULLNAT
+//! DPVS's `--proxy-protocol v1|v2|disable` and rvs's `--toa` belong to `-A`/`-E` (two
+//! columns of their own in `commands_v_options`, illegal with every other command). As
+//! every option of `-E`, one not given reverts to its default (off).
 
 //!
 //! # Layout
@@ -468,6 +473,54 @@ mod tests {
             .map(|c| matches!(c, Command::AddDest(_, d) if d.weight == 5)),
             Ok(true)
         );
+    }
+
+    #[test]
+    fn proxy_protocol_and_toa_on_add_and_edit_service() {
+        use crate::ipvs::ProxyProtocol;
+        let conf = |args: &str| match p(args).unwrap() {
+            Command::AddService(c) | Command::EditService(c) => (c.proxy_protocol, c.toa),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(conf("-A -t 1.2.3.4:80"), (ProxyProtocol::Disable, false));
+        assert_eq!(
+            conf("-A -t 1.2.3.4:80 -s rr --proxy-protocol v2 --toa"),
+            (ProxyProtocol::V2, true)
+        );
+        assert_eq!(
+            conf("-E -t 1.2.3.4:80 --proxy-protocol=v1"),
+            (ProxyProtocol::V1, false)
+        );
+        assert_eq!(
+            conf("-E -t 1.2.3.4:80 --toa"),
+            (ProxyProtocol::Disable, true)
+        );
+        assert_eq!(
+            conf("-A -u 1.2.3.4:53 --proxy-protocol disable"),
+            (ProxyProtocol::Disable, false)
+        );
+        // DPVS compares with strcasecmp.
+        assert_eq!(
+            conf("-A -f 1 --proxy-protocol V2"),
+            (ProxyProtocol::V2, false)
+        );
+        let cases: &[(&str, &str, i32)] = &[
+            ("-A -t 1.2.3.4:80 --proxy-protocol v3", "invalid proxy-protocol value `v3' specified", 2),
+            ("-A -t 1.2.3.4:80 --proxy-protocol on", "invalid proxy-protocol value `on' specified", 2),
+            ("-E -t 1.2.3.4:80 --proxy-protocol v1-insecure", "proxy-protocol `v1-insecure' is not supported: rvs always puts its own header first", 2),
+            ("-A -t 1.2.3.4:80 --proxy-protocol v2-insecure", "proxy-protocol `v2-insecure' is not supported: rvs always puts its own header first", 2),
+            ("-A -t 1.2.3.4:80 --proxy-protocol", "--proxy-protocol: missing argument", 255),
+            ("-A -t 1.2.3.4:80 --toa --toa", "multiple 'toa' options specified", 2),
+            ("-A -t 1.2.3.4:80 --proxy-protocol v1 --proxy-protocol v2", "multiple 'proxy-protocol' options specified", 2),
+            ("-a -t 1.2.3.4:80 -r 10.0.0.1 -b --toa", "Illegal 'toa' option with the 'add-server' command", 2),
+            ("-e -t 1.2.3.4:80 -r 10.0.0.1 --proxy-protocol v2", "Illegal 'proxy-protocol' option with the 'edit-server' command", 2),
+            ("-L --toa", "Illegal 'toa' option with the 'list' command", 2),
+            ("-D -t 1.2.3.4:80 --proxy-protocol v2", "Illegal 'proxy-protocol' option with the 'delete-service' command", 2),
+            ("-P -t 1.2.3.4:80 -z 10.0.0.200 --toa", "Illegal 'toa' option with the 'add-laddr' command", 2),
+        ];
+        for (args, msg, code) in cases {
+            assert_eq!(e(args), (msg.to_string(), *code), "rvsadm {args}");
+        }
     }
 
     #[test]

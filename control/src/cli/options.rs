@@ -48,8 +48,9 @@ pub(super) const CMD_NAMES: [&str; 17] = [
     "get-laddr",
 ];
 
-// Option bits, in ipvsadm's OPT_* order (optnames[]), then -z and -F.
-pub(super) const OPT_NAMES: [&str; 36] = [
+// Option bits, in ipvsadm's OPT_* order (optnames[]), then -z and -F, then rvs's
+// --proxy-protocol and --toa.
+pub(super) const OPT_NAMES: [&str; 38] = [
     "numeric",
     "connection",
     "service-address",
@@ -86,6 +87,8 @@ pub(super) const OPT_NAMES: [&str; 36] = [
     "tun-remcsum",
     "laddr",
     "ifname",
+    "proxy-protocol",
+    "toa",
 ];
 
 pub(super) const O_NUMERIC: usize = 0;
@@ -124,27 +127,30 @@ pub(super) const O_TUN_CSUM: usize = 32;
 pub(super) const O_TUN_REMCSUM: usize = 33;
 pub(super) const O_LADDR: usize = 34;
 pub(super) const O_IFNAME: usize = 35;
+pub(super) const O_PROXY_PROTOCOL: usize = 36;
+pub(super) const O_TOA: usize = 37;
 
 // commands_v_options of ipvsadm 1.31 ('+' required, 'x' illegal, '1' exclusive, ' '
-// optional), extended with the laddr/ifname columns and the three LIP commands.
-pub(super) const CMD_V_OPT: [&[u8; 36]; 17] = [
-    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx",
-    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx",
-    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b" 11xxxxxxxxx11       xxxxxxx xxxxxxx",
-    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xx",
-    b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xx",
-    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxx",
-    b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxx",
-    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ ",
-    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ ",
-    b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+// optional), extended with the laddr/ifname columns and the three LIP commands, then the
+// proxy-protocol/toa columns (-A and -E only).
+pub(super) const CMD_V_OPT: [&[u8; 38]; 17] = [
+    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx  ",
+    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx  ",
+    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b" 11xxxxxxxxx11       xxxxxxx xxxxxxxxx",
+    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxx",
+    b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxx",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xx",
+    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xx",
+    b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 ];
 
 /// What an option means to ipvsadm.
@@ -200,9 +206,12 @@ pub(super) enum Id {
     TunRemCsum,
     Laddr,
     Ifname,
+    ProxyProtocol,
+    Toa,
 }
 
-/// ipvsadm's `options[]` (popt table), then the rvs/DPVS LIP options.
+/// ipvsadm's `options[]` (popt table), then the rvs/DPVS LIP options, DPVS's
+/// `--proxy-protocol` and rvs's `--toa`.
 pub(super) const OPTIONS: &[OptDef<Id>] = &[
     OptDef::new("add-service", Some('A'), N, Id::Cmd(Cmd::Add)),
     OptDef::new("edit-service", Some('E'), N, Id::Cmd(Cmd::Edit)),
@@ -268,6 +277,8 @@ pub(super) const OPTIONS: &[OptDef<Id>] = &[
     OptDef::new("tun-remcsum", None, N, Id::TunRemCsum),
     OptDef::new("laddr", Some('z'), R, Id::Laddr),
     OptDef::new("ifname", Some('F'), R, Id::Ifname),
+    OptDef::new("proxy-protocol", None, R, Id::ProxyProtocol),
+    OptDef::new("toa", None, N, Id::Toa),
 ];
 
 /// One legality row: for each option of `cols` that the user gave (`given`), `row` says
@@ -363,6 +374,8 @@ pub(super) fn option_bit(id: Id) -> Option<usize> {
         Id::TunRemCsum => O_TUN_REMCSUM,
         Id::Laddr => O_LADDR,
         Id::Ifname => O_IFNAME,
+        Id::ProxyProtocol => O_PROXY_PROTOCOL,
+        Id::Toa => O_TOA,
         Id::Cmd(_)
         | Id::SetCmd
         | Id::StartDaemon

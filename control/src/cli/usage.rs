@@ -88,6 +88,10 @@ Daemon Options:\n  \
 --mcast-ttl ttl                     Multicast TTL (default=1)\n\
 rvs extensions:\n  \
 {p} -a|e virtual-service -r server-address -b     FULLNAT real server (--fullnat)\n  \
+{p} -A|E virtual-service --proxy-protocol v1|v2|disable  FULLNAT: a PROXY protocol header\n                                      \
+with the client's address first in each stream\n                                      \
+(v1: TCP; v2: TCP and UDP), default disable\n  \
+{p} -A|E virtual-service --toa                    FULLNAT TCP: the client's address in a TOA option\n  \
 {p} --add-laddr|-P virtual-service -z local-address [-F ifname]\n  \
 {p} --del-laddr|-Q virtual-service -z local-address\n  \
 {p} --get-laddr|-G [virtual-service]\n  \

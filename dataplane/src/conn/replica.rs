@@ -23,7 +23,7 @@ use crate::flow::{Addr, FlowKey, FwdMethod, Proto};
 use crate::sched::{CoreSched, DestSlot, NO_SLOT};
 
 use super::session::DYING;
-use super::session::{split_addrs, Session, NIL};
+use super::session::{cip, split_addrs, Session, NIL};
 use super::state::{TcpState, SYNCED_TEMPLATE_TIMEOUT, TCP_STATES, TEMPLATE_ASSURED};
 use super::table::{ConnTable, VACANT};
 use super::wheel::MS_PER_SEC;
@@ -181,6 +181,10 @@ pub struct SyncConn {
     pub daddr: Addr,
     /// FULLNAT local address and port (rvs's option), if any.
     pub local: Option<(Addr, u16)>,
+    /// The client-side sequence shift (`IPVS_OPT_SEQ_DATA`'s `in_seq`: initial sequence
+    /// number and delta) of a session with `IP_VS_CONN_F_IN_SEQ`: a PROXY header in the
+    /// stream toward the real server.
+    pub in_seq: Option<(u32, u32)>,
 }
 
 impl ConnTable {
@@ -205,6 +209,7 @@ impl ConnTable {
             vaddr: s.vaddr(),
             daddr: s.daddr(),
             local,
+            in_seq: (s.flags & flags::IN_SEQ != 0).then_some((s.seq_init, u32::from(s.seq_delta))),
         })
     }
 
@@ -351,6 +356,7 @@ impl ConnTable {
                     threshold,
                 };
                 self.update_synced(i, template, synced, now_ms);
+                take_shift(&mut self.slab[i as usize], c.in_seq);
                 return Ok((id, false));
             }
             self.expire_now(id);
@@ -397,6 +403,7 @@ impl ConnTable {
         if slot != NO_SLOT {
             self.dests.bind(slot, template, fl & flags::INACTIVE != 0);
         }
+        take_shift(&mut self.slab[i as usize], c.in_seq);
         self.hash_in(i, template);
         if !template && fl & flags::NOOUTPUT == 0 {
             self.hash_out(i);
@@ -426,6 +433,55 @@ impl ConnTable {
             self.arm(i, now_ms);
         }
         self.stats.sync_updated += 1;
+    }
+}
+
+/// A synced FULLNAT TCP session's client-side sequence shift (a PROXY header in the
+/// stream toward its real server, `IN_SEQ` with the record's `in_seq`): taken, with the
+/// header's version told by its length (v2's is fixed), so that a standby that takes
+/// over keeps translating. A session past its handshake is settled (the header was
+/// sent and acknowledged on the master); one still in it sends the header itself if it
+/// is the first to see the client's first segment. Without sequence data there is no
+/// shift.
+fn take_shift(s: &mut Session, in_seq: Option<(u32, u32)>) {
+    let fullnat_tcp = s.fwd() == FwdMethod::FullNat && s.proto == Proto::Tcp && !s.is_template();
+    match in_seq {
+        Some((init, delta))
+            if s.flags & flags::IN_SEQ != 0 && fullnat_tcp && delta <= u32::from(u16::MAX) =>
+        {
+            s.seq_init = init;
+            s.seq_delta = delta as u16;
+            let v2 = if s.v6 == 0 {
+                cip::V2_LEN_V4
+            } else {
+                cip::V2_LEN_V6
+            };
+            let pp = if delta as usize == v2 {
+                cip::PP2
+            } else {
+                cip::PP1
+            };
+            let shaking = matches!(
+                TcpState::from_u8(s.state),
+                TcpState::None | TcpState::SynSent | TcpState::SynRecv | TcpState::SynAck
+            );
+            let kept = s.cip & (cip::SENT | cip::ACKED);
+            s.cip = pp
+                | if shaking {
+                    kept
+                } else {
+                    cip::SENT | cip::ACKED
+                };
+            if cip::settled(s.cip) {
+                s.flags &= !flags::CIP;
+            } else {
+                s.flags |= flags::CIP;
+            }
+        }
+        _ => {
+            s.flags &= !(flags::IN_SEQ | flags::CIP);
+            s.cip = 0;
+        }
     }
 }
 
@@ -670,6 +726,7 @@ mod tests {
             vaddr: VIP,
             daddr: RS1,
             local: None,
+            in_seq: None,
         };
         let nolocal = b.t.install_synced(&mut b.core, &r, 3, 0, |_, _| true);
         assert_eq!(nolocal, Err(SyncRefuse::NoLocalAddr));

@@ -11,7 +11,7 @@ use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::sched::{CoreSched, DestSlot, SchedCtx};
 use crate::service::{svc_flags, DestId, RealServer, Service, SvcIdx};
 
-use super::session::{split_addrs, Session, NIL};
+use super::session::{cip, split_addrs, Session, NIL};
 use super::state::{TcpState, NEW_CONN_TIMEOUT};
 use super::table::{ConnTable, VACANT};
 use super::{flags, ConnId, PacketMeta, Refuse};
@@ -51,6 +51,8 @@ pub struct NewSession<'t> {
     flow: FlowKey,
     fwmark: u32,
     one_packet: bool,
+    /// What a FULLNAT session owes its real server about the client (`cip::*` bits).
+    cip: u8,
     now_ms: u64,
 }
 
@@ -98,6 +100,7 @@ impl NewSession<'_> {
             flow,
             fwmark,
             one_packet,
+            cip,
             now_ms,
         } = self;
         let (laddr, lport) = if d.fwd == FwdMethod::FullNat {
@@ -122,6 +125,10 @@ impl NewSession<'_> {
         if one_packet {
             fl |= flags::ONE_PACKET;
         }
+        let cip = if d.fwd == FwdMethod::FullNat { cip } else { 0 };
+        if cip != 0 {
+            fl |= flags::CIP;
+        }
         let (lo, hi, v6) = split_addrs([flow.saddr, flow.daddr, d.addr, laddr]);
         t.slab[i as usize] = Session {
             lo,
@@ -137,6 +144,7 @@ impl NewSession<'_> {
             control: tmpl,
             flags: fl,
             proto: flow.proto,
+            cip,
             ..VACANT
         };
         t.dests.bind(slot, false, true);
@@ -332,6 +340,7 @@ impl ConnTable {
             flow,
             fwmark: pkt.fwmark,
             one_packet,
+            cip: client_addr_bits(service.flags, flow.proto),
             now_ms,
         })
     }
@@ -434,6 +443,27 @@ fn template_key(service: &Service, flow: &FlowKey) -> FlowKey {
         };
     }
     key
+}
+
+/// The client-address work (`cip::*`) a service's flags ask of its FULLNAT sessions of
+/// protocol `proto`: PROXY v1 and TOA for TCP, PROXY v2 for TCP and UDP.
+fn client_addr_bits(svc: u32, proto: Proto) -> u8 {
+    let mut c = 0;
+    match proto {
+        Proto::Tcp => {
+            if svc & svc_flags::PROXY_V2 != 0 {
+                c |= cip::PP2;
+            } else if svc & svc_flags::PROXY_V1 != 0 {
+                c |= cip::PP1;
+            }
+            if svc & svc_flags::TOA != 0 {
+                c |= cip::TOA;
+            }
+        }
+        Proto::Udp if svc & svc_flags::PROXY_V2 != 0 => c |= cip::PP2,
+        _ => {}
+    }
+    c
 }
 
 #[cfg(test)]

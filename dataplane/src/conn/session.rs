@@ -62,6 +62,44 @@ pub struct Session {
     pub(crate) fwmark: u32,
     /// Number of sessions this template controls.
     pub(crate) n_control: u32,
+    /// PROXY protocol (with [`flags::IN_SEQ`]): the client's initial sequence number;
+    /// client segments after it are shifted by `seq_delta` (the kernel's `in_seq`).
+    pub(crate) seq_init: u32,
+    /// PROXY protocol: the header's length, the shift of the client's sequence numbers.
+    pub(crate) seq_delta: u16,
+    /// Client-address work of a FULLNAT session (`cip::*` bits; 0 for the others).
+    pub(crate) cip: u8,
+    /// PROXY protocol: when the header segment was last sent, in 100 ms ticks (mod 256).
+    pub(crate) cip_at: u8,
+}
+
+/// Bits of [`Session::cip`]: what a FULLNAT service asks for the client's address, and
+/// how far it got.
+pub(crate) mod cip {
+    /// PROXY protocol v1 header.
+    pub const PP1: u8 = 0x01;
+    /// PROXY protocol v2 header.
+    pub const PP2: u8 = 0x02;
+    /// TOA option.
+    pub const TOA: u8 = 0x04;
+    /// The PROXY header segment was sent to the real server.
+    pub const SENT: u8 = 0x08;
+    /// The real server acknowledged the whole header.
+    pub const ACKED: u8 = 0x10;
+    /// The TOA option was added (or found no room): never again.
+    pub const TOA_DONE: u8 = 0x20;
+    /// Either PROXY version.
+    pub const PP: u8 = PP1 | PP2;
+    /// Length of a PROXY v2 header with IPv4 addresses (v1's is never this short).
+    pub const V2_LEN_V4: usize = 28;
+    /// Length of a PROXY v2 header with IPv6 addresses.
+    pub const V2_LEN_V6: usize = 52;
+
+    /// Whether nothing is left to do but the sequence shift (the session may take the
+    /// fast path).
+    pub fn settled(c: u8) -> bool {
+        (c & PP == 0 || c & (SENT | ACKED) == SENT | ACKED) && (c & TOA == 0 || c & TOA_DONE != 0)
+    }
 }
 
 /// Index of the client address in [`Session`]'s address parts.
@@ -317,6 +355,10 @@ mod tests {
             hi,
             fwmark: 0,
             n_control: 0,
+            seq_init: 0,
+            seq_delta: 0,
+            cip: 0,
+            cip_at: 0,
         }
     }
 

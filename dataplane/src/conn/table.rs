@@ -90,6 +90,10 @@ pub(super) const VACANT: Session = Session {
     hi: [[0; 12]; 4],
     fwmark: 0,
     n_control: 0,
+    seq_init: 0,
+    seq_delta: 0,
+    cip: 0,
+    cip_at: 0,
 };
 
 impl ConnTable {
@@ -337,6 +341,12 @@ impl ConnTable {
     #[inline]
     pub fn get(&self, id: ConnId) -> Option<&Session> {
         self.slab.get(id.0 as usize).filter(|s| s.is_live())
+    }
+
+    /// Session `id`, mutably, for the pipeline's client-address work (its `seq_*` and
+    /// `cip` fields and the `IN_SEQ`/`CIP` flags; nothing the index or the wheel uses).
+    pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut Session> {
+        self.slab.get_mut(id.0 as usize).filter(|s| s.is_live())
     }
 
     /// The server id a session is bound to.

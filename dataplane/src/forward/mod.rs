@@ -11,6 +11,8 @@
 //! - [`icmp`]: ICMP errors about NAT and FULLNAT sessions, translated from the plan of
 //!   the direction they travel.
 //! - [`vlan`]: the 802.1Q tag of the port a frame leaves by.
+//! - [`cip`]: the client's address under FULLNAT: PROXY protocol headers, TOA, and the
+//!   sequence shift a PROXY header brings.
 //!
 //! Every rewrite works in place on a [`crate::buf::PacketBuf`] (TUN prepends into its
 //! headroom), never allocates, never panics (offsets that do not fit the buffer are
@@ -18,6 +20,7 @@
 //! Checksums are computed in software on every port. A UDP checksum of 0 ("none",
 //! IPv4) stays 0.
 
+pub mod cip;
 pub mod icmp;
 pub mod plan;
 pub mod rewrite;

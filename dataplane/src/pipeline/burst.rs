@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::buf::PacketBuf;
-use crate::conn::{Direction, LookupHint};
+use crate::conn::{flags as conn_flags, Direction, LookupHint};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::forward::{vlan, Layout, Plan};
 use crate::steer::{self, Toward};
@@ -254,6 +254,12 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return Fast::Slow;
         };
+        // Client-address work left (a PROXY header not yet acknowledged, a TOA option
+        // to add, PROXY over UDP): the general path.
+        let shifted = s.flags & (conn_flags::CIP | conn_flags::IN_SEQ);
+        if shifted & conn_flags::CIP != 0 {
+            return Fast::Slow;
+        }
         let Some(plan) = Plan::of(s, reply, &self.conns) else {
             return Fast::Slow;
         };
@@ -311,6 +317,10 @@ impl<P: PacketBuf> Core<P> {
         let len = pkt.len() as u64;
         if let Err(e) = plan.apply(pkt, &at, &eg) {
             return Fast::Drop(DropReason::Rewrite(e));
+        }
+        // A PROXY-protocol session after its header: one shift.
+        if shifted != 0 {
+            self.shift_established(pkt, id, reply, at.l4);
         }
         // Without VLAN ports the frame came untagged (the caller checked) and leaves so.
         if self.vlans {

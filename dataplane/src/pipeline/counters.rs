@@ -50,12 +50,15 @@ pub enum DropReason {
     /// A packet that would open a session above the worker's new-session budget
     /// (`[sessions] new_per_second`): refused, no session created.
     NewSessionBudget,
+    /// A UDP datagram of a FULLNAT service with PROXY protocol v2 that would exceed the
+    /// egress MTU (or the buffer's headroom) with the header in front of it.
+    ProxyNoRoom,
 }
 
 impl DropReason {
     /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
     /// other reasons.
-    pub const COUNT: usize = 2 * wire::Error::COUNT + 14;
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 15;
 
     /// The counter slot.
     pub fn index(self) -> usize {
@@ -77,6 +80,7 @@ impl DropReason {
             DropReason::Vlan => 2 * w + 11,
             DropReason::ProbeUnknown => 2 * w + 12,
             DropReason::NewSessionBudget => 2 * w + 13,
+            DropReason::ProxyNoRoom => 2 * w + 14,
         }
     }
 
@@ -101,6 +105,7 @@ impl DropReason {
                 11 => DropReason::Vlan,
                 12 => DropReason::ProbeUnknown,
                 13 => DropReason::NewSessionBudget,
+                14 => DropReason::ProxyNoRoom,
                 _ => return None,
             },
         })
@@ -125,6 +130,7 @@ impl DropReason {
             DropReason::Vlan => "vlan".into(),
             DropReason::ProbeUnknown => "probe-unknown".into(),
             DropReason::NewSessionBudget => "new-session-budget".into(),
+            DropReason::ProxyNoRoom => "proxy-no-room".into(),
         }
     }
 }
@@ -160,6 +166,17 @@ pub struct Counters {
     pub time_exceeded_sent: u64,
     /// ICMP errors not originated because the worker's ICMP rate limit was reached.
     pub icmp_rate_limited: u64,
+    /// PROXY protocol headers sent to real servers: TCP header segments (resent ones
+    /// included) and UDP datagrams that got one.
+    pub proxy_headers: u64,
+    /// TCP header segments sent again (the real server had not acknowledged the header
+    /// when the client's first byte came again).
+    pub proxy_resent: u64,
+    /// TOA options added to a client's first segment after the SYN.
+    pub toa_added: u64,
+    /// TOA options not added for want of room (TCP options full, or the segment would
+    /// exceed the MTU).
+    pub toa_no_room: u64,
     /// Drops by reason ([`DropReason::index`]).
     pub drops: [u64; DropReason::COUNT],
 }
@@ -180,6 +197,10 @@ impl Default for Counters {
             frag_needed_sent: 0,
             time_exceeded_sent: 0,
             icmp_rate_limited: 0,
+            proxy_headers: 0,
+            proxy_resent: 0,
+            toa_added: 0,
+            toa_no_room: 0,
             drops: [0; DropReason::COUNT],
         }
     }

@@ -444,15 +444,32 @@ impl<P: PacketBuf> Core<P> {
             return self.drop(pkt, DropReason::NoRoute);
         };
         let len = pkt.len() as u64;
-        let res = match plan.apply(&mut pkt, &Layout::of(meta), &eg) {
-            Ok(()) if self.vlans || meta.l2.vlan_tci.is_some() => {
-                retag_for(&mut pkt, snap, nh.port)
+        let at = Layout::of(meta);
+        // A FULLNAT session with a PROXY header or TOA to give: after the rewrite.
+        let mut due = false;
+        let res = match plan.apply(&mut pkt, &at, &eg) {
+            Ok(()) => {
+                if self.has_client_addr_work(id) {
+                    match self.client_addr(&mut pkt, id, reply, &at, flags, eg.mtu, now_ms) {
+                        Ok(d) => due = d,
+                        Err(r) => return self.drop(pkt, r),
+                    }
+                }
+                if self.vlans || meta.l2.vlan_tci.is_some() {
+                    retag_for(&mut pkt, snap, nh.port)
+                } else {
+                    Ok(())
+                }
             }
             r => r,
         };
         match res {
             Ok(()) => {
                 self.count_forwarded(id, dir, len);
+                // The header goes once the next hop is known (else with a later segment).
+                if due && mac.is_some() {
+                    self.proxy_segment(&pkt, id, nh.port, now_ms);
+                }
                 self.emit(pkt, nh.port, nh.addr, mac)
             }
             Err(wire::Error::Oversize) if plan.fwd == FwdMethod::Tunnel && meta.dont_frag => {
@@ -513,7 +530,7 @@ impl<P: PacketBuf> Core<P> {
     }
 
     /// Queues the frame just written into the scratch buffer for port `port`.
-    fn originated(&mut self, port: u16, len: usize) {
+    pub(super) fn originated(&mut self, port: u16, len: usize) {
         if self.generated.len() < SIDE_CAP {
             self.generated.push((port, len));
         }

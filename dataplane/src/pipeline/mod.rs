@@ -14,6 +14,7 @@
 //! | [`counters`] | drop reasons, per-worker and per-server counters |
 //! | `burst.rs` | [`Core::process_burst`]: the prefetching software pipeline and the established fast path |
 //! | `general.rs` | the general path: every packet the fast path does not take |
+//! | `cip.rs` | FULLNAT's client address: a session's PROXY header and TOA option, the sequence shift |
 //! | `host.rs` | ARP and ICMP echo for the director's own addresses; ARP frames it originates |
 //! | `probe.rs` | health checks of TUN servers through the VIP: the kernel's probes to a probe MAC, encapsulated |
 //! | `replica.rs` | the sync master's records after a client packet, the standby's installation |
@@ -23,6 +24,7 @@
 
 mod budget;
 mod burst;
+mod cip;
 pub mod counters;
 mod general;
 mod host;

@@ -31,13 +31,24 @@ fn snapshot(fwd: FwdMethod, workers: usize) -> Snapshot {
 
 /// [`snapshot`] with the tunnels of RS1 and RS2 (under TUN).
 fn snapshot_tun(fwd: FwdMethod, workers: usize, tunnels: [Tunnel; 2]) -> Snapshot {
+    snapshot_with(fwd, workers, tunnels, Proto::Tcp, 0)
+}
+
+/// [`snapshot_tun`] of a `proto` service with service flags `svc_flags`.
+fn snapshot_with(
+    fwd: FwdMethod,
+    workers: usize,
+    tunnels: [Tunnel; 2],
+    proto: Proto,
+    svc_flags: u32,
+) -> Snapshot {
     let key = ServiceKey::Addr {
-        proto: Proto::Tcp,
+        proto,
         addr: a(VIP),
         port: 80,
     };
     let mut t = ServiceTable::new();
-    t.add_service(ServiceConfig::new(key, SchedKind::Rr))
+    t.add_service(ServiceConfig::new(key, SchedKind::Rr).flags(svc_flags))
         .expect("service");
     let rport = if fwd == FwdMethod::Masq { 8080 } else { 80 };
     t.add_dest(&key, DestConfig::new(a(RS1), rport, fwd).tunnel(tunnels[0]))
@@ -1934,4 +1945,582 @@ fn without_a_budget_a_flood_of_new_flows_all_become_sessions() {
     }
     assert_eq!(c.conns().len(), 100);
     assert_eq!(c.counters().drops_of(DropReason::NewSessionBudget), 0);
+}
+
+// ----- FULLNAT: the client's address (PROXY protocol, TOA) -----
+
+/// A one-worker FULLNAT core of a `proto` service with service flags `svc`, its
+/// neighbours known.
+fn cip_core(proto: Proto, svc: u32) -> Core<VecBuf> {
+    let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snapshot_with(
+        FwdMethod::FullNat,
+        1,
+        [Tunnel::IPIP; 2],
+        proto,
+        svc,
+    ));
+    c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, false);
+    c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, false);
+    c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, false);
+    c
+}
+
+/// A TCP segment built by etherparse with timestamps: `flags` of S, A, P, F, R.
+#[allow(clippy::too_many_arguments)]
+fn seg_ts(
+    macs: ([u8; 6], [u8; 6]),
+    s: ([u8; 4], u16),
+    d: ([u8; 4], u16),
+    seq: u32,
+    ack: u32,
+    flags: &str,
+    opts: &[etherparse::TcpOptionElement],
+    payload: &[u8],
+) -> VecBuf {
+    let mut b = PacketBuilder::ethernet2(macs.0, macs.1)
+        .ipv4(s.0, d.0, 64)
+        .tcp(s.1, d.1, seq, 65535)
+        .options(opts)
+        .expect("options");
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(ack),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            'P' => b.psh(),
+            _ => panic!("flag {f}"),
+        };
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).expect("build");
+    VecBuf::new(VecBuf::DEFAULT_HEADROOM, &v)
+}
+
+const TS: [etherparse::TcpOptionElement; 3] = [
+    etherparse::TcpOptionElement::Noop,
+    etherparse::TcpOptionElement::Noop,
+    etherparse::TcpOptionElement::Timestamp(100, 200),
+];
+
+/// The TCP header of a frame (checksums checked), as etherparse reads it.
+fn tcp_hdr(frame: &[u8]) -> (etherparse::TcpHeader, Vec<u8>) {
+    check(frame);
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!("TCP")
+    };
+    (t.to_header(), t.payload().to_vec())
+}
+
+/// The client's handshake through a PROXY-protocol (or TOA) FULLNAT service, client ISN
+/// 7000, server ISN 50000: returns (the real server's end, the LIP port, the frames
+/// the client's ACK produced: forwarded, then any originated).
+struct Shaken {
+    rs: ([u8; 4], u16),
+    rs_mac: [u8; 6],
+    lport: u16,
+    ack_out: VecBuf,
+    generated: Option<Vec<u8>>,
+}
+
+fn handshake(c: &mut Core<VecBuf>, now: u64) -> Shaken {
+    let cl = (CIP, 40000);
+    let syn = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7000,
+        0,
+        "S",
+        &TS,
+        b"",
+    );
+    let (p, _) = tx(c.process(syn, 0, now, false));
+    let (h, _) = tcp_hdr(p.data());
+    assert_eq!(h.sequence_number, 7000, "a SYN is not shifted");
+    let (_, lport, rs, rport) = check(p.data());
+    let rs_mac = if rs == RS1 { RS1_MAC } else { RS2_MAC };
+    let synack = seg_ts(
+        (rs_mac, PORT1_MAC),
+        (rs, rport),
+        (LIP, lport),
+        50000,
+        7001,
+        "SA",
+        &TS,
+        b"",
+    );
+    let (p, _) = tx(c.process(synack, 1, now, false));
+    assert_eq!(tcp_hdr(p.data()).0.acknowledgment_number, 7001);
+    let ack = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7001,
+        50001,
+        "A",
+        &TS,
+        b"",
+    );
+    let (ack_out, _) = tx(c.process(ack, 0, now, false));
+    let generated = c.take_generated().map(|(port, len)| {
+        assert_eq!(port, 1, "the header leaves toward the real server");
+        c.scratch()[..len].to_vec()
+    });
+    Shaken {
+        rs: (rs, rport),
+        rs_mac,
+        lport,
+        ack_out,
+        generated,
+    }
+}
+
+/// The PROXY v2 header of client CIP:40000 to VIP:80 over TCP, written out by hand
+/// from the specification.
+fn v2_expected() -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&CIP);
+    h.extend_from_slice(&VIP);
+    h.extend_from_slice(&40000u16.to_be_bytes());
+    h.extend_from_slice(&80u16.to_be_bytes());
+    h
+}
+
+#[test]
+fn proxy_v2_header_goes_first_and_the_stream_is_shifted_both_ways() {
+    let mut c = cip_core(Proto::Tcp, svc_flags_pp2());
+    let sh = handshake(&mut c, 1000);
+    // The handshake's ACK goes on shifted, then the header as its own segment with the
+    // client's first sequence number, the ACK's timestamps and the header as payload.
+    let (h, payload) = tcp_hdr(sh.ack_out.data());
+    assert_eq!(h.sequence_number, 7001 + 28);
+    assert!(payload.is_empty());
+    let g = sh.generated.expect("the header segment");
+    assert_eq!(&g[..6], &sh.rs_mac);
+    let (_, lport, rs, _) = check(&g);
+    assert_eq!((lport, rs), (sh.lport, sh.rs.0));
+    let (gh, gp) = tcp_hdr(&g);
+    assert_eq!(gh.sequence_number, 7001);
+    assert_eq!(gh.acknowledgment_number, 50001);
+    assert!(gh.ack && gh.psh && !gh.fin && !gh.syn && !gh.rst);
+    assert_eq!(gp, v2_expected());
+    assert!(gh
+        .options_iterator()
+        .any(|o| matches!(o, Ok(etherparse::TcpOptionElement::Timestamp(100, 200)))));
+    assert_eq!(c.counters().proxy_headers, 1);
+    // The client's request: shifted, no second header before 300 ms.
+    let cl = (CIP, 40000);
+    let get = b"GET / HTTP/1.1\r\n\r\n";
+    let req = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7001,
+        50001,
+        "AP",
+        &TS,
+        get,
+    );
+    let (p, _) = tx(c.process(req, 0, 1100, false));
+    assert_eq!(tcp_hdr(p.data()).0.sequence_number, 7029);
+    assert!(c.take_generated().is_none());
+    // The server acknowledges header and request: the client sees its request acked.
+    let rs_ack = seg_ts(
+        (sh.rs_mac, PORT1_MAC),
+        sh.rs,
+        (LIP, sh.lport),
+        50001,
+        7001 + 28 + get.len() as u32,
+        "A",
+        &TS,
+        b"",
+    );
+    let (p, port) = tx(c.process(rs_ack, 1, 1100, false));
+    assert_eq!(port, 0);
+    assert_eq!(
+        tcp_hdr(p.data()).0.acknowledgment_number,
+        7001 + get.len() as u32
+    );
+    // Settled: the established packets take the fast path, with the same effects as
+    // the general path (a twin core, packet by packet), the shift included.
+    let mut twin = cip_core(Proto::Tcp, svc_flags_pp2());
+    let tsh = handshake(&mut twin, 1000);
+    assert_eq!(tsh.lport, sh.lport);
+    let req = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7001,
+        50001,
+        "AP",
+        &TS,
+        get,
+    );
+    tx(twin.process(req, 0, 1100, false));
+    let rs_ack = seg_ts(
+        (sh.rs_mac, PORT1_MAC),
+        sh.rs,
+        (LIP, sh.lport),
+        50001,
+        7001 + 28 + get.len() as u32,
+        "A",
+        &TS,
+        b"",
+    );
+    tx(twin.process(rs_ack, 1, 1100, false));
+    let next = 7001 + get.len() as u32;
+    let sack = [
+        etherparse::TcpOptionElement::Noop,
+        etherparse::TcpOptionElement::Noop,
+        etherparse::TcpOptionElement::SelectiveAcknowledgement(
+            (next + 28 + 1000, next + 28 + 2000),
+            [Some((7001 + 3, 7001 + 20)), None, None],
+        ),
+    ];
+    let pkts = vec![
+        (
+            seg_ts(
+                (CLIENT_MAC, PORT0_MAC),
+                cl,
+                (VIP, 80),
+                next,
+                50001,
+                "AP",
+                &TS,
+                b"more",
+            ),
+            0,
+        ),
+        (
+            seg_ts(
+                (sh.rs_mac, PORT1_MAC),
+                sh.rs,
+                (LIP, sh.lport),
+                50001,
+                next + 28 + 4,
+                "AP",
+                &sack,
+                b"reply",
+            ),
+            1,
+        ),
+    ];
+    let out = same_by_burst(&mut twin, &mut c, pkts, 1200);
+    let (h, _) = tcp_hdr(&out[0].2);
+    assert_eq!(h.sequence_number, next + 28);
+    let (h, p) = tcp_hdr(&out[1].2);
+    assert_eq!(h.acknowledgment_number, next + 4);
+    assert_eq!(p, b"reply");
+    let blocks = h
+        .options_iterator()
+        .find_map(|o| match o {
+            Ok(etherparse::TcpOptionElement::SelectiveAcknowledgement(a, r)) => Some((a, r)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        blocks.0,
+        (next + 1000, next + 2000),
+        "above the header: shifted"
+    );
+    assert_eq!(
+        blocks.1[0],
+        Some((7001, 7001)),
+        "inside the header: the first byte"
+    );
+}
+
+fn svc_flags_pp2() -> u32 {
+    crate::service::svc_flags::PROXY_V2
+}
+
+#[test]
+fn a_header_the_server_has_not_acknowledged_is_sent_again_with_the_first_byte() {
+    let mut c = cip_core(Proto::Tcp, svc_flags_pp2());
+    let sh = handshake(&mut c, 1000);
+    assert!(sh.generated.is_some());
+    let cl = (CIP, 40000);
+    let first = || {
+        seg_ts(
+            (CLIENT_MAC, PORT0_MAC),
+            cl,
+            (VIP, 80),
+            7001,
+            50001,
+            "AP",
+            &TS,
+            b"hi",
+        )
+    };
+    // 200 ms later: not yet.
+    tx(c.process(first(), 0, 1200, false));
+    assert!(c.take_generated().is_none());
+    // The client retransmits its first byte 400 ms after the header: the header again.
+    let (p, _) = tx(c.process(first(), 0, 1400, false));
+    assert_eq!(tcp_hdr(p.data()).0.sequence_number, 7029);
+    let (_, len) = c.take_generated().expect("the header again");
+    let (gh, gp) = tcp_hdr(&c.scratch()[..len]);
+    assert_eq!((gh.sequence_number, gp), (7001, v2_expected()));
+    assert_eq!(c.counters().proxy_resent, 1);
+    assert_eq!(c.counters().proxy_headers, 2);
+    // A later segment (not the first byte) never brings it.
+    let later = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7003,
+        50001,
+        "AP",
+        &TS,
+        b"x",
+    );
+    tx(c.process(later, 0, 3000, false));
+    assert!(c.take_generated().is_none());
+    let _ = sh;
+}
+
+#[test]
+fn proxy_v1_line_names_the_client_and_shifts_by_its_length() {
+    let mut c = cip_core(Proto::Tcp, crate::service::svc_flags::PROXY_V1);
+    let sh = handshake(&mut c, 0);
+    let line = b"PROXY TCP4 10.10.0.2 10.10.0.100 40000 80\r\n";
+    let (gh, gp) = tcp_hdr(&sh.generated.expect("header"));
+    assert_eq!(gh.sequence_number, 7001);
+    assert_eq!(gp, line);
+    assert_eq!(
+        tcp_hdr(sh.ack_out.data()).0.sequence_number,
+        7001 + line.len() as u32
+    );
+}
+
+#[test]
+fn a_client_that_sends_a_proxy_header_itself_comes_after_ours() {
+    let mut c = cip_core(Proto::Tcp, svc_flags_pp2());
+    let sh = handshake(&mut c, 0);
+    assert_eq!(tcp_hdr(&sh.generated.unwrap()).1, v2_expected());
+    let spoof = b"PROXY TCP4 1.2.3.4 10.10.0.100 1 80\r\nGET / HTTP/1.0\r\n\r\n";
+    let cl = (CIP, 40000);
+    let p = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7001,
+        50001,
+        "AP",
+        &TS,
+        spoof,
+    );
+    let (p, _) = tx(c.process(p, 0, 10, false));
+    let (h, payload) = tcp_hdr(p.data());
+    // The spoofed line is the client's data, after the director's header.
+    assert_eq!(h.sequence_number, 7001 + 28);
+    assert_eq!(payload, spoof);
+}
+
+#[test]
+fn toa_rides_on_the_handshakes_ack_once() {
+    let mut c = cip_core(Proto::Tcp, crate::service::svc_flags::TOA);
+    let sh = handshake(&mut c, 0);
+    assert!(sh.generated.is_none(), "no PROXY header without the option");
+    let (h, _) = tcp_hdr(sh.ack_out.data());
+    assert_eq!(h.sequence_number, 7001, "no shift with TOA alone");
+    let opts = h.options.as_slice();
+    let at = opts.windows(2).position(|w| w == [254, 8]).expect("TOA");
+    assert_eq!(&opts[at + 2..at + 4], &40000u16.to_be_bytes());
+    assert_eq!(&opts[at + 4..at + 8], &CIP);
+    assert_eq!(c.counters().toa_added, 1);
+    // The next segment has none, and the session now takes the fast path.
+    let cl = (CIP, 40000);
+    let p = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7001,
+        50001,
+        "AP",
+        &TS,
+        b"GET",
+    );
+    let (p, _) = tx(c.process(p, 0, 10, false));
+    let (h, _) = tcp_hdr(p.data());
+    assert!(!h.options.as_slice().windows(2).any(|w| w == [254, 8]));
+    assert_eq!(c.counters().toa_added, 1);
+    let s = c.conns().iter().next().unwrap().1;
+    assert_eq!(s.flags & crate::conn::flags::CIP, 0);
+}
+
+#[test]
+fn toa_without_room_is_counted_and_the_segment_goes_on() {
+    let mut c = cip_core(Proto::Tcp, crate::service::svc_flags::TOA);
+    let cl = (CIP, 40000);
+    let syn = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7000,
+        0,
+        "S",
+        &TS,
+        b"",
+    );
+    tx(c.process(syn, 0, 0, false));
+    // The handshake's ACK lost: the first data segment fills the MTU.
+    let full = vec![b'x'; 1500 - 20 - 32];
+    let p = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7001,
+        50001,
+        "AP",
+        &TS,
+        &full,
+    );
+    let (p, _) = tx(c.process(p, 0, 1, false));
+    assert_eq!(tcp_hdr(p.data()).1, full);
+    assert_eq!((c.counters().toa_added, c.counters().toa_no_room), (0, 1));
+}
+
+#[test]
+fn udp_datagrams_get_a_v2_header_each() {
+    let mut c = cip_core(Proto::Udp, svc_flags_pp2());
+    let dgram = |payload: &[u8]| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+            .ipv4(CIP, VIP, 64)
+            .udp(40000, 80)
+            .write(&mut v, payload)
+            .unwrap();
+        VecBuf::new(VecBuf::DEFAULT_HEADROOM, &v)
+    };
+    let mut want = v2_expected();
+    want[13] = 0x12; // AF_INET, DGRAM
+    for (i, payload) in [&b"one"[..], b"two"].iter().enumerate() {
+        let (p, port) = tx(c.process(dgram(payload), 0, i as u64, false));
+        assert_eq!(port, 1);
+        let s = SlicedPacket::from_ethernet(p.data()).unwrap();
+        let Some(TransportSlice::Udp(u)) = s.transport else {
+            panic!()
+        };
+        let Some(NetSlice::Ipv4(ip)) = s.net else {
+            panic!()
+        };
+        let hdr = ip.header().to_header();
+        assert_eq!(hdr.calc_header_checksum(), hdr.header_checksum);
+        assert_eq!(
+            u.to_header().calc_checksum_ipv4(&hdr, u.payload()).unwrap(),
+            u.checksum()
+        );
+        assert_eq!(&u.payload()[..28], &want[..]);
+        assert_eq!(&u.payload()[28..], *payload);
+    }
+    assert_eq!(c.counters().proxy_headers, 2);
+    // A datagram that would not fit the MTU with the header: dropped and counted.
+    let out = c.process(dgram(&[0u8; 1500 - 28 - 10]), 0, 5, false);
+    assert!(matches!(out, Out::Drop(_, DropReason::ProxyNoRoom)));
+    assert_eq!(c.counters().drops_of(DropReason::ProxyNoRoom), 1);
+    assert_eq!(DropReason::ProxyNoRoom.name(), "proxy-no-room");
+}
+
+#[test]
+fn a_standby_keeps_shifting_a_synced_proxy_session() {
+    use crate::sync::wire::{decode, MessageBuilder, Record};
+    let mut c = cip_core(Proto::Tcp, svc_flags_pp2());
+    let sh = handshake(&mut c, 0);
+    let (id, _) = c.conns().iter().next().unwrap();
+    let rec = c.conns().sync_record(id).unwrap();
+    assert_eq!(rec.in_seq, Some((7000, 28)));
+    assert_ne!(rec.flags & 0x0400, 0, "IP_VS_CONN_F_IN_SEQ");
+    // Through the wire format: the kernel's IPVS_OPT_SEQ_DATA.
+    let mut m = MessageBuilder::new(1, 1500);
+    assert!(m.push(&rec));
+    let mut recs = Vec::new();
+    decode(m.bytes(), &mut recs).unwrap();
+    let Record::Conn(got) = recs[0] else {
+        panic!("{recs:?}")
+    };
+    assert_eq!(got.in_seq, Some((7000, 28)));
+    // The standby installs it established (as the master sends it after its state
+    // change) and takes over: a client segment is shifted, a server ack shifted back.
+    let mut standby = cip_core(Proto::Tcp, svc_flags_pp2());
+    let mut est = got;
+    est.state = crate::conn::TcpState::Established as u16;
+    assert!(standby.install_synced(&est, 0).unwrap());
+    let cl = (CIP, 40000);
+    let p = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7101,
+        50001,
+        "AP",
+        &TS,
+        b"x",
+    );
+    let mut got = Vec::new();
+    standby.process_burst(
+        [p],
+        10,
+        true,
+        |_| 0,
+        |e| {
+            if let Emit::Packet(o) = e {
+                got.push(tx(o).0)
+            }
+        },
+    );
+    assert_eq!(tcp_hdr(got[0].data()).0.sequence_number, 7101 + 28);
+    assert!(
+        standby.take_generated().is_none(),
+        "the master sent the header"
+    );
+    let r = seg_ts(
+        (sh.rs_mac, PORT1_MAC),
+        sh.rs,
+        (LIP, sh.lport),
+        50001,
+        7101 + 28 + 1,
+        "A",
+        &TS,
+        b"",
+    );
+    let (p, _) = tx(standby.process(r, 1, 10, false));
+    assert_eq!(tcp_hdr(p.data()).0.acknowledgment_number, 7102);
+}
+
+#[test]
+fn a_reset_during_the_handshake_is_not_shifted_and_sends_no_header() {
+    let mut c = cip_core(Proto::Tcp, svc_flags_pp2());
+    let cl = (CIP, 40000);
+    let syn = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7000,
+        0,
+        "S",
+        &TS,
+        b"",
+    );
+    tx(c.process(syn, 0, 0, false));
+    // The client gives up before completing the handshake: its RST carries the
+    // sequence number the server expects (no header is in the server's stream).
+    let rst = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7001,
+        0,
+        "R",
+        &TS,
+        b"",
+    );
+    let (p, _) = tx(c.process(rst, 0, 1, false));
+    assert_eq!(tcp_hdr(p.data()).0.sequence_number, 7001);
+    assert!(c.take_generated().is_none());
+    assert_eq!(c.counters().proxy_headers, 0);
 }

@@ -286,6 +286,7 @@ mod tests {
             vaddr: Addr::v4(10, 10, 0, 100),
             daddr: Addr::v4(10, 20, 0, 11),
             local: None,
+            in_seq: None,
         }
     }
 

@@ -10,7 +10,9 @@
 //! Records start on 4-byte boundaries (padding counts in the message size).
 //! ```
 //! rvs adds one optional option, [`OPT_FULLNAT`] (`0x60`), carrying the FULLNAT local
-//! address and port (4 or 16 bytes, then be16); a kernel skips it as optional.
+//! address and port (4 or 16 bytes, then be16); a kernel skips it as optional. A
+//! session whose client stream carries a PROXY header (`IP_VS_CONN_F_IN_SEQ`) has the
+//! kernel's own [`OPT_SEQ_DATA`] with its `in_seq` (initial sequence number, delta).
 //!
 //! Decoding never panics: every length is checked, and errors are typed ([`DecodeError`]).
 
@@ -43,8 +45,8 @@ pub const OPT_PE_NAME: u8 = 3;
 pub const OPT_F_OPTIONAL: u8 = 64;
 /// rvs's option: the FULLNAT local address and port (optional, so kernels skip it).
 pub const OPT_FULLNAT: u8 = OPT_F_OPTIONAL | 32;
-/// Largest record rvs writes (IPv6 with the FULLNAT option, padded).
-pub const MAX_RECORD_LEN: usize = CONN_V6_LEN + 2 + 18;
+/// Largest record rvs writes (IPv6 with the FULLNAT option and sequence data, padded).
+pub const MAX_RECORD_LEN: usize = CONN_V6_LEN + 2 + 18 + 2 + SEQ_DATA_LEN;
 /// The kernel's `IP_VS_CONN_F_SEQ_MASK` (in and out sequence adjustments present).
 pub const F_SEQ_MASK: u32 = 0x0600;
 
@@ -70,6 +72,15 @@ pub fn encoded_len(c: &SyncConn) -> usize {
     base + c
         .local
         .map_or(0, |_| OPT_HEADER_LEN + fullnat_opt_len(c.v6))
+        + c.in_seq.map_or(0, |_| OPT_HEADER_LEN + SEQ_DATA_LEN)
+}
+
+/// The `in_seq` of the sequence data (`struct ip_vs_sync_conn_options`: `in_seq`, then
+/// `out_seq`, each `init_seq`, `delta`, `previous_delta`, network order): initial
+/// sequence number and delta, `None` without a delta.
+fn seq_data(d: &[u8]) -> Option<(u32, u32)> {
+    let (init, delta) = (be32(d, 0)?, be32(d, 4)?);
+    (delta != 0).then_some((init, delta))
 }
 
 /// A decoded message header.
@@ -238,6 +249,7 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
             vaddr: addr(rec, if v6 { 40 } else { 28 }, v6).ok_or(t)?,
             daddr: addr(rec, if v6 { 56 } else { 32 }, v6).ok_or(t)?,
             local: None,
+            in_seq: None,
         };
         let mut skip = None;
         let mut seen = 0u32;
@@ -275,6 +287,7 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
                         if len != SEQ_DATA_LEN {
                             return Err(bad);
                         }
+                        c.in_seq = seq_data(data);
                     }
                     OPT_PE_DATA => {}
                     OPT_PE_NAME => {
@@ -330,6 +343,11 @@ fn decode_v0(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
             vaddr: addr(rec, 12, false).ok_or(t)?,
             daddr: addr(rec, 16, false).ok_or(t)?,
             local: None,
+            in_seq: if len > CONN_V0_LEN {
+                seq_data(&buf[p + CONN_V0_LEN..p + len])
+            } else {
+                None
+            },
         }));
         p += len;
     }
@@ -404,6 +422,13 @@ impl MessageBuilder {
             put_addr(b, &a, c.v6);
             b.extend_from_slice(&port.to_be_bytes());
         }
+        if let Some((init, delta)) = c.in_seq {
+            b.push(OPT_SEQ_DATA);
+            b.push(SEQ_DATA_LEN as u8);
+            b.extend_from_slice(&init.to_be_bytes());
+            b.extend_from_slice(&delta.to_be_bytes());
+            b.extend_from_slice(&[0; SEQ_DATA_LEN - 8]);
+        }
         let size = self.buf.len() as u16;
         self.buf[2..4].copy_from_slice(&size.to_be_bytes());
         self.buf[4] += 1;
@@ -453,6 +478,7 @@ mod tests {
             vaddr: Addr::v4(192, 168, 1, 100),
             daddr: Addr::v4(10, 1, 1, 2),
             local: None,
+            in_seq: None,
         }
     }
 
