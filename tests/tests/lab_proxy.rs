@@ -26,11 +26,12 @@
 //!   front of an SMTP-like banner server (HAProxy `send-proxy` to it); a client that sends
 //!   nothing gets the banner (HAProxy waits for the director's header before it connects),
 //!   then a command and its answer; the banner server logs the client's address and port.
-//! - `proxy_v2_download_survives_a_takeover_byte_exact`: an active/standby pair with
-//!   connection sync (the failover lab's layout, see `lab_failover.rs`), the service made
-//!   with `rvsadm --proxy-protocol v2`; a rate-limited download in flight when the active
-//!   director is killed finishes byte-exact through the standby, which kept translating
-//!   the sequence numbers (the delta was synced).
+//! - `proxy_v2_transfers_survive_a_takeover_byte_exact`: an active/standby pair with
+//!   connection sync (the failover lab's layout, see `lab_failover.rs`, with r1 only),
+//!   the services made with `rvsadm --proxy-protocol v2`; a rate-limited download (nginx)
+//!   and upload (HAProxy and the sink) in flight when the active director is killed
+//!   finish byte-exact through the standby, which kept translating the sequence numbers
+//!   (the shift was synced) and sent no header of its own into the streams.
 //! - `udp_proxy_v2_datagrams_name_the_client`: a Python UDP echo server on r1 and r2 that
 //!   parses each datagram's v2 header (signature, version and command, family, addresses,
 //!   ports), logs the client and echoes the payload without it.
@@ -49,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use rvs_tests::failover::{established, start_director, wait_for};
 use rvs_tests::topo::{two_port, two_port_director_with, VIP2};
-use rvs_tests::{can_build_labs, sha256, Lab};
+use rvs_tests::{can_build_labs, sha256, Director, Lab};
 
 const VIP: &str = VIP2;
 const CLIENT: &str = "10.10.0.2";
@@ -576,6 +577,67 @@ fn nginx_logs_name_the_client_with_proxy_v1_and_v2_over_http_and_https() {
         "{}",
         context()
     );
+    // One header per connection (4 services, 4 connections each), none sent again.
+    let (headers, resent) = (d.counter("proxy_headers"), d.counter("proxy_resent"));
+    assert_eq!((headers, resent), (16, 0), "{}", context());
+}
+
+/// A download of VIP:80's `blob.bin` to `out` from client port `lport`, rate-limited by
+/// curl to `rate`, in the background.
+fn download(lab: &Lab, lport: u16, rate: &str, out: &Path) -> Child {
+    spawn_in(
+        lab,
+        "c",
+        &[
+            "curl",
+            "-sS",
+            "--limit-rate",
+            rate,
+            "--max-time",
+            "60",
+            "--local-port",
+            &lport.to_string(),
+            "-o",
+            &out.display().to_string(),
+            &format!("http://{VIP}/blob.bin"),
+        ],
+    )
+}
+
+/// An upload (HTTP PUT) of `file` to VIP:9000 from client port `lport`, rate-limited by
+/// curl to `rate`, in the background; its stdout is the sink's answer.
+fn upload(lab: &Lab, lport: u16, rate: &str, file: &Path) -> Child {
+    spawn_in(
+        lab,
+        "c",
+        &[
+            "curl",
+            "-sS",
+            "--limit-rate",
+            rate,
+            "--max-time",
+            "60",
+            "--local-port",
+            &lport.to_string(),
+            "-H",
+            "Expect:",
+            "-T",
+            &file.display().to_string(),
+            &format!("http://{VIP}:9000/upload"),
+        ],
+    )
+}
+
+/// Starts the upload sink on 127.0.0.1:9001 of r1 behind HAProxy on r1:9000; returns the
+/// sink's log.
+fn upload_sink(lab: &mut Lab) -> PathBuf {
+    let log = workdir(lab).join("sink.log");
+    python_server(lab, "r1", SINK, &["9001", &log.display().to_string()]);
+    lab.wait_tcp("r1", Ipv4Addr::LOCALHOST, 9001);
+    haproxy(lab, "r1", RS1, 9000, 9001);
+    // The readiness probe's connection (no header) is not a transfer.
+    let _ = std::fs::remove_file(&log);
+    log
 }
 
 /// The TCP counters of `/proc/net/snmp` and `/proc/net/netstat` in `ns` whose names are
@@ -644,16 +706,7 @@ fn long_transfers_with_proxy_v2_stay_byte_exact_under_one_percent_loss() {
     std::fs::create_dir_all(&www).expect("www");
     let blob_sha = random_file(&www.join("blob.bin"), LEN as usize, 0x9e37_79b9_7f4a_7c15);
     let nginx = Nginx::start(&mut lab, "r1", RS1, Some(&www));
-    let sink_log = work.join("sink.log");
-    python_server(
-        &mut lab,
-        "r1",
-        SINK,
-        &["9001", &sink_log.display().to_string()],
-    );
-    lab.wait_tcp("r1", Ipv4Addr::LOCALHOST, 9001);
-    haproxy(&mut lab, "r1", RS1, 9000, 9001);
-    let _ = std::fs::remove_file(&sink_log);
+    let sink_log = upload_sink(&mut lab);
     let up = work.join("upload.bin");
     let up_sha = random_file(&up, LEN as usize, 0x2545_f491_4f6c_dd1d);
 
@@ -674,42 +727,8 @@ fn long_transfers_with_proxy_v2_stay_byte_exact_under_one_percent_loss() {
     lossy(&lab, "c");
     let got = work.join("download.bin");
     let t0 = Instant::now();
-    let download = spawn_in(
-        &lab,
-        "c",
-        &[
-            "curl",
-            "-sS",
-            "--limit-rate",
-            "1M",
-            "--max-time",
-            "60",
-            "--local-port",
-            "42001",
-            "-o",
-            &got.display().to_string(),
-            &format!("http://{VIP}/blob.bin"),
-        ],
-    );
-    let upload = spawn_in(
-        &lab,
-        "c",
-        &[
-            "curl",
-            "-sS",
-            "--limit-rate",
-            "1M",
-            "--max-time",
-            "60",
-            "--local-port",
-            "42002",
-            "-H",
-            "Expect:",
-            "-T",
-            &up.display().to_string(),
-            &format!("http://{VIP}:9000/upload"),
-        ],
-    );
+    let download = download(&lab, 42001, "1M", &got);
+    let upload = upload(&lab, 42002, "1M", &up);
     let down = finish(download, "the download", 70);
     let upl = finish(upload, "the upload", 70);
     let took = t0.elapsed();
@@ -776,6 +795,10 @@ fn long_transfers_with_proxy_v2_stay_byte_exact_under_one_percent_loss() {
         counter(&c_tcp, "RetransSegs") > 0,
         "the client retransmitted the upload: {c_tcp:?}"
     );
+    // One header per connection (the first request, the download, the upload), whatever
+    // was sent again after a loss.
+    let (headers, resent) = (d.counter("proxy_headers"), d.counter("proxy_resent"));
+    assert_eq!(headers - resent, 3, "{dp}");
     // The client's SACK blocks reached the server translated: it recovered with them.
     assert!(
         counter(&r_tcp, "TCPSackRecovery") > 0,
@@ -870,10 +893,23 @@ fn server_speaks_first_gets_the_header_before_the_banner() {
         );
     }
     assert!(!read(&log).contains("error"), "{}", read(&log));
+    let (headers, resent) = (d.counter("proxy_headers"), d.counter("proxy_resent"));
+    assert_eq!((headers, resent), (2, 0), "{}", d.rvsadm(&["--dataplane"]));
+}
+
+/// `OutBytes` and `InBytes` of service `svc` in `rvsadm -Ln --stats --exact`.
+fn service_bytes(d: &Director, svc: &str) -> (u64, u64) {
+    let stats = d.rvsadm(&["-Ln", "--stats", "--exact"]);
+    stats
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 6 && f[0] == "TCP" && f[1] == svc)
+        .map(|f| (f[6].parse().unwrap_or(0), f[5].parse().unwrap_or(0)))
+        .unwrap_or_else(|| panic!("no stats for {svc}: {stats}"))
 }
 
 #[test]
-fn proxy_v2_download_survives_a_takeover_byte_exact() {
+fn proxy_v2_transfers_survive_a_takeover_byte_exact() {
     if skip() {
         return;
     }
@@ -900,6 +936,9 @@ fn proxy_v2_download_survives_a_takeover_byte_exact() {
     std::fs::create_dir_all(&www).expect("www");
     let blob_sha = random_file(&www.join("blob.bin"), LEN as usize, 0x9e37_79b9_7f4a_7c15);
     let nginx = Nginx::start(&mut lab, "r1", RS1, Some(&www));
+    let sink_log = upload_sink(&mut lab);
+    let up = work.join("upload.bin");
+    let up_sha = random_file(&up, LEN as usize, 0x2545_f491_4f6c_dd1d);
 
     let mut a = start_director(&lab, "da", "rppfa", 3, "");
     let b = start_director(
@@ -909,11 +948,13 @@ fn proxy_v2_download_survives_a_takeover_byte_exact() {
         4,
         "[sync]\nstate = \"backup\"\nmcast_interface = \"s1\"\nsyncid = 9\n",
     );
-    let svc = format!("{VIP}:80");
+    let (web, sink) = (format!("{VIP}:80"), format!("{VIP}:9000"));
     for d in [&a, &b] {
-        d.rvsadm(&["-A", "-t", &svc, "-s", "rr", "--proxy-protocol", "v2"]);
-        d.rvsadm(&["-a", "-t", &svc, "-r", &format!("{RS1}:80"), "-b"]);
-        d.rvsadm(&["--add-laddr", "-z", LIPS[0], "-t", &svc]);
+        for (svc, rport, lip) in [(&web, 80, LIPS[0]), (&sink, 9000, LIPS[1])] {
+            d.rvsadm(&["-A", "-t", svc, "-s", "rr", "--proxy-protocol", "v2"]);
+            d.rvsadm(&["-a", "-t", svc, "-r", &format!("{RS1}:{rport}"), "-b"]);
+            d.rvsadm(&["--add-laddr", "-z", lip, "-t", svc]);
+        }
     }
     eprintln!("{}", a.rvsadm(&["-Ln"]));
     a.rvsadm(&[
@@ -928,33 +969,21 @@ fn proxy_v2_download_survives_a_takeover_byte_exact() {
     assert!(ping.status.success(), "ping VIP");
 
     let got = work.join("download.bin");
-    let download = spawn_in(
-        &lab,
-        "c",
-        &[
-            "curl",
-            "-sS",
-            "--limit-rate",
-            "400K",
-            "--max-time",
-            "60",
-            "--local-port",
-            "44001",
-            "-o",
-            &got.display().to_string(),
-            &format!("http://{VIP}/blob.bin"),
-        ],
-    );
-    // Well into the transfer, with the session on the standby.
+    let download = download(&lab, 44001, "400K", &got);
+    let upload = upload(&lab, 44002, "400K", &up);
+    // Well into the transfers, with both sessions on the standby.
     wait_for("1 MiB of the download", 20, || {
         std::fs::metadata(&got).is_ok_and(|m| m.len() > 1024 * 1024)
     });
-    wait_for("the download's session on the standby", 10, || {
-        established(&b)
-            .iter()
-            .any(|row| row.contains(&format!("{CLIENT}:44001")))
+    wait_for("the transfers' sessions on the standby", 10, || {
+        let on_b = established(&b);
+        [44001, 44002].iter().all(|p| {
+            on_b.iter()
+                .any(|row| row.contains(&format!("{CLIENT}:{p}")))
+        })
     });
     let at = std::fs::metadata(&got).map_or(0, |m| m.len());
+    let headers_a = a.counter("proxy_headers");
     a.kill_hard();
     b.rvsadm(&[
         "--start-daemon",
@@ -964,14 +993,15 @@ fn proxy_v2_download_survives_a_takeover_byte_exact() {
         "--syncid",
         "9",
     ]);
-    eprintln!("takeover at {at} of {LEN} bytes");
-    let out = finish(download, "the download", 60);
+    eprintln!("takeover at {at} of {LEN} bytes downloaded; {headers_a} headers sent by the first director");
+    let down = finish(download, "the download", 60);
+    let upl = finish(upload, "the upload", 60);
     let dp = b.rvsadm(&["--dataplane"]);
     eprintln!("new active director:\n{dp}");
     assert!(
-        out.status.success(),
+        down.status.success(),
         "the download survives the takeover: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&down.stderr),
         nginx.error_log()
     );
     assert_eq!(sha256(&got), blob_sha, "the download is byte-exact");
@@ -983,17 +1013,29 @@ fn proxy_v2_download_survives_a_takeover_byte_exact() {
         ))),
         "{access}"
     );
-    // The new active director forwarded the rest of it.
-    let stats = b.rvsadm(&["-Ln", "--stats", "--exact"]);
-    let out_bytes: u64 = stats
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 6 && f[0] == "TCP" && f[1] == svc)
-        .and_then(|f| f[6].parse().ok())
-        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&upl.stdout).into_owned();
     assert!(
-        out_bytes > u64::from(LEN) / 4,
-        "the standby carried the rest: {stats}"
+        upl.status.success(),
+        "the upload survives the takeover: {}\nsink: {}",
+        String::from_utf8_lossy(&upl.stderr),
+        read(&sink_log)
+    );
+    assert!(
+        answer.starts_with(&format!(
+            "{up_sha} {LEN} client={CLIENT}:44002 dst={VIP}:9000"
+        )),
+        "the upload arrived byte-exact and the sink learned the client: {answer}\nsink log: {}",
+        read(&sink_log)
+    );
+    // The first director sent one header per connection; the new active director carried
+    // the rest of both transfers and put no header into the middle of a stream.
+    assert_eq!(headers_a, 2, "{dp}");
+    assert_eq!(b.counter("proxy_headers"), 0, "{dp}");
+    let (web_out, _) = service_bytes(&b, &web);
+    let (_, sink_in) = service_bytes(&b, &sink);
+    assert!(
+        web_out > u64::from(LEN) / 4 && sink_in > u64::from(LEN) / 4,
+        "the standby carried the rest: download {web_out} bytes out, upload {sink_in} bytes in"
     );
 }
 
@@ -1080,6 +1122,13 @@ fn udp_proxy_v2_datagrams_name_the_client() {
             "{msg}: want a line starting {want:?}\n{all}"
         );
     }
+    // Every datagram that reached a real server got its header, and was counted.
+    assert_eq!(
+        d.counter("proxy_headers"),
+        all.lines().count() as u64,
+        "{}",
+        d.rvsadm(&["--dataplane"])
+    );
     // rr gave each client port its own real server.
     assert!(
         !read(&logs[0]).is_empty() && !read(&logs[1]).is_empty(),
@@ -1153,6 +1202,12 @@ fn toa_option_carries_the_client_on_the_handshakes_ack() {
     }
     assert!(
         !seen.contains("csum=bad") && !seen.contains("malformed") && !seen.contains("bad-length"),
+        "{}",
+        context()
+    );
+    assert_eq!(
+        (d.counter("toa_added"), d.counter("toa_no_room")),
+        (3, 0),
         "{}",
         context()
     );
