@@ -122,6 +122,21 @@ fn finish(mut child: Child, what: &str, secs: u64) -> Output {
     }
 }
 
+/// Waits (bounded: 20 s) until the director answers the client's ping of the VIP: its
+/// worker polls its ports (a busy machine may take a moment after the control socket).
+fn wait_forwarding(lab: &Lab) {
+    let t0 = Instant::now();
+    wait_for("the director to answer for the VIP", 20, || {
+        lab.try_exec("c", &["ping", "-c", "1", "-W", "1", VIP])
+            .status
+            .success()
+    });
+    eprintln!(
+        "the director answered the VIP's ping after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
 /// Waits (bounded) until `path` exists.
 fn wait_file(path: &Path, what: &str) {
     wait_for(what, 15, || path.exists());
@@ -515,6 +530,7 @@ fn nginx_logs_name_the_client_with_proxy_v1_and_v2_over_http_and_https() {
         })
         .collect();
     let d = two_port_director_with(&lab, prefix, 1, &toml);
+    wait_forwarding(&lab);
     eprintln!("{}", d.rvsadm(&["-Ln"]));
 
     // (request id, client port, VIP port, LIP, scheme)
@@ -717,6 +733,7 @@ fn long_transfers_with_proxy_v2_stay_byte_exact_under_one_percent_loss() {
     ]
     .concat();
     let d = two_port_director_with(&lab, prefix, 1, &toml);
+    wait_forwarding(&lab);
     // A first request through each service before the loss starts (ARP, neighbours).
     assert_eq!(
         curl_from(&lab, 42000, &[format!("http://{VIP}/")]),
@@ -863,6 +880,7 @@ fn server_speaks_first_gets_the_header_before_the_banner() {
     ]
     .concat();
     let d = two_port_director_with(&lab, prefix, 1, &toml);
+    wait_forwarding(&lab);
     for (vport, lport, name) in [(25u16, 43025u16, "one"), (26, 43026, "two")] {
         let (vp, lp) = (vport.to_string(), lport.to_string());
         let out = lab.try_exec("c", &["python3", "-c", SMTP_CLIENT, VIP, &vp, &lp, name]);
@@ -965,8 +983,7 @@ fn proxy_v2_transfers_survive_a_takeover_byte_exact() {
         "--syncid",
         "9",
     ]);
-    let ping = lab.try_exec("c", &["ping", "-c", "2", "-W", "2", VIP]);
-    assert!(ping.status.success(), "ping VIP");
+    wait_forwarding(&lab);
 
     let got = work.join("download.bin");
     let download = download(&lab, 44001, "400K", &got);
@@ -1040,22 +1057,31 @@ fn proxy_v2_transfers_survive_a_takeover_byte_exact() {
 }
 
 /// A UDP client: from `lport`, sends `n` datagrams `<tag>-<i>` to VIP:`vport` (each
-/// answered within 2 s, three tries) and prints each answer.
+/// answered within 2 s, three tries) and prints each answer; a late answer to an earlier
+/// try is printed on stderr, not taken for the next datagram's.
 const UDP_CLIENT: &str = r#"
-import socket, sys
+import socket, sys, time
 vip, vport, lport, tag, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", lport)); s.settimeout(2)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", lport))
 for i in range(n):
     msg = ("%s-%d" % (tag, i)).encode()
+    answer = None
     for attempt in range(3):
         s.sendto(msg, (vip, vport))
-        try:
-            print(s.recvfrom(65535)[0].decode())
+        end = time.time() + 2
+        while answer is None and time.time() < end:
+            s.settimeout(max(0.01, end - time.time()))
+            try:
+                d = s.recvfrom(65535)[0]
+            except socket.timeout:
+                break
+            if d == msg:
+                answer = d
+            else:
+                print("other answer: %r" % d, file=sys.stderr)
+        if answer is not None:
             break
-        except socket.timeout:
-            continue
-    else:
-        print("no answer to %s" % msg.decode())
+    print(answer.decode() if answer is not None else "no answer to %s" % msg.decode())
 "#;
 
 #[test]
@@ -1084,6 +1110,7 @@ fn udp_proxy_v2_datagrams_name_the_client() {
         &[&format!("{RS1}:5000"), &format!("{RS2}:5000")],
     );
     let d = two_port_director_with(&lab, prefix, 1, &toml);
+    wait_forwarding(&lab);
     let mut sent = Vec::new();
     for lport in [45001u16, 45002] {
         let tag = format!("hello{lport}");
@@ -1158,6 +1185,7 @@ fn toa_option_carries_the_client_on_the_handshakes_ack() {
     wait_file(&log.with_extension("log.ready"), "the TOA sniffer");
     let toml = service("tcp", 80, LIPS[0], "toa = true", &[&format!("{RS1}:80")]);
     let d = two_port_director_with(&lab, prefix, 1, &toml);
+    wait_forwarding(&lab);
     let lports = [46001u16, 46002, 46003];
     for lport in lports {
         let lp = lport.to_string();
