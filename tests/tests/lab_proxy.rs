@@ -14,7 +14,9 @@
 //!   (PROXY v1 and v2, HTTP and HTTPS with a self-signed certificate) over nginx on r1
 //!   and r2; every request's access-log line names the client's address and the source
 //!   port curl used (`--local-port`) and the VIP:port it asked for, also for the second
-//!   request of a kept-alive connection.
+//!   request of a kept-alive connection; a client that forges a PROXY header of its own
+//!   is still logged as itself (the director's header comes first; nginx answers the
+//!   forged line with 400).
 //! - `long_transfers_with_proxy_v2_stay_byte_exact_under_one_percent_loss`: a 6 MiB
 //!   download from nginx and a 6 MiB upload to HAProxy (`mode tcp`, `accept-proxy`) in
 //!   front of a Python sink that hashes what it receives, both rate-limited by curl, both
@@ -501,6 +503,23 @@ fn curl_from(lab: &Lab, lport: u16, urls: &[String]) -> String {
     codes
 }
 
+/// A client that forges a PROXY header: from `lport` to VIP:`vport`, it sends a v1 line
+/// naming 6.6.6.6:6666, then an HTTP request, and prints the first line of the answer.
+const SPOOF_CLIENT: &str = r#"
+import socket, sys
+vip, vport, lport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(); s.bind(("0.0.0.0", lport)); s.settimeout(5)
+s.connect((vip, vport))
+s.sendall(b"PROXY TCP4 6.6.6.6 %s 6666 %d\r\nGET /?id=forged HTTP/1.0\r\n\r\n" % (vip.encode(), vport))
+b = b""
+while b"\r\n" not in b:
+    d = s.recv(4096)
+    if not d:
+        break
+    b += d
+print(b.split(b"\r\n")[0].decode())
+"#;
+
 #[test]
 fn nginx_logs_name_the_client_with_proxy_v1_and_v2_over_http_and_https() {
     if skip() {
@@ -556,6 +575,22 @@ fn nginx_logs_name_the_client_with_proxy_v1_and_v2_over_http_and_https() {
         }
         lport += 1;
     }
+    // A client that sends a PROXY header of its own (a v1 and a v2 service): the
+    // director's header comes first, so nginx names the real client and takes the forged
+    // line for a bad request.
+    let mut spoofed = Vec::new();
+    for vport in [80u16, 8080] {
+        let (vp, lp) = (vport.to_string(), lport.to_string());
+        let out = lab.try_exec("c", &["python3", "-c", SPOOF_CLIENT, VIP, &vp, &lp]);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && said.starts_with("HTTP/1.1 400"),
+            "VIP:{vport} answers the forged header as a bad request: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        spoofed.push((lport, vport));
+        lport += 1;
+    }
 
     let logs = format!("{}{}", n1.access_log(), n2.access_log());
     eprintln!("access logs:\n{logs}");
@@ -581,9 +616,24 @@ fn nginx_logs_name_the_client_with_proxy_v1_and_v2_over_http_and_https() {
             context()
         );
     }
+    for (lport, vport) in &spoofed {
+        assert!(
+            logs.lines().any(
+                |l| l.starts_with(&format!("{CLIENT}:{lport} {VIP}:{vport} "))
+                    && l.contains(" 400 ")
+            ),
+            "the forged header's request is logged with the real client, as a bad request\n{}",
+            context()
+        );
+    }
+    assert!(
+        !logs.contains("6.6.6.6"),
+        "nginx never took the forged header\n{}",
+        context()
+    );
     assert_eq!(
         logs.lines().count(),
-        expected.len(),
+        expected.len() + spoofed.len(),
         "no other request reached nginx\n{}",
         context()
     );
@@ -593,9 +643,10 @@ fn nginx_logs_name_the_client_with_proxy_v1_and_v2_over_http_and_https() {
         "{}",
         context()
     );
-    // One header per connection (4 services, 4 connections each), none sent again.
+    // One header per connection (4 services, 4 connections each, and the 2 forging ones),
+    // none sent again.
     let (headers, resent) = (d.counter("proxy_headers"), d.counter("proxy_resent"));
-    assert_eq!((headers, resent), (16, 0), "{}", context());
+    assert_eq!((headers, resent), (18, 0), "{}", context());
 }
 
 /// A download of VIP:80's `blob.bin` to `out` from client port `lport`, rate-limited by
