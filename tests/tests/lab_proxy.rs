@@ -695,6 +695,16 @@ fn upload(lab: &Lab, lport: u16, rate: &str, file: &Path) -> Child {
     )
 }
 
+/// Keeps the client's TCP receive buffers small (128 KiB at most), so that a download
+/// curl reads slowly (`--limit-rate`) crosses the director at that rate instead of
+/// filling a buffer of megabytes at the start.
+fn small_receive_buffers(lab: &Lab) {
+    lab.exec(
+        "c",
+        &["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 65536 131072"],
+    );
+}
+
 /// Starts the upload sink on 127.0.0.1:9001 of r1 behind HAProxy on r1:9000; returns the
 /// sink's log.
 fn upload_sink(lab: &mut Lab) -> PathBuf {
@@ -792,6 +802,7 @@ fn long_transfers_with_proxy_v2_stay_byte_exact_under_one_percent_loss() {
         "nginx answers through the VIP"
     );
 
+    small_receive_buffers(&lab);
     lossy(&lab, "c");
     let got = work.join("download.bin");
     let t0 = Instant::now();
@@ -1036,6 +1047,7 @@ fn proxy_v2_transfers_survive_a_takeover_byte_exact() {
     ]);
     wait_forwarding(&lab);
 
+    small_receive_buffers(&lab);
     let got = work.join("download.bin");
     let download = download(&lab, 44001, "400K", &got);
     let upload = upload(&lab, 44002, "400K", &up);
@@ -1101,6 +1113,9 @@ fn proxy_v2_transfers_survive_a_takeover_byte_exact() {
     assert_eq!(b.counter("proxy_headers"), 0, "{dp}");
     let (web_out, _) = service_bytes(&b, &web);
     let (_, sink_in) = service_bytes(&b, &sink);
+    eprintln!(
+        "through the new active director: download {web_out} bytes out, upload {sink_in} bytes in"
+    );
     assert!(
         web_out > u64::from(LEN) / 4 && sink_in > u64::from(LEN) / 4,
         "the standby carried the rest: download {web_out} bytes out, upload {sink_in} bytes in"
