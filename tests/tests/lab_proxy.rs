@@ -139,6 +139,19 @@ fn wait_forwarding(lab: &Lab) {
     );
 }
 
+/// Whether `ok` holds within `secs` seconds (polled every 50 ms). A server writes its log
+/// line after it answered: a client can be faster than the line.
+fn eventually(secs: u64, ok: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
 /// Waits (bounded) until `path` exists.
 fn wait_file(path: &Path, what: &str) {
     wait_for(what, 15, || path.exists());
@@ -592,6 +605,10 @@ fn nginx_logs_name_the_client_with_proxy_v1_and_v2_over_http_and_https() {
         lport += 1;
     }
 
+    let requests = expected.len() + spoofed.len();
+    eventually(10, || {
+        n1.access_log().lines().count() + n2.access_log().lines().count() >= requests
+    });
     let logs = format!("{}{}", n1.access_log(), n2.access_log());
     eprintln!("access logs:\n{logs}");
     let context = || {
@@ -633,7 +650,7 @@ fn nginx_logs_name_the_client_with_proxy_v1_and_v2_over_http_and_https() {
     );
     assert_eq!(
         logs.lines().count(),
-        expected.len() + spoofed.len(),
+        requests,
         "no other request reached nginx\n{}",
         context()
     );
@@ -853,14 +870,14 @@ fn long_transfers_with_proxy_v2_stay_byte_exact_under_one_percent_loss() {
         read(&sink_log)
     );
     // nginx's line for the download names the client and counts every byte.
-    let access = nginx.access_log();
-    assert!(
-        access.lines().any(|l| l.starts_with(&format!(
-            "{CLIENT}:42001 {VIP}:80 {} http \"/blob.bin\" 200 {LEN}",
-            LIPS[0]
-        ))),
-        "{access}"
+    let line = format!(
+        "{CLIENT}:42001 {VIP}:80 {} http \"/blob.bin\" 200 {LEN}",
+        LIPS[0]
     );
+    let logged = eventually(10, || {
+        nginx.access_log().lines().any(|l| l.starts_with(&line))
+    });
+    assert!(logged, "{line:?} in {}", nginx.access_log());
     // The loss was real: packets were dropped both ways, and both senders retransmitted.
     assert!(
         drop_in > 0 && drop_out > 0,
@@ -1085,14 +1102,14 @@ fn proxy_v2_transfers_survive_a_takeover_byte_exact() {
         nginx.error_log()
     );
     assert_eq!(sha256(&got), blob_sha, "the download is byte-exact");
-    let access = nginx.access_log();
-    assert!(
-        access.lines().any(|l| l.starts_with(&format!(
-            "{CLIENT}:44001 {VIP}:80 {} http \"/blob.bin\" 200 {LEN}",
-            LIPS[0]
-        ))),
-        "{access}"
+    let line = format!(
+        "{CLIENT}:44001 {VIP}:80 {} http \"/blob.bin\" 200 {LEN}",
+        LIPS[0]
     );
+    let logged = eventually(10, || {
+        nginx.access_log().lines().any(|l| l.starts_with(&line))
+    });
+    assert!(logged, "{line:?} in {}", nginx.access_log());
     let answer = String::from_utf8_lossy(&upl.stdout).into_owned();
     assert!(
         upl.status.success(),
@@ -1274,9 +1291,14 @@ fn toa_option_carries_the_client_on_the_handshakes_ack() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // The sniffer has written every packet the kernel received by now (it reads them as
-    // they arrive); give it a moment for the last.
-    std::thread::sleep(Duration::from_millis(300));
+    // The sniffer reads the packets as they arrive; wait (bounded) for the last handshake.
+    eventually(10, || {
+        read(&log)
+            .lines()
+            .filter(|l| l.contains(" kind=first-after-syn "))
+            .count()
+            >= lports.len()
+    });
     let seen = read(&log);
     eprintln!("packets to r1:80:\n{seen}");
     let context = || format!("{seen}\n{}", d.rvsadm(&["--dataplane"]));
