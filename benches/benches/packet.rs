@@ -113,5 +113,70 @@ fn bench_packet(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_packet);
+/// The ACL check of a packet opening a session: one lookup in a list of 10,000 random
+/// IPv4 prefixes (/8 to /32, a quarter of them allow entries), for addresses that hit
+/// and miss them, next to the empty list's cost. 1,024 addresses are looked up per
+/// iteration, so the figure per element is one lookup.
+fn bench_acl(c: &mut Criterion) {
+    use rvs_dataplane::acl::{Acl, AclAction, AclRule};
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let rules: Vec<AclRule> = (0..10_000)
+        .map(|_| {
+            let r = next();
+            let action = if r % 4 == 0 {
+                AclAction::Allow
+            } else {
+                AclAction::Deny
+            };
+            let a = Ipv4Addr::from((r >> 32) as u32);
+            AclRule::new(IpAddr::V4(a), 8 + (r % 25) as u8, action)
+        })
+        .collect();
+    let acl = Acl::new(&rules);
+    let empty = Acl::empty();
+    // Half the addresses inside a prefix of the list, half anywhere.
+    let addrs: Vec<Ipv4Addr> = (0..1024)
+        .map(|i| {
+            let r = next();
+            if i % 2 == 0 {
+                let IpAddr::V4(p) = rules[(r % 10_000) as usize].addr else {
+                    unreachable!()
+                };
+                Ipv4Addr::from(u32::from(p) ^ (r >> 40) as u32 & 0xff)
+            } else {
+                Ipv4Addr::from(r as u32)
+            }
+        })
+        .collect();
+    let mut g = c.benchmark_group("acl");
+    g.throughput(Throughput::Elements(addrs.len() as u64));
+    g.bench_function("lookup_10k_prefixes", |b| {
+        b.iter(|| {
+            let mut n = 0u32;
+            for a in &addrs {
+                n += u32::from(black_box(&acl).denies_v4(*a));
+            }
+            n
+        })
+    });
+    g.bench_function("lookup_empty", |b| {
+        b.iter(|| {
+            let mut n = 0u32;
+            for a in &addrs {
+                n += u32::from(black_box(&empty).denies_v4(*a));
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_packet, bench_acl);
 criterion_main!(benches);

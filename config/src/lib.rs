@@ -15,6 +15,7 @@
 //! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast) |
 //! | `[metrics]` | the Prometheus metrics endpoint (off unless `listen` is given) |
 //! | `[[marks]]` | firewall-mark rules for fwmark services (the `iptables -t mangle ... -j MARK` of rvs) |
+//! | `[acl]` | the global access control list: `deny` and `allow` prefixes of clients (a service's own lists are its `deny` and `allow`) |
 //!
 //! [`Config::from_str`] parses and validates; every validation error names the field with
 //! its path and the offending value, e.g.
@@ -177,6 +178,63 @@ pub struct Config {
     /// Firewall-mark rules, tried in order.
     #[serde(default)]
     pub marks: Vec<MarkRule>,
+    /// The global access control list.
+    #[serde(default)]
+    pub acl: Acl,
+}
+
+/// `[acl]` (and a service's `deny`/`allow`): which clients may open sessions. Each entry
+/// is an address or prefix (`"203.0.113.0/24"`, `"198.51.100.7"`); the longest matching
+/// prefix of the two lists decides; a client no prefix matches is allowed, unless the
+/// list has allow entries (then it is an allow-list and the client is denied); the same
+/// prefix in both is denied. The global list is checked first, then the service's: a
+/// client either denies is refused. Only packets that would open a session are checked;
+/// established connections are never cut by a change.
+///
+/// ```toml
+/// [acl]
+/// deny = ["203.0.113.0/24"]
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acl {
+    /// Prefixes whose clients are denied (`rvsadm --add-blklst -k`).
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Prefixes whose clients are allowed (`rvsadm --add-whtlst -2`).
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+/// Parses an ACL entry: an address (one host) or `addr/len`, without bits set beyond
+/// its length. The error says what is wrong with it.
+pub fn parse_acl_prefix(s: &str) -> Result<AddrPrefix, String> {
+    let p = AddrPrefix::parse(s, true)
+        .map_err(|_| format!("{s:?} is not an address or prefix (e.g. \"203.0.113.0/24\")"))?;
+    let net = p.network();
+    if net != p.addr {
+        return Err(format!(
+            "{s:?} has bits set beyond its length (the prefix is \"{net}/{}\")",
+            p.prefix_len
+        ));
+    }
+    Ok(p)
+}
+
+/// Validates the entries of an ACL list at `field` (`acl.deny`, `services[0].allow`).
+fn validate_acl_list(field: &str, list: &[String]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::with_capacity(list.len());
+    for (j, e) in list.iter().enumerate() {
+        let at = || format!("{field}[{j}]");
+        let p = parse_acl_prefix(e).map_err(|m| ConfigError::invalid(at(), m))?;
+        if !seen.insert((p.addr, p.prefix_len)) {
+            return Err(ConfigError::invalid(
+                at(),
+                format!("{e:?} duplicates an earlier entry"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `[[marks]]`: one firewall-mark rule. A TCP or UDP packet without a session that meets
@@ -458,6 +516,13 @@ pub struct Service {
     /// FULLNAT TCP: the client's address and port in a TOA TCP option (`--toa`).
     #[serde(default)]
     pub toa: bool,
+    /// The service's ACL: prefixes whose clients may not open sessions of it (see
+    /// [`Acl`]; checked after `[acl]`).
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// The service's ACL: prefixes whose clients may (an allow-list).
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 fn default_sched() -> String {
@@ -773,6 +838,21 @@ pub enum PrefixError {
 }
 
 impl AddrPrefix {
+    /// The prefix's first address (`addr` with the bits beyond the length cleared).
+    pub fn network(&self) -> IpAddr {
+        let host = u32::from(Self::max_len(self.addr) - self.prefix_len);
+        match self.addr {
+            IpAddr::V4(a) => {
+                let m = u32::MAX.checked_shl(host).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
+            }
+            IpAddr::V6(a) => {
+                let m = u128::MAX.checked_shl(host).unwrap_or(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) & m))
+            }
+        }
+    }
+
     /// The longest prefix of the family of `addr` (32 or 128).
     pub fn max_len(addr: IpAddr) -> u8 {
         if addr.is_ipv4() {
@@ -989,6 +1069,8 @@ impl Config {
         for (i, m) in self.marks.iter().enumerate() {
             self.validate_mark(i, m)?;
         }
+        validate_acl_list("acl.deny", &self.acl.deny)?;
+        validate_acl_list("acl.allow", &self.acl.allow)?;
         self.metrics.validate()?;
         self.sync.validate()
     }
@@ -1247,6 +1329,8 @@ impl Config {
             seen.push(key);
         }
         Self::validate_client_address(i, s)?;
+        validate_acl_list(&format!("services[{i}].deny"), &s.deny)?;
+        validate_acl_list(&format!("services[{i}].allow"), &s.allow)?;
         check::validate_service(i, s, port)
     }
 
@@ -1545,6 +1629,39 @@ new_per_second = 1000000000
         );
         let e = err("[sessions]\nnew_per_second = \"fast\"\n");
         assert!(e.starts_with("line 2: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn acl_entries_are_prefixes_refused_by_field_when_bad() {
+        let c = Config::from_str(
+            "[acl]\ndeny = [\"203.0.113.0/24\", \"198.51.100.7\"]\nallow = [\"0.0.0.0/0\"]\n\
+             [[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\nallow = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.acl.deny.len(), 2);
+        assert_eq!(c.acl.allow, vec!["0.0.0.0/0".to_string()]);
+        assert_eq!(c.services[0].allow, vec!["10.0.0.0/8".to_string()]);
+        assert!(c.services[0].deny.is_empty());
+        assert_eq!(Config::from_str("").unwrap().acl, Acl::default());
+        let svc = |k: &str| format!("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n{k}\n");
+        for (text, want) in [
+            ("[acl]\ndeny = [\"1.2.3.0/24\", \"10.1.2.3/8\"]".to_string(), "acl.deny[1]: \"10.1.2.3/8\" has bits set beyond its length (the prefix is \"10.0.0.0/8\")"),
+            ("[acl]\nallow = [\"nonsense\"]".to_string(), "acl.allow[0]: \"nonsense\" is not an address or prefix (e.g. \"203.0.113.0/24\")"),
+            ("[acl]\nallow = [\"1.2.3.4/33\"]".to_string(), "acl.allow[0]: \"1.2.3.4/33\" is not an address or prefix (e.g. \"203.0.113.0/24\")"),
+            (svc("deny = [\"1.0.0.0/8\", \"2.0.0.0/8\", \"1.0.0.0/8\"]"), "services[0].deny[2]: \"1.0.0.0/8\" duplicates an earlier entry"),
+            (svc("allow = [\"2001:db8::1/64\"]"), "services[0].allow[0]: \"2001:db8::1/64\" has bits set beyond its length (the prefix is \"2001:db8::/64\")"),
+        ] {
+            assert_eq!(err(&text), want, "{text}");
+        }
+        assert!(
+            Config::from_str("[acl]\nblock = []").is_err(),
+            "unknown key"
+        );
+        assert_eq!(parse_acl_prefix("0.0.0.0/0").map(|p| p.prefix_len), Ok(0));
+        assert_eq!(
+            parse_acl_prefix("2001:db8::/32").map(|p| p.to_string()),
+            Ok("2001:db8::/32".to_string())
+        );
     }
 
     #[test]

@@ -168,9 +168,31 @@ fn process(
         }
         Command::List(o) => return list(client, &o, io),
         Command::Save { numeric } => {
-            return match call(client, &Request::GetServices, io) {
-                Ok(Response::Services(s)) => {
-                    let _ = io.stdout.write_all(format::save(&s, numeric).as_bytes());
+            let s = match call(client, &Request::GetServices, io) {
+                Ok(Response::Services(s)) => s,
+                Ok(r) => return unexpected(io, r),
+                Err(f) => return f,
+            };
+            // The ACL lines follow the services they name.
+            let acls = match call(client, &Request::GetAcls, io) {
+                Ok(Response::Acls(a)) => a,
+                Ok(r) => return unexpected(io, r),
+                Err(f) => return f,
+            };
+            let mut text = format::save(&s, numeric);
+            text.push_str(&format::save_acls(&acls, numeric));
+            let _ = io.stdout.write_all(text.as_bytes());
+            return Flow::Continue(0);
+        }
+        Command::GetAcl(key, kind) => {
+            return match call(client, &Request::GetAcls, io) {
+                Ok(Response::Acls(a)) => {
+                    if key.is_some_and(|k| !a.services.iter().any(|(s, _)| *s == k)) {
+                        let _ = writeln!(io.stderr, "{}", crate::ipvs::IpvsError::NoSuchService);
+                        return Flow::Exit(1);
+                    }
+                    let text = format::acls(&a, kind, key.as_ref());
+                    let _ = io.stdout.write_all(text.as_bytes());
                     Flow::Continue(0)
                 }
                 Ok(r) => unexpected(io, r),

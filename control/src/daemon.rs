@@ -383,6 +383,15 @@ impl Daemon {
             Request::GetConnections => Response::Connections(self.backend.connections()),
             Request::GetTimeouts => Response::Timeouts(self.table.timeouts),
             Request::GetDaemons => Response::Daemons(self.table.daemons.clone()),
+            Request::GetAcls => Response::Acls(crate::proto::AclsView {
+                global: self.table.acl.clone(),
+                services: self
+                    .table
+                    .services
+                    .iter()
+                    .map(|s| (s.conf.key, s.acl.clone()))
+                    .collect(),
+            }),
             Request::Dataplane => Response::Text(self.backend.describe()),
             Request::ListChecks => Response::Text(crate::checks::list_text(
                 &self.checks.as_ref().map(|c| c.rows()).unwrap_or_default(),

@@ -12,9 +12,11 @@
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rvs_config::{AddrPrefix, Config, PrefixError};
+use rvs_dataplane::acl::{Acl, AclAction, AclRule};
 use rvs_dataplane::dpdk::default_eal_args;
 use rvs_dataplane::engine::{Engine, EngineConfig, EngineError, PortSpec, WorkerReport};
 use rvs_dataplane::flow::{self as dp_flow, Addr, FwdMethod, Proto};
@@ -30,8 +32,8 @@ use crate::backend::{
     ServiceCounters, Stats, SyncDaemonMetrics, SyncWorkerMetrics, WorkerMetrics,
 };
 use crate::ipvs::{
-    Forward, IpvsTable, Protocol, ServiceConf, ServiceKey, SyncDaemon, SyncState, Timeouts,
-    TunCsum, TunType, IPV6_FULL_NETMASK,
+    AclKind, AclLists, Forward, IpvsTable, Protocol, ServiceConf, ServiceKey, SyncDaemon,
+    SyncState, Timeouts, TunCsum, TunType, IPV6_FULL_NETMASK,
 };
 use rvs_dataplane::conn::{SessionState, SyncRules, TcpState};
 
@@ -44,6 +46,9 @@ pub struct DpdkBackend {
     sync_peer: Option<Ipv4Addr>,
     /// The clock of the trash periods.
     started: Instant,
+    /// The dataplane ACLs built so far, by service (`None`: the global list), with the
+    /// lists they were built from: rebuilt only when a list changes.
+    acls: HashMap<Option<ServiceKey>, (AclLists, Arc<Acl>)>,
 }
 
 impl std::fmt::Debug for DpdkBackend {
@@ -270,6 +275,16 @@ fn unsupported(cfg: &Config) -> Result<(), EngineConfigError> {
                 return no(format!("services[{i}].laddrs[{j}]"), "IPv6 is");
             }
         }
+        for (name, list) in [("deny", &s.deny), ("allow", &s.allow)] {
+            if let Some(j) = list.iter().position(|p| p.contains(':')) {
+                return no(format!("services[{i}].{name}[{j}]"), "IPv6 is");
+            }
+        }
+    }
+    for (name, list) in [("deny", &cfg.acl.deny), ("allow", &cfg.acl.allow)] {
+        if let Some(j) = list.iter().position(|p| p.contains(':')) {
+            return no(format!("acl.{name}[{j}]"), "IPv6 is");
+        }
     }
     Ok(())
 }
@@ -409,8 +424,35 @@ pub fn refusal(table: &IpvsTable) -> Result<(), BackendError> {
         if s.laddrs.iter().any(|l| l.addr.is_ipv6()) {
             return no("IPv6 local addresses ('laddr') are");
         }
+        acl_refusal(&s.acl)?;
     }
-    Ok(())
+    acl_refusal(&table.acl)
+}
+
+/// An ACL with an IPv6 prefix: refused by name (the pipeline forwards IPv4 only).
+fn acl_refusal(acl: &AclLists) -> Result<(), BackendError> {
+    match acl.entries().find(|(_, p)| p.addr.is_ipv6()) {
+        Some((kind, p)) => Err(BackendError(format!(
+            "IPv6 ACL prefixes ('{}' {p}) are not supported by the rvs dataplane",
+            kind.option()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The dataplane's ACL of `lists`.
+fn dp_acl(lists: &AclLists) -> Acl {
+    let rules: Vec<AclRule> = lists
+        .entries()
+        .map(|(kind, p)| {
+            let action = match kind {
+                AclKind::Deny => AclAction::Deny,
+                AclKind::Allow => AclAction::Allow,
+            };
+            AclRule::new(p.addr, p.len, action)
+        })
+        .collect();
+    Acl::new(&rules)
 }
 
 /// The dataplane's PROXY protocol of a service's `--proxy-protocol`.
@@ -549,6 +591,7 @@ impl DpdkBackend {
             daemons: Vec::new(),
             sync_peer: None,
             started: Instant::now(),
+            acls: HashMap::new(),
         })
     }
 
@@ -619,6 +662,38 @@ impl DpdkBackend {
         if n > 0 {
             tracing::debug!(forgotten = n, "real servers left the trash");
         }
+    }
+
+    /// The dataplane ACL of `lists`, the ACL of service `key` (`None`: the global one):
+    /// the one built before if the lists did not change.
+    fn acl_of(&mut self, key: Option<ServiceKey>, lists: &AclLists) -> Arc<Acl> {
+        if let Some((l, acl)) = self.acls.get(&key) {
+            if l == lists {
+                return acl.clone();
+            }
+        }
+        let acl = Arc::new(dp_acl(lists));
+        self.acls.insert(key, (lists.clone(), acl.clone()));
+        acl
+    }
+
+    /// Sets the global ACL and every service's on the dataplane's tables (seen by the
+    /// workers with the next publish, all in one snapshot); forgets the ACLs of
+    /// services that are gone.
+    fn sync_acls(&mut self, table: &IpvsTable) -> Result<(), BackendError> {
+        let err = |e: dp::ServiceError| BackendError(e.to_string());
+        let global = self.acl_of(None, &table.acl);
+        self.engine.set_acl(global);
+        for s in &table.services {
+            let acl = (!s.acl.is_empty()).then(|| self.acl_of(Some(s.conf.key), &s.acl));
+            if acl.is_none() {
+                self.acls.remove(&Some(s.conf.key));
+            }
+            self.table.set_acl(&dp_key(&s.conf.key), acl).map_err(err)?;
+        }
+        self.acls
+            .retain(|k, _| k.is_none_or(|k| table.service(&k).is_some()));
+        Ok(())
     }
 
     fn sync_services(&mut self, table: &IpvsTable) -> Result<(), BackendError> {
@@ -817,6 +892,7 @@ impl Backend for DpdkBackend {
         refusal(table)?;
         self.ifname_refusal(table)?;
         self.sync_services(table)?;
+        self.sync_acls(table)?;
         if table.timeouts != self.timeouts {
             let t = table.timeouts;
             self.engine.set_timeouts(t.tcp, t.tcp_fin, t.udp);
@@ -1033,6 +1109,37 @@ mod tests {
     }
 
     #[test]
+    fn acls_become_the_dataplanes_and_ipv6_prefixes_are_refused() {
+        use crate::ipvs::{AclKind, AclPrefix};
+        let v4 = inet(Protocol::Tcp, "10.0.0.100", 80);
+        let p = |s: &str| AclPrefix::parse(s).unwrap();
+        let add = |k: Option<ServiceKey>, kind, s: &str| Op::AddAcl(k, kind, p(s));
+        assert_eq!(
+            refused(&[add(None, AclKind::Deny, "2001:db8::/32")]),
+            "IPv6 ACL prefixes ('blklst' 2001:db8::/32) are not supported by the rvs dataplane"
+        );
+        assert_eq!(
+            refused(&[
+                Op::AddService(ServiceConf::new(v4)),
+                add(Some(v4), AclKind::Allow, "2001:db8::1"),
+            ]),
+            "IPv6 ACL prefixes ('whtlst' 2001:db8::1/128) are not supported by the rvs dataplane"
+        );
+        let t = table(&[
+            Op::AddService(ServiceConf::new(v4)),
+            add(Some(v4), AclKind::Deny, "10.0.0.0/8"),
+            add(Some(v4), AclKind::Allow, "10.1.0.0/16"),
+        ]);
+        assert!(refusal(&t).is_ok());
+        let acl = dp_acl(&t.services[0].acl);
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert!(acl.denies_v4(a("10.2.0.1")));
+        assert!(!acl.denies_v4(a("10.1.0.1")));
+        assert!(acl.denies_v4(a("192.0.2.1")), "an allow-list");
+        assert!(dp_acl(&t.acl).is_empty());
+    }
+
+    #[test]
     fn what_the_dataplane_does_not_do_is_refused_by_name() {
         let v4 = inet(Protocol::Tcp, "10.0.0.100", 80);
         let add = |k| Op::AddService(ServiceConf::new(k));
@@ -1230,6 +1337,14 @@ mod tests {
             (
                 "[[marks]]\ndst = \"2001:db8::/32\"\nmark = 1".to_string(),
                 "marks[0].dst: \"2001:db8::/32\" is not an IPv4 address",
+            ),
+            (
+                "[acl]\ndeny = [\"10.0.0.0/8\", \"2001:db8::/32\"]".to_string(),
+                "acl.deny[1]: IPv6 is not supported by the rvs dataplane",
+            ),
+            (
+                svc("proto = \"tcp\"\nvip = \"10.0.0.100:80\"\nallow = [\"2001:db8::1\"]"),
+                "services[0].allow[0]: IPv6 is not supported by the rvs dataplane",
             ),
         ] {
             assert_eq!(engine_err(&body), text, "{body}");

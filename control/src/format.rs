@@ -13,11 +13,11 @@ use std::net::IpAddr;
 use crate::backend::{ConnRow, Rates, Stats};
 use crate::cli::ListOpts;
 use crate::ipvs::{
-    Forward, ServiceKey, SyncDaemon, Timeouts, TunCsum, TunType, IPV6_FULL_NETMASK, SCHED_FLAG_1,
-    SCHED_FLAG_2, SCHED_FLAG_3,
+    AclKind, AclLists, Forward, ServiceKey, SyncDaemon, Timeouts, TunCsum, TunType,
+    IPV6_FULL_NETMASK, SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3,
 };
 use crate::names::addrport;
-use crate::proto::{DestView, Info, ServiceView};
+use crate::proto::{AclsView, DestView, Info, ServiceView};
 
 /// `IP Virtual Server version 1.2.1 (size=4096)`.
 pub fn header(info: &Info) -> String {
@@ -519,6 +519,71 @@ pub fn save(services: &[ServiceView], numeric: bool) -> String {
                 let _ = write!(out, " -F {ifn}");
             }
             out.push('\n');
+        }
+    }
+    out
+}
+
+/// The `-S` lines of the ACLs (an rvs/DPVS extension, after the services): each
+/// service's `--add-blklst`/`--add-whtlst` entries, then the global list's.
+pub fn save_acls(acls: &AclsView, numeric: bool) -> String {
+    let mut out = String::new();
+    let mut lines = |name: Option<String>, l: &AclLists| {
+        for (kind, p) in l.entries() {
+            let (cmd, opt) = match kind {
+                AclKind::Deny => ("--add-blklst", "-k"),
+                AclKind::Allow => ("--add-whtlst", "-2"),
+            };
+            match &name {
+                Some(n) => {
+                    let _ = writeln!(out, "{cmd} {n} {opt} {p}");
+                }
+                None => {
+                    let _ = writeln!(out, "{cmd} {opt} {p}");
+                }
+            }
+        }
+    };
+    for (key, l) in &acls.services {
+        lines(Some(svc_name(key, true, numeric)), l);
+    }
+    lines(None, &acls.global);
+    out
+}
+
+/// DPVS `ipvsadm -B` (`kind` Deny) and `-W` (Allow): one line per entry, the global
+/// list's first (VIP:VPORT and PROTO `*`), then each service's in table order (only
+/// `only`'s when given), addresses numeric.
+pub fn acls(acls: &AclsView, kind: AclKind, only: Option<&ServiceKey>) -> String {
+    let mut out = format!(
+        "{:<24} {:<6} {}\n",
+        "VIP:VPORT",
+        "PROTO",
+        kind.option().to_uppercase()
+    );
+    let mut rows = |vip: &str, proto: &str, l: &AclLists| {
+        for p in l.list(kind) {
+            let _ = writeln!(out, "{vip:<24} {proto:<6} {p}");
+        }
+    };
+    if only.is_none() {
+        rows("*", "*", &acls.global);
+    }
+    for (key, l) in &acls.services {
+        if only.is_some_and(|k| k != key) {
+            continue;
+        }
+        match key {
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            } => rows(
+                &addrport(addr, *port, protocol.services_name(), true),
+                protocol.label(),
+                l,
+            ),
+            ServiceKey::Fwmark { mark, .. } => rows(&format!("FWM {mark}"), "*", l),
         }
     }
     out

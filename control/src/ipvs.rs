@@ -315,6 +315,99 @@ pub struct Laddr {
     pub ifname: Option<String>,
 }
 
+/// Which list of an ACL an entry is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AclKind {
+    /// Denied clients (`--add-blklst -k`, `deny`).
+    Deny,
+    /// Allowed clients (`--add-whtlst -2`, `allow`).
+    Allow,
+}
+
+impl AclKind {
+    /// DPVS's name of the list (`blklst`, `whtlst`), as the options spell it.
+    pub fn option(self) -> &'static str {
+        match self {
+            AclKind::Deny => "blklst",
+            AclKind::Allow => "whtlst",
+        }
+    }
+
+    /// The heading of the list in `-B`/`-W` (`Deny`, `Allow`).
+    pub fn label(self) -> &'static str {
+        match self {
+            AclKind::Deny => "Deny",
+            AclKind::Allow => "Allow",
+        }
+    }
+}
+
+/// An ACL entry: a prefix of client addresses (no bits set beyond its length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AclPrefix {
+    /// The prefix's first address.
+    pub addr: IpAddr,
+    /// Its length (0..=32, 0..=128).
+    pub len: u8,
+}
+
+impl AclPrefix {
+    /// Parses `a.b.c.d[/len]` (or an IPv6 prefix); see [`rvs_config::parse_acl_prefix`].
+    pub fn parse(s: &str) -> Result<AclPrefix, String> {
+        rvs_config::parse_acl_prefix(s).map(|p| AclPrefix {
+            addr: p.addr,
+            len: p.prefix_len,
+        })
+    }
+}
+
+impl fmt::Display for AclPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// An access control list: the deny and allow entries, each in insertion order. Which
+/// clients may open sessions: the longest matching prefix decides; a client no entry
+/// matches is allowed unless the list has allow entries (see `rvs_dataplane::acl`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclLists {
+    /// Denied prefixes.
+    #[serde(default)]
+    pub deny: Vec<AclPrefix>,
+    /// Allowed prefixes.
+    #[serde(default)]
+    pub allow: Vec<AclPrefix>,
+}
+
+impl AclLists {
+    /// The list of `kind`.
+    pub fn list(&self, kind: AclKind) -> &Vec<AclPrefix> {
+        match kind {
+            AclKind::Deny => &self.deny,
+            AclKind::Allow => &self.allow,
+        }
+    }
+
+    fn list_mut(&mut self, kind: AclKind) -> &mut Vec<AclPrefix> {
+        match kind {
+            AclKind::Deny => &mut self.deny,
+            AclKind::Allow => &mut self.allow,
+        }
+    }
+
+    /// Whether it has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.deny.is_empty() && self.allow.is_empty()
+    }
+
+    /// Every entry: (list, prefix), deny first.
+    pub fn entries(&self) -> impl Iterator<Item = (AclKind, AclPrefix)> + '_ {
+        let deny = self.deny.iter().map(|p| (AclKind::Deny, *p));
+        deny.chain(self.allow.iter().map(|p| (AclKind::Allow, *p)))
+    }
+}
+
 /// A service in the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
@@ -324,6 +417,9 @@ pub struct Service {
     pub dests: Vec<DestConf>,
     /// LIP pool, in insertion order.
     pub laddrs: Vec<Laddr>,
+    /// The service's ACL.
+    #[serde(default)]
+    pub acl: AclLists,
 }
 
 /// Connection timeouts in seconds (`--set tcp tcpfin udp`).
@@ -433,6 +529,11 @@ pub enum Op {
     AddLaddr(ServiceKey, Laddr),
     /// `--del-laddr` / `-Q`.
     DelLaddr(ServiceKey, IpAddr),
+    /// `--add-blklst`/`-U` (`Deny`), `--add-whtlst`/`-O` (`Allow`): an entry of a
+    /// service's ACL, or of the global one (`None`).
+    AddAcl(Option<ServiceKey>, AclKind, AclPrefix),
+    /// `--del-blklst`/`-V`, `--del-whtlst`/`-Y`.
+    DelAcl(Option<ServiceKey>, AclKind, AclPrefix),
 }
 
 /// A kernel-side error. `Display` gives ipvsadm's text for it.
@@ -495,6 +596,12 @@ pub enum IpvsError {
     /// `--proxy-protocol` or `--toa`.
     #[error("Only FULLNAT servers are allowed in a service with {0}")]
     DestNotFullnat(String),
+    /// The prefix is already on that ACL list.
+    #[error("ACL entry already exists")]
+    AclExists,
+    /// The prefix is not on that ACL list.
+    #[error("No such ACL entry")]
+    NoSuchAcl,
     /// The dataplane refused the change; the table was rolled back.
     #[error("{0}")]
     Backend(String),
@@ -509,6 +616,9 @@ pub struct IpvsTable {
     pub timeouts: Timeouts,
     /// Running sync daemons (at most one master and one backup).
     pub daemons: Vec<SyncDaemon>,
+    /// The global ACL (checked before a service's).
+    #[serde(default)]
+    pub acl: AclLists,
 }
 
 fn unicast(a: &IpAddr) -> bool {
@@ -536,6 +646,26 @@ impl IpvsTable {
 
     fn service_mut(&mut self, key: &ServiceKey) -> Option<&mut Service> {
         self.services.iter_mut().find(|s| s.conf.key == *key)
+    }
+
+    /// The ACL of service `key` (`None`: the global one); an unknown service is
+    /// "Service not defined", as for its real servers.
+    fn acl_mut(&mut self, key: Option<&ServiceKey>) -> Result<&mut AclLists, IpvsError> {
+        match key {
+            None => Ok(&mut self.acl),
+            Some(k) => self
+                .service_mut(k)
+                .map(|s| &mut s.acl)
+                .ok_or(IpvsError::ServiceNotDefined),
+        }
+    }
+
+    /// The ACL of service `key` (`None`: the global one).
+    pub fn acl(&self, key: Option<&ServiceKey>) -> Option<&AclLists> {
+        match key {
+            None => Some(&self.acl),
+            Some(k) => self.service(k).map(|s| &s.acl),
+        }
     }
 
     fn check_service_conf(conf: &ServiceConf) -> Result<(), IpvsError> {
@@ -615,6 +745,7 @@ impl IpvsTable {
                     conf: conf.clone(),
                     dests: Vec::new(),
                     laddrs: Vec::new(),
+                    acl: AclLists::default(),
                 });
             }
             Op::EditService(conf) => {
@@ -634,7 +765,12 @@ impl IpvsTable {
                     return Err(IpvsError::NoSuchService);
                 }
             }
-            Op::Flush => self.services.clear(),
+            // The whole table: the global ACL too (so that `-C` then `-R` of a saved
+            // table gives it back).
+            Op::Flush => {
+                self.services.clear();
+                self.acl = AclLists::default();
+            }
             Op::AddDest(key, d) => {
                 let s = self.service_mut(key).ok_or(IpvsError::ServiceNotDefined)?;
                 Self::check_dest(d)?;
@@ -722,6 +858,21 @@ impl IpvsTable {
                 s.laddrs.retain(|x| x.addr != *addr);
                 if s.laddrs.len() == before {
                     return Err(IpvsError::NoSuchLaddr);
+                }
+            }
+            Op::AddAcl(key, kind, p) => {
+                let list = self.acl_mut(key.as_ref())?.list_mut(*kind);
+                if list.contains(p) {
+                    return Err(IpvsError::AclExists);
+                }
+                list.push(*p);
+            }
+            Op::DelAcl(key, kind, p) => {
+                let list = self.acl_mut(key.as_ref())?.list_mut(*kind);
+                let before = list.len();
+                list.retain(|x| x != p);
+                if list.len() == before {
+                    return Err(IpvsError::NoSuchAcl);
                 }
             }
         }
@@ -891,6 +1042,9 @@ fn add_config_service(
         t.apply(&Op::AddLaddr(key, Laddr { addr, ifname: None }))
             .map_err(err)?;
     }
+    if let Some(svc) = t.service_mut(&key) {
+        svc.acl = config_acl(&s.deny, &s.allow);
+    }
     for (j, r) in s.real.iter().enumerate() {
         let d = config_dest((i, j), key, r)?;
         t.apply(&Op::AddDest(key, d))
@@ -901,6 +1055,15 @@ fn add_config_service(
             })?;
     }
     Ok(())
+}
+
+/// The ACL of validated `deny` and `allow` lists (`[acl]`, a service's keys).
+pub fn config_acl(deny: &[String], allow: &[String]) -> AclLists {
+    let list = |v: &[String]| v.iter().filter_map(|p| AclPrefix::parse(p).ok()).collect();
+    AclLists {
+        deny: list(deny),
+        allow: list(allow),
+    }
 }
 
 /// The sync daemon of the configuration, if it runs one.
@@ -929,6 +1092,7 @@ pub fn table_from_config(cfg: &rvs_config::Config) -> Result<IpvsTable, TableCon
         tcp_fin: cfg.timeouts.tcpfin as u32,
         udp: cfg.timeouts.udp as u32,
     };
+    t.acl = config_acl(&cfg.acl.deny, &cfg.acl.allow);
     for (i, s) in cfg.services.iter().enumerate() {
         add_config_service(&mut t, i, s)?;
     }
@@ -1208,6 +1372,42 @@ mod tests {
         let t = table_from_config(&cfg).unwrap();
         let c = &t.services[0].conf;
         assert_eq!((c.proxy_protocol, c.toa), (ProxyProtocol::V1, true));
+    }
+
+    #[test]
+    fn acl_entries_per_service_and_global() {
+        let mut t = IpvsTable::new();
+        let k = tcp("10.0.0.100", 80);
+        let p = |s: &str| AclPrefix::parse(s).unwrap();
+        assert_eq!(
+            t.apply(&Op::AddAcl(Some(k), AclKind::Deny, p("10.0.0.0/8"))),
+            Err(IpvsError::ServiceNotDefined)
+        );
+        t.apply(&Op::AddService(ServiceConf::new(k))).unwrap();
+        t.apply(&Op::AddAcl(Some(k), AclKind::Deny, p("10.0.0.0/8")))
+            .unwrap();
+        t.apply(&Op::AddAcl(Some(k), AclKind::Allow, p("10.0.0.0/8")))
+            .unwrap();
+        t.apply(&Op::AddAcl(None, AclKind::Deny, p("192.0.2.7")))
+            .unwrap();
+        assert_eq!(
+            t.apply(&Op::AddAcl(None, AclKind::Deny, p("192.0.2.7/32"))),
+            Err(IpvsError::AclExists)
+        );
+        assert_eq!(
+            t.apply(&Op::DelAcl(None, AclKind::Allow, p("192.0.2.7"))),
+            Err(IpvsError::NoSuchAcl)
+        );
+        assert_eq!(t.acl.deny, vec![p("192.0.2.7")]);
+        assert_eq!(t.service(&k).unwrap().acl.entries().count(), 2);
+        t.apply(&Op::DelAcl(Some(k), AclKind::Allow, p("10.0.0.0/8")))
+            .unwrap();
+        assert!(t.service(&k).unwrap().acl.allow.is_empty());
+        // -C clears the whole table, the global list too.
+        t.apply(&Op::Flush).unwrap();
+        assert!(t.acl.is_empty());
+        assert!(AclPrefix::parse("10.1.2.3/8").is_err());
+        assert_eq!(p("10.1.2.0/24").to_string(), "10.1.2.0/24");
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{ConnRow, DestCounters, Rates, Stats};
-use crate::ipvs::{DestConf, IpvsError, Laddr, Op, ServiceConf, ServiceKey, SyncDaemon, Timeouts};
+use crate::ipvs::{
+    AclLists, DestConf, IpvsError, Laddr, Op, ServiceConf, ServiceKey, SyncDaemon, Timeouts,
+};
 
 /// Version and table size (the listing header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +62,15 @@ pub struct ServiceView {
     pub laddrs: Vec<LaddrView>,
 }
 
+/// The ACLs (`-B`, `-W`, `-S`): the global list and every service's, in table order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclsView {
+    /// The global ACL.
+    pub global: AclLists,
+    /// Every service's ACL (empty ones too), in table order.
+    pub services: Vec<(ServiceKey, AclLists)>,
+}
+
 /// A request to rvsd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -83,6 +94,8 @@ pub enum Request {
     Reload,
     /// Every health check's state (rvs extension: `rvsadm --list-checks`).
     ListChecks,
+    /// The ACLs (DPVS's `--get-blklst`, `--get-whtlst`; `-S`).
+    GetAcls,
 }
 
 /// rvsd's answer.
@@ -111,6 +124,8 @@ pub enum Response {
     Text(String),
     /// The request was refused and changed nothing (a reload of a bad file): why.
     Failed(String),
+    /// For [`Request::GetAcls`].
+    Acls(AclsView),
 }
 
 /// A client error: the socket failed or the answer was not understood.

@@ -6,7 +6,9 @@
 //! describe, and the report names every difference it applies, marking those that undo a
 //! change made with rvsadm since the file was last loaded. What the file can change
 //! online: services, real servers, weights, schedulers, a service's `proxy_protocol` and
-//! `toa`, LIP pools, timeouts, `[[routes]]` and `[[marks]]`. What needs a restart (`[eal]`, `[[ports]]`, `[workers]`,
+//! `toa`, LIP pools, the ACLs (`[acl]`, a service's `deny` and `allow`: the file's lists
+//! replace the running ones, rvsadm's entries included, in one snapshot), timeouts,
+//! `[[routes]]` and `[[marks]]`. What needs a restart (`[eal]`, `[[ports]]`, `[workers]`,
 //! `[sessions]`, `[control]` apart from `rules` and `keepalived_conf`, `[sync]`) is refused, naming the field,
 //! and rvsd keeps running on what it had. Sync daemons started or stopped with rvsadm
 //! (keepalived's notify scripts do this) are left as they are.
@@ -17,7 +19,10 @@ use std::path::{Path, PathBuf};
 use rvs_config::Config;
 
 use crate::format::{server_label, service_label};
-use crate::ipvs::{table_from_config, DestConf, IpvsTable, Op, Service, ServiceConf};
+use crate::ipvs::{
+    table_from_config, AclKind, AclLists, AclPrefix, DestConf, IpvsTable, Op, Service, ServiceConf,
+    ServiceKey,
+};
 
 /// The configuration rvsd runs from and what its file said when last loaded.
 #[derive(Debug, Clone)]
@@ -130,6 +135,7 @@ pub fn restart_only_change(old: &Config, new: &Config) -> Option<String> {
         c.services.clear();
         c.routes.clear();
         c.marks.clear();
+        c.acl = Default::default();
         c.timeouts = Default::default();
         c.control.rules = None;
         c.control.keepalived_conf = None;
@@ -224,6 +230,39 @@ fn server_settings(d: &DestConf) -> String {
     s
 }
 
+/// The ACL entry op `add` (else remove) of list `kind` of service `key` (`None`: the
+/// global list), as the reload report and the log name it: `add blklst TCP
+/// 10.0.0.1:80 203.0.113.0/24`.
+fn acl_change(add: bool, key: Option<&ServiceKey>, kind: AclKind, p: &AclPrefix) -> String {
+    let verb = if add { "add" } else { "remove" };
+    match key {
+        Some(k) => format!("{verb} {} {} {p}", kind.option(), service_label(k)),
+        None => format!("{verb} {} {p}", kind.option()),
+    }
+}
+
+/// The differences between ACL `old` (running) and `new` of service `key` (`None`: the
+/// global list); `was`: the list the file gave when last loaded.
+fn acl_changes(
+    key: Option<&ServiceKey>,
+    old: &AclLists,
+    was: Option<&AclLists>,
+    new: &AclLists,
+    push: &mut dyn FnMut(String, bool),
+) {
+    let had = |kind: AclKind, p: &AclPrefix| was.is_some_and(|w| w.list(kind).contains(p));
+    for (kind, p) in old.entries() {
+        if !new.list(kind).contains(&p) {
+            push(acl_change(false, key, kind, &p), !had(kind, &p));
+        }
+    }
+    for (kind, p) in new.entries() {
+        if !old.list(kind).contains(&p) {
+            push(acl_change(true, key, kind, &p), had(kind, &p));
+        }
+    }
+}
+
 /// The differences between the running table and `new`, in table order. `loaded` is
 /// the table the file described when last loaded: where the running table differs from
 /// it, the difference came from rvsadm.
@@ -266,6 +305,8 @@ pub fn changes(running: &IpvsTable, loaded: &IpvsTable, new: &IpvsTable) -> Vec<
             for l in &s.laddrs {
                 push(format!("add laddr {name} {}", l.addr), false);
             }
+            let (none, was_acl) = (AclLists::default(), was.as_ref().map(|w| &w.acl));
+            acl_changes(Some(&s.conf.key), &none, was_acl, &s.acl, &mut push);
             continue;
         };
         let rvsadm = |changed: bool| changed;
@@ -332,7 +373,10 @@ pub fn changes(running: &IpvsTable, loaded: &IpvsTable, new: &IpvsTable) -> Vec<
                 push(format!("add laddr {name} {}", l.addr), had(&was, l.addr));
             }
         }
+        let was_acl = was.as_ref().map(|w| &w.acl);
+        acl_changes(Some(&s.conf.key), &old.acl, was_acl, &s.acl, &mut push);
     }
+    acl_changes(None, &running.acl, Some(&loaded.acl), &new.acl, &mut push);
     if running.timeouts != new.timeouts {
         let t = |x: &crate::ipvs::Timeouts| format!("{} {} {}", x.tcp, x.tcp_fin, x.udp);
         push(
@@ -402,6 +446,8 @@ pub fn describe_op(op: &Op) -> String {
         Op::StopDaemon(s) => format!("stop sync daemon {s:?}").to_lowercase(),
         Op::AddLaddr(k, l) => format!("add laddr {} {}", svc(k), l.addr),
         Op::DelLaddr(k, a) => format!("remove laddr {} {a}", svc(k)),
+        Op::AddAcl(k, kind, p) => acl_change(true, k.as_ref(), *kind, p),
+        Op::DelAcl(k, kind, p) => acl_change(false, k.as_ref(), *kind, p),
     }
 }
 

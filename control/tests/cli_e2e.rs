@@ -611,6 +611,153 @@ TCP  10.0.0.100:443 wlc\n  \
     }
 }
 
+/// DPVS's ACL commands: global and per-service deny and allow lists, their errors in
+/// ipvsadm's style, the listings, `-S` and `-R`, and the TOML's `[acl]` and a service's
+/// `deny`/`allow` at start and on a reload (the file's lists replace the running ones).
+#[test]
+fn acl_commands_listings_save_restore_and_reload() {
+    let body = "[acl]\ndeny = [\"203.0.113.0/24\"]\n\
+                [[services]]\nproto = \"tcp\"\nvip = \"10.0.0.100:80\"\nscheduler = \"rr\"\n\
+                allow = [\"10.0.0.0/8\"]\n";
+    let d = Rvsd::start_with("acl", body);
+    d.ok("-A -f 7 -s rr");
+    d.ok("--add-blklst -k 198.51.100.7");
+    d.ok("-U -t 10.0.0.100:80 -k 10.9.0.0/16");
+    d.ok("-O -f 7 -2 192.0.2.0/24");
+    let head = |k: &str| format!("{:<24} {:<6} {k}\n", "VIP:VPORT", "PROTO");
+    assert_eq!(
+        d.ok("-B"),
+        format!(
+            "{}{:<24} {:<6} 203.0.113.0/24\n{:<24} {:<6} 198.51.100.7/32\n{:<24} {:<6} 10.9.0.0/16\n",
+            head("BLKLST"),
+            "*",
+            "*",
+            "*",
+            "*",
+            "10.0.0.100:80",
+            "TCP"
+        )
+    );
+    assert_eq!(
+        d.ok("--get-whtlst -t 10.0.0.100:80"),
+        format!(
+            "{}{:<24} {:<6} 10.0.0.0/8\n",
+            head("WHTLST"),
+            "10.0.0.100:80",
+            "TCP"
+        )
+    );
+    assert_eq!(
+        d.ok("-W -f 7"),
+        format!(
+            "{}{:<24} {:<6} 192.0.2.0/24\n",
+            head("WHTLST"),
+            "FWM 7",
+            "*"
+        )
+    );
+    let refusals: &[(&str, i32, &str)] = &[
+        ("-U -k 203.0.113.0/24", 255, "ACL entry already exists\n"),
+        ("-V -k 1.1.1.1", 255, "No such ACL entry\n"),
+        ("-Y -t 10.0.0.100:80 -2 10.9.0.0/16", 255, "No such ACL entry\n"),
+        ("-U -t 10.0.0.1:80 -k 1.1.1.1", 255, "Service not defined\n"),
+        (
+            "-U -k 10.1.2.3/8",
+            2,
+            "illegal blklst prefix specified: \"10.1.2.3/8\" has bits set beyond its length (the prefix is \"10.0.0.0/8\")\n",
+        ),
+        (
+            "-O -2 10.0.0.0/33",
+            2,
+            "illegal whtlst prefix specified: \"10.0.0.0/33\" is not an address or prefix (e.g. \"203.0.113.0/24\")\n",
+        ),
+        (
+            "-U",
+            2,
+            "You need to supply the 'blklst' option for the 'add-blklst' command\n",
+        ),
+        (
+            "-O -k 1.1.1.1 -2 1.1.1.1",
+            2,
+            "Illegal 'blklst' option with the 'add-whtlst' command\n",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -k 1.1.1.1",
+            2,
+            "Illegal 'blklst' option with the 'add-service' command\n",
+        ),
+        ("-B -t 10.0.0.1:80", 1, "No such service\n"),
+    ];
+    let before = d.ok("-Sn");
+    for (line, code, msg) in refusals {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let o = d.adm(&args);
+        assert_eq!(
+            (o.status.code(), err(&o)),
+            (Some(*code), msg.to_string()),
+            "ipvsadm {line}"
+        );
+    }
+    assert_eq!(d.ok("-Sn"), before);
+    assert_eq!(
+        before,
+        "-A -t 10.0.0.100:80 -s rr\n\
+-A -f 7 -s rr\n\
+--add-blklst -t 10.0.0.100:80 -k 10.9.0.0/16\n\
+--add-whtlst -t 10.0.0.100:80 -2 10.0.0.0/8\n\
+--add-whtlst -f 7 -2 192.0.2.0/24\n\
+--add-blklst -k 203.0.113.0/24\n\
+--add-blklst -k 198.51.100.7/32\n"
+    );
+    // -C clears the ACLs too; -R of the saved rules gives them back.
+    d.ok("-C");
+    assert_eq!(d.ok("-B"), head("BLKLST"));
+    let o = d.adm_in(&["-R"], &before);
+    assert_eq!((o.status.code(), err(&o)), (Some(0), String::new()));
+    assert_eq!(d.ok("-Sn"), before);
+    d.ok("-D -f 7");
+    d.ok("-V -k 203.0.113.0/24");
+
+    // A reload: the file's lists replace the running ones.
+    let cfg = d.dir.join("rvs.toml");
+    let control = format!("\n[control]\nsocket = \"{}\"\n", d.socket.display());
+    let new_body = "[acl]\ndeny = [\"203.0.113.0/24\", \"192.0.2.0/25\"]\n\
+                    [[services]]\nproto = \"tcp\"\nvip = \"10.0.0.100:80\"\nscheduler = \"rr\"\n\
+                    deny = [\"10.9.0.0/16\"]\n";
+    std::fs::write(&cfg, format!("{new_body}{control}")).unwrap();
+    assert_eq!(
+        d.ok("--reload"),
+        "reload: 4 changes\n  \
+remove whtlst TCP  10.0.0.100:80 10.0.0.0/8\n  \
+remove blklst 198.51.100.7/32 (overrides a change made with rvsadm)\n  \
+add blklst 203.0.113.0/24 (overrides a change made with rvsadm)\n  \
+add blklst 192.0.2.0/25\n"
+    );
+    assert_eq!(
+        d.ok("-Sn"),
+        "-A -t 10.0.0.100:80 -s rr\n\
+--add-blklst -t 10.0.0.100:80 -k 10.9.0.0/16\n\
+--add-blklst -k 203.0.113.0/24\n\
+--add-blklst -k 192.0.2.0/25\n"
+    );
+    std::fs::write(&cfg, format!("[acl]\nallow = [\"1.2.3.4/8\"]\n{control}")).unwrap();
+    let o = d.adm(&["--reload"]);
+    assert_eq!(
+        (o.status.code(), err(&o)),
+        (
+            Some(1),
+            format!(
+                "reload refused: {}: acl.allow[0]: \"1.2.3.4/8\" has bits set beyond its length (the prefix is \"1.0.0.0/8\")\n",
+                cfg.display()
+            )
+        )
+    );
+    let help = d.ok("-h");
+    for opt in ["--add-blklst|-U", "--del-whtlst|-Y", "--get-whtlst|-W"] {
+        assert!(help.contains(opt), "{opt} missing from -h:\n{help}");
+    }
+}
+
 /// The TOML's `proxy_protocol` and `toa`: applied at start and by a reload; a bad value is
 /// refused by its field and the running table stays.
 #[test]
@@ -839,6 +986,14 @@ fn what_the_dataplane_does_not_do_is_refused_and_changes_nothing() {
         (
             "-P -t 192.168.199.10:80 -z 2001:db8::200",
             no("IPv6 local addresses ('laddr') are"),
+        ),
+        (
+            "-U -k 2001:db8::/32",
+            no("IPv6 ACL prefixes ('blklst' 2001:db8::/32) are"),
+        ),
+        (
+            "-O -t 192.168.199.10:80 -2 2001:db8::1",
+            no("IPv6 ACL prefixes ('whtlst' 2001:db8::1/128) are"),
         ),
         (
             "-P -t 192.168.199.10:80 -z 192.168.192.200 -F dpdk0",

@@ -9,6 +9,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod acl;
 pub mod buf;
 pub mod conn;
 #[cfg(feature = "dpdk")]

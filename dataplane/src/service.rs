@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
+use crate::acl::Acl;
 use crate::flow::{Addr, FwdMethod, Proto, Tunnel};
 
 /// The scheduler algorithms (`ipvsadm -s name`).
@@ -269,6 +270,9 @@ pub struct Service {
     pub netmask: Addr,
     /// Real servers, newest first.
     pub dests: Vec<RealServer>,
+    /// The service's ACL (`rvsadm --add-blklst -t ...`, a service's `deny`/`allow`): which
+    /// clients may open sessions of it, checked after the global one. `None`: no list.
+    pub acl: Option<Arc<Acl>>,
 }
 
 impl Service {
@@ -320,6 +324,8 @@ pub struct ServiceSet {
     by_addr: HashMap<(Proto, Addr, u16), SvcIdx>,
     by_mark: HashMap<(bool, u32), SvcIdx>,
     dest_loc: HashMap<DestId, (SvcIdx, u32)>,
+    /// Some service has a non-empty ACL: a packet opening a session looks its service up.
+    acls: bool,
 }
 
 impl ServiceSet {
@@ -342,12 +348,16 @@ impl ServiceSet {
                 dest_loc.insert(d.id, (i, p as u32));
             }
         }
+        let acls = services
+            .iter()
+            .any(|s| s.acl.as_ref().is_some_and(|a| !a.is_empty()));
         ServiceSet {
             generation,
             services,
             by_addr,
             by_mark,
             dest_loc,
+            acls,
         }
     }
 
@@ -369,6 +379,12 @@ impl ServiceSet {
     /// Where a real server is: its service index and its position in that service's list.
     pub fn dest_location(&self, id: DestId) -> Option<(SvcIdx, u32)> {
         self.dest_loc.get(&id).copied()
+    }
+
+    /// Whether some service has a non-empty ACL.
+    #[inline(always)]
+    pub fn has_acls(&self) -> bool {
+        self.acls
     }
 
     /// The service for a packet, in `ip_vs_service_find`'s order: firewall mark (when the
@@ -557,6 +573,7 @@ impl ServiceTable {
             timeout: cfg.timeout,
             netmask: cfg.netmask,
             dests: Vec::new(),
+            acl: None,
         });
         Ok(id)
     }
@@ -569,6 +586,13 @@ impl ServiceTable {
         s.flags = cfg.flags;
         s.timeout = cfg.timeout;
         s.netmask = cfg.netmask;
+        Ok(())
+    }
+
+    /// Sets the ACL of service `key` (`None` or an empty list: no check).
+    pub fn set_acl(&mut self, key: &ServiceKey, acl: Option<Arc<Acl>>) -> Result<(), ServiceError> {
+        let i = self.find(key).ok_or(ServiceError::NoSuchService)?;
+        self.services[i].acl = acl.filter(|a| !a.is_empty());
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! No rewrite allocates: classify + every forwarding rewrite runs under a counting
-//! global allocator and the count of allocations on the test's thread stays 0.
+//! No rewrite allocates: classify + every forwarding rewrite (and an ACL lookup) runs
+//! under a counting global allocator and the count of allocations on the test's thread
+//! stays 0.
 //!
 //! This file is its own test binary, so the `#[global_allocator]` affects nothing else.
 
@@ -105,6 +106,20 @@ fn meta(frame: &[u8]) -> IpMeta {
 
 #[test]
 fn rewrites_do_not_allocate() {
+    use rvs_dataplane::acl::{Acl, AclAction, AclRule};
+    let acl = Acl::new(
+        &(0..1000u32)
+            .map(|i| {
+                let a = std::net::Ipv4Addr::from(i.wrapping_mul(0x9e37_79b9));
+                let action = if i % 3 == 0 {
+                    AclAction::Allow
+                } else {
+                    AclAction::Deny
+                };
+                AclRule::new(a.into(), 4 + (i % 29) as u8, action)
+            })
+            .collect::<Vec<_>>(),
+    );
     let eg = Egress {
         macs: MacRewrite {
             src: EthernetAddress(MAC_D),
@@ -201,6 +216,12 @@ fn rewrites_do_not_allocate() {
 
     // Garbage is rejected without allocating either.
     assert!(classify(&req[..20], ChecksumMode::Software).is_err());
+
+    // An ACL lookup (the list built before counting).
+    let hits = (0..1000u32)
+        .filter(|i| acl.denies_v4(std::net::Ipv4Addr::from(i.wrapping_mul(2654435761))))
+        .count();
+    assert!(hits > 0 && hits < 1000);
     let after = allocs();
     assert_eq!(
         after - before,

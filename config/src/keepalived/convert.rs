@@ -242,6 +242,8 @@ fn virtual_server(
         virtualhost: None,
         proxy_protocol: ProxyProtocol::Disable.name().into(),
         toa: false,
+        deny: Vec::new(),
+        allow: Vec::new(),
     };
     let mut defaults = CheckDefaults::default();
     let mut fwd: Option<Forward> = None;

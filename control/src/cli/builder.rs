@@ -16,8 +16,8 @@ use super::values::{
 };
 use super::{CliError, Command, ListOpts, MAX_TIMEOUT};
 use crate::ipvs::{
-    DaemonConf, DestConf, Forward, Laddr, Protocol, ServiceConf, ServiceKey, SyncState, Timeouts,
-    TunCsum, TunType, Tunnel, DEFAULT_PERSISTENT_TIMEOUT, IPV6_FULL_NETMASK,
+    AclKind, AclPrefix, DaemonConf, DestConf, Forward, Laddr, Protocol, ServiceConf, ServiceKey,
+    SyncState, Timeouts, TunCsum, TunType, Tunnel, DEFAULT_PERSISTENT_TIMEOUT, IPV6_FULL_NETMASK,
 };
 use crate::names;
 use crate::popt::{ArgKind, Opt, Scanner};
@@ -68,6 +68,8 @@ struct State {
     ifname: Option<String>,
     proxy_protocol: ProxyProtocol,
     toa: bool,
+    blklst: Option<AclPrefix>,
+    whtlst: Option<AclPrefix>,
 }
 
 /// The service as given: `-6` may still turn a fwmark service into an IPv6 one.
@@ -130,6 +132,12 @@ fn proxy_protocol(v: &str) -> Result<ProxyProtocol, CliError> {
             }
         })
     })
+}
+
+/// `-k`/`-2`: `a.b.c.d[/len]`, no bit set beyond the length.
+fn acl_prefix(kind: AclKind, v: &str) -> Result<AclPrefix, CliError> {
+    AclPrefix::parse(v)
+        .map_err(|e| CliError::fail(format!("illegal {} prefix specified: {e}", kind.option())))
 }
 
 /// `need_key`: the command needs a service.
@@ -256,6 +264,8 @@ impl State {
             Id::Ifname => self.ifname = Some(v),
             Id::ProxyProtocol => self.proxy_protocol = proxy_protocol(&v)?,
             Id::Toa => self.toa = true,
+            Id::Blklst => self.blklst = Some(acl_prefix(AclKind::Deny, &v)?),
+            Id::Whtlst => self.whtlst = Some(acl_prefix(AclKind::Allow, &v)?),
             // The list flags (their bit is all they set) and `--sort` (does nothing).
             Id::Numeric
             | Id::Connection
@@ -428,6 +438,21 @@ impl State {
         Ok(Command::AddLaddr(key, Laddr { addr, ifname }))
     }
 
+    /// `--add-blklst`/`--del-blklst`/`--add-whtlst`/`--del-whtlst`.
+    fn acl_command(&self, cmd: Cmd, key: Option<ServiceKey>) -> Result<Command, CliError> {
+        let (kind, p) = match cmd {
+            Cmd::AddBlklst | Cmd::DelBlklst => (AclKind::Deny, self.blklst),
+            _ => (AclKind::Allow, self.whtlst),
+        };
+        let p = p.ok_or_else(|| {
+            CliError::fail(format!("You need to supply the '{}' option", kind.option()))
+        })?;
+        Ok(match cmd {
+            Cmd::AddBlklst | Cmd::AddWhtlst => Command::AddAcl(key, kind, p),
+            _ => Command::DelAcl(key, kind, p),
+        })
+    }
+
     /// The command, once every check has passed.
     fn command(
         &self,
@@ -456,6 +481,11 @@ impl State {
             Cmd::StopD => Command::StopDaemon(daemon_state),
             Cmd::AddLaddr | Cmd::DelLaddr => return self.laddr_command(cmd, need_key(key)?),
             Cmd::GetLaddr => Command::GetLaddr(key),
+            Cmd::AddBlklst | Cmd::DelBlklst | Cmd::AddWhtlst | Cmd::DelWhtlst => {
+                return self.acl_command(cmd, key)
+            }
+            Cmd::GetBlklst => Command::GetAcl(key, AclKind::Deny),
+            Cmd::GetWhtlst => Command::GetAcl(key, AclKind::Allow),
         })
     }
 }

@@ -28,6 +28,13 @@
 //! every option of `-E`, one not given reverts to its default (off).
 
 //!
+//! # ACLs (DPVS)
+//! `--add-blklst|-U` and `--del-blklst|-V` take `-k|--blklst PREFIX` (a denied prefix),
+//! `--add-whtlst|-O` and `--del-whtlst|-Y` take `-2|--whtlst PREFIX` (an allowed one);
+//! `--get-blklst|-B` and `--get-whtlst|-W` list them. Each takes a service (`-t`, `-u`,
+//! `-f`): that service's list; without one, the global list. A prefix is `a.b.c.d[/len]`
+//! with no bit set beyond its length.
+
 //! # Layout
 //! [`crate::popt`] scans argv (options, values, leftovers, popt's errors); `options` holds
 //! ipvsadm's tables (options, commands, `commands_v_options`); `values` its C-style value
@@ -42,7 +49,10 @@ mod values;
 
 use std::net::IpAddr;
 
-use crate::ipvs::{DaemonConf, DestConf, Laddr, Op, ServiceConf, ServiceKey, SyncState, Timeouts};
+use crate::ipvs::{
+    AclKind, AclPrefix, DaemonConf, DestConf, Laddr, Op, ServiceConf, ServiceKey, SyncState,
+    Timeouts,
+};
 use crate::popt::{PoptError, Scanner};
 use options::{Cmd, Id, OPTIONS};
 
@@ -125,11 +135,18 @@ pub enum Command {
     DelLaddr(ServiceKey, IpAddr),
     /// `--get-laddr`/`-G`.
     GetLaddr(Option<ServiceKey>),
+    /// `--add-blklst`/`-U -k` (`Deny`), `--add-whtlst`/`-O -2` (`Allow`): an entry of a
+    /// service's ACL, or of the global one (`None`).
+    AddAcl(Option<ServiceKey>, AclKind, AclPrefix),
+    /// `--del-blklst`/`-V -k`, `--del-whtlst`/`-Y -2`.
+    DelAcl(Option<ServiceKey>, AclKind, AclPrefix),
+    /// `--get-blklst`/`-B`, `--get-whtlst`/`-W`: one service's list, or every list.
+    GetAcl(Option<ServiceKey>, AclKind),
 }
 
 impl Command {
     /// The table change this command asks rvsd for, or `None` for commands that only
-    /// read (`-L`, `-S`, `-G`), print (`-h`, `-v`) or read stdin (`-R`).
+    /// read (`-L`, `-S`, `-G`, `-B`, `-W`), print (`-h`, `-v`) or read stdin (`-R`).
     pub fn into_op(self) -> Option<Op> {
         Some(match self {
             Command::AddService(c) => Op::AddService(c),
@@ -145,7 +162,10 @@ impl Command {
             Command::StopDaemon(s) => Op::StopDaemon(s),
             Command::AddLaddr(k, l) => Op::AddLaddr(k, l),
             Command::DelLaddr(k, a) => Op::DelLaddr(k, a),
-            Command::Restore
+            Command::AddAcl(k, kind, p) => Op::AddAcl(k, kind, p),
+            Command::DelAcl(k, kind, p) => Op::DelAcl(k, kind, p),
+            Command::GetAcl(..)
+            | Command::Restore
             | Command::Save { .. }
             | Command::List(_)
             | Command::Help

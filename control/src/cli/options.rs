@@ -26,9 +26,15 @@ pub(super) enum Cmd {
     AddLaddr,
     DelLaddr,
     GetLaddr,
+    AddBlklst,
+    DelBlklst,
+    GetBlklst,
+    AddWhtlst,
+    DelWhtlst,
+    GetWhtlst,
 }
 
-pub(super) const CMD_NAMES: [&str; 17] = [
+pub(super) const CMD_NAMES: [&str; 23] = [
     "add-service",
     "edit-service",
     "delete-service",
@@ -46,11 +52,17 @@ pub(super) const CMD_NAMES: [&str; 17] = [
     "add-laddr",
     "del-laddr",
     "get-laddr",
+    "add-blklst",
+    "del-blklst",
+    "get-blklst",
+    "add-whtlst",
+    "del-whtlst",
+    "get-whtlst",
 ];
 
 // Option bits, in ipvsadm's OPT_* order (optnames[]), then -z and -F, then rvs's
-// --proxy-protocol and --toa.
-pub(super) const OPT_NAMES: [&str; 38] = [
+// --proxy-protocol and --toa, then DPVS's ACL entries -k and -2.
+pub(super) const OPT_NAMES: [&str; 40] = [
     "numeric",
     "connection",
     "service-address",
@@ -89,6 +101,8 @@ pub(super) const OPT_NAMES: [&str; 38] = [
     "ifname",
     "proxy-protocol",
     "toa",
+    "blklst",
+    "whtlst",
 ];
 
 pub(super) const O_NUMERIC: usize = 0;
@@ -129,28 +143,37 @@ pub(super) const O_LADDR: usize = 34;
 pub(super) const O_IFNAME: usize = 35;
 pub(super) const O_PROXY_PROTOCOL: usize = 36;
 pub(super) const O_TOA: usize = 37;
+pub(super) const O_BLKLST: usize = 38;
+pub(super) const O_WHTLST: usize = 39;
 
 // commands_v_options of ipvsadm 1.31 ('+' required, 'x' illegal, '1' exclusive, ' '
 // optional), extended with the laddr/ifname columns and the three LIP commands, then the
-// proxy-protocol/toa columns (-A and -E only).
-pub(super) const CMD_V_OPT: [&[u8; 38]; 17] = [
-    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx  ",
-    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx  ",
-    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b" 11xxxxxxxxx11       xxxxxxx xxxxxxxxx",
-    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxx",
-    b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxx",
-    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxxxx",
-    b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxxx",
-    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xx",
-    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xx",
-    b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+// proxy-protocol/toa columns (-A and -E only), then the blklst/whtlst columns and the
+// six ACL commands (a service is optional: without one, the global list).
+pub(super) const CMD_V_OPT: [&[u8; 40]; 23] = [
+    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx  xx",
+    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx  xx",
+    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b" 11xxxxxxxxx11       xxxxxxx xxxxxxxxxxx",
+    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxxxx",
+    b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxxxx",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xxxx",
+    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xxxx",
+    b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+x",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+x",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 ];
 
 /// What an option means to ipvsadm.
@@ -208,6 +231,8 @@ pub(super) enum Id {
     Ifname,
     ProxyProtocol,
     Toa,
+    Blklst,
+    Whtlst,
 }
 
 /// ipvsadm's `options[]` (popt table), then the rvs/DPVS LIP options, DPVS's
@@ -233,6 +258,12 @@ pub(super) const OPTIONS: &[OptDef<Id>] = &[
     OptDef::new("add-laddr", Some('P'), N, Id::Cmd(Cmd::AddLaddr)),
     OptDef::new("del-laddr", Some('Q'), N, Id::Cmd(Cmd::DelLaddr)),
     OptDef::new("get-laddr", Some('G'), N, Id::Cmd(Cmd::GetLaddr)),
+    OptDef::new("add-blklst", Some('U'), N, Id::Cmd(Cmd::AddBlklst)),
+    OptDef::new("del-blklst", Some('V'), N, Id::Cmd(Cmd::DelBlklst)),
+    OptDef::new("get-blklst", Some('B'), N, Id::Cmd(Cmd::GetBlklst)),
+    OptDef::new("add-whtlst", Some('O'), N, Id::Cmd(Cmd::AddWhtlst)),
+    OptDef::new("del-whtlst", Some('Y'), N, Id::Cmd(Cmd::DelWhtlst)),
+    OptDef::new("get-whtlst", Some('W'), N, Id::Cmd(Cmd::GetWhtlst)),
     OptDef::new("tcp-service", Some('t'), R, Id::Tcp),
     OptDef::new("udp-service", Some('u'), R, Id::Udp),
     OptDef::new("sctp-service", None, R, Id::Sctp),
@@ -277,6 +308,8 @@ pub(super) const OPTIONS: &[OptDef<Id>] = &[
     OptDef::new("tun-remcsum", None, N, Id::TunRemCsum),
     OptDef::new("laddr", Some('z'), R, Id::Laddr),
     OptDef::new("ifname", Some('F'), R, Id::Ifname),
+    OptDef::new("blklst", Some('k'), R, Id::Blklst),
+    OptDef::new("whtlst", Some('2'), R, Id::Whtlst),
     OptDef::new("proxy-protocol", None, R, Id::ProxyProtocol),
     OptDef::new("toa", None, N, Id::Toa),
 ];
@@ -374,6 +407,8 @@ pub(super) fn option_bit(id: Id) -> Option<usize> {
         Id::TunRemCsum => O_TUN_REMCSUM,
         Id::Laddr => O_LADDR,
         Id::Ifname => O_IFNAME,
+        Id::Blklst => O_BLKLST,
+        Id::Whtlst => O_WHTLST,
         Id::ProxyProtocol => O_PROXY_PROTOCOL,
         Id::Toa => O_TOA,
         Id::Cmd(_)

@@ -95,6 +95,12 @@ with the client's address first in each stream\n                                
 {p} --add-laddr|-P virtual-service -z local-address [-F ifname]\n  \
 {p} --del-laddr|-Q virtual-service -z local-address\n  \
 {p} --get-laddr|-G [virtual-service]\n  \
+{p} --add-blklst|-U [virtual-service] -k prefix   deny clients of prefix a.b.c.d[/len]\n  \
+{p} --del-blklst|-V [virtual-service] -k prefix\n  \
+{p} --get-blklst|-B [virtual-service]\n  \
+{p} --add-whtlst|-O [virtual-service] -2 prefix   allow clients of prefix (an allow-list)\n  \
+{p} --del-whtlst|-Y [virtual-service] -2 prefix\n  \
+{p} --get-whtlst|-W [virtual-service]             without a service: the global ACL\n  \
 {p} --dataplane                                   print the workers' counters\n  \
 {p} --reload                                      rvsd reads its configuration again\n  \
 {p} --list-checks                                 every health check's state\n  \

@@ -543,6 +543,12 @@ impl Engine {
         self.base.marks = marks;
     }
 
+    /// Sets the global ACL ([`NetConfig::acl`]). Workers see it with the next
+    /// [`Engine::publish`], together with its services (and their ACLs): one snapshot.
+    pub fn set_acl(&mut self, acl: Arc<crate::acl::Acl>) {
+        self.base.acl = acl;
+    }
+
     /// Sets the TUN real servers the host's health checks reach through a VIP, as (VIP,
     /// RIP): the probes the kernel sends to their probe MACs are encapsulated to them
     /// ([`crate::pipeline::probe_mac`]). Workers see them with the next

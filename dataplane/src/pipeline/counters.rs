@@ -53,12 +53,16 @@ pub enum DropReason {
     /// A UDP datagram of a FULLNAT service with PROXY protocol v2 that would exceed the
     /// egress MTU (or the buffer's headroom) with the header in front of it.
     ProxyNoRoom,
+    /// A packet that would open a session from a client the global ACL or its service's
+    /// ACL denies (`--add-blklst`, `--add-whtlst`, `[acl]`): no session created. Packets
+    /// of established sessions are never checked.
+    AclDeny,
 }
 
 impl DropReason {
     /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
     /// other reasons.
-    pub const COUNT: usize = 2 * wire::Error::COUNT + 15;
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 16;
 
     /// The counter slot.
     pub fn index(self) -> usize {
@@ -81,6 +85,7 @@ impl DropReason {
             DropReason::ProbeUnknown => 2 * w + 12,
             DropReason::NewSessionBudget => 2 * w + 13,
             DropReason::ProxyNoRoom => 2 * w + 14,
+            DropReason::AclDeny => 2 * w + 15,
         }
     }
 
@@ -106,6 +111,7 @@ impl DropReason {
                 12 => DropReason::ProbeUnknown,
                 13 => DropReason::NewSessionBudget,
                 14 => DropReason::ProxyNoRoom,
+                15 => DropReason::AclDeny,
                 _ => return None,
             },
         })
@@ -131,6 +137,7 @@ impl DropReason {
             DropReason::ProbeUnknown => "probe-unknown".into(),
             DropReason::NewSessionBudget => "new-session-budget".into(),
             DropReason::ProxyNoRoom => "proxy-no-room".into(),
+            DropReason::AclDeny => "acl-deny".into(),
         }
     }
 }

@@ -85,6 +85,29 @@ fn tag_mismatch(frame: &[u8], snap: &Snapshot, port: u16) -> bool {
     vlan::vid_of(frame) != port_vlan(&snap.net, port)
 }
 
+/// Whether an ACL denies the client of `meta`, a packet that would open a session
+/// (`pm`): the global list ([`NetConfig::acl`]), then the list of the service the packet
+/// is for ([`crate::service::Service::acl`], looked up only when some service has one).
+#[inline]
+fn acl_denies(snap: &Snapshot, meta: &IpMeta, pm: &PacketMeta) -> bool {
+    let IpAddr::V4(src) = meta.tuple.src.addr else {
+        return false;
+    };
+    if snap.net.acl.denies_v4(src) {
+        return true;
+    }
+    let services = &snap.services;
+    if !services.has_acls() {
+        return false;
+    }
+    let f = &pm.flow;
+    services
+        .find(f.proto, f.daddr, f.dport, pm.fwmark)
+        .and_then(|i| services.service(i))
+        .and_then(|s| s.acl.as_deref())
+        .is_some_and(|acl| acl.denies_v4(src))
+}
+
 /// A routed plan: where it leaves and with what, and whether its next hop's MAC is known
 /// (`mac`: when it is not, the packet is held until the neighbour resolves).
 struct Routed {
@@ -274,6 +297,20 @@ impl<P: PacketBuf> Core<P> {
         if opens && !segment_checksum_ok(pkt.data(), meta) {
             return self.drop(pkt, DropReason::Malformed(wire::Error::BadChecksum));
         }
+        // A packet that would open a session from a client an ACL denies (the global
+        // list, then its service's) opens none, and is not charged to the budget. Looked
+        // up only when denied: a packet of an established session of that client still
+        // goes through (an ACL change does not cut connections). A denied packet whose
+        // session ends and is rescheduled below (`conn_reuse_mode`) is refused there.
+        let denied = opens && acl_denies(snap, meta, pm);
+        if denied
+            && !matches!(
+                self.conns.lookup_hinted(hash, &pm.flow, None),
+                Some((_, false))
+            )
+        {
+            return self.drop(pkt, DropReason::AclDeny);
+        }
         // Above the worker's new-session budget, a packet that would open a session and
         // has none is refused before it is scheduled: no session, no persistence
         // template, no scheduler state. Only looked up while the budget is spent, so
@@ -291,6 +328,12 @@ impl<P: PacketBuf> Core<P> {
         // Schedule, then pick the FULLNAT local endpoint, then create.
         let res = match self.conns.schedule(&mut self.sched, pm, hash, now_ms) {
             Ok(Scheduled::Existing(id)) => Ok(id),
+            Ok(Scheduled::New(new)) if denied => {
+                // A new connection on the tuple of an ended session: denied (dropping
+                // `new` creates nothing).
+                drop(new);
+                return self.drop(pkt, DropReason::AclDeny);
+            }
             Ok(Scheduled::New(new)) if routes(new.dest().fwd) && meta.ttl <= 1 => {
                 // Not sent on: no session (dropping `new` creates nothing).
                 drop(new);

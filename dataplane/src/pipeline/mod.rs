@@ -120,6 +120,10 @@ pub struct NetConfig {
     /// with their tunnels ([`probe_tunnels`]): a probe the kernel sends to such a
     /// server's probe MAC is encapsulated to it (see the `probe` module).
     pub probe_tunnels: HashMap<(Ipv4Addr, Ipv4Addr), crate::flow::Tunnel>,
+    /// The global ACL (`rvsadm --add-blklst`/`--add-whtlst` without a service, `[acl]`):
+    /// a packet that would open a session from a client it denies is dropped as
+    /// [`DropReason::AclDeny`], before its service's ACL is looked at. Empty: no check.
+    pub acl: Arc<crate::acl::Acl>,
 }
 
 impl NetConfig {

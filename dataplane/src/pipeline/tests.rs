@@ -1947,6 +1947,188 @@ fn without_a_budget_a_flood_of_new_flows_all_become_sessions() {
     assert_eq!(c.counters().drops_of(DropReason::NewSessionBudget), 0);
 }
 
+// ----- ACLs -----
+
+/// `snap` with the global ACL `global` and the service's ACL `svc` (prefixes of the
+/// form `"10.10.0.2/32"`).
+fn with_acls(
+    snap: &Snapshot,
+    generation: u64,
+    global: &[(&str, crate::acl::AclAction)],
+    svc: &[(&str, crate::acl::AclAction)],
+) -> Snapshot {
+    use crate::acl::{Acl, AclRule};
+    let rules = |v: &[(&str, crate::acl::AclAction)]| {
+        v.iter()
+            .map(|(p, act)| {
+                let (a, l) = p.split_once('/').expect("a prefix");
+                AclRule::new(a.parse().expect("address"), l.parse().expect("len"), *act)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut net = (*snap.net).clone();
+    net.acl = Arc::new(Acl::new(&rules(global)));
+    let mut services: Vec<crate::service::Service> = snap.services.services().to_vec();
+    for s in &mut services {
+        s.acl = Some(Arc::new(Acl::new(&rules(svc))));
+    }
+    Snapshot {
+        generation,
+        services: Arc::new(crate::service::ServiceSet::new(generation, services)),
+        net: Arc::new(net),
+    }
+}
+
+#[test]
+fn an_acl_denied_client_opens_no_session_and_its_established_ones_go_on() {
+    use crate::acl::AclAction::{Allow, Deny};
+    // In every mode, packet by packet and in bursts alike: client CIP establishes a
+    // connection; then a deny of CIP/32 is published. CIP's established connection
+    // goes on (the fast path never looks at the ACL), its new SYNs are dropped as
+    // `acl-deny` and create nothing; another client (CIP2) is not affected. Removing
+    // the deny lets CIP's next SYN through; an allow-list of the service's that does
+    // not name CIP denies it again, and a global deny wins over a service's allow.
+    const CIP2: [u8; 4] = [10, 10, 0, 3];
+    for (fwd, tunnels) in modes() {
+        let mut one = core_tun(fwd, tunnels, 0, 1);
+        let mut burst = core_tun(fwd, tunnels, 0, 1);
+        let base = one.snapshot().expect("snapshot").clone();
+        let pkt = |src: [u8; 4], sp: u16, flags: &str| {
+            let p = segment(
+                CLIENT_MAC,
+                PORT0_MAC,
+                (src, sp),
+                (VIP, 80),
+                flags,
+                64,
+                b"GET /",
+            );
+            (p, 0u16)
+        };
+        let kinds = |v: &[(u8, String, Vec<u8>)]| -> Vec<(u8, String)> {
+            v.iter()
+                .map(|(k, w, _)| (*k, if *k == 2 { w.clone() } else { String::new() }))
+                .collect()
+        };
+        let sent = (0u8, String::new());
+        let denied = (2u8, "acl-deny".to_string());
+        let mut pkts = vec![
+            (arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0),
+            (arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1),
+            (arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1),
+        ];
+        pkts.extend([pkt(CIP, 40000, "S"), pkt(CIP, 40000, "A")]);
+        same_by_burst(&mut one, &mut burst, pkts, 0);
+        assert_eq!(one.conns().len(), 1, "{fwd:?}");
+
+        // Deny CIP: established packets go on, new SYNs (a few, then more mixed with
+        // the established flow) are refused, CIP2 is not affected.
+        for c in [&mut one, &mut burst] {
+            c.adopt(with_acls(&base, 2, &[("10.10.0.2/32", Deny)], &[]));
+        }
+        let pkts = vec![
+            pkt(CIP, 40000, "PA"),
+            pkt(CIP, 40001, "S"),
+            pkt(CIP, 40002, "S"),
+            pkt(CIP, 40000, "PA"),
+            pkt(CIP2, 40000, "S"),
+            pkt(CIP, 40003, "S"),
+            pkt(CIP, 40000, "A"),
+        ];
+        let v = same_by_burst(&mut one, &mut burst, pkts, 10);
+        assert_eq!(
+            kinds(&v),
+            vec![
+                sent.clone(),
+                denied.clone(),
+                denied.clone(),
+                sent.clone(),
+                sent.clone(),
+                denied.clone(),
+                sent.clone()
+            ],
+            "{fwd:?}"
+        );
+        for c in [&one, &burst] {
+            assert_eq!(c.conns().len(), 2, "{fwd:?}: CIP's first and CIP2's");
+            assert_eq!(c.counters().conns, 2, "{fwd:?}");
+            assert_eq!(c.counters().drops_of(DropReason::AclDeny), 3, "{fwd:?}");
+        }
+
+        // The deny removed: the next SYN opens a session.
+        for c in [&mut one, &mut burst] {
+            c.adopt(with_acls(&base, 3, &[], &[]));
+        }
+        let v = same_by_burst(&mut one, &mut burst, vec![pkt(CIP, 40004, "S")], 20);
+        assert_eq!(kinds(&v), vec![sent.clone()], "{fwd:?}");
+
+        // The service's allow-list names CIP2 only; a global deny of CIP2 wins over it.
+        for c in [&mut one, &mut burst] {
+            c.adopt(with_acls(&base, 4, &[], &[("10.10.0.3/32", Allow)]));
+        }
+        let pkts = vec![
+            pkt(CIP, 40005, "S"),
+            pkt(CIP2, 40005, "S"),
+            pkt(CIP, 40004, "A"),
+        ];
+        let v = same_by_burst(&mut one, &mut burst, pkts, 30);
+        assert_eq!(
+            kinds(&v),
+            vec![denied.clone(), sent.clone(), sent.clone()],
+            "{fwd:?}"
+        );
+        for c in [&mut one, &mut burst] {
+            c.adopt(with_acls(
+                &base,
+                5,
+                &[("10.10.0.0/24", Deny)],
+                &[("10.10.0.3/32", Allow)],
+            ));
+        }
+        let v = same_by_burst(&mut one, &mut burst, vec![pkt(CIP2, 40006, "S")], 40);
+        assert_eq!(kinds(&v), vec![denied.clone()], "{fwd:?}");
+        for c in [&one, &burst] {
+            assert_eq!(c.conns().len(), 4, "{fwd:?}");
+            assert_eq!(c.counters().drops_of(DropReason::AclDeny), 5, "{fwd:?}");
+        }
+    }
+    assert_eq!(DropReason::AclDeny.name(), "acl-deny");
+    assert_eq!(
+        DropReason::from_index(DropReason::AclDeny.index()),
+        Some(DropReason::AclDeny),
+        "listed by rvsadm --dataplane and the metrics endpoint"
+    );
+}
+
+#[test]
+fn an_acl_denied_udp_client_opens_no_session_but_its_flow_goes_on() {
+    use crate::acl::AclAction::Deny;
+    let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    let base = snapshot_with(FwdMethod::Masq, 1, [Tunnel::IPIP; 2], Proto::Udp, 0);
+    c.adopt(base.clone());
+    c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, true);
+    c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, true);
+    let dgram = |sp: u16| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+            .ipv4(CIP, VIP, 64)
+            .udp(sp, 80)
+            .write(&mut v, b"q")
+            .unwrap();
+        VecBuf::new(VecBuf::DEFAULT_HEADROOM, &v)
+    };
+    tx(c.process(dgram(5000), 0, 0, true));
+    c.adopt(with_acls(&base, 2, &[("10.10.0.0/16", Deny)], &[]));
+    // The flow that has a session goes on; a new one is refused.
+    tx(c.process(dgram(5000), 0, 1, true));
+    assert!(matches!(
+        c.process(dgram(5001), 0, 1, true),
+        Out::Drop(_, DropReason::AclDeny)
+    ));
+    assert_eq!(c.conns().len(), 1);
+    assert_eq!(c.counters().drops_of(DropReason::AclDeny), 1);
+}
+
 // ----- FULLNAT: the client's address (PROXY protocol, TOA) -----
 
 /// A one-worker FULLNAT core of a `proto` service with service flags `svc`, its
@@ -2523,4 +2705,120 @@ fn a_reset_during_the_handshake_is_not_shifted_and_sends_no_header() {
     assert_eq!(tcp_hdr(p.data()).0.sequence_number, 7001);
     assert!(c.take_generated().is_none());
     assert_eq!(c.counters().proxy_headers, 0);
+}
+
+#[test]
+fn a_first_segment_that_fills_the_mss_is_not_grown_and_its_retransmission_keeps_the_shift() {
+    let mut c = cip_core(Proto::Tcp, svc_flags_pp2());
+    let cl = (CIP, 40000);
+    let syn = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7000,
+        0,
+        "S",
+        &TS,
+        b"",
+    );
+    let (p, _) = tx(c.process(syn, 0, 0, false));
+    let (_, lport, rs, rport) = check(p.data());
+    let rs_mac = if rs == RS1 { RS1_MAC } else { RS2_MAC };
+    // The handshake's ACK is lost; the first segment fills the path (1500-byte packet).
+    let full = vec![b'a'; 1500 - 20 - 32];
+    let first = || {
+        seg_ts(
+            (CLIENT_MAC, PORT0_MAC),
+            cl,
+            (VIP, 80),
+            7001,
+            50001,
+            "AP",
+            &TS,
+            &full,
+        )
+    };
+    let (p, _) = tx(c.process(first(), 0, 10, false));
+    assert_eq!(p.data().len(), 14 + 1500, "not grown");
+    let (h, payload) = tcp_hdr(p.data());
+    assert_eq!((h.sequence_number, payload.len()), (7029, full.len()));
+    let (_, len) = c.take_generated().expect("the header segment");
+    assert_eq!(tcp_hdr(&c.scratch()[..len]).1, v2_expected());
+    // The server acknowledges the header and the segment; the client, not having seen
+    // that ack (lost), retransmits the segment: shifted the same, no header again.
+    let ack = 7001 + 28 + full.len() as u32;
+    let r = seg_ts(
+        (rs_mac, PORT1_MAC),
+        (rs, rport),
+        (LIP, lport),
+        50001,
+        ack,
+        "A",
+        &TS,
+        b"",
+    );
+    let (p, _) = tx(c.process(r, 1, 20, false));
+    assert_eq!(
+        tcp_hdr(p.data()).0.acknowledgment_number,
+        7001 + full.len() as u32
+    );
+    let (p, _) = tx(c.process(first(), 0, 2000, false));
+    assert_eq!(tcp_hdr(p.data()).0.sequence_number, 7029);
+    assert!(c.take_generated().is_none());
+    assert_eq!(c.counters().proxy_headers, 1);
+}
+
+#[test]
+fn with_two_workers_the_sessions_owner_sends_the_header() {
+    let owner = owner_of_client(Ipv4Addr::from(CIP), 2);
+    let mk = |id| {
+        let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
+        c.adopt(snapshot_with(
+            FwdMethod::FullNat,
+            2,
+            [Tunnel::IPIP; 2],
+            Proto::Tcp,
+            svc_flags_pp2(),
+        ));
+        c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, false);
+        c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, false);
+        c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, false);
+        c
+    };
+    let (mut c, mut other) = (mk(owner), mk(1 - owner));
+    let cl = (CIP, 40000);
+    let syn = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7000,
+        0,
+        "S",
+        &TS,
+        b"",
+    );
+    tx(c.process(syn, 0, 0, false));
+    // The handshake's ACK arrives at the other worker: handed over, no header there.
+    let ack = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        cl,
+        (VIP, 80),
+        7001,
+        50001,
+        "A",
+        &TS,
+        b"",
+    );
+    let ack = match other.process(ack, 0, 1, true) {
+        Out::Handoff(p, w) => {
+            assert_eq!(w as usize, owner);
+            p
+        }
+        o => panic!("expected handoff, got {o:?}"),
+    };
+    assert!(other.take_generated().is_none());
+    let (p, _) = tx(c.process(ack, 0, 1, false));
+    assert_eq!(tcp_hdr(p.data()).0.sequence_number, 7029);
+    let (_, len) = c.take_generated().expect("the owner sends the header");
+    assert_eq!(tcp_hdr(&c.scratch()[..len]).1, v2_expected());
 }
