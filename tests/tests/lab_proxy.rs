@@ -42,6 +42,13 @@
 //!   reads it) with the client's address and port on the first packet after the SYN, in a
 //!   segment whose TCP checksum is right.
 //!
+//! Each test also reads `rvsadm --dataplane`: `proxy_headers` is one per TCP connection
+//! (`proxy_resent` 0 without loss) and one per UDP datagram, `toa_added` one per
+//! connection with `toa_no_room` 0. Before its first connection a lab waits until the
+//! director answers the client's ping of the VIP; the client's TCP receive buffers are
+//! kept at 128 KiB in the transfer tests, so a rate-limited download crosses the director
+//! at curl's rate rather than filling a large buffer at its start.
+//!
 //! Every wait is bounded. Needs root, nginx, haproxy, nftables, openssl, curl and python3
 //! (`scripts/setup`); each test skips (with a message) where namespaces cannot be made.
 
