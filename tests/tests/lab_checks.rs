@@ -249,12 +249,18 @@ fn weight(table: &str, server: &str) -> Option<u32> {
 }
 
 /// A rate-limited download of `blob.bin` through the VIP, in the background.
+/// The client port of the download, so that its session is told from the short
+/// connections made just before it (still listed while their FINs cross).
+const DOWNLOAD_PORT: u16 = 45001;
+
 fn download(lab: &Lab, out: &Path) -> Child {
     Command::new("ip")
         .args(["netns", "exec", &lab.ns("c")])
         .args([
             "curl",
             "-s",
+            "--local-port",
+            &DOWNLOAD_PORT.to_string(),
             "--limit-rate",
             "512K",
             "--max-time",
@@ -268,15 +274,16 @@ fn download(lab: &Lab, out: &Path) -> Child {
         .expect("curl")
 }
 
-/// The real server the client's established connection to VIP:80 went to.
+/// The real server the download's established connection to VIP:80 went to (found by
+/// its client port: another connection's line would name the wrong server).
 fn download_server(d: &Director) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let client = format!(":{DOWNLOAD_PORT} ");
     loop {
         let conns = d.rvsadm(&["-Lnc"]);
-        if let Some(l) = conns
-            .lines()
-            .find(|l| l.contains("ESTABLISHED") && l.contains(&format!("{VIP}:80")))
-        {
+        if let Some(l) = conns.lines().find(|l| {
+            l.contains("ESTABLISHED") && l.contains(&client) && l.contains(&format!("{VIP}:80"))
+        }) {
             return l.split_whitespace().last().expect("dest").to_string();
         }
         assert!(
