@@ -12,7 +12,7 @@
 //! | `[timeouts]` | `tcp tcpfin udp` as `ipvsadm --set` (900 120 300) |
 //! | `[sessions]` | session-table capacity per core; the sysctls `expire_nodest_conn`, `expire_quiescent_template`; the new-session budget per worker `new_per_second` |
 //! | `[control]` | the control socket path (default `/run/rvs/rvsd.sock`), an `ipvsadm -S` rules file, an operator's keepalived.conf ([`keepalived`]) |
-//! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast) |
+//! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast, the sync group's key file) |
 //! | `[metrics]` | the Prometheus metrics endpoint (off unless `listen` is given) |
 //! | `[[marks]]` | firewall-mark rules for fwmark services (the `iptables -t mangle ... -j MARK` of rvs) |
 //! | `[acl]` | the global access control list: `deny` and `allow` prefixes of clients (a service's own lists are its `deny` and `allow`) |
@@ -788,7 +788,16 @@ pub struct Sync {
     pub maxlen: i64,
     /// Unicast peer address instead of multicast.
     pub unicast_peer: Option<String>,
+    /// The file holding the sync group's shared key (at least [`MIN_SYNC_KEY_LEN`]
+    /// bytes, a final newline not counted; not readable by others): the master
+    /// authenticates every message with it and the backup refuses messages without a
+    /// valid MAC and replays. Read when rvsd starts ([`Sync::read_key`]); a change needs
+    /// a restart.
+    pub key_file: Option<PathBuf>,
 }
+
+/// The shortest sync key, in bytes.
+pub const MIN_SYNC_KEY_LEN: usize = 16;
 
 /// The sync multicast TTL when none is given (the local link only).
 pub const DEFAULT_SYNC_TTL: u8 = 1;
@@ -804,6 +813,7 @@ impl Default for Sync {
             ttl: DEFAULT_SYNC_TTL.into(),
             maxlen: DEFAULT_SYNC_MAXLEN.into(),
             unicast_peer: None,
+            key_file: None,
         }
     }
 }
@@ -1497,7 +1507,55 @@ impl Sync {
                 ));
             }
         }
+        if s.key_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigError::invalid("sync.key_file", "is empty"));
+        }
         Ok(())
+    }
+
+    /// The sync group's key from `key_file` (`None` without one): the file's bytes, less
+    /// one final newline (`\n` or `\r\n`). Refuses, naming `sync.key_file`, a file that
+    /// cannot be read, is not a regular file, is readable or writable by others (`chmod
+    /// 600` it), is empty, or holds fewer than [`MIN_SYNC_KEY_LEN`] bytes.
+    pub fn read_key(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        let Some(path) = &self.key_file else {
+            return Ok(None);
+        };
+        let bad =
+            |m: String| ConfigError::invalid("sync.key_file", format!("{}: {m}", path.display()));
+        let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(bad("not a regular file".into()));
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o006 != 0 {
+            return Err(bad(format!(
+                "mode {mode:04o}: other users can {} it; chmod 600 {}",
+                if mode & 0o004 != 0 { "read" } else { "write" },
+                path.display()
+            )));
+        }
+        let mut key = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        if key.last() == Some(&b'\n') {
+            key.pop();
+            if key.last() == Some(&b'\r') {
+                key.pop();
+            }
+        }
+        if key.is_empty() {
+            return Err(bad("is empty".into()));
+        }
+        if key.len() < MIN_SYNC_KEY_LEN {
+            return Err(bad(format!(
+                "the key has {} bytes, fewer than {MIN_SYNC_KEY_LEN} (make one with: openssl rand -hex 32)",
+                key.len()
+            )));
+        }
+        Ok(Some(key))
     }
 }
 
@@ -1678,6 +1736,80 @@ new_per_second = 1000000000
                 format!("ports[0].vlan: {v} is out of range 1..=4094")
             );
         }
+    }
+
+    #[test]
+    fn the_sync_key_file_is_read_and_refused_by_name_when_missing_empty_or_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("rvs-config-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sync.key");
+        let cfg = |p: &Path| {
+            Config::from_str(&format!(
+                "[sync]\nkey_file = {:?}\n",
+                p.display().to_string()
+            ))
+            .unwrap()
+        };
+        let write = |bytes: &[u8], mode: u32| {
+            std::fs::write(&path, bytes).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        assert_eq!(Config::from_str("").unwrap().sync.read_key().unwrap(), None);
+        let shown = path.display().to_string();
+        let e = cfg(&dir.join("none"))
+            .sync
+            .read_key()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("sync.key_file: {}/none: ", dir.display())),
+            "{e}"
+        );
+        write(b"0123456789abcdef0123456789abcdef\n", 0o600);
+        assert_eq!(
+            cfg(&path).sync.read_key().unwrap().as_deref(),
+            Some(&b"0123456789abcdef0123456789abcdef"[..]),
+            "the final newline is not part of the key"
+        );
+        write(b"0123456789abcdef0123456789abcdef\r\n", 0o640);
+        assert_eq!(cfg(&path).sync.read_key().unwrap().unwrap().len(), 32);
+        write(b"0123456789abcdef0123456789abcdef", 0o644);
+        assert_eq!(
+            cfg(&path).sync.read_key().unwrap_err().to_string(),
+            format!(
+                "sync.key_file: {shown}: mode 0644: other users can read it; chmod 600 {shown}"
+            )
+        );
+        write(b"0123456789abcdef0123456789abcdef", 0o602);
+        assert!(cfg(&path)
+            .sync
+            .read_key()
+            .unwrap_err()
+            .to_string()
+            .contains("other users can write it"));
+        write(b"", 0o600);
+        assert_eq!(
+            cfg(&path).sync.read_key().unwrap_err().to_string(),
+            format!("sync.key_file: {shown}: is empty")
+        );
+        write(b"\n", 0o600);
+        assert!(cfg(&path).sync.read_key().is_err());
+        write(b"short\n", 0o600);
+        assert!(cfg(&path)
+            .sync
+            .read_key()
+            .unwrap_err()
+            .to_string()
+            .starts_with(&format!(
+                "sync.key_file: {shown}: the key has 5 bytes, fewer than 16"
+            )));
+        assert_eq!(
+            cfg(&dir).sync.read_key().unwrap_err().to_string(),
+            format!("sync.key_file: {}: not a regular file", dir.display())
+        );
+        assert_eq!(err("[sync]\nkey_file = \"\"\n"), "sync.key_file: is empty");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -323,6 +323,8 @@ pub struct SyncDaemonMetrics {
     pub backlog: u64,
     /// Backup: seconds since the last message was received (`None`: none yet).
     pub last_message_age_seconds: Option<f64>,
+    /// Whether it runs with the sync group's key (`[sync] key_file`).
+    pub authenticated: bool,
 }
 
 /// A DPDK port's counters, for the metrics endpoint.

@@ -94,6 +94,9 @@ impl Daemon {
                 source.path.display()
             ));
         }
+        if let Some(e) = crate::reload::sync_key_change(&source.path, source.sync_key, &cfg) {
+            return Err(e);
+        }
         let mut new = file_table.clone();
         new.daemons = self.table.daemons.clone();
         // Servers the checks hold down stay down; a changed server's checks start again
@@ -656,6 +659,85 @@ mod tests {
         let mut other = ServiceConf::new(key(81));
         other.toa = true;
         assert_eq!(d.apply(&Op::AddService(other)), Response::Ok);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_sync_key_is_read_at_start_and_a_reload_refuses_to_change_it_by_name() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("rvs-daemon-synckey-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rvs.toml");
+        let key = dir.join("sync.key");
+        let other = dir.join("other.key");
+        let write_key = |p: &std::path::Path, k: &str, mode: u32| {
+            std::fs::write(p, k).unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let service = "[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n";
+        let config = |k: &std::path::Path, extra: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "[sync]\nkey_file = {:?}\n{service}{extra}",
+                    k.display().to_string()
+                ),
+            )
+            .unwrap();
+        };
+        // Refused at start: readable by others.
+        write_key(&key, "0123456789abcdef0123456789abcdef\n", 0o644);
+        config(&key, "");
+        let e = Source::load(&path).unwrap_err();
+        assert!(
+            e.contains("sync.key_file:") && e.contains("chmod 600"),
+            "{e}"
+        );
+        write_key(&key, "0123456789abcdef0123456789abcdef\n", 0o600);
+        let (src, _) = Source::load(&path).unwrap();
+        assert_eq!(
+            src.sync_key,
+            rvs_dataplane::sync::auth::SyncKey::new(b"0123456789abcdef0123456789abcdef").ok()
+        );
+        assert!(
+            !format!("{src:?}").contains("0123456789abcdef"),
+            "Debug hides the key"
+        );
+        let mut d = Daemon::new(
+            src.file_table.clone(),
+            Box::new(Counting(Default::default())),
+        )
+        .unwrap()
+        .with_source(src);
+        // The same key: a reload applies the rest.
+        config(&key, "scheduler = \"rr\"\n");
+        assert_eq!(d.reload().unwrap().len(), 1);
+        // Another file, another key in the same file, a file that became readable: refused
+        // by name, nothing changed.
+        write_key(&other, "fedcba9876543210fedcba9876543210", 0o600);
+        config(&other, "scheduler = \"wrr\"\n");
+        let e = d.reload().unwrap_err();
+        assert!(
+            e.ends_with("sync.key_file changes only with a restart of rvsd; nothing was changed"),
+            "{e}"
+        );
+        config(&key, "scheduler = \"wrr\"\n");
+        write_key(&key, "fedcba9876543210fedcba9876543210", 0o600);
+        let e = d.reload().unwrap_err();
+        assert!(
+            e.contains("sync.key_file: the key changed; the sync key changes only with a restart of rvsd; nothing was changed"),
+            "{e}"
+        );
+        write_key(&key, "0123456789abcdef0123456789abcdef\n", 0o604);
+        let e = d.reload().unwrap_err();
+        assert!(
+            e.contains("sync.key_file:") && e.ends_with("nothing was changed"),
+            "{e}"
+        );
+        assert_eq!(d.table().services[0].conf.scheduler, "rr");
+        write_key(&key, "0123456789abcdef0123456789abcdef", 0o600);
+        assert_eq!(d.reload().unwrap().len(), 1, "the same key again");
+        assert_eq!(d.table().services[0].conf.scheduler, "wrr");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

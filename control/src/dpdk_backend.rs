@@ -44,6 +44,8 @@ pub struct DpdkBackend {
     timeouts: Timeouts,
     daemons: Vec<SyncDaemon>,
     sync_peer: Option<Ipv4Addr>,
+    /// The sync group's key (`[sync] key_file`), for every daemon started.
+    sync_key: Option<rvs_dataplane::sync::auth::SyncKey>,
     /// The clock of the trash periods.
     started: Instant,
     /// The dataplane ACLs built so far, by service (`None`: the global list), with the
@@ -590,6 +592,7 @@ impl DpdkBackend {
             timeouts: Timeouts::default(),
             daemons: Vec::new(),
             sync_peer: None,
+            sync_key: None,
             started: Instant::now(),
             acls: HashMap::new(),
         })
@@ -605,6 +608,12 @@ impl DpdkBackend {
     /// (`[sync] unicast_peer`).
     pub fn set_sync_peer(&mut self, peer: Option<Ipv4Addr>) {
         self.sync_peer = peer;
+    }
+
+    /// The sync group's key (`[sync] key_file`, read when rvsd starts): daemons started
+    /// from now on sign (master) or check (backup) every message with it.
+    pub fn set_sync_key(&mut self, key: Option<rvs_dataplane::sync::auth::SyncKey>) {
+        self.sync_key = key;
     }
 
     /// Starts and stops sync daemons to match the table's, then sets the role (standby
@@ -625,13 +634,13 @@ impl DpdkBackend {
                 continue;
             }
             let iface = crate::sync::iface_addr(&d.mcast_ifn)?;
-            let cfg = crate::sync::net_config(d, iface, self.sync_peer)?;
+            let cfg = crate::sync::net_config(d, iface, self.sync_peer, self.sync_key)?;
             let r = match d.state {
                 SyncState::Master => self.engine.start_sync_master(cfg, SyncRules::default()),
                 SyncState::Backup => self.engine.start_sync_backup(cfg),
             };
             r.map_err(|e| BackendError(e.to_string()))?;
-            tracing::info!(role = %d.state, ifn = %d.mcast_ifn, %iface, syncid = d.syncid, "sync daemon started");
+            tracing::info!(role = %d.state, ifn = %d.mcast_ifn, %iface, syncid = d.syncid, authenticated = self.sync_key.is_some(), "sync daemon started");
             self.daemons.push(d.clone());
         }
         self.engine
@@ -982,6 +991,7 @@ impl Backend for DpdkBackend {
             last_message_age_seconds: d
                 .last_message_unix_ms
                 .map(|t| now_ms.saturating_sub(t) as f64 / 1000.0),
+            authenticated: d.authenticated,
         };
         let engine = EngineMetrics {
             workers_expected: self.engine.workers(),

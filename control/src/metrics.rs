@@ -840,6 +840,40 @@ fn sync(out: &mut Out, e: &EngineMetrics) {
         out.sample("rvs_sync_last_message_age_seconds", &[], age);
     }
     out.family(
+        "rvs_sync_authenticated",
+        "Whether the sync daemon of a role runs with the sync group's key ([sync] key_file).",
+        "gauge",
+    );
+    for (role, d) in roles {
+        out.sample(
+            "rvs_sync_authenticated",
+            &[("role", role)],
+            u64::from(d.authenticated),
+        );
+    }
+    // (name in the backup's counters, reason label)
+    let refusals = [
+        ("auth_missing", "no-mac"),
+        ("auth_bad_mac", "bad-mac"),
+        ("auth_replayed", "replayed"),
+        ("auth_too_old", "too-old"),
+        ("auth_unexpected", "unexpected-mac"),
+    ];
+    out.family(
+        "rvs_sync_messages_refused_total",
+        "Sync messages the backup refused before decoding, by reason: with a key, no-mac (no authentication trailer), bad-mac (wrong MAC: forged, altered or another key), replayed (sequence number seen before), too-old (more than 64 behind the sender's highest); without a key, unexpected-mac (a master with a key).",
+        "counter",
+    );
+    for (key, reason) in refusals {
+        let v = e
+            .sync_backup
+            .counters
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(0, |(_, v)| *v);
+        out.sample("rvs_sync_messages_refused_total", &[("reason", reason)], v);
+    }
+    out.family(
         "rvs_sync_passive",
         "Whether the director is a standby (VIPs and LIPs not answered).",
         "gauge",

@@ -10,13 +10,16 @@
 //! replace the running ones, rvsadm's entries included, in one snapshot), timeouts,
 //! `[[routes]]` and `[[marks]]`. What needs a restart (`[eal]`, `[[ports]]`, `[workers]`,
 //! `[sessions]`, `[control]` apart from `rules` and `keepalived_conf`, `[sync]`) is refused, naming the field,
-//! and rvsd keeps running on what it had. Sync daemons started or stopped with rvsadm
+//! and rvsd keeps running on what it had. The sync key is read when rvsd starts: a reload
+//! whose `[sync] key_file` names another file, or whose key file now holds another key (or
+//! cannot be used), is refused naming `sync.key_file`. Sync daemons started or stopped with rvsadm
 //! (keepalived's notify scripts do this) are left as they are.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rvs_config::Config;
+use rvs_dataplane::sync::auth::SyncKey;
 
 use crate::format::{server_label, service_label};
 use crate::ipvs::{
@@ -33,6 +36,9 @@ pub struct Source {
     pub config: Config,
     /// The table it described then (services, rules file, timeouts).
     pub file_table: IpvsTable,
+    /// The sync group's key read from `[sync] key_file` when rvsd started (`None`:
+    /// without one; its `Debug` does not show it).
+    pub sync_key: Option<SyncKey>,
 }
 
 impl Source {
@@ -40,14 +46,43 @@ impl Source {
     /// gives the keepalived.conf's notices (see [`read`]).
     pub fn load(path: &Path) -> Result<(Source, Vec<String>), String> {
         let (config, file_table, notes) = read(path)?;
+        let sync_key = read_sync_key(path, &config)?;
         Ok((
             Source {
                 path: path.to_path_buf(),
                 config,
                 file_table,
+                sync_key,
             },
             notes,
         ))
+    }
+}
+
+/// The sync key of `cfg` ([`rvs_config::Sync::read_key`]); an error names the file and
+/// `sync.key_file`.
+pub fn read_sync_key(path: &Path, cfg: &Config) -> Result<Option<SyncKey>, String> {
+    let bytes = cfg
+        .sync
+        .read_key()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    bytes
+        .as_deref()
+        .map(SyncKey::new)
+        .transpose()
+        .map_err(|e| format!("{}: sync.key_file: {e}", path.display()))
+}
+
+/// Why a reload cannot go on with the sync key rvsd runs with: the file names another
+/// key now, or cannot be used. `None`: the same key (or none, as before).
+pub fn sync_key_change(path: &Path, running: Option<SyncKey>, cfg: &Config) -> Option<String> {
+    match read_sync_key(path, cfg) {
+        Err(e) => Some(format!("{e}; nothing was changed")),
+        Ok(k) if k != running => Some(format!(
+            "{}: sync.key_file: the key changed; the sync key changes only with a restart of rvsd; nothing was changed",
+            path.display()
+        )),
+        Ok(_) => None,
     }
 }
 

@@ -6,6 +6,11 @@
 //! (a dedicated link between the directors, or the exception path); an IPv4 address is
 //! accepted in its place. `[sync] unicast_peer` sends to one peer instead of the group.
 //!
+//! `[sync] key_file` gives the sync group's key, read once when rvsd starts: every daemon
+//! started afterwards (from the file or with `rvsadm --start-daemon`) uses it — the
+//! master authenticates each message, the backup refuses messages without a valid MAC and
+//! replays (see [`rvs_dataplane::sync::auth`]).
+//!
 //! Roles: a director whose only sync daemon is a backup is the standby: it does not answer
 //! ARP for its VIPs, LIPs and floating port addresses (every port address after the
 //! first). Starting a master daemon (keepalived's `notify_master` does
@@ -14,6 +19,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
+use rvs_dataplane::sync::auth::SyncKey;
 use rvs_dataplane::sync::net::SyncNetConfig;
 
 use crate::ipvs::{SyncDaemon, SyncState};
@@ -63,11 +69,12 @@ pub fn parse_ip_addr_show(text: &str) -> Option<Ipv4Addr> {
     None
 }
 
-/// The dataplane settings of a sync daemon.
+/// The dataplane settings of a sync daemon; `key`: the sync group's key, if any.
 pub fn net_config(
     d: &SyncDaemon,
     iface: Ipv4Addr,
     peer: Option<Ipv4Addr>,
+    key: Option<SyncKey>,
 ) -> Result<SyncNetConfig, SyncError> {
     let IpAddr::V4(group) = d.mcast_group else {
         return Err(SyncError::Ipv6Group);
@@ -84,6 +91,7 @@ pub fn net_config(
         } else {
             None
         },
+        key,
     })
 }
 
@@ -119,13 +127,17 @@ mod tests {
         ]));
         let peer = Some(Ipv4Addr::new(10, 99, 0, 2));
         let ip = Ipv4Addr::new(10, 99, 0, 1);
-        let m = net_config(&daemon(SyncState::Master), ip, peer).unwrap();
+        let m = net_config(&daemon(SyncState::Master), ip, peer, None).unwrap();
         assert_eq!(
             (m.group, m.port, m.syncid, m.peer),
             (rvs_dataplane::sync::DEFAULT_GROUP, 8848, 1, peer)
         );
-        let b = net_config(&daemon(SyncState::Backup), ip, peer).unwrap();
+        let b = net_config(&daemon(SyncState::Backup), ip, peer, None).unwrap();
         assert_eq!(b.peer, None, "a backup listens on the group and its port");
+        assert_eq!((m.key, b.key), (None, None));
+        let key = SyncKey::new(&[7; 32]).ok();
+        let b = net_config(&daemon(SyncState::Backup), ip, peer, key).unwrap();
+        assert_eq!(b.key, key, "both roles use the group's key");
     }
 
     #[test]

@@ -97,6 +97,7 @@ fn main() -> ExitCode {
                         .as_deref()
                         .and_then(|p| p.parse().ok()),
                 );
+                b.set_sync_key(source.sync_key);
                 tracing::info!(
                     workers = ecfg.workers,
                     ports = ecfg.ports.len(),

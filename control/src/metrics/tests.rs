@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::*;
 use crate::backend::{
     Backend, BackendError, BackendMetrics, ConnRow, DataplaneCounters, DestCounterEntry,
-    DestCounters, EngineMetrics, LaddrCounterEntry, ServiceCounters, Stats, WorkerMetrics,
+    DestCounters, EngineMetrics, LaddrCounterEntry, ServiceCounters, Stats, SyncDaemonMetrics,
+    WorkerMetrics,
 };
 use crate::daemon::Daemon;
 use crate::ipvs::{DestConf, IpvsTable, Laddr, Op, Protocol, ServiceConf, ServiceKey};
@@ -17,6 +18,7 @@ use crate::ipvs::{DestConf, IpvsTable, Laddr, Op, Protocol, ServiceConf, Service
 struct State {
     counters: DataplaneCounters,
     workers: Vec<WorkerMetrics>,
+    sync_backup: SyncDaemonMetrics,
 }
 
 struct Fake(Arc<Mutex<State>>);
@@ -45,6 +47,7 @@ impl Backend for Fake {
                 ports: vec![("dpdk0".into(), None)],
                 mbufs_in_use: 10,
                 mbuf_pool_size: 4096,
+                sync_backup: s.sync_backup.clone(),
                 ..Default::default()
             }),
         }
@@ -366,6 +369,44 @@ fn rvs_series_are_there() {
     )));
     // No port reading yet: no port series rather than zeros.
     assert!(!text.contains("rvs_port_"));
+}
+
+#[test]
+fn sync_refusals_are_counted_by_reason() {
+    let (d, state) = daemon();
+    let text = Exporter::new().render(d.gather_metrics());
+    for reason in ["no-mac", "bad-mac", "replayed", "too-old", "unexpected-mac"] {
+        let series = format!("rvs_sync_messages_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(value(&text, &series), 0.0, "{series}");
+    }
+    assert_eq!(value(&text, "rvs_sync_authenticated{role=\"backup\"}"), 0.0);
+    state.lock().unwrap().sync_backup = SyncDaemonMetrics {
+        running: true,
+        authenticated: true,
+        counters: vec![
+            ("recv_msgs", 20),
+            ("auth_missing", 4),
+            ("auth_bad_mac", 3),
+            ("auth_replayed", 2),
+            ("auth_too_old", 1),
+            ("auth_unexpected", 0),
+        ],
+        ..Default::default()
+    };
+    let text = Exporter::new().render(d.gather_metrics());
+    for (reason, v) in [
+        ("no-mac", 4.0),
+        ("bad-mac", 3.0),
+        ("replayed", 2.0),
+        ("too-old", 1.0),
+        ("unexpected-mac", 0.0),
+    ] {
+        let series = format!("rvs_sync_messages_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(value(&text, &series), v, "{series}");
+    }
+    assert_eq!(value(&text, "rvs_sync_authenticated{role=\"backup\"}"), 1.0);
+    assert_eq!(value(&text, "rvs_sync_authenticated{role=\"master\"}"), 0.0);
+    assert_eq!(value(&text, "rvs_sync_messages_received_total"), 20.0);
 }
 
 /// The text format's rules a scraper relies on: each family's HELP and TYPE once, before

@@ -180,6 +180,8 @@ pub struct SyncDaemonReport {
     /// Backup: milliseconds since the Unix epoch of the last message received (`None`:
     /// none yet).
     pub last_message_unix_ms: Option<u64>,
+    /// Whether the running daemon has the sync group's key (signs or checks messages).
+    pub authenticated: bool,
 }
 
 /// The sync daemons and the workers' sync counters, for metrics.
@@ -469,6 +471,7 @@ impl Engine {
                 counters: stats.snapshot(),
                 backlog,
                 last_message_unix_ms: (last != 0).then_some(last),
+                authenticated: t.as_ref().is_some_and(|t| t.cfg.key.is_some()),
             }
         };
         let workers = self.ask(Command::SyncCounters);
@@ -716,12 +719,17 @@ impl Engine {
             if let Some(t) = t {
                 let _ = write!(
                     out,
-                    "sync {role} group={} port={} syncid={} maxlen={} peer={}",
+                    "sync {role} group={} port={} syncid={} maxlen={} peer={} auth={}",
                     t.cfg.group,
                     t.cfg.port,
                     t.cfg.syncid,
                     t.cfg.maxlen,
-                    t.cfg.peer.map_or("-".to_string(), |p| p.to_string())
+                    t.cfg.peer.map_or("-".to_string(), |p| p.to_string()),
+                    if t.cfg.key.is_some() {
+                        "hmac-sha256"
+                    } else {
+                        "none"
+                    }
                 );
                 for (k, v) in t.stats.snapshot() {
                     let _ = write!(out, " {k}={v}");

@@ -5,6 +5,10 @@
 //!   too), rvs's optional FULLNAT option carrying the LIP and lport, MTU-sized batching.
 //! - [`net`]: the sockets (UDP to multicast 224.0.0.81:8848 by default, or a unicast
 //!   peer) and the sender/receiver threads' loops, independent of DPDK.
+//! - [`auth`]: with a key shared by the sync group (`[sync] key_file`), the master's
+//!   trailer (sender, sequence number, HMAC-SHA256) after each message and the backup's
+//!   check of it and of replays. A kernel backup drops such a message (its length is not
+//!   the size its header announces); without a key, messages are the kernel's, both ways.
 //!
 //! Data flow on the master: a worker's pipeline decides per client packet whether the
 //! session must be sent ([`crate::conn::replica::conn_needed`]) and emits a [`SyncConn`] into a side
@@ -13,12 +17,14 @@
 //! into messages of at most `sync_maxlen` bytes and sends them: a full message at once, a
 //! partial one after at most [`net::PARTIAL_FLUSH`] (2 s, as the kernel).
 //!
-//! On the backup: the receiving thread decodes messages (dropping those whose size is
-//! wrong or, with a non-zero syncid, whose syncid differs), and hands each record to the
-//! worker that will own the session — the same ownership functions as the data path:
-//! the FULLNAT local port's slice owner, else the client address's hash — which installs it
-//! ([`crate::conn::ConnTable::install_synced`]).
+//! On the backup: the receiving thread checks the trailer when it has a key (refusing
+//! messages without a valid MAC and replays, each reason counted), decodes messages
+//! (dropping those whose size is wrong or, with a non-zero syncid, whose syncid differs),
+//! and hands each record to the worker that will own the session — the same ownership
+//! functions as the data path: the FULLNAT local port's slice owner, else the client
+//! address's hash — which installs it ([`crate::conn::ConnTable::install_synced`]).
 
+pub mod auth;
 pub mod net;
 pub mod wire;
 

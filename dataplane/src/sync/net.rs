@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam::queue::ArrayQueue;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::auth::{self, AuthError, Signer, SyncKey, Verifier};
 use super::wire::{self, MessageBuilder, Record};
 use crate::conn::SyncConn;
 
@@ -49,6 +50,10 @@ pub struct SyncNetConfig {
     pub iface: Option<Ipv4Addr>,
     /// Unicast peer instead of the group (master side).
     pub peer: Option<Ipv4Addr>,
+    /// The sync group's key (`[sync] key_file`): the master signs every message, the
+    /// backup refuses messages without a valid MAC and replays (see [`super::auth`]).
+    /// `None`: plain messages, as the kernel's.
+    pub key: Option<SyncKey>,
 }
 
 impl Default for SyncNetConfig {
@@ -61,6 +66,7 @@ impl Default for SyncNetConfig {
             ttl: 1,
             iface: None,
             peer: None,
+            key: None,
         }
     }
 }
@@ -84,6 +90,18 @@ pub struct Stats {
     pub decode_errors: AtomicU64,
     /// Well-formed records skipped (mandatory unknown option, persistence engine).
     pub skipped: AtomicU64,
+    /// With a key: messages refused for having no authentication trailer.
+    pub auth_missing: AtomicU64,
+    /// With a key: messages refused for a wrong MAC (forged, altered, another key).
+    pub auth_bad_mac: AtomicU64,
+    /// With a key: messages refused because their sequence number was seen before.
+    pub auth_replayed: AtomicU64,
+    /// With a key: messages refused because their sequence number is more than
+    /// [`auth::WINDOW`] behind the sender's highest.
+    pub auth_too_old: AtomicU64,
+    /// Without a key: messages refused because they carry an authentication trailer (a
+    /// master with a key; the kernel drops them too).
+    pub auth_unexpected: AtomicU64,
     /// Records a worker's queue could not take.
     pub queue_full: AtomicU64,
     /// When the last message was received: milliseconds since the Unix epoch (0: none
@@ -105,6 +123,11 @@ impl Stats {
             ("decode_errors", l(&self.decode_errors)),
             ("skipped", l(&self.skipped)),
             ("queue_full", l(&self.queue_full)),
+            ("auth_missing", l(&self.auth_missing)),
+            ("auth_bad_mac", l(&self.auth_bad_mac)),
+            ("auth_replayed", l(&self.auth_replayed)),
+            ("auth_too_old", l(&self.auth_too_old)),
+            ("auth_unexpected", l(&self.auth_unexpected)),
         ]
     }
 }
@@ -147,8 +170,15 @@ pub fn backup_socket(cfg: &SyncNetConfig) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// The id a master's signed messages name it by: its sync address (else the process id).
+pub fn sender_id(cfg: &SyncNetConfig) -> u32 {
+    cfg.iface.map_or_else(std::process::id, u32::from)
+}
+
 /// The master loop: drains the workers' queues into messages and sends them, a full
-/// message at once, a partial one after [`PARTIAL_FLUSH`], until `stop`.
+/// message at once, a partial one after [`PARTIAL_FLUSH`], until `stop`. With a key,
+/// each message carries its trailer, and the messages are shorter by its length so that
+/// the datagram stays within `maxlen`.
 pub fn run_master(
     sock: &UdpSocket,
     dest: SocketAddr,
@@ -157,13 +187,26 @@ pub fn run_master(
     stop: &AtomicBool,
     stats: &Stats,
 ) {
-    let mut b = MessageBuilder::new(cfg.syncid, usize::from(cfg.maxlen));
+    let mut signer = cfg
+        .key
+        .map(|k| Signer::new(&k, sender_id(cfg), auth::first_seq()));
+    let maxlen = usize::from(cfg.maxlen).min(wire::MAX_UDP_PAYLOAD);
+    let maxlen = if signer.is_some() {
+        maxlen.saturating_sub(auth::TRAILER_LEN)
+    } else {
+        maxlen
+    };
+    let mut b = MessageBuilder::new(cfg.syncid, maxlen);
     let mut first: Option<Instant> = None;
-    let send = |b: &mut MessageBuilder| {
+    let mut send = |b: &mut MessageBuilder| {
         if b.is_empty() {
             return;
         }
-        match sock.send_to(b.bytes(), dest) {
+        let bytes = match &mut signer {
+            Some(s) => s.sign(b.bytes()),
+            None => b.bytes(),
+        };
+        match sock.send_to(bytes, dest) {
             Ok(_) => {
                 stats.sent_msgs.fetch_add(1, Ordering::Relaxed);
                 stats
@@ -215,7 +258,7 @@ pub fn run_backup(
     mut deliver: impl FnMut(SyncConn) -> bool,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut recs: Vec<Record> = Vec::with_capacity(RECORDS_PER_MESSAGE);
+    let mut rx = Receiver::new(cfg);
     while !stop.load(Ordering::Acquire) {
         let n = match sock.recv_from(&mut buf) {
             Ok((n, _)) => n,
@@ -225,7 +268,61 @@ pub fn run_backup(
         stats
             .last_recv_unix_ms
             .store(unix_ms(std::time::SystemTime::now()), Ordering::Relaxed);
-        process_message(&buf[..n], cfg.syncid, &mut recs, stats, &mut deliver);
+        rx.process(&buf[..n], stats, &mut deliver);
+    }
+}
+
+/// What the backup thread does with each datagram: with a key, checks its trailer and
+/// sequence number first; then [`process_message`].
+#[derive(Debug)]
+pub struct Receiver {
+    syncid: u8,
+    verifier: Option<Verifier>,
+    recs: Vec<Record>,
+}
+
+impl Receiver {
+    /// A receiver for the backup daemon `cfg` that has seen nothing yet.
+    pub fn new(cfg: &SyncNetConfig) -> Receiver {
+        Receiver {
+            syncid: cfg.syncid,
+            verifier: cfg.key.as_ref().map(Verifier::new),
+            recs: Vec::with_capacity(RECORDS_PER_MESSAGE),
+        }
+    }
+
+    /// Checks one datagram and delivers its records. With a key, a datagram without a
+    /// valid MAC, or a replay, is counted by its reason and nothing of it is delivered;
+    /// without one, a datagram carrying a trailer is counted as `auth_unexpected`.
+    pub fn process(
+        &mut self,
+        datagram: &[u8],
+        stats: &Stats,
+        deliver: &mut impl FnMut(SyncConn) -> bool,
+    ) {
+        let msg = match &mut self.verifier {
+            Some(v) => match v.verify(datagram) {
+                Ok(m) => m,
+                Err(e) => {
+                    let c = match e {
+                        AuthError::Missing => &stats.auth_missing,
+                        AuthError::BadMac => &stats.auth_bad_mac,
+                        AuthError::Replayed => &stats.auth_replayed,
+                        AuthError::TooOld => &stats.auth_too_old,
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+            None => {
+                if auth::trailer(datagram).is_some() {
+                    stats.auth_unexpected.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                datagram
+            }
+        };
+        process_message(msg, self.syncid, &mut self.recs, stats, deliver);
     }
 }
 
@@ -317,6 +414,226 @@ mod tests {
         });
         assert_eq!(got.len(), 2);
         assert_eq!(stats.recv_dropped.load(Ordering::Relaxed), 2);
+    }
+
+    fn key(b: u8) -> SyncKey {
+        SyncKey::new(&[b; 32]).unwrap()
+    }
+
+    fn delivered(rx: &mut Receiver, datagram: &[u8], stats: &Stats) -> Vec<u16> {
+        let mut got = Vec::new();
+        rx.process(datagram, stats, &mut |c| {
+            got.push(c.cport);
+            true
+        });
+        got
+    }
+
+    #[test]
+    fn a_backup_with_a_key_counts_each_refusal_and_installs_nothing_from_it() {
+        let cfg = SyncNetConfig {
+            key: Some(key(1)),
+            ..SyncNetConfig::default()
+        };
+        let stats = Stats::default();
+        let mut rx = Receiver::new(&cfg);
+        let mut b = MessageBuilder::new(0, 1472);
+        b.push(&conn(1));
+        let plain = b.bytes().to_vec();
+        let mut s = Signer::new(&key(1), 9, 1_000_000);
+        let good = s.sign(&plain).to_vec();
+        let forged = Signer::new(&key(2), 9, 2_000_000).sign(&plain).to_vec();
+        let old = Signer::new(&key(1), 9, 10).sign(&plain).to_vec();
+        assert!(delivered(&mut rx, &plain, &stats).is_empty());
+        assert!(delivered(&mut rx, &forged, &stats).is_empty());
+        assert_eq!(delivered(&mut rx, &good, &stats), [10001]);
+        assert!(delivered(&mut rx, &good, &stats).is_empty());
+        assert!(delivered(&mut rx, &old, &stats).is_empty());
+        let mut t = s.sign(&plain).to_vec();
+        t[20] ^= 1;
+        assert!(delivered(&mut rx, &t, &stats).is_empty());
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        assert_eq!(
+            (
+                l(&stats.auth_missing),
+                l(&stats.auth_bad_mac),
+                l(&stats.auth_replayed),
+                l(&stats.auth_too_old),
+                l(&stats.auth_unexpected),
+                l(&stats.recv_conns),
+                l(&stats.recv_dropped)
+            ),
+            (1, 2, 1, 1, 0, 1, 0)
+        );
+        // An authentic message of another sync id is still dropped by the syncid filter.
+        let cfg5 = SyncNetConfig { syncid: 5, ..cfg };
+        let mut rx5 = Receiver::new(&cfg5);
+        assert!(delivered(&mut rx5, s.sign(&plain), &stats).is_empty());
+        assert_eq!(l(&stats.recv_dropped), 1);
+    }
+
+    #[test]
+    fn a_backup_without_a_key_refuses_signed_messages_and_takes_plain_ones() {
+        let stats = Stats::default();
+        let mut rx = Receiver::new(&SyncNetConfig::default());
+        let mut b = MessageBuilder::new(0, 1472);
+        b.push(&conn(1));
+        let signed = Signer::new(&key(1), 9, 1).sign(b.bytes()).to_vec();
+        assert!(delivered(&mut rx, &signed, &stats).is_empty());
+        assert_eq!(stats.auth_unexpected.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.recv_dropped.load(Ordering::Relaxed), 0);
+        // As the kernel sees it: the header's size is not the datagram's length.
+        assert!(matches!(
+            wire::decode_header(&signed),
+            Err(wire::DecodeError::SizeMismatch {
+                header: 44,
+                actual: 76
+            })
+        ));
+        assert_eq!(delivered(&mut rx, b.bytes(), &stats), [10001]);
+        // Garbage of a trailer's length is not taken for one.
+        let mut junk = b.bytes().to_vec();
+        junk.extend_from_slice(&[0; auth::TRAILER_LEN]);
+        assert!(delivered(&mut rx, &junk, &stats).is_empty());
+        assert_eq!(stats.recv_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.auth_unexpected.load(Ordering::Relaxed), 1);
+    }
+
+    /// A master with a key over loopback to a plain socket: every datagram is a message
+    /// and its trailer within `maxlen`, which a kernel backup would drop (size mismatch).
+    #[test]
+    fn a_keyed_master_sends_trailers_within_maxlen() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let port = rx.local_addr().unwrap().port();
+        let cfg = SyncNetConfig {
+            port,
+            peer: Some(Ipv4Addr::LOCALHOST),
+            iface: Some(Ipv4Addr::LOCALHOST),
+            key: Some(key(3)),
+            ..SyncNetConfig::default()
+        };
+        let (tx, dest) = master_socket(&cfg).unwrap();
+        let queues: Arc<Vec<ArrayQueue<SyncConn>>> = Arc::new(vec![ArrayQueue::new(1024)]);
+        for i in 0..100u16 {
+            queues[0].push(conn(i)).unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::default());
+        let (q2, s2, st2) = (queues.clone(), stop.clone(), stats.clone());
+        let m = std::thread::spawn(move || run_master(&tx, dest, &cfg, &q2, &s2, &st2));
+        let mut v = Verifier::new(&key(3));
+        let mut n = 0;
+        let mut buf = [0u8; 2048];
+        while n < 100 {
+            let len = rx.recv(&mut buf).expect("a message");
+            let d = &buf[..len];
+            assert!(len <= 1472, "{len} bytes");
+            assert!(wire::decode_header(d).is_err(), "a kernel drops it");
+            let t = auth::trailer(d).expect("a trailer");
+            assert_eq!(t.sender, u32::from(Ipv4Addr::LOCALHOST));
+            let msg = v.verify(d).expect("verifies");
+            n += usize::from(wire::decode_header(msg).unwrap().nr_conns);
+        }
+        stop.store(true, Ordering::Release);
+        m.join().unwrap();
+        assert_eq!(n, 100);
+        assert_eq!(
+            stats.sent_msgs.load(Ordering::Relaxed),
+            3,
+            "39 + 39 + 22 records"
+        );
+    }
+
+    /// Master and backup threads with a key over loopback, and a forger sending to the
+    /// backup's port: the master's records all arrive; a plain message, one signed with
+    /// another key, an altered one, a replay and an old one install nothing and are
+    /// counted.
+    #[test]
+    fn keyed_master_to_keyed_backup_over_loopback_refuses_forgeries() {
+        let port = 20000 + ((std::process::id() + 7919) % 20000) as u16;
+        let cfg = SyncNetConfig {
+            syncid: 3,
+            port,
+            peer: Some(Ipv4Addr::LOCALHOST),
+            iface: Some(Ipv4Addr::LOCALHOST),
+            key: Some(key(4)),
+            ..SyncNetConfig::default()
+        };
+        let rx = backup_socket(&cfg).expect("backup socket");
+        let (tx, dest) = master_socket(&cfg).expect("master socket");
+        let queues: Arc<Vec<ArrayQueue<SyncConn>>> =
+            Arc::new((0..2).map(|_| ArrayQueue::new(4096)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::default());
+        let rstats = Arc::new(Stats::default());
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (g2, s3, rs2) = (got.clone(), stop.clone(), rstats.clone());
+        let b = std::thread::spawn(move || {
+            run_backup(&rx, &cfg, &s3, &rs2, |c| {
+                g2.lock().unwrap().push(c.cport);
+                true
+            })
+        });
+        // The forger: messages of the right format for sessions the master never had.
+        let forger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fake = |cport: u16| {
+            let mut b = MessageBuilder::new(3, 1472);
+            let mut c = conn(0);
+            c.cport = cport;
+            c.caddr = Addr::v4(192, 0, 2, 66);
+            b.push(&c);
+            b.bytes().to_vec()
+        };
+        let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        forger.send_to(&fake(60001), to).unwrap();
+        let wrong = Signer::new(&key(5), 1, auth::first_seq())
+            .sign(&fake(60002))
+            .to_vec();
+        forger.send_to(&wrong, to).unwrap();
+        let mut holder = Signer::new(&key(4), 77, 5_000);
+        let once = holder.sign(&fake(60003)).to_vec();
+        forger.send_to(&once, to).unwrap();
+        let mut altered = holder.sign(&fake(60004)).to_vec();
+        altered[8 + 24] ^= 1; // the client address
+        forger.send_to(&altered, to).unwrap();
+        let old = Signer::new(&key(4), 77, 5_000 - auth::WINDOW - 1)
+            .sign(&fake(60005))
+            .to_vec();
+        forger.send_to(&old, to).unwrap();
+        forger.send_to(&once, to).unwrap();
+
+        let (q2, s2, st2) = (queues.clone(), stop.clone(), stats.clone());
+        let m = std::thread::spawn(move || run_master(&tx, dest, &cfg, &q2, &s2, &st2));
+        for i in 0..1000u16 {
+            queues[usize::from(i % 2)].push(conn(i)).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.lock().unwrap().len() < 1001 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // What the forger sent last has arrived before the master's last message.
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Release);
+        m.join().unwrap();
+        b.join().unwrap();
+        let v = got.lock().unwrap().clone();
+        let real: std::collections::BTreeSet<u16> =
+            v.iter().copied().filter(|&p| p < 60000).collect();
+        assert_eq!(real.len(), 1000, "every record of the master");
+        let forged: Vec<u16> = v.iter().copied().filter(|&p| p >= 60000).collect();
+        assert_eq!(forged, [60003], "only the key holder's message, once");
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        assert_eq!(
+            (
+                l(&rstats.auth_missing),
+                l(&rstats.auth_bad_mac),
+                l(&rstats.auth_replayed),
+                l(&rstats.auth_too_old)
+            ),
+            (1, 2, 1, 1)
+        );
+        assert_eq!(l(&rstats.recv_msgs), l(&stats.sent_msgs) + 6);
     }
 
     /// Master and backup threads over loopback (unicast): every record arrives, in
