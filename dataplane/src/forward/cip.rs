@@ -418,7 +418,7 @@ pub fn header_segment(
     header: &[u8],
     out: &mut [u8],
 ) -> Option<usize> {
-    let (_, _, _) = ipv4_ends(frame, l3)?;
+    ipv4_ends(frame, l3)?;
     let doff = usize::from(*frame.get(l4 + 12)? >> 4) * 4;
     if doff < 20 {
         return None;
