@@ -18,8 +18,10 @@
 //!  r1 10.20.0.11 ── sw:brs ── da/db/dc d1 [dpdk1 10.20.0.3/4/5]
 //!  da/db/dc s0 10.99.0.1/2/3 ── sw:bsync (10.99.0.9: not a peer)   (kernel: sync)
 //! ```
+//! Run twice: with the kernel's plain messages, then with a sync key (`[sync] key_file`).
 //! Needs root; skipped where network namespaces cannot be made.
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use rvs_tests::{can_build_labs, Director, Lab};
@@ -60,8 +62,9 @@ msg = struct.pack("!BBHBbH", 0, 9, 8 + len(rec), 1, 1, 0) + rec
 socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(msg, (dst, 8848))
 "#;
 
-fn start_rvsd(lab: &Lab, ns: &str, own: u8, extra: &str) -> Director {
+fn start_rvsd(lab: &Lab, ns: &str, own: u8, key: Option<&str>, extra: &str) -> Director {
     let peers = SYNC.map(|a| format!("{a:?}")).join(", ");
+    let key = key.map_or(String::new(), |k| format!("key_file = {k:?}\n"));
     Director::start_toml(
         lab,
         ns,
@@ -86,7 +89,7 @@ state = "group"
 mcast_interface = "s0"
 syncid = 9
 peers = [{peers}]
-
+{key}
 {extra}
 "#
         ),
@@ -140,12 +143,30 @@ fn peer(d: &Director, addr: &str) -> (String, u64, u64, u64, u64) {
 /// and sessions received from it.
 type Sent = (u64, u64, Vec<(u64, u64)>);
 
+/// The group as the kernel's messages (no key), then with a key (`[sync] key_file`): the
+/// same message, signed once, goes to each peer, and each checks it against its own
+/// window of the sender's sequence numbers. Run one after the other (the same lab names).
 #[test]
 fn three_directors_share_their_sessions_without_loops() {
     if !can_build_labs() {
         eprintln!("skipped: needs root and ip netns");
         return;
     }
+    group_lab(None);
+    let dir = std::env::temp_dir().join(format!("rvs-rsg-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("sync.key");
+    std::fs::write(
+        &key,
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    group_lab(Some(&key.display().to_string()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn group_lab(key: Option<&str>) {
     let started = Instant::now();
     let mut lab = Lab::new("rsg");
     for ns in ["ca", "cb", "cc", "sw", "da", "db", "dc", "r1"] {
@@ -174,7 +195,7 @@ fn three_directors_share_their_sessions_without_loops() {
             } else {
                 String::new()
             };
-            start_rvsd(&lab, ns, 3 + i as u8, &extra)
+            start_rvsd(&lab, ns, 3 + i as u8, key, &extra)
         })
         .collect();
     for d in &ds {
@@ -197,6 +218,19 @@ fn three_directors_share_their_sessions_without_loops() {
         })
     };
     rvs_tests::failover::wait_for("every peer up", 15, || all_up(&ds));
+    let auth = if key.is_some() {
+        " auth=hmac-sha256"
+    } else {
+        " auth=none"
+    };
+    let dataplane = ds[0].rvsadm(&["--dataplane"]);
+    assert!(
+        dataplane
+            .lines()
+            .filter(|l| l.starts_with("sync master ") || l.starts_with("sync backup "))
+            .all(|l| l.contains(auth)),
+        "{dataplane}"
+    );
     let list = ds[0].rvsadm(&["--list-group"]);
     eprintln!("{list}");
     assert!(
@@ -261,6 +295,11 @@ fn three_directors_share_their_sessions_without_loops() {
             dirs[i]
         );
         assert_eq!(*conns, 2 * FLOWS as u64, "{}: records sent", dirs[i]);
+        for (j, a) in SYNC.iter().enumerate() {
+            if j != i {
+                assert_eq!(peer(&ds[i], a).4, 0, "{}: messages of {a} refused", dirs[i]);
+            }
+        }
         for (m, c) in peers {
             assert_eq!(*c, FLOWS as u64, "{}: sessions from a peer", dirs[i]);
             assert!(*m >= 1 && *m <= FLOWS as u64);
@@ -322,5 +361,9 @@ fn three_directors_share_their_sessions_without_loops() {
         assert_eq!(sessions(d).len(), want);
     }
     drop(ds);
-    eprintln!("lab_sync_group took {:?}", started.elapsed());
+    eprintln!(
+        "lab_sync_group (key: {}) took {:?}",
+        key.is_some(),
+        started.elapsed()
+    );
 }
