@@ -12,7 +12,7 @@
 //! | `[timeouts]` | `tcp tcpfin udp` as `ipvsadm --set` (900 120 300) |
 //! | `[sessions]` | session-table capacity per core; the sysctls `expire_nodest_conn`, `expire_quiescent_template`; the new-session budget per worker `new_per_second` |
 //! | `[control]` | the control socket path (default `/run/rvs/rvsd.sock`), an `ipvsadm -S` rules file, an operator's keepalived.conf ([`keepalived`]) |
-//! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast, the sync group's key file) |
+//! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast, the sync group's key file; `group` with `peers`: active/active among N directors) |
 //! | `[metrics]` | the Prometheus metrics endpoint (off unless `listen` is given) |
 //! | `[[marks]]` | firewall-mark rules for fwmark services (the `iptables -t mangle ... -j MARK` of rvs) |
 //! | `[acl]` | the global access control list: `deny` and `allow` prefixes of clients (a service's own lists are its `deny` and `allow`) |
@@ -765,6 +765,9 @@ pub enum SyncState {
     Master,
     /// Receive sessions.
     Backup,
+    /// Active/active: send our sessions to every peer of `peers` and install theirs (a
+    /// master and a backup daemon at once, unicast to each peer).
+    Group,
 }
 
 /// `[sync]`: connection synchronisation (`ipvsadm --start-daemon`). A missing key takes
@@ -772,7 +775,7 @@ pub enum SyncState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Sync {
-    /// `master`, `backup` or `none` (default).
+    /// `master`, `backup`, `group` or `none` (default).
     pub state: SyncState,
     /// Interface (port name) to send/receive on (default `eth0` as ipvsadm).
     pub mcast_interface: String,
@@ -788,6 +791,10 @@ pub struct Sync {
     pub maxlen: i64,
     /// Unicast peer address instead of multicast.
     pub unicast_peer: Option<String>,
+    /// `state = "group"`: the IPv4 sync addresses of the group's directors (this
+    /// director's own may be in the list: it is skipped, so that every director can
+    /// share one list). Messages from any other address are refused.
+    pub peers: Vec<String>,
     /// The file holding the sync group's shared key (at least [`MIN_SYNC_KEY_LEN`]
     /// bytes, a final newline not counted; not readable by others): the master
     /// authenticates every message with it and the backup refuses messages without a
@@ -813,6 +820,7 @@ impl Default for Sync {
             ttl: DEFAULT_SYNC_TTL.into(),
             maxlen: DEFAULT_SYNC_MAXLEN.into(),
             unicast_peer: None,
+            peers: Vec::new(),
             key_file: None,
         }
     }
@@ -1507,6 +1515,47 @@ impl Sync {
                 ));
             }
         }
+        if s.state == SyncState::Group {
+            if s.unicast_peer.is_some() {
+                return Err(ConfigError::invalid(
+                    "sync.unicast_peer",
+                    "a group sends to each of sync.peers; remove unicast_peer",
+                ));
+            }
+            if s.peers.is_empty() {
+                return Err(ConfigError::invalid(
+                    "sync.peers",
+                    "state = \"group\" needs the group's addresses",
+                ));
+            }
+            let mut seen: Vec<std::net::Ipv4Addr> = Vec::new();
+            for p in &s.peers {
+                let Ok(a) = p.parse::<std::net::Ipv4Addr>() else {
+                    return Err(ConfigError::invalid(
+                        "sync.peers",
+                        format!("{p:?} is not an IPv4 address"),
+                    ));
+                };
+                if a.is_unspecified() || a.is_multicast() || a.is_broadcast() {
+                    return Err(ConfigError::invalid(
+                        "sync.peers",
+                        format!("{p} is not a director's unicast address"),
+                    ));
+                }
+                if seen.contains(&a) {
+                    return Err(ConfigError::invalid(
+                        "sync.peers",
+                        format!("{p} is listed twice"),
+                    ));
+                }
+                seen.push(a);
+            }
+        } else if !s.peers.is_empty() {
+            return Err(ConfigError::invalid(
+                "sync.peers",
+                "only with state = \"group\"",
+            ));
+        }
         if s.key_file
             .as_ref()
             .is_some_and(|p| p.as_os_str().is_empty())
@@ -1809,6 +1858,37 @@ new_per_second = 1000000000
             format!("sync.key_file: {}: not a regular file", dir.display())
         );
         assert_eq!(err("[sync]\nkey_file = \"\"\n"), "sync.key_file: is empty");
+        let group =
+            Config::from_str("[sync]\nstate = \"group\"\npeers = [\"10.0.0.1\", \"10.0.0.2\"]\n")
+                .unwrap();
+        assert_eq!(
+            (group.sync.state, group.sync.peers.len()),
+            (SyncState::Group, 2)
+        );
+        assert_eq!(
+            err("[sync]\nstate = \"group\"\n"),
+            "sync.peers: state = \"group\" needs the group's addresses"
+        );
+        assert_eq!(
+            err("[sync]\nstate = \"master\"\npeers = [\"10.0.0.1\"]\n"),
+            "sync.peers: only with state = \"group\""
+        );
+        assert_eq!(
+            err("[sync]\nstate = \"group\"\npeers = [\"10.0.0.1\", \"10.0.0.1\"]\n"),
+            "sync.peers: 10.0.0.1 is listed twice"
+        );
+        assert_eq!(
+            err("[sync]\nstate = \"group\"\npeers = [\"fd00::1\"]\n"),
+            "sync.peers: \"fd00::1\" is not an IPv4 address"
+        );
+        assert_eq!(
+            err("[sync]\nstate = \"group\"\npeers = [\"224.0.0.81\"]\n"),
+            "sync.peers: 224.0.0.81 is not a director's unicast address"
+        );
+        assert_eq!(
+            err("[sync]\nstate = \"group\"\npeers = [\"10.0.0.1\"]\nunicast_peer = \"10.0.0.2\"\n"),
+            "sync.unicast_peer: a group sends to each of sync.peers; remove unicast_peer"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

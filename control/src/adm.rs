@@ -80,9 +80,12 @@ pub fn run(argv: &[String], socket: &Path, io: &mut Streams<'_>) -> i32 {
     // handoffs, sessions, mbufs).
     // rvs extension: `rvsadm --list-checks` prints every health check: service, server,
     // checker, state, latency, transitions, time since the last change, last result.
+    // rvs extension: `rvsadm --list-group` prints the sync group's peers: address, state,
+    // messages, sessions and heartbeats received, refused messages, last message's age.
     let text_request = match argv.get(1).map(String::as_str) {
         Some("--dataplane") if argv.len() == 2 => Some(Request::Dataplane),
         Some("--list-checks") if argv.len() == 2 => Some(Request::ListChecks),
+        Some("--list-group") if argv.len() == 2 => Some(Request::ListGroup),
         _ => None,
     };
     if let Some(req) = text_request {

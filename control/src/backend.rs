@@ -369,6 +369,8 @@ pub struct EngineMetrics {
     pub sync_workers: Vec<SyncWorkerMetrics>,
     /// Whether the director is a standby.
     pub passive: bool,
+    /// Active/active sync: the group's peers (empty outside a group).
+    pub sync_peers: Vec<rvs_dataplane::sync::group::PeerReport>,
 }
 
 /// What the metrics endpoint asks a backend: the counters and, with a dataplane, its
@@ -413,6 +415,11 @@ pub trait Backend: Send {
     fn counters(&self) -> DataplaneCounters;
     /// The connection table, for `-Lc`.
     fn connections(&self) -> Vec<ConnRow>;
+
+    /// The sync group's peers and their state as text (`rvsadm --list-group`).
+    fn group(&self) -> String {
+        String::from("no dataplane (rvsd --no-dataplane): no sync group\n")
+    }
 
     /// The dataplane's own counters as text (`rvsadm --dataplane`).
     fn describe(&self) -> String {

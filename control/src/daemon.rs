@@ -396,6 +396,7 @@ impl Daemon {
                     .collect(),
             }),
             Request::Dataplane => Response::Text(self.backend.describe()),
+            Request::ListGroup => Response::Text(self.backend.group()),
             Request::ListChecks => Response::Text(crate::checks::list_text(
                 &self.checks.as_ref().map(|c| c.rows()).unwrap_or_default(),
             )),

@@ -46,6 +46,11 @@ pub struct DpdkBackend {
     sync_peer: Option<Ipv4Addr>,
     /// The sync group's key (`[sync] key_file`), for every daemon started.
     sync_key: Option<rvs_dataplane::sync::auth::SyncKey>,
+    /// `[sync] peers` of a group member (`None`: not in a group).
+    sync_group: Option<Vec<Ipv4Addr>>,
+    /// The sync address the engine's peer table was made for (one table for both
+    /// daemons, made when the first starts).
+    sync_group_own: Option<Ipv4Addr>,
     /// The clock of the trash periods.
     started: Instant,
     /// The dataplane ACLs built so far, by service (`None`: the global list), with the
@@ -593,6 +598,8 @@ impl DpdkBackend {
             daemons: Vec::new(),
             sync_peer: None,
             sync_key: None,
+            sync_group: None,
+            sync_group_own: None,
             started: Instant::now(),
             acls: HashMap::new(),
         })
@@ -602,6 +609,13 @@ impl DpdkBackend {
     /// ([`probe_servers`]); published with the next table.
     pub fn set_probe_servers(&mut self, cfg: &Config) {
         self.engine.set_probe_servers(probe_servers(cfg));
+    }
+
+    /// Active/active sync (`[sync] state = "group"`, `peers`): the group's addresses, this
+    /// director's own among them or not; sync daemons started from now on send to every
+    /// other and accept only them, and the director is never a standby.
+    pub fn set_sync_group(&mut self, peers: Option<Vec<Ipv4Addr>>) {
+        self.sync_group = peers;
     }
 
     /// Sends the master's sync messages to this unicast peer instead of the group
@@ -634,6 +648,17 @@ impl DpdkBackend {
                 continue;
             }
             let iface = crate::sync::iface_addr(&d.mcast_ifn)?;
+            if let Some(list) = self
+                .sync_group
+                .as_ref()
+                .filter(|_| self.sync_group_own != Some(iface))
+            {
+                self.sync_group_own = Some(iface);
+                self.engine
+                    .set_sync_group(Some(rvs_dataplane::sync::group::PeerTable::new(
+                        iface, list,
+                    )));
+            }
             let cfg = crate::sync::net_config(d, iface, self.sync_peer, self.sync_key)?;
             let r = match d.state {
                 SyncState::Master => self.engine.start_sync_master(cfg, SyncRules::default()),
@@ -644,7 +669,7 @@ impl DpdkBackend {
             self.daemons.push(d.clone());
         }
         self.engine
-            .set_passive(crate::sync::is_passive(&self.daemons));
+            .set_passive(self.sync_group.is_none() && crate::sync::is_passive(&self.daemons));
         Ok(())
     }
 
@@ -1014,11 +1039,20 @@ impl Backend for DpdkBackend {
                 })
                 .collect(),
             passive: sync.passive,
+            sync_peers: sync.peers,
         };
         BackendMetrics {
             counters,
             engine: Some(engine),
         }
+    }
+
+    fn group(&self) -> String {
+        crate::sync::group_text(
+            self.sync_group.is_some(),
+            self.sync_group_own,
+            &self.engine.sync_report(),
+        )
     }
 
     fn describe(&self) -> String {

@@ -1066,22 +1066,27 @@ pub fn config_acl(deny: &[String], allow: &[String]) -> AclLists {
     }
 }
 
-/// The sync daemon of the configuration, if it runs one.
-fn config_daemon(sync: &rvs_config::Sync) -> Option<DaemonConf> {
-    let state = match sync.state {
-        rvs_config::SyncState::None => return None,
-        rvs_config::SyncState::Master => SyncState::Master,
-        rvs_config::SyncState::Backup => SyncState::Backup,
+/// The sync daemons of the configuration: none, a master, a backup, or both (a group
+/// member runs both, as IPVS lets a host do; `-L --daemon` lists them as ipvsadm does).
+fn config_daemons(sync: &rvs_config::Sync) -> Vec<DaemonConf> {
+    let states: &[SyncState] = match sync.state {
+        rvs_config::SyncState::None => &[],
+        rvs_config::SyncState::Master => &[SyncState::Master],
+        rvs_config::SyncState::Backup => &[SyncState::Backup],
+        rvs_config::SyncState::Group => &[SyncState::Master, SyncState::Backup],
     };
-    Some(DaemonConf {
-        state,
-        mcast_ifn: sync.mcast_interface.clone(),
-        syncid: sync.syncid as u8,
-        sync_maxlen: Some(sync.maxlen as u16),
-        mcast_group: sync.group.parse().ok(),
-        mcast_port: Some(sync.port as u16),
-        mcast_ttl: Some(sync.ttl as u8),
-    })
+    states
+        .iter()
+        .map(|&state| DaemonConf {
+            state,
+            mcast_ifn: sync.mcast_interface.clone(),
+            syncid: sync.syncid as u8,
+            sync_maxlen: Some(sync.maxlen as u16),
+            mcast_group: sync.group.parse().ok(),
+            mcast_port: Some(sync.port as u16),
+            mcast_ttl: Some(sync.ttl as u8),
+        })
+        .collect()
 }
 
 /// Builds the table from a validated configuration.
@@ -1096,7 +1101,7 @@ pub fn table_from_config(cfg: &rvs_config::Config) -> Result<IpvsTable, TableCon
     for (i, s) in cfg.services.iter().enumerate() {
         add_config_service(&mut t, i, s)?;
     }
-    if let Some(d) = config_daemon(&cfg.sync) {
+    for d in config_daemons(&cfg.sync) {
         t.apply(&Op::StartDaemon(d))
             .map_err(TableConfigError::Sync)?;
     }
@@ -1372,6 +1377,24 @@ mod tests {
         let t = table_from_config(&cfg).unwrap();
         let c = &t.services[0].conf;
         assert_eq!((c.proxy_protocol, c.toa), (ProxyProtocol::V1, true));
+    }
+
+    #[test]
+    fn a_sync_group_member_runs_a_master_and_a_backup() {
+        let cfg = rvs_config::Config::from_str(
+            "[sync]\nstate = \"group\"\nmcast_interface = \"s0\"\nsyncid = 7\npeers = [\"10.99.0.1\", \"10.99.0.2\"]\n",
+        )
+        .unwrap();
+        let t = table_from_config(&cfg).unwrap();
+        let roles: Vec<(SyncState, u8, &str)> = t
+            .daemons
+            .iter()
+            .map(|d| (d.state, d.syncid, d.mcast_ifn.as_str()))
+            .collect();
+        assert_eq!(
+            roles,
+            [(SyncState::Master, 7, "s0"), (SyncState::Backup, 7, "s0")]
+        );
     }
 
     #[test]

@@ -736,6 +736,73 @@ fn laddrs(out: &mut Out, g: &Gathered) {
     );
 }
 
+/// Active/active sync: per peer of the group (`peer` label), its state and what was
+/// received from it. No series outside a group.
+fn sync_peers(out: &mut Out, peers: &[rvs_dataplane::sync::group::PeerReport]) {
+    use rvs_dataplane::sync::group::PeerReport;
+    if peers.is_empty() {
+        return;
+    }
+    type Field = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&PeerReport) -> u64,
+    );
+    let fields: [Field; 5] = [
+        (
+            "rvs_sync_peer_up",
+            "Whether a message of the sync group's peer was accepted within the last 3 s (peers send a heartbeat each second when idle).",
+            "gauge",
+            |p| u64::from(p.up),
+        ),
+        (
+            "rvs_sync_peer_messages_total",
+            "Sync messages with sessions accepted from the peer.",
+            "counter",
+            |p| p.msgs,
+        ),
+        (
+            "rvs_sync_peer_records_received_total",
+            "Session records received from the peer and handed to the workers.",
+            "counter",
+            |p| p.conns,
+        ),
+        (
+            "rvs_sync_peer_heartbeats_total",
+            "Heartbeats (empty sync messages) accepted from the peer.",
+            "counter",
+            |p| p.heartbeats,
+        ),
+        (
+            "rvs_sync_peer_messages_refused_total",
+            "Sync messages from the peer refused (MAC, replay, syncid, size).",
+            "counter",
+            |p| p.refused,
+        ),
+    ];
+    for (name, help, kind, f) in fields {
+        out.family(name, help, kind);
+        for p in peers {
+            out.sample(name, &[("peer", &p.addr.to_string())], f(p));
+        }
+    }
+    out.family(
+        "rvs_sync_peer_last_message_age_seconds",
+        "Seconds since the last message accepted from the peer (absent: none yet).",
+        "gauge",
+    );
+    for p in peers {
+        if let Some(ms) = p.last_age_ms {
+            out.sample(
+                "rvs_sync_peer_last_message_age_seconds",
+                &[("peer", &p.addr.to_string())],
+                ms as f64 / 1000.0,
+            );
+        }
+    }
+}
+
 /// Connection sync: the daemons' messages and records, the workers' records, the
 /// standby's lag.
 fn sync(out: &mut Out, e: &EngineMetrics) {
@@ -858,10 +925,12 @@ fn sync(out: &mut Out, e: &EngineMetrics) {
         ("auth_replayed", "replayed"),
         ("auth_too_old", "too-old"),
         ("auth_unexpected", "unexpected-mac"),
+        ("peer_own", "own"),
+        ("peer_unknown", "unknown-peer"),
     ];
     out.family(
         "rvs_sync_messages_refused_total",
-        "Sync messages the backup refused before decoding, by reason: with a key, no-mac (no authentication trailer), bad-mac (wrong MAC: forged, altered or another key), replayed (sequence number seen before), too-old (more than 64 behind the sender's highest); without a key, unexpected-mac (a master with a key).",
+        "Sync messages the backup refused before decoding, by reason: with a key, no-mac (no authentication trailer), bad-mac (wrong MAC: forged, altered or another key), replayed (sequence number seen before), too-old (more than 64 behind the sender's highest); without a key, unexpected-mac (a master with a key); in a sync group, own (this director's own message) and unknown-peer (a source not in [sync] peers).",
         "counter",
     );
     for (key, reason) in refusals {
@@ -873,6 +942,7 @@ fn sync(out: &mut Out, e: &EngineMetrics) {
             .map_or(0, |(_, v)| *v);
         out.sample("rvs_sync_messages_refused_total", &[("reason", reason)], v);
     }
+    sync_peers(out, &e.sync_peers);
     out.family(
         "rvs_sync_passive",
         "Whether the director is a standby (VIPs and LIPs not answered).",

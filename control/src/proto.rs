@@ -96,6 +96,8 @@ pub enum Request {
     ListChecks,
     /// The ACLs (DPVS's `--get-blklst`, `--get-whtlst`; `-S`).
     GetAcls,
+    /// The sync group's peers and their state (rvs extension: `rvsadm --list-group`).
+    ListGroup,
 }
 
 /// rvsd's answer.

@@ -625,6 +625,25 @@ real = [
         assert_eq!(restart_only_change(&old, &new), None);
         let (new, _) = parse(&BASE.replace("wrr", "rr"));
         assert_eq!(restart_only_change(&old, &new), None);
+        // A sync group's members and its role change only with a restart.
+        let group = |peers: &str| {
+            parse(&format!(
+                "{BASE}\n[sync]\nstate = \"group\"\npeers = [{peers}]\n"
+            ))
+            .0
+        };
+        let (g2, g3) = (
+            group("\"10.99.0.1\", \"10.99.0.2\""),
+            group("\"10.99.0.1\", \"10.99.0.3\""),
+        );
+        assert_eq!(
+            restart_only_change(&g2, &g3).as_deref(),
+            Some("sync.peers[1]")
+        );
+        assert_eq!(
+            restart_only_change(&old, &g2).as_deref(),
+            Some("sync.peers")
+        );
     }
 
     #[test]

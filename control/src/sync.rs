@@ -11,6 +11,10 @@
 //! master authenticates each message, the backup refuses messages without a valid MAC and
 //! replays (see [`rvs_dataplane::sync::auth`]).
 //!
+//! `[sync] state = "group"` with `peers` makes the director a member of an active/active
+//! group ([`rvs_dataplane::sync::group`]): both daemons run, the master sends to every
+//! peer, the backup accepts only them, and the director is never a standby.
+//!
 //! Roles: a director whose only sync daemon is a backup is the standby: it does not answer
 //! ARP for its VIPs, LIPs and floating port addresses (every port address after the
 //! first). Starting a master daemon (keepalived's `notify_master` does
@@ -19,7 +23,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
+use rvs_dataplane::engine::SyncReport;
 use rvs_dataplane::sync::auth::SyncKey;
+use rvs_dataplane::sync::group;
 use rvs_dataplane::sync::net::SyncNetConfig;
 
 use crate::ipvs::{SyncDaemon, SyncState};
@@ -101,6 +107,63 @@ pub fn is_passive(daemons: &[SyncDaemon]) -> bool {
         && !daemons.iter().any(|d| d.state == SyncState::Master)
 }
 
+/// `rvsadm --list-group`: this director's sync address and, per peer, its address,
+/// state (up: a message accepted within [`group::DOWN_AFTER`]), messages with sessions,
+/// sessions and heartbeats received from it, its refused messages and the age of its last
+/// accepted message; then the messages refused as this director's own or from an address
+/// not in the list. `in_group`: `[sync] state = "group"`; `own`: the sync address (`None`
+/// while no daemon has started).
+pub fn group_text(in_group: bool, own: Option<Ipv4Addr>, r: &SyncReport) -> String {
+    use std::fmt::Write as _;
+    if !in_group {
+        return "not in a sync group ([sync] state = \"group\")\n".into();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Sync group of {}: {} peers (up: a message within {} s)",
+        own.map_or_else(|| "-".to_string(), |a| a.to_string()),
+        r.peers.len(),
+        group::DOWN_AFTER.as_secs()
+    );
+    let _ = writeln!(
+        out,
+        "{:<16} {:<5} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "Peer", "State", "Messages", "Sessions", "Heartbeats", "Refused", "LastMsg"
+    );
+    for p in &r.peers {
+        let age = p.last_age_ms.map_or_else(
+            || "never".to_string(),
+            |ms| format!("{:.1}s", ms as f64 / 1000.0),
+        );
+        let _ = writeln!(
+            out,
+            "{:<16} {:<5} {:>10} {:>10} {:>10} {:>8} {:>8}",
+            p.addr.to_string(),
+            if p.up { "up" } else { "down" },
+            p.msgs,
+            p.conns,
+            p.heartbeats,
+            p.refused,
+            age
+        );
+    }
+    let c = |k: &str| {
+        r.backup
+            .counters
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map_or(0, |(_, v)| *v)
+    };
+    let _ = writeln!(
+        out,
+        "Refused: own {}, unknown senders {}",
+        c("peer_own"),
+        c("peer_unknown")
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +201,57 @@ mod tests {
         let key = SyncKey::new(&[7; 32]).ok();
         let b = net_config(&daemon(SyncState::Backup), ip, peer, key).unwrap();
         assert_eq!(b.key, key, "both roles use the group's key");
+    }
+
+    #[test]
+    fn the_group_listing() {
+        use rvs_dataplane::engine::SyncDaemonReport;
+        use rvs_dataplane::sync::group::PeerReport;
+        let idle = SyncDaemonReport {
+            running: true,
+            counters: vec![("peer_own", 2), ("peer_unknown", 5)],
+            backlog: 0,
+            last_message_unix_ms: None,
+            authenticated: false,
+        };
+        let r = SyncReport {
+            master: idle.clone(),
+            backup: idle,
+            workers: Vec::new(),
+            passive: false,
+            peers: vec![
+                PeerReport {
+                    addr: Ipv4Addr::new(10, 99, 0, 2),
+                    up: true,
+                    msgs: 3,
+                    conns: 40,
+                    heartbeats: 12,
+                    refused: 1,
+                    last_age_ms: Some(420),
+                },
+                PeerReport {
+                    addr: Ipv4Addr::new(10, 99, 0, 3),
+                    up: false,
+                    msgs: 0,
+                    conns: 0,
+                    heartbeats: 0,
+                    refused: 0,
+                    last_age_ms: None,
+                },
+            ],
+        };
+        assert_eq!(
+            group_text(true, Some(Ipv4Addr::new(10, 99, 0, 1)), &r),
+            "Sync group of 10.99.0.1: 2 peers (up: a message within 3 s)\n\
+             Peer             State   Messages   Sessions Heartbeats  Refused  LastMsg\n\
+             10.99.0.2        up             3         40         12        1     0.4s\n\
+             10.99.0.3        down           0          0          0        0    never\n\
+             Refused: own 2, unknown senders 5\n"
+        );
+        assert_eq!(
+            group_text(false, None, &r),
+            "not in a sync group ([sync] state = \"group\")\n"
+        );
     }
 
     #[test]

@@ -98,6 +98,13 @@ fn main() -> ExitCode {
                         .and_then(|p| p.parse().ok()),
                 );
                 b.set_sync_key(source.sync_key);
+                b.set_sync_group((cfg.sync.state == rvs_config::SyncState::Group).then(|| {
+                    cfg.sync
+                        .peers
+                        .iter()
+                        .filter_map(|p| p.parse().ok())
+                        .collect()
+                }));
                 tracing::info!(
                     workers = ecfg.workers,
                     ports = ecfg.ports.len(),

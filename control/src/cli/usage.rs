@@ -104,6 +104,7 @@ with the client's address first in each stream\n                                
 {p} --dataplane                                   print the workers' counters\n  \
 {p} --reload                                      rvsd reads its configuration again\n  \
 {p} --list-checks                                 every health check's state\n  \
+{p} --list-group                                  the sync group's peers and their state\n  \
 The scheduler twos is also available.\n"
     )
 }

@@ -19,6 +19,7 @@ struct State {
     counters: DataplaneCounters,
     workers: Vec<WorkerMetrics>,
     sync_backup: SyncDaemonMetrics,
+    sync_peers: Vec<rvs_dataplane::sync::group::PeerReport>,
 }
 
 struct Fake(Arc<Mutex<State>>);
@@ -48,6 +49,7 @@ impl Backend for Fake {
                 mbufs_in_use: 10,
                 mbuf_pool_size: 4096,
                 sync_backup: s.sync_backup.clone(),
+                sync_peers: s.sync_peers.clone(),
                 ..Default::default()
             }),
         }
@@ -407,6 +409,60 @@ fn sync_refusals_are_counted_by_reason() {
     assert_eq!(value(&text, "rvs_sync_authenticated{role=\"backup\"}"), 1.0);
     assert_eq!(value(&text, "rvs_sync_authenticated{role=\"master\"}"), 0.0);
     assert_eq!(value(&text, "rvs_sync_messages_received_total"), 20.0);
+}
+
+#[test]
+fn sync_group_peers_have_their_series() {
+    use rvs_dataplane::sync::group::PeerReport;
+    let (d, state) = daemon();
+    let text = Exporter::new().render(d.gather_metrics());
+    assert!(!text.contains("rvs_sync_peer_"), "no group, no peer series");
+    state.lock().unwrap().sync_peers = vec![
+        PeerReport {
+            addr: "10.99.0.2".parse().unwrap(),
+            up: true,
+            msgs: 4,
+            conns: 120,
+            heartbeats: 9,
+            refused: 1,
+            last_age_ms: Some(400),
+        },
+        PeerReport {
+            addr: "10.99.0.3".parse().unwrap(),
+            up: false,
+            msgs: 0,
+            conns: 0,
+            heartbeats: 0,
+            refused: 0,
+            last_age_ms: None,
+        },
+    ];
+    let text = Exporter::new().render(d.gather_metrics());
+    for (series, v) in [
+        ("rvs_sync_peer_up{peer=\"10.99.0.2\"}", 1.0),
+        ("rvs_sync_peer_up{peer=\"10.99.0.3\"}", 0.0),
+        ("rvs_sync_peer_messages_total{peer=\"10.99.0.2\"}", 4.0),
+        (
+            "rvs_sync_peer_records_received_total{peer=\"10.99.0.2\"}",
+            120.0,
+        ),
+        ("rvs_sync_peer_heartbeats_total{peer=\"10.99.0.2\"}", 9.0),
+        (
+            "rvs_sync_peer_messages_refused_total{peer=\"10.99.0.2\"}",
+            1.0,
+        ),
+        (
+            "rvs_sync_peer_last_message_age_seconds{peer=\"10.99.0.2\"}",
+            0.4,
+        ),
+        (
+            "rvs_sync_messages_refused_total{reason=\"unknown-peer\"}",
+            0.0,
+        ),
+    ] {
+        assert_eq!(value(&text, series), v, "{series}");
+    }
+    assert!(!text.contains("rvs_sync_peer_last_message_age_seconds{peer=\"10.99.0.3\"}"));
 }
 
 /// The text format's rules a scraper relies on: each family's HELP and TYPE once, before

@@ -40,6 +40,7 @@ use crate::pipeline::{
 use crate::route::Route;
 use crate::service::{self, DestId, ServiceKey};
 use crate::steer::sync_owner;
+use crate::sync::group::{self as sync_group, PeerReport, PeerTable};
 use crate::sync::net::{self as sync_net, Stats as SyncStats, SyncNetConfig};
 
 /// A port of the director.
@@ -195,6 +196,9 @@ pub struct SyncReport {
     pub workers: Vec<(usize, SyncCounters)>,
     /// Whether the director is a standby (VIPs and LIPs not answered).
     pub passive: bool,
+    /// Active/active sync: the group's peers, in the list's order (empty outside a
+    /// group).
+    pub peers: Vec<PeerReport>,
 }
 
 /// A running sync thread.
@@ -305,6 +309,8 @@ pub struct Engine {
     /// The sync daemons' counters, kept across their restarts.
     master_stats: Arc<SyncStats>,
     backup_stats: Arc<SyncStats>,
+    /// Active/active sync: the group's peers, used by the daemons started while it is set.
+    sync_group: Option<Arc<PeerTable>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -426,6 +432,7 @@ impl Engine {
             sync_backup: None,
             master_stats: Arc::new(SyncStats::default()),
             backup_stats: Arc::new(SyncStats::default()),
+            sync_group: None,
         })
     }
 
@@ -488,7 +495,25 @@ impl Engine {
             ),
             workers,
             passive: self.base.passive,
+            peers: self.sync_peers(),
         }
+    }
+
+    /// The group's peers and their state now (empty outside a group).
+    pub fn sync_peers(&self) -> Vec<PeerReport> {
+        let now = sync_net::unix_ms(std::time::SystemTime::now());
+        self.sync_group
+            .as_ref()
+            .map(|g| g.report(now))
+            .unwrap_or_default()
+    }
+
+    /// Active/active sync ([`crate::sync::group`]): sync daemons started from now on send
+    /// to every peer of `group` (a heartbeat when idle) and accept messages only from
+    /// them; `None` (the default): the kernel's master and backup. Daemons already
+    /// running keep what they had.
+    pub fn set_sync_group(&mut self, group: Option<PeerTable>) {
+        self.sync_group = group.map(Arc::new);
     }
 
     /// Port counters, by rvs port index.
@@ -640,10 +665,20 @@ impl Engine {
                 role: "master",
                 source,
             })?;
+        let (dests, heartbeat) = match &self.sync_group {
+            Some(g) => (
+                g.peers()
+                    .iter()
+                    .map(|p| std::net::SocketAddr::from((p.addr, cfg.port)))
+                    .collect(),
+                Some(sync_group::HEARTBEAT),
+            ),
+            None => (vec![dest], None),
+        };
         let queues = self.shared.sync_out.clone();
         let stats = self.master_stats.clone();
         let thread = SyncThread::spawn("rvs-sync-master", cfg, stats, move |cfg, stop, stats| {
-            sync_net::run_master(&sock, dest, cfg, &queues, stop, stats)
+            sync_net::run_master(&sock, &dests, cfg, &queues, stop, stats, heartbeat)
         })?;
         self.tell_all(|| Command::SyncMaster(Some(rules)));
         self.sync_master = Some(thread);
@@ -664,15 +699,18 @@ impl Engine {
         if self.sync_backup.is_some() {
             return Err(EngineError::SyncRunning);
         }
-        let sock = sync_net::backup_socket(&cfg).map_err(|source| EngineError::SyncSocket {
-            role: "backup",
-            source,
+        let group = self.sync_group.clone();
+        let sock = sync_net::backup_socket(&cfg, group.is_some()).map_err(|source| {
+            EngineError::SyncSocket {
+                role: "backup",
+                source,
+            }
         })?;
         let sh = self.shared.clone();
         let stats = self.backup_stats.clone();
         let thread = SyncThread::spawn("rvs-sync-backup", cfg, stats, move |cfg, stop, stats| {
             let n = sh.workers;
-            sync_net::run_backup(&sock, cfg, stop, stats, |c| {
+            sync_net::run_backup(&sock, cfg, group.as_deref(), stop, stats, |c| {
                 sh.sync_in[sync_owner(&c, n)].push(c).is_ok()
             })
         })?;

@@ -2822,3 +2822,70 @@ fn with_two_workers_the_sessions_owner_sends_the_header() {
     let (_, len) = c.take_generated().expect("the owner sends the header");
     assert_eq!(tcp_hdr(&c.scratch()[..len]).1, v2_expected());
 }
+
+/// Two members of an active/active group, each sending and installing: a record is
+/// emitted only after a client packet of the director's own; installing a peer's record
+/// emits nothing (no loop); a synced session then used by a local client is sent on and
+/// installed back as an update, which emits nothing either (no ping-pong).
+#[test]
+fn a_group_member_sends_only_after_its_own_packets() {
+    let mk = || {
+        let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+        c.adopt(snapshot_with(
+            FwdMethod::Masq,
+            1,
+            [Tunnel::IPIP; 2],
+            Proto::Udp,
+            0,
+        ));
+        c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, true);
+        c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, true);
+        c.set_sync_master(Some(SyncRules::default()));
+        c
+    };
+    let dgram = || {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+            .ipv4(CIP, VIP, 64)
+            .udp(5000, 80)
+            .write(&mut v, b"q")
+            .unwrap();
+        VecBuf::new(VecBuf::DEFAULT_HEADROOM, &v)
+    };
+    let (mut a, mut b) = (mk(), mk());
+    let mut sent_a = Vec::new();
+    for t in 0..10 {
+        tx(a.process(dgram(), 0, t, true));
+        sent_a.extend(a.take_sync());
+    }
+    assert!(!sent_a.is_empty(), "a's own client: a sends");
+    for r in &sent_a {
+        b.install_synced(r, 20).unwrap();
+    }
+    assert_eq!(b.conns().len(), 1, "installed once, updated after");
+    assert_eq!(
+        b.take_sync().count(),
+        0,
+        "b does not send what it installed"
+    );
+    // The flow moves to b (ECMP): b's own packets make it send, a updates its session.
+    // As in the kernel, an installed session counts the threshold's packets already: it
+    // is sent after a period (50) of local packets, not at once.
+    let mut sent_b = Vec::new();
+    for t in 30..90 {
+        tx(b.process(dgram(), 0, t, true));
+        sent_b.extend(b.take_sync());
+        if t == 30 + 48 {
+            assert!(sent_b.is_empty(), "not before the period's packets");
+        }
+    }
+    assert_eq!(sent_b.len(), 1, "b's own client now: b sends");
+    for r in &sent_b {
+        assert!(
+            !a.install_synced(r, 50).unwrap(),
+            "an update, not a second session"
+        );
+    }
+    assert_eq!(a.conns().len(), 1);
+    assert_eq!(a.take_sync().count(), 0, "a does not send it back");
+}

@@ -5,6 +5,9 @@
 //!   too), rvs's optional FULLNAT option carrying the LIP and lport, MTU-sized batching.
 //! - [`net`]: the sockets (UDP to multicast 224.0.0.81:8848 by default, or a unicast
 //!   peer) and the sender/receiver threads' loops, independent of DPDK.
+//! - [`group`]: active/active sync among N directors (`[sync] state = "group"`): the
+//!   peer table, what is refused (own messages, unknown senders), per-peer counters and
+//!   state (heartbeats).
 //! - [`auth`]: with a key shared by the sync group (`[sync] key_file`), the master's
 //!   trailer (sender, sequence number, HMAC-SHA256) after each message and the backup's
 //!   check of it and of replays. A kernel backup drops such a message (its length is not
@@ -25,6 +28,7 @@
 //! address's hash — which installs it ([`crate::conn::ConnTable::install_synced`]).
 
 pub mod auth;
+pub mod group;
 pub mod net;
 pub mod wire;
 

@@ -14,6 +14,7 @@ use crossbeam::queue::ArrayQueue;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::auth::{self, AuthError, Signer, SyncKey, Verifier};
+use super::group::{PeerTable, Refusal};
 use super::wire::{self, MessageBuilder, Record};
 use crate::conn::SyncConn;
 
@@ -104,6 +105,14 @@ pub struct Stats {
     pub auth_unexpected: AtomicU64,
     /// Records a worker's queue could not take.
     pub queue_full: AtomicU64,
+    /// Group: empty messages sent to every peer after [`super::group::HEARTBEAT`] without
+    /// anything else to send (not in `sent_msgs`).
+    pub heartbeats_sent: AtomicU64,
+    /// Group: messages refused as this director's own (its address as source, or its
+    /// sender id in the trailer).
+    pub peer_own: AtomicU64,
+    /// Group: messages refused because their source is not in the peer list.
+    pub peer_unknown: AtomicU64,
     /// When the last message was received: milliseconds since the Unix epoch (0: none
     /// yet). Not a counter: not in [`Stats::snapshot`].
     pub last_recv_unix_ms: AtomicU64,
@@ -128,6 +137,9 @@ impl Stats {
             ("auth_replayed", l(&self.auth_replayed)),
             ("auth_too_old", l(&self.auth_too_old)),
             ("auth_unexpected", l(&self.auth_unexpected)),
+            ("heartbeats_sent", l(&self.heartbeats_sent)),
+            ("peer_own", l(&self.peer_own)),
+            ("peer_unknown", l(&self.peer_unknown)),
         ]
     }
 }
@@ -157,12 +169,13 @@ pub fn master_socket(cfg: &SyncNetConfig) -> io::Result<(UdpSocket, SocketAddr)>
     Ok((s.into(), dest.into()))
 }
 
-/// The backup's socket: bound to the port, member of the group on the interface.
-pub fn backup_socket(cfg: &SyncNetConfig) -> io::Result<UdpSocket> {
+/// The backup's socket: bound to the port, member of the multicast group on the
+/// interface unless `unicast` (a group of unicast peers).
+pub fn backup_socket(cfg: &SyncNetConfig, unicast: bool) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, cfg.port).into())?;
-    if cfg.peer.is_none() {
+    if cfg.peer.is_none() && !unicast {
         s.join_multicast_v4(&cfg.group, &cfg.iface.unwrap_or(Ipv4Addr::UNSPECIFIED))?;
     }
     s.set_read_timeout(Some(RECV_POLL))?;
@@ -178,14 +191,17 @@ pub fn sender_id(cfg: &SyncNetConfig) -> u32 {
 /// The master loop: drains the workers' queues into messages and sends them, a full
 /// message at once, a partial one after [`PARTIAL_FLUSH`], until `stop`. With a key,
 /// each message carries its trailer, and the messages are shorter by its length so that
-/// the datagram stays within `maxlen`.
+/// the datagram stays within `maxlen`. Every message goes to each of `dests` (the group
+/// or the unicast peer; a group's peers); with `heartbeat` (a group), an empty message
+/// goes to each after that long without anything else sent.
 pub fn run_master(
     sock: &UdpSocket,
-    dest: SocketAddr,
+    dests: &[SocketAddr],
     cfg: &SyncNetConfig,
     queues: &[ArrayQueue<SyncConn>],
     stop: &AtomicBool,
     stats: &Stats,
+    heartbeat: Option<Duration>,
 ) {
     let mut signer = cfg
         .key
@@ -198,26 +214,33 @@ pub fn run_master(
     };
     let mut b = MessageBuilder::new(cfg.syncid, maxlen);
     let mut first: Option<Instant> = None;
-    let mut send = |b: &mut MessageBuilder| {
-        if b.is_empty() {
+    let last_sent = std::cell::Cell::new(Instant::now());
+    let mut send = |b: &mut MessageBuilder, beat: bool| {
+        if b.is_empty() && !beat {
             return;
         }
         let bytes = match &mut signer {
             Some(s) => s.sign(b.bytes()),
             None => b.bytes(),
         };
-        match sock.send_to(bytes, dest) {
-            Ok(_) => {
-                stats.sent_msgs.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .sent_conns
-                    .fetch_add(b.len() as u64, Ordering::Relaxed);
-            }
-            Err(_) => {
-                stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        for &dest in dests {
+            match sock.send_to(bytes, dest) {
+                Ok(_) if beat => {
+                    stats.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {
+                    stats.sent_msgs.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .sent_conns
+                        .fetch_add(b.len() as u64, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         b.reset();
+        last_sent.set(Instant::now());
     };
     while !stop.load(Ordering::Acquire) {
         let mut got = 0usize;
@@ -226,33 +249,40 @@ pub fn run_master(
                 let Some(c) = q.pop() else { break };
                 got += 1;
                 if !b.push(&c) {
-                    send(&mut b);
+                    send(&mut b, false);
                     first = None;
                     let _ = b.push(&c);
                 }
                 first.get_or_insert_with(Instant::now);
                 if b.is_full() {
-                    send(&mut b);
+                    send(&mut b, false);
                     first = None;
                 }
             }
         }
         if first.is_some_and(|t| t.elapsed() >= PARTIAL_FLUSH) {
-            send(&mut b);
+            send(&mut b, false);
             first = None;
+        }
+        if first.is_none() && heartbeat.is_some_and(|h| last_sent.get().elapsed() >= h) {
+            send(&mut b, true);
         }
         if got == 0 {
             std::thread::sleep(IDLE_SLEEP);
         }
     }
-    send(&mut b);
+    send(&mut b, false);
 }
 
 /// The backup loop: receives, checks and decodes messages, and hands every record to
-/// `deliver` (which returns false when the owner's queue is full), until `stop`.
+/// `deliver` (which returns false when the owner's queue is full), until `stop`. In a
+/// group (`group`), a datagram is first matched to its peer: this director's own and
+/// those of an address not in the list are refused and counted, and each peer's
+/// messages are counted in its entry.
 pub fn run_backup(
     sock: &UdpSocket,
     cfg: &SyncNetConfig,
+    group: Option<&PeerTable>,
     stop: &AtomicBool,
     stats: &Stats,
     mut deliver: impl FnMut(SyncConn) -> bool,
@@ -260,15 +290,40 @@ pub fn run_backup(
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut rx = Receiver::new(cfg);
     while !stop.load(Ordering::Acquire) {
-        let n = match sock.recv_from(&mut buf) {
-            Ok((n, _)) => n,
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(r) => r,
             Err(_) => continue,
         };
         stats.recv_msgs.fetch_add(1, Ordering::Relaxed);
-        stats
-            .last_recv_unix_ms
-            .store(unix_ms(std::time::SystemTime::now()), Ordering::Relaxed);
-        rx.process(&buf[..n], stats, &mut deliver);
+        let now = unix_ms(std::time::SystemTime::now());
+        stats.last_recv_unix_ms.store(now, Ordering::Relaxed);
+        let datagram = &buf[..n];
+        let peer = match group {
+            None => None,
+            Some(g) => {
+                let src = match from {
+                    SocketAddr::V4(a) => *a.ip(),
+                    SocketAddr::V6(a) => a.ip().to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                };
+                match g.admit(src, datagram, cfg.key.is_some()) {
+                    Ok(p) => Some(p),
+                    Err(r) => {
+                        let c = match r {
+                            Refusal::Own => &stats.peer_own,
+                            Refusal::Unknown => &stats.peer_unknown,
+                        };
+                        c.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+            }
+        };
+        let before = stats.recv_conns.load(Ordering::Relaxed);
+        let records = rx.process(datagram, stats, &mut deliver);
+        if let Some(p) = peer {
+            let installed = stats.recv_conns.load(Ordering::Relaxed) - before;
+            p.note(records, installed, now);
+        }
     }
 }
 
@@ -294,12 +349,14 @@ impl Receiver {
     /// Checks one datagram and delivers its records. With a key, a datagram without a
     /// valid MAC, or a replay, is counted by its reason and nothing of it is delivered;
     /// without one, a datagram carrying a trailer is counted as `auth_unexpected`.
+    /// Returns the number of records of an accepted message (0: an empty one, a group's
+    /// heartbeat), `None` for a refused or dropped one.
     pub fn process(
         &mut self,
         datagram: &[u8],
         stats: &Stats,
         deliver: &mut impl FnMut(SyncConn) -> bool,
-    ) {
+    ) -> Option<usize> {
         let msg = match &mut self.verifier {
             Some(v) => match v.verify(datagram) {
                 Ok(m) => m,
@@ -311,37 +368,38 @@ impl Receiver {
                         AuthError::TooOld => &stats.auth_too_old,
                     };
                     c.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return None;
                 }
             },
             None => {
                 if auth::trailer(datagram).is_some() {
                     stats.auth_unexpected.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return None;
                 }
                 datagram
             }
         };
-        process_message(msg, self.syncid, &mut self.recs, stats, deliver);
+        process_message(msg, self.syncid, &mut self.recs, stats, deliver)
     }
 }
 
 /// Checks and decodes one received message and delivers its records; what the backup
-/// thread does per datagram.
+/// thread does per datagram. Returns the number of records the header announces
+/// (`None`: the message was dropped).
 pub fn process_message(
     msg: &[u8],
     syncid: u8,
     recs: &mut Vec<Record>,
     stats: &Stats,
     deliver: &mut impl FnMut(SyncConn) -> bool,
-) {
-    match wire::decode_header(msg) {
-        Ok(h) if syncid == 0 || h.syncid == syncid => {}
+) -> Option<usize> {
+    let nr = match wire::decode_header(msg) {
+        Ok(h) if syncid == 0 || h.syncid == syncid => usize::from(h.nr_conns),
         _ => {
             stats.recv_dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
-    }
+    };
     if wire::decode(msg, recs).is_err() {
         // The records before the malformed one stand, as in the kernel.
         stats.decode_errors.fetch_add(1, Ordering::Relaxed);
@@ -360,6 +418,7 @@ pub fn process_message(
             }
         }
     }
+    Some(nr)
 }
 
 #[cfg(test)]
@@ -521,7 +580,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Stats::default());
         let (q2, s2, st2) = (queues.clone(), stop.clone(), stats.clone());
-        let m = std::thread::spawn(move || run_master(&tx, dest, &cfg, &q2, &s2, &st2));
+        let m = std::thread::spawn(move || run_master(&tx, &[dest], &cfg, &q2, &s2, &st2, None));
         let mut v = Verifier::new(&key(3));
         let mut n = 0;
         let mut buf = [0u8; 2048];
@@ -560,7 +619,7 @@ mod tests {
             key: Some(key(4)),
             ..SyncNetConfig::default()
         };
-        let rx = backup_socket(&cfg).expect("backup socket");
+        let rx = backup_socket(&cfg, false).expect("backup socket");
         let (tx, dest) = master_socket(&cfg).expect("master socket");
         let queues: Arc<Vec<ArrayQueue<SyncConn>>> =
             Arc::new((0..2).map(|_| ArrayQueue::new(4096)).collect());
@@ -570,7 +629,7 @@ mod tests {
         let got = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (g2, s3, rs2) = (got.clone(), stop.clone(), rstats.clone());
         let b = std::thread::spawn(move || {
-            run_backup(&rx, &cfg, &s3, &rs2, |c| {
+            run_backup(&rx, &cfg, None, &s3, &rs2, |c| {
                 g2.lock().unwrap().push(c.cport);
                 true
             })
@@ -604,7 +663,7 @@ mod tests {
         forger.send_to(&once, to).unwrap();
 
         let (q2, s2, st2) = (queues.clone(), stop.clone(), stats.clone());
-        let m = std::thread::spawn(move || run_master(&tx, dest, &cfg, &q2, &s2, &st2));
+        let m = std::thread::spawn(move || run_master(&tx, &[dest], &cfg, &q2, &s2, &st2, None));
         for i in 0..1000u16 {
             queues[usize::from(i % 2)].push(conn(i)).unwrap();
         }
@@ -636,6 +695,80 @@ mod tests {
         assert_eq!(l(&rstats.recv_msgs), l(&stats.sent_msgs) + 6);
     }
 
+    /// A group member's receiving thread over loopback: a peer's master (127.0.0.2)
+    /// delivers its records and heartbeats, counted in its entry; a sender not in the list
+    /// (127.0.0.3) and one with this director's own address (127.0.0.1) deliver nothing
+    /// and are counted.
+    #[test]
+    fn a_group_member_takes_its_peers_messages_only() {
+        let port = 20000 + ((std::process::id() + 3571) % 20000) as u16;
+        let own = Ipv4Addr::LOCALHOST;
+        let peer = Ipv4Addr::new(127, 0, 0, 2);
+        let group = Arc::new(PeerTable::new(own, &[own, peer]));
+        let cfg = SyncNetConfig {
+            port,
+            iface: Some(own),
+            ..SyncNetConfig::default()
+        };
+        let rx = backup_socket(&cfg, true).expect("backup socket");
+        let stop = Arc::new(AtomicBool::new(false));
+        let rstats = Arc::new(Stats::default());
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (g2, s3, rs2, gr) = (got.clone(), stop.clone(), rstats.clone(), group.clone());
+        let b = std::thread::spawn(move || {
+            run_backup(&rx, &cfg, Some(&gr), &s3, &rs2, |c| {
+                g2.lock().unwrap().push(c.cport);
+                true
+            })
+        });
+        let mut m = MessageBuilder::new(0, 1472);
+        m.push(&conn(1));
+        let to = SocketAddr::from((own, port));
+        for from in [Ipv4Addr::new(127, 0, 0, 3), own] {
+            let s = UdpSocket::bind((from, 0)).unwrap();
+            s.send_to(m.bytes(), to).unwrap();
+        }
+        let mcfg = SyncNetConfig {
+            port,
+            iface: Some(peer),
+            ..SyncNetConfig::default()
+        };
+        let (tx, _) = master_socket(&mcfg).unwrap();
+        let queues: Arc<Vec<ArrayQueue<SyncConn>>> = Arc::new(vec![ArrayQueue::new(64)]);
+        for i in 0..10u16 {
+            queues[0].push(conn(i)).unwrap();
+        }
+        let mstats = Arc::new(Stats::default());
+        let (q2, s2, st2) = (queues.clone(), stop.clone(), mstats.clone());
+        let beat = Some(Duration::from_millis(100));
+        let m = std::thread::spawn(move || run_master(&tx, &[to], &mcfg, &q2, &s2, &st2, beat));
+        let p = &group.peers()[0];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while p.heartbeats.load(Ordering::Relaxed) < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Release);
+        m.join().unwrap();
+        b.join().unwrap();
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut v = got.lock().unwrap().clone();
+        v.sort_unstable();
+        assert_eq!(v, (10000..10010).collect::<Vec<u16>>());
+        assert_eq!((l(&rstats.peer_unknown), l(&rstats.peer_own)), (1, 1));
+        let r = p.report(unix_ms(std::time::SystemTime::now()));
+        assert_eq!(
+            (r.addr, r.up, r.msgs, r.conns, r.refused),
+            (peer, true, 1, 10, 0)
+        );
+        assert!(r.heartbeats >= 2);
+        assert_eq!(
+            l(&mstats.sent_msgs),
+            1,
+            "heartbeats are not counted as messages"
+        );
+        assert!(l(&mstats.heartbeats_sent) >= 2);
+    }
+
     /// Master and backup threads over loopback (unicast): every record arrives, in
     /// MTU-sized messages.
     #[test]
@@ -648,7 +781,7 @@ mod tests {
             iface: Some(Ipv4Addr::LOCALHOST),
             ..SyncNetConfig::default()
         };
-        let rx = backup_socket(&cfg).expect("backup socket");
+        let rx = backup_socket(&cfg, false).expect("backup socket");
         let (tx, dest) = master_socket(&cfg).expect("master socket");
         let queues: Arc<Vec<ArrayQueue<SyncConn>>> =
             Arc::new((0..2).map(|_| ArrayQueue::new(4096)).collect());
@@ -656,11 +789,11 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let rstats = Arc::new(Stats::default());
         let (q2, s2, st2) = (queues.clone(), stop.clone(), stats.clone());
-        let m = std::thread::spawn(move || run_master(&tx, dest, &cfg, &q2, &s2, &st2));
+        let m = std::thread::spawn(move || run_master(&tx, &[dest], &cfg, &q2, &s2, &st2, None));
         let got = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (g2, s3, rs2) = (got.clone(), stop.clone(), rstats.clone());
         let b = std::thread::spawn(move || {
-            run_backup(&rx, &cfg, &s3, &rs2, |c| {
+            run_backup(&rx, &cfg, None, &s3, &rs2, |c| {
                 g2.lock().unwrap().push(c.cport);
                 true
             })

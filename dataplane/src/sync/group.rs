@@ -1,0 +1,260 @@
+//! Active/active sync: a group of directors, each sending its sessions to every other
+//! (unicast to each peer) and installing theirs — the kernel's master and backup daemons
+//! at once on every director, with a list of peers in place of the multicast group.
+//!
+//! What keeps the group from installing a session twice or looping messages:
+//! - a record is sent only after a local client packet (the master's rules,
+//!   [`crate::conn::replica::conn_needed`]); installing a synced session emits nothing,
+//!   so what a director receives is never sent on unless its own clients use the session
+//!   (then it is sent as any local session is, by the same rules, and the peers update
+//!   their copy in place);
+//! - a message whose source is the director's own address, or whose authentication
+//!   trailer names the director's own sender id, is refused (counted as `peer_own`);
+//! - a message from an address not in the peer list is refused (counted as
+//!   `peer_unknown`);
+//! - a session already in the table is updated, not added again
+//!   ([`crate::conn::ConnTable::install_synced`]).
+//!
+//! Each peer has its counters ([`Peer`]): messages and sessions received from it,
+//! messages refused (bad MAC, replay, another syncid, bad size), heartbeats and the time
+//! of its last accepted message. A director with nothing to send sends an empty message
+//! (a header with no records, which the kernel's backup also accepts) to every peer each
+//! [`HEARTBEAT`], so that a silent peer is a dead one: a peer is up while its last
+//! accepted message is at most [`DOWN_AFTER`] old.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::auth;
+
+/// How often a group member with nothing else to send sends an empty message.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A peer is down when its last accepted message is older than this.
+pub const DOWN_AFTER: Duration = Duration::from_secs(3);
+
+/// One peer's counters.
+#[derive(Debug)]
+pub struct Peer {
+    /// Its address.
+    pub addr: Ipv4Addr,
+    /// Messages with sessions accepted from it.
+    pub msgs: AtomicU64,
+    /// Session records received from it and handed to the workers.
+    pub conns: AtomicU64,
+    /// Heartbeats (empty messages) accepted from it.
+    pub heartbeats: AtomicU64,
+    /// Its messages refused: bad or missing MAC, replay, another syncid, bad size.
+    pub refused: AtomicU64,
+    /// Milliseconds since the Unix epoch of its last accepted message (0: none yet).
+    pub last_unix_ms: AtomicU64,
+}
+
+impl Peer {
+    fn new(addr: Ipv4Addr) -> Peer {
+        Peer {
+            addr,
+            msgs: AtomicU64::new(0),
+            conns: AtomicU64::new(0),
+            heartbeats: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            last_unix_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Records what became of one of its messages: `records` is `Some(n)` when it was
+    /// accepted (`n` records in it, 0 for a heartbeat), `None` when refused; `installed`
+    /// the records handed to the workers; `now_ms` the time (Unix milliseconds).
+    pub fn note(&self, records: Option<usize>, installed: u64, now_ms: u64) {
+        match records {
+            None => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Some(0) => {
+                self.heartbeats.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(_) => {
+                self.msgs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.conns.fetch_add(installed, Ordering::Relaxed);
+        self.last_unix_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Its state at `now_ms`.
+    pub fn report(&self, now_ms: u64) -> PeerReport {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let last = l(&self.last_unix_ms);
+        let age_ms = (last != 0).then(|| now_ms.saturating_sub(last));
+        PeerReport {
+            addr: self.addr,
+            up: age_ms.is_some_and(|a| u128::from(a) <= DOWN_AFTER.as_millis()),
+            msgs: l(&self.msgs),
+            conns: l(&self.conns),
+            heartbeats: l(&self.heartbeats),
+            refused: l(&self.refused),
+            last_age_ms: age_ms,
+        }
+    }
+}
+
+/// A peer's state, for listings and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerReport {
+    /// Its address.
+    pub addr: Ipv4Addr,
+    /// Whether a message of it was accepted within [`DOWN_AFTER`].
+    pub up: bool,
+    /// Messages with sessions accepted from it.
+    pub msgs: u64,
+    /// Sessions received from it.
+    pub conns: u64,
+    /// Heartbeats accepted from it.
+    pub heartbeats: u64,
+    /// Its messages refused.
+    pub refused: u64,
+    /// Milliseconds since its last accepted message (`None`: none yet).
+    pub last_age_ms: Option<u64>,
+}
+
+/// Why a group member refuses a datagram before looking at its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// It comes from this director (its address, or its sender id in the trailer).
+    Own,
+    /// Its source is not in the peer list.
+    Unknown,
+}
+
+/// The peers of a group member: the configured list less its own address.
+#[derive(Debug)]
+pub struct PeerTable {
+    own: Ipv4Addr,
+    peers: Vec<Peer>,
+}
+
+impl PeerTable {
+    /// The table of the director whose sync address is `own`, from the group's list
+    /// (`own` in it is skipped, as are repeated addresses, so that every member can be
+    /// given the same list).
+    pub fn new(own: Ipv4Addr, list: &[Ipv4Addr]) -> PeerTable {
+        let mut peers: Vec<Peer> = Vec::with_capacity(list.len());
+        for &a in list {
+            if a != own && !peers.iter().any(|p| p.addr == a) {
+                peers.push(Peer::new(a));
+            }
+        }
+        PeerTable { own, peers }
+    }
+
+    /// This director's sync address.
+    pub fn own(&self) -> Ipv4Addr {
+        self.own
+    }
+
+    /// The peers, in the list's order.
+    pub fn peers(&self) -> &[Peer] {
+        &self.peers
+    }
+
+    /// The peer that sent `datagram` from `src`, or why it is refused. With a key
+    /// (`keyed`), a trailer naming this director's sender id ([`super::net::sender_id`],
+    /// its sync address) is its own message whatever the source.
+    pub fn admit(&self, src: Ipv4Addr, datagram: &[u8], keyed: bool) -> Result<&Peer, Refusal> {
+        if src == self.own {
+            return Err(Refusal::Own);
+        }
+        if keyed && auth::trailer(datagram).is_some_and(|t| t.sender == u32::from(self.own)) {
+            return Err(Refusal::Own);
+        }
+        self.peers
+            .iter()
+            .find(|p| p.addr == src)
+            .ok_or(Refusal::Unknown)
+    }
+
+    /// Every peer's state at `now_ms` (Unix milliseconds).
+    pub fn report(&self, now_ms: u64) -> Vec<PeerReport> {
+        self.peers.iter().map(|p| p.report(now_ms)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::auth::{Signer, SyncKey};
+    use crate::sync::MessageBuilder;
+
+    fn ip(d: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, d)
+    }
+
+    #[test]
+    fn own_address_and_repeats_are_skipped() {
+        let t = PeerTable::new(ip(2), &[ip(1), ip(2), ip(3), ip(1)]);
+        let addrs: Vec<Ipv4Addr> = t.peers().iter().map(|p| p.addr).collect();
+        assert_eq!(addrs, [ip(1), ip(3)]);
+        assert_eq!(t.own(), ip(2));
+        assert!(PeerTable::new(ip(1), &[ip(1)]).peers().is_empty());
+    }
+
+    #[test]
+    fn unknown_and_own_senders_are_refused() {
+        let t = PeerTable::new(ip(2), &[ip(1), ip(2), ip(3)]);
+        let msg = MessageBuilder::new(0, 1472).bytes().to_vec();
+        assert_eq!(t.admit(ip(1), &msg, false).unwrap().addr, ip(1));
+        assert_eq!(t.admit(ip(3), &msg, true).unwrap().addr, ip(3));
+        assert_eq!(t.admit(ip(9), &msg, false).unwrap_err(), Refusal::Unknown);
+        assert_eq!(t.admit(ip(2), &msg, false).unwrap_err(), Refusal::Own);
+        // With a key, the trailer's sender id: this director's own message relayed by a
+        // peer's address is still its own.
+        let key = SyncKey::new(&[3; 32]).unwrap();
+        let mine = Signer::new(&key, u32::from(ip(2)), 1).sign(&msg).to_vec();
+        let theirs = Signer::new(&key, u32::from(ip(1)), 1).sign(&msg).to_vec();
+        assert_eq!(t.admit(ip(1), &mine, true).unwrap_err(), Refusal::Own);
+        assert_eq!(t.admit(ip(1), &theirs, true).unwrap().addr, ip(1));
+        // Without a key the trailer is not looked at here (the receiver refuses it).
+        assert_eq!(t.admit(ip(1), &mine, false).unwrap().addr, ip(1));
+    }
+
+    #[test]
+    fn counters_state_and_age() {
+        let t = PeerTable::new(ip(2), &[ip(1), ip(3)]);
+        let p = t.admit(ip(1), &[], false).unwrap();
+        let now = 1_000_000;
+        assert_eq!(
+            p.report(now),
+            PeerReport {
+                addr: ip(1),
+                up: false,
+                msgs: 0,
+                conns: 0,
+                heartbeats: 0,
+                refused: 0,
+                last_age_ms: None
+            }
+        );
+        p.note(Some(3), 3, now);
+        p.note(Some(0), 0, now + 500);
+        p.note(None, 0, now + 900);
+        let r = p.report(now + 1500);
+        assert_eq!(
+            (
+                r.msgs,
+                r.conns,
+                r.heartbeats,
+                r.refused,
+                r.last_age_ms,
+                r.up
+            ),
+            (1, 3, 1, 1, Some(1000), true),
+            "a refused message does not make a peer up"
+        );
+        let down = now + 500 + DOWN_AFTER.as_millis() as u64 + 1;
+        assert!(!p.report(down).up);
+        let all = t.report(now + 1500);
+        assert_eq!(all.len(), 2);
+        assert_eq!((all[1].addr, all[1].up), (ip(3), false));
+    }
+}
