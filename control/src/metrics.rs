@@ -749,7 +749,7 @@ fn sync_peers(out: &mut Out, peers: &[rvs_dataplane::sync::group::PeerReport]) {
         &'static str,
         fn(&PeerReport) -> u64,
     );
-    let fields: [Field; 5] = [
+    let fields: [Field; 7] = [
         (
             "rvs_sync_peer_up",
             "Whether a message of the sync group's peer was accepted within the last 3 s (peers send a heartbeat each second when idle).",
@@ -779,6 +779,18 @@ fn sync_peers(out: &mut Out, peers: &[rvs_dataplane::sync::group::PeerReport]) {
             "Sync messages from the peer refused (MAC, replay, syncid, size).",
             "counter",
             |p| p.refused,
+        ),
+        (
+            "rvs_sync_peer_bulk_records_sent_total",
+            "Session records sent to the peer in bulk syncs (every session and template of this director, sent when the peer comes up).",
+            "counter",
+            |p| p.bulk_records,
+        ),
+        (
+            "rvs_sync_peer_bulk_syncs_total",
+            "Bulk syncs to the peer completed.",
+            "counter",
+            |p| p.bulk_syncs,
         ),
     ];
     for (name, help, kind, f) in fields {

@@ -109,8 +109,9 @@ pub fn is_passive(daemons: &[SyncDaemon]) -> bool {
 
 /// `rvsadm --list-group`: this director's sync address and, per peer, its address,
 /// state (up: a message accepted within [`group::DOWN_AFTER`]), messages with sessions,
-/// sessions and heartbeats received from it, its refused messages and the age of its last
-/// accepted message; then the messages refused as this director's own or from an address
+/// sessions and heartbeats received from it, its refused messages, the age of its last
+/// accepted message, and the session records sent to it in bulk syncs and the bulk syncs
+/// done (a bulk sync when it comes up: every session this director has); then the messages refused as this director's own or from an address
 /// not in the list. `in_group`: `[sync] state = "group"`; `own`: the sync address (`None`
 /// while no daemon has started).
 pub fn group_text(in_group: bool, own: Option<Ipv4Addr>, r: &SyncReport) -> String {
@@ -128,8 +129,16 @@ pub fn group_text(in_group: bool, own: Option<Ipv4Addr>, r: &SyncReport) -> Stri
     );
     let _ = writeln!(
         out,
-        "{:<16} {:<5} {:>10} {:>10} {:>10} {:>8} {:>8}",
-        "Peer", "State", "Messages", "Sessions", "Heartbeats", "Refused", "LastMsg"
+        "{:<16} {:<5} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10} {:>5}",
+        "Peer",
+        "State",
+        "Messages",
+        "Sessions",
+        "Heartbeats",
+        "Refused",
+        "LastMsg",
+        "BulkSent",
+        "Bulks"
     );
     for p in &r.peers {
         let age = p.last_age_ms.map_or_else(
@@ -138,14 +147,16 @@ pub fn group_text(in_group: bool, own: Option<Ipv4Addr>, r: &SyncReport) -> Stri
         );
         let _ = writeln!(
             out,
-            "{:<16} {:<5} {:>10} {:>10} {:>10} {:>8} {:>8}",
+            "{:<16} {:<5} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10} {:>5}",
             p.addr.to_string(),
             if p.up { "up" } else { "down" },
             p.msgs,
             p.conns,
             p.heartbeats,
             p.refused,
-            age
+            age,
+            p.bulk_records,
+            p.bulk_syncs
         );
     }
     let c = |k: &str| {
@@ -228,6 +239,8 @@ mod tests {
                     heartbeats: 12,
                     refused: 1,
                     last_age_ms: Some(420),
+                    bulk_records: 1200,
+                    bulk_syncs: 2,
                 },
                 PeerReport {
                     addr: Ipv4Addr::new(10, 99, 0, 3),
@@ -237,15 +250,17 @@ mod tests {
                     heartbeats: 0,
                     refused: 0,
                     last_age_ms: None,
+                    bulk_records: 0,
+                    bulk_syncs: 0,
                 },
             ],
         };
         assert_eq!(
             group_text(true, Some(Ipv4Addr::new(10, 99, 0, 1)), &r),
             "Sync group of 10.99.0.1: 2 peers (up: a message within 3 s)\n\
-             Peer             State   Messages   Sessions Heartbeats  Refused  LastMsg\n\
-             10.99.0.2        up             3         40         12        1     0.4s\n\
-             10.99.0.3        down           0          0          0        0    never\n\
+             Peer             State   Messages   Sessions Heartbeats  Refused  LastMsg   BulkSent Bulks\n\
+             10.99.0.2        up             3         40         12        1     0.4s       1200     2\n\
+             10.99.0.3        down           0          0          0        0    never          0     0\n\
              Refused: own 2, unknown senders 5\n"
         );
         assert_eq!(

@@ -10,6 +10,11 @@
 //! killed, the other two show it down within the stated time (3 s without a message,
 //! checked every 200 ms), in `--list-group` and in `rvs_sync_peer_up{peer}`.
 //!
+//! A third run (with the key) is a join: two directors carry 30 UDP sessions of their
+//! clients, then the third starts and, with no new client traffic, lists every one of
+//! them within 5 s, from the bulk sync each of the two sends it when it comes up
+//! (`--list-group` BulkSent/Bulks, `rvs_sync_peer_bulk_*`, the log lines).
+//!
 //! Topology (prefix `rsg`):
 //! ```text
 //!  ca c0 10.10.0.21 ──── da d0 [dpdk0 10.10.0.3, VIP 10.10.0.100]
@@ -127,6 +132,18 @@ fn counter(d: &Director, role: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in the sync {role} line:\n{text}"))
 }
 
+/// One peer's bulk sync columns of `rvsadm --list-group`: (records sent in bulk, bulk
+/// syncs done).
+fn bulk(d: &Director, addr: &str) -> (u64, u64) {
+    let text = d.rvsadm(&["--list-group"]);
+    let l = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(addr))
+        .unwrap_or_else(|| panic!("no peer {addr} in:\n{text}"));
+    let w: Vec<&str> = l.split_whitespace().collect();
+    (w[7].parse().unwrap(), w[8].parse().unwrap())
+}
+
 /// One peer of `rvsadm --list-group`: (state, messages, sessions, heartbeats, refused).
 fn peer(d: &Director, addr: &str) -> (String, u64, u64, u64, u64) {
     let text = d.rvsadm(&["--list-group"]);
@@ -163,17 +180,20 @@ fn three_directors_share_their_sessions_without_loops() {
     .unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     group_lab(Some(&key.display().to_string()));
+    join_lab(Some(&key.display().to_string()));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn group_lab(key: Option<&str>) {
-    let started = Instant::now();
+/// The directors' namespaces.
+const DIRS: [&str; 3] = ["da", "db", "dc"];
+
+/// The topology above.
+fn make_lab() -> Lab {
     let mut lab = Lab::new("rsg");
     for ns in ["ca", "cb", "cc", "sw", "da", "db", "dc", "r1"] {
         lab.add_ns(ns);
     }
-    let dirs = ["da", "db", "dc"];
-    for (i, (d, c)) in dirs.iter().zip(["ca", "cb", "cc"]).enumerate() {
+    for (i, (d, c)) in DIRS.iter().zip(["ca", "cb", "cc"]).enumerate() {
         lab.veth(c, "c0", d, "d0");
         lab.addr(c, "c0", &format!("{}/24", CLIENTS[i]));
         lab.veth(d, "d1", "sw", &format!("{d}1p"));
@@ -185,6 +205,13 @@ fn group_lab(key: Option<&str>) {
     lab.bridge("sw", "bsync", &["dasp", "dbsp", "dcsp"]);
     lab.addr("sw", "bsync", "10.99.0.9/24");
     lab.addr("r1", "r0", "10.20.0.11/24");
+    lab
+}
+
+fn group_lab(key: Option<&str>) {
+    let started = Instant::now();
+    let lab = make_lab();
+    let dirs = DIRS;
 
     let mut ds: Vec<Director> = dirs
         .iter()
@@ -363,6 +390,162 @@ fn group_lab(key: Option<&str>) {
     drop(ds);
     eprintln!(
         "lab_sync_group (key: {}) took {:?}",
+        key.is_some(),
+        started.elapsed()
+    );
+}
+
+/// Sessions per client in the join run (two clients: 30 sessions).
+const JOIN_FLOWS: usize = 15;
+/// How long a joining director may take to list every session of the group, from the
+/// moment its control socket answers.
+const JOIN_WITHIN: Duration = Duration::from_secs(5);
+
+/// Bulk sync at join (with the key: the bulk messages share the master's sequence
+/// numbers): two directors carry the sessions of their two clients (15 UDP sessions
+/// each, synced to each other as usual); then the third starts. Without any new client
+/// traffic it lists every session of the group, each once, within [`JOIN_WITHIN`]: each of
+/// the two sent it its whole table (30 records) in one bulk sync, counted in
+/// `--list-group`, in `rvs_sync_peer_bulk_*` and in a log line at the start and the end.
+fn join_lab(key: Option<&str>) {
+    let started = Instant::now();
+    let lab = make_lab();
+    let mut ds: Vec<Director> = DIRS[..2]
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            let extra = if i == 0 {
+                format!("[metrics]\nlisten = \"{METRICS}\"\n")
+            } else {
+                String::new()
+            };
+            start_rvsd(&lab, ns, 3 + i as u8, key, &extra)
+        })
+        .collect();
+    for d in &ds {
+        configure(d);
+    }
+    rvs_tests::failover::wait_for("da and db up for each other", 15, || {
+        peer(&ds[0], SYNC[1]).0 == "up" && peer(&ds[1], SYNC[0]).0 == "up"
+    });
+    for c in ["ca", "cb"] {
+        let ping = lab.try_exec(c, &["ping", "-c", "1", "-W", "2", VIP]);
+        assert!(ping.status.success(), "{c}: ping VIP");
+        lab.exec(
+            c,
+            &["python3", "-c", CLIENT, VIP, "53", &JOIN_FLOWS.to_string()],
+        );
+    }
+    let want = 2 * JOIN_FLOWS;
+    rvs_tests::failover::wait_for("the two clients' sessions on da and db", 20, || {
+        ds.iter().all(|d| sessions(d).len() >= want)
+    });
+    let mut group = sessions(&ds[0]);
+    group.sort();
+    let mut on_db = sessions(&ds[1]);
+    on_db.sort();
+    assert_eq!(group.len(), want);
+    assert_eq!(group, on_db, "da and db have the same sessions");
+    for d in &ds {
+        assert_eq!(
+            bulk(d, SYNC[2]),
+            (0, 0),
+            "no bulk sync to a director never seen"
+        );
+    }
+
+    // The third director joins; no client sends anything from now on.
+    let dc = start_rvsd(&lab, "dc", 5, key, "");
+    configure(&dc);
+    let joined = Instant::now();
+    let deadline = joined + JOIN_WITHIN;
+    let mut on_dc = sessions(&dc);
+    while on_dc.len() < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        on_dc = sessions(&dc);
+    }
+    let took = joined.elapsed();
+    eprintln!(
+        "dc lists {} of the group's {want} sessions {took:?} after it started",
+        on_dc.len()
+    );
+    on_dc.sort();
+    assert_eq!(
+        on_dc, group,
+        "dc lists every session of the group, each once"
+    );
+    // Each of the two sent its whole table once, in bulk, to dc alone.
+    rvs_tests::failover::wait_for("the bulk syncs counted", 5, || {
+        ds.iter().all(|d| bulk(d, SYNC[2]) == (want as u64, 1))
+    });
+    for (i, d) in ds.iter().enumerate() {
+        let other = SYNC[1 - i];
+        assert_eq!(
+            bulk(d, other).0,
+            0,
+            "{}: only an empty table when {other} came up",
+            DIRS[i]
+        );
+        assert_eq!(bulk(d, other).1, 1, "{}: one bulk sync to {other}", DIRS[i]);
+        assert_eq!(
+            counter(d, "master", "bulk_conns"),
+            want as u64,
+            "{}: records sent in bulk",
+            DIRS[i]
+        );
+        assert_eq!(
+            counter(d, "master", "sent_conns"),
+            2 * JOIN_FLOWS as u64,
+            "{}: the usual sync sent its own sessions once to each of the two peers (to dc \
+             while it was not running too), and nothing more",
+            DIRS[i]
+        );
+        let log = d.log();
+        assert!(
+            log.contains("bulk sync of every session to it")
+                && log.contains("sync group: bulk sync done"),
+            "{}: the bulk sync's log lines:\n{log}",
+            DIRS[i]
+        );
+        assert!(
+            log.lines().any(|l| l.contains("bulk sync done")
+                && l.contains("sessions=30")
+                && l.contains("10.99.0.3")),
+            "{}: the count in the log line:\n{log}",
+            DIRS[i]
+        );
+    }
+    // On dc: both peers up, 30 sessions received from each, none refused.
+    for a in &SYNC[..2] {
+        let (state, _, conns, _, refused) = peer(&dc, a);
+        assert_eq!(
+            (state.as_str(), conns, refused),
+            ("up", want as u64, 0),
+            "dc: from {a}"
+        );
+    }
+    let text = lab
+        .curl("da", &format!("http://{METRICS}/metrics"))
+        .expect("scrape da's metrics");
+    for (line, v) in [
+        (
+            "rvs_sync_peer_bulk_records_sent_total{peer=\"10.99.0.3\"}",
+            want,
+        ),
+        ("rvs_sync_peer_bulk_syncs_total{peer=\"10.99.0.3\"}", 1),
+        (
+            "rvs_sync_peer_bulk_records_sent_total{peer=\"10.99.0.2\"}",
+            0,
+        ),
+    ] {
+        let got = format!("{line} {v}");
+        assert!(text.lines().any(|l| l == got), "no {got:?} in:\n{text}");
+    }
+    assert!(took <= JOIN_WITHIN, "{took:?}");
+    ds.push(dc);
+    drop(ds);
+    eprintln!(
+        "lab_sync_group join (key: {}) took {:?}",
         key.is_some(),
         started.elapsed()
     );

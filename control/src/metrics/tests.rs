@@ -426,6 +426,8 @@ fn sync_group_peers_have_their_series() {
             heartbeats: 9,
             refused: 1,
             last_age_ms: Some(400),
+            bulk_records: 300,
+            bulk_syncs: 1,
         },
         PeerReport {
             addr: "10.99.0.3".parse().unwrap(),
@@ -435,6 +437,8 @@ fn sync_group_peers_have_their_series() {
             heartbeats: 0,
             refused: 0,
             last_age_ms: None,
+            bulk_records: 0,
+            bulk_syncs: 0,
         },
     ];
     let text = Exporter::new().render(d.gather_metrics());
@@ -459,6 +463,12 @@ fn sync_group_peers_have_their_series() {
             "rvs_sync_messages_refused_total{reason=\"unknown-peer\"}",
             0.0,
         ),
+        (
+            "rvs_sync_peer_bulk_records_sent_total{peer=\"10.99.0.2\"}",
+            300.0,
+        ),
+        ("rvs_sync_peer_bulk_syncs_total{peer=\"10.99.0.2\"}", 1.0),
+        ("rvs_sync_peer_bulk_syncs_total{peer=\"10.99.0.3\"}", 0.0),
     ] {
         assert_eq!(value(&text, series), v, "{series}");
     }

@@ -213,6 +213,41 @@ impl ConnTable {
         })
     }
 
+    /// Bulk sync: the sync records of the live sessions and templates in slab slots
+    /// `start..`, appended to `out`, stopping after `max_records` records or `max_slots`
+    /// slots looked at, whichever comes first (so one call is a bounded amount of work).
+    /// Returns the slot to continue from, `None` when the walk is done.
+    ///
+    /// A session expired at once ([`ConnTable::expire_now`]) is skipped. Slots are stable
+    /// (an entry never moves), so across calls with the table changing
+    /// in between, every entry live for the whole walk is returned exactly once; an entry
+    /// added meanwhile is returned if it lands in a slot not yet walked.
+    pub fn sync_records_from(
+        &self,
+        start: u32,
+        max_records: usize,
+        max_slots: usize,
+        out: &mut Vec<SyncConn>,
+    ) -> Option<u32> {
+        let len = self.slab.len();
+        let mut i = start as usize;
+        let (mut taken, mut looked) = (0usize, 0usize);
+        while i < len && taken < max_records.max(1) && looked < max_slots.max(1) {
+            // A session expired at once (`expire_now`) is no longer sent.
+            let dying = self.slab[i].wheel_at == DYING;
+            if let Some(r) = (!dying)
+                .then(|| self.sync_record(ConnId(i as u32)))
+                .flatten()
+            {
+                out.push(r);
+                taken += 1;
+            }
+            looked += 1;
+            i += 1;
+        }
+        (i < len).then_some(i as u32)
+    }
+
     /// Master side, after a client packet's [`ConnTable::state_transition`]: applies the
     /// IPVS sending rules ([`conn_needed`]) to the session and then to
     /// its controlling template (whose `in_pkts` counts its children's packets), and hands
@@ -786,5 +821,110 @@ mod tests {
             b.t.install_synced(&mut b.core, &bad, 3, 0, |_, _| true),
             Err(SyncRefuse::State)
         );
+    }
+    /// The bulk walk in chunks: every live session and template once, across chunks, with
+    /// sessions expiring and arriving between chunks; a chunk is bounded by records and
+    /// by slots looked at.
+    #[test]
+    fn bulk_walk_returns_every_live_entry_once_across_chunks() {
+        let key = vip_key(Proto::Tcp, 80);
+        let cfg = crate::service::ServiceConfig::new(key, SchedKind::Wlc);
+        let mut b = H::new(Proto::Tcp, cfg, &[nat(RS1)], 256);
+        let rec = |cport: u16, template: bool| SyncConn {
+            protocol: 6,
+            v6: false,
+            flags: FwdMethod::Masq as u32
+                | if template {
+                    u32::from(flags::TEMPLATE)
+                } else {
+                    0
+                },
+            state: 1,
+            cport,
+            vport: 80,
+            dport: 8080,
+            fwmark: 0,
+            timeout: 900,
+            caddr: C1,
+            vaddr: VIP,
+            daddr: RS1,
+            local: None,
+            in_seq: None,
+        };
+        let mut ids = Vec::new();
+        for p in 0..100u16 {
+            let (id, _) =
+                b.t.install_synced(&mut b.core, &rec(1000 + p, p % 10 == 0), 3, 0, |_, _| true)
+                    .unwrap();
+            ids.push(id);
+        }
+        let whole = |t: &ConnTable| {
+            let mut v = Vec::new();
+            assert_eq!(t.sync_records_from(0, usize::MAX, usize::MAX, &mut v), None);
+            v
+        };
+        assert_eq!(whole(&b.t).len(), 100);
+        assert_eq!(
+            whole(&b.t)
+                .iter()
+                .filter(|r| r.flags & u32::from(flags::TEMPLATE) != 0)
+                .count(),
+            10,
+            "templates included"
+        );
+        // Chunks of at most 7 records (and 16 slots): the table changes in between.
+        let mut got = Vec::new();
+        let mut cursor = Some(0);
+        let mut chunks = 0;
+        while let Some(c) = cursor {
+            let before = got.len();
+            cursor = b.t.sync_records_from(c, 7, 16, &mut got);
+            assert!(got.len() - before <= 7);
+            chunks += 1;
+            if chunks == 3 {
+                // Expire two entries already walked and one not yet walked.
+                b.t.expire_now(ids[0]);
+                b.t.expire_now(ids[1]);
+                b.t.expire_now(ids[90]);
+            }
+            if chunks == 4 {
+                // Released: their slots are free for new sessions.
+                b.expire(0);
+            }
+            if chunks == 5 {
+                // New sessions reuse the freed slots (returned only when not walked yet)
+                // or come at the end (returned).
+                for p in 0..5u16 {
+                    b.t.install_synced(&mut b.core, &rec(5000 + p, false), 3, 0, |_, _| true)
+                        .unwrap();
+                }
+            }
+        }
+        assert!(chunks >= 15, "{chunks} chunks");
+        let mut ports: Vec<u16> = got.iter().map(|r| r.cport).collect();
+        ports.sort_unstable();
+        let n = ports.len();
+        ports.dedup();
+        assert_eq!(ports.len(), n, "each entry once");
+        for p in 0..100u16 {
+            assert_eq!(
+                ports.binary_search(&(1000 + p)).is_ok(),
+                p != 90,
+                "session {}",
+                1000 + p
+            );
+        }
+        let new = ports.iter().filter(|&&p| p >= 5000).count();
+        assert_eq!(
+            new, 3,
+            "two new sessions took walked slots (0, 1), one a slot not yet walked (90), two \
+             came at the end"
+        );
+        // An empty table, and a walk started past the end, are done at once.
+        let e = H::tcp(SchedKind::Wlc, &[nat(RS1)]);
+        let mut v = Vec::new();
+        assert_eq!(e.t.sync_records_from(0, 10, 10, &mut v), None);
+        assert_eq!(b.t.sync_records_from(1 << 20, 10, 10, &mut v), None);
+        assert!(v.is_empty());
     }
 }

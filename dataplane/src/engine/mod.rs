@@ -155,7 +155,19 @@ enum Command {
     SyncCounters(Sender<(usize, SyncCounters)>),
     /// Send gratuitous ARP for the announced addresses.
     Announce,
+    /// Bulk sync: the sync records of the next chunk of the session table from the
+    /// cursor (a slab slot), in the buffer given, and the cursor to go on from (`None`:
+    /// the end of the table).
+    BulkChunk(u32, Vec<SyncConn>, Sender<(Vec<SyncConn>, Option<u32>)>),
 }
+
+/// Bulk sync: records a worker puts in one chunk at most.
+const BULK_CHUNK_RECORDS: usize = 256;
+/// Bulk sync: session slots a worker looks at for one chunk at most (a sparse table
+/// answers in several chunks rather than stalling its loop).
+const BULK_CHUNK_SLOTS: usize = 4096;
+/// How often the bulk sync thread looks for peers that came up.
+const BULK_POLL: Duration = Duration::from_millis(50);
 
 /// Capacity of each worker's queue to the sync thread and from the receiving thread.
 const SYNC_QUEUE: usize = 16384;
@@ -306,6 +318,9 @@ pub struct Engine {
     stopped: bool,
     sync_master: Option<SyncThread>,
     sync_backup: Option<SyncThread>,
+    /// Active/active sync: the thread sending bulk syncs to peers that come up (runs with
+    /// the master).
+    sync_bulk: Option<SyncThread>,
     /// The sync daemons' counters, kept across their restarts.
     master_stats: Arc<SyncStats>,
     backup_stats: Arc<SyncStats>,
@@ -430,6 +445,7 @@ impl Engine {
             stopped: false,
             sync_master: None,
             sync_backup: None,
+            sync_bulk: None,
             master_stats: Arc::new(SyncStats::default()),
             backup_stats: Arc::new(SyncStats::default()),
             sync_group: None,
@@ -677,17 +693,60 @@ impl Engine {
         };
         let queues = self.shared.sync_out.clone();
         let stats = self.master_stats.clone();
-        let thread = SyncThread::spawn("rvs-sync-master", cfg, stats, move |cfg, stop, stats| {
-            sync_net::run_master(&sock, &dests, cfg, &queues, stop, stats, heartbeat)
-        })?;
+        let signer = sync_net::shared_signer(&cfg).map(Arc::new);
+        let bulk = match &self.sync_group {
+            Some(g) => {
+                let (bsock, _) =
+                    sync_net::master_socket(&cfg).map_err(|source| EngineError::SyncSocket {
+                        role: "master",
+                        source,
+                    })?;
+                let (g, sh, sg) = (g.clone(), self.shared.clone(), signer.clone());
+                Some(SyncThread::spawn(
+                    "rvs-sync-bulk",
+                    cfg,
+                    stats.clone(),
+                    move |cfg, stop, stats| {
+                        run_bulk_syncs(&bsock, cfg, &g, &sh, sg.as_deref(), stop, stats);
+                    },
+                )?)
+            }
+            None => None,
+        };
+        let master = SyncThread::spawn("rvs-sync-master", cfg, stats, move |cfg, stop, stats| {
+            sync_net::run_master_signed(
+                &sock,
+                &dests,
+                cfg,
+                &queues,
+                stop,
+                stats,
+                heartbeat,
+                signer.as_deref(),
+            )
+        });
+        let thread = match master {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(mut b) = bulk {
+                    b.stop();
+                }
+                return Err(e);
+            }
+        };
         self.tell_all(|| Command::SyncMaster(Some(rules)));
         self.sync_master = Some(thread);
+        self.sync_bulk = bulk;
         Ok(())
     }
 
-    /// Stops the sync master (workers stop emitting; queued records are sent).
+    /// Stops the sync master (workers stop emitting; queued records are sent) and, in a
+    /// group, its bulk syncs.
     pub fn stop_sync_master(&mut self) {
         self.tell_all(|| Command::SyncMaster(None));
+        if let Some(mut t) = self.sync_bulk.take() {
+            t.stop();
+        }
         if let Some(mut t) = self.sync_master.take() {
             t.stop();
         }
@@ -813,6 +872,83 @@ impl Drop for Engine {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+/// The bulk sync thread of a group member: every [`BULK_POLL`], each peer that came up
+/// ([`crate::sync::group::Peer::take_bulk_due`]) is sent every session and template of
+/// every worker, by unicast to it alone, paced at [`sync_group::BULK_MSGS_PER_MS`]
+/// messages per millisecond; the workers give their tables a chunk at a time between
+/// bursts. One line is logged at the start and at the end of each.
+fn run_bulk_syncs(
+    sock: &std::net::UdpSocket,
+    cfg: &SyncNetConfig,
+    group: &PeerTable,
+    sh: &Shared,
+    signer: Option<&Mutex<crate::sync::auth::Signer>>,
+    stop: &AtomicBool,
+    stats: &SyncStats,
+) {
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(BULK_POLL);
+        for p in group.peers() {
+            if stop.load(Ordering::Acquire) || !p.take_bulk_due() {
+                continue;
+            }
+            let t0 = std::time::Instant::now();
+            tracing::info!(peer = %p.addr, "sync group: peer came up; bulk sync of every session to it");
+            let dest = std::net::SocketAddr::from((p.addr, cfg.port));
+            let mut buffer = Some(Vec::with_capacity(BULK_CHUNK_RECORDS));
+            let fetch = |w: usize, cursor: u32, out: &mut Vec<SyncConn>| {
+                let (chunk, next) = ask_chunk(sh, w, cursor, buffer.take().unwrap_or_default())?;
+                out.extend_from_slice(&chunk);
+                buffer = Some(chunk);
+                Some(next)
+            };
+            let r = sync_net::run_bulk(
+                sock,
+                dest,
+                cfg,
+                signer,
+                sh.workers,
+                fetch,
+                stop,
+                stats,
+                sync_group::BULK_MSGS_PER_MS,
+            );
+            p.bulk_records.fetch_add(r.records, Ordering::Relaxed);
+            if r.complete {
+                p.bulk_syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            let ms = t0.elapsed().as_millis() as u64;
+            if r.complete {
+                tracing::info!(peer = %p.addr, sessions = r.records, messages = r.messages, duration_ms = ms, "sync group: bulk sync done");
+            } else {
+                tracing::warn!(peer = %p.addr, sessions = r.records, messages = r.messages, duration_ms = ms, "sync group: bulk sync cut short (stopping, or a worker did not answer)");
+            }
+        }
+    }
+}
+
+/// Asks worker `w` for the chunk of its table from `cursor` ([`Command::BulkChunk`]),
+/// in `buf`; `None` when it does not answer within [`ASK_TIMEOUT`].
+fn ask_chunk(
+    sh: &Shared,
+    w: usize,
+    cursor: u32,
+    buf: Vec<SyncConn>,
+) -> Option<(Vec<SyncConn>, Option<u32>)> {
+    let deadline = std::time::Instant::now() + ASK_TIMEOUT;
+    let (tx, rx) = bounded(1);
+    let mut cmd = Command::BulkChunk(cursor, buf, tx);
+    // A full inbox (a burst of commands) is waited out.
+    while let Err(back) = sh.inboxes[w].push(cmd) {
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        cmd = back;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    rx.recv_deadline(deadline).ok()
 }
 
 /// A copy of what `m` holds (a poisoned lock is read all the same: it holds plain values).

@@ -398,6 +398,16 @@ impl<'a> Worker<'a> {
                     let _ = reply.try_send((self.w, self.core.sync_counters()));
                 }
                 Command::Announce => self.announce(),
+                Command::BulkChunk(cursor, mut buf, reply) => {
+                    buf.clear();
+                    let next = self.core.conns().sync_records_from(
+                        cursor,
+                        super::BULK_CHUNK_RECORDS,
+                        super::BULK_CHUNK_SLOTS,
+                        &mut buf,
+                    );
+                    let _ = reply.try_send((buf, next));
+                }
             }
         }
     }

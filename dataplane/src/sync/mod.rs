@@ -7,7 +7,8 @@
 //!   peer) and the sender/receiver threads' loops, independent of DPDK.
 //! - [`group`]: active/active sync among N directors (`[sync] state = "group"`): the
 //!   peer table, what is refused (own messages, unknown senders), per-peer counters and
-//!   state (heartbeats).
+//!   state (heartbeats), the bulk sync of the whole table to a peer that comes up
+//!   ([`net::run_bulk`], driven by the engine's bulk thread).
 //! - [`auth`]: with a key shared by the sync group (`[sync] key_file`), the master's
 //!   trailer (sender, sequence number, HMAC-SHA256) after each message and the backup's
 //!   check of it and of replays. A kernel backup drops such a message (its length is not
