@@ -634,6 +634,31 @@ pub mod topo {
     /// The VIP of the one-segment lab (DR, TUN).
     pub const VIP1: &str = "10.30.0.100";
 
+    /// The active/standby lab with one real server: a client `c` (10.10.0.2) and both
+    /// directors' client-side ports (`da`/`db` `d0`) on bridge `brc`, their server-side
+    /// ports (`d1`) and the real server `r1` (10.20.0.11) on bridge `brs`, both bridges in
+    /// namespace `sw`, and a sync link `da` `s0` 10.99.0.1 — `db` `s1` 10.99.0.2.
+    pub fn active_standby_one_server(prefix: &str) -> Lab {
+        let mut lab = Lab::new(prefix);
+        for ns in ["c", "sw", "da", "db", "r1"] {
+            lab.add_ns(ns);
+        }
+        lab.veth("c", "c0", "sw", "c0p");
+        lab.veth("da", "d0", "sw", "a0p");
+        lab.veth("db", "d0", "sw", "b0p");
+        lab.veth("da", "d1", "sw", "a1p");
+        lab.veth("db", "d1", "sw", "b1p");
+        lab.veth("r1", "r0", "sw", "r1p");
+        lab.veth("da", "s0", "db", "s1");
+        lab.bridge("sw", "brc", &["c0p", "a0p", "b0p"]);
+        lab.bridge("sw", "brs", &["a1p", "b1p", "r1p"]);
+        lab.addr("c", "c0", "10.10.0.2/24");
+        lab.addr("r1", "r0", "10.20.0.11/24");
+        lab.addr("da", "s0", "10.99.0.1/24");
+        lab.addr("db", "s1", "10.99.0.2/24");
+        lab
+    }
+
     /// The two-port lab (NAT, FULLNAT). Servers: rs1 on `port1`, rs2 on `port2`.
     pub fn two_port(prefix: &str, nat_gateway: bool, port1: u16, port2: u16) -> Lab {
         let mut lab = Lab::new(prefix);

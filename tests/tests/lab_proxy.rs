@@ -58,7 +58,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rvs_tests::failover::{established, start_director, wait_for};
-use rvs_tests::topo::{two_port, two_port_director_with, VIP2};
+use rvs_tests::topo::{self, two_port, two_port_director_with, VIP2};
 use rvs_tests::{can_build_labs, sha256, Director, Lab};
 
 const VIP: &str = VIP2;
@@ -254,7 +254,8 @@ impl Nginx {
 /// from the specification (haproxy.org's proxy-protocol.txt), independent of rvs's:
 /// `parse_v2(buf)` gives the fields of the v2 header at the start of `buf` and its length
 /// (it raises on anything that is not a PROXY command of version 2 with IPv4 or IPv6
-/// addresses); `read_proxy(sock)` reads a v1 or v2 header off the start of a stream.
+/// addresses); `read_proxy(sock)` reads a v1 or v2 header off the start of a stream;
+/// `serve_forever(port, serve)` accepts on 127.0.0.1:`port`, a thread per connection.
 const PP_PARSER: &str = r#"
 import socket, struct
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -308,6 +309,13 @@ def read_proxy(c):
     return {"version": 1, "proto": f[1], "src": f[2], "dst": f[3], "sport": int(f[4]), "dport": int(f[5])}
 def who(h):
     return "client=%s:%d dst=%s:%d v%d %s" % (h["src"], h["sport"], h["dst"], h["dport"], h["version"], h["proto"])
+def serve_forever(port, serve):
+    import threading
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port)); s.listen(64)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
 /// The upload sink behind HAProxy (which sends it a PROXY header, `send-proxy`): reads
@@ -346,11 +354,7 @@ def serve(c):
         open(log, "a").write("error %s\n" % e)
     finally:
         c.close()
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", port)); s.listen(64)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+serve_forever(port, serve)
 "#;
 
 /// An SMTP-like server that speaks first, behind HAProxy (`send-proxy`): reads the PROXY
@@ -375,11 +379,7 @@ def serve(c):
         open(log, "a").write("error %s\n" % e)
     finally:
         c.close()
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", port)); s.listen(64)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+serve_forever(port, serve)
 "#;
 
 /// A UDP echo server that strips the PROXY v2 header of every datagram, logs who it names
@@ -1018,23 +1018,7 @@ fn proxy_v2_transfers_survive_a_takeover_byte_exact() {
         return;
     }
     const LEN: u32 = 4 * 1024 * 1024;
-    let mut lab = Lab::new("rppf");
-    for ns in ["c", "sw", "da", "db", "r1"] {
-        lab.add_ns(ns);
-    }
-    lab.veth("c", "c0", "sw", "c0p");
-    lab.veth("da", "d0", "sw", "a0p");
-    lab.veth("db", "d0", "sw", "b0p");
-    lab.veth("da", "d1", "sw", "a1p");
-    lab.veth("db", "d1", "sw", "b1p");
-    lab.veth("r1", "r0", "sw", "r1p");
-    lab.veth("da", "s0", "db", "s1");
-    lab.bridge("sw", "brc", &["c0p", "a0p", "b0p"]);
-    lab.bridge("sw", "brs", &["a1p", "b1p", "r1p"]);
-    lab.addr("c", "c0", "10.10.0.2/24");
-    lab.addr("r1", "r0", "10.20.0.11/24");
-    lab.addr("da", "s0", "10.99.0.1/24");
-    lab.addr("db", "s1", "10.99.0.2/24");
+    let mut lab = topo::active_standby_one_server("rppf");
     let work = workdir(&lab);
     let www = work.join("www");
     std::fs::create_dir_all(&www).expect("www");

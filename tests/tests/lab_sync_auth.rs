@@ -24,7 +24,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rvs_tests::{can_build_labs, Director, Lab};
+use rvs_tests::{can_build_labs, topo, Director, Lab};
 
 const VIP: &str = "10.10.0.100";
 /// Real client flows (one UDP session each).
@@ -138,24 +138,8 @@ fn forged_and_replayed_sync_messages_are_refused_and_counted() {
         return;
     }
     let started = Instant::now();
-    let mut lab = Lab::new("rsa");
-    for ns in ["c", "sw", "da", "db", "r1"] {
-        lab.add_ns(ns);
-    }
-    lab.veth("c", "c0", "sw", "c0p");
-    lab.veth("da", "d0", "sw", "a0p");
-    lab.veth("db", "d0", "sw", "b0p");
-    lab.veth("da", "d1", "sw", "a1p");
-    lab.veth("db", "d1", "sw", "b1p");
-    lab.veth("r1", "r0", "sw", "r1p");
-    lab.veth("da", "s0", "db", "s1");
-    lab.bridge("sw", "brc", &["c0p", "a0p", "b0p"]);
-    lab.bridge("sw", "brs", &["a1p", "b1p", "r1p"]);
-    lab.addr("c", "c0", "10.10.0.2/24");
-    lab.addr("r1", "r0", "10.20.0.11/24");
+    let lab = topo::active_standby_one_server("rsa");
     lab.default_route("r1", "10.20.0.1".parse().unwrap());
-    lab.addr("da", "s0", "10.99.0.1/24");
-    lab.addr("db", "s1", "10.99.0.2/24");
 
     // The sync group's key: 32 random bytes as hex, readable by root only.
     let dir = std::env::temp_dir().join(format!("rvs-rsa-key-{}", std::process::id()));

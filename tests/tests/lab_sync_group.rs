@@ -56,6 +56,27 @@ for i in range(n):
 "#;
 
 /// A stranger on the sync network: one well-formed message (a session of client
+/// Starts rvsd in each of `dirs` (the first with the metrics endpoint) and configures
+/// its services.
+fn start_group(lab: &Lab, dirs: &[&str], key: Option<&str>) -> Vec<Director> {
+    let ds: Vec<Director> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            let extra = if i == 0 {
+                format!("[metrics]\nlisten = \"{METRICS}\"\n")
+            } else {
+                String::new()
+            };
+            start_rvsd(lab, ns, 3 + i as u8, key, &extra)
+        })
+        .collect();
+    for d in &ds {
+        configure(d);
+    }
+    ds
+}
+
 /// 10.10.0.66) to `dst:8848`.
 const STRANGER: &str = r#"
 import socket, struct, sys
@@ -212,22 +233,7 @@ fn group_lab(key: Option<&str>) {
     let started = Instant::now();
     let lab = make_lab();
     let dirs = DIRS;
-
-    let mut ds: Vec<Director> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, ns)| {
-            let extra = if i == 0 {
-                format!("[metrics]\nlisten = \"{METRICS}\"\n")
-            } else {
-                String::new()
-            };
-            start_rvsd(&lab, ns, 3 + i as u8, key, &extra)
-        })
-        .collect();
-    for d in &ds {
-        configure(d);
-    }
+    let mut ds = start_group(&lab, &dirs, key);
     // ipvsadm's listing of the daemons: both roles, as a kernel running both.
     let daemons = ds[0].rvsadm(&["-L", "--daemon"]);
     assert_eq!(
@@ -410,21 +416,7 @@ const JOIN_WITHIN: Duration = Duration::from_secs(5);
 fn join_lab(key: Option<&str>) {
     let started = Instant::now();
     let lab = make_lab();
-    let mut ds: Vec<Director> = DIRS[..2]
-        .iter()
-        .enumerate()
-        .map(|(i, ns)| {
-            let extra = if i == 0 {
-                format!("[metrics]\nlisten = \"{METRICS}\"\n")
-            } else {
-                String::new()
-            };
-            start_rvsd(&lab, ns, 3 + i as u8, key, &extra)
-        })
-        .collect();
-    for d in &ds {
-        configure(d);
-    }
+    let mut ds = start_group(&lab, &DIRS[..2], key);
     rvs_tests::failover::wait_for("da and db up for each other", 15, || {
         peer(&ds[0], SYNC[1]).0 == "up" && peer(&ds[1], SYNC[0]).0 == "up"
     });

@@ -17,7 +17,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rvs_tests::{can_build_labs, Director, Lab};
+use rvs_tests::{can_build_labs, topo, Director, Lab};
 
 const VIP: &str = "10.10.0.100";
 
@@ -65,24 +65,8 @@ fn standby_session_count_follows_under_load() {
         eprintln!("skipped: needs root and ip netns");
         return;
     }
-    let mut lab = Lab::new("rsl");
-    for ns in ["c", "sw", "da", "db", "r1"] {
-        lab.add_ns(ns);
-    }
-    lab.veth("c", "c0", "sw", "c0p");
-    lab.veth("da", "d0", "sw", "a0p");
-    lab.veth("db", "d0", "sw", "b0p");
-    lab.veth("da", "d1", "sw", "a1p");
-    lab.veth("db", "d1", "sw", "b1p");
-    lab.veth("r1", "r0", "sw", "r1p");
-    lab.veth("da", "s0", "db", "s1");
-    lab.bridge("sw", "brc", &["c0p", "a0p", "b0p"]);
-    lab.bridge("sw", "brs", &["a1p", "b1p", "r1p"]);
-    lab.addr("c", "c0", "10.10.0.2/24");
-    lab.addr("r1", "r0", "10.20.0.11/24");
+    let lab = topo::active_standby_one_server("rsl");
     lab.default_route("r1", "10.20.0.1".parse().unwrap());
-    lab.addr("da", "s0", "10.99.0.1/24");
-    lab.addr("db", "s1", "10.99.0.2/24");
 
     let a = start_rvsd(&lab, "da", 3, "");
     let b = start_rvsd(

@@ -56,16 +56,8 @@ fn be32(b: &[u8], at: usize) -> u32 {
 }
 
 impl<P: PacketBuf> Core<P> {
-    /// Whether session `id` has client-address work or a sequence shift.
-    #[inline]
-    pub(super) fn has_client_addr_work(&self, id: ConnId) -> bool {
-        self.conns
-            .get(id)
-            .is_some_and(|s| s.flags & (flags::CIP | flags::IN_SEQ) != 0)
-    }
-
-    /// After the rewrite of a packet of session `id` that has client-address work or a
-    /// shift (`CIP` or `IN_SEQ`), before its VLAN retag: the SYN's sequence number and
+    /// After the rewrite of a packet of session `id`, before its VLAN retag; nothing for
+    /// a session without client-address work or a shift (`CIP` or `IN_SEQ`). Else: the SYN's sequence number and
     /// the shift are learned, a client segment is shifted (and gets the TOA option
     /// once), a server segment's acknowledgement and SACK blocks are shifted back, a
     /// UDP datagram gets its v2 header. `Ok(true)`: the header segment is due

@@ -492,11 +492,9 @@ impl<P: PacketBuf> Core<P> {
         let mut due = false;
         let res = match plan.apply(&mut pkt, &at, &eg) {
             Ok(()) => {
-                if self.has_client_addr_work(id) {
-                    match self.client_addr(&mut pkt, id, reply, &at, flags, eg.mtu, now_ms) {
-                        Ok(d) => due = d,
-                        Err(r) => return self.drop(pkt, r),
-                    }
+                match self.client_addr(&mut pkt, id, reply, &at, flags, eg.mtu, now_ms) {
+                    Ok(d) => due = d,
+                    Err(r) => return self.drop(pkt, r),
                 }
                 if self.vlans || meta.l2.vlan_tci.is_some() {
                     retag_for(&mut pkt, snap, nh.port)

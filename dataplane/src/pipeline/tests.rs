@@ -2186,6 +2186,20 @@ const TS: [etherparse::TcpOptionElement; 3] = [
     etherparse::TcpOptionElement::Timestamp(100, 200),
 ];
 
+/// A client segment CIP:40000 -> VIP:80 with timestamps ([`seg_ts`]).
+fn from_client(seq: u32, ack: u32, flags: &str, payload: &[u8]) -> VecBuf {
+    seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        (CIP, 40000),
+        (VIP, 80),
+        seq,
+        ack,
+        flags,
+        &TS,
+        payload,
+    )
+}
+
 /// The TCP header of a frame (checksums checked), as etherparse reads it.
 fn tcp_hdr(frame: &[u8]) -> (etherparse::TcpHeader, Vec<u8>) {
     check(frame);
@@ -2208,17 +2222,7 @@ struct Shaken {
 }
 
 fn handshake(c: &mut Core<VecBuf>, now: u64) -> Shaken {
-    let cl = (CIP, 40000);
-    let syn = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7000,
-        0,
-        "S",
-        &TS,
-        b"",
-    );
+    let syn = from_client(7000, 0, "S", b"");
     let (p, _) = tx(c.process(syn, 0, now, false));
     let (h, _) = tcp_hdr(p.data());
     assert_eq!(h.sequence_number, 7000, "a SYN is not shifted");
@@ -2236,16 +2240,7 @@ fn handshake(c: &mut Core<VecBuf>, now: u64) -> Shaken {
     );
     let (p, _) = tx(c.process(synack, 1, now, false));
     assert_eq!(tcp_hdr(p.data()).0.acknowledgment_number, 7001);
-    let ack = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7001,
-        50001,
-        "A",
-        &TS,
-        b"",
-    );
+    let ack = from_client(7001, 50001, "A", b"");
     let (ack_out, _) = tx(c.process(ack, 0, now, false));
     let generated = c.take_generated().map(|(port, len)| {
         assert_eq!(port, 1, "the header leaves toward the real server");
@@ -2295,18 +2290,8 @@ fn proxy_v2_header_goes_first_and_the_stream_is_shifted_both_ways() {
         .any(|o| matches!(o, Ok(etherparse::TcpOptionElement::Timestamp(100, 200)))));
     assert_eq!(c.counters().proxy_headers, 1);
     // The client's request: shifted, no second header before 300 ms.
-    let cl = (CIP, 40000);
     let get = b"GET / HTTP/1.1\r\n\r\n";
-    let req = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7001,
-        50001,
-        "AP",
-        &TS,
-        get,
-    );
+    let req = from_client(7001, 50001, "AP", get);
     let (p, _) = tx(c.process(req, 0, 1100, false));
     assert_eq!(tcp_hdr(p.data()).0.sequence_number, 7029);
     assert!(c.take_generated().is_none());
@@ -2332,16 +2317,7 @@ fn proxy_v2_header_goes_first_and_the_stream_is_shifted_both_ways() {
     let mut twin = cip_core(Proto::Tcp, svc_flags_pp2());
     let tsh = handshake(&mut twin, 1000);
     assert_eq!(tsh.lport, sh.lport);
-    let req = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7001,
-        50001,
-        "AP",
-        &TS,
-        get,
-    );
+    let req = from_client(7001, 50001, "AP", get);
     tx(twin.process(req, 0, 1100, false));
     let rs_ack = seg_ts(
         (sh.rs_mac, PORT1_MAC),
@@ -2364,19 +2340,7 @@ fn proxy_v2_header_goes_first_and_the_stream_is_shifted_both_ways() {
         ),
     ];
     let pkts = vec![
-        (
-            seg_ts(
-                (CLIENT_MAC, PORT0_MAC),
-                cl,
-                (VIP, 80),
-                next,
-                50001,
-                "AP",
-                &TS,
-                b"more",
-            ),
-            0,
-        ),
+        (from_client(next, 50001, "AP", b"more"), 0),
         (
             seg_ts(
                 (sh.rs_mac, PORT1_MAC),
@@ -2425,19 +2389,7 @@ fn a_header_the_server_has_not_acknowledged_is_sent_again_with_the_first_byte() 
     let mut c = cip_core(Proto::Tcp, svc_flags_pp2());
     let sh = handshake(&mut c, 1000);
     assert!(sh.generated.is_some());
-    let cl = (CIP, 40000);
-    let first = || {
-        seg_ts(
-            (CLIENT_MAC, PORT0_MAC),
-            cl,
-            (VIP, 80),
-            7001,
-            50001,
-            "AP",
-            &TS,
-            b"hi",
-        )
-    };
+    let first = || from_client(7001, 50001, "AP", b"hi");
     // 200 ms later: not yet.
     tx(c.process(first(), 0, 1200, false));
     assert!(c.take_generated().is_none());
@@ -2450,16 +2402,7 @@ fn a_header_the_server_has_not_acknowledged_is_sent_again_with_the_first_byte() 
     assert_eq!(c.counters().proxy_resent, 1);
     assert_eq!(c.counters().proxy_headers, 2);
     // A later segment (not the first byte) never brings it.
-    let later = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7003,
-        50001,
-        "AP",
-        &TS,
-        b"x",
-    );
+    let later = from_client(7003, 50001, "AP", b"x");
     tx(c.process(later, 0, 3000, false));
     assert!(c.take_generated().is_none());
     let _ = sh;
@@ -2485,17 +2428,7 @@ fn a_client_that_sends_a_proxy_header_itself_comes_after_ours() {
     let sh = handshake(&mut c, 0);
     assert_eq!(tcp_hdr(&sh.generated.unwrap()).1, v2_expected());
     let spoof = b"PROXY TCP4 1.2.3.4 10.10.0.100 1 80\r\nGET / HTTP/1.0\r\n\r\n";
-    let cl = (CIP, 40000);
-    let p = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7001,
-        50001,
-        "AP",
-        &TS,
-        spoof,
-    );
+    let p = from_client(7001, 50001, "AP", spoof);
     let (p, _) = tx(c.process(p, 0, 10, false));
     let (h, payload) = tcp_hdr(p.data());
     // The spoofed line is the client's data, after the director's header.
@@ -2516,17 +2449,7 @@ fn toa_rides_on_the_handshakes_ack_once() {
     assert_eq!(&opts[at + 4..at + 8], &CIP);
     assert_eq!(c.counters().toa_added, 1);
     // The next segment has none, and the session now takes the fast path.
-    let cl = (CIP, 40000);
-    let p = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7001,
-        50001,
-        "AP",
-        &TS,
-        b"GET",
-    );
+    let p = from_client(7001, 50001, "AP", b"GET");
     let (p, _) = tx(c.process(p, 0, 10, false));
     let (h, _) = tcp_hdr(p.data());
     assert!(!h.options.as_slice().windows(2).any(|w| w == [254, 8]));
@@ -2538,30 +2461,11 @@ fn toa_rides_on_the_handshakes_ack_once() {
 #[test]
 fn toa_without_room_is_counted_and_the_segment_goes_on() {
     let mut c = cip_core(Proto::Tcp, crate::service::svc_flags::TOA);
-    let cl = (CIP, 40000);
-    let syn = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7000,
-        0,
-        "S",
-        &TS,
-        b"",
-    );
+    let syn = from_client(7000, 0, "S", b"");
     tx(c.process(syn, 0, 0, false));
     // The handshake's ACK lost: the first data segment fills the MTU.
     let full = vec![b'x'; 1500 - 20 - 32];
-    let p = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7001,
-        50001,
-        "AP",
-        &TS,
-        &full,
-    );
+    let p = from_client(7001, 50001, "AP", &full);
     let (p, _) = tx(c.process(p, 0, 1, false));
     assert_eq!(tcp_hdr(p.data()).1, full);
     assert_eq!((c.counters().toa_added, c.counters().toa_no_room), (0, 1));
@@ -2632,17 +2536,7 @@ fn a_standby_keeps_shifting_a_synced_proxy_session() {
     let mut est = got;
     est.state = crate::conn::TcpState::Established as u16;
     assert!(standby.install_synced(&est, 0).unwrap());
-    let cl = (CIP, 40000);
-    let p = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7101,
-        50001,
-        "AP",
-        &TS,
-        b"x",
-    );
+    let p = from_client(7101, 50001, "AP", b"x");
     let mut got = Vec::new();
     standby.process_burst(
         [p],
@@ -2677,30 +2571,11 @@ fn a_standby_keeps_shifting_a_synced_proxy_session() {
 #[test]
 fn a_reset_during_the_handshake_is_not_shifted_and_sends_no_header() {
     let mut c = cip_core(Proto::Tcp, svc_flags_pp2());
-    let cl = (CIP, 40000);
-    let syn = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7000,
-        0,
-        "S",
-        &TS,
-        b"",
-    );
+    let syn = from_client(7000, 0, "S", b"");
     tx(c.process(syn, 0, 0, false));
     // The client gives up before completing the handshake: its RST carries the
     // sequence number the server expects (no header is in the server's stream).
-    let rst = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7001,
-        0,
-        "R",
-        &TS,
-        b"",
-    );
+    let rst = from_client(7001, 0, "R", b"");
     let (p, _) = tx(c.process(rst, 0, 1, false));
     assert_eq!(tcp_hdr(p.data()).0.sequence_number, 7001);
     assert!(c.take_generated().is_none());
@@ -2710,34 +2585,13 @@ fn a_reset_during_the_handshake_is_not_shifted_and_sends_no_header() {
 #[test]
 fn a_first_segment_that_fills_the_mss_is_not_grown_and_its_retransmission_keeps_the_shift() {
     let mut c = cip_core(Proto::Tcp, svc_flags_pp2());
-    let cl = (CIP, 40000);
-    let syn = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7000,
-        0,
-        "S",
-        &TS,
-        b"",
-    );
+    let syn = from_client(7000, 0, "S", b"");
     let (p, _) = tx(c.process(syn, 0, 0, false));
     let (_, lport, rs, rport) = check(p.data());
     let rs_mac = if rs == RS1 { RS1_MAC } else { RS2_MAC };
     // The handshake's ACK is lost; the first segment fills the path (1500-byte packet).
     let full = vec![b'a'; 1500 - 20 - 32];
-    let first = || {
-        seg_ts(
-            (CLIENT_MAC, PORT0_MAC),
-            cl,
-            (VIP, 80),
-            7001,
-            50001,
-            "AP",
-            &TS,
-            &full,
-        )
-    };
+    let first = || from_client(7001, 50001, "AP", &full);
     let (p, _) = tx(c.process(first(), 0, 10, false));
     assert_eq!(p.data().len(), 14 + 1500, "not grown");
     let (h, payload) = tcp_hdr(p.data());
@@ -2786,29 +2640,10 @@ fn with_two_workers_the_sessions_owner_sends_the_header() {
         c
     };
     let (mut c, mut other) = (mk(owner), mk(1 - owner));
-    let cl = (CIP, 40000);
-    let syn = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7000,
-        0,
-        "S",
-        &TS,
-        b"",
-    );
+    let syn = from_client(7000, 0, "S", b"");
     tx(c.process(syn, 0, 0, false));
     // The handshake's ACK arrives at the other worker: handed over, no header there.
-    let ack = seg_ts(
-        (CLIENT_MAC, PORT0_MAC),
-        cl,
-        (VIP, 80),
-        7001,
-        50001,
-        "A",
-        &TS,
-        b"",
-    );
+    let ack = from_client(7001, 50001, "A", b"");
     let ack = match other.process(ack, 0, 1, true) {
         Out::Handoff(p, w) => {
             assert_eq!(w as usize, owner);

@@ -333,22 +333,7 @@ mod tests {
 
     fn message(cport: u16) -> Vec<u8> {
         let mut b = MessageBuilder::new(1, 1472);
-        assert!(b.push(&SyncConn {
-            protocol: 6,
-            v6: false,
-            flags: 0,
-            state: 1,
-            cport,
-            vport: 80,
-            dport: 8080,
-            fwmark: 0,
-            timeout: 900,
-            caddr: Addr::v4(10, 10, 0, 2),
-            vaddr: Addr::v4(10, 10, 0, 100),
-            daddr: Addr::v4(10, 20, 0, 11),
-            local: None,
-            in_seq: None,
-        }));
+        assert!(b.push(&crate::sync::test_conn(cport)));
         b.bytes().to_vec()
     }
 

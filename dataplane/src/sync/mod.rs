@@ -41,3 +41,26 @@ pub const DEFAULT_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0,
 pub const DEFAULT_PORT: u16 = 8848;
 /// The default message length of the master (1500 - 28).
 pub const DEFAULT_MAXLEN: u16 = 1472;
+
+/// A sync record of the tests: an established TCP session from 10.10.0.2:`cport` to
+/// 10.10.0.100:80 on real server 10.20.0.11:8080.
+#[cfg(test)]
+pub(crate) fn test_conn(cport: u16) -> crate::conn::SyncConn {
+    use crate::flow::Addr;
+    crate::conn::SyncConn {
+        protocol: 6,
+        v6: false,
+        flags: 0,
+        state: 1,
+        cport,
+        vport: 80,
+        dport: 8080,
+        fwmark: 0,
+        timeout: 900,
+        caddr: Addr::v4(10, 10, 0, 2),
+        vaddr: Addr::v4(10, 10, 0, 100),
+        daddr: Addr::v4(10, 20, 0, 11),
+        local: None,
+        in_seq: None,
+    }
+}

@@ -584,22 +584,7 @@ mod tests {
     use std::sync::Arc;
 
     fn conn(i: u16) -> SyncConn {
-        SyncConn {
-            protocol: 6,
-            v6: false,
-            flags: 0,
-            state: 1,
-            cport: 10000 + i,
-            vport: 80,
-            dport: 8080,
-            fwmark: 0,
-            timeout: 900,
-            caddr: Addr::v4(10, 10, 0, 2),
-            vaddr: Addr::v4(10, 10, 0, 100),
-            daddr: Addr::v4(10, 20, 0, 11),
-            local: None,
-            in_seq: None,
-        }
+        crate::sync::test_conn(10000 + i)
     }
 
     #[test]
