@@ -362,6 +362,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
         expire_nodest_conn: cfg.sessions.expire_nodest_conn != 0,
         expire_quiescent_template: cfg.sessions.expire_quiescent_template != 0,
         new_sessions_per_second: cfg.sessions.new_per_second.clamp(0, i64::from(u32::MAX)) as u32,
+        sloppy_tcp: cfg.sessions.sloppy_tcp != 0,
         mbufs: 0,
         routes: routes(cfg, &names)?,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
@@ -975,6 +976,7 @@ impl Backend for DpdkBackend {
         let routes = routes(cfg, &names).map_err(err)?;
         let marks = mark_rules(cfg, &names).map_err(err)?;
         self.engine.set_network(routes, marks);
+        self.engine.set_sloppy_tcp(cfg.sessions.sloppy_tcp != 0);
         self.engine.set_probe_servers(probe_servers(cfg));
         Ok(())
     }

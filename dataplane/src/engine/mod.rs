@@ -88,6 +88,9 @@ pub struct EngineConfig {
     /// that would open a session is dropped as `new-session-budget`. Fixed for the
     /// engine's life (`[sessions]` changes need a restart).
     pub new_sessions_per_second: u32,
+    /// The sysctl `sloppy_tcp` ([`crate::conn::ConnConfig::sloppy_tcp`]); changed later
+    /// with [`Engine::set_sloppy_tcp`].
+    pub sloppy_tcp: bool,
     /// Mbufs in the pool.
     pub mbufs: u32,
     /// Static routes (connected routes of the port addresses are added automatically).
@@ -433,11 +436,13 @@ impl Engine {
                 0
             })?;
         }
+        let mut base = ports.net;
+        base.sloppy_tcp = cfg.sloppy_tcp;
         Ok(Engine {
             shared,
             lcores,
             pool,
-            base: ports.net,
+            base,
             probe_servers: Vec::new(),
             connected: connected_routes(cfg),
             port_names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
@@ -585,6 +590,12 @@ impl Engine {
         all.extend(self.connected.iter().cloned());
         self.base.routes = crate::route::RouteTable::new(all);
         self.base.marks = marks;
+    }
+
+    /// Sets the sysctl `sloppy_tcp` (a configuration reload). Workers see it with the next
+    /// [`Engine::publish`].
+    pub fn set_sloppy_tcp(&mut self, on: bool) {
+        self.base.sloppy_tcp = on;
     }
 
     /// Sets the global ACL ([`NetConfig::acl`]). Workers see it with the next
