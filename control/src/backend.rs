@@ -371,6 +371,8 @@ pub struct EngineMetrics {
     pub passive: bool,
     /// Active/active sync: the group's peers (empty outside a group).
     pub sync_peers: Vec<rvs_dataplane::sync::group::PeerReport>,
+    /// Active/active sync: the dead peers' LIPs this director holds, with their peers.
+    pub sync_held_lips: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
 }
 
 /// What the metrics endpoint asks a backend: the counters and, with a dataplane, its
@@ -415,6 +417,10 @@ pub trait Backend: Send {
     fn counters(&self) -> DataplaneCounters;
     /// The connection table, for `-Lc`.
     fn connections(&self) -> Vec<ConnRow>;
+
+    /// Active/active sync: takes over the LIPs of peers that went down and releases those
+    /// of peers that came back (called every few hundred milliseconds).
+    fn group_tick(&mut self) {}
 
     /// The sync group's peers and their state as text (`rvsadm --list-group`).
     fn group(&self) -> String {

@@ -1042,10 +1042,21 @@ impl Backend for DpdkBackend {
                 .collect(),
             passive: sync.passive,
             sync_peers: sync.peers,
+            sync_held_lips: sync.held_lips,
         };
         BackendMetrics {
             counters,
             engine: Some(engine),
+        }
+    }
+
+    fn group_tick(&mut self) {
+        let (taken, released) = self.engine.group_tick();
+        for (lip, peer) in taken {
+            tracing::warn!(%lip, %peer, "sync group: peer down; taking over its local address (answered, announced, no new sessions on it)");
+        }
+        for (lip, peer) in released {
+            tracing::info!(%lip, %peer, "sync group: releasing a local address taken over (its peer is up, or another member holds it)");
         }
     }
 

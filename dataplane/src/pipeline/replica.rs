@@ -36,9 +36,17 @@ impl<P: PacketBuf> Core<P> {
 
     /// Standby: installs a session received from the master on this worker (which must be
     /// its owner: [`crate::steer::sync_owner`]). A FULLNAT session's local port is reserved in this
-    /// worker's slice of the service's LIP pool. Returns whether the session is new.
+    /// worker's slice of the service's LIP pool. A FULLNAT session on a LIP that is in none
+    /// of this worker's pools (a group peer's LIP: this director may take it over) is
+    /// installed without a reservation, since no session is ever opened on such a LIP
+    /// here, if its port is in the port range and this worker owns it. Returns whether the
+    /// session is new.
     pub fn install_synced(&mut self, c: &SyncConn, now_ms: u64) -> Result<bool, SyncRefuse> {
         let laddrs = &mut self.laddrs;
+        let (id, workers, range) = match &self.snap {
+            Some(s) => (self.id, s.net.workers, s.net.lport_range),
+            None => (self.id, 1, crate::laddr::DEFAULT_PORT_RANGE),
+        };
         let threshold = SyncRules::default().threshold;
         let res = self
             .conns
@@ -54,6 +62,14 @@ impl<P: PacketBuf> Core<P> {
                     addr: c.vaddr,
                     port: c.vport,
                 };
+                let ours = laddrs.values().any(|p| p.contains(lip));
+                if !ours {
+                    // A peer's LIP: sliced by worker as here (same layout).
+                    return lport >= range.0
+                        && lport <= range.1
+                        && crate::steer::owner_of_port(lport, workers) == id
+                        && super::pool_of(laddrs, key).is_some();
+                }
                 super::pool_of(laddrs, key).is_some_and(|pool| {
                     pool.reserve(LocalEndpoint {
                         addr: lip,

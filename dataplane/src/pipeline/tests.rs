@@ -3019,3 +3019,154 @@ fn a_synced_session_carries_an_unseen_flow_without_sloppy_tcp() {
         assert_eq!(burst.conns().len(), 1);
     }
 }
+
+/// A director of the FULLNAT service with two workers whose own pool is `own` and that
+/// holds `held` for a dead peer (a local LIP, in no pool: as the engine publishes a LIP
+/// taken over), neighbours known.
+fn fullnat_director(id: usize, own: [u8; 4], held: Option<[u8; 4]>) -> Core<VecBuf> {
+    let mut snap = snapshot(FwdMethod::FullNat, 2);
+    let mut net = (*snap.net).clone();
+    let key = *net.laddrs.keys().next().expect("the service's pool");
+    net.local.remove(&Ipv4Addr::from(LIP));
+    net.laddrs.insert(key, vec![Ipv4Addr::from(own)]);
+    net.local.insert(Ipv4Addr::from(own), (LocalKind::Lip, 1));
+    if let Some(h) = held {
+        net.local.insert(Ipv4Addr::from(h), (LocalKind::Lip, 1));
+    }
+    snap.net = Arc::new(net);
+    let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snap);
+    for d in 2..=51 {
+        c.add_static_neighbour(Ipv4Addr::new(10, 10, 0, d), CLIENT_MAC);
+    }
+    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c
+}
+
+#[test]
+fn a_held_lip_carries_a_dead_peers_fullnat_sessions_and_opens_none() {
+    // Director A (LIP 10.20.0.210) opens FULLNAT sessions and dies; director B (own LIP
+    // 10.20.0.200) holds A's LIP. A's synced sessions land on B's worker owning their
+    // port (the other worker refuses them), the servers' replies to A's LIP reach that
+    // worker and go back to the client as from the VIP, ARP for A's LIP is answered,
+    // and B's new sessions use its own LIP only.
+    const PEER_LIP: [u8; 4] = [10, 20, 0, 210];
+    let mut recs = Vec::new();
+    for w in 0..2 {
+        let mut a_dir = fullnat_director(w, PEER_LIP, None);
+        for cport in 41000..41040u16 {
+            if owner_of_client(Ipv4Addr::from([10, 10, 0, (cport % 50) as u8 + 2]), 2) != w {
+                continue;
+            }
+            let client = [10, 10, 0, (cport % 50) as u8 + 2];
+            let syn = segment(
+                CLIENT_MAC,
+                PORT0_MAC,
+                (client, cport),
+                (VIP, 80),
+                "S",
+                64,
+                b"",
+            );
+            tx(a_dir.process(syn, 0, 1, true));
+            let ack = segment(
+                CLIENT_MAC,
+                PORT0_MAC,
+                (client, cport),
+                (VIP, 80),
+                "A",
+                64,
+                b"",
+            );
+            tx(a_dir.process(ack, 0, 2, true));
+        }
+        for (id, _) in a_dir.conns().iter() {
+            recs.push(a_dir.conns().sync_record(id).unwrap());
+        }
+    }
+    assert!(recs.len() > 20);
+    let mut b = [
+        fullnat_director(0, LIP, Some(PEER_LIP)),
+        fullnat_director(1, LIP, Some(PEER_LIP)),
+    ];
+    for r in &recs {
+        let (lip, lport) = r.local.expect("FULLNAT");
+        assert_eq!(lip, a(PEER_LIP));
+        let w = crate::steer::sync_owner(r, 2);
+        assert_eq!(w, owner_of_port(lport, 2));
+        assert!(
+            b[w].install_synced(r, 3).unwrap(),
+            "installed on its port's owner"
+        );
+        assert!(
+            b[1 - w].install_synced(r, 3).is_err(),
+            "never on another worker"
+        );
+    }
+    // Replies from the servers to A's LIP: handed to the port's owner, then sent on.
+    let mut replies = Vec::new();
+    for r in &recs {
+        let (_, lport) = r.local.unwrap();
+        let rip: [u8; 4] = r.daddr.0[12..16].try_into().unwrap();
+        let mac = if rip == RS1 { RS1_MAC } else { RS2_MAC };
+        let reply = segment(
+            mac,
+            PORT1_MAC,
+            (rip, r.dport),
+            (PEER_LIP, lport),
+            "AP",
+            64,
+            b"r",
+        );
+        let w = owner_of_port(lport, 2);
+        match b[1 - w].process(reply.clone(), 1, 4, true) {
+            Out::Handoff(_, to) => assert_eq!(to as usize, w),
+            o => panic!("{o:?}"),
+        }
+        let (out, port) = tx(b[w].process(reply.clone(), 1, 4, true));
+        assert_eq!(port, 0);
+        let caddr: [u8; 4] = r.caddr.0[12..16].try_into().unwrap();
+        assert_eq!(check(out.data()), (VIP, 80, caddr, r.cport));
+        replies.push((w, reply));
+    }
+    // The burst path does the same.
+    for w in 0..2 {
+        let mut one = fullnat_director(w, LIP, Some(PEER_LIP));
+        let mut burst = fullnat_director(w, LIP, Some(PEER_LIP));
+        let pkts: Vec<(VecBuf, u16)> = replies.iter().map(|(_, p)| (p.clone(), 1)).collect();
+        for r in recs.iter().filter(|r| crate::steer::sync_owner(r, 2) == w) {
+            one.install_synced(r, 3).unwrap();
+            burst.install_synced(r, 3).unwrap();
+        }
+        let want = same_by_burst(&mut one, &mut burst, pkts, 5);
+        let mine = replies.iter().filter(|(o, _)| *o == w).count();
+        assert_eq!(want.iter().filter(|v| v.0 == 0).count(), mine);
+        assert_eq!(
+            want.iter().filter(|v| v.0 == 1).count(),
+            replies.len() - mine
+        );
+    }
+    // ARP for the held LIP is answered with B's port MAC.
+    let req = arp(1, RS1_MAC, RS1, [0; 6], PEER_LIP);
+    let (ans, port) = tx(b[0].process(req, 1, 6, false));
+    assert_eq!(port, 1);
+    assert_eq!(&ans.data()[20..22], &[0, 2], "an ARP reply");
+    assert_eq!(&ans.data()[22..28], &PORT1_MAC);
+    // New sessions on B: its own LIP, never the held one.
+    for cport in 42000..42060u16 {
+        let client = [10, 10, 0, (cport % 50) as u8 + 2];
+        let w = owner_of_client(Ipv4Addr::from(client), 2);
+        let syn = segment(
+            CLIENT_MAC,
+            PORT0_MAC,
+            (client, cport),
+            (VIP, 80),
+            "S",
+            64,
+            b"",
+        );
+        let (out, _) = tx(b[w].process(syn, 0, 7, true));
+        assert_eq!(check(out.data()).0, LIP);
+    }
+}

@@ -16,7 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::auth::{self, AuthError, Signer, SyncKey, Verifier};
 use super::group::{Pacer, PeerTable, Refusal};
-use super::wire::{self, MessageBuilder, Record};
+use super::wire::{self, Hello, MessageBuilder, Record};
 use crate::conn::SyncConn;
 
 /// A partial message waits at most this long before it is sent (the kernel's 2 s).
@@ -118,6 +118,11 @@ pub struct Stats {
     pub bulk_msgs: AtomicU64,
     /// Group: records sent in bulk syncs (not in `sent_conns`).
     pub bulk_conns: AtomicU64,
+    /// Group: FULLNAT records refused because their peer's layout (worker count, port
+    /// range) is not this director's.
+    pub peer_layout: AtomicU64,
+    /// Group: heartbeats whose hello block is malformed (the heartbeat still counts).
+    pub bad_hello: AtomicU64,
     /// When the last message was received: milliseconds since the Unix epoch (0: none
     /// yet). Not a counter: not in [`Stats::snapshot`].
     pub last_recv_unix_ms: AtomicU64,
@@ -147,6 +152,8 @@ impl Stats {
             ("peer_unknown", l(&self.peer_unknown)),
             ("bulk_msgs", l(&self.bulk_msgs)),
             ("bulk_conns", l(&self.bulk_conns)),
+            ("peer_layout", l(&self.peer_layout)),
+            ("bad_hello", l(&self.bad_hello)),
         ]
     }
 }
@@ -240,6 +247,7 @@ pub fn run_master(
         stats,
         heartbeat,
         signer.as_ref(),
+        None,
     );
 }
 
@@ -254,7 +262,8 @@ fn message_len(cfg: &SyncNetConfig) -> usize {
 }
 
 /// [`run_master`] with the signer given (one shared with the bulk syncs,
-/// [`shared_signer`]).
+/// [`shared_signer`]). In a group (`group`), each heartbeat carries this director's
+/// hello ([`PeerTable::local`]: its layout and LIPs).
 #[allow(clippy::too_many_arguments)]
 pub fn run_master_signed(
     sock: &UdpSocket,
@@ -265,6 +274,7 @@ pub fn run_master_signed(
     stats: &Stats,
     heartbeat: Option<Duration>,
     signer: Option<&Mutex<Signer>>,
+    group: Option<&PeerTable>,
 ) {
     let mut b = MessageBuilder::new(cfg.syncid, message_len(cfg));
     let mut first: Option<Instant> = None;
@@ -273,9 +283,17 @@ pub fn run_master_signed(
         if b.is_empty() && !beat {
             return;
         }
-        signed(signer, b.bytes(), |bytes| {
-            send_to_all(sock, bytes, dests, stats, beat, b.len())
-        });
+        match group.filter(|_| beat && b.is_empty()) {
+            Some(g) => {
+                let hello = wire::encode_hello(cfg.syncid, &g.local(), message_len(cfg));
+                signed(signer, &hello, |bytes| {
+                    send_to_all(sock, bytes, dests, stats, true, 0)
+                });
+            }
+            None => signed(signer, b.bytes(), |bytes| {
+                send_to_all(sock, bytes, dests, stats, beat, b.len())
+            }),
+        }
         b.reset();
         last_sent.set(Instant::now());
     };
@@ -475,9 +493,20 @@ pub fn run_backup(
             }
         };
         let before = stats.recv_conns.load(Ordering::Relaxed);
+        let refused_before = stats.peer_layout.load(Ordering::Relaxed);
+        let refuse = match (group, peer) {
+            (Some(g), Some(p)) => g.refuses_fullnat_of(p),
+            _ => false,
+        };
+        rx.set_refuse_fullnat(refuse);
         let records = rx.process(datagram, stats, &mut deliver);
         if let Some(p) = peer {
             let installed = stats.recv_conns.load(Ordering::Relaxed) - before;
+            let refused = stats.peer_layout.load(Ordering::Relaxed) - refused_before;
+            p.refused_layout.fetch_add(refused, Ordering::Relaxed);
+            if let Some(h) = rx.take_hello() {
+                p.set_hello(h);
+            }
             p.note(records, installed, now);
         }
     }
@@ -490,6 +519,10 @@ pub struct Receiver {
     syncid: u8,
     verifier: Option<Verifier>,
     recs: Vec<Record>,
+    /// FULLNAT records of the next datagrams are refused (their peer's layout differs).
+    refuse_fullnat: bool,
+    /// The hello of the last accepted heartbeat that carried one.
+    hello: Option<Hello>,
 }
 
 impl Receiver {
@@ -499,7 +532,20 @@ impl Receiver {
             syncid: cfg.syncid,
             verifier: cfg.key.as_ref().map(Verifier::new),
             recs: Vec::with_capacity(RECORDS_PER_MESSAGE),
+            refuse_fullnat: false,
+            hello: None,
         }
+    }
+
+    /// Refuses (and counts as `peer_layout`) the FULLNAT records of the datagrams that
+    /// follow, or stops refusing them.
+    pub fn set_refuse_fullnat(&mut self, on: bool) {
+        self.refuse_fullnat = on;
+    }
+
+    /// The hello of the last accepted heartbeat that carried one, taken.
+    pub fn take_hello(&mut self) -> Option<Hello> {
+        self.hello.take()
     }
 
     /// Checks one datagram and delivers its records. With a key, a datagram without a
@@ -535,7 +581,23 @@ impl Receiver {
                 datagram
             }
         };
-        process_message(msg, self.syncid, &mut self.recs, stats, deliver)
+        let n = process_message_with(
+            msg,
+            self.syncid,
+            &mut self.recs,
+            stats,
+            self.refuse_fullnat,
+            deliver,
+        );
+        if n == Some(0) {
+            match wire::decode_hello(msg) {
+                Ok(h) => self.hello = h,
+                Err(_) => {
+                    stats.bad_hello.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        n
     }
 }
 
@@ -547,6 +609,19 @@ pub fn process_message(
     syncid: u8,
     recs: &mut Vec<Record>,
     stats: &Stats,
+    deliver: &mut impl FnMut(SyncConn) -> bool,
+) -> Option<usize> {
+    process_message_with(msg, syncid, recs, stats, false, deliver)
+}
+
+/// [`process_message`]; with `refuse_fullnat`, FULLNAT records (those with a local
+/// address) are not delivered but counted as `peer_layout`.
+pub fn process_message_with(
+    msg: &[u8],
+    syncid: u8,
+    recs: &mut Vec<Record>,
+    stats: &Stats,
+    refuse_fullnat: bool,
     deliver: &mut impl FnMut(SyncConn) -> bool,
 ) -> Option<usize> {
     let nr = match wire::decode_header(msg) {
@@ -562,6 +637,9 @@ pub fn process_message(
     }
     for r in recs.drain(..) {
         match r {
+            Record::Conn(c) if refuse_fullnat && c.local.is_some() => {
+                stats.peer_layout.fetch_add(1, Ordering::Relaxed);
+            }
             Record::Conn(c) => {
                 if deliver(c) {
                     stats.recv_conns.fetch_add(1, Ordering::Relaxed);
@@ -896,7 +974,7 @@ mod tests {
         v.sort_unstable();
         assert_eq!(v, (10000..10010).collect::<Vec<u16>>());
         assert_eq!((l(&rstats.peer_unknown), l(&rstats.peer_own)), (1, 1));
-        let r = p.report(unix_ms(std::time::SystemTime::now()));
+        let r = p.report(unix_ms(std::time::SystemTime::now()), &Hello::default());
         assert_eq!(
             (r.addr, r.up, r.msgs, r.conns, r.refused),
             (peer, true, 1, 10, 0)
