@@ -50,6 +50,9 @@ use super::wire::Hello;
 
 /// How often a group member with nothing else to send sends an empty message.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A group member busy sending sessions (so never idle for a [`HEARTBEAT`]) still sends
+/// its hello at least this often.
+pub const HELLO_EVERY: Duration = Duration::from_secs(5);
 /// A peer is down when its last accepted message is older than this.
 pub const DOWN_AFTER: Duration = Duration::from_secs(3);
 /// Bulk sync: messages sent per millisecond at most (4 000 a second, about 150 000

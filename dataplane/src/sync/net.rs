@@ -263,7 +263,8 @@ fn message_len(cfg: &SyncNetConfig) -> usize {
 
 /// [`run_master`] with the signer given (one shared with the bulk syncs,
 /// [`shared_signer`]). In a group (`group`), each heartbeat carries this director's
-/// hello ([`PeerTable::local`]: its layout and LIPs).
+/// hello ([`PeerTable::local`]: its layout and LIPs), and a director that is never idle
+/// sends one every [`super::group::HELLO_EVERY`] anyway.
 #[allow(clippy::too_many_arguments)]
 pub fn run_master_signed(
     sock: &UdpSocket,
@@ -279,17 +280,21 @@ pub fn run_master_signed(
     let mut b = MessageBuilder::new(cfg.syncid, message_len(cfg));
     let mut first: Option<Instant> = None;
     let last_sent = std::cell::Cell::new(Instant::now());
+    let last_hello = std::cell::Cell::new(None::<Instant>);
+    let send_hello = |g: &PeerTable| {
+        let hello = wire::encode_hello(cfg.syncid, &g.local(), message_len(cfg));
+        signed(signer, &hello, |bytes| {
+            send_to_all(sock, bytes, dests, stats, true, 0)
+        });
+        last_hello.set(Some(Instant::now()));
+        last_sent.set(Instant::now());
+    };
     let send = |b: &mut MessageBuilder, beat: bool| {
         if b.is_empty() && !beat {
             return;
         }
         match group.filter(|_| beat && b.is_empty()) {
-            Some(g) => {
-                let hello = wire::encode_hello(cfg.syncid, &g.local(), message_len(cfg));
-                signed(signer, &hello, |bytes| {
-                    send_to_all(sock, bytes, dests, stats, true, 0)
-                });
-            }
+            Some(g) => send_hello(g),
             None => signed(signer, b.bytes(), |bytes| {
                 send_to_all(sock, bytes, dests, stats, beat, b.len())
             }),
@@ -322,6 +327,14 @@ pub fn run_master_signed(
         }
         if first.is_none() && heartbeat.is_some_and(|h| last_sent.get().elapsed() >= h) {
             send(&mut b, true);
+        }
+        if let Some(g) = group {
+            if last_hello
+                .get()
+                .is_none_or(|t| t.elapsed() >= super::group::HELLO_EVERY)
+            {
+                send_hello(g);
+            }
         }
         if got == 0 {
             std::thread::sleep(IDLE_SLEEP);
@@ -986,6 +999,95 @@ mod tests {
             "heartbeats are not counted as messages"
         );
         assert!(l(&mstats.heartbeats_sent) >= 2);
+    }
+
+    /// A group member's heartbeats carry its hello over loopback: the receiver learns
+    /// the peer's LIPs and layout; the peer has 4 workers where this director has 2, so
+    /// its FULLNAT records are refused and counted (per peer and as `peer_layout`) while
+    /// its other records are delivered.
+    #[test]
+    fn heartbeats_carry_the_hello_and_another_layouts_fullnat_records_are_refused() {
+        let port = 20000 + ((std::process::id() + 12011) % 20000) as u16;
+        let own = Ipv4Addr::LOCALHOST;
+        let peer = Ipv4Addr::new(127, 0, 0, 2);
+        let group = Arc::new(PeerTable::new(own, &[own, peer]));
+        let layout = Hello {
+            workers: 2,
+            lport_range: (1025, 65535),
+            lips: Vec::new(),
+        };
+        group.set_local(layout.clone());
+        let theirs = Arc::new(PeerTable::new(peer, &[own, peer]));
+        let peer_lips = vec![Ipv4Addr::new(10, 20, 0, 210), Ipv4Addr::new(10, 20, 0, 211)];
+        theirs.set_local(Hello {
+            workers: 4,
+            lips: peer_lips.clone(),
+            ..layout
+        });
+        let cfg = SyncNetConfig {
+            port,
+            iface: Some(own),
+            ..SyncNetConfig::default()
+        };
+        let rx = backup_socket(&cfg, true).expect("backup socket");
+        let stop = Arc::new(AtomicBool::new(false));
+        let rstats = Arc::new(Stats::default());
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (g2, s3, rs2, gr) = (got.clone(), stop.clone(), rstats.clone(), group.clone());
+        let b = std::thread::spawn(move || {
+            run_backup(&rx, &cfg, Some(&gr), &s3, &rs2, |c| {
+                g2.lock().unwrap().push(c.cport);
+                true
+            })
+        });
+        let mcfg = SyncNetConfig {
+            port,
+            iface: Some(peer),
+            ..SyncNetConfig::default()
+        };
+        let (tx, _) = master_socket(&mcfg).unwrap();
+        let to = SocketAddr::from((own, port));
+        let queues: Arc<Vec<ArrayQueue<SyncConn>>> = Arc::new(vec![ArrayQueue::new(64)]);
+        let mstats = Arc::new(Stats::default());
+        let (q2, s2, st2, th) = (queues.clone(), stop.clone(), mstats.clone(), theirs.clone());
+        let beat = Some(Duration::from_millis(50));
+        let m = std::thread::spawn(move || {
+            run_master_signed(&tx, &[to], &mcfg, &q2, &s2, &st2, beat, None, Some(&th))
+        });
+        let p = &group.peers()[0];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while p.hello().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let h = p.hello().expect("the peer's hello arrived");
+        assert_eq!((h.workers, h.lips.clone()), (4, peer_lips));
+        assert!(group.refuses_fullnat_of(p));
+        for i in 0..10u16 {
+            let mut c = conn(i);
+            if i % 2 == 1 {
+                c.flags = 5;
+                c.local = Some((crate::flow::Addr::v4(10, 20, 0, 210), 2000 + i));
+            }
+            queues[0].push(c).unwrap();
+        }
+        while p.msgs.load(Ordering::Relaxed) < 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Release);
+        m.join().unwrap();
+        b.join().unwrap();
+        let mut v = got.lock().unwrap().clone();
+        v.sort_unstable();
+        assert_eq!(v, [10000, 10002, 10004, 10006, 10008]);
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        assert_eq!(l(&rstats.peer_layout), 5);
+        assert_eq!(l(&p.refused_layout), 5);
+        assert_eq!(l(&rstats.bad_hello), 0);
+        let r = &group.report(unix_ms(std::time::SystemTime::now()))[0];
+        assert_eq!(
+            (r.layout, r.refused_layout, r.conns),
+            (Some("workers"), 5, 5)
+        );
     }
 
     /// Master and backup threads over loopback (unicast): every record arrives, in
