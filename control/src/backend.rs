@@ -310,6 +310,8 @@ pub struct SyncWorkerMetrics {
     pub updated: u64,
     /// Synced records refused.
     pub refused: u64,
+    /// Of those, in a sync group: sessions of a service this director does not have.
+    pub no_service: u64,
 }
 
 /// One sync daemon, for the metrics endpoint.

@@ -1038,6 +1038,7 @@ impl Backend for DpdkBackend {
                     installed: c.installed,
                     updated: c.updated,
                     refused: c.refused,
+                    no_service: c.no_service,
                 })
                 .collect(),
             passive: sync.passive,

@@ -996,7 +996,7 @@ fn sync(out: &mut Out, e: &EngineMetrics) {
     );
     out.sample("rvs_sync_passive", &[], u64::from(e.passive));
     type Field = (&'static str, &'static str, fn(&SyncWorkerMetrics) -> u64);
-    let per: [Field; 5] = [
+    let per: [Field; 6] = [
         (
             "rvs_sync_worker_records_emitted_total",
             "Session records a worker emitted for the sync master.",
@@ -1019,8 +1019,13 @@ fn sync(out: &mut Out, e: &EngineMetrics) {
         ),
         (
             "rvs_sync_worker_records_refused_total",
-            "Synced records a worker refused (bad protocol or state, table full, local port busy).",
+            "Synced records a worker refused (bad protocol or state, table full, local port busy, no such service in a sync group).",
             |w| w.refused,
+        ),
+        (
+            "rvs_sync_worker_records_refused_no_service_total",
+            "In a sync group: synced sessions a worker refused because this director has no such service.",
+            |w| w.no_service,
         ),
     ];
     for (name, help, v) in per {

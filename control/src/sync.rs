@@ -168,10 +168,11 @@ pub fn group_text(in_group: bool, own: Option<Ipv4Addr>, r: &SyncReport) -> Stri
     };
     let _ = writeln!(
         out,
-        "Refused: own {}, unknown senders {}, FULLNAT records of another layout {}",
+        "Refused: own {}, unknown senders {}, FULLNAT records of another layout {}, sessions of no service here {}",
         c("peer_own"),
         c("peer_unknown"),
-        c("peer_layout")
+        c("peer_layout"),
+        r.workers.iter().map(|(_, w)| w.no_service).sum::<u64>()
     );
     for p in &r.peers {
         if let Some(why) = p.layout {
@@ -304,7 +305,7 @@ mod tests {
              Peer             State   Messages   Sessions Heartbeats  Refused  LastMsg   BulkSent Bulks\n\
              10.99.0.2        up             3         40         12        1     0.4s       1200     2\n\
              10.99.0.3        down           0          0          0        0    never          0     0\n\
-             Refused: own 2, unknown senders 5, FULLNAT records of another layout 7\n\
+             Refused: own 2, unknown senders 5, FULLNAT records of another layout 7, sessions of no service here 0\n\
              Layout: 10.99.0.3 workers differ (its FULLNAT records refused, its LIPs not taken over)\n\
              Peer LIPs: 10.99.0.2 10.20.0.102; 10.99.0.3 10.20.0.103\n\
              LIPs held: 10.20.0.103 (of 10.99.0.3)\n"

@@ -549,6 +549,15 @@ impl Engine {
     pub fn set_sync_group(&mut self, group: Option<PeerTable>) {
         self.sync_group = group.map(Arc::new);
         self.tell_group_layout();
+        let member = self.sync_group.is_some();
+        if self.base.sync_group != member {
+            self.base.sync_group = member;
+            if let Some(snap) = read_locked(&self.shared.snapshot) {
+                let mut net = (*snap.net).clone();
+                net.sync_group = member;
+                self.install(snap.services, Arc::new(net));
+            }
+        }
     }
 
     /// This director's hello for its group: worker count, port range, own LIPs.
@@ -941,8 +950,8 @@ impl Engine {
         for (w, c) in &per {
             let _ = writeln!(
                 out,
-                "sync worker {w} emitted={} dropped={} installed={} updated={} refused={}",
-                c.emitted, c.dropped, c.installed, c.updated, c.refused
+                "sync worker {w} emitted={} dropped={} installed={} updated={} refused={} no_service={}",
+                c.emitted, c.dropped, c.installed, c.updated, c.refused, c.no_service
             );
         }
         if self.base.passive {

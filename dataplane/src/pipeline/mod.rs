@@ -127,6 +127,10 @@ pub struct NetConfig {
     /// `[sessions] sloppy_tcp`: a TCP segment without RST and without a session may open
     /// one (see [`crate::conn::ConnConfig::sloppy_tcp`]); every snapshot carries it.
     pub sloppy_tcp: bool,
+    /// The director is a member of an active/active sync group: a synced session of a
+    /// service it does not have is refused ([`crate::conn::SyncRefuse::NoService`]) rather
+    /// than installed without its server, as a kernel standby does.
+    pub sync_group: bool,
 }
 
 impl NetConfig {

@@ -48,6 +48,19 @@ impl<P: PacketBuf> Core<P> {
             None => (self.id, 1, crate::laddr::DEFAULT_PORT_RANGE),
         };
         let threshold = SyncRules::default().threshold;
+        let group = self.snap.as_ref().is_some_and(|s| s.net.sync_group);
+        if group && c.flags & u32::from(crate::conn::flags::TEMPLATE) == 0 {
+            let known = Proto::from_number(c.protocol).is_some_and(|proto| {
+                self.sched
+                    .snapshot()
+                    .is_some_and(|s| s.find(proto, c.vaddr, c.vport, c.fwmark).is_some())
+            });
+            if !known {
+                self.sync_stats.refused += 1;
+                self.sync_stats.no_service += 1;
+                return Err(SyncRefuse::NoService);
+            }
+        }
         let res = self
             .conns
             .install_synced(&mut self.sched, c, threshold, now_ms, |lip, lport| {

@@ -3170,3 +3170,40 @@ fn a_held_lip_carries_a_dead_peers_fullnat_sessions_and_opens_none() {
         assert_eq!(check(out.data()).0, LIP);
     }
 }
+
+#[test]
+fn in_a_sync_group_a_session_of_no_service_here_is_refused_and_counted() {
+    // A record for VIP:443, which this director does not have: a standby installs it as
+    // the kernel does (no server bound); a group member refuses it and counts it. The
+    // same director's records for VIP:80 are installed either way.
+    let mut rec = crate::sync::test_conn(45000);
+    rec.vport = 443;
+    let mut ok = crate::sync::test_conn(45001);
+    ok.dport = 8080;
+    for group in [false, true] {
+        let mut snap = snapshot(FwdMethod::Masq, 1);
+        let mut net = (*snap.net).clone();
+        net.sync_group = group;
+        snap.net = Arc::new(net);
+        let mut c = Core::<VecBuf>::new(0, ConnConfig::new(64), NeighConfig::default());
+        c.adopt(snap);
+        let r = c.install_synced(&rec, 1);
+        if group {
+            assert_eq!(r, Err(crate::conn::SyncRefuse::NoService));
+        } else {
+            assert_eq!(r, Ok(true));
+        }
+        assert_eq!(c.install_synced(&ok, 1), Ok(true));
+        assert_eq!(
+            c.install_synced(&ok, 2),
+            Ok(false),
+            "a duplicate is an update"
+        );
+        let s = c.sync_counters();
+        assert_eq!(
+            (s.installed, s.updated, s.refused, s.no_service),
+            if group { (1, 1, 1, 1) } else { (2, 1, 0, 0) }
+        );
+        assert_eq!(c.conns().len(), if group { 1 } else { 2 });
+    }
+}

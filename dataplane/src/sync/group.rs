@@ -663,4 +663,42 @@ mod tests {
         });
         assert_eq!(t.report(later)[0].layout, Some("port-range"));
     }
+
+    #[test]
+    fn a_split_never_gives_one_lip_to_two_members_of_three() {
+        // Every way three members can see each other (each sees each other member up or
+        // down, independently: 64 combinations, splits and one-way losses included): a
+        // LIP is held by at most one member, never by its owner, and a member that sees no other up (the lone side of a split) holds
+        // nothing.
+        let m = [ip(1), ip(2), ip(3)];
+        let lips_of = |i: usize| lips(100 + 10 * i as u8, 5);
+        for views in 0u32..64 {
+            // bit (2*i + k): member i sees its k-th other member up.
+            let mut held: Vec<(Ipv4Addr, usize)> = Vec::new();
+            for i in 0..3 {
+                let others: Vec<MemberView> = (0..3)
+                    .filter(|&j| j != i)
+                    .enumerate()
+                    .map(|(k, j)| view(m[j], views & (1 << (2 * i + k)) != 0, &lips_of(j)))
+                    .collect();
+                let sees = others.iter().filter(|o| o.up).count();
+                let got = lips_to_hold(m[i], &lips_of(i), &others);
+                if sees == 0 {
+                    assert!(got.is_empty(), "a lone member holds nothing");
+                }
+                held.extend(got.into_iter().map(|(l, _)| (l, i)));
+            }
+            for (l, i) in &held {
+                let owner = (0..3).find(|&j| lips_of(j).contains(l)).unwrap();
+                assert_ne!(owner, *i);
+                let holders: Vec<usize> =
+                    held.iter().filter(|(x, _)| x == l).map(|h| h.1).collect();
+                assert_eq!(
+                    holders.len(),
+                    1,
+                    "views {views:06b}: {l} held by {holders:?}"
+                );
+            }
+        }
+    }
 }
