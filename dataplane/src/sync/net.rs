@@ -226,8 +226,9 @@ fn signed<R>(signer: Option<&Mutex<Signer>>, msg: &[u8], send: impl FnOnce(&[u8]
 /// message at once, a partial one after [`PARTIAL_FLUSH`], until `stop`. With a key,
 /// each message carries its trailer, and the messages are shorter by its length so that
 /// the datagram stays within `maxlen`. Every message goes to each of `dests` (the group
-/// or the unicast peer; a group's peers); with `heartbeat` (a group), an empty message
-/// goes to each after that long without anything else sent.
+/// or the unicast peer; a group's peers); with `heartbeat` (a group), after that long
+/// without anything sent, the partial message goes at once, or an empty message when
+/// there is none.
 pub fn run_master(
     sock: &UdpSocket,
     dests: &[SocketAddr],
@@ -296,7 +297,7 @@ pub fn run_master_signed(
         match group.filter(|_| beat && b.is_empty()) {
             Some(g) => send_hello(g),
             None => signed(signer, b.bytes(), |bytes| {
-                send_to_all(sock, bytes, dests, stats, beat, b.len())
+                send_to_all(sock, bytes, dests, stats, beat && b.is_empty(), b.len())
             }),
         }
         b.reset();
@@ -325,8 +326,12 @@ pub fn run_master_signed(
             send(&mut b, false);
             first = None;
         }
-        if first.is_none() && heartbeat.is_some_and(|h| last_sent.get().elapsed() >= h) {
+        if heartbeat.is_some_and(|h| last_sent.get().elapsed() >= h) {
+            // In a group the peers hear from a member at least every heartbeat: a
+            // partial message then goes early (else they could see it silent for the
+            // partial flush's 2 s plus a heartbeat, close to the 3 s that make it down).
             send(&mut b, true);
+            first = None;
         }
         if let Some(g) = group {
             if last_hello
