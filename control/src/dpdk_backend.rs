@@ -1307,6 +1307,10 @@ mod tests {
         let cfg = format!("{port}[sessions]\nnew_per_second = 20000\n");
         let e = engine_config(&Config::from_str(&cfg).unwrap()).unwrap();
         assert_eq!(e.new_sessions_per_second, 20000);
+        assert!(!e.sloppy_tcp);
+        let cfg = format!("{port}[sessions]\nsloppy_tcp = 1\n");
+        let e = engine_config(&Config::from_str(&cfg).unwrap()).unwrap();
+        assert!(e.sloppy_tcp);
     }
 
     #[test]
