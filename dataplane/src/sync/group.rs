@@ -354,8 +354,13 @@ impl PeerTable {
 
     /// Whether `peer`'s FULLNAT records are refused: its last hello names another layout.
     pub fn refuses_fullnat_of(&self, peer: &Peer) -> bool {
-        peer.hello()
-            .is_some_and(|h| layout_mismatch(&self.local(), &h).is_some())
+        // Per datagram: compared under the locks, nothing cloned.
+        let theirs = peer.hello.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(h) = theirs.as_ref() else {
+            return false;
+        };
+        let own = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        layout_mismatch(&own, h).is_some()
     }
 
     /// The LIPs this director holds at `now_ms` for its dead peers ([`lips_to_hold`]).
