@@ -238,6 +238,7 @@ pub fn engine_config(
         expire_nodest_conn: false,
         expire_quiescent_template: false,
         new_sessions_per_second: 0,
+        sloppy_tcp: false,
         mbufs,
         routes: Vec::new(),
         lport_range: DEFAULT_PORT_RANGE,

@@ -10,7 +10,7 @@
 //! | `[[routes]]` | static routes: prefix, gateway, port |
 //! | `[[services]]` | virtual services with `[[services.real]]` real servers and FULLNAT `laddrs` |
 //! | `[timeouts]` | `tcp tcpfin udp` as `ipvsadm --set` (900 120 300) |
-//! | `[sessions]` | session-table capacity per core; the sysctls `expire_nodest_conn`, `expire_quiescent_template`; the new-session budget per worker `new_per_second` |
+//! | `[sessions]` | session-table capacity per core; the sysctls `expire_nodest_conn`, `expire_quiescent_template`, `sloppy_tcp`; the new-session budget per worker `new_per_second` |
 //! | `[control]` | the control socket path (default `/run/rvs/rvsd.sock`), an `ipvsadm -S` rules file, an operator's keepalived.conf ([`keepalived`]) |
 //! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast, the sync group's key file; `group` with `peers`: active/active among N directors) |
 //! | `[metrics]` | the Prometheus metrics endpoint (off unless `listen` is given) |
@@ -670,6 +670,14 @@ pub struct Sessions {
     /// second's worth, so a quiet worker may take that many at once.
     #[serde(default)]
     pub new_per_second: i64,
+    /// The sysctl `sloppy_tcp`, 0 or 1 (default 0): with 1 a TCP segment without RST of a
+    /// flow without a session may open one, not only a SYN, in the state the segment
+    /// implies (ESTABLISHED for an ACK). For several directors behind ECMP: a flow that
+    /// moves to a director that never saw it goes on there. The server is scheduled as
+    /// for a SYN, so with `mh` it is the one the first director chose; FULLNAT servers
+    /// are never given such a session. A reload applies it.
+    #[serde(default)]
+    pub sloppy_tcp: i64,
 }
 
 fn default_capacity() -> i64 {
@@ -683,6 +691,7 @@ impl Default for Sessions {
             expire_nodest_conn: 0,
             expire_quiescent_template: 0,
             new_per_second: 0,
+            sloppy_tcp: 0,
         }
     }
 }
@@ -1075,6 +1084,7 @@ impl Config {
             0,
             1,
         )?;
+        range("sessions.sloppy_tcp".into(), self.sessions.sloppy_tcp, 0, 1)?;
         range(
             "sessions.new_per_second".into(),
             self.sessions.new_per_second,
@@ -1706,6 +1716,17 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::from_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn sloppy_tcp_is_0_or_1_and_refused_by_name_otherwise() {
+        assert_eq!(Config::from_str("").unwrap().sessions.sloppy_tcp, 0);
+        let c = Config::from_str("[sessions]\nsloppy_tcp = 1\n").unwrap();
+        assert_eq!(c.sessions.sloppy_tcp, 1);
+        for bad in ["2", "-1"] {
+            let e = err(&format!("[sessions]\nsloppy_tcp = {bad}\n"));
+            assert!(e.starts_with("sessions.sloppy_tcp: "), "{e}");
+        }
     }
 
     #[test]

@@ -310,6 +310,8 @@ pub struct SyncWorkerMetrics {
     pub updated: u64,
     /// Synced records refused.
     pub refused: u64,
+    /// Of those, in a sync group: sessions of a service this director does not have.
+    pub no_service: u64,
 }
 
 /// One sync daemon, for the metrics endpoint.
@@ -371,6 +373,8 @@ pub struct EngineMetrics {
     pub passive: bool,
     /// Active/active sync: the group's peers (empty outside a group).
     pub sync_peers: Vec<rvs_dataplane::sync::group::PeerReport>,
+    /// Active/active sync: the dead peers' LIPs this director holds, with their peers.
+    pub sync_held_lips: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
 }
 
 /// What the metrics endpoint asks a backend: the counters and, with a dataplane, its
@@ -415,6 +419,10 @@ pub trait Backend: Send {
     fn counters(&self) -> DataplaneCounters;
     /// The connection table, for `-Lc`.
     fn connections(&self) -> Vec<ConnRow>;
+
+    /// Active/active sync: takes over the LIPs of peers that went down and releases those
+    /// of peers that came back (called every few hundred milliseconds).
+    fn group_tick(&mut self) {}
 
     /// The sync group's peers and their state as text (`rvsadm --list-group`).
     fn group(&self) -> String {

@@ -192,6 +192,11 @@ impl Daemon {
         v
     }
 
+    /// Active/active sync: LIP takeover and release ([`crate::backend::Backend::group_tick`]).
+    pub fn group_tick(&mut self) {
+        self.backend.group_tick();
+    }
+
     /// One estimator tick (every 2 s).
     pub fn tick(&mut self) {
         let c = self.backend.counters();

@@ -362,6 +362,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
         expire_nodest_conn: cfg.sessions.expire_nodest_conn != 0,
         expire_quiescent_template: cfg.sessions.expire_quiescent_template != 0,
         new_sessions_per_second: cfg.sessions.new_per_second.clamp(0, i64::from(u32::MAX)) as u32,
+        sloppy_tcp: cfg.sessions.sloppy_tcp != 0,
         mbufs: 0,
         routes: routes(cfg, &names)?,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
@@ -975,6 +976,7 @@ impl Backend for DpdkBackend {
         let routes = routes(cfg, &names).map_err(err)?;
         let marks = mark_rules(cfg, &names).map_err(err)?;
         self.engine.set_network(routes, marks);
+        self.engine.set_sloppy_tcp(cfg.sessions.sloppy_tcp != 0);
         self.engine.set_probe_servers(probe_servers(cfg));
         Ok(())
     }
@@ -1036,14 +1038,26 @@ impl Backend for DpdkBackend {
                     installed: c.installed,
                     updated: c.updated,
                     refused: c.refused,
+                    no_service: c.no_service,
                 })
                 .collect(),
             passive: sync.passive,
             sync_peers: sync.peers,
+            sync_held_lips: sync.held_lips,
         };
         BackendMetrics {
             counters,
             engine: Some(engine),
+        }
+    }
+
+    fn group_tick(&mut self) {
+        let (taken, released) = self.engine.group_tick();
+        for (lip, peer) in taken {
+            tracing::warn!(%lip, %peer, "sync group: peer down; taking over its local address (answered, announced, no new sessions on it)");
+        }
+        for (lip, peer) in released {
+            tracing::info!(%lip, %peer, "sync group: releasing a local address taken over (its peer is up, or another member holds it)");
         }
     }
 
@@ -1293,6 +1307,10 @@ mod tests {
         let cfg = format!("{port}[sessions]\nnew_per_second = 20000\n");
         let e = engine_config(&Config::from_str(&cfg).unwrap()).unwrap();
         assert_eq!(e.new_sessions_per_second, 20000);
+        assert!(!e.sloppy_tcp);
+        let cfg = format!("{port}[sessions]\nsloppy_tcp = 1\n");
+        let e = engine_config(&Config::from_str(&cfg).unwrap()).unwrap();
+        assert!(e.sloppy_tcp);
     }
 
     #[test]

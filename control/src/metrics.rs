@@ -738,7 +738,11 @@ fn laddrs(out: &mut Out, g: &Gathered) {
 
 /// Active/active sync: per peer of the group (`peer` label), its state and what was
 /// received from it. No series outside a group.
-fn sync_peers(out: &mut Out, peers: &[rvs_dataplane::sync::group::PeerReport]) {
+fn sync_peers(
+    out: &mut Out,
+    peers: &[rvs_dataplane::sync::group::PeerReport],
+    held: &[(std::net::Ipv4Addr, std::net::Ipv4Addr)],
+) {
     use rvs_dataplane::sync::group::PeerReport;
     if peers.is_empty() {
         return;
@@ -749,7 +753,7 @@ fn sync_peers(out: &mut Out, peers: &[rvs_dataplane::sync::group::PeerReport]) {
         &'static str,
         fn(&PeerReport) -> u64,
     );
-    let fields: [Field; 7] = [
+    let fields: [Field; 9] = [
         (
             "rvs_sync_peer_up",
             "Whether a message of the sync group's peer was accepted within the last 3 s (peers send a heartbeat each second when idle).",
@@ -792,12 +796,42 @@ fn sync_peers(out: &mut Out, peers: &[rvs_dataplane::sync::group::PeerReport]) {
             "counter",
             |p| p.bulk_syncs,
         ),
+        (
+            "rvs_sync_peer_records_refused_layout_total",
+            "FULLNAT session records from the peer refused because its worker count or local port range is not this director's.",
+            "counter",
+            |p| p.refused_layout,
+        ),
+        (
+            "rvs_sync_peer_layout_mismatch",
+            "Whether the peer's last heartbeat names another worker count or local port range than this director's (its FULLNAT records are refused, its LIPs never taken over).",
+            "gauge",
+            |p| u64::from(p.layout.is_some()),
+        ),
     ];
     for (name, help, kind, f) in fields {
         out.family(name, help, kind);
         for p in peers {
             out.sample(name, &[("peer", &p.addr.to_string())], f(p));
         }
+    }
+    out.family(
+        "rvs_sync_lips_held",
+        "Local addresses of dead peers this director holds (answers ARP and replies for, opens no session on).",
+        "gauge",
+    );
+    out.sample("rvs_sync_lips_held", &[], held.len() as u64);
+    out.family(
+        "rvs_sync_lip_held",
+        "A dead peer's local address this director holds (1), by address and peer.",
+        "gauge",
+    );
+    for (lip, peer) in held {
+        out.sample(
+            "rvs_sync_lip_held",
+            &[("lip", &lip.to_string()), ("peer", &peer.to_string())],
+            1u64,
+        );
     }
     out.family(
         "rvs_sync_peer_last_message_age_seconds",
@@ -954,7 +988,7 @@ fn sync(out: &mut Out, e: &EngineMetrics) {
             .map_or(0, |(_, v)| *v);
         out.sample("rvs_sync_messages_refused_total", &[("reason", reason)], v);
     }
-    sync_peers(out, &e.sync_peers);
+    sync_peers(out, &e.sync_peers, &e.sync_held_lips);
     out.family(
         "rvs_sync_passive",
         "Whether the director is a standby (VIPs and LIPs not answered).",
@@ -962,7 +996,7 @@ fn sync(out: &mut Out, e: &EngineMetrics) {
     );
     out.sample("rvs_sync_passive", &[], u64::from(e.passive));
     type Field = (&'static str, &'static str, fn(&SyncWorkerMetrics) -> u64);
-    let per: [Field; 5] = [
+    let per: [Field; 6] = [
         (
             "rvs_sync_worker_records_emitted_total",
             "Session records a worker emitted for the sync master.",
@@ -985,8 +1019,13 @@ fn sync(out: &mut Out, e: &EngineMetrics) {
         ),
         (
             "rvs_sync_worker_records_refused_total",
-            "Synced records a worker refused (bad protocol or state, table full, local port busy).",
+            "Synced records a worker refused (bad protocol or state, table full, local port busy, no such service in a sync group).",
             |w| w.refused,
+        ),
+        (
+            "rvs_sync_worker_records_refused_no_service_total",
+            "In a sync group: synced sessions a worker refused because this director has no such service.",
+            |w| w.no_service,
         ),
     ];
     for (name, help, v) in per {

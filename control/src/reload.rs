@@ -172,6 +172,7 @@ pub fn restart_only_change(old: &Config, new: &Config) -> Option<String> {
         c.marks.clear();
         c.acl = Default::default();
         c.timeouts = Default::default();
+        c.sessions.sloppy_tcp = 0;
         c.control.rules = None;
         c.control.keepalived_conf = None;
     }
@@ -449,6 +450,15 @@ pub fn network_changes(old: &Config, new: &Config) -> Vec<Change> {
             overrides_rvsadm: false,
         });
     }
+    if old.sessions.sloppy_tcp != new.sessions.sloppy_tcp {
+        out.push(Change {
+            what: format!(
+                "sessions.sloppy_tcp: {} (was {})",
+                new.sessions.sloppy_tcp, old.sessions.sloppy_tcp
+            ),
+            overrides_rvsadm: false,
+        });
+    }
     out
 }
 
@@ -625,6 +635,19 @@ real = [
         assert_eq!(restart_only_change(&old, &new), None);
         let (new, _) = parse(&BASE.replace("wrr", "rr"));
         assert_eq!(restart_only_change(&old, &new), None);
+        // sloppy_tcp is applied by a reload, and reported as a change.
+        let (new, _) = parse(&format!("{BASE}\n[sessions]\nsloppy_tcp = 1\n"));
+        assert_eq!(restart_only_change(&old, &new), None);
+        let what: Vec<String> = network_changes(&old, &new)
+            .into_iter()
+            .map(|c| c.what)
+            .collect();
+        assert_eq!(what, ["sessions.sloppy_tcp: 1 (was 0)"]);
+        let (new, _) = parse(&format!("{BASE}\n[sessions]\nexpire_nodest_conn = 1\n"));
+        assert_eq!(
+            restart_only_change(&old, &new).as_deref(),
+            Some("sessions.expire_nodest_conn")
+        );
         // A sync group's members and its role change only with a restart.
         let group = |peers: &str| {
             parse(&format!(

@@ -168,9 +168,46 @@ pub fn group_text(in_group: bool, own: Option<Ipv4Addr>, r: &SyncReport) -> Stri
     };
     let _ = writeln!(
         out,
-        "Refused: own {}, unknown senders {}",
+        "Refused: own {}, unknown senders {}, FULLNAT records of another layout {}, sessions of no service here {}",
         c("peer_own"),
-        c("peer_unknown")
+        c("peer_unknown"),
+        c("peer_layout"),
+        r.workers.iter().map(|(_, w)| w.no_service).sum::<u64>()
+    );
+    for p in &r.peers {
+        if let Some(why) = p.layout {
+            let _ = writeln!(
+                out,
+                "Layout: {} {why} differ (its FULLNAT records refused, its LIPs not taken over)",
+                p.addr
+            );
+        }
+    }
+    let known: Vec<String> = r
+        .peers
+        .iter()
+        .filter(|p| !p.lips.is_empty())
+        .map(|p| {
+            let l: Vec<String> = p.lips.iter().map(|a| a.to_string()).collect();
+            format!("{} {}", p.addr, l.join(" "))
+        })
+        .collect();
+    if !known.is_empty() {
+        let _ = writeln!(out, "Peer LIPs: {}", known.join("; "));
+    }
+    let held: Vec<String> = r
+        .held_lips
+        .iter()
+        .map(|(l, p)| format!("{l} (of {p})"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "LIPs held: {}",
+        if held.is_empty() {
+            "none".to_string()
+        } else {
+            held.join(", ")
+        }
     );
     out
 }
@@ -220,7 +257,7 @@ mod tests {
         use rvs_dataplane::sync::group::PeerReport;
         let idle = SyncDaemonReport {
             running: true,
-            counters: vec![("peer_own", 2), ("peer_unknown", 5)],
+            counters: vec![("peer_own", 2), ("peer_unknown", 5), ("peer_layout", 7)],
             backlog: 0,
             last_message_unix_ms: None,
             authenticated: false,
@@ -230,6 +267,7 @@ mod tests {
             backup: idle,
             workers: Vec::new(),
             passive: false,
+            held_lips: vec![(Ipv4Addr::new(10, 20, 0, 103), Ipv4Addr::new(10, 99, 0, 3))],
             peers: vec![
                 PeerReport {
                     addr: Ipv4Addr::new(10, 99, 0, 2),
@@ -241,6 +279,9 @@ mod tests {
                     last_age_ms: Some(420),
                     bulk_records: 1200,
                     bulk_syncs: 2,
+                    layout: None,
+                    lips: vec![Ipv4Addr::new(10, 20, 0, 102)],
+                    refused_layout: 0,
                 },
                 PeerReport {
                     addr: Ipv4Addr::new(10, 99, 0, 3),
@@ -252,6 +293,9 @@ mod tests {
                     last_age_ms: None,
                     bulk_records: 0,
                     bulk_syncs: 0,
+                    layout: Some("workers"),
+                    lips: vec![Ipv4Addr::new(10, 20, 0, 103)],
+                    refused_layout: 7,
                 },
             ],
         };
@@ -261,7 +305,10 @@ mod tests {
              Peer             State   Messages   Sessions Heartbeats  Refused  LastMsg   BulkSent Bulks\n\
              10.99.0.2        up             3         40         12        1     0.4s       1200     2\n\
              10.99.0.3        down           0          0          0        0    never          0     0\n\
-             Refused: own 2, unknown senders 5\n"
+             Refused: own 2, unknown senders 5, FULLNAT records of another layout 7, sessions of no service here 0\n\
+             Layout: 10.99.0.3 workers differ (its FULLNAT records refused, its LIPs not taken over)\n\
+             Peer LIPs: 10.99.0.2 10.20.0.102; 10.99.0.3 10.20.0.103\n\
+             LIPs held: 10.20.0.103 (of 10.99.0.3)\n"
         );
         assert_eq!(
             group_text(false, None, &r),

@@ -50,6 +50,10 @@ impl Backend for Fake {
                 mbuf_pool_size: 4096,
                 sync_backup: s.sync_backup.clone(),
                 sync_peers: s.sync_peers.clone(),
+                sync_held_lips: vec![(
+                    "10.20.0.103".parse().unwrap(),
+                    "10.99.0.3".parse().unwrap(),
+                )],
                 ..Default::default()
             }),
         }
@@ -428,6 +432,9 @@ fn sync_group_peers_have_their_series() {
             last_age_ms: Some(400),
             bulk_records: 300,
             bulk_syncs: 1,
+            layout: None,
+            lips: Vec::new(),
+            refused_layout: 0,
         },
         PeerReport {
             addr: "10.99.0.3".parse().unwrap(),
@@ -439,6 +446,9 @@ fn sync_group_peers_have_their_series() {
             last_age_ms: None,
             bulk_records: 0,
             bulk_syncs: 0,
+            layout: Some("port-range"),
+            lips: Vec::new(),
+            refused_layout: 3,
         },
     ];
     let text = Exporter::new().render(d.gather_metrics());
@@ -469,6 +479,17 @@ fn sync_group_peers_have_their_series() {
         ),
         ("rvs_sync_peer_bulk_syncs_total{peer=\"10.99.0.2\"}", 1.0),
         ("rvs_sync_peer_bulk_syncs_total{peer=\"10.99.0.3\"}", 0.0),
+        (
+            "rvs_sync_peer_records_refused_layout_total{peer=\"10.99.0.3\"}",
+            3.0,
+        ),
+        ("rvs_sync_peer_layout_mismatch{peer=\"10.99.0.3\"}", 1.0),
+        ("rvs_sync_peer_layout_mismatch{peer=\"10.99.0.2\"}", 0.0),
+        ("rvs_sync_lips_held", 1.0),
+        (
+            "rvs_sync_lip_held{lip=\"10.20.0.103\",peer=\"10.99.0.3\"}",
+            1.0,
+        ),
     ] {
         assert_eq!(value(&text, series), v, "{series}");
     }

@@ -164,6 +164,8 @@ pub struct ConnStats {
     pub synced: u64,
     /// Existing sessions updated from sync messages (standby).
     pub sync_updated: u64,
+    /// Sessions opened by a TCP segment that is not a SYN (`sloppy_tcp`).
+    pub sloppy: u64,
 }
 
 /// Settings of a session table.
@@ -181,6 +183,12 @@ pub struct ConnConfig {
     pub timeouts: Timeouts,
     /// Hash seed (0: random).
     pub seed: u64,
+    /// The sysctl `sloppy_tcp` (default off): a TCP segment without RST of a flow that
+    /// has no session may open one, not only a SYN (`tcp_conn_schedule`), so that a
+    /// flow another director saw the SYN of goes on here; the session starts in the
+    /// state the segment implies (ESTABLISHED for an ACK). Not for FULLNAT servers: the
+    /// server knows the flow by another director's local address and port.
+    pub sloppy_tcp: bool,
 }
 
 impl ConnConfig {
@@ -193,6 +201,7 @@ impl ConnConfig {
             expire_quiescent_template: false,
             timeouts: Timeouts::default(),
             seed: 0,
+            sloppy_tcp: false,
         }
     }
 }

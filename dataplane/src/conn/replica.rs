@@ -571,6 +571,9 @@ pub enum SyncRefuse {
     /// The FULLNAT local port is not free in this worker's slice (or not in the pool).
     #[error("local port not available")]
     LocalPortBusy,
+    /// In a sync group: a session of a service this director does not have.
+    #[error("no such service")]
+    NoService,
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ pub struct NewSession<'t> {
     one_packet: bool,
     /// What a FULLNAT session owes its real server about the client (`cip::*` bits).
     cip: u8,
+    /// Opened by a TCP segment that is not a SYN (`sloppy_tcp`).
+    sloppy: bool,
     now_ms: u64,
 }
 
@@ -101,6 +103,7 @@ impl NewSession<'_> {
             fwmark,
             one_packet,
             cip,
+            sloppy,
             now_ms,
         } = self;
         let (laddr, lport) = if d.fwd == FwdMethod::FullNat {
@@ -162,6 +165,9 @@ impl NewSession<'_> {
             t.arm(i, now_ms);
         }
         t.stats.created += 1;
+        if sloppy {
+            t.stats.sloppy += 1;
+        }
         Ok(ConnId(i))
     }
 }
@@ -187,7 +193,8 @@ impl ConnTable {
     /// as `ip_vs_in` finds it: lookup, then `conn_reuse_mode` and `expire_nodest_conn`
     /// handling, then the service lookup and, for a packet without a session, the
     /// scheduling of a real server (and the persistence template when needed). Only a TCP
-    /// SYN without RST or a UDP datagram may get a new session.
+    /// SYN without RST or a UDP datagram may get a new session; with `sloppy_tcp` any TCP
+    /// segment without RST may, unless the server chosen is a FULLNAT one.
     pub fn schedule(
         &mut self,
         core: &mut CoreSched,
@@ -259,12 +266,16 @@ impl ConnTable {
         now_ms: u64,
     ) -> Result<NewSession<'_>, Refuse> {
         let flow = pkt.flow;
+        // tcp_conn_schedule: `(th->syn || sysctl_sloppy_tcp) && !th->rst`.
+        let mut sloppy = false;
         match flow.proto {
             Proto::Tcp => {
-                if !pkt.tcp_flags.has(TcpFlags::SYN) || pkt.tcp_flags.has(TcpFlags::RST) {
+                let syn = pkt.tcp_flags.has(TcpFlags::SYN);
+                if (!syn && !self.cfg.sloppy_tcp) || pkt.tcp_flags.has(TcpFlags::RST) {
                     self.stats.not_syn += 1;
                     return Err(Refuse::NotSyn);
                 }
+                sloppy = !syn;
             }
             Proto::Udp => {}
             Proto::Ip => {
@@ -326,6 +337,12 @@ impl ConnTable {
             self.stats.no_dest += 1;
             return Err(Refuse::NoDest);
         };
+        if sloppy && d.fwd == FwdMethod::FullNat {
+            // The server knows this flow by the local address and port of the director
+            // that saw its SYN: a new session here would reach it as a stranger.
+            self.stats.not_syn += 1;
+            return Err(Refuse::NotSyn);
+        }
         let slot = ss.slot(pos);
         let one_packet = service.flags & svc_flags::ONEPACKET != 0 && flow.proto == Proto::Udp;
         if tmpl != NIL {
@@ -341,6 +358,7 @@ impl ConnTable {
             fwmark: pkt.fwmark,
             one_packet,
             cip: client_addr_bits(service.flags, flow.proto),
+            sloppy,
             now_ms,
         })
     }

@@ -188,6 +188,11 @@ impl ConnTable {
         self.cfg.expire_quiescent_template = expire_quiescent_template;
     }
 
+    /// Sets the sysctl `sloppy_tcp` (see [`ConnConfig::sloppy_tcp`]).
+    pub fn set_sloppy_tcp(&mut self, on: bool) {
+        self.cfg.sloppy_tcp = on;
+    }
+
     /// Bytes held: slab, index and wheel.
     pub fn memory_bytes(&self) -> usize {
         self.slab.capacity() * std::mem::size_of::<Session>()

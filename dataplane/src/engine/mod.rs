@@ -88,6 +88,9 @@ pub struct EngineConfig {
     /// that would open a session is dropped as `new-session-budget`. Fixed for the
     /// engine's life (`[sessions]` changes need a restart).
     pub new_sessions_per_second: u32,
+    /// The sysctl `sloppy_tcp` ([`crate::conn::ConnConfig::sloppy_tcp`]); changed later
+    /// with [`Engine::set_sloppy_tcp`].
+    pub sloppy_tcp: bool,
     /// Mbufs in the pool.
     pub mbufs: u32,
     /// Static routes (connected routes of the port addresses are added automatically).
@@ -211,7 +214,13 @@ pub struct SyncReport {
     /// Active/active sync: the group's peers, in the list's order (empty outside a
     /// group).
     pub peers: Vec<PeerReport>,
+    /// Active/active sync: the dead peers' LIPs this director holds, with the peer each
+    /// belongs to ([`Engine::group_tick`]).
+    pub held_lips: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
+
+/// A dead peer's LIP this director holds, and that peer: (LIP, peer).
+pub type HeldLip = (Ipv4Addr, Ipv4Addr);
 
 /// A running sync thread.
 struct SyncThread {
@@ -326,6 +335,10 @@ pub struct Engine {
     backup_stats: Arc<SyncStats>,
     /// Active/active sync: the group's peers, used by the daemons started while it is set.
     sync_group: Option<Arc<PeerTable>>,
+    /// The LIPs of this director's own pools (the last [`Engine::publish`]).
+    own_lips: Vec<Ipv4Addr>,
+    /// The dead peers' LIPs this director holds, with their peers ([`Engine::group_tick`]).
+    held_lips: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -433,11 +446,13 @@ impl Engine {
                 0
             })?;
         }
+        let mut base = ports.net;
+        base.sloppy_tcp = cfg.sloppy_tcp;
         Ok(Engine {
             shared,
             lcores,
             pool,
-            base: ports.net,
+            base,
             probe_servers: Vec::new(),
             connected: connected_routes(cfg),
             port_names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
@@ -449,6 +464,8 @@ impl Engine {
             master_stats: Arc::new(SyncStats::default()),
             backup_stats: Arc::new(SyncStats::default()),
             sync_group: None,
+            own_lips: Vec::new(),
+            held_lips: Vec::new(),
         })
     }
 
@@ -512,6 +529,7 @@ impl Engine {
             workers,
             passive: self.base.passive,
             peers: self.sync_peers(),
+            held_lips: self.held_lips.clone(),
         }
     }
 
@@ -530,6 +548,85 @@ impl Engine {
     /// running keep what they had.
     pub fn set_sync_group(&mut self, group: Option<PeerTable>) {
         self.sync_group = group.map(Arc::new);
+        self.tell_group_layout();
+        let member = self.sync_group.is_some();
+        if self.base.sync_group != member {
+            self.base.sync_group = member;
+            if let Some(snap) = read_locked(&self.shared.snapshot) {
+                let mut net = (*snap.net).clone();
+                net.sync_group = member;
+                self.install(snap.services, Arc::new(net));
+            }
+        }
+    }
+
+    /// This director's hello for its group: worker count, port range, own LIPs.
+    fn tell_group_layout(&self) {
+        if let Some(g) = &self.sync_group {
+            g.set_local(crate::sync::wire::Hello {
+                workers: u16::try_from(self.shared.workers).unwrap_or(u16::MAX),
+                lport_range: self.base.lport_range,
+                lips: self.own_lips.clone(),
+            });
+        }
+    }
+
+    /// The dead peers' LIPs this director holds, with the peer each belongs to.
+    pub fn held_lips(&self) -> &[(Ipv4Addr, Ipv4Addr)] {
+        &self.held_lips
+    }
+
+    /// Active/active sync: takes over the LIPs of the peers that went down and releases
+    /// those of the peers that came back ([`PeerTable::lips_to_hold`]); call every few
+    /// hundred milliseconds. A change is published at once (the held LIPs are answered
+    /// for, ARP and replies, as local LIPs; no session is opened on them) and newly held
+    /// LIPs are announced with gratuitous ARP. Returns the LIPs taken and released.
+    pub fn group_tick(&mut self) -> (Vec<HeldLip>, Vec<HeldLip>) {
+        let Some(g) = &self.sync_group else {
+            return (Vec::new(), Vec::new());
+        };
+        let now = sync_net::unix_ms(std::time::SystemTime::now());
+        let want = g.lips_to_hold(now);
+        if want == self.held_lips {
+            return (Vec::new(), Vec::new());
+        }
+        let taken: Vec<_> = want
+            .iter()
+            .filter(|x| !self.held_lips.contains(x))
+            .copied()
+            .collect();
+        let released: Vec<_> = self
+            .held_lips
+            .iter()
+            .filter(|x| !want.contains(x))
+            .copied()
+            .collect();
+        self.held_lips = want;
+        if let Some(snap) = read_locked(&self.shared.snapshot) {
+            let mut net = (*snap.net).clone();
+            for (l, _) in &released {
+                if !self.own_lips.contains(l)
+                    && matches!(net.local.get(l), Some((LocalKind::Lip, _)))
+                {
+                    net.local.remove(l);
+                }
+            }
+            self.add_held(&mut net);
+            self.install(snap.services, Arc::new(net));
+        }
+        if !taken.is_empty() && !self.base.passive {
+            self.announce();
+        }
+        (taken, released)
+    }
+
+    /// Adds the held LIPs to `net`'s local addresses (as LIPs, on the port their route
+    /// leaves by) where nothing else has them.
+    fn add_held(&self, net: &mut NetConfig) {
+        for (l, _) in &self.held_lips {
+            let port = net.routes.lookup(*l).map_or(0, |nh| nh.port);
+            net.local.entry(*l).or_insert((LocalKind::Lip, port));
+        }
     }
 
     /// Port counters, by rvs port index.
@@ -573,6 +670,12 @@ impl Engine {
         for (a, k) in extra {
             net.local.entry(a).or_insert(k);
         }
+        let mut own: Vec<Ipv4Addr> = laddrs.values().flatten().copied().collect();
+        own.sort();
+        own.dedup();
+        self.own_lips = own;
+        self.tell_group_layout();
+        self.add_held(&mut net);
         net.laddrs = laddrs.into_iter().collect();
         net.probe_tunnels = crate::pipeline::probe_tunnels(&services, &self.probe_servers);
         self.install(services, Arc::new(net));
@@ -585,6 +688,12 @@ impl Engine {
         all.extend(self.connected.iter().cloned());
         self.base.routes = crate::route::RouteTable::new(all);
         self.base.marks = marks;
+    }
+
+    /// Sets the sysctl `sloppy_tcp` (a configuration reload). Workers see it with the next
+    /// [`Engine::publish`].
+    pub fn set_sloppy_tcp(&mut self, on: bool) {
+        self.base.sloppy_tcp = on;
     }
 
     /// Sets the global ACL ([`NetConfig::acl`]). Workers see it with the next
@@ -693,6 +802,7 @@ impl Engine {
         };
         let queues = self.shared.sync_out.clone();
         let stats = self.master_stats.clone();
+        let group = self.sync_group.clone();
         let signer = sync_net::shared_signer(&cfg).map(Arc::new);
         let bulk = match &self.sync_group {
             Some(g) => {
@@ -723,6 +833,7 @@ impl Engine {
                 stats,
                 heartbeat,
                 signer.as_deref(),
+                group.as_deref(),
             )
         });
         let thread = match master {
@@ -839,8 +950,8 @@ impl Engine {
         for (w, c) in &per {
             let _ = writeln!(
                 out,
-                "sync worker {w} emitted={} dropped={} installed={} updated={} refused={}",
-                c.emitted, c.dropped, c.installed, c.updated, c.refused
+                "sync worker {w} emitted={} dropped={} installed={} updated={} refused={} no_service={}",
+                c.emitted, c.dropped, c.installed, c.updated, c.refused, c.no_service
             );
         }
         if self.base.passive {

@@ -251,8 +251,11 @@ pub struct SyncCounters {
     pub installed: u64,
     /// Existing sessions updated from sync messages.
     pub updated: u64,
-    /// Synced records refused (bad protocol/state, table full, local port busy).
+    /// Synced records refused (bad protocol/state, table full, local port busy, and
+    /// `no_service`).
     pub refused: u64,
+    /// Of `refused`: in a sync group, sessions of a service this director does not have.
+    pub no_service: u64,
 }
 
 impl<P: PacketBuf> Core<P> {

@@ -291,9 +291,17 @@ impl<P: PacketBuf> Core<P> {
     ) -> Out<P> {
         let net = &snap.net;
         let me = self.id as u16;
-        // A packet that may open a session (a SYN, a UDP datagram) opens none with a
-        // wrong checksum: the real server would drop it, and the table would keep it.
-        let opens = pm.flow.proto == Proto::Udp || pm.tcp_flags.has(TcpFlags::SYN);
+        // A packet that may open a session (a SYN, a UDP datagram; with `sloppy_tcp` any
+        // TCP segment without RST that has no session) opens none with a wrong checksum:
+        // the real server would drop it, and the table would keep it.
+        let opens = pm.flow.proto == Proto::Udp
+            || pm.tcp_flags.has(TcpFlags::SYN)
+            || (net.sloppy_tcp
+                && !pm.tcp_flags.has(TcpFlags::RST)
+                && !matches!(
+                    self.conns.lookup_hinted(hash, &pm.flow, None),
+                    Some((_, false))
+                ));
         if opens && !segment_checksum_ok(pkt.data(), meta) {
             return self.drop(pkt, DropReason::Malformed(wire::Error::BadChecksum));
         }

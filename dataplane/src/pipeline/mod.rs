@@ -124,6 +124,13 @@ pub struct NetConfig {
     /// a packet that would open a session from a client it denies is dropped as
     /// [`DropReason::AclDeny`], before its service's ACL is looked at. Empty: no check.
     pub acl: Arc<crate::acl::Acl>,
+    /// `[sessions] sloppy_tcp`: a TCP segment without RST and without a session may open
+    /// one (see [`crate::conn::ConnConfig::sloppy_tcp`]); every snapshot carries it.
+    pub sloppy_tcp: bool,
+    /// The director is a member of an active/active sync group: a synced session of a
+    /// service it does not have is refused ([`crate::conn::SyncRefuse::NoService`]) rather
+    /// than installed without its server, as a kernel standby does.
+    pub sync_group: bool,
 }
 
 impl NetConfig {
@@ -277,6 +284,7 @@ impl<P: PacketBuf> Core<P> {
     pub fn adopt(&mut self, snap: Snapshot) {
         self.conns.adopt(&mut self.sched, snap.services.clone());
         let net = &snap.net;
+        self.conns.set_sloppy_tcp(net.sloppy_tcp);
         let mut pools = HashMap::with_capacity(net.laddrs.len());
         let mut added = Vec::new();
         for (key, lips) in &net.laddrs {

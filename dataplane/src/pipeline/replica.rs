@@ -36,10 +36,31 @@ impl<P: PacketBuf> Core<P> {
 
     /// Standby: installs a session received from the master on this worker (which must be
     /// its owner: [`crate::steer::sync_owner`]). A FULLNAT session's local port is reserved in this
-    /// worker's slice of the service's LIP pool. Returns whether the session is new.
+    /// worker's slice of the service's LIP pool. A FULLNAT session on a LIP that is in none
+    /// of this worker's pools (a group peer's LIP: this director may take it over) is
+    /// installed without a reservation, since no session is ever opened on such a LIP
+    /// here, if its port is in the port range and this worker owns it. Returns whether the
+    /// session is new.
     pub fn install_synced(&mut self, c: &SyncConn, now_ms: u64) -> Result<bool, SyncRefuse> {
         let laddrs = &mut self.laddrs;
+        let (id, workers, range) = match &self.snap {
+            Some(s) => (self.id, s.net.workers, s.net.lport_range),
+            None => (self.id, 1, crate::laddr::DEFAULT_PORT_RANGE),
+        };
         let threshold = SyncRules::default().threshold;
+        let group = self.snap.as_ref().is_some_and(|s| s.net.sync_group);
+        if group && c.flags & u32::from(crate::conn::flags::TEMPLATE) == 0 {
+            let known = Proto::from_number(c.protocol).is_some_and(|proto| {
+                self.sched
+                    .snapshot()
+                    .is_some_and(|s| s.find(proto, c.vaddr, c.vport, c.fwmark).is_some())
+            });
+            if !known {
+                self.sync_stats.refused += 1;
+                self.sync_stats.no_service += 1;
+                return Err(SyncRefuse::NoService);
+            }
+        }
         let res = self
             .conns
             .install_synced(&mut self.sched, c, threshold, now_ms, |lip, lport| {
@@ -54,6 +75,14 @@ impl<P: PacketBuf> Core<P> {
                     addr: c.vaddr,
                     port: c.vport,
                 };
+                let ours = laddrs.values().any(|p| p.contains(lip));
+                if !ours {
+                    // A peer's LIP: sliced by worker as here (same layout).
+                    return lport >= range.0
+                        && lport <= range.1
+                        && crate::steer::owner_of_port(lport, workers) == id
+                        && super::pool_of(laddrs, key).is_some();
+                }
                 super::pool_of(laddrs, key).is_some_and(|pool| {
                     pool.reserve(LocalEndpoint {
                         addr: lip,

@@ -42,13 +42,25 @@ fn snapshot_with(
     proto: Proto,
     svc_flags: u32,
 ) -> Snapshot {
+    snapshot_sched(fwd, workers, tunnels, proto, svc_flags, SchedKind::Rr)
+}
+
+/// [`snapshot_with`] with scheduler `sched`.
+fn snapshot_sched(
+    fwd: FwdMethod,
+    workers: usize,
+    tunnels: [Tunnel; 2],
+    proto: Proto,
+    svc_flags: u32,
+    sched: SchedKind,
+) -> Snapshot {
     let key = ServiceKey::Addr {
         proto,
         addr: a(VIP),
         port: 80,
     };
     let mut t = ServiceTable::new();
-    t.add_service(ServiceConfig::new(key, SchedKind::Rr).flags(svc_flags))
+    t.add_service(ServiceConfig::new(key, sched).flags(svc_flags))
         .expect("service");
     let rport = if fwd == FwdMethod::Masq { 8080 } else { 80 };
     t.add_dest(&key, DestConfig::new(a(RS1), rport, fwd).tunnel(tunnels[0]))
@@ -2723,4 +2735,475 @@ fn a_group_member_sends_only_after_its_own_packets() {
     }
     assert_eq!(a.conns().len(), 1);
     assert_eq!(a.take_sync().count(), 0, "a does not send it back");
+}
+
+/// A director of an mh service in mode `fwd` (worker `id` of one), `sloppy_tcp` on or
+/// off, its real servers' MACs known.
+fn mh_director(fwd: FwdMethod, id: usize, sloppy: bool) -> Core<VecBuf> {
+    let mut snap = snapshot_sched(fwd, 1, [Tunnel::IPIP; 2], Proto::Tcp, 0, SchedKind::Mh);
+    let mut net = (*snap.net).clone();
+    net.sloppy_tcp = sloppy;
+    snap.net = Arc::new(net);
+    let mut c = Core::new(id, ConnConfig::new(4096), NeighConfig::default());
+    c.adopt(snap);
+    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c
+}
+
+/// The real server a forwarded frame goes to: its destination MAC (DR, NAT, FULLNAT:
+/// the server is on-link) names it.
+fn server_of(frame: &[u8]) -> [u8; 6] {
+    let mac: [u8; 6] = frame[..6].try_into().expect("six bytes");
+    assert!(mac == RS1_MAC || mac == RS2_MAC, "{mac:?}");
+    mac
+}
+
+#[test]
+fn with_sloppy_tcp_a_flow_another_director_saw_the_syn_of_goes_on_to_the_same_server() {
+    // (Worker ids other than 0 give the schedulers other seeds; ownership is not
+    // checked.) Director A sees the SYNs of 200 flows; director B (another worker id, so another
+    // scheduler seed) sees only their next segment, an ACK with data, as after an ECMP
+    // rehash. With sloppy_tcp B gives each flow a session, ESTABLISHED, to the server A
+    // chose; without it B drops them as no-session.
+    for fwd in [FwdMethod::Route, FwdMethod::Masq] {
+        let mut a_dir = mh_director(fwd, 0, false);
+        let mut b_dir = mh_director(fwd, 3, true);
+        let mut strict = mh_director(fwd, 5, false);
+        let mut servers = std::collections::HashSet::new();
+        for (i, cport) in (30000..30200u16).enumerate() {
+            let t = i as u64 * 3;
+            let client = [10, 10, 0, 2 + (i % 90) as u8];
+            let syn = segment(
+                CLIENT_MAC,
+                PORT0_MAC,
+                (client, cport),
+                (VIP, 80),
+                "S",
+                64,
+                b"",
+            );
+            let (out, _) = tx(a_dir.process(syn, 0, t, false));
+            let home = server_of(out.data());
+            servers.insert(home);
+            let ack = || {
+                segment(
+                    CLIENT_MAC,
+                    PORT0_MAC,
+                    (client, cport),
+                    (VIP, 80),
+                    "AP",
+                    64,
+                    b"x",
+                )
+            };
+            let (out, port) = tx(b_dir.process(ack(), 0, t + 1, false));
+            assert_eq!(port, 1);
+            assert_eq!(server_of(out.data()), home, "flow {i} ({fwd:?})");
+            let (_, sport, _, dport) = check(out.data());
+            assert_eq!(sport, cport);
+            // Under NAT RS1 listens on 8080.
+            let nat_rs1 = fwd == FwdMethod::Masq && home == RS1_MAC;
+            assert_eq!(dport, if nat_rs1 { 8080 } else { 80 });
+            match strict.process(ack(), 0, t + 1, false) {
+                Out::Drop(_, DropReason::NoSession) => {}
+                o => panic!("{o:?}"),
+            }
+        }
+        assert_eq!(servers.len(), 2, "both servers chosen");
+        assert_eq!(b_dir.conns().len(), 200);
+        assert_eq!(b_dir.conns().stats().sloppy, 200);
+        assert_eq!(a_dir.conns().stats().sloppy, 0);
+        assert_eq!(strict.conns().len(), 0);
+        for (_, s) in b_dir.conns().iter() {
+            assert_eq!(s.tcp_state(), crate::conn::TcpState::Established, "{fwd:?}");
+        }
+    }
+}
+
+#[test]
+fn with_sloppy_tcp_a_reset_and_a_fullnat_flow_open_nothing() {
+    // A RST never opens a session; a FULLNAT server is never given one by a segment
+    // that is not a SYN (it knows the flow by the other director's LIP and port): both
+    // dropped as no-session, nothing created. A SYN still opens one.
+    let mut c = mh_director(FwdMethod::Masq, 0, true);
+    let rst = segment(CLIENT_MAC, PORT0_MAC, (CIP, 31000), (VIP, 80), "R", 64, b"");
+    assert!(matches!(
+        c.process(rst, 0, 1, true),
+        Out::Drop(_, DropReason::NoSession)
+    ));
+    let rst = segment(
+        CLIENT_MAC,
+        PORT0_MAC,
+        (CIP, 31000),
+        (VIP, 80),
+        "AR",
+        64,
+        b"",
+    );
+    assert!(matches!(
+        c.process(rst, 0, 1, true),
+        Out::Drop(_, DropReason::NoSession)
+    ));
+    assert_eq!(c.conns().len(), 0);
+    let mut f = mh_director(FwdMethod::FullNat, 0, true);
+    let ack = segment(
+        CLIENT_MAC,
+        PORT0_MAC,
+        (CIP, 31000),
+        (VIP, 80),
+        "A",
+        64,
+        b"x",
+    );
+    assert!(matches!(
+        f.process(ack, 0, 1, true),
+        Out::Drop(_, DropReason::NoSession)
+    ));
+    assert_eq!(
+        f.conns().len(),
+        0,
+        "no FULLNAT session, no template, no port"
+    );
+    assert_eq!(f.conns().stats().sloppy, 0);
+    let syn = segment(CLIENT_MAC, PORT0_MAC, (CIP, 31000), (VIP, 80), "S", 64, b"");
+    let (out, _) = tx(f.process(syn, 0, 2, true));
+    assert_eq!(check(out.data()).0, LIP);
+    // A segment that would open a sloppy session needs a right checksum too.
+    let mut bad = segment(
+        CLIENT_MAC,
+        PORT0_MAC,
+        (CIP, 31001),
+        (VIP, 80),
+        "A",
+        64,
+        b"x",
+    )
+    .data()
+    .to_vec();
+    bad[14 + 20 + 16] ^= 0xff;
+    assert!(matches!(
+        c.process(VecBuf::new(64, &bad), 0, 3, true),
+        Out::Drop(_, DropReason::Malformed(wire::Error::BadChecksum))
+    ));
+    assert_eq!(c.conns().len(), 0);
+}
+
+#[test]
+fn sloppy_sessions_are_the_same_by_burst_as_packet_by_packet() {
+    // Unseen flows' ACKs, FINs and RSTs, then more of the same flows (now with a session:
+    // the fast path), in DR, NAT and FULLNAT: the burst and the packet-by-packet paths
+    // agree on every verdict and byte, on the sessions and the counters.
+    for fwd in [FwdMethod::Route, FwdMethod::Masq, FwdMethod::FullNat] {
+        let mut pkts = Vec::new();
+        for round in 0..2 {
+            for cport in 32000..32020u16 {
+                let flags = match cport % 5 {
+                    0 => "R",
+                    1 => "AF",
+                    _ => "AP",
+                };
+                let flags = if round == 1 && flags == "R" {
+                    "A"
+                } else {
+                    flags
+                };
+                let p = segment(
+                    CLIENT_MAC,
+                    PORT0_MAC,
+                    (CIP, cport),
+                    (VIP, 80),
+                    flags,
+                    64,
+                    b"data",
+                );
+                pkts.push((p, 0u16));
+            }
+        }
+        let mut one = mh_director(fwd, 0, true);
+        let mut burst = mh_director(fwd, 0, true);
+        let want = same_by_burst(&mut one, &mut burst, pkts, 7);
+        let forwarded = want.iter().filter(|v| v.0 == 0).count();
+        let opened = burst.conns().stats().sloppy;
+        if fwd == FwdMethod::FullNat {
+            assert_eq!((forwarded, opened), (0, 0));
+        } else {
+            // 16 opened by the first round (not the 4 RSTs), all 36 forwarded after: the
+            // RST flows' second-round ACKs open theirs too.
+            assert_eq!(opened, 20, "{fwd:?}");
+            assert_eq!(forwarded, 36, "{fwd:?}");
+        }
+        assert_eq!(one.counters(), burst.counters());
+        assert_eq!(one.conns().len(), burst.conns().len());
+    }
+}
+
+#[test]
+fn with_sloppy_tcp_a_nat_servers_reply_without_a_session_opens_nothing() {
+    // A reply from a NAT server to a client whose flow this director never saw: the
+    // reply does not name the VIP, so no session is made from it; it is not rewritten,
+    // and counted as not-for-us (the client's next segment opens the session, or sync
+    // brings it).
+    let mut c = mh_director(FwdMethod::Masq, 0, true);
+    c.add_static_neighbour(Ipv4Addr::from(CIP), CLIENT_MAC);
+    let reply = segment(
+        RS1_MAC,
+        PORT1_MAC,
+        (RS1, 8080),
+        (CIP, 33000),
+        "AP",
+        64,
+        b"y",
+    );
+    assert!(matches!(
+        c.process(reply, 1, 1, true),
+        Out::Drop(_, DropReason::NotForUs)
+    ));
+    assert_eq!(c.conns().len(), 0);
+    let ack = segment(CLIENT_MAC, PORT0_MAC, (CIP, 33000), (VIP, 80), "A", 64, b"");
+    let (out, _) = tx(c.process(ack, 0, 2, true));
+    let to = server_of(out.data());
+    let (rip, rport) = if to == RS1_MAC {
+        (RS1, 8080)
+    } else {
+        (RS2, 80)
+    };
+    let reply = segment(
+        RS1_MAC,
+        PORT1_MAC,
+        (rip, rport),
+        (CIP, 33000),
+        "AP",
+        64,
+        b"y",
+    );
+    let (out, port) = tx(c.process(reply, 1, 3, true));
+    assert_eq!(port, 0);
+    assert_eq!(check(out.data()), (VIP, 80, CIP, 33000));
+}
+
+#[test]
+fn a_synced_session_carries_an_unseen_flow_without_sloppy_tcp() {
+    // Director A sees the handshake; its session record is installed on director B
+    // (sloppy_tcp off). The flow's next segments reach B: forwarded to A's server by
+    // the synced session, in DR and NAT, by both paths.
+    for fwd in [FwdMethod::Route, FwdMethod::Masq] {
+        let mut a_dir = mh_director(fwd, 0, false);
+        let syn = segment(CLIENT_MAC, PORT0_MAC, (CIP, 34000), (VIP, 80), "S", 64, b"");
+        let home = server_of(tx(a_dir.process(syn, 0, 1, true)).0.data());
+        let ack = || {
+            segment(
+                CLIENT_MAC,
+                PORT0_MAC,
+                (CIP, 34000),
+                (VIP, 80),
+                "A",
+                64,
+                b"z",
+            )
+        };
+        tx(a_dir.process(ack(), 0, 2, true));
+        let (id, _) = a_dir.conns().iter().next().unwrap();
+        let rec = a_dir.conns().sync_record(id).unwrap();
+        let mut one = mh_director(fwd, 0, false);
+        let mut burst = mh_director(fwd, 0, false);
+        assert!(one.install_synced(&rec, 3).unwrap());
+        assert!(burst.install_synced(&rec, 3).unwrap());
+        let pkts = (0..3).map(|_| (ack(), 0u16)).collect();
+        let want = same_by_burst(&mut one, &mut burst, pkts, 4);
+        for v in &want {
+            assert_eq!(v.0, 0, "forwarded ({fwd:?})");
+            assert_eq!(server_of(&v.2), home);
+        }
+        assert_eq!(burst.conns().stats().sloppy, 0);
+        assert_eq!(burst.conns().len(), 1);
+    }
+}
+
+/// A director of the FULLNAT service with two workers whose own pool is `own` and that
+/// holds `held` for a dead peer (a local LIP, in no pool: as the engine publishes a LIP
+/// taken over), neighbours known.
+fn fullnat_director(id: usize, own: [u8; 4], held: Option<[u8; 4]>) -> Core<VecBuf> {
+    let mut snap = snapshot(FwdMethod::FullNat, 2);
+    let mut net = (*snap.net).clone();
+    let key = *net.laddrs.keys().next().expect("the service's pool");
+    net.local.remove(&Ipv4Addr::from(LIP));
+    net.laddrs.insert(key, vec![Ipv4Addr::from(own)]);
+    net.local.insert(Ipv4Addr::from(own), (LocalKind::Lip, 1));
+    if let Some(h) = held {
+        net.local.insert(Ipv4Addr::from(h), (LocalKind::Lip, 1));
+    }
+    snap.net = Arc::new(net);
+    let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snap);
+    for d in 2..=51 {
+        c.add_static_neighbour(Ipv4Addr::new(10, 10, 0, d), CLIENT_MAC);
+    }
+    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c
+}
+
+#[test]
+fn a_held_lip_carries_a_dead_peers_fullnat_sessions_and_opens_none() {
+    // Director A (LIP 10.20.0.210) opens FULLNAT sessions and dies; director B (own LIP
+    // 10.20.0.200) holds A's LIP. A's synced sessions land on B's worker owning their
+    // port (the other worker refuses them), the servers' replies to A's LIP reach that
+    // worker and go back to the client as from the VIP, ARP for A's LIP is answered,
+    // and B's new sessions use its own LIP only.
+    const PEER_LIP: [u8; 4] = [10, 20, 0, 210];
+    let mut recs = Vec::new();
+    for w in 0..2 {
+        let mut a_dir = fullnat_director(w, PEER_LIP, None);
+        for cport in 41000..41040u16 {
+            if owner_of_client(Ipv4Addr::from([10, 10, 0, (cport % 50) as u8 + 2]), 2) != w {
+                continue;
+            }
+            let client = [10, 10, 0, (cport % 50) as u8 + 2];
+            let syn = segment(
+                CLIENT_MAC,
+                PORT0_MAC,
+                (client, cport),
+                (VIP, 80),
+                "S",
+                64,
+                b"",
+            );
+            tx(a_dir.process(syn, 0, 1, true));
+            let ack = segment(
+                CLIENT_MAC,
+                PORT0_MAC,
+                (client, cport),
+                (VIP, 80),
+                "A",
+                64,
+                b"",
+            );
+            tx(a_dir.process(ack, 0, 2, true));
+        }
+        for (id, _) in a_dir.conns().iter() {
+            recs.push(a_dir.conns().sync_record(id).unwrap());
+        }
+    }
+    assert!(recs.len() > 20);
+    let mut b = [
+        fullnat_director(0, LIP, Some(PEER_LIP)),
+        fullnat_director(1, LIP, Some(PEER_LIP)),
+    ];
+    for r in &recs {
+        let (lip, lport) = r.local.expect("FULLNAT");
+        assert_eq!(lip, a(PEER_LIP));
+        let w = crate::steer::sync_owner(r, 2);
+        assert_eq!(w, owner_of_port(lport, 2));
+        assert!(
+            b[w].install_synced(r, 3).unwrap(),
+            "installed on its port's owner"
+        );
+        assert!(
+            b[1 - w].install_synced(r, 3).is_err(),
+            "never on another worker"
+        );
+    }
+    // Replies from the servers to A's LIP: handed to the port's owner, then sent on.
+    let mut replies = Vec::new();
+    for r in &recs {
+        let (_, lport) = r.local.unwrap();
+        let rip: [u8; 4] = r.daddr.0[12..16].try_into().unwrap();
+        let mac = if rip == RS1 { RS1_MAC } else { RS2_MAC };
+        let reply = segment(
+            mac,
+            PORT1_MAC,
+            (rip, r.dport),
+            (PEER_LIP, lport),
+            "AP",
+            64,
+            b"r",
+        );
+        let w = owner_of_port(lport, 2);
+        match b[1 - w].process(reply.clone(), 1, 4, true) {
+            Out::Handoff(_, to) => assert_eq!(to as usize, w),
+            o => panic!("{o:?}"),
+        }
+        let (out, port) = tx(b[w].process(reply.clone(), 1, 4, true));
+        assert_eq!(port, 0);
+        let caddr: [u8; 4] = r.caddr.0[12..16].try_into().unwrap();
+        assert_eq!(check(out.data()), (VIP, 80, caddr, r.cport));
+        replies.push((w, reply));
+    }
+    // The burst path does the same.
+    for w in 0..2 {
+        let mut one = fullnat_director(w, LIP, Some(PEER_LIP));
+        let mut burst = fullnat_director(w, LIP, Some(PEER_LIP));
+        let pkts: Vec<(VecBuf, u16)> = replies.iter().map(|(_, p)| (p.clone(), 1)).collect();
+        for r in recs.iter().filter(|r| crate::steer::sync_owner(r, 2) == w) {
+            one.install_synced(r, 3).unwrap();
+            burst.install_synced(r, 3).unwrap();
+        }
+        let want = same_by_burst(&mut one, &mut burst, pkts, 5);
+        let mine = replies.iter().filter(|(o, _)| *o == w).count();
+        assert_eq!(want.iter().filter(|v| v.0 == 0).count(), mine);
+        assert_eq!(
+            want.iter().filter(|v| v.0 == 1).count(),
+            replies.len() - mine
+        );
+    }
+    // ARP for the held LIP is answered with B's port MAC.
+    let req = arp(1, RS1_MAC, RS1, [0; 6], PEER_LIP);
+    let (ans, port) = tx(b[0].process(req, 1, 6, false));
+    assert_eq!(port, 1);
+    assert_eq!(&ans.data()[20..22], &[0, 2], "an ARP reply");
+    assert_eq!(&ans.data()[22..28], &PORT1_MAC);
+    // New sessions on B: its own LIP, never the held one.
+    for cport in 42000..42060u16 {
+        let client = [10, 10, 0, (cport % 50) as u8 + 2];
+        let w = owner_of_client(Ipv4Addr::from(client), 2);
+        let syn = segment(
+            CLIENT_MAC,
+            PORT0_MAC,
+            (client, cport),
+            (VIP, 80),
+            "S",
+            64,
+            b"",
+        );
+        let (out, _) = tx(b[w].process(syn, 0, 7, true));
+        assert_eq!(check(out.data()).0, LIP);
+    }
+}
+
+#[test]
+fn in_a_sync_group_a_session_of_no_service_here_is_refused_and_counted() {
+    // A record for VIP:443, which this director does not have: a standby installs it as
+    // the kernel does (no server bound); a group member refuses it and counts it. The
+    // same director's records for VIP:80 are installed either way.
+    let mut rec = crate::sync::test_conn(45000);
+    rec.vport = 443;
+    let mut ok = crate::sync::test_conn(45001);
+    ok.dport = 8080;
+    for group in [false, true] {
+        let mut snap = snapshot(FwdMethod::Masq, 1);
+        let mut net = (*snap.net).clone();
+        net.sync_group = group;
+        snap.net = Arc::new(net);
+        let mut c = Core::<VecBuf>::new(0, ConnConfig::new(64), NeighConfig::default());
+        c.adopt(snap);
+        let r = c.install_synced(&rec, 1);
+        if group {
+            assert_eq!(r, Err(crate::conn::SyncRefuse::NoService));
+        } else {
+            assert_eq!(r, Ok(true));
+        }
+        assert_eq!(c.install_synced(&ok, 1), Ok(true));
+        assert_eq!(
+            c.install_synced(&ok, 2),
+            Ok(false),
+            "a duplicate is an update"
+        );
+        let s = c.sync_counters();
+        assert_eq!(
+            (s.installed, s.updated, s.refused, s.no_service),
+            if group { (1, 1, 1, 1) } else { (2, 1, 0, 0) }
+        );
+        assert_eq!(c.conns().len(), if group { 1 } else { 2 });
+    }
 }

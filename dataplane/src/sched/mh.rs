@@ -3,13 +3,24 @@
 //! A lookup table of M slots (a prime, 4093 by default). Each server gets
 //! `offset = hsiphash(v, k1) % M` and `skip = hsiphash(v, k2) % (M-1) + 1` with
 //! `v = ntohs(port) + ntohl(addr_fold)`, `k1 = {2654435761, 2654435761}`,
-//! `k2 = {2654446892, 2654446892}`; servers take turns (list order, newest first) claiming
-//! their next free preferred slot, `(last_weight / gcd) >> rshift` slots per turn (at least
+//! `k2 = {2654446892, 2654446892}`; servers take turns claiming their next free preferred
+//! slot, `(last_weight / gcd) >> rshift` slots per turn (at least
 //! one for a non-zero weight), `rshift = max(0, fls(max_weight / gcd) - 6)`. `last_weight`
 //! keeps a quiesced server's slots (its clients get "no destination" rather than a new
 //! server, unless `mh-fallback`). Lookup slot = `hsiphash(ntohs(sport if mh-port) +
 //! ntohl(caddr_fold), k1) % M`; the fallback probes `hsiphash(roffset + port + addr, k1) % M`
 //! for `roffset = ihash, ihash+1, ...` and stops at an empty slot.
+//!
+//! One difference from the kernel, for directors that share a service: the servers take
+//! their turns in the order of their addresses and ports, not in the order of the list
+//! (the kernel's newest first). The list's order is history (which `ipvsadm -a` came
+//! first, a server a health check removed and put back at the head), and two directors
+//! with the same servers would build different tables from different histories. Sorted,
+//! the table depends on the servers' addresses, ports and weights only: every director
+//! of a group, every worker of a director, and a director restarted from its
+//! configuration pick the same server for a client. (What still differs between them is
+//! the per-core overload flag of servers with an upper threshold: a server overloaded on
+//! one director only is skipped there; with `mh-fallback` that client goes elsewhere.)
 
 use super::hsiphash::hsiphash_u32;
 use super::{gcd, DestView, SchedCtx, SchedKind, Scheduler};
@@ -104,18 +115,27 @@ impl Scheduler for Mh {
         }
         let rshift = (fls(maxw / g) - MH_TAB_BITS as i32).max(0) as u32;
         struct Setup {
+            pos: u32,
             perm: u32,
             skip: u32,
             turns: u32,
         }
-        let mut ds: Vec<Setup> = (0..n)
-            .map(|i| {
+        // Turns in address order, so that the table does not depend on the list's order.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (d.cfg(a), d.cfg(b));
+            (x.addr.0, x.port).cmp(&(y.addr.0, y.port))
+        });
+        let mut ds: Vec<Setup> = order
+            .iter()
+            .map(|&i| {
                 let c = d.cfg(i);
                 let offset = hashkey(&c.addr, c.port, K1, 0) % m;
                 let skip = hashkey(&c.addr, c.port, K2, 0) % (m - 1) + 1;
                 let lw = c.last_weight;
                 let t = (lw / g) >> rshift;
                 Setup {
+                    pos: i as u32,
                     perm: offset,
                     skip,
                     turns: if t > 0 { t } else { u32::from(lw != 0) },
@@ -142,7 +162,7 @@ impl Scheduler for Mh {
                     c = s.perm;
                 }
                 taken[c as usize] = true;
-                self.lookup[c as usize] = p as u32;
+                self.lookup[c as usize] = s.pos;
                 filled += 1;
                 if filled == m {
                     break 'outer;
@@ -285,6 +305,61 @@ mod tests {
         for p in 0..50u16 {
             let a = ctx(Addr::v4(203, 0, 113, 5), p, Addr::v4(9, 9, 9, 9), 0);
             assert_eq!(f.pick(&mut s, &a), Some(home));
+        }
+    }
+
+    /// Two directors (or two workers) with the same servers, added in other orders and
+    /// with other ids, their schedulers built with other seeds: the same server (by
+    /// address and port) for every one of 10,000 flows, with the mh-port flag too.
+    #[test]
+    fn independent_schedulers_agree_whatever_the_list_order() {
+        let weights = [(1, 1), (2, 3), (3, 1), (4, 2), (5, 1)];
+        let a = Fixture::added(&weights);
+        let mut reordered: Vec<(u32, u32)> = weights.to_vec();
+        reordered.rotate_left(2);
+        reordered.swap(0, 1);
+        let mut b = Fixture::added(&reordered);
+        // Other ids on the second director: only addresses and ports are shared.
+        for d in &mut b.cfg {
+            d.id = DestId(d.id.0 + 100);
+        }
+        assert_ne!(
+            a.cfg.iter().map(|d| d.addr).collect::<Vec<_>>(),
+            b.cfg.iter().map(|d| d.addr).collect::<Vec<_>>()
+        );
+        let mut sa = crate::sched::build(SchedKind::Mh, 1);
+        let mut sb = crate::sched::build(SchedKind::Mh, 0xdead_beef);
+        sa.update(&a.view());
+        sb.update(&b.view());
+        let vip = Addr::v4(9, 9, 9, 9);
+        for flags in [0, svc_flags::MH_PORT] {
+            let mut picked = std::collections::HashSet::new();
+            for (n, c) in clients().enumerate() {
+                let x = ctx(c, 1024 + n as u16, vip, flags);
+                let pa = sa.schedule(&a.view(), &x).map(|i| a.cfg[i].addr);
+                let pb = sb.schedule(&b.view(), &x).map(|i| b.cfg[i].addr);
+                assert!(pa.is_some());
+                assert_eq!(pa, pb, "flow {n}");
+                picked.insert(pa);
+            }
+            assert_eq!(picked.len(), 5);
+        }
+    }
+
+    /// The list order used to decide the table: with it sorted, a reversed list gives
+    /// the same table (positions mapped to the same servers).
+    #[test]
+    fn table_depends_on_addresses_not_positions() {
+        let a = Fixture::added(&[(1, 1), (2, 1), (3, 1)]);
+        let mut b = Fixture::added(&[(3, 1), (2, 1), (1, 1)]);
+        b.slots = (0..3).collect();
+        let (mut sa, mut sb) = (Mh::default(), Mh::default());
+        sa.update(&a.view());
+        sb.update(&b.view());
+        for i in 0..MH_TAB_SIZE as usize {
+            let x = sa.slot(i).map(|p| a.cfg[p].addr);
+            let y = sb.slot(i).map(|p| b.cfg[p].addr);
+            assert_eq!(x, y, "slot {i}");
         }
     }
 }

@@ -26,15 +26,33 @@
 //! after being down: a director joining or restarted) is due a bulk sync ([`Peer::note`]
 //! marks it, [`Peer::take_bulk_due`] takes the mark): every session and template this
 //! director has is sent to that peer alone, paced by a [`Pacer`].
+//!
+//! Layout and LIPs: every heartbeat carries the sender's [`Hello`] (worker count, FULLNAT
+//! port range, own LIPs; [`super::wire::encode_hello`]). A peer whose worker count or port
+//! range is not this director's slices FULLNAT ports otherwise: its FULLNAT records are
+//! refused and counted ([`Peer::refused_layout`]), and its LIPs are never taken over.
+//!
+//! LIP takeover: when a peer is down, its LIPs (as its last hello named them) are held by
+//! exactly one live member: the one with the highest rendezvous hash of (LIP, member
+//! address) among this director and the peers it sees up ([`PeerTable::lips_to_hold`]),
+//! and only while this director sees a majority of the group (in a group of two, the
+//! survivor alone). Every member computes the same choice from the same view, so two
+//! survivors never both claim a LIP; the holder answers for it (ARP, replies to it) but
+//! never opens sessions on it, and lets it go when its owner is up again.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::auth;
+use super::wire::Hello;
 
 /// How often a group member with nothing else to send sends an empty message.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A group member busy sending sessions (so never idle for a [`HEARTBEAT`]) still sends
+/// its hello at least this often.
+pub const HELLO_EVERY: Duration = Duration::from_secs(5);
 /// A peer is down when its last accepted message is older than this.
 pub const DOWN_AFTER: Duration = Duration::from_secs(3);
 /// Bulk sync: messages sent per millisecond at most (4 000 a second, about 150 000
@@ -60,6 +78,10 @@ pub struct Peer {
     pub bulk_records: AtomicU64,
     /// Bulk syncs to it completed.
     pub bulk_syncs: AtomicU64,
+    /// Its FULLNAT records refused because its layout (workers, port range) is not ours.
+    pub refused_layout: AtomicU64,
+    /// Its last hello (layout and LIPs), kept after it goes down.
+    hello: Mutex<Option<Hello>>,
     /// It came up and has not had its bulk sync yet.
     bulk_due: AtomicBool,
 }
@@ -75,8 +97,20 @@ impl Peer {
             last_unix_ms: AtomicU64::new(0),
             bulk_records: AtomicU64::new(0),
             bulk_syncs: AtomicU64::new(0),
+            refused_layout: AtomicU64::new(0),
+            hello: Mutex::new(None),
             bulk_due: AtomicBool::new(false),
         }
+    }
+
+    /// Keeps the hello of one of its accepted heartbeats.
+    pub fn set_hello(&self, h: Hello) {
+        *self.hello.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+
+    /// Its last hello, if it sent one.
+    pub fn hello(&self) -> Option<Hello> {
+        self.hello.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether it came up since the last call (its first accepted message, or the first
@@ -109,14 +143,24 @@ impl Peer {
         }
     }
 
-    /// Its state at `now_ms`.
-    pub fn report(&self, now_ms: u64) -> PeerReport {
+    /// Whether it is up at `now_ms`: its last accepted message at most [`DOWN_AFTER`] old.
+    pub fn is_up(&self, now_ms: u64) -> bool {
+        let last = self.last_unix_ms.load(Ordering::Relaxed);
+        last != 0 && u128::from(now_ms.saturating_sub(last)) <= DOWN_AFTER.as_millis()
+    }
+
+    /// Its state at `now_ms`; `own` is this director's layout (to name a mismatch).
+    pub fn report(&self, now_ms: u64, own: &Hello) -> PeerReport {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let last = l(&self.last_unix_ms);
         let age_ms = (last != 0).then(|| now_ms.saturating_sub(last));
+        let hello = self.hello();
         PeerReport {
             addr: self.addr,
-            up: age_ms.is_some_and(|a| u128::from(a) <= DOWN_AFTER.as_millis()),
+            up: self.is_up(now_ms),
+            layout: hello.as_ref().and_then(|h| layout_mismatch(own, h)),
+            lips: hello.map(|h| h.lips).unwrap_or_default(),
+            refused_layout: l(&self.refused_layout),
             msgs: l(&self.msgs),
             conns: l(&self.conns),
             heartbeats: l(&self.heartbeats),
@@ -149,6 +193,88 @@ pub struct PeerReport {
     pub bulk_records: u64,
     /// Bulk syncs to it completed.
     pub bulk_syncs: u64,
+    /// Why its layout is not this director's (`None`: the same, or no hello yet).
+    pub layout: Option<&'static str>,
+    /// Its LIPs, as its last hello named them.
+    pub lips: Vec<Ipv4Addr>,
+    /// Its FULLNAT records refused for its layout.
+    pub refused_layout: u64,
+}
+
+/// Why a peer's layout (`peer`) is not this director's (`own`): another worker count or
+/// another FULLNAT port range; `None` when they are the same.
+pub fn layout_mismatch(own: &Hello, peer: &Hello) -> Option<&'static str> {
+    if peer.workers != own.workers {
+        Some("workers")
+    } else if peer.lport_range != own.lport_range {
+        Some("port-range")
+    } else {
+        None
+    }
+}
+
+/// The rendezvous weight of member `member` for LIP `lip` (splitmix64 of both): the live
+/// member with the highest weight holds the LIP.
+pub fn rendezvous(lip: Ipv4Addr, member: Ipv4Addr) -> u64 {
+    let mut z = (u64::from(u32::from(lip)) << 32 | u64::from(u32::from(member)))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One member as the takeover sees it: its address, whether it is up, and (for a peer)
+/// its last hello and whether its layout is this director's.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    /// Its sync address.
+    pub addr: Ipv4Addr,
+    /// Up (this director itself always is).
+    pub up: bool,
+    /// Its LIPs (from its last hello).
+    pub lips: Vec<Ipv4Addr>,
+    /// Its layout is this director's.
+    pub layout_ok: bool,
+}
+
+/// The LIPs director `own` (whose own LIPs are `own_lips`) holds for dead peers, with the
+/// peer each belongs to, given the other members' views (`peers`): every LIP of a down
+/// peer whose layout is ours, that is not one of `own_lips`, and for which `own` has the
+/// highest [`rendezvous`] weight among the live members (`own` and the peers up); none
+/// unless `own` sees a majority of the group, or the group has two members. Sorted.
+pub fn lips_to_hold(
+    own: Ipv4Addr,
+    own_lips: &[Ipv4Addr],
+    peers: &[MemberView],
+) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+    let total = peers.len() + 1;
+    let live: Vec<Ipv4Addr> = std::iter::once(own)
+        .chain(peers.iter().filter(|p| p.up).map(|p| p.addr))
+        .collect();
+    if total > 2 && live.len() * 2 <= total {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for p in peers.iter().filter(|p| !p.up && p.layout_ok) {
+        for &lip in &p.lips {
+            if own_lips.contains(&lip) || out.iter().any(|(l, _)| *l == lip) {
+                continue;
+            }
+            // A LIP a live peer names as its own is not free to take.
+            if peers.iter().any(|q| q.up && q.lips.contains(&lip)) {
+                continue;
+            }
+            let winner = live
+                .iter()
+                .copied()
+                .max_by_key(|&m| (rendezvous(lip, m), u32::from(m)));
+            if winner == Some(own) {
+                out.push((lip, p.addr));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Paces a bulk sync: at most `per_ms` messages per millisecond since it started.
@@ -193,6 +319,8 @@ pub enum Refusal {
 pub struct PeerTable {
     own: Ipv4Addr,
     peers: Vec<Peer>,
+    /// This director's hello: its layout and own LIPs (set with each configuration).
+    local: Mutex<Hello>,
 }
 
 impl PeerTable {
@@ -206,7 +334,54 @@ impl PeerTable {
                 peers.push(Peer::new(a));
             }
         }
-        PeerTable { own, peers }
+        PeerTable {
+            own,
+            peers,
+            local: Mutex::new(Hello::default()),
+        }
+    }
+
+    /// Sets this director's hello (its worker count, port range and own LIPs), sent in
+    /// its heartbeats and compared with the peers'.
+    pub fn set_local(&self, h: Hello) {
+        *self.local.lock().unwrap_or_else(|p| p.into_inner()) = h;
+    }
+
+    /// This director's hello.
+    pub fn local(&self) -> Hello {
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether `peer`'s FULLNAT records are refused: its last hello names another layout.
+    pub fn refuses_fullnat_of(&self, peer: &Peer) -> bool {
+        // Per datagram: compared under the locks, nothing cloned.
+        let theirs = peer.hello.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(h) = theirs.as_ref() else {
+            return false;
+        };
+        let own = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        layout_mismatch(&own, h).is_some()
+    }
+
+    /// The LIPs this director holds at `now_ms` for its dead peers ([`lips_to_hold`]).
+    pub fn lips_to_hold(&self, now_ms: u64) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+        let local = self.local();
+        let views: Vec<MemberView> = self
+            .peers
+            .iter()
+            .map(|p| {
+                let h = p.hello();
+                MemberView {
+                    addr: p.addr,
+                    up: p.is_up(now_ms),
+                    layout_ok: h
+                        .as_ref()
+                        .is_some_and(|h| layout_mismatch(&local, h).is_none()),
+                    lips: h.map(|h| h.lips).unwrap_or_default(),
+                }
+            })
+            .collect();
+        lips_to_hold(self.own, &local.lips, &views)
     }
 
     /// This director's sync address.
@@ -237,7 +412,11 @@ impl PeerTable {
 
     /// Every peer's state at `now_ms` (Unix milliseconds).
     pub fn report(&self, now_ms: u64) -> Vec<PeerReport> {
-        self.peers.iter().map(|p| p.report(now_ms)).collect()
+        let local = self.local();
+        self.peers
+            .iter()
+            .map(|p| p.report(now_ms, &local))
+            .collect()
     }
 }
 
@@ -285,7 +464,7 @@ mod tests {
         let p = t.admit(ip(1), &[], false).unwrap();
         let now = 1_000_000;
         assert_eq!(
-            p.report(now),
+            p.report(now, &Hello::default()),
             PeerReport {
                 addr: ip(1),
                 up: false,
@@ -296,12 +475,15 @@ mod tests {
                 last_age_ms: None,
                 bulk_records: 0,
                 bulk_syncs: 0,
+                layout: None,
+                lips: Vec::new(),
+                refused_layout: 0,
             }
         );
         p.note(Some(3), 3, now);
         p.note(Some(0), 0, now + 500);
         p.note(None, 0, now + 900);
-        let r = p.report(now + 1500);
+        let r = p.report(now + 1500, &Hello::default());
         assert_eq!(
             (
                 r.msgs,
@@ -315,7 +497,7 @@ mod tests {
             "a refused message does not make a peer up"
         );
         let down = now + 500 + DOWN_AFTER.as_millis() as u64 + 1;
-        assert!(!p.report(down).up);
+        assert!(!p.report(down, &Hello::default()).up);
         let all = t.report(now + 1500);
         let _ = all;
         // Up after being down: a bulk sync is due once.
@@ -355,5 +537,173 @@ mod tests {
             .take_while(|_| q.next(t0 + Duration::from_secs(1)).is_zero())
             .count();
         assert_eq!(in_a_second, 4004);
+    }
+
+    fn view(addr: Ipv4Addr, up: bool, lips: &[Ipv4Addr]) -> MemberView {
+        MemberView {
+            addr,
+            up,
+            lips: lips.to_vec(),
+            layout_ok: true,
+        }
+    }
+
+    fn lips(first: u8, n: u8) -> Vec<Ipv4Addr> {
+        (first..first + n)
+            .map(|d| Ipv4Addr::new(10, 20, 0, d))
+            .collect()
+    }
+
+    #[test]
+    fn a_dead_peers_lips_are_held_by_exactly_one_survivor() {
+        // A, B, C; A dies. B and C each compute from their own view: every one of A's 40
+        // LIPs is held by exactly one of them, and both hold some.
+        let (a, b, c) = (ip(1), ip(2), ip(3));
+        let (la, lb, lc) = (lips(100, 40), lips(150, 2), lips(160, 2));
+        let by_b = lips_to_hold(b, &lb, &[view(a, false, &la), view(c, true, &lc)]);
+        let by_c = lips_to_hold(c, &lc, &[view(a, false, &la), view(b, true, &lb)]);
+        assert!(!by_b.is_empty() && !by_c.is_empty(), "{by_b:?} {by_c:?}");
+        for l in &la {
+            let n = by_b.iter().chain(&by_c).filter(|(x, _)| x == l).count();
+            assert_eq!(n, 1, "{l}");
+        }
+        assert!(by_b.iter().chain(&by_c).all(|(_, from)| *from == a));
+        // A back up: nothing held any more.
+        assert!(lips_to_hold(b, &lb, &[view(a, true, &la), view(c, true, &lc)]).is_empty());
+        // C dies too: B alone is one of three, which it cannot tell from a split.
+        let all = lips_to_hold(b, &lb, &[view(a, false, &la), view(c, false, &lc)]);
+        assert!(all.is_empty(), "B alone is not a majority of three");
+    }
+
+    #[test]
+    fn a_minority_holds_nothing_and_two_members_are_the_exception() {
+        let (a, b, c, d) = (ip(1), ip(2), ip(3), ip(4));
+        let la = lips(100, 4);
+        // Four members, B sees only itself and C: 2 of 4 is no majority.
+        let v = [
+            view(a, false, &la),
+            view(c, true, &[]),
+            view(d, false, &lips(120, 1)),
+        ];
+        assert!(lips_to_hold(b, &[], &v).is_empty());
+        // Three of four: a majority.
+        let v = [
+            view(a, false, &la),
+            view(c, true, &[]),
+            view(d, true, &lips(120, 1)),
+        ];
+        let held: usize = [b, c, d]
+            .iter()
+            .map(|&m| {
+                let others: Vec<MemberView> = v
+                    .iter()
+                    .filter(|x| x.addr != m)
+                    .cloned()
+                    .chain((m != b).then(|| view(b, true, &[])))
+                    .collect();
+                lips_to_hold(m, &[], &others).len()
+            })
+            .sum();
+        assert_eq!(held, 4, "each of A's LIPs once among B, C, D");
+        // Two members: the survivor alone holds the other's LIPs.
+        assert_eq!(lips_to_hold(b, &[], &[view(a, false, &la)]).len(), 4);
+    }
+
+    #[test]
+    fn own_lips_other_layouts_and_lips_a_live_peer_names_are_not_taken() {
+        let (a, b) = (ip(1), ip(2));
+        let shared = Ipv4Addr::new(10, 20, 0, 100);
+        let la = vec![shared, Ipv4Addr::new(10, 20, 0, 101)];
+        // B has 10.20.0.100 in its own pools: it is B's anyway, not held.
+        let held = lips_to_hold(b, &[shared], &[view(a, false, &la)]);
+        assert_eq!(held, [(Ipv4Addr::new(10, 20, 0, 101), a)]);
+        // A peer of another layout: its LIPs are never taken.
+        let mut other = view(a, false, &la);
+        other.layout_ok = false;
+        assert!(lips_to_hold(b, &[], &[other]).is_empty());
+        // A dead peer naming a LIP a live one names too (moved by a reload): not taken.
+        let c = ip(3);
+        let v = [view(a, false, &la), view(c, true, &[shared])];
+        let (by_b, by_c) = (
+            lips_to_hold(b, &[], &v),
+            lips_to_hold(c, &[shared], &[view(a, false, &la), view(b, true, &[])]),
+        );
+        assert!(by_b.iter().chain(&by_c).all(|(l, _)| *l != shared));
+    }
+
+    #[test]
+    fn the_peer_table_holds_from_hellos_and_heartbeat_ages() {
+        let own_hello = Hello {
+            workers: 2,
+            lport_range: (1025, 65535),
+            lips: lips(150, 1),
+        };
+        let t = PeerTable::new(ip(2), &[ip(1), ip(2)]);
+        t.set_local(own_hello.clone());
+        let p = &t.peers()[0];
+        let now = 5_000_000;
+        p.note(Some(0), 0, now);
+        p.set_hello(Hello {
+            lips: lips(100, 3),
+            ..own_hello.clone()
+        });
+        assert!(t.lips_to_hold(now + 1000).is_empty(), "up");
+        let later = now + DOWN_AFTER.as_millis() as u64 + 1;
+        assert_eq!(t.lips_to_hold(later).len(), 3);
+        assert!(!t.refuses_fullnat_of(p));
+        let r = &t.report(later)[0];
+        assert_eq!((r.layout, r.lips.len()), (None, 3));
+        // Another worker count: refused, named, and not taken over.
+        p.set_hello(Hello {
+            workers: 4,
+            lips: lips(100, 3),
+            ..own_hello.clone()
+        });
+        assert!(t.refuses_fullnat_of(p));
+        assert!(t.lips_to_hold(later).is_empty());
+        assert_eq!(t.report(later)[0].layout, Some("workers"));
+        p.set_hello(Hello {
+            lport_range: (2048, 65535),
+            ..own_hello
+        });
+        assert_eq!(t.report(later)[0].layout, Some("port-range"));
+    }
+
+    #[test]
+    fn a_split_never_gives_one_lip_to_two_members_of_three() {
+        // Every way three members can see each other (each sees each other member up or
+        // down, independently: 64 combinations, splits and one-way losses included): a
+        // LIP is held by at most one member, never by its owner, and a member that sees no other up (the lone side of a split) holds
+        // nothing.
+        let m = [ip(1), ip(2), ip(3)];
+        let lips_of = |i: usize| lips(100 + 10 * i as u8, 5);
+        for views in 0u32..64 {
+            // bit (2*i + k): member i sees its k-th other member up.
+            let mut held: Vec<(Ipv4Addr, usize)> = Vec::new();
+            for i in 0..3 {
+                let others: Vec<MemberView> = (0..3)
+                    .filter(|&j| j != i)
+                    .enumerate()
+                    .map(|(k, j)| view(m[j], views & (1 << (2 * i + k)) != 0, &lips_of(j)))
+                    .collect();
+                let sees = others.iter().filter(|o| o.up).count();
+                let got = lips_to_hold(m[i], &lips_of(i), &others);
+                if sees == 0 {
+                    assert!(got.is_empty(), "a lone member holds nothing");
+                }
+                held.extend(got.into_iter().map(|(l, _)| (l, i)));
+            }
+            for (l, i) in &held {
+                let owner = (0..3).find(|&j| lips_of(j).contains(l)).unwrap();
+                assert_ne!(owner, *i);
+                let holders: Vec<usize> =
+                    held.iter().filter(|(x, _)| x == l).map(|h| h.1).collect();
+                assert_eq!(
+                    holders.len(),
+                    1,
+                    "views {views:06b}: {l} held by {holders:?}"
+                );
+            }
+        }
     }
 }

@@ -16,7 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::auth::{self, AuthError, Signer, SyncKey, Verifier};
 use super::group::{Pacer, PeerTable, Refusal};
-use super::wire::{self, MessageBuilder, Record};
+use super::wire::{self, Hello, MessageBuilder, Record};
 use crate::conn::SyncConn;
 
 /// A partial message waits at most this long before it is sent (the kernel's 2 s).
@@ -118,6 +118,11 @@ pub struct Stats {
     pub bulk_msgs: AtomicU64,
     /// Group: records sent in bulk syncs (not in `sent_conns`).
     pub bulk_conns: AtomicU64,
+    /// Group: FULLNAT records refused because their peer's layout (worker count, port
+    /// range) is not this director's.
+    pub peer_layout: AtomicU64,
+    /// Group: heartbeats whose hello block is malformed (the heartbeat still counts).
+    pub bad_hello: AtomicU64,
     /// When the last message was received: milliseconds since the Unix epoch (0: none
     /// yet). Not a counter: not in [`Stats::snapshot`].
     pub last_recv_unix_ms: AtomicU64,
@@ -147,6 +152,8 @@ impl Stats {
             ("peer_unknown", l(&self.peer_unknown)),
             ("bulk_msgs", l(&self.bulk_msgs)),
             ("bulk_conns", l(&self.bulk_conns)),
+            ("peer_layout", l(&self.peer_layout)),
+            ("bad_hello", l(&self.bad_hello)),
         ]
     }
 }
@@ -219,8 +226,9 @@ fn signed<R>(signer: Option<&Mutex<Signer>>, msg: &[u8], send: impl FnOnce(&[u8]
 /// message at once, a partial one after [`PARTIAL_FLUSH`], until `stop`. With a key,
 /// each message carries its trailer, and the messages are shorter by its length so that
 /// the datagram stays within `maxlen`. Every message goes to each of `dests` (the group
-/// or the unicast peer; a group's peers); with `heartbeat` (a group), an empty message
-/// goes to each after that long without anything else sent.
+/// or the unicast peer; a group's peers); with `heartbeat` (a group), after that long
+/// without anything sent, the partial message goes at once, or an empty message when
+/// there is none.
 pub fn run_master(
     sock: &UdpSocket,
     dests: &[SocketAddr],
@@ -240,6 +248,7 @@ pub fn run_master(
         stats,
         heartbeat,
         signer.as_ref(),
+        None,
     );
 }
 
@@ -254,7 +263,9 @@ fn message_len(cfg: &SyncNetConfig) -> usize {
 }
 
 /// [`run_master`] with the signer given (one shared with the bulk syncs,
-/// [`shared_signer`]).
+/// [`shared_signer`]). In a group (`group`), each heartbeat carries this director's
+/// hello ([`PeerTable::local`]: its layout and LIPs), and a director that is never idle
+/// sends one every [`super::group::HELLO_EVERY`] anyway.
 #[allow(clippy::too_many_arguments)]
 pub fn run_master_signed(
     sock: &UdpSocket,
@@ -265,17 +276,30 @@ pub fn run_master_signed(
     stats: &Stats,
     heartbeat: Option<Duration>,
     signer: Option<&Mutex<Signer>>,
+    group: Option<&PeerTable>,
 ) {
     let mut b = MessageBuilder::new(cfg.syncid, message_len(cfg));
     let mut first: Option<Instant> = None;
     let last_sent = std::cell::Cell::new(Instant::now());
+    let last_hello = std::cell::Cell::new(None::<Instant>);
+    let send_hello = |g: &PeerTable| {
+        let hello = wire::encode_hello(cfg.syncid, &g.local(), message_len(cfg));
+        signed(signer, &hello, |bytes| {
+            send_to_all(sock, bytes, dests, stats, true, 0)
+        });
+        last_hello.set(Some(Instant::now()));
+        last_sent.set(Instant::now());
+    };
     let send = |b: &mut MessageBuilder, beat: bool| {
         if b.is_empty() && !beat {
             return;
         }
-        signed(signer, b.bytes(), |bytes| {
-            send_to_all(sock, bytes, dests, stats, beat, b.len())
-        });
+        match group.filter(|_| beat && b.is_empty()) {
+            Some(g) => send_hello(g),
+            None => signed(signer, b.bytes(), |bytes| {
+                send_to_all(sock, bytes, dests, stats, beat && b.is_empty(), b.len())
+            }),
+        }
         b.reset();
         last_sent.set(Instant::now());
     };
@@ -302,8 +326,20 @@ pub fn run_master_signed(
             send(&mut b, false);
             first = None;
         }
-        if first.is_none() && heartbeat.is_some_and(|h| last_sent.get().elapsed() >= h) {
+        if heartbeat.is_some_and(|h| last_sent.get().elapsed() >= h) {
+            // In a group the peers hear from a member at least every heartbeat: a
+            // partial message then goes early (else they could see it silent for the
+            // partial flush's 2 s plus a heartbeat, close to the 3 s that make it down).
             send(&mut b, true);
+            first = None;
+        }
+        if let Some(g) = group {
+            if last_hello
+                .get()
+                .is_none_or(|t| t.elapsed() >= super::group::HELLO_EVERY)
+            {
+                send_hello(g);
+            }
         }
         if got == 0 {
             std::thread::sleep(IDLE_SLEEP);
@@ -475,9 +511,20 @@ pub fn run_backup(
             }
         };
         let before = stats.recv_conns.load(Ordering::Relaxed);
+        let refused_before = stats.peer_layout.load(Ordering::Relaxed);
+        let refuse = match (group, peer) {
+            (Some(g), Some(p)) => g.refuses_fullnat_of(p),
+            _ => false,
+        };
+        rx.set_refuse_fullnat(refuse);
         let records = rx.process(datagram, stats, &mut deliver);
         if let Some(p) = peer {
             let installed = stats.recv_conns.load(Ordering::Relaxed) - before;
+            let refused = stats.peer_layout.load(Ordering::Relaxed) - refused_before;
+            p.refused_layout.fetch_add(refused, Ordering::Relaxed);
+            if let Some(h) = rx.take_hello() {
+                p.set_hello(h);
+            }
             p.note(records, installed, now);
         }
     }
@@ -490,6 +537,10 @@ pub struct Receiver {
     syncid: u8,
     verifier: Option<Verifier>,
     recs: Vec<Record>,
+    /// FULLNAT records of the next datagrams are refused (their peer's layout differs).
+    refuse_fullnat: bool,
+    /// The hello of the last accepted heartbeat that carried one.
+    hello: Option<Hello>,
 }
 
 impl Receiver {
@@ -499,7 +550,20 @@ impl Receiver {
             syncid: cfg.syncid,
             verifier: cfg.key.as_ref().map(Verifier::new),
             recs: Vec::with_capacity(RECORDS_PER_MESSAGE),
+            refuse_fullnat: false,
+            hello: None,
         }
+    }
+
+    /// Refuses (and counts as `peer_layout`) the FULLNAT records of the datagrams that
+    /// follow, or stops refusing them.
+    pub fn set_refuse_fullnat(&mut self, on: bool) {
+        self.refuse_fullnat = on;
+    }
+
+    /// The hello of the last accepted heartbeat that carried one, taken.
+    pub fn take_hello(&mut self) -> Option<Hello> {
+        self.hello.take()
     }
 
     /// Checks one datagram and delivers its records. With a key, a datagram without a
@@ -535,7 +599,23 @@ impl Receiver {
                 datagram
             }
         };
-        process_message(msg, self.syncid, &mut self.recs, stats, deliver)
+        let n = process_message_with(
+            msg,
+            self.syncid,
+            &mut self.recs,
+            stats,
+            self.refuse_fullnat,
+            deliver,
+        );
+        if n == Some(0) {
+            match wire::decode_hello(msg) {
+                Ok(h) => self.hello = h,
+                Err(_) => {
+                    stats.bad_hello.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        n
     }
 }
 
@@ -547,6 +627,19 @@ pub fn process_message(
     syncid: u8,
     recs: &mut Vec<Record>,
     stats: &Stats,
+    deliver: &mut impl FnMut(SyncConn) -> bool,
+) -> Option<usize> {
+    process_message_with(msg, syncid, recs, stats, false, deliver)
+}
+
+/// [`process_message`]; with `refuse_fullnat`, FULLNAT records (those with a local
+/// address) are not delivered but counted as `peer_layout`.
+pub fn process_message_with(
+    msg: &[u8],
+    syncid: u8,
+    recs: &mut Vec<Record>,
+    stats: &Stats,
+    refuse_fullnat: bool,
     deliver: &mut impl FnMut(SyncConn) -> bool,
 ) -> Option<usize> {
     let nr = match wire::decode_header(msg) {
@@ -562,6 +655,9 @@ pub fn process_message(
     }
     for r in recs.drain(..) {
         match r {
+            Record::Conn(c) if refuse_fullnat && c.local.is_some() => {
+                stats.peer_layout.fetch_add(1, Ordering::Relaxed);
+            }
             Record::Conn(c) => {
                 if deliver(c) {
                     stats.recv_conns.fetch_add(1, Ordering::Relaxed);
@@ -896,7 +992,7 @@ mod tests {
         v.sort_unstable();
         assert_eq!(v, (10000..10010).collect::<Vec<u16>>());
         assert_eq!((l(&rstats.peer_unknown), l(&rstats.peer_own)), (1, 1));
-        let r = p.report(unix_ms(std::time::SystemTime::now()));
+        let r = p.report(unix_ms(std::time::SystemTime::now()), &Hello::default());
         assert_eq!(
             (r.addr, r.up, r.msgs, r.conns, r.refused),
             (peer, true, 1, 10, 0)
@@ -908,6 +1004,95 @@ mod tests {
             "heartbeats are not counted as messages"
         );
         assert!(l(&mstats.heartbeats_sent) >= 2);
+    }
+
+    /// A group member's heartbeats carry its hello over loopback: the receiver learns
+    /// the peer's LIPs and layout; the peer has 4 workers where this director has 2, so
+    /// its FULLNAT records are refused and counted (per peer and as `peer_layout`) while
+    /// its other records are delivered.
+    #[test]
+    fn heartbeats_carry_the_hello_and_another_layouts_fullnat_records_are_refused() {
+        let port = 20000 + ((std::process::id() + 12011) % 20000) as u16;
+        let own = Ipv4Addr::LOCALHOST;
+        let peer = Ipv4Addr::new(127, 0, 0, 2);
+        let group = Arc::new(PeerTable::new(own, &[own, peer]));
+        let layout = Hello {
+            workers: 2,
+            lport_range: (1025, 65535),
+            lips: Vec::new(),
+        };
+        group.set_local(layout.clone());
+        let theirs = Arc::new(PeerTable::new(peer, &[own, peer]));
+        let peer_lips = vec![Ipv4Addr::new(10, 20, 0, 210), Ipv4Addr::new(10, 20, 0, 211)];
+        theirs.set_local(Hello {
+            workers: 4,
+            lips: peer_lips.clone(),
+            ..layout
+        });
+        let cfg = SyncNetConfig {
+            port,
+            iface: Some(own),
+            ..SyncNetConfig::default()
+        };
+        let rx = backup_socket(&cfg, true).expect("backup socket");
+        let stop = Arc::new(AtomicBool::new(false));
+        let rstats = Arc::new(Stats::default());
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (g2, s3, rs2, gr) = (got.clone(), stop.clone(), rstats.clone(), group.clone());
+        let b = std::thread::spawn(move || {
+            run_backup(&rx, &cfg, Some(&gr), &s3, &rs2, |c| {
+                g2.lock().unwrap().push(c.cport);
+                true
+            })
+        });
+        let mcfg = SyncNetConfig {
+            port,
+            iface: Some(peer),
+            ..SyncNetConfig::default()
+        };
+        let (tx, _) = master_socket(&mcfg).unwrap();
+        let to = SocketAddr::from((own, port));
+        let queues: Arc<Vec<ArrayQueue<SyncConn>>> = Arc::new(vec![ArrayQueue::new(64)]);
+        let mstats = Arc::new(Stats::default());
+        let (q2, s2, st2, th) = (queues.clone(), stop.clone(), mstats.clone(), theirs.clone());
+        let beat = Some(Duration::from_millis(50));
+        let m = std::thread::spawn(move || {
+            run_master_signed(&tx, &[to], &mcfg, &q2, &s2, &st2, beat, None, Some(&th))
+        });
+        let p = &group.peers()[0];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while p.hello().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let h = p.hello().expect("the peer's hello arrived");
+        assert_eq!((h.workers, h.lips.clone()), (4, peer_lips));
+        assert!(group.refuses_fullnat_of(p));
+        for i in 0..10u16 {
+            let mut c = conn(i);
+            if i % 2 == 1 {
+                c.flags = 5;
+                c.local = Some((crate::flow::Addr::v4(10, 20, 0, 210), 2000 + i));
+            }
+            queues[0].push(c).unwrap();
+        }
+        while p.msgs.load(Ordering::Relaxed) < 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Release);
+        m.join().unwrap();
+        b.join().unwrap();
+        let mut v = got.lock().unwrap().clone();
+        v.sort_unstable();
+        assert_eq!(v, [10000, 10002, 10004, 10006, 10008]);
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        assert_eq!(l(&rstats.peer_layout), 5);
+        assert_eq!(l(&p.refused_layout), 5);
+        assert_eq!(l(&rstats.bad_hello), 0);
+        let r = &group.report(unix_ms(std::time::SystemTime::now()))[0];
+        assert_eq!(
+            (r.layout, r.refused_layout, r.conns),
+            (Some("workers"), 5, 5)
+        );
     }
 
     /// Master and backup threads over loopback (unicast): every record arrives, in

@@ -14,7 +14,19 @@
 //! session whose client stream carries a PROXY header (`IP_VS_CONN_F_IN_SEQ`) has the
 //! kernel's own [`OPT_SEQ_DATA`] with its `in_seq` (initial sequence number, delta).
 //!
+//! A sync group's heartbeat (a message without records) carries rvs's [`Hello`] after the
+//! header, within the size the header announces: the sender's worker count, FULLNAT local
+//! port range and LIPs. A kernel backup reads no record of a message with `nr_conns` 0
+//! and ignores the rest, so it still takes the heartbeat as an empty message.
+//!
+//! ```text
+//! hello: "RVSG" | u8 version=1 | u8 0 | be16 workers | be16 lport_lo | be16 lport_hi
+//!   | be16 count | count x IPv4 LIP
+//! ```
+//!
 //! Decoding never panics: every length is checked, and errors are typed ([`DecodeError`]).
+
+use std::net::Ipv4Addr;
 
 use crate::conn::replica::SyncConn;
 use crate::flow::Addr;
@@ -352,6 +364,105 @@ fn decode_v0(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
         p += len;
     }
     Ok(())
+}
+
+/// The magic of a [`Hello`] block.
+pub const HELLO_MAGIC: [u8; 4] = *b"RVSG";
+/// The version of a [`Hello`] block this module writes and reads.
+pub const HELLO_VERSION: u8 = 1;
+/// Length of a [`Hello`] block without its LIPs.
+pub const HELLO_FIXED_LEN: usize = 14;
+
+/// What a group member tells its peers in each heartbeat: how it slices FULLNAT ports
+/// (its worker count and local port range, which must be the group's) and its own LIPs
+/// (those a survivor takes over when it dies).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hello {
+    /// Worker count.
+    pub workers: u16,
+    /// FULLNAT local port range (inclusive).
+    pub lport_range: (u16, u16),
+    /// Its own LIPs (the union of its services' pools), sorted, without duplicates.
+    pub lips: Vec<Ipv4Addr>,
+}
+
+/// Why a hello block was not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HelloError {
+    /// The message is not a v1 message without records.
+    #[error("not a heartbeat")]
+    NotHeartbeat,
+    /// The block is shorter than its fixed part or its LIP count says.
+    #[error("hello truncated")]
+    Truncated,
+    /// An unknown version.
+    #[error("hello version {0}")]
+    Version(u8),
+    /// A port range whose low end is above its high end, or no worker.
+    #[error("bad worker count or port range")]
+    Bad,
+}
+
+/// A heartbeat from `syncid` carrying `hello` (as many LIPs as fit `maxlen`).
+pub fn encode_hello(syncid: u8, hello: &Hello, maxlen: usize) -> Vec<u8> {
+    let room = maxlen.saturating_sub(HEADER_LEN + HELLO_FIXED_LEN) / 4;
+    let lips = &hello.lips[..hello.lips.len().min(room).min(usize::from(u16::MAX))];
+    let mut b = Vec::with_capacity(HEADER_LEN + HELLO_FIXED_LEN + 4 * lips.len());
+    b.extend_from_slice(&[0, syncid, 0, 0, 0, SYNC_PROTO_VER, 0, 0]);
+    b.extend_from_slice(&HELLO_MAGIC);
+    b.extend_from_slice(&[HELLO_VERSION, 0]);
+    b.extend_from_slice(&hello.workers.to_be_bytes());
+    b.extend_from_slice(&hello.lport_range.0.to_be_bytes());
+    b.extend_from_slice(&hello.lport_range.1.to_be_bytes());
+    b.extend_from_slice(&(lips.len() as u16).to_be_bytes());
+    for l in lips {
+        b.extend_from_slice(&l.octets());
+    }
+    let size = b.len() as u16;
+    b[2..4].copy_from_slice(&size.to_be_bytes());
+    b
+}
+
+/// The hello block of a message: `Ok(None)` for a message without one (a kernel's empty
+/// message, an older rvs's heartbeat), an error for a v1 heartbeat whose block is
+/// malformed, and [`HelloError::NotHeartbeat`] for anything but a v1 message without
+/// records.
+pub fn decode_hello(msg: &[u8]) -> Result<Option<Hello>, HelloError> {
+    let h = decode_header(msg).map_err(|_| HelloError::NotHeartbeat)?;
+    if h.version != 1 || h.nr_conns != 0 {
+        return Err(HelloError::NotHeartbeat);
+    }
+    let b = &msg[HEADER_LEN..];
+    if b.len() < HELLO_MAGIC.len() || b[..4] != HELLO_MAGIC {
+        return Ok(None);
+    }
+    if b.len() < HELLO_FIXED_LEN {
+        return Err(HelloError::Truncated);
+    }
+    if b[4] != HELLO_VERSION {
+        return Err(HelloError::Version(b[4]));
+    }
+    let t = HelloError::Truncated;
+    let workers = be16(b, 6).ok_or(t)?;
+    let lport_range = (be16(b, 8).ok_or(t)?, be16(b, 10).ok_or(t)?);
+    let count = usize::from(be16(b, 12).ok_or(t)?);
+    if workers == 0 || lport_range.0 > lport_range.1 {
+        return Err(HelloError::Bad);
+    }
+    let list = b
+        .get(HELLO_FIXED_LEN..HELLO_FIXED_LEN + 4 * count)
+        .ok_or(t)?;
+    let mut lips: Vec<Ipv4Addr> = list
+        .chunks_exact(4)
+        .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
+        .collect();
+    lips.sort();
+    lips.dedup();
+    Ok(Some(Hello {
+        workers,
+        lport_range,
+        lips,
+    }))
 }
 
 /// Builds v1 messages of at most `maxlen` bytes (the sync daemon's `sync_maxlen`).
@@ -705,6 +816,72 @@ mod tests {
         m[2..4].copy_from_slice(&len.to_be_bytes());
         seeds.push(("v0_seq", m));
         seeds
+    }
+
+    #[test]
+    fn hello_fuzz_seed_is_current() {
+        // RVS_WRITE_FUZZ_SEEDS=1 cargo test -p rvs-dataplane hello_fuzz_seed  (re)writes it.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/sync_hello");
+        let m = encode_hello(7, &hello(), 1472);
+        let path = dir.join("v1_hello");
+        if std::env::var_os("RVS_WRITE_FUZZ_SEEDS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &m).unwrap();
+        }
+        assert_eq!(std::fs::read(&path).ok(), Some(m), "seed is current");
+    }
+
+    fn hello() -> Hello {
+        Hello {
+            workers: 2,
+            lport_range: (1025, 65535),
+            lips: vec![Ipv4Addr::new(10, 20, 0, 200), Ipv4Addr::new(10, 20, 0, 201)],
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_carries_the_hello_and_stays_an_empty_message() {
+        let m = encode_hello(7, &hello(), 1472);
+        assert_eq!(m.len(), HEADER_LEN + HELLO_FIXED_LEN + 8);
+        // What a kernel (and this decoder) reads: a v1 message of syncid 7, no record.
+        let mut out = Vec::new();
+        let h = decode(&m, &mut out).unwrap();
+        assert_eq!((h.version, h.syncid, h.nr_conns), (1, 7, 0));
+        assert_eq!(usize::from(h.size), m.len());
+        assert!(out.is_empty());
+        assert_eq!(decode_hello(&m), Ok(Some(hello())));
+        // An empty message without the block (a kernel's, an older rvs's): no hello.
+        let empty = MessageBuilder::new(7, 1472);
+        assert_eq!(decode_hello(empty.bytes()), Ok(None));
+        // A message with records is not a heartbeat.
+        let mut b = MessageBuilder::new(7, 1472);
+        b.push(&example_conn());
+        assert_eq!(decode_hello(b.bytes()), Err(HelloError::NotHeartbeat));
+        // Truncated, another version, a bad range, no worker: refused, never a panic.
+        for cut in HEADER_LEN + 4..m.len() {
+            let mut t = m[..cut].to_vec();
+            t[2..4].copy_from_slice(&(cut as u16).to_be_bytes());
+            assert_eq!(decode_hello(&t), Err(HelloError::Truncated), "{cut}");
+        }
+        let mut v = m.clone();
+        v[HEADER_LEN + 4] = 9;
+        assert_eq!(decode_hello(&v), Err(HelloError::Version(9)));
+        let mut r = m.clone();
+        r[HEADER_LEN + 10..HEADER_LEN + 12].copy_from_slice(&1024u16.to_be_bytes());
+        assert_eq!(decode_hello(&r), Err(HelloError::Bad));
+        let mut w = m.clone();
+        w[HEADER_LEN + 6..HEADER_LEN + 8].copy_from_slice(&[0, 0]);
+        assert_eq!(decode_hello(&w), Err(HelloError::Bad));
+        // Only the LIPs that fit the length given go.
+        let many = Hello {
+            lips: (0..1000u32)
+                .map(|i| Ipv4Addr::from(0x0a00_0000 + i))
+                .collect(),
+            ..hello()
+        };
+        let m = encode_hello(7, &many, 1472);
+        assert!(m.len() <= 1472);
+        assert_eq!(decode_hello(&m).unwrap().unwrap().lips.len(), 362);
     }
 
     #[test]
