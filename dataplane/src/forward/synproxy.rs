@@ -696,6 +696,22 @@ pub fn reset_to_sender<P: PacketBuf>(pkt: &mut P, at: At, seq: u32) -> Option<()
     write_segment(pkt, at, true, ports, seq, 0, tcp_flags::RST, 0, &w)
 }
 
+/// Makes the TCP segment at `l4` a bare reset: flags RST alone, no acknowledgement,
+/// sequence number `seq` when given (else its own); checksum incremental.
+pub fn set_reset(frame: &mut [u8], l4: usize, seq: Option<u32>) -> Option<()> {
+    let c = be16(frame, l4 + 16)?;
+    let old = be16(frame, l4 + 12)?;
+    let new = (old & 0xff00) | u16::from(tcp_flags::RST);
+    let c = checksum::update_u16(c, old, new);
+    frame[l4 + 12..l4 + 14].copy_from_slice(&new.to_be_bytes());
+    frame[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+    set_be32_csum(frame, l4 + 8, 0, l4 + 16);
+    if let Some(seq) = seq {
+        set_be32_csum(frame, l4 + 4, seq, l4 + 16);
+    }
+    Some(())
+}
+
 /// Window scales of a proxied connection's two legs: what each side was told.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Scales {
