@@ -238,6 +238,10 @@ pub fn engine_config(
         expire_nodest_conn: false,
         expire_quiescent_template: false,
         new_sessions_per_second: 0,
+        syn_proxy_auto: (
+            rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_RATE,
+            rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_FILL,
+        ),
         mbufs,
         routes: Vec::new(),
         lport_range: DEFAULT_PORT_RANGE,
