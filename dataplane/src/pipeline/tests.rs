@@ -3202,3 +3202,54 @@ fn proxy_protocol_composes_with_the_syn_proxy() {
         (px.cookie + 1, 7006)
     );
 }
+
+#[test]
+fn a_standby_keeps_translating_a_synced_proxied_session() {
+    use crate::sync::wire::{decode, MessageBuilder, Record};
+    for fwd in [FwdMethod::Masq, FwdMethod::FullNat] {
+        let mut c = sp_core(fwd, sf::SYNPROXY);
+        let px = sp_handshake(&mut c, 0, 0);
+        let (id, _) = c.conns().iter().next().unwrap();
+        let rec = c.conns().sync_record(id).unwrap();
+        assert_ne!(rec.flags & 0x0200, 0, "IP_VS_CONN_F_OUT_SEQ");
+        let (_, delta, ts_delta) = rec.out_seq.expect("out_seq");
+        assert_eq!(delta, px.cookie.wrapping_sub(50000));
+        assert_eq!(ts_delta, px.tsval.wrapping_sub(9000));
+        // Through the wire format: the kernel's IPVS_OPT_SEQ_DATA.
+        let mut m = MessageBuilder::new(1, 1500);
+        assert!(m.push(&rec));
+        let mut recs = Vec::new();
+        decode(m.bytes(), &mut recs).unwrap();
+        let Record::Conn(got) = recs[0] else {
+            panic!("{recs:?}")
+        };
+        assert_eq!(got.out_seq, rec.out_seq);
+        // The standby (its own cookie secret) takes over: both directions translated.
+        let mut standby = sp_core(fwd, sf::SYNPROXY);
+        standby.set_cookie_secret([9, 9]);
+        let mut est = got;
+        est.state = crate::conn::TcpState::Established as u16;
+        assert!(standby.install_synced(&est, 0).unwrap());
+        let req = client_seg(7001, px.cookie + 1, "AP", &ts_opts(150, px.tsval), b"GET /");
+        let mut out = Vec::new();
+        standby.process_burst(
+            [req],
+            10,
+            true,
+            |_| 0,
+            |e| {
+                if let Emit::Packet(o) = e {
+                    out.push(tx(o).0)
+                }
+            },
+        );
+        let (h, _) = tcp_hdr(out[0].data());
+        assert_eq!(h.acknowledgment_number, 50001);
+        assert_eq!(ts_of(&h), (150, 9000));
+        let ans = server_seg(&px, 50001, 7006, "AP", &ts_opts(9010, 150), b"200");
+        let (p, _) = tx(standby.process(ans, 1, 10, false));
+        let (h, _) = tcp_hdr(p.data());
+        assert_eq!(h.sequence_number, px.cookie + 1);
+        assert_eq!(ts_of(&h), (px.tsval + 10, 150));
+    }
+}
