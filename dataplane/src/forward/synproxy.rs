@@ -762,7 +762,19 @@ fn set_be32_csum(b: &mut [u8], at: usize, v: u32, csum_at: usize) {
     if old == v {
         return;
     }
-    let c = checksum::update(c, &old.to_be_bytes(), &v.to_be_bytes());
+    // The sum runs over 16-bit words from the TCP header (`csum_at` - 16): a field at an
+    // odd offset (options need no alignment) is updated within its aligned 6 bytes.
+    let c = if (at + 16 - csum_at) % 2 == 0 {
+        checksum::update(c, &old.to_be_bytes(), &v.to_be_bytes())
+    } else {
+        let (Some(&first), Some(&last)) = (b.get(at - 1), b.get(at + 4)) else {
+            return;
+        };
+        let (o, n) = (old.to_be_bytes(), v.to_be_bytes());
+        let old6 = [first, o[0], o[1], o[2], o[3], last];
+        let new6 = [first, n[0], n[1], n[2], n[3], last];
+        checksum::update(c, &old6, &new6)
+    };
     b[at..at + 4].copy_from_slice(&v.to_be_bytes());
     b[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
 }

@@ -415,3 +415,32 @@ fn garbage_frames_never_panic() {
         let _ = reset_to_sender(&mut p, AT, 1);
     }
 }
+
+#[test]
+fn options_at_odd_offsets_keep_the_checksum_right() {
+    // A timestamp option after a single NOP (odd offset), then SACK after one NOP.
+    let mut v = client(
+        5,
+        Some(1100),
+        false,
+        &[
+            TcpOptionElement::Noop,
+            TcpOptionElement::Timestamp(30, 17),
+            TcpOptionElement::Noop,
+            TcpOptionElement::SelectiveAcknowledgement((2000, 3000), [None, None, None]),
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+        ],
+        b"abc",
+    );
+    to_server(&mut v, 34, 1000, Some(7), Scales::default());
+    let t = tcp_of(&v);
+    let opts: Vec<_> = t.options_iterator().map(|o| o.unwrap()).collect();
+    assert!(opts.contains(&TcpOptionElement::Timestamp(30, 10)));
+    assert!(opts.contains(&TcpOptionElement::SelectiveAcknowledgement(
+        (1000, 2000),
+        [None, None, None]
+    )));
+    to_client(&mut v, 34, 5, Some(9), Scales::default());
+    tcp_of(&v);
+}
