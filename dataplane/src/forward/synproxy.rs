@@ -764,7 +764,7 @@ fn set_be32_csum(b: &mut [u8], at: usize, v: u32, csum_at: usize) {
     }
     // The sum runs over 16-bit words from the TCP header (`csum_at` - 16): a field at an
     // odd offset (options need no alignment) is updated within its aligned 6 bytes.
-    let c = if (at + 16 - csum_at) % 2 == 0 {
+    let c = if (at + 16 - csum_at).is_multiple_of(2) {
         checksum::update(c, &old.to_be_bytes(), &v.to_be_bytes())
     } else {
         let (Some(&first), Some(&last)) = (b.get(at - 1), b.get(at + 4)) else {
