@@ -739,8 +739,8 @@ pub struct Sessions {
     /// second's worth, so a quiet worker may take that many at once.
     #[serde(default)]
     pub new_per_second: i64,
-    /// The SYN proxy's `auto` services are proxied while a worker sees more packets
-    /// opening sessions per second than this (default 20000).
+    /// The SYN proxy's `auto` services are proxied while a worker sees more TCP SYNs per
+    /// second than this (default 20000).
     #[serde(default = "default_syn_proxy_rate")]
     pub syn_proxy_rate: i64,
     /// ... or while a worker's session table is fuller than this percentage (default 50).

@@ -88,7 +88,7 @@ pub struct EngineConfig {
     /// that would open a session is dropped as `new-session-budget`. Fixed for the
     /// engine's life (`[sessions]` changes need a restart).
     pub new_sessions_per_second: u32,
-    /// The SYN proxy's `auto` thresholds: packets opening sessions per second and
+    /// The SYN proxy's `auto` thresholds: TCP SYNs per second and
     /// worker, and percent of the session table, above which `auto` services are
     /// proxied (`[sessions] syn_proxy_rate`, `syn_proxy_fill`).
     pub syn_proxy_auto: (u32, u32),

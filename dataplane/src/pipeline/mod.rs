@@ -212,7 +212,7 @@ pub struct Core<P> {
     new_budget: NewSessionBudget,
     /// The SYN proxy's cookie keys.
     cookies: crate::forward::synproxy::Cookies,
-    /// The SYN proxy's `auto`: packets opening sessions per second, thresholds.
+    /// The SYN proxy's `auto`: TCP SYNs per second, thresholds.
     pressure: self::synproxy::Pressure,
     scratch: [u8; SCRATCH_LEN],
     counters: Counters,

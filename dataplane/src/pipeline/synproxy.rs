@@ -28,9 +28,9 @@
 //!   answer gets the SYN again when the client sends again after a second (at most 3
 //!   SYNs, `syn_proxy_retries`); after that the client gets a reset
 //!   (`syn_proxy_timeouts`).
-//! - **Auto**: cookies only while the worker is under pressure: more packets opening
-//!   sessions in the last second than `[sessions] syn_proxy_rate`, or the table fuller
-//!   than `syn_proxy_fill` percent. Otherwise a SYN opens a session as without the
+//! - **Auto**: cookies only while the worker is under pressure: more TCP SYNs in this
+//!   or the last second than `[sessions] syn_proxy_rate`, or the table fuller than
+//!   `syn_proxy_fill` percent. Otherwise a SYN opens a session as without the
 //!   proxy; an ACK without a session is still checked against the cookies (one issued
 //!   while under pressure stays good for a minute or two).
 
@@ -51,8 +51,7 @@ const RETRY_MS: u32 = 1000;
 /// The MSS the director's SYN-ACK offers at most.
 const MAX_MSS: u16 = 1460;
 
-/// `auto`'s measure of pressure: packets that would open a session per second, and the
-/// thresholds (`[sessions] syn_proxy_rate`, `syn_proxy_fill`).
+/// `auto`'s measure of pressure: TCP SYNs per second, and the thresholds (`[sessions] syn_proxy_rate`, `syn_proxy_fill`).
 #[derive(Debug, Clone)]
 pub(super) struct Pressure {
     rate: u32,
@@ -74,7 +73,7 @@ impl Default for Pressure {
     }
 }
 
-/// Default of `[sessions] syn_proxy_rate`: packets opening sessions per second per
+/// Default of `[sessions] syn_proxy_rate`: TCP SYNs per second per
 /// worker above which `auto` services are proxied.
 pub const DEFAULT_RATE: u32 = 20_000;
 /// Default of `[sessions] syn_proxy_fill`: percent of the session table above which
@@ -82,7 +81,7 @@ pub const DEFAULT_RATE: u32 = 20_000;
 pub const DEFAULT_FILL: u32 = 50;
 
 impl Pressure {
-    /// Counts a packet that would open a session.
+    /// Counts a TCP SYN.
     #[inline(always)]
     pub(super) fn count(&mut self, now_ms: u64) {
         let sec = now_ms / 1000;
