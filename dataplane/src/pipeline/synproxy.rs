@@ -51,7 +51,8 @@ const RETRY_MS: u32 = 1000;
 /// The MSS the director's SYN-ACK offers at most.
 const MAX_MSS: u16 = 1460;
 
-/// `auto`'s measure of pressure: TCP SYNs per second, and the thresholds (`[sessions] syn_proxy_rate`, `syn_proxy_fill`).
+/// `auto`'s measure of pressure: TCP SYNs per second, and the thresholds
+/// (`[sessions] syn_proxy_rate`, `syn_proxy_fill`).
 #[derive(Debug, Clone)]
 pub(super) struct Pressure {
     rate: u32,
