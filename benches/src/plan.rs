@@ -141,6 +141,9 @@ pub fn lip(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(LIP_BASE) + i)
 }
 
+/// The port of the SYN-proxied service `synflood-mixed` floods (on the same VIP).
+pub const FLOOD_VPORT: u16 = 81;
+
 /// The service key of the benchmark's virtual service.
 pub fn service_key(l4: L4) -> ServiceKey {
     ServiceKey::Addr {
@@ -167,22 +170,45 @@ pub struct Published {
 /// `svc_flags::PROXY_V2`) with [`ServiceTable`], as `control/src/dpdk_backend.rs` does
 /// from an IPVS table, plus `lips` LIPs in FULLNAT.
 pub fn services(mode: Mode, l4: L4, lips: u32, flags: u32) -> Result<Published, ServiceError> {
+    services_with_flood(mode, l4, lips, flags, None)
+}
+
+/// [`services`], and with `flood` a second service on [`FLOOD_VPORT`] of the same VIP
+/// and servers with service flags `flood` (e.g. `svc_flags::SYNPROXY`).
+pub fn services_with_flood(
+    mode: Mode,
+    l4: L4,
+    lips: u32,
+    flags: u32,
+    flood: Option<u32>,
+) -> Result<Published, ServiceError> {
     let key = service_key(l4);
+    let mut keys = vec![(key, flags)];
+    if let Some(f) = flood {
+        let ServiceKey::Addr { proto, addr, .. } = key else {
+            unreachable!("an address service");
+        };
+        let port = FLOOD_VPORT;
+        keys.push((ServiceKey::Addr { proto, addr, port }, f));
+    }
     let mut table = ServiceTable::new();
-    table.add_service(ServiceConfig::new(key, SchedKind::Rr).flags(flags))?;
     let rport = match mode {
         Mode::Nat | Mode::Fullnat => RPORT,
         Mode::Dr | Mode::Tun => VPORT,
     };
-    for i in (0..REAL_SERVERS).rev() {
-        table.add_dest(
-            &key,
-            DestConfig::new(Addr::from(IpAddr::V4(real_server(i))), rport, mode.fwd()).weight(1),
-        )?;
-    }
     let mut laddrs = HashMap::new();
-    if mode == Mode::Fullnat {
-        laddrs.insert(key, (0..lips).map(lip).collect());
+    for (key, flags) in keys {
+        table.add_service(ServiceConfig::new(key, SchedKind::Rr).flags(flags))?;
+        for i in (0..REAL_SERVERS).rev() {
+            table.add_dest(
+                &key,
+                DestConfig::new(Addr::from(IpAddr::V4(real_server(i))), rport, mode.fwd())
+                    .weight(1),
+            )?;
+        }
+        if mode == Mode::Fullnat {
+            laddrs.insert(key, (0..lips).map(lip).collect());
+        }
     }
     Ok(Published {
         services: table.snapshot(),
@@ -239,6 +265,10 @@ pub fn engine_config(
         expire_quiescent_template: false,
         new_sessions_per_second: 0,
         sloppy_tcp: false,
+        syn_proxy_auto: (
+            rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_RATE,
+            rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_FILL,
+        ),
         mbufs,
         routes: Vec::new(),
         lport_range: DEFAULT_PORT_RANGE,

@@ -76,6 +76,24 @@ pub struct RunResult {
     /// window: the figures per on-CPU second leave that wait out.
     #[serde(default)]
     pub worker_cpu_seconds: f64,
+    /// `synflood` and `synflood-mixed`: what the window saw of the SYN proxy.
+    #[serde(default)]
+    pub synflood: Option<SynFloodFigures>,
+}
+
+/// A run offering SYNs of new flows to a SYN-proxied service (`synflood`), alone or
+/// mixed with established flows (`synflood-mixed`): the cookies answered and the
+/// established packets forwarded and dropped in the window, per second over all workers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SynFloodFigures {
+    /// SYN-ACKs with a cookie sent per second.
+    pub cookies_per_sec: f64,
+    /// Established packets forwarded toward the real servers per second.
+    pub established_per_sec: f64,
+    /// Packets dropped per second (every reason).
+    pub dropped_per_sec: f64,
+    /// Sessions created in the window (a proxied SYN creates none).
+    pub sessions_created: u64,
 }
 
 /// An established run with `--proxy-protocol`: what the warm-up did to settle every

@@ -516,6 +516,11 @@ pub struct Service {
     /// FULLNAT TCP: the client's address and port in a TOA TCP option (`--toa`).
     #[serde(default)]
     pub toa: bool,
+    /// NAT and FULLNAT TCP: the SYN proxy (`"on"`, `"off"`, the default, or `"auto"`:
+    /// only while the worker is under pressure), as `-j enable|disable|auto`. A string
+    /// checked by validation so that a bad value is named by its field.
+    #[serde(default = "default_syn_proxy")]
+    pub syn_proxy: String,
     /// The service's ACL: prefixes whose clients may not open sessions of it (see
     /// [`Acl`]; checked after `[acl]`).
     #[serde(default)]
@@ -527,6 +532,70 @@ pub struct Service {
 
 fn default_sched() -> String {
     "wlc".to_string()
+}
+
+fn default_syn_proxy() -> String {
+    "off".to_string()
+}
+
+/// The SYN proxy of a NAT or FULLNAT TCP service (`-j`, `syn_proxy`): the director
+/// answers SYNs with cookies and opens a session only on a client's valid ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SynProxy {
+    /// Plain forwarding (the default).
+    #[default]
+    Disable,
+    /// Every connection.
+    Enable,
+    /// Only while the worker is under pressure (`[sessions] syn_proxy_rate`,
+    /// `syn_proxy_fill`).
+    Auto,
+}
+
+impl SynProxy {
+    /// The spelling of `-j` (`disable`, `enable`, `auto`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SynProxy::Disable => "disable",
+            SynProxy::Enable => "enable",
+            SynProxy::Auto => "auto",
+        }
+    }
+
+    /// The spelling of the TOML's `syn_proxy` (`off`, `on`, `auto`).
+    pub fn config_name(self) -> &'static str {
+        match self {
+            SynProxy::Disable => "off",
+            SynProxy::Enable => "on",
+            SynProxy::Auto => "auto",
+        }
+    }
+
+    /// Reads `-j`'s value (`enable`, `disable`, `auto`; case as DPVS: `strcasecmp`).
+    pub fn parse_cli(s: &str) -> Option<SynProxy> {
+        match s.to_ascii_lowercase().as_str() {
+            "enable" => Some(SynProxy::Enable),
+            "disable" => Some(SynProxy::Disable),
+            "auto" => Some(SynProxy::Auto),
+            _ => None,
+        }
+    }
+
+    /// Reads `syn_proxy` (`on`, `off`, `auto`).
+    pub fn parse_config(s: &str) -> Option<SynProxy> {
+        match s {
+            "on" => Some(SynProxy::Enable),
+            "off" => Some(SynProxy::Disable),
+            "auto" => Some(SynProxy::Auto),
+            _ => None,
+        }
+    }
+
+    /// Whether the proxy may answer (always or under pressure).
+    pub fn is_on(self) -> bool {
+        self != SynProxy::Disable
+    }
 }
 
 fn default_proxy_protocol() -> String {
@@ -678,6 +747,21 @@ pub struct Sessions {
     /// are never given such a session. A reload applies it.
     #[serde(default)]
     pub sloppy_tcp: i64,
+    /// The SYN proxy's `auto` services are proxied while a worker sees more TCP SYNs per
+    /// second than this (default 20000).
+    #[serde(default = "default_syn_proxy_rate")]
+    pub syn_proxy_rate: i64,
+    /// ... or while a worker's session table is fuller than this percentage (default 50).
+    #[serde(default = "default_syn_proxy_fill")]
+    pub syn_proxy_fill: i64,
+}
+
+fn default_syn_proxy_rate() -> i64 {
+    20_000
+}
+
+fn default_syn_proxy_fill() -> i64 {
+    50
 }
 
 fn default_capacity() -> i64 {
@@ -692,6 +776,8 @@ impl Default for Sessions {
             expire_quiescent_template: 0,
             new_per_second: 0,
             sloppy_tcp: 0,
+            syn_proxy_rate: default_syn_proxy_rate(),
+            syn_proxy_fill: default_syn_proxy_fill(),
         }
     }
 }
@@ -970,6 +1056,11 @@ impl Service {
         ProxyProtocol::parse(&self.proxy_protocol).unwrap_or_default()
     }
 
+    /// The SYN proxy's mode (`syn_proxy`; off when invalid, which validation refuses).
+    pub fn syn_proxy(&self) -> SynProxy {
+        SynProxy::parse_config(&self.syn_proxy).unwrap_or_default()
+    }
+
     /// The forwarding method of its sorry server, if it has one: `sorry_server_forward`,
     /// else that of the first real server, else direct routing (as the table gets it).
     pub fn sorry_forward(&self) -> Option<Forward> {
@@ -1090,6 +1181,18 @@ impl Config {
             self.sessions.new_per_second,
             0,
             MAX_NEW_PER_SECOND,
+        )?;
+        range(
+            "sessions.syn_proxy_rate".into(),
+            self.sessions.syn_proxy_rate,
+            1,
+            MAX_NEW_PER_SECOND,
+        )?;
+        range(
+            "sessions.syn_proxy_fill".into(),
+            self.sessions.syn_proxy_fill,
+            1,
+            100,
         )?;
         if self.control.socket.as_os_str().is_empty() {
             return Err(ConfigError::invalid("control.socket", "must not be empty"));
@@ -1357,9 +1460,59 @@ impl Config {
             seen.push(key);
         }
         Self::validate_client_address(i, s)?;
+        Self::validate_syn_proxy(i, s)?;
         validate_acl_list(&format!("services[{i}].deny"), &s.deny)?;
         validate_acl_list(&format!("services[{i}].allow"), &s.allow)?;
         check::validate_service(i, s, port)
+    }
+
+    /// `services[i].syn_proxy`: a known value, a TCP service (or a fwmark one), NAT or
+    /// FULLNAT real servers (the sorry server included): a proxy cannot translate for a
+    /// server whose replies bypass the director.
+    fn validate_syn_proxy(i: usize, s: &Service) -> Result<(), ConfigError> {
+        let field = format!("services[{i}].syn_proxy");
+        let v = &s.syn_proxy;
+        let Some(mode) = SynProxy::parse_config(v) else {
+            return Err(ConfigError::invalid(
+                field,
+                format!("{v:?} is not one of \"on\", \"off\", \"auto\""),
+            ));
+        };
+        if !mode.is_on() {
+            return Ok(());
+        }
+        if matches!(s.proto, Proto::Udp | Proto::Sctp) {
+            return Err(ConfigError::invalid(
+                field,
+                "the SYN proxy is only for TCP services",
+            ));
+        }
+        let proxiable = |f: Forward| matches!(f, Forward::Masq | Forward::Fullnat);
+        if let Some((j, r)) = s
+            .real
+            .iter()
+            .enumerate()
+            .find(|(_, r)| !proxiable(r.forward))
+        {
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                    "the SYN proxy needs NAT or FULLNAT real servers: real[{j}] {:?} forwards by {}",
+                    r.address,
+                    r.forward.name()
+                ),
+            ));
+        }
+        match s.sorry_forward() {
+            Some(fw) if !proxiable(fw) => Err(ConfigError::invalid(
+                field,
+                format!(
+                    "the SYN proxy needs NAT or FULLNAT real servers: the sorry server forwards by {}",
+                    fw.name()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// `services[i].proxy_protocol` and `.toa`: known values, FULLNAT real servers (the
@@ -1967,6 +2120,41 @@ new_per_second = 1000000000
             err("[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n[[services]]\nproto = \"tcp\"\nvip = \"1.2.3.4:80\"\n"),
             "services[1]: duplicates an earlier service"
         );
+    }
+
+    #[test]
+    fn syn_proxy_is_for_nat_and_fullnat_tcp_services_named_by_its_field() {
+        let svc = |proto: &str, vip: &str, extra: &str, fwd: &str| {
+            format!(
+                "[[services]]\nproto = \"{proto}\"\n{vip}{extra}\
+                 real = [\n  {{ address = \"10.0.0.1:80\", forward = \"masq\" }},\n  \
+                 {{ address = \"10.0.0.2:80\", forward = \"{fwd}\" }},\n]\n"
+            )
+        };
+        let tcp = |extra: &str, fwd: &str| svc("tcp", "vip = \"1.2.3.4:80\"\n", extra, fwd);
+        let c = Config::from_str(&tcp("", "masq")).unwrap();
+        assert_eq!(c.services[0].syn_proxy(), SynProxy::Disable);
+        assert_eq!(c.sessions.syn_proxy_rate, 20_000);
+        assert_eq!(c.sessions.syn_proxy_fill, 50);
+        for (v, want) in [
+            ("on", SynProxy::Enable),
+            ("auto", SynProxy::Auto),
+            ("off", SynProxy::Disable),
+        ] {
+            let c = Config::from_str(&tcp(&format!("syn_proxy = \"{v}\"\n"), "masq")).unwrap();
+            assert_eq!(c.services[0].syn_proxy(), want);
+            assert_eq!(want.config_name(), v);
+        }
+        let cases: &[(String, &str)] = &[
+            (tcp("syn_proxy = \"yes\"\n", "masq"), "services[0].syn_proxy: \"yes\" is not one of \"on\", \"off\", \"auto\""),
+            (tcp("syn_proxy = \"on\"\n", "route"), "services[0].syn_proxy: the SYN proxy needs NAT or FULLNAT real servers: real[1] \"10.0.0.2:80\" forwards by route"),
+            (tcp("syn_proxy = \"auto\"\n", "tunnel"), "services[0].syn_proxy: the SYN proxy needs NAT or FULLNAT real servers: real[1] \"10.0.0.2:80\" forwards by tunnel"),
+            (svc("udp", "vip = \"1.2.3.4:53\"\n", "syn_proxy = \"on\"\n", "masq"), "services[0].syn_proxy: the SYN proxy is only for TCP services"),
+            (format!("{}[sessions]\nsyn_proxy_fill = 0\n", tcp("", "masq")), "sessions.syn_proxy_fill"),
+        ];
+        for (text, want) in cases {
+            assert!(err(text).starts_with(want), "{text}: {}", err(text));
+        }
     }
 
     #[test]

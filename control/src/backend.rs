@@ -285,6 +285,24 @@ pub struct WorkerMetrics {
     pub toa_added: u64,
     /// TOA options not added for want of room.
     pub toa_no_room: u64,
+    /// SYN proxy: SYN-ACKs with a cookie sent (no session created).
+    pub syn_cookies_sent: u64,
+    /// SYN proxy: SYNs whose absurd options were clamped.
+    pub syn_options_clamped: u64,
+    /// SYN proxy: clients' ACKs with a valid cookie.
+    pub syn_proxy_acks: u64,
+    /// SYN proxy: sessions opened by a valid ACK.
+    pub syn_proxy_sessions: u64,
+    /// SYN proxy: sessions whose real server answered (translated from then on).
+    pub syn_proxy_established: u64,
+    /// SYN proxy: SYNs sent to a real server again.
+    pub syn_proxy_retries: u64,
+    /// SYN proxy: real servers that refused (reset).
+    pub syn_proxy_refused: u64,
+    /// SYN proxy: real servers that never answered (the client was reset).
+    pub syn_proxy_timeouts: u64,
+    /// SYN proxy: clients that reset before the real server answered.
+    pub syn_proxy_client_resets: u64,
     /// Drops by reason (every reason, zeros included), named as `rvsadm --dataplane`.
     pub drops: Vec<(String, u64)>,
     /// TSC cycles the poll loop ran.

@@ -363,6 +363,10 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
         expire_quiescent_template: cfg.sessions.expire_quiescent_template != 0,
         new_sessions_per_second: cfg.sessions.new_per_second.clamp(0, i64::from(u32::MAX)) as u32,
         sloppy_tcp: cfg.sessions.sloppy_tcp != 0,
+        syn_proxy_auto: (
+            cfg.sessions.syn_proxy_rate.clamp(1, i64::from(u32::MAX)) as u32,
+            cfg.sessions.syn_proxy_fill.clamp(1, 100) as u32,
+        ),
         mbufs: 0,
         routes: routes(cfg, &names)?,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
@@ -491,6 +495,11 @@ fn service_config(conf: &ServiceConf) -> Result<ServiceConfig, BackendError> {
     if conf.toa {
         sc = sc.flags(dp::svc_flags::TOA);
     }
+    sc = sc.flags(match conf.syn_proxy {
+        crate::ipvs::SynProxy::Disable => 0,
+        crate::ipvs::SynProxy::Enable => dp::svc_flags::SYNPROXY,
+        crate::ipvs::SynProxy::Auto => dp::svc_flags::SYNPROXY_AUTO,
+    });
     if let Some(t) = conf.persistent {
         sc = sc.persistent(t);
     }
@@ -895,6 +904,15 @@ fn worker_metrics(r: &WorkerReport) -> WorkerMetrics {
         proxy_resent: c.proxy_resent,
         toa_added: c.toa_added,
         toa_no_room: c.toa_no_room,
+        syn_cookies_sent: c.syn_cookies_sent,
+        syn_options_clamped: c.syn_options_clamped,
+        syn_proxy_acks: c.syn_proxy_acks,
+        syn_proxy_sessions: c.syn_proxy_sessions,
+        syn_proxy_established: c.syn_proxy_established,
+        syn_proxy_retries: c.syn_proxy_retries,
+        syn_proxy_refused: c.syn_proxy_refused,
+        syn_proxy_timeouts: c.syn_proxy_timeouts,
+        syn_proxy_client_resets: c.syn_proxy_client_resets,
         drops: c
             .drops
             .iter()
@@ -1078,7 +1096,7 @@ impl Backend for DpdkBackend {
             let c = &r.counters;
             let _ = writeln!(
                 out,
-                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={}",
+                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={} syn_cookies_sent={} syn_options_clamped={} syn_proxy_acks={} syn_proxy_sessions={} syn_proxy_established={} syn_proxy_retries={} syn_proxy_refused={} syn_proxy_timeouts={} syn_proxy_client_resets={}",
                 r.worker,
                 c.packets,
                 c.in_packets,
@@ -1099,7 +1117,16 @@ impl Backend for DpdkBackend {
                 c.proxy_headers,
                 c.proxy_resent,
                 c.toa_added,
-                c.toa_no_room
+                c.toa_no_room,
+                c.syn_cookies_sent,
+                c.syn_options_clamped,
+                c.syn_proxy_acks,
+                c.syn_proxy_sessions,
+                c.syn_proxy_established,
+                c.syn_proxy_retries,
+                c.syn_proxy_refused,
+                c.syn_proxy_timeouts,
+                c.syn_proxy_client_resets,
             );
             for (i, n) in c.drops.iter().enumerate() {
                 if *n > 0 {

@@ -357,6 +357,9 @@ fn service_line(out: &mut String, s: &ServiceView, m: Mode, name: &str, exact: b
             if c.toa {
                 out.push_str(" --toa");
             }
+            if c.syn_proxy.is_on() {
+                let _ = write!(out, " -j {}", c.syn_proxy.name());
+            }
         }
         Mode::Stats => {
             let _ = write!(out, "{name:<33}");
@@ -389,6 +392,12 @@ fn service_line(out: &mut String, s: &ServiceView, m: Mode, name: &str, exact: b
             }
             if c.toa {
                 out.push_str(" toa");
+            }
+            // DPVS's word for it; rvs's `auto` after it.
+            match c.syn_proxy {
+                crate::ipvs::SynProxy::Enable => out.push_str(" synproxy"),
+                crate::ipvs::SynProxy::Auto => out.push_str(" synproxy auto"),
+                crate::ipvs::SynProxy::Disable => {}
             }
         }
     }
@@ -832,6 +841,85 @@ mod tests {
             let text = list_one(&one, &o);
             assert!(!text.contains("proxy") && !text.contains("toa"), "{text}");
         }
+    }
+
+    #[test]
+    fn synproxy_ends_the_service_line_only_when_on_and_round_trips() {
+        use crate::ipvs::SynProxy;
+        let mut t = IpvsTable::new();
+        for (port, mode) in [
+            (80, SynProxy::Enable),
+            (81, SynProxy::Auto),
+            (82, SynProxy::Disable),
+        ] {
+            let k = key(Protocol::Tcp, "10.0.0.100", port);
+            let mut c = ServiceConf::new(k);
+            c.scheduler = "rr".into();
+            c.syn_proxy = mode;
+            t.apply(&Op::AddService(c)).unwrap();
+            let mut d = DestConf::new("192.168.100.2".parse().unwrap(), 8080);
+            d.forward = Forward::Masq;
+            t.apply(&Op::AddDest(k, d)).unwrap();
+        }
+        let o = ListOpts {
+            numeric: true,
+            ..Default::default()
+        };
+        let text = list_all(
+            &Info {
+                version: 0x010201,
+                conn_tab_size: 4096,
+                num_services: 3,
+            },
+            &view(&t),
+            &o,
+        );
+        assert!(
+            text.contains("\nTCP  10.0.0.100:80 rr synproxy\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nTCP  10.0.0.100:81 rr synproxy auto\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nTCP  10.0.0.100:82 rr\n"), "{text}");
+        let saved = save(&view(&t), true);
+        assert!(
+            saved.contains("-A -t 10.0.0.100:80 -s rr -j enable\n"),
+            "{saved}"
+        );
+        assert!(
+            saved.contains("-A -t 10.0.0.100:81 -s rr -j auto\n"),
+            "{saved}"
+        );
+        assert!(saved.contains("-A -t 10.0.0.100:82 -s rr\n"), "{saved}");
+        let mut back = IpvsTable::new();
+        crate::reload::apply_rules(&mut back, &saved).unwrap();
+        assert_eq!(save(&view(&back), true), saved);
+        // A DR server in a proxied service, or a proxied UDP service: refused.
+        let k = key(Protocol::Tcp, "10.0.0.100", 80);
+        let mut d = DestConf::new("192.168.100.3".parse().unwrap(), 80);
+        d.forward = Forward::Route;
+        assert_eq!(
+            t.apply(&Op::AddDest(k, d)).unwrap_err().to_string(),
+            "Only NAT and FULLNAT servers are allowed in a service with SYN proxy"
+        );
+        let mut c = ServiceConf::new(key(Protocol::Udp, "10.0.0.100", 53));
+        c.syn_proxy = SynProxy::Enable;
+        assert_eq!(
+            t.apply(&Op::AddService(c)).unwrap_err().to_string(),
+            "SYN proxy is only for TCP virtual services"
+        );
+        let k = key(Protocol::Tcp, "10.0.0.100", 82);
+        let mut d = DestConf::new("192.168.100.4".parse().unwrap(), 80);
+        d.forward = Forward::Tunnel;
+        t.apply(&Op::AddDest(k, d)).unwrap();
+        let mut c = ServiceConf::new(k);
+        c.syn_proxy = SynProxy::Auto;
+        assert_eq!(
+            t.apply(&Op::EditService(c)).unwrap_err().to_string(),
+            "SYN proxy is allowed only with NAT and FULLNAT servers (192.168.100.4:80 is Tunnel)"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::{Deserialize, Serialize};
 
 pub use rvs_config::ProxyProtocol;
+pub use rvs_config::SynProxy;
 
 /// IPVS version reported in the listing header (1.2.1).
 pub const IPVS_VERSION: u32 = 0x010201;
@@ -238,6 +239,10 @@ pub struct ServiceConf {
     /// FULLNAT TCP: the client's address in a TOA option (`--toa`; rvs). Absent: off.
     #[serde(default)]
     pub toa: bool,
+    /// NAT and FULLNAT TCP: the SYN proxy (`-j`, DPVS's spelling, with rvs's `auto`).
+    /// Absent: off.
+    #[serde(default)]
+    pub syn_proxy: SynProxy,
 }
 
 impl ServiceConf {
@@ -257,6 +262,7 @@ impl ServiceConf {
             pe: None,
             proxy_protocol: ProxyProtocol::Disable,
             toa: false,
+            syn_proxy: SynProxy::Disable,
         }
     }
 
@@ -582,6 +588,20 @@ pub enum IpvsError {
     /// `--toa` on a UDP or SCTP service.
     #[error("TOA is only for TCP virtual services")]
     ToaProto,
+    /// `-j enable|auto` on a UDP or SCTP service.
+    #[error("SYN proxy is only for TCP virtual services")]
+    SynProxyProto,
+    /// `-j enable|auto` on a service with a DR or TUN real server.
+    #[error("SYN proxy is allowed only with NAT and FULLNAT servers ({server} is {forward})")]
+    ServiceNotProxiable {
+        /// The first real server that is neither, as `-Ln` names it.
+        server: String,
+        /// Its forwarding method as `-Ln` lists it.
+        forward: String,
+    },
+    /// A DR or TUN real server added to (or edited in) a service with `-j enable|auto`.
+    #[error("Only NAT and FULLNAT servers are allowed in a service with SYN proxy")]
+    DestNotProxiable,
     /// `--proxy-protocol` or `--toa` on a service with a real server that is not FULLNAT.
     #[error("{options} {} allowed only with FULLNAT servers ({server} is {forward})", if options.contains(" and ") { "are" } else { "is" })]
     ServiceNotFullnat {
@@ -691,6 +711,9 @@ impl IpvsTable {
         if conf.toa && matches!(protocol, Some(Protocol::Udp | Protocol::Sctp)) {
             return Err(IpvsError::ToaProto);
         }
+        if conf.syn_proxy.is_on() && matches!(protocol, Some(Protocol::Udp | Protocol::Sctp)) {
+            return Err(IpvsError::SynProxyProto);
+        }
         Ok(())
     }
 
@@ -700,6 +723,15 @@ impl IpvsTable {
         conf: &ServiceConf,
         dests: &[DestConf],
     ) -> Result<(), IpvsError> {
+        let proxiable = |f: Forward| matches!(f, Forward::Masq | Forward::FullNat);
+        if conf.syn_proxy.is_on() {
+            if let Some(d) = dests.iter().find(|d| !proxiable(d.forward)) {
+                return Err(IpvsError::ServiceNotProxiable {
+                    server: crate::names::addrport(&d.addr, d.port, "tcp", true),
+                    forward: d.forward.label().into(),
+                });
+            }
+        }
         let Some(options) = conf.client_address_options() else {
             return Ok(());
         };
@@ -715,6 +747,9 @@ impl IpvsTable {
 
     /// A real server of a service with `--proxy-protocol` or `--toa` must be FULLNAT.
     fn check_dest_fullnat(conf: &ServiceConf, d: &DestConf) -> Result<(), IpvsError> {
+        if conf.syn_proxy.is_on() && !matches!(d.forward, Forward::Masq | Forward::FullNat) {
+            return Err(IpvsError::DestNotProxiable);
+        }
         match conf.client_address_options() {
             Some(options) if d.forward != Forward::FullNat => {
                 Err(IpvsError::DestNotFullnat(options.into()))
@@ -996,6 +1031,7 @@ fn config_service(key: ServiceKey, s: &rvs_config::Service) -> ServiceConf {
     conf.ops = s.ops;
     conf.proxy_protocol = s.proxy_protocol();
     conf.toa = s.toa;
+    conf.syn_proxy = s.syn_proxy();
     conf
 }
 

@@ -468,7 +468,7 @@ type WorkerField = (&'static str, &'static str, fn(&WorkerMetrics) -> u64);
 /// Per-worker series.
 fn workers(out: &mut Out, e: &EngineMetrics) {
     let ws = &e.workers;
-    let counters: [WorkerField; 17] = [
+    let counters: [WorkerField; 26] = [
         (
             "rvs_worker_packets_total",
             "Packets a worker processed (received, or handed over by another worker).",
@@ -538,6 +538,51 @@ fn workers(out: &mut Out, e: &EngineMetrics) {
             "rvs_worker_toa_no_room_total",
             "TOA options a worker could not add (TCP options full, or the segment at the MTU).",
             |w| w.toa_no_room,
+        ),
+        (
+            "rvs_worker_syn_cookies_sent_total",
+            "SYN-ACKs with a SYN cookie a worker sent for SYN-proxied services (no session created).",
+            |w| w.syn_cookies_sent,
+        ),
+        (
+            "rvs_worker_syn_options_clamped_total",
+            "SYNs to SYN-proxied services whose absurd options (MSS 0, window scale above 14) a worker clamped.",
+            |w| w.syn_options_clamped,
+        ),
+        (
+            "rvs_worker_syn_proxy_acks_total",
+            "Clients' ACKs with a valid SYN cookie a worker accepted (stale or forged ones are the drop reason syn-proxy-bad-cookie).",
+            |w| w.syn_proxy_acks,
+        ),
+        (
+            "rvs_worker_syn_proxy_sessions_total",
+            "Sessions a worker opened on a valid SYN-cookie ACK (a SYN sent to a real server).",
+            |w| w.syn_proxy_sessions,
+        ),
+        (
+            "rvs_worker_syn_proxy_established_total",
+            "SYN-proxied sessions whose real server answered the director's SYN.",
+            |w| w.syn_proxy_established,
+        ),
+        (
+            "rvs_worker_syn_proxy_retries_total",
+            "SYNs a worker sent to a real server again (unanswered for a second when the client sent again).",
+            |w| w.syn_proxy_retries,
+        ),
+        (
+            "rvs_worker_syn_proxy_refused_total",
+            "SYN-proxied connections a real server refused with a reset (passed to the client).",
+            |w| w.syn_proxy_refused,
+        ),
+        (
+            "rvs_worker_syn_proxy_timeouts_total",
+            "SYN-proxied connections whose real server never answered three SYNs (the client was reset).",
+            |w| w.syn_proxy_timeouts,
+        ),
+        (
+            "rvs_worker_syn_proxy_client_resets_total",
+            "SYN-proxied connections the client reset before the real server answered.",
+            |w| w.syn_proxy_client_resets,
         ),
         (
             "rvs_worker_to_kernel_packets_total",

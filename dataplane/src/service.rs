@@ -138,8 +138,59 @@ pub mod svc_flags {
     pub const PROXY_V2: u32 = 0x0002_0000;
     /// rvs: FULLNAT TCP sessions carry the client's address in a TOA option (`--toa`).
     pub const TOA: u32 = 0x0004_0000;
+    /// rvs: NAT and FULLNAT TCP connections are SYN-proxied (`-j enable`): the director
+    /// answers a SYN with a cookie and opens the session on the client's ACK.
+    pub const SYNPROXY: u32 = 0x0008_0000;
+    /// rvs: SYN-proxied only while the worker is under pressure (`-j auto`).
+    pub const SYNPROXY_AUTO: u32 = 0x0010_0000;
     /// rvs's private bits: never reported to ipvsadm as kernel flags.
-    pub const PRIVATE: u32 = PROXY_V1 | PROXY_V2 | TOA;
+    pub const PRIVATE: u32 = PROXY_V1 | PROXY_V2 | TOA | SYNPROXY | SYNPROXY_AUTO;
+}
+
+/// Whether a NAT or FULLNAT TCP service's connections go through the SYN proxy
+/// (`-j`, `syn_proxy`): the director answers SYNs with cookies and opens a session
+/// only on a client's valid ACK.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SynProxy {
+    /// Plain forwarding (the default).
+    #[default]
+    Off,
+    /// Every connection.
+    On,
+    /// Only while the worker is under pressure (new connections per second above
+    /// `[sessions] syn_proxy_rate`, or the table fuller than `syn_proxy_fill`).
+    Auto,
+}
+
+impl SynProxy {
+    /// The service flags of this mode.
+    pub fn flags(self) -> u32 {
+        match self {
+            SynProxy::Off => 0,
+            SynProxy::On => svc_flags::SYNPROXY,
+            SynProxy::Auto => svc_flags::SYNPROXY_AUTO,
+        }
+    }
+
+    /// The mode service flags name.
+    pub fn of_flags(flags: u32) -> SynProxy {
+        if flags & svc_flags::SYNPROXY != 0 {
+            SynProxy::On
+        } else if flags & svc_flags::SYNPROXY_AUTO != 0 {
+            SynProxy::Auto
+        } else {
+            SynProxy::Off
+        }
+    }
+
+    /// The spelling of `-j` (`disable`, `enable`, `auto`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SynProxy::Off => "disable",
+            SynProxy::On => "enable",
+            SynProxy::Auto => "auto",
+        }
+    }
 }
 
 /// How a FULLNAT service tells its real servers the client's address in the stream
@@ -286,6 +337,11 @@ impl Service {
         ProxyProtocol::of_flags(self.flags)
     }
 
+    /// Whether its TCP connections are SYN-proxied: always, never, or under pressure.
+    pub fn syn_proxy(&self) -> SynProxy {
+        SynProxy::of_flags(self.flags)
+    }
+
     /// Whether its FULLNAT TCP sessions carry the client's address in a TOA option.
     pub fn toa(&self) -> bool {
         self.flags & svc_flags::TOA != 0
@@ -326,6 +382,8 @@ pub struct ServiceSet {
     dest_loc: HashMap<DestId, (SvcIdx, u32)>,
     /// Some service has a non-empty ACL: a packet opening a session looks its service up.
     acls: bool,
+    /// Some TCP service is SYN-proxied (always or under pressure).
+    syn_proxy: bool,
 }
 
 impl ServiceSet {
@@ -351,6 +409,7 @@ impl ServiceSet {
         let acls = services
             .iter()
             .any(|s| s.acl.as_ref().is_some_and(|a| !a.is_empty()));
+        let syn_proxy = services.iter().any(|s| s.syn_proxy() != SynProxy::Off);
         ServiceSet {
             generation,
             services,
@@ -358,6 +417,7 @@ impl ServiceSet {
             by_mark,
             dest_loc,
             acls,
+            syn_proxy,
         }
     }
 
@@ -379,6 +439,12 @@ impl ServiceSet {
     /// Where a real server is: its service index and its position in that service's list.
     pub fn dest_location(&self, id: DestId) -> Option<(SvcIdx, u32)> {
         self.dest_loc.get(&id).copied()
+    }
+
+    /// Whether some service is SYN-proxied (always or under pressure).
+    #[inline(always)]
+    pub fn has_syn_proxy(&self) -> bool {
+        self.syn_proxy
     }
 
     /// Whether some service has a non-empty ACL.

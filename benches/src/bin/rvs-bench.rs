@@ -21,7 +21,7 @@ use clap::Parser;
 
 use rvs_benches::capture::{build_frame, Flow, Kind, PcapWriter, CLIENT_ISN, L4};
 use rvs_benches::plan::{self, Mode};
-use rvs_benches::report::{ProxyFigures, Row, RunResult, Summary, WorkerFigures};
+use rvs_benches::report::{ProxyFigures, Row, RunResult, Summary, SynFloodFigures, WorkerFigures};
 use rvs_benches::sweep::{Point, Sweep};
 use rvs_dataplane::conn::{flags as conn_flags, ConnListing};
 use rvs_dataplane::dpdk::{
@@ -63,7 +63,10 @@ struct Opts {
     /// Seconds measured per run (after warm-up).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Tests, comma-separated: floor, lookup-floor, established, new-conn.
+    /// Tests, comma-separated: floor, lookup-floor, established, new-conn; and (not in
+    /// the default list) synflood (SYNs of new flows to a SYN-proxied service: cookies
+    /// answered per second) and synflood-mixed (the established flows with one such SYN
+    /// after each of their packets: established packets forwarded and dropped).
     #[arg(
         long,
         value_delimiter = ',',
@@ -123,6 +126,9 @@ struct Opts {
 
 /// The measurements, in the order a run makes them.
 const TESTS: [&str; 4] = ["floor", "lookup-floor", "established", "new-conn"];
+
+/// The SYN proxy's measurements (asked for by name).
+const SYN_TESTS: [&str; 2] = ["synflood", "synflood-mixed"];
 
 impl Opts {
     fn mode(&self) -> Mode {
@@ -234,7 +240,7 @@ fn validate(opts: &Opts) -> Result<(), Error> {
         return Err("--workers: a list of 1 to 64".into());
     }
     for t in &opts.tests {
-        if !TESTS.contains(&t.as_str()) {
+        if !TESTS.contains(&t.as_str()) && !SYN_TESTS.contains(&t.as_str()) {
             return Err(format!("--tests: unknown test {t:?}").into());
         }
     }
@@ -278,6 +284,7 @@ fn parent(opts: &Opts) -> Result<bool, Error> {
         ..Summary::default()
     };
     let mut ok = true;
+    let mut syn_lines = Vec::new();
     for &w in &opts.workers {
         let mut row = Row {
             workers: w,
@@ -293,12 +300,18 @@ fn parent(opts: &Opts) -> Result<bool, Error> {
                 "floor" => row.floor = Some(r),
                 "lookup-floor" => row.lookup_floor = Some(r),
                 "established" => row.established = Some(r),
+                "synflood" | "synflood-mixed" => syn_lines.push(synflood_line(&r)),
                 _ => row.new_conn = Some(r),
             }
         }
-        summary.rows.push(row);
+        if opts.tests.iter().any(|t| TESTS.contains(&t.as_str())) {
+            summary.rows.push(row);
+        }
     }
     summary.finish(opts.mode().name());
+    for l in &syn_lines {
+        eprintln!("{l}");
+    }
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -392,8 +405,47 @@ fn run_child(exe: &Path, opts: &Opts, test: &str, workers: usize) -> Result<RunR
     }
 }
 
+/// The line a `synflood` or `synflood-mixed` run prints.
+fn synflood_line(r: &RunResult) -> String {
+    let f = r.synflood.clone().unwrap_or_default();
+    format!(
+        "{} {} worker(s), {} {}: {:.3} M SYN-ACK cookies/s, {:.3} M established packets \
+         forwarded/s, {:.3} M dropped/s, {} sessions created in the window, {:.3} Mpps \
+         processed ({:.1} s, {:.1} worker CPU s)",
+        r.test,
+        r.workers,
+        r.mode,
+        r.proto,
+        f.cookies_per_sec / 1e6,
+        f.established_per_sec / 1e6,
+        f.dropped_per_sec / 1e6,
+        f.sessions_created,
+        r.mpps_total,
+        r.seconds,
+        r.worker_cpu_seconds
+    )
+}
+
 fn smoke_check(opts: &Opts, r: &RunResult) -> bool {
     let mut ok = r.problems.is_empty();
+    if let Some(f) = &r.synflood {
+        if f.cookies_per_sec <= 0.0 {
+            eprintln!("smoke: {}: no SYN-ACK cookie sent", r.test);
+            ok = false;
+        }
+        if f.sessions_created > 0 {
+            eprintln!(
+                "smoke: {}: {} sessions created by the flood",
+                r.test, f.sessions_created
+            );
+            ok = false;
+        }
+        if r.test == "synflood-mixed" && f.established_per_sec <= 0.0 {
+            eprintln!("smoke: synflood-mixed: no established packet forwarded");
+            ok = false;
+        }
+        return ok;
+    }
     for p in &r.problems {
         eprintln!("smoke: {} {} workers: {p}", r.test, r.workers);
     }
@@ -474,6 +526,36 @@ fn write_captures(
     Ok(paths)
 }
 
+/// `synflood-mixed`'s captures: per worker, each established packet followed by the SYN
+/// of a new flow (of `flood`, the same worker's, round).
+fn mixed_captures(
+    dir: &Path,
+    est: &[Vec<rvs_benches::capture::Flow>],
+    flood: &[Vec<rvs_benches::capture::Flow>],
+    l4: L4,
+    frame_size: usize,
+) -> Result<Vec<PathBuf>, Error> {
+    let mut paths = Vec::new();
+    for (w, flows) in est.iter().enumerate() {
+        let path = dir.join(format!("client-{w}.pcap"));
+        let mut pw = PcapWriter::create(&path)?;
+        let syns = flood.get(w).filter(|f| !f.is_empty());
+        for (i, f) in flows.iter().enumerate() {
+            pw.write(&build_frame(f, l4, Kind::Established, frame_size, i as u32))?;
+            if let Some(syns) = syns {
+                let s = rvs_benches::capture::Flow {
+                    vport: plan::FLOOD_VPORT,
+                    ..syns[i % syns.len()]
+                };
+                pw.write(&build_frame(&s, l4, Kind::First, frame_size, i as u32))?;
+            }
+        }
+        pw.finish()?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
 fn write_generator_pcaps(opts: &Opts, dir: &Path) -> Result<(), Error> {
     validate(opts)?;
     std::fs::create_dir_all(dir)?;
@@ -528,13 +610,19 @@ fn devices(
     let (client, server, vdev) = match &opts.client_dev {
         Some(c) => (c.clone(), opts.server_dev.clone(), false),
         None => {
-            let kind = if test == "new-conn" {
+            let kind = if test == "new-conn" || test == "synflood" {
                 Kind::First
             } else {
                 Kind::Established
             };
-            let paths = write_captures(dir, "client", sets, opts.l4(), kind, opts.frame_size)?;
-            capture_packets = sets.iter().map(|s| s.len() as u64).sum();
+            let paths = if test == "synflood-mixed" {
+                let flood = plan::partition(opts.new_flows(), opts.flows, sets.len());
+                capture_packets = sets.iter().map(|s| 2 * s.len() as u64).sum();
+                mixed_captures(dir, sets, &flood, opts.l4(), opts.frame_size)?
+            } else {
+                capture_packets = sets.iter().map(|s| s.len() as u64).sum();
+                write_captures(dir, "client", sets, opts.l4(), kind, opts.frame_size)?
+            };
             let mut dev = "net_pcap0".to_owned();
             for p in &paths {
                 dev.push_str(&format!(",rx_pcap={}", p.display()));
@@ -569,7 +657,7 @@ fn child(opts: &Opts, test: &str) -> Result<RunResult, Error> {
     let workers = opts.child_workers.max(1);
     let dir = TempDir(std::env::temp_dir().join(format!("rvs-bench-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
-    let sets = if test == "new-conn" {
+    let sets = if test == "new-conn" || test == "synflood" {
         plan::partition(opts.new_flows(), opts.flows, workers)
     } else {
         plan::partition(opts.flows, 0, workers)
@@ -638,7 +726,7 @@ fn figures(
 
 /// Flows of a test over all workers.
 fn flows_of(opts: &Opts, test: &str) -> u64 {
-    if test == "new-conn" {
+    if test == "new-conn" || test == "synflood" {
         opts.new_flows()
     } else {
         opts.flows
@@ -939,7 +1027,16 @@ fn engine_run(
     let mut engine = Engine::start_with_data_room(&cfg, data_room(opts.frame_size))?;
     let _ = warm_tx.len();
     let lips = plan::lips_needed(u64::from(capacity), workers);
-    let p = plan::services(mode, l4, lips, opts.proxy().flag())?;
+    // synflood: the service is SYN-proxied; synflood-mixed: a second service on
+    // FLOOD_VPORT is, which the flood's SYNs go to.
+    let syn_proxy = rvs_dataplane::service::svc_flags::SYNPROXY;
+    let p = match test {
+        "synflood" => plan::services(mode, l4, lips, opts.proxy().flag() | syn_proxy)?,
+        "synflood-mixed" => {
+            plan::services_with_flood(mode, l4, lips, opts.proxy().flag(), Some(syn_proxy))?
+        }
+        _ => plan::services(mode, l4, lips, opts.proxy().flag())?,
+    };
     engine.publish(p.services, &p.vips, &[], p.laddrs);
     // Two report round trips: the second is answered by a loop iteration that began after
     // the first answer, so every worker has adopted the snapshot before warm-up starts.
@@ -959,7 +1056,7 @@ fn engine_run(
     // Warm-up: each flow's first packet through the warm-up port; with a PROXY header,
     // the client's ACK ending the handshake right after it (the header goes with it).
     let mut proxy = None;
-    if !opts.real_nic() {
+    if !opts.real_nic() && test != "synflood" {
         let pool = &warm_pool;
         let t = Instant::now();
         let pp = opts.proxy() != ProxyProtocol::Off;
@@ -998,6 +1095,8 @@ fn engine_run(
             problems.append(&mut bad);
             proxy = Some(p);
         }
+    } else if test == "synflood" {
+        progress("synflood: no warm-up (a proxied SYN makes no session)".into());
     } else {
         progress(format!(
             "real NIC: waiting for traffic ({} flows expected); port 0 MAC {:02x?}",
@@ -1054,6 +1153,17 @@ fn engine_run(
             ));
         }
     }
+    let synflood = SYN_TESTS.contains(&test).then(|| {
+        let sum =
+            |s: &Sample, f: &dyn Fn(&WorkerReport) -> u64| -> u64 { s.reports.iter().map(f).sum() };
+        let delta = |f: &dyn Fn(&WorkerReport) -> u64| sum(&end, f) - sum(&first, f);
+        SynFloodFigures {
+            cookies_per_sec: delta(&|r| r.counters.syn_cookies_sent) as f64 / secs,
+            established_per_sec: delta(&|r| r.counters.in_packets) as f64 / secs,
+            dropped_per_sec: delta(&|r| r.counters.dropped()) as f64 / secs,
+            sessions_created: delta(&|r| r.sessions_created),
+        }
+    });
     let mut r = RunResult {
         seconds: secs,
         mpps_total: per_worker.iter().map(|w| w.mpps).sum(),
@@ -1061,6 +1171,7 @@ fn engine_run(
         problems,
         proxy,
         worker_cpu_seconds: cpu,
+        synflood,
         ..RunResult::default()
     };
     fill_tables(&mut r, &end, capacity);

@@ -242,6 +242,7 @@ fn virtual_server(
         virtualhost: None,
         proxy_protocol: ProxyProtocol::Disable.name().into(),
         toa: false,
+        syn_proxy: "off".into(),
         deny: Vec::new(),
         allow: Vec::new(),
     };
@@ -344,6 +345,11 @@ fn virtual_server(
                 svc.proxy_protocol = p.name().into();
             }
             "toa" => svc.toa = switch(k)?,
+            // DPVS's keepalived: the SYN proxy on (`-j enable`).
+            "syn_proxy" => {
+                flag(k)?;
+                svc.syn_proxy = "on".into();
+            }
             "hashed" => flag(k)?, // IPVS hashes every service: no effect there either.
             "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback" | "mh-port"
             | "mh-fallback" => {
@@ -401,7 +407,7 @@ fn virtual_server(
             }
             "snmp_name" => return Err(not_done(k, "rvs has no SNMP agent")),
             "weight" => return Err(not_done(k, "a virtual_server has no weight in rvs")),
-            "syn_proxy" | "bps" | "limit_proportion" | "establish_timeout" | "daddr_group_name"
+            "bps" | "limit_proportion" | "establish_timeout" | "daddr_group_name"
             | "hash_target" | "src-range" | "dst-range" | "oif" | "iif" | "nat_mask" => {
                 return Err(not_done(k, "a DPVS keyword rvs does not do"))
             }

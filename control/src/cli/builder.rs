@@ -21,7 +21,7 @@ use crate::ipvs::{
 };
 use crate::names;
 use crate::popt::{ArgKind, Opt, Scanner};
-use rvs_config::{ProxyProtocol, ProxyProtocolError, PROXY_INSECURE_REASON};
+use rvs_config::{ProxyProtocol, ProxyProtocolError, SynProxy, PROXY_INSECURE_REASON};
 
 /// The largest weight (`-w`).
 const MAX_WEIGHT: i64 = u16::MAX as i64;
@@ -68,6 +68,7 @@ struct State {
     ifname: Option<String>,
     proxy_protocol: ProxyProtocol,
     toa: bool,
+    syn_proxy: SynProxy,
     blklst: Option<AclPrefix>,
     whtlst: Option<AclPrefix>,
 }
@@ -116,6 +117,12 @@ fn tunnel_type(v: &str) -> Result<TunType, CliError> {
         "gre" => Ok(TunType::Gre),
         _ => Err(CliError::fail("illegal tunnel type specified")),
     }
+}
+
+/// `-j enable|disable|auto` (`--synproxy`, DPVS's spelling; any case).
+fn syn_proxy(v: &str) -> Result<SynProxy, CliError> {
+    SynProxy::parse_cli(v)
+        .ok_or_else(|| CliError::fail(format!("invalid synproxy value `{v}' specified")))
 }
 
 /// `--proxy-protocol v1|v2|disable` (DPVS's spelling; any case, as DPVS's `strcasecmp`).
@@ -264,6 +271,7 @@ impl State {
             Id::Ifname => self.ifname = Some(v),
             Id::ProxyProtocol => self.proxy_protocol = proxy_protocol(&v)?,
             Id::Toa => self.toa = true,
+            Id::SynProxy => self.syn_proxy = syn_proxy(&v)?,
             Id::Blklst => self.blklst = Some(acl_prefix(AclKind::Deny, &v)?),
             Id::Whtlst => self.whtlst = Some(acl_prefix(AclKind::Allow, &v)?),
             // The list flags (their bit is all they set) and `--sort` (does nothing).
@@ -329,6 +337,7 @@ impl State {
         // As every option of -E: not given, back to the default (off).
         conf.proxy_protocol = self.proxy_protocol;
         conf.toa = self.toa;
+        conf.syn_proxy = self.syn_proxy;
         Ok(conf)
     }
 

@@ -496,6 +496,44 @@ mod tests {
     }
 
     #[test]
+    fn synproxy_on_add_and_edit_service() {
+        use crate::ipvs::SynProxy;
+        let conf = |args: &str| match p(args).unwrap() {
+            Command::AddService(c) | Command::EditService(c) => c.syn_proxy,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(conf("-A -t 1.2.3.4:80"), SynProxy::Disable);
+        assert_eq!(conf("-A -t 1.2.3.4:80 -j enable"), SynProxy::Enable);
+        assert_eq!(conf("-E -t 1.2.3.4:80 --synproxy auto"), SynProxy::Auto);
+        assert_eq!(conf("-E -t 1.2.3.4:80 -j DISABLE"), SynProxy::Disable);
+        let cases: &[(&str, &str, i32)] = &[
+            (
+                "-A -t 1.2.3.4:80 -j on",
+                "invalid synproxy value `on' specified",
+                2,
+            ),
+            (
+                "-A -t 1.2.3.4:80 -j enable -j auto",
+                "multiple 'synproxy' options specified",
+                2,
+            ),
+            (
+                "-a -t 1.2.3.4:80 -r 10.0.0.1 -m -j enable",
+                "Illegal 'synproxy' option with the 'add-server' command",
+                2,
+            ),
+            (
+                "-L -j enable",
+                "Illegal 'synproxy' option with the 'list' command",
+                2,
+            ),
+        ];
+        for (args, msg, code) in cases {
+            assert_eq!(e(args), (msg.to_string(), *code), "rvsadm {args}");
+        }
+    }
+
+    #[test]
     fn proxy_protocol_and_toa_on_add_and_edit_service() {
         use crate::ipvs::ProxyProtocol;
         let conf = |args: &str| match p(args).unwrap() {

@@ -61,8 +61,9 @@ pub(super) const CMD_NAMES: [&str; 23] = [
 ];
 
 // Option bits, in ipvsadm's OPT_* order (optnames[]), then -z and -F, then rvs's
-// --proxy-protocol and --toa, then DPVS's ACL entries -k and -2.
-pub(super) const OPT_NAMES: [&str; 40] = [
+// --proxy-protocol and --toa, then DPVS's ACL entries -k and -2, then DPVS's SYN proxy
+// -j.
+pub(super) const OPT_NAMES: [&str; 41] = [
     "numeric",
     "connection",
     "service-address",
@@ -103,6 +104,7 @@ pub(super) const OPT_NAMES: [&str; 40] = [
     "toa",
     "blklst",
     "whtlst",
+    "synproxy",
 ];
 
 pub(super) const O_NUMERIC: usize = 0;
@@ -145,35 +147,37 @@ pub(super) const O_PROXY_PROTOCOL: usize = 36;
 pub(super) const O_TOA: usize = 37;
 pub(super) const O_BLKLST: usize = 38;
 pub(super) const O_WHTLST: usize = 39;
+pub(super) const O_SYNPROXY: usize = 40;
 
 // commands_v_options of ipvsadm 1.31 ('+' required, 'x' illegal, '1' exclusive, ' '
 // optional), extended with the laddr/ifname columns and the three LIP commands, then the
 // proxy-protocol/toa columns (-A and -E only), then the blklst/whtlst columns and the
-// six ACL commands (a service is optional: without one, the global list).
-pub(super) const CMD_V_OPT: [&[u8; 40]; 23] = [
-    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx  xx",
-    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx  xx",
-    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b" 11xxxxxxxxx11       xxxxxxx xxxxxxxxxxx",
-    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxxxx",
-    b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxxxx",
-    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxxxxxx",
-    b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxxxxx",
-    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xxxx",
-    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xxxx",
-    b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+x",
-    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+x",
-    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+",
-    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+",
-    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+// six ACL commands (a service is optional: without one, the global list), then the
+// synproxy column (-A and -E only).
+pub(super) const CMD_V_OPT: [&[u8; 41]; 23] = [
+    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx  xx ",
+    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx  xx ",
+    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b" 11xxxxxxxxx11       xxxxxxx xxxxxxxxxxxx",
+    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxxxxx",
+    b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xxxxx",
+    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xxxxx",
+    b" x xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+xx",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+xx",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+x",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+x",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 ];
 
 /// What an option means to ipvsadm.
@@ -231,6 +235,7 @@ pub(super) enum Id {
     Ifname,
     ProxyProtocol,
     Toa,
+    SynProxy,
     Blklst,
     Whtlst,
 }
@@ -312,6 +317,7 @@ pub(super) const OPTIONS: &[OptDef<Id>] = &[
     OptDef::new("whtlst", Some('2'), R, Id::Whtlst),
     OptDef::new("proxy-protocol", None, R, Id::ProxyProtocol),
     OptDef::new("toa", None, N, Id::Toa),
+    OptDef::new("synproxy", Some('j'), R, Id::SynProxy),
 ];
 
 /// One legality row: for each option of `cols` that the user gave (`given`), `row` says
@@ -411,6 +417,7 @@ pub(super) fn option_bit(id: Id) -> Option<usize> {
         Id::Whtlst => O_WHTLST,
         Id::ProxyProtocol => O_PROXY_PROTOCOL,
         Id::Toa => O_TOA,
+        Id::SynProxy => O_SYNPROXY,
         Id::Cmd(_)
         | Id::SetCmd
         | Id::StartDaemon

@@ -57,7 +57,7 @@ pub use listing::ConnListing;
 pub use replica::{SyncConn, SyncRefuse, SyncRules};
 pub use schedule::{NewSession, Resolved, Scheduled};
 pub use session::Session;
-pub(crate) use session::{cip, CADDR, DADDR, LADDR, VADDR};
+pub(crate) use session::{cip, SynProxyState, CADDR, DADDR, LADDR, VADDR};
 pub use state::{Direction, SessionState, TcpState, Timeouts};
 pub use table::{memory_per_session, table_bytes, ConnTable, LookupHint};
 pub use transition::Transition;
@@ -70,6 +70,10 @@ pub mod flags {
     pub const FWD_MASK: u16 = 0x0007;
     /// TCP sequence adjustments present, in and out (`IP_VS_CONN_F_SEQ_MASK`).
     pub const SEQ_MASK: u16 = 0x0600;
+    /// Server sequence numbers shifted (`IP_VS_CONN_F_OUT_SEQ`): a SYN-proxied session
+    /// whose real server answered; its segments are translated (sequence and
+    /// acknowledgement numbers, SACK edges, timestamps, window scales).
+    pub const OUT_SEQ: u16 = 0x0200;
     /// Client sequence numbers shifted (`IP_VS_CONN_F_IN_SEQ`): a PROXY protocol header
     /// was inserted into the stream toward the real server.
     pub const IN_SEQ: u16 = 0x0400;
@@ -91,12 +95,15 @@ pub mod flags {
     /// (PROXY header not yet acknowledged, TOA not yet added, or any PROXY UDP session):
     /// the session's packets take the general path.
     pub(crate) const CIP: u16 = 0x0010;
+    /// rvs private: a SYN-proxied session whose real server has not answered the
+    /// director's SYN yet: its packets take the general path.
+    pub(crate) const SYNPROXY: u16 = 0x0008;
     /// rvs private: in the server-side index.
     pub(crate) const OUT_HASHED: u16 = 0x4000;
     /// rvs private: slab entry in use.
     pub(crate) const LIVE: u16 = 0x8000;
     /// rvs private bits, never reported or synced.
-    pub(crate) const PRIVATE: u16 = OUT_HASHED | LIVE | CIP;
+    pub(crate) const PRIVATE: u16 = OUT_HASHED | LIVE | CIP | SYNPROXY;
 }
 
 /// A session's slab index (see the module docs for its lifetime).

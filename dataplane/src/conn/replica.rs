@@ -185,6 +185,13 @@ pub struct SyncConn {
     /// number and delta) of a session with `IP_VS_CONN_F_IN_SEQ`: a PROXY header in the
     /// stream toward the real server.
     pub in_seq: Option<(u32, u32)>,
+    /// The server-side translation of a SYN-proxied session with
+    /// `IP_VS_CONN_F_OUT_SEQ` (`IPVS_OPT_SEQ_DATA`'s `out_seq`): `init_seq` carries the
+    /// legs' window scales (high 16 bits) and whether timestamps are translated (bit 0),
+    /// `delta` the sequence delta, `previous_delta` the timestamp delta. (A kernel
+    /// backup applies an `out_seq` only for an application helper, which such a session
+    /// never has.)
+    pub out_seq: Option<(u32, u32, u32)>,
 }
 
 impl ConnTable {
@@ -210,6 +217,12 @@ impl ConnTable {
             daddr: s.daddr(),
             local,
             in_seq: (s.flags & flags::IN_SEQ != 0).then_some((s.seq_init, u32::from(s.seq_delta))),
+            out_seq: (s.flags & (flags::OUT_SEQ | flags::SYNPROXY) == flags::OUT_SEQ && s.v6 == 0)
+                .then(|| {
+                    let st = s.synproxy();
+                    let init = u32::from(st.scales) << 16 | u32::from(st.ts);
+                    (init, st.delta, st.ts_delta)
+                }),
         })
     }
 
@@ -392,6 +405,7 @@ impl ConnTable {
                 };
                 self.update_synced(i, template, synced, now_ms);
                 take_shift(&mut self.slab[i as usize], c.in_seq);
+                take_synproxy(&mut self.slab[i as usize], c.out_seq);
                 return Ok((id, false));
             }
             self.expire_now(id);
@@ -439,6 +453,7 @@ impl ConnTable {
             self.dests.bind(slot, template, fl & flags::INACTIVE != 0);
         }
         take_shift(&mut self.slab[i as usize], c.in_seq);
+        take_synproxy(&mut self.slab[i as usize], c.out_seq);
         self.hash_in(i, template);
         if !template && fl & flags::NOOUTPUT == 0 {
             self.hash_out(i);
@@ -517,6 +532,32 @@ fn take_shift(s: &mut Session, in_seq: Option<(u32, u32)>) {
             s.flags &= !(flags::IN_SEQ | flags::CIP);
             s.cip = 0;
         }
+    }
+}
+
+/// A synced SYN-proxied session's translation (`OUT_SEQ` with the record's
+/// `out_seq`): taken, so that a standby that takes over keeps translating its
+/// established connection. Without it (or for a session that cannot have it: a
+/// template, not TCP, not NAT or FULLNAT, IPv6) there is no translation.
+fn take_synproxy(s: &mut Session, out_seq: Option<(u32, u32, u32)>) {
+    let proxiable = matches!(s.fwd(), FwdMethod::Masq | FwdMethod::FullNat)
+        && s.proto == Proto::Tcp
+        && !s.is_template();
+    match out_seq {
+        Some((init, delta, ts_delta)) if s.flags & flags::OUT_SEQ != 0 && proxiable => {
+            let st = super::SynProxyState {
+                delta,
+                ts_delta,
+                scales: (init >> 16) as u16,
+                ts: init & 1 != 0,
+                ..super::SynProxyState::default()
+            };
+            if !s.set_synproxy(st) {
+                s.flags &= !flags::OUT_SEQ;
+            }
+            s.flags &= !flags::SYNPROXY;
+        }
+        _ => s.flags &= !(flags::OUT_SEQ | flags::SYNPROXY),
     }
 }
 
@@ -765,6 +806,7 @@ mod tests {
             daddr: RS1,
             local: None,
             in_seq: None,
+            out_seq: None,
         };
         let nolocal = b.t.install_synced(&mut b.core, &r, 3, 0, |_, _| true);
         assert_eq!(nolocal, Err(SyncRefuse::NoLocalAddr));
@@ -853,6 +895,7 @@ mod tests {
             daddr: RS1,
             local: None,
             in_seq: None,
+            out_seq: None,
         };
         let mut ids = Vec::new();
         for p in 0..100u16 {

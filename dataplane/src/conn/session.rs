@@ -102,6 +102,33 @@ pub(crate) mod cip {
     }
 }
 
+/// What a SYN-proxied session keeps (the proxy's translation and its handshake with the
+/// real server). A proxied session is IPv4 (the dataplane forwards IPv4 only), so the
+/// first twelve bytes of its real server's and local addresses (`hi`) are free: it is
+/// kept there, on the session's second line, next to the PROXY protocol's shift.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SynProxyState {
+    /// Before the server answers: the cookie (the director's ISN toward the client).
+    /// After: what the server's sequence numbers gain toward the client (the kernel's
+    /// `out_seq` delta).
+    pub delta: u32,
+    /// Before the server answers: the director's TSval in its SYN-ACK. After: what the
+    /// server's TSval gains toward the client (when both sides use timestamps).
+    pub ts_delta: u32,
+    /// The legs' window scales ([`crate::forward::synproxy::Scales::pack`]).
+    pub scales: u16,
+    /// The client's window in its ACK (the window the SYN and ACK to the server offer).
+    pub window: u16,
+    /// When the last SYN went to the real server (milliseconds, low 32 bits).
+    pub syn_at: u32,
+    /// The cookie's options ([`crate::forward::synproxy::CookieOptions::pack`]).
+    pub opts: u8,
+    /// SYNs sent to the real server.
+    pub tries: u8,
+    /// Timestamps are translated (both sides use them).
+    pub ts: bool,
+}
+
 /// Index of the client address in [`Session`]'s address parts.
 pub(crate) const CADDR: usize = 0;
 /// Index of the virtual address.
@@ -129,6 +156,43 @@ pub(crate) fn split_addrs(a: [Addr; 4]) -> ([[u8; 4]; 4], [[u8; 12]; 4], u8) {
 }
 
 impl Session {
+    /// The SYN proxy's state (meaningful for an IPv4 session with [`flags::SYNPROXY`] or
+    /// [`flags::OUT_SEQ`]).
+    #[inline(always)]
+    pub(crate) fn synproxy(&self) -> SynProxyState {
+        let (d, l) = (&self.hi[DADDR], &self.hi[LADDR]);
+        let w = |b: &[u8; 12], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        SynProxyState {
+            delta: w(d, 0),
+            ts_delta: w(d, 4),
+            scales: u16::from_ne_bytes([d[8], d[9]]),
+            window: u16::from_ne_bytes([d[10], d[11]]),
+            syn_at: w(l, 0),
+            opts: l[4],
+            tries: l[5],
+            ts: l[6] != 0,
+        }
+    }
+
+    /// Keeps the SYN proxy's state; `false` (nothing kept) for a session with an IPv6
+    /// real server or local address.
+    pub(crate) fn set_synproxy(&mut self, st: SynProxyState) -> bool {
+        if self.v6 & (1 << DADDR | 1 << LADDR) != 0 {
+            return false;
+        }
+        let d = &mut self.hi[DADDR];
+        d[0..4].copy_from_slice(&st.delta.to_ne_bytes());
+        d[4..8].copy_from_slice(&st.ts_delta.to_ne_bytes());
+        d[8..10].copy_from_slice(&st.scales.to_ne_bytes());
+        d[10..12].copy_from_slice(&st.window.to_ne_bytes());
+        let l = &mut self.hi[LADDR];
+        l[0..4].copy_from_slice(&st.syn_at.to_ne_bytes());
+        l[4] = st.opts;
+        l[5] = st.tries;
+        l[6] = u8::from(st.ts);
+        true
+    }
+
     /// Address `k` (`CADDR`, `VADDR`, `DADDR` or `LADDR`), put together from its parts.
     #[inline]
     pub(crate) fn addr(&self, k: usize) -> Addr {

@@ -91,6 +91,10 @@ pub struct EngineConfig {
     /// The sysctl `sloppy_tcp` ([`crate::conn::ConnConfig::sloppy_tcp`]); changed later
     /// with [`Engine::set_sloppy_tcp`].
     pub sloppy_tcp: bool,
+    /// The SYN proxy's `auto` thresholds: TCP SYNs per second and
+    /// worker, and percent of the session table, above which `auto` services are
+    /// proxied (`[sessions] syn_proxy_rate`, `syn_proxy_fill`).
+    pub syn_proxy_auto: (u32, u32),
     /// Mbufs in the pool.
     pub mbufs: u32,
     /// Static routes (connected routes of the port addresses are added automatically).
@@ -287,6 +291,7 @@ struct Shared {
     expire_nodest_conn: bool,
     expire_quiescent_template: bool,
     new_sessions_per_second: u32,
+    syn_proxy_auto: (u32, u32),
     static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
     /// Per worker: sync records for the sync thread (master).
     sync_out: Arc<Vec<ArrayQueue<SyncConn>>>,
@@ -434,6 +439,7 @@ impl Engine {
             expire_nodest_conn: cfg.expire_nodest_conn,
             expire_quiescent_template: cfg.expire_quiescent_template,
             new_sessions_per_second: cfg.new_sessions_per_second,
+            syn_proxy_auto: cfg.syn_proxy_auto,
             static_neighbours: cfg.static_neighbours.clone(),
             sync_out: Arc::new(queues(workers, SYNC_QUEUE)),
             sync_in: queues(workers, SYNC_QUEUE),

@@ -11,6 +11,8 @@
 //! - [`icmp`]: ICMP errors about NAT and FULLNAT sessions, translated from the plan of
 //!   the direction they travel.
 //! - [`vlan`]: the 802.1Q tag of the port a frame leaves by.
+//! - [`synproxy`]: the SYN proxy: cookies, the frames it writes in place, the
+//!   translation of a proxied connection.
 //! - [`cip`]: the client's address under FULLNAT: PROXY protocol headers, TOA, and the
 //!   sequence shift a PROXY header brings.
 //!
@@ -24,6 +26,7 @@ pub mod cip;
 pub mod icmp;
 pub mod plan;
 pub mod rewrite;
+pub mod synproxy;
 pub mod tun;
 pub mod vlan;
 

@@ -257,7 +257,10 @@ impl<P: PacketBuf> Core<P> {
         // Client-address work left (a PROXY header not yet acknowledged, a TOA option
         // to add, PROXY over UDP): the general path.
         let shifted = s.flags & (conn_flags::CIP | conn_flags::IN_SEQ);
-        if shifted & conn_flags::CIP != 0 {
+        // A SYN-proxied session: waiting for its real server (the general path), or
+        // translated.
+        let proxied = s.flags & (conn_flags::SYNPROXY | conn_flags::OUT_SEQ);
+        if (shifted & conn_flags::CIP) | (proxied & conn_flags::SYNPROXY) != 0 {
             return Fast::Slow;
         }
         let Some(plan) = Plan::of(s, reply, &self.conns) else {
@@ -321,6 +324,10 @@ impl<P: PacketBuf> Core<P> {
         // A PROXY-protocol session after its header: one shift.
         if shifted != 0 {
             self.shift_established(pkt, id, reply, at.l4);
+        }
+        // A SYN-proxied session: its translation.
+        if proxied != 0 {
+            self.syn_proxy_translate(pkt, id, reply, at.l4);
         }
         // Without VLAN ports the frame came untagged (the caller checked) and leaves so.
         if self.vlans {

@@ -57,12 +57,22 @@ pub enum DropReason {
     /// ACL denies (`--add-blklst`, `--add-whtlst`, `[acl]`): no session created. Packets
     /// of established sessions are never checked.
     AclDeny,
+    /// SYN proxy: a client's ACK without a session whose cookie is stale or forged (an
+    /// ACK flood with random cookies): no session.
+    SynProxyBadCookie,
+    /// SYN proxy: a SYN whose options do not parse (a length under 2 or running past
+    /// the header): not answered.
+    SynProxyBadOptions,
+    /// SYN proxy: a client segment of a session whose real server has not answered the
+    /// director's SYN yet (data sent with or after the ACK: the client sends it again),
+    /// or a server segment other than its SYN-ACK or a reset then.
+    SynProxySetup,
 }
 
 impl DropReason {
     /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
     /// other reasons.
-    pub const COUNT: usize = 2 * wire::Error::COUNT + 16;
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 19;
 
     /// The counter slot.
     pub fn index(self) -> usize {
@@ -86,6 +96,9 @@ impl DropReason {
             DropReason::NewSessionBudget => 2 * w + 13,
             DropReason::ProxyNoRoom => 2 * w + 14,
             DropReason::AclDeny => 2 * w + 15,
+            DropReason::SynProxyBadCookie => 2 * w + 16,
+            DropReason::SynProxyBadOptions => 2 * w + 17,
+            DropReason::SynProxySetup => 2 * w + 18,
         }
     }
 
@@ -112,6 +125,9 @@ impl DropReason {
                 13 => DropReason::NewSessionBudget,
                 14 => DropReason::ProxyNoRoom,
                 15 => DropReason::AclDeny,
+                16 => DropReason::SynProxyBadCookie,
+                17 => DropReason::SynProxyBadOptions,
+                18 => DropReason::SynProxySetup,
                 _ => return None,
             },
         })
@@ -138,6 +154,9 @@ impl DropReason {
             DropReason::NewSessionBudget => "new-session-budget".into(),
             DropReason::ProxyNoRoom => "proxy-no-room".into(),
             DropReason::AclDeny => "acl-deny".into(),
+            DropReason::SynProxyBadCookie => "syn-proxy-bad-cookie".into(),
+            DropReason::SynProxyBadOptions => "syn-proxy-bad-options".into(),
+            DropReason::SynProxySetup => "syn-proxy-setup".into(),
         }
     }
 }
@@ -184,6 +203,27 @@ pub struct Counters {
     /// TOA options not added for want of room (TCP options full, or the segment would
     /// exceed the MTU).
     pub toa_no_room: u64,
+    /// SYN proxy: SYN-ACKs with a cookie sent to clients (no session created).
+    pub syn_cookies_sent: u64,
+    /// SYN proxy: SYNs whose absurd options were clamped (MSS 0, window scale above 14).
+    pub syn_options_clamped: u64,
+    /// SYN proxy: clients' ACKs with a valid cookie (stale or forged ones are the drop
+    /// reason `syn-proxy-bad-cookie`).
+    pub syn_proxy_acks: u64,
+    /// SYN proxy: sessions opened by a valid ACK (a SYN sent to a real server).
+    pub syn_proxy_sessions: u64,
+    /// SYN proxy: sessions whose real server answered with its SYN-ACK (translated from
+    /// then on).
+    pub syn_proxy_established: u64,
+    /// SYN proxy: SYNs sent to a real server again (it had not answered within a second
+    /// when the client sent again).
+    pub syn_proxy_retries: u64,
+    /// SYN proxy: real servers that refused the SYN (a reset, passed to the client).
+    pub syn_proxy_refused: u64,
+    /// SYN proxy: real servers that never answered (three SYNs): the client was reset.
+    pub syn_proxy_timeouts: u64,
+    /// SYN proxy: clients that reset a connection before its real server answered.
+    pub syn_proxy_client_resets: u64,
     /// Drops by reason ([`DropReason::index`]).
     pub drops: [u64; DropReason::COUNT],
 }
@@ -208,6 +248,15 @@ impl Default for Counters {
             proxy_resent: 0,
             toa_added: 0,
             toa_no_room: 0,
+            syn_cookies_sent: 0,
+            syn_options_clamped: 0,
+            syn_proxy_acks: 0,
+            syn_proxy_sessions: 0,
+            syn_proxy_established: 0,
+            syn_proxy_retries: 0,
+            syn_proxy_refused: 0,
+            syn_proxy_timeouts: 0,
+            syn_proxy_client_resets: 0,
             drops: [0; DropReason::COUNT],
         }
     }

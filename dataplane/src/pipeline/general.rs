@@ -8,7 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use hashbrown::HashMap;
 
 use crate::buf::PacketBuf;
-use crate::conn::{ConnId, ConnTable, Direction, PacketMeta, Refuse, Scheduled};
+use crate::conn::{
+    flags as conn_flags, ConnId, ConnTable, Direction, PacketMeta, Refuse, Scheduled,
+};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::forward::plan::routes;
 use crate::forward::{icmp, tun, vlan, Egress, Layout, MacRewrite, Plan};
@@ -89,7 +91,7 @@ fn tag_mismatch(frame: &[u8], snap: &Snapshot, port: u16) -> bool {
 /// (`pm`): the global list ([`NetConfig::acl`]), then the list of the service the packet
 /// is for ([`crate::service::Service::acl`], looked up only when some service has one).
 #[inline]
-fn acl_denies(snap: &Snapshot, meta: &IpMeta, pm: &PacketMeta) -> bool {
+pub(super) fn acl_denies(snap: &Snapshot, meta: &IpMeta, pm: &PacketMeta) -> bool {
     let IpAddr::V4(src) = meta.tuple.src.addr else {
         return false;
     };
@@ -229,6 +231,11 @@ impl<P: PacketBuf> Core<P> {
         if matches!(to, Toward::LocalAddr | Toward::Client) {
             // A FULLNAT reply (RIP:rport -> LIP:lport) or a NAT reply (RS -> client).
             if let Some(id) = self.conns.lookup_out_hashed(hash, &pm.flow) {
+                let setup = |s: &crate::conn::Session| s.flags & conn_flags::SYNPROXY != 0;
+                if self.conns.get(id).is_some_and(setup) {
+                    let tf = pm.tcp_flags;
+                    return self.syn_proxy_setup_server(pkt, meta, id, tf, in_port, snap, now_ms);
+                }
                 return self.forward(
                     pkt,
                     meta,
@@ -289,6 +296,16 @@ impl<P: PacketBuf> Core<P> {
         snap: &Snapshot,
         now_ms: u64,
     ) -> Out<P> {
+        let mut pkt = pkt;
+        if pm.flow.proto == Proto::Tcp && snap.services.has_syn_proxy() {
+            if pm.tcp_flags.has(TcpFlags::SYN) {
+                self.pressure.count(now_ms);
+            }
+            match self.syn_proxy_client(pkt, meta, pm, hash, in_port, snap, now_ms) {
+                Ok(out) => return out,
+                Err(p) => pkt = p,
+            }
+        }
         let net = &snap.net;
         let me = self.id as u16;
         // A packet that may open a session (a SYN, a UDP datagram; with `sloppy_tcp` any
@@ -374,19 +391,13 @@ impl<P: PacketBuf> Core<P> {
             }
             Err(e) => Err(e),
         };
-        let reason = match res {
+        match res {
             Ok(id) => {
                 let (dir, flags) = (Direction::Input, pm.tcp_flags);
-                return self.forward(pkt, meta, id, dir, flags, in_port, snap, now_ms);
+                self.forward(pkt, meta, id, dir, flags, in_port, snap, now_ms)
             }
-            Err(Refuse::NoService) => DropReason::NotForUs,
-            Err(Refuse::NotSyn) => DropReason::NoSession,
-            Err(Refuse::TableFull) => DropReason::TableFull,
-            Err(Refuse::NoDest) => DropReason::NoDest,
-            Err(Refuse::NoLocalAddr) => DropReason::NoLocalAddr,
-            Err(Refuse::DestUnavailable) => DropReason::DestUnavailable,
-        };
-        self.drop(pkt, reason)
+            Err(e) => self.drop(pkt, refusal(e)),
+        }
     }
 
     /// The worker that owns a classified packet whose destination is `local` (when it
@@ -460,7 +471,7 @@ impl<P: PacketBuf> Core<P> {
     /// rewrite, send.
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn forward(
+    pub(super) fn forward(
         &mut self,
         mut pkt: P,
         meta: &IpMeta,
@@ -504,6 +515,7 @@ impl<P: PacketBuf> Core<P> {
                     Ok(d) => due = d,
                     Err(r) => return self.drop(pkt, r),
                 }
+                self.syn_proxy_translate(&mut pkt, id, reply, at.l4);
                 if self.vlans || meta.l2.vlan_tci.is_some() {
                     retag_for(&mut pkt, snap, nh.port)
                 } else {
@@ -686,7 +698,7 @@ impl<P: PacketBuf> Core<P> {
 /// already in the session table (`conns`) is never handed out: the pool counts it as a
 /// conflict on its LIP (`ipvsadm -G`'s CONFLICTS) and tries the next. `None`: no pool, or
 /// no free port.
-fn pick_local(
+pub(super) fn pick_local(
     laddrs: &mut HashMap<ServiceKey, LaddrPool>,
     conns: &ConnTable,
     net: &NetConfig,
@@ -727,6 +739,18 @@ fn pick_local(
         .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
 }
 
+/// The drop reason of a packet no session was found or created for.
+pub(super) fn refusal(e: Refuse) -> DropReason {
+    match e {
+        Refuse::NoService => DropReason::NotForUs,
+        Refuse::NotSyn => DropReason::NoSession,
+        Refuse::TableFull => DropReason::TableFull,
+        Refuse::NoDest => DropReason::NoDest,
+        Refuse::NoLocalAddr => DropReason::NoLocalAddr,
+        Refuse::DestUnavailable => DropReason::DestUnavailable,
+    }
+}
+
 /// A source Linux calls martian: "this network" (0/8), loopback (127/8), multicast
 /// (224/4), reserved (240/4, with the limited broadcast), or an address of the director
 /// itself (a VIP, DIP or LIP).
@@ -757,7 +781,7 @@ fn probe_reply(src: Ipv4Addr, dst: Ipv4Addr, in_port: u16, net: &NetConfig) -> b
 /// of 0 is "none": right). Only packets that may open a session pay for it; the
 /// established path leaves checksums to the end hosts (its rewrites keep a wrong sum
 /// wrong).
-fn segment_checksum_ok(frame: &[u8], meta: &IpMeta) -> bool {
+pub(super) fn segment_checksum_ok(frame: &[u8], meta: &IpMeta) -> bool {
     let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
         return false;
     };

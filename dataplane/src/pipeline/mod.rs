@@ -17,6 +17,7 @@
 //! | `cip.rs` | FULLNAT's client address: a session's PROXY header and TOA option, the sequence shift |
 //! | `host.rs` | ARP and ICMP echo for the director's own addresses; ARP frames it originates |
 //! | `probe.rs` | health checks of TUN servers through the VIP: the kernel's probes to a probe MAC, encapsulated |
+//! | `synproxy.rs` | the SYN proxy: cookies for SYNs, sessions opened by valid ACKs, the real server's handshake, `auto`'s pressure |
 //! | `replica.rs` | the sync master's records after a client packet, the standby's installation |
 //!
 //! Ownership (which worker handles a packet) is decided by [`crate::steer`]; how a
@@ -30,6 +31,7 @@ mod general;
 mod host;
 mod probe;
 mod replica;
+mod synproxy;
 #[cfg(test)]
 mod tests;
 
@@ -57,6 +59,17 @@ pub use self::burst::Emit;
 pub use self::counters::{Counters, DestTraffic, DropReason, SyncCounters};
 pub use self::host::{build_arp_request, build_gratuitous_arp, ArpConflict};
 pub use self::probe::{probe_mac, probe_target, probe_tunnels, PROBE_MAC_PREFIX};
+pub use self::synproxy::{
+    DEFAULT_FILL as SYN_PROXY_DEFAULT_FILL, DEFAULT_RATE as SYN_PROXY_DEFAULT_RATE,
+};
+
+/// A random secret for worker `id`'s SYN cookies (from the OS's randomness, through
+/// the standard library's hash keys).
+fn cookie_secret(id: usize) -> [u64; 2] {
+    use std::hash::BuildHasher;
+    let s = std::collections::hash_map::RandomState::new();
+    [s.hash_one(id), s.hash_one(!id)]
+}
 
 /// What an address owned by the director is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +217,10 @@ pub struct Core<P> {
     icmp_budget: IcmpBudget,
     /// `[sessions] new_per_second`: what a packet opening a session draws from.
     new_budget: NewSessionBudget,
+    /// The SYN proxy's cookie keys.
+    cookies: crate::forward::synproxy::Cookies,
+    /// The SYN proxy's `auto`: TCP SYNs per second, thresholds.
+    pressure: self::synproxy::Pressure,
     scratch: [u8; SCRATCH_LEN],
     counters: Counters,
     traffic: Vec<(crate::service::DestId, DestTraffic)>,
@@ -253,6 +270,8 @@ impl<P: PacketBuf> Core<P> {
             conflict_log: ConflictLog::default(),
             icmp_budget: IcmpBudget::default(),
             new_budget: NewSessionBudget::default(),
+            cookies: crate::forward::synproxy::Cookies::new(cookie_secret(id)),
+            pressure: self::synproxy::Pressure::default(),
             scratch: [0; SCRATCH_LEN],
             counters: Counters::default(),
             traffic: Vec::new(),

@@ -3207,3 +3207,532 @@ fn in_a_sync_group_a_session_of_no_service_here_is_refused_and_counted() {
         assert_eq!(c.conns().len(), if group { 1 } else { 2 });
     }
 }
+
+// ----- SYN proxy -----
+
+use crate::service::svc_flags as sf;
+use etherparse::TcpOptionElement as Opt;
+
+/// A core of one worker with a `fwd` service of flags `svc` and its neighbours known,
+/// cookies of a fixed secret.
+fn sp_core(fwd: FwdMethod, svc: u32) -> Core<VecBuf> {
+    let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    c.set_cookie_secret([0x5eed, 0xc0c0]);
+    c.adopt(snapshot_with(fwd, 1, [Tunnel::IPIP; 2], Proto::Tcp, svc));
+    c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, false);
+    c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, false);
+    c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, false);
+    c
+}
+
+/// The client's SYN options: MSS 1460, SACK, timestamps (TSval 100), window scale 6.
+const SP_SYN: [Opt; 5] = [
+    Opt::MaximumSegmentSize(1460),
+    Opt::SelectiveAcknowledgementPermitted,
+    Opt::Timestamp(100, 0),
+    Opt::Noop,
+    Opt::WindowScale(6),
+];
+
+fn ts_opts(val: u32, ecr: u32) -> [Opt; 3] {
+    [Opt::Noop, Opt::Noop, Opt::Timestamp(val, ecr)]
+}
+
+fn opts_of(h: &etherparse::TcpHeader) -> Vec<Opt> {
+    h.options_iterator().map(|o| o.expect("option")).collect()
+}
+
+fn ts_of(h: &etherparse::TcpHeader) -> (u32, u32) {
+    opts_of(h)
+        .into_iter()
+        .find_map(|o| match o {
+            Opt::Timestamp(v, e) => Some((v, e)),
+            _ => None,
+        })
+        .expect("timestamps")
+}
+
+fn client_seg(seq: u32, ack: u32, flags: &str, opts: &[Opt], payload: &[u8]) -> VecBuf {
+    seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        (CIP, 40000),
+        (VIP, 80),
+        seq,
+        ack,
+        flags,
+        opts,
+        payload,
+    )
+}
+
+/// A proxied connection after its handshakes (client ISN 7000, server ISN 50000).
+struct Proxied {
+    cookie: u32,
+    tsval: u32,
+    /// The real server's end and its MAC.
+    rs: ([u8; 4], u16),
+    rs_mac: [u8; 6],
+    /// The server's view of the client (the LIP under FULLNAT, the client under NAT).
+    peer: ([u8; 4], u16),
+}
+
+/// SYN → cookie SYN-ACK; ACK with data → the server's SYN (data dropped); the server's
+/// SYN-ACK → the director's ACK to it.
+fn sp_handshake(c: &mut Core<VecBuf>, now: u64, shift: u32) -> Proxied {
+    let before = c.counters().clone();
+    let (p, port) = tx(c.process(client_seg(7000, 0, "S", &SP_SYN, b""), 0, now, false));
+    assert_eq!(port, 0, "the SYN-ACK goes back to the client");
+    assert_eq!(&p.data()[..6], &CLIENT_MAC);
+    assert_eq!(check(p.data()), (VIP, 80, CIP, 40000));
+    let (h, _) = tcp_hdr(p.data());
+    assert!(h.syn && h.ack && !h.rst);
+    assert_eq!(h.acknowledgment_number, 7001);
+    let o = opts_of(&h);
+    assert!(o.contains(&Opt::MaximumSegmentSize(1460)));
+    assert!(o.contains(&Opt::SelectiveAcknowledgementPermitted));
+    assert!(o.contains(&Opt::WindowScale(7)));
+    let (tsval, ecr) = ts_of(&h);
+    assert_eq!(ecr, 100);
+    let cookie = h.sequence_number;
+    assert_eq!(c.conns().len(), 0, "a SYN creates no session");
+    assert_eq!(c.counters().syn_cookies_sent, before.syn_cookies_sent + 1);
+
+    // The ACK, with the request: the server gets the SYN with the client's ISN and
+    // options, the request is dropped for the client to send again.
+    let ack = client_seg(7001, cookie + 1, "AP", &ts_opts(101, tsval), b"GET /");
+    let (p, port) = tx(c.process(ack, 0, now, false));
+    assert_eq!(port, 1);
+    let (src, sport, dst, dport) = check(p.data());
+    let (h, payload) = tcp_hdr(p.data());
+    assert!(h.syn && !h.ack);
+    assert_eq!(h.sequence_number, 7000);
+    assert!(payload.is_empty());
+    let o = opts_of(&h);
+    assert!(o.contains(&Opt::MaximumSegmentSize(1460)));
+    assert!(o.contains(&Opt::SelectiveAcknowledgementPermitted));
+    assert!(o.contains(&Opt::WindowScale(6)));
+    assert!(o.contains(&Opt::Timestamp(101, 0)));
+    assert_eq!(c.conns().len(), 1);
+    assert_eq!(
+        c.counters().syn_proxy_sessions,
+        before.syn_proxy_sessions + 1
+    );
+    assert_eq!(
+        c.counters().drops_of(DropReason::SynProxySetup),
+        before.drops_of(DropReason::SynProxySetup) + 1
+    );
+    let rs_mac = if dst == RS1 { RS1_MAC } else { RS2_MAC };
+
+    // The server's SYN-ACK: the director's ACK goes back to it.
+    let synack = seg_ts(
+        (rs_mac, PORT1_MAC),
+        (dst, dport),
+        (src, sport),
+        50000,
+        7001,
+        "SA",
+        &[
+            Opt::MaximumSegmentSize(1400),
+            Opt::SelectiveAcknowledgementPermitted,
+            Opt::Timestamp(9000, 101),
+            Opt::Noop,
+            Opt::WindowScale(7),
+        ],
+        b"",
+    );
+    let (p, port) = tx(c.process(synack, 1, now, false));
+    assert_eq!(port, 1);
+    assert_eq!(&p.data()[..6], &rs_mac);
+    assert_eq!(check(p.data()), (src, sport, dst, dport));
+    let (h, _) = tcp_hdr(p.data());
+    assert!(h.ack && !h.syn);
+    assert_eq!(
+        (h.sequence_number, h.acknowledgment_number),
+        (7001 + shift, 50001)
+    );
+    assert_eq!(ts_of(&h), (101, 9000));
+    assert_eq!(
+        c.counters().syn_proxy_established,
+        before.syn_proxy_established + 1
+    );
+    Proxied {
+        cookie,
+        tsval,
+        rs: (dst, dport),
+        rs_mac,
+        peer: (src, sport),
+    }
+}
+
+/// A server segment of a proxied connection.
+fn server_seg(p: &Proxied, seq: u32, ack: u32, flags: &str, opts: &[Opt], data: &[u8]) -> VecBuf {
+    seg_ts(
+        (p.rs_mac, PORT1_MAC),
+        p.rs,
+        p.peer,
+        seq,
+        ack,
+        flags,
+        opts,
+        data,
+    )
+}
+
+#[test]
+fn a_proxied_connection_is_translated_both_ways_in_nat_and_fullnat() {
+    for fwd in [FwdMethod::Masq, FwdMethod::FullNat] {
+        let mut c = sp_core(fwd, sf::SYNPROXY);
+        let px = sp_handshake(&mut c, 1000, 0);
+        // The client sends its request again: the server sees its own sequence space
+        // and clock.
+        let req = client_seg(7001, px.cookie + 1, "AP", &ts_opts(102, px.tsval), b"GET /");
+        let (p, port) = tx(c.process(req, 0, 1300, false));
+        assert_eq!(port, 1);
+        let (h, payload) = tcp_hdr(p.data());
+        assert_eq!((h.sequence_number, h.acknowledgment_number), (7001, 50001));
+        assert_eq!(ts_of(&h), (102, 9000));
+        assert_eq!(payload, b"GET /");
+        // The answer: the client sees the cookie's space and the director's clock.
+        let ans = server_seg(&px, 50001, 7006, "AP", &ts_opts(9005, 102), b"200 OK");
+        let (p, port) = tx(c.process(ans, 1, 1300, false));
+        assert_eq!(port, 0);
+        assert_eq!(check(p.data()), (VIP, 80, CIP, 40000));
+        let (h, _) = tcp_hdr(p.data());
+        assert_eq!(
+            (h.sequence_number, h.acknowledgment_number),
+            (px.cookie + 1, 7006)
+        );
+        assert_eq!(ts_of(&h), (px.tsval + 5, 102));
+        // SACK edges of the client's ACK are in the server's space once forwarded.
+        let sack = [
+            Opt::Noop,
+            Opt::Noop,
+            Opt::Timestamp(103, px.tsval + 5),
+            Opt::Noop,
+            Opt::Noop,
+            Opt::SelectiveAcknowledgement((px.cookie + 101, px.cookie + 201), [None; 3]),
+        ];
+        let ack = client_seg(7006, px.cookie + 7, "A", &sack, b"");
+        let (p, _) = tx(c.process(ack, 0, 1300, false));
+        let (h, _) = tcp_hdr(p.data());
+        assert_eq!(h.acknowledgment_number, 50007);
+        assert!(opts_of(&h).contains(&Opt::SelectiveAcknowledgement((50101, 50201), [None; 3])));
+        assert!(opts_of(&h).contains(&Opt::Timestamp(103, 9005)));
+        assert_eq!(c.conns().len(), 1);
+    }
+}
+
+#[test]
+fn established_proxied_packets_take_the_fast_path_with_the_same_effects() {
+    for fwd in [FwdMethod::Masq, FwdMethod::FullNat] {
+        let mut one = sp_core(fwd, sf::SYNPROXY);
+        let mut burst = sp_core(fwd, sf::SYNPROXY);
+        let px = sp_handshake(&mut one, 1000, 0);
+        let tw = sp_handshake(&mut burst, 1000, 0);
+        assert_eq!((px.cookie, px.rs, px.peer), (tw.cookie, tw.rs, tw.peer));
+        let mut pkts = Vec::new();
+        for k in 0..20u32 {
+            pkts.push((
+                client_seg(
+                    7001 + 10 * k,
+                    px.cookie + 1 + 100 * k,
+                    "AP",
+                    &ts_opts(200 + k, px.tsval + k),
+                    b"0123456789",
+                ),
+                0,
+            ));
+            pkts.push((
+                server_seg(
+                    &px,
+                    50001 + 100 * k,
+                    7011 + 10 * k,
+                    "A",
+                    &ts_opts(9000 + k, 200 + k),
+                    &[b'x'; 100],
+                ),
+                1,
+            ));
+        }
+        let want = same_by_burst(&mut one, &mut burst, pkts, 1500);
+        assert!(want.iter().all(|v| v.0 == 0), "all forwarded");
+        assert_eq!(one.counters(), burst.counters());
+        // The translated numbers, from the burst's output.
+        let (h, _) = tcp_hdr(&want[1].2);
+        assert_eq!(h.sequence_number, px.cookie + 1);
+        let (h, _) = tcp_hdr(&want[0].2);
+        assert_eq!(h.acknowledgment_number, 50001);
+    }
+}
+
+#[test]
+fn flood_of_acks_syn_acks_and_resets_creates_nothing() {
+    let mut c = sp_core(FwdMethod::FullNat, sf::SYNPROXY);
+    let mut x = 0x9e37_79b9u32;
+    let mut next = || {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        x
+    };
+    for i in 0..3000u32 {
+        let src = [10, 10, (next() >> 24) as u8 | 1, 2 + (i % 200) as u8];
+        let flags = ["A", "SA", "R"][(i % 3) as usize];
+        let p = seg_ts(
+            (CLIENT_MAC, PORT0_MAC),
+            (src, 1024 + (next() >> 20) as u16),
+            (VIP, 80),
+            next(),
+            next(),
+            flags,
+            &[],
+            b"",
+        );
+        let out = c.process(p, 0, 1000, false);
+        assert!(matches!(out, Out::Drop(..)), "{flags} dropped");
+    }
+    assert_eq!(c.conns().len(), 0);
+    assert_eq!(c.counters().drops_of(DropReason::SynProxyBadCookie), 1000);
+    assert_eq!(c.counters().drops_of(DropReason::NoSession), 2000);
+    assert_eq!(c.counters().syn_proxy_sessions, 0);
+}
+
+/// Recomputes the IPv4 and TCP checksums of a frame whose bytes a test changed (RFC
+/// 1071, written here: not the code under test).
+fn fix_checksums(f: &mut [u8]) {
+    fn sum(b: &[u8], mut acc: u32) -> u32 {
+        for w in b.chunks(2) {
+            acc += u32::from(w[0]) << 8 | u32::from(*w.get(1).unwrap_or(&0));
+        }
+        acc
+    }
+    fn fold(mut acc: u32) -> u16 {
+        while acc >> 16 != 0 {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = fold(sum(&f[14..34], 0));
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    let tl = usize::from(u16::from_be_bytes([f[16], f[17]]));
+    f[50..52].copy_from_slice(&[0, 0]);
+    let mut ph = Vec::new();
+    ph.extend_from_slice(&f[26..34]);
+    ph.extend_from_slice(&[0, 6]);
+    ph.extend_from_slice(&((tl - 20) as u16).to_be_bytes());
+    let c = fold(sum(&f[34..14 + tl], sum(&ph, 0)));
+    f[50..52].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn syns_with_absurd_options_are_clamped_or_dropped_never_a_session() {
+    let mut c = sp_core(FwdMethod::Masq, sf::SYNPROXY);
+    // MSS 0 and window scale 255: answered with the smallest MSS and the options noted.
+    let syn = client_seg(
+        1,
+        0,
+        "S",
+        &[
+            Opt::MaximumSegmentSize(0),
+            Opt::Timestamp(5, 0),
+            Opt::WindowScale(255),
+            Opt::Noop,
+        ],
+        b"",
+    );
+    let (p, _) = tx(c.process(syn, 0, 0, false));
+    let (h, _) = tcp_hdr(p.data());
+    assert!(opts_of(&h).contains(&Opt::MaximumSegmentSize(536)));
+    assert_eq!(c.counters().syn_options_clamped, 1);
+    // An option whose length runs past the header, and one of length 1.
+    for bad in [[8u8, 40, 1, 1], [3, 1, 1, 1]] {
+        let noops = [Opt::Noop, Opt::Noop, Opt::Noop, Opt::Noop];
+        let mut f = client_seg(1, 0, "S", &noops, b"").data().to_vec();
+        f[54..58].copy_from_slice(&bad);
+        fix_checksums(&mut f);
+        let out = c.process(VecBuf::new(64, &f), 0, 0, false);
+        assert!(matches!(out, Out::Drop(_, DropReason::SynProxyBadOptions)));
+    }
+    assert_eq!(c.counters().drops_of(DropReason::SynProxyBadOptions), 2);
+    assert_eq!(c.conns().len(), 0);
+}
+
+#[test]
+fn a_server_reset_reaches_the_client_in_the_cookies_space() {
+    let mut c = sp_core(FwdMethod::FullNat, sf::SYNPROXY);
+    let (p, _) = tx(c.process(client_seg(7000, 0, "S", &SP_SYN, b""), 0, 0, false));
+    let (h, _) = tcp_hdr(p.data());
+    let (cookie, tsval) = (h.sequence_number, ts_of(&h).0);
+    let (p, _) = tx(c.process(
+        client_seg(7001, cookie + 1, "A", &ts_opts(101, tsval), b""),
+        0,
+        0,
+        false,
+    ));
+    let (src, sport, dst, dport) = check(p.data());
+    let rs_mac = if dst == RS1 { RS1_MAC } else { RS2_MAC };
+    let rst = seg_ts(
+        (rs_mac, PORT1_MAC),
+        (dst, dport),
+        (src, sport),
+        0,
+        7001,
+        "RA",
+        &[],
+        b"",
+    );
+    let (p, port) = tx(c.process(rst, 1, 10, false));
+    assert_eq!(port, 0);
+    assert_eq!(check(p.data()), (VIP, 80, CIP, 40000));
+    let (h, _) = tcp_hdr(p.data());
+    assert!(h.rst && !h.ack);
+    assert_eq!(h.sequence_number, cookie + 1);
+    assert_eq!(c.counters().syn_proxy_refused, 1);
+}
+
+#[test]
+fn a_server_that_never_answers_gets_three_syns_then_the_client_a_reset() {
+    let mut c = sp_core(FwdMethod::Masq, sf::SYNPROXY);
+    let (p, _) = tx(c.process(client_seg(7000, 0, "S", &SP_SYN, b""), 0, 0, false));
+    let (h, _) = tcp_hdr(p.data());
+    let (cookie, tsval) = (h.sequence_number, ts_of(&h).0);
+    let data = |t: u32| client_seg(7001, cookie + 1, "AP", &ts_opts(101 + t, tsval), b"GET /");
+    let (p, _) = tx(c.process(data(0), 0, 0, false));
+    assert!(tcp_hdr(p.data()).0.syn);
+    // Within a second: dropped, the client sends again.
+    assert!(matches!(
+        c.process(data(1), 0, 500, false),
+        Out::Drop(_, DropReason::SynProxySetup)
+    ));
+    // After a second: the SYN again (the client's ISN), twice.
+    for (k, t) in [1100u64, 2200].into_iter().enumerate() {
+        let (p, port) = tx(c.process(data(2), 0, t, false));
+        assert_eq!(port, 1);
+        let (h, _) = tcp_hdr(p.data());
+        assert!(h.syn && h.sequence_number == 7000);
+        assert_eq!(c.counters().syn_proxy_retries, k as u64 + 1);
+    }
+    // Then the client is reset, in its own space.
+    let (p, port) = tx(c.process(data(3), 0, 3300, false));
+    assert_eq!(port, 0);
+    assert_eq!(check(p.data()), (VIP, 80, CIP, 40000));
+    let (h, _) = tcp_hdr(p.data());
+    assert!(h.rst);
+    assert_eq!(h.sequence_number, cookie + 1);
+    assert_eq!(c.counters().syn_proxy_timeouts, 1);
+    assert!(matches!(c.process(data(4), 0, 4400, false), Out::Drop(..)));
+}
+
+#[test]
+fn auto_proxies_only_under_pressure() {
+    let mut c = sp_core(FwdMethod::Masq, sf::SYNPROXY_AUTO);
+    c.set_syn_proxy_thresholds(5, 90);
+    let mut to_server = 0;
+    let mut cookies = 0;
+    for port in 0..20u16 {
+        let syn = seg_ts(
+            (CLIENT_MAC, PORT0_MAC),
+            (CIP, 30000 + port),
+            (VIP, 80),
+            1,
+            0,
+            "S",
+            &SP_SYN,
+            b"",
+        );
+        match tx(c.process(syn, 0, 1000, false)) {
+            (_, 1) => to_server += 1,
+            (_, 0) => cookies += 1,
+            _ => unreachable!(),
+        }
+    }
+    assert_eq!((to_server, cookies), (5, 15));
+    assert_eq!(c.conns().len(), 5);
+    // Two seconds later the pressure is gone: a SYN opens a session again.
+    let syn = client_seg(1, 0, "S", &SP_SYN, b"");
+    assert_eq!(tx(c.process(syn, 0, 3000, false)).1, 1);
+}
+
+#[test]
+fn proxy_protocol_composes_with_the_syn_proxy() {
+    let mut c = sp_core(FwdMethod::FullNat, sf::SYNPROXY | sf::PROXY_V2);
+    let px = sp_handshake(&mut c, 1000, 28);
+    // After the director's ACK, the header segment with the client's first sequence
+    // number; the ACK itself is shifted.
+    let (port, len) = c.take_generated().expect("the PROXY header");
+    assert_eq!(port, 1);
+    let g = c.scratch()[..len].to_vec();
+    let (gh, gp) = tcp_hdr(&g);
+    assert_eq!(
+        (gh.sequence_number, gh.acknowledgment_number),
+        (7001, 50001)
+    );
+    assert_eq!(gp, v2_expected());
+    // The request: shifted by the header and translated.
+    let req = client_seg(7001, px.cookie + 1, "AP", &ts_opts(102, px.tsval), b"GET /");
+    let (p, _) = tx(c.process(req, 0, 1300, false));
+    let (h, _) = tcp_hdr(p.data());
+    assert_eq!(
+        (h.sequence_number, h.acknowledgment_number),
+        (7001 + 28, 50001)
+    );
+    // The answer acknowledges header and request: the client sees its request acked,
+    // in the cookie's space.
+    let ans = server_seg(&px, 50001, 7001 + 28 + 5, "AP", &ts_opts(9001, 102), b"200");
+    let (p, _) = tx(c.process(ans, 1, 1300, false));
+    let (h, _) = tcp_hdr(p.data());
+    assert_eq!(
+        (h.sequence_number, h.acknowledgment_number),
+        (px.cookie + 1, 7006)
+    );
+}
+
+#[test]
+fn a_standby_keeps_translating_a_synced_proxied_session() {
+    use crate::sync::wire::{decode, MessageBuilder, Record};
+    for fwd in [FwdMethod::Masq, FwdMethod::FullNat] {
+        let mut c = sp_core(fwd, sf::SYNPROXY);
+        let px = sp_handshake(&mut c, 0, 0);
+        let (id, _) = c.conns().iter().next().unwrap();
+        let rec = c.conns().sync_record(id).unwrap();
+        assert_ne!(rec.flags & 0x0200, 0, "IP_VS_CONN_F_OUT_SEQ");
+        let (_, delta, ts_delta) = rec.out_seq.expect("out_seq");
+        assert_eq!(delta, px.cookie.wrapping_sub(50000));
+        assert_eq!(ts_delta, px.tsval.wrapping_sub(9000));
+        // Through the wire format: the kernel's IPVS_OPT_SEQ_DATA.
+        let mut m = MessageBuilder::new(1, 1500);
+        assert!(m.push(&rec));
+        let mut recs = Vec::new();
+        decode(m.bytes(), &mut recs).unwrap();
+        let Record::Conn(got) = recs[0] else {
+            panic!("{recs:?}")
+        };
+        assert_eq!(got.out_seq, rec.out_seq);
+        // The standby (its own cookie secret) takes over: both directions translated.
+        let mut standby = sp_core(fwd, sf::SYNPROXY);
+        standby.set_cookie_secret([9, 9]);
+        let mut est = got;
+        est.state = crate::conn::TcpState::Established as u16;
+        assert!(standby.install_synced(&est, 0).unwrap());
+        let req = client_seg(7001, px.cookie + 1, "AP", &ts_opts(150, px.tsval), b"GET /");
+        let mut out = Vec::new();
+        standby.process_burst(
+            [req],
+            10,
+            true,
+            |_| 0,
+            |e| {
+                if let Emit::Packet(o) = e {
+                    out.push(tx(o).0)
+                }
+            },
+        );
+        let (h, _) = tcp_hdr(out[0].data());
+        assert_eq!(h.acknowledgment_number, 50001);
+        assert_eq!(ts_of(&h), (150, 9000));
+        let ans = server_seg(&px, 50001, 7006, "AP", &ts_opts(9010, 150), b"200");
+        let (p, _) = tx(standby.process(ans, 1, 10, false));
+        let (h, _) = tcp_hdr(p.data());
+        assert_eq!(h.sequence_number, px.cookie + 1);
+        assert_eq!(ts_of(&h), (px.tsval + 10, 150));
+    }
+}

@@ -542,6 +542,7 @@ mod tests {
                 daddr: Addr::v4(10, 1, 1, 2),
                 local: None,
                 in_seq: None,
+                out_seq: None,
             };
             if i == 1 {
                 c.local = Some((Addr::v4(10, 1, 1, 200), 2048));

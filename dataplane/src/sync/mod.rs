@@ -62,5 +62,6 @@ pub(crate) fn test_conn(cport: u16) -> crate::conn::SyncConn {
         daddr: Addr::v4(10, 20, 0, 11),
         local: None,
         in_seq: None,
+        out_seq: None,
     }
 }

@@ -84,7 +84,11 @@ pub fn encoded_len(c: &SyncConn) -> usize {
     base + c
         .local
         .map_or(0, |_| OPT_HEADER_LEN + fullnat_opt_len(c.v6))
-        + c.in_seq.map_or(0, |_| OPT_HEADER_LEN + SEQ_DATA_LEN)
+        + if c.in_seq.is_some() || c.out_seq.is_some() {
+            OPT_HEADER_LEN + SEQ_DATA_LEN
+        } else {
+            0
+        }
 }
 
 /// The `in_seq` of the sequence data (`struct ip_vs_sync_conn_options`: `in_seq`, then
@@ -93,6 +97,13 @@ pub fn encoded_len(c: &SyncConn) -> usize {
 fn seq_data(d: &[u8]) -> Option<(u32, u32)> {
     let (init, delta) = (be32(d, 0)?, be32(d, 4)?);
     (delta != 0).then_some((init, delta))
+}
+
+/// The `out_seq` of the sequence data: `init_seq`, `delta`, `previous_delta`; `None`
+/// without a delta (see [`crate::conn::SyncConn::out_seq`]).
+fn out_seq_data(d: &[u8]) -> Option<(u32, u32, u32)> {
+    let (init, delta, prev) = (be32(d, 12)?, be32(d, 16)?, be32(d, 20)?);
+    (delta != 0).then_some((init, delta, prev))
 }
 
 /// A decoded message header.
@@ -262,6 +273,7 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
             daddr: addr(rec, if v6 { 56 } else { 32 }, v6).ok_or(t)?,
             local: None,
             in_seq: None,
+            out_seq: None,
         };
         let mut skip = None;
         let mut seen = 0u32;
@@ -300,6 +312,7 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
                             return Err(bad);
                         }
                         c.in_seq = seq_data(data);
+                        c.out_seq = out_seq_data(data);
                     }
                     OPT_PE_DATA => {}
                     OPT_PE_NAME => {
@@ -357,6 +370,11 @@ fn decode_v0(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
             local: None,
             in_seq: if len > CONN_V0_LEN {
                 seq_data(&buf[p + CONN_V0_LEN..p + len])
+            } else {
+                None
+            },
+            out_seq: if len > CONN_V0_LEN {
+                out_seq_data(&buf[p + CONN_V0_LEN..p + len])
             } else {
                 None
             },
@@ -533,12 +551,14 @@ impl MessageBuilder {
             put_addr(b, &a, c.v6);
             b.extend_from_slice(&port.to_be_bytes());
         }
-        if let Some((init, delta)) = c.in_seq {
+        if c.in_seq.is_some() || c.out_seq.is_some() {
+            let (init, delta) = c.in_seq.unwrap_or((0, 0));
+            let (oinit, odelta, oprev) = c.out_seq.unwrap_or((0, 0, 0));
             b.push(OPT_SEQ_DATA);
             b.push(SEQ_DATA_LEN as u8);
-            b.extend_from_slice(&init.to_be_bytes());
-            b.extend_from_slice(&delta.to_be_bytes());
-            b.extend_from_slice(&[0; SEQ_DATA_LEN - 8]);
+            for w in [init, delta, 0, oinit, odelta, oprev] {
+                b.extend_from_slice(&w.to_be_bytes());
+            }
         }
         let size = self.buf.len() as u16;
         self.buf[2..4].copy_from_slice(&size.to_be_bytes());
@@ -590,6 +610,7 @@ mod tests {
             daddr: Addr::v4(10, 1, 1, 2),
             local: None,
             in_seq: None,
+            out_seq: None,
         }
     }
 
