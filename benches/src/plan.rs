@@ -238,6 +238,8 @@ pub fn engine_config(
         expire_nodest_conn: false,
         expire_quiescent_template: false,
         new_sessions_per_second: 0,
+        // Pure polling unless the harness asks (`rvs-bench --idle-sleep-max-us`).
+        idle_sleep_max_us: 0,
         mbufs,
         routes: Vec::new(),
         lport_range: DEFAULT_PORT_RANGE,

@@ -380,7 +380,18 @@ pub struct Workers {
     /// Number of workers (lcores picked by the dataplane).
     #[serde(default)]
     pub count: Option<i64>,
+    /// Idle workers that sleep: the longest pause, in microseconds, a worker takes when
+    /// its polls keep finding every queue empty (0, the default: pure polling, one core
+    /// at 100% per worker). The pauses start at 4 µs after 256 empty turns in a row and
+    /// double up to this bound; the first packet received brings the worker back to full
+    /// polling. 0..=[`MAX_IDLE_SLEEP_US`]. A change needs a restart.
+    #[serde(default)]
+    pub idle_sleep_max_us: i64,
 }
+
+/// The largest `[workers] idle_sleep_max_us`: one slow-path tick (10 ms), so that
+/// session expiry, commands and sync records are never later than that.
+pub const MAX_IDLE_SLEEP_US: i64 = 10_000;
 
 /// `[[routes]]`: a static route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1193,6 +1204,12 @@ impl Config {
                 ));
             }
         }
+        range(
+            "workers.idle_sleep_max_us".into(),
+            self.workers.idle_sleep_max_us,
+            0,
+            MAX_IDLE_SLEEP_US,
+        )?;
         Ok(())
     }
 
@@ -1647,6 +1664,22 @@ mod tests {
         }
         let e = Config::from_str("[metrics]\nport = 9578\n").unwrap_err();
         assert!(e.to_string().contains("port"), "{e}");
+    }
+
+    #[test]
+    fn idle_sleep_is_off_by_default_and_bounded_by_one_tick() {
+        assert_eq!(Config::from_str("").unwrap().workers.idle_sleep_max_us, 0);
+        let c = Config::from_str("[workers]\nidle_sleep_max_us = 200\n").unwrap();
+        assert_eq!(c.workers.idle_sleep_max_us, 200);
+        for bad in [-1, MAX_IDLE_SLEEP_US + 1] {
+            let e = Config::from_str(&format!("[workers]\nidle_sleep_max_us = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                format!("workers.idle_sleep_max_us: {bad} is out of range 0..=10000")
+            );
+        }
     }
 
     #[test]

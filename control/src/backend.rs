@@ -293,6 +293,8 @@ pub struct WorkerMetrics {
     pub busy_cycles: u64,
     /// Busy share of the last full second, 0..=1.
     pub busy_ratio: f64,
+    /// Pauses the worker took while idle (`[workers] idle_sleep_max_us`).
+    pub idle_sleeps: u64,
 }
 
 /// One worker's sync counters, for the metrics endpoint.

@@ -362,6 +362,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
         expire_nodest_conn: cfg.sessions.expire_nodest_conn != 0,
         expire_quiescent_template: cfg.sessions.expire_quiescent_template != 0,
         new_sessions_per_second: cfg.sessions.new_per_second.clamp(0, i64::from(u32::MAX)) as u32,
+        idle_sleep_max_us: cfg.workers.idle_sleep_max_us.clamp(0, i64::from(u32::MAX)) as u32,
         mbufs: 0,
         routes: routes(cfg, &names)?,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
@@ -903,6 +904,7 @@ fn worker_metrics(r: &WorkerReport) -> WorkerMetrics {
         poll_cycles: r.poll_cycles,
         busy_cycles: r.busy_cycles,
         busy_ratio: f64::from(r.busy_ppm) / 1e6,
+        idle_sleeps: r.idle_sleeps,
     }
 }
 
@@ -1064,7 +1066,7 @@ impl Backend for DpdkBackend {
             let c = &r.counters;
             let _ = writeln!(
                 out,
-                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={}",
+                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={} idle_sleeps={}",
                 r.worker,
                 c.packets,
                 c.in_packets,
@@ -1085,7 +1087,8 @@ impl Backend for DpdkBackend {
                 c.proxy_headers,
                 c.proxy_resent,
                 c.toa_added,
-                c.toa_no_room
+                c.toa_no_room,
+                r.idle_sleeps
             );
             for (i, n) in c.drops.iter().enumerate() {
                 if *n > 0 {

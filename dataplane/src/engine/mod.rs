@@ -88,6 +88,10 @@ pub struct EngineConfig {
     /// that would open a session is dropped as `new-session-budget`. Fixed for the
     /// engine's life (`[sessions]` changes need a restart).
     pub new_sessions_per_second: u32,
+    /// Idle workers that sleep: the longest pause (µs) of a worker whose polls keep
+    /// finding every queue empty (pauses of 4 µs after 256 empty turns, doubling up to
+    /// this bound; back to full polling on the first packet); 0: pure polling.
+    pub idle_sleep_max_us: u32,
     /// Mbufs in the pool.
     pub mbufs: u32,
     /// Static routes (connected routes of the port addresses are added automatically).
@@ -139,6 +143,8 @@ pub struct WorkerReport {
     pub busy_cycles: u64,
     /// The busy ratio of the last full second, in parts per million.
     pub busy_ppm: u32,
+    /// Pauses the worker took while idle (`[workers] idle_sleep_max_us`).
+    pub idle_sleeps: u64,
 }
 
 /// A control command for one worker, answered between bursts.
@@ -278,6 +284,7 @@ struct Shared {
     expire_nodest_conn: bool,
     expire_quiescent_template: bool,
     new_sessions_per_second: u32,
+    idle_sleep_max_us: u32,
     static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
     /// Per worker: sync records for the sync thread (master).
     sync_out: Arc<Vec<ArrayQueue<SyncConn>>>,
@@ -421,6 +428,7 @@ impl Engine {
             expire_nodest_conn: cfg.expire_nodest_conn,
             expire_quiescent_template: cfg.expire_quiescent_template,
             new_sessions_per_second: cfg.new_sessions_per_second,
+            idle_sleep_max_us: cfg.idle_sleep_max_us,
             static_neighbours: cfg.static_neighbours.clone(),
             sync_out: Arc::new(queues(workers, SYNC_QUEUE)),
             sync_in: queues(workers, SYNC_QUEUE),
