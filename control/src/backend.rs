@@ -418,6 +418,14 @@ pub trait Backend: Send {
     /// The connection table, for `-Lc`.
     fn connections(&self) -> Vec<ConnRow>;
 
+    /// The addresses this director announces to its routers ([`crate::bgp`]): the VIPs
+    /// and FULLNAT local addresses the dataplane answers for, and none while it is
+    /// unhealthy or standing by. The default (no dataplane): none, since nothing would
+    /// forward their traffic.
+    fn announced(&self) -> Vec<std::net::Ipv4Addr> {
+        Vec::new()
+    }
+
     /// The sync group's peers and their state as text (`rvsadm --list-group`).
     fn group(&self) -> String {
         String::from("no dataplane (rvsd --no-dataplane): no sync group\n")

@@ -1057,6 +1057,14 @@ impl Backend for DpdkBackend {
         )
     }
 
+    fn announced(&self) -> Vec<Ipv4Addr> {
+        if self.engine.healthy() {
+            self.engine.service_addresses()
+        } else {
+            Vec::new()
+        }
+    }
+
     fn describe(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();

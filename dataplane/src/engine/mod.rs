@@ -656,6 +656,34 @@ impl Engine {
             .collect()
     }
 
+    /// The service addresses the workers answer for: every VIP and FULLNAT local
+    /// address among the local addresses of the published snapshot (whoever put them
+    /// there: services, mark rules, LIP pools), sorted; none while passive (a standby
+    /// answers none of them). What a director announces to its routers.
+    pub fn service_addresses(&self) -> Vec<Ipv4Addr> {
+        let Some(snap) = read_locked(&self.shared.snapshot) else {
+            return Vec::new();
+        };
+        if snap.net.passive {
+            return Vec::new();
+        }
+        let mut v: Vec<Ipv4Addr> = snap
+            .net
+            .local
+            .iter()
+            .filter(|(_, (k, _))| matches!(k, LocalKind::Vip | LocalKind::Lip))
+            .map(|(a, _)| *a)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Whether the dataplane is healthy: not stopped, and every worker answers a
+    /// command within 2 s (a worker stuck in its loop, or gone, does not).
+    pub fn healthy(&self) -> bool {
+        !self.stopped && self.reports().len() == self.shared.workers
+    }
+
     /// Every worker's report.
     pub fn reports(&self) -> Vec<WorkerReport> {
         self.ask(Command::Report)
