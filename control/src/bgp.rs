@@ -31,6 +31,10 @@ use crate::backend::Backend;
 /// How often the announced set is computed and compared with the file.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long rvsd keeps its ports up after withdrawing its routes on a clean stop, so
+/// that BIRD's UPDATE messages leave through the exception tap before it goes.
+pub const WITHDRAW_GRACE: Duration = Duration::from_millis(500);
+
 /// How long `birdc configure` may take before it is killed (and retried).
 pub const BIRDC_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -120,6 +120,9 @@ pub fn run(
             // First of all, the routers stop sending traffic here.
             if let Some(a) = &announcer {
                 a.lock().unwrap_or_else(|e| e.into_inner()).withdraw();
+                // BIRD sends the withdrawals over the exception path: keep the ports
+                // (and the tap) up while it does.
+                std::thread::sleep(crate::bgp::WITHDRAW_GRACE);
             }
             if let Some(c) = &checks {
                 c.omega();
