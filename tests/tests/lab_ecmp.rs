@@ -395,8 +395,8 @@ fn ecmp_lab(fullnat_takeover: bool) {
         &ecmp::router_bird_conf(),
     );
     let mut dirs: Vec<Dir> = Vec::new();
-    for i in 0..3 {
-        let bird_dir = bird::dir("ecm", DIRS[i]);
+    for (i, ns) in DIRS.iter().enumerate() {
+        let bird_dir = bird::dir("ecm", ns);
         let rvsd = start_rvsd(&lab, i, &bird_dir);
         let b = start_bird(&mut lab, i, &bird_dir);
         dirs.push(Dir {
@@ -431,8 +431,8 @@ fn ecmp_lab(fullnat_takeover: bool) {
         t.elapsed(),
         String::from_utf8_lossy(&lab.exec("rt", &["ip", "route"]).stdout)
     );
-    for i in 0..3 {
-        assert_eq!(hops(&lab, &ecmp::lip(i)), [i], "the LIP of {}", DIRS[i]);
+    for (i, ns) in DIRS.iter().enumerate() {
+        assert_eq!(hops(&lab, &ecmp::lip(i)), [i], "the LIP of {ns}");
     }
     let dp = dirs[0].rvsd.as_ref().unwrap().rvsadm(&["--dataplane"]);
     for a in [VIP_DR, VIP_FN, &ecmp::lip(0)] {
