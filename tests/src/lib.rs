@@ -1252,7 +1252,13 @@ pub mod ecmp {
 
     /// BGP timers of both sides: hold 3 s, keepalive 1 s, and quick reconnection after
     /// an error or a restart (BIRD's defaults wait a minute).
-    pub const BGP_TIMERS: &str = "hold time 3; keepalive time 1; connect retry time 1; connect delay time 1; error wait time 1, 3;";
+    pub const BGP_TIMERS: &str = "hold time 3; keepalive time 1; connect retry time 1; connect delay time 1; error wait time 1, 3; bfd on;";
+
+    /// BFD on the BGP sessions' interface `iface`: 200 ms, 5 missed (1 s to detect a
+    /// dead peer, before the hold time).
+    pub fn bfd(iface: &str) -> String {
+        format!("protocol bfd {{ interface \"{iface}\" {{ min rx interval 200 ms; min tx interval 200 ms; multiplier 5; }}; }}\n")
+    }
 
     /// The router's BIRD: one eBGP session per director (AS 65001, all three), routes
     /// imported and merged into multipath kernel routes (`merge paths`).
@@ -1263,6 +1269,7 @@ pub mod ecmp {
              protocol direct {{ ipv4; interface \"rs0\"; }}\n\
              protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on limit 8; }}\n"
         );
+        s.push_str(&bfd("rs0"));
         for (i, d) in DIRS.iter().enumerate() {
             s.push_str(&format!(
                 "protocol bgp {d} {{ local {ROUTER} as 65000; neighbor {} as 65001; direct; {BGP_TIMERS} ipv4 {{ import all; export none; }}; }}\n",
@@ -1281,8 +1288,10 @@ pub mod ecmp {
             "router id {h};\n\
              protocol device {{ scan time 2; }}\n\
              protocol static rvs {{\n  ipv4;\n  include \"{routes_glob}\";\n}}\n\
+             {bfd}\
              protocol bgp up {{ local {h} as 65001; neighbor {ROUTER} as 65000; direct; {BGP_TIMERS} ipv4 {{ import none; export where proto = \"rvs\"; next hop self; }}; }}\n",
-            h = host(i)
+            h = host(i),
+            bfd = bfd("rvs0"),
         )
     }
 }
