@@ -37,6 +37,10 @@
 //! For each download, the longest pause in its bytes from the stop to the kill, and in the
 //! 10 s after the kill, is printed.
 //!
+//! No NAT service: its replies would have to find a director with the session, which
+//! plain routing from the real servers cannot do (docs/operations.md, "NAT behind
+//! ECMP"); DR and FULLNAT replies need no such help.
+//!
 //! Topology: see [`rvs_tests::ecmp`] (prefix `ecm`). Needs root and BIRD (`bird2`);
 //! skipped where network namespaces cannot be made.
 
