@@ -104,12 +104,16 @@ const IDLE_SLEEP_US: u32 = 200;
 /// The BGP hold time the lab configures ([`ecmp::BGP_TIMERS`]).
 const HOLD: Duration = Duration::from_secs(3);
 
+/// The two tests build the same lab (the same names): one at a time.
+static ONE_LAB: Mutex<()> = Mutex::new(());
+
 #[test]
 fn three_directors_behind_ecmp_announce_withdraw_and_keep_transfers() {
     if !can_build_labs() || !has_bird() {
         eprintln!("skipped: needs root, ip netns and bird2");
         return;
     }
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     ecmp_lab(false);
 }
 
@@ -123,6 +127,7 @@ fn fullnat_downloads_through_a_dead_director_continue() {
         eprintln!("skipped: needs root, ip netns and bird2");
         return;
     }
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     ecmp_lab(true);
 }
 
