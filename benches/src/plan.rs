@@ -269,6 +269,8 @@ pub fn engine_config(
             rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_RATE,
             rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_FILL,
         ),
+        // Pure polling unless the harness asks (`rvs-bench --idle-sleep-max-us`).
+        idle_sleep_max_us: 0,
         mbufs,
         routes: Vec::new(),
         lport_range: DEFAULT_PORT_RANGE,

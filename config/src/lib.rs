@@ -15,6 +15,7 @@
 //! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast, the sync group's key file; `group` with `peers`: active/active among N directors) |
 //! | `[metrics]` | the Prometheus metrics endpoint (off unless `listen` is given) |
 //! | `[[marks]]` | firewall-mark rules for fwmark services (the `iptables -t mangle ... -j MARK` of rvs) |
+//! | `[bgp]` | the routes BIRD announces for this director: the file of `/32` routes rvsd writes for a BIRD `protocol static`, and how it runs `birdc configure` (off unless `routes_file` is given) |
 //! | `[acl]` | the global access control list: `deny` and `allow` prefixes of clients (a service's own lists are its `deny` and `allow`) |
 //!
 //! [`Config::from_str`] parses and validates; every validation error names the field with
@@ -181,6 +182,97 @@ pub struct Config {
     /// The global access control list.
     #[serde(default)]
     pub acl: Acl,
+    /// The routes BIRD announces for this director.
+    #[serde(default)]
+    pub bgp: Bgp,
+}
+
+/// `[bgp]`: BGP announcements through an unmodified BIRD. rvsd writes `routes_file`, one
+/// `route A/32 <route>;` line per VIP and FULLNAT local address the dataplane answers for
+/// (none while the dataplane is unhealthy or rvsd stops), for BIRD's configuration to
+/// `include` inside a `protocol static`, and runs `birdc configure` whenever the set
+/// changes. Off unless `routes_file` is given. A change needs a restart.
+///
+/// ```toml
+/// [bgp]
+/// routes_file = "/run/rvs/bird-routes.conf"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bgp {
+    /// The file rvsd writes (an absolute path; written to a temporary file in the same
+    /// directory, then renamed over it); absent: no announcements.
+    pub routes_file: Option<PathBuf>,
+    /// The program that reconfigures BIRD (default `birdc`, found on `PATH`).
+    pub birdc: String,
+    /// BIRD's control socket (`birdc -s`); absent: birdc's default.
+    pub socket: Option<PathBuf>,
+    /// The kind of each static route: `blackhole` (default) or `unreachable` (BIRD needs
+    /// a kind; the route is never installed in a kernel table by this protocol).
+    pub route: String,
+    /// Milliseconds after rvsd is ready before the first announcement (default 0): time
+    /// for a director joining an active/active group to receive the bulk sync of its
+    /// peers' sessions (about 7 s per million sessions) before ECMP sends it traffic.
+    /// 0..=[`MAX_BGP_ANNOUNCE_DELAY_MS`].
+    pub announce_delay_ms: i64,
+}
+
+/// The longest `[bgp] announce_delay_ms` (10 minutes).
+pub const MAX_BGP_ANNOUNCE_DELAY_MS: i64 = 600_000;
+
+/// The route kinds of `[bgp] route`.
+pub const BGP_ROUTE_KINDS: [&str; 2] = ["blackhole", "unreachable"];
+
+impl Default for Bgp {
+    fn default() -> Self {
+        Bgp {
+            routes_file: None,
+            birdc: "birdc".into(),
+            socket: None,
+            route: "blackhole".into(),
+            announce_delay_ms: 0,
+        }
+    }
+}
+
+impl Bgp {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(f) = &self.routes_file {
+            if !f.is_absolute() || f.file_name().is_none() {
+                return Err(ConfigError::invalid(
+                    "bgp.routes_file",
+                    format!(
+                        "{:?} is not an absolute path of a file",
+                        f.display().to_string()
+                    ),
+                ));
+            }
+        }
+        if self.birdc.trim().is_empty() {
+            return Err(ConfigError::invalid("bgp.birdc", "must not be empty"));
+        }
+        if let Some(s) = &self.socket {
+            if !s.is_absolute() {
+                return Err(ConfigError::invalid(
+                    "bgp.socket",
+                    format!("{:?} is not an absolute path", s.display().to_string()),
+                ));
+            }
+        }
+        range(
+            "bgp.announce_delay_ms".into(),
+            self.announce_delay_ms,
+            0,
+            MAX_BGP_ANNOUNCE_DELAY_MS,
+        )?;
+        if !BGP_ROUTE_KINDS.contains(&self.route.as_str()) {
+            return Err(ConfigError::invalid(
+                "bgp.route",
+                format!("{:?} is not one of blackhole, unreachable", self.route),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[acl]` (and a service's `deny`/`allow`): which clients may open sessions. Each entry
@@ -380,7 +472,18 @@ pub struct Workers {
     /// Number of workers (lcores picked by the dataplane).
     #[serde(default)]
     pub count: Option<i64>,
+    /// Idle workers that sleep: the longest pause, in microseconds, a worker takes when
+    /// its polls keep finding every queue empty (0, the default: pure polling, one core
+    /// at 100% per worker). The pauses start at 4 µs after 256 empty turns in a row and
+    /// double up to this bound; the first packet received brings the worker back to full
+    /// polling. 0..=[`MAX_IDLE_SLEEP_US`]. A change needs a restart.
+    #[serde(default)]
+    pub idle_sleep_max_us: i64,
 }
+
+/// The largest `[workers] idle_sleep_max_us`: one slow-path tick (10 ms), so that
+/// session expiry, commands and sync records are never later than that.
+pub const MAX_IDLE_SLEEP_US: i64 = 10_000;
 
 /// `[[routes]]`: a static route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1133,6 +1236,7 @@ impl Config {
             self.validate_port(i, p)?;
         }
         self.validate_workers()?;
+        self.bgp.validate()?;
         for (i, r) in self.routes.iter().enumerate() {
             self.validate_route(i, r)?;
         }
@@ -1306,6 +1410,12 @@ impl Config {
                 ));
             }
         }
+        range(
+            "workers.idle_sleep_max_us".into(),
+            self.workers.idle_sleep_max_us,
+            0,
+            MAX_IDLE_SLEEP_US,
+        )?;
         Ok(())
     }
 
@@ -1810,6 +1920,51 @@ mod tests {
         }
         let e = Config::from_str("[metrics]\nport = 9578\n").unwrap_err();
         assert!(e.to_string().contains("port"), "{e}");
+    }
+
+    #[test]
+    fn idle_sleep_is_off_by_default_and_bounded_by_one_tick() {
+        assert_eq!(Config::from_str("").unwrap().workers.idle_sleep_max_us, 0);
+        let c = Config::from_str("[workers]\nidle_sleep_max_us = 200\n").unwrap();
+        assert_eq!(c.workers.idle_sleep_max_us, 200);
+        for bad in [-1, MAX_IDLE_SLEEP_US + 1] {
+            let e = Config::from_str(&format!("[workers]\nidle_sleep_max_us = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                format!("workers.idle_sleep_max_us: {bad} is out of range 0..=10000")
+            );
+        }
+    }
+
+    #[test]
+    fn bgp_is_off_by_default_and_every_key_is_checked_by_name() {
+        let c = Config::from_str("").unwrap();
+        assert_eq!(c.bgp, Bgp::default());
+        assert_eq!(c.bgp.routes_file, None);
+        let c = Config::from_str(
+            "[bgp]\nroutes_file = \"/run/rvs/r.conf\"\nbirdc = \"/usr/sbin/birdc\"\nsocket = \"/run/bird/bird.ctl\"\nroute = \"unreachable\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.bgp.routes_file, Some(PathBuf::from("/run/rvs/r.conf")));
+        assert_eq!(c.bgp.route, "unreachable");
+        for (body, field) in [
+            ("routes_file = \"r.conf\"", "bgp.routes_file"),
+            ("routes_file = \"/\"", "bgp.routes_file"),
+            ("birdc = \" \"", "bgp.birdc"),
+            ("socket = \"bird.ctl\"", "bgp.socket"),
+            ("route = \"prohibit\"", "bgp.route"),
+            ("announce_delay_ms = -1", "bgp.announce_delay_ms"),
+            ("announce_delay_ms = 600001", "bgp.announce_delay_ms"),
+        ] {
+            let e = Config::from_str(&format!("[bgp]\n{body}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("{field}: ")), "{body}: {e}");
+        }
+        let e = Config::from_str("[bgp]\nasn = 65000\n").unwrap_err();
+        assert!(e.to_string().contains("asn"), "{e}");
     }
 
     #[test]

@@ -311,6 +311,8 @@ pub struct WorkerMetrics {
     pub busy_cycles: u64,
     /// Busy share of the last full second, 0..=1.
     pub busy_ratio: f64,
+    /// Pauses the worker took while idle (`[workers] idle_sleep_max_us`).
+    pub idle_sleeps: u64,
 }
 
 /// One worker's sync counters, for the metrics endpoint.
@@ -441,6 +443,13 @@ pub trait Backend: Send {
     /// Active/active sync: takes over the LIPs of peers that went down and releases those
     /// of peers that came back (called every few hundred milliseconds).
     fn group_tick(&mut self) {}
+    /// The addresses this director announces to its routers ([`crate::bgp`]): the VIPs
+    /// and FULLNAT local addresses the dataplane answers for, and none while it is
+    /// unhealthy or standing by. The default (no dataplane): none, since nothing would
+    /// forward their traffic.
+    fn announced(&self) -> Vec<std::net::Ipv4Addr> {
+        Vec::new()
+    }
 
     /// The sync group's peers and their state as text (`rvsadm --list-group`).
     fn group(&self) -> String {

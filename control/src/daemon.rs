@@ -30,6 +30,8 @@ pub struct Daemon {
     health: crate::checks::Overlay,
     /// The running health checks.
     checks: Option<crate::checks::Handle>,
+    /// The BGP announcer (`[bgp] routes_file`), for `rvsadm --dataplane`.
+    announcer: Option<crate::bgp::SharedAnnouncer>,
 }
 
 fn raw_stats(c: &DataplaneCounters, key: &StatKey) -> Stats {
@@ -59,6 +61,7 @@ impl Daemon {
             estimators: HashMap::new(),
             source: None,
             health: Default::default(),
+            announcer: None,
             checks: None,
         })
     }
@@ -362,6 +365,16 @@ impl Daemon {
         }
     }
 
+    /// The routes this director announces now ([`crate::bgp::announced_set`]).
+    pub fn announced(&self) -> Vec<std::net::Ipv4Addr> {
+        crate::bgp::announced_set(self.backend.as_ref())
+    }
+
+    /// Sets the BGP announcer whose state `rvsadm --dataplane` shows.
+    pub fn set_announcer(&mut self, a: crate::bgp::SharedAnnouncer) {
+        self.announcer = Some(a);
+    }
+
     /// Answers one request.
     pub fn handle(&mut self, req: Request) -> Response {
         match req {
@@ -400,7 +413,17 @@ impl Daemon {
                     .map(|s| (s.conf.key, s.acl.clone()))
                     .collect(),
             }),
-            Request::Dataplane => Response::Text(self.backend.describe()),
+            Request::Dataplane => {
+                let mut text = self.backend.describe();
+                if let Some(a) = &self.announcer {
+                    // Not while the announcer runs birdc (a bounded wait, but not here).
+                    match a.try_lock() {
+                        Ok(g) => text.push_str(&g.describe()),
+                        Err(_) => text.push_str("bgp reconfiguring\n"),
+                    }
+                }
+                Response::Text(text)
+            }
             Request::ListGroup => Response::Text(self.backend.group()),
             Request::ListChecks => Response::Text(crate::checks::list_text(
                 &self.checks.as_ref().map(|c| c.rows()).unwrap_or_default(),

@@ -367,6 +367,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
             cfg.sessions.syn_proxy_rate.clamp(1, i64::from(u32::MAX)) as u32,
             cfg.sessions.syn_proxy_fill.clamp(1, 100) as u32,
         ),
+        idle_sleep_max_us: cfg.workers.idle_sleep_max_us.clamp(0, i64::from(u32::MAX)) as u32,
         mbufs: 0,
         routes: routes(cfg, &names)?,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
@@ -922,6 +923,7 @@ fn worker_metrics(r: &WorkerReport) -> WorkerMetrics {
         poll_cycles: r.poll_cycles,
         busy_cycles: r.busy_cycles,
         busy_ratio: f64::from(r.busy_ppm) / 1e6,
+        idle_sleeps: r.idle_sleeps,
     }
 }
 
@@ -1087,6 +1089,14 @@ impl Backend for DpdkBackend {
         )
     }
 
+    fn announced(&self) -> Vec<Ipv4Addr> {
+        if self.engine.healthy() {
+            self.engine.service_addresses()
+        } else {
+            Vec::new()
+        }
+    }
+
     fn describe(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
@@ -1096,7 +1106,7 @@ impl Backend for DpdkBackend {
             let c = &r.counters;
             let _ = writeln!(
                 out,
-                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={} syn_cookies_sent={} syn_options_clamped={} syn_proxy_acks={} syn_proxy_sessions={} syn_proxy_established={} syn_proxy_retries={} syn_proxy_refused={} syn_proxy_timeouts={} syn_proxy_client_resets={}",
+                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={} syn_cookies_sent={} syn_options_clamped={} syn_proxy_acks={} syn_proxy_sessions={} syn_proxy_established={} syn_proxy_retries={} syn_proxy_refused={} syn_proxy_timeouts={} syn_proxy_client_resets={} idle_sleeps={}",
                 r.worker,
                 c.packets,
                 c.in_packets,
@@ -1127,6 +1137,7 @@ impl Backend for DpdkBackend {
                 c.syn_proxy_refused,
                 c.syn_proxy_timeouts,
                 c.syn_proxy_client_resets,
+                r.idle_sleeps,
             );
             for (i, n) in c.drops.iter().enumerate() {
                 if *n > 0 {

@@ -18,12 +18,14 @@
 //! | [`notify`] | systemd's readiness protocol (`sd_notify`) |
 //! | [`man`] | rvsadm's man page, from the text `rvsadm -h` prints |
 //! | [`checks`] | real-server health checks (keepalived's checkers) and their table effect |
+//! | [`bgp`] | BGP announcements through BIRD: the announced set, the routes file, `birdc configure` |
 //! | [`adm`] | rvsadm's main logic, including `-R` restore |
 
 #![forbid(unsafe_code)]
 
 pub mod adm;
 pub mod backend;
+pub mod bgp;
 pub mod checks;
 pub mod cli;
 pub mod daemon;

@@ -468,7 +468,7 @@ type WorkerField = (&'static str, &'static str, fn(&WorkerMetrics) -> u64);
 /// Per-worker series.
 fn workers(out: &mut Out, e: &EngineMetrics) {
     let ws = &e.workers;
-    let counters: [WorkerField; 26] = [
+    let counters: [WorkerField; 27] = [
         (
             "rvs_worker_packets_total",
             "Packets a worker processed (received, or handed over by another worker).",
@@ -598,6 +598,11 @@ fn workers(out: &mut Out, e: &EngineMetrics) {
             "rvs_worker_busy_cycles_total",
             "TSC cycles of a worker's poll-loop turns that received packets; rate() of it over rate(rvs_worker_poll_cycles_total) is the busy ratio.",
             |w| w.busy_cycles,
+        ),
+        (
+            "rvs_worker_idle_sleeps_total",
+            "Pauses a worker took while its polls found every queue empty ([workers] idle_sleep_max_us; 0 under pure polling).",
+            |w| w.idle_sleeps,
         ),
     ];
     let idx: Vec<String> = ws.iter().map(|w| w.worker.to_string()).collect();

@@ -667,6 +667,19 @@ real = [
             restart_only_change(&old, &g2).as_deref(),
             Some("sync.peers")
         );
+        // So do the idle pauses and the BGP announcements.
+        let (new, _) = parse(&format!("{BASE}\n[workers]\nidle_sleep_max_us = 200\n"));
+        assert_eq!(
+            restart_only_change(&old, &new).as_deref(),
+            Some("workers.idle_sleep_max_us")
+        );
+        let (new, _) = parse(&format!(
+            "{BASE}\n[bgp]\nroutes_file = \"/run/rvs/bird-routes.conf\"\n"
+        ));
+        assert_eq!(
+            restart_only_change(&old, &new).as_deref(),
+            Some("bgp.routes_file")
+        );
     }
 
     #[test]

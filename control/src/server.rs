@@ -91,6 +91,21 @@ pub fn run(
         tracing::info!(%addr, "metrics endpoint listening");
     }
 
+    // BGP: the announcer thread, from the time rvsd is ready (plus the configured delay).
+    let announcer = cfg
+        .as_ref()
+        .filter(|c| c.bgp.routes_file.is_some())
+        .map(|c| {
+            let d = daemon.clone();
+            let a = crate::bgp::spawn(
+                c.bgp.clone(),
+                Duration::from_millis(c.bgp.announce_delay_ms.max(0) as u64),
+                move || lock(&d).announced(),
+            );
+            lock(&daemon).set_announcer(a.clone());
+            a
+        });
+
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -105,6 +120,13 @@ pub fn run(
                 continue;
             }
             tracing::info!(signal = sig, "shutting down");
+            // First of all, the routers stop sending traffic here.
+            if let Some(a) = &announcer {
+                a.lock().unwrap_or_else(|e| e.into_inner()).withdraw();
+                // BIRD sends the withdrawals over the exception path: keep the ports
+                // (and the tap) up while it does.
+                std::thread::sleep(crate::bgp::WITHDRAW_GRACE);
+            }
             if let Some(c) = &checks {
                 c.omega();
             }

@@ -141,7 +141,9 @@ fn a_thousand_servers_checked_every_second_and_the_control_socket_stays_fast() {
     let rate = (accepted.load(Ordering::Relaxed) - before) as f64 / t0.elapsed().as_secs_f64();
     eprintln!("{rate:.0} probes/s; worst rvsadm -Ln of {lists}: {worst:?}");
     assert!(rate > 800.0, "{rate} probes per second");
-    assert!(worst < Duration::from_millis(50), "{worst:?}");
+    // A bound a loaded machine (a CI runner building in parallel) still keeps; a control
+    // socket blocked behind the checks would take seconds.
+    assert!(worst < Duration::from_millis(250), "{worst:?}");
     // Nothing moved: no transitions.
     let t = d.adm(&["--list-checks"]);
     assert_eq!(up(&t), 1000, "{t}");

@@ -953,7 +953,8 @@ while time.time() < end:
     }
 
     /// A director of the two-director labs: ports d0 (10.10.0.`own`, plus the floating
-    /// 10.10.0.1) and d1 (10.20.0.`own`, plus the floating 10.20.0.1), two workers, and the
+    /// 10.10.0.1) and d1 (10.20.0.`own`, plus the floating 10.20.0.1), two workers that
+    /// pause when idle (up to 200 µs: two directors share the machine's cores), and the
     /// given `[sync]` section.
     pub fn start_director(lab: &Lab, ns: &str, tag: &str, own: u8, sync: &str) -> Director {
         Director::start_toml(
@@ -974,6 +975,7 @@ addresses = ["10.20.0.{own}/24", "10.20.0.1/24"]
 
 [workers]
 count = 2
+idle_sleep_max_us = 200
 
 {sync}
 "#
@@ -988,5 +990,308 @@ count = 2
             .filter(|l| l.contains("ESTABLISHED"))
             .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
             .collect()
+    }
+}
+
+/// BIRD in the labs' namespaces (`lab_ecmp`): a daemon per namespace with its own
+/// control socket, `birdc` against it, and the kernel's view of the routes it installs.
+pub mod bird {
+    use std::net::Ipv4Addr;
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    use super::{run_quiet, Lab};
+
+    /// One BIRD daemon of a lab.
+    #[derive(Debug)]
+    pub struct Bird {
+        /// The namespace it runs in (the lab's short name).
+        pub ns: String,
+        /// Its process id.
+        pub pid: u32,
+        /// Its control socket.
+        pub ctl: PathBuf,
+        /// The directory of its configuration and socket.
+        pub dir: PathBuf,
+    }
+
+    /// The directory a lab keeps BIRD's files in for namespace `ns` (made, empty).
+    pub fn dir(tag: &str, ns: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rvs-{tag}-bird-{ns}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("bird dir");
+        d
+    }
+
+    impl Bird {
+        /// Starts `bird -f` in `ns` with the configuration `conf`, its files in `dir`;
+        /// waits (bounded: 10 s) until its control socket answers.
+        pub fn start(lab: &mut Lab, ns: &str, dir: &std::path::Path, conf: &str) -> Bird {
+            let cfg = dir.join("bird.conf");
+            std::fs::write(&cfg, conf).expect("bird.conf");
+            let ctl = dir.join("bird.ctl");
+            let _ = std::fs::remove_file(&ctl);
+            let c = cfg.display().to_string();
+            let s = ctl.display().to_string();
+            let pid = lab.spawn(ns, &["bird", "-f", "-c", &c, "-s", &s]);
+            let b = Bird {
+                ns: ns.to_owned(),
+                pid,
+                ctl,
+                dir: dir.to_owned(),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !b.birdc(lab, &["show", "status"]).contains("Daemon is up") {
+                assert!(Instant::now() < deadline, "BIRD did not start in {ns}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            b
+        }
+
+        /// `birdc -s <ctl> args` in the namespace (bounded: 5 s); its output.
+        pub fn birdc(&self, lab: &Lab, args: &[&str]) -> String {
+            let s = self.ctl.display().to_string();
+            let mut all = vec!["timeout", "5", "birdc", "-s", &s];
+            all.extend_from_slice(args);
+            let out = lab.try_exec(&self.ns, &all);
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+
+        /// Kills BIRD hard (SIGKILL): no NOTIFICATION, its peers notice by the hold time.
+        pub fn kill_hard(&self) {
+            run_quiet("kill", &["-9", &self.pid.to_string()]);
+        }
+    }
+
+    /// The next hops of the kernel's route to `addr/32` in `ns` (several for ECMP),
+    /// sorted; empty when there is none.
+    pub fn next_hops(lab: &Lab, ns: &str, addr: &str) -> Vec<Ipv4Addr> {
+        let out = lab.try_exec(ns, &["ip", "-4", "route", "show", &format!("{addr}/32")]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut v: Vec<Ipv4Addr> = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0] == "via")
+            .filter_map(|w| w[1].parse().ok())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// The ECMP lab (`lab_ecmp`): clients behind a router namespace that runs BIRD and
+/// spreads the VIPs' traffic over the directors by ECMP (L4 hash), three directors on
+/// one LAN with the real servers, and the directors' sync network.
+///
+/// ```text
+///  cl c0 10.40.0.2 + .100-.129 ── rt rc0 10.40.0.254 [BIRD AS 65000, ECMP]
+///  rt rs0 10.70.0.254 ──┐
+///  da/db/dc d0 [dpdk0 10.70.0.1/2/3, tap rvs0: host 10.70.0.11/12/13, BIRD AS 65001] ── sw:blan
+///  r1 10.70.0.21, r2 10.70.0.22 (VIPs on lo for DR; default via the router) ──┘
+///  da/db/dc s0 10.99.0.1/2/3 ── sw:bsync   (kernel: sync)
+/// ```
+pub mod ecmp {
+    use std::net::Ipv4Addr;
+
+    use super::Lab;
+
+    /// The directors' namespaces.
+    pub const DIRS: [&str; 3] = ["da", "db", "dc"];
+    /// The router's address on the LAN (the directors' BGP neighbour and gateway).
+    pub const ROUTER: &str = "10.70.0.254";
+    /// The router's address on the clients' network.
+    pub const ROUTER_CLIENTS: &str = "10.40.0.254";
+    /// The real servers.
+    pub const SERVERS: [&str; 2] = ["10.70.0.21", "10.70.0.22"];
+
+    /// Director `i`'s dataplane address (DIP).
+    pub fn dip(i: usize) -> String {
+        format!("10.70.0.{}", 1 + i)
+    }
+    /// Director `i`'s host address on its exception tap (BIRD's, the BGP next hop).
+    pub fn host(i: usize) -> String {
+        format!("10.70.0.{}", 11 + i)
+    }
+    /// Director `i`'s FULLNAT local address.
+    pub fn lip(i: usize) -> String {
+        format!("10.70.0.{}", 31 + i)
+    }
+    /// Director `i`'s sync address.
+    pub fn sync(i: usize) -> String {
+        format!("10.99.0.{}", 1 + i)
+    }
+    /// Client address `i` (0..30) on the clients' network.
+    pub fn client(i: usize) -> String {
+        format!("10.40.0.{}", 100 + i)
+    }
+
+    /// The topology above, without daemons: addresses, routes, the router's multipath
+    /// L4 hashing (`fib_multipath_hash_policy=1`), the real servers' DR VIPs.
+    pub fn lab(prefix: &str, vips_on_servers: &[&str], clients: usize) -> Lab {
+        let mut lab = Lab::new(prefix);
+        for ns in ["cl", "rt", "sw", "da", "db", "dc", "r1", "r2"] {
+            lab.add_ns(ns);
+        }
+        lab.veth("cl", "c0", "rt", "rc0");
+        lab.veth("rt", "rs0", "sw", "rtp");
+        let mut lan = vec!["rtp".to_string()];
+        let mut syncs = Vec::new();
+        for (i, d) in DIRS.iter().enumerate() {
+            lab.veth(d, "d0", "sw", &format!("{d}0p"));
+            lab.veth(d, "s0", "sw", &format!("{d}sp"));
+            lab.addr(d, "s0", &format!("{}/24", sync(i)));
+            lab.kernel_off(d, "d0");
+            lan.push(format!("{d}0p"));
+            syncs.push(format!("{d}sp"));
+        }
+        for (i, r) in ["r1", "r2"].iter().enumerate() {
+            lab.veth(r, "r0", "sw", &format!("{r}p"));
+            lab.addr(r, "r0", &format!("{}/24", SERVERS[i]));
+            lab.default_route(r, ROUTER.parse().unwrap());
+            for v in vips_on_servers {
+                lab.real_server_vip(r, v, "lo");
+            }
+            lan.push(format!("{r}p"));
+        }
+        let lan: Vec<&str> = lan.iter().map(String::as_str).collect();
+        let syncs: Vec<&str> = syncs.iter().map(String::as_str).collect();
+        lab.bridge("sw", "blan", &lan);
+        lab.bridge("sw", "bsync", &syncs);
+        lab.addr("cl", "c0", "10.40.0.2/24");
+        for i in 0..clients {
+            lab.addr("cl", "c0", &format!("{}/24", client(i)));
+        }
+        lab.default_route("cl", ROUTER_CLIENTS.parse::<Ipv4Addr>().unwrap());
+        lab.addr("rt", "rc0", &format!("{ROUTER_CLIENTS}/24"));
+        lab.addr("rt", "rs0", &format!("{ROUTER}/24"));
+        for (k, v) in [
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.fib_multipath_hash_policy", "1"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv4.conf.rs0.rp_filter", "0"),
+            ("net.ipv4.conf.rc0.rp_filter", "0"),
+        ] {
+            lab.exec("rt", &["sysctl", "-qw", &format!("{k}={v}")]);
+        }
+        lab
+    }
+
+    /// Counts, on `dev` of `ns` (a director's DPDK port), the TCP flows from the
+    /// clients' network whose source port is in `ports` (an nftables `netdev` ingress
+    /// set: the frames the router sent to this director, before anything else sees them).
+    pub fn watch_flows(lab: &Lab, ns: &str, dev: &str, ports: (u16, u16)) {
+        let chain = format!("{{ type filter hook ingress device {dev} priority 0; }}");
+        lab.exec(ns, &["nft", "add", "table", "netdev", "rvsflows"]);
+        lab.exec(
+            ns,
+            &["nft", "add", "chain", "netdev", "rvsflows", "in", &chain],
+        );
+        lab.exec(
+            ns,
+            &[
+                "nft",
+                "add",
+                "set",
+                "netdev",
+                "rvsflows",
+                "seen",
+                "{ type ipv4_addr . inet_service; flags dynamic; }",
+            ],
+        );
+        let range = format!("{}-{}", ports.0, ports.1);
+        lab.exec(
+            ns,
+            &[
+                "nft",
+                "add",
+                "rule",
+                "netdev",
+                "rvsflows",
+                "in",
+                "ip",
+                "saddr",
+                "10.40.0.0/24",
+                "tcp",
+                "sport",
+                &range,
+                "add",
+                "@seen",
+                "{ ip saddr . tcp sport }",
+            ],
+        );
+    }
+
+    /// The flows (client address, port) [`watch_flows`] saw on `ns` since the last
+    /// [`forget_flows`].
+    pub fn flows_seen(lab: &Lab, ns: &str) -> Vec<(String, u16)> {
+        let out = lab.try_exec(ns, &["nft", "list", "set", "netdev", "rvsflows", "seen"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let Some(at) = text.find("elements = {") else {
+            return Vec::new();
+        };
+        let body = &text[at + 12..];
+        let body = &body[..body.find('}').unwrap_or(body.len())];
+        body.split(',')
+            .filter_map(|e| {
+                let w: Vec<&str> = e.split_whitespace().collect();
+                match w.as_slice() {
+                    [ip, ".", port, ..] => Some((ip.to_string(), port.parse().ok()?)),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Empties the set of [`watch_flows`].
+    pub fn forget_flows(lab: &Lab, ns: &str) {
+        lab.exec(ns, &["nft", "flush", "set", "netdev", "rvsflows", "seen"]);
+    }
+
+    /// BGP timers of both sides: hold 3 s, keepalive 1 s, and quick reconnection after
+    /// an error or a restart (BIRD's defaults wait a minute).
+    pub const BGP_TIMERS: &str = "hold time 3; keepalive time 1; connect retry time 1; connect delay time 1; error wait time 1, 3; bfd on;";
+
+    /// BFD on the BGP sessions' interface `iface`: 200 ms, 5 missed (1 s to detect a
+    /// dead peer, before the hold time).
+    pub fn bfd(iface: &str) -> String {
+        format!("protocol bfd {{ interface \"{iface}\" {{ min rx interval 200 ms; min tx interval 200 ms; multiplier 5; }}; }}\n")
+    }
+
+    /// The router's BIRD: one eBGP session per director (AS 65001, all three), routes
+    /// imported and merged into multipath kernel routes (`merge paths`).
+    pub fn router_bird_conf() -> String {
+        let mut s = format!(
+            "router id {ROUTER};\n\
+             protocol device {{ scan time 2; }}\n\
+             protocol direct {{ ipv4; interface \"rs0\"; }}\n\
+             protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on limit 8; }}\n"
+        );
+        s.push_str(&bfd("rs0"));
+        for (i, d) in DIRS.iter().enumerate() {
+            s.push_str(&format!(
+                "protocol bgp {d} {{ local {ROUTER} as 65000; neighbor {} as 65001; direct; {BGP_TIMERS} ipv4 {{ import all; export none; }}; }}\n",
+                host(i)
+            ));
+        }
+        s
+    }
+
+    /// Director `i`'s BIRD: the static protocol fed by rvsd's routes file (BIRD reads an
+    /// `include` only at the start of a line; a glob that matches nothing includes
+    /// nothing), exported to the router over the exception tap with the tap's address as
+    /// next hop.
+    pub fn director_bird_conf(i: usize, routes_glob: &str) -> String {
+        format!(
+            "router id {h};\n\
+             protocol device {{ scan time 2; }}\n\
+             protocol static rvs {{\n  ipv4;\n  include \"{routes_glob}\";\n}}\n\
+             {bfd}\
+             protocol bgp up {{ local {h} as 65001; neighbor {ROUTER} as 65000; direct; {BGP_TIMERS} ipv4 {{ import none; export where proto = \"rvs\"; next hop self; }}; }}\n",
+            h = host(i),
+            bfd = bfd("rvs0"),
+        )
     }
 }

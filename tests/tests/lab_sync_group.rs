@@ -1,5 +1,5 @@
 //! Active/active sync end to end: three rvsd directors (own DPDK `--file-prefix`, own
-//! namespace) in one sync group (`[sync] state = "group"`, the same `peers` list of the
+//! namespace; workers that pause when idle, so that the three share two cores) in one sync group (`[sync] state = "group"`, the same `peers` list of the
 //! three sync addresses in every configuration). Each director has its own client, whose
 //! UDP sessions go through it only; every director must end with the sessions of all
 //! three clients, each once (`rvsadm -Lnc`). The message counters show no loop: each
@@ -109,6 +109,7 @@ addresses = ["10.20.0.{own}/24"]
 
 [workers]
 count = 1
+idle_sleep_max_us = 200
 
 [sync]
 state = "group"

@@ -112,6 +112,11 @@ struct Opts {
     /// server follows), so the established window measures the fast path with its shift.
     #[arg(long)]
     proxy_protocol: Option<String>,
+    /// Idle workers that sleep: the longest pause in microseconds of a worker whose polls
+    /// find every queue empty (rvsd's `[workers] idle_sleep_max_us`, 0..=10000); 0, the
+    /// default, is pure polling as for line rate.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    idle_sleep_max_us: u32,
     /// Write the captures for an external generator into this directory and exit:
     /// first.pcap (each flow's SYN), established.pcap, new.pcap.
     #[arg(long)]
@@ -181,6 +186,9 @@ impl Opts {
         ];
         if let Some(p) = &self.proxy_protocol {
             a.push(format!("--proxy-protocol={p}"));
+        }
+        if self.idle_sleep_max_us > 0 {
+            a.push(format!("--idle-sleep-max-us={}", self.idle_sleep_max_us));
         }
         if let Some(d) = &self.client_dev {
             a.push(format!("--client-dev={d}"));
@@ -1013,7 +1021,7 @@ fn engine_run(
     };
     let capacity = capacity_per_worker(opts, test, sets);
     let total_flows = flows_of(opts, test);
-    let cfg = plan::engine_config(
+    let mut cfg = plan::engine_config(
         dev.eal_args.clone(),
         &dev.client,
         dev.server.as_deref(),
@@ -1022,6 +1030,7 @@ fn engine_run(
         capacity,
         (dev.capture_packets + 65536) as u32,
     );
+    cfg.idle_sleep_max_us = opts.idle_sleep_max_us;
     // Declared before the engine so it outlives it (mbufs from it may be in flight).
     let warm_pool = Mempool::new("warm_pool", 32767, 256, data_room(opts.frame_size))?;
     let mut engine = Engine::start_with_data_room(&cfg, data_room(opts.frame_size))?;

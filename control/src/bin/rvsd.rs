@@ -29,6 +29,11 @@ struct Args {
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Withdraw this director's BGP routes and exit: empty the `[bgp] routes_file` and
+    /// run `birdc configure` (for the service manager after rvsd stopped or crashed:
+    /// the unit's ExecStopPost).
+    #[arg(long)]
+    withdraw_routes: bool,
     /// Log format on stderr: `text` (colours only when stderr is a terminal) or `json`
     /// (one JSON object per line).
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -68,6 +73,20 @@ fn main() -> ExitCode {
     };
     let cfg = source.config.clone();
     let table = source.file_table.clone();
+    if args.withdraw_routes {
+        if cfg.bgp.routes_file.is_none() {
+            println!("rvsd: no [bgp] routes_file: nothing to withdraw");
+            return ExitCode::SUCCESS;
+        }
+        let mut a = rvs_control::bgp::Announcer::new(cfg.bgp.clone());
+        a.withdraw();
+        return if a.describe().contains("failures=0") {
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("rvsd: {}", a.describe().trim_end());
+            ExitCode::from(1)
+        };
+    }
     if args.check {
         // keepalived.conf's notices as keepalived -t prints them: file:line: message.
         for n in &notes {

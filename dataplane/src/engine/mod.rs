@@ -95,6 +95,10 @@ pub struct EngineConfig {
     /// worker, and percent of the session table, above which `auto` services are
     /// proxied (`[sessions] syn_proxy_rate`, `syn_proxy_fill`).
     pub syn_proxy_auto: (u32, u32),
+    /// Idle workers that sleep: the longest pause (µs) of a worker whose polls keep
+    /// finding every queue empty (pauses of 4 µs after 256 empty turns, doubling up to
+    /// this bound; back to full polling on the first packet); 0: pure polling.
+    pub idle_sleep_max_us: u32,
     /// Mbufs in the pool.
     pub mbufs: u32,
     /// Static routes (connected routes of the port addresses are added automatically).
@@ -146,6 +150,8 @@ pub struct WorkerReport {
     pub busy_cycles: u64,
     /// The busy ratio of the last full second, in parts per million.
     pub busy_ppm: u32,
+    /// Pauses the worker took while idle (`[workers] idle_sleep_max_us`).
+    pub idle_sleeps: u64,
 }
 
 /// A control command for one worker, answered between bursts.
@@ -292,6 +298,7 @@ struct Shared {
     expire_quiescent_template: bool,
     new_sessions_per_second: u32,
     syn_proxy_auto: (u32, u32),
+    idle_sleep_max_us: u32,
     static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
     /// Per worker: sync records for the sync thread (master).
     sync_out: Arc<Vec<ArrayQueue<SyncConn>>>,
@@ -440,6 +447,7 @@ impl Engine {
             expire_quiescent_template: cfg.expire_quiescent_template,
             new_sessions_per_second: cfg.new_sessions_per_second,
             syn_proxy_auto: cfg.syn_proxy_auto,
+            idle_sleep_max_us: cfg.idle_sleep_max_us,
             static_neighbours: cfg.static_neighbours.clone(),
             sync_out: Arc::new(queues(workers, SYNC_QUEUE)),
             sync_in: queues(workers, SYNC_QUEUE),
@@ -761,6 +769,34 @@ impl Engine {
         rxs.into_iter()
             .filter_map(|rx| rx.recv_timeout(ASK_TIMEOUT).ok())
             .collect()
+    }
+
+    /// The service addresses the workers answer for: every VIP and FULLNAT local
+    /// address among the local addresses of the published snapshot (whoever put them
+    /// there: services, mark rules, LIP pools), sorted; none while passive (a standby
+    /// answers none of them). What a director announces to its routers.
+    pub fn service_addresses(&self) -> Vec<Ipv4Addr> {
+        let Some(snap) = read_locked(&self.shared.snapshot) else {
+            return Vec::new();
+        };
+        if snap.net.passive {
+            return Vec::new();
+        }
+        let mut v: Vec<Ipv4Addr> = snap
+            .net
+            .local
+            .iter()
+            .filter(|(_, (k, _))| matches!(k, LocalKind::Vip | LocalKind::Lip))
+            .map(|(a, _)| *a)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Whether the dataplane is healthy: not stopped, and every worker answers a
+    /// command within 2 s (a worker stuck in its loop, or gone, does not).
+    pub fn healthy(&self) -> bool {
+        !self.stopped && self.reports().len() == self.shared.workers
     }
 
     /// Every worker's report.

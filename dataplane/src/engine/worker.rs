@@ -37,6 +37,11 @@ const GARP_REPEAT: usize = 2;
 const BUSY_WINDOW_TICKS: u64 = TICKS_PER_SECOND;
 /// The busy ratio's unit: parts per million.
 const PPM: u128 = 1_000_000;
+/// Idle workers that sleep: turns that found every queue empty, in a row, before the
+/// worker starts to pause (about 20-50 µs of polling on a modern core).
+const IDLE_TURNS_BEFORE_SLEEP: u32 = 256;
+/// The first pause of an idle worker, in microseconds (then doubled up to the bound).
+const IDLE_SLEEP_MIN_US: u32 = 4;
 
 /// Runs worker `w` until the engine stops, then frees what it still holds.
 pub(super) fn run(w: usize, sh: &Shared, pool: &Mempool) {
@@ -128,6 +133,53 @@ impl Clock {
         }
         self.last_tick = t;
         true
+    }
+}
+
+/// Idle workers that sleep (`[workers] idle_sleep_max_us`): after
+/// [`IDLE_TURNS_BEFORE_SLEEP`] turns in a row that received nothing, each further empty
+/// turn ends with a pause of [`IDLE_SLEEP_MIN_US`], doubled at each empty turn up to
+/// `max_us`; a turn that receives anything resets it (full polling again). The turn's
+/// control work (commands, synced sessions, the 10 ms tick) runs every turn, so it is at
+/// most one pause late. `max_us == 0`: never pauses (pure polling).
+struct Idle {
+    max_us: u32,
+    empty_turns: u32,
+    pause_us: u32,
+    /// Pauses taken (reported as `idle_sleeps`).
+    sleeps: u64,
+}
+
+impl Idle {
+    fn new(max_us: u32) -> Idle {
+        Idle {
+            max_us,
+            empty_turns: 0,
+            pause_us: IDLE_SLEEP_MIN_US,
+            sleeps: 0,
+        }
+    }
+
+    /// The end of a turn: `busy` if it received packets. Returns the pause to take now,
+    /// if any.
+    #[inline]
+    fn after_turn(&mut self, busy: bool) -> Option<std::time::Duration> {
+        if self.max_us == 0 {
+            return None;
+        }
+        if busy {
+            self.empty_turns = 0;
+            self.pause_us = IDLE_SLEEP_MIN_US;
+            return None;
+        }
+        if self.empty_turns < IDLE_TURNS_BEFORE_SLEEP {
+            self.empty_turns += 1;
+            return None;
+        }
+        let pause = self.pause_us.min(self.max_us);
+        self.pause_us = pause.saturating_mul(2).min(self.max_us);
+        self.sleeps += 1;
+        Some(std::time::Duration::from_micros(u64::from(pause)))
     }
 }
 
@@ -304,6 +356,8 @@ struct Worker<'a> {
     clock: Clock,
     /// Whether the current turn received packets (from a port, a tap or a handoff ring).
     busy: bool,
+    /// The pauses of an idle worker.
+    idle: Idle,
 }
 
 impl<'a> Worker<'a> {
@@ -342,6 +396,7 @@ impl<'a> Worker<'a> {
             from_kernel: 0,
             clock: Clock::new(),
             busy: false,
+            idle: Idle::new(sh.idle_sleep_max_us),
         }
     }
 
@@ -362,6 +417,10 @@ impl<'a> Worker<'a> {
         if self.clock.tick_due() {
             self.core.tick(now, drop);
             self.clock.busy_window();
+        }
+        if let Some(pause) = self.idle.after_turn(self.busy) {
+            // Between turns, never with a packet in hand (the batches were flushed).
+            std::thread::sleep(pause);
         }
     }
 
@@ -623,6 +682,45 @@ impl<'a> Worker<'a> {
             poll_cycles: self.clock.poll_cycles,
             busy_cycles: self.clock.busy_cycles,
             busy_ppm: self.clock.busy_ppm,
+            idle_sleeps: self.idle.sleeps,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_worker_pauses_after_empty_turns_doubling_to_the_bound_and_wakes_on_a_packet() {
+        let us = |d: Option<std::time::Duration>| d.map(|d| d.as_micros());
+        let mut off = Idle::new(0);
+        for _ in 0..10_000 {
+            assert_eq!(off.after_turn(false), None, "0: pure polling");
+        }
+        let mut i = Idle::new(100);
+        for _ in 0..IDLE_TURNS_BEFORE_SLEEP {
+            assert_eq!(i.after_turn(false), None, "polls a while first");
+        }
+        let pauses: Vec<_> = (0..7).map(|_| us(i.after_turn(false))).collect();
+        assert_eq!(
+            pauses,
+            [4, 8, 16, 32, 64, 100, 100].map(Some),
+            "doubling up to the bound"
+        );
+        assert_eq!(i.sleeps, 7);
+        // A turn with packets: full polling again, and the pauses start small.
+        assert_eq!(i.after_turn(true), None);
+        for _ in 0..IDLE_TURNS_BEFORE_SLEEP {
+            assert_eq!(i.after_turn(false), None);
+        }
+        assert_eq!(us(i.after_turn(false)), Some(4));
+        // A bound below the first pause is the pause.
+        let mut small = Idle::new(2);
+        for _ in 0..IDLE_TURNS_BEFORE_SLEEP {
+            small.after_turn(false);
+        }
+        assert_eq!(us(small.after_turn(false)), Some(2));
+        assert_eq!(us(small.after_turn(false)), Some(2));
     }
 }
