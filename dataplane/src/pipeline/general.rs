@@ -161,7 +161,7 @@ impl<P: PacketBuf> Core<P> {
     /// it, and which handler takes it.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn process_with(
+    pub(super) fn process_with(
         &mut self,
         snap: &Snapshot,
         pkt: P,
