@@ -3943,3 +3943,34 @@ fn a_standby_keeps_translating_a_synced_proxied_session() {
         assert_eq!(ts_of(&h), (px.tsval + 10, 150));
     }
 }
+
+#[test]
+fn sloppy_tcp_opens_no_session_for_a_syn_proxied_service_without_a_valid_cookie() {
+    for svc in [sf::SYNPROXY, sf::SYNPROXY_AUTO] {
+        let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+        c.set_cookie_secret([0x5eed, 0xc0c0]);
+        let mut snap = snapshot_with(FwdMethod::Masq, 1, [Tunnel::IPIP; 2], Proto::Tcp, svc);
+        Arc::make_mut(&mut snap.net).sloppy_tcp = true;
+        c.adopt(snap);
+        c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, false);
+        c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, false);
+        c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, false);
+        // A mid-flow segment (another director's connection, or a forged one): its
+        // acknowledgement is no cookie of this director's, so it opens nothing.
+        for (k, flags) in ["A", "AP"].into_iter().enumerate() {
+            let seg = client_seg(7001 + k as u32, 123_456, flags, &ts_opts(5, 6), b"data");
+            assert!(matches!(
+                c.process(seg, 0, 10, false),
+                Out::Drop(_, DropReason::SynProxyBadCookie)
+            ));
+        }
+        assert_eq!(c.conns().len(), 0);
+        assert_eq!(c.conns().stats().sloppy, 0);
+        // With a valid cookie it opens the proxied session, as without sloppy_tcp.
+        if svc == sf::SYNPROXY {
+            sp_open(&mut c, 40001, b"", 20);
+            assert_eq!(c.conns().len(), 1);
+            assert_eq!(c.conns().stats().sloppy, 0);
+        }
+    }
+}
