@@ -67,12 +67,16 @@ pub enum DropReason {
     /// director's SYN yet (data sent with or after the ACK: the client sends it again),
     /// or a server segment other than its SYN-ACK or a reset then.
     SynProxySetup,
+    /// A SYN to a SYN-proxied service shed while the worker is overloaded (its receive
+    /// bursts keep coming back full): dropped before its cookie is computed, so that
+    /// established packets keep being served.
+    SynShed,
 }
 
 impl DropReason {
     /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
     /// other reasons.
-    pub const COUNT: usize = 2 * wire::Error::COUNT + 19;
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 20;
 
     /// The counter slot.
     pub fn index(self) -> usize {
@@ -99,6 +103,7 @@ impl DropReason {
             DropReason::SynProxyBadCookie => 2 * w + 16,
             DropReason::SynProxyBadOptions => 2 * w + 17,
             DropReason::SynProxySetup => 2 * w + 18,
+            DropReason::SynShed => 2 * w + 19,
         }
     }
 
@@ -128,6 +133,7 @@ impl DropReason {
                 16 => DropReason::SynProxyBadCookie,
                 17 => DropReason::SynProxyBadOptions,
                 18 => DropReason::SynProxySetup,
+                19 => DropReason::SynShed,
                 _ => return None,
             },
         })
@@ -157,6 +163,7 @@ impl DropReason {
             DropReason::SynProxyBadCookie => "syn-proxy-bad-cookie".into(),
             DropReason::SynProxyBadOptions => "syn-proxy-bad-options".into(),
             DropReason::SynProxySetup => "syn-proxy-setup".into(),
+            DropReason::SynShed => "syn-shed".into(),
         }
     }
 }

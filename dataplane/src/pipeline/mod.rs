@@ -225,6 +225,9 @@ pub struct Core<P> {
     pressure: self::synproxy::Pressure,
     /// The SYN proxy's kept client segments (SYN retries, data held during setup).
     held: self::synproxy::Held<P>,
+    /// The worker cannot keep up (set by the worker loop): SYNs to SYN-proxied services
+    /// are shed.
+    overloaded: bool,
     scratch: [u8; SCRATCH_LEN],
     counters: Counters,
     traffic: Vec<(crate::service::DestId, DestTraffic)>,
@@ -277,6 +280,7 @@ impl<P: PacketBuf> Core<P> {
             cookies: crate::forward::synproxy::Cookies::new(cookie_secret(id)),
             pressure: self::synproxy::Pressure::default(),
             held: self::synproxy::Held::default(),
+            overloaded: false,
             scratch: [0; SCRATCH_LEN],
             counters: Counters::default(),
             traffic: Vec::new(),

@@ -193,6 +193,37 @@ impl<P: PacketBuf> Core<P> {
         self.cookies = sp::Cookies::new(secret);
     }
 
+    /// Sets whether the worker is overloaded (its receive bursts keep coming back full:
+    /// the NIC's queue holds more than the worker takes). While it is, a SYN to a
+    /// SYN-proxied service is shed ([`DropReason::SynShed`]) before its cookie is made,
+    /// so that established packets keep being served. SYNs of other services are not
+    /// shed: they open sessions as before, bounded by the new-session budget.
+    pub fn set_overloaded(&mut self, on: bool) {
+        self.overloaded = on;
+    }
+
+    /// Whether the worker is overloaded (see [`Core::set_overloaded`]).
+    pub fn overloaded(&self) -> bool {
+        self.overloaded
+    }
+
+    /// Whether a client's SYN (flags: SYN, without ACK or RST), while overloaded, is to
+    /// be shed: its service is SYN-proxied (`enable` or `auto`). The cheapest test there
+    /// is: the service lookup alone, no session lookup, no checksum, no hash.
+    #[inline]
+    pub(super) fn syn_shed(&self, pm: &PacketMeta, snap: &Snapshot) -> bool {
+        let tf = pm.tcp_flags;
+        if tf.has(TcpFlags::ACK) || tf.has(TcpFlags::RST) {
+            return false;
+        }
+        let f = &pm.flow;
+        let services = &snap.services;
+        services
+            .find(f.proto, f.daddr, f.dport, pm.fwmark)
+            .and_then(|i| services.service(i))
+            .is_some_and(|s| s.syn_proxy() != SynProxy::Off)
+    }
+
     /// A client's TCP packet to a VIP, when some service is SYN-proxied. `Err`: not the
     /// proxy's (the general path goes on with it).
     #[allow(clippy::too_many_arguments)]

@@ -3974,3 +3974,64 @@ fn sloppy_tcp_opens_no_session_for_a_syn_proxied_service_without_a_valid_cookie(
         }
     }
 }
+
+#[test]
+fn while_overloaded_syns_to_a_proxied_service_are_shed_and_established_packets_served() {
+    let mut c = sp_core(FwdMethod::Masq, sf::SYNPROXY);
+    let px = sp_handshake(&mut c, 1000, 0);
+    c.set_overloaded(true);
+    let before = c.counters().clone();
+    for k in 0..100u16 {
+        let syn = seg_ts(
+            (CLIENT_MAC, PORT0_MAC),
+            ([10, 9, (k >> 8) as u8, k as u8], 1024 + k),
+            (VIP, 80),
+            u32::from(k),
+            0,
+            "S",
+            &SP_SYN,
+            b"",
+        );
+        assert!(matches!(
+            c.process(syn, 0, 1100, false),
+            Out::Drop(_, DropReason::SynShed)
+        ));
+    }
+    assert_eq!(c.counters().drops_of(DropReason::SynShed), 100);
+    assert_eq!(
+        c.counters().syn_cookies_sent,
+        before.syn_cookies_sent,
+        "no cookie made"
+    );
+    // The established connection goes on, both ways, translated.
+    let req = client_seg(7006, px.cookie + 1, "AP", &ts_opts(110, px.tsval), b"more");
+    let (p, port) = tx(c.process(req, 0, 1100, false));
+    assert_eq!(port, 1);
+    assert_eq!(tcp_hdr(p.data()).0.acknowledgment_number, 50001);
+    let ans = server_seg(&px, 50001, 7010, "A", &ts_opts(9010, 110), b"ok");
+    let (p, port) = tx(c.process(ans, 1, 1100, false));
+    assert_eq!(port, 0);
+    assert_eq!(tcp_hdr(p.data()).0.sequence_number, px.cookie + 1);
+    // The overload over: cookies again.
+    c.set_overloaded(false);
+    let syn = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        (CIP, 40002),
+        (VIP, 80),
+        1,
+        0,
+        "S",
+        &SP_SYN,
+        b"",
+    );
+    let (p, port) = tx(c.process(syn, 0, 1200, false));
+    assert_eq!(port, 0);
+    assert!(tcp_hdr(p.data()).0.syn);
+    assert_eq!(c.counters().syn_cookies_sent, before.syn_cookies_sent + 1);
+    // A service without the proxy is not shed: its SYN opens a session as before.
+    let mut plain = sp_core(FwdMethod::Masq, 0);
+    plain.set_overloaded(true);
+    let syn = client_seg(1, 0, "S", &SP_SYN, b"");
+    assert_eq!(tx(plain.process(syn, 0, 0, false)).1, 1);
+    assert_eq!(plain.conns().len(), 1);
+}
