@@ -269,6 +269,7 @@ pub fn engine_config(
             rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_RATE,
             rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_FILL,
         ),
+        syn_shed: true,
         mbufs,
         routes: Vec::new(),
         lport_range: DEFAULT_PORT_RANGE,

@@ -367,6 +367,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
             cfg.sessions.syn_proxy_rate.clamp(1, i64::from(u32::MAX)) as u32,
             cfg.sessions.syn_proxy_fill.clamp(1, 100) as u32,
         ),
+        syn_shed: true,
         mbufs: 0,
         routes: routes(cfg, &names)?,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,

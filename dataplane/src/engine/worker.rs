@@ -481,7 +481,8 @@ impl<'a> Worker<'a> {
             // received while processing count for the next poll.
             let full = &mut self.rx_full;
             *full = if n == dpdk::MAX_BURST { *full + 1 } else { 0 };
-            self.core.set_overloaded(*full >= OVERLOAD_BURSTS);
+            let shed = sh.syn_shed.load(Ordering::Relaxed);
+            self.core.set_overloaded(shed && *full >= OVERLOAD_BURSTS);
             // Up to RX_MORE more bursts as the pipeline gets to them.
             let refill = |b: &mut MbufBatch| {
                 let n = port.rx_burst(q, b);
