@@ -224,6 +224,36 @@ impl<P: PacketBuf> Core<P> {
             .is_some_and(|s| s.syn_proxy() != SynProxy::Off)
     }
 
+    /// [`Core::syn_shed`] at the burst's first stage, from the packet's first reading
+    /// alone: a pure SYN of an untagged frame to a SYN-proxied service (looked up by
+    /// address and port: not when firewall-mark rules or VLAN ports could make it
+    /// another service's, which the general path then decides).
+    #[inline]
+    pub(super) fn shed_v4(&self, v: &wire::V4Flow) -> bool {
+        use crate::forward::synproxy::tcp_flags as tf;
+        let tagged = usize::from(v.l3) != crate::wire::ethernet::HEADER_LEN;
+        if v.udp || v.tcp_flags & (tf::SYN | tf::ACK | tf::RST) != tf::SYN || self.vlans || tagged {
+            return false;
+        }
+        let Some(snap) = &self.snap else {
+            return false;
+        };
+        let services = &snap.services;
+        if !services.has_syn_proxy() || !snap.net.marks.rules().is_empty() {
+            return false;
+        }
+        let [a, b, c, d] = v.dst;
+        services
+            .find(
+                crate::flow::Proto::Tcp,
+                crate::flow::Addr::v4(a, b, c, d),
+                v.dport,
+                0,
+            )
+            .and_then(|i| services.service(i))
+            .is_some_and(|s| s.syn_proxy() != SynProxy::Off)
+    }
+
     /// A client's TCP packet to a VIP, when some service is SYN-proxied. `Err`: not the
     /// proxy's (the general path goes on with it).
     #[allow(clippy::too_many_arguments)]
