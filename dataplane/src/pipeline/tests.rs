@@ -4089,5 +4089,8 @@ fn an_overloaded_burst_sheds_the_same_syns_as_the_general_path_and_forwards_the_
     assert_eq!(one.counters(), burst.counters());
     assert_eq!(burst.counters().drops_of(DropReason::SynShed), 40);
     assert_eq!(burst.counters().in_packets, one.counters().in_packets);
-    assert!(burst.counters().in_packets >= 40, "the established segments forwarded");
+    assert!(
+        burst.counters().in_packets >= 40,
+        "the established segments forwarded"
+    );
 }
