@@ -271,6 +271,7 @@ pub fn engine_config(
         ),
         // Pure polling unless the harness asks (`rvs-bench --idle-sleep-max-us`).
         idle_sleep_max_us: 0,
+        syn_shed: true,
         mbufs,
         routes: Vec::new(),
         lport_range: DEFAULT_PORT_RANGE,

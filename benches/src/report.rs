@@ -94,6 +94,38 @@ pub struct SynFloodFigures {
     pub dropped_per_sec: f64,
     /// Sessions created in the window (a proxied SYN creates none).
     pub sessions_created: u64,
+    /// `synflood-mixed`: the NIC model's phases (without the flood, with it, with it and
+    /// the shedding off).
+    #[serde(default)]
+    pub nic: Vec<NicPhase>,
+}
+
+/// One phase of `synflood-mixed`'s NIC model: packets offered at a fixed rate into a
+/// bounded receive ring; what overflowed it is the NIC's drop. Counts over the phase.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NicPhase {
+    /// Whether the workers shed SYNs when overloaded in this phase.
+    pub shedding: bool,
+    /// Seconds of the phase (offering, then serving what was still queued).
+    pub secs: f64,
+    /// Established packets offered.
+    pub offered_est: u64,
+    /// The flood's SYNs offered.
+    pub offered_syn: u64,
+    /// Established packets the full ring dropped (the NIC's drop).
+    pub nic_dropped_est: u64,
+    /// SYNs the full ring dropped.
+    pub nic_dropped_syn: u64,
+    /// Established packets forwarded toward the real servers.
+    pub est_forwarded: u64,
+    /// SYN-ACK cookies sent.
+    pub cookies: u64,
+    /// SYNs shed by the worker (`syn-shed`).
+    pub shed: u64,
+    /// Packets the worker dropped (every reason, `syn-shed` included).
+    pub worker_dropped: u64,
+    /// Sessions created.
+    pub sessions_created: u64,
 }
 
 /// An established run with `--proxy-protocol`: what the warm-up did to settle every

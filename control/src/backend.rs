@@ -303,6 +303,14 @@ pub struct WorkerMetrics {
     pub syn_proxy_timeouts: u64,
     /// SYN proxy: clients that reset before the real server answered.
     pub syn_proxy_client_resets: u64,
+    /// SYN proxy: client data segments held until the real server's handshake.
+    pub syn_proxy_held: u64,
+    /// SYN proxy: held segments sent on after the handshake.
+    pub syn_proxy_held_sent: u64,
+    /// SYN proxy: held segments freed because the connection failed.
+    pub syn_proxy_held_freed: u64,
+    /// SYN proxy: data segments not held (table full or one already held), dropped.
+    pub syn_proxy_held_full: u64,
     /// Drops by reason (every reason, zeros included), named as `rvsadm --dataplane`.
     pub drops: Vec<(String, u64)>,
     /// TSC cycles the poll loop ran.

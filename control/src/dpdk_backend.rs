@@ -368,6 +368,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
             cfg.sessions.syn_proxy_fill.clamp(1, 100) as u32,
         ),
         idle_sleep_max_us: cfg.workers.idle_sleep_max_us.clamp(0, i64::from(u32::MAX)) as u32,
+        syn_shed: true,
         mbufs: 0,
         routes: routes(cfg, &names)?,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
@@ -914,6 +915,10 @@ fn worker_metrics(r: &WorkerReport) -> WorkerMetrics {
         syn_proxy_refused: c.syn_proxy_refused,
         syn_proxy_timeouts: c.syn_proxy_timeouts,
         syn_proxy_client_resets: c.syn_proxy_client_resets,
+        syn_proxy_held: c.syn_proxy_held,
+        syn_proxy_held_sent: c.syn_proxy_held_sent,
+        syn_proxy_held_freed: c.syn_proxy_held_freed,
+        syn_proxy_held_full: c.syn_proxy_held_full,
         drops: c
             .drops
             .iter()
@@ -1106,7 +1111,7 @@ impl Backend for DpdkBackend {
             let c = &r.counters;
             let _ = writeln!(
                 out,
-                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={} syn_cookies_sent={} syn_options_clamped={} syn_proxy_acks={} syn_proxy_sessions={} syn_proxy_established={} syn_proxy_retries={} syn_proxy_refused={} syn_proxy_timeouts={} syn_proxy_client_resets={} idle_sleeps={}",
+                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={} syn_cookies_sent={} syn_options_clamped={} syn_proxy_acks={} syn_proxy_sessions={} syn_proxy_established={} syn_proxy_retries={} syn_proxy_refused={} syn_proxy_timeouts={} syn_proxy_client_resets={} syn_proxy_held={} syn_proxy_held_sent={} syn_proxy_held_freed={} syn_proxy_held_full={} idle_sleeps={}",
                 r.worker,
                 c.packets,
                 c.in_packets,
@@ -1137,6 +1142,10 @@ impl Backend for DpdkBackend {
                 c.syn_proxy_refused,
                 c.syn_proxy_timeouts,
                 c.syn_proxy_client_resets,
+                c.syn_proxy_held,
+                c.syn_proxy_held_sent,
+                c.syn_proxy_held_freed,
+                c.syn_proxy_held_full,
                 r.idle_sleeps,
             );
             for (i, n) in c.drops.iter().enumerate() {

@@ -468,7 +468,7 @@ type WorkerField = (&'static str, &'static str, fn(&WorkerMetrics) -> u64);
 /// Per-worker series.
 fn workers(out: &mut Out, e: &EngineMetrics) {
     let ws = &e.workers;
-    let counters: [WorkerField; 27] = [
+    let counters: [WorkerField; 31] = [
         (
             "rvs_worker_packets_total",
             "Packets a worker processed (received, or handed over by another worker).",
@@ -566,7 +566,7 @@ fn workers(out: &mut Out, e: &EngineMetrics) {
         ),
         (
             "rvs_worker_syn_proxy_retries_total",
-            "SYNs a worker sent to a real server again (unanswered for a second when the client sent again).",
+            "SYNs a worker sent to a real server again (unanswered 1 s, then 3 s, after the first).",
             |w| w.syn_proxy_retries,
         ),
         (
@@ -583,6 +583,26 @@ fn workers(out: &mut Out, e: &EngineMetrics) {
             "rvs_worker_syn_proxy_client_resets_total",
             "SYN-proxied connections the client reset before the real server answered.",
             |w| w.syn_proxy_client_resets,
+        ),
+        (
+            "rvs_worker_syn_proxy_held_total",
+            "Client data segments of SYN-proxied connections held until the real server's handshake completed.",
+            |w| w.syn_proxy_held,
+        ),
+        (
+            "rvs_worker_syn_proxy_held_sent_total",
+            "Held client data segments sent on to the real server after its handshake.",
+            |w| w.syn_proxy_held_sent,
+        ),
+        (
+            "rvs_worker_syn_proxy_held_freed_total",
+            "Held client data segments freed because the connection failed during setup.",
+            |w| w.syn_proxy_held_freed,
+        ),
+        (
+            "rvs_worker_syn_proxy_held_full_total",
+            "Client data segments during setup not held (the worker's table full, or one already held): dropped for the client to send again.",
+            |w| w.syn_proxy_held_full,
         ),
         (
             "rvs_worker_to_kernel_packets_total",

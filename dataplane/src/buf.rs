@@ -60,6 +60,16 @@ pub trait PacketBuf {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// A new buffer holding a copy of the data (an mbuf from the same pool), or `None`
+    /// when the storage cannot be copied (the pool is empty, a plain slice). For the
+    /// general path only (the SYN proxy keeps a client's segment).
+    fn try_clone(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// A `Vec`-backed [`PacketBuf`]: `buf[start..]` is the data, `buf[..start]` headroom.
@@ -143,6 +153,10 @@ impl PacketBuf for VecBuf {
         let new_len = self.buf.len() - len;
         self.buf.truncate(new_len);
         Ok(())
+    }
+
+    fn try_clone(&self) -> Option<Self> {
+        Some(self.clone())
     }
 }
 

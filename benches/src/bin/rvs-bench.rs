@@ -21,7 +21,9 @@ use clap::Parser;
 
 use rvs_benches::capture::{build_frame, Flow, Kind, PcapWriter, CLIENT_ISN, L4};
 use rvs_benches::plan::{self, Mode};
-use rvs_benches::report::{ProxyFigures, Row, RunResult, Summary, SynFloodFigures, WorkerFigures};
+use rvs_benches::report::{
+    NicPhase, ProxyFigures, Row, RunResult, Summary, SynFloodFigures, WorkerFigures,
+};
 use rvs_benches::sweep::{Point, Sweep};
 use rvs_dataplane::conn::{flags as conn_flags, ConnListing};
 use rvs_dataplane::dpdk::{
@@ -121,6 +123,14 @@ struct Opts {
     /// first.pcap (each flow's SYN), established.pcap, new.pcap.
     #[arg(long)]
     write_pcap: Option<PathBuf>,
+    /// `synflood-mixed`: established packets per second (millions) the NIC model
+    /// offers the worker's receive queue, at a fixed rate, in both phases.
+    #[arg(long, default_value_t = 2.0)]
+    offer_established: f64,
+    /// `synflood-mixed`: the flood's SYNs per second (millions) the NIC model offers in
+    /// its second phase, on top of the established packets.
+    #[arg(long, default_value_t = 8.0)]
+    offer_syn: f64,
     /// Internal: run one measurement (one of the tests) in this process.
     #[arg(long, hide = true)]
     child: Option<String>,
@@ -183,7 +193,12 @@ impl Opts {
             self.frame_size.to_string(),
             "--duration".into(),
             self.duration.to_string(),
+            "--offer-established".into(),
+            self.offer_established.to_string(),
+            "--offer-syn".into(),
+            self.offer_syn.to_string(),
         ];
+
         if let Some(p) = &self.proxy_protocol {
             a.push(format!("--proxy-protocol={p}"));
         }
@@ -254,6 +269,12 @@ fn validate(opts: &Opts) -> Result<(), Error> {
     }
     if opts.duration <= 0.0 {
         return Err("--duration must be positive".into());
+    }
+    if !(opts.offer_established > 0.0 && opts.offer_established <= 100.0) {
+        return Err("--offer-established: 0 to 100 (Mpps), above 0".into());
+    }
+    if !(opts.offer_syn >= 0.0 && opts.offer_syn <= 100.0) {
+        return Err("--offer-syn: 0 to 100 (Mpps)".into());
     }
     if let Some(pp) = &opts.proxy_protocol {
         if !["v1", "v2", "disable"].contains(&pp.to_ascii_lowercase().as_str()) {
@@ -416,6 +437,17 @@ fn run_child(exe: &Path, opts: &Opts, test: &str, workers: usize) -> Result<RunR
 /// The line a `synflood` or `synflood-mixed` run prints.
 fn synflood_line(r: &RunResult) -> String {
     let f = r.synflood.clone().unwrap_or_default();
+    if !f.nic.is_empty() {
+        let phases: Vec<String> = f.nic.iter().map(nic_line).collect();
+        return format!(
+            "{} {} worker(s), {} {}: {}",
+            r.test,
+            r.workers,
+            r.mode,
+            r.proto,
+            phases.join("; ")
+        );
+    }
     format!(
         "{} {} worker(s), {} {}: {:.3} M SYN-ACK cookies/s, {:.3} M established packets \
          forwarded/s, {:.3} M dropped/s, {} sessions created in the window, {:.3} Mpps \
@@ -437,7 +469,8 @@ fn synflood_line(r: &RunResult) -> String {
 fn smoke_check(opts: &Opts, r: &RunResult) -> bool {
     let mut ok = r.problems.is_empty();
     if let Some(f) = &r.synflood {
-        if f.cookies_per_sec <= 0.0 {
+        let shed: u64 = f.nic.iter().map(|p| p.shed).sum();
+        if f.cookies_per_sec <= 0.0 && shed == 0 {
             eprintln!("smoke: {}: no SYN-ACK cookie sent", r.test);
             ok = false;
         }
@@ -450,6 +483,10 @@ fn smoke_check(opts: &Opts, r: &RunResult) -> bool {
         }
         if r.test == "synflood-mixed" && f.established_per_sec <= 0.0 {
             eprintln!("smoke: synflood-mixed: no established packet forwarded");
+            ok = false;
+        }
+        if r.test == "synflood-mixed" && f.nic.iter().any(|p| p.est_forwarded == 0) {
+            eprintln!("smoke: synflood-mixed: a phase of the NIC model forwarded nothing");
             ok = false;
         }
         return ok;
@@ -534,36 +571,6 @@ fn write_captures(
     Ok(paths)
 }
 
-/// `synflood-mixed`'s captures: per worker, each established packet followed by the SYN
-/// of a new flow (of `flood`, the same worker's, round).
-fn mixed_captures(
-    dir: &Path,
-    est: &[Vec<rvs_benches::capture::Flow>],
-    flood: &[Vec<rvs_benches::capture::Flow>],
-    l4: L4,
-    frame_size: usize,
-) -> Result<Vec<PathBuf>, Error> {
-    let mut paths = Vec::new();
-    for (w, flows) in est.iter().enumerate() {
-        let path = dir.join(format!("client-{w}.pcap"));
-        let mut pw = PcapWriter::create(&path)?;
-        let syns = flood.get(w).filter(|f| !f.is_empty());
-        for (i, f) in flows.iter().enumerate() {
-            pw.write(&build_frame(f, l4, Kind::Established, frame_size, i as u32))?;
-            if let Some(syns) = syns {
-                let s = rvs_benches::capture::Flow {
-                    vport: plan::FLOOD_VPORT,
-                    ..syns[i % syns.len()]
-                };
-                pw.write(&build_frame(&s, l4, Kind::First, frame_size, i as u32))?;
-            }
-        }
-        pw.finish()?;
-        paths.push(path);
-    }
-    Ok(paths)
-}
-
 fn write_generator_pcaps(opts: &Opts, dir: &Path) -> Result<(), Error> {
     validate(opts)?;
     std::fs::create_dir_all(dir)?;
@@ -623,19 +630,20 @@ fn devices(
             } else {
                 Kind::Established
             };
-            let paths = if test == "synflood-mixed" {
-                let flood = plan::partition(opts.new_flows(), opts.flows, sets.len());
-                capture_packets = sets.iter().map(|s| 2 * s.len() as u64).sum();
-                mixed_captures(dir, sets, &flood, opts.l4(), opts.frame_size)?
+            let dev = if test == "synflood-mixed" {
+                // The NIC model feeds the warm-up port's rings at a fixed rate; the
+                // client port receives nothing.
+                "net_null1,no-rx=1".to_owned()
             } else {
                 capture_packets = sets.iter().map(|s| s.len() as u64).sum();
-                write_captures(dir, "client", sets, opts.l4(), kind, opts.frame_size)?
+                let paths = write_captures(dir, "client", sets, opts.l4(), kind, opts.frame_size)?;
+                let mut dev = "net_pcap0".to_owned();
+                for p in &paths {
+                    dev.push_str(&format!(",rx_pcap={}", p.display()));
+                }
+                dev.push_str(",infinite_rx=1");
+                dev
             };
-            let mut dev = "net_pcap0".to_owned();
-            for p in &paths {
-                dev.push_str(&format!(",rx_pcap={}", p.display()));
-            }
-            dev.push_str(",infinite_rx=1");
             (dev, Some("net_null0,no-rx=1".to_owned()), true)
         }
     };
@@ -1031,10 +1039,12 @@ fn engine_run(
         (dev.capture_packets + 65536) as u32,
     );
     cfg.idle_sleep_max_us = opts.idle_sleep_max_us;
+    // synflood measures what a cookie costs: its source is an always-full queue, which
+    // would have every SYN shed.
+    cfg.syn_shed = test != "synflood";
     // Declared before the engine so it outlives it (mbufs from it may be in flight).
     let warm_pool = Mempool::new("warm_pool", 32767, 256, data_room(opts.frame_size))?;
     let mut engine = Engine::start_with_data_room(&cfg, data_room(opts.frame_size))?;
-    let _ = warm_tx.len();
     let lips = plan::lips_needed(u64::from(capacity), workers);
     // synflood: the service is SYN-proxied; synflood-mixed: a second service on
     // FLOOD_VPORT is, which the flood's SYNs go to.
@@ -1124,6 +1134,20 @@ fn engine_run(
     }
     std::thread::sleep(Duration::from_millis(300));
 
+    if test == "synflood-mixed" && !opts.real_nic() && problems.is_empty() {
+        let r = nic_model(opts, &engine, &warm_pool, warm_rx, warm_tx, sets, hz);
+        engine.stop()?;
+        // What the worker sent back on the port (SYN-ACKs) or had not taken yet: freed
+        // while their pool lives.
+        let mut b = MbufBatch::new();
+        for ring in warm_rx.iter().chain(warm_tx) {
+            while ring.dequeue_burst(&mut b) > 0 {
+                b.clear();
+            }
+        }
+        return Ok(r);
+    }
+
     let p0 = engine.port_stats();
     let first = sample(&engine);
     let cpu0 = worker_cpu_seconds();
@@ -1171,6 +1195,7 @@ fn engine_run(
             established_per_sec: delta(&|r| r.counters.in_packets) as f64 / secs,
             dropped_per_sec: delta(&|r| r.counters.dropped()) as f64 / secs,
             sessions_created: delta(&|r| r.sessions_created),
+            nic: Vec::new(),
         }
     });
     let mut r = RunResult {
@@ -1187,6 +1212,228 @@ fn engine_run(
     r.sink_packets = sink_delta(&p0, &p1, dev.server.is_some());
     engine.stop()?;
     Ok(r)
+}
+
+/// `synflood-mixed`'s model of a NIC receive queue: packets are offered at a fixed rate
+/// (`--offer-established`, and `--offer-syn` in the second phase) into a bounded ring
+/// the worker polls (the warm-up port's receive ring, 4095 slots, as a NIC's descriptor
+/// ring); what does not fit is the NIC's drop, counted per class. Three phases of
+/// `--duration` seconds each, in the same run: established flows alone; with the
+/// flood's SYNs (new flows to the SYN-proxied service on [`plan::FLOOD_VPORT`]); the
+/// same with the workers' shedding turned off ([`Engine::set_syn_shed`]). Worker 0's
+/// queue only (the figures are one worker's).
+fn nic_model(
+    opts: &Opts,
+    engine: &Engine,
+    pool: &Mempool,
+    rx: &[Ring],
+    tx: &[Ring],
+    sets: &[Vec<rvs_benches::capture::Flow>],
+    hz: u64,
+) -> RunResult {
+    let l4 = opts.l4();
+    let est: Vec<Vec<u8>> = sets[0]
+        .iter()
+        .take(65536)
+        .enumerate()
+        .map(|(i, f)| build_frame(f, l4, Kind::Established, opts.frame_size, i as u32))
+        .collect();
+    let flood = plan::partition(opts.new_flows(), opts.flows, sets.len());
+    let syns: Vec<Vec<u8>> = flood[0]
+        .iter()
+        .take(65536)
+        .enumerate()
+        .map(|(i, f)| {
+            let f = rvs_benches::capture::Flow {
+                vport: plan::FLOOD_VPORT,
+                ..*f
+            };
+            build_frame(&f, l4, Kind::First, opts.frame_size, i as u32)
+        })
+        .collect();
+    let e = opts.offer_established * 1e6;
+    let s = opts.offer_syn * 1e6;
+    let first = sample(engine);
+    let cpu0 = worker_cpu_seconds();
+    let fr = (&est[..], &syns[..]);
+    let quiet = feed(
+        engine,
+        pool,
+        &rx[0],
+        &tx[0],
+        fr,
+        (e, 0.0),
+        opts.duration,
+        true,
+    );
+    let flooded = feed(
+        engine,
+        pool,
+        &rx[0],
+        &tx[0],
+        fr,
+        (e, s),
+        opts.duration,
+        true,
+    );
+    engine.set_syn_shed(false);
+    let unshed = feed(
+        engine,
+        pool,
+        &rx[0],
+        &tx[0],
+        fr,
+        (e, s),
+        opts.duration,
+        false,
+    );
+    engine.set_syn_shed(true);
+    let cpu = worker_cpu_seconds() - cpu0;
+    let end = sample(engine);
+    for p in [&quiet, &flooded, &unshed] {
+        progress(nic_line(p));
+    }
+    let secs = end.at.duration_since(first.at).as_secs_f64();
+    let per_worker = window(&first, &end, secs, hz);
+    let f = &flooded;
+    let synflood = SynFloodFigures {
+        cookies_per_sec: f.cookies as f64 / f.secs,
+        established_per_sec: f.est_forwarded as f64 / f.secs,
+        dropped_per_sec: (f.worker_dropped + f.nic_dropped_est + f.nic_dropped_syn) as f64 / f.secs,
+        sessions_created: quiet.sessions_created + f.sessions_created + unshed.sessions_created,
+        nic: vec![quiet, flooded, unshed],
+    };
+    let mut r = RunResult {
+        seconds: secs,
+        mpps_total: per_worker.iter().map(|w| w.mpps).sum(),
+        per_worker,
+        worker_cpu_seconds: cpu,
+        synflood: Some(synflood),
+        ..RunResult::default()
+    };
+    fill_tables(&mut r, &end, 0);
+    r
+}
+
+/// One phase of the NIC model: offers established frames at `rates.0` and SYNs at
+/// `rates.1` per second for `secs`, interleaved in proportion, into `rx` (frames the
+/// worker sends back on the port, the SYN-ACKs, are taken from `tx` and freed).
+#[allow(clippy::too_many_arguments)]
+fn feed(
+    engine: &Engine,
+    pool: &Mempool,
+    rx: &Ring,
+    tx: &Ring,
+    frames: (&[Vec<u8>], &[Vec<u8>]),
+    rates: (f64, f64),
+    secs: f64,
+    shedding: bool,
+) -> NicPhase {
+    let (est, syns) = frames;
+    let (re, rs) = rates;
+    let first = sample(engine);
+    let t0 = Instant::now();
+    let (mut oe, mut os, mut de, mut ds) = (0u64, 0u64, 0u64, 0u64);
+    let mut batch = MbufBatch::new();
+    let mut back = MbufBatch::new();
+    let mut syn_at = [false; dpdk::MAX_BURST];
+    loop {
+        let t = t0.elapsed().as_secs_f64();
+        if t >= secs {
+            break;
+        }
+        while tx.dequeue_burst(&mut back) > 0 {
+            back.clear();
+        }
+        let (want_e, want_s) = ((t * re) as u64, (t * rs) as u64);
+        let mut n = 0;
+        while n < dpdk::MAX_BURST && (oe < want_e || os < want_s) {
+            // The class furthest behind its rate goes next.
+            let syn = os < want_s && (oe >= want_e || os as f64 * re <= oe as f64 * rs);
+            let frame = if syn {
+                &syns[(os % syns.len() as u64) as usize]
+            } else {
+                &est[(oe % est.len() as u64) as usize]
+            };
+            let Some(m) = pool.alloc_with(frame) else {
+                break;
+            };
+            if syn {
+                os += 1;
+            } else {
+                oe += 1;
+            }
+            let _ = batch.push(m);
+            syn_at[n] = syn;
+            n += 1;
+        }
+        if n == 0 {
+            std::hint::spin_loop();
+            continue;
+        }
+        let k = rx.enqueue_burst(&mut batch);
+        // The queue is full: the NIC drops the rest.
+        for &syn in &syn_at[k..n] {
+            if syn {
+                ds += 1;
+            } else {
+                de += 1;
+            }
+        }
+        batch.clear();
+    }
+    // What is still queued is served before the phase's counters are read.
+    let drain = Instant::now();
+    while rx.count() > 0 && drain.elapsed() < Duration::from_secs(2) {
+        while tx.dequeue_burst(&mut back) > 0 {
+            back.clear();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let end = sample(engine);
+    let delta = |f: &dyn Fn(&WorkerReport) -> u64| -> u64 {
+        let sum = |s: &Sample| -> u64 { s.reports.iter().map(f).sum() };
+        sum(&end) - sum(&first)
+    };
+    let shed = delta(&|r| r.counters.drops_of(DropReason::SynShed));
+    NicPhase {
+        shedding,
+        secs,
+        offered_est: oe,
+        offered_syn: os,
+        nic_dropped_est: de,
+        nic_dropped_syn: ds,
+        est_forwarded: delta(&|r| r.counters.in_packets),
+        cookies: delta(&|r| r.counters.syn_cookies_sent),
+        shed,
+        worker_dropped: delta(&|r| r.counters.dropped()),
+        sessions_created: delta(&|r| r.sessions_created),
+    }
+}
+
+/// The progress line of one phase of the NIC model.
+fn nic_line(p: &NicPhase) -> String {
+    let m = |n: u64| n as f64 / p.secs / 1e6;
+    format!(
+        "NIC model, {}: established offered {:.3} M/s, forwarded {:.3} M/s, NIC-dropped \
+         {:.3} M/s; SYNs offered {:.3} M/s, cookies {:.3} M/s, shed {:.3} M/s, NIC-dropped \
+         {:.3} M/s; worker drops {:.3} M/s ({:.1} s)",
+        match (p.offered_syn, p.shedding) {
+            (0, _) => "no flood",
+            (_, true) => "flood",
+            (_, false) => "flood, shedding off",
+        },
+        m(p.offered_est),
+        m(p.est_forwarded),
+        m(p.nic_dropped_est),
+        m(p.offered_syn),
+        m(p.cookies),
+        m(p.shed),
+        m(p.nic_dropped_syn),
+        m(p.worker_dropped),
+        p.secs
+    )
 }
 
 /// Puts `frames` into the warm-up port's receive ring `ring` (one worker's queue), as

@@ -163,6 +163,19 @@ impl Mbuf {
         unsafe { (*self.raw.as_ptr()).port }
     }
 
+    /// A new mbuf of the same pool holding a copy of the first segment's data (with the
+    /// pool's default headroom), or `None` when the pool is empty.
+    pub fn copy(&self) -> Option<Mbuf> {
+        // SAFETY: reads the pool pointer of a live mbuf we own; rte_pktmbuf_alloc
+        // returns NULL or a fresh mbuf of that (live) pool.
+        let m = unsafe { sys::rvs_pktmbuf_alloc((*self.raw.as_ptr()).pool) };
+        // SAFETY: a non-null result is an mbuf we now own exclusively.
+        let mut m = NonNull::new(m).map(|m| unsafe { Mbuf::from_raw(m) })?;
+        let data = self.data();
+        m.append(data.len())?.copy_from_slice(data);
+        Some(m)
+    }
+
     /// The reference count.
     #[inline]
     pub fn refcnt(&self) -> u16 {
@@ -219,5 +232,10 @@ impl crate::buf::PacketBuf for Mbuf {
         } else {
             Err(crate::buf::BufError::TooShort)
         }
+    }
+
+    #[inline]
+    fn try_clone(&self) -> Option<Self> {
+        Mbuf::copy(self)
     }
 }

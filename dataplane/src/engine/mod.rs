@@ -99,6 +99,11 @@ pub struct EngineConfig {
     /// finding every queue empty (pauses of 4 µs after 256 empty turns, doubling up to
     /// this bound; back to full polling on the first packet); 0: pure polling.
     pub idle_sleep_max_us: u32,
+    /// Shed SYNs to SYN-proxied services while a worker is overloaded (its receive
+    /// bursts keep coming back full; see [`crate::pipeline::Core::set_overloaded`]).
+    /// `rvsd` always sheds; the benchmark's cookie measurement, whose source is an
+    /// always-full queue, turns it off.
+    pub syn_shed: bool,
     /// Mbufs in the pool.
     pub mbufs: u32,
     /// Static routes (connected routes of the port addresses are added automatically).
@@ -299,6 +304,8 @@ struct Shared {
     new_sessions_per_second: u32,
     syn_proxy_auto: (u32, u32),
     idle_sleep_max_us: u32,
+    /// [`EngineConfig::syn_shed`], changed with [`Engine::set_syn_shed`].
+    syn_shed: AtomicBool,
     static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
     /// Per worker: sync records for the sync thread (master).
     sync_out: Arc<Vec<ArrayQueue<SyncConn>>>,
@@ -448,6 +455,7 @@ impl Engine {
             new_sessions_per_second: cfg.new_sessions_per_second,
             syn_proxy_auto: cfg.syn_proxy_auto,
             idle_sleep_max_us: cfg.idle_sleep_max_us,
+            syn_shed: AtomicBool::new(cfg.syn_shed),
             static_neighbours: cfg.static_neighbours.clone(),
             sync_out: Arc::new(queues(workers, SYNC_QUEUE)),
             sync_in: queues(workers, SYNC_QUEUE),
@@ -702,6 +710,12 @@ impl Engine {
         all.extend(self.connected.iter().cloned());
         self.base.routes = crate::route::RouteTable::new(all);
         self.base.marks = marks;
+    }
+
+    /// Turns the shedding of SYNs to SYN-proxied services by overloaded workers on or off
+    /// ([`EngineConfig::syn_shed`]); workers see it at their next poll.
+    pub fn set_syn_shed(&self, on: bool) {
+        self.shared.syn_shed.store(on, Ordering::Relaxed);
     }
 
     /// Sets the sysctl `sloppy_tcp` (a configuration reload). Workers see it with the next

@@ -76,9 +76,11 @@ pub(super) fn mempool(
         .filter(|p| p.kernel_iface.is_some())
         .count();
     let nports = (cfg.ports.len() + ntaps).max(1) as u32;
+    // The SYN proxy's kept client segments, per worker.
+    let held = crate::pipeline::SYN_PROXY_HELD_MAX as u32;
     let mbufs = cfg
         .mbufs
-        .max(nports * MBUFS_PER_PORT_WORKER * workers as u32 + SPARE_MBUFS);
+        .max(nports * MBUFS_PER_PORT_WORKER * workers as u32 + held * workers as u32 + SPARE_MBUFS);
     Ok(Mempool::new(
         &format!("rvs_pool_{}", std::process::id()),
         mbufs,

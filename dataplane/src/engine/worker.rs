@@ -21,6 +21,11 @@ const SYNC_INSTALL_BURST: usize = 512;
 /// gets to them (so up to `(1 + RX_MORE) * MAX_BURST` packets before it polls anything
 /// else): the packets of one burst are in flight while the next is received.
 const RX_MORE: usize = 3;
+/// Receive bursts in a row that come back full (every descriptor asked for had a
+/// packet) after which the worker counts as overloaded: the NIC's queue keeps more than
+/// the worker takes, and SYNs to SYN-proxied services are shed
+/// ([`crate::pipeline::Core::set_overloaded`]) until a burst comes back short.
+const OVERLOAD_BURSTS: u32 = 8;
 /// Session table capacity of a worker at least.
 const MIN_CONN_CAPACITY: u32 = 1024;
 /// Slow work (session expiry, neighbour aging) runs this many times a second.
@@ -358,6 +363,8 @@ struct Worker<'a> {
     busy: bool,
     /// The pauses of an idle worker.
     idle: Idle,
+    /// Receive bursts from the ports that came back full, in a row (the overload signal).
+    rx_full: u32,
 }
 
 impl<'a> Worker<'a> {
@@ -397,6 +404,7 @@ impl<'a> Worker<'a> {
             clock: Clock::new(),
             busy: false,
             idle: Idle::new(sh.idle_sleep_max_us),
+            rx_full: 0,
         }
     }
 
@@ -519,12 +527,32 @@ impl<'a> Worker<'a> {
     fn poll_ports(&mut self, now: u64) {
         let (sh, q) = (self.sh, self.out.queue);
         for (p, port) in sh.ports.iter().enumerate() {
-            if q.0 >= sh.rx_queues[p] || port.rx_burst(q, &mut self.rx) == 0 {
+            if q.0 >= sh.rx_queues[p] {
+                continue;
+            }
+            let n = port.rx_burst(q, &mut self.rx);
+            if n == 0 {
                 continue;
             }
             self.busy = true;
+            // The overload signal: full bursts in a row (an empty one says nothing, a
+            // short one ends the run). Set before the packets are processed; the bursts
+            // received while processing count for the next poll.
+            let full = &mut self.rx_full;
+            *full = if n == dpdk::MAX_BURST { *full + 1 } else { 0 };
+            let shed = sh.syn_shed.load(Ordering::Relaxed);
+            self.core.set_overloaded(shed && *full >= OVERLOAD_BURSTS);
             // Up to RX_MORE more bursts as the pipeline gets to them.
-            let stream = self.rx.stream(|b| port.rx_burst(q, b), RX_MORE);
+            let refill = |b: &mut MbufBatch| {
+                let n = port.rx_burst(q, b);
+                if n == dpdk::MAX_BURST {
+                    *full += 1;
+                } else if n > 0 {
+                    *full = 0;
+                }
+                n
+            };
+            let stream = self.rx.stream(refill, RX_MORE);
             process(&mut self.core, &mut self.out, stream, now, true, p as u16);
         }
     }

@@ -90,6 +90,44 @@ pub fn siphash24(k: [u64; 2], msg: &[u8]) -> u64 {
     v[0] ^ v[1] ^ v[2] ^ v[3]
 }
 
+/// SipHash-2-4 of a 16-byte message given as its two little-endian words: the same
+/// value as [`siphash24`] of those bytes, in straight-line code (two message blocks and
+/// the length block, no buffer, no loop over bytes): the cookie's hash.
+#[inline]
+pub fn siphash24_16(k: [u64; 2], m0: u64, m1: u64) -> u64 {
+    let mut v0 = k[0] ^ 0x736f_6d65_7073_6575;
+    let mut v1 = k[1] ^ 0x646f_7261_6e64_6f6d;
+    let mut v2 = k[0] ^ 0x6c79_6765_6e65_7261;
+    let mut v3 = k[1] ^ 0x7465_6462_7974_6573;
+    macro_rules! round {
+        () => {
+            v0 = v0.wrapping_add(v1);
+            v1 = v1.rotate_left(13) ^ v0;
+            v0 = v0.rotate_left(32);
+            v2 = v2.wrapping_add(v3);
+            v3 = v3.rotate_left(16) ^ v2;
+            v0 = v0.wrapping_add(v3);
+            v3 = v3.rotate_left(21) ^ v0;
+            v2 = v2.wrapping_add(v1);
+            v1 = v1.rotate_left(17) ^ v2;
+            v2 = v2.rotate_left(32);
+        };
+    }
+    // The length block of a 16-byte message: no bytes left, the length in the top byte.
+    for m in [m0, m1, 16u64 << 56] {
+        v3 ^= m;
+        round!();
+        round!();
+        v0 ^= m;
+    }
+    v2 ^= 0xff;
+    round!();
+    round!();
+    round!();
+    round!();
+    v0 ^ v1 ^ v2 ^ v3
+}
+
 /// A connection's ends as the client's SYN names them (IPv4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ends {
@@ -150,14 +188,20 @@ impl Cookies {
         self.minute = minute;
     }
 
+    /// SipHash-2-4 of the 16 bytes saddr, daddr, sport and dport (network order), `t`
+    /// (little-endian), as two words.
+    #[inline]
     fn hash(key: [u64; 2], e: &Ends, t: u32) -> (u32, u32) {
-        let mut b = [0u8; 16];
-        b[..4].copy_from_slice(&e.saddr);
-        b[4..8].copy_from_slice(&e.daddr);
-        b[8..10].copy_from_slice(&e.sport.to_be_bytes());
-        b[10..12].copy_from_slice(&e.dport.to_be_bytes());
-        b[12..].copy_from_slice(&t.to_le_bytes());
-        let h = siphash24(key, &b);
+        let m0 =
+            u64::from(u32::from_le_bytes(e.saddr)) | u64::from(u32::from_le_bytes(e.daddr)) << 32;
+        let ports = u32::from_le_bytes([
+            (e.sport >> 8) as u8,
+            e.sport as u8,
+            (e.dport >> 8) as u8,
+            e.dport as u8,
+        ]);
+        let m1 = u64::from(ports) | u64::from(t) << 32;
+        let h = siphash24_16(key, m0, m1);
         ((h >> 32) as u32, h as u32)
     }
 
@@ -342,30 +386,60 @@ pub struct WriteOptions {
     pub ts: Option<(u32, u32)>,
 }
 
+/// The length of the options [`write_options`] writes for `o` (a SYN's or SYN-ACK's:
+/// `syn`), or of the timestamps alone (any other segment): a multiple of 4.
+#[inline]
+fn options_len(o: &WriteOptions, syn: bool) -> usize {
+    if !syn {
+        return if o.ts.is_some() { 12 } else { 0 };
+    }
+    4 + match (o.sack, o.ts) {
+        (_, Some(_)) => 12,
+        (true, None) => 4,
+        (false, None) => 0,
+    } + if o.wscale.is_some() { 4 } else { 0 }
+}
+
 /// Writes `o` as Linux lays them out (MSS; SACK-perm and timestamps; NOP and window
-/// scale) into `out` (at least 20 bytes); returns their length, a multiple of 4.
-fn write_options(o: &WriteOptions, out: &mut [u8]) -> usize {
-    let mut n = 0;
-    let mut put = |b: &[u8], n: &mut usize| {
-        out[*n..*n + b.len()].copy_from_slice(b);
-        *n += b.len();
+/// scale) into `out`, which is [`options_len`] bytes long; for a segment that is not a
+/// SYN (`syn` false) only the timestamps (NOP, NOP, timestamps).
+#[inline]
+fn write_options(o: &WriteOptions, syn: bool, out: &mut [u8]) {
+    let put_ts = |out: &mut [u8], val: u32, ecr: u32| {
+        out[0..2].copy_from_slice(&[8, 10]);
+        out[2..6].copy_from_slice(&val.to_be_bytes());
+        out[6..10].copy_from_slice(&ecr.to_be_bytes());
+    };
+    if !syn {
+        if let (Some((val, ecr)), Some(out)) = (o.ts, out.get_mut(..12)) {
+            out[0..2].copy_from_slice(&[1, 1]);
+            put_ts(&mut out[2..], val, ecr);
+        }
+        return;
+    }
+    let Some(mss) = out.get_mut(..4) else {
+        return;
     };
     let m = o.mss.to_be_bytes();
-    put(&[2, 4, m[0], m[1]], &mut n);
-    match (o.sack, o.ts) {
-        (sack, Some((val, ecr))) => {
-            put(if sack { &[4, 2] } else { &[1, 1] }, &mut n);
-            put(&[8, 10], &mut n);
-            put(&val.to_be_bytes(), &mut n);
-            put(&ecr.to_be_bytes(), &mut n);
+    mss.copy_from_slice(&[2, 4, m[0], m[1]]);
+    let mut n = 4;
+    match (o.sack, o.ts, out.get_mut(4..16)) {
+        (sack, Some((val, ecr)), Some(t)) => {
+            t[0..2].copy_from_slice(if sack { &[4, 2] } else { &[1, 1] });
+            put_ts(&mut t[2..], val, ecr);
+            n = 16;
         }
-        (true, None) => put(&[1, 1, 4, 2], &mut n),
-        (false, None) => {}
+        (true, None, _) => {
+            if let Some(t) = out.get_mut(4..8) {
+                t.copy_from_slice(&[1, 1, 4, 2]);
+                n = 8;
+            }
+        }
+        _ => {}
     }
-    if let Some(w) = o.wscale {
-        put(&[1, 3, 3, w], &mut n);
+    if let (Some(w), Some(t)) = (o.wscale, out.get_mut(n..n + 4)) {
+        t.copy_from_slice(&[1, 3, 3, w]);
     }
-    n
 }
 
 /// Where a segment's headers are in its frame.
@@ -415,23 +489,9 @@ fn write_segment<P: PacketBuf>(
     window: u16,
     opts: &WriteOptions,
 ) -> Option<()> {
-    let mut o = [0u8; 40];
-    let olen = write_options(opts, &mut o);
     // The MSS is always first; a segment that is not a SYN carries only timestamps.
-    let (o, olen) = if flags & 0x02 == 0 {
-        match opts.ts {
-            Some((val, ecr)) => {
-                let mut t = [0u8; 40];
-                t[..4].copy_from_slice(&[1, 1, 8, 10]);
-                t[4..8].copy_from_slice(&val.to_be_bytes());
-                t[8..12].copy_from_slice(&ecr.to_be_bytes());
-                (t, 12)
-            }
-            None => ([0u8; 40], 0),
-        }
-    } else {
-        (o, olen)
-    };
+    let syn = flags & tcp_flags::SYN != 0;
+    let olen = options_len(opts, syn);
     let len = at.l4 + 20 + olen;
     let cur = pkt.len();
     if at.l4 + 20 > cur || at.l3 + 20 > at.l4 {
@@ -472,11 +532,12 @@ fn write_segment<P: PacketBuf>(
     t[13] = flags;
     t[14..16].copy_from_slice(&window.to_be_bytes());
     t[16..20].copy_from_slice(&[0, 0, 0, 0]);
-    t[20..20 + olen].copy_from_slice(&o[..olen]);
-    let src = std::net::Ipv4Addr::from(<[u8; 4]>::try_from(&f[at.l3 + 12..at.l3 + 16]).ok()?);
-    let dst = std::net::Ipv4Addr::from(<[u8; 4]>::try_from(&f[at.l3 + 16..at.l3 + 20]).ok()?);
+    write_options(opts, syn, &mut t[20..20 + olen]);
+    // The pseudo-header's addresses are the IPv4 header's last 8 bytes: summed with the
+    // segment in one pass.
     let sum = checksum::combine(&[
-        checksum::pseudo_header_v4(src, dst, 6, (20 + olen) as u16),
+        checksum::data(&f[at.l3 + 12..at.l3 + 20]),
+        6 + (20 + olen) as u16,
         checksum::data(&f[at.l4..len]),
     ]);
     f[at.l4 + 16..at.l4 + 18].copy_from_slice(&(!sum).to_be_bytes());

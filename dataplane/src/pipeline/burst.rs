@@ -136,28 +136,38 @@ impl<P: PacketBuf> Core<P> {
                     Some(p) => {
                         let r = i % RING;
                         let v4 = wire::classify_v4_flow(p.data());
-                        let key = match &v4 {
-                            Some(v) => Some(v4_flow_key(v)),
-                            None => {
-                                let c = &mut cls[r];
-                                wire::classify_into(p.data(), ChecksumMode::Software, c);
-                                match c {
-                                    Ok(Classified::Ip(m)) => flow_key(m),
-                                    _ => None,
+                        if self.overloaded && v4.as_ref().is_some_and(|v| self.shed_v4(v)) {
+                            // Shed at the cheapest point: no hash, no prefetch; the
+                            // slot stays empty.
+                            self.counters.packets += 1;
+                            let out = self.drop(p, DropReason::SynShed);
+                            emit(Emit::Packet(out));
+                            ring[r] = None;
+                            flows[r] = None;
+                        } else {
+                            let key = match &v4 {
+                                Some(v) => Some(v4_flow_key(v)),
+                                None => {
+                                    let c = &mut cls[r];
+                                    wire::classify_into(p.data(), ChecksumMode::Software, c);
+                                    match c {
+                                        Ok(Classified::Ip(m)) => flow_key(m),
+                                        _ => None,
+                                    }
                                 }
-                            }
-                        };
-                        flows[r] = key.map(|key| {
-                            let hash = self.conns.flow_hash(&key);
-                            self.conns.prefetch_flow(hash);
-                            Flow {
-                                hash,
-                                key,
-                                hint: None,
-                                v4,
-                            }
-                        });
-                        ring[r] = Some(p);
+                            };
+                            flows[r] = key.map(|key| {
+                                let hash = self.conns.flow_hash(&key);
+                                self.conns.prefetch_flow(hash);
+                                Flow {
+                                    hash,
+                                    key,
+                                    hint: None,
+                                    v4,
+                                }
+                            });
+                            ring[r] = Some(p);
+                        }
                     }
                     None => end = i,
                 }

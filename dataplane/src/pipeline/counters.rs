@@ -67,12 +67,16 @@ pub enum DropReason {
     /// director's SYN yet (data sent with or after the ACK: the client sends it again),
     /// or a server segment other than its SYN-ACK or a reset then.
     SynProxySetup,
+    /// A SYN to a SYN-proxied service shed while the worker is overloaded (its receive
+    /// bursts keep coming back full): dropped before its cookie is computed, so that
+    /// established packets keep being served.
+    SynShed,
 }
 
 impl DropReason {
     /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
     /// other reasons.
-    pub const COUNT: usize = 2 * wire::Error::COUNT + 19;
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 20;
 
     /// The counter slot.
     pub fn index(self) -> usize {
@@ -99,6 +103,7 @@ impl DropReason {
             DropReason::SynProxyBadCookie => 2 * w + 16,
             DropReason::SynProxyBadOptions => 2 * w + 17,
             DropReason::SynProxySetup => 2 * w + 18,
+            DropReason::SynShed => 2 * w + 19,
         }
     }
 
@@ -128,6 +133,7 @@ impl DropReason {
                 16 => DropReason::SynProxyBadCookie,
                 17 => DropReason::SynProxyBadOptions,
                 18 => DropReason::SynProxySetup,
+                19 => DropReason::SynShed,
                 _ => return None,
             },
         })
@@ -157,6 +163,7 @@ impl DropReason {
             DropReason::SynProxyBadCookie => "syn-proxy-bad-cookie".into(),
             DropReason::SynProxyBadOptions => "syn-proxy-bad-options".into(),
             DropReason::SynProxySetup => "syn-proxy-setup".into(),
+            DropReason::SynShed => "syn-shed".into(),
         }
     }
 }
@@ -215,8 +222,8 @@ pub struct Counters {
     /// SYN proxy: sessions whose real server answered with its SYN-ACK (translated from
     /// then on).
     pub syn_proxy_established: u64,
-    /// SYN proxy: SYNs sent to a real server again (it had not answered within a second
-    /// when the client sent again).
+    /// SYN proxy: SYNs sent to a real server again (it had not answered 1 s, then 3 s,
+    /// after the first).
     pub syn_proxy_retries: u64,
     /// SYN proxy: real servers that refused the SYN (a reset, passed to the client).
     pub syn_proxy_refused: u64,
@@ -224,6 +231,18 @@ pub struct Counters {
     pub syn_proxy_timeouts: u64,
     /// SYN proxy: clients that reset a connection before its real server answered.
     pub syn_proxy_client_resets: u64,
+    /// SYN proxy: client data segments (with the ACK or after it) held until the real
+    /// server's handshake completes.
+    pub syn_proxy_held: u64,
+    /// SYN proxy: held segments sent on to the real server after its handshake.
+    pub syn_proxy_held_sent: u64,
+    /// SYN proxy: held segments freed because the connection failed (the server's or
+    /// the client's reset, no answer, the session gone).
+    pub syn_proxy_held_freed: u64,
+    /// SYN proxy: data segments not held (the worker's table of held segments full, or
+    /// one already held for the session): dropped as `syn-proxy-setup`, for the client
+    /// to send again.
+    pub syn_proxy_held_full: u64,
     /// Drops by reason ([`DropReason::index`]).
     pub drops: [u64; DropReason::COUNT],
 }
@@ -257,6 +276,10 @@ impl Default for Counters {
             syn_proxy_refused: 0,
             syn_proxy_timeouts: 0,
             syn_proxy_client_resets: 0,
+            syn_proxy_held: 0,
+            syn_proxy_held_sent: 0,
+            syn_proxy_held_freed: 0,
+            syn_proxy_held_full: 0,
             drops: [0; DropReason::COUNT],
         }
     }

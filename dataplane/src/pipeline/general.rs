@@ -161,7 +161,7 @@ impl<P: PacketBuf> Core<P> {
     /// it, and which handler takes it.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn process_with(
+    pub(super) fn process_with(
         &mut self,
         snap: &Snapshot,
         pkt: P,
@@ -299,6 +299,9 @@ impl<P: PacketBuf> Core<P> {
         let mut pkt = pkt;
         if pm.flow.proto == Proto::Tcp && snap.services.has_syn_proxy() {
             if pm.tcp_flags.has(TcpFlags::SYN) {
+                if self.overloaded && self.syn_shed(pm, snap) {
+                    return self.drop(pkt, DropReason::SynShed);
+                }
                 self.pressure.count(now_ms);
             }
             match self.syn_proxy_client(pkt, meta, pm, hash, in_port, snap, now_ms) {

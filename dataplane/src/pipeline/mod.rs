@@ -61,6 +61,7 @@ pub use self::host::{build_arp_request, build_gratuitous_arp, ArpConflict};
 pub use self::probe::{probe_mac, probe_target, probe_tunnels, PROBE_MAC_PREFIX};
 pub use self::synproxy::{
     DEFAULT_FILL as SYN_PROXY_DEFAULT_FILL, DEFAULT_RATE as SYN_PROXY_DEFAULT_RATE,
+    HELD_MAX as SYN_PROXY_HELD_MAX,
 };
 
 /// A random secret for worker `id`'s SYN cookies (from the OS's randomness, through
@@ -181,7 +182,8 @@ pub enum Out<P> {
     /// Done with it, nothing to count (e.g. an ARP reply that was learned).
     Consumed(P),
     /// Held until its next hop resolves (the ARP request is queued in
-    /// [`Core::take_arp_requests`]).
+    /// [`Core::take_arp_requests`]), or by the SYN proxy until the real server's
+    /// handshake completes (then sent from [`Core::take_released`]).
     Held,
 }
 
@@ -221,6 +223,11 @@ pub struct Core<P> {
     cookies: crate::forward::synproxy::Cookies,
     /// The SYN proxy's `auto`: TCP SYNs per second, thresholds.
     pressure: self::synproxy::Pressure,
+    /// The SYN proxy's kept client segments (SYN retries, data held during setup).
+    held: self::synproxy::Held<P>,
+    /// The worker cannot keep up (set by the worker loop): SYNs to SYN-proxied services
+    /// are shed.
+    overloaded: bool,
     scratch: [u8; SCRATCH_LEN],
     counters: Counters,
     traffic: Vec<(crate::service::DestId, DestTraffic)>,
@@ -272,6 +279,8 @@ impl<P: PacketBuf> Core<P> {
             new_budget: NewSessionBudget::default(),
             cookies: crate::forward::synproxy::Cookies::new(cookie_secret(id)),
             pressure: self::synproxy::Pressure::default(),
+            held: self::synproxy::Held::default(),
+            overloaded: false,
             scratch: [0; SCRATCH_LEN],
             counters: Counters::default(),
             traffic: Vec::new(),
@@ -436,16 +445,23 @@ impl<P: PacketBuf> Core<P> {
 
     /// Expires sessions and ages neighbours: the slow path, called every few
     /// milliseconds. Ports of expired FULLNAT sessions return to their slices; held
-    /// packets of unresolved neighbours go to `drop_held`.
+    /// packets of unresolved neighbours go to `drop_held`. The SYN proxy's timers run
+    /// here (SYNs sent again to silent servers, clients reset: in
+    /// [`Core::take_released`]).
     pub fn tick(&mut self, now_ms: u64, mut drop_held: impl FnMut(P)) -> usize {
         let laddrs = &mut self.laddrs;
-        let n = self.conns.expire(now_ms, |_, s| {
+        let (held, counters) = (&mut self.held, &mut self.counters);
+        let n = self.conns.expire(now_ms, |id, s| {
             if let Some((key, ep)) = local_endpoint(s) {
                 if let Some(pool) = pool_of(laddrs, key) {
                     pool.release(ep);
                 }
             }
+            if held.len() > 0 {
+                Self::held_expired(held, counters, id);
+            }
         });
+        self.syn_proxy_tick(now_ms);
         let mut dropped = 0;
         self.neigh.age(now_ms, |(p, _)| {
             dropped += 1;

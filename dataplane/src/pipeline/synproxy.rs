@@ -11,9 +11,14 @@
 //!   new-session budget, scheduler, FULLNAT local address), the session is created in
 //!   the SYN-proxy state, and the ACK itself becomes the SYN the real server is sent:
 //!   the client's ISN and the options the cookie recorded (MSS, window scale,
-//!   SACK-permitted, the client's timestamp). Data the client sent with the ACK, or
-//!   after it before the server answered, is dropped (`syn-proxy-setup`): the client
-//!   sends it again once its retransmission timer fires (no mbuf is held per session).
+//!   SACK-permitted, the client's timestamp). A copy of the ACK is **kept** (an mbuf
+//!   of the pool, per session, in a table of at most [`HELD_MAX`] per worker): the
+//!   timed SYN retries are made of it, and when it carries data, or the client sends
+//!   a data segment before the server answered, that segment is **held**
+//!   (`syn_proxy_held`, at most one per session) and sent right after the director's
+//!   ACK to the server, translated as every later segment (`syn_proxy_held_sent`).
+//!   A second data segment, or one when the table is full, is dropped
+//!   (`syn-proxy-setup`, `syn_proxy_held_full`): the client sends it again.
 //! - The server's **SYN-ACK** settles the session: the sequence delta (cookie − server
 //!   ISN), the timestamp delta (the director's TSval − the server's) and the legs'
 //!   window scales are kept, and the SYN-ACK becomes the director's ACK back to the
@@ -25,9 +30,11 @@
 //! - The server's **RST** is passed to the client (as a reset of the cookie's sequence
 //!   space) and counted (`syn_proxy_refused`); a client's RST before the server
 //!   answered goes to the server (`syn_proxy_client_resets`). A server that does not
-//!   answer gets the SYN again when the client sends again after a second (at most 3
-//!   SYNs, `syn_proxy_retries`); after that the client gets a reset
-//!   (`syn_proxy_timeouts`).
+//!   answer gets the SYN again from [`Core::tick`], 1 s and 3 s after the first (at
+//!   most 3 SYNs, `syn_proxy_retries`); 4 s after the third the client gets a reset
+//!   (`syn_proxy_timeouts`) and the session is closed. (A session without a kept copy,
+//!   the table being full, gets its retries when the client sends again.) A held
+//!   segment of a connection that fails is freed (`syn_proxy_held_freed`).
 //! - **Auto**: cookies only while the worker is under pressure: more TCP SYNs in this
 //!   or the last second than `[sessions] syn_proxy_rate`, or the table fuller than
 //!   `syn_proxy_fill` percent. Otherwise a SYN opens a session as without the
@@ -46,8 +53,62 @@ use super::{Core, DropReason, Out, Snapshot};
 
 /// SYNs the real server is sent before the client is reset.
 const MAX_SYNS: u8 = 3;
-/// Time after which a client's segment brings the SYN to the real server again.
-const RETRY_MS: u32 = 1000;
+/// Client segments kept per worker (sessions in setup with a copy of their ACK or a
+/// held data segment); the mbuf pool is sized for them.
+pub const HELD_MAX: usize = 2048;
+/// Sessions in setup [`Core::tick`] acts on at most per call (SYNs sent again, clients
+/// reset, kept segments freed).
+const TICK_BATCH: usize = 64;
+
+/// Milliseconds after the `tries`-th SYN when the next is due, or (after the last) the
+/// client is reset: 1 s, 2 s, 4 s (SYNs at 0, 1 and 3 s, the reset at 7 s).
+fn retry_after(tries: u8) -> u32 {
+    1000 << tries.saturating_sub(1).min(2)
+}
+
+/// A client segment kept for a session in setup.
+#[derive(Debug)]
+struct Kept<P> {
+    pkt: P,
+    meta: IpMeta,
+    port: u16,
+    /// The session's cookie (its delta while in setup): a session freed and its slot
+    /// reused is told apart.
+    cookie: u32,
+    /// The segment carries data (held, to be sent after the server's handshake);
+    /// otherwise it is only the model of the SYN retries.
+    data: bool,
+}
+
+/// The SYN proxy's kept client segments of one worker, by session: bounded, with its
+/// capacity reserved up front (no allocation per packet).
+#[derive(Debug)]
+pub(super) struct Held<P> {
+    map: hashbrown::HashMap<u32, Kept<P>>,
+}
+
+impl<P> Default for Held<P> {
+    fn default() -> Self {
+        // Twice the bound: removals leave tombstones, which hashbrown clears by
+        // rehashing in place as long as at most half the capacity is used.
+        Held {
+            map: hashbrown::HashMap::with_capacity(2 * HELD_MAX),
+        }
+    }
+}
+
+impl<P> Held<P> {
+    /// Segments kept.
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// Whether a classified TCP segment carries data.
+fn has_data(frame: &[u8], meta: &IpMeta) -> bool {
+    let doff = frame.get(meta.l4_offset + 12).map_or(0, |b| b >> 4);
+    meta.ip_end > meta.l4_offset + usize::from(doff) * 4
+}
 /// The MSS the director's SYN-ACK offers at most.
 const MAX_MSS: u16 = 1460;
 
@@ -130,6 +191,67 @@ impl<P: PacketBuf> Core<P> {
     /// workers answer alike, for tests and benchmarks).
     pub fn set_cookie_secret(&mut self, secret: [u64; 2]) {
         self.cookies = sp::Cookies::new(secret);
+    }
+
+    /// Sets whether the worker is overloaded (its receive bursts keep coming back full:
+    /// the NIC's queue holds more than the worker takes). While it is, a SYN to a
+    /// SYN-proxied service is shed ([`DropReason::SynShed`]) before its cookie is made,
+    /// so that established packets keep being served. SYNs of other services are not
+    /// shed: they open sessions as before, bounded by the new-session budget.
+    pub fn set_overloaded(&mut self, on: bool) {
+        self.overloaded = on;
+    }
+
+    /// Whether the worker is overloaded (see [`Core::set_overloaded`]).
+    pub fn overloaded(&self) -> bool {
+        self.overloaded
+    }
+
+    /// Whether a client's SYN (flags: SYN, without ACK or RST), while overloaded, is to
+    /// be shed: its service is SYN-proxied (`enable` or `auto`). The cheapest test there
+    /// is: the service lookup alone, no session lookup, no checksum, no hash.
+    #[inline]
+    pub(super) fn syn_shed(&self, pm: &PacketMeta, snap: &Snapshot) -> bool {
+        let tf = pm.tcp_flags;
+        if tf.has(TcpFlags::ACK) || tf.has(TcpFlags::RST) {
+            return false;
+        }
+        let f = &pm.flow;
+        let services = &snap.services;
+        services
+            .find(f.proto, f.daddr, f.dport, pm.fwmark)
+            .and_then(|i| services.service(i))
+            .is_some_and(|s| s.syn_proxy() != SynProxy::Off)
+    }
+
+    /// [`Core::syn_shed`] at the burst's first stage, from the packet's first reading
+    /// alone: a pure SYN of an untagged frame to a SYN-proxied service (looked up by
+    /// address and port: not when firewall-mark rules or VLAN ports could make it
+    /// another service's, which the general path then decides).
+    #[inline]
+    pub(super) fn shed_v4(&self, v: &wire::V4Flow) -> bool {
+        use crate::forward::synproxy::tcp_flags as tf;
+        let tagged = usize::from(v.l3) != crate::wire::ethernet::HEADER_LEN;
+        if v.udp || v.tcp_flags & (tf::SYN | tf::ACK | tf::RST) != tf::SYN || self.vlans || tagged {
+            return false;
+        }
+        let Some(snap) = &self.snap else {
+            return false;
+        };
+        let services = &snap.services;
+        if !services.has_syn_proxy() || !snap.net.marks.rules().is_empty() {
+            return false;
+        }
+        let [a, b, c, d] = v.dst;
+        services
+            .find(
+                crate::flow::Proto::Tcp,
+                crate::flow::Addr::v4(a, b, c, d),
+                v.dport,
+                0,
+            )
+            .and_then(|i| services.service(i))
+            .is_some_and(|s| s.syn_proxy() != SynProxy::Off)
     }
 
     /// A client's TCP packet to a VIP, when some service is SYN-proxied. `Err`: not the
@@ -320,9 +442,30 @@ impl<P: PacketBuf> Core<P> {
             self.conns.expire_now(id);
             return self.drop(pkt, DropReason::Unsupported);
         }
-        if meta.ip_end > at.l4 + usize::from(pkt.data().get(at.l4 + 12).map_or(0, |b| b >> 4)) * 4 {
-            // Data with the ACK: not held; the client sends it again.
-            self.counters.drops[DropReason::SynProxySetup.index()] += 1;
+        // A copy of the ACK: the model of the timed SYN retries and, with data, held
+        // until the server's handshake completes.
+        let data = has_data(pkt.data(), meta);
+        let room = self.held.map.len() < HELD_MAX;
+        match pkt.try_clone().filter(|_| room) {
+            Some(copy) => {
+                if data {
+                    self.counters.syn_proxy_held += 1;
+                }
+                let k = Kept {
+                    pkt: copy,
+                    meta: *meta,
+                    port: in_port,
+                    cookie: acc.cookie,
+                    data,
+                };
+                self.held.map.insert(id.0, k);
+            }
+            None if data => {
+                // Not held: the client sends it again.
+                self.counters.syn_proxy_held_full += 1;
+                self.counters.drops[DropReason::SynProxySetup.index()] += 1;
+            }
+            None => {}
         }
         self.syn_to_server(pkt, meta, at, id, in_port, snap, now_ms)
     }
@@ -390,6 +533,7 @@ impl<P: PacketBuf> Core<P> {
             // To the server, which has the SYN: its acknowledgement is of the cookie's
             // space, so it goes without one.
             self.counters.syn_proxy_client_resets += 1;
+            self.free_kept(id);
             if sp::set_reset(pkt.data_mut(), at.l4, None).is_none() {
                 return self.drop(pkt, DropReason::Malformed(wire::Error::Truncated));
             }
@@ -399,11 +543,50 @@ impl<P: PacketBuf> Core<P> {
         if tf.has(TcpFlags::SYN) {
             return self.drop(pkt, DropReason::SynProxySetup);
         }
+        if self
+            .conns
+            .get(id)
+            .is_none_or(|s| s.synproxy().tries > MAX_SYNS)
+        {
+            // Given up (the client was reset): nothing more is held or sent.
+            return self.drop(pkt, DropReason::SynProxySetup);
+        }
+        let data = has_data(pkt.data(), meta);
+        let kept = self.held.map.get(&id.0).map(|k| k.data);
+        match kept {
+            // A data segment: held in place of the ACK's copy (one per session).
+            Some(false) | None if data => {
+                let cookie = self.conns.get(id).map_or(0, |s| s.synproxy().delta);
+                if kept.is_none() && self.held.map.len() >= HELD_MAX {
+                    self.counters.syn_proxy_held_full += 1;
+                    return self.drop(pkt, DropReason::SynProxySetup);
+                }
+                self.counters.syn_proxy_held += 1;
+                let k = Kept {
+                    pkt,
+                    meta: *meta,
+                    port: in_port,
+                    cookie,
+                    data: true,
+                };
+                // The ACK's copy it replaces is freed here.
+                self.held.map.insert(id.0, k);
+                return Out::Held;
+            }
+            Some(true) if data => {
+                self.counters.syn_proxy_held_full += 1;
+                return self.drop(pkt, DropReason::SynProxySetup);
+            }
+            // The timer sends the SYNs again, from the kept copy.
+            Some(_) => return self.drop(pkt, DropReason::SynProxySetup),
+            None => {}
+        }
         let Some(s) = self.conns.get_mut(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
         let mut st = s.synproxy();
-        if (now_ms as u32).wrapping_sub(st.syn_at) < RETRY_MS || st.tries > MAX_SYNS {
+        let due = retry_after(st.tries);
+        if (now_ms as u32).wrapping_sub(st.syn_at) < due || st.tries > MAX_SYNS {
             return self.drop(pkt, DropReason::SynProxySetup);
         }
         st.syn_at = now_ms as u32;
@@ -418,22 +601,9 @@ impl<P: PacketBuf> Core<P> {
         st.tries = MAX_SYNS + 1;
         s.set_synproxy(st);
         self.counters.syn_proxy_timeouts += 1;
-        let seq = pkt
-            .data()
-            .get(at.l4 + 8..at.l4 + 12)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
         self.conns
             .state_transition(id, Direction::Input, TcpFlags::RST, now_ms);
-        if sp::reset_to_sender(&mut pkt, at, seq).is_none() {
-            return self.drop(pkt, DropReason::Malformed(wire::Error::Truncated));
-        }
-        if let (Some(p), Some(d)) = (
-            snap.net.ports.get(usize::from(in_port)),
-            pkt.data_mut().get_mut(6..12),
-        ) {
-            d.copy_from_slice(&p.mac);
-        }
-        Out::Tx(pkt, in_port)
+        self.reset_client(pkt, meta, in_port, snap)
     }
 
     /// A real server's segment of a session in the SYN-proxy state: its SYN-ACK settles
@@ -457,6 +627,7 @@ impl<P: PacketBuf> Core<P> {
         if tf.has(TcpFlags::RST) {
             // The server refused: the client gets the reset in the cookie's space.
             self.counters.syn_proxy_refused += 1;
+            self.free_kept(id);
             if sp::set_reset(pkt.data_mut(), at.l4, Some(st.delta.wrapping_add(1))).is_none() {
                 return self.drop(pkt, DropReason::Malformed(wire::Error::Truncated));
             }
@@ -533,6 +704,149 @@ impl<P: PacketBuf> Core<P> {
         self.count_forwarded(id, Direction::Input, pkt.len() as u64);
         if due {
             self.proxy_segment(&pkt, id, in_port, now_ms);
+        }
+        // The held data segment follows the director's ACK, translated as any later
+        // client segment (it goes out after the burst, behind the ACK).
+        if let Some(k) = self.held.map.remove(&id.0) {
+            if k.data {
+                self.counters.syn_proxy_held_sent += 1;
+                let cls = Ok(wire::Classified::Ip(k.meta));
+                let out = self.process_with(snap, k.pkt, &cls, None, k.port, now_ms, false);
+                self.side_release(out);
+            }
+        }
+        Out::Tx(pkt, in_port)
+    }
+
+    /// A packet the SYN proxy sends outside a burst's verdicts: a transmission goes to
+    /// the released packets (sent after the burst), anything else is already counted.
+    fn side_release(&mut self, out: Out<P>) {
+        if let Out::Tx(p, port) = out {
+            if self.released.len() < self.released.capacity() {
+                self.released.push((p, port));
+            } else {
+                self.counters.drops[DropReason::SynProxySetup.index()] += 1;
+            }
+        }
+    }
+
+    /// Frees the segment kept for session `id` (its connection failed).
+    fn free_kept(&mut self, id: ConnId) {
+        if let Some(k) = self.held.map.remove(&id.0) {
+            if k.data {
+                self.counters.syn_proxy_held_freed += 1;
+            }
+        }
+    }
+
+    /// Forgets the segment kept for a session that expired (from the table's expiry).
+    pub(super) fn held_expired(held: &mut Held<P>, counters: &mut super::Counters, id: ConnId) {
+        if let Some(k) = held.map.remove(&id.0) {
+            if k.data {
+                counters.syn_proxy_held_freed += 1;
+            }
+        }
+    }
+
+    /// The SYN proxy's timers, from [`Core::tick`]: a session in setup whose real server
+    /// has not answered gets its SYN again (made of the kept copy) 1 s and 3 s after the
+    /// first; 4 s after the third the client is reset and the session closed. Kept
+    /// segments of sessions gone or settled are freed.
+    pub(super) fn syn_proxy_tick(&mut self, now_ms: u64) {
+        if self.held.map.is_empty() {
+            return;
+        }
+        let Some(snap) = self.snap.take() else {
+            return;
+        };
+        // What is due, collected first (a bounded batch; the rest waits for the next tick).
+        let mut due = [(0u32, false); TICK_BATCH];
+        let mut n = 0;
+        for (&i, k) in &self.held.map {
+            if n == TICK_BATCH {
+                break;
+            }
+            let live = self
+                .conns
+                .get(ConnId(i))
+                .filter(|s| s.flags & flags::SYNPROXY != 0 && s.synproxy().delta == k.cookie);
+            match live {
+                None => {
+                    due[n] = (i, false);
+                    n += 1;
+                }
+                Some(s) => {
+                    let st = s.synproxy();
+                    if (now_ms as u32).wrapping_sub(st.syn_at) >= retry_after(st.tries) {
+                        due[n] = (i, true);
+                        n += 1;
+                    }
+                }
+            }
+        }
+        for &(i, live) in &due[..n] {
+            let id = ConnId(i);
+            if !live {
+                self.free_kept(id);
+                continue;
+            }
+            let Some(s) = self.conns.get_mut(id) else {
+                continue;
+            };
+            let mut st = s.synproxy();
+            st.syn_at = now_ms as u32;
+            if st.tries < MAX_SYNS {
+                st.tries += 1;
+                s.set_synproxy(st);
+                let Some(k) = self.held.map.get(&i) else {
+                    continue;
+                };
+                let (meta, port) = (k.meta, k.port);
+                let Some(copy) = k.pkt.try_clone() else {
+                    // The pool is empty: this SYN is lost as on the wire.
+                    continue;
+                };
+                self.counters.syn_proxy_retries += 1;
+                let at = at_of(&meta);
+                let out = self.syn_to_server(copy, &meta, at, id, port, &snap, now_ms);
+                self.side_release(out);
+                continue;
+            }
+            // Three SYNs unanswered: the client is reset (in its own sequence space: the
+            // acknowledgement its segment carried), the session closed.
+            st.tries = MAX_SYNS + 1;
+            s.set_synproxy(st);
+            self.counters.syn_proxy_timeouts += 1;
+            self.conns
+                .state_transition(id, Direction::Input, TcpFlags::RST, now_ms);
+            let Some(k) = self.held.map.remove(&i) else {
+                continue;
+            };
+            if k.data {
+                self.counters.syn_proxy_held_freed += 1;
+            }
+            let out = self.reset_client(k.pkt, &k.meta, k.port, &snap);
+            self.side_release(out);
+        }
+        self.snap = Some(snap);
+    }
+
+    /// Rewrites client segment `pkt` into a reset of the client (in its own sequence
+    /// space: the acknowledgement the segment carried), back out of the port it came in.
+    fn reset_client(&mut self, mut pkt: P, meta: &IpMeta, in_port: u16, snap: &Snapshot) -> Out<P> {
+        let at = at_of(meta);
+        let seq = pkt
+            .data()
+            .get(at.l4 + 8..at.l4 + 12)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        if sp::reset_to_sender(&mut pkt, at, seq).is_none() {
+            return self.drop(pkt, DropReason::Malformed(wire::Error::Truncated));
+        }
+        if let (Some(p), Some(d)) = (
+            snap.net.ports.get(usize::from(in_port)),
+            pkt.data_mut().get_mut(6..12),
+        ) {
+            d.copy_from_slice(&p.mac);
         }
         Out::Tx(pkt, in_port)
     }

@@ -3276,8 +3276,8 @@ struct Proxied {
     peer: ([u8; 4], u16),
 }
 
-/// SYN → cookie SYN-ACK; ACK with data → the server's SYN (data dropped); the server's
-/// SYN-ACK → the director's ACK to it.
+/// SYN → cookie SYN-ACK; ACK with data → the server's SYN (data held); the server's
+/// SYN-ACK → the director's ACK to it, then the held data, translated.
 fn sp_handshake(c: &mut Core<VecBuf>, now: u64, shift: u32) -> Proxied {
     let before = c.counters().clone();
     let (p, port) = tx(c.process(client_seg(7000, 0, "S", &SP_SYN, b""), 0, now, false));
@@ -3298,7 +3298,7 @@ fn sp_handshake(c: &mut Core<VecBuf>, now: u64, shift: u32) -> Proxied {
     assert_eq!(c.counters().syn_cookies_sent, before.syn_cookies_sent + 1);
 
     // The ACK, with the request: the server gets the SYN with the client's ISN and
-    // options, the request is dropped for the client to send again.
+    // options, the request is held until the server's handshake completes.
     let ack = client_seg(7001, cookie + 1, "AP", &ts_opts(101, tsval), b"GET /");
     let (p, port) = tx(c.process(ack, 0, now, false));
     assert_eq!(port, 1);
@@ -3319,7 +3319,13 @@ fn sp_handshake(c: &mut Core<VecBuf>, now: u64, shift: u32) -> Proxied {
     );
     assert_eq!(
         c.counters().drops_of(DropReason::SynProxySetup),
-        before.drops_of(DropReason::SynProxySetup) + 1
+        before.drops_of(DropReason::SynProxySetup)
+    );
+    assert_eq!(c.counters().syn_proxy_held, before.syn_proxy_held + 1);
+    assert_eq!(
+        c.take_released().count(),
+        0,
+        "nothing sent before the server answers"
     );
     let rs_mac = if dst == RS1 { RS1_MAC } else { RS2_MAC };
 
@@ -3354,6 +3360,26 @@ fn sp_handshake(c: &mut Core<VecBuf>, now: u64, shift: u32) -> Proxied {
     assert_eq!(
         c.counters().syn_proxy_established,
         before.syn_proxy_established + 1
+    );
+    // Right after the ACK: the held request, byte-exact, in the server's sequence
+    // space and clock (and shifted by a PROXY header when there is one).
+    let released: Vec<_> = c.take_released().collect();
+    assert_eq!(released.len(), 1, "the held request");
+    let (p, port) = &released[0];
+    assert_eq!(*port, 1);
+    assert_eq!(&p.data()[..6], &rs_mac);
+    assert_eq!(check(p.data()), (src, sport, dst, dport));
+    let (h, payload) = tcp_hdr(p.data());
+    assert!(h.ack && h.psh && !h.syn);
+    assert_eq!(
+        (h.sequence_number, h.acknowledgment_number),
+        (7001 + shift, 50001)
+    );
+    assert_eq!(ts_of(&h), (101, 9000));
+    assert_eq!(payload, b"GET /");
+    assert_eq!(
+        c.counters().syn_proxy_held_sent,
+        before.syn_proxy_held_sent + 1
     );
     Proxied {
         cookie,
@@ -3589,37 +3615,218 @@ fn a_server_reset_reaches_the_client_in_the_cookies_space() {
     assert_eq!(c.counters().syn_proxy_refused, 1);
 }
 
-#[test]
-fn a_server_that_never_answers_gets_three_syns_then_the_client_a_reset() {
-    let mut c = sp_core(FwdMethod::Masq, sf::SYNPROXY);
-    let (p, _) = tx(c.process(client_seg(7000, 0, "S", &SP_SYN, b""), 0, 0, false));
+/// A SYN-proxied connection up to the server's SYN: the SYN's cookie SYN-ACK and the
+/// ACK (with `data`) that opens the session. Returns the cookie, the director's TSval
+/// and the SYN the server got.
+fn sp_open(c: &mut Core<VecBuf>, cport: u16, data: &[u8], now: u64) -> (u32, u32, VecBuf) {
+    let syn = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        (CIP, cport),
+        (VIP, 80),
+        7000,
+        0,
+        "S",
+        &SP_SYN,
+        b"",
+    );
+    let (p, _) = tx(c.process(syn, 0, now, false));
     let (h, _) = tcp_hdr(p.data());
     let (cookie, tsval) = (h.sequence_number, ts_of(&h).0);
-    let data = |t: u32| client_seg(7001, cookie + 1, "AP", &ts_opts(101 + t, tsval), b"GET /");
-    let (p, _) = tx(c.process(data(0), 0, 0, false));
+    let flags = if data.is_empty() { "A" } else { "AP" };
+    let ack = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        (CIP, cport),
+        (VIP, 80),
+        7001,
+        cookie + 1,
+        flags,
+        &ts_opts(101, tsval),
+        data,
+    );
+    let (p, port) = tx(c.process(ack, 0, now, false));
+    assert_eq!(port, 1);
     assert!(tcp_hdr(p.data()).0.syn);
-    // Within a second: dropped, the client sends again.
+    (cookie, tsval, p)
+}
+
+#[test]
+fn a_server_that_never_answers_gets_syns_at_one_and_three_seconds_then_the_client_a_reset() {
+    let mut c = sp_core(FwdMethod::Masq, sf::SYNPROXY);
+    let (cookie, tsval, _) = sp_open(&mut c, 40000, b"GET /", 0);
+    assert_eq!(c.counters().syn_proxy_held, 1);
+    let data = |t: u32| client_seg(7001, cookie + 1, "AP", &ts_opts(102 + t, tsval), b"GET /");
+    // The client's retransmission of the held data: one is held already, dropped.
     assert!(matches!(
-        c.process(data(1), 0, 500, false),
+        c.process(data(0), 0, 500, false),
         Out::Drop(_, DropReason::SynProxySetup)
     ));
-    // After a second: the SYN again (the client's ISN), twice.
-    for (k, t) in [1100u64, 2200].into_iter().enumerate() {
-        let (p, port) = tx(c.process(data(2), 0, t, false));
-        assert_eq!(port, 1);
-        let (h, _) = tcp_hdr(p.data());
-        assert!(h.syn && h.sequence_number == 7000);
-        assert_eq!(c.counters().syn_proxy_retries, k as u64 + 1);
+    assert_eq!(c.counters().syn_proxy_held_full, 1);
+    let mut drop_held = |_p: VecBuf| {};
+    // The clock alone (the core's tick, every 10 ms): SYNs at 1 s and 3 s.
+    let mut syns = Vec::new();
+    let mut resets = Vec::new();
+    for t in (10..=8000u64).step_by(10) {
+        c.tick(t, &mut drop_held);
+        for (p, port) in c.take_released() {
+            let (h, _) = tcp_hdr(p.data());
+            if h.syn {
+                assert_eq!(port, 1);
+                assert_eq!(h.sequence_number, 7000, "the client's ISN");
+                assert!(opts_of(&h).contains(&Opt::MaximumSegmentSize(1460)));
+                assert!(opts_of(&h).contains(&Opt::WindowScale(6)));
+                syns.push(t);
+            } else {
+                assert!(h.rst, "{h:?}");
+                assert_eq!(port, 0);
+                assert_eq!(&p.data()[..6], &CLIENT_MAC);
+                assert_eq!(check(p.data()), (VIP, 80, CIP, 40000));
+                assert_eq!(h.sequence_number, cookie + 1);
+                resets.push(t);
+            }
+        }
     }
-    // Then the client is reset, in its own space.
-    let (p, port) = tx(c.process(data(3), 0, 3300, false));
-    assert_eq!(port, 0);
-    assert_eq!(check(p.data()), (VIP, 80, CIP, 40000));
-    let (h, _) = tcp_hdr(p.data());
-    assert!(h.rst);
-    assert_eq!(h.sequence_number, cookie + 1);
+    assert_eq!(syns, [1000, 3000]);
+    assert_eq!(resets, [7000], "the client reset 4 s after the third SYN");
+    assert_eq!(c.counters().syn_proxy_retries, 2);
     assert_eq!(c.counters().syn_proxy_timeouts, 1);
-    assert!(matches!(c.process(data(4), 0, 4400, false), Out::Drop(..)));
+    assert_eq!(
+        c.counters().syn_proxy_held_freed,
+        1,
+        "the held request freed"
+    );
+    assert_eq!(c.counters().syn_proxy_held_sent, 0);
+    // The session is closed: a later segment opens nothing and sends no SYN.
+    assert!(matches!(c.process(data(1), 0, 8000, false), Out::Drop(..)));
+}
+
+#[test]
+fn held_data_is_freed_when_the_server_or_the_client_resets() {
+    for server in [true, false] {
+        let mut c = sp_core(FwdMethod::FullNat, sf::SYNPROXY);
+        let (_, _, syn) = sp_open(&mut c, 40000, b"GET /", 0);
+        let (src, sport, dst, dport) = check(syn.data());
+        let rs_mac = if dst == RS1 { RS1_MAC } else { RS2_MAC };
+        if server {
+            let rst = seg_ts(
+                (rs_mac, PORT1_MAC),
+                (dst, dport),
+                (src, sport),
+                0,
+                7001,
+                "RA",
+                &[],
+                b"",
+            );
+            assert_eq!(tx(c.process(rst, 1, 10, false)).1, 0);
+        } else {
+            let rst = client_seg(7001, 0, "R", &[], b"");
+            assert_eq!(tx(c.process(rst, 0, 10, false)).1, 1);
+        }
+        assert_eq!(c.counters().syn_proxy_held_freed, 1);
+        assert_eq!(c.take_released().count(), 0);
+        // Nothing is sent again for it.
+        for t in (20..=8000u64).step_by(10) {
+            c.tick(t, |_| {});
+        }
+        assert_eq!(c.take_released().count(), 0);
+        assert_eq!(c.counters().syn_proxy_retries, 0);
+        assert_eq!(c.counters().syn_proxy_held_freed, 1);
+    }
+}
+
+#[test]
+fn a_data_segment_after_a_bare_ack_is_held_and_sent_after_the_handshake() {
+    let mut c = sp_core(FwdMethod::Masq, sf::SYNPROXY);
+    let (cookie, tsval, syn) = sp_open(&mut c, 40000, b"", 0);
+    assert_eq!(c.counters().syn_proxy_held, 0);
+    let req = client_seg(
+        7001,
+        cookie + 1,
+        "AP",
+        &ts_opts(102, tsval),
+        b"GET /index.html",
+    );
+    assert!(matches!(c.process(req, 0, 5, false), Out::Held));
+    assert_eq!(c.counters().syn_proxy_held, 1);
+    let (src, sport, dst, dport) = check(syn.data());
+    let rs_mac = if dst == RS1 { RS1_MAC } else { RS2_MAC };
+    let synack = seg_ts(
+        (rs_mac, PORT1_MAC),
+        (dst, dport),
+        (src, sport),
+        90000,
+        7001,
+        "SA",
+        &[Opt::MaximumSegmentSize(1400), Opt::Timestamp(555, 101)],
+        b"",
+    );
+    let (ack, _) = tx(c.process(synack, 1, 10, false));
+    assert_eq!(tcp_hdr(ack.data()).0.acknowledgment_number, 90001);
+    let released: Vec<_> = c.take_released().collect();
+    assert_eq!(released.len(), 1);
+    let (p, port) = &released[0];
+    assert_eq!(*port, 1);
+    assert_eq!(check(p.data()), (src, sport, dst, dport));
+    let (h, payload) = tcp_hdr(p.data());
+    assert_eq!((h.sequence_number, h.acknowledgment_number), (7001, 90001));
+    assert_eq!(ts_of(&h), (102, 555));
+    assert_eq!(payload, b"GET /index.html");
+    assert_eq!(c.counters().syn_proxy_held_sent, 1);
+    // No SYN is sent again once the server answered.
+    for t in (20..=8000u64).step_by(10) {
+        c.tick(t, |_| {});
+    }
+    assert_eq!(c.take_released().count(), 0);
+    assert_eq!(c.counters().syn_proxy_retries, 0);
+}
+
+#[test]
+fn held_segments_are_bounded_per_worker_the_excess_dropped_and_counted() {
+    let mut c = Core::new(0, ConnConfig::new(8192), NeighConfig::default());
+    c.set_cookie_secret([0x5eed, 0xc0c0]);
+    c.adopt(snapshot_with(
+        FwdMethod::Masq,
+        1,
+        [Tunnel::IPIP; 2],
+        Proto::Tcp,
+        sf::SYNPROXY,
+    ));
+    c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, false);
+    c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, false);
+    c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, false);
+    let n = SYN_PROXY_HELD_MAX as u16 + 3;
+    for k in 0..n {
+        sp_open(&mut c, 20000 + k, b"hello", 0);
+    }
+    assert_eq!(c.conns().len(), u32::from(n), "every session opened");
+    assert_eq!(c.counters().syn_proxy_held, SYN_PROXY_HELD_MAX as u64);
+    assert_eq!(c.counters().syn_proxy_held_full, 3);
+    assert_eq!(c.counters().drops_of(DropReason::SynProxySetup), 3);
+    // Sessions without a kept copy still get their SYN again when the client sends
+    // again after a second; the others from the timer.
+    let last = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        (CIP, 20000 + n - 1),
+        (VIP, 80),
+        7001,
+        0,
+        "A",
+        &[],
+        b"",
+    );
+    let (p, port) = tx(c.process(last, 0, 1000, false));
+    assert_eq!(port, 1);
+    assert!(tcp_hdr(p.data()).0.syn);
+    let mut retried = 0;
+    for t in (1000..=1500u64).step_by(10) {
+        c.tick(t, |_| {});
+        retried += c.take_released().count();
+    }
+    assert_eq!(retried, SYN_PROXY_HELD_MAX, "64 sessions a tick");
+    assert_eq!(
+        c.counters().syn_proxy_retries,
+        SYN_PROXY_HELD_MAX as u64 + 1
+    );
 }
 
 #[test]
@@ -3735,4 +3942,155 @@ fn a_standby_keeps_translating_a_synced_proxied_session() {
         assert_eq!(h.sequence_number, px.cookie + 1);
         assert_eq!(ts_of(&h), (px.tsval + 10, 150));
     }
+}
+
+#[test]
+fn sloppy_tcp_opens_no_session_for_a_syn_proxied_service_without_a_valid_cookie() {
+    for svc in [sf::SYNPROXY, sf::SYNPROXY_AUTO] {
+        let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+        c.set_cookie_secret([0x5eed, 0xc0c0]);
+        let mut snap = snapshot_with(FwdMethod::Masq, 1, [Tunnel::IPIP; 2], Proto::Tcp, svc);
+        Arc::make_mut(&mut snap.net).sloppy_tcp = true;
+        c.adopt(snap);
+        c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, false);
+        c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, false);
+        c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, false);
+        // A mid-flow segment (another director's connection, or a forged one): its
+        // acknowledgement is no cookie of this director's, so it opens nothing.
+        for (k, flags) in ["A", "AP"].into_iter().enumerate() {
+            let seg = client_seg(7001 + k as u32, 123_456, flags, &ts_opts(5, 6), b"data");
+            assert!(matches!(
+                c.process(seg, 0, 10, false),
+                Out::Drop(_, DropReason::SynProxyBadCookie)
+            ));
+        }
+        assert_eq!(c.conns().len(), 0);
+        assert_eq!(c.conns().stats().sloppy, 0);
+        // With a valid cookie it opens the proxied session, as without sloppy_tcp.
+        if svc == sf::SYNPROXY {
+            sp_open(&mut c, 40001, b"", 20);
+            assert_eq!(c.conns().len(), 1);
+            assert_eq!(c.conns().stats().sloppy, 0);
+        }
+    }
+}
+
+#[test]
+fn while_overloaded_syns_to_a_proxied_service_are_shed_and_established_packets_served() {
+    let mut c = sp_core(FwdMethod::Masq, sf::SYNPROXY);
+    let px = sp_handshake(&mut c, 1000, 0);
+    c.set_overloaded(true);
+    let before = c.counters().clone();
+    for k in 0..100u16 {
+        let syn = seg_ts(
+            (CLIENT_MAC, PORT0_MAC),
+            ([10, 9, (k >> 8) as u8, k as u8], 1024 + k),
+            (VIP, 80),
+            u32::from(k),
+            0,
+            "S",
+            &SP_SYN,
+            b"",
+        );
+        assert!(matches!(
+            c.process(syn, 0, 1100, false),
+            Out::Drop(_, DropReason::SynShed)
+        ));
+    }
+    assert_eq!(c.counters().drops_of(DropReason::SynShed), 100);
+    assert_eq!(
+        c.counters().syn_cookies_sent,
+        before.syn_cookies_sent,
+        "no cookie made"
+    );
+    // The established connection goes on, both ways, translated.
+    let req = client_seg(7006, px.cookie + 1, "AP", &ts_opts(110, px.tsval), b"more");
+    let (p, port) = tx(c.process(req, 0, 1100, false));
+    assert_eq!(port, 1);
+    assert_eq!(tcp_hdr(p.data()).0.acknowledgment_number, 50001);
+    let ans = server_seg(&px, 50001, 7010, "A", &ts_opts(9010, 110), b"ok");
+    let (p, port) = tx(c.process(ans, 1, 1100, false));
+    assert_eq!(port, 0);
+    assert_eq!(tcp_hdr(p.data()).0.sequence_number, px.cookie + 1);
+    // The overload over: cookies again.
+    c.set_overloaded(false);
+    let syn = seg_ts(
+        (CLIENT_MAC, PORT0_MAC),
+        (CIP, 40002),
+        (VIP, 80),
+        1,
+        0,
+        "S",
+        &SP_SYN,
+        b"",
+    );
+    let (p, port) = tx(c.process(syn, 0, 1200, false));
+    assert_eq!(port, 0);
+    assert!(tcp_hdr(p.data()).0.syn);
+    assert_eq!(c.counters().syn_cookies_sent, before.syn_cookies_sent + 1);
+    // A service without the proxy is not shed: its SYN opens a session as before.
+    let mut plain = sp_core(FwdMethod::Masq, 0);
+    plain.set_overloaded(true);
+    let syn = client_seg(1, 0, "S", &SP_SYN, b"");
+    assert_eq!(tx(plain.process(syn, 0, 0, false)).1, 1);
+    assert_eq!(plain.conns().len(), 1);
+}
+
+#[test]
+fn an_overloaded_burst_sheds_the_same_syns_as_the_general_path_and_forwards_the_rest() {
+    let mut one = sp_core(FwdMethod::Masq, sf::SYNPROXY);
+    let mut burst = sp_core(FwdMethod::Masq, sf::SYNPROXY);
+    let px = sp_handshake(&mut one, 1000, 0);
+    sp_handshake(&mut burst, 1000, 0);
+    one.set_overloaded(true);
+    burst.set_overloaded(true);
+    let mut pkts = Vec::new();
+    for k in 0..40u32 {
+        let syn = seg_ts(
+            (CLIENT_MAC, PORT0_MAC),
+            ([10, 9, 0, k as u8], 2000 + k as u16),
+            (VIP, 80),
+            k,
+            0,
+            "S",
+            &SP_SYN,
+            b"",
+        );
+        pkts.push((syn, 0u16));
+        let seg = client_seg(
+            7001 + 10 * k,
+            px.cookie + 1,
+            "AP",
+            &ts_opts(200 + k, px.tsval),
+            b"0123456789",
+        );
+        pkts.push((seg, 0));
+    }
+    let mut want: Vec<_> = pkts
+        .iter()
+        .map(|(p, port)| verdict(one.process(p.clone(), *port, 1100, true)))
+        .collect();
+    let mut got = Vec::new();
+    burst.process_burst(
+        pkts.into_iter().map(|(p, _)| p),
+        1100,
+        true,
+        |_| 0,
+        |e| {
+            if let Emit::Packet(out) = e {
+                got.push(verdict(out))
+            }
+        },
+    );
+    // Shed SYNs leave the burst at its first stage, ahead of the packets in flight.
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    assert_eq!(one.counters(), burst.counters());
+    assert_eq!(burst.counters().drops_of(DropReason::SynShed), 40);
+    assert_eq!(burst.counters().in_packets, one.counters().in_packets);
+    assert!(
+        burst.counters().in_packets >= 40,
+        "the established segments forwarded"
+    );
 }

@@ -74,6 +74,30 @@ fn siphash_reference_vector() {
 }
 
 #[test]
+fn the_cookies_16_byte_siphash_is_siphash24_of_those_bytes() {
+    // The paper's key; messages of the cookie's layout, pseudo-random.
+    let k = [0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908];
+    let mut x = 0x243f_6a88_85a3_08d3u64;
+    for _ in 0..1000 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let y = x.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
+        let mut m = [0u8; 16];
+        m[..8].copy_from_slice(&x.to_le_bytes());
+        m[8..].copy_from_slice(&y.to_le_bytes());
+        assert_eq!(siphash24_16(k, x, y), siphash24(k, &m));
+    }
+    // The bytes 0, 1, .., 15.
+    let m: Vec<u8> = (0..16).collect();
+    let (m0, m1) = (
+        u64::from_le_bytes(m[..8].try_into().unwrap()),
+        u64::from_le_bytes(m[8..].try_into().unwrap()),
+    );
+    assert_eq!(siphash24_16(k, m0, m1), siphash24(k, &m));
+}
+
+#[test]
 fn cookie_round_trip_this_minute_and_the_next() {
     let mut c = cookies();
     let e = ends();
