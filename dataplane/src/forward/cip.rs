@@ -23,6 +23,7 @@ use std::net::Ipv4Addr;
 use crate::buf::PacketBuf;
 use crate::flow::Addr;
 use crate::wire::checksum;
+use crate::wire::tcp::{be32, map_sack, next_option, set_be32_csum};
 
 /// The PROXY protocol v2 signature.
 pub const V2_SIG: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
@@ -181,28 +182,6 @@ pub fn header_acked(ack: u32, init: u32, delta: u32) -> bool {
     !after(init.wrapping_add(1).wrapping_add(delta), ack)
 }
 
-#[inline(always)]
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-#[inline(always)]
-fn set_be32_csum(b: &mut [u8], at: usize, v: u32, csum_at: usize) {
-    let Some(old) = be32(b, at) else {
-        return;
-    };
-    if old == v {
-        return;
-    }
-    let Some(c) = b.get(csum_at..csum_at + 2) else {
-        return;
-    };
-    let c = u16::from_be_bytes([c[0], c[1]]);
-    let c = checksum::update(c, &old.to_be_bytes(), &v.to_be_bytes());
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
-    b[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
-}
-
 /// A client → real server TCP segment (not a SYN) of a shifted session: its sequence
 /// number moves up by `delta` (the TCP checksum follows incrementally). `l4` is the TCP
 /// header's offset in `frame`.
@@ -236,29 +215,10 @@ pub fn unshift_ack(frame: &mut [u8], l4: usize, init: u32, delta: u32) -> Option
 fn unshift_sack(frame: &mut [u8], l4: usize, doff: usize, init: u32, delta: u32) {
     let end = (l4 + doff).min(frame.len());
     let mut p = l4 + 20;
-    while p < end {
-        match frame[p] {
-            0 => return,
-            1 => p += 1,
-            kind => {
-                let Some(&len) = frame.get(p + 1) else {
-                    return;
-                };
-                let len = usize::from(len);
-                if len < 2 || p + len > end {
-                    return;
-                }
-                if kind == 5 {
-                    let mut e = p + 2;
-                    while e + 4 <= p + len {
-                        if let Some(v) = be32(frame, e) {
-                            set_be32_csum(frame, e, map_ack(v, init, delta), l4 + 16);
-                        }
-                        e += 4;
-                    }
-                }
-                p += len;
-            }
+    while let Some((kind, at, len)) = next_option(frame, p, end) {
+        p = at + len;
+        if kind == 5 {
+            map_sack(frame, l4, at, len, |v| map_ack(v, init, delta));
         }
     }
 }

@@ -19,6 +19,7 @@
 
 use crate::buf::PacketBuf;
 use crate::wire::checksum;
+use crate::wire::tcp::{be16, be32, map_sack, next_option, set_be32_csum};
 
 /// The MSS values a cookie can carry (Linux's `msstab`): the client's MSS rounds down
 /// to one of them.
@@ -451,16 +452,6 @@ pub struct At {
     pub l4: usize,
 }
 
-#[inline(always)]
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-#[inline(always)]
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
 /// The TCP options of the segment at `at` in `frame` (checked against the IPv4 total
 /// length and the frame).
 pub fn options_of(frame: &[u8], at: At) -> Option<&[u8]> {
@@ -815,31 +806,6 @@ fn rescale(w: u16, from: u8, to: u8) -> u16 {
     (bytes >> to).min(0xffff) as u16
 }
 
-#[inline(always)]
-fn set_be32_csum(b: &mut [u8], at: usize, v: u32, csum_at: usize) {
-    let (Some(old), Some(c)) = (be32(b, at), be16(b, csum_at)) else {
-        return;
-    };
-    if old == v {
-        return;
-    }
-    // The sum runs over 16-bit words from the TCP header (`csum_at` - 16): a field at an
-    // odd offset (options need no alignment) is updated within its aligned 6 bytes.
-    let c = if (at + 16 - csum_at).is_multiple_of(2) {
-        checksum::update(c, &old.to_be_bytes(), &v.to_be_bytes())
-    } else {
-        let (Some(&first), Some(&last)) = (b.get(at - 1), b.get(at + 4)) else {
-            return;
-        };
-        let (o, n) = (old.to_be_bytes(), v.to_be_bytes());
-        let old6 = [first, o[0], o[1], o[2], o[3], last];
-        let new6 = [first, n[0], n[1], n[2], n[3], last];
-        checksum::update(c, &old6, &new6)
-    };
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
-    b[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
-}
-
 /// Timestamps and SACK blocks of the TCP header at `l4` in `frame`: `ts` maps the
 /// timestamp option's two words (TSval, TSecr), `sack` each SACK edge.
 #[inline]
@@ -854,36 +820,17 @@ fn map_options(
     };
     let end = (l4 + doff).min(frame.len());
     let mut p = l4 + 20;
-    while p < end {
-        match frame[p] {
-            0 => return,
-            1 => p += 1,
-            kind => {
-                let Some(&len) = frame.get(p + 1) else {
-                    return;
-                };
-                let len = usize::from(len);
-                if len < 2 || p + len > end {
-                    return;
-                }
-                if kind == 8 && len == 10 {
-                    if let (Some(v), Some(e)) = (be32(frame, p + 2), be32(frame, p + 6)) {
-                        let (nv, ne) = ts(v, e);
-                        set_be32_csum(frame, p + 2, nv, l4 + 16);
-                        set_be32_csum(frame, p + 6, ne, l4 + 16);
-                    }
-                } else if kind == 5 {
-                    if let Some(d) = sack {
-                        let mut e = p + 2;
-                        while e + 4 <= p + len {
-                            if let Some(v) = be32(frame, e) {
-                                set_be32_csum(frame, e, v.wrapping_sub(d), l4 + 16);
-                            }
-                            e += 4;
-                        }
-                    }
-                }
-                p += len;
+    while let Some((kind, at, len)) = next_option(frame, p, end) {
+        p = at + len;
+        if kind == 8 && len == 10 {
+            if let (Some(v), Some(e)) = (be32(frame, at + 2), be32(frame, at + 6)) {
+                let (nv, ne) = ts(v, e);
+                set_be32_csum(frame, at + 2, nv, l4 + 16);
+                set_be32_csum(frame, at + 6, ne, l4 + 16);
+            }
+        } else if kind == 5 {
+            if let Some(d) = sack {
+                map_sack(frame, l4, at, len, |v| v.wrapping_sub(d));
             }
         }
     }

@@ -1,4 +1,5 @@
-//! TCP (RFC 9293) segment headers. Options are not interpreted.
+//! TCP (RFC 9293) segment headers; the options walked one at a time (`next_option`) and
+//! 32-bit fields rewritten in place with the checksum following (`set_be32_csum`).
 //!
 //! ```text
 //!  0       2       4               8              12      14      16      18      20
@@ -267,6 +268,90 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let ph = checksum::pseudo_header(src, dst, IpProtocol::TCP.0, b.len() as u32);
         let c = !checksum::combine(&[ph, checksum::data(b)]);
         self.set_checksum(c);
+    }
+}
+
+/// The big-endian 32-bit word at `at` in `b` (`None` past its end).
+#[inline(always)]
+pub fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The big-endian 16-bit word at `at` in `b` (`None` past its end).
+#[inline(always)]
+pub fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// Writes the 32-bit field at `at` of a TCP segment in `b` whose checksum is at
+/// `csum_at` (the TCP header's offset + 16), updating the checksum incrementally
+/// (RFC 1624). The sum runs over 16-bit words from the TCP header: a field at an odd
+/// offset (an option's: options need no alignment) is updated within its aligned 6
+/// bytes. Nothing changes when a byte is past the buffer's end.
+#[inline(always)]
+pub fn set_be32_csum(b: &mut [u8], at: usize, v: u32, csum_at: usize) {
+    let (Some(old), Some(c)) = (be32(b, at), be16(b, csum_at)) else {
+        return;
+    };
+    if old == v || at + 16 < csum_at {
+        return;
+    }
+    let c = if (at + 16 - csum_at).is_multiple_of(2) {
+        checksum::update(c, &old.to_be_bytes(), &v.to_be_bytes())
+    } else {
+        let (Some(&first), Some(&last)) = (b.get(at - 1), b.get(at + 4)) else {
+            return;
+        };
+        let (o, n) = (old.to_be_bytes(), v.to_be_bytes());
+        let old6 = [first, o[0], o[1], o[2], o[3], last];
+        let new6 = [first, n[0], n[1], n[2], n[3], last];
+        checksum::update(c, &old6, &new6)
+    };
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    b[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The TCP option at or after offset `p` of `b`, in options ending at `end`: its kind,
+/// offset and length (1 for a NOP). `None` at `end`, at the end-of-list option, and at an
+/// option whose length is under 2 or runs past `end` (what follows a malformed option
+/// cannot be read). The caller goes on at offset + length:
+///
+/// ```
+/// # use rvs_dataplane::wire::tcp::next_option;
+/// let opts = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 0];
+/// let (mut p, mut kinds) = (0, Vec::new());
+/// while let Some((kind, at, len)) = next_option(&opts, p, opts.len()) {
+///     kinds.push(kind);
+///     p = at + len;
+/// }
+/// assert_eq!(kinds, [1, 1, 8]);
+/// ```
+#[inline]
+pub fn next_option(b: &[u8], p: usize, end: usize) -> Option<(u8, usize, usize)> {
+    let end = end.min(b.len());
+    if p >= end {
+        return None;
+    }
+    match b[p] {
+        0 => None,
+        1 => Some((1, p, 1)),
+        kind => {
+            let len = usize::from(*b.get(p + 1)?);
+            (len >= 2 && p + len <= end).then_some((kind, p, len))
+        }
+    }
+}
+
+/// Maps each edge of the SACK option (kind 5) at `at`, `len` bytes long, in the TCP
+/// segment whose header is at `l4` in `b`, the checksum following.
+#[inline]
+pub fn map_sack(b: &mut [u8], l4: usize, at: usize, len: usize, f: impl Fn(u32) -> u32) {
+    let mut e = at + 2;
+    while e + 4 <= at + len {
+        if let Some(v) = be32(b, e) {
+            set_be32_csum(b, e, f(v), l4 + 16);
+        }
+        e += 4;
     }
 }
 

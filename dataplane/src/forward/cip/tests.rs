@@ -163,6 +163,38 @@ fn server_ack_and_sack_blocks_are_mapped_back() {
 }
 
 #[test]
+fn sack_edges_at_odd_offsets_keep_the_checksum_right() {
+    // One NOP before the SACK option: its edges sit at odd offsets of the TCP header
+    // (options need no alignment), so each spans three 16-bit words of the sum.
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(RIP, LIP, 64)
+        .tcp(80, 40000, 9000, 64000)
+        .ack(5001 + 28 + 1000)
+        .options(&[
+            TcpOptionElement::Noop,
+            TcpOptionElement::SelectiveAcknowledgement(
+                (5001 + 28 + 2000, 5001 + 28 + 3000),
+                [None; 3],
+            ),
+        ])
+        .unwrap()
+        .write(&mut v, b"")
+        .unwrap();
+    assert_eq!(v[34 + 21], 5, "the SACK option starts at an odd offset");
+    unshift_ack(&mut v, 34, 5000, 28);
+    // tcp_of checks the TCP checksum against etherparse's.
+    let sack = tcp_of(&v)
+        .options_iterator()
+        .find_map(|o| match o {
+            Ok(TcpOptionElement::SelectiveAcknowledgement(a, _)) => Some(a),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(sack, (5001 + 2000, 5001 + 3000));
+}
+
+#[test]
 fn options_running_past_the_header_are_left_alone() {
     let mut f = tcp_frame(1, 5001 + 28 + 1, false, b"x");
     // Timestamp option claiming 40 bytes: past the header's end.
