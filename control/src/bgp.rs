@@ -251,19 +251,50 @@ impl Announcer {
     }
 }
 
-/// Starts the announcer thread: after `delay` (`[bgp] announce_delay_ms`: time for the
-/// bulk sync of a director joining its group), every [`INTERVAL`] the set `compute`
-/// gives is written if it changed. Returns the shared announcer (for the stop and the
-/// listings).
+/// How often the announcer looks whether the director has joined its group.
+pub const JOIN_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until `joined()` says the director has received its group's sessions (the
+/// bulk syncs of the peers up), `max` at most; returns how long it waited and whether it
+/// ended by `joined` (false: `max` passed).
+pub fn wait_joined(max: Duration, joined: impl Fn() -> bool) -> (Duration, bool) {
+    let t0 = Instant::now();
+    loop {
+        if joined() {
+            return (t0.elapsed(), true);
+        }
+        let waited = t0.elapsed();
+        if waited >= max {
+            return (waited, false);
+        }
+        std::thread::sleep(JOIN_POLL.min(max - waited));
+    }
+}
+
+/// Starts the announcer thread: once `joined` says the director has received the bulk
+/// syncs of the peers it sees up (always, outside a group), or after `max_delay`
+/// (`[bgp] announce_delay_ms`) whichever comes first, every [`INTERVAL`] the set
+/// `compute` gives is written if it changed. Returns the shared announcer (for the stop
+/// and the listings).
 pub fn spawn(
     cfg: Bgp,
-    delay: Duration,
+    max_delay: Duration,
+    joined: impl Fn() -> bool + Send + 'static,
     compute: impl Fn() -> Vec<Ipv4Addr> + Send + 'static,
 ) -> SharedAnnouncer {
     let a = Arc::new(Mutex::new(Announcer::new(cfg)));
     let shared = a.clone();
     std::thread::spawn(move || {
-        std::thread::sleep(delay);
+        let (waited, ok) = wait_joined(max_delay, joined);
+        let ms = waited.as_millis() as u64;
+        if ok {
+            tracing::info!(
+                waited_ms = ms,
+                "bgp: sessions of the sync group received (or no group); announcing"
+            );
+        } else {
+            tracing::warn!(waited_ms = ms, "bgp: announce_delay_ms passed before every peer up completed its bulk sync; announcing");
+        }
         loop {
             let set = compute();
             let mut g = a.lock().unwrap_or_else(|e| e.into_inner());
@@ -285,6 +316,30 @@ mod tests {
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_announcer_waits_for_the_bulk_syncs_bounded_by_the_delay() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        // Joined at the third look: announced then, well before the bound.
+        let looks = AtomicU32::new(0);
+        let (waited, ok) = wait_joined(Duration::from_secs(10), || {
+            looks.fetch_add(1, Ordering::Relaxed) >= 2
+        });
+        assert!(ok);
+        assert!(
+            waited >= 2 * JOIN_POLL && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        // Never joined: the bound.
+        let (waited, ok) = wait_joined(Duration::from_millis(350), || false);
+        assert!(!ok);
+        assert!(waited >= Duration::from_millis(350) && waited < Duration::from_secs(2));
+        // Outside a group (joined at once), or a bound of 0: at once.
+        let (waited, ok) = wait_joined(Duration::from_secs(10), || true);
+        assert!(ok && waited < JOIN_POLL);
+        let (waited, ok) = wait_joined(Duration::ZERO, || false);
+        assert!(!ok && waited < JOIN_POLL);
     }
 
     #[test]

@@ -1089,6 +1089,10 @@ impl Backend for DpdkBackend {
         )
     }
 
+    fn sync_joined(&self) -> bool {
+        self.engine.sync_joined()
+    }
+
     fn announced(&self) -> Vec<Ipv4Addr> {
         if self.engine.healthy() {
             self.engine.service_addresses()
