@@ -192,6 +192,27 @@ impl Announcer {
         }
     }
 
+    /// At the start of rvsd: routes left in the file by a previous run that did not
+    /// withdraw them (killed, crashed) are withdrawn (the file emptied, BIRD reconfigured
+    /// if it runs), so that nothing is announced before this run decides to. Returns
+    /// whether the file held any.
+    pub fn clear_stale(&mut self) -> bool {
+        let Some(path) = &self.cfg.routes_file else {
+            return false;
+        };
+        let stale = std::fs::read_to_string(path)
+            .is_ok_and(|t| t.lines().any(|l| l.trim_start().starts_with("route ")));
+        if stale {
+            match self.apply(&[]) {
+                Ok(()) => tracing::info!("bgp: routes left by a previous run withdrawn"),
+                Err(e) => {
+                    tracing::info!(error = %e, "bgp: routes left by a previous run removed from the file (BIRD not reconfigured)")
+                }
+            }
+        }
+        stale
+    }
+
     /// Empties the file and reconfigures BIRD: every route withdrawn, no more updates
     /// (rvsd stops).
     pub fn withdraw(&mut self) {
@@ -285,6 +306,7 @@ pub fn spawn(
     let a = Arc::new(Mutex::new(Announcer::new(cfg)));
     let shared = a.clone();
     std::thread::spawn(move || {
+        a.lock().unwrap_or_else(|e| e.into_inner()).clear_stale();
         let (waited, ok) = wait_joined(max_delay, joined);
         let ms = waited.as_millis() as u64;
         if ok {
@@ -425,6 +447,29 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().all(|n| !n.contains("tmp")), "{names:?}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn routes_left_by_a_killed_run_are_withdrawn_at_the_start() {
+        let d = tmp("stale");
+        let (cfg, log) = fake_birdc(&d, "0003 Reconfigured");
+        let file = cfg.routes_file.clone().unwrap();
+        // Nothing there: nothing done.
+        let mut a = Announcer::new(cfg.clone());
+        assert!(!a.clear_stale());
+        assert!(!log.exists());
+        // A previous run killed with routes announced: the file is emptied and BIRD
+        // reconfigured before anything is decided.
+        std::fs::write(&file, render(&[ip("10.0.0.1")], "blackhole")).unwrap();
+        let mut a = Announcer::new(cfg);
+        assert!(a.clear_stale());
+        let left = std::fs::read_to_string(&file).unwrap();
+        assert!(left.lines().all(|l| l.starts_with('#')), "{left}");
+        assert!(std::fs::read_to_string(&log).unwrap().contains("configure"));
+        assert!(!a.clear_stale(), "already empty");
+        // The next update writes the set as usual.
+        assert!(a.update(vec![ip("10.0.0.2")]));
         let _ = std::fs::remove_dir_all(&d);
     }
 
