@@ -539,11 +539,37 @@ fn ecmp_lab() {
     let t_dl = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let (samples, sampler_thread) = sampler(files.clone(), stop.clone());
-    wait_for("every download started", Duration::from_secs(30), || {
-        files
-            .iter()
-            .all(|f| std::fs::metadata(f).map_or(0, |m| m.len()) > 30_000)
-    });
+    let size = |f: &PathBuf| std::fs::metadata(f).map_or(0, |m| m.len());
+    let t = Instant::now();
+    while !files.iter().all(|f| size(f) > 30_000) {
+        if t.elapsed() > Duration::from_secs(30) {
+            let slow: Vec<String> = (0..TRANSFERS)
+                .filter(|&i| size(&files[i]) <= 30_000)
+                .map(|i| format!("{i} ({:?}, {} bytes)", kind(i), size(&files[i])))
+                .collect();
+            let seen = paths(&lab);
+            let mut diag = String::new();
+            for (d, ns) in DIRS.iter().enumerate() {
+                let r = dirs[d].rvsd.as_ref().unwrap();
+                diag.push_str(&format!(
+                    "{ns}:\n{}{}",
+                    r.rvsadm(&["-Lnc"]),
+                    r.rvsadm(&["--dataplane"])
+                ));
+            }
+            for r in ["r1", "r2"] {
+                let ct = lab.try_exec(r, &["cat", "/proc/net/nf_conntrack"]);
+                let ss = lab.try_exec(r, &["ss", "-tni"]);
+                diag.push_str(&format!(
+                    "{r}:\n{}{}",
+                    String::from_utf8_lossy(&ct.stdout),
+                    String::from_utf8_lossy(&ss.stdout)
+                ));
+            }
+            panic!("downloads not started within 30 s: {slow:?}; paths {seen:?}\n{diag}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The spread: the router's choice per flow, the directors' packet counters, and the
     // LIPs the servers see for the FULLNAT downloads.
     let first_path: Vec<usize> = paths(&lab)
