@@ -403,6 +403,12 @@ fn assert_joined_before_announcing(dirs: &[Dir], k: usize, files: &[PathBuf]) {
             )
         });
     eprintln!("{}: {line}", DIRS[k]);
+    let group = me.rvsadm(&["--list-group"]);
+    assert!(
+        group.contains("Joined: yes"),
+        "{} announced but does not list itself joined:\n{group}",
+        DIRS[k]
+    );
     let running: Vec<usize> = (0..TRANSFERS)
         .filter(|i| !Path::new(&format!("{}.rc", files[*i].display())).exists())
         .collect();
