@@ -210,12 +210,17 @@ pub struct Bgp {
     /// The kind of each static route: `blackhole` (default) or `unreachable` (BIRD needs
     /// a kind; the route is never installed in a kernel table by this protocol).
     pub route: String,
-    /// Milliseconds after rvsd is ready before the first announcement (default 0): time
-    /// for a director joining an active/active group to receive the bulk sync of its
-    /// peers' sessions (about 7 s per million sessions) before ECMP sends it traffic.
+    /// The longest wait, in milliseconds after rvsd is ready, before the first
+    /// announcement (default 10 000): a director of an active/active group announces
+    /// once the peers it sees up have completed their bulk syncs to it (its peers'
+    /// sessions; about 7 s per million), or when this has passed, whichever is first; a
+    /// director outside a group announces at once; 0: at once in a group too.
     /// 0..=[`MAX_BGP_ANNOUNCE_DELAY_MS`].
     pub announce_delay_ms: i64,
 }
+
+/// The default `[bgp] announce_delay_ms` (10 s).
+pub const DEFAULT_BGP_ANNOUNCE_DELAY_MS: i64 = 10_000;
 
 /// The longest `[bgp] announce_delay_ms` (10 minutes).
 pub const MAX_BGP_ANNOUNCE_DELAY_MS: i64 = 600_000;
@@ -230,7 +235,7 @@ impl Default for Bgp {
             birdc: "birdc".into(),
             socket: None,
             route: "blackhole".into(),
-            announce_delay_ms: 0,
+            announce_delay_ms: DEFAULT_BGP_ANNOUNCE_DELAY_MS,
         }
     }
 }

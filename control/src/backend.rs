@@ -459,6 +459,13 @@ pub trait Backend: Send {
         Vec::new()
     }
 
+    /// Whether this director has received its sync group's sessions: every peer it sees
+    /// up has completed its bulk sync to it, after listening long enough to hear them all
+    /// (true outside a group, and without a dataplane).
+    fn sync_joined(&self) -> bool {
+        true
+    }
+
     /// The sync group's peers and their state as text (`rvsadm --list-group`).
     fn group(&self) -> String {
         String::from("no dataplane (rvsd --no-dataplane): no sync group\n")

@@ -192,6 +192,27 @@ impl Announcer {
         }
     }
 
+    /// At the start of rvsd: routes left in the file by a previous run that did not
+    /// withdraw them (killed, crashed) are withdrawn (the file emptied, BIRD reconfigured
+    /// if it runs), so that nothing is announced before this run decides to. Returns
+    /// whether the file held any.
+    pub fn clear_stale(&mut self) -> bool {
+        let Some(path) = &self.cfg.routes_file else {
+            return false;
+        };
+        let stale = std::fs::read_to_string(path)
+            .is_ok_and(|t| t.lines().any(|l| l.trim_start().starts_with("route ")));
+        if stale {
+            match self.apply(&[]) {
+                Ok(()) => tracing::info!("bgp: routes left by a previous run withdrawn"),
+                Err(e) => {
+                    tracing::info!(error = %e, "bgp: routes left by a previous run removed from the file (BIRD not reconfigured)")
+                }
+            }
+        }
+        stale
+    }
+
     /// Empties the file and reconfigures BIRD: every route withdrawn, no more updates
     /// (rvsd stops).
     pub fn withdraw(&mut self) {
@@ -251,19 +272,51 @@ impl Announcer {
     }
 }
 
-/// Starts the announcer thread: after `delay` (`[bgp] announce_delay_ms`: time for the
-/// bulk sync of a director joining its group), every [`INTERVAL`] the set `compute`
-/// gives is written if it changed. Returns the shared announcer (for the stop and the
-/// listings).
+/// How often the announcer looks whether the director has joined its group.
+pub const JOIN_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until `joined()` says the director has received its group's sessions (the
+/// bulk syncs of the peers up), `max` at most; returns how long it waited and whether it
+/// ended by `joined` (false: `max` passed).
+pub fn wait_joined(max: Duration, joined: impl Fn() -> bool) -> (Duration, bool) {
+    let t0 = Instant::now();
+    loop {
+        if joined() {
+            return (t0.elapsed(), true);
+        }
+        let waited = t0.elapsed();
+        if waited >= max {
+            return (waited, false);
+        }
+        std::thread::sleep(JOIN_POLL.min(max - waited));
+    }
+}
+
+/// Starts the announcer thread: once `joined` says the director has received the bulk
+/// syncs of the peers it sees up (always, outside a group), or after `max_delay`
+/// (`[bgp] announce_delay_ms`) whichever comes first, every [`INTERVAL`] the set
+/// `compute` gives is written if it changed. Returns the shared announcer (for the stop
+/// and the listings).
 pub fn spawn(
     cfg: Bgp,
-    delay: Duration,
+    max_delay: Duration,
+    joined: impl Fn() -> bool + Send + 'static,
     compute: impl Fn() -> Vec<Ipv4Addr> + Send + 'static,
 ) -> SharedAnnouncer {
     let a = Arc::new(Mutex::new(Announcer::new(cfg)));
     let shared = a.clone();
     std::thread::spawn(move || {
-        std::thread::sleep(delay);
+        a.lock().unwrap_or_else(|e| e.into_inner()).clear_stale();
+        let (waited, ok) = wait_joined(max_delay, joined);
+        let ms = waited.as_millis() as u64;
+        if ok {
+            tracing::info!(
+                waited_ms = ms,
+                "bgp: sessions of the sync group received (or no group); announcing"
+            );
+        } else {
+            tracing::warn!(waited_ms = ms, "bgp: announce_delay_ms passed before every peer up completed its bulk sync; announcing");
+        }
         loop {
             let set = compute();
             let mut g = a.lock().unwrap_or_else(|e| e.into_inner());
@@ -285,6 +338,30 @@ mod tests {
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_announcer_waits_for_the_bulk_syncs_bounded_by_the_delay() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        // Joined at the third look: announced then, well before the bound.
+        let looks = AtomicU32::new(0);
+        let (waited, ok) = wait_joined(Duration::from_secs(10), || {
+            looks.fetch_add(1, Ordering::Relaxed) >= 2
+        });
+        assert!(ok);
+        assert!(
+            waited >= 2 * JOIN_POLL && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        // Never joined: the bound.
+        let (waited, ok) = wait_joined(Duration::from_millis(350), || false);
+        assert!(!ok);
+        assert!(waited >= Duration::from_millis(350) && waited < Duration::from_secs(2));
+        // Outside a group (joined at once), or a bound of 0: at once.
+        let (waited, ok) = wait_joined(Duration::from_secs(10), || true);
+        assert!(ok && waited < JOIN_POLL);
+        let (waited, ok) = wait_joined(Duration::ZERO, || false);
+        assert!(!ok && waited < JOIN_POLL);
     }
 
     #[test]
@@ -370,6 +447,29 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().all(|n| !n.contains("tmp")), "{names:?}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn routes_left_by_a_killed_run_are_withdrawn_at_the_start() {
+        let d = tmp("stale");
+        let (cfg, log) = fake_birdc(&d, "0003 Reconfigured");
+        let file = cfg.routes_file.clone().unwrap();
+        // Nothing there: nothing done.
+        let mut a = Announcer::new(cfg.clone());
+        assert!(!a.clear_stale());
+        assert!(!log.exists());
+        // A previous run killed with routes announced: the file is emptied and BIRD
+        // reconfigured before anything is decided.
+        std::fs::write(&file, render(&[ip("10.0.0.1")], "blackhole")).unwrap();
+        let mut a = Announcer::new(cfg);
+        assert!(a.clear_stale());
+        let left = std::fs::read_to_string(&file).unwrap();
+        assert!(left.lines().all(|l| l.starts_with('#')), "{left}");
+        assert!(std::fs::read_to_string(&log).unwrap().contains("configure"));
+        assert!(!a.clear_stale(), "already empty");
+        // The next update writes the set as usual.
+        assert!(a.update(vec![ip("10.0.0.2")]));
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -370,6 +370,12 @@ impl Daemon {
         crate::bgp::announced_set(self.backend.as_ref())
     }
 
+    /// Whether the dataplane has received its sync group's sessions (true outside a
+    /// group): the announcer's signal to announce.
+    pub fn sync_joined(&self) -> bool {
+        self.backend.sync_joined()
+    }
+
     /// Sets the BGP announcer whose state `rvsadm --dataplane` shows.
     pub fn set_announcer(&mut self, a: crate::bgp::SharedAnnouncer) {
         self.announcer = Some(a);

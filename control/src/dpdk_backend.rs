@@ -1087,11 +1087,22 @@ impl Backend for DpdkBackend {
     }
 
     fn group(&self) -> String {
-        crate::sync::group_text(
+        let mut text = crate::sync::group_text(
             self.sync_group.is_some(),
             self.sync_group_own,
             &self.engine.sync_report(),
-        )
+        );
+        if self.sync_group.is_some() && self.sync_group_own.is_some() {
+            text.push_str(&crate::sync::joined_line(
+                self.engine.sync_joined(),
+                &self.engine.sync_bulk_pending(),
+            ));
+        }
+        text
+    }
+
+    fn sync_joined(&self) -> bool {
+        self.engine.sync_joined()
     }
 
     fn announced(&self) -> Vec<Ipv4Addr> {

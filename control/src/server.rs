@@ -91,15 +91,17 @@ pub fn run(
         tracing::info!(%addr, "metrics endpoint listening");
     }
 
-    // BGP: the announcer thread, from the time rvsd is ready (plus the configured delay).
+    // BGP: the announcer thread, from the time rvsd is ready and, in a sync group, its
+    // peers' bulk syncs have arrived (announce_delay_ms at most).
     let announcer = cfg
         .as_ref()
         .filter(|c| c.bgp.routes_file.is_some())
         .map(|c| {
-            let d = daemon.clone();
+            let (d, dj) = (daemon.clone(), daemon.clone());
             let a = crate::bgp::spawn(
                 c.bgp.clone(),
                 Duration::from_millis(c.bgp.announce_delay_ms.max(0) as u64),
+                move || lock(&dj).sync_joined(),
                 move || lock(&d).announced(),
             );
             lock(&daemon).set_announcer(a.clone());

@@ -107,6 +107,23 @@ pub fn is_passive(daemons: &[SyncDaemon]) -> bool {
         && !daemons.iter().any(|d| d.state == SyncState::Master)
 }
 
+/// The last line of `rvsadm --list-group`: whether this director has received its
+/// group's sessions (`joined`: every peer up completed its bulk sync to it), else the
+/// peers up whose bulk syncs it waits for (`pending`; none yet: it is still listening).
+pub fn joined_line(joined: bool, pending: &[Ipv4Addr]) -> String {
+    if joined {
+        return "Joined: yes (the bulk syncs of the peers up received)\n".into();
+    }
+    if pending.is_empty() {
+        return "Joined: not yet (listening for the peers up)\n".into();
+    }
+    let names: Vec<String> = pending.iter().map(|a| a.to_string()).collect();
+    format!(
+        "Joined: not yet (waiting for the bulk syncs of {})\n",
+        names.join(" ")
+    )
+}
+
 /// `rvsadm --list-group`: this director's sync address and, per peer, its address,
 /// state (up: a message accepted within [`group::DOWN_AFTER`]), messages with sessions,
 /// sessions and heartbeats received from it, its refused messages, the age of its last
@@ -313,6 +330,24 @@ mod tests {
         assert_eq!(
             group_text(false, None, &r),
             "not in a sync group ([sync] state = \"group\")\n"
+        );
+    }
+
+    #[test]
+    fn the_join_line_names_the_peers_waited_for() {
+        assert_eq!(
+            joined_line(true, &[]),
+            "Joined: yes (the bulk syncs of the peers up received)\n"
+        );
+        assert_eq!(
+            joined_line(false, &[]),
+            "Joined: not yet (listening for the peers up)\n"
+        );
+        let a: Ipv4Addr = "10.99.0.1".parse().unwrap();
+        let b: Ipv4Addr = "10.99.0.3".parse().unwrap();
+        assert_eq!(
+            joined_line(false, &[a, b]),
+            "Joined: not yet (waiting for the bulk syncs of 10.99.0.1 10.99.0.3)\n"
         );
     }
 

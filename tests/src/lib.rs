@@ -1245,6 +1245,66 @@ pub mod ecmp {
             .collect()
     }
 
+    /// NAT behind several directors, on real server `ns` (LAN interface `dev`, NAT service
+    /// port `port`): its replies go back through the director that last forwarded the
+    /// connection's packets. nftables marks the conntrack entry of every incoming packet
+    /// to `port` with the director its source MAC names (a map from each director's MAC to
+    /// mark `1 + i`; every packet, so the mark follows the flow when ECMP moves it), the
+    /// replies take the mark of their entry, and policy routing (`fwmark 1 + i` to table
+    /// `101 + i`, a default route via director `i`'s DIP) sends them to that director.
+    /// `macs[i]` is director `i`'s MAC on the LAN.
+    pub fn nat_return_by_mac(lab: &Lab, ns: &str, dev: &str, port: u16, macs: &[String]) {
+        let elements: Vec<String> = macs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| format!("{m} : {}", 1 + i))
+            .collect();
+        let rules = format!(
+            "table ip rvsnat {{\n\
+             \tmap dirs {{ type ether_addr : mark; elements = {{ {} }} }}\n\
+             \tchain pre {{ type filter hook prerouting priority -150; \
+             iifname \"{dev}\" tcp dport {port} ct mark set ether saddr map @dirs; }}\n\
+             \tchain out {{ type route hook output priority -150; \
+             tcp sport {port} ct mark != 0 meta mark set ct mark; }}\n\
+             }}\n",
+            elements.join(", ")
+        );
+        let file = std::env::temp_dir().join(format!("rvs-natmac-{ns}-{}.nft", std::process::id()));
+        std::fs::write(&file, rules).expect("write the nft rules");
+        lab.exec(ns, &["nft", "-f", &file.display().to_string()]);
+        let _ = std::fs::remove_file(&file);
+        for i in 0..macs.len() {
+            let (mark, table) = ((1 + i).to_string(), (101 + i).to_string());
+            lab.exec(ns, &["ip", "rule", "add", "fwmark", &mark, "table", &table]);
+            lab.exec(
+                ns,
+                &[
+                    "ip",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &dip(i),
+                    "dev",
+                    dev,
+                    "table",
+                    &table,
+                ],
+            );
+        }
+    }
+
+    /// Director `ns`'s MAC on its LAN port `dev` (the DPDK port's, read from the
+    /// interface it is bound to).
+    pub fn mac(lab: &Lab, ns: &str, dev: &str) -> String {
+        String::from_utf8_lossy(
+            &lab.exec(ns, &["cat", &format!("/sys/class/net/{dev}/address")])
+                .stdout,
+        )
+        .trim()
+        .to_owned()
+    }
+
     /// Empties the set of [`watch_flows`].
     pub fn forget_flows(lab: &Lab, ns: &str) {
         lab.exec(ns, &["nft", "flush", "set", "netdev", "rvsflows", "seen"]);

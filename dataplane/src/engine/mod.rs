@@ -555,6 +555,25 @@ impl Engine {
         }
     }
 
+    /// Whether this director has received its sync group's sessions
+    /// ([`PeerTable::joined`]: it has listened long enough to hear every peer up, and each
+    /// of them has completed its bulk sync to it); true outside a group.
+    pub fn sync_joined(&self) -> bool {
+        let now = sync_net::unix_ms(std::time::SystemTime::now());
+        self.sync_group
+            .as_ref()
+            .is_none_or(|g| g.joined(std::time::Instant::now(), now))
+    }
+
+    /// The sync group's peers up whose bulk sync to this director is not complete.
+    pub fn sync_bulk_pending(&self) -> Vec<Ipv4Addr> {
+        let now = sync_net::unix_ms(std::time::SystemTime::now());
+        self.sync_group
+            .as_ref()
+            .map(|g| g.bulk_pending(now))
+            .unwrap_or_default()
+    }
+
     /// The group's peers and their state now (empty outside a group).
     pub fn sync_peers(&self) -> Vec<PeerReport> {
         let now = sync_net::unix_ms(std::time::SystemTime::now());
@@ -589,6 +608,8 @@ impl Engine {
                 workers: u16::try_from(self.shared.workers).unwrap_or(u16::MAX),
                 lport_range: self.base.lport_range,
                 lips: self.own_lips.clone(),
+                incarnation: sync_group::incarnation(),
+                bulk_done_for: 0,
             });
         }
     }
@@ -1062,6 +1083,9 @@ fn run_bulk_syncs(
                 continue;
             }
             let t0 = std::time::Instant::now();
+            // The incarnation of the peer this bulk sync is for (its hello came before
+            // the message that made it due).
+            let incarnation = p.hello().map(|h| h.incarnation).unwrap_or(0);
             tracing::info!(peer = %p.addr, "sync group: peer came up; bulk sync of every session to it");
             let dest = std::net::SocketAddr::from((p.addr, cfg.port));
             let mut buffer = Some(Vec::with_capacity(BULK_CHUNK_RECORDS));
@@ -1085,6 +1109,7 @@ fn run_bulk_syncs(
             p.bulk_records.fetch_add(r.records, Ordering::Relaxed);
             if r.complete {
                 p.bulk_syncs.fetch_add(1, Ordering::Relaxed);
+                sync_net::send_bulk_done(sock, group, p, incarnation, cfg, signer, stats);
             }
             let ms = t0.elapsed().as_millis() as u64;
             if r.complete {

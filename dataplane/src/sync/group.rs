@@ -25,7 +25,17 @@
 //! Bulk sync at join: a peer that comes up (its first accepted message, or the first
 //! after being down: a director joining or restarted) is due a bulk sync ([`Peer::note`]
 //! marks it, [`Peer::take_bulk_due`] takes the mark): every session and template this
-//! director has is sent to that peer alone, paced by a [`Pacer`].
+//! director has is sent to that peer alone, paced by a [`Pacer`]. A director restarted
+//! within [`DOWN_AFTER`] is never seen silent; its hello's incarnation (new at each start
+//! of rvsd, [`incarnation`]) is what shows the restart: a peer whose incarnation changes
+//! is due a bulk sync too ([`PeerTable::heard_hello`]).
+//!
+//! The end of a bulk sync: once one is complete, the sender tells the receiver in a hello
+//! naming the receiver's incarnation (`bulk_done_for`), sent at once and in every later
+//! hello to it. A joining director has received the group's sessions
+//! ([`PeerTable::joined`]) when it has listened for [`JOIN_LISTEN`] (time to hear from
+//! every peer up) and every peer it sees up has named its incarnation so; rvsd withholds
+//! its BGP announcements until then (bounded by `[bgp] announce_delay_ms`).
 //!
 //! Layout and LIPs: every heartbeat carries the sender's [`Hello`] (worker count, FULLNAT
 //! port range, own LIPs; [`super::wire::encode_hello`]). A peer whose worker count or port
@@ -55,9 +65,29 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 pub const HELLO_EVERY: Duration = Duration::from_secs(5);
 /// A peer is down when its last accepted message is older than this.
 pub const DOWN_AFTER: Duration = Duration::from_secs(3);
+/// A joining director listens this long before it may count the peers up (each sends at
+/// least every [`HEARTBEAT`]).
+pub const JOIN_LISTEN: Duration = Duration::from_secs(2);
 /// Bulk sync: messages sent per millisecond at most (4 000 a second, about 150 000
 /// sessions a second: a million sessions in under 7 s, some 50 Mbit/s).
 pub const BULK_MSGS_PER_MS: u32 = 4;
+
+/// This rvsd's incarnation: a nonzero number fixed for the life of the process and new at
+/// each start (the start time in nanoseconds mixed with the process id), sent in every
+/// hello.
+pub fn incarnation() -> u64 {
+    static INC: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *INC.get_or_init(|| {
+        let ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut z = ns ^ (u64::from(std::process::id()) << 40);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)).max(1)
+    })
+}
 
 /// One peer's counters.
 #[derive(Debug)]
@@ -80,6 +110,12 @@ pub struct Peer {
     pub bulk_syncs: AtomicU64,
     /// Its FULLNAT records refused because its layout (workers, port range) is not ours.
     pub refused_layout: AtomicU64,
+    /// The incarnation of it to which this director completed a bulk sync (0: none), named
+    /// in the hellos sent to it.
+    pub bulk_sent_for: AtomicU64,
+    /// Its bulk sync to this director is complete (a hello of it named this director's
+    /// incarnation).
+    bulk_received: AtomicBool,
     /// Its last hello (layout and LIPs), kept after it goes down.
     hello: Mutex<Option<Hello>>,
     /// It came up and has not had its bulk sync yet.
@@ -98,14 +134,31 @@ impl Peer {
             bulk_records: AtomicU64::new(0),
             bulk_syncs: AtomicU64::new(0),
             refused_layout: AtomicU64::new(0),
+            bulk_sent_for: AtomicU64::new(0),
+            bulk_received: AtomicBool::new(false),
             hello: Mutex::new(None),
             bulk_due: AtomicBool::new(false),
         }
     }
 
-    /// Keeps the hello of one of its accepted heartbeats.
-    pub fn set_hello(&self, h: Hello) {
-        *self.hello.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    /// Keeps the hello of one of its accepted heartbeats. A hello whose incarnation is not
+    /// that of its previous one comes from a restarted rvsd: a bulk sync is due, however
+    /// short the silence was. Returns whether it restarted.
+    pub fn set_hello(&self, h: Hello) -> bool {
+        let mut g = self.hello.lock().unwrap_or_else(|p| p.into_inner());
+        let restarted = g
+            .as_ref()
+            .is_some_and(|old| old.incarnation != h.incarnation);
+        if restarted {
+            self.bulk_due.store(true, Ordering::Release);
+        }
+        *g = Some(h);
+        restarted
+    }
+
+    /// Whether its bulk sync to this director is complete.
+    pub fn bulk_received(&self) -> bool {
+        self.bulk_received.load(Ordering::Acquire)
     }
 
     /// Its last hello, if it sent one.
@@ -321,6 +374,8 @@ pub struct PeerTable {
     peers: Vec<Peer>,
     /// This director's hello: its layout and own LIPs (set with each configuration).
     local: Mutex<Hello>,
+    /// When the table was made (the director joined its group).
+    since: Instant,
 }
 
 impl PeerTable {
@@ -338,7 +393,50 @@ impl PeerTable {
             own,
             peers,
             local: Mutex::new(Hello::default()),
+            since: Instant::now(),
         }
+    }
+
+    /// Keeps `h`, a hello of `peer` ([`Peer::set_hello`]: a changed incarnation makes a
+    /// bulk sync due), and notes a bulk sync of it to this director completed when `h`
+    /// names this director's incarnation. Returns whether the peer restarted.
+    pub fn heard_hello(&self, peer: &Peer, h: Hello) -> bool {
+        let mine = self
+            .local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .incarnation;
+        if mine != 0 && h.bulk_done_for == mine {
+            peer.bulk_received.store(true, Ordering::Release);
+        }
+        peer.set_hello(h)
+    }
+
+    /// Whether this director has received its group's sessions at `now_ms` (`now` as an
+    /// instant): it has listened for [`JOIN_LISTEN`] since the table was made and every
+    /// peer up has completed its bulk sync to it. Also true with no peer up.
+    pub fn joined(&self, now: Instant, now_ms: u64) -> bool {
+        now.saturating_duration_since(self.since) >= JOIN_LISTEN
+            && self
+                .peers
+                .iter()
+                .all(|p| !p.is_up(now_ms) || p.bulk_received())
+    }
+
+    /// The peers up at `now_ms` whose bulk sync to this director is not complete.
+    pub fn bulk_pending(&self, now_ms: u64) -> Vec<Ipv4Addr> {
+        self.peers
+            .iter()
+            .filter(|p| p.is_up(now_ms) && !p.bulk_received())
+            .map(|p| p.addr)
+            .collect()
+    }
+
+    /// Makes the table as if made at `since` (tests).
+    #[cfg(test)]
+    fn made_at(mut self, since: Instant) -> PeerTable {
+        self.since = since;
+        self
     }
 
     /// Sets this director's hello (its worker count, port range and own LIPs), sent in
@@ -637,6 +735,7 @@ mod tests {
             workers: 2,
             lport_range: (1025, 65535),
             lips: lips(150, 1),
+            ..Hello::default()
         };
         let t = PeerTable::new(ip(2), &[ip(1), ip(2)]);
         t.set_local(own_hello.clone());
@@ -705,5 +804,87 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_peer_restarted_within_the_down_time_is_due_a_bulk_sync() {
+        let t = PeerTable::new(ip(2), &[ip(1), ip(2)]);
+        let p = &t.peers()[0];
+        let now = 9_000_000;
+        let hello = |incarnation| Hello {
+            workers: 2,
+            lport_range: (1025, 65535),
+            incarnation,
+            ..Hello::default()
+        };
+        assert!(!t.heard_hello(p, hello(7)));
+        p.note(Some(0), 0, now);
+        assert!(p.take_bulk_due(), "first message");
+        // The same incarnation a second later: nothing due.
+        assert!(!t.heard_hello(p, hello(7)));
+        p.note(Some(0), 0, now + 1000);
+        assert!(!p.take_bulk_due());
+        // Restarted: back 500 ms after its last message, never seen down, yet due.
+        assert!(t.heard_hello(p, hello(8)));
+        p.note(Some(0), 0, now + 1500);
+        assert!(p.is_up(now + 1500));
+        assert!(
+            p.take_bulk_due(),
+            "a new incarnation is a peer that came up"
+        );
+        assert!(!p.take_bulk_due());
+        // An older rvs (no incarnation, 0) keeps 0: nothing due.
+        assert!(t.heard_hello(p, hello(0)));
+        assert!(p.take_bulk_due(), "7 -> 0 is a restart too");
+        assert!(!t.heard_hello(p, hello(0)));
+        assert!(!p.take_bulk_due());
+    }
+
+    #[test]
+    fn a_joining_director_has_joined_when_every_peer_up_completed_its_bulk_sync() {
+        let t0 = Instant::now();
+        let t = PeerTable::new(ip(2), &[ip(1), ip(2), ip(3)]).made_at(t0);
+        t.set_local(Hello {
+            workers: 2,
+            lport_range: (1025, 65535),
+            incarnation: 42,
+            ..Hello::default()
+        });
+        let (a, c) = (&t.peers()[0], &t.peers()[1]);
+        let now = 7_000_000;
+        let listened = t0 + JOIN_LISTEN;
+        // Nobody heard yet: not before the listening time, then yes (alone).
+        assert!(!t.joined(t0, now));
+        assert!(t.joined(listened, now), "no peer up");
+        // A and C up, neither done.
+        let hello = |done| Hello {
+            workers: 2,
+            lport_range: (1025, 65535),
+            incarnation: 5,
+            bulk_done_for: done,
+            ..Hello::default()
+        };
+        for p in [a, c] {
+            t.heard_hello(p, hello(0));
+            p.note(Some(0), 0, now);
+        }
+        assert!(!t.joined(listened, now));
+        assert_eq!(t.bulk_pending(now), [ip(1), ip(3)]);
+        // A's bulk sync done, for another incarnation (a previous life): not counted.
+        t.heard_hello(a, hello(41));
+        assert!(!a.bulk_received());
+        t.heard_hello(a, hello(42));
+        assert!(a.bulk_received());
+        assert!(!t.joined(listened, now));
+        assert_eq!(t.bulk_pending(now), [ip(3)]);
+        // C goes down before it is done: A alone counts.
+        let later = now + DOWN_AFTER.as_millis() as u64 + 1;
+        a.note(Some(0), 0, later);
+        assert!(t.joined(listened, later));
+        // C done: joined with both up.
+        t.heard_hello(c, hello(42));
+        c.note(Some(0), 0, later);
+        assert!(t.joined(listened, later));
+        assert!(t.bulk_pending(later).is_empty());
     }
 }

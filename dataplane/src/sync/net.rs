@@ -283,10 +283,16 @@ pub fn run_master_signed(
     let last_sent = std::cell::Cell::new(Instant::now());
     let last_hello = std::cell::Cell::new(None::<Instant>);
     let send_hello = |g: &PeerTable| {
-        let hello = wire::encode_hello(cfg.syncid, &g.local(), message_len(cfg));
-        signed(signer, &hello, |bytes| {
-            send_to_all(sock, bytes, dests, stats, true, 0)
-        });
+        // One per peer: each names the peer's incarnation if its bulk sync is done.
+        let mut local = g.local();
+        for p in g.peers() {
+            local.bulk_done_for = p.bulk_sent_for.load(Ordering::Relaxed);
+            let hello = wire::encode_hello(cfg.syncid, &local, message_len(cfg));
+            let dest = SocketAddr::from((p.addr, cfg.port));
+            signed(signer, &hello, |bytes| {
+                send_to_all(sock, bytes, &[dest], stats, true, 0)
+            });
+        }
         last_hello.set(Some(Instant::now()));
         last_sent.set(Instant::now());
     };
@@ -374,6 +380,28 @@ fn send_to_all(
             }
         }
     }
+}
+
+/// After a complete bulk sync to `peer` (whose hello named `incarnation`): notes it in
+/// the peer's entry (every later hello to it names the incarnation) and sends it a hello
+/// saying so at once, its sessions all sent.
+pub fn send_bulk_done(
+    sock: &UdpSocket,
+    group: &PeerTable,
+    peer: &super::group::Peer,
+    incarnation: u64,
+    cfg: &SyncNetConfig,
+    signer: Option<&Mutex<Signer>>,
+    stats: &Stats,
+) {
+    peer.bulk_sent_for.store(incarnation, Ordering::Relaxed);
+    let mut local = group.local();
+    local.bulk_done_for = incarnation;
+    let hello = wire::encode_hello(cfg.syncid, &local, message_len(cfg));
+    let dest = SocketAddr::from((peer.addr, cfg.port));
+    signed(signer, &hello, |bytes| {
+        send_to_all(sock, bytes, &[dest], stats, true, 0)
+    });
 }
 
 /// How a bulk sync went.
@@ -522,8 +550,8 @@ pub fn run_backup(
             let installed = stats.recv_conns.load(Ordering::Relaxed) - before;
             let refused = stats.peer_layout.load(Ordering::Relaxed) - refused_before;
             p.refused_layout.fetch_add(refused, Ordering::Relaxed);
-            if let Some(h) = rx.take_hello() {
-                p.set_hello(h);
+            if let (Some(h), Some(g)) = (rx.take_hello(), group) {
+                g.heard_hello(p, h);
             }
             p.note(records, installed, now);
         }
@@ -1019,7 +1047,7 @@ mod tests {
         let layout = Hello {
             workers: 2,
             lport_range: (1025, 65535),
-            lips: Vec::new(),
+            ..Hello::default()
         };
         group.set_local(layout.clone());
         let theirs = Arc::new(PeerTable::new(peer, &[own, peer]));

@@ -21,8 +21,10 @@
 //!
 //! ```text
 //! hello: "RVSG" | u8 version=1 | u8 0 | be16 workers | be16 lport_lo | be16 lport_hi
-//!   | be16 count | count x IPv4 LIP
+//!   | be16 count | count x IPv4 LIP | be64 incarnation | be64 bulk_done_for
 //! ```
+//! The last 16 bytes came later: a hello without them (an older rvs) reads as incarnation
+//! 0 and no bulk sync done, and an older rvs reading them ignores them.
 //!
 //! Decoding never panics: every length is checked, and errors are typed ([`DecodeError`]).
 
@@ -167,6 +169,10 @@ pub enum Record {
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn be64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
@@ -390,6 +396,8 @@ pub const HELLO_MAGIC: [u8; 4] = *b"RVSG";
 pub const HELLO_VERSION: u8 = 1;
 /// Length of a [`Hello`] block without its LIPs.
 pub const HELLO_FIXED_LEN: usize = 14;
+/// Length of the block's tail after the LIPs (incarnation, bulk sync done).
+pub const HELLO_TAIL_LEN: usize = 16;
 
 /// What a group member tells its peers in each heartbeat: how it slices FULLNAT ports
 /// (its worker count and local port range, which must be the group's) and its own LIPs
@@ -402,6 +410,14 @@ pub struct Hello {
     pub lport_range: (u16, u16),
     /// Its own LIPs (the union of its services' pools), sorted, without duplicates.
     pub lips: Vec<Ipv4Addr>,
+    /// A number fixed for the life of the sender's rvsd and new at each start (0: an
+    /// older rvs that sends none): a peer whose incarnation changes restarted, however
+    /// short its silence, and is due a bulk sync.
+    pub incarnation: u64,
+    /// The incarnation of the receiver to which the sender has completed a bulk sync
+    /// (0: none): what tells a joining director that this peer's sessions have all
+    /// arrived.
+    pub bulk_done_for: u64,
 }
 
 /// Why a hello block was not read.
@@ -423,9 +439,9 @@ pub enum HelloError {
 
 /// A heartbeat from `syncid` carrying `hello` (as many LIPs as fit `maxlen`).
 pub fn encode_hello(syncid: u8, hello: &Hello, maxlen: usize) -> Vec<u8> {
-    let room = maxlen.saturating_sub(HEADER_LEN + HELLO_FIXED_LEN) / 4;
+    let room = maxlen.saturating_sub(HEADER_LEN + HELLO_FIXED_LEN + HELLO_TAIL_LEN) / 4;
     let lips = &hello.lips[..hello.lips.len().min(room).min(usize::from(u16::MAX))];
-    let mut b = Vec::with_capacity(HEADER_LEN + HELLO_FIXED_LEN + 4 * lips.len());
+    let mut b = Vec::with_capacity(HEADER_LEN + HELLO_FIXED_LEN + 4 * lips.len() + HELLO_TAIL_LEN);
     b.extend_from_slice(&[0, syncid, 0, 0, 0, SYNC_PROTO_VER, 0, 0]);
     b.extend_from_slice(&HELLO_MAGIC);
     b.extend_from_slice(&[HELLO_VERSION, 0]);
@@ -436,6 +452,8 @@ pub fn encode_hello(syncid: u8, hello: &Hello, maxlen: usize) -> Vec<u8> {
     for l in lips {
         b.extend_from_slice(&l.octets());
     }
+    b.extend_from_slice(&hello.incarnation.to_be_bytes());
+    b.extend_from_slice(&hello.bulk_done_for.to_be_bytes());
     let size = b.len() as u16;
     b[2..4].copy_from_slice(&size.to_be_bytes());
     b
@@ -467,9 +485,14 @@ pub fn decode_hello(msg: &[u8]) -> Result<Option<Hello>, HelloError> {
     if workers == 0 || lport_range.0 > lport_range.1 {
         return Err(HelloError::Bad);
     }
-    let list = b
-        .get(HELLO_FIXED_LEN..HELLO_FIXED_LEN + 4 * count)
-        .ok_or(t)?;
+    let end = HELLO_FIXED_LEN + 4 * count;
+    let list = b.get(HELLO_FIXED_LEN..end).ok_or(t)?;
+    // The tail: absent from an older rvs's hello, else whole.
+    let (incarnation, bulk_done_for) = match b.len() - end {
+        0 => (0, 0),
+        n if n >= HELLO_TAIL_LEN => (be64(b, end).ok_or(t)?, be64(b, end + 8).ok_or(t)?),
+        _ => return Err(t),
+    };
     let mut lips: Vec<Ipv4Addr> = list
         .chunks_exact(4)
         .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
@@ -480,6 +503,8 @@ pub fn decode_hello(msg: &[u8]) -> Result<Option<Hello>, HelloError> {
         workers,
         lport_range,
         lips,
+        incarnation,
+        bulk_done_for,
     }))
 }
 
@@ -857,13 +882,15 @@ mod tests {
             workers: 2,
             lport_range: (1025, 65535),
             lips: vec![Ipv4Addr::new(10, 20, 0, 200), Ipv4Addr::new(10, 20, 0, 201)],
+            incarnation: 0x0102_0304_0506_0708,
+            bulk_done_for: 0x1112_1314_1516_1718,
         }
     }
 
     #[test]
     fn a_heartbeat_carries_the_hello_and_stays_an_empty_message() {
         let m = encode_hello(7, &hello(), 1472);
-        assert_eq!(m.len(), HEADER_LEN + HELLO_FIXED_LEN + 8);
+        assert_eq!(m.len(), HEADER_LEN + HELLO_FIXED_LEN + 8 + HELLO_TAIL_LEN);
         // What a kernel (and this decoder) reads: a v1 message of syncid 7, no record.
         let mut out = Vec::new();
         let h = decode(&m, &mut out).unwrap();
@@ -879,11 +906,17 @@ mod tests {
         b.push(&example_conn());
         assert_eq!(decode_hello(b.bytes()), Err(HelloError::NotHeartbeat));
         // Truncated, another version, a bad range, no worker: refused, never a panic.
-        for cut in HEADER_LEN + 4..m.len() {
+        let lips_end = HEADER_LEN + HELLO_FIXED_LEN + 8;
+        for cut in (HEADER_LEN + 4..m.len()).filter(|&c| c != lips_end) {
             let mut t = m[..cut].to_vec();
             t[2..4].copy_from_slice(&(cut as u16).to_be_bytes());
             assert_eq!(decode_hello(&t), Err(HelloError::Truncated), "{cut}");
         }
+        // An older rvs's hello (no tail): incarnation 0, no bulk sync done.
+        let mut old = m[..lips_end].to_vec();
+        old[2..4].copy_from_slice(&(lips_end as u16).to_be_bytes());
+        let h = decode_hello(&old).unwrap().unwrap();
+        assert_eq!((h.incarnation, h.bulk_done_for, h.lips.len()), (0, 0, 2));
         let mut v = m.clone();
         v[HEADER_LEN + 4] = 9;
         assert_eq!(decode_hello(&v), Err(HelloError::Version(9)));
@@ -902,7 +935,7 @@ mod tests {
         };
         let m = encode_hello(7, &many, 1472);
         assert!(m.len() <= 1472);
-        assert_eq!(decode_hello(&m).unwrap().unwrap().lips.len(), 362);
+        assert_eq!(decode_hello(&m).unwrap().unwrap().lips.len(), 358);
     }
 
     #[test]
