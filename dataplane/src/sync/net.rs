@@ -960,16 +960,19 @@ mod tests {
         assert_eq!(l(&rstats.recv_msgs), l(&stats.sent_msgs) + 6);
     }
 
-    /// A group member's receiving thread over loopback: a peer's master (127.0.0.2)
-    /// delivers its records and heartbeats, counted in its entry; a sender not in the list
-    /// (127.0.0.3) and one with this director's own address (127.0.0.1) deliver nothing
-    /// and are counted.
-    #[test]
-    fn a_group_member_takes_its_peers_messages_only() {
-        let port = 20000 + ((std::process::id() + 3571) % 20000) as u16;
-        let own = Ipv4Addr::LOCALHOST;
-        let peer = Ipv4Addr::new(127, 0, 0, 2);
-        let group = Arc::new(PeerTable::new(own, &[own, peer]));
+    /// A group member's backup daemon on `own`:`port` over loopback, in a thread: the
+    /// thread, its stop flag, its counters and the client ports of the records it took.
+    #[allow(clippy::type_complexity)]
+    fn group_backup(
+        port: u16,
+        own: Ipv4Addr,
+        group: &Arc<PeerTable>,
+    ) -> (
+        std::thread::JoinHandle<()>,
+        Arc<AtomicBool>,
+        Arc<Stats>,
+        Arc<std::sync::Mutex<Vec<u16>>>,
+    ) {
         let cfg = SyncNetConfig {
             port,
             iface: Some(own),
@@ -986,6 +989,20 @@ mod tests {
                 true
             })
         });
+        (b, stop, rstats, got)
+    }
+
+    /// A group member's receiving thread over loopback: a peer's master (127.0.0.2)
+    /// delivers its records and heartbeats, counted in its entry; a sender not in the list
+    /// (127.0.0.3) and one with this director's own address (127.0.0.1) deliver nothing
+    /// and are counted.
+    #[test]
+    fn a_group_member_takes_its_peers_messages_only() {
+        let port = 20000 + ((std::process::id() + 3571) % 20000) as u16;
+        let own = Ipv4Addr::LOCALHOST;
+        let peer = Ipv4Addr::new(127, 0, 0, 2);
+        let group = Arc::new(PeerTable::new(own, &[own, peer]));
+        let (b, stop, rstats, got) = group_backup(port, own, &group);
         let mut m = MessageBuilder::new(0, 1472);
         m.push(&conn(1));
         let to = SocketAddr::from((own, port));
@@ -1057,22 +1074,7 @@ mod tests {
             lips: peer_lips.clone(),
             ..layout
         });
-        let cfg = SyncNetConfig {
-            port,
-            iface: Some(own),
-            ..SyncNetConfig::default()
-        };
-        let rx = backup_socket(&cfg, true).expect("backup socket");
-        let stop = Arc::new(AtomicBool::new(false));
-        let rstats = Arc::new(Stats::default());
-        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (g2, s3, rs2, gr) = (got.clone(), stop.clone(), rstats.clone(), group.clone());
-        let b = std::thread::spawn(move || {
-            run_backup(&rx, &cfg, Some(&gr), &s3, &rs2, |c| {
-                g2.lock().unwrap().push(c.cport);
-                true
-            })
-        });
+        let (b, stop, rstats, got) = group_backup(port, own, &group);
         let mcfg = SyncNetConfig {
             port,
             iface: Some(peer),

@@ -30,6 +30,21 @@ fn tcp_frame(seq: u32, ack: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A real server's segment RIP → LIP acknowledging 1000 bytes past a 28-byte header,
+/// with `options`, built by etherparse.
+fn server_ack(options: &[TcpOptionElement]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(RIP, LIP, 64)
+        .tcp(80, 40000, 9000, 64000)
+        .ack(5001 + 28 + 1000)
+        .options(options)
+        .unwrap()
+        .write(&mut v, b"")
+        .unwrap();
+    v
+}
+
 fn tcp_of(frame: &[u8]) -> etherparse::TcpSlice<'_> {
     match check_v4(frame).transport {
         Some(TransportSlice::Tcp(t)) => t,
@@ -126,22 +141,14 @@ fn seq_shift_keeps_the_checksum_right() {
 #[test]
 fn server_ack_and_sack_blocks_are_mapped_back() {
     let init = 5000u32;
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(RIP, LIP, 64)
-        .tcp(80, 40000, 9000, 64000)
-        .ack(5001 + 28 + 1000)
-        .options(&[
-            TcpOptionElement::Noop,
-            TcpOptionElement::Noop,
-            TcpOptionElement::SelectiveAcknowledgement(
-                (5001 + 28 + 2000, 5001 + 28 + 3000),
-                [Some((5010, 5020)), Some((4000, 4500)), None],
-            ),
-        ])
-        .unwrap()
-        .write(&mut v, b"")
-        .unwrap();
+    let mut v = server_ack(&[
+        TcpOptionElement::Noop,
+        TcpOptionElement::Noop,
+        TcpOptionElement::SelectiveAcknowledgement(
+            (5001 + 28 + 2000, 5001 + 28 + 3000),
+            [Some((5010, 5020)), Some((4000, 4500)), None],
+        ),
+    ]);
     assert_eq!(unshift_ack(&mut v, 34, init, 28), Some(5001 + 28 + 1000));
     let t = tcp_of(&v);
     assert_eq!(t.acknowledgment_number(), 5001 + 1000);
@@ -166,21 +173,10 @@ fn server_ack_and_sack_blocks_are_mapped_back() {
 fn sack_edges_at_odd_offsets_keep_the_checksum_right() {
     // One NOP before the SACK option: its edges sit at odd offsets of the TCP header
     // (options need no alignment), so each spans three 16-bit words of the sum.
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(RIP, LIP, 64)
-        .tcp(80, 40000, 9000, 64000)
-        .ack(5001 + 28 + 1000)
-        .options(&[
-            TcpOptionElement::Noop,
-            TcpOptionElement::SelectiveAcknowledgement(
-                (5001 + 28 + 2000, 5001 + 28 + 3000),
-                [None; 3],
-            ),
-        ])
-        .unwrap()
-        .write(&mut v, b"")
-        .unwrap();
+    let mut v = server_ack(&[
+        TcpOptionElement::Noop,
+        TcpOptionElement::SelectiveAcknowledgement((5001 + 28 + 2000, 5001 + 28 + 3000), [None; 3]),
+    ]);
     assert_eq!(v[34 + 21], 5, "the SACK option starts at an odd offset");
     unshift_ack(&mut v, 34, 5000, 28);
     // tcp_of checks the TCP checksum against etherparse's.
