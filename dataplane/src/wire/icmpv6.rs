@@ -1015,6 +1015,46 @@ mod tests {
         assert_eq!(b, [0u8; HEADER_LEN]);
     }
 
+    /// The committed fuzz seeds are real messages: they parse and their checksums verify.
+    #[test]
+    fn fuzz_seeds_are_valid() {
+        let fe80: Ipv6Addr = "fe80::1".parse().unwrap();
+        let a1: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let seeds: [(&[u8], Ipv6Addr, Ipv6Addr, Message); 4] = [
+            (
+                include_bytes!("../../fuzz/seeds/icmpv6/neighbor_solicit"),
+                fe80,
+                solicited_node(&DST),
+                Message::NEIGHBOR_SOLICIT,
+            ),
+            (
+                include_bytes!("../../fuzz/seeds/icmpv6/neighbor_advert"),
+                DST,
+                fe80,
+                Message::NEIGHBOR_ADVERT,
+            ),
+            (
+                include_bytes!("../../fuzz/seeds/icmpv6/packet_too_big_1200"),
+                "2001:db8::fe".parse().unwrap(),
+                a1,
+                Message::PKT_TOO_BIG,
+            ),
+            (
+                include_bytes!("../../fuzz/seeds/icmpv6/echo_request"),
+                a1,
+                "2001:db8::2".parse().unwrap(),
+                Message::ECHO_REQUEST,
+            ),
+        ];
+        for (b, src, dst, t) in seeds {
+            let p = Packet::new_checked(b).unwrap();
+            assert_eq!(p.msg_type(), t);
+            assert!(p.verify_checksum(&src, &dst), "{t}");
+            let s = Icmpv6Slice::from_slice(b).unwrap();
+            assert!(s.is_checksum_valid(src.octets(), dst.octets()), "{t}");
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
         /// `new_checked` then every getter and the option walk on random bytes.

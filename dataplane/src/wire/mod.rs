@@ -250,6 +250,10 @@ mod tests {
             if let Ok(p) = Icmpv4Packet::new_checked(b) {
                 let _ = (p.msg_type(), p.next_hop_mtu(), p.data(), p.verify_checksum());
             }
+            if let Ok(p) = Icmpv6Packet::new_checked(b) {
+                let _ = (p.msg_type(), p.mtu(), p.target_addr(), p.data(), p.nd_options());
+                let _ = icmpv6::link_layer_option(p.nd_options(), icmpv6::nd_option::SOURCE_LL_ADDR);
+            }
             if let Ok(p) = IpipPacket::new_checked(b) {
                 let _ = (p.inner(), p.inner_version());
             }
