@@ -31,6 +31,7 @@ pub mod ethernet;
 pub mod gre;
 pub mod gue;
 pub mod icmpv4;
+pub mod icmpv6;
 pub mod ip;
 pub mod ipip;
 pub mod ipv4;
@@ -49,6 +50,7 @@ pub use self::ethernet::{
 pub use self::gre::Packet as GrePacket;
 pub use self::gue::Packet as GuePacket;
 pub use self::icmpv4::{Message as Icmpv4Message, Packet as Icmpv4Packet};
+pub use self::icmpv6::{Message as Icmpv6Message, Packet as Icmpv6Packet};
 pub use self::ip::{Endpoint, FiveTuple, IpProtocol, IpVersion};
 pub use self::ipip::Packet as IpipPacket;
 pub use self::ipv4::{Packet as Ipv4Packet, Repr as Ipv4Repr};
@@ -247,6 +249,10 @@ mod tests {
             }
             if let Ok(p) = Icmpv4Packet::new_checked(b) {
                 let _ = (p.msg_type(), p.next_hop_mtu(), p.data(), p.verify_checksum());
+            }
+            if let Ok(p) = Icmpv6Packet::new_checked(b) {
+                let _ = (p.msg_type(), p.mtu(), p.target_addr(), p.data(), p.nd_options());
+                let _ = icmpv6::link_layer_option(p.nd_options(), icmpv6::nd_option::SOURCE_LL_ADDR);
             }
             if let Ok(p) = IpipPacket::new_checked(b) {
                 let _ = (p.inner(), p.inner_version());
