@@ -161,9 +161,9 @@ pub struct Published {
     /// The services snapshot.
     pub services: Arc<ServiceSet>,
     /// VIPs.
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
     /// FULLNAT LIP pools.
-    pub laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
+    pub laddrs: HashMap<ServiceKey, Vec<IpAddr>>,
 }
 
 /// Builds the service (rr over [`REAL_SERVERS`] servers, service flags `flags`, e.g.
@@ -207,12 +207,12 @@ pub fn services_with_flood(
             )?;
         }
         if mode == Mode::Fullnat {
-            laddrs.insert(key, (0..lips).map(lip).collect());
+            laddrs.insert(key, (0..lips).map(|i| lip(i).into()).collect());
         }
     }
     Ok(Published {
         services: table.snapshot(),
-        vips: vec![VIP],
+        vips: vec![VIP.into()],
         laddrs,
     })
 }

@@ -805,7 +805,7 @@ impl DpdkBackend {
         let index = self.dest_index();
         let mut services: Vec<ServiceCounters> = Vec::new();
         let mut by_dest: HashMap<DestId, DestCounters> = HashMap::new();
-        let mut lips: HashMap<(ServiceKey, Ipv4Addr), (u64, u64)> = HashMap::new();
+        let mut lips: HashMap<(ServiceKey, IpAddr), (u64, u64)> = HashMap::new();
         for r in reports {
             for &(id, c, t) in &r.dests {
                 let e = by_dest.entry(id).or_default();
@@ -853,7 +853,7 @@ impl DpdkBackend {
             for ((k, a), (n, conflicts)) in &lips {
                 if *k == key {
                     sc.laddrs.push(LaddrCounterEntry {
-                        addr: IpAddr::V4(*a),
+                        addr: *a,
                         conflicts: *conflicts,
                         conns: *n,
                     });
@@ -962,35 +962,17 @@ impl Backend for DpdkBackend {
         let mut vips = Vec::new();
         let mut laddrs = HashMap::new();
         for s in &table.services {
-            if let ServiceKey::Inet {
-                addr: IpAddr::V4(v),
-                ..
-            } = s.conf.key
-            {
+            if let ServiceKey::Inet { addr: v, .. } = s.conf.key {
                 if !vips.contains(&v) {
                     vips.push(v);
                 }
             }
-            let lips: Vec<Ipv4Addr> = s
-                .laddrs
-                .iter()
-                .filter_map(|l| match l.addr {
-                    IpAddr::V4(a) => Some(a),
-                    IpAddr::V6(_) => None,
-                })
-                .collect();
+            let lips: Vec<IpAddr> = s.laddrs.iter().map(|l| l.addr).collect();
             if !lips.is_empty() {
                 laddrs.insert(dp_key(&s.conf.key), lips);
             }
         }
-        let former: Vec<Ipv4Addr> = self
-            .table
-            .trashed_vips()
-            .filter_map(|a| match a.to_ip() {
-                IpAddr::V4(v) => Some(v),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
+        let former: Vec<IpAddr> = self.table.trashed_vips().map(|a| a.to_ip()).collect();
         self.engine.publish(snap, &vips, &former, laddrs);
         self.sync_daemons(&table.daemons)
     }

@@ -18,7 +18,7 @@
 //! it tries a bounded number of candidates and otherwise takes any port of the slice.
 
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::steer::owner_of_port;
 
@@ -62,17 +62,30 @@ pub struct RssSteer {
 }
 
 impl RssSteer {
-    /// The rx queue a reply `rip:rport -> lip:lport` (TCP/UDP over IPv4) lands on.
-    pub fn reply_queue(&self, rip: Ipv4Addr, lip: Ipv4Addr, rport: u16, lport: u16) -> u16 {
+    /// The rx queue a reply `rip:rport -> lip:lport` (TCP/UDP over IPv4 or IPv6: the
+    /// NIC hashes source address, destination address, source port, destination port)
+    /// lands on. Addresses of different families (no such reply exists) land on queue 0.
+    pub fn reply_queue(&self, rip: IpAddr, lip: IpAddr, rport: u16, lport: u16) -> u16 {
         if self.reta.is_empty() {
             return 0;
         }
-        let mut input = [0u8; 12];
-        input[..4].copy_from_slice(&rip.octets());
-        input[4..8].copy_from_slice(&lip.octets());
-        input[8..10].copy_from_slice(&rport.to_be_bytes());
-        input[10..12].copy_from_slice(&lport.to_be_bytes());
-        let h = toeplitz(&self.key, &input);
+        let mut input = [0u8; 36];
+        let n = match (rip, lip) {
+            (IpAddr::V4(r), IpAddr::V4(l)) => {
+                input[..4].copy_from_slice(&r.octets());
+                input[4..8].copy_from_slice(&l.octets());
+                8
+            }
+            (IpAddr::V6(r), IpAddr::V6(l)) => {
+                input[..16].copy_from_slice(&r.octets());
+                input[16..32].copy_from_slice(&l.octets());
+                32
+            }
+            _ => return 0,
+        };
+        input[n..n + 2].copy_from_slice(&rport.to_be_bytes());
+        input[n + 2..n + 4].copy_from_slice(&lport.to_be_bytes());
+        let h = toeplitz(&self.key, &input[..n + 4]);
         self.reta[h as usize % self.reta.len()]
     }
 }
@@ -85,7 +98,7 @@ impl RssSteer {
 /// drops such a stale entry when it meets it.
 #[derive(Debug, Clone)]
 struct Slice {
-    addr: Ipv4Addr,
+    addr: IpAddr,
     free: VecDeque<u16>,
     /// One bit per port number (65536 bits).
     used: Box<[u64]>,
@@ -96,7 +109,7 @@ struct Slice {
 }
 
 impl Slice {
-    fn new(addr: Ipv4Addr, range: (u16, u16), worker: usize, workers: usize) -> Slice {
+    fn new(addr: IpAddr, range: (u16, u16), worker: usize, workers: usize) -> Slice {
         let free: VecDeque<u16> = (range.0..=range.1)
             .filter(|&p| owner_of_port(p, workers) == worker)
             .collect();
@@ -155,7 +168,7 @@ pub struct LaddrPool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LocalEndpoint {
     /// The LIP.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// The local port.
     pub port: u16,
 }
@@ -163,7 +176,7 @@ pub struct LocalEndpoint {
 impl LaddrPool {
     /// The pool of worker `worker` (of `workers`) over `lips`, with ports from `range`
     /// (inclusive). Memory is allocated here, once; never per connection.
-    pub fn new(lips: &[Ipv4Addr], range: (u16, u16), worker: usize, workers: usize) -> LaddrPool {
+    pub fn new(lips: &[IpAddr], range: (u16, u16), worker: usize, workers: usize) -> LaddrPool {
         let workers = workers.max(1);
         let range = (range.0.min(range.1), range.0.max(range.1));
         let slices = lips
@@ -184,7 +197,7 @@ impl LaddrPool {
     /// remains is kept as it is (its free list, its ports in use, its conflict count), a new
     /// LIP gets a full slice, and the slice of a LIP no longer listed is dropped (its
     /// sessions run on; their ports are returned to no pool). Returns the LIPs that are new.
-    pub fn set_addrs(&mut self, lips: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
+    pub fn set_addrs(&mut self, lips: &[IpAddr]) -> Vec<IpAddr> {
         let mut old = std::mem::take(&mut self.slices);
         let mut added = Vec::new();
         for &addr in lips {
@@ -209,12 +222,12 @@ impl LaddrPool {
     }
 
     /// The LIPs of the pool.
-    pub fn addrs(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    pub fn addrs(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.slices.iter().map(|s| s.addr)
     }
 
     /// Whether `addr` is one of the pool's LIPs.
-    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+    pub fn contains(&self, addr: IpAddr) -> bool {
         self.slices.iter().any(|s| s.addr == addr)
     }
 
@@ -227,8 +240,8 @@ impl LaddrPool {
     /// give (counted as exhaustion).
     pub fn alloc(
         &mut self,
-        mut prefer: impl FnMut(Ipv4Addr, u16) -> bool,
-        mut held: impl FnMut(Ipv4Addr, u16) -> bool,
+        mut prefer: impl FnMut(IpAddr, u16) -> bool,
+        mut held: impl FnMut(IpAddr, u16) -> bool,
     ) -> Option<LocalEndpoint> {
         let n = self.slices.len();
         for k in 0..n {
@@ -301,7 +314,7 @@ impl LaddrPool {
     }
 
     /// Ports in use on one LIP.
-    pub fn in_use_of(&self, addr: Ipv4Addr) -> u32 {
+    pub fn in_use_of(&self, addr: IpAddr) -> u32 {
         self.slices
             .iter()
             .filter(|s| s.addr == addr)
@@ -310,7 +323,7 @@ impl LaddrPool {
     }
 
     /// Conflicts counted on one LIP (see [`LaddrPool::alloc`]).
-    pub fn conflicts_of(&self, addr: Ipv4Addr) -> u64 {
+    pub fn conflicts_of(&self, addr: IpAddr) -> u64 {
         self.slices
             .iter()
             .filter(|s| s.addr == addr)
@@ -335,9 +348,10 @@ impl LaddrPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
-    const LIP1: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 11);
-    const LIP2: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 12);
+    const LIP1: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 2, 0, 11));
+    const LIP2: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 2, 0, 12));
 
     #[test]
     fn workers_own_disjoint_slices_that_cover_the_range() {
@@ -372,7 +386,7 @@ mod tests {
         assert_eq!(got[0].addr, LIP1);
         assert_eq!(got[1].addr, LIP2);
         assert_eq!(got[2].addr, LIP1);
-        let mut ports: Vec<(Ipv4Addr, u16)> = got.iter().map(|e| (e.addr, e.port)).collect();
+        let mut ports: Vec<(IpAddr, u16)> = got.iter().map(|e| (e.addr, e.port)).collect();
         ports.sort();
         ports.dedup();
         assert_eq!(ports.len(), 8, "no endpoint handed out twice");
@@ -440,7 +454,7 @@ mod tests {
             key: KEY,
             reta: (0..128).map(|i| i % 2).collect(),
         };
-        let rip = Ipv4Addr::new(10, 20, 0, 11);
+        let rip = IpAddr::V4(Ipv4Addr::new(10, 20, 0, 11));
         for w in 0..2usize {
             let mut pool = LaddrPool::new(&[LIP1], (1025, 65535), w, 2);
             for _ in 0..50 {
@@ -484,7 +498,7 @@ mod tests {
             .map(|_| pool.alloc(|_, _| true, |_, _| false).expect("port"))
             .collect();
         // LIP2 leaves, LIP3 comes: LIP1's three ports stay in use.
-        let lip3 = Ipv4Addr::new(10, 2, 0, 13);
+        let lip3 = IpAddr::V4(Ipv4Addr::new(10, 2, 0, 13));
         assert_eq!(pool.set_addrs(&[LIP1, lip3]), vec![lip3]);
         assert_eq!(pool.addrs().collect::<Vec<_>>(), vec![LIP1, lip3]);
         assert_eq!(pool.in_use_of(LIP1), 3);
@@ -508,7 +522,7 @@ mod tests {
     #[test]
     fn a_port_held_by_a_live_session_is_passed_over_and_counted() {
         let mut pool = LaddrPool::new(&[LIP1], (5000, 5009), 0, 1);
-        let held = |_: Ipv4Addr, p: u16| p == 5000 || p == 5001;
+        let held = |_: IpAddr, p: u16| p == 5000 || p == 5001;
         let ep = pool.alloc(|_, _| true, held).expect("port");
         assert_eq!(ep.port, 5002);
         assert_eq!(pool.conflicts_of(LIP1), 2);

@@ -1,13 +1,16 @@
-//! The neighbour (ARP) cache of one worker.
+//! The neighbour cache of one worker: ARP's for IPv4 next hops, neighbour discovery's
+//! (RFC 4861) for IPv6 ones — the same table, keyed by either address type.
 //!
-//! Entries are learned from ARP requests and replies addressed to the director. A miss
-//! starts resolution: the caller sends an ARP request and may hold a few packets on the
+//! Entries are learned from ARP requests and replies (neighbour solicitations and
+//! advertisements) addressed to the director. A miss starts resolution: the caller sends
+//! an ARP request (a neighbour solicitation) and may hold a few packets on the
 //! entry ([`NeighTable::hold`]); they are released when the reply arrives
 //! ([`NeighTable::learn`]) or dropped when resolution gives up ([`NeighTable::age`]).
 //! Memory is reserved up front; a full table refuses new entries instead of growing.
 
 use std::cell::Cell;
-use std::net::Ipv4Addr;
+use std::hash::Hash;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashMap;
 
@@ -76,27 +79,45 @@ pub struct NeighStats {
     pub table_full: u64,
 }
 
-/// A worker's ARP cache; `P` is the held packet type (an mbuf in the dataplane).
+/// An address a neighbour cache is keyed by: IPv4 (ARP) or IPv6 (neighbour discovery).
+pub trait NeighKey: Copy + Eq + Hash + core::fmt::Debug {
+    /// The slot of [`NeighTable::get`]'s memory of recent answers (the low bits).
+    fn slot(self) -> usize;
+}
+
+impl NeighKey for Ipv4Addr {
+    #[inline(always)]
+    fn slot(self) -> usize {
+        u32::from(self) as usize % RECENT
+    }
+}
+
+impl NeighKey for Ipv6Addr {
+    #[inline(always)]
+    fn slot(self) -> usize {
+        usize::from(self.octets()[15]) % RECENT
+    }
+}
+
+/// A worker's neighbour cache; `P` is the held packet type (an mbuf in the dataplane),
+/// `K` the address type (IPv4 by default; IPv6 for neighbour discovery).
 #[derive(Debug)]
-pub struct NeighTable<P> {
+pub struct NeighTable<P, K: NeighKey = Ipv4Addr> {
     cfg: NeighConfig,
-    entries: HashMap<Ipv4Addr, Entry<P>>,
+    entries: HashMap<K, Entry<P>>,
     stats: NeighStats,
     /// The last resolved addresses [`NeighTable::get`] answered, by the low bits of the
     /// address: every forwarded packet asks for its next hop, a handful of addresses
     /// (servers, gateways) over and over. Emptied by every change of an entry.
-    recent: [Cell<Option<Answer>>; RECENT],
+    recent: [Cell<Option<(K, [u8; 6])>>; RECENT],
 }
-
-/// A resolved address and its MAC.
-type Answer = (Ipv4Addr, [u8; 6]);
 
 /// Slots of [`NeighTable::get`]'s memory of recent answers.
 const RECENT: usize = 16;
 
-impl<P> NeighTable<P> {
+impl<P, K: NeighKey> NeighTable<P, K> {
     /// An empty cache with room for `cfg.capacity` entries.
-    pub fn new(cfg: NeighConfig) -> NeighTable<P> {
+    pub fn new(cfg: NeighConfig) -> NeighTable<P, K> {
         NeighTable {
             cfg,
             entries: HashMap::with_capacity(cfg.capacity),
@@ -107,7 +128,7 @@ impl<P> NeighTable<P> {
 
     /// Looks `ip` up; on a miss creates an incomplete entry (if there is room) and says
     /// whether an ARP request is due.
-    pub fn lookup(&mut self, ip: Ipv4Addr, now: u64) -> Lookup {
+    pub fn lookup(&mut self, ip: K, now: u64) -> Lookup {
         if let Some(e) = self.entries.get_mut(&ip) {
             return match &mut e.state {
                 State::Reachable { mac, .. } | State::Static { mac } => Lookup::Hit(*mac),
@@ -141,8 +162,8 @@ impl<P> NeighTable<P> {
 
     /// The MAC of `ip` if resolved (no side effects on the entries).
     #[inline]
-    pub fn get(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
-        let slot = &self.recent[(u32::from(ip) as usize) % RECENT];
+    pub fn get(&self, ip: K) -> Option<[u8; 6]> {
+        let slot = &self.recent[ip.slot()];
         if let Some((at, mac)) = slot.get() {
             if at == ip {
                 return Some(mac);
@@ -165,7 +186,7 @@ impl<P> NeighTable<P> {
 
     /// Installs `ip` at `mac` permanently: never aged, never replaced by ARP. Ignored when
     /// the table is full.
-    pub fn add_static(&mut self, ip: Ipv4Addr, mac: [u8; 6]) {
+    pub fn add_static(&mut self, ip: K, mac: [u8; 6]) {
         if self.entries.len() >= self.cfg.capacity && !self.entries.contains_key(&ip) {
             self.stats.table_full += 1;
             return;
@@ -181,13 +202,13 @@ impl<P> NeighTable<P> {
     }
 
     /// Whether `ip` has an entry (resolved or not).
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+    pub fn contains(&self, ip: K) -> bool {
         self.entries.contains_key(&ip)
     }
 
     /// Holds `pkt` until `ip` resolves. Gives it back (the caller drops and counts it)
     /// when there is no incomplete entry or its hold queue is full.
-    pub fn hold(&mut self, ip: Ipv4Addr, pkt: P) -> Result<(), P> {
+    pub fn hold(&mut self, ip: K, pkt: P) -> Result<(), P> {
         let Some(e) = self.entries.get_mut(&ip) else {
             return Err(pkt);
         };
@@ -210,7 +231,7 @@ impl<P> NeighTable<P> {
     /// Returns `false` when the table is full and `ip` was not known.
     pub fn learn(
         &mut self,
-        ip: Ipv4Addr,
+        ip: K,
         mac: [u8; 6],
         now: u64,
         mut release: impl FnMut(P, [u8; 6]),
@@ -287,7 +308,7 @@ impl<P> NeighTable<P> {
     }
 
     /// Resolved entries, for listings.
-    pub fn resolved(&self) -> impl Iterator<Item = (Ipv4Addr, [u8; 6])> + '_ {
+    pub fn resolved(&self) -> impl Iterator<Item = (K, [u8; 6])> + '_ {
         self.entries.iter().filter_map(|(ip, e)| match e.state {
             State::Reachable { mac, .. } | State::Static { mac } => Some((*ip, mac)),
             State::Incomplete { .. } => None,

@@ -1,6 +1,8 @@
-//! Next-hop choice: connected subnets of the ports, static routes, a default gateway.
+//! Next-hop choice: connected subnets of the ports, static routes, a default gateway —
+//! for IPv4 ([`Route`], [`RouteTable::lookup`]) and IPv6 ([`Route6`],
+//! [`RouteTable::lookup6`]) alike.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// One route: `prefix/len` reached through `port`, via `gateway` (or on-link when `None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,18 +42,85 @@ pub struct NextHop {
     pub addr: Ipv4Addr,
 }
 
+/// One IPv6 route: `prefix/len` reached through `port`, via `gateway` (often a
+/// link-local address) or on-link when `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route6 {
+    /// Network address.
+    pub prefix: Ipv6Addr,
+    /// Prefix length 0..=128.
+    pub len: u8,
+    /// Egress port index.
+    pub port: u16,
+    /// Next-hop gateway; `None` for a connected (on-link) route.
+    pub gateway: Option<Ipv6Addr>,
+}
+
+impl Route6 {
+    fn mask(&self) -> u128 {
+        match self.len {
+            0 => 0,
+            l => u128::MAX << (128 - u32::from(l.min(128))),
+        }
+    }
+
+    /// Whether `dst` falls in this route's prefix.
+    #[inline]
+    pub fn matches(&self, dst: Ipv6Addr) -> bool {
+        (u128::from(dst) & self.mask()) == (u128::from(self.prefix) & self.mask())
+    }
+}
+
+/// Where an IPv6 packet to some address goes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop6 {
+    /// Egress port index.
+    pub port: u16,
+    /// The address whose MAC the frame is sent to (the destination itself when on-link).
+    pub addr: Ipv6Addr,
+}
+
 /// An immutable routing table, longest prefix first. Director route tables are small
 /// (connected subnets, a few static routes, a default), so lookup walks a sorted slice.
+/// IPv4 and IPv6 routes are kept apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    routes6: Vec<Route6>,
 }
 
 impl RouteTable {
     /// Builds the table (sorts longest prefix first; ties keep insertion order).
     pub fn new(mut routes: Vec<Route>) -> RouteTable {
         routes.sort_by_key(|r| std::cmp::Reverse(r.len));
-        RouteTable { routes }
+        RouteTable {
+            routes,
+            routes6: Vec::new(),
+        }
+    }
+
+    /// The table with IPv6 routes `routes6` (sorted as [`RouteTable::new`] sorts).
+    pub fn with_v6(mut self, mut routes6: Vec<Route6>) -> RouteTable {
+        routes6.sort_by_key(|r| std::cmp::Reverse(r.len));
+        self.routes6 = routes6;
+        self
+    }
+
+    /// The IPv6 next hop for `dst`, or `None` when no route matches.
+    #[inline]
+    pub fn lookup6(&self, dst: Ipv6Addr) -> Option<NextHop6> {
+        self.routes6
+            .iter()
+            .find(|r| r.matches(dst))
+            .map(|r| NextHop6 {
+                port: r.port,
+                addr: r.gateway.unwrap_or(dst),
+            })
+    }
+
+    /// The IPv6 routes, longest prefix first.
+    pub fn routes6(&self) -> &[Route6] {
+        &self.routes6
     }
 
     /// The next hop for `dst`, or `None` when no route matches.
@@ -129,5 +198,42 @@ mod tests {
         let t = RouteTable::new(vec![r([192, 168, 1, 0], 24, 0, None)]);
         assert_eq!(t.lookup(Ipv4Addr::new(192, 168, 2, 1)), None);
         assert!(t.lookup(Ipv4Addr::new(192, 168, 1, 255)).is_some());
+    }
+
+    #[test]
+    fn ipv6_longest_prefix_wins() {
+        let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let t = RouteTable::new(Vec::new()).with_v6(vec![
+            Route6 {
+                prefix: a("::"),
+                len: 0,
+                port: 0,
+                gateway: Some(a("fe80::1")),
+            },
+            Route6 {
+                prefix: a("2001:db8:1::"),
+                len: 64,
+                port: 1,
+                gateway: None,
+            },
+            Route6 {
+                prefix: a("2001:db8:1::"),
+                len: 48,
+                port: 2,
+                gateway: Some(a("2001:db8:2::1")),
+            },
+        ]);
+        let nh = t.lookup6(a("2001:db8:1::5")).unwrap();
+        assert_eq!((nh.port, nh.addr), (1, a("2001:db8:1::5")));
+        let nh = t.lookup6(a("2001:db8:1:7::5")).unwrap();
+        assert_eq!((nh.port, nh.addr), (2, a("2001:db8:2::1")));
+        let nh = t.lookup6(a("2001:db9::1")).unwrap();
+        assert_eq!((nh.port, nh.addr), (0, a("fe80::1")));
+        assert_eq!(RouteTable::default().lookup6(a("::1")), None);
+        assert_eq!(
+            t.lookup(Ipv4Addr::new(10, 0, 0, 1)),
+            None,
+            "IPv6 routes never route IPv4"
+        );
     }
 }

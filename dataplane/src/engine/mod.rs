@@ -23,7 +23,7 @@ mod setup;
 mod worker;
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -141,7 +141,7 @@ pub struct WorkerReport {
     pub sessions: u32,
     /// FULLNAT: per service and LIP, ports in use and conflicts (ports passed over
     /// because a live session held them toward the real server: [`crate::laddr::LaddrPool::alloc`]).
-    pub laddrs: Vec<(ServiceKey, Ipv4Addr, u32, u64)>,
+    pub laddrs: Vec<(ServiceKey, IpAddr, u32, u64)>,
     /// Sessions created since the worker started (benchmarks: new sessions per second).
     pub sessions_created: u64,
     /// Session table capacity of this worker.
@@ -687,23 +687,41 @@ impl Engine {
     pub fn publish(
         &mut self,
         services: Arc<service::ServiceSet>,
-        vips: &[Ipv4Addr],
-        former_vips: &[Ipv4Addr],
-        laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
+        vips: &[IpAddr],
+        former_vips: &[IpAddr],
+        laddrs: HashMap<ServiceKey, Vec<IpAddr>>,
     ) {
         let mut net = self.base.clone();
+        let v4 = |a: &IpAddr| match a {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        };
+        let v6 = |a: &IpAddr| match a {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        };
         net.former_vips = former_vips
             .iter()
             .filter(|v| !vips.contains(v))
-            .copied()
+            .filter_map(v4)
             .collect();
-        let port_for = |a: Ipv4Addr| -> u16 { net.routes.lookup(a).map_or(0, |nh| nh.port) };
+        net.former_vips6 = former_vips
+            .iter()
+            .filter(|v| !vips.contains(v))
+            .filter_map(v6)
+            .collect();
+        let port_for = |a: IpAddr| -> u16 {
+            match a {
+                IpAddr::V4(a) => net.routes.lookup(a).map_or(0, |nh| nh.port),
+                IpAddr::V6(a) => net.routes.lookup6(a).map_or(0, |nh| nh.port),
+            }
+        };
         let mut extra = Vec::new();
         for &v in vips {
             extra.push((v, (LocalKind::Vip, port_for(v))));
         }
         for v in net.marks.vips(&services) {
-            extra.push((v, (LocalKind::Vip, port_for(v))));
+            extra.push((v.into(), (LocalKind::Vip, port_for(v.into()))));
         }
         for lips in laddrs.values() {
             for &l in lips {
@@ -711,9 +729,13 @@ impl Engine {
             }
         }
         for (a, k) in extra {
-            net.local.entry(a).or_insert(k);
+            match a {
+                IpAddr::V4(a) => net.local.entry(a).or_insert(k),
+                IpAddr::V6(a) => net.local6.entry(a).or_insert(k),
+            };
         }
-        let mut own: Vec<Ipv4Addr> = laddrs.values().flatten().copied().collect();
+        // The group's LIP takeover knows IPv4 LIPs only.
+        let mut own: Vec<Ipv4Addr> = laddrs.values().flatten().filter_map(v4).collect();
         own.sort();
         own.dedup();
         self.own_lips = own;

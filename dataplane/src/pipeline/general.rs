@@ -715,31 +715,36 @@ pub(super) fn pick_local(
         port: fk.dport,
     };
     let pool = super::pool_of(laddrs, key)?;
-    let rip = match rs.addr.to_ip() {
-        IpAddr::V4(a) => a,
-        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-    };
+    let rip = rs.addr.to_ip();
     let rport = if rs.port == 0 { fk.dport } else { rs.port };
-    let prefer = |lip: Ipv4Addr, lport: u16| {
-        let steer = net
-            .local
-            .get(&lip)
+    let prefer = |lip: IpAddr, lport: u16| {
+        let port = match lip {
+            IpAddr::V4(a) => net.local.get(&a),
+            IpAddr::V6(a) => net.local6.get(&a),
+        };
+        let steer = port
             .and_then(|(_, port)| net.rss.get(usize::from(*port)))
             .and_then(Option::as_ref);
         steer.is_none_or(|r| r.reply_queue(rip, lip, rport, lport) == me)
     };
-    let held = |lip: Ipv4Addr, lport: u16| {
+    let held = |lip: IpAddr, lport: u16| {
         let reply = FlowKey {
             proto: fk.proto,
             saddr: rs.addr,
-            daddr: Addr::from(IpAddr::V4(lip)),
+            daddr: Addr::from(lip),
             sport: rport,
             dport: lport,
         };
         conns.lookup_out(&reply).is_some()
     };
-    pool.alloc(prefer, held)
-        .map(|ep| (Addr::from(IpAddr::V4(ep.addr)), ep.port))
+    // A LIP of the real server's family only (an IPv6 service with IPv4 servers takes
+    // IPv4 LIPs: NAT64).
+    let family = rip.is_ipv4();
+    pool.alloc(
+        |lip, lport| lip.is_ipv4() == family && prefer(lip, lport),
+        |lip, lport| lip.is_ipv4() != family || held(lip, lport),
+    )
+    .map(|ep| (Addr::from(ep.addr), ep.port))
 }
 
 /// The drop reason of a packet no session was found or created for.

@@ -47,7 +47,10 @@ impl<P: PacketBuf> Core<P> {
                 released.push((p, port));
             });
             if self.learned.len() < SIDE_CAP {
-                self.learned.push(NeighUpdate { ip: sender, mac });
+                self.learned.push(NeighUpdate {
+                    ip: sender.into(),
+                    mac,
+                });
             }
         }
         let silent = |(kind, _): (LocalKind, u16)| {

@@ -35,7 +35,7 @@ mod synproxy;
 #[cfg(test)]
 mod tests;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -103,12 +103,16 @@ pub struct PortNet {
 pub struct NetConfig {
     /// Ports by rvs port index.
     pub ports: Vec<PortNet>,
-    /// Addresses the director owns: what they are and on which port they live.
+    /// IPv4 addresses the director owns: what they are and on which port they live.
     pub local: HashMap<Ipv4Addr, (LocalKind, u16)>,
+    /// IPv6 addresses the director owns (VIPs, DIPs, LIPs), as [`NetConfig::local`]:
+    /// neighbour solicitations for them are answered, services matched on them.
+    pub local6: HashMap<Ipv6Addr, (LocalKind, u16)>,
     /// The routing table (connected subnets, static routes, default).
     pub routes: RouteTable,
-    /// FULLNAT local addresses per service.
-    pub laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
+    /// FULLNAT local addresses per service (IPv4 or IPv6; an IPv6 service with IPv4
+    /// LIPs is NAT64).
+    pub laddrs: HashMap<ServiceKey, Vec<IpAddr>>,
     /// FULLNAT local port range (inclusive).
     pub lport_range: (u16, u16),
     /// Number of workers (port slices, client hash buckets).
@@ -124,9 +128,14 @@ pub struct NetConfig {
     /// them are owned as requests to a VIP (the client's worker), so that they find their
     /// sessions.
     pub former_vips: Vec<Ipv4Addr>,
+    /// Former IPv6 VIPs, as [`NetConfig::former_vips`].
+    pub former_vips6: Vec<Ipv6Addr>,
     /// Port addresses that move with the active role (every port address after the
     /// first): answered and announced only while active, like VIPs.
     pub floating: Vec<Ipv4Addr>,
+    /// IPv6 port addresses that move with the active role, as [`NetConfig::floating`]
+    /// (announced with unsolicited neighbour advertisements).
+    pub floating6: Vec<Ipv6Addr>,
     /// The firewall-mark rules a packet without a session is matched against before its
     /// service is looked up (`[[marks]]`).
     pub marks: crate::mark::MarkRules,
@@ -190,8 +199,8 @@ pub enum Out<P> {
 /// A learned neighbour to share with the other workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighUpdate {
-    /// The address.
-    pub ip: Ipv4Addr,
+    /// The address (IPv4: from ARP; IPv6: from neighbour discovery).
+    pub ip: IpAddr,
     /// Its MAC.
     pub mac: [u8; 6],
 }
@@ -210,7 +219,11 @@ pub struct Core<P> {
     sched: CoreSched,
     laddrs: HashMap<ServiceKey, LaddrPool>,
     neigh: NeighTable<(P, u16)>,
+    /// IPv6 neighbours (neighbour discovery).
+    neigh6: NeighTable<(P, u16), Ipv6Addr>,
     arp_requests: Vec<(u16, Ipv4Addr)>,
+    /// Neighbour solicitations to send: (port, target).
+    ns_requests: Vec<(u16, Ipv6Addr)>,
     released: Vec<(P, u16)>,
     learned: Vec<NeighUpdate>,
     generated: Vec<(u16, usize)>,
@@ -238,6 +251,9 @@ pub struct Core<P> {
     burst_cls: Vec<wire::Result<Classified>>,
     /// TUN: the outer source address per egress port ([`tunnel_sources`]).
     tun_src: Vec<Ipv4Addr>,
+    /// The IPv6 source per port ([`tunnel_sources6`]): ip6ip6 tunnels, neighbour
+    /// solicitations, ICMPv6 errors.
+    tun_src6: Vec<Ipv6Addr>,
     /// Some port of the snapshot has a `vlan`: the fast path then checks every frame's
     /// tag against its port (else only that it has none).
     vlans: bool,
@@ -259,6 +275,22 @@ fn tunnel_sources(net: &NetConfig) -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// The IPv6 source of what leaves each port (ip6ip6 tunnels, solicitations, errors):
+/// the port's own global address (the lowest that does not move with the active role,
+/// else the lowest); `::` for a port without one.
+fn tunnel_sources6(net: &NetConfig) -> Vec<Ipv6Addr> {
+    (0..net.ports.len())
+        .map(|port| {
+            net.local6
+                .iter()
+                .filter(|(_, (k, p))| *k == LocalKind::Dip && usize::from(*p) == port)
+                .map(|(a, _)| (net.floating6.contains(a), *a))
+                .min()
+                .map_or(Ipv6Addr::UNSPECIFIED, |(_, a)| a)
+        })
+        .collect()
+}
+
 impl<P: PacketBuf> Core<P> {
     /// Worker `id`'s state with a session table of `conn` settings.
     pub fn new(id: usize, conn: ConnConfig, neigh: NeighConfig) -> Core<P> {
@@ -269,7 +301,9 @@ impl<P: PacketBuf> Core<P> {
             sched: CoreSched::new(0x5eed ^ id as u64),
             laddrs: HashMap::new(),
             neigh: NeighTable::new(neigh),
+            neigh6: NeighTable::new(neigh),
             arp_requests: Vec::with_capacity(SIDE_CAP),
+            ns_requests: Vec::with_capacity(SIDE_CAP),
             released: Vec::with_capacity(SIDE_CAP),
             learned: Vec::with_capacity(SIDE_CAP),
             generated: Vec::with_capacity(SIDE_CAP),
@@ -289,6 +323,7 @@ impl<P: PacketBuf> Core<P> {
             sync_stats: SyncCounters::default(),
             burst_cls: Vec::with_capacity(RING),
             tun_src: Vec::new(),
+            tun_src6: Vec::new(),
             vlans: false,
         }
     }
@@ -328,6 +363,7 @@ impl<P: PacketBuf> Core<P> {
             self.reserve_held_ports(&added);
         }
         self.tun_src = tunnel_sources(net);
+        self.tun_src6 = tunnel_sources6(net);
         self.vlans = net.ports.iter().any(|p| p.vlan.is_some());
         self.snap = Some(snap);
         // Traffic counters are indexed by the core's dest slots and remember whose they
@@ -378,6 +414,17 @@ impl<P: PacketBuf> Core<P> {
         self.arp_requests.drain(..)
     }
 
+    /// Neighbour solicitations to send: (port, target address). Drained by the worker
+    /// after a burst, as ARP requests are.
+    pub fn take_ns_requests(&mut self) -> std::vec::Drain<'_, (u16, Ipv6Addr)> {
+        self.ns_requests.drain(..)
+    }
+
+    /// The IPv6 neighbour cache.
+    pub fn neigh6(&self) -> &NeighTable<(P, u16), Ipv6Addr> {
+        &self.neigh6
+    }
+
     /// Packets whose next hop resolved: ready to transmit on the port.
     pub fn take_released(&mut self) -> std::vec::Drain<'_, (P, u16)> {
         self.released.drain(..)
@@ -409,17 +456,24 @@ impl<P: PacketBuf> Core<P> {
     }
 
     /// Installs a neighbour that never ages (see [`NeighTable::add_static`]).
-    pub fn add_static_neighbour(&mut self, ip: Ipv4Addr, mac: [u8; 6]) {
-        self.neigh.add_static(ip, mac);
+    pub fn add_static_neighbour(&mut self, ip: IpAddr, mac: [u8; 6]) {
+        match ip {
+            IpAddr::V4(a) => self.neigh.add_static(a, mac),
+            IpAddr::V6(a) => self.neigh6.add_static(a, mac),
+        }
     }
 
     /// Learns a neighbour another worker resolved; releases packets held for it.
     pub fn learn_neighbour(&mut self, u: NeighUpdate, now_ms: u64) {
         let released = &mut self.released;
-        self.neigh.learn(u.ip, u.mac, now_ms, |(mut p, port), mac| {
+        let release = |(mut p, port): (P, u16), mac| {
             set_dst_mac(&mut p, mac);
             released.push((p, port));
-        });
+        };
+        match u.ip {
+            IpAddr::V4(a) => self.neigh.learn(a, u.mac, now_ms, release),
+            IpAddr::V6(a) => self.neigh6.learn(a, u.mac, now_ms, release),
+        };
     }
 
     /// After a LIP joined a pool (`added`: service and LIP): ports that live FULLNAT
@@ -427,7 +481,7 @@ impl<P: PacketBuf> Core<P> {
     /// pool, or synced ones) are reserved in its new slice, so that they are not handed
     /// out again and return to the slice when their sessions expire. A walk of the
     /// session table, on a configuration change only.
-    fn reserve_held_ports(&mut self, added: &[(ServiceKey, Ipv4Addr)]) {
+    fn reserve_held_ports(&mut self, added: &[(ServiceKey, IpAddr)]) {
         for (_, s) in self.conns.iter() {
             let Some((key, ep)) = local_endpoint(s) else {
                 continue;
@@ -467,6 +521,10 @@ impl<P: PacketBuf> Core<P> {
             dropped += 1;
             drop_held(p)
         });
+        self.neigh6.age(now_ms, |(p, _)| {
+            dropped += 1;
+            drop_held(p)
+        });
         self.counters.drops[DropReason::Unresolved.index()] += dropped;
         n
     }
@@ -491,9 +549,7 @@ fn local_endpoint(s: &Session) -> Option<(ServiceKey, LocalEndpoint)> {
     if s.fwd() != FwdMethod::FullNat || s.is_template() {
         return None;
     }
-    let IpAddr::V4(addr) = s.laddr().to_ip() else {
-        return None;
-    };
+    let addr = s.laddr().to_ip();
     let key = ServiceKey::Addr {
         proto: s.proto(),
         addr: s.vaddr(),

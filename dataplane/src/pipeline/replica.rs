@@ -1,8 +1,6 @@
 //! Connection sync on a worker: the master's records after a client packet, and the
 //! standby's installation of the sessions it receives (see [`crate::sync`]).
 
-use std::net::IpAddr;
-
 use crate::buf::PacketBuf;
 use crate::conn::{ConnId, SyncRefuse};
 use crate::conn::{SyncConn, SyncRules};
@@ -64,9 +62,7 @@ impl<P: PacketBuf> Core<P> {
         let res = self
             .conns
             .install_synced(&mut self.sched, c, threshold, now_ms, |lip, lport| {
-                let IpAddr::V4(lip) = lip.to_ip() else {
-                    return false;
-                };
+                let lip = lip.to_ip();
                 let Some(proto) = Proto::from_number(c.protocol) else {
                     return false;
                 };

@@ -99,7 +99,7 @@ fn snapshot_sched(
         },
     ]);
     if fwd == FwdMethod::FullNat {
-        net.laddrs.insert(key, vec![Ipv4Addr::from(LIP)]);
+        net.laddrs.insert(key, vec![Ipv4Addr::from(LIP).into()]);
     }
     Snapshot {
         generation: 1,
@@ -324,8 +324,8 @@ fn a_tagged_frame_on_an_untagged_port_is_dropped_and_counted() {
     // NATed and left for the real server with the tag on. It is dropped as `vlan`: no
     // session, nothing forwarded, nothing for the kernel (an ARP request neither).
     let mut c = core(FwdMethod::Masq, 0, 1);
-    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
-    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS1).into(), RS1_MAC);
     let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
     let out = c.process(tagged(syn, Some(10)), 0, 1, true);
     assert!(matches!(out, Out::Drop(_, DropReason::Vlan)), "{out:?}");
@@ -364,8 +364,8 @@ fn a_tagged_frame_on_an_untagged_port_is_dropped_and_counted() {
 fn a_vlan_port_takes_its_vid_and_tags_what_leaves_by_it() {
     // The clients' port is on VLAN 10, the servers' untagged.
     let mut c = core_vlan(FwdMethod::Masq, 0, 1, Some(10));
-    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
-    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS1).into(), RS1_MAC);
     let v10 = Some(10);
     // ARP for the VIP, tagged: answered with the tag.
     let (p, port) = tx(c.process(
@@ -1062,8 +1062,8 @@ fn an_icmp_error_about_a_nat_request_goes_to_the_clients_worker() {
     let mut c = core(FwdMethod::Masq, owner, 2);
     let mut other = core(FwdMethod::Masq, rs_owner, 2);
     for w in [&mut c, &mut other] {
-        w.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
-        w.add_static_neighbour(Ipv4Addr::from(cip), CLIENT_MAC);
+        w.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
+        w.add_static_neighbour(Ipv4Addr::from(cip).into(), CLIENT_MAC);
     }
     let syn = tcp(CLIENT_MAC, PORT0_MAC, cip, 40000, VIP, 80, true, false);
     let (fwd, _) = tx(c.process(syn, 0, 1, true));
@@ -1140,7 +1140,7 @@ fn martian_sources_are_dropped_and_create_nothing() {
     }
     assert_eq!(c.conns().len(), 0);
     // A client with an ordinary address is served.
-    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
     let syn = tcp_ttl(CIP, 40200, VIP, 80, 64, true);
     tx(c.process(syn, 0, 30, true));
     assert_eq!(c.conns().len(), 1);
@@ -1218,7 +1218,7 @@ fn time_exceeded(c: &mut Core<VecBuf>) -> ([u8; 4], [u8; 4], [u8; 4], [u8; 4]) {
 fn a_packet_whose_ttl_runs_out_creates_no_session_and_is_answered() {
     for ttl in [0u8, 1] {
         let mut c = core(FwdMethod::Masq, 0, 1);
-        c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+        c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
         let syn = tcp_ttl(CIP, 40000, VIP, 80, ttl, true);
         match c.process(syn, 0, 1, true) {
             Out::Drop(_, DropReason::Rewrite(wire::Error::TtlExpired)) => {}
@@ -1231,7 +1231,7 @@ fn a_packet_whose_ttl_runs_out_creates_no_session_and_is_answered() {
     // An established session's packet with TTL 1 is answered the same and changes
     // nothing in the session.
     let mut c = core(FwdMethod::Masq, 0, 1);
-    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
     tx(c.process(tcp_ttl(CIP, 40001, VIP, 80, 64, true), 0, 1, true));
     let before: Vec<_> = c.conns().list(2).map(|r| r.state).collect();
     let expired = tcp_ttl(CIP, 40001, VIP, 80, 1, false);
@@ -1244,7 +1244,7 @@ fn a_packet_whose_ttl_runs_out_creates_no_session_and_is_answered() {
     assert_eq!(time_exceeded(&mut c).1, CIP);
     // DR does not route: TTL 1 goes on.
     let mut c = core(FwdMethod::Route, 0, 1);
-    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
     tx(c.process(tcp_ttl(CIP, 40002, VIP, 80, 1, true), 0, 1, true));
     assert_eq!(c.conns().len(), 1);
 }
@@ -1322,7 +1322,7 @@ fn a_standby_takes_the_active_directors_announcements_quietly() {
 #[test]
 fn a_segment_that_would_open_a_session_needs_a_right_checksum() {
     let mut c = core(FwdMethod::Masq, 0, 1);
-    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
     let mut syn = tcp_ttl(CIP, 40000, VIP, 80, 64, true).data().to_vec();
     syn[14 + 20 + 16] ^= 0xff;
     match c.process(VecBuf::new(64, &syn), 0, 1, true) {
@@ -1426,8 +1426,10 @@ fn fullnat_with_lips(lips: &[[u8; 4]], generation: u64) -> Snapshot {
     let mut snap = snapshot(FwdMethod::FullNat, 1);
     let mut net = (*snap.net).clone();
     let key = *net.laddrs.keys().next().expect("the service's pool");
-    net.laddrs
-        .insert(key, lips.iter().map(|l| Ipv4Addr::from(*l)).collect());
+    net.laddrs.insert(
+        key,
+        lips.iter().map(|l| Ipv4Addr::from(*l).into()).collect(),
+    );
     for l in lips {
         net.local.insert(Ipv4Addr::from(*l), (LocalKind::Lip, 1));
     }
@@ -1448,9 +1450,9 @@ fn fullnat_syn(c: &mut Core<VecBuf>, cport: u16) -> ([u8; 4], u16, [u8; 4]) {
 fn a_lip_pool_change_never_hands_out_a_port_of_a_live_session() {
     const LIP2: [u8; 4] = [10, 20, 0, 201];
     let mut c = core(FwdMethod::FullNat, 0, 1);
-    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
-    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
-    c.add_static_neighbour(Ipv4Addr::from(CIP), CLIENT_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS1).into(), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(CIP).into(), CLIENT_MAC);
     let mut live: Vec<([u8; 4], u16, [u8; 4])> =
         (0..6).map(|i| fullnat_syn(&mut c, 40000 + i)).collect();
     // A LIP joins the pool: the sessions of the first keep their ports.
@@ -1474,9 +1476,9 @@ fn a_lip_pool_change_never_hands_out_a_port_of_a_live_session() {
     }
     let (_, pool) = c.laddr_pools().next().expect("pool");
     let on = |lip: [u8; 4]| live.iter().filter(|(l, _, _)| *l == lip).count() as u32;
-    assert_eq!(pool.in_use_of(Ipv4Addr::from(LIP)), on(LIP));
-    assert_eq!(pool.in_use_of(Ipv4Addr::from(LIP2)), on(LIP2));
-    assert_eq!(pool.conflicts_of(Ipv4Addr::from(LIP)), 0);
+    assert_eq!(pool.in_use_of(Ipv4Addr::from(LIP).into()), on(LIP));
+    assert_eq!(pool.in_use_of(Ipv4Addr::from(LIP2).into()), on(LIP2));
+    assert_eq!(pool.conflicts_of(Ipv4Addr::from(LIP).into()), 0);
 }
 
 #[test]
@@ -1502,12 +1504,12 @@ fn a_port_another_services_session_holds_is_a_conflict() {
             .expect("rs1");
     }
     let mut net = (*snap.net).clone();
-    net.laddrs.insert(key81, vec![Ipv4Addr::from(LIP)]);
+    net.laddrs.insert(key81, vec![Ipv4Addr::from(LIP).into()]);
     snap.services = t.snapshot();
     snap.net = Arc::new(net);
     let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
     c.adopt(snap);
-    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS1).into(), RS1_MAC);
     let first = fullnat_syn(&mut c, 40000);
     let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40001, VIP, 81, true, false);
     let (p, _) = tx(c.process(syn, 0, 0, true));
@@ -1519,7 +1521,7 @@ fn a_port_another_services_session_holds_is_a_conflict() {
     );
     let conflicts: u64 = c
         .laddr_pools()
-        .map(|(_, p)| p.conflicts_of(Ipv4Addr::from(LIP)))
+        .map(|(_, p)| p.conflicts_of(Ipv4Addr::from(LIP).into()))
         .sum();
     assert_eq!(conflicts, 1);
 }
@@ -1627,7 +1629,7 @@ fn an_icmp_error_from_the_clients_side_reaches_the_real_server_in_every_mode() {
         // client: it goes to the client's worker, which owns the session.
         let owner = owner_of_client(Ipv4Addr::from(CIP), 2);
         let mut c = core(fwd, owner, 2);
-        c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+        c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
         let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
         let (fwd_syn, _) = tx(c.process(syn, 0, 1, true));
         let err = frag_needed_from_router(&reply_quote(40000));
@@ -1703,8 +1705,8 @@ fn a_new_server_in_a_freed_slot_starts_its_traffic_from_zero() {
     };
     let mut c = Core::new(0, ConnConfig::new(64), NeighConfig::default());
     c.adopt(with(&mut t, 1));
-    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
-    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS1).into(), RS1_MAC);
     tx(c.process(tcp_ttl(CIP, 40000, VIP, 80, 64, true), 0, 1, true));
     let before: Vec<_> = c.dest_traffic().map(|(_, t)| t.inpkts).collect();
     assert_eq!(before, vec![1]);
@@ -1734,7 +1736,7 @@ fn packets_to_a_former_vip_still_find_the_worker_of_their_session() {
     snap.services = ServiceTable::new().snapshot();
     let mut gone = snap.clone();
     gone.net = Arc::new(net.clone());
-    net.former_vips = vec![Ipv4Addr::from(VIP)];
+    net.former_vips = vec![Ipv4Addr::from(VIP).into()];
     snap.net = Arc::new(net);
     snap.generation = 2;
     other.adopt(snap);
@@ -1777,7 +1779,7 @@ fn a_kernel_probe_to_a_tun_servers_probe_mac_leaves_encapsulated_to_it() {
     snap.net = Arc::new(net);
     let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
     c.adopt(snap);
-    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS1).into(), RS1_MAC);
     let host = [10, 20, 0, 2];
     let host_mac = [2, 0, 0, 0, 0, 0x42];
     let probe = |rip: [u8; 4], dst: [u8; 4]| {
@@ -1829,7 +1831,7 @@ fn a_kernel_probe_to_a_tun_servers_probe_mac_leaves_encapsulated_to_it() {
     );
     c.learn_neighbour(
         NeighUpdate {
-            ip: Ipv4Addr::from(RS2),
+            ip: Ipv4Addr::from(RS2).into(),
             mac: RS2_MAC,
         },
         7,
@@ -2746,8 +2748,8 @@ fn mh_director(fwd: FwdMethod, id: usize, sloppy: bool) -> Core<VecBuf> {
     snap.net = Arc::new(net);
     let mut c = Core::new(id, ConnConfig::new(4096), NeighConfig::default());
     c.adopt(snap);
-    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
-    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS1).into(), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
     c
 }
 
@@ -2945,7 +2947,7 @@ fn with_sloppy_tcp_a_nat_servers_reply_without_a_session_opens_nothing() {
     // and counted as not-for-us (the client's next segment opens the session, or sync
     // brings it).
     let mut c = mh_director(FwdMethod::Masq, 0, true);
-    c.add_static_neighbour(Ipv4Addr::from(CIP), CLIENT_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(CIP).into(), CLIENT_MAC);
     let reply = segment(
         RS1_MAC,
         PORT1_MAC,
@@ -3028,7 +3030,7 @@ fn fullnat_director(id: usize, own: [u8; 4], held: Option<[u8; 4]>) -> Core<VecB
     let mut net = (*snap.net).clone();
     let key = *net.laddrs.keys().next().expect("the service's pool");
     net.local.remove(&Ipv4Addr::from(LIP));
-    net.laddrs.insert(key, vec![Ipv4Addr::from(own)]);
+    net.laddrs.insert(key, vec![Ipv4Addr::from(own).into()]);
     net.local.insert(Ipv4Addr::from(own), (LocalKind::Lip, 1));
     if let Some(h) = held {
         net.local.insert(Ipv4Addr::from(h), (LocalKind::Lip, 1));
@@ -3037,10 +3039,10 @@ fn fullnat_director(id: usize, own: [u8; 4], held: Option<[u8; 4]>) -> Core<VecB
     let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
     c.adopt(snap);
     for d in 2..=51 {
-        c.add_static_neighbour(Ipv4Addr::new(10, 10, 0, d), CLIENT_MAC);
+        c.add_static_neighbour(Ipv4Addr::new(10, 10, 0, d).into(), CLIENT_MAC);
     }
-    c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
-    c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS1).into(), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
     c
 }
 
