@@ -13,7 +13,7 @@
 //! A worker that receives a packet another worker owns hands it over unchanged (the
 //! pipeline returns [`crate::pipeline::Out::Handoff`], the engine passes it on a ring).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::conn::SyncConn;
 
@@ -87,6 +87,62 @@ pub fn owner_of_client(addr: Ipv4Addr, workers: usize) -> usize {
     ((u64::from(h) * workers as u64) >> 32) as usize
 }
 
+/// The worker owning an IPv6 client address: [`owner_of_client`] of the address's
+/// 32-bit fold (the four words XORed), so that a client's sessions and its persistence
+/// template, which pins the address, share a worker.
+#[inline]
+pub fn owner_of_client6(addr: Ipv6Addr, workers: usize) -> usize {
+    let o = addr.octets();
+    let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+    owner_of_client(Ipv4Addr::from(w(0) ^ w(4) ^ w(8) ^ w(12)), workers)
+}
+
+/// The worker owning a client address of either family.
+#[inline]
+pub fn owner_of_client_ip(addr: IpAddr, workers: usize) -> usize {
+    match addr {
+        IpAddr::V4(a) => owner_of_client(a, workers),
+        IpAddr::V6(a) => owner_of_client6(a, workers),
+    }
+}
+
+/// [`owner`] for a packet of either family: the same rules, the client's address of
+/// either family hashed by [`owner_of_client_ip`].
+#[inline]
+pub fn owner_ip(
+    to: Toward,
+    src: IpAddr,
+    dst: IpAddr,
+    dport: Option<u16>,
+    workers: usize,
+) -> Option<usize> {
+    if workers <= 1 {
+        return Some(0);
+    }
+    match to {
+        Toward::Service => Some(owner_of_client_ip(src, workers)),
+        Toward::LocalAddr => dport.map(|p| owner_of_port(p, workers)),
+        Toward::Director => None,
+        Toward::Client => Some(owner_of_client_ip(dst, workers)),
+    }
+}
+
+/// [`owner_of_embedded`] for an embedded packet of either family.
+#[inline]
+pub fn owner_of_embedded_ip(
+    to: Toward,
+    (isrc, isport, idst): (IpAddr, u16, IpAddr),
+    from_lip: bool,
+    workers: usize,
+) -> Option<usize> {
+    match to {
+        Toward::Client if from_lip => Some(owner_of_port(isport, workers)),
+        Toward::Client => Some(owner_of_client_ip(isrc, workers)),
+        Toward::Service => Some(owner_of_client_ip(idst, workers)),
+        Toward::LocalAddr | Toward::Director => None,
+    }
+}
+
 /// The worker that owns local port `port` when `workers` workers slice the port space.
 #[inline]
 pub fn owner_of_port(port: u16, workers: usize) -> usize {
@@ -104,15 +160,33 @@ pub fn sync_owner(c: &SyncConn, workers: usize) -> usize {
     if let Some((_, lport)) = c.local {
         return owner_of_port(lport, workers);
     }
-    match c.caddr.to_ip() {
-        IpAddr::V4(a) => owner_of_client(a, workers),
-        IpAddr::V6(_) => 0,
-    }
+    owner_of_client_ip(c.caddr.to_ip(), workers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_spread_and_agree_with_the_family_blind_rules() {
+        let mut seen = [0usize; 4];
+        for i in 0..4000u32 {
+            let a = Ipv6Addr::from((0x2001_0db8u128 << 96) | u128::from(i * 7919));
+            let w = owner_of_client6(a, 4);
+            seen[w] += 1;
+            assert_eq!(
+                owner_ip(Toward::Service, a.into(), a.into(), Some(80), 4),
+                Some(w)
+            );
+            assert_eq!(
+                owner_ip(Toward::Client, a.into(), a.into(), Some(80), 4),
+                Some(w)
+            );
+        }
+        assert!(seen.iter().all(|&n| n > 700), "{seen:?}");
+        let v4 = Ipv4Addr::new(10, 0, 0, 9);
+        assert_eq!(owner_of_client_ip(v4.into(), 4), owner_of_client(v4, 4));
+    }
 
     const W: usize = 4;
 

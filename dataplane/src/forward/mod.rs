@@ -4,12 +4,15 @@
 //! - [`plan`]: the plan of a session's packet ([`Plan::of`]: new ends, routed toward)
 //!   and the rewrite that carries it out ([`Plan::apply`]); the table of the four
 //!   modes is in its docs.
-//! - [`rewrite`]: the bytes: MACs, TTL, the IPv4 NAT/FULLNAT rewrite with incremental
-//!   checksums.
+//! - [`plan6`]: the same table for sessions with IPv6 ends ([`Plan6`]), NAT64 included.
+//! - [`rewrite`]: the bytes: MACs, TTL, the IPv4 and IPv6 NAT/FULLNAT rewrites with
+//!   incremental checksums.
 //! - [`tun`]: the TUN encapsulations (IPIP, GUE, GRE) and the fragmentation-needed
 //!   error for a packet too big for the tunnel.
 //! - [`icmp`]: ICMP errors about NAT and FULLNAT sessions, translated from the plan of
 //!   the direction they travel.
+//! - [`icmp6`]: ICMPv6: the errors the director originates, its echo replies, errors
+//!   about sessions with IPv6 ends translated.
 //! - [`vlan`]: the 802.1Q tag of the port a frame leaves by.
 //! - [`synproxy`]: the SYN proxy: cookies, the frames it writes in place, the
 //!   translation of a proxied connection.
@@ -24,12 +27,15 @@
 
 pub mod cip;
 pub mod icmp;
+pub mod icmp6;
 pub mod plan;
+pub mod plan6;
 pub mod rewrite;
 pub mod synproxy;
 pub mod tun;
 pub mod vlan;
 
 pub use self::plan::{Egress, Layout, Plan};
+pub use self::plan6::{Egress6, Plan6};
 pub use self::rewrite::{MacRewrite, V4End};
 pub use self::tun::{Encap, TunParams};

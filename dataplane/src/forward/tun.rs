@@ -24,10 +24,16 @@
 //!   (type 3 code 4) advertising the MTU less the encapsulation's overhead is built for
 //!   the client into the caller's reply buffer ([`frag_needed`]) — what IPVS does via
 //!   `icmp_send`;
-//! * otherwise [`Error::Oversize`]: rvs does not fragment (IPv6's Packet Too Big is not
-//!   generated yet).
+//! * otherwise [`Error::Oversize`]: rvs does not fragment; the general path answers an
+//!   IPv6 packet with Packet Too Big ([`super::icmp6`]).
+//!
+//! Toward an IPv6 real server ([`encapsulate6`]) the outer header is IPv6 (ip6ip6,
+//! next header 41, or 4 around an IPv4 packet), 40 bytes: traffic class copied, flow
+//! label 0, hop limit the inner TTL (hop limit) minus one. Only IPIP-style tunnels are
+//! built to IPv6 servers (`ip6_tunnel`); GUE and GRE over IPv6 are refused by the
+//! control plane.
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::buf::PacketBuf;
 use crate::flow::{TunCsum, TunKind, Tunnel};
@@ -238,6 +244,57 @@ pub fn encapsulate<B: PacketBuf + ?Sized>(buf: &mut B, inner: &Inner, p: &TunPar
     set_macs(data, &p.macs)
 }
 
+/// The bytes [`encapsulate6`] adds: the outer IPv6 header.
+pub const OVERHEAD6: usize = crate::wire::ipv6::HEADER_LEN;
+
+/// Encapsulates a packet for an IPv6 real server: an outer IPv6 header `local` →
+/// `real` (see the module docs), MACs `macs`. [`Error::Oversize`] (buffer unchanged)
+/// when it would not fit `mtu`.
+pub fn encapsulate6<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    inner: &Inner,
+    local: Ipv6Addr,
+    real: Ipv6Addr,
+    mtu: u16,
+    macs: &MacRewrite,
+) -> Result<()> {
+    use crate::wire::ipv6;
+    let frame = buf.data();
+    let (l3, end) = (inner.l3, inner.end);
+    let min_ip = match inner.version {
+        IpVersion::V4 => ipv4::HEADER_LEN,
+        IpVersion::V6 => ipv6::HEADER_LEN,
+    };
+    if l3 < 14 || end > frame.len() || l3 + min_ip > end {
+        return Err(Error::Truncated);
+    }
+    let inner_len = end - l3;
+    let ttl = check_ttl(&frame[l3..], inner.version)?;
+    if inner_len + OVERHEAD6 > usize::from(mtu) {
+        return Err(Error::Oversize);
+    }
+    if buf.headroom() < OVERHEAD6 {
+        return Err(Error::NoHeadroom);
+    }
+    let next = match inner.version {
+        IpVersion::V4 => IpProtocol::IPIP,
+        IpVersion::V6 => IpProtocol::IPV6,
+    };
+    let pad = frame.len() - end;
+    buf.trim(pad).map_err(|_| Error::Truncated)?;
+    let data = buf.prepend(OVERHEAD6).map_err(|_| Error::NoHeadroom)?;
+    data.copy_within(OVERHEAD6..OVERHEAD6 + l3, 0);
+    data[l3 - 2..l3].copy_from_slice(&EtherType::IPV6.0.to_be_bytes());
+    let mut outer = ipv6::Packet::new_unchecked(&mut data[l3..l3 + OVERHEAD6]);
+    outer.set_version_tc_flow(inner.tos, 0);
+    outer.set_payload_len(inner_len as u16);
+    outer.set_next_header(next);
+    outer.set_hop_limit(ttl - 1);
+    outer.set_src_addr(&local);
+    outer.set_dst_addr(&real);
+    set_macs(data, macs)
+}
+
 /// Build the ICMP fragmentation-needed frame for the client into `out`; its length:
 /// type 3 code 4 from the tunnel's source, advertising the MTU less the
 /// encapsulation's overhead ([`Encap::overhead`]; [`super::icmp::originate`]).
@@ -322,6 +379,37 @@ mod tests {
         // our own IPIP view agrees
         let ipip = crate::wire::IpipPacket::new_checked(&out[14..]).unwrap();
         assert_eq!(ipip.inner(), &orig[14..]);
+    }
+
+    #[test]
+    fn ip6ip6_encapsulation() {
+        let (c6, v6, d6, r6) = ([0x20; 16], [0x21; 16], [0x22; 16], [0x23; 16]);
+        let mut orig = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+            .ipv6(c6, v6, 64)
+            .tcp(CPORT, VPORT, 1, 100)
+            .write(&mut orig, &[7; 100])
+            .unwrap();
+        let m = meta(&orig);
+        let macs = MacRewrite {
+            src: EthernetAddress(DIRECTOR_MAC),
+            dst: EthernetAddress(RS_MAC),
+        };
+        let mut b = VecBuf::new(64, &orig);
+        let too_small = encapsulate6(&mut b, &Inner::of(&m), d6.into(), r6.into(), 199, &macs);
+        assert_eq!(too_small, Err(Error::Oversize));
+        assert_eq!(b.data(), &orig[..]);
+        encapsulate6(&mut b, &Inner::of(&m), d6.into(), r6.into(), 1500, &macs).unwrap();
+        let out = b.data();
+        assert_eq!(out.len(), orig.len() + 40);
+        let outer = etherparse::Ipv6HeaderSlice::from_slice(&out[14..]).unwrap();
+        assert_eq!((outer.source(), outer.destination()), (d6, r6));
+        assert_eq!(outer.next_header(), IpNumber::IPV6);
+        assert_eq!(outer.hop_limit(), 63);
+        assert_eq!(usize::from(outer.payload_length()), orig.len() - 14);
+        assert_eq!(&out[54..], &orig[14..], "the inner packet is untouched");
+        assert_eq!(&out[12..14], &[0x86, 0xdd]);
+        assert_eq!(&out[..6], &RS_MAC);
     }
 
     #[test]

@@ -32,7 +32,8 @@ pub enum DropReason {
     NoRoute,
     /// The next hop does not resolve: table full or hold queue full.
     Unresolved,
-    /// Not IPv4 (IPv6 forwarding is not there yet), or another EtherType.
+    /// An EtherType other than IPv4, IPv6 and ARP, or a session whose plan cannot be
+    /// carried out (a family the mode does not translate).
     Unsupported,
     /// A martian, as Linux drops it before IPVS sees it: a source in 0/8, 127/8, 224/4,
     /// 240/4 (the limited broadcast included) or one of the director's own addresses;
@@ -71,12 +72,17 @@ pub enum DropReason {
     /// bursts keep coming back full): dropped before its cookie is computed, so that
     /// established packets keep being served.
     SynShed,
+    /// An ICMPv6 message the director does not act on: a router advertisement, router
+    /// solicitation or redirect sent at it (rvs routes by its configuration only), or
+    /// a neighbour-discovery message that fails RFC 4861's checks (hop limit not 255,
+    /// code not 0, a multicast target).
+    NdIgnored,
 }
 
 impl DropReason {
     /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
     /// other reasons.
-    pub const COUNT: usize = 2 * wire::Error::COUNT + 20;
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 21;
 
     /// The counter slot.
     pub fn index(self) -> usize {
@@ -104,6 +110,7 @@ impl DropReason {
             DropReason::SynProxyBadOptions => 2 * w + 17,
             DropReason::SynProxySetup => 2 * w + 18,
             DropReason::SynShed => 2 * w + 19,
+            DropReason::NdIgnored => 2 * w + 20,
         }
     }
 
@@ -134,6 +141,7 @@ impl DropReason {
                 17 => DropReason::SynProxyBadOptions,
                 18 => DropReason::SynProxySetup,
                 19 => DropReason::SynShed,
+                20 => DropReason::NdIgnored,
                 _ => return None,
             },
         })
@@ -164,6 +172,7 @@ impl DropReason {
             DropReason::SynProxyBadOptions => "syn-proxy-bad-options".into(),
             DropReason::SynProxySetup => "syn-proxy-setup".into(),
             DropReason::SynShed => "syn-shed".into(),
+            DropReason::NdIgnored => "nd-ignored".into(),
         }
     }
 }
@@ -187,9 +196,9 @@ pub struct Counters {
     pub out_bytes: u64,
     /// Packets handed to other workers.
     pub handoff_out: u64,
-    /// ARP requests answered.
+    /// ARP requests and IPv6 neighbour solicitations answered.
     pub arp_replies: u64,
-    /// ICMP echo requests answered.
+    /// ICMP and ICMPv6 echo requests answered.
     pub echo_replies: u64,
     /// ICMP errors about sessions translated (NAT, FULLNAT) or relayed (DR, TUN).
     pub icmp_translated: u64,

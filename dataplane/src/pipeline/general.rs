@@ -92,10 +92,11 @@ fn tag_mismatch(frame: &[u8], snap: &Snapshot, port: u16) -> bool {
 /// is for ([`crate::service::Service::acl`], looked up only when some service has one).
 #[inline]
 pub(super) fn acl_denies(snap: &Snapshot, meta: &IpMeta, pm: &PacketMeta) -> bool {
-    let IpAddr::V4(src) = meta.tuple.src.addr else {
-        return false;
+    let denies = |acl: &crate::acl::Acl| match meta.tuple.src.addr {
+        IpAddr::V4(a) => acl.denies_v4(a),
+        IpAddr::V6(a) => acl.denies_v6(a),
     };
-    if snap.net.acl.denies_v4(src) {
+    if denies(&snap.net.acl) {
         return true;
     }
     let services = &snap.services;
@@ -107,7 +108,7 @@ pub(super) fn acl_denies(snap: &Snapshot, meta: &IpMeta, pm: &PacketMeta) -> boo
         .find(f.proto, f.daddr, f.dport, pm.fwmark)
         .and_then(|i| services.service(i))
         .and_then(|s| s.acl.as_deref())
-        .is_some_and(|acl| acl.denies_v4(src))
+        .is_some_and(denies)
 }
 
 /// A routed plan: where it leaves and with what, and whether its next hop's MAC is known
@@ -184,8 +185,8 @@ impl<P: PacketBuf> Core<P> {
             Ok(Classified::Other(_)) => return self.drop(pkt, DropReason::Unsupported),
             Ok(Classified::Ip(m)) => m,
         };
-        if meta.version != IpVersion::V4 {
-            return self.drop(pkt, DropReason::Unsupported);
+        if meta.version == IpVersion::V6 {
+            return self.process_v6(snap, pkt, meta, in_port, now_ms, check_owner);
         }
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
             return self.drop(pkt, DropReason::Unsupported);
@@ -286,7 +287,7 @@ impl<P: PacketBuf> Core<P> {
     /// A client's packet without a session reply: finds its session, or schedules a new
     /// one (counted in its real server's connections), and forwards it.
     #[allow(clippy::too_many_arguments)]
-    fn client_packet(
+    pub(super) fn client_packet(
         &mut self,
         pkt: P,
         meta: &IpMeta,
@@ -365,7 +366,7 @@ impl<P: PacketBuf> Core<P> {
             Ok(Scheduled::New(new)) if routes(new.dest().fwd) && meta.ttl <= 1 => {
                 // Not sent on: no session (dropping `new` creates nothing).
                 drop(new);
-                return self.time_exceeded(pkt, meta, in_port, now_ms);
+                return self.time_exceeded_ip(pkt, meta, in_port, now_ms);
             }
             Ok(Scheduled::New(new)) if !self.new_budget.allows(now_ms) => {
                 // A packet whose old session was just ended (`conn_reuse_mode`,
@@ -489,6 +490,10 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
+        if s.v6 != 0 || meta.version == IpVersion::V6 {
+            // A session with an IPv6 end (NAT64 included).
+            return self.forward_ip(pkt, meta, id, dir, flags, in_port, snap, now_ms);
+        }
         let Some(plan) = Plan::of(s, reply, &self.conns) else {
             let r = if reply {
                 DropReason::NotForUs
@@ -571,7 +576,13 @@ impl<P: PacketBuf> Core<P> {
     /// A routed packet whose TTL runs out here: time-exceeded goes back to its sender,
     /// from the address of the port it came in on (as a router answers), within the
     /// worker's ICMP budget; the packet is dropped as `rewrite:ttl-expired`.
-    fn time_exceeded(&mut self, pkt: P, meta: &IpMeta, in_port: u16, now_ms: u64) -> Out<P> {
+    pub(super) fn time_exceeded(
+        &mut self,
+        pkt: P,
+        meta: &IpMeta,
+        in_port: u16,
+        now_ms: u64,
+    ) -> Out<P> {
         let src = self.tun_src.get(usize::from(in_port)).copied();
         let src = src
             .filter(|a| !a.is_unspecified())
@@ -785,24 +796,29 @@ fn probe_reply(src: Ipv4Addr, dst: Ipv4Addr, in_port: u16, net: &NetConfig) -> b
             .is_some_and(|nh| nh.port == in_port && nh.addr == dst)
 }
 
-/// Whether the TCP or UDP checksum of a classified IPv4 packet is right (a UDP checksum
-/// of 0 is "none": right). Only packets that may open a session pay for it; the
+/// Whether the TCP or UDP checksum of a classified IPv4 or IPv6 packet is right (an
+/// IPv4 UDP checksum of 0 is "none": right). Only packets that may open a session pay for it; the
 /// established path leaves checksums to the end hosts (its rewrites keep a wrong sum
 /// wrong).
 pub(super) fn segment_checksum_ok(frame: &[u8], meta: &IpMeta) -> bool {
-    let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
-        return false;
-    };
     let Some(seg) = frame.get(meta.l4_offset..meta.ip_end) else {
         return false;
     };
     let udp = meta.tuple.protocol == IpProtocol::UDP;
-    if udp && seg.get(6..8) == Some(&[0, 0]) {
-        return true;
-    }
     let Ok(len) = u16::try_from(seg.len()) else {
         return false;
     };
-    let pseudo = wire::checksum::pseudo_header_v4(src, dst, meta.tuple.protocol.0, len);
+    let proto = meta.tuple.protocol.0;
+    let pseudo = match (meta.tuple.src.addr, meta.tuple.dst.addr) {
+        // IPv4: a UDP checksum of 0 is "none". IPv6 has no such thing (RFC 8200).
+        (IpAddr::V4(_), _) if udp && seg.get(6..8) == Some(&[0, 0]) => return true,
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            wire::checksum::pseudo_header_v4(src, dst, proto, len)
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            wire::checksum::pseudo_header_v6(&src, &dst, proto, u32::from(len))
+        }
+        _ => return false,
+    };
     wire::checksum::combine(&[pseudo, wire::checksum::data(seg)]) == 0xffff
 }

@@ -16,6 +16,7 @@
 //! | `general.rs` | the general path: every packet the fast path does not take |
 //! | `cip.rs` | FULLNAT's client address: a session's PROXY header and TOA option, the sequence shift |
 //! | `host.rs` | ARP and ICMP echo for the director's own addresses; ARP frames it originates |
+//! | `ipv6.rs` | IPv6: neighbour discovery, ICMPv6 echo and errors, sessions with IPv6 ends in every mode (NAT64 included) |
 //! | `probe.rs` | health checks of TUN servers through the VIP: the kernel's probes to a probe MAC, encapsulated |
 //! | `synproxy.rs` | the SYN proxy: cookies for SYNs, sessions opened by valid ACKs, the real server's handshake, `auto`'s pressure |
 //! | `replica.rs` | the sync master's records after a client packet, the standby's installation |
@@ -29,11 +30,14 @@ mod cip;
 pub mod counters;
 mod general;
 mod host;
+mod ipv6;
 mod probe;
 mod replica;
 mod synproxy;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;

@@ -1,0 +1,167 @@
+//! The forwarding plan of a packet of a session with an IPv6 end: the same table of
+//! modes as [`super::Plan`] (whose sessions are IPv4 from end to end, the established
+//! fast path's case), read from the session's full addresses.
+//!
+//! | mode | request (client → RS) | reply (RS → client) |
+//! |---|---|---|
+//! | NAT (`-m`) | dst VIP:vport → RIP:rport, hop limit − 1 | src RIP:rport → VIP:vport, hop limit − 1 |
+//! | DR (`-g`) | only the MACs change | not seen |
+//! | TUN (`-i`) | outer IPv6 (ip6ip6) to an IPv6 RIP, outer IPv4 (IPv6 in IPIP) to an IPv4 one | not seen |
+//! | FULLNAT (`-b`) | src CIP:cport → LIP:lport, dst VIP:vport → RIP:rport | src RIP:rport → VIP:vport, dst LIP:lport → CIP:cport |
+//!
+//! A FULLNAT session whose client side is IPv6 and whose server side (LIP and RIP) is
+//! IPv4 is NAT64: its packets change family on the way ([`super::nat64`]).
+
+use core::net::{IpAddr, Ipv4Addr};
+
+use crate::buf::PacketBuf;
+use crate::conn::Session;
+use crate::flow::FwdMethod;
+use crate::wire::{Error, IpMeta, IpProtocol, IpVersion, Result};
+
+use super::rewrite::{rewrite_v4, rewrite_v6, set_macs, MacRewrite};
+use super::tun::{self, Encap, Inner, TunParams};
+
+/// How a packet of a session with IPv6 ends leaves the director. `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan6 {
+    /// The session's forwarding method.
+    pub fwd: FwdMethod,
+    /// The packet's new source address and port (`None`: unchanged).
+    pub src: Option<(IpAddr, u16)>,
+    /// The packet's new destination address and port (`None`: unchanged).
+    pub dst: Option<(IpAddr, u16)>,
+    /// The address the packet is routed toward (the real server, or the client).
+    pub toward: IpAddr,
+}
+
+/// The egress side of a [`Plan6`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Egress6 {
+    /// The MACs of the transmitted frame.
+    pub macs: MacRewrite,
+    /// TUN: the outer source (the egress port's own address of the tunnel's family).
+    pub tunnel_src: IpAddr,
+    /// The egress port's L3 MTU.
+    pub mtu: u16,
+}
+
+impl Plan6 {
+    /// The plan of a packet of session `s`: a request or a `reply`. `None` for a
+    /// direction the mode does not see (DR, TUN and local replies).
+    pub fn of(s: &Session, reply: bool) -> Option<Plan6> {
+        let end = |a: crate::flow::Addr, port: u16| Some((a.to_ip(), port));
+        let (src, dst, toward) = match (reply, s.fwd()) {
+            (false, FwdMethod::FullNat) => (
+                end(s.laddr(), s.lport()),
+                end(s.daddr(), s.dport()),
+                s.daddr(),
+            ),
+            (false, FwdMethod::Masq) => (None, end(s.daddr(), s.dport()), s.daddr()),
+            (false, FwdMethod::Route | FwdMethod::Tunnel | FwdMethod::Local) => {
+                (None, None, s.daddr())
+            }
+            (true, FwdMethod::FullNat) => (
+                end(s.vaddr(), s.vport()),
+                end(s.caddr(), s.cport()),
+                s.caddr(),
+            ),
+            (true, FwdMethod::Masq) => (end(s.vaddr(), s.vport()), None, s.caddr()),
+            _ => return None,
+        };
+        Some(Plan6 {
+            fwd: s.fwd(),
+            src,
+            dst,
+            toward: toward.to_ip(),
+        })
+    }
+
+    /// Whether the packet is routed (hop limit − 1): every mode but DR and local.
+    #[inline]
+    pub fn routes(&self) -> bool {
+        super::plan::routes(self.fwd)
+    }
+
+    /// The bytes TUN adds in front of the packet (0 in the other modes).
+    #[inline]
+    pub fn overhead(&self) -> usize {
+        match (self.fwd, self.toward) {
+            (FwdMethod::Tunnel, IpAddr::V6(_)) => tun::OVERHEAD6,
+            (FwdMethod::Tunnel, IpAddr::V4(_)) => Encap::Ipip.overhead(),
+            _ => 0,
+        }
+    }
+
+    /// Whether the plan changes the packet's family (NAT64: an IPv6 client of IPv4
+    /// servers), given the family of the packet.
+    #[inline]
+    pub fn translates(&self, version: IpVersion) -> bool {
+        let fam = |e: Option<(IpAddr, u16)>| e.map(|(a, _)| IpVersion::of(&a));
+        matches!(self.fwd, FwdMethod::Masq | FwdMethod::FullNat)
+            && (fam(self.src).is_some_and(|v| v != version)
+                || fam(self.dst).is_some_and(|v| v != version))
+    }
+
+    /// Rewrites the classified TCP or UDP packet in `buf` as planned (see the module
+    /// docs). On `Err` nothing was changed; a TUN packet too big for the tunnel is
+    /// [`Error::Oversize`] (the general path answers it), a change of family goes to
+    /// [`super::nat64`].
+    pub fn apply<B: PacketBuf + ?Sized>(
+        &self,
+        buf: &mut B,
+        meta: &IpMeta,
+        eg: &Egress6,
+    ) -> Result<()> {
+        let (l3, l4, end) = (meta.l3_offset(), meta.l4_offset, meta.ip_end);
+        let udp = meta.tuple.protocol == IpProtocol::UDP;
+        match self.fwd {
+            FwdMethod::Route | FwdMethod::Local => set_macs(buf.data_mut(), &eg.macs),
+            FwdMethod::Tunnel => match (self.toward, eg.tunnel_src) {
+                (IpAddr::V6(real), IpAddr::V6(local)) => {
+                    tun::encapsulate6(buf, &Inner::of(meta), local, real, eg.mtu, &eg.macs)
+                }
+                (IpAddr::V4(real), IpAddr::V4(local)) => {
+                    let p = TunParams {
+                        local,
+                        real,
+                        mtu: eg.mtu,
+                        macs: eg.macs,
+                        encap: Encap::Ipip,
+                    };
+                    tun::encapsulate(buf, &Inner::of(meta), &p)
+                }
+                _ => Err(Error::AddressFamily),
+            },
+            _ if self.translates(meta.version) => Err(Error::AddressFamily),
+            _ => match meta.version {
+                IpVersion::V6 => {
+                    let v6 = |e: Option<(IpAddr, u16)>| match e {
+                        Some((IpAddr::V6(a), p)) => Ok(Some((a.octets(), p))),
+                        None => Ok(None),
+                        Some(_) => Err(Error::AddressFamily),
+                    };
+                    let (src, dst) = (v6(self.src)?, v6(self.dst)?);
+                    rewrite_v6(buf.data_mut(), l3, l4, end, udp, src, dst, &eg.macs)
+                }
+                IpVersion::V4 => {
+                    let v4 = |e: Option<(IpAddr, u16)>| match e {
+                        Some((IpAddr::V4(a), p)) => Ok(Some((a.octets(), p))),
+                        None => Ok(None),
+                        Some(_) => Err(Error::AddressFamily),
+                    };
+                    let (src, dst) = (v4(self.src)?, v4(self.dst)?);
+                    rewrite_v4(buf.data_mut(), l3, l4, end, udp, src, dst, &eg.macs)
+                }
+            },
+        }
+    }
+}
+
+/// The IPv4 address of an end, for the IPv4 parts of a plan (`0.0.0.0` for IPv6).
+pub fn v4_of(a: IpAddr) -> Ipv4Addr {
+    match a {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    }
+}

@@ -1,0 +1,604 @@
+//! IPv6 through the pipeline, against packets built with etherparse: neighbour
+//! discovery, echo, every mode, NAT64, errors, ownership.
+
+use super::*;
+use crate::buf::VecBuf;
+use crate::flow::{Addr, Proto, Tunnel};
+use crate::route::{Route, Route6};
+use crate::service::{DestConfig, SchedKind, ServiceConfig, ServiceTable};
+use etherparse::{
+    Icmpv6Type, IpNumber, Ipv6Header, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,
+};
+
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
+const PORT0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd0];
+const PORT1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd1];
+const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x12];
+
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+const CIP: &str = "2001:db8:1::2";
+const VIP: &str = "2001:db8:1::100";
+const DIP0: &str = "2001:db8:1::1";
+const DIP1: &str = "2001:db8:2::1";
+const RS1: &str = "2001:db8:2::11";
+const RS2: &str = "2001:db8:2::12";
+const LIP: &str = "2001:db8:2::200";
+/// NAT64: the IPv4 side.
+const RS1_4: [u8; 4] = [10, 20, 0, 11];
+const RS2_4: [u8; 4] = [10, 20, 0, 12];
+const LIP_4: [u8; 4] = [10, 20, 0, 200];
+const DIP1_4: [u8; 4] = [10, 20, 0, 1];
+
+fn o(s: &str) -> [u8; 16] {
+    v6(s).octets()
+}
+
+/// An IPv6 TCP service VIP:80 with RS1 and RS2 (IPv4 ones with `nat64`), mode `fwd`.
+fn snapshot6(fwd: FwdMethod, workers: usize, nat64: bool) -> Snapshot {
+    let key = ServiceKey::Addr {
+        proto: Proto::Tcp,
+        addr: Addr::from(IpAddr::V6(v6(VIP))),
+        port: 80,
+    };
+    let mut t = ServiceTable::new();
+    t.add_service(ServiceConfig::new(key, SchedKind::Rr))
+        .unwrap();
+    let rport = if fwd == FwdMethod::Masq { 8080 } else { 80 };
+    let (r1, r2): (IpAddr, IpAddr) = if nat64 {
+        (Ipv4Addr::from(RS1_4).into(), Ipv4Addr::from(RS2_4).into())
+    } else {
+        (v6(RS1).into(), v6(RS2).into())
+    };
+    let tun = Tunnel::IPIP;
+    t.add_dest(
+        &key,
+        DestConfig::new(Addr::from(r1), rport, fwd).tunnel(tun),
+    )
+    .unwrap();
+    t.add_dest(
+        &key,
+        DestConfig::new(Addr::from(r2), rport, fwd).tunnel(tun),
+    )
+    .unwrap();
+    let mut net = NetConfig::new(workers);
+    net.ports = vec![
+        PortNet {
+            mac: PORT0_MAC,
+            mtu: 1500,
+            vlan: None,
+        },
+        PortNet {
+            mac: PORT1_MAC,
+            mtu: 1500,
+            vlan: None,
+        },
+    ];
+    net.local6.insert(v6(DIP0), (LocalKind::Dip, 0));
+    net.local6.insert(v6(VIP), (LocalKind::Vip, 0));
+    net.local6.insert(v6(DIP1), (LocalKind::Dip, 1));
+    net.local6.insert(v6(LIP), (LocalKind::Lip, 1));
+    net.local
+        .insert(Ipv4Addr::from(DIP1_4), (LocalKind::Dip, 1));
+    net.local.insert(Ipv4Addr::from(LIP_4), (LocalKind::Lip, 1));
+    net.routes = RouteTable::new(vec![Route {
+        prefix: Ipv4Addr::new(10, 20, 0, 0),
+        len: 24,
+        port: 1,
+        gateway: None,
+    }])
+    .with_v6(vec![
+        Route6 {
+            prefix: v6("2001:db8:1::"),
+            len: 64,
+            port: 0,
+            gateway: None,
+        },
+        Route6 {
+            prefix: v6("2001:db8:2::"),
+            len: 64,
+            port: 1,
+            gateway: None,
+        },
+    ]);
+    if fwd == FwdMethod::FullNat {
+        let lip: IpAddr = if nat64 {
+            Ipv4Addr::from(LIP_4).into()
+        } else {
+            v6(LIP).into()
+        };
+        net.laddrs.insert(key, vec![lip]);
+    }
+    Snapshot {
+        generation: 1,
+        services: t.snapshot(),
+        net: Arc::new(net),
+    }
+}
+
+/// Worker `id` of `workers` with the neighbours resolved.
+fn core6(fwd: FwdMethod, id: usize, workers: usize, nat64: bool) -> Core<VecBuf> {
+    let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snapshot6(fwd, workers, nat64));
+    c.add_static_neighbour(v6(CIP).into(), CLIENT_MAC);
+    c.add_static_neighbour(v6(RS1).into(), RS1_MAC);
+    c.add_static_neighbour(v6(RS2).into(), RS2_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS1_4).into(), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2_4).into(), RS2_MAC);
+    c
+}
+
+fn tcp6(src: &str, sport: u16, dst: &str, dport: u16, syn: bool, payload: &[u8]) -> VecBuf {
+    let mut v = Vec::new();
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv6(o(src), o(dst), 64)
+        .tcp(sport, dport, 1000, 64000);
+    let b = if syn { b.syn() } else { b.ack(5) };
+    b.write(&mut v, payload).unwrap();
+    VecBuf::new(128, &v)
+}
+
+fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> VecBuf {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC, PORT1_MAC)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1000, 64000)
+        .ack(5)
+        .write(&mut v, payload)
+        .unwrap();
+    VecBuf::new(128, &v)
+}
+
+/// The transmitted frame of `out` (port, bytes).
+fn tx(out: Out<VecBuf>) -> (u16, Vec<u8>) {
+    match out {
+        Out::Tx(b, port) => (port, b.data().to_vec()),
+        other => panic!("not transmitted: {other:?}"),
+    }
+}
+
+/// IPv6 header and TCP (ports, checksum checked) of a frame.
+fn tcp_of(f: &[u8]) -> (Ipv6Header, u16, u16) {
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!("not IPv6: {p:?}")
+    };
+    let h = ip.header().to_header();
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("not TCP")
+    };
+    assert_eq!(
+        t.checksum(),
+        t.calc_checksum_ipv6(h.source, h.destination).unwrap()
+    );
+    (h, t.source_port(), t.destination_port())
+}
+
+#[test]
+fn a_solicitation_for_the_vip_is_answered_and_its_sender_learned() {
+    let mut c = core6(FwdMethod::Masq, 0, 1, false);
+    let client = v6("2001:db8:1::77");
+    let mut f = Vec::new();
+    let mut ns = vec![0u8; 96];
+    let n =
+        crate::wire::icmpv6::emit_neighbor_solicit(&mut ns, &client, &v6(VIP), CLIENT_MAC).unwrap();
+    // etherparse frames the ICMPv6 message our emitter wrote; its checksum is checked
+    // again below by the director.
+    let msg = &ns[40..n];
+    let t = Icmpv6Type::Unknown {
+        type_u8: msg[0],
+        code_u8: msg[1],
+        bytes5to8: [msg[4], msg[5], msg[6], msg[7]],
+    };
+    PacketBuilder::ethernet2(CLIENT_MAC, [0x33, 0x33, 0xff, 0, 1, 0])
+        .ipv6(
+            client.octets(),
+            crate::wire::icmpv6::solicited_node(&v6(VIP)).octets(),
+            255,
+        )
+        .icmpv6(t)
+        .write(&mut f, &msg[8..])
+        .unwrap();
+    let out = c.process(VecBuf::new(0, &f), 0, 0, true);
+    assert!(matches!(out, Out::Consumed(_)), "{out:?}");
+    let (port, len) = c.take_generated().expect("an advertisement");
+    assert_eq!(port, 0);
+    let na = &c.scratch()[..len];
+    let p = SlicedPacket::from_ethernet(na).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().source(), o(VIP));
+    assert_eq!(ip.header().destination(), client.octets());
+    assert_eq!(ip.header().hop_limit(), 255);
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    let h = ip.header().to_header();
+    assert_eq!(
+        i.checksum(),
+        i.icmp_type()
+            .calc_checksum(h.source, h.destination, i.payload())
+            .unwrap()
+    );
+    assert_eq!(i.type_u8(), 136);
+    let m = crate::wire::icmpv6::Packet::new_checked(&na[54..]).unwrap();
+    assert_eq!(m.target_addr(), Some(v6(VIP)));
+    let flags = m.na_flags();
+    assert!(flags.solicited && flags.override_ && !flags.router);
+    assert_eq!(&na[..6], &CLIENT_MAC);
+    assert_eq!(&na[6..12], &PORT0_MAC);
+    assert_eq!(
+        c.neigh6().get(client),
+        Some(CLIENT_MAC),
+        "the sender is learned"
+    );
+    // The same solicitation with hop limit 64 (not from the link) is ignored.
+    let mut g = f.clone();
+    g[14 + 7] = 64;
+    let out = c.process(VecBuf::new(0, &g), 0, 0, true);
+    assert!(
+        matches!(out, Out::Drop(_, DropReason::NdIgnored)),
+        "{out:?}"
+    );
+    assert!(c.take_generated().is_none());
+}
+
+#[test]
+fn router_advertisements_and_redirects_are_dropped_and_counted() {
+    let mut c = core6(FwdMethod::Masq, 0, 1, false);
+    for t in [133u8, 134, 137] {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+            .ipv6(o("fe80::1"), o("ff02::1"), 255)
+            .icmpv6(Icmpv6Type::Unknown {
+                type_u8: t,
+                code_u8: 0,
+                bytes5to8: [0; 4],
+            })
+            .write(&mut f, &[0; 40])
+            .unwrap();
+        let out = c.process(VecBuf::new(0, &f), 0, 0, true);
+        assert!(
+            matches!(out, Out::Drop(_, DropReason::NdIgnored)),
+            "{t}: {out:?}"
+        );
+    }
+    assert_eq!(c.counters().drops_of(DropReason::NdIgnored), 3);
+    assert_eq!(c.conns().len(), 0);
+}
+
+#[test]
+fn an_advertisement_resolves_held_packets() {
+    let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snapshot6(FwdMethod::Masq, 1, false));
+    c.add_static_neighbour(v6(CIP).into(), CLIENT_MAC);
+    let out = c.process(tcp6(CIP, 40000, VIP, 80, true, b""), 0, 0, true);
+    assert!(matches!(out, Out::Held), "{out:?}");
+    let ns: Vec<_> = c.take_ns_requests().collect();
+    let rs = c
+        .conns()
+        .iter()
+        .map(|(_, s)| s.daddr().to_ip())
+        .next()
+        .unwrap();
+    assert_eq!(
+        ns,
+        vec![(1, rs)]
+            .into_iter()
+            .map(|(p, a)| (
+                p,
+                match a {
+                    IpAddr::V6(a) => a,
+                    IpAddr::V4(_) => panic!(),
+                }
+            ))
+            .collect::<Vec<_>>()
+    );
+    let (rs, rs_mac) = if rs == IpAddr::V6(v6(RS1)) {
+        (RS1, RS1_MAC)
+    } else {
+        (RS2, RS2_MAC)
+    };
+    // RS1 advertises itself (unsolicited, to all nodes).
+    let mut na = vec![0u8; 96];
+    let n = crate::wire::icmpv6::emit_neighbor_advert(&mut na, &v6("::"), &v6(rs), rs_mac).unwrap();
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+    f.extend_from_slice(&rs_mac);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(&na[..n]);
+    let out = c.process(VecBuf::new(0, &f), 1, 5, true);
+    assert!(matches!(out, Out::Consumed(_)), "{out:?}");
+    let released: Vec<_> = c.take_released().collect();
+    assert_eq!(released.len(), 1);
+    assert_eq!(&released[0].0.data()[..6], &rs_mac);
+}
+
+#[test]
+fn nat_dr_tun_and_fullnat_forward_ipv6_both_ways() {
+    for fwd in [
+        FwdMethod::Masq,
+        FwdMethod::FullNat,
+        FwdMethod::Route,
+        FwdMethod::Tunnel,
+    ] {
+        let mut c = core6(fwd, 0, 1, false);
+        let mut servers = Vec::new();
+        for cport in [40001u16, 40002] {
+            let (port, f) = tx(c.process(tcp6(CIP, cport, VIP, 80, true, b""), 0, 0, true));
+            assert_eq!(port, 1, "{fwd:?}");
+            let rs_mac: [u8; 6] = f[..6].try_into().unwrap();
+            servers.push(rs_mac);
+            match fwd {
+                FwdMethod::Masq => {
+                    let (h, sp, dp) = tcp_of(&f);
+                    assert_eq!((h.source, sp), (o(CIP), cport));
+                    assert_eq!(dp, 8080);
+                    assert_eq!(h.hop_limit, 63);
+                }
+                FwdMethod::FullNat => {
+                    let (h, _, dp) = tcp_of(&f);
+                    assert_eq!(h.source, o(LIP));
+                    assert_eq!(dp, 80);
+                }
+                FwdMethod::Route => {
+                    let (h, _, dp) = tcp_of(&f);
+                    assert_eq!((h.source, h.destination, h.hop_limit), (o(CIP), o(VIP), 64));
+                    assert_eq!(dp, 80);
+                }
+                _ => {
+                    let outer = etherparse::Ipv6HeaderSlice::from_slice(&f[14..]).unwrap();
+                    assert_eq!(outer.source(), o(DIP1));
+                    assert_eq!(outer.next_header(), IpNumber::IPV6);
+                    let (h, _, _) = tcp_of(&[&f[..12], &[0x86, 0xdd], &f[54..]].concat());
+                    assert_eq!((h.source, h.destination), (o(CIP), o(VIP)));
+                }
+            }
+        }
+        assert_ne!(servers[0], servers[1], "{fwd:?}: rr alternates");
+        if matches!(fwd, FwdMethod::Masq | FwdMethod::FullNat) {
+            // The first server's reply goes back to the client as VIP:80.
+            let rs = if servers[0] == RS1_MAC { RS1 } else { RS2 };
+            let rport = if fwd == FwdMethod::Masq { 8080 } else { 80 };
+            let (dst, dport) = if fwd == FwdMethod::FullNat {
+                let first = c.conns().iter().find(|(_, s)| s.cport() == 40001);
+                (LIP, first.unwrap().1.lport())
+            } else {
+                (CIP, 40001)
+            };
+            let (port, f) = tx(c.process(tcp6(rs, rport, dst, dport, false, b"ok"), 1, 1, true));
+            assert_eq!(port, 0);
+            let (h, sp, dp) = tcp_of(&f);
+            assert_eq!((h.source, sp, h.destination), (o(VIP), 80, o(CIP)));
+            assert_eq!(dp, 40001);
+            assert_eq!(&f[..6], &CLIENT_MAC);
+        }
+    }
+}
+
+#[test]
+fn a_packet_too_big_for_the_tunnel_gets_packet_too_big() {
+    let mut c = core6(FwdMethod::Tunnel, 0, 1, false);
+    // The opening segment fits; a full-size one (1500 bytes of IPv6) does not with
+    // the 40-byte outer header.
+    let _ = tx(c.process(tcp6(CIP, 40001, VIP, 80, true, b""), 0, 0, true));
+    let out = c.process(tcp6(CIP, 40001, VIP, 80, false, &[0; 1440]), 0, 1, true);
+    assert!(
+        matches!(
+            out,
+            Out::Drop(_, DropReason::Rewrite(wire::Error::Oversize))
+        ),
+        "{out:?}"
+    );
+    let (port, len) = c.take_generated().expect("packet too big");
+    assert_eq!(port, 0);
+    let p = SlicedPacket::from_ethernet(&c.scratch()[..len]).unwrap();
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    assert!(
+        matches!(i.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 1460 }),
+        "{:?}",
+        i.icmp_type()
+    );
+}
+
+#[test]
+fn echo_to_the_vip_is_answered_and_hop_limit_one_gets_time_exceeded() {
+    let mut c = core6(FwdMethod::Masq, 0, 1, false);
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv6(o(CIP), o(VIP), 64)
+        .icmpv6_echo_request(1, 2)
+        .write(&mut f, b"abc")
+        .unwrap();
+    let (port, r) = tx(c.process(VecBuf::new(0, &f), 0, 0, true));
+    assert_eq!(port, 0);
+    let p = SlicedPacket::from_ethernet(&r).unwrap();
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    assert!(matches!(i.icmp_type(), Icmpv6Type::EchoReply(_)));
+    let mut syn = tcp6(CIP, 40009, VIP, 80, true, b"");
+    syn.data_mut()[14 + 7] = 1;
+    let out = c.process(syn, 0, 0, true);
+    assert!(matches!(
+        out,
+        Out::Drop(_, DropReason::Rewrite(wire::Error::TtlExpired))
+    ));
+    assert_eq!(c.conns().len(), 0, "no session for an expiring packet");
+    let (_, len) = c.take_generated().expect("time exceeded");
+    let p = SlicedPacket::from_ethernet(&c.scratch()[..len]).unwrap();
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    assert!(matches!(i.icmp_type(), Icmpv6Type::TimeExceeded(_)));
+}
+
+#[test]
+fn ipv6_sessions_belong_to_their_clients_worker_and_fullnat_replies_to_the_ports() {
+    let w = 4;
+    let mut owners = std::collections::HashSet::new();
+    for k in 0..32u16 {
+        let cip = format!("2001:db8:1::{:x}", 0x1000 + k);
+        let want = crate::steer::owner_of_client6(v6(&cip), w);
+        owners.insert(want);
+        for id in 0..w {
+            let mut c = core6(FwdMethod::FullNat, id, w, false);
+            let out = c.process(tcp6(&cip, 40000 + k, VIP, 80, true, b""), 0, 0, true);
+            match out {
+                Out::Handoff(_, o) => assert_eq!((o as usize, id != want), (want, true)),
+                Out::Tx(b, _) => {
+                    assert_eq!(id, want);
+                    let (_, lport, _) = tcp_of(b.data());
+                    assert_eq!(crate::steer::owner_of_port(lport, w), want);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(owners.len(), w, "clients spread over every worker");
+}
+
+#[test]
+fn an_ipv6_syn_with_a_bad_checksum_opens_nothing() {
+    let mut c = core6(FwdMethod::Masq, 0, 1, false);
+    let mut syn = tcp6(CIP, 40001, VIP, 80, true, b"");
+    let n = syn.data().len();
+    syn.data_mut()[n - 1] ^= 0x40; // the urgent pointer: the checksum no longer holds
+    let out = c.process(syn, 0, 0, true);
+    assert!(matches!(
+        out,
+        Out::Drop(_, DropReason::Malformed(wire::Error::BadChecksum))
+    ));
+    assert_eq!(c.conns().len(), 0);
+}
+
+#[test]
+fn ipv6_acls_deny_new_clients() {
+    let mut snap = snapshot6(FwdMethod::Masq, 1, false);
+    let rule = crate::acl::AclRule::new(v6("2001:db8:1::").into(), 64, crate::acl::AclAction::Deny);
+    Arc::make_mut(&mut snap.net).acl = Arc::new(crate::acl::Acl::new(&[rule]));
+    let mut c = Core::new(0, ConnConfig::new(64), NeighConfig::default());
+    c.adopt(snap);
+    let out = c.process(tcp6(CIP, 40001, VIP, 80, true, b""), 0, 0, true);
+    assert!(matches!(out, Out::Drop(_, DropReason::AclDeny)), "{out:?}");
+}
+
+#[test]
+fn martian_ipv6_sources_are_dropped() {
+    let mut c = core6(FwdMethod::Masq, 0, 1, false);
+    for src in ["::1", "ff02::1", VIP] {
+        let out = c.process(tcp6(src, 1, VIP, 80, true, b""), 0, 0, true);
+        assert!(
+            matches!(out, Out::Drop(_, DropReason::Martian)),
+            "{src}: {out:?}"
+        );
+    }
+    assert_eq!(c.conns().len(), 0);
+}
+
+#[test]
+fn an_error_about_a_reply_reaches_the_real_server_translated() {
+    // NAT: the reply VIP:80 -> CIP:40001 was too big for a link on the client's side.
+    let mut c = core6(FwdMethod::Masq, 0, 1, false);
+    let _ = tx(c.process(tcp6(CIP, 40001, VIP, 80, true, b""), 0, 0, true));
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv6(o(VIP), o(CIP), 63)
+        .tcp(80, 40001, 9, 100)
+        .write(&mut quoted, &[0; 64])
+        .unwrap();
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv6(o("2001:db8:1::fe"), o(VIP), 64)
+        .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1400 })
+        .write(&mut f, &quoted)
+        .unwrap();
+    let rs = c
+        .conns()
+        .iter()
+        .map(|(_, s)| s.daddr().to_ip())
+        .next()
+        .unwrap();
+    let IpAddr::V6(rs) = rs else { panic!() };
+    let (port, r) = tx(c.process(VecBuf::new(0, &f), 0, 1, true));
+    assert_eq!(port, 1);
+    let p = SlicedPacket::from_ethernet(&r).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().destination(), rs.octets());
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    let h = ip.header().to_header();
+    assert_eq!(
+        i.checksum(),
+        i.icmp_type()
+            .calc_checksum(h.source, h.destination, i.payload())
+            .unwrap()
+    );
+    let q = SlicedPacket::from_ip(i.payload()).unwrap();
+    let Some(NetSlice::Ipv6(qi)) = &q.net else {
+        panic!()
+    };
+    assert_eq!(
+        qi.header().source(),
+        rs.octets(),
+        "the quoted reply as the server sent it"
+    );
+    let Some(TransportSlice::Tcp(t)) = &q.transport else {
+        panic!()
+    };
+    assert_eq!(t.source_port(), 8080);
+    // An MTU under 1280 is never relayed.
+    let mut g = f.clone();
+    g[14 + 40 + 4..14 + 40 + 8].copy_from_slice(&1000u32.to_be_bytes());
+    let out = c.process(VecBuf::new(0, &g), 0, 1, true);
+    assert!(
+        matches!(
+            out,
+            Out::Drop(_, DropReason::Malformed(wire::Error::BadIcmp))
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn an_extension_header_chain_is_walked() {
+    let mut c = core6(FwdMethod::Masq, 0, 1, false);
+    let mut f = tcp6(CIP, 40001, VIP, 80, true, b"").data().to_vec();
+    // Insert an 8-byte destination-options header (PadN) between IPv6 and TCP.
+    let next = f[14 + 6];
+    f[14 + 6] = 60;
+    let plen = u16::from_be_bytes([f[18], f[19]]) + 8;
+    f[18..20].copy_from_slice(&plen.to_be_bytes());
+    f.splice(54..54, [next, 0, 1, 4, 0, 0, 0, 0]);
+    let (_, r) = tx(c.process(VecBuf::new(128, &f), 0, 0, true));
+    let p = SlicedPacket::from_ethernet(&r).unwrap();
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("{p:?}")
+    };
+    assert_eq!(t.destination_port(), 8080);
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    let h = ip.header();
+    assert_eq!(
+        t.checksum(),
+        t.calc_checksum_ipv6(h.source(), h.destination()).unwrap()
+    );
+}
+
+#[test]
+fn nat64_is_refused_until_translated_and_creates_no_traffic() {
+    // Placeholder guard: a NAT64 session's packets are not sent in the wrong family.
+    let mut c = core6(FwdMethod::FullNat, 0, 1, true);
+    let out = c.process(tcp6(CIP, 40001, VIP, 80, true, b""), 0, 0, true);
+    assert!(!matches!(out, Out::Tx(..)), "{out:?}");
+    let _ = tcp4(RS1_4, 80, LIP_4, 1025, b"");
+}
