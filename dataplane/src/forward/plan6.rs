@@ -17,8 +17,9 @@ use core::net::{IpAddr, Ipv4Addr};
 use crate::buf::PacketBuf;
 use crate::conn::Session;
 use crate::flow::FwdMethod;
-use crate::wire::{Error, IpMeta, IpProtocol, IpVersion, Result};
+use crate::wire::{Error, IpMeta, IpVersion, Result};
 
+use super::plan::Layout;
 use super::rewrite::{rewrite_v4, rewrite_v6, set_macs, MacRewrite};
 use super::tun::{self, Encap, Inner, TunParams};
 
@@ -33,6 +34,44 @@ pub struct Plan6 {
     pub dst: Option<(IpAddr, u16)>,
     /// The address the packet is routed toward (the real server, or the client).
     pub toward: IpAddr,
+}
+
+/// What [`Plan6::apply`] needs to know of the packet: its layout, family, traffic
+/// class (TOS) and DF bit (for a tunnel's outer header). From a full classification
+/// ([`At6::of`]) or from the established lane's reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At6 {
+    /// Offsets of the IP and L4 headers, end of the packet, UDP or TCP.
+    pub at: Layout,
+    /// The packet's family.
+    pub version: IpVersion,
+    /// IPv4 TOS or IPv6 traffic class.
+    pub tos: u8,
+    /// IPv4 DF (always set for IPv6).
+    pub dont_frag: bool,
+}
+
+impl At6 {
+    /// The parts of a classified TCP or UDP packet.
+    #[inline]
+    pub fn of(meta: &IpMeta) -> At6 {
+        At6 {
+            at: Layout::of(meta),
+            version: meta.version,
+            tos: meta.tos,
+            dont_frag: meta.dont_frag,
+        }
+    }
+
+    fn inner(&self) -> Inner {
+        Inner {
+            l3: self.at.l3,
+            end: self.at.ip_end,
+            version: self.version,
+            tos: self.tos,
+            dont_frag: self.dont_frag,
+        }
+    }
 }
 
 /// The egress side of a [`Plan6`].
@@ -107,34 +146,29 @@ impl Plan6 {
     /// docs). On `Err` nothing was changed; a TUN packet too big for the tunnel is
     /// [`Error::Oversize`] (the general path answers it), a change of family goes to
     /// [`super::nat64`].
-    pub fn apply<B: PacketBuf + ?Sized>(
-        &self,
-        buf: &mut B,
-        meta: &IpMeta,
-        eg: &Egress6,
-    ) -> Result<()> {
-        let (l3, l4, end) = (meta.l3_offset(), meta.l4_offset, meta.ip_end);
-        let udp = meta.tuple.protocol == IpProtocol::UDP;
+    #[inline]
+    pub fn apply<B: PacketBuf + ?Sized>(&self, buf: &mut B, p: &At6, eg: &Egress6) -> Result<()> {
+        let (l3, l4, end, udp) = (p.at.l3, p.at.l4, p.at.ip_end, p.at.udp);
         match self.fwd {
             FwdMethod::Route | FwdMethod::Local => set_macs(buf.data_mut(), &eg.macs),
             FwdMethod::Tunnel => match (self.toward, eg.tunnel_src) {
                 (IpAddr::V6(real), IpAddr::V6(local)) => {
-                    tun::encapsulate6(buf, &Inner::of(meta), local, real, eg.mtu, &eg.macs)
+                    tun::encapsulate6(buf, &p.inner(), local, real, eg.mtu, &eg.macs)
                 }
                 (IpAddr::V4(real), IpAddr::V4(local)) => {
-                    let p = TunParams {
+                    let t = TunParams {
                         local,
                         real,
                         mtu: eg.mtu,
                         macs: eg.macs,
                         encap: Encap::Ipip,
                     };
-                    tun::encapsulate(buf, &Inner::of(meta), &p)
+                    tun::encapsulate(buf, &p.inner(), &t)
                 }
                 _ => Err(Error::AddressFamily),
             },
-            _ if self.translates(meta.version) => Err(Error::AddressFamily),
-            _ => match meta.version {
+            _ if self.translates(p.version) => Err(Error::AddressFamily),
+            _ => match p.version {
                 IpVersion::V6 => {
                     let v6 = |e: Option<(IpAddr, u16)>| match e {
                         Some((IpAddr::V6(a), p)) => Ok(Some((a.octets(), p))),

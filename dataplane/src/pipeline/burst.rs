@@ -1,24 +1,23 @@
 //! [`Core::process_burst`]: a burst of packets through a prefetching software pipeline,
 //! and the established fast path that most packets take.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::buf::PacketBuf;
 use crate::conn::{flags as conn_flags, Direction, LookupHint};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
-use crate::forward::{vlan, Layout, Plan};
+use crate::forward::{vlan, At6, Layout, Plan, Plan6};
 use crate::steer::{self, Toward};
-use crate::wire::{self, ethernet, ipv4, ChecksumMode, Classified, IpMeta, IpProtocol, V4Flow};
+use crate::wire::{
+    self, ethernet, ipv4, ChecksumMode, Classified, IpMeta, IpProtocol, IpVersion, V4Flow, V6Flow,
+};
 
 use super::general::{port_vlan, retag_for, steer_toward};
 use super::{Core, DropReason, Out};
 
-/// The session tuple of a classified IPv4 TCP or UDP packet.
+/// The session tuple of a classified TCP or UDP packet (IPv4 or IPv6).
 #[inline]
 fn flow_key(meta: &IpMeta) -> Option<FlowKey> {
-    let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
-        return None;
-    };
     let proto = match meta.tuple.protocol {
         IpProtocol::TCP => Proto::Tcp,
         IpProtocol::UDP => Proto::Udp,
@@ -26,11 +25,23 @@ fn flow_key(meta: &IpMeta) -> Option<FlowKey> {
     };
     Some(FlowKey {
         proto,
-        saddr: Addr::from(IpAddr::V4(src)),
-        daddr: Addr::from(IpAddr::V4(dst)),
+        saddr: Addr::from(meta.tuple.src.addr),
+        daddr: Addr::from(meta.tuple.dst.addr),
         sport: meta.tuple.src.port,
         dport: meta.tuple.dst.port,
     })
+}
+
+/// The session tuple of an IPv6 TCP or UDP packet read by [`wire::classify_v6_flow`].
+#[inline(always)]
+fn v6_flow_key(v: &V6Flow) -> FlowKey {
+    FlowKey {
+        proto: if v.udp { Proto::Udp } else { Proto::Tcp },
+        saddr: Addr(v.src),
+        daddr: Addr(v.dst),
+        sport: v.sport,
+        dport: v.dport,
+    }
 }
 
 /// The session tuple of an IPv4 TCP or UDP packet read by [`wire::classify_v4_flow`]: the
@@ -55,6 +66,7 @@ struct Flow {
     key: FlowKey,
     hint: Option<LookupHint>,
     v4: Option<V4Flow>,
+    v6: Option<V6Flow>,
 }
 
 /// Prefetch distance of [`Core::process_burst`], in packets: how far the bucket prefetch
@@ -145,9 +157,14 @@ impl<P: PacketBuf> Core<P> {
                             ring[r] = None;
                             flows[r] = None;
                         } else {
-                            let key = match &v4 {
-                                Some(v) => Some(v4_flow_key(v)),
-                                None => {
+                            let v6 = match v4 {
+                                Some(_) => None,
+                                None => wire::classify_v6_flow(p.data()),
+                            };
+                            let key = match (&v4, &v6) {
+                                (Some(v), _) => Some(v4_flow_key(v)),
+                                (None, Some(v)) => Some(v6_flow_key(v)),
+                                (None, None) => {
                                     let c = &mut cls[r];
                                     wire::classify_into(p.data(), ChecksumMode::Software, c);
                                     match c {
@@ -164,6 +181,7 @@ impl<P: PacketBuf> Core<P> {
                                     key,
                                     hint: None,
                                     v4,
+                                    v6,
                                 }
                             });
                             ring[r] = Some(p);
@@ -193,6 +211,27 @@ impl<P: PacketBuf> Core<P> {
                 let untagged = usize::from(v.l3) == ethernet::HEADER_LEN;
                 if (untagged && !self.vlans) || self.tag_matches(p.data(), in_port(&p)) {
                     match self.fast_path(&mut p, v, f, now_ms, check_owner) {
+                        Fast::Tx(port) => {
+                            emit(Emit::Packet(Out::Tx(p, port)));
+                            continue;
+                        }
+                        Fast::Drop(reason) => {
+                            let out = self.drop(p, reason);
+                            emit(Emit::Packet(out));
+                            continue;
+                        }
+                        Fast::Handoff(owner) => {
+                            emit(Emit::Packet(Out::Handoff(p, owner)));
+                            continue;
+                        }
+                        Fast::Slow => {}
+                    }
+                }
+                wire::classify_into(p.data(), ChecksumMode::Software, &mut cls[r]);
+            } else if let Some(f @ Flow { v6: Some(v), .. }) = &flows[r] {
+                let untagged = usize::from(v.l3) == ethernet::HEADER_LEN;
+                if (untagged && !self.vlans) || self.tag_matches(p.data(), in_port(&p)) {
+                    match self.fast_path6(&mut p, v, f, now_ms, check_owner) {
                         Fast::Tx(port) => {
                             emit(Emit::Packet(Out::Tx(p, port)));
                             continue;
@@ -347,6 +386,154 @@ impl<P: PacketBuf> Core<P> {
         }
         self.count_forwarded(id, dir, len);
         Fast::Tx(nh.port)
+    }
+
+    /// The established fast path of an IPv6 TCP or UDP packet without extension
+    /// headers ([`wire::classify_v6_flow`]) of a NAT, FULLNAT, DR or TUN session with
+    /// IPv6 ends: [`Core::fast_path`]'s steps with [`Plan6`] — the effects the general
+    /// path ([`Core::forward_ip`]) has on it, ownership from [`steer::owner_ip`].
+    /// [`Fast::Slow`] (nothing changed) for anything out of the ordinary, and for NAT64
+    /// sessions (their family changes: the general path translates them).
+    #[inline(always)]
+    fn fast_path6(
+        &mut self,
+        pkt: &mut P,
+        v6: &V6Flow,
+        f: &Flow,
+        now_ms: u64,
+        check_owner: bool,
+    ) -> Fast {
+        let Some(snap) = self.snap.as_ref() else {
+            return Fast::Slow;
+        };
+        let flow = &f.key;
+        let flags = TcpFlags(v6.tcp_flags);
+        if flow.proto == Proto::Tcp && flags.0 & TcpFlags::SYN.0 != 0 {
+            return Fast::Slow;
+        }
+        let workers = snap.net.workers;
+        let check_owner = check_owner && workers > 1;
+        let Some((id, reply)) = self.conns.lookup_hinted(f.hash, flow, f.hint) else {
+            return match check_owner {
+                true => self.handoff_by_address6(v6),
+                false => Fast::Slow,
+            };
+        };
+        let Some(s) = self.conns.get(id) else {
+            return Fast::Slow;
+        };
+        let special =
+            conn_flags::CIP | conn_flags::IN_SEQ | conn_flags::SYNPROXY | conn_flags::OUT_SEQ;
+        if s.flags & special != 0 {
+            return Fast::Slow;
+        }
+        let Some(plan) = Plan6::of(s, reply) else {
+            return Fast::Slow;
+        };
+        if plan.translates(IpVersion::V6) {
+            return Fast::Slow;
+        }
+        if check_owner {
+            let to = match (reply, plan.fwd) {
+                (false, _) => Toward::Service,
+                (true, FwdMethod::FullNat) => Toward::LocalAddr,
+                (true, _) => Toward::Client,
+            };
+            let (src, dst) = (Ipv6Addr::from(v6.src), Ipv6Addr::from(v6.dst));
+            match steer::owner_ip(to, src.into(), dst.into(), Some(v6.dport), workers) {
+                Some(o) if o == self.id => {}
+                Some(o) => return self.handoff(o),
+                None => return Fast::Slow,
+            }
+        }
+        if !reply && !self.conns.dest_usable(id) {
+            return Fast::Slow;
+        }
+        let IpAddr::V6(toward) = plan.toward else {
+            return Fast::Slow;
+        };
+        let Some(nh) = snap.net.routes.lookup6(toward) else {
+            return Fast::Slow;
+        };
+        let nh_addr = if plan.fwd == FwdMethod::Route {
+            toward
+        } else {
+            nh.addr
+        };
+        let Some(pn) = snap.net.ports.get(usize::from(nh.port)) else {
+            return Fast::Slow;
+        };
+        let Some(mac) = self.neigh6.get(nh_addr) else {
+            return Fast::Slow;
+        };
+        let tunnel_src = match plan.fwd {
+            FwdMethod::Tunnel => match self.tun_src6.get(usize::from(nh.port)) {
+                Some(a) => IpAddr::V6(*a),
+                None => return Fast::Slow,
+            },
+            _ => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        let eg = crate::forward::Egress6 {
+            macs: crate::forward::MacRewrite {
+                src: wire::EthernetAddress(pn.mac),
+                dst: wire::EthernetAddress(mac),
+            },
+            tunnel_src,
+            mtu: pn.mtu,
+        };
+        let at = At6 {
+            at: Layout {
+                l3: usize::from(v6.l3),
+                l4: usize::from(v6.l4),
+                ip_end: usize::from(v6.ip_end),
+                udp: v6.udp,
+            },
+            version: IpVersion::V6,
+            tos: v6.tclass,
+            dont_frag: true,
+        };
+        if plan.routes() && v6.hop_limit <= 1 {
+            return Fast::Slow;
+        }
+        if at.at.ip_end - at.at.l3 + plan.overhead() > usize::from(eg.mtu) {
+            return Fast::Slow;
+        }
+        self.counters.packets += 1;
+        let dir = if reply {
+            Direction::Output
+        } else {
+            Direction::Input
+        };
+        self.conns.state_transition(id, dir, flags, now_ms);
+        if !reply {
+            self.sync_after_input(id, now_ms);
+        }
+        let len = pkt.len() as u64;
+        if let Err(e) = plan.apply(pkt, &at, &eg) {
+            return Fast::Drop(DropReason::Rewrite(e));
+        }
+        if self.vlans {
+            if let Some(Err(e)) = self.snap.as_ref().map(|s| retag_for(pkt, s, nh.port)) {
+                return Fast::Drop(DropReason::Rewrite(e));
+            }
+        }
+        self.count_forwarded(id, dir, len);
+        Fast::Tx(nh.port)
+    }
+
+    /// [`Core::handoff_by_address`] for an IPv6 packet.
+    #[cold]
+    fn handoff_by_address6(&mut self, v6: &V6Flow) -> Fast {
+        let Some(snap) = self.snap.as_ref() else {
+            return Fast::Slow;
+        };
+        let (src, dst) = (Ipv6Addr::from(v6.src), Ipv6Addr::from(v6.dst));
+        let local = snap.net.local6.get(&dst).copied();
+        let to = super::ipv6::steer_toward6(&snap.net, dst, local);
+        match steer::owner_ip(to, src.into(), dst.into(), Some(v6.dport), snap.net.workers) {
+            Some(o) if o != self.id => self.handoff(o),
+            _ => Fast::Slow,
+        }
     }
 
     /// Whether a frame's 802.1Q tag is that of port `port`, the port it arrived on

@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use crate::buf::PacketBuf;
 use crate::conn::{ConnId, Direction, PacketMeta};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
-use crate::forward::{icmp6, Egress6, MacRewrite, Plan6};
+use crate::forward::{icmp6, At6, Egress6, MacRewrite, Plan6};
 use crate::steer::{self, Toward};
 use crate::wire::icmpv6::{self, Message};
 use crate::wire::{self, EthernetAddress, IpMeta, IpProtocol, IpVersion};
@@ -31,7 +31,11 @@ use super::general::retag_for;
 use super::{Core, DropReason, LocalKind, NeighUpdate, NetConfig, Out, Snapshot, SIDE_CAP};
 
 /// What an IPv6 destination is for ownership (as [`super::general::steer_toward`]).
-fn steer_toward6(net: &NetConfig, dst: Ipv6Addr, local: Option<(LocalKind, u16)>) -> Toward {
+pub(super) fn steer_toward6(
+    net: &NetConfig,
+    dst: Ipv6Addr,
+    local: Option<(LocalKind, u16)>,
+) -> Toward {
     match local {
         Some((LocalKind::Vip, _)) => Toward::Service,
         Some((LocalKind::Lip, _)) => Toward::LocalAddr,
@@ -208,7 +212,7 @@ impl<P: PacketBuf> Core<P> {
             FwdMethod::Masq | FwdMethod::FullNat => {
                 icmp6::translate(&mut pkt, meta, &plan, &r.eg.macs)
             }
-            _ => plan.apply(&mut pkt, meta, &r.eg),
+            _ => plan.apply(&mut pkt, &At6::of(meta), &r.eg),
         };
         let res = match res {
             Ok(()) if self.vlans || meta.l2.vlan_tci.is_some() => retag_for(&mut pkt, snap, r.port),
@@ -282,7 +286,7 @@ impl<P: PacketBuf> Core<P> {
             return self.drop(pkt, DropReason::NoRoute);
         };
         let len = pkt.len() as u64;
-        let res = match plan.apply(&mut pkt, meta, &r.eg) {
+        let res = match plan.apply(&mut pkt, &At6::of(meta), &r.eg) {
             Ok(()) if self.vlans || meta.l2.vlan_tci.is_some() => retag_for(&mut pkt, snap, r.port),
             other => other,
         };

@@ -723,7 +723,7 @@ fn segment(
 /// Runs `pkts` (frame, in-port) through `one` packet by packet and through `burst` in
 /// one burst; asserts the same verdicts and output bytes, and the same frames
 /// originated on the way (kind 9, after their packet's verdict); returns the verdicts.
-fn same_by_burst(
+pub(super) fn same_by_burst(
     one: &mut Core<VecBuf>,
     burst: &mut Core<VecBuf>,
     pkts: Vec<(VecBuf, u16)>,

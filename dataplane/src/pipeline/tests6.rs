@@ -602,3 +602,80 @@ fn nat64_is_refused_until_translated_and_creates_no_traffic() {
     assert!(!matches!(out, Out::Tx(..)), "{out:?}");
     let _ = tcp4(RS1_4, 80, LIP_4, 1025, b"");
 }
+
+#[test]
+fn an_ipv6_burst_is_processed_exactly_as_packet_by_packet() {
+    // Per mode, two workers: SYNs of 20 flows of our client, then (compared) their
+    // ACKs with data, the servers' replies (NAT, FULLNAT), another client's packets
+    // (handed over), a frame with a destination-options header, a truncated one and a
+    // ping. One core takes them one by one, the other as a burst.
+    let w = 2;
+    let me = crate::steer::owner_of_client6(v6(CIP), w);
+    let other = (0x100..0x200u32)
+        .map(|i| format!("2001:db8:1::{:x}", i + 0x1000))
+        .find(|a| crate::steer::owner_of_client6(v6(a), w) != me)
+        .unwrap();
+    for fwd in [
+        FwdMethod::Masq,
+        FwdMethod::FullNat,
+        FwdMethod::Route,
+        FwdMethod::Tunnel,
+    ] {
+        let mut one = core6(fwd, me, w, false);
+        let mut burst = core6(fwd, me, w, false);
+        for port in 41000..41020u16 {
+            let a = one.process(tcp6(CIP, port, VIP, 80, true, b""), 0, 0, true);
+            let b = burst.process(tcp6(CIP, port, VIP, 80, true, b""), 0, 0, true);
+            assert_eq!(tx(a), tx(b));
+        }
+        let mut pkts: Vec<(VecBuf, u16)> = Vec::new();
+        for port in 41000..41020u16 {
+            pkts.push((tcp6(CIP, port, VIP, 80, false, b"request"), 0));
+        }
+        if matches!(fwd, FwdMethod::Masq | FwdMethod::FullNat) {
+            let sessions: Vec<_> = one
+                .conns()
+                .iter()
+                .map(|(_, s)| (s.daddr().to_ip(), s.dport(), s.laddr().to_ip(), s.lport()))
+                .collect();
+            for (rs, rport, l, lport) in sessions {
+                let (IpAddr::V6(rs), IpAddr::V6(l)) = (rs, l) else {
+                    panic!()
+                };
+                let mut v = Vec::new();
+                PacketBuilder::ethernet2(RS1_MAC, PORT1_MAC)
+                    .ipv6(rs.octets(), l.octets(), 64)
+                    .tcp(rport, lport, 1, 100)
+                    .ack(2)
+                    .write(&mut v, b"reply")
+                    .unwrap();
+                pkts.push((VecBuf::new(128, &v), 1));
+            }
+        }
+        for port in 50000..50005u16 {
+            pkts.push((tcp6(&other, port, VIP, 80, true, b""), 0));
+            pkts.push((tcp6(&other, port, VIP, 80, false, b"x"), 0));
+        }
+        let mut ext = tcp6(CIP, 41001, VIP, 80, false, b"").data().to_vec();
+        let next = ext[14 + 6];
+        ext[14 + 6] = 60;
+        let plen = u16::from_be_bytes([ext[18], ext[19]]) + 8;
+        ext[18..20].copy_from_slice(&plen.to_be_bytes());
+        ext.splice(54..54, [next, 0, 1, 4, 0, 0, 0, 0]);
+        pkts.push((VecBuf::new(128, &ext), 0));
+        let mut short = tcp6(CIP, 41002, VIP, 80, false, b"").data().to_vec();
+        short.truncate(60);
+        pkts.push((VecBuf::new(128, &short), 0));
+        let mut ping = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+            .ipv6(o(CIP), o(VIP), 64)
+            .icmpv6_echo_request(1, 1)
+            .write(&mut ping, b"p")
+            .unwrap();
+        pkts.push((VecBuf::new(128, &ping), 0));
+        let want = super::tests::same_by_burst(&mut one, &mut burst, pkts, 1);
+        let sent = want.iter().filter(|v| v.0 == 0).count();
+        assert!(sent >= 22, "{fwd:?}: {sent} sent");
+        assert_eq!(one.counters(), burst.counters(), "{fwd:?}");
+    }
+}

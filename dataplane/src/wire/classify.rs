@@ -283,6 +283,91 @@ pub fn classify_v4_flow(frame: &[u8]) -> Option<V4Flow> {
     })
 }
 
+/// An IPv6 TCP or UDP packet's flow and offsets, as [`classify_v6_flow`] reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct V6Flow {
+    /// Offset of the IPv6 header: 14, or 18 behind a VLAN tag.
+    pub l3: u16,
+    /// Offset of the TCP or UDP header (right after the IPv6 header).
+    pub l4: u16,
+    /// Offset of the end of the IP packet (Ethernet padding after it).
+    pub ip_end: u16,
+    /// UDP (else TCP).
+    pub udp: bool,
+    /// The low eight bits of the TCP flags (0 for UDP).
+    pub tcp_flags: u8,
+    /// The hop limit.
+    pub hop_limit: u8,
+    /// The traffic class.
+    pub tclass: u8,
+    /// Source address, as on the wire.
+    pub src: [u8; 16],
+    /// Destination address, as on the wire.
+    pub dst: [u8; 16],
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+/// The common IPv6 case of [`classify`]: an IPv6 packet without extension headers
+/// carrying a well-formed TCP or UDP header, untagged or behind one VLAN tag. `None` for
+/// anything else (extension headers, fragments, ICMPv6, …), which [`classify`] then
+/// decides. [`classify`] accepts every frame this accepts, with the same tuple, offsets
+/// and flags: the established lane's reading of an IPv6 packet, as
+/// [`classify_v4_flow`] is of an IPv4 one.
+#[inline(always)]
+pub fn classify_v6_flow(frame: &[u8]) -> Option<V6Flow> {
+    let l3 = match frame.get(12..14)? {
+        [0x86, 0xdd] => 14,
+        [0x81, 0] if frame.get(16..18)? == [0x86, 0xdd] => 18,
+        _ => return None,
+    };
+    let ip: &[u8; 40] = frame.get(l3..l3 + 40)?.try_into().ok()?;
+    if ip[0] >> 4 != 6 {
+        return None;
+    }
+    let ip_end = l3 + 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+    if ip_end > frame.len() {
+        return None;
+    }
+    let l4 = l3 + 40;
+    let seg = frame.get(l4..ip_end)?;
+    let (udp, tcp_flags) = match ip[6] {
+        6 => {
+            let hl = usize::from(*seg.get(12)? >> 4) * 4;
+            if seg.len() < 20 || hl < 20 || hl > seg.len() {
+                return None;
+            }
+            (false, seg[13])
+        }
+        17 => {
+            if seg.len() < 8 || usize::from(u16::from_be_bytes([seg[4], seg[5]])) != seg.len() {
+                return None;
+            }
+            (true, 0)
+        }
+        _ => return None,
+    };
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&ip[8..24]);
+    dst.copy_from_slice(&ip[24..40]);
+    Some(V6Flow {
+        l3: l3 as u16,
+        l4: l4 as u16,
+        ip_end: u16::try_from(ip_end).ok()?,
+        udp,
+        tcp_flags,
+        hop_limit: ip[7],
+        tclass: ((u16::from_be_bytes([ip[0], ip[1]]) >> 4) & 0xff) as u8,
+        src,
+        dst,
+        sport: u16::from_be_bytes([seg[0], seg[1]]),
+        dport: u16::from_be_bytes([seg[2], seg[3]]),
+    })
+}
+
 /// Fills `meta` (whose `l2` is set) from the IPv4 header on.
 #[inline]
 fn classify_ipv4(frame: &[u8], rx_checksum: ChecksumMode, meta: &mut IpMeta) -> Result<()> {
@@ -554,6 +639,99 @@ mod tests {
         Some(v)
     }
 
+    /// `classify_v6_flow` agrees with `classify` wherever it answers.
+    fn agrees6(f: &[u8]) -> Option<V6Flow> {
+        let v = classify_v6_flow(f)?;
+        let Ok(Classified::Ip(m)) = classify(f, ChecksumMode::Software) else {
+            panic!("v6 flow {v:?} of a frame classify refuses: {f:02x?}");
+        };
+        assert_eq!(m.version, IpVersion::V6);
+        assert_eq!(usize::from(v.l3), m.l3_offset());
+        assert_eq!(usize::from(v.l4), m.l4_offset);
+        assert_eq!(usize::from(v.ip_end), m.ip_end);
+        let proto = if v.udp {
+            IpProtocol::UDP
+        } else {
+            IpProtocol::TCP
+        };
+        assert_eq!(m.tuple.protocol, proto);
+        assert_eq!(m.tuple.src.addr, IpAddr::V6(Ipv6Addr::from(v.src)));
+        assert_eq!(m.tuple.dst.addr, IpAddr::V6(Ipv6Addr::from(v.dst)));
+        assert_eq!((m.tuple.src.port, m.tuple.dst.port), (v.sport, v.dport));
+        assert_eq!(m.tcp_flags.0 as u8, v.tcp_flags);
+        assert_eq!((m.ttl, m.tos), (v.hop_limit, v.tclass));
+        Some(v)
+    }
+
+    fn v6_frame(udp: bool, vlan: bool, ext: bool, flags: u8, payload: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        let eth = etherparse::Ethernet2Header {
+            source: [2, 0, 0, 0, 0, 1],
+            destination: [2, 0, 0, 0, 0, 2],
+            ether_type: if vlan {
+                etherparse::EtherType::VLAN_TAGGED_FRAME
+            } else {
+                etherparse::EtherType::IPV6
+            },
+        };
+        eth.write(&mut v).unwrap();
+        if vlan {
+            v.extend_from_slice(&[0, 7, 0x86, 0xdd]);
+        }
+        let b = PacketBuilder::ipv6([0x20; 16], [0x21; 16], 33);
+        let mut ip = Vec::new();
+        if udp {
+            b.udp(5353, 53).write(&mut ip, &vec![1; payload]).unwrap();
+        } else {
+            let mut t = b.tcp(51234, 80, 7, 1000);
+            if flags & 0x02 != 0 {
+                t = t.syn();
+            }
+            if flags & 0x10 != 0 {
+                t = t.ack(1);
+            }
+            t.write(&mut ip, &vec![1; payload]).unwrap();
+        }
+        ip[1] = 0xa0; // traffic class 0x0a
+        if ext {
+            let next = ip[6];
+            ip[6] = 60;
+            let plen = u16::from_be_bytes([ip[4], ip[5]]) + 8;
+            ip[4..6].copy_from_slice(&plen.to_be_bytes());
+            ip.splice(40..40, [next, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        v.extend_from_slice(&ip);
+        v
+    }
+
+    #[test]
+    fn v6_flow_reads_plain_and_tagged_tcp_and_udp_and_leaves_the_rest_to_classify() {
+        for vlan in [false, true] {
+            let l3 = if vlan { 18 } else { 14 };
+            let v = agrees6(&v6_frame(false, vlan, false, 0x10, 6)).expect("TCP ACK");
+            assert_eq!((v.l3, v.l4, v.ip_end), (l3, l3 + 40, l3 + 66));
+            assert_eq!(
+                (v.sport, v.dport, v.tcp_flags, v.hop_limit),
+                (51234, 80, 0x10, 33)
+            );
+            assert_eq!(v.tclass, 0x0a);
+            let v = agrees6(&v6_frame(true, vlan, false, 0, 3)).expect("UDP");
+            assert!(v.udp && v.dport == 53);
+            // Extension headers: classify's.
+            let f = v6_frame(false, vlan, true, 0x10, 0);
+            assert_eq!(classify_v6_flow(&f), None);
+            assert!(classify(&f, ChecksumMode::Software).is_ok());
+        }
+        // Truncated: nothing.
+        let mut f = v6_frame(false, false, false, 0x10, 0);
+        f.truncate(60);
+        assert_eq!(classify_v6_flow(&f), None);
+        assert_eq!(
+            classify_v4_flow(&v6_frame(false, false, false, 0x10, 0)),
+            None
+        );
+    }
+
     #[test]
     fn v4_flow_reads_plain_and_tagged_tcp_and_udp_and_leaves_the_rest_to_classify() {
         for vlan in [false, true] {
@@ -623,6 +801,33 @@ mod tests {
                 f.truncate(n);
             }
             agrees(&f);
+        }
+
+        /// Likewise for the v6 flow: absent or exactly classify's reading; a frame
+        /// without extension headers always has one.
+        #[test]
+        fn v6_flow_is_classify_wherever_it_answers(
+            udp in any::<bool>(),
+            vlan in any::<bool>(),
+            ext in any::<bool>(),
+            flags in any::<u8>(),
+            payload in 0usize..40,
+            edits in proptest::collection::vec((0usize..120, any::<u8>()), 0..4),
+            cut in proptest::option::of(0usize..120),
+        ) {
+            let mut f = v6_frame(udp, vlan, ext, flags & 0x12, payload);
+            if edits.is_empty() && cut.is_none() && !ext {
+                prop_assert!(agrees6(&f).is_some());
+            }
+            for (at, b) in edits {
+                if let Some(x) = f.get_mut(at) {
+                    *x = b;
+                }
+            }
+            if let Some(n) = cut {
+                f.truncate(n);
+            }
+            agrees6(&f);
         }
     }
 
