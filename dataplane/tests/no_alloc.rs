@@ -235,3 +235,97 @@ fn rewrites_do_not_allocate() {
     assert!(allocs() > after);
     drop(v);
 }
+
+#[test]
+fn ipv6_rewrites_and_messages_do_not_allocate() {
+    use rvs_dataplane::forward::{icmp6, At6, Egress6, Plan6};
+    use rvs_dataplane::wire::{classify_v6_flow, icmpv6};
+    use std::net::{IpAddr, Ipv6Addr};
+    let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    let (c, v, r, l, d) = (
+        a("2001:db8::2"),
+        a("2001:db8::100"),
+        a("2001:db8:2::11"),
+        a("2001:db8:2::200"),
+        a("2001:db8:2::1"),
+    );
+    let eg = Egress6 {
+        macs: MacRewrite {
+            src: EthernetAddress(MAC_D),
+            dst: EthernetAddress([2, 0, 0, 0, 0, 3]),
+        },
+        tunnel_src: IpAddr::V6(d),
+        mtu: 1500,
+    };
+    let plan6 =
+        |fwd, src: Option<(Ipv6Addr, u16)>, dst: Option<(Ipv6Addr, u16)>, toward: Ipv6Addr| Plan6 {
+            fwd,
+            src: src.map(|(a, p)| (IpAddr::V6(a), p)),
+            dst: dst.map(|(a, p)| (IpAddr::V6(a), p)),
+            toward: IpAddr::V6(toward),
+        };
+    let plans = [
+        plan6(FwdMethod::Masq, None, Some((r, 8080)), r),
+        plan6(FwdMethod::FullNat, Some((l, 40000)), Some((r, 8080)), r),
+        plan6(FwdMethod::Route, None, None, r),
+        plan6(FwdMethod::Tunnel, None, None, r),
+    ];
+    let tcp6 = |len: usize| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_C, MAC_D)
+            .ipv6(c.octets(), v.octets(), 64)
+            .tcp(5555, 80, 1, 1000)
+            .write(&mut f, &vec![0u8; len])
+            .unwrap();
+        f
+    };
+    let req = tcp6(10);
+    let big = tcp6(1500 - 60);
+    let mut ping = Vec::new();
+    PacketBuilder::ethernet2(MAC_C, MAC_D)
+        .ipv6(c.octets(), v.octets(), 64)
+        .icmpv6_echo_request(1, 1)
+        .write(&mut ping, b"ping")
+        .unwrap();
+    let mut buf = VecBuf::new(128, &big);
+    let mut out = vec![0u8; 1600];
+    let _ = classify(&req, ChecksumMode::Software);
+    let before = allocs();
+    for p in &plans {
+        buf.refill(128, &req);
+        let f = classify_v6_flow(buf.data()).unwrap();
+        let at = At6 {
+            at: forward::Layout {
+                l3: usize::from(f.l3),
+                l4: usize::from(f.l4),
+                ip_end: usize::from(f.ip_end),
+                udp: f.udp,
+            },
+            version: rvs_dataplane::wire::IpVersion::V6,
+            tos: f.tclass,
+            dont_frag: true,
+        };
+        assert!(p.apply(&mut buf, &at, &eg).is_ok());
+    }
+    // Too big for ip6ip6: refused, Packet Too Big built.
+    buf.refill(128, &big);
+    let m = meta(buf.data());
+    assert_eq!(
+        plans[3].apply(&mut buf, &At6::of(&m), &eg),
+        Err(Error::Oversize)
+    );
+    let msg = (icmpv6::Message::PKT_TOO_BIG, 0, 1460);
+    assert!(icmp6::originate(buf.data(), &m, d, msg, &mut out).is_ok());
+    buf.refill(128, &ping);
+    let m = meta(buf.data());
+    assert!(icmp6::echo_reply(&mut buf, &m).is_ok());
+    let mut na = [0u8; 96];
+    assert!(icmpv6::emit_neighbor_advert(&mut na, &c, &v, MAC_D).is_ok());
+    let after = allocs();
+    assert_eq!(
+        after - before,
+        0,
+        "IPv6 paths allocated {} times",
+        after - before
+    );
+}
