@@ -679,3 +679,52 @@ fn an_ipv6_burst_is_processed_exactly_as_packet_by_packet() {
         assert_eq!(one.counters(), burst.counters(), "{fwd:?}");
     }
 }
+
+#[test]
+fn ipv6_persistence_pins_a_prefix_to_one_server() {
+    // `-p 300 -M 64`: every client of a /64 goes to the same server; another /64 may
+    // not.
+    let key = ServiceKey::Addr {
+        proto: Proto::Tcp,
+        addr: Addr::from(IpAddr::V6(v6(VIP))),
+        port: 80,
+    };
+    let mut t = ServiceTable::new();
+    let sc = ServiceConfig::new(key, SchedKind::Rr)
+        .persistent(300)
+        .netmask(Addr::v6_prefix(64));
+    t.add_service(sc).unwrap();
+    for rs in [RS1, RS2] {
+        let d = DestConfig::new(Addr::from(IpAddr::V6(v6(rs))), 80, FwdMethod::Masq);
+        t.add_dest(&key, d).unwrap();
+    }
+    let mut snap = snapshot6(FwdMethod::Masq, 1, false);
+    snap.services = t.snapshot();
+    let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snap);
+    c.add_static_neighbour(v6(RS1).into(), RS1_MAC);
+    c.add_static_neighbour(v6(RS2).into(), RS2_MAC);
+    c.add_static_neighbour(v6(CIP).into(), CLIENT_MAC);
+    let server = |c: &mut Core<VecBuf>, cip: &str, port: u16| {
+        let (_, f) = tx(c.process(tcp6(cip, port, VIP, 80, true, b""), 0, 0, true));
+        <[u8; 6]>::try_from(&f[..6]).unwrap()
+    };
+    let first = server(&mut c, "2001:db8:1::2", 40000);
+    for (i, cip) in [
+        "2001:db8:1::3",
+        "2001:db8:1::ffff:1",
+        "2001:db8:1:0:8000::9",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_eq!(
+            server(&mut c, cip, 40001 + i as u16),
+            first,
+            "{cip} is in the /64"
+        );
+    }
+    // rr moves on for a client of another /64.
+    let other = server(&mut c, "2001:db8:1:1::2", 40010);
+    assert_ne!(other, first, "another /64 is scheduled anew");
+}
