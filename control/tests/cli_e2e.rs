@@ -975,25 +975,16 @@ fn what_the_dataplane_does_not_do_is_refused_and_changes_nothing() {
     let no = |what: &str| format!("{what} not supported by the rvs dataplane\n");
     for (line, text) in [
         (
-            "-A -t [2001:db8::1]:80 -s rr",
-            no("IPv6 virtual services are"),
-        ),
-        ("-A -f 5 -6", no("IPv6 virtual services are")),
-        (
             "-A --sctp-service 192.168.199.10:80",
             no("SCTP virtual services ('sctp-service') are"),
         ),
         (
+            "-a -t 192.168.199.10:80 -r [2001:db8::11]:80 -i",
+            no("IPv6 real server 2001:db8::11: IPv6 real servers of an IPv4 virtual service are"),
+        ),
+        (
             "-P -t 192.168.199.10:80 -z 2001:db8::200",
-            no("IPv6 local addresses ('laddr') are"),
-        ),
-        (
-            "-U -k 2001:db8::/32",
-            no("IPv6 ACL prefixes ('blklst' 2001:db8::/32) are"),
-        ),
-        (
-            "-O -t 192.168.199.10:80 -2 2001:db8::1",
-            no("IPv6 ACL prefixes ('whtlst' 2001:db8::1/128) are"),
+            "local address 2001:db8::200 ('laddr'): a service's local addresses must be of its FULLNAT real servers' family (IPv4 here) in the rvs dataplane\n".to_owned(),
         ),
         (
             "-P -t 192.168.199.10:80 -z 192.168.192.200 -F dpdk0",
@@ -1012,12 +1003,42 @@ fn what_the_dataplane_does_not_do_is_refused_and_changes_nothing() {
     }
     // The port the LIP's route gives is accepted by its name.
     d.ok("-P -t 192.168.199.10:80 -z 192.168.192.200 -F dpdk1");
+    // IPv6 services, servers, LIPs and ACL prefixes are taken, and NAT64 under FULLNAT;
+    // an IPv6 service's IPv4 servers of another method are refused.
+    d.ok("-A -t [2001:db8::1]:80 -s rr");
+    d.ok("-a -t [2001:db8::1]:80 -r [2001:db8::11]:80 -m");
+    d.ok("-A -f 5 -6");
+    d.ok("-U -k 2001:db8::/32");
+    d.ok("-O -t 192.168.199.10:80 -2 2001:db8::1");
+    d.ok("-A -t [2001:db8::1]:443 -s rr");
+    d.ok("-P -t [2001:db8::1]:443 -z 192.168.192.201");
+    d.ok("-a -t [2001:db8::1]:443 -r 192.168.192.11:8443 --fullnat");
+    let before = d.ok("-Sn");
+    let o = d.adm(&[
+        "-a",
+        "-t",
+        "[2001:db8::1]:80",
+        "-r",
+        "192.168.192.12:80",
+        "-m",
+    ]);
+    assert_eq!(
+        (o.status.code(), err(&o)),
+        (
+            Some(2),
+            "Different address family is allowed only for tunneling servers\n".to_owned()
+        )
+    );
+    assert_eq!(d.ok("-Sn"), before);
     // A restore file with a refused line: the other lines are applied.
     let o = d.adm_in(
         &["-R"],
-        "-A -t [2001:db8::1]:443 -s rr\n-A -u 192.168.199.10:53 -s rr -o\n",
+        "-a -t 192.168.199.10:80 -r [2001:db8::12]:80 -i\n-A -u 192.168.199.10:53 -s rr -o\n",
     );
-    assert_eq!(err(&o), no("IPv6 virtual services are"));
+    assert_eq!(
+        err(&o),
+        no("IPv6 real server 2001:db8::12: IPv6 real servers of an IPv4 virtual service are")
+    );
     assert!(d.ok("-Sn").contains("-A -u 192.168.199.10:53 -s rr -o\n"));
     // GUE and GRE tunnels (refused before the dataplane did them) are taken and listed.
     d.ok("-a -t 192.168.199.10:80 -r 192.168.192.12 -i --tun-type gue --tun-port 6080");
