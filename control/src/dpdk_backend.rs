@@ -1085,6 +1085,23 @@ fn worker_metrics(r: &WorkerReport) -> WorkerMetrics {
     }
 }
 
+/// A dataplane session as an `ipvsadm -Lnc` row: client, VIP and real server of either
+/// family (a NAT64 session: IPv6 client and VIP, IPv4 real server).
+fn conn_row(c: &rvs_dataplane::conn::ConnListing) -> ConnRow {
+    ConnRow {
+        protocol: match c.proto {
+            Proto::Tcp => ConnProtocol::Tcp,
+            Proto::Udp => ConnProtocol::Udp,
+            Proto::Ip => ConnProtocol::Ip,
+        },
+        client: SocketAddr::new(c.caddr.to_ip(), c.cport),
+        virtual_addr: SocketAddr::new(c.vaddr.to_ip(), c.vport),
+        dest: SocketAddr::new(c.daddr.to_ip(), c.dport),
+        state: state(c.state),
+        expires: c.expire_secs.min(u64::from(u32::MAX)) as u32,
+    }
+}
+
 fn control_key(k: &dp::ServiceKey) -> ServiceKey {
     match *k {
         dp::ServiceKey::Addr { proto, addr, port } => ServiceKey::Inet {
@@ -1316,22 +1333,7 @@ impl Backend for DpdkBackend {
     }
 
     fn connections(&self) -> Vec<ConnRow> {
-        self.engine
-            .connections()
-            .into_iter()
-            .map(|c| ConnRow {
-                protocol: match c.proto {
-                    Proto::Tcp => ConnProtocol::Tcp,
-                    Proto::Udp => ConnProtocol::Udp,
-                    Proto::Ip => ConnProtocol::Ip,
-                },
-                client: SocketAddr::new(c.caddr.to_ip(), c.cport),
-                virtual_addr: SocketAddr::new(c.vaddr.to_ip(), c.vport),
-                dest: SocketAddr::new(c.daddr.to_ip(), c.dport),
-                state: state(c.state),
-                expires: c.expire_secs.min(u64::from(u32::MAX)) as u32,
-            })
-            .collect()
+        self.engine.connections().iter().map(conn_row).collect()
     }
 }
 
@@ -1534,6 +1536,35 @@ mod tests {
                 (tun_type as u8, port, csum as u8)
             );
         }
+    }
+
+    #[test]
+    fn ipv6_and_nat64_sessions_become_listing_rows() {
+        use rvs_dataplane::conn::ConnListing;
+        let a = |s: &str| Addr::from(s.parse::<IpAddr>().unwrap());
+        let c = ConnListing {
+            proto: Proto::Tcp,
+            expire_secs: 899,
+            state: SessionState::Tcp(TcpState::Established),
+            caddr: a("2001:db8:c::7"),
+            cport: 51000,
+            vaddr: a("2001:db8::1"),
+            vport: 443,
+            daddr: a("10.0.0.11"),
+            dport: 8443,
+            laddr: a("10.0.0.200"),
+            lport: 40000,
+            flags: 0,
+        };
+        let r = conn_row(&c);
+        assert_eq!(r.client, "[2001:db8:c::7]:51000".parse().unwrap());
+        assert_eq!(r.virtual_addr, "[2001:db8::1]:443".parse().unwrap());
+        assert_eq!(r.dest, "10.0.0.11:8443".parse().unwrap());
+        assert_eq!((r.state, r.expires), (ConnState::Established, 899));
+        assert_eq!(
+            crate::format::connections(&[r], true, false).lines().nth(2),
+            Some("TCP 14:59  ESTABLISHED [2001:db8:c::7]:51000 [2001:db8::1]:443  10.0.0.11:8443")
+        );
     }
 
     #[test]
