@@ -15,7 +15,7 @@
 //! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast, the sync group's key file; `group` with `peers`: active/active among N directors) |
 //! | `[metrics]` | the Prometheus metrics endpoint (off unless `listen` is given) |
 //! | `[[marks]]` | firewall-mark rules for fwmark services (the `iptables -t mangle ... -j MARK` of rvs) |
-//! | `[bgp]` | the routes BIRD announces for this director: the file of `/32` routes rvsd writes for a BIRD `protocol static`, and how it runs `birdc configure` (off unless `routes_file` is given) |
+//! | `[bgp]` | the routes BIRD announces for this director: the files of `/32` (IPv6: `/128`, `routes6_file`) routes rvsd writes for BIRD `protocol static`s, and how it runs `birdc configure` (off unless `routes_file` is given) |
 //! | `[acl]` | the global access control list: `deny` and `allow` prefixes of clients (a service's own lists are its `deny` and `allow`) |
 //!
 //! [`Config::from_str`] parses and validates; every validation error names the field with
