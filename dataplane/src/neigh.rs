@@ -109,8 +109,11 @@ pub struct NeighTable<P, K: NeighKey = Ipv4Addr> {
     /// The last resolved addresses [`NeighTable::get`] answered, by the low bits of the
     /// address: every forwarded packet asks for its next hop, a handful of addresses
     /// (servers, gateways) over and over. Emptied by every change of an entry.
-    recent: [Cell<Option<(K, [u8; 6])>>; RECENT],
+    recent: [Cell<Option<Recent<K>>>; RECENT],
 }
+
+/// One remembered answer of [`NeighTable::get`]: an address and its MAC.
+type Recent<K> = (K, [u8; 6]);
 
 /// Slots of [`NeighTable::get`]'s memory of recent answers.
 const RECENT: usize = 16;

@@ -245,55 +245,6 @@ fn add_addresses(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_addresses_of_both_families_become_dips_floating_addresses_and_routes() {
-        let spec = PortSpec {
-            name: "wan".into(),
-            devargs: "net_null0".into(),
-            addrs: vec![
-                (Ipv4Addr::new(10, 0, 0, 1), 24),
-                (Ipv4Addr::new(10, 0, 0, 2), 24),
-            ],
-            addrs6: vec![
-                ("2001:db8:1::1".parse().unwrap(), 64),
-                ("2001:db8:1::2".parse().unwrap(), 64),
-                ("2001:db8:2::1".parse().unwrap(), 64),
-            ],
-            mtu: 1500,
-            vlan: None,
-            kernel_iface: None,
-        };
-        let mut net = NetConfig::new(1);
-        let (mut routes, mut routes6) = (Vec::new(), Vec::new());
-        add_addresses(&mut net, &mut routes, &mut routes6, 3, &spec);
-        let a6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
-        assert_eq!(
-            net.local6.get(&a6("2001:db8:1::1")),
-            Some(&(LocalKind::Dip, 3))
-        );
-        assert_eq!(
-            net.local6.get(&a6("2001:db8:2::1")),
-            Some(&(LocalKind::Dip, 3))
-        );
-        assert_eq!(
-            net.floating6,
-            vec![a6("2001:db8:1::2"), a6("2001:db8:2::1")]
-        );
-        assert_eq!(net.floating, vec![Ipv4Addr::new(10, 0, 0, 2)]);
-        let table = RouteTable::new(routes).with_v6(routes6);
-        // On-link in the ports' prefixes, nothing else.
-        let nh = table.lookup6(a6("2001:db8:1::99")).unwrap();
-        assert_eq!((nh.port, nh.addr), (3, a6("2001:db8:1::99")));
-        assert_eq!(table.lookup6(a6("2001:db8:2::7")).unwrap().port, 3);
-        assert_eq!(table.lookup6(a6("2001:db8:3::1")), None);
-        assert_eq!(table.lookup(Ipv4Addr::new(10, 0, 0, 9)).unwrap().port, 3);
-    }
-}
-
 /// One SP/SC handoff ring per ordered pair of workers: `rings[src * workers + dst]`.
 pub(super) fn handoff_rings(workers: usize) -> Result<Vec<Ring>, EngineError> {
     let mut rings = Vec::with_capacity(workers * workers);
@@ -341,4 +292,53 @@ fn start_port(
     port.configure(&conf, pool)?;
     port.start()?;
     Ok((info, nrx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_addresses_of_both_families_become_dips_floating_addresses_and_routes() {
+        let spec = PortSpec {
+            name: "wan".into(),
+            devargs: "net_null0".into(),
+            addrs: vec![
+                (Ipv4Addr::new(10, 0, 0, 1), 24),
+                (Ipv4Addr::new(10, 0, 0, 2), 24),
+            ],
+            addrs6: vec![
+                ("2001:db8:1::1".parse().unwrap(), 64),
+                ("2001:db8:1::2".parse().unwrap(), 64),
+                ("2001:db8:2::1".parse().unwrap(), 64),
+            ],
+            mtu: 1500,
+            vlan: None,
+            kernel_iface: None,
+        };
+        let mut net = NetConfig::new(1);
+        let (mut routes, mut routes6) = (Vec::new(), Vec::new());
+        add_addresses(&mut net, &mut routes, &mut routes6, 3, &spec);
+        let a6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(
+            net.local6.get(&a6("2001:db8:1::1")),
+            Some(&(LocalKind::Dip, 3))
+        );
+        assert_eq!(
+            net.local6.get(&a6("2001:db8:2::1")),
+            Some(&(LocalKind::Dip, 3))
+        );
+        assert_eq!(
+            net.floating6,
+            vec![a6("2001:db8:1::2"), a6("2001:db8:2::1")]
+        );
+        assert_eq!(net.floating, vec![Ipv4Addr::new(10, 0, 0, 2)]);
+        let table = RouteTable::new(routes).with_v6(routes6);
+        // On-link in the ports' prefixes, nothing else.
+        let nh = table.lookup6(a6("2001:db8:1::99")).unwrap();
+        assert_eq!((nh.port, nh.addr), (3, a6("2001:db8:1::99")));
+        assert_eq!(table.lookup6(a6("2001:db8:2::7")).unwrap().port, 3);
+        assert_eq!(table.lookup6(a6("2001:db8:3::1")), None);
+        assert_eq!(table.lookup(Ipv4Addr::new(10, 0, 0, 9)).unwrap().port, 3);
+    }
 }

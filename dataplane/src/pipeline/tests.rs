@@ -1736,7 +1736,7 @@ fn packets_to_a_former_vip_still_find_the_worker_of_their_session() {
     snap.services = ServiceTable::new().snapshot();
     let mut gone = snap.clone();
     gone.net = Arc::new(net.clone());
-    net.former_vips = vec![Ipv4Addr::from(VIP).into()];
+    net.former_vips = vec![Ipv4Addr::from(VIP)];
     snap.net = Arc::new(net);
     snap.generation = 2;
     other.adopt(snap);
