@@ -144,6 +144,65 @@ fn seed_walkthrough_services_and_servers() {
     assert_eq!(d.stop(), Some(0));
 }
 
+/// rvsd on the DPDK dataplane with IPv6 port addresses and IPv6 routes (a link-local
+/// gateway): it starts, takes an IPv6 service with IPv6 servers and LIP and a NAT64 one,
+/// and lists them as ipvsadm does.
+#[test]
+fn ipv6_ports_routes_and_services_on_the_dpdk_dataplane() {
+    if !is_root() {
+        eprintln!("skipped: the DPDK dataplane needs root");
+        return;
+    }
+    let name = "ipv6";
+    let body = format!(
+        "[eal]\nfile_prefix = \"rvs-cli-{name}\"\n\n\
+         [[ports]]\nname = \"dpdk0\"\ndevice = \"net_null_{name}0\"\n\
+         addresses = [\"192.168.199.1/24\", \"2001:db8:1::1/64\", \"2001:db8:1::2/64\"]\n\n\
+         [[ports]]\nname = \"dpdk1\"\ndevice = \"net_null_{name}1\"\n\
+         addresses = [\"192.168.192.1/24\", \"2001:db8:2::1/64\"]\n\n\
+         [[routes]]\nprefix = \"::/0\"\nvia = \"fe80::1\"\nport = \"dpdk0\"\n"
+    );
+    let d = Rvsd::spawn(name, &body, true);
+    d.ok("-A -t [2001:db8::80]:80 -s wlc -p 300 -M 64");
+    d.ok("-P -t [2001:db8::80]:80 -z 2001:db8:2::200 -F dpdk1");
+    d.ok("-a -t [2001:db8::80]:80 -r [2001:db8:2::11]:80 -b");
+    d.ok("-A -t [2001:db8::80]:443 -s rr");
+    d.ok("-P -t [2001:db8::80]:443 -z 192.168.192.200 -F dpdk1");
+    d.ok("-a -t [2001:db8::80]:443 -r 192.168.192.11:8443 -b");
+    // The LIP's port comes from the IPv6 routes: the connected 2001:db8:2::/64 of dpdk1.
+    let o = d.adm(&[
+        "-P",
+        "-t",
+        "[2001:db8::80]:80",
+        "-z",
+        "2001:db8:2::201",
+        "-F",
+        "dpdk0",
+    ]);
+    assert_eq!(
+        err(&o),
+        "local address 2001:db8:2::201 is on port dpdk1 by the routes, not on 'dpdk0' (ifname)\n"
+    );
+    let listing = d.ok("-Ln");
+    for want in [
+        "\nTCP  [2001:db8::80]:80 wlc persistent 300 mask 64\n  -> [2001:db8:2::11]:80          FullNat 1      0          0         \n",
+        "\nTCP  [2001:db8::80]:443 rr\n  -> 192.168.192.11:8443          FullNat 1      0          0         \n",
+    ] {
+        assert!(listing.contains(want), "{want:?} in {listing}");
+    }
+    let saved = d.ok("-Sn");
+    assert!(
+        saved.contains("-A -t [2001:db8::80]:80 -s wlc -p 300 -M 64\n"),
+        "{saved}"
+    );
+    assert!(
+        saved.contains("--add-laddr -t [2001:db8::80]:443 -z 192.168.192.200 -F dpdk1\n"),
+        "{saved}"
+    );
+    assert!(d.ok("-Lnc").starts_with("IPVS connection entries\n"));
+    assert_eq!(d.stop(), Some(0));
+}
+
 /// The same walkthrough against rvsd driving the real DPDK dataplane (net_null ports):
 /// every change reaches the workers as a new snapshot and the listings come back the same.
 #[test]
