@@ -232,6 +232,7 @@ pub fn engine_config(
         name: "clients".into(),
         devargs: client_dev.to_owned(),
         addrs: vec![DIP_CLIENT],
+        addrs6: Vec::new(),
         mtu: 1500,
         kernel_iface: None,
         vlan: None,
@@ -241,6 +242,7 @@ pub fn engine_config(
             name: "servers".into(),
             devargs: dev.to_owned(),
             addrs: vec![DIP_SERVER],
+            addrs6: Vec::new(),
             mtu: 1500,
             kernel_iface: None,
             vlan: None,
@@ -252,6 +254,7 @@ pub fn engine_config(
         name: "warmup".into(),
         devargs: warm_dev.to_owned(),
         addrs: Vec::new(),
+        addrs6: Vec::new(),
         mtu: 1500,
         kernel_iface: None,
         vlan: None,
@@ -274,6 +277,7 @@ pub fn engine_config(
         syn_shed: true,
         mbufs,
         routes: Vec::new(),
+        routes6: Vec::new(),
         lport_range: DEFAULT_PORT_RANGE,
         static_neighbours: (0..REAL_SERVERS)
             .map(|i| (real_server(i), real_server_mac(i)))

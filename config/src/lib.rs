@@ -15,7 +15,7 @@
 //! | `[sync]` | the connection-sync daemon (master/backup/none, multicast or unicast, the sync group's key file; `group` with `peers`: active/active among N directors) |
 //! | `[metrics]` | the Prometheus metrics endpoint (off unless `listen` is given) |
 //! | `[[marks]]` | firewall-mark rules for fwmark services (the `iptables -t mangle ... -j MARK` of rvs) |
-//! | `[bgp]` | the routes BIRD announces for this director: the file of `/32` routes rvsd writes for a BIRD `protocol static`, and how it runs `birdc configure` (off unless `routes_file` is given) |
+//! | `[bgp]` | the routes BIRD announces for this director: the files of `/32` (IPv6: `/128`, `routes6_file`) routes rvsd writes for BIRD `protocol static`s, and how it runs `birdc configure` (off unless `routes_file` is given) |
 //! | `[acl]` | the global access control list: `deny` and `allow` prefixes of clients (a service's own lists are its `deny` and `allow`) |
 //!
 //! [`Config::from_str`] parses and validates; every validation error names the field with
@@ -191,11 +191,15 @@ pub struct Config {
 /// `route A/32 <route>;` line per VIP and FULLNAT local address the dataplane answers for
 /// (none while the dataplane is unhealthy or rvsd stops), for BIRD's configuration to
 /// `include` inside a `protocol static`, and runs `birdc configure` whenever the set
-/// changes. Off unless `routes_file` is given. A change needs a restart.
+/// changes. Off unless `routes_file` is given. The IPv6 VIPs and LIPs go as
+/// `route A/128 <route>;` lines into `routes6_file` (BIRD 2 needs a `protocol static` of
+/// its own per channel, `ipv4` and `ipv6`); without it they are not announced. A change
+/// needs a restart.
 ///
 /// ```toml
 /// [bgp]
 /// routes_file = "/run/rvs/bird-routes.conf"
+/// routes6_file = "/run/rvs/bird-routes6.conf"
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -203,6 +207,10 @@ pub struct Bgp {
     /// The file rvsd writes (an absolute path; written to a temporary file in the same
     /// directory, then renamed over it); absent: no announcements.
     pub routes_file: Option<PathBuf>,
+    /// The file of the IPv6 routes (`route A/128 <route>;`), for a `protocol static` with
+    /// an `ipv6` channel; an absolute path other than `routes_file`, given only with it;
+    /// absent: IPv6 addresses are not announced.
+    pub routes6_file: Option<PathBuf>,
     /// The program that reconfigures BIRD (default `birdc`, found on `PATH`).
     pub birdc: String,
     /// BIRD's control socket (`birdc -s`); absent: birdc's default.
@@ -232,6 +240,7 @@ impl Default for Bgp {
     fn default() -> Self {
         Bgp {
             routes_file: None,
+            routes6_file: None,
             birdc: "birdc".into(),
             socket: None,
             route: "blackhole".into(),
@@ -242,16 +251,36 @@ impl Default for Bgp {
 
 impl Bgp {
     fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(f) = &self.routes_file {
-            if !f.is_absolute() || f.file_name().is_none() {
-                return Err(ConfigError::invalid(
-                    "bgp.routes_file",
-                    format!(
-                        "{:?} is not an absolute path of a file",
-                        f.display().to_string()
-                    ),
-                ));
+        for (name, file) in [
+            ("bgp.routes_file", &self.routes_file),
+            ("bgp.routes6_file", &self.routes6_file),
+        ] {
+            if let Some(f) = file {
+                if !f.is_absolute() || f.file_name().is_none() {
+                    return Err(ConfigError::invalid(
+                        name,
+                        format!(
+                            "{:?} is not an absolute path of a file",
+                            f.display().to_string()
+                        ),
+                    ));
+                }
             }
+        }
+        match (&self.routes_file, &self.routes6_file) {
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "bgp.routes6_file",
+                    "needs bgp.routes_file (the IPv4 routes' file) too",
+                ))
+            }
+            (Some(a), Some(b)) if a == b => {
+                return Err(ConfigError::invalid(
+                    "bgp.routes6_file",
+                    "must not be bgp.routes_file: BIRD reads the IPv6 routes in a protocol static of their own",
+                ))
+            }
+            _ => {}
         }
         if self.birdc.trim().is_empty() {
             return Err(ConfigError::invalid("bgp.birdc", "must not be empty"));
@@ -1552,8 +1581,9 @@ impl Config {
         let port = Self::validate_service_key(i, s)?;
         Self::validate_scheduling(i, s)?;
         for (j, l) in s.laddrs.iter().enumerate() {
+            // An IPv6 service's LIPs may be IPv4: FULLNAT to IPv4 servers (NAT64).
             let ok = match l.parse::<IpAddr>() {
-                Ok(a) => s.proto == Proto::Fwmark || a.is_ipv6() == s.is_ipv6(),
+                Ok(a) => s.proto == Proto::Fwmark || s.is_ipv6() || a.is_ipv4(),
                 Err(_) => false,
             };
             if !ok {
@@ -1719,11 +1749,14 @@ impl Config {
                 ),
             )
         })?;
-        if ep.is_ipv6() != s.is_ipv6() && r.forward != Forward::Tunnel {
+        // The kernel's rule (only tunnels mix families), and rvs's NAT64: an IPv6
+        // service's fullnat servers may be IPv4.
+        let nat64 = s.is_ipv6() && ep.is_ipv4() && r.forward == Forward::Fullnat;
+        if ep.is_ipv6() != s.is_ipv6() && r.forward != Forward::Tunnel && !nat64 {
             return Err(ConfigError::invalid(
                 g("address"),
                 format!(
-                    "{:?}: Different address family is allowed only for tunneling servers",
+                    "{:?}: Different address family is allowed only for tunneling servers (and an IPv6 service's fullnat servers: NAT64)",
                     r.address
                 ),
             ));
@@ -1741,6 +1774,20 @@ impl Config {
             return Err(ConfigError::invalid(
                 g("forward"),
                 "fullnat needs local addresses: set laddrs on the service",
+            ));
+        }
+        if r.forward == Forward::Fullnat
+            && !s.laddrs.iter().any(|l| {
+                l.parse::<IpAddr>()
+                    .is_ok_and(|a| a.is_ipv6() == ep.is_ipv6())
+            })
+        {
+            return Err(ConfigError::invalid(
+                g("forward"),
+                format!(
+                    "fullnat needs local addresses of the real server's family: set {} laddrs on the service",
+                    if ep.is_ipv6() { "IPv6" } else { "IPv4" }
+                ),
             ));
         }
         Ok(match (r.forward, s.proto) {
@@ -1954,9 +2001,24 @@ mod tests {
         .unwrap();
         assert_eq!(c.bgp.routes_file, Some(PathBuf::from("/run/rvs/r.conf")));
         assert_eq!(c.bgp.route, "unreachable");
+        assert_eq!(c.bgp.routes6_file, None);
+        let c = Config::from_str(
+            "[bgp]\nroutes_file = \"/run/rvs/r.conf\"\nroutes6_file = \"/run/rvs/r6.conf\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.bgp.routes6_file, Some(PathBuf::from("/run/rvs/r6.conf")));
         for (body, field) in [
             ("routes_file = \"r.conf\"", "bgp.routes_file"),
             ("routes_file = \"/\"", "bgp.routes_file"),
+            ("routes6_file = \"/run/rvs/r6.conf\"", "bgp.routes6_file"),
+            (
+                "routes_file = \"/run/rvs/r.conf\"\nroutes6_file = \"r6.conf\"",
+                "bgp.routes6_file",
+            ),
+            (
+                "routes_file = \"/run/rvs/r.conf\"\nroutes6_file = \"/run/rvs/r.conf\"",
+                "bgp.routes6_file",
+            ),
             ("birdc = \" \"", "bgp.birdc"),
             ("socket = \"bird.ctl\"", "bgp.socket"),
             ("route = \"prohibit\"", "bgp.route"),
@@ -2224,6 +2286,34 @@ new_per_second = 1000000000
             "sync.unicast_peer: a group sends to each of sync.peers; remove unicast_peer"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_ipv6_service_may_forward_to_ipv4_fullnat_servers_with_ipv4_laddrs() {
+        let svc = |laddrs: &str, real: &str, fwd: &str| {
+            format!(
+                "[[services]]\nproto = \"tcp\"\nvip = \"[2001:db8::1]:80\"\nladdrs = [{laddrs}]\n\
+                 [[services.real]]\naddress = \"{real}\"\nforward = \"{fwd}\"\n"
+            )
+        };
+        // NAT64: IPv4 servers and LIPs behind an IPv6 VIP.
+        let c = Config::from_str(&svc("\"10.0.0.200\"", "10.0.0.11:8080", "fullnat")).unwrap();
+        assert!(c.services[0].is_ipv6());
+        // IPv6 throughout.
+        Config::from_str(&svc("\"2001:db8::200\"", "[2001:db8::11]:80", "fullnat")).unwrap();
+        assert_eq!(
+            err(&svc("\"10.0.0.200\"", "10.0.0.11:8080", "masq")),
+            "services[0].real[0].address: \"10.0.0.11:8080\": Different address family is allowed only for tunneling servers (and an IPv6 service's fullnat servers: NAT64)"
+        );
+        assert_eq!(
+            err(&svc("\"2001:db8::200\"", "10.0.0.11:8080", "fullnat")),
+            "services[0].real[0].forward: fullnat needs local addresses of the real server's family: set IPv4 laddrs on the service"
+        );
+        // An IPv4 service's LIPs stay IPv4.
+        assert_eq!(
+            err("[[services]]\nproto = \"tcp\"\nvip = \"10.0.0.100:80\"\nladdrs = [\"2001:db8::200\"]\n"),
+            "services[0].laddrs[0]: \"2001:db8::200\" is not an address of the service's family"
+        );
     }
 
     #[test]

@@ -455,7 +455,7 @@ pub trait Backend: Send {
     /// and FULLNAT local addresses the dataplane answers for, and none while it is
     /// unhealthy or standing by. The default (no dataplane): none, since nothing would
     /// forward their traffic.
-    fn announced(&self) -> Vec<std::net::Ipv4Addr> {
+    fn announced(&self) -> Vec<std::net::IpAddr> {
         Vec::new()
     }
 

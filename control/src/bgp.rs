@@ -3,7 +3,9 @@
 //! rvsd does not speak BGP. It keeps a file of static routes, one
 //! `route A/32 blackhole;` line per address it wants announced, which the operator's
 //! BIRD configuration includes inside a `protocol static` whose routes a `protocol bgp`
-//! exports; each time the set changes rvsd rewrites the file (a temporary file in the
+//! exports; the IPv6 addresses go as `route A/128 blackhole;` lines into a second file
+//! (`routes6_file`), since BIRD 2 takes a static protocol's routes in one channel
+//! (`ipv4` or `ipv6`) only; each time the set changes rvsd rewrites the file (a temporary file in the
 //! same directory renamed over it, so BIRD never reads half of it) and runs
 //! `birdc configure`. BIRD then announces the new routes and withdraws the old ones
 //! itself. The route kind (`blackhole` or `unreachable`) only gives BIRD a valid static
@@ -18,7 +20,7 @@
 //! service manager's stop hook after a crash).
 
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -41,23 +43,36 @@ pub const BIRDC_TIMEOUT: Duration = Duration::from_secs(10);
 /// The routes this director announces: the dataplane's VIPs and FULLNAT local
 /// addresses ([`Backend::announced`]; none while it is unhealthy or standing by), sorted,
 /// each once. Every announcement rvsd makes is computed here.
-pub fn announced_set(backend: &dyn Backend) -> Vec<Ipv4Addr> {
+pub fn announced_set(backend: &dyn Backend) -> Vec<IpAddr> {
     let mut v = backend.announced();
     v.sort_unstable();
     v.dedup();
     v
 }
 
-/// The file's text for `addrs`: a comment, then one `route A/32 <kind>;` line each.
-pub fn render(addrs: &[Ipv4Addr], kind: &str) -> String {
-    let mut s = String::from(
-        "# Written by rvsd ([bgp] routes_file): the VIPs and local addresses this director\n\
-         # announces. Included by BIRD in a protocol static; do not edit.\n",
+/// The text of the IPv4 file (`v6` false: `routes_file`) or the IPv6 one (`routes6_file`)
+/// for `addrs`: a comment, then one `route A/32 <kind>;` (IPv6: `route A/128 <kind>;`)
+/// line for each address of the file's family.
+pub fn render(addrs: &[IpAddr], kind: &str, v6: bool) -> String {
+    let mut s = format!(
+        "# Written by rvsd ([bgp] {}): the VIPs and local addresses this director\n\
+         # announces. Included by BIRD in a protocol static ({} channel); do not edit.\n",
+        if v6 { "routes6_file" } else { "routes_file" },
+        if v6 { "ipv6" } else { "ipv4" },
     );
-    for a in addrs {
-        s.push_str(&format!("route {a}/32 {kind};\n"));
+    for a in addrs.iter().filter(|a| a.is_ipv6() == v6) {
+        s.push_str(&format!("route {a}/{} {kind};\n", host_len(a)));
     }
     s
+}
+
+/// The host prefix length of `a`'s family: 32 or 128.
+fn host_len(a: &IpAddr) -> u8 {
+    if a.is_ipv6() {
+        128
+    } else {
+        32
+    }
 }
 
 /// Writes `text` to `path` atomically: a temporary file in the same directory (mode
@@ -130,7 +145,7 @@ pub struct Announcer {
     cfg: Bgp,
     /// The set BIRD was last reconfigured with (`None`: not yet, or the last attempt
     /// failed and is retried at the next interval).
-    last: Option<Vec<Ipv4Addr>>,
+    last: Option<Vec<IpAddr>>,
     /// Withdrawn for good (rvsd stops): no more updates.
     stopped: bool,
     /// Successful and failed reconfigurations.
@@ -158,7 +173,7 @@ impl Announcer {
 
     /// Writes `set` and reconfigures BIRD if it differs from what BIRD was last given;
     /// returns whether it did. A failure is logged and retried at the next call.
-    pub fn update(&mut self, set: Vec<Ipv4Addr>) -> bool {
+    pub fn update(&mut self, set: Vec<IpAddr>) -> bool {
         if self.stopped || self.last.as_ref() == Some(&set) {
             return false;
         }
@@ -197,11 +212,14 @@ impl Announcer {
     /// if it runs), so that nothing is announced before this run decides to. Returns
     /// whether the file held any.
     pub fn clear_stale(&mut self) -> bool {
-        let Some(path) = &self.cfg.routes_file else {
-            return false;
+        let has_routes = |path: &Path| {
+            std::fs::read_to_string(path)
+                .is_ok_and(|t| t.lines().any(|l| l.trim_start().starts_with("route ")))
         };
-        let stale = std::fs::read_to_string(path)
-            .is_ok_and(|t| t.lines().any(|l| l.trim_start().starts_with("route ")));
+        let stale = [&self.cfg.routes_file, &self.cfg.routes6_file]
+            .into_iter()
+            .flatten()
+            .any(|p| has_routes(p));
         if stale {
             match self.apply(&[]) {
                 Ok(()) => tracing::info!("bgp: routes left by a previous run withdrawn"),
@@ -224,12 +242,21 @@ impl Announcer {
         self.last = Some(Vec::new());
     }
 
-    fn apply(&mut self, set: &[Ipv4Addr]) -> Result<(), String> {
+    /// Writes the files (IPv4 routes into `routes_file`; IPv6 ones into `routes6_file`,
+    /// or nowhere without it) and reconfigures BIRD.
+    fn apply(&mut self, set: &[IpAddr]) -> Result<(), String> {
         let Some(path) = &self.cfg.routes_file else {
             return Ok(());
         };
-        let r = write_atomic(path, &render(set, &self.cfg.route))
-            .map_err(|e| format!("bgp.routes_file {}: {e}", path.display()))
+        let write = |name: &str, path: &Path, v6: bool| {
+            write_atomic(path, &render(set, &self.cfg.route, v6))
+                .map_err(|e| format!("bgp.{name} {}: {e}", path.display()))
+        };
+        let r = write("routes_file", path, false)
+            .and_then(|()| match &self.cfg.routes6_file {
+                Some(p6) => write("routes6_file", p6, true),
+                None => Ok(()),
+            })
             .and_then(|()| birdc_configure(&self.cfg));
         match &r {
             Ok(()) => self.configures += 1,
@@ -242,7 +269,8 @@ impl Announcer {
     }
 
     /// The state as text for `rvsadm --dataplane`: a `bgp` line with the file and the
-    /// counters, then one `bgp route A/32` line per route BIRD was last given.
+    /// counters, then one `bgp route A/32` (IPv6: `A/128`) line per route BIRD was last
+    /// given; IPv6 addresses with no `routes6_file` are listed as `bgp not-announced A/128`.
     pub fn describe(&self) -> String {
         let mut s = format!(
             "bgp routes_file={} announced={} configures={} failures={}{}\n",
@@ -258,7 +286,12 @@ impl Announcer {
             if self.stopped { " withdrawn" } else { "" },
         );
         for a in self.last.iter().flatten() {
-            s.push_str(&format!("bgp route {a}/32\n"));
+            let what = if a.is_ipv6() && self.cfg.routes6_file.is_none() {
+                "not-announced"
+            } else {
+                "route"
+            };
+            s.push_str(&format!("bgp {what} {a}/{}\n", host_len(a)));
         }
         if let (Some(e), None) = (&self.last_error, &self.last) {
             s.push_str(&format!("bgp last_error {e}\n"));
@@ -266,8 +299,9 @@ impl Announcer {
         s
     }
 
-    /// The routes BIRD was last given (empty when none or not yet).
-    pub fn routes(&self) -> Vec<Ipv4Addr> {
+    /// The addresses BIRD was last given (empty when none or not yet; IPv6 ones are in
+    /// BIRD's files only with `routes6_file`).
+    pub fn routes(&self) -> Vec<IpAddr> {
         self.last.clone().unwrap_or_default()
     }
 }
@@ -301,7 +335,7 @@ pub fn spawn(
     cfg: Bgp,
     max_delay: Duration,
     joined: impl Fn() -> bool + Send + 'static,
-    compute: impl Fn() -> Vec<Ipv4Addr> + Send + 'static,
+    compute: impl Fn() -> Vec<IpAddr> + Send + 'static,
 ) -> SharedAnnouncer {
     let a = Arc::new(Mutex::new(Announcer::new(cfg)));
     let shared = a.clone();
@@ -336,7 +370,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
@@ -366,7 +400,13 @@ mod tests {
 
     #[test]
     fn the_file_has_one_static_route_per_address() {
-        let t = render(&[ip("10.0.0.1"), ip("10.0.0.9")], "blackhole");
+        let set = [
+            ip("10.0.0.1"),
+            ip("10.0.0.9"),
+            ip("2001:db8::1"),
+            ip("2001:db8::200"),
+        ];
+        let t = render(&set, "blackhole", false);
         let routes: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             routes,
@@ -375,7 +415,18 @@ mod tests {
                 "route 10.0.0.9/32 blackhole;"
             ]
         );
-        assert!(render(&[], "unreachable")
+        // The IPv6 file: /128 routes, for a protocol static with an ipv6 channel.
+        let t = render(&set, "blackhole", true);
+        let routes: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            routes,
+            [
+                "route 2001:db8::1/128 blackhole;",
+                "route 2001:db8::200/128 blackhole;"
+            ]
+        );
+        assert!(t.contains("ipv6 channel"), "{t}");
+        assert!(render(&[], "unreachable", false)
             .lines()
             .all(|l| l.starts_with('#')));
     }
@@ -397,6 +448,7 @@ mod tests {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let cfg = Bgp {
             routes_file: Some(file),
+            routes6_file: None,
             birdc: script.display().to_string(),
             socket: Some(dir.join("bird.ctl")),
             route: "blackhole".into(),
@@ -451,6 +503,43 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_addresses_go_into_the_second_file_and_are_withdrawn_with_the_rest() {
+        let d = tmp("v6");
+        let (mut cfg, log) = fake_birdc(&d, "0003 Reconfigured");
+        let file = cfg.routes_file.clone().unwrap();
+        // Without routes6_file: the IPv6 VIP is not announced, and says so.
+        let mut a = Announcer::new(cfg.clone());
+        assert!(a.update(vec![ip("10.0.0.1"), ip("2001:db8::1")]));
+        let v4 = std::fs::read_to_string(&file).unwrap();
+        assert!(v4.contains("route 10.0.0.1/32 blackhole;"), "{v4}");
+        assert!(!v4.contains("2001:db8::1"), "{v4}");
+        assert!(a.describe().contains("bgp not-announced 2001:db8::1/128\n"));
+        // With it: both files written before BIRD is reconfigured.
+        let file6 = d.join("routes6.conf");
+        cfg.routes6_file = Some(file6.clone());
+        let mut a = Announcer::new(cfg.clone());
+        assert!(a.update(vec![ip("10.0.0.1"), ip("2001:db8::1")]));
+        let v6 = std::fs::read_to_string(&file6).unwrap();
+        let routes: Vec<&str> = v6.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(routes, ["route 2001:db8::1/128 blackhole;"]);
+        let s = a.describe();
+        assert!(
+            s.contains("bgp route 10.0.0.1/32\n") && s.contains("bgp route 2001:db8::1/128\n"),
+            "{s}"
+        );
+        assert!(std::fs::read_to_string(&log).unwrap().contains("configure"));
+        // A new run finds the IPv6 file's routes stale and empties it too.
+        let mut b = Announcer::new(cfg);
+        assert!(b.clear_stale());
+        let left = std::fs::read_to_string(&file6).unwrap();
+        assert!(left.lines().all(|l| l.starts_with('#')), "{left}");
+        a.withdraw();
+        let left = std::fs::read_to_string(&file6).unwrap();
+        assert!(left.lines().all(|l| l.starts_with('#')), "{left}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn routes_left_by_a_killed_run_are_withdrawn_at_the_start() {
         let d = tmp("stale");
         let (cfg, log) = fake_birdc(&d, "0003 Reconfigured");
@@ -461,7 +550,7 @@ mod tests {
         assert!(!log.exists());
         // A previous run killed with routes announced: the file is emptied and BIRD
         // reconfigured before anything is decided.
-        std::fs::write(&file, render(&[ip("10.0.0.1")], "blackhole")).unwrap();
+        std::fs::write(&file, render(&[ip("10.0.0.1")], "blackhole", false)).unwrap();
         let mut a = Announcer::new(cfg);
         assert!(a.clear_stale());
         let left = std::fs::read_to_string(&file).unwrap();

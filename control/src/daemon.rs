@@ -366,7 +366,7 @@ impl Daemon {
     }
 
     /// The routes this director announces now ([`crate::bgp::announced_set`]).
-    pub fn announced(&self) -> Vec<std::net::Ipv4Addr> {
+    pub fn announced(&self) -> Vec<std::net::IpAddr> {
         crate::bgp::announced_set(self.backend.as_ref())
     }
 

@@ -21,7 +21,7 @@ use rvs_dataplane::dpdk::default_eal_args;
 use rvs_dataplane::engine::{Engine, EngineConfig, EngineError, PortSpec, WorkerReport};
 use rvs_dataplane::flow::{self as dp_flow, Addr, FwdMethod, Proto};
 use rvs_dataplane::mark::{MarkRule, MarkRules, Prefix4};
-use rvs_dataplane::route::Route;
+use rvs_dataplane::route::{Route, Route6};
 use rvs_dataplane::service::{
     self as dp, DestConfig, DestId, SchedKind, ServiceConfig, ServiceTable,
 };
@@ -77,10 +77,11 @@ pub enum EngineConfigError {
     /// No `[[ports]]`.
     #[error("ports: the dataplane needs at least one [[ports]] entry (or start rvsd with --no-dataplane)")]
     NoPorts,
-    /// A port address or route prefix is not an IPv4 address (`field` is its path).
+    /// A prefix where only IPv4 is done (a mark rule's `src`, `dst`) is not an IPv4
+    /// address, or a port address or route prefix is no address (`field` is its path).
     #[error("{field}: {value:?} is not an IPv4 address")]
     NotIpv4 {
-        /// `ports[i].addresses` or `routes[i].prefix`.
+        /// `marks[i].src`, `marks[i].dst` (or `ports[i].addresses`, `routes[i].prefix`).
         field: String,
         /// The text given.
         value: String,
@@ -125,8 +126,8 @@ pub enum EngineConfigError {
         /// The port name given.
         port: String,
     },
-    /// A route's gateway is not an IPv4 address.
-    #[error("routes[{route}].via: {via:?} is not an IPv4 address")]
+    /// A route's gateway is not an address of its prefix's family.
+    #[error("routes[{route}].via: {via:?} is not an address of the prefix's family")]
     BadGateway {
         /// The route's index.
         route: usize,
@@ -145,6 +146,17 @@ fn ipv4_prefix(field: String, s: &str) -> Result<(Ipv4Addr, u8), EngineConfigErr
         }) => Ok((a, prefix_len)),
         Err(PrefixError::BadLength) => Err(EngineConfigError::BadPrefixLength { field, value }),
         _ => Err(EngineConfigError::NotIpv4 { field, value }),
+    }
+}
+
+/// An IPv4 or IPv6 `addr[/len]` (a bare address is a host prefix, /32 or /128) of
+/// configuration field `field`.
+fn ip_prefix(field: String, s: &str) -> Result<(IpAddr, u8), EngineConfigError> {
+    let value = s.to_string();
+    match AddrPrefix::parse(s, true) {
+        Ok(AddrPrefix { addr, prefix_len }) => Ok((addr, prefix_len)),
+        Err(PrefixError::BadLength) => Err(EngineConfigError::BadPrefixLength { field, value }),
+        Err(_) => Err(EngineConfigError::NotIpv4 { field, value }),
     }
 }
 
@@ -179,16 +191,19 @@ fn port_specs(cfg: &Config) -> Result<(Vec<PortSpec>, HashMap<String, u16>), Eng
     let mut ports = Vec::new();
     let mut names = HashMap::new();
     for (i, p) in cfg.ports.iter().enumerate() {
-        let addrs = p
-            .addresses
-            .iter()
-            .map(|a| ipv4_prefix(format!("ports[{i}].addresses"), a))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (mut addrs, mut addrs6) = (Vec::new(), Vec::new());
+        for a in &p.addresses {
+            match ip_prefix(format!("ports[{i}].addresses"), a)? {
+                (IpAddr::V4(a), len) => addrs.push((a, len)),
+                (IpAddr::V6(a), len) => addrs6.push((a, len)),
+            }
+        }
         names.insert(p.name.clone(), i as u16);
         ports.push(PortSpec {
             name: p.name.clone(),
             devargs: p.device.clone(),
             addrs,
+            addrs6,
             mtu: if p.mtu > 0 {
                 p.mtu as u16
             } else {
@@ -202,11 +217,16 @@ fn port_specs(cfg: &Config) -> Result<(Vec<PortSpec>, HashMap<String, u16>), Eng
     Ok((ports, names))
 }
 
-/// The static routes, their ports resolved by name.
-fn routes(cfg: &Config, names: &HashMap<String, u16>) -> Result<Vec<Route>, EngineConfigError> {
+/// The static routes, IPv4 and IPv6, their ports resolved by name. An IPv6 gateway may
+/// be link-local (`fe80::1`): it is resolved on the route's port.
+fn routes(
+    cfg: &Config,
+    names: &HashMap<String, u16>,
+) -> Result<(Vec<Route>, Vec<Route6>), EngineConfigError> {
     let mut routes = Vec::new();
+    let mut routes6 = Vec::new();
     for (i, r) in cfg.routes.iter().enumerate() {
-        let (prefix, len) = ipv4_prefix(format!("routes[{i}].prefix"), &r.prefix)?;
+        let (prefix, len) = ip_prefix(format!("routes[{i}].prefix"), &r.prefix)?;
         let port = *names
             .get(&r.port)
             .ok_or_else(|| EngineConfigError::NoSuchPort {
@@ -214,28 +234,47 @@ fn routes(cfg: &Config, names: &HashMap<String, u16>) -> Result<Vec<Route>, Engi
                 port: r.port.clone(),
             })?;
         let gateway = match &r.via {
-            Some(v) => Some(
-                v.parse::<Ipv4Addr>()
-                    .map_err(|_| EngineConfigError::BadGateway {
-                        route: i,
-                        via: v.clone(),
-                    })?,
-            ),
+            Some(v) => {
+                let bad = || EngineConfigError::BadGateway {
+                    route: i,
+                    via: v.clone(),
+                };
+                let g = v.parse::<IpAddr>().map_err(|_| bad())?;
+                if g.is_ipv4() != prefix.is_ipv4() {
+                    return Err(bad());
+                }
+                Some(g)
+            }
             None => None,
         };
-        routes.push(Route {
-            prefix,
-            len,
-            port,
-            gateway,
-        });
+        match (prefix, gateway) {
+            (IpAddr::V4(prefix), g) => routes.push(Route {
+                prefix,
+                len,
+                port,
+                gateway: match g {
+                    Some(IpAddr::V4(g)) => Some(g),
+                    _ => None,
+                },
+            }),
+            (IpAddr::V6(prefix), g) => routes6.push(Route6 {
+                prefix,
+                len,
+                port,
+                gateway: match g {
+                    Some(IpAddr::V6(g)) => Some(g),
+                    _ => None,
+                },
+            }),
+        }
     }
-    Ok(routes)
+    Ok((routes, routes6))
 }
 
 /// The keys the configuration crate accepts and the dataplane does not do, refused by
-/// name: per-port queue counts and checksum offload, lcore lists, and the services' SCTP
-/// and IPv6 (vip, `ipv6`, real servers, LIPs).
+/// name: per-port queue counts and checksum offload, lcore lists, the services' SCTP, the
+/// mixes of address families it cannot forward ([`family_mix`]), and IPv6 LIPs in a
+/// sync group (its LIP takeover is IPv4 only).
 fn unsupported(cfg: &Config) -> Result<(), EngineConfigError> {
     let no = |field: String, what: &str| {
         let (what, hint) = match what.split_once(" (") {
@@ -268,29 +307,80 @@ fn unsupported(cfg: &Config) -> Result<(), EngineConfigError> {
         if s.proto == rvs_config::Proto::Sctp {
             return no(format!("services[{i}].proto"), "sctp is");
         }
-        if s.is_ipv6() {
-            let field = if s.ipv6 { "ipv6" } else { "vip" };
-            return no(format!("services[{i}].{field}"), "IPv6 is");
-        }
-        for (j, r) in s.real.iter().enumerate() {
-            if r.endpoint(0).is_some_and(|e| e.is_ipv6()) {
-                return no(format!("services[{i}].real[{j}].address"), "IPv6 is");
+        let v6 = s.is_ipv6();
+        let reals: Vec<(bool, bool)> = s
+            .real
+            .iter()
+            .map(|r| {
+                (
+                    r.endpoint(0).is_some_and(|e| e.is_ipv6()),
+                    r.forward == rvs_config::Forward::Fullnat,
+                )
+            })
+            .collect();
+        let lips: Vec<bool> = s
+            .laddrs
+            .iter()
+            .map(|l| l.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6()))
+            .collect();
+        match family_mix(v6, &reals, &lips) {
+            Ok(()) => {}
+            Err(FamilyMix::Real(j)) if v6 => {
+                return no(
+                    format!("services[{i}].real[{j}].address"),
+                    "IPv4 real servers of an IPv6 service are (but with forward = \"fullnat\" and IPv4 laddrs: NAT64)",
+                )
+            }
+            Err(FamilyMix::Real(j)) => {
+                return no(
+                    format!("services[{i}].real[{j}].address"),
+                    "IPv6 real servers of an IPv4 service are",
+                )
+            }
+            Err(FamilyMix::Reals(j)) => {
+                return no(
+                    format!("services[{i}].real[{j}].address"),
+                    "real servers of both address families in one service are",
+                )
+            }
+            Err(FamilyMix::Lip(j)) => {
+                return no(
+                    format!("services[{i}].laddrs[{j}]"),
+                    "local addresses of another family than the service's fullnat real servers are",
+                )
             }
         }
-        for (j, l) in s.laddrs.iter().enumerate() {
-            if l.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6()) {
-                return no(format!("services[{i}].laddrs[{j}]"), "IPv6 is");
+        if v6 {
+            let field = if s.proto == rvs_config::Proto::Fwmark {
+                Some((
+                    "ipv6",
+                    "IPv6 firewall-mark services are (the [[marks]] rules match IPv4 only)",
+                ))
+            } else if rvs_config::SynProxy::parse_config(&s.syn_proxy).is_some_and(|p| p.is_on()) {
+                Some(("syn_proxy", "SYN proxies of IPv6 services are"))
+            } else if rvs_config::ProxyProtocol::parse(&s.proxy_protocol)
+                .is_ok_and(|p| p != rvs_config::ProxyProtocol::Disable)
+            {
+                Some((
+                    "proxy_protocol",
+                    "client-address options of IPv6 services are",
+                ))
+            } else if s.toa {
+                Some(("toa", "client-address options of IPv6 services are"))
+            } else {
+                None
+            };
+            if let Some((name, what)) = field {
+                return no(format!("services[{i}].{name}"), what);
             }
         }
-        for (name, list) in [("deny", &s.deny), ("allow", &s.allow)] {
-            if let Some(j) = list.iter().position(|p| p.contains(':')) {
-                return no(format!("services[{i}].{name}[{j}]"), "IPv6 is");
+        if cfg.sync.state == rvs_config::SyncState::Group {
+            if let Some(j) = lips.iter().position(|&v6| v6) {
+                return no(
+                    format!("services[{i}].laddrs[{j}]"),
+                    "IPv6 local addresses in a sync group are (sync state = \"group\" takes over a dead peer's IPv4 LIPs only)",
+                );
             }
-        }
-    }
-    for (name, list) in [("deny", &cfg.acl.deny), ("allow", &cfg.acl.allow)] {
-        if let Some(j) = list.iter().position(|p| p.contains(':')) {
-            return no(format!("acl.{name}[{j}]"), "IPv6 is");
         }
     }
     Ok(())
@@ -351,6 +441,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
         _ => 1,
     };
     let (ports, names) = port_specs(cfg)?;
+    let (routes, routes6) = routes(cfg, &names)?;
     Ok(EngineConfig {
         eal_args: eal_args(cfg, workers),
         ports,
@@ -370,7 +461,8 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
         idle_sleep_max_us: cfg.workers.idle_sleep_max_us.clamp(0, i64::from(u32::MAX)) as u32,
         syn_shed: true,
         mbufs: 0,
-        routes: routes(cfg, &names)?,
+        routes,
+        routes6,
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
         static_neighbours: Vec::new(),
         marks: mark_rules(cfg, &names)?,
@@ -408,50 +500,173 @@ pub fn probe_servers(cfg: &Config) -> Vec<(Ipv4Addr, Ipv4Addr)> {
     v
 }
 
-/// What the dataplane does not do (yet), refused by name before anything changes: an
-/// IPv6 service, real server or local address (the pipeline forwards IPv4 only), an SCTP
-/// service. The text is what rvsadm prints, in ipvsadm's style. (Every tunnel type,
-/// IPIP, GUE and GRE, with every checksum option, is done.)
-pub fn refusal(table: &IpvsTable) -> Result<(), BackendError> {
-    let no = |what: &str| {
-        Err(BackendError(format!(
-            "{what} not supported by the rvs dataplane"
-        )))
+/// A mix of address families in one service that the dataplane cannot forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FamilyMix {
+    /// Real server `j` is of the other family than the service, and not a FULLNAT server
+    /// of an IPv6 service (NAT64, the one mix done).
+    Real(usize),
+    /// Real server `j` is of the other family than the service's first real server.
+    Reals(usize),
+    /// LIP `j` is not of the family of the service's FULLNAT real servers (with none:
+    /// an IPv4 service's LIPs are IPv4; an IPv6 service's all of one family).
+    Lip(usize),
+}
+
+/// The families the dataplane forwards between: an IPv4 service's real servers and LIPs
+/// are IPv4; an IPv6 service's real servers are IPv6, or IPv4 under FULLNAT (NAT64), all
+/// of one family, with LIPs of the real servers' family. `reals` gives each real server's
+/// family (IPv6: `true`) and whether it is FULLNAT; `lips` each LIP's family.
+fn family_mix(service_v6: bool, reals: &[(bool, bool)], lips: &[bool]) -> Result<(), FamilyMix> {
+    for (j, &(v6, fullnat)) in reals.iter().enumerate() {
+        if v6 != service_v6 && !(service_v6 && fullnat) {
+            return Err(FamilyMix::Real(j));
+        }
+    }
+    if let Some(&(first, _)) = reals.first() {
+        if let Some(j) = reals.iter().position(|&(v6, _)| v6 != first) {
+            return Err(FamilyMix::Reals(j));
+        }
+    }
+    let want = match reals.iter().find(|r| r.1) {
+        Some(&(v6, _)) => v6,
+        None if !service_v6 => false,
+        None => lips.first().copied().unwrap_or(true),
     };
+    match lips.iter().position(|&v6| v6 != want) {
+        Some(j) => Err(FamilyMix::Lip(j)),
+        None => Ok(()),
+    }
+}
+
+/// The name of an address family.
+fn family(v6: bool) -> &'static str {
+    if v6 {
+        "IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
+/// What the dataplane does not do, refused by name before anything changes: an SCTP
+/// service; a mix of address families it cannot forward ([`family_mix`]: IPv6 services,
+/// real servers, LIPs and ACL prefixes are done, and an IPv6 service's FULLNAT real
+/// servers may be IPv4, NAT64). The text is what rvsadm prints, in ipvsadm's style.
+/// (Every tunnel type, IPIP, GUE and GRE, with every checksum option, is done.)
+pub fn refusal(table: &IpvsTable) -> Result<(), BackendError> {
+    let no = |what: String| Err(BackendError(what));
     for s in &table.services {
         let key = &s.conf.key;
-        if key.is_ipv6() {
-            return no("IPv6 virtual services are");
-        }
         if let ServiceKey::Inet {
             protocol: Protocol::Sctp,
             ..
         } = key
         {
-            return no("SCTP virtual services ('sctp-service') are");
+            return no(
+                "SCTP virtual services ('sctp-service') are not supported by the rvs dataplane"
+                    .into(),
+            );
         }
-        for d in &s.dests {
-            if d.addr.is_ipv6() {
-                return no("IPv6 real servers are");
+        let reals: Vec<(bool, bool)> = s
+            .dests
+            .iter()
+            .map(|d| (d.addr.is_ipv6(), d.forward == Forward::FullNat))
+            .collect();
+        let lips: Vec<bool> = s.laddrs.iter().map(|l| l.addr.is_ipv6()).collect();
+        let v6 = key.is_ipv6();
+        match family_mix(v6, &reals, &lips) {
+            Ok(()) => {}
+            Err(FamilyMix::Real(j)) if v6 => {
+                return no(format!(
+                    "IPv4 real server {}: an IPv6 virtual service forwards to IPv4 real servers only with FULLNAT ('--fullnat', NAT64) in the rvs dataplane",
+                    s.dests[j].addr
+                ))
+            }
+            Err(FamilyMix::Real(j)) => {
+                return no(format!(
+                    "IPv6 real server {}: IPv6 real servers of an IPv4 virtual service are not supported by the rvs dataplane",
+                    s.dests[j].addr
+                ))
+            }
+            Err(FamilyMix::Reals(j)) => {
+                return no(format!(
+                    "{} real server {}: real servers of both address families in one virtual service are not supported by the rvs dataplane",
+                    family(reals[j].0),
+                    s.dests[j].addr
+                ))
+            }
+            Err(FamilyMix::Lip(j)) => {
+                return no(format!(
+                    "local address {} ('laddr'): a service's local addresses must be of its FULLNAT real servers' family ({} here) in the rvs dataplane",
+                    s.laddrs[j].addr,
+                    family(!lips[j])
+                ))
             }
         }
-        if s.laddrs.iter().any(|l| l.addr.is_ipv6()) {
-            return no("IPv6 local addresses ('laddr') are");
+        if let Some(what) = ipv6_feature_refusal(
+            v6,
+            matches!(key, ServiceKey::Fwmark { .. }),
+            s.conf.syn_proxy != crate::ipvs::SynProxy::Disable,
+            s.conf.proxy_protocol != crate::ipvs::ProxyProtocol::Disable || s.conf.toa,
+            s.dests
+                .iter()
+                .any(|d| d.addr.is_ipv6() && d.tunnel.tun_type != TunType::Ipip),
+        ) {
+            return no(format!("{what} are not supported by the rvs dataplane"));
         }
         acl_refusal(&s.acl)?;
     }
     acl_refusal(&table.acl)
 }
 
-/// An ACL with an IPv6 prefix: refused by name (the pipeline forwards IPv4 only).
-fn acl_refusal(acl: &AclLists) -> Result<(), BackendError> {
-    match acl.entries().find(|(_, p)| p.addr.is_ipv6()) {
-        Some((kind, p)) => Err(BackendError(format!(
-            "IPv6 ACL prefixes ('{}' {p}) are not supported by the rvs dataplane",
-            kind.option()
+/// What an IPv6 service (or an IPv6 real server) may not have yet, named as rvsadm
+/// names it: a firewall mark (the `[[marks]]` rules match IPv4 only, so the service
+/// would never see a packet), the SYN proxy and the client-address options (their
+/// per-session state and headers are IPv4's), a GUE or GRE tunnel to an IPv6 server
+/// (ip6ip6 only). `None` when nothing is refused.
+fn ipv6_feature_refusal(
+    service_v6: bool,
+    fwmark: bool,
+    syn_proxy: bool,
+    client_address: bool,
+    v6_gue_or_gre: bool,
+) -> Option<&'static str> {
+    match () {
+        _ if service_v6 && fwmark => {
+            Some("IPv6 firewall-mark services ('-f' with '-6': the mark rules are IPv4 only)")
+        }
+        _ if service_v6 && syn_proxy => Some("SYN proxies of IPv6 services ('-j')"),
+        _ if service_v6 && client_address => {
+            Some("client-address options of IPv6 services ('--proxy-protocol', '--toa')")
+        }
+        _ if v6_gue_or_gre => {
+            Some("GUE and GRE tunnels to IPv6 real servers ('--tun-type': ipip only)")
+        }
+        _ => None,
+    }
+}
+
+/// In a sync group (`[sync] state = "group"`), an IPv6 LIP: refused by name (the group's
+/// takeover of a dead peer's LIPs is IPv4 only).
+fn group_refusal(group: bool, table: &IpvsTable) -> Result<(), BackendError> {
+    match table
+        .services
+        .iter()
+        .flat_map(|s| s.laddrs.iter())
+        .find(|l| group && l.addr.is_ipv6())
+    {
+        Some(l) => Err(BackendError(format!(
+            "IPv6 local address {} ('laddr'): a sync group takes over IPv4 local addresses only; IPv6 ones are not supported by the rvs dataplane with [sync] state = \"group\"",
+            l.addr
         ))),
         None => Ok(()),
     }
+}
+
+/// An ACL the dataplane cannot check: none (IPv4 and IPv6 prefixes are both checked,
+/// each against clients of its family).
+fn acl_refusal(_acl: &AclLists) -> Result<(), BackendError> {
+    Ok(())
 }
 
 /// The dataplane's ACL of `lists`.
@@ -586,7 +801,7 @@ impl DpdkBackend {
     /// be listed and not done.
     fn ifname_refusal(&self, table: &IpvsTable) -> Result<(), BackendError> {
         for l in table.services.iter().flat_map(|s| s.laddrs.iter()) {
-            let (Some(name), IpAddr::V4(a)) = (&l.ifname, l.addr) else {
+            let (Some(name), a) = (&l.ifname, l.addr) else {
                 continue;
             };
             let port = self.engine.port_name_toward(a);
@@ -932,6 +1147,23 @@ fn worker_metrics(r: &WorkerReport) -> WorkerMetrics {
     }
 }
 
+/// A dataplane session as an `ipvsadm -Lnc` row: client, VIP and real server of either
+/// family (a NAT64 session: IPv6 client and VIP, IPv4 real server).
+fn conn_row(c: &rvs_dataplane::conn::ConnListing) -> ConnRow {
+    ConnRow {
+        protocol: match c.proto {
+            Proto::Tcp => ConnProtocol::Tcp,
+            Proto::Udp => ConnProtocol::Udp,
+            Proto::Ip => ConnProtocol::Ip,
+        },
+        client: SocketAddr::new(c.caddr.to_ip(), c.cport),
+        virtual_addr: SocketAddr::new(c.vaddr.to_ip(), c.vport),
+        dest: SocketAddr::new(c.daddr.to_ip(), c.dport),
+        state: state(c.state),
+        expires: c.expire_secs.min(u64::from(u32::MAX)) as u32,
+    }
+}
+
 fn control_key(k: &dp::ServiceKey) -> ServiceKey {
     match *k {
         dp::ServiceKey::Addr { proto, addr, port } => ServiceKey::Inet {
@@ -950,6 +1182,7 @@ fn control_key(k: &dp::ServiceKey) -> ServiceKey {
 impl Backend for DpdkBackend {
     fn apply(&mut self, table: &IpvsTable) -> Result<(), BackendError> {
         refusal(table)?;
+        group_refusal(self.sync_group.is_some(), table)?;
         self.ifname_refusal(table)?;
         self.sync_services(table)?;
         self.sync_acls(table)?;
@@ -980,9 +1213,9 @@ impl Backend for DpdkBackend {
     fn set_network(&mut self, cfg: &Config) -> Result<(), BackendError> {
         let err = |e: EngineConfigError| BackendError(e.to_string());
         let (_, names) = port_specs(cfg).map_err(err)?;
-        let routes = routes(cfg, &names).map_err(err)?;
+        let (routes, routes6) = routes(cfg, &names).map_err(err)?;
         let marks = mark_rules(cfg, &names).map_err(err)?;
-        self.engine.set_network(routes, marks);
+        self.engine.set_network(routes, routes6, marks);
         self.engine.set_sloppy_tcp(cfg.sessions.sloppy_tcp != 0);
         self.engine.set_probe_servers(probe_servers(cfg));
         Ok(())
@@ -1087,7 +1320,7 @@ impl Backend for DpdkBackend {
         self.engine.sync_joined()
     }
 
-    fn announced(&self) -> Vec<Ipv4Addr> {
+    fn announced(&self) -> Vec<IpAddr> {
         if self.engine.healthy() {
             self.engine.service_addresses()
         } else {
@@ -1162,22 +1395,7 @@ impl Backend for DpdkBackend {
     }
 
     fn connections(&self) -> Vec<ConnRow> {
-        self.engine
-            .connections()
-            .into_iter()
-            .map(|c| ConnRow {
-                protocol: match c.proto {
-                    Proto::Tcp => ConnProtocol::Tcp,
-                    Proto::Udp => ConnProtocol::Udp,
-                    Proto::Ip => ConnProtocol::Ip,
-                },
-                client: SocketAddr::new(c.caddr.to_ip(), c.cport),
-                virtual_addr: SocketAddr::new(c.vaddr.to_ip(), c.vport),
-                dest: SocketAddr::new(c.daddr.to_ip(), c.dport),
-                state: state(c.state),
-                expires: c.expire_secs.min(u64::from(u32::MAX)) as u32,
-            })
-            .collect()
+        self.engine.connections().iter().map(conn_row).collect()
     }
 }
 
@@ -1185,6 +1403,7 @@ impl Backend for DpdkBackend {
 mod tests {
     use super::*;
     use crate::ipvs::{DestConf, Laddr, Op, Tunnel};
+    use std::net::Ipv6Addr;
 
     fn table(ops: &[Op]) -> IpvsTable {
         let mut t = IpvsTable::new();
@@ -1207,61 +1426,194 @@ mod tests {
     }
 
     #[test]
-    fn acls_become_the_dataplanes_and_ipv6_prefixes_are_refused() {
+    fn acls_of_both_families_become_the_dataplanes() {
         use crate::ipvs::{AclKind, AclPrefix};
         let v4 = inet(Protocol::Tcp, "10.0.0.100", 80);
         let p = |s: &str| AclPrefix::parse(s).unwrap();
         let add = |k: Option<ServiceKey>, kind, s: &str| Op::AddAcl(k, kind, p(s));
-        assert_eq!(
-            refused(&[add(None, AclKind::Deny, "2001:db8::/32")]),
-            "IPv6 ACL prefixes ('blklst' 2001:db8::/32) are not supported by the rvs dataplane"
-        );
-        assert_eq!(
-            refused(&[
-                Op::AddService(ServiceConf::new(v4)),
-                add(Some(v4), AclKind::Allow, "2001:db8::1"),
-            ]),
-            "IPv6 ACL prefixes ('whtlst' 2001:db8::1/128) are not supported by the rvs dataplane"
-        );
         let t = table(&[
             Op::AddService(ServiceConf::new(v4)),
             add(Some(v4), AclKind::Deny, "10.0.0.0/8"),
             add(Some(v4), AclKind::Allow, "10.1.0.0/16"),
+            add(None, AclKind::Deny, "2001:db8::/32"),
+            add(None, AclKind::Deny, "192.0.2.0/24"),
         ]);
         assert!(refusal(&t).is_ok());
         let acl = dp_acl(&t.services[0].acl);
         let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let a6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
         assert!(acl.denies_v4(a("10.2.0.1")));
         assert!(!acl.denies_v4(a("10.1.0.1")));
         assert!(acl.denies_v4(a("192.0.2.1")), "an allow-list");
-        assert!(dp_acl(&t.acl).is_empty());
+        let global = dp_acl(&t.acl);
+        assert!(global.denies_v6(a6("2001:db8:5::1")));
+        assert!(!global.denies_v6(a6("2001:db9::1")));
+        assert!(global.denies_v4(a("192.0.2.7")));
+        assert!(!global.denies_v4(a("198.51.100.7")));
+    }
+
+    fn dest(addr: &str, port: u16, forward: Forward) -> DestConf {
+        let mut d = DestConf::new(addr.parse().unwrap(), port);
+        d.forward = forward;
+        d
+    }
+
+    fn laddr(addr: &str) -> Laddr {
+        Laddr {
+            addr: addr.parse().unwrap(),
+            ifname: None,
+        }
+    }
+
+    #[test]
+    fn ipv6_services_servers_and_lips_are_accepted_and_nat64_under_fullnat() {
+        let add = |k| Op::AddService(ServiceConf::new(k));
+        let v6 = inet(Protocol::Tcp, "2001:db8::1", 80);
+        let fw6 = ServiceKey::Fwmark {
+            mark: 1,
+            ipv6: true,
+        };
+        for fwd in [
+            Forward::Masq,
+            Forward::Route,
+            Forward::Tunnel,
+            Forward::FullNat,
+        ] {
+            let t = table(&[
+                add(v6),
+                Op::AddLaddr(v6, laddr("2001:db8::200")),
+                Op::AddDest(v6, dest("2001:db8::11", 80, fwd)),
+            ]);
+            assert_eq!(refusal(&t), Ok(()), "{fwd:?}");
+        }
+        assert!(refusal(&table(&[add(fw6)])).is_err(), "marks are IPv4 only");
+        // NAT64: an IPv6 VIP, IPv4 FULLNAT servers and LIPs, in either order.
+        let t = table(&[
+            add(v6),
+            Op::AddLaddr(v6, laddr("10.0.0.200")),
+            Op::AddDest(v6, dest("10.0.0.11", 8080, Forward::FullNat)),
+        ]);
+        assert_eq!(refusal(&t), Ok(()));
+        let t = table(&[
+            add(v6),
+            Op::AddDest(v6, dest("10.0.0.11", 8080, Forward::FullNat)),
+            Op::AddLaddr(v6, laddr("10.0.0.200")),
+        ]);
+        assert_eq!(refusal(&t), Ok(()));
+        // The dataplane's copy: IPv6 key, IPv6 and IPv4 servers as given, `-M` a prefix.
+        let mut c = ServiceConf::new(v6);
+        c.persistent = Some(300);
+        c.netmask = 64;
+        let sc = service_config(&c).unwrap();
+        assert_eq!(sc.netmask, Addr::v6_prefix(64));
+        assert_eq!(
+            dp_key(&v6),
+            dp::ServiceKey::Addr {
+                proto: Proto::Tcp,
+                addr: Addr::from("2001:db8::1".parse::<IpAddr>().unwrap()),
+                port: 80
+            }
+        );
+        assert_eq!(dp_key(&fw6), dp::ServiceKey::Fwmark { mark: 1, v6: true });
+        assert_eq!(control_key(&dp_key(&v6)), v6);
     }
 
     #[test]
     fn what_the_dataplane_does_not_do_is_refused_by_name() {
         let v4 = inet(Protocol::Tcp, "10.0.0.100", 80);
+        let v6 = inet(Protocol::Tcp, "2001:db8::1", 80);
         let add = |k| Op::AddService(ServiceConf::new(k));
         assert_eq!(refusal(&table(&[add(v4)])), Ok(()));
+        // What IPv6 services do not have yet.
+        let with = |f: &dyn Fn(&mut ServiceConf)| {
+            let mut c = ServiceConf::new(v6);
+            f(&mut c);
+            Op::AddService(c)
+        };
+        let fw6 = ServiceKey::Fwmark {
+            mark: 7,
+            ipv6: true,
+        };
         assert_eq!(
-            refused(&[add(inet(Protocol::Tcp, "2001:db8::1", 80))]),
-            "IPv6 virtual services are not supported by the rvs dataplane"
+            refused(&[add(fw6)]),
+            "IPv6 firewall-mark services ('-f' with '-6': the mark rules are IPv4 only) are not supported by the rvs dataplane"
         );
         assert_eq!(
-            refused(&[add(ServiceKey::Fwmark {
-                mark: 1,
-                ipv6: true
-            })]),
-            "IPv6 virtual services are not supported by the rvs dataplane"
+            refused(&[with(&|c| c.syn_proxy = crate::ipvs::SynProxy::Enable)]),
+            "SYN proxies of IPv6 services ('-j') are not supported by the rvs dataplane"
+        );
+        assert_eq!(
+            refused(&[with(&|c| c.toa = true)]),
+            "client-address options of IPv6 services ('--proxy-protocol', '--toa') are not supported by the rvs dataplane"
+        );
+        assert_eq!(
+            refused(&[with(&|c| c.proxy_protocol = crate::ipvs::ProxyProtocol::V2)]),
+            "client-address options of IPv6 services ('--proxy-protocol', '--toa') are not supported by the rvs dataplane"
+        );
+        let mut gre = dest("2001:db8::11", 80, Forward::Tunnel);
+        gre.tunnel.tun_type = TunType::Gre;
+        assert_eq!(
+            refused(&[add(v6), Op::AddDest(v6, gre)]),
+            "GUE and GRE tunnels to IPv6 real servers ('--tun-type': ipip only) are not supported by the rvs dataplane"
+        );
+        assert_eq!(
+            refusal(&table(&[
+                add(v6),
+                Op::AddDest(v6, dest("2001:db8::11", 80, Forward::Tunnel))
+            ])),
+            Ok(())
         );
         assert_eq!(
             refused(&[add(inet(Protocol::Sctp, "10.0.0.100", 80))]),
             "SCTP virtual services ('sctp-service') are not supported by the rvs dataplane"
         );
-        let mut d6 = DestConf::new("2001:db8::10".parse().unwrap(), 80);
-        d6.forward = Forward::Tunnel;
+        // An IPv4 service's servers and LIPs are IPv4 (even a tunnel: no IPv4-in-IPv6).
         assert_eq!(
-            refused(&[add(v4), Op::AddDest(v4, d6)]),
-            "IPv6 real servers are not supported by the rvs dataplane"
+            refused(&[add(v4), Op::AddDest(v4, dest("2001:db8::10", 80, Forward::Tunnel))]),
+            "IPv6 real server 2001:db8::10: IPv6 real servers of an IPv4 virtual service are not supported by the rvs dataplane"
+        );
+        assert_eq!(
+            refused(&[add(v4), Op::AddLaddr(v4, laddr("2001:db8::200"))]),
+            "local address 2001:db8::200 ('laddr'): a service's local addresses must be of its FULLNAT real servers' family (IPv4 here) in the rvs dataplane"
+        );
+        // An IPv6 service's IPv4 servers: FULLNAT only.
+        assert_eq!(
+            refused(&[add(v6), Op::AddDest(v6, dest("10.0.0.11", 80, Forward::Masq))]),
+            "IPv4 real server 10.0.0.11: an IPv6 virtual service forwards to IPv4 real servers only with FULLNAT ('--fullnat', NAT64) in the rvs dataplane"
+        );
+        // One family of servers per service.
+        assert_eq!(
+            refused(&[
+                add(v6),
+                Op::AddLaddr(v6, laddr("10.0.0.200")),
+                Op::AddDest(v6, dest("10.0.0.11", 80, Forward::FullNat)),
+                Op::AddDest(v6, dest("2001:db8::11", 80, Forward::FullNat)),
+            ]),
+            "IPv4 real server 10.0.0.11: real servers of both address families in one virtual service are not supported by the rvs dataplane"
+        );
+        // FULLNAT's LIPs are of the servers' family.
+        assert_eq!(
+            refused(&[
+                add(v6),
+                Op::AddLaddr(v6, laddr("2001:db8::200")),
+                Op::AddDest(v6, dest("10.0.0.11", 80, Forward::FullNat)),
+            ]),
+            "local address 2001:db8::200 ('laddr'): a service's local addresses must be of its FULLNAT real servers' family (IPv4 here) in the rvs dataplane"
+        );
+        assert_eq!(
+            refused(&[
+                add(v6),
+                Op::AddLaddr(v6, laddr("10.0.0.200")),
+                Op::AddLaddr(v6, laddr("2001:db8::200")),
+            ]),
+            "local address 2001:db8::200 ('laddr'): a service's local addresses must be of its FULLNAT real servers' family (IPv4 here) in the rvs dataplane"
+        );
+        // A sync group's LIP takeover is IPv4 only.
+        let t = table(&[add(v6), Op::AddLaddr(v6, laddr("2001:db8::200"))]);
+        assert_eq!(group_refusal(false, &t), Ok(()));
+        assert_eq!(
+            group_refusal(true, &t).unwrap_err().0,
+            "IPv6 local address 2001:db8::200 ('laddr'): a sync group takes over IPv4 local addresses only; IPv6 ones are not supported by the rvs dataplane with [sync] state = \"group\""
         );
         // Every tunnel type is done: accepted, and carried to the dataplane's real server.
         for (tun_type, port, csum) in [
@@ -1285,13 +1637,34 @@ mod tests {
                 (tun_type as u8, port, csum as u8)
             );
         }
-        let l6 = Laddr {
-            addr: "2001:db8::200".parse().unwrap(),
-            ifname: None,
+    }
+
+    #[test]
+    fn ipv6_and_nat64_sessions_become_listing_rows() {
+        use rvs_dataplane::conn::ConnListing;
+        let a = |s: &str| Addr::from(s.parse::<IpAddr>().unwrap());
+        let c = ConnListing {
+            proto: Proto::Tcp,
+            expire_secs: 899,
+            state: SessionState::Tcp(TcpState::Established),
+            caddr: a("2001:db8:c::7"),
+            cport: 51000,
+            vaddr: a("2001:db8::1"),
+            vport: 443,
+            daddr: a("10.0.0.11"),
+            dport: 8443,
+            laddr: a("10.0.0.200"),
+            lport: 40000,
+            flags: 0,
         };
+        let r = conn_row(&c);
+        assert_eq!(r.client, "[2001:db8:c::7]:51000".parse().unwrap());
+        assert_eq!(r.virtual_addr, "[2001:db8::1]:443".parse().unwrap());
+        assert_eq!(r.dest, "10.0.0.11:8443".parse().unwrap());
+        assert_eq!((r.state, r.expires), (ConnState::Established, 899));
         assert_eq!(
-            refused(&[add(v4), Op::AddLaddr(v4, l6)]),
-            "IPv6 local addresses ('laddr') are not supported by the rvs dataplane"
+            crate::format::connections(&[r], true, false).lines().nth(2),
+            Some("TCP 14:59  ESTABLISHED [2001:db8:c::7]:51000 [2001:db8::1]:443  10.0.0.11:8443")
         );
     }
 
@@ -1390,6 +1763,74 @@ mod tests {
             engine_config(&Config::default()).unwrap_err(),
             EngineConfigError::NoPorts
         );
+        let text = |s: &str| ip_prefix(f(), s).unwrap_err().to_string();
+        assert_eq!(
+            text("2001:db8::1/129"),
+            "ports[0].addresses: \"2001:db8::1/129\" has a bad prefix length"
+        );
+        assert_eq!(
+            ip_prefix(f(), "2001:db8::1"),
+            Ok(("2001:db8::1".parse().unwrap(), 128))
+        );
+    }
+
+    #[test]
+    fn ipv6_port_addresses_and_routes_reach_the_engine() {
+        let cfg = "[[ports]]\nname = \"wan\"\ndevice = \"net_null0\"\n\
+                   addresses = [\"10.0.0.1/24\", \"2001:db8:1::1/64\", \"10.0.0.2/24\", \"2001:db8:1::2/64\"]\n\
+                   [[ports]]\nname = \"lan\"\ndevice = \"net_null1\"\naddresses = [\"2001:db8:2::1/64\"]\n\
+                   [[routes]]\nprefix = \"::/0\"\nvia = \"fe80::1\"\nport = \"wan\"\n\
+                   [[routes]]\nprefix = \"2001:db8:99::/48\"\nvia = \"2001:db8:2::fe\"\nport = \"lan\"\n\
+                   [[routes]]\nprefix = \"0.0.0.0/0\"\nvia = \"10.0.0.254\"\nport = \"wan\"\n";
+        let e = engine_config(&Config::from_str(cfg).unwrap()).unwrap();
+        let a6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(
+            e.ports[0].addrs,
+            [
+                (Ipv4Addr::new(10, 0, 0, 1), 24),
+                (Ipv4Addr::new(10, 0, 0, 2), 24)
+            ]
+        );
+        assert_eq!(
+            e.ports[0].addrs6,
+            [(a6("2001:db8:1::1"), 64), (a6("2001:db8:1::2"), 64)]
+        );
+        assert_eq!(e.ports[1].addrs, []);
+        assert_eq!(e.ports[1].addrs6, [(a6("2001:db8:2::1"), 64)]);
+        assert_eq!(
+            e.routes6,
+            [
+                Route6 {
+                    prefix: a6("::"),
+                    len: 0,
+                    port: 0,
+                    gateway: Some(a6("fe80::1")),
+                },
+                Route6 {
+                    prefix: a6("2001:db8:99::"),
+                    len: 48,
+                    port: 1,
+                    gateway: Some(a6("2001:db8:2::fe")),
+                },
+            ]
+        );
+        assert_eq!(
+            e.routes,
+            [Route {
+                prefix: Ipv4Addr::UNSPECIFIED,
+                len: 0,
+                port: 0,
+                gateway: Some(Ipv4Addr::new(10, 0, 0, 254)),
+            }]
+        );
+        // A gateway of the other family is named (the configuration refuses it first;
+        // the engine's own check says the same).
+        let mut c = Config::from_str(cfg).unwrap();
+        c.routes[0].via = Some("10.0.0.254".into());
+        assert_eq!(
+            engine_config(&c).unwrap_err().to_string(),
+            "routes[0].via: \"10.0.0.254\" is not an address of the prefix's family"
+        );
     }
 
     const PORT: &str =
@@ -1425,28 +1866,40 @@ mod tests {
                 "services[0].proto: sctp is not supported by the rvs dataplane",
             ),
             (
-                svc("proto = \"tcp\"\nvip = \"[2001:db8::1]:80\""),
-                "services[0].vip: IPv6 is not supported by the rvs dataplane",
+                svc("proto = \"fwmark\"\nfwmark = 3\nipv6 = true"),
+                "services[0].ipv6: IPv6 firewall-mark services are not supported by the rvs dataplane (the [[marks]] rules match IPv4 only)",
             ),
             (
-                svc("proto = \"fwmark\"\nfwmark = 1\nipv6 = true"),
-                "services[0].ipv6: IPv6 is not supported by the rvs dataplane",
+                svc("proto = \"tcp\"\nvip = \"[2001:db8::1]:80\"\nsyn_proxy = \"auto\""),
+                "services[0].syn_proxy: SYN proxies of IPv6 services are not supported by the rvs dataplane",
+            ),
+            (
+                svc("proto = \"tcp\"\nvip = \"[2001:db8::1]:80\"\nproxy_protocol = \"v1\""),
+                "services[0].proxy_protocol: client-address options of IPv6 services are not supported by the rvs dataplane",
+            ),
+            (
+                svc("proto = \"tcp\"\nvip = \"[2001:db8::1]:80\"\ntoa = true"),
+                "services[0].toa: client-address options of IPv6 services are not supported by the rvs dataplane",
             ),
             (
                 svc("proto = \"tcp\"\nvip = \"10.0.0.100:80\"\n[[services.real]]\naddress = \"10.0.0.11\"\nforward = \"tunnel\"\n[[services.real]]\naddress = \"[2001:db8::11]:80\"\nforward = \"tunnel\""),
-                "services[0].real[1].address: IPv6 is not supported by the rvs dataplane",
+                "services[0].real[1].address: IPv6 real servers of an IPv4 service are not supported by the rvs dataplane",
+            ),
+            (
+                svc("proto = \"tcp\"\nvip = \"[2001:db8::1]:80\"\n[[services.real]]\naddress = \"10.0.0.11\"\nforward = \"tunnel\""),
+                "services[0].real[0].address: IPv4 real servers of an IPv6 service are not supported by the rvs dataplane (but with forward = \"fullnat\" and IPv4 laddrs: NAT64)",
+            ),
+            (
+                svc("proto = \"tcp\"\nvip = \"[2001:db8::1]:80\"\nladdrs = [\"10.0.0.200\", \"2001:db8::200\"]\n[[services.real]]\naddress = \"10.0.0.11\"\nforward = \"fullnat\""),
+                "services[0].laddrs[1]: local addresses of another family than the service's fullnat real servers are not supported by the rvs dataplane",
+            ),
+            (
+                format!("[sync]\nstate = \"group\"\npeers = [\"10.0.0.1\", \"10.0.0.2\"]\n{}", svc("proto = \"tcp\"\nvip = \"[2001:db8::1]:80\"\nladdrs = [\"2001:db8::200\"]")),
+                "services[0].laddrs[0]: IPv6 local addresses in a sync group are not supported by the rvs dataplane (sync state = \"group\" takes over a dead peer's IPv4 LIPs only)",
             ),
             (
                 "[[marks]]\ndst = \"2001:db8::/32\"\nmark = 1".to_string(),
                 "marks[0].dst: \"2001:db8::/32\" is not an IPv4 address",
-            ),
-            (
-                "[acl]\ndeny = [\"10.0.0.0/8\", \"2001:db8::/32\"]".to_string(),
-                "acl.deny[1]: IPv6 is not supported by the rvs dataplane",
-            ),
-            (
-                svc("proto = \"tcp\"\nvip = \"10.0.0.100:80\"\nallow = [\"2001:db8::1\"]"),
-                "services[0].allow[0]: IPv6 is not supported by the rvs dataplane",
             ),
         ] {
             assert_eq!(engine_err(&body), text, "{body}");
@@ -1456,6 +1909,15 @@ mod tests {
                   [[services]]\nproto = \"udp\"\nvip = \"10.0.0.100:53\"\nops = true\n";
         let cfg = Config::from_str(&format!("{PORT}{ok}")).unwrap();
         assert_eq!(engine_config(&cfg).unwrap().workers, 2);
+        // IPv6 services, servers, LIPs and ACL prefixes, and NAT64.
+        let ok = "[acl]\ndeny = [\"10.0.0.0/8\", \"2001:db8:bad::/48\"]\n\
+                  [[services]]\nproto = \"tcp\"\nvip = \"[2001:db8::1]:80\"\nladdrs = [\"2001:db8::200\"]\n\
+                  allow = [\"2001:db8::/32\"]\n\
+                  [[services.real]]\naddress = \"[2001:db8::11]:80\"\nforward = \"fullnat\"\n\
+                  [[services]]\nproto = \"tcp\"\nvip = \"[2001:db8::1]:443\"\nladdrs = [\"10.0.0.200\"]\n\
+                  [[services.real]]\naddress = \"10.0.0.11:8443\"\nforward = \"fullnat\"\n";
+        let cfg = Config::from_str(&format!("{PORT}{ok}")).unwrap();
+        assert!(engine_config(&cfg).is_ok());
     }
 
     #[test]

@@ -843,6 +843,150 @@ mod tests {
         }
     }
 
+    /// An IPv6 service (persistence with a /64 mask, IPv6 NAT and DR servers, an IPv6
+    /// LIP) and a NAT64 one (IPv6 VIP, IPv4 FULLNAT server and LIP).
+    fn table6() -> IpvsTable {
+        let mut t = IpvsTable::new();
+        let web = key(Protocol::Tcp, "2001:db8::1", 80);
+        let mut c = ServiceConf::new(web);
+        c.persistent = Some(300);
+        c.netmask = 64;
+        t.apply(&Op::AddService(c)).unwrap();
+        let mut d = DestConf::new("2001:db8::11".parse().unwrap(), 80);
+        d.forward = Forward::Masq;
+        t.apply(&Op::AddDest(web, d)).unwrap();
+        let mut d = DestConf::new("2001:db8:0:1::12".parse().unwrap(), 80);
+        d.forward = Forward::Route;
+        d.weight = 3;
+        t.apply(&Op::AddDest(web, d)).unwrap();
+        let nat64 = key(Protocol::Tcp, "2001:db8::1", 443);
+        let mut c = ServiceConf::new(nat64);
+        c.scheduler = "rr".into();
+        t.apply(&Op::AddService(c)).unwrap();
+        let mut d = DestConf::new("10.0.0.11".parse().unwrap(), 8443);
+        d.forward = Forward::FullNat;
+        t.apply(&Op::AddDest(nat64, d)).unwrap();
+        let lip = |a: &str| Laddr {
+            addr: a.parse().unwrap(),
+            ifname: None,
+        };
+        t.apply(&Op::AddLaddr(nat64, lip("10.0.0.200"))).unwrap();
+        let udp = key(Protocol::Udp, "2001:db8::53", 53);
+        t.apply(&Op::AddService(ServiceConf::new(udp))).unwrap();
+        let mut d = DestConf::new("2001:db8::53:1".parse().unwrap(), 53);
+        d.forward = Forward::FullNat;
+        t.apply(&Op::AddLaddr(udp, lip("2001:db8::200"))).unwrap();
+        t.apply(&Op::AddDest(udp, d)).unwrap();
+        t
+    }
+
+    #[test]
+    fn ipv6_services_are_listed_as_ipvsadm_lists_them() {
+        let info = Info {
+            version: 0x010201,
+            conn_tab_size: 4096,
+            num_services: 3,
+        };
+        let o = ListOpts {
+            numeric: true,
+            ..Default::default()
+        };
+        let v = view(&table6());
+        // -Ln: [addr]:port, the IPv6 mask as a prefix length.
+        assert_eq!(
+            list_all(&info, &v, &o),
+            "IP Virtual Server version 1.2.1 (size=4096)\n\
+             Prot LocalAddress:Port Scheduler Flags\n  \
+             -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+             TCP  [2001:db8::1]:80 wlc persistent 300 mask 64\n  \
+             -> [2001:db8::11]:80            Masq    1      0          0         \n  \
+             -> [2001:db8:0:1::12]:80        Route   3      0          0         \n\
+             TCP  [2001:db8::1]:443 rr\n  \
+             -> 10.0.0.11:8443               FullNat 1      0          0         \n\
+             UDP  [2001:db8::53]:53 wlc\n  \
+             -> [2001:db8::53:1]:53          FullNat 1      0          0         \n"
+        );
+        // -Sn: -M as a prefix length; the LIP pools as --add-laddr lines.
+        assert_eq!(
+            save(&v, true),
+            "-A -t [2001:db8::1]:80 -s wlc -p 300 -M 64\n\
+             -a -t [2001:db8::1]:80 -r [2001:db8::11]:80 -m -w 1\n\
+             -a -t [2001:db8::1]:80 -r [2001:db8:0:1::12]:80 -g -w 3\n\
+             -A -t [2001:db8::1]:443 -s rr\n\
+             -a -t [2001:db8::1]:443 -r 10.0.0.11:8443 -b -w 1\n\
+             --add-laddr -t [2001:db8::1]:443 -z 10.0.0.200\n\
+             -A -u [2001:db8::53]:53 -s wlc\n\
+             -a -u [2001:db8::53]:53 -r [2001:db8::53:1]:53 -b -w 1\n\
+             --add-laddr -u [2001:db8::53]:53 -z 2001:db8::200\n"
+        );
+        // --stats: the service name padded to 33, the server's to 28.
+        let mut so = o.clone();
+        so.stats = true;
+        let text = list_one(&v[1], &so);
+        assert!(
+            text.ends_with(
+                "TCP  [2001:db8::1]:443                   0        0        0        0        0\n  \
+                 -> 10.0.0.11:8443                      0        0        0        0        0\n"
+            ),
+            "{text:?}"
+        );
+        let mut ro = o.clone();
+        ro.rate = true;
+        let text = list_one(&v[0], &ro);
+        assert!(
+            text.contains(
+                "\n  -> [2001:db8:0:1::12]:80               0        0        0        0        0\n"
+            ),
+            "{text:?}"
+        );
+        // -G (DPVS): the service as [addr]:port, its LIPs bare.
+        assert_eq!(
+            laddrs(&v),
+            "VIP:VPORT            TOTAL    SNAT_IP              CONFLICTS  CONNS     \n\
+             [2001:db8::1]:80     0        \n\
+             [2001:db8::1]:443    1        \n                              \
+             10.0.0.200           0          0         \n\
+             [2001:db8::53]:53    1        \n                              \
+             2001:db8::200        0          0         \n"
+        );
+    }
+
+    #[test]
+    fn ipv6_and_nat64_connections_are_listed_as_ipvsadm_lists_them() {
+        use crate::backend::{ConnProtocol, ConnRow, ConnState};
+        let row = |c: &str, v: &str, d: &str, state, expires| ConnRow {
+            protocol: ConnProtocol::Tcp,
+            client: c.parse().unwrap(),
+            virtual_addr: v.parse().unwrap(),
+            dest: d.parse().unwrap(),
+            state,
+            expires,
+        };
+        let rows = [
+            row(
+                "[2001:db8:c::7]:51000",
+                "[2001:db8::1]:80",
+                "[2001:db8::11]:80",
+                ConnState::Established,
+                899,
+            ),
+            row(
+                "[2001:db8:c::7]:51001",
+                "[2001:db8::1]:443",
+                "10.0.0.11:8443",
+                ConnState::SynRecv,
+                59,
+            ),
+        ];
+        assert_eq!(
+            connections(&rows, true, false),
+            "IPVS connection entries\n\
+             pro expire state       source             virtual            destination\n\
+             TCP 14:59  ESTABLISHED [2001:db8:c::7]:51000 [2001:db8::1]:80   [2001:db8::11]:80\n\
+             TCP 00:59  SYN_RECV    [2001:db8:c::7]:51001 [2001:db8::1]:443  10.0.0.11:8443\n"
+        );
+    }
+
     #[test]
     fn synproxy_ends_the_service_line_only_when_on_and_round_trips() {
         use crate::ipvs::SynProxy;

@@ -144,6 +144,65 @@ fn seed_walkthrough_services_and_servers() {
     assert_eq!(d.stop(), Some(0));
 }
 
+/// rvsd on the DPDK dataplane with IPv6 port addresses and IPv6 routes (a link-local
+/// gateway): it starts, takes an IPv6 service with IPv6 servers and LIP and a NAT64 one,
+/// and lists them as ipvsadm does.
+#[test]
+fn ipv6_ports_routes_and_services_on_the_dpdk_dataplane() {
+    if !is_root() {
+        eprintln!("skipped: the DPDK dataplane needs root");
+        return;
+    }
+    let name = "ipv6";
+    let body = format!(
+        "[eal]\nfile_prefix = \"rvs-cli-{name}\"\n\n\
+         [[ports]]\nname = \"dpdk0\"\ndevice = \"net_null_{name}0\"\n\
+         addresses = [\"192.168.199.1/24\", \"2001:db8:1::1/64\", \"2001:db8:1::2/64\"]\n\n\
+         [[ports]]\nname = \"dpdk1\"\ndevice = \"net_null_{name}1\"\n\
+         addresses = [\"192.168.192.1/24\", \"2001:db8:2::1/64\"]\n\n\
+         [[routes]]\nprefix = \"::/0\"\nvia = \"fe80::1\"\nport = \"dpdk0\"\n"
+    );
+    let d = Rvsd::spawn(name, &body, true);
+    d.ok("-A -t [2001:db8::80]:80 -s wlc -p 300 -M 64");
+    d.ok("-P -t [2001:db8::80]:80 -z 2001:db8:2::200 -F dpdk1");
+    d.ok("-a -t [2001:db8::80]:80 -r [2001:db8:2::11]:80 -b");
+    d.ok("-A -t [2001:db8::80]:443 -s rr");
+    d.ok("-P -t [2001:db8::80]:443 -z 192.168.192.200 -F dpdk1");
+    d.ok("-a -t [2001:db8::80]:443 -r 192.168.192.11:8443 -b");
+    // The LIP's port comes from the IPv6 routes: the connected 2001:db8:2::/64 of dpdk1.
+    let o = d.adm(&[
+        "-P",
+        "-t",
+        "[2001:db8::80]:80",
+        "-z",
+        "2001:db8:2::201",
+        "-F",
+        "dpdk0",
+    ]);
+    assert_eq!(
+        err(&o),
+        "local address 2001:db8:2::201 is on port dpdk1 by the routes, not on 'dpdk0' (ifname)\n"
+    );
+    let listing = d.ok("-Ln");
+    for want in [
+        "\nTCP  [2001:db8::80]:80 wlc persistent 300 mask 64\n  -> [2001:db8:2::11]:80          FullNat 1      0          0         \n",
+        "\nTCP  [2001:db8::80]:443 rr\n  -> 192.168.192.11:8443          FullNat 1      0          0         \n",
+    ] {
+        assert!(listing.contains(want), "{want:?} in {listing}");
+    }
+    let saved = d.ok("-Sn");
+    assert!(
+        saved.contains("-A -t [2001:db8::80]:80 -s wlc -p 300 -M 64\n"),
+        "{saved}"
+    );
+    assert!(
+        saved.contains("--add-laddr -t [2001:db8::80]:443 -z 192.168.192.200 -F dpdk1\n"),
+        "{saved}"
+    );
+    assert!(d.ok("-Lnc").starts_with("IPVS connection entries\n"));
+    assert_eq!(d.stop(), Some(0));
+}
+
 /// The same walkthrough against rvsd driving the real DPDK dataplane (net_null ports):
 /// every change reaches the workers as a new snapshot and the listings come back the same.
 #[test]
@@ -975,25 +1034,16 @@ fn what_the_dataplane_does_not_do_is_refused_and_changes_nothing() {
     let no = |what: &str| format!("{what} not supported by the rvs dataplane\n");
     for (line, text) in [
         (
-            "-A -t [2001:db8::1]:80 -s rr",
-            no("IPv6 virtual services are"),
-        ),
-        ("-A -f 5 -6", no("IPv6 virtual services are")),
-        (
             "-A --sctp-service 192.168.199.10:80",
             no("SCTP virtual services ('sctp-service') are"),
         ),
         (
+            "-a -t 192.168.199.10:80 -r [2001:db8::11]:80 -i",
+            no("IPv6 real server 2001:db8::11: IPv6 real servers of an IPv4 virtual service are"),
+        ),
+        (
             "-P -t 192.168.199.10:80 -z 2001:db8::200",
-            no("IPv6 local addresses ('laddr') are"),
-        ),
-        (
-            "-U -k 2001:db8::/32",
-            no("IPv6 ACL prefixes ('blklst' 2001:db8::/32) are"),
-        ),
-        (
-            "-O -t 192.168.199.10:80 -2 2001:db8::1",
-            no("IPv6 ACL prefixes ('whtlst' 2001:db8::1/128) are"),
+            "local address 2001:db8::200 ('laddr'): a service's local addresses must be of its FULLNAT real servers' family (IPv4 here) in the rvs dataplane\n".to_owned(),
         ),
         (
             "-P -t 192.168.199.10:80 -z 192.168.192.200 -F dpdk0",
@@ -1012,12 +1062,55 @@ fn what_the_dataplane_does_not_do_is_refused_and_changes_nothing() {
     }
     // The port the LIP's route gives is accepted by its name.
     d.ok("-P -t 192.168.199.10:80 -z 192.168.192.200 -F dpdk1");
+    // IPv6 services, servers, LIPs and ACL prefixes are taken, and NAT64 under FULLNAT;
+    // an IPv6 service's IPv4 servers of another method are refused.
+    d.ok("-A -t [2001:db8::1]:80 -s rr");
+    d.ok("-a -t [2001:db8::1]:80 -r [2001:db8::11]:80 -m");
+    let before = d.ok("-Sn");
+    let o = d.adm(&["-A", "-f", "5", "-6"]);
+    assert_eq!(
+        (o.status.code(), err(&o)),
+        (
+            Some(255),
+            "IPv6 firewall-mark services ('-f' with '-6': the mark rules are IPv4 only) are not supported by the rvs dataplane\n".to_owned()
+        )
+    );
+    assert_eq!(
+        d.ok("-Sn"),
+        before,
+        "a refused -6 fwmark service changes nothing"
+    );
+    d.ok("-U -k 2001:db8::/32");
+    d.ok("-O -t 192.168.199.10:80 -2 2001:db8::1");
+    d.ok("-A -t [2001:db8::1]:443 -s rr");
+    d.ok("-P -t [2001:db8::1]:443 -z 192.168.192.201");
+    d.ok("-a -t [2001:db8::1]:443 -r 192.168.192.11:8443 --fullnat");
+    let before = d.ok("-Sn");
+    let o = d.adm(&[
+        "-a",
+        "-t",
+        "[2001:db8::1]:80",
+        "-r",
+        "192.168.192.12:80",
+        "-m",
+    ]);
+    assert_eq!(
+        (o.status.code(), err(&o)),
+        (
+            Some(2),
+            "Different address family is allowed only for tunneling servers\n".to_owned()
+        )
+    );
+    assert_eq!(d.ok("-Sn"), before);
     // A restore file with a refused line: the other lines are applied.
     let o = d.adm_in(
         &["-R"],
-        "-A -t [2001:db8::1]:443 -s rr\n-A -u 192.168.199.10:53 -s rr -o\n",
+        "-a -t 192.168.199.10:80 -r [2001:db8::12]:80 -i\n-A -u 192.168.199.10:53 -s rr -o\n",
     );
-    assert_eq!(err(&o), no("IPv6 virtual services are"));
+    assert_eq!(
+        err(&o),
+        no("IPv6 real server 2001:db8::12: IPv6 real servers of an IPv4 virtual service are")
+    );
     assert!(d.ok("-Sn").contains("-A -u 192.168.199.10:53 -s rr -o\n"));
     // GUE and GRE tunnels (refused before the dataplane did them) are taken and listed.
     d.ok("-a -t 192.168.199.10:80 -r 192.168.192.12 -i --tun-type gue --tun-port 6080");

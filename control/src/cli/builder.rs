@@ -348,7 +348,9 @@ impl State {
         hp: &HostPort,
         forward: Forward,
     ) -> Result<(), CliError> {
-        if hp.addr.is_ipv6() != key.is_ipv6() && forward != Forward::Tunnel {
+        // ipvsadm's rule, and DPVS's NAT64: an IPv6 service's FULLNAT servers may be IPv4.
+        let nat64 = key.is_ipv6() && hp.addr.is_ipv4() && forward == Forward::FullNat;
+        if hp.addr.is_ipv6() != key.is_ipv6() && forward != Forward::Tunnel && !nat64 {
             return Err(CliError::fail(
                 "Different address family is allowed only for tunneling servers",
             ));

@@ -321,6 +321,15 @@ mod tests {
             panic!()
         };
         assert_eq!((d.port, d.forward), (8080, Forward::FullNat));
+        // NAT64 (as DPVS): an IPv6 service's FULLNAT server may be IPv4.
+        let Command::AddDest(_, d) = p("-a -t [2001:db8::1]:80 -r 10.0.0.1:8080 -b").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (d.addr.to_string(), d.forward),
+            ("10.0.0.1".into(), Forward::FullNat)
+        );
         let Command::AddService(c) = p("-A -f 1 -s sh -p 600 -M 255.255.255.0 -b sh-port").unwrap()
         else {
             panic!()
@@ -415,6 +424,8 @@ mod tests {
             ("-a -t 1.2.3.4:80 -r 5.6.7.8 -m -g", "multiple 'forwarding-method' options specified", 2),
             ("-a -t 1.2.3.4:80 -r 5.6.7.8 –g", "unexpected argument –g", 2),
             ("-a -t 1.2.3.4:80 -r [::1]:80", "Different address family is allowed only for tunneling servers", 2),
+            ("-a -t 1.2.3.4:80 -r [::1]:80 -b", "Different address family is allowed only for tunneling servers", 2),
+            ("-a -t [::1]:80 -r 1.2.3.4:80 -m", "Different address family is allowed only for tunneling servers", 2),
             ("-a -t 1.2.3.4:80 -r 1.1.1.1 --tun-type gue", "Tunnel options conflict with forward method", 2),
             ("-a -t 1.2.3.4:80 -r 1.1.1.1 -i --tun-type gue", "You need to supply the 'tun-port' option for the 'gue' tunnel type", 2),
             ("-a -t 1.2.3.4:80 -r 1.1.1.1 -i --tun-type foo", "illegal tunnel type specified", 2),

@@ -98,6 +98,12 @@ pub struct PortConf {
     pub rss: bool,
     /// Accept every frame (needed on virtual devices attached to shared segments).
     pub promiscuous: bool,
+    /// Accept every multicast frame: IPv6 neighbour discovery reaches the director at
+    /// the solicited-node groups of its addresses (`33:33:ff:..`) and all-nodes
+    /// (`33:33:00:00:00:01`), which a NIC without it filters out. Asked besides
+    /// `promiscuous`, for drivers (SR-IOV VFs) that refuse promiscuous mode but allow
+    /// all-multicast.
+    pub allmulticast: bool,
 }
 
 /// Rx and tx descriptors per queue of [`PortConf::default`].
@@ -112,6 +118,7 @@ impl Default for PortConf {
             tx_desc: DEFAULT_DESC,
             rss: true,
             promiscuous: true,
+            allmulticast: true,
         }
     }
 }
@@ -362,6 +369,11 @@ impl Port {
         if conf.promiscuous {
             // SAFETY: configured port. Some virtual drivers cannot; that is not an error.
             let _ = unsafe { sys::rte_eth_promiscuous_enable(pid) };
+        }
+        if conf.allmulticast {
+            // SAFETY: configured port. Drivers that filter no multicast (af_packet, which
+            // promiscuous mode opens fully, net_null, net_ring) refuse; not an error.
+            let _ = unsafe { sys::rte_eth_allmulticast_enable(pid) };
         }
         Ok(())
     }

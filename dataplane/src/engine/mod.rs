@@ -23,7 +23,7 @@ mod setup;
 mod worker;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +37,7 @@ use crate::dpdk::{self, lcore, Eal, LcoreId, Mempool, Port, Ring};
 use crate::pipeline::{
     Counters, DestTraffic, LocalKind, NeighUpdate, NetConfig, Snapshot, SyncCounters,
 };
-use crate::route::Route;
+use crate::route::{Route, Route6};
 use crate::service::{self, DestId, ServiceKey};
 use crate::steer::sync_owner;
 use crate::sync::group::{self as sync_group, PeerReport, PeerTable};
@@ -53,6 +53,11 @@ pub struct PortSpec {
     /// Addresses the director owns on this port (DIPs), with prefix lengths; each makes
     /// a connected route.
     pub addrs: Vec<(Ipv4Addr, u8)>,
+    /// The port's IPv6 addresses (DIPs) with prefix lengths, as `addrs`: each makes a
+    /// connected IPv6 route; all but the first are floating (answered and announced only
+    /// while active). The first is the source of the port's neighbour solicitations
+    /// (without one, the link-local address of the port's MAC, [`link_local`]).
+    pub addrs6: Vec<(Ipv6Addr, u8)>,
     /// L3 MTU.
     pub mtu: u16,
     /// The port's 802.1Q VLAN (1..=4094): frames of that VID are accepted, every frame
@@ -108,6 +113,9 @@ pub struct EngineConfig {
     pub mbufs: u32,
     /// Static routes (connected routes of the port addresses are added automatically).
     pub routes: Vec<Route>,
+    /// Static IPv6 routes (connected routes of the ports' IPv6 addresses are added
+    /// automatically); a gateway may be link-local (it is resolved on the route's port).
+    pub routes6: Vec<Route6>,
     /// FULLNAT local port range.
     pub lport_range: (u16, u16),
     /// Static neighbours (address, MAC): never resolved by ARP, never aged (benchmarks,
@@ -297,6 +305,9 @@ struct Shared {
     tap_of: Vec<Option<usize>>,
     /// Source address of ARP requests per port.
     arp_src: Mutex<Vec<Option<Ipv4Addr>>>,
+    /// Source address of neighbour solicitations per port: its first IPv6 address, or
+    /// the link-local address of its MAC.
+    ns_src: Vec<Ipv6Addr>,
     workers: usize,
     conn_capacity: u32,
     expire_nodest_conn: bool,
@@ -340,6 +351,8 @@ pub struct Engine {
     /// The ports' connected routes (one per address), kept to rebuild the route table
     /// when the static routes change ([`Engine::set_network`]).
     connected: Vec<Route>,
+    /// The ports' connected IPv6 routes (one per IPv6 address).
+    connected6: Vec<Route6>,
     /// rvs's port names, by port index.
     port_names: Vec<String>,
     generation: u64,
@@ -448,6 +461,7 @@ impl Engine {
             tap_port: taps.port,
             tap_of: taps.of_port,
             arp_src: Mutex::new(ports.arp_src),
+            ns_src: ports.ns_src,
             workers,
             conn_capacity: cfg.conn_capacity,
             expire_nodest_conn: cfg.expire_nodest_conn,
@@ -477,6 +491,7 @@ impl Engine {
             base,
             probe_servers: Vec::new(),
             connected: connected_routes(cfg),
+            connected6: connected_routes6(cfg),
             port_names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
             generation: 0,
             stopped: false,
@@ -746,12 +761,20 @@ impl Engine {
         self.install(services, Arc::new(net));
     }
 
-    /// Replaces the static routes and the mark rules (a configuration reload). Workers
-    /// see them with the next [`Engine::publish`], together with its services.
-    pub fn set_network(&mut self, routes: Vec<Route>, marks: crate::mark::MarkRules) {
+    /// Replaces the static routes (IPv4 and IPv6) and the mark rules (a configuration
+    /// reload). Workers see them with the next [`Engine::publish`], together with its
+    /// services.
+    pub fn set_network(
+        &mut self,
+        routes: Vec<Route>,
+        routes6: Vec<Route6>,
+        marks: crate::mark::MarkRules,
+    ) {
         let mut all = routes;
         all.extend(self.connected.iter().cloned());
-        self.base.routes = crate::route::RouteTable::new(all);
+        let mut all6 = routes6;
+        all6.extend(self.connected6.iter().cloned());
+        self.base.routes = crate::route::RouteTable::new(all).with_v6(all6);
         self.base.marks = marks;
     }
 
@@ -782,12 +805,13 @@ impl Engine {
     }
 
     /// The name of the port the routes send `addr` out of (where a local address on it
-    /// answers ARP), if any.
-    pub fn port_name_toward(&self, addr: Ipv4Addr) -> Option<&str> {
-        let nh = self.base.routes.lookup(addr)?;
-        self.port_names
-            .get(usize::from(nh.port))
-            .map(String::as_str)
+    /// answers ARP or neighbour solicitations), if any.
+    pub fn port_name_toward(&self, addr: IpAddr) -> Option<&str> {
+        let port = match addr {
+            IpAddr::V4(a) => self.base.routes.lookup(a)?.port,
+            IpAddr::V6(a) => self.base.routes.lookup6(a)?.port,
+        };
+        self.port_names.get(usize::from(port)).map(String::as_str)
     }
 
     /// Stores the next generation's snapshot of `services` and `net` for the workers.
@@ -832,19 +856,27 @@ impl Engine {
     /// address among the local addresses of the published snapshot (whoever put them
     /// there: services, mark rules, LIP pools), sorted; none while passive (a standby
     /// answers none of them). What a director announces to its routers.
-    pub fn service_addresses(&self) -> Vec<Ipv4Addr> {
+    pub fn service_addresses(&self) -> Vec<IpAddr> {
         let Some(snap) = read_locked(&self.shared.snapshot) else {
             return Vec::new();
         };
         if snap.net.passive {
             return Vec::new();
         }
-        let mut v: Vec<Ipv4Addr> = snap
+        let service = |k: &LocalKind| matches!(k, LocalKind::Vip | LocalKind::Lip);
+        let mut v: Vec<IpAddr> = snap
             .net
             .local
             .iter()
-            .filter(|(_, (k, _))| matches!(k, LocalKind::Vip | LocalKind::Lip))
-            .map(|(a, _)| *a)
+            .filter(|(_, (k, _))| service(k))
+            .map(|(a, _)| IpAddr::V4(*a))
+            .chain(
+                snap.net
+                    .local6
+                    .iter()
+                    .filter(|(_, (k, _))| service(k))
+                    .map(|(a, _)| IpAddr::V6(*a)),
+            )
             .collect();
         v.sort_unstable();
         v
@@ -995,7 +1027,8 @@ impl Engine {
     }
 
     /// Standby (`true`: VIPs, LIPs and floating addresses are not answered) or active. On
-    /// becoming active, gratuitous ARP announces those addresses.
+    /// becoming active, gratuitous ARP (IPv4) and unsolicited neighbour advertisements
+    /// (IPv6) announce those addresses.
     pub fn set_passive(&mut self, passive: bool) {
         if self.base.passive == passive {
             return;
@@ -1011,7 +1044,8 @@ impl Engine {
         }
     }
 
-    /// Sends gratuitous ARP for the VIPs, LIPs and floating addresses (worker 0).
+    /// Sends gratuitous ARP for the IPv4 VIPs, LIPs and floating addresses and
+    /// unsolicited neighbour advertisements for the IPv6 ones (worker 0).
     pub fn announce(&self) {
         if let Some(inbox) = self.shared.inboxes.first() {
             let _ = inbox.push(Command::Announce);
@@ -1191,9 +1225,65 @@ fn connected_routes(cfg: &EngineConfig) -> Vec<Route> {
         .collect()
 }
 
+/// The connected IPv6 route of every port IPv6 address.
+fn connected_routes6(cfg: &EngineConfig) -> Vec<Route6> {
+    cfg.ports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, spec)| {
+            spec.addrs6.iter().map(move |&(prefix, len)| Route6 {
+                prefix,
+                len,
+                port: i as u16,
+                gateway: None,
+            })
+        })
+        .collect()
+}
+
+/// The link-local address (`fe80::/64`) of a port with MAC `mac`: its modified EUI-64
+/// interface identifier (RFC 4291 appendix A: the universal/local bit flipped, `ff:fe`
+/// in the middle), as the kernel gives an interface.
+pub fn link_local(mac: [u8; 6]) -> Ipv6Addr {
+    let [a, b, c, d, e, f] = mac;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        a ^ 0x02,
+        b,
+        c,
+        0xff,
+        0xfe,
+        d,
+        e,
+        f,
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::EngineError;
+
+    #[test]
+    fn link_local_is_the_modified_eui64_of_the_mac() {
+        // As `ip -6 addr` shows for an interface of MAC 52:54:00:12:34:56.
+        assert_eq!(
+            super::link_local([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]),
+            "fe80::5054:ff:fe12:3456"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+        );
+        assert_eq!(
+            super::link_local([0x02, 0, 0, 0, 0, 1]),
+            "fe80::ff:fe00:1".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+    }
 
     #[test]
     fn error_messages_keep_their_words() {

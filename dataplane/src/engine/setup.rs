@@ -1,12 +1,12 @@
 //! DPDK bring-up of the engine: worker lcores, the mempool, the ports and their exception
 //! taps, the handoff rings.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::dpdk::{lcore, LcoreId, Mempool, Port, PortConf, PortInfo, Ring, RING_SP_SC, RSS_KEY};
 use crate::laddr::RssSteer;
 use crate::pipeline::{LocalKind, NetConfig, PortNet};
-use crate::route::{Route, RouteTable};
+use crate::route::{Route, Route6, RouteTable};
 
 use super::{EngineConfig, EngineError, PortSpec};
 
@@ -36,6 +36,9 @@ pub(super) struct Ports {
     pub(super) rx_queues: Vec<u16>,
     /// Source address of ARP requests per port (its first address).
     pub(super) arp_src: Vec<Option<Ipv4Addr>>,
+    /// Source address of neighbour solicitations per port: its first IPv6 address, or
+    /// the link-local address of its MAC.
+    pub(super) ns_src: Vec<Ipv6Addr>,
     /// Ports, local addresses and routes (services and VIPs come with each publish).
     pub(super) net: NetConfig,
 }
@@ -110,11 +113,13 @@ impl Setup<'_> {
             port_index: Vec::new(),
             rx_queues: Vec::new(),
             arp_src: Vec::new(),
+            ns_src: Vec::new(),
             net: NetConfig::new(workers),
         };
         out.net.lport_range = cfg.lport_range;
         out.net.marks = cfg.marks.clone();
         let mut routes = cfg.routes.clone();
+        let mut routes6 = cfg.routes6.clone();
         for (i, spec) in cfg.ports.iter().enumerate() {
             let mut devargs = spec.devargs.clone();
             if devargs.starts_with("net_af_packet") && !devargs.contains("qpairs=") {
@@ -136,10 +141,15 @@ impl Setup<'_> {
                 mtu: spec.mtu,
                 vlan: spec.vlan,
             });
-            add_addresses(&mut out.net, &mut routes, i as u16, spec);
+            add_addresses(&mut out.net, &mut routes, &mut routes6, i as u16, spec);
             out.arp_src.push(spec.addrs.first().map(|a| a.0));
+            out.ns_src.push(
+                spec.addrs6
+                    .first()
+                    .map_or_else(|| super::link_local(mac), |a| a.0),
+            );
         }
-        out.net.routes = RouteTable::new(routes);
+        out.net.routes = RouteTable::new(routes).with_v6(routes6);
         Ok(out)
     }
 
@@ -202,14 +212,31 @@ fn rss_steer(info: &PortInfo, nrx: u16) -> Option<RssSteer> {
     )
 }
 
-/// The addresses of port `port`: floating ones (all but the first), local DIPs, and
-/// their connected routes.
-fn add_addresses(net: &mut NetConfig, routes: &mut Vec<Route>, port: u16, spec: &PortSpec) {
+/// The addresses of port `port`: floating ones (all but the first of each family),
+/// local DIPs, and their connected routes.
+fn add_addresses(
+    net: &mut NetConfig,
+    routes: &mut Vec<Route>,
+    routes6: &mut Vec<Route6>,
+    port: u16,
+    spec: &PortSpec,
+) {
     net.floating
         .extend(spec.addrs.iter().skip(1).map(|&(a, _)| a));
     for &(addr, len) in &spec.addrs {
         net.local.insert(addr, (LocalKind::Dip, port));
         routes.push(Route {
+            prefix: addr,
+            len,
+            port,
+            gateway: None,
+        });
+    }
+    net.floating6
+        .extend(spec.addrs6.iter().skip(1).map(|&(a, _)| a));
+    for &(addr, len) in &spec.addrs6 {
+        net.local6.insert(addr, (LocalKind::Dip, port));
+        routes6.push(Route6 {
             prefix: addr,
             len,
             port,
@@ -265,4 +292,53 @@ fn start_port(
     port.configure(&conf, pool)?;
     port.start()?;
     Ok((info, nrx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_addresses_of_both_families_become_dips_floating_addresses_and_routes() {
+        let spec = PortSpec {
+            name: "wan".into(),
+            devargs: "net_null0".into(),
+            addrs: vec![
+                (Ipv4Addr::new(10, 0, 0, 1), 24),
+                (Ipv4Addr::new(10, 0, 0, 2), 24),
+            ],
+            addrs6: vec![
+                ("2001:db8:1::1".parse().unwrap(), 64),
+                ("2001:db8:1::2".parse().unwrap(), 64),
+                ("2001:db8:2::1".parse().unwrap(), 64),
+            ],
+            mtu: 1500,
+            vlan: None,
+            kernel_iface: None,
+        };
+        let mut net = NetConfig::new(1);
+        let (mut routes, mut routes6) = (Vec::new(), Vec::new());
+        add_addresses(&mut net, &mut routes, &mut routes6, 3, &spec);
+        let a6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(
+            net.local6.get(&a6("2001:db8:1::1")),
+            Some(&(LocalKind::Dip, 3))
+        );
+        assert_eq!(
+            net.local6.get(&a6("2001:db8:2::1")),
+            Some(&(LocalKind::Dip, 3))
+        );
+        assert_eq!(
+            net.floating6,
+            vec![a6("2001:db8:1::2"), a6("2001:db8:2::1")]
+        );
+        assert_eq!(net.floating, vec![Ipv4Addr::new(10, 0, 0, 2)]);
+        let table = RouteTable::new(routes).with_v6(routes6);
+        // On-link in the ports' prefixes, nothing else.
+        let nh = table.lookup6(a6("2001:db8:1::99")).unwrap();
+        assert_eq!((nh.port, nh.addr), (3, a6("2001:db8:1::99")));
+        assert_eq!(table.lookup6(a6("2001:db8:2::7")).unwrap().port, 3);
+        assert_eq!(table.lookup6(a6("2001:db8:3::1")), None);
+        assert_eq!(table.lookup(Ipv4Addr::new(10, 0, 0, 9)).unwrap().port, 3);
+    }
 }

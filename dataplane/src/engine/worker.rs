@@ -9,8 +9,9 @@ use crate::dpdk::{self, Mbuf, MbufBatch, Mempool, QueueId, Ring};
 use crate::forward::vlan;
 use crate::neigh::NeighConfig;
 use crate::pipeline::{
-    announced_addresses, build_arp_request, build_gratuitous_arp, probe_target, Core, DropReason,
-    Emit, Out,
+    announced_addresses, announced_addresses6, build_arp_request, build_gratuitous_arp,
+    build_neighbor_solicit, build_unsolicited_na, probe_target, Core, DropReason, Emit, Out,
+    ND_FRAME_LEN,
 };
 
 use super::{read_locked, Command, Shared, WorkerReport};
@@ -36,7 +37,8 @@ const MIN_TSC_HZ: u64 = 1000;
 const MS_PER_SECOND: u64 = 1000;
 /// Length of an ARP frame the worker originates (the Ethernet minimum, padded).
 const ARP_FRAME_LEN: usize = 60;
-/// Gratuitous ARP frames sent per announced address.
+/// Gratuitous ARP frames (IPv6: unsolicited neighbour advertisements) sent per announced
+/// address.
 const GARP_REPEAT: usize = 2;
 /// The busy ratio a worker reports is over windows of this many slow-path ticks (1 s).
 const BUSY_WINDOW_TICKS: u64 = TICKS_PER_SECOND;
@@ -336,8 +338,21 @@ fn arp_frame(
     vlan: Option<u16>,
     build: impl FnOnce(&mut [u8]) -> Option<usize>,
 ) -> Option<Mbuf> {
+    own_frame(pool, vlan, ARP_FRAME_LEN, build)
+}
+
+/// An mbuf holding the `len`-byte frame `build` writes (ARP, neighbour discovery), tagged
+/// with `vlan` when the port has one, or `None` (nothing held) when the pool is empty or
+/// `build` refuses.
+#[inline]
+fn own_frame(
+    pool: &Mempool,
+    vlan: Option<u16>,
+    len: usize,
+    build: impl FnOnce(&mut [u8]) -> Option<usize>,
+) -> Option<Mbuf> {
     let mut m = pool.alloc()?;
-    build(m.append(ARP_FRAME_LEN)?)?;
+    build(m.append(len)?)?;
     vlan::retag(&mut m, vlan).ok()?;
     Some(m)
 }
@@ -480,13 +495,34 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Sends gratuitous ARP for the addresses the snapshot announces.
+    /// Sends gratuitous ARP for the IPv4 addresses the snapshot announces, and
+    /// unsolicited neighbour advertisements (override set, to all-nodes) for the IPv6
+    /// ones.
     fn announce(&mut self) {
-        let targets = self
+        let (targets, targets6) = self
             .core
             .snapshot()
-            .map(|s| announced_addresses(&s.net))
+            .map(|s| (announced_addresses(&s.net), announced_addresses6(&s.net)))
             .unwrap_or_default();
+        for (port, ip) in targets6 {
+            let Some(mac) = self.port_macs.get(usize::from(port)) else {
+                continue;
+            };
+            let vlan = self
+                .out
+                .port_vlans
+                .get(usize::from(port))
+                .copied()
+                .flatten();
+            for _ in 0..GARP_REPEAT {
+                let m = own_frame(self.pool, vlan, ND_FRAME_LEN, |buf| {
+                    build_unsolicited_na(buf, *mac, ip)
+                });
+                if let Some(m) = m {
+                    self.out.route(Out::Tx(m, port));
+                }
+            }
+        }
         for (port, ip) in targets {
             let Some(mac) = self.port_macs.get(usize::from(port)) else {
                 continue;
@@ -613,10 +649,23 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Side outputs of the pipeline: ARP requests, released packets, sync records, ARP
-    /// conflicts to log, learned neighbours.
+    /// Side outputs of the pipeline: ARP requests and neighbour solicitations, released
+    /// packets, sync records, ARP conflicts to log, learned neighbours.
     #[inline]
     fn side_outputs(&mut self) {
+        for (port, target) in self.core.take_ns_requests() {
+            let p = usize::from(port);
+            let (Some(mac), Some(src)) = (self.port_macs.get(p), self.sh.ns_src.get(p)) else {
+                continue;
+            };
+            let vlan = self.out.port_vlans.get(p).copied().flatten();
+            let m = own_frame(self.pool, vlan, ND_FRAME_LEN, |buf| {
+                build_neighbor_solicit(buf, *mac, *src, target)
+            });
+            if let Some(m) = m {
+                self.out.route(Out::Tx(m, port));
+            }
+        }
         for (port, target) in self.core.take_arp_requests() {
             let p = usize::from(port);
             let (Some(mac), Some(Some(src))) = (self.port_macs.get(p), self.arp_src.get(p)) else {

@@ -31,6 +31,7 @@ pub mod counters;
 mod general;
 mod host;
 mod ipv6;
+mod ndtx;
 mod probe;
 mod replica;
 mod synproxy;
@@ -62,6 +63,7 @@ use self::host::{set_dst_mac, ConflictLog, IcmpBudget};
 pub use self::burst::Emit;
 pub use self::counters::{Counters, DestTraffic, DropReason, SyncCounters};
 pub use self::host::{build_arp_request, build_gratuitous_arp, ArpConflict};
+pub use self::ndtx::{build_neighbor_solicit, build_unsolicited_na, ND_FRAME_LEN};
 pub use self::probe::{probe_mac, probe_target, probe_tunnels, PROBE_MAC_PREFIX};
 pub use self::synproxy::{
     DEFAULT_FILL as SYN_PROXY_DEFAULT_FILL, DEFAULT_RATE as SYN_PROXY_DEFAULT_RATE,
@@ -541,6 +543,19 @@ pub fn announced_addresses(net: &NetConfig) -> Vec<(u16, Ipv4Addr)> {
         .local
         .iter()
         .filter(|(a, (k, _))| *k != LocalKind::Dip || net.floating.contains(a))
+        .map(|(a, (_, p))| (*p, *a))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The IPv6 addresses the active director announces with unsolicited neighbour
+/// advertisements: IPv6 VIPs, LIPs and floating port addresses, with their ports.
+pub fn announced_addresses6(net: &NetConfig) -> Vec<(u16, Ipv6Addr)> {
+    let mut v: Vec<(u16, Ipv6Addr)> = net
+        .local6
+        .iter()
+        .filter(|(a, (k, _))| *k != LocalKind::Dip || net.floating6.contains(a))
         .map(|(a, (_, p))| (*p, *a))
         .collect();
     v.sort();
