@@ -15,6 +15,8 @@
 //!   translation of a proxied connection.
 //! - [`cip`]: the client's address under FULLNAT: PROXY protocol headers, TOA, and the
 //!   sequence shift a PROXY header brings.
+//! - [`nat64`]: NAT64 (RFC 7915): an IPv6 frame translated to IPv4 and back, ICMP
+//!   errors with the packet they quote.
 //!
 //! Every rewrite works in place on a [`crate::buf::PacketBuf`] (TUN prepends into its
 //! headroom), never allocates, never panics (offsets that do not fit the buffer are
@@ -24,6 +26,7 @@
 
 pub mod cip;
 pub mod icmp;
+pub mod nat64;
 pub mod plan;
 pub mod rewrite;
 pub mod synproxy;
