@@ -20,7 +20,8 @@
 //!
 //! Every rewrite works in place on a [`crate::buf::PacketBuf`] (TUN prepends into its
 //! headroom), never allocates, never panics (offsets that do not fit the buffer are
-//! [`crate::wire::Error::Truncated`]), and changes nothing when it returns an error.
+//! [`crate::wire::Error::Truncated`]; NAT64 has its own [`nat64::Nat64Error`]), and
+//! changes nothing when it returns an error.
 //! Checksums are computed in software on every port. A UDP checksum of 0 ("none",
 //! IPv4) stays 0.
 

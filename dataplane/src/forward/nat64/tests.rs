@@ -1328,3 +1328,70 @@ fn bad_errors_are_refused_unchanged() {
     );
     assert_eq!(b.to_vec(), f);
 }
+
+/// The seeds of the `nat64` fuzz target (`dataplane/fuzz/seeds/nat64`): a control byte
+/// (decrement, 128 bytes of headroom) and a frame each translation direction takes.
+#[test]
+fn fuzz_seeds_translate_and_are_current() {
+    // RVS_WRITE_FUZZ_SEEDS=1 cargo test -p rvs-dataplane fuzz_seeds  (re)writes them.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/nat64");
+    let write = std::env::var_os("RVS_WRITE_FUZZ_SEEDS").is_some();
+    if write {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+    let mut echo6 = Vec::new();
+    PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
+        .ipv6(CIP6, VIP6, 64)
+        .icmpv6_echo_request(7, 1)
+        .write(&mut echo6, b"ping")
+        .unwrap();
+    let mut ext = vec![60, 0, 1, 4, 0, 0, 0, 0];
+    ext.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+    let seeds: [(&str, u8, Vec<u8>); 8] = [
+        ("tcp6_syn", 0, tcp6(true, b"", 64)),
+        ("tcp6_ext", 0, with_ext(&tcp6(false, b"x", 64), 0, &ext)),
+        ("udp6_vlan", 0, tag(&udp6(b"query"), 7)),
+        ("echo6", 0, echo6),
+        ("tcp4", 1, tcp4(b"data", 64)),
+        ("udp4", 1, udp4(b"answer")),
+        ("ptb6", 2, ptb_frame(1400, &udp6_seen_from_server()[..200])),
+        (
+            "frag_needed4",
+            3,
+            frag_needed_frame(1400, &tcp4_seen_from_client(), 60),
+        ),
+    ];
+    for (name, which, frame) in seeds {
+        let mut b = VecBuf::with_default_headroom(&frame);
+        let r = match which {
+            0 => v6_to_v4(&mut b, &to_rs(), true),
+            1 => v4_to_v6(&mut b, &to_client(), true),
+            2 => icmp6_error_to_v4(
+                &mut b,
+                (LIP4.into(), RIP4.into()),
+                &quoted_server_v4(),
+                true,
+                1500,
+            ),
+            _ => icmp4_error_to_v6(
+                &mut b,
+                (VIP6.into(), CIP6.into()),
+                &quoted_client_v6(),
+                true,
+                1500,
+            ),
+        };
+        assert_eq!(r, Ok(()), "seed {name}");
+        let mut seed = vec![0x07];
+        seed.extend_from_slice(&frame);
+        let path = dir.join(name);
+        if write {
+            std::fs::write(&path, &seed).unwrap();
+        }
+        assert_eq!(
+            std::fs::read(&path).ok(),
+            Some(seed),
+            "seed {name} is current"
+        );
+    }
+}
