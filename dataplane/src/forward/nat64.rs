@@ -74,6 +74,7 @@ pub const IPV4_MIN_MTU: u16 = 68;
 /// Why a frame could not be translated. The caller drops the frame and counts the
 /// reason ([`Nat64Error::HopLimit`]: the caller may answer with time-exceeded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Nat64Error {
     /// Shorter than its headers, or than one of its length fields says.
     Truncated,
@@ -109,6 +110,32 @@ pub enum Nat64Error {
 }
 
 impl Nat64Error {
+    /// The number of reasons: the length of a per-reason counter array.
+    pub const COUNT: usize = 13;
+
+    /// Every reason, in [`Nat64Error::index`] order.
+    pub const ALL: [Nat64Error; Nat64Error::COUNT] = [
+        Nat64Error::Truncated,
+        Nat64Error::NotIp,
+        Nat64Error::BadChecksum,
+        Nat64Error::Fragment,
+        Nat64Error::ExtHeader,
+        Nat64Error::SegmentsLeft,
+        Nat64Error::UnsupportedProto,
+        Nat64Error::HopLimit,
+        Nat64Error::Untranslatable,
+        Nat64Error::IcmpError,
+        Nat64Error::BadIcmp,
+        Nat64Error::NoHeadroom,
+        Nat64Error::Oversize,
+    ];
+
+    /// The stable slot of this reason in a counter array (`0..Nat64Error::COUNT`).
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The stable snake_case name of the reason, as shown in statistics.
     pub const fn as_str(self) -> &'static str {
         match self {

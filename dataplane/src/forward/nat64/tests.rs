@@ -215,6 +215,112 @@ fn mtu_helpers() {
 }
 
 #[test]
+fn error_indices_are_dense_and_names_unique() {
+    let mut names = Vec::new();
+    for (i, e) in Nat64Error::ALL.iter().enumerate() {
+        assert_eq!(e.index(), i);
+        assert_eq!(e.to_string(), e.as_str());
+        names.push(e.as_str());
+    }
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), Nat64Error::COUNT);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+    /// Random IPv6 TCP/UDP/echo packets (ports, hop limit, traffic class, payload,
+    /// tag or not): translated to IPv4 with random ends they carry those ends and
+    /// etherparse's checksums; translated back with the original ends and without
+    /// decrement they are the original frame (its flow label 0).
+    #[test]
+    fn v6_to_v4_and_back_is_the_identity(
+        kind in 0u8..3,
+        ports in proptest::prelude::any::<(u16, u16, u16, u16)>(),
+        hop in 2u8..=255,
+        tc in proptest::prelude::any::<u8>(),
+        addrs in proptest::prelude::any::<([u8; 4], [u8; 4])>(),
+        vid in proptest::option::of(1u16..4095),
+        payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+    ) {
+        let (cp, vp, lp, rp) = ports;
+        let b = PacketBuilder::ethernet2(SRC_MAC, DST_MAC).ipv6(CIP6, VIP6, hop);
+        let mut f = Vec::new();
+        match kind {
+            0 => b.tcp(cp, vp, 1, 100).ack(2).write(&mut f, &payload).unwrap(),
+            1 => b.udp(cp, vp).write(&mut f, &payload).unwrap(),
+            _ => b.icmpv6_echo_request(cp, vp).write(&mut f, &payload).unwrap(),
+        }
+        set_tc_flow(&mut f, tc, 0);
+        let f = match vid {
+            Some(v) => tag(&f, v),
+            None => f,
+        };
+        let ends = V4Ends { src: addrs.0.into(), dst: addrs.1.into(), sport: lp, dport: rp };
+        let mut buf = VecBuf::with_default_headroom(&f);
+        v6_to_v4(&mut buf, &ends, true).unwrap();
+        let (p, h) = ipv4_of(buf.data());
+        proptest::prop_assert_eq!((h.source, h.destination), addrs);
+        proptest::prop_assert_eq!(h.time_to_live, hop - 1);
+        proptest::prop_assert_eq!((h.dscp.value() << 2) | h.ecn.value(), tc);
+        match &p.transport {
+            Some(TransportSlice::Tcp(t)) => {
+                proptest::prop_assert_eq!((t.source_port(), t.destination_port()), (lp, rp));
+                proptest::prop_assert_eq!(t.payload(), &payload[..]);
+            }
+            Some(TransportSlice::Udp(u)) => {
+                proptest::prop_assert_eq!((u.source_port(), u.destination_port()), (lp, rp));
+                proptest::prop_assert_eq!(u.payload(), &payload[..]);
+            }
+            Some(TransportSlice::Icmpv4(i)) => {
+                proptest::prop_assert_eq!(
+                    i.icmp_type(),
+                    Icmpv4Type::EchoRequest(IcmpEchoHeader { id: lp, seq: vp })
+                );
+                proptest::prop_assert_eq!(i.payload(), &payload[..]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let back = V6Ends { src: CIP6.into(), dst: VIP6.into(), sport: cp, dport: vp };
+        v4_to_v6(&mut buf, &back, false).unwrap();
+        let mut want = f.clone();
+        let l3 = if vid.is_some() { 18 } else { 14 };
+        want[l3 + 7] = hop - 1;
+        proptest::prop_assert_eq!(buf.to_vec(), want);
+    }
+}
+
+#[test]
+fn tagged_icmp_errors() {
+    let f = tag(&frag_needed_frame(1400, &tcp4_seen_from_client(), 100), 42);
+    let mut b = VecBuf::with_default_headroom(&f);
+    icmp4_error_to_v6(
+        &mut b,
+        (VIP6.into(), CIP6.into()),
+        &quoted_client_v6(),
+        true,
+        1500,
+    )
+    .unwrap();
+    let (_, t, q, _) = icmp6_result(b.data());
+    assert_eq!(t, Icmpv6Type::PacketTooBig { mtu: 1420 });
+    assert_eq!((q.source, q.destination), (CIP6, VIP6));
+    assert_eq!(&b.data()[12..16], &[0x81, 0, 0, 42]);
+    // and back
+    icmp6_error_to_v4(&mut b, (ROUTER4.into(), LIP4.into()), &to_rs(), false, 1500).unwrap();
+    let (_, t, q, l4) = icmp4_result(b.data());
+    assert_eq!(
+        t,
+        Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::FragmentationNeeded {
+            next_hop_mtu: 1400
+        })
+    );
+    assert_eq!((q.source, q.destination, q.total_len), (LIP4, RIP4, 1492));
+    assert_eq!(&l4[..], &tcp4_seen_from_client()[20..100]);
+    assert_eq!(&b.data()[12..16], &[0x81, 0, 0, 42]);
+}
+
+#[test]
 fn tcp_syn_with_options_to_v4() {
     let mut f = tcp6(true, b"", 64);
     set_tc_flow(&mut f, 0xb8, 0x12345);
