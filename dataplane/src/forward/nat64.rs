@@ -45,7 +45,9 @@
 //! checksum is updated incrementally whenever the checksum field is quoted, which is
 //! exact even when the rest is cut off (as Jool and Linux's NAT do); a quoted IPv4 UDP
 //! datagram without checksum gets one only when quoted whole. An ICMPv6 error is cut to
-//! 1280 bytes (RFC 4443 2.4 (c)). The error's own checksum is verified first
+//! 1280 bytes (RFC 4443 2.4 (c)), an ICMPv4 error to 576 (RFC 1812 4.3.2.3). ICMP
+//! extensions (RFC 4884) are not interpreted: the length attribute is cleared and
+//! whatever follows the quoted packet stays part of the quote. The error's own checksum is verified first
 //! ([`Nat64Error::BadChecksum`]) and then computed over the new message.
 //!
 //! Every function validates everything before it writes: on an error the buffer is
@@ -64,6 +66,10 @@ pub const GROWTH: usize = ipv6::HEADER_LEN - ipv4::HEADER_LEN;
 /// The largest ICMPv6 error the translation sends (RFC 4443 2.4 (c): the IPv6 minimum
 /// MTU); a longer translated error loses the end of the quoted packet.
 pub const ICMPV6_ERROR_MAX: usize = 1280;
+
+/// The largest ICMPv4 error the translation sends (RFC 1812 4.3.2.3: 576 bytes, as
+/// Linux and Jool); a longer translated error loses the end of the quoted packet.
+pub const ICMPV4_ERROR_MAX: usize = 576;
 
 /// The IPv6 minimum link MTU (RFC 8200 5).
 pub const IPV6_MIN_MTU: u32 = 1280;
@@ -840,7 +846,8 @@ fn map_error_to_v6(
 /// side saw it) becomes the IPv4 packet with the ends `inner` (as the IPv4 side sent
 /// it). `decrement`: the hop limit becomes the TTL less one. `v4_link_mtu`: the IPv4
 /// side's MTU, the most a fragmentation-needed made of a packet too big says
-/// ([`frag_needed_mtu`]).
+/// ([`frag_needed_mtu`]). An error longer than [`ICMPV4_ERROR_MAX`] loses the end of
+/// its quote.
 pub fn icmp6_error_to_v4<B: PacketBuf + ?Sized>(
     buf: &mut B,
     outer: (Ipv4Addr, Ipv4Addr),
@@ -889,8 +896,11 @@ pub fn icmp6_error_to_v4<B: PacketBuf + ?Sized>(
     };
     let plen = pseudo_len(i6.proto, l4, i6.l4_len);
     let pseudo = (pseudo_v6(&i6, plen), pseudo_v4(&i4, plen));
-    let quoted_now = end - old_l4;
-    let icmp_len = 8 + ipv4::HEADER_LEN + quoted_now;
+    // the translated error: IPv4, ICMP, quoted IPv4, and the quoted transport bytes
+    // there are, cut to ICMPV4_ERROR_MAX
+    let headers = ipv4::HEADER_LEN + 8 + ipv4::HEADER_LEN;
+    let keep = (end - old_l4).min(ICMPV4_ERROR_MAX - headers);
+    let icmp_len = 8 + ipv4::HEADER_LEN + keep;
     let o4 = V4Hdr {
         tos: o6.tc,
         ttl: hop,
@@ -900,7 +910,7 @@ pub fn icmp6_error_to_v4<B: PacketBuf + ?Sized>(
         ihl: ipv4::HEADER_LEN,
         total: ipv4::HEADER_LEN + icmp_len,
     };
-    let new_l4 = l2 + ipv4::HEADER_LEN + 8 + ipv4::HEADER_LEN;
+    let new_l4 = l2 + headers;
     room(buf, old_l4, new_l4)?;
 
     let l4 = &mut buf.data_mut()[old_l4..end];
@@ -912,7 +922,7 @@ pub fn icmp6_error_to_v4<B: PacketBuf + ?Sized>(
         pseudo,
         Dir::ToV4,
     );
-    relayout(buf, l2, old_l4, new_l4, end);
+    relayout(buf, l2, old_l4, new_l4, old_l4 + keep);
     let data = buf.data_mut();
     data[l2 - 2..l2].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
     let icmp_at = l2 + ipv4::HEADER_LEN;
