@@ -47,8 +47,9 @@
 //! datagram without checksum gets one only when quoted whole. An ICMPv6 error is cut to
 //! 1280 bytes (RFC 4443 2.4 (c)), an ICMPv4 error to 576 (RFC 1812 4.3.2.3). ICMP
 //! extensions (RFC 4884) are not interpreted: the length attribute is cleared and
-//! whatever follows the quoted packet stays part of the quote. The error's own checksum is verified first
-//! ([`Nat64Error::BadChecksum`]) and then computed over the new message.
+//! whatever follows the quoted packet stays part of the quote. The error's own
+//! checksum is verified first ([`Nat64Error::BadChecksum`]) and then computed over the
+//! new message.
 //!
 //! Every function validates everything before it writes: on an error the buffer is
 //! unchanged. Nothing allocates; nothing panics on any input (the `nat64` fuzz target).
@@ -82,7 +83,8 @@ pub const IPV4_MIN_MTU: u16 = 68;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Nat64Error {
-    /// Shorter than its headers, or than one of its length fields says.
+    /// Shorter than its headers, or than one of its length fields says (the IPv4
+    /// total length, the IPv6 payload length, the TCP data offset, the UDP length).
     Truncated,
     /// Not a frame of the family translated from (EtherType, IP version, IHL, or an
     /// IPv4 total length shorter than the header).
@@ -97,7 +99,7 @@ pub enum Nat64Error {
     /// An IPv6 routing header with segments left ≠ 0 (RFC 7915 5.1: not translated; the
     /// sender may be told with a parameter problem pointing at the field).
     SegmentsLeft,
-    /// Neither TCP, UDP nor ICMP (or a TCP/UDP/ICMP header too short for its ports).
+    /// Neither TCP, UDP nor ICMP.
     UnsupportedProto,
     /// The TTL or hop limit is 1 or 0 and was to be decremented.
     HopLimit,
@@ -465,7 +467,7 @@ fn check_l4(proto: u8, l4: &[u8], dir: Dir, quoted: bool) -> Result<Option<u8>> 
         return Err(if quoted {
             Nat64Error::BadIcmp
         } else {
-            Nat64Error::UnsupportedProto
+            Nat64Error::Truncated
         });
     }
     if !quoted {
@@ -475,7 +477,10 @@ fn check_l4(proto: u8, l4: &[u8], dir: Dir, quoted: bool) -> Result<Option<u8>> 
                 let doff = usize::from(l4[12] >> 4) * 4;
                 (20..=l4.len()).contains(&doff)
             }
-            PROTO_UDP => (8..=l4.len()).contains(&usize::from(u16::from_be_bytes([l4[4], l4[5]]))),
+            PROTO_UDP => {
+                let len = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
+                (8..=l4.len()).contains(&len)
+            }
             _ => true,
         };
         if !ok {
@@ -769,7 +774,8 @@ pub fn v4_to_v6<B: PacketBuf + ?Sized>(buf: &mut B, ends: &V6Ends, decrement: bo
 }
 
 /// The ICMPv4 type, code and rest of header of an ICMPv6 error (RFC 7915 5.2), given
-/// its type, code and rest of header. `mtu`: the MTU of a packet too big, done.
+/// its type, code and rest of header; a packet too big's MTU by [`frag_needed_mtu`]
+/// with the IPv4 side's `v4_link_mtu`.
 fn map_error_to_v4(t: u8, code: u8, rest: [u8; 4], v4_link_mtu: u16) -> Result<(u8, u8, [u8; 4])> {
     let word = u32::from_be_bytes(rest);
     Ok(match (t, code) {

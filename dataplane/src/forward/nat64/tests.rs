@@ -755,8 +755,10 @@ proptest::proptest! {
     /// Random bytes behind an IPv6 or IPv4 Ethernet header: no panic, an error leaves
     /// the frame unchanged.
     #[test]
-    fn random_frames_never_panic(v6 in proptest::prelude::any::<bool>(),
-                                 body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+    fn random_frames_never_panic(
+        v6 in proptest::prelude::any::<bool>(),
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+    ) {
         let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
         f.extend_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
         f.extend_from_slice(&body);
@@ -768,8 +770,14 @@ proptest::proptest! {
             let r = match which {
                 0 => v6_to_v4(&mut b, &to_rs(), true),
                 1 => v4_to_v6(&mut b, &to_client(), true),
-                2 => icmp6_error_to_v4(&mut b, (ROUTER4.into(), RIP4.into()), &to_rs(), true, 1500),
-                _ => icmp4_error_to_v6(&mut b, (ROUTER6.into(), CIP6.into()), &to_client(), true, 1500),
+                2 => {
+                    let outer = (ROUTER4.into(), RIP4.into());
+                    icmp6_error_to_v4(&mut b, outer, &to_rs(), true, 1500)
+                }
+                _ => {
+                    let outer = (ROUTER6.into(), CIP6.into());
+                    icmp4_error_to_v6(&mut b, outer, &to_client(), true, 1500)
+                }
             };
             if r.is_err() {
                 proptest::prop_assert_eq!(b.data(), &f[..]);
