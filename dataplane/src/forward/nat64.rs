@@ -205,7 +205,9 @@ pub struct V6Ends {
 
 /// The MTU of the ICMPv6 packet-too-big made of an IPv4 fragmentation-needed that
 /// says `v4_mtu` (RFC 7915 4.2): 20 more, no more than the IPv6 side's `v6_link_mtu`,
-/// and never below the IPv6 minimum of 1280.
+/// and never below the IPv6 minimum of 1280. Also the MTU of the packet too big the
+/// director owes an IPv6 client whose packet, translated, is too big for the IPv4
+/// link (`v4_mtu` that link's MTU).
 pub fn ptb_mtu(v4_mtu: u16, v6_link_mtu: u32) -> u32 {
     (u32::from(v4_mtu) + GROWTH as u32)
         .min(v6_link_mtu)
@@ -214,7 +216,9 @@ pub fn ptb_mtu(v4_mtu: u16, v6_link_mtu: u32) -> u32 {
 
 /// The MTU of the IPv4 fragmentation-needed made of an ICMPv6 packet-too-big that says
 /// `v6_mtu` (RFC 7915 5.2): 20 less, no more than the IPv4 side's `v4_link_mtu`, and
-/// never below IPv4's minimum of 68.
+/// never below IPv4's minimum of 68. Also the MTU of the fragmentation-needed the
+/// director owes an IPv4 server whose DF packet, translated, is too big for the IPv6
+/// link (`v6_mtu` that link's MTU).
 pub fn frag_needed_mtu(v6_mtu: u32, v4_link_mtu: u16) -> u16 {
     let m = v6_mtu
         .saturating_sub(GROWTH as u32)
