@@ -1,6 +1,6 @@
-//! No rewrite allocates: classify + every forwarding rewrite (and an ACL lookup) runs
-//! under a counting global allocator and the count of allocations on the test's thread
-//! stays 0.
+//! No rewrite allocates: classify + every forwarding rewrite (NAT64 included) and an
+//! ACL lookup run under a counting global allocator and the count of allocations on the
+//! test's thread stays 0.
 //!
 //! This file is its own test binary, so the `#[global_allocator]` affects nothing else.
 
@@ -12,7 +12,7 @@ use std::cell::Cell;
 use etherparse::{icmpv4::DestUnreachableHeader, Icmpv4Type, PacketBuilder};
 use rvs_dataplane::buf::{PacketBuf, VecBuf};
 use rvs_dataplane::flow::FwdMethod;
-use rvs_dataplane::forward::{self, icmp, tun, Egress, MacRewrite, Plan};
+use rvs_dataplane::forward::{self, icmp, nat64, tun, Egress, MacRewrite, Plan};
 use rvs_dataplane::wire::{
     classify, classify_v4_flow, ChecksumMode, Classified, Error, EthernetAddress, IpMeta,
 };
@@ -159,6 +159,56 @@ fn rewrites_do_not_allocate() {
         .write(&mut icmp_err, &inner[..28])
         .unwrap();
 
+    // NAT64: a client's IPv6 segment, a server's IPv4 one, a packet-too-big about a
+    // reply and a fragmentation-needed about a request.
+    let (cip6, vip6, router6) = (
+        [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5],
+        [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80],
+        [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+    );
+    let mut tcp6 = Vec::new();
+    PacketBuilder::ethernet2(MAC_C, MAC_D)
+        .ipv6(cip6, vip6, 64)
+        .tcp(5555, 80, 1, 1000)
+        .write(&mut tcp6, b"request")
+        .unwrap();
+    let mut reply6 = Vec::new();
+    PacketBuilder::ipv6(vip6, cip6, 64)
+        .udp(80, 5555)
+        .write(&mut reply6, b"reply")
+        .unwrap();
+    let mut ptb = Vec::new();
+    PacketBuilder::ethernet2(MAC_C, MAC_D)
+        .ipv6(router6, vip6, 64)
+        .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1400 })
+        .write(&mut ptb, &reply6)
+        .unwrap();
+    let mut sent4 = Vec::new();
+    PacketBuilder::ipv4(LIP, RIP, 63)
+        .tcp(40000, 8080, 1, 1000)
+        .write(&mut sent4, b"request")
+        .unwrap();
+    let mut frag_needed = Vec::new();
+    PacketBuilder::ethernet2(MAC_C, MAC_D)
+        .ipv4(RIP, LIP, 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut frag_needed, &sent4)
+        .unwrap();
+    let ends4 = nat64::V4Ends {
+        src: LIP.into(),
+        dst: RIP.into(),
+        sport: 40000,
+        dport: 8080,
+    };
+    let ends6 = nat64::V6Ends {
+        src: vip6.into(),
+        dst: cip6.into(),
+        sport: 80,
+        dport: 5555,
+    };
+
     // Sized for the largest frame, so `refill` never grows the Vec.
     let mut buf = VecBuf::new(128, &big);
     let mut out = vec![0u8; 256];
@@ -213,6 +263,18 @@ fn rewrites_do_not_allocate() {
         udp: f.udp,
     };
     assert!(fn_req.apply(&mut buf, &at, &eg).is_ok());
+
+    // NAT64 both ways, and its ICMP errors.
+    buf.refill(128, &tcp6);
+    assert!(nat64::v6_to_v4(&mut buf, &ends4, true).is_ok());
+    assert!(nat64::v4_to_v6(&mut buf, &ends6, true).is_ok());
+    buf.refill(128, &ptb);
+    let outer4 = (LIP.into(), RIP.into());
+    assert!(nat64::icmp6_error_to_v4(&mut buf, outer4, &ends4, true, 1500).is_ok());
+    buf.refill(128, &frag_needed);
+    let outer6 = (vip6.into(), cip6.into());
+    assert!(nat64::icmp4_error_to_v6(&mut buf, outer6, &ends6, true, 1500).is_ok());
+    assert!(nat64::v6_to_v4(&mut buf, &ends4, true).is_err());
 
     // Garbage is rejected without allocating either.
     assert!(classify(&req[..20], ChecksumMode::Software).is_err());

@@ -18,16 +18,20 @@
 //!   translation of a proxied connection.
 //! - [`cip`]: the client's address under FULLNAT: PROXY protocol headers, TOA, and the
 //!   sequence shift a PROXY header brings.
+//! - [`nat64`]: NAT64 (RFC 7915): an IPv6 frame translated to IPv4 and back, ICMP
+//!   errors with the packet they quote.
 //!
 //! Every rewrite works in place on a [`crate::buf::PacketBuf`] (TUN prepends into its
 //! headroom), never allocates, never panics (offsets that do not fit the buffer are
-//! [`crate::wire::Error::Truncated`]), and changes nothing when it returns an error.
+//! [`crate::wire::Error::Truncated`]; NAT64 has its own [`nat64::Nat64Error`]), and
+//! changes nothing when it returns an error.
 //! Checksums are computed in software on every port. A UDP checksum of 0 ("none",
 //! IPv4) stays 0.
 
 pub mod cip;
 pub mod icmp;
 pub mod icmp6;
+pub mod nat64;
 pub mod plan;
 pub mod plan6;
 pub mod rewrite;
