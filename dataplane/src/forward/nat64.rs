@@ -175,6 +175,27 @@ impl std::error::Error for Nat64Error {}
 /// The result of a translation.
 pub type Result<T> = core::result::Result<T, Nat64Error>;
 
+impl From<Nat64Error> for crate::wire::Error {
+    /// The wire reason a translation failure is counted under (`rewrite:<reason>`).
+    fn from(e: Nat64Error) -> Self {
+        use crate::wire::Error as W;
+        match e {
+            Nat64Error::Truncated => W::Truncated,
+            Nat64Error::NotIp => W::BadVersion,
+            Nat64Error::BadChecksum => W::BadChecksum,
+            Nat64Error::Fragment => W::Fragment,
+            Nat64Error::ExtHeader | Nat64Error::SegmentsLeft => W::BadExtHeader,
+            Nat64Error::HopLimit => W::TtlExpired,
+            Nat64Error::BadIcmp => W::BadIcmp,
+            Nat64Error::NoHeadroom => W::NoHeadroom,
+            Nat64Error::Oversize => W::Oversize,
+            Nat64Error::UnsupportedProto | Nat64Error::Untranslatable | Nat64Error::IcmpError => {
+                W::UnsupportedProto
+            }
+        }
+    }
+}
+
 /// The new IPv4 ends of a packet translated to IPv4. For ICMP echo the identifier
 /// plays the port: an echo request's becomes `sport`, an echo reply's `dport` (the
 /// identifier is the requester's "port" both ways, as in conntrack).

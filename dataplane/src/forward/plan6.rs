@@ -122,14 +122,54 @@ impl Plan6 {
         super::plan::routes(self.fwd)
     }
 
-    /// The bytes TUN adds in front of the packet (0 in the other modes).
+    /// The bytes the plan adds to a packet of family `version`: TUN's outer header,
+    /// NAT64's growth from IPv4 to IPv6 (0 otherwise).
     #[inline]
-    pub fn overhead(&self) -> usize {
+    pub fn overhead(&self, version: IpVersion) -> usize {
         match (self.fwd, self.toward) {
             (FwdMethod::Tunnel, IpAddr::V6(_)) => tun::OVERHEAD6,
             (FwdMethod::Tunnel, IpAddr::V4(_)) => Encap::Ipip.overhead(),
+            _ if version == IpVersion::V4 && self.translates(version) => super::nat64::GROWTH,
             _ => 0,
         }
+    }
+
+    /// NAT64: translates an ICMP error about the session (ICMPv6 from the client's side
+    /// about a reply, ICMPv4 from the server's side about a request) so that it travels
+    /// on in the direction of this plan, as [`super::icmp6::translate`] does within one
+    /// family: the outer header gets the plan's new ends, the quoted packet becomes
+    /// the one the other side sent (its source the plan's destination, its destination
+    /// the plan's source). `eg.mtu` caps the MTU a Packet Too Big or a
+    /// fragmentation-needed made of it says.
+    pub fn translate_error<B: PacketBuf + ?Sized>(
+        &self,
+        buf: &mut B,
+        version: IpVersion,
+        eg: &Egress6,
+    ) -> Result<()> {
+        use super::nat64::{icmp4_error_to_v6, icmp6_error_to_v4, V4Ends, V6Ends};
+        match (version, self.src, self.dst) {
+            (IpVersion::V6, Some((IpAddr::V4(s), sp)), Some((IpAddr::V4(d), dp))) => {
+                let inner = V4Ends {
+                    src: d,
+                    dst: s,
+                    sport: dp,
+                    dport: sp,
+                };
+                icmp6_error_to_v4(buf, (s, d), &inner, true, eg.mtu)?;
+            }
+            (IpVersion::V4, Some((IpAddr::V6(s), sp)), Some((IpAddr::V6(d), dp))) => {
+                let inner = V6Ends {
+                    src: d,
+                    dst: s,
+                    sport: dp,
+                    dport: sp,
+                };
+                icmp4_error_to_v6(buf, (s, d), &inner, true, u32::from(eg.mtu))?;
+            }
+            _ => return Err(Error::AddressFamily),
+        }
+        set_macs(buf.data_mut(), &eg.macs)
     }
 
     /// Whether the plan changes the packet's family (NAT64: an IPv6 client of IPv4
@@ -167,7 +207,37 @@ impl Plan6 {
                 }
                 _ => Err(Error::AddressFamily),
             },
-            _ if self.translates(p.version) => Err(Error::AddressFamily),
+            _ if self.translates(p.version) => {
+                if p.version == IpVersion::V4
+                    && end - l3 + super::nat64::GROWTH > usize::from(eg.mtu)
+                {
+                    // Too big for the IPv6 side once translated (the general path
+                    // answers fragmentation-needed when it has DF).
+                    return Err(Error::Oversize);
+                }
+                match (self.src, self.dst) {
+                    (Some((IpAddr::V4(src), sport)), Some((IpAddr::V4(dst), dport))) => {
+                        let ends = super::nat64::V4Ends {
+                            src,
+                            dst,
+                            sport,
+                            dport,
+                        };
+                        super::nat64::v6_to_v4(buf, &ends, true)?;
+                    }
+                    (Some((IpAddr::V6(src), sport)), Some((IpAddr::V6(dst), dport))) => {
+                        let ends = super::nat64::V6Ends {
+                            src,
+                            dst,
+                            sport,
+                            dport,
+                        };
+                        super::nat64::v4_to_v6(buf, &ends, true)?;
+                    }
+                    _ => return Err(Error::AddressFamily),
+                }
+                set_macs(buf.data_mut(), &eg.macs)
+            }
             _ => match p.version {
                 IpVersion::V6 => {
                     let v6 = |e: Option<(IpAddr, u16)>| match e {

@@ -495,7 +495,7 @@ impl<P: PacketBuf> Core<P> {
         if plan.routes() && v6.hop_limit <= 1 {
             return Fast::Slow;
         }
-        if at.at.ip_end - at.at.l3 + plan.overhead() > usize::from(eg.mtu) {
+        if at.at.ip_end - at.at.l3 + plan.overhead(IpVersion::V6) > usize::from(eg.mtu) {
             return Fast::Slow;
         }
         self.counters.packets += 1;

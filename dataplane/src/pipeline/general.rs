@@ -647,6 +647,10 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
+        if s.v6 != 0 {
+            // A session with an IPv6 end: NAT64 translates the error into IPv6.
+            return self.icmp_error_ip(pkt, meta, id, reply, snap, now_ms);
+        }
         let Some(plan) = Plan::of(s, reply, &self.conns) else {
             return self.drop(pkt, DropReason::NotForUs);
         };

@@ -199,6 +199,22 @@ impl<P: PacketBuf> Core<P> {
         let Some((id, reply)) = self.session_of_error(meta) else {
             return self.drop(pkt, DropReason::NotForUs);
         };
+        self.icmp_error_ip(pkt, meta, id, reply, snap, now_ms)
+    }
+
+    /// An ICMP or ICMPv6 error about session `id` (found from the packet it quotes;
+    /// `reply`: it travels as the session's replies do) with an IPv6 end: translated
+    /// within its family (NAT, FULLNAT), across families (NAT64), or relayed as a packet
+    /// of the session (DR, TUN).
+    pub(super) fn icmp_error_ip(
+        &mut self,
+        mut pkt: P,
+        meta: &IpMeta,
+        id: ConnId,
+        reply: bool,
+        snap: &Snapshot,
+        now_ms: u64,
+    ) -> Out<P> {
         let Some(plan) = self.conns.get(id).and_then(|s| Plan6::of(s, reply)) else {
             return self.drop(pkt, DropReason::NotForUs);
         };
@@ -206,7 +222,10 @@ impl<P: PacketBuf> Core<P> {
             return self.drop(pkt, DropReason::NoRoute);
         };
         let res = match plan.fwd {
-            FwdMethod::Masq | FwdMethod::FullNat if plan.translates(IpVersion::V6) => {
+            FwdMethod::Masq | FwdMethod::FullNat if plan.translates(meta.version) => {
+                plan.translate_error(&mut pkt, meta.version, &r.eg)
+            }
+            FwdMethod::Masq | FwdMethod::FullNat if meta.version == IpVersion::V4 => {
                 Err(wire::Error::AddressFamily)
             }
             FwdMethod::Masq | FwdMethod::FullNat => {
@@ -295,8 +314,10 @@ impl<P: PacketBuf> Core<P> {
                 self.count_forwarded(id, dir, len);
                 self.emit_ip(pkt, r.port, r.nh, r.mac)
             }
-            Err(wire::Error::Oversize) if plan.fwd == FwdMethod::Tunnel => {
-                let mtu = usize::from(r.eg.mtu).saturating_sub(plan.overhead());
+            Err(wire::Error::Oversize)
+                if plan.fwd == FwdMethod::Tunnel || plan.translates(meta.version) =>
+            {
+                let mtu = usize::from(r.eg.mtu).saturating_sub(plan.overhead(meta.version));
                 self.too_big(pkt, meta, mtu as u32, in_port, now_ms)
             }
             Err(e) => self.drop(pkt, DropReason::Rewrite(e)),

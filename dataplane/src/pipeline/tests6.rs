@@ -594,13 +594,174 @@ fn an_extension_header_chain_is_walked() {
     );
 }
 
+/// IPv4 header and TCP (ports, checksums checked) of a frame.
+fn tcp4_of(f: &[u8]) -> (etherparse::Ipv4Header, u16, u16) {
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4: {p:?}")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum());
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("not TCP")
+    };
+    assert_eq!(
+        t.checksum(),
+        t.calc_checksum_ipv4(h.source, h.destination).unwrap()
+    );
+    (h, t.source_port(), t.destination_port())
+}
+
 #[test]
-fn nat64_is_refused_until_translated_and_creates_no_traffic() {
-    // Placeholder guard: a NAT64 session's packets are not sent in the wrong family.
+fn nat64_carries_an_ipv6_client_to_ipv4_servers_and_back() {
     let mut c = core6(FwdMethod::FullNat, 0, 1, true);
-    let out = c.process(tcp6(CIP, 40001, VIP, 80, true, b""), 0, 0, true);
-    assert!(!matches!(out, Out::Tx(..)), "{out:?}");
-    let _ = tcp4(RS1_4, 80, LIP_4, 1025, b"");
+    let (port, f) = tx(c.process(tcp6(CIP, 40001, VIP, 80, true, b""), 0, 0, true));
+    assert_eq!(port, 1);
+    let (h, lport, rport) = tcp4_of(&f);
+    assert_eq!(h.source, LIP_4);
+    assert!(h.destination == RS1_4 || h.destination == RS2_4);
+    assert_eq!((rport, h.time_to_live), (80, 63));
+    let rs = h.destination;
+    // The server's reply, IPv4 to the LIP, reaches the client as IPv6 from the VIP.
+    let (port, r) = tx(c.process(tcp4(rs, 80, LIP_4, lport, b"hello"), 1, 1, true));
+    assert_eq!(port, 0);
+    let (h6, sp, dp) = tcp_of(&r);
+    assert_eq!(
+        (h6.source, sp, h6.destination, dp),
+        (o(VIP), 80, o(CIP), 40001)
+    );
+    assert_eq!(&r[..6], &CLIENT_MAC);
+    assert!(r.ends_with(b"hello"));
+    // The client's next segment: the same session, IPv4 again.
+    let (_, f) = tx(c.process(tcp6(CIP, 40001, VIP, 80, false, b"data"), 0, 2, true));
+    let (h, lp, _) = tcp4_of(&f);
+    assert_eq!((h.destination, lp), (rs, lport));
+    assert_eq!(c.conns().len(), 1);
+
+    // A router on the IPv4 side says the request was too big (MTU 1400): the client
+    // gets Packet Too Big for 1420 about its own packet.
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv4(LIP_4, rs, 63)
+        .tcp(lport, 80, 1, 100)
+        .write(&mut quoted, &[0; 16])
+        .unwrap();
+    let mut e = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC, PORT1_MAC)
+        .ipv4([10, 20, 0, 254], LIP_4, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut e, &quoted[..28])
+        .unwrap();
+    let (port, r) = tx(c.process(VecBuf::new(128, &e), 1, 3, true));
+    assert_eq!(port, 0);
+    let p = SlicedPacket::from_ethernet(&r).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(
+        (ip.header().source(), ip.header().destination()),
+        (o(VIP), o(CIP))
+    );
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    let h = ip.header().to_header();
+    assert_eq!(
+        i.checksum(),
+        i.icmp_type()
+            .calc_checksum(h.source, h.destination, i.payload())
+            .unwrap()
+    );
+    assert!(
+        matches!(i.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 1420 }),
+        "{:?}",
+        i.icmp_type()
+    );
+    let q = etherparse::Ipv6HeaderSlice::from_slice(i.payload()).unwrap();
+    assert_eq!((q.source(), q.destination()), (o(CIP), o(VIP)));
+
+    // A full-size IPv4 reply with DF does not fit the IPv6 side: fragmentation-needed
+    // back to the server for 1480.
+    let mut big = Vec::new();
+    PacketBuilder::ethernet2(RS1_MAC, PORT1_MAC)
+        .ipv4(rs, LIP_4, 64)
+        .tcp(80, lport, 1, 100)
+        .ack(1)
+        .write(&mut big, &[0; 1460])
+        .unwrap();
+    big[14 + 6] |= 0x40;
+    let sum = {
+        big[24] = 0;
+        big[25] = 0;
+        !crate::wire::checksum::data(&big[14..34])
+    };
+    big[24..26].copy_from_slice(&sum.to_be_bytes());
+    let out = c.process(VecBuf::new(128, &big), 1, 4, true);
+    assert!(
+        matches!(
+            out,
+            Out::Drop(_, DropReason::Rewrite(wire::Error::Oversize))
+        ),
+        "{out:?}"
+    );
+    let (port, len) = c.take_generated().expect("fragmentation needed");
+    assert_eq!(port, 1);
+    let p = SlicedPacket::from_ethernet(&c.scratch()[..len]).unwrap();
+    let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+        panic!("{p:?}")
+    };
+    assert!(
+        matches!(
+            i.icmp_type(),
+            etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1480
+                }
+            )
+        ),
+        "{:?}",
+        i.icmp_type()
+    );
+
+    // The client's side says a reply was too big (1300): the server gets
+    // fragmentation-needed for 1280 about its own packet.
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv6(o(VIP), o(CIP), 63)
+        .tcp(80, 40001, 1, 100)
+        .write(&mut quoted, &[0; 16])
+        .unwrap();
+    let mut e = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv6(o("2001:db8:1::fe"), o(VIP), 64)
+        .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1300 })
+        .write(&mut e, &quoted)
+        .unwrap();
+    let (port, r) = tx(c.process(VecBuf::new(128, &e), 0, 5, true));
+    assert_eq!(port, 1);
+    let p = SlicedPacket::from_ethernet(&r).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(
+        (ip.header().source(), ip.header().destination()),
+        (LIP_4, rs)
+    );
+    let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+        panic!()
+    };
+    assert!(
+        matches!(
+            i.icmp_type(),
+            etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1280
+                }
+            )
+        ),
+        "{:?}",
+        i.icmp_type()
+    );
 }
 
 #[test]
