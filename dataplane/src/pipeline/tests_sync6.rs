@@ -255,9 +255,16 @@ fn master_records(
     (m, got, msg)
 }
 
-/// The session's next client segment and its server's reply, on master and standby:
-/// the same frames out, or the same verdict.
-fn next_packets(fwd: FwdMethod, m: &mut Core<VecBuf>, s: &mut Core<VecBuf>, cport: u16) {
+/// The session's next client segment and its server's reply, on master and standby
+/// (and in one burst on `sb`, a second standby): the same frames out, or the same
+/// verdict.
+fn next_packets(
+    fwd: FwdMethod,
+    m: &mut Core<VecBuf>,
+    s: &mut Core<VecBuf>,
+    sb: &mut Core<VecBuf>,
+    cport: u16,
+) {
     let cip = v6(CIP);
     let (_, ses) = m.conns().iter().next().unwrap();
     let (rs, rport, lip, lport) = (
@@ -283,6 +290,19 @@ fn next_packets(fwd: FwdMethod, m: &mut Core<VecBuf>, s: &mut Core<VecBuf>, cpor
         seen(s.process(rep(), 1, 11, true)),
     );
     assert_eq!(d, c, "{fwd:?}: the server's reply");
+    let mut by_burst = Vec::new();
+    sb.process_burst(
+        [req(), rep()],
+        10,
+        true,
+        |p| u16::from(p.data()[6..12] != CLIENT_MAC),
+        |e| {
+            if let Emit::Packet(o) = e {
+                by_burst.push(seen(o));
+            }
+        },
+    );
+    assert_eq!(by_burst, [a, c], "{fwd:?}: the burst path does the same");
     // NAT and FULLNAT forward; NAT64 as soon as the director translates families (a
     // build without the translation drops both alike, `Rewrite(AddressFamily)`, which
     // the comparisons above check).
@@ -351,7 +371,9 @@ fn ipv6_nat_fullnat_and_nat64_sessions_are_synced_and_forwarded_alike_by_the_sta
                 Err(crate::conn::SyncRefuse::LocalPortBusy)
             );
         }
-        next_packets(fwd, &mut m, &mut s, 40001);
+        let mut sb = core6(fwd, 0, 1, nat64);
+        assert_eq!(sb.install_synced(&r, 5), Ok(true));
+        next_packets(fwd, &mut m, &mut s, &mut sb, 40001);
     }
 }
 
