@@ -188,6 +188,54 @@ mod tests {
         assert_eq!(owner_of_client_ip(v4.into(), 4), owner_of_client(v4, 4));
     }
 
+    /// A synced IPv6 session's owner is the worker the data path steers its packets to:
+    /// the client's requests and NAT replies by the client's address, FULLNAT replies
+    /// (NAT64's IPv4 ones too) by the local port.
+    #[test]
+    fn a_synced_ipv6_sessions_owner_is_its_packets_owner() {
+        use crate::flow::Addr;
+        let vip: Ipv6Addr = "2001:db8:1::100".parse().unwrap();
+        let rs6: Ipv6Addr = "2001:db8:2::11".parse().unwrap();
+        let lip6: Ipv6Addr = "2001:db8:2::200".parse().unwrap();
+        let (rs4, lip4) = (Ipv4Addr::new(10, 20, 0, 11), Ipv4Addr::new(10, 20, 0, 200));
+        for i in 0..64u32 {
+            let cip = Ipv6Addr::from((0x2001_0db8_0001u128 << 80) | u128::from(i * 7919));
+            let lport = 1025 + i as u16;
+            let mut c = SyncConn {
+                protocol: 6,
+                v6: true,
+                flags: 0,
+                state: 1,
+                cport: 40000 + i as u16,
+                vport: 80,
+                dport: 80,
+                fwmark: 0,
+                timeout: 900,
+                caddr: Addr::from(cip),
+                vaddr: Addr::from(vip),
+                daddr: Addr::from(rs6),
+                local: None,
+                in_seq: None,
+                out_seq: None,
+            };
+            // NAT: requests to the VIP, replies to the client.
+            let o = sync_owner(&c, W);
+            let req = owner_ip(Toward::Service, cip.into(), vip.into(), Some(80), W);
+            let rep = owner_ip(Toward::Client, rs6.into(), cip.into(), Some(c.cport), W);
+            assert_eq!((Some(o), Some(o)), (req, rep));
+            // FULLNAT with an IPv6 LIP, and NAT64 with an IPv4 one: replies to the LIP.
+            for (rs, lip) in [
+                (IpAddr::V6(rs6), IpAddr::V6(lip6)),
+                (rs4.into(), lip4.into()),
+            ] {
+                c.daddr = Addr::from(rs);
+                c.local = Some((Addr::from(lip), lport));
+                let rep = owner_ip(Toward::LocalAddr, rs, lip, Some(lport), W);
+                assert_eq!(Some(sync_owner(&c, W)), rep);
+            }
+        }
+    }
+
     const W: usize = 4;
 
     #[test]

@@ -202,9 +202,12 @@ impl ConnTable {
         let s = self.slab.get(id.0 as usize).filter(|s| s.is_live())?;
         let local =
             (s.fwd() == FwdMethod::FullNat && !s.is_template()).then_some((s.laddr(), s.lport));
+        // The record's family covers caddr, vaddr and daddr: IPv6 if any is (a NAT64
+        // session's IPv4 real server goes IPv4-mapped); the LIP has its own.
+        let v6 = !(s.caddr().is_v4() && s.vaddr().is_v4() && s.daddr().is_v4());
         Some(SyncConn {
             protocol: s.proto as u8,
-            v6: !s.caddr().is_v4(),
+            v6,
             flags: u32::from(s.flags() & !flags::HASHED),
             state: u16::from(s.state),
             cport: s.cport,
@@ -419,6 +422,11 @@ impl ConnTable {
         let fwd = FwdMethod::from_flags(fl);
         let (laddr, lport) = if fwd == FwdMethod::FullNat && !template {
             let (a, p) = c.local.ok_or(SyncRefuse::NoLocalAddr)?;
+            // The LIP is of the real server's family, as the data path picks it (an
+            // IPv6 client of IPv4 servers has an IPv4 LIP: NAT64).
+            if a.is_v4() != c.daddr.is_v4() {
+                return Err(SyncRefuse::LocalFamily);
+            }
             if !reserve(a, p) {
                 return Err(SyncRefuse::LocalPortBusy);
             }
@@ -501,7 +509,8 @@ fn take_shift(s: &mut Session, in_seq: Option<(u32, u32)>) {
         {
             s.seq_init = init;
             s.seq_delta = delta as u16;
-            let v2 = if s.v6 == 0 {
+            // The header names the client and the VIP: of the client's family.
+            let v2 = if s.caddr().is_v4() {
                 cip::V2_LEN_V4
             } else {
                 cip::V2_LEN_V6
@@ -615,6 +624,9 @@ pub enum SyncRefuse {
     /// In a sync group: a session of a service this director does not have.
     #[error("no such service")]
     NoService,
+    /// A FULLNAT session whose local address is not of its real server's family.
+    #[error("local address of another family than the real server's")]
+    LocalFamily,
 }
 
 #[cfg(test)]
@@ -867,6 +879,166 @@ mod tests {
             Err(SyncRefuse::State)
         );
     }
+    fn a6(s: &str) -> Addr {
+        Addr::from(s.parse::<std::net::Ipv6Addr>().unwrap())
+    }
+
+    /// A table with the IPv6 TCP service [2001:db8:1::100]:80 and `dests`.
+    fn h6(dests: &[DestConfig]) -> H {
+        let key = ServiceKey::Addr {
+            proto: Proto::Tcp,
+            addr: a6("2001:db8:1::100"),
+            port: 80,
+        };
+        H::new(
+            Proto::Tcp,
+            crate::service::ServiceConfig::new(key, SchedKind::Wlc),
+            dests,
+            64,
+        )
+    }
+
+    /// An IPv6 client's SYN to the service of [`h6`], then its ACK: ESTABLISHED, with
+    /// FULLNAT's `local` endpoint.
+    fn open6(h: &mut H, cport: u16, local: Option<(Addr, u16)>) -> ConnId {
+        let p = PacketMeta {
+            flow: FlowKey {
+                proto: Proto::Tcp,
+                saddr: a6("2001:db8:1::2"),
+                daddr: a6("2001:db8:1::100"),
+                sport: cport,
+                dport: 80,
+            },
+            fwmark: 0,
+            tcp_flags: TcpFlags::SYN,
+        };
+        let id = h.t.resolve_in(&mut h.core, &p, 0, local).unwrap().id;
+        h.t.state_transition(id, Direction::Input, TcpFlags::SYN, 0);
+        h.reply(id, TcpFlags::SYN_ACK, 1);
+        h.t.state_transition(id, Direction::Input, TcpFlags::ACK, 2);
+        id
+    }
+
+    /// NAT with an IPv6 server, FULLNAT with an IPv6 LIP, and NAT64 (IPv6 client and VIP,
+    /// IPv4 server and LIP): the master's record is an IPv6 one whose addresses keep
+    /// their families; the standby installs it bound to its own server, the LIP's port
+    /// reserved, found by both of its tuples, and its own record of it is the master's.
+    #[test]
+    fn ipv6_and_nat64_sessions_are_recorded_and_installed_with_their_families() {
+        let rs6 = a6("2001:db8:2::11");
+        let rs4 = Addr::v4(10, 20, 0, 11);
+        let lip6 = a6("2001:db8:2::200");
+        let lip4 = Addr::v4(10, 20, 0, 200);
+        for (fwd, rs, lip) in [
+            (FwdMethod::Masq, rs6, None),
+            (FwdMethod::FullNat, rs6, Some((lip6, 2001))),
+            (FwdMethod::FullNat, rs4, Some((lip4, 2002))),
+        ] {
+            let dest = [DestConfig::new(rs, 8080, fwd)];
+            let mut m = h6(&dest);
+            let id = open6(&mut m, 40001, lip);
+            let r = m.t.sync_record(id).unwrap();
+            assert!(r.v6, "{fwd:?}: an IPv6 record");
+            assert_eq!(
+                (r.caddr, r.vaddr),
+                (a6("2001:db8:1::2"), a6("2001:db8:1::100"))
+            );
+            assert_eq!((r.daddr, r.dport, r.local), (rs, 8080, lip));
+            assert_eq!(r.state, TcpState::Established as u16);
+            let mut b = h6(&dest);
+            let mut reserved = None;
+            let (bid, new) =
+                b.t.install_synced(&mut b.core, &r, 3, 0, |a, p| {
+                    reserved = Some((a, p));
+                    true
+                })
+                .unwrap();
+            assert!(new);
+            assert_eq!(reserved, lip, "{fwd:?}: the LIP's port taken");
+            let s = b.t.get(bid).unwrap();
+            assert_eq!(s.fwd(), fwd);
+            assert_eq!(b.counts(b.id_of(rs)), (1, 0, 0), "bound to its server");
+            assert_eq!(b.t.lookup_out(&s.out_key()), Some(bid));
+            let key = FlowKey {
+                proto: Proto::Tcp,
+                saddr: r.caddr,
+                daddr: r.vaddr,
+                sport: 40001,
+                dport: 80,
+            };
+            assert_eq!(b.t.lookup_in(&key), Some(bid));
+            // What the standby would send on, were it master: the same, marked synced.
+            let again = SyncConn {
+                flags: r.flags | u32::from(flags::SYNC),
+                ..r
+            };
+            assert_eq!(b.t.sync_record(bid), Some(again), "{fwd:?}");
+        }
+    }
+
+    #[test]
+    fn a_fullnat_lip_of_another_family_than_the_server_is_refused() {
+        // An IPv6 server with an IPv4 LIP (and the reverse): no data path makes these.
+        for (rs, lip) in [
+            (a6("2001:db8:2::11"), Addr::v4(10, 20, 0, 200)),
+            (Addr::v4(10, 20, 0, 11), a6("2001:db8:2::200")),
+        ] {
+            let mut b = h6(&[DestConfig::new(rs, 8080, FwdMethod::FullNat)]);
+            let r = SyncConn {
+                protocol: 6,
+                v6: true,
+                flags: FwdMethod::FullNat as u32,
+                state: 1,
+                cport: 40001,
+                vport: 80,
+                dport: 8080,
+                fwmark: 0,
+                timeout: 900,
+                caddr: a6("2001:db8:1::2"),
+                vaddr: a6("2001:db8:1::100"),
+                daddr: rs,
+                local: Some((lip, 2001)),
+                in_seq: None,
+                out_seq: None,
+            };
+            let res =
+                b.t.install_synced(&mut b.core, &r, 3, 0, |_, _| unreachable!());
+            assert_eq!(res, Err(SyncRefuse::LocalFamily));
+            assert_eq!(b.t.len(), 0);
+        }
+    }
+
+    #[test]
+    fn a_synced_ipv6_clients_proxy_shift_is_told_by_the_clients_family() {
+        // NAT64 with a PROXY v2 header: the header names the IPv6 client and VIP (52
+        // bytes), though the server side is IPv4.
+        let rs = Addr::v4(10, 20, 0, 11);
+        let mut b = h6(&[DestConfig::new(rs, 8080, FwdMethod::FullNat)]);
+        let r = SyncConn {
+            protocol: 6,
+            v6: true,
+            flags: FwdMethod::FullNat as u32 | u32::from(flags::IN_SEQ),
+            state: 1,
+            cport: 40001,
+            vport: 80,
+            dport: 8080,
+            fwmark: 0,
+            timeout: 900,
+            caddr: a6("2001:db8:1::2"),
+            vaddr: a6("2001:db8:1::100"),
+            daddr: rs,
+            local: Some((Addr::v4(10, 20, 0, 200), 2001)),
+            in_seq: Some((7000, cip::V2_LEN_V6 as u32)),
+            out_seq: None,
+        };
+        let (id, _) =
+            b.t.install_synced(&mut b.core, &r, 3, 0, |_, _| true)
+                .unwrap();
+        let s = b.t.get(id).unwrap();
+        assert_eq!(s.cip & cip::PP, cip::PP2);
+        assert_eq!(b.t.sync_record(id).unwrap().in_seq, r.in_seq);
+    }
+
     /// The bulk walk in chunks: every live session and template once, across chunks, with
     /// sessions expiring and arriving between chunks; a chunk is bounded by records and
     /// by slots looked at.

@@ -39,6 +39,8 @@ mod synproxy;
 mod tests;
 #[cfg(test)]
 mod tests6;
+#[cfg(test)]
+mod tests_sync6;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;

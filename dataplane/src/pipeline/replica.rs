@@ -34,7 +34,8 @@ impl<P: PacketBuf> Core<P> {
 
     /// Standby: installs a session received from the master on this worker (which must be
     /// its owner: [`crate::steer::sync_owner`]). A FULLNAT session's local port is reserved in this
-    /// worker's slice of the service's LIP pool. A FULLNAT session on a LIP that is in none
+    /// worker's slice of the service's LIP pool, on a LIP of its real server's family (an
+    /// IPv4 LIP for NAT64, an IPv6 client's session with IPv4 servers). A FULLNAT session on a LIP that is in none
     /// of this worker's pools (a group peer's LIP: this director may take it over) is
     /// installed without a reservation, since no session is ever opened on such a LIP
     /// here, if its port is in the port range and this worker owns it. Returns whether the

@@ -14,6 +14,17 @@
 //! session whose client stream carries a PROXY header (`IP_VS_CONN_F_IN_SEQ`) has the
 //! kernel's own [`OPT_SEQ_DATA`] with its `in_seq` (initial sequence number, delta).
 //!
+//! Address families. The record's type bit covers caddr, vaddr and daddr together, as
+//! the kernel's `ip_vs_sync_v4`/`ip_vs_sync_v6`: a session with any IPv6 one of them is
+//! an IPv6 record (72 bytes, `struct ip_vs_sync_v6` byte for byte), and an IPv4 address
+//! in it is written IPv4-mapped (`::ffff:a.b.c.d`) and read back as IPv4. So a NAT64
+//! session (IPv6 client and VIP, IPv4 real server and LIP) is an IPv6 record whose
+//! daddr is its real server IPv4-mapped. The FULLNAT option carries the LIP in its own
+//! family, told by the option's length: 6 bytes for an IPv4 LIP, 18 for an IPv6 one,
+//! whatever the record's family (an IPv4-mapped address in 18 bytes reads as IPv4). A
+//! kernel backup reads an IPv6 record of a NAT, DR or TUN session as its own; it cannot
+//! forward a FULLNAT session of either family (it has no FULLNAT, and skips the option).
+//!
 //! A sync group's heartbeat (a message without records) carries rvs's [`Hello`] after the
 //! header, within the size the header announces: the sender's worker count, FULLNAT local
 //! port range and LIPs. A kernel backup reads no record of a message with `nr_conns` 0
@@ -75,17 +86,29 @@ const PE_NAME_MAXLEN: usize = 16;
 /// The largest UDP payload over IPv4 (65535 - 20 - 8).
 pub const MAX_UDP_PAYLOAD: usize = 65507;
 
-/// Length of the FULLNAT option's data: the local address (4 or 16 bytes) and port.
-fn fullnat_opt_len(v6: bool) -> usize {
-    (if v6 { 16 } else { 4 }) + 2
+/// Length of the FULLNAT option's data: the local address in its own family (4 bytes
+/// for IPv4, 16 for IPv6) and the port.
+fn fullnat_opt_len(lip: &Addr) -> usize {
+    (if lip.is_v4() { 4 } else { 16 }) + 2
+}
+
+/// Whether `c` is written as an IPv6 record: its type bit says so, or one of the
+/// addresses the record's family covers (caddr, vaddr, daddr) is IPv6, which an IPv4
+/// record could not carry.
+pub fn is_v6_record(c: &SyncConn) -> bool {
+    c.v6 || !(c.caddr.is_v4() && c.vaddr.is_v4() && c.daddr.is_v4())
 }
 
 /// Encoded length of a record without trailing padding.
 pub fn encoded_len(c: &SyncConn) -> usize {
-    let base = if c.v6 { CONN_V6_LEN } else { CONN_V4_LEN };
+    let base = if is_v6_record(c) {
+        CONN_V6_LEN
+    } else {
+        CONN_V4_LEN
+    };
     base + c
         .local
-        .map_or(0, |_| OPT_HEADER_LEN + fullnat_opt_len(c.v6))
+        .map_or(0, |(a, _)| OPT_HEADER_LEN + fullnat_opt_len(&a))
         + if c.in_seq.is_some() || c.out_seq.is_some() {
             OPT_HEADER_LEN + SEQ_DATA_LEN
         } else {
@@ -304,12 +327,17 @@ fn decode_v1(buf: &[u8], h: &Header, out: &mut Vec<Record>) -> Result<(), Decode
             }
             match ty {
                 OPT_FULLNAT => {
-                    let want = fullnat_opt_len(v6);
-                    if len != want || c.local.is_some() {
+                    // The LIP's own family, by the length (not the record's).
+                    let lip_v6 = match len {
+                        6 => false,
+                        18 => true,
+                        _ => return Err(bad),
+                    };
+                    if c.local.is_some() {
                         return Err(bad);
                     }
-                    let a = addr(data, 0, v6).ok_or(bad)?;
-                    let port = be16(data, want - 2).ok_or(bad)?;
+                    let a = addr(data, 0, lip_v6).ok_or(bad)?;
+                    let port = be16(data, len - 2).ok_or(bad)?;
                     c.local = Some((a, port));
                 }
                 _ => match base {
@@ -556,8 +584,9 @@ impl MessageBuilder {
             return false;
         }
         self.buf.resize(self.buf.len() + pad, 0);
+        let v6 = is_v6_record(c);
         let b = &mut self.buf;
-        b.push(if c.v6 { STYPE_F_INET6 } else { 0 });
+        b.push(if v6 { STYPE_F_INET6 } else { 0 });
         b.push(c.protocol);
         b.extend_from_slice(&(len as u16 & SIZE_MASK).to_be_bytes());
         b.extend_from_slice(&c.flags.to_be_bytes());
@@ -567,13 +596,13 @@ impl MessageBuilder {
         b.extend_from_slice(&c.dport.to_be_bytes());
         b.extend_from_slice(&c.fwmark.to_be_bytes());
         b.extend_from_slice(&c.timeout.to_be_bytes());
-        put_addr(b, &c.caddr, c.v6);
-        put_addr(b, &c.vaddr, c.v6);
-        put_addr(b, &c.daddr, c.v6);
+        put_addr(b, &c.caddr, v6);
+        put_addr(b, &c.vaddr, v6);
+        put_addr(b, &c.daddr, v6);
         if let Some((a, port)) = c.local {
             b.push(OPT_FULLNAT);
-            b.push(fullnat_opt_len(c.v6) as u8);
-            put_addr(b, &a, c.v6);
+            b.push(fullnat_opt_len(&a) as u8);
+            put_addr(b, &a, !a.is_v4());
             b.extend_from_slice(&port.to_be_bytes());
         }
         if c.in_seq.is_some() || c.out_seq.is_some() {
@@ -605,6 +634,7 @@ impl MessageBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::FwdMethod;
     use proptest::prelude::*;
 
     /// The spec's hand-built example (ipvs.md §5): one DR conn, ESTABLISHED, syncid 1,
@@ -780,6 +810,125 @@ mod tests {
         assert_eq!(out, vec![Record::Conn(c)]);
     }
 
+    /// An IPv6 address from its text.
+    fn a6(s: &str) -> Addr {
+        Addr::from(s.parse::<std::net::Ipv6Addr>().unwrap())
+    }
+
+    /// An IPv6 NAT session, ESTABLISHED: [2001:db8:1::2]:40001 -> [2001:db8:1::100]:80
+    /// -> [2001:db8:2::11]:8080.
+    fn nat6_conn() -> SyncConn {
+        SyncConn {
+            protocol: 6,
+            v6: true,
+            flags: 0, // MASQ
+            state: 1, // ESTABLISHED
+            cport: 40001,
+            vport: 80,
+            dport: 8080,
+            fwmark: 0,
+            timeout: 900,
+            caddr: a6("2001:db8:1::2"),
+            vaddr: a6("2001:db8:1::100"),
+            daddr: a6("2001:db8:2::11"),
+            local: None,
+            in_seq: None,
+            out_seq: None,
+        }
+    }
+
+    /// The kernel's message for [`nat6_conn`], written from `struct ip_vs_sync_mesg` and
+    /// `struct ip_vs_sync_v6` (include/net/ip_vs.h, net/netfilter/ipvs/ip_vs_sync.c).
+    const KERNEL_V6_NAT: &str = concat!(
+        // ip_vs_sync_mesg: reserved 0, syncid 1, size 80, nr_conns 1, version 1, spare 0
+        "00 01 00 50 01 01 00 00 ",
+        // type STYPE_F_INET6, protocol TCP, ver_size (0 << 12 | 72)
+        "01 06 00 48 ",
+        // flags (IP_VS_CONN_F_MASQ), state (ESTABLISHED)
+        "00 00 00 00 00 01 ",
+        // cport 40001, vport 80, dport 8080
+        "9c 41 00 50 1f 90 ",
+        // fwmark 0, timeout 900 s
+        "00 00 00 00 00 00 03 84 ",
+        // caddr 2001:db8:1::2
+        "20 01 0d b8 00 01 00 00 00 00 00 00 00 00 00 02 ",
+        // vaddr 2001:db8:1::100
+        "20 01 0d b8 00 01 00 00 00 00 00 00 00 00 01 00 ",
+        // daddr 2001:db8:2::11
+        "20 01 0d b8 00 02 00 00 00 00 00 00 00 00 00 11",
+    );
+
+    #[test]
+    fn an_ipv6_nat_record_is_the_kernels_ip_vs_sync_v6() {
+        let mut b = MessageBuilder::new(1, 1472);
+        assert!(b.push(&nat6_conn()));
+        assert_eq!(b.bytes(), hex(KERNEL_V6_NAT).as_slice());
+        assert_eq!(b.bytes().len(), HEADER_LEN + CONN_V6_LEN);
+        let mut out = Vec::new();
+        decode(&hex(KERNEL_V6_NAT), &mut out).unwrap();
+        assert_eq!(out, vec![Record::Conn(nat6_conn())]);
+    }
+
+    #[test]
+    fn a_nat64_session_is_an_ipv6_record_with_its_server_mapped_and_an_ipv4_lip() {
+        // [2001:db8:1::2]:40001 -> [2001:db8:1::100]:80, FULLNAT over LIP 10.20.0.200:1027
+        // to 10.20.0.11:80.
+        let mut c = nat6_conn();
+        c.flags = FwdMethod::FullNat as u32;
+        c.dport = 80;
+        c.daddr = Addr::v4(10, 20, 0, 11);
+        c.local = Some((Addr::v4(10, 20, 0, 200), 1027));
+        let mut b = MessageBuilder::new(1, 1472);
+        assert!(b.push(&c));
+        let m = b.bytes().to_vec();
+        // 72 + 2 + 6 = 80 bytes, no padding.
+        assert_eq!(m.len(), HEADER_LEN + 80);
+        assert_eq!(m[HEADER_LEN], STYPE_F_INET6);
+        assert_eq!(u16::from_be_bytes([m[10], m[11]]), 80);
+        let daddr = &m[HEADER_LEN + 56..HEADER_LEN + 72];
+        assert_eq!(
+            daddr,
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 20, 0, 11]
+        );
+        assert_eq!(
+            &m[HEADER_LEN + 72..],
+            &[0x60, 6, 10, 20, 0, 200, 0x04, 0x03],
+            "the option: the IPv4 LIP in 4 bytes, then the port"
+        );
+        let mut out = Vec::new();
+        decode(&m, &mut out).unwrap();
+        assert_eq!(out, vec![Record::Conn(c)]);
+        let Record::Conn(d) = out[0] else { panic!() };
+        assert!(d.daddr.is_v4() && d.local.unwrap().0.is_v4());
+        // An IPv4 LIP written in 16 bytes (IPv4-mapped) reads as the same IPv4 LIP; any
+        // other length is refused.
+        let mut long = m[..HEADER_LEN + 72].to_vec();
+        long.extend_from_slice(&[0x60, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+        long.extend_from_slice(&[10, 20, 0, 200, 0x04, 0x03, 0, 0]);
+        long[10..12].copy_from_slice(&92u16.to_be_bytes());
+        let n = long.len() as u16;
+        long[2..4].copy_from_slice(&n.to_be_bytes());
+        decode(&long, &mut out).unwrap();
+        assert_eq!(out, vec![Record::Conn(c)]);
+        let mut bad = m.clone();
+        bad[HEADER_LEN + 73] = 5;
+        assert_eq!(decode(&bad, &mut out), Err(DecodeError::BadOption(0)));
+    }
+
+    #[test]
+    fn a_record_with_an_ipv6_address_is_never_written_as_ipv4() {
+        // The type bit unset but the real server IPv6 (an IPv4 service's IPv6 tunnel
+        // server): written as an IPv6 record, the IPv4 addresses mapped.
+        let mut c = example_conn();
+        c.daddr = a6("2001:db8:2::11");
+        let mut b = MessageBuilder::new(1, 1472);
+        assert!(b.push(&c));
+        assert_eq!(b.bytes().len(), HEADER_LEN + CONN_V6_LEN);
+        let mut out = Vec::new();
+        decode(b.bytes(), &mut out).unwrap();
+        assert_eq!(out, vec![Record::Conn(SyncConn { v6: true, ..c })]);
+    }
+
     #[test]
     fn a_record_whose_length_is_zero_is_refused() {
         // Found by the sync_wire fuzz target: the spec example with ver_size 0 (and 4
@@ -816,7 +965,8 @@ mod tests {
 
     /// The seed messages of the `sync_wire` fuzz target (`dataplane/fuzz/seeds/sync_wire`),
     /// built by the encoder (and the v0 example by hand): the NAT/DR record of the spec,
-    /// FULLNAT with its option next to a plain record, IPv6 FULLNAT, a record with the
+    /// FULLNAT with its option next to a plain record, IPv6 FULLNAT, the kernel's IPv6
+    /// NAT record, NAT64 (IPv4 server and LIP in an IPv6 record), a record with the
     /// kernel's options (sequence data, an unknown optional one), and v0 with sequence
     /// data.
     fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
@@ -839,6 +989,16 @@ mod tests {
         let mut b = MessageBuilder::new(1, 1472);
         assert!(b.push(&v6) && b.push(&example_conn()));
         seeds.push(("v1_ipv6", b.bytes().to_vec()));
+        // The kernel's IPv6 NAT record, and a NAT64 one (IPv6 record, IPv4-mapped real
+        // server, 6-byte FULLNAT option) next to an IPv4 record.
+        seeds.push(("v1_ipv6_nat", hex(KERNEL_V6_NAT)));
+        let mut n64 = nat6_conn();
+        n64.flags = FwdMethod::FullNat as u32;
+        n64.daddr = Addr::v4(10, 20, 0, 11);
+        n64.local = Some((Addr::v4(10, 20, 0, 200), 1027));
+        let mut b = MessageBuilder::new(1, 1472);
+        assert!(b.push(&n64) && b.push(&example_conn()));
+        seeds.push(("v1_nat64", b.bytes().to_vec()));
         // The spec's record with the kernel's sequence data (24 bytes) and an unknown
         // optional option: 36 + 26 + 4 = 66 bytes, padded to 68.
         let mut m = hex(EXAMPLE);
@@ -994,6 +1154,35 @@ mod tests {
             let h = decode(b.bytes(), &mut out).unwrap();
             prop_assert_eq!(usize::from(h.nr_conns), pushed);
             prop_assert!(out.iter().all(|r| *r == Record::Conn(c)));
+        }
+
+        #[test]
+        fn ipv6_and_nat64_records_decode_to_themselves(
+            words in proptest::array::uniform4(any::<u32>()), cport in any::<u16>(),
+            lport in any::<u16>(), server_v4 in any::<bool>(), lip in 0u8..3
+        ) {
+            let mut c = nat6_conn();
+            let mut a = [0u8; 16];
+            for (i, w) in words.iter().enumerate() {
+                a[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+            }
+            a[0] = 0x20; // never IPv4-mapped
+            c.caddr = Addr(a);
+            c.cport = cport;
+            if server_v4 {
+                c.daddr = Addr::from_v4_bits(words[3]);
+            }
+            c.flags = FwdMethod::FullNat as u32;
+            c.local = match lip {
+                0 => None,
+                1 => Some((Addr::from_v4_bits(words[2]), lport)),
+                _ => Some((Addr(a), lport)),
+            };
+            let mut b = MessageBuilder::new(9, 1472);
+            prop_assert!(b.push(&c) && b.push(&example_conn()) && b.push(&c));
+            let mut out = Vec::new();
+            decode(b.bytes(), &mut out).unwrap();
+            prop_assert_eq!(out, vec![Record::Conn(c), Record::Conn(example_conn()), Record::Conn(c)]);
         }
     }
 }
