@@ -303,10 +303,8 @@ fn next_packets(
         },
     );
     assert_eq!(by_burst, [a, c], "{fwd:?}: the burst path does the same");
-    // NAT and FULLNAT forward; NAT64 as soon as the director translates families (a
-    // build without the translation drops both alike, `Rewrite(AddressFamily)`, which
-    // the comparisons above check).
-    if rs.is_ipv6() || matches!(b, Seen::Tx(..)) {
+    // NAT, FULLNAT and NAT64 forward (NAT64: IPv4 toward the server, IPv6 back).
+    {
         let Seen::Tx(port, f) = b else {
             panic!("{fwd:?}: {b:?}")
         };
