@@ -633,6 +633,9 @@ impl<'a> Worker<'a> {
         for (m, port) in self.core.take_released() {
             self.out.route(Out::Tx(m, port));
         }
+        for o in self.core.take_frag_out() {
+            self.out.route(o);
+        }
         let mut sync_lost = 0u64;
         for c in self.core.take_sync() {
             if self.sh.sync_out[self.w].push(c).is_err() {

@@ -8,6 +8,8 @@
 //!   checksums.
 //! - [`tun`]: the TUN encapsulations (IPIP, GUE, GRE) and the fragmentation-needed
 //!   error for a packet too big for the tunnel.
+//! - [`frag`]: the bytes of forwarding fragments: a later fragment's NAT/FULLNAT
+//!   rewrite (no L4 header), the split of a TUN packet too big for the egress MTU.
 //! - [`icmp`]: ICMP errors about NAT and FULLNAT sessions, translated from the plan of
 //!   the direction they travel.
 //! - [`vlan`]: the 802.1Q tag of the port a frame leaves by.
@@ -23,6 +25,7 @@
 //! IPv4) stays 0.
 
 pub mod cip;
+pub mod frag;
 pub mod icmp;
 pub mod plan;
 pub mod rewrite;

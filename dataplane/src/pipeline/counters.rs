@@ -71,12 +71,25 @@ pub enum DropReason {
     /// bursts keep coming back full): dropped before its cookie is computed, so that
     /// established packets keep being served.
     SynShed,
+    /// A fragment the worker's fragment table had no room for (datagrams tracked,
+    /// fragments held waiting for their first, ranges per datagram).
+    FragTableFull,
+    /// A fragment overlapping one seen before of its datagram (or reaching past its
+    /// last fragment): it and every later fragment of the datagram are dropped.
+    FragOverlap,
+    /// A duplicate fragment: wholly within what was seen of its datagram.
+    FragDuplicate,
+    /// A tiny fragment (RFC 1858): a first fragment too short for its L4 header, a TCP
+    /// fragment at offset 8.
+    FragTiny,
+    /// A fragment held for its datagram's first fragment, which did not come in time.
+    FragTimeout,
 }
 
 impl DropReason {
     /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
     /// other reasons.
-    pub const COUNT: usize = 2 * wire::Error::COUNT + 20;
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 25;
 
     /// The counter slot.
     pub fn index(self) -> usize {
@@ -104,6 +117,11 @@ impl DropReason {
             DropReason::SynProxyBadOptions => 2 * w + 17,
             DropReason::SynProxySetup => 2 * w + 18,
             DropReason::SynShed => 2 * w + 19,
+            DropReason::FragTableFull => 2 * w + 20,
+            DropReason::FragOverlap => 2 * w + 21,
+            DropReason::FragDuplicate => 2 * w + 22,
+            DropReason::FragTiny => 2 * w + 23,
+            DropReason::FragTimeout => 2 * w + 24,
         }
     }
 
@@ -134,6 +152,11 @@ impl DropReason {
                 17 => DropReason::SynProxyBadOptions,
                 18 => DropReason::SynProxySetup,
                 19 => DropReason::SynShed,
+                20 => DropReason::FragTableFull,
+                21 => DropReason::FragOverlap,
+                22 => DropReason::FragDuplicate,
+                23 => DropReason::FragTiny,
+                24 => DropReason::FragTimeout,
                 _ => return None,
             },
         })
@@ -164,6 +187,11 @@ impl DropReason {
             DropReason::SynProxyBadOptions => "syn-proxy-bad-options".into(),
             DropReason::SynProxySetup => "syn-proxy-setup".into(),
             DropReason::SynShed => "syn-shed".into(),
+            DropReason::FragTableFull => "frag-table-full".into(),
+            DropReason::FragOverlap => "frag-overlap".into(),
+            DropReason::FragDuplicate => "frag-duplicate".into(),
+            DropReason::FragTiny => "frag-tiny".into(),
+            DropReason::FragTimeout => "frag-timeout".into(),
         }
     }
 }
@@ -243,6 +271,12 @@ pub struct Counters {
     /// one already held for the session): dropped as `syn-proxy-setup`, for the client
     /// to send again.
     pub syn_proxy_held_full: u64,
+    /// IP fragments forwarded (every mode, both directions; first fragments included).
+    pub frags_forwarded: u64,
+    /// IP fragments held until their datagram's first fragment arrived.
+    pub frags_held: u64,
+    /// TUN: packets without DF too big for the tunnel, sent as two outer fragments.
+    pub tun_outer_fragmented: u64,
     /// Drops by reason ([`DropReason::index`]).
     pub drops: [u64; DropReason::COUNT],
 }
@@ -280,6 +314,9 @@ impl Default for Counters {
             syn_proxy_held_sent: 0,
             syn_proxy_held_freed: 0,
             syn_proxy_held_full: 0,
+            frags_forwarded: 0,
+            frags_held: 0,
+            tun_outer_fragmented: 0,
             drops: [0; DropReason::COUNT],
         }
     }

@@ -181,6 +181,35 @@ pub const fn is_ext_header(p: IpProtocol) -> bool {
 /// headers, or a hop-by-hop header not first → `BadExtHeader`; a fragment header of a
 /// real fragment (offset ≠ 0 or M set) → `Fragment` (an atomic fragment is skipped).
 pub fn skip_ext_headers(first: IpProtocol, data: &[u8]) -> Result<(IpProtocol, usize)> {
+    match walk_ext_headers(first, data)? {
+        (_, _, Some(_)) => Err(Error::Fragment),
+        (proto, off, None) => Ok((proto, off)),
+    }
+}
+
+/// The Fragment extension header of a real fragment, as [`walk_ext_headers`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragHeader {
+    /// The identification (32 bits).
+    pub ident: u32,
+    /// The fragment offset in bytes.
+    pub offset: u16,
+    /// The M (more fragments) flag.
+    pub more: bool,
+}
+
+/// [`skip_ext_headers`] that reports a real fragment's Fragment header instead of
+/// refusing it: the upper-layer protocol, its offset in `data` (for a non-first
+/// fragment: where the fragment's data starts) and the Fragment header, if any.
+/// A second Fragment header in the chain (a fragment inside a fragment) is `Fragment`;
+/// for a non-first fragment the walk stops at the Fragment header (what follows is
+/// fragment data, not headers).
+pub fn walk_ext_headers(
+    first: IpProtocol,
+    data: &[u8],
+) -> Result<(IpProtocol, usize, Option<FragHeader>)> {
+    let mut frag: Option<FragHeader> = None;
+    let mut seen_frag = false;
     let mut proto = first;
     let mut off = 0usize;
     let mut count = 0usize;
@@ -192,9 +221,21 @@ pub fn skip_ext_headers(first: IpProtocol, data: &[u8]) -> Result<(IpProtocol, u
         let hdr = data.get(off..off + 8).ok_or(Error::Truncated)?;
         let len = match proto {
             IpProtocol::IPV6_FRAG => {
+                if seen_frag {
+                    return Err(Error::Fragment);
+                }
+                seen_frag = true;
                 let offset_flags = read_u16(hdr, 2);
                 if offset_flags & 0xfff9 != 0 {
-                    return Err(Error::Fragment);
+                    let offset = offset_flags & 0xfff8;
+                    frag = Some(FragHeader {
+                        ident: u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]),
+                        offset,
+                        more: offset_flags & 1 != 0,
+                    });
+                    if offset != 0 {
+                        return Ok((IpProtocol(hdr[0]), off + 8, frag));
+                    }
                 }
                 8
             }
@@ -207,7 +248,7 @@ pub fn skip_ext_headers(first: IpProtocol, data: &[u8]) -> Result<(IpProtocol, u
         proto = IpProtocol(hdr[0]);
         off += len;
     }
-    Ok((proto, off))
+    Ok((proto, off, frag))
 }
 
 #[cfg(test)]

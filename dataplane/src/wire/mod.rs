@@ -42,7 +42,8 @@ pub mod udp;
 pub use self::arp::{Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
 pub use self::checksum::ChecksumMode;
 pub use self::classify::{
-    classify, classify_into, classify_v4_flow, Classified, IcmpMeta, IpMeta, L2Meta, V4Flow,
+    classify, classify_into, classify_v4_flow, Classified, FragMeta, IcmpMeta, IpMeta, L2Meta,
+    V4Flow,
 };
 pub use self::ethernet::{
     Address as EthernetAddress, EtherType, Frame as EthernetFrame, Repr as EthernetRepr,
