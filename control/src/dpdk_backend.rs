@@ -919,6 +919,9 @@ fn worker_metrics(r: &WorkerReport) -> WorkerMetrics {
         syn_proxy_held_sent: c.syn_proxy_held_sent,
         syn_proxy_held_freed: c.syn_proxy_held_freed,
         syn_proxy_held_full: c.syn_proxy_held_full,
+        frags_forwarded: c.frags_forwarded,
+        frags_held: c.frags_held,
+        tun_outer_fragmented: c.tun_outer_fragmented,
         drops: c
             .drops
             .iter()
@@ -1122,7 +1125,7 @@ impl Backend for DpdkBackend {
             let c = &r.counters;
             let _ = writeln!(
                 out,
-                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={} syn_cookies_sent={} syn_options_clamped={} syn_proxy_acks={} syn_proxy_sessions={} syn_proxy_established={} syn_proxy_retries={} syn_proxy_refused={} syn_proxy_timeouts={} syn_proxy_client_resets={} syn_proxy_held={} syn_proxy_held_sent={} syn_proxy_held_freed={} syn_proxy_held_full={} idle_sleeps={}",
+                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={} syn_cookies_sent={} syn_options_clamped={} syn_proxy_acks={} syn_proxy_sessions={} syn_proxy_established={} syn_proxy_retries={} syn_proxy_refused={} syn_proxy_timeouts={} syn_proxy_client_resets={} syn_proxy_held={} syn_proxy_held_sent={} syn_proxy_held_freed={} syn_proxy_held_full={} frags_forwarded={} frags_held={} tun_outer_fragmented={} idle_sleeps={}",
                 r.worker,
                 c.packets,
                 c.in_packets,
@@ -1157,6 +1160,9 @@ impl Backend for DpdkBackend {
                 c.syn_proxy_held_sent,
                 c.syn_proxy_held_freed,
                 c.syn_proxy_held_full,
+                c.frags_forwarded,
+                c.frags_held,
+                c.tun_outer_fragmented,
                 r.idle_sleeps,
             );
             for (i, n) in c.drops.iter().enumerate() {

@@ -242,7 +242,9 @@ impl<P, V: Copy> FragTable<P, V> {
 
     /// Admits fragment `pkt` of datagram `key`: its data is `[offset, offset + len)`,
     /// `more` its MF flag. Tiny fragments are the caller's check ([`tiny_first`],
-    /// [`tiny_offset`]), before this.
+    /// [`tiny_offset`]), before this. Fragments held for a datagram this one turns out
+    /// to overlap are dropped with it: they go to `dropped`.
+    #[allow(clippy::too_many_arguments)]
     pub fn admit(
         &mut self,
         key: FragKey,
@@ -251,6 +253,7 @@ impl<P, V: Copy> FragTable<P, V> {
         more: bool,
         pkt: P,
         now_ms: u64,
+        dropped: impl FnMut(P),
     ) -> Admit<P, V> {
         if self.map.len() >= self.cfg.max_datagrams && !self.map.contains_key(&key) {
             return Admit::Drop(pkt, FragDrop::TableFull);
@@ -275,7 +278,7 @@ impl<P, V: Copy> FragTable<P, V> {
             Ok(()) => {}
             Err(FragDrop::Overlap) => {
                 e.poisoned = true;
-                let n = Self::free_held(e);
+                let n = Self::free_held(e, dropped);
                 self.held -= n;
                 return Admit::Drop(pkt, FragDrop::Overlap);
             }
@@ -373,11 +376,13 @@ impl<P, V: Copy> FragTable<P, V> {
         dropped
     }
 
-    /// Drops an entry's held packets (they are freed with it); returns how many.
-    fn free_held(e: &mut Entry<P, V>) -> usize {
+    /// Hands an entry's held packets to `dropped`; returns how many.
+    fn free_held(e: &mut Entry<P, V>, mut dropped: impl FnMut(P)) -> usize {
         let n = e.n_held;
         for slot in &mut e.held[..n] {
-            *slot = None;
+            if let Some(p) = slot.take() {
+                dropped(p);
+            }
         }
         e.n_held = 0;
         n
@@ -398,6 +403,8 @@ mod tests {
         }
     }
 
+    fn drop(_: u32) {}
+
     fn table() -> FragTable<u32, char> {
         FragTable::new(FragConfig {
             max_datagrams: 4,
@@ -409,15 +416,15 @@ mod tests {
     #[test]
     fn in_order_first_decides_the_rest() {
         let mut t = table();
-        assert_eq!(t.admit(key(1), 0, 1480, true, 1, 0), Admit::First(1));
+        assert_eq!(t.admit(key(1), 0, 1480, true, 1, 0, drop), Admit::First(1));
         t.decided(&key(1), 'a', |_, _| panic!("nothing held"));
         assert_eq!(
-            t.admit(key(1), 1480, 1480, true, 2, 0),
+            t.admit(key(1), 1480, 1480, true, 2, 0, drop),
             Admit::Known(2, 'a')
         );
         assert_eq!(t.len(), 1);
         assert_eq!(
-            t.admit(key(1), 2960, 1048, false, 3, 0),
+            t.admit(key(1), 2960, 1048, false, 3, 0, drop),
             Admit::Known(3, 'a')
         );
         // Complete: forgotten.
@@ -427,10 +434,10 @@ mod tests {
     #[test]
     fn reverse_order_is_held_and_released_in_arrival_order() {
         let mut t = table();
-        assert_eq!(t.admit(key(1), 2960, 1048, false, 3, 0), Admit::Held);
-        assert_eq!(t.admit(key(1), 1480, 1480, true, 2, 0), Admit::Held);
+        assert_eq!(t.admit(key(1), 2960, 1048, false, 3, 0, drop), Admit::Held);
+        assert_eq!(t.admit(key(1), 1480, 1480, true, 2, 0, drop), Admit::Held);
         assert_eq!(t.held(), 2);
-        assert_eq!(t.admit(key(1), 0, 1480, true, 1, 0), Admit::First(1));
+        assert_eq!(t.admit(key(1), 0, 1480, true, 1, 0, drop), Admit::First(1));
         let mut out = Vec::new();
         t.decided(&key(1), 'z', |p, v| out.push((p, v)));
         assert_eq!(out, [(3, 'z'), (2, 'z')]);
@@ -442,32 +449,34 @@ mod tests {
     #[test]
     fn duplicates_and_overlaps() {
         let mut t = table();
-        assert_eq!(t.admit(key(1), 0, 16, true, 1, 0), Admit::First(1));
+        assert_eq!(t.admit(key(1), 0, 16, true, 1, 0, drop), Admit::First(1));
         t.decided(&key(1), 'a', |_, _| {});
         assert_eq!(
-            t.admit(key(1), 0, 16, true, 9, 0),
+            t.admit(key(1), 0, 16, true, 9, 0, drop),
             Admit::Drop(9, FragDrop::Duplicate)
         );
         // Overlapping the first: the datagram is refused from now on.
         assert_eq!(
-            t.admit(key(1), 8, 16, true, 2, 0),
+            t.admit(key(1), 8, 16, true, 2, 0, drop),
             Admit::Drop(2, FragDrop::Overlap)
         );
         assert_eq!(
-            t.admit(key(1), 16, 8, false, 3, 0),
+            t.admit(key(1), 16, 8, false, 3, 0, drop),
             Admit::Drop(3, FragDrop::Overlap)
         );
         // A held fragment is dropped with its datagram.
-        assert_eq!(t.admit(key(2), 32, 8, false, 4, 0), Admit::Held);
+        assert_eq!(t.admit(key(2), 32, 8, false, 4, 0, drop), Admit::Held);
+        let mut freed = Vec::new();
         assert_eq!(
-            t.admit(key(2), 24, 16, true, 5, 0),
+            t.admit(key(2), 24, 16, true, 5, 0, |p| freed.push(p)),
             Admit::Drop(5, FragDrop::Overlap)
         );
+        assert_eq!(freed, [4], "the held fragment goes with its datagram");
         assert_eq!(t.held(), 0);
         // Data past the last fragment's end, or two different ends: an overlap.
-        assert_eq!(t.admit(key(3), 16, 8, false, 6, 0), Admit::Held);
+        assert_eq!(t.admit(key(3), 16, 8, false, 6, 0, drop), Admit::Held);
         assert_eq!(
-            t.admit(key(3), 24, 8, true, 7, 0),
+            t.admit(key(3), 24, 8, true, 7, 0, drop),
             Admit::Drop(7, FragDrop::Overlap)
         );
     }
@@ -476,34 +485,40 @@ mod tests {
     fn bounds() {
         let mut t = table();
         for id in 0..4 {
-            assert_eq!(t.admit(key(id), 8, 8, true, id, 0), Admit::Held);
+            assert_eq!(t.admit(key(id), 8, 8, true, id, 0, drop), Admit::Held);
         }
         // A fifth datagram: no room.
         assert_eq!(
-            t.admit(key(9), 8, 8, true, 9, 0),
+            t.admit(key(9), 8, 8, true, 9, 0, drop),
             Admit::Drop(9, FragDrop::TableFull)
         );
         // Held in all: 6.
-        assert_eq!(t.admit(key(0), 16, 8, true, 10, 0), Admit::Held);
-        assert_eq!(t.admit(key(0), 24, 8, true, 11, 0), Admit::Held);
+        assert_eq!(t.admit(key(0), 16, 8, true, 10, 0, drop), Admit::Held);
+        assert_eq!(t.admit(key(0), 24, 8, true, 11, 0, drop), Admit::Held);
         assert_eq!(
-            t.admit(key(0), 32, 8, true, 12, 0),
+            t.admit(key(0), 32, 8, true, 12, 0, drop),
             Admit::Drop(12, FragDrop::TableFull)
         );
         // The refused fragment's range was forgotten: it may come again later.
         assert_eq!(t.held(), 6);
         let mut out = Vec::new();
-        assert_eq!(t.admit(key(0), 0, 8, true, 13, 0), Admit::First(13));
+        assert_eq!(t.admit(key(0), 0, 8, true, 13, 0, drop), Admit::First(13));
         t.decided(&key(0), 'x', |p, _| out.push(p));
         assert_eq!(out, [0, 10, 11]);
-        assert_eq!(t.admit(key(0), 32, 8, false, 12, 0), Admit::Known(12, 'x'));
+        assert_eq!(
+            t.admit(key(0), 32, 8, false, 12, 0, drop),
+            Admit::Known(12, 'x')
+        );
         // Per datagram: at most HELD_PER_DATAGRAM.
         let mut t: FragTable<u32, char> = FragTable::new(FragConfig::default());
         for i in 0..HELD_PER_DATAGRAM as u16 {
-            assert_eq!(t.admit(key(1), 8 + 16 * i, 8, true, 0, 0), Admit::Held);
+            assert_eq!(
+                t.admit(key(1), 8 + 16 * i, 8, true, 0, 0, drop),
+                Admit::Held
+            );
         }
         assert_eq!(
-            t.admit(key(1), 4000, 8, true, 1, 0),
+            t.admit(key(1), 4000, 8, true, 1, 0, drop),
             Admit::Drop(1, FragDrop::TableFull)
         );
     }
@@ -511,8 +526,8 @@ mod tests {
     #[test]
     fn timeout_drops_held_fragments() {
         let mut t = table();
-        assert_eq!(t.admit(key(1), 8, 8, true, 1, 100), Admit::Held);
-        assert_eq!(t.admit(key(1), 16, 8, true, 2, 100), Admit::Held);
+        assert_eq!(t.admit(key(1), 8, 8, true, 1, 100, drop), Admit::Held);
+        assert_eq!(t.admit(key(1), 16, 8, true, 2, 100, drop), Admit::Held);
         assert_eq!(t.age(1099, |_| panic!("too early")), 0);
         let mut dropped = Vec::new();
         assert_eq!(t.age(1100, |p| dropped.push(p)), 2);
@@ -522,7 +537,7 @@ mod tests {
         assert_eq!(t.counters().timed_out, 2);
         assert_eq!(t.counters().expired, 1);
         // A first fragment after the timeout starts afresh.
-        assert_eq!(t.admit(key(1), 0, 8, true, 3, 2000), Admit::First(3));
+        assert_eq!(t.admit(key(1), 0, 8, true, 3, 2000, drop), Admit::First(3));
     }
 
     #[test]

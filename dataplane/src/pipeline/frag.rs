@@ -93,7 +93,11 @@ impl<P: PacketBuf> Core<P> {
             proto: proto.0,
             ident: f.ident,
         };
-        match self.frags.admit(key, f.offset, len, f.more, pkt, now_ms) {
+        let overlap = &mut self.counters.drops[DropReason::FragOverlap.index()];
+        let admitted = self
+            .frags
+            .admit(key, f.offset, len, f.more, pkt, now_ms, |_| *overlap += 1);
+        match admitted {
             Admit::Drop(p, r) => self.drop(p, frag_reason(r)),
             Admit::Held => {
                 self.counters.frags_held += 1;

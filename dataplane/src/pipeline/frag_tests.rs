@@ -183,11 +183,16 @@ fn sent(outs: Vec<Out<VecBuf>>) -> Vec<(Vec<u8>, u16)> {
         .collect()
 }
 
+/// A fragment as the reassembly sorts it: offset, MF, header, data.
+type Piece = (u16, bool, Ipv4Header, Vec<u8>);
+/// A datagram as the tests compare it: source, source port, destination, destination
+/// port, payload.
+type Datagram = ([u8; 4], u16, [u8; 4], u16, Vec<u8>);
+
 /// Reassembles IPv4 packets (header at the start of each; every header checksum is
 /// checked): the whole datagrams, as (header of the first, payload), by (src, dst, ID).
 fn reassemble(packets: &[&[u8]]) -> Vec<(Ipv4Header, Vec<u8>)> {
-    let mut by: BTreeMap<([u8; 4], [u8; 4], u16), Vec<(u16, bool, Ipv4Header, Vec<u8>)>> =
-        BTreeMap::new();
+    let mut by: BTreeMap<([u8; 4], [u8; 4], u16), Vec<Piece>> = BTreeMap::new();
     for p in packets {
         let h = Ipv4HeaderSlice::from_slice(p).expect("IPv4");
         let hdr = h.to_header();
@@ -222,7 +227,7 @@ fn reassemble(packets: &[&[u8]]) -> Vec<(Ipv4Header, Vec<u8>)> {
 
 /// The UDP datagram of a reassembled IPv4 payload, its checksum checked over the whole
 /// datagram: (src, sport, dst, dport, payload).
-fn udp_of(h: &Ipv4Header, data: &[u8]) -> ([u8; 4], u16, [u8; 4], u16, Vec<u8>) {
+fn udp_of(h: &Ipv4Header, data: &[u8]) -> Datagram {
     let (u, rest) = etherparse::UdpHeader::from_slice(data).expect("UDP");
     assert_eq!(usize::from(u.length), data.len(), "UDP length");
     let want = u.calc_checksum_ipv4(h, rest).unwrap();
@@ -238,7 +243,7 @@ fn udp_of(h: &Ipv4Header, data: &[u8]) -> ([u8; 4], u16, [u8; 4], u16, Vec<u8>) 
 
 /// The datagrams in `frames` (Ethernet frames; under TUN the outer packets are
 /// reassembled, then the inner ones).
-fn datagrams(frames: &[(Vec<u8>, u16)], tun: bool) -> Vec<([u8; 4], u16, [u8; 4], u16, Vec<u8>)> {
+fn datagrams(frames: &[(Vec<u8>, u16)], tun: bool) -> Vec<Datagram> {
     let ips: Vec<&[u8]> = frames.iter().map(|(f, _)| &f[14..]).collect();
     let inner: Vec<Vec<u8>> = if tun {
         reassemble(&ips)
