@@ -70,6 +70,8 @@ impl std::fmt::Debug for DpdkBackend {
 const EAL_MEMORY_MB: u64 = 512;
 /// The smallest session table per worker.
 const MIN_CONN_CAPACITY: i64 = 1024;
+/// The largest `[sessions] frag_datagrams` and `frag_held` (the configuration checks it).
+const MAX_FRAG: i64 = 1_000_000;
 
 /// Why the configuration cannot drive the dataplane. `Display` names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -362,6 +364,11 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
         expire_nodest_conn: cfg.sessions.expire_nodest_conn != 0,
         expire_quiescent_template: cfg.sessions.expire_quiescent_template != 0,
         new_sessions_per_second: cfg.sessions.new_per_second.clamp(0, i64::from(u32::MAX)) as u32,
+        frag: rvs_dataplane::frag::FragConfig {
+            max_datagrams: cfg.sessions.frag_datagrams.clamp(1, MAX_FRAG) as usize,
+            max_held: cfg.sessions.frag_held.clamp(0, MAX_FRAG) as usize,
+            timeout_ms: cfg.sessions.frag_timeout_ms.clamp(1, 60_000) as u64,
+        },
         sloppy_tcp: cfg.sessions.sloppy_tcp != 0,
         syn_proxy_auto: (
             cfg.sessions.syn_proxy_rate.clamp(1, i64::from(u32::MAX)) as u32,

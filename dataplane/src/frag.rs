@@ -209,7 +209,9 @@ impl<P, V: Copy> FragTable<P, V> {
     pub fn new(cfg: FragConfig) -> Self {
         FragTable {
             cfg,
-            map: HashMap::with_capacity(cfg.max_datagrams),
+            // Twice the bound: removals leave tombstones, and a table at most half full
+            // rehashes them away in place rather than growing (no allocation, ever).
+            map: HashMap::with_capacity(cfg.max_datagrams.saturating_mul(2)),
             held: 0,
             counters: FragCounters::default(),
         }

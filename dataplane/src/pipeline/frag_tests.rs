@@ -597,3 +597,65 @@ fn fragments_reach_the_worker_owning_their_flow_in_order() {
     assert_eq!(w[other].conns().len(), 0, "no session on the other worker");
     assert_eq!(w[other].counters().handoff_out, 6);
 }
+
+/// An outcome reduced to what two cores can be compared on.
+fn outcome(o: Out<VecBuf>) -> (u8, String, Vec<u8>) {
+    match o {
+        Out::Tx(p, port) => (0, port.to_string(), p.data().to_vec()),
+        Out::Handoff(p, w) => (1, w.to_string(), p.data().to_vec()),
+        Out::Drop(p, r) => (2, r.name(), p.data().to_vec()),
+        Out::Consumed(p) => (3, String::new(), p.data().to_vec()),
+        Out::Held => (4, String::new(), Vec::new()),
+    }
+}
+
+#[test]
+fn a_burst_of_fragments_is_processed_as_packet_by_packet() {
+    for fwd in MODES {
+        let (mut one, mut burst) = (core(fwd, 0, 1), core(fwd, 0, 1));
+        let mut frames = fragments(CLIENT_MAC, CIP, 40000, VIP, 80, 71, &pattern(1, 4000), 1500);
+        frames.reverse();
+        let mut small = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+            .ipv4(CIP, VIP, 64)
+            .udp(40001, 80)
+            .write(&mut small, b"whole")
+            .unwrap();
+        frames.insert(1, small);
+        frames.extend(fragments(
+            CLIENT_MAC,
+            CIP,
+            40002,
+            VIP,
+            80,
+            72,
+            &pattern(2, 3000),
+            1500,
+        ));
+        let mut got = Vec::new();
+        burst.process_burst(
+            frames.iter().map(|f| buf(f)),
+            1,
+            true,
+            |_| 0,
+            |e| {
+                if let Emit::Packet(o) = e {
+                    got.push(outcome(o));
+                }
+            },
+        );
+        let side: Vec<_> = burst.take_frag_out().map(outcome).collect();
+        // The burst's side outputs come after the burst; packet by packet, after each
+        // packet: the same frames, in the same order among themselves.
+        let (mut want_main, mut want_side) = (Vec::new(), Vec::new());
+        for f in &frames {
+            want_main.push(outcome(one.process(buf(f), 0, 1, true)));
+            want_side.extend(one.take_frag_out().map(outcome));
+        }
+        assert_eq!(got, want_main, "{fwd:?}");
+        assert_eq!(side, want_side, "{fwd:?}");
+        // Something was forwarded: two datagrams' fragments and the whole one.
+        assert!(got.iter().filter(|o| o.0 == 0).count() + side.len() >= 7);
+        assert_eq!(one.counters(), burst.counters(), "{fwd:?}");
+    }
+}
