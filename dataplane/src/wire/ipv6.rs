@@ -309,6 +309,55 @@ mod tests {
     }
 
     #[test]
+    fn the_walk_reports_the_fragment_header() {
+        // dest opts (8) -> fragment (first, M, ID 0x01020304) -> UDP
+        let mut d = vec![44, 0, 0, 0, 0, 0, 0, 0];
+        d.extend_from_slice(&[17, 0, 0, 1, 1, 2, 3, 4]);
+        d.extend_from_slice(&[0; 8]);
+        let first = FragHeader {
+            ident: 0x0102_0304,
+            offset: 0,
+            more: true,
+        };
+        assert_eq!(
+            walk_ext_headers(IpProtocol::IPV6_OPTS, &d),
+            Ok((IpProtocol::UDP, 16, Some(first)))
+        );
+        assert_eq!(
+            skip_ext_headers(IpProtocol::IPV6_OPTS, &d),
+            Err(Error::Fragment)
+        );
+        // Offset 24, last: the walk stops at the fragment header (data follows).
+        d[10..12].copy_from_slice(&[0, 24]);
+        assert_eq!(
+            walk_ext_headers(IpProtocol::IPV6_OPTS, &d),
+            Ok((
+                IpProtocol::UDP,
+                16,
+                Some(FragHeader {
+                    ident: 0x0102_0304,
+                    offset: 24,
+                    more: false
+                })
+            ))
+        );
+        // A fragment header after a fragment header.
+        let mut twice = vec![44, 0, 0, 1, 0, 0, 0, 1];
+        twice.extend_from_slice(&[17, 0, 0, 1, 0, 0, 0, 2]);
+        twice.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            walk_ext_headers(IpProtocol::IPV6_FRAG, &twice),
+            Err(Error::Fragment)
+        );
+        // An atomic fragment (offset 0, no M) is skipped as before.
+        let atomic = [17, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            walk_ext_headers(IpProtocol::IPV6_FRAG, &atomic),
+            Ok((IpProtocol::UDP, 8, None))
+        );
+    }
+
+    #[test]
     fn ext_header_chain() {
         // routing (16 bytes) -> dest opts (8) -> atomic fragment (8) -> TCP
         let mut d = vec![60, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];

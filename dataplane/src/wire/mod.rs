@@ -85,7 +85,9 @@ pub enum Error {
     BadTotalLen = 3,
     /// A checksum (IPv4 header, ICMP, or an L4 checksum that was checked) is wrong.
     BadChecksum = 4,
-    /// An IPv4 or IPv6 fragment, first or non-first: rvs does not reassemble.
+    /// A malformed fragment (data not a multiple of 8 bytes with more to come, past
+    /// 65535 bytes, empty; an IPv6 Fragment header inside a fragment), or where a whole
+    /// datagram is required (`Repr::parse`, [`ipv6::skip_ext_headers`]) any fragment.
     Fragment = 5,
     /// The IPv6 extension-header chain is too long or malformed.
     BadExtHeader = 6,
