@@ -51,7 +51,9 @@ pub enum DropReason {
     /// (`[sessions] new_per_second`): refused, no session created.
     NewSessionBudget,
     /// A UDP datagram of a FULLNAT service with PROXY protocol v2 that would exceed the
-    /// egress MTU (or the buffer's headroom) with the header in front of it.
+    /// egress MTU (or the buffer's headroom) with the header in front of it; a fragmented
+    /// datagram of such a service, or a client's TCP fragment while its session still
+    /// has a PROXY header or TOA to give (a fragment can take neither).
     ProxyNoRoom,
     /// A packet that would open a session from a client the global ACL or its service's
     /// ACL denies (`--add-blklst`, `--add-whtlst`, `[acl]`): no session created. Packets

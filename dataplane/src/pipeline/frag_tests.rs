@@ -35,13 +35,18 @@ fn a(x: [u8; 4]) -> Addr {
 
 /// A UDP service VIP:80 with RS1 and RS2 in mode `fwd`, ports of MTU 1500.
 fn snapshot(fwd: FwdMethod, workers: usize) -> Snapshot {
+    snapshot_flags(fwd, workers, 0)
+}
+
+/// [`snapshot`] with service flags `svc_flags`.
+fn snapshot_flags(fwd: FwdMethod, workers: usize, svc_flags: u32) -> Snapshot {
     let key = ServiceKey::Addr {
         proto: Proto::Udp,
         addr: a(VIP),
         port: 80,
     };
     let mut t = ServiceTable::new();
-    t.add_service(ServiceConfig::new(key, SchedKind::Rr))
+    t.add_service(ServiceConfig::new(key, SchedKind::Rr).flags(svc_flags))
         .expect("service");
     let rport = if fwd == FwdMethod::Masq { 8080 } else { 80 };
     t.add_dest(
@@ -92,8 +97,13 @@ fn snapshot(fwd: FwdMethod, workers: usize) -> Snapshot {
 
 /// Worker `id` of `workers` with every neighbour resolved.
 fn core(fwd: FwdMethod, id: usize, workers: usize) -> Core<VecBuf> {
+    core_with(snapshot(fwd, workers), id)
+}
+
+/// Worker `id` of snapshot `snap` with every neighbour resolved.
+fn core_with(snap: Snapshot, id: usize) -> Core<VecBuf> {
     let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
-    c.adopt(snapshot(fwd, workers));
+    c.adopt(snap);
     c.add_static_neighbour(Ipv4Addr::from(CIP), CLIENT_MAC);
     c.add_static_neighbour(Ipv4Addr::from(RS1), RS1_MAC);
     c.add_static_neighbour(Ipv4Addr::from(RS2), RS2_MAC);
@@ -658,4 +668,31 @@ fn a_burst_of_fragments_is_processed_as_packet_by_packet() {
         assert!(got.iter().filter(|o| o.0 == 0).count() + side.len() >= 7);
         assert_eq!(one.counters(), burst.counters(), "{fwd:?}");
     }
+}
+
+#[test]
+fn a_fragmented_datagram_cannot_take_a_proxy_header_and_is_refused_whole() {
+    let snap = snapshot_flags(FwdMethod::FullNat, 1, crate::service::svc_flags::PROXY_V2);
+    let mut c = core_with(snap, 0);
+    // A whole datagram gets its v2 header (the service does PROXY protocol).
+    let mut small = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv4(CIP, VIP, 64)
+        .udp(40000, 80)
+        .write(&mut small, b"whole")
+        .unwrap();
+    let out = sent(run(&mut c, &[small], 0, 1, true));
+    assert_eq!(out.len(), 1);
+    assert_eq!(c.counters().proxy_headers, 1);
+    // A fragmented one of the same flow: every fragment refused, nothing corrupt sent.
+    let mut f = fragments(CLIENT_MAC, CIP, 40000, VIP, 80, 81, &pattern(1, 4000), 1500);
+    f.swap(0, 2);
+    let outs = run(&mut c, &f, 0, 2, true);
+    assert!(
+        outs.iter()
+            .all(|o| matches!(o, Out::Held | Out::Drop(_, DropReason::ProxyNoRoom))),
+        "{outs:?}"
+    );
+    assert_eq!(c.counters().drops_of(DropReason::ProxyNoRoom), 3);
+    assert_eq!(c.counters().proxy_headers, 1);
 }
