@@ -855,7 +855,7 @@ pub struct Sessions {
     /// come yet (default 4096, 0..=1000000; at most 16 per datagram).
     #[serde(default = "default_frag_held")]
     pub frag_held: i64,
-    /// How long a datagram's fragments are tracked after its first one was seen, in
+    /// How long a datagram's fragments are tracked after the first of them arrived, in
     /// milliseconds (default 3000, 100..=60000); fragments still held then are dropped
     /// as `frag-timeout`.
     #[serde(default = "default_frag_timeout_ms")]

@@ -14,8 +14,8 @@
 //! overlapping rewrites of the TCP header), a duplicate (wholly within what was seen:
 //! skipped, as RFC 5722's errata skips duplicates), and tiny fragments
 //! (RFC 1858): a first fragment too short for its L4 header ([`tiny_first`]), a TCP
-//! fragment at offset 8. A datagram not complete within `timeout_ms` of its first
-//! fragment seen here is forgotten ([`FragTable::age`], from `Core::tick`); fragments
+//! fragment at offset 8. A datagram not complete within `timeout_ms` of the first of
+//! its fragments arriving here is forgotten ([`FragTable::age`], from `Core::tick`); fragments
 //! still held are dropped as timed out.
 //!
 //! Family-generic: addresses are [`IpAddr`] and the identification 32 bits (IPv6's).
@@ -51,7 +51,7 @@ pub struct FragConfig {
     pub max_datagrams: usize,
     /// Fragments held (waiting for their first fragment) at once, over all datagrams.
     pub max_held: usize,
-    /// How long a datagram is tracked after its first fragment was seen here.
+    /// How long a datagram is tracked after the first of its fragments arrived here.
     pub timeout_ms: u64,
 }
 

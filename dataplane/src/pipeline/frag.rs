@@ -307,19 +307,23 @@ impl<P: PacketBuf> Core<P> {
     }
 
     /// Queues an outcome produced beside the packet being processed (a held fragment
-    /// released, a TUN packet's second outer fragment) for the worker.
+    /// released, a TUN packet's second outer fragment) for the worker, drops included
+    /// (already counted: the worker passes those not for a service to the kernel, as
+    /// it does a packet's own outcome).
     fn frag_emit(&mut self, o: Out<P>) {
         match o {
-            Out::Held | Out::Drop(..) | Out::Consumed(_) => {}
+            Out::Held => {}
             o if self.frag_out.len() < SIDE_CAP => self.frag_out.push(o),
             Out::Tx(p, _) | Out::Handoff(p, _) => {
                 let _ = self.drop(p, DropReason::FragTableFull);
             }
+            Out::Drop(..) | Out::Consumed(_) => {}
         }
     }
 
-    /// Fragments ready beside the last burst: sent (`Out::Tx`) or handed over in the
-    /// order they came (`Out::Handoff`). Drained by the worker after a burst.
+    /// Fragments ready beside the last burst: sent (`Out::Tx`), handed over in the
+    /// order they came (`Out::Handoff`) or dropped (`Out::Drop`, counted). Drained by
+    /// the worker after a burst, routed as the packets' own outcomes are.
     pub fn take_frag_out(&mut self) -> std::vec::Drain<'_, Out<P>> {
         self.frag_out.drain(..)
     }

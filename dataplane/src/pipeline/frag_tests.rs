@@ -542,10 +542,16 @@ fn a_refused_first_fragment_refuses_the_rest() {
             _ => None,
         })
         .collect();
-    // Held, the first refused, the held one dropped beside it, the last refused.
+    // Held, the first refused, the held one dropped beside it (for the worker to pass
+    // to the kernel, as the first), the last refused.
     assert_eq!(
         reasons,
-        [None, Some(DropReason::NotForUs), Some(DropReason::NotForUs)]
+        [
+            None,
+            Some(DropReason::NotForUs),
+            Some(DropReason::NotForUs),
+            Some(DropReason::NotForUs)
+        ]
     );
     assert_eq!(c.counters().drops_of(DropReason::NotForUs), 3);
     assert_eq!(c.conns().len(), 0);
