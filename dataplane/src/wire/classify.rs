@@ -188,7 +188,7 @@ pub fn classify(frame: &[u8], rx_checksum: ChecksumMode) -> Result<Classified> {
 }
 
 /// [`classify`] writing its result into `out` (the burst path keeps its results in
-/// place: an [`IpMeta`] is 168 bytes, worth not copying around).
+/// place: an [`IpMeta`] is 176 bytes, worth not copying around).
 #[inline]
 pub fn classify_into(frame: &[u8], rx_checksum: ChecksumMode, out: &mut Result<Classified>) {
     let eth = match Frame::new_checked(frame) {
@@ -208,7 +208,7 @@ pub fn classify_into(frame: &[u8], rx_checksum: ChecksumMode, out: &mut Result<C
     match eth.payload_ethertype() {
         EtherType::IPV4 => {
             // Every field is written below; a slot already holding an `IpMeta` is reused
-            // as it is (no 168-byte copy).
+            // as it is (no 176-byte copy).
             if !matches!(out, Ok(Classified::Ip(_))) {
                 *out = Ok(Classified::Ip(IpMeta::EMPTY));
             }
@@ -261,7 +261,7 @@ pub struct V4Flow {
 /// with the same tuple, offsets and flags.
 ///
 /// What the receive path reads an established packet with: a few loads and compares
-/// against a fixed layout, and no 168-byte [`IpMeta`] written.
+/// against a fixed layout, and no 176-byte [`IpMeta`] written.
 #[inline(always)]
 pub fn classify_v4_flow(frame: &[u8]) -> Option<V4Flow> {
     let l3 = match frame.get(12..14)? {
