@@ -1,9 +1,9 @@
 //! The bytes of forwarding IP fragments without reassembly: the NAT/FULLNAT rewrite of a
-//! fragment that carries no L4 header ([`rewrite_v4_fragment`]: addresses, TTL, header
+//! fragment that carries no L4 header (`rewrite_v4_fragment`: addresses, TTL, header
 //! checksum; the first fragment's L4 checksum, which covers the whole datagram, is
-//! updated by [`super::rewrite::rewrite_v4`] as for a whole packet), and the split of
+//! updated by `rewrite::rewrite_v4` as for a whole packet), and the split of
 //! an encapsulated (TUN) packet too big for the egress MTU into two outer fragments
-//! ([`split_outer_v4`]), as the kernel fragments an IPVS tunnel packet without DF.
+//! (`split_outer_v4`), as the kernel fragments an IPVS tunnel packet without DF.
 
 use crate::buf::PacketBuf;
 use crate::wire::ipv4::{self, Packet as Ipv4Packet};
