@@ -267,6 +267,7 @@ pub fn engine_config(
         expire_nodest_conn: false,
         expire_quiescent_template: false,
         new_sessions_per_second: 0,
+        frag: Default::default(),
         sloppy_tcp: false,
         syn_proxy_auto: (
             rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_RATE,

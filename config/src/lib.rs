@@ -876,6 +876,19 @@ pub struct Sessions {
     /// second's worth, so a quiet worker may take that many at once.
     #[serde(default)]
     pub new_per_second: i64,
+    /// Datagrams each worker's fragment table tracks at once (default 4096, 1..=1000000):
+    /// fragments of more are dropped as `frag-table-full`.
+    #[serde(default = "default_frag_datagrams")]
+    pub frag_datagrams: i64,
+    /// Fragments each worker holds at once for datagrams whose first fragment has not
+    /// come yet (default 4096, 0..=1000000; at most 16 per datagram).
+    #[serde(default = "default_frag_held")]
+    pub frag_held: i64,
+    /// How long a datagram's fragments are tracked after the first of them arrived, in
+    /// milliseconds (default 3000, 100..=60000); fragments still held then are dropped
+    /// as `frag-timeout`.
+    #[serde(default = "default_frag_timeout_ms")]
+    pub frag_timeout_ms: i64,
     /// The sysctl `sloppy_tcp`, 0 or 1 (default 0): with 1 a TCP segment without RST of a
     /// flow without a session may open one, not only a SYN, in the state the segment
     /// implies (ESTABLISHED for an ACK). For several directors behind ECMP: a flow that
@@ -891,6 +904,18 @@ pub struct Sessions {
     /// ... or while a worker's session table is fuller than this percentage (default 50).
     #[serde(default = "default_syn_proxy_fill")]
     pub syn_proxy_fill: i64,
+}
+
+fn default_frag_datagrams() -> i64 {
+    4096
+}
+
+fn default_frag_held() -> i64 {
+    4096
+}
+
+fn default_frag_timeout_ms() -> i64 {
+    3000
 }
 
 fn default_syn_proxy_rate() -> i64 {
@@ -912,6 +937,9 @@ impl Default for Sessions {
             expire_nodest_conn: 0,
             expire_quiescent_template: 0,
             new_per_second: 0,
+            frag_datagrams: default_frag_datagrams(),
+            frag_held: default_frag_held(),
+            frag_timeout_ms: default_frag_timeout_ms(),
             sloppy_tcp: 0,
             syn_proxy_rate: default_syn_proxy_rate(),
             syn_proxy_fill: default_syn_proxy_fill(),
@@ -1319,6 +1347,24 @@ impl Config {
             self.sessions.new_per_second,
             0,
             MAX_NEW_PER_SECOND,
+        )?;
+        range(
+            "sessions.frag_datagrams".into(),
+            self.sessions.frag_datagrams,
+            1,
+            1_000_000,
+        )?;
+        range(
+            "sessions.frag_held".into(),
+            self.sessions.frag_held,
+            0,
+            1_000_000,
+        )?;
+        range(
+            "sessions.frag_timeout_ms".into(),
+            self.sessions.frag_timeout_ms,
+            100,
+            60_000,
         )?;
         range(
             "sessions.syn_proxy_rate".into(),
@@ -2102,6 +2148,39 @@ mod tests {
             let e = err(&format!("[sessions]\nsloppy_tcp = {bad}\n"));
             assert!(e.starts_with("sessions.sloppy_tcp: "), "{e}");
         }
+    }
+
+    #[test]
+    fn the_fragment_tables_bounds_have_defaults_and_are_refused_by_name_when_bad() {
+        let c = Config::from_str("").unwrap();
+        assert_eq!(
+            (
+                c.sessions.frag_datagrams,
+                c.sessions.frag_held,
+                c.sessions.frag_timeout_ms
+            ),
+            (4096, 4096, 3000)
+        );
+        let f = Config::from_str(
+            "[sessions]\nfrag_datagrams = 10\nfrag_held = 0\nfrag_timeout_ms = 500\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                f.sessions.frag_datagrams,
+                f.sessions.frag_held,
+                f.sessions.frag_timeout_ms
+            ),
+            (10, 0, 500)
+        );
+        assert_eq!(
+            err("[sessions]\nfrag_datagrams = 0\n"),
+            "sessions.frag_datagrams: 0 is out of range 1..=1000000"
+        );
+        assert_eq!(
+            err("[sessions]\nfrag_timeout_ms = 99\n"),
+            "sessions.frag_timeout_ms: 99 is out of range 100..=60000"
+        );
     }
 
     #[test]

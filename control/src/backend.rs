@@ -311,6 +311,12 @@ pub struct WorkerMetrics {
     pub syn_proxy_held_freed: u64,
     /// SYN proxy: data segments not held (table full or one already held), dropped.
     pub syn_proxy_held_full: u64,
+    /// IP fragments forwarded (first fragments included).
+    pub frags_forwarded: u64,
+    /// IP fragments held until their datagram's first fragment arrived.
+    pub frags_held: u64,
+    /// TUN packets without DF too big for the tunnel, sent as two outer fragments.
+    pub tun_outer_fragmented: u64,
     /// Drops by reason (every reason, zeros included), named as `rvsadm --dataplane`.
     pub drops: Vec<(String, u64)>,
     /// TSC cycles the poll loop ran.

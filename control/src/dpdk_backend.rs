@@ -70,6 +70,8 @@ impl std::fmt::Debug for DpdkBackend {
 const EAL_MEMORY_MB: u64 = 512;
 /// The smallest session table per worker.
 const MIN_CONN_CAPACITY: i64 = 1024;
+/// The largest `[sessions] frag_datagrams` and `frag_held` (the configuration checks it).
+const MAX_FRAG: i64 = 1_000_000;
 
 /// Why the configuration cannot drive the dataplane. `Display` names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -453,6 +455,11 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
         expire_nodest_conn: cfg.sessions.expire_nodest_conn != 0,
         expire_quiescent_template: cfg.sessions.expire_quiescent_template != 0,
         new_sessions_per_second: cfg.sessions.new_per_second.clamp(0, i64::from(u32::MAX)) as u32,
+        frag: rvs_dataplane::frag::FragConfig {
+            max_datagrams: cfg.sessions.frag_datagrams.clamp(1, MAX_FRAG) as usize,
+            max_held: cfg.sessions.frag_held.clamp(0, MAX_FRAG) as usize,
+            timeout_ms: cfg.sessions.frag_timeout_ms.clamp(1, 60_000) as u64,
+        },
         sloppy_tcp: cfg.sessions.sloppy_tcp != 0,
         syn_proxy_auto: (
             cfg.sessions.syn_proxy_rate.clamp(1, i64::from(u32::MAX)) as u32,
@@ -1134,6 +1141,9 @@ fn worker_metrics(r: &WorkerReport) -> WorkerMetrics {
         syn_proxy_held_sent: c.syn_proxy_held_sent,
         syn_proxy_held_freed: c.syn_proxy_held_freed,
         syn_proxy_held_full: c.syn_proxy_held_full,
+        frags_forwarded: c.frags_forwarded,
+        frags_held: c.frags_held,
+        tun_outer_fragmented: c.tun_outer_fragmented,
         drops: c
             .drops
             .iter()
@@ -1337,7 +1347,7 @@ impl Backend for DpdkBackend {
             let c = &r.counters;
             let _ = writeln!(
                 out,
-                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={} syn_cookies_sent={} syn_options_clamped={} syn_proxy_acks={} syn_proxy_sessions={} syn_proxy_established={} syn_proxy_retries={} syn_proxy_refused={} syn_proxy_timeouts={} syn_proxy_client_resets={} syn_proxy_held={} syn_proxy_held_sent={} syn_proxy_held_freed={} syn_proxy_held_full={} idle_sleeps={}",
+                "worker {} packets={} in={} out={} handoff_out={} handoff_in={} sessions={} arp_replies={} echo_replies={} icmp_translated={} tx_dropped={} dropped={} to_kernel={} from_kernel={} time_exceeded_sent={} frag_needed_sent={} icmp_rate_limited={} proxy_headers={} proxy_resent={} toa_added={} toa_no_room={} syn_cookies_sent={} syn_options_clamped={} syn_proxy_acks={} syn_proxy_sessions={} syn_proxy_established={} syn_proxy_retries={} syn_proxy_refused={} syn_proxy_timeouts={} syn_proxy_client_resets={} syn_proxy_held={} syn_proxy_held_sent={} syn_proxy_held_freed={} syn_proxy_held_full={} frags_forwarded={} frags_held={} tun_outer_fragmented={} idle_sleeps={}",
                 r.worker,
                 c.packets,
                 c.in_packets,
@@ -1372,6 +1382,9 @@ impl Backend for DpdkBackend {
                 c.syn_proxy_held_sent,
                 c.syn_proxy_held_freed,
                 c.syn_proxy_held_full,
+                c.frags_forwarded,
+                c.frags_held,
+                c.tun_outer_fragmented,
                 r.idle_sleeps,
             );
             for (i, n) in c.drops.iter().enumerate() {

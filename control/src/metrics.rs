@@ -468,7 +468,7 @@ type WorkerField = (&'static str, &'static str, fn(&WorkerMetrics) -> u64);
 /// Per-worker series.
 fn workers(out: &mut Out, e: &EngineMetrics) {
     let ws = &e.workers;
-    let counters: [WorkerField; 31] = [
+    let counters: [WorkerField; 34] = [
         (
             "rvs_worker_packets_total",
             "Packets a worker processed (received, or handed over by another worker).",
@@ -603,6 +603,21 @@ fn workers(out: &mut Out, e: &EngineMetrics) {
             "rvs_worker_syn_proxy_held_full_total",
             "Client data segments during setup not held (the worker's table full, or one already held): dropped for the client to send again.",
             |w| w.syn_proxy_held_full,
+        ),
+        (
+            "rvs_worker_frags_forwarded_total",
+            "IP fragments a worker forwarded without reassembly (first fragments included).",
+            |w| w.frags_forwarded,
+        ),
+        (
+            "rvs_worker_frags_held_total",
+            "IP fragments a worker held until their datagram's first fragment arrived.",
+            |w| w.frags_held,
+        ),
+        (
+            "rvs_worker_tun_outer_fragmented_total",
+            "TUN packets without DF too big for the tunnel, sent as two outer fragments.",
+            |w| w.tun_outer_fragmented,
         ),
         (
             "rvs_worker_to_kernel_packets_total",

@@ -18,6 +18,7 @@ pub mod dpdk;
 pub mod engine;
 pub mod flow;
 pub mod forward;
+pub mod frag;
 pub mod laddr;
 pub mod mark;
 pub mod neigh;

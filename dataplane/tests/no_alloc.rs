@@ -391,3 +391,53 @@ fn ipv6_rewrites_and_messages_do_not_allocate() {
         after - before
     );
 }
+
+/// The fragment table allocates nothing after it is made: datagrams come and go (held,
+/// decided, completed, refused when it is full, timed out) many times over its bound.
+#[test]
+fn the_fragment_table_does_not_allocate() {
+    use rvs_dataplane::frag::{Admit, FragConfig, FragKey, FragTable};
+    use std::net::{IpAddr, Ipv4Addr};
+    let cfg = FragConfig {
+        max_datagrams: 64,
+        max_held: 128,
+        timeout_ms: 50,
+    };
+    let mut t: FragTable<u32, u8> = FragTable::new(cfg);
+    let before = allocs();
+    let mut seen = 0u64;
+    for i in 0..20_000u32 {
+        let key = FragKey {
+            src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i % 97))),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 10, 0, 100)),
+            proto: 17,
+            ident: i,
+        };
+        let now = u64::from(i);
+        // Later fragments first (held), then the first, which releases them; every
+        // seventh datagram's first never comes (it times out).
+        for off in [2960u16, 1480] {
+            let more = off != 2960;
+            match t.admit(
+                key,
+                off,
+                if more { 1480 } else { 1048 },
+                more,
+                i,
+                now,
+                |_| {},
+            ) {
+                Admit::Held | Admit::Drop(..) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        if i % 7 != 0 {
+            if let Admit::First(_) = t.admit(key, 0, 1480, true, i, now, |_| {}) {
+                t.decided(&key, 1, |_, _| seen += 1);
+            }
+        }
+        t.age(now, |_| {});
+    }
+    assert_eq!(allocs(), before, "the fragment table allocated");
+    assert!(seen > 10_000, "datagrams were released: {seen}");
+}

@@ -446,6 +446,30 @@ pub struct DirPort<'a> {
     pub addrs: &'a [&'a str],
 }
 
+/// The DPDK poll-mode driver of a lab director's ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pmd {
+    /// `net_af_packet` (every lab's unless it asks for another): the kernel joins its
+    /// sockets with `PACKET_FANOUT_FLAG_DEFRAG`, so IP fragments reach rvs reassembled
+    /// (or not at all), never as fragments.
+    #[default]
+    AfPacket,
+    /// `net_pcap` on the interface (`iface=`, the interface's own MAC: `phy_mac=1`):
+    /// libpcap's AF_PACKET socket joins no fanout group, so fragments reach rvs as they
+    /// travel. One queue per port: directors of one worker only.
+    Pcap,
+}
+
+impl Pmd {
+    /// The `device` of port `i` of director `tag` on interface `iface`.
+    pub fn device(self, tag: &str, i: usize, iface: &str) -> String {
+        match self {
+            Pmd::AfPacket => format!("net_af_packet_{tag}{i},iface={iface}"),
+            Pmd::Pcap => format!("net_pcap_{tag}{i},iface={iface},phy_mac=1"),
+        }
+    }
+}
+
 impl Director {
     /// Starts rvsd in namespace `ns` of `lab` with these ports, `workers` workers and extra
     /// TOML (routes, services) appended to the generated configuration; waits (bounded)
@@ -458,13 +482,26 @@ impl Director {
         workers: usize,
         extra: &str,
     ) -> Director {
+        Director::start_pmd(lab, ns, tag, ports, workers, extra, Pmd::AfPacket)
+    }
+
+    /// [`Director::start`] with ports of driver `pmd`.
+    pub fn start_pmd(
+        lab: &Lab,
+        ns: &str,
+        tag: &str,
+        ports: &[DirPort<'_>],
+        workers: usize,
+        extra: &str,
+        pmd: Pmd,
+    ) -> Director {
         let mut cfg = String::new();
         for (i, p) in ports.iter().enumerate() {
             let addrs: Vec<String> = p.addrs.iter().map(|a| format!("\"{a}\"")).collect();
             cfg.push_str(&format!(
-                "[[ports]]\nname = \"{}\"\ndevice = \"net_af_packet_{tag}{i},iface={}\"\naddresses = [{}]\n\n",
+                "[[ports]]\nname = \"{}\"\ndevice = \"{}\"\naddresses = [{}]\n\n",
                 p.name,
-                p.iface,
+                pmd.device(tag, i, p.iface),
                 addrs.join(", ")
             ));
         }
@@ -627,7 +664,7 @@ pub mod topo {
     use std::net::Ipv4Addr;
     use std::time::Duration;
 
-    use super::{DirPort, Director, Lab};
+    use super::{DirPort, Director, Lab, Pmd};
 
     /// The VIP of the two-port lab (NAT, FULLNAT).
     pub const VIP2: &str = "10.10.0.100";
@@ -690,7 +727,18 @@ pub mod topo {
 
     /// [`two_port_director`] with `extra` TOML appended to its configuration.
     pub fn two_port_director_with(lab: &Lab, tag: &str, workers: usize, extra: &str) -> Director {
-        Director::start(
+        two_port_director_pmd(lab, tag, workers, extra, Pmd::AfPacket)
+    }
+
+    /// [`two_port_director_with`] on ports of driver `pmd`.
+    pub fn two_port_director_pmd(
+        lab: &Lab,
+        tag: &str,
+        workers: usize,
+        extra: &str,
+        pmd: Pmd,
+    ) -> Director {
+        Director::start_pmd(
             lab,
             "d",
             tag,
@@ -708,6 +756,7 @@ pub mod topo {
             ],
             workers,
             extra,
+            pmd,
         )
     }
 
@@ -750,12 +799,17 @@ pub mod topo {
     /// rvsd in the one-segment lab's director namespace (dpdk0; a route to the client
     /// network via the router when `routed`).
     pub fn one_segment_director(lab: &Lab, tag: &str, routed: bool) -> Director {
+        one_segment_director_pmd(lab, tag, routed, Pmd::AfPacket)
+    }
+
+    /// [`one_segment_director`] on a port of driver `pmd`.
+    pub fn one_segment_director_pmd(lab: &Lab, tag: &str, routed: bool, pmd: Pmd) -> Director {
         let extra = if routed {
             "[[routes]]\nprefix = \"10.10.0.0/24\"\nvia = \"10.30.0.254\"\nport = \"dpdk0\"\n"
         } else {
             ""
         };
-        Director::start(
+        Director::start_pmd(
             lab,
             "d",
             tag,
@@ -766,6 +820,7 @@ pub mod topo {
             }],
             1,
             extra,
+            pmd,
         )
     }
 

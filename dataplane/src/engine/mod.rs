@@ -93,6 +93,9 @@ pub struct EngineConfig {
     /// that would open a session is dropped as `new-session-budget`. Fixed for the
     /// engine's life (`[sessions]` changes need a restart).
     pub new_sessions_per_second: u32,
+    /// Each worker's fragment table: datagrams tracked, fragments held, timeout
+    /// (`[sessions] frag_*`).
+    pub frag: crate::frag::FragConfig,
     /// The sysctl `sloppy_tcp` ([`crate::conn::ConnConfig::sloppy_tcp`]); changed later
     /// with [`Engine::set_sloppy_tcp`].
     pub sloppy_tcp: bool,
@@ -313,6 +316,7 @@ struct Shared {
     expire_nodest_conn: bool,
     expire_quiescent_template: bool,
     new_sessions_per_second: u32,
+    frag: crate::frag::FragConfig,
     syn_proxy_auto: (u32, u32),
     idle_sleep_max_us: u32,
     /// [`EngineConfig::syn_shed`], changed with [`Engine::set_syn_shed`].
@@ -467,6 +471,7 @@ impl Engine {
             expire_nodest_conn: cfg.expire_nodest_conn,
             expire_quiescent_template: cfg.expire_quiescent_template,
             new_sessions_per_second: cfg.new_sessions_per_second,
+            frag: cfg.frag,
             syn_proxy_auto: cfg.syn_proxy_auto,
             idle_sleep_max_us: cfg.idle_sleep_max_us,
             syn_shed: AtomicBool::new(cfg.syn_shed),

@@ -389,6 +389,7 @@ impl<'a> Worker<'a> {
         conn.expire_quiescent_template = sh.expire_quiescent_template;
         let mut core = Core::new(w, conn, NeighConfig::default());
         core.set_new_session_budget(sh.new_sessions_per_second);
+        core.set_frag_config(sh.frag);
         core.set_syn_proxy_thresholds(sh.syn_proxy_auto.0, sh.syn_proxy_auto.1);
         for &(ip, mac) in &sh.static_neighbours {
             core.add_static_neighbour(ip.into(), mac);
@@ -681,6 +682,9 @@ impl<'a> Worker<'a> {
         }
         for (m, port) in self.core.take_released() {
             self.out.route(Out::Tx(m, port));
+        }
+        for o in self.core.take_frag_out() {
+            self.out.route(o);
         }
         let mut sync_lost = 0u64;
         for c in self.core.take_sync() {

@@ -9,6 +9,8 @@
 //!   incremental checksums.
 //! - [`tun`]: the TUN encapsulations (IPIP, GUE, GRE) and the fragmentation-needed
 //!   error for a packet too big for the tunnel.
+//! - [`frag`]: the bytes of forwarding fragments: a later fragment's NAT/FULLNAT
+//!   rewrite (no L4 header), the split of a TUN packet too big for the egress MTU.
 //! - [`icmp`]: ICMP errors about NAT and FULLNAT sessions, translated from the plan of
 //!   the direction they travel.
 //! - [`icmp6`]: ICMPv6: the errors the director originates, its echo replies, errors
@@ -29,6 +31,7 @@
 //! IPv4) stays 0.
 
 pub mod cip;
+pub mod frag;
 pub mod icmp;
 pub mod icmp6;
 pub mod nat64;

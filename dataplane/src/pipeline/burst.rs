@@ -133,7 +133,7 @@ impl<P: PacketBuf> Core<P> {
     {
         let mut pkts = pkts.into_iter();
         // Packets in flight, by sequence number modulo `RING`. Classifications stay in
-        // place (168 bytes each): kept in a buffer owned by the core, taken out for the
+        // place (176 bytes each): kept in a buffer owned by the core, taken out for the
         // call so that packets can borrow them. A packet with a `v4` reading is not
         // classified until it leaves the fast path.
         let mut ring: [Option<P>; RING] = std::array::from_fn(|_| None);

@@ -79,9 +79,19 @@ impl<P: PacketBuf> Core<P> {
         if s.flags & (flags::CIP | flags::IN_SEQ) == 0 {
             return Ok(false);
         }
+        // A first fragment: its lengths are the datagram's, so it can take no PROXY
+        // header or TOA option, and it is no template for the header segment. Refused
+        // while the session has that to do (the sequence shift alone is fine).
+        let frag = pkt
+            .data()
+            .get(at.l3 + 6..at.l3 + 8)
+            .is_some_and(|f| u16::from_be_bytes([f[0], f[1]]) & 0x3fff != 0);
         if at.udp {
             if reply || s.cip & cip::PP2 == 0 {
                 return Ok(false);
+            }
+            if frag {
+                return Err(DropReason::ProxyNoRoom);
             }
             let h = ProxyHeader::v2(s.caddr(), s.cport, s.vaddr(), s.vport, true);
             return match bytes::prepend_udp(pkt, at.l3, at.l4, h.bytes(), mtu) {
@@ -91,6 +101,9 @@ impl<P: PacketBuf> Core<P> {
                 }
                 Err(_) => Err(DropReason::ProxyNoRoom),
             };
+        }
+        if frag && !reply && s.flags & flags::CIP != 0 {
+            return Err(DropReason::ProxyNoRoom);
         }
         let l4 = at.l4;
         let seq = be32(pkt.data(), l4 + 4);

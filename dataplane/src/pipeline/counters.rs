@@ -52,7 +52,9 @@ pub enum DropReason {
     /// (`[sessions] new_per_second`): refused, no session created.
     NewSessionBudget,
     /// A UDP datagram of a FULLNAT service with PROXY protocol v2 that would exceed the
-    /// egress MTU (or the buffer's headroom) with the header in front of it.
+    /// egress MTU (or the buffer's headroom) with the header in front of it; a fragmented
+    /// datagram of such a service, or a client's TCP fragment while its session still
+    /// has a PROXY header or TOA to give (a fragment can take neither).
     ProxyNoRoom,
     /// A packet that would open a session from a client the global ACL or its service's
     /// ACL denies (`--add-blklst`, `--add-whtlst`, `[acl]`): no session created. Packets
@@ -77,12 +79,25 @@ pub enum DropReason {
     /// a neighbour-discovery message that fails RFC 4861's checks (hop limit not 255,
     /// code not 0, a multicast target).
     NdIgnored,
+    /// A fragment the worker's fragment table had no room for (datagrams tracked,
+    /// fragments held waiting for their first, ranges per datagram).
+    FragTableFull,
+    /// A fragment overlapping one seen before of its datagram (or reaching past its
+    /// last fragment): it and every later fragment of the datagram are dropped.
+    FragOverlap,
+    /// A duplicate fragment: wholly within what was seen of its datagram.
+    FragDuplicate,
+    /// A tiny fragment (RFC 1858): a first fragment too short for its L4 header, a TCP
+    /// fragment at offset 8.
+    FragTiny,
+    /// A fragment held for its datagram's first fragment, which did not come in time.
+    FragTimeout,
 }
 
 impl DropReason {
     /// Slots in a counter array: one per wire error twice (malformed, rewrite) plus the
     /// other reasons.
-    pub const COUNT: usize = 2 * wire::Error::COUNT + 21;
+    pub const COUNT: usize = 2 * wire::Error::COUNT + 26;
 
     /// The counter slot.
     pub fn index(self) -> usize {
@@ -111,6 +126,11 @@ impl DropReason {
             DropReason::SynProxySetup => 2 * w + 18,
             DropReason::SynShed => 2 * w + 19,
             DropReason::NdIgnored => 2 * w + 20,
+            DropReason::FragTableFull => 2 * w + 21,
+            DropReason::FragOverlap => 2 * w + 22,
+            DropReason::FragDuplicate => 2 * w + 23,
+            DropReason::FragTiny => 2 * w + 24,
+            DropReason::FragTimeout => 2 * w + 25,
         }
     }
 
@@ -142,6 +162,11 @@ impl DropReason {
                 18 => DropReason::SynProxySetup,
                 19 => DropReason::SynShed,
                 20 => DropReason::NdIgnored,
+                21 => DropReason::FragTableFull,
+                22 => DropReason::FragOverlap,
+                23 => DropReason::FragDuplicate,
+                24 => DropReason::FragTiny,
+                25 => DropReason::FragTimeout,
                 _ => return None,
             },
         })
@@ -173,6 +198,11 @@ impl DropReason {
             DropReason::SynProxySetup => "syn-proxy-setup".into(),
             DropReason::SynShed => "syn-shed".into(),
             DropReason::NdIgnored => "nd-ignored".into(),
+            DropReason::FragTableFull => "frag-table-full".into(),
+            DropReason::FragOverlap => "frag-overlap".into(),
+            DropReason::FragDuplicate => "frag-duplicate".into(),
+            DropReason::FragTiny => "frag-tiny".into(),
+            DropReason::FragTimeout => "frag-timeout".into(),
         }
     }
 }
@@ -252,6 +282,12 @@ pub struct Counters {
     /// one already held for the session): dropped as `syn-proxy-setup`, for the client
     /// to send again.
     pub syn_proxy_held_full: u64,
+    /// IP fragments forwarded (every mode, both directions; first fragments included).
+    pub frags_forwarded: u64,
+    /// IP fragments held until their datagram's first fragment arrived.
+    pub frags_held: u64,
+    /// TUN: packets without DF too big for the tunnel, sent as two outer fragments.
+    pub tun_outer_fragmented: u64,
     /// Drops by reason ([`DropReason::index`]).
     pub drops: [u64; DropReason::COUNT],
 }
@@ -289,6 +325,9 @@ impl Default for Counters {
             syn_proxy_held_sent: 0,
             syn_proxy_held_freed: 0,
             syn_proxy_held_full: 0,
+            frags_forwarded: 0,
+            frags_held: 0,
+            tun_outer_fragmented: 0,
             drops: [0; DropReason::COUNT],
         }
     }

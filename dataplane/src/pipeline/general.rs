@@ -200,6 +200,9 @@ impl<P: PacketBuf> Core<P> {
             return self.drop(pkt, DropReason::Martian);
         }
         let local = snap.net.local.get(&dst).copied();
+        if meta.frag.is_some() && !self.frag_deciding {
+            return self.fragment(snap, pkt, cls, meta, local, in_port, now_ms, check_owner);
+        }
         if check_owner {
             let owner = self.owner_with(snap, meta, local);
             if owner != self.id {
@@ -407,7 +410,12 @@ impl<P: PacketBuf> Core<P> {
     /// The worker that owns a classified packet whose destination is `local` (when it
     /// is one of ours): [`steer::owner`], and for an ICMP error travelling to a client
     /// the owner of the session it embeds ([`steer::owner_of_embedded`]).
-    fn owner_with(&self, snap: &Snapshot, meta: &IpMeta, local: Option<(LocalKind, u16)>) -> usize {
+    pub(super) fn owner_with(
+        &self,
+        snap: &Snapshot,
+        meta: &IpMeta,
+        local: Option<(LocalKind, u16)>,
+    ) -> usize {
         let workers = snap.net.workers;
         let t = &meta.tuple;
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (t.src.addr, t.dst.addr) else {
@@ -543,6 +551,10 @@ impl<P: PacketBuf> Core<P> {
             }
             Err(wire::Error::Oversize) if plan.fwd == FwdMethod::Tunnel && meta.dont_frag => {
                 self.frag_needed(pkt, meta, &plan, &eg, in_port, now_ms)
+            }
+            Err(wire::Error::Oversize) if plan.fwd == FwdMethod::Tunnel => {
+                let hop = (nh.port, nh.addr, mac);
+                self.tun_split(pkt, id, dir, &plan, &at, &eg, hop, snap, meta)
             }
             Err(e) => self.drop(pkt, DropReason::Rewrite(e)),
         }
@@ -809,6 +821,10 @@ pub(super) fn segment_checksum_ok(frame: &[u8], meta: &IpMeta) -> bool {
         return false;
     };
     let udp = meta.tuple.protocol == IpProtocol::UDP;
+    // A first fragment's sum covers the whole datagram: left to the real server.
+    if meta.frag.is_some() {
+        return true;
+    }
     let Ok(len) = u16::try_from(seg.len()) else {
         return false;
     };

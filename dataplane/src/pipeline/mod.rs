@@ -14,6 +14,7 @@
 //! | [`counters`] | drop reasons, per-worker and per-server counters |
 //! | `burst.rs` | [`Core::process_burst`]: the prefetching software pipeline and the established fast path |
 //! | `general.rs` | the general path: every packet the fast path does not take |
+//! | `frag.rs` | IP fragments forwarded without reassembly: the first decides, the rest follow its verdict |
 //! | `cip.rs` | FULLNAT's client address: a session's PROXY header and TOA option, the sequence shift |
 //! | `host.rs` | ARP and ICMP echo for the director's own addresses; ARP frames it originates |
 //! | `ipv6.rs` | IPv6: neighbour discovery, ICMPv6 echo and errors, sessions with IPv6 ends in every mode (NAT64 included) |
@@ -28,6 +29,9 @@ mod budget;
 mod burst;
 mod cip;
 pub mod counters;
+mod frag;
+#[cfg(test)]
+mod frag_tests;
 mod general;
 mod host;
 mod ipv6;
@@ -265,6 +269,14 @@ pub struct Core<P> {
     /// Some port of the snapshot has a `vlan`: the fast path then checks every frame's
     /// tag against its port (else only that it has none).
     vlans: bool,
+    /// The fragment table (datagrams by source, destination, protocol and ID).
+    frags: self::frag::Frags<P>,
+    /// Fragments released beside the packet being processed ([`Core::take_frag_out`]).
+    frag_out: Vec<Out<P>>,
+    /// A first fragment is taking the general path as a whole packet would.
+    frag_deciding: bool,
+    /// The last outer identification of a TUN packet split in two.
+    tun_ident: u16,
 }
 
 /// The outer source of TUN packets leaving each port: the port's own address (the
@@ -333,6 +345,10 @@ impl<P: PacketBuf> Core<P> {
             tun_src: Vec::new(),
             tun_src6: Vec::new(),
             vlans: false,
+            frags: crate::frag::FragTable::new(crate::frag::FragConfig::default()),
+            frag_out: Vec::with_capacity(SIDE_CAP),
+            frag_deciding: false,
+            tun_ident: 0,
         }
     }
 
@@ -534,6 +550,7 @@ impl<P: PacketBuf> Core<P> {
             drop_held(p)
         });
         self.counters.drops[DropReason::Unresolved.index()] += dropped;
+        self.frag_tick(now_ms, &mut drop_held);
         n
     }
 }

@@ -7,7 +7,12 @@
 //! What it checks: every length (Ethernet, IPv4 IHL and total length, IPv6 payload
 //! length and extension headers, TCP data offset, UDP length = IP payload length, ICMP
 //! header, the embedded header of an ICMP error), the IPv4 header checksum (unless the
-//! NIC verified it: [`ChecksumMode::Offload`]), fragments (dropped, first and non-first).
+//! NIC verified it: [`ChecksumMode::Offload`]). A fragment (IPv4 MF or offset; IPv6 a
+//! Fragment header of a real fragment) is reported in [`IpMeta::frag`]: a first fragment
+//! with its ports (and TCP flags) as far as it holds them, a later one without ports
+//! (its `l4_offset` is where its data starts). A fragment whose data is not a multiple
+//! of 8 bytes while more follow, one that would end past 65535 bytes, and (IPv6) a
+//! second Fragment header in the chain are [`Error::Fragment`].
 //! What it does not: TCP/UDP/ICMP checksums (rewrites update them incrementally, so a
 //! wrong sum stays wrong and the end host drops the packet; the ICMP translation checks
 //! the ICMP sum itself), TTL (the rewrites that route check it).
@@ -94,6 +99,26 @@ pub struct IpMeta {
     pub dont_frag: bool,
     /// ICMP details when the protocol is ICMP/ICMPv6.
     pub icmp: Option<IcmpMeta>,
+    /// The fragment facts when the packet is a fragment (`None` for a whole datagram).
+    pub frag: Option<FragMeta>,
+}
+
+/// What a fragment's headers say about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FragMeta {
+    /// The identification: IPv4's 16 bits, IPv6's 32.
+    pub ident: u32,
+    /// The offset of this fragment's data in the datagram, in bytes (a multiple of 8).
+    pub offset: u16,
+    /// More fragments follow.
+    pub more: bool,
+}
+
+impl FragMeta {
+    /// Whether this is the first fragment (offset 0): the one carrying the L4 header.
+    pub const fn is_first(&self) -> bool {
+        self.offset == 0
+    }
 }
 
 impl IpMeta {
@@ -125,6 +150,7 @@ impl IpMeta {
         tos: 0,
         dont_frag: false,
         icmp: None,
+        frag: None,
     };
 
     /// Where the IP header starts.
@@ -162,7 +188,7 @@ pub fn classify(frame: &[u8], rx_checksum: ChecksumMode) -> Result<Classified> {
 }
 
 /// [`classify`] writing its result into `out` (the burst path keeps its results in
-/// place: an [`IpMeta`] is 168 bytes, worth not copying around).
+/// place: an [`IpMeta`] is 176 bytes, worth not copying around).
 #[inline]
 pub fn classify_into(frame: &[u8], rx_checksum: ChecksumMode, out: &mut Result<Classified>) {
     let eth = match Frame::new_checked(frame) {
@@ -182,7 +208,7 @@ pub fn classify_into(frame: &[u8], rx_checksum: ChecksumMode, out: &mut Result<C
     match eth.payload_ethertype() {
         EtherType::IPV4 => {
             // Every field is written below; a slot already holding an `IpMeta` is reused
-            // as it is (no 168-byte copy).
+            // as it is (no 176-byte copy).
             if !matches!(out, Ok(Classified::Ip(_))) {
                 *out = Ok(Classified::Ip(IpMeta::EMPTY));
             }
@@ -235,7 +261,7 @@ pub struct V4Flow {
 /// with the same tuple, offsets and flags.
 ///
 /// What the receive path reads an established packet with: a few loads and compares
-/// against a fixed layout, and no 168-byte [`IpMeta`] written.
+/// against a fixed layout, and no 176-byte [`IpMeta`] written.
 #[inline(always)]
 pub fn classify_v4_flow(frame: &[u8]) -> Option<V4Flow> {
     let l3 = match frame.get(12..14)? {
@@ -377,8 +403,18 @@ fn classify_ipv4(frame: &[u8], rx_checksum: ChecksumMode, meta: &mut IpMeta) -> 
     if rx_checksum == ChecksumMode::Software && !ip.verify_checksum() {
         return Err(Error::BadChecksum);
     }
+    meta.frag = None;
     if ip.is_fragment() {
-        return Err(Error::Fragment);
+        let data_len = usize::from(ip.total_len()).saturating_sub(ip.header_len());
+        let end = usize::from(ip.frag_offset()) + data_len;
+        if (ip.more_frags() && data_len % 8 != 0) || end > 65535 || data_len == 0 {
+            return Err(Error::Fragment);
+        }
+        meta.frag = Some(FragMeta {
+            ident: u32::from(ip.ident()),
+            offset: ip.frag_offset(),
+            more: ip.more_frags(),
+        });
     }
     meta.version = IpVersion::V4;
     meta.l4_offset = l3_offset + ip.header_len();
@@ -393,14 +429,58 @@ fn classify_ipv4(frame: &[u8], rx_checksum: ChecksumMode, meta: &mut IpMeta) -> 
     meta.tos = ip.tos();
     meta.dont_frag = ip.dont_frag();
     meta.icmp = None;
-    classify_l4(frame, meta)
+    match meta.frag {
+        None => classify_l4(frame, meta),
+        Some(f) => classify_frag_l4(frame, f, meta),
+    }
+}
+
+/// The L4 facts of a fragment: a first fragment's ports and TCP flags when it holds
+/// them (whether it holds enough is the fragment table's check, RFC 1858), nothing for
+/// a later one. No UDP length check (the UDP length is the whole datagram's), no ICMP.
+#[inline]
+fn classify_frag_l4(frame: &[u8], f: FragMeta, meta: &mut IpMeta) -> Result<()> {
+    let l4 = frame
+        .get(meta.l4_offset..meta.ip_end)
+        .ok_or(Error::Truncated)?;
+    if !f.is_first() {
+        return Ok(());
+    }
+    if matches!(
+        meta.tuple.protocol,
+        IpProtocol::TCP | IpProtocol::UDP | IpProtocol::SCTP
+    ) && l4.len() >= 4
+    {
+        meta.tuple.src.port = read_u16(l4, 0);
+        meta.tuple.dst.port = read_u16(l4, 2);
+    }
+    if meta.tuple.protocol == IpProtocol::TCP && l4.len() >= 14 {
+        meta.tcp_flags = tcp::Flags(u16::from(l4[13]) | (u16::from(l4[12] & 1) << 8));
+    }
+    Ok(())
 }
 
 fn classify_ipv6(frame: &[u8], l2: L2Meta) -> Result<IpMeta> {
     let l3 = frame.get(l2.l3_offset..).ok_or(Error::Truncated)?;
     let ip = Ipv6Packet::new_checked(l3)?;
-    let (protocol, l4_rel) = ip.upper_layer()?;
+    let (protocol, ext_len, frag) = ipv6::walk_ext_headers(ip.next_header(), ip.payload())?;
+    let l4_rel = ipv6::HEADER_LEN + ext_len;
     let ip_end = l2.l3_offset + ipv6::HEADER_LEN + usize::from(ip.payload_len());
+    let frag = match frag {
+        None => None,
+        Some(h) => {
+            let data_len = usize::from(ip.payload_len()).saturating_sub(ext_len);
+            let end = usize::from(h.offset) + data_len;
+            if (h.more && data_len % 8 != 0) || end > 65535 || data_len == 0 {
+                return Err(Error::Fragment);
+            }
+            Some(FragMeta {
+                ident: h.ident,
+                offset: h.offset,
+                more: h.more,
+            })
+        }
+    };
     let mut meta = IpMeta {
         l2,
         version: IpVersion::V6,
@@ -416,8 +496,12 @@ fn classify_ipv6(frame: &[u8], l2: L2Meta) -> Result<IpMeta> {
         tos: ip.traffic_class(),
         dont_frag: true,
         icmp: None,
+        frag,
     };
-    classify_l4(frame, &mut meta)?;
+    match frag {
+        None => classify_l4(frame, &mut meta)?,
+        Some(f) => classify_frag_l4(frame, f, &mut meta)?,
+    }
     Ok(meta)
 }
 
@@ -990,7 +1074,9 @@ mod tests {
         assert_eq!(classify(&f, sw), Err(Error::BadChecksum));
         // the NIC verified it: the classifier does not look
         assert!(classify(&f, ChecksumMode::Offload).is_ok());
-        for flg in [0x2000u16, 0x00b9] {
+        // A fragment with more to come whose data is not a multiple of 8 bytes; one
+        // reaching past 65535 bytes.
+        for flg in [0x2000u16, 0x1fff] {
             let mut f = good.clone();
             f[14 + 6..14 + 8].copy_from_slice(&flg.to_be_bytes());
             ip_mut(&mut f).fill_checksum();
@@ -1030,6 +1116,142 @@ mod tests {
         let mut big = good.clone();
         big.resize(100_000, 0xee);
         assert!(classify(&big, sw).is_ok());
+    }
+
+    /// IPv4 fragments built by etherparse: the first reports its ports and flags, a
+    /// later one its place and no ports.
+    #[test]
+    fn ipv4_fragments_report_their_facts() {
+        let mut whole = Vec::new();
+        PacketBuilder::ipv4([203, 0, 113, 5], [192, 168, 1, 100], 64)
+            .tcp(51234, 80, 1000, 65535)
+            .syn()
+            .write(&mut whole, &[7u8; 60])
+            .unwrap();
+        let seg = &whole[20..];
+        let frag = |data: &[u8], off: u16, more: bool| {
+            let mut h = etherparse::Ipv4Header::new(
+                data.len() as u16,
+                64,
+                etherparse::IpNumber::TCP,
+                [203, 0, 113, 5],
+                [192, 168, 1, 100],
+            )
+            .unwrap();
+            h.dont_fragment = false;
+            h.identification = 0xbeef;
+            h.more_fragments = more;
+            h.fragment_offset = etherparse::IpFragOffset::try_new(off / 8).unwrap();
+            h.header_checksum = h.calc_header_checksum();
+            let mut f = Vec::new();
+            etherparse::Ethernet2Header {
+                source: MAC_A,
+                destination: MAC_B,
+                ether_type: etherparse::EtherType::IPV4,
+            }
+            .write(&mut f)
+            .unwrap();
+            h.write(&mut f).unwrap();
+            f.extend_from_slice(data);
+            f
+        };
+        let sw = ChecksumMode::Software;
+        let Ok(Classified::Ip(m)) = classify(&frag(&seg[..40], 0, true), sw) else {
+            panic!("first fragment")
+        };
+        let want = FragMeta {
+            ident: 0xbeef,
+            offset: 0,
+            more: true,
+        };
+        assert_eq!(m.frag, Some(want));
+        assert!(want.is_first());
+        assert_eq!((m.tuple.src.port, m.tuple.dst.port), (51234, 80));
+        assert!(m.tcp_flags.syn());
+        assert_eq!((m.l4_offset, m.ip_end), (34, 74));
+        let Ok(Classified::Ip(m)) = classify(&frag(&seg[40..], 40, false), sw) else {
+            panic!("last fragment")
+        };
+        assert_eq!(
+            m.frag,
+            Some(FragMeta {
+                ident: 0xbeef,
+                offset: 40,
+                more: false
+            })
+        );
+        assert_eq!((m.tuple.src.port, m.tuple.dst.port), (0, 0));
+        assert_eq!(m.tcp_flags, tcp::Flags::NONE);
+        // A tiny first fragment is reported (the fragment table refuses it), with the
+        // ports it holds and no flags it does not; an empty one is malformed.
+        let Ok(Classified::Ip(m)) = classify(&frag(&seg[..8], 0, true), sw) else {
+            panic!("tiny first fragment")
+        };
+        assert_eq!((m.tuple.dst.port, m.tcp_flags), (80, tcp::Flags::NONE));
+        assert_eq!(classify(&frag(&[], 0, true), sw), Err(Error::Fragment));
+        // A whole packet has none.
+        let Ok(Classified::Ip(m)) = classify(&tcp_frame(), sw) else {
+            panic!()
+        };
+        assert_eq!(m.frag, None);
+    }
+
+    /// IPv6: the Fragment header found in the chain; a second one is an error.
+    #[test]
+    fn ipv6_fragments_report_their_facts() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6([1; 16], [2; 16], 64)
+            .udp(5000, 53)
+            .write(&mut v, &[9u8; 16])
+            .unwrap();
+        let l3 = 14;
+        let build = |frag_hdrs: &[[u8; 8]], body: &[u8]| {
+            let mut f = v[..l3 + 40].to_vec();
+            f[l3 + 6] = 44;
+            let plen = (frag_hdrs.len() * 8 + body.len()) as u16;
+            f[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+            for h in frag_hdrs {
+                f.extend_from_slice(h);
+            }
+            f.extend_from_slice(body);
+            f
+        };
+        let sw = ChecksumMode::Software;
+        // First fragment (M set): UDP header and 8 bytes.
+        let first = build(
+            &[[17, 0, 0, 1, 0x12, 0x34, 0x56, 0x78]],
+            &v[l3 + 40..l3 + 56],
+        );
+        let Ok(Classified::Ip(m)) = classify(&first, sw) else {
+            panic!("first")
+        };
+        assert_eq!(
+            m.frag,
+            Some(FragMeta {
+                ident: 0x1234_5678,
+                offset: 0,
+                more: true
+            })
+        );
+        assert_eq!((m.tuple.protocol, m.tuple.dst.port), (IpProtocol::UDP, 53));
+        assert_eq!(m.l4_offset, l3 + 48);
+        // Offset 16, last.
+        let last = build(&[[17, 0, 0, 0x10, 0x12, 0x34, 0x56, 0x78]], &[9u8; 8]);
+        let Ok(Classified::Ip(m)) = classify(&last, sw) else {
+            panic!("last")
+        };
+        assert_eq!(m.frag.map(|f| (f.offset, f.more)), Some((16, false)));
+        assert_eq!(m.tuple.dst.port, 0);
+        // A fragment header inside a fragment.
+        let twice = build(
+            &[[44, 0, 0, 1, 0, 0, 0, 1], [17, 0, 0, 1, 0, 0, 0, 2]],
+            &v[l3 + 40..l3 + 56],
+        );
+        assert_eq!(classify(&twice, sw), Err(Error::Fragment));
+        // More to come with data not a multiple of 8.
+        let odd = build(&[[17, 0, 0, 1, 0, 0, 0, 1]], &v[l3 + 40..l3 + 51]);
+        assert_eq!(classify(&odd, sw), Err(Error::Fragment));
     }
 
     #[test]

@@ -181,6 +181,35 @@ pub const fn is_ext_header(p: IpProtocol) -> bool {
 /// headers, or a hop-by-hop header not first → `BadExtHeader`; a fragment header of a
 /// real fragment (offset ≠ 0 or M set) → `Fragment` (an atomic fragment is skipped).
 pub fn skip_ext_headers(first: IpProtocol, data: &[u8]) -> Result<(IpProtocol, usize)> {
+    match walk_ext_headers(first, data)? {
+        (_, _, Some(_)) => Err(Error::Fragment),
+        (proto, off, None) => Ok((proto, off)),
+    }
+}
+
+/// The Fragment extension header of a real fragment, as [`walk_ext_headers`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragHeader {
+    /// The identification (32 bits).
+    pub ident: u32,
+    /// The fragment offset in bytes.
+    pub offset: u16,
+    /// The M (more fragments) flag.
+    pub more: bool,
+}
+
+/// [`skip_ext_headers`] that reports a real fragment's Fragment header instead of
+/// refusing it: the upper-layer protocol, its offset in `data` (for a non-first
+/// fragment: where the fragment's data starts) and the Fragment header, if any.
+/// A second Fragment header in the chain (a fragment inside a fragment) is `Fragment`;
+/// for a non-first fragment the walk stops at the Fragment header (what follows is
+/// fragment data, not headers).
+pub fn walk_ext_headers(
+    first: IpProtocol,
+    data: &[u8],
+) -> Result<(IpProtocol, usize, Option<FragHeader>)> {
+    let mut frag: Option<FragHeader> = None;
+    let mut seen_frag = false;
     let mut proto = first;
     let mut off = 0usize;
     let mut count = 0usize;
@@ -192,9 +221,21 @@ pub fn skip_ext_headers(first: IpProtocol, data: &[u8]) -> Result<(IpProtocol, u
         let hdr = data.get(off..off + 8).ok_or(Error::Truncated)?;
         let len = match proto {
             IpProtocol::IPV6_FRAG => {
+                if seen_frag {
+                    return Err(Error::Fragment);
+                }
+                seen_frag = true;
                 let offset_flags = read_u16(hdr, 2);
                 if offset_flags & 0xfff9 != 0 {
-                    return Err(Error::Fragment);
+                    let offset = offset_flags & 0xfff8;
+                    frag = Some(FragHeader {
+                        ident: u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]),
+                        offset,
+                        more: offset_flags & 1 != 0,
+                    });
+                    if offset != 0 {
+                        return Ok((IpProtocol(hdr[0]), off + 8, frag));
+                    }
                 }
                 8
             }
@@ -207,7 +248,7 @@ pub fn skip_ext_headers(first: IpProtocol, data: &[u8]) -> Result<(IpProtocol, u
         proto = IpProtocol(hdr[0]);
         off += len;
     }
-    Ok((proto, off))
+    Ok((proto, off, frag))
 }
 
 #[cfg(test)]
@@ -265,6 +306,55 @@ mod tests {
         let mut v = PACKET;
         v[0] = 0x41;
         assert_eq!(Packet::new_checked(&v[..]).unwrap_err(), Error::BadVersion);
+    }
+
+    #[test]
+    fn the_walk_reports_the_fragment_header() {
+        // dest opts (8) -> fragment (first, M, ID 0x01020304) -> UDP
+        let mut d = vec![44, 0, 0, 0, 0, 0, 0, 0];
+        d.extend_from_slice(&[17, 0, 0, 1, 1, 2, 3, 4]);
+        d.extend_from_slice(&[0; 8]);
+        let first = FragHeader {
+            ident: 0x0102_0304,
+            offset: 0,
+            more: true,
+        };
+        assert_eq!(
+            walk_ext_headers(IpProtocol::IPV6_OPTS, &d),
+            Ok((IpProtocol::UDP, 16, Some(first)))
+        );
+        assert_eq!(
+            skip_ext_headers(IpProtocol::IPV6_OPTS, &d),
+            Err(Error::Fragment)
+        );
+        // Offset 24, last: the walk stops at the fragment header (data follows).
+        d[10..12].copy_from_slice(&[0, 24]);
+        assert_eq!(
+            walk_ext_headers(IpProtocol::IPV6_OPTS, &d),
+            Ok((
+                IpProtocol::UDP,
+                16,
+                Some(FragHeader {
+                    ident: 0x0102_0304,
+                    offset: 24,
+                    more: false
+                })
+            ))
+        );
+        // A fragment header after a fragment header.
+        let mut twice = vec![44, 0, 0, 1, 0, 0, 0, 1];
+        twice.extend_from_slice(&[17, 0, 0, 1, 0, 0, 0, 2]);
+        twice.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            walk_ext_headers(IpProtocol::IPV6_FRAG, &twice),
+            Err(Error::Fragment)
+        );
+        // An atomic fragment (offset 0, no M) is skipped as before.
+        let atomic = [17, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            walk_ext_headers(IpProtocol::IPV6_FRAG, &atomic),
+            Ok((IpProtocol::UDP, 8, None))
+        );
     }
 
     #[test]

@@ -42,8 +42,8 @@ pub mod udp;
 pub use self::arp::{Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
 pub use self::checksum::ChecksumMode;
 pub use self::classify::{
-    classify, classify_into, classify_v4_flow, classify_v6_flow, Classified, IcmpMeta, IpMeta,
-    L2Meta, V4Flow, V6Flow,
+    classify, classify_into, classify_v4_flow, classify_v6_flow, Classified, FragMeta, IcmpMeta,
+    IpMeta, L2Meta, V4Flow, V6Flow,
 };
 pub use self::ethernet::{
     Address as EthernetAddress, EtherType, Frame as EthernetFrame, Repr as EthernetRepr,
@@ -85,7 +85,9 @@ pub enum Error {
     BadTotalLen = 3,
     /// A checksum (IPv4 header, ICMP, or an L4 checksum that was checked) is wrong.
     BadChecksum = 4,
-    /// An IPv4 or IPv6 fragment, first or non-first: rvs does not reassemble.
+    /// A malformed fragment (data not a multiple of 8 bytes with more to come, past
+    /// 65535 bytes, empty; an IPv6 Fragment header inside a fragment), or where a whole
+    /// datagram is required (`Repr::parse`, [`ipv6::skip_ext_headers`]) any fragment.
     Fragment = 5,
     /// The IPv6 extension-header chain is too long or malformed.
     BadExtHeader = 6,
