@@ -189,6 +189,8 @@ fn port_specs(cfg: &Config) -> Result<(Vec<PortSpec>, HashMap<String, u16>), Eng
             name: p.name.clone(),
             devargs: p.device.clone(),
             addrs,
+            // IPv6 port addresses are not configurable yet.
+            addrs6: Vec::new(),
             mtu: if p.mtu > 0 {
                 p.mtu as u16
             } else {
@@ -371,6 +373,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, EngineConfigError> {
         syn_shed: true,
         mbufs: 0,
         routes: routes(cfg, &names)?,
+        routes6: Vec::new(),
         lport_range: rvs_dataplane::laddr::DEFAULT_PORT_RANGE,
         static_neighbours: Vec::new(),
         marks: mark_rules(cfg, &names)?,

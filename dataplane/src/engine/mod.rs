@@ -23,7 +23,7 @@ mod setup;
 mod worker;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +37,7 @@ use crate::dpdk::{self, lcore, Eal, LcoreId, Mempool, Port, Ring};
 use crate::pipeline::{
     Counters, DestTraffic, LocalKind, NeighUpdate, NetConfig, Snapshot, SyncCounters,
 };
-use crate::route::Route;
+use crate::route::{Route, Route6};
 use crate::service::{self, DestId, ServiceKey};
 use crate::steer::sync_owner;
 use crate::sync::group::{self as sync_group, PeerReport, PeerTable};
@@ -53,6 +53,11 @@ pub struct PortSpec {
     /// Addresses the director owns on this port (DIPs), with prefix lengths; each makes
     /// a connected route.
     pub addrs: Vec<(Ipv4Addr, u8)>,
+    /// The port's IPv6 addresses (DIPs) with prefix lengths, as `addrs`: each makes a
+    /// connected IPv6 route; all but the first are floating (answered and announced only
+    /// while active). The first is the source of what leaves the port over IPv6 (ip6ip6
+    /// tunnels, neighbour solicitations, ICMPv6 errors).
+    pub addrs6: Vec<(Ipv6Addr, u8)>,
     /// L3 MTU.
     pub mtu: u16,
     /// The port's 802.1Q VLAN (1..=4094): frames of that VID are accepted, every frame
@@ -108,11 +113,14 @@ pub struct EngineConfig {
     pub mbufs: u32,
     /// Static routes (connected routes of the port addresses are added automatically).
     pub routes: Vec<Route>,
+    /// Static IPv6 routes (connected routes of the ports' IPv6 addresses are added
+    /// automatically).
+    pub routes6: Vec<Route6>,
     /// FULLNAT local port range.
     pub lport_range: (u16, u16),
-    /// Static neighbours (address, MAC): never resolved by ARP, never aged (benchmarks,
-    /// and next hops that do not answer ARP).
-    pub static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
+    /// Static neighbours (address of either family, MAC): never resolved by ARP or
+    /// neighbour discovery, never aged (benchmarks, and next hops that do not answer).
+    pub static_neighbours: Vec<(IpAddr, [u8; 6])>,
     /// Firewall-mark rules for packets without a session (`[[marks]]`); every snapshot
     /// carries them. A rule's single-host destination (`/32`) is answered as a VIP while
     /// a fwmark service of its mark exists.
@@ -306,7 +314,7 @@ struct Shared {
     idle_sleep_max_us: u32,
     /// [`EngineConfig::syn_shed`], changed with [`Engine::set_syn_shed`].
     syn_shed: AtomicBool,
-    static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
+    static_neighbours: Vec<(IpAddr, [u8; 6])>,
     /// Per worker: sync records for the sync thread (master).
     sync_out: Arc<Vec<ArrayQueue<SyncConn>>>,
     /// Per worker: received sessions to install (backup).
@@ -746,12 +754,14 @@ impl Engine {
         self.install(services, Arc::new(net));
     }
 
-    /// Replaces the static routes and the mark rules (a configuration reload). Workers
-    /// see them with the next [`Engine::publish`], together with its services.
+    /// Replaces the static IPv4 routes and the mark rules (a configuration reload); the
+    /// IPv6 routes of the start stay. Workers see them with the next [`Engine::publish`],
+    /// together with its services.
     pub fn set_network(&mut self, routes: Vec<Route>, marks: crate::mark::MarkRules) {
         let mut all = routes;
         all.extend(self.connected.iter().cloned());
-        self.base.routes = crate::route::RouteTable::new(all);
+        let v6 = self.base.routes.routes6().to_vec();
+        self.base.routes = crate::route::RouteTable::new(all).with_v6(v6);
         self.base.marks = marks;
     }
 

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use crate::dpdk::{lcore, LcoreId, Mempool, Port, PortConf, PortInfo, Ring, RING_SP_SC, RSS_KEY};
 use crate::laddr::RssSteer;
 use crate::pipeline::{LocalKind, NetConfig, PortNet};
-use crate::route::{Route, RouteTable};
+use crate::route::{Route, Route6, RouteTable};
 
 use super::{EngineConfig, EngineError, PortSpec};
 
@@ -115,6 +115,7 @@ impl Setup<'_> {
         out.net.lport_range = cfg.lport_range;
         out.net.marks = cfg.marks.clone();
         let mut routes = cfg.routes.clone();
+        let mut routes6 = cfg.routes6.clone();
         for (i, spec) in cfg.ports.iter().enumerate() {
             let mut devargs = spec.devargs.clone();
             if devargs.starts_with("net_af_packet") && !devargs.contains("qpairs=") {
@@ -136,10 +137,10 @@ impl Setup<'_> {
                 mtu: spec.mtu,
                 vlan: spec.vlan,
             });
-            add_addresses(&mut out.net, &mut routes, i as u16, spec);
+            add_addresses(&mut out.net, &mut routes, &mut routes6, i as u16, spec);
             out.arp_src.push(spec.addrs.first().map(|a| a.0));
         }
-        out.net.routes = RouteTable::new(routes);
+        out.net.routes = RouteTable::new(routes).with_v6(routes6);
         Ok(out)
     }
 
@@ -202,14 +203,31 @@ fn rss_steer(info: &PortInfo, nrx: u16) -> Option<RssSteer> {
     )
 }
 
-/// The addresses of port `port`: floating ones (all but the first), local DIPs, and
-/// their connected routes.
-fn add_addresses(net: &mut NetConfig, routes: &mut Vec<Route>, port: u16, spec: &PortSpec) {
+/// The addresses of port `port`: floating ones (all but the first of each family),
+/// local DIPs, and their connected routes.
+fn add_addresses(
+    net: &mut NetConfig,
+    routes: &mut Vec<Route>,
+    routes6: &mut Vec<Route6>,
+    port: u16,
+    spec: &PortSpec,
+) {
     net.floating
         .extend(spec.addrs.iter().skip(1).map(|&(a, _)| a));
     for &(addr, len) in &spec.addrs {
         net.local.insert(addr, (LocalKind::Dip, port));
         routes.push(Route {
+            prefix: addr,
+            len,
+            port,
+            gateway: None,
+        });
+    }
+    net.floating6
+        .extend(spec.addrs6.iter().skip(1).map(|&(a, _)| a));
+    for &(addr, len) in &spec.addrs6 {
+        net.local6.insert(addr, (LocalKind::Dip, port));
+        routes6.push(Route6 {
             prefix: addr,
             len,
             port,
