@@ -514,6 +514,17 @@ pub struct FamilyLine {
     pub v6_cycles: f64,
     /// IPv6 cycles per packet over IPv4's (`None` when either is missing).
     pub cycles_ratio: Option<f64>,
+    /// IPv4: cycles per packet counting only the time the workers were on a CPU
+    /// ([`RunResult::cpu_cycles_per_packet`]; `None` when not measured).
+    #[serde(default)]
+    pub v4_cpu_cycles: Option<f64>,
+    /// IPv6: cycles per packet on a CPU.
+    #[serde(default)]
+    pub v6_cpu_cycles: Option<f64>,
+    /// IPv6 on-CPU cycles per packet over IPv4's: on a machine shared with other work,
+    /// the figure that leaves the workers' waits for their cores out.
+    #[serde(default)]
+    pub cpu_cycles_ratio: Option<f64>,
     /// `new-conn`: IPv4 new sessions per second per worker.
     pub v4_sessions_per_sec: f64,
     /// `new-conn`: IPv6 new sessions per second per worker.
@@ -556,6 +567,7 @@ impl Families {
                     continue;
                 };
                 let (cx, cy) = (x.cycles_per_packet(), y.cycles_per_packet());
+                let (px, py) = (x.cpu_cycles_per_packet(), y.cpu_cycles_per_packet());
                 compare.push(FamilyLine {
                     workers: a.workers,
                     test: test.into(),
@@ -564,6 +576,9 @@ impl Families {
                     v4_cycles: cx,
                     v6_cycles: cy,
                     cycles_ratio: (cx > 0.0 && cy > 0.0).then(|| cy / cx),
+                    v4_cpu_cycles: px,
+                    v6_cpu_cycles: py,
+                    cpu_cycles_ratio: px.zip(py).map(|(a, b)| b / a),
                     v4_sessions_per_sec: x.sessions_per_sec_per_worker(),
                     v6_sessions_per_sec: y.sessions_per_sec_per_worker(),
                 });
@@ -588,7 +603,7 @@ impl Families {
         );
         let _ = writeln!(
             s,
-            "{:>7} | {:>12} | {:>9} | {:>9} | {:>10} | {:>10} | {:>8} | {:>10} | {:>10}",
+            "{:>7} | {:>12} | {:>9} | {:>9} | {:>10} | {:>10} | {:>7} | {:>10} | {:>10} | {:>7} | {:>10} | {:>10}",
             "workers",
             "test",
             "v4 Mpps",
@@ -596,10 +611,13 @@ impl Families {
             "v4 cyc/pkt",
             "v6 cyc/pkt",
             "v6 / v4",
+            "v4 on-CPU",
+            "v6 on-CPU",
+            "v6 / v4",
             "v4 sess/s",
             "v6 sess/s"
         );
-        let _ = writeln!(s, "{}", "-".repeat(106));
+        let _ = writeln!(s, "{}", "-".repeat(145));
         for l in &self.compare {
             let sess = |x: f64| {
                 if l.test == "new-conn" && x > 0.0 {
@@ -608,23 +626,30 @@ impl Families {
                     "-".into()
                 }
             };
+            let opt =
+                |x: Option<f64>, digits: usize| x.map_or("-".into(), |x| format!("{x:.digits$}"));
             let _ = writeln!(
                 s,
-                "{:>7} | {:>12} | {:>9.2} | {:>9.2} | {:>10.0} | {:>10.0} | {:>8} | {:>10} | {:>10}",
+                "{:>7} | {:>12} | {:>9.2} | {:>9.2} | {:>10.0} | {:>10.0} | {:>7} | {:>10} | {:>10} | {:>7} | {:>10} | {:>10}",
                 l.workers,
                 l.test,
                 l.v4_mpps,
                 l.v6_mpps,
                 l.v4_cycles,
                 l.v6_cycles,
-                l.cycles_ratio.map_or("-".into(), |r| format!("{r:.2}")),
+                opt(l.cycles_ratio, 2),
+                opt(l.v4_cpu_cycles, 0),
+                opt(l.v6_cpu_cycles, 0),
+                opt(l.cpu_cycles_ratio, 2),
                 sess(l.v4_sessions_per_sec),
                 sess(l.v6_sessions_per_sec)
             );
         }
         let _ = writeln!(
             s,
-            "(per worker; v6 / v4 = IPv6 cycles per packet over IPv4's: 1.15 is 15 % dearer)"
+            "(per worker; cyc/pkt = TSC cycles of the window per packet, on-CPU = the same \
+             counting only the\n time the workers were on a CPU; v6 / v4 = IPv6's over \
+             IPv4's: 1.15 is 15 % dearer)"
         );
         s
     }
@@ -641,6 +666,8 @@ mod tests {
             seconds: 1.0,
             tsc_hz: 1_000_000_000,
             mpps_total: packets as f64 / 1e6,
+            // On a CPU half the window: twice fewer cycles per packet on a CPU.
+            worker_cpu_seconds: 0.5,
             per_worker: vec![WorkerFigures {
                 packets,
                 mpps: packets as f64 / 1e6,
@@ -677,6 +704,8 @@ mod tests {
         assert!((est.v4_cycles - 250.0).abs() < 1e-9);
         assert!((est.v6_cycles - 400.0).abs() < 1e-9);
         assert!((est.cycles_ratio.unwrap() - 1.6).abs() < 1e-9);
+        assert!((est.v6_cpu_cycles.unwrap() - 200.0).abs() < 1e-9);
+        assert!((est.cpu_cycles_ratio.unwrap() - 1.6).abs() < 1e-9);
         assert_eq!(f.compare[1].test, "new-conn");
         assert_eq!(f.compare[1].v6_sessions_per_sec, 1.5e6);
         let t = f.table();
