@@ -555,7 +555,7 @@ impl Row {
 
 impl Families {
     /// Pairs the rows of the IPv4 summary `v4` with those of the IPv6 summary `v6` (same
-    /// worker count, same test) into [`Families::compare`].
+    /// worker count, same test, both with a measured window) into [`Families::compare`].
     pub fn pair(v4: Summary, v6: Summary) -> Families {
         let mut compare = Vec::new();
         for a in &v4.rows {
@@ -566,6 +566,10 @@ impl Families {
                 let (Some(x), Some(y)) = (a.run(test), b.run(test)) else {
                     continue;
                 };
+                // A run without a window (a new-connection test of too few flows).
+                if x.mpps_total <= 0.0 || y.mpps_total <= 0.0 {
+                    continue;
+                }
                 let (cx, cy) = (x.cycles_per_packet(), y.cycles_per_packet());
                 let (px, py) = (x.cpu_cycles_per_packet(), y.cpu_cycles_per_packet());
                 compare.push(FamilyLine {
@@ -649,7 +653,8 @@ impl Families {
             s,
             "(per worker; cyc/pkt = TSC cycles of the window per packet, on-CPU = the same \
              counting only the\n time the workers were on a CPU; v6 / v4 = IPv6's over \
-             IPv4's: 1.15 is 15 % dearer)"
+             IPv4's: 1.15 is 15 % dearer; a test\n without a window in either family, \
+             new-conn of too few flows, has no line)"
         );
         s
     }
@@ -717,5 +722,11 @@ mod tests {
         assert!(Families::pair(summary(Family::V4, 1, 1.0), v6)
             .compare
             .is_empty());
+        // Nor a test whose run had no window (no packets counted).
+        let mut v4 = summary(Family::V4, 4_000_000, 2e6);
+        v4.rows[0].new_conn.as_mut().unwrap().mpps_total = 0.0;
+        let f = Families::pair(v4, summary(Family::V6, 2_500_000, 1.5e6));
+        let tests: Vec<&str> = f.compare.iter().map(|l| l.test.as_str()).collect();
+        assert_eq!(tests, ["established"]);
     }
 }

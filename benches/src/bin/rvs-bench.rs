@@ -321,8 +321,8 @@ fn validate(opts: &Opts) -> Result<(), Error> {
         }
         if let Some(t) = opts.tests.iter().find(|t| SYN_TESTS.contains(&t.as_str())) {
             return Err(format!(
-                "--tests {t} with IPv6 (--ipv6, --families): the SYN proxy answers IPv4 \
-                 SYNs only (its sequence translation skips IPv6 sessions)"
+                "--tests {t} with IPv6 (--ipv6, --families): the SYN proxy does not \
+                 carry IPv6 sessions (its sequence translation skips them)"
             )
             .into());
         }
