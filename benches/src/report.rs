@@ -534,7 +534,7 @@ pub struct FamilyLine {
 /// A run of both families: what `--json` prints with `--families 4,6`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Families {
-    /// One summary per family, in the order asked.
+    /// The IPv4 summary, then the IPv6 one (whatever order the runs went in).
     pub summaries: Vec<Summary>,
     /// The tests of both families side by side.
     pub compare: Vec<FamilyLine>,
