@@ -1,7 +1,8 @@
-//! Test traffic: 64-byte-and-up TCP/UDP frames with valid checksums, and pcap files.
+//! Test traffic: 64-byte-and-up TCP/UDP frames over IPv4 or IPv6 with valid checksums,
+//! and pcap files.
 
 use std::io::{self, BufWriter, Write};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 
 /// Layer-4 protocol of the generated flows.
@@ -36,15 +37,16 @@ pub const CLIENT_ISN: u32 = 1000;
 /// packets acknowledge [`SERVER_ISN`] + 1).
 pub const SERVER_ISN: u32 = 5000;
 
-/// One client -> VIP flow.
+/// One client -> VIP flow (both addresses of one family; [`build_frame`] maps an IPv4
+/// one to IPv6 when the other is IPv6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
     /// Client address.
-    pub caddr: Ipv4Addr,
+    pub caddr: IpAddr,
     /// Client port.
     pub cport: u16,
     /// Virtual address.
-    pub vaddr: Ipv4Addr,
+    pub vaddr: IpAddr,
     /// Virtual port.
     pub vport: u16,
 }
@@ -58,6 +60,9 @@ pub const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
 pub const MIN_FRAME: usize = 64;
 /// Largest frame size (on the wire, FCS included).
 pub const MAX_FRAME: usize = 1518;
+/// Bytes an IPv6 header has over an IPv4 one: an IPv6 frame carries the payload of an
+/// IPv4 frame this much shorter.
+pub const IPV6_EXTRA: usize = 20;
 
 fn sum16(data: &[u8], mut acc: u32) -> u32 {
     let mut chunks = data.chunks_exact(2);
@@ -78,45 +83,76 @@ fn fold(mut acc: u32) -> u16 {
 }
 
 /// Builds one frame of `frame_size` bytes on the wire (the returned buffer is 4 bytes
-/// shorter: no FCS). IPv4 and TCP/UDP checksums are correct. SYNs carry no payload (the
-/// frame is padded); other packets fill the frame with payload.
+/// shorter: no FCS) for an IPv4 flow; for an IPv6 flow the frame carries the payload of
+/// that IPv4 frame and is [`IPV6_EXTRA`] bytes longer (capped at [`MAX_FRAME`]), so that
+/// per-packet figures of the two families compare. IPv4 header and TCP/UDP checksums are
+/// correct. SYNs carry no payload (the frame is padded); other packets fill the frame
+/// with payload.
 pub fn build_frame(flow: &Flow, l4: L4, kind: Kind, frame_size: usize, seq: u32) -> Vec<u8> {
     let frame_size = frame_size.clamp(MIN_FRAME, MAX_FRAME);
-    let len = frame_size - 4;
     let l4_hdr = match l4 {
         L4::Tcp => 20,
         L4::Udp => 8,
     };
-    let payload = match (l4, kind) {
-        (L4::Tcp, Kind::First | Kind::Ack | Kind::ServerAck(_)) => 0,
-        _ => len - 14 - 20 - l4_hdr,
+    let proto: u8 = match l4 {
+        L4::Tcp => 6,
+        L4::Udp => 17,
     };
-    let ip_len = 20 + l4_hdr + payload;
-    let mut f = vec![0u8; len];
+    let payload_of = |len: usize, ip_hdr: usize| match (l4, kind) {
+        (L4::Tcp, Kind::First | Kind::Ack | Kind::ServerAck(_)) => 0,
+        _ => len - 14 - ip_hdr - l4_hdr,
+    };
+    let (mut f, l4_at, payload, pseudo) = match (flow.caddr, flow.vaddr) {
+        (IpAddr::V4(c), IpAddr::V4(v)) => {
+            let len = frame_size - 4;
+            let payload = payload_of(len, 20);
+            let ip_len = 20 + l4_hdr + payload;
+            let mut f = vec![0u8; len];
+            f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+            let ip = &mut f[14..34];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+            ip[4..6].copy_from_slice(&(seq as u16).to_be_bytes());
+            ip[6] = 0x40; // DF
+            ip[8] = 64;
+            ip[9] = proto;
+            ip[12..16].copy_from_slice(&c.octets());
+            ip[16..20].copy_from_slice(&v.octets());
+            let ck = fold(sum16(ip, 0));
+            ip[10..12].copy_from_slice(&ck.to_be_bytes());
+            let pseudo = sum16(&v.octets(), sum16(&c.octets(), 0));
+            (f, 34, payload, pseudo)
+        }
+        (c, v) => {
+            let six = |a: IpAddr| match a {
+                IpAddr::V4(a) => a.to_ipv6_mapped(),
+                IpAddr::V6(a) => a,
+            };
+            let (c, v) = (six(c), six(v));
+            // The IPv4 frame's payload, clamped so the frame stays within MAX_FRAME.
+            let len = (frame_size + IPV6_EXTRA).min(MAX_FRAME) - 4;
+            let payload = payload_of(len, 40);
+            let mut f = vec![0u8; len];
+            f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+            let ip = &mut f[14..54];
+            // Version 6; the flow label from the sequence (like IPv4's identification).
+            ip[0..4].copy_from_slice(&(0x6000_0000u32 | (seq & 0xf_ffff)).to_be_bytes());
+            ip[4..6].copy_from_slice(&((l4_hdr + payload) as u16).to_be_bytes());
+            ip[6] = proto;
+            ip[7] = 64;
+            ip[8..24].copy_from_slice(&c.octets());
+            ip[24..40].copy_from_slice(&v.octets());
+            let pseudo = sum16(&v.octets(), sum16(&c.octets(), 0));
+            (f, 54, payload, pseudo)
+        }
+    };
     f[0..6].copy_from_slice(&DIRECTOR_MAC);
     f[6..12].copy_from_slice(&CLIENT_MAC);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    {
-        let ip = &mut f[14..34];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-        ip[4..6].copy_from_slice(&(seq as u16).to_be_bytes());
-        ip[6] = 0x40; // DF
-        ip[8] = 64;
-        ip[9] = match l4 {
-            L4::Tcp => 6,
-            L4::Udp => 17,
-        };
-        ip[12..16].copy_from_slice(&flow.caddr.octets());
-        ip[16..20].copy_from_slice(&flow.vaddr.octets());
-        let ck = fold(sum16(ip, 0));
-        ip[10..12].copy_from_slice(&ck.to_be_bytes());
-    }
-    let l4_end = 34 + l4_hdr + payload;
-    for (i, b) in f[34 + l4_hdr..l4_end].iter_mut().enumerate() {
+    let l4_end = l4_at + l4_hdr + payload;
+    for (i, b) in f[l4_at + l4_hdr..l4_end].iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(7).wrapping_add(0x41);
     }
-    let seg = &mut f[34..l4_end];
+    let seg = &mut f[l4_at..l4_end];
     seg[0..2].copy_from_slice(&flow.cport.to_be_bytes());
     seg[2..4].copy_from_slice(&flow.vport.to_be_bytes());
     match l4 {
@@ -137,14 +173,9 @@ pub fn build_frame(flow: &Flow, l4: L4, kind: Kind, frame_size: usize, seq: u32)
             seg[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
         }
     }
-    // Pseudo-header checksum.
-    let mut acc = sum16(&flow.caddr.octets(), 0);
-    acc = sum16(&flow.vaddr.octets(), acc);
-    acc += u32::from(match l4 {
-        L4::Tcp => 6u16,
-        L4::Udp => 17,
-    });
-    acc += (l4_hdr + payload) as u32;
+    // Pseudo-header checksum (the same sum for both families: addresses, protocol,
+    // segment length).
+    let acc = pseudo + u32::from(proto) + (l4_hdr + payload) as u32;
     let mut ck = fold(sum16(seg, acc));
     let off = match l4 {
         L4::Tcp => 16,

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::Family;
+
 /// One worker's figures over the measured window.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorkerFigures {
@@ -38,9 +40,13 @@ pub struct RunResult {
     pub mode: String,
     /// `tcp` or `udp`.
     pub proto: String,
+    /// Address family of the flows (`ipv4` in results written before it was recorded).
+    #[serde(default)]
+    pub family: Family,
     /// Flows in the capture.
     pub flows: u64,
-    /// Frame size on the wire (FCS included).
+    /// Frame size on the wire (FCS included) of the family's frames: `--frame-size`
+    /// for IPv4, 20 bytes more (the same payload) for IPv6.
     pub frame_size: usize,
     /// Worker lcores.
     pub workers: usize,
@@ -352,9 +358,10 @@ impl Summary {
         if let Some(f) = first {
             let _ = writeln!(
                 s,
-                "mode {} {}, {} flows, {}-byte frames, {} s windows, hugepages: {}",
+                "mode {} {} over {}, {} flows, {}-byte frames, {} s windows, hugepages: {}",
                 f.mode,
                 f.proto,
+                f.family.name(),
                 f.flows,
                 f.frame_size,
                 f.seconds.round(),
@@ -486,5 +493,240 @@ impl Summary {
             }
         }
         s
+    }
+}
+
+/// One test of one worker count measured in both families in the same run
+/// (`rvs-bench --families 4,6`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FamilyLine {
+    /// Worker lcores.
+    pub workers: usize,
+    /// `floor`, `lookup-floor`, `established` or `new-conn`.
+    pub test: String,
+    /// IPv4: Mpps per worker.
+    pub v4_mpps: f64,
+    /// IPv6: Mpps per worker.
+    pub v6_mpps: f64,
+    /// IPv4: cycles per packet (mean over the workers).
+    pub v4_cycles: f64,
+    /// IPv6: cycles per packet (mean over the workers).
+    pub v6_cycles: f64,
+    /// IPv6 cycles per packet over IPv4's (`None` when either is missing).
+    pub cycles_ratio: Option<f64>,
+    /// IPv4: cycles per packet counting only the time the workers were on a CPU
+    /// ([`RunResult::cpu_cycles_per_packet`]; `None` when not measured).
+    #[serde(default)]
+    pub v4_cpu_cycles: Option<f64>,
+    /// IPv6: cycles per packet on a CPU.
+    #[serde(default)]
+    pub v6_cpu_cycles: Option<f64>,
+    /// IPv6 on-CPU cycles per packet over IPv4's: on a machine shared with other work,
+    /// the figure that leaves the workers' waits for their cores out.
+    #[serde(default)]
+    pub cpu_cycles_ratio: Option<f64>,
+    /// `new-conn`: IPv4 new sessions per second per worker.
+    pub v4_sessions_per_sec: f64,
+    /// `new-conn`: IPv6 new sessions per second per worker.
+    pub v6_sessions_per_sec: f64,
+}
+
+/// A run of both families: what `--json` prints with `--families 4,6`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Families {
+    /// The IPv4 summary, then the IPv6 one (whatever order the runs went in).
+    pub summaries: Vec<Summary>,
+    /// The tests of both families side by side.
+    pub compare: Vec<FamilyLine>,
+}
+
+impl Row {
+    /// The run of `test` (`floor`, `lookup-floor`, `established`, `new-conn`).
+    pub fn run(&self, test: &str) -> Option<&RunResult> {
+        match test {
+            "floor" => self.floor.as_ref(),
+            "lookup-floor" => self.lookup_floor.as_ref(),
+            "established" => self.established.as_ref(),
+            "new-conn" => self.new_conn.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+impl Families {
+    /// Pairs the rows of the IPv4 summary `v4` with those of the IPv6 summary `v6` (same
+    /// worker count, same test, both with a measured window) into [`Families::compare`].
+    pub fn pair(v4: Summary, v6: Summary) -> Families {
+        let mut compare = Vec::new();
+        for a in &v4.rows {
+            let Some(b) = v6.rows.iter().find(|b| b.workers == a.workers) else {
+                continue;
+            };
+            for test in ["floor", "lookup-floor", "established", "new-conn"] {
+                let (Some(x), Some(y)) = (a.run(test), b.run(test)) else {
+                    continue;
+                };
+                // A run without a window (a new-connection test of too few flows).
+                if x.mpps_total <= 0.0 || y.mpps_total <= 0.0 {
+                    continue;
+                }
+                let (cx, cy) = (x.cycles_per_packet(), y.cycles_per_packet());
+                let (px, py) = (x.cpu_cycles_per_packet(), y.cpu_cycles_per_packet());
+                compare.push(FamilyLine {
+                    workers: a.workers,
+                    test: test.into(),
+                    v4_mpps: x.mpps_per_worker(),
+                    v6_mpps: y.mpps_per_worker(),
+                    v4_cycles: cx,
+                    v6_cycles: cy,
+                    cycles_ratio: (cx > 0.0 && cy > 0.0).then(|| cy / cx),
+                    v4_cpu_cycles: px,
+                    v6_cpu_cycles: py,
+                    cpu_cycles_ratio: px.zip(py).map(|(a, b)| b / a),
+                    v4_sessions_per_sec: x.sessions_per_sec_per_worker(),
+                    v6_sessions_per_sec: y.sessions_per_sec_per_worker(),
+                });
+            }
+        }
+        Families {
+            summaries: vec![v4, v6],
+            compare,
+        }
+    }
+
+    /// The human-readable tables: each family's, then both side by side.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        for sum in &self.summaries {
+            s.push_str(&sum.table());
+            s.push('\n');
+        }
+        let _ = writeln!(
+            s,
+            "IPv4 and IPv6 in the same run (the two alternate, test by test)"
+        );
+        let _ = writeln!(
+            s,
+            "{:>7} | {:>12} | {:>9} | {:>9} | {:>10} | {:>10} | {:>7} | {:>10} | {:>10} | {:>7} | {:>10} | {:>10}",
+            "workers",
+            "test",
+            "v4 Mpps",
+            "v6 Mpps",
+            "v4 cyc/pkt",
+            "v6 cyc/pkt",
+            "v6 / v4",
+            "v4 on-CPU",
+            "v6 on-CPU",
+            "v6 / v4",
+            "v4 sess/s",
+            "v6 sess/s"
+        );
+        let _ = writeln!(s, "{}", "-".repeat(145));
+        for l in &self.compare {
+            let sess = |x: f64| {
+                if l.test == "new-conn" && x > 0.0 {
+                    format!("{x:.0}")
+                } else {
+                    "-".into()
+                }
+            };
+            let opt =
+                |x: Option<f64>, digits: usize| x.map_or("-".into(), |x| format!("{x:.digits$}"));
+            let _ = writeln!(
+                s,
+                "{:>7} | {:>12} | {:>9.2} | {:>9.2} | {:>10.0} | {:>10.0} | {:>7} | {:>10} | {:>10} | {:>7} | {:>10} | {:>10}",
+                l.workers,
+                l.test,
+                l.v4_mpps,
+                l.v6_mpps,
+                l.v4_cycles,
+                l.v6_cycles,
+                opt(l.cycles_ratio, 2),
+                opt(l.v4_cpu_cycles, 0),
+                opt(l.v6_cpu_cycles, 0),
+                opt(l.cpu_cycles_ratio, 2),
+                sess(l.v4_sessions_per_sec),
+                sess(l.v6_sessions_per_sec)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "(per worker; cyc/pkt = TSC cycles of the window per packet, on-CPU = the same \
+             counting only the\n time the workers were on a CPU; v6 / v4 = IPv6's over \
+             IPv4's: 1.15 is 15 % dearer; a test\n without a window in either family, \
+             new-conn of too few flows, has no line)"
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(test: &str, family: Family, packets: u64, sessions_per_sec: f64) -> RunResult {
+        RunResult {
+            test: test.into(),
+            family,
+            seconds: 1.0,
+            tsc_hz: 1_000_000_000,
+            mpps_total: packets as f64 / 1e6,
+            // On a CPU half the window: twice fewer cycles per packet on a CPU.
+            worker_cpu_seconds: 0.5,
+            per_worker: vec![WorkerFigures {
+                packets,
+                mpps: packets as f64 / 1e6,
+                cycles_per_packet: 1e9 / packets as f64,
+                sessions_per_sec,
+                ..WorkerFigures::default()
+            }],
+            ..RunResult::default()
+        }
+    }
+
+    fn summary(family: Family, est: u64, newc: f64) -> Summary {
+        Summary {
+            rows: vec![Row {
+                workers: 1,
+                established: Some(run("established", family, est, 0.0)),
+                new_conn: Some(run("new-conn", family, est / 4, newc)),
+                ..Row::default()
+            }],
+            ..Summary::default()
+        }
+    }
+
+    #[test]
+    fn both_families_pair_by_test_with_the_cycles_ratio() {
+        // IPv4 4 Mpps (250 cycles), IPv6 2.5 Mpps (400 cycles): IPv6 1.6x dearer.
+        let f = Families::pair(
+            summary(Family::V4, 4_000_000, 2e6),
+            summary(Family::V6, 2_500_000, 1.5e6),
+        );
+        assert_eq!(f.compare.len(), 2);
+        let est = &f.compare[0];
+        assert_eq!((est.workers, est.test.as_str()), (1, "established"));
+        assert!((est.v4_cycles - 250.0).abs() < 1e-9);
+        assert!((est.v6_cycles - 400.0).abs() < 1e-9);
+        assert!((est.cycles_ratio.unwrap() - 1.6).abs() < 1e-9);
+        assert!((est.v6_cpu_cycles.unwrap() - 200.0).abs() < 1e-9);
+        assert!((est.cpu_cycles_ratio.unwrap() - 1.6).abs() < 1e-9);
+        assert_eq!(f.compare[1].test, "new-conn");
+        assert_eq!(f.compare[1].v6_sessions_per_sec, 1.5e6);
+        let t = f.table();
+        assert!(t.contains("1.60"), "{t}");
+        assert!(t.contains("1500000"), "{t}");
+        // A worker count measured in one family only has no line.
+        let mut v6 = summary(Family::V6, 1, 1.0);
+        v6.rows[0].workers = 2;
+        assert!(Families::pair(summary(Family::V4, 1, 1.0), v6)
+            .compare
+            .is_empty());
+        // Nor a test whose run had no window (no packets counted).
+        let mut v4 = summary(Family::V4, 4_000_000, 2e6);
+        v4.rows[0].new_conn.as_mut().unwrap().mpps_total = 0.0;
+        let f = Families::pair(v4, summary(Family::V6, 2_500_000, 1.5e6));
+        let tests: Vec<&str> = f.compare.iter().map(|l| l.test.as_str()).collect();
+        assert_eq!(tests, ["established"]);
     }
 }

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,9 +19,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use rvs_benches::capture::{build_frame, Flow, Kind, PcapWriter, CLIENT_ISN, L4};
-use rvs_benches::plan::{self, Mode};
+use rvs_benches::plan::{self, Family, Mode};
 use rvs_benches::report::{
-    NicPhase, ProxyFigures, Row, RunResult, Summary, SynFloodFigures, WorkerFigures,
+    Families, NicPhase, ProxyFigures, Row, RunResult, Summary, SynFloodFigures, WorkerFigures,
 };
 use rvs_benches::sweep::{Point, Sweep};
 use rvs_dataplane::conn::{flags as conn_flags, ConnListing};
@@ -56,9 +55,18 @@ struct Opts {
     /// min(flows, 1000000).
     #[arg(long)]
     new_flows: Option<u64>,
-    /// Frame size on the wire, FCS included (64 to 1518).
+    /// Frame size on the wire, FCS included (64 to 1518); with IPv6 the size of the IPv4
+    /// frame whose payload the IPv6 frames carry (they are 20 bytes longer; 64 to 1498).
     #[arg(long, default_value_t = 64)]
     frame_size: usize,
+    /// IPv6 flows: VIP 2001:db8:1::1, clients in 2001:db8:64::/64, real servers
+    /// 2001:db8:2::N, LIPs 2001:db8:3::N (the same as `--families 6`).
+    #[arg(long)]
+    ipv6: bool,
+    /// Address families to measure, comma-separated: 4, 6 or 4,6 (both in the same run,
+    /// alternating test by test, with a table of both side by side).
+    #[arg(long, value_delimiter = ',')]
+    families: Vec<String>,
     /// Worker counts to measure, comma-separated (each gets its own runs).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     workers: Vec<usize>,
@@ -146,6 +154,33 @@ const TESTS: [&str; 4] = ["floor", "lookup-floor", "established", "new-conn"];
 const SYN_TESTS: [&str; 2] = ["synflood", "synflood-mixed"];
 
 impl Opts {
+    /// The families to measure, in order (`--families`, else `--ipv6`, else IPv4).
+    fn families(&self) -> Vec<Family> {
+        if !self.families.is_empty() {
+            return self
+                .families
+                .iter()
+                .filter_map(|f| Family::parse(f))
+                .collect();
+        }
+        vec![if self.ipv6 { Family::V6 } else { Family::V4 }]
+    }
+    /// The family of a child's measurement (the first asked).
+    fn family(&self) -> Family {
+        self.families().first().copied().unwrap_or_default()
+    }
+    /// The opts of one family's runs.
+    fn of_family(&self, family: Family) -> Opts {
+        Opts {
+            ipv6: false,
+            families: vec![family.digit().into()],
+            ..self.clone()
+        }
+    }
+    /// The frame size on the wire of this family's frames.
+    fn wire_size(&self) -> usize {
+        (self.frame_size + self.family().extra_header()).min(rvs_benches::capture::MAX_FRAME)
+    }
     fn mode(&self) -> Mode {
         Mode::parse(&self.mode).unwrap_or(Mode::Fullnat)
     }
@@ -191,6 +226,8 @@ impl Opts {
             self.new_flows().to_string(),
             "--frame-size".into(),
             self.frame_size.to_string(),
+            "--families".into(),
+            self.family().digit().into(),
             "--duration".into(),
             self.duration.to_string(),
             "--offer-established".into(),
@@ -259,6 +296,44 @@ fn validate(opts: &Opts) -> Result<(), Error> {
     if !(64..=1518).contains(&opts.frame_size) {
         return Err("--frame-size: 64 to 1518".into());
     }
+    if opts.ipv6 && !opts.families.is_empty() {
+        return Err("--ipv6 and --families: give one (--ipv6 is --families 6)".into());
+    }
+    for f in &opts.families {
+        if Family::parse(f).is_none() {
+            return Err(format!("--families: {f:?}: use 4, 6 or 4,6").into());
+        }
+    }
+    let families = opts.families();
+    let mut seen = families.clone();
+    seen.dedup();
+    if seen.len() != families.len() || families.len() > 2 {
+        return Err("--families: each family once: 4, 6, 4,6 or 6,4".into());
+    }
+    let v6 = families.contains(&Family::V6);
+    if v6 {
+        if opts.frame_size > 1498 {
+            return Err(
+                "--frame-size with IPv6 (--ipv6, --families): 64 to 1498 (the IPv6 frame \
+                 carries the payload of the IPv4 frame of that size, 20 bytes more)"
+                    .into(),
+            );
+        }
+        if let Some(t) = opts.tests.iter().find(|t| SYN_TESTS.contains(&t.as_str())) {
+            return Err(format!(
+                "--tests {t} with IPv6 (--ipv6, --families): the SYN proxy does not \
+                 carry IPv6 sessions (its sequence translation skips them)"
+            )
+            .into());
+        }
+        if opts.proxy() != ProxyProtocol::Off {
+            return Err(
+                "--proxy-protocol with IPv6 (--ipv6, --families): the PROXY header segment \
+                 is built over IPv4 only"
+                    .into(),
+            );
+        }
+    }
     if opts.workers.is_empty() || opts.workers.iter().any(|&w| w == 0 || w > 64) {
         return Err("--workers: a list of 1 to 64".into());
     }
@@ -306,45 +381,69 @@ fn validate(opts: &Opts) -> Result<(), Error> {
 fn parent(opts: &Opts) -> Result<bool, Error> {
     validate(opts)?;
     let exe = std::env::current_exe()?;
-    let mut summary = Summary {
-        date: today(),
-        cpu: cpu_model(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        ..Summary::default()
-    };
+    let families = opts.families();
+    let per_family: Vec<Opts> = families.iter().map(|&f| opts.of_family(f)).collect();
+    let mut summaries: Vec<Summary> = families
+        .iter()
+        .map(|_| Summary {
+            date: today(),
+            cpu: cpu_model(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            ..Summary::default()
+        })
+        .collect();
     let mut ok = true;
     let mut syn_lines = Vec::new();
     for &w in &opts.workers {
-        let mut row = Row {
-            workers: w,
-            ..Row::default()
-        };
+        let mut rows: Vec<Row> = families
+            .iter()
+            .map(|_| Row {
+                workers: w,
+                ..Row::default()
+            })
+            .collect();
         for test in &opts.tests {
-            eprintln!("== {test}, {w} worker(s)");
-            let r = run_child(&exe, opts, test, w)?;
-            if opts.smoke {
-                ok &= smoke_check(opts, &r);
-            }
-            match test.as_str() {
-                "floor" => row.floor = Some(r),
-                "lookup-floor" => row.lookup_floor = Some(r),
-                "established" => row.established = Some(r),
-                "synflood" | "synflood-mixed" => syn_lines.push(synflood_line(&r)),
-                _ => row.new_conn = Some(r),
+            // The families alternate test by test: machine noise meets both.
+            for (o, row) in per_family.iter().zip(&mut rows) {
+                eprintln!("== {test}, {w} worker(s), {}", o.family().name());
+                let r = run_child(&exe, o, test, w)?;
+                if opts.smoke {
+                    ok &= smoke_check(o, &r);
+                }
+                match test.as_str() {
+                    "floor" => row.floor = Some(r),
+                    "lookup-floor" => row.lookup_floor = Some(r),
+                    "established" => row.established = Some(r),
+                    "synflood" | "synflood-mixed" => syn_lines.push(synflood_line(&r)),
+                    _ => row.new_conn = Some(r),
+                }
             }
         }
         if opts.tests.iter().any(|t| TESTS.contains(&t.as_str())) {
-            summary.rows.push(row);
+            for (summary, row) in summaries.iter_mut().zip(rows) {
+                summary.rows.push(row);
+            }
         }
     }
-    summary.finish(opts.mode().name());
+    for s in &mut summaries {
+        s.finish(opts.mode().name());
+    }
     for l in &syn_lines {
         eprintln!("{l}");
     }
-    if opts.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print!("{}", summary.table());
+    let both = match (summaries.first(), summaries.get(1)) {
+        (Some(a), Some(b)) => {
+            let v4_first = families.first() == Some(&Family::V4);
+            let (v4, v6) = if v4_first { (a, b) } else { (b, a) };
+            Some(Families::pair(v4.clone(), v6.clone()))
+        }
+        _ => None,
+    };
+    match (&both, opts.json) {
+        (Some(b), true) => println!("{}", serde_json::to_string_pretty(b)?),
+        (Some(b), false) => print!("{}", b.table()),
+        (None, true) => println!("{}", serde_json::to_string_pretty(&summaries[0])?),
+        (None, false) => print!("{}", summaries[0].table()),
     }
     if opts.smoke {
         eprintln!("smoke: {}", if ok { "ok" } else { "FAILED" });
@@ -357,6 +456,9 @@ fn sweep(opts: &Opts) -> Result<bool, Error> {
     validate(opts)?;
     if opts.smoke || opts.real_nic() {
         return Err("--sweep runs on the virtual devices, without --smoke".into());
+    }
+    if opts.families().len() > 1 {
+        return Err("--sweep: one family (--ipv6, or --families 4 or 6)".into());
     }
     for &n in &opts.sweep_flows {
         if n == 0 || n > plan::MAX_FLOWS.min(10_000_000) {
@@ -573,9 +675,13 @@ fn write_captures(
 
 fn write_generator_pcaps(opts: &Opts, dir: &Path) -> Result<(), Error> {
     validate(opts)?;
+    if opts.families().len() > 1 {
+        return Err("--write-pcap: one family (--ipv6, or --families 4 or 6)".into());
+    }
     std::fs::create_dir_all(dir)?;
-    let est = plan::partition(opts.flows, 0, 1);
-    let new = plan::partition(opts.new_flows(), opts.flows, 1);
+    let family = opts.family();
+    let est = plan::partition_of(family, opts.flows, 0, 1);
+    let new = plan::partition_of(family, opts.new_flows(), opts.flows, 1);
     for (name, set, kind) in [
         ("first", &est, Kind::First),
         ("established", &est, Kind::Established),
@@ -620,7 +726,7 @@ fn devices(
     dir: &Path,
 ) -> Result<Devices, Error> {
     let prefix = format!("rvs-bench-{}", std::process::id());
-    let room = u64::from(data_room(opts.frame_size));
+    let room = u64::from(data_room(opts.wire_size()));
     let mut capture_packets = 0;
     let (client, server, vdev) = match &opts.client_dev {
         Some(c) => (c.clone(), opts.server_dev.clone(), false),
@@ -673,10 +779,11 @@ fn child(opts: &Opts, test: &str) -> Result<RunResult, Error> {
     let workers = opts.child_workers.max(1);
     let dir = TempDir(std::env::temp_dir().join(format!("rvs-bench-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
+    let family = opts.family();
     let sets = if test == "new-conn" || test == "synflood" {
-        plan::partition(opts.new_flows(), opts.flows, workers)
+        plan::partition_of(family, opts.new_flows(), opts.flows, workers)
     } else {
-        plan::partition(opts.flows, 0, workers)
+        plan::partition_of(family, opts.flows, 0, workers)
     };
     let dev = devices(opts, test, workers, &sets, &dir.0)?;
     Eal::init(&dev.eal_args)?;
@@ -707,12 +814,13 @@ fn child(opts: &Opts, test: &str) -> Result<RunResult, Error> {
     r.test = test.into();
     r.mode = opts.mode().name().into();
     r.proto = format!("{:?}", opts.l4()).to_lowercase();
+    r.family = family;
     r.flows = if test == "new-conn" {
         opts.new_flows()
     } else {
         opts.flows
     };
-    r.frame_size = opts.frame_size;
+    r.frame_size = opts.wire_size();
     r.workers = workers;
     r.tsc_hz = dpdk::tsc_hz();
     r.hugepages = dev.hugepages;
@@ -797,15 +905,21 @@ impl LookupTables {
         LookupTables { buckets, sessions }
     }
 
-    /// The home bucket of a packet: a hash of its IPv4 addresses and ports, mapped onto
-    /// the buckets as the engine's index maps its hashes.
+    /// The home bucket of a packet: a hash of its addresses and ports (IPv4), or of the
+    /// low halves of its addresses and its ports (IPv6), mapped onto the buckets as the
+    /// engine's index maps its hashes.
     fn home(&self, frame: &[u8]) -> usize {
         let word = |at: usize| {
             frame
                 .get(at..at + 8)
                 .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
         };
-        let h = (word(26) ^ word(30).rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let (a, b) = if frame.get(12..14) == Some(&[0x86, 0xdd]) {
+            (word(30) ^ word(46), word(54))
+        } else {
+            (word(26), word(30))
+        };
+        let h = (a ^ b.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (((h >> 32) * self.buckets.len() as u64) >> 32) as usize
     }
 
@@ -853,7 +967,7 @@ fn floor(
     warm: Port,
     lookup: Option<u32>,
 ) -> Result<RunResult, Error> {
-    let room = data_room(opts.frame_size);
+    let room = data_room(opts.wire_size());
     let mbufs = (dev.capture_packets + 3 * 4096 * workers as u64 + 65536) as u32;
     let pool = Arc::new(Mempool::new("floor_pool", mbufs, 256, room)?);
     let mut ports = Vec::new();
@@ -1043,8 +1157,8 @@ fn engine_run(
     // would have every SYN shed.
     cfg.syn_shed = test != "synflood";
     // Declared before the engine so it outlives it (mbufs from it may be in flight).
-    let warm_pool = Mempool::new("warm_pool", 32767, 256, data_room(opts.frame_size))?;
-    let mut engine = Engine::start_with_data_room(&cfg, data_room(opts.frame_size))?;
+    let warm_pool = Mempool::new("warm_pool", 32767, 256, data_room(opts.wire_size()))?;
+    let mut engine = Engine::start_with_data_room(&cfg, data_room(opts.wire_size()))?;
     let lips = plan::lips_needed(u64::from(capacity), workers);
     // synflood: the service is SYN-proxied; synflood-mixed: a second service on
     // FLOOD_VPORT is, which the flood's SYNs go to.
@@ -1054,7 +1168,7 @@ fn engine_run(
         "synflood-mixed" => {
             plan::services_with_flood(mode, l4, lips, opts.proxy().flag(), Some(syn_proxy))?
         }
-        _ => plan::services(mode, l4, lips, opts.proxy().flag())?,
+        _ => plan::services_of(opts.family(), mode, l4, lips, opts.proxy().flag())?,
     };
     engine.publish(p.services, &p.vips, &[], p.laddrs);
     // Two report round trips: the second is answered by a loop iteration that began after
@@ -1238,7 +1352,7 @@ fn nic_model(
         .enumerate()
         .map(|(i, f)| build_frame(f, l4, Kind::Established, opts.frame_size, i as u32))
         .collect();
-    let flood = plan::partition(opts.new_flows(), opts.flows, sets.len());
+    let flood = plan::partition_of(opts.family(), opts.new_flows(), opts.flows, sets.len());
     let syns: Vec<Vec<u8>> = flood[0]
         .iter()
         .take(65536)
@@ -1552,14 +1666,11 @@ fn settle_proxy(
             .iter()
             .filter(|c| owner_of_port(c.lport, workers) == w);
         let frames = mine.filter_map(|c| {
-            let (IpAddr::V4(rs), IpAddr::V4(lip)) = (c.daddr.to_ip(), c.laddr.to_ip()) else {
-                return None;
-            };
             let ack = CLIENT_ISN + 1 + proxy_header_len(version, c)?;
             let reply = Flow {
-                caddr: rs,
+                caddr: c.daddr.to_ip(),
                 cport: c.dport,
-                vaddr: lip,
+                vaddr: c.laddr.to_ip(),
                 vport: c.lport,
             };
             acks += 1;

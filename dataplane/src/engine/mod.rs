@@ -121,9 +121,9 @@ pub struct EngineConfig {
     pub routes6: Vec<Route6>,
     /// FULLNAT local port range.
     pub lport_range: (u16, u16),
-    /// Static neighbours (address, MAC): never resolved by ARP, never aged (benchmarks,
-    /// and next hops that do not answer ARP).
-    pub static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
+    /// Static neighbours (address of either family, MAC): never resolved by ARP or
+    /// neighbour discovery, never aged (benchmarks, and next hops that do not answer).
+    pub static_neighbours: Vec<(IpAddr, [u8; 6])>,
     /// Firewall-mark rules for packets without a session (`[[marks]]`); every snapshot
     /// carries them. A rule's single-host destination (`/32`) is answered as a VIP while
     /// a fwmark service of its mark exists.
@@ -321,7 +321,7 @@ struct Shared {
     idle_sleep_max_us: u32,
     /// [`EngineConfig::syn_shed`], changed with [`Engine::set_syn_shed`].
     syn_shed: AtomicBool,
-    static_neighbours: Vec<(Ipv4Addr, [u8; 6])>,
+    static_neighbours: Vec<(IpAddr, [u8; 6])>,
     /// Per worker: sync records for the sync thread (master).
     sync_out: Arc<Vec<ArrayQueue<SyncConn>>>,
     /// Per worker: received sessions to install (backup).

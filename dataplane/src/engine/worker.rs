@@ -392,7 +392,7 @@ impl<'a> Worker<'a> {
         core.set_frag_config(sh.frag);
         core.set_syn_proxy_thresholds(sh.syn_proxy_auto.0, sh.syn_proxy_auto.1);
         for &(ip, mac) in &sh.static_neighbours {
-            core.add_static_neighbour(ip.into(), mac);
+            core.add_static_neighbour(ip, mac);
         }
         let nports = sh.ports.len() + sh.taps.len();
         Worker {
