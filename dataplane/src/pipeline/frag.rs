@@ -25,10 +25,13 @@
 use crate::buf::PacketBuf;
 use crate::conn::{ConnId, Direction};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto};
-use crate::forward::frag::{rewrite_v4_fragment, split_outer_v4};
-use crate::forward::{Egress, Layout, Plan};
+use crate::forward::frag::{
+    rewrite_v4_fragment, rewrite_v6_fragment, split_outer_v4, split_outer_v6,
+};
+use crate::forward::{At6, Egress, Egress6, Layout, Plan, Plan6};
 use crate::frag::{self as table, Admit, FragDrop, FragKey, FragTable, HELD_PER_DATAGRAM};
-use crate::wire::{self, classify, ChecksumMode, Classified, IpMeta, IpProtocol};
+use crate::wire::{self, classify, ChecksumMode, Classified, IpMeta, IpProtocol, IpVersion};
+use core::net::IpAddr;
 
 use super::general::{egress, retag_for};
 use super::{Core, DropReason, LocalKind, Out, Snapshot, SIDE_CAP};
@@ -105,10 +108,13 @@ impl<P: PacketBuf> Core<P> {
             }
             Admit::Known(p, v) => self.frag_verdict(p, meta, v, snap, now_ms),
             Admit::First(p) => {
-                let owner = if check_owner {
-                    self.owner_with(snap, meta, local)
-                } else {
-                    self.id
+                let owner = match (check_owner, meta.tuple.dst.addr) {
+                    (false, _) => self.id,
+                    (true, IpAddr::V6(dst)) => {
+                        let to = super::ipv6::steer_toward6(&snap.net, dst, local);
+                        self.owner6(snap, meta, to)
+                    }
+                    (true, IpAddr::V4(_)) => self.owner_with(snap, meta, local),
                 };
                 let (out, v) = if owner != self.id {
                     self.counters.handoff_out += 1;
@@ -204,6 +210,9 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return self.drop(pkt, DropReason::NoSession);
         };
+        if s.v6 != 0 || meta.version == IpVersion::V6 {
+            return self.forward_fragment_ip(pkt, meta, id, reply, snap, now_ms);
+        }
         let Some(plan) = Plan::of(s, reply, &self.conns) else {
             return self.drop(pkt, DropReason::NotForUs);
         };
@@ -250,6 +259,130 @@ impl<P: PacketBuf> Core<P> {
         self.count_forwarded(id, dir, len);
         self.counters.frags_forwarded += 1;
         self.emit(pkt, nh.port, nh.addr, mac)
+    }
+
+    /// [`Core::forward_fragment`] for a session with an IPv6 end: NAT and FULLNAT
+    /// rewrite a later fragment's addresses and hop limit ([`rewrite_v6_fragment`]),
+    /// the first one as a whole packet ([`Plan6::apply`]); DR sets the MACs; TUN
+    /// encapsulates it whole (split into two outer fragments when too big,
+    /// [`Core::tun_split6`]). NAT64 does not translate fragments: dropped as
+    /// `rewrite:fragment`.
+    fn forward_fragment_ip(
+        &mut self,
+        mut pkt: P,
+        meta: &IpMeta,
+        id: ConnId,
+        reply: bool,
+        snap: &Snapshot,
+        now_ms: u64,
+    ) -> Out<P> {
+        let Some(plan) = self.conns.get(id).and_then(|s| Plan6::of(s, reply)) else {
+            return self.drop(pkt, DropReason::NotForUs);
+        };
+        if plan.translates(meta.version) {
+            return self.drop(pkt, DropReason::Rewrite(wire::Error::Fragment));
+        }
+        let Some(r) = self.route_ip(plan.toward, plan.fwd, snap, now_ms) else {
+            return self.drop(pkt, DropReason::NoRoute);
+        };
+        let at = At6::of(meta);
+        let first = meta.frag.is_some_and(|f| f.is_first());
+        let len = pkt.len() as u64;
+        let v6 = |e: Option<(IpAddr, u16)>| match e {
+            Some((IpAddr::V6(a), _)) => Some(a.octets()),
+            _ => None,
+        };
+        let res = match plan.fwd {
+            FwdMethod::Masq | FwdMethod::FullNat if !first => rewrite_v6_fragment(
+                pkt.data_mut(),
+                at.at.l3,
+                v6(plan.src),
+                v6(plan.dst),
+                &r.eg.macs,
+            ),
+            _ => plan.apply(&mut pkt, &at, &r.eg),
+        };
+        let dir = if reply {
+            Direction::Output
+        } else {
+            Direction::Input
+        };
+        match res {
+            Ok(()) => {}
+            Err(wire::Error::Oversize) if plan.fwd == FwdMethod::Tunnel => {
+                let hop = (r.port, r.nh, r.mac);
+                let out = self.tun_split6(pkt, id, dir, &plan, &at, &r.eg, hop, snap, meta);
+                if !matches!(out, Out::Drop(..)) {
+                    self.counters.frags_forwarded += 1;
+                }
+                return out;
+            }
+            Err(e) => return self.drop(pkt, DropReason::Rewrite(e)),
+        }
+        if self.vlans || meta.l2.vlan_tci.is_some() {
+            if let Err(e) = retag_for(&mut pkt, snap, r.port) {
+                return self.drop(pkt, DropReason::Rewrite(e));
+            }
+        }
+        self.count_forwarded(id, dir, len);
+        self.counters.frags_forwarded += 1;
+        self.emit_ip(pkt, r.port, r.nh, r.mac)
+    }
+
+    /// TUN toward an IPv6 server: a fragment too big for the tunnel (`Plan6::apply`
+    /// refused it as oversize, changing nothing) encapsulated regardless and sent as two
+    /// outer IPv6 fragments ([`split_outer_v6`]), the second from a copy of the buffer
+    /// through [`Core::take_frag_out`], as the tunnel entry point of RFC 2473 fragments
+    /// its own packet. A tunnel to an IPv4 server (IPv6 in IPIP, DF set) is refused as
+    /// oversize.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tun_split6(
+        &mut self,
+        mut pkt: P,
+        id: ConnId,
+        dir: Direction,
+        plan: &Plan6,
+        at: &At6,
+        eg: &Egress6,
+        (port, nh, mac): (u16, IpAddr, Option<[u8; 6]>),
+        snap: &Snapshot,
+        meta: &IpMeta,
+    ) -> Out<P> {
+        let oversize = DropReason::Rewrite(wire::Error::Oversize);
+        if !plan.toward.is_ipv6() {
+            return self.drop(pkt, oversize);
+        }
+        let len = pkt.len() as u64;
+        let unbounded = Egress6 {
+            mtu: u16::MAX,
+            ..*eg
+        };
+        if let Err(e) = plan.apply(&mut pkt, at, &unbounded) {
+            return self.drop(pkt, DropReason::Rewrite(e));
+        }
+        let Some(mut second) = pkt.try_clone() else {
+            return self.drop(pkt, oversize);
+        };
+        self.tun_ident = self.tun_ident.wrapping_add(1);
+        let ident = (u32::from(self.tun_ident) << 8) | (self.id as u32 & 0xff);
+        if let Err(e) = split_outer_v6(&mut pkt, &mut second, at.at.l3, eg.mtu, ident) {
+            drop(second);
+            return self.drop(pkt, DropReason::Rewrite(e));
+        }
+        if self.vlans || meta.l2.vlan_tci.is_some() {
+            let r =
+                retag_for(&mut pkt, snap, port).and_then(|()| retag_for(&mut second, snap, port));
+            if let Err(e) = r {
+                drop(second);
+                return self.drop(pkt, DropReason::Rewrite(e));
+            }
+        }
+        self.count_forwarded(id, dir, len);
+        self.counters.tun_outer_fragmented += 1;
+        let out = self.emit_ip(pkt, port, nh, mac);
+        let o2 = self.emit_ip(second, port, nh, mac);
+        self.frag_emit(o2);
+        out
     }
 
     /// TUN: a packet without DF too big for the tunnel (`Plan::apply` refused it as

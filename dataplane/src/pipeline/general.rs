@@ -186,7 +186,7 @@ impl<P: PacketBuf> Core<P> {
             Ok(Classified::Ip(m)) => m,
         };
         if meta.version == IpVersion::V6 {
-            return self.process_v6(snap, pkt, meta, in_port, now_ms, check_owner);
+            return self.process_v6(snap, pkt, cls, meta, in_port, now_ms, check_owner);
         }
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.tuple.src.addr, meta.tuple.dst.addr) else {
             return self.drop(pkt, DropReason::Unsupported);

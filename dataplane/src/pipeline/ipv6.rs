@@ -67,6 +67,7 @@ impl<P: PacketBuf> Core<P> {
         &mut self,
         snap: &Snapshot,
         pkt: P,
+        cls: &wire::Result<wire::Classified>,
         meta: &IpMeta,
         in_port: u16,
         now_ms: u64,
@@ -100,6 +101,9 @@ impl<P: PacketBuf> Core<P> {
             return self.drop(pkt, DropReason::NotForUs);
         }
         let local = net.local6.get(&dst).copied();
+        if meta.frag.is_some() && !self.frag_deciding {
+            return self.fragment(snap, pkt, cls, meta, local, in_port, now_ms, check_owner);
+        }
         let to = steer_toward6(net, dst, local);
         if check_owner && net.workers > 1 {
             let owner = self.owner6(snap, meta, to);
@@ -142,7 +146,7 @@ impl<P: PacketBuf> Core<P> {
 
     /// The worker owning an IPv6 packet whose destination is `to`: [`steer::owner_ip`],
     /// and for an ICMPv6 error the owner of the session it embeds.
-    fn owner6(&self, snap: &Snapshot, meta: &IpMeta, to: Toward) -> usize {
+    pub(super) fn owner6(&self, snap: &Snapshot, meta: &IpMeta, to: Toward) -> usize {
         let workers = snap.net.workers;
         let t = &meta.tuple;
         if let Some(i) = meta.icmp.and_then(|i| i.inner) {
@@ -313,6 +317,12 @@ impl<P: PacketBuf> Core<P> {
             Ok(()) => {
                 self.count_forwarded(id, dir, len);
                 self.emit_ip(pkt, r.port, r.nh, r.mac)
+            }
+            Err(wire::Error::Oversize) if plan.fwd == FwdMethod::Tunnel && meta.frag.is_some() => {
+                // A fragment (the first of its datagram) is never answered with Packet
+                // Too Big: the tunnel entry point fragments its own packet.
+                let hop = (r.port, r.nh, r.mac);
+                self.tun_split6(pkt, id, dir, &plan, &At6::of(meta), &r.eg, hop, snap, meta)
             }
             Err(wire::Error::Oversize)
                 if plan.fwd == FwdMethod::Tunnel || plan.translates(meta.version) =>

@@ -39,8 +39,13 @@ fn o(s: &str) -> [u8; 16] {
 
 /// An IPv6 TCP service VIP:80 with RS1 and RS2 (IPv4 ones with `nat64`), mode `fwd`.
 fn snapshot6(fwd: FwdMethod, workers: usize, nat64: bool) -> Snapshot {
+    snapshot6_proto(fwd, workers, nat64, Proto::Tcp)
+}
+
+/// [`snapshot6`] of a `proto` service.
+fn snapshot6_proto(fwd: FwdMethod, workers: usize, nat64: bool, proto: Proto) -> Snapshot {
     let key = ServiceKey::Addr {
-        proto: Proto::Tcp,
+        proto,
         addr: Addr::from(IpAddr::V6(v6(VIP))),
         port: 80,
     };
@@ -888,4 +893,172 @@ fn ipv6_persistence_pins_a_prefix_to_one_server() {
     // rr moves on for a client of another /64.
     let other = server(&mut c, "2001:db8:1:1::2", 40010);
     assert_ne!(other, first, "another /64 is scheduled anew");
+}
+
+/// A UDP datagram `src:sport -> dst:dport` of `len` payload bytes (built by etherparse),
+/// cut into IPv6 fragments of at most `size` bytes of fragmentable part each (a multiple
+/// of 8 but the last), identification `ident`. The Fragment header is written by hand
+/// (RFC 8200 §4.5): etherparse 0.16 orders its offset and M bits differently.
+fn frags6(
+    src: &str,
+    sport: u16,
+    dst: &str,
+    dport: u16,
+    len: usize,
+    size: usize,
+    ident: u32,
+) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let payload: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+    let mut whole = Vec::new();
+    PacketBuilder::ipv6(o(src), o(dst), 64)
+        .udp(sport, dport)
+        .write(&mut whole, &payload)
+        .unwrap();
+    let body = &whole[40..];
+    let mut out = Vec::new();
+    for (k, chunk) in body.chunks(size).enumerate() {
+        let off = k * size;
+        let more = off + chunk.len() < body.len();
+        let mut f = Vec::new();
+        f.extend_from_slice(&PORT0_MAC);
+        f.extend_from_slice(&CLIENT_MAC);
+        f.extend_from_slice(&[0x86, 0xdd]);
+        let mut h = whole[..40].to_vec();
+        h[4..6].copy_from_slice(&((8 + chunk.len()) as u16).to_be_bytes());
+        h[6] = 44;
+        f.extend_from_slice(&h);
+        let field = (off as u16) | u16::from(more);
+        f.extend_from_slice(&[17, 0]);
+        f.extend_from_slice(&field.to_be_bytes());
+        f.extend_from_slice(&ident.to_be_bytes());
+        f.extend_from_slice(chunk);
+        out.push(f);
+    }
+    (out, payload)
+}
+
+/// Reassembles IPv6 fragments (frames) into the upper-layer bytes; checks each
+/// fragment's addresses against `want` (source, destination).
+fn reassemble6(frames: &[Vec<u8>], want: ([u8; 16], [u8; 16])) -> Vec<u8> {
+    let mut parts: Vec<(usize, Vec<u8>)> = Vec::new();
+    for f in frames {
+        let ip = &f[14..];
+        assert_eq!((&ip[8..24], &ip[24..40]), (&want.0[..], &want.1[..]));
+        assert_eq!(ip[6], 44, "a fragment");
+        let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+        let field = u16::from_be_bytes([ip[42], ip[43]]);
+        parts.push((usize::from(field & 0xfff8), ip[48..40 + plen].to_vec()));
+    }
+    parts.sort();
+    let mut out = Vec::new();
+    for (off, p) in parts {
+        assert_eq!(off, out.len(), "no gap, no overlap");
+        out.extend_from_slice(&p);
+    }
+    out
+}
+
+#[test]
+fn ipv6_fragments_are_forwarded_in_order_and_reversed_without_reassembly() {
+    for fwd in [FwdMethod::Masq, FwdMethod::FullNat, FwdMethod::Route] {
+        for reverse in [false, true] {
+            let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+            c.adopt(snapshot6_proto(fwd, 1, false, Proto::Udp));
+            c.add_static_neighbour(v6(RS1).into(), RS1_MAC);
+            c.add_static_neighbour(v6(RS2).into(), RS2_MAC);
+            let (mut frames, payload) = frags6(CIP, 5353, VIP, 80, 4000, 1448, 0x1234_5678);
+            assert_eq!(frames.len(), 3);
+            if reverse {
+                frames.reverse();
+            }
+            let mut sent = Vec::new();
+            for f in frames {
+                match c.process(VecBuf::new(128, &f), 0, 0, true) {
+                    Out::Tx(b, port) => {
+                        assert_eq!(port, 1);
+                        sent.push(b.data().to_vec());
+                    }
+                    Out::Held => {}
+                    other => panic!("{fwd:?}: {other:?}"),
+                }
+                sent.extend(c.take_frag_out().map(|o| match o {
+                    Out::Tx(b, _) => b.data().to_vec(),
+                    other => panic!("{other:?}"),
+                }));
+            }
+            assert_eq!(sent.len(), 3, "{fwd:?} reverse {reverse}");
+            let rs = c
+                .conns()
+                .iter()
+                .map(|(_, s)| s.daddr().to_ip())
+                .next()
+                .unwrap();
+            let IpAddr::V6(rs) = rs else { panic!() };
+            let src = if fwd == FwdMethod::FullNat {
+                o(LIP)
+            } else {
+                o(CIP)
+            };
+            let dst = if fwd == FwdMethod::Route {
+                o(VIP)
+            } else {
+                rs.octets()
+            };
+            let udp = reassemble6(&sent, (src, dst));
+            // The first fragment's rewrite updated the checksum for the whole datagram.
+            let u = etherparse::UdpSlice::from_slice(&udp).unwrap();
+            assert_eq!(u.payload(), &payload[..]);
+            let want = u
+                .to_header()
+                .calc_checksum_ipv6_raw(src, dst, u.payload())
+                .unwrap();
+            assert_eq!(u.checksum(), want, "{fwd:?}");
+            let dport = if fwd == FwdMethod::Masq { 8080 } else { 80 };
+            assert_eq!(u.destination_port(), dport);
+            assert_eq!(c.counters().frags_forwarded, 3);
+        }
+    }
+}
+
+#[test]
+fn an_ipv6_fragment_too_big_for_the_tunnel_is_sent_as_two_outer_fragments() {
+    let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snapshot6_proto(FwdMethod::Tunnel, 1, false, Proto::Udp));
+    c.add_static_neighbour(v6(RS1).into(), RS1_MAC);
+    c.add_static_neighbour(v6(RS2).into(), RS2_MAC);
+    let (frames, _) = frags6(CIP, 5353, VIP, 80, 4000, 1448, 7);
+    let mut outer = Vec::new();
+    for f in &frames {
+        match c.process(VecBuf::new(128, f), 0, 0, true) {
+            Out::Tx(b, _) => outer.push(b.data().to_vec()),
+            other => panic!("{other:?}"),
+        }
+        outer.extend(c.take_frag_out().map(|o| match o {
+            Out::Tx(b, _) => b.data().to_vec(),
+            other => panic!("{other:?}"),
+        }));
+    }
+    // Each 1496-byte inner fragment + 40 does not fit 1500: two outer fragments each.
+    assert_eq!(outer.len(), 5, "two, two, and the short last one whole");
+    assert!(outer.iter().all(|f| f.len() - 14 <= 1500));
+    assert_eq!(c.counters().tun_outer_fragmented, 2);
+    // The outer fragments of each inner fragment reassemble to it.
+    let inner = reassemble_outer(&outer[..2]);
+    assert_eq!(&inner[..], &frames[0][14..]);
+}
+
+/// Reassembles two outer IPv6 fragments (of ip6ip6) into the inner packet.
+fn reassemble_outer(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut parts: Vec<(usize, Vec<u8>)> = frames
+        .iter()
+        .map(|f| {
+            let ip = &f[14..];
+            assert_eq!((ip[6], ip[40]), (44, 41));
+            let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            let field = u16::from_be_bytes([ip[42], ip[43]]);
+            (usize::from(field & 0xfff8), ip[48..40 + plen].to_vec())
+        })
+        .collect();
+    parts.sort();
+    parts.into_iter().flat_map(|(_, p)| p).collect()
 }
