@@ -1,13 +1,17 @@
 //! classify, then every rewrite on a copy of the frame: errors are fine, panics are not,
 //! a failed rewrite changed nothing, and a successful NAT-family rewrite of an IPv4
-//! TCP/UDP packet still classifies (its lengths are intact).
+//! TCP/UDP packet still classifies (its lengths are intact). The same for the plans of
+//! sessions with IPv6 ends (NAT, FULLNAT, DR, ip6ip6, NAT64 both ways, their ICMP
+//! errors) and ICMPv6 echo.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rvs_dataplane::buf::{PacketBuf, VecBuf};
-use rvs_dataplane::forward::{icmp, Egress, Encap, Layout, MacRewrite, Plan};
+use rvs_dataplane::forward::{
+    icmp, icmp6, At6, Egress, Egress6, Encap, Layout, MacRewrite, Plan, Plan6,
+};
 use rvs_dataplane::flow::FwdMethod;
 use rvs_dataplane::wire::{classify, ChecksumMode, Classified, IpProtocol, IpVersion};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(Classified::Ip(m)) = classify(data, ChecksumMode::Offload) else {
@@ -73,4 +77,47 @@ fuzz_target!(|data: &[u8]| {
         let mut b = VecBuf::new(0, data);
         let _ = icmp::translate(&mut b, &m, &p, &eg.macs);
     }
+    // Sessions with IPv6 ends.
+    let a6 = |n: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n));
+    let a4 = |n: u8| IpAddr::V4(Ipv4Addr::new(10, 0, 0, n));
+    let p6 = |fwd, src, dst, toward| Plan6 { fwd, src, dst, toward };
+    let plans6 = [
+        p6(FwdMethod::Masq, None, Some((a6(2), 8080)), a6(2)),
+        p6(FwdMethod::Masq, Some((a6(1), 80)), None, a6(3)),
+        p6(FwdMethod::FullNat, Some((a6(4), 40000)), Some((a6(2), 80)), a6(2)),
+        p6(FwdMethod::FullNat, Some((a6(1), 80)), Some((a6(3), 1234)), a6(3)),
+        p6(FwdMethod::Route, None, None, a6(2)),
+        p6(FwdMethod::Tunnel, None, None, a6(2)),
+        p6(FwdMethod::Tunnel, None, None, a4(2)),
+        // NAT64: toward the IPv4 server, and back to the IPv6 client.
+        p6(FwdMethod::FullNat, Some((a4(4), 40000)), Some((a4(2), 80)), a4(2)),
+        p6(FwdMethod::FullNat, Some((a6(1), 80)), Some((a6(3), 1234)), a6(3)),
+    ];
+    let at6 = At6::of(&m);
+    for p in &plans6 {
+        for src in [a6(9), a4(9)] {
+            let eg6 = Egress6 {
+                macs: MacRewrite::default(),
+                tunnel_src: src,
+                mtu: 1500,
+            };
+            let mut b = VecBuf::new(64, data);
+            if p.apply(&mut b, &at6, &eg6).is_err() {
+                assert_eq!(b.data(), data, "a failed IPv6 rewrite changed the frame");
+            }
+            let mut b = VecBuf::new(64, data);
+            if p.translate_error(&mut b, m.version, &eg6).is_err() {
+                assert_eq!(b.data(), data, "a failed NAT64 error translation changed the frame");
+            }
+            let mut b = VecBuf::new(0, data);
+            let _ = icmp6::translate(&mut b, &m, p, &eg6.macs);
+        }
+    }
+    let mut b = VecBuf::new(0, data);
+    if icmp6::echo_reply(&mut b, &m).is_err() {
+        assert_eq!(b.data(), data, "a refused echo changed the frame");
+    }
+    let mut out = [0u8; 1600];
+    let msg = (rvs_dataplane::wire::icmpv6::Message::PKT_TOO_BIG, 0, 1280);
+    let _ = icmp6::originate(data, &m, Ipv6Addr::LOCALHOST, msg, &mut out);
 });
