@@ -871,7 +871,8 @@ pub mod failover {
     use super::{Director, Lab};
 
     /// A real server streaming to every client: 1000 bytes every 50 ms, reading what the
-    /// client sends. Arguments: the address to listen on, and the port (default 9000).
+    /// client sends. Arguments: the address to listen on (IPv4, or IPv6 when it has a
+    /// colon: an `AF_INET6` socket), and the port (default 9000).
     pub const STREAM_SERVER: &str = r#"
 import socket, threading, time, sys
 def serve(c):
@@ -886,14 +887,16 @@ def serve(c):
             time.sleep(0.05)
     except OSError:
         return
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 9000)); s.listen(128)
 while True:
     c, _ = s.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
-    /// The client: `n` long-lived connections to each port, a line every 100 ms from each,
+    /// The client: `n` long-lived connections to each port of the VIP (IPv4 or IPv6: the
+    /// family is the address's), a line every 100 ms from each,
     /// bytes received per connection written to a status file every 200 ms (with every
     /// error: a reset or a close counts as one).
     pub const STREAM_CLIENT: &str = r#"
