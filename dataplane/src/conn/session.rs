@@ -206,6 +206,31 @@ impl Session {
         Addr(a)
     }
 
+    /// Address `k` as IPv6 octets when it is IPv6 (`None` for IPv4): what the IPv6 fast
+    /// path reads, without building an [`Addr`] first.
+    #[inline(always)]
+    pub(crate) fn v6_octets(&self, k: usize) -> Option<[u8; 16]> {
+        if self.v6 & (1 << k) == 0 {
+            return None;
+        }
+        let mut a = [0u8; 16];
+        a[..12].copy_from_slice(&self.hi[k]);
+        a[12..].copy_from_slice(&self.lo[k]);
+        Some(a)
+    }
+
+    /// The port of end `k` (`CADDR`: cport, `VADDR`: vport, `DADDR`: dport, `LADDR`:
+    /// lport).
+    #[inline(always)]
+    pub(crate) fn port_of(&self, k: usize) -> u16 {
+        match k {
+            CADDR => self.cport,
+            VADDR => self.vport,
+            DADDR => self.dport,
+            _ => self.lport,
+        }
+    }
+
     /// Address `k` as IPv4 octets, read from the first line only; `None` for IPv6.
     #[inline(always)]
     pub(crate) fn v4(&self, k: usize) -> Option<[u8; 4]> {

@@ -43,6 +43,6 @@ pub mod tun;
 pub mod vlan;
 
 pub use self::plan::{Egress, Layout, Plan};
-pub use self::plan6::{At6, Egress6, Plan6};
+pub use self::plan6::{At6, Egress6, Plan6, V6Ends};
 pub use self::rewrite::{MacRewrite, V4End};
 pub use self::tun::{Encap, TunParams};

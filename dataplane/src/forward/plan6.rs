@@ -12,10 +12,10 @@
 //! A FULLNAT session whose client side is IPv6 and whose server side (LIP and RIP) is
 //! IPv4 is NAT64: its packets change family on the way ([`super::nat64`]).
 
-use core::net::{IpAddr, Ipv4Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::buf::PacketBuf;
-use crate::conn::Session;
+use crate::conn::{Session, CADDR, DADDR, LADDR, VADDR};
 use crate::flow::FwdMethod;
 use crate::wire::{Error, IpMeta, IpVersion, Result};
 
@@ -89,30 +89,13 @@ impl Plan6 {
     /// The plan of a packet of session `s`: a request or a `reply`. `None` for a
     /// direction the mode does not see (DR, TUN and local replies).
     pub fn of(s: &Session, reply: bool) -> Option<Plan6> {
-        let end = |a: crate::flow::Addr, port: u16| Some((a.to_ip(), port));
-        let (src, dst, toward) = match (reply, s.fwd()) {
-            (false, FwdMethod::FullNat) => (
-                end(s.laddr(), s.lport()),
-                end(s.daddr(), s.dport()),
-                s.daddr(),
-            ),
-            (false, FwdMethod::Masq) => (None, end(s.daddr(), s.dport()), s.daddr()),
-            (false, FwdMethod::Route | FwdMethod::Tunnel | FwdMethod::Local) => {
-                (None, None, s.daddr())
-            }
-            (true, FwdMethod::FullNat) => (
-                end(s.vaddr(), s.vport()),
-                end(s.caddr(), s.cport()),
-                s.caddr(),
-            ),
-            (true, FwdMethod::Masq) => (end(s.vaddr(), s.vport()), None, s.caddr()),
-            _ => return None,
-        };
+        let (src, dst, toward) = ends_of(reply, s.fwd())?;
+        let end = |k: usize| (s.addr(k).to_ip(), s.port_of(k));
         Some(Plan6 {
             fwd: s.fwd(),
-            src,
-            dst,
-            toward: toward.to_ip(),
+            src: src.map(end),
+            dst: dst.map(end),
+            toward: s.addr(toward).to_ip(),
         })
     }
 
@@ -258,6 +241,90 @@ impl Plan6 {
                     rewrite_v4(buf.data_mut(), l3, l4, end, udp, src, dst, &eg.macs)
                 }
             },
+        }
+    }
+}
+
+/// Which of a session's ends (`CADDR`, `VADDR`, `DADDR`, `LADDR`) become a packet's new
+/// source and destination, and which it is routed toward, by direction and mode: the
+/// table of the module docs, read by [`Plan6::of`] and by the IPv6 fast path
+/// ([`V6Ends::of`]). `None` for a direction the mode does not see.
+#[inline(always)]
+pub fn ends_of(reply: bool, fwd: FwdMethod) -> Option<(Option<usize>, Option<usize>, usize)> {
+    Some(match (reply, fwd) {
+        (false, FwdMethod::FullNat) => (Some(LADDR), Some(DADDR), DADDR),
+        (false, FwdMethod::Masq) => (None, Some(DADDR), DADDR),
+        (false, FwdMethod::Route | FwdMethod::Tunnel | FwdMethod::Local) => (None, None, DADDR),
+        (true, FwdMethod::FullNat) => (Some(VADDR), Some(CADDR), CADDR),
+        (true, FwdMethod::Masq) => (Some(VADDR), None, CADDR),
+        _ => return None,
+    })
+}
+
+/// A plan whose ends are all IPv6 (no NAT64), as the IPv6 fast path uses it: octets,
+/// no [`IpAddr`] to match on. Built from the same table as [`Plan6::of`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct V6Ends {
+    /// The session's forwarding method.
+    pub fwd: FwdMethod,
+    /// New source address and port.
+    pub src: Option<([u8; 16], u16)>,
+    /// New destination address and port.
+    pub dst: Option<([u8; 16], u16)>,
+    /// Routed toward.
+    pub toward: [u8; 16],
+}
+
+impl V6Ends {
+    /// The all-IPv6 plan of a packet of session `s`; `None` when the mode does not see
+    /// the direction or an end the plan needs is IPv4 (NAT64: the general path).
+    #[inline(always)]
+    pub fn of(s: &Session, reply: bool) -> Option<V6Ends> {
+        let fwd = s.fwd();
+        let (src, dst, toward) = ends_of(reply, fwd)?;
+        let end = |k: Option<usize>| match k {
+            Some(k) => s.v6_octets(k).map(|a| Some((a, s.port_of(k)))),
+            None => Some(None),
+        };
+        Some(V6Ends {
+            fwd,
+            src: end(src)?,
+            dst: end(dst)?,
+            toward: s.v6_octets(toward)?,
+        })
+    }
+
+    /// Rewrites the IPv6 TCP or UDP packet (headers at `at`) as planned: NAT and FULLNAT
+    /// with [`rewrite_v6`], DR by the MACs, TUN into ip6ip6 from `tunnel_src`. On `Err`
+    /// nothing was changed.
+    #[inline(always)]
+    pub fn apply<B: PacketBuf + ?Sized>(
+        &self,
+        buf: &mut B,
+        at: &At6,
+        macs: &MacRewrite,
+        tunnel_src: Ipv6Addr,
+        mtu: u16,
+    ) -> Result<()> {
+        match self.fwd {
+            FwdMethod::Masq | FwdMethod::FullNat => {
+                let a = &at.at;
+                rewrite_v6(
+                    buf.data_mut(),
+                    a.l3,
+                    a.l4,
+                    a.ip_end,
+                    a.udp,
+                    self.src,
+                    self.dst,
+                    macs,
+                )
+            }
+            FwdMethod::Tunnel => {
+                let real = Ipv6Addr::from(self.toward);
+                tun::encapsulate6(buf, &at.inner(), tunnel_src, real, mtu, macs)
+            }
+            _ => set_macs(buf.data_mut(), macs),
         }
     }
 }

@@ -169,17 +169,31 @@ pub(crate) fn rewrite_v4(
 /// A new IPv6 address and port for one end of a packet.
 pub type V6End = ([u8; 16], u16);
 
-/// The ones'-complement difference of replacing the 16 bytes `old` by `new`, as a
-/// 64-bit sum of 32-bit words (folded by the caller).
+/// The ones'-complement difference of replacing the 16 bytes `old` by `new`, as a sum of
+/// 64-bit words with the carries kept (folded by the caller: ones' complement sums of
+/// 16-bit words fold the same from any wider word).
 #[inline(always)]
 fn delta16(old: &[u8], new: &[u8; 16]) -> u64 {
-    let mut d = 0u64;
-    for k in 0..4 {
-        let o = u32::from_be_bytes([old[4 * k], old[4 * k + 1], old[4 * k + 2], old[4 * k + 3]]);
-        let n = u32::from_be_bytes([new[4 * k], new[4 * k + 1], new[4 * k + 2], new[4 * k + 3]]);
-        d += u64::from(!o) + u64::from(n);
+    let w = |b: &[u8], i: usize| {
+        u64::from_be_bytes([
+            b[i],
+            b[i + 1],
+            b[i + 2],
+            b[i + 3],
+            b[i + 4],
+            b[i + 5],
+            b[i + 6],
+            b[i + 7],
+        ])
+    };
+    let mut acc = 0u128;
+    for i in [0, 8] {
+        acc += u128::from(!w(old, i)) + u128::from(w(new, i));
     }
-    d
+    // Fold the (at most 66-bit) sum to 64 bits with its end-around carries.
+    let lo = acc as u64;
+    let (sum, carry) = lo.overflowing_add((acc >> 64) as u64);
+    (sum & 0xffff_ffff) + (sum >> 32) + u64::from(carry)
 }
 
 /// The NAT/FULLNAT rewrite of an IPv6 TCP or UDP packet, as [`rewrite_v4`] for IPv4:

@@ -1,12 +1,12 @@
 //! [`Core::process_burst`]: a burst of packets through a prefetching software pipeline,
 //! and the established fast path that most packets take.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::buf::PacketBuf;
 use crate::conn::{flags as conn_flags, Direction, LookupHint};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
-use crate::forward::{vlan, At6, Layout, Plan, Plan6};
+use crate::forward::{vlan, At6, Layout, Plan, V6Ends};
 use crate::steer::{self, Toward};
 use crate::wire::{
     self, ethernet, ipv4, ChecksumMode, Classified, IpMeta, IpProtocol, IpVersion, V4Flow, V6Flow,
@@ -66,7 +66,26 @@ struct Flow {
     key: FlowKey,
     hint: Option<LookupHint>,
     v4: Option<V4Flow>,
-    v6: Option<V6Flow>,
+}
+
+/// The session tuple of a packet without an IPv4 lane reading: its IPv6 lane reading
+/// ([`wire::classify_v6_flow`], kept in `lane6`), else its full classification (into
+/// `cls`). Out of line: [`Core::process_burst`]'s IPv4 lane does not pay for it.
+#[inline(never)]
+fn lane_key(
+    frame: &[u8],
+    cls: &mut wire::Result<Classified>,
+    lane6: &mut Option<V6Flow>,
+) -> Option<FlowKey> {
+    *lane6 = wire::classify_v6_flow(frame);
+    if let Some(v) = lane6 {
+        return Some(v6_flow_key(v));
+    }
+    wire::classify_into(frame, ChecksumMode::Software, cls);
+    match cls {
+        Ok(Classified::Ip(m)) => flow_key(m),
+        _ => None,
+    }
 }
 
 /// Prefetch distance of [`Core::process_burst`], in packets: how far the bucket prefetch
@@ -138,6 +157,9 @@ impl<P: PacketBuf> Core<P> {
         // classified until it leaves the fast path.
         let mut ring: [Option<P>; RING] = std::array::from_fn(|_| None);
         let mut flows = [None::<Flow>; RING];
+        // The lane's reading of an IPv6 packet, apart from `flows` so that IPv4's
+        // entries stay as small as they were (written for packets without a `v4`).
+        let mut lanes6 = [None::<V6Flow>; RING];
         let mut cls = std::mem::take(&mut self.burst_cls);
         cls.resize(RING, Err(wire::Error::Truncated));
         // Sequence number of the first packet `pkts` did not have.
@@ -157,21 +179,11 @@ impl<P: PacketBuf> Core<P> {
                             ring[r] = None;
                             flows[r] = None;
                         } else {
-                            let v6 = match v4 {
-                                Some(_) => None,
-                                None => wire::classify_v6_flow(p.data()),
-                            };
-                            let key = match (&v4, &v6) {
-                                (Some(v), _) => Some(v4_flow_key(v)),
-                                (None, Some(v)) => Some(v6_flow_key(v)),
-                                (None, None) => {
-                                    let c = &mut cls[r];
-                                    wire::classify_into(p.data(), ChecksumMode::Software, c);
-                                    match c {
-                                        Ok(Classified::Ip(m)) => flow_key(m),
-                                        _ => None,
-                                    }
-                                }
+                            let key = match &v4 {
+                                Some(v) => Some(v4_flow_key(v)),
+                                // IPv6's lane reading, else a full classification: out
+                                // of line, so that IPv4's lane stays as tight as it was.
+                                None => lane_key(p.data(), &mut cls[r], &mut lanes6[r]),
                             };
                             flows[r] = key.map(|key| {
                                 let hash = self.conns.flow_hash(&key);
@@ -181,7 +193,6 @@ impl<P: PacketBuf> Core<P> {
                                     key,
                                     hint: None,
                                     v4,
-                                    v6,
                                 }
                             });
                             ring[r] = Some(p);
@@ -228,24 +239,15 @@ impl<P: PacketBuf> Core<P> {
                     }
                 }
                 wire::classify_into(p.data(), ChecksumMode::Software, &mut cls[r]);
-            } else if let Some(f @ Flow { v6: Some(v), .. }) = &flows[r] {
+            } else if let (Some(f), Some(v)) = (&flows[r], &lanes6[r]) {
                 let untagged = usize::from(v.l3) == ethernet::HEADER_LEN;
                 if (untagged && !self.vlans) || self.tag_matches(p.data(), in_port(&p)) {
                     match self.fast_path6(&mut p, v, f, now_ms, check_owner) {
-                        Fast::Tx(port) => {
-                            emit(Emit::Packet(Out::Tx(p, port)));
-                            continue;
-                        }
-                        Fast::Drop(reason) => {
-                            let out = self.drop(p, reason);
-                            emit(Emit::Packet(out));
-                            continue;
-                        }
-                        Fast::Handoff(owner) => {
-                            emit(Emit::Packet(Out::Handoff(p, owner)));
-                            continue;
-                        }
                         Fast::Slow => {}
+                        fast => {
+                            emit(Emit::Packet(self.fast_out(p, fast)));
+                            continue;
+                        }
                     }
                 }
                 wire::classify_into(p.data(), ChecksumMode::Software, &mut cls[r]);
@@ -427,12 +429,10 @@ impl<P: PacketBuf> Core<P> {
         if s.flags & special != 0 {
             return Fast::Slow;
         }
-        let Some(plan) = Plan6::of(s, reply) else {
+        // All-IPv6 ends (a NAT64 session: the general path).
+        let Some(plan) = V6Ends::of(s, reply) else {
             return Fast::Slow;
         };
-        if plan.translates(IpVersion::V6) {
-            return Fast::Slow;
-        }
         if check_owner {
             let to = match (reply, plan.fwd) {
                 (false, _) => Toward::Service,
@@ -449,9 +449,7 @@ impl<P: PacketBuf> Core<P> {
         if !reply && !self.conns.dest_usable(id) {
             return Fast::Slow;
         }
-        let IpAddr::V6(toward) = plan.toward else {
-            return Fast::Slow;
-        };
+        let toward = Ipv6Addr::from(plan.toward);
         let Some(nh) = snap.net.routes.lookup6(toward) else {
             return Fast::Slow;
         };
@@ -468,19 +466,16 @@ impl<P: PacketBuf> Core<P> {
         };
         let tunnel_src = match plan.fwd {
             FwdMethod::Tunnel => match self.tun_src6.get(usize::from(nh.port)) {
-                Some(a) => IpAddr::V6(*a),
+                Some(a) => *a,
                 None => return Fast::Slow,
             },
-            _ => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            _ => Ipv6Addr::UNSPECIFIED,
         };
-        let eg = crate::forward::Egress6 {
-            macs: crate::forward::MacRewrite {
-                src: wire::EthernetAddress(pn.mac),
-                dst: wire::EthernetAddress(mac),
-            },
-            tunnel_src,
-            mtu: pn.mtu,
+        let macs = crate::forward::MacRewrite {
+            src: wire::EthernetAddress(pn.mac),
+            dst: wire::EthernetAddress(mac),
         };
+        let mtu = pn.mtu;
         let at = At6 {
             at: Layout {
                 l3: usize::from(v6.l3),
@@ -492,10 +487,16 @@ impl<P: PacketBuf> Core<P> {
             tos: v6.tclass,
             dont_frag: true,
         };
-        if plan.routes() && v6.hop_limit <= 1 {
+        let routed = !matches!(plan.fwd, FwdMethod::Route | FwdMethod::Local);
+        if routed && v6.hop_limit <= 1 {
             return Fast::Slow;
         }
-        if at.at.ip_end - at.at.l3 + plan.overhead(IpVersion::V6) > usize::from(eg.mtu) {
+        let overhead = if plan.fwd == FwdMethod::Tunnel {
+            crate::forward::tun::OVERHEAD6
+        } else {
+            0
+        };
+        if at.at.ip_end - at.at.l3 + overhead > usize::from(mtu) {
             return Fast::Slow;
         }
         self.counters.packets += 1;
@@ -509,7 +510,7 @@ impl<P: PacketBuf> Core<P> {
             self.sync_after_input(id, now_ms);
         }
         let len = pkt.len() as u64;
-        if let Err(e) = plan.apply(pkt, &at, &eg) {
+        if let Err(e) = plan.apply(pkt, &at, &macs, tunnel_src, mtu) {
             return Fast::Drop(DropReason::Rewrite(e));
         }
         if self.vlans {
@@ -533,6 +534,17 @@ impl<P: PacketBuf> Core<P> {
         match steer::owner_ip(to, src.into(), dst.into(), Some(v6.dport), snap.net.workers) {
             Some(o) if o != self.id => self.handoff(o),
             _ => Fast::Slow,
+        }
+    }
+
+    /// The verdict of a packet the fast path decided (not [`Fast::Slow`]).
+    #[inline]
+    fn fast_out(&mut self, p: P, fast: Fast) -> Out<P> {
+        match fast {
+            Fast::Tx(port) => Out::Tx(p, port),
+            Fast::Drop(reason) => self.drop(p, reason),
+            Fast::Handoff(owner) => Out::Handoff(p, owner),
+            Fast::Slow => self.drop(p, DropReason::NotForUs),
         }
     }
 
