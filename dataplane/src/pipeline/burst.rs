@@ -158,8 +158,10 @@ impl<P: PacketBuf> Core<P> {
         let mut ring: [Option<P>; RING] = std::array::from_fn(|_| None);
         let mut flows = [None::<Flow>; RING];
         // The lane's reading of an IPv6 packet, apart from `flows` so that IPv4's
-        // entries stay as small as they were (written for packets without a `v4`).
-        let mut lanes6 = [None::<V6Flow>; RING];
+        // entries stay as small as they were (written for packets without a `v4`; kept
+        // in the core, as the classifications are, not made anew per call).
+        let mut lanes6 = std::mem::take(&mut self.burst_lanes6);
+        lanes6.resize(RING, None);
         let mut cls = std::mem::take(&mut self.burst_cls);
         cls.resize(RING, Err(wire::Error::Truncated));
         // Sequence number of the first packet `pkts` did not have.
@@ -261,6 +263,7 @@ impl<P: PacketBuf> Core<P> {
             }
         }
         self.burst_cls = cls;
+        self.burst_lanes6 = lanes6;
         self.conns.flush_pending();
     }
 

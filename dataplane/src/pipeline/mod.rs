@@ -261,6 +261,8 @@ pub struct Core<P> {
     sync_stats: SyncCounters,
     /// [`Core::process_burst`]'s classifications ([`RING`] slots, reused).
     burst_cls: Vec<wire::Result<Classified>>,
+    /// [`Core::process_burst`]'s IPv6 lane readings ([`RING`] slots, reused).
+    burst_lanes6: Vec<Option<wire::V6Flow>>,
     /// TUN: the outer source address per egress port ([`tunnel_sources`]).
     tun_src: Vec<Ipv4Addr>,
     /// The IPv6 source per port ([`tunnel_sources6`]): ip6ip6 tunnels, neighbour
@@ -342,6 +344,7 @@ impl<P: PacketBuf> Core<P> {
             sync_out: Vec::with_capacity(SIDE_CAP),
             sync_stats: SyncCounters::default(),
             burst_cls: Vec::with_capacity(RING),
+            burst_lanes6: Vec::with_capacity(RING),
             tun_src: Vec::new(),
             tun_src6: Vec::new(),
             vlans: false,
