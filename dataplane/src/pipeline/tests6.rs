@@ -10,35 +10,35 @@ use etherparse::{
     Icmpv6Type, IpNumber, Ipv6Header, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,
 };
 
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
-const PORT0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd0];
-const PORT1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd1];
-const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
-const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x12];
+pub(super) const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
+pub(super) const PORT0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd0];
+pub(super) const PORT1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd1];
+pub(super) const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+pub(super) const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x12];
 
-fn v6(s: &str) -> Ipv6Addr {
+pub(super) fn v6(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
 }
 
-const CIP: &str = "2001:db8:1::2";
-const VIP: &str = "2001:db8:1::100";
-const DIP0: &str = "2001:db8:1::1";
-const DIP1: &str = "2001:db8:2::1";
-const RS1: &str = "2001:db8:2::11";
-const RS2: &str = "2001:db8:2::12";
-const LIP: &str = "2001:db8:2::200";
+pub(super) const CIP: &str = "2001:db8:1::2";
+pub(super) const VIP: &str = "2001:db8:1::100";
+pub(super) const DIP0: &str = "2001:db8:1::1";
+pub(super) const DIP1: &str = "2001:db8:2::1";
+pub(super) const RS1: &str = "2001:db8:2::11";
+pub(super) const RS2: &str = "2001:db8:2::12";
+pub(super) const LIP: &str = "2001:db8:2::200";
 /// NAT64: the IPv4 side.
-const RS1_4: [u8; 4] = [10, 20, 0, 11];
-const RS2_4: [u8; 4] = [10, 20, 0, 12];
-const LIP_4: [u8; 4] = [10, 20, 0, 200];
-const DIP1_4: [u8; 4] = [10, 20, 0, 1];
+pub(super) const RS1_4: [u8; 4] = [10, 20, 0, 11];
+pub(super) const RS2_4: [u8; 4] = [10, 20, 0, 12];
+pub(super) const LIP_4: [u8; 4] = [10, 20, 0, 200];
+pub(super) const DIP1_4: [u8; 4] = [10, 20, 0, 1];
 
-fn o(s: &str) -> [u8; 16] {
+pub(super) fn o(s: &str) -> [u8; 16] {
     v6(s).octets()
 }
 
 /// An IPv6 TCP service VIP:80 with RS1 and RS2 (IPv4 ones with `nat64`), mode `fwd`.
-fn snapshot6(fwd: FwdMethod, workers: usize, nat64: bool) -> Snapshot {
+pub(super) fn snapshot6(fwd: FwdMethod, workers: usize, nat64: bool) -> Snapshot {
     snapshot6_proto(fwd, workers, nat64, Proto::Tcp)
 }
 
@@ -125,7 +125,7 @@ fn snapshot6_proto(fwd: FwdMethod, workers: usize, nat64: bool, proto: Proto) ->
 }
 
 /// Worker `id` of `workers` with the neighbours resolved.
-fn core6(fwd: FwdMethod, id: usize, workers: usize, nat64: bool) -> Core<VecBuf> {
+pub(super) fn core6(fwd: FwdMethod, id: usize, workers: usize, nat64: bool) -> Core<VecBuf> {
     let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
     c.adopt(snapshot6(fwd, workers, nat64));
     c.add_static_neighbour(v6(CIP).into(), CLIENT_MAC);

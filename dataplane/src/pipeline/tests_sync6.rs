@@ -7,127 +7,17 @@
 use super::*;
 use crate::buf::VecBuf;
 use crate::conn::SyncRules;
-use crate::flow::{Addr, Proto, Tunnel};
-use crate::route::{Route, Route6};
-use crate::service::{DestConfig, SchedKind, ServiceConfig, ServiceTable};
+use crate::flow::Addr;
 use crate::steer::{owner_of_client6, owner_of_port, sync_owner};
 use crate::sync::wire::{decode, MessageBuilder, Record};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
-const PORT0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd0];
-const PORT1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd1];
-const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
-const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x12];
-
-fn v6(s: &str) -> Ipv6Addr {
-    s.parse().unwrap()
-}
-
-const CIP: &str = "2001:db8:1::2";
-const VIP: &str = "2001:db8:1::100";
-const DIP0: &str = "2001:db8:1::1";
-const DIP1: &str = "2001:db8:2::1";
-const RS1: &str = "2001:db8:2::11";
-const RS2: &str = "2001:db8:2::12";
-const LIP: &str = "2001:db8:2::200";
-/// NAT64: the IPv4 side.
-const RS1_4: [u8; 4] = [10, 20, 0, 11];
-const RS2_4: [u8; 4] = [10, 20, 0, 12];
-const LIP_4: [u8; 4] = [10, 20, 0, 200];
-const DIP1_4: [u8; 4] = [10, 20, 0, 1];
-
-fn o(s: &str) -> [u8; 16] {
-    v6(s).octets()
-}
-
-/// An IPv6 TCP service VIP:80 with RS1 and RS2 (IPv4 ones with `nat64`), mode `fwd`
-/// (as `tests6.rs`).
-fn snapshot6(fwd: FwdMethod, workers: usize, nat64: bool) -> Snapshot {
-    let key = ServiceKey::Addr {
-        proto: Proto::Tcp,
-        addr: Addr::from(IpAddr::V6(v6(VIP))),
-        port: 80,
-    };
-    let mut t = ServiceTable::new();
-    t.add_service(ServiceConfig::new(key, SchedKind::Rr))
-        .unwrap();
-    let rport = if fwd == FwdMethod::Masq { 8080 } else { 80 };
-    let (r1, r2): (IpAddr, IpAddr) = if nat64 {
-        (Ipv4Addr::from(RS1_4).into(), Ipv4Addr::from(RS2_4).into())
-    } else {
-        (v6(RS1).into(), v6(RS2).into())
-    };
-    for r in [r1, r2] {
-        let d = DestConfig::new(Addr::from(r), rport, fwd).tunnel(Tunnel::IPIP);
-        t.add_dest(&key, d).unwrap();
-    }
-    let mut net = NetConfig::new(workers);
-    net.ports = vec![
-        PortNet {
-            mac: PORT0_MAC,
-            mtu: 1500,
-            vlan: None,
-        },
-        PortNet {
-            mac: PORT1_MAC,
-            mtu: 1500,
-            vlan: None,
-        },
-    ];
-    net.local6.insert(v6(DIP0), (LocalKind::Dip, 0));
-    net.local6.insert(v6(VIP), (LocalKind::Vip, 0));
-    net.local6.insert(v6(DIP1), (LocalKind::Dip, 1));
-    net.local6.insert(v6(LIP), (LocalKind::Lip, 1));
-    net.local
-        .insert(Ipv4Addr::from(DIP1_4), (LocalKind::Dip, 1));
-    net.local.insert(Ipv4Addr::from(LIP_4), (LocalKind::Lip, 1));
-    net.routes = RouteTable::new(vec![Route {
-        prefix: Ipv4Addr::new(10, 20, 0, 0),
-        len: 24,
-        port: 1,
-        gateway: None,
-    }])
-    .with_v6(vec![
-        Route6 {
-            prefix: v6("2001:db8:1::"),
-            len: 64,
-            port: 0,
-            gateway: None,
-        },
-        Route6 {
-            prefix: v6("2001:db8:2::"),
-            len: 64,
-            port: 1,
-            gateway: None,
-        },
-    ]);
-    if fwd == FwdMethod::FullNat {
-        let lip: IpAddr = if nat64 {
-            Ipv4Addr::from(LIP_4).into()
-        } else {
-            v6(LIP).into()
-        };
-        net.laddrs.insert(key, vec![lip]);
-    }
-    Snapshot {
-        generation: 1,
-        services: t.snapshot(),
-        net: Arc::new(net),
-    }
-}
-
-/// Worker `id` of `workers` with the neighbours resolved.
-fn core6(fwd: FwdMethod, id: usize, workers: usize, nat64: bool) -> Core<VecBuf> {
-    let mut c = Core::new(id, ConnConfig::new(1024), NeighConfig::default());
-    c.adopt(snapshot6(fwd, workers, nat64));
-    c.add_static_neighbour(v6(CIP).into(), CLIENT_MAC);
-    c.add_static_neighbour(v6(RS1).into(), RS1_MAC);
-    c.add_static_neighbour(v6(RS2).into(), RS2_MAC);
-    c.add_static_neighbour(Ipv4Addr::from(RS1_4).into(), RS1_MAC);
-    c.add_static_neighbour(Ipv4Addr::from(RS2_4).into(), RS2_MAC);
-    c
-}
+// The configuration of `tests6.rs`: an IPv6 TCP service VIP:80 with RS1 and RS2 (IPv4
+// ones for NAT64), and its workers.
+use super::tests6::{
+    core6, o, v6, CIP, CLIENT_MAC, LIP, LIP_4, PORT0_MAC, PORT1_MAC, RS1, RS1_4, RS1_MAC, RS2_MAC,
+    VIP,
+};
 
 /// A TCP segment from the client side (`flags`: "S" a SYN, else an ACK with data).
 fn from_client(src: Ipv6Addr, sport: u16, seq: u32, syn: bool, payload: &[u8]) -> VecBuf {

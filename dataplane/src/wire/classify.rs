@@ -254,6 +254,30 @@ pub struct V4Flow {
     pub dport: u16,
 }
 
+/// The L4 part of the lanes' readings ([`classify_v4_flow`], [`classify_v6_flow`]): a
+/// well-formed TCP header (its data offset within the segment) or UDP header (its length
+/// the segment's) of protocol `proto` in `seg`: whether it is UDP, and the low eight bits
+/// of the TCP flags (0 for UDP). `None` for anything else.
+#[inline(always)]
+fn lane_l4(proto: u8, seg: &[u8]) -> Option<(bool, u8)> {
+    match proto {
+        6 => {
+            let hl = usize::from(*seg.get(12)? >> 4) * 4;
+            if seg.len() < 20 || hl < 20 || hl > seg.len() {
+                return None;
+            }
+            Some((false, seg[13]))
+        }
+        17 => {
+            if seg.len() < 8 || usize::from(u16::from_be_bytes([seg[4], seg[5]])) != seg.len() {
+                return None;
+            }
+            Some((true, 0))
+        }
+        _ => None,
+    }
+}
+
 /// The common case of [`classify`] with `Software` checksums, and only it: an IPv4
 /// packet without options, not a fragment, whose header checksum is right, carrying a
 /// well-formed TCP or UDP header; untagged or behind one VLAN tag. `None` for anything
@@ -280,22 +304,7 @@ pub fn classify_v4_flow(frame: &[u8]) -> Option<V4Flow> {
     }
     let l4 = l3 + 20;
     let seg = frame.get(l4..ip_end)?;
-    let (udp, tcp_flags) = match ip[9] {
-        6 => {
-            let hl = usize::from(*seg.get(12)? >> 4) * 4;
-            if seg.len() < 20 || hl < 20 || hl > seg.len() {
-                return None;
-            }
-            (false, seg[13])
-        }
-        17 => {
-            if seg.len() < 8 || usize::from(u16::from_be_bytes([seg[4], seg[5]])) != seg.len() {
-                return None;
-            }
-            (true, 0)
-        }
-        _ => return None,
-    };
+    let (udp, tcp_flags) = lane_l4(ip[9], seg)?;
     Some(V4Flow {
         l3: l3 as u16,
         l4: l4 as u16,
@@ -359,22 +368,7 @@ pub fn classify_v6_flow(frame: &[u8]) -> Option<V6Flow> {
     }
     let l4 = l3 + 40;
     let seg = frame.get(l4..ip_end)?;
-    let (udp, tcp_flags) = match ip[6] {
-        6 => {
-            let hl = usize::from(*seg.get(12)? >> 4) * 4;
-            if seg.len() < 20 || hl < 20 || hl > seg.len() {
-                return None;
-            }
-            (false, seg[13])
-        }
-        17 => {
-            if seg.len() < 8 || usize::from(u16::from_be_bytes([seg[4], seg[5]])) != seg.len() {
-                return None;
-            }
-            (true, 0)
-        }
-        _ => return None,
-    };
+    let (udp, tcp_flags) = lane_l4(ip[6], seg)?;
     let mut src = [0u8; 16];
     let mut dst = [0u8; 16];
     src.copy_from_slice(&ip[8..24]);
