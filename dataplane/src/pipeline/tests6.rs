@@ -1062,3 +1062,25 @@ fn reassemble_outer(frames: &[Vec<u8>]) -> Vec<u8> {
     parts.sort();
     parts.into_iter().flat_map(|(_, p)| p).collect()
 }
+
+#[test]
+fn advertisements_for_addresses_not_tracked_are_not_learned() {
+    // A flood of forged unsolicited advertisements cannot fill the neighbour cache.
+    let mut c = core6(FwdMethod::Masq, 0, 1, false);
+    let before = c.neigh6().len();
+    for k in 0..100u16 {
+        let target = v6(&format!("2001:db8:2::{:x}", 0x1000 + k));
+        let mut na = vec![0u8; 96];
+        let n = crate::wire::icmpv6::emit_neighbor_advert(&mut na, &v6("::"), &target, RS1_MAC)
+            .unwrap();
+        let mut f = Vec::new();
+        f.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+        f.extend_from_slice(&RS1_MAC);
+        f.extend_from_slice(&[0x86, 0xdd]);
+        f.extend_from_slice(&na[..n]);
+        let out = c.process(VecBuf::new(0, &f), 1, 0, true);
+        assert!(matches!(out, Out::Consumed(_)), "{out:?}");
+    }
+    assert_eq!(c.neigh6().len(), before);
+    assert_eq!(c.neigh6().get(v6("2001:db8:2::1000")), None);
+}
