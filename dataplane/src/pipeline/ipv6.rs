@@ -6,9 +6,9 @@
 //! What the director does with an IPv6 packet, in order:
 //! 1. Neighbour discovery, on the worker that received it: a solicitation for one of
 //!    its addresses is answered (solicited, override; not on a standby for addresses
-//!    that move with the active role) and its sender learned; an advertisement updates
-//!    the entry of its target (solicited or not; one for an address the cache does not
-//!    track is not learned) and is shared with the other workers. Router
+//!    that move with the active role) and its sender learned; an advertisement sent to
+//!    us, or one to all nodes about a neighbour the cache tracks, is learned and shared
+//!    with the other workers (an unsolicited one about any other address is not). Router
 //!    solicitations and advertisements, redirects, and ND messages failing RFC 4861's
 //!    checks (hop limit 255, code 0) are dropped as `nd-ignored`.
 //! 2. Martian sources (unspecified, loopback, multicast, the director's own) are
@@ -609,8 +609,9 @@ impl<P: PacketBuf> Core<P> {
     }
 
     /// A neighbour advertisement: its target learned at its target link-layer address
-    /// (else the frame's source), solicited or not, when the cache has an entry for it
-    /// (resolving or resolved) and it is not one of ours.
+    /// (else the frame's source) when it is sent to one of our addresses (the answer to
+    /// a solicitation of any worker) or the cache has an entry for the target (an
+    /// unsolicited one), and the target is not one of ours.
     fn nd_advert(&mut self, pkt: P, meta: &IpMeta, snap: &Snapshot, now_ms: u64) -> Out<P> {
         let msg = match Self::nd_valid(&pkt, meta) {
             Ok(m) => m,
@@ -637,11 +638,18 @@ impl<P: PacketBuf> Core<P> {
                 false => self.drop(pkt, DropReason::ArpConflict),
             };
         }
-        // An advertisement updates an entry the cache has (the answer to our
-        // solicitation, or an unsolicited one about a neighbour we talk to), as Linux
-        // does; one about any other address is not learned, so that a flood of forged
-        // advertisements cannot fill the cache.
-        if self.neigh6.contains(target) {
+        // An advertisement sent to us (the answer to a solicitation: another worker may
+        // have sent it, so this one may not track the target) is learned and shared, as
+        // an ARP reply to us is; one to all nodes (unsolicited) updates an entry the
+        // cache has. An unsolicited advertisement of any other address is not learned,
+        // so that a flood of forged ones cannot fill the cache.
+        let to_us = match meta.tuple.dst.addr {
+            IpAddr::V6(d) => {
+                !d.is_multicast() && (snap.net.local6.contains_key(&d) || d.is_unicast_link_local())
+            }
+            IpAddr::V4(_) => false,
+        };
+        if to_us || self.neigh6.contains(target) {
             self.learn6(target, mac, now_ms);
         }
         Out::Consumed(pkt)

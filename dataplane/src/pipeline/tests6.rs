@@ -1084,3 +1084,43 @@ fn advertisements_for_addresses_not_tracked_are_not_learned() {
     assert_eq!(c.neigh6().len(), before);
     assert_eq!(c.neigh6().get(v6("2001:db8:2::1000")), None);
 }
+
+#[test]
+fn an_answer_to_another_workers_solicitation_is_learned_and_shared() {
+    // Worker 0 solicited RS1 for a held SYN; RS1's answer (unicast to the port's
+    // address) reaches worker 1, which tracks nothing: it learns it and shares it, and
+    // worker 0 then releases the SYN.
+    let mut w0 = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    let mut w1 = Core::new(1, ConnConfig::new(1024), NeighConfig::default());
+    for w in [&mut w0, &mut w1] {
+        w.adopt(snapshot6(FwdMethod::Masq, 1, false));
+        w.add_static_neighbour(v6(CIP).into(), CLIENT_MAC);
+    }
+    let out = w0.process(tcp6(CIP, 40000, VIP, 80, true, b""), 0, 0, true);
+    assert!(matches!(out, Out::Held), "{out:?}");
+    let rs = match w0.take_ns_requests().next() {
+        Some((_, a)) => a,
+        None => panic!("a solicitation"),
+    };
+    let rs_mac = if rs == v6(RS1) { RS1_MAC } else { RS2_MAC };
+    let mut na = vec![0u8; 96];
+    let n = crate::wire::icmpv6::emit_neighbor_advert(&mut na, &v6(DIP1), &rs, rs_mac).unwrap();
+    let mut f = Vec::new();
+    f.extend_from_slice(&PORT1_MAC);
+    f.extend_from_slice(&rs_mac);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(&na[..n]);
+    let out = w1.process(VecBuf::new(0, &f), 1, 1, true);
+    assert!(matches!(out, Out::Consumed(_)), "{out:?}");
+    let learned: Vec<_> = w1.take_learned().collect();
+    assert_eq!(
+        learned,
+        vec![NeighUpdate {
+            ip: rs.into(),
+            mac: rs_mac
+        }]
+    );
+    w0.learn_neighbour(learned[0], 2);
+    let released: Vec<_> = w0.take_released().collect();
+    assert_eq!(released.len(), 1, "the held SYN goes out");
+}
