@@ -103,7 +103,7 @@ pub(crate) mod cip {
 }
 
 /// What a SYN-proxied session keeps (the proxy's translation and its handshake with the
-/// real server). A proxied session is IPv4 (the dataplane forwards IPv4 only), so the
+/// real server). A proxied session is IPv4 (IPv6 services refuse the SYN proxy), so the
 /// first twelve bytes of its real server's and local addresses (`hi`) are free: it is
 /// kept there, on the session's second line, next to the PROXY protocol's shift.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
