@@ -290,6 +290,12 @@ impl<P: PacketBuf> Core<P> {
         if mode == SynProxy::Off {
             return Err(pkt);
         }
+        if meta.frag.is_some() {
+            // A fragmented segment opens no proxied connection: a cookie SYN-ACK or the
+            // server's SYN written over a fragment would go out as a fragment, and
+            // passing it on would open a session without a cookie.
+            return Ok(self.drop(pkt, DropReason::Malformed(crate::wire::Error::Fragment)));
+        }
         let syn = tf.has(TcpFlags::SYN);
         let ack = tf.has(TcpFlags::ACK);
         let rst = tf.has(TcpFlags::RST);

@@ -4096,3 +4096,35 @@ fn an_overloaded_burst_sheds_the_same_syns_as_the_general_path_and_forwards_the_
         "the established segments forwarded"
     );
 }
+
+#[test]
+fn a_fragmented_segment_to_a_proxied_service_opens_nothing() {
+    // A SYN with 400 bytes of data cut into two IPv4 fragments: the first (with the TCP
+    // header) is neither answered with a cookie nor passed on; no session.
+    let mut c = sp_core(FwdMethod::Masq, sf::SYNPROXY);
+    let whole = client_seg(7000, 0, "S", &SP_SYN, &[0x42; 400])
+        .data()
+        .to_vec();
+    let ip = &whole[14..];
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    let cut = 200usize;
+    let mut first = whole[..14 + hl + cut].to_vec();
+    {
+        let h = &mut first[14..14 + hl];
+        h[2..4].copy_from_slice(&((hl + cut) as u16).to_be_bytes());
+        h[6..8].copy_from_slice(&0x2000u16.to_be_bytes()); // MF, offset 0
+        h[10..12].fill(0);
+        let sum = !crate::wire::checksum::data(h);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
+    }
+    let out = c.process(VecBuf::new(64, &first), 0, 1000, false);
+    assert!(
+        matches!(
+            out,
+            Out::Drop(_, DropReason::Malformed(wire::Error::Fragment))
+        ),
+        "{out:?}"
+    );
+    assert!(c.take_generated().is_none(), "no cookie SYN-ACK");
+    assert_eq!(c.conns().len(), 0);
+}
