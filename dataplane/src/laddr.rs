@@ -8,10 +8,14 @@
 //! exhaustion refuses the new connection. Ports return when their session expires.
 //!
 //! A change of a pool's LIPs ([`LaddrPool::set_addrs`]) keeps the slices of the LIPs that
-//! remain, with their ports in use. Allocation also checks each port against the session
-//! table (the caller's `held` predicate): a port whose tuple toward the real server a live
-//! session already has is never handed out; it is counted as a *conflict* of its LIP
-//! (`ipvsadm -G`'s CONFLICTS) and the next port is tried.
+//! remain, with their ports in use. Where a slice's ports may also be held by sessions it
+//! does not account (its LIP is in another service's pool too, or sessions from before
+//! the slice existed could not be reserved in it: [`LaddrPool::check_held`]), allocation
+//! also checks each port against the session table (the caller's `held` predicate): a
+//! port whose tuple toward the real server a live session already has is never handed
+//! out; it is counted as a *conflict* of its LIP (`ipvsadm -G`'s CONFLICTS) and the next
+//! port is tried. A slice whose accounting is exact (the common case: a LIP in one pool)
+//! skips that lookup, a cache miss per new session in a large table.
 //!
 //! Where the NIC spreads replies with RSS, [`LaddrPool::alloc`] takes a predicate that
 //! prefers ports whose reply hash lands on the owner's own queue (no handoff needed);
@@ -106,6 +110,9 @@ struct Slice {
     /// How many ports this slice owns (free or in use).
     owned: u32,
     conflicts: u64,
+    /// Sessions this slice does not account may hold its ports: allocation checks each
+    /// port against the session table ([`LaddrPool::check_held`]).
+    check_held: bool,
 }
 
 impl Slice {
@@ -120,6 +127,7 @@ impl Slice {
             used: vec![0u64; 1 << 10].into_boxed_slice(),
             in_use: 0,
             conflicts: 0,
+            check_held: false,
         }
     }
 
@@ -231,13 +239,30 @@ impl LaddrPool {
         self.slices.iter().any(|s| s.addr == addr)
     }
 
+    /// From now on, allocation from `addr`'s slice checks every port with the `held`
+    /// predicate: sessions this pool does not account may hold its ports (the LIP is in
+    /// another pool as well, or live sessions on it could not be reserved in its slice).
+    /// Never undone while the slice lives: such sessions may outlive the reason.
+    pub fn check_held(&mut self, addr: IpAddr) {
+        for s in self.slices.iter_mut().filter(|s| s.addr == addr) {
+            s.check_held = true;
+        }
+    }
+
+    /// Whether allocation from `addr`'s slice checks ports against the session table
+    /// ([`LaddrPool::check_held`]).
+    pub fn checks_held(&self, addr: IpAddr) -> bool {
+        self.slices.iter().any(|s| s.addr == addr && s.check_held)
+    }
+
     /// Allocates a local endpoint: LIPs are taken round-robin; within a LIP, the first of
     /// up to [`MAX_PREFERENCE_TRIES`] free ports for which `prefer(lip, port)` holds, else
-    /// the first free port. A port for which `held(lip, port)` holds (a live session not
-    /// accounted in this pool uses it toward the same real server) is a *conflict*: it is
-    /// counted on its LIP, goes back to the end of the free list, and the next port is
-    /// tried (at most [`MAX_CONFLICT_TRIES`] per LIP). `None` when no LIP has a port to
-    /// give (counted as exhaustion).
+    /// the first free port. On a slice marked by [`LaddrPool::check_held`], a port for
+    /// which `held(lip, port)` holds (a live session not accounted in this pool uses it
+    /// toward the same real server) is a *conflict*: it is counted on its LIP, goes back
+    /// to the end of the free list, and the next port is tried (at most
+    /// [`MAX_CONFLICT_TRIES`] per LIP). `None` when no LIP has a port to give (counted as
+    /// exhaustion).
     pub fn alloc(
         &mut self,
         mut prefer: impl FnMut(IpAddr, u16) -> bool,
@@ -263,7 +288,7 @@ impl LaddrPool {
                 let Some(port) = port.or_else(|| s.pop_free()) else {
                     break;
                 };
-                if held(s.addr, port) {
+                if s.check_held && held(s.addr, port) {
                     s.conflicts += 1;
                     s.free.push_back(port);
                     continue;
@@ -522,6 +547,8 @@ mod tests {
     #[test]
     fn a_port_held_by_a_live_session_is_passed_over_and_counted() {
         let mut pool = LaddrPool::new(&[LIP1], (5000, 5009), 0, 1);
+        pool.check_held(LIP1);
+        assert!(pool.checks_held(LIP1));
         let held = |_: IpAddr, p: u16| p == 5000 || p == 5001;
         let ep = pool.alloc(|_, _| true, held).expect("port");
         assert_eq!(ep.port, 5002);
@@ -536,6 +563,27 @@ mod tests {
         pool.release(ep);
         assert_eq!(pool.alloc(|_, _| true, |_, _| true), None);
         assert_eq!(pool.exhausted(), 1);
+    }
+
+    #[test]
+    fn a_slice_that_accounts_every_holder_never_asks_the_session_table() {
+        let mut pool = LaddrPool::new(&[LIP1, LIP2], (5000, 5009), 0, 1);
+        pool.check_held(LIP2);
+        let asked = std::cell::Cell::new(Vec::new());
+        let mut held = |lip: IpAddr, p: u16| {
+            let mut v = asked.take();
+            v.push(lip);
+            asked.set(v);
+            p == 5000
+        };
+        let a = pool.alloc(|_, _| true, &mut held).expect("port");
+        let b = pool.alloc(|_, _| true, &mut held).expect("port");
+        // LIP1's first port is handed out unasked; LIP2's is asked about and passed over.
+        assert_eq!((a.addr, a.port), (LIP1, 5000));
+        assert_eq!((b.addr, b.port), (LIP2, 5001));
+        assert_eq!(asked.take(), vec![LIP2, LIP2]);
+        assert_eq!((pool.conflicts_of(LIP1), pool.conflicts_of(LIP2)), (0, 1));
+        assert!(!pool.checks_held(LIP1));
     }
 
     #[test]

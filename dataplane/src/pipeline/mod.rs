@@ -385,6 +385,19 @@ impl<P: PacketBuf> Core<P> {
             added.extend(pool.set_addrs(lips).into_iter().map(|lip| (*key, lip)));
             pools.insert(*key, pool);
         }
+        // A LIP in several pools: each pool's sessions hold ports the others do not
+        // account, so their allocations ask the session table.
+        let mut seen: HashMap<IpAddr, usize> = HashMap::new();
+        for lips in net.laddrs.values() {
+            for lip in lips {
+                *seen.entry(*lip).or_default() += 1;
+            }
+        }
+        for pool in pools.values_mut() {
+            for (lip, _) in seen.iter().filter(|(_, n)| **n > 1) {
+                pool.check_held(*lip);
+            }
+        }
         self.laddrs = pools;
         if !added.is_empty() {
             self.reserve_held_ports(&added);
@@ -506,19 +519,33 @@ impl<P: PacketBuf> Core<P> {
     /// After a LIP joined a pool (`added`: service and LIP): ports that live FULLNAT
     /// sessions of the service hold on that LIP (sessions from before the LIP left the
     /// pool, or synced ones) are reserved in its new slice, so that they are not handed
-    /// out again and return to the slice when their sessions expire. A walk of the
-    /// session table, on a configuration change only.
+    /// out again and return to the slice when their sessions expire. A live session on
+    /// the LIP that cannot be reserved so (one of another service, or of a service no
+    /// longer configured) makes the new slices of that LIP check every port against the
+    /// session table ([`LaddrPool::check_held`]). A walk of the session table, on a
+    /// configuration change only.
     fn reserve_held_ports(&mut self, added: &[(ServiceKey, IpAddr)]) {
+        let mut unaccounted: Vec<IpAddr> = Vec::new();
         for (_, s) in self.conns.iter() {
             let Some((key, ep)) = local_endpoint(s) else {
                 continue;
             };
-            let Some(k) = pool_key(&self.laddrs, key) else {
+            if !added.iter().any(|(_, lip)| *lip == ep.addr) {
                 continue;
+            }
+            let k = pool_key(&self.laddrs, key);
+            let reserved = match k.filter(|k| added.contains(&(*k, ep.addr))) {
+                Some(k) => self.laddrs.get_mut(&k).is_some_and(|p| p.reserve(ep)),
+                None => false,
             };
-            if added.contains(&(k, ep.addr)) {
-                if let Some(pool) = self.laddrs.get_mut(&k) {
-                    pool.reserve(ep);
+            if !reserved && !unaccounted.contains(&ep.addr) {
+                unaccounted.push(ep.addr);
+            }
+        }
+        for (k, lip) in added {
+            if unaccounted.contains(lip) {
+                if let Some(pool) = self.laddrs.get_mut(k) {
+                    pool.check_held(*lip);
                 }
             }
         }

@@ -1526,6 +1526,56 @@ fn a_port_another_services_session_holds_is_a_conflict() {
     assert_eq!(conflicts, 1);
 }
 
+#[test]
+fn a_lip_of_a_removed_service_with_live_sessions_is_checked_in_its_new_pool() {
+    // Service 80 (LIP, RS1:80) has live sessions when it is removed; service 81 comes
+    // with the same LIP and server. The new pool cannot account the old sessions'
+    // ports (no pool of theirs is left to reserve them in): it must ask the session
+    // table and pass over every port they hold.
+    let key81 = ServiceKey::Addr {
+        proto: Proto::Tcp,
+        addr: a(VIP),
+        port: 81,
+    };
+    let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(fullnat_with_lips(&[LIP], 1));
+    c.add_static_neighbour(Ipv4Addr::from(RS1).into(), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
+    let live: Vec<(u16, [u8; 4])> = (0..8)
+        .map(|i| fullnat_syn(&mut c, 40000 + i))
+        .map(|(_, lport, rip)| (lport, rip))
+        .collect();
+    let mut snap = fullnat_with_lips(&[LIP], 2);
+    let mut t = ServiceTable::new();
+    t.add_service(ServiceConfig::new(key81, SchedKind::Rr))
+        .expect("service");
+    t.add_dest(&key81, DestConfig::new(a(RS1), 80, FwdMethod::FullNat))
+        .expect("rs1");
+    let mut net = (*snap.net).clone();
+    net.laddrs.clear();
+    net.laddrs.insert(key81, vec![Ipv4Addr::from(LIP).into()]);
+    snap.services = t.snapshot();
+    snap.net = Arc::new(net);
+    c.adopt(snap);
+    let (_, pool) = c.laddr_pools().next().expect("pool");
+    assert!(pool.checks_held(Ipv4Addr::from(LIP).into()));
+    for i in 0..8 {
+        let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 41000 + i, VIP, 81, true, false);
+        let (p, _) = tx(c.process(syn, 0, 0, true));
+        let (lip, lport, rip, rport) = check(p.data());
+        assert_eq!((lip, rip, rport), (LIP, RS1, 80));
+        assert!(
+            !live.contains(&(lport, rip)),
+            "port {lport} toward RS1 is a live session's"
+        );
+    }
+    // A LIP in one pool only, whose sessions are all its own: no table lookups.
+    let mut d: Core<VecBuf> = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    d.adopt(fullnat_with_lips(&[LIP], 1));
+    let (_, pool) = d.laddr_pools().next().expect("pool");
+    assert!(!pool.checks_held(Ipv4Addr::from(LIP).into()));
+}
+
 /// `[[marks]]`: a persistent fwmark service over ports 80 and 443 (the classic
 /// `iptables -t mangle ... -j MARK` use): a client's connections to both ports land on one
 /// real server, and the marked packet finds the fwmark service before the address service
