@@ -49,6 +49,8 @@ pub struct NewSession<'t> {
     slot: DestSlot,
     tmpl: u32,
     flow: FlowKey,
+    /// `flow`'s hash ([`ConnTable::flow_hash`]): the session's client-side index entry.
+    hash: u64,
     fwmark: u32,
     one_packet: bool,
     /// What a FULLNAT session owes its real server about the client (`cip::*` bits).
@@ -100,6 +102,7 @@ impl NewSession<'_> {
             slot,
             tmpl,
             flow,
+            hash,
             fwmark,
             one_packet,
             cip,
@@ -158,7 +161,7 @@ impl NewSession<'_> {
         if one_packet {
             t.push_dying(i);
         } else {
-            t.hash_in(i, false);
+            t.hash_in_with(i, hash);
             if fl & flags::NOOUTPUT == 0 {
                 t.hash_out(i);
             }
@@ -217,7 +220,7 @@ impl ConnTable {
             self.stats.no_service += 1;
             return Err(Refuse::NoService);
         };
-        self.schedule_new(core, idx, pkt, now_ms)
+        self.schedule_new(core, idx, pkt, hash, now_ms)
             .map(Scheduled::New)
     }
 
@@ -263,6 +266,7 @@ impl ConnTable {
         core: &mut CoreSched,
         svc: SvcIdx,
         pkt: &PacketMeta,
+        hash: u64,
         now_ms: u64,
     ) -> Result<NewSession<'_>, Refuse> {
         let flow = pkt.flow;
@@ -355,6 +359,7 @@ impl ConnTable {
             slot,
             tmpl,
             flow,
+            hash,
             fwmark: pkt.fwmark,
             one_packet,
             cip: client_addr_bits(service.flags, flow.proto),

@@ -402,6 +402,21 @@ impl ConnTable {
 
     pub(super) fn hash_in(&mut self, i: u32, template: bool) {
         let h = hash_flow(self.seed, &self.slab[i as usize].in_key(), template);
+        self.insert_in(i, h);
+    }
+
+    /// [`ConnTable::hash_in`] of a session (not a template) whose client-side tuple's
+    /// hash `h` the caller has (the packet that makes it was looked up by it).
+    pub(super) fn hash_in_with(&mut self, i: u32, h: u64) {
+        debug_assert_eq!(
+            h,
+            hash_flow(self.seed, &self.slab[i as usize].in_key(), false)
+        );
+        self.insert_in(i, h);
+    }
+
+    /// Enters entry `i` under its client-side hash `h`.
+    fn insert_in(&mut self, i: u32, h: u64) {
         // Cannot fail: the index is sized for two entries per slab entry.
         let added = self.idx.insert(h, i);
         debug_assert!(added);

@@ -741,10 +741,20 @@ pub(super) fn pick_local(
         addr: fk.daddr,
         port: fk.dport,
     };
-    let pool = super::pool_of(laddrs, key)?;
+    // The service's pool, else its address's port-0 service's ([`super::pool_key`]),
+    // with one hash of the key in the common case.
+    let pool = match laddrs.get_mut(&key) {
+        Some(p) => p,
+        None => laddrs.get_mut(&super::port0_key(key)?)?,
+    };
     let rip = rs.addr.to_ip();
     let rport = if rs.port == 0 { fk.dport } else { rs.port };
+    // Without RSS on any port, every port is as good (no lookup of the LIP's port).
+    let rss = net.rss.iter().any(Option::is_some);
     let prefer = |lip: IpAddr, lport: u16| {
+        if !rss {
+            return true;
+        }
         let port = match lip {
             IpAddr::V4(a) => net.local.get(&a),
             IpAddr::V6(a) => net.local6.get(&a),

@@ -638,14 +638,7 @@ fn pool_key(laddrs: &HashMap<ServiceKey, LaddrPool>, key: ServiceKey) -> Option<
     if laddrs.contains_key(&key) {
         return Some(key);
     }
-    let ServiceKey::Addr { proto, addr, .. } = key else {
-        return None;
-    };
-    let key0 = ServiceKey::Addr {
-        proto,
-        addr,
-        port: 0,
-    };
+    let key0 = port0_key(key)?;
     laddrs.contains_key(&key0).then_some(key0)
 }
 
@@ -653,4 +646,17 @@ fn pool_key(laddrs: &HashMap<ServiceKey, LaddrPool>, key: ServiceKey) -> Option<
 fn pool_of(laddrs: &mut HashMap<ServiceKey, LaddrPool>, key: ServiceKey) -> Option<&mut LaddrPool> {
     let k = pool_key(laddrs, key)?;
     laddrs.get_mut(&k)
+}
+
+/// The key of the port-0 service of an address service's address, whose LIP pool the
+/// service uses when it has none of its own ([`pool_key`]).
+fn port0_key(key: ServiceKey) -> Option<ServiceKey> {
+    match key {
+        ServiceKey::Addr { proto, addr, .. } => Some(ServiceKey::Addr {
+            proto,
+            addr,
+            port: 0,
+        }),
+        _ => None,
+    }
 }
