@@ -215,6 +215,20 @@ impl ConnTable {
         hash_flow(self.seed, key, false)
     }
 
+    /// [`ConnTable::flow_hash`] of an IPv4 tuple given by its addresses' four bytes
+    /// (the same value, computed without the 16-byte addresses).
+    #[inline(always)]
+    pub fn flow_hash_v4(
+        &self,
+        proto: Proto,
+        src: [u8; 4],
+        dst: [u8; 4],
+        sport: u16,
+        dport: u16,
+    ) -> u64 {
+        super::session::hash_flow_v4(self.seed, proto, src, dst, sport, dport)
+    }
+
     /// Burst lookups, step 1: starts loading the index bucket of a tuple's hash.
     #[inline]
     pub fn prefetch_flow(&self, hash: u64) {

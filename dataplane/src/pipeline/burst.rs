@@ -181,22 +181,40 @@ impl<P: PacketBuf> Core<P> {
                             ring[r] = None;
                             flows[r] = None;
                         } else {
-                            let key = match &v4 {
-                                Some(v) => Some(v4_flow_key(v)),
+                            // Each lane writes its slot itself: a tuple merged from
+                            // both lanes would go through memory, and the IPv4 lane's
+                            // hash or copy would then load wide words just stored as
+                            // narrow ones (a store-forwarding stall per packet).
+                            flows[r] = match v4 {
+                                Some(v) => {
+                                    // Hashed from the reading, not from the key.
+                                    let proto = if v.udp { Proto::Udp } else { Proto::Tcp };
+                                    let c = &self.conns;
+                                    let hash =
+                                        c.flow_hash_v4(proto, v.src, v.dst, v.sport, v.dport);
+                                    c.prefetch_flow(hash);
+                                    Some(Flow {
+                                        hash,
+                                        key: v4_flow_key(&v),
+                                        hint: None,
+                                        v4,
+                                    })
+                                }
                                 // IPv6's lane reading, else a full classification: out
                                 // of line, so that IPv4's lane stays as tight as it was.
-                                None => lane_key(p.data(), &mut cls[r], &mut lanes6[r]),
-                            };
-                            flows[r] = key.map(|key| {
-                                let hash = self.conns.flow_hash(&key);
-                                self.conns.prefetch_flow(hash);
-                                Flow {
-                                    hash,
-                                    key,
-                                    hint: None,
-                                    v4,
+                                None => {
+                                    lane_key(p.data(), &mut cls[r], &mut lanes6[r]).map(|key| {
+                                        let hash = self.conns.flow_hash(&key);
+                                        self.conns.prefetch_flow(hash);
+                                        Flow {
+                                            hash,
+                                            key,
+                                            hint: None,
+                                            v4: None,
+                                        }
+                                    })
                                 }
-                            });
+                            };
                             ring[r] = Some(p);
                         }
                     }
