@@ -8,7 +8,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -240,6 +240,12 @@ impl Lab {
         self.exec(ns, &["ip", "addr", "add", addr, "dev", dev]);
     }
 
+    /// Adds the IPv6 `addr` (with prefix, e.g. `2001:db8:1::2/64`) to `dev` in `ns`,
+    /// `nodad`: usable at once, without waiting for duplicate address detection.
+    pub fn addr6(&self, ns: &str, dev: &str, addr: &str) {
+        self.exec(ns, &["ip", "-6", "addr", "add", addr, "dev", dev, "nodad"]);
+    }
+
     /// Keeps the kernel of `ns` off interface `dev`, which a DPDK `net_af_packet` port
     /// uses: the kernel still sees every frame the veth receives, and with a host address
     /// on the exception tap (same MAC as the port) it would answer those itself too
@@ -254,12 +260,33 @@ impl Lab {
         }
     }
 
+    /// Turns IPv6 off in the kernel of `ns` on interface `dev`, a DPDK port's
+    /// (`disable_ipv6=1`): no link-local address, no neighbour discovery of its own, so
+    /// rvs alone answers neighbour solicitations for its IPv6 addresses. The IPv6 side of
+    /// [`Lab::kernel_off`]; a lab on `net_af_packet` ports calls both.
+    pub fn kernel_off6(&self, ns: &str, dev: &str) {
+        self.exec(
+            ns,
+            &[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+            ],
+        );
+    }
+
     /// Sets the default route of `ns`.
     pub fn default_route(&self, ns: &str, via: Ipv4Addr) {
         self.exec(
             ns,
             &["ip", "route", "add", "default", "via", &via.to_string()],
         );
+    }
+
+    /// Adds the IPv6 route to `prefix` (`default`, or e.g. `2001:db8:4::/64`) via `via`
+    /// in `ns`.
+    pub fn route6(&self, ns: &str, prefix: &str, via: &str) {
+        self.exec(ns, &["ip", "-6", "route", "add", prefix, "via", via]);
     }
 
     /// Starts a long-running program in `ns`; it is killed when the lab is dropped.
@@ -351,9 +378,20 @@ S(("{bind}", {port}), H).serve_forever()
     /// Waits (bounded: 30 s, the machine may be busy) until `ns` accepts TCP connections
     /// on `addr:port`.
     pub fn wait_tcp(&self, ns: &str, addr: Ipv4Addr, port: u16) {
+        self.wait_listening(ns, SocketAddr::from((addr, port)));
+    }
+
+    /// [`Lab::wait_tcp`] over IPv6: waits (bounded: 30 s) until `ns` accepts TCP
+    /// connections on `[addr]:port` (`::1` for a server bound to `::`).
+    pub fn wait_tcp6(&self, ns: &str, addr: Ipv6Addr, port: u16) {
+        self.wait_listening(ns, SocketAddr::from((addr, port)));
+    }
+
+    /// Polls `nc -z` in `ns` until `at` accepts a TCP connection (bounded: 30 s).
+    fn wait_listening(&self, ns: &str, at: SocketAddr) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let a = addr.to_string();
-        let p = port.to_string();
+        let a = at.ip().to_string();
+        let p = at.port().to_string();
         while Instant::now() < deadline {
             if self
                 .try_exec(ns, &["nc", "-z", "-w", "1", &a, &p])
@@ -364,7 +402,7 @@ S(("{bind}", {port}), H).serve_forever()
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("nothing listens on {addr}:{port} in {ns}");
+        panic!("nothing listens on {at} in {ns}");
     }
 
     /// Serves `dir` over HTTP on port `port` of `bind` (`0.0.0.0`: every address) in
@@ -858,6 +896,36 @@ while True:
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("the IPIP decapsulator did not come up in {ns}");
+    }
+
+    /// A user-space ip6ip6 decapsulator for an IPv6 TUN real server (the labs' kernels
+    /// have no `ip6_tunnel` module): a raw IPv6 socket of next header 41 hands it the
+    /// inner packet (the kernel strips the outer header, and reassembles an outer packet
+    /// that arrived in fragments), which it writes into a TUN device `tunv` holding the
+    /// VIP (`/128`, `nodad`). Argument: the VIP.
+    pub const IP6IP6_DECAP: &str = r#"
+import fcntl, os, socket, struct, sys
+vip = sys.argv[1]
+tun = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(tun, 0x400454ca, struct.pack("16sH", b"tunv", 0x0001 | 0x1000))
+os.system("ip link set tunv up && ip -6 addr add %s/128 dev tunv nodad" % vip)
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 41)
+while True:
+    os.write(tun, s.recv(65535))
+"#;
+
+    /// Makes `ns` an IPv6 TUN real server for `vip` (user-space ip6ip6 decapsulation into
+    /// a TUN device holding the VIP; see [`IP6IP6_DECAP`]) and waits until the VIP is on
+    /// the device (up to 300 looks, 100 ms apart).
+    pub fn tun6_real_server(lab: &mut Lab, ns: &str, vip: &str) {
+        lab.spawn(ns, &["python3", "-c", IP6IP6_DECAP, vip]);
+        for _ in 0..300 {
+            let out = lab.try_exec(ns, &["ip", "-6", "addr", "show", "dev", "tunv"]);
+            if String::from_utf8_lossy(&out.stdout).contains(vip) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

@@ -21,6 +21,7 @@
 //! VIP, the LIP and the floating addresses (override set).
 //! Needs root; skipped where network namespaces cannot be made.
 
+use std::net::Ipv6Addr;
 use std::time::Instant;
 
 use rvs_tests::failover::{
@@ -40,10 +41,6 @@ const CONNS: usize = PORTS.len() * PER_PORT;
 /// Bytes a connection must receive after the takeover (a second of streaming).
 const PROGRESS: u64 = 20_000;
 
-fn addr6(lab: &Lab, ns: &str, dev: &str, addr: &str) {
-    lab.exec(ns, &["ip", "-6", "addr", "add", addr, "dev", dev, "nodad"]);
-}
-
 /// `ip -6 neigh show <ip>` in `ns`.
 fn neigh6(lab: &Lab, ns: &str, ip: &str) -> String {
     String::from_utf8_lossy(&lab.exec(ns, &["ip", "-6", "neigh", "show", ip]).stdout).into_owned()
@@ -54,14 +51,7 @@ fn neigh6(lab: &Lab, ns: &str, ip: &str) -> String {
 /// directors share the cores), and the given `[sync]` section.
 fn start_director(lab: &Lab, ns: &str, own: u8, sync: &str) -> Director {
     for dev in ["d0", "d1"] {
-        lab.exec(
-            ns,
-            &[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
-            ],
-        );
+        lab.kernel_off6(ns, dev);
         lab.kernel_off(ns, dev);
     }
     let tag = format!("rs6{ns}");
@@ -137,20 +127,16 @@ fn standby_takes_over_ipv6_nat_and_fullnat_connections() {
     lab.veth("da", "s0", "db", "s1");
     lab.bridge("sw", "brc", &["c0p", "a0p", "b0p"]);
     lab.bridge("sw", "brs", &["a1p", "b1p", "r1p", "r2p"]);
-    addr6(&lab, "c", "c0", "2001:db8:10::2/64");
+    lab.addr6("c", "c0", "2001:db8:10::2/64");
     lab.addr("da", "s0", "10.99.0.1/24");
     lab.addr("db", "s1", "10.99.0.2/24");
     for (ns, rip) in [("r1", SERVERS[0]), ("r2", SERVERS[1])] {
-        addr6(&lab, ns, "r0", &format!("{rip}/64"));
-        lab.exec(ns, &["ip", "-6", "route", "add", "default", "via", GATEWAY]);
+        lab.addr6(ns, "r0", &format!("{rip}/64"));
+        lab.route6(ns, "default", GATEWAY);
         lab.spawn(ns, &["python3", "-c", STREAM_SERVER, rip]);
     }
     for (ns, rip) in [("r1", SERVERS[0]), ("r2", SERVERS[1])] {
-        wait_for(&format!("the stream server on [{rip}]:9000"), 30, || {
-            lab.try_exec(ns, &["nc", "-z", "-w", "1", rip, "9000"])
-                .status
-                .success()
-        });
+        lab.wait_tcp6(ns, rip.parse::<Ipv6Addr>().unwrap(), 9000);
     }
 
     // The standby's sync daemon comes from its configuration file; the active one's from

@@ -17,6 +17,7 @@
 
 use std::time::Duration;
 
+use rvs_tests::topo::tun6_real_server;
 use rvs_tests::{can_build_labs, DirPort, Director, Lab, Pmd};
 
 fn skip() -> bool {
@@ -116,25 +117,8 @@ for i in range(n):
 print("ok %d" % ok)
 "#;
 
-/// The user-space ip6ip6 decapsulator of `lab_ipv6` (raw socket of next header 41 into a
-/// TUN device holding the VIP).
-const IP6IP6_DECAP: &str = r#"
-import fcntl, os, socket, struct, sys
-vip = sys.argv[1]
-tun = os.open("/dev/net/tun", os.O_RDWR)
-fcntl.ioctl(tun, 0x400454ca, struct.pack("16sH", b"tunv", 0x0001 | 0x1000))
-os.system("ip link set tunv up && ip -6 addr add %s/128 dev tunv nodad" % vip)
-s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 41)
-while True:
-    os.write(tun, s.recv(65535))
-"#;
-
 /// Datagrams per run.
 const COUNT: usize = 20;
-
-fn addr6(lab: &Lab, ns: &str, dev: &str, addr: &str) {
-    lab.exec(ns, &["ip", "-6", "addr", "add", addr, "dev", dev, "nodad"]);
-}
 
 fn run_client(
     lab: &Lab,
@@ -197,42 +181,13 @@ fn fragmented_ipv6_datagrams_through_nat_and_fullnat_arrive_intact() {
     lab.veth("r2", "r0", "sw", "r2p");
     lab.bridge("sw", "br0", &["d1p", "r1p", "r2p"]);
     for dev in ["d0", "d1"] {
-        lab.exec(
-            "d",
-            &[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
-            ],
-        );
+        lab.kernel_off6("d", dev);
     }
-    addr6(&lab, "c", "c0", "2001:db8:1::2/64");
-    lab.exec(
-        "c",
-        &[
-            "ip",
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "2001:db8:1::1",
-        ],
-    );
+    lab.addr6("c", "c0", "2001:db8:1::2/64");
+    lab.route6("c", "default", "2001:db8:1::1");
     for (ns, k) in [("r1", "11"), ("r2", "12")] {
-        addr6(&lab, ns, "r0", &format!("2001:db8:2::{k}/64"));
-        lab.exec(
-            ns,
-            &[
-                "ip",
-                "-6",
-                "route",
-                "add",
-                "default",
-                "via",
-                "2001:db8:2::1",
-            ],
-        );
+        lab.addr6(ns, "r0", &format!("2001:db8:2::{k}/64"));
+        lab.route6(ns, "default", "2001:db8:2::1");
     }
     lab.spawn(
         "r1",
@@ -302,20 +257,13 @@ fn fragmented_ipv6_datagrams_through_dr_and_tun_arrive_intact() {
     lab.veth("r1", "r0", "sw", "r1p");
     lab.veth("r2", "r0", "sw", "r2p");
     lab.bridge("sw", "br0", &["d0p", "c0p", "r1p", "r2p"]);
-    lab.exec("d", &["sysctl", "-qw", "net.ipv6.conf.d0.disable_ipv6=1"]);
-    addr6(&lab, "c", "c0", "2001:db8:3::2/64");
-    addr6(&lab, "r1", "r0", "2001:db8:3::11/64");
-    addr6(&lab, "r2", "r0", "2001:db8:3::12/64");
+    lab.kernel_off6("d", "d0");
+    lab.addr6("c", "c0", "2001:db8:3::2/64");
+    lab.addr6("r1", "r0", "2001:db8:3::11/64");
+    lab.addr6("r2", "r0", "2001:db8:3::12/64");
     lab.exec("r1", &["sysctl", "-qw", "net.ipv6.conf.lo.accept_dad=0"]);
-    addr6(&lab, "r1", "lo", &format!("{VIP_SEG}/128"));
-    lab.spawn("r2", &["python3", "-c", IP6IP6_DECAP, TUN_VIP]);
-    for _ in 0..300 {
-        let out = lab.try_exec("r2", &["ip", "-6", "addr", "show", "dev", "tunv"]);
-        if String::from_utf8_lossy(&out.stdout).contains(TUN_VIP) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    lab.addr6("r1", "lo", &format!("{VIP_SEG}/128"));
+    tun6_real_server(&mut lab, "r2", TUN_VIP);
     lab.spawn("r1", &["python3", "-c", CHECK_ECHO6, VIP_SEG, "9000"]);
     lab.spawn("r2", &["python3", "-c", CHECK_ECHO6, TUN_VIP, "9000"]);
     std::thread::sleep(Duration::from_millis(500));

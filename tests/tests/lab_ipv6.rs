@@ -19,8 +19,10 @@
 //!
 //! Needs root; each test skips (with a message) where namespaces cannot be made.
 
-use std::path::Path;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 
+use rvs_tests::topo::tun6_real_server;
 use rvs_tests::{blob_dir, can_build_labs, sha256, DirPort, Director, Lab};
 
 fn skip() -> bool {
@@ -80,58 +82,13 @@ class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
 S(("::", int(sys.argv[1])), H).serve_forever()
 "#;
 
-/// A user-space ip6ip6 decapsulator for a TUN real server: a raw IPv6 socket of next
-/// header 41 hands it the inner packet (the kernel strips the outer header), which goes
-/// into a TUN device holding the VIP.
-const IP6IP6_DECAP: &str = r#"
-import fcntl, os, socket, struct, sys
-vip = sys.argv[1]
-tun = os.open("/dev/net/tun", os.O_RDWR)
-fcntl.ioctl(tun, 0x400454ca, struct.pack("16sH", b"tunv", 0x0001 | 0x1000))
-os.system("ip link set tunv up && ip -6 addr add %s/128 dev tunv nodad" % vip)
-s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 41)
-while True:
-    os.write(tun, s.recv(65535))
-"#;
-
-/// A lab whose namespaces get addresses without duplicate address detection.
-fn addr6(lab: &Lab, ns: &str, dev: &str, addr: &str) {
-    lab.exec(ns, &["ip", "-6", "addr", "add", addr, "dev", dev, "nodad"]);
-}
-
-fn route6(lab: &Lab, ns: &str, prefix: &str, via: &str) {
-    lab.exec(ns, &["ip", "-6", "route", "add", prefix, "via", via]);
-}
-
-/// Keeps the director namespace's kernel off a DPDK port's interface.
-fn kernel_off6(lab: &Lab, dev: &str) {
-    lab.exec(
-        "d",
-        &[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
-        ],
-    );
-}
-
+/// Starts [`NAME_SERVER6`] in `ns` as `name` on `[::]:port`; waits until it listens.
 fn name_server(lab: &mut Lab, ns: &str, name: &str, port: u16) {
     lab.spawn(
         ns,
         &["python3", "-c", NAME_SERVER6, name, &port.to_string()],
     );
-    wait_tcp(lab, ns, "::1", port);
-}
-
-fn wait_tcp(lab: &Lab, ns: &str, addr: &str, port: u16) {
-    for _ in 0..300 {
-        let ok = lab.try_exec(ns, &["nc", "-z", "-w", "1", addr, &port.to_string()]);
-        if ok.status.success() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("nothing listens on [{addr}]:{port} in {ns}");
+    lab.wait_tcp6(ns, Ipv6Addr::LOCALHOST, port);
 }
 
 /// `curl -6` from the client (bounded); the body.
@@ -166,9 +123,33 @@ fn alternates(n: &[String]) {
     );
 }
 
-/// Downloads `url` into the client's file `to` (bounded) and returns its sha256.
-fn download(lab: &Lab, url: &str, to: &Path) -> String {
-    let _ = std::fs::remove_file(to);
+/// The download service's web root: a fresh `len`-byte `blob.bin` (see [`blob_dir`],
+/// named by `tag`) served over HTTP from `ns` on `[::]:port` (python's `http.server`).
+/// Waits until it listens; returns the directory and the blob's SHA-256.
+fn blob_server(lab: &mut Lab, tag: &str, len: u32, ns: &str, port: u16) -> (PathBuf, String) {
+    let (www, sha) = blob_dir(tag, len);
+    lab.spawn(
+        ns,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "::",
+            "--directory",
+            &www.to_string_lossy(),
+        ],
+    );
+    lab.wait_tcp6(ns, Ipv6Addr::LOCALHOST, port);
+    (www, sha)
+}
+
+/// Downloads `url` on the client (`curl -6`, bounded: 60 s) into a temporary file named
+/// by `tag`, asserts that its SHA-256 is `sha` (the transfer is byte-exact), removes it.
+fn assert_download(lab: &Lab, tag: &str, url: &str, sha: &str) {
+    let to = std::env::temp_dir().join(format!("rvs-{tag}-blob"));
+    let _ = std::fs::remove_file(&to);
     let out = lab.try_exec(
         "c",
         &[
@@ -184,7 +165,8 @@ fn download(lab: &Lab, url: &str, to: &Path) -> String {
         ],
     );
     assert!(out.status.success(), "download of {url}: {out:?}");
-    sha256(to)
+    assert_eq!(sha256(&to), sha);
+    let _ = std::fs::remove_file(to);
 }
 
 /// The two-port lab over IPv6 (and IPv4 on the server side, for NAT64). Servers
@@ -199,17 +181,17 @@ fn two_port(prefix: &str, port: u16, nat_gateway: bool) -> Lab {
     lab.veth("r1", "r0", "sw", "r1p");
     lab.veth("r2", "r0", "sw", "r2p");
     lab.bridge("sw", "br0", &["d1p", "r1p", "r2p"]);
-    kernel_off6(&lab, "d0");
-    kernel_off6(&lab, "d1");
+    lab.kernel_off6("d", "d0");
+    lab.kernel_off6("d", "d1");
     lab.kernel_off("d", "d0");
     lab.kernel_off("d", "d1");
-    addr6(&lab, "c", "c0", "2001:db8:1::2/64");
-    route6(&lab, "c", "default", "2001:db8:1::1");
+    lab.addr6("c", "c0", "2001:db8:1::2/64");
+    lab.route6("c", "default", "2001:db8:1::1");
     for (ns, k, name) in [("r1", 11, "rs1"), ("r2", 12, "rs2")] {
-        addr6(&lab, ns, "r0", &format!("2001:db8:2::{k}/64"));
+        lab.addr6(ns, "r0", &format!("2001:db8:2::{k}/64"));
         lab.addr(ns, "r0", &format!("10.20.0.{k}/24"));
         if nat_gateway {
-            route6(&lab, ns, "default", "2001:db8:2::1");
+            lab.route6(ns, "default", "2001:db8:2::1");
         }
         name_server(&mut lab, ns, name, port);
     }
@@ -279,30 +261,11 @@ fn ipv6_nat_maps_ports_alternates_splits_by_weight_and_lists_as_ipvsadm() {
     let rs1 = n.iter().filter(|x| *x == "rs1").count();
     assert_eq!((rs1, n.len() - rs1), (6, 3), "wrr 2:1: {n:?}");
     // A long transfer stays byte-exact.
-    let (www, sha) = blob_dir("r6nat", 8 << 20);
-    lab.spawn(
-        "r1",
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "8081",
-            "--bind",
-            "::",
-            "--directory",
-            &www.to_string_lossy(),
-        ],
-    );
-    wait_tcp(&lab, "r1", "::1", 8081);
+    let (_, sha) = blob_server(&mut lab, "r6nat", 8 << 20, "r1", 8081);
     let big = format!("[{VIP}]:81");
     d.rvsadm(&["-A", "-t", &big, "-s", "rr"]);
     d.rvsadm(&["-a", "-t", &big, "-r", "[2001:db8:2::11]:8081", "-m"]);
-    let to = std::env::temp_dir().join("rvs-r6nat-blob");
-    assert_eq!(
-        download(&lab, &format!("http://[{VIP}]:81/blob.bin"), &to),
-        sha
-    );
-    let _ = std::fs::remove_file(to);
+    assert_download(&lab, "r6nat", &format!("http://[{VIP}]:81/blob.bin"), &sha);
 }
 
 #[test]
@@ -325,31 +288,12 @@ fn ipv6_fullnat_takes_ipv6_lips_and_servers_see_them() {
         body.contains("client=2001:db8:2::200:"),
         "the server sees the LIP: {body}"
     );
-    let (www, sha) = blob_dir("r6fn", 8 << 20);
-    lab.spawn(
-        "r2",
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "8081",
-            "--bind",
-            "::",
-            "--directory",
-            &www.to_string_lossy(),
-        ],
-    );
-    wait_tcp(&lab, "r2", "::1", 8081);
+    let (_, sha) = blob_server(&mut lab, "r6fn", 8 << 20, "r2", 8081);
     let big = format!("[{VIP}]:81");
     d.rvsadm(&["-A", "-t", &big, "-s", "rr"]);
     d.rvsadm(&["-a", "-t", &big, "-r", "[2001:db8:2::12]:8081", "-b"]);
     d.rvsadm(&["--add-laddr", "-z", "2001:db8:2::201", "-t", &big]);
-    let to = std::env::temp_dir().join("rvs-r6fn-blob");
-    assert_eq!(
-        download(&lab, &format!("http://[{VIP}]:81/blob.bin"), &to),
-        sha
-    );
-    let _ = std::fs::remove_file(to);
+    assert_download(&lab, "r6fn", &format!("http://[{VIP}]:81/blob.bin"), &sha);
 }
 
 #[test]
@@ -376,35 +320,17 @@ fn nat64_carries_ipv6_clients_to_ipv4_servers() {
     let list = d.rvsadm(&["-Ln"]);
     assert!(list.contains("  -> 10.20.0.11:80"), "{list}");
     assert!(list.contains("FullNat"), "{list}");
+    // NAT64: the download comes from an IPv4-only server.
     let (www, sha) = blob_dir("r6n64", 8 << 20);
-    lab.spawn(
-        "r1",
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "8081",
-            "--bind",
-            "0.0.0.0",
-            "--directory",
-            &www.to_string_lossy(),
-        ],
-    );
-    wait_tcp(&lab, "r1", "10.20.0.11", 8081);
+    lab.serve_dir("r1", "0.0.0.0", Ipv4Addr::new(10, 20, 0, 11), 8081, &www);
     let big = format!("[{VIP}]:81");
     d.rvsadm(&["-A", "-t", &big, "-s", "rr"]);
     d.rvsadm(&["--add-laddr", "-z", "10.20.0.201", "-t", &big]);
     d.rvsadm(&["-a", "-t", &big, "-r", "10.20.0.11:8081", "-b"]);
-    let to = std::env::temp_dir().join("rvs-r6n64-blob");
-    assert_eq!(
-        download(&lab, &format!("http://[{VIP}]:81/blob.bin"), &to),
-        sha
-    );
-    let _ = std::fs::remove_file(to);
+    assert_download(&lab, "r6n64", &format!("http://[{VIP}]:81/blob.bin"), &sha);
 }
 
-/// The one-segment lab over IPv6; the client optionally behind a router whose link to
-/// it has MTU `client_mtu` (the client's own stays 1500).
+/// The one-segment lab over IPv6 (DR, TUN): client, director and servers on one bridge.
 fn one_segment(prefix: &str) -> Lab {
     let mut lab = Lab::new(prefix);
     for ns in ["c", "d", "sw", "r1", "r2"] {
@@ -415,11 +341,11 @@ fn one_segment(prefix: &str) -> Lab {
     lab.veth("r1", "r0", "sw", "r1p");
     lab.veth("r2", "r0", "sw", "r2p");
     lab.bridge("sw", "br0", &["d0p", "c0p", "r1p", "r2p"]);
-    kernel_off6(&lab, "d0");
+    lab.kernel_off6("d", "d0");
     lab.kernel_off("d", "d0");
-    addr6(&lab, "c", "c0", "2001:db8:3::2/64");
-    addr6(&lab, "r1", "r0", "2001:db8:3::11/64");
-    addr6(&lab, "r2", "r0", "2001:db8:3::12/64");
+    lab.addr6("c", "c0", "2001:db8:3::2/64");
+    lab.addr6("r1", "r0", "2001:db8:3::11/64");
+    lab.addr6("r2", "r0", "2001:db8:3::12/64");
     lab
 }
 
@@ -446,7 +372,7 @@ fn ipv6_dr_servers_answer_the_client_directly() {
     let mut lab = one_segment("r6dr");
     for (ns, name) in [("r1", "rs1"), ("r2", "rs2")] {
         lab.exec(ns, &["sysctl", "-qw", "net.ipv6.conf.lo.accept_dad=0"]);
-        addr6(&lab, ns, "lo", &format!("{VIP_SEG}/128"));
+        lab.addr6(ns, "lo", &format!("{VIP_SEG}/128"));
         name_server(&mut lab, ns, name, 80);
     }
     let d = one_segment_director(&lab, "r6dr");
@@ -465,30 +391,16 @@ fn ipv6_dr_servers_answer_the_client_directly() {
     let list = d.rvsadm(&["-Ln"]);
     assert!(list.contains("  -> [2001:db8:3::11]:80"), "{list}");
     assert!(list.contains("Route   1"), "{list}");
-    let (www, sha) = blob_dir("r6dr", 8 << 20);
-    lab.spawn(
-        "r1",
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "81",
-            "--bind",
-            "::",
-            "--directory",
-            &www.to_string_lossy(),
-        ],
-    );
-    wait_tcp(&lab, "r1", "::1", 81);
+    let (_, sha) = blob_server(&mut lab, "r6dr", 8 << 20, "r1", 81);
     let big = format!("[{VIP_SEG}]:81");
     d.rvsadm(&["-A", "-t", &big, "-s", "rr"]);
     d.rvsadm(&["-a", "-t", &big, "-r", "2001:db8:3::11", "-g"]);
-    let to = std::env::temp_dir().join("rvs-r6dr-blob");
-    assert_eq!(
-        download(&lab, &format!("http://[{VIP_SEG}]:81/blob.bin"), &to),
-        sha
+    assert_download(
+        &lab,
+        "r6dr",
+        &format!("http://[{VIP_SEG}]:81/blob.bin"),
+        &sha,
     );
-    let _ = std::fs::remove_file(to);
 }
 
 #[test]
@@ -498,14 +410,7 @@ fn ipv6_tun_servers_decapsulate_ip6ip6() {
     }
     let mut lab = one_segment("r6tun");
     for (ns, name) in [("r1", "rs1"), ("r2", "rs2")] {
-        lab.spawn(ns, &["python3", "-c", IP6IP6_DECAP, VIP_SEG]);
-        for _ in 0..300 {
-            let out = lab.try_exec(ns, &["ip", "-6", "addr", "show", "dev", "tunv"]);
-            if String::from_utf8_lossy(&out.stdout).contains(VIP_SEG) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        tun6_real_server(&mut lab, ns, VIP_SEG);
         name_server(&mut lab, ns, name, 80);
     }
     let d = one_segment_director(&lab, "r6tun");
@@ -528,32 +433,18 @@ fn ipv6_tun_servers_decapsulate_ip6ip6() {
     // A download through the tunnel, then an upload of full-size segments: the client
     // learns the tunnel's MTU from the director's Packet Too Big and the upload gets
     // through whole.
-    let (www, sha) = blob_dir("r6tun", 4 << 20);
-    lab.spawn(
-        "r2",
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "81",
-            "--bind",
-            "::",
-            "--directory",
-            &www.to_string_lossy(),
-        ],
-    );
-    wait_tcp(&lab, "r2", "::1", 81);
+    let (www, sha) = blob_server(&mut lab, "r6tun", 4 << 20, "r2", 81);
     let big = format!("[{VIP_SEG}]:81");
     d.rvsadm(&["-A", "-t", &big, "-s", "rr"]);
     d.rvsadm(&["-a", "-t", &big, "-r", "2001:db8:3::12", "-i"]);
-    let to = std::env::temp_dir().join("rvs-r6tun-blob");
-    assert_eq!(
-        download(&lab, &format!("http://[{VIP_SEG}]:81/blob.bin"), &to),
-        sha
+    assert_download(
+        &lab,
+        "r6tun",
+        &format!("http://[{VIP_SEG}]:81/blob.bin"),
+        &sha,
     );
-    let _ = std::fs::remove_file(to);
     lab.spawn("r2", &["python3", "-c", UPLOAD_SINK6, "82"]);
-    wait_tcp(&lab, "r2", "::1", 82);
+    lab.wait_tcp6("r2", Ipv6Addr::LOCALHOST, 82);
     let up = format!("[{VIP_SEG}]:82");
     d.rvsadm(&["-A", "-t", &up, "-s", "rr"]);
     d.rvsadm(&["-a", "-t", &up, "-r", "2001:db8:3::12", "-i"]);
@@ -595,32 +486,18 @@ fn ipv6_path_mtu_discovery_works_through_nat() {
     lab.veth("r1", "r0", "sw", "r1p");
     lab.bridge("sw", "br0", &["d1p", "r1p"]);
     lab.exec("rt", &["ip", "link", "set", "rc0", "mtu", "1280"]);
-    kernel_off6(&lab, "d0");
-    kernel_off6(&lab, "d1");
+    lab.kernel_off6("d", "d0");
+    lab.kernel_off6("d", "d1");
     lab.kernel_off("d", "d0");
     lab.kernel_off("d", "d1");
-    addr6(&lab, "c", "c0", "2001:db8:4::2/64");
-    route6(&lab, "c", "default", "2001:db8:4::fe");
-    addr6(&lab, "rt", "rc0", "2001:db8:4::fe/64");
-    addr6(&lab, "rt", "rd0", "2001:db8:1::fe/64");
+    lab.addr6("c", "c0", "2001:db8:4::2/64");
+    lab.route6("c", "default", "2001:db8:4::fe");
+    lab.addr6("rt", "rc0", "2001:db8:4::fe/64");
+    lab.addr6("rt", "rd0", "2001:db8:1::fe/64");
     lab.exec("rt", &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-    addr6(&lab, "r1", "r0", "2001:db8:2::11/64");
-    route6(&lab, "r1", "default", "2001:db8:2::1");
-    let (www, sha) = blob_dir("r6mtu", 4 << 20);
-    lab.spawn(
-        "r1",
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "80",
-            "--bind",
-            "::",
-            "--directory",
-            &www.to_string_lossy(),
-        ],
-    );
-    wait_tcp(&lab, "r1", "::1", 80);
+    lab.addr6("r1", "r0", "2001:db8:2::11/64");
+    lab.route6("r1", "default", "2001:db8:2::1");
+    let (_, sha) = blob_server(&mut lab, "r6mtu", 4 << 20, "r1", 80);
     let d = Director::start(
         &lab,
         "d",
@@ -643,12 +520,7 @@ fn ipv6_path_mtu_discovery_works_through_nat() {
     let svc = format!("[{VIP}]:80");
     d.rvsadm(&["-A", "-t", &svc, "-s", "rr"]);
     d.rvsadm(&["-a", "-t", &svc, "-r", "[2001:db8:2::11]:80", "-m"]);
-    let to = std::env::temp_dir().join("rvs-r6mtu-blob");
-    assert_eq!(
-        download(&lab, &format!("http://[{VIP}]/blob.bin"), &to),
-        sha
-    );
-    let _ = std::fs::remove_file(to);
+    assert_download(&lab, "r6mtu", &format!("http://[{VIP}]/blob.bin"), &sha);
     assert!(
         d.counter("icmp_translated") > 0,
         "the router's Packet Too Big reached the server through the director"
