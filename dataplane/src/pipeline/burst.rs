@@ -68,24 +68,44 @@ struct Flow {
     v4: Option<V4Flow>,
 }
 
-/// The session tuple of a packet without an IPv4 lane reading: its IPv6 lane reading
-/// ([`wire::classify_v6_flow`], kept in `lane6`), else its full classification (into
-/// `cls`). Out of line: [`Core::process_burst`]'s IPv4 lane does not pay for it.
+/// The flow slot of a packet without an IPv4 lane reading: its tuple from its IPv6 lane
+/// reading ([`wire::classify_v6_flow`], kept in `lane6`), else from its full
+/// classification (into `cls`), hashed and its index bucket prefetched; `None` for a
+/// packet without a TCP or UDP tuple. Writes the slot itself (a returned tuple copied
+/// into it would stall on store forwarding). Out of line: [`Core::process_burst`]'s IPv4
+/// lane does not pay for it.
 #[inline(never)]
-fn lane_key(
+fn lane_flow(
     frame: &[u8],
     cls: &mut wire::Result<Classified>,
     lane6: &mut Option<V6Flow>,
-) -> Option<FlowKey> {
+    conns: &crate::conn::ConnTable,
+    slot: &mut Option<Flow>,
+) {
     *lane6 = wire::classify_v6_flow(frame);
-    if let Some(v) = lane6 {
-        return Some(v6_flow_key(v));
-    }
-    wire::classify_into(frame, ChecksumMode::Software, cls);
-    match cls {
-        Ok(Classified::Ip(m)) => flow_key(m),
-        _ => None,
-    }
+    let key = match lane6 {
+        Some(v) => v6_flow_key(v),
+        None => {
+            wire::classify_into(frame, ChecksumMode::Software, cls);
+            let key = match cls {
+                Ok(Classified::Ip(m)) => flow_key(m),
+                _ => None,
+            };
+            let Some(key) = key else {
+                *slot = None;
+                return;
+            };
+            key
+        }
+    };
+    let hash = conns.flow_hash(&key);
+    conns.prefetch_flow(hash);
+    *slot = Some(Flow {
+        hash,
+        key,
+        hint: None,
+        v4: None,
+    });
 }
 
 /// Prefetch distance of [`Core::process_burst`], in packets: how far the bucket prefetch
@@ -185,7 +205,7 @@ impl<P: PacketBuf> Core<P> {
                             // both lanes would go through memory, and the IPv4 lane's
                             // hash or copy would then load wide words just stored as
                             // narrow ones (a store-forwarding stall per packet).
-                            flows[r] = match v4 {
+                            match v4 {
                                 Some(v) => {
                                     // Hashed from the reading, not from the key.
                                     let proto = if v.udp { Proto::Udp } else { Proto::Tcp };
@@ -193,28 +213,23 @@ impl<P: PacketBuf> Core<P> {
                                     let hash =
                                         c.flow_hash_v4(proto, v.src, v.dst, v.sport, v.dport);
                                     c.prefetch_flow(hash);
-                                    Some(Flow {
+                                    flows[r] = Some(Flow {
                                         hash,
                                         key: v4_flow_key(&v),
                                         hint: None,
                                         v4,
-                                    })
+                                    });
                                 }
                                 // IPv6's lane reading, else a full classification: out
                                 // of line, so that IPv4's lane stays as tight as it was.
-                                None => {
-                                    lane_key(p.data(), &mut cls[r], &mut lanes6[r]).map(|key| {
-                                        let hash = self.conns.flow_hash(&key);
-                                        self.conns.prefetch_flow(hash);
-                                        Flow {
-                                            hash,
-                                            key,
-                                            hint: None,
-                                            v4: None,
-                                        }
-                                    })
-                                }
-                            };
+                                None => lane_flow(
+                                    p.data(),
+                                    &mut cls[r],
+                                    &mut lanes6[r],
+                                    &self.conns,
+                                    &mut flows[r],
+                                ),
+                            }
                             ring[r] = Some(p);
                         }
                     }
