@@ -464,7 +464,7 @@ impl Drop for Lab {
 }
 
 /// A running `rvsd` on DPDK `net_af_packet` ports inside a lab namespace. Dropping it
-/// stops rvsd (SIGTERM, then SIGKILL after 5 s) and removes its files.
+/// stops rvsd (SIGTERM, then SIGKILL after 20 s) and removes its files.
 #[derive(Debug)]
 pub struct Director {
     child: Child,
@@ -678,13 +678,16 @@ impl Director {
 
 impl Drop for Director {
     fn drop(&mut self) {
-        // SIGTERM first: rvsd stops its ports and removes its socket (quietly: it may
-        // have been killed already).
+        // SIGTERM first: rvsd stops its ports and removes its socket, its probe rules
+        // and routes (quietly: it may have been killed already). Labs check what its
+        // exit cleans up, so it gets time to finish: on a loaded runner (labs in
+        // parallel on two cores) stopping took more than 5 s once, and the SIGKILL then
+        // left the rules behind. Bounded all the same; an rvsd that exits returns at once.
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .stderr(Stdio::null())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 break;
