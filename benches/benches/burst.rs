@@ -5,10 +5,9 @@
 //!
 //! rvs-bench measures the real engine on DPDK devices, with the I/O floor and the memory
 //! of a large table; this measures the core's compute alone, in a process that runs
-//! nothing else, so that a change of a few cycles per packet shows. Its figures are
-//! instructions as much as time: under `valgrind --tool=callgrind` the per-packet
-//! instruction count of two builds compares exactly (BENCHMARKS.md, "Instructions per
-//! packet").
+//! nothing else, so that a change of a few cycles per packet shows; under
+//! `valgrind --tool=callgrind` its instruction counts per packet compare two builds
+//! exactly (BENCHMARKS.md, "The performance issue, seventh session").
 //!
 //! Each iteration refills the burst's buffers with their frames (a 64-byte copy each, as
 //! a NIC's receive writes them) and processes the burst; the refill alone is measured as
