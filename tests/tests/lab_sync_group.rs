@@ -493,6 +493,10 @@ fn join_lab(key: Option<&str>) {
              while it was not running too), and nothing more",
             DIRS[i]
         );
+        // The log line follows the counters by a moment.
+        rvs_tests::failover::wait_for("the bulk sync's log line", 5, || {
+            d.log().contains("sync group: bulk sync done")
+        });
         let log = d.log();
         assert!(
             log.contains("bulk sync of every session to it")
@@ -508,7 +512,12 @@ fn join_lab(key: Option<&str>) {
             DIRS[i]
         );
     }
-    // On dc: both peers up, 30 sessions received from each, none refused.
+    // On dc: both peers up, 30 sessions received from each, none refused. The senders
+    // count a bulk sync when its last datagram leaves; dc counts the records when its
+    // sync thread has read them, which on a loaded machine can be later.
+    rvs_tests::failover::wait_for("dc to count both bulk syncs", 5, || {
+        SYNC[..2].iter().all(|a| peer(&dc, a).2 >= want as u64)
+    });
     for a in &SYNC[..2] {
         let (state, _, conns, _, refused) = peer(&dc, a);
         assert_eq!(
