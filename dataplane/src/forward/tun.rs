@@ -39,8 +39,8 @@ use crate::buf::PacketBuf;
 use crate::flow::{TunCsum, TunKind, Tunnel};
 use crate::wire::icmpv4::{dst_unreachable, Message};
 use crate::wire::{
-    checksum, gre, gue, ipv4, udp, ChecksumMode, Error, EtherType, IpMeta, IpProtocol, IpVersion,
-    Result,
+    checksum, ethernet, gre, gue, ipv4, udp, ChecksumMode, Error, EtherType, IpMeta, IpProtocol,
+    IpVersion, Result,
 };
 
 use super::rewrite::{check_ttl, set_macs, MacRewrite};
@@ -210,9 +210,12 @@ pub fn encapsulate<B: PacketBuf + ?Sized>(buf: &mut B, inner: &Inner, p: &TunPar
     let pad = frame.len() - end;
     buf.trim(pad).map_err(|_| Error::Truncated)?;
     let data = buf.prepend(extra).map_err(|_| Error::NoHeadroom)?;
-    // Move the Ethernet header (and tag) to the new front; the outer headers go into
-    // the gap between it and the inner packet.
-    data.copy_within(extra..extra + l3, 0);
+    // The Ethernet header goes to the new front, the outer headers into the gap between
+    // it and the inner packet. Only an 802.1Q tag moves: the MACs are written anew below
+    // and the EtherType now.
+    if l3 > ethernet::HEADER_LEN {
+        data.copy_within(extra + 12..extra + l3 - 2, 12);
+    }
     data[l3 - 2..l3].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
     outer.emit(&mut data[l3..], ChecksumMode::Software)?;
     let at = l3 + ipv4::HEADER_LEN;
@@ -283,7 +286,10 @@ pub fn encapsulate6<B: PacketBuf + ?Sized>(
     let pad = frame.len() - end;
     buf.trim(pad).map_err(|_| Error::Truncated)?;
     let data = buf.prepend(OVERHEAD6).map_err(|_| Error::NoHeadroom)?;
-    data.copy_within(OVERHEAD6..OVERHEAD6 + l3, 0);
+    // As in `encapsulate`: only an 802.1Q tag moves.
+    if l3 > ethernet::HEADER_LEN {
+        data.copy_within(OVERHEAD6 + 12..OVERHEAD6 + l3 - 2, 12);
+    }
     data[l3 - 2..l3].copy_from_slice(&EtherType::IPV6.0.to_be_bytes());
     let mut outer = ipv6::Packet::new_unchecked(&mut data[l3..l3 + OVERHEAD6]);
     outer.set_version_tc_flow(inner.tos, 0);
@@ -413,6 +419,43 @@ mod tests {
     }
 
     #[test]
+    fn ip6ip6_keeps_the_vlan_tag() {
+        let (c6, v6, d6, r6) = ([0x20; 16], [0x21; 16], [0x22; 16], [0x23; 16]);
+        let mut orig = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+            .single_vlan(etherparse::VlanId::try_new(300).unwrap())
+            .ipv6(c6, v6, 64)
+            .tcp(CPORT, VPORT, 1, 100)
+            .write(&mut orig, &[7; 10])
+            .unwrap();
+        let m = meta(&orig);
+        let macs = MacRewrite {
+            src: EthernetAddress(DIRECTOR_MAC),
+            dst: EthernetAddress(RS_MAC),
+        };
+        let mut b = VecBuf::new(64, &orig);
+        encapsulate6(&mut b, &Inner::of(&m), d6.into(), r6.into(), 1500, &macs).unwrap();
+        let out = b.data();
+        let p = SlicedPacket::from_ethernet(out).unwrap();
+        let Some(LinkSlice::Ethernet2(e)) = &p.link else {
+            panic!()
+        };
+        assert_eq!((e.source(), e.destination()), (DIRECTOR_MAC, RS_MAC));
+        let Some(etherparse::VlanSlice::SingleVlan(vlan)) = &p.vlan else {
+            panic!("no single tag")
+        };
+        assert_eq!(vlan.vlan_identifier().value(), 300);
+        let Some(NetSlice::Ipv6(outer)) = &p.net else {
+            panic!("no outer IPv6 header")
+        };
+        assert_eq!(
+            (outer.header().source(), outer.header().destination()),
+            (d6, r6)
+        );
+        assert_eq!(&out[58..], &orig[18..], "the inner packet is untouched");
+    }
+
+    #[test]
     fn encapsulation_padding() {
         // 60-byte minimum frame: a 54-byte packet plus 6 bytes of padding
         let mut orig = client_frame(54, false, 64);
@@ -527,6 +570,13 @@ mod tests {
         encapsulate(&mut b, &Inner::of(&m), &params(1500)).unwrap();
         let out = b.data();
         assert_eq!(&out[12..14], &[0x81, 0x00]);
+        assert_eq!(
+            &out[14..16],
+            &[0x00, 0x07],
+            "the tag's VLAN 7 moved to the front"
+        );
+        assert_eq!(&out[..6], &RS_MAC);
+        assert_eq!(&out[6..12], &DIRECTOR_MAC);
         assert_eq!(&out[16..18], &[0x08, 0x00], "EtherType now IPv4");
         let outer = Ipv4HeaderSlice::from_slice(&out[18..]).unwrap().to_header();
         assert_eq!(outer.protocol, IpNumber::IPV6);
