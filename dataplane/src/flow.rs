@@ -44,8 +44,17 @@ pub(crate) const V4_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
 /// An IPv4 or IPv6 address in 16 bytes: IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`).
 ///
 /// Byte-aligned (no padding in the session struct) and cheap to compare.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Addr(pub [u8; 16]);
+
+/// One 128-bit word, not a length and a slice of 16 bytes: the service, pool and
+/// neighbour maps a new session looks up hash it in one step.
+impl core::hash::Hash for Addr {
+    #[inline]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.0));
+    }
+}
 
 impl Addr {
     /// The all-zero IPv6 address `::`.
