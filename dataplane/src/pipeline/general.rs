@@ -382,7 +382,7 @@ impl<P: PacketBuf> Core<P> {
                 let local = match new.needs_local() {
                     true => {
                         let (t, rs, fk) = (new.table(), new.dest(), new.flow());
-                        pick_local(&mut self.laddrs, t, net, me, rs, fk)
+                        pick_local(&mut self.laddrs, t, net, (me, self.rss), rs, fk)
                     }
                     false => None,
                 };
@@ -724,7 +724,7 @@ impl<P: PacketBuf> Core<P> {
 /// FULLNAT: the local address and port of a new session of flow `fk` to real server
 /// `rs` from the service's LIP pool (the pool of the service's port, else of its port-0
 /// service), preferring a port whose reply the NIC's RSS steers to this worker's queue
-/// (`me`). A port whose tuple toward the real server (`rip:rport -> lip:lport`) is
+/// (`me`: the queue, and whether any port has RSS, which the core notes per snapshot). A port whose tuple toward the real server (`rip:rport -> lip:lport`) is
 /// already in the session table (`conns`) is never handed out: the pool counts it as a
 /// conflict on its LIP (`ipvsadm -G`'s CONFLICTS) and tries the next. `None`: no pool, or
 /// no free port.
@@ -732,7 +732,7 @@ pub(super) fn pick_local(
     laddrs: &mut HashMap<ServiceKey, LaddrPool>,
     conns: &ConnTable,
     net: &NetConfig,
-    me: u16,
+    (me, rss): (u16, bool),
     rs: &RealServer,
     fk: &FlowKey,
 ) -> Option<(Addr, u16)> {
@@ -750,7 +750,6 @@ pub(super) fn pick_local(
     let rip = rs.addr.to_ip();
     let rport = if rs.port == 0 { fk.dport } else { rs.port };
     // Without RSS on any port, every port is as good (no lookup of the LIP's port).
-    let rss = net.rss.iter().any(Option::is_some);
     let prefer = |lip: IpAddr, lport: u16| {
         if !rss {
             return true;

@@ -271,6 +271,9 @@ pub struct Core<P> {
     /// Some port of the snapshot has a `vlan`: the fast path then checks every frame's
     /// tag against its port (else only that it has none).
     vlans: bool,
+    /// Some port of the snapshot has RSS ([`NetConfig::rss`]): a FULLNAT local port is
+    /// then chosen for the queue its replies reach ([`general::pick_local`]).
+    rss: bool,
     /// The fragment table (datagrams by source, destination, protocol and ID).
     frags: self::frag::Frags<P>,
     /// Fragments released beside the packet being processed ([`Core::take_frag_out`]).
@@ -348,6 +351,7 @@ impl<P: PacketBuf> Core<P> {
             tun_src: Vec::new(),
             tun_src6: Vec::new(),
             vlans: false,
+            rss: false,
             frags: crate::frag::FragTable::new(crate::frag::FragConfig::default()),
             frag_out: Vec::with_capacity(SIDE_CAP),
             frag_deciding: false,
@@ -405,6 +409,7 @@ impl<P: PacketBuf> Core<P> {
         self.tun_src = tunnel_sources(net);
         self.tun_src6 = tunnel_sources6(net);
         self.vlans = net.ports.iter().any(|p| p.vlan.is_some());
+        self.rss = net.rss.iter().any(Option::is_some);
         self.snap = Some(snap);
         // Traffic counters are indexed by the core's dest slots and remember whose they
         // are: a slot that now holds another server (one freed by a removed server's

@@ -406,7 +406,7 @@ impl<P: PacketBuf> Core<P> {
                 let local = match new.needs_local() {
                     true => {
                         let (t, rs, fk) = (new.table(), new.dest(), new.flow());
-                        let me = self.id as u16;
+                        let me = (self.id as u16, self.rss);
                         super::general::pick_local(&mut self.laddrs, t, &snap.net, me, rs, fk)
                     }
                     false => None,

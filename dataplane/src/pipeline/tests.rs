@@ -1446,6 +1446,40 @@ fn fullnat_syn(c: &mut Core<VecBuf>, cport: u16) -> ([u8; 4], u16, [u8; 4]) {
     (lip, lport, rip)
 }
 
+/// With RSS on the LIP's port, every FULLNAT session gets a local port whose replies the
+/// NIC steers to the worker's own queue; without, about half would reach the other.
+#[test]
+fn fullnat_local_ports_are_those_whose_replies_reach_the_workers_queue() {
+    let steer = crate::laddr::RssSteer {
+        key: std::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0x6d),
+        reta: vec![0, 1],
+    };
+    for rss in [true, false] {
+        let mut snap = snapshot(FwdMethod::FullNat, 1);
+        let mut net = (*snap.net).clone();
+        net.rss = vec![None, rss.then(|| steer.clone())];
+        snap.net = Arc::new(net);
+        let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+        c.adopt(snap);
+        c.add_static_neighbour(Ipv4Addr::from(RS1).into(), RS1_MAC);
+        c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
+        let queues: Vec<u16> = (0..20)
+            .map(|i| {
+                let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000 + i, VIP, 80, true, false);
+                let (p, _) = tx(c.process(syn, 0, 0, true));
+                let (lip, lport, rip, rport) = check(p.data());
+                let (lip, rip) = (Ipv4Addr::from(lip).into(), Ipv4Addr::from(rip).into());
+                steer.reply_queue(rip, lip, rport, lport)
+            })
+            .collect();
+        if rss {
+            assert!(queues.iter().all(|&q| q == 0), "{queues:?}");
+        } else {
+            assert!(queues.contains(&1), "{queues:?}");
+        }
+    }
+}
+
 #[test]
 fn a_lip_pool_change_never_hands_out_a_port_of_a_live_session() {
     const LIP2: [u8; 4] = [10, 20, 0, 201];
