@@ -387,72 +387,57 @@ mod tests {
         assert_eq!(ipip.inner(), &orig[14..]);
     }
 
+    /// ip6ip6, untagged and with an 802.1Q tag (which stays in front of the outer header).
     #[test]
     fn ip6ip6_encapsulation() {
         let (c6, v6, d6, r6) = ([0x20; 16], [0x21; 16], [0x22; 16], [0x23; 16]);
-        let mut orig = Vec::new();
-        PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-            .ipv6(c6, v6, 64)
-            .tcp(CPORT, VPORT, 1, 100)
-            .write(&mut orig, &[7; 100])
-            .unwrap();
-        let m = meta(&orig);
-        let macs = MacRewrite {
-            src: EthernetAddress(DIRECTOR_MAC),
-            dst: EthernetAddress(RS_MAC),
-        };
-        let mut b = VecBuf::new(64, &orig);
-        let too_small = encapsulate6(&mut b, &Inner::of(&m), d6.into(), r6.into(), 199, &macs);
-        assert_eq!(too_small, Err(Error::Oversize));
-        assert_eq!(b.data(), &orig[..]);
-        encapsulate6(&mut b, &Inner::of(&m), d6.into(), r6.into(), 1500, &macs).unwrap();
-        let out = b.data();
-        assert_eq!(out.len(), orig.len() + 40);
-        let outer = etherparse::Ipv6HeaderSlice::from_slice(&out[14..]).unwrap();
-        assert_eq!((outer.source(), outer.destination()), (d6, r6));
-        assert_eq!(outer.next_header(), IpNumber::IPV6);
-        assert_eq!(outer.hop_limit(), 63);
-        assert_eq!(usize::from(outer.payload_length()), orig.len() - 14);
-        assert_eq!(&out[54..], &orig[14..], "the inner packet is untouched");
-        assert_eq!(&out[12..14], &[0x86, 0xdd]);
-        assert_eq!(&out[..6], &RS_MAC);
-    }
-
-    #[test]
-    fn ip6ip6_keeps_the_vlan_tag() {
-        let (c6, v6, d6, r6) = ([0x20; 16], [0x21; 16], [0x22; 16], [0x23; 16]);
-        let mut orig = Vec::new();
-        PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-            .single_vlan(etherparse::VlanId::try_new(300).unwrap())
-            .ipv6(c6, v6, 64)
-            .tcp(CPORT, VPORT, 1, 100)
-            .write(&mut orig, &[7; 10])
-            .unwrap();
-        let m = meta(&orig);
-        let macs = MacRewrite {
-            src: EthernetAddress(DIRECTOR_MAC),
-            dst: EthernetAddress(RS_MAC),
-        };
-        let mut b = VecBuf::new(64, &orig);
-        encapsulate6(&mut b, &Inner::of(&m), d6.into(), r6.into(), 1500, &macs).unwrap();
-        let out = b.data();
-        let p = SlicedPacket::from_ethernet(out).unwrap();
-        let Some(LinkSlice::Ethernet2(e)) = &p.link else {
-            panic!()
-        };
-        assert_eq!((e.source(), e.destination()), (DIRECTOR_MAC, RS_MAC));
-        let Some(etherparse::VlanSlice::SingleVlan(vlan)) = &p.vlan else {
-            panic!("no single tag")
-        };
-        assert_eq!(vlan.vlan_identifier().value(), 300);
-        let Some(NetSlice::Ipv6(outer)) = &p.net else {
-            panic!("no outer IPv6 header")
-        };
-        assert_eq!(
-            (outer.header().source(), outer.header().destination()),
-            (d6, r6)
-        );
-        assert_eq!(&out[58..], &orig[18..], "the inner packet is untouched");
+        for vlan in [None, Some(300)] {
+            let mut orig = Vec::new();
+            let eth = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC);
+            let ip = match vlan {
+                Some(v) => eth
+                    .single_vlan(etherparse::VlanId::try_new(v).unwrap())
+                    .ipv6(c6, v6, 64),
+                None => eth.ipv6(c6, v6, 64),
+            };
+            ip.tcp(CPORT, VPORT, 1, 100)
+                .write(&mut orig, &[7; 100])
+                .unwrap();
+            let l3 = if vlan.is_some() { 18 } else { 14 };
+            let m = meta(&orig);
+            let macs = MacRewrite {
+                src: EthernetAddress(DIRECTOR_MAC),
+                dst: EthernetAddress(RS_MAC),
+            };
+            let mut b = VecBuf::new(64, &orig);
+            let too_small = encapsulate6(&mut b, &Inner::of(&m), d6.into(), r6.into(), 199, &macs);
+            assert_eq!(too_small, Err(Error::Oversize));
+            assert_eq!(b.data(), &orig[..]);
+            encapsulate6(&mut b, &Inner::of(&m), d6.into(), r6.into(), 1500, &macs).unwrap();
+            let out = b.data();
+            assert_eq!(out.len(), orig.len() + 40);
+            let p = SlicedPacket::from_ethernet(out).unwrap();
+            let Some(LinkSlice::Ethernet2(e)) = &p.link else {
+                panic!()
+            };
+            assert_eq!((e.source(), e.destination()), (DIRECTOR_MAC, RS_MAC));
+            let tag = match &p.vlan {
+                Some(etherparse::VlanSlice::SingleVlan(t)) => Some(t.vlan_identifier().value()),
+                _ => None,
+            };
+            assert_eq!(tag, vlan);
+            let outer = etherparse::Ipv6HeaderSlice::from_slice(&out[l3..]).unwrap();
+            assert_eq!((outer.source(), outer.destination()), (d6, r6));
+            assert_eq!(outer.next_header(), IpNumber::IPV6);
+            assert_eq!(outer.hop_limit(), 63);
+            assert_eq!(usize::from(outer.payload_length()), orig.len() - l3);
+            assert_eq!(
+                &out[l3 + 40..],
+                &orig[l3..],
+                "the inner packet is untouched"
+            );
+            assert_eq!(&out[l3 - 2..l3], &[0x86, 0xdd]);
+        }
     }
 
     #[test]
