@@ -182,6 +182,32 @@ fn tcp_of(f: &[u8]) -> (Ipv6Header, u16, u16) {
     (h, t.source_port(), t.destination_port())
 }
 
+/// A Neighbor Advertisement for `target` at `mac`, from `target` to `dst` (`ff02::1`:
+/// unsolicited, to all nodes), built with etherparse: the Ethernet frame.
+fn na_frame(dst: Ipv6Addr, target: Ipv6Addr, mac: [u8; 6]) -> VecBuf {
+    let unsolicited = dst.is_multicast();
+    let eth_dst = match unsolicited {
+        true => [0x33, 0x33, 0, 0, 0, 1],
+        false => PORT1_MAC,
+    };
+    // R clear, S set when solicited, O set; then the target and its link-layer option.
+    let flags = if unsolicited { 0x20 } else { 0x60 };
+    let mut body = target.octets().to_vec();
+    body.extend_from_slice(&[2, 1]);
+    body.extend_from_slice(&mac);
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(mac, eth_dst)
+        .ipv6(target.octets(), dst.octets(), 255)
+        .icmpv6(etherparse::Icmpv6Type::Unknown {
+            type_u8: 136,
+            code_u8: 0,
+            bytes5to8: [flags, 0, 0, 0],
+        })
+        .write(&mut f, &body)
+        .unwrap();
+    VecBuf::new(0, &f)
+}
+
 #[test]
 fn a_solicitation_for_the_vip_is_answered_and_its_sender_learned() {
     let mut c = core6(FwdMethod::Masq, 0, 1, false);
@@ -309,14 +335,8 @@ fn an_advertisement_resolves_held_packets() {
         (RS2, RS2_MAC)
     };
     // RS1 advertises itself (unsolicited, to all nodes).
-    let mut na = vec![0u8; 96];
-    let n = crate::wire::icmpv6::emit_neighbor_advert(&mut na, &v6("::"), &v6(rs), rs_mac).unwrap();
-    let mut f = Vec::new();
-    f.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
-    f.extend_from_slice(&rs_mac);
-    f.extend_from_slice(&[0x86, 0xdd]);
-    f.extend_from_slice(&na[..n]);
-    let out = c.process(VecBuf::new(0, &f), 1, 5, true);
+    let na = na_frame(v6("ff02::1"), v6(rs), rs_mac);
+    let out = c.process(na, 1, 5, true);
     assert!(matches!(out, Out::Consumed(_)), "{out:?}");
     let released: Vec<_> = c.take_released().collect();
     assert_eq!(released.len(), 1);
@@ -1070,15 +1090,7 @@ fn advertisements_for_addresses_not_tracked_are_not_learned() {
     let before = c.neigh6().len();
     for k in 0..100u16 {
         let target = v6(&format!("2001:db8:2::{:x}", 0x1000 + k));
-        let mut na = vec![0u8; 96];
-        let n = crate::wire::icmpv6::emit_neighbor_advert(&mut na, &v6("::"), &target, RS1_MAC)
-            .unwrap();
-        let mut f = Vec::new();
-        f.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
-        f.extend_from_slice(&RS1_MAC);
-        f.extend_from_slice(&[0x86, 0xdd]);
-        f.extend_from_slice(&na[..n]);
-        let out = c.process(VecBuf::new(0, &f), 1, 0, true);
+        let out = c.process(na_frame(v6("ff02::1"), target, RS1_MAC), 1, 0, true);
         assert!(matches!(out, Out::Consumed(_)), "{out:?}");
     }
     assert_eq!(c.neigh6().len(), before);
@@ -1103,14 +1115,7 @@ fn an_answer_to_another_workers_solicitation_is_learned_and_shared() {
         None => panic!("a solicitation"),
     };
     let rs_mac = if rs == v6(RS1) { RS1_MAC } else { RS2_MAC };
-    let mut na = vec![0u8; 96];
-    let n = crate::wire::icmpv6::emit_neighbor_advert(&mut na, &v6(DIP1), &rs, rs_mac).unwrap();
-    let mut f = Vec::new();
-    f.extend_from_slice(&PORT1_MAC);
-    f.extend_from_slice(&rs_mac);
-    f.extend_from_slice(&[0x86, 0xdd]);
-    f.extend_from_slice(&na[..n]);
-    let out = w1.process(VecBuf::new(0, &f), 1, 1, true);
+    let out = w1.process(na_frame(v6(DIP1), rs, rs_mac), 1, 1, true);
     assert!(matches!(out, Out::Consumed(_)), "{out:?}");
     let learned: Vec<_> = w1.take_learned().collect();
     assert_eq!(
