@@ -369,20 +369,7 @@ impl<P: PacketBuf> Core<P> {
             drop(second);
             return self.drop(pkt, DropReason::Rewrite(e));
         }
-        if self.vlans || meta.l2.vlan_tci.is_some() {
-            let r =
-                retag_for(&mut pkt, snap, port).and_then(|()| retag_for(&mut second, snap, port));
-            if let Err(e) = r {
-                drop(second);
-                return self.drop(pkt, DropReason::Rewrite(e));
-            }
-        }
-        self.count_forwarded(id, dir, len);
-        self.counters.tun_outer_fragmented += 1;
-        let out = self.emit_ip(pkt, port, nh, mac);
-        let o2 = self.emit_ip(second, port, nh, mac);
-        self.frag_emit(o2);
-        out
+        self.send_outer_pair(pkt, second, (id, dir, len), (port, nh, mac), snap, meta)
     }
 
     /// TUN: a packet without DF too big for the tunnel (`Plan::apply` refused it as
@@ -423,6 +410,23 @@ impl<P: PacketBuf> Core<P> {
             drop(second);
             return self.drop(pkt, DropReason::Rewrite(e));
         }
+        let nh = IpAddr::V4(nh);
+        self.send_outer_pair(pkt, second, (id, dir, len), (port, nh, mac), snap, meta)
+    }
+
+    /// The two outer fragments of [`Core::tun_split`] or [`Core::tun_split6`], made: tags
+    /// for the egress port, the session's traffic counted once (`len`, the packet as
+    /// received), the first sent as the packet's outcome and the second beside it.
+    #[allow(clippy::too_many_arguments)]
+    fn send_outer_pair(
+        &mut self,
+        mut pkt: P,
+        mut second: P,
+        (id, dir, len): (ConnId, Direction, u64),
+        (port, nh, mac): (u16, IpAddr, Option<[u8; 6]>),
+        snap: &Snapshot,
+        meta: &IpMeta,
+    ) -> Out<P> {
         if self.vlans || meta.l2.vlan_tci.is_some() {
             let r =
                 retag_for(&mut pkt, snap, port).and_then(|()| retag_for(&mut second, snap, port));
@@ -433,8 +437,8 @@ impl<P: PacketBuf> Core<P> {
         }
         self.count_forwarded(id, dir, len);
         self.counters.tun_outer_fragmented += 1;
-        let out = self.emit(pkt, port, nh, mac);
-        let o2 = self.emit(second, port, nh, mac);
+        let out = self.emit_ip(pkt, port, nh, mac);
+        let o2 = self.emit_ip(second, port, nh, mac);
         self.frag_emit(o2);
         out
     }

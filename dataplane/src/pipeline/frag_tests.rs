@@ -702,3 +702,29 @@ fn a_fragmented_datagram_cannot_take_a_proxy_header_and_is_refused_whole() {
     assert_eq!(c.counters().drops_of(DropReason::ProxyNoRoom), 3);
     assert_eq!(c.counters().proxy_headers, 1);
 }
+
+/// TUN toward a VLAN port: a datagram without DF too big for the tunnel leaves as two
+/// outer fragments, both tagged with the egress port's VLAN, both to the real server.
+#[test]
+fn both_outer_fragments_of_a_tunnelled_packet_carry_the_egress_vlan() {
+    let mut snap = snapshot(FwdMethod::Tunnel, 1);
+    let mut net = (*snap.net).clone();
+    net.ports[1].vlan = Some(20);
+    snap.net = Arc::new(net);
+    let mut c = core_with(snap, 0);
+    let payload = pattern(9, 1472);
+    let frames = fragments(CLIENT_MAC, CIP, 40000, VIP, 80, 77, &payload, 1500);
+    assert_eq!(frames.len(), 1, "one whole datagram, without DF");
+    let out = sent(run(&mut c, &frames, 0, 1, true));
+    assert_eq!(out.len(), 2, "two outer fragments");
+    for (f, port) in &out {
+        assert_eq!(*port, 1);
+        let p = etherparse::SlicedPacket::from_ethernet(f).expect("a frame");
+        let Some(etherparse::VlanSlice::SingleVlan(tag)) = &p.vlan else {
+            panic!("untagged: {f:02x?}")
+        };
+        assert_eq!(tag.vlan_identifier().value(), 20);
+        assert!([RS1_MAC, RS2_MAC].contains(&f[..6].try_into().unwrap()));
+    }
+    assert_eq!(c.counters().tun_outer_fragmented, 1);
+}
