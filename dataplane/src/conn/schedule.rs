@@ -80,6 +80,11 @@ impl NewSession<'_> {
         &self.flow
     }
 
+    /// The client packet's firewall mark (0: none), which the session keeps.
+    pub fn fwmark(&self) -> u32 {
+        self.fwmark
+    }
+
     /// The session table the session will be made in (to check a FULLNAT local endpoint
     /// against the sessions it holds before [`NewSession::create`]).
     pub fn table(&self) -> &ConnTable {

@@ -382,7 +382,8 @@ impl<P: PacketBuf> Core<P> {
                 let local = match new.needs_local() {
                     true => {
                         let (t, rs, fk) = (new.table(), new.dest(), new.flow());
-                        pick_local(&mut self.laddrs, t, net, (me, self.rss), rs, fk)
+                        let flow = (fk, new.fwmark());
+                        pick_local(&mut self.laddrs, t, net, (me, self.rss), rs, flow)
                     }
                     false => None,
                 };
@@ -734,18 +735,17 @@ pub(super) fn pick_local(
     net: &NetConfig,
     (me, rss): (u16, bool),
     rs: &RealServer,
-    fk: &FlowKey,
+    (fk, fwmark): (&FlowKey, u32),
 ) -> Option<(Addr, u16)> {
-    let key = ServiceKey::Addr {
-        proto: fk.proto,
-        addr: fk.daddr,
-        port: fk.dport,
-    };
-    // The service's pool, else its address's port-0 service's ([`super::pool_key`]),
-    // with one hash of the key in the common case.
-    let pool = match laddrs.get_mut(&key) {
-        Some(p) => p,
-        None => laddrs.get_mut(&super::port0_key(key)?)?,
+    let r = super::PoolRef::of(fk, fwmark);
+    // The service's pool ([`super::pool_key`]): with one hash of the key in the common
+    // case (no mark, a pool of the address service's own).
+    let pool = match r.fwmark {
+        0 => match laddrs.get_mut(&r.key) {
+            Some(p) => p,
+            None => laddrs.get_mut(&super::port0_key(r.key)?)?,
+        },
+        _ => super::pool_of(laddrs, r)?,
     };
     let rip = rs.addr.to_ip();
     let rport = if rs.port == 0 { fk.dport } else { rs.port };

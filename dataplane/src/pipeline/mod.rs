@@ -532,13 +532,13 @@ impl<P: PacketBuf> Core<P> {
     fn reserve_held_ports(&mut self, added: &[(ServiceKey, IpAddr)]) {
         let mut unaccounted: Vec<IpAddr> = Vec::new();
         for (_, s) in self.conns.iter() {
-            let Some((key, ep)) = local_endpoint(s) else {
+            let Some((r, ep)) = local_endpoint(s) else {
                 continue;
             };
             if !added.iter().any(|(_, lip)| *lip == ep.addr) {
                 continue;
             }
-            let k = pool_key(&self.laddrs, key);
+            let k = pool_key(&self.laddrs, r);
             let reserved = match k.filter(|k| added.contains(&(*k, ep.addr))) {
                 Some(k) => self.laddrs.get_mut(&k).is_some_and(|p| p.reserve(ep)),
                 None => false,
@@ -565,8 +565,8 @@ impl<P: PacketBuf> Core<P> {
         let laddrs = &mut self.laddrs;
         let (held, counters) = (&mut self.held, &mut self.counters);
         let n = self.conns.expire(now_ms, |id, s| {
-            if let Some((key, ep)) = local_endpoint(s) {
-                if let Some(pool) = pool_of(laddrs, key) {
+            if let Some((r, ep)) = local_endpoint(s) {
+                if let Some(pool) = pool_of(laddrs, r) {
                     pool.release(ep);
                 }
             }
@@ -616,9 +616,43 @@ pub fn announced_addresses6(net: &NetConfig) -> Vec<(u16, Ipv6Addr)> {
     v
 }
 
-/// The service of a FULLNAT session (the key its LIP pool is looked up by) and its local
-/// endpoint; `None` for other sessions and templates.
-fn local_endpoint(s: &Session) -> Option<(ServiceKey, LocalEndpoint)> {
+/// What a FULLNAT session's LIP pool is found by ([`pool_key`]): the firewall mark its
+/// first packet had (0: none) and its address service's key.
+#[derive(Clone, Copy, Debug)]
+struct PoolRef {
+    fwmark: u32,
+    key: ServiceKey,
+}
+
+impl PoolRef {
+    /// The pool reference of a packet (or session) of tuple `flow` with mark `fwmark`.
+    fn of(flow: &crate::flow::FlowKey, fwmark: u32) -> PoolRef {
+        PoolRef {
+            fwmark,
+            key: ServiceKey::Addr {
+                proto: flow.proto,
+                addr: flow.daddr,
+                port: flow.dport,
+            },
+        }
+    }
+
+    /// The pool key of the fwmark service of this mark (none without a mark).
+    fn fwmark_key(&self) -> Option<ServiceKey> {
+        match (self.fwmark, self.key) {
+            (0, _) => None,
+            (mark, ServiceKey::Addr { addr, .. }) => Some(ServiceKey::Fwmark {
+                v6: !addr.is_v4(),
+                mark,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The pool reference of a FULLNAT session and its local endpoint; `None` for other
+/// sessions and templates.
+fn local_endpoint(s: &Session) -> Option<(PoolRef, LocalEndpoint)> {
     if s.fwd() != FwdMethod::FullNat || s.is_template() {
         return None;
     }
@@ -628,8 +662,9 @@ fn local_endpoint(s: &Session) -> Option<(ServiceKey, LocalEndpoint)> {
         addr: s.vaddr(),
         port: s.vport(),
     };
+    let fwmark = s.fwmark();
     Some((
-        key,
+        PoolRef { fwmark, key },
         LocalEndpoint {
             addr,
             port: s.lport(),
@@ -637,19 +672,23 @@ fn local_endpoint(s: &Session) -> Option<(ServiceKey, LocalEndpoint)> {
     ))
 }
 
-/// The key of the LIP pool of service `key` (an address service): its own, else that of
-/// the port-0 service of its address.
-fn pool_key(laddrs: &HashMap<ServiceKey, LaddrPool>, key: ServiceKey) -> Option<ServiceKey> {
-    if laddrs.contains_key(&key) {
-        return Some(key);
+/// The key of the LIP pool of a session's service, in the order the service lookup goes
+/// (`ip_vs_service_find`): the fwmark service of the session's mark, else its address
+/// service, else the port-0 service of that address.
+fn pool_key(laddrs: &HashMap<ServiceKey, LaddrPool>, r: PoolRef) -> Option<ServiceKey> {
+    if let Some(k) = r.fwmark_key().filter(|k| laddrs.contains_key(k)) {
+        return Some(k);
     }
-    let key0 = port0_key(key)?;
+    if laddrs.contains_key(&r.key) {
+        return Some(r.key);
+    }
+    let key0 = port0_key(r.key)?;
     laddrs.contains_key(&key0).then_some(key0)
 }
 
-/// The LIP pool of service `key` (see [`pool_key`]).
-fn pool_of(laddrs: &mut HashMap<ServiceKey, LaddrPool>, key: ServiceKey) -> Option<&mut LaddrPool> {
-    let k = pool_key(laddrs, key)?;
+/// The LIP pool of a session's service (see [`pool_key`]).
+fn pool_of(laddrs: &mut HashMap<ServiceKey, LaddrPool>, r: PoolRef) -> Option<&mut LaddrPool> {
+    let k = pool_key(laddrs, r)?;
     laddrs.get_mut(&k)
 }
 

@@ -67,10 +67,13 @@ impl<P: PacketBuf> Core<P> {
                 let Some(proto) = Proto::from_number(c.protocol) else {
                     return false;
                 };
-                let key = ServiceKey::Addr {
-                    proto,
-                    addr: c.vaddr,
-                    port: c.vport,
+                let key = super::PoolRef {
+                    fwmark: c.fwmark,
+                    key: ServiceKey::Addr {
+                        proto,
+                        addr: c.vaddr,
+                        port: c.vport,
+                    },
                 };
                 let ours = laddrs.values().any(|p| p.contains(lip));
                 if !ours {

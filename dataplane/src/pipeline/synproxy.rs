@@ -407,7 +407,8 @@ impl<P: PacketBuf> Core<P> {
                     true => {
                         let (t, rs, fk) = (new.table(), new.dest(), new.flow());
                         let me = (self.id as u16, self.rss);
-                        super::general::pick_local(&mut self.laddrs, t, &snap.net, me, rs, fk)
+                        let flow = (fk, new.fwmark());
+                        super::general::pick_local(&mut self.laddrs, t, &snap.net, me, rs, flow)
                     }
                     false => None,
                 };

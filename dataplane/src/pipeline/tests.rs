@@ -4212,3 +4212,56 @@ fn a_fragmented_segment_to_a_proxied_service_opens_nothing() {
     assert!(c.take_generated().is_none(), "no cookie SYN-ACK");
     assert_eq!(c.conns().len(), 0);
 }
+
+/// A FULLNAT firewall-mark service (`-f 1` with `-P` local addresses): a marked SYN gets a
+/// session from the fwmark service's LIP pool; a standby installing the session reserves
+/// its port there; the port returns to that pool when the session expires.
+#[test]
+fn a_fullnat_fwmark_service_takes_its_local_addresses_from_its_own_pool() {
+    use crate::mark::{MarkRule, MarkRules, Prefix4};
+    let fwm = ServiceKey::Fwmark { v6: false, mark: 1 };
+    let director = || {
+        let mut t = ServiceTable::new();
+        t.add_service(ServiceConfig::new(fwm, SchedKind::Rr))
+            .expect("fwmark service");
+        t.add_dest(&fwm, DestConfig::new(a(RS1), 0, FwdMethod::FullNat))
+            .expect("rs");
+        let mut snap = snapshot(FwdMethod::FullNat, 1);
+        let mut net = (*snap.net).clone();
+        net.marks = MarkRules::new(vec![MarkRule {
+            proto: Some(Proto::Tcp),
+            dst: Prefix4::new(Ipv4Addr::from(VIP), 32),
+            dports: vec![(80, 80)],
+            ..MarkRule::new(1)
+        }]);
+        net.laddrs = [(fwm, vec![Ipv4Addr::from(LIP).into()])]
+            .into_iter()
+            .collect();
+        snap.net = Arc::new(net);
+        snap.services = t.snapshot();
+        let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+        c.adopt(snap);
+        c.add_static_neighbour(Ipv4Addr::from(RS1).into(), RS1_MAC);
+        c
+    };
+    let in_use = |c: &Core<VecBuf>| {
+        let (k, pool) = c.laddr_pools().next().expect("the pool");
+        assert_eq!(*k, fwm);
+        pool.in_use_of(Ipv4Addr::from(LIP).into())
+    };
+    let (mut c, mut standby) = (director(), director());
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+    let (p, port) = tx(c.process(syn, 0, 1, true));
+    assert_eq!(port, 1);
+    let (lip, _, rs, rport) = check(p.data());
+    assert_eq!((lip, rs, rport), (LIP, RS1, 80));
+    assert_eq!(in_use(&c), 1);
+    let (id, _) = c.conns().iter().next().expect("the session");
+    let rec = c.conns().sync_record(id).expect("its record");
+    assert!(standby.install_synced(&rec, 1).expect("installed"));
+    assert_eq!(in_use(&standby), 1, "the standby reserved the port");
+    // The session expires: its port goes back to the fwmark service's pool.
+    c.tick(3_600_000, |_| {});
+    assert_eq!(c.conns().len(), 0);
+    assert_eq!(in_use(&c), 0, "the port returned");
+}
