@@ -1052,6 +1052,22 @@ while time.time() < end:
         }
     }
 
+    /// Polls `ok` every 200 ms until it holds or `secs` seconds have passed; returns
+    /// whether it held. For a condition the caller then asserts with its own message (a
+    /// counter the dataplane reaches a moment after the action that caused it).
+    pub fn poll_until(secs: u64, mut ok: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if ok() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The MAC of `dev` in `ns`.
     pub fn mac(lab: &Lab, ns: &str, dev: &str) -> String {
         String::from_utf8_lossy(

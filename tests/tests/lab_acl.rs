@@ -136,8 +136,12 @@ fn a_denied_prefix_is_dropped_at_the_floods_rate_and_an_online_change_takes_effe
         ],
     );
     let flood_secs = flood_start.elapsed().as_secs_f64();
-    // Let the last SYNs reach the workers and the curls go on a moment.
-    std::thread::sleep(Duration::from_millis(500));
+    // Let the last SYNs reach the workers (on a loaded machine they may read them well
+    // after hping3 has sent them: wait, bounded, until the counts account for the whole
+    // flood) and the curls go on a moment.
+    rvs_tests::failover::poll_until(10, || {
+        d.drops("acl-deny") - deny0 + port0_missed(&d) - missed0 >= FLOOD
+    });
     stop.store(true, Ordering::Relaxed);
     curls.join().expect("curl loop");
     let hping_said = String::from_utf8_lossy(&flood.stderr).into_owned()

@@ -146,9 +146,22 @@ fn fullnat_servers_see_a_lip_and_two_workers_hand_off_to_owners() {
     }
     let listing = d.rvsadm(&["-Ln"]);
     assert!(listing.contains("FullNat"), "{listing}");
+    // A worker counts a handoff when it passes the packet on, the owner when it takes it
+    // in: the connections' last packets (the servers' ACKs of the client's FIN) may
+    // still be between the two when curl has returned, longer on a loaded machine. Wait
+    // (bounded) until the two counts meet, then check them.
+    let handoff_counts = |stats: &str| {
+        (
+            counter(stats, 0, "handoff_out") + counter(stats, 1, "handoff_out"),
+            counter(stats, 0, "handoff_in") + counter(stats, 1, "handoff_in"),
+        )
+    };
+    rvs_tests::failover::poll_until(5, || {
+        let (out, inn) = handoff_counts(&d.rvsadm(&["--dataplane"]));
+        out == inn
+    });
     let stats = d.rvsadm(&["--dataplane"]);
-    let handoffs = counter(&stats, 0, "handoff_out") + counter(&stats, 1, "handoff_out");
-    let handed_in = counter(&stats, 0, "handoff_in") + counter(&stats, 1, "handoff_in");
+    let (handoffs, handed_in) = handoff_counts(&stats);
     eprintln!("{stats}");
     assert!(
         handoffs > 0,

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rvs_tests::failover::wait_for;
 use rvs_tests::topo::{two_port, two_port_director_with, VIP2};
@@ -316,7 +316,16 @@ fn prometheus_scrapes_what_ipvsadm_shows() {
     // The counters: Prometheus' latest scrape lies between ipvsadm's readings before
     // and after it.
     let before = stats(&d);
-    std::thread::sleep(Duration::from_millis(2200));
+    let read_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    // Prometheus scrapes every second, but on a loaded machine a scrape can start late:
+    // wait (bounded) for one that began after the reading above (a scrape's samples carry
+    // its start time; 50 ms for Prometheus' alignment of scrape timestamps).
+    wait_for("a scrape after ipvsadm's first reading", 10, || {
+        scalar(&lab, "timestamp(up{job=\"rvs\"})") > read_at + 0.05
+    });
     let scraped_totals: Vec<f64> = TOTALS.iter().map(|t| scalar(&lab, t)).collect();
     let after = stats(&d);
     for (i, t) in TOTALS.iter().enumerate() {
@@ -372,7 +381,11 @@ fn prometheus_scrapes_what_ipvsadm_shows() {
     let kept = stats(&d);
     d.rvsadm(&["-D", "-t", &svc]);
     d.rvsadm(&["-Z"]);
-    std::thread::sleep(Duration::from_millis(2500));
+    // Gone from the next scrape on; on a loaded machine that scrape can come late: wait
+    // (bounded) for it rather than a fixed pause.
+    rvs_tests::failover::poll_until(10, || {
+        query(&lab, "node_ipvs_backend_weight{proto=\"TCP\"}").is_empty()
+    });
     assert!(
         query(&lab, "node_ipvs_backend_weight{proto=\"TCP\"}").is_empty(),
         "the deleted service's servers are still scraped"

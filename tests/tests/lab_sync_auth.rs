@@ -48,12 +48,13 @@ for i in range(n):
 
 /// Captures the first sync datagram (UDP to port 8848) seen on `iface` into `out`,
 /// waiting at most `secs` seconds (a packet socket: the standby's own socket still gets
-/// it).
+/// it). Creates `out.ready` once its socket is bound.
 const SNIFF: &str = r#"
 import socket, sys, time
 iface, out, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
 s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
 s.bind((iface, 0))
+open(out + ".ready", "w").close()
 end = time.time() + secs
 while time.time() < end:
     s.settimeout(max(0.1, end - time.time()))
@@ -191,7 +192,10 @@ fn forged_and_replayed_sync_messages_are_refused_and_counted() {
         .stdin(Stdio::null())
         .spawn()
         .expect("sniffer");
-    std::thread::sleep(Duration::from_millis(300));
+    // The client's sessions are synced at once: the sniffer must listen before they
+    // are made (python's start can take well over a fixed pause on a loaded machine).
+    let ready = dir.join("captured.ready");
+    rvs_tests::failover::wait_for("the sniffer's socket", 15, || ready.exists());
     lab.exec(
         "c",
         &["python3", "-c", CLIENT, VIP, "53", &FLOWS.to_string()],

@@ -493,9 +493,14 @@ fn join_lab(key: Option<&str>) {
              while it was not running too), and nothing more",
             DIRS[i]
         );
-        // The log line follows the counters by a moment.
+        // The log line follows the counters by a moment. Wait for the line of this bulk
+        // sync itself: the one to the other peer (0 sessions, when it came up) is older.
         rvs_tests::failover::wait_for("the bulk sync's log line", 5, || {
-            d.log().contains("sync group: bulk sync done")
+            d.log().lines().any(|l| {
+                l.contains("sync group: bulk sync done")
+                    && l.contains("sessions=30")
+                    && l.contains("10.99.0.3")
+            })
         });
         let log = d.log();
         assert!(

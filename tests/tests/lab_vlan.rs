@@ -209,7 +209,9 @@ fn a_tagged_frame_on_an_untagged_port_is_dropped_and_never_reaches_the_servers()
     let before = d.drops("vlan");
     // The defect's frames: a client's SYNs tagged VID 10 on the untagged port.
     send_syns(&lab, &dmac, 33000, 5, &["10"]);
-    std::thread::sleep(Duration::from_millis(500));
+    // The worker counts the SYNs when it has read them, on a loaded machine later than
+    // the sender returns: wait (bounded) for the count rather than a fixed pause.
+    rvs_tests::failover::poll_until(5, || d.drops("vlan") - before >= 5);
     let dropped = d.drops("vlan") - before;
     let rows = captured(caps);
 
@@ -319,7 +321,8 @@ fn a_vlan_port_serves_its_vlan_and_the_servers_see_no_tag() {
     // Another VLAN's frames and untagged ones on the VLAN port.
     let before = d.drops("vlan");
     send_syns(&lab, &dmac, 34000, 5, &["20", "none"]);
-    std::thread::sleep(Duration::from_millis(500));
+    // As above: the count follows the sender by a moment.
+    rvs_tests::failover::poll_until(5, || d.drops("vlan") - before >= 10);
     let dropped = d.drops("vlan") - before;
     let rows = captured(caps);
 
