@@ -9,7 +9,7 @@
 
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::sched::{CoreSched, DestSlot, SchedCtx};
-use crate::service::{svc_flags, DestId, RealServer, Service, SvcIdx};
+use crate::service::{svc_flags, DestId, RealServer, Service, ServiceKey, SvcIdx};
 
 use super::session::{cip, split_addrs, Session, NIL};
 use super::state::{TcpState, NEW_CONN_TIMEOUT};
@@ -45,6 +45,7 @@ pub enum Scheduled<'t> {
 #[derive(Debug)]
 pub struct NewSession<'t> {
     table: &'t mut ConnTable,
+    service: ServiceKey,
     dest: RealServer,
     slot: DestSlot,
     tmpl: u32,
@@ -80,9 +81,10 @@ impl NewSession<'_> {
         &self.flow
     }
 
-    /// The client packet's firewall mark (0: none), which the session keeps.
-    pub fn fwmark(&self) -> u32 {
-        self.fwmark
+    /// The key of the service that chose the real server (whose LIP pool a FULLNAT
+    /// session takes its local address from).
+    pub fn service(&self) -> ServiceKey {
+        self.service
     }
 
     /// The session table the session will be made in (to check a FULLNAT local endpoint
@@ -103,6 +105,7 @@ impl NewSession<'_> {
     pub fn create(self, local: Option<(Addr, u16)>) -> Result<ConnId, Refuse> {
         let NewSession {
             table: t,
+            service: _,
             dest: d,
             slot,
             tmpl,
@@ -360,6 +363,7 @@ impl ConnTable {
         }
         Ok(NewSession {
             table: self,
+            service: service.key,
             dest: d,
             slot,
             tmpl,

@@ -382,7 +382,7 @@ impl<P: PacketBuf> Core<P> {
                 let local = match new.needs_local() {
                     true => {
                         let (t, rs, fk) = (new.table(), new.dest(), new.flow());
-                        let flow = (fk, new.fwmark());
+                        let flow = (fk, new.service());
                         pick_local(&mut self.laddrs, t, net, (me, self.rss), rs, flow)
                     }
                     false => None,
@@ -722,30 +722,25 @@ impl<P: PacketBuf> Core<P> {
     }
 }
 
-/// FULLNAT: the local address and port of a new session of flow `fk` to real server
-/// `rs` from the service's LIP pool (the pool of the service's port, else of its port-0
-/// service), preferring a port whose reply the NIC's RSS steers to this worker's queue
-/// (`me`: the queue, and whether any port has RSS, which the core notes per snapshot). A port whose tuple toward the real server (`rip:rport -> lip:lport`) is
-/// already in the session table (`conns`) is never handed out: the pool counts it as a
-/// conflict on its LIP (`ipvsadm -G`'s CONFLICTS) and tries the next. `None`: no pool, or
-/// no free port.
+/// FULLNAT: the local address and port of a new session of flow `fk` of service `svc`
+/// to real server `rs` from the service's LIP pool (its own; an address service without
+/// one takes its port-0 service's, as [`super::pool_key`] finds it again), preferring a port whose reply the NIC's RSS steers to this worker's queue (`me`: the
+/// queue, and whether any port has RSS, which the core notes per snapshot). A port whose
+/// tuple toward the real server (`rip:rport -> lip:lport`) is already in the session
+/// table (`conns`) is never handed out: the pool counts it as a conflict on its LIP
+/// (`ipvsadm -G`'s CONFLICTS) and tries the next. `None`: no pool, or no free port.
 pub(super) fn pick_local(
     laddrs: &mut HashMap<ServiceKey, LaddrPool>,
     conns: &ConnTable,
     net: &NetConfig,
     (me, rss): (u16, bool),
     rs: &RealServer,
-    (fk, fwmark): (&FlowKey, u32),
+    (fk, svc): (&FlowKey, ServiceKey),
 ) -> Option<(Addr, u16)> {
-    let r = super::PoolRef::of(fk, fwmark);
-    // The service's pool ([`super::pool_key`]): with one hash of the key in the common
-    // case (no mark, a pool of the address service's own).
-    let pool = match r.fwmark {
-        0 => match laddrs.get_mut(&r.key) {
-            Some(p) => p,
-            None => laddrs.get_mut(&super::port0_key(r.key)?)?,
-        },
-        _ => super::pool_of(laddrs, r)?,
+    // One hash of the key in the common case (a pool of the service's own).
+    let pool = match laddrs.get_mut(&svc) {
+        Some(p) => p,
+        None => laddrs.get_mut(&super::port0_key(svc)?)?,
     };
     let rip = rs.addr.to_ip();
     let rport = if rs.port == 0 { fk.dport } else { rs.port };

@@ -616,8 +616,10 @@ pub fn announced_addresses6(net: &NetConfig) -> Vec<(u16, Ipv6Addr)> {
     v
 }
 
-/// What a FULLNAT session's LIP pool is found by ([`pool_key`]): the firewall mark its
-/// first packet had (0: none) and its address service's key.
+/// What a FULLNAT session's LIP pool is found by when only the session is at hand (its
+/// expiry, a reservation, a synced record: [`pool_key`]): the firewall mark its first
+/// packet had (0: none) and its address service's key. At creation the pool is that of
+/// the service that scheduled it ([`general::pick_local`]), the one this finds again.
 #[derive(Clone, Copy, Debug)]
 struct PoolRef {
     fwmark: u32,
@@ -625,18 +627,6 @@ struct PoolRef {
 }
 
 impl PoolRef {
-    /// The pool reference of a packet (or session) of tuple `flow` with mark `fwmark`.
-    fn of(flow: &crate::flow::FlowKey, fwmark: u32) -> PoolRef {
-        PoolRef {
-            fwmark,
-            key: ServiceKey::Addr {
-                proto: flow.proto,
-                addr: flow.daddr,
-                port: flow.dport,
-            },
-        }
-    }
-
     /// The pool key of the fwmark service of this mark (none without a mark).
     fn fwmark_key(&self) -> Option<ServiceKey> {
         match (self.fwmark, self.key) {

@@ -407,7 +407,7 @@ impl<P: PacketBuf> Core<P> {
                     true => {
                         let (t, rs, fk) = (new.table(), new.dest(), new.flow());
                         let me = (self.id as u16, self.rss);
-                        let flow = (fk, new.fwmark());
+                        let flow = (fk, new.service());
                         super::general::pick_local(&mut self.laddrs, t, &snap.net, me, rs, flow)
                     }
                     false => None,

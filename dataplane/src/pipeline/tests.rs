@@ -4265,3 +4265,52 @@ fn a_fullnat_fwmark_service_takes_its_local_addresses_from_its_own_pool() {
     assert_eq!(c.conns().len(), 0);
     assert_eq!(in_use(&c), 0, "the port returned");
 }
+
+/// A FULLNAT fwmark service without local addresses opens no session, even where the
+/// address service of the same VIP and port has some: a service's LIPs are its own.
+#[test]
+fn a_fullnat_fwmark_service_without_local_addresses_does_not_take_anothers() {
+    use crate::mark::{MarkRule, MarkRules, Prefix4};
+    let fwm = ServiceKey::Fwmark { v6: false, mark: 1 };
+    let mut snap = snapshot(FwdMethod::FullNat, 1);
+    let mut t = ServiceTable::new();
+    let addr_key = *snap
+        .net
+        .laddrs
+        .keys()
+        .next()
+        .expect("the address service's pool");
+    t.add_service(ServiceConfig::new(addr_key, SchedKind::Rr))
+        .expect("address service");
+    t.add_dest(&addr_key, DestConfig::new(a(RS2), 80, FwdMethod::FullNat))
+        .expect("rs2");
+    t.add_service(ServiceConfig::new(fwm, SchedKind::Rr))
+        .expect("fwmark service");
+    t.add_dest(&fwm, DestConfig::new(a(RS1), 0, FwdMethod::FullNat))
+        .expect("rs1");
+    let mut net = (*snap.net).clone();
+    net.marks = MarkRules::new(vec![MarkRule {
+        proto: Some(Proto::Tcp),
+        dst: Prefix4::new(Ipv4Addr::from(VIP), 32),
+        dports: vec![(80, 80)],
+        in_port: Some(0),
+        ..MarkRule::new(1)
+    }]);
+    snap.net = Arc::new(net);
+    snap.services = t.snapshot();
+    let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+    c.adopt(snap);
+    c.add_static_neighbour(Ipv4Addr::from(RS1).into(), RS1_MAC);
+    c.add_static_neighbour(Ipv4Addr::from(RS2).into(), RS2_MAC);
+    // Marked (from port 0): the fwmark service, which has no pool.
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false);
+    match c.process(syn, 0, 1, true) {
+        Out::Drop(_, DropReason::NoLocalAddr) => {}
+        o => panic!("expected a no-local-addr drop, got {o:?}"),
+    }
+    assert_eq!(c.conns().len(), 0);
+    // Unmarked (another port): the address service, with its own pool.
+    let syn = tcp(CLIENT_MAC, PORT0_MAC, CIP, 40001, VIP, 80, true, false);
+    let (p, _) = tx(c.process(syn, 1, 2, true));
+    assert_eq!(check(p.data()).2, RS2);
+}

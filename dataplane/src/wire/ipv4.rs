@@ -341,6 +341,7 @@ impl Repr {
 
     /// Write a 20-byte header into the start of `buf`. In `Software` mode the checksum
     /// is filled, in `Offload` mode it is left 0 for the NIC.
+    ///
     /// Inlined: a `Repr` built field by field just before would otherwise be read back
     /// from memory, with loads the compiler merges across fields stored apart.
     #[inline(always)]
