@@ -4213,12 +4213,23 @@ fn a_fragmented_segment_to_a_proxied_service_opens_nothing() {
     assert_eq!(c.conns().len(), 0);
 }
 
+/// Mark 1 on TCP to VIP:80 (arriving on `in_port`, any port without).
+fn vip80_marked(in_port: Option<u16>) -> crate::mark::MarkRules {
+    use crate::mark::{MarkRule, MarkRules, Prefix4};
+    MarkRules::new(vec![MarkRule {
+        proto: Some(Proto::Tcp),
+        dst: Prefix4::new(Ipv4Addr::from(VIP), 32),
+        dports: vec![(80, 80)],
+        in_port,
+        ..MarkRule::new(1)
+    }])
+}
+
 /// A FULLNAT firewall-mark service (`-f 1` with `-P` local addresses): a marked SYN gets a
 /// session from the fwmark service's LIP pool; a standby installing the session reserves
 /// its port there; the port returns to that pool when the session expires.
 #[test]
 fn a_fullnat_fwmark_service_takes_its_local_addresses_from_its_own_pool() {
-    use crate::mark::{MarkRule, MarkRules, Prefix4};
     let fwm = ServiceKey::Fwmark { v6: false, mark: 1 };
     let director = || {
         let mut t = ServiceTable::new();
@@ -4228,12 +4239,7 @@ fn a_fullnat_fwmark_service_takes_its_local_addresses_from_its_own_pool() {
             .expect("rs");
         let mut snap = snapshot(FwdMethod::FullNat, 1);
         let mut net = (*snap.net).clone();
-        net.marks = MarkRules::new(vec![MarkRule {
-            proto: Some(Proto::Tcp),
-            dst: Prefix4::new(Ipv4Addr::from(VIP), 32),
-            dports: vec![(80, 80)],
-            ..MarkRule::new(1)
-        }]);
+        net.marks = vip80_marked(None);
         net.laddrs = [(fwm, vec![Ipv4Addr::from(LIP).into()])]
             .into_iter()
             .collect();
@@ -4270,7 +4276,6 @@ fn a_fullnat_fwmark_service_takes_its_local_addresses_from_its_own_pool() {
 /// address service of the same VIP and port has some: a service's LIPs are its own.
 #[test]
 fn a_fullnat_fwmark_service_without_local_addresses_does_not_take_anothers() {
-    use crate::mark::{MarkRule, MarkRules, Prefix4};
     let fwm = ServiceKey::Fwmark { v6: false, mark: 1 };
     let mut snap = snapshot(FwdMethod::FullNat, 1);
     let mut t = ServiceTable::new();
@@ -4289,13 +4294,7 @@ fn a_fullnat_fwmark_service_without_local_addresses_does_not_take_anothers() {
     t.add_dest(&fwm, DestConfig::new(a(RS1), 0, FwdMethod::FullNat))
         .expect("rs1");
     let mut net = (*snap.net).clone();
-    net.marks = MarkRules::new(vec![MarkRule {
-        proto: Some(Proto::Tcp),
-        dst: Prefix4::new(Ipv4Addr::from(VIP), 32),
-        dports: vec![(80, 80)],
-        in_port: Some(0),
-        ..MarkRule::new(1)
-    }]);
+    net.marks = vip80_marked(Some(0));
     snap.net = Arc::new(net);
     snap.services = t.snapshot();
     let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
