@@ -161,6 +161,18 @@ impl Inner {
     }
 }
 
+/// The Ethernet header of a frame just grown by `extra` bytes in front (its old header
+/// `l3` bytes long at `extra`) put at the new front, with EtherType `ether`: the outer
+/// headers go into the gap between it and the inner packet. Only an 802.1Q tag moves:
+/// the caller writes the MACs anew ([`set_macs`]).
+#[inline]
+fn front_header(data: &mut [u8], extra: usize, l3: usize, ether: EtherType) {
+    if l3 > ethernet::HEADER_LEN {
+        data.copy_within(extra + 12..extra + l3 - 2, 12);
+    }
+    data[l3 - 2..l3].copy_from_slice(&ether.0.to_be_bytes());
+}
+
 /// Encapsulate a packet for the real server (see the module docs). [`Error::Oversize`] (buffer unchanged) when it would not fit `p.mtu`.
 pub fn encapsulate<B: PacketBuf + ?Sized>(buf: &mut B, inner: &Inner, p: &TunParams) -> Result<()> {
     let frame = buf.data();
@@ -210,13 +222,7 @@ pub fn encapsulate<B: PacketBuf + ?Sized>(buf: &mut B, inner: &Inner, p: &TunPar
     let pad = frame.len() - end;
     buf.trim(pad).map_err(|_| Error::Truncated)?;
     let data = buf.prepend(extra).map_err(|_| Error::NoHeadroom)?;
-    // The Ethernet header goes to the new front, the outer headers into the gap between
-    // it and the inner packet. Only an 802.1Q tag moves: the MACs are written anew below
-    // and the EtherType now.
-    if l3 > ethernet::HEADER_LEN {
-        data.copy_within(extra + 12..extra + l3 - 2, 12);
-    }
-    data[l3 - 2..l3].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+    front_header(data, extra, l3, EtherType::IPV4);
     outer.emit(&mut data[l3..], ChecksumMode::Software)?;
     let at = l3 + ipv4::HEADER_LEN;
     match p.encap {
@@ -286,11 +292,7 @@ pub fn encapsulate6<B: PacketBuf + ?Sized>(
     let pad = frame.len() - end;
     buf.trim(pad).map_err(|_| Error::Truncated)?;
     let data = buf.prepend(OVERHEAD6).map_err(|_| Error::NoHeadroom)?;
-    // As in `encapsulate`: only an 802.1Q tag moves.
-    if l3 > ethernet::HEADER_LEN {
-        data.copy_within(OVERHEAD6 + 12..OVERHEAD6 + l3 - 2, 12);
-    }
-    data[l3 - 2..l3].copy_from_slice(&EtherType::IPV6.0.to_be_bytes());
+    front_header(data, OVERHEAD6, l3, EtherType::IPV6);
     let mut outer = ipv6::Packet::new_unchecked(&mut data[l3..l3 + OVERHEAD6]);
     outer.set_version_tc_flow(inner.tos, 0);
     outer.set_payload_len(inner_len as u16);
