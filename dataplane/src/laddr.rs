@@ -269,9 +269,15 @@ impl LaddrPool {
         mut held: impl FnMut(IpAddr, u16) -> bool,
     ) -> Option<LocalEndpoint> {
         let n = self.slices.len();
-        for k in 0..n {
-            let i = (self.next + k) % n;
-            let s = &mut self.slices[i];
+        // Round robin from `next`, stepped without a division (a new session's hot path).
+        let mut i = self.next;
+        for _ in 0..n {
+            if i >= n {
+                i = 0;
+            }
+            let at = i;
+            i += 1;
+            let s = &mut self.slices[at];
             for _ in 0..MAX_CONFLICT_TRIES.min(s.free.len()) {
                 // Inspect up to MAX_PREFERENCE_TRIES ports from the front; the ones passed
                 // over go to the back, so the front never fills up with unpreferred ports.
@@ -294,7 +300,7 @@ impl LaddrPool {
                     continue;
                 }
                 s.take(port);
-                self.next = (i + 1) % n;
+                self.next = i;
                 return Some(LocalEndpoint { addr: s.addr, port });
             }
         }

@@ -46,6 +46,8 @@ pub enum Scheduled<'t> {
 pub struct NewSession<'t> {
     table: &'t mut ConnTable,
     service: ServiceKey,
+    /// The service's index in the adopted snapshot.
+    svc: SvcIdx,
     dest: RealServer,
     slot: DestSlot,
     tmpl: u32,
@@ -87,6 +89,11 @@ impl NewSession<'_> {
         self.service
     }
 
+    /// The index of that service in the adopted snapshot ([`crate::service::ServiceSet`]).
+    pub fn service_index(&self) -> SvcIdx {
+        self.svc
+    }
+
     /// The session table the session will be made in (to check a FULLNAT local endpoint
     /// against the sessions it holds before [`NewSession::create`]).
     pub fn table(&self) -> &ConnTable {
@@ -106,6 +113,7 @@ impl NewSession<'_> {
         let NewSession {
             table: t,
             service: _,
+            svc: _,
             dest: d,
             slot,
             tmpl,
@@ -364,6 +372,7 @@ impl ConnTable {
         Ok(NewSession {
             table: self,
             service: service.key,
+            svc,
             dest: d,
             slot,
             tmpl,

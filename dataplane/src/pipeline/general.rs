@@ -5,8 +5,6 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use hashbrown::HashMap;
-
 use crate::buf::PacketBuf;
 use crate::conn::{
     flags as conn_flags, ConnId, ConnTable, Direction, PacketMeta, Refuse, Scheduled,
@@ -16,7 +14,7 @@ use crate::forward::plan::routes;
 use crate::forward::{icmp, tun, vlan, Egress, Layout, MacRewrite, Plan};
 use crate::laddr::LaddrPool;
 use crate::route::NextHop;
-use crate::service::{RealServer, ServiceKey};
+use crate::service::RealServer;
 use crate::steer::{self, Toward};
 use crate::wire::{
     self,
@@ -382,8 +380,8 @@ impl<P: PacketBuf> Core<P> {
                 let local = match new.needs_local() {
                     true => {
                         let (t, rs, fk) = (new.table(), new.dest(), new.flow());
-                        let flow = (fk, new.service());
-                        pick_local(&mut self.laddrs, t, net, (me, self.rss), rs, flow)
+                        let pool = self.laddrs.of_service(new.service_index());
+                        pool.and_then(|p| pick_local(p, t, net, (me, self.rss), rs, fk))
                     }
                     false => None,
                 };
@@ -722,26 +720,22 @@ impl<P: PacketBuf> Core<P> {
     }
 }
 
-/// FULLNAT: the local address and port of a new session of flow `fk` of service `svc`
-/// to real server `rs` from the service's LIP pool (its own; an address service without
-/// one takes its port-0 service's, as [`super::pool_key`] finds it again), preferring a port whose reply the NIC's RSS steers to this worker's queue (`me`: the
-/// queue, and whether any port has RSS, which the core notes per snapshot). A port whose
-/// tuple toward the real server (`rip:rport -> lip:lport`) is already in the session
-/// table (`conns`) is never handed out: the pool counts it as a conflict on its LIP
-/// (`ipvsadm -G`'s CONFLICTS) and tries the next. `None`: no pool, or no free port.
+/// FULLNAT: the local address and port of a new session of flow `fk` to real server `rs`
+/// from `pool`, its service's LIP pool (`LipPools::of_service`: its own; an
+/// address service without one takes its port-0 service's, as [`super::pool_key`] finds
+/// it again), preferring a port whose reply the NIC's RSS steers to this worker's queue
+/// (`me`: the queue, and whether any port has RSS, which the core notes per snapshot).
+/// A port whose tuple toward the real server (`rip:rport -> lip:lport`) is already in
+/// the session table (`conns`) is never handed out: the pool counts it as a conflict on
+/// its LIP (`ipvsadm -G`'s CONFLICTS) and tries the next. `None`: no free port.
 pub(super) fn pick_local(
-    laddrs: &mut HashMap<ServiceKey, LaddrPool>,
+    pool: &mut LaddrPool,
     conns: &ConnTable,
     net: &NetConfig,
     (me, rss): (u16, bool),
     rs: &RealServer,
-    (fk, svc): (&FlowKey, ServiceKey),
+    fk: &FlowKey,
 ) -> Option<(Addr, u16)> {
-    // One hash of the key in the common case (a pool of the service's own).
-    let pool = match laddrs.get_mut(&svc) {
-        Some(p) => p,
-        None => laddrs.get_mut(&super::port0_key(svc)?)?,
-    };
     let rip = rs.addr.to_ip();
     let rport = if rs.port == 0 { fk.dport } else { rs.port };
     // Without RSS on any port, every port is as good (no lookup of the LIP's port).

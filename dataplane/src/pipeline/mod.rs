@@ -36,6 +36,7 @@ mod general;
 mod host;
 mod ipv6;
 mod ndtx;
+mod pools;
 mod probe;
 mod replica;
 mod synproxy;
@@ -229,7 +230,7 @@ pub struct Core<P> {
     snap: Option<Snapshot>,
     conns: ConnTable,
     sched: CoreSched,
-    laddrs: HashMap<ServiceKey, LaddrPool>,
+    laddrs: pools::LipPools,
     neigh: NeighTable<(P, u16)>,
     /// IPv6 neighbours (neighbour discovery).
     neigh6: NeighTable<(P, u16), Ipv6Addr>,
@@ -324,7 +325,7 @@ impl<P: PacketBuf> Core<P> {
             snap: None,
             conns: ConnTable::new(conn),
             sched: CoreSched::new(0x5eed ^ id as u64),
-            laddrs: HashMap::new(),
+            laddrs: pools::LipPools::default(),
             neigh: NeighTable::new(neigh),
             neigh6: NeighTable::new(neigh),
             arp_requests: Vec::with_capacity(SIDE_CAP),
@@ -381,9 +382,9 @@ impl<P: PacketBuf> Core<P> {
         self.conns.set_sloppy_tcp(net.sloppy_tcp);
         let mut pools = HashMap::with_capacity(net.laddrs.len());
         let mut added = Vec::new();
+        let mut old = std::mem::take(&mut self.laddrs).into_map();
         for (key, lips) in &net.laddrs {
-            let mut pool = self
-                .laddrs
+            let mut pool = old
                 .remove(key)
                 .unwrap_or_else(|| LaddrPool::new(&[], net.lport_range, self.id, net.workers));
             added.extend(pool.set_addrs(lips).into_iter().map(|lip| (*key, lip)));
@@ -402,7 +403,7 @@ impl<P: PacketBuf> Core<P> {
                 pool.check_held(*lip);
             }
         }
-        self.laddrs = pools;
+        self.laddrs = pools::LipPools::new(pools, snap.services.services());
         if !added.is_empty() {
             self.reserve_held_ports(&added);
         }
@@ -665,7 +666,7 @@ fn local_endpoint(s: &Session) -> Option<(PoolRef, LocalEndpoint)> {
 /// The key of the LIP pool of a session's service, in the order the service lookup goes
 /// (`ip_vs_service_find`): the fwmark service of the session's mark, else its address
 /// service, else the port-0 service of that address.
-fn pool_key(laddrs: &HashMap<ServiceKey, LaddrPool>, r: PoolRef) -> Option<ServiceKey> {
+fn pool_key(laddrs: &pools::LipPools, r: PoolRef) -> Option<ServiceKey> {
     if let Some(k) = r.fwmark_key().filter(|k| laddrs.contains_key(k)) {
         return Some(k);
     }
@@ -677,7 +678,7 @@ fn pool_key(laddrs: &HashMap<ServiceKey, LaddrPool>, r: PoolRef) -> Option<Servi
 }
 
 /// The LIP pool of a session's service (see [`pool_key`]).
-fn pool_of(laddrs: &mut HashMap<ServiceKey, LaddrPool>, r: PoolRef) -> Option<&mut LaddrPool> {
+fn pool_of(laddrs: &mut pools::LipPools, r: PoolRef) -> Option<&mut LaddrPool> {
     let k = pool_key(laddrs, r)?;
     laddrs.get_mut(&k)
 }

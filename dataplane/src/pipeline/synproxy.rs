@@ -407,8 +407,8 @@ impl<P: PacketBuf> Core<P> {
                     true => {
                         let (t, rs, fk) = (new.table(), new.dest(), new.flow());
                         let me = (self.id as u16, self.rss);
-                        let flow = (fk, new.service());
-                        super::general::pick_local(&mut self.laddrs, t, &snap.net, me, rs, flow)
+                        let pool = self.laddrs.of_service(new.service_index());
+                        pool.and_then(|p| super::general::pick_local(p, t, &snap.net, me, rs, fk))
                     }
                     false => None,
                 };
