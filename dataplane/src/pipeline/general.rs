@@ -738,11 +738,7 @@ pub(super) fn pick_local(
 ) -> Option<(Addr, u16)> {
     let rip = rs.addr.to_ip();
     let rport = if rs.port == 0 { fk.dport } else { rs.port };
-    // Without RSS on any port, every port is as good (no lookup of the LIP's port).
     let prefer = |lip: IpAddr, lport: u16| {
-        if !rss {
-            return true;
-        }
         let port = match lip {
             IpAddr::V4(a) => net.local.get(&a),
             IpAddr::V6(a) => net.local6.get(&a),
@@ -765,11 +761,14 @@ pub(super) fn pick_local(
     // A LIP of the real server's family only (an IPv6 service with IPv4 servers takes
     // IPv4 LIPs: NAT64).
     let family = rip.is_ipv4();
-    pool.alloc(
-        |lip, lport| lip.is_ipv4() == family && prefer(lip, lport),
-        |lip, lport| lip.is_ipv4() != family || held(lip, lport),
-    )
-    .map(|ep| (Addr::from(ep.addr), ep.port))
+    let other = |lip: IpAddr, lport| lip.is_ipv4() != family || held(lip, lport);
+    let ep = if rss {
+        pool.alloc(|lip, lport| lip.is_ipv4() == family && prefer(lip, lport), other)
+    } else {
+        // Without RSS on any port, every port is as good (no lookup of the LIP's port).
+        pool.alloc(|lip, _| lip.is_ipv4() == family, other)
+    };
+    ep.map(|ep| (Addr::from(ep.addr), ep.port))
 }
 
 /// The drop reason of a packet no session was found or created for.
