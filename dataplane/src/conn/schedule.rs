@@ -9,7 +9,7 @@
 
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::sched::{CoreSched, DestSlot, SchedCtx};
-use crate::service::{svc_flags, DestId, RealServer, Service, ServiceKey, SvcIdx};
+use crate::service::{svc_flags, DestId, RealServer, Service, SvcIdx};
 
 use super::session::{cip, split_addrs, Session, NIL};
 use super::state::{TcpState, NEW_CONN_TIMEOUT};
@@ -45,8 +45,7 @@ pub enum Scheduled<'t> {
 #[derive(Debug)]
 pub struct NewSession<'t> {
     table: &'t mut ConnTable,
-    service: ServiceKey,
-    /// The service's index in the adopted snapshot.
+    /// The index in the adopted snapshot of the service that chose the real server.
     svc: SvcIdx,
     dest: RealServer,
     slot: DestSlot,
@@ -83,13 +82,9 @@ impl NewSession<'_> {
         &self.flow
     }
 
-    /// The key of the service that chose the real server (whose LIP pool a FULLNAT
-    /// session takes its local address from).
-    pub fn service(&self) -> ServiceKey {
-        self.service
-    }
-
-    /// The index of that service in the adopted snapshot ([`crate::service::ServiceSet`]).
+    /// The index in the adopted snapshot ([`crate::service::ServiceSet`]) of the service
+    /// that chose the real server (whose LIP pool a FULLNAT session takes its local
+    /// address from).
     pub fn service_index(&self) -> SvcIdx {
         self.svc
     }
@@ -112,7 +107,6 @@ impl NewSession<'_> {
     pub fn create(self, local: Option<(Addr, u16)>) -> Result<ConnId, Refuse> {
         let NewSession {
             table: t,
-            service: _,
             svc: _,
             dest: d,
             slot,
@@ -371,7 +365,6 @@ impl ConnTable {
         }
         Ok(NewSession {
             table: self,
-            service: service.key,
             svc,
             dest: d,
             slot,

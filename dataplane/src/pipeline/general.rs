@@ -763,7 +763,10 @@ pub(super) fn pick_local(
     let family = rip.is_ipv4();
     let other = |lip: IpAddr, lport| lip.is_ipv4() != family || held(lip, lport);
     let ep = if rss {
-        pool.alloc(|lip, lport| lip.is_ipv4() == family && prefer(lip, lport), other)
+        pool.alloc(
+            |lip, lport| lip.is_ipv4() == family && prefer(lip, lport),
+            other,
+        )
     } else {
         // Without RSS on any port, every port is as good (no lookup of the LIP's port).
         pool.alloc(|lip, _| lip.is_ipv4() == family, other)

@@ -670,11 +670,7 @@ fn pool_key(laddrs: &pools::LipPools, r: PoolRef) -> Option<ServiceKey> {
     if let Some(k) = r.fwmark_key().filter(|k| laddrs.contains_key(k)) {
         return Some(k);
     }
-    if laddrs.contains_key(&r.key) {
-        return Some(r.key);
-    }
-    let key0 = port0_key(r.key)?;
-    laddrs.contains_key(&key0).then_some(key0)
+    laddrs.pool_key(r.key)
 }
 
 /// The LIP pool of a session's service (see [`pool_key`]).

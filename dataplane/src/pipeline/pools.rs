@@ -10,6 +10,15 @@ use crate::service::{Service, ServiceKey, SvcIdx};
 /// No pool for a service (`LipPools::by_service`).
 const NONE: u32 = u32::MAX;
 
+/// The key of the pool of `keys` the service of `key` takes local addresses from: its
+/// own, else (an address service) its address's port-0 service's.
+fn pool_key_in(keys: &HashMap<ServiceKey, u32>, key: ServiceKey) -> Option<ServiceKey> {
+    if keys.contains_key(&key) {
+        return Some(key);
+    }
+    super::port0_key(key).filter(|k| keys.contains_key(k))
+}
+
 /// The LIP pools of one worker, one per service that has local addresses.
 #[derive(Debug, Default)]
 pub(super) struct LipPools {
@@ -31,10 +40,9 @@ impl LipPools {
             (0u32..).zip(&pools).map(|(i, (k, _))| (*k, i)).collect();
         let by_service = services
             .iter()
-            .map(|s| {
-                let own = keys.get(&s.key);
-                let port0 = || super::port0_key(s.key).and_then(|k| keys.get(&k));
-                own.or_else(port0).copied().unwrap_or(NONE)
+            .map(|s| match pool_key_in(&keys, s.key) {
+                Some(k) => keys[&k],
+                None => NONE,
             })
             .collect();
         LipPools {
@@ -52,6 +60,12 @@ impl LipPools {
     /// Whether a pool of `key` exists.
     pub(super) fn contains_key(&self, key: &ServiceKey) -> bool {
         self.keys.contains_key(key)
+    }
+
+    /// The key of the pool the service of `key` takes local addresses from: its own,
+    /// else (an address service) its address's port-0 service's.
+    pub(super) fn pool_key(&self, key: ServiceKey) -> Option<ServiceKey> {
+        pool_key_in(&self.keys, key)
     }
 
     /// The pool of `key`.
