@@ -770,22 +770,25 @@ fn counter(counters: &[(String, u64)], name: &str) -> u64 {
         .map_or(0, |(_, v)| *v)
 }
 
-/// Drops 1 % of the packets each way in namespace `ns` (nftables, numgen), counting them
-/// in the named counters `dropped_in` and `dropped_out`.
+/// Drops 1 % of the packets namespace `ns` receives (nftables, numgen, at the input
+/// hook), counting them in the named counter `dropped`. The loss is on the wire as the
+/// sender's TCP sees it: the segment was sent and never arrives. (A drop on the sending
+/// side, at the output or the device's egress hook, is a local error: the stack keeps
+/// the segment and sends it later as new data, never as a retransmission.) Put on the
+/// client and on the real server, it loses 1 % each way.
 fn lossy(lab: &Lab, ns: &str) {
     let rules = "table inet loss {\n\
-                   counter dropped_in {}\n  counter dropped_out {}\n\
-                   chain in { type filter hook input priority 0; numgen random mod 100 < 1 counter name \"dropped_in\" drop; }\n\
-                   chain out { type filter hook output priority 0; numgen random mod 100 < 1 counter name \"dropped_out\" drop; }\n\
+                   counter dropped {}\n\
+                   chain in { type filter hook input priority 0; numgen random mod 100 < 1 counter name \"dropped\" drop; }\n\
                  }\n";
-    let path = workdir(lab).join("loss.nft");
+    let path = workdir(lab).join(format!("loss-{ns}.nft"));
     std::fs::write(&path, rules).expect("loss.nft");
     lab.exec(ns, &["nft", "-f", &path.display().to_string()]);
 }
 
-/// The packets an nft named counter of table `inet loss` in `ns` counted.
-fn nft_dropped(lab: &Lab, ns: &str, name: &str) -> u64 {
-    let out = lab.exec(ns, &["nft", "list", "counter", "inet", "loss", name]);
+/// The packets [`lossy`] dropped in namespace `ns`.
+fn nft_dropped(lab: &Lab, ns: &str) -> u64 {
+    let out = lab.exec(ns, &["nft", "list", "counter", "inet", "loss", "dropped"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.split_whitespace()
         .skip_while(|w| *w != "packets")
@@ -827,7 +830,10 @@ fn long_transfers_with_proxy_v2_stay_byte_exact_under_one_percent_loss() {
     );
 
     small_receive_buffers(&lab);
+    // Download data and the upload's ACKs lost on their way to the client, upload data
+    // and the download's ACKs on their way to the real server.
     lossy(&lab, "c");
+    lossy(&lab, "r1");
     let got = work.join("download.bin");
     let t0 = Instant::now();
     let download = download(&lab, 42001, "1M", &got);
@@ -848,12 +854,9 @@ fn long_transfers_with_proxy_v2_stay_byte_exact_under_one_percent_loss() {
     ];
     let c_tcp = tcp_counters(&lab, "c", &keys);
     let r_tcp = tcp_counters(&lab, "r1", &keys);
-    let (drop_in, drop_out) = (
-        nft_dropped(&lab, "c", "dropped_in"),
-        nft_dropped(&lab, "c", "dropped_out"),
-    );
+    let (drop_c, drop_r1) = (nft_dropped(&lab, "c"), nft_dropped(&lab, "r1"));
     eprintln!(
-        "transfers took {:.1} s; nft dropped {drop_in} in, {drop_out} out\nclient TCP: {c_tcp:?}\nr1 TCP: {r_tcp:?}\n{dp}",
+        "transfers took {:.1} s; nft dropped {drop_c} to the client, {drop_r1} to r1\nclient TCP: {c_tcp:?}\nr1 TCP: {r_tcp:?}\n{dp}",
         took.as_secs_f64()
     );
     let upload_answer = String::from_utf8_lossy(&upl.stdout).into_owned();
@@ -887,8 +890,8 @@ fn long_transfers_with_proxy_v2_stay_byte_exact_under_one_percent_loss() {
     assert!(logged, "{line:?} in {}", nginx.access_log());
     // The loss was real: packets were dropped both ways, and both senders retransmitted.
     assert!(
-        drop_in > 0 && drop_out > 0,
-        "nft dropped {drop_in} in, {drop_out} out"
+        drop_c > 0 && drop_r1 > 0,
+        "nft dropped {drop_c} to the client, {drop_r1} to r1"
     );
     assert!(
         counter(&r_tcp, "RetransSegs") > 0,
