@@ -164,7 +164,7 @@ impl<P, K: NeighKey> NeighTable<P, K> {
     }
 
     /// The MAC of `ip` if resolved (no side effects on the entries).
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, ip: K) -> Option<[u8; 6]> {
         let slot = &self.recent[ip.slot()];
         if let Some((at, mac)) = slot.get() {

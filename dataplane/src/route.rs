@@ -124,7 +124,7 @@ impl RouteTable {
     }
 
     /// The next hop for `dst`, or `None` when no route matches.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<NextHop> {
         self.routes
             .iter()

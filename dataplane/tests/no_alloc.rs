@@ -1,6 +1,7 @@
-//! No rewrite allocates: classify + every forwarding rewrite (NAT64 included) and an
-//! ACL lookup run under a counting global allocator and the count of allocations on the
-//! test's thread stays 0.
+//! No rewrite allocates: classify + every forwarding rewrite (NAT64 included), an ACL
+//! lookup, the fragment table and a worker's burst path (new FULLNAT sessions and their
+//! established packets) run under a counting global allocator and the count of
+//! allocations on the test's thread stays 0.
 //!
 //! This file is its own test binary, so the `#[global_allocator]` affects nothing else.
 
@@ -440,4 +441,110 @@ fn the_fragment_table_does_not_allocate() {
     }
     assert_eq!(allocs(), before, "the fragment table allocated");
     assert!(seen > 10_000, "datagrams were released: {seen}");
+}
+
+/// A worker's burst path allocates nothing once its core is made: SYNs of new FULLNAT
+/// flows (the SYN lane: scheduling, the LIP port, the session and both index entries)
+/// and the flows' established packets (the fast path), bursts after bursts.
+#[test]
+fn new_sessions_and_established_packets_in_bursts_do_not_allocate() {
+    use rvs_dataplane::conn::ConnConfig;
+    use rvs_dataplane::flow::{Addr, Proto};
+    use rvs_dataplane::neigh::NeighConfig;
+    use rvs_dataplane::pipeline::{Core, Emit, LocalKind, NetConfig, Out, PortNet, Snapshot};
+    use rvs_dataplane::route::{Route, RouteTable};
+    use rvs_dataplane::service::{DestConfig, SchedKind, ServiceConfig, ServiceKey, ServiceTable};
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    let (vip, lip, rs) = ([10, 10, 0, 100], [10, 20, 0, 200], [10, 20, 0, 11]);
+    let key = ServiceKey::Addr {
+        proto: Proto::Tcp,
+        addr: Addr::from(IpAddr::from(vip)),
+        port: 80,
+    };
+    let mut t = ServiceTable::new();
+    t.add_service(ServiceConfig::new(key, SchedKind::Rr))
+        .expect("service");
+    let dest = DestConfig::new(Addr::from(IpAddr::from(rs)), 80, FwdMethod::FullNat);
+    t.add_dest(&key, dest).expect("rs");
+    let mut net = NetConfig::new(1);
+    let port = |last| PortNet {
+        mac: [2, 0, 0, 0, 0, last],
+        mtu: 1500,
+        vlan: None,
+    };
+    net.ports = vec![port(0xd0), port(0xd1)];
+    net.local.insert(Ipv4Addr::from(vip), (LocalKind::Vip, 0));
+    net.local.insert(Ipv4Addr::from(lip), (LocalKind::Lip, 1));
+    let route = |prefix: [u8; 4], port| Route {
+        prefix: Ipv4Addr::from(prefix),
+        len: 24,
+        port,
+        gateway: None,
+    };
+    net.routes = RouteTable::new(vec![route([10, 10, 0, 0], 0), route([10, 20, 0, 0], 1)]);
+    net.laddrs.insert(key, vec![IpAddr::from(lip)]);
+    let mut core = Core::new(0, ConnConfig::new(8192), NeighConfig::default());
+    core.adopt(Snapshot {
+        generation: 1,
+        services: t.snapshot(),
+        net: Arc::new(net),
+    });
+    core.add_static_neighbour(IpAddr::from(rs), [2, 0, 0, 0, 0, 0x11]);
+    core.add_static_neighbour(IpAddr::from([10, 10, 0, 2]), [2, 0, 0, 0, 0, 0xc1]);
+
+    let frame = |sport: u16, syn: bool| {
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xc1], [2, 0, 0, 0, 0, 0xd0])
+            .ipv4([10, 10, 0, 2], vip, 64)
+            .tcp(sport, 80, 1000, 65535);
+        b = if syn { b.syn() } else { b.ack(1) };
+        let mut v = Vec::new();
+        b.write(&mut v, b"").expect("build");
+        v
+    };
+    // Frames and buffers made up front, the buffers refilled: the test allocates nothing
+    // in the measured loop either.
+    let rounds = 64u16;
+    let syns: Vec<Vec<u8>> = (0..32 * (rounds + 1))
+        .map(|i| frame(1000 + i, true))
+        .collect();
+    let acks: Vec<Vec<u8>> = (0..32 * (rounds + 1))
+        .map(|i| frame(1000 + i, false))
+        .collect();
+    let mut bufs: Vec<VecBuf> = (0..32).map(|_| VecBuf::new(64, &syns[0])).collect();
+    let mut out: Vec<VecBuf> = Vec::with_capacity(32);
+    let mut run = |core: &mut Core<VecBuf>, bufs: &mut Vec<VecBuf>, frames: &[Vec<u8>]| {
+        for (b, f) in bufs.iter_mut().zip(frames) {
+            b.refill(64, f);
+        }
+        let mut sent = 0;
+        core.process_burst(
+            bufs.drain(..),
+            5,
+            true,
+            |_| 0,
+            |e| {
+                if let Emit::Packet(Out::Tx(p, _)) = e {
+                    sent += 1;
+                    out.push(p);
+                }
+            },
+        );
+        std::mem::swap(bufs, &mut out);
+        sent
+    };
+    // A first round (the core's burst buffers take their size), then the measured ones.
+    assert_eq!(run(&mut core, &mut bufs, &syns[..32]), 32);
+    assert_eq!(run(&mut core, &mut bufs, &acks[..32]), 32);
+    let before = allocs();
+    let mut sent = 0;
+    for round in 1..=usize::from(rounds) {
+        let chunk = round * 32..(round + 1) * 32;
+        sent += run(&mut core, &mut bufs, &syns[chunk.clone()]);
+        sent += run(&mut core, &mut bufs, &acks[chunk]);
+    }
+    assert_eq!(allocs(), before, "the burst path allocated");
+    assert_eq!(sent, 64 * 64, "every SYN and every ACK forwarded");
+    assert_eq!(core.conns().len(), 32 * (u32::from(rounds) + 1));
 }

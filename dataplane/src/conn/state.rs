@@ -175,6 +175,7 @@ pub enum Rows {
 
 /// The next TCP state (`set_tcp_state`'s table lookup, event priority rst > syn > fin > ack;
 /// no flag at all gives CLOSE).
+#[inline(always)]
 pub fn next_tcp_state(rows: Rows, flags: TcpFlags, cur: TcpState) -> TcpState {
     let ev = if flags.has(TcpFlags::RST) {
         3

@@ -4,16 +4,17 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::buf::PacketBuf;
-use crate::conn::{flags as conn_flags, Direction, LookupHint};
+use crate::conn::{flags as conn_flags, ConnId, Direction, LookupHint, PacketMeta, Scheduled};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
-use crate::forward::{vlan, At6, Layout, Plan, V6Ends};
+use crate::forward::{vlan, At6, Egress, Layout, Plan, V6Ends};
+use crate::route::NextHop;
 use crate::steer::{self, Toward};
 use crate::wire::{
     self, ethernet, ipv4, ChecksumMode, Classified, IpMeta, IpProtocol, IpVersion, V4Flow, V6Flow,
 };
 
 use super::general::{port_vlan, retag_for, steer_toward};
-use super::{Core, DropReason, Out};
+use super::{Core, DropReason, LocalKind, Out};
 
 /// The session tuple of a classified TCP or UDP packet (IPv4 or IPv6).
 #[inline]
@@ -108,6 +109,21 @@ fn lane_flow(
     });
 }
 
+/// Whether the TCP checksum of an IPv4 segment read by [`wire::classify_v4_flow`] (never
+/// a fragment) is right: [`super::general::segment_checksum_ok`] for that case.
+#[inline]
+fn tcp_checksum_ok(frame: &[u8], v4: &V4Flow) -> bool {
+    let Some(seg) = frame.get(usize::from(v4.l4)..usize::from(v4.ip_end)) else {
+        return false;
+    };
+    let Ok(len) = u16::try_from(seg.len()) else {
+        return false;
+    };
+    let (src, dst) = (Ipv4Addr::from(v4.src), Ipv4Addr::from(v4.dst));
+    let pseudo = wire::checksum::pseudo_header_v4(src, dst, IpProtocol::TCP.0, len);
+    wire::checksum::combine(&[pseudo, wire::checksum::data(seg)]) == 0xffff
+}
+
 /// Prefetch distance of [`Core::process_burst`], in packets: how far the bucket prefetch
 /// runs ahead of the session prefetch, and that ahead of the processing. About twice
 /// the memory latency of this machine (~180 ns) in packets at full speed.
@@ -127,6 +143,10 @@ enum Fast {
     Handoff(u32),
     /// Not a case of the fast path; nothing was changed.
     Slow,
+    /// A SYN's session was made (or found) by the SYN lane, but its packet needs the
+    /// general path's forwarding: classified in full, it goes to [`Core::forward`] as
+    /// the general path sends it after making the session.
+    Made(ConnId),
 }
 
 /// What [`Core::process_burst`] hands back, packet by packet.
@@ -251,12 +271,22 @@ impl<P: PacketBuf> Core<P> {
             let Some(mut p) = ring[r].take() else {
                 continue;
             };
+            // The session the SYN lane made for the packet, when the general path is to
+            // forward it (`Fast::Made`).
+            let mut made = None;
             if let Some(f @ Flow { v4: Some(v), .. }) = &flows[r] {
                 // The frame's tag must be its port's (else the general path drops it):
                 // without VLAN ports, that it has none.
                 let untagged = usize::from(v.l3) == ethernet::HEADER_LEN;
                 if (untagged && !self.vlans) || self.tag_matches(p.data(), in_port(&p)) {
-                    match self.fast_path(&mut p, v, f, now_ms, check_owner) {
+                    // A SYN may open a session in the SYN lane; any other packet of a
+                    // session takes the established fast path.
+                    let fast = if !v.udp && v.tcp_flags & TcpFlags::SYN.0 != 0 {
+                        self.syn_lane(&mut p, v, f, now_ms, check_owner)
+                    } else {
+                        self.fast_path(&mut p, v, f, now_ms, check_owner)
+                    };
+                    match fast {
                         Fast::Tx(port) => {
                             emit(Emit::Packet(Out::Tx(p, port)));
                             continue;
@@ -270,6 +300,7 @@ impl<P: PacketBuf> Core<P> {
                             emit(Emit::Packet(Out::Handoff(p, owner)));
                             continue;
                         }
+                        Fast::Made(id) => made = Some((id, TcpFlags(v.tcp_flags))),
                         Fast::Slow => {}
                     }
                 }
@@ -288,8 +319,13 @@ impl<P: PacketBuf> Core<P> {
                 wire::classify_into(p.data(), ChecksumMode::Software, &mut cls[r]);
             }
             let port = in_port(&p);
-            let hash = flows[r].as_ref().map(|f| f.hash);
-            let out = self.process_classified(p, &cls[r], hash, port, now_ms, check_owner);
+            let out = match made {
+                Some((id, flags)) => self.forward_made(p, &cls[r], id, flags, port, now_ms),
+                None => {
+                    let hash = flows[r].as_ref().map(|f| f.hash);
+                    self.process_classified(p, &cls[r], hash, port, now_ms, check_owner)
+                }
+            };
             emit(Emit::Packet(out));
             if let Some((port, len)) = self.generated.pop() {
                 emit(Emit::Generated(port, &self.scratch[..len]));
@@ -325,7 +361,8 @@ impl<P: PacketBuf> Core<P> {
         };
         let flow = &f.key;
         let flags = TcpFlags(v4.tcp_flags);
-        // A SYN may reuse or reschedule a session (conn_reuse_mode).
+        // A SYN may reuse or reschedule a session (conn_reuse_mode): the SYN lane or the
+        // general path.
         if flow.proto == Proto::Tcp && flags.0 & TcpFlags::SYN.0 != 0 {
             return Fast::Slow;
         }
@@ -368,16 +405,42 @@ impl<P: PacketBuf> Core<P> {
                 None => return Fast::Slow,
             }
         }
+        let Some(ready) = self.ready(pkt, v4, id, reply, &plan) else {
+            return Fast::Slow;
+        };
+        // Decided: from here on the packet is this session's.
+        self.counters.packets += 1;
+        self.send(
+            pkt,
+            id,
+            reply,
+            flags,
+            (&plan, ready),
+            (shifted, proxied),
+            now_ms,
+        )
+    }
+
+    /// Whether the fast path can send session `id`'s packet on with `plan` (its server
+    /// usable for a request, its next hop resolved, its TTL not running out, a TUN
+    /// packet not too big for the tunnel): its next hop, egress and layout, found
+    /// without changing anything; `None` when the general path is to take it.
+    #[inline(always)]
+    fn ready(
+        &self,
+        pkt: &P,
+        v4: &V4Flow,
+        id: ConnId,
+        reply: bool,
+        plan: &Plan,
+    ) -> Option<(NextHop, Egress, Layout)> {
+        let snap = self.snap.as_ref()?;
         if !reply && !self.conns.dest_usable(id) {
-            return Fast::Slow;
+            return None;
         }
-        let Some((nh, port)) = super::general::egress(snap, plan.toward, plan.fwd) else {
-            return Fast::Slow;
-        };
-        let Some(mac) = self.neigh.get(nh.addr) else {
-            return Fast::Slow;
-        };
-        let eg = self.egress_of(&plan, nh.port, port, mac);
+        let (nh, port) = super::general::egress(snap, plan.toward, plan.fwd)?;
+        let mac = self.neigh.get(nh.addr)?;
+        let eg = self.egress_of(plan, nh.port, port, mac);
         let at = Layout {
             l3: usize::from(v4.l3),
             l4: usize::from(v4.l4),
@@ -386,15 +449,31 @@ impl<P: PacketBuf> Core<P> {
         };
         let ttl = pkt.data().get(at.l3 + ipv4::TTL_OFFSET);
         if plan.routes() && ttl.is_none_or(|ttl| *ttl <= 1) {
-            return Fast::Slow; // dropped as TtlExpired, after the state transition
+            return None; // dropped as TtlExpired, after the state transition
         }
         // TUN: a packet too big once encapsulated is refused (with a frag-needed error
         // for the client when it has DF) by the general path.
         if !plan.fits(at.l3, at.ip_end, eg.mtu) {
-            return Fast::Slow;
+            return None;
         }
-        // Decided: from here on the packet is this session's.
-        self.counters.packets += 1;
+        Some((nh, eg, at))
+    }
+
+    /// Sends session `id`'s packet on as [`Core::ready`] found it can go: the TCP state
+    /// transition, the sync record, the rewrite, a PROXY-protocol shift (`shifted`) or a
+    /// SYN proxy's translation (`proxied`), the egress port's tag, the counters.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn send(
+        &mut self,
+        pkt: &mut P,
+        id: ConnId,
+        reply: bool,
+        flags: TcpFlags,
+        (plan, (nh, eg, at)): (&Plan, (NextHop, Egress, Layout)),
+        (shifted, proxied): (u16, u16),
+        now_ms: u64,
+    ) -> Fast {
         let dir = if reply {
             Direction::Output
         } else {
@@ -424,6 +503,107 @@ impl<P: PacketBuf> Core<P> {
         }
         self.count_forwarded(id, dir, len);
         Fast::Tx(nh.port)
+    }
+
+    /// The SYN lane: a TCP SYN over IPv4 (neither ACK, RST nor FIN) that opens a session,
+    /// without the general path's generic steps — the same checks and effects as
+    /// [`Core::process_classified`] and [`Core::client_packet`] on it (the packet
+    /// counted, its real server scheduled, the FULLNAT local endpoint picked, the session
+    /// made and counted), then the established path's [`Core::ready`] and [`Core::send`].
+    /// [`Fast::Slow`], with nothing changed, for anything out of the ordinary: a
+    /// configuration with SYN-proxied services, ACLs or firewall-mark rules; a martian
+    /// source; a destination that is not a VIP; a packet another worker owns, whose TTL
+    /// runs out, with a wrong checksum, of a flow that has a session; the new-session
+    /// budget spent. [`Fast::Made`] when the session is made but its packet needs the
+    /// general path's forwarding (a client address to give, an unresolved next hop, a
+    /// TUN packet too big, ...).
+    #[inline(never)]
+    fn syn_lane(
+        &mut self,
+        pkt: &mut P,
+        v4: &V4Flow,
+        f: &Flow,
+        now_ms: u64,
+        check_owner: bool,
+    ) -> Fast {
+        let Some(snap) = self.snap.as_ref() else {
+            return Fast::Slow;
+        };
+        let flags = TcpFlags(v4.tcp_flags);
+        let (syn, ack, rst, fin) = (
+            TcpFlags::SYN.0,
+            TcpFlags::ACK.0,
+            TcpFlags::RST.0,
+            TcpFlags::FIN.0,
+        );
+        if v4.udp || flags.0 & (syn | ack | rst | fin) != syn {
+            return Fast::Slow;
+        }
+        let net = &snap.net;
+        let services = &snap.services;
+        if services.has_syn_proxy() || services.has_acls() || !net.marks.rules().is_empty() {
+            return Fast::Slow;
+        }
+        let (src, dst) = (Ipv4Addr::from(v4.src), Ipv4Addr::from(v4.dst));
+        if super::general::martian_source(src, net)
+            || !matches!(net.local.get(&dst), Some((LocalKind::Vip, _)))
+            || net.acl.denies_v4(src)
+        {
+            return Fast::Slow;
+        }
+        let workers = net.workers;
+        if check_owner
+            && workers > 1
+            && steer::owner(Toward::Service, src, dst, Some(v4.dport), workers) != Some(self.id)
+        {
+            return Fast::Slow;
+        }
+        let ttl = pkt.data().get(usize::from(v4.l3) + ipv4::TTL_OFFSET);
+        if ttl.is_none_or(|ttl| *ttl <= 1)
+            || self.conns.lookup_hinted(f.hash, &f.key, f.hint).is_some()
+            || !self.new_budget.allows(now_ms)
+            || !tcp_checksum_ok(pkt.data(), v4)
+        {
+            return Fast::Slow;
+        }
+        // Decided: the packet opens its session here.
+        self.counters.packets += 1;
+        let pm = PacketMeta {
+            flow: f.key,
+            fwmark: 0,
+            tcp_flags: flags,
+        };
+        let me = (self.id as u16, self.rss);
+        let net = &snap.net;
+        let res = match self.conns.schedule(&mut self.sched, &pm, f.hash, now_ms) {
+            // Not met (no session above); as the general path: forwarded in it.
+            Ok(Scheduled::Existing(id)) => return Fast::Made(id),
+            Ok(Scheduled::New(new)) => {
+                let local = super::general::local_for(&new, &mut self.laddrs, net, me);
+                new.create(local)
+            }
+            Err(e) => Err(e),
+        };
+        let id = match res {
+            Ok(id) => id,
+            Err(e) => return Fast::Drop(super::general::refusal(e)),
+        };
+        self.opened(id);
+        let Some(s) = self.conns.get(id) else {
+            return Fast::Made(id);
+        };
+        let special =
+            conn_flags::CIP | conn_flags::IN_SEQ | conn_flags::SYNPROXY | conn_flags::OUT_SEQ;
+        if s.flags & special != 0 {
+            return Fast::Made(id);
+        }
+        let Some(plan) = Plan::of(s, false, &self.conns) else {
+            return Fast::Made(id);
+        };
+        match self.ready(pkt, v4, id, false, &plan) {
+            Some(ready) => self.send(pkt, id, false, flags, (&plan, ready), (0, 0), now_ms),
+            None => Fast::Made(id),
+        }
     }
 
     /// The established fast path of an IPv6 TCP or UDP packet without extension
@@ -580,7 +760,8 @@ impl<P: PacketBuf> Core<P> {
             Fast::Tx(port) => Out::Tx(p, port),
             Fast::Drop(reason) => self.drop(p, reason),
             Fast::Handoff(owner) => Out::Handoff(p, owner),
-            Fast::Slow => self.drop(p, DropReason::NotForUs),
+            // Not passed here (IPv6's fast path makes no sessions).
+            Fast::Slow | Fast::Made(_) => self.drop(p, DropReason::NotForUs),
         }
     }
 

@@ -397,7 +397,7 @@ impl<P: PacketBuf> Core<P> {
 
     /// Counts a forwarded packet of `len` bytes of session `id`: the worker's in/out
     /// counters and its real server's traffic.
-    #[inline]
+    #[inline(always)]
     pub(super) fn count_forwarded(&mut self, id: ConnId, dir: Direction, len: u64) {
         let input = dir == Direction::Input;
         if input {

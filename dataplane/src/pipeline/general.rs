@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::buf::PacketBuf;
 use crate::conn::{
-    flags as conn_flags, ConnId, ConnTable, Direction, PacketMeta, Refuse, Scheduled,
+    flags as conn_flags, ConnId, ConnTable, Direction, NewSession, PacketMeta, Refuse, Scheduled,
 };
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::forward::plan::routes;
@@ -24,6 +24,7 @@ use crate::wire::{
 #[cfg(test)]
 use crate::wire::{classify, ChecksumMode};
 
+use super::pools::LipPools;
 use super::{Core, DropReason, LocalKind, NetConfig, Out, PortNet, Snapshot, SIDE_CAP};
 
 /// What the destination `dst` of a packet is for ownership, from the local-address map
@@ -46,7 +47,7 @@ pub(super) fn steer_toward(
 /// The next hop toward `toward` and the port it is on; under DR (`Route`) the real server
 /// itself is the next hop (it must be on-link). `None`: no route, or a route to a port the
 /// snapshot does not have.
-#[inline]
+#[inline(always)]
 pub(super) fn egress(
     snap: &Snapshot,
     toward: Ipv4Addr,
@@ -377,21 +378,10 @@ impl<P: PacketBuf> Core<P> {
                 return self.drop(pkt, DropReason::NewSessionBudget);
             }
             Ok(Scheduled::New(new)) => {
-                let local = match new.needs_local() {
-                    true => {
-                        let (t, rs, fk) = (new.table(), new.dest(), new.flow());
-                        let pool = self.laddrs.of_service(new.service_index());
-                        pool.and_then(|p| pick_local(p, t, net, (me, self.rss), rs, fk))
-                    }
-                    false => None,
-                };
+                let local = local_for(&new, &mut self.laddrs, net, (me, self.rss));
                 let res = new.create(local);
                 if let Ok(id) = res {
-                    self.new_budget.charge();
-                    self.counters.conns += 1;
-                    if let Some(t) = self.traffic_of(id) {
-                        t.conns += 1;
-                    }
+                    self.opened(id);
                 }
                 res
             }
@@ -403,6 +393,41 @@ impl<P: PacketBuf> Core<P> {
                 self.forward(pkt, meta, id, dir, flags, in_port, snap, now_ms)
             }
             Err(e) => self.drop(pkt, refusal(e)),
+        }
+    }
+
+    /// A SYN the SYN lane made (or found) session `id` for, classified in full: forwarded
+    /// as [`Core::client_packet`] forwards a packet after making its session.
+    pub(super) fn forward_made(
+        &mut self,
+        pkt: P,
+        cls: &wire::Result<Classified>,
+        id: ConnId,
+        flags: TcpFlags,
+        in_port: u16,
+        now_ms: u64,
+    ) -> Out<P> {
+        // The lane reads only what the full classification accepts as IPv4 TCP.
+        let Ok(Classified::Ip(meta)) = cls else {
+            return self.drop(pkt, DropReason::Unsupported);
+        };
+        let Some(snap) = self.snap.take() else {
+            return self.drop(pkt, DropReason::NotForUs);
+        };
+        let dir = Direction::Input;
+        let out = self.forward(pkt, meta, id, dir, flags, in_port, &snap, now_ms);
+        self.snap = Some(snap);
+        out
+    }
+
+    /// Counts a session a client packet just opened: against the new-session budget, in
+    /// the worker's connections and in its real server's.
+    #[inline]
+    pub(super) fn opened(&mut self, id: ConnId) {
+        self.new_budget.charge();
+        self.counters.conns += 1;
+        if let Some(t) = self.traffic_of(id) {
+            t.conns += 1;
         }
     }
 
@@ -720,8 +745,26 @@ impl<P: PacketBuf> Core<P> {
     }
 }
 
+/// The local endpoint a scheduled session `new` is made with: under FULLNAT one from its
+/// service's LIP pool ([`pick_local`]; `None` when there is none, which refuses the
+/// session), else none.
+#[inline]
+pub(super) fn local_for(
+    new: &NewSession<'_>,
+    laddrs: &mut LipPools,
+    net: &NetConfig,
+    me: (u16, bool),
+) -> Option<(Addr, u16)> {
+    if !new.needs_local() {
+        return None;
+    }
+    let (t, rs, fk) = (new.table(), new.dest(), new.flow());
+    let pool = laddrs.of_service(new.service_index())?;
+    pick_local(pool, t, net, me, rs, fk)
+}
+
 /// FULLNAT: the local address and port of a new session of flow `fk` to real server `rs`
-/// from `pool`, its service's LIP pool (`LipPools::of_service`: its own; an
+/// from `pool`, its service's LIP pool ([`LipPools::of_service`]: its own; an
 /// address service without one takes its port-0 service's, as [`super::pool_key`] finds
 /// it again), preferring a port whose reply the NIC's RSS steers to this worker's queue
 /// (`me`: the queue, and whether any port has RSS, which the core notes per snapshot).
@@ -790,7 +833,7 @@ pub(super) fn refusal(e: Refuse) -> DropReason {
 /// (224/4), reserved (240/4, with the limited broadcast), or an address of the director
 /// itself (a VIP, DIP or LIP).
 #[inline]
-fn martian_source(src: Ipv4Addr, net: &NetConfig) -> bool {
+pub(super) fn martian_source(src: Ipv4Addr, net: &NetConfig) -> bool {
     let first = src.octets()[0];
     first == 0 || src.is_loopback() || first >= 224 || net.local.contains_key(&src)
 }

@@ -403,15 +403,8 @@ impl<P: PacketBuf> Core<P> {
                     drop(new);
                     return self.drop(pkt, DropReason::Unsupported);
                 }
-                let local = match new.needs_local() {
-                    true => {
-                        let (t, rs, fk) = (new.table(), new.dest(), new.flow());
-                        let me = (self.id as u16, self.rss);
-                        let pool = self.laddrs.of_service(new.service_index());
-                        pool.and_then(|p| super::general::pick_local(p, t, &snap.net, me, rs, fk))
-                    }
-                    false => None,
-                };
+                let me = (self.id as u16, self.rss);
+                let local = super::general::local_for(&new, &mut self.laddrs, &snap.net, me);
                 new.create(local)
             }
             Ok(Scheduled::Existing(_)) => Err(Refuse::NotSyn),
@@ -421,12 +414,8 @@ impl<P: PacketBuf> Core<P> {
             Ok(id) => id,
             Err(e) => return self.drop(pkt, super::general::refusal(e)),
         };
-        self.new_budget.charge();
-        self.counters.conns += 1;
+        self.opened(id);
         self.counters.syn_proxy_sessions += 1;
-        if let Some(t) = self.traffic_of(id) {
-            t.conns += 1;
-        }
         let st = SynProxyState {
             delta: acc.cookie,
             ts_delta: acc.ts.map_or(0, |t| t.1),

@@ -4313,3 +4313,136 @@ fn a_fullnat_fwmark_service_without_local_addresses_does_not_take_anothers() {
     let (p, _) = tx(c.process(syn, 1, 2, true));
     assert_eq!(check(p.data()).2, RS2);
 }
+
+/// The client's, RS1's and RS2's addresses learned by `c` (ARP), as the equivalence
+/// tests start.
+fn learn_neighbours(c: &mut Core<VecBuf>) {
+    c.process(arp(1, CLIENT_MAC, CIP, [0; 6], VIP), 0, 0, false);
+    c.process(arp(2, RS1_MAC, RS1, PORT1_MAC, DIP1), 1, 0, false);
+    c.process(arp(2, RS2_MAC, RS2, PORT1_MAC, DIP1), 1, 0, false);
+}
+
+#[test]
+fn syns_of_new_flows_take_the_syn_lane_and_open_what_the_general_path_opens() {
+    // 40 SYNs of new flows in one burst, in every mode: the burst core opens them in
+    // the SYN lane (it never asks a packet's port: only the general path does), with
+    // the same frames out (FULLNAT's local addresses and ports too), sessions and
+    // counters as a core that takes them packet by packet.
+    for (fwd, tunnels) in modes() {
+        let mut one = core_tun(fwd, tunnels, 0, 1);
+        let mut burst = core_tun(fwd, tunnels, 0, 1);
+        learn_neighbours(&mut one);
+        learn_neighbours(&mut burst);
+        let syns: Vec<VecBuf> = (0..40u16)
+            .map(|i| tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000 + i, VIP, 80, true, false))
+            .collect();
+        let want: Vec<_> = syns
+            .iter()
+            .map(|p| verdict(one.process(p.clone(), 0, 3, true)))
+            .collect();
+        let (mut got, mut asked) = (Vec::new(), 0);
+        burst.process_burst(
+            syns,
+            3,
+            true,
+            |_| {
+                asked += 1;
+                0
+            },
+            |e| {
+                if let Emit::Packet(out) = e {
+                    got.push(verdict(out));
+                }
+            },
+        );
+        assert_eq!(asked, 0, "{fwd:?}: every SYN in the lane");
+        assert_eq!(got, want, "{fwd:?}");
+        assert!(got.iter().all(|v| v.0 == 0), "{fwd:?}: all forwarded");
+        assert_eq!(one.counters(), burst.counters(), "{fwd:?}");
+        assert_eq!(burst.conns().len(), 40);
+        assert_eq!(burst.counters().conns, 40);
+        let sessions = |c: &Core<VecBuf>| {
+            let mut v: Vec<_> = c.conns().iter().map(|(_, s)| format!("{s:?}")).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sessions(&one), sessions(&burst), "{fwd:?}");
+    }
+}
+
+#[test]
+fn the_syn_lane_leaves_every_other_syn_to_the_general_path() {
+    // SYNs the lane must not open, mixed with ones it opens, in one burst: a wrong TCP
+    // checksum, a TTL of 1, SYN with ACK and with FIN, a martian source, a DIP as the
+    // destination, a second SYN of an open flow; each gets the general path's verdict.
+    for fwd in [FwdMethod::FullNat, FwdMethod::Masq, FwdMethod::Tunnel] {
+        let mut one = core(fwd, 0, 1);
+        let mut burst = core(fwd, 0, 1);
+        learn_neighbours(&mut one);
+        learn_neighbours(&mut burst);
+        let seg = |s: [u8; 4], sp: u16, d: [u8; 4], flags: &str, ttl: u8| {
+            (
+                segment(CLIENT_MAC, PORT0_MAC, (s, sp), (d, 80), flags, ttl, b""),
+                0u16,
+            )
+        };
+        let mut bad_sum = seg(CIP, 41001, VIP, "S", 64);
+        bad_sum.0.data_mut()[14 + 20 + 16] ^= 0x5a;
+        let pkts = vec![
+            seg(CIP, 41000, VIP, "S", 64),
+            bad_sum,
+            seg(CIP, 41002, VIP, "S", 1),
+            seg(CIP, 41003, VIP, "SA", 64),
+            seg(CIP, 41004, VIP, "SF", 64),
+            seg([127, 0, 0, 1], 41005, VIP, "S", 64),
+            seg(DIP1, 41006, VIP, "S", 64),
+            seg(CIP, 41007, DIP0, "S", 64),
+            seg(CIP, 41000, VIP, "S", 64),
+            seg(CIP, 41008, VIP, "S", 64),
+        ];
+        let want = same_by_burst(&mut one, &mut burst, pkts, 3);
+        // The packets' own verdicts (not the time-exceeded error originated on the way).
+        let want: Vec<_> = want.into_iter().filter(|v| v.0 != 9).collect();
+        let reasons: Vec<&str> = want.iter().map(|v| v.1.as_str()).collect();
+        assert_eq!(want[0].0, 0, "{fwd:?}: {reasons:?}");
+        assert_eq!(reasons[1], "malformed:bad_checksum", "{fwd:?}");
+        assert_eq!(reasons[2], "rewrite:ttl_expired", "{fwd:?}");
+        assert_eq!(reasons[5], "martian", "{fwd:?}");
+        assert_eq!(reasons[6], "martian", "{fwd:?}");
+        assert_eq!(want[8].0, 0, "{fwd:?}: the flow's second SYN goes on in it");
+        assert_eq!(want.last().map(|v| v.0), Some(0), "{fwd:?}");
+        assert_eq!(one.counters(), burst.counters(), "{fwd:?}");
+        assert_eq!(one.conns().len(), burst.conns().len(), "{fwd:?}");
+    }
+}
+
+#[test]
+fn a_syn_whose_session_needs_the_general_forwarding_gets_it() {
+    // The SYN lane opens the session, then hands the packet to the general path's
+    // forwarding where the established path would not send it: a FULLNAT service with
+    // TOA (the option goes into the SYN), and a real server whose MAC is unknown (the
+    // SYN is held and an ARP request goes out). Both as the general path does it.
+    let syns = || -> Vec<(VecBuf, u16)> {
+        (0..4u16)
+            .map(|i| {
+                let p = tcp(CLIENT_MAC, PORT0_MAC, CIP, 42000 + i, VIP, 80, true, false);
+                (p, 0)
+            })
+            .collect()
+    };
+    let mut one = cip_core(Proto::Tcp, crate::service::svc_flags::TOA);
+    let mut burst = cip_core(Proto::Tcp, crate::service::svc_flags::TOA);
+    let want = same_by_burst(&mut one, &mut burst, syns(), 3);
+    assert!(want.iter().all(|v| v.0 == 0));
+    assert_eq!(one.counters(), burst.counters());
+    assert_eq!(burst.conns().len(), 4);
+
+    let mut one = core(FwdMethod::FullNat, 0, 1);
+    let mut burst = core(FwdMethod::FullNat, 0, 1);
+    let want = same_by_burst(&mut one, &mut burst, syns(), 3);
+    assert!(want.iter().all(|v| v.0 == 4), "held: {want:?}");
+    assert_eq!(one.counters(), burst.counters());
+    assert_eq!(burst.conns().len(), 4);
+    let arps = |c: &mut Core<VecBuf>| c.take_arp_requests().collect::<Vec<_>>();
+    assert_eq!(arps(&mut one), arps(&mut burst));
+}
