@@ -574,7 +574,6 @@ impl<P: PacketBuf> Core<P> {
             tcp_flags: flags,
         };
         let me = (self.id as u16, self.rss);
-        let net = &snap.net;
         let res = match self.conns.schedule(&mut self.sched, &pm, f.hash, now_ms) {
             // Not met (no session above); as the general path: forwarded in it.
             Ok(Scheduled::Existing(id)) => return Fast::Made(id),
