@@ -21,7 +21,7 @@ use crate::wire::{
     icmpv4::{time_exceeded, Message},
     Classified, EthernetAddress, IpMeta, IpProtocol, IpVersion,
 };
-#[cfg(test)]
+#[cfg(any(test, feature = "reference"))]
 use crate::wire::{classify, ChecksumMode};
 
 use super::pools::LipPools;
@@ -124,7 +124,7 @@ impl<P: PacketBuf> Core<P> {
     ///
     /// `check_owner`: when true, a packet owned by another worker comes back as
     /// [`Out::Handoff`]; a packet received from a handoff ring is processed with false.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "reference"))]
     pub fn process(&mut self, pkt: P, in_port: u16, now_ms: u64, check_owner: bool) -> Out<P> {
         let cls = classify(pkt.data(), ChecksumMode::Software);
         self.process_classified(pkt, &cls, None, in_port, now_ms, check_owner)

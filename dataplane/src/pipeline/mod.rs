@@ -490,13 +490,13 @@ impl<P: PacketBuf> Core<P> {
     /// Frames the director originated (in the scratch buffer, one at a time): the tests'
     /// packet-by-packet reference takes them after each packet
     /// ([`Core::process_burst`] hands them out as [`Emit::Generated`]).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "reference"))]
     pub fn take_generated(&mut self) -> Option<(u16, usize)> {
         self.generated.pop()
     }
 
     /// The scratch buffer holding the last originated frame.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "reference"))]
     pub fn scratch(&self) -> &[u8] {
         &self.scratch
     }

@@ -4446,3 +4446,44 @@ fn a_syn_whose_session_needs_the_general_forwarding_gets_it() {
     let arps = |c: &mut Core<VecBuf>| c.take_arp_requests().collect::<Vec<_>>();
     assert_eq!(arps(&mut one), arps(&mut burst));
 }
+
+#[test]
+fn pipeline_fuzz_seeds_are_current() {
+    // The `pipeline` fuzz target's seeds (`dataplane/fuzz/seeds/pipeline`): a mode byte
+    // (checksums put right), then length-prefixed frames: the neighbours' ARP, SYNs of
+    // new flows, their ACKs and data, a second SYN of a flow.
+    // RVS_WRITE_FUZZ_SEEDS=1 cargo test -p rvs-dataplane pipeline_fuzz_seeds  (re)writes them.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/pipeline");
+    let frames: Vec<Vec<u8>> = vec![
+        arp(1, CLIENT_MAC, CIP, [0; 6], VIP).data().to_vec(),
+        tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false)
+            .data()
+            .to_vec(),
+        tcp(CLIENT_MAC, PORT0_MAC, CIP, 40001, VIP, 80, true, false)
+            .data()
+            .to_vec(),
+        tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, false, true)
+            .data()
+            .to_vec(),
+        tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false)
+            .data()
+            .to_vec(),
+    ];
+    for (name, mode) in [("fullnat", 4u8), ("nat", 5), ("dr", 6), ("tun", 7)] {
+        let mut seed = vec![mode];
+        for f in &frames {
+            seed.push(f.len() as u8);
+            seed.extend_from_slice(f);
+        }
+        let path = dir.join(name);
+        if std::env::var_os("RVS_WRITE_FUZZ_SEEDS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &seed).unwrap();
+        }
+        assert_eq!(
+            std::fs::read(&path).ok(),
+            Some(seed),
+            "seed {name} is current"
+        );
+    }
+}
