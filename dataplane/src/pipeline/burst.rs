@@ -124,6 +124,12 @@ fn tcp_checksum_ok(frame: &[u8], v4: &V4Flow) -> bool {
     wire::checksum::combine(&[pseudo, wire::checksum::data(seg)]) == 0xffff
 }
 
+/// Session flags whose packets need the general path's client-address or SYN-proxy work
+/// (a PROXY header or TOA still to give, a PROXY shift, a SYN proxy's setup or
+/// translation): the SYN lane and IPv6's fast path leave them to it.
+const SPECIAL: u16 =
+    conn_flags::CIP | conn_flags::IN_SEQ | conn_flags::SYNPROXY | conn_flags::OUT_SEQ;
+
 /// Prefetch distance of [`Core::process_burst`], in packets: how far the bucket prefetch
 /// runs ahead of the session prefetch, and that ahead of the processing. About twice
 /// the memory latency of this machine (~180 ns) in packets at full speed.
@@ -591,9 +597,7 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return Fast::Made(id);
         };
-        let special =
-            conn_flags::CIP | conn_flags::IN_SEQ | conn_flags::SYNPROXY | conn_flags::OUT_SEQ;
-        if s.flags & special != 0 {
+        if s.flags & SPECIAL != 0 {
             return Fast::Made(id);
         }
         let Some(plan) = Plan::of(s, false, &self.conns) else {
@@ -639,9 +643,7 @@ impl<P: PacketBuf> Core<P> {
         let Some(s) = self.conns.get(id) else {
             return Fast::Slow;
         };
-        let special =
-            conn_flags::CIP | conn_flags::IN_SEQ | conn_flags::SYNPROXY | conn_flags::OUT_SEQ;
-        if s.flags & special != 0 {
+        if s.flags & SPECIAL != 0 {
             return Fast::Slow;
         }
         // All-IPv6 ends (a NAT64 session: the general path).

@@ -4454,20 +4454,17 @@ fn pipeline_fuzz_seeds_are_current() {
     // new flows, their ACKs and data, a second SYN of a flow.
     // RVS_WRITE_FUZZ_SEEDS=1 cargo test -p rvs-dataplane pipeline_fuzz_seeds  (re)writes them.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/pipeline");
+    let seg = |sport, syn, ack| {
+        tcp(CLIENT_MAC, PORT0_MAC, CIP, sport, VIP, 80, syn, ack)
+            .data()
+            .to_vec()
+    };
     let frames: Vec<Vec<u8>> = vec![
         arp(1, CLIENT_MAC, CIP, [0; 6], VIP).data().to_vec(),
-        tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false)
-            .data()
-            .to_vec(),
-        tcp(CLIENT_MAC, PORT0_MAC, CIP, 40001, VIP, 80, true, false)
-            .data()
-            .to_vec(),
-        tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, false, true)
-            .data()
-            .to_vec(),
-        tcp(CLIENT_MAC, PORT0_MAC, CIP, 40000, VIP, 80, true, false)
-            .data()
-            .to_vec(),
+        seg(40000, true, false),
+        seg(40001, true, false),
+        seg(40000, false, true),
+        seg(40000, true, false),
     ];
     for (name, mode) in [("fullnat", 4u8), ("nat", 5), ("dr", 6), ("tun", 7)] {
         let mut seed = vec![mode];
