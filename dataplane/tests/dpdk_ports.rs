@@ -168,15 +168,28 @@ fn mbuf_prepend_adj_append_trim() {
     assert!(head >= 20, "default headroom fits an outer IPv4 header");
     m.prepend(2).expect("headroom").copy_from_slice(&[9, 8]);
     assert_eq!(m.data(), &[9, 8, 1, 2, 3, 4]);
+    assert_eq!((m.headroom(), m.pkt_len()), (head - 2, 6));
+    assert!(m.is_contiguous());
     assert!(m.adj(3));
     assert_eq!(m.data(), &[2, 3, 4]);
+    assert_eq!((m.headroom(), m.pkt_len()), (head + 1, 3));
     m.append(2).expect("tailroom").copy_from_slice(&[5, 6]);
     assert_eq!(m.data(), &[2, 3, 4, 5, 6]);
     assert!(m.trim(4));
     assert_eq!(m.data(), &[2]);
+    assert_eq!((m.headroom(), m.pkt_len()), (head + 1, 1));
+    assert!(m.trim(0));
     assert!(!m.trim(5), "trimming more than there is changes nothing");
     assert!(!m.adj(5));
     assert_eq!(m.data(), &[2]);
+    assert_eq!((m.headroom(), m.pkt_len()), (head + 1, 1));
+    // The whole headroom can be taken, and not a byte more.
+    let room = m.headroom();
+    assert!(m.prepend(room + 1).is_none());
+    assert_eq!(m.prepend(room).expect("all of the headroom").len(), room);
+    assert_eq!((m.headroom(), m.pkt_len()), (0, room + 1));
+    assert_eq!(m.data()[room], 2);
+    assert!(m.adj(room));
     assert!(
         m.prepend(head + 10_000).is_none(),
         "prepend past the headroom fails"

@@ -90,43 +90,72 @@ impl Mbuf {
     /// Whether the whole packet is in the first segment.
     #[inline]
     pub fn is_contiguous(&self) -> bool {
-        // SAFETY: reads fields of a live mbuf.
-        let data_len = unsafe { sys::rvs_pktmbuf_data_len(self.raw.as_ptr()) };
+        // SAFETY: reads a field of a live mbuf we own.
+        let data_len = unsafe { (*self.raw.as_ptr()).data_len };
         usize::from(data_len) == self.pkt_len()
     }
 
-    /// Free bytes before the packet.
+    /// Whether the mbuf is one segment (`nb_segs == 1`): the case the inline buffer
+    /// operations below handle themselves; a chain goes to DPDK's functions.
+    #[inline(always)]
+    fn single(&self) -> bool {
+        // SAFETY: reads a field (in the mbuf's first cache line) of a live mbuf we own.
+        unsafe { (*self.raw.as_ptr()).nb_segs == 1 }
+    }
+
+    /// Free bytes before the packet (`rte_pktmbuf_headroom`: the data offset).
     #[inline]
     pub fn headroom(&self) -> usize {
-        // SAFETY: reads fields of a live mbuf.
-        usize::from(unsafe { sys::rvs_pktmbuf_headroom(self.raw.as_ptr()) })
+        // SAFETY: reads a field of a live mbuf we own.
+        usize::from(unsafe { (*self.raw.as_ptr()).data_off })
     }
 
     /// Grows the packet by `n` bytes at the front; returns the new bytes, or `None` (and
     /// changes nothing) without enough headroom.
+    ///
+    /// `rte_pktmbuf_prepend` written out: it is inline in C, and the TUN path calls it
+    /// for every packet (through the shim it was a call and a return per packet).
     #[inline]
     pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
         let n16 = u16::try_from(n).ok()?;
-        // SAFETY: live mbuf; rte_pktmbuf_prepend checks headroom and returns NULL (changing
-        // nothing) when it is short; on success the n bytes at the result are ours.
+        let m = self.raw.as_ptr();
+        // SAFETY: `m` is a live mbuf we own exclusively. As rte_pktmbuf_prepend: with
+        // `n` at most the headroom (`data_off`), moving the data start back by `n` stays
+        // inside the buffer, and the first segment's and the packet's lengths grow by
+        // `n` (they cannot overflow: data_off + data_len ≤ buf_len, a u16). The `n`
+        // bytes at the new start are ours.
         unsafe {
-            let p = sys::rvs_pktmbuf_prepend(self.raw.as_ptr(), n16).cast::<u8>();
-            if p.is_null() {
+            if n16 > (*m).data_off {
                 return None;
             }
+            (*m).data_off -= n16;
+            (*m).data_len += n16;
+            (*m).pkt_len += u32::from(n16);
+            let p = (*m).buf_addr.cast::<u8>().add(usize::from((*m).data_off));
             Some(std::slice::from_raw_parts_mut(p, n))
         }
     }
 
     /// Removes `n` bytes from the front; `false` (and no change) if the first segment is
-    /// shorter.
+    /// shorter (`rte_pktmbuf_adj`, written out as [`Mbuf::prepend`]).
     #[inline]
     pub fn adj(&mut self, n: usize) -> bool {
         let Ok(n16) = u16::try_from(n) else {
             return false;
         };
-        // SAFETY: live mbuf; rte_pktmbuf_adj checks the length and returns NULL when short.
-        !unsafe { sys::rvs_pktmbuf_adj(self.raw.as_ptr(), n16) }.is_null()
+        let m = self.raw.as_ptr();
+        // SAFETY: `m` is a live mbuf we own exclusively. As rte_pktmbuf_adj: with `n` at
+        // most the first segment's length, the data start moves forward inside that
+        // segment and both lengths shrink by `n` (pkt_len ≥ data_len).
+        unsafe {
+            if n16 > (*m).data_len {
+                return false;
+            }
+            (*m).data_off += n16;
+            (*m).data_len -= n16;
+            (*m).pkt_len -= u32::from(n16);
+        }
+        true
     }
 
     /// Grows the packet by `n` bytes at the end; returns the new bytes, or `None` without
@@ -146,14 +175,32 @@ impl Mbuf {
     }
 
     /// Removes `n` bytes from the end; `false` (and no change) if the last segment is
-    /// shorter.
+    /// shorter. A single segment is trimmed here (`rte_pktmbuf_trim` written out); a
+    /// chain by DPDK, which walks to its last segment.
     #[inline]
     pub fn trim(&mut self, n: usize) -> bool {
         let Ok(n16) = u16::try_from(n) else {
             return false;
         };
+        if n16 == 0 {
+            return true;
+        }
+        let m = self.raw.as_ptr();
+        if self.single() {
+            // SAFETY: `m` is a live single-segment mbuf we own exclusively: its last
+            // segment is itself. With `n` at most its length, both lengths shrink by
+            // `n` (pkt_len == data_len for one segment).
+            unsafe {
+                if n16 > (*m).data_len {
+                    return false;
+                }
+                (*m).data_len -= n16;
+                (*m).pkt_len -= u32::from(n16);
+            }
+            return true;
+        }
         // SAFETY: live mbuf; rte_pktmbuf_trim checks the length and returns -1 when short.
-        unsafe { sys::rvs_pktmbuf_trim(self.raw.as_ptr(), n16) == 0 }
+        unsafe { sys::rvs_pktmbuf_trim(m, n16) == 0 }
     }
 
     /// The DPDK port the packet was received on.
