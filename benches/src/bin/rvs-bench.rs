@@ -1770,9 +1770,24 @@ fn fill_tables(r: &mut RunResult, end: &Sample, capacity: u32) {
     };
 }
 
+/// How often the new-connection test samples the workers' counters: every 10 ms, and
+/// every millisecond when no worker has more than [`FEW_NEW_FLOWS`] flows to make — at
+/// 4M sessions/s a worker makes 100k in 25 ms, which left the 5-90 % window without two
+/// 10 ms samples in it and the sweep's 100k point without a figure.
+fn new_conn_interval(expected: &[u64]) -> Duration {
+    if expected.iter().all(|&n| n <= FEW_NEW_FLOWS) {
+        Duration::from_millis(1)
+    } else {
+        Duration::from_millis(10)
+    }
+}
+
+/// The most flows per worker for which the new-connection test samples every millisecond.
+const FEW_NEW_FLOWS: u64 = 500_000;
+
 /// New connections: every packet of the capture is a new flow's SYN until the capture
 /// wraps. The rate is the slope of sessions created while between 5% and 90% of each
-/// worker's flows exist (sampled every 10 ms).
+/// worker's flows exist (sampled as [`new_conn_interval`] says).
 fn new_conn(
     opts: &Opts,
     engine: &Engine,
@@ -1784,6 +1799,7 @@ fn new_conn(
     let limit = Duration::from_secs_f64(opts.duration + 60.0);
     let mut samples: Vec<Sample> = Vec::new();
     let mut last_progress = Instant::now();
+    let interval = new_conn_interval(expected);
     loop {
         let s = sample(engine);
         // Done when every worker made its flows' sessions; a worker given no flows (fewer
@@ -1804,7 +1820,7 @@ fn new_conn(
         if done || t.elapsed() > limit {
             break;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(interval);
     }
     let mut problems = Vec::new();
     let end = samples.last().ok_or("no samples")?;
@@ -1878,4 +1894,23 @@ fn fill_rates(samples: &[Sample], w: usize, n: u64, capacity: u32) -> Vec<(f64, 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sweep's 100k point: at 4M sessions/s its worker is done in 25 ms, and the
+    /// 5-90 % window (85 % of that) must still hold several samples to give a rate.
+    #[test]
+    fn a_short_new_connection_run_is_sampled_often_enough_for_a_rate() {
+        let window = Duration::from_secs_f64(100_000.0 * 0.85 / 4e6);
+        let samples = window.as_secs_f64() / new_conn_interval(&[100_000]).as_secs_f64();
+        assert!(samples >= 10.0, "{samples} samples in the window");
+        // Long runs keep the 10 ms period that disturbs the workers least.
+        assert_eq!(
+            new_conn_interval(&[1_000_000, 1_000_000]),
+            Duration::from_millis(10)
+        );
+    }
 }
