@@ -444,30 +444,45 @@ fn the_fragment_table_does_not_allocate() {
 }
 
 /// A worker's burst path allocates nothing once its core is made: SYNs of new FULLNAT
-/// flows (the SYN lane: scheduling, the LIP port, the session and both index entries)
-/// and the flows' established packets (the fast path), bursts after bursts.
+/// flows over IPv4 and IPv6 (the SYN lanes: scheduling, the LIP port, the session and
+/// both index entries) and the flows' established packets (the fast paths), bursts after
+/// bursts.
 #[test]
 fn new_sessions_and_established_packets_in_bursts_do_not_allocate() {
     use rvs_dataplane::conn::ConnConfig;
     use rvs_dataplane::flow::{Addr, Proto};
     use rvs_dataplane::neigh::NeighConfig;
     use rvs_dataplane::pipeline::{Core, Emit, LocalKind, NetConfig, Out, PortNet, Snapshot};
-    use rvs_dataplane::route::{Route, RouteTable};
+    use rvs_dataplane::route::{Route, Route6, RouteTable};
     use rvs_dataplane::service::{DestConfig, SchedKind, ServiceConfig, ServiceKey, ServiceTable};
-    use std::net::{IpAddr, Ipv4Addr};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     use std::sync::Arc;
 
     let (vip, lip, rs) = ([10, 10, 0, 100], [10, 20, 0, 200], [10, 20, 0, 11]);
-    let key = ServiceKey::Addr {
-        proto: Proto::Tcp,
-        addr: Addr::from(IpAddr::from(vip)),
-        port: 80,
-    };
+    let v6 = |s: &str| s.parse::<Ipv6Addr>().expect("IPv6 address");
+    let (cip6, vip6, lip6, rs6) = (
+        v6("2001:db8:1::2"),
+        v6("2001:db8:1::100"),
+        v6("2001:db8:2::200"),
+        v6("2001:db8:2::11"),
+    );
     let mut t = ServiceTable::new();
-    t.add_service(ServiceConfig::new(key, SchedKind::Rr))
-        .expect("service");
-    let dest = DestConfig::new(Addr::from(IpAddr::from(rs)), 80, FwdMethod::FullNat);
-    t.add_dest(&key, dest).expect("rs");
+    let mut keys = Vec::new();
+    for (vip, rs) in [
+        (IpAddr::from(vip), IpAddr::from(rs)),
+        (vip6.into(), rs6.into()),
+    ] {
+        let key = ServiceKey::Addr {
+            proto: Proto::Tcp,
+            addr: Addr::from(vip),
+            port: 80,
+        };
+        t.add_service(ServiceConfig::new(key, SchedKind::Rr))
+            .expect("service");
+        let dest = DestConfig::new(Addr::from(rs), 80, FwdMethod::FullNat);
+        t.add_dest(&key, dest).expect("rs");
+        keys.push(key);
+    }
     let mut net = NetConfig::new(1);
     let port = |last| PortNet {
         mac: [2, 0, 0, 0, 0, last],
@@ -483,8 +498,18 @@ fn new_sessions_and_established_packets_in_bursts_do_not_allocate() {
         port,
         gateway: None,
     };
-    net.routes = RouteTable::new(vec![route([10, 10, 0, 0], 0), route([10, 20, 0, 0], 1)]);
-    net.laddrs.insert(key, vec![IpAddr::from(lip)]);
+    net.local6.insert(vip6, (LocalKind::Vip, 0));
+    net.local6.insert(lip6, (LocalKind::Lip, 1));
+    let route6 = |prefix: &str, port| Route6 {
+        prefix: v6(prefix),
+        len: 64,
+        port,
+        gateway: None,
+    };
+    net.routes = RouteTable::new(vec![route([10, 10, 0, 0], 0), route([10, 20, 0, 0], 1)])
+        .with_v6(vec![route6("2001:db8:1::", 0), route6("2001:db8:2::", 1)]);
+    net.laddrs.insert(keys[0], vec![IpAddr::from(lip)]);
+    net.laddrs.insert(keys[1], vec![lip6.into()]);
     let mut core = Core::new(0, ConnConfig::new(8192), NeighConfig::default());
     core.adopt(Snapshot {
         generation: 1,
@@ -493,11 +518,18 @@ fn new_sessions_and_established_packets_in_bursts_do_not_allocate() {
     });
     core.add_static_neighbour(IpAddr::from(rs), [2, 0, 0, 0, 0, 0x11]);
     core.add_static_neighbour(IpAddr::from([10, 10, 0, 2]), [2, 0, 0, 0, 0, 0xc1]);
+    core.add_static_neighbour(rs6.into(), [2, 0, 0, 0, 0, 0x11]);
+    core.add_static_neighbour(cip6.into(), [2, 0, 0, 0, 0, 0xc1]);
 
+    // Flows of even source ports over IPv4, of odd ones over IPv6.
     let frame = |sport: u16, syn: bool| {
-        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xc1], [2, 0, 0, 0, 0, 0xd0])
-            .ipv4([10, 10, 0, 2], vip, 64)
-            .tcp(sport, 80, 1000, 65535);
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xc1], [2, 0, 0, 0, 0, 0xd0]);
+        let b = if sport.is_multiple_of(2) {
+            b.ipv4([10, 10, 0, 2], vip, 64)
+        } else {
+            b.ipv6(cip6.octets(), vip6.octets(), 64)
+        };
+        let mut b = b.tcp(sport, 80, 1000, 65535);
         b = if syn { b.syn() } else { b.ack(1) };
         let mut v = Vec::new();
         b.write(&mut v, b"").expect("build");

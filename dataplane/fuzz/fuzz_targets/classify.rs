@@ -29,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(usize::from(v.l3), m.l3_offset());
         assert_eq!(usize::from(v.l4), m.l4_offset);
         assert_eq!(usize::from(v.ip_end), m.ip_end);
-        let proto = if v.udp { IpProtocol::UDP } else { IpProtocol::TCP };
+        let proto = if v.udp {
+            IpProtocol::UDP
+        } else {
+            IpProtocol::TCP
+        };
         assert_eq!(m.tuple.protocol, proto);
         assert_eq!(m.tuple.src.addr, IpAddr::V4(Ipv4Addr::from(v.src)));
         assert_eq!(m.tuple.dst.addr, IpAddr::V4(Ipv4Addr::from(v.dst)));
@@ -43,7 +47,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(usize::from(v.l3), m.l3_offset());
         assert_eq!(usize::from(v.l4), m.l4_offset);
         assert_eq!(usize::from(v.ip_end), m.ip_end);
-        let proto = if v.udp { IpProtocol::UDP } else { IpProtocol::TCP };
+        let proto = if v.udp {
+            IpProtocol::UDP
+        } else {
+            IpProtocol::TCP
+        };
         assert_eq!(m.tuple.protocol, proto);
         assert_eq!(m.tuple.src.addr, IpAddr::V6(Ipv6Addr::from(v.src)));
         assert_eq!(m.tuple.dst.addr, IpAddr::V6(Ipv6Addr::from(v.dst)));

@@ -21,7 +21,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let (l3, l4) = (m.l3_offset(), m.l4_offset);
     // The shift parameters come from the frame too, so that every edge case is reached.
-    let init = data.get(..4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let init = data
+        .get(..4)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let delta = u32::from(data.get(4).copied().unwrap_or(28));
     let mut f = data.to_vec();
     if m.tuple.protocol == IpProtocol::TCP {
@@ -29,8 +31,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = cip::unshift_ack(&mut f, l4, init, delta);
         let mut b = VecBuf::new(64, data);
         match cip::insert_toa(&mut b, l3, l4, Ipv4Addr::new(198, 51, 100, 7), 4321, 1500) {
-            Ok(()) => assert!(classify(b.data(), ChecksumMode::Software).is_ok()
-                || classify(data, ChecksumMode::Software).is_err()),
+            Ok(()) => assert!(
+                classify(b.data(), ChecksumMode::Software).is_ok()
+                    || classify(data, ChecksumMode::Software).is_err()
+            ),
             Err(_) => assert_eq!(b.data(), data, "a refused TOA changed the frame"),
         }
         let h = cip::ProxyHeader::v2(Addr::v4(1, 2, 3, 4), 5, Addr::v4(6, 7, 8, 9), 10, false);

@@ -6,10 +6,10 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rvs_dataplane::buf::{PacketBuf, VecBuf};
+use rvs_dataplane::flow::FwdMethod;
 use rvs_dataplane::forward::{
     icmp, icmp6, At6, Egress, Egress6, Encap, Layout, MacRewrite, Plan, Plan6,
 };
-use rvs_dataplane::flow::FwdMethod;
 use rvs_dataplane::wire::{classify, ChecksumMode, Classified, IpProtocol, IpVersion};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -80,18 +80,43 @@ fuzz_target!(|data: &[u8]| {
     // Sessions with IPv6 ends.
     let a6 = |n: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n));
     let a4 = |n: u8| IpAddr::V4(Ipv4Addr::new(10, 0, 0, n));
-    let p6 = |fwd, src, dst, toward| Plan6 { fwd, src, dst, toward };
+    let p6 = |fwd, src, dst, toward| Plan6 {
+        fwd,
+        src,
+        dst,
+        toward,
+    };
     let plans6 = [
         p6(FwdMethod::Masq, None, Some((a6(2), 8080)), a6(2)),
         p6(FwdMethod::Masq, Some((a6(1), 80)), None, a6(3)),
-        p6(FwdMethod::FullNat, Some((a6(4), 40000)), Some((a6(2), 80)), a6(2)),
-        p6(FwdMethod::FullNat, Some((a6(1), 80)), Some((a6(3), 1234)), a6(3)),
+        p6(
+            FwdMethod::FullNat,
+            Some((a6(4), 40000)),
+            Some((a6(2), 80)),
+            a6(2),
+        ),
+        p6(
+            FwdMethod::FullNat,
+            Some((a6(1), 80)),
+            Some((a6(3), 1234)),
+            a6(3),
+        ),
         p6(FwdMethod::Route, None, None, a6(2)),
         p6(FwdMethod::Tunnel, None, None, a6(2)),
         p6(FwdMethod::Tunnel, None, None, a4(2)),
         // NAT64: toward the IPv4 server, and back to the IPv6 client.
-        p6(FwdMethod::FullNat, Some((a4(4), 40000)), Some((a4(2), 80)), a4(2)),
-        p6(FwdMethod::FullNat, Some((a6(1), 80)), Some((a6(3), 1234)), a6(3)),
+        p6(
+            FwdMethod::FullNat,
+            Some((a4(4), 40000)),
+            Some((a4(2), 80)),
+            a4(2),
+        ),
+        p6(
+            FwdMethod::FullNat,
+            Some((a6(1), 80)),
+            Some((a6(3), 1234)),
+            a6(3),
+        ),
     ];
     let at6 = At6::of(&m);
     for p in &plans6 {
@@ -107,7 +132,11 @@ fuzz_target!(|data: &[u8]| {
             }
             let mut b = VecBuf::new(64, data);
             if p.translate_error(&mut b, m.version, &eg6).is_err() {
-                assert_eq!(b.data(), data, "a failed NAT64 error translation changed the frame");
+                assert_eq!(
+                    b.data(),
+                    data,
+                    "a failed NAT64 error translation changed the frame"
+                );
             }
             let mut b = VecBuf::new(0, data);
             let _ = icmp6::translate(&mut b, &m, p, &eg6.macs);

@@ -56,7 +56,9 @@ fuzz_target!(|data: &[u8]| {
         n += 1;
         admitted += 1;
         let mut freed = 0;
-        let answer = t.admit(key, f.offset, data_len as u16, f.more, n, now, |_| freed += 1);
+        let answer = t.admit(key, f.offset, data_len as u16, f.more, n, now, |_| {
+            freed += 1
+        });
         returned += freed;
         match answer {
             Admit::Held => {}

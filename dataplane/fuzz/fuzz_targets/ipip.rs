@@ -9,7 +9,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = (p.outer().src_addr(), p.inner_version(), p.inner().len());
     }
     if let Ok(p) = GrePacket::new_checked(data) {
-        let _ = (p.protocol(), p.checksum(), p.verify_checksum(), p.payload().len());
+        let _ = (
+            p.protocol(),
+            p.checksum(),
+            p.verify_checksum(),
+            p.payload().len(),
+        );
     }
     if let Ok(p) = GuePacket::new_checked(data) {
         let _ = (p.is_control(), p.protocol(), p.flags(), p.payload().len());

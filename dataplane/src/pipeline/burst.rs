@@ -124,6 +124,38 @@ fn tcp_checksum_ok(frame: &[u8], v4: &V4Flow) -> bool {
     wire::checksum::combine(&[pseudo, wire::checksum::data(seg)]) == 0xffff
 }
 
+/// The TCP checksum of an IPv6 segment as the lane read it ([`tcp_checksum_ok`]).
+fn tcp_checksum_ok6(frame: &[u8], v6: &V6Flow) -> bool {
+    let Some(seg) = frame.get(usize::from(v6.l4)..usize::from(v6.ip_end)) else {
+        return false;
+    };
+    let (src, dst) = (Ipv6Addr::from(v6.src), Ipv6Addr::from(v6.dst));
+    let pseudo = wire::checksum::pseudo_header_v6(&src, &dst, IpProtocol::TCP.0, seg.len() as u32);
+    wire::checksum::combine(&[pseudo, wire::checksum::data(seg)]) == 0xffff
+}
+
+/// Whether a segment is one a SYN lane takes: TCP with SYN and neither ACK, RST nor FIN.
+#[inline(always)]
+fn opens_alone(udp: bool, flags: TcpFlags) -> bool {
+    let (syn, ack, rst, fin) = (
+        TcpFlags::SYN.0,
+        TcpFlags::ACK.0,
+        TcpFlags::RST.0,
+        TcpFlags::FIN.0,
+    );
+    !udp && flags.0 & (syn | ack | rst | fin) == syn
+}
+
+/// What [`Core::ready6`] found an IPv6 packet can be sent with: the egress port, the
+/// frame's MACs, the tunnel source (TUN), the egress MTU and the packet's layout.
+struct Ready6 {
+    port: u16,
+    macs: crate::forward::MacRewrite,
+    tunnel_src: Ipv6Addr,
+    mtu: u16,
+    at: At6,
+}
+
 /// Session flags whose packets need the general path's client-address or SYN-proxy work
 /// (a PROXY header or TOA still to give, a PROXY shift, a SYN proxy's setup or
 /// translation): the SYN lane and IPv6's fast path leave them to it.
@@ -314,12 +346,28 @@ impl<P: PacketBuf> Core<P> {
             } else if let (Some(f), Some(v)) = (&flows[r], &lanes6[r]) {
                 let untagged = usize::from(v.l3) == ethernet::HEADER_LEN;
                 if (untagged && !self.vlans) || self.tag_matches(p.data(), in_port(&p)) {
-                    match self.fast_path6(&mut p, v, f, now_ms, check_owner) {
-                        Fast::Slow => {}
-                        fast => {
-                            emit(Emit::Packet(self.fast_out(p, fast)));
+                    // As IPv4's: a SYN may open a session in the SYN lane.
+                    let fast = if !v.udp && v.tcp_flags & TcpFlags::SYN.0 != 0 {
+                        self.syn_lane6(&mut p, v, f, now_ms, check_owner)
+                    } else {
+                        self.fast_path6(&mut p, v, f, now_ms, check_owner)
+                    };
+                    match fast {
+                        Fast::Tx(port) => {
+                            emit(Emit::Packet(Out::Tx(p, port)));
                             continue;
                         }
+                        Fast::Drop(reason) => {
+                            let out = self.drop(p, reason);
+                            emit(Emit::Packet(out));
+                            continue;
+                        }
+                        Fast::Handoff(owner) => {
+                            emit(Emit::Packet(Out::Handoff(p, owner)));
+                            continue;
+                        }
+                        Fast::Made(id) => made = Some((id, TcpFlags(v.tcp_flags))),
+                        Fast::Slow => {}
                     }
                 }
                 wire::classify_into(p.data(), ChecksumMode::Software, &mut cls[r]);
@@ -536,13 +584,7 @@ impl<P: PacketBuf> Core<P> {
             return Fast::Slow;
         };
         let flags = TcpFlags(v4.tcp_flags);
-        let (syn, ack, rst, fin) = (
-            TcpFlags::SYN.0,
-            TcpFlags::ACK.0,
-            TcpFlags::RST.0,
-            TcpFlags::FIN.0,
-        );
-        if v4.udp || flags.0 & (syn | ack | rst | fin) != syn {
+        if !opens_alone(v4.udp, flags) {
             return Fast::Slow;
         }
         let net = &snap.net;
@@ -573,27 +615,10 @@ impl<P: PacketBuf> Core<P> {
             return Fast::Slow;
         }
         // Decided: the packet opens its session here.
-        self.counters.packets += 1;
-        let pm = PacketMeta {
-            flow: f.key,
-            fwmark: 0,
-            tcp_flags: flags,
-        };
-        let me = (self.id as u16, self.rss);
-        let res = match self.conns.schedule(&mut self.sched, &pm, f.hash, now_ms) {
-            // Not met (no session above); as the general path: forwarded in it.
-            Ok(Scheduled::Existing(id)) => return Fast::Made(id),
-            Ok(Scheduled::New(new)) => {
-                let local = super::general::local_for(&new, &mut self.laddrs, net, me);
-                new.create(local)
-            }
-            Err(e) => Err(e),
-        };
-        let id = match res {
+        let id = match self.open_in_lane(f, flags, now_ms) {
             Ok(id) => id,
-            Err(e) => return Fast::Drop(super::general::refusal(e)),
+            Err(fast) => return fast,
         };
-        self.opened(id);
         let Some(s) = self.conns.get(id) else {
             return Fast::Made(id);
         };
@@ -663,29 +688,36 @@ impl<P: PacketBuf> Core<P> {
                 None => return Fast::Slow,
             }
         }
-        if !reply && !self.conns.dest_usable(id) {
-            return Fast::Slow;
-        }
-        let toward = Ipv6Addr::from(plan.toward);
-        let Some(nh) = snap.net.routes.lookup6(toward) else {
+        let Some(ready) = self.ready6(v6, id, reply, &plan) else {
             return Fast::Slow;
         };
+        // Decided: from here on the packet is this session's.
+        self.counters.packets += 1;
+        self.send6(pkt, id, reply, flags, (&plan, ready), now_ms)
+    }
+
+    /// IPv6's [`Core::ready`]: whether the fast path can send session `id`'s packet on
+    /// with `plan` (its server usable for a request, a route and a resolved neighbour,
+    /// the tunnel source of a TUN egress, the hop limit not running out, the packet
+    /// within the egress MTU once encapsulated); `None`, with nothing changed, when the
+    /// general path is to take it.
+    #[inline(always)]
+    fn ready6(&self, v6: &V6Flow, id: ConnId, reply: bool, plan: &V6Ends) -> Option<Ready6> {
+        let snap = self.snap.as_ref()?;
+        if !reply && !self.conns.dest_usable(id) {
+            return None;
+        }
+        let toward = Ipv6Addr::from(plan.toward);
+        let nh = snap.net.routes.lookup6(toward)?;
         let nh_addr = if plan.fwd == FwdMethod::Route {
             toward
         } else {
             nh.addr
         };
-        let Some(pn) = snap.net.ports.get(usize::from(nh.port)) else {
-            return Fast::Slow;
-        };
-        let Some(mac) = self.neigh6.get(nh_addr) else {
-            return Fast::Slow;
-        };
+        let pn = snap.net.ports.get(usize::from(nh.port))?;
+        let mac = self.neigh6.get(nh_addr)?;
         let tunnel_src = match plan.fwd {
-            FwdMethod::Tunnel => match self.tun_src6.get(usize::from(nh.port)) {
-                Some(a) => *a,
-                None => return Fast::Slow,
-            },
+            FwdMethod::Tunnel => *self.tun_src6.get(usize::from(nh.port))?,
             _ => Ipv6Addr::UNSPECIFIED,
         };
         let macs = crate::forward::MacRewrite {
@@ -706,7 +738,7 @@ impl<P: PacketBuf> Core<P> {
         };
         let routed = !matches!(plan.fwd, FwdMethod::Route | FwdMethod::Local);
         if routed && v6.hop_limit <= 1 {
-            return Fast::Slow;
+            return None;
         }
         let overhead = if plan.fwd == FwdMethod::Tunnel {
             crate::forward::tun::OVERHEAD6
@@ -714,9 +746,30 @@ impl<P: PacketBuf> Core<P> {
             0
         };
         if at.at.ip_end - at.at.l3 + overhead > usize::from(mtu) {
-            return Fast::Slow;
+            return None;
         }
-        self.counters.packets += 1;
+        Some(Ready6 {
+            port: nh.port,
+            macs,
+            tunnel_src,
+            mtu,
+            at,
+        })
+    }
+
+    /// IPv6's [`Core::send`]: sends session `id`'s packet on as [`Core::ready6`] found it
+    /// can go (the TCP state transition, the sync record, the rewrite, the egress port's
+    /// tag, the counters).
+    #[inline(always)]
+    fn send6(
+        &mut self,
+        pkt: &mut P,
+        id: ConnId,
+        reply: bool,
+        flags: TcpFlags,
+        (plan, r): (&V6Ends, Ready6),
+        now_ms: u64,
+    ) -> Fast {
         let dir = if reply {
             Direction::Output
         } else {
@@ -727,16 +780,125 @@ impl<P: PacketBuf> Core<P> {
             self.sync_after_input(id, now_ms);
         }
         let len = pkt.len() as u64;
-        if let Err(e) = plan.apply(pkt, &at, &macs, tunnel_src, mtu) {
+        if let Err(e) = plan.apply(pkt, &r.at, &r.macs, r.tunnel_src, r.mtu) {
             return Fast::Drop(DropReason::Rewrite(e));
         }
         if self.vlans {
-            if let Some(Err(e)) = self.snap.as_ref().map(|s| retag_for(pkt, s, nh.port)) {
+            if let Some(Err(e)) = self.snap.as_ref().map(|s| retag_for(pkt, s, r.port)) {
                 return Fast::Drop(DropReason::Rewrite(e));
             }
         }
         self.count_forwarded(id, dir, len);
-        Fast::Tx(nh.port)
+        Fast::Tx(r.port)
+    }
+
+    /// The SYN lane of IPv6: [`Core::syn_lane`] for a TCP SYN over IPv6 without extension
+    /// headers ([`wire::classify_v6_flow`]), with the checks IPv6's general path
+    /// ([`Core::process_v6`], then [`Core::client_packet`]) makes on it, then
+    /// [`Core::ready6`] and [`Core::send6`]. A session whose ends are not all IPv6 (a
+    /// NAT64 service) is made here and forwarded by the general path ([`Fast::Made`]).
+    #[inline(never)]
+    fn syn_lane6(
+        &mut self,
+        pkt: &mut P,
+        v6: &V6Flow,
+        f: &Flow,
+        now_ms: u64,
+        check_owner: bool,
+    ) -> Fast {
+        let Some(snap) = self.snap.as_ref() else {
+            return Fast::Slow;
+        };
+        let flags = TcpFlags(v6.tcp_flags);
+        if !opens_alone(v6.udp, flags) {
+            return Fast::Slow;
+        }
+        let net = &snap.net;
+        let services = &snap.services;
+        if services.has_syn_proxy() || services.has_acls() || !net.marks.rules().is_empty() {
+            return Fast::Slow;
+        }
+        let (src, dst) = (Ipv6Addr::from(v6.src), Ipv6Addr::from(v6.dst));
+        if super::ipv6::martian_source6(src, net)
+            || !matches!(net.local6.get(&dst), Some((LocalKind::Vip, _)))
+            || net.acl.denies_v6(src)
+        {
+            return Fast::Slow;
+        }
+        let workers = net.workers;
+        if check_owner
+            && workers > 1
+            && steer::owner_ip(
+                Toward::Service,
+                src.into(),
+                dst.into(),
+                Some(v6.dport),
+                workers,
+            ) != Some(self.id)
+        {
+            return Fast::Slow;
+        }
+        if v6.hop_limit <= 1
+            || self.conns.lookup_hinted(f.hash, &f.key, f.hint).is_some()
+            || !self.new_budget.allows(now_ms)
+            || !tcp_checksum_ok6(pkt.data(), v6)
+        {
+            return Fast::Slow;
+        }
+        // Decided: the packet opens its session here.
+        let id = match self.open_in_lane(f, flags, now_ms) {
+            Ok(id) => id,
+            Err(fast) => return fast,
+        };
+        let Some(s) = self.conns.get(id) else {
+            return Fast::Made(id);
+        };
+        if s.flags & SPECIAL != 0 {
+            return Fast::Made(id);
+        }
+        let Some(plan) = V6Ends::of(s, false) else {
+            return Fast::Made(id);
+        };
+        match self.ready6(v6, id, false, &plan) {
+            Some(ready) => self.send6(pkt, id, false, flags, (&plan, ready), now_ms),
+            None => Fast::Made(id),
+        }
+    }
+
+    /// The step both SYN lanes share once they decided a SYN opens its session here:
+    /// the packet counted, its real server scheduled, the FULLNAT local endpoint picked,
+    /// the session made and counted ([`Core::opened`]) — [`Core::client_packet`]'s
+    /// effects on it. `Err` is the lane's verdict when no session was made: a session the
+    /// scheduler found after all ([`Fast::Made`], forwarded by the general path as it
+    /// would be there) or a refusal ([`Fast::Drop`]).
+    #[inline(always)]
+    fn open_in_lane(&mut self, f: &Flow, flags: TcpFlags, now_ms: u64) -> Result<ConnId, Fast> {
+        let Some(snap) = self.snap.as_ref() else {
+            return Err(Fast::Slow);
+        };
+        self.counters.packets += 1;
+        let pm = PacketMeta {
+            flow: f.key,
+            fwmark: 0,
+            tcp_flags: flags,
+        };
+        let me = (self.id as u16, self.rss);
+        let res = match self.conns.schedule(&mut self.sched, &pm, f.hash, now_ms) {
+            // Not met (the lane found no session); as the general path: forwarded in it.
+            Ok(Scheduled::Existing(id)) => return Err(Fast::Made(id)),
+            Ok(Scheduled::New(new)) => {
+                let local = super::general::local_for(&new, &mut self.laddrs, &snap.net, me);
+                new.create(local)
+            }
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(id) => {
+                self.opened(id);
+                Ok(id)
+            }
+            Err(e) => Err(Fast::Drop(super::general::refusal(e))),
+        }
     }
 
     /// [`Core::handoff_by_address`] for an IPv6 packet.
@@ -751,18 +913,6 @@ impl<P: PacketBuf> Core<P> {
         match steer::owner_ip(to, src.into(), dst.into(), Some(v6.dport), snap.net.workers) {
             Some(o) if o != self.id => self.handoff(o),
             _ => Fast::Slow,
-        }
-    }
-
-    /// The verdict of a packet the fast path decided (not [`Fast::Slow`]).
-    #[inline]
-    fn fast_out(&mut self, p: P, fast: Fast) -> Out<P> {
-        match fast {
-            Fast::Tx(port) => Out::Tx(p, port),
-            Fast::Drop(reason) => self.drop(p, reason),
-            Fast::Handoff(owner) => Out::Handoff(p, owner),
-            // Not passed here (IPv6's fast path makes no sessions).
-            Fast::Slow | Fast::Made(_) => self.drop(p, DropReason::NotForUs),
         }
     }
 

@@ -407,7 +407,7 @@ impl<P: PacketBuf> Core<P> {
         in_port: u16,
         now_ms: u64,
     ) -> Out<P> {
-        // The lane reads only what the full classification accepts as IPv4 TCP.
+        // A lane reads only what the full classification accepts as TCP over IP.
         let Ok(Classified::Ip(meta)) = cls else {
             return self.drop(pkt, DropReason::Unsupported);
         };

@@ -48,7 +48,7 @@ pub(super) fn steer_toward6(
 
 /// A source Linux drops as martian: unspecified, loopback, multicast, or one of the
 /// director's own addresses.
-fn martian_source6(src: Ipv6Addr, net: &NetConfig) -> bool {
+pub(super) fn martian_source6(src: Ipv6Addr, net: &NetConfig) -> bool {
     src.is_unspecified() || src.is_loopback() || src.is_multicast() || net.local6.contains_key(&src)
 }
 

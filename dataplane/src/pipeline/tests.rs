@@ -584,7 +584,7 @@ fn malformed_and_sessionless_packets_are_counted_by_reason() {
 
 /// A verdict reduced to what can be compared across two cores: the kind, the port /
 /// owner / reason, and the frame's bytes.
-fn verdict(out: Out<VecBuf>) -> (u8, String, Vec<u8>) {
+pub(super) fn verdict(out: Out<VecBuf>) -> (u8, String, Vec<u8>) {
     match out {
         Out::Tx(p, port) => (0, port.to_string(), p.data().to_vec()),
         Out::Handoff(p, w) => (1, w.to_string(), p.data().to_vec()),
@@ -4451,7 +4451,7 @@ fn a_syn_whose_session_needs_the_general_forwarding_gets_it() {
 fn pipeline_fuzz_seeds_are_current() {
     // The `pipeline` fuzz target's seeds (`dataplane/fuzz/seeds/pipeline`): a mode byte
     // (checksums put right), then length-prefixed frames: the neighbours' ARP, SYNs of
-    // new flows, their ACKs and data, a second SYN of a flow.
+    // new flows, their ACKs and data, a second SYN of a flow; then IPv6's SYNs and ACK.
     // RVS_WRITE_FUZZ_SEEDS=1 cargo test -p rvs-dataplane pipeline_fuzz_seeds  (re)writes them.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/pipeline");
     let seg = |sport, syn, ack| {
@@ -4459,13 +4459,23 @@ fn pipeline_fuzz_seeds_are_current() {
             .data()
             .to_vec()
     };
-    let frames: Vec<Vec<u8>> = vec![
+    let mut frames: Vec<Vec<u8>> = vec![
         arp(1, CLIENT_MAC, CIP, [0; 6], VIP).data().to_vec(),
         seg(40000, true, false),
         seg(40001, true, false),
         seg(40000, false, true),
         seg(40000, true, false),
     ];
+    // The same flows over IPv6, to the target's IPv6 service (tests6's addresses).
+    use super::tests6::{seg6, CIP as CIP6, VIP as VIP6};
+    let seg6 = |sport, flags| seg6(CIP6, sport, VIP6, flags, 64).data().to_vec();
+    let frames6 = [
+        seg6(40000, "S"),
+        seg6(40001, "S"),
+        seg6(40000, "A"),
+        seg6(40000, "S"),
+    ];
+    frames.extend(frames6);
     for (name, mode) in [("fullnat", 4u8), ("nat", 5), ("dr", 6), ("tun", 7)] {
         let mut seed = vec![mode];
         for f in &frames {

@@ -1129,3 +1129,189 @@ fn an_answer_to_another_workers_solicitation_is_learned_and_shared() {
     let released: Vec<_> = w0.take_released().collect();
     assert_eq!(released.len(), 1, "the held SYN goes out");
 }
+
+/// An IPv6 TCP segment from the client's MAC, built with etherparse: flags `flags` (of
+/// "SAFR"), hop limit `hops`.
+pub(super) fn seg6(src: &str, sport: u16, dst: &str, flags: &str, hops: u8) -> VecBuf {
+    let mut b = PacketBuilder::ethernet2(CLIENT_MAC, PORT0_MAC)
+        .ipv6(o(src), o(dst), hops)
+        .tcp(sport, 80, 1000, 64000);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(5),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            _ => panic!("flag {f}"),
+        };
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, b"").unwrap();
+    VecBuf::new(128, &v)
+}
+
+/// The sessions of `c`, each as its Debug text, sorted.
+fn sessions_of(c: &Core<VecBuf>) -> Vec<String> {
+    let mut v: Vec<_> = c.conns().iter().map(|(_, s)| format!("{s:?}")).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn ipv6_syns_of_new_flows_take_the_syn_lane_and_open_what_the_general_path_opens() {
+    // 40 SYNs of new IPv6 flows in one burst, in every mode, with one worker and as the
+    // client's worker of two: the burst core opens them in the SYN lane (it never asks a
+    // packet's port: only the general path does), with the same frames out (FULLNAT's
+    // local address and ports too), sessions and counters as a core that takes them
+    // packet by packet. A NAT64 service's sessions are made in the lane and forwarded
+    // by the general path, which translates them: the same, asking each packet's port.
+    let modes = [
+        (FwdMethod::Masq, false),
+        (FwdMethod::FullNat, false),
+        (FwdMethod::Route, false),
+        (FwdMethod::Tunnel, false),
+        (FwdMethod::FullNat, true),
+    ];
+    for (fwd, nat64) in modes {
+        for w in [1, 2] {
+            let me = crate::steer::owner_of_client6(v6(CIP), w);
+            let mut one = core6(fwd, me, w, nat64);
+            let mut burst = core6(fwd, me, w, nat64);
+            let syns: Vec<VecBuf> = (0..40u16)
+                .map(|i| seg6(CIP, 40000 + i, VIP, "S", 64))
+                .collect();
+            let want: Vec<_> = syns
+                .iter()
+                .map(|p| super::tests::verdict(one.process(p.clone(), 0, 3, true)))
+                .collect();
+            let (mut got, mut asked) = (Vec::new(), 0);
+            burst.process_burst(
+                syns,
+                3,
+                true,
+                |_| {
+                    asked += 1;
+                    0
+                },
+                |e| {
+                    if let Emit::Packet(out) = e {
+                        got.push(super::tests::verdict(out));
+                    }
+                },
+            );
+            let what = format!("{fwd:?}, nat64 {nat64}, {w} workers");
+            let lane = if nat64 { 40 } else { 0 };
+            assert_eq!(asked, lane, "{what}: SYNs the general path forwarded");
+            assert_eq!(got, want, "{what}");
+            assert!(got.iter().all(|v| v.0 == 0), "{what}: all forwarded");
+            for (_, _, f) in &got {
+                if !nat64 && fwd != FwdMethod::Tunnel {
+                    tcp_of(f); // IPv6 TCP with a right checksum
+                }
+            }
+            assert_eq!(one.counters(), burst.counters(), "{what}");
+            assert_eq!(burst.conns().len(), 40, "{what}");
+            assert_eq!(burst.counters().conns, 40, "{what}");
+            assert_eq!(sessions_of(&one), sessions_of(&burst), "{what}");
+        }
+    }
+}
+
+#[test]
+fn the_ipv6_syn_lane_leaves_every_other_syn_to_the_general_path() {
+    // SYNs the lane must not open, mixed with ones it opens, in one burst: a wrong TCP
+    // checksum, a hop limit of 1, SYN with ACK and with FIN, martian sources (loopback,
+    // multicast, the director's own), a DIP as the destination, a client the global ACL
+    // denies, a second SYN of an open flow, and another worker's client; each gets the
+    // general path's verdict, and the cores end with the same sessions and counters.
+    let w = 2;
+    let me = crate::steer::owner_of_client6(v6(CIP), w);
+    let other = (0x100..0x200u32)
+        .map(|i| format!("2001:db8:1::{:x}", i + 0x1000))
+        .find(|a| crate::steer::owner_of_client6(v6(a), w) != me)
+        .unwrap();
+    // A client of this worker in 2001:db8:1:0:ff::/80, which the ACL denies.
+    let denied = (1..0x100u32)
+        .map(|i| format!("2001:db8:1:0:ff::{i:x}"))
+        .find(|a| crate::steer::owner_of_client6(v6(a), w) == me)
+        .unwrap();
+    for fwd in [FwdMethod::FullNat, FwdMethod::Masq, FwdMethod::Tunnel] {
+        let make = || {
+            let mut snap = snapshot6(fwd, w, false);
+            let net: IpAddr = v6("2001:db8:1:0:ff::").into();
+            let rule = crate::acl::AclRule::new(net, 80, crate::acl::AclAction::Deny);
+            Arc::make_mut(&mut snap.net).acl = Arc::new(crate::acl::Acl::new(&[rule]));
+            let mut c = Core::new(me, ConnConfig::new(1024), NeighConfig::default());
+            c.adopt(snap);
+            c.add_static_neighbour(v6(CIP).into(), CLIENT_MAC);
+            c.add_static_neighbour(v6(RS1).into(), RS1_MAC);
+            c.add_static_neighbour(v6(RS2).into(), RS2_MAC);
+            c
+        };
+        let (mut one, mut burst) = (make(), make());
+        let mut bad_sum = seg6(CIP, 41001, VIP, "S", 64);
+        bad_sum.data_mut()[14 + 40 + 16] ^= 0x5a;
+        let pkts: Vec<(VecBuf, u16)> = vec![
+            seg6(CIP, 41000, VIP, "S", 64),
+            bad_sum,
+            seg6(CIP, 41002, VIP, "S", 1),
+            seg6(CIP, 41003, VIP, "SA", 64),
+            seg6(CIP, 41004, VIP, "SF", 64),
+            seg6("::1", 41005, VIP, "S", 64),
+            seg6("ff02::1", 41006, VIP, "S", 64),
+            seg6(DIP1, 41007, VIP, "S", 64),
+            seg6(CIP, 41008, DIP0, "S", 64),
+            seg6(&denied, 41009, VIP, "S", 64),
+            seg6(CIP, 41000, VIP, "S", 64),
+            seg6(&other, 41010, VIP, "S", 64),
+            seg6(CIP, 41011, VIP, "S", 64),
+        ]
+        .into_iter()
+        .map(|p| (p, 0))
+        .collect();
+        let want = super::tests::same_by_burst(&mut one, &mut burst, pkts, 3);
+        // The packets' own verdicts (not the time-exceeded error originated on the way).
+        let want: Vec<_> = want.into_iter().filter(|v| v.0 != 9).collect();
+        let reasons: Vec<&str> = want.iter().map(|v| v.1.as_str()).collect();
+        assert_eq!(want[0].0, 0, "{fwd:?}: {reasons:?}");
+        assert_eq!(reasons[1], "malformed:bad_checksum", "{fwd:?}");
+        assert_eq!(reasons[2], "rewrite:ttl_expired", "{fwd:?}");
+        assert_eq!(reasons[5..8], ["martian"; 3], "{fwd:?}");
+        assert_eq!(reasons[9], "acl-deny", "{fwd:?}");
+        assert_eq!(
+            want[10].0, 0,
+            "{fwd:?}: the flow's second SYN goes on in it"
+        );
+        assert_eq!(want[11].0, 1, "{fwd:?}: handed to its worker");
+        assert_eq!(want.last().map(|v| v.0), Some(0), "{fwd:?}");
+        assert_eq!(one.counters(), burst.counters(), "{fwd:?}");
+        assert_eq!(sessions_of(&one), sessions_of(&burst), "{fwd:?}");
+    }
+}
+
+#[test]
+fn an_ipv6_syn_whose_real_server_is_unresolved_is_held_as_the_general_path_holds_it() {
+    // The IPv6 SYN lane makes the session, then hands the SYN to the general path's
+    // forwarding, which holds it and solicits the real server's address: the same
+    // verdicts, solicitations, sessions and counters as packet by packet.
+    for fwd in [FwdMethod::FullNat, FwdMethod::Route] {
+        let make = || {
+            let mut c = Core::new(0, ConnConfig::new(1024), NeighConfig::default());
+            c.adopt(snapshot6(fwd, 1, false));
+            c
+        };
+        let (mut one, mut burst) = (make(), make());
+        let pkts: Vec<(VecBuf, u16)> = (0..4u16)
+            .map(|i| (seg6(CIP, 42000 + i, VIP, "S", 64), 0))
+            .collect();
+        let want = super::tests::same_by_burst(&mut one, &mut burst, pkts, 3);
+        assert!(want.iter().any(|v| v.0 == 4), "{fwd:?}: held: {want:?}");
+        assert!(
+            want.iter().all(|v| v.0 != 2),
+            "{fwd:?}: none dropped: {want:?}"
+        );
+        assert_eq!(one.counters(), burst.counters(), "{fwd:?}");
+        assert_eq!(burst.conns().len(), 4, "{fwd:?}");
+        assert_eq!(sessions_of(&one), sessions_of(&burst), "{fwd:?}");
+    }
+}
