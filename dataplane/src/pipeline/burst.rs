@@ -109,29 +109,35 @@ fn lane_flow(
     });
 }
 
-/// Whether the TCP checksum of an IPv4 segment read by [`wire::classify_v4_flow`] (never
-/// a fragment) is right: [`super::general::segment_checksum_ok`] for that case.
+/// Whether the TCP segment at `l4..end` of `frame` (a lane's reading, never a fragment)
+/// has a right checksum under the pseudo header `pseudo` makes of its length:
+/// [`super::general::segment_checksum_ok`] for that case.
 #[inline]
-fn tcp_checksum_ok(frame: &[u8], v4: &V4Flow) -> bool {
-    let Some(seg) = frame.get(usize::from(v4.l4)..usize::from(v4.ip_end)) else {
+fn lane_checksum_ok(frame: &[u8], l4: u16, end: u16, pseudo: impl FnOnce(u16) -> u16) -> bool {
+    let Some(seg) = frame.get(usize::from(l4)..usize::from(end)) else {
         return false;
     };
-    let Ok(len) = u16::try_from(seg.len()) else {
-        return false;
-    };
-    let (src, dst) = (Ipv4Addr::from(v4.src), Ipv4Addr::from(v4.dst));
-    let pseudo = wire::checksum::pseudo_header_v4(src, dst, IpProtocol::TCP.0, len);
-    wire::checksum::combine(&[pseudo, wire::checksum::data(seg)]) == 0xffff
+    // At most `end`, a u16.
+    let len = seg.len() as u16;
+    wire::checksum::combine(&[pseudo(len), wire::checksum::data(seg)]) == 0xffff
 }
 
-/// The TCP checksum of an IPv6 segment as the lane read it ([`tcp_checksum_ok`]).
+/// Whether the TCP checksum of an IPv4 segment read by [`wire::classify_v4_flow`] is right.
+#[inline]
+fn tcp_checksum_ok(frame: &[u8], v4: &V4Flow) -> bool {
+    let (src, dst) = (Ipv4Addr::from(v4.src), Ipv4Addr::from(v4.dst));
+    lane_checksum_ok(frame, v4.l4, v4.ip_end, |len| {
+        wire::checksum::pseudo_header_v4(src, dst, IpProtocol::TCP.0, len)
+    })
+}
+
+/// Whether the TCP checksum of an IPv6 segment read by [`wire::classify_v6_flow`] is right.
+#[inline]
 fn tcp_checksum_ok6(frame: &[u8], v6: &V6Flow) -> bool {
-    let Some(seg) = frame.get(usize::from(v6.l4)..usize::from(v6.ip_end)) else {
-        return false;
-    };
     let (src, dst) = (Ipv6Addr::from(v6.src), Ipv6Addr::from(v6.dst));
-    let pseudo = wire::checksum::pseudo_header_v6(&src, &dst, IpProtocol::TCP.0, seg.len() as u32);
-    wire::checksum::combine(&[pseudo, wire::checksum::data(seg)]) == 0xffff
+    lane_checksum_ok(frame, v6.l4, v6.ip_end, |len| {
+        wire::checksum::pseudo_header_v6(&src, &dst, IpProtocol::TCP.0, u32::from(len))
+    })
 }
 
 /// Whether a segment is one a SYN lane takes: TCP with SYN and neither ACK, RST nor FIN.
