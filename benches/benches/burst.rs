@@ -1,7 +1,7 @@
 //! The engine's packet core without a NIC: [`Core::process_burst`] over bursts of 32
 //! `VecBuf` frames, in each forwarding mode, for established IPv4 and IPv6 flows whose
-//! sessions fit in the cache (1,000 flows) and for new sessions (SYNs of flows never
-//! seen, the table cleared between rounds).
+//! sessions fit in the cache (1,000 flows) and for new sessions over IPv4 and IPv6 (SYNs
+//! of flows never seen, the table cleared between rounds).
 //!
 //! rvs-bench measures the real engine on DPDK devices, with the I/O floor and the memory
 //! of a large table; this measures the core's compute alone, in a process that runs
@@ -184,34 +184,41 @@ fn bench_new_sessions(c: &mut Criterion) {
     let mut g = c.benchmark_group("burst_new_sessions");
     g.throughput(Throughput::Elements(BURST as u64));
     const FLOWS: usize = 64 * 1024;
-    let first = frames(Family::V4, FLOWS as u64, Kind::First);
-    for mode in [Mode::Nat, Mode::Fullnat, Mode::Dr, Mode::Tun] {
-        let mut bufs: Vec<VecBuf> = (0..BURST)
-            .map(|i| VecBuf::new(HEADROOM, &first[i]))
-            .collect();
-        let mut out = Vec::with_capacity(BURST);
-        g.bench_function(BenchmarkId::from_parameter(mode.name()), |b| {
-            b.iter_custom(|iters| {
-                // Every burst makes 32 new sessions; a fresh table (made outside the
-                // timed part) each time every flow has its session.
-                let mut timed = std::time::Duration::ZERO;
-                let mut at = FLOWS;
-                let mut core = None;
-                for _ in 0..iters {
-                    if at == FLOWS {
-                        core = Some(self::core(mode, Family::V4, FLOWS as u32 + 1024));
-                        at = 0;
+    for family in [Family::V4, Family::V6] {
+        let first = frames(family, FLOWS as u64, Kind::First);
+        for mode in [Mode::Nat, Mode::Fullnat, Mode::Dr, Mode::Tun] {
+            let mut bufs: Vec<VecBuf> = (0..BURST)
+                .map(|i| VecBuf::new(HEADROOM, &first[i]))
+                .collect();
+            let mut out = Vec::with_capacity(BURST);
+            // IPv4's names are the modes' alone (as before IPv6 was measured here).
+            let name = match family {
+                Family::V4 => mode.name().to_string(),
+                Family::V6 => format!("{}_v6", mode.name()),
+            };
+            g.bench_function(BenchmarkId::from_parameter(name), |b| {
+                b.iter_custom(|iters| {
+                    // Every burst makes 32 new sessions; a fresh table (made outside the
+                    // timed part) each time every flow has its session.
+                    let mut timed = std::time::Duration::ZERO;
+                    let mut at = FLOWS;
+                    let mut core = None;
+                    for _ in 0..iters {
+                        if at == FLOWS {
+                            core = Some(self::core(mode, family, FLOWS as u32 + 1024));
+                            at = 0;
+                        }
+                        let c = core.as_mut().expect("core");
+                        let chunk = &first[at..at + BURST];
+                        at += BURST;
+                        let t = std::time::Instant::now();
+                        burst(c, &mut bufs, chunk, &mut out);
+                        timed += t.elapsed();
                     }
-                    let c = core.as_mut().expect("core");
-                    let chunk = &first[at..at + BURST];
-                    at += BURST;
-                    let t = std::time::Instant::now();
-                    burst(c, &mut bufs, chunk, &mut out);
-                    timed += t.elapsed();
-                }
-                timed
-            })
-        });
+                    timed
+                })
+            });
+        }
     }
     g.finish();
 }
