@@ -1831,7 +1831,7 @@ fn new_conn(
         let hi = samples.iter().rev().find(|s| created(s) <= n * 9 / 10);
         let (mut f, rate) = match (lo, hi) {
             (Some(a), Some(b)) if b.at > a.at && created(b) > created(a) => {
-                let secs = b.at.duration_since(a.at).as_secs_f64();
+                let secs = worker_secs(a, b, w, hz);
                 let rate = (created(b) - created(a)) as f64 / secs;
                 let pk = processed(&b.reports[w]) - processed(&a.reports[w]);
                 let mut f = figures(w, pk, secs, hz, BTreeMap::new());
@@ -1854,7 +1854,7 @@ fn new_conn(
             _ => (figures(w, 0, 1.0, hz, BTreeMap::new()), 0.0),
         };
         f.sessions_per_sec = rate;
-        f.fill_rates = fill_rates(&samples, w, n, capacity);
+        f.fill_rates = fill_rates(&samples, w, n, capacity, hz);
         f.sessions = end.reports.get(w).map_or(0, |r| u64::from(r.sessions));
         if end.reports.get(w).map_or(0, |r| r.sessions_created) < n {
             problems.push(format!(
@@ -1875,10 +1875,23 @@ fn new_conn(
     Ok(r)
 }
 
+/// Seconds between samples `a` and `b` of worker `w` by the worker's own clock: the TSC
+/// cycles its poll loop ran between the two reports it wrote (each written in one turn
+/// of the loop, with the counters of that moment), over `hz`. The harness's own sample
+/// times would count the delay before a worker answers, which is long and uneven while
+/// a worker shares the harness's vCPU. Those times only when a report lacks the clock.
+fn worker_secs(a: &Sample, b: &Sample, w: usize, hz: u64) -> f64 {
+    let cycles = |s: &Sample| s.reports.get(w).map(|r| r.poll_cycles);
+    match (cycles(a), cycles(b)) {
+        (Some(x), Some(y)) if y > x && hz > 0 => (y - x) as f64 / hz as f64,
+        _ => b.at.duration_since(a.at).as_secs_f64(),
+    }
+}
+
 /// New sessions per second of worker `w` (of `n` flows, table `capacity`) in fill bands:
 /// the slope of sessions created between 5-25%, 25-50%, 50-75% and 75-90% of its flows,
 /// each with the band's middle as a fraction of the table's capacity.
-fn fill_rates(samples: &[Sample], w: usize, n: u64, capacity: u32) -> Vec<(f64, f64)> {
+fn fill_rates(samples: &[Sample], w: usize, n: u64, capacity: u32, hz: u64) -> Vec<(f64, f64)> {
     let created = |s: &Sample| s.reports.get(w).map_or(0, |r| r.sessions_created);
     let mut out = Vec::new();
     for (a, b) in [(5u64, 25u64), (25, 50), (50, 75), (75, 90)] {
@@ -1886,7 +1899,7 @@ fn fill_rates(samples: &[Sample], w: usize, n: u64, capacity: u32) -> Vec<(f64, 
         let hi = samples.iter().rev().find(|s| created(s) <= n * b / 100);
         if let (Some(x), Some(y)) = (lo, hi) {
             if y.at > x.at && created(y) > created(x) {
-                let secs = y.at.duration_since(x.at).as_secs_f64();
+                let secs = worker_secs(x, y, w, hz);
                 let rate = (created(y) - created(x)) as f64 / secs;
                 let mid = (created(x) + created(y)) as f64 / 2.0 / f64::from(capacity.max(1));
                 out.push((mid, rate));
@@ -1899,6 +1912,50 @@ fn fill_rates(samples: &[Sample], w: usize, n: u64, capacity: u32) -> Vec<(f64, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A worker's report at poll-loop cycle `cycles`, having made `created` sessions.
+    fn report(cycles: u64, created: u64) -> WorkerReport {
+        WorkerReport {
+            worker: 0,
+            counters: Default::default(),
+            handoff_in: 0,
+            tx_dropped: 0,
+            to_kernel: 0,
+            from_kernel: 0,
+            dests: Vec::new(),
+            sessions: created as u32,
+            laddrs: Vec::new(),
+            sessions_created: created,
+            conn_capacity: 1 << 20,
+            conn_memory_bytes: 0,
+            poll_cycles: cycles,
+            busy_cycles: cycles,
+            busy_ppm: 0,
+            idle_sleeps: 0,
+        }
+    }
+
+    /// The rate counts the worker's time between its two reports, not the harness's
+    /// (which includes how late the worker answered): 30k sessions in 10 ms of the
+    /// worker's loop are 3M/s however far apart the harness took the samples.
+    #[test]
+    fn new_session_rates_use_the_workers_own_clock() {
+        let hz = 2_000_000_000u64;
+        let t0 = Instant::now();
+        let a = Sample {
+            at: t0,
+            reports: vec![report(hz, 10_000)],
+        };
+        let b = Sample {
+            at: t0 + Duration::from_millis(25),
+            reports: vec![report(hz + hz / 100, 40_000)],
+        };
+        let secs = worker_secs(&a, &b, 0, hz);
+        assert!((secs - 0.010).abs() < 1e-9, "{secs}");
+        let rates = fill_rates(&[a, b], 0, 200_000, 1 << 20, hz);
+        assert_eq!(rates.len(), 1, "{rates:?}");
+        assert!((rates[0].1 - 3e6).abs() < 1.0, "{rates:?}");
+    }
 
     /// The sweep's 100k point: at 4M sessions/s its worker is done in 25 ms, and the
     /// 5-90 % window (85 % of that) must still hold several samples to give a rate.
