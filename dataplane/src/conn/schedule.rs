@@ -222,6 +222,21 @@ impl ConnTable {
             self.stats.reused += 1;
             self.expire_now(id);
         }
+        self.schedule_unseen(core, pkt, hash, now_ms)
+            .map(Scheduled::New)
+    }
+
+    /// [`ConnTable::schedule`] for a packet whose tuple has no session: the caller has
+    /// just looked it up (either side, [`ConnTable::lookup_hinted`]) and found none, so
+    /// the lookup is not made again (the SYN lanes). Its service found, a real server
+    /// scheduled, as `schedule` does it then.
+    pub fn schedule_unseen(
+        &mut self,
+        core: &mut CoreSched,
+        pkt: &PacketMeta,
+        hash: u64,
+        now_ms: u64,
+    ) -> Result<NewSession<'_>, Refuse> {
         let f = &pkt.flow;
         let Some(idx) = core
             .snapshot()
@@ -231,7 +246,6 @@ impl ConnTable {
             return Err(Refuse::NoService);
         };
         self.schedule_new(core, idx, pkt, hash, now_ms)
-            .map(Scheduled::New)
     }
 
     /// Whether a client packet goes on in its session `id` (true), or the session is to be

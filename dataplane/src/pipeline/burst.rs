@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::buf::PacketBuf;
-use crate::conn::{flags as conn_flags, ConnId, Direction, LookupHint, PacketMeta, Scheduled};
+use crate::conn::{flags as conn_flags, ConnId, Direction, LookupHint, PacketMeta};
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::forward::{vlan, At6, Egress, Layout, Plan, V6Ends};
 use crate::route::NextHop;
@@ -871,12 +871,11 @@ impl<P: PacketBuf> Core<P> {
         }
     }
 
-    /// The step both SYN lanes share once they decided a SYN opens its session here:
-    /// the packet counted, its real server scheduled, the FULLNAT local endpoint picked,
-    /// the session made and counted ([`Core::opened`]) — [`Core::client_packet`]'s
-    /// effects on it. `Err` is the lane's verdict when no session was made: a session the
-    /// scheduler found after all ([`Fast::Made`], forwarded by the general path as it
-    /// would be there) or a refusal ([`Fast::Drop`]).
+    /// The step both SYN lanes share once they decided a SYN opens its session here
+    /// (their lookup found none for its tuple): the packet counted, its real server
+    /// scheduled, the FULLNAT local endpoint picked, the session made and counted
+    /// ([`Core::opened`]) — [`Core::client_packet`]'s effects on it. `Err` is the lane's
+    /// verdict when no session was made: a refusal ([`Fast::Drop`]).
     #[inline(always)]
     fn open_in_lane(&mut self, f: &Flow, flags: TcpFlags, now_ms: u64) -> Result<ConnId, Fast> {
         let Some(snap) = self.snap.as_ref() else {
@@ -889,10 +888,11 @@ impl<P: PacketBuf> Core<P> {
             tcp_flags: flags,
         };
         let me = (self.id as u16, self.rss);
-        let res = match self.conns.schedule(&mut self.sched, &pm, f.hash, now_ms) {
-            // Not met (the lane found no session); as the general path: forwarded in it.
-            Ok(Scheduled::Existing(id)) => return Err(Fast::Made(id)),
-            Ok(Scheduled::New(new)) => {
+        let res = match self
+            .conns
+            .schedule_unseen(&mut self.sched, &pm, f.hash, now_ms)
+        {
+            Ok(new) => {
                 let local = super::general::local_for(&new, &mut self.laddrs, &snap.net, me);
                 new.create(local)
             }
