@@ -175,6 +175,8 @@ fn front_header(data: &mut [u8], extra: usize, l3: usize, ether: EtherType) {
 }
 
 /// Encapsulate a packet for the real server (see the module docs). [`Error::Oversize`] (buffer unchanged) when it would not fit `p.mtu`.
+/// Inlined into its callers, so that `p` and `inner` stay in registers; the established
+/// path calls it from one out-of-line step (`Plan::encapsulate`), not from its loop.
 #[inline(always)]
 pub fn encapsulate<B: PacketBuf + ?Sized>(buf: &mut B, inner: &Inner, p: &TunParams) -> Result<()> {
     let frame = buf.data();

@@ -582,6 +582,14 @@ fn malformed_and_sessionless_packets_are_counted_by_reason() {
     }
 }
 
+/// The sessions of `c`, each as its Debug text, sorted: what two cores that took the same
+/// packets two ways are compared on.
+pub(super) fn sessions_of(c: &Core<VecBuf>) -> Vec<String> {
+    let mut v: Vec<_> = c.conns().iter().map(|(_, s)| format!("{s:?}")).collect();
+    v.sort();
+    v
+}
+
 /// A verdict reduced to what can be compared across two cores: the kind, the port /
 /// owner / reason, and the frame's bytes.
 pub(super) fn verdict(out: Out<VecBuf>) -> (u8, String, Vec<u8>) {
@@ -4361,12 +4369,7 @@ fn syns_of_new_flows_take_the_syn_lane_and_open_what_the_general_path_opens() {
         assert_eq!(one.counters(), burst.counters(), "{fwd:?}");
         assert_eq!(burst.conns().len(), 40);
         assert_eq!(burst.counters().conns, 40);
-        let sessions = |c: &Core<VecBuf>| {
-            let mut v: Vec<_> = c.conns().iter().map(|(_, s)| format!("{s:?}")).collect();
-            v.sort();
-            v
-        };
-        assert_eq!(sessions(&one), sessions(&burst), "{fwd:?}");
+        assert_eq!(sessions_of(&one), sessions_of(&burst), "{fwd:?}");
     }
 }
 

@@ -1150,13 +1150,6 @@ pub(super) fn seg6(src: &str, sport: u16, dst: &str, flags: &str, hops: u8) -> V
     VecBuf::new(128, &v)
 }
 
-/// The sessions of `c`, each as its Debug text, sorted.
-fn sessions_of(c: &Core<VecBuf>) -> Vec<String> {
-    let mut v: Vec<_> = c.conns().iter().map(|(_, s)| format!("{s:?}")).collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn ipv6_syns_of_new_flows_take_the_syn_lane_and_open_what_the_general_path_opens() {
     // 40 SYNs of new IPv6 flows in one burst, in every mode, with one worker and as the
@@ -1212,7 +1205,11 @@ fn ipv6_syns_of_new_flows_take_the_syn_lane_and_open_what_the_general_path_opens
             assert_eq!(one.counters(), burst.counters(), "{what}");
             assert_eq!(burst.conns().len(), 40, "{what}");
             assert_eq!(burst.counters().conns, 40, "{what}");
-            assert_eq!(sessions_of(&one), sessions_of(&burst), "{what}");
+            assert_eq!(
+                super::tests::sessions_of(&one),
+                super::tests::sessions_of(&burst),
+                "{what}"
+            );
         }
     }
 }
@@ -1285,7 +1282,11 @@ fn the_ipv6_syn_lane_leaves_every_other_syn_to_the_general_path() {
         assert_eq!(want[11].0, 1, "{fwd:?}: handed to its worker");
         assert_eq!(want.last().map(|v| v.0), Some(0), "{fwd:?}");
         assert_eq!(one.counters(), burst.counters(), "{fwd:?}");
-        assert_eq!(sessions_of(&one), sessions_of(&burst), "{fwd:?}");
+        assert_eq!(
+            super::tests::sessions_of(&one),
+            super::tests::sessions_of(&burst),
+            "{fwd:?}"
+        );
     }
 }
 
@@ -1312,6 +1313,10 @@ fn an_ipv6_syn_whose_real_server_is_unresolved_is_held_as_the_general_path_holds
         );
         assert_eq!(one.counters(), burst.counters(), "{fwd:?}");
         assert_eq!(burst.conns().len(), 4, "{fwd:?}");
-        assert_eq!(sessions_of(&one), sessions_of(&burst), "{fwd:?}");
+        assert_eq!(
+            super::tests::sessions_of(&one),
+            super::tests::sessions_of(&burst),
+            "{fwd:?}"
+        );
     }
 }
