@@ -14,7 +14,7 @@ use crate::wire::{
 };
 
 use super::general::{port_vlan, retag_for, steer_toward};
-use super::{Core, DropReason, LocalKind, Out};
+use super::{Core, DropReason, LocalKind, Out, Snapshot};
 
 /// The session tuple of a classified TCP or UDP packet (IPv4 or IPv6).
 #[inline]
@@ -150,6 +150,15 @@ fn opens_alone(udp: bool, flags: TcpFlags) -> bool {
         TcpFlags::FIN.0,
     );
     !udp && flags.0 & (syn | ack | rst | fin) == syn
+}
+
+/// Whether the SYN lanes may open sessions under snapshot `snap`: no SYN-proxied
+/// service, no ACL of a service and no firewall-mark rule (each of those needs the
+/// general path's steps for a SYN).
+#[inline(always)]
+fn lanes_open(snap: &Snapshot) -> bool {
+    let services = &snap.services;
+    !(services.has_syn_proxy() || services.has_acls() || !snap.net.marks.rules().is_empty())
 }
 
 /// What [`Core::ready6`] found an IPv6 packet can be sent with: the egress port, the
@@ -594,8 +603,7 @@ impl<P: PacketBuf> Core<P> {
             return Fast::Slow;
         }
         let net = &snap.net;
-        let services = &snap.services;
-        if services.has_syn_proxy() || services.has_acls() || !net.marks.rules().is_empty() {
+        if !lanes_open(snap) {
             return Fast::Slow;
         }
         let (src, dst) = (Ipv4Addr::from(v4.src), Ipv4Addr::from(v4.dst));
@@ -614,8 +622,7 @@ impl<P: PacketBuf> Core<P> {
         }
         let ttl = pkt.data().get(usize::from(v4.l3) + ipv4::TTL_OFFSET);
         if ttl.is_none_or(|ttl| *ttl <= 1)
-            || self.conns.lookup_hinted(f.hash, &f.key, f.hint).is_some()
-            || !self.new_budget.allows(now_ms)
+            || !self.unseen_within_budget(f, now_ms)
             || !tcp_checksum_ok(pkt.data(), v4)
         {
             return Fast::Slow;
@@ -820,8 +827,7 @@ impl<P: PacketBuf> Core<P> {
             return Fast::Slow;
         }
         let net = &snap.net;
-        let services = &snap.services;
-        if services.has_syn_proxy() || services.has_acls() || !net.marks.rules().is_empty() {
+        if !lanes_open(snap) {
             return Fast::Slow;
         }
         let (src, dst) = (Ipv6Addr::from(v6.src), Ipv6Addr::from(v6.dst));
@@ -845,8 +851,7 @@ impl<P: PacketBuf> Core<P> {
             return Fast::Slow;
         }
         if v6.hop_limit <= 1
-            || self.conns.lookup_hinted(f.hash, &f.key, f.hint).is_some()
-            || !self.new_budget.allows(now_ms)
+            || !self.unseen_within_budget(f, now_ms)
             || !tcp_checksum_ok6(pkt.data(), v6)
         {
             return Fast::Slow;
@@ -869,6 +874,14 @@ impl<P: PacketBuf> Core<P> {
             Some(ready) => self.send6(pkt, id, false, flags, (&plan, ready), now_ms),
             None => Fast::Made(id),
         }
+    }
+
+    /// Whether a SYN lane may open flow `f`'s session as far as the table and the budget
+    /// go: no session for its tuple (either side; [`Core::open_in_lane`] relies on it),
+    /// and the new-session budget not spent.
+    #[inline(always)]
+    fn unseen_within_budget(&mut self, f: &Flow, now_ms: u64) -> bool {
+        self.conns.lookup_hinted(f.hash, &f.key, f.hint).is_none() && self.new_budget.allows(now_ms)
     }
 
     /// The step both SYN lanes share once they decided a SYN opens its session here

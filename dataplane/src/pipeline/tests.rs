@@ -582,6 +582,31 @@ fn malformed_and_sessionless_packets_are_counted_by_reason() {
     }
 }
 
+/// `pkts` through `c`'s burst path at `now`: the packets' verdicts, and how many times
+/// it asked a packet's port (only the general path asks; every port is 0).
+pub(super) fn burst_asking_ports(
+    c: &mut Core<VecBuf>,
+    pkts: Vec<VecBuf>,
+    now: u64,
+) -> (Vec<(u8, String, Vec<u8>)>, usize) {
+    let (mut got, mut asked) = (Vec::new(), 0);
+    c.process_burst(
+        pkts,
+        now,
+        true,
+        |_| {
+            asked += 1;
+            0
+        },
+        |e| {
+            if let Emit::Packet(out) = e {
+                got.push(verdict(out));
+            }
+        },
+    );
+    (got, asked)
+}
+
 /// The sessions of `c`, each as its Debug text, sorted: what two cores that took the same
 /// packets two ways are compared on.
 pub(super) fn sessions_of(c: &Core<VecBuf>) -> Vec<String> {
@@ -4348,21 +4373,7 @@ fn syns_of_new_flows_take_the_syn_lane_and_open_what_the_general_path_opens() {
             .iter()
             .map(|p| verdict(one.process(p.clone(), 0, 3, true)))
             .collect();
-        let (mut got, mut asked) = (Vec::new(), 0);
-        burst.process_burst(
-            syns,
-            3,
-            true,
-            |_| {
-                asked += 1;
-                0
-            },
-            |e| {
-                if let Emit::Packet(out) = e {
-                    got.push(verdict(out));
-                }
-            },
-        );
+        let (got, asked) = burst_asking_ports(&mut burst, syns, 3);
         assert_eq!(asked, 0, "{fwd:?}: every SYN in the lane");
         assert_eq!(got, want, "{fwd:?}");
         assert!(got.iter().all(|v| v.0 == 0), "{fwd:?}: all forwarded");

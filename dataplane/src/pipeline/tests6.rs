@@ -789,6 +789,15 @@ fn nat64_carries_an_ipv6_client_to_ipv4_servers_and_back() {
     );
 }
 
+/// An IPv6 client address (2001:db8:1::1100 and up) that another worker of `w` than
+/// `me` owns.
+fn client6_of_another_worker(me: usize, w: usize) -> String {
+    (0x100..0x200u32)
+        .map(|i| format!("2001:db8:1::{:x}", i + 0x1000))
+        .find(|a| crate::steer::owner_of_client6(v6(a), w) != me)
+        .unwrap()
+}
+
 #[test]
 fn an_ipv6_burst_is_processed_exactly_as_packet_by_packet() {
     // Per mode, two workers: SYNs of 20 flows of our client, then (compared) their
@@ -797,10 +806,7 @@ fn an_ipv6_burst_is_processed_exactly_as_packet_by_packet() {
     // ping. One core takes them one by one, the other as a burst.
     let w = 2;
     let me = crate::steer::owner_of_client6(v6(CIP), w);
-    let other = (0x100..0x200u32)
-        .map(|i| format!("2001:db8:1::{:x}", i + 0x1000))
-        .find(|a| crate::steer::owner_of_client6(v6(a), w) != me)
-        .unwrap();
+    let other = client6_of_another_worker(me, w);
     for fwd in [
         FwdMethod::Masq,
         FwdMethod::FullNat,
@@ -1177,21 +1183,7 @@ fn ipv6_syns_of_new_flows_take_the_syn_lane_and_open_what_the_general_path_opens
                 .iter()
                 .map(|p| super::tests::verdict(one.process(p.clone(), 0, 3, true)))
                 .collect();
-            let (mut got, mut asked) = (Vec::new(), 0);
-            burst.process_burst(
-                syns,
-                3,
-                true,
-                |_| {
-                    asked += 1;
-                    0
-                },
-                |e| {
-                    if let Emit::Packet(out) = e {
-                        got.push(super::tests::verdict(out));
-                    }
-                },
-            );
+            let (got, asked) = super::tests::burst_asking_ports(&mut burst, syns, 3);
             let what = format!("{fwd:?}, nat64 {nat64}, {w} workers");
             let lane = if nat64 { 40 } else { 0 };
             assert_eq!(asked, lane, "{what}: SYNs the general path forwarded");
@@ -1223,10 +1215,7 @@ fn the_ipv6_syn_lane_leaves_every_other_syn_to_the_general_path() {
     // general path's verdict, and the cores end with the same sessions and counters.
     let w = 2;
     let me = crate::steer::owner_of_client6(v6(CIP), w);
-    let other = (0x100..0x200u32)
-        .map(|i| format!("2001:db8:1::{:x}", i + 0x1000))
-        .find(|a| crate::steer::owner_of_client6(v6(a), w) != me)
-        .unwrap();
+    let other = client6_of_another_worker(me, w);
     // A client of this worker in 2001:db8:1:0:ff::/80, which the ACL denies.
     let denied = (1..0x100u32)
         .map(|i| format!("2001:db8:1:0:ff::{i:x}"))
