@@ -1785,6 +1785,12 @@ fn new_conn_interval(expected: &[u64]) -> Duration {
 /// The most flows per worker for which the new-connection test samples every millisecond.
 const FEW_NEW_FLOWS: u64 = 500_000;
 
+/// The most flows per worker for which the new-connection test's rate is the worker's
+/// whole run ([`making_rate`]) rather than a window between samples: two workers make 5k
+/// sessions each in about 1.3 ms, and the harness, which shares their vCPUs, is not
+/// scheduled often enough to sample inside that.
+const VERY_FEW_NEW_FLOWS: u64 = 50_000;
+
 /// New connections: every packet of the capture is a new flow's SYN until the capture
 /// wraps. The rate is the slope of sessions created while between 5% and 90% of each
 /// worker's flows exist (sampled as [`new_conn_interval`] says).
@@ -1826,32 +1832,20 @@ fn new_conn(
     let end = samples.last().ok_or("no samples")?;
     let mut per_worker = Vec::new();
     for (w, &n) in expected.iter().enumerate() {
-        let created = |s: &Sample| s.reports.get(w).map_or(0, |r| r.sessions_created);
-        let lo = samples.iter().find(|s| created(s) >= n / 20);
-        let hi = samples.iter().rev().find(|s| created(s) <= n * 9 / 10);
-        let (mut f, rate) = match (lo, hi) {
-            (Some(a), Some(b)) if b.at > a.at && created(b) > created(a) => {
-                let secs = worker_secs(a, b, w, hz);
-                let rate = (created(b) - created(a)) as f64 / secs;
-                let pk = processed(&b.reports[w]) - processed(&a.reports[w]);
-                let mut f = figures(w, pk, secs, hz, BTreeMap::new());
-                for (i, (x, y)) in b.reports[w]
-                    .counters
-                    .drops
-                    .iter()
-                    .zip(&a.reports[w].counters.drops)
-                    .enumerate()
-                {
-                    if x > y {
+        let (mut f, rate) = match worker_rate(&samples, w, n, hz) {
+            Some(t) => {
+                let mut f = figures(w, t.packets, t.secs, hz, BTreeMap::new());
+                let before = |i: usize| t.from.map_or(0, |a| a.reports[w].counters.drops[i]);
+                for (i, x) in t.to.reports[w].counters.drops.iter().enumerate() {
+                    if *x > before(i) {
                         let name =
                             DropReason::from_index(i).map_or(format!("slot{i}"), |d| d.name());
-                        f.drops.insert(name, x - y);
+                        f.drops.insert(name, x - before(i));
                     }
                 }
-                (f, rate)
+                (f, t.rate)
             }
-            // Too few flows for a window of several samples (smoke runs): no rate.
-            _ => (figures(w, 0, 1.0, hz, BTreeMap::new()), 0.0),
+            None => (figures(w, 0, 1.0, hz, BTreeMap::new()), 0.0),
         };
         f.sessions_per_sec = rate;
         f.fill_rates = fill_rates(&samples, w, n, capacity, hz);
@@ -1886,6 +1880,66 @@ fn worker_secs(a: &Sample, b: &Sample, w: usize, hz: u64) -> f64 {
         (Some(x), Some(y)) if y > x && hz > 0 => (y - x) as f64 / hz as f64,
         _ => b.at.duration_since(a.at).as_secs_f64(),
     }
+}
+
+/// A new-connection rate of one worker: over the samples `from` (`None`: since the worker
+/// started) to `to`, `rate` sessions per second, over `secs` of the worker's time in
+/// which it processed `packets`.
+struct Timed<'s> {
+    from: Option<&'s Sample>,
+    to: &'s Sample,
+    rate: f64,
+    secs: f64,
+    packets: u64,
+}
+
+/// The new-connection rate of worker `w`, given `n` flows: the slope of sessions created
+/// while between 5% and 90% of them exist; for a run of at most [`VERY_FEW_NEW_FLOWS`],
+/// whose samples may all come after it (the harness shares the workers' vCPUs), the
+/// whole run timed by the turns that made sessions ([`making_rate`]). `None` without
+/// two samples in the window.
+fn worker_rate(samples: &[Sample], w: usize, n: u64, hz: u64) -> Option<Timed<'_>> {
+    let created = |s: &Sample| s.reports.get(w).map_or(0, |r| r.sessions_created);
+    if n <= VERY_FEW_NEW_FLOWS {
+        let to = samples.last()?;
+        let (rate, secs) = making_rate(to, w, hz)?;
+        return Some(Timed {
+            from: None,
+            to,
+            rate,
+            secs,
+            // A SYN per session made, in those turns.
+            packets: to.reports.get(w)?.making_sessions,
+        });
+    }
+    let a = samples.iter().find(|s| created(s) >= n / 20)?;
+    let b = samples.iter().rev().find(|s| created(s) <= n * 9 / 10)?;
+    if b.at <= a.at || created(b) <= created(a) {
+        return None;
+    }
+    let secs = worker_secs(a, b, w, hz);
+    Some(Timed {
+        from: Some(a),
+        to: b,
+        rate: (created(b) - created(a)) as f64 / secs,
+        secs,
+        packets: processed(&b.reports[w]) - processed(&a.reports[w]),
+    })
+}
+
+/// Sessions worker `w` made up to sample `b` per second of the turns in which it made
+/// them (the report's `making_cycles`, over `hz`), and those seconds; `None` without
+/// sessions made or cycles counted. Used for runs too short to sample inside
+/// ([`VERY_FEW_NEW_FLOWS`]): the rate while the worker was making sessions, whenever the
+/// harness got to look.
+fn making_rate(b: &Sample, w: usize, hz: u64) -> Option<(f64, f64)> {
+    let y = b.reports.get(w)?;
+    let (made, cycles) = (y.making_sessions, y.making_cycles);
+    if made == 0 || cycles == 0 || hz == 0 {
+        return None;
+    }
+    let secs = cycles as f64 / hz as f64;
+    Some((made as f64 / secs, secs))
 }
 
 /// New sessions per second of worker `w` (of `n` flows, table `capacity`) in fill bands:
@@ -1930,6 +1984,8 @@ mod tests {
             conn_memory_bytes: 0,
             poll_cycles: cycles,
             busy_cycles: cycles,
+            making_cycles: cycles,
+            making_sessions: created,
             busy_ppm: 0,
             idle_sleeps: 0,
         }
@@ -1955,6 +2011,38 @@ mod tests {
         let rates = fill_rates(&[a, b], 0, 200_000, 1 << 20, hz);
         assert_eq!(rates.len(), 1, "{rates:?}");
         assert!((rates[0].1 - 3e6).abs() < 1.0, "{rates:?}");
+    }
+
+    /// The sweep's 10k point with two workers: each makes its 5k sessions in about 1.3 ms,
+    /// and the harness's only sample comes after that. The rate is then the sessions the
+    /// worker made over the cycles of the turns that made them: 5,000 sessions in
+    /// 1.25 ms of such turns are 4M/s, however late the sample. A run of 100k has no
+    /// rate from one sample (its window needs two).
+    #[test]
+    fn a_run_too_short_to_sample_is_timed_by_the_turns_that_made_sessions() {
+        let hz = 2_000_000_000u64;
+        let mut r = report(hz * 3, 5_000);
+        r.making_cycles = hz / 800;
+        r.making_sessions = 4_968;
+        let only = [Sample {
+            at: Instant::now(),
+            reports: vec![r],
+        }];
+        let t = worker_rate(&only, 0, 5_000, hz).expect("a rate from one sample");
+        assert!((t.rate - 4_968.0 * 800.0).abs() < 1.0, "{}", t.rate);
+        assert!((t.secs - 0.00125).abs() < 1e-12, "{}", t.secs);
+        assert_eq!(t.packets, 4_968);
+        assert!(t.from.is_none());
+        assert!(worker_rate(&only, 0, 100_000, hz).is_none());
+        // Nothing made (or no cycles counted): no rate rather than a division by zero.
+        let mut idle = report(hz, 0);
+        idle.making_cycles = 0;
+        idle.making_sessions = 0;
+        let idle = [Sample {
+            at: Instant::now(),
+            reports: vec![idle],
+        }];
+        assert!(worker_rate(&idle, 0, 5_000, hz).is_none());
     }
 
     /// The sweep's 100k point: at 4M sessions/s its worker is done in 25 ms, and the

@@ -164,6 +164,13 @@ pub struct WorkerReport {
     /// TSC cycles of the turns that received packets (from a port, a tap or another
     /// worker); `busy_cycles / poll_cycles` over an interval is the busy ratio.
     pub busy_cycles: u64,
+    /// TSC cycles of the turns that made at least one session (except a turn that also
+    /// adopted a configuration), and the sessions those turns made: their ratio is the
+    /// rate at which the worker made sessions while it was making them, however short
+    /// that was (benchmarks of a few thousand sessions).
+    pub making_cycles: u64,
+    /// Sessions made in the turns `making_cycles` counts.
+    pub making_sessions: u64,
     /// The busy ratio of the last full second, in parts per million.
     pub busy_ppm: u32,
     /// Pauses the worker took while idle (`[workers] idle_sleep_max_us`).

@@ -72,6 +72,10 @@ struct Clock {
     /// Cycles of every turn, and of the turns that received packets.
     poll_cycles: u64,
     busy_cycles: u64,
+    /// Cycles of the turns that made sessions without adopting a configuration, and the
+    /// sessions those turns made.
+    making_cycles: u64,
+    making_sessions: u64,
     /// The busy window: slow-path ticks into it, and the counts at its start.
     window_ticks: u64,
     window_poll: u64,
@@ -92,6 +96,8 @@ impl Clock {
             turn_start: start,
             poll_cycles: 0,
             busy_cycles: 0,
+            making_cycles: 0,
+            making_sessions: 0,
             window_ticks: 0,
             window_poll: 0,
             window_busy: 0,
@@ -99,16 +105,22 @@ impl Clock {
         }
     }
 
-    /// Starts a turn: accounts the cycles of the previous one (busy when it had packets)
-    /// and returns the milliseconds since the worker started.
+    /// Starts a turn: accounts the cycles of the previous one (busy when it had packets;
+    /// making when it made `made` sessions, unless it adopted a configuration, which
+    /// `made_only` says it did not) and returns the milliseconds since the worker
+    /// started.
     #[inline]
-    fn turn(&mut self, previous_busy: bool) -> u64 {
+    fn turn(&mut self, previous_busy: bool, made: u64, made_only: bool) -> u64 {
         let t = dpdk::rdtsc();
         let spent = t.wrapping_sub(self.turn_start);
         self.turn_start = t;
         self.poll_cycles = self.poll_cycles.wrapping_add(spent);
         if previous_busy {
             self.busy_cycles = self.busy_cycles.wrapping_add(spent);
+        }
+        if made != 0 && made_only {
+            self.making_cycles = self.making_cycles.wrapping_add(spent);
+            self.making_sessions = self.making_sessions.wrapping_add(made);
         }
         t.wrapping_sub(self.start) / (self.hz / MS_PER_SECOND).max(1)
     }
@@ -376,6 +388,11 @@ struct Worker<'a> {
     clock: Clock,
     /// Whether the current turn received packets (from a port, a tap or a handoff ring).
     busy: bool,
+    /// Sessions the table had made when the current turn started.
+    created_at_turn: u64,
+    /// Whether the current turn adopted a configuration snapshot (its cycles are then
+    /// not a measure of making sessions).
+    adopted: bool,
     /// The pauses of an idle worker.
     idle: Idle,
     /// Receive bursts from the ports that came back full, in a row (the overload signal).
@@ -419,6 +436,8 @@ impl<'a> Worker<'a> {
             from_kernel: 0,
             clock: Clock::new(),
             busy: false,
+            created_at_turn: 0,
+            adopted: false,
             idle: Idle::new(sh.idle_sleep_max_us),
             rx_full: 0,
         }
@@ -428,7 +447,11 @@ impl<'a> Worker<'a> {
     /// the flush, and the slow path when due.
     #[inline]
     fn poll(&mut self) {
-        let now = self.clock.turn(self.busy);
+        let created = self.core.conns().stats().created;
+        let made = created.wrapping_sub(self.created_at_turn);
+        let now = self.clock.turn(self.busy, made, !self.adopted);
+        self.created_at_turn = created;
+        self.adopted = false;
         self.busy = false;
         self.adopt_published();
         self.serve_commands(now);
@@ -459,6 +482,7 @@ impl<'a> Worker<'a> {
             self.port_macs = s.net.ports.iter().map(|p| p.mac).collect();
             self.out.port_vlans = s.net.ports.iter().map(|p| p.vlan).collect();
             self.core.adopt(s);
+            self.adopted = true;
         }
         self.arp_src = read_locked(&self.sh.arp_src);
         self.generation = g;
@@ -762,6 +786,8 @@ impl<'a> Worker<'a> {
             conn_memory_bytes: core.conns().memory_bytes(),
             poll_cycles: self.clock.poll_cycles,
             busy_cycles: self.clock.busy_cycles,
+            making_cycles: self.clock.making_cycles,
+            making_sessions: self.clock.making_sessions,
             busy_ppm: self.clock.busy_ppm,
             idle_sleeps: self.idle.sleeps,
         }
@@ -771,6 +797,39 @@ impl<'a> Worker<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The making clock counts the turns that made sessions and the sessions they made,
+    /// and leaves out a turn that also adopted a configuration (a snapshot's LIP pools
+    /// take far longer to build than a burst of SYNs takes to serve).
+    #[test]
+    fn the_making_clock_counts_only_turns_that_made_sessions_without_adopting() {
+        let mut c = Clock::new();
+        let spin = || {
+            let t = dpdk::rdtsc();
+            while dpdk::rdtsc() == t {}
+        };
+        c.turn(false, 0, true);
+        spin();
+        c.turn(true, 0, true);
+        assert_eq!((c.making_cycles, c.making_sessions), (0, 0), "made nothing");
+        spin();
+        c.turn(true, 32, false);
+        assert_eq!((c.making_cycles, c.making_sessions), (0, 0), "adopted too");
+        spin();
+        let before = c.poll_cycles;
+        c.turn(true, 32, true);
+        assert_eq!(c.making_sessions, 32);
+        assert!(c.making_cycles > 0);
+        assert_eq!(
+            c.making_cycles,
+            c.poll_cycles - before,
+            "that turn's cycles"
+        );
+        spin();
+        c.turn(true, 5, true);
+        assert_eq!(c.making_sessions, 37);
+        assert!(c.making_cycles < c.poll_cycles && c.making_cycles <= c.busy_cycles);
+    }
 
     #[test]
     fn an_idle_worker_pauses_after_empty_turns_doubling_to_the_bound_and_wakes_on_a_packet() {
