@@ -42,6 +42,11 @@ const ARP_FRAME_LEN: usize = 60;
 const GARP_REPEAT: usize = 2;
 /// The busy ratio a worker reports is over windows of this many slow-path ticks (1 s).
 const BUSY_WINDOW_TICKS: u64 = TICKS_PER_SECOND;
+/// Turns per second shorter than which a turn counts for the making clock
+/// ([`Clock::making_cycles`]): a turn of 100 µs or more was not spent making sessions
+/// only (its thread was preempted, or the slow path ran in it); a full turn of SYNs takes
+/// about a tenth of that.
+const MAKING_TURNS_PER_SECOND: u64 = 10_000;
 /// The busy ratio's unit: parts per million.
 const PPM: u128 = 1_000_000;
 /// Idle workers that sleep: turns that found every queue empty, in a row, before the
@@ -72,10 +77,12 @@ struct Clock {
     /// Cycles of every turn, and of the turns that received packets.
     poll_cycles: u64,
     busy_cycles: u64,
-    /// Cycles of the turns that made sessions without adopting a configuration, and the
-    /// sessions those turns made.
+    /// Cycles of the turns that made sessions without adopting a configuration and
+    /// within [`MAKING_TURNS_PER_SECOND`]'s bound, and the sessions those turns made.
     making_cycles: u64,
     making_sessions: u64,
+    /// That bound, in cycles.
+    long_turn: u64,
     /// The busy window: slow-path ticks into it, and the counts at its start.
     window_ticks: u64,
     window_poll: u64,
@@ -98,6 +105,7 @@ impl Clock {
             busy_cycles: 0,
             making_cycles: 0,
             making_sessions: 0,
+            long_turn: hz / MAKING_TURNS_PER_SECOND,
             window_ticks: 0,
             window_poll: 0,
             window_busy: 0,
@@ -107,8 +115,8 @@ impl Clock {
 
     /// Starts a turn: accounts the cycles of the previous one (busy when it had packets;
     /// making when it made `made` sessions, unless it adopted a configuration, which
-    /// `made_only` says it did not) and returns the milliseconds since the worker
-    /// started.
+    /// `made_only` says it did not, or took as long as a preempted turn) and returns the
+    /// milliseconds since the worker started.
     #[inline]
     fn turn(&mut self, previous_busy: bool, made: u64, made_only: bool) -> u64 {
         let t = dpdk::rdtsc();
@@ -118,7 +126,7 @@ impl Clock {
         if previous_busy {
             self.busy_cycles = self.busy_cycles.wrapping_add(spent);
         }
-        if made != 0 && made_only {
+        if made != 0 && made_only && spent < self.long_turn {
             self.making_cycles = self.making_cycles.wrapping_add(spent);
             self.making_sessions = self.making_sessions.wrapping_add(made);
         }
@@ -800,10 +808,13 @@ mod tests {
 
     /// The making clock counts the turns that made sessions and the sessions they made,
     /// and leaves out a turn that also adopted a configuration (a snapshot's LIP pools
-    /// take far longer to build than a burst of SYNs takes to serve).
+    /// take far longer to build than a burst of SYNs takes to serve) and a turn as long
+    /// as a preempted one.
     #[test]
     fn the_making_clock_counts_only_turns_that_made_sessions_without_adopting() {
         let mut c = Clock::new();
+        // The bound of a 2.5 GHz TSC (without EAL the clock knows no frequency).
+        c.long_turn = 250_000;
         let spin = || {
             let t = dpdk::rdtsc();
             while dpdk::rdtsc() == t {}
@@ -829,6 +840,16 @@ mod tests {
         c.turn(true, 5, true);
         assert_eq!(c.making_sessions, 37);
         assert!(c.making_cycles < c.poll_cycles && c.making_cycles <= c.busy_cycles);
+        // A turn the thread was preempted in.
+        let t = dpdk::rdtsc();
+        while dpdk::rdtsc().wrapping_sub(t) <= c.long_turn {}
+        let making = c.making_cycles;
+        c.turn(true, 32, true);
+        assert_eq!(
+            (c.making_cycles, c.making_sessions),
+            (making, 37),
+            "a long turn"
+        );
     }
 
     #[test]
