@@ -11,7 +11,7 @@ use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::sched::{CoreSched, DestSlot, SchedCtx};
 use crate::service::{svc_flags, DestId, RealServer, Service, SvcIdx};
 
-use super::session::{cip, split_addrs, Session, NIL};
+use super::session::{cip, hash_flow, split_addrs, Session, NIL};
 use super::state::{TcpState, NEW_CONN_TIMEOUT};
 use super::table::{ConnTable, VACANT};
 use super::{flags, ConnId, PacketMeta, Refuse};
@@ -146,13 +146,14 @@ impl NewSession<'_> {
             fl |= flags::CIP;
         }
         let (lo, hi, v6) = split_addrs([flow.saddr, flow.daddr, d.addr, laddr]);
+        let dport = if d.port != 0 { d.port } else { flow.dport };
         t.slab[i as usize] = Session {
             lo,
             hi,
             v6,
             cport: flow.sport,
             vport: flow.dport,
-            dport: if d.port != 0 { d.port } else { flow.dport },
+            dport,
             lport,
             fwmark,
             timeout: if one_packet { 0 } else { NEW_CONN_TIMEOUT },
@@ -173,7 +174,15 @@ impl NewSession<'_> {
         } else {
             t.hash_in_with(i, hash);
             if fl & flags::NOOUTPUT == 0 {
-                t.hash_out(i);
+                // The session's `out_key`, from the values just written into it.
+                let out = FlowKey {
+                    proto: flow.proto,
+                    saddr: d.addr,
+                    daddr: laddr,
+                    sport: dport,
+                    dport: lport,
+                };
+                t.hash_out_with(i, hash_flow(t.seed, &out, false));
             }
             t.arm(i, now_ms);
         }

@@ -444,6 +444,17 @@ impl ConnTable {
     /// stalling on it. Lookups see pending entries ([`ConnTable::find_entry`]).
     pub(super) fn hash_out(&mut self, i: u32) {
         let h = hash_flow(self.seed, &self.slab[i as usize].out_key(), false);
+        self.hash_out_with(i, h);
+    }
+
+    /// [`ConnTable::hash_out`] of a session whose server-side tuple's hash `h` the caller
+    /// made from the values it just wrote into the session (reading them back from the
+    /// session would wait on those stores).
+    pub(super) fn hash_out_with(&mut self, i: u32, h: u64) {
+        debug_assert_eq!(
+            h,
+            hash_flow(self.seed, &self.slab[i as usize].out_key(), false)
+        );
         if self.n_pending == PENDING {
             self.flush_pending();
         }
