@@ -173,7 +173,7 @@ impl Sweep {
     pub fn svg(&self) -> Result<String, String> {
         let mut out = String::new();
         {
-            let root = SVGBackend::with_string(&mut out, (900, 1200)).into_drawing_area();
+            let root = SVGBackend::with_string(&mut out, (900, 1600)).into_drawing_area();
             root.fill(&WHITE).map_err(|e| e.to_string())?;
             let title = format!(
                 "rvs {} — {} — {}",
@@ -184,10 +184,11 @@ impl Sweep {
             let root = root
                 .titled(&title, ("sans-serif", 20))
                 .map_err(|e| e.to_string())?;
-            let panels = root.split_evenly((3, 1));
+            let panels = root.split_evenly((4, 1));
             self.draw_mpps(&panels[0])?;
             self.draw_cycles(&panels[1])?;
-            self.draw_fill(&panels[2])?;
+            self.draw_new(&panels[2])?;
+            self.draw_fill(&panels[3])?;
             root.present().map_err(|e| e.to_string())?;
         }
         Ok(out)
@@ -329,6 +330,22 @@ impl Sweep {
         )
     }
 
+    /// New sessions per second against the sessions each point's new-connection run
+    /// made (the table it ends with).
+    fn draw_new<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<(), String> {
+        self.draw_lines(
+            area,
+            "new sessions per second against the sessions made",
+            "M new sessions/s per worker",
+            &[("new sessions", &|p: &Point| {
+                p.new_sessions_per_sec.map(|x| x / 1e6)
+            })],
+        )
+    }
+
     fn draw_fill<DB: DrawingBackend>(
         &self,
         area: &DrawingArea<DB, plotters::coord::Shift>,
@@ -405,6 +422,7 @@ fn colour_of(name: &str) -> RGBColor {
     match name {
         "engine" => RED,
         "lookup floor" => BLUE,
+        "new sessions" => RGBColor(0, 140, 0),
         _ => RGBColor(90, 90, 90),
     }
 }
@@ -472,13 +490,16 @@ mod tests {
             "lookup floor, 2 worker(s)",
             "I/O floor, 1 worker(s)",
             "1 worker(s), 1M new sessions",
+            "new sessions, 2 worker(s)",
+            "new sessions per second against the sessions made",
             "Test CPU",
         ] {
             assert!(svg.contains(label), "{label} missing");
         }
-        // Every point is drawn: 3 sessions × 3 lines × 2 panels for each worker count
-        // (dots for 1 worker, triangles for 2), plus the 4 fill bands × 2 workers.
-        assert!(svg.matches("<circle").count() >= 3 * 3 * 2 + 8);
-        assert!(svg.matches("<polygon").count() >= 3 * 3 * 2);
+        // Every point is drawn: 3 sessions × (3 lines × 2 panels + the new sessions'
+        // line) for each worker count (dots for 1 worker, triangles for 2), plus the 4
+        // fill bands × 2 workers.
+        assert!(svg.matches("<circle").count() >= 3 * 7 + 8);
+        assert!(svg.matches("<polygon").count() >= 3 * 7);
     }
 }
