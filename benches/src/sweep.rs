@@ -233,6 +233,7 @@ impl Sweep {
         caption: &str,
         y_desc: &str,
         lines: &[Line<'_>],
+        legend: SeriesLabelPosition,
     ) -> Result<(), String> {
         let (lo, hi) = self.sessions_range();
         let mut ymax: f64 = 1.0;
@@ -290,7 +291,7 @@ impl Sweep {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperMiddle)
+            .position(legend)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
@@ -311,6 +312,7 @@ impl Sweep {
                 ("lookup floor", &|p: &Point| p.lookup_mpps),
                 ("engine", &|p: &Point| p.engine_mpps),
             ],
+            SeriesLabelPosition::UpperMiddle,
         )
     }
 
@@ -327,6 +329,7 @@ impl Sweep {
                 ("lookup floor", &|p: &Point| p.lookup_cycles),
                 ("I/O floor", &|p: &Point| p.floor_cycles),
             ],
+            SeriesLabelPosition::UpperMiddle,
         )
     }
 
@@ -343,6 +346,8 @@ impl Sweep {
             &[("new sessions", &|p: &Point| {
                 p.new_sessions_per_sec.map(|x| x / 1e6)
             })],
+            // Below the points: the rates are highest at the small counts.
+            SeriesLabelPosition::LowerMiddle,
         )
     }
 
