@@ -1793,8 +1793,9 @@ const FEW_NEW_FLOWS: u64 = 500_000;
 const VERY_FEW_NEW_FLOWS: u64 = 100_000;
 
 /// New connections: every packet of the capture is a new flow's SYN until the capture
-/// wraps. The rate is the slope of sessions created while between 5% and 90% of each
-/// worker's flows exist (sampled as [`new_conn_interval`] says).
+/// wraps. Each worker's rate is [`worker_rate`]'s: the slope of sessions created while
+/// between 5% and 90% of its flows exist (sampled as [`new_conn_interval`] says), or for a
+/// short run the sessions it made over the turns that made them.
 fn new_conn(
     opts: &Opts,
     engine: &Engine,

@@ -165,9 +165,10 @@ pub struct WorkerReport {
     /// worker); `busy_cycles / poll_cycles` over an interval is the busy ratio.
     pub busy_cycles: u64,
     /// TSC cycles of the turns that made at least one session (except a turn that also
-    /// adopted a configuration), and the sessions those turns made: their ratio is the
-    /// rate at which the worker made sessions while it was making them, however short
-    /// that was (benchmarks of a few thousand sessions).
+    /// adopted a configuration, and a turn of 100 µs or more, in which the thread was
+    /// preempted): with `making_sessions`, the rate at which the worker made sessions
+    /// while it was making them, however short that was (benchmarks of a few thousand
+    /// sessions).
     pub making_cycles: u64,
     /// Sessions made in the turns `making_cycles` counts.
     pub making_sessions: u64,

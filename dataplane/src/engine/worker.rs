@@ -42,10 +42,10 @@ const ARP_FRAME_LEN: usize = 60;
 const GARP_REPEAT: usize = 2;
 /// The busy ratio a worker reports is over windows of this many slow-path ticks (1 s).
 const BUSY_WINDOW_TICKS: u64 = TICKS_PER_SECOND;
-/// Turns per second shorter than which a turn counts for the making clock
-/// ([`Clock::making_cycles`]): a turn of 100 µs or more was not spent making sessions
-/// only (its thread was preempted, or the slow path ran in it); a full turn of SYNs takes
-/// about a tenth of that.
+/// The making clock ([`Clock::making_cycles`]) leaves out turns of a
+/// `MAKING_TURNS_PER_SECOND`th of a second (100 µs) or more: such a turn was not spent
+/// making sessions only (its thread was preempted, or the slow path ran in it); a full
+/// turn of SYNs takes about a tenth of that.
 const MAKING_TURNS_PER_SECOND: u64 = 10_000;
 /// The busy ratio's unit: parts per million.
 const PPM: u128 = 1_000_000;
@@ -114,11 +114,11 @@ impl Clock {
     }
 
     /// Starts a turn: accounts the cycles of the previous one (busy when it had packets;
-    /// making when it made `made` sessions, unless it adopted a configuration, which
-    /// `made_only` says it did not, or took as long as a preempted turn) and returns the
-    /// milliseconds since the worker started.
+    /// making when it made `made` sessions, unless it also `adopted` a configuration or
+    /// took as long as a preempted turn) and returns the milliseconds since the worker
+    /// started.
     #[inline]
-    fn turn(&mut self, previous_busy: bool, made: u64, made_only: bool) -> u64 {
+    fn turn(&mut self, previous_busy: bool, made: u64, adopted: bool) -> u64 {
         let t = dpdk::rdtsc();
         let spent = t.wrapping_sub(self.turn_start);
         self.turn_start = t;
@@ -126,7 +126,7 @@ impl Clock {
         if previous_busy {
             self.busy_cycles = self.busy_cycles.wrapping_add(spent);
         }
-        if made != 0 && made_only && spent < self.long_turn {
+        if made != 0 && !adopted && spent < self.long_turn {
             self.making_cycles = self.making_cycles.wrapping_add(spent);
             self.making_sessions = self.making_sessions.wrapping_add(made);
         }
@@ -457,7 +457,7 @@ impl<'a> Worker<'a> {
     fn poll(&mut self) {
         let created = self.core.conns().stats().created;
         let made = created.wrapping_sub(self.created_at_turn);
-        let now = self.clock.turn(self.busy, made, !self.adopted);
+        let now = self.clock.turn(self.busy, made, self.adopted);
         self.created_at_turn = created;
         self.adopted = false;
         self.busy = false;
@@ -819,16 +819,16 @@ mod tests {
             let t = dpdk::rdtsc();
             while dpdk::rdtsc() == t {}
         };
-        c.turn(false, 0, true);
+        c.turn(false, 0, false);
         spin();
-        c.turn(true, 0, true);
+        c.turn(true, 0, false);
         assert_eq!((c.making_cycles, c.making_sessions), (0, 0), "made nothing");
         spin();
-        c.turn(true, 32, false);
+        c.turn(true, 32, true);
         assert_eq!((c.making_cycles, c.making_sessions), (0, 0), "adopted too");
         spin();
         let before = c.poll_cycles;
-        c.turn(true, 32, true);
+        c.turn(true, 32, false);
         assert_eq!(c.making_sessions, 32);
         assert!(c.making_cycles > 0);
         assert_eq!(
@@ -837,14 +837,14 @@ mod tests {
             "that turn's cycles"
         );
         spin();
-        c.turn(true, 5, true);
+        c.turn(true, 5, false);
         assert_eq!(c.making_sessions, 37);
         assert!(c.making_cycles < c.poll_cycles && c.making_cycles <= c.busy_cycles);
         // A turn the thread was preempted in.
         let t = dpdk::rdtsc();
         while dpdk::rdtsc().wrapping_sub(t) <= c.long_turn {}
         let making = c.making_cycles;
-        c.turn(true, 32, true);
+        c.turn(true, 32, false);
         assert_eq!(
             (c.making_cycles, c.making_sessions),
             (making, 37),
