@@ -185,9 +185,42 @@ impl Sweep {
                 .titled(&title, ("sans-serif", 20))
                 .map_err(|e| e.to_string())?;
             let panels = root.split_evenly((4, 1));
-            self.draw_mpps(&panels[0])?;
-            self.draw_cycles(&panels[1])?;
-            self.draw_new(&panels[2])?;
+            // (caption, y axis, lines, where the legend goes): the established packets'
+            // Mpps and cycles, then new sessions against the sessions each point's run
+            // made, its legend below the points (highest at the small counts).
+            let lined: [(&str, &str, &[Line<'_>], SeriesLabelPosition); 3] = [
+                (
+                    "established packets: engine and floors",
+                    "Mpps per worker",
+                    &[
+                        ("I/O floor", &|p: &Point| p.floor_mpps),
+                        ("lookup floor", &|p: &Point| p.lookup_mpps),
+                        ("engine", &|p: &Point| p.engine_mpps),
+                    ],
+                    SeriesLabelPosition::UpperMiddle,
+                ),
+                (
+                    "cycles per packet",
+                    "TSC cycles per packet",
+                    &[
+                        ("engine", &|p: &Point| p.engine_cycles),
+                        ("lookup floor", &|p: &Point| p.lookup_cycles),
+                        ("I/O floor", &|p: &Point| p.floor_cycles),
+                    ],
+                    SeriesLabelPosition::UpperMiddle,
+                ),
+                (
+                    "new sessions per second against the sessions made",
+                    "M new sessions/s per worker",
+                    &[("new sessions", &|p: &Point| {
+                        p.new_sessions_per_sec.map(|x| x / 1e6)
+                    })],
+                    SeriesLabelPosition::LowerMiddle,
+                ),
+            ];
+            for (area, (caption, y_desc, lines, legend)) in panels.iter().zip(lined) {
+                self.draw_lines(area, caption, y_desc, lines, legend)?;
+            }
             self.draw_fill(&panels[3])?;
             root.present().map_err(|e| e.to_string())?;
         }
@@ -297,58 +330,6 @@ impl Sweep {
             .draw()
             .map_err(|e| e.to_string())?;
         Ok(())
-    }
-
-    fn draw_mpps<DB: DrawingBackend>(
-        &self,
-        area: &DrawingArea<DB, plotters::coord::Shift>,
-    ) -> Result<(), String> {
-        self.draw_lines(
-            area,
-            "established packets: engine and floors",
-            "Mpps per worker",
-            &[
-                ("I/O floor", &|p: &Point| p.floor_mpps),
-                ("lookup floor", &|p: &Point| p.lookup_mpps),
-                ("engine", &|p: &Point| p.engine_mpps),
-            ],
-            SeriesLabelPosition::UpperMiddle,
-        )
-    }
-
-    fn draw_cycles<DB: DrawingBackend>(
-        &self,
-        area: &DrawingArea<DB, plotters::coord::Shift>,
-    ) -> Result<(), String> {
-        self.draw_lines(
-            area,
-            "cycles per packet",
-            "TSC cycles per packet",
-            &[
-                ("engine", &|p: &Point| p.engine_cycles),
-                ("lookup floor", &|p: &Point| p.lookup_cycles),
-                ("I/O floor", &|p: &Point| p.floor_cycles),
-            ],
-            SeriesLabelPosition::UpperMiddle,
-        )
-    }
-
-    /// New sessions per second against the sessions each point's new-connection run
-    /// made (the table it ends with).
-    fn draw_new<DB: DrawingBackend>(
-        &self,
-        area: &DrawingArea<DB, plotters::coord::Shift>,
-    ) -> Result<(), String> {
-        self.draw_lines(
-            area,
-            "new sessions per second against the sessions made",
-            "M new sessions/s per worker",
-            &[("new sessions", &|p: &Point| {
-                p.new_sessions_per_sec.map(|x| x / 1e6)
-            })],
-            // Below the points: the rates are highest at the small counts.
-            SeriesLabelPosition::LowerMiddle,
-        )
     }
 
     fn draw_fill<DB: DrawingBackend>(

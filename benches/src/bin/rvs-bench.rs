@@ -2047,8 +2047,9 @@ mod tests {
         assert!(worker_rate(&idle, 0, 5_000, hz).is_none());
     }
 
-    /// The sweep's 100k point: at 4M sessions/s its worker is done in 25 ms, and the
-    /// 5-90 % window (85 % of that) must still hold several samples to give a rate.
+    /// A run just over [`VERY_FEW_NEW_FLOWS`] is timed by its samples: at 4M sessions/s a
+    /// worker makes 100k in 25 ms, and the 5-90 % window (85 % of that) must still hold
+    /// several samples to give a rate.
     #[test]
     fn a_short_new_connection_run_is_sampled_often_enough_for_a_rate() {
         let window = Duration::from_secs_f64(100_000.0 * 0.85 / 4e6);
