@@ -5,12 +5,13 @@
 //!   engine (`rvs_dataplane::engine::Engine`) on DPDK devices and an I/O floor on the same
 //!   devices; see BENCHMARKS.md. This library holds its pure parts: test traffic and pcap
 //!   files ([`capture`]), the benchmark network and service table ([`plan`]), and the
-//!   results and table ([`report`]), and the sweep over session and worker counts with its
+//!   results and table ([`report`]), the core clock probe ([`clock`]), and the sweep over session and worker counts with its
 //!   plot ([`sweep`]).
 
 #![forbid(unsafe_code)]
 
 pub mod capture;
+pub mod clock;
 pub mod plan;
 pub mod report;
 pub mod sweep;

@@ -54,6 +54,10 @@ pub struct RunResult {
     pub seconds: f64,
     /// TSC frequency.
     pub tsc_hz: u64,
+    /// The core clock measured just before the run ([`crate::clock::core_hz`]; 0 in
+    /// results written before it was measured).
+    #[serde(default)]
+    pub core_hz: f64,
     /// Total packets per second over all workers, in millions.
     pub mpps_total: f64,
     /// Per worker.
@@ -186,6 +190,12 @@ impl RunResult {
         self.mpps_total / self.per_worker.len() as f64
     }
 
+    /// Core cycles per TSC cycle in this run (`None` when the core clock was not
+    /// measured).
+    pub fn core_per_tsc(&self) -> Option<f64> {
+        crate::clock::core_per_tsc(self.core_hz, self.tsc_hz)
+    }
+
     /// Mean cycles per packet over the workers.
     pub fn cycles_per_packet(&self) -> f64 {
         let v: Vec<f64> = self
@@ -249,6 +259,31 @@ impl Row {
         let (f, e) = (self.floor.as_ref()?, self.established.as_ref()?);
         let fm = f.mpps_per_worker();
         (fm > 0.0).then(|| e.mpps_per_worker() / fm)
+    }
+
+    /// The core clock of the established run against the TSC, and the established
+    /// packet's cost in core cycles (`None` without an established run whose clock was
+    /// measured). Cycles per packet elsewhere are TSC cycles: on a core that boosts
+    /// above the TSC's rate the same work shows fewer of them than on one that does not.
+    pub fn clock_line(&self) -> Option<String> {
+        let e = self.established.as_ref()?;
+        let k = e.core_per_tsc()?;
+        let engine = e.cycles_per_packet() * k;
+        let compute = self
+            .floor
+            .as_ref()
+            .map(|f| {
+                let floor = f.cycles_per_packet() * f.core_per_tsc().unwrap_or(k);
+                format!(", compute {:.0}", engine - floor)
+            })
+            .unwrap_or_default();
+        Some(format!(
+            "core clock ({} workers): {:.2} GHz before the established run, TSC {:.2} GHz \
+             ({k:.2} core cycles per TSC cycle); in core cycles per packet: engine {engine:.0}{compute}",
+            self.workers,
+            e.core_hz / 1e9,
+            e.tsc_hz as f64 / 1e9,
+        ))
     }
 
     /// Engine Mpps per worker divided by the lookup floor's, when both ran.
@@ -454,6 +489,11 @@ impl Summary {
                     r.workers,
                     on_cpu.join("; ")
                 );
+            }
+        }
+        for r in &self.rows {
+            if let Some(line) = r.clock_line() {
+                let _ = writeln!(s, "{line}");
             }
         }
         for r in &self.rows {
@@ -728,5 +768,21 @@ mod tests {
         let f = Families::pair(v4, summary(Family::V6, 2_500_000, 1.5e6));
         let tests: Vec<&str> = f.compare.iter().map(|l| l.test.as_str()).collect();
         assert_eq!(tests, ["established"]);
+    }
+
+    #[test]
+    fn the_clock_line_gives_the_packet_in_core_cycles() {
+        // 4 Mpps on a 1 GHz TSC: 250 TSC cycles; I/O floor 10 Mpps: 100. A core at 1.5 GHz
+        // runs 1.5 core cycles per TSC cycle: 375 and 150, compute 225.
+        let mut s = summary(Family::V4, 4_000_000, 2e6);
+        assert_eq!(s.rows[0].clock_line(), None, "no clock measured, no line");
+        assert!(!s.table().contains("core clock"));
+        s.rows[0].established.as_mut().unwrap().core_hz = 1.5e9;
+        s.rows[0].floor = Some(run("floor", Family::V4, 10_000_000, 0.0));
+        let line = s.rows[0].clock_line().expect("a line");
+        assert!(line.contains("1.50 GHz"), "{line}");
+        assert!(line.contains("1.50 core cycles per TSC cycle"), "{line}");
+        assert!(line.contains("engine 375, compute 225"), "{line}");
+        assert!(s.table().contains(&line));
     }
 }

@@ -32,6 +32,10 @@ pub struct Point {
     pub lookup_cycles: Option<f64>,
     /// New sessions per second per worker while creating this many sessions.
     pub new_sessions_per_sec: Option<f64>,
+    /// The core clock before the established run, in GHz (cycles here are TSC cycles:
+    /// see [`crate::clock`]).
+    #[serde(default)]
+    pub core_ghz: Option<f64>,
     /// New sessions per second against table fill (fraction of capacity, rate), mean
     /// over the workers.
     #[serde(default)]
@@ -90,6 +94,11 @@ impl Point {
                 .as_ref()
                 .map(RunResult::sessions_per_sec_per_worker)
                 .filter(|x| *x > 0.0),
+            core_ghz: row
+                .established
+                .as_ref()
+                .map(|e| e.core_hz / 1e9)
+                .filter(|x| *x > 0.0),
             fill_rates,
         }
     }
@@ -127,7 +136,7 @@ impl Sweep {
         let _ = writeln!(s, "mode {}; Mpps and new sessions/s per worker", self.mode);
         let _ = writeln!(
             s,
-            "{:>10} | {:>7} | {:>10} | {:>11} | {:>11} | {:>9} | {:>10} | {:>12} | {:>10}",
+            "{:>10} | {:>7} | {:>10} | {:>11} | {:>11} | {:>9} | {:>10} | {:>12} | {:>10} | {:>8}",
             "sessions",
             "workers",
             "floor Mpps",
@@ -136,9 +145,10 @@ impl Sweep {
             "of lookup",
             "cycles/pkt",
             "compute cyc",
-            "new sess/s"
+            "new sess/s",
+            "core GHz"
         );
-        let _ = writeln!(s, "{}", "-".repeat(113));
+        let _ = writeln!(s, "{}", "-".repeat(124));
         for p in &self.points {
             let of_lookup = match (p.engine_mpps, p.lookup_mpps) {
                 (Some(e), Some(l)) if l > 0.0 => Some(e / l),
@@ -150,7 +160,7 @@ impl Sweep {
             };
             let _ = writeln!(
                 s,
-                "{:>10} | {:>7} | {:>10} | {:>11} | {:>11} | {:>9} | {:>10} | {:>12} | {:>10}",
+                "{:>10} | {:>7} | {:>10} | {:>11} | {:>11} | {:>9} | {:>10} | {:>12} | {:>10} | {:>8}",
                 p.sessions,
                 p.workers,
                 opt(p.floor_mpps, 2),
@@ -160,11 +170,13 @@ impl Sweep {
                 opt(p.engine_cycles, 0),
                 opt(compute, 0),
                 opt(p.new_sessions_per_sec, 0),
+                opt(p.core_ghz, 2),
             );
         }
         let _ = writeln!(
             s,
-            "(compute cyc = engine cycles/pkt minus the I/O floor's, same sessions and workers)"
+            "(compute cyc = engine cycles/pkt minus the I/O floor's, same sessions and workers; \
+             cycles are TSC cycles; core GHz = the core clock measured before the established run)"
         );
         s
     }
@@ -442,6 +454,7 @@ mod tests {
                     floor_cycles: Some(60.0),
                     lookup_cycles: Some(80.0 + i as f64 * 20.0),
                     new_sessions_per_sec: Some(4e6),
+                    core_ghz: Some(3.5),
                     fill_rates: vec![(0.15, 4.2e6), (0.4, 4.0e6), (0.6, 3.9e6), (0.8, 3.7e6)],
                 });
             }
@@ -465,6 +478,16 @@ mod tests {
             .expect("the 1M, 1 worker line");
         assert!(line.contains("0.50"), "{line}");
         assert!(line.contains("160"), "{line}");
+    }
+
+    #[test]
+    fn the_table_gives_each_points_core_clock() {
+        let t = sweep().table();
+        assert!(t.contains("core GHz"), "{t}");
+        assert!(
+            t.lines().filter(|l| l.ends_with("|     3.50")).count() == 6,
+            "{t}"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use rvs_benches::capture::{build_frame, Flow, Kind, PcapWriter, CLIENT_ISN, L4};
+use rvs_benches::clock;
 use rvs_benches::plan::{self, Family, Mode};
 use rvs_benches::report::{
     Families, NicPhase, ProxyFigures, Row, RunResult, Summary, SynFloodFigures, WorkerFigures,
@@ -801,6 +802,10 @@ fn child(opts: &Opts, test: &str) -> Result<RunResult, Error> {
         &tx_rings.iter().collect::<Vec<_>>(),
     )?;
     let warm_name = warm.info()?.name;
+    // The core clock now, on this thread's core, before any worker polls: the workers'
+    // cores run at about the same clock (a whole VM boosts alike), and a probe during
+    // the window would share a core with a worker.
+    let core_hz = clock::core_hz(20);
     let mut r = match test {
         "floor" => floor(opts, workers, &dev, warm, None)?,
         "lookup-floor" => {
@@ -823,6 +828,7 @@ fn child(opts: &Opts, test: &str) -> Result<RunResult, Error> {
     r.frame_size = opts.wire_size();
     r.workers = workers;
     r.tsc_hz = dpdk::tsc_hz();
+    r.core_hz = core_hz;
     r.hugepages = dev.hugepages;
     Ok(r)
 }
