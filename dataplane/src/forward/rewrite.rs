@@ -76,13 +76,14 @@ pub(crate) fn write_ttl(ip: &mut [u8], version: IpVersion, ttl: u8, ip_adj: &mut
 pub type V4End = ([u8; 4], u16);
 
 /// [`checksum::fold`] without a loop: a sum of at most 2^63 folded to 16 bits (the same
-/// value: 0 only for 0).
+/// value: 0 only for 0), with end-around carries.
 #[inline(always)]
 fn fold64(a: u64) -> u16 {
-    let a = (a & 0xffff_ffff) + (a >> 32);
-    let a = (a & 0xffff) + (a >> 16);
-    let a = (a & 0xffff) + (a >> 16);
-    ((a & 0xffff) + (a >> 16)) as u16
+    let (a, c) = (a as u32).overflowing_add((a >> 32) as u32);
+    // At most 2^32 - 2 with a carry: adding it back cannot overflow.
+    let a = a + u32::from(c);
+    let (a, c) = (a as u16).overflowing_add((a >> 16) as u16);
+    a + u16::from(c)
 }
 
 /// The NAT/FULLNAT rewrite of an IPv4 TCP or UDP packet with software checksums, the
@@ -92,6 +93,11 @@ fn fold64(a: u64) -> u16 {
 /// and the end of the IP packet in `frame`.
 ///
 /// Everything is checked before anything is written: on `Err` the frame is unchanged.
+///
+/// A ones' complement sum comes out the same in either byte order, byte-swapped (RFC
+/// 1071, 2.B): every word here, the checksums' included, is read and written in the
+/// machine's order, and the sums need no byte swap (only the new ports, given in host
+/// order, are turned into their wire bytes).
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn rewrite_v4(
@@ -114,55 +120,58 @@ pub(crate) fn rewrite_v4(
     }
     let (head, seg) = frame.split_at_mut(l4);
     let (l2, ip) = head.split_at_mut(l3);
-    let (Some(ip), Some(seg)) = (ip.first_chunk_mut::<20>(), seg.get_mut(..min_l4)) else {
+    let (Some(l2), Some(ip), Some(seg)) = (
+        l2.first_chunk_mut::<12>(),
+        ip.first_chunk_mut::<20>(),
+        seg.get_mut(..min_l4),
+    ) else {
         return Err(Error::Truncated);
     };
+    let half = |b: &[u8], at: usize| u16::from_ne_bytes([b[at], b[at + 1]]);
+    let word =
+        |b: &[u8; 20], at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    // The TTL's word (TTL, protocol), in the machine's order.
+    let ttl_word = half(ip, ipv4::TTL_OFFSET);
     let ttl = ip[ipv4::TTL_OFFSET];
     if ttl <= 1 {
         return Err(Error::TtlExpired);
     }
-    // Nothing fails from here on. The checksum deltas (RFC 1624) are summed in 32-bit
+    // Nothing fails from here on. The deltas (RFC 1624: ~old + new) are summed in 32-bit
     // words (an address, both ports) and folded once: ones' complement sums of 16-bit
-    // words fold the same from any wider word.
-    // The IPv4 header: TTL (its word with the protocol), addresses; L4: addresses
-    // (pseudo-header), ports.
-    let mut ip_acc = u64::from(!u16::from_be_bytes([ttl, 0])) + u64::from(ttl - 1) * 256;
-    let mut l4_acc = 0u64;
+    // words fold the same from any wider word. The IPv4 header: the TTL's word and the
+    // addresses; L4: the addresses (pseudo-header) and the ports.
     ip[ipv4::TTL_OFFSET] = ttl - 1;
-    let (mut ports, old_ports) = {
-        let p: [u8; 4] = [seg[0], seg[1], seg[2], seg[3]];
-        (p, u32::from_be_bytes(p))
-    };
+    let ttl_new = u16::from_ne_bytes([ttl - 1, ip[ipv4::TTL_OFFSET + 1]]);
+    let (mut addr_acc, mut port_acc) = (0u64, 0u64);
     for (new, at, port_at) in [
         (src, ipv4::SRC_ADDR_OFFSET, 0),
         (dst, ipv4::DST_ADDR_OFFSET, 2),
     ] {
         if let Some((addr, port)) = new {
-            let old = u32::from_be_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
-            let d = u64::from(!old) + u64::from(u32::from_be_bytes(addr));
-            ip_acc += d;
-            l4_acc += d;
+            addr_acc += u64::from(!word(ip, at)) + u64::from(u32::from_ne_bytes(addr));
             ip[at..at + 4].copy_from_slice(&addr);
-            ports[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+            let port = u16::from_ne_bytes(port.to_be_bytes());
+            port_acc += u64::from(!half(seg, port_at)) + u64::from(port);
+            seg[port_at..port_at + 2].copy_from_slice(&port.to_ne_bytes());
         }
     }
-    l4_acc += u64::from(!old_ports) + u64::from(u32::from_be_bytes(ports));
-    seg[..4].copy_from_slice(&ports);
     let at = ipv4::CHECKSUM_OFFSET;
-    let old = u16::from_be_bytes([ip[at], ip[at + 1]]);
-    let new = !fold64(u64::from(!old) + ip_acc);
-    ip[at..at + 2].copy_from_slice(&new.to_be_bytes());
-    let old = u16::from_be_bytes([seg[csum_at], seg[csum_at + 1]]);
-    // A UDP datagram without a checksum keeps none; a computed 0 is sent as 0xffff.
+    let old = half(ip, at);
+    let ip_acc = addr_acc + u64::from(!ttl_word) + u64::from(ttl_new) + u64::from(!old);
+    ip[at..at + 2].copy_from_slice(&(!fold64(ip_acc)).to_ne_bytes());
+    let l4_acc = addr_acc + port_acc;
+    let old = half(seg, csum_at);
+    // A UDP datagram without a checksum keeps none; a computed 0 is sent as 0xffff
+    // (0 and 0xffff read the same in either byte order).
     if !(udp && old == 0) {
         let mut new = !fold64(u64::from(!old) + l4_acc);
         if udp && new == 0 {
             new = 0xffff;
         }
-        seg[csum_at..csum_at + 2].copy_from_slice(&new.to_be_bytes());
+        seg[csum_at..csum_at + 2].copy_from_slice(&new.to_ne_bytes());
     }
     l2[..6].copy_from_slice(&macs.dst.0);
-    l2[6..12].copy_from_slice(&macs.src.0);
+    l2[6..].copy_from_slice(&macs.src.0);
     Ok(())
 }
 
@@ -525,6 +534,14 @@ mod tests {
             prop_assert_eq!(u16::from_be_bytes([f[at], f[at + 1]]), l4_sum);
             check_v4(&f);
             prop_assert_eq!(f[22], ttl - 1);
+        }
+
+        /// The loop-free fold gives the checksum module's fold for every sum it is
+        /// given (at most 2^63), with the end-around carries of the widest sums.
+        #[test]
+        fn fold64_equals_fold(a in 0u64..(1 << 63), edge in 0usize..4) {
+            let a = [a, 0xffff_ffff, 0x7fff_ffff_ffff_ffff, 0xffff_0000_ffff][edge.min(3)];
+            prop_assert_eq!(fold64(a), checksum::fold(a));
         }
 
         /// Same for raw checksum updates on arbitrary even-length data.
