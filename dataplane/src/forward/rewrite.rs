@@ -86,6 +86,33 @@ fn fold64(a: u64) -> u16 {
     a + u16::from(c)
 }
 
+/// Writes `port` (host order) at `at` of the L4 header `seg` and returns the checksum
+/// delta (RFC 1624: ~old + new) in the machine's byte order.
+#[inline(always)]
+fn replace_port(seg: &mut [u8], at: usize, port: u16) -> u64 {
+    let old = u16::from_ne_bytes([seg[at], seg[at + 1]]);
+    let new = u16::from_ne_bytes(port.to_be_bytes());
+    seg[at..at + 2].copy_from_slice(&new.to_ne_bytes());
+    u64::from(!old) + u64::from(new)
+}
+
+/// Adjusts the TCP or UDP checksum at `csum_at` of `seg` by the deltas summed in `acc`
+/// (the machine's byte order). A UDP datagram without a checksum keeps none (over IPv6,
+/// where UDP must carry one, the receiver drops it as it would have without the
+/// director); a computed 0 is sent as 0xffff (0 and 0xffff read the same in either
+/// byte order).
+#[inline(always)]
+fn adjust_l4_checksum(seg: &mut [u8], csum_at: usize, udp: bool, acc: u64) {
+    let old = u16::from_ne_bytes([seg[csum_at], seg[csum_at + 1]]);
+    if !(udp && old == 0) {
+        let mut new = !fold64(u64::from(!old) + acc);
+        if udp && new == 0 {
+            new = 0xffff;
+        }
+        seg[csum_at..csum_at + 2].copy_from_slice(&new.to_ne_bytes());
+    }
+}
+
 /// The NAT/FULLNAT rewrite of an IPv4 TCP or UDP packet with software checksums, the
 /// case every established packet of a NAT or FULLNAT session takes: TTL − 1, the new
 /// source and/or destination address and port, both checksums adjusted incrementally
@@ -150,26 +177,14 @@ pub(crate) fn rewrite_v4(
         if let Some((addr, port)) = new {
             addr_acc += u64::from(!word(ip, at)) + u64::from(u32::from_ne_bytes(addr));
             ip[at..at + 4].copy_from_slice(&addr);
-            let port = u16::from_ne_bytes(port.to_be_bytes());
-            port_acc += u64::from(!half(seg, port_at)) + u64::from(port);
-            seg[port_at..port_at + 2].copy_from_slice(&port.to_ne_bytes());
+            port_acc += replace_port(seg, port_at, port);
         }
     }
     let at = ipv4::CHECKSUM_OFFSET;
     let old = half(ip, at);
     let ip_acc = addr_acc + u64::from(!ttl_word) + u64::from(ttl_new) + u64::from(!old);
     ip[at..at + 2].copy_from_slice(&(!fold64(ip_acc)).to_ne_bytes());
-    let l4_acc = addr_acc + port_acc;
-    let old = half(seg, csum_at);
-    // A UDP datagram without a checksum keeps none; a computed 0 is sent as 0xffff
-    // (0 and 0xffff read the same in either byte order).
-    if !(udp && old == 0) {
-        let mut new = !fold64(u64::from(!old) + l4_acc);
-        if udp && new == 0 {
-            new = 0xffff;
-        }
-        seg[csum_at..csum_at + 2].copy_from_slice(&new.to_ne_bytes());
-    }
+    adjust_l4_checksum(seg, csum_at, udp, addr_acc + port_acc);
     l2[..6].copy_from_slice(&macs.dst.0);
     l2[6..].copy_from_slice(&macs.src.0);
     Ok(())
@@ -179,12 +194,12 @@ pub(crate) fn rewrite_v4(
 pub type V6End = ([u8; 16], u16);
 
 /// The ones'-complement difference of replacing the 16 bytes `old` by `new`, as a sum of
-/// 64-bit words with the carries kept (folded by the caller: ones' complement sums of
-/// 16-bit words fold the same from any wider word).
+/// 64-bit words in the machine's byte order with the carries kept (folded by the caller:
+/// ones' complement sums of 16-bit words fold the same from any wider word).
 #[inline(always)]
 fn delta16(old: &[u8], new: &[u8; 16]) -> u64 {
     let w = |b: &[u8], i: usize| {
-        u64::from_be_bytes([
+        u64::from_ne_bytes([
             b[i],
             b[i + 1],
             b[i + 2],
@@ -245,10 +260,6 @@ pub(crate) fn rewrite_v6(
     }
     ip[ipv6::HOP_LIMIT_OFFSET] = hops - 1;
     let mut l4_acc = 0u64;
-    let (mut ports, old_ports) = {
-        let p: [u8; 4] = [seg[0], seg[1], seg[2], seg[3]];
-        (p, u32::from_be_bytes(p))
-    };
     for (new, at, port_at) in [
         (src, ipv6::SRC_ADDR_OFFSET, 0),
         (dst, ipv6::DST_ADDR_OFFSET, 2),
@@ -256,21 +267,10 @@ pub(crate) fn rewrite_v6(
         if let Some((addr, port)) = new {
             l4_acc += delta16(&ip[at..at + 16], &addr);
             ip[at..at + 16].copy_from_slice(&addr);
-            ports[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+            l4_acc += replace_port(seg, port_at, port);
         }
     }
-    l4_acc += u64::from(!old_ports) + u64::from(u32::from_be_bytes(ports));
-    seg[..4].copy_from_slice(&ports);
-    let old = u16::from_be_bytes([seg[csum_at], seg[csum_at + 1]]);
-    // IPv6 UDP must carry a checksum; one that arrived without is left so (the receiver
-    // drops it, as it would have without the director).
-    if !(udp && old == 0) {
-        let mut new = !fold64(u64::from(!old) + l4_acc);
-        if udp && new == 0 {
-            new = 0xffff;
-        }
-        seg[csum_at..csum_at + 2].copy_from_slice(&new.to_be_bytes());
-    }
+    adjust_l4_checksum(seg, csum_at, udp, l4_acc);
     l2[..6].copy_from_slice(&macs.dst.0);
     l2[6..12].copy_from_slice(&macs.src.0);
     Ok(())
