@@ -22,9 +22,9 @@ const TICKS_PER_SEC: u64 = MS_PER_SEC / TICK_MS;
 const _: () = assert!(MS_PER_SEC.is_multiple_of(TICK_MS));
 
 /// `ticks_ceil(now_ms + secs * MS_PER_SEC)`, as the clock's ticks plus the timeout's: the
-/// division of `now_ms` is then the same for every packet of a burst, and the compiler
-/// takes it out of the burst's loop (the sum's division, a multiply-high chain, was made
-/// per packet).
+/// division of `now_ms` is then the same for every packet the worker's poll handles with
+/// one clock reading, and the compiler takes it out of the loop (the sum's division, a
+/// multiply-high chain, was made per packet).
 #[inline(always)]
 pub(super) fn expiry_ticks(now_ms: u64, secs: u32) -> u32 {
     u32::try_from(now_ms.div_ceil(TICK_MS) + u64::from(secs) * TICKS_PER_SEC).unwrap_or(DYING - 1)
