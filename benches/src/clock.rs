@@ -68,7 +68,7 @@ mod tests {
     }
 
     #[test]
-    fn twice_the_steps_take_about_twice_the_time() {
+    fn four_times_the_steps_take_about_four_times_as_long() {
         // The chain's time grows with its length: it was not folded into a constant.
         let best = |steps| {
             (0..10)
