@@ -196,6 +196,39 @@ pub struct FlowKey {
     pub dport: u16,
 }
 
+/// The 5-tuple of an IPv4 packet as the established fast path compares it with a
+/// session's: [`FlowKey`] of two IPv4 addresses, each kept as its four octets (the
+/// session's own form of an IPv4 address) instead of widened to IPv4-mapped IPv6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowKey4 {
+    /// Transport protocol.
+    pub proto: Proto,
+    /// Source address, as on the wire.
+    pub saddr: [u8; 4],
+    /// Destination address, as on the wire.
+    pub daddr: [u8; 4],
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+impl FlowKey4 {
+    /// The same tuple as a [`FlowKey`] (IPv4-mapped addresses).
+    #[inline(always)]
+    pub fn key(&self) -> FlowKey {
+        let [a, b, c, d] = self.saddr;
+        let [e, f, g, h] = self.daddr;
+        FlowKey {
+            proto: self.proto,
+            saddr: Addr::v4(a, b, c, d),
+            daddr: Addr::v4(e, f, g, h),
+            sport: self.sport,
+            dport: self.dport,
+        }
+    }
+}
+
 /// The forwarding-method bits of IPVS conn flags (`IP_VS_CONN_F_FWD_MASK`).
 const FWD_MASK: u16 = 0x0007;
 

@@ -1,6 +1,6 @@
 //! The session record kept in the per-core slab.
 
-use crate::flow::{Addr, FlowKey, FwdMethod, Proto, V4_PREFIX};
+use crate::flow::{Addr, FlowKey, FlowKey4, FwdMethod, Proto, V4_PREFIX};
 use crate::sched::DestSlot;
 
 use super::flags;
@@ -388,6 +388,25 @@ impl Session {
             && self.addr_is(DADDR, &k.saddr)
             && self.addr_is(LADDR, &k.daddr)
     }
+
+    /// [`Session::in_eq`] of an IPv4 tuple: both addresses IPv4 (their `v6` bits clear)
+    /// and equal, read as the two adjacent words they are.
+    #[inline(always)]
+    pub(crate) fn in_eq4(&self, k: &FlowKey4) -> bool {
+        self.v6 & ((1 << CADDR) | (1 << VADDR)) == 0
+            && [self.cport, self.vport] == [k.sport, k.dport]
+            && [self.lo[CADDR], self.lo[VADDR]] == [k.saddr, k.daddr]
+            && self.proto == k.proto
+    }
+
+    /// [`Session::out_eq`] of an IPv4 tuple, as [`Session::in_eq4`].
+    #[inline(always)]
+    pub(crate) fn out_eq4(&self, k: &FlowKey4) -> bool {
+        self.v6 & ((1 << DADDR) | (1 << LADDR)) == 0
+            && [self.dport, self.lport] == [k.sport, k.dport]
+            && [self.lo[DADDR], self.lo[LADDR]] == [k.saddr, k.daddr]
+            && self.proto == k.proto
+    }
 }
 
 #[inline(always)]
@@ -566,5 +585,53 @@ mod tests {
         let mut k = six.out_key();
         k.saddr = v6("fd01::5");
         assert!(!six.out_eq(&k));
+    }
+
+    /// An address for the proptest: IPv4 `lo`, or an IPv6 one ending in `lo`.
+    fn addr_of(lo: [u8; 4], six: bool) -> Addr {
+        let [a, b, c, d] = lo;
+        match six {
+            false => Addr::v4(a, b, c, d),
+            true => v6(&format!("2001:db8::{a:x}{b:02x}:{c:x}{d:02x}")),
+        }
+    }
+
+    proptest::proptest! {
+        /// The fast path's IPv4 comparisons (`in_eq4`, `out_eq4`) say what `in_eq` and
+        /// `out_eq` say of the same tuple widened to IPv4-mapped addresses, for sessions
+        /// of every family mix (an IPv6 address sharing the tuple's last four bytes
+        /// included) and tuples equal to the session's but in one field.
+        #[test]
+        fn ipv4_comparisons_equal_the_general_ones(
+            lows in proptest::array::uniform4(proptest::array::uniform4(0u8..3)),
+            sixes in proptest::array::uniform4(proptest::bool::ANY),
+            ports in proptest::array::uniform4(0u16..3),
+            udp in proptest::bool::ANY,
+            tuple in (proptest::array::uniform2(proptest::array::uniform4(0u8..3)),
+                      proptest::array::uniform2(0u16..3), proptest::bool::ANY),
+        ) {
+            let a = [0, 1, 2, 3].map(|k| addr_of(lows[k], sixes[k]));
+            let mut s = session(a);
+            [s.cport, s.vport, s.dport, s.lport] = ports;
+            s.proto = if udp { Proto::Udp } else { Proto::Tcp };
+            let ([saddr, daddr], [sport, dport], tudp) = tuple;
+            let proto = if tudp { Proto::Udp } else { Proto::Tcp };
+            let k = FlowKey4 { proto, saddr, daddr, sport, dport };
+            proptest::prop_assert_eq!(s.in_eq4(&k), s.in_eq(&k.key()));
+            proptest::prop_assert_eq!(s.out_eq4(&k), s.out_eq(&k.key()));
+            // The session's own tuples, where both their addresses are IPv4, match.
+            if let (Some(saddr), Some(daddr)) = (s.v4(CADDR), s.v4(VADDR)) {
+                let (sport, dport) = (s.cport, s.vport);
+                let k = FlowKey4 { proto: s.proto, saddr, daddr, sport, dport };
+                proptest::prop_assert!(s.in_eq4(&k));
+                proptest::prop_assert_eq!(k.key(), s.in_key());
+            }
+            if let (Some(saddr), Some(daddr)) = (s.v4(DADDR), s.v4(LADDR)) {
+                let (sport, dport) = (s.dport, s.lport);
+                let k = FlowKey4 { proto: s.proto, saddr, daddr, sport, dport };
+                proptest::prop_assert!(s.out_eq4(&k));
+                proptest::prop_assert_eq!(k.key(), s.out_key());
+            }
+        }
     }
 }

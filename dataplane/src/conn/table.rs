@@ -4,7 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crate::flow::{FlowKey, Proto, Tunnel};
+use crate::flow::{FlowKey, FlowKey4, Proto, Tunnel};
 use crate::sched::{CoreSched, DestRt, DestSlot, DestTable, NO_SLOT};
 use crate::service::{DestId, ServiceSet};
 
@@ -251,6 +251,15 @@ impl ConnTable {
         Some(LookupHint(v))
     }
 
+    /// [`ConnTable::prefetch_session`] of an IPv4 tuple: the session's first line, all
+    /// that an IPv4 packet reads, and no key needed for it.
+    #[inline(always)]
+    pub fn prefetch_session4(&self, hash: u64) -> Option<LookupHint> {
+        let v = self.idx.candidate(hash)?;
+        crate::prefetch(self.slab.get((v & !OUT) as usize)?);
+        Some(LookupHint(v))
+    }
+
     /// The session of a packet whichever way it travels, what the established fast path
     /// looks packets up with: `(id, false)` for a client packet (the client-side tuple
     /// matched), `(id, true)` for a real server's reply. It tries first the entry
@@ -264,17 +273,49 @@ impl ConnTable {
         key: &FlowKey,
         hint: Option<LookupHint>,
     ) -> Option<(ConnId, bool)> {
+        self.lookup_hinted_by(hash, hint, |v| self.entry_match(v, key))
+    }
+
+    /// [`ConnTable::lookup_hinted`] of an IPv4 tuple (compared as the session keeps
+    /// IPv4 addresses, [`FlowKey4`]): the fast path's lookup of an IPv4 packet.
+    #[inline(always)]
+    pub fn lookup_hinted4(
+        &self,
+        hash: u64,
+        key: &FlowKey4,
+        hint: Option<LookupHint>,
+    ) -> Option<(ConnId, bool)> {
+        self.lookup_hinted_by(hash, hint, |v| {
+            let s = &self.slab[(v & !OUT) as usize];
+            if v & OUT != 0 {
+                s.out_eq4(key)
+            } else {
+                s.flags & flags::TEMPLATE == 0 && s.in_eq4(key)
+            }
+        })
+    }
+
+    /// The hinted lookup of either key form, `eq` telling whether an index value's
+    /// session has the tuple (the side given by [`OUT`]).
+    #[inline(always)]
+    fn lookup_hinted_by(
+        &self,
+        hash: u64,
+        hint: Option<LookupHint>,
+        mut eq: impl FnMut(u32) -> bool,
+    ) -> Option<(ConnId, bool)> {
         if let Some(LookupHint(v)) = hint {
             let hashed = if v & OUT != 0 {
                 flags::OUT_HASHED
             } else {
                 flags::HASHED
             };
-            if self.slab[(v & !OUT) as usize].flags & hashed != 0 && self.entry_match(v, key) {
+            if self.slab[(v & !OUT) as usize].flags & hashed != 0 && eq(v) {
                 return Some((ConnId(v & !OUT), v & OUT != 0));
             }
         }
-        self.lookup_hashed(hash, key)
+        self.find_entry(hash, eq)
+            .map(|v| (ConnId(v & !OUT), v & OUT != 0))
     }
 
     /// The session of a client packet (`caddr:cport -> vaddr:vport`).
@@ -314,13 +355,6 @@ impl ConnTable {
     pub fn lookup_out_hashed(&self, hash: u64, key: &FlowKey) -> Option<ConnId> {
         self.find_entry(hash, |v| v & OUT != 0 && self.out_match(v, key))
             .map(|v| ConnId(v & !OUT))
-    }
-
-    /// [`ConnTable::lookup_hinted`] without a hint: one index walk.
-    #[inline]
-    fn lookup_hashed(&self, hash: u64, key: &FlowKey) -> Option<(ConnId, bool)> {
-        self.find_entry(hash, |v| self.entry_match(v, key))
-            .map(|v| (ConnId(v & !OUT), v & OUT != 0))
     }
 
     /// Whether index value `v`, of either side, is the session of tuple `key`.
@@ -538,8 +572,20 @@ mod tests {
         let found = |t: &ConnTable, id: ConnId| {
             let k = t.get(id).unwrap().out_key();
             let by_out = t.lookup_out(&k);
-            let either = t.lookup_hashed(t.flow_hash(&k), &k);
+            let hash = t.flow_hash(&k);
+            let either = t.lookup_hinted(hash, &k, None);
             assert_eq!(by_out.map(|o| (o, true)), either, "{id:?}");
+            // The fast path's IPv4 lookup, with and without the prefetch's hint.
+            let k4 = FlowKey4 {
+                proto: k.proto,
+                saddr: k.saddr.0[12..].try_into().unwrap(),
+                daddr: k.daddr.0[12..].try_into().unwrap(),
+                sport: k.sport,
+                dport: k.dport,
+            };
+            assert_eq!(t.lookup_hinted4(hash, &k4, None), either, "{id:?}");
+            let hint = t.prefetch_session4(hash);
+            assert_eq!(t.lookup_hinted4(hash, &k4, hint), either, "{id:?}");
             by_out == Some(id)
         };
         assert!(ids.iter().all(|&id| found(&h.t, id)));

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::buf::PacketBuf;
 use crate::conn::{flags as conn_flags, ConnId, Direction, LookupHint, PacketMeta};
-use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
+use crate::flow::{Addr, FlowKey, FlowKey4, FwdMethod, Proto, TcpFlags};
 use crate::forward::{vlan, At6, Egress, Layout, Plan, V6Ends};
 use crate::route::NextHop;
 use crate::steer::{self, Toward};
@@ -45,28 +45,39 @@ fn v6_flow_key(v: &V6Flow) -> FlowKey {
     }
 }
 
-/// The session tuple of an IPv4 TCP or UDP packet read by [`wire::classify_v4_flow`]: the
-/// same as [`flow_key`] of its classification.
+/// The session tuple of an IPv4 TCP or UDP packet read by [`wire::classify_v4_flow`], as
+/// the fast path compares it with a session's ([`FlowKey4::key`] is [`flow_key`] of its
+/// classification). Made from the reading where it is used, never stored: the reading
+/// holds it.
 #[inline(always)]
-fn v4_flow_key(v: &V4Flow) -> FlowKey {
-    FlowKey {
+fn v4_flow_key(v: &V4Flow) -> FlowKey4 {
+    FlowKey4 {
         proto: if v.udp { Proto::Udp } else { Proto::Tcp },
-        saddr: Addr::v4(v.src[0], v.src[1], v.src[2], v.src[3]),
-        daddr: Addr::v4(v.dst[0], v.dst[1], v.dst[2], v.dst[3]),
+        saddr: v.src,
+        daddr: v.dst,
         sport: v.sport,
         dport: v.dport,
     }
 }
 
 /// A packet's session tuple in [`Core::process_burst`]: its hash, the index entry its
-/// session prefetch saw, and the lane's reading of the packet when it has one (the packet
-/// is then not classified unless it leaves the fast path).
+/// session prefetch saw, and the tuple itself.
 #[derive(Clone, Copy)]
 struct Flow {
     hash: u64,
-    key: FlowKey,
     hint: Option<LookupHint>,
-    v4: Option<V4Flow>,
+    tuple: Tuple,
+}
+
+/// The tuple of a [`Flow`].
+#[derive(Clone, Copy)]
+enum Tuple {
+    /// An IPv4 packet's lane reading, which holds its tuple ([`v4_flow_key`]): the
+    /// packet is not classified unless it leaves the fast path, and its tuple is never
+    /// widened to a [`FlowKey`] on the way.
+    V4(V4Flow),
+    /// Any other packet's tuple.
+    Key(FlowKey),
 }
 
 /// The flow slot of a packet without an IPv4 lane reading: its tuple from its IPv6 lane
@@ -103,9 +114,8 @@ fn lane_flow(
     conns.prefetch_flow(hash);
     *slot = Some(Flow {
         hash,
-        key,
         hint: None,
-        v4: None,
+        tuple: Tuple::Key(key),
     });
 }
 
@@ -288,9 +298,8 @@ impl<P: PacketBuf> Core<P> {
                                     c.prefetch_flow(hash);
                                     flows[r] = Some(Flow {
                                         hash,
-                                        key: v4_flow_key(&v),
                                         hint: None,
-                                        v4,
+                                        tuple: Tuple::V4(v),
                                     });
                                 }
                                 // IPv6's lane reading, else a full classification: out
@@ -311,7 +320,10 @@ impl<P: PacketBuf> Core<P> {
             }
             if let Some(j) = i.checked_sub(AHEAD).filter(|j| *j < end) {
                 if let Some(f) = &mut flows[j % RING] {
-                    f.hint = self.conns.prefetch_session(f.hash, &f.key);
+                    f.hint = match &f.tuple {
+                        Tuple::V4(_) => self.conns.prefetch_session4(f.hash),
+                        Tuple::Key(key) => self.conns.prefetch_session(f.hash, key),
+                    };
                 }
             }
             let Some(j) = i.checked_sub(2 * AHEAD) else {
@@ -327,7 +339,13 @@ impl<P: PacketBuf> Core<P> {
             // The session the SYN lane made for the packet, when the general path is to
             // forward it (`Fast::Made`).
             let mut made = None;
-            if let Some(f @ Flow { v4: Some(v), .. }) = &flows[r] {
+            if let Some(
+                f @ Flow {
+                    tuple: Tuple::V4(v),
+                    ..
+                },
+            ) = &flows[r]
+            {
                 // The frame's tag must be its port's (else the general path drops it):
                 // without VLAN ports, that it has none.
                 let untagged = usize::from(v.l3) == ethernet::HEADER_LEN;
@@ -358,14 +376,23 @@ impl<P: PacketBuf> Core<P> {
                     }
                 }
                 wire::classify_into(p.data(), ChecksumMode::Software, &mut cls[r]);
-            } else if let (Some(f), Some(v)) = (&flows[r], &lanes6[r]) {
+            } else if let (
+                Some(
+                    f @ Flow {
+                        tuple: Tuple::Key(key),
+                        ..
+                    },
+                ),
+                Some(v),
+            ) = (&flows[r], &lanes6[r])
+            {
                 let untagged = usize::from(v.l3) == ethernet::HEADER_LEN;
                 if (untagged && !self.vlans) || self.tag_matches(p.data(), in_port(&p)) {
                     // As IPv4's: a SYN may open a session in the SYN lane.
                     let fast = if !v.udp && v.tcp_flags & TcpFlags::SYN.0 != 0 {
-                        self.syn_lane6(&mut p, v, f, now_ms, check_owner)
+                        self.syn_lane6(&mut p, v, (f, key), now_ms, check_owner)
                     } else {
-                        self.fast_path6(&mut p, v, f, now_ms, check_owner)
+                        self.fast_path6(&mut p, v, (f, key), now_ms, check_owner)
                     };
                     match fast {
                         Fast::Tx(port) => {
@@ -428,16 +455,15 @@ impl<P: PacketBuf> Core<P> {
         let Some(snap) = self.snap.as_ref() else {
             return Fast::Slow;
         };
-        let flow = &f.key;
         let flags = TcpFlags(v4.tcp_flags);
         // A SYN may reuse or reschedule a session (conn_reuse_mode): the SYN lane or the
         // general path.
-        if flow.proto == Proto::Tcp && flags.0 & TcpFlags::SYN.0 != 0 {
+        if !v4.udp && flags.0 & TcpFlags::SYN.0 != 0 {
             return Fast::Slow;
         }
         let workers = snap.net.workers;
         let check_owner = check_owner && workers > 1;
-        let Some((id, reply)) = self.conns.lookup_hinted(f.hash, flow, f.hint) else {
+        let Some((id, reply)) = self.conns.lookup_hinted4(f.hash, &v4_flow_key(v4), f.hint) else {
             // No session here: most often a packet of another worker's session.
             return match check_owner {
                 true => self.handoff_by_address(v4),
@@ -622,13 +648,18 @@ impl<P: PacketBuf> Core<P> {
         }
         let ttl = pkt.data().get(usize::from(v4.l3) + ipv4::TTL_OFFSET);
         if ttl.is_none_or(|ttl| *ttl <= 1)
-            || !self.unseen_within_budget(f, now_ms)
+            || !self.unseen_within_budget(
+                self.conns
+                    .lookup_hinted4(f.hash, &v4_flow_key(v4), f.hint)
+                    .is_none(),
+                now_ms,
+            )
             || !tcp_checksum_ok(pkt.data(), v4)
         {
             return Fast::Slow;
         }
         // Decided: the packet opens its session here.
-        let id = match self.open_in_lane(f, flags, now_ms) {
+        let id = match self.open_in_lane(f.hash, v4_flow_key(v4).key(), flags, now_ms) {
             Ok(id) => id,
             Err(fast) => return fast,
         };
@@ -658,14 +689,13 @@ impl<P: PacketBuf> Core<P> {
         &mut self,
         pkt: &mut P,
         v6: &V6Flow,
-        f: &Flow,
+        (f, flow): (&Flow, &FlowKey),
         now_ms: u64,
         check_owner: bool,
     ) -> Fast {
         let Some(snap) = self.snap.as_ref() else {
             return Fast::Slow;
         };
-        let flow = &f.key;
         let flags = TcpFlags(v6.tcp_flags);
         if flow.proto == Proto::Tcp && flags.0 & TcpFlags::SYN.0 != 0 {
             return Fast::Slow;
@@ -815,7 +845,7 @@ impl<P: PacketBuf> Core<P> {
         &mut self,
         pkt: &mut P,
         v6: &V6Flow,
-        f: &Flow,
+        (f, key): (&Flow, &FlowKey),
         now_ms: u64,
         check_owner: bool,
     ) -> Fast {
@@ -851,13 +881,16 @@ impl<P: PacketBuf> Core<P> {
             return Fast::Slow;
         }
         if v6.hop_limit <= 1
-            || !self.unseen_within_budget(f, now_ms)
+            || !self.unseen_within_budget(
+                self.conns.lookup_hinted(f.hash, key, f.hint).is_none(),
+                now_ms,
+            )
             || !tcp_checksum_ok6(pkt.data(), v6)
         {
             return Fast::Slow;
         }
         // Decided: the packet opens its session here.
-        let id = match self.open_in_lane(f, flags, now_ms) {
+        let id = match self.open_in_lane(f.hash, *key, flags, now_ms) {
             Ok(id) => id,
             Err(fast) => return fast,
         };
@@ -876,12 +909,13 @@ impl<P: PacketBuf> Core<P> {
         }
     }
 
-    /// Whether a SYN lane may open flow `f`'s session as far as the table and the budget
-    /// go: no session for its tuple (either side; [`Core::open_in_lane`] relies on it),
-    /// and the new-session budget not spent.
+    /// Whether a SYN lane may open a flow's session as far as the table and the budget
+    /// go: no session for its tuple (`unseen`: the lookup found none on either side;
+    /// [`Core::open_in_lane`] relies on it), and the new-session budget not spent (asked
+    /// only then).
     #[inline(always)]
-    fn unseen_within_budget(&mut self, f: &Flow, now_ms: u64) -> bool {
-        self.conns.lookup_hinted(f.hash, &f.key, f.hint).is_none() && self.new_budget.allows(now_ms)
+    fn unseen_within_budget(&mut self, unseen: bool, now_ms: u64) -> bool {
+        unseen && self.new_budget.allows(now_ms)
     }
 
     /// The step both SYN lanes share once they decided a SYN opens its session here
@@ -890,20 +924,26 @@ impl<P: PacketBuf> Core<P> {
     /// ([`Core::opened`]) — [`Core::client_packet`]'s effects on it. `Err` is the lane's
     /// verdict when no session was made: a refusal ([`Fast::Drop`]).
     #[inline(always)]
-    fn open_in_lane(&mut self, f: &Flow, flags: TcpFlags, now_ms: u64) -> Result<ConnId, Fast> {
+    fn open_in_lane(
+        &mut self,
+        hash: u64,
+        flow: FlowKey,
+        flags: TcpFlags,
+        now_ms: u64,
+    ) -> Result<ConnId, Fast> {
         let Some(snap) = self.snap.as_ref() else {
             return Err(Fast::Slow);
         };
         self.counters.packets += 1;
         let pm = PacketMeta {
-            flow: f.key,
+            flow,
             fwmark: 0,
             tcp_flags: flags,
         };
         let me = (self.id as u16, self.rss);
         let res = match self
             .conns
-            .schedule_unseen(&mut self.sched, &pm, f.hash, now_ms)
+            .schedule_unseen(&mut self.sched, &pm, hash, now_ms)
         {
             Ok(new) => {
                 let local = super::general::local_for(&new, &mut self.laddrs, &snap.net, me);
