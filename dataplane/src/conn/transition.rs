@@ -32,7 +32,8 @@ impl ConnTable {
         tcp: TcpFlags,
         now_ms: u64,
     ) -> Option<Transition> {
-        let timeouts = self.cfg.timeouts;
+        // Borrowed, not copied: the table of timeouts is a dozen words.
+        let timeouts = &self.cfg.timeouts;
         let s = self.slab.get_mut(id.0 as usize).filter(|s| s.is_live())?;
         if s.flags & flags::TEMPLATE != 0 {
             return None;

@@ -94,27 +94,43 @@ impl Plan {
     /// without one).
     #[inline(always)]
     pub fn of(s: &Session, reply: bool, conns: &ConnTable) -> Option<Plan> {
-        let end = |k: usize, port: u16| s.v4(k).map(|a| Some((a, port)));
+        // The ends the plan reads (and the one it is routed toward) must all be IPv4:
+        // one test of their `v6` bits (`ends`).
+        let end = |k: usize, port: u16| Some((s.lo[k], port));
+        let bit = |k: usize| 1u8 << k;
         let fwd = s.fwd();
-        let (src, dst, toward) = match (reply, fwd) {
-            (false, FwdMethod::FullNat) => (end(LADDR, s.lport), end(DADDR, s.dport), s.v4(DADDR)),
-            (false, FwdMethod::Masq) => (Some(None), end(DADDR, s.dport), s.v4(DADDR)),
+        let (src, dst, toward, ends) = match (reply, fwd) {
+            (false, FwdMethod::FullNat) => (
+                end(LADDR, s.lport),
+                end(DADDR, s.dport),
+                DADDR,
+                bit(LADDR) | bit(DADDR),
+            ),
+            (false, FwdMethod::Masq) => (None, end(DADDR, s.dport), DADDR, bit(DADDR)),
             (false, FwdMethod::Route | FwdMethod::Tunnel | FwdMethod::Local) => {
-                (Some(None), Some(None), s.v4(DADDR))
+                (None, None, DADDR, bit(DADDR))
             }
-            (true, FwdMethod::FullNat) => (end(VADDR, s.vport), end(CADDR, s.cport), s.v4(CADDR)),
-            (true, FwdMethod::Masq) => (end(VADDR, s.vport), Some(None), s.v4(CADDR)),
+            (true, FwdMethod::FullNat) => (
+                end(VADDR, s.vport),
+                end(CADDR, s.cport),
+                CADDR,
+                bit(VADDR) | bit(CADDR),
+            ),
+            (true, FwdMethod::Masq) => (end(VADDR, s.vport), None, CADDR, bit(VADDR) | bit(CADDR)),
             _ => return None,
         };
+        if s.v6 & ends != 0 {
+            return None;
+        }
         let encap = match fwd {
             FwdMethod::Tunnel => tunnel_encap(s, conns),
             _ => Encap::Ipip,
         };
         Some(Plan {
             fwd,
-            src: src?,
-            dst: dst?,
-            toward: Ipv4Addr::from(toward?),
+            src,
+            dst,
+            toward: Ipv4Addr::from(s.lo[toward]),
             encap,
         })
     }
