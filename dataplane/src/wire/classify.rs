@@ -299,7 +299,7 @@ pub fn classify_v4_flow(frame: &[u8]) -> Option<V4Flow> {
         return None;
     }
     let ip_end = l3 + usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ip_end < l3 + 20 || ip_end > frame.len() || checksum::data(ip) != 0xffff {
+    if ip_end < l3 + 20 || ip_end > frame.len() || !checksum::header20_ok(ip) {
         return None;
     }
     let l4 = l3 + 20;
