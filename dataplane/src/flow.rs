@@ -367,6 +367,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn forwarding_methods_read_from_conn_flags_as_ipvs_and_dpvs_number_them() {
+        use FwdMethod::*;
+        let want = [Masq, Local, Tunnel, Route, Route, FullNat, Route, Route];
+        for bits in 0u16..8 {
+            // The bits above the mask are other flags.
+            for high in [0, 0x0100, 0xfff8] {
+                assert_eq!(FwdMethod::from_flags(bits | high), want[usize::from(bits)]);
+            }
+        }
+        for m in [Masq, Local, Tunnel, Route, FullNat] {
+            assert_eq!(FwdMethod::from_flags(m as u16), m);
+        }
+    }
+
+    #[test]
     fn addr_roundtrip_fold_and_mask() {
         let a = Addr::v4(192, 168, 1, 100);
         assert!(a.is_v4());
