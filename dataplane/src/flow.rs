@@ -197,34 +197,66 @@ pub struct FlowKey {
 }
 
 /// The 5-tuple of an IPv4 packet as the established fast path compares it with a
-/// session's: [`FlowKey`] of two IPv4 addresses, each kept as its four octets (the
-/// session's own form of an IPv4 address) instead of widened to IPv4-mapped IPv6.
+/// session's: [`FlowKey`] of two IPv4 addresses, kept as their octets (the session's own
+/// form of an IPv4 address) instead of widened to IPv4-mapped IPv6.
+///
+/// The addresses are one word and the ports another, each written whole: the compare
+/// reads them as the words they are, and a word written as two halves just before (a
+/// key made on the stack) would be read back only after the store buffer drained (a
+/// store-forwarding stall, on every packet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey4 {
+    /// The source address's octets, then the destination's ([`FlowKey4::addrs`]).
+    addrs: u64,
+    /// The source port, then the destination port ([`FlowKey4::ports`]).
+    ports: u32,
     /// Transport protocol.
     pub proto: Proto,
-    /// Source address, as on the wire.
-    pub saddr: [u8; 4],
-    /// Destination address, as on the wire.
-    pub daddr: [u8; 4],
-    /// Source port.
-    pub sport: u16,
-    /// Destination port.
-    pub dport: u16,
 }
 
 impl FlowKey4 {
+    /// The tuple `saddr:sport -> daddr:dport` of `proto` (addresses as on the wire).
+    #[inline(always)]
+    pub fn new(proto: Proto, saddr: [u8; 4], daddr: [u8; 4], sport: u16, dport: u16) -> Self {
+        FlowKey4 {
+            addrs: Self::addrs(saddr, daddr),
+            ports: Self::ports(sport, dport),
+            proto,
+        }
+    }
+
+    /// Two addresses as one word, the way a key holds them (for a session's to compare):
+    /// `a` in the low half. Where the two lie side by side in memory (a session's), the
+    /// compiler reads the word in one load.
+    #[inline(always)]
+    pub fn addrs(a: [u8; 4], b: [u8; 4]) -> u64 {
+        u64::from(u32::from_ne_bytes(a)) | (u64::from(u32::from_ne_bytes(b)) << 32)
+    }
+
+    /// Two ports as one word, the way a key holds them: `a` in the low half.
+    #[inline(always)]
+    pub fn ports(a: u16, b: u16) -> u32 {
+        u32::from(a) | (u32::from(b) << 16)
+    }
+
+    /// Whether the tuple is `addrs` (from [`FlowKey4::addrs`]) and `ports` (from
+    /// [`FlowKey4::ports`]) of `proto`.
+    #[inline(always)]
+    pub fn is(&self, proto: Proto, addrs: u64, ports: u32) -> bool {
+        self.addrs == addrs && self.ports == ports && self.proto == proto
+    }
+
     /// The same tuple as a [`FlowKey`] (IPv4-mapped addresses).
     #[inline(always)]
     pub fn key(&self) -> FlowKey {
-        let [a, b, c, d] = self.saddr;
-        let [e, f, g, h] = self.daddr;
+        let [a, b, c, d] = (self.addrs as u32).to_ne_bytes();
+        let [e, f, g, h] = ((self.addrs >> 32) as u32).to_ne_bytes();
         FlowKey {
             proto: self.proto,
             saddr: Addr::v4(a, b, c, d),
             daddr: Addr::v4(e, f, g, h),
-            sport: self.sport,
-            dport: self.dport,
+            sport: self.ports as u16,
+            dport: (self.ports >> 16) as u16,
         }
     }
 }

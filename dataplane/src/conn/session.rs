@@ -391,22 +391,26 @@ impl Session {
     }
 
     /// [`Session::in_eq`] of an IPv4 tuple: both addresses IPv4 (their `v6` bits clear)
-    /// and equal, read as the two adjacent words they are.
+    /// and equal, compared as the adjacent words they are.
     #[inline(always)]
     pub(crate) fn in_eq4(&self, k: &FlowKey4) -> bool {
         self.v6 & ((1 << CADDR) | (1 << VADDR)) == 0
-            && [self.cport, self.vport] == [k.sport, k.dport]
-            && [self.lo[CADDR], self.lo[VADDR]] == [k.saddr, k.daddr]
-            && self.proto == k.proto
+            && k.is(
+                self.proto,
+                FlowKey4::addrs(self.lo[CADDR], self.lo[VADDR]),
+                FlowKey4::ports(self.cport, self.vport),
+            )
     }
 
     /// [`Session::out_eq`] of an IPv4 tuple, as [`Session::in_eq4`].
     #[inline(always)]
     pub(crate) fn out_eq4(&self, k: &FlowKey4) -> bool {
         self.v6 & ((1 << DADDR) | (1 << LADDR)) == 0
-            && [self.dport, self.lport] == [k.sport, k.dport]
-            && [self.lo[DADDR], self.lo[LADDR]] == [k.saddr, k.daddr]
-            && self.proto == k.proto
+            && k.is(
+                self.proto,
+                FlowKey4::addrs(self.lo[DADDR], self.lo[LADDR]),
+                FlowKey4::ports(self.dport, self.lport),
+            )
     }
 }
 
@@ -617,19 +621,19 @@ mod tests {
             s.proto = if udp { Proto::Udp } else { Proto::Tcp };
             let ([saddr, daddr], [sport, dport], tudp) = tuple;
             let proto = if tudp { Proto::Udp } else { Proto::Tcp };
-            let k = FlowKey4 { proto, saddr, daddr, sport, dport };
+            let k = FlowKey4::new(proto, saddr, daddr, sport, dport);
             proptest::prop_assert_eq!(s.in_eq4(&k), s.in_eq(&k.key()));
             proptest::prop_assert_eq!(s.out_eq4(&k), s.out_eq(&k.key()));
             // The session's own tuples, where both their addresses are IPv4, match.
             if let (Some(saddr), Some(daddr)) = (s.v4(CADDR), s.v4(VADDR)) {
                 let (sport, dport) = (s.cport, s.vport);
-                let k = FlowKey4 { proto: s.proto, saddr, daddr, sport, dport };
+                let k = FlowKey4::new(s.proto, saddr, daddr, sport, dport);
                 proptest::prop_assert!(s.in_eq4(&k));
                 proptest::prop_assert_eq!(k.key(), s.in_key());
             }
             if let (Some(saddr), Some(daddr)) = (s.v4(DADDR), s.v4(LADDR)) {
                 let (sport, dport) = (s.dport, s.lport);
-                let k = FlowKey4 { proto: s.proto, saddr, daddr, sport, dport };
+                let k = FlowKey4::new(s.proto, saddr, daddr, sport, dport);
                 proptest::prop_assert!(s.out_eq4(&k));
                 proptest::prop_assert_eq!(k.key(), s.out_key());
             }

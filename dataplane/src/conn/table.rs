@@ -576,13 +576,13 @@ mod tests {
             let either = t.lookup_hinted(hash, &k, None);
             assert_eq!(by_out.map(|o| (o, true)), either, "{id:?}");
             // The fast path's IPv4 lookup, with and without the prefetch's hint.
-            let k4 = FlowKey4 {
-                proto: k.proto,
-                saddr: k.saddr.0[12..].try_into().unwrap(),
-                daddr: k.daddr.0[12..].try_into().unwrap(),
-                sport: k.sport,
-                dport: k.dport,
-            };
+            let k4 = FlowKey4::new(
+                k.proto,
+                k.saddr.0[12..].try_into().unwrap(),
+                k.daddr.0[12..].try_into().unwrap(),
+                k.sport,
+                k.dport,
+            );
             assert_eq!(t.lookup_hinted4(hash, &k4, None), either, "{id:?}");
             let hint = t.prefetch_session4(hash);
             assert_eq!(t.lookup_hinted4(hash, &k4, hint), either, "{id:?}");

@@ -51,13 +51,8 @@ fn v6_flow_key(v: &V6Flow) -> FlowKey {
 /// holds it.
 #[inline(always)]
 fn v4_flow_key(v: &V4Flow) -> FlowKey4 {
-    FlowKey4 {
-        proto: if v.udp { Proto::Udp } else { Proto::Tcp },
-        saddr: v.src,
-        daddr: v.dst,
-        sport: v.sport,
-        dport: v.dport,
-    }
+    let proto = if v.udp { Proto::Udp } else { Proto::Tcp };
+    FlowKey4::new(proto, v.src, v.dst, v.sport, v.dport)
 }
 
 /// A packet's session tuple in [`Core::process_burst`]: its hash, the index entry its

@@ -67,19 +67,17 @@ pub fn data(data: &[u8]) -> u16 {
 }
 
 /// Whether an IPv4 header without options (20 bytes) has a right checksum:
-/// `data(ip) == 0xffff` without a loop. The five words are summed in the machine's byte
-/// order (RFC 1071 2.B: all ones is all ones in either order) and folded in three
-/// loop-free steps (the sum is under 2^35).
+/// `data(ip) == 0xffff` without a loop or a fold. The five words are summed in the
+/// machine's byte order (RFC 1071 2.B: all ones is all ones in either order). A ones'
+/// complement fold of a sum is the sum modulo 0xffff, written 0xffff where that is 0, and
+/// is 0 only for a sum of 0; 32-bit words give the same residue as their 16-bit halves
+/// (2^16 is 1 modulo 0xffff). So the fold is all ones exactly when the sum is a nonzero
+/// multiple of 0xffff: a division by a constant, which is a multiply.
 #[inline(always)]
 pub fn header20_ok(ip: &[u8; 20]) -> bool {
     let w = |i: usize| u64::from(u32::from_ne_bytes([ip[i], ip[i + 1], ip[i + 2], ip[i + 3]]));
     let acc = w(0) + w(4) + w(8) + w(12) + w(16);
-    // At most 2^32 + 3, then 0x1_fffe, then 0xffff or 0x1_0000, then at most 0xffff.
-    let a = (acc & 0xffff_ffff) + (acc >> 32);
-    let a = (a & 0xffff) + (a >> 16);
-    let a = (a & 0xffff) + (a >> 16);
-    let a = (a & 0xffff) + (a >> 16);
-    a == 0xffff
+    acc != 0 && acc % 0xffff == 0
 }
 
 /// Ones' complement sum of several partial sums.
@@ -242,13 +240,25 @@ mod tests {
     }
 
     #[test]
-    fn header20_ok_at_the_folds_edges() {
-        for ip in [[0u8; 20], [0xff; 20], {
-            let mut h = [0xff; 20];
-            h[0] = 0;
+    fn header20_ok_at_the_edges() {
+        let with = |words: &[(usize, u16)]| {
+            let mut h = [0u8; 20];
+            for &(at, w) in words {
+                h[at..at + 2].copy_from_slice(&w.to_be_bytes());
+            }
             h
-        }] {
-            assert_eq!(header20_ok(&ip), data(&ip) == 0xffff, "{ip:?}");
+        };
+        for (ip, ok) in [
+            ([0u8; 20], false), // sums to 0: never all ones
+            ([0xff; 20], true), // ten words of all ones
+            (with(&[(0, 0xffff)]), true),
+            (with(&[(0, 0xffff), (18, 0xffff)]), true), // 0x1fffe folds to 0xffff
+            (with(&[(0, 0xfffe)]), false),
+            (with(&[(0, 0x8000), (2, 0x7fff)]), true), // halves of one native word
+            (with(&[(0, 0x8000), (4, 0x8000)]), false), // 0x10000 folds to 1
+        ] {
+            assert_eq!(header20_ok(&ip), ok, "{ip:?}");
+            assert_eq!(data(&ip) == 0xffff, ok, "{ip:?}");
         }
     }
 
