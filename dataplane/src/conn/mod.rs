@@ -55,7 +55,7 @@ mod wheel;
 
 pub use listing::ConnListing;
 pub use replica::{SyncConn, SyncRefuse, SyncRules};
-pub use schedule::{NewSession, Resolved, Scheduled};
+pub use schedule::{ChosenServer, NewSession, Resolved, Scheduled};
 pub use session::Session;
 pub(crate) use session::{cip, SynProxyState, CADDR, DADDR, LADDR, VADDR};
 pub use state::{Direction, SessionState, TcpState, Timeouts};

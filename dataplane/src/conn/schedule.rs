@@ -47,7 +47,7 @@ pub struct NewSession<'t> {
     table: &'t mut ConnTable,
     /// The index in the adopted snapshot of the service that chose the real server.
     svc: SvcIdx,
-    dest: RealServer,
+    dest: ChosenServer,
     slot: DestSlot,
     tmpl: u32,
     flow: FlowKey,
@@ -62,6 +62,20 @@ pub struct NewSession<'t> {
     now_ms: u64,
 }
 
+/// What making a session reads of the real server chosen for it: the [`RealServer`]'s
+/// address, port and forwarding method, copied field by field. (The whole
+/// [`RealServer`], copied and then moved into the [`NewSession`], was read back in wider
+/// words than it had been written in: a store-forwarding stall on every new session.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChosenServer {
+    /// Real server address.
+    pub addr: Addr,
+    /// Real server port (0 for fwmark services: the packet's port).
+    pub port: u16,
+    /// Forwarding method.
+    pub fwd: FwdMethod,
+}
+
 /// The session of a client packet, and whether this packet created it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resolved {
@@ -73,7 +87,7 @@ pub struct Resolved {
 
 impl NewSession<'_> {
     /// The real server chosen.
-    pub fn dest(&self) -> &RealServer {
+    pub fn dest(&self) -> &ChosenServer {
         &self.dest
     }
 
@@ -379,7 +393,11 @@ impl ConnTable {
                 }
             }
         };
-        let Some(d) = service.dests.get(pos).copied() else {
+        let Some(d) = service.dests.get(pos).map(|d| ChosenServer {
+            addr: d.addr,
+            port: d.port,
+            fwd: d.fwd,
+        }) else {
             self.stats.no_dest += 1;
             return Err(Refuse::NoDest);
         };

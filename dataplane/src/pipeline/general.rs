@@ -7,14 +7,14 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::buf::PacketBuf;
 use crate::conn::{
-    flags as conn_flags, ConnId, ConnTable, Direction, NewSession, PacketMeta, Refuse, Scheduled,
+    flags as conn_flags, ChosenServer, ConnId, ConnTable, Direction, NewSession, PacketMeta,
+    Refuse, Scheduled,
 };
 use crate::flow::{Addr, FlowKey, FwdMethod, Proto, TcpFlags};
 use crate::forward::plan::routes;
 use crate::forward::{icmp, tun, vlan, Egress, Layout, MacRewrite, Plan};
 use crate::laddr::LaddrPool;
 use crate::route::NextHop;
-use crate::service::RealServer;
 use crate::steer::{self, Toward};
 use crate::wire::{
     self,
@@ -776,7 +776,7 @@ pub(super) fn pick_local(
     conns: &ConnTable,
     net: &NetConfig,
     (me, rss): (u16, bool),
-    rs: &RealServer,
+    rs: &ChosenServer,
     fk: &FlowKey,
 ) -> Option<(Addr, u16)> {
     let rip = rs.addr.to_ip();
