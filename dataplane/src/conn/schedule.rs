@@ -50,7 +50,9 @@ pub struct NewSession<'t> {
     dest: ChosenServer,
     slot: DestSlot,
     tmpl: u32,
-    flow: FlowKey,
+    /// The client packet's tuple (borrowed: a copy moved along with the rest was read
+    /// back in wider words than it had been written in).
+    flow: &'t FlowKey,
     /// `flow`'s hash ([`ConnTable::flow_hash`]): the session's client-side index entry.
     hash: u64,
     fwmark: u32,
@@ -93,7 +95,7 @@ impl NewSession<'_> {
 
     /// The client packet's tuple.
     pub fn flow(&self) -> &FlowKey {
-        &self.flow
+        self.flow
     }
 
     /// The index in the adopted snapshot ([`crate::service::ServiceSet`]) of the service
@@ -231,13 +233,13 @@ impl ConnTable {
     /// scheduling of a real server (and the persistence template when needed). Only a TCP
     /// SYN without RST or a UDP datagram may get a new session; with `sloppy_tcp` any TCP
     /// segment without RST may, unless the server chosen is a FULLNAT one.
-    pub fn schedule(
-        &mut self,
+    pub fn schedule<'t>(
+        &'t mut self,
         core: &mut CoreSched,
-        pkt: &PacketMeta,
+        pkt: &'t PacketMeta,
         hash: u64,
         now_ms: u64,
-    ) -> Result<Scheduled<'_>, Refuse> {
+    ) -> Result<Scheduled<'t>, Refuse> {
         if let Some(id) = self.lookup_in_hashed(hash, &pkt.flow) {
             if self.may_go_on(id, pkt)? {
                 return Ok(Scheduled::Existing(id));
@@ -260,13 +262,13 @@ impl ConnTable {
     /// forwarded from the store buffer: a stall per new session (14 % of the SYN lane's
     /// samples on an AMD EPYC).
     #[inline(always)]
-    pub fn schedule_unseen(
-        &mut self,
+    pub fn schedule_unseen<'t>(
+        &'t mut self,
         core: &mut CoreSched,
-        pkt: &PacketMeta,
+        pkt: &'t PacketMeta,
         hash: u64,
         now_ms: u64,
-    ) -> Result<NewSession<'_>, Refuse> {
+    ) -> Result<NewSession<'t>, Refuse> {
         let f = &pkt.flow;
         let Some(idx) = core
             .snapshot()
@@ -317,15 +319,15 @@ impl ConnTable {
     /// packet without a session, making the persistence template when needed. In line
     /// (see [`ConnTable::schedule_unseen`]).
     #[inline(always)]
-    fn schedule_new(
-        &mut self,
+    fn schedule_new<'t>(
+        &'t mut self,
         core: &mut CoreSched,
         svc: SvcIdx,
-        pkt: &PacketMeta,
+        pkt: &'t PacketMeta,
         hash: u64,
         now_ms: u64,
-    ) -> Result<NewSession<'_>, Refuse> {
-        let flow = pkt.flow;
+    ) -> Result<NewSession<'t>, Refuse> {
+        let flow = &pkt.flow;
         // tcp_conn_schedule: `(th->syn || sysctl_sloppy_tcp) && !th->rst`.
         let mut sloppy = false;
         match flow.proto {
@@ -356,13 +358,13 @@ impl ConnTable {
             return Err(Refuse::NoService);
         };
         let ctx = SchedCtx {
-            flow,
+            flow: *flow,
             svc_flags: service.flags,
             now_ms,
         };
         let (pos, tmpl) = if service.is_persistent() {
             // ip_vs_sched_persist
-            let key = template_key(service, &flow);
+            let key = template_key(service, flow);
             let found = self.valid_template(&key, |rt_id| match snap.dest_location(rt_id) {
                 Some((si, p)) if si == svc => Some(p as usize),
                 _ => None,
