@@ -726,7 +726,11 @@ impl<P: PacketBuf> Core<P> {
                 None => return Fast::Slow,
             }
         }
-        let Some(ready) = self.ready6(v6, id, reply, &plan) else {
+        // Read where `ready6` wrote it, not moved: its MACs are written as a 4- and a
+        // 2-byte store, and a move reads them back in words across both (a
+        // store-forwarding stall per packet).
+        let ready = self.ready6(v6, id, reply, &plan);
+        let Some(ready) = ready.as_ref() else {
             return Fast::Slow;
         };
         // Decided: from here on the packet is this session's.
@@ -805,7 +809,7 @@ impl<P: PacketBuf> Core<P> {
         id: ConnId,
         reply: bool,
         flags: TcpFlags,
-        (plan, r): (&V6Ends, Ready6),
+        (plan, r): (&V6Ends, &Ready6),
         now_ms: u64,
     ) -> Fast {
         let dir = if reply {
@@ -898,7 +902,8 @@ impl<P: PacketBuf> Core<P> {
         let Some(plan) = V6Ends::of(s, false) else {
             return Fast::Made(id);
         };
-        match self.ready6(v6, id, false, &plan) {
+        // As in `fast_path6`: read where `ready6` wrote it.
+        match &self.ready6(v6, id, false, &plan) {
             Some(ready) => self.send6(pkt, id, false, flags, (&plan, ready), now_ms),
             None => Fast::Made(id),
         }
