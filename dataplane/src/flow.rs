@@ -206,9 +206,10 @@ pub struct FlowKey {
 /// store-forwarding stall, on every packet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey4 {
-    /// The source address's octets, then the destination's ([`FlowKey4::addrs`]).
+    /// Both addresses: the source's in the low half, the destination's in the high half
+    /// ([`FlowKey4::addrs`]).
     addrs: u64,
-    /// The source port, then the destination port ([`FlowKey4::ports`]).
+    /// Both ports: the source port in the low half ([`FlowKey4::ports`]).
     ports: u32,
     /// Transport protocol.
     pub proto: Proto,

@@ -605,7 +605,8 @@ mod tests {
         /// The fast path's IPv4 comparisons (`in_eq4`, `out_eq4`) say what `in_eq` and
         /// `out_eq` say of the same tuple widened to IPv4-mapped addresses, for sessions
         /// of every family mix (an IPv6 address sharing the tuple's last four bytes
-        /// included) and tuples equal to the session's but in one field.
+        /// included). Addresses, ports and tuples are drawn from three values each, so
+        /// that a tuple often equals a session's or differs from it in a field or two.
         #[test]
         fn ipv4_comparisons_equal_the_general_ones(
             lows in proptest::array::uniform4(proptest::array::uniform4(0u8..3)),

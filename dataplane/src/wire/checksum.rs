@@ -228,7 +228,10 @@ mod tests {
         /// `header20_ok` says what `data(ip) == 0xffff` says, for any 20 bytes and for
         /// headers whose checksum field is made right (the case that matters).
         #[test]
-        fn header20_ok_is_data_all_ones(mut ip in proptest::array::uniform20(proptest::num::u8::ANY), right in proptest::bool::ANY) {
+        fn header20_ok_is_data_all_ones(
+            mut ip in proptest::array::uniform20(proptest::num::u8::ANY),
+            right in proptest::bool::ANY,
+        ) {
             if right {
                 ip[10] = 0;
                 ip[11] = 0;
@@ -254,7 +257,7 @@ mod tests {
             (with(&[(0, 0xffff)]), true),
             (with(&[(0, 0xffff), (18, 0xffff)]), true), // 0x1fffe folds to 0xffff
             (with(&[(0, 0xfffe)]), false),
-            (with(&[(0, 0x8000), (2, 0x7fff)]), true), // halves of one native word
+            (with(&[(0, 0x8000), (2, 0x7fff)]), true), // one 32-bit word's two halves
             (with(&[(0, 0x8000), (4, 0x8000)]), false), // 0x10000 folds to 1
         ] {
             assert_eq!(header20_ok(&ip), ok, "{ip:?}");
