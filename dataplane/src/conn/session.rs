@@ -394,22 +394,24 @@ impl Session {
     /// and equal, compared as the adjacent words they are.
     #[inline(always)]
     pub(crate) fn in_eq4(&self, k: &FlowKey4) -> bool {
-        self.v6 & ((1 << CADDR) | (1 << VADDR)) == 0
-            && k.is(
-                self.proto,
-                FlowKey4::addrs(self.lo[CADDR], self.lo[VADDR]),
-                FlowKey4::ports(self.cport, self.vport),
-            )
+        self.ends_eq4(k, (CADDR, VADDR), (self.cport, self.vport))
     }
 
     /// [`Session::out_eq`] of an IPv4 tuple, as [`Session::in_eq4`].
     #[inline(always)]
     pub(crate) fn out_eq4(&self, k: &FlowKey4) -> bool {
-        self.v6 & ((1 << DADDR) | (1 << LADDR)) == 0
+        self.ends_eq4(k, (DADDR, LADDR), (self.dport, self.lport))
+    }
+
+    /// Whether addresses `src` and `dst` (of `CADDR`..`LADDR`) are IPv4 and, with
+    /// `ports`, the tuple `k`.
+    #[inline(always)]
+    fn ends_eq4(&self, k: &FlowKey4, (src, dst): (usize, usize), ports: (u16, u16)) -> bool {
+        self.v6 & ((1 << src) | (1 << dst)) == 0
             && k.is(
                 self.proto,
-                FlowKey4::addrs(self.lo[DADDR], self.lo[LADDR]),
-                FlowKey4::ports(self.dport, self.lport),
+                FlowKey4::addrs(self.lo[src], self.lo[dst]),
+                FlowKey4::ports(ports.0, ports.1),
             )
     }
 }

@@ -241,23 +241,29 @@ impl ConnTable {
     /// [`ConnTable::lookup_hinted`]; the lookup proper compares keys.
     #[inline]
     pub fn prefetch_session(&self, hash: u64, key: &FlowKey) -> Option<LookupHint> {
-        let v = self.idx.candidate(hash)?;
-        let s = self.slab.get((v & !OUT) as usize)?;
+        let (hint, s) = self.prefetch_candidate(hash)?;
         // An IPv4 packet needs the session's first line only (see `Session`).
-        crate::prefetch(s);
         if !(key.saddr.is_v4() && key.daddr.is_v4()) {
             crate::prefetch(&s.hi);
         }
-        Some(LookupHint(v))
+        Some(hint)
     }
 
     /// [`ConnTable::prefetch_session`] of an IPv4 tuple: the session's first line, all
     /// that an IPv4 packet reads, and no key needed for it.
     #[inline(always)]
     pub fn prefetch_session4(&self, hash: u64) -> Option<LookupHint> {
+        self.prefetch_candidate(hash).map(|(hint, _)| hint)
+    }
+
+    /// The entry the bucket's first tag match for `hash` holds, and its session, whose
+    /// first line is now loading.
+    #[inline(always)]
+    fn prefetch_candidate(&self, hash: u64) -> Option<(LookupHint, &Session)> {
         let v = self.idx.candidate(hash)?;
-        crate::prefetch(self.slab.get((v & !OUT) as usize)?);
-        Some(LookupHint(v))
+        let s = self.slab.get((v & !OUT) as usize)?;
+        crate::prefetch(s);
+        Some((LookupHint(v), s))
     }
 
     /// The session of a packet whichever way it travels, what the established fast path
