@@ -22,6 +22,11 @@ fn lock(d: &Mutex<Daemon>) -> MutexGuard<'_, Daemon> {
 
 /// Creates the listening socket: makes the parent directory, refuses to start if another
 /// daemon answers on the path, removes a stale socket file, binds, and sets mode 0600.
+///
+/// The socket is bound and listening under a temporary name in the same directory, then
+/// renamed into place: whoever sees the file (a supervisor, a script waiting for rvsd to
+/// come up) can connect at once. Bound in place, the file would exist between `bind` and
+/// `listen`, and a connection in that window is refused as if no daemon were running.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
@@ -37,8 +42,17 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
         }
         std::fs::remove_file(path)?;
     }
-    let l = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let l = UnixListener::bind(&tmp)?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     Ok(l)
 }
 
@@ -188,4 +202,53 @@ pub fn run(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Supervisors and scripts wait for rvsd's socket file to appear and then connect
+    /// (the labs' harness did): the file must never be seen before it accepts
+    /// connections. A watcher connects the moment it sees the file, over many starts.
+    #[test]
+    fn the_socket_file_appears_only_once_it_accepts_connections() {
+        let dir = std::env::temp_dir().join(format!("rvs-bind-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("rvsd.sock");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (watch_path, watch_stop) = (path.clone(), stop.clone());
+        let watcher = std::thread::spawn(move || {
+            let (mut seen, mut refused) = (0u32, 0u32);
+            while !watch_stop.load(Ordering::Relaxed) {
+                if watch_path.exists() {
+                    seen += 1;
+                    // Refused: the file is there and nothing listens. (Once the file is
+                    // removed below, connecting fails with NotFound instead.)
+                    if let Err(e) = UnixStream::connect(&watch_path) {
+                        if e.kind() == io::ErrorKind::ConnectionRefused {
+                            refused += 1;
+                        }
+                    }
+                }
+            }
+            (seen, refused)
+        });
+        for _ in 0..3000 {
+            let l = bind(&path).expect("bind");
+            // As rvsd on SIGTERM: the file goes before the listener.
+            let _ = std::fs::remove_file(&path);
+            drop(l);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (seen, refused) = watcher.join().expect("watcher");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(seen > 0, "the watcher saw the socket file at least once");
+        assert_eq!(
+            refused, 0,
+            "connections refused though the file was there ({seen} seen)"
+        );
+    }
 }

@@ -572,9 +572,11 @@ impl Director {
             .stderr(log)
             .spawn()
             .expect("rvsd");
-        let d = Director { child, socket, dir };
+        let mut d = Director { child, socket, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !d.socket.exists() {
+            let exited = d.child.try_wait().ok().flatten();
+            assert!(exited.is_none(), "rvsd exited ({exited:?}): {}", d.log());
             assert!(Instant::now() < deadline, "rvsd did not start: {}", d.log());
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -649,7 +651,12 @@ impl Director {
     /// Runs rvsadm with `args`; panics unless it succeeds; returns its stdout.
     pub fn rvsadm(&self, args: &[&str]) -> String {
         let (code, out, err) = self.rvsadm_status(args);
-        assert_eq!(code, 0, "rvsadm {args:?}: {out}{err}");
+        assert_eq!(
+            code,
+            0,
+            "rvsadm {args:?}: {out}{err}rvsd's log:\n{}",
+            self.log()
+        );
         out
     }
 
