@@ -289,7 +289,24 @@ fn a_survivor_takes_over_a_dead_directors_lip_and_its_fullnat_transfer_goes_on()
         std::thread::sleep(Duration::from_millis(100));
     }
     let holder = holder.expect("a survivor holds da's LIP");
-    let resumed = resumed.expect("the download resumed");
+    let Some(resumed) = resumed else {
+        // What the server's and the survivors' sides looked like, to tell a lost reply
+        // from a lost request.
+        let sh = |ns: &str, args: &[&str]| {
+            String::from_utf8_lossy(&lab.exec(ns, args).stdout).into_owned()
+        };
+        panic!(
+            "the download did not resume within 20 s of the kill (LIP held by {}); \
+             the server's neighbours:\n{}\nits socket:\n{}\nthe client's socket:\n{}\n\
+             db: {}\ndc: {}",
+            DIRS[holder],
+            sh("r1", &["ip", "neigh", "show"]),
+            sh("r1", &["ss", "-tni", "state", "established"]),
+            sh("cl", &["ss", "-tni", "state", "established"]),
+            d(&ds, 1).rvsadm(&["--dataplane"]),
+            d(&ds, 2).rvsadm(&["--dataplane"]),
+        );
+    };
     eprintln!(
         "kill to resumed download (256 KiB more than at the kill): {resumed:?}; LIP held by {}",
         DIRS[holder]

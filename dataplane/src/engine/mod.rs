@@ -22,6 +22,36 @@
 mod setup;
 mod worker;
 
+/// Hooks for the dataplane's own tests: nothing an operator sets, and idle (one relaxed
+/// load a worker turn) unless a test sets them.
+#[doc(hidden)]
+pub mod testing {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// The pause of [`set_turn_gap`], µs.
+    static TURN_GAP_US: AtomicU64 = AtomicU64::new(0);
+
+    /// Has every worker pause for `gap`, each turn, between adopting the published
+    /// configuration and serving its inbox (zero, the default: no pause). A preempted
+    /// worker pauses there too; the tests of commands that must act on the configuration
+    /// published with them (gratuitous ARP for a LIP just taken over) widen the window
+    /// with it.
+    pub fn set_turn_gap(gap: Duration) {
+        let us = u64::try_from(gap.as_micros()).unwrap_or(u64::MAX);
+        TURN_GAP_US.store(us, Ordering::Relaxed);
+    }
+
+    /// The worker's pause (see [`set_turn_gap`]).
+    #[inline]
+    pub(super) fn turn_gap() {
+        let us = TURN_GAP_US.load(Ordering::Relaxed);
+        if us != 0 {
+            std::thread::sleep(Duration::from_micros(us));
+        }
+    }
+}
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -462,6 +462,7 @@ impl<'a> Worker<'a> {
         self.adopted = false;
         self.busy = false;
         self.adopt_published();
+        super::testing::turn_gap();
         self.serve_commands(now);
         self.take_from_peers(now);
         self.poll_ports(now);
@@ -513,7 +514,13 @@ impl<'a> Worker<'a> {
                 Command::SyncCounters(reply) => {
                     let _ = reply.try_send((self.w, self.core.sync_counters()));
                 }
-                Command::Announce => self.announce(),
+                Command::Announce => {
+                    // Announced from the configuration published with the command (a
+                    // held LIP, an active director's VIPs): the turn adopted the one
+                    // before it if the publication fell between that and this.
+                    self.adopt_published();
+                    self.announce();
+                }
                 Command::BulkChunk(cursor, mut buf, reply) => {
                     buf.clear();
                     let next = self.core.conns().sync_records_from(
