@@ -149,11 +149,16 @@ pub(crate) fn rewrite_v4(
     } else {
         (tcp::CHECKSUM_OFFSET, tcp::HEADER_LEN)
     };
-    if l3 < 12 || l4 < l3 + 20 || l4 + min_l4 > ip_end || ip_end > frame.len() {
+    // The MACs (12 bytes before `l3`), a 20-byte header between `l3` and `l4`, the L4
+    // header before `ip_end`, all within the frame: each slice checks its part, once (an
+    // up-front test of the offsets made the compiler check the splits again).
+    let split = frame
+        .get_mut(..ip_end)
+        .and_then(|f| f.split_at_mut_checked(l4))
+        .and_then(|(head, seg)| Some((head.split_at_mut_checked(l3)?, seg)));
+    let Some(((l2, ip), seg)) = split else {
         return Err(Error::Truncated);
-    }
-    let (head, seg) = frame.split_at_mut(l4);
-    let (l2, ip) = head.split_at_mut(l3);
+    };
     let (Some(l2), Some(ip), Some(seg)) = (
         l2.first_chunk_mut::<12>(),
         ip.first_chunk_mut::<20>(),
@@ -249,12 +254,16 @@ pub(crate) fn rewrite_v6(
     } else {
         (tcp::CHECKSUM_OFFSET, tcp::HEADER_LEN)
     };
-    if l3 < 12 || l4 < l3 + ipv6::HEADER_LEN || l4 + min_l4 > ip_end || ip_end > frame.len() {
+    // As rewrite_v4's: each slice checks its part, once.
+    let split = frame
+        .get_mut(..ip_end)
+        .and_then(|f| f.split_at_mut_checked(l4))
+        .and_then(|(head, seg)| Some((head.split_at_mut_checked(l3)?, seg)));
+    let Some(((l2, ip), seg)) = split else {
         return Err(Error::Truncated);
-    }
-    let (head, seg) = frame.split_at_mut(l4);
-    let (l2, ip) = head.split_at_mut(l3);
-    let (Some(ip), Some(seg)) = (
+    };
+    let (Some(l2), Some(ip), Some(seg)) = (
+        l2.first_chunk_mut::<12>(),
         ip.first_chunk_mut::<{ ipv6::HEADER_LEN }>(),
         seg.get_mut(..min_l4),
     ) else {
@@ -278,7 +287,7 @@ pub(crate) fn rewrite_v6(
     }
     adjust_l4_checksum(seg, csum_at, udp, l4_acc);
     l2[..6].copy_from_slice(&macs.dst.0);
-    l2[6..12].copy_from_slice(&macs.src.0);
+    l2[6..].copy_from_slice(&macs.src.0);
     Ok(())
 }
 
@@ -654,6 +663,60 @@ mod tests {
         let mut g = f.clone();
         rewrite(&mut g, &m, None, Some((RIP, RPORT)), &MacRewrite::default()).unwrap();
         assert_eq!(&g[m.l4_offset + 6..m.l4_offset + 8], &[0, 0]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The offsets a rewrite is given are refused (`Truncated`, nothing written)
+        /// exactly when they do not describe a frame of at least the MACs, a whole IP
+        /// header and the L4 header up to its checksum, each part within the next: the
+        /// slices' own checks against this rule, written out. Each offset is drawn
+        /// within three bytes of the edge it must respect (the MACs' end, the header's,
+        /// the L4 header's, the frame's), so every check is crossed both ways.
+        #[test]
+        fn offsets_outside_the_frame_are_refused_and_change_nothing(
+            v6 in any::<bool>(),
+            udp in any::<bool>(),
+            d3 in -3isize..=3,
+            d4 in -3isize..=3,
+            d_end in -3isize..=3,
+            d_cut in -3isize..=3,
+        ) {
+            let full = if v6 {
+                frame6([1; 16], 1000, [2; 16], 80, udp)
+            } else {
+                frame4(CIP, CPORT, VIP, VPORT, udp, 64, b"")
+            };
+            let (header, min_l4) = match (v6, udp) {
+                (false, false) => (20, 20),
+                (false, true) => (20, 8),
+                (true, false) => (40, 20),
+                (true, true) => (40, 8),
+            };
+            let at = |base: usize, d: isize| base.saturating_add_signed(d);
+            let l3 = at(12, d3);
+            let l4 = at(l3 + header, d4);
+            let ip_end = at(l4 + min_l4, d_end);
+            let mut f = full[..at(ip_end, d_cut).min(full.len())].to_vec();
+            let before = f.clone();
+            let outside = l3 < 12
+                || l4 < l3 + header
+                || l4 + min_l4 > ip_end
+                || ip_end > f.len();
+            let macs = MacRewrite::default();
+            let r = if v6 {
+                rewrite_v6(&mut f, l3, l4, ip_end, udp, None, Some(([3; 16], 8080)), &macs)
+            } else {
+                rewrite_v4(&mut f, l3, l4, ip_end, udp, None, Some((RIP, 8080)), &macs)
+            };
+            if outside {
+                prop_assert_eq!(r, Err(Error::Truncated));
+                prop_assert_eq!(&f, &before);
+            } else {
+                prop_assert_ne!(r, Err(Error::Truncated));
+            }
+        }
     }
 
     #[test]
