@@ -220,7 +220,8 @@ enum Command {
     SyncMaster(Option<SyncRules>),
     /// Send the worker's index and sync counters.
     SyncCounters(Sender<(usize, SyncCounters)>),
-    /// Send gratuitous ARP for the announced addresses.
+    /// Send gratuitous ARP for the announced addresses, those of the configuration
+    /// published before the command (the worker adopts it first).
     Announce,
     /// Bulk sync: the sync records of the next chunk of the session table from the
     /// cursor (a slab slot), in the buffer given, and the cursor to go on from (`None`:
