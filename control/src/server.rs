@@ -211,39 +211,46 @@ mod tests {
 
     /// Supervisors and scripts wait for rvsd's socket file to appear and then connect
     /// (the labs' harness did): the file must never be seen before it accepts
-    /// connections. A watcher connects the moment it sees the file, over many starts.
+    /// connections. A watcher connects the moment it sees the file, over 2000 starts.
     #[test]
     fn the_socket_file_appears_only_once_it_accepts_connections() {
         let dir = std::env::temp_dir().join(format!("rvs-bind-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("rvsd.sock");
-        let stop = Arc::new(AtomicBool::new(false));
-        let (watch_path, watch_stop) = (path.clone(), stop.clone());
-        let watcher = std::thread::spawn(move || {
-            let (mut seen, mut refused) = (0u32, 0u32);
-            while !watch_stop.load(Ordering::Relaxed) {
-                if watch_path.exists() {
-                    seen += 1;
-                    // Refused: the file is there and nothing listens. (Once the file is
-                    // removed below, connecting fails with NotFound instead.)
-                    if let Err(e) = UnixStream::connect(&watch_path) {
-                        if e.kind() == io::ErrorKind::ConnectionRefused {
-                            refused += 1;
+        let (mut seen, mut refused) = (0u32, 0u32);
+        // Rounds of 400 starts: every listener of a round stays open until its watcher
+        // stops, so that a connection that found a file just before it was removed still
+        // reaches its listener (closed, it would be refused, as an exiting daemon's is).
+        for _ in 0..5 {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (watch_path, watch_stop) = (path.clone(), stop.clone());
+            let watcher = std::thread::spawn(move || {
+                let (mut seen, mut refused) = (0u32, 0u32);
+                while !watch_stop.load(Ordering::Relaxed) {
+                    if watch_path.exists() {
+                        seen += 1;
+                        // Refused: the file is there and nothing listens. (Once the file
+                        // is removed below, connecting fails with NotFound instead, or
+                        // reaches the listener, still open.)
+                        if let Err(e) = UnixStream::connect(&watch_path) {
+                            if e.kind() == io::ErrorKind::ConnectionRefused {
+                                refused += 1;
+                            }
                         }
                     }
                 }
+                (seen, refused)
+            });
+            let mut listeners = Vec::new();
+            for _ in 0..400 {
+                listeners.push(bind(&path).expect("bind"));
+                let _ = std::fs::remove_file(&path);
             }
-            (seen, refused)
-        });
-        for _ in 0..3000 {
-            let l = bind(&path).expect("bind");
-            // As rvsd on SIGTERM: the file goes before the listener.
-            let _ = std::fs::remove_file(&path);
-            drop(l);
+            stop.store(true, Ordering::Relaxed);
+            let (s, r) = watcher.join().expect("watcher");
+            (seen, refused) = (seen + s, refused + r);
         }
-        stop.store(true, Ordering::Relaxed);
-        let (seen, refused) = watcher.join().expect("watcher");
         let _ = std::fs::remove_dir_all(&dir);
         assert!(seen > 0, "the watcher saw the socket file at least once");
         assert_eq!(
