@@ -3,7 +3,7 @@
 //! worker 0 to announce; a worker that had adopted the configuration before that
 //! publication, and served its inbox after it, announced the old addresses, and the real
 //! servers kept sending the LIP's replies to the dead director (`lab_lip_takeover`,
-//! once in about thirty runs). The worker here pauses between the two steps of every
+//! about once in twenty runs). The worker here pauses between the two steps of every
 //! turn ([`testing::set_turn_gap`]), as a preempted worker does, so the publication
 //! falls between them.
 //!
