@@ -397,31 +397,14 @@ pub fn engine_config(
         vlan: None,
     });
     EngineConfig {
-        eal_args,
-        ports,
-        workers,
-        conn_capacity,
-        expire_nodest_conn: false,
-        expire_quiescent_template: false,
-        new_sessions_per_second: 0,
-        frag: Default::default(),
-        sloppy_tcp: false,
-        syn_proxy_auto: (
-            rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_RATE,
-            rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_FILL,
-        ),
-        // Pure polling unless the harness asks (`rvs-bench --idle-sleep-max-us`).
-        idle_sleep_max_us: 0,
-        syn_shed: true,
         mbufs,
-        routes: Vec::new(),
-        routes6: Vec::new(),
-        lport_range: DEFAULT_PORT_RANGE,
         static_neighbours: (0..REAL_SERVERS)
             .flat_map(|i| {
                 [Family::V4, Family::V6].map(|f| (real_server_of(f, i), real_server_mac(i)))
             })
             .collect(),
-        marks: Default::default(),
+        // Pure polling (the default) unless the harness asks (`rvs-bench
+        // --idle-sleep-max-us`).
+        ..EngineConfig::new(eal_args, ports, workers, conn_capacity)
     }
 }

@@ -61,36 +61,18 @@ fn gratuitous_arp_names_the_addresses_published_with_the_request() {
     let tx = Ring::new("ann_tx", 1024, RING_SP_SC).expect("tx ring");
     let port = Port::from_rings("ann", &[&rx], &[&tx]).expect("port");
     let name = port.info().expect("info").name;
+    let ports = vec![PortSpec {
+        name: "dpdk0".into(),
+        devargs: name,
+        addrs: vec![(Ipv4Addr::new(10, 7, 0, 1), 24)],
+        addrs6: Vec::new(),
+        mtu: 1500,
+        kernel_iface: None,
+        vlan: None,
+    }];
     let cfg = EngineConfig {
-        eal_args: args,
-        ports: vec![PortSpec {
-            name: "dpdk0".into(),
-            devargs: name,
-            addrs: vec![(Ipv4Addr::new(10, 7, 0, 1), 24)],
-            addrs6: Vec::new(),
-            mtu: 1500,
-            kernel_iface: None,
-            vlan: None,
-        }],
-        workers: 1,
-        conn_capacity: 1024,
-        expire_nodest_conn: false,
-        expire_quiescent_template: false,
-        new_sessions_per_second: 0,
-        frag: Default::default(),
-        sloppy_tcp: false,
-        syn_proxy_auto: (
-            rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_RATE,
-            rvs_dataplane::pipeline::SYN_PROXY_DEFAULT_FILL,
-        ),
-        idle_sleep_max_us: 0,
-        syn_shed: true,
         mbufs: 4095,
-        routes: Vec::new(),
-        routes6: Vec::new(),
-        lport_range: (1024, 65535),
-        static_neighbours: Vec::new(),
-        marks: Default::default(),
+        ..EngineConfig::new(args, ports, 1, 1024)
     };
     let mut engine = Engine::start(&cfg).expect("engine");
     let old = Ipv4Addr::new(10, 7, 0, 100);

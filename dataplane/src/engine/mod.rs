@@ -160,6 +160,44 @@ pub struct EngineConfig {
     pub marks: crate::mark::MarkRules,
 }
 
+impl EngineConfig {
+    /// An engine of `workers` workers with `conn_capacity` sessions each on `ports`, and
+    /// everything else at the engine's defaults: no expiry sysctls, no new-session
+    /// budget, the default fragment table, strict TCP, the SYN proxy's default `auto`
+    /// thresholds, pure polling, SYN shedding on, as many mbufs as the queues need, no
+    /// static routes, neighbours or mark rules, the default FULLNAT port range.
+    pub fn new(
+        eal_args: Vec<String>,
+        ports: Vec<PortSpec>,
+        workers: usize,
+        conn_capacity: u32,
+    ) -> EngineConfig {
+        EngineConfig {
+            eal_args,
+            ports,
+            workers,
+            conn_capacity,
+            expire_nodest_conn: false,
+            expire_quiescent_template: false,
+            new_sessions_per_second: 0,
+            frag: Default::default(),
+            sloppy_tcp: false,
+            syn_proxy_auto: (
+                crate::pipeline::SYN_PROXY_DEFAULT_RATE,
+                crate::pipeline::SYN_PROXY_DEFAULT_FILL,
+            ),
+            idle_sleep_max_us: 0,
+            syn_shed: true,
+            mbufs: 0,
+            routes: Vec::new(),
+            routes6: Vec::new(),
+            lport_range: crate::laddr::DEFAULT_PORT_RANGE,
+            static_neighbours: Vec::new(),
+            marks: Default::default(),
+        }
+    }
+}
+
 /// What one worker reports when asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerReport {
